@@ -1,0 +1,7 @@
+"""placeholder"""
+import click
+
+
+@click.group(name="clients")
+def group() -> None:
+    """clients"""

@@ -1,0 +1,7 @@
+"""placeholder"""
+import click
+
+
+@click.group(name="db")
+def group() -> None:
+    """db"""

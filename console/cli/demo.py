@@ -1,0 +1,7 @@
+"""placeholder"""
+import click
+
+
+@click.group(name="demo")
+def group() -> None:
+    """demo"""

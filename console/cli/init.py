@@ -1,0 +1,7 @@
+"""placeholder"""
+import click
+
+
+@click.group(name="init")
+def group() -> None:
+    """init"""

@@ -1,0 +1,1 @@
+"""Strongroom's domain and data layer: knows nothing of ZeroMQ or Textual."""

@@ -1,0 +1,144 @@
+"""The configuration: one TOML file validated into one typed model tree.
+
+A bad file produces a single ConfigError that names the file, the dotted key path and
+the problem, so `strongroom` can print it and exit 2 without a traceback. Paths in the
+file are resolved relative to the file's own directory, so a data directory can be moved
+as a whole.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from strongroom.core.errors import ConfigError
+
+CONFIG_NAME = "strongroom.toml"
+ENV_DATA_DIR = "STRONGROOM_DATA_DIR"
+ENV_CONFIG = "STRONGROOM_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Section):
+    url: str = Field(description="SQLAlchemy URL: sqlite:///path or postgresql+psycopg://...")
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+    echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if not (value.startswith("sqlite") or value.startswith("postgresql")):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        return value
+
+
+class KeySettings(_Section):
+    """Where the key-encryption key comes from. Exactly one source is used, in this
+    order: a systemd credential (when $CREDENTIALS_DIRECTORY holds it), the environment
+    variable, the file."""
+
+    kek_file: Path | None = None
+    kek_env: str | None = "STRONGROOM_KEK"
+    kek_credential: str | None = "strongroom-kek"
+
+
+class Argon2Settings(_Section):
+    time_cost: Annotated[int, Field(ge=1, le=20)] = 3
+    memory_kib: Annotated[int, Field(ge=8, le=4_194_304)] = 65536
+    parallelism: Annotated[int, Field(ge=1, le=16)] = 4
+
+
+class AuthSettings(_Section):
+    password_min_length: Annotated[int, Field(ge=8, le=256)] = 12
+    max_failed_logins: Annotated[int, Field(ge=1, le=100)] = 5
+    lockout_minutes: Annotated[int, Field(ge=1, le=10080)] = 15
+    login_rate_limit_attempts: Annotated[int, Field(ge=1, le=10000)] = 10
+    login_rate_limit_window_seconds: Annotated[int, Field(ge=1, le=86400)] = 60
+    session_idle_minutes: Annotated[int, Field(ge=1, le=1440)] = 30
+    session_absolute_hours: Annotated[int, Field(ge=1, le=720)] = 12
+    max_sessions_per_user: Annotated[int, Field(ge=1, le=100)] = 5
+    require_2fa_roles: list[str] = ["ADMIN", "admin", "operator"]
+    totp_issuer: str = "Strongroom"
+    argon2: Argon2Settings = Argon2Settings()
+
+
+class Settings(_Section):
+    """The whole configuration. `source` is the file it came from (None when built in
+    code), used to resolve relative paths and in error messages."""
+
+    data_dir: Path
+    practice_name: str = "Practice"
+    database: DatabaseSettings
+    keys: KeySettings = KeySettings()
+    auth: AuthSettings = AuthSettings()
+    source: Path | None = Field(default=None, exclude=True)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def parse_settings(data: dict, source: Path | None = None) -> Settings:
+    """Validate a parsed TOML document; relative paths resolve against its folder."""
+    base = source.parent if source else Path.cwd()
+    try:
+        settings = Settings.model_validate({**data, "source": source})
+    except ValidationError as exc:
+        where = str(source) if source else "configuration"
+        problems = []
+        for err in exc.errors():
+            got = err.get("input")
+            shown = "" if isinstance(got, dict) or err["type"] == "missing" else f" (got {got!r})"
+            problems.append(f"{_key_path(err['loc'])}: {err['msg']}{shown}")
+        raise ConfigError(f"{where}: " + "; ".join(problems)) from None
+    return _resolve_paths(settings, base)
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    data_dir = (base / settings.data_dir).resolve()
+    kek_file = settings.keys.kek_file
+    keys = settings.keys.model_copy(update={"kek_file": (base / kek_file).resolve() if kek_file else None})
+    url = settings.database.url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        url = prefix + str((base / url[len(prefix):]).resolve())
+    database = settings.database.model_copy(update={"url": url})
+    return settings.model_copy(update={"data_dir": data_dir, "keys": keys, "database": database})
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate one TOML file; every failure is a ConfigError naming the file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return parse_settings(data, source=path.resolve())
+
+
+def locate_config(config: str | None, data_dir: str | None) -> Path:
+    """Find the config from --config, --data-dir, $STRONGROOM_CONFIG or $STRONGROOM_DATA_DIR."""
+    if config:
+        return Path(config)
+    if data_dir:
+        return Path(data_dir) / CONFIG_NAME
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    if os.environ.get(ENV_DATA_DIR):
+        return Path(os.environ[ENV_DATA_DIR]) / CONFIG_NAME
+    raise ConfigError(
+        f"no configuration: pass --data-dir DIR or --config FILE, or set {ENV_DATA_DIR}"
+    )

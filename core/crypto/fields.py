@@ -1,0 +1,71 @@
+"""Field encryption: AES-256-GCM with the row's identity bound in as associated data.
+
+Ciphertext layout (all stored as one binary column value):
+
+    version (1 byte) | key id (16 bytes, UUID) | nonce (12 bytes) | ciphertext + tag (16)
+
+The associated data is `table \\0 column \\0 row id`, so a ciphertext copied into another
+row or column fails authentication instead of silently decrypting as someone else's
+record. The key id travels in clear so the reader knows which data key to unwrap and
+key rotation can tell old ciphertext from new.
+"""
+from __future__ import annotations
+
+import os
+import uuid
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from strongroom.core.errors import CryptoError
+
+FORMAT_VERSION = 1
+_HEADER = 1 + 16 + 12
+_TAG = 16
+MIN_CIPHERTEXT = _HEADER + _TAG
+
+
+def associated_data(table: str, column: str, row_id: uuid.UUID | str) -> bytes:
+    return f"{table}\0{column}\0{row_id}".encode()
+
+
+def key_id_of(blob: bytes) -> uuid.UUID:
+    """The data key a ciphertext was sealed with; raises CryptoError if it is malformed."""
+    if len(blob) < MIN_CIPHERTEXT or blob[0] != FORMAT_VERSION:
+        raise CryptoError("ciphertext is malformed (too short or unknown format version)")
+    return uuid.UUID(bytes=bytes(blob[1:17]))
+
+
+class FieldCipher:
+    """Seals and opens field values with one data key."""
+
+    __slots__ = ("key_id", "_aead", "_prefix")
+
+    def __init__(self, key_id: uuid.UUID, key: bytes) -> None:
+        if len(key) != 32:
+            raise CryptoError(f"data key {key_id} is not 256 bits")
+        self.key_id = key_id
+        self._aead = AESGCM(key)
+        self._prefix = bytes([FORMAT_VERSION]) + key_id.bytes
+
+    def encrypt(self, plaintext: bytes, aad: bytes) -> bytes:
+        nonce = os.urandom(12)
+        return self._prefix + nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def encrypt_text(self, value: str, table: str, column: str, row_id: uuid.UUID) -> bytes:
+        return self.encrypt(value.encode(), associated_data(table, column, row_id))
+
+    def decrypt(self, blob: bytes, aad: bytes, *, where: str = "field") -> bytes:
+        blob = bytes(blob)
+        if key_id_of(blob) != self.key_id:
+            raise CryptoError(f"{where}: sealed with key {key_id_of(blob)}, not {self.key_id}")
+        try:
+            return self._aead.decrypt(blob[17:_HEADER], blob[_HEADER:], aad)
+        except InvalidTag:
+            raise CryptoError(
+                f"{where}: ciphertext failed authentication (tampered, or moved from another row)"
+            ) from None
+
+    def decrypt_text(self, blob: bytes, table: str, column: str, row_id: uuid.UUID) -> str:
+        where = f"{table}.{column} of row {row_id}"
+        return self.decrypt(blob, associated_data(table, column, row_id), where=where).decode()

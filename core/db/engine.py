@@ -1,0 +1,91 @@
+"""Engine factory: the same behaviour from SQLite and PostgreSQL.
+
+SQLite gets WAL, foreign keys, a busy timeout and `BEGIN IMMEDIATE` transactions (a
+writer takes the lock up front instead of failing half-way when another process wrote
+first); a connection asked for with `read_only=True` begins deferred so long readers
+such as a backup never hold the write lock. PostgreSQL runs READ COMMITTED with the
+application marker `strongroom.app` set per transaction, which the audit triggers use to
+tell application writes (audited by the application) from writes that bypass it.
+"""
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from strongroom.core.errors import ConfigError
+
+
+def normalise_url(url: str) -> str:
+    """Accept libpq-style postgresql:// URLs and route them through psycopg 3."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
+    """Create an engine for `url` with Strongroom's per-engine settings applied."""
+    url = normalise_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception:  # sqlalchemy raises ArgumentError with the URL (and password) in it
+        raise ConfigError("database.url: not a valid database URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, echo)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
+    raise ConfigError(f"database.url: unsupported engine {parsed.get_backend_name()!r}")
+
+
+def _sqlite_engine(url: str, echo: bool) -> Engine:
+    engine = create_engine(url, echo=echo, poolclass=NullPool if ":memory:" not in url else None)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=15000")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        deferred = conn.get_execution_options().get("read_only", False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_postgres(bind: Engine | Connection) -> bool:
+    return bind.dialect.name == "postgresql"
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine, *, practice_id: uuid.UUID | None = None,
+                system: bool = True, read_only: bool = False) -> Iterator[Connection]:
+    """One database transaction, committed on success and rolled back on any error.
+
+    On PostgreSQL the transaction is scoped for row-level security: `system=True` (jobs,
+    offline admin commands) sees every practice; otherwise only `practice_id`'s rows.
+    """
+    bind = engine.execution_options(read_only=True) if read_only else engine
+    with bind.begin() as conn:
+        if is_postgres(conn):
+            set_scope(conn, practice_id=practice_id, system=system)
+        yield conn
+
+
+def set_scope(conn: Connection, *, practice_id: uuid.UUID | None, system: bool) -> None:
+    """Set the transaction-local settings that RLS policies and audit triggers read."""
+    conn.execute(
+        text("SELECT set_config('strongroom.app', 'on', true),"
+             " set_config('strongroom.scope', :scope, true),"
+             " set_config('strongroom.practice_id', :pid, true)"),
+        {"scope": "system" if system else "practice", "pid": str(practice_id or "")},
+    )

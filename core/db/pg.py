@@ -1,0 +1,6 @@
+"""PostgreSQL-only constants shared by migrations, the audit log and the daemon."""
+
+# pg_advisory_xact_lock key that serialises audit chain appends (application and
+# triggers alike). Distinct from the daemon's leader-election key.
+AUDIT_LOCK_KEY = 0x5352_4155_4454  # "SRAUDT"
+LEADER_LOCK_KEY = 0x5352_4C45_4144  # "SRLEAD"

@@ -1,0 +1,26 @@
+"""Map the repo folders core/, daemon/ and console/ onto the strongroom.* namespace.
+
+setuptools needs every subpackage listed when package-dir renames folders; computing the
+list here means a new subpackage can never be silently left out of a wheel.
+"""
+from pathlib import Path
+
+from setuptools import setup
+
+ROOTS = {"core": "strongroom.core", "daemon": "strongroom.daemon", "console": "strongroom.console"}
+
+
+def _packages() -> tuple[list[str], dict[str, str]]:
+    packages: list[str] = []
+    package_dir: dict[str, str] = {}
+    for folder, name in ROOTS.items():
+        for init in sorted(Path(folder).rglob("__init__.py")):
+            rel = init.parent.relative_to(folder)
+            pkg = ".".join([name, *rel.parts]) if rel.parts else name
+            packages.append(pkg)
+            package_dir[pkg] = str(init.parent)
+    return packages, package_dir
+
+
+PACKAGES, PACKAGE_DIR = _packages()
+setup(packages=PACKAGES, package_dir=PACKAGE_DIR)

@@ -1,0 +1,119 @@
+"""Fixtures that build real things: a fresh SQLite file, a fresh PostgreSQL database.
+
+Every test that takes `db_url` (or anything built on it) runs twice: on SQLite and, when
+a server answers at $STRONGROOM_TEST_PG_DSN (default postgres@127.0.0.1:5432/test), on
+PostgreSQL. Each run migrates one template database once; each test gets its own copy
+(SQLite: a file copy; PostgreSQL: CREATE DATABASE ... TEMPLATE), dropped afterwards.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from strongroom.core.config import Argon2Settings, AuthSettings, DatabaseSettings, KeySettings, Settings
+from strongroom.core.context import Context, open_context
+from strongroom.core.crypto.kek import generate_kek, write_kek_file
+from strongroom.core.db.engine import make_engine
+from strongroom.core.db.migrate import upgrade
+
+PG_DSN = os.environ.get("STRONGROOM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+_RUN = f"sr_t{os.getpid()}_{uuid.uuid4().hex[:6]}"
+FAST_ARGON2 = Argon2Settings(time_cost=1, memory_kib=8, parallelism=1)
+
+
+def _pg_available() -> bool:
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=3):
+            return True
+    except psycopg.Error:
+        if "STRONGROOM_TEST_PG_DSN" in os.environ:
+            raise  # asked for explicitly: an unreachable server is a failure, not a skip
+        return False
+
+
+PG_AVAILABLE = _pg_available()
+
+
+def pg_url(dbname: str) -> str:
+    return make_url(PG_DSN).set(drivername="postgresql+psycopg", database=dbname).render_as_string(hide_password=False)
+
+
+def pg_admin(sql: str) -> None:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    if not PG_AVAILABLE:
+        pytest.skip("PostgreSQL is not answering at " + make_url(PG_DSN).render_as_string())
+    name = f"{_RUN}_tmpl"
+    pg_admin(f'CREATE DATABASE "{name}"')
+    engine = make_engine(pg_url(name))
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A freshly migrated, empty database of each engine."""
+    if request.param == "sqlite":
+        path = tmp_path / "strongroom.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    template = request.getfixturevalue("pg_template")
+    name = f"{_RUN}_{uuid.uuid4().hex[:8]}"
+    pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    request.addfinalizer(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    return pg_url(name)
+
+
+def make_settings(data_dir: Path, db_url: str, **auth_overrides) -> Settings:
+    """Settings for a test data directory; writes a KEK file if there is none."""
+    kek_file = data_dir / "kek.key"
+    if not kek_file.exists():
+        write_kek_file(kek_file, generate_kek())
+    return Settings(
+        data_dir=data_dir,
+        database=DatabaseSettings(url=db_url),
+        keys=KeySettings(kek_file=kek_file, kek_env=None, kek_credential=None),
+        auth=AuthSettings(argon2=FAST_ARGON2, **auth_overrides),
+    )
+
+
+@pytest.fixture
+def settings(db_url, tmp_path) -> Settings:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    return make_settings(data_dir, db_url)
+
+
+@pytest.fixture
+def ctx(settings) -> Context:
+    context = open_context(settings)
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def engine(ctx):
+    return ctx.engine
