@@ -1,0 +1,266 @@
+"""The one way in: `login` turns a password (and TOTP code) into a session token, and
+`authenticate` turns a token back into a user on every request.
+
+Order of checks, and why:
+1. Rate limits, per source address and per username, count recent `login_failed`
+   security events in the database, so they hold across daemon processes and restarts,
+   and are checked before any Argon2 work (which is deliberately expensive).
+2. An unknown username costs one dummy Argon2 verification and answers exactly like a
+   wrong password: neither timing nor wording tells an attacker which usernames exist.
+3. A locked account is refused before its password is checked, so a lockout cannot be
+   used as an oracle for the password.
+4. The second factor comes after the password; a replayed code is refused.
+
+A failed login raises, but its evidence (the security event, the failed-login counter,
+the lockout) is committed in a transaction of its own before the error leaves.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, func, select, update
+
+from strongroom.core.auth import passwords, security, sessions, totp
+from strongroom.core.auth.sessions import SessionRecord
+from strongroom.core.auth.users import INDEFINITE, UserRecord, record_of, requires_2fa
+from strongroom.core.config import Settings
+from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import SecurityEvent, User
+from strongroom.core.db.types import utcnow
+from strongroom.core.errors import AuthError, RateLimitedError
+
+_users = User.__table__
+_events = SecurityEvent.__table__
+
+BAD_CREDENTIALS = "invalid username or password"
+
+
+@dataclass(frozen=True)
+class Client:
+    """Where a login comes from, as reported by the transport."""
+
+    host: str | None = None
+    addr: str | None = None
+    name: str | None = None
+    version: str | None = None
+    user_agent: str | None = None
+
+
+class _Refused(Exception):
+    """Internal: a login refusal whose bookkeeping is still to be written."""
+
+    def __init__(self, message: str, reason: str, *, count_failure: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.count_failure = count_failure
+
+
+def _recent_failures(conn: Connection, column, value: str, since: datetime) -> int:
+    return conn.execute(select(func.count()).select_from(_events).where(
+        _events.c.event_type == "login_failed", column == value,
+        _events.c.occurred_at > since)).scalar_one()
+
+
+def _rate_limited(conn: Connection, settings: Settings, username: str, client: Client,
+                  now: datetime) -> str | None:
+    """Which limit this attempt exceeds ('address' or 'username'), or None."""
+    auth = settings.auth
+    since = now - timedelta(seconds=auth.login_rate_limit_window_seconds)
+    if client.addr and _recent_failures(conn, _events.c.ip_address, client.addr, since) \
+            >= auth.login_rate_limit_attempts:
+        return "address"
+    if _recent_failures(conn, _events.c.username, username[:64], since) >= auth.login_rate_limit_attempts:
+        return "username"
+    return None
+
+
+def login(engine: Engine, keyring: Keyring, settings: Settings, username: str, password: str,
+          totp_code: str | None = None, *, client_host: str | None = None,
+          client_addr: str | None = None, client_name: str | None = None,
+          client_version: str | None = None, user_agent: str | None = None,
+          now: datetime | None = None) -> tuple[str, SessionRecord]:
+    """Check credentials and open a session: returns (token, session). The token is
+    shown here once and stored only hashed. Raises AuthError or RateLimitedError."""
+    now = now or utcnow()
+    client = Client(client_host, client_addr, client_name, client_version, user_agent)
+    with transaction(engine, read_only=True) as conn:
+        limited = _rate_limited(conn, settings, username, client, now)
+        row = conn.execute(select(_users).where(_users.c.username == username)).mappings().first()
+    if limited:
+        with transaction(engine) as conn:
+            security.record(
+                conn, "rate_limited", severity="medium", username=username,
+                user_id=row["id"] if row is not None else None,
+                description=f"login refused: rate limit per {limited} exceeded",
+                ip_address=client.addr, user_agent=client.user_agent,
+                details={"limit": limited}, now=now)
+        raise RateLimitedError(
+            f"too many failed logins from this {limited}; try again in "
+            f"{settings.auth.login_rate_limit_window_seconds} seconds")
+    if row is None or row["deleted_at"] is not None:
+        passwords.dummy_verify(password, settings.auth)
+        _record_failure(engine, settings, None, username, client, "unknown_user", False, now)
+        raise AuthError(BAD_CREDENTIALS)
+    user = record_of(row)
+    try:
+        step = _check(engine, keyring, settings, row, user, password, totp_code, now)
+        return _succeed(engine, settings, row, user, password, step, client, now)
+    except _Refused as refused:
+        _record_failure(engine, settings, user, username, client, refused.reason,
+                        refused.count_failure, now)
+        raise AuthError(refused.message) from None
+
+
+def _check(engine: Engine, keyring: Keyring, settings: Settings, row, user: UserRecord,
+           password: str, code: str | None, now: datetime) -> int | None:
+    """Raise _Refused for anything short of valid credentials; writes nothing.
+    Returns the TOTP time step the code matched (None for accounts without TOTP)."""
+    if user.is_locked(now):
+        until = ("until an administrator unlocks it" if user.locked_until >= INDEFINITE
+                 else f"until {user.locked_until.isoformat(timespec='seconds')}")
+        raise _Refused(f"account {user.username!r} is locked {until}", "locked", count_failure=False)
+    if not passwords.verify_password(row["password_hash"], password, settings.auth):
+        raise _Refused(BAD_CREDENTIALS, "bad_password", count_failure=True)
+    if user.disabled:
+        raise _Refused(f"account {user.username!r} is disabled", "disabled", count_failure=False)
+    if user.totp_enabled and row["totp_secret_enc"] is not None:
+        if not code:
+            raise _Refused("a TOTP code is required for this account", "totp_missing",
+                           count_failure=True)
+        with transaction(engine, read_only=True) as conn:
+            secret = totp.load_secret(conn, keyring, user.id, row["totp_secret_enc"])
+        step = totp.matching_step(secret, code, last_step=row["totp_last_step"], now=now)
+        if step is None:
+            raise _Refused("invalid or already used TOTP code", "totp_invalid", count_failure=True)
+        return step
+    if requires_2fa(user.role, settings):
+        raise _Refused(
+            f"role {user.role.value} requires two-factor authentication but account "
+            f"{user.username!r} has no TOTP enrolment; an administrator must run "
+            f"`strongroom user reset-2fa {user.username}`", "totp_not_enrolled",
+            count_failure=False)
+    return None
+
+
+def _succeed(engine: Engine, settings: Settings, row, user: UserRecord, password: str,
+             step: int | None, client: Client, now: datetime) -> tuple[str, SessionRecord]:
+    values = {"failed_logins": 0, "last_login_at": now, "updated_at": now}
+    if passwords.needs_rehash(row["password_hash"], settings.auth):
+        # Parameters were raised since this hash was made: upgrade it while we hold the
+        # plaintext, the only moment we can.
+        values["password_hash"] = passwords.hash_password(password, settings.auth)
+    with transaction(engine) as conn:
+        if step is not None and not totp.accept_step(conn, user.id, step):
+            # Another login used this code (or a newer one) since we read the row.
+            raise _Refused("invalid or already used TOTP code", "totp_replayed", count_failure=True)
+        conn.execute(update(_users).where(_users.c.id == user.id).values(**values))
+        token, session = sessions.create(
+            conn, user.id, user.username, settings.auth, client_host=client.host,
+            client_addr=client.addr, client_name=client.name, client_version=client.version,
+            user_agent=client.user_agent, now=now)
+        security.record(
+            conn, "login_success", user_id=user.id, username=user.username,
+            description="login succeeded", ip_address=client.addr, user_agent=client.user_agent,
+            session_id=str(session.id),
+            details={"session_id": str(session.id), "second_factor": step is not None,
+                     "rehashed": "password_hash" in values, "client_name": client.name},
+            now=now)
+    return token, session
+
+
+def _record_failure(engine: Engine, settings: Settings, user: UserRecord | None, username: str,
+                    client: Client, reason: str, count_failure: bool, now: datetime) -> None:
+    """Commit the evidence of a refused login, in its own transaction: the login raises
+    afterwards, and nothing written here may be rolled back with it."""
+    with transaction(engine) as conn:
+        failed = None
+        if user is not None and count_failure:
+            conn.execute(update(_users).where(_users.c.id == user.id).values(
+                failed_logins=_users.c.failed_logins + 1, updated_at=now))
+            failed = conn.execute(select(_users.c.failed_logins)
+                                  .where(_users.c.id == user.id)).scalar_one()
+        security.record(
+            conn, "login_failed", severity="medium" if reason.startswith("totp") else "low",
+            user_id=user.id if user else None, username=username,
+            description=f"login refused: {reason}", ip_address=client.addr,
+            user_agent=client.user_agent,
+            details={"reason": reason, "failed_logins": failed}, now=now)
+        if failed is not None and failed >= settings.auth.max_failed_logins:
+            until = now + timedelta(minutes=settings.auth.lockout_minutes)
+            # The counter restarts, so each lockout period allows a fresh run of attempts.
+            conn.execute(update(_users).where(_users.c.id == user.id).values(
+                locked_until=until, failed_logins=0, updated_at=now))
+            security.record(
+                conn, "account_locked", severity="high", user_id=user.id, username=username,
+                description=f"account locked after {failed} failed logins",
+                ip_address=client.addr, user_agent=client.user_agent,
+                details={"until": until.isoformat(), "failed_logins": failed}, now=now)
+
+
+def authenticate(engine: Engine, token: str, *, now: datetime | None = None
+                 ) -> tuple[UserRecord, SessionRecord]:
+    """The user and session a token belongs to; refreshes the idle timer.
+
+    An expired or idle session is marked revoked (committed) and refused; so is a session
+    whose account has since been locked or disabled.
+    """
+    now = now or utcnow()
+    refusal = None
+    with transaction(engine) as conn:
+        session = sessions.find_by_token(conn, token) if token else None
+        if session is None:
+            refusal = "invalid session token"
+        elif session.revoked_at is not None:
+            refusal = f"session has ended ({session.revoked_reason}); log in again"
+        else:
+            refusal = _expire_if_due(conn, session, now)
+            if refusal is None:
+                row = conn.execute(select(_users).where(_users.c.id == session.user_id)).mappings().one()
+                user = record_of(row)
+                if user.is_locked(now) or user.disabled or row["deleted_at"] is not None:
+                    sessions.mark_revoked(conn, session.id, "account_locked", now=now)
+                    refusal = "session has ended: the account is locked or disabled"
+                else:
+                    sessions.touch(conn, session.id, now=now)
+                    session = sessions.get(conn, session.id)
+    if refusal:
+        raise AuthError(refusal)
+    return user, session
+
+
+def _expire_if_due(conn: Connection, session: SessionRecord, now: datetime) -> str | None:
+    if now >= session.expires_at:
+        reason, message = "expired", "session expired (absolute lifetime reached); log in again"
+    elif now >= session.idle_deadline():
+        reason, message = "idle_timeout", "session expired after inactivity; log in again"
+    else:
+        return None
+    sessions.mark_revoked(conn, session.id, reason, now=now)
+    security.record(conn, "session_expired", user_id=session.user_id,
+                    username=_username(conn, session.user_id), actor="system",
+                    description=f"session ended: {reason}", table_name="auth_sessions",
+                    record_id=session.id, session_id=str(session.id),
+                    details={"reason": reason}, now=now)
+    return message
+
+
+def logout(engine: Engine, token: str, *, now: datetime | None = None) -> SessionRecord:
+    """End the session a token belongs to. An unknown or ended session is an AuthError."""
+    now = now or utcnow()
+    with transaction(engine) as conn:
+        session = sessions.find_by_token(conn, token) if token else None
+        if session is None or not sessions.mark_revoked(conn, session.id, "logout", now=now):
+            raise AuthError("not logged in: the session is unknown or has already ended")
+        security.record(conn, "logout", user_id=session.user_id,
+                        username=_username(conn, session.user_id), description="logged out",
+                        table_name="auth_sessions", record_id=session.id,
+                        session_id=str(session.id), details={}, now=now)
+        return sessions.get(conn, session.id)
+
+
+def _username(conn: Connection, user_id: uuid.UUID) -> str | None:
+    return conn.execute(select(_users.c.username).where(_users.c.id == user_id)).scalar()
