@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -110,6 +111,22 @@ class VerifyResult:
     reason: str | None = None
 
 
+def check_rows(rows: Iterable[Mapping], prev_hash: str = GENESIS) -> tuple[int, str, int | None, str | None]:
+    """Check consecutive rows against each other; returns (checked, head hash, first
+    broken id or None, reason). Pure, so the chain rule is testable on its own."""
+    checked = 0
+    for row in rows:
+        if row["prev_hash"] != prev_hash:
+            return checked, prev_hash, row["id"], (
+                "prev_hash does not match the previous row's hash "
+                "(a row before it was removed, inserted or altered)")
+        if record_hash(row) != row["hash"]:
+            return checked, prev_hash, row["id"], "row content does not match its hash (row was altered)"
+        prev_hash = row["hash"]
+        checked += 1
+    return checked, prev_hash, None, None
+
+
 def verify(engine: Engine, *, batch: int = 5000, progress=None) -> VerifyResult:
     """Walk the whole chain in id order; stop at the first row that does not link or hash.
 
@@ -127,17 +144,11 @@ def verify(engine: Engine, *, batch: int = 5000, progress=None) -> VerifyResult:
             rows = conn.execute(query).mappings().all()
             if not rows:
                 break
-            for row in rows:
-                if row["prev_hash"] != prev_hash:
-                    return VerifyResult(False, checked, last_id, prev_hash, row["id"],
-                                        "prev_hash does not match the previous row's hash "
-                                        "(a row before it was removed, inserted or altered)")
-                if record_hash(row) != row["hash"]:
-                    return VerifyResult(False, checked, last_id, prev_hash, row["id"],
-                                        "row content does not match its hash (row was altered)")
-                prev_hash = row["hash"]
-                last_id = row["id"]
-                checked += 1
+            n, prev_hash, broken, reason = check_rows(rows, prev_hash)
+            checked += n
+            if broken is not None:
+                return VerifyResult(False, checked, last_id, prev_hash, broken, reason)
+            last_id = rows[-1]["id"]
             if progress:
                 progress(checked, total, "verifying audit chain")
     return VerifyResult(True, checked, last_id, prev_hash)

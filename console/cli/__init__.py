@@ -100,6 +100,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to exit codes."""
+    os.umask(0o077)  # everything we create (database, WAL, exports) is the owner's alone
     try:
         cli.main(args=argv, prog_name="strongroom", standalone_mode=False)
     except click.exceptions.Abort:

@@ -1,7 +1,66 @@
-"""placeholder"""
+"""`strongroom audit ...`: verify and read the hash-chained audit log."""
+from __future__ import annotations
+
+import sys
+
 import click
+
+from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
+from strongroom.core import audit
+from strongroom.core.db.engine import transaction
+from strongroom.core.errors import IntegrityError
 
 
 @click.group(name="audit")
 def group() -> None:
-    """audit"""
+    """The audit trail."""
+
+
+@group.command(name="verify")
+@json_option
+@pass_state
+def verify_cmd(state: CliState, as_json: bool) -> None:
+    """Re-hash the whole chain; report the first broken row (exit 6 if any)."""
+    engine = state.ctx.engine
+
+    def progress(done: int, total: int, _msg: str) -> None:
+        if not as_json and sys.stderr.isatty():
+            click.echo(f"\r  {done}/{total}", nl=False, err=True)
+
+    result = audit.verify(engine, progress=progress)
+    with transaction(engine) as conn:
+        audit.append(conn, actor=local_actor(), action="VERIFY",
+                     table_name="audit_logs", outcome="success" if result.ok else "failure",
+                     details={"checked": result.checked, "broken_id": result.broken_id})
+    data = result.__dict__
+    emit(as_json, data, lambda d: click.echo(
+        f"audit chain intact: {d['checked']} entries, head {d['head_hash'][:16]}" if d["ok"] else
+        f"audit chain BROKEN at entry {d['broken_id']}: {d['reason']} ({d['checked']} entries before it verified)"))
+    if not result.ok:
+        raise IntegrityError(f"audit chain broken at entry {result.broken_id}")
+
+
+@group.command(name="tail")
+@click.option("-n", "--lines", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--actor")
+@click.option("--action", type=click.Choice(sorted(audit.ACTIONS), case_sensitive=False))
+@click.option("--table", "table_name")
+@click.option("--before", "before_id", type=int, help="Page back: entries older than this id.")
+@json_option
+@pass_state
+def tail_cmd(state: CliState, lines: int, actor: str | None, action: str | None,
+             table_name: str | None, before_id: int | None, as_json: bool) -> None:
+    """Show the newest audit entries (oldest of them first)."""
+    with state.ctx.engine.connect() as conn:
+        entries = audit.tail(conn, limit=lines, before_id=before_id, actor=actor,
+                             action=action.upper() if action else None, table_name=table_name)
+    entries.reverse()
+    data = [e.__dict__ for e in entries]
+
+    def human(rows: list[dict]) -> None:
+        for r in rows:
+            where = f"{r['table_name']}/{r['record_id']}" if r["record_id"] else (r["table_name"] or "-")
+            click.echo(f"{r['id']:>8}  {r['occurred_at']:%Y-%m-%d %H:%M:%S}  {r['actor']:<18} "
+                       f"{r['action']:<12} {r['outcome']:<8} {where}")
+
+    emit(as_json, data, human)

@@ -1,7 +1,94 @@
-"""placeholder"""
+"""`strongroom clients ...`: look at client records from the data directory.
+
+Masked by default; `--reveal` shows plaintext PHI and is audited as a READ, as any
+disclosure must be.
+"""
+from __future__ import annotations
+
+import uuid
+
 import click
+
+from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
+from strongroom.core.db.engine import transaction
+from strongroom.core.principal import Principal
+from strongroom.core.repository import clients as repo
+from strongroom.core.repository import sessions as sessions_repo
+
+reveal_option = click.option("--reveal", is_flag=True,
+                             help="Show plaintext PHI (audited as a READ).")
+_COLUMNS = ("id", "last_name", "first_name", "email", "phone", "ssn", "status")
+
+
+def _principal(reveal: bool) -> Principal:
+    perms = {"table:clients:read", "table:therapy_sessions:read"}
+    if reveal:
+        perms.add("phi:read")
+    return Principal(actor=local_actor(), permissions=frozenset(perms))
+
+
+def _table(rows: list[dict]) -> None:
+    widths = {"id": 36, "last_name": 14, "first_name": 10, "email": 28, "phone": 14, "ssn": 11, "status": 8}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in _COLUMNS))
+    for row in rows:
+        click.echo("  ".join(str(row[c] or "")[: widths[c]].ljust(widths[c]) for c in _COLUMNS))
 
 
 @click.group(name="clients")
 def group() -> None:
-    """clients"""
+    """Client records (masked unless --reveal)."""
+
+
+@group.command(name="list")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--after", "after_id", type=click.UUID, help="Page on: ids after this one.")
+@reveal_option
+@json_option
+@pass_state
+def list_cmd(state: CliState, limit: int, after_id: uuid.UUID | None, reveal: bool, as_json: bool) -> None:
+    """List clients in id order."""
+    with transaction(state.ctx.engine) as conn:
+        rows = repo.list_clients(conn, state.ctx.keyring, _principal(reveal), limit=limit, after_id=after_id)
+        total = repo.count_clients(conn)
+    emit(as_json, rows, _table)
+    if not as_json:
+        click.echo(f"({len(rows)} of {total} clients{'' if reveal else '; PHI masked, --reveal to show'})")
+
+
+@group.command(name="show")
+@click.argument("client_id", type=click.UUID)
+@reveal_option
+@json_option
+@pass_state
+def show_cmd(state: CliState, client_id: uuid.UUID, reveal: bool, as_json: bool) -> None:
+    """One client with their sessions."""
+    principal = _principal(reveal)
+    with transaction(state.ctx.engine) as conn:
+        record = repo.get_client(conn, state.ctx.keyring, principal, client_id)
+        record["sessions"] = sessions_repo.list_sessions(conn, state.ctx.keyring, principal, client_id, limit=20)
+
+    def human(r: dict) -> None:
+        for key, value in r.items():
+            if key != "sessions":
+                click.echo(f"{key:>22}: {value}")
+        click.echo(f"{'sessions':>22}: {len(r['sessions'])} (newest 20)")
+        for s in r["sessions"]:
+            click.echo(f"{'':>24}{s['starts_at']:%Y-%m-%d %H:%M} {s['status']:<10} {(s['notes'] or '')[:60]}")
+
+    emit(as_json, record, human)
+
+
+@group.command(name="find")
+@click.option("--email")
+@click.option("--ssn-last4")
+@click.option("--last-name")
+@reveal_option
+@json_option
+@pass_state
+def find_cmd(state: CliState, email: str | None, ssn_last4: str | None, last_name: str | None,
+             reveal: bool, as_json: bool) -> None:
+    """Find clients by email, SSN last four or last name (blind index; nothing decrypted to search)."""
+    with transaction(state.ctx.engine) as conn:
+        rows = repo.find_clients(conn, state.ctx.keyring, _principal(reveal), email=email,
+                                 ssn_last4=ssn_last4, last_name=last_name)
+    emit(as_json, rows, _table)

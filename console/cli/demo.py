@@ -1,7 +1,81 @@
-"""placeholder"""
+"""`strongroom demo seed`: synthetic demo data (never real people)."""
+from __future__ import annotations
+
 import click
+
+from strongroom.console.cli import CliState, local_actor, pass_state
+from strongroom.core.db.engine import transaction
+from strongroom.core.demo import client_records, session_records
+from strongroom.core.principal import Principal
+from strongroom.core.repository.clients import insert_clients, list_clients
+from strongroom.core.repository.practices import only_practice
+from strongroom.core.repository.sessions import insert_sessions
+from strongroom.core.db.models import Client
+from sqlalchemy import select
 
 
 @click.group(name="demo")
 def group() -> None:
-    """demo"""
+    """Synthetic demo data."""
+
+
+def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: int = 7) -> tuple[int, int]:
+    """Insert synthetic clients and sessions in one transaction; returns the counts."""
+    ctx = state.ctx
+    principal = Principal(actor=local_actor(), permissions=frozenset({"*"}))
+    with transaction(ctx.engine) as conn:
+        practice_id = only_practice(conn)
+        table = Client.__table__
+        before = set(conn.execute(select(table.c.id)).scalars())
+        n_clients = insert_clients(conn, ctx.keyring, principal, practice_id,
+                                   client_records(clients, seed=seed))
+        new_ids = sorted(set(conn.execute(select(table.c.id)).scalars()) - before)
+        n_sessions = insert_sessions(conn, ctx.keyring, principal,
+                                     session_records(new_ids, sessions_per_client, seed=seed + 1))
+    click.echo(f"seeded {n_clients} synthetic clients and {n_sessions} sessions (all PHI encrypted)")
+    return n_clients, n_sessions
+
+
+@group.command(name="seed")
+@click.option("--clients", default=300, show_default=True, type=click.IntRange(1, 5_000_000))
+@click.option("--sessions-per-client", default=10, show_default=True, type=click.IntRange(0, 1000))
+@click.option("--seed", default=7, show_default=True, help="Random seed (same seed, same data).")
+@pass_state
+def seed_cmd(state: CliState, clients: int, sessions_per_client: int, seed: int) -> None:
+    """Add synthetic clients and therapy sessions to the only practice."""
+    seed_demo(state, clients=clients, sessions_per_client=sessions_per_client, seed=seed)
+
+
+@group.command(name="overview")
+@pass_state
+def overview_cmd(state: CliState) -> None:
+    """What the demo data directory holds: counts, keys, audit chain, a masked sample."""
+    from strongroom.core import audit
+    from strongroom.core.db.models import DataKey, TherapySession
+    from sqlalchemy import func
+
+    ctx = state.ctx
+    principal = Principal(actor=local_actor(), permissions=frozenset({"table:clients:read"}))
+    with transaction(ctx.engine) as conn:
+        n_clients = conn.execute(select(func.count()).select_from(Client.__table__)).scalar_one()
+        n_sessions = conn.execute(select(func.count()).select_from(TherapySession.__table__)).scalar_one()
+        keys = conn.execute(select(DataKey.__table__.c.state, func.count())
+                            .group_by(DataKey.__table__.c.state)).all()
+        sample = list_clients(conn, ctx.keyring, principal, limit=5)
+    chain = audit.verify(ctx.engine)
+    click.echo(f"Strongroom data directory {ctx.settings.data_dir}")
+    click.echo(f"  practice        {ctx.settings.practice_name}")
+    click.echo(f"  database        {ctx.engine.dialect.name}")
+    click.echo(f"  clients         {n_clients}")
+    click.echo(f"  sessions        {n_sessions}")
+    click.echo(f"  data keys       " + ", ".join(f"{n} {state_.value}" for state_, n in keys))
+    click.echo(f"  KEK id          {ctx.keyring.kek_id}")
+    click.echo(f"  audit chain     {'intact' if chain.ok else 'BROKEN at ' + str(chain.broken_id)}"
+               f" ({chain.checked} entries)")
+    click.echo("  sample (masked: this view lacks phi:read)")
+    for row in sample:
+        click.echo(f"    {row['last_name']:<6} {row['first_name']:<6} {row['email']:<28} {row['ssn']}  {row['phone']}")
+    click.echo("")
+    click.echo("Try:  .venv/bin/strongroom --data-dir .demo clients list --reveal")
+    click.echo("      .venv/bin/strongroom --data-dir .demo audit tail")
+    click.echo("      .venv/bin/strongroom --data-dir .demo keys status")

@@ -1,0 +1,87 @@
+"""Creating a data directory: config, key file and database in one step that either
+completes or leaves nothing behind."""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from strongroom.core import audit
+from strongroom.core.config import CONFIG_NAME, Settings, load_settings
+from strongroom.core.context import Context, open_context
+from strongroom.core.crypto.kek import generate_kek, write_kek_file
+from strongroom.core.db.engine import make_engine, transaction
+from strongroom.core.db.migrate import upgrade
+from strongroom.core.errors import ConflictError, ValidationError
+from strongroom.core.fsutil import fsync_dir, write_atomic
+from strongroom.core.principal import Principal
+from strongroom.core.repository.practices import create_practice, list_practices
+
+DB_NAME = "strongroom.db"
+KEK_NAME = "kek.key"
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(practice_name: str, database_url: str) -> str:
+    return f"""# Strongroom configuration, written by `strongroom init`.
+# Every key is documented in etc/strongroom.toml of the source tree.
+# Relative paths resolve against this file's folder.
+data_dir = "."
+practice_name = {_toml_string(practice_name)}
+
+[database]
+url = {_toml_string(database_url)}
+
+[keys]
+# Keep a copy of this key somewhere else (`strongroom keys export-kit` prints a recovery
+# kit). Without it the encrypted records cannot be read.
+kek_file = "{KEK_NAME}"
+"""
+
+
+def init_data_dir(target: Path, *, practice_name: str, principal: Principal,
+                  database_url: str | None = None) -> Settings:
+    """Create `target` (mode 0700) holding a config, a fresh KEK and a migrated database
+    with one practice. Built under a temporary name and renamed into place, so a failure
+    part-way leaves no half-made data directory."""
+    target = target.absolute()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConflictError(f"{target} already exists and is not empty; refusing to initialise over it")
+    if not practice_name.strip():
+        raise ValidationError("practice name must not be empty")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.init-{uuid.uuid4().hex[:8]}")
+    staging.mkdir(mode=0o700)
+    try:
+        write_kek_file(staging / KEK_NAME, generate_kek())
+        url = database_url or f"sqlite:///{DB_NAME}"
+        write_atomic(staging / CONFIG_NAME, render_config(practice_name, url).encode(), mode=0o600)
+        settings = load_settings(staging / CONFIG_NAME)
+        engine = make_engine(settings.database.url)
+        try:
+            upgrade(engine)
+            with transaction(engine) as conn:
+                if list_practices(conn):
+                    raise ConflictError("the database already holds a practice; "
+                                        "point a new data directory at an empty database")
+                create_practice(conn, principal, practice_name)
+                audit.append(conn, actor=principal.actor, action="CONFIG",
+                             details={"event": "init", "engine": engine.dialect.name})
+        finally:
+            engine.dispose()
+        if target.exists():
+            target.rmdir()
+        os.rename(staging, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load_settings(target / CONFIG_NAME)
+
+
+def open_data_dir(path: Path) -> Context:
+    return open_context(load_settings(path / CONFIG_NAME))

@@ -1,0 +1,60 @@
+"""Change bookkeeping shared by every syncable table.
+
+`sync_version` comes from one database-wide counter (a PostgreSQL sequence, SQLite's
+`change_counter` row), so "rows changed since snapshot/peer watermark W" is simply
+`sync_version > W` on any table. `data_checksum` is SHA-256 over the stored row
+(ciphertext included, local counters excluded) so integrity checks and sync can tell
+a damaged or diverged row without decrypting it.
+"""
+from __future__ import annotations
+
+import enum
+import hashlib
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import Connection, text
+
+_NOT_CHECKSUMMED = frozenset({"data_checksum", "sync_version"})
+
+
+def next_change_version(conn: Connection) -> int:
+    """Allocate the next change counter value inside the caller's transaction."""
+    if conn.dialect.name == "postgresql":
+        return conn.execute(text("SELECT nextval('strongroom_change_seq')")).scalar_one()
+    return conn.execute(text(
+        "UPDATE change_counter SET value = value + 1 WHERE name = 'sync_version' RETURNING value"
+    )).scalar_one()
+
+
+def current_change_version(conn: Connection) -> int:
+    if conn.dialect.name == "postgresql":
+        return conn.execute(text(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM strongroom_change_seq"
+        )).scalar_one()
+    return conn.execute(text("SELECT value FROM change_counter WHERE name = 'sync_version'")).scalar_one()
+
+
+def _canonical(value: object) -> str:
+    if value is None:
+        return "~"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "b:" + bytes(value).hex()
+    if isinstance(value, enum.Enum):
+        return "s:" + str(value.value)
+    if isinstance(value, datetime):
+        return "t:" + value.isoformat(timespec="microseconds")
+    if isinstance(value, (date, uuid.UUID)):
+        return "s:" + str(value)
+    if isinstance(value, bool):
+        return "i:" + str(int(value))
+    return "s:" + str(value)
+
+
+def row_checksum(row: dict) -> str:
+    """SHA-256 over the row's columns in name order, each as `name=<typed value>`."""
+    digest = hashlib.sha256()
+    for name in sorted(row):
+        if name not in _NOT_CHECKSUMMED:
+            digest.update(f"{name}={_canonical(row[name])}\n".encode())
+    return digest.hexdigest()

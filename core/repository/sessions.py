@@ -1,0 +1,146 @@
+"""Therapy sessions: notes sealed with the client's data key, so shredding a client's key
+erases their session notes too."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import Connection, insert, select
+
+from strongroom.core import audit
+from strongroom.core.crypto.fields import associated_data
+from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.db.models import Client, PaymentStatus, SessionStatus, TherapySession
+from strongroom.core.db.types import utcnow
+from strongroom.core.errors import NotFoundError, PermissionDenied, ValidationError
+from strongroom.core.masking import REDACTED
+from strongroom.core.principal import Principal
+from strongroom.core.repository.changes import next_change_version, row_checksum
+
+TABLE = "therapy_sessions"
+_sessions = TherapySession.__table__
+_clients = Client.__table__
+
+
+class SessionInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    client_id: uuid.UUID
+    starts_at: datetime
+    duration_minutes: Annotated[int, Field(ge=5, le=600)] = 50
+    session_type: Annotated[str, StringConstraints(min_length=1, max_length=40)] = "individual"
+    notes: Annotated[str, StringConstraints(max_length=200_000)] | None = None
+    status: SessionStatus = SessionStatus.SCHEDULED
+    payment_status: PaymentStatus = PaymentStatus.PENDING
+    price_cents: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
+    practitioner_id: uuid.UUID | None = None
+
+
+def _validate(data: dict | SessionInput) -> SessionInput:
+    if isinstance(data, SessionInput):
+        return data
+    try:
+        item = SessionInput.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValidationError(f"therapy_sessions: {problems}") from None
+    if item.starts_at.tzinfo is None:
+        raise ValidationError("therapy_sessions: starts_at must carry a timezone")
+    return item
+
+
+def _require(principal: Principal, permission: str) -> None:
+    if not principal.can(permission):
+        raise PermissionDenied(f"{principal.actor} lacks permission {permission}")
+
+
+def _row(conn: Connection, keyring: Keyring, item: SessionInput, version: int,
+         owners: dict[uuid.UUID, uuid.UUID]) -> dict:
+    practice_id = owners.get(item.client_id)
+    if practice_id is None:
+        practice_id = conn.execute(select(_clients.c.practice_id).where(
+            _clients.c.id == item.client_id, _clients.c.deleted_at.is_(None))).scalar()
+        if practice_id is None:
+            raise NotFoundError(f"therapy_sessions: client {item.client_id} not found")
+        owners[item.client_id] = practice_id
+    cipher = keyring.client_cipher(conn, item.client_id)
+    row_id = uuid.uuid4()
+    now = utcnow()
+    row = {
+        "id": row_id, "practice_id": practice_id, "client_id": item.client_id,
+        "practitioner_id": item.practitioner_id, "key_id": cipher.key_id,
+        "starts_at": item.starts_at, "duration_minutes": item.duration_minutes,
+        "session_type": item.session_type, "status": item.status,
+        "payment_status": item.payment_status, "price_cents": item.price_cents,
+        "notes_enc": None if item.notes is None else cipher.encrypt(
+            item.notes.encode(), associated_data(TABLE, "notes", row_id)),
+        "created_at": now, "updated_at": now, "sync_version": version, "deleted_at": None,
+    }
+    row["data_checksum"] = row_checksum(row)
+    return row
+
+
+def _write(conn: Connection, principal: Principal, rows: list[dict]) -> None:
+    conn.execute(insert(_sessions), rows)
+    audit.append(conn, actor=principal.actor, action="CREATE", table_name=TABLE,
+                 record_id=rows[0]["id"] if len(rows) == 1 else None,
+                 details={"count": len(rows), "bulk": len(rows) > 1},
+                 session_id=principal.session_id, ip_address=principal.ip_address)
+
+
+def insert_sessions(conn: Connection, keyring: Keyring, principal: Principal,
+                    items: Iterable[dict | SessionInput], *, batch_size: int = 1000) -> int:
+    """Write sessions in batches (one audit entry each); notes use each client's newest key."""
+    _require(principal, "table:therapy_sessions:write")
+    version = next_change_version(conn)
+    owners: dict[uuid.UUID, uuid.UUID] = {}
+    total = 0
+    batch: list[dict] = []
+    for data in items:
+        batch.append(_row(conn, keyring, _validate(data), version, owners))
+        if len(batch) >= batch_size:
+            _write(conn, principal, batch)
+            total += len(batch)
+            batch = []
+    if batch:
+        _write(conn, principal, batch)
+        total += len(batch)
+    return total
+
+
+def create_session(conn: Connection, keyring: Keyring, principal: Principal,
+                   data: dict | SessionInput) -> uuid.UUID:
+    _require(principal, "table:therapy_sessions:write")
+    row = _row(conn, keyring, _validate(data), next_change_version(conn), {})
+    _write(conn, principal, [row])
+    return row["id"]
+
+
+def list_sessions(conn: Connection, keyring: Keyring, principal: Principal,
+                  client_id: uuid.UUID, *, limit: int = 100) -> list[dict]:
+    """A client's sessions, newest first; notes decrypted only for `phi:read`."""
+    _require(principal, "table:therapy_sessions:read")
+    rows = conn.execute(select(_sessions).where(_sessions.c.client_id == client_id,
+                                                _sessions.c.deleted_at.is_(None))
+                        .order_by(_sessions.c.starts_at.desc()).limit(limit)).mappings().all()
+    reveal = principal.can("phi:read")
+    out = []
+    for row in rows:
+        notes = row["notes_enc"]
+        if notes is not None:
+            notes = (keyring.cipher(conn, row["key_id"]).decrypt(
+                notes, associated_data(TABLE, "notes", row["id"]),
+                where=f"{TABLE}.notes of row {row['id']}").decode() if reveal else REDACTED)
+        out.append({"id": row["id"], "client_id": row["client_id"], "starts_at": row["starts_at"],
+                    "duration_minutes": row["duration_minutes"], "session_type": row["session_type"],
+                    "status": row["status"].value, "payment_status": row["payment_status"].value,
+                    "price_cents": row["price_cents"], "notes": notes})
+    if reveal and rows:
+        audit.append(conn, actor=principal.actor, action="READ", table_name=TABLE,
+                     record_id=client_id, details={"count": len(rows), "phi": True, "by_client": True},
+                     session_id=principal.session_id, ip_address=principal.ip_address)
+    return out

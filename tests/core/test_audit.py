@@ -1,0 +1,179 @@
+"""The audit log is a hash chain: any change, insertion or removal is found, and the
+first broken entry is named."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings as hsettings, strategies as st
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from strongroom.core import audit
+from strongroom.core.db.engine import transaction
+
+
+def _append(engine, n, **kw):
+    with transaction(engine) as conn:
+        for i in range(n):
+            audit.append(conn, actor="user:alice", action="READ", table_name="clients",
+                         record_id=f"row-{i}", details={"i": i}, **kw)
+
+
+def _tamper(engine, sql):
+    """Change audit_logs the way a database administrator could: triggers disabled."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER audit_logs_append_only_update")
+            conn.exec_driver_sql("DROP TRIGGER audit_logs_append_only_delete")
+        else:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql(sql)
+
+
+def test_appended_entries_verify(engine):
+    _append(engine, 25)
+    result = audit.verify(engine, batch=7)
+    assert result.ok and result.checked == 25 and result.head_id == 25
+
+
+def test_empty_chain_verifies(engine):
+    result = audit.verify(engine)
+    assert result.ok and result.checked == 0 and result.head_hash == audit.GENESIS
+
+
+def test_update_is_refused_by_the_database(engine):
+    _append(engine, 2)
+    with pytest.raises(DBAPIError, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE audit_logs SET actor = 'mallory' WHERE id = 1"))
+    with pytest.raises(DBAPIError, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM audit_logs WHERE id = 1"))
+    assert audit.verify(engine).ok
+
+
+def test_altered_entry_is_named_by_verify(engine):
+    _append(engine, 10)
+    _tamper(engine, "UPDATE audit_logs SET actor = 'mallory' WHERE id = 4")
+    result = audit.verify(engine, batch=3)
+    assert not result.ok
+    assert result.broken_id == 4 and result.checked == 3
+    assert "altered" in result.reason
+
+
+def test_removed_entry_breaks_the_next_link(engine):
+    _append(engine, 10)
+    _tamper(engine, "DELETE FROM audit_logs WHERE id = 6")
+    result = audit.verify(engine)
+    assert not result.ok and result.broken_id == 7
+    assert "prev_hash" in result.reason
+
+
+def test_rewritten_tail_with_recomputed_hash_still_breaks_the_link(engine):
+    _append(engine, 5)
+    with engine.connect() as conn:
+        table = audit._log
+        row = dict(conn.execute(table.select().where(table.c.id == 3)).mappings().one())
+    row["actor"] = "mallory"
+    forged = audit.record_hash(row)
+    _tamper(engine, f"UPDATE audit_logs SET actor = 'mallory', hash = '{forged}' WHERE id = 3")
+    result = audit.verify(engine)
+    assert not result.ok and result.broken_id == 4
+
+
+def test_unknown_action_is_refused(engine):
+    with pytest.raises(ValueError, match="unknown audit action"):
+        with transaction(engine) as conn:
+            audit.append(conn, actor="x", action="TELEPORT")
+
+
+def test_tail_pages_backwards_and_filters(engine):
+    _append(engine, 12)
+    with transaction(engine) as conn:
+        audit.append(conn, actor="user:bob", action="EXPORT", details={"rows": 3})
+    with engine.connect() as conn:
+        newest = audit.tail(conn, limit=5)
+        older = audit.tail(conn, limit=5, before_id=newest[-1].id)
+        bobs = audit.tail(conn, actor="user:bob")
+        exports = audit.tail(conn, action="EXPORT")
+    assert [e.id for e in newest] == [13, 12, 11, 10, 9]
+    assert [e.id for e in older] == [8, 7, 6, 5, 4]
+    assert [e.action for e in bobs] == ["EXPORT"] and exports[0].details == {"rows": 3}
+
+
+def test_rolled_back_transaction_leaves_no_entry(engine):
+    with pytest.raises(RuntimeError):
+        with transaction(engine) as conn:
+            audit.append(conn, actor="x", action="READ")
+            raise RuntimeError("job failed")
+    assert audit.verify(engine).checked == 0
+
+
+def test_writes_bypassing_the_application_are_audited_and_chain_verifies(engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("database triggers for out-of-band writes are PostgreSQL's")
+    _append(engine, 2)
+    with engine.begin() as conn:  # a plain connection: no strongroom.app marker
+        conn.execute(text("INSERT INTO practices (id, name, timezone, settings, created_at, "
+                          "updated_at, sync_version) VALUES (gen_random_uuid(), 'Side door', "
+                          "'UTC', '{}', now(), now(), 0)"))
+        conn.execute(text("UPDATE practices SET name = 'Side door 2'"))
+    _append(engine, 1)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT action, table_name, outcome, details FROM audit_logs "
+                                 "WHERE outcome = 'bypass' ORDER BY id")).all()
+    assert [(r.action, r.table_name) for r in rows] == [("CREATE", "practices"), ("UPDATE", "practices")]
+    assert '"name"' in rows[1].details and "Side door" not in rows[1].details
+    assert audit.verify(engine).ok and audit.verify(engine).checked == 5
+
+
+# --- the chain rule itself, on generated chains -------------------------------------
+
+def _chain(n):
+    rows, prev = [], audit.GENESIS
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for i in range(1, n + 1):
+        row = {"id": i, "occurred_at": start + timedelta(seconds=i), "actor": f"user:{i % 3}",
+               "session_id": None, "action": "READ", "table_name": "clients",
+               "record_id": str(i), "ip_address": None, "user_agent": None,
+               "outcome": "success", "details": audit.canonical_json({"n": i}), "prev_hash": prev}
+        row["hash"] = audit.record_hash(row)
+        prev = row["hash"]
+        rows.append(row)
+    return rows
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(n=st.integers(2, 30), data=st.data())
+def test_any_single_field_change_is_detected_at_that_row(n, data):
+    rows = _chain(n)
+    victim = data.draw(st.integers(0, n - 1))
+    field = data.draw(st.sampled_from(["actor", "action", "table_name", "record_id", "outcome", "details", "session_id"]))
+    replacement = data.draw(st.text(min_size=0, max_size=20))
+    if rows[victim][field] == replacement:
+        replacement += "x"
+    rows[victim] = {**rows[victim], field: replacement}
+    checked, _, broken, _ = audit.check_rows(rows)
+    assert broken == rows[victim]["id"] and checked == victim
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(n=st.integers(3, 30), data=st.data())
+def test_any_removed_or_swapped_row_is_detected(n, data):
+    rows = _chain(n)
+    i = data.draw(st.integers(0, n - 2))
+    if data.draw(st.booleans()):
+        del rows[i]
+    else:
+        rows[i], rows[i + 1] = rows[i + 1], rows[i]
+    _, _, broken, _ = audit.check_rows(rows)
+    assert broken is not None
+
+
+@given(st.text(), st.text())
+def test_field_encoding_is_unambiguous(a, b):
+    # "ab" + "c" and "a" + "bc" must never hash alike: each field is length-prefixed.
+    row = _chain(1)[0]
+    left = audit.record_hash({**row, "actor": a + b, "action": ""})
+    right = audit.record_hash({**row, "actor": a, "action": b + ""})
+    if b:
+        assert left != right
