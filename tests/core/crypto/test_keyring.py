@@ -1,0 +1,182 @@
+"""The KEK on disk and the keyring of wrapped data keys, on both engines."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from crypto_helpers import add_client, add_practice, decrypt_all, seed
+from sqlalchemy import select, update
+
+from strongroom.core.config import KeySettings
+from strongroom.core.context import open_context
+from strongroom.core.crypto.kek import (
+    encode_kek,
+    generate_kek,
+    kek_id_of,
+    load_keks,
+    pending_path,
+    read_kek_file,
+    write_kek_file,
+)
+from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import DataKey, KeyPurpose, KeyState
+from strongroom.core.errors import CryptoError, KeyUnavailableError
+
+_keys = DataKey.__table__
+
+
+# -- the key file -----------------------------------------------------------------------
+
+def test_key_file_is_written_owner_only_and_reads_back(tmp_path):
+    path = tmp_path / "kek.key"
+    key = generate_kek()
+    write_kek_file(path, key)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert read_kek_file(path).key == key
+
+
+def test_key_file_is_never_overwritten(tmp_path):
+    path = tmp_path / "kek.key"
+    write_kek_file(path, generate_kek())
+    with pytest.raises(KeyUnavailableError, match="refusing to overwrite"):
+        write_kek_file(path, generate_kek())
+
+
+def test_missing_key_file_error_names_the_path_and_the_way_back(tmp_path):
+    path = tmp_path / "gone.key"
+    with pytest.raises(KeyUnavailableError) as err:
+        read_kek_file(path)
+    assert str(path) in str(err.value) and "keys recover" in str(err.value)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660])
+def test_group_or_world_accessible_key_file_is_refused(tmp_path, mode):
+    path = tmp_path / "kek.key"
+    write_kek_file(path, generate_kek())
+    path.chmod(mode)
+    with pytest.raises(KeyUnavailableError, match="chmod 600"):
+        read_kek_file(path)
+
+
+def test_key_file_with_garbage_is_refused_without_echoing_it(tmp_path):
+    path = tmp_path / "kek.key"
+    path.write_text("strongroom-kek-v1:c2hvcnQ=\n")
+    path.chmod(0o600)
+    with pytest.raises(KeyUnavailableError, match="must be 32 bytes") as err:
+        read_kek_file(path)
+    assert "c2hvcnQ" not in str(err.value)
+
+
+def test_load_keks_offers_the_pending_rotation_key_second(tmp_path):
+    path = tmp_path / "kek.key"
+    current, pending = generate_kek(), generate_kek()
+    write_kek_file(path, current)
+    write_kek_file(pending_path(path), pending)
+    keks = load_keks(KeySettings(kek_file=path, kek_env=None, kek_credential=None))
+    assert [k.key for k in keks] == [current, pending]
+
+
+def test_environment_key_takes_precedence_over_the_file(tmp_path, monkeypatch):
+    key = generate_kek()
+    monkeypatch.setenv("SR_TEST_KEK", encode_kek(key))
+    keks = load_keks(KeySettings(kek_file=tmp_path / "absent.key", kek_env="SR_TEST_KEK",
+                                 kek_credential=None))
+    assert keks[0].key == key and "SR_TEST_KEK" in keks[0].source
+
+
+def test_kek_id_is_a_fingerprint_not_the_key():
+    key = generate_kek()
+    assert kek_id_of(key) == kek_id_of(key) != kek_id_of(generate_kek())
+    assert kek_id_of(key) not in key.hex()
+
+
+# -- the keyring ------------------------------------------------------------------------
+
+def test_wrong_kek_cannot_unwrap_and_the_error_names_both_kek_ids(ctx, tmp_path):
+    seed(ctx.engine, ctx.keyring, clients=1)
+    other_file = tmp_path / "other.key"
+    write_kek_file(other_file, generate_kek())
+    wrong = Keyring([read_kek_file(other_file)])
+    with transaction(ctx.engine, read_only=True) as conn:
+        key_id = conn.execute(select(_keys.c.id).where(_keys.c.purpose == KeyPurpose.CLIENT)).scalar()
+        with pytest.raises(KeyUnavailableError) as err:
+            wrong.cipher(conn, key_id)
+    assert ctx.keyring.kek_id in str(err.value) and wrong.kek_id in str(err.value)
+
+
+def test_context_with_a_missing_key_file_fails_naming_the_path(settings):
+    settings.keys.kek_file.unlink()
+    with pytest.raises(KeyUnavailableError, match=str(settings.keys.kek_file)):
+        open_context(settings)
+
+
+def test_fresh_keyring_reads_what_another_wrote(ctx, settings):
+    seed(ctx.engine, ctx.keyring, clients=2)
+    fresh = open_context(settings)
+    try:
+        values = decrypt_all(fresh.engine, fresh.keyring)
+    finally:
+        fresh.close()
+    assert values["clients.last_name"] == ["Lovelace", "Lovelace"]
+    assert values["users.totp_secret"] == ["JBSWY3DPEHPK3PXP"]
+
+
+def test_wrapped_key_copied_onto_another_key_record_does_not_unwrap(ctx, settings):
+    ids = seed(ctx.engine, ctx.keyring, clients=2)["clients"]
+    with transaction(ctx.engine) as conn:
+        rows = conn.execute(select(_keys.c.id, _keys.c.wrapped_key)
+                            .where(_keys.c.client_id.in_(ids)).order_by(_keys.c.id)).all()
+        conn.execute(update(_keys).where(_keys.c.id == rows[1].id)
+                     .values(wrapped_key=rows[0].wrapped_key))
+    fresh = Keyring(load_keks(settings.keys))
+    with transaction(ctx.engine, read_only=True) as conn:
+        with pytest.raises(CryptoError, match=f"data key {rows[1].id} failed to unwrap"):
+            fresh.cipher(conn, rows[1].id)
+
+
+def test_shredded_client_key_makes_that_client_unreadable_only(ctx, settings):
+    ids = seed(ctx.engine, ctx.keyring, clients=2)["clients"]
+    with transaction(ctx.engine) as conn:
+        assert ctx.keyring.destroy_client_keys(conn, ids[0]) == 1
+    fresh = Keyring(load_keks(settings.keys))
+    with transaction(ctx.engine, read_only=True) as conn:
+        with pytest.raises(KeyUnavailableError, match="no active data key"):
+            fresh.client_cipher(conn, ids[0])
+        (key_id,) = conn.execute(select(_keys.c.id).where(_keys.c.client_id == ids[0])).one()
+        with pytest.raises(KeyUnavailableError, match="crypto-shredded"):
+            fresh.cipher(conn, key_id)
+        assert fresh.client_cipher(conn, ids[1]).key_id is not None
+        row = conn.execute(select(_keys).where(_keys.c.id == key_id)).mappings().one()
+    assert row["wrapped_key"] is None and row["state"] == KeyState.DESTROYED
+
+
+def test_shredding_also_drops_the_cached_key_in_the_same_keyring(ctx):
+    with transaction(ctx.engine) as conn:
+        pid = add_practice(conn)
+        client_id = add_client(conn, ctx.keyring, pid)
+        key_id = ctx.keyring.client_cipher(conn, client_id).key_id
+        ctx.keyring.destroy_client_keys(conn, client_id)
+        with pytest.raises(KeyUnavailableError):
+            ctx.keyring.cipher(conn, key_id)
+
+
+def test_unknown_data_key_is_reported_by_id(ctx):
+    missing = uuid.uuid4()
+    with transaction(ctx.engine, read_only=True) as conn:
+        with pytest.raises(KeyUnavailableError, match=f"data key {missing} does not exist"):
+            ctx.keyring.cipher(conn, missing)
+
+
+def test_system_and_blind_index_keys_are_distinct_singletons(ctx):
+    with transaction(ctx.engine) as conn:
+        system = ctx.keyring.system_cipher(conn).key_id
+        assert ctx.keyring.system_cipher(conn).key_id == system
+        ctx.keyring.blind_indexer(conn)
+        purposes = conn.execute(select(_keys.c.purpose)).scalars().all()
+    assert sorted(p.value for p in purposes) == ["blind_index", "system"]
+
+
+def test_keyring_needs_a_kek():
+    with pytest.raises(KeyUnavailableError):
+        Keyring([])
