@@ -1,7 +1,180 @@
-"""`strongroom user ...` (being written)."""
+"""`strongroom user ...`: manage accounts offline, on the data directory.
+
+These commands act as the local operating-system user (`local:<uid>`), who already holds
+the data directory and its key; every change is a security event and an audit entry.
+A TOTP secret is printed exactly once, when it is created: it is stored only encrypted.
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
 import click
+
+from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
+from strongroom.core.auth import passwords, rbac, users
+from strongroom.core.auth.totp import Enrolment
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Role
+from strongroom.core.errors import ValidationError
+
+_ROLES = click.Choice([r.value for r in Role], case_sensitive=True)
+
+
+def _read_password(password_file: str | None, prompt: str) -> str:
+    """From a file (first line, for scripts) or a hidden prompt asked twice."""
+    if password_file:
+        try:
+            lines = Path(password_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ValidationError(f"--password-file {password_file}: {exc.strerror}") from None
+        if not lines:
+            raise ValidationError(f"--password-file {password_file}: file is empty")
+        return lines[0]
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
+def _show_enrolment(username: str, enrolment: Enrolment) -> None:
+    click.echo(f"TOTP enrolment for {username!r} (shown once; scan it now):")
+    click.echo(enrolment.qr_text)
+    click.echo(f"otpauth URI: {enrolment.uri}")
+    click.echo(f"secret (manual entry): {enrolment.secret}")
+
+
+def _user_table(rows: list[users.UserRecord]) -> None:
+    click.echo(f"{'USERNAME':<20} {'ROLE':<13} {'2FA':<4} {'FAILED':>6}  {'LOCKED UNTIL':<25} LAST LOGIN")
+    for u in rows:
+        locked = "indefinitely" if u.locked_until == users.INDEFINITE else (u.locked_until or "")
+        click.echo(f"{u.username:<20} {u.role.value:<13} {'yes' if u.totp_enabled else 'no':<4} "
+                   f"{u.failed_logins:>6}  {str(locked):<25} {u.last_login_at or 'never'}")
 
 
 @click.group(name="user")
 def group() -> None:
-    """Manage users."""
+    """Manage users: add, list, lock, unlock, grants, 2FA reset, passwords."""
+
+
+@group.command(name="add")
+@click.argument("username")
+@click.option("--role", required=True, type=_ROLES, help="Clinical or operator role.")
+@click.option("--full-name", default="", help="Display name.")
+@click.option("--email", default=None, help="Contact address.")
+@click.option("--password-file", type=click.Path(dir_okay=False),
+              help="Read the password from the first line of FILE instead of prompting.")
+@click.option("--practice-id", type=click.UUID,
+              help="Practice the user belongs to (default: the only one).")
+@json_option
+@pass_state
+def add_cmd(state: CliState, username: str, role: str, full_name: str, email: str | None,
+            password_file: str | None, practice_id: uuid.UUID | None, as_json: bool) -> None:
+    """Create a user; roles that require 2FA are enrolled in TOTP at once."""
+    ctx = state.ctx
+    users.validate_username(username)
+    password = _read_password(password_file, "Password")
+    passwords.check_policy(password, ctx.settings.auth, username=username)
+    with transaction(ctx.engine) as conn:
+        practice_id = practice_id or users.only_practice_id(conn)
+        user, enrolment = users.create_user(conn, ctx.keyring, ctx.settings, practice_id, username,
+                                            password, role, full_name, email, actor=local_actor())
+    data = {"user": user.as_dict(),
+            "totp": None if enrolment is None else {"uri": enrolment.uri, "secret": enrolment.secret}}
+
+    def human(_: dict) -> None:
+        click.echo(f"created user {user.username!r} ({user.role.value}), id {user.id}")
+        if enrolment is not None:
+            _show_enrolment(user.username, enrolment)
+
+    emit(as_json, data, human)
+
+
+@group.command(name="list")
+@json_option
+@pass_state
+def list_cmd(state: CliState, as_json: bool) -> None:
+    """All users, with lock and 2FA state."""
+    with transaction(state.ctx.engine, read_only=True) as conn:
+        rows = users.list_users(conn)
+    emit(as_json, [u.as_dict() for u in rows], lambda _: _user_table(rows))
+
+
+@group.command(name="lock")
+@click.argument("username")
+@click.option("--minutes", type=click.IntRange(1, 525600), help="Lock for N minutes (default: until unlocked).")
+@click.option("--reason", default="", help="Why, for the audit log.")
+@pass_state
+def lock_cmd(state: CliState, username: str, minutes: int | None, reason: str) -> None:
+    """Lock an account and end its sessions."""
+    with transaction(state.ctx.engine) as conn:
+        user = users.lock(conn, users.get_user(conn, username), by=local_actor(),
+                          minutes=minutes, reason=reason)
+    until = "until unlocked" if minutes is None else f"until {user.locked_until:%Y-%m-%d %H:%M:%S} UTC"
+    click.echo(f"locked {username!r} {until}")
+
+
+@group.command(name="unlock")
+@click.argument("username")
+@click.option("--reason", default="", help="Why, for the audit log.")
+@pass_state
+def unlock_cmd(state: CliState, username: str, reason: str) -> None:
+    """Unlock an account and clear its failed-login count."""
+    with transaction(state.ctx.engine) as conn:
+        users.unlock(conn, users.get_user(conn, username), by=local_actor(), reason=reason)
+    click.echo(f"unlocked {username!r}")
+
+
+@group.command(name="grant")
+@click.argument("username")
+@click.argument("permission")
+@click.option("--for", "duration", required=True, help="How long: 30m, 8h, 2d, 1w.")
+@click.option("--reason", default="", help="Why, for the audit log.")
+@json_option
+@pass_state
+def grant_cmd(state: CliState, username: str, permission: str, duration: str, reason: str,
+              as_json: bool) -> None:
+    """Grant one permission beyond the user's role, for a limited time."""
+    delta = rbac.parse_duration(duration)
+    with transaction(state.ctx.engine) as conn:
+        granted = rbac.grant(conn, users.get_user(conn, username), permission,
+                             granted_by=local_actor(), reason=reason, duration=delta)
+    emit(as_json, granted.__dict__, lambda g: click.echo(
+        f"granted {g['permission']} to {username!r} until "
+        f"{g['expires_at']:%Y-%m-%d %H:%M:%S} UTC (grant id {g['id']})"))
+
+
+@group.command(name="revoke-grant")
+@click.argument("grant_id", type=click.UUID)
+@click.option("--reason", default="", help="Why, for the audit log.")
+@pass_state
+def revoke_grant_cmd(state: CliState, grant_id: uuid.UUID, reason: str) -> None:
+    """End a grant before it expires."""
+    with transaction(state.ctx.engine) as conn:
+        ended = rbac.revoke_grant(conn, grant_id, revoked_by=local_actor(), reason=reason)
+    click.echo(f"revoked grant {grant_id} ({ended.permission})")
+
+
+@group.command(name="reset-2fa")
+@click.argument("username")
+@pass_state
+def reset_2fa_cmd(state: CliState, username: str) -> None:
+    """Issue a new TOTP secret (the old one stops working) and end the user's sessions."""
+    ctx = state.ctx
+    with transaction(ctx.engine) as conn:
+        enrolment = users.reset_2fa(conn, ctx.keyring, ctx.settings, users.get_user(conn, username),
+                                    by=local_actor())
+    _show_enrolment(username, enrolment)
+
+
+@group.command(name="passwd")
+@click.argument("username")
+@click.option("--password-file", type=click.Path(dir_okay=False),
+              help="Read the new password from the first line of FILE instead of prompting.")
+@pass_state
+def passwd_cmd(state: CliState, username: str, password_file: str | None) -> None:
+    """Set a new password and end the user's sessions."""
+    ctx = state.ctx
+    with transaction(ctx.engine, read_only=True) as conn:
+        user = users.get_user(conn, username)
+    password = _read_password(password_file, "New password")
+    with transaction(ctx.engine) as conn:
+        users.set_password(conn, ctx.settings, user, password, by=local_actor())
+    click.echo(f"password changed for {username!r}")

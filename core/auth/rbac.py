@@ -27,6 +27,7 @@ from strongroom.core.auth.security import ActorContext
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Role, RoleGrant
 from strongroom.core.db.types import utcnow
+from strongroom.core.principal import Principal, permission_matches
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 
 _grants = RoleGrant.__table__
@@ -91,11 +92,9 @@ class Grant:
 
 
 def matches(pattern: str, permission: str) -> bool:
-    """`job:*:run` matches `job:backup:run`; `*` matches everything; segments match 1:1."""
-    if pattern == "*" or pattern == permission:
-        return True
-    want, have = pattern.split(":"), permission.split(":")
-    return len(want) == len(have) and all(w == "*" or w == h for w, h in zip(want, have))
+    """`job:*:run` matches `job:backup:run`; `*` matches everything; segments match 1:1.
+    (One rule for the whole system: the repository layer's Principal uses the same.)"""
+    return permission_matches(pattern, permission)
 
 
 def validate_permission(permission: str) -> str:
@@ -146,6 +145,16 @@ def effective_permissions(conn: Connection, user: HasRole, *,
     """The role's permissions plus the user's active grants (patterns kept as patterns)."""
     granted = {g.permission for g in list_grants(conn, user_id=user.id, now=now)}
     return role_permissions(user.role) | granted
+
+
+def principal(conn: Connection, user: HasRole, *, session_id: str | None = None,
+              ip_address: str | None = None, user_agent: str | None = None,
+              practice_id: uuid.UUID | None = None, now: datetime | None = None) -> Principal:
+    """The Principal the repository layer expects, carrying the effective permissions."""
+    return Principal(actor=f"user:{user.username}",
+                     permissions=effective_permissions(conn, user, now=now),
+                     user_id=user.id, practice_id=practice_id, session_id=session_id,
+                     ip_address=ip_address, user_agent=user_agent)
 
 
 def has_permission(permissions: frozenset[str], permission: str) -> bool:

@@ -138,3 +138,12 @@ def test_parse_duration(text, expected):
 def test_parse_duration_rejects_bad_input(text):
     with pytest.raises(ValidationError, match="duration"):
         rbac.parse_duration(text)
+
+
+def test_principal_carries_effective_permissions(ctx, make_user):
+    user, _ = make_user("sam", role="STAFF")
+    with transaction(ctx.engine) as conn:
+        rbac.grant(conn, user, "phi:read", granted_by="t", duration=timedelta(hours=1), now=T0)
+        who = rbac.principal(conn, user, session_id="s-9", now=T0)
+    assert who.actor == "user:sam" and who.can("phi:read") and not who.can("user:manage")
+    assert who.user_id == user.id and who.session_id == "s-9"
