@@ -147,3 +147,19 @@ def test_principal_carries_effective_permissions(ctx, make_user):
         who = rbac.principal(conn, user, session_id="s-9", now=T0)
     assert who.actor == "user:sam" and who.can("phi:read") and not who.can("user:manage")
     assert who.user_id == user.id and who.session_id == "s-9"
+
+
+def test_expired_grant_inside_a_write_transaction_still_denies_promptly(ctx, make_user):
+    import time
+    user, _ = make_user("sam", role="STAFF")
+    with transaction(ctx.engine) as conn:
+        rbac.grant(conn, user, "phi:read", granted_by="t", expires_at=T0 + timedelta(hours=1), now=T0)
+    started = time.monotonic()
+    with pytest.raises(PermissionDenied, match="expired at"):
+        with transaction(ctx.engine) as conn:
+            rbac.require(conn, user, "phi:read", now=T0 + timedelta(hours=2))
+    assert time.monotonic() - started < 2  # no wait on our own write lock
+    # PostgreSQL records it in its own transaction; SQLite (one writer) could only
+    # write it on the caller's transaction, which the denial rolled back.
+    expected = 1 if ctx.engine.dialect.name == "postgresql" else 0
+    assert len(events(ctx.engine, "grant_expired_use")) == expected
