@@ -77,3 +77,10 @@ class PermissionDenied(StrongroomError):
 
     code = "forbidden"
     exit_code = 8
+
+
+class DatabaseUnavailableError(StrongroomError):
+    """The database cannot be reached or refused the connection."""
+
+    code = "internal"
+    exit_code = 9

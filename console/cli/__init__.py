@@ -21,6 +21,7 @@ import click
 
 from strongroom.core.config import Settings, load_settings, locate_config
 from strongroom.core.context import Context, open_context
+from strongroom.core.db.engine import translate_error
 from strongroom.core.errors import StrongroomError
 
 
@@ -117,3 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        error = translate_error(exc)
+        if error is None:
+            raise
+        click.echo(f"strongroom: error: {error}", err=True)
+        sys.exit(error.exit_code)

@@ -8,7 +8,6 @@ Truncation to 16 bytes keeps collisions negligible for lookup while leaking less
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 
@@ -36,4 +35,4 @@ class BlindIndexer:
         term = normalise(field, value)
         if not term:
             return None
-        return hmac.new(self._key, f"{field}\0{term}".encode(), hashlib.sha256).digest()[:TRUNCATE]
+        return hmac.digest(self._key, f"{field}\0{term}".encode(), "sha256")[:TRUNCATE]

@@ -17,7 +17,9 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from strongroom.core.errors import ConfigError
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from strongroom.core.errors import ConfigError, DatabaseUnavailableError, StrongroomError
 
 
 def normalise_url(url: str) -> str:
@@ -89,3 +91,18 @@ def set_scope(conn: Connection, *, practice_id: uuid.UUID | None, system: bool) 
              " set_config('strongroom.practice_id', :pid, true)"),
         {"scope": "system" if system else "practice", "pid": str(practice_id or "")},
     )
+
+
+def translate_error(exc: BaseException) -> StrongroomError | None:
+    """Turn a driver error into a StrongroomError with one readable line, or None.
+
+    Driver messages name hosts and SQL, never bound values, so they are safe to show;
+    only the first line is kept (the rest is SQLAlchemy's background link and the SQL).
+    """
+    if isinstance(exc, OperationalError):
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        return DatabaseUnavailableError(f"database unavailable: {first}")
+    if isinstance(exc, DBAPIError):
+        first = str(exc.orig).strip().splitlines()[0] if exc.orig else "unknown error"
+        return StrongroomError(f"database error: {first}")
+    return None

@@ -117,17 +117,22 @@ def _plain(field: str, value: object) -> str | None:
 
 
 def _seal(cipher: FieldCipher, row_id: uuid.UUID, values: dict, encrypt: bool) -> dict:
+    plain = {}
     out = {}
     for field in PHI_FIELDS:
         if field not in values:
             continue
-        plain = _plain(field, values[field])
-        if plain is None:
+        text = _plain(field, values[field])
+        if text is None:
             out[f"{field}_enc"] = None
-        elif encrypt:
-            out[f"{field}_enc"] = cipher.encrypt(plain.encode(), associated_data(TABLE, field, row_id))
-        else:  # benchmark baseline only: the same write path without the cipher
-            out[f"{field}_enc"] = plain.encode()
+        else:
+            plain[field] = text.encode()
+    if encrypt:
+        sealed = cipher.encrypt_fields(TABLE, row_id, plain)
+    else:  # benchmark baseline only: the same write path without the cipher
+        sealed = plain
+    for field, blob in sealed.items():
+        out[f"{field}_enc"] = blob
     return out
 
 

@@ -1,0 +1,3 @@
+from strongroom.console.cli import main
+
+main()

@@ -1,0 +1,120 @@
+"""The offline CLI on a data directory: init, db, clients, audit, demo, error handling."""
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from strongroom.console.cli import main
+
+
+def run(capsys, *args):
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def data_dir(tmp_path, db_url, capsys):
+    target = tmp_path / "data"
+    args = ["--data-dir", str(target), "init", "--practice-name", "CLI Practice"]
+    if not db_url.startswith("sqlite"):
+        args += ["--database-url", db_url]
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    return target
+
+
+def test_init_creates_a_private_directory_with_key_config_and_database(data_dir):
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data_dir / "kek.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data_dir / "strongroom.toml").stat().st_mode) == 0o600
+    assert "kek" not in (data_dir / "strongroom.toml").read_text().split("kek_file")[0]
+
+
+def test_init_refuses_a_non_empty_directory_and_changes_nothing(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.mkdir()
+    (target / "precious.txt").write_text("keep me")
+    code, _, err = run(capsys, "--data-dir", str(target), "init")
+    assert code == 4 and "not empty" in err
+    assert sorted(p.name for p in target.iterdir()) == ["precious.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]
+
+
+def test_failed_init_leaves_nothing_behind(tmp_path, capsys):
+    code, _, err = run(capsys, "--data-dir", str(tmp_path / "new"), "init",
+                       "--database-url", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    assert code != 0 and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_seed_then_list_is_masked_and_reveal_is_audited(data_dir, capsys):
+    assert run(capsys, "--data-dir", str(data_dir), "demo", "seed", "--clients", "12",
+               "--sessions-per-client", "2")[0] == 0
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--limit", "5")
+    assert code == 0 and "***-**-" in out and "(5 of 12 clients; PHI masked" in out
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--limit", "1", "--reveal", "--json")
+    assert code == 0 and '"ssn": "9' in out
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "tail", "-n", "1", "--json")
+    assert '"action": "READ"' in out and '"phi": true' in out
+
+
+def test_audit_verify_reports_intact_chain_and_exit_code(data_dir, capsys):
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "verify")
+    assert code == 0 and "audit chain intact" in out
+
+
+def test_audit_verify_names_the_first_broken_entry(data_dir, capsys):
+    from strongroom.core.config import load_settings
+    from strongroom.core.db.engine import make_engine
+
+    engine = make_engine(load_settings(data_dir / "strongroom.toml").database.url)
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER audit_logs_append_only_update")
+        else:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql("UPDATE audit_logs SET outcome = 'forged' WHERE id = 1")
+    engine.dispose()
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "audit", "verify")
+    assert code == 6
+    assert "BROKEN at entry 1" in out and "broken at entry 1" in err
+
+
+def test_db_status_reports_current_schema(data_dir, capsys):
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "db", "status", "--json")
+    assert code == 0 and '"up_to_date": true' in out
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "db", "upgrade")
+    assert code == 0 and "already current" in out
+
+
+def test_bad_config_is_one_clear_line_and_exit_2(tmp_path):
+    (tmp_path / "strongroom.toml").write_text('data_dir = "."\n[database]\nurl = "sqlite:///x.db"\n'
+                                              '[auth]\nlockout_minutes = "ten"\n')
+    proc = subprocess.run([sys.executable, "-m", "strongroom.console.cli", "--data-dir", str(tmp_path),
+                           "clients", "list"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "auth.lockout_minutes" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_missing_key_file_is_a_clear_error_naming_it(data_dir, capsys):
+    (data_dir / "kek.key").rename(data_dir / "elsewhere.key")
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "clients", "list")
+    assert code == 5
+    assert "kek.key is missing" in err and "recovery kit" in err
+
+
+def test_no_data_dir_is_a_usage_error(capsys, monkeypatch):
+    monkeypatch.delenv("STRONGROOM_DATA_DIR", raising=False)
+    monkeypatch.delenv("STRONGROOM_CONFIG", raising=False)
+    code, _, err = run(capsys, "clients", "list")
+    assert code == 2 and "--data-dir" in err
