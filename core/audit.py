@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, func, insert, select, text
 
-from strongroom.core.db.models import AuditLog
+from strongroom.core.db.models import AuditLog, DataKey, KeyPurpose, KeyState
 from strongroom.core.db.pg import AUDIT_LOCK_KEY
 from strongroom.core.db.types import utcnow
+from strongroom.core.errors import IntegrityError
 
 GENESIS = "0" * 64
 _log = AuditLog.__table__
@@ -182,3 +186,62 @@ def _entry(row) -> Entry:
         details = {"unparsed": True}
     return Entry(row["id"], row["occurred_at"], row["actor"], row["action"], row["table_name"],
                  row["record_id"], row["outcome"], details, row["hash"])
+
+
+# --- signed checkpoints ---------------------------------------------------------------
+# A database administrator could rewrite the whole chain, recomputing every hash. A
+# checkpoint kept elsewhere (a backup manifest, a second location, a printout) pins the
+# chain head at a moment with an Ed25519 signature: a rewritten history no longer
+# contains the checkpointed hash at the checkpointed id.
+
+def _checkpoint_message(cp: dict) -> bytes:
+    return canonical_json({k: cp[k] for k in ("head_id", "head_hash", "signed_at", "key_id")}).encode()
+
+
+def checkpoint(conn: Connection, keyring) -> dict:
+    """Sign the current chain head; returns a JSON-ready checkpoint."""
+    head_id, head_hash = head(conn)
+    signer = keyring.signing_key(conn)
+    keys = DataKey.__table__
+    key_id = conn.execute(select(keys.c.id).where(keys.c.purpose == KeyPurpose.AUDIT_SIGNING,
+                                                  keys.c.state == KeyState.ACTIVE)
+                          .order_by(keys.c.version.desc()).limit(1)).scalar_one()
+    cp = {"head_id": head_id, "head_hash": head_hash, "signed_at": utcnow().isoformat(),
+          "key_id": str(key_id)}
+    cp["public_key"] = signer.public_key().public_bytes_raw().hex()
+    cp["signature"] = signer.sign(_checkpoint_message(cp)).hex()
+    return cp
+
+
+def verify_checkpoint(engine: Engine, cp: dict, *, public_key: bytes | None = None) -> VerifyResult:
+    """The chain verifies, and still holds the checkpointed hash at the checkpointed id,
+    under a valid signature. `public_key` pins the signer (else the one in the database,
+    which only proves consistency, not authorship)."""
+    try:
+        message = _checkpoint_message(cp)
+        signature = bytes.fromhex(cp["signature"])
+        head_id = cp["head_id"]
+    except (KeyError, TypeError, ValueError):
+        raise IntegrityError("checkpoint is malformed (missing or invalid fields)") from None
+    if public_key is None:
+        keys = DataKey.__table__
+        with engine.connect() as conn:
+            public_key = conn.execute(select(keys.c.public_key).where(keys.c.id == uuid.UUID(cp["key_id"]))).scalar()
+        if public_key is None:
+            raise IntegrityError(f"checkpoint signing key {cp['key_id']} is not in the database")
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes(public_key)).verify(signature, message)
+    except InvalidSignature:
+        raise IntegrityError("checkpoint signature is invalid (checkpoint altered or signed by another key)") from None
+    result = verify(engine)
+    if not result.ok:
+        return result
+    if head_id is None:
+        return result
+    with engine.connect() as conn:
+        stored = conn.execute(select(_log.c.hash).where(_log.c.id == head_id)).scalar()
+    if stored != cp["head_hash"]:
+        return VerifyResult(False, result.checked, result.head_id, result.head_hash, head_id,
+                            "entry at the checkpoint no longer has the checkpointed hash "
+                            "(history before the checkpoint was rewritten)")
+    return result

@@ -1,7 +1,9 @@
 """`strongroom audit ...`: verify and read the hash-chained audit log."""
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -9,6 +11,7 @@ from strongroom.console.cli import CliState, emit, json_option, local_actor, pas
 from strongroom.core import audit
 from strongroom.core.db.engine import transaction
 from strongroom.core.errors import IntegrityError
+from strongroom.core.fsutil import write_atomic
 
 
 @click.group(name="audit")
@@ -17,9 +20,11 @@ def group() -> None:
 
 
 @group.command(name="verify")
+@click.option("--checkpoint", "checkpoint_file", type=click.Path(dir_okay=False, exists=True),
+              help="Also prove the chain still holds this signed checkpoint.")
 @json_option
 @pass_state
-def verify_cmd(state: CliState, as_json: bool) -> None:
+def verify_cmd(state: CliState, checkpoint_file: str | None, as_json: bool) -> None:
     """Re-hash the whole chain; report the first broken row (exit 6 if any)."""
     engine = state.ctx.engine
 
@@ -27,7 +32,16 @@ def verify_cmd(state: CliState, as_json: bool) -> None:
         if not as_json and sys.stderr.isatty():
             click.echo(f"\r  {done}/{total}", nl=False, err=True)
 
-    result = audit.verify(engine, progress=progress)
+    if checkpoint_file:
+        try:
+            cp = json.loads(Path(checkpoint_file).read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise IntegrityError(f"{checkpoint_file}: not a checkpoint (invalid JSON)") from None
+        if not isinstance(cp, dict):
+            raise IntegrityError(f"{checkpoint_file}: not a checkpoint (not a JSON object)")
+        result = audit.verify_checkpoint(engine, cp)
+    else:
+        result = audit.verify(engine, progress=progress)
     with transaction(engine) as conn:
         audit.append(conn, actor=local_actor(), action="VERIFY",
                      table_name="audit_logs", outcome="success" if result.ok else "failure",
@@ -38,6 +52,20 @@ def verify_cmd(state: CliState, as_json: bool) -> None:
         f"audit chain BROKEN at entry {d['broken_id']}: {d['reason']} ({d['checked']} entries before it verified)"))
     if not result.ok:
         raise IntegrityError(f"audit chain broken at entry {result.broken_id}")
+
+
+@group.command(name="checkpoint")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the signed checkpoint (keep a copy off this machine).")
+@pass_state
+def checkpoint_cmd(state: CliState, out: str) -> None:
+    """Sign the chain head (Ed25519) so a later rewrite of history is detectable."""
+    with transaction(state.ctx.engine) as conn:
+        cp = audit.checkpoint(conn, state.ctx.keyring)
+        audit.append(conn, actor=local_actor(), action="VERIFY", table_name="audit_logs",
+                     details={"event": "checkpoint", "head_id": cp["head_id"]})
+    write_atomic(Path(out), (json.dumps(cp, indent=2) + "\n").encode(), mode=0o600)
+    click.echo(f"checkpoint of entry {cp['head_id']} ({cp['head_hash'][:16]}) written to {out}")
 
 
 @group.command(name="tail")

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, insert, select, update
 
@@ -138,6 +139,28 @@ class Keyring:
             self._ciphers.pop(key_id, None)
             self._indexer = BlindIndexer(self._load_key(conn, key_id))
         return self._indexer
+
+    def signing_key(self, conn: Connection) -> Ed25519PrivateKey:
+        """The Ed25519 key that signs audit chain checkpoints (created on first use).
+
+        Its public half is stored in clear beside it, so anyone holding a checkpoint and
+        the database (or a copy of the public key) can check a signature without the KEK.
+        """
+        key_id = conn.execute(
+            select(_keys.c.id).where(_keys.c.purpose == KeyPurpose.AUDIT_SIGNING,
+                                     _keys.c.state == KeyState.ACTIVE)
+            .order_by(_keys.c.version.desc()).limit(1)).scalar()
+        if key_id is None:
+            seed = os.urandom(32)
+            key_id = uuid.uuid4()
+            public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+            conn.execute(insert(_keys), [{
+                "id": key_id, "purpose": KeyPurpose.AUDIT_SIGNING, "client_id": None, "version": 1,
+                "wrapped_key": self.wrap(seed, key_id, KeyPurpose.AUDIT_SIGNING),
+                "public_key": public, "kek_id": self.kek_id, "state": KeyState.ACTIVE,
+                "created_at": utcnow()}])
+            return Ed25519PrivateKey.from_private_bytes(seed)
+        return Ed25519PrivateKey.from_private_bytes(self._load_key(conn, key_id))
 
     def client_cipher(self, conn: Connection, client_id: uuid.UUID) -> FieldCipher:
         """The client's newest active DEK (the one new writes use)."""

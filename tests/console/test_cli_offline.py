@@ -118,3 +118,15 @@ def test_no_data_dir_is_a_usage_error(capsys, monkeypatch):
     monkeypatch.delenv("STRONGROOM_CONFIG", raising=False)
     code, _, err = run(capsys, "clients", "list")
     assert code == 2 and "--data-dir" in err
+
+
+def test_audit_checkpoint_file_is_private_and_verifies(data_dir, tmp_path, capsys):
+    cp = tmp_path / "checkpoint.json"
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "audit", "checkpoint", "--out", str(cp))
+    assert code == 0, err
+    assert stat.S_IMODE(cp.stat().st_mode) == 0o600
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "verify", "--checkpoint", str(cp))
+    assert code == 0 and "intact" in out
+    cp.write_text("{not json")
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "audit", "verify", "--checkpoint", str(cp))
+    assert code == 6 and "invalid JSON" in err
