@@ -1,0 +1,147 @@
+"""The `job_runs` table: one row per run of a job, whoever started it.
+
+A run moves queued -> running -> succeeded | failed | cancelled; a run found `running`
+when the daemon starts was cut off by a crash and becomes `interrupted`. Every state
+change is its own short transaction, so the table tells the truth even while the job's
+own work is still inside a long transaction, or after that transaction rolled back.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from strongroom.core import audit
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import JobRun, JobStatus
+from strongroom.core.db.types import utcnow
+from strongroom.core.errors import ConflictError, NotFoundError
+
+_runs = JobRun.__table__
+FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.INTERRUPTED, JobStatus.CANCELLED)
+ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+@dataclass(frozen=True)
+class Run:
+    id: uuid.UUID
+    job_kind: str
+    trigger: str
+    status: str
+    params: dict
+    requested_by: str | None
+    progress_done: int
+    progress_total: int | None
+    message: str | None
+    result: dict | None
+    error: str | None
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def as_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data["duration_seconds"] = self.duration_seconds
+        return data
+
+
+def _run(row) -> Run:
+    return Run(**{k: (v.value if k == "status" else v) for k, v in row.items()})
+
+
+def queue(engine: Engine, job_kind: str, *, trigger: str, params: dict | None = None,
+          requested_by: str | None = None) -> Run:
+    """Record a new run; refuses when a run of the same kind is already queued or running."""
+    with transaction(engine) as conn:
+        busy = conn.execute(select(_runs.c.id).where(_runs.c.job_kind == job_kind,
+                                                     _runs.c.status.in_(ACTIVE)).limit(1)).scalar()
+        if busy is not None:
+            raise ConflictError(f"a {job_kind} run is already in progress ({busy})")
+        row = {"id": uuid.uuid4(), "job_kind": job_kind, "trigger": trigger, "status": JobStatus.QUEUED,
+               "params": params or {}, "requested_by": requested_by, "progress_done": 0,
+               "queued_at": utcnow()}
+        conn.execute(insert(_runs), [row])
+        return _run(conn.execute(select(_runs).where(_runs.c.id == row["id"])).mappings().one())
+
+
+def start(engine: Engine, run_id: uuid.UUID) -> None:
+    with transaction(engine) as conn:
+        conn.execute(update(_runs).where(_runs.c.id == run_id).values(
+            status=JobStatus.RUNNING, started_at=utcnow()))
+
+
+def progress(engine: Engine, run_id: uuid.UUID, done: int, total: int | None, message: str | None) -> None:
+    with transaction(engine) as conn:
+        conn.execute(update(_runs).where(_runs.c.id == run_id, _runs.c.status == JobStatus.RUNNING)
+                     .values(progress_done=done, progress_total=total, message=(message or "")[:500]))
+
+
+def finish(engine: Engine, run_id: uuid.UUID, status: JobStatus, *, result: dict | None = None,
+           error: str | None = None, actor: str = "system") -> Run:
+    """Close a run and audit it; the job's kind decides the audit action."""
+    if status not in FINISHED:
+        raise ValueError(f"{status} is not a final state")
+    with transaction(engine) as conn:
+        conn.execute(update(_runs).where(_runs.c.id == run_id).values(
+            status=status, finished_at=utcnow(), result=result, error=error))
+        run = _run(conn.execute(select(_runs).where(_runs.c.id == run_id)).mappings().one())
+        audit.append(conn, actor=actor, action=_AUDIT_ACTIONS.get(run.job_kind, "INTEGRITY"),
+                     table_name="job_runs", record_id=run_id,
+                     outcome="success" if status == JobStatus.SUCCEEDED else status.value,
+                     details={"job": run.job_kind, "trigger": run.trigger,
+                              "duration_seconds": run.duration_seconds, "error": error})
+    return run
+
+
+_AUDIT_ACTIONS = {"backup": "BACKUP", "restore": "RESTORE", "verify": "VERIFY", "export": "EXPORT",
+                  "sync": "SYNC", "retention": "RETENTION", "integrity": "INTEGRITY",
+                  "key_rotation": "KEY_ROTATE"}
+
+
+def mark_interrupted(engine: Engine) -> list[uuid.UUID]:
+    """At start-up: runs left queued or running by a crash can never finish; say so."""
+    with transaction(engine) as conn:
+        ids = list(conn.execute(select(_runs.c.id).where(_runs.c.status.in_(ACTIVE))).scalars())
+        if ids:
+            conn.execute(update(_runs).where(_runs.c.id.in_(ids)).values(
+                status=JobStatus.INTERRUPTED, finished_at=utcnow(),
+                error="the daemon stopped while this run was in progress"))
+            for run_id in ids:
+                audit.append(conn, actor="system", action="INTEGRITY", table_name="job_runs",
+                             record_id=run_id, outcome="interrupted", details={"event": "interrupted_at_start"})
+    return ids
+
+
+def get(engine: Engine, run_id: uuid.UUID) -> Run:
+    with engine.connect() as conn:
+        row = conn.execute(select(_runs).where(_runs.c.id == run_id)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"job run {run_id} not found")
+    return _run(row)
+
+
+def recent(engine: Engine, *, job_kind: str | None = None, status: str | None = None,
+           limit: int = 50) -> list[Run]:
+    query = select(_runs).order_by(_runs.c.queued_at.desc()).limit(limit)
+    if job_kind:
+        query = query.where(_runs.c.job_kind == job_kind)
+    if status:
+        query = query.where(_runs.c.status == JobStatus(status))
+    with engine.connect() as conn:
+        return [_run(r) for r in conn.execute(query).mappings()]
+
+
+def last_success(engine: Engine) -> dict[str, datetime]:
+    """Per job kind, when its newest successful run finished (for metrics and health)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(_runs.c.job_kind, func.max(_runs.c.finished_at))
+                            .where(_runs.c.status == JobStatus.SUCCEEDED).group_by(_runs.c.job_kind)).all()
+    return {kind: when for kind, when in rows if when is not None}

@@ -1,0 +1,58 @@
+"""job_runs: one row per run, never two active runs of a kind, crashes become interrupted."""
+import uuid
+
+import pytest
+
+from strongroom.core import audit
+from strongroom.core.db.models import JobStatus
+from strongroom.core.errors import ConflictError, NotFoundError
+from strongroom.core.jobs import runs
+
+
+def test_run_lifecycle_is_recorded_and_audited(engine):
+    run = runs.queue(engine, "integrity", trigger="manual", params={"x": 1}, requested_by="user:ops")
+    assert run.status == "queued"
+    runs.start(engine, run.id)
+    runs.progress(engine, run.id, 5, 10, "halfway")
+    assert (runs.get(engine, run.id).progress_done, runs.get(engine, run.id).message) == (5, "halfway")
+    done = runs.finish(engine, run.id, JobStatus.SUCCEEDED, result={"checked": 10})
+    assert done.status == "succeeded" and done.result == {"checked": 10} and done.duration_seconds >= 0
+    with engine.connect() as conn:
+        entry = audit.tail(conn, limit=1)[0]
+    assert (entry.action, entry.record_id, entry.outcome) == ("INTEGRITY", str(run.id), "success")
+    assert runs.last_success(engine)["integrity"] == done.finished_at
+
+
+def test_second_active_run_of_the_same_kind_is_refused(engine):
+    runs.queue(engine, "backup", trigger="schedule")
+    with pytest.raises(ConflictError, match="already in progress"):
+        runs.queue(engine, "backup", trigger="manual")
+    assert runs.queue(engine, "integrity", trigger="manual").status == "queued"
+
+
+def test_runs_left_running_by_a_crash_become_interrupted(engine):
+    crashed = runs.queue(engine, "backup", trigger="schedule")
+    runs.start(engine, crashed.id)
+    assert runs.mark_interrupted(engine) == [crashed.id]
+    after = runs.get(engine, crashed.id)
+    assert after.status == "interrupted" and "stopped" in after.error
+    assert runs.queue(engine, "backup", trigger="manual").status == "queued"
+
+
+def test_finish_refuses_a_non_final_state(engine):
+    run = runs.queue(engine, "backup", trigger="manual")
+    with pytest.raises(ValueError):
+        runs.finish(engine, run.id, JobStatus.RUNNING)
+
+
+def test_unknown_run_is_not_found(engine):
+    with pytest.raises(NotFoundError):
+        runs.get(engine, uuid.uuid4())
+
+
+def test_recent_filters_by_kind_and_status(engine):
+    a = runs.queue(engine, "backup", trigger="manual")
+    runs.finish(engine, a.id, JobStatus.FAILED, error="disk full")
+    runs.queue(engine, "integrity", trigger="manual")
+    assert [r.id for r in runs.recent(engine, job_kind="backup", status="failed")] == [a.id]
+    assert len(runs.recent(engine)) == 2
