@@ -8,9 +8,10 @@ as a whole.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -68,6 +69,36 @@ class AuthSettings(_Section):
     argon2: Argon2Settings = Argon2Settings()
 
 
+class DaemonSettings(_Section):
+    """The strongroomd process: where its sockets live and how it behaves."""
+
+    # Default: $RUNTIME_DIRECTORY (systemd's RuntimeDirectory=) or <data_dir>/run.
+    runtime_dir: Path | None = None
+    tcp_endpoint: str | None = None
+    curve_secret_key_file: Path | None = None
+    curve_allowed_clients_dir: Path | None = None
+    max_frame_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    health_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    shutdown_grace_seconds: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    local_operator_token: bool = True
+    leader_retry_seconds: Annotated[float, Field(gt=0, le=600)] = 5.0
+    misfire_grace_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] = 3600
+    catch_up_missed: bool = True
+
+    @field_validator("tcp_endpoint")
+    @classmethod
+    def _tcp(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^tcp://[^:/\s]+:\d{1,5}$", value):
+            raise ValueError("must look like tcp://HOST:PORT")
+        return value
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    listen: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+
+
 class Settings(_Section):
     """The whole configuration. `source` is the file it came from (None when built in
     code), used to resolve relative paths and in error messages."""
@@ -77,7 +108,27 @@ class Settings(_Section):
     database: DatabaseSettings
     keys: KeySettings = KeySettings()
     auth: AuthSettings = AuthSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    # Cron expressions (minute hour day month weekday) per job kind, e.g. backup = "0 2 * * *".
+    schedules: dict[str, str] = {}
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("schedules")
+    @classmethod
+    def _cron(cls, value: dict[str, str]) -> dict[str, str]:
+        from apscheduler.triggers.cron import CronTrigger
+
+        from strongroom.core.jobs import all_kinds
+
+        for kind, expression in value.items():
+            if kind not in all_kinds():
+                raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(all_kinds())})")
+            try:
+                CronTrigger.from_crontab(expression, timezone="UTC")
+            except ValueError as exc:
+                raise ValueError(f"{kind}: invalid cron expression {expression!r}: {exc}") from None
+        return value
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
@@ -109,7 +160,12 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
         url = prefix + str((base / url[len(prefix):]).resolve())
     database = settings.database.model_copy(update={"url": url})
-    return settings.model_copy(update={"data_dir": data_dir, "keys": keys, "database": database})
+    daemon = settings.daemon.model_copy(update={
+        name: (base / getattr(settings.daemon, name)).resolve()
+        for name in ("runtime_dir", "curve_secret_key_file", "curve_allowed_clients_dir")
+        if getattr(settings.daemon, name) is not None})
+    return settings.model_copy(update={"data_dir": data_dir, "keys": keys, "database": database,
+                                       "daemon": daemon})
 
 
 def load_settings(path: Path) -> Settings:

@@ -1,0 +1,29 @@
+"""Job kinds: each a module with one `run(ctx, params, progress) -> dict` function.
+
+The daemon wraps every run in a job_runs row, an audit entry, metrics and progress
+events; the functions here know nothing about the daemon. Kinds whose issue has not
+landed yet are listed in PLANNED so schedules and commands can name them and get a
+clear "not implemented yet" instead of an unknown-kind error.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from strongroom.core.context import Context
+
+Progress = Callable[[int, int | None, str], None]
+JobFunction = Callable[[Context, dict, Progress], dict[str, Any]]
+
+PLANNED = ("backup", "verify", "restore_drill", "export", "sync", "retention")
+
+
+def registry() -> dict[str, JobFunction]:
+    """The job kinds this build can run, by name."""
+    from strongroom.core.jobs import integrity, key_rotation
+
+    return {"integrity": integrity.run, "key_rotation": key_rotation.run}
+
+
+def all_kinds() -> tuple[str, ...]:
+    return tuple(sorted(set(PLANNED) | set(registry())))
