@@ -36,6 +36,32 @@ def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: 
     return n_clients, n_sessions
 
 
+def create_demo_admin(state: CliState) -> dict:
+    """A demo operator admin whose credentials are printed and kept in the data
+    directory (0600): demo data only, never a real practice's."""
+    import secrets
+
+    from strongroom.core.auth.users import create_user
+    from strongroom.core.db.models import Role
+    from strongroom.core.fsutil import write_atomic
+
+    ctx = state.ctx
+    password = "demo-" + secrets.token_urlsafe(12)
+    with transaction(ctx.engine) as conn:
+        _, enrolment = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), "demo-admin",
+                                   password, Role.OP_ADMIN, full_name="Demo Administrator",
+                                   actor=local_actor())
+    creds = {"username": "demo-admin", "password": password, "totp_secret": enrolment.secret}
+    text = "".join(f"{k}={v}\n" for k, v in creds.items())
+    write_atomic(ctx.settings.data_dir / "demo-credentials.txt", text.encode(), mode=0o600)
+    click.echo("demo admin (synthetic demo only):")
+    click.echo(f"  username     demo-admin")
+    click.echo(f"  password     {password}")
+    click.echo(f"  TOTP secret  {enrolment.secret}   (otpauth URI: {enrolment.uri})")
+    click.echo(f"  saved in     {ctx.settings.data_dir / 'demo-credentials.txt'}")
+    return creds
+
+
 @group.command(name="seed")
 @click.option("--clients", default=300, show_default=True, type=click.IntRange(1, 5_000_000))
 @click.option("--sessions-per-client", default=10, show_default=True, type=click.IntRange(0, 1000))

@@ -30,6 +30,7 @@ def group(state: CliState, practice_name: str, database_url: str | None, demo: b
     click.echo(f"  database  {settings.database.url.split('@')[-1]}")
     click.echo(f"  key file  {settings.keys.kek_file}  <- back this up: strongroom keys export-kit")
     if demo:
-        from strongroom.console.cli.demo import seed_demo
+        from strongroom.console.cli.demo import create_demo_admin, seed_demo
 
         seed_demo(state, clients=clients, sessions_per_client=10)
+        create_demo_admin(state)
