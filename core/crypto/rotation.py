@@ -59,7 +59,6 @@ from strongroom.core.db.encrypted import CLIENT_KEYED, SYSTEM_KEYED, column
 from strongroom.core.db.engine import is_postgres, transaction
 from strongroom.core.db.models import Base, DataKey, KeyPurpose, KeyState
 from strongroom.core.db.types import UTCDateTime, utcnow
-from strongroom.core.fsutil import fsync_dir
 from strongroom.core.errors import (
     ConfigError,
     ConflictError,
@@ -67,6 +66,8 @@ from strongroom.core.errors import (
     NotFoundError,
     ValidationError,
 )
+from strongroom.core.fsutil import fsync_dir
+from strongroom.core.repository.changes import next_change_version, row_checksum
 
 Progress = Callable[[int, int, str], None]
 
@@ -502,17 +503,29 @@ def _reencrypt_rows(conn: Connection, keyring: Keyring, name: str, fields: tuple
                     client_id: uuid.UUID, target: FieldCipher) -> int:
     table = _table(name)
     owner = table.c.id if name == "clients" else table.c.client_id
-    cols = [table.c[column(f)] for f in fields]
-    found = conn.execute(select(table.c.id, *cols).where(
-        owner == client_id, table.c.key_id != target.key_id)).all()
+    found = conn.execute(select(table).where(
+        owner == client_id, table.c.key_id != target.key_id)).mappings().all()
     for row in found:
-        values: dict = {"key_id": target.key_id, "sync_version": _next_change_version(conn)}
-        for field_name, blob in zip(fields, row[1:]):
+        values: dict = {"key_id": target.key_id}
+        for field_name in fields:
+            blob = row[column(field_name)]
             if blob is not None:
                 values[column(field_name)] = _reseal(conn, keyring, target, blob, name,
-                                                     field_name, row.id)
-        conn.execute(update(table).where(table.c.id == row.id).values(**values))
+                                                     field_name, row["id"])
+        _mark_changed(conn, row, values)
+        conn.execute(update(table).where(table.c.id == row["id"]).values(**values))
     return len(found)
+
+
+def _mark_changed(conn: Connection, row, values: dict) -> None:
+    """New change counter and checksum, as every write does (repository.changes).
+
+    Rotation changes stored bytes, so incremental backups and sync must copy the row
+    again and integrity checks must see a checksum that matches it. `updated_at` is
+    left alone: nothing a person wrote has changed.
+    """
+    values["sync_version"] = next_change_version(conn)
+    values["data_checksum"] = row_checksum({**row, **values})
 
 
 def _reseal(conn: Connection, keyring: Keyring, target: FieldCipher, blob: bytes, table: str,
@@ -521,19 +534,6 @@ def _reseal(conn: Connection, keyring: Keyring, target: FieldCipher, blob: bytes
     where = f"{table}.{column(field_name)} of row {row_id}"
     plain = keyring.cipher(conn, key_id_of(blob)).decrypt(blob, aad, where=where)
     return target.encrypt(plain, aad)
-
-
-def _next_change_version(conn: Connection) -> int:
-    """The next database-wide change counter value (migration 0002's sequence/counter).
-
-    Rotation changes stored bytes, so the row must look changed to incremental backups
-    and sync; updated_at is left alone (nothing a person wrote changed).
-    """
-    if is_postgres(conn):
-        return conn.execute(text("SELECT nextval('strongroom_change_seq')")).scalar_one()
-    return conn.execute(text(
-        "UPDATE change_counter SET value = value + 1 WHERE name = 'sync_version' RETURNING value"
-    )).scalar_one()
 
 
 # =====================================================================================
@@ -566,16 +566,19 @@ def rotate_system_key(ctx: Context, *, actor: str) -> SystemKeyRotation:
         for name, fields in SYSTEM_KEYED.items():
             table = _table(name)
             cols = [table.c[column(f)] for f in fields]
-            found = conn.execute(select(table.c.id, *cols).where(
-                or_(*[c.is_not(None) for c in cols]))).all()
+            found = conn.execute(select(table).where(
+                or_(*[c.is_not(None) for c in cols]))).mappings().all()
             for row in found:
                 values = {}
-                for field_name, blob in zip(fields, row[1:]):
+                for field_name in fields:
+                    blob = row[column(field_name)]
                     if blob is not None and key_id_of(blob) != target.key_id:
                         values[column(field_name)] = _reseal(conn, keyring, target, blob, name,
-                                                             field_name, row.id)
+                                                             field_name, row["id"])
                 if values:
-                    conn.execute(update(table).where(table.c.id == row.id).values(**values))
+                    if "sync_version" in row:
+                        _mark_changed(conn, row, values)
+                    conn.execute(update(table).where(table.c.id == row["id"]).values(**values))
                     counts[name] += 1
         old = [k.id for k in keys if k.state == KeyState.ACTIVE]
         if old:

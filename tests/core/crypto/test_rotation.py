@@ -287,15 +287,19 @@ def test_dek_rotation_gives_every_client_a_new_key_and_rows_still_open(ctx, sett
         fresh.close()
 
 
-def test_dek_rotation_bumps_sync_version_but_not_updated_at(ctx):
+def test_dek_rotation_bumps_sync_version_and_checksum_but_not_updated_at(ctx):
+    from strongroom.core.repository.changes import row_checksum
+
     seed(ctx.engine, ctx.keyring, clients=1)
     t = table("therapy_sessions")
     with transaction(ctx.engine, read_only=True) as conn:
-        before = conn.execute(select(t.c.sync_version, t.c.updated_at)).one()
+        before = conn.execute(select(t)).mappings().one()
     rotation.rotate_deks(ctx, actor=ACTOR)
     with transaction(ctx.engine, read_only=True) as conn:
-        after = conn.execute(select(t.c.sync_version, t.c.updated_at)).one()
-    assert after.sync_version > before.sync_version and after.updated_at == before.updated_at
+        after = conn.execute(select(t)).mappings().one()
+    assert after["sync_version"] > before["sync_version"]
+    assert after["updated_at"] == before["updated_at"]
+    assert after["data_checksum"] == row_checksum(dict(after))
 
 
 def test_interrupted_dek_rotation_resumes_with_the_clients_not_yet_done(ctx, settings):
