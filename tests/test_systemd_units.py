@@ -164,3 +164,33 @@ def test_security_exposure_below_threshold():
     assert proc.returncode == 0, out
     exposure = _exposure(out)
     assert exposure < MAX_EXPOSURE, out
+
+
+def _seccomp_python() -> str | None:
+    """A system python3 with the libseccomp binding (python3-seccomp), or None."""
+    py = shutil.which("python3", path="/usr/bin:/bin")
+    if py is None or shutil.which("systemd-analyze") is None:
+        return None
+    ok = subprocess.run([py, "-c", "import seccomp"], capture_output=True).returncode == 0
+    return py if ok else None
+
+
+@pytest.mark.skipif(_seccomp_python() is None,
+                    reason="needs /usr/bin/python3 with python3-seccomp and systemd-analyze")
+def test_native_libraries_run_under_the_units_seccomp_sandbox():
+    """systemd/sandbox-check.py: SystemCallFilter=, RestrictRealtime=, MemoryDenyWriteExecute=."""
+    import sys
+
+    if os.geteuid() == 0 and shutil.which("unshare") is None:
+        pytest.skip("running as root needs unshare(1) to drop to an unprivileged uid")
+    proc = subprocess.run(
+        [_seccomp_python(), str(SYSTEMD / "sandbox-check.py"), sys.executable],
+        capture_output=True, text=True, timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    if os.geteuid() == 0 and "unshare failed" in out:
+        pytest.skip("user namespaces are not available here: " + out.strip().splitlines()[-1])
+    assert proc.returncode == 0 and "sandbox-check: ok" in proc.stdout, (
+        f"exit {proc.returncode} (159 = killed by SIGSYS: a syscall the unit forbids; "
+        f"strace -f /usr/bin/python3 systemd/sandbox-check.py shows which)\n{out}"
+    )
