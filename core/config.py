@@ -16,6 +16,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from strongroom.core.errors import ConfigError
+from strongroom.core.notify import NotifySettings
 
 CONFIG_NAME = "strongroom.toml"
 ENV_DATA_DIR = "STRONGROOM_DATA_DIR"
@@ -112,6 +113,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     # Cron expressions (minute hour day month weekday) per job kind, e.g. backup = "0 2 * * *".
     schedules: dict[str, str] = {}
+    notify: NotifySettings = NotifySettings()
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("schedules")
@@ -164,8 +166,12 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         name: (base / getattr(settings.daemon, name)).resolve()
         for name in ("runtime_dir", "curve_secret_key_file", "curve_allowed_clients_dir")
         if getattr(settings.daemon, name) is not None})
+    notify = settings.notify
+    if notify.email is not None and notify.email.password_file is not None:
+        email = notify.email.model_copy(update={"password_file": (base / notify.email.password_file).resolve()})
+        notify = notify.model_copy(update={"email": email})
     return settings.model_copy(update={"data_dir": data_dir, "keys": keys, "database": database,
-                                       "daemon": daemon})
+                                       "daemon": daemon, "notify": notify})
 
 
 def load_settings(path: Path) -> Settings:

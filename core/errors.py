@@ -84,3 +84,17 @@ class DatabaseUnavailableError(StrongroomError):
 
     code = "internal"
     exit_code = 9
+
+
+class NotImplementedYetError(StrongroomError):
+    """A job kind or command that a later release provides; said plainly, not faked."""
+
+    code = "not_implemented"
+    exit_code = 10
+
+
+class CancelledError(StrongroomError):
+    """A job stopped at a safe point because it was asked to."""
+
+    code = "conflict"
+    exit_code = 11

@@ -1,0 +1,1 @@
+"""strongroomd: the long-running process (scheduler, control socket, metrics)."""

@@ -1,0 +1,163 @@
+"""The one client of the control protocol; the CLI uses it now and the console later.
+
+A DEALER socket carries requests; replies are matched to requests by id, so many calls
+can be in flight at once (the console issues several while the user pages). A SUB
+socket delivers events. Nothing here touches the database: everything goes through
+the daemon, which checks the token and the permission on every call.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from strongroom.daemon import protocol
+
+DEFAULT_TIMEOUT = 30.0
+CLIENT_NAME = "strongroom-cli"
+
+
+class ClientError(Exception):
+    """The daemon answered with an error, or did not answer."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Keys for a CURVE-encrypted TCP connection (z85 text keys)."""
+
+    server_public: bytes
+    client_public: bytes
+    client_secret: bytes
+
+
+class Client:
+    def __init__(self, endpoint: str, *, events_endpoint: str | None = None, token: str | None = None,
+                 curve: Curve | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.endpoint = endpoint
+        self.events_endpoint = events_endpoint
+        self.token = token
+        self.timeout = timeout
+        self._curve = curve
+        self._zctx = zmq.asyncio.Context()
+        self._sock = self._zctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._configure(self._sock)
+        self._sock.connect(endpoint)
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future] = {}
+        self._reader: asyncio.Task | None = None
+
+    def _configure(self, sock: zmq.asyncio.Socket) -> None:
+        if self._curve is not None:
+            sock.curve_serverkey = self._curve.server_public
+            sock.curve_publickey = self._curve.client_public
+            sock.curve_secretkey = self._curve.client_secret
+
+    async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None) -> Any:
+        """Send one request and wait for its reply; raises ClientError on an error reply."""
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_replies())
+        request_id = f"{os.getpid()}-{next(self._ids)}"
+        future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        try:
+            await self._sock.send(protocol.request(cmd, args, token=self.token, request_id=request_id))
+            reply = await asyncio.wait_for(future, timeout or self.timeout)
+        except asyncio.TimeoutError:
+            raise ClientError("unavailable", f"no answer from the daemon at {self.endpoint} "
+                              f"within {timeout or self.timeout:.0f}s (is strongroomd running?)") from None
+        finally:
+            self._pending.pop(request_id, None)
+        if not reply.get("ok"):
+            err = reply.get("error") or {}
+            raise ClientError(err.get("code", "internal"), err.get("message", "unknown error"))
+        return reply.get("result")
+
+    async def _read_replies(self) -> None:
+        while True:
+            frame = await self._sock.recv()
+            try:
+                reply = json.loads(frame)
+            except ValueError:
+                continue
+            future = self._pending.get(reply.get("id"))
+            if future is not None and not future.done():
+                future.set_result(reply)
+
+    async def events(self, *topics: str) -> AsyncIterator[tuple[str, dict]]:
+        """Yield (topic, data) for every event whose topic starts with one of `topics`."""
+        if not self.events_endpoint:
+            raise ClientError("bad_request", "this client has no events endpoint")
+        sub = self._zctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        self._configure(sub)
+        for topic in topics or ("",):
+            sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        sub.connect(self.events_endpoint)
+        try:
+            while True:
+                topic, body = await sub.recv_multipart()
+                message = json.loads(body)
+                yield topic.decode(), message.get("data", {})
+        finally:
+            sub.close(linger=0)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        self._sock.close(linger=0)
+        self._zctx.term()
+
+
+# --- finding the daemon and a token -------------------------------------------------------
+
+def session_file(endpoint: str) -> Path:
+    """Where `strongroom login` keeps the token for this daemon (mode 0600)."""
+    import hashlib
+
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "strongroom" / "sessions"
+    return base / (hashlib.sha256(endpoint.encode()).hexdigest()[:16] + ".token")
+
+
+def save_token(endpoint: str, token: str) -> Path:
+    from strongroom.core.fsutil import write_atomic
+
+    path = session_file(endpoint)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(path, (token + "\n").encode(), mode=0o600)
+    return path
+
+
+def stored_token(endpoint: str, runtime_dir: Path | None) -> str | None:
+    """A logged-in session's token, else the daemon's local operator token if this user
+    can read it (the service account and root), else None."""
+    path = session_file(endpoint)
+    if path.exists():
+        return path.read_text().strip() or None
+    if runtime_dir is not None:
+        local = runtime_dir / "operator.token"
+        try:
+            return f"local:{os.getuid()}:{local.read_text().strip()}"
+        except OSError:
+            return None
+    return None
+
+
+def forget_token(endpoint: str) -> None:
+    session_file(endpoint).unlink(missing_ok=True)

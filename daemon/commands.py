@@ -1,0 +1,297 @@
+"""The command registry: every control command, its arguments and the permission it needs.
+
+The transport (control.py) only routes: it parses the frame, authenticates the token,
+checks the permission named here and calls the handler. A handler's docstring is its
+help text (`help` lists them). Handlers run in a worker thread, so they may block on
+the database; they return JSON-ready data or raise a StrongroomError, which the
+transport maps to the protocol's error code.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from strongroom.core import audit
+from strongroom.core.auth import login as auth_login
+from strongroom.core.auth import sessions as auth_sessions
+from strongroom.core.auth.users import list_users
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Backup, SecurityEvent
+from strongroom.core.errors import NotFoundError
+from strongroom.core.jobs import runs
+from strongroom.core.principal import Principal
+from sqlalchemy import select
+
+if TYPE_CHECKING:
+    from strongroom.daemon.main import Daemon
+
+
+class Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class NoArgs(Args):
+    pass
+
+
+@dataclass(frozen=True)
+class Call:
+    principal: Principal | None
+    args: Any
+    peer: str | None
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    handler: Callable[["Daemon", Call], Any]
+    permission: str | None        # None: any authenticated caller
+    args: type[Args]
+    public: bool = False          # True: no token needed (auth.login, help)
+    inline: bool = False          # True: cheap, answered on the event loop (no thread hop)
+
+    @property
+    def help(self) -> str:
+        return (self.handler.__doc__ or "").strip().splitlines()[0] if self.handler.__doc__ else ""
+
+
+REGISTRY: dict[str, Command] = {}
+
+
+def command(name: str, *, permission: str | None, args: type[Args] = NoArgs,
+            public: bool = False, inline: bool = False):
+    def register(handler):
+        if name in REGISTRY:
+            raise RuntimeError(f"command {name} registered twice")
+        REGISTRY[name] = Command(name, handler, permission, args, public, inline)
+        return handler
+    return register
+
+
+# --- session ----------------------------------------------------------------------------
+
+class ClientInfo(Args):
+    host: str | None = Field(default=None, max_length=255)
+    ssh_connection: str | None = Field(default=None, max_length=255)
+    name: str | None = Field(default=None, max_length=64)
+    version: str | None = Field(default=None, max_length=32)
+
+
+class LoginArgs(Args):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+    totp: str | None = Field(default=None, max_length=12)
+    client: ClientInfo = ClientInfo()
+
+
+@command("auth.login", permission=None, args=LoginArgs, public=True)
+def auth_login_cmd(d: "Daemon", call: Call) -> dict:
+    """Log in with password and TOTP; returns a session token (shown once)."""
+    a: LoginArgs = call.args
+    ssh = (a.client.ssh_connection or "").split()
+    token, session = auth_login.login(
+        d.ctx.engine, d.ctx.keyring, d.ctx.settings, a.username, a.password, a.totp,
+        client_host=a.client.host, client_addr=ssh[0] if ssh else call.peer,
+        client_name=a.client.name, client_version=a.client.version)
+    d.publish_security("login", {"username": a.username, "outcome": "success"})
+    return {"token": token, "session_id": str(session.id), "expires_at": session.expires_at.isoformat(),
+            "idle_timeout_seconds": session.idle_timeout_seconds}
+
+
+@command("auth.logout", permission=None)
+def auth_logout_cmd(d: "Daemon", call: Call) -> dict:
+    """End the calling session."""
+    if call.token is None or call.principal.session_id is None:
+        return {"logged_out": False}
+    session = auth_login.logout(d.ctx.engine, call.token)
+    d.forget_token(call.token)
+    return {"logged_out": True, "session_id": str(session.id)}
+
+
+@command("whoami", permission=None, inline=True)
+def whoami_cmd(d: "Daemon", call: Call) -> dict:
+    """Who the token belongs to and what it may do."""
+    p = call.principal
+    return {"actor": p.actor, "permissions": sorted(p.permissions), "session_id": p.session_id}
+
+
+@command("help", permission=None, public=True, inline=True)
+def help_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """List every command with its permission."""
+    return [{"cmd": c.name, "permission": c.permission, "help": c.help}
+            for c in sorted(REGISTRY.values(), key=lambda c: c.name)]
+
+
+# --- state ----------------------------------------------------------------------------
+
+@command("status", permission=None, inline=True)
+def status_cmd(d: "Daemon", call: Call) -> dict:
+    """Daemon state: role, uptime, running jobs, next scheduled runs."""
+    return d.status()
+
+
+@command("health", permission=None, inline=True)
+def health_cmd(d: "Daemon", call: Call) -> dict:
+    """The last health snapshot (the same one published on the `health` topic)."""
+    return d.health_snapshot()
+
+
+class JobsListArgs(Args):
+    kind: str | None = None
+    status: Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"] | None = None
+    limit: int = Field(default=50, ge=1, le=1000)
+
+
+@command("jobs.list", permission="audit:read", args=JobsListArgs)
+def jobs_list_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Recent job runs, newest first."""
+    a: JobsListArgs = call.args
+    return [r.as_dict() for r in runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=a.limit)]
+
+
+class JobRunArgs(Args):
+    kind: str = Field(min_length=1, max_length=32)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+@command("job.run", permission=None, args=JobRunArgs)
+def job_run_cmd(d: "Daemon", call: Call) -> dict:
+    """Start a job now (needs job:<kind>:run); returns the run id."""
+    a: JobRunArgs = call.args
+    d.require(call.principal, f"job:{a.kind}:run")
+    run = d.runner.submit(a.kind, trigger="manual", params=a.params, requested_by=call.principal.actor)
+    return run.as_dict()
+
+
+class RunIdArgs(Args):
+    run_id: uuid.UUID
+
+
+@command("job.get", permission="audit:read", args=RunIdArgs)
+def job_get_cmd(d: "Daemon", call: Call) -> dict:
+    """One job run with its progress, result and error."""
+    return runs.get(d.ctx.engine, call.args.run_id).as_dict()
+
+
+@command("job.cancel", permission=None, args=RunIdArgs)
+def job_cancel_cmd(d: "Daemon", call: Call) -> dict:
+    """Ask a running job to stop at its next safe point."""
+    run = runs.get(d.ctx.engine, call.args.run_id)
+    d.require(call.principal, f"job:{run.job_kind}:run")
+    return d.runner.cancel(run.id, by=call.principal.actor)
+
+
+class LimitArgs(Args):
+    limit: int = Field(default=50, ge=1, le=1000)
+
+
+@command("backups.list", permission="audit:read", args=LimitArgs)
+def backups_list_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Snapshots, newest first, with how far each has been proven."""
+    table = Backup.__table__
+    with d.ctx.engine.connect() as conn:
+        rows = conn.execute(select(table).order_by(table.c.started_at.desc()).limit(call.args.limit)).mappings()
+        return [dict(r) for r in rows]
+
+
+# --- audit and security -----------------------------------------------------------------
+
+class AuditTailArgs(Args):
+    limit: int = Field(default=50, ge=1, le=1000)
+    before_id: int | None = Field(default=None, ge=1)
+    actor: str | None = Field(default=None, max_length=120)
+    action: str | None = Field(default=None, max_length=24)
+    table_name: str | None = Field(default=None, max_length=64)
+
+
+@command("audit.tail", permission="audit:read", args=AuditTailArgs)
+def audit_tail_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Newest audit entries first; page back with before_id."""
+    a: AuditTailArgs = call.args
+    with d.ctx.engine.connect() as conn:
+        entries = audit.tail(conn, limit=a.limit, before_id=a.before_id, actor=a.actor,
+                             action=a.action, table_name=a.table_name)
+    return [e.__dict__ for e in entries]
+
+
+@command("audit.verify", permission="audit:read")
+def audit_verify_cmd(d: "Daemon", call: Call) -> dict:
+    """Re-hash the whole audit chain; names the first broken entry."""
+    result = audit.verify(d.ctx.engine)
+    with transaction(d.ctx.engine) as conn:
+        audit.append(conn, actor=call.principal.actor, action="VERIFY", table_name="audit_logs",
+                     outcome="success" if result.ok else "failure", session_id=call.principal.session_id,
+                     details={"checked": result.checked, "broken_id": result.broken_id})
+    d.note_audit_result(result.ok)
+    return result.__dict__
+
+
+class SecurityEventsArgs(Args):
+    limit: int = Field(default=50, ge=1, le=1000)
+    before_id: int | None = Field(default=None, ge=1)
+    event_type: str | None = Field(default=None, max_length=40)
+
+
+@command("security.events", permission="security:read", args=SecurityEventsArgs)
+def security_events_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Security events (logins, failures, lockouts, grants), newest first."""
+    a: SecurityEventsArgs = call.args
+    table = SecurityEvent.__table__
+    query = select(table).order_by(table.c.id.desc()).limit(a.limit)
+    if a.before_id:
+        query = query.where(table.c.id < a.before_id)
+    if a.event_type:
+        query = query.where(table.c.event_type == a.event_type)
+    with d.ctx.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+class SessionsListArgs(Args):
+    active_only: bool = True
+
+
+@command("sessions.list", permission="security:read", args=SessionsListArgs)
+def sessions_list_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Login sessions with the client's host, address and program."""
+    names = {u.id: u.username for u in list_users(d.ctx.engine)}
+    return [{**s.__dict__, "username": names.get(s.user_id)}
+            for s in auth_sessions.list_sessions(d.ctx.engine, active_only=call.args.active_only)]
+
+
+class SessionRevokeArgs(Args):
+    session_id: uuid.UUID
+    reason: str = Field(default="revoked by operator", max_length=64)
+
+
+@command("session.revoke", permission="session:revoke", args=SessionRevokeArgs)
+def session_revoke_cmd(d: "Daemon", call: Call) -> dict:
+    """End another session now."""
+    record = auth_sessions.revoke(d.ctx.engine, call.args.session_id, by=call.principal.actor,
+                                  reason=call.args.reason)
+    d.forget_session(record.id)
+    d.publish_security("session_revoked", {"session_id": str(record.id)})
+    return record.__dict__
+
+
+@command("users.list", permission="user:manage")
+def users_list_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Accounts with role, 2FA, lock state and last login (no secrets)."""
+    return [{k: v for k, v in u.__dict__.items() if k not in ("password_hash", "totp_secret_enc")}
+            for u in list_users(d.ctx.engine)]
+
+
+@command("config.show", permission="config:read", inline=True)
+def config_show_cmd(d: "Daemon", call: Call) -> dict:
+    """The running configuration, with secrets and credentials redacted."""
+    return d.redacted_config()
+
+
+@command("notify.test", permission="config:read")
+def notify_test_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Send a test notification to every configured channel."""
+    return d.notify_test(call.principal.actor)

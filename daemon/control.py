@@ -1,0 +1,263 @@
+"""The control transport: ZeroMQ ROUTER for requests, PUB for events.
+
+This module routes and guards; it knows nothing of backups or users. For each frame it
+parses (protocol.parse_request), authenticates the token, checks the permission the
+command registry names, runs the handler (in a worker thread unless the command is
+marked inline) and maps any error to a protocol error code, here and only here.
+The daemon never dies of input: every failure becomes a reply, and a frame too
+malformed to answer (an empty envelope) is dropped and counted.
+
+Endpoints: ipc://<runtime dir>/control.sock and events.sock (mode 0600), and optionally
+a TCP endpoint with CURVE encryption whose clients must be in an allow-list of public
+keys (ZAP), for consoles on another machine.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import secrets
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import zmq
+import zmq.asyncio
+from pydantic import ValidationError
+
+from strongroom.core.auth import login as auth_login
+from strongroom.core.auth import rbac
+from strongroom.core.auth.sessions import hash_token
+from strongroom.core.db.engine import transaction, translate_error
+from strongroom.core.db.models import Role
+from strongroom.core.errors import AuthError, StrongroomError
+from strongroom.core.fsutil import write_atomic
+from strongroom.core.principal import Principal
+from strongroom.daemon import protocol
+from strongroom.daemon.commands import REGISTRY, Call
+from strongroom.daemon.paths import LOCAL_TOKEN_FILE
+
+if TYPE_CHECKING:
+    from strongroom.daemon.main import Daemon
+
+log = logging.getLogger("strongroom.control")
+TOKEN_CACHE_SECONDS = 2.0
+
+
+@dataclass
+class _Cached:
+    principal: Principal
+    session_id: object
+    checked: float
+
+
+class ControlServer:
+    def __init__(self, daemon: "Daemon", runtime_dir: Path) -> None:
+        self.daemon = daemon
+        self.settings = daemon.ctx.settings.daemon
+        self.runtime_dir = runtime_dir
+        self.zctx = zmq.asyncio.Context()
+        self.sockets: list[zmq.asyncio.Socket] = []
+        self.pub: zmq.asyncio.Socket | None = None
+        self.pub_tcp: zmq.asyncio.Socket | None = None
+        self._authenticator = None
+        self._tokens: dict[str, _Cached] = {}
+        self._local_token: str | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.on_request: Callable[[str], None] = lambda code: None
+
+    # -- set-up ------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        router = self.zctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        # ZeroMQ drops a peer that sends more than this; frames between the configured
+        # limit and this get a proper bad_request reply instead.
+        router.setsockopt(zmq.MAXMSGSIZE, self.settings.max_frame_bytes * 4 + 65536)
+        self._bind_ipc(router, "control.sock")
+        self.sockets.append(router)
+        self.pub = self.zctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 0)
+        self._bind_ipc(self.pub, "events.sock")
+        if self.settings.tcp_endpoint:
+            await self._start_tcp()
+        if self.settings.local_operator_token:
+            self._write_local_token()
+        for sock in self.sockets:
+            task = asyncio.create_task(self._serve(sock), name="control-serve")
+            self._tasks.add(task)
+
+    def _bind_ipc(self, sock: zmq.asyncio.Socket, name: str) -> None:
+        path = self.runtime_dir / name
+        path.unlink(missing_ok=True)  # a stale socket from a crashed run
+        old = os.umask(0o177)  # the socket file is born 0600: no window where others connect
+        try:
+            sock.bind(f"ipc://{path}")
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+
+    async def _start_tcp(self) -> None:
+        from zmq.auth.asyncio import AsyncioAuthenticator
+
+        s = self.settings
+        if not (s.curve_secret_key_file and s.curve_allowed_clients_dir):
+            raise StrongroomError("daemon.tcp_endpoint needs daemon.curve_secret_key_file and "
+                                  "daemon.curve_allowed_clients_dir (TCP is CURVE-encrypted only)")
+        public, secret = zmq.auth.load_certificate(str(s.curve_secret_key_file))
+        if secret is None:
+            raise StrongroomError(f"{s.curve_secret_key_file}: not a CURVE secret key certificate")
+        self._authenticator = AsyncioAuthenticator(self.zctx)
+        self._authenticator.start()
+        self._authenticator.configure_curve(domain="*", location=str(s.curve_allowed_clients_dir))
+        router = self.zctx.socket(zmq.ROUTER)
+        router.setsockopt(zmq.LINGER, 0)
+        router.setsockopt(zmq.MAXMSGSIZE, s.max_frame_bytes * 4 + 65536)
+        router.curve_secretkey, router.curve_publickey, router.curve_server = secret, public, True
+        router.bind(s.tcp_endpoint)
+        self.sockets.append(router)
+        host, port = s.tcp_endpoint.rsplit(":", 1)
+        self.pub_tcp = self.zctx.socket(zmq.PUB)
+        self.pub_tcp.setsockopt(zmq.LINGER, 0)
+        self.pub_tcp.curve_secretkey, self.pub_tcp.curve_publickey, self.pub_tcp.curve_server = secret, public, True
+        self.pub_tcp.bind(f"{host}:{int(port) + 1}")
+
+    def _write_local_token(self) -> None:
+        """A token for the service account and root on this machine (file mode 0600):
+        the CLI uses it when nobody has logged in. Audited as local:<uid>, admin role."""
+        self._local_token = secrets.token_urlsafe(32)
+        write_atomic(self.runtime_dir / LOCAL_TOKEN_FILE, (self._local_token + "\n").encode(), mode=0o600)
+
+    # -- events --------------------------------------------------------------------------
+    def publish(self, topic: str, data: dict) -> None:
+        """Publish from the event loop thread; use Daemon.publish from other threads."""
+        frames = protocol.event(topic, protocol.to_jsonable(data))
+        for sock in (self.pub, self.pub_tcp):
+            if sock is not None:
+                try:
+                    sock.send_multipart(frames, flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    pass  # a slow subscriber loses events rather than stalling the daemon
+
+    # -- requests ------------------------------------------------------------------------
+    async def _serve(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            try:
+                frames = await sock.recv_multipart(copy=False)
+            except asyncio.CancelledError:
+                raise
+            except zmq.ZMQError as exc:
+                if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                    return
+                log.warning("receive failed", extra={"error": str(exc)})
+                continue
+            task = asyncio.create_task(self._answer(sock, frames))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, sock: zmq.asyncio.Socket, frames: list) -> None:
+        if len(frames) < 2:
+            self.on_request("dropped")
+            return  # no identity and body: nothing to reply to
+        identity = frames[0].bytes
+        middle = frames[1:-1]
+        envelope = [identity] + ([b""] if middle else [])
+        peer = _peer_address(frames[-1])
+        if len(middle) > 1 or any(f.bytes for f in middle):
+            reply, code = protocol.error(None, "bad_request", "multipart request: send exactly one frame"), "bad_request"
+        else:
+            reply, code = await self._handle(frames[-1].bytes, peer)
+        self.on_request(code)
+        try:
+            await sock.send_multipart(envelope + [reply])
+        except zmq.ZMQError as exc:
+            log.info("reply not delivered", extra={"error": str(exc)})
+
+    async def _handle(self, frame: bytes, peer: str | None) -> tuple[bytes, str]:
+        request_id = None
+        try:
+            request = protocol.parse_request(frame, self.settings.max_frame_bytes)
+            request_id = request.id
+            command = REGISTRY.get(request.cmd)
+            if command is None:
+                raise protocol.ProtocolError("not_found", f"unknown command {request.cmd!r}; try `help`")
+            try:
+                args = command.args.model_validate(request.args)
+            except ValidationError as exc:
+                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
+                raise protocol.ProtocolError("bad_request", f"{request.cmd}: {problems}") from None
+            principal = None
+            if not command.public:
+                principal = await self._principal(request.token)
+                if command.permission is not None:
+                    self.daemon.require(principal, command.permission)
+            call = Call(principal, args, peer, request.token)
+            if command.inline:
+                result = command.handler(self.daemon, call)
+            else:
+                result = await asyncio.to_thread(command.handler, self.daemon, call)
+            return protocol.ok(request_id, protocol.to_jsonable(result)), "ok"
+        except protocol.ProtocolError as exc:
+            return protocol.error(exc.request_id or request_id, exc.code, str(exc)), exc.code
+        except StrongroomError as exc:
+            return protocol.error(request_id, exc.code, str(exc)), exc.code
+        except Exception as exc:
+            translated = translate_error(exc)
+            if translated is not None:
+                return protocol.error(request_id, "internal", str(translated)), "internal"
+            log.exception("command failed", extra={"request_id": request_id})
+            return protocol.error(request_id, "internal", "internal error; see the daemon log"), "internal"
+
+    async def _principal(self, token: str | None) -> Principal:
+        if not token:
+            raise AuthError("this command needs a session token: log in first (auth.login)")
+        if self._local_token and token.startswith("local:"):
+            _, _, uid_and_secret = token.partition(":")
+            uid, _, secret = uid_and_secret.partition(":")
+            if uid.isdigit() and hmac.compare_digest(secret.encode(), self._local_token.encode()):
+                return Principal(actor=f"local:{uid}", permissions=rbac.role_permissions(Role.OP_ADMIN))
+            raise AuthError("invalid local operator token")
+        key = hash_token(token)
+        cached = self._tokens.get(key)
+        if cached and time.monotonic() - cached.checked < TOKEN_CACHE_SECONDS:
+            return cached.principal
+        principal, session_id = await asyncio.to_thread(self._authenticate, token)
+        self._tokens[key] = _Cached(principal, session_id, time.monotonic())
+        return principal
+
+    def _authenticate(self, token: str) -> tuple[Principal, object]:
+        user, session = auth_login.authenticate(self.daemon.ctx.engine, token)
+        with transaction(self.daemon.ctx.engine, read_only=True) as conn:
+            principal = rbac.principal(conn, user, session_id=str(session.id),
+                                       ip_address=session.client_addr)
+        return principal, session.id
+
+    def forget_token(self, token: str) -> None:
+        self._tokens.pop(hash_token(token), None)
+
+    def forget_session(self, session_id) -> None:
+        for key, cached in list(self._tokens.items()):
+            if str(cached.session_id) == str(session_id):
+                del self._tokens[key]
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for sock in self.sockets + [self.pub, self.pub_tcp]:
+            if sock is not None:
+                sock.close(linger=0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        self.zctx.term()
+        for name in ("control.sock", "events.sock", LOCAL_TOKEN_FILE):
+            (self.runtime_dir / name).unlink(missing_ok=True)
+
+
+def _peer_address(frame) -> str | None:
+    try:
+        return frame.get("Peer-Address")
+    except (zmq.ZMQError, AttributeError, TypeError):
+        return None

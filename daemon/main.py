@@ -1,0 +1,378 @@
+"""strongroomd: the foreground process systemd runs (Type=notify).
+
+Start-up: load and validate the config (exit 2 on a bad one), open the database and
+keyring, bind the control sockets, then READY=1. Only the leader (see leader.py)
+schedules and runs jobs; a standby answers status and retries leadership every
+`leader_retry_seconds`. SIGTERM stops new work, lets running jobs reach a safe point
+within `shutdown_grace_seconds`, and exits 0. SIGHUP re-reads the config: a valid one
+replaces schedules and settings, a bad one is refused with a log line and the old one
+stays in force; connections are never dropped.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from strongroom.core import audit
+from strongroom.core.auth import rbac
+from strongroom.core.auth.users import get_user_by_id
+from strongroom.core.config import Settings, load_settings, locate_config
+from strongroom.core.context import Context, open_context
+from strongroom.core.db.engine import transaction, translate_error
+from strongroom.core.db.migrate import current_revision, head_revision
+from strongroom.core.db.models import AuditLog, SecurityEvent
+from strongroom.core.db.types import utcnow
+from strongroom.core.errors import ConfigError, ConflictError, PermissionDenied, StrongroomError
+from strongroom.core.jobs import runs
+from strongroom.core.principal import Principal
+from strongroom.daemon import logs
+from strongroom.daemon.control import ControlServer
+from strongroom.daemon.leader import Leadership
+from strongroom.daemon.metrics import VERSION, Metrics
+from strongroom.daemon.paths import runtime_dir_for
+from strongroom.daemon.runner import Runner
+from strongroom.daemon.scheduler import Scheduler, missed_runs, trigger_for
+from strongroom.daemon.sdnotify import Notifier, watchdog_interval
+from sqlalchemy import func, select
+
+log = logging.getLogger("strongroom.daemon")
+SECRET_KEYS = ("password", "secret", "token", "kek", "key_file", "credential")
+
+
+def max_age_from_schedule(expression: str, grace: float) -> float:
+    """How old the newest success may be before something is wrong: one schedule
+    interval plus the misfire grace."""
+    trig = trigger_for(expression)
+    first = trig.get_next_fire_time(None, utcnow())
+    second = trig.get_next_fire_time(first, first)
+    return (second - first).total_seconds() + grace
+
+
+class Daemon:
+    def __init__(self, ctx: Context, config_path: Path) -> None:
+        self.ctx = ctx
+        self.config_path = config_path
+        self.started_at = time.time()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.notifier = Notifier()
+        self.runtime_dir = runtime_dir_for(ctx.settings)
+        self.leadership = Leadership(ctx.engine, ctx.settings.data_dir)
+        self.control = ControlServer(self, self.runtime_dir)
+        self.metrics = Metrics(ctx.engine, self._max_ages(ctx.settings))
+        self.control.on_request = lambda code: self.metrics.requests.labels(code).inc()
+        self.runner = Runner(ctx, publish=self.publish, on_finish=self._job_finished)
+        self.scheduler = Scheduler(ctx.settings, self.submit_if_leader)
+        self.stopping = asyncio.Event()
+        self.reloads = 0
+        self._health: dict = {}
+        self._audit_chain_ok: bool | None = None
+        self._last_audit_id = 0
+        self._last_security_id = 0
+        self.metrics_port: int | None = None
+
+    # -- helpers used by commands ---------------------------------------------------------
+    def _max_ages(self, settings: Settings) -> dict[str, float]:
+        return {k: max_age_from_schedule(v, settings.daemon.misfire_grace_seconds)
+                for k, v in settings.schedules.items()}
+
+    def require(self, principal: Principal, permission: str) -> None:
+        """Deny unless the principal holds `permission`. For users, rbac.require gives the
+        precise reason (an expired grant is named, and recorded as a security event)."""
+        if principal.can(permission):
+            return
+        if principal.user_id is not None:
+            with transaction(self.ctx.engine, read_only=True) as conn:
+                user = get_user_by_id(conn, principal.user_id)
+            rbac.require(self.ctx.engine, user, permission)
+        raise PermissionDenied(f"{principal.actor} lacks permission {permission!r}")
+
+    def submit_if_leader(self, kind: str, **kw):
+        if not self.leadership.is_leader:
+            raise ConflictError("this daemon is a standby; the leader runs jobs")
+        return self.runner.submit(kind, **kw)
+
+    def publish(self, topic: str, data: dict) -> None:
+        """Thread-safe: hand the event to the loop that owns the PUB socket."""
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.control.publish, topic, data)
+
+    def publish_security(self, kind: str, data: dict) -> None:
+        self.publish("security", {"event": kind, **data})
+
+    def forget_token(self, token: str) -> None:
+        self.control.forget_token(token)
+
+    def forget_session(self, session_id) -> None:
+        self.control.forget_session(session_id)
+
+    def note_audit_result(self, ok: bool) -> None:
+        self._audit_chain_ok = ok
+
+    def status(self) -> dict:
+        return {
+            "version": VERSION, "pid": os.getpid(), "host": socket.gethostname(),
+            "role": "leader" if self.leadership.is_leader else "standby",
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+            "database": self.ctx.engine.dialect.name, "reloads": self.reloads,
+            "running_jobs": self.runner.active(), "job_kinds": self.runner.kinds(),
+            "next_runs": self.scheduler.next_runs() if self.leadership.is_leader else {},
+            "metrics_port": self.metrics_port,
+        }
+
+    def health_snapshot(self) -> dict:
+        return dict(self._health)
+
+    def redacted_config(self) -> dict:
+        data = self.ctx.settings.model_dump(mode="json")
+        return _redact(data)
+
+    def notify_test(self, actor: str) -> list[dict]:
+        from strongroom.daemon.notifications import send_test
+
+        with transaction(self.ctx.engine) as conn:
+            audit.append(conn, actor=actor, action="CONFIG", details={"event": "notify_test"})
+        return send_test(self.ctx.settings)
+
+    def _job_finished(self, run: runs.Run) -> None:
+        self.metrics.job_finished(run)
+        if run.status in ("failed", "interrupted"):
+            from strongroom.daemon.notifications import job_failed
+
+            job_failed(self.ctx.settings, run)
+        elif run.status == "succeeded" and run.job_kind == "backup":
+            from strongroom.daemon.notifications import backup_succeeded
+
+            backup_succeeded(self.ctx.settings, run)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def _become_leader(self) -> None:
+        interrupted = runs.mark_interrupted(self.ctx.engine)
+        if interrupted:
+            log.warning("runs left by a crash marked interrupted", extra={"count": len(interrupted)})
+        self.metrics.leader.set(1)
+        self.scheduler.start()
+        self._handle_missed()
+        log.info("leader: scheduling jobs", extra={"schedules": dict(self.ctx.settings.schedules)})
+
+    def _handle_missed(self) -> None:
+        for miss in missed_runs(self.ctx.settings, self.ctx.engine):
+            self.metrics.missed.labels(miss.kind).inc(miss.count)
+            log.warning("scheduled runs were missed while the daemon was down",
+                        extra={"job": miss.kind, "missed": miss.count, "since": miss.first.isoformat()})
+            with transaction(self.ctx.engine) as conn:
+                audit.append(conn, actor="system", action="INTEGRITY", table_name="job_runs",
+                             outcome="missed", details={"job": miss.kind, "missed": miss.count,
+                                                        "first": miss.first.isoformat()})
+            from strongroom.daemon.notifications import runs_missed
+
+            runs_missed(self.ctx.settings, miss.kind, miss.count, miss.first)
+            if self.ctx.settings.daemon.catch_up_missed:
+                try:
+                    self.runner.submit(miss.kind, trigger="catch_up")
+                except StrongroomError as exc:
+                    log.warning("catch-up run not started", extra={"job": miss.kind, "error": str(exc)})
+
+    async def _leadership_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                was = self.leadership.is_leader
+                now = await asyncio.to_thread(self.leadership.try_acquire)
+                if now and not was:
+                    await asyncio.to_thread(self._become_leader)
+                    self.notifier.status("leader: serving and scheduling")
+                elif was and not now:
+                    log.error("lost leadership (database connection broken); stopping schedules")
+                    self.scheduler.shutdown()
+                    self.scheduler = Scheduler(self.ctx.settings, self.submit_if_leader)
+                    self.metrics.leader.set(0)
+                elif not now:
+                    self.metrics.leader.set(0)
+            except Exception as exc:
+                translated = translate_error(exc)
+                if translated is None:
+                    raise
+                log.error("leadership check failed", extra={"error": str(translated)})
+            try:
+                await asyncio.wait_for(self.stopping.wait(), self.ctx.settings.daemon.leader_retry_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _health_loop(self) -> None:
+        interval = self.ctx.settings.daemon.health_interval_seconds
+        while not self.stopping.is_set():
+            try:
+                self._health = await asyncio.to_thread(self._read_health)
+                self.control.publish("health", self._health)
+                await asyncio.to_thread(self._publish_new_rows)
+            except Exception as exc:
+                translated = translate_error(exc)
+                if translated is None:
+                    log.exception("health snapshot failed")
+                else:
+                    log.warning("health snapshot failed", extra={"error": str(translated)})
+            try:
+                await asyncio.wait_for(self.stopping.wait(), min(interval, 1.0))
+            except asyncio.TimeoutError:
+                pass
+
+    def _read_health(self) -> dict:
+        last = runs.last_success(self.ctx.engine)
+        now = time.time()
+        return {
+            "role": "leader" if self.leadership.is_leader else "standby",
+            "uptime_seconds": round(now - self.started_at, 1),
+            "running_jobs": self.runner.active(),
+            "last_success": {k: v.isoformat() for k, v in last.items()},
+            "last_backup_age_seconds": round(now - last["backup"].timestamp(), 1) if "backup" in last else None,
+            "next_runs": self.scheduler.next_runs() if self.leadership.is_leader else {},
+            "audit_chain_ok": self._audit_chain_ok,
+        }
+
+    def _publish_new_rows(self) -> None:
+        """New audit entries and security events, from any process, become PUB events."""
+        logs_t, events_t = AuditLog.__table__, SecurityEvent.__table__
+        with self.ctx.engine.connect() as conn:
+            if not self._last_audit_id:
+                self._last_audit_id = conn.execute(select(func.max(logs_t.c.id))).scalar() or 0
+                self._last_security_id = conn.execute(select(func.max(events_t.c.id))).scalar() or 0
+                return
+            for row in conn.execute(select(logs_t.c.id, logs_t.c.occurred_at, logs_t.c.actor, logs_t.c.action,
+                                           logs_t.c.table_name, logs_t.c.record_id, logs_t.c.outcome)
+                                    .where(logs_t.c.id > self._last_audit_id).order_by(logs_t.c.id).limit(500)).mappings():
+                self._last_audit_id = row["id"]
+                self.publish("audit", dict(row))
+            for row in conn.execute(select(events_t.c.id, events_t.c.occurred_at, events_t.c.event_type,
+                                           events_t.c.severity, events_t.c.username, events_t.c.ip_address)
+                                    .where(events_t.c.id > self._last_security_id).order_by(events_t.c.id).limit(500)).mappings():
+                self._last_security_id = row["id"]
+                self.publish("security", dict(row))
+
+    async def _watchdog_loop(self, interval: float) -> None:
+        while not self.stopping.is_set():
+            self.notifier.watchdog()
+            try:
+                await asyncio.wait_for(self.stopping.wait(), interval)
+            except asyncio.TimeoutError:
+                pass
+
+    def reload(self) -> None:
+        """SIGHUP: apply a valid new config; keep the old one if the new one is bad."""
+        self.notifier.send("RELOADING=1", f"MONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            new = load_settings(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused: the new configuration is invalid; keeping the old one",
+                      extra={"error": str(exc)})
+            self.notifier.send("READY=1", "STATUS=reload refused: invalid configuration (old one kept)")
+            return
+        if new.database.url != self.ctx.settings.database.url:
+            log.error("reload refused: database.url cannot change without a restart")
+            self.notifier.send("READY=1", "STATUS=reload refused: database.url changed (restart needed)")
+            return
+        self.ctx.settings = new
+        self.reloads += 1
+        if self.leadership.is_leader:
+            self.scheduler.apply(new)
+        for kind, seconds in self._max_ages(new).items():
+            if kind == "backup":
+                self.metrics.backup_max_age.labels("default").set(seconds)
+        log.info("configuration reloaded", extra={"schedules": dict(new.schedules)})
+        self.notifier.send("READY=1", "STATUS=configuration reloaded")
+
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        await self.control.start()
+        m = self.ctx.settings.metrics
+        if m.enabled:
+            self.metrics_port = self.metrics.serve(m.listen, m.port)
+        for sig, handler in ((signal.SIGTERM, self.stopping.set), (signal.SIGINT, self.stopping.set),
+                             (signal.SIGHUP, self.reload)):
+            self.loop.add_signal_handler(sig, handler)
+        tasks = [asyncio.create_task(self._leadership_loop()), asyncio.create_task(self._health_loop())]
+        interval = watchdog_interval()
+        if interval:
+            tasks.append(asyncio.create_task(self._watchdog_loop(interval)))
+        log.info("serving", extra={"socket": str(self.runtime_dir / "control.sock"), "metrics_port": self.metrics_port})
+        self.notifier.ready(f"serving on {self.runtime_dir / 'control.sock'}")
+        await self.stopping.wait()
+        return await self._shutdown(tasks)
+
+    async def _shutdown(self, tasks) -> int:
+        grace = self.ctx.settings.daemon.shutdown_grace_seconds
+        self.notifier.send("STOPPING=1", "STATUS=stopping: letting running jobs reach a safe point")
+        log.info("stopping", extra={"grace_seconds": grace})
+        self.scheduler.shutdown()
+        left = await asyncio.to_thread(self.runner.shutdown, grace)
+        if left:
+            log.warning("jobs still running at the end of the grace period", extra={"runs": [str(r) for r in left]})
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.control.close()
+        self.metrics.close()
+        self.leadership.release()
+        self.ctx.close()
+        self.notifier.close()
+        log.info("stopped")
+        return 0
+
+
+def _redact(value, key: str = ""):
+    if isinstance(value, dict):
+        return {k: _redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, key) for v in value]
+    if isinstance(value, str) and any(s in key.lower() for s in SECRET_KEYS) and not key.endswith("_env"):
+        return "<redacted>"
+    if key == "url" and isinstance(value, str) and "@" in value and "://" in value:
+        scheme, rest = value.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:<redacted>@{host}" if ":" in creds else value
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="strongroomd", description="Strongroom daemon (runs in the foreground).")
+    parser.add_argument("--config", help="configuration file (env STRONGROOM_CONFIG)")
+    parser.add_argument("--data-dir", help="data directory holding strongroom.toml (env STRONGROOM_DATA_DIR)")
+    parser.add_argument("--log-level", default=os.environ.get("STRONGROOM_LOG_LEVEL", "INFO"),
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    args = parser.parse_args(argv)
+    os.umask(0o077)
+    logs.setup(args.log_level)
+    try:
+        path = locate_config(args.config, args.data_dir)
+        settings = load_settings(path)
+        ctx = open_context(settings)
+        revision = current_revision(ctx.engine)
+        if revision != head_revision():
+            raise ConfigError(f"database schema is at {revision or 'nothing'}, this daemon needs "
+                              f"{head_revision()}: run `strongroom db upgrade`")
+    except StrongroomError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        print(f"strongroomd: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        translated = translate_error(exc)
+        if translated is None:
+            raise
+        print(f"strongroomd: error: {translated}", file=sys.stderr)
+        sys.exit(translated.exit_code)
+    daemon = Daemon(ctx, path.resolve())
+    try:
+        code = asyncio.run(daemon.run())
+    except StrongroomError as exc:
+        print(f"strongroomd: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Prometheus metrics, served on 127.0.0.1:9464/metrics by default.
+
+Counters and histograms the daemon updates as things happen live in `Metrics`; state
+that lives in the database (locked accounts, failed logins, open conflicts, the audit
+chain's last verdict) is read at scrape time by `DatabaseCollector`, cached for a few
+seconds so a scrape storm cannot load the database. Labels are job kinds, statuses and
+configuration names: never users, clients or anything else that could be PHI.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from sqlalchemy import func, select
+
+from strongroom.core.db.models import IntegrityCheck, SecurityEvent, SyncConflict, User
+from strongroom.core.db.types import utcnow
+from strongroom.core.jobs import runs
+
+log = logging.getLogger("strongroom.metrics")
+VERSION = "0.1.0"
+CACHE_SECONDS = 5.0
+DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400)
+
+
+class DatabaseCollector:
+    """Reads database-held state at scrape time (cached for CACHE_SECONDS)."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list] | None = None
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        with self._lock:
+            if self._cached and time.monotonic() - self._cached[0] < CACHE_SECONDS:
+                return list(self._cached[1])
+            try:
+                families = self._read()
+            except Exception as exc:  # a scrape must answer even when the database does not
+                log.warning("metrics: database read failed", extra={"error": type(exc).__name__})
+                families = [GaugeMetricFamily("strongroom_database_up",
+                                              "Whether the daemon could read its database at the last scrape", value=0)]
+            self._cached = (time.monotonic(), families)
+            return list(families)
+
+    def _read(self) -> list:
+        users, events = User.__table__, SecurityEvent.__table__
+        conflicts, checks = SyncConflict.__table__, IntegrityCheck.__table__
+        now = utcnow()
+        with self._engine.connect() as conn:
+            locked = conn.execute(select(func.count()).select_from(users).where(users.c.locked_until > now)).scalar_one()
+            failures = conn.execute(select(func.count()).select_from(events)
+                                    .where(events.c.event_type == "login_failed")).scalar_one()
+            open_conflicts = conn.execute(select(func.count()).select_from(conflicts)
+                                          .where(conflicts.c.status == "open")).scalar_one()
+            chain = conn.execute(select(checks.c.status).where(checks.c.check_type == "audit_chain")
+                                 .order_by(checks.c.started_at.desc()).limit(1)).scalar()
+        fams = [
+            GaugeMetricFamily("strongroom_database_up", "Whether the daemon could read its database at the last scrape", value=1),
+            GaugeMetricFamily("strongroom_accounts_locked", "Accounts currently locked", value=locked),
+            CounterMetricFamily("strongroom_login_failures", "Failed logins recorded as security events", value=failures),
+            GaugeMetricFamily("strongroom_sync_conflicts_open", "Sync conflicts waiting for a person", value=open_conflicts),
+        ]
+        if chain is not None:
+            fams.append(GaugeMetricFamily("strongroom_audit_chain_ok",
+                                          "1 if the last audit chain verification passed, else 0",
+                                          value=1 if chain == "passed" else 0))
+        return fams
+
+
+class Metrics:
+    def __init__(self, engine, schedules_max_age: dict[str, float]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.up = Gauge("strongroom_up", "1 while the daemon runs", registry=r)
+        self.up.set(1)
+        self.build = Gauge("strongroom_build_info", "Daemon build", ["version"], registry=r)
+        self.build.labels(VERSION).set(1)
+        self.leader = Gauge("strongroom_leader", "1 if this daemon schedules and runs jobs, 0 on standby", registry=r)
+        self.job_runs = Counter("strongroom_job_runs", "Job runs finished, by kind and final status",
+                                ["job", "status"], registry=r)
+        self.job_duration = Histogram("strongroom_job_duration_seconds", "Job run duration",
+                                      ["job"], buckets=DURATION_BUCKETS, registry=r)
+        self.job_last_success = Gauge("strongroom_job_last_success_timestamp_seconds",
+                                      "When each job kind last succeeded (unix time)", ["job"], registry=r)
+        self.backup_last_success = Gauge("strongroom_backup_last_success_timestamp_seconds",
+                                         "When the last backup succeeded (unix time)", ["configuration"], registry=r)
+        self.backup_max_age = Gauge("strongroom_backup_max_age_seconds",
+                                    "How old the last successful backup may be, from its schedule",
+                                    ["configuration"], registry=r)
+        self.missed = Counter("strongroom_missed_runs", "Scheduled runs missed while the daemon was down",
+                              ["job"], registry=r)
+        self.requests = Counter("strongroom_control_requests", "Control requests answered, by outcome code",
+                                ["code"], registry=r)
+        self.audit_chain_ok = None
+        for name, seconds in schedules_max_age.items():
+            if name == "backup":
+                self.backup_max_age.labels("default").set(seconds)
+        r.register(DatabaseCollector(engine))
+        self._seed(engine)
+        self._server = None
+
+    def _seed(self, engine) -> None:
+        for kind, when in runs.last_success(engine).items():
+            self._set_success(kind, when)
+
+    def _set_success(self, kind: str, when: datetime) -> None:
+        self.job_last_success.labels(kind).set(when.timestamp())
+        if kind == "backup":
+            self.backup_last_success.labels("default").set(when.timestamp())
+
+    def job_finished(self, run: runs.Run) -> None:
+        self.job_runs.labels(run.job_kind, run.status).inc()
+        if run.duration_seconds is not None:
+            self.job_duration.labels(run.job_kind).observe(run.duration_seconds)
+        if run.status == "succeeded" and run.finished_at:
+            self._set_success(run.job_kind, run.finished_at)
+
+    def serve(self, listen: str, port: int) -> int:
+        """Start the HTTP endpoint; returns the bound port (useful with port 0)."""
+        self._server, _thread = start_http_server(port, addr=listen, registry=self.registry)
+        return self._server.server_address[1]
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

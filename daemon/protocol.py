@@ -1,0 +1,129 @@
+"""The control protocol's frames, written down once for the daemon and every client.
+
+Transport: ZeroMQ. Requests go to a ROUTER socket; a client uses a DEALER (or REQ)
+socket and sends one frame holding one UTF-8 JSON object:
+
+    {"v": 1, "id": "<client-chosen id>", "cmd": "backup.run", "token": "...", "args": {...}}
+
+and gets back one frame:
+
+    {"v": 1, "id": "<same id>", "ok": true, "result": ...}
+    {"v": 1, "id": "<same id>", "ok": false, "error": {"code": "forbidden", "message": "..."}}
+
+Events are published on a PUB socket as two frames, topic and JSON body
+{"topic": ..., "ts": ..., "data": {...}}; topics are `health`, `job.<run id>`, `audit`,
+`security`, `sync.conflict`. Error codes are the fixed set in ERROR_CODES.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import time
+import uuid
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PROTOCOL_VERSION = 1
+ERROR_CODES = ("bad_request", "unauthenticated", "forbidden", "not_found", "conflict",
+               "rate_limited", "not_implemented", "internal")
+ErrorCode = Literal["bad_request", "unauthenticated", "forbidden", "not_found", "conflict",
+                    "rate_limited", "not_implemented", "internal"]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    v: int
+    id: str = Field(min_length=1, max_length=64)
+    cmd: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+    token: str | None = Field(default=None, max_length=512)
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    code: ErrorCode
+    message: str
+
+
+class Reply(BaseModel):
+    v: int = PROTOCOL_VERSION
+    id: str | None
+    ok: bool
+    result: Any = None
+    error: ErrorBody | None = None
+
+
+class ProtocolError(Exception):
+    """A frame that cannot be answered normally; carries the error code to send back."""
+
+    def __init__(self, code: ErrorCode, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.request_id = request_id
+
+
+def parse_request(frame: bytes, max_bytes: int) -> Request:
+    """Decode one request frame; every failure is a ProtocolError(bad_request) naming why."""
+    if len(frame) > max_bytes:
+        raise ProtocolError("bad_request", f"frame of {len(frame)} bytes exceeds the limit of {max_bytes}")
+    try:
+        data = json.loads(frame.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProtocolError("bad_request", "frame is not UTF-8") from None
+    except ValueError:
+        raise ProtocolError("bad_request", "frame is not JSON") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_request", "frame must be a JSON object")
+    request_id = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= 64 else None
+    if data.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError("bad_request", f"unsupported protocol version {data.get('v')!r}; "
+                            f"this daemon speaks v{PROTOCOL_VERSION}", request_id)
+    try:
+        return Request.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'frame'}: {e['msg']}" for e in exc.errors())
+        raise ProtocolError("bad_request", f"invalid request: {problems}", request_id) from None
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json(exclude_none=False).encode()
+
+
+def ok(request_id: str | None, result: Any) -> bytes:
+    return json.dumps({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result},
+                      default=str, separators=(",", ":")).encode()
+
+
+def error(request_id: str | None, code: ErrorCode, message: str) -> bytes:
+    return json.dumps({"v": PROTOCOL_VERSION, "id": request_id, "ok": False,
+                       "error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+
+
+def event(topic: str, data: dict) -> list[bytes]:
+    body = json.dumps({"topic": topic, "ts": time.time(), "data": data}, default=str,
+                      separators=(",", ":")).encode()
+    return [topic.encode(), body]
+
+
+def request(cmd: str, args: dict | None = None, *, token: str | None = None, request_id: str) -> bytes:
+    return json.dumps({"v": PROTOCOL_VERSION, "id": request_id, "cmd": cmd, "token": token,
+                       "args": args or {}}, default=str).encode()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON types only: UUIDs and times as strings, enums as values, bytes dropped."""
+    if isinstance(value, dict):
+        return {k: to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return None  # ciphertext and hashes never leave the daemon in replies
+    return value
