@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import json
 import os
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +61,7 @@ class Client:
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future] = {}
         self._reader: asyncio.Task | None = None
+        self._subscriptions: list[Subscription] = []
 
     def _configure(self, sock: zmq.asyncio.Socket) -> None:
         if self._curve is not None:
@@ -100,8 +100,10 @@ class Client:
             if future is not None and not future.done():
                 future.set_result(reply)
 
-    async def events(self, *topics: str) -> AsyncIterator[tuple[str, dict]]:
-        """Yield (topic, data) for every event whose topic starts with one of `topics`."""
+    def subscribe(self, *topics: str) -> "Subscription":
+        """Events whose topic starts with one of `topics` (all events when none given).
+        ZeroMQ subscriptions take a moment to reach the publisher: subscribe before
+        starting whatever you want to watch."""
         if not self.events_endpoint:
             raise ClientError("bad_request", "this client has no events endpoint")
         sub = self._zctx.socket(zmq.SUB)
@@ -110,19 +112,36 @@ class Client:
         for topic in topics or ("",):
             sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
         sub.connect(self.events_endpoint)
-        try:
-            while True:
-                topic, body = await sub.recv_multipart()
-                message = json.loads(body)
-                yield topic.decode(), message.get("data", {})
-        finally:
-            sub.close(linger=0)
+        subscription = Subscription(sub)
+        self._subscriptions.append(subscription)
+        return subscription
 
     def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
+        for subscription in self._subscriptions:
+            subscription.close()
         self._sock.close(linger=0)
         self._zctx.term()
+
+
+class Subscription:
+    """A SUB socket: `await recv()` gives the next (topic, data); `close()` ends it."""
+
+    def __init__(self, sock: zmq.asyncio.Socket) -> None:
+        self._sock = sock
+
+    async def recv(self) -> tuple[str, dict]:
+        while True:
+            topic, body = await self._sock.recv_multipart()
+            try:
+                return topic.decode(), json.loads(body).get("data", {})
+            except ValueError:
+                continue
+
+    def close(self) -> None:
+        if not self._sock.closed:
+            self._sock.close(linger=0)
 
 
 # --- finding the daemon and a token -------------------------------------------------------

@@ -14,6 +14,7 @@ keys (ZAP), for consoles on another machine.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hmac
 import secrets
 import logging
@@ -33,7 +34,7 @@ from strongroom.core.auth import rbac
 from strongroom.core.auth.sessions import hash_token
 from strongroom.core.db.engine import transaction, translate_error
 from strongroom.core.db.models import Role
-from strongroom.core.errors import AuthError, StrongroomError
+from strongroom.core.errors import AuthError, ConflictError, StrongroomError
 from strongroom.core.fsutil import write_atomic
 from strongroom.core.principal import Principal
 from strongroom.daemon import protocol
@@ -68,10 +69,12 @@ class ControlServer:
         self._local_token: str | None = None
         self._tasks: set[asyncio.Task] = set()
         self.on_request: Callable[[str], None] = lambda code: None
+        self._pid_fd: int | None = None
 
     # -- set-up ------------------------------------------------------------------------
     async def start(self) -> None:
         self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._claim_runtime_dir()
         router = self.zctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         # ZeroMQ drops a peer that sends more than this; frames between the configured
@@ -89,6 +92,20 @@ class ControlServer:
         for sock in self.sockets:
             task = asyncio.create_task(self._serve(sock), name="control-serve")
             self._tasks.add(task)
+
+    def _claim_runtime_dir(self) -> None:
+        """One daemon per runtime directory: a second would unlink the first's sockets."""
+        path = self.runtime_dir / "strongroomd.pid"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ConflictError(f"another strongroomd (pid {holder}) is serving {self.runtime_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._pid_fd = fd
 
     def _bind_ipc(self, sock: zmq.asyncio.Socket, name: str) -> None:
         path = self.runtime_dir / name
@@ -254,6 +271,9 @@ class ControlServer:
         self.zctx.term()
         for name in ("control.sock", "events.sock", LOCAL_TOKEN_FILE):
             (self.runtime_dir / name).unlink(missing_ok=True)
+        if self._pid_fd is not None:
+            os.close(self._pid_fd)
+            self._pid_fd = None
 
 
 def _peer_address(frame) -> str | None:

@@ -13,7 +13,8 @@ import threading
 import time
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics,
+                               start_http_server)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
@@ -24,6 +25,8 @@ from strongroom.core.jobs import runs
 log = logging.getLogger("strongroom.metrics")
 VERSION = "0.1.0"
 CACHE_SECONDS = 5.0
+# The *_created series double the exposition and nothing here alerts on them.
+disable_created_metrics()
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400)
 
 

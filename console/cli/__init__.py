@@ -90,10 +90,12 @@ def cli(click_ctx: click.Context, data_dir: str | None, config: str | None) -> N
 
 
 def _register() -> None:
-    from strongroom.console.cli import audit, clients, db, demo, init, keys, user
+    from strongroom.console.cli import audit, clients, db, demo, init, keys, remote, user
 
     for module in (init, db, demo, user, keys, audit, clients):
         cli.add_command(module.group)
+    for command in remote.COMMANDS:
+        cli.add_command(command)
 
 
 _register()

@@ -216,7 +216,7 @@ def _record_expired_use(conn: Connection, engine: Engine, user: HasRole, permiss
         now=now,
     )
     sqlite_writer = (conn.dialect.name == "sqlite"
-                     and not conn.get_execution_options().get("read_only", False))
+                     and conn.get_execution_options().get("sqlite_immediate", False))
     if sqlite_writer:
         security.record(conn, "grant_expired_use", **kwargs)
         return

@@ -21,6 +21,7 @@ import pyotp
 import segno
 from sqlalchemy import Connection, or_, update
 
+from strongroom.core.crypto.fields import key_id_of
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.models import User
 from strongroom.core.db.types import utcnow
@@ -73,7 +74,10 @@ def enrol(conn: Connection, keyring: Keyring, user_id: uuid.UUID, username: str,
 
 
 def load_secret(conn: Connection, keyring: Keyring, user_id: uuid.UUID, sealed: bytes) -> str:
-    return keyring.system_cipher(conn).decrypt_text(bytes(sealed), "users", "totp_secret", user_id)
+    """Open the seed with the key named in its ciphertext, so seeds sealed under a
+    system key that has since been rotated (retired, still readable) keep working."""
+    sealed = bytes(sealed)
+    return keyring.cipher(conn, key_id_of(sealed)).decrypt_text(sealed, "users", "totp_secret", user_id)
 
 
 def time_step(moment: datetime) -> int:

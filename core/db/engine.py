@@ -1,9 +1,10 @@
 """Engine factory: the same behaviour from SQLite and PostgreSQL.
 
-SQLite gets WAL, foreign keys, a busy timeout and `BEGIN IMMEDIATE` transactions (a
-writer takes the lock up front instead of failing half-way when another process wrote
-first); a connection asked for with `read_only=True` begins deferred so long readers
-such as a backup never hold the write lock. PostgreSQL runs READ COMMITTED with the
+SQLite gets WAL, foreign keys and a busy timeout. Write transactions opened with
+`transaction()` begin IMMEDIATE (a writer takes the lock up front instead of failing
+half-way when another process wrote first); plain `engine.connect()` reads and
+`transaction(read_only=True)` begin deferred, so long readers such as a backup or an
+integrity scan never hold the write lock. PostgreSQL runs READ COMMITTED with the
 application marker `strongroom.app` set per transaction, which the audit triggers use to
 tell application writes (audited by the application) from writes that bypass it.
 """
@@ -58,8 +59,8 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        deferred = conn.get_execution_options().get("read_only", False)
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -76,7 +77,7 @@ def transaction(engine: Engine, *, practice_id: uuid.UUID | None = None,
     On PostgreSQL the transaction is scoped for row-level security: `system=True` (jobs,
     offline admin commands) sees every practice; otherwise only `practice_id`'s rows.
     """
-    bind = engine.execution_options(read_only=True) if read_only else engine
+    bind = engine if read_only else engine.execution_options(sqlite_immediate=True)
     with bind.begin() as conn:
         if is_postgres(conn):
             set_scope(conn, practice_id=practice_id, system=system)

@@ -21,11 +21,19 @@ def test_example_config_in_etc_is_valid_and_documents_every_key():
     text = (REPO / "etc" / "strongroom.toml").read_text()
     documented = {line.split("=")[0].strip() for line in text.splitlines()
                   if "=" in line and not line.lstrip().startswith("#")}
-    for section in (settings, settings.database, settings.keys, settings.auth, settings.auth.argon2):
+    documented |= {line.lstrip("# ").split("=")[0].strip() for line in text.splitlines()
+                   if line.startswith("# ") and "=" in line}
+    sections = (settings, settings.database, settings.keys, settings.auth, settings.auth.argon2,
+                settings.daemon, settings.metrics, settings.notify)
+    nested = {"source", "database", "keys", "auth", "argon2", "daemon", "metrics", "schedules",
+              "notify", "email"}
+    for section in sections:
         for name in type(section).model_fields:
-            if name in {"source", "database", "keys", "auth", "argon2"}:
-                continue
-            assert name in documented, f"etc/strongroom.toml does not document {name}"
+            if name not in nested:
+                assert name in documented, f"etc/strongroom.toml does not document {name}"
+    from strongroom.core.notify import EmailSettings
+    for name in EmailSettings.model_fields:
+        assert name in documented, f"etc/strongroom.toml does not document notify.email.{name}"
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
@@ -43,6 +51,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     ('data_dir = "."\n', "database"),
     ('data_dir = "."\n[database]\nurl = "sqlite:///x"\nsurprise = 1\n', "database.surprise"),
     ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[auth.argon2]\nmemory_kib = -1\n', "auth.argon2.memory_kib"),
+    ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[schedules]\nbackup = "every day"\n', "schedules"),
+    ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[schedules]\nteleport = "0 2 * * *"\n', "schedules"),
+    ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[daemon]\ntcp_endpoint = "udp://x"\n', "daemon.tcp_endpoint"),
+    ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[notify]\ndeadman_url = "ftp://x"\n', "notify.deadman_url"),
 ])
 def test_bad_value_error_names_the_key_and_the_file(tmp_path, body, key):
     path = write(tmp_path, body)

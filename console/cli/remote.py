@@ -1,0 +1,341 @@
+"""Commands that talk to a running strongroomd over its control socket.
+
+The socket is found from the data directory's config (or --socket / --connect); the
+token is the one `strongroom login` stored (mode 0600), or, for the service account
+and root on the daemon's machine, the daemon's local operator token.
+"""
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from strongroom.console.cli import CliState, emit, json_option, pass_state
+from strongroom.console.client import Client, ClientError, forget_token, save_token, stored_token
+from strongroom.core.errors import AuthError, StrongroomError
+from strongroom.daemon.paths import control_endpoint, events_endpoint, runtime_dir_for
+
+_ERROR_EXIT = {"bad_request": 2, "not_found": 3, "conflict": 4, "unauthenticated": 7,
+               "rate_limited": 7, "forbidden": 8, "not_implemented": 10, "unavailable": 12}
+
+
+class RemoteError(StrongroomError):
+    """An error reply from the daemon, shown as the daemon worded it."""
+
+    def __init__(self, err: ClientError) -> None:
+        super().__init__(f"{err.message} [{err.code}]")
+        self.exit_code = _ERROR_EXIT.get(err.code, 1)
+
+
+def _endpoints(state: CliState, socket_path: str | None) -> tuple[str, str, Path | None]:
+    if socket_path:
+        path = Path(socket_path)
+        return f"ipc://{path}", f"ipc://{path.with_name('events.sock')}", path.parent
+    runtime = runtime_dir_for(state.settings)
+    return control_endpoint(runtime), events_endpoint(runtime), runtime
+
+
+def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], Awaitable[Any]],
+               *, need_token: bool = True) -> Any:
+    endpoint, events, runtime = _endpoints(state, socket_path)
+    token = stored_token(endpoint, runtime)
+    if need_token and token is None:
+        raise AuthError("not logged in: run `strongroom login` (or use the daemon's account)")
+
+    async def go() -> Any:
+        client = Client(endpoint, events_endpoint=events, token=token,
+                        timeout=float(os.environ.get("STRONGROOM_TIMEOUT", "30")))
+        try:
+            return await fn(client)
+        finally:
+            client.close()
+    try:
+        return asyncio.run(go())
+    except ClientError as err:
+        raise RemoteError(err) from None
+
+
+socket_option = click.option("--socket", "socket_path", type=click.Path(dir_okay=False),
+                             help="Daemon control socket (default: from the data directory's config).")
+
+
+def _client_info() -> dict:
+    from strongroom.daemon.metrics import VERSION
+
+    return {"host": socket.gethostname(), "ssh_connection": os.environ.get("SSH_CONNECTION"),
+            "name": "strongroom-cli", "version": VERSION}
+
+
+# --- login / logout ---------------------------------------------------------------------
+
+@click.command(name="login")
+@click.option("--username", "-u", default=lambda: os.environ.get("USER"), show_default="$USER")
+@click.option("--password-file", type=click.File("r"), help="Read the password from this file.")
+@click.option("--totp", help="The current 6-digit code (prompted when omitted and needed).")
+@socket_option
+@pass_state
+def login_cmd(state: CliState, username: str, password_file, totp: str | None, socket_path: str | None) -> None:
+    """Log in to the daemon; keeps the session token in a 0600 file."""
+    password = password_file.read().rstrip("\n") if password_file else getpass.getpass("Password: ")
+    if totp is None and sys.stdin.isatty():
+        totp = click.prompt("TOTP code (empty if none)", default="", show_default=False) or None
+    endpoint, _, _ = _endpoints(state, socket_path)
+
+    async def go(client: Client) -> dict:
+        return await client.call("auth.login", {"username": username, "password": password,
+                                                "totp": totp, "client": _client_info()})
+    result = run_remote(state, socket_path, go, need_token=False)
+    path = save_token(endpoint, result["token"])
+    click.echo(f"logged in as {username}; session {result['session_id']} (token in {path})")
+
+
+@click.command(name="logout")
+@socket_option
+@pass_state
+def logout_cmd(state: CliState, socket_path: str | None) -> None:
+    """End this session and forget its token."""
+    endpoint, _, _ = _endpoints(state, socket_path)
+    try:
+        run_remote(state, socket_path, lambda c: c.call("auth.logout"))
+    finally:
+        forget_token(endpoint)
+    click.echo("logged out")
+
+
+# --- status -----------------------------------------------------------------------------
+
+@click.command(name="status")
+@socket_option
+@json_option
+@pass_state
+def status_cmd(state: CliState, socket_path: str | None, as_json: bool) -> None:
+    """What the daemon is doing: role, uptime, running jobs, next runs."""
+    data = run_remote(state, socket_path, lambda c: c.call("status"))
+
+    def human(d: dict) -> None:
+        click.echo(f"strongroomd {d['version']} on {d['host']} (pid {d['pid']}): {d['role']}, "
+                   f"up {d['uptime_seconds']:.0f}s, database {d['database']}")
+        for job in d["running_jobs"]:
+            total = f"/{job['total']}" if job["total"] else ""
+            click.echo(f"  running  {job['kind']:<14} {job['done']}{total}  {job['message']}")
+        for kind, when in sorted(d["next_runs"].items()):
+            click.echo(f"  next     {kind:<14} {when}")
+        if not d["running_jobs"] and not d["next_runs"]:
+            click.echo("  no jobs running, none scheduled")
+    emit(as_json, data, human)
+
+
+# --- jobs -------------------------------------------------------------------------------
+
+@click.group(name="jobs")
+def jobs_group() -> None:
+    """Job runs: list, run, inspect, cancel."""
+
+
+def _print_runs(rows: list[dict]) -> None:
+    for r in rows:
+        click.echo(f"{r['id']}  {r['job_kind']:<13} {r['status']:<11} {r['trigger']:<9} "
+                   f"{(r['queued_at'] or '')[:19]}  {r['error'] or ''}")
+
+
+@jobs_group.command(name="list")
+@click.option("--kind")
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "interrupted", "cancelled"]))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@socket_option
+@json_option
+@pass_state
+def jobs_list(state: CliState, kind, status, limit, socket_path, as_json) -> None:
+    """Recent runs, newest first."""
+    args = {"kind": kind, "status": status, "limit": limit}
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("jobs.list", args)), _print_runs)
+
+
+def _params(values: tuple[str, ...]) -> dict:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--param")
+        out[key] = value
+    return out
+
+
+@jobs_group.command(name="run")
+@click.argument("kind")
+@click.option("--param", "params", multiple=True, help="KEY=VALUE passed to the job (repeatable).")
+@click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
+@socket_option
+@json_option
+@pass_state
+def jobs_run(state: CliState, kind: str, params: tuple[str, ...], wait: bool, socket_path, as_json) -> None:
+    """Start a job now."""
+    args = {"kind": kind, "params": _params(params)}
+    if not wait:
+        run = run_remote(state, socket_path, lambda c: c.call("job.run", args))
+        emit(as_json, run, lambda r: click.echo(f"started {r['job_kind']} run {r['id']}"))
+        return
+    final = run_remote(state, socket_path, lambda c: wait_for_run(c, args, quiet=as_json))
+    emit(as_json, final, lambda r: click.echo(f"{r['job_kind']} run {r['id']} {r['status']}"
+                                              + (f": {r['error']}" if r["error"] else "")))
+    if final["status"] != "succeeded":
+        sys.exit(1)
+
+
+async def wait_for_run(client: Client, args: dict, *, quiet: bool) -> dict:
+    """Start a run and follow it: progress events for the bar, job.get as the truth
+    (events can be missed; the job_runs row cannot)."""
+    events = client.subscribe("job.")
+    await asyncio.sleep(0.05)  # let the subscription reach the daemon before the run starts
+    run = await client.call("job.run", args)
+    run_id = run["id"]
+    bar = None if quiet or not sys.stderr.isatty() else click.progressbar(length=100, label=run["job_kind"], file=sys.stderr)
+    pending = asyncio.ensure_future(events.recv())
+    try:
+        while True:
+            done, _ = await asyncio.wait({pending}, timeout=1.0)
+            if done:
+                _topic, data = pending.result()
+                pending = asyncio.ensure_future(events.recv())
+                if data.get("run_id") == run_id and data.get("total"):
+                    pct = int(100 * data["done"] / data["total"])
+                    if bar is not None:
+                        bar.update(pct - bar.pos)
+                    elif not quiet:
+                        click.echo(f"  {data['done']}/{data['total']} {data.get('message', '')}", err=True)
+                if data.get("run_id") != run_id or data.get("status") == "running":
+                    continue
+            current = await client.call("job.get", {"run_id": run_id})
+            if current["status"] in ("succeeded", "failed", "cancelled", "interrupted"):
+                if bar is not None:
+                    bar.update(100 - bar.pos)
+                    bar.render_finish()
+                return current
+    finally:
+        pending.cancel()
+        events.close()
+
+
+@jobs_group.command(name="get")
+@click.argument("run_id", type=click.UUID)
+@socket_option
+@json_option
+@pass_state
+def jobs_get(state: CliState, run_id: uuid.UUID, socket_path, as_json) -> None:
+    """One run with progress, result and error."""
+    data = run_remote(state, socket_path, lambda c: c.call("job.get", {"run_id": str(run_id)}))
+    emit(as_json, data, lambda r: [click.echo(f"{k:>16}: {v}") for k, v in r.items()])
+
+
+@jobs_group.command(name="cancel")
+@click.argument("run_id", type=click.UUID)
+@socket_option
+@pass_state
+def jobs_cancel(state: CliState, run_id: uuid.UUID, socket_path) -> None:
+    """Ask a running job to stop at its next safe point."""
+    run_remote(state, socket_path, lambda c: c.call("job.cancel", {"run_id": str(run_id)}))
+    click.echo(f"cancel requested for {run_id}")
+
+
+# --- sessions, security, notify, config -------------------------------------------------
+
+@click.group(name="sessions")
+def sessions_group() -> None:
+    """Login sessions."""
+
+
+@sessions_group.command(name="list")
+@click.option("--all", "show_all", is_flag=True, help="Include ended sessions.")
+@socket_option
+@json_option
+@pass_state
+def sessions_list(state: CliState, show_all: bool, socket_path, as_json) -> None:
+    """Sessions with user, client host, address and program."""
+    rows = run_remote(state, socket_path, lambda c: c.call("sessions.list", {"active_only": not show_all}))
+
+    def human(items: list[dict]) -> None:
+        for s in items:
+            click.echo(f"{s['id']}  {s['username'] or '?':<14} {s['client_host'] or '-':<16} "
+                       f"{s['client_addr'] or '-':<15} {s['client_name'] or '-'} {s['client_version'] or ''}  "
+                       f"last seen {s['last_seen_at'][:19]}" + (f"  ended: {s['revoked_reason']}" if s["revoked_at"] else ""))
+    emit(as_json, rows, human)
+
+
+@sessions_group.command(name="revoke")
+@click.argument("session_id", type=click.UUID)
+@click.option("--reason", default="revoked by operator", show_default=True)
+@socket_option
+@pass_state
+def sessions_revoke(state: CliState, session_id: uuid.UUID, reason: str, socket_path) -> None:
+    """End a session now."""
+    run_remote(state, socket_path, lambda c: c.call("session.revoke", {"session_id": str(session_id), "reason": reason}))
+    click.echo(f"session {session_id} revoked")
+
+
+@click.group(name="security")
+def security_group() -> None:
+    """Security events."""
+
+
+@security_group.command(name="events")
+@click.option("--limit", default=30, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--type", "event_type")
+@socket_option
+@json_option
+@pass_state
+def security_events(state: CliState, limit: int, event_type: str | None, socket_path, as_json) -> None:
+    """Logins, failures, lockouts and grants, newest first."""
+    rows = run_remote(state, socket_path, lambda c: c.call("security.events", {"limit": limit, "event_type": event_type}))
+    emit(as_json, rows, lambda items: [click.echo(
+        f"{e['id']:>7} {e['occurred_at'][:19]} {e['severity']:<8} {e['event_type']:<20} "
+        f"{e['username'] or '-':<14} {e['ip_address'] or '-'}  {e['description']}") for e in items])
+
+
+@click.group(name="notify")
+def notify_group() -> None:
+    """Notifications."""
+
+
+@notify_group.command(name="test")
+@socket_option
+@json_option
+@pass_state
+def notify_test(state: CliState, socket_path, as_json) -> None:
+    """Send a test notification to every configured channel."""
+    rows = run_remote(state, socket_path, lambda c: c.call("notify.test"))
+
+    def human(items: list[dict]) -> None:
+        if not items:
+            click.echo("no notification channels configured ([notify] in the config)")
+        for d in items:
+            click.echo(f"{'ok  ' if d['ok'] else 'FAIL'} {d['channel']:<8} {d['target']}  {d['detail']}")
+    emit(as_json, rows, human)
+    if any(not d["ok"] for d in rows):
+        sys.exit(1)
+
+
+@click.group(name="config")
+def config_group() -> None:
+    """The running configuration."""
+
+
+@config_group.command(name="show")
+@socket_option
+@pass_state
+def config_show(state: CliState, socket_path) -> None:
+    """Print the daemon's configuration as JSON, secrets redacted."""
+    import json
+
+    click.echo(json.dumps(run_remote(state, socket_path, lambda c: c.call("config.show")), indent=2))
+
+
+COMMANDS = (login_cmd, logout_cmd, status_cmd, jobs_group, sessions_group, security_group,
+            notify_group, config_group)
