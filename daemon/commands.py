@@ -258,7 +258,8 @@ class SessionsListArgs(Args):
 @command("sessions.list", permission="security:read", args=SessionsListArgs)
 def sessions_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Login sessions with the client's host, address and program."""
-    names = {u.id: u.username for u in list_users(d.ctx.engine)}
+    with d.ctx.engine.connect() as conn:
+        names = {u.id: u.username for u in list_users(conn)}
     return [{**s.__dict__, "username": names.get(s.user_id)}
             for s in auth_sessions.list_sessions(d.ctx.engine, active_only=call.args.active_only)]
 
@@ -281,8 +282,8 @@ def session_revoke_cmd(d: "Daemon", call: Call) -> dict:
 @command("users.list", permission="user:manage")
 def users_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Accounts with role, 2FA, lock state and last login (no secrets)."""
-    return [{k: v for k, v in u.__dict__.items() if k not in ("password_hash", "totp_secret_enc")}
-            for u in list_users(d.ctx.engine)]
+    with d.ctx.engine.connect() as conn:
+        return [u.as_dict() for u in list_users(conn)]
 
 
 @command("config.show", permission="config:read", inline=True)

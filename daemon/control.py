@@ -181,9 +181,11 @@ class ControlServer:
             return  # no identity and body: nothing to reply to
         identity = frames[0].bytes
         middle = frames[1:-1]
-        envelope = [identity] + ([b""] if middle else [])
+        # A REQ client puts an empty delimiter before its body and expects it back.
+        req_style = len(middle) == 1 and not middle[0].bytes
+        envelope = [identity] + ([b""] if req_style else [])
         peer = _peer_address(frames[-1])
-        if len(middle) > 1 or any(f.bytes for f in middle):
+        if middle and not req_style:
             reply, code = protocol.error(None, "bad_request", "multipart request: send exactly one frame"), "bad_request"
         else:
             reply, code = await self._handle(frames[-1].bytes, peer)

@@ -29,6 +29,7 @@ from strongroom.core.db.models import Role, RoleGrant
 from strongroom.core.db.types import utcnow
 from strongroom.core.principal import Principal, permission_matches
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
+from strongroom.core.ids import new_id
 
 _grants = RoleGrant.__table__
 
@@ -244,7 +245,7 @@ def grant(conn: Connection, user: HasRole, permission: str, *, granted_by: str,
         raise ValidationError("grant: the expiry must be in the future")
     if expires_at - now > MAX_GRANT:
         raise ValidationError(f"grant: at most {MAX_GRANT.days} days")
-    row = {"id": uuid.uuid4(), "user_id": user.id, "permission": permission,
+    row = {"id": new_id(), "user_id": user.id, "permission": permission,
            "granted_by": granted_by[:120], "reason": reason[:500], "granted_at": now,
            "expires_at": expires_at, "revoked_at": None}
     conn.execute(insert(_grants).values(**row))

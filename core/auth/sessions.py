@@ -23,6 +23,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import AuthSession
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError
+from strongroom.core.ids import new_id
 
 _sessions = AuthSession.__table__
 
@@ -83,7 +84,7 @@ def create(conn: Connection, user_id: uuid.UUID, username: str, settings: AuthSe
                    ip_address=client_addr, user_agent=user_agent, now=now)
     token = secrets.token_urlsafe(32)
     row = {
-        "id": uuid.uuid4(), "token_hash": hash_token(token), "user_id": user_id,
+        "id": new_id(), "token_hash": hash_token(token), "user_id": user_id,
         "created_at": now, "last_seen_at": now,
         "expires_at": now + timedelta(hours=settings.session_absolute_hours),
         "idle_timeout_seconds": settings.session_idle_minutes * 60,

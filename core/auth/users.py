@@ -21,6 +21,7 @@ from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.models import Practice, Role, User
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
+from strongroom.core.ids import new_id
 
 _users = User.__table__
 _practices = Practice.__table__
@@ -127,7 +128,7 @@ def create_user(conn: Connection, keyring: Keyring, settings: Settings, practice
         raise NotFoundError(f"practice {practice_id} does not exist")
     if conn.execute(select(_users.c.id).where(_users.c.username == username)).first() is not None:
         raise ConflictError(f"user {username!r} already exists")
-    user_id = uuid.uuid4()
+    user_id = new_id()
     try:
         conn.execute(insert(_users).values(
             id=user_id, practice_id=practice_id, username=username, full_name=full_name[:200],

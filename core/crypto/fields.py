@@ -11,6 +11,7 @@ key rotation can tell old ciphertext from new.
 """
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 
@@ -27,6 +28,11 @@ MIN_CIPHERTEXT = _HEADER + _TAG
 
 def associated_data(table: str, column: str, row_id: uuid.UUID | str) -> bytes:
     return f"{table}\0{column}\0{row_id}".encode()
+
+
+@functools.lru_cache(maxsize=256)
+def _aad_prefix(table: str, column: str) -> bytes:
+    return f"{table}\0{column}\0".encode()
 
 
 def key_id_of(blob: bytes) -> uuid.UUID:
@@ -58,12 +64,13 @@ class FieldCipher:
         """Seal several fields of one row: one urandom call and one row-id string for all."""
         rid = str(row_id).encode()
         randomness = os.urandom(12 * len(values))
-        prefix = self._prefix
+        prefix, seal = self._prefix, self._aead.encrypt
         out = {}
-        for i, (field, plain) in enumerate(values.items()):
-            nonce = randomness[12 * i:12 * i + 12]
-            aad = b"%s\0%s\0%s" % (table.encode(), field.encode(), rid)
-            out[field] = prefix + nonce + self._aead.encrypt(nonce, plain, aad)
+        offset = 0
+        for field, plain in values.items():
+            nonce = randomness[offset:offset + 12]
+            offset += 12
+            out[field] = prefix + nonce + seal(nonce, plain, _aad_prefix(table, field) + rid)
         return out
 
     def encrypt_text(self, value: str, table: str, column: str, row_id: uuid.UUID) -> bytes:

@@ -25,6 +25,7 @@ from strongroom.core.crypto.kek import Kek
 from strongroom.core.db.models import DataKey, KeyPurpose, KeyState
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import CryptoError, KeyUnavailableError
+from strongroom.core.ids import new_id
 
 _keys = DataKey.__table__
 
@@ -82,7 +83,7 @@ class Keyring:
     def new_key(self, purpose: KeyPurpose, client_id: uuid.UUID | None = None,
                 version: int = 1) -> NewKey:
         """Generate a DEK; the caller inserts `row` (so bulk inserts can batch them)."""
-        key_id = uuid.uuid4()
+        key_id = new_id()
         key = os.urandom(32)
         row = {
             "id": key_id, "purpose": purpose, "client_id": client_id, "version": version,
@@ -152,7 +153,7 @@ class Keyring:
             .order_by(_keys.c.version.desc()).limit(1)).scalar()
         if key_id is None:
             seed = os.urandom(32)
-            key_id = uuid.uuid4()
+            key_id = new_id()
             public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
             conn.execute(insert(_keys), [{
                 "id": key_id, "purpose": KeyPurpose.AUDIT_SIGNING, "client_id": None, "version": 1,

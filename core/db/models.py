@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
 from strongroom.core.db.types import JSONDoc, UTCDateTime, utcnow
+from strongroom.core.ids import new_id
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -116,7 +117,7 @@ class JobStatus(str, enum.Enum):
 
 
 def _uuid_pk() -> Mapped[uuid.UUID]:
-    return mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    return mapped_column(Uuid, primary_key=True, default=new_id)
 
 
 def _created() -> Mapped[datetime]:
@@ -126,7 +127,7 @@ def _created() -> Mapped[datetime]:
 class Syncable:
     """Columns every synchronised, backed-up-incrementally row carries."""
 
-    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     sync_version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, index=True)

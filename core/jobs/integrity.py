@@ -21,6 +21,7 @@ from strongroom.core.db.models import Client, ClientFile, IntegrityCheck, Practi
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError
 from strongroom.core.repository.changes import row_checksum
+from strongroom.core.ids import new_id
 
 CHECKSUMMED = (Practice, Client, TherapySession, ClientFile)
 BATCH = 2000
@@ -29,7 +30,7 @@ MAX_EVIDENCE_IDS = 50
 
 def _record(ctx: Context, check_type: str, name: str, table: str | None, ok: bool,
             expected: str, actual: str, evidence: dict, started) -> dict:
-    row = {"id": uuid.uuid4(), "check_type": check_type, "name": name, "table_name": table,
+    row = {"id": new_id(), "check_type": check_type, "name": name, "table_name": table,
            "status": "passed" if ok else "failed", "expected": expected, "actual": actual,
            "evidence": evidence, "started_at": started, "completed_at": utcnow()}
     with transaction(ctx.engine) as conn:

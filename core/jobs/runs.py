@@ -18,6 +18,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import JobRun, JobStatus
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError
+from strongroom.core.ids import new_id
 
 _runs = JobRun.__table__
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.INTERRUPTED, JobStatus.CANCELLED)
@@ -65,7 +66,7 @@ def queue(engine: Engine, job_kind: str, *, trigger: str, params: dict | None = 
                                                      _runs.c.status.in_(ACTIVE)).limit(1)).scalar()
         if busy is not None:
             raise ConflictError(f"a {job_kind} run is already in progress ({busy})")
-        row = {"id": uuid.uuid4(), "job_kind": job_kind, "trigger": trigger, "status": JobStatus.QUEUED,
+        row = {"id": new_id(), "job_kind": job_kind, "trigger": trigger, "status": JobStatus.QUEUED,
                "params": params or {}, "requested_by": requested_by, "progress_done": 0,
                "queued_at": utcnow()}
         conn.execute(insert(_runs), [row])

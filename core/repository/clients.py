@@ -27,6 +27,7 @@ from strongroom.core.errors import NotFoundError, PermissionDenied, ValidationEr
 from strongroom.core.masking import mask_record
 from strongroom.core.principal import Principal
 from strongroom.core.repository.changes import next_change_version, row_checksum
+from strongroom.core.ids import new_id
 
 TABLE = "clients"
 PHI_FIELDS = CLIENT_KEYED[TABLE]
@@ -151,7 +152,7 @@ def _blind(keyring: Keyring, conn: Connection, values: dict) -> dict:
 def _new_row(keyring: Keyring, conn: Connection, practice_id: uuid.UUID, item: ClientInput,
              version: int, now: datetime, encrypt: bool,
              shared_key: FieldCipher | None = None) -> tuple[dict, dict | None]:
-    row_id = uuid.uuid4()
+    row_id = new_id()
     new_key = None if shared_key else keyring.new_key(KeyPurpose.CLIENT, row_id)
     cipher = shared_key or new_key.cipher
     values = item.model_dump()

@@ -11,6 +11,7 @@ from strongroom.core.db.types import utcnow
 from strongroom.core.errors import NotFoundError, ValidationError
 from strongroom.core.principal import Principal
 from strongroom.core.repository.changes import next_change_version, row_checksum
+from strongroom.core.ids import new_id
 
 _practices = Practice.__table__
 
@@ -21,7 +22,7 @@ def create_practice(conn: Connection, principal: Principal, name: str,
     if not 1 <= len(name) <= 200:
         raise ValidationError("practice name must be 1 to 200 characters")
     now = utcnow()
-    row = {"id": uuid.uuid4(), "name": name, "timezone": timezone, "settings": {},
+    row = {"id": new_id(), "name": name, "timezone": timezone, "settings": {},
            "created_at": now, "updated_at": now, "sync_version": next_change_version(conn),
            "deleted_at": None}
     row["data_checksum"] = row_checksum(row)

@@ -20,6 +20,7 @@ from strongroom.core.errors import NotFoundError, PermissionDenied, ValidationEr
 from strongroom.core.masking import REDACTED
 from strongroom.core.principal import Principal
 from strongroom.core.repository.changes import next_change_version, row_checksum
+from strongroom.core.ids import new_id
 
 TABLE = "therapy_sessions"
 _sessions = TherapySession.__table__
@@ -68,7 +69,7 @@ def _row(conn: Connection, keyring: Keyring, item: SessionInput, version: int,
             raise NotFoundError(f"therapy_sessions: client {item.client_id} not found")
         owners[item.client_id] = practice_id
     cipher = keyring.client_cipher(conn, item.client_id)
-    row_id = uuid.uuid4()
+    row_id = new_id()
     now = utcnow()
     row = {
         "id": row_id, "practice_id": practice_id, "client_id": item.client_id,

@@ -1,0 +1,162 @@
+"""Real daemons as subprocesses, on temporary sockets, on SQLite and PostgreSQL.
+
+`daemon` starts strongroomd on a fresh data directory with a fake NOTIFY_SOCKET (a
+datagram socket the test reads, as systemd would) and waits for READY=1. Talk to it
+with `daemon.call(...)` (the real async client, as the local operator) or raw zmq.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from strongroom.console.client import Client
+from strongroom.core.auth.users import create_user
+from strongroom.core.config import load_settings
+from strongroom.core.context import open_context
+from strongroom.core.datadir import init_data_dir
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Role
+from strongroom.core.principal import SYSTEM
+from strongroom.core.repository.practices import only_practice
+
+PASSWORD = "correct horse battery staple 42"
+FAST_AUTH = """
+[auth]
+max_failed_logins = 3
+login_rate_limit_attempts = 6
+login_rate_limit_window_seconds = 60
+
+[auth.argon2]
+time_cost = 1
+memory_kib = 8
+parallelism = 1
+"""
+
+
+def make_data_dir(root: Path, db_url: str, extra: str = "") -> Path:
+    """A data directory (config, key, migrated database) with two test users."""
+    target = root / "data"
+    init_data_dir(target, practice_name="Daemon Test Practice", principal=SYSTEM,
+                  database_url=None if db_url.startswith("sqlite") else db_url)
+    config = target / "strongroom.toml"
+    config.write_text(config.read_text() + FAST_AUTH + "\n[metrics]\nport = 0\n" + extra)
+    ctx = open_context(load_settings(config))
+    with transaction(ctx.engine) as conn:
+        practice = only_practice(conn)
+        create_user(conn, ctx.keyring, ctx.settings, practice, "auditor1", PASSWORD, Role.AUDITOR, actor="test")
+        create_user(conn, ctx.keyring, ctx.settings, practice, "clinician", PASSWORD, Role.PRACTITIONER, actor="test")
+    ctx.close()
+    return target
+
+
+class NotifySink:
+    """What systemd would receive on $NOTIFY_SOCKET."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+
+    def drain(self) -> list[str]:
+        while True:
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except (TimeoutError, socket.timeout, BlockingIOError):
+                return self.messages
+
+    def wait_for(self, needle: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.drain():
+                if needle in message:
+                    return message
+        raise AssertionError(f"no sd_notify message with {needle!r}; got {self.messages}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DaemonProcess:
+    def __init__(self, data_dir: Path, tmp: Path, *, name: str = "d1", env: dict | None = None) -> None:
+        self.data_dir = data_dir
+        self.runtime = tmp / f"run-{name}"
+        self.log_path = tmp / f"{name}.log"
+        self.notify = NotifySink(tmp / f"notify-{name}.sock")
+        environment = {**os.environ, "NOTIFY_SOCKET": str(self.notify.path), "WATCHDOG_USEC": "2000000",
+                       "RUNTIME_DIRECTORY": str(self.runtime), **(env or {})}
+        environment.pop("WATCHDOG_PID", None)
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "strongroom.daemon.main", "--data-dir", str(data_dir)],
+                                     env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def endpoint(self) -> str:
+        return f"ipc://{self.runtime / 'control.sock'}"
+
+    @property
+    def events_endpoint(self) -> str:
+        return f"ipc://{self.runtime / 'events.sock'}"
+
+    def local_token(self) -> str:
+        return f"local:{os.getuid()}:{(self.runtime / 'operator.token').read_text().strip()}"
+
+    def wait_ready(self) -> None:
+        try:
+            self.notify.wait_for("READY=1")
+        except AssertionError:
+            raise AssertionError(f"daemon did not become ready; log:\n{self.log()}") from None
+
+    def client(self, token: str | None = "local", timeout: float = 10.0) -> Client:
+        return Client(self.endpoint, events_endpoint=self.events_endpoint,
+                      token=self.local_token() if token == "local" else token, timeout=timeout)
+
+    def call(self, cmd: str, args: dict | None = None, *, token: str | None = "local"):
+        async def go():
+            client = self.client(token)
+            try:
+                return await client.call(cmd, args)
+            finally:
+                client.close()
+        return asyncio.run(go())
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        self.notify.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def data_dir(tmp_path, db_url) -> Path:
+    return make_data_dir(tmp_path, db_url)
+
+
+@pytest.fixture
+def daemon(data_dir, tmp_path):
+    proc = DaemonProcess(data_dir, tmp_path)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        code = proc.stop()
+        assert code in (0, -9), f"daemon exited {code}; log:\n{proc.log()}"

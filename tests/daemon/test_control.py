@@ -1,0 +1,213 @@
+"""The control socket survives anything sent to it and answers with the documented codes."""
+import json
+import stat
+
+import pyotp
+import pytest
+import zmq
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from strongroom.console.client import ClientError
+from strongroom.daemon.protocol import ERROR_CODES
+from tests.daemon.conftest import PASSWORD
+
+
+def raw(daemon, *frames: bytes, timeout_ms: int = 5000) -> dict:
+    """Send frames on a raw DEALER socket; return the parsed reply."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, timeout_ms)
+    sock.connect(daemon.endpoint)
+    try:
+        sock.send_multipart(list(frames))
+        return json.loads(sock.recv())
+    finally:
+        sock.close()
+        ctx.term()
+
+
+def request(cmd="status", token=None, args=None, v=1, **extra) -> bytes:
+    return json.dumps({"v": v, "id": "t1", "cmd": cmd, "token": token, "args": args or {}, **extra}).encode()
+
+
+def login(daemon, username="auditor1", password=PASSWORD, totp=None) -> str:
+    result = daemon.call("auth.login", {"username": username, "password": password, "totp": totp,
+                                        "client": {"host": "test-host", "ssh_connection": "203.0.113.7 51234 10.0.0.1 22",
+                                                   "name": "pytest", "version": "1.0"}}, token=None)
+    return result["token"]
+
+
+def assert_alive(daemon):
+    assert daemon.call("status")["role"] in ("leader", "standby")
+
+
+def test_sockets_are_private(daemon):
+    for name in ("control.sock", "events.sock", "operator.token"):
+        assert stat.S_IMODE((daemon.runtime / name).stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("frame, code, words", [
+    (b"not json at all", "bad_request", "not JSON"),
+    (b"\xff\xfe\x00", "bad_request", "not UTF-8"),
+    (b"[1, 2, 3]", "bad_request", "JSON object"),
+    (b'"just a string"', "bad_request", "JSON object"),
+    (request(v=2), "bad_request", "protocol version"),
+    (request(v="1"), "bad_request", "protocol version"),
+    (request(cmd=42), "bad_request", "cmd"),
+    (request(args=[1, 2]), "bad_request", "args"),
+    (request(surprise=True), "bad_request", "surprise"),
+    (request(cmd="teleport"), "not_found", "unknown command"),
+    (request(cmd="status"), "unauthenticated", "token"),
+    (request(cmd="status", token="made-up-token"), "unauthenticated", "invalid session token"),
+    (request(cmd="status", token="local:0:wrong"), "unauthenticated", "local operator token"),
+])
+def test_malformed_frames_get_the_documented_error(daemon, frame, code, words):
+    reply = raw(daemon, frame)
+    assert reply["ok"] is False and reply["error"]["code"] == code
+    assert words in reply["error"]["message"]
+    assert_alive(daemon)
+
+
+def test_huge_frame_over_the_limit_is_refused_and_the_daemon_keeps_serving(daemon):
+    frame = request(args={"pad": "x" * (1024 * 1024 + 10)})
+    reply = raw(daemon, frame)
+    assert reply["error"]["code"] == "bad_request" and "exceeds the limit" in reply["error"]["message"]
+    assert_alive(daemon)
+
+
+def test_multipart_garbage_is_refused(daemon):
+    reply = raw(daemon, b"garbage", b"more", request())
+    assert reply["error"]["code"] == "bad_request" and "multipart" in reply["error"]["message"]
+    assert_alive(daemon)
+
+
+def test_wrong_argument_types_name_the_argument(daemon):
+    with pytest.raises(ClientError) as err:
+        daemon.call("jobs.list", {"limit": "lots"})
+    assert err.value.code == "bad_request" and "limit" in err.value.message
+    with pytest.raises(ClientError) as err:
+        daemon.call("job.get", {"run_id": "not-a-uuid"})
+    assert err.value.code == "bad_request" and "run_id" in err.value.message
+
+
+def test_valid_token_without_the_permission_is_forbidden(daemon):
+    token = login(daemon, "clinician")
+    with pytest.raises(ClientError) as err:
+        daemon.call("users.list", token=token)
+    assert err.value.code == "forbidden" and "user:manage" in err.value.message
+    with pytest.raises(ClientError) as err:
+        daemon.call("job.run", {"kind": "integrity"}, token=token)
+    assert err.value.code == "forbidden"
+
+
+def test_login_returns_a_session_with_client_tracking(daemon):
+    token = login(daemon)
+    me = daemon.call("whoami", token=token)
+    assert me["actor"] == "user:auditor1" and "audit:read" in me["permissions"]
+    sessions = daemon.call("sessions.list")
+    mine = [s for s in sessions if s["username"] == "auditor1"][0]
+    assert (mine["client_host"], mine["client_addr"], mine["client_name"], mine["client_version"]) == \
+        ("test-host", "203.0.113.7", "pytest", "1.0")
+
+
+def test_revoked_token_is_refused_at_once(daemon):
+    token = login(daemon)
+    session_id = daemon.call("whoami", token=token)["session_id"]
+    daemon.call("session.revoke", {"session_id": session_id})
+    with pytest.raises(ClientError) as err:
+        daemon.call("status", token=token)
+    assert err.value.code == "unauthenticated" and "ended" in err.value.message
+
+
+def test_logout_ends_the_session(daemon):
+    token = login(daemon)
+    assert daemon.call("auth.logout", token=token)["logged_out"] is True
+    with pytest.raises(ClientError) as err:
+        daemon.call("status", token=token)
+    assert err.value.code == "unauthenticated"
+
+
+def test_brute_force_hits_lockout_then_rate_limit_and_is_recorded(daemon):
+    codes = []
+    for _ in range(8):
+        try:
+            login(daemon, "auditor1", "wrong password!!")
+        except ClientError as err:
+            codes.append(err.value.code if hasattr(err, "value") else err.code)
+    assert codes[:3] == ["unauthenticated"] * 3
+    assert "rate_limited" in codes
+    with pytest.raises(ClientError) as err:
+        login(daemon, "auditor1")  # the right password no longer helps
+    assert err.value.code in ("unauthenticated", "rate_limited")
+    events = daemon.call("security.events", {"limit": 50})
+    kinds = {e["event_type"] for e in events}
+    assert {"login_failed", "account_locked", "rate_limited"} <= kinds
+
+
+def test_admin_login_needs_totp_and_refuses_replay(daemon, data_dir):
+    from strongroom.core.auth.users import create_user
+    from strongroom.core.config import load_settings
+    from strongroom.core.context import open_context
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.db.models import Role
+    from strongroom.core.repository.practices import only_practice
+
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    with transaction(ctx.engine) as conn:
+        _, enrolment = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), "admin1",
+                                   PASSWORD, Role.OP_ADMIN, actor="test")
+    ctx.close()
+    with pytest.raises(ClientError) as err:
+        login(daemon, "admin1")
+    assert err.value.code == "unauthenticated"
+    code = pyotp.TOTP(enrolment.secret).now()
+    token = login(daemon, "admin1", totp=code)
+    assert daemon.call("whoami", token=token)["actor"] == "user:admin1"
+    with pytest.raises(ClientError):
+        login(daemon, "admin1", totp=code)
+
+
+def test_unknown_job_kind_and_planned_kind_are_told_apart(daemon):
+    with pytest.raises(ClientError) as err:
+        daemon.call("job.run", {"kind": "teleport"})
+    assert err.value.code == "not_found"
+    with pytest.raises(ClientError) as err:
+        daemon.call("job.run", {"kind": "backup"})
+    assert err.value.code == "not_implemented"
+
+
+def test_config_show_redacts_secrets(daemon):
+    config = daemon.call("config.show")
+    assert config["keys"]["kek_file"] == "<redacted>"
+    assert config["database"]["url"]
+
+
+def test_help_lists_every_command_with_its_permission(daemon):
+    names = {c["cmd"]: c["permission"] for c in daemon.call("help", token=None)}
+    for cmd in ("status", "health", "jobs.list", "job.run", "job.cancel", "job.get", "backups.list",
+                "audit.tail", "audit.verify", "security.events", "sessions.list", "session.revoke",
+                "users.list", "config.show", "notify.test", "auth.login"):
+        assert cmd in names
+    assert names["users.list"] == "user:manage"
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.binary(max_size=300),
+    st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                 lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                 max_leaves=12).map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries({"v": st.sampled_from([1, 1, 2, None]), "id": st.text(max_size=70),
+                           "cmd": st.sampled_from(["status", "job.run", "audit.tail", "x", "auth.login", ""]),
+                           "token": st.none() | st.text(max_size=30),
+                           "args": st.dictionaries(st.sampled_from(["limit", "kind", "run_id", "username"]),
+                                                   st.integers() | st.text(max_size=10), max_size=3)})
+    .map(lambda d: json.dumps(d).encode()),
+))
+def test_fuzzed_frames_always_get_a_well_formed_reply_and_the_daemon_lives(daemon, frame):
+    reply = raw(daemon, frame)
+    assert reply["v"] == 1 and isinstance(reply["ok"], bool)
+    if not reply["ok"]:
+        assert reply["error"]["code"] in ERROR_CODES and reply["error"]["message"]
+    assert daemon.proc.poll() is None
