@@ -164,7 +164,7 @@ def job_run_cmd(d: "Daemon", call: Call) -> dict:
     """Start a job now (needs job:<kind>:run); returns the run id."""
     a: JobRunArgs = call.args
     d.require(call.principal, f"job:{a.kind}:run")
-    run = d.runner.submit(a.kind, trigger="manual", params=a.params, requested_by=call.principal.actor)
+    run = d.submit_if_leader(a.kind, trigger="manual", params=a.params, requested_by=call.principal.actor)
     return run.as_dict()
 
 

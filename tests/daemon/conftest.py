@@ -116,7 +116,7 @@ class DaemonProcess:
         except AssertionError:
             raise AssertionError(f"daemon did not become ready; log:\n{self.log()}") from None
 
-    def client(self, token: str | None = "local", timeout: float = 10.0) -> Client:
+    def client(self, token: str | None = "local", timeout: float = 30.0) -> Client:
         return Client(self.endpoint, events_endpoint=self.events_endpoint,
                       token=self.local_token() if token == "local" else token, timeout=timeout)
 

@@ -1,0 +1,320 @@
+"""strongroomd under systemd's rules: READY, STATUS, WATCHDOG, SIGTERM, SIGHUP; jobs,
+crashes, missed schedules, notifications, metrics and leader election."""
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import insert, update
+
+from strongroom.console.client import ClientError
+from strongroom.core.config import load_settings
+from strongroom.core.context import open_context
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Client, JobRun, JobStatus
+from strongroom.core.db.types import utcnow
+from strongroom.core.demo import client_records
+from strongroom.core.ids import new_id
+from strongroom.core.principal import SYSTEM
+from strongroom.core.repository.clients import insert_clients
+from strongroom.core.repository.practices import only_practice
+from tests.daemon.conftest import DaemonProcess, make_data_dir
+
+
+def _context(data_dir):
+    return open_context(load_settings(data_dir / "strongroom.toml"))
+
+
+def _run_and_wait(daemon, kind: str, timeout: float = 60.0) -> dict:
+    run = daemon.call("job.run", {"kind": kind})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        current = daemon.call("job.get", {"run_id": run["id"]})
+        if current["status"] not in ("queued", "running"):
+            return current
+        time.sleep(0.2)
+    raise AssertionError(f"{kind} run did not finish in {timeout}s")
+
+
+def _scrape(daemon) -> str:
+    port = daemon.call("status")["metrics_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+class Receiver:
+    """A local webhook endpoint recording every JSON body it is sent."""
+
+    def __init__(self) -> None:
+        bodies = self.bodies = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, predicate, timeout: float = 15.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in list(self.bodies):
+                if predicate(body):
+                    return body
+            time.sleep(0.1)
+        raise AssertionError(f"no matching notification; got {self.bodies}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_ready_status_and_watchdog_are_sent(daemon):
+    ready = daemon.notify.wait_for("READY=1")
+    assert "STATUS=serving on" in ready and "MAINPID=" in ready
+    daemon.notify.wait_for("WATCHDOG=1", timeout=5)
+    daemon.notify.wait_for("STATUS=leader", timeout=10)
+
+
+def test_sigterm_stops_cleanly_with_stopping_message(data_dir, tmp_path):
+    proc = DaemonProcess(data_dir, tmp_path)
+    proc.wait_ready()
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.proc.wait(30) == 0
+    assert any("STOPPING=1" in m for m in proc.notify.drain())
+    assert not (proc.runtime / "control.sock").exists()
+    assert not (proc.runtime / "operator.token").exists()
+    proc.stop()
+
+
+def test_bad_config_exits_2_with_the_key_named(tmp_path, db_url):
+    data_dir = make_data_dir(tmp_path, db_url)
+    with open(data_dir / "strongroom.toml", "a") as config:
+        config.write('\n[daemon]\nmax_frame_bytes = "huge"\n')
+    out = subprocess.run([sys.executable, "-m", "strongroom.daemon.main", "--data-dir", str(data_dir)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "daemon.max_frame_bytes" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sighup_applies_a_good_config_and_keeps_the_old_on_a_bad_one(daemon, data_dir):
+    config = data_dir / "strongroom.toml"
+    original = config.read_text()
+    config.write_text(original + '\n[schedules]\nintegrity = "15 4 * * *"\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "integrity" not in daemon.call("status")["next_runs"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert daemon.call("status")["next_runs"]["integrity"].startswith(tuple("0123456789"))
+    assert daemon.call("status")["reloads"] == 1
+    config.write_text(original + '\n[schedules]\nintegrity = "whenever"\n')
+    daemon.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    status = daemon.call("status")
+    assert status["reloads"] == 1 and "integrity" in status["next_runs"]
+    assert "reload refused" in daemon.log()
+    assert daemon.proc.poll() is None
+
+
+def test_manual_job_runs_publishes_progress_and_shows_in_metrics(daemon):
+    async def watch():
+        client = daemon.client()
+        events = client.subscribe("job.")
+        await asyncio.sleep(0.1)
+        run = await client.call("job.run", {"kind": "integrity"})
+        seen = []
+        while True:
+            topic, data = await asyncio.wait_for(events.recv(), 20)
+            seen.append(data)
+            if data.get("status") in ("succeeded", "failed"):
+                break
+        client.close()
+        return run, seen
+    run, seen = asyncio.run(watch())
+    assert seen[-1]["run_id"] == run["id"] and seen[-1]["status"] == "succeeded"
+    final = daemon.call("job.get", {"run_id": run["id"]})
+    assert final["status"] == "succeeded" and final["result"]["failed"] == []
+    assert daemon.call("jobs.list", {"kind": "integrity"})[0]["id"] == run["id"]
+    metrics = _scrape(daemon)
+    assert 'strongroom_job_runs_total{job="integrity",status="succeeded"} 1.0' in metrics
+    assert "strongroom_job_last_success_timestamp_seconds{job=\"integrity\"}" in metrics
+    assert "strongroom_up 1.0" in metrics and "strongroom_leader 1.0" in metrics
+    if shutil.which("promtool"):
+        check = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_second_run_of_the_same_kind_is_refused_while_one_runs(daemon, data_dir):
+    ctx = _context(data_dir)
+    with transaction(ctx.engine) as conn:
+        insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn), client_records(1500))
+    ctx.close()
+    first = daemon.call("job.run", {"kind": "key_rotation"})
+    try:
+        with pytest.raises(ClientError) as err:
+            daemon.call("job.run", {"kind": "key_rotation"})
+        assert err.value.code == "conflict"
+    finally:
+        deadline = time.monotonic() + 120
+        while daemon.call("job.get", {"run_id": first["id"]})["status"] in ("queued", "running"):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+
+
+def test_sigterm_during_a_job_cancels_it_at_a_safe_point(tmp_path, db_url):
+    data_dir = make_data_dir(tmp_path, db_url)
+    ctx = _context(data_dir)
+    with transaction(ctx.engine) as conn:
+        insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn), client_records(3000))
+    ctx.close()
+    proc = DaemonProcess(data_dir, tmp_path)
+    proc.wait_ready()
+    run = proc.call("job.run", {"kind": "key_rotation"})
+    deadline = time.monotonic() + 30
+    while proc.call("job.get", {"run_id": run["id"]})["progress_done"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.proc.send_signal(signal.SIGTERM)
+    assert proc.proc.wait(60) == 0
+    proc.stop()
+    from strongroom.core.jobs import runs
+    ctx = _context(data_dir)
+    final = runs.get(ctx.engine, uuid.UUID(run["id"]))
+    assert final.status in ("cancelled", "succeeded")
+    # Whatever was done before the stop is whole: every client still decrypts.
+    from strongroom.core.principal import Principal
+    from strongroom.core.repository.clients import list_clients
+    reader = Principal("test", frozenset({"table:clients:read", "phi:read"}))
+    with transaction(ctx.engine) as conn:
+        assert len(list_clients(conn, ctx.keyring, reader, limit=5000)) == 3000
+    ctx.close()
+
+
+def test_runs_left_running_by_a_crash_are_marked_interrupted_at_start(tmp_path, db_url):
+    data_dir = make_data_dir(tmp_path, db_url)
+    ctx = _context(data_dir)
+    crashed = new_id()
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(JobRun.__table__), [{"id": crashed, "job_kind": "integrity", "trigger": "schedule",
+                                                 "status": JobStatus.RUNNING, "params": {}, "progress_done": 3,
+                                                 "queued_at": utcnow(), "started_at": utcnow()}])
+    ctx.close()
+    proc = DaemonProcess(data_dir, tmp_path)
+    try:
+        proc.wait_ready()
+        deadline = time.monotonic() + 15
+        while proc.call("job.get", {"run_id": str(crashed)})["status"] != "interrupted":
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        assert proc.stop() == 0
+
+
+def test_missed_schedules_are_reported_caught_up_and_notified(tmp_path, db_url):
+    receiver = Receiver()
+    try:
+        data_dir = make_data_dir(tmp_path, db_url, extra=(
+            '\n[schedules]\nintegrity = "*/5 * * * *"\n'
+            f'\n[notify]\nlevel = "warnings"\nwebhooks = [ {{ url = "{receiver.url}", style = "json" }} ]\n'))
+        ctx = _context(data_dir)
+        long_ago = utcnow() - timedelta(hours=2)
+        with transaction(ctx.engine) as conn:
+            conn.execute(insert(JobRun.__table__), [{"id": new_id(), "job_kind": "integrity", "trigger": "schedule",
+                                                     "status": JobStatus.SUCCEEDED, "params": {}, "progress_done": 0,
+                                                     "queued_at": long_ago, "started_at": long_ago, "finished_at": long_ago}])
+        ctx.close()
+        proc = DaemonProcess(data_dir, tmp_path)
+        try:
+            proc.wait_ready()
+            body = receiver.wait(lambda b: "missed" in b["title"])
+            assert body["severity"] == "warning" and body["kind"] == "integrity"
+            assert body["fields"]["missed"] >= 23
+            deadline = time.monotonic() + 15
+            while not any(r["trigger"] == "catch_up" for r in proc.call("jobs.list", {"kind": "integrity"})):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert 'strongroom_missed_runs_total{job="integrity"}' in _scrape(proc)
+        finally:
+            assert proc.stop() == 0
+    finally:
+        receiver.close()
+
+
+def test_failed_job_sends_a_failure_notification(tmp_path, db_url):
+    receiver = Receiver()
+    try:
+        data_dir = make_data_dir(tmp_path, db_url, extra=(
+            f'\n[notify]\nwebhooks = [ {{ url = "{receiver.url}", style = "json" }} ]\n'))
+        ctx = _context(data_dir)
+        with transaction(ctx.engine) as conn:
+            insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn), client_records(3))
+            conn.execute(update(Client.__table__).values(data_checksum="0" * 64))  # damage
+        ctx.close()
+        proc = DaemonProcess(data_dir, tmp_path)
+        try:
+            proc.wait_ready()
+            final = _run_and_wait(proc, "integrity")
+            assert final["status"] == "failed" and "clients row checksums" in final["error"]
+            body = receiver.wait(lambda b: b["severity"] == "failure")
+            assert body["kind"] == "integrity" and body["fields"]["run_id"] == final["id"]
+            assert "Ashford" not in json.dumps(body)
+        finally:
+            assert proc.stop() == 0
+    finally:
+        receiver.close()
+
+
+def test_local_operator_token_can_be_switched_off(tmp_path, db_url):
+    data_dir = make_data_dir(tmp_path, db_url, extra="\n[daemon]\nlocal_operator_token = false\n")
+    proc = DaemonProcess(data_dir, tmp_path)
+    try:
+        proc.wait_ready()
+        assert not (proc.runtime / "operator.token").exists()
+        with pytest.raises(ClientError) as err:
+            proc.call("status", token="local:0:anything")
+        assert err.value.code == "unauthenticated"
+    finally:
+        assert proc.stop() == 0
+
+
+def test_standby_takes_over_when_the_leader_dies(tmp_path, db_url):
+    if not db_url.startswith("postgresql"):
+        pytest.skip("two daemons share one database on PostgreSQL")
+    data_dir = make_data_dir(tmp_path, db_url, extra="\n[daemon]\nleader_retry_seconds = 0.5\n")
+    first = DaemonProcess(data_dir, tmp_path, name="a")
+    first.wait_ready()
+    second = DaemonProcess(data_dir, tmp_path, name="b")
+    try:
+        second.wait_ready()
+        time.sleep(1.0)
+        roles = {first.call("status")["role"], second.call("status")["role"]}
+        assert roles == {"leader", "standby"}
+        leader, standby = (first, second) if first.call("status")["role"] == "leader" else (second, first)
+        with pytest.raises(ClientError) as err:
+            standby.call("job.run", {"kind": "integrity"})
+        assert err.value.code == "conflict" and "standby" in err.value.message
+        leader.proc.kill()
+        leader.proc.wait(10)
+        started = time.monotonic()
+        while standby.call("status")["role"] != "leader":
+            assert time.monotonic() - started < 10, "standby did not take over"
+            time.sleep(0.1)
+        assert _run_and_wait(standby, "integrity")["status"] == "succeeded"
+    finally:
+        first.stop()
+        second.stop()
