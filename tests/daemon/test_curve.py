@@ -1,0 +1,76 @@
+"""The optional TCP endpoint: CURVE-encrypted, and only allow-listed client keys connect."""
+import asyncio
+import socket
+import time
+
+import pytest
+import zmq.auth
+
+from strongroom.console.client import Client, ClientError, Curve
+from tests.daemon.conftest import DaemonProcess, make_data_dir
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture
+def curve_daemon(tmp_path, db_url):
+    keys = tmp_path / "curve"
+    allowed = keys / "clients"
+    allowed.mkdir(parents=True)
+    server_public, server_secret = zmq.auth.create_certificates(str(keys), "server")
+    client_public, client_secret = zmq.auth.create_certificates(str(allowed), "console")
+    stranger_public, stranger_secret = zmq.auth.create_certificates(str(keys), "stranger")
+    port = _free_port_pair()
+    data_dir = make_data_dir(tmp_path, db_url, extra=(
+        f'\n[daemon]\ntcp_endpoint = "tcp://127.0.0.1:{port}"\n'
+        f'curve_secret_key_file = "{server_secret}"\ncurve_allowed_clients_dir = "{allowed}"\n'))
+    proc = DaemonProcess(data_dir, tmp_path)
+    proc.wait_ready()
+    load = zmq.auth.load_certificate
+    yield proc, port, load(server_public)[0], load(client_secret), load(stranger_secret)
+    assert proc.stop() == 0
+
+
+def _call(port, server_key, keypair, token, cmd="status", timeout=5.0):
+    async def go():
+        client = Client(f"tcp://127.0.0.1:{port}", events_endpoint=f"tcp://127.0.0.1:{port + 1}", token=token,
+                        curve=Curve(server_key, keypair[0], keypair[1]), timeout=timeout)
+        try:
+            return await client.call(cmd)
+        finally:
+            client.close()
+    return asyncio.run(go())
+
+
+def test_allow_listed_client_is_served_over_curve(curve_daemon):
+    proc, port, server_key, client_keys, _ = curve_daemon
+    status = _call(port, server_key, client_keys, proc.local_token())
+    assert status["role"] == "leader"
+
+
+def test_unknown_client_key_gets_no_answer(curve_daemon):
+    proc, port, server_key, _, stranger_keys = curve_daemon
+    started = time.monotonic()
+    with pytest.raises(ClientError) as err:
+        _call(port, server_key, stranger_keys, proc.local_token(), timeout=2.0)
+    assert err.value.code == "unavailable" and time.monotonic() - started < 10
+    assert proc.call("status")["role"] == "leader"  # ipc still fine
+
+
+def test_tcp_without_keys_is_a_config_error(tmp_path, db_url):
+    data_dir = make_data_dir(tmp_path, db_url, extra='\n[daemon]\ntcp_endpoint = "tcp://127.0.0.1:1"\n')
+    proc = DaemonProcess(data_dir, tmp_path)
+    code = proc.proc.wait(60)
+    assert code != 0 and "CURVE" in proc.log()
+    proc.stop()
