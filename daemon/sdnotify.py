@@ -27,12 +27,14 @@ class Notifier:
         if self._address is None:
             return False
         if self._sock is None:
-            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: a receiver that stops reading must never stall the event loop
+            # (a full datagram queue would otherwise block sendto forever).
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
         try:
             self._sock.sendto("\n".join(lines).encode(), self._address)
             return True
         except OSError:
-            return False  # systemd gone or socket full: nothing useful to do about it
+            return False  # systemd gone or its queue full: nothing useful to do about it
 
     def ready(self, status: str) -> bool:
         return self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -28,6 +29,29 @@ from strongroom.core.errors import CryptoError, KeyUnavailableError
 from strongroom.core.ids import new_id
 
 _keys = DataKey.__table__
+
+
+# Unwrapped keys kept in memory: enough for a working set of clients, bounded so the
+# daemon's memory does not grow with the number of clients in the database.
+CIPHER_CACHE_SIZE = 4096
+
+
+class _Lru(OrderedDict):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get(self, key, default=None):
+        value = super().get(key, default)
+        if value is not default:
+            self.move_to_end(key)
+        return value
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        if len(self) > self.size:
+            self.popitem(last=False)
 
 
 def _wrap_aad(key_id: uuid.UUID, purpose: KeyPurpose) -> bytes:
@@ -48,7 +72,7 @@ class Keyring:
             raise KeyUnavailableError("no key-encryption key loaded")
         self._keks = {k.kek_id: AESGCM(k.key) for k in keks}
         self.primary = keks[0]
-        self._ciphers: dict[uuid.UUID, FieldCipher] = {}
+        self._ciphers = _Lru(CIPHER_CACHE_SIZE)
         self._singletons: dict[KeyPurpose, uuid.UUID] = {}
         self._indexer: BlindIndexer | None = None
 
