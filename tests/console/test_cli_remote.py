@@ -1,0 +1,94 @@
+"""The CLI against a real daemon: login, status, jobs (with --wait), sessions, notify, logout."""
+import json
+import os
+
+import pytest
+
+from strongroom.console.cli import main
+from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
+
+
+@pytest.fixture
+def running(tmp_path, db_url, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    data_dir = make_data_dir(tmp_path, db_url)
+    proc = DaemonProcess(data_dir, tmp_path)
+    proc.wait_ready()
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
+    yield data_dir, proc
+    assert proc.stop() == 0
+
+
+def run(capsys, *args):
+    try:
+        main(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_status_as_local_operator_without_login(running, capsys):
+    data_dir, _ = running
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "status", "--json")
+    assert code == 0, err
+    assert json.loads(out)["role"] == "leader"
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "status")
+    assert "leader" in out and "no jobs running" in out
+
+
+def test_jobs_run_wait_reports_success_and_lists_it(running, capsys):
+    data_dir, _ = running
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "integrity", "--wait", "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "succeeded"
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "jobs", "list", "--json")
+    assert json.loads(out)[0]["job_kind"] == "integrity"
+
+
+def test_jobs_run_of_a_planned_kind_exits_with_not_implemented(running, capsys):
+    data_dir, _ = running
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "backup")
+    assert code == 10 and "not implemented" in err
+
+
+def test_login_stores_a_private_token_and_logout_forgets_it(running, capsys, tmp_path):
+    data_dir, proc = running
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD + "\n")
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "login", "-u", "auditor1",
+                         "--password-file", str(password_file))
+    assert code == 0, err
+    token_files = list((tmp_path / "xdg" / "strongroom" / "sessions").iterdir())
+    assert len(token_files) == 1 and oct(token_files[0].stat().st_mode & 0o777) == "0o600"
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "sessions", "list", "--json")
+    assert code == 0 and json.loads(out)[0]["username"] == "auditor1"
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "integrity")
+    assert code == 8 and "lacks permission" in err  # an auditor may look, not act
+    assert run(capsys, "--data-dir", str(data_dir), "logout")[0] == 0
+    assert not token_files[0].exists()
+
+
+def test_wrong_password_is_a_clear_error(running, capsys, tmp_path):
+    data_dir, _ = running
+    password_file = tmp_path / "pw"
+    password_file.write_text("not the password\n")
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "login", "-u", "auditor1",
+                       "--password-file", str(password_file))
+    assert code == 7 and "invalid username or password" in err
+
+
+def test_notify_test_without_channels_says_so(running, capsys):
+    data_dir, _ = running
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "notify", "test")
+    assert code == 0 and "no notification channels configured" in out
+
+
+def test_no_daemon_is_a_clear_error(tmp_path, db_url, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("STRONGROOM_TIMEOUT", "1")
+    data_dir = make_data_dir(tmp_path, db_url)
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "nowhere"))
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "status")
+    assert code == 7 and "not logged in" in err
