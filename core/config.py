@@ -114,6 +114,8 @@ class Settings(_Section):
     # Cron expressions (minute hour day month weekday) per job kind, e.g. backup = "0 2 * * *".
     schedules: dict[str, str] = {}
     notify: NotifySettings = NotifySettings()
+    # The compliance score (0-100) below which the alert rule fires.
+    compliance_threshold: Annotated[int, Field(ge=0, le=100)] = 80
     source: Path | None = Field(default=None, exclude=True)
 
     @field_validator("schedules")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strongroom.core import audit
+from strongroom.core import audit, compliance
 from strongroom.core.auth import login as auth_login
 from strongroom.core.auth import sessions as auth_sessions
 from strongroom.core.auth.users import list_users
@@ -290,6 +290,12 @@ def users_list_cmd(d: "Daemon", call: Call) -> list[dict]:
 def config_show_cmd(d: "Daemon", call: Call) -> dict:
     """The running configuration, with secrets and credentials redacted."""
     return d.redacted_config()
+
+
+@command("compliance.report", permission="compliance:read")
+def compliance_report_cmd(d: "Daemon", call: Call) -> dict:
+    """Compliance score by the source's weights, with every check's evidence."""
+    return compliance.report(d.ctx.settings, d.ctx.engine).as_dict()
 
 
 @command("notify.test", permission="config:read")

@@ -65,7 +65,7 @@ class Daemon:
         self.runtime_dir = runtime_dir_for(ctx.settings)
         self.leadership = Leadership(ctx.engine, ctx.settings.data_dir)
         self.control = ControlServer(self, self.runtime_dir)
-        self.metrics = Metrics(ctx.engine, self._max_ages(ctx.settings))
+        self.metrics = Metrics(ctx.engine, self._max_ages(ctx.settings), lambda: self.ctx.settings)
         self.control.on_request = lambda code: self.metrics.requests.labels(code).inc()
         self.runner = Runner(ctx, publish=self.publish, on_finish=self._job_finished)
         self.scheduler = Scheduler(ctx.settings, self.submit_if_leader)

@@ -18,6 +18,7 @@ from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, dis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
+from strongroom.core import compliance
 from strongroom.core.db.models import IntegrityCheck, SecurityEvent, SyncConflict, User
 from strongroom.core.db.types import utcnow
 from strongroom.core.jobs import runs
@@ -25,6 +26,7 @@ from strongroom.core.jobs import runs
 log = logging.getLogger("strongroom.metrics")
 VERSION = "0.1.0"
 CACHE_SECONDS = 5.0
+COMPLIANCE_CACHE_SECONDS = 60.0
 # The *_created series double the exposition and nothing here alerts on them.
 disable_created_metrics()
 DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400)
@@ -33,10 +35,12 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400)
 class DatabaseCollector:
     """Reads database-held state at scrape time (cached for CACHE_SECONDS)."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, settings_of) -> None:
         self._engine = engine
+        self._settings_of = settings_of  # a callable: settings change on SIGHUP
         self._lock = threading.Lock()
         self._cached: tuple[float, list] | None = None
+        self._compliance: tuple[float, int] | None = None
 
     def describe(self):
         return []
@@ -76,11 +80,18 @@ class DatabaseCollector:
             fams.append(GaugeMetricFamily("strongroom_audit_chain_ok",
                                           "1 if the last audit chain verification passed, else 0",
                                           value=1 if chain == "passed" else 0))
+        settings = self._settings_of()
+        if self._compliance is None or time.monotonic() - self._compliance[0] > COMPLIANCE_CACHE_SECONDS:
+            self._compliance = (time.monotonic(), compliance.report(settings, self._engine).score)
+        fams.append(GaugeMetricFamily("strongroom_compliance_score", "Compliance score, 0-100 (source weights)",
+                                      value=self._compliance[1]))
+        fams.append(GaugeMetricFamily("strongroom_compliance_threshold", "Score below which compliance alerts",
+                                      value=settings.compliance_threshold))
         return fams
 
 
 class Metrics:
-    def __init__(self, engine, schedules_max_age: dict[str, float]) -> None:
+    def __init__(self, engine, schedules_max_age: dict[str, float], settings_of) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.up = Gauge("strongroom_up", "1 while the daemon runs", registry=r)
@@ -107,7 +118,7 @@ class Metrics:
         for name, seconds in schedules_max_age.items():
             if name == "backup":
                 self.backup_max_age.labels("default").set(seconds)
-        r.register(DatabaseCollector(engine))
+        r.register(DatabaseCollector(engine, settings_of))
         self._seed(engine)
         self._server = None
 

@@ -337,5 +337,25 @@ def config_show(state: CliState, socket_path) -> None:
     click.echo(json.dumps(run_remote(state, socket_path, lambda c: c.call("config.show")), indent=2))
 
 
-COMMANDS = (login_cmd, logout_cmd, status_cmd, jobs_group, sessions_group, security_group,
+@click.command(name="compliance")
+@socket_option
+@json_option
+@pass_state
+def compliance_cmd(state: CliState, socket_path, as_json) -> None:
+    """Compliance score (source weights) and the HIPAA checklist with evidence."""
+    data = run_remote(state, socket_path, lambda c: c.call("compliance.report"))
+
+    def human(d: dict) -> None:
+        click.echo(f"compliance score {d['score']}/100")
+        for name, area in d["areas"].items():
+            click.echo(f"  {name:<11} {area['points']:>5}/{area['weight']:<3} ({area['passed']}/{area['checks']} checks)")
+        for c in d["checks"]:
+            mark = "ok  " if c["passed"] else "FAIL"
+            click.echo(f"  {mark} [{c['area']}] {c['name']}  ({c['safeguard']})")
+            if not c["passed"] and c["remediation"]:
+                click.echo(f"         -> {c['remediation']}")
+    emit(as_json, data, human)
+
+
+COMMANDS = (compliance_cmd, login_cmd, logout_cmd, status_cmd, jobs_group, sessions_group, security_group,
             notify_group, config_group)

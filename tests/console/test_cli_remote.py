@@ -92,3 +92,12 @@ def test_no_daemon_is_a_clear_error(tmp_path, db_url, capsys, monkeypatch):
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "nowhere"))
     code, _, err = run(capsys, "--data-dir", str(data_dir), "status")
     assert code == 7 and "not logged in" in err
+
+
+def test_compliance_prints_score_checklist_and_remediation(running, capsys):
+    data_dir, _ = running
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "compliance")
+    assert code == 0, err
+    assert "compliance score" in out and "164.312(b)" in out and "-> " in out
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "compliance", "--json")
+    assert set(json.loads(out)["areas"]) == {"encryption", "backups", "exports", "sync", "audit"}

@@ -1,0 +1,177 @@
+"""Compliance: checks with evidence, scored by the source's weights.
+
+The source scores security out of 100: storage encryption 20, backup security 25,
+export security 20, sync security 20, audit logging 15. Each area here is a set of
+checks against the live system, each with the evidence it looked at and, when it
+fails, what to do about it; an area scores its weight times the share of its checks
+that pass. Only what is proven counts: a backup that was never verified is not a
+backup for this score. Every check also names the HIPAA Security Rule safeguard it
+supports, which is the checklist the console shows.
+
+Areas whose feature is not configured (no sync peers, no exports yet) pass with
+evidence saying so: nothing of that kind can be leaking.
+"""
+from __future__ import annotations
+
+import stat
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, select
+
+from strongroom.core.config import Settings
+from strongroom.core.db.models import (
+    Backup, Client, DataKey, Export, IntegrityCheck, JobRun, JobStatus, KeyState, Role, SyncConflict,
+    SyncPeer, User,
+)
+from strongroom.core.db.types import utcnow
+
+WEIGHTS = {"encryption": 20, "backups": 25, "exports": 20, "sync": 20, "audit": 15}
+AUDIT_VERIFY_MAX_AGE = timedelta(days=7)
+CONFLICT_MAX_AGE = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Check:
+    area: str
+    name: str
+    passed: bool
+    evidence: dict
+    safeguard: str
+    remediation: str = ""
+
+
+@dataclass
+class Report:
+    score: int
+    areas: dict[str, dict]
+    checks: list[Check] = field(default_factory=list)
+    generated_at: datetime = field(default_factory=utcnow)
+
+    def as_dict(self) -> dict:
+        return {"score": self.score, "areas": self.areas, "generated_at": self.generated_at.isoformat(),
+                "checks": [asdict(c) for c in self.checks]}
+
+
+def _encryption(settings: Settings, conn) -> list[Check]:
+    keys, clients = DataKey.__table__, Client.__table__
+    kek = settings.keys.kek_file
+    mode = None
+    if kek is not None and kek.exists():
+        mode = stat.S_IMODE(kek.stat().st_mode)
+    kek_ok = mode is not None and not mode & 0o077
+    orphaned = conn.execute(
+        select(func.count()).select_from(clients.join(keys, clients.c.key_id == keys.c.id))
+        .where(clients.c.deleted_at.is_(None), keys.c.state == KeyState.DESTROYED)).scalar_one()
+    shared = conn.execute(
+        select(func.count()).select_from(select(clients.c.key_id).where(clients.c.deleted_at.is_(None))
+                                         .group_by(clients.c.key_id).having(func.count() > 1).subquery())).scalar_one()
+    return [
+        Check("encryption", "key-encryption key kept private", kek_ok or kek is None,
+              {"kek_file_mode": f"{mode:04o}" if mode is not None else None,
+               "source": "file" if kek is not None else "credential or environment"},
+              "164.312(a)(2)(iv) encryption and decryption",
+              "chmod 600 the key file, or load it as a systemd credential"),
+        Check("encryption", "every live client's records sealed with a usable key", orphaned == 0,
+              {"live_clients_on_destroyed_keys": orphaned},
+              "164.312(a)(2)(iv) encryption and decryption",
+              "clients whose key was destroyed must be erased (tombstoned), not left live"),
+        Check("encryption", "one data key per client (erasure by crypto-shredding works)", shared == 0,
+              {"keys_shared_by_several_clients": shared},
+              "164.310(d)(2)(i) disposal", "rotate the affected clients' keys (strongroom keys rotate-deks)"),
+    ]
+
+
+def _backups(settings: Settings, conn, now: datetime) -> list[Check]:
+    backups = Backup.__table__
+    newest = conn.execute(select(backups).where(backups.c.status == "succeeded")
+                          .order_by(backups.c.finished_at.desc()).limit(1)).mappings().first()
+    proven = conn.execute(select(backups).where(backups.c.verified_at.is_not(None))
+                          .order_by(backups.c.finished_at.desc()).limit(1)).mappings().first()
+    drilled = conn.execute(select(func.count()).select_from(backups)
+                           .where(backups.c.drilled_at.is_not(None))).scalar_one()
+    scheduled = "backup" in settings.schedules
+    max_age = timedelta(days=1, hours=6)
+    recent = newest is not None and newest["finished_at"] is not None and now - newest["finished_at"] <= max_age
+    return [
+        Check("backups", "backups are scheduled", scheduled, {"schedule": settings.schedules.get("backup")},
+              "164.308(a)(7)(ii)(A) data backup plan", "add [schedules] backup = \"0 2 * * *\" to the config"),
+        Check("backups", "a backup succeeded in the last 30 hours", recent,
+              {"newest_success": newest["finished_at"].isoformat() if newest and newest["finished_at"] else None},
+              "164.308(a)(7)(ii)(A) data backup plan", "run `strongroom jobs run backup --wait` and fix what fails"),
+        Check("backups", "the newest backups are verified", proven is not None,
+              {"newest_verified": proven["verified_at"].isoformat() if proven else None},
+              "164.308(a)(7)(ii)(B) disaster recovery plan", "verify backups (`strongroom backup verify --read-data`)"),
+        Check("backups", "a restore drill has proven a backup restores", drilled > 0,
+              {"drilled_snapshots": drilled},
+              "164.308(a)(7)(ii)(D) testing and revision procedures", "schedule the restore_drill job"),
+    ]
+
+
+def _exports(conn, now: datetime) -> list[Check]:
+    exports = Export.__table__
+    recent = conn.execute(select(func.count()).select_from(exports)
+                          .where(exports.c.created_at >= now - timedelta(days=90))).scalar_one()
+    unfinished = conn.execute(select(func.count()).select_from(exports)
+                              .where(exports.c.status == "succeeded", exports.c.sha256.is_(None))).scalar_one()
+    return [Check("exports", "every export has a checksum manifest", unfinished == 0,
+                  {"exports_last_90_days": recent, "without_checksum": unfinished},
+                  "164.312(c)(1) integrity", "re-run the export; an export without its SHA-256 cannot be proven")]
+
+
+def _sync(conn, now: datetime) -> list[Check]:
+    peers, conflicts = SyncPeer.__table__, SyncConflict.__table__
+    active = conn.execute(select(func.count()).select_from(peers).where(peers.c.is_active.is_(True))).scalar_one()
+    stale = conn.execute(select(func.count()).select_from(conflicts).where(
+        conflicts.c.status == "open", conflicts.c.created_at < now - CONFLICT_MAX_AGE)).scalar_one()
+    return [Check("sync", "no sync conflict waits longer than a day", stale == 0,
+                  {"active_peers": active, "conflicts_open_over_a_day": stale},
+                  "164.312(c)(1) integrity", "resolve conflicts (`strongroom sync conflicts`)")]
+
+
+def _audit(settings: Settings, conn, now: datetime) -> list[Check]:
+    checks, users = IntegrityCheck.__table__, User.__table__
+    last = conn.execute(select(checks).where(checks.c.check_type == "audit_chain")
+                        .order_by(checks.c.started_at.desc()).limit(1)).mappings().first()
+    verified_recently = (last is not None and last["status"] == "passed"
+                         and now - last["started_at"] <= AUDIT_VERIFY_MAX_AGE)
+    required = set(settings.auth.require_2fa_roles)
+    admins_without_2fa = conn.execute(select(func.count()).select_from(users).where(
+        users.c.deleted_at.is_(None), users.c.disabled.is_(False), users.c.totp_enabled.is_(False),
+        users.c.role.in_([Role(r) for r in required if r in Role._value2member_map_])
+    )).scalar_one()
+    integrity_failed = conn.execute(select(func.count()).select_from(JobRun.__table__).where(
+        JobRun.__table__.c.job_kind == "integrity", JobRun.__table__.c.status == JobStatus.FAILED,
+        JobRun.__table__.c.queued_at >= now - timedelta(days=7))).scalar_one()
+    return [
+        Check("audit", "audit chain verified intact in the last 7 days", verified_recently,
+              {"last_verification": last["started_at"].isoformat() if last else None,
+               "result": last["status"] if last else None},
+              "164.312(b) audit controls", "schedule the integrity job ([schedules] integrity = \"30 3 * * *\")"),
+        Check("audit", "accounts that must use two factors do", admins_without_2fa == 0,
+              {"accounts_missing_2fa": admins_without_2fa, "roles": sorted(required)},
+              "164.312(d) person or entity authentication", "run `strongroom user reset-2fa USER` for each"),
+        Check("audit", "sessions end after inactivity (30 minutes or less)",
+              settings.auth.session_idle_minutes <= 30, {"session_idle_minutes": settings.auth.session_idle_minutes},
+              "164.312(a)(2)(iii) automatic logoff", "set auth.session_idle_minutes to 30 or less"),
+        Check("audit", "no failed integrity run in the last 7 days", integrity_failed == 0,
+              {"failed_integrity_runs": integrity_failed}, "164.312(c)(1) integrity",
+              "read the failed run's evidence (`strongroom jobs list --kind integrity`)"),
+    ]
+
+
+def report(settings: Settings, engine: Engine, now: datetime | None = None) -> Report:
+    """Run every check now; the score is each area's weight times its pass share."""
+    now = now or utcnow()
+    with engine.connect() as conn:
+        checks = (_encryption(settings, conn) + _backups(settings, conn, now) + _exports(conn, now)
+                  + _sync(conn, now) + _audit(settings, conn, now))
+    areas = {}
+    total = 0.0
+    for area, weight in WEIGHTS.items():
+        mine = [c for c in checks if c.area == area]
+        passed = sum(c.passed for c in mine)
+        points = weight * passed / len(mine) if mine else weight
+        total += points
+        areas[area] = {"weight": weight, "points": round(points, 1), "passed": passed, "checks": len(mine)}
+    return Report(round(total), areas, checks)
