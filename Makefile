@@ -28,6 +28,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/encrypted_insert.py
+	$(BIN)/python bench/control_latency.py
 
 clean-demo:
 	rm -rf $(DEMO)
