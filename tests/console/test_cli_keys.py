@@ -10,10 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "core" / "crypto"))
-from crypto_helpers import decrypt_all, keys, seed  # noqa: E402
-
-from strongroom.console.cli import cli, main  # noqa: E402
+from strongroom.console.cli import cli  # noqa: E402
 from strongroom.core.config import load_settings  # noqa: E402
 from strongroom.core.context import open_context  # noqa: E402
 from strongroom.core.crypto import kit  # noqa: E402
@@ -21,18 +18,10 @@ from strongroom.core.crypto.kek import generate_kek, pending_path, read_kek_file
 from strongroom.core.db.engine import transaction  # noqa: E402
 from strongroom.core.db.models import AuditLog, KeyPurpose, KeyState  # noqa: E402
 
+from tests.console.cli_helpers import run_cli as run  # noqa: E402
+from tests.core.crypto.crypto_helpers import decrypt_all, keys, seed  # noqa: E402
+
 PASS = "orange lantern ferry 7"
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    """The CLI in-process through main(), as a shell would run it: (exit code, out, err)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture

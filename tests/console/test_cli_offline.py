@@ -7,18 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from strongroom.console.cli import main
+from tests.console.cli_helpers import run_cli as run
 
 
-def run(capsys, *args):
-    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

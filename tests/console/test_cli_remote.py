@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from strongroom.console.cli import main
+from tests.console.cli_helpers import run_cli as run
 from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
 
 
@@ -19,14 +19,6 @@ def running(tmp_path, db_url, monkeypatch):
     assert proc.stop() == 0
 
 
-def run(capsys, *args):
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_status_as_local_operator_without_login(running, capsys):
