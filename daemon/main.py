@@ -36,6 +36,7 @@ from strongroom.daemon import logs
 from strongroom.daemon.control import ControlServer
 from strongroom.daemon.leader import Leadership
 from strongroom.daemon.metrics import VERSION, Metrics
+from strongroom.daemon.notifications import backup_succeeded, job_failed, runs_missed, send_test
 from strongroom.daemon.paths import runtime_dir_for
 from strongroom.daemon.runner import Runner
 from strongroom.daemon.scheduler import Scheduler, missed_runs, trigger_for
@@ -76,6 +77,7 @@ class Daemon:
         self._last_audit_id = 0
         self._last_security_id = 0
         self.metrics_port: int | None = None
+        self._last_status = ""
 
     # -- helpers used by commands ---------------------------------------------------------
     def _max_ages(self, settings: Settings) -> dict[str, float]:
@@ -134,8 +136,6 @@ class Daemon:
         return _redact(data)
 
     def notify_test(self, actor: str) -> list[dict]:
-        from strongroom.daemon.notifications import send_test
-
         with transaction(self.ctx.engine) as conn:
             audit.append(conn, actor=actor, action="CONFIG", details={"event": "notify_test"})
         return send_test(self.ctx.settings)
@@ -143,13 +143,9 @@ class Daemon:
     def _job_finished(self, run: runs.Run) -> None:
         self.metrics.job_finished(run)
         if run.status in ("failed", "interrupted"):
-            from strongroom.daemon.notifications import job_failed
-
-            job_failed(self.ctx.settings, run)
+                job_failed(self.ctx.settings, run)
         elif run.status == "succeeded" and run.job_kind == "backup":
-            from strongroom.daemon.notifications import backup_succeeded
-
-            backup_succeeded(self.ctx.settings, run)
+                backup_succeeded(self.ctx.settings, run)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _become_leader(self) -> None:
@@ -170,9 +166,7 @@ class Daemon:
                 audit.append(conn, actor="system", action="INTEGRITY", table_name="job_runs",
                              outcome="missed", details={"job": miss.kind, "missed": miss.count,
                                                         "first": miss.first.isoformat()})
-            from strongroom.daemon.notifications import runs_missed
-
-            runs_missed(self.ctx.settings, miss.kind, miss.count, miss.first)
+                runs_missed(self.ctx.settings, miss.kind, miss.count, miss.first)
             if self.ctx.settings.daemon.catch_up_missed:
                 try:
                     self.runner.submit(miss.kind, trigger="catch_up")
@@ -210,6 +204,7 @@ class Daemon:
             try:
                 self._health = await asyncio.to_thread(self._read_health)
                 self.control.publish("health", self._health)
+                self._say_status()
                 await asyncio.to_thread(self._publish_new_rows)
             except Exception as exc:
                 translated = translate_error(exc)
@@ -234,6 +229,14 @@ class Daemon:
             "next_runs": self.scheduler.next_runs() if self.leadership.is_leader else {},
             "audit_chain_ok": self._audit_chain_ok,
         }
+
+    def _say_status(self) -> None:
+        """A STATUS= line for `systemctl status`: role and what is running."""
+        running = ", ".join(f"{j['kind']} {j['done']}/{j['total'] or '?'}" for j in self.runner.active())
+        text = f"{'leader' if self.leadership.is_leader else 'standby'}; " + (f"running {running}" if running else "idle")
+        if text != self._last_status:
+            self._last_status = text
+            self.notifier.status(text)
 
     def _publish_new_rows(self) -> None:
         """New audit entries and security events, from any process, become PUB events."""

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
 from strongroom.core import compliance
-from strongroom.core.db.models import IntegrityCheck, SecurityEvent, SyncConflict, User
+from strongroom.core.db.models import Backup, IntegrityCheck, SecurityEvent, SyncConflict, User
 from strongroom.core.db.types import utcnow
 from strongroom.core.jobs import runs
 
@@ -70,6 +70,10 @@ class DatabaseCollector:
                                           .where(conflicts.c.status == "open")).scalar_one()
             chain = conn.execute(select(checks.c.status).where(checks.c.check_type == "audit_chain")
                                  .order_by(checks.c.started_at.desc()).limit(1)).scalar()
+            backups = Backup.__table__
+            newest = conn.execute(select(backups.c.size_bytes, backups.c.stored_bytes)
+                                  .where(backups.c.status == "succeeded")
+                                  .order_by(backups.c.finished_at.desc()).limit(1)).first()
         fams = [
             GaugeMetricFamily("strongroom_database_up", "Whether the daemon could read its database at the last scrape", value=1),
             GaugeMetricFamily("strongroom_accounts_locked", "Accounts currently locked", value=locked),
@@ -80,6 +84,12 @@ class DatabaseCollector:
             fams.append(GaugeMetricFamily("strongroom_audit_chain_ok",
                                           "1 if the last audit chain verification passed, else 0",
                                           value=1 if chain == "passed" else 0))
+        if newest is not None:
+            size = GaugeMetricFamily("strongroom_backup_size_bytes", "Newest successful backup: logical and stored bytes",
+                                     labels=["kind"])
+            size.add_metric(["logical"], newest.size_bytes or 0)
+            size.add_metric(["stored"], newest.stored_bytes or 0)
+            fams.append(size)
         settings = self._settings_of()
         if self._compliance is None or time.monotonic() - self._compliance[0] > COMPLIANCE_CACHE_SECONDS:
             self._compliance = (time.monotonic(), compliance.report(settings, self._engine).score)
