@@ -1,0 +1,221 @@
+"""Real storage targets for the contract and fault tests.
+
+S3 runs against moto's standalone server on a loopback port: boto3 speaks real HTTP to
+it, so retries, timeouts, multipart and headers go through the same code path as in
+production. Fault injection sits in front of it as a tiny HTTP relay (`FlakyRelay`)
+or a socket that accepts and never answers (`SilentEndpoint`). Nothing leaves 127.0.0.1.
+"""
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from moto.server import ThreadedMotoServer
+
+from strongroom.core.storage.base import Target
+from strongroom.core.storage.local import LocalTarget
+from strongroom.core.storage.s3 import S3Target
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(autouse=True)
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Fake credentials, and nothing from the machine's own AWS setup or proxies."""
+    empty = tmp_path_factory.mktemp("aws") / "none"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                 "AWS_DEFAULT_REGION", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """One moto server per test process, on a port the kernel picks."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_admin(moto_endpoint: str, aws_env: None) -> Iterator[object]:
+    """A plain boto3 client for setting buckets up and inspecting what the target sent."""
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=moto_endpoint, region_name=REGION,
+        config=Config(s3={"addressing_style": "path"}, retries={"mode": "standard",
+                                                                "max_attempts": 1}))
+    yield client
+    client.close()
+
+
+def _new_bucket(s3_admin, *, object_lock: bool) -> str:  # noqa: ANN001
+    name = f"sr-{uuid.uuid4().hex[:12]}"
+    if object_lock:
+        s3_admin.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+    else:
+        s3_admin.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def bucket(s3_admin) -> str:  # noqa: ANN001
+    """A fresh bucket per test: the moto server lives for the whole session."""
+    return _new_bucket(s3_admin, object_lock=False)
+
+
+@pytest.fixture
+def lock_bucket(s3_admin) -> str:  # noqa: ANN001
+    """A fresh bucket created with Object Lock (and so versioning) enabled."""
+    return _new_bucket(s3_admin, object_lock=True)
+
+
+@pytest.fixture(params=["local", "s3"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
+    """Every contract test runs once per target kind."""
+    if request.param == "local":
+        made: Target = LocalTarget(tmp_path / "target")
+    else:
+        endpoint = request.getfixturevalue("moto_endpoint")
+        bucket_name = request.getfixturevalue("bucket")
+        made = S3Target(bucket_name, "practice-1/backups", endpoint_url=endpoint,
+                        region=REGION, max_attempts=2, connect_timeout=5, read_timeout=10)
+    yield made
+    made.close()
+
+
+class FlakyRelay:
+    """An HTTP relay to moto that answers `status` instead for requests `fail` selects.
+
+    It counts every request it sees, so a test can prove how many attempts boto3 made.
+    """
+
+    def __init__(self, upstream: str, fail: Callable[[int, str, str], bool],
+                 status: int = 500) -> None:
+        self.upstream = upstream.removeprefix("http://")
+        self.fail = fail
+        self.status = status
+        self.requests: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with relay._lock:
+                    number = len(relay.requests)
+                    relay.requests.append((self.command, self.path))
+                if relay.fail(number, self.command, self.path):
+                    payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error>"
+                               b"<Code>InternalError</Code><Message>injected</Message></Error>")
+                    self.send_response(relay.status)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(payload)
+                    return
+                upstream = http.client.HTTPConnection(relay.upstream, timeout=30)
+                try:
+                    headers = {k: v for k, v in self.headers.items()
+                               if k.lower() not in ("connection", "transfer-encoding")}
+                    upstream.request(self.command, self.path, body=body, headers=headers)
+                    response = upstream.getresponse()
+                    data = response.read()
+                    self.send_response(response.status)
+                    for name, value in response.getheaders():
+                        if name.lower() not in ("connection", "transfer-encoding",
+                                                "content-length", "server", "date"):
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(data)
+                finally:
+                    upstream.close()
+
+            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+class SilentEndpoint:
+    """Accepts TCP connections and never answers: a hung S3 or a half-open middlebox."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.2)
+        self.connections: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+        self.endpoint = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self.connections:
+            conn.close()
+        self._sock.close()
+
+
+@pytest.fixture
+def flaky_relay(moto_endpoint: str) -> Iterator[Callable[..., FlakyRelay]]:
+    made: list[FlakyRelay] = []
+
+    def make(fail: Callable[[int, str, str], bool], status: int = 500) -> FlakyRelay:
+        relay = FlakyRelay(moto_endpoint, fail, status)
+        made.append(relay)
+        return relay
+
+    yield make
+    for relay in made:
+        relay.close()
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[SilentEndpoint]:
+    endpoint = SilentEndpoint()
+    yield endpoint
+    endpoint.close()
