@@ -1,0 +1,81 @@
+"""Compliance: the score, its breakdown by area, and every check with its evidence and
+what to do when it fails (compliance.report)."""
+from __future__ import annotations
+
+import json
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from strongroom.console.client import ClientError
+from strongroom.console.screens.identity import Identity
+from strongroom.console.widgets.score_gauge import ScoreGauge
+
+
+class ComplianceTab(Vertical):
+    BINDINGS = [Binding("ctrl+r", "reload", "Reload")]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.identity: Identity | None = None
+        self.checks: list[dict] = []
+
+    def compose(self) -> ComposeResult:
+        yield ScoreGauge(id="compliance-score")
+        yield Static("", id="areas")
+        yield DataTable(id="checks-table", cursor_type="row")
+        yield Static("", id="check-detail")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, key in (("", "ok"), ("Area", "area"), ("Check", "name")):
+            table.add_column(label, key=key)
+
+    def focus_main(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def set_identity(self, identity: Identity, status: dict) -> None:
+        self.identity = identity
+        self.load()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    @work(exclusive=True, group="compliance")
+    async def load(self) -> None:
+        reason = self.identity.why_not("compliance:read")
+        if reason:
+            self.query_one("#areas", Static).update(f"Compliance report hidden: {reason}")
+            return
+        try:
+            report = await self.app.call("compliance.report")
+        except ClientError as err:
+            self.query_one("#areas", Static).update(f"Could not load: {err.message}")
+            return
+        self.query_one(ScoreGauge).show(report["score"])
+        self.query_one("#areas", Static).update("  ".join(
+            f"{area} {a['points']:g}/{a['weight']} ({a['passed']}/{a['checks']})"
+            for area, a in report["areas"].items()))
+        table = self.query_one(DataTable)
+        table.clear()
+        self.checks = report["checks"]
+        for i, check in enumerate(self.checks):
+            table.add_row("✓" if check["passed"] else "✗", check["area"], check["name"], key=str(i))
+        if self.checks:
+            self.show_check(0)
+
+    @on(DataTable.RowHighlighted, "#checks-table")
+    def highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key is not None and event.row_key.value is not None:
+            self.show_check(int(event.row_key.value))
+
+    def show_check(self, index: int) -> None:
+        check = self.checks[index]
+        lines = [f"{'PASS' if check['passed'] else 'FAIL'} · {check['safeguard']}",
+                 f"evidence: {json.dumps(check['evidence'], sort_keys=True, default=str)}"]
+        if not check["passed"] and check.get("remediation"):
+            lines.append(f"remediation: {check['remediation']}")
+        self.query_one("#check-detail", Static).update("\n".join(lines))

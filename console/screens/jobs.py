@@ -1,0 +1,159 @@
+"""Jobs: recent runs from jobs.list, live status from `job.*` events; run and cancel."""
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from strongroom.console.client import ClientError
+from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.run_job import RunJobScreen
+from strongroom.console.screens.text import duration, when
+
+COLUMNS = (("Kind", "kind"), ("Status", "status"), ("Progress", "progress"), ("Trigger", "trigger"),
+           ("By", "by"), ("Queued", "queued"), ("Took", "took"))
+ACTIVE = ("queued", "running")
+WHAT_JOBS_DO = {
+    "integrity": "re-hashes the audit chain and checks every protected row's checksum",
+    "key_rotation": "re-encrypts client records under new data keys (resumable)",
+}
+
+
+def progress_text(done: int | None, total: int | None) -> str:
+    if not total:
+        return str(done or 0) if done else "—"
+    return f"{done or 0}/{total}"
+
+
+class JobsTab(Vertical):
+    BINDINGS = [Binding("r", "run_job", "Run job"), Binding("c", "cancel_job", "Cancel job"),
+                Binding("ctrl+r", "reload", "Reload")]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.identity: Identity | None = None
+        self.kinds: list[str] = []
+        self.runs: dict[str, dict] = {}
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="jobs-note", classes="muted")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, key in COLUMNS:
+            table.add_column(label, key=key)
+
+    def focus_main(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def set_identity(self, identity: Identity, status: dict) -> None:
+        self.identity = identity
+        self.kinds = list(status.get("job_kinds") or [])
+        runnable = [k for k in self.kinds if identity.can(f"job:{k}:run")]
+        note = ("r: run a job · c: cancel the selected run" if runnable
+                else f"Running and cancelling jobs is disabled: {identity.actor} lacks job:<kind>:run.")
+        self.query_one("#jobs-note", Static).update(note)
+        self.refresh_bindings()
+        self.load()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in ("run_job", "cancel_job"):
+            if self.identity is None or not any(self.identity.can(f"job:{k}:run") for k in self.kinds):
+                return None
+        return True
+
+    @work(exclusive=True, group="jobs")
+    async def load(self) -> None:
+        if self.identity.why_not("audit:read"):
+            self.query_one("#jobs-note", Static).update(f"Job history hidden: {self.identity.why_not('audit:read')}")
+            return
+        try:
+            runs = await self.app.call("jobs.list", {"limit": 200})
+        except ClientError as err:
+            self.notify(f"Jobs: {err.message}", severity="error")
+            return
+        table = self.query_one(DataTable)
+        table.clear()
+        self.runs = {}
+        for run in runs:
+            self.runs[run["id"]] = run
+            table.add_row(*self._cells(run), key=run["id"])
+
+    def _cells(self, run: dict) -> tuple:
+        return (run["job_kind"], run["status"], progress_text(run.get("progress_done"), run.get("progress_total")),
+                run.get("trigger") or "", run.get("requested_by") or "", when(run.get("queued_at")),
+                duration(run.get("duration_seconds")))
+
+    def apply_job(self, data: dict) -> None:
+        """A `job.<id>` event: update the row in place, or reload to pick up a new run."""
+        run = self.runs.get(data.get("run_id", ""))
+        if run is None or data.get("status") not in ACTIVE:
+            if self.identity is not None:
+                self.load()
+            return
+        table = self.query_one(DataTable)
+        table.update_cell(run["id"], "status", data["status"])
+        table.update_cell(run["id"], "progress", progress_text(data.get("done"), data.get("total")))
+
+    def selected_run(self) -> dict | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return self.runs.get(key.value)
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def action_run_job(self) -> None:
+        choices = [(kind, self.identity.why_not(f"job:{kind}:run")) for kind in self.kinds]
+
+        def chosen(kind: str | None) -> None:
+            if kind is None:
+                return
+            what = WHAT_JOBS_DO.get(kind, f"runs the {kind} job")
+            self.app.push_screen(
+                ConfirmScreen(f"Run {kind} now?", f"Starts a run of {kind} on the daemon now: it {what}. "
+                              "The run is recorded in the audit log under your name.", yes="Run"),
+                lambda yes: self.run_job(kind) if yes else None)
+        self.app.push_screen(RunJobScreen(choices), chosen)
+
+    @work(group="jobs-actions")
+    async def run_job(self, kind: str) -> None:
+        try:
+            run = await self.app.call("job.run", {"kind": kind})
+        except ClientError as err:
+            self.notify(f"Could not start {kind}: {err.message}", severity="error")
+            return
+        self.notify(f"{kind} run started ({run['id'][:8]}…)")
+        self.load()
+
+    def action_cancel_job(self) -> None:
+        run = self.selected_run()
+        if run is None or run["status"] not in ACTIVE:
+            self.notify("Select a queued or running job to cancel.", severity="warning")
+            return
+        reason = self.identity.why_not(f"job:{run['job_kind']}:run")
+        if reason:
+            self.notify(f"Cannot cancel: {reason}", severity="error")
+            return
+        self.app.push_screen(
+            ConfirmScreen(f"Cancel this {run['job_kind']} run?",
+                          f"Run {run['id']} stops at its next safe point and ends as cancelled; "
+                          "what it finished so far stays, nothing is half-written. You can run it again later.",
+                          yes="Cancel run"),
+            lambda yes: self.cancel_job(run["id"]) if yes else None)
+
+    @work(group="jobs-actions")
+    async def cancel_job(self, run_id: str) -> None:
+        try:
+            await self.app.call("job.cancel", {"run_id": run_id})
+        except ClientError as err:
+            self.notify(f"Could not cancel: {err.message}", severity="error")
+            return
+        self.notify("Cancellation requested.")
+        self.load()

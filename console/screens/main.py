@@ -1,0 +1,153 @@
+"""The main screen: a banner, the tabs and the footer; owns the one event worker.
+
+Events arrive in `watch_daemon` (a single exclusive async worker), are posted to this
+screen as messages and applied in `on_daemon_event`, which calls down into the tabs.
+Silence on the event socket is checked with a `status` probe; an unreachable daemon
+shows the banner and is retried with backoff until it answers, then every tab reloads.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
+
+from strongroom.console.client import ClientError
+from strongroom.console.screens.audit import AuditTab
+from strongroom.console.screens.compliance import ComplianceTab
+from strongroom.console.screens.events import ConnectionLost, DaemonEvent, Reconnected
+from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.jobs import JobsTab
+from strongroom.console.screens.overview import OverviewTab
+from strongroom.console.screens.security import SecurityTab
+from strongroom.console.screens.users import UsersTab
+from strongroom.console.widgets.banner import ConnectionBanner
+
+TOPICS = ("health", "job.", "audit", "security")
+SILENCE_SECONDS = 6.0     # no event for this long: probe with `status`
+PROBE_SECONDS = 3.0
+MAX_BACKOFF_SECONDS = 15.0
+
+TABS = (("Overview", "overview", OverviewTab), ("Jobs", "jobs", JobsTab), ("Audit", "audit", AuditTab),
+        ("Security", "security", SecurityTab), ("Compliance", "compliance", ComplianceTab),
+        ("Users", "users", UsersTab))
+
+
+class MainScreen(Screen):
+    BINDINGS = [Binding(str(n), f"show_tab('{tab_id}')", f"Go to {title}", show=False)
+                for n, (title, tab_id, _) in enumerate(TABS, 1)] + [
+        Binding("f5", "reload", "Refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.identity: Identity | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("Strongroom", id="titlebar")
+        yield ConnectionBanner(id="banner")
+        with TabbedContent(id="tabs"):
+            for title, tab_id, tab_class in TABS:
+                with TabPane(f"{title}", id=f"tab-{tab_id}"):
+                    yield tab_class(id=tab_id)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load_identity()
+        self.watch_daemon()
+
+    def tabs(self) -> list:
+        return [self.query_one(f"#{tab_id}") for _, tab_id, _ in TABS]
+
+    # --- identity and reloads -----------------------------------------------------------
+
+    @work(exclusive=True, group="identity")
+    async def load_identity(self) -> None:
+        try:
+            whoami = await self.app.call("whoami")
+            status = await self.app.call("status")
+        except ClientError as err:
+            if err.code != "unauthenticated":
+                self.query_one(ConnectionBanner).show_down(err.message, 0)
+            return
+        self.identity = Identity.from_whoami(whoami)
+        self.query_one("#titlebar", Static).update(
+            f"Strongroom · {self.identity.actor} · {status.get('host', '?')} · {status.get('role', '?')}")
+        for tab in self.tabs():
+            tab.set_identity(self.identity, status)
+        self.refresh_bindings()
+
+    def action_reload(self) -> None:
+        self.load_identity()
+
+    def action_show_tab(self, tab_id: str) -> None:
+        self.query_one(TabbedContent).active = f"tab-{tab_id}"
+
+    @on(TabbedContent.TabActivated)
+    def focus_tab(self, event: TabbedContent.TabActivated) -> None:
+        tab = event.pane.query_one(f"#{event.pane.id.removeprefix('tab-')}")
+        tab.focus_main()
+
+    # --- events -------------------------------------------------------------------------
+
+    @work(exclusive=True, group="events")
+    async def watch_daemon(self) -> None:
+        client = self.app.client
+        backoff = 1.0
+        while True:
+            reason = await self._pump(client.subscribe(*TOPICS))
+            if reason is None:
+                return  # the session ended; the app has gone back to the login screen
+            while True:
+                self.post_message(ConnectionLost(reason, backoff))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                try:
+                    await self.app.call("status", timeout=PROBE_SECONDS)
+                    break
+                except ClientError as err:
+                    if err.code == "unauthenticated":
+                        return
+                    reason = err.message
+            backoff = 1.0
+            self.post_message(Reconnected())
+
+    async def _pump(self, subscription) -> str | None:
+        """Forward events until the daemon stops answering; returns why (None: logged out)."""
+        try:
+            while True:
+                try:
+                    topic, data = await asyncio.wait_for(subscription.recv(), SILENCE_SECONDS)
+                except asyncio.TimeoutError:
+                    try:
+                        await self.app.call("status", timeout=PROBE_SECONDS)
+                        continue
+                    except ClientError as err:
+                        return None if err.code == "unauthenticated" else err.message
+                self.post_message(DaemonEvent(topic, data))
+        finally:
+            subscription.close()
+
+    def on_daemon_event(self, event: DaemonEvent) -> None:
+        """The one place where live data is applied to the tabs."""
+        overview, jobs, audit, security, compliance, users = self.tabs()
+        if event.topic == "health":
+            overview.apply_health(event.data)
+        elif event.topic.startswith("job."):
+            overview.apply_job(event.data)
+            jobs.apply_job(event.data)
+        elif event.topic == "audit":
+            audit.apply_audit(event.data)
+        elif event.topic == "security":
+            security.apply_security(event.data)
+
+    def on_connection_lost(self, event: ConnectionLost) -> None:
+        self.query_one(ConnectionBanner).show_down(event.reason, event.retry_in)
+
+    def on_reconnected(self, event: Reconnected) -> None:
+        self.query_one(ConnectionBanner).show_up()
+        self.notify("Reconnected to the daemon.")
+        self.load_identity()

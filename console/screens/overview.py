@@ -1,0 +1,129 @@
+"""Overview: health cards fed by `health` events, live job progress fed by `job.*`, the
+compliance score and a sparkline of recent job durations."""
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.widgets import Label, Sparkline, Static
+
+from strongroom.console.client import ClientError
+from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.text import age, when
+from strongroom.console.widgets.health_card import HealthCard
+from strongroom.console.widgets.job_progress import JobProgress
+from strongroom.console.widgets.score_gauge import ScoreGauge
+
+FINAL = ("succeeded", "failed", "interrupted", "cancelled")
+KEEP_FINISHED = 4
+BACKUP_WARN_SECONDS = 26 * 3600
+BACKUP_BAD_SECONDS = 72 * 3600
+
+
+class OverviewTab(VerticalScroll):
+    can_focus = True
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.identity: Identity | None = None
+
+    def compose(self) -> ComposeResult:
+        with Grid(id="cards"):
+            yield HealthCard("Role", id="card-role")
+            yield HealthCard("Last backup", id="card-backup")
+            yield HealthCard("Audit chain", id="card-chain")
+        with Horizontal(id="figures"):
+            with Vertical(classes="figure"):
+                yield Label("Compliance score", classes="section")
+                yield ScoreGauge(id="compliance-gauge")
+            with Vertical(classes="figure"):
+                yield Label("Job durations", id="spark-label", classes="section")
+                yield Sparkline([], id="durations")
+        yield Label("Jobs", classes="section")
+        yield Vertical(id="running")
+        yield Static("no job running", id="no-running", classes="muted")
+        yield Label("Next scheduled runs", classes="section")
+        yield Static("…", id="next-runs")
+
+    def focus_main(self) -> None:
+        self.focus()
+
+    def set_identity(self, identity: Identity, status: dict) -> None:
+        self.identity = identity
+        self.load()
+
+    @work(exclusive=True, group="overview")
+    async def load(self) -> None:
+        try:
+            health = await self.app.call("health")
+            if health:
+                self.apply_health(health)
+            await self._load_compliance()
+            await self._load_durations()
+        except ClientError as err:
+            self.notify(f"Overview: {err.message}", severity="error")
+
+    async def _load_compliance(self) -> None:
+        gauge = self.query_one(ScoreGauge)
+        reason = self.identity.why_not("compliance:read")
+        if reason:
+            gauge.update(f"hidden: {reason}")
+            return
+        gauge.show((await self.app.call("compliance.report"))["score"])
+
+    async def _load_durations(self) -> None:
+        if self.identity.why_not("audit:read"):
+            self.query_one("#spark-label", Label).update("Job durations: needs audit:read")
+            return
+        runs = await self.app.call("jobs.list", {"limit": 40})
+        durations = [r["duration_seconds"] for r in reversed(runs) if r.get("duration_seconds") is not None]
+        self.query_one(Sparkline).data = durations
+        label = (f"Job durations: {len(durations)} runs, max {max(durations):.1f}s" if durations
+                 else "Job durations: no finished runs")
+        self.query_one("#spark-label", Label).update(label)
+
+    # --- live data, called by the main screen -------------------------------------------
+
+    def apply_health(self, data: dict) -> None:
+        role = data.get("role", "?")
+        self.query_one("#card-role", HealthCard).show(
+            f"{role} · up {age(data.get('uptime_seconds'))}", "ok" if role == "leader" else "warn")
+        backup_age = data.get("last_backup_age_seconds")
+        state = ("bad" if backup_age is None or backup_age > BACKUP_BAD_SECONDS
+                 else "warn" if backup_age > BACKUP_WARN_SECONDS else "ok")
+        self.query_one("#card-backup", HealthCard).show(
+            "never" if backup_age is None else f"{age(backup_age)} ago", state)
+        chain = data.get("audit_chain_ok")
+        self.query_one("#card-chain", HealthCard).show(
+            {True: "intact", False: "BROKEN"}.get(chain, "not verified yet"),
+            {True: "ok", False: "bad"}.get(chain, "unknown"))
+        for job in data.get("running_jobs") or []:
+            self.apply_job({**job, "status": "running"})
+        next_runs = data.get("next_runs") or {}
+        self.query_one("#next-runs", Static).update(
+            "\n".join(f"{kind:<14} {when(at)}" for kind, at in sorted(next_runs.items()))
+            or "no schedules on this daemon")
+
+    def apply_job(self, data: dict) -> None:
+        run_id = data.get("run_id")
+        if not run_id:
+            return
+        box = self.query_one("#running", Vertical)
+        found = box.query(f"#run-{run_id}")
+        if found:
+            row = found.first(JobProgress)
+        else:
+            row = JobProgress(run_id, data.get("kind", "?"))
+            box.mount(row)
+        row.show(data.get("status", "running"), data.get("done"), data.get("total"),
+                 data.get("error") or data.get("message"))
+        if data.get("status") in FINAL:
+            self._trim_finished(box)
+            if self.identity is not None:
+                self.load()
+        self.query_one("#no-running").display = False
+
+    def _trim_finished(self, box: Vertical) -> None:
+        finished = [row for row in box.query(JobProgress) if row.status in FINAL]
+        for row in finished[:-KEEP_FINISHED]:
+            row.remove()

@@ -1,0 +1,116 @@
+"""Security: active login sessions (revoke with `x`) above the security event log."""
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Label, Static
+
+from strongroom.console.client import ClientError
+from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.text import when
+
+SESSION_COLUMNS = (("User", "user"), ("Host", "host"), ("Address", "addr"), ("Program", "program"),
+                   ("Last seen", "seen"))
+EVENT_COLUMNS = (("When", "when"), ("Type", "type"), ("Sev", "severity"), ("User", "user"),
+                 ("Description", "description"))
+
+
+class SecurityTab(Vertical):
+    BINDINGS = [Binding("x", "revoke", "Revoke session"), Binding("ctrl+r", "reload", "Reload")]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.identity: Identity | None = None
+        self.sessions: dict[str, dict] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Label("Active sessions", classes="section")
+        yield DataTable(id="sessions-table", cursor_type="row")
+        yield Static("", id="sessions-note", classes="muted")
+        yield Label("Security events", classes="section")
+        yield DataTable(id="events-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        for table_id, columns in (("#sessions-table", SESSION_COLUMNS), ("#events-table", EVENT_COLUMNS)):
+            table = self.query_one(table_id, DataTable)
+            for label, key in columns:
+                table.add_column(label, key=key)
+
+    def focus_main(self) -> None:
+        self.query_one("#sessions-table", DataTable).focus()
+
+    def set_identity(self, identity: Identity, status: dict) -> None:
+        self.identity = identity
+        reason = identity.why_not("session:revoke")
+        self.query_one("#sessions-note", Static).update(
+            f"x: revoke disabled ({reason})" if reason else "x: revoke the selected session")
+        self.refresh_bindings()
+        self.load()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "revoke" and (self.identity is None or not self.identity.can("session:revoke")):
+            return None
+        return True
+
+    @work(exclusive=True, group="security")
+    async def load(self) -> None:
+        reason = self.identity.why_not("security:read")
+        if reason:
+            self.query_one("#sessions-note", Static).update(f"Security views hidden: {reason}")
+            return
+        try:
+            sessions = await self.app.call("sessions.list")
+            events = await self.app.call("security.events", {"limit": 100})
+        except ClientError as err:
+            self.notify(f"Security: {err.message}", severity="error")
+            return
+        table = self.query_one("#sessions-table", DataTable)
+        table.clear()
+        self.sessions = {}
+        for s in sessions:
+            self.sessions[s["id"]] = s
+            you = " (you)" if s["id"] == self.identity.session_id else ""
+            table.add_row(f"{s.get('username') or '?'}{you}", s.get("client_host") or "", s.get("client_addr") or "",
+                          s.get("client_name") or "", when(s.get("last_seen_at")), key=s["id"])
+        table = self.query_one("#events-table", DataTable)
+        table.clear()
+        for e in events:
+            table.add_row(when(e.get("occurred_at")), e.get("event_type") or "", e.get("severity") or "",
+                          e.get("username") or "", e.get("description") or "", key=str(e["id"]))
+
+    def apply_security(self, data: dict) -> None:
+        if self.identity is not None and self.identity.can("security:read"):
+            self.load()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def action_revoke(self) -> None:
+        table = self.query_one("#sessions-table", DataTable)
+        if not table.row_count:
+            self.notify("No session to revoke.", severity="warning")
+            return
+        session = self.sessions[table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value]
+        who = session.get("username") or "?"
+        where = session.get("client_host") or session.get("client_addr") or "an unknown host"
+        own = " This is YOUR session: the console returns to the login screen." \
+            if session["id"] == self.identity.session_id else ""
+        self.app.push_screen(
+            ConfirmScreen(f"Revoke {who}'s session?",
+                          f"{who} (from {where}, {session.get('client_name') or 'unknown program'}) is logged "
+                          f"out at once; their next command is refused and they must log in again. "
+                          f"The revocation is recorded as a security event.{own}", yes="Revoke"),
+            lambda yes: self.revoke(session["id"]) if yes else None)
+
+    @work(group="security-actions")
+    async def revoke(self, session_id: str) -> None:
+        try:
+            await self.app.call("session.revoke", {"session_id": session_id, "reason": "revoked in console"})
+        except ClientError as err:
+            self.notify(f"Could not revoke: {err.message}", severity="error")
+            return
+        self.notify("Session revoked.")
+        self.load()

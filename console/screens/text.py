@@ -1,0 +1,31 @@
+"""How times, ages and durations read in the console (short, fixed width where it helps)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def age(seconds: float | None) -> str:
+    """`3d 4h`, `12m 5s`; `never` for None."""
+    if seconds is None:
+        return "never"
+    seconds = int(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60), ("m", 60, "s", 1)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} {seconds % size // sub_size}{sub}"
+    return f"{seconds}s"
+
+
+def when(iso: str | None) -> str:
+    """An ISO timestamp as `2026-11-23 01:57:35` (UTC, as the daemon stores it)."""
+    if not iso:
+        return "—"
+    try:
+        return datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.1f}s" if seconds < 60 else age(seconds)

@@ -1,0 +1,1 @@
+"""Reusable console widgets, one per module; they post messages and never reach into siblings."""

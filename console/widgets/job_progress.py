@@ -1,0 +1,45 @@
+"""One running job: its kind, a progress bar fed by `job.<id>` events, and its message."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import Label, ProgressBar
+
+
+class JobProgress(Horizontal):
+    DEFAULT_CSS = """
+    JobProgress { height: 1; }
+    JobProgress > .kind { width: 14; }
+    JobProgress > ProgressBar { width: 32; }
+    JobProgress > .message { width: 1fr; }
+    """
+
+    def __init__(self, run_id: str, kind: str) -> None:
+        super().__init__(id=f"run-{run_id}")
+        self.run_id = run_id
+        self.kind = kind
+        self.status = "running"
+
+    def compose(self) -> ComposeResult:
+        yield Label(self.kind, classes="kind")
+        yield ProgressBar(total=None, show_eta=False)
+        yield Label("", classes="message")
+
+    def show(self, status: str, done: int | None, total: int | None, message: str | None) -> None:
+        """Record the latest state; drawn now if composed, else when mounted."""
+        self.status = status
+        self._latest = (done, total, message)
+        if self.is_mounted:
+            self._draw()
+
+    def on_mount(self) -> None:
+        self._draw()
+
+    def _draw(self) -> None:
+        done, total, message = getattr(self, "_latest", (None, None, None))
+        bar = self.query_one(ProgressBar)
+        if total:
+            bar.update(total=total, progress=done or 0)
+        elif self.status == "succeeded":
+            bar.update(total=1, progress=1)
+        self.query_one(".message", Label).update(f"{self.status} {message or ''}".strip())
