@@ -49,6 +49,9 @@ LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
 class S3Target:
     """Objects in `bucket` under `prefix`; see the module docstring for the guarantees."""
 
+    # Keys per ListObjectsV2 page (S3's maximum); list() holds one page at a time.
+    list_page_size = 1000
+
     def __init__(
         self,
         bucket: str,
@@ -85,7 +88,9 @@ class S3Target:
         # servers), put_if_absent uses the conditional PUT; afterwards HEAD then PUT.
         self._conditional_writes = True
         config = Config(
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # total_max_attempts counts the first request too; botocore's "max_attempts"
+            # key would mean retries, one more request than the setting's name says.
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             # Custom endpoints (MinIO, a NAS, a test server on an IP) rarely resolve
@@ -272,7 +277,9 @@ class S3Target:
     def _list(self, prefix: str) -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key_prefix + prefix):
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=self._key_prefix + prefix,
+                                       PaginationConfig={"PageSize": self.list_page_size})
+            for page in pages:
                 for item in page.get("Contents", ()):
                     key = item["Key"][len(self._key_prefix):]
                     try:

@@ -111,6 +111,7 @@ class FlakyRelay:
         self.fail = fail
         self.status = status
         self.requests: list[tuple[str, str]] = []
+        self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
         relay = self
 
@@ -125,6 +126,7 @@ class FlakyRelay:
                 with relay._lock:
                     number = len(relay.requests)
                     relay.requests.append((self.command, self.path))
+                    relay.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if relay.fail(number, self.command, self.path):
                     payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error>"
                                b"<Code>InternalError</Code><Message>injected</Message></Error>")
