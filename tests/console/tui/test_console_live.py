@@ -2,14 +2,22 @@
 session revocation, and riding out a daemon restart. Bounded: every wait has a timeout."""
 from __future__ import annotations
 
-import pytest
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, OptionList, Static
 
 from strongroom.console.app import StrongroomConsole
+from strongroom.console.screens.audit import AuditTab
+from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.detail import DetailScreen
+from strongroom.console.screens.jobs import JobsTab
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import MainScreen
+from strongroom.console.screens.run_job import RunJobScreen
+from strongroom.console.screens.security import SecurityTab
+from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.console.widgets.health_card import HealthCard
-from tests.console.tui.conftest import SIZE, drive, log_in, wait_for
+from strongroom.console.widgets.job_progress import JobProgress
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, wait_for
+from tests.daemon.conftest import PASSWORD, DaemonProcess
 
 def console(daemon, token=None) -> StrongroomConsole:
     return StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
@@ -44,3 +52,174 @@ async def _wrong_password(tui_daemon):
         await wait_for(pilot, lambda: "invalid username or password" in str(message.render()), what="refusal")
         assert isinstance(app.screen, LoginScreen)
         assert app.screen.query_one("#password", Input).value == ""
+
+
+def test_operator_runs_an_integrity_job_and_watches_it_succeed(tui_daemon):
+    drive(lambda: _run_integrity(tui_daemon))
+
+
+async def _run_integrity(tui_daemon):
+    app = console(tui_daemon, token=tui_daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+        await pilot.press("2")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunJobScreen), what="job chooser")
+        kinds = app.screen.query_one(OptionList)
+        kinds.highlighted = [o.id for o in kinds.options].index("integrity")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        assert "integrity" in str(app.screen.query_one("#consequence", Static).render())
+        await pilot.press("y")
+        jobs = app.screen.query_one("#jobs", JobsTab)
+        table = jobs.query_one(DataTable)
+
+        def integrity_status() -> str | None:
+            rows = [run for run in jobs.runs.values() if run["job_kind"] == "integrity"]
+            return table.get_cell(rows[0]["id"], "status") if rows else None
+        await wait_for(pilot, lambda: integrity_status() == "succeeded", what="integrity succeeded in the table")
+        progress = list(app.screen.query(JobProgress))
+        await wait_for(pilot, lambda: any(p.status == "succeeded" for p in app.screen.query(JobProgress)),
+                       what="overview progress row reaching succeeded")
+        assert progress[0].kind == "integrity"
+
+
+def test_auditor_cannot_run_jobs_or_revoke_and_is_told_why(tui_daemon):
+    drive(lambda: _auditor_disabled(tui_daemon))
+
+
+async def _auditor_disabled(tui_daemon):
+    app = console(tui_daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+        await pilot.press("2")
+        await pilot.pause(0.3)
+        assert app.screen.active_bindings["r"].enabled is False
+        note = str(app.screen.query_one("#jobs-note", Static).render())
+        assert "auditor1 lacks job:<kind>:run" in note
+        await pilot.press("r")
+        assert isinstance(app.screen, MainScreen)  # no dialog opened
+        await pilot.press("4")
+        await pilot.pause(0.3)
+        assert app.screen.active_bindings["x"].enabled is False
+        assert "auditor1 lacks session:revoke" in str(app.screen.query_one("#sessions-note", Static).render())
+
+
+def test_audit_log_pages_by_keyset_and_filters(tui_daemon):
+    seed_audit_rows(tui_daemon.data_dir, 130)
+    drive(lambda: _audit_paging(tui_daemon))
+
+
+def seed_audit_rows(data_dir, count: int) -> None:
+    """The test (not the console) writes audit rows straight into the database."""
+    from strongroom.core import audit
+    from strongroom.core.config import load_settings
+    from strongroom.core.context import open_context
+    from strongroom.core.db.engine import transaction
+
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            for i in range(count):
+                audit.append(conn, actor="seeder" if i % 2 else "other", action="READ",
+                             table_name="clients", record_id=f"r{i}")
+    finally:
+        ctx.close()
+
+
+async def _audit_paging(tui_daemon):
+    app = console(tui_daemon, token=tui_daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+        await pilot.press("3")
+        tab = app.screen.query_one("#audit", AuditTab)
+        await wait_for(pilot, lambda: len(tab.entries) == 50, what="first page")
+        first_page = sorted(map(int, tab.entries), reverse=True)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: tab.entries and max(map(int, tab.entries)) < first_page[-1], what="page 2")
+        second_page = sorted(map(int, tab.entries), reverse=True)
+        assert second_page[0] == first_page[-1] - 1 and len(second_page) == 50
+        assert "page 2" in str(tab.query_one("#audit-status", Static).render())
+        await pilot.press("p")
+        await wait_for(pilot, lambda: sorted(map(int, tab.entries), reverse=True)[:50] == first_page, what="back")
+        # filter by actor: type into the bar, press enter
+        await pilot.press("slash")
+        await pilot.press(*"seeder", "enter")
+        await wait_for(pilot, lambda: tab.entries and all(e["actor"] == "seeder" for e in tab.entries.values()),
+                       what="filtered page")
+        assert len(tab.entries) == 50
+        await pilot.press("n")
+        await wait_for(pilot, lambda: len(tab.entries) == 15, what="last filtered page (65 seeder rows)")
+        assert app.screen.active_bindings["n"].enabled is False  # nothing older
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="entry detail")
+        await pilot.press("escape")
+        await pilot.press("v")
+        await wait_for(pilot, lambda: "chain: intact" in str(tab.query_one("#audit-status", Static).render()),
+                       what="chain verified")
+
+
+def test_operator_revokes_a_session_after_confirming(tui_daemon):
+    login = tui_daemon.call("auth.login", {"username": "auditor1", "password": PASSWORD,
+                                           "client": {"host": "ward-pc", "name": "strongroom-cli"}}, token=None)
+    drive(lambda: _revoke(tui_daemon, login["session_id"]))
+    active = tui_daemon.call("sessions.list")
+    assert login["session_id"] not in {s["id"] for s in active}
+
+
+async def _revoke(tui_daemon, session_id):
+    app = console(tui_daemon, token=tui_daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+        await pilot.press("4")
+        tab = app.screen.query_one("#security", SecurityTab)
+        await wait_for(pilot, lambda: session_id in tab.sessions, what="session listed")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        consequence = str(app.screen.query_one("#consequence", Static).render())
+        assert "auditor1" in consequence and "ward-pc" in consequence and "logged out at once" in consequence
+        await pilot.press("y")
+        await wait_for(pilot, lambda: session_id not in tab.sessions, what="session gone from the list")
+
+
+def test_a_revoked_session_returns_the_console_to_login(tui_daemon):
+    drive(lambda: _revoked_self(tui_daemon))
+
+
+async def _revoked_self(tui_daemon):
+    app = console(tui_daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+        session_id = app.screen.identity.session_id
+        await in_thread(tui_daemon.call, "session.revoke", {"session_id": session_id})
+        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), what="back at login")
+        message = str(app.screen.query_one("#login-message", Static).render())
+        assert "Session ended" in message
+
+
+def test_daemon_restart_shows_banner_then_recovers(tui_daemon, tmp_path):
+    drive(lambda: _restart(tui_daemon, tmp_path), timeout=120)
+
+
+async def _restart(tui_daemon, tmp_path):
+    app = console(tui_daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+        banner = app.screen.query_one(ConnectionBanner)
+        assert not banner.is_down
+        await in_thread(tui_daemon.stop)
+        await wait_for(pilot, lambda: banner.is_down, timeout=30, what="reconnect banner")
+        assert "reconnecting" in str(banner.render())
+        (tmp_path / "notify-d1.sock").unlink()
+        again = DaemonProcess(tui_daemon.data_dir, tmp_path, name="d1")   # same runtime dir, same socket
+        try:
+            await in_thread(again.wait_ready)
+            await wait_for(pilot, lambda: not banner.is_down, timeout=40, what="recovery")
+            role = app.screen.query_one("#card-role", HealthCard)
+            await wait_for(pilot, lambda: "leader" in str(role.render()), what="health after restart")
+            assert isinstance(app.screen, MainScreen)   # the session survived the restart
+        finally:
+            await in_thread(again.stop)
