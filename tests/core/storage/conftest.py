@@ -106,10 +106,11 @@ class FlakyRelay:
     """
 
     def __init__(self, upstream: str, fail: Callable[[int, str, str], bool],
-                 status: int = 500) -> None:
+                 status: int = 500, code: str = "InternalError") -> None:
         self.upstream = upstream.removeprefix("http://")
         self.fail = fail
         self.status = status
+        self.code = code
         self.requests: list[tuple[str, str]] = []
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -128,8 +129,9 @@ class FlakyRelay:
                     relay.requests.append((self.command, self.path))
                     relay.headers.append({k.lower(): v for k, v in self.headers.items()})
                 if relay.fail(number, self.command, self.path):
-                    payload = (b"<?xml version='1.0' encoding='UTF-8'?><Error>"
-                               b"<Code>InternalError</Code><Message>injected</Message></Error>")
+                    payload = ("<?xml version='1.0' encoding='UTF-8'?><Error>"
+                               f"<Code>{relay.code}</Code><Message>injected</Message>"
+                               "</Error>").encode()
                     self.send_response(relay.status)
                     self.send_header("Content-Type", "application/xml")
                     self.send_header("Content-Length", str(len(payload)))
@@ -206,8 +208,9 @@ class SilentEndpoint:
 def flaky_relay(moto_endpoint: str) -> Iterator[Callable[..., FlakyRelay]]:
     made: list[FlakyRelay] = []
 
-    def make(fail: Callable[[int, str, str], bool], status: int = 500) -> FlakyRelay:
-        relay = FlakyRelay(moto_endpoint, fail, status)
+    def make(fail: Callable[[int, str, str], bool], status: int = 500,
+             code: str = "InternalError") -> FlakyRelay:
+        relay = FlakyRelay(moto_endpoint, fail, status, code)
         made.append(relay)
         return relay
 

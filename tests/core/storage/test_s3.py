@@ -59,6 +59,20 @@ def test_persistent_server_errors_fail_cleanly_after_max_attempts(bucket, flaky_
     target.close()
 
 
+def test_put_if_absent_falls_back_where_conditional_writes_are_missing(bucket,
+                                                                       flaky_relay) -> None:
+    """Older S3-compatible servers answer 501 to If-None-Match: HEAD, then PUT."""
+    relay = flaky_relay(lambda n, method, _path: method == "PUT"
+                        and "if-none-match" in relay.headers[n], 501, "NotImplemented")
+    target = make_target(bucket, relay.endpoint, max_attempts=1)
+    assert target.put_if_absent("chunks/aa/aa01", b"one") is True
+    assert target.put_if_absent("chunks/aa/aa01", b"two") is False
+    assert target.get("chunks/aa/aa01") == b"one"
+    conditional = [h for h in relay.headers if "if-none-match" in h]
+    assert len(conditional) == 1  # asked once, then remembered
+    target.close()
+
+
 def test_an_endpoint_that_never_answers_times_out(bucket, silent_endpoint) -> None:
     target = make_target(bucket, silent_endpoint.endpoint, max_attempts=2,
                          connect_timeout=1, read_timeout=0.5)
