@@ -1,0 +1,81 @@
+"""Layout snapshots at 80x24 and 120x40. The data source is a fixed stand-in for the
+daemon (here only: every other console test talks to a real daemon), so no clock, uptime
+or random id reaches the frame and the snapshots are stable."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from strongroom.console.app import StrongroomConsole
+from strongroom.console.client import ClientError
+from strongroom.console.screens.main import MainScreen
+from strongroom.console.widgets.health_card import HealthCard
+
+RUN_ID = "01a2061f-77c9-7000-a71a-77552702252a"
+FIXED = {
+    "whoami": {"actor": "auditor1", "permissions": ["audit:read", "compliance:read", "security:read"],
+               "session_id": "01a2061f-0000-7000-8000-000000000001"},
+    "status": {"host": "vault-01", "role": "leader", "job_kinds": ["integrity", "key_rotation"]},
+    "health": {"role": "leader", "uptime_seconds": 93784.0, "last_backup_age_seconds": 7260.0,
+               "audit_chain_ok": True,
+               "running_jobs": [{"run_id": RUN_ID, "kind": "integrity", "done": 3, "total": 8,
+                                 "message": "clients row checksums"}],
+               "next_runs": {"backup": "2026-11-24T02:00:00+00:00", "integrity": "2026-11-24T03:30:00+00:00"}},
+    "compliance.report": {"score": 84, "areas": {}, "checks": []},
+    "jobs.list": [{"id": f"run-{i}", "job_kind": "integrity", "status": "succeeded", "duration_seconds": d,
+                   "queued_at": "2026-11-22T03:30:00+00:00", "trigger": "schedule", "requested_by": "system",
+                   "progress_done": 5, "progress_total": 5}
+                  for i, d in enumerate([4.1, 3.9, 5.2, 4.4, 6.8, 4.0, 4.2, 3.8])],
+    "audit.tail": [], "sessions.list": [], "security.events": [], "users.list": [],
+}
+
+
+class FixedSubscription:
+    async def recv(self):
+        await asyncio.Event().wait()    # no events: the frame shows the loaded state only
+
+    def close(self) -> None:
+        pass
+
+
+class FixedClient:
+    """Answers like the daemon would, from FIXED."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+
+    async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None):
+        if cmd not in FIXED:
+            raise ClientError("not_found", f"no fixed answer for {cmd}")
+        return FIXED[cmd]
+
+    def subscribe(self, *topics: str) -> FixedSubscription:
+        return FixedSubscription()
+
+    def close(self) -> None:
+        pass
+
+
+def fixed_app(token: str | None) -> StrongroomConsole:
+    return StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=FixedClient(token))
+
+
+async def overview_loaded(pilot) -> None:
+    app = pilot.app
+    for _ in range(100):
+        if isinstance(app.screen, MainScreen) and "84/100" in str(app.screen.query_one("#compliance-gauge").render()) \
+                and "leader" in str(app.screen.query_one("#card-role", HealthCard).render()):
+            break
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_login_screen_layout(snap_compare, size):
+    assert snap_compare(fixed_app(None), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_overview_layout(snap_compare, size):
+    assert snap_compare(fixed_app("fixed-token"), terminal_size=size, run_before=overview_loaded)
