@@ -67,11 +67,11 @@ class MainScreen(Screen):
     @work(exclusive=True, group="identity")
     async def load_identity(self) -> None:
         try:
-            whoami = await self.app.call("whoami")
-            status = await self.app.call("status")
+            whoami = await self.app.call("whoami", timeout=PROBE_SECONDS)
+            status = await self.app.call("status", timeout=PROBE_SECONDS)
         except ClientError as err:
             if err.code != "unauthenticated":
-                self.query_one(ConnectionBanner).show_down(err.message, 0)
+                self.query_one(ConnectionBanner).show_down(err.message, 1)
             return
         self.identity = Identity.from_whoami(whoami)
         self.query_one("#titlebar", Static).update(

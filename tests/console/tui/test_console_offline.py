@@ -1,0 +1,59 @@
+"""The console without a daemon: the command's errors, import hygiene, help, and the
+banner when nothing answers."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from click.testing import CliRunner
+from textual.widgets import Static
+
+from strongroom.console.app import StrongroomConsole
+from strongroom.console.cli import CliState
+from strongroom.console.cli.console_cmd import command
+from strongroom.console.screens.help import HelpScreen
+from strongroom.console.screens.login import LoginScreen
+from strongroom.console.widgets.banner import ConnectionBanner
+from strongroom.core.errors import AuthError
+from tests.console.tui.conftest import SIZE, drive, wait_for
+
+
+def test_console_never_imports_the_database_layer():
+    code = ("import sys, strongroom.console.app; "
+            "bad = [m for m in sys.modules if m.startswith(('sqlalchemy', 'strongroom.core.db'))]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_token_from_operator_without_a_readable_token_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    sock = tmp_path / "run" / "control.sock"
+    result = CliRunner().invoke(command, ["--socket", str(sock), "--token-from-operator"],
+                                obj=CliState(None, None))
+    assert isinstance(result.exception, AuthError)
+    assert "no stored session and no readable operator token" in str(result.exception)
+
+
+def test_help_lists_the_screens_own_keys():
+    async def scenario():
+        app = StrongroomConsole("ipc:///nonexistent/c.sock", "ipc:///nonexistent/e.sock")
+        async with app.run_test(size=SIZE) as pilot:
+            assert isinstance(app.screen, LoginScreen)
+            app.action_help()
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+            await pilot.pause()
+            text = "\n".join(str(s.render()) for s in app.screen.query(Static))
+            assert "Log in" in text and "Quit" in text and "Cursor" not in text
+    drive(scenario, timeout=30)
+
+
+def test_unreachable_daemon_shows_the_reconnect_banner():
+    async def scenario():
+        app = StrongroomConsole("ipc:///nonexistent/c.sock", "ipc:///nonexistent/e.sock", token="some-token")
+        async with app.run_test(size=SIZE) as pilot:
+            banner = app.screen.query_one(ConnectionBanner)
+            await wait_for(pilot, lambda: banner.is_down, timeout=20, what="banner")
+            assert "reconnecting" in str(banner.render())
+            assert "no answer from the daemon" in str(banner.render())
+    drive(scenario, timeout=40)
