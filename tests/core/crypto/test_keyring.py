@@ -85,6 +85,24 @@ def test_environment_key_takes_precedence_over_the_file(tmp_path, monkeypatch):
     assert keks[0].key == key and "SR_TEST_KEK" in keks[0].source
 
 
+def test_systemd_credential_takes_precedence_over_environment_and_file(tmp_path, monkeypatch):
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    key = generate_kek()
+    (creds / "strongroom-kek").write_text(encode_kek(key))
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("SR_TEST_KEK", encode_kek(generate_kek()))
+    keks = load_keks(KeySettings(kek_file=tmp_path / "absent.key", kek_env="SR_TEST_KEK",
+                                 kek_credential="strongroom-kek"))
+    assert keks[0].key == key and "systemd credential" in keks[0].source
+
+
+def test_no_key_source_at_all_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(KeyUnavailableError, match="no key-encryption key"):
+        load_keks(KeySettings(kek_file=None, kek_env=None, kek_credential=None))
+
+
 def test_kek_id_is_a_fingerprint_not_the_key():
     key = generate_kek()
     assert kek_id_of(key) == kek_id_of(key) != kek_id_of(generate_kek())
