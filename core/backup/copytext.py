@@ -1,0 +1,462 @@
+"""PostgreSQL COPY TEXT as the canonical backup segment format, on both engines.
+
+On PostgreSQL a backup reads `COPY (SELECT <cols> FROM t ORDER BY id) TO STDOUT` and a
+restore writes `COPY t (<cols>) FROM STDIN`, in a session set up with
+`PG_SESSION_SETTINGS`. SQLite has no COPY, so this module renders SQLAlchemy rows into
+the bytes PostgreSQL 15 would have printed for the same values, and parses such bytes
+back into typed Python values for SQLAlchemy Core inserts. Byte identity is the point:
+a restore drill re-encodes restored tables and compares per-table SHA-256 with the
+manifest, whichever engine wrote the backup and whichever received the restore.
+
+Rendering rules, each checked against a real PostgreSQL 15 server in
+tests/core/backup/test_copytext_pg.py:
+
+- NULL is `\\N`; fields are separated by TAB, rows end with LF.
+- text/varchar (and non-native Enum columns: the enum's value): backslash, BS, TAB, LF,
+  VT, FF and CR are escaped as `\\\\ \\b \\t \\n \\v \\f \\r`; every other character,
+  other control characters and DEL included, is written as raw UTF-8.
+- integer/bigint: decimal; boolean: `t`/`f`; uuid: lowercase with dashes.
+- date: `YYYY-MM-DD` (year zero-padded to 4 digits).
+- timestamptz: UTC, `YYYY-MM-DD HH:MM:SS[.ffffff]+00`, fraction trailing zeros trimmed
+  and omitted when zero.
+- bytea: `\\\\x` + lowercase hex (hex output's `\\x`, COPY-escaped).
+- JSON (JSONB on PostgreSQL): jsonb's text form -- object keys ordered shorter first,
+  then bytewise by UTF-8; `", "` and `": "` separators; strings escaped as json.dumps
+  with ensure_ascii=False does (which is what PostgreSQL's escape_json does); numbers
+  as PostgreSQL numeric prints them: never an exponent, scale kept (`2.50`, `1e3` ->
+  `1000`, `1e-5` -> `0.00001`), negative zero printed unsigned. Then COPY-escaped.
+
+JSON columns are read for encoding as their stored *text* (see `select_for_copy`):
+SQLAlchemy's JSON type returns None both for SQL NULL and for a stored JSON `null`,
+which PostgreSQL prints differently (`\\N` vs `null`), and both occur in our tables.
+"""
+from __future__ import annotations
+
+import binascii
+import enum
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+from sqlalchemy import (JSON, Boolean, Column, Date, DateTime, Enum, Integer, LargeBinary,
+                        Select, String, Table, Text, Uuid, cast, null, select)
+
+from strongroom.core.errors import IntegrityError
+
+# The session settings under which PostgreSQL's COPY output is the canonical format.
+PG_SESSION_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "3"),
+    ("bytea_output", "hex"),
+    ("client_encoding", "UTF8"),
+)
+
+NULL_FIELD = b"\\N"
+_UTC = timezone.utc
+_ZERO = timedelta(0)
+
+Encoder = Callable[[object], bytes]
+Decoder = Callable[[bytes], object]
+
+
+# --- columns -----------------------------------------------------------------------
+
+def columns(table: Table) -> list[Column]:
+    """The table's columns in declaration order: the segment's column list.
+
+    Declaration order is stable for a schema version, so it is what the manifest records
+    and what COPY's column list names on both sides.
+    """
+    return list(table.columns)
+
+
+def column_names(table_columns: Sequence[Column]) -> list[str]:
+    return [c.name for c in table_columns]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def copy_out_sql(table: Table) -> str:
+    """`COPY (SELECT <cols> FROM t ORDER BY <pk>) TO STDOUT` in the canonical column order."""
+    cols = ", ".join(_quote(c.name) for c in columns(table))
+    order = ", ".join(_quote(c.name) for c in table.primary_key.columns)
+    return f"COPY (SELECT {cols} FROM {_quote(table.name)} ORDER BY {order}) TO STDOUT"
+
+
+def copy_in_sql(table: Table) -> str:
+    """`COPY t (<cols>) FROM STDIN` in the canonical column order."""
+    cols = ", ".join(_quote(c.name) for c in columns(table))
+    return f"COPY {_quote(table.name)} ({cols}) FROM STDIN"
+
+
+def select_for_copy(table: Table) -> Select:
+    """SELECT the table's columns in canonical order, ordered by primary key, ready for
+    `encode_rows`: JSON columns come back as their stored text (None only for SQL NULL).
+    """
+    exprs = [cast(c, Text).label(c.name) if _kind(c) == "json" else c for c in columns(table)]
+    return select(*exprs).order_by(*table.primary_key.columns)
+
+
+def _kind(col: Column) -> str:
+    """The COPY rendering family of a column's type; unknown types are refused up front."""
+    t = col.type
+    # Order matters: Enum is a String, UTCDateTime a TypeDecorator over DateTime.
+    if isinstance(t, Enum):
+        if t.enum_class is not None and not issubclass(t.enum_class, str):
+            raise TypeError(f"{col.table.name}.{col.name}: only str-valued enums are supported")
+        return "enum"
+    impl = getattr(t, "impl", t)  # TypeDecorator
+    if isinstance(t, JSON) or isinstance(impl, JSON):
+        return "json"
+    if isinstance(impl, Boolean):
+        return "bool"
+    if isinstance(impl, Integer):
+        return "int"
+    if isinstance(impl, Uuid):
+        return "uuid"
+    if isinstance(impl, DateTime):
+        return "timestamptz"
+    if isinstance(impl, Date):
+        return "date"
+    if isinstance(impl, LargeBinary):
+        return "bytea"
+    if isinstance(impl, String):
+        return "text"
+    raise TypeError(f"{col.table.name}.{col.name}: no COPY text rendering for {t!r}")
+
+
+# --- encoding ------------------------------------------------------------------------
+
+_TEXT_SPECIAL = re.compile("[\\\\\x08-\x0d]")
+_TEXT_ESCAPES = {"\\": "\\\\", "\x08": "\\b", "\t": "\\t", "\n": "\\n",
+                 "\x0b": "\\v", "\x0c": "\\f", "\r": "\\r"}
+
+
+def _escape_match(m: re.Match) -> str:
+    return _TEXT_ESCAPES[m.group()]
+
+
+def _enc_text(value: str) -> bytes:
+    # Most values need no escaping; one regex scan in C is cheaper than seven replaces.
+    if _TEXT_SPECIAL.search(value) is None:
+        return value.encode()
+    return _TEXT_SPECIAL.sub(_escape_match, value).encode()
+
+
+def _enc_int(value: int) -> bytes:
+    return b"%d" % value
+
+
+def _enc_bool(value: bool) -> bytes:
+    return b"t" if value else b"f"
+
+
+def _enc_uuid(value: uuid.UUID) -> bytes:
+    return str(value).encode()
+
+
+def _enc_date(value: date) -> bytes:
+    return value.isoformat().encode()
+
+
+def _enc_timestamptz(value: datetime) -> bytes:
+    if value.tzinfo is not _UTC:
+        if value.utcoffset() is None:
+            raise ValueError("naive datetime")
+        value = value.astimezone(_UTC)
+    text = value.isoformat(" ")[:-6]  # drop "+00:00"
+    if value.microsecond:
+        text = text.rstrip("0")
+    return (text + "+00").encode()
+
+
+def _enc_bytea(value: bytes) -> bytes:
+    return b"\\\\x" + binascii.hexlify(value)
+
+
+def _enc_json(value: str) -> bytes:
+    # `value` is the stored JSON document text (see select_for_copy), parsed with
+    # Decimal numbers so that "2.50" keeps its scale the way jsonb's numeric does.
+    return _enc_text(render_jsonb(json.loads(value, parse_float=Decimal)))
+
+
+_ENCODERS: dict[str, Encoder] = {
+    "text": _enc_text, "enum": _enc_text,  # str-valued enum members are str instances
+    "int": _enc_int, "bool": _enc_bool, "uuid": _enc_uuid, "date": _enc_date,
+    "timestamptz": _enc_timestamptz, "bytea": _enc_bytea, "json": _enc_json,
+}
+
+
+def _jsonb_key(key: str) -> tuple[int, bytes]:
+    raw = key.encode()
+    return len(raw), raw
+
+
+def _render_number(value: Decimal) -> str:
+    if not value.is_finite():
+        raise ValueError("JSON number is not finite")
+    if value.is_zero():
+        value = abs(value)  # numeric has no negative zero
+    return format(value, "f")
+
+
+def _render(value: object, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, int):
+        out.append(str(int(value)))
+    elif isinstance(value, float):
+        out.append(_render_number(Decimal(repr(value))))
+    elif isinstance(value, Decimal):
+        out.append(_render_number(value))
+    elif isinstance(value, dict):
+        if not value:
+            out.append("{}")
+            return
+        out.append("{")
+        first = True
+        for key in sorted(value, key=_jsonb_key):
+            if not isinstance(key, str):
+                raise ValueError("JSON object key is not a string")
+            if not first:
+                out.append(", ")
+            first = False
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(": ")
+            _render(value[key], out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(", ")
+            _render(item, out)
+        out.append("]")
+    else:
+        raise ValueError(f"not a JSON value: {type(value).__name__}")
+
+
+def render_jsonb(value: object) -> str:
+    """A JSON value as PostgreSQL's jsonb prints it (before COPY escaping).
+
+    Used for values that never went through PostgreSQL: keys shorter-first then
+    bytewise, `, `/`: ` separators, numbers as numeric prints them.
+    """
+    out: list[str] = []
+    _render(value, out)
+    return "".join(out)
+
+
+_ENCODER_CACHE: dict[tuple[Column, ...], tuple[Encoder, ...]] = {}
+
+
+def encoders(table_columns: Sequence[Column]) -> tuple[Encoder, ...]:
+    """One encoder per column, resolved once per column list rather than per value."""
+    key = tuple(table_columns)
+    found = _ENCODER_CACHE.get(key)
+    if found is None:
+        found = _ENCODER_CACHE[key] = tuple(_ENCODERS[_kind(c)] for c in key)
+    return found
+
+
+def _encode_error(table_columns: Sequence[Column], line: int, index: int) -> IntegrityError:
+    col = table_columns[index]
+    return IntegrityError(f"{col.table.name}: row {line}, column {col.name}: "
+                          "value cannot be encoded as COPY text")
+
+
+def encode_row(table_columns: Sequence[Column], row: Mapping[str, object]) -> bytes:
+    """One COPY text line (with its LF) for a row given by column name."""
+    return encode_rows(table_columns, ([row[c.name] for c in table_columns],))
+
+
+def encode_rows(table_columns: Sequence[Column], rows: Iterable[Sequence[object]], *,
+                first_line: int = 1) -> bytes:
+    """COPY text for rows given as sequences in `table_columns` order (SQLAlchemy `Row`s
+    from `select_for_copy` qualify); JSON values as document text.
+
+    Rows are positional because the backup's hot loop reads millions of them: index
+    access and a prebuilt encoder tuple keep the per-value cost to one call.
+    """
+    encs = encoders(table_columns)
+    pairs = tuple(enumerate(encs))
+    null_field = NULL_FIELD
+    out: list[bytes] = []
+    append = out.append
+    line = first_line
+    width = len(encs)
+    for row in rows:
+        if len(row) != width:
+            raise IntegrityError(f"{table_columns[0].table.name}: row {line}: "
+                                 f"expected {width} columns, got {len(row)}")
+        fields = []
+        add = fields.append
+        try:
+            for i, enc in pairs:
+                value = row[i]
+                add(null_field if value is None else enc(value))
+        except (ValueError, TypeError, AttributeError, UnicodeError, OverflowError):
+            # The exception text may quote the value: never chain it.
+            raise _encode_error(table_columns, line, len(fields)) from None
+        append(b"\t".join(fields))
+        line += 1
+    if not out:
+        return b""
+    out.append(b"")
+    return b"\n".join(out)
+
+
+# --- decoding ------------------------------------------------------------------------
+
+_UNESCAPES = {"\\": "\\", "b": "\x08", "t": "\t", "n": "\n", "v": "\x0b", "f": "\x0c", "r": "\r"}
+_ESCAPED = re.compile(r"\\(.?)", re.DOTALL)
+
+
+def _unescape_match(m: re.Match) -> str:
+    # PostgreSQL output only ever uses these seven; anything else means the stream was
+    # not written by COPY TO / encode_rows (octal and \x forms included).
+    return _UNESCAPES[m.group(1)]
+
+
+def _dec_text(field: bytes) -> str:
+    value = field.decode()
+    if "\\" in value:
+        value = _ESCAPED.sub(_unescape_match, value)
+    return value
+
+
+_INT = re.compile(rb"-?[0-9]+")
+
+
+def _dec_int(field: bytes) -> int:
+    if _INT.fullmatch(field) is None:
+        raise ValueError("not an integer")
+    return int(field)
+
+
+def _dec_bool(field: bytes) -> bool:
+    if field == b"t":
+        return True
+    if field == b"f":
+        return False
+    raise ValueError("not a boolean")
+
+
+def _dec_uuid(field: bytes) -> uuid.UUID:
+    if len(field) != 36:
+        raise ValueError("not a uuid")
+    return uuid.UUID(field.decode("ascii"))
+
+
+_DATE = re.compile(rb"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _dec_date(field: bytes) -> date:
+    if _DATE.fullmatch(field) is None:
+        raise ValueError("not a date")
+    return date.fromisoformat(field.decode("ascii"))
+
+
+_TIMESTAMP = re.compile(
+    rb"([0-9]{4})-([0-9]{2})-([0-9]{2}) ([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?\+00")
+
+
+def _dec_timestamptz(field: bytes) -> datetime:
+    m = _TIMESTAMP.fullmatch(field)
+    if m is None:
+        raise ValueError("not a UTC timestamp")
+    y, mo, d, h, mi, s, frac = m.groups()
+    micro = int(frac.ljust(6, b"0")) if frac else 0
+    return datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), micro, tzinfo=_UTC)
+
+
+def _dec_bytea(field: bytes) -> bytes:
+    if not field.startswith(b"\\\\x"):
+        raise ValueError("not hex bytea")
+    return binascii.unhexlify(field[3:])
+
+
+def _dec_json(field: bytes) -> object:
+    return json.loads(_dec_text(field))
+
+
+def _enum_decoder(enum_class: type[enum.Enum] | None) -> Decoder:
+    if enum_class is None:
+        return _dec_text
+
+    def decode(field: bytes) -> object:
+        return enum_class(_dec_text(field))
+    return decode
+
+
+_DECODERS: dict[str, Decoder] = {
+    "text": _dec_text, "int": _dec_int, "bool": _dec_bool, "uuid": _dec_uuid,
+    "date": _dec_date, "timestamptz": _dec_timestamptz, "bytea": _dec_bytea,
+    "json": _dec_json,
+}
+
+
+def decoders(table_columns: Sequence[Column]) -> tuple[Decoder, ...]:
+    out = []
+    for col in table_columns:
+        kind = _kind(col)
+        out.append(_enum_decoder(col.type.enum_class) if kind == "enum" else _DECODERS[kind])
+    return tuple(out)
+
+
+def _null_values(table_columns: Sequence[Column]) -> tuple[object, ...]:
+    # SQLAlchemy's JSON type stores Python None as the JSON document `null`; SQL NULL
+    # must be passed as the null() construct.
+    return tuple(null() if _kind(c) == "json" else None for c in table_columns)
+
+
+def decode_lines(table_columns: Sequence[Column], data: bytes, *,
+                 first_line: int = 1) -> Iterator[dict]:
+    """Parse COPY text into dicts of Python values ready for a SQLAlchemy Core insert.
+
+    Values: str, enum member, int, bool, uuid.UUID, date, aware UTC datetime, bytes, and
+    for JSON columns the parsed value -- where JSON `null` is None (stored as JSON null)
+    and SQL NULL is `sqlalchemy.null()` (stored as SQL NULL). Errors name the table,
+    line (counted from `first_line`) and column, never the value.
+    """
+    if not data:
+        return
+    table = table_columns[0].table.name
+    names = column_names(table_columns)
+    decs = decoders(table_columns)
+    nulls = _null_values(table_columns)
+    width = len(names)
+    triples = tuple(zip(names, decs, nulls))
+    lines = data.split(b"\n")
+    if lines[-1] != b"":
+        raise IntegrityError(f"{table}: line {first_line + len(lines) - 1}: truncated (no newline)")
+    del lines[-1]
+    for number, line in enumerate(lines, first_line):
+        fields = line.split(b"\t")
+        if len(fields) != width:
+            raise IntegrityError(f"{table}: line {number}: expected {width} columns, got {len(fields)}")
+        row = {}
+        for (name, dec, null_value), field in zip(triples, fields):
+            if field == NULL_FIELD:
+                row[name] = null_value
+                continue
+            try:
+                row[name] = dec(field)
+            except KeyError:
+                raise IntegrityError(f"{table}: line {number}, column {name}: bad escape") from None
+            except (ValueError, TypeError, UnicodeError, OverflowError, binascii.Error):
+                raise IntegrityError(f"{table}: line {number}, column {name}: bad value") from None
+        yield row
