@@ -1,0 +1,189 @@
+"""The snapshot manifest: what a backup contains, sealed with an HMAC.
+
+A snapshot exists exactly when its manifest does: the backup job writes every chunk
+first and `snapshots/<id>.json` last, in one atomic put. The manifest lists, per table,
+the chunks holding that table's segments in order, with row and tombstone counts and a
+SHA-256 over the segment plaintexts, so a restore (or `verify --read-data`) proves it
+got back exactly what was written, and the audit chain head (optionally with its signed
+checkpoint) that was current when the snapshot was taken.
+
+Threat: whoever can write to the storage target (a compromised NAS, a leaked S3 key)
+could edit a manifest to drop a table, point it at other chunks or change counts, so a
+restore silently brings back less than was backed up. The manifest therefore carries
+`hmac` = HMAC-SHA256 under a key derived from the repository's backup key (HKDF info
+"strongroom-backup-manifest") over the canonical JSON of every other field; without the
+KEK nobody can produce a manifest that verifies. It does not stop deletion of a whole
+manifest (a snapshot going missing is visible to retention and monitoring instead).
+
+The manifest holds no PHI and no key material: table and column names, counts, sizes,
+hashes of ciphertext-bearing segments and content addresses (keyed HMACs) only.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac as _hmac
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+FORMAT = 1
+_HEX64 = r"^[0-9a-f]{64}$"
+
+
+class _Model(BaseModel):
+    # Frozen and strict about unknown fields: a manifest is evidence, and a field this
+    # version does not understand must not be silently dropped on a re-read.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChunkRef(_Model):
+    """One stored chunk: its content address, plaintext size and stored object size."""
+
+    address: str = Field(pattern=_HEX64)
+    size: int = Field(ge=0, description="plaintext bytes (before compression)")
+    stored_size: int = Field(ge=0, description="bytes of the stored object")
+
+
+class TableEntry(_Model):
+    """One table's part of a snapshot: its segments as chunks, in order."""
+
+    name: str = Field(min_length=1)
+    columns: list[str]
+    row_count: int = Field(ge=0)
+    tombstone_count: int = Field(ge=0)
+    sha256: str = Field(pattern=_HEX64, description="over the segment plaintexts in order")
+    chunks: list[ChunkRef]
+
+
+class AuditHead(_Model):
+    """The audit chain head when the snapshot was taken (id None: empty chain)."""
+
+    id: int | None
+    hash: str = Field(pattern=_HEX64)
+    checkpoint: dict[str, Any] | None = None
+
+
+class Totals(_Model):
+    """Sums over the tables; `added_bytes` is what this snapshot newly uploaded."""
+
+    tables: int = Field(ge=0)
+    rows: int = Field(ge=0)
+    tombstones: int = Field(ge=0)
+    chunks: int = Field(ge=0)
+    plain_bytes: int = Field(ge=0)
+    stored_bytes: int = Field(ge=0)
+    added_bytes: int = Field(ge=0, default=0)
+
+
+def totals_of(tables: Iterable[TableEntry], added_bytes: int = 0) -> Totals:
+    tables = list(tables)
+    refs = [ref for table in tables for ref in table.chunks]
+    return Totals(tables=len(tables), rows=sum(t.row_count for t in tables),
+                  tombstones=sum(t.tombstone_count for t in tables), chunks=len(refs),
+                  plain_bytes=sum(r.size for r in refs),
+                  stored_bytes=sum(r.stored_size for r in refs), added_bytes=added_bytes)
+
+
+class Manifest(_Model):
+    """A snapshot's manifest; build it with `Manifest.build` so the totals add up."""
+
+    format: Literal[1] = FORMAT
+    repository_id: uuid.UUID
+    snapshot_id: uuid.UUID
+    kind: Literal["full", "incremental"]
+    parent_id: uuid.UUID | None = None
+    created_at: AwareDatetime
+    schema_revision: str = Field(min_length=1)
+    change_watermark: int = Field(ge=0)
+    tables: list[TableEntry]
+    audit: AuditHead
+    totals: Totals
+    hmac: str | None = Field(default=None, pattern=_HEX64)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.kind == "incremental" and self.parent_id is None:
+            raise ValueError("an incremental snapshot needs a parent_id")
+        if self.kind == "full" and self.parent_id is not None:
+            raise ValueError("a full snapshot has no parent_id")
+        if self.parent_id == self.snapshot_id:
+            raise ValueError("a snapshot cannot be its own parent")
+        names = [t.name for t in self.tables]
+        if len(set(names)) != len(names):
+            raise ValueError("a table appears more than once")
+        expected = totals_of(self.tables, self.totals.added_bytes)
+        if self.totals != expected:
+            raise ValueError("totals do not match the tables")
+        return self
+
+    @classmethod
+    def build(cls, *, repository_id: uuid.UUID, snapshot_id: uuid.UUID,
+              kind: Literal["full", "incremental"], parent_id: uuid.UUID | None,
+              created_at: datetime, schema_revision: str, change_watermark: int,
+              tables: list[TableEntry], audit: AuditHead, added_bytes: int = 0) -> Manifest:
+        """A manifest with its totals computed from `tables` (unsigned: hmac None)."""
+        return cls(repository_id=repository_id, snapshot_id=snapshot_id, kind=kind,
+                   parent_id=parent_id, created_at=created_at, schema_revision=schema_revision,
+                   change_watermark=change_watermark, tables=tables, audit=audit,
+                   totals=totals_of(tables, added_bytes))
+
+    def chunk_refs(self) -> Iterable[ChunkRef]:
+        for table in self.tables:
+            yield from table.chunks
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: one byte string per JSON value."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode()
+
+
+def _mac(key: bytes, document: dict[str, Any]) -> str:
+    body = {k: v for k, v in document.items() if k != "hmac"}
+    return _hmac.new(key, canonical_json(body), hashlib.sha256).hexdigest()
+
+
+def seal(manifest: Manifest, key: bytes) -> tuple[Manifest, bytes]:
+    """The signed manifest and the exact bytes to store.
+
+    The HMAC is computed over the JSON form (not the Python objects) and checked by
+    `unseal` over the parsed JSON before any model validation, so it never depends on
+    how a later pydantic version would re-serialise a datetime.
+    """
+    document = manifest.model_dump(mode="json", exclude={"hmac"})
+    document["hmac"] = _mac(key, document)
+    return Manifest.model_validate(document), canonical_json(document)
+
+
+class ManifestError(ValueError):
+    """Why stored manifest bytes were refused (the repository names the object)."""
+
+
+def unseal(data: bytes, key: bytes) -> Manifest:
+    """Parse stored bytes, check the format and the HMAC, then validate the fields."""
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, ValueError):
+        raise ManifestError("is not valid JSON (corrupted)") from None
+    if not isinstance(document, dict):
+        raise ManifestError("is not a JSON object (corrupted)")
+    version = document.get("format")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT:
+        raise ManifestError(f"has format {version}; this Strongroom reads format {FORMAT} "
+                            "(upgrade Strongroom to read it)")
+    stored = document.get("hmac")
+    if not isinstance(stored, str):
+        raise ManifestError("has no HMAC (corrupted or not written by Strongroom)")
+    if not _hmac.compare_digest(stored.encode(), _mac(key, document).encode()):
+        raise ManifestError("failed HMAC verification (corrupted or tampered)")
+    try:
+        return Manifest.model_validate(document)
+    except ValueError as exc:
+        # Authentic but invalid: a writer bug. Say which fields, not their values.
+        fields = ", ".join(sorted({".".join(map(str, e["loc"])) or "<root>"
+                                   for e in getattr(exc, "errors", lambda: [])()}))
+        raise ManifestError(f"is authentic but invalid ({fields or exc})") from None
