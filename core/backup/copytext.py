@@ -83,10 +83,20 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def pg_session_sql() -> str:
+    """The SET statements that make PostgreSQL's COPY output the canonical format."""
+    return "; ".join(f"SET {name} = '{value}'" for name, value in PG_SESSION_SETTINGS)
+
+
 def copy_out_sql(table: Table) -> str:
-    """`COPY (SELECT <cols> FROM t ORDER BY <pk>) TO STDOUT` in the canonical column order."""
+    """`COPY (SELECT <cols> FROM t ORDER BY <pk>) TO STDOUT` in the canonical column order.
+
+    Text keys sort with COLLATE "C" (bytewise, as SQLite's BINARY does), so both engines
+    emit rows in the same order whatever the database's collation.
+    """
     cols = ", ".join(_quote(c.name) for c in columns(table))
-    order = ", ".join(_quote(c.name) for c in table.primary_key.columns)
+    order = ", ".join(_quote(c.name) + (' COLLATE "C"' if _kind(c) in ("text", "enum") else "")
+                      for c in table.primary_key.columns)
     return f"COPY (SELECT {cols} FROM {_quote(table.name)} ORDER BY {order}) TO STDOUT"
 
 
