@@ -15,8 +15,9 @@ from strongroom.console.screens.text import when
 from strongroom.console.widgets.filter_bar import AuditFilter, FilterBar
 
 PAGE_SIZE = 50
-COLUMNS = (("ID", "id"), ("When", "when"), ("Actor", "actor"), ("Action", "action"),
-           ("Table", "table"), ("Outcome", "outcome"))
+# Fixed widths: the table never measures cells to size columns (a page change stays cheap).
+COLUMNS = (("ID", "id", 9), ("When", "when", 19), ("Actor", "actor", 14), ("Action", "action", 10),
+           ("Table", "table", 12), ("Outcome", "outcome", 8))
 
 
 class AuditTab(Vertical):
@@ -33,6 +34,7 @@ class AuditTab(Vertical):
         self.entries: dict[str, dict] = {}
         self.last_id: int | None = None         # the oldest id on this page
         self.full_page = False
+        self._paging: tuple[bool, bool] | None = None
         self.new_since = 0
         self.chain = "chain: not checked (v verifies)"
 
@@ -43,8 +45,8 @@ class AuditTab(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
+        for label, key, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
 
     def focus_main(self) -> None:
         self.query_one(DataTable).focus()
@@ -96,7 +98,10 @@ class AuditTab(Vertical):
         self.full_page = len(rows) == PAGE_SIZE
         if self.before_id is None:
             self.new_since = 0
-        self.refresh_bindings()
+        paging = (self.full_page, bool(self.history))
+        if paging != self._paging:     # the footer rebuilds on every refresh: only when it changes
+            self._paging = paging
+            self.refresh_bindings()
         self.show_status()
 
     def show_status(self) -> None:
