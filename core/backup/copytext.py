@@ -26,6 +26,18 @@ tests/core/backup/test_copytext_pg.py:
   as PostgreSQL numeric prints them: never an exponent, scale kept (`2.50`, `1e3` ->
   `1000`, `1e-5` -> `0.00001`), negative zero printed unsigned. Then COPY-escaped.
 
+Restoring into PostgreSQL with `copy_in_sql`: run each COPY in a transaction scoped
+like `set_scope(system=True)` -- the `strongroom.app` marker keeps the audit-bypass
+triggers from writing audit rows for restored data (the restored audit_logs is the
+chain), and system scope satisfies the RLS WITH CHECK. We prefer this over
+`session_replication_role = replica`, which needs superuser and also silences the
+foreign-key triggers, so a damaged backup could restore dangling references. But
+PostgreSQL refuses COPY FROM on a table whose RLS applies to the role ("COPY FROM not
+supported with row-level security", checked on 15), so the restoring role must be a
+superuser or have BYPASSRLS. Self-references (backups.parent_id) are fine: foreign keys
+are checked at the end of each COPY statement. Sequences (strongroom_change_seq and the
+audit_logs / security_events identities) must be advanced after the load.
+
 JSON columns are read for encoding as their stored *text* (see `select_for_copy`):
 SQLAlchemy's JSON type returns None both for SQL NULL and for a stored JSON `null`,
 which PostgreSQL prints differently (`\\N` vs `null`), and both occur in our tables.
