@@ -459,12 +459,17 @@ class Repository:
 
     # -- manifests --------------------------------------------------------------------
 
-    def write_manifest(self, manifest: Manifest) -> Manifest:
+    def write_manifest(self, manifest: Manifest, lock: Lock | None = None) -> Manifest:
         """Seal and store a manifest: the last write of a backup, one atomic object.
 
         Snapshots are immutable: an existing manifest with the same id is never replaced
-        (ConflictError). Returns the manifest with its HMAC filled in.
+        (ConflictError). Pass the backup's `lock` to check, just before the write, that
+        its lease never lapsed: if it had, garbage collection may have removed chunks
+        this manifest references, and the snapshot must not come into existence.
+        Returns the manifest with its HMAC filled in.
         """
+        if lock is not None:
+            lock.check()
         if manifest.repository_id != self.id:
             raise ConflictError(f"manifest {manifest.snapshot_id} belongs to repository "
                                 f"{manifest.repository_id}, not {self.id}")

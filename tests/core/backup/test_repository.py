@@ -487,6 +487,22 @@ def test_an_expired_lock_is_ignored_and_its_holder_must_stop(repo: Repository) -
     gc.release()
 
 
+def test_a_backup_whose_lease_lapsed_cannot_publish_its_manifest(repo: Repository) -> None:
+    clock = Clock()
+    lock = repo.acquire_lock("shared", "backup", ttl=timedelta(minutes=10), clock=clock)
+    stored = repo.store_chunk(segment(1))
+    manifest = Manifest.build(
+        repository_id=repo.id, snapshot_id=new_id(), kind="full", parent_id=None,
+        created_at=NOW, schema_revision="0007", change_watermark=1,
+        tables=[TableEntry(name="clients", columns=["id"], row_count=1, tombstone_count=0,
+                           sha256=hashlib.sha256(segment(1)).hexdigest(), chunks=[stored.ref])],
+        audit=AuditHead(id=None, hash="0" * 64))
+    clock.now += timedelta(minutes=11)
+    with pytest.raises(ConflictError, match="lapsed"):
+        repo.write_manifest(manifest, lock)
+    assert repo.list_snapshots() == []
+
+
 def test_a_lock_is_renewed_when_half_spent(repo: Repository) -> None:
     clock = Clock()
     lock = repo.acquire_lock("shared", "backup", ttl=timedelta(minutes=10), clock=clock)
