@@ -17,10 +17,9 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP)
 
-# A synthetic demo practice in .demo/ (SQLite, all PHI encrypted), then a look at it.
+# A synthetic demo practice in .demo/ (SQLite, all PHI encrypted), its daemon, the console.
 demo: $(STAMP)
-	@test -f $(DEMO)/strongroom.toml || $(BIN)/strongroom --data-dir $(DEMO) init --demo --practice-name "Demo Practice"
-	@$(BIN)/strongroom --data-dir $(DEMO) demo overview
+	@BIN=$(BIN) DEMO=$(DEMO) scripts/demo.sh
 
 # The whole suite: SQLite always, PostgreSQL too when a server answers.
 test: $(STAMP)
