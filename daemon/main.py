@@ -27,7 +27,7 @@ from strongroom.core.config import Settings, load_settings, locate_config
 from strongroom.core.context import Context, open_context
 from strongroom.core.db.engine import transaction, translate_error
 from strongroom.core.db.migrate import current_revision, head_revision
-from strongroom.core.db.models import AuditLog, SecurityEvent
+from strongroom.core.db.models import AuditLog, IntegrityCheck, SecurityEvent
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConfigError, ConflictError, PermissionDenied, StrongroomError
 from strongroom.core.jobs import runs
@@ -74,6 +74,7 @@ class Daemon:
         self.reloads = 0
         self._health: dict = {}
         self._audit_chain_ok: bool | None = None
+        self._audit_chain_checked = None
         self._last_audit_id = 0
         self._last_security_id = 0
         self.metrics_port: int | None = None
@@ -116,6 +117,7 @@ class Daemon:
 
     def note_audit_result(self, ok: bool) -> None:
         self._audit_chain_ok = ok
+        self._audit_chain_checked = utcnow()
 
     def status(self) -> dict:
         return {
@@ -220,6 +222,13 @@ class Daemon:
     def _read_health(self) -> dict:
         last = runs.last_success(self.ctx.engine)
         now = time.time()
+        checks = IntegrityCheck.__table__
+        with self.ctx.engine.connect() as conn:
+            chain = conn.execute(select(checks.c.status, checks.c.completed_at)
+                                 .where(checks.c.check_type == "audit_chain")
+                                 .order_by(checks.c.started_at.desc()).limit(1)).first()
+        if chain is not None and (self._audit_chain_checked is None or chain.completed_at > self._audit_chain_checked):
+            self._audit_chain_ok, self._audit_chain_checked = chain.status == "passed", chain.completed_at
         return {
             "role": "leader" if self.leadership.is_leader else "standby",
             "uptime_seconds": round(now - self.started_at, 1),

@@ -319,3 +319,11 @@ def test_standby_takes_over_when_the_leader_dies(tmp_path, db_url):
     finally:
         first.stop()
         second.stop()
+
+
+def test_health_reports_the_audit_chain_verdict_of_the_last_integrity_run(daemon):
+    assert _run_and_wait(daemon, "integrity")["status"] == "succeeded"
+    deadline = time.monotonic() + 10
+    while daemon.call("health").get("audit_chain_ok") is not True:
+        assert time.monotonic() < deadline, daemon.call("health")
+        time.sleep(0.2)
