@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 
@@ -59,6 +59,7 @@ from strongroom.core.backup.manifest import ChunkRef, Manifest, ManifestError, c
 from strongroom.core.backup.manifest import seal as _seal
 from strongroom.core.backup.manifest import unseal as _unseal
 from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.db.types import utcnow
 from strongroom.core.errors import (
     ConflictError,
     CryptoError,
@@ -98,10 +99,6 @@ class _Purpose(str, Enum):
     """
 
     BACKUP_REPOSITORY = "backup_repository"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _derive(key: bytes, info: bytes) -> bytes:
@@ -235,7 +232,7 @@ def _wrong_kek(target: Target, config: RepositoryConfig, keyring: Keyring) -> Ke
         "rewrapped after a KEK rotation (load the retired key file or recovery kit)")
 
 
-def init_repository(target: Target, keyring: Keyring, *, clock: Clock = _utcnow,
+def init_repository(target: Target, keyring: Keyring, *, clock: Clock = utcnow,
                     compression_level: int = DEFAULT_LEVEL, zstd_threads: int = 0) -> Repository:
     """Create a repository on an empty target with a fresh backup key.
 
@@ -611,7 +608,7 @@ class Repository:
     # -- locks ------------------------------------------------------------------------
 
     def acquire_lock(self, kind: Literal["shared", "exclusive"], purpose: str, *,
-                     ttl: timedelta = DEFAULT_LOCK_TTL, clock: Clock = _utcnow) -> Lock:
+                     ttl: timedelta = DEFAULT_LOCK_TTL, clock: Clock = utcnow) -> Lock:
         """Take a lease on the repository: shared (backup, verify, restore) or exclusive
         (garbage collection).
 
