@@ -1,8 +1,9 @@
 """The seam between the backup jobs and wherever their bytes end up.
 
 A target stores opaque, already-encrypted objects under string keys. The backup job
-writes content-addressed chunks (the key is the SHA-256 of the ciphertext, so a key
-always names the same bytes) and, last, one manifest per snapshot; a snapshot without
+writes content-addressed chunks (the key is a keyed HMAC-SHA256 of the chunk's
+plaintext, see core/backup/repository.py, so within a repository a key always names
+the same content) and, last, one manifest per snapshot; a snapshot without
 its manifest does not exist. Targets therefore promise exactly two things beyond
 get/put: a reader never sees half an object, and `put_if_absent` lets the job skip
 chunks that are already there.
