@@ -1,17 +1,21 @@
 """`strongroom demo seed`: synthetic demo data (never real people)."""
 from __future__ import annotations
 
+import itertools
+
 import click
+from sqlalchemy import select
 
 from strongroom.console.cli import CliState, local_actor, pass_state
 from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Client
 from strongroom.core.demo import client_records, session_records
 from strongroom.core.principal import Principal
 from strongroom.core.repository.clients import insert_clients, list_clients
 from strongroom.core.repository.practices import only_practice
 from strongroom.core.repository.sessions import insert_sessions
-from strongroom.core.db.models import Client
-from sqlalchemy import select
+
+SLICE = 1000
 
 
 @click.group(name="demo")
@@ -20,18 +24,20 @@ def group() -> None:
 
 
 def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: int = 7) -> tuple[int, int]:
-    """Insert synthetic clients and sessions in one transaction; returns the counts."""
+    """Insert synthetic clients and their sessions, a slice of clients at a time (memory
+    stays flat for millions), all in one transaction; returns the counts."""
     ctx = state.ctx
     principal = Principal(actor=local_actor(), permissions=frozenset({"*"}))
+    n_clients = n_sessions = 0
+    records = client_records(clients, seed=seed)
     with transaction(ctx.engine) as conn:
         practice_id = only_practice(conn)
-        table = Client.__table__
-        before = set(conn.execute(select(table.c.id)).scalars())
-        n_clients = insert_clients(conn, ctx.keyring, principal, practice_id,
-                                   client_records(clients, seed=seed))
-        new_ids = sorted(set(conn.execute(select(table.c.id)).scalars()) - before)
-        n_sessions = insert_sessions(conn, ctx.keyring, principal,
-                                     session_records(new_ids, sessions_per_client, seed=seed + 1))
+        for start in range(0, clients, SLICE):
+            created: list = []
+            n_clients += insert_clients(conn, ctx.keyring, principal, practice_id,
+                                        itertools.islice(records, SLICE), created=created)
+            n_sessions += insert_sessions(conn, ctx.keyring, principal,
+                                          session_records(created, sessions_per_client, seed=seed + start))
     click.echo(f"seeded {n_clients} synthetic clients and {n_sessions} sessions (all PHI encrypted)")
     return n_clients, n_sessions
 

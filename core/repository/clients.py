@@ -184,11 +184,14 @@ def create_client(conn: Connection, keyring: Keyring, principal: Principal,
 
 def insert_clients(conn: Connection, keyring: Keyring, principal: Principal,
                    practice_id: uuid.UUID, items: Iterable[dict | ClientInput], *,
-                   batch_size: int = 1000, encrypt: bool = True) -> int:
+                   batch_size: int = 1000, encrypt: bool = True,
+                   created: list[uuid.UUID] | None = None) -> int:
     """Bulk import: validated, encrypted, written in batches; one audit entry per batch.
 
-    `encrypt=False` exists only so the benchmark can time the identical path without
-    the cipher; nothing else may call it that way (plaintext PHI would be stored).
+    `created`, when given, receives the new ids in order (callers that import in slices
+    pass a fresh list per slice, so memory stays bounded). `encrypt=False` exists only
+    so the benchmark can time the identical path without the cipher; nothing else may
+    call it that way (plaintext PHI would be stored).
     """
     _require(principal, "table:clients:write")
     version = next_change_version(conn)
@@ -209,6 +212,8 @@ def insert_clients(conn: Connection, keyring: Keyring, principal: Principal,
             conn.execute(insert(_keys), key_rows)
         conn.execute(insert(_clients), rows)
         total += len(rows)
+        if created is not None:
+            created.extend(row["id"] for row in rows)
         _audit(conn, principal, "CREATE", None, {"count": len(rows), "first_id": str(rows[0]["id"]),
                                                  "last_id": str(rows[-1]["id"]), "bulk": True})
     return total
