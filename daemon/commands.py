@@ -21,7 +21,6 @@ from strongroom.core.auth import sessions as auth_sessions
 from strongroom.core.auth.users import list_users
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup, SecurityEvent
-from strongroom.core.errors import NotFoundError
 from strongroom.core.jobs import runs
 from strongroom.core.principal import Principal
 from sqlalchemy import select

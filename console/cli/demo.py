@@ -61,7 +61,7 @@ def create_demo_admin(state: CliState) -> dict:
     text = "".join(f"{k}={v}\n" for k, v in creds.items())
     write_atomic(ctx.settings.data_dir / "demo-credentials.txt", text.encode(), mode=0o600)
     click.echo("demo admin (synthetic demo only):")
-    click.echo(f"  username     demo-admin")
+    click.echo("  username     demo-admin")
     click.echo(f"  password     {password}")
     click.echo(f"  TOTP secret  {enrolment.secret}   (otpauth URI: {enrolment.uri})")
     click.echo(f"  saved in     {ctx.settings.data_dir / 'demo-credentials.txt'}")
@@ -100,7 +100,7 @@ def overview_cmd(state: CliState) -> None:
     click.echo(f"  database        {ctx.engine.dialect.name}")
     click.echo(f"  clients         {n_clients}")
     click.echo(f"  sessions        {n_sessions}")
-    click.echo(f"  data keys       " + ", ".join(f"{n} {state_.value}" for state_, n in keys))
+    click.echo("  data keys       " + ", ".join(f"{n} {state_.value}" for state_, n in keys))
     click.echo(f"  KEK id          {ctx.keyring.kek_id}")
     click.echo(f"  audit chain     {'intact' if chain.ok else 'BROKEN at ' + str(chain.broken_id)}"
                f" ({chain.checked} entries)")

@@ -9,7 +9,6 @@ restore drills as further checks here.
 """
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from sqlalchemy import insert, select

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Connection, func, insert, select, update
 
 from strongroom.core import audit
-from strongroom.core.crypto.fields import FieldCipher, associated_data
+from strongroom.core.crypto.fields import FieldCipher
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.encrypted import CLIENT_KEYED
 from strongroom.core.db.models import Client, ClientStatus, DataKey, KeyPurpose, Sensitivity

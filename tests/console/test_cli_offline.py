@@ -1,9 +1,7 @@
 """The offline CLI on a data directory: init, db, clients, audit, demo, error handling."""
-import os
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

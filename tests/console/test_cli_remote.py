@@ -1,6 +1,5 @@
 """The CLI against a real daemon: login, status, jobs (with --wait), sessions, notify, logout."""
 import json
-import os
 
 import pytest
 

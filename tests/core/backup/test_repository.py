@@ -523,7 +523,7 @@ def test_gc_keeps_referenced_and_in_progress_chunks_and_deletes_the_rest(
         repo: Repository, target: LocalTarget) -> None:
     clock = Clock()
     old = snapshot(repo, {"clients": [segment(1), segment(2)]})
-    kept = snapshot(repo, {"clients": [segment(2), segment(3)]})
+    snapshot(repo, {"clients": [segment(2), segment(3)]})
 
     # A backup is running: it holds a shared lock, has written a chunk no manifest
     # references yet, and has deduplicated against segment(1), which only `old` uses.
