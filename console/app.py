@@ -7,11 +7,14 @@ with the daemon's words.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
+from textual.screen import Screen
 
 from strongroom.console.client import Client, ClientError
 from strongroom.console.screens.help import HelpScreen
@@ -66,11 +69,23 @@ class StrongroomConsole(App):
             self.pop_screen()
         self.switch_screen(LoginScreen(f"Session ended: {event.reason}. Log in again."))
 
+    def own_bindings(self, screen: Screen) -> list:
+        """The screen's active bindings that are ours (widgets' cursor keys left out)."""
+        return [b for b in screen.active_bindings.values()
+                if b.binding.description and type(b.node).__module__.startswith(("strongroom.", "textual.app"))]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The command palette offers every enabled action of the screen by name."""
+        yield from super().get_system_commands(screen)
+        for active in self.own_bindings(screen):
+            if active.enabled and active.binding.action not in ("quit", "help", "app.quit"):
+                key = active.binding.key_display or active.binding.key
+                yield SystemCommand(active.binding.description, f"key {key}",
+                                    partial(self.call_later, self.run_action, active.binding.action, active.node))
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        # Our own bindings only: the widgets' cursor keys would bury them.
         rows = [(b.binding.key_display or b.binding.key, b.binding.description, b.enabled)
-                for b in self.screen.active_bindings.values()
-                if b.binding.description and type(b.node).__module__.startswith(("strongroom.", "textual.app"))]
+                for b in self.own_bindings(self.screen)]
         self.push_screen(HelpScreen(rows))

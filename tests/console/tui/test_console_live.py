@@ -223,3 +223,22 @@ async def _restart(tui_daemon, tmp_path):
             assert isinstance(app.screen, MainScreen)   # the session survived the restart
         finally:
             await in_thread(again.stop)
+
+
+def test_lockout_after_failed_logins_is_explained(tui_daemon):
+    drive(lambda: _lockout(tui_daemon))
+
+
+async def _lockout(tui_daemon):
+    app = console(tui_daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        message = app.screen.query_one("#login-message", Static)
+        await log_in(pilot, password="wrong one")
+        for attempt in range(3):   # the test config locks after 3 failures
+            await wait_for(pilot, lambda: "invalid username or password" in str(message.render()), what="refusal")
+            message.update("")
+            await pilot.click("#password")
+            await pilot.press(*("wrong one" if attempt < 2 else PASSWORD), "enter")
+        await wait_for(pilot, lambda: "locked" in str(message.render()), what="lockout message")
+        assert "auditor1" in str(message.render())
+        assert isinstance(app.screen, LoginScreen)

@@ -57,3 +57,28 @@ def test_unreachable_daemon_shows_the_reconnect_banner():
             assert "reconnecting" in str(banner.render())
             assert "no answer from the daemon" in str(banner.render())
     drive(scenario, timeout=40)
+
+
+def test_command_palette_offers_the_enabled_actions_and_runs_them():
+    from strongroom.console.screens.main import MainScreen
+    from tests.console.tui.test_console_snapshots import fixed_app
+
+    async def scenario():
+        app = fixed_app("fixed-token")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="main")
+            await pilot.press("2")
+            await pilot.pause()
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            assert "Reload" in titles and "Run job" not in titles   # the auditor may not run jobs
+            await pilot.press("3")
+            await pilot.pause()
+            assert {"Verify chain", "Newest", "Filter"} <= {c.title for c in app.get_system_commands(app.screen)}
+            await pilot.press("ctrl+p")
+            await pilot.pause()
+            await pilot.press(*"verify chain")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            status = app.screen.query_one("#audit-status", Static)
+            await wait_for(pilot, lambda: "chain: intact (5 checked)" in str(status.render()), what="verified")
+    drive(scenario, timeout=30)

@@ -27,6 +27,7 @@ FIXED = {
                    "queued_at": "2026-11-22T03:30:00+00:00", "trigger": "schedule", "requested_by": "system",
                    "progress_done": 5, "progress_total": 5}
                   for i, d in enumerate([4.1, 3.9, 5.2, 4.4, 6.8, 4.0, 4.2, 3.8])],
+    "audit.verify": {"ok": True, "checked": 5, "head_id": 5, "head_hash": "0" * 64},
     "audit.tail": [], "sessions.list": [], "security.events": [], "users.list": [],
 }
 
