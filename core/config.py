@@ -100,6 +100,15 @@ class MetricsSettings(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 9464
 
 
+class BackupSettings(_Section):
+    """Where snapshots go. `target` is a storage URL: an absolute path or file:///path
+    for local disk, s3://bucket/prefix?region=...&object_lock_days=... for S3.
+    Default: <data_dir>/backups."""
+
+    target: str | None = None
+    compression_level: Annotated[int, Field(ge=1, le=19)] = 3
+
+
 class Settings(_Section):
     """The whole configuration. `source` is the file it came from (None when built in
     code), used to resolve relative paths and in error messages."""
@@ -114,6 +123,7 @@ class Settings(_Section):
     # Cron expressions (minute hour day month weekday) per job kind, e.g. backup = "0 2 * * *".
     schedules: dict[str, str] = {}
     notify: NotifySettings = NotifySettings()
+    backup: BackupSettings = BackupSettings()
     # The compliance score (0-100) below which the alert rule fires.
     compliance_threshold: Annotated[int, Field(ge=0, le=100)] = 80
     source: Path | None = Field(default=None, exclude=True)

@@ -1,0 +1,188 @@
+"""Restore: a snapshot into an empty database (PostgreSQL or a new SQLite file).
+
+Cross-engine both ways: segments are PostgreSQL COPY text (core.backup.copytext), loaded
+with `COPY ... FROM STDIN` on PostgreSQL and decoded into typed rows on SQLite. The
+whole load is one transaction, so a failed restore leaves the target as it was. Then
+the restored database is proven: every table's row count and its re-encoded SHA-256
+must equal the manifest's, and the audit chain must verify. A non-empty target is
+refused unless `force`, which empties it first (in the same transaction).
+
+Only the KEK is needed: the backup key is in the repository, wrapped; the data keys
+that open field ciphertext are in the snapshot, wrapped.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text
+
+from strongroom.core import audit
+from strongroom.core.backup import copytext
+from strongroom.core.backup.manifest import Manifest
+from strongroom.core.backup.repository import Repository
+from strongroom.core.db.engine import make_engine, set_scope, transaction
+from strongroom.core.db.migrate import head_revision, upgrade
+from strongroom.core.db.models import AuditLog, Client, DataKey, Practice
+from strongroom.core.errors import ConflictError, IntegrityError, ValidationError
+from strongroom.core.jobs.backup import tables as backed_up_tables
+
+_SQLITE_BATCH = 2000
+_EMPTY_CHECK = (Practice, Client, DataKey, AuditLog)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    snapshot_id: str
+    target_engine: str
+    tables: int
+    rows: int
+    seconds: float
+    audit_entries: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def is_empty(conn: Connection) -> bool:
+    return all(conn.execute(select(func.count()).select_from(m.__table__)).scalar_one() == 0
+               for m in _EMPTY_CHECK)
+
+
+def _wipe(conn: Connection) -> None:
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_logs_append_only_delete")
+    else:
+        conn.execute(text("ALTER TABLE audit_logs DISABLE TRIGGER audit_logs_append_only"))
+    for table in reversed(backed_up_tables()):
+        conn.execute(delete(table))
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("CREATE TRIGGER audit_logs_append_only_delete BEFORE DELETE ON audit_logs "
+                             "BEGIN SELECT RAISE(ABORT, 'audit_logs is append-only'); END")
+    else:
+        conn.execute(text("ALTER TABLE audit_logs ENABLE TRIGGER audit_logs_append_only"))
+
+
+def _load_table_sqlite(conn: Connection, table, cols, chunks) -> None:
+    batch: list[dict] = []
+    line = 1
+    for plain in chunks:
+        for row in copytext.decode_lines(cols, plain, first_line=line):
+            batch.append(row)
+            if len(batch) >= _SQLITE_BATCH:
+                conn.execute(insert(table), batch)
+                batch = []
+        line += plain.count(b"\n")
+    if batch:
+        conn.execute(insert(table), batch)
+
+
+def _load_table_pg(conn: Connection, table, chunks) -> None:
+    raw = conn.connection.driver_connection
+    with raw.cursor().copy(copytext.copy_in_sql(table)) as copy:
+        for plain in chunks:
+            copy.write(plain)
+
+
+def _reset_counters(conn: Connection, manifest: Manifest) -> None:
+    """Sequences and the change counter continue after the restored data, never reuse."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT setval('strongroom_change_seq', :v, :called)"),
+                     {"v": max(manifest.change_watermark, 1), "called": manifest.change_watermark > 0})
+        for name in ("audit_logs", "security_events"):
+            conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                              f"coalesce((SELECT max(id) FROM {name}), 0) + 1, false)"))
+    else:
+        conn.execute(text("UPDATE change_counter SET value = :v WHERE name = 'sync_version'"),
+                     {"v": manifest.change_watermark})
+
+
+def _reencoded_sha(conn: Connection, table) -> tuple[str, int]:
+    cols = copytext.columns(table)
+    digest = hashlib.sha256()
+    rows = 0
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor().copy(copytext.copy_out_sql(table)) as copy:
+            for block in copy:
+                digest.update(block)
+                rows += bytes(block).count(b"\n")
+        return digest.hexdigest(), rows
+    result = conn.execute(copytext.select_for_copy(table))
+    while batch := result.fetchmany(_SQLITE_BATCH):
+        data = copytext.encode_rows(cols, batch)
+        digest.update(data)
+        rows += len(batch)
+    return digest.hexdigest(), rows
+
+
+def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: bool = False,
+            progress=None, engine: Engine | None = None) -> RestoreResult:
+    """Restore `snapshot_id` into the database at `dest_url`, proven before it returns."""
+    progress = progress or (lambda *a: None)
+    started = time.monotonic()
+    manifest = repo.read_manifest(snapshot_id)
+    if manifest.kind != "full":
+        raise ValidationError(f"snapshot {snapshot_id} is {manifest.kind}; this release restores full snapshots")
+    if manifest.schema_revision != head_revision():
+        raise ConflictError(f"snapshot {snapshot_id} has schema {manifest.schema_revision}, this release "
+                            f"restores schema {head_revision()} only")
+    by_name = {t.name: t for t in backed_up_tables()}
+    unknown = [t.name for t in manifest.tables if t.name not in by_name]
+    if unknown:
+        raise IntegrityError(f"snapshot {snapshot_id} holds tables this schema lacks: {', '.join(unknown)}")
+    own_engine = engine is None
+    engine = engine or make_engine(dest_url)
+    try:
+        upgrade(engine)
+        total = sum(t.row_count for t in manifest.tables)
+        done = 0
+        with transaction(engine) as conn:
+            if not is_empty(conn):
+                if not force:
+                    raise ConflictError("the target database is not empty; restoring over live data "
+                                        "needs --force (which first empties it)")
+                _wipe(conn)
+            if conn.dialect.name == "postgresql":
+                set_scope(conn, practice_id=None, system=True)
+                conn.execute(text(copytext.pg_session_sql()))
+            for entry in manifest.tables:
+                table = by_name[entry.name]
+                cols = copytext.columns(table)
+                if copytext.column_names(cols) != entry.columns:
+                    raise IntegrityError(f"snapshot table {entry.name}: columns differ from this schema")
+                digest = hashlib.sha256()
+
+                def chunks(entry=entry, digest=digest):
+                    for ref in entry.chunks:
+                        plain = repo.load_chunk(ref)
+                        digest.update(plain)
+                        yield plain
+                if conn.dialect.name == "postgresql":
+                    _load_table_pg(conn, table, chunks())
+                else:
+                    _load_table_sqlite(conn, table, cols, chunks())
+                if digest.hexdigest() != entry.sha256:
+                    raise IntegrityError(f"snapshot table {entry.name}: segments do not hash to the manifest's SHA-256")
+                done += entry.row_count
+                progress(done, total, f"restored {entry.name}")
+            _reset_counters(conn, manifest)
+            for entry in manifest.tables:
+                sha, rows = _reencoded_sha(conn, by_name[entry.name])
+                if rows != entry.row_count or sha != entry.sha256:
+                    raise IntegrityError(f"restored table {entry.name} differs from the snapshot "
+                                         f"({rows} rows vs {entry.row_count}; hash {'equal' if sha == entry.sha256 else 'differs'})")
+        chain = audit.verify(engine)
+        if not chain.ok:
+            raise IntegrityError(f"restored audit chain is broken at entry {chain.broken_id}: {chain.reason}")
+        if chain.head_hash != manifest.audit.hash:
+            raise IntegrityError("restored audit chain does not end at the snapshot's recorded head")
+        return RestoreResult(str(snapshot_id), engine.dialect.name, len(manifest.tables),
+                             sum(t.row_count for t in manifest.tables), round(time.monotonic() - started, 3),
+                             chain.checked)
+    finally:
+        if own_engine:
+            engine.dispose()

@@ -1,0 +1,152 @@
+"""Full backups restore on their own, into either engine, proven row for row."""
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import select
+
+from strongroom.core.backup.repository import open_repository
+from strongroom.core.config import KeySettings
+from strongroom.core.crypto.kek import generate_kek, write_kek_file
+from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.crypto.kek import load_keks
+from strongroom.core.db.engine import make_engine, transaction
+from strongroom.core.db.models import AuditLog, Backup, TherapySession
+from strongroom.core.demo import client_records
+from strongroom.core.errors import ConflictError, IntegrityError, KeyUnavailableError
+from strongroom.core.jobs import backup, restore, verify
+from strongroom.core.principal import Principal, SYSTEM
+from strongroom.core.repository.clients import insert_clients, list_clients
+from strongroom.core.repository.practices import create_practice
+from strongroom.core.repository.sessions import create_session
+from strongroom.core.storage import open_target
+from tests.conftest import PG_AVAILABLE, pg_admin, pg_url
+
+READER = Principal("test", frozenset({"table:clients:read", "table:therapy_sessions:read", "phi:read"}))
+
+
+def _seed(ctx, n=40):
+    created = []
+    with transaction(ctx.engine) as conn:
+        practice = create_practice(conn, SYSTEM, "Backup Practice")
+        insert_clients(conn, ctx.keyring, SYSTEM, practice, client_records(n), created=created)
+        for cid in created[:10]:
+            create_session(conn, ctx.keyring, SYSTEM, {"client_id": cid, "notes": "tab\tnewline\nbackslash\\",
+                                                       "starts_at": datetime(2026, 1, 5, 9, tzinfo=timezone.utc)})
+    return created
+
+
+def _settings_with_target(ctx, tmp_path):
+    target = tmp_path / "repo"
+    ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(update={"target": str(target)})})
+    return target
+
+
+def _clients(engine, keyring):
+    with transaction(engine) as conn:
+        return sorted(list_clients(conn, keyring, READER, limit=10_000), key=lambda r: r["id"])
+
+
+@pytest.fixture
+def backed_up(ctx, tmp_path):
+    _settings_with_target(ctx, tmp_path)
+    _seed(ctx)
+    result = backup.run(ctx, {"actor": "test"}, lambda *a: None)
+    repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
+    return ctx, repo, uuid.UUID(result["snapshot_id"]), result
+
+
+def test_backup_records_snapshot_and_audits_it(backed_up):
+    ctx, repo, snapshot_id, result = backed_up
+    assert result["rows"] > 40 and result["added_bytes"] > 0
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(Backup.__table__).where(Backup.__table__.c.id == snapshot_id)).mappings().one()
+        entry = conn.execute(select(AuditLog.__table__).order_by(AuditLog.__table__.c.id.desc()).limit(1)).mappings().one()
+    assert row["proof"] == "written" and row["status"] == "succeeded"
+    assert entry["action"] == "BACKUP" and entry["record_id"] == str(snapshot_id)
+    assert repo.list_snapshots() == [snapshot_id]
+
+
+def test_second_backup_stores_no_new_chunk_data_for_unchanged_tables(backed_up):
+    ctx, repo, _, first = backed_up
+    second = backup.run(ctx, {}, lambda *a: None)
+    assert second["added_bytes"] < first["added_bytes"] / 2
+
+
+@pytest.mark.parametrize("dest", ["sqlite", "postgresql"])
+def test_restore_into_a_fresh_database_equals_the_source_row_for_row(backed_up, tmp_path, dest):
+    ctx, repo, snapshot_id, _ = backed_up
+    if dest == "sqlite":
+        url = f"sqlite:///{tmp_path / 'restored.db'}"
+    else:
+        if not PG_AVAILABLE:
+            pytest.skip("PostgreSQL not answering")
+        name = f"sr_restore_{uuid.uuid4().hex[:8]}"
+        pg_admin(f'CREATE DATABASE "{name}"')
+        url = pg_url(name)
+    try:
+        result = restore.restore(repo, snapshot_id, url)
+        assert result.rows > 40 and result.audit_entries > 0
+        target = make_engine(url)
+        assert _clients(target, ctx.keyring) == _clients(ctx.engine, ctx.keyring)
+        with target.connect() as conn:
+            notes = conn.execute(select(TherapySession.__table__.c.notes_enc)).scalars().all()
+        assert len(notes) == 10
+        target.dispose()
+    finally:
+        if dest == "postgresql":
+            pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_restore_refuses_a_non_empty_target_unless_forced(backed_up, tmp_path):
+    ctx, repo, snapshot_id, _ = backed_up
+    url = f"sqlite:///{tmp_path / 'twice.db'}"
+    restore.restore(repo, snapshot_id, url)
+    with pytest.raises(ConflictError, match="not empty"):
+        restore.restore(repo, snapshot_id, url)
+    assert restore.restore(repo, snapshot_id, url, force=True).rows > 40
+
+
+def test_restore_with_a_different_kek_is_refused_clearly(backed_up, tmp_path):
+    ctx, repo, snapshot_id, _ = backed_up
+    other = Keyring([load_keks(KeySettings(kek_file=_new_key(tmp_path), kek_env=None, kek_credential=None))[0]])
+    with pytest.raises(KeyUnavailableError, match="KEK"):
+        open_repository(open_target(ctx.settings.backup.target), other)
+
+
+def _new_key(tmp_path):
+    path = tmp_path / "other.key"
+    write_kek_file(path, generate_kek())
+    return path
+
+
+def test_flipped_bit_in_a_chunk_is_named_by_read_data_verify_and_fails_restore(backed_up, tmp_path):
+    ctx, repo, snapshot_id, _ = backed_up
+    assert verify.run(ctx, {"read_data": True}, lambda *a: None)["failed"] == 0
+    chunk = next(p for p in (tmp_path / "repo" / "chunks").rglob("*") if p.is_file())
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    chunk.write_bytes(bytes(data))
+    assert verify.run(ctx, {}, lambda *a: None)["failed"] == 0  # fast verify: present, same size
+    with pytest.raises(IntegrityError) as err:
+        verify.run(ctx, {"read_data": True}, lambda *a: None)
+    assert chunk.name in str(err.value)
+    with pytest.raises(IntegrityError):
+        restore.restore(repo, snapshot_id, f"sqlite:///{tmp_path / 'bad.db'}")
+
+
+def test_missing_chunk_is_reported_by_fast_verify(backed_up, tmp_path):
+    ctx, repo, snapshot_id, _ = backed_up
+    chunk = next(p for p in (tmp_path / "repo" / "chunks").rglob("*") if p.is_file())
+    chunk.unlink()
+    with pytest.raises(IntegrityError) as err:
+        verify.run(ctx, {}, lambda *a: None)
+    assert chunk.name in str(err.value)
+
+
+def test_read_data_verify_raises_the_proof_to_verified(backed_up):
+    ctx, repo, snapshot_id, _ = backed_up
+    verify.run(ctx, {"read_data": "true", "snapshot_id": str(snapshot_id)}, lambda *a: None)
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(Backup.__table__).where(Backup.__table__.c.id == snapshot_id)).mappings().one()
+    assert row["proof"] == "verified" and row["verified_at"] is not None
