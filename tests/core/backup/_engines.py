@@ -8,10 +8,9 @@ from pathlib import Path
 
 import psycopg
 from sqlalchemy import Engine, Table
-from sqlalchemy.engine import make_url
-
 from strongroom.core.backup import copytext as ct
 from strongroom.core.db.engine import make_engine
+
 from tests.conftest import _RUN, pg_admin, pg_url
 
 

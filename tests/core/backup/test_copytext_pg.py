@@ -5,22 +5,28 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, insert, null
-
 from strongroom.core.backup import copytext as ct
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import (AuditLog, Base, Client, DataKey, KeyPurpose, Practice, Role,
-                                       SecurityEvent, SyncConflict, SyncPeer, User)
+from strongroom.core.db.models import (
+    Base,
+    DataKey,
+    KeyPurpose,
+    Practice,
+    Role,
+    SyncPeer,
+)
+
 from tests.conftest import PG_AVAILABLE
 from tests.core.backup._engines import drop_pg, encode_table, new_pg, new_sqlite, pg_copy_out
 
 pytestmark = pytest.mark.skipif(not PG_AVAILABLE, reason="needs PostgreSQL")
 
-UTC = timezone.utc
 T = {name: Base.metadata.tables[name] for name in
      ("practices", "users", "data_keys", "clients", "sync_peers", "sync_conflicts",
       "security_events", "audit_logs")}

@@ -10,27 +10,40 @@ the identical bytes, and every syncable row must keep its row_checksum.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import insert, null, select
-
 from strongroom.core import demo
 from strongroom.core.auth.users import create_user
 from strongroom.core.backup import copytext as ct
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import AuditLog, Base, Client, JobRun, Role, SecurityEvent, SyncConflict, SyncPeer
+from strongroom.core.db.models import (
+    Base,
+    Client,
+    JobRun,
+    Role,
+    SecurityEvent,
+    SyncConflict,
+    SyncPeer,
+)
 from strongroom.core.principal import Principal
 from strongroom.core.repository.changes import row_checksum
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import create_practice
 from strongroom.core.repository.sessions import insert_sessions
+
 from tests.conftest import PG_AVAILABLE
-from tests.core.backup._engines import drop_pg, encode_table, new_pg, new_sqlite, pg_copy_in, pg_copy_out
+from tests.core.backup._engines import (
+    drop_pg,
+    encode_table,
+    new_pg,
+    new_sqlite,
+    pg_copy_in,
+    pg_copy_out,
+)
 
 SYSTEM = Principal("system", frozenset({"*"}))
 PASSWORD = "correct horse battery staple 42"
-UTC = timezone.utc
 # The change counter is seeded by the SQLite migration, so an "empty" SQLite already has
 # its row; a restore sets it rather than inserting it.
 SKIP = {"change_counter"}

@@ -1,19 +1,17 @@
 """COPY text encoding and decoding without a server: the exact bytes for each rule,
 strict parsing with PHI-free errors, and encode -> decode -> encode identity."""
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings, strategies as st
-from sqlalchemy import null
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.sql.elements import Null
-
 from strongroom.core.backup import copytext as ct
 from strongroom.core.db.models import Base, ClientStatus, Role, SyncConflict, TherapySession, User
 from strongroom.core.errors import IntegrityError
 
-UTC = timezone.utc
 USERS = User.__table__
 SESSIONS = TherapySession.__table__
 CONFLICTS = SyncConflict.__table__
@@ -256,3 +254,15 @@ def test_encode_decode_encode_is_identity_for_scalar_rows(rows):
         for c in cols:
             assert back[c.name] == original[c.name], c.name
     assert ct.encode_rows(cols, [[d[c.name] for c in cols] for d in decoded]) == data
+
+
+def test_encode_errors_name_row_and_column_never_the_value():
+    cols = ct.columns(USERS)
+    good = _user_row(cols)
+    with pytest.raises(IntegrityError, match=r"^users: row 3: expected 19 columns, got 18$"):
+        ct.encode_rows(cols, [good, good, good[:-1]])
+    bad = list(good)
+    bad[[c.name for c in cols].index("totp_secret_enc")] = SECRET  # str where bytes belong
+    with pytest.raises(IntegrityError, match=r"^users: row 2, column totp_secret_enc: ") as err:
+        ct.encode_rows(cols, [good, bad])
+    assert SECRET not in str(err.value) and err.value.__suppress_context__
