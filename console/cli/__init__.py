@@ -90,13 +90,15 @@ def cli(click_ctx: click.Context, data_dir: str | None, config: str | None) -> N
 
 
 def _register() -> None:
-    from strongroom.console.cli import audit, clients, console_cmd, db, demo, init, keys, remote, user
+    from strongroom.console.cli import audit, backup, clients, console_cmd, db, demo, init, keys, remote, user
 
     for module in (init, db, demo, user, keys, audit, clients):
         cli.add_command(module.group)
     for command in remote.COMMANDS:
         cli.add_command(command)
     cli.add_command(console_cmd.command)
+    cli.add_command(backup.group)
+    cli.add_command(backup.restore_cmd)
 
 
 _register()

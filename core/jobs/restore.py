@@ -149,6 +149,10 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
             if conn.dialect.name == "postgresql":
                 set_scope(conn, practice_id=None, system=True)
                 conn.execute(text(copytext.pg_session_sql()))
+            else:
+                # Self-references (backups.parent_id) may point forward within a table:
+                # check foreign keys at commit, as PostgreSQL does at the end of each COPY.
+                conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
             for entry in manifest.tables:
                 table = by_name[entry.name]
                 cols = copytext.columns(table)

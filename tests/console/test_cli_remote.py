@@ -92,3 +92,24 @@ def test_compliance_prints_score_checklist_and_remediation(running, capsys):
     assert "compliance score" in out and "164.312(b)" in out and "-> " in out
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "compliance", "--json")
     assert set(json.loads(out)["areas"]) == {"encryption", "backups", "exports", "sync", "audit"}
+
+
+def test_backup_run_list_verify_and_restore(running, capsys, tmp_path):
+    data_dir, _ = running
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "backup", "run", "--wait", "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "succeeded"
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "backup", "verify", "--read-data", "--wait")
+    assert code == 0, err
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "backup", "list", "--json")
+    snapshots = json.loads(out)
+    assert len(snapshots) == 1 and snapshots[0]["proof"] == "verified"
+    target = f"sqlite:///{tmp_path / 'restored.db'}"
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "restore", snapshots[0]["snapshot_id"],
+                         "--target", target, "--json")
+    assert code == 0, err
+    assert json.loads(out)["rows"] > 0
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "restore", snapshots[0]["snapshot_id"], "--target", target)
+    assert code == 4 and "not empty" in err
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "tail", "-n", "3", "--json")
+    assert [e["action"] for e in json.loads(out)][-2:] == ["RESTORE", "RESTORE"]
