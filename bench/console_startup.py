@@ -22,11 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.daemon.conftest import DaemonProcess, make_data_dir  # noqa: E402
+from tests.daemon.conftest import DaemonProcess, make_data_dir
 
 CHILD = r"""
 import sys, time
@@ -60,7 +60,6 @@ def startup(launches: int) -> dict:
 def seed(data_dir: Path, rows: int) -> float:
     """Append `rows` chained audit entries straight into the database."""
     from sqlalchemy import insert, select
-
     from strongroom.core.audit import record_hash
     from strongroom.core.config import load_settings
     from strongroom.core.context import open_context
@@ -72,7 +71,7 @@ def seed(data_dir: Path, rows: int) -> float:
     try:
         with ctx.engine.begin() as conn:
             last_id, prev = conn.execute(select(table.c.id, table.c.hash).order_by(table.c.id.desc()).limit(1)).one()
-        moment = datetime.now(timezone.utc) - timedelta(seconds=rows)
+        moment = datetime.now(UTC) - timedelta(seconds=rows)
         batch: list[dict] = []
         for n in range(1, rows + 1):
             row = {"id": last_id + n, "occurred_at": moment + timedelta(seconds=n),

@@ -11,15 +11,14 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
-from textual.app import App, SystemCommand
-from textual.binding import Binding
-from textual.message import Message
-from textual.screen import Screen
-
 from strongroom.console.client import Client, ClientError
 from strongroom.console.screens.help import HelpScreen
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import MainScreen
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
 
 CALL_TIMEOUT = 15.0
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import click
-
 from strongroom.console.cli import CliState, pass_state
 from strongroom.console.cli.remote import _endpoints, socket_option
 from strongroom.console.client import stored_token

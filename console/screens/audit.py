@@ -2,17 +2,16 @@
 an on-demand chain check. Pages never count or offset, so 1M rows page as fast as 100."""
 from __future__ import annotations
 
-from textual import on, work
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
-from textual.widgets import DataTable, Static
-
 from strongroom.console.client import ClientError
 from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
 from strongroom.console.widgets.filter_bar import AuditFilter, FilterBar
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
 
 PAGE_SIZE = 50
 # Fixed widths: the table never measures cells to size columns (a page change stays cheap).

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 
+from strongroom.console.client import ClientError
+from strongroom.console.screens.identity import Identity
+from strongroom.console.widgets.score_gauge import ScoreGauge
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
-
-from strongroom.console.client import ClientError
-from strongroom.console.screens.identity import Identity
-from strongroom.console.widgets.score_gauge import ScoreGauge
 
 
 class ComplianceTab(Vertical):

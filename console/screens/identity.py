@@ -13,7 +13,7 @@ class Identity:
     session_id: str | None = None
 
     @classmethod
-    def from_whoami(cls, data: dict) -> "Identity":
+    def from_whoami(cls, data: dict) -> Identity:
         return cls(data["actor"], tuple(data.get("permissions") or ()), data.get("session_id"))
 
     def can(self, permission: str) -> bool:

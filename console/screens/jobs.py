@@ -1,17 +1,16 @@
 """Jobs: recent runs from jobs.list, live status from `job.*` events; run and cancel."""
 from __future__ import annotations
 
-from textual import work
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Vertical
-from textual.widgets import DataTable, Static
-
 from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.run_job import RunJobScreen
 from strongroom.console.screens.text import duration, when
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
 
 COLUMNS = (("Kind", "kind"), ("Status", "status"), ("Progress", "progress"), ("Trigger", "trigger"),
            ("By", "by"), ("Queued", "queued"), ("Took", "took"))
@@ -61,10 +60,8 @@ class JobsTab(Vertical):
         self.load()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("run_job", "cancel_job"):
-            if self.identity is None or not any(self.identity.can(f"job:{k}:run") for k in self.kinds):
-                return None
-        return True
+        may_run = self.identity is not None and any(self.identity.can(f"job:{k}:run") for k in self.kinds)
+        return None if action in ("run_job", "cancel_job") and not may_run else True
 
     @work(exclusive=True, group="jobs")
     async def load(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 
+from strongroom.console.client import ClientError
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,8 +12,6 @@ from textual.containers import Center, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Static
-
-from strongroom.console.client import ClientError
 
 CLIENT_NAME = "strongroom-console"
 
@@ -45,14 +44,13 @@ class LoginScreen(Screen):
         self.message = message
 
     def compose(self) -> ComposeResult:
-        with Center():
-            with Vertical(id="login-box"):
-                yield Static("Strongroom — log in", classes="dialog-title")
-                yield Input(placeholder="username", id="username")
-                yield Input(placeholder="password", password=True, id="password")
-                yield Input(placeholder="TOTP code (if enrolled)", id="totp", max_length=12)
-                yield Button("Log in", variant="primary", id="login")
-                yield Static(self.message, id="login-message", classes="error" if self.message else "")
+        with Center(), Vertical(id="login-box"):
+            yield Static("Strongroom — log in", classes="dialog-title")
+            yield Input(placeholder="username", id="username")
+            yield Input(placeholder="password", password=True, id="password")
+            yield Input(placeholder="TOTP code (if enrolled)", id="totp", max_length=12)
+            yield Button("Log in", variant="primary", id="login")
+            yield Static(self.message, id="login-message", classes="error" if self.message else "")
         yield Footer()
 
     def on_mount(self) -> None:

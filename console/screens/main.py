@@ -9,12 +9,6 @@ from __future__ import annotations
 
 import asyncio
 
-from textual import on, work
-from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
-
 from strongroom.console.client import ClientError
 from strongroom.console.screens.audit import AuditTab
 from strongroom.console.screens.compliance import ComplianceTab
@@ -25,6 +19,11 @@ from strongroom.console.screens.overview import OverviewTab
 from strongroom.console.screens.security import SecurityTab
 from strongroom.console.screens.users import UsersTab
 from strongroom.console.widgets.banner import ConnectionBanner
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 
 TOPICS = ("health", "job.", "audit", "security")
 SILENCE_SECONDS = 6.0     # no event for this long: probe with `status`
@@ -121,7 +120,7 @@ class MainScreen(Screen):
             while True:
                 try:
                     topic, data = await asyncio.wait_for(subscription.recv(), SILENCE_SECONDS)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     try:
                         await self.app.call("status", timeout=PROBE_SECONDS)
                         continue
@@ -133,7 +132,7 @@ class MainScreen(Screen):
 
     def on_daemon_event(self, event: DaemonEvent) -> None:
         """The one place where live data is applied to the tabs."""
-        overview, jobs, audit, security, compliance, users = self.tabs()
+        overview, jobs, audit, security = self.tabs()[:4]
         if event.topic == "health":
             overview.apply_health(event.data)
         elif event.topic.startswith("job."):

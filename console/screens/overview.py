@@ -2,17 +2,16 @@
 compliance score and a sparkline of recent job durations."""
 from __future__ import annotations
 
-from textual import work
-from textual.app import ComposeResult
-from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.widgets import Label, Sparkline, Static
-
 from strongroom.console.client import ClientError
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import age, when
 from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.console.widgets.score_gauge import ScoreGauge
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.widgets import Label, Sparkline, Static
 
 FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 KEEP_FINISHED = 4

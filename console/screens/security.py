@@ -1,16 +1,15 @@
 """Security: active login sessions (revoke with `x`) above the security event log."""
 from __future__ import annotations
 
+from strongroom.console.client import ClientError
+from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.text import when
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Label, Static
-
-from strongroom.console.client import ClientError
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import when
 
 SESSION_COLUMNS = (("User", "user"), ("Host", "host"), ("Address", "addr"), ("Program", "program"),
                    ("Last seen", "seen"))

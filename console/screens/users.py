@@ -1,15 +1,14 @@
 """Users, read-only: role, second factor, lock state and last login (users.list)."""
 from __future__ import annotations
 
+from strongroom.console.client import ClientError
+from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.text import when
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
-
-from strongroom.console.client import ClientError
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import when
 
 COLUMNS = (("User", "user"), ("Role", "role"), ("2FA", "totp"), ("State", "state"), ("Last login", "last"))
 

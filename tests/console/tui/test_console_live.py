@@ -2,8 +2,6 @@
 session revocation, and riding out a daemon restart. Bounded: every wait has a timeout."""
 from __future__ import annotations
 
-from textual.widgets import DataTable, Input, OptionList, Static
-
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.audit import AuditTab
 from strongroom.console.screens.confirm import ConfirmScreen
@@ -16,8 +14,11 @@ from strongroom.console.screens.security import SecurityTab
 from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import JobProgress
+from textual.widgets import DataTable, Input, OptionList, Static
+
 from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, wait_for
 from tests.daemon.conftest import PASSWORD, DaemonProcess
+
 
 def console(daemon, token=None) -> StrongroomConsole:
     return StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)

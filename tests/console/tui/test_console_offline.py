@@ -6,8 +6,6 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
-from textual.widgets import Static
-
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.cli import CliState
 from strongroom.console.cli.console_cmd import command
@@ -15,6 +13,8 @@ from strongroom.console.screens.help import HelpScreen
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.core.errors import AuthError
+from textual.widgets import Static
+
 from tests.console.tui.conftest import SIZE, drive, wait_for
 
 
@@ -22,7 +22,8 @@ def test_console_never_imports_the_database_layer():
     code = ("import sys, strongroom.console.app; "
             "bad = [m for m in sys.modules if m.startswith(('sqlalchemy', 'strongroom.core.db'))]; "
             "print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -61,6 +62,7 @@ def test_unreachable_daemon_shows_the_reconnect_banner():
 
 def test_command_palette_offers_the_enabled_actions_and_runs_them():
     from strongroom.console.screens.main import MainScreen
+
     from tests.console.tui.test_console_snapshots import fixed_app
 
     async def scenario():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.client import ClientError
 from strongroom.console.screens.main import MainScreen
