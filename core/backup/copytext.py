@@ -115,16 +115,18 @@ def pg_session_sql() -> str:
     return "; ".join(f"SET {name} = '{value}'" for name, value in PG_SESSION_SETTINGS)
 
 
-def copy_out_sql(table: Table) -> str:
+def copy_out_sql(table: Table, *, after: tuple[str, int] | None = None) -> str:
     """`COPY (SELECT <cols> FROM t ORDER BY <pk>) TO STDOUT` in the canonical column order.
 
     Text keys sort with COLLATE "C" (bytewise, as SQLite's BINARY does), so both engines
-    emit rows in the same order whatever the database's collation.
+    emit rows in the same order whatever the database's collation. `after=(column, n)`
+    keeps only rows whose integer `column` exceeds n (incremental snapshots).
     """
     cols = ", ".join(_quote(c.name) for c in columns(table))
     order = ", ".join(_quote(c.name) + (' COLLATE "C"' if _kind(c) in ("text", "enum") else "")
                       for c in table.primary_key.columns)
-    return f"COPY (SELECT {cols} FROM {_quote(table.name)} ORDER BY {order}) TO STDOUT"
+    where = f" WHERE {_quote(after[0])} > {int(after[1])}" if after else ""
+    return f"COPY (SELECT {cols} FROM {_quote(table.name)}{where} ORDER BY {order}) TO STDOUT"
 
 
 def copy_in_sql(table: Table) -> str:
@@ -133,12 +135,16 @@ def copy_in_sql(table: Table) -> str:
     return f"COPY {_quote(table.name)} ({cols}) FROM STDIN"
 
 
-def select_for_copy(table: Table) -> Select:
+def select_for_copy(table: Table, *, after: tuple[str, int] | None = None) -> Select:
     """SELECT the table's columns in canonical order, ordered by primary key, ready for
     `encode_rows`: JSON columns come back as their stored text (None only for SQL NULL).
+    `after` filters as in `copy_out_sql`.
     """
     exprs = [cast(c, Text).label(c.name) if _kind(c) == "json" else c for c in columns(table)]
-    return select(*exprs).order_by(*table.primary_key.columns)
+    query = select(*exprs).order_by(*table.primary_key.columns)
+    if after:
+        query = query.where(table.c[after[0]] > int(after[1]))
+    return query
 
 
 def _kind(col: Column) -> str:

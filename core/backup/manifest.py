@@ -57,6 +57,13 @@ class TableEntry(_Model):
     tombstone_count: int = Field(ge=0)
     sha256: str = Field(pattern=_HEX64, description="over the segment plaintexts in order")
     chunks: list[ChunkRef]
+    # How the segments relate to the table: every row ("full"), rows changed since the
+    # parent's change watermark ("changes"), or rows appended since the parent's
+    # high_water id ("append"). high_water: the largest integer id in the table at the
+    # snapshot, for append-only tables; live_rows: the table's row count at the snapshot.
+    mode: Literal["full", "changes", "append"] = "full"
+    high_water: int | None = None
+    live_rows: int | None = Field(default=None, ge=0)
 
 
 class AuditHead(_Model):

@@ -4,3 +4,7 @@
 # triggers alike). Distinct from the daemon's leader-election key.
 AUDIT_LOCK_KEY = 0x5352_4155_4454  # "SRAUDT"
 LEADER_LOCK_KEY = 0x5352_4C45_4144  # "SRLEAD"
+# Writers hold this shared (transaction-level) from the moment they take a change
+# version until they commit; a backup takes it exclusively for the instant it opens its
+# snapshot, so every version at or below its watermark is committed and visible to it.
+CHANGE_LOCK_KEY = 0x5352_4348_4E47  # "SRCHNG"

@@ -10,8 +10,11 @@ read. A snapshot exists only once its manifest is written; a crash before that l
 chunks that the next backup reuses (they are content-addressed) and that garbage
 collection may later reclaim.
 
-This first cut writes full snapshots. Row-aware incremental snapshots (rows whose
-`sync_version` moved since the parent, plus tombstones) build on the same segments.
+Incremental snapshots are row-aware: tables with `sync_version` carry the rows changed
+since the parent's watermark (deletes are tombstones, so they travel as rows), the
+append-only audit tables the rows after the parent's high-water id, and the few small
+bookkeeping tables are copied whole. Every snapshot restores on its own by following
+its chain back to a full base; after MAX_CHAIN links the next snapshot is full.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, text
+from sqlalchemy import Connection, Table, func, insert, select, text
 
 from strongroom.core import audit
 from strongroom.core.backup import copytext
@@ -33,6 +36,8 @@ from strongroom.core.backup.repository import Repository, StoredChunk, init_repo
 from strongroom.core.context import Context
 from strongroom.core.db.engine import set_scope, transaction
 from strongroom.core.db.models import Backup, Base
+from strongroom.core.db.pg import CHANGE_LOCK_KEY
+from strongroom.core.errors import IntegrityError
 from strongroom.core.db.types import utcnow
 from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import current_change_version
@@ -68,6 +73,60 @@ def tables() -> list[Table]:
     return [t for t in Base.metadata.sorted_tables if t.name not in NOT_BACKED_UP]
 
 
+# Append-only tables: an incremental snapshot carries the rows after the parent's
+# highest id. Tables with `sync_version` carry the rows changed (tombstones included)
+# since the parent's change watermark. Every other table is small and copied whole.
+APPEND_ONLY = frozenset({"audit_logs", "security_events"})
+MAX_CHAIN = 14
+
+
+def table_mode(table: Table) -> str:
+    if table.name in APPEND_ONLY:
+        return "append"
+    return "changes" if "sync_version" in table.c else "full"
+
+
+def chain_of(repo: Repository, snapshot_id: uuid.UUID) -> list[Manifest]:
+    """The snapshot and its ancestors, base (full) first."""
+    chain = []
+    current: uuid.UUID | None = snapshot_id
+    while current is not None:
+        manifest = repo.read_manifest(current)
+        chain.append(manifest)
+        current = manifest.parent_id
+        if len(chain) > 10_000:
+            raise IntegrityError(f"snapshot {snapshot_id}: parent chain does not end")
+    return list(reversed(chain))
+
+
+def _parent(repo: Repository, params: dict) -> Manifest | None:
+    """The newest snapshot, when the next one may be incremental on top of it."""
+    if str(params.get("full", "")).lower() in ("1", "true", "yes"):
+        return None
+    ids = repo.list_snapshots()
+    if not ids:
+        return None
+    newest = repo.read_manifest(ids[-1])
+    return newest if len(chain_of(repo, newest.snapshot_id)) < MAX_CHAIN else None
+
+
+def _open_snapshot(conn: Connection) -> None:
+    """Begin the read snapshot; on PostgreSQL with no change version still in flight."""
+    if conn.dialect.name != "postgresql":
+        return
+    locker = conn.engine.connect()
+    try:
+        locker.execute(text("SELECT pg_advisory_lock(:k)"), {"k": CHANGE_LOCK_KEY})
+        conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        set_scope(conn, practice_id=None, system=True)
+        conn.execute(text(copytext.pg_session_sql()))
+        conn.execute(text("SELECT 1")).scalar()  # the snapshot is taken here, under the lock
+        locker.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": CHANGE_LOCK_KEY})
+        locker.commit()
+    finally:
+        locker.close()
+
+
 def _segments(lines: Iterator[bytes], limit: int) -> Iterator[bytes]:
     """Cut a stream of COPY text into segments of about `limit` bytes, at line ends."""
     buf: list[bytes] = []
@@ -85,9 +144,9 @@ def _segments(lines: Iterator[bytes], limit: int) -> Iterator[bytes]:
         yield b"".join(buf)
 
 
-def _sqlite_blocks(conn: Connection, table: Table) -> Iterator[bytes]:
+def _sqlite_blocks(conn: Connection, table: Table, after: tuple[str, int] | None) -> Iterator[bytes]:
     cols = copytext.columns(table)
-    result = conn.execution_options(stream_results=True).execute(copytext.select_for_copy(table))
+    result = conn.execution_options(stream_results=True).execute(copytext.select_for_copy(table, after=after))
     while True:
         rows = result.fetchmany(_SQLITE_BATCH)
         if not rows:
@@ -95,9 +154,9 @@ def _sqlite_blocks(conn: Connection, table: Table) -> Iterator[bytes]:
         yield copytext.encode_rows(cols, rows)
 
 
-def _pg_blocks(conn: Connection, table: Table) -> Iterator[bytes]:
+def _pg_blocks(conn: Connection, table: Table, after: tuple[str, int] | None) -> Iterator[bytes]:
     raw = conn.connection.driver_connection
-    with raw.cursor().copy(copytext.copy_out_sql(table)) as copy:
+    with raw.cursor().copy(copytext.copy_out_sql(table, after=after)) as copy:
         for block in copy:
             yield bytes(block)
 
@@ -149,7 +208,8 @@ class BackupResult:
 
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
-    """Write a full snapshot; record it in `backups`; audit it."""
+    """Write a snapshot (incremental on the newest one when it can be, else full);
+    record it in `backups`; audit it."""
     repo = open_or_init(ctx, params.get("target"))
     with transaction(ctx.engine) as conn:
         ctx.keyring.signing_key(conn)  # created outside the read snapshot if missing
@@ -159,19 +219,20 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     entries: list[TableEntry] = []
     added_total = 0
     try:
+        parent = _parent(repo, params)
+        kind = "incremental" if parent else "full"
+        parent_tables = {t.name: t for t in parent.tables} if parent else {}
         with ctx.engine.connect() as conn, ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool:
             pg = conn.dialect.name == "postgresql"
-            if pg:
-                conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
-                set_scope(conn, practice_id=None, system=True)
-                conn.execute(text(copytext.pg_session_sql()))
+            _open_snapshot(conn)
             watermark = current_change_version(conn)
             checkpoint = audit.checkpoint(conn, ctx.keyring)
             revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
             writer = _TableWriter(repo, pool)
             done = 0
             for table in tables():
-                blocks = _pg_blocks(conn, table) if pg else _sqlite_blocks(conn, table)
+                mode, after, high_water = _plan(conn, table, parent, parent_tables)
+                blocks = _pg_blocks(conn, table, after) if pg else _sqlite_blocks(conn, table, after)
                 lock.check()
 
                 def tick(plain: int, name: str = table.name) -> None:
@@ -179,11 +240,19 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
                 sha, refs, rows, plain, added = writer.write(_segments(blocks, SEGMENT_BYTES), tick)
                 done += plain
                 added_total += added
+                live = conn.execute(select(func.count()).select_from(table)).scalar_one()
                 tombstones = 0
+                if "deleted_at" in table.c:
+                    query = select(func.count()).select_from(table).where(table.c.deleted_at.is_not(None))
+                    if after:
+                        query = query.where(table.c[after[0]] > after[1])
+                    tombstones = conn.execute(query).scalar_one()
                 entries.append(TableEntry(name=table.name, columns=copytext.column_names(copytext.columns(table)),
-                                          row_count=rows, tombstone_count=tombstones, sha256=sha, chunks=refs))
+                                          row_count=rows, tombstone_count=tombstones, sha256=sha, chunks=refs,
+                                          mode=mode, high_water=high_water, live_rows=live))
         manifest = Manifest.build(
-            repository_id=repo.id, snapshot_id=snapshot_id, kind="full", parent_id=None, created_at=started,
+            repository_id=repo.id, snapshot_id=snapshot_id, kind=kind,
+            parent_id=parent.snapshot_id if parent else None, created_at=started,
             schema_revision=revision, change_watermark=watermark, tables=entries,
             audit=AuditHead(id=checkpoint["head_id"], hash=checkpoint["head_hash"], checkpoint=checkpoint),
             added_bytes=added_total)
@@ -193,17 +262,38 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     totals = manifest.totals
     with transaction(ctx.engine) as conn:
         conn.execute(insert(Backup.__table__), [{
-            "id": snapshot_id, "kind": "full", "status": "succeeded", "proof": "written",
+            "id": snapshot_id, "kind": kind, "status": "succeeded", "proof": "written",
+            "parent_id": parent.snapshot_id if parent and _known(conn, parent.snapshot_id) else None,
             "started_at": started, "finished_at": utcnow(), "manifest_key": f"snapshots/{snapshot_id}.json",
             "change_watermark": watermark, "size_bytes": totals.plain_bytes, "stored_bytes": totals.added_bytes,
             "row_count": totals.rows}])
         audit.append(conn, actor=params.get("actor", "system"), action="BACKUP", table_name="backups",
-                     record_id=snapshot_id, details={"kind": "full", "rows": totals.rows, "tables": totals.tables,
+                     record_id=snapshot_id, details={"kind": kind, "rows": totals.rows, "tables": totals.tables,
                                                      "plain_bytes": totals.plain_bytes,
                                                      "added_bytes": totals.added_bytes,
                                                      "target": repo.target.describe()})
-    return BackupResult(str(snapshot_id), "full", totals.tables, totals.rows, totals.plain_bytes,
+    return BackupResult(str(snapshot_id), kind, totals.tables, totals.rows, totals.plain_bytes,
                         totals.stored_bytes, totals.added_bytes, repo.target.describe()).as_dict()
+
+
+def _known(conn: Connection, snapshot_id: uuid.UUID) -> bool:
+    table = Backup.__table__
+    return conn.execute(select(table.c.id).where(table.c.id == snapshot_id)).first() is not None
+
+
+def _plan(conn: Connection, table: Table, parent: Manifest | None,
+          parent_tables: dict[str, TableEntry]) -> tuple[str, tuple[str, int] | None, int | None]:
+    """(mode, row filter, high-water id) for one table in this snapshot."""
+    mode = table_mode(table)
+    high_water = None
+    if mode == "append":
+        high_water = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
+    previous = parent_tables.get(table.name)
+    if parent is None or previous is None or mode == "full":
+        return "full", None, high_water
+    if mode == "changes":
+        return "changes", ("sync_version", parent.change_watermark), high_water
+    return "append", ("id", previous.high_water or 0), high_water
 
 
 def snapshot_uuid(value: str) -> uuid.UUID:

@@ -1,5 +1,9 @@
 """Restore: a snapshot into an empty database (PostgreSQL or a new SQLite file).
 
+An incremental snapshot restores on its own: the chain is followed back to its full
+base, the base is loaded, then each link is applied in order (changed rows upserted
+by primary key, appended rows inserted, whole-copied tables replaced).
+
 Cross-engine both ways: segments are PostgreSQL COPY text (core.backup.copytext), loaded
 with `COPY ... FROM STDIN` on PostgreSQL and decoded into typed rows on SQLite. The
 whole load is one transaction, so a failed restore leaves the target as it was. Then
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from strongroom.core import audit
 from strongroom.core.backup import copytext
@@ -27,7 +32,8 @@ from strongroom.core.backup.repository import Repository
 from strongroom.core.db.engine import make_engine, set_scope, transaction
 from strongroom.core.db.migrate import head_revision, upgrade
 from strongroom.core.db.models import AuditLog, Client, DataKey, Practice
-from strongroom.core.errors import ConflictError, IntegrityError, ValidationError
+from strongroom.core.errors import ConflictError, IntegrityError
+from strongroom.core.jobs.backup import chain_of
 from strongroom.core.jobs.backup import tables as backed_up_tables
 
 _SQLITE_BATCH = 2000
@@ -87,6 +93,56 @@ def _load_table_pg(conn: Connection, table, chunks) -> None:
             copy.write(plain)
 
 
+def _upsert_sqlite(conn: Connection, table, cols, chunks) -> set:
+    """Insert or replace rows by primary key; returns the keys seen."""
+    pk = [c.name for c in table.primary_key.columns]
+    stmt = sqlite_insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=pk,
+                                      set_={c.name: stmt.excluded[c.name] for c in cols if c.name not in pk})
+    keys: set = set()
+    batch: list[dict] = []
+    line = 1
+    for plain in chunks:
+        for row in copytext.decode_lines(cols, plain, first_line=line):
+            keys.add(tuple(row[k] for k in pk))
+            batch.append(row)
+            if len(batch) >= _SQLITE_BATCH:
+                conn.execute(stmt, batch)
+                batch = []
+        line += plain.count(b"\n")
+    if batch:
+        conn.execute(stmt, batch)
+    return keys
+
+
+def _upsert_pg(conn: Connection, table, cols, chunks) -> None:
+    """COPY into a temporary twin, then INSERT ... ON CONFLICT DO UPDATE into the table."""
+    names = [c.name for c in cols]
+    pk = [c.name for c in table.primary_key.columns]
+    quoted = ", ".join(f'"{n}"' for n in names)
+    updates = ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in names if n not in pk) or f'"{pk[0]}" = EXCLUDED."{pk[0]}"'
+    conn.execute(text(f'CREATE TEMP TABLE _sr_load (LIKE "{table.name}" INCLUDING DEFAULTS) ON COMMIT DROP'))
+    raw = conn.connection.driver_connection
+    with raw.cursor().copy(f"COPY _sr_load ({quoted}) FROM STDIN") as copy:
+        for plain in chunks:
+            copy.write(plain)
+    conn.execute(text(f'INSERT INTO "{table.name}" ({quoted}) SELECT {quoted} FROM _sr_load '
+                      f'ON CONFLICT ({", ".join(pk)}) DO UPDATE SET {updates}'))
+    conn.execute(text("DROP TABLE _sr_load"))
+
+
+def _drop_absent(conn: Connection, table, keep_from_latest) -> None:
+    """A whole-copied table holds exactly the latest snapshot's rows."""
+    pk = list(table.primary_key.columns)
+    keys = keep_from_latest()
+    if len(pk) != 1:
+        return
+    existing = set(conn.execute(select(pk[0])).scalars())
+    gone = [k for k in existing if (k,) not in keys]
+    for start in range(0, len(gone), 500):
+        conn.execute(delete(table).where(pk[0].in_(gone[start:start + 500])))
+
+
 def _reset_counters(conn: Connection, manifest: Manifest) -> None:
     """Sequences and the change counter continue after the restored data, never reuse."""
     if conn.dialect.name == "postgresql":
@@ -121,24 +177,27 @@ def _reencoded_sha(conn: Connection, table) -> tuple[str, int]:
 
 def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: bool = False,
             progress=None, engine: Engine | None = None) -> RestoreResult:
-    """Restore `snapshot_id` into the database at `dest_url`, proven before it returns."""
+    """Restore `snapshot_id` (following its chain to a full base) into the database at
+    `dest_url`, proven before it returns."""
     progress = progress or (lambda *a: None)
     started = time.monotonic()
-    manifest = repo.read_manifest(snapshot_id)
-    if manifest.kind != "full":
-        raise ValidationError(f"snapshot {snapshot_id} is {manifest.kind}; this release restores full snapshots")
+    chain = chain_of(repo, snapshot_id)
+    manifest = chain[-1]
+    if chain[0].kind != "full":
+        raise IntegrityError(f"snapshot {snapshot_id}: its chain does not start with a full snapshot")
     if manifest.schema_revision != head_revision():
         raise ConflictError(f"snapshot {snapshot_id} has schema {manifest.schema_revision}, this release "
                             f"restores schema {head_revision()} only")
     by_name = {t.name: t for t in backed_up_tables()}
-    unknown = [t.name for t in manifest.tables if t.name not in by_name]
-    if unknown:
-        raise IntegrityError(f"snapshot {snapshot_id} holds tables this schema lacks: {', '.join(unknown)}")
+    for link in chain:
+        unknown = [t.name for t in link.tables if t.name not in by_name]
+        if unknown:
+            raise IntegrityError(f"snapshot {link.snapshot_id} holds tables this schema lacks: {', '.join(unknown)}")
     own_engine = engine is None
     engine = engine or make_engine(dest_url)
     try:
         upgrade(engine)
-        total = sum(t.row_count for t in manifest.tables)
+        total = sum(t.row_count for link in chain for t in link.tables)
         done = 0
         with transaction(engine) as conn:
             if not is_empty(conn):
@@ -146,47 +205,77 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
                     raise ConflictError("the target database is not empty; restoring over live data "
                                         "needs --force (which first empties it)")
                 _wipe(conn)
-            if conn.dialect.name == "postgresql":
+            pg = conn.dialect.name == "postgresql"
+            if pg:
                 set_scope(conn, practice_id=None, system=True)
                 conn.execute(text(copytext.pg_session_sql()))
             else:
                 # Self-references (backups.parent_id) may point forward within a table:
                 # check foreign keys at commit, as PostgreSQL does at the end of each COPY.
                 conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
-            for entry in manifest.tables:
-                table = by_name[entry.name]
-                cols = copytext.columns(table)
-                if copytext.column_names(cols) != entry.columns:
-                    raise IntegrityError(f"snapshot table {entry.name}: columns differ from this schema")
-                digest = hashlib.sha256()
+            for position, link in enumerate(chain):
+                for entry in link.tables:
+                    table = by_name[entry.name]
+                    cols = copytext.columns(table)
+                    if copytext.column_names(cols) != entry.columns:
+                        raise IntegrityError(f"snapshot table {entry.name}: columns differ from this schema")
+                    digest = hashlib.sha256()
 
-                def chunks(entry=entry, digest=digest):
-                    for ref in entry.chunks:
-                        plain = repo.load_chunk(ref)
-                        digest.update(plain)
-                        yield plain
-                if conn.dialect.name == "postgresql":
-                    _load_table_pg(conn, table, chunks())
-                else:
-                    _load_table_sqlite(conn, table, cols, chunks())
-                if digest.hexdigest() != entry.sha256:
-                    raise IntegrityError(f"snapshot table {entry.name}: segments do not hash to the manifest's SHA-256")
-                done += entry.row_count
-                progress(done, total, f"restored {entry.name}")
+                    def chunks(entry=entry, digest=digest):
+                        for ref in entry.chunks:
+                            plain = repo.load_chunk(ref)
+                            digest.update(plain)
+                            yield plain
+                    if position == 0 or entry.mode == "append":
+                        if pg:
+                            _load_table_pg(conn, table, chunks())
+                        else:
+                            _load_table_sqlite(conn, table, cols, chunks())
+                    elif pg:
+                        _upsert_pg(conn, table, cols, chunks())
+                        if entry.mode == "full":
+                            _drop_absent(conn, table, lambda entry=entry, table=table, cols=cols:
+                                         _keys_of(repo, entry, table, cols))
+                    else:
+                        keys = _upsert_sqlite(conn, table, cols, chunks())
+                        if entry.mode == "full":
+                            _drop_absent(conn, table, lambda keys=keys: keys)
+                    if digest.hexdigest() != entry.sha256:
+                        raise IntegrityError(f"snapshot {link.snapshot_id} table {entry.name}: segments do not "
+                                             "hash to the manifest's SHA-256")
+                    done += entry.row_count
+                    progress(done, total, f"restored {entry.name}")
             _reset_counters(conn, manifest)
             for entry in manifest.tables:
-                sha, rows = _reencoded_sha(conn, by_name[entry.name])
-                if rows != entry.row_count or sha != entry.sha256:
-                    raise IntegrityError(f"restored table {entry.name} differs from the snapshot "
-                                         f"({rows} rows vs {entry.row_count}; hash {'equal' if sha == entry.sha256 else 'differs'})")
-        chain = audit.verify(engine)
-        if not chain.ok:
-            raise IntegrityError(f"restored audit chain is broken at entry {chain.broken_id}: {chain.reason}")
-        if chain.head_hash != manifest.audit.hash:
+                table = by_name[entry.name]
+                if entry.mode == "full":
+                    sha, rows = _reencoded_sha(conn, table)
+                    if rows != entry.row_count or sha != entry.sha256:
+                        raise IntegrityError(f"restored table {entry.name} differs from the snapshot "
+                                             f"({rows} rows vs {entry.row_count}; hash "
+                                             f"{'equal' if sha == entry.sha256 else 'differs'})")
+                if entry.live_rows is not None:
+                    rows = conn.execute(select(func.count()).select_from(table)).scalar_one()
+                    if rows != entry.live_rows:
+                        raise IntegrityError(f"restored table {entry.name} has {rows} rows, the snapshot "
+                                             f"recorded {entry.live_rows}")
+        chain_check = audit.verify(engine)
+        if not chain_check.ok:
+            raise IntegrityError(f"restored audit chain is broken at entry {chain_check.broken_id}: {chain_check.reason}")
+        if chain_check.head_hash != manifest.audit.hash:
             raise IntegrityError("restored audit chain does not end at the snapshot's recorded head")
         return RestoreResult(str(snapshot_id), engine.dialect.name, len(manifest.tables),
-                             sum(t.row_count for t in manifest.tables), round(time.monotonic() - started, 3),
-                             chain.checked)
+                             sum(t.row_count for link in chain for t in link.tables),
+                             round(time.monotonic() - started, 3), chain_check.checked)
     finally:
         if own_engine:
             engine.dispose()
+
+
+def _keys_of(repo: Repository, entry, table, cols) -> set:
+    pk = [c.name for c in table.primary_key.columns]
+    keys = set()
+    for ref in entry.chunks:
+        for row in copytext.decode_lines(cols, repo.load_chunk(ref)):
+            keys.add(tuple(row[k] for k in pk))
+    return keys

@@ -15,12 +15,22 @@ from datetime import date, datetime
 
 from sqlalchemy import Connection, text
 
+from strongroom.core.db.pg import CHANGE_LOCK_KEY
+
 _NOT_CHECKSUMMED = frozenset({"data_checksum", "sync_version"})
 
 
 def next_change_version(conn: Connection) -> int:
-    """Allocate the next change counter value inside the caller's transaction."""
+    """Allocate the next change counter value inside the caller's transaction.
+
+    On PostgreSQL, concurrent transactions could commit out of counter order, so an
+    incremental backup reading `sync_version > W` might miss a version below W that was
+    still uncommitted. Writers therefore hold CHANGE_LOCK_KEY shared until they commit,
+    and a backup takes it exclusively while it opens its snapshot (core.jobs.backup).
+    SQLite has one writer at a time and needs none of this.
+    """
     if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": CHANGE_LOCK_KEY})
         return conn.execute(text("SELECT nextval('strongroom_change_seq')")).scalar_one()
     return conn.execute(text(
         "UPDATE change_counter SET value = value + 1 WHERE name = 'sync_version' RETURNING value"

@@ -11,7 +11,7 @@ from strongroom.core.crypto.kek import generate_kek, write_kek_file
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.crypto.kek import load_keks
 from strongroom.core.db.engine import make_engine, transaction
-from strongroom.core.db.models import AuditLog, Backup, TherapySession
+from strongroom.core.db.models import AuditLog, Backup, Client, TherapySession
 from strongroom.core.demo import client_records
 from strongroom.core.errors import ConflictError, IntegrityError, KeyUnavailableError
 from strongroom.core.jobs import backup, restore, verify
@@ -150,3 +150,59 @@ def test_read_data_verify_raises_the_proof_to_verified(backed_up):
     with ctx.engine.connect() as conn:
         row = conn.execute(select(Backup.__table__).where(Backup.__table__.c.id == snapshot_id)).mappings().one()
     assert row["proof"] == "verified" and row["verified_at"] is not None
+
+
+# --- incremental snapshots ---------------------------------------------------------------
+
+def _change_some(ctx, ids):
+    from strongroom.core.repository.clients import delete_client, update_client
+    with transaction(ctx.engine) as conn:
+        update_client(conn, ctx.keyring, SYSTEM, ids[0], {"phone": "555-0177", "status": "VIP"})
+        update_client(conn, ctx.keyring, SYSTEM, ids[1], {"notes": "moved\tto\\nthe east wing"})
+        delete_client(conn, SYSTEM, ids[2])
+        practice = conn.execute(select(Client.__table__.c.practice_id).limit(1)).scalar_one()
+        insert_clients(conn, ctx.keyring, SYSTEM, practice, client_records(3, seed=99))
+
+
+@pytest.mark.parametrize("dest", ["sqlite", "postgresql"])
+def test_incremental_snapshot_carries_only_changes_and_restores_on_its_own(ctx, tmp_path, dest):
+    _settings_with_target(ctx, tmp_path)
+    ids = _seed(ctx, n=60)
+    full = backup.run(ctx, {}, lambda *a: None)
+    before = _clients(ctx.engine, ctx.keyring)
+    _change_some(ctx, ids)
+    inc = backup.run(ctx, {}, lambda *a: None)
+    assert full["kind"] == "full" and inc["kind"] == "incremental"
+    repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
+    manifest = repo.read_manifest(uuid.UUID(inc["snapshot_id"]))
+    clients_entry = next(t for t in manifest.tables if t.name == "clients")
+    assert clients_entry.mode == "changes" and clients_entry.row_count == 6 and clients_entry.tombstone_count == 1
+    assert next(t for t in manifest.tables if t.name == "audit_logs").mode == "append"
+    assert inc["added_bytes"] < full["added_bytes"] / 3
+
+    if dest == "sqlite":
+        urls = [f"sqlite:///{tmp_path / 'inc.db'}", f"sqlite:///{tmp_path / 'base.db'}"]
+    else:
+        if not PG_AVAILABLE:
+            pytest.skip("PostgreSQL not answering")
+        names = [f"sr_inc_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+        for name in names:
+            pg_admin(f'CREATE DATABASE "{name}"')
+        urls = [pg_url(n) for n in names]
+    try:
+        restore.restore(repo, uuid.UUID(inc["snapshot_id"]), urls[0])
+        restore.restore(repo, uuid.UUID(full["snapshot_id"]), urls[1])
+        now_engine, base_engine = make_engine(urls[0]), make_engine(urls[1])
+        assert _clients(now_engine, ctx.keyring) == _clients(ctx.engine, ctx.keyring)
+        assert _clients(base_engine, ctx.keyring) == before
+        now_engine.dispose()
+        base_engine.dispose()
+    finally:
+        if dest == "postgresql":
+            for name in names:
+                pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_full_flag_starts_a_new_chain(backed_up):
+    ctx, repo, _, _ = backed_up
+    assert backup.run(ctx, {"full": "true"}, lambda *a: None)["kind"] == "full"
