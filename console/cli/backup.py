@@ -26,7 +26,7 @@ from strongroom.core.storage import open_target
 
 @click.group(name="backup")
 def group() -> None:
-    """Snapshots: run, list, verify."""
+    """Snapshots: run, list, verify, drill."""
 
 
 def _start(state: CliState, socket_path, kind: str, params: dict, wait: bool, as_json: bool) -> None:
@@ -65,6 +65,18 @@ def verify_cmd(state: CliState, snapshot_id, read_data: bool, wait: bool, socket
     if snapshot_id:
         params["snapshot_id"] = str(snapshot_id)
     _start(state, socket_path, "verify", params, wait, as_json)
+
+
+@group.command(name="drill")
+@click.argument("snapshot_id", required=False, type=click.UUID)
+@click.option("--wait", is_flag=True)
+@socket_option
+@json_option
+@pass_state
+def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bool) -> None:
+    """Restore a snapshot (default: newest) into a scratch database and prove it."""
+    _start(state, socket_path, "restore_drill", {"snapshot_id": str(snapshot_id)} if snapshot_id else {},
+           wait, as_json)
 
 
 @group.command(name="list")

@@ -15,15 +15,15 @@ from strongroom.core.context import Context
 Progress = Callable[[int, int | None, str], None]
 JobFunction = Callable[[Context, dict, Progress], dict[str, Any]]
 
-PLANNED = ("restore_drill", "export", "sync", "retention")
+PLANNED = ("export", "sync", "retention")
 
 
 def registry() -> dict[str, JobFunction]:
     """The job kinds this build can run, by name."""
-    from strongroom.core.jobs import backup, integrity, key_rotation, verify
+    from strongroom.core.jobs import backup, integrity, key_rotation, restore_drill, verify
 
-    return {"backup": backup.run, "verify": verify.run, "integrity": integrity.run,
-            "key_rotation": key_rotation.run}
+    return {"backup": backup.run, "verify": verify.run, "restore_drill": restore_drill.run,
+            "integrity": integrity.run, "key_rotation": key_rotation.run}
 
 
 def all_kinds() -> tuple[str, ...]:

@@ -206,3 +206,14 @@ def test_incremental_snapshot_carries_only_changes_and_restores_on_its_own(ctx, 
 def test_full_flag_starts_a_new_chain(backed_up):
     ctx, repo, _, _ = backed_up
     assert backup.run(ctx, {"full": "true"}, lambda *a: None)["kind"] == "full"
+
+
+def test_restore_drill_proves_the_newest_snapshot_and_leaves_no_scratch(backed_up):
+    from strongroom.core.jobs import restore_drill
+    ctx, repo, snapshot_id, _ = backed_up
+    result = restore_drill.run(ctx, {}, lambda *a: None)
+    assert result["snapshot_id"] == str(snapshot_id) and result["rows"] > 40
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(Backup.__table__).where(Backup.__table__.c.id == snapshot_id)).mappings().one()
+    assert row["proof"] == "drilled" and row["drilled_at"] is not None
+    assert not list(ctx.settings.data_dir.glob(".drill-*"))
