@@ -100,6 +100,16 @@ class MetricsSettings(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 9464
 
 
+class RetentionSettings(_Section):
+    """Which snapshots the prune job keeps (each rule adds to the kept set)."""
+
+    keep_last: Annotated[int, Field(ge=1, le=10000)] = 7
+    keep_daily: Annotated[int, Field(ge=0, le=10000)] = 14
+    keep_weekly: Annotated[int, Field(ge=0, le=10000)] = 8
+    keep_monthly: Annotated[int, Field(ge=0, le=10000)] = 12
+    max_age_days: Annotated[int, Field(ge=0, le=36500)] = 0  # 0: no age limit
+
+
 class BackupSettings(_Section):
     """Where snapshots go. `target` is a storage URL: an absolute path or file:///path
     for local disk, s3://bucket/prefix?region=...&object_lock_days=... for S3.
@@ -107,6 +117,7 @@ class BackupSettings(_Section):
 
     target: str | None = None
     compression_level: Annotated[int, Field(ge=1, le=19)] = 3
+    retention: RetentionSettings = RetentionSettings()
 
 
 class Settings(_Section):

@@ -26,7 +26,7 @@ from strongroom.core.storage import open_target
 
 @click.group(name="backup")
 def group() -> None:
-    """Snapshots: run, list, verify, drill."""
+    """Snapshots: run, list, verify, drill, prune."""
 
 
 def _start(state: CliState, socket_path, kind: str, params: dict, wait: bool, as_json: bool) -> None:
@@ -77,6 +77,17 @@ def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bo
     """Restore a snapshot (default: newest) into a scratch database and prove it."""
     _start(state, socket_path, "restore_drill", {"snapshot_id": str(snapshot_id)} if snapshot_id else {},
            wait, as_json)
+
+
+@group.command(name="prune")
+@click.option("--dry-run", is_flag=True, help="Say what would be forgotten; change nothing.")
+@click.option("--wait", is_flag=True)
+@socket_option
+@json_option
+@pass_state
+def prune_cmd(state: CliState, dry_run: bool, wait: bool, socket_path, as_json: bool) -> None:
+    """Forget snapshots the retention policy no longer keeps; collect their chunks."""
+    _start(state, socket_path, "prune", {"dry_run": "true"} if dry_run else {}, wait, as_json)
 
 
 @group.command(name="list")

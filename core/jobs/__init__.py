@@ -20,10 +20,10 @@ PLANNED = ("export", "sync", "retention")
 
 def registry() -> dict[str, JobFunction]:
     """The job kinds this build can run, by name."""
-    from strongroom.core.jobs import backup, integrity, key_rotation, restore_drill, verify
+    from strongroom.core.jobs import backup, integrity, key_rotation, prune, restore_drill, verify
 
     return {"backup": backup.run, "verify": verify.run, "restore_drill": restore_drill.run,
-            "integrity": integrity.run, "key_rotation": key_rotation.run}
+            "prune": prune.run, "integrity": integrity.run, "key_rotation": key_rotation.run}
 
 
 def all_kinds() -> tuple[str, ...]:
