@@ -1,0 +1,71 @@
+"""The backup job against real targets: S3 (moto's server over loopback HTTP, Object
+Lock on) and a local disk that fills up."""
+import os
+import subprocess
+import uuid
+
+import pytest
+
+from strongroom.core.backup.repository import open_repository
+from strongroom.core.db.engine import transaction
+from strongroom.core.errors import StrongroomError
+from strongroom.core.jobs import backup, restore, verify
+from strongroom.core.principal import SYSTEM
+from strongroom.core.repository.clients import update_client
+from strongroom.core.storage import open_target
+from tests.core.jobs.test_backup_restore import _clients, _seed
+from tests.core.storage.conftest import REGION, aws_env, moto_endpoint, s3_admin  # noqa: F401 - fixtures
+
+
+def _with_target(ctx, url: str) -> None:
+    ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(update={"target": url})})
+
+
+def test_backup_to_s3_with_object_lock_then_verify_and_restore(ctx, tmp_path, moto_endpoint, s3_admin):  # noqa: F811
+    bucket = f"sr-{uuid.uuid4().hex[:12]}"
+    s3_admin.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    url = f"s3://{bucket}/practice?endpoint_url={moto_endpoint}&region={REGION}&object_lock_days=30"
+    _with_target(ctx, url)
+    _seed(ctx, n=25)
+    snap = backup.run(ctx, {}, lambda *a: None)
+    assert verify.run(ctx, {"read_data": "true"}, lambda *a: None)["failed"] == 0
+    keys = [o["Key"] for o in s3_admin.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert any(k.startswith("practice/chunks/") for k in keys)
+    assert f"practice/snapshots/{snap['snapshot_id']}.json" in keys
+    head = s3_admin.head_object(Bucket=bucket, Key=f"practice/snapshots/{snap['snapshot_id']}.json")
+    assert head.get("ObjectLockMode") == "GOVERNANCE"
+    repo = open_repository(open_target(url), ctx.keyring)
+    restore.restore(repo, uuid.UUID(snap["snapshot_id"]), f"sqlite:///{tmp_path / 's3.db'}")
+    from strongroom.core.db.engine import make_engine
+    restored = make_engine(f"sqlite:///{tmp_path / 's3.db'}")
+    assert _clients(restored, ctx.keyring) == _clients(ctx.engine, ctx.keyring)
+    restored.dispose()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=320k,mode=0700", "tmpfs", str(mount_point)],
+                            capture_output=True, timeout=10, check=False)
+    if result.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], timeout=10, check=False)
+
+
+def test_full_disk_fails_the_backup_and_leaves_earlier_snapshots_whole(ctx, tmp_path, tiny_disk):
+    _with_target(ctx, str(tiny_disk / "repo"))
+    ids = _seed(ctx, n=10)
+    first = backup.run(ctx, {}, lambda *a: None)
+    with transaction(ctx.engine) as conn:  # far more new data than the disk has room for
+        for cid in ids:
+            update_client(conn, ctx.keyring, SYSTEM, cid, {"medical_history": os.urandom(40_000).hex()})
+    with pytest.raises(StrongroomError) as err:
+        backup.run(ctx, {}, lambda *a: None)
+    assert "No space left" in str(err.value) or "no space" in str(err.value).lower()
+    repo = open_repository(open_target(str(tiny_disk / "repo")), ctx.keyring)
+    assert [str(i) for i in repo.list_snapshots()] == [first["snapshot_id"]]
+    assert verify.run(ctx, {"read_data": "true"}, lambda *a: None)["failed"] == 0
