@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,7 @@ from strongroom.core.jobs.backup import chain_of
 from strongroom.core.jobs.backup import tables as backed_up_tables
 
 _SQLITE_BATCH = 2000
+PREFETCH = 2
 _EMPTY_CHECK = (Practice, Client, DataKey, AuditLog)
 
 
@@ -199,7 +202,7 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
         upgrade(engine)
         total = sum(t.row_count for link in chain for t in link.tables)
         done = 0
-        with transaction(engine) as conn:
+        with transaction(engine) as conn, ThreadPoolExecutor(PREFETCH, thread_name_prefix="restore") as pool:
             if not is_empty(conn):
                 if not force:
                     raise ConflictError("the target database is not empty; restoring over live data "
@@ -222,8 +225,7 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
                     digest = hashlib.sha256()
 
                     def chunks(entry=entry, digest=digest):
-                        for ref in entry.chunks:
-                            plain = repo.load_chunk(ref)
+                        for plain in _prefetched(repo, entry.chunks, pool):
                             digest.update(plain)
                             yield plain
                     if position == 0 or entry.mode == "append":
@@ -270,6 +272,18 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
     finally:
         if own_engine:
             engine.dispose()
+
+
+def _prefetched(repo: Repository, refs, pool: ThreadPoolExecutor):
+    """Chunks in order, the next few fetched and decrypted in threads (zstd and AES-GCM
+    release the GIL) while the current one is written to the database."""
+    pending: deque = deque()
+    for ref in refs:
+        pending.append(pool.submit(repo.load_chunk, ref))
+        if len(pending) > PREFETCH:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _keys_of(repo: Repository, entry, table, cols) -> set:
