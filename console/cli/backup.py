@@ -14,7 +14,7 @@ import click
 from sqlalchemy import select
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
-from strongroom.console.cli.remote import run_remote, socket_option, wait_for_run
+from strongroom.console.cli.remote import socket_option, start_job
 from strongroom.core import audit
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.db.engine import transaction
@@ -29,19 +29,6 @@ def group() -> None:
     """Snapshots: run, list, verify, drill, prune."""
 
 
-def _start(state: CliState, socket_path, kind: str, params: dict, wait: bool, as_json: bool) -> None:
-    args = {"kind": kind, "params": params}
-    if not wait:
-        run = run_remote(state, socket_path, lambda c: c.call("job.run", args))
-        emit(as_json, run, lambda r: click.echo(f"started {kind} run {r['id']}"))
-        return
-    final = run_remote(state, socket_path, lambda c: wait_for_run(c, args, quiet=as_json))
-    emit(as_json, final, lambda r: click.echo(f"{kind} run {r['id']} {r['status']}"
-                                              + (f": {r['error']}" if r["error"] else "")))
-    if final["status"] != "succeeded":
-        sys.exit(1)
-
-
 @group.command(name="run")
 @click.option("--wait", is_flag=True, help="Show progress; exit non-zero if the backup fails.")
 @socket_option
@@ -49,7 +36,7 @@ def _start(state: CliState, socket_path, kind: str, params: dict, wait: bool, as
 @pass_state
 def run_cmd(state: CliState, wait: bool, socket_path, as_json: bool) -> None:
     """Take a snapshot now (through the daemon)."""
-    _start(state, socket_path, "backup", {}, wait, as_json)
+    start_job(state, socket_path, "backup", {}, wait=wait, as_json=as_json)
 
 
 @group.command(name="verify")
@@ -64,7 +51,7 @@ def verify_cmd(state: CliState, snapshot_id, read_data: bool, wait: bool, socket
     params = {"read_data": "true" if read_data else ""}
     if snapshot_id:
         params["snapshot_id"] = str(snapshot_id)
-    _start(state, socket_path, "verify", params, wait, as_json)
+    start_job(state, socket_path, "verify", params, wait=wait, as_json=as_json)
 
 
 @group.command(name="drill")
@@ -75,8 +62,8 @@ def verify_cmd(state: CliState, snapshot_id, read_data: bool, wait: bool, socket
 @pass_state
 def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bool) -> None:
     """Restore a snapshot (default: newest) into a scratch database and prove it."""
-    _start(state, socket_path, "restore_drill", {"snapshot_id": str(snapshot_id)} if snapshot_id else {},
-           wait, as_json)
+    start_job(state, socket_path, "restore_drill", {"snapshot_id": str(snapshot_id)} if snapshot_id else {},
+           wait=wait, as_json=as_json)
 
 
 @group.command(name="prune")
@@ -87,7 +74,7 @@ def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bo
 @pass_state
 def prune_cmd(state: CliState, dry_run: bool, wait: bool, socket_path, as_json: bool) -> None:
     """Forget snapshots the retention policy no longer keeps; collect their chunks."""
-    _start(state, socket_path, "prune", {"dry_run": "true"} if dry_run else {}, wait, as_json)
+    start_job(state, socket_path, "prune", {"dry_run": "true"} if dry_run else {}, wait=wait, as_json=as_json)
 
 
 @group.command(name="list")

@@ -178,7 +178,13 @@ def _params(values: tuple[str, ...]) -> dict:
 @pass_state
 def jobs_run(state: CliState, kind: str, params: tuple[str, ...], wait: bool, socket_path, as_json) -> None:
     """Start a job now."""
-    args = {"kind": kind, "params": _params(params)}
+    start_job(state, socket_path, kind, _params(params), wait=wait, as_json=as_json)
+
+
+def start_job(state: CliState, socket_path: str | None, kind: str, params: dict, *,
+              wait: bool, as_json: bool) -> None:
+    """Start a run through the daemon; with `wait`, follow it and exit 1 unless it succeeds."""
+    args = {"kind": kind, "params": params}
     if not wait:
         run = run_remote(state, socket_path, lambda c: c.call("job.run", args))
         emit(as_json, run, lambda r: click.echo(f"started {r['job_kind']} run {r['id']}"))
