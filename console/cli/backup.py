@@ -63,7 +63,7 @@ def verify_cmd(state: CliState, snapshot_id, read_data: bool, wait: bool, socket
 def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bool) -> None:
     """Restore a snapshot (default: newest) into a scratch database and prove it."""
     start_job(state, socket_path, "restore_drill", {"snapshot_id": str(snapshot_id)} if snapshot_id else {},
-           wait=wait, as_json=as_json)
+              wait=wait, as_json=as_json)
 
 
 @group.command(name="prune")
