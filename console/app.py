@@ -61,8 +61,8 @@ class StrongroomConsole(App):
         self.switch_screen(MainScreen())
 
     def on_session_ended(self, event: SessionEnded) -> None:
-        if isinstance(self.screen, LoginScreen) or self.client.token is None:
-            return
+        if not self.screen_stack or isinstance(self.screen, LoginScreen) or self.client.token is None:
+            return   # shutting down, or already back at login
         self.client.token = None
         while len(self.screen_stack) > 2:   # close any open dialog first
             self.pop_screen()

@@ -11,6 +11,7 @@ import asyncio
 
 from strongroom.console.client import ClientError
 from strongroom.console.screens.audit import AuditTab
+from strongroom.console.screens.backups import BackupsTab
 from strongroom.console.screens.compliance import ComplianceTab
 from strongroom.console.screens.events import ConnectionLost, DaemonEvent, Reconnected
 from strongroom.console.screens.identity import Identity
@@ -30,7 +31,8 @@ SILENCE_SECONDS = 6.0     # no event for this long: probe with `status`
 PROBE_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 15.0
 
-TABS = (("Overview", "overview", OverviewTab), ("Jobs", "jobs", JobsTab), ("Audit", "audit", AuditTab),
+TABS = (("Overview", "overview", OverviewTab), ("Jobs", "jobs", JobsTab), ("Backups", "backups", BackupsTab),
+        ("Audit", "audit", AuditTab),
         ("Security", "security", SecurityTab), ("Compliance", "compliance", ComplianceTab),
         ("Users", "users", UsersTab))
 
@@ -132,12 +134,13 @@ class MainScreen(Screen):
 
     def on_daemon_event(self, event: DaemonEvent) -> None:
         """The one place where live data is applied to the tabs."""
-        overview, jobs, audit, security = self.tabs()[:4]
+        overview, jobs, backups, audit, security = self.tabs()[:5]
         if event.topic == "health":
             overview.apply_health(event.data)
         elif event.topic.startswith("job."):
             overview.apply_job(event.data)
             jobs.apply_job(event.data)
+            backups.apply_job(event.data)
         elif event.topic == "audit":
             audit.apply_audit(event.data)
         elif event.topic == "security":

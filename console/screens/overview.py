@@ -77,7 +77,7 @@ class OverviewTab(VerticalScroll):
         runs = await self.app.call("jobs.list", {"limit": 40})
         durations = [r["duration_seconds"] for r in reversed(runs) if r.get("duration_seconds") is not None]
         self.query_one(Sparkline).data = durations
-        label = (f"Job durations: {len(durations)} runs, max {max(durations):.1f}s" if durations
+        label = (f"Job durations: {len(durations)} run{'s' if len(durations) != 1 else ''}, max {max(durations):.1f}s" if durations
                  else "Job durations: no finished runs")
         self.query_one("#spark-label", Label).update(label)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.audit import AuditTab
+from strongroom.console.screens.backups import BackupsTab
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.jobs import JobsTab
@@ -101,7 +102,7 @@ async def _auditor_disabled(tui_daemon):
         assert "auditor1 lacks job:<kind>:run" in note
         await pilot.press("r")
         assert isinstance(app.screen, MainScreen)  # no dialog opened
-        await pilot.press("4")
+        await pilot.press("5")
         await pilot.pause(0.3)
         assert app.screen.active_bindings["x"].enabled is False
         assert "auditor1 lacks session:revoke" in str(app.screen.query_one("#sessions-note", Static).render())
@@ -133,7 +134,7 @@ async def _audit_paging(tui_daemon):
     app = console(tui_daemon, token=tui_daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press("3")
+        await pilot.press("4")
         tab = app.screen.query_one("#audit", AuditTab)
         await wait_for(pilot, lambda: len(tab.entries) == 50, what="first page")
         first_page = sorted(map(int, tab.entries), reverse=True)
@@ -173,7 +174,7 @@ async def _revoke(tui_daemon, session_id):
     app = console(tui_daemon, token=tui_daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press("4")
+        await pilot.press("5")
         tab = app.screen.query_one("#security", SecurityTab)
         await wait_for(pilot, lambda: session_id in tab.sessions, what="session listed")
         await pilot.press("x")
@@ -243,3 +244,28 @@ async def _lockout(tui_daemon):
         await wait_for(pilot, lambda: "locked" in str(message.render()), what="lockout message")
         assert "auditor1" in str(message.render())
         assert isinstance(app.screen, LoginScreen)
+
+
+def test_operator_backs_up_and_verifies_the_snapshot(tui_daemon):
+    drive(lambda: _backup_and_verify(tui_daemon), timeout=120)
+
+
+async def _backup_and_verify(tui_daemon):
+    app = console(tui_daemon, token=tui_daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+        await pilot.press("3")
+        tab = app.screen.query_one("#backups", BackupsTab)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(s["status"] == "succeeded" for s in tab.snapshots.values()),
+                       timeout=60, what="a succeeded snapshot listed")
+        (snapshot,) = tab.snapshots.values()
+        assert snapshot["proof"] == "written"
+        await pilot.press("v")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        assert snapshot["id"] in str(app.screen.query_one("#consequence", Static).render())
+        await pilot.press("y")
+        await wait_for(pilot, lambda: tab.snapshots[snapshot["id"]]["proof"] == "verified", timeout=60,
+                       what="proof raised to verified")

@@ -73,7 +73,7 @@ def test_command_palette_offers_the_enabled_actions_and_runs_them():
             await pilot.pause()
             titles = [c.title for c in app.get_system_commands(app.screen)]
             assert "Reload" in titles and "Run job" not in titles   # the auditor may not run jobs
-            await pilot.press("3")
+            await pilot.press("4")
             await pilot.pause()
             assert {"Verify chain", "Newest", "Filter"} <= {c.title for c in app.get_system_commands(app.screen)}
             await pilot.press("ctrl+p")

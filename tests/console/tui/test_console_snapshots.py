@@ -27,7 +27,7 @@ FIXED = {
                    "progress_done": 5, "progress_total": 5}
                   for i, d in enumerate([4.1, 3.9, 5.2, 4.4, 6.8, 4.0, 4.2, 3.8])],
     "audit.verify": {"ok": True, "checked": 5, "head_id": 5, "head_hash": "0" * 64},
-    "audit.tail": [], "sessions.list": [], "security.events": [], "users.list": [],
+    "backups.list": [], "audit.tail": [], "sessions.list": [], "security.events": [], "users.list": [],
 }
 
 
