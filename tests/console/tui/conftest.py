@@ -39,6 +39,7 @@ async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 20.0, 
 
 
 async def log_in(pilot, username: str = "auditor1", password: str = PASSWORD) -> None:
+    await wait_for(pilot, lambda: pilot.app.screen.query("#username"), what="login form")
     await pilot.click("#username")
     await pilot.press(*username)
     await pilot.press("enter")          # moves to the password field

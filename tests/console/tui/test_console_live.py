@@ -34,7 +34,7 @@ async def _login_then_overview(tui_daemon):
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, LoginScreen)
         await log_in(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="main screen")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="main screen")
         role = app.screen.query_one("#card-role", HealthCard)
         await wait_for(pilot, lambda: "leader" in str(role.render()), what="role card")
         chain = app.screen.query_one("#card-chain", HealthCard)
@@ -196,7 +196,8 @@ async def _revoked_self(tui_daemon):
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
         session_id = app.screen.identity.session_id
         await in_thread(tui_daemon.call, "session.revoke", {"session_id": session_id})
-        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), what="back at login")
+        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen.query("#login-message"),
+                       what="back at login")
         message = str(app.screen.query_one("#login-message", Static).render())
         assert "Session ended" in message
 
@@ -234,8 +235,8 @@ def test_lockout_after_failed_logins_is_explained(tui_daemon):
 async def _lockout(tui_daemon):
     app = console(tui_daemon)
     async with app.run_test(size=SIZE) as pilot:
-        message = app.screen.query_one("#login-message", Static)
         await log_in(pilot, password="wrong one")
+        message = app.screen.query_one("#login-message", Static)
         for attempt in range(3):   # the test config locks after 3 failures
             await wait_for(pilot, lambda: "invalid username or password" in str(message.render()), what="refusal")
             message.update("")
