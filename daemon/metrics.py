@@ -74,6 +74,8 @@ class DatabaseCollector:
             newest = conn.execute(select(backups.c.size_bytes, backups.c.stored_bytes)
                                   .where(backups.c.status == "succeeded")
                                   .order_by(backups.c.finished_at.desc()).limit(1)).first()
+            proofs = dict(conn.execute(select(backups.c.proof, func.count()).where(backups.c.status == "succeeded")
+                                       .group_by(backups.c.proof)).all())
         fams = [
             GaugeMetricFamily("strongroom_database_up", "Whether the daemon could read its database at the last scrape", value=1),
             GaugeMetricFamily("strongroom_accounts_locked", "Accounts currently locked", value=locked),
@@ -90,6 +92,11 @@ class DatabaseCollector:
             size.add_metric(["logical"], newest.size_bytes or 0)
             size.add_metric(["stored"], newest.stored_bytes or 0)
             fams.append(size)
+        ladder = GaugeMetricFamily("strongroom_backup_snapshots", "Snapshots by how far they are proven "
+                                   "(written, verified, drilled)", labels=["proof"])
+        for level in ("written", "verified", "drilled"):
+            ladder.add_metric([level], proofs.get(level, 0))
+        fams.append(ladder)
         settings = self._settings_of()
         if self._compliance is None or time.monotonic() - self._compliance[0] > COMPLIANCE_CACHE_SECONDS:
             self._compliance = (time.monotonic(), compliance.report(settings, self._engine).score)

@@ -155,6 +155,7 @@ def test_manual_job_runs_publishes_progress_and_shows_in_metrics(daemon):
     assert "strongroom_job_last_success_timestamp_seconds{job=\"integrity\"}" in metrics
     assert "strongroom_up 1.0" in metrics and "strongroom_leader 1.0" in metrics
     assert "strongroom_compliance_score " in metrics and "strongroom_compliance_threshold 80.0" in metrics
+    assert 'strongroom_backup_snapshots{proof="verified"} 0.0' in metrics
     if shutil.which("promtool"):
         check = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
