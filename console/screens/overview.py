@@ -111,6 +111,8 @@ class OverviewTab(VerticalScroll):
         found = box.query(f"#run-{run_id}")
         if found:
             row = found.first(JobProgress)
+            if row.status in FINAL and data.get("status") not in FINAL:
+                return   # a health snapshot taken before the run ended: never un-finish a run
         else:
             row = JobProgress(run_id, data.get("kind", "?"))
             box.mount(row)
