@@ -26,7 +26,24 @@ def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_config(practice_name: str, database_url: str) -> str:
+# What a new installation runs unless told otherwise (UTC): a nightly backup, the
+# integrity check after it, a weekly read-everything verify and restore drill, and
+# retention once a day.
+DEFAULT_SCHEDULES = {
+    "backup": "0 2 * * *",
+    "integrity": "30 3 * * *",
+    "prune": "0 4 * * *",
+    "verify": "0 5 * * 0",
+    "restore_drill": "0 6 * * 0",
+}
+
+
+def render_config(practice_name: str, database_url: str, schedules: dict[str, str] | None = None) -> str:
+    schedule_lines = "".join(f'{kind} = "{cron}"\n' for kind, cron in (schedules or {}).items())
+    schedule_block = f"""
+[schedules]
+# Cron expressions in UTC (minute hour day month weekday) per job kind.
+{schedule_lines}""" if schedules else ""
     return f"""# Strongroom configuration, written by `strongroom init`.
 # Every key is documented in etc/strongroom.toml of the source tree.
 # Relative paths resolve against this file's folder.
@@ -40,11 +57,11 @@ url = {_toml_string(database_url)}
 # Keep a copy of this key somewhere else (`strongroom keys export-kit` prints a recovery
 # kit). Without it the encrypted records cannot be read.
 kek_file = "{KEK_NAME}"
-"""
+{schedule_block}"""
 
 
 def init_data_dir(target: Path, *, practice_name: str, principal: Principal,
-                  database_url: str | None = None) -> Settings:
+                  database_url: str | None = None, schedules: dict[str, str] | None = None) -> Settings:
     """Create `target` (mode 0700) holding a config, a fresh KEK and a migrated database
     with one practice. Built under a temporary name and renamed into place, so a failure
     part-way leaves no half-made data directory."""
@@ -59,7 +76,7 @@ def init_data_dir(target: Path, *, practice_name: str, principal: Principal,
     try:
         write_kek_file(staging / KEK_NAME, generate_kek())
         url = database_url or f"sqlite:///{DB_NAME}"
-        write_atomic(staging / CONFIG_NAME, render_config(practice_name, url).encode(), mode=0o600)
+        write_atomic(staging / CONFIG_NAME, render_config(practice_name, url, schedules).encode(), mode=0o600)
         settings = load_settings(staging / CONFIG_NAME)
         engine = make_engine(settings.database.url)
         try:

@@ -7,7 +7,7 @@ import click
 
 from strongroom.console.cli import CliState, local_actor, pass_state
 from strongroom.core.config import ENV_DATA_DIR
-from strongroom.core.datadir import init_data_dir
+from strongroom.core.datadir import DEFAULT_SCHEDULES, init_data_dir
 from strongroom.core.errors import ConfigError
 from strongroom.core.principal import Principal
 
@@ -24,11 +24,12 @@ def group(state: CliState, practice_name: str, database_url: str | None, demo: b
         raise ConfigError(f"init needs --data-dir DIR (or {ENV_DATA_DIR})")
     principal = Principal(actor=local_actor(), permissions=frozenset({"*"}))
     settings = init_data_dir(Path(state.data_dir), practice_name=practice_name,
-                             principal=principal, database_url=database_url)
+                             principal=principal, database_url=database_url, schedules=DEFAULT_SCHEDULES)
     click.echo(f"initialised {settings.data_dir}")
     click.echo(f"  config    {settings.source}")
     click.echo(f"  database  {settings.database.url.split('@')[-1]}")
     click.echo(f"  key file  {settings.keys.kek_file}  <- back this up: strongroom keys export-kit")
+    click.echo(f"  schedule  " + ", ".join(f"{k} {v}" for k, v in settings.schedules.items()) + " (UTC)")
     if demo:
         from strongroom.console.cli.demo import create_demo_admin, seed_demo
 

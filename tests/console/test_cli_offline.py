@@ -119,3 +119,9 @@ def test_audit_checkpoint_file_is_private_and_verifies(data_dir, tmp_path, capsy
     cp.write_text("{not json")
     code, _, err = run(capsys, "--data-dir", str(data_dir), "audit", "verify", "--checkpoint", str(cp))
     assert code == 6 and "invalid JSON" in err
+
+
+def test_init_schedules_backups_integrity_verify_drill_and_prune(data_dir):
+    from strongroom.core.config import load_settings
+    schedules = load_settings(data_dir / "strongroom.toml").schedules
+    assert set(schedules) == {"backup", "integrity", "prune", "verify", "restore_drill"}
