@@ -29,7 +29,7 @@ def group(state: CliState, practice_name: str, database_url: str | None, demo: b
     click.echo(f"  config    {settings.source}")
     click.echo(f"  database  {settings.database.url.split('@')[-1]}")
     click.echo(f"  key file  {settings.keys.kek_file}  <- back this up: strongroom keys export-kit")
-    click.echo(f"  schedule  " + ", ".join(f"{k} {v}" for k, v in settings.schedules.items()) + " (UTC)")
+    click.echo("  schedule  " + ", ".join(f"{k} {v}" for k, v in settings.schedules.items()) + " (UTC)")
     if demo:
         from strongroom.console.cli.demo import create_demo_admin, seed_demo
 
