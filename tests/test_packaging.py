@@ -24,6 +24,8 @@ def test_wheel_installs_every_module_under_strongroom_only(tmp_path):
     expected = {Path("strongroom") / s for s in sources}
     assert expected <= packaged, f"missing from the wheel: {sorted(map(str, expected - packaged))}"
     assert "strongroom/core/db/migrations/script.py.mako" in names
+    for tcss in (REPO / "console").glob("*.tcss"):
+        assert f"strongroom/console/{tcss.name}" in names, f"{tcss.name} missing: the console has no styles"
 
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site),

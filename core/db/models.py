@@ -301,13 +301,16 @@ class AuditLog(Base):
     __tablename__ = "audit_logs"
     __table_args__ = (
         Index("ix_audit_logs_table_record", "table_name", "record_id"),
-        Index("ix_audit_logs_actor_occurred", "actor", "occurred_at"),
+        # Filtered paging (newest first by id, keyset on id) for the console's audit browser.
+        Index("ix_audit_logs_actor_id", "actor", "id"),
+        Index("ix_audit_logs_action_id", "action", "id"),
+        Index("ix_audit_logs_table_id", "table_name", "id"),
     )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
     actor: Mapped[str] = mapped_column(String(120), nullable=False)
     session_id: Mapped[str | None] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(24), nullable=False, index=True)
+    action: Mapped[str] = mapped_column(String(24), nullable=False)
     table_name: Mapped[str | None] = mapped_column(String(64))
     record_id: Mapped[str | None] = mapped_column(String(64))
     ip_address: Mapped[str | None] = mapped_column(String(64))
