@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, Engine, func, insert, select, text
 
 from strongroom.core.db.models import AuditLog, DataKey, KeyPurpose, KeyState
+from strongroom.core.db.paging import batches
 from strongroom.core.db.pg import AUDIT_LOCK_KEY
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError
@@ -141,13 +142,7 @@ def verify(engine: Engine, *, batch: int = 5000, progress=None) -> VerifyResult:
     last_id: int | None = None
     with engine.connect() as conn:
         total = conn.execute(select(func.count()).select_from(_log)).scalar() or 0
-        while True:
-            query = select(_log).order_by(_log.c.id).limit(batch)
-            if last_id is not None:
-                query = query.where(_log.c.id > last_id)
-            rows = conn.execute(query).mappings().all()
-            if not rows:
-                break
+        for rows in batches(conn, _log, size=batch):
             n, prev_hash, broken, reason = check_rows(rows, prev_hash)
             checked += n
             if broken is not None:

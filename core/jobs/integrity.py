@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert
 
 from strongroom.core import audit
 from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client, ClientFile, IntegrityCheck, Practice, TherapySession
+from strongroom.core.db.paging import batches
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError
-from strongroom.core.repository.changes import row_checksum
 from strongroom.core.ids import new_id
+from strongroom.core.repository.changes import row_checksum
 
 CHECKSUMMED = (Practice, Client, TherapySession, ClientFile)
 BATCH = 2000
@@ -51,20 +52,12 @@ def check_row_checksums(ctx: Context, model, progress) -> dict:
     table = model.__table__
     started = utcnow()
     checked, bad = 0, []
-    last = None
     with ctx.engine.connect() as conn:
-        while True:
-            query = select(table).order_by(table.c.id).limit(BATCH)
-            if last is not None:
-                query = query.where(table.c.id > last)
-            rows = conn.execute(query).mappings().all()
-            if not rows:
-                break
+        for rows in batches(conn, table, size=BATCH):
             for row in rows:
                 if row["data_checksum"] is not None and row["data_checksum"] != row_checksum(dict(row)):
                     bad.append(str(row["id"]))
             checked += len(rows)
-            last = rows[-1]["id"]
             progress(checked, None, f"checksums of {table.name}")
     return _record(ctx, "row_checksum", f"{table.name} row checksums", table.name, not bad,
                    "0 mismatches", f"{len(bad)} mismatches",
