@@ -142,15 +142,14 @@ class Settings(_Section):
     @field_validator("schedules")
     @classmethod
     def _cron(cls, value: dict[str, str]) -> dict[str, str]:
-        from apscheduler.triggers.cron import CronTrigger
-
         from strongroom.core.jobs import all_kinds
+        from strongroom.core.schedule import cron_trigger
 
         for kind, expression in value.items():
             if kind not in all_kinds():
                 raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(all_kinds())})")
             try:
-                CronTrigger.from_crontab(expression, timezone="UTC")
+                cron_trigger(expression)
             except ValueError as exc:
                 raise ValueError(f"{kind}: invalid cron expression {expression!r}: {exc}") from None
         return value

@@ -19,13 +19,14 @@ from strongroom.core.config import Settings
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, StrongroomError
 from strongroom.core.jobs import runs
+from strongroom.core.schedule import cron_trigger
 
 log = logging.getLogger("strongroom.scheduler")
 MAX_COUNTED_MISSES = 1000
 
 
 def trigger_for(expression: str) -> CronTrigger:
-    return CronTrigger.from_crontab(expression, timezone="UTC")
+    return cron_trigger(expression)
 
 
 @dataclass(frozen=True)
