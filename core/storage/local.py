@@ -17,17 +17,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from strongroom.core.errors import NotFoundError, ValidationError
-from strongroom.core.fsutil import fsync_dir, write_atomic
+from strongroom.core.fsutil import fsync_dir, write_atomic, write_temp
 from strongroom.core.storage.base import StorageError, validate_key, validate_prefix
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-TEMP_SUFFIX = ".tmp"
 # link(2) answers these where the filesystem has no hard links.
 _NO_HARDLINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
 
@@ -178,13 +176,8 @@ class LocalTarget:
 
 def _write_no_replace(path: Path, data: bytes) -> bool:
     """Temporary file, fsync, link(2) to `path` (fails if present), directory fsync."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    tmp = write_temp(path, data, FILE_MODE)
     try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
         try:
             os.link(tmp, path)
         except FileExistsError:
