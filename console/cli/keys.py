@@ -110,12 +110,17 @@ def rotate_kek(state: CliState, as_json: bool) -> None:
     Restart the daemon afterwards, and print a new recovery kit: the old kit opens only
     the old KEK, which is kept beside the key file for restoring old backups.
     """
-    result = rotation.rotate_kek(state.ctx, actor=local_actor())
+    from strongroom.core.jobs.key_rotation import repository_holders
+
+    result = rotation.rotate_kek(state.ctx, actor=local_actor(),
+                                 holders=repository_holders(state.ctx))
 
     def human(r: dict) -> None:
         verb = "Finished interrupted rotation" if r["resumed"] else "Rotated"
         click.echo(f"{verb}: KEK {', '.join(r['old_kek_ids'])} -> {r['new_kek_id']}; "
                    f"{r['rewrapped']} data keys rewrapped in {r['seconds']}s.")
+        for where in r["holders_rewrapped"]:
+            click.echo(f"Backup repository {where} rewrapped under the new KEK.")
         click.echo(f"Old key kept as {', '.join(r['retired_files'])} (needed to restore "
                    "older backups; move it to offline storage).")
         click.echo("Now restart strongroomd and run `strongroom keys export-kit` for a new kit.")

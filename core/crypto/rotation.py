@@ -23,10 +23,11 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import (
     Connection,
@@ -84,6 +85,19 @@ def _table(name: str) -> Table:
 # KEK rotation
 # =====================================================================================
 
+class KekHolder(Protocol):
+    """Something outside the database holding a key wrapped by the KEK (a backup
+    repository's config). Kept abstract so key rotation does not depend on backups."""
+
+    def describe(self) -> str: ...
+
+    def rewrap(self, keyring: Keyring) -> bool:
+        """Wrap under `keyring.kek_id`, keeping a copy the old KEK opens; True if changed."""
+
+    def confirm(self, keyring: Keyring) -> None:
+        """Drop the old-KEK copy once the new KEK is installed as the key file."""
+
+
 @dataclass(frozen=True)
 class KekRotation:
     old_kek_ids: list[str]
@@ -93,6 +107,7 @@ class KekRotation:
     retired_files: list[str]
     resumed: bool
     seconds: float
+    holders_rewrapped: list[str] = field(default_factory=list)
 
 
 def retired_path(kek_file: Path, kek_id: str) -> Path:
@@ -155,7 +170,8 @@ def _choose_new_kek(kek_file: Path, new_key: bytes | None) -> tuple[Kek, bool]:
     return Kek(key, str(pending)), False
 
 
-def rotate_kek(ctx: Context, new_key: bytes | None = None, *, actor: str) -> KekRotation:
+def rotate_kek(ctx: Context, new_key: bytes | None = None, *, actor: str,
+               holders: Sequence[KekHolder] = ()) -> KekRotation:
     """Rotate the key-encryption key held in `keys.kek_file`; resumes an unfinished one.
 
     Threat: a KEK that may have leaked (an old backup of the key file, a departed
@@ -168,6 +184,12 @@ def rotate_kek(ctx: Context, new_key: bytes | None = None, *, actor: str) -> Kek
     Crash safety: see the module docstring; every state between the steps opens. Other
     processes holding the old keyring (a running daemon) must be restarted afterwards;
     keys they wrap meanwhile are rewrapped by the next `rotate_kek`/`finish_kek_rotation`.
+
+    `holders` (the backup repositories) are rewrapped right after the pending key file is
+    written and before the database: if one is unreachable the rotation stops there,
+    still pending and resumable, instead of finishing with repositories that only the
+    retired key opens (the next backup would fail, and a restore would need the
+    retired file). Each keeps an old-KEK copy until the new key file is installed.
     """
     started = time.monotonic()
     kek_file = _kek_file_of(ctx)
@@ -189,24 +211,28 @@ def rotate_kek(ctx: Context, new_key: bytes | None = None, *, actor: str) -> Kek
     if not resumed:
         write_kek_file(pending_path(kek_file), new_kek.key)
     keyring = Keyring([new_kek, *[k for k in known.values() if k.kek_id != new_kek.kek_id]])
+    rewrapped_holders = [h.describe() for h in holders if h.rewrap(keyring)]
     by_purpose = _rewrap_all(ctx, keyring, new_kek.kek_id, sorted(in_use), resumed, actor)
     retired = _install_pending(kek_file, current)
     # This process's keyring must stop wrapping new keys with the retired KEK.
     ctx.keyring = Keyring(load_keks(ctx.settings.keys))
+    for holder in holders:
+        holder.confirm(ctx.keyring)
     return KekRotation(
         old_kek_ids=sorted(k for k in in_use if k != new_kek.kek_id) or [current.kek_id],
         new_kek_id=new_kek.kek_id, rewrapped=sum(by_purpose.values()), by_purpose=by_purpose,
         retired_files=[str(retired)], resumed=resumed,
-        seconds=round(time.monotonic() - started, 3),
+        seconds=round(time.monotonic() - started, 3), holders_rewrapped=rewrapped_holders,
     )
 
 
-def finish_kek_rotation(ctx: Context, *, actor: str) -> KekRotation:
+def finish_kek_rotation(ctx: Context, *, actor: str,
+                        holders: Sequence[KekHolder] = ()) -> KekRotation:
     """Complete a KEK rotation that a crash interrupted (a `.pending` key file exists)."""
     kek_file = _kek_file_of(ctx)
     if not pending_path(kek_file).exists():
         raise NotFoundError(f"no KEK rotation is pending ({pending_path(kek_file)} does not exist)")
-    return rotate_kek(ctx, actor=actor)
+    return rotate_kek(ctx, actor=actor, holders=holders)
 
 
 def _rewrap_all(ctx: Context, keyring: Keyring, new_kek_id: str, old_ids: list[str],

@@ -1,12 +1,16 @@
-"""Key rotation job: re-encrypt client records under new data keys (resumable)."""
+"""Key rotation: the DEK job (re-encrypt client records, resumable) and the backup
+repositories a KEK rotation must rewrap along with the database."""
 from __future__ import annotations
 
 import dataclasses
 import uuid
 from typing import Any
 
+from strongroom.core.backup.rekey import RepositoryKeyHolder
 from strongroom.core.context import Context
 from strongroom.core.crypto.rotation import rotate_deks
+from strongroom.core.jobs.backup import target_url
+from strongroom.core.storage import open_target
 
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
@@ -15,3 +19,8 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
                          progress=progress)
     return {k: (str(v) if isinstance(v, uuid.UUID) else v)
             for k, v in dataclasses.asdict(result).items()}
+
+
+def repository_holders(ctx: Context) -> list[RepositoryKeyHolder]:
+    """Every configured backup repository, for `rotate_kek(holders=...)`."""
+    return [RepositoryKeyHolder(open_target(target_url(ctx)))]
