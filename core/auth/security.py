@@ -38,6 +38,7 @@ AUDIT_ACTIONS = {
     "user_created": "CREATE",
     "password_changed": "UPDATE",
     "totp_reset": "UPDATE",
+    "role_changed": "UPDATE",
 }
 
 _OUTCOMES = {"login_failed": "failure", "rate_limited": "failure", "grant_expired_use": "denied",
