@@ -360,6 +360,35 @@ class Backup(Base):
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     drilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+    # Set when compaction replaced this snapshot with an equal one on a new chain (status
+    # "superseded"). Plain UUID, no foreign key: the replacement may be forgotten later
+    # while this row stays as the record of what happened.
+    superseded_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+
+class BackupPruneRequest(Base):
+    """Four-eyes retention: snapshots one person (or the scheduler) asked to forget,
+    deleted only after a different person approves, before `expires_at`.
+
+    `snapshot_ids` is the approved upper bound: executing re-computes the plan and is
+    refused if it would now forget anything outside it.
+    """
+
+    __tablename__ = "backup_prune_requests"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    configuration_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("backup_configurations.id"),
+                                                        nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # prune | forget
+    snapshot_ids: Mapped[list] = mapped_column(JSONDoc, nullable=False, default=list)
+    plan: Mapped[dict] = mapped_column(JSONDoc, nullable=False, default=dict)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", index=True)
+    requested_by: Mapped[str] = mapped_column(String(120), nullable=False)
+    requested_at: Mapped[datetime] = _created()
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    approved_by: Mapped[str | None] = mapped_column(String(120))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class ExportConfiguration(Base):
