@@ -301,3 +301,4 @@ def compliance_report_cmd(d: "Daemon", call: Call) -> dict:
 def notify_test_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Send a test notification to every configured channel."""
     return d.notify_test(call.principal.actor)
+from strongroom.daemon import commands_integrity, commands_users  # noqa: F401 registers their commands

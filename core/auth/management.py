@@ -22,7 +22,6 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, update
-
 from strongroom.core.auth import rbac, security, sessions, users
 from strongroom.core.auth.totp import Enrolment
 from strongroom.core.auth.users import UserRecord
@@ -178,6 +177,12 @@ def revoke_permission_grant(conn: Connection, by: Principal, grant_id: uuid.UUID
         raise ConflictError(f"grant {grant_id} already expired at "
                             f"{row['expires_at'].isoformat(timespec='seconds')}")
     return rbac.revoke_grant(conn, grant_id, revoked_by=by.actor, reason=reason, now=now)
+
+
+def grant_owner(conn: Connection, grant_id: uuid.UUID) -> str | None:
+    """The username a grant belongs to, or None for an unknown grant."""
+    return conn.execute(select(_users.c.username).join(_grants, _grants.c.user_id == _users.c.id)
+                        .where(_grants.c.id == grant_id)).scalar()
 
 
 def grants_of(conn: Connection, username: str, *, include_ended: bool = False,

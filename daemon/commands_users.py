@@ -1,0 +1,158 @@
+"""User management commands: lock, unlock, reset 2FA, change role, grants.
+
+All need `user:manage`; the guards (no self-lock, never the last administrator, no
+grant beyond one's own) are core.auth.management's. A refused change writes nothing to
+the account, but the attempt is kept as a `user_change_refused` security event, in a
+transaction of its own so the refusal does not roll it back. Sessions a change ends are
+dropped from the transport's token cache at once, so a locked user's next command is
+refused even within the cache's few seconds.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+from strongroom.core.auth import management, rbac, security, sessions
+from strongroom.core.auth.users import get_user
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.types import utcnow
+from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied
+from strongroom.daemon.commands import Args, Call, command
+
+if TYPE_CHECKING:
+    from strongroom.daemon.main import Daemon
+
+MANAGE = "user:manage"
+
+
+class UsernameArgs(Args):
+    username: str = Field(min_length=1, max_length=64)
+
+
+class LockArgs(UsernameArgs):
+    minutes: int | None = Field(default=None, ge=1, le=525600)
+    reason: str = Field(default="", max_length=500)
+
+
+class ReasonArgs(UsernameArgs):
+    reason: str = Field(default="", max_length=500)
+
+
+class RoleArgs(UsernameArgs):
+    role: str = Field(min_length=1, max_length=32)
+    reason: str = Field(default="", max_length=500)
+
+
+class GrantsArgs(UsernameArgs):
+    include_ended: bool = False
+
+
+class GrantArgs(UsernameArgs):
+    permission: str = Field(min_length=1, max_length=120)
+    duration: str = Field(min_length=1, max_length=16, description="30m, 8h, 2d, 1w")
+    reason: str = Field(default="", max_length=500)
+
+
+class RevokeGrantArgs(Args):
+    grant_id: uuid.UUID
+    reason: str = Field(default="", max_length=500)
+
+
+def _open_sessions(conn, username: str) -> list[uuid.UUID]:
+    try:
+        user = get_user(conn, username)
+    except NotFoundError:
+        return []
+    return [s.id for s in sessions.user_sessions(conn, user.id, now=utcnow())]
+
+
+def _change(d: "Daemon", call: Call, action: str, username: str | None,
+            change: Callable[[Any], Any]) -> Any:
+    """Run one management change in a transaction; keep the evidence of a refusal."""
+    p = call.principal
+    try:
+        with transaction(d.ctx.engine) as conn:
+            # Sessions whose cached permissions this change makes stale (or ends).
+            stale = _open_sessions(conn, username) if username else []
+            result = change(conn)
+    except (PermissionDenied, ConflictError) as refusal:
+        with transaction(d.ctx.engine) as conn:
+            security.record(conn, "user_change_refused", severity="medium", username=username,
+                            actor=p.actor, session_id=p.session_id, ip_address=p.ip_address,
+                            description=f"{action} refused",
+                            details={"action": action, "why": str(refusal)[:300]})
+        d.publish_security("user_change_refused", {"action": action, "username": username})
+        raise
+    for session_id in stale:
+        d.forget_session(session_id)
+    d.publish_security(action, {"username": username})
+    return result
+
+
+@command("user.lock", permission=MANAGE, args=LockArgs)
+def user_lock_cmd(d: "Daemon", call: Call) -> dict:
+    """Lock an account (indefinitely or for N minutes) and end its sessions."""
+    a: LockArgs = call.args
+    return _change(d, call, "user_locked", a.username, lambda conn: management.lock_user(
+        conn, call.principal, a.username, minutes=a.minutes, reason=a.reason)).as_dict()
+
+
+@command("user.unlock", permission=MANAGE, args=ReasonArgs)
+def user_unlock_cmd(d: "Daemon", call: Call) -> dict:
+    """Unlock an account and clear its failed-login count."""
+    a: ReasonArgs = call.args
+    return _change(d, call, "user_unlocked", a.username, lambda conn: management.unlock_user(
+        conn, call.principal, a.username, reason=a.reason)).as_dict()
+
+
+@command("user.reset_2fa", permission=MANAGE, args=UsernameArgs)
+def user_reset_2fa_cmd(d: "Daemon", call: Call) -> dict:
+    """Replace a user's TOTP secret and end their sessions; the new enrolment is shown once."""
+    a: UsernameArgs = call.args
+    user, enrolment = _change(d, call, "totp_reset", a.username, lambda conn: management.reset_second_factor(
+        conn, d.ctx.keyring, d.ctx.settings, call.principal, a.username))
+    # The one place the new secret leaves the daemon: in this reply, to a user:manage
+    # holder, over the 0600 socket or CURVE. It is never logged or stored in plain.
+    return {"user": user.as_dict(), "enrolment": {"uri": enrolment.uri, "secret": enrolment.secret,
+                                                  "qr_text": enrolment.qr_text}}
+
+
+@command("user.set_role", permission=MANAGE, args=RoleArgs)
+def user_set_role_cmd(d: "Daemon", call: Call) -> dict:
+    """Give a user another role (their sessions end so the new permissions apply)."""
+    a: RoleArgs = call.args
+    return _change(d, call, "role_changed", a.username, lambda conn: management.change_role(
+        conn, d.ctx.settings, call.principal, a.username, a.role, reason=a.reason)).as_dict()
+
+
+@command("user.grants", permission=MANAGE, args=GrantsArgs)
+def user_grants_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """A user's permission grants, newest first (ended ones with include_ended)."""
+    a: GrantsArgs = call.args
+    now = utcnow()
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        grants = management.grants_of(conn, a.username, include_ended=a.include_ended, now=now)
+    return [{**g.__dict__, "active": g.active(now)} for g in grants]
+
+
+@command("user.grant", permission=MANAGE, args=GrantArgs)
+def user_grant_cmd(d: "Daemon", call: Call) -> dict:
+    """Grant one permission beyond the user's role until an expiry (e.g. 8h, 2d)."""
+    a: GrantArgs = call.args
+    duration = rbac.parse_duration(a.duration)
+    grant = _change(d, call, "grant_created", a.username, lambda conn: management.grant_permission(
+        conn, call.principal, a.username, a.permission, duration=duration, reason=a.reason))
+    return {**grant.__dict__, "active": True}
+
+
+@command("user.revoke_grant", permission=MANAGE, args=RevokeGrantArgs)
+def user_revoke_grant_cmd(d: "Daemon", call: Call) -> dict:
+    """End a permission grant before its expiry."""
+    a: RevokeGrantArgs = call.args
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        username = management.grant_owner(conn, a.grant_id)
+    grant = _change(d, call, "grant_revoked", username, lambda conn: management.revoke_permission_grant(
+        conn, call.principal, a.grant_id, reason=a.reason))
+    return {**grant.__dict__, "active": False}

@@ -1,0 +1,182 @@
+"""User management and the integrity report over the control socket, against a real
+daemon: the changes, their evidence, and refusals that change nothing."""
+from __future__ import annotations
+
+import time
+
+import pyotp
+import pytest
+
+from strongroom.console.client import ClientError
+from strongroom.core.auth.users import create_user
+from strongroom.core.config import load_settings
+from strongroom.core.context import open_context
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Role
+from strongroom.core.repository.practices import only_practice
+from tests.daemon.conftest import PASSWORD
+
+
+def add_admin(data_dir, username: str = "boss", role: Role = Role.ADMIN) -> str:
+    """An administrator account written straight into the database; returns its TOTP secret."""
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            _, enrolment = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), username,
+                                       PASSWORD, role, actor="test")
+    finally:
+        ctx.close()
+    return enrolment.secret
+
+
+def login(daemon, username: str, secret: str | None = None) -> str:
+    args = {"username": username, "password": PASSWORD, "totp": pyotp.TOTP(secret).now() if secret else None}
+    return daemon.call("auth.login", args, token=None)["token"]
+
+
+def refused(daemon, cmd: str, args: dict, token="local") -> ClientError:
+    with pytest.raises(ClientError) as caught:
+        daemon.call(cmd, args, token=token)
+    return caught.value
+
+
+def user(daemon, username: str) -> dict:
+    return next(u for u in daemon.call("users.list") if u["username"] == username)
+
+
+def events(daemon, event_type: str) -> list[dict]:
+    return daemon.call("security.events", {"event_type": event_type, "limit": 20})
+
+
+@pytest.fixture
+def boss(data_dir):
+    return add_admin(data_dir)
+
+
+def test_admin_locks_a_user_whose_session_ends_then_unlocks(daemon, boss):
+    admin = login(daemon, "boss", boss)
+    victim = login(daemon, "clinician")
+    assert daemon.call("whoami", token=victim)["actor"] == "user:clinician"
+    locked = daemon.call("user.lock", {"username": "clinician", "reason": "laptop stolen"}, token=admin)
+    assert locked["locked_until"].startswith("9999-12-31")
+    err = refused(daemon, "whoami", {}, token=victim)
+    assert err.code == "unauthenticated"
+    event = events(daemon, "user_locked")[0]
+    assert event["username"] == "clinician" and event["details"]["reason"] == "laptop stolen"
+    assert event["details"]["sessions_revoked"] == 1
+    err = refused(daemon, "auth.login", {"username": "clinician", "password": PASSWORD}, token=None)
+    assert "locked" in err.message
+    daemon.call("user.unlock", {"username": "clinician"}, token=admin)
+    assert user(daemon, "clinician")["locked_until"] is None
+    assert login(daemon, "clinician")
+
+
+def test_nobody_locks_themselves_and_the_refusal_is_recorded(daemon, boss, data_dir):
+    add_admin(data_dir, "second")
+    admin = login(daemon, "boss", boss)
+    err = refused(daemon, "user.lock", {"username": "boss"}, token=admin)
+    assert err.code == "forbidden" and "your own account" in err.message
+    assert user(daemon, "boss")["locked_until"] is None
+    assert daemon.call("whoami", token=admin)["actor"] == "user:boss"   # still logged in
+    refusal = events(daemon, "user_change_refused")[0]
+    assert refusal["details"]["action"] == "user_locked" and refusal["username"] == "boss"
+
+
+def test_the_last_admin_can_be_neither_locked_nor_demoted(daemon, boss):
+    err = refused(daemon, "user.lock", {"username": "boss"})
+    assert err.code == "conflict" and "last active account able to manage users" in err.message
+    err = refused(daemon, "user.set_role", {"username": "boss", "role": "STAFF"})
+    assert err.code == "conflict" and "last active account" in err.message
+    after = user(daemon, "boss")
+    assert after["locked_until"] is None and after["role"] == "ADMIN"
+
+
+def test_without_user_manage_every_change_is_forbidden(daemon, boss):
+    auditor = login(daemon, "auditor1")
+    for cmd, args in (("user.lock", {"username": "clinician"}), ("user.unlock", {"username": "clinician"}),
+                      ("user.reset_2fa", {"username": "clinician"}),
+                      ("user.set_role", {"username": "clinician", "role": "STAFF"}),
+                      ("user.grant", {"username": "clinician", "permission": "audit:read", "duration": "1h"}),
+                      ("user.grants", {"username": "clinician"})):
+        err = refused(daemon, cmd, args, token=auditor)
+        assert err.code == "forbidden" and "user:manage" in err.message, cmd
+    after = user(daemon, "clinician")
+    assert after["locked_until"] is None and after["role"] == "PRACTITIONER"
+    assert daemon.call("user.grants", {"username": "clinician", "include_ended": True}) == []
+
+
+def test_unknown_user_and_bad_arguments_are_clear_errors(daemon):
+    err = refused(daemon, "user.lock", {"username": "ghost"})
+    assert err.code == "not_found" and "'ghost' does not exist" in err.message
+    err = refused(daemon, "user.set_role", {"username": "clinician", "role": "wizard"})
+    assert err.code == "bad_request" and "expected one of" in err.message
+    err = refused(daemon, "user.grant", {"username": "clinician", "permission": "audit:read", "duration": "forever"})
+    assert err.code == "bad_request" and "duration" in err.message
+    err = refused(daemon, "user.lock", {"username": "clinician", "minutes": 0})
+    assert err.code == "bad_request" and "minutes" in err.message
+    assert user(daemon, "clinician")["locked_until"] is None
+    assert daemon.call("user.grants", {"username": "clinician", "include_ended": True}) == []
+
+
+def test_role_change_applies_at_once_and_is_audited(daemon, boss):
+    admin = login(daemon, "boss", boss)
+    staff = login(daemon, "clinician")
+    changed = daemon.call("user.set_role", {"username": "clinician", "role": "MANAGER", "reason": "promoted"},
+                          token=admin)
+    assert changed["role"] == "MANAGER"
+    assert refused(daemon, "whoami", {}, token=staff).code == "unauthenticated"   # re-login for new permissions
+    again = login(daemon, "clinician")
+    assert "audit:read" in daemon.call("whoami", token=again)["permissions"]
+    assert events(daemon, "role_changed")[0]["details"]["to"] == "MANAGER"
+    tail = daemon.call("audit.tail", {"limit": 50})
+    assert any(e["action"] == "UPDATE" and e["details"].get("event") == "role_changed" for e in tail)
+
+
+def test_grant_with_expiry_gives_the_permission_until_revoked(daemon, boss):
+    admin = login(daemon, "boss", boss)
+    grant = daemon.call("user.grant", {"username": "clinician", "permission": "audit:read", "duration": "2h",
+                                       "reason": "records review"}, token=admin)
+    assert grant["active"] and grant["granted_by"] == "user:boss"
+    clinician = login(daemon, "clinician")
+    assert isinstance(daemon.call("jobs.list", {"limit": 1}, token=clinician), list)   # audit:read now
+    listed = daemon.call("user.grants", {"username": "clinician"}, token=admin)
+    assert [g["id"] for g in listed] == [grant["id"]]
+    err = refused(daemon, "user.grant", {"username": "clinician", "permission": "keys:manage", "duration": "1h"},
+                  token=admin)
+    assert err.code == "forbidden" and "keys:manage" in err.message
+    daemon.call("user.revoke_grant", {"grant_id": grant["id"], "reason": "done"}, token=admin)
+    err = refused(daemon, "jobs.list", {"limit": 1}, token=clinician)
+    assert err.code == "forbidden"
+    err = refused(daemon, "user.revoke_grant", {"grant_id": grant["id"]}, token=admin)
+    assert err.code == "conflict" and "already revoked" in err.message
+    assert daemon.call("user.grants", {"username": "clinician"}, token=admin) == []
+
+
+def test_reset_2fa_hands_back_a_new_enrolment_and_the_old_code_stops_working(daemon, boss, data_dir):
+    reset = daemon.call("user.reset_2fa", {"username": "boss"})
+    assert reset["enrolment"]["uri"].startswith("otpauth://totp/") and reset["user"]["totp_enabled"]
+    new_secret = reset["enrolment"]["secret"]
+    assert new_secret != boss
+    err = refused(daemon, "auth.login", {"username": "boss", "password": PASSWORD,
+                                         "totp": pyotp.TOTP(boss).now()}, token=None)
+    assert err.code == "unauthenticated"
+    assert login(daemon, "boss", new_secret)
+    assert new_secret not in str(events(daemon, "totp_reset")) and new_secret not in daemon.log()
+
+
+def test_integrity_report_before_and_after_a_run(daemon):
+    empty = daemon.call("integrity.report")
+    assert empty["latest"] is None and empty["checks"] == [] and empty["audit_chain"]["head_id"] >= 1
+    run = daemon.call("job.run", {"kind": "integrity"})
+    deadline = time.monotonic() + 60
+    while daemon.call("job.get", {"run_id": run["id"]})["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, "integrity run did not finish"
+        time.sleep(0.2)
+    report = daemon.call("integrity.report")
+    assert report["latest"]["id"] == run["id"] and report["latest"]["status"] == "succeeded"
+    names = [c["name"] for c in report["checks"]]
+    assert "audit chain" in names and "clients row checksums" in names
+    chain = next(c for c in report["checks"] if c["name"] == "audit chain")
+    assert chain["status"] == "passed" and chain["evidence"]["checked"] >= 1 and chain["check_type"] == "audit_chain"
+    assert report["audit_chain"]["last_check"]["status"] == "passed"
+    assert [h["id"] for h in report["history"]] == [run["id"]]
