@@ -6,12 +6,19 @@ so tests and benchmarks see the same data every run.
 """
 from __future__ import annotations
 
+import base64
 import random
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, timezone
 
-from strongroom.core.db.models import ClientStatus, PaymentStatus, SessionStatus
+from sqlalchemy import Connection, select
+
+from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.db.models import Client, ClientStatus, PaymentStatus, SessionStatus, SyncPeer, TherapySession
+from strongroom.core.repository.changes import current_change_version
+from strongroom.core.sync.conflicts import queue_conflict, row_image
+from strongroom.core.sync.peers import PUSH, add_peer, set_watermark, synced_tables
 
 FIRST = ("Avery", "Blake", "Casey", "Dana", "Elliot", "Frankie", "Gray", "Harper", "Indy",
          "Jordan", "Kai", "Logan", "Morgan", "Noel", "Oakley", "Parker", "Quinn", "Riley",
@@ -77,3 +84,75 @@ def session_records(client_ids: list[uuid.UUID], per_client: int, seed: int = 11
                 "price_cents": rng.choice((12000, 15000, 18000)),
             }
             day += timedelta(days=7)
+
+
+# --- sync conflicts -------------------------------------------------------------------
+
+DEMO_PEERS = (("central", "postgresql+psycopg://sync@central.example.org/strongroom", "both"),
+              ("clinic-north", "https://north.example.org/strongroom", "pull"))
+
+
+def seed_conflicts(conn: Connection, keyring: Keyring, *, seed: int = 7, now: datetime | None = None) -> list[uuid.UUID]:
+    """Two synthetic sync peers and three open conflicts on existing demo rows, so the
+    console's Sync tab has something to resolve: a client both sites edited (with a
+    base), a client with no known common ancestor, and a therapy session. Remote PHI is
+    sealed with the row's own key, as a real peer's would be. Needs demo clients (and
+    sessions) already in the database; returns the conflict ids (none without rows)."""
+    rng = random.Random(seed)
+    now = now or datetime.now(timezone.utc)
+    clients_t, sessions_t, peers_t = Client.__table__, TherapySession.__table__, SyncPeer.__table__
+    clients = conn.execute(select(clients_t).where(clients_t.c.deleted_at.is_(None))
+                           .order_by(clients_t.c.id).limit(2)).mappings().all()
+    session = conn.execute(select(sessions_t).where(sessions_t.c.deleted_at.is_(None))
+                           .order_by(sessions_t.c.id).limit(1)).mappings().first()
+    if len(clients) < 2:
+        return []
+    peer_ids = {}
+    for name, url, direction in DEMO_PEERS:
+        existing = conn.execute(select(peers_t.c.id).where(peers_t.c.name == name)).scalar()
+        peer_ids[name] = existing or add_peer(
+            conn, name, url, direction=direction,
+            last_sync_at=now - timedelta(hours=2, minutes=5) if direction == "both" else None)
+    version = current_change_version(conn)
+    for table in synced_tables():
+        set_watermark(conn, peer_ids["central"], table.name, PUSH, version)
+
+    def sealed(table: str, row, field: str, value: str) -> str:
+        blob = keyring.cipher(conn, row["key_id"]).encrypt_text(value, table, field, row["id"])
+        return base64.b64encode(blob).decode()
+
+    def phone() -> str:
+        return f"555-01{rng.randrange(0, 100):02d}"
+
+    ids = []
+    # 1: both sites changed the phone; the peer also marked the client inactive, while
+    # this site corrected the email (the peer still has the old one, as base does).
+    first = clients[0]
+    local = row_image("clients", first)
+    base = {**local, "phone_enc": sealed("clients", first, "phone", phone()),
+            "email_enc": sealed("clients", first, "email", f"old.address{rng.randrange(100)}@example.org")}
+    remote = {**base, "phone_enc": sealed("clients", first, "phone", phone()), "status": "ACTIVE" if local["status"] == "INACTIVE" else "INACTIVE",
+              "sync_version": 900 + rng.randrange(100)}
+    ids.append(queue_conflict(conn, peer_id=peer_ids["central"], table_name="clients", row_id=first["id"],
+                              base=base, local=local, remote=remote, actor="demo"))
+    # 2: no common ancestor known (the row was restored on one side): address and last name.
+    second = clients[1]
+    local = row_image("clients", second)
+    remote = {**local, "address_enc": sealed("clients", second, "address",
+                                             f"{rng.randrange(1, 999)} {rng.choice(STREETS)} Street, Shelbyville"),
+              "last_name_enc": sealed("clients", second, "last_name", f"{rng.choice(LAST)}-{rng.choice(LAST)}"),
+              "sync_version": 900 + rng.randrange(100)}
+    ids.append(queue_conflict(conn, peer_id=peer_ids["central"], table_name="clients", row_id=second["id"],
+                              base=None, local=local, remote=remote, actor="demo"))
+    # 3: a session's notes amended on both sides; the peer extended it and took payment.
+    if session is not None:
+        local = row_image("therapy_sessions", session)
+        base = {**local, "notes_enc": sealed("therapy_sessions", session, "notes",
+                                             "Client reported work stress over the past fortnight.")}
+        remote = {**base, "notes_enc": sealed("therapy_sessions", session, "notes",
+                                              "Client reported work stress; agreed a graded return plan."),
+                  "duration_minutes": local["duration_minutes"] + 30,
+                  "payment_status": "REFUNDED" if local["payment_status"] == "PAID" else "PAID", "sync_version": 900 + rng.randrange(100)}
+        ids.append(queue_conflict(conn, peer_id=peer_ids["central"], table_name="therapy_sessions",
+                                  row_id=session["id"], base=base, local=local, remote=remote, actor="demo"))
+    return ids
