@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -108,16 +108,59 @@ class RetentionSettings(_Section):
     keep_weekly: Annotated[int, Field(ge=0, le=10000)] = 8
     keep_monthly: Annotated[int, Field(ge=0, le=10000)] = 12
     max_age_days: Annotated[int, Field(ge=0, le=36500)] = 0  # 0: no age limit
+    # Rewrite a chain whose full base the policy would forget (or that reached the
+    # chain limit) onto a new, synthesised full base, so old links can go.
+    compact: bool = True
 
 
-class BackupSettings(_Section):
-    """Where snapshots go. `target` is a storage URL: an absolute path or file:///path
-    for local disk, s3://bucket/prefix?region=...&object_lock_days=... for S3.
-    Default: <data_dir>/backups."""
+_CONFIGURATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class BackupConfigurationSettings(_Section):
+    """One backup configuration: where its snapshots go and how they are kept.
+
+    `target` is a storage URL: an absolute path or file:///path for local disk,
+    s3://bucket/prefix?region=...&object_lock_days=... for S3. Default: <data_dir>/backups
+    for the configuration named "default", <data_dir>/backups-<name> for the others.
+    """
 
     target: str | None = None
     compression_level: Annotated[int, Field(ge=1, le=19)] = 3
+    backup_type: Literal["incremental", "full"] = "incremental"
+    verify_after: bool = True
+    require_approval: bool = False
+    approval_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 24
     retention: RetentionSettings = RetentionSettings()
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("must not be empty (leave it out for the default)")
+        if not (value.startswith(("/", "file:///", "s3://"))):
+            raise ValueError("must be an absolute path, file:///path or s3://bucket/prefix")
+        return value
+
+
+class BackupSettings(BackupConfigurationSettings):
+    """The `[backup]` section: its own keys are the configuration named "default" (so a
+    file with one `[backup]` section keeps working); `[backup.configurations.NAME]`
+    tables declare more, each with the same keys."""
+
+    configurations: dict[str, BackupConfigurationSettings] = {}
+
+    @field_validator("configurations")
+    @classmethod
+    def _names(cls, value: dict[str, BackupConfigurationSettings]) -> dict[str, BackupConfigurationSettings]:
+        for name in value:
+            if name == "default":
+                raise ValueError('"default" is the [backup] section itself; give this one another name')
+            if not _CONFIGURATION_NAME.match(name):
+                raise ValueError(f"configuration name {name!r}: use lowercase letters, digits, - and _ "
+                                 "(at most 63, starting with a letter or digit)")
+        return value
 
 
 class Settings(_Section):
@@ -192,8 +235,32 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     if notify.email is not None and notify.email.password_file is not None:
         email = notify.email.model_copy(update={"password_file": (base / notify.email.password_file).resolve()})
         notify = notify.model_copy(update={"email": email})
-    return settings.model_copy(update={"data_dir": data_dir, "keys": keys, "database": database,
-                                       "daemon": daemon, "notify": notify})
+    resolved = settings.model_copy(update={"data_dir": data_dir, "keys": keys, "database": database,
+                                           "daemon": daemon, "notify": notify})
+    _distinct_backup_targets(resolved)
+    return resolved
+
+
+def backup_target(settings: Settings, name: str) -> str:
+    """The storage URL of backup configuration `name` (see BackupConfigurationSettings)."""
+    configuration = settings.backup if name == "default" else settings.backup.configurations[name]
+    if configuration.target:
+        return configuration.target
+    folder = "backups" if name == "default" else f"backups-{name}"
+    return str(Path(settings.data_dir) / folder)
+
+
+def _distinct_backup_targets(settings: Settings) -> None:
+    # Two configurations on one repository would prune each other's snapshots by the
+    # wrong policy and share a lock: refuse it at load time.
+    seen: dict[str, str] = {}
+    for name in ["default", *settings.backup.configurations]:
+        url = backup_target(settings, name).removeprefix("file://").rstrip("/")
+        if url in seen:
+            where = "backup.target" if name == "default" else f"backup.configurations.{name}.target"
+            raise ConfigError(f"{settings.source or 'configuration'}: {where}: the same repository as "
+                              f"backup configuration {seen[url]!r}; each configuration needs its own")
+        seen[url] = name
 
 
 def load_settings(path: Path) -> Settings:

@@ -21,18 +21,18 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select, text
+from sqlalchemy import Connection, Engine, Table, func, insert, select, text
 
 from strongroom.core import audit
 from strongroom.core.backup import copytext
 from strongroom.core.backup.manifest import AuditHead, ChunkRef, Manifest, TableEntry
-from strongroom.core.backup.repository import Repository, StoredChunk, init_repository, open_repository
+from strongroom.core.backup import configurations
+from strongroom.core.backup.repository import Lock, Repository, StoredChunk, init_repository, open_repository
 from strongroom.core.context import Context
 from strongroom.core.db.engine import set_scope, transaction
 from strongroom.core.db.models import Backup, Base
@@ -49,18 +49,25 @@ IN_FLIGHT = 4
 _SQLITE_BATCH = 2000
 
 
-def target_url(ctx: Context) -> str:
-    """The configured repository location; default: <data dir>/backups on local disk."""
-    url = ctx.settings.backup.target
-    return url or str(Path(ctx.settings.data_dir) / "backups")
+def target_url(ctx: Context, configuration: str | None = None) -> str:
+    """The repository location of a backup configuration (default: "default")."""
+    return configurations.resolve(ctx.settings, configuration).target
 
 
-def open_or_init(ctx: Context, url: str | None = None) -> Repository:
-    target = open_target(url or target_url(ctx))
-    level = ctx.settings.backup.compression_level
+def open_or_init(ctx: Context, url: str | None = None, configuration: str | None = None) -> Repository:
+    cfg = configurations.resolve(ctx.settings, configuration)
+    target = open_target(url or cfg.target)
     if not target.exists("config.json"):
-        return init_repository(target, ctx.keyring, compression_level=level)
-    return open_repository(target, ctx.keyring, compression_level=level)
+        return init_repository(target, ctx.keyring, compression_level=cfg.compression_level)
+    return open_repository(target, ctx.keyring, compression_level=cfg.compression_level)
+
+
+def open_configured(ctx: Context, params: dict) -> tuple[configurations.Configuration, Repository]:
+    """The configuration a job's params name (`configuration`, default "default") and
+    its existing repository (`target` overrides the location)."""
+    cfg = configurations.resolve(ctx.settings, params.get("configuration"))
+    return cfg, open_repository(open_target(params.get("target") or cfg.target), ctx.keyring,
+                                compression_level=cfg.compression_level)
 
 
 # Engine bookkeeping, not data: SQLite's stand-in for a sequence. The manifest carries
@@ -99,14 +106,27 @@ def chain_of(repo: Repository, snapshot_id: uuid.UUID) -> list[Manifest]:
     return list(reversed(chain))
 
 
-def _parent(repo: Repository, params: dict) -> Manifest | None:
-    """The newest snapshot, when the next one may be incremental on top of it."""
-    if str(params.get("full", "")).lower() in ("1", "true", "yes"):
-        return None
-    ids = repo.list_snapshots()
+def newest_snapshot(engine: Engine, ids: list[uuid.UUID]) -> uuid.UUID | None:
+    """The newest of `ids` by our own clock among the good snapshots the database knows
+    (a tie, which compaction creates by giving a replacement its original's time, goes
+    to the newer id: the replacement); the newest id when the database knows none."""
     if not ids:
         return None
-    newest = repo.read_manifest(ids[-1])
+    table = Backup.__table__
+    with engine.connect() as conn:
+        known = conn.execute(select(table.c.id).where(table.c.id.in_(ids), table.c.status == "succeeded")
+                             .order_by(table.c.started_at.desc(), table.c.id.desc()).limit(1)).scalar()
+    return known or ids[-1]
+
+
+def _parent(ctx: Context, repo: Repository, params: dict, cfg: configurations.Configuration) -> Manifest | None:
+    """The newest snapshot, when the next one may be incremental on top of it."""
+    if str(params.get("full", "")).lower() in ("1", "true", "yes") or cfg.backup_type == "full":
+        return None
+    newest_id = newest_snapshot(ctx.engine, repo.list_snapshots())
+    if newest_id is None:
+        return None
+    newest = repo.read_manifest(newest_id)
     return newest if len(chain_of(repo, newest.snapshot_id)) < MAX_CHAIN else None
 
 
@@ -207,49 +227,67 @@ class BackupResult:
         return dict(self.__dict__)
 
 
+PlanFor = Callable[[Table], tuple[str, "tuple[str, int] | None", "int | None"]]
+
+
+def write_tables(conn: Connection, repo: Repository, lock: Lock, pool: ThreadPoolExecutor,
+                 plan_for: PlanFor, progress) -> tuple[list[TableEntry], int]:
+    """Stream every table of `conn` (already inside its read snapshot) into chunks.
+
+    `plan_for(table)` gives (mode, row filter, high-water id) per table. Returns the
+    manifest's table entries and the bytes newly stored."""
+    pg = conn.dialect.name == "postgresql"
+    writer = _TableWriter(repo, pool)
+    entries: list[TableEntry] = []
+    done = added_total = 0
+    for table in tables():
+        mode, after, high_water = plan_for(table)
+        blocks = _pg_blocks(conn, table, after) if pg else _sqlite_blocks(conn, table, after)
+        lock.check()
+
+        def tick(plain: int, name: str = table.name) -> None:
+            progress(done + plain, None, f"backing up {name}")
+        sha, refs, rows, plain, added = writer.write(_segments(blocks, SEGMENT_BYTES), tick)
+        done += plain
+        added_total += added
+        live = conn.execute(select(func.count()).select_from(table)).scalar_one()
+        tombstones = 0
+        if "deleted_at" in table.c:
+            query = select(func.count()).select_from(table).where(table.c.deleted_at.is_not(None))
+            if after:
+                query = query.where(table.c[after[0]] > after[1])
+            tombstones = conn.execute(query).scalar_one()
+        entries.append(TableEntry(name=table.name, columns=copytext.column_names(copytext.columns(table)),
+                                  row_count=rows, tombstone_count=tombstones, sha256=sha, chunks=refs,
+                                  mode=mode, high_water=high_water, live_rows=live))
+    return entries, added_total
+
+
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
-    """Write a snapshot (incremental on the newest one when it can be, else full);
-    record it in `backups`; audit it."""
-    repo = open_or_init(ctx, params.get("target"))
+    """Write a snapshot of the configuration `params["configuration"]` (default
+    "default"): incremental on its newest one when it can be, else full; record it in
+    `backups` under that configuration; audit it. With the configuration's
+    `verify_after`, a fast verify (manifest and every chunk present at its size) closes
+    the run, and a snapshot that fails it is recorded as failed and fails the run."""
+    cfg = configurations.resolve(ctx.settings, params.get("configuration"))
+    repo = open_or_init(ctx, params.get("target"), cfg.name)
     with transaction(ctx.engine) as conn:
         ctx.keyring.signing_key(conn)  # created outside the read snapshot if missing
     lock = repo.acquire_lock("shared", "backup")
     started = utcnow()
     snapshot_id = new_id()
-    entries: list[TableEntry] = []
-    added_total = 0
+    problems: list = []
     try:
-        parent = _parent(repo, params)
+        parent = _parent(ctx, repo, params, cfg)
         kind = "incremental" if parent else "full"
         parent_tables = {t.name: t for t in parent.tables} if parent else {}
         with ctx.engine.connect() as conn, ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool:
-            pg = conn.dialect.name == "postgresql"
             _open_snapshot(conn)
             watermark = current_change_version(conn)
             checkpoint = audit.checkpoint(conn, ctx.keyring)
             revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-            writer = _TableWriter(repo, pool)
-            done = 0
-            for table in tables():
-                mode, after, high_water = _plan(conn, table, parent, parent_tables)
-                blocks = _pg_blocks(conn, table, after) if pg else _sqlite_blocks(conn, table, after)
-                lock.check()
-
-                def tick(plain: int, name: str = table.name) -> None:
-                    progress(done + plain, None, f"backing up {name}")
-                sha, refs, rows, plain, added = writer.write(_segments(blocks, SEGMENT_BYTES), tick)
-                done += plain
-                added_total += added
-                live = conn.execute(select(func.count()).select_from(table)).scalar_one()
-                tombstones = 0
-                if "deleted_at" in table.c:
-                    query = select(func.count()).select_from(table).where(table.c.deleted_at.is_not(None))
-                    if after:
-                        query = query.where(table.c[after[0]] > after[1])
-                    tombstones = conn.execute(query).scalar_one()
-                entries.append(TableEntry(name=table.name, columns=copytext.column_names(copytext.columns(table)),
-                                          row_count=rows, tombstone_count=tombstones, sha256=sha, chunks=refs,
-                                          mode=mode, high_water=high_water, live_rows=live))
+            entries, added_total = write_tables(
+                conn, repo, lock, pool, lambda table: _plan(conn, table, parent, parent_tables), progress)
         manifest = Manifest.build(
             repository_id=repo.id, snapshot_id=snapshot_id, kind=kind,
             parent_id=parent.snapshot_id if parent else None, created_at=started,
@@ -257,23 +295,43 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             audit=AuditHead(id=checkpoint["head_id"], hash=checkpoint["head_hash"], checkpoint=checkpoint),
             added_bytes=added_total)
         repo.write_manifest(manifest, lock)
+        if cfg.verify_after:
+            problems = repo.verify_fast(manifest, lambda d, t, m: progress(d, t, f"verifying: {m}"))
     finally:
         lock.release()
     totals = manifest.totals
     with transaction(ctx.engine) as conn:
+        configuration_id = configurations.sync_one(conn, ctx.settings, cfg.name, actor="system")
         conn.execute(insert(Backup.__table__), [{
-            "id": snapshot_id, "kind": kind, "status": "succeeded", "proof": "written",
+            "id": snapshot_id, "kind": kind, "status": "failed" if problems else "succeeded", "proof": "written",
+            "configuration_id": configuration_id,
             "parent_id": parent.snapshot_id if parent and _known(conn, parent.snapshot_id) else None,
             "started_at": started, "finished_at": utcnow(), "manifest_key": f"snapshots/{snapshot_id}.json",
             "change_watermark": watermark, "size_bytes": totals.plain_bytes, "stored_bytes": totals.added_bytes,
-            "row_count": totals.rows}])
+            "row_count": totals.rows,
+            "error": f"verify after backup: {len(problems)} problem(s); first: {problems[0]}" if problems else None}])
         audit.append(conn, actor=params.get("actor", "system"), action="BACKUP", table_name="backups",
-                     record_id=snapshot_id, details={"kind": kind, "rows": totals.rows, "tables": totals.tables,
-                                                     "plain_bytes": totals.plain_bytes,
-                                                     "added_bytes": totals.added_bytes,
-                                                     "target": repo.target.describe()})
-    return BackupResult(str(snapshot_id), kind, totals.tables, totals.rows, totals.plain_bytes,
-                        totals.stored_bytes, totals.added_bytes, repo.target.describe()).as_dict()
+                     record_id=snapshot_id, outcome="failure" if problems else "success",
+                     details={"kind": kind, "rows": totals.rows, "tables": totals.tables,
+                              "plain_bytes": totals.plain_bytes, "added_bytes": totals.added_bytes,
+                              "target": repo.target.describe(), "configuration": cfg.name,
+                              "verified_after": cfg.verify_after, "verify_problems": len(problems)})
+    result = BackupResult(str(snapshot_id), kind, totals.tables, totals.rows, totals.plain_bytes,
+                          totals.stored_bytes, totals.added_bytes, repo.target.describe()).as_dict()
+    result.update(configuration=cfg.name, verified_after=cfg.verify_after and not problems)
+    if problems:
+        raise BackupVerifyFailure(f"snapshot {snapshot_id} was written but the verify after backup found "
+                                  f"{len(problems)} problem(s); first: {problems[0]}",
+                                  {**result, "problems": [str(p) for p in problems[:50]]})
+    return result
+
+
+class BackupVerifyFailure(IntegrityError):
+    """The verify after backup found the new snapshot incomplete; `result` says what."""
+
+    def __init__(self, message: str, result: dict) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def _known(conn: Connection, snapshot_id: uuid.UUID) -> bool:

@@ -14,14 +14,12 @@ from typing import Any
 from sqlalchemy import update
 
 from strongroom.core import audit
-from strongroom.core.backup.repository import open_repository
 from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError, NotFoundError
-from strongroom.core.jobs.backup import target_url
-from strongroom.core.storage import open_target
+from strongroom.core.jobs.backup import open_configured
 
 MAX_REPORTED = 50
 
@@ -33,8 +31,9 @@ class VerifyFailure(IntegrityError):
 
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
-    """Verify one snapshot (`snapshot_id`) or, by default, every snapshot in the repository."""
-    repo = open_repository(open_target(params.get("target") or target_url(ctx)), ctx.keyring)
+    """Verify one snapshot (`snapshot_id`) or, by default, every snapshot in the
+    repository of the backup configuration `configuration` (default "default")."""
+    cfg, repo = open_configured(ctx, params)
     read_data = str(params.get("read_data", "")).lower() in ("1", "true", "yes")
     wanted = params.get("snapshot_id")
     ids = [uuid.UUID(str(wanted))] if wanted else repo.list_snapshots()
@@ -69,8 +68,9 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
                 conn.execute(update(table).where(table.c.id.in_(good)).values(verified_at=now))
         audit.append(conn, actor=params.get("actor", "system"), action="VERIFY", table_name="backups",
                      outcome="failure" if bad else "success",
-                     details={"snapshots": len(report), "failed": len(bad), "read_data": read_data})
-    result = {"snapshots": report, "read_data": read_data, "failed": len(bad)}
+                     details={"snapshots": len(report), "failed": len(bad), "read_data": read_data,
+                              "configuration": cfg.name})
+    result = {"snapshots": report, "read_data": read_data, "failed": len(bad), "configuration": cfg.name}
     if bad:
         first = bad[0]
         raise VerifyFailure(f"{len(bad)} of {len(report)} snapshot(s) failed verification; first: "
