@@ -302,3 +302,4 @@ def notify_test_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Send a test notification to every configured channel."""
     return d.notify_test(call.principal.actor)
 from strongroom.daemon import commands_integrity, commands_users  # noqa: F401 registers their commands
+from strongroom.daemon import commands_sync  # noqa: F401,E402 registers the sync commands

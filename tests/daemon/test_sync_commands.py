@@ -1,0 +1,134 @@
+"""The sync commands over the real control socket: peers with lag, the conflict queue,
+a masked view for an operator without phi:read, resolving with an event published,
+and every bad request answered with the documented code and nothing changed."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pyotp
+import pytest
+
+from strongroom.console.client import ClientError
+from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
+from tests.daemon.sync_helpers import seed_sync_demo
+
+
+@pytest.fixture
+def sync_daemon(tmp_path, db_url):
+    data_dir = make_data_dir(tmp_path, db_url)
+    seeded = seed_sync_demo(data_dir)
+    proc = DaemonProcess(data_dir, tmp_path)
+    try:
+        proc.wait_ready()
+        proc.seeded = seeded
+        yield proc
+    finally:
+        code = proc.stop()
+        assert code in (0, -9), f"daemon exited {code}; log:\n{proc.log()}"
+
+
+def login(daemon, username: str, totp_secret: str | None = None) -> str:
+    totp = pyotp.TOTP(totp_secret).now() if totp_secret else None
+    return daemon.call("auth.login", {"username": username, "password": PASSWORD, "totp": totp},
+                       token=None)["token"]
+
+
+def error_of(daemon, cmd, args, token="local") -> ClientError:
+    with pytest.raises(ClientError) as err:
+        daemon.call(cmd, args, token=token)
+    return err.value
+
+
+def test_peers_and_the_open_queue(sync_daemon):
+    peers = sync_daemon.call("sync.peers")
+    central = next(p for p in peers if p["name"] == "central")
+    assert central["open_conflicts"] == 3 and central["pending_changes"] == 0
+    assert 7000 < central["seconds_since_sync"] < 8000
+    assert [p["name"] for p in peers] == ["central", "clinic-north"]
+    queue = sync_daemon.call("sync.conflicts")
+    assert [c["id"] for c in queue] == sync_daemon.seeded["conflicts"]
+    assert all(c["status"] == "open" and c["fields"] for c in queue)
+    assert sync_daemon.call("sync.conflicts", {"status": "resolved"}) == []
+    assert len(sync_daemon.call("sync.conflicts", {"status": "all", "limit": 2})) == 2
+
+
+def test_operator_sees_phi_masked_resolves_and_consoles_hear_of_it(sync_daemon):
+    first = sync_daemon.seeded["conflicts"][0]
+    plain = sync_daemon.call("sync.conflict", {"conflict_id": first})        # local operator: phi:read
+    assert plain["masked"] is False
+    secrets_ = {f[v] for f in plain["field_values"] if f["phi"] for v in ("base", "local", "remote") if f[v]}
+    token = login(sync_daemon, "operator1", sync_daemon.seeded["operator_totp"])
+    masked = sync_daemon.call("sync.conflict", {"conflict_id": first}, token=token)
+    assert masked["masked"] is True and masked["fields"] == plain["fields"]
+    dumped = json.dumps(masked)
+    assert secrets_ and not [s for s in secrets_ if s in dumped]
+    phone = next(f for f in masked["field_values"] if f["name"] == "phone")
+    assert phone["local"].startswith("***-***-") and phone["differs"] and phone["changed"] == "both"
+
+    choices = {name: "remote" for name in masked["fields"]}
+
+    async def resolve_and_listen():
+        client = sync_daemon.client(token)
+        events = client.subscribe("sync.")
+        await asyncio.sleep(0.2)
+        try:
+            result = await client.call("sync.resolve", {"conflict_id": first, "choices": choices})
+            topic, data = await asyncio.wait_for(events.recv(), 10)
+        finally:
+            client.close()
+        return result, topic, data
+
+    result, topic, data = asyncio.run(resolve_and_listen())
+    assert result["status"] == "resolved" and result["resolved_by"] == "user:operator1"
+    assert not [s for s in secrets_ if s in json.dumps(result)]
+    assert topic == "sync.conflict" and data == {"event": "resolved", "conflict_id": first, "table": "clients",
+                                                 "row_id": result["row_id"], "by": "user:operator1"}
+    assert [c["id"] for c in sync_daemon.call("sync.conflicts")] == sync_daemon.seeded["conflicts"][1:]
+    assert next(p for p in sync_daemon.call("sync.peers") if p["name"] == "central")["pending_changes"] == 1
+    entries = sync_daemon.call("audit.tail", {"limit": 5, "table_name": "sync_conflicts"})
+    assert entries[0]["action"] == "SYNC" and entries[0]["record_id"] == first
+    assert entries[0]["actor"] == "user:operator1"
+
+
+def test_bad_requests_get_clear_errors_and_change_nothing(sync_daemon):
+    first, second = sync_daemon.seeded["conflicts"][:2]
+    before = sync_daemon.call("sync.conflicts", {"status": "all"})
+    fields = before[0]["fields"]
+    everything = {name: "local" for name in fields}
+
+    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": "01a2061f-77c9-7000-a71a-77552702252a",
+                                                 "choices": everything})
+    assert err.code == "not_found" and "does not exist" in err.message
+    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": first, "choices": {**everything, "shoe_size": "local"}})
+    assert err.code == "bad_request" and "has no field 'shoe_size'" in err.message
+    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": first, "choices": {**everything, fields[0]: "both"}})
+    assert err.code == "bad_request" and "must be one of local, remote, base" in err.message
+    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": second,
+                                                 "choices": {n: "base" for n in before[1]["fields"]}})
+    assert err.code == "bad_request" and "no base version" in err.message
+    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": first, "choices": {}})
+    assert err.code == "bad_request" and "choices" in err.message
+    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": "not-a-uuid", "choices": everything})
+    assert err.code == "bad_request" and "conflict_id" in err.message
+    err = error_of(sync_daemon, "sync.conflicts", {"status": "pending"})
+    assert err.code == "bad_request" and "status" in err.message
+    assert sync_daemon.call("sync.conflicts", {"status": "all"}) == before
+
+    sync_daemon.call("sync.resolve", {"conflict_id": first, "choices": everything})
+    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": first, "choices": everything})
+    assert err.code == "conflict" and "already resolved" in err.message
+
+
+def test_permissions_name_what_is_missing(sync_daemon):
+    first = sync_daemon.seeded["conflicts"][0]
+    auditor = login(sync_daemon, "auditor1")
+    clinician = login(sync_daemon, "clinician")
+    for cmd, args in (("sync.conflicts", {}), ("sync.conflict", {"conflict_id": first}),
+                      ("sync.resolve", {"conflict_id": first, "choices": {"phone": "local"}})):
+        for token in (auditor, clinician):
+            err = error_of(sync_daemon, cmd, args, token=token)
+            assert err.code == "forbidden" and "sync:resolve" in err.message
+    err = error_of(sync_daemon, "sync.peers", {}, token=auditor)
+    assert err.code == "forbidden" and "config:read" in err.message
+    assert len(sync_daemon.call("sync.conflicts")) == 3
