@@ -1,5 +1,6 @@
-"""Backup retention ("prune"): forget snapshots the policy no longer keeps, then delete
-chunks that no remaining snapshot references.
+"""Backup retention ("prune"): forget snapshots the policy no longer keeps (or the one
+snapshot an operator names), compact chains, then delete chunks no remaining snapshot
+references.
 
 Ransomware-minded rules:
 - Snapshot times come from this database's `backups` rows, written by our own clock
@@ -7,30 +8,46 @@ Ransomware-minded rules:
   far-future date cannot make the policy think the good snapshots are old. Snapshots
   the database does not know are never deleted here, only reported.
 - The newest snapshot proven `verified` or `drilled` is always kept.
-- A kept incremental keeps its whole chain back to its full base: every kept snapshot
-  still restores on its own.
-- Garbage collection takes the repository's exclusive lock, so it never runs beside a
-  backup (whose new or reused chunks no manifest references yet).
+- Every kept snapshot still restores on its own. A kept incremental keeps its chain,
+  unless compaction (core.jobs.compaction, retention `compact`) first moves the kept
+  links onto a new full base synthesised from the chain; the replaced originals are
+  then "superseded".
+- Deleting happens under the repository's exclusive lock, so never beside a backup or
+  a compaction (whose new or reused chunks no manifest references yet); under that
+  lock the plan is checked again against every manifest then present, and a snapshot
+  any remaining snapshot depends on is not deleted, whatever the plan said.
+- Four-eyes mode (configuration `require_approval`): a prune or forget only files a
+  request saying what would be forgotten and who asked, timed by our clock. Nothing is
+  deleted until a different person runs the prune with that `request_id` before it
+  expires; that run re-computes the plan and refuses if it would now forget anything
+  the request did not list.
 """
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, insert, select, update
 
 from strongroom.core import audit
-from strongroom.core.backup.repository import open_repository
+from strongroom.core.backup import configurations
+from strongroom.core.backup.manifest import Manifest
+from strongroom.core.backup.repository import Repository
 from strongroom.core.config import RetentionSettings
 from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Backup
+from strongroom.core.db.models import Backup, BackupPruneRequest
 from strongroom.core.db.types import utcnow
-from strongroom.core.jobs.backup import target_url
-from strongroom.core.storage import open_target
+from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied, StrongroomError
+from strongroom.core.ids import new_id
+from strongroom.core.jobs import compaction
+from strongroom.core.jobs.backup import MAX_CHAIN, open_configured
 
 PROVEN = ("verified", "drilled")
+_requests = BackupPruneRequest.__table__
+_backups = Backup.__table__
 
 
 def keep_set(snapshots: list[dict], policy: RetentionSettings, now: datetime) -> set[uuid.UUID]:
@@ -57,53 +74,370 @@ def keep_set(snapshots: list[dict], policy: RetentionSettings, now: datetime) ->
     if policy.max_age_days:
         cutoff = now - timedelta(days=policy.max_age_days)
         keep = {i for i in keep if next(s for s in ordered if s["id"] == i)["started_at"] >= cutoff}
-    proven = next((s for s in ordered if s["proof"] in PROVEN), None)
+    proven = newest_proven(snapshots)
     if proven is not None:
-        keep.add(proven["id"])
+        keep.add(proven)
     return keep
 
 
-def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
-    policy = ctx.settings.backup.retention
-    repo = open_repository(open_target(params.get("target") or target_url(ctx)), ctx.keyring)
-    dry_run = str(params.get("dry_run", "")).lower() in ("1", "true", "yes")
-    table = Backup.__table__
+def newest_proven(snapshots: list[dict]) -> uuid.UUID | None:
+    """The newest snapshot (by our clock) proven verified or drilled."""
+    proven = [s for s in snapshots if s["proof"] in PROVEN]
+    return max(proven, key=lambda s: (s["started_at"], s["id"]))["id"] if proven else None
+
+
+def ancestors(manifests: dict[uuid.UUID, Manifest], snapshot_id: uuid.UUID) -> list[uuid.UUID]:
+    """The snapshot and the links it restores through, newest first."""
+    found, current = [], snapshot_id
+    while current is not None and current not in found:
+        found.append(current)
+        current = manifests[current].parent_id if current in manifests else None
+    return found
+
+
+def closure(manifests: dict[uuid.UUID, Manifest], ids) -> set[uuid.UUID]:
+    """`ids` and every link they need."""
+    return {link for i in ids for link in ancestors(manifests, i)}
+
+
+@dataclass
+class Plan:
+    """What a prune would do: forget (data points that go), compactions (whose
+    superseded originals are replaced, not lost) and what it leaves alone."""
+
+    forget: list[uuid.UUID]
+    rewrites: list[compaction.Rewrite] = field(default_factory=list)
+    kept: int = 0
+    unknown: list[uuid.UUID] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    leftover: list[uuid.UUID] = field(default_factory=list)  # superseded earlier, still present
+
+    @property
+    def superseded(self) -> list[uuid.UUID]:
+        """Snapshots that go because an equal replacement exists (or will)."""
+        return [*(i for r in self.rewrites for i in r.superseded), *self.leftover]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"forgotten": [str(i) for i in self.forget], "kept": self.kept,
+                "unknown_snapshots_left_alone": [str(i) for i in self.unknown],
+                "compactions": [r.as_dict() for r in self.rewrites], "compaction_skipped": self.skipped,
+                "would_supersede": [str(i) for i in self.superseded]}
+
+
+@dataclass
+class _State:
+    manifests: dict[uuid.UUID, Manifest]
+    ours: list[dict]          # snapshots the database knows as good, in the repository
+    unknown: list[uuid.UUID]
+    superseded: list[uuid.UUID]  # replaced by compaction, manifest still present
+
+
+def _state(ctx: Context, repo: Repository) -> _State:
     with ctx.engine.connect() as conn:
-        known = {r.id: dict(r._mapping) for r in conn.execute(
-            select(table.c.id, table.c.started_at, table.c.proof).where(table.c.status == "succeeded"))}
+        rows = {r.id: dict(r._mapping) for r in conn.execute(
+            select(_backups.c.id, _backups.c.started_at, _backups.c.proof, _backups.c.status))}
     in_repo = repo.list_snapshots()
     manifests = {i: repo.read_manifest(i) for i in in_repo}
-    ours = [known[i] for i in in_repo if i in known]
-    unknown = [str(i) for i in in_repo if i not in known]
-    keep = keep_set(ours, policy, utcnow())
-    closed: set[uuid.UUID] = set()
-    for snapshot_id in keep:  # a kept snapshot keeps its chain
-        current = snapshot_id
-        while current is not None and current not in closed:
-            closed.add(current)
-            current = manifests[current].parent_id if current in manifests else None
-    forget = [s["id"] for s in ours if s["id"] not in closed]
-    result: dict[str, Any] = {"kept": len(closed & set(in_repo)), "forgotten": [str(i) for i in forget],
-                              "unknown_snapshots_left_alone": unknown, "chunks_deleted": 0, "dry_run": dry_run}
-    if dry_run:
+    known = {i: rows[i] for i in in_repo if i in rows and rows[i]["status"] == "succeeded"}
+    superseded = [i for i in in_repo if i in rows and rows[i]["status"] == "superseded"]
+    return _State(manifests, list(known.values()), [i for i in in_repo if i not in rows], superseded)
+
+
+def _linear_chains(manifests: dict[uuid.UUID, Manifest]) -> list[list[uuid.UUID]]:
+    """Chains base first, for the bases whose descendants form one line (a chain that
+    branches, which a crash between manifest and database row can cause, is left whole)."""
+    children: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for m in manifests.values():
+        if m.parent_id is not None:
+            children.setdefault(m.parent_id, []).append(m.snapshot_id)
+    chains = []
+    for m in manifests.values():
+        if m.parent_id is not None:
+            continue
+        chain = [m.snapshot_id]
+        while len(children.get(chain[-1], [])) == 1:
+            chain.append(children[chain[-1]][0])
+        if not children.get(chain[-1]):
+            chains.append(chain)
+    return chains
+
+
+def plan_policy(state: _State, cfg: configurations.Configuration, now: datetime,
+                newest: uuid.UUID | None) -> Plan:
+    """The retention policy's plan: which data points go, which chains get compacted."""
+    keep = keep_set(state.ours, cfg.retention, now)
+    ours = {s["id"] for s in state.ours}
+    rewrites: list[compaction.Rewrite] = []
+    skipped: list[str] = []
+    if cfg.retention.compact:
+        linear = {c[0]: c for c in _linear_chains(state.manifests)}
+        for base, chain in linear.items():
+            kept_at = [n for n, i in enumerate(chain) if i in keep]
+            if not kept_at:
+                continue
+            if not set(chain) <= ours:
+                skipped.append(f"chain from {base}: holds snapshots the database does not know")
+            elif kept_at[0] > 0:
+                rewrites.append(compaction.Rewrite(tuple(chain), kept_at[0], "base_forgotten"))
+            elif len(chain) >= MAX_CHAIN and chain[-1] == newest:
+                rewrites.append(compaction.Rewrite(tuple(chain), len(chain) - 1, "chain_limit"))
+        for base in {m.snapshot_id for m in state.manifests.values() if m.parent_id is None} - set(linear):
+            if base in closure(state.manifests, keep):
+                skipped.append(f"chain from {base}: branches; kept whole")
+    return _forget_after(state, keep, rewrites, skipped)
+
+
+def _forget_after(state: _State, keep: set[uuid.UUID], rewrites: list[compaction.Rewrite],
+                  skipped: list[str]) -> Plan:
+    """The data points forgotten once `rewrites` are done: the links of a rewritten
+    chain before its new base are needed only by what the policy keeps among them."""
+    superseded = {i for r in rewrites for i in r.superseded} | set(state.superseded)
+    needed = closure(state.manifests, keep - superseded)
+    forget = [s["id"] for s in state.ours if s["id"] not in needed and s["id"] not in superseded]
+    kept = len((needed - superseded) & set(state.manifests)) + len(superseded)
+    return Plan(forget=forget, rewrites=rewrites, kept=kept, unknown=state.unknown, skipped=skipped,
+                leftover=[i for i in state.superseded if i not in {j for r in rewrites for j in r.superseded}])
+
+
+def plan_forget(state: _State, snapshot_id: uuid.UUID) -> Plan:
+    """The plan for forgetting one named snapshot; ConflictError when it must stay."""
+    ours = {s["id"]: s for s in state.ours}
+    if snapshot_id not in state.manifests:
+        raise NotFoundError(f"snapshot {snapshot_id} is not in the repository")
+    if snapshot_id not in ours:
+        raise ConflictError(f"snapshot {snapshot_id} is not recorded as a good snapshot in this database; "
+                            "it is not forgotten from here")
+    if snapshot_id == newest_proven(state.ours):
+        raise ConflictError(f"snapshot {snapshot_id} is the newest verified snapshot; it is always kept")
+    dependants = [i for i in state.manifests if i != snapshot_id and snapshot_id in ancestors(state.manifests, i)]
+    if dependants:
+        raise ConflictError(f"snapshot {snapshot_id} is a link {len(dependants)} other snapshot(s) restore "
+                            f"through (first: {dependants[0]}); forget those first, or let prune compact the chain")
+    return Plan(forget=[snapshot_id], kept=len(state.manifests) - 1, unknown=state.unknown)
+
+
+def plan(ctx: Context, repo: Repository, cfg: configurations.Configuration, params: dict,
+         now: datetime) -> Plan:
+    """The plan `run` would carry out for these params (nothing is changed)."""
+    from strongroom.core.jobs.backup import newest_snapshot
+
+    state = _state(ctx, repo)
+    if params.get("snapshot_id"):
+        return plan_forget(state, _uuid(params["snapshot_id"], "snapshot_id"))
+    return plan_policy(state, cfg, now, newest_snapshot(ctx.engine, list(state.manifests)))
+
+
+def _uuid(value: Any, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        from strongroom.core.errors import ValidationError
+        raise ValidationError(f"{name}: not a snapshot or request id") from None
+
+
+def _truthy(value: Any) -> bool:
+    return str(value or "").lower() in ("1", "true", "yes")
+
+
+# --- four-eyes requests ------------------------------------------------------------------
+
+def expire_requests(conn: Connection, now: datetime) -> int:
+    """Mark pending requests past their expiry as expired (audited); returns how many."""
+    stale = conn.execute(select(_requests.c.id).where(_requests.c.status == "pending",
+                                                      _requests.c.expires_at < now)).scalars().all()
+    for request_id in stale:
+        conn.execute(update(_requests).where(_requests.c.id == request_id).values(status="expired"))
+        audit.append(conn, actor="system", action="RETENTION", table_name="backup_prune_requests",
+                     record_id=request_id, details={"event": "request_expired"})
+    return len(stale)
+
+
+def pending_requests(ctx: Context, *, include_closed: bool = False, limit: int = 50) -> list[dict[str, Any]]:
+    """Four-eyes requests, newest first (pending ones only unless `include_closed`)."""
+    with transaction(ctx.engine) as conn:
+        expire_requests(conn, utcnow())
+        query = select(_requests).order_by(_requests.c.requested_at.desc()).limit(limit)
+        if not include_closed:
+            query = query.where(_requests.c.status == "pending")
+        names = {r.id: r.name for r in conn.execute(select(configurations._table.c.id, configurations._table.c.name))}
+        return [{**dict(r), "configuration": names.get(r["configuration_id"])}
+                for r in conn.execute(query).mappings()]
+
+
+def _file_request(ctx: Context, cfg: configurations.Configuration, the_plan: Plan, kind: str,
+                  actor: str, now: datetime) -> dict[str, Any]:
+    wanted = sorted(str(i) for i in the_plan.forget)
+    superseded = sorted(str(i) for i in the_plan.superseded)
+    with transaction(ctx.engine) as conn:
+        expire_requests(conn, now)
+        configuration_id = configurations.sync_one(conn, ctx.settings, cfg.name, actor="system")
+        for row in conn.execute(select(_requests).where(
+                _requests.c.status == "pending", _requests.c.configuration_id == configuration_id,
+                _requests.c.kind == kind)).mappings():
+            if sorted(row["snapshot_ids"]) == wanted and sorted(row["plan"].get("superseded", [])) == superseded:
+                return {"request_id": str(row["id"]), "expires_at": row["expires_at"].isoformat(), "new": False}
+            # A newer plan replaces an older pending one of the same kind: approving a
+            # stale list would be approving something nobody looks at any more.
+            conn.execute(update(_requests).where(_requests.c.id == row["id"]).values(status="replaced"))
+            audit.append(conn, actor="system", action="RETENTION", table_name="backup_prune_requests",
+                         record_id=row["id"], details={"event": "request_replaced"})
+        request_id = new_id()
+        expires = now + timedelta(hours=cfg.approval_hours)
+        conn.execute(insert(_requests), [{
+            "id": request_id, "configuration_id": configuration_id, "kind": kind, "snapshot_ids": wanted,
+            "plan": {"superseded": superseded, "compactions": [r.as_dict() for r in the_plan.rewrites],
+                     "kept": the_plan.kept, "retention": cfg.retention.model_dump()},
+            "status": "pending", "requested_by": actor, "requested_at": now, "expires_at": expires}])
+        audit.append(conn, actor=actor, action="RETENTION", table_name="backup_prune_requests",
+                     record_id=request_id, details={"event": "request_filed", "kind": kind,
+                                                    "configuration": cfg.name, "forget": len(wanted),
+                                                    "superseded": len(superseded)})
+    return {"request_id": str(request_id), "expires_at": expires.isoformat(), "new": True}
+
+
+def check_approval(ctx: Context, request_id: uuid.UUID, approver: str, now: datetime) -> dict[str, Any]:
+    """The pending request `approver` may approve now, or a clear refusal.
+
+    Refusals: unknown request (NotFoundError); not pending or expired (ConflictError);
+    the requester approving their own request, or the scheduler (PermissionDenied,
+    recorded in the audit log in a transaction of its own)."""
+    with transaction(ctx.engine) as conn:
+        expire_requests(conn, now)
+        row = conn.execute(select(_requests).where(_requests.c.id == request_id)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"no backup prune request {request_id}")
+    if row["status"] != "pending":
+        raise ConflictError(f"request {request_id} is {row['status']}, not pending")
+    if approver == row["requested_by"] or approver == "system":
+        with transaction(ctx.engine) as conn:
+            audit.append(conn, actor=approver, action="RETENTION", table_name="backup_prune_requests",
+                         record_id=request_id, outcome="denied", details={"event": "self_approval_refused"})
+        raise PermissionDenied(f"request {request_id} was filed by {row['requested_by']}; a different person "
+                               "must approve it (four-eyes rule)")
+    return dict(row)
+
+
+# --- the job -----------------------------------------------------------------------------
+
+def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
+    """Apply the retention policy of backup configuration `configuration` (default
+    "default"), or forget the one snapshot `snapshot_id`; `dry_run` only reports.
+    In four-eyes mode this files a request instead, and a run with `request_id` by a
+    different person carries an approved request out."""
+    actor = params.get("actor", "system")
+    now = utcnow()
+    request = None
+    if params.get("request_id"):
+        request = check_approval(ctx, _uuid(params["request_id"], "request_id"), actor, now)
+        with ctx.engine.connect() as conn:
+            name = conn.execute(select(configurations._table.c.name).where(
+                configurations._table.c.id == request["configuration_id"])).scalar_one()
+        params = {**params, "configuration": name}
+        if request["kind"] == "forget":
+            params["snapshot_id"] = request["snapshot_ids"][0]
+    cfg, repo = open_configured(ctx, params)
+    the_plan = plan(ctx, repo, cfg, params, now)
+    kind = "forget" if params.get("snapshot_id") else "prune"
+    result: dict[str, Any] = {**the_plan.as_dict(), "configuration": cfg.name, "chunks_deleted": 0,
+                              "dry_run": _truthy(params.get("dry_run")), "superseded": [], "compacted": []}
+    if result["dry_run"]:
         return result
+    if cfg.require_approval and request is None:
+        if not the_plan.forget and not the_plan.superseded:
+            return result
+        filed = _file_request(ctx, cfg, the_plan, kind, actor, now)
+        return {**result, "forgotten": [], "would_forget": result["forgotten"], "pending_request": filed}
+    if request is not None:
+        extra = {str(i) for i in the_plan.forget} - set(request["snapshot_ids"])
+        approved_superseded = set(request["plan"].get("superseded", []))
+        extra |= {str(i) for i in the_plan.superseded} - approved_superseded
+        if extra:
+            _close_request(ctx, request["id"], actor, "refused",
+                           f"the plan now also removes {len(extra)} snapshot(s) the request did not list")
+            raise ConflictError(f"request {request['id']}: the plan has grown since it was filed "
+                                f"({len(extra)} more snapshot(s) would go); nothing deleted; "
+                                "run prune again to file a new request")
+    try:
+        outcome = _execute(ctx, repo, cfg, the_plan, params, actor, progress)
+    except StrongroomError as exc:
+        if request is not None:
+            _close_request(ctx, request["id"], actor, "pending", None, note=str(exc))
+        raise
+    result.update(outcome)
+    if request is not None:
+        _close_request(ctx, request["id"], actor, "executed", None)
+        result["approved_request"] = str(request["id"])
+    return result
+
+
+def _close_request(ctx: Context, request_id: uuid.UUID, actor: str, status: str, error: str | None,
+                   note: str | None = None) -> None:
+    now = utcnow()
+    values: dict[str, Any] = {"status": status, "error": error}
+    if status == "executed":
+        values.update(approved_by=actor, approved_at=now, executed_at=now)
+    with transaction(ctx.engine) as conn:
+        conn.execute(update(_requests).where(_requests.c.id == request_id).values(**values))
+        event = {"executed": "request_approved_and_executed", "refused": "request_refused",
+                 "pending": "request_approval_failed"}[status]
+        audit.append(conn, actor=actor, action="RETENTION", table_name="backup_prune_requests",
+                     record_id=request_id, outcome="success" if status == "executed" else "failure",
+                     details={"event": event, **({"reason": error or note} if (error or note) else {})})
+
+
+def _execute(ctx: Context, repo: Repository, cfg: configurations.Configuration, the_plan: Plan,
+             params: dict, actor: str, progress) -> dict[str, Any]:
+    """Compact, then delete under the exclusive lock what no remaining snapshot needs."""
+    replaced: dict[uuid.UUID, uuid.UUID] = {}
+    done: list[compaction.Rewrite] = []
+    skipped = list(the_plan.skipped)
+    for rewrite in the_plan.rewrites:
+        try:
+            replaced.update(compaction.compact(ctx, repo, cfg, rewrite, progress, actor=actor))
+            done.append(rewrite)
+        except (StrongroomError, ValueError) as exc:
+            # The chain stays whole: its snapshots still restore, nothing of it is forgotten.
+            skipped.append(f"chain from {rewrite.chain[0]}: compaction failed: {exc}")
+    if done != the_plan.rewrites:
+        state = _state(ctx, repo)
+        keep = keep_set(state.ours, cfg.retention, utcnow()) if not params.get("snapshot_id") else \
+            {s["id"] for s in state.ours} - set(the_plan.forget)
+        planned = set(the_plan.forget)
+        the_plan = _forget_after(state, keep | set(replaced.values()), done, skipped)
+        the_plan.forget = [i for i in the_plan.forget if i in planned]  # never more than planned
+    delete = [*the_plan.forget, *replaced, *the_plan.leftover]
     lock = repo.acquire_lock("exclusive", "prune")
     try:
-        for n, snapshot_id in enumerate(forget, 1):
+        present = {i: repo.read_manifest(i) for i in repo.list_snapshots()}
+        # Checked again under the lock: anything that arrived since the plan (a backup
+        # chained onto a snapshot about to go) keeps what it restores through.
+        still_needed = closure(present, [i for i in present if i not in set(delete)])
+        deleted = [i for i in delete if i in present and i not in still_needed]
+        for n, snapshot_id in enumerate(deleted, 1):
             repo.delete_manifest(snapshot_id)
-            progress(n, len(forget), "forgetting snapshots")
-        live = [repo.read_manifest(i) for i in repo.list_snapshots()]
-        deleted = 0
+            progress(n, len(deleted), "forgetting snapshots")
+        live = [present[i] for i in present if i not in set(deleted)]
+        chunks = 0
         for key in repo.unreferenced_chunks(live, lock):
             repo.target.delete(key)
-            deleted += 1
-        result["chunks_deleted"] = deleted
+            chunks += 1
     finally:
         lock.release()
+    gone_forever = set(the_plan.forget)
+    forgotten = [i for i in deleted if i in gone_forever]
+    superseded = [i for i in deleted if i not in gone_forever]
     with transaction(ctx.engine) as conn:
-        if forget:
-            conn.execute(update(table).where(table.c.id.in_(forget)).values(status="forgotten"))
-        audit.append(conn, actor=params.get("actor", "system"), action="RETENTION", table_name="backups",
-                     details={"forgotten": len(forget), "chunks_deleted": result["chunks_deleted"],
-                              "unknown_left": len(unknown)})
-    return result
+        if forgotten:
+            conn.execute(update(_backups).where(_backups.c.id.in_(forgotten)).values(status="forgotten"))
+        for snapshot_id in deleted:
+            # Superseded rows were marked (with their replacement) when it was recorded.
+            audit.append(conn, actor=actor, action="DELETE", table_name="backups", record_id=snapshot_id,
+                         details={"configuration": cfg.name,
+                                  "event": "forgotten" if snapshot_id in gone_forever else "superseded"})
+        audit.append(conn, actor=actor, action="RETENTION", table_name="backups",
+                     details={"forgotten": len(forgotten), "superseded": len(superseded), "chunks_deleted": chunks,
+                              "unknown_left": len(the_plan.unknown), "configuration": cfg.name,
+                              "kept_because_needed": len(set(delete) - set(deleted))})
+    return {"forgotten": [str(i) for i in forgotten], "superseded": [str(i) for i in superseded],
+            "compacted": [{"from": str(o), "to": str(n)} for o, n in replaced.items()],
+            "chunks_deleted": chunks, "compaction_skipped": skipped}

@@ -54,7 +54,8 @@ def test_prune_forgets_by_policy_keeps_chains_and_collects_chunks(ctx, tmp_path)
             conn.execute(update(Backup.__table__).where(Backup.__table__.c.id == uuid.UUID(results[n]["snapshot_id"]))
                          .values(started_at=NOW - timedelta(days=days)))
     ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(update={
-        "retention": RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)})})
+        "retention": RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0,
+                                       compact=False)})})
     result = prune.run(ctx, {}, lambda *a: None)
     # Only the newest (an incremental on snapshot 2) is kept by policy; its base 2 with it.
     assert set(result["forgotten"]) == {results[0]["snapshot_id"], results[1]["snapshot_id"]}
