@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 from strongroom.core import audit
+from strongroom.core.backup.configurations import sync as sync_backup_configurations
 from strongroom.core.config import CONFIG_NAME, Settings, load_settings
 from strongroom.core.context import Context, open_context
 from strongroom.core.crypto.kek import generate_kek, write_kek_file
@@ -86,6 +87,9 @@ def init_data_dir(target: Path, *, practice_name: str, principal: Principal,
                     raise ConflictError("the database already holds a practice; "
                                         "point a new data directory at an empty database")
                 create_practice(conn, principal, practice_name)
+                # Recorded with the final data directory (default targets live in it).
+                sync_backup_configurations(conn, settings.model_copy(update={"data_dir": target}),
+                                           actor=principal.actor)
                 audit.append(conn, actor=principal.actor, action="CONFIG",
                              details={"event": "init", "engine": engine.dialect.name})
         finally:

@@ -23,6 +23,7 @@ from pathlib import Path
 from strongroom.core import audit
 from strongroom.core.auth import rbac
 from strongroom.core.auth.users import get_user_by_id
+from strongroom.core.backup.configurations import sync_configurations as sync_backup_configurations
 from strongroom.core.config import Settings, load_settings, locate_config
 from strongroom.core.context import Context, open_context
 from strongroom.core.db.engine import transaction, translate_error
@@ -155,6 +156,7 @@ class Daemon:
         if interrupted:
             log.warning("runs left by a crash marked interrupted", extra={"count": len(interrupted)})
         self.metrics.leader.set(1)
+        sync_backup_configurations(self.ctx.engine, self.ctx.settings)
         self.scheduler.start()
         self._handle_missed()
         log.info("leader: scheduling jobs", extra={"schedules": dict(self.ctx.settings.schedules)})
@@ -291,6 +293,7 @@ class Daemon:
         self.ctx.settings = new
         self.reloads += 1
         if self.leadership.is_leader:
+            sync_backup_configurations(self.ctx.engine, new)
             self.scheduler.apply(new)
         for kind, seconds in self._max_ages(new).items():
             if kind == "backup":

@@ -7,6 +7,7 @@ disaster there may be nothing else.
 """
 from __future__ import annotations
 
+import asyncio
 import sys
 import uuid
 
@@ -14,41 +15,53 @@ import click
 from sqlalchemy import select
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
-from strongroom.console.cli.remote import socket_option, start_job
+from strongroom.console.cli.remote import run_remote, socket_option, start_job
 from strongroom.core import audit
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
 from strongroom.core.jobs import backup as backup_job
 from strongroom.core.jobs import restore as restore_job
+from strongroom.core.errors import ValidationError
 from strongroom.core.storage import open_target
 
 
 @click.group(name="backup")
 def group() -> None:
-    """Snapshots: run, list, verify, drill, prune."""
+    """Snapshots: run, list, show, verify, drill, prune, forget, approve."""
+
+
+configuration_option = click.option("--configuration", "-c", default="default", show_default=True,
+                                    help="Backup configuration ([backup] is \"default\").")
+
+
+def _with_configuration(params: dict, configuration: str) -> dict:
+    return {**params, "configuration": configuration} if configuration != "default" else params
 
 
 @group.command(name="run")
 @click.option("--wait", is_flag=True, help="Show progress; exit non-zero if the backup fails.")
+@configuration_option
 @socket_option
 @json_option
 @pass_state
-def run_cmd(state: CliState, wait: bool, socket_path, as_json: bool) -> None:
+def run_cmd(state: CliState, wait: bool, configuration: str, socket_path, as_json: bool) -> None:
     """Take a snapshot now (through the daemon)."""
-    start_job(state, socket_path, "backup", {}, wait=wait, as_json=as_json)
+    start_job(state, socket_path, "backup", _with_configuration({}, configuration), wait=wait, as_json=as_json)
 
 
 @group.command(name="verify")
 @click.argument("snapshot_id", required=False, type=click.UUID)
 @click.option("--read-data", is_flag=True, help="Fetch, decrypt and re-hash every chunk (slow, thorough).")
 @click.option("--wait", is_flag=True)
+@configuration_option
 @socket_option
 @json_option
 @pass_state
-def verify_cmd(state: CliState, snapshot_id, read_data: bool, wait: bool, socket_path, as_json: bool) -> None:
+def verify_cmd(state: CliState, snapshot_id, read_data: bool, wait: bool, configuration: str, socket_path,
+               as_json: bool) -> None:
     """Prove snapshots are whole: presence (fast) or every byte (--read-data)."""
-    params = {"read_data": "true" if read_data else ""}
+    params = _with_configuration({"read_data": "true" if read_data else ""}, configuration)
     if snapshot_id:
         params["snapshot_id"] = str(snapshot_id)
     start_job(state, socket_path, "verify", params, wait=wait, as_json=as_json)
@@ -69,22 +82,26 @@ def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bo
 @group.command(name="prune")
 @click.option("--dry-run", is_flag=True, help="Say what would be forgotten; change nothing.")
 @click.option("--wait", is_flag=True)
+@configuration_option
 @socket_option
 @json_option
 @pass_state
-def prune_cmd(state: CliState, dry_run: bool, wait: bool, socket_path, as_json: bool) -> None:
-    """Forget snapshots the retention policy no longer keeps; collect their chunks."""
-    start_job(state, socket_path, "prune", {"dry_run": "true"} if dry_run else {}, wait=wait, as_json=as_json)
+def prune_cmd(state: CliState, dry_run: bool, wait: bool, configuration: str, socket_path, as_json: bool) -> None:
+    """Forget snapshots the retention policy no longer keeps; compact chains; collect
+    their chunks. In four-eyes mode this files a request for someone else to approve."""
+    start_job(state, socket_path, "prune", _with_configuration({"dry_run": "true"} if dry_run else {}, configuration),
+              wait=wait, as_json=as_json)
 
 
 @group.command(name="list")
-@click.option("--target", help="Repository URL (default: the configured one).")
+@click.option("--target", help="Repository URL (default: the configuration's).")
+@configuration_option
 @json_option
 @pass_state
-def list_cmd(state: CliState, target: str | None, as_json: bool) -> None:
+def list_cmd(state: CliState, target: str | None, configuration: str, as_json: bool) -> None:
     """Snapshots in the repository, newest last, with how far each is proven."""
     ctx = state.ctx
-    repo = open_repository(open_target(target or backup_job.target_url(ctx)), ctx.keyring)
+    repo = open_repository(open_target(target or backup_job.target_url(ctx, configuration)), ctx.keyring)
     table = Backup.__table__
     with ctx.engine.connect() as conn:
         proofs = {r.id: r.proof for r in conn.execute(select(table.c.id, table.c.proof))}
@@ -102,6 +119,107 @@ def list_cmd(state: CliState, target: str | None, as_json: bool) -> None:
             click.echo(f"{r['snapshot_id']}  {r['created_at'][:19]}  {r['kind']:<11} {r['rows']:>9} rows  "
                        f"{r['plain_bytes'] / 1e6:>8.1f} MB  +{r['added_bytes'] / 1e6:.1f} MB stored  {r['proof']}")
     emit(as_json, rows, human)
+
+
+@group.command(name="show")
+@click.argument("snapshot_id", type=click.UUID)
+@configuration_option
+@json_option
+@pass_state
+def show_cmd(state: CliState, snapshot_id: uuid.UUID, configuration: str, as_json: bool) -> None:
+    """One snapshot: its tables, rows and bytes, chain parent and proof (read from the
+    repository with the data directory's key, like `list`)."""
+    ctx = state.ctx
+    _, repo = backup_job.open_configured(ctx, {"configuration": configuration})
+    emit(as_json, backup_job.describe_snapshot(ctx, repo, snapshot_id), _show_human)
+
+
+def _show_human(d: dict) -> None:
+    t = d["totals"]
+    parent = f"on {d['parent_id']} (chain of {d['chain_length']})" if d["parent_id"] else "full base"
+    click.echo(f"snapshot {d['snapshot_id']}  {d['kind']}, {parent}")
+    click.echo(f"  taken     {d['created_at'][:19]}  schema {d['schema_revision']}  watermark {d['change_watermark']}")
+    click.echo(f"  proof     {d['proof']}  ({d['status']})")
+    click.echo(f"  totals    {t['tables']} tables, {t['rows']} rows, {t['tombstones']} tombstones, {t['chunks']} chunks, "
+               f"{t['plain_bytes'] / 1e6:.1f} MB plain, {t['stored_bytes'] / 1e6:.1f} MB stored, "
+               f"+{t['added_bytes'] / 1e6:.1f} MB new")
+    click.echo(f"  target    {d['target']}")
+    for table in d["tables"]:
+        if table["rows"] or table["mode"] == "full":
+            click.echo(f"    {table['name']:<24} {table['mode']:<7} {table['rows']:>9} rows  "
+                       f"{table['plain_bytes'] / 1e3:>9.1f} kB")
+
+
+@group.command(name="forget")
+@click.argument("snapshot_id", type=click.UUID)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait", is_flag=True, help="Follow the run; exit non-zero unless it succeeds.")
+@configuration_option
+@socket_option
+@json_option
+@pass_state
+def forget_cmd(state: CliState, snapshot_id: uuid.UUID, yes: bool, wait: bool, configuration: str,
+               socket_path, as_json: bool) -> None:
+    """Forget one snapshot (never the newest verified one, nor a link another snapshot
+    restores through). In four-eyes mode this files a request instead."""
+    args = {"snapshot_id": str(snapshot_id), "configuration": configuration}
+    check = run_remote(state, socket_path, lambda c: c.call("backup.forget", {**args, "dry_run": True}))
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ValidationError("forgetting a snapshot needs confirmation: run it in a terminal or add --yes")
+        snap = check["snapshot"]
+        what = "file a request to forget" if check["requires_approval"] else "forget"
+        click.confirm(f"{what} snapshot {snapshot_id} ({snap['kind']}, {snap['created_at'][:19]}, "
+                      f"{snap['totals']['rows']} rows, proof {snap['proof']})?", abort=True)
+    if wait:
+        start_job(state, socket_path, "prune", args, wait=True, as_json=as_json)
+        return
+    run = run_remote(state, socket_path, lambda c: c.call("backup.forget", args))
+    emit(as_json, run, lambda r: click.echo(
+        f"started prune run {r['id']}" + (" (four-eyes: it files a request for someone else to approve)"
+                                          if r["requires_approval"] else "")))
+
+
+@group.command(name="requests")
+@click.option("--all", "include_closed", is_flag=True, help="Also approved, executed, expired and refused ones.")
+@socket_option
+@json_option
+@pass_state
+def requests_cmd(state: CliState, include_closed: bool, socket_path, as_json: bool) -> None:
+    """Four-eyes requests to forget snapshots, newest first (pending ones by default)."""
+    rows = run_remote(state, socket_path, lambda c: c.call("backup.requests", {"include_closed": include_closed}))
+
+    def human(items: list[dict]) -> None:
+        if not items:
+            click.echo("no pending requests" if not include_closed else "no requests")
+        for r in items:
+            click.echo(f"{r['id']}  {r['status']:<9} {r['kind']:<7} {r['configuration']:<12} "
+                       f"forget {len(r['snapshot_ids'])}, replace {len(r['plan'].get('superseded', []))}  "
+                       f"by {r['requested_by']}  expires {str(r['expires_at'])[:19]}"
+                       + (f"  approved by {r['approved_by']}" if r.get("approved_by") else ""))
+    emit(as_json, rows, human)
+
+
+@group.command(name="approve")
+@click.argument("request_id", type=click.UUID)
+@click.option("--wait", is_flag=True, help="Follow the prune run; exit non-zero unless it succeeds.")
+@socket_option
+@json_option
+@pass_state
+def approve_cmd(state: CliState, request_id: uuid.UUID, wait: bool, socket_path, as_json: bool) -> None:
+    """Approve someone else's request; the prune that carries it out starts at once."""
+
+    async def go(client):
+        run = await client.call("backup.approve", {"request_id": str(request_id)})
+        while wait and run["status"] in ("queued", "running"):
+            await asyncio.sleep(0.3)
+            run = await client.call("job.get", {"run_id": run["id"]})
+        return run
+    run = run_remote(state, socket_path, go)
+    emit(as_json, run, lambda r: click.echo(f"approved request {request_id}: prune run {r['id']} {r['status']}"
+                                            + (f": {r['error']}" if r.get("error") else "")))
+    if wait and run["status"] != "succeeded":
+        sys.exit(1)
 
 
 @click.command(name="restore")

@@ -356,3 +356,30 @@ def _plan(conn: Connection, table: Table, parent: Manifest | None,
 
 def snapshot_uuid(value: str) -> uuid.UUID:
     return uuid.UUID(str(value))
+
+
+def describe_snapshot(ctx: Context, repo: Repository, snapshot_id: uuid.UUID) -> dict[str, Any]:
+    """A snapshot's manifest summary with what the database knows of it (no PHI:
+    table names, counts, sizes, ids)."""
+    from strongroom.core.errors import NotFoundError
+
+    if snapshot_id not in repo.list_snapshots():
+        raise NotFoundError(f"snapshot {snapshot_id} is not in {repo.target.describe()}")
+    manifest = repo.read_manifest(snapshot_id)
+    table = Backup.__table__
+    with ctx.engine.connect() as conn:
+        row = conn.execute(select(table).where(table.c.id == snapshot_id)).mappings().first()
+    return {
+        "snapshot_id": str(snapshot_id), "kind": manifest.kind,
+        "parent_id": str(manifest.parent_id) if manifest.parent_id else None,
+        "chain_length": len(chain_of(repo, snapshot_id)), "created_at": manifest.created_at.isoformat(),
+        "schema_revision": manifest.schema_revision, "change_watermark": manifest.change_watermark,
+        "proof": row["proof"] if row else "unknown", "status": row["status"] if row else "unknown to this database",
+        "verified_at": row["verified_at"].isoformat() if row and row["verified_at"] else None,
+        "drilled_at": row["drilled_at"].isoformat() if row and row["drilled_at"] else None,
+        "totals": manifest.totals.model_dump(),
+        "tables": [{"name": t.name, "mode": t.mode, "rows": t.row_count, "tombstones": t.tombstone_count,
+                    "live_rows": t.live_rows, "chunks": len(t.chunks), "plain_bytes": sum(c.size for c in t.chunks),
+                    "stored_bytes": sum(c.stored_size for c in t.chunks)} for t in manifest.tables],
+        "target": repo.target.describe(),
+    }
