@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a demo data directory, its daemon, and the console on it.
 # Creates .demo/ on first use; starts strongroomd on it unless one already runs there;
-# opens the console as the local operator; stops the daemon it started on exit.
+# opens the console logged in as the demo admin (credentials printed above); stops the daemon it started on exit.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 DEMO=${DEMO:-.demo}
@@ -21,7 +21,7 @@ fi
 sr status
 
 if [ -t 0 ] && [ -t 1 ]; then
-  sr console --token-from-operator
+  if [ -f "$DEMO/demo-credentials.txt" ]; then sr console --demo-admin; else sr console --token-from-operator; fi
 else
-  echo "(no terminal here: run \`$BIN/strongroom --data-dir $DEMO console\` in one to open the console)"
+  echo "(no terminal here: run \`$BIN/strongroom --data-dir $DEMO console --demo-admin\` in one to open the console)"
 fi
