@@ -1,11 +1,17 @@
-"""Backups: snapshots from backups.list with how far each is proven; back up now (`b`)
-and prove the selected snapshot by reading every chunk back (`v`), both as jobs."""
+"""Backups: snapshots from backups.list with how far each is proven, and the jobs that
+make and prove them: back up now (`b`), verify the selected snapshot by reading every
+chunk back (`v`) or fast, manifest and object presence only (`f`), a restore drill into
+a scratch database (`d`), and a restore into an empty database (`R`), which needs the
+snapshot's short id typed. Runs show live progress from `job.*` events; an action the
+user may not take is disabled and the note says why."""
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import duration, when
+from strongroom.console.screens.typed_confirm import TypedConfirmScreen
+from strongroom.console.widgets.job_progress import JobProgress
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,7 +21,11 @@ from textual.widgets import DataTable, Static
 # Fits 78 columns; the snapshot's kind and id are in the detail line under the table.
 COLUMNS = (("Started", "started", 19), ("Status", "status", 9), ("Proof", "proof", 8),
            ("Size", "size", 9), ("Stored", "stored", 9), ("Rows", "rows", 7))
-JOB_KINDS = ("backup", "verify")
+JOB_KINDS = ("backup", "verify", "restore_drill", "restore")
+ACTION_KINDS = {"backup": "backup", "verify": "verify", "verify_fast": "verify", "drill": "restore_drill",
+                "restore": "restore"}
+FINAL = ("succeeded", "failed", "interrupted", "cancelled")
+KEEP_FINISHED = 2
 
 
 def size(n: int | None) -> str:
@@ -29,8 +39,9 @@ def size(n: int | None) -> str:
 
 
 class BackupsTab(Vertical):
-    BINDINGS = [Binding("b", "backup", "Back up now"), Binding("v", "verify", "Verify snapshot"),
-                Binding("ctrl+r", "reload", "Reload")]
+    BINDINGS = [Binding("b", "backup", "Back up now"), Binding("v", "verify", "Verify (read)"),
+                Binding("f", "verify_fast", "Verify (fast)"), Binding("d", "drill", "Restore drill"),
+                Binding("R", "restore", "Restore", key_display="R"), Binding("ctrl+r", "reload", "Reload")]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -39,6 +50,7 @@ class BackupsTab(Vertical):
         self.snapshots: dict[str, dict] = {}
 
     def compose(self) -> ComposeResult:
+        yield Vertical(id="backups-running")
         yield DataTable(id="backups-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="backup-detail", classes="muted")
         yield Static("", id="backups-note", classes="muted")
@@ -62,15 +74,13 @@ class BackupsTab(Vertical):
         self.identity = identity
         self.kinds = list(status.get("job_kinds") or [])
         reasons = [f"{kind}: {reason}" for kind in JOB_KINDS if (reason := self.why_not(kind))]
-        self.query_one("#backups-note", Static).update(
-            "disabled: " + "; ".join(reasons) if reasons else "b: back up now · v: verify the selected snapshot")
+        keys = "b back up · v verify (read) · f verify (fast) · d drill · R restore"
+        self.query_one("#backups-note", Static).update(keys + ("\ndisabled: " + "; ".join(reasons) if reasons else ""))
         self.refresh_bindings()
         self.load()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "backup" and self.why_not("backup"):
-            return None
-        if action == "verify" and self.why_not("verify"):
+        if action in ACTION_KINDS and self.why_not(ACTION_KINDS[action]):
             return None
         return True
 
@@ -109,8 +119,26 @@ class BackupsTab(Vertical):
             + (f" · error: {s['error']}" if s.get("error") else ""))
 
     def apply_job(self, data: dict) -> None:
-        if data.get("kind") in JOB_KINDS and data.get("status") not in ("queued", "running") and self.identity:
-            self.load()
+        """A `job.<id>` event of a backup kind: live progress; reload the list when it ends."""
+        if data.get("kind") not in JOB_KINDS or not data.get("run_id"):
+            return
+        box = self.query_one("#backups-running", Vertical)
+        found = box.query(f"#run-{data['run_id']}")
+        if found:
+            row = found.first(JobProgress)
+            if row.status in FINAL:
+                return   # never un-finish a run
+        else:
+            row = JobProgress(data["run_id"], data["kind"])
+            box.mount(row)
+        row.show(data.get("status", "running"), data.get("done"), data.get("total"),
+                 data.get("error") or data.get("message"))
+        if data.get("status") in FINAL:
+            finished = [r for r in box.query(JobProgress) if r.status in FINAL]
+            for old in finished[:-KEEP_FINISHED]:
+                old.remove()
+            if self.identity:
+                self.load()
 
     def action_reload(self) -> None:
         self.load()
@@ -122,12 +150,16 @@ class BackupsTab(Vertical):
                           "Overview and Jobs tabs; the run is audited under your name.", yes="Back up"),
             lambda yes: self.start("backup", {}) if yes else None)
 
-    def action_verify(self) -> None:
+    def selected(self) -> dict | None:
         table = self.query_one(DataTable)
         if not table.row_count:
-            self.notify("No snapshot to verify.", severity="warning")
+            self.notify("No snapshot selected.", severity="warning")
+            return None
+        return self.snapshots[table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value]
+
+    def action_verify(self) -> None:
+        if (snapshot := self.selected()) is None:
             return
-        snapshot = self.snapshots[table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value]
         self.app.push_screen(
             ConfirmScreen("Verify this snapshot by reading it back?",
                           f"Starts a verify run for snapshot {snapshot['id']}: every chunk is fetched, "
@@ -135,6 +167,49 @@ class BackupsTab(Vertical):
                           "'verified'; if not, the run fails naming each object at fault and the proof stays "
                           f"'{snapshot.get('proof')}'.", yes="Verify"),
             lambda yes: self.start("verify", {"snapshot_id": snapshot["id"], "read_data": True}) if yes else None)
+
+    def action_verify_fast(self) -> None:
+        if (snapshot := self.selected()) is None:
+            return
+        self.app.push_screen(
+            ConfirmScreen("Verify this snapshot fast?",
+                          f"Starts a fast verify run for snapshot {snapshot['id']}: the manifest's signature is "
+                          "checked and every object it names must be present at its recorded size. Nothing is "
+                          "downloaded or decrypted, so the proof stays "
+                          f"'{snapshot.get('proof')}' (only reading the data back raises it).", yes="Verify"),
+            lambda yes: self.start("verify", {"snapshot_id": snapshot["id"], "read_data": False}) if yes else None)
+
+    def action_drill(self) -> None:
+        if (snapshot := self.selected()) is None:
+            return
+        self.app.push_screen(
+            ConfirmScreen("Run a restore drill of this snapshot?",
+                          f"Restores snapshot {snapshot['id']} into a scratch database on the daemon's machine, "
+                          "proves it against the manifest (row counts, table hashes, the audit chain) and "
+                          "deletes the scratch copy. The live database is not touched. If it succeeds the "
+                          "snapshot's proof becomes 'drilled'.", yes="Drill"),
+            lambda yes: self.start("restore_drill", {"snapshot_id": snapshot["id"]}) if yes else None)
+
+    def action_restore(self) -> None:
+        if (snapshot := self.selected()) is None:
+            return
+        short = snapshot["id"][:8]
+
+        def confirmed(values: dict | None) -> None:
+            if values is not None:
+                self.start("restore", {"snapshot_id": snapshot["id"], "dest": values["dest"]})
+        self.app.push_screen(
+            TypedConfirmScreen(
+                f"Restore snapshot {short}?",
+                f"Restores snapshot {snapshot['id']} (taken {when(snapshot.get('started_at'))}, "
+                f"{snapshot.get('row_count') or '?'} rows) into the database named below, which must be empty: "
+                "a non-empty target is refused, and the live database is never overwritten from here. "
+                "Every table is loaded and checked against the manifest's row counts and hashes and the "
+                "audit chain. The copy holds every client's records (encrypted as in the live database). "
+                "The restore is audited under your name.",
+                short, yes="Restore",
+                fields=(("dest", "sqlite:////path/to/new.db or postgresql+psycopg://… (empty)", ""),)),
+            confirmed)
 
     @work(group="backups-actions")
     async def start(self, kind: str, params: dict) -> None:

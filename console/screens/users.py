@@ -1,65 +1,349 @@
-"""Users, read-only: role, second factor, lock state and last login (users.list)."""
+"""Users: accounts (users.list) and the selected account's permission grants (user.grants).
+
+Actions, all needing user:manage: lock (l), unlock (u), reset 2FA (f), change role (o),
+grant a permission for a limited time (g), revoke the selected grant (x). Destructive
+ones confirm first, saying what will happen. An action the user may not take is shown
+disabled, and the note under the table says why (no permission, or: it is your own
+account). The daemon enforces every rule again (the last administrator, grants beyond
+one's own) and its refusal is shown in its words.
+"""
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
+from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.enrolment import EnrolmentScreen
+from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Label, OptionList, Static
+from textual.widgets.option_list import Option
 
 COLUMNS = (("User", "user"), ("Role", "role"), ("2FA", "totp"), ("State", "state"), ("Last login", "last"))
+GRANT_COLUMNS = (("Permission", "permission"), ("State", "state"), ("Until", "until"), ("By", "by"),
+                 ("Reason", "reason"))
+# The roles the daemon knows (core.db.models.Role); the console does not import the data layer.
+ROLES = (("ADMIN", "practice owner: clinical data, people, evidence"),
+         ("MANAGER", "clinical data, audit and compliance reading"),
+         ("PRACTITIONER", "clinical data of their practice"),
+         ("STAFF", "front desk: schedules, masked client details"),
+         ("admin", "operator administrator: everything, including keys"),
+         ("operator", "runs jobs, never reads PHI or manages people"),
+         ("auditor", "reads audit, security and compliance evidence"))
+MANAGE = "user:manage"
+USER_ACTIONS = ("lock", "unlock", "reset_2fa", "change_role", "grant")
 
 
 def user_state(user: dict) -> str:
     if user.get("disabled"):
         return "disabled"
     if user.get("locked_until"):
+        if user["locked_until"].startswith("9999"):
+            return "locked"
         return f"locked until {when(user['locked_until'])}"
     return f"ok ({user['failed_logins']} failed)" if user.get("failed_logins") else "ok"
 
 
+def grant_state(grant: dict) -> str:
+    if grant.get("revoked_at"):
+        return "revoked"
+    return "active" if grant.get("active") else "expired"
+
+
+class RoleScreen(ModalScreen[str | None]):
+    """Choose a role; the current one is listed disabled."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
+
+    def __init__(self, username: str, current: str) -> None:
+        super().__init__()
+        self.username = username
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(f"New role for {self.username}", classes="dialog-title")
+            yield OptionList(*[Option(f"{role:<13} {what}" + ("  (current)" if role == self.current else ""),
+                                      id=role, disabled=role == self.current) for role, what in ROLES],
+                             id="roles")
+            yield Static("enter: choose · esc: close", classes="hint")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+
 class UsersTab(Vertical):
-    BINDINGS = [Binding("ctrl+r", "reload", "Reload")]
+    BINDINGS = [Binding("l", "lock", "Lock"), Binding("u", "unlock", "Unlock"),
+                Binding("f", "reset_2fa", "Reset 2FA"), Binding("o", "change_role", "Role"),
+                Binding("g", "grant", "Grant"), Binding("x", "revoke_grant", "Revoke grant"),
+                Binding("ctrl+r", "reload", "Reload")]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.identity: Identity | None = None
+        self.users: dict[str, dict] = {}
+        self.grants: dict[str, dict] = {}
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
-        yield Static("Read-only here; manage accounts with `strongroom user …`.", id="users-note", classes="muted")
+        yield Static("", id="users-note", classes="muted")
+        yield Label("Grants", id="grants-label", classes="section")
+        yield DataTable(id="grants-table", cursor_type="row")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
+        for table_id, columns in (("#users-table", COLUMNS), ("#grants-table", GRANT_COLUMNS)):
+            table = self.query_one(table_id, DataTable)
+            for label, key in columns:
+                table.add_column(label, key=key)
 
     def focus_main(self) -> None:
-        self.query_one(DataTable).focus()
+        self.query_one("#users-table", DataTable).focus()
 
     def set_identity(self, identity: Identity, status: dict) -> None:
         self.identity = identity
         self.load()
 
-    def action_reload(self) -> None:
-        self.load()
+    # --- what may be done to the selected account, and why not -------------------------
+
+    def selected(self) -> dict | None:
+        table = self.query_one("#users-table", DataTable)
+        if not table.row_count:
+            return None
+        return self.users.get(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def selected_grant(self) -> dict | None:
+        table = self.query_one("#grants-table", DataTable)
+        if not table.row_count:
+            return None
+        return self.grants.get(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def why_not(self, action: str) -> str | None:
+        """None when the action can be offered for the selected account, else why not."""
+        if self.identity is None:
+            return "not logged in"
+        reason = self.identity.why_not(MANAGE)
+        if reason:
+            return reason
+        user = self.selected()
+        if user is None:
+            return "no account selected"
+        own = self.identity.actor == f"user:{user['username']}"
+        if action == "lock" and own:
+            return "you cannot lock your own account"
+        if action == "unlock" and not user.get("locked_until") and not user.get("failed_logins"):
+            return f"{user['username']} is not locked"
+        if action == "grant" and own:
+            return "you cannot grant permissions to yourself"
+        if action == "revoke_grant":
+            grant = self.selected_grant()
+            if grant is None or grant_state(grant) != "active":
+                return "select an active grant in the Grants table"
+        return None
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action in (*USER_ACTIONS, "revoke_grant") and self.why_not(action):
+            return None
+        return True
+
+    def _show_reasons(self) -> None:
+        if self.identity is None:
+            return
+        if self.identity.why_not(MANAGE):
+            text = f"Account management disabled: {self.identity.why_not(MANAGE)}"
+        else:
+            reasons = sorted({r for a in USER_ACTIONS if (r := self.why_not(a)) and r != "no account selected"})
+            text = ("l lock · u unlock · f reset 2FA · o role · g grant · x revoke grant"
+                    + (f" — not now: {'; '.join(reasons)}" if reasons else ""))
+        self.query_one("#users-note", Static).update(text)
+
+    # --- loading --------------------------------------------------------------------------
 
     @work(exclusive=True, group="users")
     async def load(self) -> None:
-        reason = self.identity.why_not("user:manage")
+        reason = self.identity.why_not(MANAGE)
         if reason:
             self.query_one("#users-note", Static).update(f"User list hidden: {reason}")
+            self.refresh_bindings()
             return
         try:
             users = await self.app.call("users.list")
         except ClientError as err:
             self.notify(f"Users: {err.message}", severity="error")
             return
-        table = self.query_one(DataTable)
+        if not self.is_attached:
+            return   # the console closed while the daemon answered
+        table = self.query_one("#users-table", DataTable)
+        keep = self.selected()
         table.clear()
+        self.users = {}
         for user in users:
-            table.add_row(user["username"], user["role"], "yes" if user.get("totp_enabled") else "no",
+            self.users[user["id"]] = user
+            you = " (you)" if self.identity.actor == f"user:{user['username']}" else ""
+            table.add_row(user["username"] + you, user["role"], "yes" if user.get("totp_enabled") else "no",
                           user_state(user), when(user.get("last_login_at")), key=user["id"])
+        if keep is not None and keep["id"] in self.users:
+            table.move_cursor(row=table.get_row_index(keep["id"]))
+        self._selection_changed()
+
+    @on(DataTable.RowHighlighted, "#users-table")
+    def _user_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._selection_changed()
+
+    @on(DataTable.RowHighlighted, "#grants-table")
+    def _grant_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.refresh_bindings()
+
+    def _selection_changed(self) -> None:
+        self._show_reasons()
+        self.refresh_bindings()
+        user = self.selected()
+        if user is not None:
+            self.load_grants(user["username"])
+
+    @work(exclusive=True, group="grants")
+    async def load_grants(self, username: str) -> None:
+        try:
+            grants = await self.app.call("user.grants", {"username": username, "include_ended": True})
+        except ClientError as err:
+            self.notify(f"Grants: {err.message}", severity="error")
+            return
+        if not self.is_attached:
+            return
+        table = self.query_one("#grants-table", DataTable)
+        table.clear()
+        self.grants = {}
+        for grant in grants:
+            self.grants[grant["id"]] = grant
+            table.add_row(grant["permission"], grant_state(grant), when(grant.get("expires_at")),
+                          grant.get("granted_by") or "", grant.get("reason") or "", key=grant["id"])
+        active = sum(grant_state(g) == "active" for g in grants)
+        self.query_one("#grants-label", Label).update(
+            f"Grants of {username}: {active} active, {len(grants) - active} ended" if grants
+            else f"Grants of {username}: none (role permissions only)")
+        self.refresh_bindings()
+
+    def apply_security(self, data: dict) -> None:
+        """A security event (another console locked someone, a login failed): reload."""
+        if self.identity is not None and self.identity.can(MANAGE):
+            self.load()
+
+    def action_reload(self) -> None:
+        self.load()
+
+    # --- actions --------------------------------------------------------------------------
+
+    def _refuse(self, action: str) -> dict | None:
+        reason = self.why_not(action)
+        if reason:
+            self.notify(f"Not allowed: {reason}", severity="warning")
+            return None
+        return self.selected()
+
+    def action_lock(self) -> None:
+        if (user := self._refuse("lock")) is None:
+            return
+        name = user["username"]
+        self.app.push_screen(
+            ConfirmScreen(f"Lock {name}?",
+                          f"{name} is locked until an administrator unlocks the account: every open session "
+                          f"of {name} ends at once and logins are refused. Nothing of theirs is deleted. "
+                          "The lock is recorded as a security event under your name.", yes="Lock"),
+            lambda yes: self.change("user.lock", {"username": name, "reason": "locked in console"},
+                                    f"{name} locked.") if yes else None)
+
+    def action_unlock(self) -> None:
+        if (user := self._refuse("unlock")) is None:
+            return
+        name = user["username"]
+        self.app.push_screen(
+            ConfirmScreen(f"Unlock {name}?",
+                          f"{name} can log in again and the failed-login count is cleared. "
+                          "Recorded as a security event under your name.", yes="Unlock"),
+            lambda yes: self.change("user.unlock", {"username": name, "reason": "unlocked in console"},
+                                    f"{name} unlocked.") if yes else None)
+
+    def action_reset_2fa(self) -> None:
+        if (user := self._refuse("reset_2fa")) is None:
+            return
+        name = user["username"]
+        own = " This is YOUR account: the console returns to the login screen." \
+            if self.identity.actor == f"user:{name}" else ""
+        self.app.push_screen(
+            ConfirmScreen(f"Reset {name}'s two-factor authentication?",
+                          f"{name}'s authenticator stops working at once and their sessions end. A new "
+                          f"TOTP secret is shown to you once, to hand to {name}; at their next login they "
+                          f"need a code from it. Recorded as a security event.{own}", yes="Reset 2FA"),
+            lambda yes: self.reset_2fa(name) if yes else None)
+
+    @work(group="users-actions")
+    async def reset_2fa(self, username: str) -> None:
+        try:
+            result = await self.app.call("user.reset_2fa", {"username": username})
+        except ClientError as err:
+            self.notify(f"Refused: {err.message}", severity="error")
+            return
+        self.app.push_screen(EnrolmentScreen(username, result["enrolment"]))
+        self.load()
+
+    def action_change_role(self) -> None:
+        if (user := self._refuse("change_role")) is None:
+            return
+        name, current = user["username"], user["role"]
+
+        def chosen(role: str | None) -> None:
+            if role is None:
+                return
+            self.app.push_screen(
+                ConfirmScreen(f"Make {name} {role}?",
+                              f"{name}'s role changes from {current} to {role}: their permissions change "
+                              f"and their open sessions end, so they log in again with the new ones. "
+                              "Recorded as a security event under your name.", yes="Change role"),
+                lambda yes: self.change("user.set_role", {"username": name, "role": role,
+                                                          "reason": "changed in console"},
+                                        f"{name} is now {role}.") if yes else None)
+        self.app.push_screen(RoleScreen(name, current), chosen)
+
+    def action_grant(self) -> None:
+        if (user := self._refuse("grant")) is None:
+            return
+        name = user["username"]
+
+        def submitted(values: dict | None) -> None:
+            if values is not None:
+                self.change("user.grant", {"username": name, **values},
+                            f"{values['permission']} granted to {name} for {values['duration']}.")
+        self.app.push_screen(
+            FormScreen(f"Grant {name} a permission",
+                       "One permission beyond their role, until it expires (at most 366 days). You can "
+                       "grant only what you hold yourself.",
+                       (("permission", "Permission", "e.g. audit:read or table:clients:read"),
+                        ("duration", "For how long", "30m, 8h, 2d, 1w"),
+                        ("reason", "Reason (optional)", "why, for the audit log")), submit="Grant"),
+            submitted)
+
+    def action_revoke_grant(self) -> None:
+        if self._refuse("revoke_grant") is None:
+            return
+        grant = self.selected_grant()
+        name = self.selected()["username"]
+        self.app.push_screen(
+            ConfirmScreen(f"Revoke {grant['permission']} from {name}?",
+                          f"The grant of {grant['permission']} to {name} (until {when(grant.get('expires_at'))}) "
+                          "ends now; anything it allowed is refused from their next command. "
+                          "Recorded as a security event under your name.", yes="Revoke"),
+            lambda yes: self.change("user.revoke_grant", {"grant_id": grant["id"], "reason": "revoked in console"},
+                                    f"Grant of {grant['permission']} revoked.") if yes else None)
+
+    @work(group="users-actions")
+    async def change(self, cmd: str, args: dict, done: str) -> None:
+        try:
+            await self.app.call(cmd, args)
+        except ClientError as err:
+            self.notify(f"Refused: {err.message}", severity="error", timeout=10)
+            return
+        self.notify(done)
+        self.load()

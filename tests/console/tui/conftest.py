@@ -25,7 +25,49 @@ def tui_daemon(tui_data_dir, tmp_path):
         proc.wait_ready()
         yield proc
     finally:
-        proc.stop()
+        # stop() is idempotent: a test that stopped the daemon itself (to restart it)
+        # gets that exit code here. A daemon that died or failed to drain on SIGTERM
+        # fails the test even when everything the test looked at was fine.
+        code = proc.stop()
+        assert code == 0, f"daemon exited {code}; log:\n{proc.log()}"
+
+
+def seed_demo_data(data_dir, clients: int = 12, sessions_per_client: int = 2) -> None:
+    """Synthetic clients and sessions (core.demo: nobody's data) written straight into the
+    test's database, so integrity and backups have protected rows to work on."""
+    import itertools
+
+    from strongroom.core.config import load_settings
+    from strongroom.core.context import open_context
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.demo import client_records, session_records
+    from strongroom.core.principal import SYSTEM
+    from strongroom.core.repository.clients import insert_clients
+    from strongroom.core.repository.practices import only_practice
+    from strongroom.core.repository.sessions import insert_sessions
+
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            created: list = []
+            insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn),
+                           itertools.islice(client_records(clients), clients), created=created)
+            insert_sessions(conn, ctx.keyring, SYSTEM, session_records(created, sessions_per_client))
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def demo_daemon(tui_data_dir, tmp_path):
+    """A daemon over a data directory holding demo clients and sessions."""
+    seed_demo_data(tui_data_dir)
+    proc = DaemonProcess(tui_data_dir, tmp_path)
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        code = proc.stop()
+        assert code == 0, f"daemon exited {code}; log:\n{proc.log()}"
 
 
 async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:

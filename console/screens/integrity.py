@@ -1,0 +1,196 @@
+"""Integrity: the newest integrity run's checks with their evidence (integrity.report),
+the audit chain's status, and "run now" (r) with live progress from `job.*` events.
+
+Enter on a check opens its full evidence. A run in progress shows as a progress row fed
+by events; when it ends, the report reloads and the table shows that run's checks.
+"""
+from __future__ import annotations
+
+from strongroom.console.client import ClientError
+from strongroom.console.screens.detail import DetailScreen
+from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.text import duration, when
+from strongroom.console.widgets.job_progress import JobProgress
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+KIND = "integrity"
+COLUMNS = (("Check", "check", 28), ("Result", "status", 7), ("Expected", "expected", 18), ("Actual", "actual", 18))
+FINAL = ("succeeded", "failed", "interrupted", "cancelled")
+MARK = {"succeeded": "✓", "failed": "✗", "interrupted": "!", "cancelled": "-"}
+
+
+def evidence_text(evidence: dict) -> str:
+    """Evidence in one line: counts first, then anything else (ids are in the detail view)."""
+    parts = [f"{k} {v}" for k, v in evidence.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    parts += [f"{k} {v}" for k, v in evidence.items() if isinstance(v, str) and k != "head_hash" and v]
+    ids = evidence.get("ids")
+    if ids:
+        parts.append(f"{len(ids)} row id{'s' if len(ids) != 1 else ''} listed (enter)")
+    return " · ".join(parts) or "no evidence recorded"
+
+
+class IntegrityTab(Vertical):
+    BINDINGS = [Binding("r", "run_now", "Run check now"), Binding("ctrl+r", "reload", "Reload")]
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.identity: Identity | None = None
+        self.kinds: list[str] = []
+        self.report: dict = {}
+        self.checks: dict[str, dict] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="integrity-summary")
+        yield Static("", id="integrity-chain")
+        yield Vertical(id="integrity-running")
+        yield DataTable(id="integrity-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="integrity-evidence", classes="muted")
+        yield Static("", id="integrity-note", classes="muted")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for label, key, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+
+    def focus_main(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def why_not_run(self) -> str | None:
+        if self.identity is None:
+            return "not logged in"
+        if KIND not in self.kinds:
+            return f"this daemon has no {KIND} job"
+        return self.identity.why_not(f"job:{KIND}:run")
+
+    def set_identity(self, identity: Identity, status: dict) -> None:
+        self.identity = identity
+        self.kinds = list(status.get("job_kinds") or [])
+        reason = self.why_not_run()
+        self.query_one("#integrity-note", Static).update(
+            f"r: run now disabled ({reason})" if reason else "r: run every check now · enter: a check's evidence")
+        self.refresh_bindings()
+        self.load()
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "run_now" and self.why_not_run():
+            return None
+        return True
+
+    @work(exclusive=True, group="integrity")
+    async def load(self) -> None:
+        reason = self.identity.why_not("audit:read")
+        if reason:
+            self.query_one("#integrity-summary", Static).update(f"Integrity evidence hidden: {reason}")
+            return
+        try:
+            report = await self.app.call("integrity.report")
+        except ClientError as err:
+            self.notify(f"Integrity: {err.message}", severity="error")
+            return
+        if not self.is_attached:
+            return   # the console closed while the daemon answered
+        self.show_report(report)
+
+    def show_report(self, report: dict) -> None:
+        self.report = report
+        latest = report.get("latest")
+        history = "".join(MARK.get(h["status"], "?") for h in reversed(report.get("history") or []))
+        if latest is None:
+            summary = "No integrity run yet."
+        else:
+            checks = report.get("checks") or []
+            passed = sum(c["status"] == "passed" for c in checks)
+            summary = (f"Last run: {latest['status']} · {when(latest.get('finished_at'))} · "
+                       f"{duration(latest.get('duration_seconds'))} · {passed}/{len(checks)} passed · "
+                       f"by {latest.get('requested_by') or latest.get('trigger')}")
+            if history:
+                summary += f" · history {history}"
+        self.query_one("#integrity-summary", Static).update(summary)
+        self.query_one("#integrity-chain", Static).update(self._chain_text(report.get("audit_chain") or {}))
+        table = self.query_one(DataTable)
+        table.clear()
+        self.checks = {}
+        for n, check in enumerate(report.get("checks") or []):
+            key = f"check-{n}"
+            self.checks[key] = check
+            table.add_row(check.get("name") or "", check.get("status") or "", check.get("expected") or "",
+                          check.get("actual") or "", key=key)
+        for running in report.get("running") or []:
+            self.apply_job({**running, "status": "running"})
+        self._show_evidence()
+
+    @staticmethod
+    def _chain_text(chain: dict) -> str:
+        state = {True: "intact", False: "BROKEN"}.get(chain.get("ok"), "not verified since the daemon started")
+        text = f"Audit chain: {state} · head #{chain.get('head_id') or 0}"
+        last = chain.get("last_check")
+        if last:
+            text += f" · last check {last.get('status')} {when(last.get('completed_at'))}"
+        return text
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_evidence()
+
+    def selected(self) -> dict | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return self.checks.get(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def _show_evidence(self) -> None:
+        check = self.selected()
+        self.query_one("#integrity-evidence", Static).update(
+            "" if check is None else f"{check['name']}: {evidence_text(check.get('evidence') or {})}")
+
+    @on(DataTable.RowSelected)
+    def action_evidence(self) -> None:
+        check = self.selected()
+        if check is not None:
+            self.app.push_screen(DetailScreen(f"Integrity check: {check['name']}", check))
+
+    def action_reload(self) -> None:
+        self.load()
+
+    # --- run now, and live progress -------------------------------------------------------
+
+    def action_run_now(self) -> None:
+        reason = self.why_not_run()
+        if reason:
+            self.notify(f"Cannot run: {reason}", severity="warning")
+            return
+        self.run_now()
+
+    @work(group="integrity-actions")
+    async def run_now(self) -> None:
+        try:
+            run = await self.app.call("job.run", {"kind": KIND})
+        except ClientError as err:
+            self.notify(f"Could not start the integrity check: {err.message}", severity="error")
+            return
+        self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
+        self.notify(f"Integrity check started ({run['id'][:8]}…)")
+
+    def apply_job(self, data: dict) -> None:
+        """A `job.<id>` event: progress for an integrity run; reload when one ends."""
+        if data.get("kind") != KIND or not data.get("run_id"):
+            return
+        box = self.query_one("#integrity-running", Vertical)
+        found = box.query(f"#run-{data['run_id']}")
+        if found:
+            row = found.first(JobProgress)
+            if row.status in FINAL:
+                return
+        else:
+            for old in list(box.query(JobProgress)):
+                old.remove()
+            row = JobProgress(data["run_id"], KIND)
+            box.mount(row)
+        row.show(data.get("status", "running"), data.get("done"), data.get("total"),
+                 data.get("error") or data.get("message"))
+        if data.get("status") in FINAL and self.identity is not None:
+            self.load()

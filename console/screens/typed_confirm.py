@@ -1,0 +1,64 @@
+"""A confirmation that needs a word typed, for actions that cannot be taken back (restore).
+
+The dialog says what will happen and names the word; the action button stays disabled
+until the input matches it exactly. Dismisses with the extra field values (a dict) on
+confirmation, None otherwise.
+"""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Static
+
+
+class TypedConfirmScreen(ModalScreen[dict | None]):
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, consequence: str, word: str, *, yes: str,
+                 fields: tuple[tuple[str, str, str], ...] = ()) -> None:
+        """`fields`: extra inputs as (id, placeholder, initial value), returned by id."""
+        super().__init__()
+        self.title_text = title
+        self.consequence = consequence
+        self.word = word
+        self.yes = yes
+        self.fields = fields
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog wide"):
+            yield Static(self.title_text, classes="dialog-title")
+            yield Static(self.consequence, id="consequence")
+            for field_id, placeholder, value in self.fields:
+                yield Input(value=value, placeholder=placeholder, id=field_id)
+            yield Static(f"Type [b]{self.word}[/b] to confirm:", id="typed-prompt")
+            yield Input(placeholder=self.word, id="typed")
+            with Horizontal(classes="buttons"):
+                yield Button(self.yes, variant="error", id="yes", disabled=True)
+                yield Button("Cancel (esc)", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#typed", Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.query_one("#yes", Button).disabled = not self._matches()
+
+    def _matches(self) -> bool:
+        return self.query_one("#typed", Input).value.strip() == self.word and all(
+            self.query_one(f"#{field_id}", Input).value.strip() for field_id, _, _ in self.fields)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if self._matches():
+            self._confirm()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "yes" and self._matches():
+            self._confirm()
+        elif event.button.id == "no":
+            self.dismiss(None)
+
+    def _confirm(self) -> None:
+        self.dismiss({field_id: self.query_one(f"#{field_id}", Input).value.strip()
+                      for field_id, _, _ in self.fields})
