@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 import uuid
 from collections import deque
@@ -32,6 +33,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from strongroom.core import audit
 from strongroom.core.backup import copytext
+from strongroom.core.db import staging
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
 from strongroom.core.db.engine import make_engine, set_scope, transaction
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 
 _SQLITE_BATCH = 2000
 PREFETCH = 2
+WORKERS = 2
 _EMPTY_CHECK = (Practice, Client, DataKey, AuditLog)
 
 
@@ -242,85 +245,185 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
         unknown = [t.name for t in link.tables if t.name not in by_name]
         if unknown:
             raise IntegrityError(f"snapshot {link.snapshot_id} holds tables this schema lacks: {', '.join(unknown)}")
+    plan = _Plan(repo, chain, by_name, progress)
     own_engine = engine is None
     engine = engine or make_engine(dest_url)
     try:
-        upgrade(engine)
-        total = sum(t.row_count for link in chain for t in link.tables)
-        done = 0
-        with transaction(engine) as conn, ThreadPoolExecutor(PREFETCH, thread_name_prefix="restore") as pool:
-            if not is_empty(conn):
-                if not force:
-                    raise ConflictError("the target database is not empty; restoring over live data "
-                                        "needs --force (which first empties it)")
-                _wipe(conn)
-            pg = conn.dialect.name == "postgresql"
-            if pg:
-                set_scope(conn, practice_id=None, system=True)
-                conn.execute(text(copytext.pg_session_sql()))
-                triggers_off = _replica_mode(conn)
-            else:
-                # Self-references (backups.parent_id) may point forward within a table:
-                # check foreign keys at commit, as PostgreSQL does at the end of each COPY.
-                conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
-            for position, link in enumerate(chain):
-                for entry in link.tables:
-                    table = by_name[entry.name]
-                    cols = copytext.columns(table)
-                    if copytext.column_names(cols) != entry.columns:
-                        raise IntegrityError(f"snapshot table {entry.name}: columns differ from this schema")
-                    digest = hashlib.sha256()
-
-                    def chunks(entry=entry, digest=digest):
-                        for plain in _prefetched(repo, entry.chunks, pool):
-                            digest.update(plain)
-                            yield plain
-                    if position == 0 or entry.mode == "append":
-                        if pg:
-                            _load_table_pg(conn, table, chunks())
-                        else:
-                            _load_table_sqlite(conn, table, cols, chunks())
-                    elif pg:
-                        _upsert_pg(conn, table, cols, chunks())
-                        if entry.mode == "full":
-                            _drop_absent(conn, table, lambda entry=entry, table=table, cols=cols:
-                                         _keys_of(repo, entry, table, cols))
-                    else:
-                        keys = _upsert_sqlite(conn, table, cols, chunks())
-                        if entry.mode == "full":
-                            _drop_absent(conn, table, lambda keys=keys: keys)
-                    if digest.hexdigest() != entry.sha256:
-                        raise IntegrityError(f"snapshot {link.snapshot_id} table {entry.name}: segments do not "
-                                             "hash to the manifest's SHA-256")
-                    done += entry.row_count
-                    progress(done, total, f"restored {entry.name}")
-            _reset_counters(conn, manifest)
-            if pg and triggers_off:
-                _check_foreign_keys(conn, [by_name[e.name] for e in manifest.tables])
-            for entry in manifest.tables:
-                table = by_name[entry.name]
-                if entry.mode == "full":
-                    sha, rows = _reencoded_sha(conn, table)
-                    if rows != entry.row_count or sha != entry.sha256:
-                        raise IntegrityError(f"restored table {entry.name} differs from the snapshot "
-                                             f"({rows} rows vs {entry.row_count}; hash "
-                                             f"{'equal' if sha == entry.sha256 else 'differs'})")
-                if entry.live_rows is not None:
-                    rows = conn.execute(select(func.count()).select_from(table)).scalar_one()
-                    if rows != entry.live_rows:
-                        raise IntegrityError(f"restored table {entry.name} has {rows} rows, the snapshot "
-                                             f"recorded {entry.live_rows}")
-        chain_check = audit.verify(engine)
-        if not chain_check.ok:
-            raise IntegrityError(f"restored audit chain is broken at entry {chain_check.broken_id}: {chain_check.reason}")
-        if chain_check.head_hash != manifest.audit.hash:
-            raise IntegrityError("restored audit chain does not end at the snapshot's recorded head")
+        if engine.dialect.name == "postgresql" and staging.usable(engine):
+            chain_check = _restore_staged(plan, engine, force)
+        else:
+            chain_check = _restore_in_place(plan, engine, force)
         return RestoreResult(str(snapshot_id), engine.dialect.name, len(manifest.tables),
-                             sum(t.row_count for link in chain for t in link.tables),
-                             round(time.monotonic() - started, 3), chain_check.checked)
+                             plan.total, round(time.monotonic() - started, 3), chain_check.checked)
     finally:
         if own_engine:
             engine.dispose()
+
+
+class _Plan:
+    """What to load, table by table: each table's base entry and every later link's entry
+    for it, in chain order. Tables are independent of each other until the foreign keys
+    are proven at the end, so they can load in any order (or in parallel)."""
+
+    def __init__(self, repo: Repository, chain: list[Manifest], by_name: dict, progress) -> None:
+        self.repo = repo
+        self.chain = chain
+        self.manifest = chain[-1]
+        self.by_name = by_name
+        self.steps: dict[str, list] = {}
+        for position, link in enumerate(chain):
+            for entry in link.tables:
+                self.steps.setdefault(entry.name, []).append((position, link, entry))
+        self.total = sum(t.row_count for link in chain for t in link.tables)
+        self._done = 0
+        self._lock = threading.Lock()
+        self._progress = progress
+
+    def tables(self) -> list[str]:
+        """Parents before children (the schema's dependency order)."""
+        return [name for name in self.by_name if name in self.steps]
+
+    def by_size(self) -> list[str]:
+        """Largest first, so two workers finish together rather than one waiting on the
+        biggest table at the end."""
+        return sorted(self.tables(), key=lambda n: -sum(c.size for _, _, e in self.steps[n] for c in e.chunks))
+
+    def loaded(self, rows: int, name: str) -> None:
+        with self._lock:
+            self._done += rows
+            self._progress(self._done, self.total, f"restored {name}")
+
+
+def _apply_table(conn: Connection, plan: _Plan, name: str, pool: ThreadPoolExecutor) -> None:
+    """Load one table's base, then apply each later link's entry for it in order."""
+    pg = conn.dialect.name == "postgresql"
+    table = plan.by_name[name]
+    cols = copytext.columns(table)
+    for position, link, entry in plan.steps[name]:
+        if copytext.column_names(cols) != entry.columns:
+            raise IntegrityError(f"snapshot table {entry.name}: columns differ from this schema")
+        digest = hashlib.sha256()
+
+        def chunks(entry=entry, digest=digest):
+            for plain in _prefetched(plan.repo, entry.chunks, pool):
+                digest.update(plain)
+                yield plain
+        if position == 0 or entry.mode == "append":
+            if pg:
+                _load_table_pg(conn, table, chunks())
+            else:
+                _load_table_sqlite(conn, table, cols, chunks())
+        elif pg:
+            _upsert_pg(conn, table, cols, chunks())
+            if entry.mode == "full":
+                _drop_absent(conn, table, lambda entry=entry: _keys_of(plan.repo, entry, table, cols))
+        else:
+            keys = _upsert_sqlite(conn, table, cols, chunks())
+            if entry.mode == "full":
+                _drop_absent(conn, table, lambda keys=keys: keys)
+        if digest.hexdigest() != entry.sha256:
+            raise IntegrityError(f"snapshot {link.snapshot_id} table {entry.name}: segments do not "
+                                 "hash to the manifest's SHA-256")
+        plan.loaded(entry.row_count, entry.name)
+
+
+def _prove_table(conn: Connection, plan: _Plan, name: str) -> None:
+    """The restored table re-encodes to the snapshot's bytes (whole-copied tables) and
+    holds the row count the snapshot recorded."""
+    entry = next((e for e in plan.manifest.tables if e.name == name), None)
+    if entry is None:
+        return
+    table = plan.by_name[name]
+    if entry.mode == "full":
+        sha, rows = _reencoded_sha(conn, table)
+        if rows != entry.row_count or sha != entry.sha256:
+            raise IntegrityError(f"restored table {entry.name} differs from the snapshot "
+                                 f"({rows} rows vs {entry.row_count}; hash "
+                                 f"{'equal' if sha == entry.sha256 else 'differs'})")
+    if entry.live_rows is not None:
+        rows = conn.execute(select(func.count()).select_from(table)).scalar_one()
+        if rows != entry.live_rows:
+            raise IntegrityError(f"restored table {entry.name} has {rows} rows, the snapshot "
+                                 f"recorded {entry.live_rows}")
+
+
+def _prove_chain(engine: Engine, plan: _Plan) -> audit.VerifyResult:
+    chain_check = audit.verify(engine)
+    if not chain_check.ok:
+        raise IntegrityError(f"restored audit chain is broken at entry {chain_check.broken_id}: {chain_check.reason}")
+    if chain_check.head_hash != plan.manifest.audit.hash:
+        raise IntegrityError("restored audit chain does not end at the snapshot's recorded head")
+    return chain_check
+
+
+def _begin_load(conn: Connection) -> bool:
+    """Session settings for loading; True when triggers are off (PostgreSQL replica)."""
+    if conn.dialect.name != "postgresql":
+        # Self-references (backups.parent_id) may point forward within a table:
+        # check foreign keys at commit, as PostgreSQL does at the end of each COPY.
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+        return False
+    set_scope(conn, practice_id=None, system=True)
+    conn.execute(text(copytext.pg_session_sql()))
+    return _replica_mode(conn)
+
+
+def _restore_in_place(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyResult:
+    """One transaction over the live schema: SQLite, and PostgreSQL where the role may
+    not create and swap schemas. A failure anywhere rolls everything back."""
+    upgrade(engine)
+    with transaction(engine) as conn, ThreadPoolExecutor(PREFETCH, thread_name_prefix="restore") as pool:
+        if not is_empty(conn):
+            if not force:
+                raise ConflictError("the target database is not empty; restoring over live data "
+                                    "needs --force (which first empties it)")
+            _wipe(conn)
+        triggers_off = _begin_load(conn)
+        for name in plan.tables():
+            _apply_table(conn, plan, name, pool)
+        _reset_counters(conn, plan.manifest)
+        if triggers_off:
+            _check_foreign_keys(conn, [plan.by_name[n] for n in plan.tables()])
+        for name in plan.tables():
+            _prove_table(conn, plan, name)
+    return _prove_chain(engine, plan)
+
+
+def _restore_staged(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyResult:
+    """PostgreSQL: build the whole database in a staging schema, tables loaded and proven
+    in parallel (one transaction each), then swap it in for `public` in one short
+    transaction. Nothing is visible in `public` until every proof has passed, so a
+    failure or a crash leaves the target as it was (a crash leaves only an invisible
+    staging schema, dropped by the next restore)."""
+    with staging.Stage(engine) as stage:
+        stage.check_target(force=force, is_empty=is_empty)
+        with stage.engine.connect() as conn:
+            parallel = WORKERS if _probe_replica(conn) else 1
+        upgrade(stage.engine)
+
+        def load(name: str) -> None:
+            with transaction(stage.engine) as conn:
+                _begin_load(conn)
+                _apply_table(conn, plan, name, pool)
+                _prove_table(conn, plan, name)
+
+        with ThreadPoolExecutor(PREFETCH * parallel, thread_name_prefix="restore-fetch") as pool, \
+                ThreadPoolExecutor(parallel, thread_name_prefix="restore-load") as loaders:
+            order = plan.by_size() if parallel > 1 else plan.tables()
+            for future in [loaders.submit(load, name) for name in order]:
+                future.result()
+        with transaction(stage.engine) as conn:
+            set_scope(conn, practice_id=None, system=True)
+            _reset_counters(conn, plan.manifest)
+            _check_foreign_keys(conn, [plan.by_name[n] for n in plan.tables()])
+        chain_check = _prove_chain(stage.engine, plan)
+        stage.swap_in(force=force, is_empty=is_empty)
+    return chain_check
+
+
+def _probe_replica(conn: Connection) -> bool:
+    with conn.begin():
+        return _replica_mode(conn)
 
 
 def _prefetched(repo: Repository, refs, pool: ThreadPoolExecutor):

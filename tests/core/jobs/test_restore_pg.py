@@ -13,7 +13,7 @@ from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.db.migrate import upgrade
 from strongroom.core.db.models import TherapySession
 from strongroom.core.demo import client_records
-from strongroom.core.errors import IntegrityError
+from strongroom.core.errors import ConflictError, IntegrityError
 from strongroom.core.jobs import backup, restore
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.principal import SYSTEM
@@ -94,3 +94,73 @@ def test_the_foreign_key_proof_names_a_dangling_reference(snapshot, scratch_db):
                 restore._check_foreign_keys(conn, [TherapySession.__table__])
     finally:
         engine.dispose()
+
+
+def _schemas(db: str) -> set[str]:
+    with psycopg.connect(PG_DSN.rsplit("/", 1)[0] + f"/{db}") as conn:
+        return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg_%' "
+                                           "AND nspname <> 'information_schema'")}
+
+
+def _count(db: str, sql: str) -> int:
+    with psycopg.connect(PG_DSN.rsplit("/", 1)[0] + f"/{db}") as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def test_a_staged_restore_leaves_only_public_behind(snapshot, scratch_db):
+    repo, snapshot_id = snapshot
+    result = restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    assert _schemas(scratch_db) == {"public"}
+    assert _count(scratch_db, "SELECT count(*) FROM clients") == 20
+    assert result.rows > 25
+
+
+def test_a_failed_forced_restore_leaves_the_old_database_untouched(snapshot, scratch_db):
+    repo, snapshot_id = snapshot
+    restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    with psycopg.connect(PG_DSN.rsplit("/", 1)[0] + f"/{scratch_db}", autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM therapy_sessions")          # "the database as it was"
+    manifest = repo.read_manifest(snapshot_id)
+    victim = next(t for t in manifest.tables if t.name == "therapy_sessions").chunks[0]
+    path = repo.target.root / "chunks" / victim.address[:2] / victim.address
+    path.write_bytes(path.read_bytes()[:-1] + bytes([path.read_bytes()[-1] ^ 1]))
+    with pytest.raises(IntegrityError):
+        restore.restore(repo, snapshot_id, pg_url(scratch_db), force=True)
+    assert _schemas(scratch_db) == {"public"}
+    assert _count(scratch_db, "SELECT count(*) FROM therapy_sessions") == 0
+    assert _count(scratch_db, "SELECT count(*) FROM clients") == 20
+
+
+def test_a_forced_restore_replaces_the_database_whole(snapshot, scratch_db):
+    repo, snapshot_id = snapshot
+    restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    with psycopg.connect(PG_DSN.rsplit("/", 1)[0] + f"/{scratch_db}", autocommit=True) as conn:
+        conn.execute("SET session_replication_role = replica")
+        conn.execute("DELETE FROM therapy_sessions")
+    with pytest.raises(ConflictError, match="not empty"):
+        restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    restore.restore(repo, snapshot_id, pg_url(scratch_db), force=True)
+    assert _count(scratch_db, "SELECT count(*) FROM therapy_sessions") == 5
+    assert _schemas(scratch_db) == {"public"}
+
+
+def test_a_staging_schema_left_by_a_crash_is_dropped_by_the_next_restore(snapshot, scratch_db):
+    repo, snapshot_id = snapshot
+    pg_admin_db(scratch_db, "CREATE SCHEMA sr_restore_deadbeef0000; "
+                            "CREATE TABLE sr_restore_deadbeef0000.clients (id int)")
+    restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    assert _schemas(scratch_db) == {"public"}
+
+
+def test_objects_that_are_not_ours_in_public_mean_an_in_place_restore(snapshot, scratch_db):
+    repo, snapshot_id = snapshot
+    pg_admin_db(scratch_db, "CREATE TABLE public.site_notes (id int); INSERT INTO public.site_notes VALUES (7)")
+    restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    assert _count(scratch_db, "SELECT count(*) FROM clients") == 20
+    assert _count(scratch_db, "SELECT id FROM public.site_notes") == 7
+
+
+def pg_admin_db(db: str, sql: str) -> None:
+    with psycopg.connect(PG_DSN.rsplit("/", 1)[0] + f"/{db}", autocommit=True) as conn:
+        conn.execute(sql)
