@@ -9,7 +9,7 @@ from sqlalchemy import select
 from strongroom.console.cli import CliState, local_actor, pass_state
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client
-from strongroom.core.demo import client_records, session_records
+from strongroom.core.demo import client_records, seed_conflicts, session_records
 from strongroom.core.principal import Principal
 from strongroom.core.repository.clients import insert_clients, list_clients
 from strongroom.core.repository.practices import only_practice
@@ -38,7 +38,9 @@ def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: 
                                         itertools.islice(records, SLICE), created=created)
             n_sessions += insert_sessions(conn, ctx.keyring, principal,
                                           session_records(created, sessions_per_client, seed=seed + start))
-    click.echo(f"seeded {n_clients} synthetic clients and {n_sessions} sessions (all PHI encrypted)")
+        n_conflicts = len(seed_conflicts(conn, ctx.keyring, seed=seed))
+    click.echo(f"seeded {n_clients} synthetic clients and {n_sessions} sessions (all PHI encrypted), "
+               f"and {n_conflicts} sync conflicts to resolve in the console's Sync tab")
     return n_clients, n_sessions
 
 

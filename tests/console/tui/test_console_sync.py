@@ -1,0 +1,133 @@
+"""The Sync tab against a real strongroomd holding demo conflicts, at 80x24: an operator
+without phi:read sees PHI masked, chooses a version per field and applies after a
+confirmation; an auditor is shown why every sync action is disabled."""
+from __future__ import annotations
+
+import pyotp
+import pytest
+
+from strongroom.console.app import StrongroomConsole
+from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.main import TABS, MainScreen
+from strongroom.console.screens.sync import SyncTab
+from textual.widgets import DataTable, Static
+
+from tests.console.tui.conftest import FAST_HEALTH, SIZE, drive, in_thread, log_in, wait_for
+from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
+from tests.daemon.sync_helpers import seed_sync_demo
+
+SYNC_KEY = str([tab_id for _, tab_id, _ in TABS].index("sync") + 1)
+
+
+@pytest.fixture
+def sync_daemon(tmp_path, db_url):
+    data_dir = make_data_dir(tmp_path, db_url, extra=FAST_HEALTH)
+    seeded = seed_sync_demo(data_dir)
+    proc = DaemonProcess(data_dir, tmp_path)
+    try:
+        proc.wait_ready()
+        proc.seeded = seeded
+        yield proc
+    finally:
+        proc.stop()
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+async def open_sync_tab(pilot) -> SyncTab:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="main screen")
+    await pilot.press(SYNC_KEY)
+    await wait_for(pilot, lambda: app.screen.query("#sync"), what="sync tab")
+    return app.screen.query_one("#sync", SyncTab)
+
+
+def test_operator_resolves_a_conflict_seeing_phi_masked(sync_daemon):
+    drive(lambda: _operator_resolves(sync_daemon))
+
+
+async def _operator_resolves(daemon):
+    first = daemon.seeded["conflicts"][0]
+    expected = await in_thread(daemon.call, "sync.conflicts")
+    fields = expected[0]["fields"]
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.query("#username"), what="login form")
+        await pilot.click("#username")
+        await pilot.press(*"operator1", "enter", *PASSWORD)
+        await pilot.click("#totp")
+        await pilot.press(*pyotp.TOTP(daemon.seeded["operator_totp"]).now(), "enter")
+        tab = await open_sync_tab(pilot)
+        queue = tab.query_one("#conflicts-table", DataTable)
+        await wait_for(pilot, lambda: queue.row_count == 3, what="three open conflicts")
+        assert "central" in text_of(app, "#sync-peers") and "3 open" in text_of(app, "#sync-peers")
+        assert app.screen.active_bindings["a"].enabled is False        # nothing open yet
+
+        queue.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: tab.conflict is not None and tab.conflict["id"] == first, what="conflict view")
+        assert "PHI masked" in text_of(app, "#conflict-head")
+        grid = tab.query_one("#fields-table", DataTable)
+        assert grid.has_focus
+        shown = {grid.get_row_at(i)[0].plain.strip("≠ ") for i in range(len(fields))}
+        assert shown == set(fields)                                      # differing fields first
+        phone = grid.get_row("phone")
+        assert phone[2].plain.startswith("***-***-") and phone[3].plain.startswith("***-***-")
+        assert app.screen.active_bindings["b"].enabled is True          # this one has a base
+
+        for _ in fields:
+            assert app.screen.active_bindings["a"].enabled is False
+            await pilot.press("r")
+        assert tab.choices == {name: "remote" for name in fields}
+        assert grid.get_row("phone")[4].plain == "remote"
+        assert app.screen.active_bindings["a"].enabled is True
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        consequence = text_of(app, "#consequence")
+        assert "phone ← remote" in consequence and "never the values" in consequence
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and queue.row_count == 2,
+                       what="queue without the resolved conflict")
+        assert first not in tab.rows and tab.conflict is None
+        await wait_for(pilot, lambda: "1 to send" in text_of(app, "#sync-peers"), what="lag shows the change")
+    resolved = await in_thread(daemon.call, "sync.conflicts", {"status": "resolved"})
+    assert [c["id"] for c in resolved] == [first] and resolved[0]["resolved_by"] == "user:operator1"
+
+
+def test_auditor_sees_why_sync_actions_are_disabled(sync_daemon):
+    drive(lambda: _auditor_disabled(sync_daemon))
+
+
+async def _auditor_disabled(daemon):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        tab = await open_sync_tab(pilot)
+        await wait_for(pilot, lambda: "lacks sync:resolve" in text_of(app, "#conflict-head"), what="reason")
+        assert "Peers hidden: user:auditor1 lacks config:read" in text_of(app, "#sync-peers")
+        assert "resolve disabled: user:auditor1 lacks sync:resolve" in text_of(app, "#sync-note")
+        for key in ("l", "r", "b", "a", "f"):
+            assert app.screen.active_bindings[key].enabled is False
+        await pilot.press("a")
+        assert isinstance(app.screen, MainScreen) and tab.query_one("#conflicts-table", DataTable).row_count == 0
+
+
+def test_a_resolution_elsewhere_refreshes_an_open_console(sync_daemon):
+    drive(lambda: _refreshed_by_event(sync_daemon))
+
+
+async def _refreshed_by_event(daemon):
+    second = daemon.seeded["conflicts"][1]
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await open_sync_tab(pilot)
+        queue = tab.query_one("#conflicts-table", DataTable)
+        await wait_for(pilot, lambda: queue.row_count == 3, what="three open conflicts")
+        await pilot.pause(0.5)        # the event subscription reaches the publisher
+        detail = await in_thread(daemon.call, "sync.conflict", {"conflict_id": second})
+        await in_thread(daemon.call, "sync.resolve", {"conflict_id": second,
+                                                     "choices": {n: "local" for n in detail["fields"]}})
+        await wait_for(pilot, lambda: queue.row_count == 2 and second not in tab.rows,
+                       what="the queue refreshed from the sync.conflict event")
