@@ -15,9 +15,11 @@ from strongroom.console.screens.backups import BackupsTab
 from strongroom.console.screens.compliance import ComplianceTab
 from strongroom.console.screens.events import ConnectionLost, DaemonEvent, Reconnected
 from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.integrity import IntegrityTab
 from strongroom.console.screens.jobs import JobsTab
 from strongroom.console.screens.overview import OverviewTab
 from strongroom.console.screens.security import SecurityTab
+from strongroom.console.screens.sync import SyncTab
 from strongroom.console.screens.users import UsersTab
 from strongroom.console.widgets.banner import ConnectionBanner
 from textual import on, work
@@ -26,7 +28,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Static, TabbedContent, TabPane
 
-TOPICS = ("health", "job.", "audit", "security")
+TOPICS = ("health", "job.", "audit", "security", "sync.")
 SILENCE_SECONDS = 6.0     # no event for this long: probe with `status`
 PROBE_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 15.0
@@ -34,7 +36,8 @@ MAX_BACKOFF_SECONDS = 15.0
 TABS = (("Overview", "overview", OverviewTab), ("Jobs", "jobs", JobsTab), ("Backups", "backups", BackupsTab),
         ("Audit", "audit", AuditTab),
         ("Security", "security", SecurityTab), ("Compliance", "compliance", ComplianceTab),
-        ("Users", "users", UsersTab))
+        ("Integrity", "integrity", IntegrityTab), ("Users", "users", UsersTab),
+        ("Sync", "sync", SyncTab))
 
 
 class MainScreen(Screen):
@@ -141,10 +144,14 @@ class MainScreen(Screen):
             overview.apply_job(event.data)
             jobs.apply_job(event.data)
             backups.apply_job(event.data)
+            self.query_one("#integrity", IntegrityTab).apply_job(event.data)
         elif event.topic == "audit":
             audit.apply_audit(event.data)
+        elif event.topic.startswith("sync."):
+            self.query_one("#sync", SyncTab).apply_sync(event.data)
         elif event.topic == "security":
             security.apply_security(event.data)
+            self.query_one("#users", UsersTab).apply_security(event.data)
 
     def on_connection_lost(self, event: ConnectionLost) -> None:
         self.query_one(ConnectionBanner).show_down(event.reason, event.retry_in)

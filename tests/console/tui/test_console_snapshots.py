@@ -28,6 +28,8 @@ FIXED = {
                   for i, d in enumerate([4.1, 3.9, 5.2, 4.4, 6.8, 4.0, 4.2, 3.8])],
     "audit.verify": {"ok": True, "checked": 5, "head_id": 5, "head_hash": "0" * 64},
     "backups.list": [], "audit.tail": [], "sessions.list": [], "security.events": [], "users.list": [],
+    "integrity.report": {"latest": None, "checks": [], "running": [], "history": [],
+                         "audit_chain": {"ok": True, "head_id": 5, "head_hash": "0" * 64, "last_check": None}},
 }
 
 
