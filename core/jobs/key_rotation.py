@@ -6,6 +6,7 @@ import dataclasses
 import uuid
 from typing import Any
 
+from strongroom.core.backup import configurations
 from strongroom.core.backup.rekey import RepositoryKeyHolder
 from strongroom.core.context import Context
 from strongroom.core.crypto.rotation import rotate_deks
@@ -22,5 +23,6 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
 
 
 def repository_holders(ctx: Context) -> list[RepositoryKeyHolder]:
-    """Every configured backup repository, for `rotate_kek(holders=...)`."""
-    return [RepositoryKeyHolder(open_target(target_url(ctx)))]
+    """The repository of every backup configuration, for `rotate_kek(holders=...)`."""
+    urls = dict.fromkeys(target_url(ctx, name) for name in configurations.names(ctx.settings))
+    return [RepositoryKeyHolder(open_target(url)) for url in urls]

@@ -18,23 +18,24 @@ from typing import Any
 from sqlalchemy import update
 
 from strongroom.core import audit
-from strongroom.core.backup.repository import open_repository
 from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import NotFoundError
-from strongroom.core.jobs.backup import target_url
+from strongroom.core.jobs.backup import newest_snapshot, open_configured
 from strongroom.core.jobs.restore import restore
-from strongroom.core.storage import open_target
 
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
-    repo = open_repository(open_target(params.get("target") or target_url(ctx)), ctx.keyring)
+    _, repo = open_configured(ctx, params)
     ids = repo.list_snapshots()
     if not ids:
         raise NotFoundError(f"no snapshot to drill in {repo.target.describe()}")
-    snapshot_id = uuid.UUID(str(params["snapshot_id"])) if params.get("snapshot_id") else ids[-1]
+    # The newest by the daemon's clock, not the highest id: a compacted chain's
+    # replacement base has a new id but older data.
+    snapshot_id = (uuid.UUID(str(params["snapshot_id"])) if params.get("snapshot_id")
+                   else newest_snapshot(ctx.engine, ids))
     scratch = Path(tempfile.mkdtemp(prefix=".drill-", dir=ctx.settings.data_dir))
     lock = repo.acquire_lock("shared", "restore_drill")
     try:

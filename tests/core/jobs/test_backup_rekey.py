@@ -121,3 +121,17 @@ def test_a_leftover_previous_config_from_an_earlier_rotation_does_not_block_the_
     result = rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
     assert _repo_kek(ctx) == result.new_kek_id
     assert not target.exists(PREVIOUS_CONFIG_KEY) or target.get(PREVIOUS_CONFIG_KEY) != stale
+
+
+def test_every_configurations_repository_is_rewrapped(backed_up, tmp_path):
+    from strongroom.core.config import BackupConfigurationSettings
+
+    ctx, _ = backed_up
+    offsite = BackupConfigurationSettings(target=str(tmp_path / "offsite"))
+    ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(
+        update={"configurations": {"offsite": offsite}})})
+    backup.run(ctx, {"actor": "test", "configuration": "offsite"}, lambda *a: None)
+    result = rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
+    assert len(result.holders_rewrapped) == 2
+    for url in (ctx.settings.backup.target, offsite.target):
+        assert open_repository(open_target(url), ctx.keyring).config.kek_id == result.new_kek_id
