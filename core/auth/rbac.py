@@ -34,7 +34,9 @@ from strongroom.core.ids import new_id
 _grants = RoleGrant.__table__
 
 _TABLES = ("clients", "therapy_sessions", "client_files")
-_JOBS = ("backup", "restore", "export", "sync", "retention", "integrity")
+# Every job kind (core.jobs.all_kinds, plus restore) can be granted by its exact name.
+_JOBS = ("backup", "verify", "restore_drill", "prune", "restore", "export", "sync", "retention",
+         "integrity", "key_rotation")
 
 PERMISSIONS: frozenset[str] = frozenset(
     [f"table:{t}:{v}" for t in _TABLES for v in ("read", "write", "delete")]

@@ -163,3 +163,10 @@ def test_expired_grant_inside_a_write_transaction_still_denies_promptly(ctx, mak
     # write it on the caller's transaction, which the denial rolled back.
     expected = 1 if ctx.engine.dialect.name == "postgresql" else 0
     assert len(events(ctx.engine, "grant_expired_use")) == expected
+
+
+def test_every_job_kind_can_be_granted_by_its_exact_name():
+    from strongroom.core.auth.rbac import PERMISSIONS
+    from strongroom.core.jobs import all_kinds
+
+    assert {f"job:{kind}:run" for kind in all_kinds()} <= PERMISSIONS
