@@ -92,6 +92,17 @@ async def _operator_resolves(daemon):
                        what="queue without the resolved conflict")
         assert first not in tab.rows and tab.conflict is None
         await wait_for(pilot, lambda: "1 to send" in text_of(app, "#sync-peers"), what="lag shows the change")
+
+        queue.focus()
+        await pilot.press("f")                                           # open -> resolved
+        await wait_for(pilot, lambda: list(tab.rows) == [first], what="the resolved filter")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: tab.conflict is not None and tab.conflict["id"] == first,
+                       what="the resolved conflict")
+        assert "resolved by user:operator1" in text_of(app, "#sync-note")
+        assert grid.get_row("phone")[4].plain == "remote"                # what was chosen, kept
+        for key in ("l", "r", "a"):
+            assert app.screen.active_bindings[key].enabled is False
     resolved = await in_thread(daemon.call, "sync.conflicts", {"status": "resolved"})
     assert [c["id"] for c in resolved] == [first] and resolved[0]["resolved_by"] == "user:operator1"
 
