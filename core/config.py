@@ -131,6 +131,21 @@ class BackupConfigurationSettings(_Section):
     require_approval: bool = False
     approval_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 24
     retention: RetentionSettings = RetentionSettings()
+    # Cron expression for this configuration's backups (named configurations only; the
+    # "default" one follows [schedules] backup).
+    schedule: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        from strongroom.core.schedule import cron_trigger
+
+        if value is not None:
+            try:
+                cron_trigger(value)
+            except ValueError as exc:
+                raise ValueError(f"invalid cron expression {value!r}: {exc}") from None
+        return value
 
     @field_validator("target")
     @classmethod
@@ -150,6 +165,14 @@ class BackupSettings(BackupConfigurationSettings):
     tables declare more, each with the same keys."""
 
     configurations: dict[str, BackupConfigurationSettings] = {}
+
+    @field_validator("schedule")
+    @classmethod
+    def _default_schedule(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError('the "default" configuration is scheduled by [schedules] backup; '
+                             "schedule is for [backup.configurations.NAME] tables")
+        return value
 
     @field_validator("configurations")
     @classmethod

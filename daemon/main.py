@@ -165,15 +165,15 @@ class Daemon:
         for miss in missed_runs(self.ctx.settings, self.ctx.engine):
             self.metrics.missed.labels(miss.kind).inc(miss.count)
             log.warning("scheduled runs were missed while the daemon was down",
-                        extra={"job": miss.kind, "missed": miss.count, "since": miss.first.isoformat()})
+                        extra={"job": miss.id or miss.kind, "missed": miss.count, "since": miss.first.isoformat()})
             with transaction(self.ctx.engine) as conn:
                 audit.append(conn, actor="system", action="INTEGRITY", table_name="job_runs",
-                             outcome="missed", details={"job": miss.kind, "missed": miss.count,
+                             outcome="missed", details={"job": miss.id or miss.kind, "missed": miss.count,
                                                         "first": miss.first.isoformat()})
                 runs_missed(self.ctx.settings, miss.kind, miss.count, miss.first)
             if self.ctx.settings.daemon.catch_up_missed:
                 try:
-                    self.runner.submit(miss.kind, trigger="catch_up")
+                    self.runner.submit(miss.kind, trigger="catch_up", params=miss.params)
                 except StrongroomError as exc:
                     log.warning("catch-up run not started", extra={"job": miss.kind, "error": str(exc)})
 

@@ -75,8 +75,10 @@ def resolve(settings: Settings, name: str | None = None) -> Configuration:
 
 
 def _schedule(settings: Settings, name: str) -> str | None:
-    # Schedules are per job kind; a scheduled backup runs the "default" configuration.
-    return settings.schedules.get("backup") if name == DEFAULT else None
+    """"default" backs up on [schedules] backup; a named one on its own `schedule`."""
+    if name == DEFAULT:
+        return settings.schedules.get("backup")
+    return settings.backup.configurations[name].schedule
 
 
 def _changed(existing: dict[str, Any], wanted: dict[str, Any]) -> list[str]:

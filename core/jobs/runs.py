@@ -54,18 +54,33 @@ class Run:
         return data
 
 
+CONFIGURATION_KINDS = frozenset({"backup", "verify", "prune", "restore_drill"})
+
+
+def configuration_of(job_kind: str, params: dict | None) -> str | None:
+    """The backup configuration a run works on (None for other kinds)."""
+    if job_kind not in CONFIGURATION_KINDS:
+        return None
+    return str((params or {}).get("configuration") or "default")
+
+
 def _run(row) -> Run:
     return Run(**{k: (v.value if k == "status" else v) for k, v in row.items()})
 
 
 def queue(engine: Engine, job_kind: str, *, trigger: str, params: dict | None = None,
           requested_by: str | None = None) -> Run:
-    """Record a new run; refuses when a run of the same kind is already queued or running."""
+    """Record a new run; refuses when a run of the same kind is already queued or running
+    (for backup-repository jobs: of the same kind on the same backup configuration, so
+    two configurations' scheduled backups do not shut each other out)."""
+    scope = configuration_of(job_kind, params)
     with transaction(engine) as conn:
-        busy = conn.execute(select(_runs.c.id).where(_runs.c.job_kind == job_kind,
-                                                     _runs.c.status.in_(ACTIVE)).limit(1)).scalar()
+        active = conn.execute(select(_runs.c.id, _runs.c.params).where(
+            _runs.c.job_kind == job_kind, _runs.c.status.in_(ACTIVE))).all()
+        busy = next((r.id for r in active if configuration_of(job_kind, r.params) == scope), None)
         if busy is not None:
-            raise ConflictError(f"a {job_kind} run is already in progress ({busy})")
+            where = f" on backup configuration {scope!r}" if scope else ""
+            raise ConflictError(f"a {job_kind} run is already in progress{where} ({busy})")
         row = {"id": new_id(), "job_kind": job_kind, "trigger": trigger, "status": JobStatus.QUEUED,
                "params": params or {}, "requested_by": requested_by, "progress_done": 0,
                "queued_at": utcnow()}

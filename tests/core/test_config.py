@@ -55,6 +55,9 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path):
     ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[schedules]\nteleport = "0 2 * * *"\n', "schedules"),
     ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[daemon]\ntcp_endpoint = "udp://x"\n', "daemon.tcp_endpoint"),
     ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[notify]\ndeadman_url = "ftp://x"\n', "notify.deadman_url"),
+    ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[backup]\nschedule = "0 2 * * *"\n', "backup.schedule"),
+    ('data_dir = "."\n[database]\nurl = "sqlite:///x"\n[backup.configurations.offsite]\nschedule = "nightly"\n',
+     "backup.configurations.offsite.schedule"),
 ])
 def test_bad_value_error_names_the_key_and_the_file(tmp_path, body, key):
     path = write(tmp_path, body)

@@ -56,3 +56,13 @@ def test_recent_filters_by_kind_and_status(engine):
     runs.queue(engine, "integrity", trigger="manual")
     assert [r.id for r in runs.recent(engine, job_kind="backup", status="failed")] == [a.id]
     assert len(runs.recent(engine)) == 2
+
+
+def test_runs_on_different_backup_configurations_do_not_shut_each_other_out(engine):
+    runs.queue(engine, "backup", trigger="schedule")
+    offsite = runs.queue(engine, "backup", trigger="schedule", params={"configuration": "offsite"})
+    assert offsite.status == "queued"
+    with pytest.raises(ConflictError, match="backup configuration 'offsite'"):
+        runs.queue(engine, "backup", trigger="manual", params={"configuration": "offsite"})
+    with pytest.raises(ConflictError, match="backup configuration 'default'"):
+        runs.queue(engine, "backup", trigger="manual", params={"configuration": "default"})
