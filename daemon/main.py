@@ -40,7 +40,7 @@ from strongroom.daemon.metrics import VERSION, Metrics
 from strongroom.daemon.notifications import backup_succeeded, job_failed, runs_missed, send_test
 from strongroom.daemon.paths import runtime_dir_for
 from strongroom.daemon.runner import Runner
-from strongroom.daemon.scheduler import Scheduler, missed_runs, trigger_for
+from strongroom.daemon.scheduler import Scheduler, missed_runs, scheduled, trigger_for
 from strongroom.daemon.sdnotify import Notifier, watchdog_interval
 from sqlalchemy import func, select
 
@@ -83,8 +83,10 @@ class Daemon:
 
     # -- helpers used by commands ---------------------------------------------------------
     def _max_ages(self, settings: Settings) -> dict[str, float]:
-        return {k: max_age_from_schedule(v, settings.daemon.misfire_grace_seconds)
-                for k, v in settings.schedules.items()}
+        """How old each scheduled backup configuration's newest backup may be."""
+        return {entry.params.get("configuration", "default"):
+                max_age_from_schedule(entry.expression, settings.daemon.misfire_grace_seconds)
+                for entry in scheduled(settings) if entry.kind == "backup"}
 
     def require(self, principal: Principal, permission: str) -> None:
         """Deny unless the principal holds `permission`. For users, rbac.require gives the
@@ -295,9 +297,7 @@ class Daemon:
         if self.leadership.is_leader:
             sync_backup_configurations(self.ctx.engine, new)
             self.scheduler.apply(new)
-        for kind, seconds in self._max_ages(new).items():
-            if kind == "backup":
-                self.metrics.backup_max_age.labels("default").set(seconds)
+        self.metrics.set_backup_max_ages(self._max_ages(new))
         log.info("configuration reloaded", extra={"schedules": dict(new.schedules)})
         self.notifier.send("READY=1", "STATUS=configuration reloaded")
 

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
 from strongroom.core import compliance
-from strongroom.core.db.models import Backup, IntegrityCheck, SecurityEvent, SyncConflict, User
+from strongroom.core.db.models import Backup, BackupConfiguration, IntegrityCheck, SecurityEvent, SyncConflict, User
 from strongroom.core.db.types import utcnow
 from strongroom.core.jobs import runs
 
@@ -76,6 +76,15 @@ class DatabaseCollector:
                                   .order_by(backups.c.finished_at.desc()).limit(1)).first()
             proofs = dict(conn.execute(select(backups.c.proof, func.count()).where(backups.c.status == "succeeded")
                                        .group_by(backups.c.proof)).all())
+            # Per configuration, from the backups table rather than this process's memory:
+            # right after a restart, and for backups run by `strongroom backup run`.
+            configs = BackupConfiguration.__table__
+            name = func.coalesce(configs.c.name, "default")
+            last_success = conn.execute(
+                select(name, func.max(backups.c.finished_at))
+                .select_from(backups.outerjoin(configs, backups.c.configuration_id == configs.c.id))
+                .where(backups.c.status == "succeeded", backups.c.finished_at.is_not(None))
+                .group_by(name)).all()
         fams = [
             GaugeMetricFamily("strongroom_database_up", "Whether the daemon could read its database at the last scrape", value=1),
             GaugeMetricFamily("strongroom_accounts_locked", "Accounts currently locked", value=locked),
@@ -92,6 +101,12 @@ class DatabaseCollector:
             size.add_metric(["logical"], newest.size_bytes or 0)
             size.add_metric(["stored"], newest.stored_bytes or 0)
             fams.append(size)
+        last = GaugeMetricFamily("strongroom_backup_last_success_timestamp_seconds",
+                                 "When each backup configuration last backed up successfully (unix time)",
+                                 labels=["configuration"])
+        for configuration, when in last_success:
+            last.add_metric([configuration], when.timestamp())
+        fams.append(last)
         ladder = GaugeMetricFamily("strongroom_backup_snapshots", "Snapshots by how far they are proven "
                                    "(written, verified, drilled)", labels=["proof"])
         for level in ("written", "verified", "drilled"):
@@ -108,7 +123,7 @@ class DatabaseCollector:
 
 
 class Metrics:
-    def __init__(self, engine, schedules_max_age: dict[str, float], settings_of) -> None:
+    def __init__(self, engine, backup_max_ages: dict[str, float], settings_of) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.up = Gauge("strongroom_up", "1 while the daemon runs", registry=r)
@@ -122,8 +137,6 @@ class Metrics:
                                       ["job"], buckets=DURATION_BUCKETS, registry=r)
         self.job_last_success = Gauge("strongroom_job_last_success_timestamp_seconds",
                                       "When each job kind last succeeded (unix time)", ["job"], registry=r)
-        self.backup_last_success = Gauge("strongroom_backup_last_success_timestamp_seconds",
-                                         "When the last backup succeeded (unix time)", ["configuration"], registry=r)
         self.backup_max_age = Gauge("strongroom_backup_max_age_seconds",
                                     "How old the last successful backup may be, from its schedule",
                                     ["configuration"], registry=r)
@@ -132,9 +145,7 @@ class Metrics:
         self.requests = Counter("strongroom_control_requests", "Control requests answered, by outcome code",
                                 ["code"], registry=r)
         self.audit_chain_ok = None
-        for name, seconds in schedules_max_age.items():
-            if name == "backup":
-                self.backup_max_age.labels("default").set(seconds)
+        self.set_backup_max_ages(backup_max_ages)
         r.register(DatabaseCollector(engine, settings_of))
         self._seed(engine)
         self._server = None
@@ -145,8 +156,12 @@ class Metrics:
 
     def _set_success(self, kind: str, when: datetime) -> None:
         self.job_last_success.labels(kind).set(when.timestamp())
-        if kind == "backup":
-            self.backup_last_success.labels("default").set(when.timestamp())
+
+    def set_backup_max_ages(self, ages: dict[str, float]) -> None:
+        """Per scheduled backup configuration; an unscheduled one has no limit to alert on."""
+        self.backup_max_age.clear()
+        for configuration, seconds in ages.items():
+            self.backup_max_age.labels(configuration).set(seconds)
 
     def job_finished(self, run: runs.Run) -> None:
         self.job_runs.labels(run.job_kind, run.status).inc()
