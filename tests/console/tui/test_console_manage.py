@@ -1,0 +1,219 @@
+"""The Users, Integrity and Backups tabs against a real strongroomd with demo data:
+lock and unlock an account, run the integrity checks and watch them finish, verify and
+drill a snapshot. Bounded: every wait has a timeout."""
+from __future__ import annotations
+
+import pyotp
+
+from strongroom.console.app import StrongroomConsole
+from strongroom.console.screens.backups import BackupsTab
+from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.enrolment import EnrolmentScreen
+from strongroom.console.screens.form import FormScreen
+from strongroom.console.screens.integrity import IntegrityTab
+from strongroom.console.screens.main import MainScreen, TABS
+from strongroom.console.screens.users import UsersTab
+from strongroom.console.widgets.job_progress import JobProgress
+from textual.widgets import DataTable, Label, Static
+
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, wait_for
+from tests.daemon.conftest import PASSWORD
+from tests.daemon.test_commands_users import add_admin
+
+KEYS = {tab_id: str(n) for n, (_, tab_id, _) in enumerate(TABS, 1)}
+USERS_KEY, INTEGRITY_KEY, BACKUPS_KEY = KEYS["users"], KEYS["integrity"], KEYS["backups"]
+
+
+def console(daemon, token=None) -> StrongroomConsole:
+    return StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
+
+
+async def main_screen(pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+
+
+async def settle(pilot) -> None:
+    """Let the reloads that a finished job or a change started complete before the app
+    closes: a worker still awaiting the daemon when the screen is torn down fails the
+    test (the event watcher never ends, so it is left out)."""
+    await wait_for(pilot, lambda: not [w for w in pilot.app.workers
+                                       if w.is_running and w.name != "watch_daemon"], what="reloads finished")
+
+
+async def select_user(pilot, tab: UsersTab, username: str) -> None:
+    await wait_for(pilot, lambda: any(u["username"] == username for u in tab.users.values()), what=f"{username} listed")
+    table = tab.query_one("#users-table", DataTable)
+    user_id = next(k for k, u in tab.users.items() if u["username"] == username)
+    table.move_cursor(row=table.get_row_index(user_id))
+    await wait_for(pilot, lambda: (tab.selected() or {}).get("username") == username, what=f"{username} selected")
+
+
+def state_of(tab: UsersTab, username: str) -> str:
+    table = tab.query_one("#users-table", DataTable)
+    user_id = next(k for k, u in tab.users.items() if u["username"] == username)
+    return str(table.get_cell(user_id, "state"))
+
+
+def test_operator_locks_then_unlocks_a_user(demo_daemon):
+    drive(lambda: _lock_unlock(demo_daemon))
+    clinician = next(u for u in demo_daemon.call("users.list") if u["username"] == "clinician")
+    assert clinician["locked_until"] is None
+    types = [e["event_type"] for e in demo_daemon.call("security.events", {"limit": 20})]
+    assert "user_locked" in types and "user_unlocked" in types
+
+
+async def _lock_unlock(daemon):
+    app = console(daemon, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(USERS_KEY)
+        tab = app.screen.query_one("#users", UsersTab)
+        await select_user(pilot, tab, "clinician")
+        assert app.screen.active_bindings["u"].enabled is False     # not locked: nothing to unlock
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="lock confirmation")
+        consequence = str(app.screen.query_one("#consequence", Static).render())
+        assert "clinician" in consequence and "session" in consequence and "unlocks" in consequence
+        await pilot.press("y")
+        await wait_for(pilot, lambda: state_of(tab, "clinician") == "locked", what="clinician shown locked")
+        locked = next(u for u in await in_thread(daemon.call, "users.list") if u["username"] == "clinician")
+        assert locked["locked_until"].startswith("9999")
+        await select_user(pilot, tab, "clinician")
+        await wait_for(pilot, lambda: app.screen.active_bindings["u"].enabled, what="unlock enabled")
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="unlock confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: state_of(tab, "clinician") == "ok", what="clinician shown unlocked")
+        await settle(pilot)
+
+
+def test_admin_cannot_lock_themselves_grants_and_resets_2fa(demo_daemon):
+    secret = add_admin(demo_daemon.data_dir, "boss")
+    token = demo_daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
+                                            "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
+    drive(lambda: _admin_session(demo_daemon, token))
+    grants = demo_daemon.call("user.grants", {"username": "clinician"})
+    assert [g["permission"] for g in grants] == ["audit:read"]
+
+
+async def _admin_session(daemon, token):
+    app = console(daemon, token=token)
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(USERS_KEY)
+        tab = app.screen.query_one("#users", UsersTab)
+        await select_user(pilot, tab, "boss")
+        await wait_for(pilot, lambda: app.screen.active_bindings["l"].enabled is False, what="self-lock disabled")
+        note = tab.query_one("#users-note", Static)
+        await wait_for(pilot, lambda: "you cannot lock your own account" in str(note.render()), what="reason shown")
+        await pilot.press("l")
+        assert isinstance(app.screen, MainScreen)   # no dialog
+        # a grant for the clinician, with an expiry
+        await select_user(pilot, tab, "clinician")
+        await wait_for(pilot, lambda: app.screen.active_bindings["g"].enabled, what="grant enabled")
+        await pilot.press("g")
+        await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), what="grant form")
+        await pilot.press(*"audit:read", "enter", *"8h", "enter", *"case review", "enter")
+        label = tab.query_one("#grants-label", Label)
+        await wait_for(pilot, lambda: "1 active" in str(label.render()), what="grant listed")
+        grants = tab.query_one("#grants-table", DataTable)
+        (grant_id,) = tab.grants
+        assert str(grants.get_cell(grant_id, "state")) == "active"
+        # 2FA reset of the practitioner shows the new enrolment once
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="reset confirmation")
+        assert "authenticator stops working" in str(app.screen.query_one("#consequence", Static).render())
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, EnrolmentScreen), what="enrolment shown")
+        assert "otpauth://totp/" in str(app.screen.query_one("#enrol-text", Static).render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="enrolment closed")
+        await settle(pilot)
+
+
+def test_auditor_sees_user_actions_disabled_with_the_reason(tui_daemon):
+    drive(lambda: _auditor_users(tui_daemon))
+
+
+async def _auditor_users(daemon):
+    app = console(daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await log_in(pilot)
+        await main_screen(pilot)
+        await pilot.press(USERS_KEY)
+        tab = app.screen.query_one("#users", UsersTab)
+        note = tab.query_one("#users-note", Static)
+        await wait_for(pilot, lambda: "auditor1 lacks user:manage" in str(note.render()), what="reason shown")
+        await wait_for(pilot, lambda: "l" in app.screen.active_bindings, what="the Users tab's keys active")
+        for key in ("l", "u", "f", "o", "g", "x"):
+            assert app.screen.active_bindings[key].enabled is False, key
+        await pilot.press("l")
+        assert isinstance(app.screen, MainScreen)
+        await settle(pilot)
+
+
+def test_integrity_run_now_reaches_done_and_shows_its_checks(demo_daemon):
+    drive(lambda: _integrity(demo_daemon))
+
+
+async def _integrity(daemon):
+    app = console(daemon, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(INTEGRITY_KEY)
+        tab = app.screen.query_one("#integrity", IntegrityTab)
+        summary = tab.query_one("#integrity-summary", Static)
+        await wait_for(pilot, lambda: "No integrity run yet" in str(summary.render()), what="empty report")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: any(p.status == "succeeded" for p in tab.query(JobProgress)), timeout=60,
+                       what="progress row reaching succeeded")
+        await wait_for(pilot, lambda: "Last run: succeeded" in str(summary.render()), what="report reloaded")
+        table = tab.query_one(DataTable)
+        names = [c["name"] for c in tab.checks.values()]
+        assert "audit chain" in names and "clients row checksums" in names
+        assert all(str(table.get_cell(key, "status")) == "passed" for key in tab.checks)
+        clients = next(c for c in tab.checks.values() if c["name"] == "clients row checksums")
+        assert clients["evidence"]["checked"] == 12     # the demo clients, each re-hashed
+        assert "intact" in str(tab.query_one("#integrity-chain", Static).render())
+        await settle(pilot)
+
+
+def test_backups_tab_fast_verify_and_drill_with_live_progress(demo_daemon):
+    drive(lambda: _backups(demo_daemon), timeout=150)
+
+
+async def _backups(daemon):
+    app = console(daemon, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(BACKUPS_KEY)
+        tab = app.screen.query_one("#backups", BackupsTab)
+        note = str(tab.query_one("#backups-note", Static).render())
+        assert "restore: this daemon has no restore job" in note
+        assert app.screen.active_bindings["R"].enabled is False
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="backup confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: any(s["status"] == "succeeded" for s in tab.snapshots.values()),
+                       timeout=60, what="a succeeded snapshot listed")
+        (snapshot,) = tab.snapshots.values()
+
+        def finished(kind: str) -> bool:
+            return any(p.kind == kind and p.status == "succeeded" for p in tab.query(JobProgress))
+        assert finished("backup")
+        await pilot.press("f")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="fast verify confirmation")
+        assert "Nothing is downloaded" in str(app.screen.query_one("#consequence", Static).render())
+        await pilot.press("y")
+        await wait_for(pilot, lambda: finished("verify"), timeout=60, what="fast verify succeeded")
+        runs = await in_thread(daemon.call, "jobs.list", {"kind": "verify"})
+        assert runs[0]["params"] == {"snapshot_id": snapshot["id"], "read_data": False}
+        assert tab.snapshots[snapshot["id"]]["proof"] == "written"   # fast verify proves presence only
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="drill confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: tab.snapshots[snapshot["id"]]["proof"] == "drilled", timeout=90,
+                       what="proof raised to drilled")
+        await wait_for(pilot, lambda: finished("restore_drill"), what="drill progress row succeeded")
+        await settle(pilot)
