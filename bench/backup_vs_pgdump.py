@@ -19,7 +19,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -49,6 +48,37 @@ def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def make_practice(base: str, name: str, data: Path, scale: float) -> str:
+    """Initialise a Strongroom data dir on the (existing, empty) database `name` and fill
+    it with bench/dataset.py at `scale`; returns the SQLAlchemy URL."""
+    url = f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
+    subprocess.run([PY, "-m", "strongroom.console.cli", "--data-dir", str(data), "init",
+                    "--database-url", url, "--practice-name", "Bench"], check=True, capture_output=True)
+    sys.path.insert(0, str(REPO))
+    from bench.dataset import generate
+    from strongroom.core.config import load_settings
+    from strongroom.core.context import open_context
+    ctx = open_context(load_settings(data / "strongroom.toml"))
+    print(f"dataset at scale {scale}:", generate(url, ctx.keyring, scale))
+    ctx.close()
+    with psycopg.connect(f"{base}/{name}") as conn:
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    print(f"database size {size / 1e6:.0f} MB")
+    return url
+
+
+def backup_command(data: Path, repo: Path) -> str:
+    """A shell command running one Strongroom backup job (full into an empty `repo`, else
+    incremental on its newest snapshot) in a fresh process; prints the result dict, with
+    `job_seconds`: the job alone, as the daemon runs it (no interpreter start or imports)."""
+    return (f"{PY} -c \"import time;from strongroom.core.config import load_settings;"
+            f"from strongroom.core.context import open_context;from strongroom.core.jobs import backup;"
+            f"ctx=open_context(load_settings(__import__('pathlib').Path('{data}/strongroom.toml')));"
+            f"ctx.settings=ctx.settings.model_copy(update={{'backup': ctx.settings.backup.model_copy(update={{'target': '{repo}'}})}});"
+            f"t=time.perf_counter();r=backup.run(ctx, {{}}, lambda *a: None);"
+            f"print({{**r, 'job_seconds': time.perf_counter() - t}})\"")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0)
@@ -67,26 +97,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="sr-bench-"))
     try:
         data = tmp / "data"
-        url = f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}"
-        subprocess.run([PY, "-m", "strongroom.console.cli", "--data-dir", str(data), "init",
-                        "--database-url", url, "--practice-name", "Bench"], check=True, capture_output=True)
-        sys.path.insert(0, str(REPO))
-        from bench.dataset import generate
-        from strongroom.core.config import load_settings
-        from strongroom.core.context import open_context
-        ctx = open_context(load_settings(data / "strongroom.toml"))
-        print(f"dataset at scale {args.scale}:", generate(url, ctx.keyring, args.scale))
-        ctx.close()
-        with psycopg.connect(f"{base}/{name}") as conn:
-            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-        print(f"database size {size / 1e6:.0f} MB")
+        make_practice(base, name, data, args.scale)
 
         dump_fc, dump_zst, repo = tmp / "db.dump", tmp / "db.sql.zst", tmp / "repo"
-        ours_backup = (f"{PY} -c \"from strongroom.core.config import load_settings;"
-                       f"from strongroom.core.context import open_context;from strongroom.core.jobs import backup;"
-                       f"ctx=open_context(load_settings(__import__('pathlib').Path('{data}/strongroom.toml')));"
-                       f"ctx.settings=ctx.settings.model_copy(update={{'backup': ctx.settings.backup.model_copy(update={{'target': '{repo}'}})}});"
-                       f"print(backup.run(ctx, {{}}, lambda *a: None))\"")
+        ours_backup = backup_command(data, repo)
         results: dict[str, list[tuple[float, float]]] = {"ours": [], "fc": [], "zstd": []}
         for i in range(args.repeat):
             shutil.rmtree(repo, ignore_errors=True)
