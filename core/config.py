@@ -208,12 +208,13 @@ class Settings(_Section):
     @field_validator("schedules")
     @classmethod
     def _cron(cls, value: dict[str, str]) -> dict[str, str]:
-        from strongroom.core.jobs import all_kinds
+        from strongroom.core.jobs import schedulable_kinds
         from strongroom.core.schedule import cron_trigger
 
         for kind, expression in value.items():
-            if kind not in all_kinds():
-                raise ValueError(f"unknown job kind {kind!r} (known: {', '.join(all_kinds())})")
+            if kind not in schedulable_kinds():
+                raise ValueError(f"job kind {kind!r} cannot be scheduled (schedulable: "
+                                 f"{', '.join(schedulable_kinds())})")
             try:
                 cron_trigger(expression)
             except ValueError as exc:

@@ -20,11 +20,20 @@ PLANNED = ("export", "sync", "retention")
 
 def registry() -> dict[str, JobFunction]:
     """The job kinds this build can run, by name."""
-    from strongroom.core.jobs import backup, integrity, key_rotation, prune, restore_drill, verify
+    from strongroom.core.jobs import backup, integrity, key_rotation, prune, restore, restore_drill, verify
 
     return {"backup": backup.run, "verify": verify.run, "restore_drill": restore_drill.run,
-            "prune": prune.run, "integrity": integrity.run, "key_rotation": key_rotation.run}
+            "prune": prune.run, "integrity": integrity.run, "key_rotation": key_rotation.run,
+            "restore": restore.run}
+
+
+# Kinds that need a person's arguments (which snapshot, into which database).
+ON_REQUEST_ONLY = ("restore",)
 
 
 def all_kinds() -> tuple[str, ...]:
     return tuple(sorted(set(PLANNED) | set(registry())))
+
+
+def schedulable_kinds() -> tuple[str, ...]:
+    return tuple(k for k in all_kinds() if k not in ON_REQUEST_ONLY)

@@ -445,3 +445,38 @@ def _keys_of(repo: Repository, entry, table, cols) -> set:
         for row in copytext.decode_lines(cols, repo.load_chunk(ref)):
             keys.add(tuple(row[k] for k in pk))
     return keys
+
+
+def run(ctx, params: dict, progress) -> dict[str, Any]:
+    """The `restore` job: snapshot `snapshot_id` of configuration `configuration` into the
+    database at `dest`, which must be empty (`force` replaces it). Never into the
+    daemon's own database: restoring over the live data while it runs is not a restore."""
+    from strongroom.core.db.engine import normalise_url
+    from strongroom.core.errors import ValidationError
+    from strongroom.core.jobs.backup import open_configured
+
+    if not params.get("snapshot_id") or not params.get("dest"):
+        raise ValidationError("restore needs snapshot_id and dest (the empty database to restore into)")
+    try:
+        snapshot_id = uuid.UUID(str(params["snapshot_id"]))
+    except ValueError:
+        raise ValidationError("snapshot_id: not a snapshot id") from None
+    dest = normalise_url(str(params["dest"]))
+    if dest == normalise_url(ctx.settings.database.url):
+        raise ValidationError("dest is this daemon's own database; restore into an empty one and "
+                              "switch over, or stop the daemon and use `strongroom restore --force`")
+    force = str(params.get("force", "")).lower() in ("1", "true", "yes")
+    _, repo = open_configured(ctx, params)
+    lock = repo.acquire_lock("shared", "restore")
+    outcome, result = "failure", None
+    try:
+        result = restore(repo, snapshot_id, dest, force=force, progress=progress)
+        outcome = "success"
+    finally:
+        lock.release()
+        with transaction(ctx.engine) as conn:
+            audit.append(conn, actor=params.get("actor", "system"), action="RESTORE", table_name="backups",
+                         record_id=snapshot_id, outcome=outcome,
+                         details={"target_engine": dest.split(":", 1)[0].split("+", 1)[0], "force": force,
+                                  **({"rows": result.rows, "seconds": result.seconds} if result else {})})
+    return result.as_dict()

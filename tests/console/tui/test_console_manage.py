@@ -12,9 +12,10 @@ from strongroom.console.screens.enrolment import EnrolmentScreen
 from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.integrity import IntegrityTab
 from strongroom.console.screens.main import MainScreen, TABS
+from strongroom.console.screens.typed_confirm import TypedConfirmScreen
 from strongroom.console.screens.users import UsersTab
 from strongroom.console.widgets.job_progress import JobProgress
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import Button, DataTable, Input, Label, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, wait_for
 from tests.daemon.conftest import PASSWORD
@@ -179,19 +180,16 @@ async def _integrity(daemon):
         await settle(pilot)
 
 
-def test_backups_tab_fast_verify_and_drill_with_live_progress(demo_daemon):
-    drive(lambda: _backups(demo_daemon), timeout=150)
+def test_backups_tab_fast_verify_drill_and_restore_with_live_progress(demo_daemon, tmp_path):
+    drive(lambda: _backups(demo_daemon, tmp_path / "restored.db"), timeout=180)
 
 
-async def _backups(daemon):
+async def _backups(daemon, restored):
     app = console(daemon, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
         await pilot.press(BACKUPS_KEY)
         tab = app.screen.query_one("#backups", BackupsTab)
-        note = str(tab.query_one("#backups-note", Static).render())
-        assert "restore: this daemon has no restore job" in note
-        assert app.screen.active_bindings["R"].enabled is False
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="backup confirmation")
         await pilot.press("y")
@@ -216,4 +214,18 @@ async def _backups(daemon):
         await wait_for(pilot, lambda: tab.snapshots[snapshot["id"]]["proof"] == "drilled", timeout=90,
                        what="proof raised to drilled")
         await wait_for(pilot, lambda: finished("restore_drill"), what="drill progress row succeeded")
+
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, TypedConfirmScreen), what="restore dialog")
+        dialog = app.screen
+        dialog.query_one("#dest", Input).value = f"sqlite:///{restored}"
+        assert dialog.query_one("#yes", Button).disabled            # not before the id is typed
+        dialog.query_one("#typed", Input).value = snapshot["id"][:8]
+        await pilot.pause()
+        assert not dialog.query_one("#yes", Button).disabled
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: finished("restore"), timeout=90, what="restore progress row succeeded")
+        runs = await in_thread(daemon.call, "jobs.list", {"kind": "restore"})
+        assert runs[0]["status"] == "succeeded" and runs[0]["result"]["rows"] > 12
+        assert restored.exists()
         await settle(pilot)

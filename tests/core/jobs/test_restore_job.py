@@ -1,0 +1,67 @@
+"""The `restore` job (what the console's restore action runs): audited, never into the
+daemon's own database, never scheduled."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from strongroom.core.config import parse_settings
+from strongroom.core.db.models import AuditLog
+from strongroom.core.errors import ConfigError, ConflictError, ValidationError
+from strongroom.core.jobs import backup, restore
+from tests.core.jobs.test_backup_restore import _seed, _settings_with_target
+
+
+@pytest.fixture
+def snapshot(ctx, tmp_path):
+    _settings_with_target(ctx, tmp_path)
+    _seed(ctx, n=6)
+    return ctx, backup.run(ctx, {"actor": "test"}, lambda *a: None)["snapshot_id"]
+
+
+def _last_audit(ctx):
+    t = AuditLog.__table__
+    with ctx.engine.connect() as conn:
+        return conn.execute(select(t).order_by(t.c.id.desc()).limit(1)).mappings().one()
+
+
+def test_restores_into_an_empty_database_and_audits_it(snapshot, tmp_path):
+    ctx, snapshot_id = snapshot
+    result = restore.run(ctx, {"snapshot_id": snapshot_id, "dest": f"sqlite:///{tmp_path / 'copy.db'}",
+                               "actor": "user:alice"}, lambda *a: None)
+    assert result["rows"] > 6
+    entry = _last_audit(ctx)
+    assert (entry["action"], entry["actor"], entry["outcome"]) == ("RESTORE", "user:alice", "success")
+
+
+def test_a_non_empty_target_is_refused_and_the_refusal_audited(snapshot, tmp_path):
+    ctx, snapshot_id = snapshot
+    dest = f"sqlite:///{tmp_path / 'copy.db'}"
+    restore.run(ctx, {"snapshot_id": snapshot_id, "dest": dest}, lambda *a: None)
+    with pytest.raises(ConflictError, match="not empty"):
+        restore.run(ctx, {"snapshot_id": snapshot_id, "dest": dest, "actor": "user:bob"}, lambda *a: None)
+    entry = _last_audit(ctx)
+    assert (entry["action"], entry["actor"], entry["outcome"]) == ("RESTORE", "user:bob", "failure")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({}, "needs snapshot_id and dest"),
+    ({"snapshot_id": "nope", "dest": "sqlite:////tmp/x.db"}, "not a snapshot id"),
+])
+def test_bad_arguments_are_refused_clearly(snapshot, params, message):
+    ctx, _ = snapshot
+    with pytest.raises(ValidationError, match=message):
+        restore.run(ctx, params, lambda *a: None)
+
+
+def test_the_daemons_own_database_is_never_a_target(snapshot):
+    ctx, snapshot_id = snapshot
+    with pytest.raises(ValidationError, match="own database"):
+        restore.run(ctx, {"snapshot_id": snapshot_id, "dest": ctx.settings.database.url, "force": True},
+                    lambda *a: None)
+
+
+def test_restore_cannot_be_scheduled(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be scheduled"):
+        parse_settings({"data_dir": str(tmp_path), "database": {"url": "sqlite:///x"},
+                        "schedules": {"restore": "0 2 * * *"}}, tmp_path / "strongroom.toml")
