@@ -147,55 +147,63 @@ def _open_snapshot(conn: Connection) -> None:
         locker.close()
 
 
-def _segments(lines: Iterator[bytes], limit: int) -> Iterator[bytes]:
-    """Cut a stream of COPY text into segments of about `limit` bytes, at line ends."""
-    buf: list[bytes] = []
-    size = 0
-    for block in lines:
-        buf.append(block)
-        size += len(block)
-        if size >= limit:
-            data = b"".join(buf)
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                yield data[:cut]
-            buf, size = ([data[cut:]], len(data) - cut) if cut < len(data) else ([], 0)
-    if size:
-        yield b"".join(buf)
+def _segments(blocks: Iterator[tuple[bytes | memoryview, int]], limit: int) -> Iterator[tuple[bytes, int]]:
+    """Gather (rows of COPY text, row count) blocks into segments of about `limit` bytes.
+
+    Every block ends at a row end, so a segment does too: no search for line breaks, and
+    the row count comes with the block instead of from scanning the bytes."""
+    buf = bytearray()
+    rows = 0
+    for block, n in blocks:
+        buf += block
+        rows += n
+        if len(buf) >= limit:
+            yield bytes(buf), rows
+            buf = bytearray()
+            rows = 0
+    if buf:
+        yield bytes(buf), rows
 
 
-def _sqlite_blocks(conn: Connection, table: Table, after: tuple[str, int] | None) -> Iterator[bytes]:
+def _sqlite_blocks(conn: Connection, table: Table, after: tuple[str, int] | None) -> Iterator[tuple[bytes, int]]:
     cols = copytext.columns(table)
     result = conn.execution_options(stream_results=True).execute(copytext.select_for_copy(table, after=after))
     while True:
         rows = result.fetchmany(_SQLITE_BATCH)
         if not rows:
             return
-        yield copytext.encode_rows(cols, rows)
+        yield copytext.encode_rows(cols, rows), len(rows)
 
 
-def _pg_blocks(conn: Connection, table: Table, after: tuple[str, int] | None) -> Iterator[bytes]:
+def _pg_blocks(conn: Connection, table: Table, after: tuple[str, int] | None) -> Iterator[tuple[memoryview, int]]:
+    """One block per CopyData message: PostgreSQL sends exactly one row per message in
+    COPY TO (protocol docs, CopyData), so each is a whole line and counts one row."""
     raw = conn.connection.driver_connection
     with raw.cursor().copy(copytext.copy_out_sql(table, after=after)) as copy:
         for block in copy:
-            yield bytes(block)
+            yield block, 1
 
 
 @dataclass
 class _TableWriter:
-    """Hashes and stores one table's segments; keeps at most IN_FLIGHT chunks pending."""
+    """Hashes and stores one table's segments; keeps at most IN_FLIGHT chunks pending.
+
+    The table's SHA-256 runs on a thread of its own, in order (hashlib releases the GIL
+    for large buffers), so the thread reading the database only reads."""
 
     repo: Repository
     pool: ThreadPoolExecutor
+    hasher: ThreadPoolExecutor
 
-    def write(self, segments: Iterator[bytes], progress) -> tuple[str, list[ChunkRef], int, int, int]:
+    def write(self, segments: Iterator[tuple[bytes, int]], progress) -> tuple[str, list[ChunkRef], int, int, int]:
         digest = hashlib.sha256()
         pending: deque[Future[StoredChunk]] = deque()
+        hashed: Future | None = None
         refs: list[ChunkRef] = []
         rows = plain = added = 0
-        for segment in segments:
-            digest.update(segment)
-            rows += segment.count(b"\n")
+        for segment, n in segments:
+            hashed = self.hasher.submit(digest.update, segment)
+            rows += n
             plain += len(segment)
             pending.append(self.pool.submit(self.repo.store_chunk, segment))
             while len(pending) >= IN_FLIGHT:
@@ -203,6 +211,8 @@ class _TableWriter:
             progress(plain)
         while pending:
             added += self._collect(pending.popleft(), refs)
+        if hashed is not None:
+            hashed.result()           # a single worker: every earlier update is done too
         return digest.hexdigest(), refs, rows, plain, added
 
     @staticmethod
@@ -237,29 +247,30 @@ def write_tables(conn: Connection, repo: Repository, lock: Lock, pool: ThreadPoo
     `plan_for(table)` gives (mode, row filter, high-water id) per table. Returns the
     manifest's table entries and the bytes newly stored."""
     pg = conn.dialect.name == "postgresql"
-    writer = _TableWriter(repo, pool)
     entries: list[TableEntry] = []
     done = added_total = 0
-    for table in tables():
-        mode, after, high_water = plan_for(table)
-        blocks = _pg_blocks(conn, table, after) if pg else _sqlite_blocks(conn, table, after)
-        lock.check()
+    with ThreadPoolExecutor(1, thread_name_prefix="backup-hash") as hasher:
+        writer = _TableWriter(repo, pool, hasher)
+        for table in tables():
+            mode, after, high_water = plan_for(table)
+            blocks = _pg_blocks(conn, table, after) if pg else _sqlite_blocks(conn, table, after)
+            lock.check()
 
-        def tick(plain: int, name: str = table.name) -> None:
-            progress(done + plain, None, f"backing up {name}")
-        sha, refs, rows, plain, added = writer.write(_segments(blocks, SEGMENT_BYTES), tick)
-        done += plain
-        added_total += added
-        live = conn.execute(select(func.count()).select_from(table)).scalar_one()
-        tombstones = 0
-        if "deleted_at" in table.c:
-            query = select(func.count()).select_from(table).where(table.c.deleted_at.is_not(None))
-            if after:
-                query = query.where(table.c[after[0]] > after[1])
-            tombstones = conn.execute(query).scalar_one()
-        entries.append(TableEntry(name=table.name, columns=copytext.column_names(copytext.columns(table)),
-                                  row_count=rows, tombstone_count=tombstones, sha256=sha, chunks=refs,
-                                  mode=mode, high_water=high_water, live_rows=live))
+            def tick(plain: int, name: str = table.name) -> None:
+                progress(done + plain, None, f"backing up {name}")
+            sha, refs, rows, plain, added = writer.write(_segments(blocks, SEGMENT_BYTES), tick)
+            done += plain
+            added_total += added
+            live = conn.execute(select(func.count()).select_from(table)).scalar_one()
+            tombstones = 0
+            if "deleted_at" in table.c:
+                query = select(func.count()).select_from(table).where(table.c.deleted_at.is_not(None))
+                if after:
+                    query = query.where(table.c[after[0]] > after[1])
+                tombstones = conn.execute(query).scalar_one()
+            entries.append(TableEntry(name=table.name, columns=copytext.column_names(copytext.columns(table)),
+                                      row_count=rows, tombstone_count=tombstones, sha256=sha, chunks=refs,
+                                      mode=mode, high_water=high_water, live_rows=live))
     return entries, added_total
 
 
