@@ -7,6 +7,7 @@ from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
 from strongroom.console.widgets.filter_bar import AuditFilter, FilterBar
+from strongroom.console.widgets.tables import add_columns
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -43,9 +44,7 @@ class AuditTab(Vertical):
         yield Static("", id="audit-status", classes="muted")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        add_columns(self.query_one(DataTable), COLUMNS)
 
     def focus_main(self) -> None:
         self.query_one(DataTable).focus()

@@ -24,3 +24,13 @@ class Identity:
         if self.can(permission):
             return None
         return f"{self.actor} lacks {permission}"
+
+
+def why_not_job(identity: Identity | None, kind: str, kinds: list[str]) -> str | None:
+    """None when `identity` may start a `kind` run on a daemon offering `kinds`, else why
+    not: shown beside the disabled action, worded the same on every tab."""
+    if identity is None:
+        return "not logged in"
+    if kind not in kinds:
+        return f"this daemon has no {kind} job"
+    return identity.why_not(f"job:{kind}:run")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from strongroom.console.client import ClientError
 from strongroom.console.screens.detail import DetailScreen
-from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import duration, when
 from strongroom.console.widgets.job_progress import JobProgress
+from strongroom.console.widgets.tables import add_columns
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -52,19 +53,13 @@ class IntegrityTab(Vertical):
         yield Static("", id="integrity-note", classes="muted")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        add_columns(self.query_one(DataTable), COLUMNS)
 
     def focus_main(self) -> None:
         self.query_one(DataTable).focus()
 
     def why_not_run(self) -> str | None:
-        if self.identity is None:
-            return "not logged in"
-        if KIND not in self.kinds:
-            return f"this daemon has no {KIND} job"
-        return self.identity.why_not(f"job:{KIND}:run")
+        return why_not_job(self.identity, KIND, self.kinds)
 
     def set_identity(self, identity: Identity, status: dict) -> None:
         self.identity = identity

@@ -6,6 +6,7 @@ from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.run_job import RunJobScreen
 from strongroom.console.screens.text import duration, when
+from strongroom.console.widgets.tables import add_columns
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -42,9 +43,7 @@ class JobsTab(Vertical):
         yield Static("", id="jobs-note", classes="muted")
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
+        add_columns(self.query_one(DataTable), COLUMNS)
 
     def focus_main(self) -> None:
         self.query_one(DataTable).focus()

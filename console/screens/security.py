@@ -5,6 +5,7 @@ from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
+from strongroom.console.widgets.tables import add_columns
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -34,9 +35,7 @@ class SecurityTab(Vertical):
 
     def on_mount(self) -> None:
         for table_id, columns in (("#sessions-table", SESSION_COLUMNS), ("#events-table", EVENT_COLUMNS)):
-            table = self.query_one(table_id, DataTable)
-            for label, key in columns:
-                table.add_column(label, key=key)
+            add_columns(self.query_one(table_id, DataTable), columns)
 
     def focus_main(self) -> None:
         self.query_one("#sessions-table", DataTable).focus()
