@@ -237,22 +237,23 @@ class BackupResult:
         return dict(self.__dict__)
 
 
-PlanFor = Callable[[Table], tuple[str, "tuple[str, int] | None", "int | None"]]
+# (mode, row filter, high-water id, live rows before this snapshot's appended rows)
+PlanFor = Callable[[Table], tuple[str, "tuple[str, int] | None", "int | None", "int | None"]]
 
 
 def write_tables(conn: Connection, repo: Repository, lock: Lock, pool: ThreadPoolExecutor,
                  plan_for: PlanFor, progress) -> tuple[list[TableEntry], int]:
     """Stream every table of `conn` (already inside its read snapshot) into chunks.
 
-    `plan_for(table)` gives (mode, row filter, high-water id) per table. Returns the
-    manifest's table entries and the bytes newly stored."""
+    `plan_for(table)` gives (mode, row filter, high-water id, live rows of the parent)
+    per table. Returns the manifest's table entries and the bytes newly stored."""
     pg = conn.dialect.name == "postgresql"
     entries: list[TableEntry] = []
     done = added_total = 0
     with ThreadPoolExecutor(1, thread_name_prefix="backup-hash") as hasher:
         writer = _TableWriter(repo, pool, hasher)
         for table in tables():
-            mode, after, high_water = plan_for(table)
+            mode, after, high_water, live_before = plan_for(table)
             blocks = _pg_blocks(conn, table, after) if pg else _sqlite_blocks(conn, table, after)
             lock.check()
 
@@ -261,7 +262,12 @@ def write_tables(conn: Connection, repo: Repository, lock: Lock, pool: ThreadPoo
             sha, refs, rows, plain, added = writer.write(_segments(blocks, SEGMENT_BYTES), tick)
             done += plain
             added_total += added
-            live = conn.execute(select(func.count()).select_from(table)).scalar_one()
+            if mode == "append" and live_before is not None:
+                # Append-only rows commit in id order (the audit lock), so the parent's
+                # rows plus this delta are all of them: no count over the whole log.
+                live = live_before + rows
+            else:
+                live = conn.execute(select(func.count()).select_from(table)).scalar_one()
             tombstones = 0
             if "deleted_at" in table.c:
                 query = select(func.count()).select_from(table).where(table.c.deleted_at.is_not(None))
@@ -351,18 +357,18 @@ def _known(conn: Connection, snapshot_id: uuid.UUID) -> bool:
 
 
 def _plan(conn: Connection, table: Table, parent: Manifest | None,
-          parent_tables: dict[str, TableEntry]) -> tuple[str, tuple[str, int] | None, int | None]:
-    """(mode, row filter, high-water id) for one table in this snapshot."""
+          parent_tables: dict[str, TableEntry]) -> tuple[str, tuple[str, int] | None, int | None, int | None]:
+    """(mode, row filter, high-water id, parent's live rows) for one table in this snapshot."""
     mode = table_mode(table)
     high_water = None
     if mode == "append":
         high_water = conn.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
     previous = parent_tables.get(table.name)
     if parent is None or previous is None or mode == "full":
-        return "full", None, high_water
+        return "full", None, high_water, None
     if mode == "changes":
-        return "changes", ("sync_version", parent.change_watermark), high_water
-    return "append", ("id", previous.high_water or 0), high_water
+        return "changes", ("sync_version", parent.change_watermark), high_water, None
+    return "append", ("id", previous.high_water or 0), high_water, previous.live_rows
 
 
 def snapshot_uuid(value: str) -> uuid.UUID:

@@ -89,7 +89,8 @@ def _synthesise_base(ctx: Context, repo: Repository, source: Manifest, lock, pro
         with engine.connect() as conn, ThreadPoolExecutor(WORKERS, thread_name_prefix="compact") as pool:
             entries, added = write_tables(
                 conn, repo, lock, pool,
-                lambda table: ("full", None, recorded[table.name].high_water if table.name in recorded else None),
+                lambda table: ("full", None, recorded[table.name].high_water if table.name in recorded else None,
+                               None),
                 lambda d, t, m: progress(d, t, f"writing new base: {m}"))
         for entry in entries:
             old = recorded.get(entry.name)
