@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -215,10 +215,15 @@ def _reencoded_sha(conn: Connection, table) -> tuple[str, int]:
     rows = 0
     if conn.dialect.name == "postgresql":
         raw = conn.connection.driver_connection
+        buf = bytearray()               # hashed a MiB at a time: a call per row costs more
         with raw.cursor().copy(copytext.copy_out_sql(table)) as copy:
-            for block in copy:
-                digest.update(block)
-                rows += bytes(block).count(b"\n")
+            for block in copy:              # one row per CopyData message (protocol docs)
+                buf += block
+                rows += 1
+                if len(buf) >= 1 << 20:
+                    digest.update(buf)
+                    buf.clear()
+        digest.update(buf)
         return digest.hexdigest(), rows
     result = conn.execute(copytext.select_for_copy(table))
     while batch := result.fetchmany(_SQLITE_BATCH):
@@ -289,6 +294,22 @@ class _Plan:
         biggest table at the end."""
         return sorted(self.tables(), key=lambda n: -sum(c.size for _, _, e in self.steps[n] for c in e.chunks))
 
+    def base_units(self, workers: int) -> list[tuple[str, int, int]]:
+        """(table, part, parts) for every base load, largest first. A table is cut into
+        `workers` parts only when the proof at the end hashes its whole content (no later
+        link touches it and it is whole-copied) and it has two chunks a part at least."""
+        units = []
+        for name in self.tables():
+            steps = self.steps[name]
+            entry = steps[0][2]
+            final = next((e for e in self.manifest.tables if e.name == name), None)
+            split = (len(steps) == 1 and final is entry and entry.mode == "full"
+                     and len(entry.chunks) >= 2 * workers)
+            parts = workers if split else 1
+            size = sum(c.size for c in entry.chunks) / parts
+            units += [(size, name, part, parts) for part in range(parts)]
+        return [(name, part, parts) for _, name, part, parts in sorted(units, key=lambda u: -u[0])]
+
     def loaded(self, rows: int, name: str) -> None:
         with self._lock:
             self._done += rows
@@ -297,10 +318,49 @@ class _Plan:
 
 def _apply_table(conn: Connection, plan: _Plan, name: str, pool: ThreadPoolExecutor) -> None:
     """Load one table's base, then apply each later link's entry for it in order."""
+    _load_base(conn, plan, name, 0, 1, pool)
+    _apply_links(conn, plan, name, pool)
+
+
+def _load_base(conn: Connection, plan: _Plan, name: str, part: int, parts: int,
+               pool: ThreadPoolExecutor) -> None:
+    """Part `part` of `parts` of the table's base entry (its chunks cut into contiguous
+    runs; segments end at row ends, so each run is whole rows). The base's SHA-256 is
+    checked while loading when it loads whole; a base loaded in parts is proven by the
+    table's proof instead (`base_units` splits only tables that get one), and every
+    chunk is authenticated on its own (AES-GCM, keyed address) either way."""
+    _, link, entry = plan.steps[name][0]
+    table = plan.by_name[name]
+    cols = copytext.columns(table)
+    if copytext.column_names(cols) != entry.columns:
+        raise IntegrityError(f"snapshot table {entry.name}: columns differ from this schema")
+    start, end = (part * len(entry.chunks) // parts, (part + 1) * len(entry.chunks) // parts)
+    refs = entry.chunks[start:end]
+    digest = hashlib.sha256()
+
+    def chunks():
+        for plain in _prefetched(plan.repo, refs, pool):
+            if parts == 1:
+                digest.update(plain)
+            yield plain
+    if conn.dialect.name == "postgresql":
+        _load_table_pg(conn, table, chunks())
+    else:
+        _load_table_sqlite(conn, table, cols, chunks())
+    if parts == 1 and digest.hexdigest() != entry.sha256:
+        raise IntegrityError(f"snapshot {link.snapshot_id} table {entry.name}: segments do not "
+                             "hash to the manifest's SHA-256")
+    n = max(len(entry.chunks), 1)                    # progress: a share of the rows per part
+    plan.loaded(entry.row_count * end // n - entry.row_count * start // n if parts > 1 else entry.row_count,
+                entry.name)
+
+
+def _apply_links(conn: Connection, plan: _Plan, name: str, pool: ThreadPoolExecutor) -> None:
+    """Each later link's entry for the table, in chain order."""
     pg = conn.dialect.name == "postgresql"
     table = plan.by_name[name]
     cols = copytext.columns(table)
-    for position, link, entry in plan.steps[name]:
+    for _, link, entry in plan.steps[name][1:]:
         if copytext.column_names(cols) != entry.columns:
             raise IntegrityError(f"snapshot table {entry.name}: columns differ from this schema")
         digest = hashlib.sha256()
@@ -309,7 +369,7 @@ def _apply_table(conn: Connection, plan: _Plan, name: str, pool: ThreadPoolExecu
             for plain in _prefetched(plan.repo, entry.chunks, pool):
                 digest.update(plain)
                 yield plain
-        if position == 0 or entry.mode == "append":
+        if entry.mode == "append":
             if pg:
                 _load_table_pg(conn, table, chunks())
             else:
@@ -391,35 +451,93 @@ def _restore_in_place(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyR
 
 
 def _restore_staged(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyResult:
-    """PostgreSQL: build the whole database in a staging schema, tables loaded and proven
-    in parallel (one transaction each), then swap it in for `public` in one short
-    transaction. Nothing is visible in `public` until every proof has passed, so a
-    failure or a crash leaves the target as it was (a crash leaves only an invisible
-    staging schema, dropped by the next restore)."""
+    """PostgreSQL: build the whole database in a staging schema over several connections,
+    then swap it in for `public` in one short transaction. Nothing is visible in `public`
+    until every proof has passed, so a failure or a crash leaves the target as it was (a
+    crash leaves only an invisible staging schema, dropped by the next restore).
+
+    Spread over WORKERS connections, largest work first: every table's base, a big table
+    cut into parts loaded side by side (one table usually holds most of the data, and
+    one connection per table would leave the other idle); as soon as a table's last
+    part is in, the same thread applies the chain's later links to it, proves it, and
+    for the audit log verifies the chain, while the other connection goes on loading.
+    A table's foreign keys are proven as soon as it and every table it refers to are
+    complete, on the thread that completed the last of them."""
     with staging.Stage(engine) as stage:
         stage.check_target(force=force, is_empty=is_empty)
         with stage.engine.connect() as conn:
             parallel = WORKERS if _probe_replica(conn) else 1
         upgrade(stage.engine)
+        chain_check: list[audit.VerifyResult] = []
 
-        def load(name: str) -> None:
+        units = plan.base_units(parallel)
+        unloaded = Counter(name for name, _, _ in units)
+        counting = threading.Lock()
+
+        def load(name: str, part: int, parts: int) -> None:
             with transaction(stage.engine) as conn:
                 _begin_load(conn)
-                _apply_table(conn, plan, name, pool)
+                _load_base(conn, plan, name, part, parts, pool)
+            with counting:
+                unloaded[name] -= 1
+                complete = unloaded[name] == 0
+            if complete:
+                finish(name)      # at once, in this thread: the largest table's proof
+                                  # starts while the other connection is still loading
+
+        complete: set[str] = set()
+        unchecked = set(plan.tables())
+
+        def finish(name: str) -> None:
+            with transaction(stage.engine) as conn:
+                _begin_load(conn)
+                _apply_links(conn, plan, name, pool)
                 _prove_table(conn, plan, name)
+            if name == AuditLog.__tablename__:
+                chain_check.append(_prove_chain(stage.engine, plan))
+            with counting:
+                complete.add(name)
+                ready = [n for n in unchecked
+                         if n in complete and _parents(plan.by_name[n]) & set(plan.steps) <= complete]
+                unchecked.difference_update(ready)
+            if ready:             # foreign keys as soon as a table and all it refers to are in
+                with transaction(stage.engine) as conn:
+                    _check_foreign_keys(conn, [plan.by_name[n] for n in ready])
 
         with ThreadPoolExecutor(PREFETCH * parallel, thread_name_prefix="restore-fetch") as pool, \
                 ThreadPoolExecutor(parallel, thread_name_prefix="restore-load") as loaders:
-            order = plan.by_size() if parallel > 1 else plan.tables()
-            for future in [loaders.submit(load, name) for name in order]:
-                future.result()
+            if parallel > 1:
+                _run_all(loaders, [(load, name, part, parts) for name, part, parts in units])
+            else:                      # triggers on: parents before children, one at a time
+                for name in plan.tables():
+                    with transaction(stage.engine) as conn:
+                        _begin_load(conn)
+                        _load_base(conn, plan, name, 0, 1, pool)
+                for name in plan.tables():
+                    finish(name)
+        if unchecked:
+            raise IntegrityError(f"restore left tables unproven: {', '.join(sorted(unchecked))}")
         with transaction(stage.engine) as conn:
             set_scope(conn, practice_id=None, system=True)
             _reset_counters(conn, plan.manifest)
-            _check_foreign_keys(conn, [plan.by_name[n] for n in plan.tables()])
-        chain_check = _prove_chain(stage.engine, plan)
+        if not chain_check:                                  # a snapshot without audit_logs
+            chain_check.append(_prove_chain(stage.engine, plan))
         stage.swap_in(force=force, is_empty=is_empty)
-    return chain_check
+    return chain_check[0]
+
+
+def _parents(table) -> set[str]:
+    return {fk.column.table.name for fk in table.foreign_keys}
+
+
+def _run_all(pool: ThreadPoolExecutor, calls: list[tuple]) -> None:
+    """Run every call on the pool; the first failure is raised once all have stopped
+    (a later call never runs against a half-built stage unnoticed)."""
+    futures = [pool.submit(fn, *args) for fn, *args in calls]
+    errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
 
 
 def _probe_replica(conn: Connection) -> bool:

@@ -164,3 +164,32 @@ def test_objects_that_are_not_ours_in_public_mean_an_in_place_restore(snapshot, 
 def pg_admin_db(db: str, sql: str) -> None:
     with psycopg.connect(PG_DSN.rsplit("/", 1)[0] + f"/{db}", autocommit=True) as conn:
         conn.execute(sql)
+
+
+def test_a_table_of_many_chunks_loads_in_parts_and_is_proven_whole(ctx, tmp_path, scratch_db, monkeypatch):
+    monkeypatch.setattr(backup, "SEGMENT_BYTES", 1024)        # many chunks from little data
+    monkeypatch.setattr(backup, "_SQLITE_BATCH", 1)
+    ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(
+        update={"target": str(tmp_path / "repo")})})
+    with transaction(ctx.engine) as conn:
+        practice = create_practice(conn, SYSTEM, "Parts Practice")
+        insert_clients(conn, ctx.keyring, SYSTEM, practice, client_records(40))
+    snapshot_id = uuid.UUID(backup.run(ctx, {"actor": "test"}, lambda *a: None)["snapshot_id"])
+    repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
+    loads = []
+    real = restore._load_base
+    monkeypatch.setattr(restore, "_load_base", lambda conn, plan, name, part, parts, pool: (
+        loads.append((name, part, parts)), real(conn, plan, name, part, parts, pool)))
+    result = restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    assert ("clients", 0, 2) in loads and ("clients", 1, 2) in loads
+    assert _count(scratch_db, "SELECT count(*) FROM clients") == 40 and result.rows > 40
+
+    # A part that went missing is caught by the whole-table proof, and nothing is swapped in.
+    pg_admin(f'DROP DATABASE IF EXISTS "{scratch_db}" WITH (FORCE)')
+    pg_admin(f'CREATE DATABASE "{scratch_db}"')
+    monkeypatch.setattr(restore, "_load_base", lambda conn, plan, name, part, parts, pool: (
+        None if (name, part) == ("clients", 1) else real(conn, plan, name, part, parts, pool)))
+    with pytest.raises(IntegrityError, match="restored table clients differs"):
+        restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    assert _schemas(scratch_db) == {"public"}
+    assert _count(scratch_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
