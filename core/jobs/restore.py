@@ -550,7 +550,9 @@ def _prefetched(repo: Repository, refs, pool: ThreadPoolExecutor):
     release the GIL) while the current one is written to the database."""
     pending: deque = deque()
     for ref in refs:
-        pending.append(pool.submit(repo.load_chunk, ref))
+        # Every byte is checked against the sealed manifest's table hashes (while loading,
+        # or by the table's proof), so the per-chunk keyed-hash recheck would be a third pass.
+        pending.append(pool.submit(repo.load_chunk, ref, recheck_address=False))
         if len(pending) > PREFETCH:
             yield pending.popleft().result()
     while pending:
