@@ -8,7 +8,8 @@ from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
 from strongroom.console.widgets.filter_bar import AuditFilter, FilterBar
 from strongroom.console.widgets.tables import add_columns
-from textual import on, work
+from strongroom.console.screens.workers import tab_work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -64,7 +65,7 @@ class AuditTab(Vertical):
             return None
         return True
 
-    @work(exclusive=True, group="audit")
+    @tab_work(exclusive=True, group="audit")
     async def load_page(self) -> None:
         reason = self.identity.why_not("audit:read")
         if reason:
@@ -147,7 +148,7 @@ class AuditTab(Vertical):
     def action_verify(self) -> None:
         self.verify()
 
-    @work(exclusive=True, group="audit-verify")
+    @tab_work(exclusive=True, group="audit-verify")
     async def verify(self) -> None:
         self.chain = "chain: verifying…"
         self.show_status()

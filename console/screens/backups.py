@@ -13,7 +13,7 @@ from strongroom.console.screens.text import duration, when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.console.widgets.tables import add_columns
-from textual import work
+from strongroom.console.screens.workers import tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -79,7 +79,7 @@ class BackupsTab(Vertical):
             return None
         return True
 
-    @work(exclusive=True, group="backups")
+    @tab_work(exclusive=True, group="backups")
     async def load(self) -> None:
         reason = self.identity.why_not("audit:read")
         if reason:
@@ -206,7 +206,7 @@ class BackupsTab(Vertical):
                 fields=(("dest", "sqlite:////path/to/new.db or postgresql+psycopg://… (empty)", ""),)),
             confirmed)
 
-    @work(group="backups-actions")
+    @tab_work(group="backups-actions")
     async def start(self, kind: str, params: dict) -> None:
         try:
             run = await self.app.call("job.run", {"kind": kind, "params": params})

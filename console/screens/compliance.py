@@ -7,7 +7,8 @@ import json
 from strongroom.console.client import ClientError
 from strongroom.console.screens.identity import Identity
 from strongroom.console.widgets.score_gauge import ScoreGauge
-from textual import on, work
+from strongroom.console.screens.workers import tab_work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -43,7 +44,7 @@ class ComplianceTab(Vertical):
     def action_reload(self) -> None:
         self.load()
 
-    @work(exclusive=True, group="compliance")
+    @tab_work(exclusive=True, group="compliance")
     async def load(self) -> None:
         reason = self.identity.why_not("compliance:read")
         if reason:

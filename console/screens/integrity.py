@@ -12,7 +12,8 @@ from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import duration, when
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.console.widgets.tables import add_columns
-from textual import on, work
+from strongroom.console.screens.workers import tab_work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -75,7 +76,7 @@ class IntegrityTab(Vertical):
             return None
         return True
 
-    @work(exclusive=True, group="integrity")
+    @tab_work(exclusive=True, group="integrity")
     async def load(self) -> None:
         reason = self.identity.why_not("audit:read")
         if reason:
@@ -160,7 +161,7 @@ class IntegrityTab(Vertical):
             return
         self.run_now()
 
-    @work(group="integrity-actions")
+    @tab_work(group="integrity-actions")
     async def run_now(self) -> None:
         try:
             run = await self.app.call("job.run", {"kind": KIND})

@@ -7,7 +7,7 @@ from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.run_job import RunJobScreen
 from strongroom.console.screens.text import duration, when
 from strongroom.console.widgets.tables import add_columns
-from textual import work
+from strongroom.console.screens.workers import tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -62,7 +62,7 @@ class JobsTab(Vertical):
         may_run = self.identity is not None and any(self.identity.can(f"job:{k}:run") for k in self.kinds)
         return None if action in ("run_job", "cancel_job") and not may_run else True
 
-    @work(exclusive=True, group="jobs")
+    @tab_work(exclusive=True, group="jobs")
     async def load(self) -> None:
         if self.identity.why_not("audit:read"):
             self.query_one("#jobs-note", Static).update(f"Job history hidden: {self.identity.why_not('audit:read')}")
@@ -118,7 +118,7 @@ class JobsTab(Vertical):
                 lambda yes: self.run_job(kind) if yes else None)
         self.app.push_screen(RunJobScreen(choices), chosen)
 
-    @work(group="jobs-actions")
+    @tab_work(group="jobs-actions")
     async def run_job(self, kind: str) -> None:
         try:
             run = await self.app.call("job.run", {"kind": kind})
@@ -144,7 +144,7 @@ class JobsTab(Vertical):
                           yes="Cancel run"),
             lambda yes: self.cancel_job(run["id"]) if yes else None)
 
-    @work(group="jobs-actions")
+    @tab_work(group="jobs-actions")
     async def cancel_job(self, run_id: str) -> None:
         try:
             await self.app.call("job.cancel", {"run_id": run_id})

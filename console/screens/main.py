@@ -22,7 +22,8 @@ from strongroom.console.screens.security import SecurityTab
 from strongroom.console.screens.sync import SyncTab
 from strongroom.console.screens.users import UsersTab
 from strongroom.console.widgets.banner import ConnectionBanner
-from textual import on, work
+from strongroom.console.screens.workers import tab_work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -68,7 +69,7 @@ class MainScreen(Screen):
 
     # --- identity and reloads -----------------------------------------------------------
 
-    @work(exclusive=True, group="identity")
+    @tab_work(exclusive=True, group="identity")
     async def load_identity(self) -> None:
         try:
             whoami = await self.app.call("whoami", timeout=PROBE_SECONDS)
@@ -97,7 +98,7 @@ class MainScreen(Screen):
 
     # --- events -------------------------------------------------------------------------
 
-    @work(exclusive=True, group="events")
+    @tab_work(exclusive=True, group="events")
     async def watch_daemon(self) -> None:
         client = self.app.client
         backoff = 1.0

@@ -8,7 +8,7 @@ from strongroom.console.screens.text import age, when
 from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.console.widgets.score_gauge import ScoreGauge
-from textual import work
+from strongroom.console.screens.workers import tab_work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, Sparkline, Static
@@ -51,7 +51,7 @@ class OverviewTab(VerticalScroll):
         self.identity = identity
         self.load()
 
-    @work(exclusive=True, group="overview")
+    @tab_work(exclusive=True, group="overview")
     async def load(self) -> None:
         try:
             health = await self.app.call("health")

@@ -6,7 +6,7 @@ from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
 from strongroom.console.widgets.tables import add_columns
-from textual import work
+from strongroom.console.screens.workers import tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -53,7 +53,7 @@ class SecurityTab(Vertical):
             return None
         return True
 
-    @work(exclusive=True, group="security")
+    @tab_work(exclusive=True, group="security")
     async def load(self) -> None:
         reason = self.identity.why_not("security:read")
         if reason:
@@ -103,7 +103,7 @@ class SecurityTab(Vertical):
                           f"The revocation is recorded as a security event.{own}", yes="Revoke"),
             lambda yes: self.revoke(session["id"]) if yes else None)
 
-    @work(group="security-actions")
+    @tab_work(group="security-actions")
     async def revoke(self, session_id: str) -> None:
         try:
             await self.app.call("session.revoke", {"session_id": session_id, "reason": "revoked in console"})

@@ -15,7 +15,8 @@ from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import age, when
-from textual import events, on, work
+from strongroom.console.screens.workers import tab_work
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -145,7 +146,7 @@ class SyncTab(Vertical):
 
     # --- peers and the queue ----------------------------------------------------------------
 
-    @work(exclusive=True, group="sync-peers")
+    @tab_work(exclusive=True, group="sync-peers")
     async def load_peers(self) -> None:
         line = self.query_one("#sync-peers", Static)
         reason = self.identity.why_not("config:read")
@@ -165,7 +166,7 @@ class SyncTab(Vertical):
             lines[-1] += f" (+{len(peers) - MAX_PEERS_SHOWN} more)"
         line.update("\n".join(lines))
 
-    @work(exclusive=True, group="sync-conflicts")
+    @tab_work(exclusive=True, group="sync-conflicts")
     async def load_page(self) -> None:
         if self.identity.why_not("sync:resolve"):
             self.show_conflict()
@@ -228,7 +229,7 @@ class SyncTab(Vertical):
     def select_conflict(self, event: DataTable.RowSelected) -> None:
         self.open_conflict(event.row_key.value, focus=True)
 
-    @work(exclusive=True, group="sync-conflict")
+    @tab_work(exclusive=True, group="sync-conflict")
     async def open_conflict(self, conflict_id: str, focus: bool = False) -> None:
         try:
             conflict = await self.app.call("sync.conflict", {"conflict_id": conflict_id})
@@ -336,7 +337,7 @@ class SyncTab(Vertical):
                           "choices are sent, never the values.", yes="Apply"),
             lambda yes: self.resolve(conflict["id"], choices) if yes else None)
 
-    @work(group="sync-actions")
+    @tab_work(group="sync-actions")
     async def resolve(self, conflict_id: str, choices: dict) -> None:
         try:
             await self.app.call("sync.resolve", {"conflict_id": conflict_id, "choices": choices})

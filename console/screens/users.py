@@ -15,7 +15,8 @@ from strongroom.console.screens.enrolment import EnrolmentScreen
 from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
-from textual import on, work
+from strongroom.console.screens.workers import tab_work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -162,7 +163,7 @@ class UsersTab(Vertical):
 
     # --- loading --------------------------------------------------------------------------
 
-    @work(exclusive=True, group="users")
+    @tab_work(exclusive=True, group="users")
     async def load(self) -> None:
         reason = self.identity.why_not(MANAGE)
         if reason:
@@ -204,7 +205,7 @@ class UsersTab(Vertical):
         if user is not None:
             self.load_grants(user["username"])
 
-    @work(exclusive=True, group="grants")
+    @tab_work(exclusive=True, group="grants")
     async def load_grants(self, username: str) -> None:
         try:
             grants = await self.app.call("user.grants", {"username": username, "include_ended": True})
@@ -279,7 +280,7 @@ class UsersTab(Vertical):
                           f"need a code from it. Recorded as a security event.{own}", yes="Reset 2FA"),
             lambda yes: self.reset_2fa(name) if yes else None)
 
-    @work(group="users-actions")
+    @tab_work(group="users-actions")
     async def reset_2fa(self, username: str) -> None:
         try:
             result = await self.app.call("user.reset_2fa", {"username": username})
@@ -338,7 +339,7 @@ class UsersTab(Vertical):
             lambda yes: self.change("user.revoke_grant", {"grant_id": grant["id"], "reason": "revoked in console"},
                                     f"Grant of {grant['permission']} revoked.") if yes else None)
 
-    @work(group="users-actions")
+    @tab_work(group="users-actions")
     async def change(self, cmd: str, args: dict, done: str) -> None:
         try:
             await self.app.call(cmd, args)
