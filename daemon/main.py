@@ -28,7 +28,8 @@ from strongroom.core.config import Settings, load_settings, locate_config
 from strongroom.core.context import Context, open_context
 from strongroom.core.db.engine import transaction, translate_error
 from strongroom.core.db.migrate import current_revision, head_revision
-from strongroom.core.db.models import AuditLog, IntegrityCheck, SecurityEvent
+from strongroom.core.db.models import AuditLog, IntegrityCheck, SecurityEvent, SyncPeer
+from strongroom.core.sync.conflicts import count_open
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConfigError, ConflictError, PermissionDenied, StrongroomError
 from strongroom.core.jobs import runs
@@ -231,9 +232,23 @@ class Daemon:
             chain = conn.execute(select(checks.c.status, checks.c.completed_at)
                                  .where(checks.c.check_type == "audit_chain")
                                  .order_by(checks.c.started_at.desc()).limit(1)).first()
+            open_conflicts = sum(count_open(conn).values())
+            peers = conn.execute(select(SyncPeer.__table__.c.last_sync_at)
+                                 .where(SyncPeer.__table__.c.is_active.is_(True))).scalars().all()
         if chain is not None and (self._audit_chain_checked is None or chain.completed_at > self._audit_chain_checked):
             self._audit_chain_ok, self._audit_chain_checked = chain.status == "passed", chain.completed_at
+        integrity = runs.recent(self.ctx.engine, job_kind="integrity", limit=1)
+        synced = [p for p in peers if p is not None]
         return {
+            "open_conflicts": open_conflicts,
+            "sync_peers": len(peers),
+            # The stalest active peer; None when there is none or one never synced.
+            "sync_lag_seconds": (round(now - min(synced).timestamp(), 1)
+                                 if synced and len(synced) == len(peers) else None),
+            "integrity": ({"status": integrity[0].status,
+                           "age_seconds": (round(now - integrity[0].finished_at.timestamp(), 1)
+                                           if integrity[0].finished_at else None)}
+                          if integrity else None),
             "role": "leader" if self.leadership.is_leader else "standby",
             "uptime_seconds": round(now - self.started_at, 1),
             "running_jobs": self.runner.active(),

@@ -17,6 +17,7 @@ FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 KEEP_FINISHED = 4
 BACKUP_WARN_SECONDS = 26 * 3600
 BACKUP_BAD_SECONDS = 72 * 3600
+SYNC_BAD_SECONDS = 24 * 3600
 
 
 class OverviewTab(VerticalScroll):
@@ -31,6 +32,9 @@ class OverviewTab(VerticalScroll):
             yield HealthCard("Role", id="card-role")
             yield HealthCard("Last backup", id="card-backup")
             yield HealthCard("Audit chain", id="card-chain")
+            yield HealthCard("Integrity", id="card-integrity")
+            yield HealthCard("Sync lag", id="card-sync")
+            yield HealthCard("Open conflicts", id="card-conflicts")
         with Horizontal(id="figures"):
             with Vertical(classes="figure"):
                 yield Label("Compliance score", classes="section")
@@ -96,6 +100,19 @@ class OverviewTab(VerticalScroll):
         self.query_one("#card-chain", HealthCard).show(
             {True: "intact", False: "BROKEN"}.get(chain, "not verified yet"),
             {True: "ok", False: "bad"}.get(chain, "unknown"))
+        integrity = data.get("integrity")
+        self.query_one("#card-integrity", HealthCard).show(
+            "never run" if not integrity else
+            f"{integrity['status']} {age(integrity['age_seconds'])} ago" if integrity.get("age_seconds") is not None
+            else integrity["status"],
+            "unknown" if not integrity else "ok" if integrity["status"] == "succeeded" else "bad")
+        peers, lag = data.get("sync_peers") or 0, data.get("sync_lag_seconds")
+        self.query_one("#card-sync", HealthCard).show(
+            "no peers" if not peers else "a peer never synced" if lag is None else f"{age(lag)} ({peers} peers)",
+            "unknown" if not peers else "bad" if lag is None or lag > SYNC_BAD_SECONDS else "ok")
+        conflicts = data.get("open_conflicts") or 0
+        self.query_one("#card-conflicts", HealthCard).show(
+            f"{conflicts} waiting" if conflicts else "none", "warn" if conflicts else "ok")
         for job in data.get("running_jobs") or []:
             self.apply_job({**job, "status": "running"})
         next_runs = data.get("next_runs") or {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pyotp
 import pytest
@@ -132,3 +133,19 @@ def test_permissions_name_what_is_missing(sync_daemon):
     err = error_of(sync_daemon, "sync.peers", {}, token=auditor)
     assert err.code == "forbidden" and "config:read" in err.message
     assert len(sync_daemon.call("sync.conflicts")) == 3
+
+
+def test_health_reports_open_conflicts_sync_lag_and_integrity(sync_daemon):
+    health = sync_daemon.call("health")
+    assert health["open_conflicts"] == len(sync_daemon.seeded["conflicts"])
+    assert health["sync_peers"] >= 1
+    assert health["integrity"] is None                       # never run yet
+    run = sync_daemon.call("job.run", {"kind": "integrity"})
+    deadline = time.monotonic() + 30
+    while sync_daemon.call("job.get", {"run_id": run["id"]})["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    while (integrity := sync_daemon.call("health")["integrity"]) is None:   # the next health tick
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.3)
+    assert integrity["status"] == "succeeded" and integrity["age_seconds"] >= 0

@@ -39,6 +39,9 @@ async def _login_then_overview(tui_daemon):
         await wait_for(pilot, lambda: "leader" in str(role.render()), what="role card")
         chain = app.screen.query_one("#card-chain", HealthCard)
         assert "not verified" in str(chain.render())
+        assert "never run" in str(app.screen.query_one("#card-integrity", HealthCard).render())
+        assert "no peers" in str(app.screen.query_one("#card-sync", HealthCard).render())
+        assert "none" in str(app.screen.query_one("#card-conflicts", HealthCard).render())
         assert "auditor1" in str(app.screen.query_one("#titlebar", Static).render())
 
 
