@@ -2,7 +2,6 @@
 interrupted, and the next backup succeeds reusing the chunks already written."""
 import signal
 import time
-import uuid
 
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.config import load_settings
