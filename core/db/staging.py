@@ -81,12 +81,17 @@ class Stage:
         if not self._lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": RESTORE_LOCK_KEY}).scalar():
             self._lock_conn.close()
             raise ConflictError("another restore into this database is running")
-        for leftover in self._lock_conn.execute(text(
+        try:
+            leftovers = self._lock_conn.execute(text(
                 "SELECT nspname FROM pg_namespace WHERE nspname LIKE :a OR nspname LIKE :b"),
-                {"a": f"{STAGING_PREFIX}%", "b": f"{REPLACED_PREFIX}%"}).scalars():
-            log.warning("restore: dropping schema %s left by an interrupted restore", leftover)
-            self._lock_conn.execute(text(f'DROP SCHEMA "{leftover}" CASCADE'))
-        self._lock_conn.execute(text(f'CREATE SCHEMA "{self.name}"'))
+                {"a": f"{STAGING_PREFIX}%", "b": f"{REPLACED_PREFIX}%"}).scalars().all()
+            for leftover in leftovers:
+                log.warning("restore: dropping schema %s left by an interrupted restore", leftover)
+                self._lock_conn.execute(text(f'DROP SCHEMA "{leftover}" CASCADE'))
+            self._lock_conn.execute(text(f'CREATE SCHEMA "{self.name}"'))
+        except BaseException:
+            self._release()
+            raise
         self.engine = make_engine(self.target.url.render_as_string(hide_password=False))
         name = self.name
 
@@ -140,6 +145,10 @@ class Stage:
             if not self._swapped and self._lock_conn is not None:
                 self._lock_conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
         finally:
-            if self._lock_conn is not None:
-                self._lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RESTORE_LOCK_KEY})
-                self._lock_conn.close()
+            self._release()
+
+    def _release(self) -> None:
+        if self._lock_conn is not None:
+            self._lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": RESTORE_LOCK_KEY})
+            self._lock_conn.close()
+            self._lock_conn = None

@@ -193,3 +193,16 @@ def test_a_table_of_many_chunks_loads_in_parts_and_is_proven_whole(ctx, tmp_path
         restore.restore(repo, snapshot_id, pg_url(scratch_db))
     assert _schemas(scratch_db) == {"public"}
     assert _count(scratch_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+
+
+def test_a_second_restore_into_the_same_database_is_refused_while_one_runs(snapshot, scratch_db):
+    from strongroom.core.db.staging import RESTORE_LOCK_KEY
+
+    repo, snapshot_id = snapshot
+    with psycopg.connect(PG_DSN.rsplit("/", 1)[0] + f"/{scratch_db}", autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (RESTORE_LOCK_KEY,))       # the running one
+        with pytest.raises(ConflictError, match="another restore"):
+            restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    assert _schemas(scratch_db) == {"public"}
+    restore.restore(repo, snapshot_id, pg_url(scratch_db))                   # lock gone: runs
+    assert _count(scratch_db, "SELECT count(*) FROM clients") == 20
