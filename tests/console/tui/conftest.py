@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -18,9 +19,9 @@ def tui_data_dir(tmp_path, db_url):
     return make_data_dir(tmp_path, db_url, extra=FAST_HEALTH)
 
 
-@pytest.fixture
-def tui_daemon(tui_data_dir, tmp_path):
-    proc = DaemonProcess(tui_data_dir, tmp_path)
+@contextlib.contextmanager
+def running_daemon(data_dir, tmp_path):
+    proc = DaemonProcess(data_dir, tmp_path)
     try:
         proc.wait_ready()
         yield proc
@@ -30,6 +31,12 @@ def tui_daemon(tui_data_dir, tmp_path):
         # fails the test even when everything the test looked at was fine.
         code = proc.stop()
         assert code == 0, f"daemon exited {code}; log:\n{proc.log()}"
+
+
+@pytest.fixture
+def tui_daemon(tui_data_dir, tmp_path):
+    with running_daemon(tui_data_dir, tmp_path) as proc:
+        yield proc
 
 
 def seed_demo_data(data_dir, clients: int = 12, sessions_per_client: int = 2) -> None:
@@ -61,13 +68,8 @@ def seed_demo_data(data_dir, clients: int = 12, sessions_per_client: int = 2) ->
 def demo_daemon(tui_data_dir, tmp_path):
     """A daemon over a data directory holding demo clients and sessions."""
     seed_demo_data(tui_data_dir)
-    proc = DaemonProcess(tui_data_dir, tmp_path)
-    try:
-        proc.wait_ready()
+    with running_daemon(tui_data_dir, tmp_path) as proc:
         yield proc
-    finally:
-        code = proc.stop()
-        assert code == 0, f"daemon exited {code}; log:\n{proc.log()}"
 
 
 async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
