@@ -11,22 +11,7 @@ import pyotp
 import pytest
 
 from strongroom.console.client import ClientError
-from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
-from tests.daemon.sync_helpers import seed_sync_demo
-
-
-@pytest.fixture
-def sync_daemon(tmp_path, db_url):
-    data_dir = make_data_dir(tmp_path, db_url)
-    seeded = seed_sync_demo(data_dir)
-    proc = DaemonProcess(data_dir, tmp_path)
-    try:
-        proc.wait_ready()
-        proc.seeded = seeded
-        yield proc
-    finally:
-        code = proc.stop()
-        assert code in (0, -9), f"daemon exited {code}; log:\n{proc.log()}"
+from tests.daemon.conftest import PASSWORD
 
 
 def login(daemon, username: str, totp_secret: str | None = None) -> str:

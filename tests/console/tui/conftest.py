@@ -2,35 +2,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
 import pytest
 
-from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
+from tests.daemon.conftest import FAST_HEALTH, PASSWORD, make_data_dir, running_daemon
 
-FAST_HEALTH = "\n[daemon]\nhealth_interval_seconds = 0.5\n"
 SIZE = (80, 24)
 
 
 @pytest.fixture
 def tui_data_dir(tmp_path, db_url):
     return make_data_dir(tmp_path, db_url, extra=FAST_HEALTH)
-
-
-@contextlib.contextmanager
-def running_daemon(data_dir, tmp_path):
-    proc = DaemonProcess(data_dir, tmp_path)
-    try:
-        proc.wait_ready()
-        yield proc
-    finally:
-        # stop() is idempotent: a test that stopped the daemon itself (to restart it)
-        # gets that exit code here. A daemon that died or failed to drain on SIGTERM
-        # fails the test even when everything the test looked at was fine.
-        code = proc.stop()
-        assert code == 0, f"daemon exited {code}; log:\n{proc.log()}"
 
 
 @pytest.fixture

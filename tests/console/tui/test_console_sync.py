@@ -4,7 +4,6 @@ confirmation; an auditor is shown why every sync action is disabled."""
 from __future__ import annotations
 
 import pyotp
-import pytest
 
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.confirm import ConfirmScreen
@@ -12,24 +11,10 @@ from strongroom.console.screens.main import TABS, MainScreen
 from strongroom.console.screens.sync import SyncTab
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import FAST_HEALTH, SIZE, drive, in_thread, log_in, wait_for
-from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
-from tests.daemon.sync_helpers import seed_sync_demo
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, wait_for
+from tests.daemon.conftest import PASSWORD
 
 SYNC_KEY = str([tab_id for _, tab_id, _ in TABS].index("sync") + 1)
-
-
-@pytest.fixture
-def sync_daemon(tmp_path, db_url):
-    data_dir = make_data_dir(tmp_path, db_url, extra=FAST_HEALTH)
-    seeded = seed_sync_demo(data_dir)
-    proc = DaemonProcess(data_dir, tmp_path)
-    try:
-        proc.wait_ready()
-        proc.seeded = seeded
-        yield proc
-    finally:
-        proc.stop()
 
 
 def text_of(app, selector: str) -> str:
