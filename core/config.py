@@ -113,6 +113,17 @@ class RetentionSettings(_Section):
     compact: bool = True
 
 
+class ExportSettings(_Section):
+    """Where exports are written and how often one person may start one."""
+
+    # Default: <data_dir>/exports; a relative path is taken relative to data_dir.
+    directory: Path | None = None
+    # Exports one actor may start in any rolling hour (the source's export rate limit).
+    max_per_hour: Annotated[int, Field(ge=1, le=10000)] = 30
+    # Rows read, decrypted and written per step (memory is bounded by this, not the table).
+    batch_size: Annotated[int, Field(ge=10, le=10000)] = 500
+
+
 _CONFIGURATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -201,6 +212,7 @@ class Settings(_Section):
     schedules: dict[str, str] = {}
     notify: NotifySettings = NotifySettings()
     backup: BackupSettings = BackupSettings()
+    export: ExportSettings = ExportSettings()
     # The compliance score (0-100) below which the alert rule fires.
     compliance_threshold: Annotated[int, Field(ge=0, le=100)] = 80
     source: Path | None = Field(default=None, exclude=True)

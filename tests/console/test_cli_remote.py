@@ -40,7 +40,7 @@ def test_jobs_run_wait_reports_success_and_lists_it(running, capsys):
 
 def test_jobs_run_of_a_planned_kind_exits_with_not_implemented(running, capsys):
     data_dir, _ = running
-    code, _, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "export")
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "sync")
     assert code == 10 and "not implemented" in err
 
 

@@ -173,7 +173,7 @@ def test_unknown_job_kind_and_planned_kind_are_told_apart(daemon):
         daemon.call("job.run", {"kind": "teleport"})
     assert err.value.code == "not_found"
     with pytest.raises(ClientError) as err:
-        daemon.call("job.run", {"kind": "export"})
+        daemon.call("job.run", {"kind": "sync"})
     assert err.value.code == "not_implemented"
 
 

@@ -1,0 +1,154 @@
+"""Where an export's files go: a hidden temporary directory, moved into place whole.
+
+Every file is created 0600 in `.NAME.tmp/` under the export directory, hashed (SHA-256)
+as it is written, fsynced, and listed in `manifest.json`, written last; then the
+directory is renamed to NAME. A failed or cancelled export removes its temporary
+directory, so a reader only ever sees a complete export with its manifest. With a
+password the data files go into one AES-256 ZIP (WinZip AE-2, which 7-Zip opens)
+instead, and the manifest lists both the ZIP and the files inside it.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyzipper
+
+from strongroom.core.errors import ValidationError
+from strongroom.core.fsutil import TEMP_SUFFIX, fsync_dir
+
+MANIFEST = "manifest.json"
+ZIP_NAME = "export.zip"
+_CHUNK = 1 << 20
+
+
+def check_directory(root: Path) -> Path:
+    """The export directory, created (0700) if missing and proven writable by creating
+    and removing a file in it; a ValidationError names the directory otherwise."""
+    root = Path(root)
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe.", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValidationError(f"export: directory {root} is not writable ({exc.strerror or exc})") from None
+    return root
+
+
+class _Hashing(io.RawIOBase):
+    """Passes bytes through to `target`, hashing and counting them."""
+
+    def __init__(self, target) -> None:
+        super().__init__()
+        self.target = target
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.target.write(data)
+        self.sha.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _create(path: Path):
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+
+def _finish_file(fh) -> None:
+    fh.flush()
+    os.fsync(fh.fileno())
+    fh.close()
+
+
+def sha256_of(path: Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+class Output:
+    def __init__(self, root: Path, name: str, *, password: bytes | None = None) -> None:
+        self.root = Path(root)
+        self.final = self.root / name
+        self.tmp = self.root / f".{name}{TEMP_SUFFIX}"
+        self.tmp.mkdir(mode=0o700)
+        self.files: list[dict] = []
+        self._zip = self._zip_file = None
+        if password is not None:
+            self._zip_file = _create(self.tmp / ZIP_NAME)
+            self._zip = pyzipper.AESZipFile(self._zip_file, "w", compression=pyzipper.ZIP_DEFLATED,
+                                            encryption=pyzipper.WZ_AES)
+            self._zip.setpassword(password)
+            self._zip.setencryption(pyzipper.WZ_AES, nbits=256)
+
+    @contextmanager
+    def open(self, name: str, *, text: bool, table: str | None = None) -> Iterator:
+        """A stream for one data file (text: UTF-8, newlines as written; else bytes)."""
+        target = self._zip.open(name, "w", force_zip64=True) if self._zip else _create(self.tmp / name)
+        sink = _Hashing(target)
+        buffered = io.BufferedWriter(sink, _CHUNK)
+        stream = io.TextIOWrapper(buffered, encoding="utf-8", newline="") if text else buffered
+        try:
+            yield stream
+        except BaseException:
+            target.close()   # abort() removes what it held
+            raise
+        stream.flush()
+        if text:
+            stream.detach()
+        buffered.flush()
+        if self._zip:
+            target.close()
+        else:
+            _finish_file(target)
+        entry = {"name": name, "sha256": sink.sha.hexdigest(), "bytes": sink.size}
+        if table:
+            entry["table"] = table
+        if self._zip:
+            entry["in"] = ZIP_NAME
+        self.files.append(entry)
+
+    def finish(self, manifest: dict) -> tuple[Path, str]:
+        """Close the ZIP, write the manifest, move the directory into place; returns its
+        final path and the manifest's SHA-256 (the export's fingerprint)."""
+        if self._zip:
+            self._zip.close()
+            _finish_file(self._zip_file)
+            zip_path = self.tmp / ZIP_NAME
+            self.files.append({"name": ZIP_NAME, "sha256": sha256_of(zip_path), "bytes": zip_path.stat().st_size,
+                               "encryption": "AES-256 (WinZip AE-2)"})
+            self._zip = None
+        body = json.dumps({**manifest, "files": self.files}, indent=2, sort_keys=True).encode() + b"\n"
+        fh = _create(self.tmp / MANIFEST)
+        fh.write(body)
+        _finish_file(fh)
+        fsync_dir(self.tmp)
+        os.rename(self.tmp, self.final)
+        fsync_dir(self.root)
+        return self.final, hashlib.sha256(body).hexdigest()
+
+    def abort(self) -> None:
+        """Remove everything written so far."""
+        try:
+            if self._zip:
+                self._zip.close()
+        except (OSError, ValueError, RuntimeError):
+            pass   # the ZIP is being thrown away: why it would not close says nothing more
+        finally:
+            if self._zip_file:
+                self._zip_file.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)

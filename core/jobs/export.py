@@ -1,0 +1,282 @@
+"""Export job: chosen tables and fields, filtered, in CSV, NDJSON, JSON, XML or a PDF
+report, optionally inside an AES-256 ZIP, with a SHA-256 manifest.
+
+The request is checked whole before anything is written (unknown table or field, bad
+date, unknown format, a ZIP without a password, an unwritable directory: each a
+ValidationError naming what was wrong). The requester is the run's actor, resolved to
+their current permissions here, not taken from the request: exporting a table needs
+`table:<name>:read`; PHI leaves in full only with `phi:read` and the masking profile
+"full", masked otherwise (core.masking). Rows stream in batches from the repository
+layer into the files, so memory does not grow with the table. The export is recorded
+in `exports` (running, then succeeded or failed) and audited once as EXPORT with its
+row counts, never values.
+
+An encrypted ZIP's password never reaches the database: the daemon seals it with the
+system key (`seal_password`) before the run is queued, and only the sealed form is in
+the run's parameters. Scheduled exports are not offered: a person starts each one
+(export is an on-request job kind).
+"""
+from __future__ import annotations
+
+import base64
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+
+from strongroom.core import audit
+from strongroom.core.auth import rbac
+from strongroom.core.auth.users import get_user
+from strongroom.core.config import Settings
+from strongroom.core.context import Context
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Export, ExportConfiguration, Role
+from strongroom.core.db.types import utcnow
+from strongroom.core.errors import (CryptoError, NotFoundError, PermissionDenied, RateLimitedError,
+                                    StrongroomError, ValidationError)
+from strongroom.core.export import csvdoc, jsondoc, pdfdoc, spec, xmldoc
+from strongroom.core.export.archive import Output, check_directory
+from strongroom.core.principal import SYSTEM, Principal
+from strongroom.core.repository.records import MODELS, require_read, stream_records
+
+KIND = "export"
+_exports = Export.__table__
+_configurations = ExportConfiguration.__table__
+_PASSWORD_AAD = b"strongroom/export-zip-password/v1"
+# format -> (document class, per table?, text stream?)
+DOCUMENTS = {
+    "csv": (csvdoc.Document, True, True),
+    "ndjson": (jsondoc.NdjsonDocument, True, True),
+    "json": (jsondoc.JsonDocument, True, True),
+    "xml": (xmldoc.Document, True, True),
+    "pdf": (pdfdoc.Document, False, False),
+}
+EXTENSIONS = {"csv": csvdoc.EXTENSION, "ndjson": "ndjson", "json": "json", "xml": xmldoc.EXTENSION,
+              "pdf": pdfdoc.EXTENSION}
+
+
+@dataclass(frozen=True)
+class Request:
+    tables: dict[str, tuple[str, ...]]
+    filters: dict
+    format: str
+    masking: str
+    encrypt: bool
+    password: bytes | None
+    configuration: dict | None = None    # {"id", "name"} when run by name
+
+    def describe(self) -> dict:
+        """What the exports row and the manifest record (no password, no values)."""
+        return {**self.filters, "tables": {t: list(f) for t, f in self.tables.items()},
+                "masking_profile": self.masking, "encrypted": self.encrypt,
+                **({"configuration": self.configuration["name"]} if self.configuration else {})}
+
+
+# --- the password of an encrypted ZIP ---------------------------------------------------
+
+def seal_password(ctx: Context, password: str) -> str:
+    """The ZIP password sealed with the system key (base64), for a run's parameters."""
+    _check_password(password)
+    with transaction(ctx.engine) as conn:
+        blob = ctx.keyring.system_cipher(conn).encrypt(password.encode(), _PASSWORD_AAD)
+    return base64.b64encode(blob).decode()
+
+
+def _check_password(password: object) -> None:
+    if not isinstance(password, str) or len(password) < spec.MIN_PASSWORD:
+        raise ValidationError(f"export: an encrypted ZIP needs a password of at least {spec.MIN_PASSWORD} characters")
+
+
+def _unseal(ctx: Context, sealed: str) -> bytes:
+    try:
+        blob = base64.b64decode(sealed, validate=True)
+        with transaction(ctx.engine, read_only=True) as conn:
+            return ctx.keyring.system_cipher(conn).decrypt(blob, _PASSWORD_AAD, where="export password")
+    except (ValueError, CryptoError):
+        raise ValidationError("export: the sealed ZIP password does not open with this system key") from None
+
+
+# --- the request --------------------------------------------------------------------------
+
+def _truthy(value: object) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _configuration(ctx: Context, name: str) -> dict:
+    with transaction(ctx.engine, read_only=True) as conn:
+        row = conn.execute(select(_configurations).where(_configurations.c.name == name)).mappings().first()
+    if row is None or not row["is_active"]:
+        raise NotFoundError(f"export configuration {name!r} does not exist or is not active")
+    tables: dict[str, list[str]] = {}
+    for item in row["fields"] or []:
+        table, _, field = str(item).partition(".")
+        tables.setdefault(table, [])
+        if field:
+            tables[table].append(field)
+    return {"id": row["id"], "name": row["name"], "tables": list(tables),
+            "fields": {t: f for t, f in tables.items() if f}, "filters": row["filters"] or {},
+            "format": row["format"], "masking": row["masking_profile"], "encrypt": row["encryption_enabled"]}
+
+
+def build_request(ctx: Context, params: dict) -> Request:
+    """Check every parameter; raises ValidationError (or NotFoundError for an unknown
+    configuration) naming the first problem. Nothing is written."""
+    configuration = None
+    if params.get("configuration"):
+        configuration = _configuration(ctx, str(params["configuration"]))
+        params = {**configuration, **{k: params[k] for k in ("password_sealed", "actor") if k in params}}
+    tables = spec.check_tables(params.get("tables"), params.get("fields"))
+    filters = spec.check_filters(params.get("filters"))
+    fmt = spec.check_format(params.get("format"))
+    masking = spec.check_masking(params.get("masking"))
+    encrypt = _truthy(params.get("encrypt"))
+    password = None
+    if encrypt:
+        if not params.get("password_sealed"):
+            raise ValidationError("export: an encrypted ZIP needs a password (exports.run seals it for the run)")
+        password = _unseal(ctx, str(params["password_sealed"]))
+        _check_password(password.decode(errors="replace"))
+    return Request(tables, filters, fmt, masking, encrypt, password,
+                   None if configuration is None else {"id": configuration["id"], "name": configuration["name"]})
+
+
+def principal_of(ctx: Context, actor: str) -> Principal:
+    """The actor's permissions now: a user's role and grants, the daemon's local admin
+    account, or the system itself; anyone else may do nothing."""
+    if actor == "system":
+        return SYSTEM
+    if actor.startswith("local:"):
+        return Principal(actor=actor, permissions=rbac.role_permissions(Role.OP_ADMIN))
+    if actor.startswith("user:"):
+        with transaction(ctx.engine, read_only=True) as conn:
+            try:
+                user = get_user(conn, actor.removeprefix("user:"))
+            except NotFoundError:
+                return Principal(actor=actor)
+            if user.disabled:
+                return Principal(actor=actor)
+            return rbac.principal(conn, user)
+    return Principal(actor=actor)
+
+
+def authorize(principal: Principal, request: Request) -> None:
+    for table in request.tables:
+        require_read(principal, table)
+    if request.masking == "full" and not principal.can("phi:read"):
+        raise PermissionDenied(f"{principal.actor} lacks permission phi:read (needed for masking profile full)")
+
+
+def export_directory(settings: Settings) -> Path:
+    configured = settings.export.directory
+    if configured is None:
+        return Path(settings.data_dir) / "exports"
+    return configured if configured.is_absolute() else Path(settings.data_dir) / configured
+
+
+def _check_rate(ctx: Context, actor: str) -> None:
+    limit = ctx.settings.export.max_per_hour
+    since = utcnow() - timedelta(hours=1)
+    with transaction(ctx.engine, read_only=True) as conn:
+        started = conn.execute(select(func.count()).select_from(_exports).where(
+            _exports.c.requested_by == actor[:120], _exports.c.created_at >= since)).scalar_one()
+    if started >= limit:
+        raise RateLimitedError(f"export: {actor} started {started} exports in the last hour (limit {limit}); "
+                               "try again later")
+
+
+# --- the run ------------------------------------------------------------------------------
+
+def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
+    """Export as `params` ask (tables, fields, filters, format, masking, encrypt +
+    password_sealed; or `configuration` by name); see the module docstring."""
+    actor = str(params.get("actor") or "system")
+    request = build_request(ctx, params)
+    principal = principal_of(ctx, actor)
+    authorize(principal, request)
+    root = check_directory(export_directory(ctx.settings))
+    _check_rate(ctx, actor)
+    export_id = uuid.uuid4()
+    created = utcnow()
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(_exports), [{
+            "id": export_id, "configuration_id": request.configuration["id"] if request.configuration else None,
+            "requested_by": actor[:120], "format": request.format, "filters": request.describe(),
+            "status": "running", "created_at": created}])
+    output = None
+    try:
+        output = Output(root, f"{created:%Y%m%dT%H%M%SZ}-{export_id.hex[:8]}", password=request.password)
+        counts = _write(ctx, principal, request, output, progress)
+        manifest = {"export_id": str(export_id), "format": request.format, "encrypted": request.encrypt,
+                    "masking_profile": request.masking, "filters": request.filters,
+                    "tables": {t: {"fields": list(f), "rows": counts[t]} for t, f in request.tables.items()},
+                    "row_count": sum(counts.values()), "created_at": created.isoformat(),
+                    "requested_by": actor, "configuration": (request.configuration or {}).get("name")}
+        location, digest = output.finish(manifest)
+    except BaseException as exc:
+        if output is not None:
+            output.abort()
+        reason = str(exc) if isinstance(exc, StrongroomError) else f"internal error ({type(exc).__name__})"
+        _close(ctx, export_id, principal, request, status="failed", error=reason)
+        raise
+    total = sum(counts.values())
+    _close(ctx, export_id, principal, request, status="succeeded", rows=total, sha256=digest,
+           location=str(location), counts=counts)
+    return {"export_id": str(export_id), "format": request.format, "encrypted": request.encrypt,
+            "masking_profile": request.masking, "row_count": total, "rows": counts, "sha256": digest,
+            "location": str(location), "files": [f["name"] for f in output.files]}
+
+
+def _write(ctx: Context, principal: Principal, request: Request, output: Output, progress) -> dict[str, int]:
+    document_class, per_table, text = DOCUMENTS[request.format]
+    extension = EXTENSIONS[request.format]
+    where = {t: spec.where_clause(t, request.filters) for t in request.tables}
+    counts = {t: 0 for t in request.tables}
+    batch = ctx.settings.export.batch_size
+    reveal = request.masking == "full"
+    with transaction(ctx.engine, read_only=True) as conn:
+        total = sum(conn.execute(select(func.count()).select_from(MODELS[t].__table__)
+                                 .where(where[t])).scalar_one() for t in request.tables)
+        done = 0
+        progress(0, total, "starting")
+
+        def copy(document, table: str) -> None:
+            nonlocal done
+            document.begin_table(table, request.tables[table])
+            for rows in stream_records(conn, ctx.keyring, principal, table, request.tables[table],
+                                       where=where[table], reveal=reveal, batch_size=batch):
+                document.write_rows(rows)
+                counts[table] += len(rows)
+                done += len(rows)
+                progress(done, total, f"{table}: {counts[table]} rows")
+            document.end_table()
+
+        if per_table:
+            for table in request.tables:
+                with output.open(f"{table}.{extension}", text=text, table=table) as stream:
+                    document = document_class(stream)
+                    copy(document, table)
+                    document.close()
+        else:
+            with output.open(f"report.{extension}", text=text) as stream:
+                document = document_class(stream)
+                for table in request.tables:
+                    copy(document, table)
+                document.close()
+    return counts
+
+
+def _close(ctx: Context, export_id: uuid.UUID, principal: Principal, request: Request, *, status: str,
+           rows: int | None = None, sha256: str | None = None, location: str | None = None,
+           error: str | None = None, counts: dict | None = None) -> None:
+    with transaction(ctx.engine) as conn:
+        conn.execute(update(_exports).where(_exports.c.id == export_id).values(
+            status=status, row_count=rows, sha256=sha256, location=location, error=error,
+            finished_at=utcnow()))
+        audit.append(conn, actor=principal.actor, action="EXPORT", table_name="exports", record_id=export_id,
+                     outcome="success" if status == "succeeded" else "failure",
+                     details={"format": request.format, "tables": list(request.tables), "row_count": rows,
+                              "rows": counts, "masking_profile": request.masking, "encrypted": request.encrypt,
+                              **({"error": error} if error else {})})

@@ -1,0 +1,405 @@
+"""Export job: every format parsed back and compared with the rows as the repository
+reads them; masking against phi:read; filters; bad input refused with nothing left
+behind; the manifest, the exports row and the audit entry."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import uuid
+import xml.etree.ElementTree as ET
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pypdf
+import pytest
+import pyzipper
+from sqlalchemy import insert, select
+
+from strongroom.core import audit
+from strongroom.core.auth.users import create_user
+from strongroom.core.config import ExportSettings
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import ClientFile, Export, ExportConfiguration
+from strongroom.core.errors import CancelledError, NotFoundError, PermissionDenied, RateLimitedError, ValidationError
+from strongroom.core.export import spec
+from strongroom.core.jobs import export
+from strongroom.core.principal import SYSTEM
+from strongroom.core.repository import clients as repo
+from strongroom.core.repository import sessions as session_repo
+from strongroom.core.repository.practices import create_practice
+from strongroom.core.repository.records import plain_value
+
+PASSWORD = "correct horse battery"
+ALICE = {"first_name": "Alice", "last_name": "Arden", "ssn": "900-12-3456", "email": "alice@example.org",
+         "phone": "555-0101", "address": "12 Elm Street, Springfield", "date_of_birth": "1980-02-03",
+         "medical_history": "Anxiety; no known allergies.", "notes": "=HYPERLINK(\"x\")"}
+BOB = {"first_name": "Bob", "last_name": "Brook"}   # most PHI missing: exported as null
+CLIENT_FIELDS = ("id", "status", "intake_date", "created_at", "first_name", "last_name", "ssn", "email",
+                 "phone", "address", "date_of_birth", "medical_history", "notes")
+SESSION_FIELDS = ("id", "client_id", "starts_at", "duration_minutes", "price_cents", "notes")
+
+
+def nothing_noop(done, total, message):
+    pass
+
+
+@pytest.fixture
+def world(ctx):
+    with transaction(ctx.engine) as conn:
+        practice = create_practice(conn, SYSTEM, "Export Practice")
+        other = create_practice(conn, SYSTEM, "Other Practice")
+        for name, role in (("mgr", "MANAGER"), ("staff", "STAFF"), ("ops", "operator")):
+            create_user(conn, ctx.keyring, ctx.settings, practice, name, "Export-Test-Pass-1", role)
+        alice = repo.create_client(conn, ctx.keyring, SYSTEM, practice, ALICE)
+        bob = repo.create_client(conn, ctx.keyring, SYSTEM, practice, BOB)
+        carol = repo.create_client(conn, ctx.keyring, SYSTEM, other, {"first_name": "Carol", "last_name": "Cole"})
+        sessions = {}
+        for client, day, notes in ((alice, 5, "Talked about work."), (alice, 20, None), (bob, 12, "Sleep (better)."),
+                                   (carol, 6, "First visit.")):
+            sessions[session_repo.create_session(conn, ctx.keyring, SYSTEM, {
+                "client_id": client, "starts_at": datetime(2025, 3, day, 10, tzinfo=timezone.utc),
+                "notes": notes, "price_cents": 15000})] = client
+        cipher = ctx.keyring.client_cipher(conn, alice)
+        file_id = uuid.uuid4()
+        conn.execute(insert(ClientFile.__table__), [{
+            "id": file_id, "practice_id": practice, "client_id": alice, "key_id": cipher.key_id,
+            "size_bytes": 42, "storage_key": f"f/{file_id}", "sha256": "ab" * 32, "content_type": "application/pdf",
+            "file_name_enc": cipher.encrypt_text("intake form.pdf", "client_files", "file_name", file_id)}])
+    return {"practice": practice, "other": other, "alice": alice, "bob": bob, "carol": carol,
+            "sessions": sessions, "file": file_id}
+
+
+def source_clients(ctx, ids) -> dict[str, dict]:
+    """The clients as the repository shows them to someone with phi:read."""
+    with transaction(ctx.engine) as conn:
+        return {str(i): {k: plain_value(v) for k, v in repo.get_client(conn, ctx.keyring, SYSTEM, i).items()}
+                for i in ids}
+
+
+def source_sessions(ctx, client_ids) -> dict[str, dict]:
+    out = {}
+    with transaction(ctx.engine) as conn:
+        for client_id in client_ids:
+            for s in session_repo.list_sessions(conn, ctx.keyring, SYSTEM, client_id):
+                out[str(s["id"])] = {k: plain_value(v) for k, v in s.items()}
+    return out
+
+
+def run_export(ctx, actor="user:mgr", progress=nothing_noop, **params) -> dict:
+    return export.run(ctx, {"actor": actor, **params}, progress)
+
+
+def exports_dir(ctx) -> Path:
+    return export.export_directory(ctx.settings)
+
+
+def export_rows(ctx) -> list[dict]:
+    with ctx.engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(Export.__table__)).mappings()]
+
+
+def as_text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def read_back(fmt: str, data: bytes, fields) -> list[dict]:
+    """Rows out of one exported file, as typed as the format allows."""
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(data.decode(), newline="")))
+        assert rows == [] or tuple(rows[0]) == tuple(fields)
+        return rows
+    if fmt == "ndjson":
+        return [json.loads(line) for line in data.decode().splitlines()]
+    if fmt == "json":
+        return json.loads(data)
+    if fmt == "xml":
+        root = ET.fromstring(data)
+        return [{child.tag: None if child.get("null") == "true" else (child.text or "") for child in row}
+                for row in root.findall("row")]
+    raise AssertionError(fmt)
+
+
+def expected_cell(fmt: str, value):
+    if fmt in ("ndjson", "json"):
+        return value
+    if fmt == "xml":
+        return None if value is None else str(value)
+    return as_text(value) if not as_text(value).startswith("=") else "'" + as_text(value)
+
+
+# --- every format, parsed back --------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson", "json", "xml"])
+def test_every_data_format_parses_back_to_the_source_rows(ctx, world, fmt):
+    result = run_export(ctx, tables=["clients", "therapy_sessions"], format=fmt, masking="full",
+                        fields={"clients": list(CLIENT_FIELDS), "therapy_sessions": list(SESSION_FIELDS)},
+                        filters={"practice_id": str(world["practice"])})
+    clients = source_clients(ctx, [world["alice"], world["bob"]])
+    sessions = source_sessions(ctx, [world["alice"], world["bob"]])
+    location = Path(result["location"])
+    assert result["rows"] == {"clients": 2, "therapy_sessions": 3} and result["row_count"] == 5
+    for table, source, fields in (("clients", clients, CLIENT_FIELDS), ("therapy_sessions", sessions, SESSION_FIELDS)):
+        rows = read_back(fmt, (location / f"{table}.{fmt}").read_bytes(), fields)
+        assert sorted(r["id"] for r in rows) == sorted(source)
+        for row in rows:
+            assert list(row) == list(fields)
+            assert row == {f: expected_cell(fmt, source[row["id"]][f]) for f in fields}, table
+
+
+def test_csv_quotes_a_cell_a_spreadsheet_would_run_as_a_formula(ctx, world):
+    result = run_export(ctx, tables="clients", fields={"clients": "id,notes,phone"}, format="csv", masking="full")
+    rows = list(csv.DictReader(io.StringIO((Path(result["location"]) / "clients.csv").read_text(), newline="")))
+    alice = next(r for r in rows if r["id"] == str(world["alice"]))
+    assert alice["notes"] == "'" + ALICE["notes"] and alice["phone"] == ALICE["phone"]
+
+
+def test_pdf_report_lists_every_record_and_field(ctx, world):
+    result = run_export(ctx, tables=["clients", "therapy_sessions"], format="pdf", masking="full",
+                        fields={"clients": list(CLIENT_FIELDS), "therapy_sessions": list(SESSION_FIELDS)},
+                        filters={"practice_id": str(world["practice"])})
+    reader = pypdf.PdfReader(Path(result["location"]) / "report.pdf")
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    lines = {line.strip() for line in text.splitlines()}
+    clients = source_clients(ctx, [world["alice"], world["bob"]])
+    sessions = source_sessions(ctx, [world["alice"], world["bob"]])
+    for source, fields in ((clients, CLIENT_FIELDS), (sessions, SESSION_FIELDS)):
+        for record in source.values():
+            for field in fields:
+                assert f"{field}: {as_text(record[field])}".strip() in lines
+    assert "2 row(s) in clients" in lines and "3 row(s) in therapy_sessions" in lines
+
+
+def test_pdf_of_many_rows_spans_pages_and_stays_valid(ctx, world):
+    with transaction(ctx.engine) as conn:
+        repo.insert_clients(conn, ctx.keyring, SYSTEM, world["practice"],
+                            ({"first_name": f"N{i}", "last_name": "Many"} for i in range(60)))
+    result = run_export(ctx, tables="clients", fields={"clients": "id,first_name"}, format="pdf", masking="full")
+    reader = pypdf.PdfReader(Path(result["location"]) / "report.pdf", strict=True)
+    assert len(reader.pages) >= 4
+    text = "".join(page.extract_text() for page in reader.pages)
+    assert all(f"first_name: N{i}" in text for i in range(60))
+
+
+def test_encrypted_zip_opens_with_its_password_only(ctx, world):
+    sealed = export.seal_password(ctx, PASSWORD)
+    result = run_export(ctx, tables=["clients", "client_files"], format="csv", masking="full", encrypt=True,
+                        password_sealed=sealed, fields={"clients": ["id", "ssn"]})
+    location = Path(result["location"])
+    assert sorted(p.name for p in location.iterdir()) == ["export.zip", "manifest.json"]
+    with pyzipper.AESZipFile(location / "export.zip") as zf:
+        assert zf.getinfo("clients.csv").flag_bits & 0x1   # encrypted
+        with pytest.raises(RuntimeError):
+            zf.read("clients.csv", pwd=b"wrong password")
+        zf.setpassword(PASSWORD.encode())
+        rows = list(csv.DictReader(io.StringIO(zf.read("clients.csv").decode(), newline="")))
+        files = list(csv.DictReader(io.StringIO(zf.read("client_files.csv").decode(), newline="")))
+    assert {r["id"]: r["ssn"] for r in rows}[str(world["alice"])] == ALICE["ssn"]
+    assert [f["file_name"] for f in files] == ["intake form.pdf"] and files[0]["sha256"] == "ab" * 32
+    assert PASSWORD not in json.dumps(export_rows(ctx), default=str)
+
+
+@pytest.mark.skipif(shutil.which("7z") is None, reason="7z (p7zip-full) is not installed")
+def test_encrypted_zip_passes_7zip_test(ctx, world, tmp_path):
+    result = run_export(ctx, tables="clients", format="ndjson", encrypt=True,
+                        password_sealed=export.seal_password(ctx, PASSWORD))
+    archive = Path(result["location"]) / "export.zip"
+    ok = subprocess.run(["7z", "t", f"-p{PASSWORD}", str(archive)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "Everything is Ok" in ok.stdout, ok.stdout + ok.stderr
+    bad = subprocess.run(["7z", "t", "-pnot-the-password", str(archive)], capture_output=True, text=True)
+    assert bad.returncode != 0
+
+
+# --- masking ----------------------------------------------------------------------------
+
+def test_masked_by_default_even_for_a_reader_with_phi_read(ctx, world):
+    result = run_export(ctx, tables="clients", format="ndjson")
+    rows = {r["id"]: r for r in read_back("ndjson", (Path(result["location"]) / "clients.ndjson").read_bytes(), ())}
+    alice = rows[str(world["alice"])]
+    assert alice["ssn"] == "***-**-3456" and alice["email"] == "al***@example.org"
+    assert alice["phone"] == "***-***-0101" and alice["first_name"] == "A***"
+    assert alice["medical_history"] == "[redacted]" and alice["date_of_birth"] == "[redacted]"
+    assert rows[str(world["bob"])]["ssn"] is None
+    assert result["masking_profile"] == "masked"
+
+
+def test_full_profile_needs_phi_read_and_writes_nothing_without_it(ctx, world):
+    with pytest.raises(PermissionDenied, match="phi:read"):
+        run_export(ctx, actor="user:staff", tables="clients", format="csv", masking="full")
+    assert not exports_dir(ctx).exists() and export_rows(ctx) == []
+    result = run_export(ctx, actor="user:staff", tables="clients", format="json")   # masked is allowed
+    assert result["row_count"] == 3
+
+
+def test_exporting_a_table_needs_its_read_permission(ctx, world):
+    with pytest.raises(PermissionDenied, match="table:clients:read"):
+        run_export(ctx, actor="user:ops", tables="clients", format="csv")
+    with pytest.raises(PermissionDenied, match="table:client_files:read"):
+        run_export(ctx, actor="user:staff", tables="client_files", format="csv")
+    with pytest.raises(PermissionDenied):
+        run_export(ctx, actor="user:nobody", tables="clients", format="csv")
+
+
+# --- filters ----------------------------------------------------------------------------
+
+def test_filters_by_date_client_and_practice(ctx, world):
+    def ids(**filters):
+        result = run_export(ctx, tables="therapy_sessions", fields={"therapy_sessions": "id"}, format="ndjson",
+                            filters=filters)
+        return {r["id"] for r in read_back("ndjson", (Path(result["location"]) / "therapy_sessions.ndjson")
+                                           .read_bytes(), ())}
+    by_client = {str(s): str(c) for s, c in world["sessions"].items()}
+    assert ids(since="2025-03-06", until="2025-03-12") == {s for s, c in by_client.items()
+                                                           if c in (str(world["bob"]), str(world["carol"]))}
+    assert ids(client_id=str(world["alice"])) == {s for s, c in by_client.items() if c == str(world["alice"])}
+    assert ids(practice_id=str(world["other"])) == {s for s, c in by_client.items() if c == str(world["carol"])}
+    assert ids(since="2025-03-13T00:00:00+00:00") == {s for s, c in by_client.items()
+                                                      if c == str(world["alice"])} - ids(until="2025-03-06")
+
+
+def test_deleted_clients_are_not_exported(ctx, world):
+    with transaction(ctx.engine) as conn:
+        repo.delete_client(conn, SYSTEM, world["bob"])
+    result = run_export(ctx, tables="clients", fields={"clients": "id"}, format="csv")
+    assert result["rows"] == {"clients": 2}
+
+
+# --- bad input: a clear error, nothing written -------------------------------------------
+
+@pytest.mark.parametrize("params, words", [
+    ({"tables": ["patients"], "format": "csv"}, "unknown table(s) patients"),
+    ({"tables": [], "format": "csv"}, "at least one table"),
+    ({"tables": ["clients"], "fields": {"clients": ["ssn_enc"]}, "format": "csv"}, "unknown field(s) ssn_enc in table clients"),
+    ({"tables": ["clients"], "fields": {"therapy_sessions": ["id"]}, "format": "csv"}, "not exported"),
+    ({"tables": ["clients"], "format": "csv", "filters": {"since": "last week"}}, "filter since is not an ISO date"),
+    ({"tables": ["clients"], "format": "csv", "filters": {"since": "2025-02-30"}}, "filter since"),
+    ({"tables": ["clients"], "format": "csv", "filters": {"since": "2025-05-01", "until": "2025-04-01"}}, "after until"),
+    ({"tables": ["clients"], "format": "csv", "filters": {"client_id": "alice"}}, "client_id is not a UUID"),
+    ({"tables": ["clients"], "format": "csv", "filters": {"status": "x"}}, "unknown filter(s) status"),
+    ({"tables": ["clients"], "format": "docx"}, "unknown format 'docx'"),
+    ({"tables": ["clients"]}, "unknown format"),
+    ({"tables": ["clients"], "format": "csv", "masking": "partial"}, "unknown masking profile"),
+    ({"tables": ["clients"], "format": "csv", "encrypt": True}, "needs a password"),
+    ({"tables": ["clients"], "format": "csv", "encrypt": True, "password_sealed": "bm90IHNlYWxlZA=="}, "does not open"),
+])
+def test_bad_input_names_the_problem_and_writes_nothing(ctx, world, params, words):
+    with pytest.raises(ValidationError) as err:
+        run_export(ctx, **params)
+    assert words in str(err.value)
+    assert not exports_dir(ctx).exists() and export_rows(ctx) == []
+
+
+def test_a_short_zip_password_is_refused_before_it_is_sealed(ctx):
+    with pytest.raises(ValidationError, match="at least 8"):
+        export.seal_password(ctx, "short")
+
+
+def test_an_unwritable_directory_is_refused_by_name(ctx, world, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    ctx.settings = ctx.settings.model_copy(update={"export": ExportSettings(directory=blocker / "exports")})
+    with pytest.raises(ValidationError, match=f"directory {blocker / 'exports'} is not writable"):
+        run_export(ctx, tables="clients", format="csv")
+    assert export_rows(ctx) == []
+
+
+def test_unknown_configuration_is_not_found(ctx, world):
+    with pytest.raises(NotFoundError, match="export configuration 'monthly'"):
+        run_export(ctx, configuration="monthly")
+
+
+# --- a run that fails half-way --------------------------------------------------------------
+
+def test_a_cancelled_export_leaves_no_file_and_a_failed_record(ctx, world):
+    def cancel(done, total, message):
+        if done:
+            raise CancelledError("cancelled at a safe point")
+    with pytest.raises(CancelledError):
+        run_export(ctx, progress=cancel, tables=["clients", "therapy_sessions"], format="pdf")
+    assert list(exports_dir(ctx).iterdir()) == []
+    (row,) = export_rows(ctx)
+    assert row["status"] == "failed" and "cancelled" in row["error"] and row["finished_at"] and row["location"] is None
+    with ctx.engine.connect() as conn:
+        entry = audit.tail(conn, limit=1)[0]
+    assert (entry.action, entry.outcome) == ("EXPORT", "failure")
+
+
+# --- manifest, record, audit ----------------------------------------------------------------
+
+def test_manifest_record_and_audit_agree_and_carry_no_phi(ctx, world):
+    result = run_export(ctx, tables=["clients", "therapy_sessions"], format="csv", masking="full",
+                        filters={"since": "2000-01-01"})
+    location = Path(result["location"])
+    assert oct(location.stat().st_mode & 0o777) == "0o700"
+    manifest_bytes = (location / "manifest.json").read_bytes()
+    manifest = json.loads(manifest_bytes)
+    assert hashlib.sha256(manifest_bytes).hexdigest() == result["sha256"]
+    assert manifest["tables"]["clients"]["rows"] == 3 and manifest["row_count"] == 7
+    assert manifest["masking_profile"] == "full" and manifest["requested_by"] == "user:mgr"
+    assert manifest["filters"] == {"since": "2000-01-01T00:00:00+00:00"} and manifest["format"] == "csv"
+    for entry in manifest["files"]:
+        path = location / entry["name"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert {f["name"] for f in manifest["files"]} == {"clients.csv", "therapy_sessions.csv"}
+    assert not [p for p in exports_dir(ctx).iterdir() if p.name.startswith(".")]
+    (row,) = export_rows(ctx)
+    assert (row["status"], row["row_count"], row["sha256"], row["location"]) == (
+        "succeeded", 7, result["sha256"], str(location))
+    assert row["requested_by"] == "user:mgr" and row["format"] == "csv" and row["finished_at"]
+    with ctx.engine.connect() as conn:
+        entry = audit.tail(conn, limit=1)[0]
+    assert (entry.action, entry.actor, entry.record_id) == ("EXPORT", "user:mgr", result["export_id"])
+    details = json.dumps(entry.details)
+    assert entry.details["row_count"] == 7 and entry.details["rows"] == {"clients": 3, "therapy_sessions": 4}
+    for value in list(ALICE.values()) + ["Talked about work."]:
+        assert value not in details and value not in manifest_bytes.decode()
+        assert value not in json.dumps(row, default=str)
+
+
+def test_a_saved_configuration_runs_by_name(ctx, world):
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(ExportConfiguration.__table__), [{
+            "id": uuid.uuid4(), "name": "alice-sessions", "format": "json", "masking_profile": "masked",
+            "encryption_enabled": False, "fields": ["therapy_sessions.id", "therapy_sessions.notes", "clients"],
+            "filters": {"client_id": str(world["alice"])}}])
+    result = run_export(ctx, configuration="alice-sessions", tables="ignored", format="pdf")
+    assert result["format"] == "json" and result["rows"] == {"therapy_sessions": 2, "clients": 1}
+    sessions = json.loads((Path(result["location"]) / "therapy_sessions.json").read_text())
+    assert {tuple(s) for s in sessions} == {("id", "notes")}
+    assert {s["notes"] for s in sessions} == {"[redacted]", None}
+    (row,) = export_rows(ctx)
+    assert row["configuration_id"] is not None and row["filters"]["configuration"] == "alice-sessions"
+
+
+def test_rate_limit_counts_an_actors_exports_in_the_last_hour(ctx, world):
+    ctx.settings = ctx.settings.model_copy(update={"export": ExportSettings(max_per_hour=2)})
+    for _ in range(2):
+        run_export(ctx, tables="clients", format="csv")
+    with pytest.raises(RateLimitedError, match="limit 2"):
+        run_export(ctx, tables="clients", format="csv")
+    assert run_export(ctx, actor="user:staff", tables="clients", format="csv")["row_count"] == 3
+
+
+def test_rows_stream_in_batches_with_progress(ctx, world):
+    ctx.settings = ctx.settings.model_copy(update={"export": ExportSettings(batch_size=10)})
+    with transaction(ctx.engine) as conn:
+        repo.insert_clients(conn, ctx.keyring, SYSTEM, world["practice"],
+                            ({"first_name": f"N{i}", "last_name": "Many"} for i in range(45)))
+    seen = []
+    result = run_export(ctx, progress=lambda d, t, m: seen.append((d, t)), tables="clients", format="ndjson")
+    assert result["row_count"] == 48
+    assert seen[0] == (0, 48) and seen[-1] == (48, 48) and len(seen) == 1 + 5
+
+
+def test_catalogue_offers_only_real_columns_and_logical_phi_fields():
+    from strongroom.core.repository.records import MODELS
+    for item in spec.catalogue():
+        columns = {c.name for c in MODELS[item["table"]].__table__.columns}
+        plain = [f for f in item["fields"] if f not in item["phi"]]
+        assert set(plain) <= columns
+        assert not [f for f in item["fields"] if f.endswith(("_enc", "_bidx")) or f in ("key_id", "data_checksum")]
+    assert "ssn" in next(i for i in spec.catalogue() if i["table"] == "clients")["phi"]
