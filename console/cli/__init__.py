@@ -90,9 +90,9 @@ def cli(click_ctx: click.Context, data_dir: str | None, config: str | None) -> N
 
 
 def _register() -> None:
-    from strongroom.console.cli import audit, backup, clients, console_cmd, db, demo, init, keys, remote, user
+    from strongroom.console.cli import audit, backup, clients, console_cmd, db, demo, init, keys, remote, sync, user
 
-    for module in (init, db, demo, user, keys, audit, clients):
+    for module in (init, db, demo, user, keys, audit, clients, sync):
         cli.add_command(module.group)
     for command in remote.COMMANDS:
         cli.add_command(command)

@@ -1,0 +1,156 @@
+"""`strongroom sync conflicts|show|resolve` against a real daemon holding the demo
+conflicts: an operator without phi:read lists, views masked and resolves by choosing
+versions; every bad request is a clear error, a non-zero exit, and nothing changed."""
+import io
+import json
+
+import pyotp
+import pytest
+
+from tests.console.cli_helpers import run_cli as run
+from tests.daemon.conftest import PASSWORD
+
+UNKNOWN = "01a2061f-77c9-7000-a71a-77552702252a"
+
+
+@pytest.fixture
+def daemon(sync_daemon, tmp_path, monkeypatch):
+    """The sync demo daemon, found by the CLI from the data directory; tokens kept in a
+    private XDG directory, so until someone logs in the CLI is the local operator."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(sync_daemon.runtime))
+    return sync_daemon
+
+
+def cli(capsys, daemon, *args):
+    return run(capsys, "--data-dir", daemon.data_dir, *args)
+
+
+def log_in(capsys, daemon, tmp_path, username: str, totp_secret: str | None = None) -> None:
+    password_file = tmp_path / f"pw-{username}"
+    password_file.write_text(PASSWORD + "\n")
+    totp = ("--totp", pyotp.TOTP(totp_secret).now()) if totp_secret else ()
+    code, _, err = cli(capsys, daemon, "login", "-u", username, "--password-file", password_file, *totp)
+    assert code == 0, err
+
+
+def queue(daemon) -> list[dict]:
+    return daemon.call("sync.conflicts", {"status": "all"})
+
+
+class Terminal(io.StringIO):
+    """Someone at a terminal typing `text`."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_conflicts_lists_the_queue_with_fields_never_values(daemon, capsys):
+    code, out, err = cli(capsys, daemon, "sync", "conflicts", "--json")
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["id"] for r in rows] == daemon.seeded["conflicts"]
+    assert all(r["status"] == "open" and r["fields"] for r in rows)
+    code, out, _ = cli(capsys, daemon, "sync", "conflicts")
+    lines = out.splitlines()
+    assert code == 0 and len(lines) == 3
+    assert lines[0].startswith(daemon.seeded["conflicts"][0]) and "peer central" in lines[0]
+    assert "fields: " + ", ".join(rows[0]["fields"]) in lines[0] and "[PHI]" in lines[0]
+    code, out, _ = cli(capsys, daemon, "sync", "conflicts", "--status", "resolved")
+    assert code == 0 and out.strip() == "no resolved conflicts"
+
+
+def test_operator_sees_phi_masked_and_resolves_by_choice(daemon, capsys, tmp_path):
+    first = daemon.seeded["conflicts"][0]
+    plain = daemon.call("sync.conflict", {"conflict_id": first})       # the local operator reads PHI
+    secrets = {f[v] for f in plain["field_values"] if f["phi"] for v in ("base", "local", "remote") if f[v]}
+    assert secrets
+    log_in(capsys, daemon, tmp_path, "operator1", daemon.seeded["operator_totp"])
+
+    code, out, err = cli(capsys, daemon, "sync", "show", first)
+    assert code == 0, err
+    assert "PHI masked: you lack phi:read" in out and "***-***-" in out
+    assert not [s for s in secrets if s in out]
+    code, out, _ = cli(capsys, daemon, "sync", "show", first, "--json")
+    assert json.loads(out)["masked"] is True and not [s for s in secrets if s in out]
+
+    fields = plain["fields"]
+    assert "phone" in fields and len(fields) > 1
+    code, out, err = cli(capsys, daemon, "sync", "resolve", first, "--all", "remote", "--field", "phone=local",
+                         "--yes", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "resolved" and result["resolved_by"] == "user:operator1"
+    assert result["resolution"]["choices"] == {**{n: "remote" for n in fields}, "phone": "local"}
+    assert not [s for s in secrets if s in out + err]
+    assert [c["id"] for c in daemon.call("sync.conflicts")] == daemon.seeded["conflicts"][1:]
+    code, out, _ = cli(capsys, daemon, "sync", "conflicts", "--status", "resolved")
+    assert first in out and "resolved by user:operator1" in out
+
+
+def test_resolve_asks_first_and_a_no_changes_nothing(daemon, capsys, monkeypatch):
+    second = daemon.seeded["conflicts"][1]
+    fields = queue(daemon)[1]["fields"]
+    before = queue(daemon)
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    code, out, err = cli(capsys, daemon, "sync", "resolve", second, "--all", "local")
+    assert code == 1 and "aborted" in err
+    assert f"Resolve conflict {second}" in out and ", ".join(f"{n} ← local" for n in fields) in out
+    assert queue(daemon) == before
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
+    code, out, err = cli(capsys, daemon, "sync", "resolve", second, "--all", "local")
+    assert code == 0, err
+    assert f"resolved conflict {second}" in out and "by local:" in out
+    assert [c["status"] for c in queue(daemon)] == ["open", "resolved", "open"]
+
+
+def test_bad_requests_are_clear_errors_and_change_nothing(daemon, capsys):
+    first, second = daemon.seeded["conflicts"][:2]
+    before = queue(daemon)
+    fields = before[0]["fields"]
+    every = [arg for name in fields for arg in ("--field", f"{name}=local")]
+
+    def refused(*args) -> tuple[int, str]:
+        code, out, err = cli(capsys, daemon, "sync", "resolve", *args)
+        assert queue(daemon) == before, f"{args} changed the queue"
+        assert "Traceback" not in err and not out
+        return code, err
+
+    assert refused(UNKNOWN, "--all", "local", "--yes") == (3, f"strongroom: error: sync conflict {UNKNOWN} "
+                                                               "does not exist\n")
+    assert refused("not-a-uuid", "--all", "local", "--yes")[0] == 2
+    code, err = refused(first, "--field", "phone", "--yes")
+    assert code == 2 and "expected NAME=local|remote|base" in err
+    code, err = refused(first, "--field", "phone=mine", "--yes")
+    assert code == 2 and "must be one of local, remote, base" in err
+    code, err = refused(first, "--field", "phone=local", "--field", "phone=remote", "--yes")
+    assert code == 2 and "given twice" in err
+    code, err = refused(first, "--all", "both", "--yes")
+    assert code == 2 and "--all" in err
+    code, err = refused(first, "--yes")
+    assert code == 2 and "choose a version" in err
+    code, err = refused(first, *every, "--field", "shoe_size=local", "--yes")
+    assert code == 2 and "no differing field shoe_size" in err
+    code, err = refused(first, "--field", f"{fields[0]}=local", "--yes")
+    assert code == 2 and "missing: " + ", ".join(fields[1:]) in err
+    code, err = refused(second, "--all", "local", "--field", f"{before[1]['fields'][0]}=base", "--yes")
+    assert code == 2 and "no base version" in err                    # the daemon's own check
+    code, err = refused(first, "--all", "local")                      # no terminal to confirm in
+    assert code == 2 and "add --yes" in err
+    code, _, err = cli(capsys, daemon, "sync", "conflicts", "--status", "pending")
+    assert code == 2 and "pending" in err
+
+    assert cli(capsys, daemon, "sync", "resolve", first, *every, "--yes")[0] == 0
+    before = queue(daemon)
+    code, err = refused(first, *every, "--yes")
+    assert code == 4 and f"conflict {first} is already resolved (by local:" in err
+
+
+def test_without_sync_resolve_every_command_is_forbidden(daemon, capsys, tmp_path):
+    first = daemon.seeded["conflicts"][0]
+    before = queue(daemon)
+    log_in(capsys, daemon, tmp_path, "auditor1")
+    for args in (("conflicts",), ("show", first), ("resolve", first, "--all", "local", "--yes")):
+        code, out, err = cli(capsys, daemon, "sync", *args)
+        assert code == 8 and "lacks permission 'sync:resolve'" in err and not out, args
+    assert queue(daemon) == before
