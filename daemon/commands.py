@@ -304,3 +304,4 @@ def notify_test_cmd(d: "Daemon", call: Call) -> list[dict]:
 from strongroom.daemon import commands_integrity, commands_users  # noqa: F401 registers their commands
 from strongroom.daemon import commands_sync  # noqa: F401,E402 registers the sync commands
 from strongroom.daemon import commands_backup  # noqa: F401,E402 registers the backup commands
+from strongroom.daemon import commands_exports  # noqa: F401,E402 registers the export commands

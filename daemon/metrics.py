@@ -144,6 +144,8 @@ class Metrics:
                               ["job"], registry=r)
         self.requests = Counter("strongroom_control_requests", "Control requests answered, by outcome code",
                                 ["code"], registry=r)
+        self.export_rows = Counter("strongroom_export_rows", "Rows written by exports that succeeded, by format",
+                                   ["format"], registry=r)
         self.audit_chain_ok = None
         self.set_backup_max_ages(backup_max_ages)
         r.register(DatabaseCollector(engine, settings_of))
@@ -169,6 +171,8 @@ class Metrics:
             self.job_duration.labels(run.job_kind).observe(run.duration_seconds)
         if run.status == "succeeded" and run.finished_at:
             self._set_success(run.job_kind, run.finished_at)
+        if run.job_kind == "export" and run.status == "succeeded" and run.result:
+            self.export_rows.labels(run.result.get("format", "unknown")).inc(run.result.get("row_count") or 0)
 
     def serve(self, listen: str, port: int) -> int:
         """Start the HTTP endpoint; returns the bound port (useful with port 0)."""

@@ -1,0 +1,158 @@
+"""The export commands over the real control socket: the catalogue for the console's
+form, a run to success with its history and manifest, the ZIP password sealed in the
+run's parameters, refusals answered at once with nothing queued, and the rows metric."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from prometheus_client import generate_latest
+
+from strongroom.console.client import ClientError
+from strongroom.core import demo
+from strongroom.core.auth.users import create_user
+from strongroom.core.config import load_settings
+from strongroom.core.context import open_context
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import JobStatus, Role
+from strongroom.core.jobs import runs
+from strongroom.core.principal import SYSTEM
+from strongroom.core.repository.clients import insert_clients
+from strongroom.core.repository.practices import only_practice
+from strongroom.daemon.metrics import Metrics
+from tests.daemon.conftest import PASSWORD, make_data_dir, running_daemon
+
+ZIP_PASSWORD = "zip password 1234"
+
+
+@pytest.fixture
+def export_daemon(tmp_path, db_url):
+    data_dir = make_data_dir(tmp_path, db_url)
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            practice = only_practice(conn)
+            insert_clients(conn, ctx.keyring, SYSTEM, practice, demo.client_records(6))
+            create_user(conn, ctx.keyring, ctx.settings, practice, "manager1", PASSWORD, Role.MANAGER, actor="test")
+            create_user(conn, ctx.keyring, ctx.settings, practice, "frontdesk", PASSWORD, Role.STAFF, actor="test")
+    finally:
+        ctx.close()
+    with running_daemon(data_dir, tmp_path) as proc:
+        yield proc
+
+
+def login(daemon, username: str) -> str:
+    return daemon.call("auth.login", {"username": username, "password": PASSWORD}, token=None)["token"]
+
+
+def wait_done(daemon, run_id: str, token="local") -> dict:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        run = daemon.call("job.get", {"run_id": run_id}, token=token if token != "local" else "local")
+        if run["status"] not in ("queued", "running"):
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"export run {run_id} did not finish")
+
+
+def error_of(daemon, cmd, args, token="local") -> ClientError:
+    with pytest.raises(ClientError) as err:
+        daemon.call(cmd, args, token=token)
+    return err.value
+
+
+def test_catalogue_lists_tables_fields_formats_and_profiles(export_daemon):
+    answer = export_daemon.call("exports.tables", token=login(export_daemon, "frontdesk"))
+    tables = {t["table"]: t for t in answer["tables"]}
+    assert set(tables) == {"clients", "therapy_sessions", "client_files"}
+    assert "ssn" in tables["clients"]["phi"] and "ssn_enc" not in tables["clients"]["fields"]
+    assert tables["therapy_sessions"]["date_field"] == "starts_at"
+    assert answer["formats"] == ["csv", "ndjson", "json", "xml", "pdf"]
+    assert answer["masking_profiles"] == ["masked", "full"] and answer["configurations"] == []
+
+
+def test_an_export_runs_to_success_and_shows_in_history_with_its_manifest(export_daemon):
+    token = login(export_daemon, "manager1")
+    run = export_daemon.call("exports.run", {"tables": ["clients"], "fields": {"clients": ["id", "ssn"]},
+                                             "format": "csv", "filters": {"since": "2000-01-01"}}, token=token)
+    assert run["job_kind"] == "export" and run["requested_by"] == "user:manager1"
+    done = wait_done(export_daemon, run["id"])
+    assert done["status"] == "succeeded", done["error"]
+    assert done["result"]["row_count"] == 6 and done["result"]["masking_profile"] == "masked"
+    history = export_daemon.call("exports.list", token=token)
+    assert history["total"] == 1 and history["running"] == []
+    (item,) = history["items"]
+    assert (item["status"], item["row_count"], item["format"]) == ("succeeded", 6, "csv")
+    shown = export_daemon.call("exports.show", {"export_id": item["id"]}, token=token)
+    assert shown["manifest_ok"] is True and shown["manifest"]["tables"]["clients"]["rows"] == 6
+    assert shown["manifest"]["requested_by"] == "user:manager1"
+    entry = export_daemon.call("audit.tail", {"limit": 5, "table_name": "exports"})[0]
+    assert (entry["action"], entry["actor"]) == ("EXPORT", "user:manager1")
+
+
+def test_history_pages_newest_first(export_daemon):
+    ids = []
+    for fmt in ("json", "xml", "pdf"):
+        run = export_daemon.call("exports.run", {"tables": "clients", "format": fmt})
+        assert wait_done(export_daemon, run["id"])["status"] == "succeeded"
+        ids.append(run["id"])
+    page = export_daemon.call("exports.list", {"limit": 2, "offset": 1})
+    assert page["total"] == 3 and [i["format"] for i in page["items"]] == ["xml", "json"]
+    assert export_daemon.call("exports.list", {"status": "failed"})["total"] == 0
+
+
+def test_the_zip_password_is_sealed_in_the_runs_parameters(export_daemon):
+    run = export_daemon.call("exports.run", {"tables": ["clients"], "format": "ndjson", "encrypt": True,
+                                             "password": ZIP_PASSWORD, "masking": "full"})
+    done = wait_done(export_daemon, run["id"])
+    assert done["status"] == "succeeded", done["error"]
+    assert done["result"]["files"] == ["clients.ndjson", "export.zip"] and done["result"]["encrypted"] is True
+    assert done["params"]["password_sealed"] and "password" not in done["params"]
+    assert ZIP_PASSWORD not in json.dumps(done) and ZIP_PASSWORD not in export_daemon.log()
+
+
+@pytest.mark.parametrize("args, who, code, words", [
+    ({"tables": ["clients"], "fields": {"clients": ["ssn_enc"]}, "format": "csv"}, "local", "bad_request",
+     "unknown field(s) ssn_enc"),
+    ({"tables": ["clients"], "format": "csv", "filters": {"until": "soon"}}, "local", "bad_request", "filter until"),
+    ({"tables": ["clients"], "format": "csv", "encrypt": True}, "local", "bad_request", "needs a password"),
+    ({"tables": ["clients"], "format": "csv", "encrypt": True, "password": "short"}, "local", "bad_request", "at least 8"),
+    ({"tables": ["clients"], "format": "csv", "unexpected": 1}, "local", "bad_request", "unexpected"),
+    ({"configuration": "nightly"}, "local", "not_found", "export configuration 'nightly'"),
+    ({"tables": ["clients"], "format": "csv"}, "frontdesk", "forbidden", "job:export:run"),
+    ({"tables": ["clients"], "format": "csv"}, "auditor1", "forbidden", "job:export:run"),
+])
+def test_refusals_are_immediate_and_queue_nothing(export_daemon, args, who, code, words):
+    token = "local" if who == "local" else login(export_daemon, who)
+    err = error_of(export_daemon, "exports.run", args, token=token)
+    assert err.code == code and words in err.message
+    assert export_daemon.call("jobs.list", {"kind": "export"}) == []
+    assert export_daemon.call("exports.list")["total"] == 0
+
+
+def test_full_profile_without_phi_read_is_refused_before_queuing(export_daemon):
+    # A grant of the job's permission alone does not unmask: phi:read is checked too.
+    export_daemon.call("user.grant", {"username": "frontdesk", "permission": "job:export:run", "duration": "1h",
+                                      "reason": "test"})
+    token = login(export_daemon, "frontdesk")
+    err = error_of(export_daemon, "exports.run", {"tables": ["clients"], "format": "csv", "masking": "full"}, token)
+    assert err.code == "forbidden" and "phi:read" in err.message
+    run = export_daemon.call("exports.run", {"tables": ["clients"], "format": "csv"}, token=token)
+    assert wait_done(export_daemon, run["id"])["result"]["masking_profile"] == "masked"
+
+
+def test_unknown_export_is_not_found(export_daemon):
+    err = error_of(export_daemon, "exports.show", {"export_id": "00000000-0000-0000-0000-000000000000"})
+    assert err.code == "not_found"
+
+
+def test_rows_exported_are_counted_by_format(ctx):
+    metrics = Metrics(ctx.engine, {}, lambda: ctx.settings)
+    run = runs.queue(ctx.engine, "export", trigger="manual")
+    metrics.job_finished(runs.finish(ctx.engine, run.id, JobStatus.SUCCEEDED,
+                                     result={"format": "csv", "row_count": 7}))
+    failed = runs.queue(ctx.engine, "export", trigger="manual")
+    metrics.job_finished(runs.finish(ctx.engine, failed.id, JobStatus.FAILED, error="x"))
+    text = generate_latest(metrics.registry).decode()
+    assert 'strongroom_export_rows_total{format="csv"} 7.0' in text
