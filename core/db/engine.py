@@ -53,6 +53,9 @@ def _sqlite_engine(url: str, echo: bool) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
+        # Off is SQLite's default; said here because data_keys' version trigger (0005)
+        # updates its own table and must not fire itself again.
+        cur.execute("PRAGMA recursive_triggers=OFF")
         cur.execute("PRAGMA busy_timeout=15000")
         cur.execute("PRAGMA synchronous=NORMAL")
         # 32 MiB page cache per connection (the default is 2 MiB): index inserts at

@@ -243,6 +243,10 @@ class DataKey(Base):
     created_at: Mapped[datetime] = _created()
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by a database trigger on every insert and update (migration 0005), never by
+    # the application: incremental backups carry only the key records that changed.
+    sync_version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0",
+                                              index=True)
 
 
 # --- auth -----------------------------------------------------------------------------

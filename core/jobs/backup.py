@@ -127,6 +127,10 @@ def _parent(ctx: Context, repo: Repository, params: dict, cfg: configurations.Co
     if newest_id is None:
         return None
     newest = repo.read_manifest(newest_id)
+    with ctx.engine.connect() as conn:
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    if newest.schema_revision != revision:
+        return None          # a chain never spans schema revisions: restore needs one schema
     return newest if len(chain_of(repo, newest.snapshot_id)) < MAX_CHAIN else None
 
 

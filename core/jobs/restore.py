@@ -41,6 +41,7 @@ from strongroom.core.db.models import AuditLog, Client, DataKey, Practice
 from strongroom.core.errors import ConflictError, IntegrityError
 from strongroom.core.jobs.backup import chain_of
 from strongroom.core.jobs.backup import tables as backed_up_tables
+from strongroom.core.repository import changes
 
 log = logging.getLogger(__name__)
 
@@ -426,6 +427,7 @@ def _begin_load(conn: Connection) -> bool:
         return False
     set_scope(conn, practice_id=None, system=True)
     conn.execute(text(copytext.pg_session_sql()))
+    changes.hold_tracking(conn)
     return _replica_mode(conn)
 
 
@@ -434,6 +436,7 @@ def _restore_in_place(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyR
     not create and swap schemas. A failure anywhere rolls everything back."""
     upgrade(engine)
     with transaction(engine) as conn, ThreadPoolExecutor(PREFETCH, thread_name_prefix="restore") as pool:
+        changes.hold_tracking(conn)
         if not is_empty(conn):
             if not force:
                 raise ConflictError("the target database is not empty; restoring over live data "
@@ -443,6 +446,7 @@ def _restore_in_place(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyR
         for name in plan.tables():
             _apply_table(conn, plan, name, pool)
         _reset_counters(conn, plan.manifest)
+        changes.resume_tracking(conn)
         if triggers_off:
             _check_foreign_keys(conn, [plan.by_name[n] for n in plan.tables()])
         for name in plan.tables():

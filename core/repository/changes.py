@@ -37,6 +37,22 @@ def next_change_version(conn: Connection) -> int:
     )).scalar_one()
 
 
+def hold_tracking(conn: Connection) -> None:
+    """Rows written in this transaction arrive exactly as saved (restore): the database's
+    own change tracking (migration 0005: data_keys versions and no-delete guard) stands
+    aside until the transaction ends. PostgreSQL: a transaction-local setting; SQLite,
+    which has none: a marker row, removed by `resume_tracking` or by the rollback."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL strongroom.restoring = 'on'"))
+    else:
+        conn.execute(text("INSERT OR IGNORE INTO change_counter (name, value) VALUES ('restoring', 0)"))
+
+
+def resume_tracking(conn: Connection) -> None:
+    if conn.dialect.name != "postgresql":
+        conn.execute(text("DELETE FROM change_counter WHERE name = 'restoring'"))
+
+
 def current_change_version(conn: Connection) -> int:
     if conn.dialect.name == "postgresql":
         return conn.execute(text(

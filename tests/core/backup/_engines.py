@@ -37,10 +37,12 @@ def _libpq(engine: Engine) -> str:
 
 def _session(conn: psycopg.Connection) -> None:
     conn.execute(ct.pg_session_sql())
-    # The restore's choice: the application marker (audit-bypass triggers stay quiet)
-    # and system scope (RLS WITH CHECK passes), transaction-local like set_scope.
+    # The restore's choice: the application marker (audit-bypass triggers stay quiet),
+    # system scope (RLS WITH CHECK passes) and rows as saved (data_keys keep their
+    # versions), transaction-local like set_scope.
     conn.execute("SELECT set_config('strongroom.app', 'on', true),"
-                 " set_config('strongroom.scope', 'system', true)")
+                 " set_config('strongroom.scope', 'system', true),"
+                 " set_config('strongroom.restoring', 'on', true)")
 
 
 def pg_copy_out(engine: Engine, table: Table) -> bytes:

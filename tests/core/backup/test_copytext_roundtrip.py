@@ -27,7 +27,7 @@ from strongroom.core.db.models import (
     SyncPeer,
 )
 from strongroom.core.principal import Principal
-from strongroom.core.repository.changes import row_checksum
+from strongroom.core.repository.changes import hold_tracking, resume_tracking, row_checksum
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import create_practice
 from strongroom.core.repository.sessions import insert_sessions
@@ -86,10 +86,12 @@ def _restore_sqlite(engine, source: dict[str, bytes]) -> None:
     # Parents first (sorted_tables); deferred FK checks for self-references (backups).
     with transaction(engine) as conn:
         conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        hold_tracking(conn)             # rows as saved: data_keys keep their versions
         for table in TABLES:
             rows = list(ct.decode_lines(ct.columns(table), source[table.name]))
             if rows:
                 conn.execute(insert(table), rows)
+        resume_tracking(conn)
 
 
 def _checksums(engine, table) -> dict:

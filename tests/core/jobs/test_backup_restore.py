@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.config import KeySettings
@@ -11,7 +11,7 @@ from strongroom.core.crypto.kek import generate_kek, write_kek_file
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.crypto.kek import load_keks
 from strongroom.core.db.engine import make_engine, transaction
-from strongroom.core.db.models import AuditLog, Backup, Client, TherapySession
+from strongroom.core.db.models import AuditLog, Backup, Client, DataKey, TherapySession
 from strongroom.core.demo import client_records
 from strongroom.core.errors import ConflictError, IntegrityError, KeyUnavailableError
 from strongroom.core.jobs import backup, restore, verify
@@ -178,6 +178,8 @@ def test_incremental_snapshot_carries_only_changes_and_restores_on_its_own(ctx, 
     clients_entry = next(t for t in manifest.tables if t.name == "clients")
     assert clients_entry.mode == "changes" and clients_entry.row_count == 6 and clients_entry.tombstone_count == 1
     assert next(t for t in manifest.tables if t.name == "audit_logs").mode == "append"
+    keys_entry = next(t for t in manifest.tables if t.name == "data_keys")
+    assert keys_entry.mode == "changes" and keys_entry.row_count == 3      # the new clients' keys only
     assert inc["added_bytes"] < full["added_bytes"] / 3
 
     if dest == "sqlite":
@@ -195,12 +197,26 @@ def test_incremental_snapshot_carries_only_changes_and_restores_on_its_own(ctx, 
         now_engine, base_engine = make_engine(urls[0]), make_engine(urls[1])
         assert _clients(now_engine, ctx.keyring) == _clients(ctx.engine, ctx.keyring)
         assert _clients(base_engine, ctx.keyring) == before
+        assert _key_records(now_engine) == _key_records(ctx.engine)
         now_engine.dispose()
         base_engine.dispose()
     finally:
         if dest == "postgresql":
             for name in names:
                 pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _key_records(engine) -> list:
+    table = DataKey.__table__
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(table).order_by(table.c.id))]
+
+
+def test_a_schema_upgrade_starts_a_new_chain(backed_up):
+    ctx, repo, _, _ = backed_up
+    with transaction(ctx.engine) as conn:      # as if the database had moved to a newer schema
+        conn.execute(text("UPDATE alembic_version SET version_num = 'newer'"))
+    assert backup.run(ctx, {}, lambda *a: None)["kind"] == "full"
 
 
 def test_full_flag_starts_a_new_chain(backed_up):
