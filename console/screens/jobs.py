@@ -37,6 +37,9 @@ class JobsTab(Vertical):
         self.identity: Identity | None = None
         self.kinds: list[str] = []
         self.runs: dict[str, dict] = {}
+        # Runs asked to stop, shown "cancelling" until they end: a job stops only at its
+        # next safe point, and until then the daemon still reports it running.
+        self.cancelling: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
@@ -79,8 +82,13 @@ class JobsTab(Vertical):
             self.runs[run["id"]] = run
             table.add_row(*self._cells(run), key=run["id"])
 
+    def _status(self, run_id: str, status: str) -> str:
+        if status not in ACTIVE:
+            self.cancelling.discard(run_id)
+        return "cancelling" if run_id in self.cancelling else status
+
     def _cells(self, run: dict) -> tuple:
-        return (run["job_kind"], run["status"], progress_text(run.get("progress_done"), run.get("progress_total")),
+        return (run["job_kind"], self._status(run["id"], run["status"]), progress_text(run.get("progress_done"), run.get("progress_total")),
                 run.get("trigger") or "", run.get("requested_by") or "", when(run.get("queued_at")),
                 duration(run.get("duration_seconds")))
 
@@ -92,7 +100,7 @@ class JobsTab(Vertical):
                 self.load()
             return
         table = self.query_one(DataTable)
-        table.update_cell(run["id"], "status", data["status"])
+        table.update_cell(run["id"], "status", self._status(run["id"], data["status"]))
         table.update_cell(run["id"], "progress", progress_text(data.get("done"), data.get("total")))
 
     def selected_run(self) -> dict | None:
@@ -151,5 +159,6 @@ class JobsTab(Vertical):
         except ClientError as err:
             self.notify(f"Could not cancel: {err.message}", severity="error")
             return
-        self.notify("Cancellation requested.")
+        self.cancelling.add(run_id)
+        self.notify("Cancellation requested: the run stops at its next safe point.")
         self.load()

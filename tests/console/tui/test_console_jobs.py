@@ -1,0 +1,70 @@
+"""Cancelling a running job from the Jobs tab, against a real daemon: the confirmation says
+what happens, the run is shown cancelling then cancelled, and the daemon's job_runs row
+ends cancelled part-way, with the work before the safe point kept."""
+from __future__ import annotations
+
+import pytest
+
+from strongroom.console.app import StrongroomConsole
+from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.jobs import JobsTab
+from strongroom.console.screens.main import TABS, MainScreen
+from textual.widgets import DataTable, Static
+
+from tests.console.tui.conftest import SIZE, drive, in_thread, seed_demo_data, wait_for
+from tests.daemon.conftest import running_daemon
+
+JOBS_KEY = str([tab_id for _, tab_id, _ in TABS].index("jobs") + 1)
+# Key rotation re-encrypts one client per transaction and reaches a safe point after
+# each: with this many clients it runs for tens of seconds, and a cancel lands mid-run.
+CLIENTS = 8000
+
+
+@pytest.fixture
+def busy_daemon(tui_data_dir, tmp_path):
+    seed_demo_data(tui_data_dir, clients=CLIENTS, sessions_per_client=0)
+    with running_daemon(tui_data_dir, tmp_path) as proc:
+        yield proc
+
+
+def test_operator_cancels_a_running_job_and_it_ends_cancelled(busy_daemon):
+    drive(lambda: _cancel_running_job(busy_daemon), timeout=120)
+
+
+async def _cancel_running_job(daemon):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+        await pilot.press(JOBS_KEY)
+        tab = app.screen.query_one("#jobs", JobsTab)
+        table = tab.query_one(DataTable)
+        run = await in_thread(daemon.call, "job.run", {"kind": "key_rotation"})
+        run_id = run["id"]
+
+        def cell(column: str) -> str | None:
+            return str(table.get_cell(run_id, column)) if run_id in tab.runs else None
+        await wait_for(pilot, lambda: cell("status") == "running" and cell("progress") not in ("—", "0"),
+                       what="the run listed, running, with progress")
+        table.focus()
+        table.move_cursor(row=table.get_row_index(run_id))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        consequence = str(app.screen.query_one("#consequence", Static).render())
+        assert run_id in consequence and "stops at its next safe point and ends as cancelled" in consequence
+        await pilot.press("y")
+
+        seen: list[str] = []
+
+        def ended() -> bool:
+            status = cell("status")
+            if status and (not seen or seen[-1] != status):
+                seen.append(status)
+            return status == "cancelled"
+        await wait_for(pilot, ended, what="the run shown cancelled")
+        assert set(seen) <= {"running", "cancelling", "cancelled"}, seen
+        assert tab.cancelling == set()
+    final = await in_thread(daemon.call, "job.get", {"run_id": run_id})
+    assert final["status"] == "cancelled" and final["error"] == "cancelled at a safe point"
+    assert 0 < final["progress_done"] < final["progress_total"] == CLIENTS      # stopped part-way
+    entries = await in_thread(daemon.call, "audit.tail", {"limit": 20, "table_name": "job_runs"})
+    assert any(e["record_id"] == run_id and e["outcome"] == "cancelled" for e in entries), entries
