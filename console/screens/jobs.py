@@ -88,7 +88,8 @@ class JobsTab(Vertical):
         return "cancelling" if run_id in self.cancelling else status
 
     def _cells(self, run: dict) -> tuple:
-        return (run["job_kind"], self._status(run["id"], run["status"]), progress_text(run.get("progress_done"), run.get("progress_total")),
+        return (run["job_kind"], self._status(run["id"], run["status"]),
+                progress_text(run.get("progress_done"), run.get("progress_total")),
                 run.get("trigger") or "", run.get("requested_by") or "", when(run.get("queued_at")),
                 duration(run.get("duration_seconds")))
 
