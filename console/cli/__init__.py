@@ -99,6 +99,10 @@ def _register() -> None:
     cli.add_command(console_cmd.command)
     cli.add_command(backup.group)
     cli.add_command(backup.restore_cmd)
+    from strongroom.console.cli import exports
+
+    for export_command in exports.COMMANDS:
+        cli.add_command(export_command)
 
 
 _register()

@@ -196,12 +196,13 @@ def start_job(state: CliState, socket_path: str | None, kind: str, params: dict,
         sys.exit(1)
 
 
-async def wait_for_run(client: Client, args: dict, *, quiet: bool) -> dict:
-    """Start a run and follow it: progress events for the bar, job.get as the truth
-    (events can be missed; the job_runs row cannot)."""
+async def wait_for_run(client: Client, args: dict, *, quiet: bool, cmd: str = "job.run") -> dict:
+    """Start a run (with `cmd`, job.run or a command that answers like it) and follow
+    it: progress events for the bar, job.get as the truth (events can be missed; the
+    job_runs row cannot)."""
     events = client.subscribe("job.")
     await asyncio.sleep(0.05)  # let the subscription reach the daemon before the run starts
-    run = await client.call("job.run", args)
+    run = await client.call(cmd, args)
     run_id = run["id"]
     bar = None if quiet or not sys.stderr.isatty() else click.progressbar(length=100, label=run["job_kind"], file=sys.stderr)
     pending = asyncio.ensure_future(events.recv())

@@ -1,0 +1,172 @@
+"""`strongroom export` (start one) and `strongroom exports list|show|tables`.
+
+Exports are jobs: they go through the daemon (recorded, audited, rate-limited, with the
+requester's own permissions deciding what is masked). The ZIP password is read from a
+file or typed at a prompt, never taken from the command line (where `ps` and shell
+history would keep it), and the daemon seals it before the run is recorded.
+"""
+from __future__ import annotations
+
+import sys
+import uuid
+
+import click
+
+from strongroom.console.cli import CliState, emit, json_option, pass_state
+from strongroom.console.cli.remote import run_remote, socket_option, wait_for_run
+from strongroom.core.errors import ValidationError
+
+FORMATS = ("csv", "ndjson", "json", "xml", "pdf")
+
+
+def parse_fields(values: tuple[str, ...], tables: tuple[str, ...]) -> dict[str, list[str]]:
+    """`--fields clients=id,ssn` per table; a bare `--fields id,ssn` with exactly one table."""
+    out: dict[str, list[str]] = {}
+    for value in values:
+        table, sep, names = value.partition("=")
+        if not sep:
+            if len(tables) != 1:
+                raise ValidationError("--fields: say which table, as TABLE=field,field (more than one --table)")
+            table, names = tables[0], value
+        out.setdefault(table.strip(), []).extend(n.strip() for n in names.split(",") if n.strip())
+    return out
+
+
+def read_password(password_file) -> str:
+    if password_file is not None:
+        return password_file.read().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise ValidationError("--encrypt needs --password-file (no terminal to ask on)")
+    return click.prompt("ZIP password", hide_input=True, confirmation_prompt=True, err=True)
+
+
+def request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, encrypt, password_file,
+               configuration) -> dict:
+    if configuration:
+        args: dict = {"configuration": configuration}
+    else:
+        if not tables:
+            raise ValidationError("export: name at least one --table (or --configuration NAME)")
+        if not fmt:
+            raise ValidationError("export: choose a --format (" + ", ".join(FORMATS) + ")")
+        filters = {k: str(v) for k, v in (("since", since), ("until", until), ("practice_id", practice_id),
+                                          ("client_id", client_id)) if v}
+        args = {"tables": list(tables), "fields": parse_fields(fields, tables), "format": fmt,
+                "filters": filters, "masking": masking, "encrypt": encrypt}
+    if encrypt or password_file is not None:
+        args["password"] = read_password(password_file)
+    return args
+
+
+def _print_result(run: dict) -> None:
+    click.echo(f"export run {run['id']} {run['status']}" + (f": {run['error']}" if run.get("error") else ""))
+    result = run.get("result") or {}
+    if result.get("location"):
+        rows = ", ".join(f"{t} {n}" for t, n in (result.get("rows") or {}).items())
+        click.echo(f"  {result['row_count']} rows ({rows}), {result['format']}"
+                   f"{', AES-256 ZIP' if result.get('encrypted') else ''}, {result['masking_profile']}")
+        click.echo(f"  {result['location']}")
+        click.echo(f"  manifest sha256 {result['sha256']}")
+
+
+@click.command(name="export")
+@click.option("--table", "tables", multiple=True, metavar="TABLE", help="A table to export (repeat for more).")
+@click.option("--fields", multiple=True, metavar="[TABLE=]F1,F2", help="Fields to export (default: all).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format.")
+@click.option("--since", metavar="DATE", help="From this ISO date or datetime (sessions: starts_at; else created_at).")
+@click.option("--until", metavar="DATE", help="Up to this ISO date (the whole day) or datetime.")
+@click.option("--practice", "practice_id", type=click.UUID, help="Only this practice.")
+@click.option("--client", "client_id", type=click.UUID, help="Only this client.")
+@click.option("--masking", type=click.Choice(["masked", "full"]), default="masked", show_default=True,
+              help="full needs phi:read.")
+@click.option("--encrypt", is_flag=True, help="Put the files in an AES-256 ZIP (asks for a password).")
+@click.option("--password-file", type=click.File("r"), help="Read the ZIP password from this file.")
+@click.option("--configuration", "-c", help="Run a saved export configuration by name instead.")
+@click.option("--wait", is_flag=True, help="Show progress; exit non-zero unless the export succeeds.")
+@socket_option
+@json_option
+@pass_state
+def export_cmd(state: CliState, tables, fields, fmt, since, until, practice_id, client_id, masking, encrypt,
+               password_file, configuration, wait: bool, socket_path, as_json: bool) -> None:
+    """Export tables through the daemon (e.g. --table clients --format csv --since 2025-01-01)."""
+    args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, encrypt,
+                      password_file, configuration)
+    if not wait:
+        run = run_remote(state, socket_path, lambda c: c.call("exports.run", args))
+        emit(as_json, run, lambda r: click.echo(f"started export run {r['id']}"))
+        return
+    final = run_remote(state, socket_path, lambda c: wait_for_run(c, args, quiet=as_json, cmd="exports.run"))
+    emit(as_json, final, _print_result)
+    if final["status"] != "succeeded":
+        sys.exit(1)
+
+
+@click.group(name="exports")
+def group() -> None:
+    """Export history and what may be exported."""
+
+
+def _print_history(page: dict) -> None:
+    for e in page["items"]:
+        click.echo(f"{e['id']}  {str(e['created_at'])[:19]}  {e['status']:<9} {e['format']:<6} "
+                   f"{e['row_count'] if e['row_count'] is not None else '-':>7}  {e['requested_by']}"
+                   + (f"  {e['error']}" if e.get("error") else ""))
+    click.echo(f"{len(page['items'])} of {page['total']} (offset {page['offset']})")
+
+
+@group.command(name="list")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--offset", default=0, type=click.IntRange(0))
+@click.option("--status", type=click.Choice(["running", "succeeded", "failed"]))
+@socket_option
+@json_option
+@pass_state
+def list_cmd(state: CliState, limit: int, offset: int, status, socket_path, as_json: bool) -> None:
+    """Exports, newest first."""
+    args = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("exports.list", args)), _print_history)
+
+
+def _print_export(e: dict) -> None:
+    click.echo(f"export {e['id']}: {e['status']}, {e['format']}, requested by {e['requested_by']}")
+    click.echo(f"  created {e['created_at']}, finished {e['finished_at'] or '-'}, rows {e['row_count']}")
+    if e.get("error"):
+        click.echo(f"  error: {e['error']}")
+    if e.get("location"):
+        state = {True: "matches", False: "MISSING OR CHANGED", None: "-"}[e.get("manifest_ok")]
+        click.echo(f"  {e['location']} (manifest {state})")
+    for f in (e.get("manifest") or {}).get("files", []):
+        click.echo(f"    {f['name']:<24} {f['bytes']:>10} bytes  sha256 {f['sha256']}")
+
+
+@group.command(name="show")
+@click.argument("export_id", type=click.UUID)
+@socket_option
+@json_option
+@pass_state
+def show_cmd(state: CliState, export_id: uuid.UUID, socket_path, as_json: bool) -> None:
+    """One export with its manifest."""
+    data = run_remote(state, socket_path, lambda c: c.call("exports.show", {"export_id": str(export_id)}))
+    emit(as_json, data, _print_export)
+
+
+def _print_tables(data: dict) -> None:
+    for t in data["tables"]:
+        click.echo(f"{t['table']} (dates: {t['date_field']})")
+        click.echo("  " + ", ".join(f + ("*" if f in t["phi"] else "") for f in t["fields"]))
+    click.echo("* PHI: masked unless --masking full (needs phi:read)")
+    click.echo("formats: " + ", ".join(data["formats"]))
+    if data["configurations"]:
+        click.echo("saved: " + ", ".join(c["name"] for c in data["configurations"]))
+
+
+@group.command(name="tables")
+@socket_option
+@json_option
+@pass_state
+def tables_cmd(state: CliState, socket_path, as_json: bool) -> None:
+    """The tables and fields one may export."""
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("exports.tables")), _print_tables)
+
+
+COMMANDS = (export_cmd, group)

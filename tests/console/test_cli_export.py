@@ -1,0 +1,93 @@
+"""`strongroom export` and `strongroom exports list|show|tables` against a real daemon:
+an export followed to success, an encrypted one with the password from a file, bad
+arguments refused before anything starts, and the history and manifest shown."""
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+import pyzipper
+
+from strongroom.core import demo
+from strongroom.core.config import load_settings
+from strongroom.core.context import open_context
+from strongroom.core.db.engine import transaction
+from strongroom.core.principal import SYSTEM
+from strongroom.core.repository.clients import insert_clients
+from strongroom.core.repository.practices import only_practice
+from tests.console.cli_helpers import run_cli as run
+from tests.daemon.conftest import DaemonProcess, make_data_dir
+
+
+@pytest.fixture
+def running(tmp_path, db_url, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    data_dir = make_data_dir(tmp_path, db_url)
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn), demo.client_records(5))
+    finally:
+        ctx.close()
+    proc = DaemonProcess(data_dir, tmp_path)
+    proc.wait_ready()
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
+    yield data_dir
+    assert proc.stop() == 0
+
+
+def test_export_wait_writes_the_files_and_history_shows_them(running, capsys):
+    code, out, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--fields", "id,ssn,status",
+                         "--format", "csv", "--since", "2000-01-01", "--wait", "--json")
+    assert code == 0, err
+    final = json.loads(out)
+    assert final["status"] == "succeeded" and final["result"]["row_count"] == 5
+    rows = list(csv.DictReader(io.StringIO((Path(final["result"]["location"]) / "clients.csv").read_text())))
+    assert list(rows[0]) == ["id", "ssn", "status"] and all(r["ssn"].startswith("***-**-") for r in rows)
+
+    code, out, err = run(capsys, "--data-dir", running, "exports", "list", "--json")
+    assert code == 0, err
+    page = json.loads(out)
+    assert page["total"] == 1 and page["items"][0]["row_count"] == 5
+    export_id = page["items"][0]["id"]
+    code, out, _ = run(capsys, "--data-dir", running, "exports", "list")
+    assert export_id in out and "succeeded" in out and "1 of 1" in out
+    code, out, err = run(capsys, "--data-dir", running, "exports", "show", export_id)
+    assert code == 0, err
+    assert "manifest matches" in out and "clients.csv" in out
+
+
+def test_encrypted_export_reads_the_password_from_a_file(running, capsys, tmp_path):
+    secret = tmp_path / "zip-password"
+    secret.write_text("a long zip password\n")
+    code, out, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--format", "json",
+                         "--masking", "full", "--encrypt", "--password-file", secret, "--wait")
+    assert code == 0, err
+    assert "5 rows (clients 5), json, AES-256 ZIP, full" in out
+    location = Path(next(line.strip() for line in out.splitlines() if "/exports/" in line))
+    with pyzipper.AESZipFile(location / "export.zip") as zf:
+        zf.setpassword(b"a long zip password")
+        rows = json.loads(zf.read("clients.json"))
+    assert len(rows) == 5 and not rows[0]["ssn"].startswith("***")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--table", "clients"], "choose a --format"),
+    (["--format", "csv"], "at least one --table"),
+    (["--table", "clients", "--table", "therapy_sessions", "--fields", "id", "--format", "csv"], "TABLE=field"),
+    (["--table", "clients", "--fields", "clients=nope", "--format", "csv"], "unknown field(s) nope in table clients"),
+    (["--table", "clients", "--format", "csv", "--until", "tomorrow"], "filter until"),
+    (["--table", "clients", "--format", "csv", "--encrypt"], "--password-file"),
+])
+def test_bad_arguments_are_refused_and_start_nothing(running, capsys, args, words):
+    code, _, err = run(capsys, "--data-dir", running, "export", *args)
+    assert code == 2 and words in err
+    code, out, _ = run(capsys, "--data-dir", running, "exports", "list", "--json")
+    assert json.loads(out)["total"] == 0
+
+
+def test_tables_lists_fields_with_phi_marked(running, capsys):
+    code, out, err = run(capsys, "--data-dir", running, "exports", "tables")
+    assert code == 0, err
+    assert "clients (dates: created_at)" in out and "ssn*" in out and "therapy_sessions (dates: starts_at)" in out
