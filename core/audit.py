@@ -40,6 +40,10 @@ ACTIONS = frozenset({
     "BACKUP", "RESTORE", "VERIFY", "GRANT", "REVOKE", "LOCK", "UNLOCK", "KEY_ROTATE",
     "KEY_DESTROY", "KEY_EXPORT", "CONFIG", "SYNC", "RETENTION", "ERASURE", "INTEGRITY",
     "SECURITY",
+    # Records retention (strongroom.core.retention): policies, archive and delete runs,
+    # legal holds, four-eyes erasure.
+    "RETENTION_POLICY", "RETENTION_ARCHIVE", "RETENTION_DELETE", "LEGAL_HOLD",
+    "LEGAL_HOLD_RELEASE", "ERASURE_REQUEST", "ERASURE_APPROVE", "ERASURE_REJECT", "ERASURE_EXECUTE",
 })
 
 

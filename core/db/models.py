@@ -494,10 +494,35 @@ class ErasureRequest(Base):
     client_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False, index=True)
     requested_by: Mapped[str] = mapped_column(String(120), nullable=False)
     approved_by: Mapped[str | None] = mapped_column(String(120))
-    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending")
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", index=True)
     reason: Mapped[str] = mapped_column(String(500), nullable=False, default="")
     created_at: Mapped[datetime] = _created()
     executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Four-eyes (strongroom.core.retention.erasure): approvable until expires_at, by
+    # anyone but the requester; decided_at/rejected_by record a decision either way.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    rejected_by: Mapped[str | None] = mapped_column(String(120))
+
+
+class RetentionArchive(Base):
+    """A clinical row the records-retention job archived, timed by our own clock.
+
+    Plain UUIDs, no foreign keys: the ledger is evidence and outlives what it names.
+    `sync_version` moves on every change so incremental backups carry only changed rows.
+    """
+
+    __tablename__ = "retention_archive"
+    __table_args__ = (UniqueConstraint("table_name", "row_id"),)
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    table_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    row_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    practice_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    client_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    policy_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    archived_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sync_version: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
 
 
 class IntegrityCheck(Base):

@@ -15,17 +15,19 @@ from strongroom.core.context import Context
 Progress = Callable[[int, int | None, str], None]
 JobFunction = Callable[[Context, dict, Progress], dict[str, Any]]
 
-PLANNED = ("sync", "retention")
+PLANNED = ("sync",)
 
 
 def registry() -> dict[str, JobFunction]:
     """The job kinds this build can run, by name."""
     from strongroom.core.jobs import backup, integrity, key_rotation, prune, restore, restore_drill, verify
     from strongroom.core.jobs import export
+    from strongroom.core.jobs import retention
 
     return {"backup": backup.run, "verify": verify.run, "restore_drill": restore_drill.run,
             "prune": prune.run, "integrity": integrity.run, "key_rotation": key_rotation.run,
-            "restore": restore.run, "export": export.run}
+            "restore": restore.run, "export": export.run,
+            "retention": retention.run}
 
 
 # Kinds that need a person's arguments (which snapshot, into which database; which
@@ -35,7 +37,8 @@ ON_REQUEST_ONLY = ("restore", "export")
 
 # The kinds `registry` returns, by name, so that validating a config file (every CLI
 # command does) need not import every job module (a test keeps the two equal).
-RUNNABLE = ("backup", "verify", "restore_drill", "prune", "integrity", "key_rotation", "restore", "export")
+RUNNABLE = ("backup", "verify", "restore_drill", "prune", "integrity", "key_rotation", "restore", "export",
+            "retention")
 
 
 def all_kinds() -> tuple[str, ...]:
