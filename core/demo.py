@@ -156,3 +156,33 @@ def seed_conflicts(conn: Connection, keyring: Keyring, *, seed: int = 7, now: da
         ids.append(queue_conflict(conn, peer_id=peer_ids["central"], table_name="therapy_sessions",
                                   row_id=session["id"], base=base, local=local, remote=remote, actor="demo"))
     return ids
+
+
+# --- records retention ------------------------------------------------------------------
+
+DEMO_POLICIES = (("clients", 730, 2555), ("therapy_sessions", 540, 2190), ("client_files", 365, None))
+
+
+def seed_retention(conn: Connection, *, requested_by: str = "user:demo-manager") -> dict:
+    """Retention policies for the three clinical tables, a legal hold on one demo client
+    and a pending erasure request for another (filed by `requested_by`, so anyone else
+    may approve it), so the console's Retention tab has something to show. Needs demo
+    clients already in the database; returns what it made."""
+    from strongroom.core.retention import erasure, holds, policies
+
+    clients_t = Client.__table__
+    ids = list(conn.execute(select(clients_t.c.id).where(clients_t.c.deleted_at.is_(None))
+                            .order_by(clients_t.c.id).limit(2)).scalars())
+    made: dict = {"policies": [policies.set_policy(conn, table_name=table, archive_after_days=archive,
+                                                   delete_after_days=delete, actor="demo").id
+                               for table, archive, delete in DEMO_POLICIES]}
+    if len(ids) < 2:
+        return made
+    # Seeding again (a second `demo seed`) adds neither a second hold nor a second request.
+    if ids[0] not in holds.active_scope(conn).clients:
+        made["hold"] = holds.place_hold(conn, actor="demo", reason="Demo matter 2026-014 (synthetic)",
+                                        client_id=ids[0]).id
+    if not any(r["client_id"] == ids[1] for r in erasure.list_requests(conn)):
+        made["erasure_request"] = erasure.request_erasure(
+            conn, client_id=ids[1], actor=requested_by, reason="Demo: client's written request ref D-7")["id"]
+    return made

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from strongroom.core import audit, compliance
 from strongroom.core.auth import login as auth_login
 from strongroom.core.auth import sessions as auth_sessions
+from strongroom.core.auth.enrolment import EnrolmentRequired
 from strongroom.core.auth.users import list_users
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup, SecurityEvent
@@ -90,14 +91,43 @@ class LoginArgs(Args):
 
 @command("auth.login", permission=None, args=LoginArgs, public=True)
 def auth_login_cmd(d: "Daemon", call: Call) -> dict:
-    """Log in with password and TOTP; returns a session token (shown once)."""
+    """Log in with password and TOTP; returns a session token (shown once), or, for an
+    account that must first enrol a second factor, `enrolment_required` with a new secret
+    and the token auth.enrol confirms it with."""
     a: LoginArgs = call.args
-    ssh = (a.client.ssh_connection or "").split()
-    token, session = auth_login.login(
-        d.ctx.engine, d.ctx.keyring, d.ctx.settings, a.username, a.password, a.totp,
-        client_host=a.client.host, client_addr=ssh[0] if ssh else call.peer,
-        client_name=a.client.name, client_version=a.client.version)
+    try:
+        token, session = auth_login.login(d.ctx.engine, d.ctx.keyring, d.ctx.settings, a.username, a.password,
+                                          a.totp, **_client(a.client, call))
+    except EnrolmentRequired as needed:
+        d.publish_security("login", {"username": a.username, "outcome": "enrolment_required"})
+        return {"enrolment_required": True, "message": str(needed), "enrolment": needed.pending.as_dict()}
     d.publish_security("login", {"username": a.username, "outcome": "success"})
+    return _session_reply(token, session)
+
+
+class EnrolArgs(Args):
+    enrolment_token: str = Field(min_length=1, max_length=1024)
+    totp: str = Field(min_length=1, max_length=12)
+    client: ClientInfo = ClientInfo()
+
+
+@command("auth.enrol", permission=None, args=EnrolArgs, public=True)
+def auth_enrol_cmd(d: "Daemon", call: Call) -> dict:
+    """Confirm the second factor offered at login with a code from it; returns a session token."""
+    a: EnrolArgs = call.args
+    token, session = auth_login.confirm_enrolment(d.ctx.engine, d.ctx.keyring, d.ctx.settings, a.enrolment_token,
+                                                  a.totp, **_client(a.client, call))
+    d.publish_security("login", {"user_id": str(session.user_id), "outcome": "enrolled"})
+    return _session_reply(token, session)
+
+
+def _client(client: ClientInfo, call: Call) -> dict:
+    ssh = (client.ssh_connection or "").split()
+    return {"client_host": client.host, "client_addr": ssh[0] if ssh else call.peer,
+            "client_name": client.name, "client_version": client.version}
+
+
+def _session_reply(token: str, session) -> dict:
     return {"token": token, "session_id": str(session.id), "expires_at": session.expires_at.isoformat(),
             "idle_timeout_seconds": session.idle_timeout_seconds}
 
@@ -304,4 +334,5 @@ def notify_test_cmd(d: "Daemon", call: Call) -> list[dict]:
 from strongroom.daemon import commands_integrity, commands_users  # noqa: F401 registers their commands
 from strongroom.daemon import commands_sync  # noqa: F401,E402 registers the sync commands
 from strongroom.daemon import commands_backup  # noqa: F401,E402 registers the backup commands
+from strongroom.daemon import commands_retention  # noqa: F401,E402 registers the retention commands
 from strongroom.daemon import commands_exports  # noqa: F401,E402 registers the export commands

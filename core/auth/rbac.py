@@ -42,7 +42,10 @@ PERMISSIONS: frozenset[str] = frozenset(
     [f"table:{t}:{v}" for t in _TABLES for v in ("read", "write", "delete")]
     + [f"job:{j}:run" for j in _JOBS]
     + ["audit:read", "security:read", "sync:resolve", "user:manage", "session:revoke",
-       "config:read", "keys:manage", "phi:read", "compliance:read"]
+       "config:read", "keys:manage", "phi:read", "compliance:read",
+       # Records retention: see policies, plan, holds and requests; change policies and
+       # holds; file an erasure request; approve or reject one (never one's own).
+       "retention:read", "retention:manage", "erasure:request", "erasure:approve"]
 )
 
 _CLINICAL_READ_WRITE = ("table:clients:read", "table:clients:write",
@@ -54,9 +57,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     # not restores over the live database (operators do those).
     Role.ADMIN: frozenset({"table:*:*", "phi:read", "user:manage", "session:revoke",
                            "audit:read", "security:read", "compliance:read", "config:read",
-                           "job:backup:run", "job:export:run"}),
+                           "job:backup:run", "job:export:run", "retention:read", "retention:manage",
+                           "erasure:request", "erasure:approve"}),
     Role.MANAGER: frozenset({*_CLINICAL_READ_WRITE, "phi:read", "audit:read",
-                             "compliance:read", "job:export:run"}),
+                             "compliance:read", "job:export:run", "retention:read", "erasure:request"}),
     Role.PRACTITIONER: frozenset({*_CLINICAL_READ_WRITE, "phi:read"}),
     # Front desk: schedules sessions and sees clients, but only masked (no phi:read).
     Role.STAFF: frozenset({"table:clients:read", "table:therapy_sessions:read",
@@ -64,8 +68,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.OP_ADMIN: frozenset({"*"}),
     # Runs the machinery, never reads PHI and never manages people.
     Role.OPERATOR: frozenset({"job:*:run", "sync:resolve", "config:read", "security:read",
-                              "compliance:read"}),
-    Role.AUDITOR: frozenset({"audit:read", "security:read", "compliance:read"}),
+                              "compliance:read", "retention:read"}),
+    Role.AUDITOR: frozenset({"audit:read", "security:read", "compliance:read", "retention:read"}),
 }
 
 MAX_GRANT = timedelta(days=366)

@@ -1,0 +1,154 @@
+"""Control commands for records retention: policies, the plan, legal holds, erasure.
+
+Reading (policies, plan, holds, erasure requests) needs `retention:read`; changing a
+policy or a hold needs `retention:manage`; filing an erasure request `erasure:request`,
+and approving or rejecting one `erasure:approve`, which the four-eyes rule in
+core.retention.erasure further limits to someone other than the requester. Running the
+retention job goes through `job.run` (kind `retention`, permission
+`job:retention:run`) like every other job. Answers carry ids, dates and counts, never
+PHI; the free-text reasons of holds and requests are shown to those who may read them.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from pydantic import Field
+
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.types import utcnow
+from strongroom.core.jobs import retention as retention_job
+from strongroom.core.retention import erasure, holds, policies
+from strongroom.daemon.commands import Args, Call, command
+
+if TYPE_CHECKING:
+    from strongroom.daemon.main import Daemon
+
+READ, MANAGE = "retention:read", "retention:manage"
+REQUEST, APPROVE = "erasure:request", "erasure:approve"
+
+
+@command("retention.policies", permission=READ)
+def policies_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Records-retention policies, one per clinical table, active or not."""
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        return [p.as_dict() for p in policies.list_policies(conn)]
+
+
+class PolicySetArgs(Args):
+    # Checked by policies.validate, whose errors name the table and the rule.
+    table_name: str = Field(min_length=1, max_length=64)
+    archive_after_days: int | None = None
+    delete_after_days: int | None = None
+    active: bool = True
+
+
+@command("retention.policy.set", permission=MANAGE, args=PolicySetArgs)
+def policy_set_cmd(d: "Daemon", call: Call) -> dict:
+    """Create or replace one table's policy (archive after N days, delete after M >= N)."""
+    a: PolicySetArgs = call.args
+    with transaction(d.ctx.engine) as conn:
+        policy = policies.set_policy(conn, table_name=a.table_name, archive_after_days=a.archive_after_days,
+                                     delete_after_days=a.delete_after_days, active=a.active,
+                                     actor=call.principal.actor, session_id=call.principal.session_id)
+    return policy.as_dict()
+
+
+class PlanArgs(Args):
+    horizon_days: int = Field(default=30, ge=0, le=retention_job.MAX_HORIZON_DAYS)
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+@command("retention.plan", permission=READ, args=PlanArgs)
+def plan_cmd(d: "Daemon", call: Call) -> dict:
+    """What retention archives and deletes now and within horizon_days, and what holds block."""
+    a: PlanArgs = call.args
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        return retention_job.plan(conn, now=utcnow(), horizon_days=a.horizon_days, limit=a.limit)
+
+
+class HoldsListArgs(Args):
+    include_released: bool = False
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+@command("holds.list", permission=READ, args=HoldsListArgs)
+def holds_list_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Legal holds, newest first (in force only, unless include_released)."""
+    a: HoldsListArgs = call.args
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        return [h.as_dict() for h in holds.list_holds(conn, include_released=a.include_released, limit=a.limit)]
+
+
+class HoldPlaceArgs(Args):
+    reason: str = Field(min_length=1, max_length=500)
+    client_id: uuid.UUID | None = None
+    practice_id: uuid.UUID | None = None
+
+
+@command("holds.place", permission=MANAGE, args=HoldPlaceArgs)
+def holds_place_cmd(d: "Daemon", call: Call) -> dict:
+    """Place a legal hold on one client, or without client_id on a whole practice."""
+    a: HoldPlaceArgs = call.args
+    with transaction(d.ctx.engine) as conn:
+        hold = holds.place_hold(conn, actor=call.principal.actor, reason=a.reason, client_id=a.client_id,
+                                practice_id=a.practice_id, session_id=call.principal.session_id)
+    return hold.as_dict()
+
+
+class HoldIdArgs(Args):
+    hold_id: uuid.UUID
+
+
+@command("holds.release", permission=MANAGE, args=HoldIdArgs)
+def holds_release_cmd(d: "Daemon", call: Call) -> dict:
+    """Release a legal hold in force."""
+    with transaction(d.ctx.engine) as conn:
+        hold = holds.release_hold(conn, call.args.hold_id, actor=call.principal.actor,
+                                  session_id=call.principal.session_id)
+    return hold.as_dict()
+
+
+class ErasureListArgs(Args):
+    include_closed: bool = False
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+@command("erasure.list", permission=READ, args=ErasureListArgs)
+def erasure_list_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Erasure requests, newest first (pending only unless include_closed), with blocking holds."""
+    a: ErasureListArgs = call.args
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        return erasure.list_requests(conn, include_closed=a.include_closed, limit=a.limit)
+
+
+class ErasureRequestArgs(Args):
+    client_id: uuid.UUID
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@command("erasure.request", permission=REQUEST, args=ErasureRequestArgs)
+def erasure_request_cmd(d: "Daemon", call: Call) -> dict:
+    """File a request to erase one client; a different person must approve it."""
+    a: ErasureRequestArgs = call.args
+    with transaction(d.ctx.engine) as conn:
+        return erasure.request_erasure(conn, client_id=a.client_id, actor=call.principal.actor, reason=a.reason,
+                                       session_id=call.principal.session_id)
+
+
+class RequestIdArgs(Args):
+    request_id: uuid.UUID
+
+
+@command("erasure.approve", permission=APPROVE, args=RequestIdArgs)
+def erasure_approve_cmd(d: "Daemon", call: Call) -> dict:
+    """Approve an erasure request and carry it out now: the client's keys are destroyed."""
+    return erasure.approve(d.ctx.engine, d.ctx.keyring, call.args.request_id, approver=call.principal.actor,
+                           session_id=call.principal.session_id)
+
+
+@command("erasure.reject", permission=APPROVE, args=RequestIdArgs)
+def erasure_reject_cmd(d: "Daemon", call: Call) -> dict:
+    """Reject a pending erasure request (not one's own)."""
+    return erasure.reject(d.ctx.engine, call.args.request_id, actor=call.principal.actor,
+                          session_id=call.principal.session_id)
