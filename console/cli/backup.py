@@ -207,7 +207,9 @@ def requests_cmd(state: CliState, include_closed: bool, socket_path, as_json: bo
 @json_option
 @pass_state
 def approve_cmd(state: CliState, request_id: uuid.UUID, wait: bool, socket_path, as_json: bool) -> None:
-    """Approve someone else's request; the prune that carries it out starts at once."""
+    """Approve someone else's request; the prune that carries it out starts at once.
+    A request the scheduler filed is endorsed by the first approver and carried out
+    when a second person approves it."""
 
     async def go(client):
         run = await client.call("backup.approve", {"request_id": str(request_id)})
@@ -216,8 +218,15 @@ def approve_cmd(state: CliState, request_id: uuid.UUID, wait: bool, socket_path,
             run = await client.call("job.get", {"run_id": run["id"]})
         return run
     run = run_remote(state, socket_path, go)
-    emit(as_json, run, lambda r: click.echo(f"approved request {request_id}: prune run {r['id']} {r['status']}"
-                                            + (f": {r['error']}" if r.get("error") else "")))
+
+    def human(r: dict) -> None:
+        if ((r.get("result") or {}).get("pending_request") or {}).get("endorsed_by"):
+            click.echo(f"endorsed request {request_id} (the scheduler filed it): a second person "
+                       "must now approve it; nothing was deleted")
+            return
+        click.echo(f"approved request {request_id}: prune run {r['id']} {r['status']}"
+                   + (f": {r['error']}" if r.get("error") else ""))
+    emit(as_json, run, human)
     if wait and run["status"] != "succeeded":
         sys.exit(1)
 

@@ -295,6 +295,26 @@ def _file_request(ctx: Context, cfg: configurations.Configuration, the_plan: Pla
     return {"request_id": str(request_id), "expires_at": expires.isoformat(), "new": True}
 
 
+# The actor of scheduled runs (daemon.runner): a request it files has no person behind it.
+SCHEDULER = "system"
+
+
+def _endorse(ctx: Context, request: dict[str, Any], actor: str) -> dict[str, Any]:
+    """The first person to approve a request the scheduler filed becomes its requester
+    (an endorsement, audited); a second, different person must still approve it. Without
+    this, a scheduled prune would need only one person's say to delete backups."""
+    with transaction(ctx.engine) as conn:
+        taken = conn.execute(update(_requests).where(
+            _requests.c.id == request["id"], _requests.c.status == "pending",
+            _requests.c.requested_by == SCHEDULER).values(requested_by=actor)).rowcount
+        if taken != 1:
+            raise ConflictError(f"request {request['id']} changed while being endorsed; look at it again")
+        audit.append(conn, actor=actor, action="RETENTION", table_name="backup_prune_requests",
+                     record_id=request["id"], details={"event": "request_endorsed", "filed_by": SCHEDULER})
+    return {"request_id": str(request["id"]), "expires_at": request["expires_at"].isoformat(),
+            "endorsed_by": actor, "new": False}
+
+
 def check_approval(ctx: Context, request_id: uuid.UUID, approver: str, now: datetime) -> dict[str, Any]:
     """The pending request `approver` may approve now, or a clear refusal.
 
@@ -308,7 +328,7 @@ def check_approval(ctx: Context, request_id: uuid.UUID, approver: str, now: date
         raise NotFoundError(f"no backup prune request {request_id}")
     if row["status"] != "pending":
         raise ConflictError(f"request {request_id} is {row['status']}, not pending")
-    if approver == row["requested_by"] or approver == "system":
+    if approver == row["requested_by"] or approver == SCHEDULER:
         with transaction(ctx.engine) as conn:
             audit.append(conn, actor=approver, action="RETENTION", table_name="backup_prune_requests",
                          record_id=request_id, outcome="denied", details={"event": "self_approval_refused"})
@@ -323,12 +343,16 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     """Apply the retention policy of backup configuration `configuration` (default
     "default"), or forget the one snapshot `snapshot_id`; `dry_run` only reports.
     In four-eyes mode this files a request instead, and a run with `request_id` by a
-    different person carries an approved request out."""
-    actor = params.get("actor", "system")
+    different person carries an approved request out (a request the scheduler filed is
+    first endorsed by one person, then approved by another: `_endorse`)."""
+    actor = params.get("actor", SCHEDULER)
     now = utcnow()
     request = None
     if params.get("request_id"):
         request = check_approval(ctx, _uuid(params["request_id"], "request_id"), actor, now)
+        if request["requested_by"] == SCHEDULER:
+            return {"forgotten": [], "dry_run": False, "chunks_deleted": 0,
+                    "would_forget": list(request["snapshot_ids"]), "pending_request": _endorse(ctx, request, actor)}
         with ctx.engine.connect() as conn:
             name = conn.execute(select(configurations._table.c.name).where(
                 configurations._table.c.id == request["configuration_id"])).scalar_one()

@@ -1,6 +1,7 @@
 """Four-eyes retention and forgetting one snapshot: nothing goes until a different
 person approves, in time, no more than was approved; chains and the proven snapshot
 are never broken."""
+import json
 import uuid
 from datetime import timedelta
 
@@ -98,6 +99,29 @@ def test_the_scheduler_cannot_approve(ctx, tmp_path):
     request_id = prune.run(ctx, {"actor": "user:alice"}, lambda *a: None)["pending_request"]["request_id"]
     with pytest.raises(PermissionDenied):
         prune.run(ctx, {"request_id": request_id}, lambda *a: None)
+
+
+def test_a_request_the_scheduler_filed_still_needs_two_people(ctx, tmp_path):
+    snaps, repo = _four_eyes(ctx, tmp_path)
+    request_id = prune.run(ctx, {}, lambda *a: None)["pending_request"]["request_id"]
+    assert _request(ctx, request_id)["requested_by"] == "system"
+
+    endorsed = prune.run(ctx, {"actor": "user:alice", "request_id": request_id}, lambda *a: None)
+    assert endorsed["forgotten"] == [] and endorsed["pending_request"]["endorsed_by"] == "user:alice"
+    assert repo.list_snapshots() == snaps and _request(ctx, request_id)["status"] == "pending"
+    with pytest.raises(PermissionDenied, match="different person"):
+        prune.run(ctx, {"actor": "user:alice", "request_id": request_id}, lambda *a: None)
+    assert repo.list_snapshots() == snaps
+
+    done = prune.run(ctx, {"actor": "user:bob", "request_id": request_id}, lambda *a: None)
+    assert set(done["forgotten"]) == {str(snaps[0]), str(snaps[1])}
+    row = _request(ctx, request_id)
+    assert (row["status"], row["requested_by"], row["approved_by"]) == ("executed", "user:alice", "user:bob")
+    with ctx.engine.connect() as conn:
+        events = [json.loads(d)["event"] for d in conn.execute(select(AuditLog.__table__.c.details).where(
+            AuditLog.__table__.c.record_id == request_id).order_by(AuditLog.__table__.c.id)).scalars()]
+    assert events == ["request_filed", "request_endorsed", "self_approval_refused",
+                      "request_approved_and_executed"]
 
 
 def test_forget_refuses_the_newest_verified_snapshot_and_needed_links(ctx, tmp_path):
