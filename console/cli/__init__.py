@@ -103,6 +103,10 @@ def _register() -> None:
 
     for export_command in exports.COMMANDS:
         cli.add_command(export_command)
+    from strongroom.console.cli import retention
+
+    for retention_group in retention.GROUPS:
+        cli.add_command(retention_group)
 
 
 _register()

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from strongroom.console.cli import CliState, local_actor, pass_state
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client
-from strongroom.core.demo import client_records, seed_conflicts, session_records
+from strongroom.core.demo import client_records, seed_conflicts, seed_retention, session_records
 from strongroom.core.principal import Principal
 from strongroom.core.repository.clients import insert_clients, list_clients
 from strongroom.core.repository.practices import only_practice
@@ -39,8 +39,10 @@ def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: 
             n_sessions += insert_sessions(conn, ctx.keyring, principal,
                                           session_records(created, sessions_per_client, seed=seed + start))
         n_conflicts = len(seed_conflicts(conn, ctx.keyring, seed=seed))
+        seed_retention(conn)
     click.echo(f"seeded {n_clients} synthetic clients and {n_sessions} sessions (all PHI encrypted), "
-               f"and {n_conflicts} sync conflicts to resolve in the console's Sync tab")
+               f"{n_conflicts} sync conflicts to resolve in the console's Sync tab, and retention "
+               "policies with a legal hold and a pending erasure request for the Retention tab")
     return n_clients, n_sessions
 
 
