@@ -14,6 +14,7 @@ from strongroom.console.screens.audit import AuditTab
 from strongroom.console.screens.backups import BackupsTab
 from strongroom.console.screens.compliance import ComplianceTab
 from strongroom.console.screens.events import ConnectionLost, DaemonEvent, Reconnected
+from strongroom.console.screens.exports import ExportsTab
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.integrity import IntegrityTab
 from strongroom.console.screens.jobs import JobsTab
@@ -35,6 +36,7 @@ PROBE_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 15.0
 
 TABS = (("Overview", "overview", OverviewTab), ("Jobs", "jobs", JobsTab), ("Backups", "backups", BackupsTab),
+        ("Exports", "exports", ExportsTab),
         ("Audit", "audit", AuditTab),
         ("Security", "security", SecurityTab), ("Compliance", "compliance", ComplianceTab),
         ("Integrity", "integrity", IntegrityTab), ("Users", "users", UsersTab),
@@ -138,7 +140,8 @@ class MainScreen(Screen):
 
     def on_daemon_event(self, event: DaemonEvent) -> None:
         """The one place where live data is applied to the tabs."""
-        overview, jobs, backups, audit, security = self.tabs()[:5]
+        overview, jobs, backups, audit, security = (self.query_one(f"#{tab}") for tab in (
+            "overview", "jobs", "backups", "audit", "security"))
         if event.topic == "health":
             overview.apply_health(event.data)
         elif event.topic.startswith("job."):
@@ -146,6 +149,7 @@ class MainScreen(Screen):
             jobs.apply_job(event.data)
             backups.apply_job(event.data)
             self.query_one("#integrity", IntegrityTab).apply_job(event.data)
+            self.query_one("#exports", ExportsTab).apply_job(event.data)
         elif event.topic == "audit":
             audit.apply_audit(event.data)
         elif event.topic.startswith("sync."):

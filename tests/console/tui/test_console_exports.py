@@ -1,0 +1,127 @@
+"""The Exports tab against a real strongroomd with demo data: a manager fills in the form
+(a table, a date filter, a format, the full profile) and watches the export run to
+success into the history; an auditor sees the history with "new export" disabled and
+why. Bounded: every wait has a timeout."""
+from __future__ import annotations
+
+import time
+
+from strongroom.console.app import StrongroomConsole
+from strongroom.console.screens.exports import ExportFormScreen, ExportsTab
+from strongroom.console.screens.main import TABS, MainScreen
+from strongroom.console.widgets.job_progress import JobProgress
+from strongroom.core.auth.users import create_user
+from strongroom.core.config import load_settings
+from strongroom.core.context import open_context
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Role
+from strongroom.core.repository.practices import only_practice
+from textual.widgets import Select, SelectionList, Static
+
+from tests.console.tui.conftest import SIZE, drive, in_thread, wait_for
+from tests.daemon.conftest import PASSWORD
+
+EXPORTS_KEY = {tab_id: str(n) for n, (_, tab_id, _) in enumerate(TABS, 1)}["exports"]
+
+
+def add_manager(data_dir) -> None:
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), "manager1", PASSWORD, Role.MANAGER)
+    finally:
+        ctx.close()
+
+
+def token_of(daemon, username: str) -> str:
+    return daemon.call("auth.login", {"username": username, "password": PASSWORD}, token=None)["token"]
+
+
+async def exports_tab(pilot) -> ExportsTab:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+    await pilot.press(EXPORTS_KEY)
+    tab = app.screen.query_one("#exports", ExportsTab)
+    await wait_for(pilot, lambda: tab.identity is not None, what="exports tab identity")
+    return tab
+
+
+async def settle(pilot) -> None:
+    await wait_for(pilot, lambda: not [w for w in pilot.app.workers
+                                       if w.is_running and w.name != "watch_daemon"], what="reloads finished")
+
+
+def test_manager_exports_from_the_form_and_sees_it_finish(demo_daemon):
+    add_manager(demo_daemon.data_dir)
+    drive(lambda: _export_from_form(demo_daemon, token_of(demo_daemon, "manager1")))
+    (item,) = demo_daemon.call("exports.list")["items"]
+    assert (item["status"], item["format"], item["row_count"]) == ("succeeded", "ndjson", 12)
+    shown = demo_daemon.call("exports.show", {"export_id": item["id"]})
+    assert shown["manifest"]["masking_profile"] == "full" and shown["manifest_ok"] is True
+    assert shown["manifest"]["tables"]["clients"]["rows"] == 12
+    assert sorted(shown["manifest"]["tables"]["clients"]["fields"]) == ["id", "ssn", "status"]
+    assert shown["manifest"]["filters"] == {"since": "2000-01-01T00:00:00+00:00"}
+
+
+async def _export_from_form(daemon, token):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await exports_tab(pilot)
+        assert app.screen.active_bindings["n"].enabled
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ExportFormScreen), what="export form")
+        form = app.screen
+        fields = form.query_one("#export-fields", SelectionList)
+        await wait_for(pilot, lambda: fields.option_count > 0, what="fields listed")
+        assert form.query_one("#export-tables", SelectionList).selected == ["clients"]
+        fields.deselect_all()
+        for name in ("clients.id", "clients.status", "clients.ssn"):
+            fields.select(name)
+        await pilot.click("#export-since")
+        await pilot.press(*"2000-01-01")
+        form.query_one("#export-format", Select).value = "ndjson"
+        await pilot.click("#masking-full")
+        assert form.query_one("#masking-full").value is True
+        form.query_one("#export-tables", SelectionList).deselect_all()
+        await pilot.press("ctrl+s")                                # nothing chosen: the form says so
+        error = form.query_one("#export-form-error", Static)
+        await wait_for(pilot, lambda: "at least one table" in str(error.render()), what="form refusal")
+        form.query_one("#export-tables", SelectionList).select("clients")
+        await pilot.pause(0.1)
+        fields.deselect_all()                  # a table chosen again comes back with every field
+        for name in ("clients.id", "clients.status", "clients.ssn"):
+            fields.select(name)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ExportFormScreen), what="form closed")
+        await wait_for(pilot, lambda: any(e["status"] == "succeeded" for e in tab.exports.values()),
+                       what="succeeded export in the history")
+        progress = tab.query(JobProgress)
+        await wait_for(pilot, lambda: progress and progress.first().status == "succeeded", what="progress done")
+        assert "1 exports" in str(tab.query_one("#exports-summary", Static).render())
+        await settle(pilot)
+
+
+def test_auditor_sees_history_with_new_export_disabled_and_why(demo_daemon):
+    run = demo_daemon.call("exports.run", {"tables": ["clients"], "format": "csv"})
+    for _ in range(200):
+        if demo_daemon.call("job.get", {"run_id": run["id"]})["status"] == "succeeded":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the seeded export did not finish")
+    drive(lambda: _auditor(demo_daemon, token_of(demo_daemon, "auditor1")))
+
+
+async def _auditor(daemon, token):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await exports_tab(pilot)
+        await wait_for(pilot, lambda: len(tab.exports) == 1, what="history loaded")
+        assert app.screen.active_bindings["n"].enabled is False
+        note = str(tab.query_one("#exports-note", Static).render())
+        assert "new export disabled" in note and "lacks job:export:run" in note
+        await pilot.press("n")
+        assert not isinstance(app.screen, ExportFormScreen)
+        runs = await in_thread(daemon.call, "jobs.list", {"kind": "export"})
+        assert len(runs) == 1
+        await settle(pilot)
