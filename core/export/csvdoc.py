@@ -12,6 +12,7 @@ import re
 
 EXTENSION = "csv"
 PER_TABLE = True
+TEXT = True
 _FORMULA = re.compile(r"^[=@\t\r]|^[+-](?![\d\s().-]*$)")
 
 

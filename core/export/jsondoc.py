@@ -9,15 +9,17 @@ from __future__ import annotations
 import io
 import json
 
-PER_TABLE = True
+# Line breaks that JSON leaves raw but many line readers (Python's splitlines among
+# them) split on: escaped, so one record is always one line.
+_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
 
 
 def _line(row: dict) -> str:
-    return json.dumps(row, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(row, ensure_ascii=False, separators=(",", ":")).translate(_BREAKS)
 
 
 class NdjsonDocument:
-    EXTENSION = "ndjson"
+    EXTENSION, PER_TABLE, TEXT = "ndjson", True, True
 
     def __init__(self, stream: io.TextIOBase) -> None:
         self._out = stream
@@ -36,7 +38,7 @@ class NdjsonDocument:
 
 
 class JsonDocument:
-    EXTENSION = "json"
+    EXTENSION, PER_TABLE, TEXT = "json", True, True
 
     def __init__(self, stream: io.TextIOBase) -> None:
         self._out = stream

@@ -16,6 +16,7 @@ from strongroom.core.db.types import utcnow
 
 EXTENSION = "pdf"
 PER_TABLE = False
+TEXT = False   # bytes: the writer counts offsets
 WIDTH, HEIGHT, MARGIN = 842, 595, 36
 FONT_SIZE, LEADING = 8, 10
 LINES_PER_PAGE = (HEIGHT - 2 * MARGIN) // LEADING

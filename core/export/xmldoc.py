@@ -12,6 +12,7 @@ from xml.sax.saxutils import XMLGenerator
 
 EXTENSION = "xml"
 PER_TABLE = True
+TEXT = True
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 

@@ -46,16 +46,9 @@ KIND = "export"
 _exports = Export.__table__
 _configurations = ExportConfiguration.__table__
 _PASSWORD_AAD = b"strongroom/export-zip-password/v1"
-# format -> (document class, per table?, text stream?)
-DOCUMENTS = {
-    "csv": (csvdoc.Document, True, True),
-    "ndjson": (jsondoc.NdjsonDocument, True, True),
-    "json": (jsondoc.JsonDocument, True, True),
-    "xml": (xmldoc.Document, True, True),
-    "pdf": (pdfdoc.Document, False, False),
-}
-EXTENSIONS = {"csv": csvdoc.EXTENSION, "ndjson": "ndjson", "json": "json", "xml": xmldoc.EXTENSION,
-              "pdf": pdfdoc.EXTENSION}
+# format -> the module (or class) writing it: its Document, EXTENSION, PER_TABLE, TEXT.
+DOCUMENTS = {"csv": csvdoc, "ndjson": jsondoc.NdjsonDocument, "json": jsondoc.JsonDocument, "xml": xmldoc,
+             "pdf": pdfdoc}
 
 
 @dataclass(frozen=True)
@@ -230,8 +223,9 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
 
 
 def _write(ctx: Context, principal: Principal, request: Request, output: Output, progress) -> dict[str, int]:
-    document_class, per_table, text = DOCUMENTS[request.format]
-    extension = EXTENSIONS[request.format]
+    writer = DOCUMENTS[request.format]
+    document_class = getattr(writer, "Document", writer)
+    extension, per_table, text = writer.EXTENSION, writer.PER_TABLE, writer.TEXT
     where = {t: spec.where_clause(t, request.filters) for t in request.tables}
     counts = {t: 0 for t in request.tables}
     batch = ctx.settings.export.batch_size
