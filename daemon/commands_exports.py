@@ -3,7 +3,8 @@ exported (for the console's form), and starting one.
 
 History and details need `audit:read` (they show who exported what, when, and where the
 files are; never the data). Starting an export needs `job:export:run`; `exports.run`
-checks the request and the caller's permissions at once, so a bad field or a missing
+checks the request and the caller's permissions at once (as `exports.save` does
+before it keeps a request as a named configuration), so a bad field or a missing
 phi:read is an immediate error rather than a failed run, then seals the ZIP password
 (if any) with the system key and queues an `export` run, which follows the same
 progress events as any job. `job.run` with kind export works too, for exports without
@@ -116,3 +117,21 @@ def run_cmd(d: "Daemon", call: Call) -> dict:
     export_job.authorize(call.principal, request)
     run = d.submit_if_leader(KIND, trigger="manual", params=params, requested_by=call.principal.actor)
     return run.as_dict()
+
+
+class SaveArgs(Args):
+    name: str = Field(min_length=1, max_length=63)
+    tables: list[str] | str
+    fields: dict[str, list[str] | str] = Field(default_factory=dict)
+    filters: dict[str, str] = Field(default_factory=dict)
+    format: str = Field(max_length=16)
+    masking: str = Field(default="masked", max_length=16)
+    encrypt: bool = False
+
+
+@command("exports.save", permission="job:export:run", args=SaveArgs)
+def save_cmd(d: "Daemon", call: Call) -> dict:
+    """Save an export request as a named configuration (checked now; run it with
+    exports.run configuration=NAME). An encrypted one asks for its password at each run."""
+    a: SaveArgs = call.args
+    return export_job.save_configuration(d.ctx, a.name, a.model_dump(exclude={"name"}), call.principal)

@@ -82,13 +82,21 @@ def _print_result(run: dict) -> None:
 @click.option("--encrypt", is_flag=True, help="Put the files in an AES-256 ZIP (asks for a password).")
 @click.option("--password-file", type=click.File("r"), help="Read the ZIP password from this file.")
 @click.option("--configuration", "-c", help="Run a saved export configuration by name instead.")
+@click.option("--save-as", metavar="NAME", help="Save this request as a named configuration (does not run it).")
 @click.option("--wait", is_flag=True, help="Show progress; exit non-zero unless the export succeeds.")
 @socket_option
 @json_option
 @pass_state
 def export_cmd(state: CliState, tables, fields, fmt, since, until, practice_id, client_id, masking, encrypt,
-               password_file, configuration, wait: bool, socket_path, as_json: bool) -> None:
+               password_file, configuration, save_as, wait: bool, socket_path, as_json: bool) -> None:
     """Export tables through the daemon (e.g. --table clients --format csv --since 2025-01-01)."""
+    if save_as:
+        args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, False, None, None)
+        saved = run_remote(state, socket_path, lambda c: c.call("exports.save", {
+            "name": save_as, **args, "encrypt": encrypt}))
+        emit(as_json, saved, lambda s: click.echo(f"saved export configuration {s['name']}: run it with "
+                                                  f"strongroom export -c {s['name']}"))
+        return
     args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, encrypt,
                       password_file, configuration)
     if not wait:

@@ -19,6 +19,7 @@ the run's parameters. Scheduled exports are not offered: a person starts each on
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,7 +36,7 @@ from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Export, ExportConfiguration, Role
 from strongroom.core.db.types import utcnow
-from strongroom.core.errors import (CryptoError, NotFoundError, PermissionDenied, RateLimitedError,
+from strongroom.core.errors import (ConflictError, CryptoError, NotFoundError, PermissionDenied, RateLimitedError,
                                     StrongroomError, ValidationError)
 from strongroom.core.export import csvdoc, jsondoc, pdfdoc, spec, xmldoc
 from strongroom.core.export.archive import Output, check_directory
@@ -46,6 +47,7 @@ KIND = "export"
 _exports = Export.__table__
 _configurations = ExportConfiguration.__table__
 _PASSWORD_AAD = b"strongroom/export-zip-password/v1"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # format -> the module (or class) writing it: its Document, EXTENSION, PER_TABLE, TEXT.
 DOCUMENTS = {"csv": csvdoc, "ndjson": jsondoc.NdjsonDocument, "json": jsondoc.JsonDocument, "xml": xmldoc,
              "pdf": pdfdoc}
@@ -136,6 +138,29 @@ def build_request(ctx: Context, params: dict) -> Request:
                    None if configuration is None else {"id": configuration["id"], "name": configuration["name"]})
 
 
+def save_configuration(ctx: Context, name: str, params: dict, principal: Principal) -> dict:
+    """Save an export request under `name`, checked (and the saver's permissions) as a
+    run would check them, to be run by name later. No password is kept: an encrypted
+    one asks for it at each run."""
+    if not _NAME.match(name or ""):
+        raise ValidationError("export: a configuration name is 1-63 of a-z 0-9 _ -, starting with a letter or digit")
+    tables = spec.check_tables(params.get("tables"), params.get("fields"))
+    masking = spec.check_masking(params.get("masking"))
+    check_access(principal, tables, masking)
+    row = {"id": uuid.uuid4(), "name": name, "format": spec.check_format(params.get("format")),
+           "filters": spec.check_filters(params.get("filters")), "masking_profile": masking,
+           "encryption_enabled": _truthy(params.get("encrypt")), "is_active": True, "created_at": utcnow(),
+           "fields": [f"{table}.{field}" for table, fields in tables.items() for field in fields]}
+    with transaction(ctx.engine) as conn:
+        if conn.execute(select(_configurations.c.id).where(_configurations.c.name == name)).first():
+            raise ConflictError(f"export configuration {name!r} already exists")
+        conn.execute(insert(_configurations), [row])
+        audit.append(conn, actor=principal.actor, action="CONFIG", table_name="export_configurations", record_id=row["id"],
+                     details={"event": "export_configuration_saved", "name": name, "format": row["format"],
+                              "tables": list(tables), "masking_profile": row["masking_profile"]})
+    return {k: row[k] for k in ("id", "name", "format", "filters", "fields", "masking_profile", "encryption_enabled")}
+
+
 def principal_of(ctx: Context, actor: str) -> Principal:
     """The actor's permissions now: a user's role and grants, the daemon's local admin
     account, or the system itself; anyone else may do nothing."""
@@ -156,9 +181,14 @@ def principal_of(ctx: Context, actor: str) -> Principal:
 
 
 def authorize(principal: Principal, request: Request) -> None:
-    for table in request.tables:
+    check_access(principal, request.tables, request.masking)
+
+
+def check_access(principal: Principal, tables, masking: str) -> None:
+    """Reading each table needs its read permission; PHI in full needs phi:read."""
+    for table in tables:
         require_read(principal, table)
-    if request.masking == "full" and not principal.can("phi:read"):
+    if masking == "full" and not principal.can("phi:read"):
         raise PermissionDenied(f"{principal.actor} lacks permission phi:read (needed for masking profile full)")
 
 

@@ -91,3 +91,17 @@ def test_tables_lists_fields_with_phi_marked(running, capsys):
     code, out, err = run(capsys, "--data-dir", running, "exports", "tables")
     assert code == 0, err
     assert "clients (dates: created_at)" in out and "ssn*" in out and "therapy_sessions (dates: starts_at)" in out
+
+
+def test_save_as_keeps_the_request_and_configuration_runs_it(running, capsys):
+    code, out, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--fields", "id,status",
+                         "--format", "xml", "--save-as", "clients-xml")
+    assert code == 0, err
+    assert "saved export configuration clients-xml" in out
+    code, out, _ = run(capsys, "--data-dir", running, "exports", "list", "--json")
+    assert json.loads(out)["total"] == 0                                   # saved, not run
+    code, out, _ = run(capsys, "--data-dir", running, "exports", "tables")
+    assert "saved: clients-xml" in out
+    code, out, err = run(capsys, "--data-dir", running, "export", "-c", "clients-xml", "--wait", "--json")
+    assert code == 0, err
+    assert json.loads(out)["result"]["format"] == "xml"

@@ -156,3 +156,19 @@ def test_rows_exported_are_counted_by_format(ctx):
     metrics.job_finished(runs.finish(ctx.engine, failed.id, JobStatus.FAILED, error="x"))
     text = generate_latest(metrics.registry).decode()
     assert 'strongroom_export_rows_total{format="csv"} 7.0' in text
+
+
+def test_a_saved_configuration_is_listed_and_runs_by_name(export_daemon):
+    token = login(export_daemon, "manager1")
+    saved = export_daemon.call("exports.save", {"name": "weekly", "tables": ["clients"], "format": "xml",
+                                                "fields": {"clients": ["id", "email"]}, "encrypt": True}, token=token)
+    assert saved["fields"] == ["clients.id", "clients.email"] and saved["encryption_enabled"] is True
+    assert export_daemon.call("exports.tables")["configurations"] == [
+        {"name": "weekly", "format": "xml", "masking_profile": "masked", "encryption_enabled": True}]
+    err = error_of(export_daemon, "exports.save", {"name": "weekly", "tables": "clients", "format": "csv"}, token)
+    assert err.code == "conflict"
+    err = error_of(export_daemon, "exports.run", {"configuration": "weekly"}, token)   # its password, each run
+    assert err.code == "bad_request" and "needs a password" in err.message
+    run = export_daemon.call("exports.run", {"configuration": "weekly", "password": ZIP_PASSWORD}, token=token)
+    done = wait_done(export_daemon, run["id"])
+    assert done["status"] == "succeeded" and done["result"]["format"] == "xml" and done["result"]["encrypted"]

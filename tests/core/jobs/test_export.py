@@ -24,7 +24,8 @@ from strongroom.core.auth.users import create_user
 from strongroom.core.config import ExportSettings
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import ClientFile, Export, ExportConfiguration
-from strongroom.core.errors import CancelledError, NotFoundError, PermissionDenied, RateLimitedError, ValidationError
+from strongroom.core.errors import (CancelledError, ConflictError, NotFoundError, PermissionDenied, RateLimitedError,
+                                    ValidationError)
 from strongroom.core.export import spec
 from strongroom.core.jobs import export
 from strongroom.core.principal import SYSTEM
@@ -403,3 +404,25 @@ def test_catalogue_offers_only_real_columns_and_logical_phi_fields():
         assert set(plain) <= columns
         assert not [f for f in item["fields"] if f.endswith(("_enc", "_bidx")) or f in ("key_id", "data_checksum")]
     assert "ssn" in next(i for i in spec.catalogue() if i["table"] == "clients")["phi"]
+
+
+def test_a_configuration_saved_with_checks_runs_by_name_and_names_are_unique(ctx, world):
+    mgr = export.principal_of(ctx, "user:mgr")
+    saved = export.save_configuration(ctx, "monthly-sessions", {
+        "tables": ["therapy_sessions"], "fields": {"therapy_sessions": ["id", "starts_at"]}, "format": "xml",
+        "filters": {"since": "2025-03-10"}}, mgr)
+    assert saved["fields"] == ["therapy_sessions.id", "therapy_sessions.starts_at"]
+    result = run_export(ctx, configuration="monthly-sessions")
+    assert result["format"] == "xml" and result["rows"] == {"therapy_sessions": 2}
+    with pytest.raises(ConflictError, match="already exists"):
+        export.save_configuration(ctx, "monthly-sessions", {"tables": "clients", "format": "csv"}, mgr)
+    with pytest.raises(ValidationError, match="configuration name"):
+        export.save_configuration(ctx, "Monthly Sessions!", {"tables": "clients", "format": "csv"}, mgr)
+    with pytest.raises(PermissionDenied, match="phi:read"):
+        export.save_configuration(ctx, "full", {"tables": "clients", "format": "csv", "masking": "full"},
+                                  export.principal_of(ctx, "user:staff"))
+    with pytest.raises(ValidationError, match="unknown field"):
+        export.save_configuration(ctx, "bad", {"tables": "clients", "fields": {"clients": "x"}, "format": "csv"}, mgr)
+    with ctx.engine.connect() as conn:
+        entry = next(e for e in audit.tail(conn, limit=5) if e.action == "CONFIG")
+    assert entry.details["name"] == "monthly-sessions" and entry.actor == "user:mgr"
