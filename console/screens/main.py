@@ -19,6 +19,7 @@ from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.integrity import IntegrityTab
 from strongroom.console.screens.jobs import JobsTab
 from strongroom.console.screens.overview import OverviewTab
+from strongroom.console.screens.retention import RetentionTab
 from strongroom.console.screens.security import SecurityTab
 from strongroom.console.screens.sync import SyncTab
 from strongroom.console.screens.users import UsersTab
@@ -40,7 +41,7 @@ TABS = (("Overview", "overview", OverviewTab), ("Jobs", "jobs", JobsTab), ("Back
         ("Audit", "audit", AuditTab),
         ("Security", "security", SecurityTab), ("Compliance", "compliance", ComplianceTab),
         ("Integrity", "integrity", IntegrityTab), ("Users", "users", UsersTab),
-        ("Sync", "sync", SyncTab))
+        ("Sync", "sync", SyncTab), ("Retention", "retention", RetentionTab))
 
 
 class MainScreen(Screen):
@@ -150,8 +151,10 @@ class MainScreen(Screen):
             backups.apply_job(event.data)
             self.query_one("#integrity", IntegrityTab).apply_job(event.data)
             self.query_one("#exports", ExportsTab).apply_job(event.data)
+            self.query_one("#retention", RetentionTab).apply_job(event.data)
         elif event.topic == "audit":
             audit.apply_audit(event.data)
+            self.query_one("#retention", RetentionTab).apply_audit(event.data)
         elif event.topic.startswith("sync."):
             self.query_one("#sync", SyncTab).apply_sync(event.data)
         elif event.topic == "security":

@@ -1,0 +1,147 @@
+"""The Retention tab against a real strongroomd with the retention demo: a manager files
+an erasure request but may not approve one (the reason is shown); the practice owner
+cannot approve their own request, approves someone else's only after typing ERASE, and
+the client's keys are destroyed; holds are placed and released. Bounded waits."""
+from __future__ import annotations
+
+import pyotp
+import pytest
+
+from strongroom.console.app import StrongroomConsole
+from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.form import FormScreen
+from strongroom.console.screens.main import MainScreen
+from strongroom.console.screens.retention import RetentionTab
+from strongroom.console.screens.typed_confirm import TypedConfirmScreen
+from textual.widgets import Button, DataTable, Static
+
+from tests.console.tui.conftest import SIZE, drive, in_thread, wait_for
+from tests.daemon.conftest import FAST_HEALTH, PASSWORD, make_data_dir, running_daemon
+from tests.daemon.test_retention_commands import seed_retention_demo
+
+
+@pytest.fixture
+def retention_daemon(tmp_path, db_url):
+    data_dir = make_data_dir(tmp_path, db_url, extra=FAST_HEALTH)
+    seeded = seed_retention_demo(data_dir)
+    with running_daemon(data_dir, tmp_path) as proc:
+        proc.seeded = seeded
+        yield proc
+
+
+def token_for(daemon, username: str, totp_secret: str | None = None) -> str:
+    totp = pyotp.TOTP(totp_secret).now() if totp_secret else None
+    return daemon.call("auth.login", {"username": username, "password": PASSWORD, "totp": totp},
+                       token=None)["token"]
+
+
+async def open_tab(pilot) -> RetentionTab:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+    app.screen.action_show_tab("retention")
+    tab = app.screen.query_one("#retention", RetentionTab)
+    await wait_for(pilot, lambda: tab.rows["policies"], what="retention loaded")
+    return tab
+
+
+async def show_view(pilot, tab: RetentionTab, view: str) -> None:
+    while tab.view != view:
+        await pilot.press("v")
+
+
+async def select(pilot, tab: RetentionTab, view: str, predicate) -> dict:
+    await wait_for(pilot, lambda: any(predicate(r) for r in tab.rows[view].values()), what=f"a row in {view}")
+    key = next(k for k, r in tab.rows[view].items() if predicate(r))
+    table = tab.query_one(f"#retention-{view}", DataTable)
+    table.move_cursor(row=table.get_row_index(key))
+    await wait_for(pilot, lambda: tab.selected(view) is tab.rows[view][key], what="row selected")
+    return tab.rows[view][key]
+
+
+async def settle(pilot) -> None:
+    await wait_for(pilot, lambda: not [w for w in pilot.app.workers
+                                       if w.is_running and w.name != "watch_daemon"], what="reloads finished")
+
+
+def note(tab: RetentionTab) -> str:
+    return str(tab.query_one("#retention-note", Static).render())
+
+
+def test_manager_files_a_request_and_may_not_approve(retention_daemon):
+    token = token_for(retention_daemon, "manager1")
+    drive(lambda: _manager(retention_daemon, token))
+    mine = [r for r in retention_daemon.call("erasure.list") if r["requested_by"] == "user:manager1"]
+    assert [r["client_id"] for r in mine] == [retention_daemon.seeded["clients"][3]]
+
+
+async def _manager(daemon, token):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await open_tab(pilot)
+        summary = str(tab.query_one("#retention-summary", Static).render())
+        assert "3 active policies" in summary and "1 legal hold(s) in force" in summary
+        await show_view(pilot, tab, "requests")
+        await select(pilot, tab, "requests", lambda r: r["requested_by"] == "user:demo-manager")
+        assert app.screen.active_bindings["a"].enabled is False
+        assert "a: user:manager1 lacks erasure:approve" in note(tab)
+        await pilot.press("a")
+        assert isinstance(app.screen, MainScreen)    # no dialog
+        assert app.screen.active_bindings["p"].enabled is False    # holds need retention:manage
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), what="request form")
+        await pilot.press(*daemon.seeded["clients"][3], "enter", *"written request ref 31", "enter")
+        mine = await select(pilot, tab, "requests", lambda r: r["requested_by"] == "user:manager1")
+        assert mine["status"] == "pending"
+        await settle(pilot)
+
+
+def test_owner_approves_only_anothers_request_after_typing_erase(retention_daemon):
+    d = retention_daemon
+    token = token_for(d, "owner1", d.seeded["owner_totp"])
+    own = d.call("erasure.request", {"client_id": d.seeded["clients"][4], "reason": "ref 5"}, token=token)
+    drive(lambda: _owner(d, token, own["id"]))
+    statuses = {r["id"]: r["status"] for r in d.call("erasure.list", {"include_closed": True})}
+    assert statuses == {d.seeded["request"]: "executed", own["id"]: "pending"}
+    holds = d.call("holds.list", {"include_released": True})
+    assert {(h["scope"], h["active"]) for h in holds} == {("client", False), ("practice", True)}
+
+
+async def _owner(daemon, token, own_id):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await open_tab(pilot)
+        await show_view(pilot, tab, "requests")
+        await select(pilot, tab, "requests", lambda r: r["id"] == own_id)
+        assert app.screen.active_bindings["a"].enabled is False
+        assert app.screen.active_bindings["j"].enabled is False
+        assert "you filed this request" in note(tab) and "four-eyes" in note(tab)
+
+        request = await select(pilot, tab, "requests", lambda r: r["id"] == daemon.seeded["request"])
+        await wait_for(pilot, lambda: app.screen.active_bindings["a"].enabled, what="approve enabled")
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, TypedConfirmScreen), what="typed confirmation")
+        consequence = str(app.screen.query_one("#consequence", Static).render())
+        assert request["client_id"] in consequence and "cannot be recovered" in consequence
+        assert "old" in consequence and "backup" in consequence
+        assert app.screen.query_one("#yes", Button).disabled
+        await pilot.press(*"ERAS", "enter")
+        assert isinstance(app.screen, TypedConfirmScreen)     # not yet the word
+        await pilot.press("E", "enter")
+        await wait_for(pilot, lambda: (tab.rows["requests"].get(request["id"]) or {}).get("status") == "executed",
+                       what="request executed")
+
+        await show_view(pilot, tab, "holds")
+        await select(pilot, tab, "holds", lambda h: h["active"])
+        await wait_for(pilot, lambda: app.screen.active_bindings["x"].enabled, what="release enabled")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="release confirmation")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not any(h["active"] for h in tab.rows["holds"].values()), what="released")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), what="hold form")
+        await pilot.press("enter", *"Regulator inquiry 7", "enter")
+        await wait_for(pilot, lambda: any(h["active"] and h["scope"] == "practice" for h in tab.rows["holds"].values()),
+                       what="practice hold listed")
+        keys = await in_thread(daemon.call, "erasure.list", {"include_closed": True})
+        assert any(r["status"] == "executed" for r in keys)
+        await settle(pilot)
