@@ -21,8 +21,8 @@ from sqlalchemy import Engine, func, select
 
 from strongroom.core.config import Settings
 from strongroom.core.db.models import (
-    Backup, Client, DataKey, Export, IntegrityCheck, JobRun, JobStatus, KeyState, Role, SyncConflict,
-    SyncPeer, User,
+    Backup, Client, DataKey, ErasureRequest, Export, IntegrityCheck, JobRun, JobStatus, KeyState,
+    RetentionPolicy, Role, SyncConflict, SyncPeer, User,
 )
 from strongroom.core.db.types import utcnow
 
@@ -157,7 +157,27 @@ def _audit(settings: Settings, conn, now: datetime) -> list[Check]:
         Check("audit", "no failed integrity run in the last 7 days", integrity_failed == 0,
               {"failed_integrity_runs": integrity_failed}, "164.312(c)(1) integrity",
               "read the failed run's evidence (`strongroom jobs list --kind integrity`)"),
+        _retention(settings, conn, now),
     ]
+
+
+def _retention(settings: Settings, conn, now: datetime) -> Check:
+    """The source's "automated retention policy enforcement": active policies, a
+    schedule that applies them, and no erasure request left undecided past its window."""
+    policies, requests, job_runs = RetentionPolicy.__table__, ErasureRequest.__table__, JobRun.__table__
+    active = conn.execute(select(func.count()).select_from(policies)
+                          .where(policies.c.active.is_(True))).scalar_one()
+    overdue = conn.execute(select(func.count()).select_from(requests).where(
+        requests.c.status == "pending", requests.c.expires_at < now)).scalar_one()
+    last = conn.execute(select(func.max(job_runs.c.finished_at)).where(
+        job_runs.c.job_kind == "retention", job_runs.c.status == JobStatus.SUCCEEDED)).scalar()
+    return Check("audit", "records retention policies are enforced on a schedule",
+                 active > 0 and "retention" in settings.schedules and overdue == 0,
+                 {"active_policies": active, "schedule": settings.schedules.get("retention"),
+                  "last_success": last.isoformat() if last else None, "erasure_requests_overdue": overdue},
+                 "164.316(b)(2)(i) documentation time limit; 164.310(d)(2)(i) disposal",
+                 "set policies (`strongroom retention policies --table T --archive-after N --delete-after M`), "
+                 "schedule the job ([schedules] retention = \"0 4 * * *\") and decide pending erasure requests")
 
 
 def report(settings: Settings, engine: Engine, now: datetime | None = None) -> Report:

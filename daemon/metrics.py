@@ -19,7 +19,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select
 
 from strongroom.core import compliance
-from strongroom.core.db.models import Backup, BackupConfiguration, IntegrityCheck, SecurityEvent, SyncConflict, User
+from strongroom.core.db.models import (Backup, BackupConfiguration, ErasureRequest, IntegrityCheck, LegalHold,
+                                       SecurityEvent, SyncConflict, User)
 from strongroom.core.db.types import utcnow
 from strongroom.core.jobs import runs
 
@@ -68,6 +69,10 @@ class DatabaseCollector:
                                     .where(events.c.event_type == "login_failed")).scalar_one()
             open_conflicts = conn.execute(select(func.count()).select_from(conflicts)
                                           .where(conflicts.c.status == "open")).scalar_one()
+            holds = conn.execute(select(func.count()).select_from(LegalHold.__table__)
+                                 .where(LegalHold.__table__.c.released_at.is_(None))).scalar_one()
+            erasures = conn.execute(select(func.count()).select_from(ErasureRequest.__table__)
+                                    .where(ErasureRequest.__table__.c.status == "pending")).scalar_one()
             chain = conn.execute(select(checks.c.status).where(checks.c.check_type == "audit_chain")
                                  .order_by(checks.c.started_at.desc()).limit(1)).scalar()
             backups = Backup.__table__
@@ -90,6 +95,10 @@ class DatabaseCollector:
             GaugeMetricFamily("strongroom_accounts_locked", "Accounts currently locked", value=locked),
             CounterMetricFamily("strongroom_login_failures", "Failed logins recorded as security events", value=failures),
             GaugeMetricFamily("strongroom_sync_conflicts_open", "Sync conflicts waiting for a person", value=open_conflicts),
+            GaugeMetricFamily("strongroom_legal_holds_active", "Legal holds in force (retention and erasure blocked)",
+                              value=holds),
+            GaugeMetricFamily("strongroom_erasure_requests_pending", "Erasure requests waiting for a second person",
+                              value=erasures),
         ]
         if chain is not None:
             fams.append(GaugeMetricFamily("strongroom_audit_chain_ok",
@@ -146,6 +155,8 @@ class Metrics:
                                 ["code"], registry=r)
         self.export_rows = Counter("strongroom_export_rows", "Rows written by exports that succeeded, by format",
                                    ["format"], registry=r)
+        self.retention_rows = Counter("strongroom_retention_rows", "Clinical rows records retention archived or "
+                                      "deleted, by table", ["table", "action"], registry=r)
         self.audit_chain_ok = None
         self.set_backup_max_ages(backup_max_ages)
         r.register(DatabaseCollector(engine, settings_of))
@@ -173,6 +184,10 @@ class Metrics:
             self._set_success(run.job_kind, run.finished_at)
         if run.job_kind == "export" and run.status == "succeeded" and run.result:
             self.export_rows.labels(run.result.get("format", "unknown")).inc(run.result.get("row_count") or 0)
+        if run.job_kind == "retention" and run.status == "succeeded" and run.result and not run.result.get("dry_run"):
+            for table, counts in (run.result.get("tables") or {}).items():
+                for action in ("archived", "deleted"):
+                    self.retention_rows.labels(table, action).inc(counts.get(action) or 0)
 
     def serve(self, listen: str, port: int) -> int:
         """Start the HTTP endpoint; returns the bound port (useful with port 0)."""

@@ -86,3 +86,18 @@ def test_stale_sync_conflict_costs_sync_points(ctx: Context):
     report = compliance.report(ctx.settings, ctx.engine)
     assert report.areas["sync"]["points"] == 0
     assert report.as_dict()["checks"][0]["area"] == "encryption"
+
+
+def test_records_retention_counts_once_policies_are_scheduled(ctx: Context):
+    from strongroom.core.retention import policies
+
+    name = "records retention policies are enforced on a schedule"
+    check = _by_name(compliance.report(ctx.settings, ctx.engine))[name]
+    assert not check.passed and check.evidence["active_policies"] == 0 and "[schedules] retention" in check.remediation
+    with transaction(ctx.engine) as conn:
+        policies.set_policy(conn, table_name="therapy_sessions", archive_after_days=540, delete_after_days=2190,
+                            actor="test")
+    assert not _by_name(compliance.report(ctx.settings, ctx.engine))[name].passed   # not scheduled yet
+    settings = ctx.settings.model_copy(update={"schedules": {"retention": "0 4 * * *"}})
+    check = _by_name(compliance.report(settings, ctx.engine))[name]
+    assert check.passed and check.evidence["active_policies"] == 1 and check.safeguard.startswith("164.316")

@@ -19,6 +19,7 @@ from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
 from strongroom.core.repository.sessions import insert_sessions
 from tests.daemon.conftest import PASSWORD, make_data_dir, running_daemon
+from tests.daemon.test_lifecycle import _scrape
 from tests.daemon.test_sync_commands import error_of, login
 
 
@@ -155,5 +156,9 @@ def test_the_retention_job_runs_through_job_run_and_takes_no_clock_from_its_call
     run = _finished(d, d.call("job.run", {"kind": "retention"}))
     assert run["status"] == "succeeded", run["error"]
     assert set(run["result"]["tables"]) == {"clients", "therapy_sessions", "client_files"}
+    archived = run["result"]["tables"]["therapy_sessions"]["archived"]
+    metrics = _scrape(d)
+    assert "strongroom_legal_holds_active 1.0" in metrics and "strongroom_erasure_requests_pending 1.0" in metrics
+    assert f'strongroom_retention_rows_total{{action="archived",table="therapy_sessions"}} {float(archived)}' in metrics
     token = login(d, "auditor1")
     assert error_of(d, "job.run", {"kind": "retention"}, token).code == "forbidden"
