@@ -14,7 +14,7 @@ from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import when
 from strongroom.console.screens.workers import tab_work
-from strongroom.console.widgets.job_progress import JobProgress
+from strongroom.console.widgets.job_progress import show_run
 from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
@@ -28,7 +28,6 @@ KIND = "export"
 # Fits 78 columns; where the files are, and any error, show under the table.
 COLUMNS = (("Created", "created", 19), ("Status", "status", 9), ("Format", "format", 6), ("Rows", "rows", 7),
            ("Requested by", "by", 24))
-FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 PAGE = 100
 
 
@@ -308,18 +307,6 @@ class ExportsTab(Vertical):
         """A `job.<id>` event: progress for an export run; reload the history when it ends."""
         if data.get("kind") != KIND or not data.get("run_id"):
             return
-        box = self.query_one("#exports-running", Vertical)
-        found = box.query(f"#run-{data['run_id']}")
-        if found:
-            row = found.first(JobProgress)
-            if row.status in FINAL:
-                return
-        else:
-            for old in list(box.query(JobProgress)):
-                old.remove()
-            row = JobProgress(data["run_id"], KIND)
-            box.mount(row)
-        row.show(data.get("status", "running"), data.get("done"), data.get("total"),
-                 data.get("error") or data.get("message"))
-        if data.get("status") in FINAL and self.identity is not None and self.shown:
+        finished = show_run(self.query_one("#exports-running", Vertical), data, KIND)
+        if finished and self.identity is not None and self.shown:
             self.load()

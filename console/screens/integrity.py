@@ -10,7 +10,7 @@ from strongroom.console.client import ClientError
 from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import duration, when
-from strongroom.console.widgets.job_progress import JobProgress
+from strongroom.console.widgets.job_progress import show_run
 from strongroom.console.widgets.tables import add_columns
 from strongroom.console.screens.workers import tab_work
 from textual import on
@@ -21,7 +21,6 @@ from textual.widgets import DataTable, Static
 
 KIND = "integrity"
 COLUMNS = (("Check", "check", 28), ("Result", "status", 7), ("Expected", "expected", 18), ("Actual", "actual", 18))
-FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 MARK = {"succeeded": "✓", "failed": "✗", "interrupted": "!", "cancelled": "-"}
 
 
@@ -175,18 +174,5 @@ class IntegrityTab(Vertical):
         """A `job.<id>` event: progress for an integrity run; reload when one ends."""
         if data.get("kind") != KIND or not data.get("run_id"):
             return
-        box = self.query_one("#integrity-running", Vertical)
-        found = box.query(f"#run-{data['run_id']}")
-        if found:
-            row = found.first(JobProgress)
-            if row.status in FINAL:
-                return
-        else:
-            for old in list(box.query(JobProgress)):
-                old.remove()
-            row = JobProgress(data["run_id"], KIND)
-            box.mount(row)
-        row.show(data.get("status", "running"), data.get("done"), data.get("total"),
-                 data.get("error") or data.get("message"))
-        if data.get("status") in FINAL and self.identity is not None:
+        if show_run(self.query_one("#integrity-running", Vertical), data, KIND) and self.identity is not None:
             self.load()

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
+
+FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 
 
 class JobProgress(Horizontal):
@@ -43,3 +46,22 @@ class JobProgress(Horizontal):
         elif self.status == "succeeded":
             bar.update(total=1, progress=1)
         self.query_one(".message", Label).update(f"{self.status} {message or ''}".strip())
+
+
+def show_run(box: Widget, data: dict, kind: str) -> bool:
+    """Apply a `job.<id>` event to `box`, a tab's one-run progress area (a new run takes
+    the place of the last; a finished run is never un-finished). True when this event
+    finished the run, so the tab can reload what the run changed."""
+    found = box.query(f"#run-{data['run_id']}")
+    if found:
+        row = found.first(JobProgress)
+        if row.status in FINAL:
+            return False
+    else:
+        for old in list(box.query(JobProgress)):
+            old.remove()
+        row = JobProgress(data["run_id"], kind)
+        box.mount(row)
+    row.show(data.get("status", "running"), data.get("done"), data.get("total"),
+             data.get("error") or data.get("message"))
+    return data.get("status") in FINAL
