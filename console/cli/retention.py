@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Callable
 
 import click
 
@@ -100,6 +101,19 @@ def run_cmd(state: CliState, wait: bool, socket_path, as_json: bool) -> None:
     start_job(state, socket_path, "retention", {}, wait=wait, as_json=as_json)
 
 
+def _listing(state: CliState, socket_path, as_json: bool, cmd: str, args: dict, line: Callable[[dict], str],
+             empty: str) -> None:
+    """A list command: the daemon's rows as JSON, or one line each (`empty` for none)."""
+    rows = run_remote(state, socket_path, lambda c: c.call(cmd, args))
+
+    def human(items: list[dict]) -> None:
+        if not items:
+            click.echo(empty)
+        for item in items:
+            click.echo(line(item))
+    emit(as_json, rows, human)
+
+
 # --- legal holds -----------------------------------------------------------------------
 
 @click.group(name="hold")
@@ -123,14 +137,8 @@ def _hold_line(h: dict) -> str:
 @pass_state
 def hold_list_cmd(state: CliState, include_released: bool, socket_path, as_json: bool) -> None:
     """Legal holds, newest first (in force only, unless --all)."""
-    rows = run_remote(state, socket_path, lambda c: c.call("holds.list", {"include_released": include_released}))
-
-    def human(items: list[dict]) -> None:
-        if not items:
-            click.echo("no legal holds" if include_released else "no legal holds in force")
-        for h in items:
-            click.echo(_hold_line(h))
-    emit(as_json, rows, human)
+    _listing(state, socket_path, as_json, "holds.list", {"include_released": include_released}, _hold_line,
+             "no legal holds" if include_released else "no legal holds in force")
 
 
 @hold_group.command(name="place")
@@ -186,14 +194,8 @@ def _request_line(r: dict) -> str:
 @pass_state
 def erasure_list_cmd(state: CliState, include_closed: bool, socket_path, as_json: bool) -> None:
     """Erasure requests, newest first (pending ones unless --all)."""
-    rows = run_remote(state, socket_path, lambda c: c.call("erasure.list", {"include_closed": include_closed}))
-
-    def human(items: list[dict]) -> None:
-        if not items:
-            click.echo("no erasure requests" if include_closed else "no pending erasure requests")
-        for r in items:
-            click.echo(_request_line(r))
-    emit(as_json, rows, human)
+    _listing(state, socket_path, as_json, "erasure.list", {"include_closed": include_closed}, _request_line,
+             "no erasure requests" if include_closed else "no pending erasure requests")
 
 
 @erasure_group.command(name="request")

@@ -97,6 +97,15 @@ def _ledger_join(table_name: str, table):
     return and_(_ledger.c.table_name == table_name, _ledger.c.row_id == table.c.id)
 
 
+def _keyset(query, table, after: uuid.UUID | None, ids: list[uuid.UUID] | None):
+    """One keyset page from `after` (or only the rows `ids`, to re-check a batch)."""
+    if after is not None:
+        query = query.where(table.c.id > after)
+    if ids is not None:
+        query = query.where(table.c.id.in_(ids))
+    return query
+
+
 def _row_page(conn: Connection, policy: Policy, action: str, until: datetime, *,
               after: uuid.UUID | None, ids: list[uuid.UUID] | None, size: int) -> tuple[list[Due], uuid.UUID | None]:
     """Sessions or files: the filter is all SQL, so a page holds due rows only."""
@@ -112,11 +121,7 @@ def _row_page(conn: Connection, policy: Policy, action: str, until: datetime, *,
         query = query.where(_ledger.c.id.is_not(None), _ledger.c.deleted_at.is_(None),
                             reference <= until - _days(policy.delete_after_days),
                             _ledger.c.archived_at <= until - _gap(policy))
-    if after is not None:
-        query = query.where(table.c.id > after)
-    if ids is not None:
-        query = query.where(table.c.id.in_(ids))
-    rows = conn.execute(query).all()
+    rows = conn.execute(_keyset(query, table, after, ids)).all()
     dues = []
     for row in rows:
         if action == ARCHIVE:
@@ -159,11 +164,7 @@ def _client_page(conn: Connection, policy: Policy, action: str, until: datetime,
         query = query.where(_ledger.c.id.is_(None))
     else:
         query = query.where(_ledger.c.id.is_not(None), _ledger.c.deleted_at.is_(None))
-    if after is not None:
-        query = query.where(_clients.c.id > after)
-    if ids is not None:
-        query = query.where(_clients.c.id.in_(ids))
-    rows = conn.execute(query).all()
+    rows = conn.execute(_keyset(query, _clients, after, ids)).all()
     dues = []
     for row in rows:
         due, reason = _client_due(policy, action, row)
