@@ -115,18 +115,52 @@ def pg_session_sql() -> str:
     return "; ".join(f"SET {name} = '{value}'" for name, value in PG_SESSION_SETTINGS)
 
 
-def copy_out_sql(table: Table, *, after: tuple[str, int] | None = None) -> str:
+def copy_out_sql(table: Table, *, after: tuple[str, int] | None = None,
+                 key_range: tuple[str | None, str | None] | None = None) -> str:
     """`COPY (SELECT <cols> FROM t ORDER BY <pk>) TO STDOUT` in the canonical column order.
 
     Text keys sort with COLLATE "C" (bytewise, as SQLite's BINARY does), so both engines
     emit rows in the same order whatever the database's collation. `after=(column, n)`
     keeps only rows whose integer `column` exceeds n (incremental snapshots).
+    `key_range=(low, high)` keeps low <= key < high (either end open when None), for a
+    single-column uuid or integer key; the bounds are key texts as COPY writes them.
     """
     cols = ", ".join(_quote(c.name) for c in columns(table))
     order = ", ".join(_quote(c.name) + (' COLLATE "C"' if _kind(c) in ("text", "enum") else "")
                       for c in table.primary_key.columns)
-    where = f" WHERE {_quote(after[0])} > {int(after[1])}" if after else ""
+    conditions = [f"{_quote(after[0])} > {int(after[1])}"] if after else []
+    if key_range is not None:
+        key = range_key(table)
+        if key is None:
+            raise ValueError(f"{table.name}: key ranges need a single uuid or integer key column")
+        for op, bound in ((">=", key_range[0]), ("<", key_range[1])):
+            if bound is not None:
+                conditions.append(f"{_quote(key.name)} {op} {_key_literal(key, bound)}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     return f"COPY (SELECT {cols} FROM {_quote(table.name)}{where} ORDER BY {order}) TO STDOUT"
+
+
+def range_key(table: Table) -> Column | None:
+    """The table's key column when rows can be selected by key range: a single uuid or
+    integer column (the kinds whose literal can be checked exactly)."""
+    keys = list(table.primary_key.columns)
+    if len(keys) != 1 or _kind(keys[0]) not in ("uuid", "int"):
+        return None
+    return keys[0]
+
+
+def first_key(table: Table, segment: bytes) -> str:
+    """The key text of a segment's first row (segments start at a row start)."""
+    key = range_key(table)
+    position = [c.name for c in columns(table)].index(key.name)
+    line = segment[:segment.index(b"\n")]
+    return line.split(b"\t")[position].decode("ascii")
+
+
+def _key_literal(key: Column, text: str) -> str:
+    if _kind(key) == "uuid":
+        return f"'{uuid.UUID(text)}'::uuid"
+    return str(int(text))
 
 
 def copy_in_sql(table: Table) -> str:

@@ -378,11 +378,16 @@ class Repository:
 
     def address_of(self, plain: bytes) -> str:
         """The chunk's content address: HMAC-SHA256(address key, plaintext), hex."""
-        # An HMAC object, not hmac.digest(): its update() releases the GIL on large
-        # inputs (3.11's one-shot digest does not), so backup threads hash in parallel.
-        mac = hmac.new(self._address_key, digestmod=hashlib.sha256)
+        mac = self.address_hasher()
         mac.update(plain)
         return mac.hexdigest()
+
+    def address_hasher(self) -> hmac.HMAC:
+        """An empty address hash, to feed a chunk's plaintext piece by piece.
+
+        An HMAC object, not hmac.digest(): its update() releases the GIL on large inputs
+        (3.11's one-shot digest does not), so threads hash in parallel."""
+        return hmac.new(self._address_key, digestmod=hashlib.sha256)
 
     def _compressor(self) -> zstandard.ZstdCompressor:
         compressor = getattr(self._local, "compressor", None)

@@ -297,19 +297,36 @@ class _Plan:
 
     def base_units(self, workers: int) -> list[tuple[str, int, int]]:
         """(table, part, parts) for every base load, largest first. A table is cut into
-        `workers` parts only when the proof at the end hashes its whole content (no later
-        link touches it and it is whole-copied) and it has two chunks a part at least."""
+        `workers` parts only when its base is its final content (no later link touches
+        it and it is whole-copied), its key can select a part's rows by range (so each
+        part is proven on its own, `_prove_part`), and it has two chunks a part at least."""
         units = []
         for name in self.tables():
             steps = self.steps[name]
             entry = steps[0][2]
             final = next((e for e in self.manifest.tables if e.name == name), None)
             split = (len(steps) == 1 and final is entry and entry.mode == "full"
-                     and len(entry.chunks) >= 2 * workers)
+                     and len(entry.chunks) >= 2 * workers
+                     and copytext.range_key(self.by_name[name]) is not None)
             parts = workers if split else 1
             size = sum(c.size for c in entry.chunks) / parts
             units += [(size, name, part, parts) for part in range(parts)]
         return [(name, part, parts) for _, name, part, parts in sorted(units, key=lambda u: -u[0])]
+
+    def part_chunks(self, name: str, part: int, parts: int) -> list:
+        """Part `part` of `parts` of the table's base chunks: contiguous runs (segments
+        end at row ends, so each run is whole rows, and rows are in key order)."""
+        chunks = self.steps[name][0][2].chunks
+        return chunks[part * len(chunks) // parts:(part + 1) * len(chunks) // parts]
+
+    def key_range(self, name: str, part: int, parts: int) -> tuple[str | None, str | None]:
+        """The keys part `part` holds: from its first row's key up to (not including) the
+        next part's first row's key, open at either end of the table."""
+        def first_key_of(chunk_part: int) -> str:
+            ref = self.part_chunks(name, chunk_part, parts)[0]
+            return copytext.first_key(self.by_name[name], self.repo.load_chunk(ref, recheck_address=False))
+        return (first_key_of(part) if part > 0 else None,
+                first_key_of(part + 1) if part + 1 < parts else None)
 
     def loaded(self, rows: int, name: str) -> None:
         with self._lock:
@@ -327,16 +344,16 @@ def _load_base(conn: Connection, plan: _Plan, name: str, part: int, parts: int,
                pool: ThreadPoolExecutor) -> None:
     """Part `part` of `parts` of the table's base entry (its chunks cut into contiguous
     runs; segments end at row ends, so each run is whole rows). The base's SHA-256 is
-    checked while loading when it loads whole; a base loaded in parts is proven by the
-    table's proof instead (`base_units` splits only tables that get one), and every
-    chunk is authenticated on its own (AES-GCM, keyed address) either way."""
+    checked while loading when it loads whole; a part is proven by reading it back
+    (`_prove_part`), and every chunk is authenticated on its own (AES-GCM, bound to its
+    keyed address) either way."""
     _, link, entry = plan.steps[name][0]
     table = plan.by_name[name]
     cols = copytext.columns(table)
     if copytext.column_names(cols) != entry.columns:
         raise IntegrityError(f"snapshot table {entry.name}: columns differ from this schema")
     start, end = (part * len(entry.chunks) // parts, (part + 1) * len(entry.chunks) // parts)
-    refs = entry.chunks[start:end]
+    refs = plan.part_chunks(name, part, parts)
     digest = hashlib.sha256()
 
     def chunks():
@@ -389,13 +406,19 @@ def _apply_links(conn: Connection, plan: _Plan, name: str, pool: ThreadPoolExecu
         plan.loaded(entry.row_count, entry.name)
 
 
-def _prove_table(conn: Connection, plan: _Plan, name: str) -> None:
+def _prove_table(conn: Connection, plan: _Plan, name: str, proven_rows: int | None = None) -> None:
     """The restored table re-encodes to the snapshot's bytes (whole-copied tables) and
-    holds the row count the snapshot recorded."""
+    holds the row count the snapshot recorded. `proven_rows`: the table was loaded and
+    proven in parts (`_prove_part`), which read back this many rows."""
     entry = next((e for e in plan.manifest.tables if e.name == name), None)
     if entry is None:
         return
     table = plan.by_name[name]
+    if proven_rows is not None:
+        if proven_rows != entry.row_count or (entry.live_rows is not None and proven_rows != entry.live_rows):
+            raise IntegrityError(f"restored table {entry.name} has {proven_rows} rows, the snapshot "
+                                 f"recorded {entry.row_count}")
+        return
     if entry.mode == "full":
         sha, rows = _reencoded_sha(conn, table)
         if rows != entry.row_count or sha != entry.sha256:
@@ -407,6 +430,52 @@ def _prove_table(conn: Connection, plan: _Plan, name: str) -> None:
         if rows != entry.live_rows:
             raise IntegrityError(f"restored table {entry.name} has {rows} rows, the snapshot "
                                  f"recorded {entry.live_rows}")
+
+
+def _prove_part(conn: Connection, plan: _Plan, name: str, part: int, parts: int) -> int:
+    """Part of a table loaded in parts, read back in key order, must cut into exactly its
+    chunks: each run of bytes the size of a chunk hashing to that chunk's sealed address
+    (the manifest, HMAC'd, lists them in order), nothing left over. The parts' key ranges
+    cover every key, so together they prove the whole table, and each part is proven on
+    its own connection as soon as it is loaded. Returns the rows read back."""
+    table = plan.by_name[name]
+    refs = plan.part_chunks(name, part, parts)
+    sql = copytext.copy_out_sql(table, key_range=plan.key_range(name, part, parts))
+    position, need, mac = 0, refs[0].size, plan.repo.address_hasher()
+    buf, rows = bytearray(), 0
+
+    def mismatch(why: str) -> IntegrityError:
+        return IntegrityError(f"restored table {name} differs from the snapshot in part {part + 1} of "
+                              f"{parts}, chunk {position + 1} of {len(refs)}: {why}")
+
+    def consume() -> None:
+        nonlocal position, need, mac
+        while buf:
+            if position == len(refs):
+                raise mismatch("rows past the snapshot's last chunk")
+            take = min(len(buf), need)
+            with memoryview(buf) as view:
+                mac.update(view[:take])
+            del buf[:take]
+            need -= take
+            if need == 0:
+                if mac.hexdigest() != refs[position].address:
+                    raise mismatch("its rows do not hash to the chunk's address")
+                position += 1
+                need = refs[position].size if position < len(refs) else 0
+                mac = plan.repo.address_hasher()
+
+    raw = conn.connection.driver_connection
+    with raw.cursor().copy(sql) as copy:
+        for block in copy:              # one row per CopyData message (protocol docs)
+            buf += block
+            rows += 1
+            if len(buf) >= 1 << 20:
+                consume()
+    consume()
+    if position != len(refs):
+        raise mismatch("rows missing")
+    return rows
 
 
 def _prove_chain(engine: Engine, plan: _Plan) -> audit.VerifyResult:
@@ -462,9 +531,10 @@ def _restore_staged(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyRes
 
     Spread over WORKERS connections, largest work first: every table's base, a big table
     cut into parts loaded side by side (one table usually holds most of the data, and
-    one connection per table would leave the other idle); as soon as a table's last
-    part is in, the same thread applies the chain's later links to it, proves it, and
-    for the audit log verifies the chain, while the other connection goes on loading.
+    one connection per table would leave the other idle), each part read back and proven
+    as soon as it is in; as soon as a table is complete, the same thread applies the
+    chain's later links to it, proves it, and for the audit log verifies the chain,
+    while the other connection goes on loading.
     A table's foreign keys are proven as soon as it and every table it refers to are
     complete, on the thread that completed the last of them."""
     with staging.Stage(engine) as stage:
@@ -478,25 +548,32 @@ def _restore_staged(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyRes
         unloaded = Counter(name for name, _, _ in units)
         counting = threading.Lock()
 
+        proven_rows: Counter = Counter()
+
         def load(name: str, part: int, parts: int) -> None:
             with transaction(stage.engine) as conn:
                 _begin_load(conn)
                 _load_base(conn, plan, name, part, parts, pool)
+            if parts > 1:             # proven at once, while the other parts still load
+                with transaction(stage.engine) as conn:
+                    _begin_load(conn)
+                    rows = _prove_part(conn, plan, name, part, parts)
             with counting:
+                if parts > 1:
+                    proven_rows[name] += rows
                 unloaded[name] -= 1
                 complete = unloaded[name] == 0
             if complete:
-                finish(name)      # at once, in this thread: the largest table's proof
-                                  # starts while the other connection is still loading
+                finish(name, proven_rows[name] if parts > 1 else None)
 
         complete: set[str] = set()
         unchecked = set(plan.tables())
 
-        def finish(name: str) -> None:
+        def finish(name: str, rows_in_parts: int | None = None) -> None:
             with transaction(stage.engine) as conn:
                 _begin_load(conn)
                 _apply_links(conn, plan, name, pool)
-                _prove_table(conn, plan, name)
+                _prove_table(conn, plan, name, rows_in_parts)
             if name == AuditLog.__tablename__:
                 chain_check.append(_prove_chain(stage.engine, plan))
             with counting:

@@ -266,3 +266,28 @@ def test_encode_errors_name_row_and_column_never_the_value():
     with pytest.raises(IntegrityError, match=r"^users: row 2, column totp_secret_enc: ") as err:
         ct.encode_rows(cols, [good, bad])
     assert SECRET not in str(err.value) and err.value.__suppress_context__
+
+
+def test_key_ranges_select_a_part_of_a_uuid_or_integer_keyed_table():
+    from strongroom.core.db.models import AuditLog, ChangeCounter
+    low, high = uuid.UUID(int=5), uuid.UUID(int=9)
+    sql = ct.copy_out_sql(SESSIONS, key_range=(str(low), str(high)))
+    assert f"WHERE \"id\" >= '{low}'::uuid AND \"id\" < '{high}'::uuid ORDER BY \"id\"" in sql
+    assert "WHERE \"id\" < 12 ORDER BY" in ct.copy_out_sql(AuditLog.__table__, key_range=(None, "12"))
+    assert ct.range_key(ChangeCounter.__table__) is None          # a text key: no ranges
+    with pytest.raises(ValueError, match="change_counter: key ranges need"):
+        ct.copy_out_sql(ChangeCounter.__table__, key_range=("a", None))
+
+
+def test_a_bound_that_is_not_a_key_is_refused_not_spliced_into_sql():
+    with pytest.raises(ValueError):
+        ct.copy_out_sql(SESSIONS, key_range=("x'; DROP TABLE clients; --", None))
+    with pytest.raises(ValueError):
+        ct.copy_out_sql(Base.metadata.tables["audit_logs"], key_range=("1 OR 1=1", None))
+
+
+def test_first_key_reads_the_key_of_a_segments_first_row():
+    cols = ct.columns(USERS)
+    ids = [uuid.UUID(int=7), uuid.UUID(int=8)]
+    rows = [[ids[n] if c.name == "id" else None for c in cols] for n in range(2)]
+    assert ct.first_key(USERS, ct.encode_rows(cols, rows)) == str(ids[0])

@@ -194,6 +194,18 @@ def test_a_table_of_many_chunks_loads_in_parts_and_is_proven_whole(ctx, tmp_path
     assert _schemas(scratch_db) == {"public"}
     assert _count(scratch_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
 
+    # A row that differs from what was loaded fails its part's proof, naming the chunk.
+    def tampered(conn, plan, name, part, parts, pool):
+        real(conn, plan, name, part, parts, pool)
+        if (name, part) == ("clients", 1):
+            conn.execute(text("UPDATE clients SET updated_at = updated_at + interval '1 second' "
+                              "WHERE id = (SELECT id FROM clients ORDER BY id DESC LIMIT 1)"))
+    monkeypatch.setattr(restore, "_load_base", tampered)
+    with pytest.raises(IntegrityError, match=r"clients differs from the snapshot in part 2 of 2, "
+                                             r"chunk (\d+) of \1: its rows do not hash"):
+        restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    assert _count(scratch_db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+
 
 def test_a_second_restore_into_the_same_database_is_refused_while_one_runs(snapshot, scratch_db):
     from strongroom.core.db.staging import RESTORE_LOCK_KEY
