@@ -372,3 +372,41 @@ def test_a_client_with_an_expiry_date_in_the_future_is_not_touched(ctx, practice
     assert _archived(ctx, client) is not None   # inactive for longer than a day: archived
     _apply(ctx, NOW + 100 * DAY)
     assert _row(ctx, _clients, client)["deleted_at"] is None
+
+
+def test_an_incremental_backup_carries_archives_tombstones_and_the_shredding(ctx, practice, tmp_path):
+    from strongroom.core.backup.repository import open_repository
+    from strongroom.core.db.engine import make_engine
+    from strongroom.core.jobs import backup, restore
+    from strongroom.core.storage import open_target
+    from tests.core.jobs.test_backup_restore import _settings_with_target
+
+    _settings_with_target(ctx, tmp_path)
+    kept, erased = _client(ctx, practice, "Ashford"), _client(ctx, practice, "Brightwater")
+    old = _session(ctx, kept, NOW - 100 * DAY)
+    _policy(ctx, "therapy_sessions", 30, 30)
+    _apply(ctx, NOW)
+    backup.run(ctx, {"full": "true"}, lambda *a: None)
+    _apply(ctx, NOW + DAY)                        # the archived session is deleted now
+    request = _request(ctx, erased)
+    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+    tip = backup.run(ctx, {}, lambda *a: None)
+    repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
+    assert repo.read_manifest(uuid.UUID(tip["snapshot_id"])).kind == "incremental"
+
+    url = f"sqlite:///{tmp_path / 'restored.db'}"
+    restore.restore(repo, uuid.UUID(tip["snapshot_id"]), url)
+    target = make_engine(url)
+    try:
+        with target.connect() as conn:
+            session = conn.execute(select(_sessions).where(_sessions.c.id == old)).mappings().one()
+            ledger = conn.execute(select(_ledger.c.row_id, _ledger.c.deleted_at)).all()
+            key = conn.execute(select(_keys).where(_keys.c.client_id == erased)).mappings().one()
+        assert session["deleted_at"] is not None and session["notes_enc"] is None
+        assert ledger == [(old, NOW + DAY)]
+        assert key["state"] == KeyState.DESTROYED and key["wrapped_key"] is None
+        with pytest.raises(KeyUnavailableError, match="crypto-shredded"):
+            with transaction(target) as conn:
+                clients_repo.get_client(conn, ctx.keyring, CLINICIAN, erased, include_deleted=True)
+    finally:
+        target.dispose()
