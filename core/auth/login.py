@@ -10,6 +10,9 @@ Order of checks, and why:
 3. A locked account is refused before its password is checked, so a lockout cannot be
    used as an oracle for the password.
 4. The second factor comes after the password; a replayed code is refused.
+5. An account whose role requires a second factor but that has none gets no session:
+   the right password earns an offer to enrol one (`enrolment`), and
+   `confirm_enrolment` opens the session once a code from it is right.
 
 A failed login raises, but its evidence (the security event, the failed-login counter,
 the lockout) is committed in a transaction of its own before the error leaves.
@@ -22,7 +25,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from strongroom.core.auth import passwords, security, sessions, totp
+from strongroom.core.auth import enrolment, passwords, security, sessions, totp
 from strongroom.core.auth.sessions import SessionRecord
 from strongroom.core.auth.users import INDEFINITE, UserRecord, record_of, requires_2fa
 from strongroom.core.config import Settings
@@ -47,6 +50,10 @@ class Client:
     name: str | None = None
     version: str | None = None
     user_agent: str | None = None
+
+
+class _NeedsEnrolment(Exception):
+    """Internal: the password was right, but the account must enrol a second factor first."""
 
 
 class _Refused(Exception):
@@ -91,16 +98,8 @@ def login(engine: Engine, keyring: Keyring, settings: Settings, username: str, p
         limited = _rate_limited(conn, settings, username, client, now)
         row = conn.execute(select(_users).where(_users.c.username == username)).mappings().first()
     if limited:
-        with transaction(engine) as conn:
-            security.record(
-                conn, "rate_limited", severity="medium", username=username,
-                user_id=row["id"] if row is not None else None,
-                description=f"login refused: rate limit per {limited} exceeded",
-                ip_address=client.addr, user_agent=client.user_agent,
-                details={"limit": limited}, now=now)
-        raise RateLimitedError(
-            f"too many failed logins from this {limited}; try again in "
-            f"{settings.auth.login_rate_limit_window_seconds} seconds")
+        _refuse_rate_limited(engine, settings, username, row["id"] if row is not None else None,
+                             client, limited, now)
     if row is None or row["deleted_at"] is not None:
         passwords.dummy_verify(password, settings.auth)
         _record_failure(engine, settings, None, username, client, "unknown_user", False, now)
@@ -113,6 +112,32 @@ def login(engine: Engine, keyring: Keyring, settings: Settings, username: str, p
         _record_failure(engine, settings, user, username, client, refused.reason,
                         refused.count_failure, now)
         raise AuthError(refused.message) from None
+    except _NeedsEnrolment:
+        with transaction(engine) as conn:
+            pending = enrolment.offer(conn, keyring, user.id, user.username, row["password_hash"],
+                                      settings.auth.totp_issuer, now)
+            security.record(
+                conn, "totp_enrolment_offered", severity="medium", user_id=user.id,
+                username=user.username, ip_address=client.addr, user_agent=client.user_agent,
+                description="password accepted; the account has no second factor and its role "
+                            "requires one: enrolment offered",
+                details={"expires_at": pending.expires_at.isoformat()}, now=now)
+        raise enrolment.EnrolmentRequired(
+            f"role {user.role.value} requires two-factor authentication and account "
+            f"{user.username!r} has none yet: enrol an authenticator app to log in", pending) from None
+
+
+def _refuse_rate_limited(engine: Engine, settings: Settings, username: str, user_id: uuid.UUID | None,
+                         client: Client, limited: str, now: datetime) -> None:
+    with transaction(engine) as conn:
+        security.record(
+            conn, "rate_limited", severity="medium", username=username, user_id=user_id,
+            description=f"login refused: rate limit per {limited} exceeded",
+            ip_address=client.addr, user_agent=client.user_agent,
+            details={"limit": limited}, now=now)
+    raise RateLimitedError(
+        f"too many failed logins from this {limited}; try again in "
+        f"{settings.auth.login_rate_limit_window_seconds} seconds")
 
 
 def _check(engine: Engine, keyring: Keyring, settings: Settings, row, user: UserRecord,
@@ -138,38 +163,84 @@ def _check(engine: Engine, keyring: Keyring, settings: Settings, row, user: User
             raise _Refused("invalid or already used TOTP code", "totp_invalid", count_failure=True)
         return step
     if requires_2fa(user.role, settings):
-        raise _Refused(
-            f"role {user.role.value} requires two-factor authentication but account "
-            f"{user.username!r} has no TOTP enrolment; an administrator must run "
-            f"`strongroom user reset-2fa {user.username}`", "totp_not_enrolled",
-            count_failure=False)
+        raise _NeedsEnrolment()
     return None
 
 
 def _succeed(engine: Engine, settings: Settings, row, user: UserRecord, password: str,
              step: int | None, client: Client, now: datetime) -> tuple[str, SessionRecord]:
+    with transaction(engine) as conn:
+        return _open_session(conn, settings, row, user, password, step, client, now)
+
+
+def _open_session(conn: Connection, settings: Settings, row, user: UserRecord, password: str | None,
+                  step: int | None, client: Client, now: datetime) -> tuple[str, SessionRecord]:
+    """The session of a login whose checks passed, in the caller's transaction."""
     values = {"failed_logins": 0, "last_login_at": now, "updated_at": now}
-    if passwords.needs_rehash(row["password_hash"], settings.auth):
+    if password is not None and passwords.needs_rehash(row["password_hash"], settings.auth):
         # Parameters were raised since this hash was made: upgrade it while we hold the
         # plaintext, the only moment we can.
         values["password_hash"] = passwords.hash_password(password, settings.auth)
-    with transaction(engine) as conn:
-        if step is not None and not totp.accept_step(conn, user.id, step):
-            # Another login used this code (or a newer one) since we read the row.
-            raise _Refused("invalid or already used TOTP code", "totp_replayed", count_failure=True)
-        conn.execute(update(_users).where(_users.c.id == user.id).values(**values))
-        token, session = sessions.create(
-            conn, user.id, user.username, settings.auth, client_host=client.host,
-            client_addr=client.addr, client_name=client.name, client_version=client.version,
-            user_agent=client.user_agent, now=now)
-        security.record(
-            conn, "login_success", user_id=user.id, username=user.username,
-            description="login succeeded", ip_address=client.addr, user_agent=client.user_agent,
-            session_id=str(session.id),
-            details={"session_id": str(session.id), "second_factor": step is not None,
-                     "rehashed": "password_hash" in values, "client_name": client.name},
-            now=now)
+    if step is not None and not totp.accept_step(conn, user.id, step):
+        # Another login used this code (or a newer one) since we read the row.
+        raise _Refused("invalid or already used TOTP code", "totp_replayed", count_failure=True)
+    conn.execute(update(_users).where(_users.c.id == user.id).values(**values))
+    token, session = sessions.create(
+        conn, user.id, user.username, settings.auth, client_host=client.host,
+        client_addr=client.addr, client_name=client.name, client_version=client.version,
+        user_agent=client.user_agent, now=now)
+    security.record(
+        conn, "login_success", user_id=user.id, username=user.username,
+        description="login succeeded", ip_address=client.addr, user_agent=client.user_agent,
+        session_id=str(session.id),
+        details={"session_id": str(session.id), "second_factor": step is not None,
+                 "rehashed": "password_hash" in values, "client_name": client.name},
+        now=now)
     return token, session
+
+
+def confirm_enrolment(engine: Engine, keyring: Keyring, settings: Settings, enrolment_token: str,
+                      totp_code: str | None, *, client_host: str | None = None,
+                      client_addr: str | None = None, client_name: str | None = None,
+                      client_version: str | None = None, user_agent: str | None = None,
+                      now: datetime | None = None) -> tuple[str, SessionRecord]:
+    """Finish an enrolment offered at login: a right code from the new authenticator
+    stores its secret (sealed) and opens the session, in one transaction. A wrong code
+    counts as a failed login (towards lockout); the same rate limits apply."""
+    now = now or utcnow()
+    client = Client(client_host, client_addr, client_name, client_version, user_agent)
+    with transaction(engine, read_only=True) as conn:
+        opened = enrolment.open_token(conn, keyring, enrolment_token, now)
+        row = conn.execute(select(_users).where(_users.c.id == opened.user_id)).mappings().first()
+        if row is None or row["deleted_at"] is not None:
+            raise AuthError(enrolment.INVALID)
+        limited = _rate_limited(conn, settings, row["username"], client, now)
+    user = record_of(row)
+    if limited:
+        _refuse_rate_limited(engine, settings, user.username, user.id, client, limited, now)
+    try:
+        if user.is_locked(now) or user.disabled:
+            raise _Refused(f"account {user.username!r} is locked or disabled", "locked", count_failure=False)
+        if enrolment.password_fingerprint(row["password_hash"]) != opened.password:
+            raise _Refused("the password changed since this enrolment began; log in again",
+                           "enrolment_stale", count_failure=False)
+        step = totp.matching_step(opened.secret, totp_code or "", last_step=None, now=now)
+        if step is None:
+            raise _Refused("invalid TOTP code: enter the code the new authenticator shows now",
+                           "totp_invalid", count_failure=True)
+        with transaction(engine) as conn:
+            if not enrolment.store(conn, keyring, user.id, opened.secret, now):
+                raise _Refused(f"account {user.username!r} already has an authenticator enrolled; "
+                               "log in with a code from it", "totp_already_enrolled", count_failure=False)
+            security.record(conn, "totp_enrolled", severity="medium", user_id=user.id,
+                            username=user.username, ip_address=client.addr, user_agent=client.user_agent,
+                            description="second factor enrolled by the account holder at login",
+                            details={"self_service": True}, now=now)
+            return _open_session(conn, settings, row, user, None, step, client, now)
+    except _Refused as refused:
+        _record_failure(engine, settings, user, user.username, client, refused.reason,
+                        refused.count_failure, now)
+        raise AuthError(refused.message) from None
 
 
 def _record_failure(engine: Engine, settings: Settings, user: UserRecord | None, username: str,

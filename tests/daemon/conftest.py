@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from strongroom.console.client import Client
 from strongroom.core import demo
@@ -27,7 +28,7 @@ from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
 from strongroom.core.datadir import init_data_dir
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Role
+from strongroom.core.db.models import Role, User
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
@@ -196,6 +197,20 @@ def seed_sync_demo(data_dir: Path) -> dict:
     finally:
         ctx.close()
     return {"conflicts": [str(c) for c in conflict_ids], "operator_totp": enrolment.secret if enrolment else None}
+
+
+def add_unenrolled_admin(data_dir: Path, username: str = "newadmin") -> None:
+    """An admin (a role that requires 2FA) without a second factor, as when the policy
+    was tightened after the account was made."""
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            user, _ = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), username, PASSWORD,
+                                  Role.OP_ADMIN, actor="test")
+            conn.execute(update(User.__table__).where(User.__table__.c.id == user.id)
+                         .values(totp_enabled=False, totp_secret_enc=None))
+    finally:
+        ctx.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from strongroom.core.auth import login as auth
 from strongroom.core.auth import passwords, users
 from strongroom.core.config import Argon2Settings
 from strongroom.core.db.engine import transaction
+from strongroom.core.auth.enrolment import EnrolmentRequired
 from strongroom.core.db.models import AuthSession, User
 from strongroom.core.errors import AuthError, RateLimitedError
 
@@ -183,14 +184,17 @@ def test_replayed_totp_is_refused(ctx, make_user):
     assert do_login(ctx, "boss", code=code_for(enrolment, T0, offset=1), now=T0 + timedelta(seconds=30))[0]
 
 
-def test_role_requiring_2fa_without_enrolment_is_told_to_reset(ctx, make_user):
+def test_role_requiring_2fa_without_enrolment_gets_no_session_but_an_enrolment(ctx, make_user):
     user, _ = make_user("boss", role="admin")
     with transaction(ctx.engine) as conn:
         conn.execute(update(_users).where(_users.c.id == user.id)
                      .values(totp_enabled=False, totp_secret_enc=None))
-    with pytest.raises(AuthError, match="strongroom user reset-2fa boss"):
+    with pytest.raises(EnrolmentRequired, match="has none yet: enrol an authenticator") as err:
         do_login(ctx, "boss")
-    assert events(ctx.engine, "login_failed")[-1]["details"]["reason"] == "totp_not_enrolled"
+    assert isinstance(err.value, AuthError) and err.value.pending.username == "boss"
+    assert events(ctx.engine, "login_failed") == [] and user_row(ctx, "boss")["failed_logins"] == 0
+    with transaction(ctx.engine, read_only=True) as conn:
+        assert conn.execute(select(_sessions)).first() is None
 
 
 def test_disabled_account_is_refused(ctx, make_user):
