@@ -1,10 +1,12 @@
-"""Login: username, password and TOTP; the daemon's refusal is shown as it worded it."""
+"""Login: username, password and TOTP; the daemon's refusal is shown as it worded it. An
+account that must first enrol a second factor is taken through EnrolAtLoginScreen."""
 from __future__ import annotations
 
 import os
 import socket
 
 from strongroom.console.client import ClientError
+from strongroom.console.screens.enrolment import EnrolAtLoginScreen
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -93,6 +95,22 @@ class LoginScreen(Screen):
             self.query_one("#totp", Input).value = ""
             self.query_one("#password", Input).focus()
         else:
-            self.post_message(self.LoggedIn(result["token"]))
+            if result.get("enrolment_required"):
+                self.enrol(result)
+            else:
+                self.post_message(self.LoggedIn(result["token"]))
         finally:
             self.query_one("#login", Button).disabled = False
+
+    def enrol(self, offer: dict) -> None:
+        """The password was right, but the account must first enrol a second factor."""
+        self.show("Set up two-factor authentication to log in.", error=False)
+        self.query_one("#password", Input).value = ""
+
+        def done(session: dict | None) -> None:
+            if session is None:
+                self.show("Enrolment cancelled; nothing was stored. Log in again to start over.", error=True)
+                self.query_one("#password", Input).focus()
+            else:
+                self.post_message(self.LoggedIn(session["token"]))
+        self.app.push_screen(EnrolAtLoginScreen(offer["enrolment"], offer["message"], client_info()), done)
