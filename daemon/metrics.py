@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from strongroom.core import compliance
 from strongroom.core.db.models import (Backup, BackupConfiguration, ErasureRequest, IntegrityCheck, LegalHold,
                                        SecurityEvent, SyncConflict, User)
+from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
 from strongroom.core.jobs import runs
 
@@ -69,8 +70,6 @@ class DatabaseCollector:
                                     .where(events.c.event_type == "login_failed")).scalar_one()
             open_conflicts = conn.execute(select(func.count()).select_from(conflicts)
                                           .where(conflicts.c.status == "open")).scalar_one()
-            holds = conn.execute(select(func.count()).select_from(LegalHold.__table__)
-                                 .where(LegalHold.__table__.c.released_at.is_(None))).scalar_one()
             erasures = conn.execute(select(func.count()).select_from(ErasureRequest.__table__)
                                     .where(ErasureRequest.__table__.c.status == "pending")).scalar_one()
             chain = conn.execute(select(checks.c.status).where(checks.c.check_type == "audit_chain")
@@ -90,6 +89,11 @@ class DatabaseCollector:
                 .select_from(backups.outerjoin(configs, backups.c.configuration_id == configs.c.id))
                 .where(backups.c.status == "succeeded", backups.c.finished_at.is_not(None))
                 .group_by(name)).all()
+        # legal_holds is practice-scoped: on PostgreSQL row-level security shows it only
+        # inside a scoped transaction (a plain connection would count nothing).
+        with transaction(self._engine, read_only=True) as conn:
+            holds = conn.execute(select(func.count()).select_from(LegalHold.__table__)
+                                 .where(LegalHold.__table__.c.released_at.is_(None))).scalar_one()
         fams = [
             GaugeMetricFamily("strongroom_database_up", "Whether the daemon could read its database at the last scrape", value=1),
             GaugeMetricFamily("strongroom_accounts_locked", "Accounts currently locked", value=locked),

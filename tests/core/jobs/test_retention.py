@@ -410,3 +410,45 @@ def test_an_incremental_backup_carries_archives_tombstones_and_the_shredding(ctx
                 clients_repo.get_client(conn, ctx.keyring, CLINICIAN, erased, include_deleted=True)
     finally:
         target.dispose()
+
+
+def test_holds_still_block_under_row_level_security_as_the_application_role(ctx, practice, db_url):
+    """PostgreSQL superusers bypass row-level security; the application's role does not,
+    and legal_holds is practice-scoped: a run that forgot to scope its transactions
+    would see no hold at all and delete what is held."""
+    if ctx.engine.dialect.name != "postgresql":
+        pytest.skip("row-level security is PostgreSQL's")
+    from dataclasses import replace
+
+    import psycopg
+    from strongroom.core.db.engine import make_engine
+    from tests.conftest import PG_DSN, pg_admin
+
+    held = _client(ctx, practice)
+    session = _session(ctx, held, NOW - 100 * DAY)
+    _policy(ctx, "therapy_sessions", 30, 30)
+    with transaction(ctx.engine) as conn:
+        holds.place_hold(conn, actor="user:counsel", reason="Matter 3", client_id=held)
+    role, dbname = f"sr_app_{uuid.uuid4().hex[:8]}", ctx.engine.url.database
+    pg_admin(f"CREATE ROLE {role} LOGIN")
+    app = None
+    try:
+        with ctx.engine.begin() as conn:
+            conn.exec_driver_sql(f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {role}")
+            conn.exec_driver_sql(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        app = make_engine(ctx.engine.url.set(username=role).render_as_string(hide_password=False))
+        as_app = replace(ctx, engine=app)
+        result = job.apply(as_app, now=NOW, actor="system")
+        assert result["tables"]["therapy_sessions"]["blocked"] == 1 and _archived(ctx, session) is None
+        with transaction(app, read_only=True) as conn:
+            assert job.plan(conn, now=NOW)["actions"][0]["blocked_by"] is not None
+        request = _request(ctx, held)
+        with pytest.raises(ConflictError, match="legal hold"):
+            erasure.approve(app, ctx.keyring, request["id"], approver="user:bob")
+    finally:
+        if app is not None:
+            app.dispose()
+        pg_admin(f"REASSIGN OWNED BY {role} TO postgres")
+        with psycopg.connect(PG_DSN.rsplit("/", 1)[0] + f"/{dbname}", autocommit=True) as conn:
+            conn.execute(f"DROP OWNED BY {role}")
+        pg_admin(f"DROP ROLE {role}")
