@@ -93,8 +93,24 @@ def login_cmd(state: CliState, username: str, password_file, totp: str | None, s
         return await client.call("auth.login", {"username": username, "password": password,
                                                 "totp": totp, "client": _client_info()})
     result = run_remote(state, socket_path, go, need_token=False)
+    if result.get("enrolment_required"):
+        result = _enrol(state, socket_path, result)
     path = save_token(endpoint, result["token"])
     click.echo(f"logged in as {username}; session {result['session_id']} (token in {path})")
+
+
+def _enrol(state: CliState, socket_path: str | None, offer: dict) -> dict:
+    """The account must enrol a second factor before it may log in: show the new secret
+    (on the terminal only) and confirm it with a code from the authenticator."""
+    if not sys.stdin.isatty():
+        raise AuthError(f"{offer['message']}; run `strongroom login` in a terminal, or log in from the console")
+    enrolment = offer["enrolment"]
+    click.echo(f"{offer['message']}.\nScan this QR code into an authenticator app, or type the secret:\n")
+    click.echo(enrolment["qr_text"])
+    click.echo(f"secret: {enrolment['secret']}\nURI:    {enrolment['uri']}\n")
+    code = click.prompt("Code from the authenticator", prompt_suffix=": ").strip()
+    args = {"enrolment_token": enrolment["token"], "totp": code, "client": _client_info()}
+    return run_remote(state, socket_path, lambda c: c.call("auth.enrol", args), need_token=False)
 
 
 @click.command(name="logout")

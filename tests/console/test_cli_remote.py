@@ -1,10 +1,13 @@
 """The CLI against a real daemon: login, status, jobs (with --wait), sessions, notify, logout."""
+import io
 import json
+import re
 
+import pyotp
 import pytest
 
 from tests.console.cli_helpers import run_cli as run
-from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
+from tests.daemon.conftest import PASSWORD, DaemonProcess, add_unenrolled_admin, make_data_dir
 
 
 @pytest.fixture
@@ -113,3 +116,44 @@ def test_backup_run_list_verify_and_restore(running, capsys, tmp_path):
     assert code == 4 and "not empty" in err
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "tail", "-n", "3", "--json")
     assert [e["action"] for e in json.loads(out)][-2:] == ["RESTORE", "RESTORE"]
+
+
+class EnrollingTerminal(io.StringIO):
+    """Someone at a terminal who reads the secret the CLI printed into an authenticator
+    app and types the code it shows."""
+
+    def __init__(self, capsys) -> None:
+        super().__init__()
+        self.capsys = capsys
+        self.printed = ""
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self, *_args) -> str:
+        self.printed += self.capsys.readouterr().out
+        shown = re.search(r"^secret: (\S+)$", self.printed, re.M)
+        return pyotp.TOTP(shown.group(1)).now() + "\n" if shown else "\n"   # no code yet: none
+
+
+def test_login_enrols_a_missing_second_factor_at_a_terminal(running, capsys, tmp_path, monkeypatch):
+    data_dir, proc = running
+    add_unenrolled_admin(data_dir, "newadmin")
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD + "\n")
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "login", "-u", "newadmin",
+                         "--password-file", str(password_file))
+    assert code == 7 and "has none yet" in err and "run `strongroom login` in a terminal" in err
+    assert not (tmp_path / "xdg" / "strongroom" / "sessions").exists()
+    offer = proc.call("auth.login", {"username": "newadmin", "password": PASSWORD}, token=None)
+    assert offer["enrolment_required"]                               # nothing was stored
+
+    terminal = EnrollingTerminal(capsys)
+    monkeypatch.setattr("sys.stdin", terminal)
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "login", "-u", "newadmin",
+                         "--password-file", str(password_file))
+    printed = terminal.printed + out
+    assert code == 0, err
+    assert "otpauth://totp/Strongroom:newadmin?" in printed and "logged in as newadmin" in printed
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "sessions", "list", "--json")
+    assert code == 0 and json.loads(out)[0]["username"] == "newadmin"
