@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -56,13 +57,32 @@ def make_data_dir(root: Path, db_url: str, extra: str = "") -> Path:
                   database_url=None if db_url.startswith("sqlite") else db_url)
     config = target / "strongroom.toml"
     config.write_text(config.read_text() + FAST_AUTH + "\n[metrics]\nport = 0\n" + extra)
-    ctx = open_context(load_settings(config))
-    with transaction(ctx.engine) as conn:
+    with data_transaction(target) as (ctx, conn):
         practice = only_practice(conn)
         create_user(conn, ctx.keyring, ctx.settings, practice, "auditor1", PASSWORD, Role.AUDITOR, actor="test")
         create_user(conn, ctx.keyring, ctx.settings, practice, "clinician", PASSWORD, Role.PRACTITIONER, actor="test")
-    ctx.close()
     return target
+
+
+@contextlib.contextmanager
+def data_transaction(data_dir: Path):
+    """The data directory's context and one transaction on its database, for a test to
+    write rows straight in (the way a daemon would find them)."""
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            yield ctx, conn
+    finally:
+        ctx.close()
+
+
+def insert_demo_rows(ctx, conn, clients: int, sessions_per_client: int) -> list:
+    """Synthetic clients and their sessions (core.demo: nobody's data); returns the client ids."""
+    created: list = []
+    insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn),
+                   itertools.islice(demo.client_records(clients), clients), created=created)
+    insert_sessions(conn, ctx.keyring, SYSTEM, demo.session_records(created, sessions_per_client))
+    return created
 
 
 class NotifySink:
@@ -184,33 +204,22 @@ def seed_sync_demo(data_dir: Path) -> dict:
     """Synthetic demo clients and sessions, three sync conflicts on them, and an operator
     account (sync:resolve without phi:read). Returns the conflict ids and the operator's
     TOTP secret (or None)."""
-    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
-    try:
-        with transaction(ctx.engine) as conn:
-            practice = only_practice(conn)
-            ids: list = []
-            insert_clients(conn, ctx.keyring, SYSTEM, practice, demo.client_records(4), created=ids)
-            insert_sessions(conn, ctx.keyring, SYSTEM, demo.session_records(ids, 1))
-            conflict_ids = demo.seed_conflicts(conn, ctx.keyring)
-            _, enrolment = create_user(conn, ctx.keyring, ctx.settings, practice, "operator1", PASSWORD,
-                                       Role.OPERATOR, actor="test")
-    finally:
-        ctx.close()
+    with data_transaction(data_dir) as (ctx, conn):
+        insert_demo_rows(ctx, conn, clients=4, sessions_per_client=1)
+        conflict_ids = demo.seed_conflicts(conn, ctx.keyring)
+        _, enrolment = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), "operator1", PASSWORD,
+                                   Role.OPERATOR, actor="test")
     return {"conflicts": [str(c) for c in conflict_ids], "operator_totp": enrolment.secret if enrolment else None}
 
 
 def add_unenrolled_admin(data_dir: Path, username: str = "newadmin") -> None:
     """An admin (a role that requires 2FA) without a second factor, as when the policy
     was tightened after the account was made."""
-    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
-    try:
-        with transaction(ctx.engine) as conn:
-            user, _ = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), username, PASSWORD,
-                                  Role.OP_ADMIN, actor="test")
-            conn.execute(update(User.__table__).where(User.__table__.c.id == user.id)
-                         .values(totp_enabled=False, totp_secret_enc=None))
-    finally:
-        ctx.close()
+    with data_transaction(data_dir) as (ctx, conn):
+        user, _ = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), username, PASSWORD,
+                              Role.OP_ADMIN, actor="test")
+        conn.execute(update(User.__table__).where(User.__table__.c.id == user.id)
+                     .values(totp_enabled=False, totp_secret_enc=None))
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.daemon.conftest import FAST_HEALTH, PASSWORD, make_data_dir, running_daemon
+from tests.daemon.conftest import (FAST_HEALTH, PASSWORD, data_transaction, insert_demo_rows, make_data_dir,
+                                   running_daemon)
 
 SIZE = (80, 24)
 
@@ -24,28 +25,10 @@ def tui_daemon(tui_data_dir, tmp_path):
 
 
 def seed_demo_data(data_dir, clients: int = 12, sessions_per_client: int = 2) -> None:
-    """Synthetic clients and sessions (core.demo: nobody's data) written straight into the
-    test's database, so integrity and backups have protected rows to work on."""
-    import itertools
-
-    from strongroom.core.config import load_settings
-    from strongroom.core.context import open_context
-    from strongroom.core.db.engine import transaction
-    from strongroom.core.demo import client_records, session_records
-    from strongroom.core.principal import SYSTEM
-    from strongroom.core.repository.clients import insert_clients
-    from strongroom.core.repository.practices import only_practice
-    from strongroom.core.repository.sessions import insert_sessions
-
-    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
-    try:
-        with transaction(ctx.engine) as conn:
-            created: list = []
-            insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn),
-                           itertools.islice(client_records(clients), clients), created=created)
-            insert_sessions(conn, ctx.keyring, SYSTEM, session_records(created, sessions_per_client))
-    finally:
-        ctx.close()
+    """Synthetic clients and sessions written straight into the test's database, so
+    integrity, backups and jobs have protected rows to work on."""
+    with data_transaction(data_dir) as (ctx, conn):
+        insert_demo_rows(ctx, conn, clients, sessions_per_client)
 
 
 @pytest.fixture
