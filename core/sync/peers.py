@@ -26,9 +26,15 @@ _peers = SyncPeer.__table__
 _state = SyncState.__table__
 
 
+_SYNCABLE = ("sync_version", "data_checksum", "deleted_at")
+
+
 def synced_tables() -> list[Table]:
-    """Every table whose rows carry a sync_version (the Syncable columns)."""
-    return [t for t in Base.metadata.sorted_tables if "sync_version" in t.c]
+    """Every table whose rows carry all the Syncable columns. A sync_version alone does
+    not make a table synced: data_keys and retention_archive carry one only so that
+    incremental backups take their changed rows; keys wrapped with this site's KEK and
+    this site's retention ledger are not rows a peer takes."""
+    return [t for t in Base.metadata.sorted_tables if all(c in t.c for c in _SYNCABLE)]
 
 
 def redact_url(url: str) -> str:
