@@ -145,3 +145,32 @@ async def _owner(daemon, token, own_id):
         keys = await in_thread(daemon.call, "erasure.list", {"include_closed": True})
         assert any(r["status"] == "executed" for r in keys)
         await settle(pilot)
+
+
+def test_operator_sets_a_policy_and_runs_retention_from_the_tab(retention_daemon):
+    drive(lambda: _operator(retention_daemon))
+    policy = next(p for p in retention_daemon.call("retention.policies") if p["table_name"] == "client_files")
+    assert (policy["archive_after_days"], policy["delete_after_days"]) == (400, 3000)
+    runs = retention_daemon.call("jobs.list", {"kind": "retention"})
+    assert [r["status"] for r in runs] == ["succeeded"] and runs[0]["requested_by"].startswith("local:")
+
+
+async def _operator(daemon):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await open_tab(pilot)
+        await show_view(pilot, tab, "policies")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), what="policy form")
+        await pilot.press(*"client_files", "enter", *"400", "enter", *"3000", "enter")
+        await wait_for(pilot, lambda: any(p["table_name"] == "client_files" and p["archive_after_days"] == 400
+                                          for p in tab.rows["policies"].values()), what="policy shown")
+        await show_view(pilot, tab, "upcoming")
+        await wait_for(pilot, lambda: app.screen.active_bindings["r"].enabled, what="run enabled")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="run confirmation")
+        assert "legal hold are left alone" in str(app.screen.query_one("#consequence", Static).render())
+        await pilot.press("y")
+        summary = tab.query_one("#retention-summary", Static)
+        await wait_for(pilot, lambda: "run succeeded" in str(summary.render()), what="run finished")
+        await settle(pilot)
