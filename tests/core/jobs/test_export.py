@@ -426,3 +426,34 @@ def test_a_configuration_saved_with_checks_runs_by_name_and_names_are_unique(ctx
     with ctx.engine.connect() as conn:
         entry = next(e for e in audit.tail(conn, limit=5) if e.action == "CONFIG")
     assert entry.details["name"] == "monthly-sessions" and entry.actor == "user:mgr"
+
+
+def test_memory_follows_the_batch_not_the_table(ctx, world):
+    """Ten times the rows, about the same peak: rows are read, written and dropped a batch
+    at a time (one client's sessions, so the key cache does not grow either)."""
+    import tracemalloc
+
+    ctx.settings = ctx.settings.model_copy(update={"export": ExportSettings(batch_size=50, max_per_hour=100)})
+    note = "n" * 400
+
+    def add_sessions(n):
+        with transaction(ctx.engine) as conn:
+            session_repo.insert_sessions(conn, ctx.keyring, SYSTEM, ({
+                "client_id": world["bob"], "starts_at": datetime(2026, 1, 1, tzinfo=timezone.utc), "notes": note}
+                for _ in range(n)))
+
+    def peak() -> tuple[int, int]:
+        tracemalloc.start()
+        try:
+            result = run_export(ctx, tables="therapy_sessions", format="ndjson", masking="full",
+                                filters={"client_id": str(world["bob"])})
+            return result["row_count"], tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    add_sessions(199)
+    small_rows, small = peak()
+    add_sessions(1800)
+    large_rows, large = peak()
+    assert (small_rows, large_rows) == (200, 2000)
+    assert large < small * 1.5, (small, large)
