@@ -94,8 +94,8 @@ def place_hold(conn: Connection, *, actor: str, reason: str, client_id: uuid.UUI
                practice_id: uuid.UUID | None = None, session_id: str | None = None) -> Hold:
     """Place a hold on one client, or (no client) on a whole practice; audited LEGAL_HOLD.
 
-    The client must exist and not be erased. Without a practice id, the client's
-    practice, or the only practice there is."""
+    The client must exist (a tombstoned one too: its records may still be readable).
+    Without a practice id, the client's practice, or the only practice there is."""
     reason = _reason(reason)
     lock(conn)
     if client_id is not None:
