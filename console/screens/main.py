@@ -44,9 +44,16 @@ TABS = (("Overview", "overview", OverviewTab), ("Jobs", "jobs", JobsTab), ("Back
         ("Sync", "sync", SyncTab), ("Retention", "retention", RetentionTab))
 
 
+# A terminal sends one key per digit: the first ten tabs have 1..9 and 0; any tab is
+# reached with ] and [ (next, previous) or the command palette.
+TAB_KEYS = "1234567890"
+
+
 class MainScreen(Screen):
-    BINDINGS = [Binding(str(n), f"show_tab('{tab_id}')", f"Go to {title}", show=False)
-                for n, (title, tab_id, _) in enumerate(TABS, 1)] + [
+    BINDINGS = [Binding(key, f"show_tab('{tab_id}')", f"Go to {title}", show=False)
+                for key, (title, tab_id, _) in zip(TAB_KEYS, TABS)] + [
+        Binding("right_square_bracket", "step_tab(1)", "Next tab", show=False),
+        Binding("left_square_bracket", "step_tab(-1)", "Previous tab", show=False),
         Binding("f5", "reload", "Refresh"),
     ]
 
@@ -93,6 +100,11 @@ class MainScreen(Screen):
 
     def action_show_tab(self, tab_id: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{tab_id}"
+
+    def action_step_tab(self, step: int) -> None:
+        panes = [f"tab-{tab_id}" for _, tab_id, _ in TABS]
+        tabs = self.query_one(TabbedContent)
+        tabs.active = panes[(panes.index(tabs.active) + step) % len(panes)]
 
     @on(TabbedContent.TabActivated)
     def focus_tab(self, event: TabbedContent.TabActivated) -> None:

@@ -39,6 +39,15 @@ def demo_daemon(tui_data_dir, tmp_path):
         yield proc
 
 
+def tab_key(tab_id: str) -> str:
+    """The key that shows a tab, as the main screen binds it (tests of a tab past the
+    tenth, which has none, call show_tab)."""
+    from strongroom.console.screens.main import MainScreen
+
+    (key,) = [b.key for b in MainScreen.BINDINGS if b.action == f"show_tab('{tab_id}')"]
+    return key
+
+
 async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
     """Let the app run until `predicate()` holds; fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -8,13 +8,12 @@ import pytest
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.jobs import JobsTab
-from strongroom.console.screens.main import TABS, MainScreen
+from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, seed_demo_data, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, seed_demo_data, tab_key, wait_for
 from tests.daemon.conftest import running_daemon
 
-JOBS_KEY = str([tab_id for _, tab_id, _ in TABS].index("jobs") + 1)
 # Key rotation re-encrypts one client per transaction and reaches a safe point after
 # each: with this many clients it runs for tens of seconds, and a cancel lands mid-run.
 CLIENTS = 8000
@@ -35,7 +34,7 @@ async def _cancel_running_job(daemon):
     app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(JOBS_KEY)
+        await pilot.press(tab_key("jobs"))
         tab = app.screen.query_one("#jobs", JobsTab)
         table = tab.query_one(DataTable)
         run = await in_thread(daemon.call, "job.run", {"kind": "key_rotation"})

@@ -11,18 +11,16 @@ from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.enrolment import EnrolmentScreen
 from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.integrity import IntegrityTab
-from strongroom.console.screens.main import MainScreen, TABS
+from strongroom.console.screens.main import MainScreen
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
 from strongroom.console.screens.users import UsersTab
 from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_key, wait_for
 from tests.daemon.conftest import PASSWORD
 from tests.daemon.test_commands_users import add_admin
 
-KEYS = {tab_id: str(n) for n, (_, tab_id, _) in enumerate(TABS, 1)}
-USERS_KEY, INTEGRITY_KEY, BACKUPS_KEY = KEYS["users"], KEYS["integrity"], KEYS["backups"]
 
 
 def console(daemon, token=None) -> StrongroomConsole:
@@ -68,7 +66,7 @@ async def _lock_unlock(daemon):
     app = console(daemon, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
-        await pilot.press(USERS_KEY)
+        await pilot.press(tab_key("users"))
         tab = app.screen.query_one("#users", UsersTab)
         await select_user(pilot, tab, "clinician")
         assert app.screen.active_bindings["u"].enabled is False     # not locked: nothing to unlock
@@ -102,7 +100,7 @@ async def _admin_session(daemon, token):
     app = console(daemon, token=token)
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
-        await pilot.press(USERS_KEY)
+        await pilot.press(tab_key("users"))
         tab = app.screen.query_one("#users", UsersTab)
         await select_user(pilot, tab, "boss")
         await wait_for(pilot, lambda: app.screen.active_bindings["l"].enabled is False, what="self-lock disabled")
@@ -142,7 +140,7 @@ async def _auditor_users(daemon):
     async with app.run_test(size=SIZE) as pilot:
         await log_in(pilot)
         await main_screen(pilot)
-        await pilot.press(USERS_KEY)
+        await pilot.press(tab_key("users"))
         tab = app.screen.query_one("#users", UsersTab)
         note = tab.query_one("#users-note", Static)
         await wait_for(pilot, lambda: "auditor1 lacks user:manage" in str(note.render()), what="reason shown")
@@ -162,7 +160,7 @@ async def _integrity(daemon):
     app = console(daemon, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
-        await pilot.press(INTEGRITY_KEY)
+        await pilot.press(tab_key("integrity"))
         tab = app.screen.query_one("#integrity", IntegrityTab)
         summary = tab.query_one("#integrity-summary", Static)
         await wait_for(pilot, lambda: "No integrity run yet" in str(summary.render()), what="empty report")
@@ -188,7 +186,7 @@ async def _backups(daemon, restored):
     app = console(daemon, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
-        await pilot.press(BACKUPS_KEY)
+        await pilot.press(tab_key("backups"))
         tab = app.screen.query_one("#backups", BackupsTab)
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="backup confirmation")

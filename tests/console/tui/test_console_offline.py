@@ -15,7 +15,7 @@ from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.core.errors import AuthError
 from textual.widgets import Static
 
-from tests.console.tui.conftest import SIZE, drive, wait_for
+from tests.console.tui.conftest import SIZE, drive, tab_key, wait_for
 
 
 def test_console_never_imports_the_database_layer():
@@ -69,11 +69,11 @@ def test_command_palette_offers_the_enabled_actions_and_runs_them():
         app = fixed_app("fixed-token")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="main")
-            await pilot.press("2")
+            await pilot.press(tab_key("jobs"))
             await pilot.pause()
             titles = [c.title for c in app.get_system_commands(app.screen)]
             assert "Reload" in titles and "Run job" not in titles   # the auditor may not run jobs
-            await pilot.press("4")
+            await pilot.press(tab_key("audit"))
             await pilot.pause()
             assert {"Verify chain", "Newest", "Filter"} <= {c.title for c in app.get_system_commands(app.screen)}
             await pilot.press("ctrl+p")
@@ -83,4 +83,33 @@ def test_command_palette_offers_the_enabled_actions_and_runs_them():
             await pilot.press("enter")
             status = app.screen.query_one("#audit-status", Static)
             await wait_for(pilot, lambda: "chain: intact (5 checked)" in str(status.render()), what="verified")
+    drive(scenario, timeout=30)
+
+
+def test_every_tab_is_one_key_away_or_reached_with_brackets():
+    from strongroom.console.screens.main import TABS, MainScreen
+    from textual.widgets import TabbedContent
+
+    from tests.console.tui.test_console_snapshots import fixed_app
+
+    ids = [tab_id for _, tab_id, _ in TABS]
+
+    async def scenario():
+        app = fixed_app("fixed-token")
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="main")
+            tabs = app.screen.query_one(TabbedContent)
+            for tab_id in ids[:10]:
+                key = tab_key(tab_id)
+                assert len(key) == 1                      # a key a terminal can send
+                await pilot.press(key)
+                await pilot.pause()
+                assert tabs.active == f"tab-{tab_id}"
+            for tab_id in ids[10:] + ids[:1]:             # past the tenth, and round to the first
+                await pilot.press("right_square_bracket")
+                await pilot.pause()
+                assert tabs.active == f"tab-{tab_id}"
+            await pilot.press("left_square_bracket")
+            await pilot.pause()
+            assert tabs.active == f"tab-{ids[-1]}"
     drive(scenario, timeout=30)
