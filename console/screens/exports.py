@@ -1,6 +1,6 @@
-"""Exports: the history (exports.list) and a form for a new export (`n`): tables and
+"""Exports: the history (exports.list), a form for a new export (`n`): tables and
 their fields, date/client/practice filters, format, masking and an AES-256 ZIP with its
-password. The request goes to exports.run, which refuses a bad one at once; the run's
+password; and a saved export configuration run by name (`s`). The request goes to exports.run, which refuses a bad one at once; the run's
 progress arrives as `job.*` events. Enter on an export shows it with its manifest.
 
 Starting an export needs job:export:run; the masking profile "full" needs phi:read too;
@@ -21,7 +21,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import (Checkbox, DataTable, Input, RadioButton, RadioSet, Select, SelectionList, Static)
+from textual.widgets import (Checkbox, DataTable, Input, OptionList, RadioButton, RadioSet, Select, SelectionList,
+                             Static)
+from textual.widgets.option_list import Option
 from textual.widgets.selection_list import Selection
 
 KIND = "export"
@@ -156,8 +158,54 @@ class ExportFormScreen(ModalScreen[dict | None]):
         self.dismiss(request_from(values))
 
 
+class SavedExportScreen(ModalScreen[dict | None]):
+    """Choose a saved export configuration (and give its ZIP password, if it makes one);
+    dismisses with the exports.run arguments or None."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, configurations: list[dict], min_password: int) -> None:
+        super().__init__()
+        self.configurations = {c["name"]: c for c in configurations}
+        self.min_password = min_password
+        self.chosen: str | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static("Run a saved export", classes="dialog-title")
+            yield OptionList(*[Option(f"{c['name']}  ({c['format']}, {c['masking_profile']}"
+                                      f"{', AES-256 ZIP' if c['encryption_enabled'] else ''})", id=c["name"])
+                               for c in self.configurations.values()], id="saved-exports")
+            yield Input(placeholder=f"ZIP password (≥{self.min_password} chars), enter to start", password=True,
+                        id="saved-password")
+            yield Static("enter: run · esc: close", id="saved-hint", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#saved-password", Input).display = False   # until a ZIP-making one is chosen
+        self.query_one(OptionList).focus()
+
+    @on(OptionList.OptionSelected)
+    def _chosen(self, event: OptionList.OptionSelected) -> None:
+        self.chosen = event.option.id
+        if not self.configurations[self.chosen]["encryption_enabled"]:
+            self.dismiss({"configuration": self.chosen})
+            return
+        password = self.query_one("#saved-password", Input)
+        password.display = True
+        password.focus()
+
+    @on(Input.Submitted, "#saved-password")
+    def _password(self, event: Input.Submitted) -> None:
+        if len(event.value) < self.min_password:
+            self.query_one("#saved-hint", Static).update(
+                f"The ZIP password needs at least {self.min_password} characters.")
+            return
+        self.dismiss({"configuration": self.chosen, "password": event.value})
+
+
 class ExportsTab(Vertical):
-    BINDINGS = [Binding("n", "new_export", "New export"), Binding("ctrl+r", "reload", "Reload")]
+    BINDINGS = [Binding("n", "new_export", "New export"), Binding("s", "run_saved", "Run saved"),
+                Binding("ctrl+r", "reload", "Reload")]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -191,14 +239,14 @@ class ExportsTab(Vertical):
         self.kinds = list(status.get("job_kinds") or [])
         reason = self.why_not_export()
         self.query_one("#exports-note", Static).update(
-            f"n: new export disabled ({reason})" if reason else
-            "n: new export · enter: an export's manifest · ctrl+r: reload")
+            f"n, s: new or saved export disabled ({reason})" if reason else
+            "n: new export · s: run a saved one · enter: an export's manifest")
         self.refresh_bindings()
         if self.shown:
             self.load()
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "new_export" and self.why_not_export():
+        if action in ("new_export", "run_saved") and self.why_not_export():
             return None
         return True
 
@@ -292,6 +340,26 @@ class ExportsTab(Vertical):
             return
         form = ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"))
         self.app.push_screen(form, lambda args: self.start(args) if args else None)
+
+    def action_run_saved(self) -> None:
+        reason = self.why_not_export()
+        if reason:
+            self.notify(f"Cannot export: {reason}", severity="warning")
+            return
+        self.open_saved()
+
+    @tab_work(group="exports-actions")
+    async def open_saved(self) -> None:
+        try:
+            catalogue = await self.app.call("exports.tables")
+        except ClientError as err:
+            self.notify(f"Exports: {err.message}", severity="error")
+            return
+        if not catalogue.get("configurations"):
+            self.notify("No saved exports yet (strongroom export ... --save-as NAME saves one).", severity="warning")
+            return
+        screen = SavedExportScreen(catalogue["configurations"], int(catalogue.get("min_password", 8)))
+        self.app.push_screen(screen, lambda args: self.start(args) if args else None)
 
     @tab_work(group="exports-actions")
     async def start(self, args: dict) -> None:

@@ -117,11 +117,45 @@ async def _auditor(daemon, token):
     async with app.run_test(size=SIZE) as pilot:
         tab = await exports_tab(pilot)
         await wait_for(pilot, lambda: len(tab.exports) == 1, what="history loaded")
-        assert app.screen.active_bindings["n"].enabled is False
+        assert app.screen.active_bindings["n"].enabled is False and app.screen.active_bindings["s"].enabled is False
         note = str(tab.query_one("#exports-note", Static).render())
-        assert "new export disabled" in note and "lacks job:export:run" in note
+        assert "new or saved export disabled" in note and "lacks job:export:run" in note
         await pilot.press("n")
         assert not isinstance(app.screen, ExportFormScreen)
         runs = await in_thread(daemon.call, "jobs.list", {"kind": "export"})
         assert len(runs) == 1
+        await settle(pilot)
+
+
+def test_a_saved_encrypted_export_runs_by_name_with_its_password(demo_daemon):
+    add_manager(demo_daemon.data_dir)
+    token = token_of(demo_daemon, "manager1")
+    demo_daemon.call("exports.save", {"name": "weekly-clients", "tables": ["clients"], "format": "csv",
+                                      "encrypt": True}, token=token)
+    drive(lambda: _run_saved(demo_daemon, token))
+    (item,) = demo_daemon.call("exports.list")["items"]
+    assert item["status"] == "succeeded" and item["filters"]["configuration"] == "weekly-clients"
+    assert item["filters"]["encrypted"] is True
+
+
+async def _run_saved(daemon, token):
+    from strongroom.console.screens.exports import SavedExportScreen
+    from textual.widgets import Input, OptionList
+
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await exports_tab(pilot)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, SavedExportScreen), what="saved exports")
+        picker = app.screen
+        assert picker.query_one(OptionList).option_count == 1
+        await pilot.press("enter")                                   # the one saved export
+        password = picker.query_one("#saved-password", Input)
+        await wait_for(pilot, lambda: password.display and password.has_focus, what="password asked")
+        await pilot.press(*"short", "enter")
+        hint = picker.query_one("#saved-hint", Static)
+        await wait_for(pilot, lambda: "at least 8" in str(hint.render()), what="short password refused")
+        await pilot.press(*" but longer now", "enter")
+        await wait_for(pilot, lambda: any(e["status"] == "succeeded" for e in tab.exports.values()),
+                       what="saved export succeeded")
         await settle(pilot)
