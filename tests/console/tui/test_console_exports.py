@@ -1,13 +1,13 @@
 """The Exports tab against a real strongroomd with demo data: a manager fills in the form
 (a table, a date filter, a format, the full profile) and watches the export run to
-success into the history; an auditor sees the history with "new export" disabled and
+success into the history, then runs a saved encrypted one by name; an auditor sees the history with "new export" disabled and
 why. Bounded: every wait has a timeout."""
 from __future__ import annotations
 
 import time
 
 from strongroom.console.app import StrongroomConsole
-from strongroom.console.screens.exports import ExportFormScreen, ExportsTab
+from strongroom.console.screens.exports import ExportFormScreen, ExportsTab, SavedExportScreen
 from strongroom.console.screens.main import TABS, MainScreen
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.core.auth.users import create_user
@@ -16,7 +16,7 @@ from strongroom.core.context import open_context
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Role
 from strongroom.core.repository.practices import only_practice
-from textual.widgets import Select, SelectionList, Static
+from textual.widgets import Input, OptionList, Select, SelectionList, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, wait_for
 from tests.daemon.conftest import PASSWORD
@@ -139,9 +139,6 @@ def test_a_saved_encrypted_export_runs_by_name_with_its_password(demo_daemon):
 
 
 async def _run_saved(daemon, token):
-    from strongroom.console.screens.exports import SavedExportScreen
-    from textual.widgets import Input, OptionList
-
     app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
     async with app.run_test(size=SIZE) as pilot:
         tab = await exports_tab(pilot)
