@@ -20,6 +20,12 @@ WHAT_JOBS_DO = {
     "integrity": "re-hashes the audit chain and checks every protected row's checksum",
     "key_rotation": "re-encrypts client records under new data keys (resumable)",
 }
+# Where the kinds that need a person's arguments are started (the daemon lists them as
+# `on_request_kinds`): started here with none, they could only fail.
+STARTED_FROM = {
+    "restore": "the Backups tab (it needs a snapshot and an empty database)",
+    "export": "the Exports tab (it needs tables and fields)",
+}
 
 
 def progress_text(done: int | None, total: int | None) -> str:
@@ -36,6 +42,7 @@ class JobsTab(Vertical):
         super().__init__(id=id)
         self.identity: Identity | None = None
         self.kinds: list[str] = []
+        self.on_request: set[str] = set()
         self.runs: dict[str, dict] = {}
         # Runs asked to stop, shown "cancelling" until they end: a job stops only at its
         # next safe point, and until then the daemon still reports it running.
@@ -54,6 +61,7 @@ class JobsTab(Vertical):
     def set_identity(self, identity: Identity, status: dict) -> None:
         self.identity = identity
         self.kinds = list(status.get("job_kinds") or [])
+        self.on_request = set(status.get("on_request_kinds") or [])
         runnable = [k for k in self.kinds if identity.can(f"job:{k}:run")]
         note = ("r: run a job · c: cancel the selected run" if runnable
                 else f"Running and cancelling jobs is disabled: {identity.actor} lacks job:<kind>:run.")
@@ -114,8 +122,14 @@ class JobsTab(Vertical):
     def action_reload(self) -> None:
         self.load()
 
+    def needs_arguments(self, kind: str) -> str | None:
+        if kind not in self.on_request:
+            return None
+        return f"start it from {STARTED_FROM.get(kind, 'the tab it belongs to')}"
+
     def action_run_job(self) -> None:
-        choices = [(kind, self.identity.why_not(f"job:{kind}:run")) for kind in self.kinds]
+        choices = [(kind, self.identity.why_not(f"job:{kind}:run") or self.needs_arguments(kind))
+                   for kind in self.kinds]
 
         def chosen(kind: str | None) -> None:
             if kind is None:

@@ -71,6 +71,10 @@ async def _run_integrity(tui_daemon):
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, RunJobScreen), what="job chooser")
         kinds = app.screen.query_one(OptionList)
+        by_kind = {o.id: o for o in kinds.options}
+        # Kinds that need a person's arguments are started from their own tabs.
+        assert by_kind["export"].disabled and by_kind["restore"].disabled
+        assert "Exports tab" in str(by_kind["export"].prompt)
         kinds.highlighted = [o.id for o in kinds.options].index("integrity")
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
