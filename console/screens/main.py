@@ -36,12 +36,13 @@ SILENCE_SECONDS = 6.0     # no event for this long: probe with `status`
 PROBE_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 15.0
 
-TABS = (("Overview", "overview", OverviewTab), ("Jobs", "jobs", JobsTab), ("Backups", "backups", BackupsTab),
-        ("Exports", "exports", ExportsTab),
-        ("Audit", "audit", AuditTab),
-        ("Security", "security", SecurityTab), ("Compliance", "compliance", ComplianceTab),
-        ("Integrity", "integrity", IntegrityTab), ("Users", "users", UsersTab),
-        ("Sync", "sync", SyncTab), ("Retention", "retention", RetentionTab))
+# DESIGN §9's order, so each of its ten tabs has a digit; Jobs (every run, cancel) comes
+# after them, a ] away from Users or a [ from Overview (which shows running jobs too).
+TABS = (("Overview", "overview", OverviewTab), ("Backups", "backups", BackupsTab),
+        ("Exports", "exports", ExportsTab), ("Sync", "sync", SyncTab),
+        ("Retention", "retention", RetentionTab), ("Integrity", "integrity", IntegrityTab),
+        ("Compliance", "compliance", ComplianceTab), ("Audit", "audit", AuditTab),
+        ("Security", "security", SecurityTab), ("Users", "users", UsersTab), ("Jobs", "jobs", JobsTab))
 
 
 # A terminal sends one key per digit: the first ten tabs have 1..9 and 0; any tab is

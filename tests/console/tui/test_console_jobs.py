@@ -11,7 +11,7 @@ from strongroom.console.screens.jobs import JobsTab
 from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, seed_demo_data, tab_key, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, seed_demo_data, tab_keys, wait_for
 from tests.daemon.conftest import running_daemon
 
 # Key rotation re-encrypts one client per transaction and reaches a safe point after
@@ -34,7 +34,7 @@ async def _cancel_running_job(daemon):
     app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(tab_key("jobs"))
+        await pilot.press(*tab_keys("jobs"))
         tab = app.screen.query_one("#jobs", JobsTab)
         table = tab.query_one(DataTable)
         run = await in_thread(daemon.call, "job.run", {"kind": "key_rotation"})

@@ -17,7 +17,7 @@ from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import DataTable, Input, OptionList, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_key, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_keys, wait_for
 from tests.daemon.conftest import PASSWORD, DaemonProcess
 
 
@@ -67,7 +67,7 @@ async def _run_integrity(tui_daemon):
     app = console(tui_daemon, token=tui_daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(tab_key("jobs"))
+        await pilot.press(*tab_keys("jobs"))
         await pilot.press("r")
         await wait_for(pilot, lambda: isinstance(app.screen, RunJobScreen), what="job chooser")
         kinds = app.screen.query_one(OptionList)
@@ -102,14 +102,14 @@ async def _auditor_disabled(tui_daemon):
     async with app.run_test(size=SIZE) as pilot:
         await log_in(pilot)
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(tab_key("jobs"))
+        await pilot.press(*tab_keys("jobs"))
         await pilot.pause(0.3)
         assert app.screen.active_bindings["r"].enabled is False
         note = str(app.screen.query_one("#jobs-note", Static).render())
         assert "auditor1 lacks job:<kind>:run" in note
         await pilot.press("r")
         assert isinstance(app.screen, MainScreen)  # no dialog opened
-        await pilot.press(tab_key("security"))
+        await pilot.press(*tab_keys("security"))
         await pilot.pause(0.3)
         assert app.screen.active_bindings["x"].enabled is False
         assert "auditor1 lacks session:revoke" in str(app.screen.query_one("#sessions-note", Static).render())
@@ -141,7 +141,7 @@ async def _audit_paging(tui_daemon):
     app = console(tui_daemon, token=tui_daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(tab_key("audit"))
+        await pilot.press(*tab_keys("audit"))
         tab = app.screen.query_one("#audit", AuditTab)
         await wait_for(pilot, lambda: len(tab.entries) == 50, what="first page")
         first_page = sorted(map(int, tab.entries), reverse=True)
@@ -181,7 +181,7 @@ async def _revoke(tui_daemon, session_id):
     app = console(tui_daemon, token=tui_daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(tab_key("security"))
+        await pilot.press(*tab_keys("security"))
         tab = app.screen.query_one("#security", SecurityTab)
         await wait_for(pilot, lambda: session_id in tab.sessions, what="session listed")
         await pilot.press("x")
@@ -262,7 +262,7 @@ async def _backup_and_verify(tui_daemon):
     app = console(tui_daemon, token=tui_daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(tab_key("backups"))
+        await pilot.press(*tab_keys("backups"))
         tab = app.screen.query_one("#backups", BackupsTab)
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")

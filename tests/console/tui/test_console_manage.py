@@ -17,7 +17,7 @@ from strongroom.console.screens.users import UsersTab
 from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_key, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_keys, wait_for
 from tests.daemon.conftest import PASSWORD
 from tests.daemon.test_commands_users import add_admin
 
@@ -66,7 +66,7 @@ async def _lock_unlock(daemon):
     app = console(daemon, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
-        await pilot.press(tab_key("users"))
+        await pilot.press(*tab_keys("users"))
         tab = app.screen.query_one("#users", UsersTab)
         await select_user(pilot, tab, "clinician")
         assert app.screen.active_bindings["u"].enabled is False     # not locked: nothing to unlock
@@ -100,7 +100,7 @@ async def _admin_session(daemon, token):
     app = console(daemon, token=token)
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
-        await pilot.press(tab_key("users"))
+        await pilot.press(*tab_keys("users"))
         tab = app.screen.query_one("#users", UsersTab)
         await select_user(pilot, tab, "boss")
         await wait_for(pilot, lambda: app.screen.active_bindings["l"].enabled is False, what="self-lock disabled")
@@ -140,7 +140,7 @@ async def _auditor_users(daemon):
     async with app.run_test(size=SIZE) as pilot:
         await log_in(pilot)
         await main_screen(pilot)
-        await pilot.press(tab_key("users"))
+        await pilot.press(*tab_keys("users"))
         tab = app.screen.query_one("#users", UsersTab)
         note = tab.query_one("#users-note", Static)
         await wait_for(pilot, lambda: "auditor1 lacks user:manage" in str(note.render()), what="reason shown")
@@ -160,7 +160,7 @@ async def _integrity(daemon):
     app = console(daemon, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
-        await pilot.press(tab_key("integrity"))
+        await pilot.press(*tab_keys("integrity"))
         tab = app.screen.query_one("#integrity", IntegrityTab)
         summary = tab.query_one("#integrity-summary", Static)
         await wait_for(pilot, lambda: "No integrity run yet" in str(summary.render()), what="empty report")
@@ -186,7 +186,7 @@ async def _backups(daemon, restored):
     app = console(daemon, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
         await main_screen(pilot)
-        await pilot.press(tab_key("backups"))
+        await pilot.press(*tab_keys("backups"))
         tab = app.screen.query_one("#backups", BackupsTab)
         await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="backup confirmation")

@@ -15,7 +15,7 @@ from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.core.errors import AuthError
 from textual.widgets import Static
 
-from tests.console.tui.conftest import SIZE, drive, tab_key, wait_for
+from tests.console.tui.conftest import SIZE, drive, tab_key, tab_keys, wait_for
 
 
 def test_console_never_imports_the_database_layer():
@@ -69,11 +69,11 @@ def test_command_palette_offers_the_enabled_actions_and_runs_them():
         app = fixed_app("fixed-token")
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="main")
-            await pilot.press(tab_key("jobs"))
+            await pilot.press(*tab_keys("jobs"))
             await pilot.pause()
             titles = [c.title for c in app.get_system_commands(app.screen)]
             assert "Reload" in titles and "Run job" not in titles   # the auditor may not run jobs
-            await pilot.press(tab_key("audit"))
+            await pilot.press(*tab_keys("audit"))
             await pilot.pause()
             assert {"Verify chain", "Newest", "Filter"} <= {c.title for c in app.get_system_commands(app.screen)}
             await pilot.press("ctrl+p")

@@ -11,7 +11,7 @@ from strongroom.console.screens.main import MainScreen
 from strongroom.console.screens.sync import SyncTab
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_key, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_keys, wait_for
 from tests.daemon.conftest import PASSWORD
 
 
@@ -23,7 +23,7 @@ def text_of(app, selector: str) -> str:
 async def open_sync_tab(pilot) -> SyncTab:
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="main screen")
-    await pilot.press(tab_key("sync"))
+    await pilot.press(*tab_keys("sync"))
     await wait_for(pilot, lambda: app.screen.query("#sync"), what="sync tab")
     return app.screen.query_one("#sync", SyncTab)
 

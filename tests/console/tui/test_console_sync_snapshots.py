@@ -9,7 +9,7 @@ from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable
 
-from tests.console.tui.conftest import tab_key
+from tests.console.tui.conftest import tab_keys
 from tests.console.tui.test_console_snapshots import FixedClient
 
 CONFLICT = "01a2061f-77c9-7000-a71a-000000000c01"
@@ -69,7 +69,7 @@ async def conflict_open_one_chosen(pilot) -> None:
         if isinstance(app.screen, MainScreen) and app.screen.identity:
             break
         await pilot.pause(0.05)
-    await pilot.press(tab_key("sync"))
+    await pilot.press(*tab_keys("sync"))
     tab = app.screen.query_one("#sync")
     queue = tab.query_one("#conflicts-table", DataTable)
     for _ in range(100):
