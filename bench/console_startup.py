@@ -101,7 +101,7 @@ async def page_latencies(proc: DaemonProcess, pages: int, actor: str | None) -> 
     async with app.run_test(size=(80, 24)) as pilot:
         while not getattr(app.screen, "identity", None):
             await asyncio.sleep(0.01)
-        await pilot.press("4")
+        app.screen.action_show_tab("audit")   # what the Audit tab's digit key runs
         tab = app.screen.query_one("#audit", AuditTab)
         if actor:
             await pilot.press("slash", *actor, "enter")
