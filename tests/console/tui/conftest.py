@@ -60,6 +60,12 @@ def tab_key(tab_id: str) -> str:
     return key
 
 
+def showing(app, screen_type) -> Callable[[], bool]:
+    """The app shows a screen of `screen_type`, composed and mounted: pushing a screen
+    and composing it are separate steps, and a query in between finds nothing."""
+    return lambda: isinstance(app.screen, screen_type) and app.screen.is_mounted
+
+
 async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
     """Let the app run until `predicate()` holds; fail naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout

@@ -13,7 +13,7 @@ from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import MainScreen
 from textual.widgets import Input, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, wait_for
 from tests.daemon.conftest import PASSWORD, add_unenrolled_admin, running_daemon
 
 
@@ -28,8 +28,13 @@ def text_of(app, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
 
 
+def offered(app):
+    """The enrolment dialog is up and composed."""
+    return showing(app, EnrolAtLoginScreen)
+
+
 def code_field_focused(app):
-    return lambda: isinstance(app.screen, EnrolAtLoginScreen) and app.screen.query_one("#enrol-code", Input).has_focus
+    return lambda: offered(app)() and app.screen.query_one("#enrol-code", Input).has_focus
 
 
 def test_admin_without_a_second_factor_enrols_at_login(daemon):
@@ -40,7 +45,7 @@ async def _enrol_at_login(daemon):
     app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint)
     async with app.run_test(size=SIZE) as pilot:
         await log_in(pilot, "newadmin")
-        await wait_for(pilot, lambda: isinstance(app.screen, EnrolAtLoginScreen), what="the enrolment offer")
+        await wait_for(pilot, offered(app), what="the enrolment offer")
         first = app.screen.enrolment["secret"]
         assert "Set up two-factor authentication for newadmin" in text_of(app, ".dialog-title")
         assert "requires two-factor authentication" in text_of(app, "#enrol-why")
@@ -50,7 +55,7 @@ async def _enrol_at_login(daemon):
         await wait_for(pilot, code_field_focused(app), what="the code field focused")
 
         await pilot.press("escape")                                     # backing out stores nothing
-        await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), what="back at login")
+        await wait_for(pilot, showing(app, LoginScreen), what="back at login")
         assert "Enrolment cancelled; nothing was stored" in text_of(app, "#login-message")
         again = await in_thread(lambda: daemon.call("auth.login", {"username": "newadmin", "password": PASSWORD},
                                                     token=None))
@@ -58,7 +63,7 @@ async def _enrol_at_login(daemon):
 
         app.screen.query_one("#username", Input).value = ""
         await log_in(pilot, "newadmin")
-        await wait_for(pilot, lambda: isinstance(app.screen, EnrolAtLoginScreen), what="a new offer")
+        await wait_for(pilot, offered(app), what="a new offer")
         secret = app.screen.enrolment["secret"]
         assert secret != first
         await wait_for(pilot, code_field_focused(app), what="the code field focused")

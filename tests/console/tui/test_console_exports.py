@@ -18,7 +18,7 @@ from strongroom.core.db.models import Role
 from strongroom.core.repository.practices import only_practice
 from textual.widgets import Input, OptionList, Select, SelectionList, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
 from tests.daemon.conftest import PASSWORD
 
 EXPORTS_KEY = {tab_id: str(n) for n, (_, tab_id, _) in enumerate(TABS, 1)}["exports"]
@@ -69,7 +69,7 @@ async def _export_from_form(daemon, token):
         tab = await exports_tab(pilot)
         assert app.screen.active_bindings["n"].enabled
         await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, ExportFormScreen), what="export form")
+        await wait_for(pilot, showing(app, ExportFormScreen), what="export form")
         form = app.screen
         fields = form.query_one("#export-fields", SelectionList)
         await wait_for(pilot, lambda: fields.option_count > 0, what="fields listed")
@@ -143,7 +143,7 @@ async def _run_saved(daemon, token):
     async with app.run_test(size=SIZE) as pilot:
         tab = await exports_tab(pilot)
         await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(app.screen, SavedExportScreen), what="saved exports")
+        await wait_for(pilot, showing(app, SavedExportScreen), what="saved exports")
         picker = app.screen
         assert picker.query_one(OptionList).option_count == 1
         await pilot.press("enter")                                   # the one saved export

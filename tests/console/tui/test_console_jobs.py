@@ -11,7 +11,7 @@ from strongroom.console.screens.jobs import JobsTab
 from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, seed_demo_data, tab_keys, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, seed_demo_data, showing, tab_keys, wait_for
 from tests.daemon.conftest import running_daemon
 
 # Key rotation re-encrypts one client per transaction and reaches a safe point after
@@ -47,7 +47,7 @@ async def _cancel_running_job(daemon):
         table.focus()
         table.move_cursor(row=table.get_row_index(run_id))
         await pilot.press("c")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="confirmation")
         consequence = str(app.screen.query_one("#consequence", Static).render())
         assert run_id in consequence and "stops at its next safe point and ends as cancelled" in consequence
         await pilot.press("y")

@@ -17,7 +17,7 @@ from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import DataTable, Input, OptionList, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_keys, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
 from tests.daemon.conftest import PASSWORD, DaemonProcess
 
 
@@ -69,7 +69,7 @@ async def _run_integrity(tui_daemon):
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
         await pilot.press(*tab_keys("jobs"))
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunJobScreen), what="job chooser")
+        await wait_for(pilot, showing(app, RunJobScreen), what="job chooser")
         kinds = app.screen.query_one(OptionList)
         by_kind = {o.id: o for o in kinds.options}
         # Kinds that need a person's arguments are started from their own tabs.
@@ -77,7 +77,7 @@ async def _run_integrity(tui_daemon):
         assert "Exports tab" in str(by_kind["export"].prompt)
         kinds.highlighted = [o.id for o in kinds.options].index("integrity")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="confirmation")
         assert "integrity" in str(app.screen.query_one("#consequence", Static).render())
         await pilot.press("y")
         jobs = app.screen.query_one("#jobs", JobsTab)
@@ -162,7 +162,7 @@ async def _audit_paging(tui_daemon):
         await wait_for(pilot, lambda: len(tab.entries) == 15, what="last filtered page (65 seeder rows)")
         assert app.screen.active_bindings["n"].enabled is False  # nothing older
         await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, DetailScreen), what="entry detail")
+        await wait_for(pilot, showing(app, DetailScreen), what="entry detail")
         await pilot.press("escape")
         await pilot.press("v")
         await wait_for(pilot, lambda: "chain: intact" in str(tab.query_one("#audit-status", Static).render()),
@@ -185,7 +185,7 @@ async def _revoke(tui_daemon, session_id):
         tab = app.screen.query_one("#security", SecurityTab)
         await wait_for(pilot, lambda: session_id in tab.sessions, what="session listed")
         await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="confirmation")
         consequence = str(app.screen.query_one("#consequence", Static).render())
         assert "auditor1" in consequence and "ward-pc" in consequence and "logged out at once" in consequence
         await pilot.press("y")
@@ -265,14 +265,14 @@ async def _backup_and_verify(tui_daemon):
         await pilot.press(*tab_keys("backups"))
         tab = app.screen.query_one("#backups", BackupsTab)
         await pilot.press("b")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: any(s["status"] == "succeeded" for s in tab.snapshots.values()),
                        timeout=60, what="a succeeded snapshot listed")
         (snapshot,) = tab.snapshots.values()
         assert snapshot["proof"] == "written"
         await pilot.press("v")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="confirmation")
         assert snapshot["id"] in str(app.screen.query_one("#consequence", Static).render())
         await pilot.press("y")
         await wait_for(pilot, lambda: tab.snapshots[snapshot["id"]]["proof"] == "verified", timeout=60,

@@ -17,7 +17,7 @@ from strongroom.console.screens.users import UsersTab
 from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import Button, DataTable, Input, Label, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_keys, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
 from tests.daemon.conftest import PASSWORD
 from tests.daemon.test_commands_users import add_admin
 
@@ -71,7 +71,7 @@ async def _lock_unlock(daemon):
         await select_user(pilot, tab, "clinician")
         assert app.screen.active_bindings["u"].enabled is False     # not locked: nothing to unlock
         await pilot.press("l")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="lock confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="lock confirmation")
         consequence = str(app.screen.query_one("#consequence", Static).render())
         assert "clinician" in consequence and "session" in consequence and "unlocks" in consequence
         await pilot.press("y")
@@ -81,7 +81,7 @@ async def _lock_unlock(daemon):
         await select_user(pilot, tab, "clinician")
         await wait_for(pilot, lambda: app.screen.active_bindings["u"].enabled, what="unlock enabled")
         await pilot.press("u")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="unlock confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="unlock confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: state_of(tab, "clinician") == "ok", what="clinician shown unlocked")
         await settle(pilot)
@@ -112,7 +112,7 @@ async def _admin_session(daemon, token):
         await select_user(pilot, tab, "clinician")
         await wait_for(pilot, lambda: app.screen.active_bindings["g"].enabled, what="grant enabled")
         await pilot.press("g")
-        await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), what="grant form")
+        await wait_for(pilot, showing(app, FormScreen), what="grant form")
         await pilot.press(*"audit:read", "enter", *"8h", "enter", *"case review", "enter")
         label = tab.query_one("#grants-label", Label)
         await wait_for(pilot, lambda: "1 active" in str(label.render()), what="grant listed")
@@ -121,13 +121,13 @@ async def _admin_session(daemon, token):
         assert str(grants.get_cell(grant_id, "state")) == "active"
         # 2FA reset of the practitioner shows the new enrolment once
         await pilot.press("f")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="reset confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="reset confirmation")
         assert "authenticator stops working" in str(app.screen.query_one("#consequence", Static).render())
         await pilot.press("y")
-        await wait_for(pilot, lambda: isinstance(app.screen, EnrolmentScreen), what="enrolment shown")
+        await wait_for(pilot, showing(app, EnrolmentScreen), what="enrolment shown")
         assert "otpauth://totp/" in str(app.screen.query_one("#enrol-text", Static).render())
         await pilot.press("escape")
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="enrolment closed")
+        await wait_for(pilot, showing(app, MainScreen), what="enrolment closed")
         await settle(pilot)
 
 
@@ -189,7 +189,7 @@ async def _backups(daemon, restored):
         await pilot.press(*tab_keys("backups"))
         tab = app.screen.query_one("#backups", BackupsTab)
         await pilot.press("b")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="backup confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="backup confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: any(s["status"] == "succeeded" for s in tab.snapshots.values()),
                        timeout=60, what="a succeeded snapshot listed")
@@ -199,7 +199,7 @@ async def _backups(daemon, restored):
             return any(p.kind == kind and p.status == "succeeded" for p in tab.query(JobProgress))
         assert finished("backup")
         await pilot.press("f")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="fast verify confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="fast verify confirmation")
         assert "Nothing is downloaded" in str(app.screen.query_one("#consequence", Static).render())
         await pilot.press("y")
         await wait_for(pilot, lambda: finished("verify"), timeout=60, what="fast verify succeeded")
@@ -207,14 +207,14 @@ async def _backups(daemon, restored):
         assert runs[0]["params"] == {"snapshot_id": snapshot["id"], "read_data": False}
         assert tab.snapshots[snapshot["id"]]["proof"] == "written"   # fast verify proves presence only
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="drill confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="drill confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: tab.snapshots[snapshot["id"]]["proof"] == "drilled", timeout=90,
                        what="proof raised to drilled")
         await wait_for(pilot, lambda: finished("restore_drill"), what="drill progress row succeeded")
 
         await pilot.press("R")
-        await wait_for(pilot, lambda: isinstance(app.screen, TypedConfirmScreen), what="restore dialog")
+        await wait_for(pilot, showing(app, TypedConfirmScreen), what="restore dialog")
         dialog = app.screen
         dialog.query_one("#dest", Input).value = f"sqlite:///{restored}"
         assert dialog.query_one("#yes", Button).disabled            # not before the id is typed

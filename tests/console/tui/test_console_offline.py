@@ -15,7 +15,7 @@ from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.core.errors import AuthError
 from textual.widgets import Static
 
-from tests.console.tui.conftest import SIZE, drive, tab_key, tab_keys, wait_for
+from tests.console.tui.conftest import SIZE, drive, showing, tab_key, tab_keys, wait_for
 
 
 def test_console_never_imports_the_database_layer():
@@ -42,7 +42,7 @@ def test_help_lists_the_screens_own_keys():
         async with app.run_test(size=SIZE) as pilot:
             assert isinstance(app.screen, LoginScreen)
             app.action_help()
-            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+            await wait_for(pilot, showing(app, HelpScreen), what="help")
             await pilot.pause()
             text = "\n".join(str(s.render()) for s in app.screen.query(Static))
             assert "Log in" in text and "Quit" in text and "Cursor" not in text

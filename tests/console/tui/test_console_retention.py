@@ -15,7 +15,7 @@ from strongroom.console.screens.retention import RetentionTab
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
 from textual.widgets import Button, DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
 from tests.daemon.conftest import FAST_HEALTH, PASSWORD, make_data_dir, running_daemon
 from tests.daemon.test_retention_commands import seed_retention_demo
 
@@ -88,7 +88,7 @@ async def _manager(daemon, token):
         assert isinstance(app.screen, MainScreen)    # no dialog
         assert app.screen.active_bindings["p"].enabled is False    # holds need retention:manage
         await pilot.press("n")
-        await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), what="request form")
+        await wait_for(pilot, showing(app, FormScreen), what="request form")
         await pilot.press(*daemon.seeded["clients"][3], "enter", *"written request ref 31", "enter")
         mine = await select(pilot, tab, "requests", lambda r: r["requested_by"] == "user:manager1")
         assert mine["status"] == "pending"
@@ -119,7 +119,7 @@ async def _owner(daemon, token, own_id):
         request = await select(pilot, tab, "requests", lambda r: r["id"] == daemon.seeded["request"])
         await wait_for(pilot, lambda: app.screen.active_bindings["a"].enabled, what="approve enabled")
         await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, TypedConfirmScreen), what="typed confirmation")
+        await wait_for(pilot, showing(app, TypedConfirmScreen), what="typed confirmation")
         consequence = str(app.screen.query_one("#consequence", Static).render())
         assert request["client_id"] in consequence and "cannot be recovered" in consequence
         assert "old" in consequence and "backup" in consequence
@@ -134,11 +134,11 @@ async def _owner(daemon, token, own_id):
         await select(pilot, tab, "holds", lambda h: h["active"])
         await wait_for(pilot, lambda: app.screen.active_bindings["x"].enabled, what="release enabled")
         await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="release confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="release confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: not any(h["active"] for h in tab.rows["holds"].values()), what="released")
         await pilot.press("p")
-        await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), what="hold form")
+        await wait_for(pilot, showing(app, FormScreen), what="hold form")
         await pilot.press("enter", *"Regulator inquiry 7", "enter")
         await wait_for(pilot, lambda: any(h["active"] and h["scope"] == "practice" for h in tab.rows["holds"].values()),
                        what="practice hold listed")
@@ -161,14 +161,14 @@ async def _operator(daemon):
         tab = await open_tab(pilot)
         await show_view(pilot, tab, "policies")
         await pilot.press("e")
-        await wait_for(pilot, lambda: isinstance(app.screen, FormScreen), what="policy form")
+        await wait_for(pilot, showing(app, FormScreen), what="policy form")
         await pilot.press(*"client_files", "enter", *"400", "enter", *"3000", "enter")
         await wait_for(pilot, lambda: any(p["table_name"] == "client_files" and p["archive_after_days"] == 400
                                           for p in tab.rows["policies"].values()), what="policy shown")
         await show_view(pilot, tab, "upcoming")
         await wait_for(pilot, lambda: app.screen.active_bindings["r"].enabled, what="run enabled")
         await pilot.press("r")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="run confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="run confirmation")
         assert "legal hold are left alone" in str(app.screen.query_one("#consequence", Static).render())
         await pilot.press("y")
         summary = tab.query_one("#retention-summary", Static)

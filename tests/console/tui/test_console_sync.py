@@ -11,7 +11,7 @@ from strongroom.console.screens.main import MainScreen
 from strongroom.console.screens.sync import SyncTab
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_keys, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
 from tests.daemon.conftest import PASSWORD
 
 
@@ -68,7 +68,7 @@ async def _operator_resolves(daemon):
         assert grid.get_row("phone")[4].plain == "remote"
         assert app.screen.active_bindings["a"].enabled is True
         await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirmation")
+        await wait_for(pilot, showing(app, ConfirmScreen), what="confirmation")
         consequence = text_of(app, "#consequence")
         assert "phone ← remote" in consequence and "never the values" in consequence
         await pilot.press("y")
