@@ -20,14 +20,12 @@ PLANNED = ("sync",)
 
 def registry() -> dict[str, JobFunction]:
     """The job kinds this build can run, by name."""
-    from strongroom.core.jobs import backup, integrity, key_rotation, prune, restore, restore_drill, verify
-    from strongroom.core.jobs import export
-    from strongroom.core.jobs import retention
+    from strongroom.core.jobs import (backup, export, integrity, key_rotation, prune, restore, restore_drill,
+                                      retention, verify)
 
     return {"backup": backup.run, "verify": verify.run, "restore_drill": restore_drill.run,
             "prune": prune.run, "integrity": integrity.run, "key_rotation": key_rotation.run,
-            "restore": restore.run, "export": export.run,
-            "retention": retention.run}
+            "restore": restore.run, "export": export.run, "retention": retention.run}
 
 
 # Kinds that need a person's arguments (which snapshot, into which database; which

@@ -333,11 +333,16 @@ class _Plan:
             units += [(_cost(entry) / parts, name, part, parts) for part in range(parts)]
         return [(name, part, parts) for _, name, part, parts in sorted(units, key=lambda u: -u[0])]
 
+    def part_bounds(self, name: str, part: int, parts: int) -> tuple[int, int]:
+        """Part `part` of `parts` of the table's base chunks, as a [start, end) range:
+        contiguous runs (segments end at row ends, so each run is whole rows, and rows
+        are in key order)."""
+        count = len(self.steps[name][0][2].chunks)
+        return part * count // parts, (part + 1) * count // parts
+
     def part_chunks(self, name: str, part: int, parts: int) -> list:
-        """Part `part` of `parts` of the table's base chunks: contiguous runs (segments
-        end at row ends, so each run is whole rows, and rows are in key order)."""
-        chunks = self.steps[name][0][2].chunks
-        return chunks[part * len(chunks) // parts:(part + 1) * len(chunks) // parts]
+        start, end = self.part_bounds(name, part, parts)
+        return self.steps[name][0][2].chunks[start:end]
 
     def key_range(self, name: str, part: int, parts: int) -> tuple[str | None, str | None]:
         """The keys part `part` holds: from its first row's key up to (not including) the
@@ -372,8 +377,8 @@ def _load_base(conn: Connection, plan: _Plan, name: str, part: int, parts: int,
     cols = copytext.columns(table)
     if copytext.column_names(cols) != entry.columns:
         raise IntegrityError(f"snapshot table {entry.name}: columns differ from this schema")
-    start, end = (part * len(entry.chunks) // parts, (part + 1) * len(entry.chunks) // parts)
-    refs = plan.part_chunks(name, part, parts)
+    start, end = plan.part_bounds(name, part, parts)
+    refs = entry.chunks[start:end]
     digest = hashlib.sha256()
 
     def chunks():
