@@ -15,34 +15,47 @@ import os
 import sys
 from collections.abc import Callable
 from functools import update_wrapper
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from strongroom.core.config import Settings, load_settings, locate_config
-from strongroom.core.context import Context, open_context
-from strongroom.core.db.engine import translate_error
+from strongroom.console.cli.lazy import LazyGroup
+from strongroom.console.cli.options import data_dir_options, json_option, refuse_unused, root_options, socket_option
 from strongroom.core.errors import StrongroomError
+
+if TYPE_CHECKING:  # loading these costs SQLAlchemy and pydantic: only commands that need them do
+    from strongroom.core.config import Settings
+    from strongroom.core.context import Context
+
+__all__ = ["CliState", "cli", "emit", "json_option", "local_actor", "main", "pass_state", "socket_option"]
 
 
 class CliState:
-    """What the root group parsed; the context is opened lazily, on first use."""
+    """What the global options say (the root's, replaced by a command's own where given);
+    the settings and context are opened lazily, on first use."""
 
-    def __init__(self, config: str | None, data_dir: str | None) -> None:
+    def __init__(self, config: str | None, data_dir: str | None, *, as_json: bool = False,
+                 socket_path: str | None = None) -> None:
         self.config = config
         self.data_dir = data_dir
+        self.as_json = as_json
+        self.socket_path = socket_path
         self._settings: Settings | None = None
         self._ctx: Context | None = None
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from strongroom.core.config import load_settings, locate_config
+
             self._settings = load_settings(locate_config(self.config, self.data_dir))
         return self._settings
 
     @property
     def ctx(self) -> Context:
         if self._ctx is None:
+            from strongroom.core.context import open_context
+
             self._ctx = open_context(self.settings)
         return self._ctx
 
@@ -57,11 +70,12 @@ def local_actor() -> str:
 
 
 def pass_state(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Hand the command the CliState; it also takes --data-dir and --config after its name."""
     @click.pass_context
     def wrapper(click_ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
         return click_ctx.invoke(func, click_ctx.find_object(CliState), *args, **kwargs)
 
-    return update_wrapper(wrapper, func)
+    return data_dir_options(update_wrapper(wrapper, func))
 
 
 def emit(as_json: bool, data: Any, human: Callable[[Any], None]) -> None:
@@ -72,44 +86,73 @@ def emit(as_json: bool, data: Any, human: Callable[[Any], None]) -> None:
         human(data)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+# Each command by name: where it lives (in this package) and the summary the root help
+# shows without importing it (a test holds these equal to the commands' docstrings).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "audit": ("audit:group", "The audit trail."),
+    "backup": ("backup:group", "Snapshots: run, list, show, verify, drill, prune, forget, approve."),
+    "clients": ("clients:group", "Client records (masked unless --reveal)."),
+    "compliance": ("remote:compliance_cmd", "Compliance score (source weights) and the HIPAA checklist with evidence."),
+    "config": ("remote:config_group", "The running configuration."),
+    "console": ("console_cmd:command",
+                "Open the admin console (login, overview, jobs, backups, audit, security, compliance)."),
+    "db": ("db:group", "Database schema."),
+    "demo": ("demo:group", "Synthetic demo data."),
+    "erasure": ("retention:erasure_group",
+                "Erasure requests: filed by one person, approved (and carried out) by another."),
+    "export": ("exports:export_cmd", "Export tables through the daemon."),
+    "exports": ("exports:group", "Export history and what may be exported."),
+    "hold": ("retention:hold_group", "Legal holds: while one is in force, nothing of its client or practice is "
+                                     "archived, deleted or erased."),
+    "init": ("init:group", "Create a data directory (mode 0700): config, key file, migrated database."),
+    "jobs": ("remote:jobs_group", "Job runs: list, run, inspect, cancel."),
+    "keys": ("keys:group", "Encryption keys: status, rotation, recovery kit."),
+    "login": ("remote:login_cmd", "Log in to the daemon; keeps the session token in a 0600 file."),
+    "logout": ("remote:logout_cmd", "End this session and forget its token."),
+    "notify": ("remote:notify_group", "Notifications."),
+    "restore": ("backup:restore_cmd", "Restore a snapshot into an empty database, proven against its manifest."),
+    "retention": ("retention:group",
+                  "Records retention: per-table policies, the plan of upcoming actions, the job."),
+    "security": ("remote:security_group", "Security events."),
+    "sessions": ("remote:sessions_group", "Login sessions."),
+    "status": ("remote:status_cmd", "What the daemon is doing: role, uptime, running jobs, next runs."),
+    "sync": ("sync:group", "Sync between sites: the conflict queue and resolving it field by field."),
+    "user": ("user:group", "Manage users: add, list, lock, unlock, grants, 2FA reset, passwords."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--data-dir", envvar="STRONGROOM_DATA_DIR", type=click.Path(file_okay=False),
-              help="Data directory holding strongroom.toml (env STRONGROOM_DATA_DIR).")
-@click.option("--config", "config", envvar="STRONGROOM_CONFIG", type=click.Path(dir_okay=False),
-              help="Configuration file (env STRONGROOM_CONFIG); overrides --data-dir.")
+class RootGroup(LazyGroup):
+    """The root: refuses a global option the command it leads to would ignore."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        path, leaf, leaf_args = [name], command, rest
+        while isinstance(leaf, click.Group) and leaf_args and not leaf_args[0].startswith("-"):
+            sub = leaf.get_command(ctx, leaf_args[0])
+            if sub is None:
+                break                     # the group reports the unknown name itself
+            path.append(leaf_args[0])
+            leaf, leaf_args = sub, leaf_args[1:]
+        if leaf is not None and not isinstance(leaf, click.Group) and not {"--help", "-h"} & set(leaf_args):
+            refuse_unused(ctx, path, leaf)
+        return name, command, rest
+
+
+@click.group(cls=RootGroup, lazy=COMMANDS, package=__name__,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@root_options
 @click.version_option(package_name="strongroom")
 @click.pass_context
-def cli(click_ctx: click.Context, data_dir: str | None, config: str | None) -> None:
-    """Strongroom: protect, prove and operate a practice's records."""
-    state = CliState(config, data_dir)
+def cli(click_ctx: click.Context, data_dir: str | None, config: str | None, as_json: bool,
+        socket_path: str | None) -> None:
+    """Strongroom: protect, prove and operate a practice's records.
+
+    The global options (--data-dir, --config, --json, --socket) go before or after the
+    command, with the same meaning; given in both places, the one nearer the command wins.
+    """
+    state = CliState(config, data_dir, as_json=as_json, socket_path=socket_path)
     click_ctx.obj = state
     click_ctx.call_on_close(state.close)
-
-
-def _register() -> None:
-    from strongroom.console.cli import audit, backup, clients, console_cmd, db, demo, init, keys, remote, sync, user
-
-    for module in (init, db, demo, user, keys, audit, clients, sync):
-        cli.add_command(module.group)
-    for command in remote.COMMANDS:
-        cli.add_command(command)
-    cli.add_command(console_cmd.command)
-    cli.add_command(backup.group)
-    cli.add_command(backup.restore_cmd)
-    from strongroom.console.cli import exports
-
-    for export_command in exports.COMMANDS:
-        cli.add_command(export_command)
-    from strongroom.console.cli import retention
-
-    for retention_group in retention.GROUPS:
-        cli.add_command(retention_group)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
+        from strongroom.core.db.engine import translate_error
+
         error = translate_error(exc)
         if error is None:
             raise

@@ -8,10 +8,14 @@ from pathlib import Path
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
-from strongroom.core import audit
-from strongroom.core.db.engine import transaction
+from strongroom.console.cli.lazy import LazyChoice
 from strongroom.core.errors import IntegrityError
-from strongroom.core.fsutil import write_atomic
+
+
+def _actions() -> list[str]:
+    from strongroom.core import audit
+
+    return sorted(audit.ACTIONS)
 
 
 @click.group(name="audit")
@@ -26,6 +30,9 @@ def group() -> None:
 @pass_state
 def verify_cmd(state: CliState, checkpoint_file: str | None, as_json: bool) -> None:
     """Re-hash the whole chain; report the first broken row (exit 6 if any)."""
+    from strongroom.core import audit
+    from strongroom.core.db.engine import transaction
+
     engine = state.ctx.engine
 
     def progress(done: int, total: int, _msg: str) -> None:
@@ -60,6 +67,10 @@ def verify_cmd(state: CliState, checkpoint_file: str | None, as_json: bool) -> N
 @pass_state
 def checkpoint_cmd(state: CliState, out: str) -> None:
     """Sign the chain head (Ed25519) so a later rewrite of history is detectable."""
+    from strongroom.core import audit
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.fsutil import write_atomic
+
     with transaction(state.ctx.engine) as conn:
         cp = audit.checkpoint(conn, state.ctx.keyring)
         audit.append(conn, actor=local_actor(), action="VERIFY", table_name="audit_logs",
@@ -71,7 +82,7 @@ def checkpoint_cmd(state: CliState, out: str) -> None:
 @group.command(name="tail")
 @click.option("-n", "--lines", default=20, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--actor")
-@click.option("--action", type=click.Choice(sorted(audit.ACTIONS), case_sensitive=False))
+@click.option("--action", type=LazyChoice(_actions, case_sensitive=False))
 @click.option("--table", "table_name")
 @click.option("--before", "before_id", type=int, help="Page back: entries older than this id.")
 @json_option
@@ -79,6 +90,8 @@ def checkpoint_cmd(state: CliState, out: str) -> None:
 def tail_cmd(state: CliState, lines: int, actor: str | None, action: str | None,
              table_name: str | None, before_id: int | None, as_json: bool) -> None:
     """Show the newest audit entries (oldest of them first)."""
+    from strongroom.core import audit
+
     with state.ctx.engine.connect() as conn:
         entries = audit.tail(conn, limit=lines, before_id=before_id, actor=actor,
                              action=action.upper() if action else None, table_name=table_name)

@@ -12,18 +12,10 @@ import sys
 import uuid
 
 import click
-from sqlalchemy import select
 
-from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
-from strongroom.console.cli.remote import run_remote, socket_option, start_job
-from strongroom.core import audit
-from strongroom.core.backup.repository import open_repository
-from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Backup
-from strongroom.core.jobs import backup as backup_job
-from strongroom.core.jobs import restore as restore_job
+from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state, socket_option
+from strongroom.console.cli.remote import run_remote, start_job
 from strongroom.core.errors import ValidationError
-from strongroom.core.storage import open_target
 
 
 @click.group(name="backup")
@@ -100,6 +92,13 @@ def prune_cmd(state: CliState, dry_run: bool, wait: bool, configuration: str, so
 @pass_state
 def list_cmd(state: CliState, target: str | None, configuration: str, as_json: bool) -> None:
     """Snapshots in the repository, newest last, with how far each is proven."""
+    from sqlalchemy import select
+
+    from strongroom.core.backup.repository import open_repository
+    from strongroom.core.db.models import Backup
+    from strongroom.core.jobs import backup as backup_job
+    from strongroom.core.storage import open_target
+
     ctx = state.ctx
     repo = open_repository(open_target(target or backup_job.target_url(ctx, configuration)), ctx.keyring)
     table = Backup.__table__
@@ -129,6 +128,8 @@ def list_cmd(state: CliState, target: str | None, configuration: str, as_json: b
 def show_cmd(state: CliState, snapshot_id: uuid.UUID, configuration: str, as_json: bool) -> None:
     """One snapshot: its tables, rows and bytes, chain parent and proof (read from the
     repository with the data directory's key, like `list`)."""
+    from strongroom.core.jobs import backup as backup_job
+
     ctx = state.ctx
     _, repo = backup_job.open_configured(ctx, {"configuration": configuration})
     emit(as_json, backup_job.describe_snapshot(ctx, repo, snapshot_id), _show_human)
@@ -242,6 +243,13 @@ def approve_cmd(state: CliState, request_id: uuid.UUID, wait: bool, socket_path,
 def restore_cmd(state: CliState, snapshot_id: uuid.UUID, dest: str, repository: str | None,
                 force: bool, as_json: bool) -> None:
     """Restore a snapshot into an empty database, proven against its manifest."""
+    from strongroom.core import audit
+    from strongroom.core.backup.repository import open_repository
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.jobs import backup as backup_job
+    from strongroom.core.jobs import restore as restore_job
+    from strongroom.core.storage import open_target
+
     ctx = state.ctx
     if force and not as_json and sys.stdin.isatty():
         click.confirm(f"--force empties {dest.split('@')[-1]} before restoring. Continue?", abort=True)

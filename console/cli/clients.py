@@ -10,10 +10,7 @@ import uuid
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
-from strongroom.core.db.engine import transaction
 from strongroom.core.principal import Principal
-from strongroom.core.repository import clients as repo
-from strongroom.core.repository import sessions as sessions_repo
 
 reveal_option = click.option("--reveal", is_flag=True,
                              help="Show plaintext PHI (audited as a READ).")
@@ -47,6 +44,9 @@ def group() -> None:
 @pass_state
 def list_cmd(state: CliState, limit: int, after_id: uuid.UUID | None, reveal: bool, as_json: bool) -> None:
     """List clients in id order."""
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.repository import clients as repo
+
     with transaction(state.ctx.engine) as conn:
         rows = repo.list_clients(conn, state.ctx.keyring, _principal(reveal), limit=limit, after_id=after_id)
         total = repo.count_clients(conn)
@@ -62,6 +62,9 @@ def list_cmd(state: CliState, limit: int, after_id: uuid.UUID | None, reveal: bo
 @pass_state
 def show_cmd(state: CliState, client_id: uuid.UUID, reveal: bool, as_json: bool) -> None:
     """One client with their sessions."""
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.repository import clients as repo, sessions as sessions_repo
+
     principal = _principal(reveal)
     with transaction(state.ctx.engine) as conn:
         record = repo.get_client(conn, state.ctx.keyring, principal, client_id)
@@ -88,6 +91,9 @@ def show_cmd(state: CliState, client_id: uuid.UUID, reveal: bool, as_json: bool)
 def find_cmd(state: CliState, email: str | None, ssn_last4: str | None, last_name: str | None,
              reveal: bool, as_json: bool) -> None:
     """Find clients by email, SSN last four or last name (blind index; nothing decrypted to search)."""
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.repository import clients as repo
+
     with transaction(state.ctx.engine) as conn:
         rows = repo.find_clients(conn, state.ctx.keyring, _principal(reveal), email=email,
                                  ssn_last4=ssn_last4, last_name=last_name)

@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from strongroom.console.cli import CliState, pass_state
-from strongroom.console.cli.remote import RemoteError, _client_info, _endpoints, run_remote, socket_option
-from strongroom.console.client import save_token, session_file, stored_token
+from strongroom.console.cli import CliState, pass_state, socket_option
+from strongroom.console.cli.remote import RemoteError, _client_info, _endpoints, run_remote
 from strongroom.core.errors import AuthError, ConfigError
 
 DEMO_CREDENTIALS = "demo-credentials.txt"
@@ -25,6 +24,7 @@ def command(state: CliState, socket_path: str | None, token_from_operator: bool,
             demo_admin: bool) -> None:
     """Open the admin console (login, overview, jobs, backups, audit, security, compliance)."""
     from strongroom.console.app import StrongroomConsole
+    from strongroom.console.client import stored_token
 
     endpoint, events, runtime = _endpoints(state, socket_path)
     token = None
@@ -59,6 +59,8 @@ def demo_admin_token(state: CliState, socket_path: str | None) -> str:
     else a fresh login (password + the current TOTP code), saved like `strongroom login`.
     Reusing a live session keeps a quick second `make demo` from replaying a TOTP code."""
     import pyotp
+
+    from strongroom.console.client import save_token, session_file
 
     creds = read_demo_credentials(Path(state.settings.data_dir))
     endpoint, _, _ = _endpoints(state, socket_path)

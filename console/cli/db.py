@@ -4,9 +4,6 @@ from __future__ import annotations
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
-from strongroom.core import audit
-from strongroom.core.db.engine import make_engine, transaction
-from strongroom.core.db.migrate import current_revision, head_revision, upgrade
 
 
 @click.group(name="db")
@@ -18,6 +15,10 @@ def group() -> None:
 @pass_state
 def upgrade_cmd(state: CliState) -> None:
     """Bring the schema to the newest revision (in one transaction)."""
+    from strongroom.core import audit
+    from strongroom.core.db.engine import make_engine, transaction
+    from strongroom.core.db.migrate import upgrade
+
     engine = make_engine(state.settings.database.url)
     try:
         before, after = upgrade(engine)
@@ -35,6 +36,9 @@ def upgrade_cmd(state: CliState) -> None:
 @pass_state
 def status_cmd(state: CliState, as_json: bool) -> None:
     """Show the schema revision and whether it is current."""
+    from strongroom.core.db.engine import make_engine
+    from strongroom.core.db.migrate import current_revision, head_revision, upgrade
+
     engine = make_engine(state.settings.database.url)
     try:
         data = {"current": current_revision(engine), "head": head_revision()}

@@ -4,16 +4,9 @@ from __future__ import annotations
 import itertools
 
 import click
-from sqlalchemy import select
 
 from strongroom.console.cli import CliState, local_actor, pass_state
-from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Client
-from strongroom.core.demo import client_records, seed_conflicts, seed_retention, session_records
 from strongroom.core.principal import Principal
-from strongroom.core.repository.clients import insert_clients, list_clients
-from strongroom.core.repository.practices import only_practice
-from strongroom.core.repository.sessions import insert_sessions
 
 SLICE = 1000
 
@@ -26,6 +19,12 @@ def group() -> None:
 def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: int = 7) -> tuple[int, int]:
     """Insert synthetic clients and their sessions, a slice of clients at a time (memory
     stays flat for millions), all in one transaction; returns the counts."""
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.demo import client_records, seed_conflicts, seed_retention, session_records
+    from strongroom.core.repository.clients import insert_clients
+    from strongroom.core.repository.practices import only_practice
+    from strongroom.core.repository.sessions import insert_sessions
+
     ctx = state.ctx
     principal = Principal(actor=local_actor(), permissions=frozenset({"*"}))
     n_clients = n_sessions = 0
@@ -52,8 +51,10 @@ def create_demo_admin(state: CliState) -> dict:
     import secrets
 
     from strongroom.core.auth.users import create_user
+    from strongroom.core.db.engine import transaction
     from strongroom.core.db.models import Role
     from strongroom.core.fsutil import write_atomic
+    from strongroom.core.repository.practices import only_practice
 
     ctx = state.ctx
     password = "demo-" + secrets.token_urlsafe(12)
@@ -86,9 +87,12 @@ def seed_cmd(state: CliState, clients: int, sessions_per_client: int, seed: int)
 @pass_state
 def overview_cmd(state: CliState) -> None:
     """What the demo data directory holds: counts, keys, audit chain, a masked sample."""
+    from sqlalchemy import func, select
+
     from strongroom.core import audit
-    from strongroom.core.db.models import DataKey, TherapySession
-    from sqlalchemy import func
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.db.models import Client, DataKey, TherapySession
+    from strongroom.core.repository.clients import list_clients
 
     ctx = state.ctx
     principal = Principal(actor=local_actor(), permissions=frozenset({"table:clients:read"}))

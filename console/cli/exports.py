@@ -12,8 +12,8 @@ import uuid
 
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state
-from strongroom.console.cli.remote import run_remote, socket_option, wait_for_run
+from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
+from strongroom.console.cli.remote import run_remote, wait_for_run
 from strongroom.core.errors import ValidationError
 
 FORMATS = ("csv", "ndjson", "json", "xml", "pdf")
@@ -69,7 +69,7 @@ def _print_result(run: dict) -> None:
         click.echo(f"  manifest sha256 {result['sha256']}")
 
 
-@click.command(name="export")
+@click.command(name="export", short_help="Export tables through the daemon.")
 @click.option("--table", "tables", multiple=True, metavar="TABLE", help="A table to export (repeat for more).")
 @click.option("--fields", multiple=True, metavar="[TABLE=]F1,F2", help="Fields to export (default: all).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format.")

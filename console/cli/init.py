@@ -6,8 +6,6 @@ from pathlib import Path
 import click
 
 from strongroom.console.cli import CliState, local_actor, pass_state
-from strongroom.core.config import ENV_DATA_DIR
-from strongroom.core.datadir import DEFAULT_SCHEDULES, init_data_dir
 from strongroom.core.errors import ConfigError
 from strongroom.core.principal import Principal
 
@@ -20,6 +18,9 @@ from strongroom.core.principal import Principal
 @pass_state
 def group(state: CliState, practice_name: str, database_url: str | None, demo: bool, clients: int) -> None:
     """Create a data directory (mode 0700): config, key file, migrated database."""
+    from strongroom.core.config import ENV_DATA_DIR
+    from strongroom.core.datadir import DEFAULT_SCHEDULES, init_data_dir
+
     if not state.data_dir:
         raise ConfigError(f"init needs --data-dir DIR (or {ENV_DATA_DIR})")
     principal = Principal(actor=local_actor(), permissions=frozenset({"*"}))

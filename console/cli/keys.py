@@ -20,12 +20,7 @@ from typing import TYPE_CHECKING
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
-from strongroom.core import audit
-from strongroom.core.crypto import kit as kits
-from strongroom.core.crypto import rotation
-from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.errors import ConflictError, KeyUnavailableError, ValidationError
-from strongroom.core.fsutil import write_atomic
 
 if TYPE_CHECKING:  # the console never needs SQLAlchemy at run time
     from sqlalchemy import Engine
@@ -45,6 +40,8 @@ def group() -> None:
 @contextlib.contextmanager
 def _engine(state: CliState) -> Iterator["Engine"]:
     """The database alone, without loading the KEK (which may be the thing that is lost)."""
+    from strongroom.core.db.engine import make_engine
+
     engine = make_engine(state.settings.database.url)
     try:
         yield engine
@@ -75,12 +72,17 @@ def _read_kit_file(path: Path) -> str:
 @pass_state
 def status(state: CliState, as_json: bool) -> None:
     """Keys by purpose and state, rows still on each key version, KEKs in use."""
+    from strongroom.core.crypto import rotation
+    from strongroom.core.db.engine import transaction
+
     with _engine(state) as engine, transaction(engine, read_only=True) as conn:
         data = rotation.key_status(conn)
     emit(as_json, data, _print_status)
 
 
 def _print_status(data: dict) -> None:
+    from strongroom.core.crypto import rotation
+
     click.echo("KEKs in use: " + (", ".join(f"{k} ({n} keys)" for k, n in data["kek_ids"].items())
                                   or "none"))
     click.echo("\nData keys:")
@@ -110,6 +112,7 @@ def rotate_kek(state: CliState, as_json: bool) -> None:
     Restart the daemon afterwards, and print a new recovery kit: the old kit opens only
     the old KEK, which is kept beside the key file for restoring old backups.
     """
+    from strongroom.core.crypto import rotation
     from strongroom.core.jobs.key_rotation import repository_holders
 
     result = rotation.rotate_kek(state.ctx, actor=local_actor(),
@@ -160,6 +163,8 @@ def _progress_printer() -> tuple[Callable[[int, int, str], None], Callable[[], N
 @pass_state
 def rotate_deks(state: CliState, clients: tuple[uuid.UUID, ...], as_json: bool) -> None:
     """Re-encrypt client records under new data keys; resumable, re-run to continue."""
+    from strongroom.core.crypto import rotation
+
     progress, close = _progress_printer()
     try:
         result = rotation.rotate_deks(state.ctx, client_ids=list(clients) or None,
@@ -186,6 +191,8 @@ def rotate_deks(state: CliState, clients: tuple[uuid.UUID, ...], as_json: bool) 
 @pass_state
 def rotate_system_key(state: CliState, as_json: bool) -> None:
     """New system data key; re-encrypt the secrets it seals (TOTP seeds)."""
+    from strongroom.core.crypto import rotation
+
     result = rotation.rotate_system_key(state.ctx, actor=local_actor())
     emit(as_json, asdict(result), lambda r: click.echo(
         f"System key v{r['version']} ({r['new_key_id']}); "
@@ -198,6 +205,8 @@ def rotate_system_key(state: CliState, as_json: bool) -> None:
 @pass_state
 def destroy_unused(state: CliState, yes: bool, as_json: bool) -> None:
     """Crypto-shred retired data keys that no row uses any more (irreversible)."""
+    from strongroom.core.crypto import rotation
+
     if not yes:
         click.confirm("Destroy every retired data key no row uses? Backups taken before the "
                       "rotation keep their own copies.", abort=True, err=True)
@@ -215,6 +224,11 @@ def destroy_unused(state: CliState, yes: bool, as_json: bool) -> None:
 @pass_state
 def export_kit(state: CliState, out: Path, passphrase_file: Path | None) -> None:
     """Write the key recovery kit: the KEK sealed with a passphrase, to print and store."""
+    from strongroom.core import audit
+    from strongroom.core.crypto import kit as kits, rotation
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.fsutil import write_atomic
+
     if out.exists():
         raise ConflictError(f"{out}: refusing to overwrite an existing file")
     ctx = state.ctx
@@ -245,6 +259,8 @@ def export_kit(state: CliState, out: Path, passphrase_file: Path | None) -> None
 @pass_state
 def test_kit(state: CliState, kit_file: Path, passphrase_file: Path | None, as_json: bool) -> None:
     """Prove a kit opens this database's keys; works with the KEK file missing."""
+    from strongroom.core.crypto import kit as kits
+
     text = _read_kit_file(kit_file)
     passphrase = _passphrase(passphrase_file, confirm=False)
     with _engine(state) as engine:
@@ -265,6 +281,8 @@ def test_kit(state: CliState, kit_file: Path, passphrase_file: Path | None, as_j
 @passphrase_file_option
 def recover(kit_file: Path, out: Path, passphrase_file: Path | None) -> None:
     """Recreate the KEK file from a recovery kit (needs no configuration)."""
+    from strongroom.core.crypto import kit as kits
+
     text = _read_kit_file(kit_file)
     kek = kits.recover(text, _passphrase(passphrase_file, confirm=False), out)
     click.echo(f"Recovered KEK {kek.kek_id} into {out}. Set keys.kek_file to it, then run "

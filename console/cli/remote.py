@@ -16,12 +16,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state
-from strongroom.console.client import Client, ClientError, forget_token, save_token, stored_token
+from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
 from strongroom.core.errors import AuthError, StrongroomError
-from strongroom.daemon.paths import control_endpoint, events_endpoint, runtime_dir_for
+
+if TYPE_CHECKING:  # ZeroMQ and the config models load only when a command talks to the daemon
+    from strongroom.console.client import Client, ClientError
 
 _ERROR_EXIT = {"bad_request": 2, "not_found": 3, "conflict": 4, "unauthenticated": 7,
                "rate_limited": 7, "forbidden": 8, "not_implemented": 10, "unavailable": 12}
@@ -36,6 +39,8 @@ class RemoteError(StrongroomError):
 
 
 def _endpoints(state: CliState, socket_path: str | None) -> tuple[str, str, Path | None]:
+    from strongroom.daemon.paths import control_endpoint, events_endpoint, runtime_dir_for
+
     if socket_path:
         path = Path(socket_path)
         return f"ipc://{path}", f"ipc://{path.with_name('events.sock')}", path.parent
@@ -45,6 +50,8 @@ def _endpoints(state: CliState, socket_path: str | None) -> tuple[str, str, Path
 
 def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], Awaitable[Any]],
                *, need_token: bool = True) -> Any:
+    from strongroom.console.client import Client, ClientError, stored_token
+
     endpoint, events, runtime = _endpoints(state, socket_path)
     token = stored_token(endpoint, runtime)
     if need_token and token is None:
@@ -61,10 +68,6 @@ def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], 
         return asyncio.run(go())
     except ClientError as err:
         raise RemoteError(err) from None
-
-
-socket_option = click.option("--socket", "socket_path", type=click.Path(dir_okay=False),
-                             help="Daemon control socket (default: from the data directory's config).")
 
 
 def _client_info() -> dict:
@@ -87,6 +90,8 @@ def login_cmd(state: CliState, username: str, password_file, totp: str | None, s
     password = password_file.read().rstrip("\n") if password_file else getpass.getpass("Password: ")
     if totp is None and sys.stdin.isatty():
         totp = click.prompt("TOTP code (empty if none)", default="", show_default=False) or None
+    from strongroom.console.client import save_token
+
     endpoint, _, _ = _endpoints(state, socket_path)
 
     async def go(client: Client) -> dict:
@@ -118,6 +123,8 @@ def _enrol(state: CliState, socket_path: str | None, offer: dict) -> dict:
 @pass_state
 def logout_cmd(state: CliState, socket_path: str | None) -> None:
     """End this session and forget its token."""
+    from strongroom.console.client import forget_token
+
     endpoint, _, _ = _endpoints(state, socket_path)
     try:
         run_remote(state, socket_path, lambda c: c.call("auth.logout"))

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state
-from strongroom.console.cli.remote import run_remote, socket_option, start_job
+from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
+from strongroom.console.cli.remote import run_remote, start_job
 from strongroom.core.errors import ValidationError
 
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 import sys
 import uuid
 
+from typing import TYPE_CHECKING
+
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state
-from strongroom.console.cli.remote import run_remote, socket_option
-from strongroom.console.client import Client
+from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
+from strongroom.console.cli.remote import run_remote
 from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:  # ZeroMQ loads when a command runs, not for its help
+    from strongroom.console.client import Client
 
 CHOICES = ("local", "remote", "base")
 PAGE = 500   # the daemon's largest page

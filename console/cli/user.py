@@ -9,16 +9,26 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
-from strongroom.core.auth import passwords, rbac, users
-from strongroom.core.auth.totp import Enrolment
-from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Role
+from strongroom.console.cli.lazy import LazyChoice
 from strongroom.core.errors import ValidationError
 
-_ROLES = click.Choice([r.value for r in Role], case_sensitive=True)
+if TYPE_CHECKING:  # the models load when a command runs, not for `strongroom user --help`
+    from strongroom.core.auth import users
+    from strongroom.core.auth.totp import Enrolment
+
+
+def _role_names() -> list[str]:
+    from strongroom.core.db.models import Role
+
+    return [r.value for r in Role]
+
+
+_ROLES = LazyChoice(_role_names, case_sensitive=True)
 
 
 def _read_password(password_file: str | None, prompt: str) -> str:
@@ -42,6 +52,8 @@ def _show_enrolment(username: str, enrolment: Enrolment) -> None:
 
 
 def _user_table(rows: list[users.UserRecord]) -> None:
+    from strongroom.core.auth import users
+
     click.echo(f"{'USERNAME':<20} {'ROLE':<13} {'2FA':<4} {'FAILED':>6}  {'LOCKED UNTIL':<25} LAST LOGIN")
     for u in rows:
         locked = "indefinitely" if u.locked_until == users.INDEFINITE else (u.locked_until or "")
@@ -68,6 +80,9 @@ def group() -> None:
 def add_cmd(state: CliState, username: str, role: str, full_name: str, email: str | None,
             password_file: str | None, practice_id: uuid.UUID | None, as_json: bool) -> None:
     """Create a user; roles that require 2FA are enrolled in TOTP at once."""
+    from strongroom.core.auth import passwords, users
+    from strongroom.core.db.engine import transaction
+
     ctx = state.ctx
     users.validate_username(username)
     password = _read_password(password_file, "Password")
@@ -92,6 +107,9 @@ def add_cmd(state: CliState, username: str, role: str, full_name: str, email: st
 @pass_state
 def list_cmd(state: CliState, as_json: bool) -> None:
     """All users, with lock and 2FA state."""
+    from strongroom.core.auth import users
+    from strongroom.core.db.engine import transaction
+
     with transaction(state.ctx.engine, read_only=True) as conn:
         rows = users.list_users(conn)
     emit(as_json, [u.as_dict() for u in rows], lambda _: _user_table(rows))
@@ -104,6 +122,9 @@ def list_cmd(state: CliState, as_json: bool) -> None:
 @pass_state
 def lock_cmd(state: CliState, username: str, minutes: int | None, reason: str) -> None:
     """Lock an account and end its sessions."""
+    from strongroom.core.auth import users
+    from strongroom.core.db.engine import transaction
+
     with transaction(state.ctx.engine) as conn:
         user = users.lock(conn, users.get_user(conn, username), by=local_actor(),
                           minutes=minutes, reason=reason)
@@ -117,6 +138,9 @@ def lock_cmd(state: CliState, username: str, minutes: int | None, reason: str) -
 @pass_state
 def unlock_cmd(state: CliState, username: str, reason: str) -> None:
     """Unlock an account and clear its failed-login count."""
+    from strongroom.core.auth import users
+    from strongroom.core.db.engine import transaction
+
     with transaction(state.ctx.engine) as conn:
         users.unlock(conn, users.get_user(conn, username), by=local_actor(), reason=reason)
     click.echo(f"unlocked {username!r}")
@@ -132,6 +156,9 @@ def unlock_cmd(state: CliState, username: str, reason: str) -> None:
 def grant_cmd(state: CliState, username: str, permission: str, duration: str, reason: str,
               as_json: bool) -> None:
     """Grant one permission beyond the user's role, for a limited time."""
+    from strongroom.core.auth import rbac, users
+    from strongroom.core.db.engine import transaction
+
     delta = rbac.parse_duration(duration)
     with transaction(state.ctx.engine) as conn:
         granted = rbac.grant(conn, users.get_user(conn, username), permission,
@@ -147,6 +174,9 @@ def grant_cmd(state: CliState, username: str, permission: str, duration: str, re
 @pass_state
 def revoke_grant_cmd(state: CliState, grant_id: uuid.UUID, reason: str) -> None:
     """End a grant before it expires."""
+    from strongroom.core.auth import rbac
+    from strongroom.core.db.engine import transaction
+
     with transaction(state.ctx.engine) as conn:
         ended = rbac.revoke_grant(conn, grant_id, revoked_by=local_actor(), reason=reason)
     click.echo(f"revoked grant {grant_id} ({ended.permission})")
@@ -157,6 +187,9 @@ def revoke_grant_cmd(state: CliState, grant_id: uuid.UUID, reason: str) -> None:
 @pass_state
 def reset_2fa_cmd(state: CliState, username: str) -> None:
     """Issue a new TOTP secret (the old one stops working) and end the user's sessions."""
+    from strongroom.core.auth import users
+    from strongroom.core.db.engine import transaction
+
     ctx = state.ctx
     with transaction(ctx.engine) as conn:
         enrolment = users.reset_2fa(conn, ctx.keyring, ctx.settings, users.get_user(conn, username),
@@ -171,6 +204,9 @@ def reset_2fa_cmd(state: CliState, username: str) -> None:
 @pass_state
 def passwd_cmd(state: CliState, username: str, password_file: str | None) -> None:
     """Set a new password and end the user's sessions."""
+    from strongroom.core.auth import users
+    from strongroom.core.db.engine import transaction
+
     ctx = state.ctx
     with transaction(ctx.engine, read_only=True) as conn:
         user = users.get_user(conn, username)
