@@ -15,7 +15,7 @@ from strongroom.console.client import Client, ClientError
 from strongroom.console.screens.help import HelpScreen
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import MainScreen
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
@@ -67,6 +67,19 @@ class StrongroomConsole(App):
         while len(self.screen_stack) > 2:   # close any open dialog first
             self.pop_screen()
         self.switch_screen(LoginScreen(f"Session ended: {event.reason}. Log in again."))
+
+    async def _check_bindings(self, key: str, priority: bool = False) -> bool:
+        """A key typed just before quitting can be handled after the screens are gone;
+        Textual would then raise ScreenStackError and the console would end in a
+        traceback. With no screen there is nothing to act on: the key is dropped."""
+        if not self.screen_stack:
+            return True
+        try:
+            return await super()._check_bindings(key, priority)
+        except ScreenStackError:
+            if self.screen_stack:
+                raise
+            return True
 
     def own_bindings(self, screen: Screen) -> list:
         """The screen's active bindings that are ours (widgets' cursor keys left out)."""

@@ -8,7 +8,7 @@ from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
 from strongroom.console.widgets.filter_bar import AuditFilter, FilterBar
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -75,7 +75,7 @@ class AuditTab(Vertical):
         if self.before_id is not None:
             args["before_id"] = self.before_id
         try:
-            rows = await self.app.call("audit.tail", args)
+            rows = await fetch(self, "audit.tail", args)
         except ClientError as err:
             self.query_one("#audit-status", Static).update(f"Could not load: {err.message}")
             return
@@ -153,7 +153,7 @@ class AuditTab(Vertical):
         self.chain = "chain: verifying…"
         self.show_status()
         try:
-            result = await self.app.call("audit.verify", timeout=300)
+            result = await fetch(self, "audit.verify", timeout=300)
         except ClientError as err:
             self.chain = f"chain: check failed ({err.message})"
         else:

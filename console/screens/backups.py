@@ -13,7 +13,7 @@ from strongroom.console.screens.text import duration, when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -86,7 +86,7 @@ class BackupsTab(Vertical):
             self.query_one("#backup-detail", Static).update(f"Snapshot list hidden: {reason}")
             return
         try:
-            snapshots = await self.app.call("backups.list", {"limit": 200})
+            snapshots = await fetch(self, "backups.list", {"limit": 200})
         except ClientError as err:
             self.notify(f"Backups: {err.message}", severity="error")
             return
@@ -209,7 +209,7 @@ class BackupsTab(Vertical):
     @tab_work(group="backups-actions")
     async def start(self, kind: str, params: dict) -> None:
         try:
-            run = await self.app.call("job.run", {"kind": kind, "params": params})
+            run = await fetch(self, "job.run", {"kind": kind, "params": params})
         except ClientError as err:
             self.notify(f"Could not start {kind}: {err.message}", severity="error")
             return

@@ -7,7 +7,7 @@ import json
 from strongroom.console.client import ClientError
 from strongroom.console.screens.identity import Identity
 from strongroom.console.widgets.score_gauge import ScoreGauge
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -51,7 +51,7 @@ class ComplianceTab(Vertical):
             self.query_one("#areas", Static).update(f"Compliance report hidden: {reason}")
             return
         try:
-            report = await self.app.call("compliance.report")
+            report = await fetch(self, "compliance.report")
         except ClientError as err:
             self.query_one("#areas", Static).update(f"Could not load: {err.message}")
             return

@@ -13,7 +13,7 @@ from strongroom.console.client import ClientError
 from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import when
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from strongroom.console.widgets.job_progress import show_run
 from strongroom.console.widgets.tables import add_columns
 from textual import on
@@ -257,7 +257,7 @@ class ExportsTab(Vertical):
             self.query_one("#exports-summary", Static).update(f"Export history hidden: {reason}")
             return
         try:
-            page = await self.app.call("exports.list", {"limit": PAGE})
+            page = await fetch(self, "exports.list", {"limit": PAGE})
         except ClientError as err:
             self.notify(f"Exports: {err.message}", severity="error")
             return
@@ -313,7 +313,7 @@ class ExportsTab(Vertical):
     @tab_work(group="exports-show")
     async def show_export(self, export_id: str) -> None:
         try:
-            shown = await self.app.call("exports.show", {"export_id": export_id})
+            shown = await fetch(self, "exports.show", {"export_id": export_id})
         except ClientError as err:
             self.notify(f"Export: {err.message}", severity="error")
             return
@@ -334,7 +334,7 @@ class ExportsTab(Vertical):
     @tab_work(group="exports-actions")
     async def open_form(self) -> None:
         try:
-            catalogue = await self.app.call("exports.tables")
+            catalogue = await fetch(self, "exports.tables")
         except ClientError as err:
             self.notify(f"Exports: {err.message}", severity="error")
             return
@@ -351,7 +351,7 @@ class ExportsTab(Vertical):
     @tab_work(group="exports-actions")
     async def open_saved(self) -> None:
         try:
-            catalogue = await self.app.call("exports.tables")
+            catalogue = await fetch(self, "exports.tables")
         except ClientError as err:
             self.notify(f"Exports: {err.message}", severity="error")
             return
@@ -364,7 +364,7 @@ class ExportsTab(Vertical):
     @tab_work(group="exports-actions")
     async def start(self, args: dict) -> None:
         try:
-            run = await self.app.call("exports.run", args)
+            run = await fetch(self, "exports.run", args)
         except ClientError as err:
             self.notify(f"Export refused: {err.message}", severity="error", timeout=10)
             return

@@ -12,7 +12,7 @@ from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import duration, when
 from strongroom.console.widgets.job_progress import show_run
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -82,7 +82,7 @@ class IntegrityTab(Vertical):
             self.query_one("#integrity-summary", Static).update(f"Integrity evidence hidden: {reason}")
             return
         try:
-            report = await self.app.call("integrity.report")
+            report = await fetch(self, "integrity.report")
         except ClientError as err:
             self.notify(f"Integrity: {err.message}", severity="error")
             return
@@ -163,7 +163,7 @@ class IntegrityTab(Vertical):
     @tab_work(group="integrity-actions")
     async def run_now(self) -> None:
         try:
-            run = await self.app.call("job.run", {"kind": KIND})
+            run = await fetch(self, "job.run", {"kind": KIND})
         except ClientError as err:
             self.notify(f"Could not start the integrity check: {err.message}", severity="error")
             return

@@ -7,7 +7,7 @@ from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.run_job import RunJobScreen
 from strongroom.console.screens.text import duration, when
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -79,7 +79,7 @@ class JobsTab(Vertical):
             self.query_one("#jobs-note", Static).update(f"Job history hidden: {self.identity.why_not('audit:read')}")
             return
         try:
-            runs = await self.app.call("jobs.list", {"limit": 200})
+            runs = await fetch(self, "jobs.list", {"limit": 200})
         except ClientError as err:
             self.notify(f"Jobs: {err.message}", severity="error")
             return
@@ -144,7 +144,7 @@ class JobsTab(Vertical):
     @tab_work(group="jobs-actions")
     async def run_job(self, kind: str) -> None:
         try:
-            run = await self.app.call("job.run", {"kind": kind})
+            run = await fetch(self, "job.run", {"kind": kind})
         except ClientError as err:
             self.notify(f"Could not start {kind}: {err.message}", severity="error")
             return
@@ -170,7 +170,7 @@ class JobsTab(Vertical):
     @tab_work(group="jobs-actions")
     async def cancel_job(self, run_id: str) -> None:
         try:
-            await self.app.call("job.cancel", {"run_id": run_id})
+            await fetch(self, "job.cancel", {"run_id": run_id})
         except ClientError as err:
             self.notify(f"Could not cancel: {err.message}", severity="error")
             return

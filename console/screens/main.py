@@ -24,7 +24,7 @@ from strongroom.console.screens.security import SecurityTab
 from strongroom.console.screens.sync import SyncTab
 from strongroom.console.screens.users import UsersTab
 from strongroom.console.widgets.banner import ConnectionBanner
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import deliver, fetch, live, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -49,6 +49,25 @@ TABS = (("Overview", "overview", OverviewTab), ("Backups", "backups", BackupsTab
 # reached with ] and [ (next, previous) or the command palette.
 TAB_KEYS = "1234567890"
 
+# Which tabs apply which event topic, and with which method (a topic ending in "." is a
+# prefix: job.<run id>, sync.conflict, ...).
+EVENT_ROUTES = {
+    "health": (("overview", "apply_health"),),
+    "job.": (("overview", "apply_job"), ("jobs", "apply_job"), ("backups", "apply_job"),
+             ("integrity", "apply_job"), ("exports", "apply_job"), ("retention", "apply_job")),
+    "audit": (("audit", "apply_audit"), ("retention", "apply_audit")),
+    "sync.": (("sync", "apply_sync"),),
+    "security": (("security", "apply_security"), ("users", "apply_security")),
+}
+
+
+def routes(topic: str) -> tuple[tuple[str, str], ...]:
+    """The (tab id, method) pairs an event of `topic` is applied to."""
+    for key, targets in EVENT_ROUTES.items():
+        if topic == key or (key.endswith(".") and topic.startswith(key)):
+            return targets
+    return ()
+
 
 class MainScreen(Screen):
     BINDINGS = [Binding(key, f"show_tab('{tab_id}')", f"Go to {title}", show=False)
@@ -61,6 +80,7 @@ class MainScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.identity: Identity | None = None
+        self.events_seen = 0       # events applied since this screen opened: the stream is live
 
     def compose(self) -> ComposeResult:
         yield Static("Strongroom", id="titlebar")
@@ -83,8 +103,8 @@ class MainScreen(Screen):
     @tab_work(exclusive=True, group="identity")
     async def load_identity(self) -> None:
         try:
-            whoami = await self.app.call("whoami", timeout=PROBE_SECONDS)
-            status = await self.app.call("status", timeout=PROBE_SECONDS)
+            whoami = await fetch(self, "whoami", timeout=PROBE_SECONDS)
+            status = await fetch(self, "status", timeout=PROBE_SECONDS)
         except ClientError as err:
             if err.code != "unauthenticated":
                 self.query_one(ConnectionBanner).show_down(err.message, 1)
@@ -127,7 +147,7 @@ class MainScreen(Screen):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 try:
-                    await self.app.call("status", timeout=PROBE_SECONDS)
+                    await fetch(self, "status", timeout=PROBE_SECONDS)
                     break
                 except ClientError as err:
                     if err.code == "unauthenticated":
@@ -144,7 +164,7 @@ class MainScreen(Screen):
                     topic, data = await asyncio.wait_for(subscription.recv(), SILENCE_SECONDS)
                 except TimeoutError:
                     try:
-                        await self.app.call("status", timeout=PROBE_SECONDS)
+                        await fetch(self, "status", timeout=PROBE_SECONDS)
                         continue
                     except ClientError as err:
                         return None if err.code == "unauthenticated" else err.message
@@ -153,26 +173,15 @@ class MainScreen(Screen):
             subscription.close()
 
     def on_daemon_event(self, event: DaemonEvent) -> None:
-        """The one place where live data is applied to the tabs."""
-        overview, jobs, backups, audit, security = (self.query_one(f"#{tab}") for tab in (
-            "overview", "jobs", "backups", "audit", "security"))
-        if event.topic == "health":
-            overview.apply_health(event.data)
-        elif event.topic.startswith("job."):
-            overview.apply_job(event.data)
-            jobs.apply_job(event.data)
-            backups.apply_job(event.data)
-            self.query_one("#integrity", IntegrityTab).apply_job(event.data)
-            self.query_one("#exports", ExportsTab).apply_job(event.data)
-            self.query_one("#retention", RetentionTab).apply_job(event.data)
-        elif event.topic == "audit":
-            audit.apply_audit(event.data)
-            self.query_one("#retention", RetentionTab).apply_audit(event.data)
-        elif event.topic.startswith("sync."):
-            self.query_one("#sync", SyncTab).apply_sync(event.data)
-        elif event.topic == "security":
-            security.apply_security(event.data)
-            self.query_one("#users", UsersTab).apply_security(event.data)
+        """The one place where live data is applied to the tabs. Each tab gets it through
+        `deliver`: at once when composed, after its compose when not yet, never once it
+        is being torn down (an event can land at any of those moments)."""
+        if not live(self):
+            return
+        self.events_seen += 1
+        for tab_id, method in routes(event.topic):
+            tab = self.query_one(f"#{tab_id}")
+            deliver(tab, getattr(tab, method), event.data)
 
     def on_connection_lost(self, event: ConnectionLost) -> None:
         self.query_one(ConnectionBanner).show_down(event.reason, event.retry_in)

@@ -8,7 +8,7 @@ from strongroom.console.screens.text import age, when
 from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.console.widgets.score_gauge import ScoreGauge
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, Sparkline, Static
@@ -58,7 +58,7 @@ class OverviewTab(VerticalScroll):
     @tab_work(exclusive=True, group="overview")
     async def load(self) -> None:
         try:
-            health = await self.app.call("health")
+            health = await fetch(self, "health")
             if health:
                 self.apply_health(health)
             await self._load_compliance()
@@ -72,13 +72,13 @@ class OverviewTab(VerticalScroll):
         if reason:
             gauge.update(f"hidden: {reason}")
             return
-        gauge.show((await self.app.call("compliance.report"))["score"])
+        gauge.show((await fetch(self, "compliance.report"))["score"])
 
     async def _load_durations(self) -> None:
         if self.identity.why_not("audit:read"):
             self.query_one("#spark-label", Label).update("Job durations: needs audit:read")
             return
-        runs = await self.app.call("jobs.list", {"limit": 40})
+        runs = await fetch(self, "jobs.list", {"limit": 40})
         durations = [r["duration_seconds"] for r in reversed(runs) if r.get("duration_seconds") is not None]
         self.query_one(Sparkline).data = durations
         label = (f"Job durations: {len(durations)} run{'s' if len(durations) != 1 else ''}, max {max(durations):.1f}s" if durations

@@ -19,7 +19,7 @@ from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
@@ -222,10 +222,10 @@ class RetentionTab(Vertical):
             self._selection_changed()
             return
         try:
-            plan = await self.app.call("retention.plan", {"horizon_days": HORIZON_DAYS})
-            holds = await self.app.call("holds.list", {"include_released": True, "limit": 100})
-            requests = await self.app.call("erasure.list", {"include_closed": True, "limit": 100})
-            policies = await self.app.call("retention.policies")
+            plan = await fetch(self, "retention.plan", {"horizon_days": HORIZON_DAYS})
+            holds = await fetch(self, "holds.list", {"include_released": True, "limit": 100})
+            requests = await fetch(self, "erasure.list", {"include_closed": True, "limit": 100})
+            policies = await fetch(self, "retention.policies")
         except ClientError as err:
             self.notify(f"Retention: {err.message}", severity="error")
             return
@@ -424,7 +424,7 @@ class RetentionTab(Vertical):
     @tab_work(group="retention-actions")
     async def run_now(self) -> None:
         try:
-            run = await self.app.call("job.run", {"kind": KIND})
+            run = await fetch(self, "job.run", {"kind": KIND})
         except ClientError as err:
             self.notify(f"Could not start retention: {err.message}", severity="error")
             return
@@ -434,7 +434,7 @@ class RetentionTab(Vertical):
     @tab_work(group="retention-actions")
     async def change(self, cmd: str, args: dict, done: str) -> None:
         try:
-            await self.app.call(cmd, args)
+            await fetch(self, cmd, args)
         except ClientError as err:
             self.notify(f"Refused: {err.message}", severity="error", timeout=10)
             return

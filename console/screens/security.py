@@ -6,7 +6,7 @@ from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -60,8 +60,8 @@ class SecurityTab(Vertical):
             self.query_one("#sessions-note", Static).update(f"Security views hidden: {reason}")
             return
         try:
-            sessions = await self.app.call("sessions.list")
-            events = await self.app.call("security.events", {"limit": 100})
+            sessions = await fetch(self, "sessions.list")
+            events = await fetch(self, "security.events", {"limit": 100})
         except ClientError as err:
             self.notify(f"Security: {err.message}", severity="error")
             return
@@ -106,7 +106,7 @@ class SecurityTab(Vertical):
     @tab_work(group="security-actions")
     async def revoke(self, session_id: str) -> None:
         try:
-            await self.app.call("session.revoke", {"session_id": session_id, "reason": "revoked in console"})
+            await fetch(self, "session.revoke", {"session_id": session_id, "reason": "revoked in console"})
         except ClientError as err:
             self.notify(f"Could not revoke: {err.message}", severity="error")
             return

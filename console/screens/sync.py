@@ -15,7 +15,7 @@ from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import age, when
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -154,7 +154,7 @@ class SyncTab(Vertical):
             line.update(f"Peers hidden: {reason}")
             return
         try:
-            peers = await self.app.call("sync.peers")
+            peers = await fetch(self, "sync.peers")
         except ClientError as err:
             line.update(f"Peers: {err.message}")
             return
@@ -175,7 +175,7 @@ class SyncTab(Vertical):
         if self.after_id is not None:
             args["after_id"] = self.after_id
         try:
-            rows = await self.app.call("sync.conflicts", args)
+            rows = await fetch(self, "sync.conflicts", args)
         except ClientError as err:
             self.query_one("#conflict-head", Static).update(f"Could not load conflicts: {err.message}")
             return
@@ -232,7 +232,7 @@ class SyncTab(Vertical):
     @tab_work(exclusive=True, group="sync-conflict")
     async def open_conflict(self, conflict_id: str, focus: bool = False) -> None:
         try:
-            conflict = await self.app.call("sync.conflict", {"conflict_id": conflict_id})
+            conflict = await fetch(self, "sync.conflict", {"conflict_id": conflict_id})
         except ClientError as err:
             self.notify(f"Conflict: {err.message}", severity="error")
             return
@@ -340,7 +340,7 @@ class SyncTab(Vertical):
     @tab_work(group="sync-actions")
     async def resolve(self, conflict_id: str, choices: dict) -> None:
         try:
-            await self.app.call("sync.resolve", {"conflict_id": conflict_id, "choices": choices})
+            await fetch(self, "sync.resolve", {"conflict_id": conflict_id, "choices": choices})
         except ClientError as err:
             self.notify(f"Could not resolve: {err.message}", severity="error")
             return

@@ -15,7 +15,7 @@ from strongroom.console.screens.enrolment import EnrolmentScreen
 from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
-from strongroom.console.screens.workers import tab_work
+from strongroom.console.screens.workers import fetch, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -171,7 +171,7 @@ class UsersTab(Vertical):
             self.refresh_bindings()
             return
         try:
-            users = await self.app.call("users.list")
+            users = await fetch(self, "users.list")
         except ClientError as err:
             self.notify(f"Users: {err.message}", severity="error")
             return
@@ -208,7 +208,7 @@ class UsersTab(Vertical):
     @tab_work(exclusive=True, group="grants")
     async def load_grants(self, username: str) -> None:
         try:
-            grants = await self.app.call("user.grants", {"username": username, "include_ended": True})
+            grants = await fetch(self, "user.grants", {"username": username, "include_ended": True})
         except ClientError as err:
             self.notify(f"Grants: {err.message}", severity="error")
             return
@@ -283,7 +283,7 @@ class UsersTab(Vertical):
     @tab_work(group="users-actions")
     async def reset_2fa(self, username: str) -> None:
         try:
-            result = await self.app.call("user.reset_2fa", {"username": username})
+            result = await fetch(self, "user.reset_2fa", {"username": username})
         except ClientError as err:
             self.notify(f"Refused: {err.message}", severity="error")
             return
@@ -342,7 +342,7 @@ class UsersTab(Vertical):
     @tab_work(group="users-actions")
     async def change(self, cmd: str, args: dict, done: str) -> None:
         try:
-            await self.app.call(cmd, args)
+            await fetch(self, cmd, args)
         except ClientError as err:
             self.notify(f"Refused: {err.message}", severity="error", timeout=10)
             return
