@@ -116,7 +116,7 @@ def list_cmd(state: CliState, target: str | None, configuration: str, as_json: b
             click.echo(f"no snapshots in {repo.target.describe()}")
         for r in items:
             click.echo(f"{r['snapshot_id']}  {r['created_at'][:19]}  {r['kind']:<11} {r['rows']:>9} rows  "
-                       f"{r['plain_bytes'] / 1e6:>8.1f} MB  +{r['added_bytes'] / 1e6:.1f} MB stored  {r['proof']}")
+                       f"{r['plain_bytes'] / 2**20:>8.1f} MiB  +{r['added_bytes'] / 2**20:.1f} MiB stored  {r['proof']}")
     emit(as_json, rows, human)
 
 
