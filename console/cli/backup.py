@@ -14,6 +14,7 @@ import uuid
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state, socket_option
+from strongroom.console.cli.remote import dry_run as dry_run_job
 from strongroom.console.cli.remote import run_remote, start_job
 from strongroom.core.errors import ValidationError
 
@@ -72,7 +73,9 @@ def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bo
 
 
 @group.command(name="prune")
-@click.option("--dry-run", is_flag=True, help="Say what would be forgotten; change nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan: each snapshot kept (and the rules keeping it) or forgotten, and why; "
+                   "change nothing. Waits for the run.")
 @click.option("--wait", is_flag=True)
 @configuration_option
 @socket_option
@@ -81,8 +84,25 @@ def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bo
 def prune_cmd(state: CliState, dry_run: bool, wait: bool, configuration: str, socket_path, as_json: bool) -> None:
     """Forget snapshots the retention policy no longer keeps; compact chains; collect
     their chunks. In four-eyes mode this files a request for someone else to approve."""
-    start_job(state, socket_path, "prune", _with_configuration({"dry_run": "true"} if dry_run else {}, configuration),
-              wait=wait, as_json=as_json)
+    params = _with_configuration({}, configuration)
+    if dry_run:
+        dry_run_job(state, socket_path, "prune", params, as_json=as_json, human=_print_prune_plan)
+        return
+    start_job(state, socket_path, "prune", params, wait=wait, as_json=as_json)
+
+
+def _print_prune_plan(p: dict) -> None:
+    click.echo(f"dry run of prune run {p['run_id']} (configuration {p['configuration']}): nothing changed")
+    actions = [s["action"] for s in p["snapshots"]]
+    click.echo(f"would forget {actions.count('forget')}, keep {actions.count('keep')}, "
+               f"replace {actions.count('replace')} by compacted copies, leave {actions.count('leave')} alone")
+    for s in p["snapshots"]:
+        taken = (s["started_at"] or "(not in database)")[:19]
+        click.echo(f"{s['action']:<8} {s['snapshot_id']}  {taken:<19}  {s['kind']:<11} {', '.join(s['reasons'])}")
+    for c in p["compactions"]:
+        click.echo(f"compact  chain from {c['chain'][0]}: new full base from {c['new_base_from']} ({c['reason']})")
+    for skipped in p["compaction_skipped"]:
+        click.echo(f"skip     {skipped}")
 
 
 @group.command(name="list")

@@ -219,6 +219,23 @@ def start_job(state: CliState, socket_path: str | None, kind: str, params: dict,
         sys.exit(1)
 
 
+def dry_run(state: CliState, socket_path: str | None, kind: str, params: dict, *, as_json: bool,
+            human: Callable[[dict], None]) -> None:
+    """Run a job with dry_run, wait for it and print the plan its result holds.
+
+    A sysadmin who asks for a dry run wants the plan on the terminal, not a run id to
+    look up: so the run is always followed (it changes nothing; it is still a recorded
+    run, under the job's own permission, so its id comes with the plan). Exit 1 unless
+    it succeeds."""
+    args = {"kind": kind, "params": {**params, "dry_run": "true"}}
+    final = run_remote(state, socket_path, lambda c: wait_for_run(c, args, quiet=as_json))
+    if final["status"] != "succeeded":
+        emit(as_json, final, lambda r: click.echo(f"{kind} dry run {r['id']} {r['status']}"
+                                                  + (f": {r['error']}" if r["error"] else "")))
+        sys.exit(1)
+    emit(as_json, {**final["result"], "run_id": final["id"]}, human)
+
+
 async def wait_for_run(client: Client, args: dict, *, quiet: bool, cmd: str = "job.run") -> dict:
     """Start a run (with `cmd`, job.run or a command that answers like it) and follow
     it: progress events for the bar, job.get as the truth (events can be missed; the

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
+from strongroom.console.cli.remote import dry_run as dry_run_job
 from strongroom.console.cli.remote import run_remote, start_job
 from strongroom.core.errors import ValidationError
 
@@ -72,32 +73,44 @@ def plan_cmd(state: CliState, horizon_days: int, limit: int, socket_path, as_jso
     """What retention archives and deletes now and soon, and what legal holds block."""
     result = run_remote(state, socket_path, lambda c: c.call("retention.plan", {"horizon_days": horizon_days,
                                                                                 "limit": limit}))
+    emit(as_json, result, _print_plan)
 
-    def human(p: dict) -> None:
-        if not p["summary"]:
-            click.echo("no active retention policies: nothing is archived or deleted")
-            return
-        click.echo(f"as of {str(p['now'])[:19]}, looking {p['horizon_days']} days ahead; "
-                   f"{p['holds_in_force']} legal hold(s) in force")
-        for s in p["summary"]:
-            click.echo(f"  {s['action']:<7} {s['table']:<18} due now {s['due_now']:>6}  "
-                       f"upcoming {s['upcoming']:>6}  blocked by holds {s['blocked']:>6}")
-        for a in p["actions"]:
-            held = f"  BLOCKED by hold {a['blocked_by']}" if a["blocked_by"] else ""
-            click.echo(f"{str(a['due_at'])[:10]}  {a['action']:<7} {a['table']:<18} {a['row_id']}  "
-                       f"client {a['client_id']}  ({a['reason']}){held}")
-        if p["truncated"]:
-            click.echo(f"(first {len(p['actions'])} by due date; raise --limit for more)")
-    emit(as_json, result, human)
+
+def _print_plan(p: dict) -> None:
+    if not p["summary"]:
+        click.echo("no active retention policies: nothing is archived or deleted")
+        return
+    click.echo(f"as of {str(p['now'])[:19]}, looking {p['horizon_days']} days ahead; "
+               f"{p['holds_in_force']} legal hold(s) in force")
+    for s in p["summary"]:
+        click.echo(f"  {s['action']:<7} {s['table']:<18} due now {s['due_now']:>6}  "
+                   f"upcoming {s['upcoming']:>6}  blocked by holds {s['blocked']:>6}")
+    for a in p["actions"]:
+        held = f"  BLOCKED by hold {a['blocked_by']}" if a["blocked_by"] else ""
+        click.echo(f"{str(a['due_at'])[:10]}  {a['action']:<7} {a['table']:<18} {a['row_id']}  "
+                   f"client {a['client_id']}  ({a['reason']}){held}")
+    if p["truncated"]:
+        click.echo(f"(first {len(p['actions'])} by due date; `retention plan --limit` shows more)")
+
+
+def _print_dry_run(p: dict) -> None:
+    click.echo(f"dry run of retention run {p['run_id']}: nothing changed; what it would do now:")
+    _print_plan(p)
 
 
 @group.command(name="run")
+@click.option("--dry-run", is_flag=True,
+              help="Print what the run would archive and delete now, and why, and what holds block; change "
+                   "nothing. Waits for the run.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit non-zero unless it succeeds.")
 @socket_option
 @json_option
 @pass_state
-def run_cmd(state: CliState, wait: bool, socket_path, as_json: bool) -> None:
+def run_cmd(state: CliState, dry_run: bool, wait: bool, socket_path, as_json: bool) -> None:
     """Run the retention job now (needs job:retention:run)."""
+    if dry_run:
+        dry_run_job(state, socket_path, "retention", {}, as_json=as_json, human=_print_dry_run)
+        return
     start_job(state, socket_path, "retention", {}, wait=wait, as_json=as_json)
 
 

@@ -58,11 +58,19 @@ def keep_set(snapshots: list[dict], policy: RetentionSettings, now: datetime) ->
     n most recent days/ISO weeks/months that have one; max_age_days: nothing older
     (except the newest proven snapshot, always kept).
     """
+    return set(keep_rules(snapshots, policy, now))
+
+
+def keep_rules(snapshots: list[dict], policy: RetentionSettings, now: datetime) -> dict[uuid.UUID, list[str]]:
+    """The snapshots the policy keeps (as `keep_set`), each with the rules that keep it:
+    "last #n", "daily 2026-11-23", "weekly 2026-W48", "monthly 2026-11", "newest verified".
+    A dry run shows these, so an operator sees why each snapshot stays."""
     ordered = sorted(snapshots, key=lambda s: s["started_at"], reverse=True)
-    keep: set[uuid.UUID] = {s["id"] for s in ordered[:policy.keep_last]}
-    for count, bucket in ((policy.keep_daily, lambda t: t.date()),
-                          (policy.keep_weekly, lambda t: t.isocalendar()[:2]),
-                          (policy.keep_monthly, lambda t: (t.year, t.month))):
+    rules: dict[uuid.UUID, list[str]] = {s["id"]: [f"last #{n}"]
+                                         for n, s in enumerate(ordered[:policy.keep_last], start=1)}
+    for name, count, bucket in (("daily", policy.keep_daily, lambda t: t.date().isoformat()),
+                                ("weekly", policy.keep_weekly, lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2])),
+                                ("monthly", policy.keep_monthly, lambda t: f"{t.year}-{t.month:02d}")):
         seen: list = []
         for snap in ordered:
             key = bucket(snap["started_at"])
@@ -70,14 +78,15 @@ def keep_set(snapshots: list[dict], policy: RetentionSettings, now: datetime) ->
                 seen.append(key)
                 if len(seen) > count:
                     break
-                keep.add(snap["id"])
+                rules.setdefault(snap["id"], []).append(f"{name} {key}")
     if policy.max_age_days:
         cutoff = now - timedelta(days=policy.max_age_days)
-        keep = {i for i in keep if next(s for s in ordered if s["id"] == i)["started_at"] >= cutoff}
+        rules = {s["id"]: rules[s["id"]] for s in ordered if s["id"] in rules and s["started_at"] >= cutoff}
     proven = newest_proven(snapshots)
     if proven is not None:
-        keep.add(proven)
-    return keep
+        proof = next(s["proof"] for s in snapshots if s["id"] == proven)
+        rules.setdefault(proven, []).append(f"newest {proof}")
+    return rules
 
 
 def newest_proven(snapshots: list[dict]) -> uuid.UUID | None:
@@ -111,6 +120,8 @@ class Plan:
     unknown: list[uuid.UUID] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     leftover: list[uuid.UUID] = field(default_factory=list)  # superseded earlier, still present
+    # Every snapshot in the repository with what the plan does to it and why (`explain`).
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def superseded(self) -> list[uuid.UUID]:
@@ -121,7 +132,7 @@ class Plan:
         return {"forgotten": [str(i) for i in self.forget], "kept": self.kept,
                 "unknown_snapshots_left_alone": [str(i) for i in self.unknown],
                 "compactions": [r.as_dict() for r in self.rewrites], "compaction_skipped": self.skipped,
-                "would_supersede": [str(i) for i in self.superseded]}
+                "would_supersede": [str(i) for i in self.superseded], "snapshots": self.snapshots}
 
 
 @dataclass
@@ -184,7 +195,52 @@ def plan_policy(state: _State, cfg: configurations.Configuration, now: datetime,
         for base in {m.snapshot_id for m in state.manifests.values() if m.parent_id is None} - set(linear):
             if base in closure(state.manifests, keep):
                 skipped.append(f"chain from {base}: branches; kept whole")
-    return _forget_after(state, keep, rewrites, skipped)
+    the_plan = _forget_after(state, keep, rewrites, skipped)
+    the_plan.snapshots = explain(state, the_plan, keep_rules(state.ours, cfg.retention, now), cfg.retention, now)
+    return the_plan
+
+
+def explain(state: _State, the_plan: Plan, rules: dict[uuid.UUID, list[str]], policy: RetentionSettings,
+            now: datetime) -> list[dict[str, Any]]:
+    """Each snapshot in the repository, newest first, with its action (keep, forget,
+    replace, leave) and the reasons: the keep rules, the kept snapshots that restore
+    through it, the compaction replacing it, or why nothing keeps it. Ids, dates and
+    counts only."""
+    ours = {s["id"]: s for s in state.ours}
+    forget = set(the_plan.forget)
+    replaced = {i: f"replaced by a compacted copy ({r.reason})" for r in the_plan.rewrites for i in r.superseded}
+    replaced.update({i: "already replaced by a compacted copy" for i in the_plan.leftover})
+    kept_tips = [i for i in rules if i not in replaced]
+    out = []
+    for snapshot_id, manifest in state.manifests.items():
+        row = ours.get(snapshot_id)
+        if snapshot_id in replaced:
+            action, reasons = "replace", [*rules.get(snapshot_id, []), replaced[snapshot_id]]
+        elif snapshot_id in forget:
+            action, reasons = "forget", [_why_not_kept(row, policy, now)]
+        elif row is None:
+            action, reasons = "leave", ["not recorded as a good snapshot in this database; never deleted from here"]
+        else:
+            action, reasons = "keep", list(rules.get(snapshot_id, []))
+            needing = sorted((i for i in kept_tips if i != snapshot_id and snapshot_id in ancestors(state.manifests, i)),
+                             key=lambda i: ours[i]["started_at"], reverse=True)
+            if needing:
+                more = f" and {len(needing) - 1} more" if len(needing) > 1 else ""
+                reasons.append(f"chain link of {needing[0]}{more}")
+            reasons = reasons or ["needed by a snapshot the plan keeps"]
+        out.append({"snapshot_id": str(snapshot_id), "kind": manifest.kind,
+                    "parent_id": str(manifest.parent_id) if manifest.parent_id else None,
+                    "started_at": row["started_at"].isoformat() if row else None,
+                    "proof": row["proof"] if row else None, "action": action, "reasons": reasons})
+    out.sort(key=lambda s: (s["started_at"] or "", s["snapshot_id"]), reverse=True)
+    return out
+
+
+def _why_not_kept(row: dict[str, Any] | None, policy: RetentionSettings, now: datetime) -> str:
+    if row is not None and policy.max_age_days:
+        if row["started_at"] < now - timedelta(days=policy.max_age_days):
+            return f"older than max_age_days ({policy.max_age_days})"
+    return "no keep rule"
 
 
 def _forget_after(state: _State, keep: set[uuid.UUID], rewrites: list[compaction.Rewrite],
