@@ -1,7 +1,7 @@
 """One running job: its kind, a progress bar fed by `job.<id>` events, and its message."""
 from __future__ import annotations
 
-from strongroom.console.lifecycle import live
+from strongroom.console.lifecycle import going, live
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widget import Widget
@@ -33,14 +33,14 @@ class JobProgress(Horizontal):
         """Record the latest state; drawn now if composed, else when mounted."""
         self.status = status
         self._latest = (done, total, message)
-        self._draw()
+        if live(self):
+            self._draw()       # else on_mount draws it, or it is being removed
 
     def on_mount(self) -> None:
-        self._draw()
+        if not going(self):
+            self._draw()
 
     def _draw(self) -> None:
-        if not live(self):
-            return     # not composed yet (on_mount draws it) or already being removed
         done, total, message = getattr(self, "_latest", (None, None, None))
         bar = self.query_one(ProgressBar)
         if total:

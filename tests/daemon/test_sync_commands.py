@@ -130,7 +130,9 @@ def test_health_reports_open_conflicts_sync_lag_and_integrity(sync_daemon):
     while sync_daemon.call("job.get", {"run_id": run["id"]})["status"] in ("queued", "running"):
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    while (integrity := sync_daemon.call("health")["integrity"]) is None:   # the next health tick
-        assert time.monotonic() < deadline + 30
+    # Health is a snapshot taken each tick: one taken while the run was going says so.
+    while ((integrity := sync_daemon.call("health")["integrity"]) is None
+           or integrity["status"] in ("queued", "running")):
+        assert time.monotonic() < deadline + 30, f"health still says {integrity}"
         time.sleep(0.3)
     assert integrity["status"] == "succeeded" and integrity["age_seconds"] >= 0

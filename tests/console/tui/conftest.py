@@ -76,6 +76,17 @@ async def wait_for(pilot, predicate: Callable[[], bool], timeout: float = 20.0, 
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
+async def settled(pilot, timeout: float = 20.0) -> None:
+    """Every load the app started has finished and been drawn (the event worker, which
+    runs for the app's life, aside): what a snapshot may be taken of. A fixed pause
+    instead is a guess that a busy machine loses."""
+    app = pilot.app
+    await wait_for(pilot, lambda: all(w.is_finished for w in app.workers if w.group != "events"),
+                   timeout, what="the screen's loads to finish")
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
+
+
 async def log_in(pilot, username: str = "auditor1", password: str = PASSWORD) -> None:
     await wait_for(pilot, lambda: pilot.app.screen.query("#username"), what="login form")
     await pilot.click("#username")

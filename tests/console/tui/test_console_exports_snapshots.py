@@ -9,6 +9,7 @@ from strongroom.console.screens.exports import ExportFormScreen, ExportsTab
 from strongroom.console.screens.main import TABS, MainScreen
 from strongroom.core.export import spec
 
+from tests.console.tui.conftest import settled, wait_for
 from tests.console.tui.test_console_snapshots import FIXED, FixedClient
 
 KEYS = {tab_id: str(n) for n, (_, tab_id, _) in enumerate(TABS, 1)}
@@ -49,28 +50,19 @@ def exports_app() -> StrongroomConsole:
 
 async def show_exports(pilot) -> None:
     app = pilot.app
-    for _ in range(100):
-        if isinstance(app.screen, MainScreen) and app.screen.identity:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="the main screen")
     await pilot.press(KEYS["exports"])
     tab = app.screen.query_one("#exports", ExportsTab)
-    for _ in range(100):
-        if len(tab.exports) == 3:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: len(tab.exports) == 3, what="len(tab.exports) == 3")
     await pilot.press("down")   # the failed export: its error under the table
-    await pilot.pause(0.3)
+    await settled(pilot)
 
 
 async def show_form(pilot) -> None:
     await show_exports(pilot)
     await pilot.press("n")
-    for _ in range(100):
-        if isinstance(pilot.app.screen, ExportFormScreen):
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.3)
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, ExportFormScreen), what="the export form")
+    await settled(pilot)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])

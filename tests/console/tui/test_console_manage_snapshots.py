@@ -9,6 +9,7 @@ from strongroom.console.screens.integrity import IntegrityTab
 from strongroom.console.screens.main import TABS, MainScreen
 from strongroom.console.screens.users import UsersTab
 
+from tests.console.tui.conftest import settled, wait_for
 from tests.console.tui.test_console_snapshots import FIXED, FixedClient
 
 KEYS = {tab_id: str(n) for n, (_, tab_id, _) in enumerate(TABS, 1)}
@@ -73,34 +74,22 @@ def manage_app() -> StrongroomConsole:
 
 async def show_users(pilot) -> None:
     app = pilot.app
-    for _ in range(100):
-        if isinstance(app.screen, MainScreen) and app.screen.identity:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="the main screen")
     await pilot.press(KEYS["users"])
     tab = app.screen.query_one("#users", UsersTab)
-    for _ in range(100):
-        if len(tab.users) == 4 and len(tab.grants) == 2:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: len(tab.users) == 4 and len(tab.grants) == 2, what="len(tab.users) == 4 and len(tab.grants) == 2")
     await pilot.press("down")   # dr.hollis: unlock is offered (2 failed logins)
-    await pilot.pause(0.3)
+    await settled(pilot)
 
 
 async def show_integrity(pilot) -> None:
     app = pilot.app
-    for _ in range(100):
-        if isinstance(app.screen, MainScreen) and app.screen.identity:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="the main screen")
     await pilot.press(KEYS["integrity"])
     tab = app.screen.query_one("#integrity", IntegrityTab)
-    for _ in range(100):
-        if len(tab.checks) == 5:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: len(tab.checks) == 5, what="len(tab.checks) == 5")
     await pilot.press("down", "down", "down")   # the failed check, its evidence under the table
-    await pilot.pause(0.3)
+    await settled(pilot)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])

@@ -9,6 +9,7 @@ from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.screens.retention import RetentionTab
 
+from tests.console.tui.conftest import settled, wait_for
 from tests.console.tui.test_console_snapshots import FixedClient
 
 PRACTICE = "01a2061f-77c9-7000-a71a-000000000001"
@@ -84,19 +85,13 @@ class RetentionFixedClient(FixedClient):
 
 async def loaded(pilot, view: str) -> None:
     app = pilot.app
-    for _ in range(100):
-        if isinstance(app.screen, MainScreen) and app.screen.identity:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="the main screen")
     app.screen.action_show_tab("retention")
     tab = app.screen.query_one("#retention", RetentionTab)
-    for _ in range(100):
-        if tab.rows["policies"]:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: tab.rows["policies"], what="tab.rows['policies']")
     while tab.view != view:
         await pilot.press("v")
-    await pilot.pause(0.3)
+    await settled(pilot)
 
 
 def app() -> StrongroomConsole:

@@ -9,6 +9,8 @@ import pytest
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.client import ClientError
 from strongroom.console.screens.main import MainScreen
+
+from tests.console.tui.conftest import settled, wait_for
 from strongroom.console.widgets.health_card import HealthCard
 
 RUN_ID = "01a2061f-77c9-7000-a71a-77552702252a"
@@ -66,12 +68,8 @@ def fixed_app(token: str | None) -> StrongroomConsole:
 
 async def overview_loaded(pilot) -> None:
     app = pilot.app
-    for _ in range(100):
-        if isinstance(app.screen, MainScreen) and "84/100" in str(app.screen.query_one("#compliance-gauge").render()) \
-                and "leader" in str(app.screen.query_one("#card-role", HealthCard).render()):
-            break
-        await pilot.pause(0.05)
-    await pilot.pause(0.2)
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and "84/100" in str(app.screen.query_one("#compliance-gauge").render()) and "leader" in str(app.screen.query_one("#card-role", HealthCard).render()), what="the overview loaded")
+    await settled(pilot)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])

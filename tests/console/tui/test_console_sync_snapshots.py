@@ -9,7 +9,7 @@ from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable
 
-from tests.console.tui.conftest import tab_keys
+from tests.console.tui.conftest import settled, tab_keys, wait_for
 from tests.console.tui.test_console_snapshots import FixedClient
 
 CONFLICT = "01a2061f-77c9-7000-a71a-000000000c01"
@@ -65,25 +65,16 @@ class SyncFixedClient(FixedClient):
 
 async def conflict_open_one_chosen(pilot) -> None:
     app = pilot.app
-    for _ in range(100):
-        if isinstance(app.screen, MainScreen) and app.screen.identity:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="the main screen")
     await pilot.press(*tab_keys("sync"))
     tab = app.screen.query_one("#sync")
     queue = tab.query_one("#conflicts-table", DataTable)
-    for _ in range(100):
-        if queue.row_count == 3:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: queue.row_count == 3, what="queue.row_count == 3")
     queue.focus()
     await pilot.press("enter")
-    for _ in range(100):
-        if tab.conflict is not None:
-            break
-        await pilot.pause(0.05)
+    await wait_for(pilot, lambda: tab.conflict is not None, what="tab.conflict is not None")
     await pilot.press("l")          # email: keep the local correction; the cursor moves on to phone
-    await pilot.pause(0.2)
+    await settled(pilot)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
