@@ -5,8 +5,8 @@ the checkout. This test does the same in a scratch directory holding a `.venv` l
 the installed environment, so each line runs exactly as written (`.venv/bin/strongroom
 --data-dir .demo ...`): nothing is rewritten but the placeholders below. Each line runs
 in a pseudo-terminal, as it would for a person, with a timeout; it fails the test,
-naming its README line, when it exits non-zero or prints `strongroom: error:` or a
-traceback.
+naming its README line, when it exits non-zero or prints an error line (`strongroom:
+error:`, click's `Error:`) or a traceback.
 
 A line's trailing comment may start with a marker (README.md shows them as they are):
 
@@ -56,19 +56,21 @@ DEMO = ".demo"
 STRONGROOM = ".venv/bin/strongroom"
 TIMEOUT = 120.0  # seconds per line; the slowest today (backup drill) takes a few
 
+# `make` lines: True runs it (Newcomer.make_demo); False does not.
 MAKE = {
-    "make demo": "run",
-    "make test": None,  # the suite that runs this test
+    "make demo": True,
+    "make test": False,  # the suite this test is part of
 }
 
-# placeholder -> (listing to read it from, which row). REQUEST depends on the command's group.
+# placeholder -> (the listing a person reads it from, which row); REQUEST's listing
+# depends on the line's command group.
 PLACEHOLDERS = {
-    "SNAPSHOT": (["backup", "list", "--json"], lambda rows: rows[-1]["snapshot_id"]),    # the newest
-    "CLIENT": (["clients", "list", "--json"], lambda rows: rows[-1]["id"]),              # last of page one
-    "HOLD": (["hold", "list", "--json"], lambda rows: rows[0]["id"]),                    # the newest in force
-    "CONFLICT": (["sync", "conflicts", "--json"], lambda rows: rows[0]["id"]),           # the oldest open
-    "REQUEST backup": (["backup", "requests", "--json"], lambda rows: rows[0]["id"]),    # the newest pending
-    "REQUEST erasure": (["erasure", "list", "--json"], lambda rows: rows[0]["id"]),      # the newest pending
+    "SNAPSHOT": (["backup", "list", "--json"], lambda rows: rows[-1]["snapshot_id"]),  # newest
+    "CLIENT": (["clients", "list", "--json"], lambda rows: rows[-1]["id"]),      # last on page one
+    "HOLD": (["hold", "list", "--json"], lambda rows: rows[0]["id"]),            # newest in force
+    "CONFLICT": (["sync", "conflicts", "--json"], lambda rows: rows[0]["id"]),   # oldest open
+    "REQUEST backup": (["backup", "requests", "--json"], lambda rows: rows[0]["id"]),  # newest
+    "REQUEST erasure": (["erasure", "list", "--json"], lambda rows: rows[0]["id"]),    # newest
 }
 _PLACEHOLDER = re.compile(r"\b(SNAPSHOT|CLIENT|HOLD|CONFLICT|REQUEST)\b")
 
@@ -76,7 +78,8 @@ _PLACEHOLDER = re.compile(r"\b(SNAPSHOT|CLIENT|HOLD|CONFLICT|REQUEST)\b")
 KNOWN_BUGS: dict[str, str] = {}
 
 _MARKER = re.compile(r"^\[(exits (?P<code>\d+)|keeps running)\]")
-_ERROR = re.compile(r"^strongroom: error:|Traceback \(most recent call last\)", re.MULTILINE)
+# Our one-line errors, click's usage errors, and what neither should ever be.
+_ERROR = re.compile(r"^(strongroom: error|Error): |Traceback \(most recent call last\)", re.MULTILINE)
 
 
 @dataclass
@@ -142,9 +145,10 @@ class Newcomer:
         (root / ".venv").symlink_to(Path(sys.prefix))
         home = root / "home"
         home.mkdir()
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith(("STRONGROOM_", "NOTIFY_SOCKET", "WATCHDOG_", "RUNTIME_DIRECTORY"))}
-        self.env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), TERM="xterm", COLUMNS="160")
+        # Nothing of the caller's Strongroom or systemd setting leaks into the lines.
+        ours = ("STRONGROOM_", "NOTIFY_SOCKET", "WATCHDOG_", "RUNTIME_DIRECTORY")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
+        self.env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), TERM="xterm")
         self.daemon: subprocess.Popen | None = None
         self.last_totp_step = -1
 
@@ -165,7 +169,8 @@ class Newcomer:
         try:
             while True:
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"still running after {timeout:.0f}s; output:\n{output.decode(errors='replace')}")
+                    text = output.decode(errors="replace")
+                    raise TimeoutError(f"still running after {timeout:.0f}s; output:\n{text}")
                 ready, _, _ = select.select([fd], [], [], 0.2)
                 if not ready:
                     continue
@@ -189,7 +194,8 @@ class Newcomer:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             os.close(fd)
-        return os.waitstatus_to_exitcode(status), output.decode(errors="replace").replace("\r\n", "\n")
+        text = output.decode(errors="replace").replace("\r\n", "\n")
+        return os.waitstatus_to_exitcode(status), text
 
     def answer(self, command: str, shown: str) -> str | None:
         """What a person types at the prompt the line is showing, if it shows one."""
@@ -210,8 +216,11 @@ class Newcomer:
         """A current code that has not been used yet (the daemon refuses a replayed code,
         so a person logging in twice within 30 s waits for the next one, as we do)."""
         totp = pyotp.TOTP(self.credentials()["totp_secret"])
-        while (step := int(time.time()) // totp.interval) <= self.last_totp_step or \
-                time.time() % totp.interval > totp.interval - 1:
+        while True:
+            now = time.time()
+            step = int(now) // totp.interval
+            if step > self.last_totp_step and now % totp.interval < totp.interval - 1:
+                break
             time.sleep(0.25)
         self.last_totp_step = step
         return totp.now()
@@ -225,9 +234,9 @@ class Newcomer:
         from strongroom.console.cli import cli
 
         scrubbed = {k: None for k in os.environ if k.startswith("STRONGROOM_")}
+        person = {k: self.env[k] for k in ("HOME", "XDG_CONFIG_HOME")}
         result = CliRunner().invoke(cli, ["--data-dir", str(self.root / DEMO), *args],
-                                    env={**scrubbed, "HOME": self.env["HOME"],
-                                         "XDG_CONFIG_HOME": self.env["XDG_CONFIG_HOME"], **env})
+                                    env={**scrubbed, **person, **env})
         return result.exit_code, result.output
 
     def strongroom_json(self, args: list[str]):
@@ -240,11 +249,12 @@ class Newcomer:
         def value(match: re.Match) -> str:
             key = match[1]
             if key == "REQUEST":  # whose request: the line's command group says
-                key += next((f" {g}" for g in ("backup", "erasure") if f" {g} " in line.command), "")
-            assert key in PLACEHOLDERS, f"{line.where()}: no listing to fill {key} from (see PLACEHOLDERS)"
+                key += next((f" {g}" for g in ("backup", "erasure") if f" {g} " in line.command),
+                            "")
+            assert key in PLACEHOLDERS, f"{line.where()}: no listing for {key} in PLACEHOLDERS"
             args, pick = PLACEHOLDERS[key]
             rows = self.strongroom_json(args)
-            assert rows, f"{line.where()}: nothing to fill {key} from (`strongroom {' '.join(args)}` is empty)"
+            assert rows, f"{line.where()}: no {key}: `strongroom {' '.join(args)}` is empty"
             return pick(rows)
         return _PLACEHOLDER.sub(value, line.command)
 
@@ -254,28 +264,34 @@ class Newcomer:
         """The `demo` recipe after its install step: scripts/demo.sh with BIN and DEMO.
         The data directory is created first exactly as the script would (so the metrics
         port can be freed before the script's daemon starts); the script then finds it."""
-        init = subprocess.run([STRONGROOM, "--data-dir", DEMO, "init", "--demo", "--practice-name", "Demo Practice"],
-                              cwd=self.root, env=self.env, stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=TIMEOUT)
+        init = self.batch([STRONGROOM, "--data-dir", DEMO, "init", "--demo",
+                           "--practice-name", "Demo Practice"])  # as scripts/demo.sh runs it
         assert init.returncode == 0, init.stdout + init.stderr
         with open(self.root / DEMO / "strongroom.toml", "a") as config:
             config.write("\n[metrics]\nport = 0  # tests/test_readme.py: any free port\n")
-        demo = subprocess.run([str(REPO / "scripts" / "demo.sh")], cwd=self.root,
-                              env={**self.env, "BIN": ".venv/bin", "DEMO": DEMO}, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=TIMEOUT)
+        demo = self.batch([str(REPO / "scripts" / "demo.sh")], BIN=".venv/bin", DEMO=DEMO)
         output = demo.stdout + demo.stderr
-        assert demo.returncode == 0 and not _ERROR.search(output), f"make demo exited {demo.returncode}:\n{output}"
+        assert demo.returncode == 0, f"make demo exited {demo.returncode}:\n{output}"
+        assert not _ERROR.search(output), f"make demo printed an error:\n{output}"
         assert "no terminal here" in output, output
+
+    def batch(self, argv: list[str], **env: str) -> subprocess.CompletedProcess:
+        """Run without a terminal (stdin empty, output captured)."""
+        return subprocess.run(argv, cwd=self.root, env={**self.env, **env},
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=TIMEOUT)
 
     def start(self, line: Line) -> None:
         assert self.daemon is None, f"{line.where()}: a second process that keeps running"
         log = open(self.root / "foreground.log", "wb")
-        self.daemon = subprocess.Popen(["bash", "-c", "exec " + line.command], cwd=self.root, env=self.env,
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.daemon = subprocess.Popen(["bash", "-c", "exec " + line.command], cwd=self.root,
+                                       env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            assert self.daemon.poll() is None, f"{line.where()} exited {self.daemon.returncode}:\n{self.log()}"
+            code = self.daemon.poll()
+            assert code is None, f"{line.where()} exited {code}:\n{self.log()}"
             if self.strongroom(["status"], STRONGROOM_TIMEOUT="1")[0] == 0:
                 return
             time.sleep(0.2)
@@ -297,7 +313,7 @@ class Newcomer:
         return self.daemon.returncode
 
 
-def test_readme_markers_parse():
+def test_readme_parser_splits_comments_outside_quotes_and_reads_markers():
     """The parser sees what the README means: comments split off outside quotes only,
     continuations joined, markers read."""
     text = ("```sh\n"
@@ -312,6 +328,19 @@ def test_readme_markers_parse():
         (2, 'a --reason "# not a comment" --more', 4, False), (5, "b", 0, True)]
 
 
+def check(line: Line, code: int, output: str) -> None:
+    """The line did what the README says: exit 0 and no error line, or exactly the exit
+    code of its `[exits N]` marker with the one-line reason; never a traceback."""
+    assert "Traceback (most recent call last)" not in output, f"{line.where()}\n{output}"
+    assert code == line.exits, \
+        f"{line.where()} exited {code}, the README says {line.exits}:\n{output}"
+    if line.exits:
+        assert re.search(r"^(strongroom: error|Error): ", output, re.MULTILINE), \
+            f"{line.where()} failed without saying why:\n{output}"
+    else:
+        assert not _ERROR.search(output), f"{line.where()} printed an error:\n{output}"
+
+
 @pytest.mark.slow
 def test_every_readme_command_works_in_order():
     """Copy every README command line in order onto a fresh demo: each one works (or
@@ -321,33 +350,30 @@ def test_every_readme_command_works_in_order():
     lines = readme_lines(README.read_text())
     assert any(line.command == "make demo" for line in lines), "README.md lost `make demo`"
     seen_bugs: set[str] = set()
-    with tempfile.TemporaryDirectory(prefix="sr-readme-") as scratch:  # short: the socket path must fit
+    # A short path: the daemon's socket path must fit in 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="sr-readme-") as scratch:
         person = Newcomer(Path(scratch))
         try:
             for line in lines:
                 if line.command in MAKE:
                     if MAKE[line.command]:
                         person.make_demo()
-                    continue
-                if line.keeps_running:
+                elif line.keeps_running:
                     person.start(line)
-                    continue
-                code, output = person.run(person.fill(line))
-                expected = line.exits
-                if line.command in KNOWN_BUGS:
-                    seen_bugs.add(line.command)
-                    assert code != 0, f"{line.where()} works now: remove it from KNOWN_BUGS"
-                    continue
-                assert "Traceback (most recent call last)" not in output, f"{line.where()}\n{output}"
-                assert code == expected, f"{line.where()} exited {code}, the README says {expected}:\n{output}"
-                if expected:
-                    assert re.search(r"^strongroom: error: ", output, re.MULTILINE), \
-                        f"{line.where()} failed without saying why:\n{output}"
                 else:
-                    assert not _ERROR.search(output), f"{line.where()} printed an error:\n{output}"
+                    try:
+                        code, output = person.run(person.fill(line))
+                    except TimeoutError as exc:
+                        pytest.fail(f"{line.where()}: {exc}")
+                    if line.command in KNOWN_BUGS:
+                        seen_bugs.add(line.command)
+                        assert code != 0, f"{line.where()} works now: take it out of KNOWN_BUGS"
+                    else:
+                        check(line, code, output)
         finally:
             stopped = person.stop()
         if stopped is not None:
             assert stopped == 0, f"the daemon exited {stopped} on SIGTERM:\n{person.log()}"
             assert "Traceback" not in person.log(), person.log()
-    assert seen_bugs == set(KNOWN_BUGS), f"KNOWN_BUGS names lines the README no longer has: {set(KNOWN_BUGS) - seen_bugs}"
+    gone = set(KNOWN_BUGS) - seen_bugs
+    assert not gone, f"KNOWN_BUGS names lines README.md no longer has: {gone}"
