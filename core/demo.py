@@ -69,9 +69,10 @@ def session_records(client_ids: list[uuid.UUID], per_client: int, seed: int = 11
     for client_id in client_ids:
         day = start + timedelta(days=rng.randrange(60))
         for _ in range(per_client):
-            note = []
-            while sum(len(p) for p in note) < note_bytes:
+            note, length = [], 0
+            while length < note_bytes:
                 note.append(rng.choice(NOTE_PHRASES).format(h=rng.choice(HISTORY)))
+                length += len(note[-1])
             when = datetime.combine(day.date(), time(9 + rng.randrange(8)), timezone.utc)
             yield {
                 "client_id": client_id,

@@ -12,7 +12,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Connection, insert, select
 
 from strongroom.core import audit
-from strongroom.core.crypto.fields import associated_data
+from strongroom.core.crypto.fields import FieldCipher, associated_data
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.models import Client, PaymentStatus, SessionStatus, TherapySession
 from strongroom.core.db.types import utcnow
@@ -60,7 +60,7 @@ def _require(principal: Principal, permission: str) -> None:
 
 
 def _row(conn: Connection, keyring: Keyring, item: SessionInput, version: int,
-         owners: dict[uuid.UUID, uuid.UUID]) -> dict:
+         owners: dict[uuid.UUID, uuid.UUID], ciphers: dict[uuid.UUID, FieldCipher]) -> dict:
     practice_id = owners.get(item.client_id)
     if practice_id is None:
         practice_id = conn.execute(select(_clients.c.practice_id).where(
@@ -68,7 +68,9 @@ def _row(conn: Connection, keyring: Keyring, item: SessionInput, version: int,
         if practice_id is None:
             raise NotFoundError(f"therapy_sessions: client {item.client_id} not found")
         owners[item.client_id] = practice_id
-    cipher = keyring.client_cipher(conn, item.client_id)
+    cipher = ciphers.get(item.client_id)
+    if cipher is None:   # one key look-up per client per call, not per row (bulk inserts)
+        cipher = ciphers[item.client_id] = keyring.client_cipher(conn, item.client_id)
     row_id = new_id()
     now = utcnow()
     row = {
@@ -99,10 +101,11 @@ def insert_sessions(conn: Connection, keyring: Keyring, principal: Principal,
     _require(principal, "table:therapy_sessions:write")
     version = next_change_version(conn)
     owners: dict[uuid.UUID, uuid.UUID] = {}
+    ciphers: dict[uuid.UUID, FieldCipher] = {}
     total = 0
     batch: list[dict] = []
     for data in items:
-        batch.append(_row(conn, keyring, _validate(data), version, owners))
+        batch.append(_row(conn, keyring, _validate(data), version, owners, ciphers))
         if len(batch) >= batch_size:
             _write(conn, principal, batch)
             total += len(batch)
@@ -116,7 +119,7 @@ def insert_sessions(conn: Connection, keyring: Keyring, principal: Principal,
 def create_session(conn: Connection, keyring: Keyring, principal: Principal,
                    data: dict | SessionInput) -> uuid.UUID:
     _require(principal, "table:therapy_sessions:write")
-    row = _row(conn, keyring, _validate(data), next_change_version(conn), {})
+    row = _row(conn, keyring, _validate(data), next_change_version(conn), {}, {})
     _write(conn, principal, [row])
     return row["id"]
 
