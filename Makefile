@@ -5,8 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 DEMO   := .demo
 PYTEST_ARGS ?=
+# The suite on two workers; a test file stays on one worker (its fixtures are shared).
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile -q
+REPEAT ?= 5
 
-.PHONY: demo test install bench clean-demo lint
+.PHONY: demo test test-repeat soak install bench clean-demo lint
 
 $(STAMP): pyproject.toml setup.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Strongroom needs Python 3.11 or newer")'
@@ -21,9 +24,23 @@ install: $(STAMP)
 demo: $(STAMP)
 	@BIN=$(BIN) DEMO=$(DEMO) scripts/demo.sh
 
-# The whole suite: SQLite always, PostgreSQL too when a server answers.
+# The whole suite: SQLite always, PostgreSQL too when a server answers. Soak tests (long
+# or large) are left to `make soak`; the ten slowest tests are printed at the end.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS)
+	$(PYTEST) -m 'not soak' --durations=10 $(PYTEST_ARGS)
+
+# Flakes are found here before CI finds them: the suite $(REPEAT) times, each in a new
+# random order (its seed printed at the top, to replay with -p random_order --random-order-seed=N).
+test-repeat: $(STAMP)
+	@for run in $$(seq 1 $(REPEAT)); do \
+	  echo "== run $$run of $(REPEAT)"; \
+	  $(PYTEST) -m 'not soak' -p random_order --random-order-bucket=module $(PYTEST_ARGS) || exit 1; \
+	done
+
+# Long and large: kill -9 mid-backup over 48k rows, 100k-key rotation, 50 console stress rounds.
+soak: $(STAMP)
+	$(PYTEST) -m soak --durations=10 $(PYTEST_ARGS)
+	STRONGROOM_STRESS_ROUNDS=50 $(PYTEST) tests/console/tui/test_console_stress.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/encrypted_insert.py

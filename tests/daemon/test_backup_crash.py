@@ -3,6 +3,8 @@ interrupted, and the next backup succeeds reusing the chunks already written."""
 import signal
 import time
 
+import pytest
+
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
@@ -16,6 +18,7 @@ from strongroom.core.storage import open_target
 from tests.daemon.conftest import DaemonProcess, make_data_dir
 
 
+@pytest.mark.soak     # 48k encrypted rows per engine, so the kill lands mid-run: `make soak`
 def test_kill_9_mid_backup_leaves_no_snapshot_and_the_next_backup_reuses_chunks(tmp_path, db_url):
     data_dir = make_data_dir(tmp_path, db_url)
     ctx = open_context(load_settings(data_dir / "strongroom.toml"))

@@ -241,7 +241,7 @@ def test_rotation_refuses_when_keys_are_wrapped_by_an_unknown_kek(ctx, settings)
     assert not pending_path(settings.keys.kek_file).exists()
 
 
-@pytest.mark.slow
+@pytest.mark.soak     # a large dataset: `make soak`
 def test_kek_rotation_of_100k_keys_takes_seconds(ctx):
     import time
 
