@@ -103,16 +103,16 @@ async def _auditor_disabled(tui_daemon):
         await log_in(pilot)
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
         await pilot.press(*tab_keys("jobs"))
-        await pilot.pause(0.3)
+        note = app.screen.query_one("#jobs-note", Static)
+        await wait_for(pilot, lambda: "auditor1 lacks job:<kind>:run" in str(note.render()), what="jobs note")
         assert app.screen.active_bindings["r"].enabled is False
-        note = str(app.screen.query_one("#jobs-note", Static).render())
-        assert "auditor1 lacks job:<kind>:run" in note
         await pilot.press("r")
         assert isinstance(app.screen, MainScreen)  # no dialog opened
         await pilot.press(*tab_keys("security"))
-        await pilot.pause(0.3)
+        sessions_note = app.screen.query_one("#sessions-note", Static)
+        await wait_for(pilot, lambda: "auditor1 lacks session:revoke" in str(sessions_note.render()),
+                       what="sessions note")
         assert app.screen.active_bindings["x"].enabled is False
-        assert "auditor1 lacks session:revoke" in str(app.screen.query_one("#sessions-note", Static).render())
 
 
 def test_audit_log_pages_by_keyset_and_filters(tui_daemon):

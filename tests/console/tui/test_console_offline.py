@@ -79,7 +79,9 @@ def test_command_palette_offers_the_enabled_actions_and_runs_them():
             await pilot.press("ctrl+p")
             await pilot.pause()
             await pilot.press(*"verify chain")
-            await pilot.pause(0.3)
+            from textual.command import CommandList
+            await wait_for(pilot, lambda: any(c.option_count for c in app.screen.query(CommandList)),
+                           what="the palette's match")
             await pilot.press("enter")
             status = app.screen.query_one("#audit-status", Static)
             await wait_for(pilot, lambda: "chain: intact (5 checked)" in str(status.render()), what="verified")

@@ -120,7 +120,8 @@ async def _refreshed_by_event(daemon):
         tab = await open_sync_tab(pilot)
         queue = tab.query_one("#conflicts-table", DataTable)
         await wait_for(pilot, lambda: queue.row_count == 3, what="three open conflicts")
-        await pilot.pause(0.5)        # the event subscription reaches the publisher
+        # The subscription reaches the publisher (events published before are not seen).
+        await wait_for(pilot, lambda: app.screen.events_seen > 0, what="the event stream")
         detail = await in_thread(daemon.call, "sync.conflict", {"conflict_id": second})
         await in_thread(daemon.call, "sync.resolve", {"conflict_id": second,
                                                      "choices": {n: "local" for n in detail["fields"]}})
