@@ -124,7 +124,10 @@ def test_sighup_applies_a_good_config_and_keeps_the_old_on_a_bad_one(daemon, dat
     assert daemon.call("status")["reloads"] == 1
     config.write_text(original + '\n[schedules]\nintegrity = "whenever"\n')
     daemon.proc.send_signal(signal.SIGHUP)
-    time.sleep(1.0)
+    deadline = time.monotonic() + 10
+    while "reload refused" not in daemon.log():
+        assert time.monotonic() < deadline, "the bad config was neither refused nor applied"
+        time.sleep(0.1)
     status = daemon.call("status")
     assert status["reloads"] == 1 and "integrity" in status["next_runs"]
     assert "reload refused" in daemon.log()
@@ -172,6 +175,7 @@ def test_a_second_run_of_the_same_kind_is_refused_while_one_runs(daemon, data_di
             daemon.call("job.run", {"kind": "key_rotation"})
         assert err.value.code == "conflict"
     finally:
+        daemon.call("job.cancel", {"run_id": first["id"]})     # the point is made: stop it at a safe point
         deadline = time.monotonic() + 120
         while daemon.call("job.get", {"run_id": first["id"]})["status"] in ("queued", "running"):
             assert time.monotonic() < deadline
@@ -303,9 +307,10 @@ def test_standby_takes_over_when_the_leader_dies(tmp_path, db_url):
     second = DaemonProcess(data_dir, tmp_path, name="b")
     try:
         second.wait_ready()
-        time.sleep(1.0)
-        roles = {first.call("status")["role"], second.call("status")["role"]}
-        assert roles == {"leader", "standby"}
+        deadline = time.monotonic() + 10
+        while (roles := {first.call("status")["role"], second.call("status")["role"]}) != {"leader", "standby"}:
+            assert time.monotonic() < deadline, f"roles settled as {roles}"
+            time.sleep(0.1)
         leader, standby = (first, second) if first.call("status")["role"] == "leader" else (second, first)
         with pytest.raises(ClientError) as err:
             standby.call("job.run", {"kind": "integrity"})
