@@ -202,6 +202,9 @@ class Newcomer:
         if shown.rstrip().endswith("[y/N]:"):
             return "y"
         if re.search(r"\blogin\b", command):
+            user = re.search(r"(?:-u|--username)[ =](\S+)", command)
+            assert user and user[1] == self.credentials()["username"], \
+                f"{command}: only the demo admin's answers are known here"
             if shown.endswith("Password: "):
                 return self.credentials()["password"]
             if shown.endswith("TOTP code (empty if none): "):
@@ -223,7 +226,7 @@ class Newcomer:
                 break
             time.sleep(0.25)
         self.last_totp_step = step
-        return totp.now()
+        return totp.generate_otp(step)
 
     def strongroom(self, args: list[str], **env: str) -> tuple[int, str]:
         """`strongroom --data-dir .demo ARGS` run in this process, as this person (their
