@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 
 from strongroom.core.config import Settings
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, StrongroomError
 from strongroom.core.jobs import runs
-from strongroom.core.schedule import cron_trigger
+from strongroom.core.schedule import CrontabTrigger, cron_trigger
 
 log = logging.getLogger("strongroom.scheduler")
 MAX_COUNTED_MISSES = 1000
 
 
-def trigger_for(expression: str) -> CronTrigger:
+def trigger_for(expression: str) -> CrontabTrigger:
+    """The trigger for a schedule from the config: crontab(5) semantics, UTC."""
     return cron_trigger(expression)
 
 

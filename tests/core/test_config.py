@@ -94,3 +94,12 @@ def test_error_message_does_not_echo_long_secret_like_sections(tmp_path):
     with pytest.raises(ConfigError) as err:
         parse_settings({"data_dir": ".", "database": {"url": "sqlite:///x"}, "keys": "not-a-table"})
     assert "keys" in str(err.value)
+
+
+def test_a_bad_schedule_is_one_line_naming_the_key_and_the_field(tmp_path):
+    path = write(tmp_path, 'data_dir = "."\n[database]\nurl = "sqlite:///x"\n[schedules]\nbackup = "0 5 * * 9"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(path)
+    message = str(err.value)
+    assert "schedules" in message and "backup" in message and "weekday field '9'" in message
+    assert "\n" not in message and "Traceback" not in message
