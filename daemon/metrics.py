@@ -5,6 +5,15 @@ that lives in the database (locked accounts, failed logins, open conflicts, the 
 chain's last verdict) is read at scrape time by `DatabaseCollector`, cached for a few
 seconds so a scrape storm cannot load the database. Labels are job kinds, statuses and
 configuration names: never users, clients or anything else that could be PHI.
+
+Two rules keep the alert rules in etc/prometheus honest:
+- No label is called `job`: Prometheus sets `job` to the scrape job's name (and renames
+  ours to exported_job), so job kinds are labelled `kind`.
+- Every series a rule reads exists from the start, at 0: `increase()` over a series
+  that appears with its first failure sees no increase, so after every restart the
+  first failure of a kind would not alert. Hence the zeros in `_seed_zeros` and for
+  backup configurations that never succeeded. (The audit chain verdict is the one
+  exception: absent until a first verification, since 0 means broken.)
 """
 from __future__ import annotations
 
@@ -23,7 +32,7 @@ from strongroom.core.db.models import (Backup, BackupConfiguration, ErasureReque
                                        SecurityEvent, SyncConflict, User)
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
-from strongroom.core.jobs import runs
+from strongroom.core.jobs import all_kinds, runs, schedulable_kinds
 
 log = logging.getLogger("strongroom.metrics")
 VERSION = "0.1.0"
@@ -114,18 +123,21 @@ class DatabaseCollector:
             size.add_metric(["logical"], newest.size_bytes or 0)
             size.add_metric(["stored"], newest.stored_bytes or 0)
             fams.append(size)
+        settings = self._settings_of()
+        # 0 for a configured one that never succeeded: StrongroomNeverBackedUp reads it.
+        last_seconds = {name: 0.0 for name in ["default", *settings.backup.configurations]}
+        last_seconds.update({configuration: when.timestamp() for configuration, when in last_success})
         last = GaugeMetricFamily("strongroom_backup_last_success_timestamp_seconds",
-                                 "When each backup configuration last backed up successfully (unix time)",
-                                 labels=["configuration"])
-        for configuration, when in last_success:
-            last.add_metric([configuration], when.timestamp())
+                                 "When each backup configuration last backed up successfully (unix time, "
+                                 "0 for never)", labels=["configuration"])
+        for configuration, seconds in sorted(last_seconds.items()):
+            last.add_metric([configuration], seconds)
         fams.append(last)
         ladder = GaugeMetricFamily("strongroom_backup_snapshots", "Snapshots by how far they are proven "
                                    "(written, verified, drilled)", labels=["proof"])
         for level in ("written", "verified", "drilled"):
             ladder.add_metric([level], proofs.get(level, 0))
         fams.append(ladder)
-        settings = self._settings_of()
         if self._compliance is None or time.monotonic() - self._compliance[0] > COMPLIANCE_CACHE_SECONDS:
             self._compliance = (time.monotonic(), compliance.report(settings, self._engine).score)
         fams.append(GaugeMetricFamily("strongroom_compliance_score", "Compliance score, 0-100 (source weights)",
@@ -143,18 +155,22 @@ class Metrics:
         self.up.set(1)
         self.build = Gauge("strongroom_build_info", "Daemon build", ["version"], registry=r)
         self.build.labels(VERSION).set(1)
+        # Missed runs are counted as the daemon starts, usually before Prometheus's first
+        # scrape of it: StrongroomMissedRuns reads this to alert on them without increase().
+        self.start_time = Gauge("strongroom_start_time_seconds", "When this daemon started (unix time)", registry=r)
+        self.start_time.set_to_current_time()
         self.leader = Gauge("strongroom_leader", "1 if this daemon schedules and runs jobs, 0 on standby", registry=r)
         self.job_runs = Counter("strongroom_job_runs", "Job runs finished, by kind and final status",
-                                ["job", "status"], registry=r)
+                                ["kind", "status"], registry=r)
         self.job_duration = Histogram("strongroom_job_duration_seconds", "Job run duration",
-                                      ["job"], buckets=DURATION_BUCKETS, registry=r)
+                                      ["kind"], buckets=DURATION_BUCKETS, registry=r)
         self.job_last_success = Gauge("strongroom_job_last_success_timestamp_seconds",
-                                      "When each job kind last succeeded (unix time)", ["job"], registry=r)
+                                      "When each job kind last succeeded (unix time)", ["kind"], registry=r)
         self.backup_max_age = Gauge("strongroom_backup_max_age_seconds",
                                     "How old the last successful backup may be, from its schedule",
                                     ["configuration"], registry=r)
         self.missed = Counter("strongroom_missed_runs", "Scheduled runs missed while the daemon was down",
-                              ["job"], registry=r)
+                              ["kind"], registry=r)
         self.requests = Counter("strongroom_control_requests", "Control requests answered, by outcome code",
                                 ["code"], registry=r)
         self.export_rows = Counter("strongroom_export_rows", "Rows written by exports that succeeded, by format",
@@ -164,8 +180,17 @@ class Metrics:
         self.audit_chain_ok = None
         self.set_backup_max_ages(backup_max_ages)
         r.register(DatabaseCollector(engine, settings_of))
+        self._seed_zeros()
         self._seed(engine)
         self._server = None
+
+    def _seed_zeros(self) -> None:
+        """Create the counters the alert rules take increase() of, at 0 (see the module doc)."""
+        for kind in all_kinds():
+            for status in runs.FINISHED:
+                self.job_runs.labels(kind, status.value)
+        for kind in schedulable_kinds():
+            self.missed.labels(kind)
 
     def _seed(self, engine) -> None:
         for kind, when in runs.last_success(engine).items():

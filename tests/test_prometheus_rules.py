@@ -18,26 +18,29 @@ RULES = PROM / "strongroom-alerts.yml"
 CONFIG = PROM / "prometheus.yml"
 RULES_TEST = PROM / "strongroom-alerts.test.yml"
 
-# The metrics strongroomd exports (name -> type, labels). The daemon's metrics module should be
-# checked against this list; the alert rules may use nothing else (besides Prometheus' own `up`).
+# The metrics strongroomd exports (name -> type, labels); tests/daemon/test_metrics.py checks the
+# daemon against this list. The alert rules may use nothing else (besides Prometheus' own `up`).
+# No label is called `job`: Prometheus sets that to the scrape job's name.
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "strongroom_backup_last_success_timestamp_seconds": ("gauge", ("configuration",)),
     "strongroom_backup_max_age_seconds": ("gauge", ("configuration",)),
-    "strongroom_job_runs_total": ("counter", ("job", "status")),
-    "strongroom_job_last_success_timestamp_seconds": ("gauge", ("job",)),
-    "strongroom_job_duration_seconds": ("histogram", ("job",)),
+    "strongroom_job_runs_total": ("counter", ("kind", "status")),
+    "strongroom_job_last_success_timestamp_seconds": ("gauge", ("kind",)),
+    "strongroom_job_duration_seconds": ("histogram", ("kind",)),
     "strongroom_audit_chain_ok": ("gauge", ()),
     "strongroom_compliance_score": ("gauge", ()),
     "strongroom_compliance_threshold": ("gauge", ()),
     "strongroom_sync_conflicts_open": ("gauge", ()),
     "strongroom_accounts_locked": ("gauge", ()),
     "strongroom_login_failures_total": ("counter", ()),
-    "strongroom_missed_runs_total": ("counter", ("job",)),
+    "strongroom_missed_runs_total": ("counter", ("kind",)),
     "strongroom_up": ("gauge", ()),
+    "strongroom_start_time_seconds": ("gauge", ()),
     "strongroom_build_info": ("gauge", ("version",)),
 }
 JOB_STATUSES = ("succeeded", "failed", "interrupted", "cancelled")
 PROMETHEUS_OWN = {"up"}
+RUNBOOK = PROM / "strongroom-runbook.md"
 
 EXPECTED_ALERTS = {
     "StrongroomBackupTooOld",
@@ -85,6 +88,7 @@ PROMQL_WORDS = {
 def metric_names(expr: str) -> set[str]:
     expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
     expr = re.sub(r"\[[^\]]*\]", "", expr)  # range selectors
+    expr = re.sub(r"\b(on|ignoring|by|without|group_left|group_right)\s*\([^)]*\)", "", expr)  # label lists
     words = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr))
     return {w for w in words if w not in PROMQL_WORDS}
 
@@ -117,8 +121,36 @@ def test_every_alert_has_severity_and_annotations():
     for block in blocks:
         name = block.split("\n", 1)[0]
         assert re.search(r"severity: (critical|warning|info)\b", block), name
-        for key in ("summary:", "description:", "runbook:"):
+        for key in ("summary:", "description:", "runbook_url:"):
             assert key in block, f"{name}: no {key}"
+
+
+def test_no_rule_reads_or_prints_a_job_label_other_than_the_scrape_job():
+    # Prometheus overwrites a scraped `job` label with the scrape job's name, so
+    # {{ $labels.job }} is always "strongroom"; job kinds travel as `kind`.
+    text = RULES.read_text()
+    assert "$labels.job" not in text
+    assert set(re.findall(r'\bjob="([^"]*)"', text)) <= {"strongroom"}
+
+
+def test_every_runbook_url_points_at_a_section_of_the_runbook():
+    anchors = {re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
+               for title in re.findall(r"^## (.+)$", RUNBOOK.read_text(), re.M)}
+    urls = dict(re.findall(r"\n\s*- alert: (\w+).*?runbook_url: '?([^'\n]+)", RULES.read_text(), re.S))
+    assert set(urls) == EXPECTED_ALERTS
+    for name, url in urls.items():
+        page, _, anchor = url.partition("#")
+        assert page.endswith("/" + RUNBOOK.name) and anchor == name.lower() and anchor in anchors, (name, url)
+
+
+def test_every_alert_has_a_promtool_test_that_fires_it_and_one_that_does_not():
+    fired, quiet = set(), set()
+    cases = re.findall(r"alertname: (\w+)\n\s*exp_alerts:(.*?)(?=\n\s*- eval_time:|\n\s*- interval:|\Z)",
+                       RULES_TEST.read_text(), re.S)
+    for name, expected in cases:
+        (quiet if expected.strip() == "[]" else fired).add(name)
+    assert fired == EXPECTED_ALERTS, f"never fired in a test: {sorted(EXPECTED_ALERTS - fired)}"
+    assert quiet == EXPECTED_ALERTS, f"never shown quiet in a test: {sorted(EXPECTED_ALERTS - quiet)}"
 
 
 def test_scrape_config_targets_metrics_listener():
@@ -155,6 +187,6 @@ def test_promtool_check_config():
 
 @promtool
 def test_promtool_test_rules():
-    """BackupTooOld and AuditChainBroken fire on synthetic failures and stay quiet when healthy."""
+    """Every alert fires on a synthetic failure and stays quiet when healthy."""
     out = run_promtool("test", "rules", str(RULES_TEST))
     assert "SUCCESS" in out, out
