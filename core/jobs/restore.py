@@ -9,7 +9,9 @@ with `COPY ... FROM STDIN` on PostgreSQL and decoded into typed rows on SQLite. 
 whole load is one transaction, so a failed restore leaves the target as it was. Then
 the restored database is proven: every table's row count and its re-encoded SHA-256
 must equal the manifest's, and the audit chain must verify. A non-empty target is
-refused unless `force`, which empties it first (in the same transaction).
+refused unless `force`, which empties it first (in the same transaction). A live
+database (the caller's own, or one a running daemon serves) is refused whatever
+`force` says, by the database's identity rather than its URL's spelling.
 
 Only the KEK is needed: the backup key is in the repository, wrapped; the data keys
 that open field ciphertext are in the snapshot, wrapped.
@@ -32,7 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from strongroom.core import audit
 from strongroom.core.backup import copytext
-from strongroom.core.db import staging
+from strongroom.core.db import identity, staging
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
 from strongroom.core.db.engine import make_engine, set_scope, transaction
@@ -245,10 +247,37 @@ def _reencoded_sha(conn: Connection, table) -> tuple[str, int]:
     return digest.hexdigest(), rows
 
 
+def refuse_live_target(target: Engine, live: Engine | None) -> None:
+    """Refuse a target that is a live database: `live` (the caller's own, e.g. the
+    daemon's) or any database a running daemon serves, decided by identity, never by
+    how the URL is spelled (core.db.identity). `force` does not override this: it
+    means "a non-empty database that is not the live one". Restoring a practice over
+    its own database is disaster recovery, done offline with the daemon stopped."""
+    target_id = identity.of_engine(target)
+    if target_id is None:                 # a SQLite file not yet created: nothing to lose
+        return
+    if live is not None and identity.of_engine(live) == target_id:
+        raise ConflictError("the target is this daemon's own live database (the same "
+                            f"{_what(target_id)}, however its URL is spelled); nothing was "
+                            "changed. Restore into an empty database and switch over, or stop "
+                            "the daemon and restore offline with `strongroom restore --force`")
+    if identity.served_by_daemon(target):
+        raise ConflictError("the target is a live database: a running strongroomd serves it "
+                            f"(it holds its leader lock); nothing was changed. Stop that daemon "
+                            "before restoring over its database")
+
+
+def _what(ident: identity.DatabaseIdentity) -> str:
+    return ("PostgreSQL cluster and database oid" if ident.engine == "postgresql"
+            else "SQLite file (device and inode)")
+
+
 def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: bool = False,
-            progress=None, engine: Engine | None = None) -> RestoreResult:
+            progress=None, engine: Engine | None = None, live: Engine | None = None) -> RestoreResult:
     """Restore `snapshot_id` (following its chain to a full base) into the database at
-    `dest_url`, proven before it returns."""
+    `dest_url`, proven before it returns. `live` is the caller's own database (a
+    daemon's): a target that is the same database, or that any running daemon serves,
+    is refused before anything is written (`refuse_live_target`)."""
     progress = progress or (lambda *a: None)
     started = time.monotonic()
     chain = chain_of(repo, snapshot_id)
@@ -267,6 +296,7 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
     own_engine = engine is None
     engine = engine or make_engine(dest_url)
     try:
+        refuse_live_target(engine, live)
         if engine.dialect.name == "postgresql" and staging.usable(engine):
             chain_check = _restore_staged(plan, engine, force)
         else:
@@ -717,15 +747,12 @@ def run(ctx, params: dict, progress) -> dict[str, Any]:
     except ValueError:
         raise ValidationError("snapshot_id: not a snapshot id") from None
     dest = normalise_url(str(params["dest"]))
-    if dest == normalise_url(ctx.settings.database.url):
-        raise ValidationError("dest is this daemon's own database; restore into an empty one and "
-                              "switch over, or stop the daemon and use `strongroom restore --force`")
     force = str(params.get("force", "")).lower() in ("1", "true", "yes")
     _, repo = open_configured(ctx, params)
     lock = repo.acquire_lock("shared", "restore")
     outcome, result = "failure", None
     try:
-        result = restore(repo, snapshot_id, dest, force=force, progress=progress)
+        result = restore(repo, snapshot_id, dest, force=force, progress=progress, live=ctx.engine)
         outcome = "success"
     finally:
         lock.release()

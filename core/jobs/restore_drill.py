@@ -39,7 +39,8 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix=".drill-", dir=ctx.settings.data_dir))
     lock = repo.acquire_lock("shared", "restore_drill")
     try:
-        result = restore(repo, snapshot_id, f"sqlite:///{scratch / 'drill.db'}", progress=progress)
+        result = restore(repo, snapshot_id, f"sqlite:///{scratch / 'drill.db'}", progress=progress,
+                         live=ctx.engine)
     finally:
         lock.release()
         shutil.rmtree(scratch, ignore_errors=True)

@@ -56,7 +56,7 @@ def test_bad_arguments_are_refused_clearly(snapshot, params, message):
 
 def test_the_daemons_own_database_is_never_a_target(snapshot):
     ctx, snapshot_id = snapshot
-    with pytest.raises(ValidationError, match="own database"):
+    with pytest.raises(ConflictError, match="own live database"):
         restore.run(ctx, {"snapshot_id": snapshot_id, "dest": ctx.settings.database.url, "force": True},
                     lambda *a: None)
 
