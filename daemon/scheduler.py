@@ -123,6 +123,12 @@ class Scheduler:
     def apply(self, settings: Settings) -> None:
         """Replace every schedule with the ones in `settings` (start-up and SIGHUP)."""
         self._settings = settings
+        if not self._scheduler.running:
+            # APScheduler gives a job its next run time only once it has started; until
+            # then the job is "pending" and has no next_run_time at all, and a health
+            # snapshot taken from another thread would fail on it. Started paused, nothing
+            # fires before start().
+            self._scheduler.start(paused=True)
         for job in self._scheduler.get_jobs():
             job.remove()
         for entry in scheduled(settings):
@@ -132,9 +138,10 @@ class Scheduler:
 
     def start(self) -> None:
         self.apply(self._settings)
-        self._scheduler.start()
+        self._scheduler.resume()
 
     def next_runs(self) -> dict[str, str | None]:
+        """Each schedule's next fire time, ISO 8601 with its UTC offset; None if paused."""
         return {job.id: job.next_run_time.isoformat() if job.next_run_time else None
                 for job in self._scheduler.get_jobs()}
 

@@ -1,5 +1,6 @@
 """Which schedules the daemon keeps: one per job kind, and per backup configuration for
-the jobs that work on a backup repository; missed runs are counted per configuration."""
+the jobs that work on a backup repository; missed runs are counted per configuration; next
+runs can be read at any moment, with their timezone."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,7 +12,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import JobRun
 from strongroom.core.db.types import utcnow
 from strongroom.core.jobs import runs
-from strongroom.daemon.scheduler import missed_runs, scheduled
+from strongroom.daemon.scheduler import Scheduler, missed_runs, scheduled
 
 
 def _with(settings, schedules: dict, **configurations):
@@ -46,3 +47,34 @@ def test_missed_runs_are_counted_against_the_configurations_own_last_run(setting
     assert set(by_id) == {"backup", "backup:offsite"}
     assert by_id["backup"].params == {} and by_id["backup:offsite"].params == {"configuration": "offsite"}
     assert 4 <= by_id["backup"].count <= 5 and 14 <= by_id["backup:offsite"].count <= 15
+
+
+def _never_submit(kind, **kw):
+    raise AssertionError(f"nothing should run in this test ({kind})")
+
+
+def test_schedules_applied_before_the_scheduler_starts_already_have_their_next_run(settings):
+    # start() applies the schedules, then starts: a health snapshot (another thread) can
+    # land in between, and used to fail on jobs APScheduler had not yet given a time.
+    s = _with(settings, {"backup": "0 2 * * *", "integrity": "30 3 * * *"})
+    scheduler = Scheduler(s, _never_submit)
+    try:
+        scheduler.apply(s)
+        before_start = scheduler.next_runs()
+        scheduler.start()
+        after_start = scheduler.next_runs()
+    finally:
+        scheduler.shutdown()
+    assert set(before_start) == {"backup", "integrity"}
+    assert before_start == after_start
+
+
+def test_next_runs_are_iso_times_with_their_utc_offset(settings):
+    s = _with(settings, {"backup": "0 2 * * *"})
+    scheduler = Scheduler(s, _never_submit)
+    try:
+        scheduler.start()
+        when = scheduler.next_runs()["backup"]
+    finally:
+        scheduler.shutdown()
+    assert when.endswith("T02:00:00+00:00")
