@@ -3,6 +3,7 @@
 # Creates .demo/ on first use; starts strongroomd on it unless one already runs there;
 # opens the console logged in as the demo admin (credentials printed above); stops the daemon it started on exit.
 set -euo pipefail
+umask 077  # like everything else in the data directory, daemon.log is for its owner only
 BIN=${BIN:-.venv/bin}
 DEMO=${DEMO:-.demo}
 sr() { "$BIN/strongroom" --data-dir "$DEMO" "$@"; }
