@@ -39,7 +39,7 @@ _configurations = ExportConfiguration.__table__
 class ListArgs(Args):
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0)
-    status: Literal["running", "succeeded", "failed"] | None = None
+    status: Literal["running", "succeeded", "failed", "interrupted"] | None = None
 
 
 @command("exports.list", permission="audit:read", args=ListArgs)

@@ -33,6 +33,7 @@ from strongroom.core.sync.conflicts import count_open
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConfigError, ConflictError, PermissionDenied, StrongroomError
 from strongroom.core.jobs import ON_REQUEST_ONLY, runs
+from strongroom.core.jobs import export as export_job
 from strongroom.core.principal import Principal
 from strongroom.daemon import logs
 from strongroom.daemon.control import ControlServer
@@ -159,6 +160,10 @@ class Daemon:
         interrupted = runs.mark_interrupted(self.ctx.engine)
         if interrupted:
             log.warning("runs left by a crash marked interrupted", extra={"count": len(interrupted)})
+        exports = export_job.reconcile_interrupted(self.ctx)
+        if exports:
+            log.warning("exports left by a crash marked interrupted, their files removed",
+                        extra={"count": len(exports)})
         self.metrics.leader.set(1)
         sync_backup_configurations(self.ctx.engine, self.ctx.settings)
         self.scheduler.start()

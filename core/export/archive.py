@@ -6,6 +6,11 @@ directory is renamed to NAME. A failed or cancelled export removes its temporary
 directory, so a reader only ever sees a complete export with its manifest. With a
 password the data files go into one AES-256 ZIP (WinZip AE-2, which 7-Zip opens)
 instead, and the manifest lists both the ZIP and the files inside it.
+
+Until the export is complete nothing readable is on disk: without a password each data
+file is written as an encrypted spool under a key held only in memory (core.export.spool)
+and turned into plaintext in `finish`, just before the move into place; with one, the
+ZIP's own AES encryption covers the data as it is written.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from pathlib import Path
 
 import pyzipper
 
-from strongroom.core.errors import ValidationError
+from strongroom.core.errors import IntegrityError, ValidationError
+from strongroom.core.export import spool
 from strongroom.core.fsutil import TEMP_SUFFIX, fsync_dir
 
 MANIFEST = "manifest.json"
@@ -87,6 +93,7 @@ class Output:
         self.tmp = self.root / f".{name}{TEMP_SUFFIX}"
         self.tmp.mkdir(mode=0o700)
         self.files: list[dict] = []
+        self._spools: dict[str, bytes] = {}     # data file -> its spool's key, in memory only
         self._zip = self._zip_file = None
         if password is not None:
             self._zip_file = _create(self.tmp / ZIP_NAME)
@@ -98,14 +105,18 @@ class Output:
     @contextmanager
     def open(self, name: str, *, text: bool, table: str | None = None) -> Iterator:
         """A stream for one data file (text: UTF-8, newlines as written; else bytes)."""
-        target = self._zip.open(name, "w", force_zip64=True) if self._zip else _create(self.tmp / name)
-        sink = _Hashing(target)
+        if self._zip:
+            target = underlying = self._zip.open(name, "w", force_zip64=True)
+        else:
+            underlying = _create(self.tmp / (name + spool.SUFFIX))
+            target = spool.SpoolWriter(underlying)
+        sink = _Hashing(target)           # the plaintext's hash, as the manifest lists it
         buffered = io.BufferedWriter(sink, _CHUNK)
         stream = io.TextIOWrapper(buffered, encoding="utf-8", newline="") if text else buffered
         try:
             yield stream
         except BaseException:
-            target.close()   # abort() removes what it held
+            underlying.close()   # abort() removes what it held
             raise
         stream.flush()
         if text:
@@ -114,7 +125,9 @@ class Output:
         if self._zip:
             target.close()
         else:
-            _finish_file(target)
+            target.finish()
+            _finish_file(underlying)
+            self._spools[name] = target.key
         entry = {"name": name, "sha256": sink.sha.hexdigest(), "bytes": sink.size}
         if table:
             entry["table"] = table
@@ -132,6 +145,7 @@ class Output:
             self.files.append({"name": ZIP_NAME, "sha256": sha256_of(zip_path), "bytes": zip_path.stat().st_size,
                                "encryption": "AES-256 (WinZip AE-2)"})
             self._zip = None
+        self._unspool()
         body = json.dumps({**manifest, "files": self.files}, indent=2, sort_keys=True).encode() + b"\n"
         fh = _create(self.tmp / MANIFEST)
         fh.write(body)
@@ -140,6 +154,21 @@ class Output:
         os.rename(self.tmp, self.final)
         fsync_dir(self.root)
         return self.final, hashlib.sha256(body).hexdigest()
+
+    def _unspool(self) -> None:
+        """Each data file's spool into its plaintext file, checked against the size
+        hashed while it was written; the spool and its key are then forgotten."""
+        sizes = {f["name"]: f["bytes"] for f in self.files}
+        for name, key in self._spools.items():
+            source = self.tmp / (name + spool.SUFFIX)
+            with open(source, "rb") as fh, _create(self.tmp / name) as out:
+                written = spool.unspool(fh, key, out, name=name)
+                out.flush()
+                os.fsync(out.fileno())
+            if written != sizes[name]:
+                raise IntegrityError(f"export file {name}: {written} bytes unspooled, {sizes[name]} written")
+            os.unlink(source)
+        self._spools.clear()
 
     def abort(self) -> None:
         """Remove everything written so far."""
@@ -151,4 +180,5 @@ class Output:
         finally:
             if self._zip_file:
                 self._zip_file.close()
+            self._spools.clear()
             shutil.rmtree(self.tmp, ignore_errors=True)

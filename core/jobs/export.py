@@ -11,6 +11,13 @@ layer into the files, so memory does not grow with the table. The export is reco
 in `exports` (running, then succeeded or failed) and audited once as EXPORT with its
 row counts, never values.
 
+A crash cannot leave readable PHI behind: unfinished files are ciphertext under a key
+held only in memory (core.export.archive, core.export.spool). When a daemon becomes
+leader it reconciles what a crash left (`reconcile_interrupted`): exports still
+`running` become `interrupted` (their job runs too, core.jobs.runs), their directories
+are removed, and each is audited. An interrupted export does not count against its
+requester's hourly limit: they did not get it.
+
 An encrypted ZIP's password never reaches the database: the daemon seals it with the
 system key (`seal_password`) before the run is queued, and only the sealed form is in
 the run's parameters. Scheduled exports are not offered: a person starts each one
@@ -19,7 +26,9 @@ the run's parameters. Scheduled exports are not offered: a person starts each on
 from __future__ import annotations
 
 import base64
+import logging
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -43,7 +52,10 @@ from strongroom.core.export.archive import Output, check_directory
 from strongroom.core.principal import SYSTEM, Principal
 from strongroom.core.repository.records import MODELS, require_read, stream_records
 
+log = logging.getLogger(__name__)
+
 KIND = "export"
+INTERRUPTED = "interrupted"
 _exports = Export.__table__
 _configurations = ExportConfiguration.__table__
 _PASSWORD_AAD = b"strongroom/export-zip-password/v1"
@@ -204,7 +216,8 @@ def _check_rate(ctx: Context, actor: str) -> None:
     since = utcnow() - timedelta(hours=1)
     with transaction(ctx.engine, read_only=True) as conn:
         started = conn.execute(select(func.count()).select_from(_exports).where(
-            _exports.c.requested_by == actor[:120], _exports.c.created_at >= since)).scalar_one()
+            _exports.c.requested_by == actor[:120], _exports.c.created_at >= since,
+            _exports.c.status != INTERRUPTED)).scalar_one()
     if started >= limit:
         raise RateLimitedError(f"export: {actor} started {started} exports in the last hour (limit {limit}); "
                                "try again later")
@@ -230,7 +243,7 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             "status": "running", "created_at": created}])
     output = None
     try:
-        output = Output(root, f"{created:%Y%m%dT%H%M%SZ}-{export_id.hex[:8]}", password=request.password)
+        output = Output(root, directory_name(created, export_id), password=request.password)
         counts = _write(ctx, principal, request, output, progress)
         manifest = {"export_id": str(export_id), "format": request.format, "encrypted": request.encrypt,
                     "masking_profile": request.masking, "filters": request.filters,
@@ -304,3 +317,62 @@ def _close(ctx: Context, export_id: uuid.UUID, principal: Principal, request: Re
                      details={"format": request.format, "tables": list(request.tables), "row_count": rows,
                               "rows": counts, "masking_profile": request.masking, "encrypted": request.encrypt,
                               **({"error": error} if error else {})})
+
+
+# --- after a crash ------------------------------------------------------------------------
+
+_DIRECTORY = re.compile(r"^\.?\d{8}T\d{6}Z-[0-9a-f]{8}(\.tmp)?$")
+
+
+def directory_name(created, export_id: uuid.UUID) -> str:
+    """An export's directory name (its temporary one is `.NAME.tmp` beside it)."""
+    return f"{created:%Y%m%dT%H%M%SZ}-{export_id.hex[:8]}"
+
+
+def reconcile_interrupted(ctx: Context) -> list[uuid.UUID]:
+    """At start-up, before this daemon runs anything: exports a crash left `running`
+    become `interrupted`, and what they wrote is removed; returns their ids.
+
+    Removed, not overwritten first: on journalled, copy-on-write and flash storage an
+    overwrite in place does not reach the blocks that held the data, so it would add
+    time and no protection. What protects is that unfinished files are ciphertext under
+    a key that died with the crashed process, and that they are gone now. A directory
+    already moved into place whose export was never recorded as succeeded (a crash
+    between the two) goes too: every export directory on disk is a recorded, audited
+    one. Leftover temporary directories of no running export (a removal that failed
+    before) are removed as well. Audited per export, without PHI: who asked, the format,
+    what was removed."""
+    root = export_directory(ctx.settings)
+    with transaction(ctx.engine) as conn:
+        rows = conn.execute(select(_exports.c.id, _exports.c.created_at, _exports.c.requested_by,
+                                   _exports.c.format).where(_exports.c.status == "running")).all()
+        for row in rows:
+            name = directory_name(row.created_at, row.id)
+            removed = [what for what, path in (("temporary directory", root / f".{name}.tmp"),
+                                               ("unrecorded export directory", root / name))
+                       if _remove(path)]
+            conn.execute(update(_exports).where(_exports.c.id == row.id).values(
+                status=INTERRUPTED, finished_at=utcnow(), location=None,
+                error="the daemon stopped while this export was running; its unfinished files were removed"))
+            audit.append(conn, actor="system", action="EXPORT", table_name="exports", record_id=row.id,
+                         outcome=INTERRUPTED, details={"event": "interrupted_at_start", "format": row.format,
+                                                       "requested_by": row.requested_by, "removed": removed})
+    for stray in (root.glob(".*.tmp") if root.is_dir() else ()):
+        if _DIRECTORY.match(stray.name) and _remove(stray):
+            log.warning("export: removed a temporary directory left by an earlier crash",
+                        extra={"directory": stray.name})
+    return [row.id for row in rows]
+
+
+def _remove(path: Path) -> bool:
+    """Remove an export's directory; True if there was one. A failure is logged, not
+    raised: the daemon must start, and the next start sweeps what is left."""
+    if not path.is_dir() or path.is_symlink():
+        return False
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        log.error("export: could not remove an interrupted export's files",
+                  extra={"directory": str(path), "error": exc.strerror or str(exc)})
+        return False
+    return True
