@@ -39,10 +39,8 @@ _FIELDS = (
     ("weekday", "0-7 or sun-sat, 0 and 7 are Sunday", _WEEKDAYS),
 )
 _CRONTAB_FIELD = re.compile(r"[0-9a-z*,/-]+")
-
-
-def _options() -> dict:
-    return {"ret_type": datetime, "implement_cron_bug": True}
+# Every croniter built here: datetimes back, and Vixie cron's day-field rule (module doc).
+_CRONITER = {"ret_type": datetime, "implement_cron_bug": True}
 
 
 def _check_field(index: int, written: str) -> None:
@@ -54,7 +52,7 @@ def _check_field(index: int, written: str) -> None:
     alone = ["*"] * 5
     alone[index] = text
     try:
-        croniter(" ".join(alone), datetime(2000, 1, 1, tzinfo=UTC), **_options())
+        croniter(" ".join(alone), datetime(2000, 1, 1, tzinfo=UTC), **_CRONITER)
     except CroniterError:
         raise ValueError(f"{name} field {written!r} is out of range or malformed ({allowed})") from None
 
@@ -74,7 +72,7 @@ def validate(expression: str) -> str:
     for index, field in enumerate(fields):
         _check_field(index, field)
     try:  # e.g. "0 0 30 2 *": every field valid, no such day
-        croniter(text, datetime(2000, 1, 1, tzinfo=UTC), **_options()).get_next()
+        croniter(text, datetime(2000, 1, 1, tzinfo=UTC), **_CRONITER).get_next()
     except CroniterBadDateError:
         raise ValueError("the schedule never fires (no date matches its day and month)") from None
     return text
@@ -85,7 +83,7 @@ def next_fire_time(expression: str, start: datetime) -> datetime | None:
     try:
         # croniter answers strictly after its start time; one microsecond earlier makes
         # `start` itself count, as APScheduler's triggers expect.
-        return croniter(expression, start.astimezone(UTC) - _ONE_MICROSECOND, **_options()).get_next()
+        return croniter(expression, start.astimezone(UTC) - _ONE_MICROSECOND, **_CRONITER).get_next()
     except CroniterBadDateError:
         return None
 

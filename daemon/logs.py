@@ -37,7 +37,8 @@ class JournalFormatter(JsonFormatter):
     """The JSON line behind its syslog priority, e.g. `<3>{"level": "error", ...}`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        priority = next((p for level, p in sorted(_PRIORITY.items(), reverse=True) if record.levelno >= level), 7)
+        priority = next((p for level, p in sorted(_PRIORITY.items(), reverse=True)
+                         if record.levelno >= level), 7)
         return f"<{priority}>{super().format(record)}"
 
 

@@ -116,7 +116,8 @@ def _field(low: int, high: int) -> st.SearchStrategy[str]:
     return st.lists(value, min_size=1, max_size=3).map(",".join)
 
 
-EXPRESSIONS = st.tuples(_field(0, 59), _field(0, 23), _field(1, 28), _field(1, 12), _field(0, 7)).map(" ".join)
+EXPRESSIONS = st.tuples(_field(0, 59), _field(0, 23), _field(1, 28), _field(1, 12),
+                        _field(0, 7)).map(" ".join)
 STARTS = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2090, 1, 1)).map(
     lambda d: d.replace(tzinfo=UTC))
 
