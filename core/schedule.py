@@ -49,6 +49,9 @@ def _check_field(index: int, written: str) -> None:
     if not _CRONTAB_FIELD.fullmatch(text) or not set(re.findall(r"[a-z]+", text)) <= names:
         raise ValueError(f"{name} field {written!r} is not crontab syntax (numbers {allowed}, "
                          "*, ranges a-b, steps /n, lists a,b)")
+    for low, high in re.findall(r"(\d+)-(\d+)", text):
+        if int(low) > int(high):  # croniter would wrap around; cron does not
+            raise ValueError(f"{name} field {written!r}: range {low}-{high} runs backwards")
     alone = ["*"] * 5
     alone[index] = text
     try:

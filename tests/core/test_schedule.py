@@ -87,6 +87,8 @@ def test_fire_times_are_in_utc_and_include_the_current_minute():
     ("0 0 0 * *", "day of month"),
     ("0 0 * 13 *", "month"),
     ("*/0 * * * *", "minute"),
+    ("30-10 * * * *", "minute"),        # backwards
+    ("0 0 * * 5-1", "weekday"),
     ("0 0 L * *", "day of month"),      # croniter extensions crontab(5) does not have
     ("0 0 * * 5#2", "weekday"),
     ("H * * * *", "minute"),
