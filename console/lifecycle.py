@@ -16,5 +16,7 @@ def live(node: DOMNode) -> bool:
 
 
 def going(node: DOMNode) -> bool:
-    """The node is being removed (or already was): nothing applied to it will be seen."""
-    return bool(node._pruning or node._closing or node._closed)
+    """The node, or a node above it (the app included), is being removed or closed:
+    nothing applied to it will be seen. Ancestors count because a widget mounted into a
+    subtree after its teardown began is not itself marked, and is torn down with it."""
+    return any(n._pruning or n._closing or n._closed for n in node.ancestors_with_self)

@@ -42,12 +42,14 @@ class JobProgress(Horizontal):
 
     def _draw(self) -> None:
         done, total, message = getattr(self, "_latest", (None, None, None))
-        bar = self.query_one(ProgressBar)
-        if total:
-            bar.update(total=total, progress=done or 0)
-        elif self.status == "succeeded":
-            bar.update(total=1, progress=1)
-        self.query_one(".message", Label).update(f"{self.status} {message or ''}".strip())
+        # query, not query_one: a row caught by a teardown may have lost its children.
+        for bar in self.query(ProgressBar):
+            if total:
+                bar.update(total=total, progress=done or 0)
+            elif self.status == "succeeded":
+                bar.update(total=1, progress=1)
+        for label in self.query(".message").results(Label):
+            label.update(f"{self.status} {message or ''}".strip())
 
 
 def show_run(box: Widget, data: dict, kind: str) -> bool:
