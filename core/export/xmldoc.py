@@ -2,13 +2,15 @@
 
 A missing value is an empty element with `null="true"` (an empty string is an empty
 element without it). Characters XML 1.0 cannot carry (most control characters) are
-replaced with U+FFFD, so the file always parses.
+replaced with U+FFFD, so the file always parses. A carriage return is written as the
+character reference `&#13;`: a parser normalises a literal CR or CRLF to LF, which would
+change a note's text (measured: "a\r\nb" came back as "a\nb").
 """
 from __future__ import annotations
 
 import io
 import re
-from xml.sax.saxutils import XMLGenerator
+from xml.sax.saxutils import XMLGenerator, escape
 
 EXTENSION = "xml"
 PER_TABLE = True
@@ -21,9 +23,21 @@ def _text(value: object) -> str:
     return _NOT_XML.sub("\ufffd", text)
 
 
+class _Generator(XMLGenerator):
+    """XMLGenerator that keeps carriage returns (as `&#13;`) through a parser's
+    end-of-line normalisation."""
+
+    def characters(self, content: str) -> None:
+        if "\r" not in content:
+            super().characters(content)
+            return
+        self._finish_pending_start_element()
+        self._write(escape(content, {"\r": "&#13;"}))
+
+
 class Document:
     def __init__(self, stream: io.TextIOBase) -> None:
-        self._xml = XMLGenerator(stream, encoding="utf-8", short_empty_elements=True)
+        self._xml = _Generator(stream, encoding="utf-8", short_empty_elements=True)
         self._xml.startDocument()
 
     def begin_table(self, table: str, fields: tuple[str, ...]) -> None:

@@ -54,9 +54,15 @@ def test_ndjson_and_json_round_trip(batch):
 def test_xml_round_trip(batch):
     root = ET.fromstring(written(xmldoc.Document, batch).encode())
     back = [{c.tag: None if c.get("null") == "true" else (c.text or "") for c in row} for row in root.findall("row")]
-    expected = [{f: None if r[f] is None else xmldoc._NOT_XML.sub("\ufffd", text(r[f])).replace("\r", "\n")
+    expected = [{f: None if r[f] is None else xmldoc._NOT_XML.sub("\ufffd", text(r[f]))
                  for f in FIELDS} for r in batch]
     assert back == expected
+
+
+def test_xml_keeps_carriage_returns_that_a_parser_would_fold():
+    batch = [{f: None for f in FIELDS} | {FIELDS[0]: "line one\r\nline two\rthree"}]
+    root = ET.fromstring(written(xmldoc.Document, batch).encode())
+    assert root.find("row")[0].text == "line one\r\nline two\rthree"
 
 
 def test_formulas_are_quoted_but_numbers_and_phone_numbers_are_not():
