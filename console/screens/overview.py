@@ -117,7 +117,7 @@ class OverviewTab(VerticalScroll):
             self.apply_job({**job, "status": "running"})
         next_runs = data.get("next_runs") or {}
         self.query_one("#next-runs", Static).update(
-            "\n".join(f"{kind:<14} {when(at)}" for kind, at in sorted(next_runs.items()))
+            "\n".join(f"{kind:<14} {when(at)} UTC" for kind, at in sorted(next_runs.items()))
             or "no schedules on this daemon")
 
     def apply_job(self, data: dict) -> None:
