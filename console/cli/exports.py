@@ -125,7 +125,7 @@ def _print_history(page: dict) -> None:
 @group.command(name="list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--offset", default=0, type=click.IntRange(0))
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed"]))
+@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "interrupted"]))
 @socket_option
 @json_option
 @pass_state
