@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.install-stamp
 DEMO   := .demo
 PYTEST_ARGS ?=
-# The suite on two workers; a test file stays on one worker (its fixtures are shared).
-PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile -q
+# Three workers on two cores: a good part of the suite waits on daemons and subprocesses,
+# so a third worker fills idle core time (12.5 min with two workers here). Work is stolen
+# test by test, so a slow file at the end does not leave a core idle.
+PYTEST := $(BIN)/python -m pytest -n 3 --dist worksteal -q
 REPEAT ?= 5
 
 .PHONY: demo test test-repeat soak install bench clean-demo lint
