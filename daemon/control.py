@@ -271,9 +271,9 @@ class ControlServer:
         if self._authenticator is not None:
             self._authenticator.stop()
         self.zctx.term()
-        for name in ("control.sock", "events.sock", LOCAL_TOKEN_FILE):
-            (self.runtime_dir / name).unlink(missing_ok=True)
-        if self._pid_fd is not None:
+        if self._pid_fd is not None:      # only the daemon that claimed the directory cleans it
+            for name in ("control.sock", "events.sock", LOCAL_TOKEN_FILE):
+                (self.runtime_dir / name).unlink(missing_ok=True)
             os.close(self._pid_fd)
             self._pid_fd = None
 

@@ -324,10 +324,17 @@ class Daemon:
 
     async def run(self) -> int:
         self.loop = asyncio.get_running_loop()
-        await self.control.start()
         m = self.ctx.settings.metrics
-        if m.enabled:
-            self.metrics_port = self.metrics.serve(m.listen, m.port)
+        try:
+            # The metrics port first: a port in use ends the start before any socket or
+            # token exists for a client to find and wait on.
+            if m.enabled:
+                self.metrics_port = self.metrics.serve(m.listen, m.port)
+            await self.control.start()
+        except BaseException:
+            await self.control.close()      # removes only what this daemon created
+            self.metrics.close()
+            raise
         for sig, handler in ((signal.SIGTERM, self.stopping.set), (signal.SIGINT, self.stopping.set),
                              (signal.SIGHUP, self.reload)):
             self.loop.add_signal_handler(sig, handler)
@@ -405,8 +412,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = asyncio.run(daemon.run())
     except StrongroomError as exc:
+        log.error("cannot start", extra={"error": str(exc)})
         print(f"strongroomd: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:      # the runtime directory or a socket path the system refuses
+        where = f" ({exc.filename})" if exc.filename else ""
+        log.error("cannot start", extra={"error": f"{exc.strerror}{where}"})
+        print(f"strongroomd: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        sys.exit(1)
     sys.exit(code)
 
 

@@ -17,6 +17,8 @@ Two rules keep the alert rules in etc/prometheus honest:
 """
 from __future__ import annotations
 
+import errno
+
 import logging
 import threading
 import time
@@ -32,6 +34,7 @@ from strongroom.core.db.models import (Backup, BackupConfiguration, ErasureReque
                                        SecurityEvent, SyncConflict, User)
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
+from strongroom.core.errors import ConflictError
 from strongroom.core.jobs import all_kinds, runs, schedulable_kinds
 
 log = logging.getLogger("strongroom.metrics")
@@ -219,8 +222,14 @@ class Metrics:
                     self.retention_rows.labels(table, action).inc(counts.get(action) or 0)
 
     def serve(self, listen: str, port: int) -> int:
-        """Start the HTTP endpoint; returns the bound port (useful with port 0)."""
-        self._server, _thread = start_http_server(port, addr=listen, registry=self.registry)
+        """Start the HTTP endpoint; returns the bound port (useful with port 0). A port
+        that cannot be bound is a ConflictError naming the setting, not a traceback."""
+        try:
+            self._server, _thread = start_http_server(port, addr=listen, registry=self.registry)
+        except OSError as exc:
+            why = "is already in use (another strongroomd?)" if exc.errno == errno.EADDRINUSE else f"cannot be bound: {exc.strerror}"
+            raise ConflictError(f"metrics.port {port} on {listen} {why}; free it, or set [metrics] port "
+                                "(0 picks a free one) or enabled = false") from None
         return self._server.server_address[1]
 
     def close(self) -> None:
