@@ -48,11 +48,46 @@ def _endpoints(state: CliState, socket_path: str | None) -> tuple[str, str, Path
     return control_endpoint(runtime), events_endpoint(runtime), runtime
 
 
+class DaemonNotRunning(StrongroomError):
+    """No strongroomd listens where the CLI looks for it."""
+
+    exit_code = 12          # as the protocol's `unavailable`
+
+
+START_HINT = "start it with `systemctl start strongroomd`, or `strongroomd --data-dir DIR` in the foreground"
+
+
+def require_listening(endpoint: str, where: str) -> None:
+    """Answer at once when no daemon listens on an ipc endpoint: the socket is missing,
+    or a stopped daemon left it behind (kill -9) and connecting is refused. Without this
+    a request waits out the whole timeout for a reply nobody will send. `where` names the
+    place for the message (the configured path, never a path the user typed)."""
+    if not endpoint.startswith("ipc://"):
+        return                                  # TCP: the request's own timeout answers
+    path = endpoint[len("ipc://"):]
+    if not os.path.exists(path):
+        raise DaemonNotRunning(f"strongroomd is not running (no control socket {where}); {START_HINT}")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        raise DaemonNotRunning(f"strongroomd is not running (the control socket {where} is left from a "
+                               f"stopped daemon); {START_HINT}") from None
+    except PermissionError:
+        raise AuthError(f"no permission to use the control socket {where} (mode 0600: run as the "
+                        "daemon's user, or connect over CURVE TCP)") from None
+    except OSError:
+        return                                  # let the request itself report what is wrong
+    finally:
+        probe.close()
+
+
 def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], Awaitable[Any]],
                *, need_token: bool = True) -> Any:
     from strongroom.console.client import Client, ClientError, stored_token
 
     endpoint, events, runtime = _endpoints(state, socket_path)
+    require_listening(endpoint, "at the --socket path" if socket_path else f"at {endpoint[len('ipc://'):]}")
     token = stored_token(endpoint, runtime)
     if need_token and token is None:
         raise AuthError("not logged in: run `strongroom login` (or use the daemon's account)")

@@ -2,6 +2,8 @@
 import io
 import json
 import re
+import socket
+import time
 
 import pyotp
 import pytest
@@ -79,13 +81,30 @@ def test_notify_test_without_channels_says_so(running, capsys):
     assert code == 0 and "no notification channels configured" in out
 
 
-def test_no_daemon_is_a_clear_error(tmp_path, db_url, capsys, monkeypatch):
+def test_no_daemon_is_answered_at_once_with_how_to_start_it(tmp_path, db_url, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("STRONGROOM_TIMEOUT", "1")
     data_dir = make_data_dir(tmp_path, db_url)
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "nowhere"))
+    started = time.monotonic()
     code, _, err = run(capsys, "--data-dir", str(data_dir), "status")
-    assert code == 7 and "not logged in" in err
+    assert time.monotonic() - started < 5
+    assert code == 12 and "strongroomd is not running" in err and "strongroomd --data-dir" in err
+
+
+def test_a_socket_left_by_a_stopped_daemon_is_answered_at_once(tmp_path, db_url, capsys, monkeypatch):
+    """kill -9 leaves control.sock and the operator token behind; nobody listens on it."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    data_dir = make_data_dir(tmp_path, db_url)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stale:
+        stale.bind(str(runtime / "control.sock"))          # bound, never listening: a dead daemon's
+    (runtime / "operator.token").write_text("left-over\n")
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(runtime))
+    started = time.monotonic()
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "status")
+    assert time.monotonic() - started < 5
+    assert code == 12 and "strongroomd is not running" in err and "left from a stopped daemon" in err
 
 
 def test_compliance_prints_score_checklist_and_remediation(running, capsys):
