@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from strongroom.core import audit, compliance
+from strongroom.core.auth import management
 from strongroom.core.auth import login as auth_login
 from strongroom.core.auth import sessions as auth_sessions
 from strongroom.core.auth.enrolment import EnrolmentRequired
@@ -300,7 +301,9 @@ class SessionRevokeArgs(Args):
 
 @command("session.revoke", permission="session:revoke", args=SessionRevokeArgs)
 def session_revoke_cmd(d: "Daemon", call: Call) -> dict:
-    """End another session now."""
+    """End another session now (not one of an account holding a permission the caller lacks)."""
+    with transaction(d.ctx.engine) as conn:
+        management.may_revoke_session(conn, call.principal, call.args.session_id)
     record = auth_sessions.revoke(d.ctx.engine, call.args.session_id, by=call.principal.actor,
                                   reason=call.args.reason)
     d.forget_session(record.id)

@@ -13,6 +13,9 @@ changes nothing:
 - A grant never gives more than the granter holds, and nobody grants to themselves:
   `user:manage` must not become a way around the role design (an ADMIN may not hand
   out `keys:manage`, which the ADMIN role deliberately lacks).
+- Nobody acts on an account (lock, unlock, reset its second factor, end its session)
+  that holds a permission they lack: a clinical ADMIN may not lock out, or take over the
+  second factor of, an operator `admin` who holds every permission.
 - Every change is a security event mirrored into the audit chain (users and rbac
   record them); a role change is recorded here.
 """
@@ -27,13 +30,14 @@ from strongroom.core.auth.totp import Enrolment
 from strongroom.core.auth.users import UserRecord
 from strongroom.core.config import Settings
 from strongroom.core.crypto.keyring import Keyring
-from strongroom.core.db.models import Role, RoleGrant, User
+from strongroom.core.db.models import AuthSession, Role, RoleGrant, User
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied
 from strongroom.core.principal import Principal
 
 _users = User.__table__
 _grants = RoleGrant.__table__
+_sessions = AuthSession.__table__
 MANAGE = "user:manage"
 
 
@@ -77,6 +81,28 @@ def _refuse_last_admin(conn: Connection, user: UserRecord, action: str, now: dat
             "role first, or nobody could unlock or manage accounts from the console")
 
 
+def refuse_stronger(conn: Connection, by: Principal, user: UserRecord, action: str, *,
+                    now: datetime | None = None) -> None:
+    """PermissionDenied when `user` holds (by role or an active grant) a permission `by`
+    lacks. The refusal names the permissions, not the account."""
+    if _is_self(by, user):
+        return          # acting on oneself is governed by the rules above
+    held = rbac.effective_permissions(conn, user, now=now or utcnow())
+    beyond = sorted(p for p in _concrete(held) if not by.can(p))
+    if beyond:
+        raise PermissionDenied(f"refused: {by.actor} may not {action} an account holding permissions it "
+                               f"lacks ({', '.join(beyond[:5])}{', ...' if len(beyond) > 5 else ''})")
+
+
+def may_revoke_session(conn: Connection, by: Principal, session_id: uuid.UUID) -> None:
+    """Ending someone's session is acting on their account: refused as `refuse_stronger`
+    refuses. An unknown session is left to the revocation to report."""
+    row = conn.execute(select(_sessions.c.user_id).where(_sessions.c.id == session_id)).first()
+    if row is None or row.user_id is None:
+        return
+    refuse_stronger(conn, by, users.get_user_by_id(conn, row.user_id), "end a session of")
+
+
 def lock_user(conn: Connection, by: Principal, username: str, *, minutes: int | None = None,
               reason: str = "", now: datetime | None = None) -> UserRecord:
     """Lock an account (indefinitely, or for `minutes`) and end its sessions; refuses
@@ -85,6 +111,7 @@ def lock_user(conn: Connection, by: Principal, username: str, *, minutes: int | 
     user = _target(conn, username)
     if _is_self(by, user):
         raise PermissionDenied("refused: you cannot lock your own account")
+    refuse_stronger(conn, by, user, "lock", now=now)
     _refuse_last_admin(conn, user, "lock", now)
     return users.lock(conn, user, by=by.actor, minutes=minutes, reason=reason, now=now)
 
@@ -94,6 +121,7 @@ def unlock_user(conn: Connection, by: Principal, username: str, *, reason: str =
     """Clear a lock and the failed-login count; a ConflictError when there is neither."""
     now = now or utcnow()
     user = _target(conn, username)
+    refuse_stronger(conn, by, user, "unlock", now=now)
     if not user.is_locked(now) and not user.failed_logins:
         raise ConflictError(f"user {username!r} is not locked and has no failed logins to clear")
     return users.unlock(conn, user, by=by.actor, reason=reason, now=now)
@@ -105,6 +133,7 @@ def reset_second_factor(conn: Connection, keyring: Keyring, settings: Settings, 
     their sessions; the new enrolment is returned once so it can be handed to them."""
     now = now or utcnow()
     user = _target(conn, username)
+    refuse_stronger(conn, by, user, "reset the second factor of", now=now)
     if user.disabled:
         raise ConflictError(f"user {username!r} is disabled; enable the account before resetting its 2FA")
     enrolment = users.reset_2fa(conn, keyring, settings, user, by=by.actor, now=now)

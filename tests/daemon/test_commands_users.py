@@ -180,3 +180,25 @@ def test_integrity_report_before_and_after_a_run(daemon):
     assert chain["status"] == "passed" and chain["evidence"]["checked"] >= 1 and chain["check_type"] == "audit_chain"
     assert report["audit_chain"]["last_check"]["status"] == "passed"
     assert [h["id"] for h in report["history"]] == [run["id"]]
+
+
+def test_nobody_acts_on_an_account_holding_a_permission_they_lack(daemon, boss, data_dir):
+    """A clinical ADMIN lacks the job permissions and more, which an operator `admin` holds: it
+    may neither lock, unlock, reset the second factor of, nor end a session of that
+    account; each refusal names the permissions and changes nothing."""
+    root_secret = add_admin(data_dir, "root", Role.OP_ADMIN)
+    root = login(daemon, "root", root_secret)
+    admin = login(daemon, "boss", boss)
+    before = user(daemon, "root")
+    for cmd, args in (("user.lock", {"username": "root", "reason": "takeover"}),
+                      ("user.unlock", {"username": "root"}),
+                      ("user.reset_2fa", {"username": "root"})):
+        err = refused(daemon, cmd, args, token=admin)
+        assert err.code == "forbidden" and "holding permissions it lacks (job:" in err.message, cmd
+    root_session = daemon.call("whoami", token=root)["session_id"]
+    err = refused(daemon, "session.revoke", {"session_id": root_session}, token=admin)
+    assert err.code == "forbidden" and "holding permissions it lacks" in err.message
+    assert "root" not in err.message                         # the refusal names permissions, not the account
+    assert user(daemon, "root") == before
+    assert daemon.call("whoami", token=root)["actor"] == "user:root"          # still logged in
+    assert daemon.call("user.lock", {"username": "clinician", "reason": "leave"}, token=admin)["locked_until"]
