@@ -20,7 +20,6 @@ from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
 from tests.console.cli_helpers import run_cli as run
 from tests.daemon.conftest import make_data_dir, running_daemon
-from tests.daemon.test_retention_commands import seed_retention_demo
 
 # Keep the newest snapshot (by two rules) and nothing else by policy; no compaction, so
 # a kept incremental keeps its base as a chain link.
@@ -108,17 +107,6 @@ def test_prune_without_dry_run_still_only_starts_the_run(backed_up, capsys):
     assert code == 0, err
     assert json.loads(out)["result"]["forgotten"] == [snaps["unkept"]]
     assert snaps["unkept"] not in _repository_ids(data_dir)
-
-
-@pytest.fixture
-def retention_daemon(tmp_path, db_url, monkeypatch):
-    data_dir = make_data_dir(tmp_path, db_url)
-    seeded = seed_retention_demo(data_dir)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    with running_daemon(data_dir, tmp_path) as proc:
-        monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
-        proc.seeded = seeded
-        yield proc
 
 
 def _archived(data_dir) -> int:

@@ -7,19 +7,11 @@ import json
 import pytest
 
 from tests.console.cli_helpers import run_cli as run
-from tests.daemon.conftest import make_data_dir, running_daemon
-from tests.daemon.test_retention_commands import seed_retention_demo
 
 
 @pytest.fixture
-def daemon(tmp_path, db_url, monkeypatch):
-    data_dir = make_data_dir(tmp_path, db_url)
-    seeded = seed_retention_demo(data_dir)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    with running_daemon(data_dir, tmp_path) as proc:
-        monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
-        proc.seeded = seeded
-        yield proc
+def daemon(retention_daemon):
+    return retention_daemon
 
 
 def cli(capsys, daemon, *args):
