@@ -82,12 +82,28 @@ def require_listening(endpoint: str, where: str) -> None:
         probe.close()
 
 
+async def answers(client: Client, where: str) -> None:
+    """A daemon that accepts connections but does not answer (stopped with SIGSTOP,
+    wedged) is reported within STRONGROOM_CONNECT_TIMEOUT seconds (default 3), not after
+    the request's own timeout: `help` is public and answered on the daemon's event loop."""
+    from strongroom.console.client import ClientError
+
+    probe = float(os.environ.get("STRONGROOM_CONNECT_TIMEOUT", "3"))
+    try:
+        await client.call("help", timeout=probe)
+    except ClientError as err:
+        if err.code == "unavailable":
+            raise DaemonNotRunning(f"strongroomd {where} does not answer within {probe:g} s (stopped, or "
+                                   "overloaded?); STRONGROOM_CONNECT_TIMEOUT sets the wait") from None
+
+
 def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], Awaitable[Any]],
                *, need_token: bool = True) -> Any:
     from strongroom.console.client import Client, ClientError, stored_token
 
     endpoint, events, runtime = _endpoints(state, socket_path)
-    require_listening(endpoint, "at the --socket path" if socket_path else f"at {endpoint[len('ipc://'):]}")
+    where = "at the --socket path" if socket_path else f"at {endpoint.split('://', 1)[-1]}"
+    require_listening(endpoint, where)
     token = stored_token(endpoint, runtime)
     if need_token and token is None:
         raise AuthError("not logged in: run `strongroom login` (or use the daemon's account)")
@@ -96,6 +112,7 @@ def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], 
         client = Client(endpoint, events_endpoint=events, token=token,
                         timeout=float(os.environ.get("STRONGROOM_TIMEOUT", "30")))
         try:
+            await answers(client, where)
             return await fn(client)
         finally:
             client.close()

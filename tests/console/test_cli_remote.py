@@ -91,6 +91,25 @@ def test_no_daemon_is_answered_at_once_with_how_to_start_it(tmp_path, db_url, ca
     assert code == 12 and "strongroomd is not running" in err and "strongroomd --data-dir" in err
 
 
+def test_a_daemon_that_accepts_but_never_answers_is_reported_within_seconds(tmp_path, db_url, capsys,
+                                                                          monkeypatch):
+    """A stopped (SIGSTOP) or wedged daemon: the kernel still accepts the connection."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    data_dir = make_data_dir(tmp_path, db_url)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    (runtime / "operator.token").write_text("left-over\n")
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(runtime))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as mute:
+        mute.bind(str(runtime / "control.sock"))
+        mute.listen()                                       # accepts, never speaks
+        started = time.monotonic()
+        code, _, err = run(capsys, "--data-dir", str(data_dir), "status")
+        elapsed = time.monotonic() - started
+    assert elapsed < 10, f"took {elapsed:.1f}s"
+    assert code == 12 and "does not answer within 3 s" in err
+
+
 def test_a_socket_left_by_a_stopped_daemon_is_answered_at_once(tmp_path, db_url, capsys, monkeypatch):
     """kill -9 leaves control.sock and the operator token behind; nobody listens on it."""
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
