@@ -14,6 +14,7 @@ keys (ZAP), for consoles on another machine.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hmac
 import secrets
@@ -112,7 +113,7 @@ class ControlServer:
         path.unlink(missing_ok=True)  # a stale socket from a crashed run
         old = os.umask(0o177)  # the socket file is born 0600: no window where others connect
         try:
-            sock.bind(f"ipc://{path}")
+            _bind(sock, f"ipc://{path}", "the runtime directory's control socket")
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
@@ -134,13 +135,13 @@ class ControlServer:
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.MAXMSGSIZE, s.max_frame_bytes * 4 + 65536)
         router.curve_secretkey, router.curve_publickey, router.curve_server = secret, public, True
-        router.bind(s.tcp_endpoint)
+        _bind(router, s.tcp_endpoint, "daemon.tcp_endpoint")
         self.sockets.append(router)
         host, port = s.tcp_endpoint.rsplit(":", 1)
         self.pub_tcp = self.zctx.socket(zmq.PUB)
         self.pub_tcp.setsockopt(zmq.LINGER, 0)
         self.pub_tcp.curve_secretkey, self.pub_tcp.curve_publickey, self.pub_tcp.curve_server = secret, public, True
-        self.pub_tcp.bind(f"{host}:{int(port) + 1}")
+        _bind(self.pub_tcp, f"{host}:{int(port) + 1}", "daemon.tcp_endpoint's event port (its port + 1)")
 
     def _write_local_token(self) -> None:
         """A token for the service account and root on this machine (file mode 0600):
@@ -276,6 +277,18 @@ class ControlServer:
                 (self.runtime_dir / name).unlink(missing_ok=True)
             os.close(self._pid_fd)
             self._pid_fd = None
+
+
+def _bind(sock: zmq.Socket, endpoint: str, setting: str) -> None:
+    """Bind, or a one-line error naming the setting: a start-up failure is never a
+    traceback (an address in use is a conflict with another process, the rest config)."""
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        sock.close(linger=0)        # an open socket would keep the context's term() waiting
+        if exc.errno == errno.EADDRINUSE:
+            raise ConflictError(f"{setting} ({endpoint}) is already in use (another strongroomd?)") from None
+        raise StrongroomError(f"{setting} ({endpoint}) cannot be bound: {exc.strerror}") from None
 
 
 def _peer_address(frame) -> str | None:

@@ -52,3 +52,26 @@ def test_a_runtime_directory_held_by_another_daemon_is_left_alone(tmp_path, db_u
     assert "Traceback" not in out.stderr and out.returncode == 4
     assert "another strongroomd (pid 4242)" in out.stderr
     assert (runtime / "control.sock").read_text() == "the first daemon's"
+
+
+def test_a_tcp_endpoint_in_use_is_one_line_and_leaves_nothing_behind(tmp_path, db_url):
+    import zmq.auth
+
+    keys = tmp_path / "curve"
+    allowed = keys / "clients"
+    allowed.mkdir(parents=True)
+    _, server_secret = zmq.auth.create_certificates(str(keys), "server")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        data_dir = make_data_dir(tmp_path, db_url, extra=(
+            f'\n[daemon]\ntcp_endpoint = "tcp://127.0.0.1:{port}"\n'
+            f'curve_secret_key_file = "{server_secret}"\ncurve_allowed_clients_dir = "{allowed}"\n'))
+        out = start(data_dir)
+    assert "Traceback" not in out.stderr
+    assert out.returncode == 4, out.stderr
+    (line,) = [l for l in out.stderr.splitlines() if l.startswith("strongroomd: error:")]
+    assert "daemon.tcp_endpoint" in line and "in use" in line
+    runtime = data_dir / "run"
+    assert not (runtime / "control.sock").exists() and not (runtime / "operator.token").exists()
