@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from strongroom.core import audit
 from strongroom.core.auth import rbac
@@ -399,28 +400,28 @@ def main(argv: list[str] | None = None) -> None:
             raise ConfigError(f"database schema is at {revision or 'nothing'}, this daemon needs "
                               f"{head_revision()}: run `strongroom db upgrade`")
     except StrongroomError as exc:
-        log.error("cannot start", extra={"error": str(exc)})
-        print(f"strongroomd: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _cannot_start(str(exc), exc.exit_code)
     except Exception as exc:
         translated = translate_error(exc)
         if translated is None:
             raise
-        print(f"strongroomd: error: {translated}", file=sys.stderr)
-        sys.exit(translated.exit_code)
+        _cannot_start(str(translated), translated.exit_code)
     daemon = Daemon(ctx, path.resolve())
     try:
         code = asyncio.run(daemon.run())
     except StrongroomError as exc:
-        log.error("cannot start", extra={"error": str(exc)})
-        print(f"strongroomd: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        _cannot_start(str(exc), exc.exit_code)
     except OSError as exc:      # the runtime directory or a socket path the system refuses
         where = f" ({exc.filename})" if exc.filename else ""
-        log.error("cannot start", extra={"error": f"{exc.strerror}{where}"})
-        print(f"strongroomd: error: {exc.strerror or exc}{where}", file=sys.stderr)
-        sys.exit(1)
+        _cannot_start(f"{exc.strerror or exc}{where}", 1)
     sys.exit(code)
+
+
+def _cannot_start(message: str, exit_code: int) -> NoReturn:
+    """Every start-up failure: one journal entry and one line on stderr, never a traceback."""
+    log.error("cannot start", extra={"error": message})
+    print(f"strongroomd: error: {message}", file=sys.stderr)
+    sys.exit(exit_code)
 
 
 if __name__ == "__main__":
