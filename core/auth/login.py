@@ -8,7 +8,9 @@ Order of checks, and why:
 2. An unknown username costs one dummy Argon2 verification and answers exactly like a
    wrong password: neither timing nor wording tells an attacker which usernames exist.
 3. A locked account is refused before its password is checked, so a lockout cannot be
-   used as an oracle for the password.
+   used as an oracle for the password; it answers exactly like an unknown username (the
+   same message, one dummy Argon2 verification), so a lockout does not tell an attacker
+   that the account exists either. Refusals never name the account.
 4. The second factor comes after the password; a replayed code is refused.
 5. An account whose role requires a second factor but that has none gets no session:
    the right password earns an offer to enrol one (`enrolment`), and
@@ -27,7 +29,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 
 from strongroom.core.auth import enrolment, passwords, security, sessions, totp
 from strongroom.core.auth.sessions import SessionRecord
-from strongroom.core.auth.users import INDEFINITE, UserRecord, record_of, requires_2fa
+from strongroom.core.auth.users import UserRecord, record_of, requires_2fa
 from strongroom.core.config import Settings
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import transaction
@@ -123,8 +125,8 @@ def login(engine: Engine, keyring: Keyring, settings: Settings, username: str, p
                             "requires one: enrolment offered",
                 details={"expires_at": pending.expires_at.isoformat()}, now=now)
         raise enrolment.EnrolmentRequired(
-            f"role {user.role.value} requires two-factor authentication and account "
-            f"{user.username!r} has none yet: enrol an authenticator app to log in", pending) from None
+            "this account requires two-factor authentication and has none yet: enrol an "
+            "authenticator app to log in", pending) from None
 
 
 def _refuse_rate_limited(engine: Engine, settings: Settings, username: str, user_id: uuid.UUID | None,
@@ -145,13 +147,12 @@ def _check(engine: Engine, keyring: Keyring, settings: Settings, row, user: User
     """Raise _Refused for anything short of valid credentials; writes nothing.
     Returns the TOTP time step the code matched (None for accounts without TOTP)."""
     if user.is_locked(now):
-        until = ("until an administrator unlocks it" if user.locked_until >= INDEFINITE
-                 else f"until {user.locked_until.isoformat(timespec='seconds')}")
-        raise _Refused(f"account {user.username!r} is locked {until}", "locked", count_failure=False)
+        passwords.dummy_verify(password, settings.auth)      # the work of an unknown username
+        raise _Refused(BAD_CREDENTIALS, "locked", count_failure=False)
     if not passwords.verify_password(row["password_hash"], password, settings.auth):
         raise _Refused(BAD_CREDENTIALS, "bad_password", count_failure=True)
     if user.disabled:
-        raise _Refused(f"account {user.username!r} is disabled", "disabled", count_failure=False)
+        raise _Refused("this account is disabled; ask an administrator", "disabled", count_failure=False)
     if user.totp_enabled and row["totp_secret_enc"] is not None:
         if not code:
             raise _Refused("a TOTP code is required for this account", "totp_missing",
@@ -220,7 +221,8 @@ def confirm_enrolment(engine: Engine, keyring: Keyring, settings: Settings, enro
         _refuse_rate_limited(engine, settings, user.username, user.id, client, limited, now)
     try:
         if user.is_locked(now) or user.disabled:
-            raise _Refused(f"account {user.username!r} is locked or disabled", "locked", count_failure=False)
+            # Only the holder of a right password has an enrolment token: no oracle here.
+            raise _Refused("this account is locked or disabled", "locked", count_failure=False)
         if enrolment.password_fingerprint(row["password_hash"]) != opened.password:
             raise _Refused("the password changed since this enrolment began; log in again",
                            "enrolment_stale", count_failure=False)
@@ -230,8 +232,8 @@ def confirm_enrolment(engine: Engine, keyring: Keyring, settings: Settings, enro
                            "totp_invalid", count_failure=True)
         with transaction(engine) as conn:
             if not enrolment.store(conn, keyring, user.id, opened.secret, now):
-                raise _Refused(f"account {user.username!r} already has an authenticator enrolled; "
-                               "log in with a code from it", "totp_already_enrolled", count_failure=False)
+                raise _Refused("this account already has an authenticator enrolled; log in with a "
+                               "code from it", "totp_already_enrolled", count_failure=False)
             security.record(conn, "totp_enrolled", severity="medium", user_id=user.id,
                             username=user.username, ip_address=client.addr, user_agent=client.user_agent,
                             description="second factor enrolled by the account holder at login",

@@ -113,7 +113,7 @@ def test_lockout_after_max_failed_logins(ctx, make_user):
     assert "LOCK" in audit_actions(ctx.engine)
 
 
-def test_locked_account_is_refused_with_until_even_with_right_password(ctx, make_user):
+def test_locked_account_is_refused_even_with_the_right_password_until_the_lock_ends(ctx, make_user):
     make_user("alice")
     for i in range(ctx.settings.auth.max_failed_logins):
         with pytest.raises(AuthError):
@@ -122,18 +122,19 @@ def test_locked_account_is_refused_with_until_even_with_right_password(ctx, make
     for attempt in (PASSWORD, "not the right passphrase"):
         with pytest.raises(AuthError) as err:
             do_login(ctx, "alice", attempt, now=T0 + timedelta(minutes=1))
-        assert str(err.value) == f"account 'alice' is locked until {until.isoformat(timespec='seconds')}"
+        assert str(err.value) == auth.BAD_CREDENTIALS          # as for an unknown username
     # After the lockout period the right password works again.
     token, _ = do_login(ctx, "alice", now=until + timedelta(seconds=1))
     assert token
 
 
-def test_administrative_lock_says_until_unlocked(ctx, make_user):
+def test_administrative_lock_holds_until_unlocked(ctx, make_user):
     user, _ = make_user("alice")
     with transaction(ctx.engine) as conn:
         users.lock(conn, user, by="test", now=T0)
-    with pytest.raises(AuthError, match="locked until an administrator unlocks it"):
+    with pytest.raises(AuthError, match="invalid username or password"):
         do_login(ctx, "alice", now=T0 + timedelta(days=400))
+    assert events(ctx.engine, "login_failed")[-1]["details"]["reason"] == "locked"
 
 
 def test_rate_limit_per_source_address(ctx, make_user):
@@ -215,3 +216,44 @@ def test_outdated_hash_is_upgraded_on_login(ctx, make_user):
     assert new != old and "m=16,t=2,p=1" in new
     assert passwords.verify_password(new, PASSWORD, stronger.auth)
     assert events(ctx.engine, "login_success")[0]["details"]["rehashed"] is True
+
+
+def _verified_hash_params(monkeypatch) -> list[str]:
+    """The parameter part (m=..,t=..,p=..) of every hash an Argon2 verification ran on."""
+    seen: list[str] = []
+    real = passwords.PasswordHasher.verify
+
+    def spy(self, stored, password):
+        seen.append(stored.split("$")[3])
+        return real(self, stored, password)
+    monkeypatch.setattr(passwords.PasswordHasher, "verify", spy)
+    return seen
+
+
+def test_a_locked_account_answers_exactly_like_an_unknown_one(ctx, make_user, monkeypatch):
+    """Neither the words nor the work tell a locked account from one that does not
+    exist: the same code and message, and one Argon2 verification with the configured
+    parameters each (the real account's hash is not checked while it is locked)."""
+    user, _ = make_user("alice")
+    with transaction(ctx.engine) as conn:
+        users.lock(conn, user, by="test", now=T0)
+    stored = user_row(ctx, "alice")["password_hash"].split("$")[3]
+    seen = _verified_hash_params(monkeypatch)
+    answers = []
+    for name in ("alice", "nobody"):
+        with pytest.raises(AuthError) as refused:
+            do_login(ctx, name, now=T0 + timedelta(minutes=1))
+        answers.append((type(refused.value), refused.value.code, str(refused.value)))
+    assert answers[0] == answers[1] == (AuthError, "unauthenticated", auth.BAD_CREDENTIALS)
+    assert seen == [stored, stored]
+    assert [e["details"]["reason"] for e in events(ctx.engine, "login_failed")] == ["locked", "unknown_user"]
+
+
+def test_no_refusal_names_the_account(ctx, make_user):
+    """A refusal's message never carries the username typed (it would land in client logs)."""
+    user, _ = make_user("alice")
+    with transaction(ctx.engine) as conn:
+        conn.execute(update(_users).where(_users.c.id == user.id).values(disabled=True))
+    with pytest.raises(AuthError) as refused:
+        do_login(ctx, "alice")
+    assert "alice" not in str(refused.value)
