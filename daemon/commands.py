@@ -123,8 +123,11 @@ def auth_enrol_cmd(d: "Daemon", call: Call) -> dict:
 
 
 def _client(client: ClientInfo, call: Call) -> dict:
+    """Where a login comes from: the address is the transport's (the ipc peer's uid or
+    the TCP peer's IP), which the login rate limit keys on; the SSH client address the
+    client reports is kept beside it, labelled as reported, and trusted for nothing."""
     ssh = (client.ssh_connection or "").split()
-    return {"client_host": client.host, "client_addr": ssh[0] if ssh else call.peer,
+    return {"client_host": client.host, "client_addr": call.peer, "reported_addr": ssh[0][:64] if ssh else None,
             "client_name": client.name, "client_version": client.version}
 
 

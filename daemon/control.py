@@ -10,6 +10,11 @@ malformed to answer (an empty envelope) is dropped and counted.
 Endpoints: ipc://<runtime dir>/control.sock and events.sock (mode 0600), and optionally
 a TCP endpoint with CURVE encryption whose clients must be in an allow-list of public
 keys (ZAP), for consoles on another machine.
+
+Who is at the other end comes from the transport, never from the request: on ipc the
+peer's uid (the kernel's SO_PEERCRED, which libzmq on Linux appends to a message's
+Peer-Address as ":uid:gid:pid"), over TCP the peer's IP address. That address keys the
+login rate limit, and the local operator token is good only from the uid it names.
 """
 from __future__ import annotations
 
@@ -47,6 +52,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strongroom.control")
 TOKEN_CACHE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The other end of a request, as the transport (not the client) reports it."""
+
+    address: str | None     # "ipc:uid=<uid>" or the TCP peer's IP address
+    uid: int | None = None  # an ipc peer's uid; None over TCP or where the OS does not say
 
 
 @dataclass
@@ -91,7 +104,7 @@ class ControlServer:
         if self.settings.local_operator_token:
             self._write_local_token()
         for sock in self.sockets:
-            task = asyncio.create_task(self._serve(sock), name="control-serve")
+            task = asyncio.create_task(self._serve(sock, ipc=sock is router), name="control-serve")
             self._tasks.add(task)
 
     def _claim_runtime_dir(self) -> None:
@@ -161,7 +174,7 @@ class ControlServer:
                     pass  # a slow subscriber loses events rather than stalling the daemon
 
     # -- requests ------------------------------------------------------------------------
-    async def _serve(self, sock: zmq.asyncio.Socket) -> None:
+    async def _serve(self, sock: zmq.asyncio.Socket, *, ipc: bool) -> None:
         while True:
             try:
                 frames = await sock.recv_multipart(copy=False)
@@ -172,11 +185,11 @@ class ControlServer:
                     return
                 log.warning("receive failed", extra={"error": str(exc)})
                 continue
-            task = asyncio.create_task(self._answer(sock, frames))
+            task = asyncio.create_task(self._answer(sock, frames, ipc))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _answer(self, sock: zmq.asyncio.Socket, frames: list) -> None:
+    async def _answer(self, sock: zmq.asyncio.Socket, frames: list, ipc: bool) -> None:
         if len(frames) < 2:
             self.on_request("dropped")
             return  # no identity and body: nothing to reply to
@@ -185,7 +198,7 @@ class ControlServer:
         # A REQ client puts an empty delimiter before its body and expects it back.
         req_style = len(middle) == 1 and not middle[0].bytes
         envelope = [identity] + ([b""] if req_style else [])
-        peer = _peer_address(frames[-1])
+        peer = _peer(frames[-1], ipc)
         if middle and not req_style:
             reply, code = protocol.error(None, "bad_request", "multipart request: send exactly one frame"), "bad_request"
         else:
@@ -196,7 +209,7 @@ class ControlServer:
         except zmq.ZMQError as exc:
             log.info("reply not delivered", extra={"error": str(exc)})
 
-    async def _handle(self, frame: bytes, peer: str | None) -> tuple[bytes, str]:
+    async def _handle(self, frame: bytes, peer: Peer) -> tuple[bytes, str]:
         request_id = None
         try:
             request = protocol.parse_request(frame, self.settings.max_frame_bytes)
@@ -211,10 +224,10 @@ class ControlServer:
                 raise protocol.ProtocolError("bad_request", f"{request.cmd}: {problems}") from None
             principal = None
             if not command.public:
-                principal = await self._principal(request.token)
+                principal = await self._principal(request.token, peer)
                 if command.permission is not None:
                     self.daemon.require(principal, command.permission)
-            call = Call(principal, args, peer, request.token)
+            call = Call(principal, args, peer.address, request.token)
             if command.inline:
                 result = command.handler(self.daemon, call)
             else:
@@ -231,15 +244,11 @@ class ControlServer:
             log.exception("command failed", extra={"request_id": request_id})
             return protocol.error(request_id, "internal", "internal error; see the daemon log"), "internal"
 
-    async def _principal(self, token: str | None) -> Principal:
+    async def _principal(self, token: str | None, peer: Peer) -> Principal:
         if not token:
             raise AuthError("this command needs a session token: log in first (auth.login)")
-        if self._local_token and token.startswith("local:"):
-            _, _, uid_and_secret = token.partition(":")
-            uid, _, secret = uid_and_secret.partition(":")
-            if uid.isdigit() and hmac.compare_digest(secret.encode(), self._local_token.encode()):
-                return Principal(actor=f"local:{uid}", permissions=rbac.role_permissions(Role.OP_ADMIN))
-            raise AuthError("invalid local operator token")
+        if token.startswith("local:"):
+            return self._local_operator(token, peer)
         key = hash_token(token)
         cached = self._tokens.get(key)
         if cached and time.monotonic() - cached.checked < TOKEN_CACHE_SECONDS:
@@ -247,6 +256,19 @@ class ControlServer:
         principal, session_id = await asyncio.to_thread(self._authenticate, token)
         self._tokens[key] = _Cached(principal, session_id, time.monotonic())
         return principal
+
+    def _local_operator(self, token: str, peer: Peer) -> Principal:
+        """`local:<uid>:<secret>`, accepted only over ipc from a peer the kernel says is
+        that uid: reading the 0600 token file proves being its owner (or root), and the
+        uid the actor is audited as is the operating system's, not the client's word."""
+        _, _, uid_and_secret = token.partition(":")
+        uid, _, secret = uid_and_secret.partition(":")
+        if (self._local_token is None or peer.uid is None or uid != str(peer.uid)
+                or not hmac.compare_digest(secret.encode(), self._local_token.encode())):
+            raise AuthError("invalid local operator token (it is good only over the local socket, "
+                            "for the user the connection comes from)")
+        return Principal(actor=f"local:{peer.uid}", permissions=rbac.role_permissions(Role.OP_ADMIN),
+                         ip_address=peer.address)
 
     def _authenticate(self, token: str) -> tuple[Principal, object]:
         user, session = auth_login.authenticate(self.daemon.ctx.engine, token)
@@ -291,8 +313,17 @@ def _bind(sock: zmq.Socket, endpoint: str, setting: str) -> None:
         raise StrongroomError(f"{setting} ({endpoint}) cannot be bound: {exc.strerror}") from None
 
 
-def _peer_address(frame) -> str | None:
+def _peer(frame, ipc: bool) -> Peer:
+    """The transport's word on who sent `frame`. Over ipc libzmq (Linux) reports
+    "<host>:<uid>:<gid>:<pid>" from SO_PEERCRED: the uid is kept and the pid dropped, as a
+    client makes a new pid at will. Over TCP it reports the peer's IP address."""
     try:
-        return frame.get("Peer-Address")
+        reported = frame.get("Peer-Address")
     except (zmq.ZMQError, AttributeError, TypeError):
-        return None
+        reported = None
+    if not ipc:
+        return Peer(reported or None)
+    parts = (reported or "").rsplit(":", 3)
+    if len(parts) == 4 and parts[1].isdigit():
+        return Peer(f"ipc:uid={int(parts[1])}", int(parts[1]))
+    return Peer("ipc")      # no peer credentials on this platform: nobody is the local operator

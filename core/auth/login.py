@@ -45,13 +45,20 @@ BAD_CREDENTIALS = "invalid username or password"
 
 @dataclass(frozen=True)
 class Client:
-    """Where a login comes from, as reported by the transport."""
+    """Where a login comes from. `addr` is the transport's (the ipc peer's uid, a TCP
+    peer's address) and keys the per-address rate limit; `reported_addr` (an SSH client
+    address) and the rest are the client's own word, recorded as such."""
 
     host: str | None = None
     addr: str | None = None
     name: str | None = None
     version: str | None = None
     user_agent: str | None = None
+    reported_addr: str | None = None
+
+    def evidence(self) -> dict:
+        """What the client reported, for a security event's details."""
+        return {"reported_ssh_client": self.reported_addr} if self.reported_addr else {}
 
 
 class _NeedsEnrolment(Exception):
@@ -91,11 +98,11 @@ def login(engine: Engine, keyring: Keyring, settings: Settings, username: str, p
           totp_code: str | None = None, *, client_host: str | None = None,
           client_addr: str | None = None, client_name: str | None = None,
           client_version: str | None = None, user_agent: str | None = None,
-          now: datetime | None = None) -> tuple[str, SessionRecord]:
+          reported_addr: str | None = None, now: datetime | None = None) -> tuple[str, SessionRecord]:
     """Check credentials and open a session: returns (token, session). The token is
     shown here once and stored only hashed. Raises AuthError or RateLimitedError."""
     now = now or utcnow()
-    client = Client(client_host, client_addr, client_name, client_version, user_agent)
+    client = Client(client_host, client_addr, client_name, client_version, user_agent, reported_addr)
     with transaction(engine, read_only=True) as conn:
         limited = _rate_limited(conn, settings, username, client, now)
         row = conn.execute(select(_users).where(_users.c.username == username)).mappings().first()
@@ -136,7 +143,7 @@ def _refuse_rate_limited(engine: Engine, settings: Settings, username: str, user
             conn, "rate_limited", severity="medium", username=username, user_id=user_id,
             description=f"login refused: rate limit per {limited} exceeded",
             ip_address=client.addr, user_agent=client.user_agent,
-            details={"limit": limited}, now=now)
+            details={"limit": limited, **client.evidence()}, now=now)
     raise RateLimitedError(
         f"too many failed logins from this {limited}; try again in "
         f"{settings.auth.login_rate_limit_window_seconds} seconds")
@@ -195,7 +202,7 @@ def _open_session(conn: Connection, settings: Settings, row, user: UserRecord, p
         description="login succeeded", ip_address=client.addr, user_agent=client.user_agent,
         session_id=str(session.id),
         details={"session_id": str(session.id), "second_factor": step is not None,
-                 "rehashed": "password_hash" in values, "client_name": client.name},
+                 "rehashed": "password_hash" in values, "client_name": client.name, **client.evidence()},
         now=now)
     return token, session
 
@@ -204,12 +211,12 @@ def confirm_enrolment(engine: Engine, keyring: Keyring, settings: Settings, enro
                       totp_code: str | None, *, client_host: str | None = None,
                       client_addr: str | None = None, client_name: str | None = None,
                       client_version: str | None = None, user_agent: str | None = None,
-                      now: datetime | None = None) -> tuple[str, SessionRecord]:
+                      reported_addr: str | None = None, now: datetime | None = None) -> tuple[str, SessionRecord]:
     """Finish an enrolment offered at login: a right code from the new authenticator
     stores its secret (sealed) and opens the session, in one transaction. A wrong code
     counts as a failed login (towards lockout); the same rate limits apply."""
     now = now or utcnow()
-    client = Client(client_host, client_addr, client_name, client_version, user_agent)
+    client = Client(client_host, client_addr, client_name, client_version, user_agent, reported_addr)
     with transaction(engine, read_only=True) as conn:
         opened = enrolment.open_token(conn, keyring, enrolment_token, now)
         row = conn.execute(select(_users).where(_users.c.id == opened.user_id)).mappings().first()
@@ -261,7 +268,7 @@ def _record_failure(engine: Engine, settings: Settings, user: UserRecord | None,
             user_id=user.id if user else None, username=username,
             description=f"login refused: {reason}", ip_address=client.addr,
             user_agent=client.user_agent,
-            details={"reason": reason, "failed_logins": failed}, now=now)
+            details={"reason": reason, "failed_logins": failed, **client.evidence()}, now=now)
         if failed is not None and failed >= settings.auth.max_failed_logins:
             until = now + timedelta(minutes=settings.auth.lockout_minutes)
             # The counter restarts, so each lockout period allows a fresh run of attempts.
