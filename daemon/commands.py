@@ -23,6 +23,7 @@ from strongroom.core.auth.enrolment import EnrolmentRequired
 from strongroom.core.auth.users import list_users
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup, SecurityEvent
+from strongroom.core.jobs import kind as job_kind
 from strongroom.core.jobs import runs
 from strongroom.core.principal import Principal
 from sqlalchemy import select
@@ -194,8 +195,10 @@ class JobRunArgs(Args):
 
 @command("job.run", permission=None, args=JobRunArgs)
 def job_run_cmd(d: "Daemon", call: Call) -> dict:
-    """Start a job now (needs job:<kind>:run); returns the run id."""
+    """Start a job now (needs job:<kind>:run); returns the run id. The params are
+    checked against the kind's model (`jobs.kinds`) before anything is stored."""
     a: JobRunArgs = call.args
+    job_kind(a.kind)        # an unknown kind is not_found, before its name can reach a message
     d.require(call.principal, f"job:{a.kind}:run")
     run = d.submit_if_leader(a.kind, trigger="manual", params=a.params, requested_by=call.principal.actor)
     return run.as_dict()
@@ -236,7 +239,7 @@ def backups_list_cmd(d: "Daemon", call: Call) -> list[dict]:
 
 class AuditTailArgs(Args):
     limit: int = Field(default=50, ge=1, le=1000)
-    before_id: int | None = Field(default=None, ge=1)
+    before_id: int | None = Field(default=None, ge=1, le=2 ** 63 - 1)
     actor: str | None = Field(default=None, max_length=120)
     action: str | None = Field(default=None, max_length=24)
     table_name: str | None = Field(default=None, max_length=64)
@@ -266,7 +269,7 @@ def audit_verify_cmd(d: "Daemon", call: Call) -> dict:
 
 class SecurityEventsArgs(Args):
     limit: int = Field(default=50, ge=1, le=1000)
-    before_id: int | None = Field(default=None, ge=1)
+    before_id: int | None = Field(default=None, ge=1, le=2 ** 63 - 1)
     event_type: str | None = Field(default=None, max_length=40)
 
 

@@ -43,6 +43,7 @@ from strongroom.core.db.models import Role
 from strongroom.core.errors import AuthError, ConflictError, StrongroomError
 from strongroom.core.fsutil import write_atomic
 from strongroom.core.principal import Principal
+from strongroom.core.validation import describe
 from strongroom.daemon import protocol
 from strongroom.daemon.commands import REGISTRY, Call
 from strongroom.daemon.paths import LOCAL_TOKEN_FILE
@@ -216,12 +217,11 @@ class ControlServer:
             request_id = request.id
             command = REGISTRY.get(request.cmd)
             if command is None:
-                raise protocol.ProtocolError("not_found", f"unknown command {request.cmd!r}; try `help`")
+                raise protocol.ProtocolError("not_found", "unknown command; `help` lists them")
             try:
                 args = command.args.model_validate(request.args)
             except ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'args'}: {e['msg']}" for e in exc.errors())
-                raise protocol.ProtocolError("bad_request", f"{request.cmd}: {problems}") from None
+                raise protocol.ProtocolError("bad_request", describe(exc, command.args, request.cmd)) from None
             principal = None
             if not command.public:
                 principal = await self._principal(request.token, peer)

@@ -33,7 +33,7 @@ from strongroom.core.db.models import AuditLog, IntegrityCheck, SecurityEvent, S
 from strongroom.core.sync.conflicts import count_open
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConfigError, ConflictError, PermissionDenied, StrongroomError
-from strongroom.core.jobs import ON_REQUEST_ONLY, runs
+from strongroom.core.jobs import on_request_only, runs
 from strongroom.core.jobs import export as export_job
 from strongroom.core.principal import Principal
 from strongroom.daemon import logs
@@ -132,7 +132,7 @@ class Daemon:
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "database": self.ctx.engine.dialect.name, "reloads": self.reloads,
             "running_jobs": self.runner.active(), "job_kinds": self.runner.kinds(),
-            "on_request_kinds": [k for k in ON_REQUEST_ONLY if k in self.runner.kinds()],
+            "on_request_kinds": [k for k in on_request_only() if k in self.runner.kinds()],
             "next_runs": self.scheduler.next_runs() if self.leadership.is_leader else {},
             "metrics_port": self.metrics_port,
         }

@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from strongroom.core.validation import MAX_DEPTH, depth, describe
+
 PROTOCOL_VERSION = 1
 ERROR_CODES = ("bad_request", "unauthenticated", "forbidden", "not_found", "conflict",
                "rate_limited", "not_implemented", "internal")
@@ -74,17 +76,20 @@ def parse_request(frame: bytes, max_bytes: int) -> Request:
         raise ProtocolError("bad_request", "frame is not UTF-8") from None
     except ValueError:
         raise ProtocolError("bad_request", "frame is not JSON") from None
+    except RecursionError:
+        raise ProtocolError("bad_request", f"frame nests deeper than {MAX_DEPTH} levels") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_request", "frame must be a JSON object")
     request_id = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= 64 else None
+    if depth(data) > MAX_DEPTH:
+        raise ProtocolError("bad_request", f"frame nests deeper than {MAX_DEPTH} levels", request_id)
     if data.get("v") != PROTOCOL_VERSION:
-        raise ProtocolError("bad_request", f"unsupported protocol version {data.get('v')!r}; "
-                            f"this daemon speaks v{PROTOCOL_VERSION}", request_id)
+        raise ProtocolError("bad_request", f"unsupported protocol version; this daemon speaks v{PROTOCOL_VERSION}",
+                            request_id)
     try:
         return Request.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'frame'}: {e['msg']}" for e in exc.errors())
-        raise ProtocolError("bad_request", f"invalid request: {problems}", request_id) from None
+        raise ProtocolError("bad_request", describe(exc, Request, "invalid request"), request_id) from None
 
 
 def encode(model: BaseModel) -> bytes:

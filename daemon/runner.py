@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 
 from strongroom.core.context import Context
 from strongroom.core.db.models import JobStatus
-from strongroom.core.errors import CancelledError, NotFoundError, NotImplementedYetError, StrongroomError
-from strongroom.core.jobs import PLANNED, registry, runs
+from strongroom.core.errors import CancelledError, NotFoundError, StrongroomError
+from strongroom.core.jobs.kinds import JobFunction
+from strongroom.core.jobs import check_params, kind as job_kind, runnable, runs
 from strongroom.daemon.protocol import to_jsonable
 
 log = logging.getLogger("strongroom.runner")
@@ -30,6 +31,7 @@ PROGRESS_EVENT_INTERVAL = 0.1  # seconds between progress events on the PUB sock
 @dataclass
 class Handle:
     run: runs.Run
+    function: JobFunction
     cancel: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
     done: int = 0
@@ -44,13 +46,12 @@ class Runner:
         self.ctx = ctx
         self._publish = publish
         self._on_finish = on_finish
-        self._jobs = registry()
         self._lock = threading.Lock()
         self._active: dict[uuid.UUID, Handle] = {}
         self.accepting = True
 
     def kinds(self) -> list[str]:
-        return sorted(self._jobs)
+        return list(runnable())
 
     def active(self) -> list[dict]:
         with self._lock:
@@ -60,15 +61,12 @@ class Runner:
 
     def submit(self, kind: str, *, trigger: str, params: dict | None = None,
                requested_by: str | None = None) -> runs.Run:
-        if kind not in self._jobs:
-            if kind in PLANNED:
-                raise NotImplementedYetError(f"job kind {kind!r} is not implemented in this release")
-            raise NotFoundError(f"unknown job kind {kind!r} (known: {', '.join(self.kinds())})")
+        function = job_kind(kind).function()     # unknown: not_found; planned: not_implemented
+        checked = check_params(kind, params or {})  # before anything is stored: bad_request
         if not self.accepting:
             raise CancelledError("the daemon is shutting down and accepts no new jobs")
-        run = runs.queue(self.ctx.engine, kind, trigger=trigger, params=params or {},
-                         requested_by=requested_by)
-        handle = Handle(run)
+        run = runs.queue(self.ctx.engine, kind, trigger=trigger, params=checked, requested_by=requested_by)
+        handle = Handle(run, function)
         handle.thread = threading.Thread(target=self._execute, args=(handle,),
                                          name=f"job-{kind}-{str(run.id)[:8]}", daemon=True)
         with self._lock:
@@ -127,7 +125,7 @@ class Runner:
                                             "done": 0, "total": None, "message": "started"})
             log.info("job started", extra={"run_id": str(run.id), "job": run.job_kind, "trigger": run.trigger})
             params = {**run.params, "actor": run.requested_by or "system"}
-            result = self._jobs[run.job_kind](self.ctx, params, progress)
+            result = handle.function(self.ctx, params, progress)
             status = JobStatus.SUCCEEDED
         except CancelledError as exc:
             status, error = JobStatus.CANCELLED, str(exc)

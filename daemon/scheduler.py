@@ -18,6 +18,7 @@ from strongroom.core.config import Settings
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, StrongroomError
 from strongroom.core.jobs import runs
+from strongroom.core.jobs.kinds import per_configuration
 from strongroom.core.schedule import CrontabTrigger, cron_trigger
 
 log = logging.getLogger("strongroom.scheduler")
@@ -47,7 +48,7 @@ def scheduled(settings: Settings) -> list[Scheduled]:
     names = ["default", *sorted(settings.backup.configurations)]
     found = []
     for kind, expression in settings.schedules.items():
-        if kind in runs.CONFIGURATION_KINDS and kind != "backup":
+        if kind in per_configuration() and kind != "backup":
             found += [Scheduled(_job_id(kind, name), kind, expression, _params(name)) for name in names]
         else:
             found.append(Scheduled(kind, kind, expression, {}))

@@ -30,13 +30,13 @@ from strongroom.core.db.types import utcnow
 from strongroom.core.principal import Principal, permission_matches
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from strongroom.core.ids import new_id
+from strongroom.core.jobs.kinds import all_kinds
 
 _grants = RoleGrant.__table__
 
 _TABLES = ("clients", "therapy_sessions", "client_files")
-# Every job kind (core.jobs.all_kinds, plus restore) can be granted by its exact name.
-_JOBS = ("backup", "verify", "restore_drill", "prune", "restore", "export", "sync", "retention",
-         "integrity", "key_rotation")
+# Every job kind can be granted by its exact name.
+_JOBS = all_kinds()
 
 PERMISSIONS: frozenset[str] = frozenset(
     [f"table:{t}:{v}" for t in _TABLES for v in ("read", "write", "delete")]

@@ -267,6 +267,8 @@ def open_repository(target: Target, keyring: Keyring, *,
     rotation to the new KEK was abandoned), the repository opens through it.
     """
     config = _read_config(target, CONFIG_KEY)
+    if config is None and next(iter(target.list()), None) is None:
+        raise NotFoundError(f"{target.describe()}: no backup repository here yet (the first backup creates it)")
     if config is None:
         raise IntegrityError(f"{target.describe()}: {CONFIG_KEY} is missing: not a backup "
                              "repository, or its config was deleted (restore it from a "

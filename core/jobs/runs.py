@@ -19,6 +19,8 @@ from strongroom.core.db.models import JobRun, JobStatus
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError
 from strongroom.core.ids import new_id
+from strongroom.core.jobs.kinds import KINDS, per_configuration
+from strongroom.core.validation import MAX_DEPTH, depth
 
 _runs = JobRun.__table__
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.INTERRUPTED, JobStatus.CANCELLED)
@@ -54,18 +56,19 @@ class Run:
         return data
 
 
-CONFIGURATION_KINDS = frozenset({"backup", "verify", "prune", "restore_drill"})
-
-
 def configuration_of(job_kind: str, params: dict | None) -> str | None:
     """The backup configuration a run works on (None for other kinds)."""
-    if job_kind not in CONFIGURATION_KINDS:
+    if job_kind not in per_configuration():
         return None
     return str((params or {}).get("configuration") or "default")
 
 
 def _run(row) -> Run:
-    return Run(**{k: (v.value if k == "status" else v) for k, v in row.items()})
+    data = {k: (v.value if k == "status" else v) for k, v in row.items()}
+    for key in ("params", "result"):   # stored before params were checked: still listable
+        if data[key] is not None and depth(data[key]) > MAX_DEPTH:
+            data[key] = {"unreadable": f"nested deeper than {MAX_DEPTH} levels"}
+    return Run(**data)
 
 
 def queue(engine: Engine, job_kind: str, *, trigger: str, params: dict | None = None,
@@ -109,7 +112,7 @@ def finish(engine: Engine, run_id: uuid.UUID, status: JobStatus, *, result: dict
         conn.execute(update(_runs).where(_runs.c.id == run_id).values(
             status=status, finished_at=utcnow(), result=result, error=error))
         run = _run(conn.execute(select(_runs).where(_runs.c.id == run_id)).mappings().one())
-        audit.append(conn, actor=actor, action=_AUDIT_ACTIONS.get(run.job_kind, "INTEGRITY"),
+        audit.append(conn, actor=actor, action=_audit_action(run.job_kind),
                      table_name="job_runs", record_id=run_id,
                      outcome="success" if status == JobStatus.SUCCEEDED else status.value,
                      details={"job": run.job_kind, "trigger": run.trigger,
@@ -117,9 +120,9 @@ def finish(engine: Engine, run_id: uuid.UUID, status: JobStatus, *, result: dict
     return run
 
 
-_AUDIT_ACTIONS = {"backup": "BACKUP", "restore": "RESTORE", "verify": "VERIFY", "export": "EXPORT",
-                  "sync": "SYNC", "retention": "RETENTION", "integrity": "INTEGRITY",
-                  "key_rotation": "KEY_ROTATE"}
+def _audit_action(job_kind: str) -> str:
+    known = KINDS.get(job_kind)
+    return known.audit_action if known else "INTEGRITY"
 
 
 def mark_interrupted(engine: Engine) -> list[uuid.UUID]:

@@ -57,7 +57,7 @@ def test_sockets_are_private(daemon):
     (request(v="1"), "bad_request", "protocol version"),
     (request(cmd=42), "bad_request", "cmd"),
     (request(args=[1, 2]), "bad_request", "args"),
-    (request(surprise=True), "bad_request", "surprise"),
+    (request(surprise=True), "bad_request", "not a known parameter"),
     (request(cmd="teleport"), "not_found", "unknown command"),
     (request(cmd="status"), "unauthenticated", "token"),
     (request(cmd="status", token="made-up-token"), "unauthenticated", "invalid session token"),
@@ -214,3 +214,77 @@ def test_fuzzed_frames_always_get_a_well_formed_reply_and_the_daemon_lives(daemo
     if not reply["ok"]:
         assert reply["error"]["code"] in ERROR_CODES and reply["error"]["message"]
     assert daemon.proc.poll() is None
+
+
+# --- no input answers `internal` -------------------------------------------------------
+
+def nested(levels: int) -> dict:
+    value: dict = {}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def test_json_nested_100000_deep_is_a_bad_request(daemon):
+    frame = b'{"v":1,"id":"deep","cmd":"status","args":' + b'[' * 100_000 + b']' * 100_000 + b'}'
+    reply = raw(daemon, frame)
+    assert reply["error"]["code"] == "bad_request" and "deeper" in reply["error"]["message"]
+    assert_alive(daemon)
+
+
+def test_job_params_nested_600_deep_are_refused_and_the_history_stays_listable(daemon):
+    reply = raw(daemon, request("job.run", token=daemon.local_token(),
+                                args={"kind": "integrity", "params": {"x": nested(600)}}))
+    assert reply["error"]["code"] == "bad_request"
+    assert daemon.call("jobs.list") == []
+
+
+def test_a_stored_run_whose_params_cannot_be_encoded_is_still_listed(daemon, data_dir):
+    from sqlalchemy import insert
+
+    from strongroom.core.db.models import JobRun, JobStatus
+    from strongroom.core.db.types import utcnow
+    from strongroom.core.ids import new_id
+    from tests.daemon.conftest import data_transaction
+
+    with data_transaction(data_dir) as (_, conn):   # as a daemon before this check stored it
+        conn.execute(insert(JobRun.__table__), [{
+            "id": new_id(), "job_kind": "integrity", "trigger": "manual", "status": JobStatus.FAILED,
+            "params": {"x": nested(600)}, "progress_done": 0, "queued_at": utcnow()}])
+    listed = daemon.call("jobs.list")
+    assert len(listed) == 1 and "x" not in listed[0]["params"]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"snapshot_id": "not-a-uuid", "dest": "sqlite:////tmp/x.db"}, "snapshot_id"),
+    ({"dest": "sqlite:////tmp/x.db"}, "snapshot_id"),
+    ({"snapshot_id": "0b9e3c1e-0000-4000-8000-000000000000", "dest": "sqlite:////tmp/x.db", "force": "maybe"},
+     "force"),
+])
+def test_job_params_are_checked_per_kind_when_submitted_naming_the_field(daemon, params, field):
+    reply = raw(daemon, request("job.run", token=daemon.local_token(), args={"kind": "restore", "params": params}))
+    assert reply["error"]["code"] == "bad_request"
+    assert f"restore params: {field}" in reply["error"]["message"]
+    assert "not-a-uuid" not in reply["error"]["message"] and "maybe" not in reply["error"]["message"]
+    assert daemon.call("jobs.list") == []
+
+
+def test_an_unknown_param_is_refused_without_repeating_its_name(daemon):
+    reply = raw(daemon, request("job.run", token=daemon.local_token(),
+                                args={"kind": "integrity", "params": {"jane.doe@example.org": "1"}}))
+    assert reply["error"]["code"] == "bad_request" and "jane" not in reply["error"]["message"]
+
+
+@pytest.mark.parametrize("cmd", ["audit.tail", "security.events"])
+def test_a_before_id_beyond_64_bits_is_a_bad_request(daemon, cmd):
+    reply = raw(daemon, request(cmd, token=daemon.local_token(), args={"before_id": 2 ** 63}))
+    assert reply["error"]["code"] == "bad_request" and "before_id" in reply["error"]["message"]
+
+
+@pytest.mark.parametrize("cmd, args", [
+    ("backup.show", {"snapshot_id": "0b9e3c1e-0000-4000-8000-000000000000"}),
+    ("backup.forget", {"snapshot_id": "0b9e3c1e-0000-4000-8000-000000000000", "dry_run": True}),
+])
+def test_snapshot_commands_before_any_backup_say_there_is_no_repository(daemon, cmd, args):
+    reply = raw(daemon, request(cmd, token=daemon.local_token(), args=args))
+    assert reply["error"]["code"] == "not_found", reply

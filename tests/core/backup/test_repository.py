@@ -142,7 +142,15 @@ def test_wrong_kek_names_both_kek_ids(target: LocalTarget, kr: Keyring) -> None:
     assert kr.kek_id in str(caught.value) and other.kek_id in str(caught.value)
 
 
-def test_missing_config_is_named(target: LocalTarget, kr: Keyring) -> None:
+def test_an_empty_target_is_no_repository_yet(target: LocalTarget, kr: Keyring) -> None:
+    with pytest.raises(NotFoundError, match="no backup repository here yet"):
+        open_repository(target, kr)
+
+
+def test_missing_config_beside_other_objects_is_named(target: LocalTarget, kr: Keyring) -> None:
+    init_repository(target, kr)
+    target.put("snapshots/0000", b"a snapshot written before the config went missing")
+    target.delete("config.json")
     with pytest.raises(IntegrityError, match="config.json is missing"):
         open_repository(target, kr)
 

@@ -66,9 +66,3 @@ def test_runs_on_different_backup_configurations_do_not_shut_each_other_out(engi
         runs.queue(engine, "backup", trigger="manual", params={"configuration": "offsite"})
     with pytest.raises(ConflictError, match="backup configuration 'default'"):
         runs.queue(engine, "backup", trigger="manual", params={"configuration": "default"})
-
-
-def test_the_named_job_kinds_are_exactly_the_registered_ones():
-    from strongroom.core.jobs import RUNNABLE, registry
-
-    assert set(RUNNABLE) == set(registry())

@@ -1,0 +1,227 @@
+"""Every job kind in one table: its typed params, how it may be started, what it audits.
+
+This is the one place a kind is described. Config validation (which kinds a schedule
+may name), the scheduler (which kinds run per backup configuration), the runner (which
+function runs, and its params checked before a run is even queued), `job.run`,
+`status` and the CLI's and console's forms all read `KINDS`. The module imports only
+pydantic, so validating a config file does not import every job module; a kind's
+function is imported when it first runs.
+
+Params arrive from JSON (the control socket) or from `--param KEY=VALUE` (strings), so
+flags accept the usual spellings of true and false; everything is bounded (lengths,
+list sizes, numbers) and unknown keys are refused. A refusal names the field and the
+rule, never the value (core/validation.py).
+"""
+from __future__ import annotations
+
+import importlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import ValidationError as PydanticError
+
+from strongroom.core.errors import NotFoundError, NotImplementedYetError, ValidationError
+from strongroom.core.validation import describe
+
+Progress = Callable[[int, int | None, str], None]
+JobFunction = Callable[[Any, dict, Progress], dict[str, Any]]
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _flag(value: object) -> object:
+    """A flag from JSON or from a command line: true/false, 1/0, yes/no, on/off, empty."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE:
+            return True
+        if text in _FALSE:
+            return False
+    return value   # anything else goes to strict bool checking and is refused
+
+
+Flag = Annotated[bool, BeforeValidator(_flag), Field(strict=True)]
+ConfigurationName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+ShortText = Annotated[str, StringConstraints(max_length=64)]
+
+
+class Params(BaseModel):
+    """Base of every kind's params: unknown keys refused, input never echoed."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
+
+
+class ConfigurationParams(Params):
+    configuration: ConfigurationName | None = Field(
+        default=None, description='Backup configuration to work on ("default" when left out).')
+
+
+class BackupParams(ConfigurationParams):
+    full: Flag = Field(default=False, description="Write a full snapshot even when an incremental one would do.")
+
+
+class VerifyParams(ConfigurationParams):
+    snapshot_id: uuid.UUID | None = Field(default=None, description="Verify this snapshot (default: the newest).")
+    read_data: Flag = Field(default=False, description="Read and check every chunk, not only the manifests.")
+
+
+class RestoreDrillParams(ConfigurationParams):
+    snapshot_id: uuid.UUID | None = Field(default=None, description="Drill this snapshot (default: the newest).")
+
+
+class PruneParams(ConfigurationParams):
+    snapshot_id: uuid.UUID | None = Field(default=None, description="Forget this one snapshot instead of pruning.")
+    request_id: uuid.UUID | None = Field(default=None, description="Carry out this approved prune request.")
+    dry_run: Flag = Field(default=False, description="Return the plan; change nothing.")
+
+
+class RestoreParams(ConfigurationParams):
+    snapshot_id: uuid.UUID = Field(description="The snapshot to restore.")
+    dest: Annotated[str, StringConstraints(min_length=1, max_length=1000)] = Field(
+        description="Database URL to restore into (never the live database).")
+    force: Flag = Field(default=False, description="Restore into a non-empty database (not the live one).")
+
+
+class IntegrityParams(Params):
+    pass
+
+
+class KeyRotationParams(Params):
+    client_ids: list[uuid.UUID] = Field(default_factory=list, max_length=100_000,
+                                        description="Rotate only these clients' data keys (default: all).")
+
+
+class RetentionParams(Params):
+    dry_run: Flag = Field(default=False, description="Return what is due; change nothing.")
+    horizon_days: int = Field(default=0, ge=0, le=3650, description="With dry_run: also list what falls due "
+                                                                    "within this many days.")
+
+
+_NameList = Annotated[list[Name], Field(max_length=64)]
+
+
+class ExportParams(Params):
+    configuration: Name | None = Field(default=None, description="Run this saved export configuration.")
+    tables: _NameList | Annotated[str, StringConstraints(max_length=1000)] | None = Field(
+        default=None, description="Tables to export (a list, or comma-separated).")
+    fields: dict[Name, _NameList | Annotated[str, StringConstraints(max_length=4000)]] = Field(
+        default_factory=dict, max_length=16, description="Per table, the fields to export (default: all).")
+    filters: dict[Literal["since", "until", "practice_id", "client_id"], ShortText | None] = Field(
+        default_factory=dict, description="since/until (ISO date or datetime), practice_id, client_id.")
+    format: ShortText | None = Field(default=None, description="csv, ndjson, json, xml or pdf.")
+    masking: ShortText | None = Field(default=None, description="masked (default) or full (needs phi:read).")
+    encrypt: Flag = Field(default=False, description="Write a password-protected AES ZIP.")
+    password_sealed: Annotated[str, StringConstraints(max_length=4096)] | None = Field(
+        default=None, description="The ZIP password sealed by exports.run (never a clear password).")
+
+
+class SyncParams(Params):
+    pass
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of job. `module` is the core.jobs module whose `run(ctx, params,
+    progress)` does the work (None: planned, not in this release)."""
+
+    name: str
+    params: type[Params]
+    summary: str
+    audit_action: str
+    module: str | None
+    on_request_only: bool = False      # needs a person's arguments: never scheduled
+    per_configuration: bool = False    # one run at a time per backup configuration
+
+    @property
+    def planned(self) -> bool:
+        return self.module is None
+
+    @property
+    def schedulable(self) -> bool:
+        return not self.on_request_only
+
+    def function(self) -> JobFunction:
+        if self.module is None:
+            raise NotImplementedYetError(f"job kind {self.name} is not implemented in this release")
+        return importlib.import_module(f"strongroom.core.jobs.{self.module}").run
+
+    def describe(self) -> dict:
+        """For `status`, the CLI and the console's forms: the params' JSON schema too."""
+        return {"kind": self.name, "summary": self.summary, "planned": self.planned,
+                "schedulable": self.schedulable, "on_request_only": self.on_request_only,
+                "per_configuration": self.per_configuration, "params": self.params.model_json_schema()}
+
+
+KINDS: dict[str, JobKind] = {k.name: k for k in (
+    JobKind("backup", BackupParams, "Write a snapshot of the database to a backup configuration's repository.",
+            "BACKUP", "backup", per_configuration=True),
+    JobKind("verify", VerifyParams, "Check a snapshot's manifest chain and, with read_data, every chunk.",
+            "VERIFY", "verify", per_configuration=True),
+    JobKind("restore_drill", RestoreDrillParams, "Restore a snapshot into a scratch database and prove it.",
+            "INTEGRITY", "restore_drill", per_configuration=True),
+    JobKind("prune", PruneParams, "Forget snapshots outside the keep rules and reclaim their space.",
+            "INTEGRITY", "prune", per_configuration=True),
+    JobKind("integrity", IntegrityParams, "Check the audit chain and every row checksum.",
+            "INTEGRITY", "integrity"),
+    JobKind("key_rotation", KeyRotationParams, "Rotate client data keys and re-encrypt their fields.",
+            "KEY_ROTATE", "key_rotation"),
+    JobKind("restore", RestoreParams, "Restore a snapshot into another database.",
+            "RESTORE", "restore", on_request_only=True),
+    JobKind("export", ExportParams, "Export clinical tables to CSV, NDJSON, JSON, XML or PDF.",
+            "EXPORT", "export", on_request_only=True),
+    JobKind("retention", RetentionParams, "Archive and delete records whose retention period has passed.",
+            "RETENTION", "retention"),
+    JobKind("sync", SyncParams, "Exchange changes with a peer site.", "SYNC", None),
+)}
+
+
+def kind(name: str) -> JobKind:
+    """The kind called `name`; NotFoundError lists the known ones without repeating the name."""
+    found = KINDS.get(name)
+    if found is None:
+        raise NotFoundError(f"unknown job kind (known: {', '.join(sorted(KINDS))})")
+    return found
+
+
+def check_params(name: str, params: dict | None) -> dict:
+    """`params` checked against the kind's model, as JSON-ready values with defaults
+    filled in (what is stored in job_runs and handed to the job). Raises ValidationError
+    naming each bad field and its rule."""
+    model = kind(name).params
+    if not isinstance(params, dict):
+        raise ValidationError(f"{name} params: must be an object")
+    try:
+        return model.model_validate(params).model_dump(mode="json")
+    except PydanticError as exc:
+        raise ValidationError(describe(exc, model, f"{name} params")) from None
+
+
+def runnable() -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in KINDS.items() if not v.planned))
+
+
+def planned() -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in KINDS.items() if v.planned))
+
+
+def all_kinds() -> tuple[str, ...]:
+    return tuple(sorted(KINDS))
+
+
+def schedulable_kinds() -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in KINDS.items() if v.schedulable))
+
+
+def on_request_only() -> tuple[str, ...]:
+    return tuple(sorted(k for k, v in KINDS.items() if v.on_request_only))
+
+
+def per_configuration() -> frozenset[str]:
+    return frozenset(k for k, v in KINDS.items() if v.per_configuration)
