@@ -56,6 +56,7 @@ class Command:
     args: type[Args]
     public: bool = False          # True: no token needed (auth.login, help)
     inline: bool = False          # True: cheap, answered on the event loop (no thread hop)
+    pool: Literal["general", "login"] = "general"   # login: the login pool (control.LoginPool)
 
     @property
     def help(self) -> str:
@@ -66,11 +67,11 @@ REGISTRY: dict[str, Command] = {}
 
 
 def command(name: str, *, permission: str | None, args: type[Args] = NoArgs,
-            public: bool = False, inline: bool = False):
+            public: bool = False, inline: bool = False, pool: Literal["general", "login"] = "general"):
     def register(handler):
         if name in REGISTRY:
             raise RuntimeError(f"command {name} registered twice")
-        REGISTRY[name] = Command(name, handler, permission, args, public, inline)
+        REGISTRY[name] = Command(name, handler, permission, args, public, inline, pool)
         return handler
     return register
 
@@ -91,7 +92,7 @@ class LoginArgs(Args):
     client: ClientInfo = ClientInfo()
 
 
-@command("auth.login", permission=None, args=LoginArgs, public=True)
+@command("auth.login", permission=None, args=LoginArgs, public=True, pool="login")
 def auth_login_cmd(d: "Daemon", call: Call) -> dict:
     """Log in with password and TOTP; returns a session token (shown once), or, for an
     account that must first enrol a second factor, `enrolment_required` with a new secret
@@ -113,7 +114,7 @@ class EnrolArgs(Args):
     client: ClientInfo = ClientInfo()
 
 
-@command("auth.enrol", permission=None, args=EnrolArgs, public=True)
+@command("auth.enrol", permission=None, args=EnrolArgs, public=True, pool="login")
 def auth_enrol_cmd(d: "Daemon", call: Call) -> dict:
     """Confirm the second factor offered at login with a code from it; returns a session token."""
     a: EnrolArgs = call.args

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+from concurrent.futures import ThreadPoolExecutor
 import fcntl
 import hmac
 import secrets
@@ -40,7 +41,7 @@ from strongroom.core.auth import rbac
 from strongroom.core.auth.sessions import hash_token
 from strongroom.core.db.engine import transaction, translate_error
 from strongroom.core.db.models import Role
-from strongroom.core.errors import AuthError, ConflictError, StrongroomError
+from strongroom.core.errors import AuthError, ConflictError, RateLimitedError, StrongroomError
 from strongroom.core.fsutil import write_atomic
 from strongroom.core.principal import Principal
 from strongroom.core.validation import describe
@@ -53,6 +54,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("strongroom.control")
 TOKEN_CACHE_SECONDS = 2.0
+# Logins (Argon2, deliberately a good part of a core-second each) get threads of their
+# own: measured, 12 clients flooding auth.login held every general worker thread and
+# audit.tail waited 1.8 s. Two workers keep both cores' worth of logins going; beyond the
+# backlog a login is refused at once rather than queued without bound.
+LOGIN_WORKERS = 2
+LOGIN_BACKLOG = 16
+
+
+class LoginPool:
+    """A few threads for login work and a bounded backlog; when full, `rate_limited`.
+    Used only from the event loop's thread, so the count needs no lock."""
+
+    def __init__(self, workers: int = LOGIN_WORKERS, backlog: int = LOGIN_BACKLOG) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="strongroom-login")
+        self._room = workers + backlog
+        self._taken = 0
+
+    async def run(self, fn, *args):
+        if self._taken >= self._room:
+            raise RateLimitedError("too many logins in progress; try again in a few seconds")
+        self._taken += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self._taken -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)
@@ -83,6 +112,7 @@ class ControlServer:
         self._tokens: dict[str, _Cached] = {}
         self._local_token: str | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._logins = LoginPool()
         self.on_request: Callable[[str], None] = lambda code: None
         self._pid_fd: int | None = None
 
@@ -230,6 +260,8 @@ class ControlServer:
             call = Call(principal, args, peer.address, request.token)
             if command.inline:
                 result = command.handler(self.daemon, call)
+            elif command.pool == "login":
+                result = await self._logins.run(command.handler, self.daemon, call)
             else:
                 result = await asyncio.to_thread(command.handler, self.daemon, call)
             return protocol.ok(request_id, protocol.to_jsonable(result)), "ok"
@@ -293,6 +325,7 @@ class ControlServer:
                 sock.close(linger=0)
         if self._authenticator is not None:
             self._authenticator.stop()
+        self._logins.close()
         self.zctx.term()
         if self._pid_fd is not None:      # only the daemon that claimed the directory cleans it
             for name in ("control.sock", "events.sock", LOCAL_TOKEN_FILE):
