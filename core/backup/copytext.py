@@ -102,6 +102,17 @@ def columns(table: Table) -> list[Column]:
     return list(table.columns)
 
 
+# Columns a snapshot never carries: the wrapped data keys. Erasure destroys a client's
+# key; an immutable snapshot holding a KEK-unwrappable copy would undo it for anyone
+# with the KEK or the recovery kit. The live keys travel in the repository's mutable
+# key bag instead (core/backup/keybag.py), and restore fills them back in.
+REDACTED: dict[str, frozenset[str]] = {"data_keys": frozenset({"wrapped_key"})}
+
+
+def _redacted(table: Table, redact: bool) -> frozenset[str]:
+    return REDACTED.get(table.name, frozenset()) if redact else frozenset()
+
+
 def column_names(table_columns: Sequence[Column]) -> list[str]:
     return [c.name for c in table_columns]
 
@@ -116,7 +127,7 @@ def pg_session_sql() -> str:
 
 
 def copy_out_sql(table: Table, *, after: tuple[str, int] | None = None,
-                 key_range: tuple[str | None, str | None] | None = None) -> str:
+                 key_range: tuple[str | None, str | None] | None = None, redact: bool = False) -> str:
     """`COPY (SELECT <cols> FROM t ORDER BY <pk>) TO STDOUT` in the canonical column order.
 
     Text keys sort with COLLATE "C" (bytewise, as SQLite's BINARY does), so both engines
@@ -124,8 +135,11 @@ def copy_out_sql(table: Table, *, after: tuple[str, int] | None = None,
     keeps only rows whose integer `column` exceeds n (incremental snapshots).
     `key_range=(low, high)` keeps low <= key < high (either end open when None), for a
     single-column uuid or integer key; the bounds are key texts as COPY writes them.
+    `redact` writes NULL for the REDACTED columns (what a snapshot stores).
     """
-    cols = ", ".join(_quote(c.name) for c in columns(table))
+    hidden = _redacted(table, redact)
+    cols = ", ".join(f"NULL AS {_quote(c.name)}" if c.name in hidden else _quote(c.name)
+                     for c in columns(table))
     order = ", ".join(_quote(c.name) + (' COLLATE "C"' if _kind(c) in ("text", "enum") else "")
                       for c in table.primary_key.columns)
     conditions = [f"{_quote(after[0])} > {int(after[1])}"] if after else []
@@ -169,12 +183,14 @@ def copy_in_sql(table: Table) -> str:
     return f"COPY {_quote(table.name)} ({cols}) FROM STDIN"
 
 
-def select_for_copy(table: Table, *, after: tuple[str, int] | None = None) -> Select:
+def select_for_copy(table: Table, *, after: tuple[str, int] | None = None, redact: bool = False) -> Select:
     """SELECT the table's columns in canonical order, ordered by primary key, ready for
     `encode_rows`: JSON columns come back as their stored text (None only for SQL NULL).
-    `after` filters as in `copy_out_sql`.
+    `after` and `redact` as in `copy_out_sql`.
     """
-    exprs = [cast(c, Text).label(c.name) if _kind(c) == "json" else c for c in columns(table)]
+    hidden = _redacted(table, redact)
+    exprs = [null().label(c.name) if c.name in hidden
+             else cast(c, Text).label(c.name) if _kind(c) == "json" else c for c in columns(table)]
     query = select(*exprs).order_by(*table.primary_key.columns)
     if after:
         query = query.where(table.c[after[0]] > int(after[1]))

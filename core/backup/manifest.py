@@ -15,7 +15,8 @@ restore silently brings back less than was backed up. The manifest therefore car
 KEK nobody can produce a manifest that verifies. It does not stop deletion of a whole
 manifest (a snapshot going missing is visible to retention and monitoring instead).
 
-The manifest holds no PHI and no key material: table and column names, counts, sizes,
+The manifest holds no PHI and no key material (format 2: nor do the snapshot's chunks,
+whose `data_keys` rows have no wrapped key; see keybag.py): table and column names, counts, sizes,
 hashes of ciphertext-bearing segments and content addresses (keyed HMACs) only.
 """
 from __future__ import annotations
@@ -30,7 +31,10 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-FORMAT = 1
+# Format 2: the snapshot's `data_keys` rows carry no wrapped key (copytext.REDACTED);
+# restore takes the keys from the repository's key bag. Format 1 snapshots (written
+# before the bag) carry theirs, and restore only wipes the ones the bag lists as erased.
+FORMAT = 2
 _HEX64 = r"^[0-9a-f]{64}$"
 
 
@@ -98,7 +102,7 @@ def totals_of(tables: Iterable[TableEntry], added_bytes: int = 0) -> Totals:
 class Manifest(_Model):
     """A snapshot's manifest; build it with `Manifest.build` so the totals add up."""
 
-    format: Literal[1] = FORMAT
+    format: Literal[1, 2] = FORMAT
     repository_id: uuid.UUID
     snapshot_id: uuid.UUID
     kind: Literal["full", "incremental"]
@@ -131,12 +135,19 @@ class Manifest(_Model):
     def build(cls, *, repository_id: uuid.UUID, snapshot_id: uuid.UUID,
               kind: Literal["full", "incremental"], parent_id: uuid.UUID | None,
               created_at: datetime, schema_revision: str, change_watermark: int,
-              tables: list[TableEntry], audit: AuditHead, added_bytes: int = 0) -> Manifest:
-        """A manifest with its totals computed from `tables` (unsigned: hmac None)."""
-        return cls(repository_id=repository_id, snapshot_id=snapshot_id, kind=kind,
+              tables: list[TableEntry], audit: AuditHead, added_bytes: int = 0,
+              format: Literal[1, 2] = FORMAT) -> Manifest:
+        """A manifest with its totals computed from `tables` (unsigned: hmac None).
+        `format` 1 only for a copy of a format-1 link (compaction re-parents it)."""
+        return cls(format=format, repository_id=repository_id, snapshot_id=snapshot_id, kind=kind,
                    parent_id=parent_id, created_at=created_at, schema_revision=schema_revision,
                    change_watermark=change_watermark, tables=tables, audit=audit,
                    totals=totals_of(tables, added_bytes))
+
+    @property
+    def keys_in_bag(self) -> bool:
+        """The data keys are in the repository's key bag, not in the snapshot."""
+        return self.format >= 2
 
     def chunk_refs(self) -> Iterable[ChunkRef]:
         for table in self.tables:

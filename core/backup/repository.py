@@ -7,13 +7,16 @@ Layout (every object is opaque ciphertext or key-free metadata)::
     config.previous                 the config before a KEK rewrap, until confirmed
     chunks/<2 hex>/<64 hex>         version byte | 96-bit nonce | AES-256-GCM(zstd(plain))
     snapshots/<snapshot id>.json    manifests (see manifest.py), written last
+    keys/bag                        the key bag: the data keys the snapshots need, the
+                                    one object rewritten in place (see keybag.py)
     locks/<lock id>.json            shared/exclusive leases (who is using the repository)
 
 Keys. Each repository has its own random 256-bit backup key, stored only wrapped by the
 KEK (the same AES-GCM wrapping as the database's data keys, with the key id and a
 purpose of its own as associated data). The KEK (key file or recovery kit) is therefore
 the only secret a restore into an empty database needs; the database's `data_keys`
-table is not involved, and the unwrapped key is never written anywhere. Sub-keys come
+table is not involved, and the unwrapped key is never written anywhere. Snapshots carry
+no data key: those are in the key bag, so that an erasure can reach them. Sub-keys come
 from HKDF-SHA256 over the backup key with distinct `info` strings, so the chunk cipher,
 the content-address MAC, the manifest MAC and the config MAC never share a key.
 
@@ -254,7 +257,7 @@ def init_repository(target: Target, keyring: Keyring, *, clock: Clock = utcnow,
                             "here at the same moment; open it instead")
     config = _parse_config(target, CONFIG_KEY, canonical_json(document))
     return Repository(target, config, backup_key, compression_level=compression_level,
-                      zstd_threads=zstd_threads)
+                      zstd_threads=zstd_threads, keyring=keyring)
 
 
 def open_repository(target: Target, keyring: Keyring, *,
@@ -285,7 +288,7 @@ def open_repository(target: Target, keyring: Keyring, *,
         config, name = previous, PREVIOUS_CONFIG_KEY
     backup_key = _unwrap(target, name, config, keyring)
     return Repository(target, config, backup_key, compression_level=compression_level,
-                      zstd_threads=zstd_threads)
+                      zstd_threads=zstd_threads, keyring=keyring)
 
 
 def rewrap(repository: Repository, keyring: Keyring) -> Repository:
@@ -344,7 +347,7 @@ def confirm_rewrap(target: Target, keyring: Keyring) -> Repository:
     if config is None or config.kek_id != keyring.kek_id:
         raise ConflictError(f"{target.describe()}: {CONFIG_KEY} is not wrapped by KEK "
                             f"{keyring.kek_id}; rewrap first")
-    repository = Repository(target, config, _unwrap(target, CONFIG_KEY, config, keyring))
+    repository = Repository(target, config, _unwrap(target, CONFIG_KEY, config, keyring), keyring=keyring)
     target.delete(PREVIOUS_CONFIG_KEY)
     return repository
 
@@ -357,8 +360,11 @@ class Repository:
     """An opened repository; safe to share between threads for chunks and reads."""
 
     def __init__(self, target: Target, config: RepositoryConfig, backup_key: bytes, *,
-                 compression_level: int = DEFAULT_LEVEL, zstd_threads: int = 0) -> None:
+                 compression_level: int = DEFAULT_LEVEL, zstd_threads: int = 0,
+                 keyring: Keyring | None = None) -> None:
         self.target = target
+        # The keyring that opened it: restore wraps the key bag's data keys with it.
+        self.keyring = keyring
         self.config = config
         self.compression_level = compression_level
         self.zstd_threads = zstd_threads
@@ -375,6 +381,10 @@ class Repository:
     @property
     def id(self) -> uuid.UUID:
         return self.config.repository_id
+
+    def keybag_key(self) -> bytes:
+        """The key sealing the key bag (core/backup/keybag.py)."""
+        return _derive(self._backup_key, b"strongroom-backup-keybag")
 
     # -- chunks -----------------------------------------------------------------------
 

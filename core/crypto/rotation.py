@@ -686,6 +686,21 @@ def key_status(conn: Connection) -> dict:
     }
 
 
+def retired_unused(conn: Connection, *, for_update: bool = False) -> list[tuple[uuid.UUID, KeyPurpose]]:
+    """(id, purpose) of retired client and system keys no row of `conn`'s database uses.
+
+    What `destroy_retired_unused` destroys, and what a snapshot does not need: the
+    backup's key bag carries such a key only while an older kept snapshot needs it."""
+    unused = [~exists().where(_table(name).c.key_id == _keys.c.id) for name in CLIENT_KEYED]
+    query = (select(_keys.c.id, _keys.c.purpose)
+             .where(_keys.c.state == KeyState.RETIRED,
+                    _keys.c.purpose.in_([KeyPurpose.CLIENT, KeyPurpose.SYSTEM]), *unused))
+    candidates = conn.execute(query.with_for_update() if for_update else query).all()
+    system_in_use = {key_id for _, key_id in _system_rows_by_key(conn)}
+    return [(k.id, k.purpose) for k in candidates
+            if not (k.purpose == KeyPurpose.SYSTEM and k.id in system_in_use)]
+
+
 @dataclass(frozen=True)
 class Destroyed:
     key_ids: list[str]
@@ -695,23 +710,14 @@ class Destroyed:
 def destroy_retired_unused(ctx: Context, *, actor: str) -> Destroyed:
     """Crypto-shred retired data keys that no row of the live database uses any more.
 
-    Irreversible for the live database. Backups taken before keep their own copy of the
-    data_keys table (wrapped by the KEK of their time, hence the retired KEK files), so
-    they still restore. Only client and system keys are considered: blind-index and
-    signing keys are never retired by rotation.
+    Irreversible for the live database. Snapshots taken before still restore: each
+    backup repository's key bag keeps the key while a kept snapshot needs it, and a
+    prune drops it once none does (core/backup/keybag.py). Only client and system keys
+    are considered: blind-index and signing keys are never retired by rotation.
     """
     by_purpose: Counter[str] = Counter()
     with transaction(ctx.engine) as conn:
-        unused = [~exists().where(_table(name).c.key_id == _keys.c.id) for name in CLIENT_KEYED]
-        candidates = conn.execute(
-            select(_keys.c.id, _keys.c.purpose)
-            .where(_keys.c.state == KeyState.RETIRED,
-                   _keys.c.purpose.in_([KeyPurpose.CLIENT, KeyPurpose.SYSTEM]), *unused)
-            .with_for_update()
-        ).all()
-        system_in_use = {key_id for _, key_id in _system_rows_by_key(conn)}
-        doomed = [(k.id, k.purpose) for k in candidates
-                  if not (k.purpose == KeyPurpose.SYSTEM and k.id in system_in_use)]
+        doomed = retired_unused(conn, for_update=True)
         if doomed:
             conn.execute(update(_keys).where(_keys.c.id.in_([k for k, _ in doomed]))
                          .values(wrapped_key=None, state=KeyState.DESTROYED,

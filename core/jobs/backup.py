@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, Table, func, insert, select, text
 from strongroom.core import audit
 from strongroom.core.backup import copytext
 from strongroom.core.backup.manifest import AuditHead, ChunkRef, Manifest, TableEntry
-from strongroom.core.backup import configurations
+from strongroom.core.backup import configurations, keybag
 from strongroom.core.backup.repository import Lock, Repository, StoredChunk, init_repository, open_repository
 from strongroom.core.context import Context
 from strongroom.core.db.engine import set_scope, transaction
@@ -131,6 +131,8 @@ def _parent(ctx: Context, repo: Repository, params: dict, cfg: configurations.Co
         revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
     if newest.schema_revision != revision:
         return None          # a chain never spans schema revisions: restore needs one schema
+    if not newest.keys_in_bag:
+        return None          # the first snapshot with its keys in the bag starts a chain of its own
     return newest if len(chain_of(repo, newest.snapshot_id)) < MAX_CHAIN else None
 
 
@@ -171,7 +173,8 @@ def _segments(blocks: Iterator[tuple[bytes | memoryview, int]], limit: int) -> I
 
 def _sqlite_blocks(conn: Connection, table: Table, after: tuple[str, int] | None) -> Iterator[tuple[bytes, int]]:
     cols = copytext.columns(table)
-    result = conn.execution_options(stream_results=True).execute(copytext.select_for_copy(table, after=after))
+    result = conn.execution_options(stream_results=True).execute(
+        copytext.select_for_copy(table, after=after, redact=True))
     while True:
         rows = result.fetchmany(_SQLITE_BATCH)
         if not rows:
@@ -183,7 +186,7 @@ def _pg_blocks(conn: Connection, table: Table, after: tuple[str, int] | None) ->
     """One block per CopyData message: PostgreSQL sends exactly one row per message in
     COPY TO (protocol docs, CopyData), so each is a whole line and counts one row."""
     raw = conn.connection.driver_connection
-    with raw.cursor().copy(copytext.copy_out_sql(table, after=after)) as copy:
+    with raw.cursor().copy(copytext.copy_out_sql(table, after=after, redact=True)) as copy:
         for block in copy:
             yield block, 1
 
@@ -247,7 +250,8 @@ PlanFor = Callable[[Table], tuple[str, "tuple[str, int] | None", "int | None", "
 
 def write_tables(conn: Connection, repo: Repository, lock: Lock, pool: ThreadPoolExecutor,
                  plan_for: PlanFor, progress) -> tuple[list[TableEntry], int]:
-    """Stream every table of `conn` (already inside its read snapshot) into chunks.
+    """Stream every table of `conn` (already inside its read snapshot) into chunks,
+    without the wrapped data keys (copytext.REDACTED: they go to the key bag).
 
     `plan_for(table)` gives (mode, row filter, high-water id, live rows of the parent)
     per table. Returns the manifest's table entries and the bytes newly stored."""
@@ -307,8 +311,13 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             watermark = current_change_version(conn)
             checkpoint = audit.checkpoint(conn, ctx.keyring)
             revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            live_keys = keybag.live_keys(conn, ctx.keyring, started)
             entries, added_total = write_tables(
                 conn, repo, lock, pool, lambda table: _plan(conn, table, parent, parent_tables), progress)
+        lock.check()
+        # The keys before the manifest: a snapshot never exists without them.
+        keybag.after_backup(ctx.engine, repo, live_keys, snapshot_id, started)
+        del live_keys
         manifest = Manifest.build(
             repository_id=repo.id, snapshot_id=snapshot_id, kind=kind,
             parent_id=parent.snapshot_id if parent else None, created_at=started,

@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from strongroom.core import audit
-from strongroom.core.backup import configurations
+from strongroom.core.backup import configurations, keybag
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
 from strongroom.core.config import RetentionSettings
@@ -497,6 +497,11 @@ def _execute(ctx: Context, repo: Repository, cfg: configurations.Configuration, 
             repo.delete_manifest(snapshot_id)
             progress(n, len(deleted), "forgetting snapshots")
         live = [present[i] for i in present if i not in set(deleted)]
+        # Keys only forgotten snapshots needed (DEKs retired by a rotation) leave the key
+        # bag now: after this no object of the repository holds them.
+        before = keybag.read(repo)
+        after = keybag.after_prune(ctx.engine, repo, {m.snapshot_id: m.created_at for m in live})
+        keys_dropped = sorted(str(k) for k in set(before.keys if before else ()) - set(after.keys))
         chunks = 0
         for key in repo.unreferenced_chunks(live, lock):
             repo.target.delete(key)
@@ -517,7 +522,8 @@ def _execute(ctx: Context, repo: Repository, cfg: configurations.Configuration, 
         audit.append(conn, actor=actor, action="RETENTION", table_name="backups",
                      details={"forgotten": len(forgotten), "superseded": len(superseded), "chunks_deleted": chunks,
                               "unknown_left": len(the_plan.unknown), "configuration": cfg.name,
-                              "kept_because_needed": len(set(delete) - set(deleted))})
+                              "kept_because_needed": len(set(delete) - set(deleted)),
+                              "keys_dropped": keys_dropped})
     return {"forgotten": [str(i) for i in forgotten], "superseded": [str(i) for i in superseded],
             "compacted": [{"from": str(o), "to": str(n)} for o, n in replaced.items()],
-            "chunks_deleted": chunks, "compaction_skipped": skipped}
+            "chunks_deleted": chunks, "compaction_skipped": skipped, "keys_dropped": keys_dropped}

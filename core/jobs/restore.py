@@ -14,7 +14,11 @@ database (the caller's own, or one a running daemon serves) is refused whatever
 `force` says, by the database's identity rather than its URL's spelling.
 
 Only the KEK is needed: the backup key is in the repository, wrapped; the data keys
-that open field ciphertext are in the snapshot, wrapped.
+that open field ciphertext are in the repository's key bag (core/backup/keybag.py),
+filled in once the snapshot is proven and wrapped by the restoring KEK. A key the bag
+no longer holds (an erased client's) stays without a wrapped key: the client's rows
+restore, as tombstones, and do not decrypt. A snapshot from before the bag carries its
+own keys; only those the bag lists as erased are wiped.
 """
 from __future__ import annotations
 
@@ -25,7 +29,7 @@ import time
 import uuid
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, select, text
@@ -33,14 +37,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from strongroom.core import audit
-from strongroom.core.backup import copytext
+from strongroom.core.backup import copytext, keybag
 from strongroom.core.db import identity, staging
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
 from strongroom.core.db.engine import make_engine, set_scope, transaction
 from strongroom.core.db.migrate import head_revision, upgrade
 from strongroom.core.db.models import AuditLog, Client, DataKey, Practice
-from strongroom.core.errors import ConflictError, IntegrityError
+from strongroom.core.errors import ConflictError, IntegrityError, KeyUnavailableError
 from strongroom.core.jobs.backup import chain_of
 from strongroom.core.jobs.backup import tables as backed_up_tables
 from strongroom.core.repository import changes
@@ -61,6 +65,8 @@ class RestoreResult:
     rows: int
     seconds: float
     audit_entries: int
+    # restored / erased / missing data keys (keybag.Filled)
+    keys: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -302,7 +308,8 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
         else:
             chain_check = _restore_in_place(plan, engine, force)
         return RestoreResult(str(snapshot_id), engine.dialect.name, len(manifest.tables),
-                             plan.total, round(time.monotonic() - started, 3), chain_check.checked)
+                             plan.total, round(time.monotonic() - started, 3), chain_check.checked,
+                             plan.keys.as_dict() if plan.keys else {})
     finally:
         if own_engine:
             engine.dispose()
@@ -328,6 +335,7 @@ class _Plan:
         self.chain = chain
         self.manifest = chain[-1]
         self.by_name = by_name
+        self.keys: keybag.Filled | None = None
         self.steps: dict[str, list] = {}
         for position, link in enumerate(chain):
             for entry in link.tables:
@@ -578,7 +586,23 @@ def _restore_in_place(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyR
             _check_foreign_keys(conn, [plan.by_name[n] for n in plan.tables()])
         for name in plan.tables():
             _prove_table(conn, plan, name)
+        plan.keys = _fill_keys(conn, plan)
     return _prove_chain(engine, plan)
+
+
+def _fill_keys(conn: Connection, plan: _Plan) -> keybag.Filled:
+    """After the proofs (which compare the snapshot's bytes, wrapped keys absent): the
+    data keys from the repository's key bag, with change tracking held so the key
+    records keep the versions the snapshot gave them."""
+    keyring = plan.repo.keyring
+    if keyring is None:
+        raise KeyUnavailableError("restore needs the repository opened with a keyring (the KEK)")
+    changes.hold_tracking(conn)
+    filled = keybag.fill(conn, plan.repo, keyring, in_bag_format=plan.manifest.keys_in_bag)
+    changes.resume_tracking(conn)
+    if filled.missing:
+        log.warning("restore: %d data key(s) the snapshot needs are not in the key bag", filled.missing)
+    return filled
 
 
 def _restore_staged(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyResult:
@@ -666,6 +690,9 @@ def _restore_staged(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyRes
             _reset_counters(conn, plan.manifest)
         if not chain_check:                                  # a snapshot without audit_logs
             chain_check.append(_prove_chain(stage.engine, plan))
+        with transaction(stage.engine) as conn:
+            _begin_load(conn)
+            plan.keys = _fill_keys(conn, plan)
         stage.swap_in(force=force, is_empty=is_empty)
     return chain_check[0]
 

@@ -100,6 +100,16 @@ class Target(Protocol):
         """
         ...
 
+    def replace(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` and leave no earlier version of it retrievable.
+
+        For the one mutable object of a repository (the key bag, core/backup/keybag.py):
+        after this returns, the previous bytes are gone from the target, including from
+        a versioned bucket's history. Atomic like `put`: until the new object is stored
+        the old one stays whole, so a failure loses nothing. Never Object-Locked.
+        """
+        ...
+
     def get(self, key: str) -> bytes:
         """Return the object's bytes; NotFoundError naming the key if it is missing."""
         ...

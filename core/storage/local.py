@@ -55,6 +55,11 @@ class LocalTarget:
         except OSError as exc:
             raise self._error("write", key, exc) from exc
 
+    def replace(self, key: str, data: bytes) -> None:
+        """`put`: the rename drops the only link to the old file (a filesystem snapshot
+        or a backup of this directory is outside what Strongroom can reach)."""
+        self.put(key, data)
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """Link a fully written temporary file into place unless the key exists.
 

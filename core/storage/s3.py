@@ -119,6 +119,49 @@ class S3Target:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("write", key, exc) from exc
 
+    def replace(self, key: str, data: bytes) -> None:
+        """PUT without Object Lock retention, then delete every other version of the key
+        (and any delete marker), so a versioned bucket keeps no earlier bytes.
+
+        The new version is written first: if the PUT fails the old one is untouched, and
+        if a delete fails the call raises (the caller retries; the newest version is
+        already the new one). A bucket whose *default* retention locks every new object
+        cannot hold a mutable object: that is refused with a message saying so.
+        """
+        name = self._name(key)
+        args = {k: v for k, v in self._write_args().items() if not k.startswith("ObjectLock")}
+        try:
+            written = self._client.put_object(Bucket=self.bucket, Key=name, Body=bytes(data), **args)
+            keep = written.get("VersionId")
+            if keep is not None:              # unversioned bucket: the PUT replaced it
+                for version in self._versions(name):
+                    if version != keep:
+                        self._client.delete_object(Bucket=self.bucket, Key=name,
+                                                   VersionId=version)
+        except ClientError as exc:
+            if _code(exc) in ("AccessDenied", "InvalidRequest") and self.object_lock_days:
+                raise StorageError(
+                    f"{self.describe()}: cannot remove an earlier version of {key!r}: the bucket "
+                    "locks it (a default Object Lock retention?). The key bag must live where "
+                    "old versions can be deleted; see README, Erasure") from exc
+            raise self._error("replace", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("replace", key, exc) from exc
+
+    def versions(self, key: str) -> list[str]:
+        """Every stored version id of `key` (delete markers included), newest first."""
+        try:
+            return list(self._versions(self._name(key)))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("list versions of", key, exc) from exc
+
+    def _versions(self, name: str) -> Iterator[str]:
+        paginator = self._client.get_paginator("list_object_versions")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=name):
+            for item in (*page.get("Versions", ()), *page.get("DeleteMarkers", ())):
+                if item["Key"] == name:
+                    yield item["VersionId"]
+
     def put_if_absent(self, key: str, data: bytes) -> bool:
         """A conditional write (If-None-Match: *); S3 refuses it if the key exists.
 

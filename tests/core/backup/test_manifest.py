@@ -135,8 +135,8 @@ def test_removed_hmac_garbage_and_newer_formats_are_named() -> None:
     del document["hmac"]
     with pytest.raises(ManifestError, match="no HMAC"):
         unseal(canonical_json(document), KEY)
-    document["format"] = 2
-    with pytest.raises(ManifestError, match="format 2"):
+    document["format"] = 3
+    with pytest.raises(ManifestError, match="format 3"):
         unseal(canonical_json(document), KEY)
 
 

@@ -197,7 +197,7 @@ def test_incremental_snapshot_carries_only_changes_and_restores_on_its_own(ctx, 
         now_engine, base_engine = make_engine(urls[0]), make_engine(urls[1])
         assert _clients(now_engine, ctx.keyring) == _clients(ctx.engine, ctx.keyring)
         assert _clients(base_engine, ctx.keyring) == before
-        assert _key_records(now_engine) == _key_records(ctx.engine)
+        assert _key_records(now_engine, ctx.keyring) == _key_records(ctx.engine, ctx.keyring)
         now_engine.dispose()
         base_engine.dispose()
     finally:
@@ -206,10 +206,14 @@ def test_incremental_snapshot_carries_only_changes_and_restores_on_its_own(ctx, 
                 pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _key_records(engine) -> list:
+def _key_records(engine, keyring) -> list:
+    """Every key record, the key itself unwrapped: a restore wraps the keys from the key
+    bag afresh (a new nonce), so the wrapped bytes differ while the keys are the same."""
     table = DataKey.__table__
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(select(table).order_by(table.c.id))]
+        rows = conn.execute(select(table).order_by(table.c.id)).mappings().all()
+    return [{**r, "wrapped_key": r["wrapped_key"] and keyring.unwrap(r["id"], r["purpose"], r["wrapped_key"],
+                                                                     r["kek_id"])} for r in rows]
 
 
 def test_a_schema_upgrade_starts_a_new_chain(backed_up):
