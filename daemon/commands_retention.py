@@ -18,7 +18,7 @@ from pydantic import Field
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
 from strongroom.core.jobs import retention as retention_job
-from strongroom.core.retention import erasure, holds, policies
+from strongroom.core.retention import certificate, erasure, holds, policies
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
@@ -142,9 +142,28 @@ class RequestIdArgs(Args):
 
 @command("erasure.approve", permission=APPROVE, args=RequestIdArgs)
 def erasure_approve_cmd(d: "Daemon", call: Call) -> dict:
-    """Approve an erasure request and carry it out now: the client's keys are destroyed."""
-    return erasure.approve(d.ctx.engine, d.ctx.keyring, call.args.request_id, approver=call.principal.actor,
-                           session_id=call.principal.session_id)
+    """Approve an erasure request and carry it out now: the client's keys are destroyed,
+    then every backup repository's key bag is rewritten without them and the signed
+    erasure certificate is issued (`certificate` in the reply)."""
+    row = erasure.approve(d.ctx.engine, d.ctx.keyring, call.args.request_id, approver=call.principal.actor,
+                          session_id=call.principal.session_id)
+    return {**row, "certificate": certificate.complete(d.ctx, call.args.request_id, actor=call.principal.actor)}
+
+
+class CertificateArgs(Args):
+    request_id: uuid.UUID
+    reissue: bool = False
+
+
+@command("erasure.certificate", permission=READ, args=CertificateArgs)
+def erasure_certificate_cmd(d: "Daemon", call: Call) -> dict:
+    """The newest signed certificate of an executed erasure. `reissue` (needs
+    erasure:approve) first retries every repository not yet reached, then issues a new one."""
+    a: CertificateArgs = call.args
+    if a.reissue:
+        d.require(call.principal, APPROVE)
+        return certificate.complete(d.ctx, a.request_id, actor=call.principal.actor)
+    return certificate.latest(d.ctx, a.request_id)
 
 
 @command("erasure.reject", permission=APPROVE, args=RequestIdArgs)

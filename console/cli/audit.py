@@ -26,12 +26,18 @@ def group() -> None:
 @group.command(name="verify")
 @click.option("--checkpoint", "checkpoint_file", type=click.Path(dir_okay=False, exists=True),
               help="Also prove the chain still holds this signed checkpoint.")
+@click.option("--certificate", "certificate_file", type=click.Path(dir_okay=False, exists=True),
+              help="Also check this erasure certificate (JSON) against the log.")
 @json_option
 @pass_state
-def verify_cmd(state: CliState, checkpoint_file: str | None, as_json: bool) -> None:
-    """Re-hash the whole chain; report the first broken row (exit 6 if any)."""
+def verify_cmd(state: CliState, checkpoint_file: str | None, certificate_file: str | None,
+               as_json: bool) -> None:
+    """Re-hash the whole chain; report the first broken row (exit 6 if any). Every
+    erasure certificate the log holds is checked too (signature, and the statement
+    logged after its erasure), and a handed-over one with --certificate."""
     from strongroom.core import audit
     from strongroom.core.db.engine import transaction
+    from strongroom.core.retention import certificate
 
     engine = state.ctx.engine
 
@@ -49,16 +55,33 @@ def verify_cmd(state: CliState, checkpoint_file: str | None, as_json: bool) -> N
         result = audit.verify_checkpoint(engine, cp)
     else:
         result = audit.verify(engine, progress=progress)
+    verdicts = certificate.verify_all(engine)
+    if certificate_file:
+        handed = certificate.parse(Path(certificate_file).read_bytes())
+        with transaction(engine, read_only=True) as conn:
+            verdicts.append(certificate.verify(conn, handed))
+    bad = [v for v in verdicts if not v.ok]
     with transaction(engine) as conn:
         audit.append(conn, actor=local_actor(), action="VERIFY",
-                     table_name="audit_logs", outcome="success" if result.ok else "failure",
-                     details={"checked": result.checked, "broken_id": result.broken_id})
-    data = result.__dict__
-    emit(as_json, data, lambda d: click.echo(
-        f"audit chain intact: {d['checked']} entries, head {d['head_hash'][:16]}" if d["ok"] else
-        f"audit chain BROKEN at entry {d['broken_id']}: {d['reason']} ({d['checked']} entries before it verified)"))
+                     table_name="audit_logs", outcome="success" if result.ok and not bad else "failure",
+                     details={"checked": result.checked, "broken_id": result.broken_id,
+                              "certificates": len(verdicts), "certificates_failed": len(bad)})
+    data = {**result.__dict__, "certificates": {"checked": len(verdicts),
+                                                "failed": [v.__dict__ for v in bad]}}
+
+    def show(d: dict) -> None:
+        click.echo(f"audit chain intact: {d['checked']} entries, head {d['head_hash'][:16]}" if d["ok"] else
+                   f"audit chain BROKEN at entry {d['broken_id']}: {d['reason']} ({d['checked']} entries "
+                   "before it verified)")
+        if verdicts:
+            click.echo(f"erasure certificates: {len(verdicts) - len(bad)} of {len(verdicts)} verified")
+        for v in bad:
+            click.echo(f"  certificate of request {v.request_id} FAILED: {v.reason}")
+    emit(as_json, data, show)
     if not result.ok:
         raise IntegrityError(f"audit chain broken at entry {result.broken_id}")
+    if bad:
+        raise IntegrityError(f"{len(bad)} erasure certificate(s) failed verification")
 
 
 @group.command(name="checkpoint")

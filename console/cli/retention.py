@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from pathlib import Path
 from collections.abc import Callable
 
 import click
@@ -240,9 +241,39 @@ def erasure_approve_cmd(state: CliState, request_id: uuid.UUID, yes: bool, socke
                       "records become unreadable everywhere, old backups included. This cannot be undone. "
                       "Continue?", abort=True)
     row = run_remote(state, socket_path, lambda c: c.call("erasure.approve", {"request_id": str(request_id)}))
-    emit(as_json, row, lambda r: click.echo(
-        f"erased client {r['client_id']}: {r['erased']['keys_destroyed']} key(s) destroyed, "
-        f"{r['erased']['therapy_sessions']} session(s) and {r['erased']['client_files']} file(s) tombstoned"))
+
+    def show(r: dict) -> None:
+        click.echo(f"erased client {r['client_id']}: {r['erased']['keys_destroyed']} key(s) destroyed, "
+                   f"{r['erased']['therapy_sessions']} session(s) and {r['erased']['client_files']} file(s) "
+                   "tombstoned")
+        cert = r.get("certificate") or {}
+        pending = [c["configuration"] for c in cert.get("repositories", ()) if c["status"] == "pending"]
+        click.echo(f"backup repositories: {'every one updated' if not pending else 'NOT reached: ' + ', '.join(pending)}"
+                   f"; certificate: strongroom erasure certificate {r['id']}")
+    emit(as_json, row, show)
+
+
+@erasure_group.command(name="certificate")
+@click.argument("request_id", type=click.UUID)
+@click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False), help="Also write it as a PDF file.")
+@click.option("--reissue", is_flag=True,
+              help="Retry the backup repositories not reached yet, then issue a new certificate.")
+@socket_option
+@json_option
+@pass_state
+def erasure_certificate_cmd(state: CliState, request_id: uuid.UUID, pdf_path: str | None, reissue: bool,
+                            socket_path, as_json: bool) -> None:
+    """The signed certificate of an executed erasure: as text, JSON (--json) or PDF (--pdf).
+
+    Check one handed over with `strongroom audit verify --certificate FILE` (JSON)."""
+    from strongroom.core.fsutil import write_atomic
+    from strongroom.core.retention import certificate
+
+    cert = run_remote(state, socket_path, lambda c: c.call("erasure.certificate", {
+        "request_id": str(request_id), "reissue": reissue}))
+    if pdf_path:
+        write_atomic(Path(pdf_path), certificate.as_pdf(cert), mode=0o600)
+    emit(as_json, cert, lambda c: click.echo(certificate.as_text(c), nl=False))
 
 
 @erasure_group.command(name="reject")

@@ -123,6 +123,13 @@ def test_erasure_takes_two_people_and_a_hold_stops_it(retention_daemon):
     done = d.call("erasure.approve", {"request_id": filed["id"]}, token=owner)
     assert done["status"] == "executed" and done["approved_by"] == "user:owner1"
     assert done["erased"]["keys_destroyed"] == 1 and done["erased"]["therapy_sessions"] == 2
+    # Approval reaches the backup repositories at once and certifies it, signed.
+    cert = done["certificate"]
+    assert (cert["client_id"], cert["requested_by"], cert["approved_by"]) == (target, "user:manager1", "user:owner1")
+    assert cert["signature"]["algorithm"] == "Ed25519" and cert["repositories"][0]["configuration"] == "default"
+    assert d.call("erasure.certificate", {"request_id": filed["id"]}, token=manager) == cert
+    assert error_of(d, "erasure.certificate", {"request_id": filed["id"], "reissue": True}, manager).code == "forbidden"
+    assert error_of(d, "erasure.certificate", {"request_id": mine["id"]}).code == "not_found"
     assert d.call("erasure.reject", {"request_id": mine["id"]}, token=owner)["status"] == "rejected"
     assert error_of(d, "erasure.approve", {"request_id": filed["id"]}, owner).code == "conflict"
     assert error_of(d, "erasure.approve", {"request_id": str(uuid.uuid4())}, owner).code == "not_found"
