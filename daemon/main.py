@@ -27,6 +27,7 @@ from strongroom.core.auth.users import get_user_by_id
 from strongroom.core.backup.configurations import sync_configurations as sync_backup_configurations
 from strongroom.core.config import Settings, load_settings, locate_config
 from strongroom.core.context import Context, open_context
+from strongroom.core.crypto.shredded import forget_destroyed
 from strongroom.core.db.engine import transaction, translate_error
 from strongroom.core.db.migrate import current_revision, head_revision
 from strongroom.core.db.models import AuditLog, IntegrityCheck, SecurityEvent, SyncPeer
@@ -217,6 +218,7 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 self._health = await asyncio.to_thread(self._read_health)
+                await asyncio.to_thread(self._forget_destroyed_keys)
                 self.control.publish("health", self._health)
                 self._say_status()
                 await asyncio.to_thread(self._publish_new_rows)
@@ -230,6 +232,13 @@ class Daemon:
                 await asyncio.wait_for(self.stopping.wait(), min(interval, 1.0))
             except asyncio.TimeoutError:
                 pass
+
+    def _forget_destroyed_keys(self) -> None:
+        """Keys another process destroyed (the leader's erasure, seen by a standby) leave
+        this daemon's key cache within a health interval, not at its next restart."""
+        with self.ctx.engine.connect() as conn:
+            self._destroyed_watermark = forget_destroyed(self.ctx.keyring, conn,
+                                                         getattr(self, "_destroyed_watermark", 0))
 
     def _read_health(self) -> dict:
         last = runs.last_success(self.ctx.engine)
