@@ -78,6 +78,25 @@ def describe(exc: PydanticError, model: type[BaseModel], what: str) -> str:
     return f"{what}: " + "; ".join(dict.fromkeys(problems))
 
 
+def has_lone_surrogate(value: Any) -> bool:
+    """True when a string anywhere in a JSON value holds half a UTF-16 pair: JSON may
+    spell one (`"\\ud800"`), but it is no text and no database or file can store it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def depth(value: Any, limit: int = MAX_DEPTH) -> int:
     """How deeply lists and objects nest in a JSON value, counted without recursion (so a
     hostile 100,000-level value costs a loop, not a RecursionError); stops counting

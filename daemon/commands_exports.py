@@ -38,7 +38,7 @@ _configurations = ExportConfiguration.__table__
 
 class ListArgs(Args):
     limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=2 ** 31)
     status: Literal["running", "succeeded", "failed", "interrupted"] | None = None
 
 

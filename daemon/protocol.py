@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from strongroom.core.validation import MAX_DEPTH, depth, describe
+from strongroom.core.validation import MAX_DEPTH, depth, describe, has_lone_surrogate
 
 PROTOCOL_VERSION = 1
 ERROR_CODES = ("bad_request", "unauthenticated", "forbidden", "not_found", "conflict",
@@ -83,6 +83,9 @@ def parse_request(frame: bytes, max_bytes: int) -> Request:
     request_id = data.get("id") if isinstance(data.get("id"), str) and len(data["id"]) <= 64 else None
     if depth(data) > MAX_DEPTH:
         raise ProtocolError("bad_request", f"frame nests deeper than {MAX_DEPTH} levels", request_id)
+    if has_lone_surrogate(data):
+        raise ProtocolError("bad_request", "frame holds a string that is not valid Unicode (a lone surrogate)",
+                            request_id)
     if data.get("v") != PROTOCOL_VERSION:
         raise ProtocolError("bad_request", f"unsupported protocol version; this daemon speaks v{PROTOCOL_VERSION}",
                             request_id)

@@ -62,7 +62,7 @@ def active_admins(conn: Connection, *, now: datetime | None = None) -> list[User
 def _target(conn: Connection, username: str) -> UserRecord:
     row = conn.execute(select(_users.c.deleted_at).where(_users.c.username == username)).first()
     if row is None or row.deleted_at is not None:
-        raise NotFoundError(f"user {username!r} does not exist")
+        raise NotFoundError("no user by that name")
     return users.get_user(conn, username)
 
 

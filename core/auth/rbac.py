@@ -118,7 +118,7 @@ def parse_duration(value: str) -> timedelta:
     """`30m`, `8h`, `2d`, `1w` -> timedelta; at least a minute, at most MAX_GRANT."""
     found = _DURATION.match(value)
     if not found:
-        raise ValidationError(f"duration {value!r}: expected a number and a unit s/m/h/d/w, e.g. 8h")
+        raise ValidationError("duration: expected a number and a unit s/m/h/d/w, e.g. 8h")
     delta = timedelta(**{_UNITS[found.group(2)]: int(found.group(1))})
     if delta < timedelta(minutes=1) or delta > MAX_GRANT:
         raise ValidationError(f"duration {value!r}: must be between 1 minute and {MAX_GRANT.days} days")

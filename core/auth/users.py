@@ -73,7 +73,7 @@ def parse_role(value: str | Role) -> Role:
     try:
         return Role(value)
     except ValueError:
-        raise ValidationError(f"role {value!r}: expected one of "
+        raise ValidationError("role: expected one of "
                               + ", ".join(r.value for r in Role)) from None
 
 
@@ -94,7 +94,7 @@ def only_practice_id(conn: Connection) -> uuid.UUID:
 def get_user(conn: Connection, username: str) -> UserRecord:
     row = conn.execute(select(_users).where(_users.c.username == username)).mappings().first()
     if row is None:
-        raise NotFoundError(f"user {username!r} does not exist")
+        raise NotFoundError("no user by that name")
     return record_of(row)
 
 

@@ -67,7 +67,7 @@ def resolve(settings: Settings, name: str | None = None) -> Configuration:
     elif name in settings.backup.configurations:
         section = settings.backup.configurations[name]
     else:
-        raise NotFoundError(f"no backup configuration named {name!r} (configured: {', '.join(names(settings))})")
+        raise NotFoundError(f"no backup configuration by that name (configured: {', '.join(names(settings))})")
     return Configuration(name=name, target=backup_target(settings, name),
                          compression_level=section.compression_level, backup_type=section.backup_type,
                          verify_after=section.verify_after, require_approval=section.require_approval,

@@ -87,7 +87,7 @@ def check_tables(tables: object, fields: object) -> dict[str, tuple[str, ...]]:
         raise ValidationError("export: fields must map a table to its field names")
     unknown = [t for t in list(names) + list(fields) if t not in EXPORTABLE]
     if unknown:
-        raise ValidationError(f"export: unknown table(s) {', '.join(sorted(set(unknown)))} "
+        raise ValidationError(f"export: {len(set(unknown))} table name(s) not exportable "
                               f"(exportable: {', '.join(EXPORTABLE)})")
     stray = [t for t in fields if t not in names]
     if stray:
@@ -97,7 +97,8 @@ def check_tables(tables: object, fields: object) -> dict[str, tuple[str, ...]]:
         wanted = _listed(f"fields of {table}", fields[table]) if table in fields else list(EXPORTABLE[table])
         bad = [f for f in wanted if f not in EXPORTABLE[table]]
         if bad:
-            raise ValidationError(f"export: unknown field(s) {', '.join(bad)} in table {table}")
+            raise ValidationError(f"export: {len(bad)} field name(s) not in table {table} "
+                                  f"(fields: {', '.join(EXPORTABLE[table])})")
         if not wanted:
             raise ValidationError(f"export: no fields chosen for table {table}")
         chosen[table] = tuple(dict.fromkeys(wanted))
@@ -111,7 +112,7 @@ def check_filters(filters: object) -> dict:
         raise ValidationError("export: filters must be an object")
     unknown = set(filters) - {"since", "until", "practice_id", "client_id"}
     if unknown:
-        raise ValidationError(f"export: unknown filter(s) {', '.join(sorted(unknown))} "
+        raise ValidationError(f"export: {len(unknown)} unknown filter(s) "
                               "(known: since, until, practice_id, client_id)")
     since = _bound("since", filters.get("since"), end=False)
     until = _bound("until", filters.get("until"), end=True)
@@ -141,13 +142,13 @@ def where_clause(table: str, filters: dict) -> ColumnElement[bool]:
 def check_format(value: object) -> str:
     fmt = str(value or "").strip().lower()
     if fmt not in FORMATS:
-        raise ValidationError(f"export: unknown format {value!r} (known: {', '.join(FORMATS)})")
+        raise ValidationError(f"export: unknown format (known: {', '.join(FORMATS)})")
     return fmt
 
 
 def check_masking(value: object) -> str:
     profile = str(value or "masked").strip().lower()
     if profile not in MASKING_PROFILES:
-        raise ValidationError(f"export: unknown masking profile {value!r} "
+        raise ValidationError("export: unknown masking profile "
                               f"(known: {', '.join(MASKING_PROFILES)})")
     return profile

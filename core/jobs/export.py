@@ -116,7 +116,7 @@ def _configuration(ctx: Context, name: str) -> dict:
     with transaction(ctx.engine, read_only=True) as conn:
         row = conn.execute(select(_configurations).where(_configurations.c.name == name)).mappings().first()
     if row is None or not row["is_active"]:
-        raise NotFoundError(f"export configuration {name!r} does not exist or is not active")
+        raise NotFoundError("export configuration: none active by that name")
     tables: dict[str, list[str]] = {}
     for item in row["fields"] or []:
         table, _, field = str(item).partition(".")

@@ -47,7 +47,7 @@ def _policy(row) -> Policy:
 def validate(table_name: str, archive_after_days: int | None, delete_after_days: int | None) -> None:
     """A clear ValidationError naming the first thing wrong with a policy."""
     if table_name not in TABLES:
-        raise ValidationError(f"retention policy: table {table_name!r} cannot have a retention policy "
+        raise ValidationError("retention policy: that table cannot have a retention policy "
                               f"(retention-capable tables: {', '.join(TABLES)})")
     for name, value in (("archive_after_days", archive_after_days), ("delete_after_days", delete_after_days)):
         if value is None:

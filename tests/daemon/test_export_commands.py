@@ -114,7 +114,7 @@ def test_the_zip_password_is_sealed_in_the_runs_parameters(export_daemon):
 
 @pytest.mark.parametrize("args, who, code, words", [
     ({"tables": ["clients"], "fields": {"clients": ["ssn_enc"]}, "format": "csv"}, "local", "bad_request",
-     "unknown field(s) ssn_enc"),
+     "1 field name(s) not in table clients"),
     ({"tables": ["clients"], "format": "csv", "filters": {"until": "soon"}}, "local", "bad_request", "filter until"),
     ({"tables": ["clients"], "format": "csv", "encrypt": True}, "local", "bad_request", "needs a password"),
     ({"tables": ["clients"], "format": "csv", "encrypt": True, "password": "short"}, "local", "bad_request", "at least 8"),

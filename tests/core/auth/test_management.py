@@ -92,7 +92,7 @@ def test_unlock_of_an_account_that_is_not_locked_is_a_conflict(ctx, team):
 
 
 def test_unknown_user_is_not_found(ctx, team):
-    with pytest.raises(NotFoundError, match="'nobody' does not exist"):
+    with pytest.raises(NotFoundError, match="no user by that name"):
         act(ctx, management.lock_user, LOCAL, "nobody")
 
 

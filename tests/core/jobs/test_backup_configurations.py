@@ -71,7 +71,7 @@ def test_each_configuration_backs_up_into_its_own_repository_and_is_recorded(ctx
 
 def test_an_unknown_configuration_is_a_clear_error(ctx, tmp_path):
     _with_offsite(ctx, tmp_path)
-    with pytest.raises(NotFoundError, match="no backup configuration named 'nope' .*default, offsite"):
+    with pytest.raises(NotFoundError, match="no backup configuration by that name .*default, offsite"):
         backup.run(ctx, {"configuration": "nope"}, lambda *a: None)
 
 
