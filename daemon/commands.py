@@ -23,6 +23,7 @@ from strongroom.core.auth.enrolment import EnrolmentRequired
 from strongroom.core.auth.users import list_users
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup, SecurityEvent
+from strongroom.core.jobs import KINDS
 from strongroom.core.jobs import kind as job_kind
 from strongroom.core.jobs import runs
 from strongroom.core.principal import Principal
@@ -187,6 +188,12 @@ def jobs_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Recent job runs, newest first."""
     a: JobsListArgs = call.args
     return [r.as_dict() for r in runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=a.limit)]
+
+
+@command("jobs.kinds", permission=None, inline=True)
+def jobs_kinds_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Every job kind: what it does, how it may be started, its params as a JSON schema."""
+    return [k.describe() for k in KINDS.values()]
 
 
 class JobRunArgs(Args):

@@ -105,7 +105,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hold": ("retention:hold_group", "Legal holds: while one is in force, nothing of its client or practice is "
                                      "archived, deleted or erased."),
     "init": ("init:group", "Create a data directory (mode 0700): config, key file, migrated database."),
-    "jobs": ("remote:jobs_group", "Job runs: list, run, inspect, cancel."),
+    "jobs": ("remote:jobs_group", "Job runs: list, run, inspect, cancel; the kinds and their params."),
     "keys": ("keys:group", "Encryption keys: status, rotation, recovery kit."),
     "login": ("remote:login_cmd", "Log in to the daemon; keeps the session token in a 0600 file."),
     "logout": ("remote:logout_cmd", "End this session and forget its token."),

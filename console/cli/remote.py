@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import json
 import os
 import socket
 import sys
@@ -212,7 +213,7 @@ def status_cmd(state: CliState, socket_path: str | None, as_json: bool) -> None:
 
 @click.group(name="jobs")
 def jobs_group() -> None:
-    """Job runs: list, run, inspect, cancel."""
+    """Job runs: list, run, inspect, cancel; the kinds and their params."""
 
 
 def _print_runs(rows: list[dict]) -> None:
@@ -234,19 +235,51 @@ def jobs_list(state: CliState, kind, status, limit, socket_path, as_json) -> Non
     emit(as_json, run_remote(state, socket_path, lambda c: c.call("jobs.list", args)), _print_runs)
 
 
+def _schema_type(spec: dict) -> str:
+    """A JSON-schema property's type in a word or two (uuid, boolean, list of uuid, ...)."""
+    if "anyOf" in spec:
+        return " or ".join(dict.fromkeys(_schema_type(s) for s in spec["anyOf"] if s.get("type") != "null"))
+    if spec.get("type") == "array":
+        return "list of " + _schema_type(spec.get("items", {}))
+    if spec.get("format") == "uuid":
+        return "uuid"
+    return spec.get("type", "value")
+
+
+def _print_kinds(kinds: list[dict]) -> None:
+    for k in kinds:
+        how = "planned, not in this release" if k["planned"] else (
+            "on request only" if k["on_request_only"] else "schedulable")
+        click.echo(f"{k['kind']:<14} {k['summary']}  [{how}{', per backup configuration' if k['per_configuration'] else ''}]")
+        schema = k["params"]
+        for name, spec in schema.get("properties", {}).items():
+            given = "required" if name in schema.get("required", []) else f"default {json.dumps(spec.get('default'))}"
+            click.echo(f"    {name:<16} {_schema_type(spec):<22} {given:<16} {spec.get('description', '')}")
+
+
+@jobs_group.command(name="kinds")
+@socket_option
+@json_option
+@pass_state
+def jobs_kinds(state: CliState, socket_path, as_json) -> None:
+    """Every job kind, how it may be started, and the params `jobs run --param` takes."""
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("jobs.kinds")), _print_kinds)
+
+
 def _params(values: tuple[str, ...]) -> dict:
     out = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint="--param")
+            raise click.BadParameter("expected KEY=VALUE", param_hint="--param")
         out[key] = value
     return out
 
 
 @jobs_group.command(name="run")
 @click.argument("kind")
-@click.option("--param", "params", multiple=True, help="KEY=VALUE passed to the job (repeatable).")
+@click.option("--param", "params", multiple=True,
+              help="KEY=VALUE passed to the job (repeatable); `strongroom jobs kinds` lists each kind's.")
 @click.option("--wait", is_flag=True, help="Show progress and exit non-zero if the job fails.")
 @socket_option
 @json_option

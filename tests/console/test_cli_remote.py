@@ -43,6 +43,26 @@ def test_jobs_run_wait_reports_success_and_lists_it(running, capsys):
     assert json.loads(out)[0]["job_kind"] == "integrity"
 
 
+def test_jobs_kinds_lists_every_kind_with_the_params_it_takes(running, capsys):
+    data_dir, _ = running
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "jobs", "kinds")
+    assert code == 0, err
+    assert re.search(r"^restore .*\[on request only\]", out, re.M)
+    assert re.search(r"^    snapshot_id +uuid +required", out, re.M)
+    assert re.search(r"^    read_data +boolean +default false", out, re.M)
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "jobs", "kinds", "--json")
+    assert {k["kind"] for k in json.loads(out)} >= {"backup", "verify", "restore", "export", "sync"}
+
+
+def test_jobs_run_with_a_mistyped_param_names_it_and_starts_nothing(running, capsys):
+    data_dir, _ = running
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "verify",
+                       "--param", "snapshot_id=123-45-6789")
+    assert code == 2 and "verify params: snapshot_id: must be a UUID" in err and "123-45" not in err
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "jobs", "list", "--json")
+    assert json.loads(out) == []
+
+
 def test_jobs_run_of_a_planned_kind_exits_with_not_implemented(running, capsys):
     data_dir, _ = running
     code, _, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "sync")
