@@ -109,14 +109,13 @@ def user_unlock_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("user.reset_2fa", permission=MANAGE, args=UsernameArgs)
 def user_reset_2fa_cmd(d: "Daemon", call: Call) -> dict:
-    """Replace a user's TOTP secret and end their sessions; the new enrolment is shown once."""
+    """Wipe a user's TOTP secret and end their sessions; they enrol a new one at next login."""
     a: UsernameArgs = call.args
-    user, enrolment = _change(d, call, "totp_reset", a.username, lambda conn: management.reset_second_factor(
+    user = _change(d, call, "totp_reset", a.username, lambda conn: management.reset_second_factor(
         conn, d.ctx.keyring, d.ctx.settings, call.principal, a.username))
-    # The one place the new secret leaves the daemon: in this reply, to a user:manage
-    # holder, over the 0600 socket or CURVE. It is never logged or stored in plain.
-    return {"user": user.as_dict(), "enrolment": {"uri": enrolment.uri, "secret": enrolment.secret,
-                                                  "qr_text": enrolment.qr_text}}
+    # No secret in the reply: whoever resets a second factor must not hold the next one.
+    # The owner is offered it at their next login (auth.login -> enrolment_required).
+    return {"user": user.as_dict(), "pending_enrolment": True}
 
 
 @command("user.set_role", permission=MANAGE, args=RoleArgs)

@@ -2,7 +2,9 @@
 
 These commands act as the local operating-system user (`local:<uid>`), who already holds
 the data directory and its key; every change is a security event and an audit entry.
-A TOTP secret is printed exactly once, when it is created: it is stored only encrypted.
+A TOTP secret is printed exactly once, when an account is created: it is stored only
+encrypted. A 2FA reset prints none: it wipes the secret, and the account's owner enrols a
+new one at their next login, so nobody else ever holds it.
 """
 from __future__ import annotations
 
@@ -57,7 +59,8 @@ def _user_table(rows: list[users.UserRecord]) -> None:
     click.echo(f"{'USERNAME':<20} {'ROLE':<13} {'2FA':<4} {'FAILED':>6}  {'LOCKED UNTIL':<25} LAST LOGIN")
     for u in rows:
         locked = "indefinitely" if u.locked_until == users.INDEFINITE else (u.locked_until or "")
-        click.echo(f"{u.username:<20} {u.role.value:<13} {'yes' if u.totp_enabled else 'no':<4} "
+        totp = "new" if u.totp_pending else "yes" if u.totp_enabled else "no"     # new: enrols at next login
+        click.echo(f"{u.username:<20} {u.role.value:<13} {totp:<4} "
                    f"{u.failed_logins:>6}  {str(locked):<25} {u.last_login_at or 'never'}")
 
 
@@ -186,15 +189,15 @@ def revoke_grant_cmd(state: CliState, grant_id: uuid.UUID, reason: str) -> None:
 @click.argument("username")
 @pass_state
 def reset_2fa_cmd(state: CliState, username: str) -> None:
-    """Issue a new TOTP secret (the old one stops working) and end the user's sessions."""
+    """Wipe a user's TOTP secret and end their sessions; they enrol a new one at next login."""
     from strongroom.core.auth import users
     from strongroom.core.db.engine import transaction
 
     ctx = state.ctx
     with transaction(ctx.engine) as conn:
-        enrolment = users.reset_2fa(conn, ctx.keyring, ctx.settings, users.get_user(conn, username),
-                                    by=local_actor())
-    _show_enrolment(username, enrolment)
+        users.reset_2fa(conn, ctx.keyring, ctx.settings, users.get_user(conn, username), by=local_actor())
+    click.echo(f"second factor of {username!r} reset: the old authenticator no longer works and their "
+               "sessions have ended; at their next login, after their password, they enrol a new one")
 
 
 @group.command(name="passwd")

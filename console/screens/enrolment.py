@@ -1,7 +1,7 @@
-"""A new TOTP secret, shown once (QR code, secret, otpauth URI): handed over by an
-administrator after a 2FA reset (`EnrolmentScreen`), or enrolled by the account holder
-at login when their role requires a second factor they do not have yet
-(`EnrolAtLoginScreen`). The console never stores the secret."""
+"""A new TOTP secret, shown once (QR code, secret, otpauth URI) to the account holder at
+login, when their role requires a second factor they do not have yet or an
+administrator reset theirs (`EnrolAtLoginScreen`). Only the holder ever sees it: a reset
+shows the administrator nothing. The console never stores the secret."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -10,30 +10,9 @@ from strongroom.console.client import ClientError
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
-
-
-class EnrolmentScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,enter", "dismiss(None)", "Close")]
-
-    def __init__(self, username: str, enrolment: dict) -> None:
-        super().__init__()
-        self.username = username
-        self.enrolment = enrolment
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog wide"):
-            yield Static(f"New authenticator for {self.username} (shown once)", classes="dialog-title")
-            with VerticalScroll():
-                yield Static(self.enrolment.get("qr_text") or "", markup=False, id="enrol-qr")
-                yield Static(f"secret (manual entry): {self.enrolment.get('secret')}\n"
-                             f"otpauth URI: {self.enrolment.get('uri')}\n\n"
-                             f"Hand this to {self.username} in person. Their old authenticator no longer "
-                             "works; at their next login they need a code from this one. It cannot be "
-                             "shown again: closing this dialog forgets it.", markup=False, id="enrol-text")
-            yield Static("esc: close and forget", classes="hint")
 
 
 class EnrolAtLoginScreen(ModalScreen[dict | None]):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.enrolment import EnrolmentScreen
 from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
@@ -184,7 +183,8 @@ class UsersTab(Vertical):
         for user in users:
             self.users[user["id"]] = user
             you = " (you)" if self.identity.actor == f"user:{user['username']}" else ""
-            table.add_row(user["username"] + you, user["role"], "yes" if user.get("totp_enabled") else "no",
+            totp = "new" if user.get("totp_pending") else "yes" if user.get("totp_enabled") else "no"
+            table.add_row(user["username"] + you, user["role"], totp,
                           user_state(user), when(user.get("last_login_at")), key=user["id"])
         if keep is not None and keep["id"] in self.users:
             table.move_cursor(row=table.get_row_index(keep["id"]))
@@ -275,9 +275,10 @@ class UsersTab(Vertical):
             if self.identity.actor == f"user:{name}" else ""
         self.app.push_screen(
             ConfirmScreen(f"Reset {name}'s two-factor authentication?",
-                          f"{name}'s authenticator stops working at once and their sessions end. A new "
-                          f"TOTP secret is shown to you once, to hand to {name}; at their next login they "
-                          f"need a code from it. Recorded as a security event.{own}", yes="Reset 2FA"),
+                          f"{name}'s authenticator stops working at once and their sessions end. At "
+                          f"their next login, after their password, {name} enrols a new one; nobody "
+                          f"else sees its secret, you included. Recorded as a security event.{own}",
+                          yes="Reset 2FA"),
             lambda yes: self.reset_2fa(name) if yes else None)
 
     @tab_work(group="users-actions")
@@ -287,7 +288,8 @@ class UsersTab(Vertical):
         except ClientError as err:
             self.notify(f"Refused: {err.message}", severity="error")
             return
-        self.app.push_screen(EnrolmentScreen(username, result["enrolment"]))
+        if result.get("pending_enrolment"):
+            self.notify(f"{username}'s second factor is reset: they enrol a new one at their next login.")
         self.load()
 
     def action_change_role(self) -> None:

@@ -12,8 +12,9 @@ Order of checks, and why:
    same message, one dummy Argon2 verification), so a lockout does not tell an attacker
    that the account exists either. Refusals never name the account.
 4. The second factor comes after the password; a replayed code is refused.
-5. An account whose role requires a second factor but that has none gets no session:
-   the right password earns an offer to enrol one (`enrolment`), and
+5. An account whose role requires a second factor but that has none, or whose second
+   factor was reset (pending enrolment), gets no session: the right password earns an
+   offer to enrol one (`enrolment`), and
    `confirm_enrolment` opens the session once a code from it is right.
 
 A failed login raises, but its evidence (the security event, the failed-login counter,
@@ -170,8 +171,8 @@ def _check(engine: Engine, keyring: Keyring, settings: Settings, row, user: User
         if step is None:
             raise _Refused("invalid or already used TOTP code", "totp_invalid", count_failure=True)
         return step
-    if requires_2fa(user.role, settings):
-        raise _NeedsEnrolment()
+    if requires_2fa(user.role, settings) or user.totp_pending:
+        raise _NeedsEnrolment()         # no second factor yet, or one reset since: enrol it
     return None
 
 

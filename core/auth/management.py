@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, update
 from strongroom.core.auth import rbac, security, sessions, users
-from strongroom.core.auth.totp import Enrolment
 from strongroom.core.auth.users import UserRecord
 from strongroom.core.config import Settings
 from strongroom.core.crypto.keyring import Keyring
@@ -128,16 +127,16 @@ def unlock_user(conn: Connection, by: Principal, username: str, *, reason: str =
 
 
 def reset_second_factor(conn: Connection, keyring: Keyring, settings: Settings, by: Principal,
-                        username: str, *, now: datetime | None = None) -> tuple[UserRecord, Enrolment]:
-    """Replace the user's TOTP secret (their authenticator stops working at once) and end
-    their sessions; the new enrolment is returned once so it can be handed to them."""
+                        username: str, *, now: datetime | None = None) -> UserRecord:
+    """Wipe the user's TOTP secret (their authenticator stops working at once) and end
+    their sessions; they enrol a new one at their next login. Nothing secret is returned:
+    whoever resets a second factor must not be able to use the next one."""
     now = now or utcnow()
     user = _target(conn, username)
     refuse_stronger(conn, by, user, "reset the second factor of", now=now)
     if user.disabled:
         raise ConflictError(f"user {username!r} is disabled; enable the account before resetting its 2FA")
-    enrolment = users.reset_2fa(conn, keyring, settings, user, by=by.actor, now=now)
-    return users.get_user_by_id(conn, user.id), enrolment
+    return users.reset_2fa(conn, keyring, settings, user, by=by.actor, now=now)
 
 
 def change_role(conn: Connection, settings: Settings, by: Principal, username: str,

@@ -3,6 +3,11 @@
 Roles named in `auth.require_2fa_roles` are enrolled in TOTP the moment they are
 created, so no such account ever exists that a password alone could open. Every change
 is a security event with its audit entry; none of them records the password or secret.
+
+A 2FA reset wipes the secret and leaves the account *pending enrolment* (`totp_enabled`
+with no secret): no password alone opens it, and at the owner's next login the right
+password earns them, and only them, a new secret (core.auth.enrolment). Whoever reset it
+never sees a secret they could use to log in as the owner.
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ class UserRecord:
     last_login_at: datetime | None
     disabled: bool
     created_at: datetime
+    totp_pending: bool = False      # 2FA reset: the owner enrols a new secret at next login
 
     def is_locked(self, now: datetime) -> bool:
         return self.locked_until is not None and self.locked_until > now
@@ -60,7 +66,8 @@ def record_of(row) -> UserRecord:
     return UserRecord(
         row["id"], row["practice_id"], row["username"], row["full_name"], row["email"],
         Role(row["role"]), row["totp_enabled"], row["failed_logins"], row["locked_until"],
-        row["last_login_at"], row["disabled"], row["created_at"])
+        row["last_login_at"], row["disabled"], row["created_at"],
+        bool(row["totp_enabled"]) and row["totp_secret_enc"] is None)
 
 
 def validate_username(username: str) -> str:
@@ -176,15 +183,18 @@ def unlock(conn: Connection, user: UserRecord, *, by: str, reason: str = "",
 
 
 def reset_2fa(conn: Connection, keyring: Keyring, settings: Settings, user: UserRecord, *,
-              by: str, now: datetime | None = None) -> Enrolment:
-    """Issue a new TOTP secret (the old one stops working) and end open sessions."""
+              by: str, now: datetime | None = None) -> UserRecord:
+    """Wipe the TOTP secret (the old authenticator stops working at once), leave the
+    account pending enrolment and end open sessions. No new secret is made here: the
+    owner gets one at their next login, so the person resetting never holds it."""
     now = now or utcnow()
-    enrolment = totp.enrol(conn, keyring, user.id, user.username, settings.auth.totp_issuer, now=now)
+    _set(conn, user.id, now, totp_secret_enc=None, totp_enabled=True, totp_last_step=None)
     ended = sessions.revoke_user_sessions(conn, user.id, "totp_reset", now=now)
     security.record(conn, "totp_reset", severity="medium", user_id=user.id,
-                    username=user.username, actor=by, description="TOTP secret replaced",
-                    details={"sessions_revoked": ended}, now=now)
-    return enrolment
+                    username=user.username, actor=by,
+                    description="TOTP secret wiped; the owner enrols a new one at next login",
+                    details={"sessions_revoked": ended, "pending_enrolment": True}, now=now)
+    return get_user_by_id(conn, user.id)
 
 
 def set_password(conn: Connection, settings: Settings, user: UserRecord, new_password: str, *,

@@ -12,6 +12,7 @@ from sqlalchemy import insert, select
 
 from strongroom.console.cli import cli, main
 from strongroom.core.auth import login as auth
+from strongroom.core.auth.enrolment import EnrolmentRequired
 from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
 from strongroom.core.crypto.kek import generate_kek, write_kek_file
@@ -191,11 +192,20 @@ def test_grant_and_revoke_grant(data_dir):
     assert code == ValidationError.exit_code and "duration" in err
 
 
-def test_reset_2fa_prints_new_enrolment(data_dir):
+def test_reset_2fa_prints_no_secret_and_the_owner_enrols_at_next_login(data_dir):
     _, first, _ = add(data_dir, "boss", "admin", "--json")
     code, out, _ = run(data_dir, "user", "reset-2fa", "boss")
-    assert code == 0 and "otpauth://totp/" in out
-    assert json.loads(first)["totp"]["secret"] not in out
+    assert code == 0 and "otpauth" not in out and "secret:" not in out
+    assert "next login" in out
+    code, out, _ = run(data_dir, "user", "list", "--json")
+    assert [u["totp_pending"] for u in json.loads(out) if u["username"] == "boss"] == [True]
+    ctx = open_ctx(data_dir)
+    try:
+        with pytest.raises(EnrolmentRequired):        # the old code opens nothing; the owner enrols
+            auth.login(ctx.engine, ctx.keyring, ctx.settings, "boss", PASSWORD,
+                       pyotp.TOTP(json.loads(first)["totp"]["secret"]).now())
+    finally:
+        ctx.close()
 
 
 def test_passwd_changes_password(data_dir):

@@ -2,6 +2,7 @@
 daemon: the changes, their evidence, and refusals that change nothing."""
 from __future__ import annotations
 
+import json
 import time
 
 import pyotp
@@ -152,15 +153,22 @@ def test_grant_with_expiry_gives_the_permission_until_revoked(daemon, boss):
     assert daemon.call("user.grants", {"username": "clinician"}, token=admin) == []
 
 
-def test_reset_2fa_hands_back_a_new_enrolment_and_the_old_code_stops_working(daemon, boss, data_dir):
+def test_reset_2fa_shows_nobody_a_secret_and_the_owner_enrols_a_new_one_at_next_login(daemon, boss, data_dir):
+    """The reply to whoever resets carries no secret; the old code opens nothing; the
+    owner's next login with the right password is offered a new secret, and a code from
+    it opens the session."""
     reset = daemon.call("user.reset_2fa", {"username": "boss"})
-    assert reset["enrolment"]["uri"].startswith("otpauth://totp/") and reset["user"]["totp_enabled"]
-    new_secret = reset["enrolment"]["secret"]
+    assert reset["user"]["totp_pending"] and reset["pending_enrolment"] is True
+    assert "otpauth" not in json.dumps(reset) and "secret" not in json.dumps(reset)
+    again = daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
+                                       "totp": pyotp.TOTP(boss).now()}, token=None)
+    assert again["enrolment_required"] and "token" not in again
+    new_secret = again["enrolment"]["secret"]
     assert new_secret != boss
-    err = refused(daemon, "auth.login", {"username": "boss", "password": PASSWORD,
-                                         "totp": pyotp.TOTP(boss).now()}, token=None)
-    assert err.code == "unauthenticated"
-    assert login(daemon, "boss", new_secret)
+    session = daemon.call("auth.enrol", {"enrolment_token": again["enrolment"]["token"],
+                                         "totp": pyotp.TOTP(new_secret).now()}, token=None)
+    assert daemon.call("whoami", token=session["token"])["actor"] == "user:boss"
+    assert not user(daemon, "boss")["totp_pending"]
     assert new_secret not in str(events(daemon, "totp_reset")) and new_secret not in daemon.log()
 
 

@@ -8,7 +8,6 @@ import pyotp
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.backups import BackupsTab
 from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.enrolment import EnrolmentScreen
 from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.integrity import IntegrityTab
 from strongroom.console.screens.main import MainScreen
@@ -119,15 +118,18 @@ async def _admin_session(daemon, token):
         grants = tab.query_one("#grants-table", DataTable)
         (grant_id,) = tab.grants
         assert str(grants.get_cell(grant_id, "state")) == "active"
-        # 2FA reset of the practitioner shows the new enrolment once
+        # 2FA reset of the practitioner shows the admin no secret: the owner enrols at next login
         await pilot.press("f")
         await wait_for(pilot, showing(app, ConfirmScreen), what="reset confirmation")
-        assert "authenticator stops working" in str(app.screen.query_one("#consequence", Static).render())
+        consequence = str(app.screen.query_one("#consequence", Static).render())
+        assert "authenticator stops working" in consequence and "next login" in consequence
         await pilot.press("y")
-        await wait_for(pilot, showing(app, EnrolmentScreen), what="enrolment shown")
-        assert "otpauth://totp/" in str(app.screen.query_one("#enrol-text", Static).render())
-        await pilot.press("escape")
-        await wait_for(pilot, showing(app, MainScreen), what="enrolment closed")
+        await wait_for(pilot, showing(app, MainScreen), what="back on the tab")
+        table = tab.query_one("#users-table", DataTable)
+        row = next(k for k, u in tab.users.items() if u["username"] == "clinician")
+        await wait_for(pilot, lambda: str(table.get_cell(row, "totp")) == "new", what="pending enrolment shown")
+        shown = " ".join(str(n.message) for n in app._notifications) + str(app.screen.render())
+        assert "otpauth" not in shown and "secret:" not in shown
         await settle(pilot)
 
 

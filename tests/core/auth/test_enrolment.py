@@ -140,3 +140,23 @@ def test_confirming_obeys_the_login_rate_limit(ctx, unenrolled):
                        client_addr=f"10.1.0.{n}", now=T0)
     with pytest.raises(RateLimitedError):
         confirm(ctx, pending.token, code(pending))
+
+
+@pytest.mark.parametrize("role", ["admin", "STAFF"])
+def test_after_a_2fa_reset_the_owner_enrols_a_new_secret_at_their_next_login(ctx, make_user, role):
+    """A reset leaves the account pending enrolment, whatever its role: the old code no
+    longer opens it, the right password earns the owner (and only the owner) a new
+    secret, and a code from that opens the session."""
+    user, first = make_user("resetme", role=role)
+    with transaction(ctx.engine) as conn:
+        if first is None:       # a role without mandatory 2FA that had enrolled anyway
+            totp.enrol(conn, ctx.keyring, user.id, "resetme", "Strongroom", now=T0)
+        users.reset_2fa(conn, ctx.keyring, ctx.settings, users.get_user(conn, "resetme"), by="user:boss", now=T0)
+    with pytest.raises(EnrolmentRequired) as offered:
+        auth.login(ctx.engine, ctx.keyring, ctx.settings, "resetme", PASSWORD, "123456", now=T0)
+    pending = offered.value.pending
+    assert pending.username == "resetme" and sessions(ctx) == 0
+    token, session = confirm(ctx, pending.token, code(pending))
+    assert token and session.user_id == user.id
+    with transaction(ctx.engine, read_only=True) as conn:
+        assert users.get_user(conn, "resetme").totp_pending is False

@@ -76,15 +76,18 @@ def test_lock_for_minutes_and_indefinitely_then_unlock(ctx, make_user):
     assert audit_actions(ctx.engine)[-3:] == ["LOCK", "LOCK", "UNLOCK"]
 
 
-def test_reset_2fa_issues_new_secret_and_clears_last_step(ctx, make_user):
+def test_reset_2fa_leaves_the_account_pending_enrolment_and_hands_out_no_secret(ctx, make_user):
+    """The old secret is wiped, not replaced: nobody but the account's owner ever sees the
+    next one, which they enrol at their next login (core.auth.enrolment)."""
     user, first = make_user("boss", role="admin")
     with transaction(ctx.engine) as conn:
         conn.execute(_users.update().where(_users.c.id == user.id).values(totp_last_step=12345))
-        second = users.reset_2fa(conn, ctx.keyring, ctx.settings, user, by="test", now=T0)
+        after = users.reset_2fa(conn, ctx.keyring, ctx.settings, user, by="test", now=T0)
         row = conn.execute(select(_users).where(_users.c.id == user.id)).mappings().one()
-    assert second.secret != first.secret
-    assert row["totp_last_step"] is None and row["totp_enabled"] is True
+    assert isinstance(after, users.UserRecord) and after.totp_pending and after.totp_enabled
+    assert row["totp_secret_enc"] is None and row["totp_last_step"] is None and row["totp_enabled"] is True
     assert events(ctx.engine, "totp_reset")[0]["user_id"] == user.id
+    assert first.secret not in str(events(ctx.engine))
 
 
 def test_set_password_checks_policy_and_replaces_hash(ctx, make_user):
