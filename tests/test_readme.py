@@ -70,7 +70,7 @@ PLACEHOLDERS = {
     "HOLD": (["hold", "list", "--json"], lambda rows: rows[0]["id"]),            # newest in force
     "CONFLICT": (["sync", "conflicts", "--json"], lambda rows: rows[0]["id"]),   # oldest open
     "REQUEST backup": (["backup", "requests", "--json"], lambda rows: rows[0]["id"]),  # newest
-    "REQUEST erasure": (["erasure", "list", "--json"], lambda rows: rows[0]["id"]),    # newest
+    "REQUEST erasure": (["erasure", "list", "--all", "--json"], lambda rows: rows[0]["id"]),  # newest
 }
 _PLACEHOLDER = re.compile(r"\b(SNAPSHOT|CLIENT|HOLD|CONFLICT|REQUEST)\b")
 
