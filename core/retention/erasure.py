@@ -6,8 +6,10 @@ transaction: every data key of the client is destroyed (the wrapped key wiped, s
 `destroyed`, `destroyed_at` set; the key record stays as evidence of the erasure), and
 the client, its therapy sessions and files are tombstoned so the delete reaches sync
 peers and incremental backups. With the keys gone the client's ciphertext is unreadable
-in the database and every later backup; a snapshot taken before the erasure still carries
-the wrapped key (KEK-unwrappable) until it is forgotten, which issue 13's key bag ends. Nobody approves their own request, the scheduler
+in the database; snapshots carry no data key (the repositories' key bags hold them), and
+`certificate.complete`, run by the daemon right after approval, rewrites every key bag
+without the client's keys and issues the signed certificate, so snapshots taken before
+the erasure restore the client unreadable too. Nobody approves their own request, the scheduler
 ("system") approves nothing, and a legal hold covering the client refuses the erasure.
 A refusal changes nothing but is itself audited.
 """
