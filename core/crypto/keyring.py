@@ -5,27 +5,38 @@ client's ciphertext unreadable everywhere, in old backups too. Secrets that belo
 client (TOTP seeds) use the system DEK; blind indexes use their own HMAC key.
 
 Wrapping is AES-256-GCM under the KEK with the key id and purpose as associated data, so
-a wrapped key copied onto another key record does not unwrap. Unwrapped DEKs are cached
-for the life of the Keyring; `forget` drops one (after shredding).
+a wrapped key copied onto another key record does not unwrap.
+
+Where unwrapped keys live, and for how long:
+- single-record reads (one client, one login) go through `cipher`, which keeps the DEK
+  in a bounded LRU cache for the life of the Keyring; `forget` is the one way a key
+  leaves that cache (shredding calls it), so anything that destroys or must stop using
+  a key calls `forget` and nothing else;
+- bulk reads (exports, `clients list --all`, integrity scans, sync views) go through
+  `batch_keys`: the keys a batch of rows needs, fetched in one query, unwrapped once, held
+  by the returned BatchKeys alone and dropped with it when the batch is done. They never
+  enter the cache, so a 100k-client export neither evicts the working set nor leaves
+  100k unwrapped keys behind.
 """
 from __future__ import annotations
 
 import os
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Join, Table, insert, select, update
 
 from strongroom.core.crypto.blind_index import BlindIndexer
-from strongroom.core.crypto.fields import FieldCipher
+from strongroom.core.crypto.fields import FieldCipher, raw_key_id_of
 from strongroom.core.crypto.kek import Kek
 from strongroom.core.db.models import DataKey, KeyPurpose, KeyState
 from strongroom.core.db.types import utcnow
-from strongroom.core.errors import CryptoError, KeyUnavailableError
+from strongroom.core.errors import CryptoError, KeyUnavailableError, StrongroomError
 from strongroom.core.ids import new_id
 
 _keys = DataKey.__table__
@@ -34,6 +45,17 @@ _keys = DataKey.__table__
 # Unwrapped keys kept in memory: enough for a working set of clients, bounded so the
 # daemon's memory does not grow with the number of clients in the database.
 CIPHER_CACHE_SIZE = 4096
+# Key ids per query of `batch_keys` (SQLite allows 32766 parameters; stay well below).
+KEY_QUERY_CHUNK = 2000
+# What unwrapping a key needs, in the order `batch_keys(fetched=...)` takes it after the id.
+KEY_RECORD = (_keys.c.purpose, _keys.c.state, _keys.c.wrapped_key, _keys.c.kek_id)
+
+
+def with_keys(table: Table) -> Join:
+    """`table` joined with the record of each row's data key (`table.key_id`), so a bulk
+    reader gets the wrapped keys with the rows, in the same statement: select
+    `table.c.key_id, *KEY_RECORD` from it and hand those to `batch_keys(fetched=...)`."""
+    return table.outerjoin(_keys, _keys.c.id == table.c.key_id)
 
 
 class _Lru(OrderedDict):
@@ -46,6 +68,10 @@ class _Lru(OrderedDict):
         if value is not default:
             self.move_to_end(key)
         return value
+
+    def peek(self, key, default=None):
+        """The value without marking it recently used (bulk readers look, not use)."""
+        return super().get(key, default)
 
     def __setitem__(self, key, value) -> None:
         super().__setitem__(key, value)
@@ -64,6 +90,45 @@ class NewKey:
 
     cipher: FieldCipher
     row: dict
+
+
+class BatchKeys:
+    """The data keys one batch of rows needs, unwrapped, by the 16-byte key id that every
+    field ciphertext carries (core.crypto.fields). Hold it for the batch, then drop it:
+    nothing else keeps these keys."""
+
+    __slots__ = ("_ciphers", "_unavailable")
+
+    def __init__(self, ciphers: dict[bytes, FieldCipher], unavailable: dict[bytes, StrongroomError]) -> None:
+        self._ciphers = ciphers
+        self._unavailable = unavailable
+
+    def get(self, raw_key_id: bytes) -> FieldCipher | None:
+        """The cipher for a key id, or None if the key cannot be used (then `unavailable`
+        says why, for the caller to raise or to show as erased)."""
+        return self._ciphers.get(raw_key_id)
+
+    def unavailable(self, raw_key_id: bytes) -> StrongroomError:
+        """Why a key cannot be used, as the error to raise: KeyUnavailableError when it is
+        destroyed (crypto-shredded), missing or wrapped by a KEK not loaded here,
+        CryptoError when its record does not unwrap (tampered)."""
+        error = self._unavailable.get(raw_key_id)
+        if error is None:
+            return KeyUnavailableError(f"data key {uuid.UUID(bytes=raw_key_id)} was not asked for in this batch")
+        return type(error)(*error.args)
+
+    def open_text(self, blob: bytes, table: str, column: str, row_id: uuid.UUID) -> str:
+        """One field's plaintext, with every check `FieldCipher.decrypt_text` makes; raises
+        CryptoError (malformed, tampered, moved) or KeyUnavailableError (shredded)."""
+        blob = bytes(blob)
+        raw = raw_key_id_of(blob)
+        cipher = self._ciphers.get(raw)
+        if cipher is None:
+            raise self.unavailable(raw)
+        return cipher.decrypt_text(blob, table, column, row_id)
+
+    def __len__(self) -> int:
+        return len(self._ciphers)
 
 
 class Keyring:
@@ -142,6 +207,49 @@ class Keyring:
             raise KeyUnavailableError(f"data key {key_id} was destroyed (crypto-shredded)")
         return self.unwrap(key_id, row["purpose"], row["wrapped_key"], row["kek_id"])
 
+    def batch_keys(self, conn: Connection, key_ids: Iterable[bytes], *,
+                   fetched: Iterable[tuple] = ()) -> BatchKeys:
+        """The keys named by `key_ids` (16-byte ids as field ciphertexts carry them), for
+        one batch of rows, each unwrapped once: from `fetched` (key records that came
+        with the rows, as `(id, *KEY_RECORD)` tuples from a query joined with
+        `with_keys`), from the cache, and the rest in one query (per KEY_QUERY_CHUNK
+        ids). A destroyed, missing or unopenable key is not an error here: BatchKeys.get
+        says None and the reader decides (erased, or raise). The keys unwrapped here stay
+        out of the cache (see the module docstring)."""
+        wanted = set(key_ids)
+        ciphers: dict[bytes, FieldCipher] = {}
+        unavailable: dict[bytes, StrongroomError] = {}
+        for record in fetched:
+            raw = record[0].bytes if record[0] is not None else None
+            if raw in wanted and raw not in ciphers and raw not in unavailable and record[1] is not None:
+                self._open_record(record, ciphers, unavailable)
+        missing: list[uuid.UUID] = []
+        for raw in wanted.difference(ciphers, unavailable):
+            key_id = uuid.UUID(bytes=raw)
+            cached = self._ciphers.peek(key_id)
+            if cached is not None:
+                ciphers[raw] = cached
+            else:
+                missing.append(key_id)
+                unavailable[raw] = KeyUnavailableError(f"data key {key_id} does not exist")
+        for start in range(0, len(missing), KEY_QUERY_CHUNK):
+            query = select(_keys.c.id, *KEY_RECORD).where(_keys.c.id.in_(missing[start:start + KEY_QUERY_CHUNK]))
+            for record in conn.execute(query):
+                del unavailable[record[0].bytes]
+                self._open_record(record, ciphers, unavailable)
+        return BatchKeys(ciphers, unavailable)
+
+    def _open_record(self, record: tuple, ciphers: dict, unavailable: dict) -> None:
+        key_id, purpose, state, wrapped, kek_id = record
+        raw = key_id.bytes
+        if state == KeyState.DESTROYED or wrapped is None:
+            unavailable[raw] = KeyUnavailableError(f"data key {key_id} was destroyed (crypto-shredded)")
+            return
+        try:
+            ciphers[raw] = FieldCipher(key_id, self.unwrap(key_id, purpose, wrapped, kek_id))
+        except (CryptoError, KeyUnavailableError) as exc:
+            unavailable[raw] = exc
+
     def _singleton_id(self, conn: Connection, purpose: KeyPurpose) -> uuid.UUID:
         key_id = self._singletons.get(purpose)
         if key_id is None:
@@ -211,4 +319,7 @@ class Keyring:
         return len(ids)
 
     def forget(self, key_id: uuid.UUID) -> None:
+        """Drop an unwrapped key from the cache: the one way out of it. Call it when a key
+        is destroyed or must no longer be used here (erasure, sync of an erasure).
+        BatchKeys already handed out end with their batch."""
         self._ciphers.pop(key_id, None)

@@ -22,11 +22,13 @@ from strongroom.core.crypto.fields import FieldCipher
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.encrypted import CLIENT_KEYED
 from strongroom.core.db.models import Client, ClientStatus, DataKey, KeyPurpose, Sensitivity
+from strongroom.core.db.paging import stream
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import NotFoundError, PermissionDenied, ValidationError
 from strongroom.core.masking import mask_record
 from strongroom.core.principal import Principal
 from strongroom.core.repository.changes import next_change_version, row_checksum
+from strongroom.core.repository.records import layout, open_rows
 from strongroom.core.ids import new_id
 
 TABLE = "clients"
@@ -242,29 +244,29 @@ def _audit(conn: Connection, principal: Principal, action: str, row_id: uuid.UUI
                  ip_address=principal.ip_address, user_agent=principal.user_agent)
 
 
-def _decrypt_row(conn: Connection, keyring: Keyring, row) -> dict:
-    cipher = keyring.cipher(conn, row["key_id"])
-    record = {
-        "id": row["id"], "practice_id": row["practice_id"], "status": row["status"].value,
-        "data_sensitivity": row["data_sensitivity"].value, "intake_date": row["intake_date"],
-        "retention_expiry_date": row["retention_expiry_date"],
-        "practitioner_id": row["practitioner_id"], "created_at": row["created_at"],
-        "updated_at": row["updated_at"], "deleted_at": row["deleted_at"],
-    }
-    for field in PHI_FIELDS:
-        blob = row[f"{field}_enc"]
-        record[field] = None if blob is None else cipher.decrypt_text(blob, TABLE, field, row["id"])
-    return record
+# What a client record holds (besides PHI) and how: enums by value, the rest as stored.
+_RECORD = ("id", "practice_id", "status", "data_sensitivity", "intake_date", "retention_expiry_date",
+           "practitioner_id", "created_at", "updated_at", "deleted_at")
+_SHAPE = layout(TABLE, _RECORD + PHI_FIELDS, own_key=True, convert={
+    **{field: None for field in _RECORD}, "status": lambda v: v.value, "data_sensitivity": lambda v: v.value})
+
+
+def _select():
+    return _SHAPE.select()
 
 
 def _present(conn: Connection, keyring: Keyring, principal: Principal, rows: list, reason: str) -> list[dict]:
+    """Rows of `_select()` as records: decrypted (the keys of all of them in one query)
+    and audited as one READ for `phi:read`, masked for everyone else."""
     _require(principal, "table:clients:read")
-    records = [_decrypt_row(conn, keyring, row) for row in rows]
+    records = open_rows(conn, keyring, _SHAPE, rows)
     if principal.can("phi:read"):
         if records:
             _audit(conn, principal, "READ", records[0]["id"] if len(records) == 1 else None,
                    {"count": len(records), "phi": True, "via": reason,
-                    **({"ids": [str(r["id"]) for r in records]} if 1 < len(records) <= 100 else {})})
+                    **({"ids": [str(r["id"]) for r in records]} if 1 < len(records) <= 100 else
+                       {"first_id": str(records[0]["id"]), "last_id": str(records[-1]["id"])}
+                       if len(records) > 100 else {})})
         return records
     return [mask_record(r, PHI_FIELDS) for r in records]
 
@@ -272,10 +274,10 @@ def _present(conn: Connection, keyring: Keyring, principal: Principal, rows: lis
 def get_client(conn: Connection, keyring: Keyring, principal: Principal, client_id: uuid.UUID,
                *, include_deleted: bool = False) -> dict:
     """One client, decrypted (and audited) or masked according to `phi:read`."""
-    query = select(_clients).where(_clients.c.id == client_id)
+    query = _select().where(_clients.c.id == client_id)
     if not include_deleted:
         query = query.where(_clients.c.deleted_at.is_(None))
-    row = conn.execute(query).mappings().first()
+    row = conn.execute(query).first()
     if row is None:
         raise NotFoundError(f"client {client_id} not found")
     return _present(conn, keyring, principal, [row], "get")[0]
@@ -285,12 +287,32 @@ def list_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
                  practice_id: uuid.UUID | None = None, limit: int = 50,
                  after_id: uuid.UUID | None = None) -> list[dict]:
     """A page of live clients in id order (keyset paging: `after_id` = last id seen)."""
-    query = select(_clients).where(_clients.c.deleted_at.is_(None)).order_by(_clients.c.id).limit(limit)
+    query = _live(practice_id, after_id).order_by(_clients.c.id).limit(limit)
+    return _present(conn, keyring, principal, conn.execute(query).all(), "list")
+
+
+STREAM_BATCH = 1000
+
+
+def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
+                   practice_id: uuid.UUID | None = None, after_id: uuid.UUID | None = None,
+                   batch_size: int | None = None) -> Iterator[list[dict]]:
+    """Every live client in id order, a batch at a time (memory stays at one batch
+    whatever the table's size): decrypted for `phi:read`, each batch audited as one
+    READ with its row count before it is handed out; masked for everyone else."""
+    _require(principal, "table:clients:read")
+    query = _live(practice_id, after_id).order_by(_clients.c.id)
+    for rows in stream(conn, query, size=batch_size or STREAM_BATCH):
+        yield _present(conn, keyring, principal, rows, "list")
+
+
+def _live(practice_id: uuid.UUID | None, after_id: uuid.UUID | None):
+    query = _select().where(_clients.c.deleted_at.is_(None))
     if practice_id:
         query = query.where(_clients.c.practice_id == practice_id)
     if after_id:
         query = query.where(_clients.c.id > after_id)
-    return _present(conn, keyring, principal, conn.execute(query).mappings().all(), "list")
+    return query
 
 
 def find_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
@@ -298,7 +320,7 @@ def find_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
                  last_name: str | None = None, practice_id: uuid.UUID | None = None) -> list[dict]:
     """Look clients up by blind index; nothing is decrypted to search."""
     indexer = keyring.blind_indexer(conn)
-    query = select(_clients).where(_clients.c.deleted_at.is_(None))
+    query = _select().where(_clients.c.deleted_at.is_(None))
     terms = 0
     for field, column, value in (("email", _clients.c.email_bidx, email),
                                  ("ssn_last4", _clients.c.ssn_last4_bidx, ssn_last4),
@@ -313,7 +335,7 @@ def find_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
         raise ValidationError("clients: give at least one of email, ssn_last4, last_name")
     if practice_id:
         query = query.where(_clients.c.practice_id == practice_id)
-    return _present(conn, keyring, principal, conn.execute(query.limit(500)).mappings().all(), "search")
+    return _present(conn, keyring, principal, conn.execute(query.limit(500)).all(), "search")
 
 
 def update_client(conn: Connection, keyring: Keyring, principal: Principal,
