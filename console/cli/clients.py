@@ -5,6 +5,7 @@ disclosure must be.
 """
 from __future__ import annotations
 
+import json
 import uuid
 
 import click
@@ -24,11 +25,27 @@ def _principal(reveal: bool) -> Principal:
     return Principal(actor=local_actor(), permissions=frozenset(perms))
 
 
-def _table(rows: list[dict]) -> None:
-    widths = {"id": 36, "last_name": 14, "first_name": 10, "email": 28, "phone": 14, "ssn": 11, "status": 8}
-    click.echo("  ".join(c.upper().ljust(widths[c]) for c in _COLUMNS))
+_WIDTHS = {"id": 36, "last_name": 14, "first_name": 10, "email": 28, "phone": 14, "ssn": 11, "status": 8}
+
+
+def _table(rows: list[dict], *, header: bool = True) -> None:
+    if header:
+        click.echo("  ".join(c.upper().ljust(_WIDTHS[c]) for c in _COLUMNS))
     for row in rows:
-        click.echo("  ".join(str(row[c] or "")[: widths[c]].ljust(widths[c]) for c in _COLUMNS))
+        click.echo("  ".join(str(row[c] or "")[: _WIDTHS[c]].ljust(_WIDTHS[c]) for c in _COLUMNS))
+
+
+def _stream_json(batches) -> int:
+    """A JSON array written a batch at a time, one record a line (the records as `emit`
+    prints them, compact): memory holds one batch, whatever the number of clients."""
+    count = 0
+    for rows in batches:
+        if rows:
+            click.echo(("[\n" if not count else ",\n") +
+                       ",\n".join(json.dumps(row, sort_keys=True, default=str) for row in rows), nl=False)
+            count += len(rows)
+    click.echo("[]" if not count else "\n]")
+    return count
 
 
 @click.group(name="clients")
@@ -39,14 +56,29 @@ def group() -> None:
 @group.command(name="list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000))
 @click.option("--after", "after_id", type=click.UUID, help="Page on: ids after this one.")
+@click.option("--all", "every", is_flag=True,
+              help="Every client (after --after), streamed a page at a time; --limit does not apply.")
 @reveal_option
 @json_option
 @pass_state
-def list_cmd(state: CliState, limit: int, after_id: uuid.UUID | None, reveal: bool, as_json: bool) -> None:
+def list_cmd(state: CliState, limit: int, after_id: uuid.UUID | None, every: bool, reveal: bool,
+             as_json: bool) -> None:
     """List clients in id order."""
     from strongroom.core.db.engine import transaction
     from strongroom.core.repository import clients as repo
 
+    if every:
+        with transaction(state.ctx.engine) as conn:
+            batches = repo.stream_clients(conn, state.ctx.keyring, _principal(reveal), after_id=after_id)
+            if as_json:
+                _stream_json(batches)
+                return
+            count = 0
+            for rows in batches:
+                _table(rows, header=not count)
+                count += len(rows)
+        click.echo(f"({count} clients{'' if reveal else '; PHI masked, --reveal to show'})")
+        return
     with transaction(state.ctx.engine) as conn:
         rows = repo.list_clients(conn, state.ctx.keyring, _principal(reveal), limit=limit, after_id=after_id)
         total = repo.count_clients(conn)

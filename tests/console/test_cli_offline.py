@@ -1,4 +1,5 @@
 """The offline CLI on a data directory: init, db, clients, audit, demo, error handling."""
+import json
 import stat
 import subprocess
 import sys
@@ -54,6 +55,31 @@ def test_demo_seed_then_list_is_masked_and_reveal_is_audited(data_dir, capsys):
     assert code == 0 and '"ssn": "9' in out
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "tail", "-n", "1", "--json")
     assert '"action": "READ"' in out and '"phi": true' in out
+
+
+def test_list_all_streams_every_client_as_the_pages_show_them_with_one_read_per_batch(data_dir, capsys,
+                                                                                       monkeypatch):
+    from strongroom.core.repository import clients as repo
+
+    monkeypatch.setattr(repo, "STREAM_BATCH", 5)
+    assert run(capsys, "--data-dir", str(data_dir), "demo", "seed", "--clients", "12",
+               "--sessions-per-client", "1")[0] == 0
+    code, paged, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--limit", "20", "--reveal", "--json")
+    code, streamed, err = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all", "--reveal", "--json")
+    assert code == 0, err
+    assert json.loads(streamed) == json.loads(paged) and len(json.loads(streamed)) == 12
+    assert len(streamed.splitlines()) == 12 + 2       # one record a line between [ and ]
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "tail", "-n", "4", "--json")
+    reads = [e for e in json.loads(out) if e["action"] == "READ"]
+    assert [e["details"]["count"] for e in reads] == [12, 5, 5, 2]   # the page, then one per batch
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all")
+    assert code == 0 and out.count("***-**-") == 12 and "(12 clients; PHI masked" in out
+    assert out.count("LAST_NAME") == 1
+
+
+def test_list_all_of_no_clients_is_an_empty_array(data_dir, capsys):
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all", "--reveal", "--json")
+    assert code == 0 and json.loads(out) == []
 
 
 def test_audit_verify_reports_intact_chain_and_exit_code(data_dir, capsys):
