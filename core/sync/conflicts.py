@@ -54,8 +54,8 @@ from sqlalchemy import (
 )
 
 from strongroom.core import audit
-from strongroom.core.crypto.fields import key_id_of
-from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.crypto.fields import raw_key_id_of
+from strongroom.core.crypto.keyring import BatchKeys, Keyring
 from strongroom.core.db.encrypted import CLIENT_KEYED
 from strongroom.core.db.models import Client, ClientFile, SyncConflict, SyncPeer, TherapySession
 from strongroom.core.db.types import UTCDateTime, utcnow
@@ -219,18 +219,43 @@ def _from_json(column: Column, value: object, where: str) -> object:
     return value
 
 
-def _open_phi(conn: Connection, keyring: Keyring, table_name: str, row_id: uuid.UUID,
-              field: str, value: object, where: str) -> str | None:
+def _sealed(value: object, where: str) -> bytes | None:
+    """An image's ciphertext (base64 text) as bytes; the error names where, never the value."""
     if value is None:
         return None
     if not isinstance(value, str):
         raise ValidationError(f"{where}: ciphertext must be base64 text")
     try:
-        blob = base64.b64decode(value, validate=True)
+        return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         raise ValidationError(f"{where}: ciphertext is not valid base64") from None
-    cipher = keyring.cipher(conn, key_id_of(blob))
-    return cipher.decrypt_text(blob, table_name, field, row_id)
+
+
+def _page_keys(conn: Connection, keyring: Keyring, records: list[Mapping]) -> BatchKeys:
+    """The data keys every PHI value of these conflicts is sealed with, in one query:
+    a page of conflicts costs one key lookup, not one per client. Values that are not
+    well-formed ciphertext are left for `_views` to report, field by field."""
+    ids = set()
+    for record in records:
+        if record["table_name"] not in TABLES:
+            continue
+        phi = [f.column.name for f in fields_of(record["table_name"]).values() if f.phi]
+        for version in VERSIONS:
+            image = record[version]
+            for name in phi if isinstance(image, dict) else ():
+                try:
+                    blob = _sealed(image.get(name), "")
+                    if blob is not None:
+                        ids.add(raw_key_id_of(blob))
+                except (ValidationError, CryptoError):
+                    continue
+    return keyring.batch_keys(conn, ids)
+
+
+def _open_phi(keys: BatchKeys, table_name: str, row_id: uuid.UUID, field: str, value: object,
+              where: str) -> str | None:
+    blob = _sealed(value, where)
+    return None if blob is None else keys.open_text(blob, table_name, field, row_id)
 
 
 def _check_images(record: Mapping) -> None:
@@ -247,9 +272,12 @@ def _check_images(record: Mapping) -> None:
                                   f"{', '.join(map(_shown, unknown))}, which {table.name} does not have")
 
 
-def _views(conn: Connection, keyring: Keyring, record: Mapping) -> dict[str, FieldView]:
-    """Every field any version carries, each version opened (PHI decrypted in here only)."""
+def _views(conn: Connection, keyring: Keyring, record: Mapping,
+           keys: BatchKeys | None = None) -> dict[str, FieldView]:
+    """Every field any version carries, each version opened (PHI decrypted in here only)
+    with `keys` (a page's, from `_page_keys`) or this record's own."""
     _check_images(record)
+    keys = keys if keys is not None else _page_keys(conn, keyring, [record])
     table_name, row_id = record["table_name"], record["row_id"]
     images = {v: record[v] or {} for v in VERSIONS}
     views: dict[str, FieldView] = {}
@@ -264,7 +292,7 @@ def _views(conn: Connection, keyring: Keyring, record: Mapping) -> dict[str, Fie
                 opened.present = True
                 where = f"conflict {record['id']}: {version} {name}"
                 try:
-                    opened.value = (_open_phi(conn, keyring, table_name, row_id, name, image[column], where)
+                    opened.value = (_open_phi(keys, table_name, row_id, name, image[column], where)
                                     if field.phi else _from_json(field.column, image[column], where))
                 except (ValidationError, CryptoError, KeyUnavailableError) as exc:
                     opened.problem = str(exc)
@@ -345,9 +373,11 @@ def list_conflicts(conn: Connection, keyring: Keyring, principal: Principal, *,
     if after_id is not None:
         query = query.where(_conflicts.c.id > after_id)
     out = []
-    for record in conn.execute(query).mappings().all():
+    records = conn.execute(query).mappings().all()
+    keys = _page_keys(conn, keyring, records)
+    for record in records:
         try:
-            out.append(_summary(record, _views(conn, keyring, record)))
+            out.append(_summary(record, _views(conn, keyring, record, keys)))
         except ValidationError as exc:
             out.append(_summary(record, None, str(exc)))
     return out
