@@ -13,9 +13,10 @@ changes nothing:
 - A grant never gives more than the granter holds, and nobody grants to themselves:
   `user:manage` must not become a way around the role design (an ADMIN may not hand
   out `keys:manage`, which the ADMIN role deliberately lacks).
-- Nobody acts on an account (lock, unlock, reset its second factor, end its session)
-  that holds a permission they lack: a clinical ADMIN may not lock out, or take over the
-  second factor of, an operator `admin` who holds every permission.
+- Nobody acts on an account (lock, unlock, reset its second factor, end its session,
+  change its role, grant it or revoke its grants) that holds a permission they lack, by
+  role or by grant: a clinical ADMIN may not lock out, or take over the second factor
+  of, an operator `admin` who holds every permission.
 - Every change is a security event mirrored into the audit chain (users and rbac
   record them); a role change is recorded here.
 """
@@ -155,6 +156,7 @@ def change_role(conn: Connection, settings: Settings, by: Principal, username: s
         raise PermissionDenied("refused: you cannot remove your own administrator role")
     if losing_admin:
         _refuse_last_admin(conn, user, f"move to role {new.value}", now)
+    refuse_stronger(conn, by, user, "change the role of", now=now)
     for side in (user.role, new):
         beyond = sorted(p for p in _concrete(rbac.role_permissions(side)) if not by.can(p))
         if beyond:
@@ -187,6 +189,7 @@ def grant_permission(conn: Connection, by: Principal, username: str, permission:
     permission = rbac.validate_permission(permission)
     if _is_self(by, user):
         raise PermissionDenied("refused: you cannot grant permissions to yourself")
+    refuse_stronger(conn, by, user, "grant to", now=now)
     beyond = sorted(p for p in _concrete({permission}) if not by.can(p))
     if beyond:
         raise PermissionDenied(f"refused: {by.actor} cannot grant what it does not hold ({', '.join(beyond)})")
@@ -201,6 +204,7 @@ def revoke_permission_grant(conn: Connection, by: Principal, grant_id: uuid.UUID
     row = conn.execute(select(_grants).where(_grants.c.id == grant_id)).mappings().first()
     if row is None:
         raise NotFoundError(f"grant {grant_id} does not exist")
+    refuse_stronger(conn, by, users.get_user_by_id(conn, row["user_id"]), "revoke a grant of", now=now)
     if row["expires_at"] is not None and row["expires_at"] <= now and row["revoked_at"] is None:
         raise ConflictError(f"grant {grant_id} already expired at "
                             f"{row['expires_at'].isoformat(timespec='seconds')}")

@@ -200,7 +200,8 @@ def test_nobody_acts_on_an_account_holding_a_permission_they_lack(daemon, boss, 
     before = user(daemon, "root")
     for cmd, args in (("user.lock", {"username": "root", "reason": "takeover"}),
                       ("user.unlock", {"username": "root"}),
-                      ("user.reset_2fa", {"username": "root"})):
+                      ("user.reset_2fa", {"username": "root"}),
+                      ("user.grant", {"username": "root", "permission": "audit:read", "duration": "1h"})):
         err = refused(daemon, cmd, args, token=admin)
         assert err.code == "forbidden" and "holding permissions it lacks (job:" in err.message, cmd
     root_session = daemon.call("whoami", token=root)["session_id"]

@@ -192,3 +192,23 @@ def test_revoking_an_unknown_or_ended_grant_is_refused(ctx, team):
     act(ctx, management.revoke_permission_grant, LOCAL, granted.id)
     with pytest.raises(ConflictError, match="already revoked"):
         act(ctx, management.revoke_permission_grant, LOCAL, granted.id)
+
+
+def test_nobody_changes_the_role_or_grants_of_an_account_holding_a_permission_they_lack(ctx, team):
+    """A practitioner holding keys:manage by a grant (which the clinical ADMIN role lacks):
+    the ADMIN may neither move them to another role, grant them more, nor revoke their
+    grants; each refusal names the permission and changes nothing."""
+    boss, pat, _ = team
+    strong = act(ctx, management.grant_permission, LOCAL, "pat", "keys:manage", duration=timedelta(hours=8))
+    by = as_principal(ctx, boss)
+    before = (user(ctx, "pat"), events(ctx.engine))
+    for attempt in (lambda: act(ctx, management.change_role, ctx.settings, by, "pat", "STAFF"),
+                    lambda: act(ctx, management.grant_permission, by, "pat", "audit:read",
+                                duration=timedelta(hours=1)),
+                    lambda: act(ctx, management.revoke_permission_grant, by, strong.id)):
+        with pytest.raises(PermissionDenied, match="keys:manage") as refused:
+            attempt()
+        assert "pat" not in str(refused.value)
+    assert (user(ctx, "pat"), events(ctx.engine)) == before
+    with transaction(ctx.engine, read_only=True) as conn:
+        assert [g.id for g in management.grants_of(conn, "pat", now=NOW)] == [strong.id]
