@@ -161,22 +161,21 @@ def test_keys_retired_by_a_dek_rotation_leave_the_repository_once_prune_forgets_
     after = backup.run(ctx, {"full": "true"}, lambda *a: None)
     repo = open_repository(open_target(repo_url), ctx.keyring)
     # The snapshot taken before the rotation still restores whole: the bag keeps its keys.
-    dest = f"sqlite:///{tmp_path / 'before-rotation.db'}"
-    assert restore.restore(repo, uuid.UUID(before["snapshot_id"]), dest).keys["missing"] == 0
-    restored = make_engine(dest)
-    try:
-        assert all(_readable(restored, ctx.keyring, cid) for cid in ids)
-    finally:
-        restored.dispose()
+    assert _restores_whole(repo, before["snapshot_id"], tmp_path / "before-rotation.db", ctx.keyring, ids)
     assert _copies_of(material, repo_url, repo, s3) == ["keys/bag"]
 
     result = prune.run(ctx, {"snapshot_id": before["snapshot_id"], "actor": "user:alice"}, lambda *a: None)
     assert sorted(result["keys_dropped"]) == sorted(str(k) for k, _, _ in material)
     assert _copies_of(material, repo_url, repo, s3) == []
-    dest = f"sqlite:///{tmp_path / 'after-rotation.db'}"
-    assert restore.restore(repo, uuid.UUID(after["snapshot_id"]), dest).keys["missing"] == 0
-    restored = make_engine(dest)
+    assert _restores_whole(repo, after["snapshot_id"], tmp_path / "after-rotation.db", ctx.keyring, ids)
+
+
+def _restores_whole(repo, snapshot_id: str, path: Path, keyring, ids) -> bool:
+    """The snapshot restores with no key missing, and every client in `ids` decrypts."""
+    if restore.restore(repo, uuid.UUID(snapshot_id), f"sqlite:///{path}").keys["missing"]:
+        return False
+    restored = make_engine(f"sqlite:///{path}")
     try:
-        assert all(_readable(restored, ctx.keyring, cid) for cid in ids)
+        return all(_readable(restored, keyring, cid) for cid in ids)
     finally:
         restored.dispose()
