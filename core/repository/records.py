@@ -21,16 +21,17 @@ import enum
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import Column, ColumnElement, Connection, Date, DateTime, Enum, Uuid, select
+from sqlalchemy import Column, ColumnElement, Connection, Date, DateTime, Enum, Uuid, select, type_coerce
 
 from strongroom.core.crypto.fields import FORMAT_VERSION, MIN_CIPHERTEXT
 from strongroom.core.crypto.keyring import KEY_RECORD, Keyring, with_keys
 from strongroom.core.db.encrypted import CLIENT_KEYED, column
 from strongroom.core.db.models import Client, ClientFile, TherapySession
 from strongroom.core.db.paging import stream
+from strongroom.core.db.types import UTCDateTime
 from strongroom.core.errors import CryptoError, KeyUnavailableError, PermissionDenied
 from strongroom.core.masking import mask_field
 from strongroom.core.principal import Principal
@@ -64,6 +65,11 @@ def plain_converter(col: Column) -> Callable[[object], object] | None:
     if python_type in (int, str, bool, float, bytes):
         return None
     return plain_value
+
+
+def _utc_iso(value: datetime) -> str:
+    """UTCDateTime's reading (naive from SQLite means UTC) as ISO text."""
+    return (value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)).isoformat()
 
 
 def _python_type(col: Column) -> type | None:
@@ -130,12 +136,19 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
             plan.append((field, len(columns) - 1, True, phi_convert(field)))
         else:
             col = model.c[field]
-            if col is model.c.id:
+            if convert is not None and field in convert:
+                fn = convert[field]
+            elif isinstance(col.type, UTCDateTime):
+                # Read as the plain type and made UTC ISO text in one step: the same text
+                # UTCDateTime then isoformat() gives, with one call per value, not three.
+                col, fn = type_coerce(col, col.type.impl).label(field), _utc_iso
+            else:
+                fn = plain_converter(col)
+            if field == "id":
                 index = 0
             else:
                 columns.append(col)
                 index = len(columns) - 1
-            fn = convert[field] if convert is not None and field in convert else plain_converter(col)
             plan.append((field, index, False, fn))
     key_at = None
     if any(is_phi for _, _, is_phi, _ in plan):
