@@ -28,3 +28,15 @@ class Principal:
 
 
 SYSTEM = Principal(actor="system", permissions=frozenset({"*"}))
+
+# Four eyes are two named people who logged in. The local operator (`local:<uid>`) is
+# whoever holds the daemon's account or root on its machine, one person under any number
+# of names, and `system` (the scheduler) is nobody: neither files nor decides a request
+# that needs a second person.
+NOT_A_PERSON = ("needs a named, logged-in person (four-eyes rule); the local operator and the "
+                "scheduler are not one: log in with `strongroom login`")
+
+
+def is_person(actor: str) -> bool:
+    """True for a named account that authenticated (`user:<name>`)."""
+    return actor.startswith("user:")

@@ -63,6 +63,8 @@ def forget_cmd(d: "Daemon", call: Call) -> dict:
     if a.dry_run:
         return {"plan": plan.as_dict(), "requires_approval": cfg.require_approval,
                 "snapshot": describe_snapshot(d.ctx, repo, a.snapshot_id)}
+    if cfg.require_approval:
+        prune.check_filer(call.principal.actor, "forget")     # refused now, not as a failed run
     run = d.submit_if_leader("prune", trigger="manual", params=params, requested_by=call.principal.actor)
     return {**run.as_dict(), "requires_approval": cfg.require_approval}
 

@@ -44,6 +44,7 @@ from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenie
 from strongroom.core.ids import new_id
 from strongroom.core.jobs import compaction
 from strongroom.core.jobs.backup import MAX_CHAIN, open_configured
+from strongroom.core.principal import NOT_A_PERSON, is_person
 
 PROVEN = ("verified", "drilled")
 _requests = BackupPruneRequest.__table__
@@ -320,8 +321,16 @@ def pending_requests(ctx: Context, *, include_closed: bool = False, limit: int =
                 for r in conn.execute(query).mappings()]
 
 
+def check_filer(actor: str, kind: str = "prune") -> None:
+    """PermissionDenied unless `actor` may file a four-eyes request: a named, logged-in
+    person, or the scheduler (whose requests then need two people: `_endorse`)."""
+    if actor != SCHEDULER and not is_person(actor):
+        raise PermissionDenied(f"a {kind} in four-eyes mode files a request, and filing one {NOT_A_PERSON}")
+
+
 def _file_request(ctx: Context, cfg: configurations.Configuration, the_plan: Plan, kind: str,
                   actor: str, now: datetime) -> dict[str, Any]:
+    check_filer(actor, kind)
     wanted = sorted(str(i) for i in the_plan.forget)
     superseded = sorted(str(i) for i in the_plan.superseded)
     with transaction(ctx.engine) as conn:
@@ -384,6 +393,11 @@ def check_approval(ctx: Context, request_id: uuid.UUID, approver: str, now: date
         raise NotFoundError(f"no backup prune request {request_id}")
     if row["status"] != "pending":
         raise ConflictError(f"request {request_id} is {row['status']}, not pending")
+    if not is_person(approver) and approver != SCHEDULER:
+        with transaction(ctx.engine) as conn:
+            audit.append(conn, actor=approver, action="RETENTION", table_name="backup_prune_requests",
+                         record_id=request_id, outcome="denied", details={"event": "not_a_person_refused"})
+        raise PermissionDenied(f"request {request_id}: approving it {NOT_A_PERSON}")
     if approver == row["requested_by"] or approver == SCHEDULER:
         with transaction(ctx.engine) as conn:
             audit.append(conn, actor=approver, action="RETENTION", table_name="backup_prune_requests",

@@ -30,6 +30,7 @@ from strongroom.core.db.models import (Client, ClientFile, DataKey, ErasureReque
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
 from strongroom.core.ids import new_id
+from strongroom.core.principal import NOT_A_PERSON, is_person
 from strongroom.core.repository.changes import next_change_version
 from strongroom.core.retention import holds, lock, rewrite_rows
 
@@ -110,7 +111,10 @@ def expire_requests(conn: Connection, now: datetime) -> int:
 def request_erasure(conn: Connection, *, client_id: uuid.UUID, actor: str, reason: str,
                     session_id: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """File a request to erase `client_id`; audited ERASURE_REQUEST. Refused (nothing
-    written) for an unknown or already erased client, or when one is already pending."""
+    written) for an unknown or already erased client, or when one is already pending,
+    and for anyone but a named, logged-in person (the four eyes are two people)."""
+    if not is_person(actor):
+        raise PermissionDenied(f"erasure request: filing one {NOT_A_PERSON}")
     reason = _reason(reason)
     now = now or utcnow()
     lock(conn)
@@ -165,10 +169,14 @@ def _load_pending(conn: Connection, request_id: uuid.UUID, now: datetime) -> dic
 
 
 def _four_eyes(conn: Connection, row: dict, actor: str, action: str, session_id: str | None) -> PermissionDenied | None:
-    if actor not in (row["requested_by"], "system"):
+    if is_person(actor) and actor != row["requested_by"]:
         return None
+    own = actor == row["requested_by"]
     audit.append(conn, actor=actor, action=action, table_name="erasure_requests", record_id=row["id"],
-                 outcome="denied", session_id=session_id, details={"event": "self_decision_refused"})
+                 outcome="denied", session_id=session_id,
+                 details={"event": "self_decision_refused" if own else "not_a_person_refused"})
+    if not own:
+        return PermissionDenied(f"erasure request {row['id']}: deciding it {NOT_A_PERSON}")
     return PermissionDenied(f"erasure request {row['id']} was filed by {row['requested_by']}; a different "
                             "person must decide it (four-eyes rule)")
 

@@ -28,8 +28,9 @@ def _backed_up(tmp_path, db_url, extra=""):
     try:
         with transaction(ctx.engine) as conn:
             practice = only_practice(conn)
-            user, _ = create_user(conn, ctx.keyring, ctx.settings, practice, "approver", PASSWORD, Role.MANAGER)
-            grant(conn, user, "job:*:run", granted_by="test", duration=timedelta(days=1))
+            for name in ("filer", "approver"):
+                user, _ = create_user(conn, ctx.keyring, ctx.settings, practice, name, PASSWORD, Role.MANAGER)
+                grant(conn, user, "job:*:run", granted_by="test", duration=timedelta(days=1))
         from strongroom.core.repository.clients import insert_clients
         from strongroom.core.demo import client_records
         from strongroom.core.principal import SYSTEM
@@ -79,11 +80,19 @@ def four_eyes_daemon(tmp_path, db_url, monkeypatch):
     assert proc.stop() == 0
 
 
-def test_forget_in_four_eyes_mode_needs_a_second_person(four_eyes_daemon, capsys, tmp_path):
+def test_forget_in_four_eyes_mode_needs_two_named_people(four_eyes_daemon, capsys, tmp_path):
     data_dir, snaps, proc = four_eyes_daemon
     dd = str(data_dir)
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD + "\n")
     code, _, err = run(capsys, "--data-dir", dd, "backup", "forget", snaps[0])
     assert code == 2 and "--yes" in err  # no terminal to confirm in
+    # The local operator is nobody in particular: it may not be one of the four eyes.
+    code, _, err = run(capsys, "--data-dir", dd, "backup", "forget", snaps[0], "--yes")
+    assert code == 8 and "named, logged-in person" in err
+    assert json.loads(run(capsys, "--data-dir", dd, "backup", "requests", "--json")[1]) == []
+
+    assert run(capsys, "--data-dir", dd, "login", "-u", "filer", "--password-file", password_file)[0] == 0
     code, out, err = run(capsys, "--data-dir", dd, "backup", "forget", snaps[0], "--yes", "--wait", "--json")
     assert code == 0, err
     assert json.loads(out)["result"]["pending_request"]["new"] is True
@@ -92,14 +101,15 @@ def test_forget_in_four_eyes_mode_needs_a_second_person(four_eyes_daemon, capsys
     code, out, _ = run(capsys, "--data-dir", dd, "backup", "requests", "--json")
     (request,) = json.loads(out)
     assert request["kind"] == "forget" and request["snapshot_ids"] == [snaps[0]]
-    assert request["requested_by"].startswith("local:") and request["configuration"] == "default"
+    assert request["requested_by"] == "user:filer" and request["configuration"] == "default"
 
     code, _, err = run(capsys, "--data-dir", dd, "backup", "approve", request["id"])
     assert code == 8 and "different person" in err
+    assert run(capsys, "--data-dir", dd, "logout")[0] == 0
+    code, _, err = run(capsys, "--data-dir", dd, "backup", "approve", request["id"])
+    assert code == 8 and "named, logged-in person" in err
     assert _snapshot_ids(data_dir) == snaps
 
-    password_file = tmp_path / "pw"
-    password_file.write_text(PASSWORD + "\n")
     assert run(capsys, "--data-dir", dd, "login", "-u", "approver", "--password-file", password_file)[0] == 0
     code, out, err = run(capsys, "--data-dir", dd, "backup", "approve", request["id"], "--wait", "--json")
     assert code == 0, err

@@ -1,12 +1,14 @@
 """`strongroom retention|hold|erasure` against a real daemon holding the retention demo:
 policies listed and set, the plan, holds placed and released, an erasure approved only
-with confirmation and never by its requester, the job run; every bad request a clear
+with confirmation, only by a named person and never by its requester, the job run; every bad request a clear
 error with a non-zero exit and nothing changed."""
 import json
 
+import pyotp
 import pytest
 
 from tests.console.cli_helpers import run_cli as run
+from tests.daemon.conftest import PASSWORD
 
 
 @pytest.fixture
@@ -68,10 +70,20 @@ def test_holds_are_placed_listed_and_released(daemon, capsys):
     assert len(json.loads(out)) == 2
 
 
-def test_erasure_needs_confirmation_and_a_second_person(daemon, capsys):
+def test_erasure_needs_confirmation_and_two_named_people(daemon, capsys, tmp_path):
     code, out, err = cli(capsys, daemon, "erasure", "list", "--json")
     assert code == 0, err
     assert [r["id"] for r in json.loads(out)] == [daemon.seeded["request"]]
+    # The local operator (root or the daemon's account) is nobody in particular: it may
+    # neither decide nor file a request that needs two people.
+    code, _, err = cli(capsys, daemon, "erasure", "approve", daemon.seeded["request"], "--yes")
+    assert code == 8 and "named, logged-in person" in err
+    code, _, err = cli(capsys, daemon, "erasure", "request", daemon.seeded["clients"][2], "--reason", "ref 4")
+    assert code == 8 and "named, logged-in person" in err
+    (tmp_path / "pw").write_text(PASSWORD + "\n")
+    code, _, err = cli(capsys, daemon, "login", "-u", "owner1", "--password-file", tmp_path / "pw",
+                       "--totp", pyotp.TOTP(daemon.seeded["owner_totp"]).now())
+    assert code == 0, err
     code, _, err = cli(capsys, daemon, "erasure", "approve", daemon.seeded["request"])
     assert code == 2 and "needs confirmation" in err
     assert daemon.call("erasure.list")[0]["status"] == "pending"
@@ -82,6 +94,7 @@ def test_erasure_needs_confirmation_and_a_second_person(daemon, capsys):
                          "--json")
     assert code == 0, err
     mine = json.loads(out)
+    assert mine["requested_by"] == "user:owner1"
     code, _, err = cli(capsys, daemon, "erasure", "approve", mine["id"], "--yes")
     assert code == 8 and "four-eyes" in err
     code, _, err = cli(capsys, daemon, "erasure", "reject", mine["id"])

@@ -114,10 +114,13 @@ def test_erasure_takes_two_people_and_a_hold_stops_it(retention_daemon):
     assert filed["status"] == "pending" and filed["requested_by"] == "user:manager1"
     # A manager may file but not approve; the requester never approves.
     assert error_of(d, "erasure.approve", {"request_id": filed["id"]}, manager).code == "forbidden"
-    mine = d.call("erasure.request", {"client_id": d.seeded["clients"][3], "reason": "ref 13"})
-    denied = error_of(d, "erasure.approve", {"request_id": mine["id"]})
-    assert denied.code == "forbidden" and "four-eyes" in denied.message
-    assert error_of(d, "erasure.reject", {"request_id": mine["id"]}).code == "forbidden"
+    # The local operator (whoever holds the machine's account) is none of the four eyes.
+    denied = error_of(d, "erasure.request", {"client_id": d.seeded["clients"][3], "reason": "ref 13"})
+    assert denied.code == "forbidden" and "named, logged-in person" in denied.message
+    for cmd in ("erasure.approve", "erasure.reject"):
+        denied = error_of(d, cmd, {"request_id": filed["id"]})
+        assert denied.code == "forbidden" and "named, logged-in person" in denied.message
+    mine = d.call("erasure.request", {"client_id": d.seeded["clients"][3], "reason": "ref 13"}, token=manager)
 
     owner = login(d, "owner1", d.seeded["owner_totp"])
     done = d.call("erasure.approve", {"request_id": filed["id"]}, token=owner)
@@ -133,13 +136,13 @@ def test_erasure_takes_two_people_and_a_hold_stops_it(retention_daemon):
     assert d.call("erasure.reject", {"request_id": mine["id"]}, token=owner)["status"] == "rejected"
     assert error_of(d, "erasure.approve", {"request_id": filed["id"]}, owner).code == "conflict"
     assert error_of(d, "erasure.approve", {"request_id": str(uuid.uuid4())}, owner).code == "not_found"
-    assert error_of(d, "erasure.request", {"client_id": target, "reason": "again"}).code == "conflict"
+    assert error_of(d, "erasure.request", {"client_id": target, "reason": "again"}, manager).code == "conflict"
 
     # The demo's own request names a client that is not held; holding it refuses approval.
     demo_request = d.call("erasure.list")[0]
     hold = d.call("holds.place", {"reason": "Matter 4", "client_id": demo_request["client_id"]})
     assert d.call("erasure.list")[0]["held_by"] == hold["id"]
-    blocked = error_of(d, "erasure.approve", {"request_id": demo_request["id"]})
+    blocked = error_of(d, "erasure.approve", {"request_id": demo_request["id"]}, owner)
     assert blocked.code == "conflict" and "legal hold" in blocked.message
     statuses = {r["id"]: r["status"] for r in d.call("erasure.list", {"include_closed": True})}
     assert statuses == {filed["id"]: "executed", mine["id"]: "rejected", demo_request["id"]: "pending"}

@@ -157,3 +157,23 @@ def test_forget_in_four_eyes_mode_waits_for_approval(ctx, tmp_path):
     done = prune.run(ctx, {"request_id": filed["pending_request"]["request_id"], "actor": "user:bob"},
                      lambda *a: None)
     assert done["forgotten"] == [str(snaps[1])] and repo.list_snapshots() == [snaps[0], snaps[2]]
+
+
+def test_the_local_operator_can_neither_file_endorse_nor_approve(ctx, tmp_path):
+    """`local:<uid>` is whoever holds the machine's account: it is not one of the four eyes."""
+    snaps, repo = _four_eyes(ctx, tmp_path)
+    with pytest.raises(PermissionDenied, match="named, logged-in person"):
+        prune.run(ctx, {"actor": "local:0"}, lambda *a: None)
+    with ctx.engine.connect() as conn:
+        assert conn.execute(select(_req)).first() is None
+    scheduled = prune.run(ctx, {}, lambda *a: None)["pending_request"]["request_id"]
+    with pytest.raises(PermissionDenied, match="named, logged-in person"):
+        prune.run(ctx, {"actor": "local:0", "request_id": scheduled}, lambda *a: None)   # no endorsing
+    assert _request(ctx, scheduled)["requested_by"] == "system"
+    prune.run(ctx, {"actor": "user:alice", "request_id": scheduled}, lambda *a: None)
+    for local in ("local:0", "local:2222"):
+        with pytest.raises(PermissionDenied, match="named, logged-in person"):
+            prune.check_approval(ctx, uuid.UUID(scheduled), local, utcnow())
+        with pytest.raises(PermissionDenied, match="named, logged-in person"):
+            prune.run(ctx, {"actor": local, "request_id": scheduled}, lambda *a: None)
+    assert repo.list_snapshots() == snaps and _request(ctx, scheduled)["status"] == "pending"

@@ -452,3 +452,23 @@ def test_holds_still_block_under_row_level_security_as_the_application_role(ctx,
         with psycopg.connect(PG_DSN.rsplit("/", 1)[0] + f"/{dbname}", autocommit=True) as conn:
             conn.execute(f"DROP OWNED BY {role}")
         pg_admin(f"DROP ROLE {role}")
+
+
+def test_the_local_operator_can_neither_file_nor_decide_an_erasure(ctx, practice):
+    """Four eyes are two named, logged-in people: `local:<uid>` is whoever holds the
+    machine's account (and once claimed any uid), so it counts as neither."""
+    client = _client(ctx, practice, "Ashford")
+    with pytest.raises(PermissionDenied, match="named, logged-in person"):
+        _request(ctx, client, actor="local:1111")
+    with ctx.engine.connect() as conn:
+        assert conn.execute(select(ErasureRequest.__table__)).first() is None
+    request = _request(ctx, client)
+    for local in ("local:0", "local:2222"):
+        with pytest.raises(PermissionDenied, match="named, logged-in person"):
+            erasure.approve(ctx.engine, ctx.keyring, request["id"], approver=local)
+        with pytest.raises(PermissionDenied, match="named, logged-in person"):
+            erasure.reject(ctx.engine, request["id"], actor=local)
+    with transaction(ctx.engine) as conn:
+        assert clients_repo.get_client(conn, ctx.keyring, CLINICIAN, client)["last_name"] == "Ashford"
+        assert erasure.list_requests(conn)[0]["status"] == "pending"
+    assert [e.outcome for e in _actions(ctx, "ERASURE_APPROVE", "ERASURE_REJECT")] == ["denied"] * 4
