@@ -402,3 +402,27 @@ def test_demo_seeds_conflicts_that_resolve(ctx):
     assert {p["name"]: p["open_conflicts"] for p in peers} == {"central": 3, "clinic-north": 0}
     choices = {name: "remote" for name in page[1]["fields"]}
     assert resolve(ctx, OPERATOR, seeded[1], choices)["status"] == "resolved"
+
+
+def test_a_page_of_conflicts_on_many_clients_costs_one_key_lookup(ctx, world):
+    """Forty conflicts on forty clients: listing them asks for their keys once, not once
+    per client (the statements do not grow with the page)."""
+    from sqlalchemy import event
+
+    with transaction(ctx.engine) as conn:
+        ids = []
+        clients_repo.insert_clients(conn, ctx.keyring, SYSTEM, world["practice"], demo.client_records(40),
+                                    created=ids)
+        for client_id in ids:
+            row = row_of(conn, _clients, client_id)
+            local = conflicts.row_image("clients", row)
+            remote = {**local, "phone_enc": seal(ctx, conn, "clients", row, "phone", REMOTE_PHONE)}
+            conflicts.queue_conflict(conn, peer_id=world["peer_id"], table_name="clients", row_id=client_id,
+                                     local=local, remote=remote)
+    ctx.keyring._ciphers.clear()
+    seen = []
+    event.listen(ctx.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    with ctx.engine.connect() as conn:
+        page = conflicts.list_conflicts(conn, ctx.keyring, OPERATOR, limit=100)
+    assert len(page) == 41 and all(c["fields"] for c in page)
+    assert sum("data_keys" in s for s in seen) == 1, seen
