@@ -44,7 +44,11 @@ soak: $(STAMP)
 	$(PYTEST) -m soak --durations=10 $(PYTEST_ARGS)
 	STRONGROOM_STRESS_ROUNDS=50 $(PYTEST) tests/console/tui/test_console_stress.py $(PYTEST_ARGS)
 
+# Benchmarks against the tools users would otherwise pick. `make bench SCALE=3` for a
+# larger dataset (built once per scale, then reused); results in bench/results/latest.md.
+SCALE ?= 1
 bench: $(STAMP)
+	$(BIN)/python bench/export.py --scale $(SCALE)
 	$(BIN)/python bench/encrypted_insert.py
 	$(BIN)/python bench/control_latency.py
 
