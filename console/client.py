@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -163,19 +163,40 @@ def save_token(endpoint: str, token: str) -> Path:
     return path
 
 
-def stored_token(endpoint: str, runtime_dir: Path | None) -> str | None:
-    """A logged-in session's token, else the daemon's local operator token if this user
-    can read it (the service account and root), else None."""
+SAVED_SESSION = "saved session"
+LOCAL_OPERATOR = "local operator token"
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    """The token a command will present, and where it came from (so the CLI can say)."""
+
+    value: str = field(repr=False)
+    source: str                     # SAVED_SESSION or LOCAL_OPERATOR
+    path: Path
+
+
+def find_token(endpoint: str, runtime_dir: Path | None) -> StoredToken | None:
+    """A session `strongroom login` saved for this daemon, else the daemon's local
+    operator token if this user can read it (the service account and root), else None.
+    The local token names this process's uid; the daemon accepts it only from that uid."""
     path = session_file(endpoint)
     if path.exists():
-        return path.read_text().strip() or None
+        value = path.read_text().strip()
+        return StoredToken(value, SAVED_SESSION, path) if value else None
     if runtime_dir is not None:
         local = runtime_dir / "operator.token"
         try:
-            return f"local:{os.getuid()}:{local.read_text().strip()}"
+            return StoredToken(f"local:{os.getuid()}:{local.read_text().strip()}", LOCAL_OPERATOR, local)
         except OSError:
             return None
     return None
+
+
+def stored_token(endpoint: str, runtime_dir: Path | None) -> str | None:
+    """The value of `find_token`, or None."""
+    found = find_token(endpoint, runtime_dir)
+    return found.value if found else None
 
 
 def forget_token(endpoint: str) -> None:

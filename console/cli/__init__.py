@@ -118,6 +118,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("remote:status_cmd", "What the daemon is doing: role, uptime, running jobs, next runs."),
     "sync": ("sync:group", "Sync between sites: the conflict queue and resolving it field by field."),
     "user": ("user:group", "Manage users: add, list, lock, unlock, grants, 2FA reset, passwords."),
+    "whoami": ("remote:whoami_cmd", "Which identity commands act as now, and where it comes from."),
 }
 
 

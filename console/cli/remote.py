@@ -99,13 +99,17 @@ async def answers(client: Client, where: str) -> None:
 
 
 def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], Awaitable[Any]],
-               *, need_token: bool = True) -> Any:
-    from strongroom.console.client import Client, ClientError, stored_token
+               *, need_token: bool = True, announce: bool = True) -> Any:
+    """Run `fn` with a client of the daemon, presenting the stored token. A command that
+    acts with a session another command saved (not the obvious local:<uid>) says so on
+    stderr first, unless `announce` is False (login, logout, whoami say it themselves)."""
+    from strongroom.console.client import SAVED_SESSION, Client, ClientError, find_token
 
     endpoint, events, runtime = _endpoints(state, socket_path)
     where = "at the --socket path" if socket_path else f"at {endpoint.split('://', 1)[-1]}"
     require_listening(endpoint, where)
-    token = stored_token(endpoint, runtime)
+    found = find_token(endpoint, runtime)
+    token = found.value if found else None
     if need_token and token is None:
         raise AuthError("not logged in: run `strongroom login` (or use the daemon's account)")
 
@@ -114,6 +118,8 @@ def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], 
                         timeout=float(os.environ.get("STRONGROOM_TIMEOUT", "30")))
         try:
             await answers(client, where)
+            if announce and found is not None and found.source == SAVED_SESSION:
+                await _announce_identity(client)
             return await fn(client)
         finally:
             client.close()
@@ -121,6 +127,19 @@ def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], 
         return asyncio.run(go())
     except ClientError as err:
         raise RemoteError(err) from None
+
+
+async def _announce_identity(client: Client) -> None:
+    """A saved session acts for whoever logged in, maybe in another command long ago:
+    never silently (root's backups were once audited as the console's demo admin)."""
+    from strongroom.console.client import ClientError
+
+    try:
+        me = await client.call("whoami")
+    except ClientError:
+        return                  # an ended session: the command itself is refused and says why
+    click.echo(f"strongroom: acting as {me['actor']}, the session `strongroom login` saved "
+               "(`strongroom logout` ends it)", err=True)
 
 
 def _client_info() -> dict:
@@ -150,7 +169,7 @@ def login_cmd(state: CliState, username: str, password_file, totp: str | None, s
     async def go(client: Client) -> dict:
         return await client.call("auth.login", {"username": username, "password": password,
                                                 "totp": totp, "client": _client_info()})
-    result = run_remote(state, socket_path, go, need_token=False)
+    result = run_remote(state, socket_path, go, need_token=False, announce=False)
     if result.get("enrolment_required"):
         result = _enrol(state, socket_path, result)
     path = save_token(endpoint, result["token"])
@@ -168,7 +187,7 @@ def _enrol(state: CliState, socket_path: str | None, offer: dict) -> dict:
     click.echo(f"secret: {enrolment['secret']}\nURI:    {enrolment['uri']}\n")
     code = click.prompt("Code from the authenticator", prompt_suffix=": ").strip()
     args = {"enrolment_token": enrolment["token"], "totp": code, "client": _client_info()}
-    return run_remote(state, socket_path, lambda c: c.call("auth.enrol", args), need_token=False)
+    return run_remote(state, socket_path, lambda c: c.call("auth.enrol", args), need_token=False, announce=False)
 
 
 @click.command(name="logout")
@@ -180,10 +199,37 @@ def logout_cmd(state: CliState, socket_path: str | None) -> None:
 
     endpoint, _, _ = _endpoints(state, socket_path)
     try:
-        run_remote(state, socket_path, lambda c: c.call("auth.logout"))
+        run_remote(state, socket_path, lambda c: c.call("auth.logout"), announce=False)
     finally:
         forget_token(endpoint)
     click.echo("logged out")
+
+
+@click.command(name="whoami")
+@socket_option
+@json_option
+@pass_state
+def whoami_cmd(state: CliState, socket_path: str | None, as_json: bool) -> None:
+    """Which identity commands act as now, and where it comes from."""
+    from strongroom.console.client import LOCAL_OPERATOR, find_token
+
+    endpoint, _, runtime = _endpoints(state, socket_path)
+    found = find_token(endpoint, runtime)
+    if found is None:
+        raise AuthError("nobody: no saved session and no readable local operator token; run `strongroom login`")
+    me = run_remote(state, socket_path, lambda c: c.call("whoami"), announce=False)
+    data = {**me, "source": found.source, "token_file": str(found.path)}
+
+    def human(d: dict) -> None:
+        click.echo(d["actor"])
+        if d["source"] == LOCAL_OPERATOR:
+            click.echo("  the daemon's local operator token: the daemon takes the uid from the operating "
+                       "system, not from the token; it may not file or approve four-eyes requests")
+        else:
+            click.echo(f"  a session `strongroom login` saved in {d['token_file']}; every command acts as "
+                       "it until `strongroom logout`")
+        click.echo(f"  {len(d['permissions'])} permission(s); `--json` lists them")
+    emit(as_json, data, human)
 
 
 # --- status -----------------------------------------------------------------------------

@@ -215,3 +215,29 @@ def test_login_enrols_a_missing_second_factor_at_a_terminal(running, capsys, tmp
     assert "otpauth://totp/Strongroom:newadmin?" in printed and "logged in as newadmin" in printed
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "sessions", "list", "--json")
     assert code == 0 and json.loads(out)[0]["username"] == "newadmin"
+
+
+def test_whoami_says_which_identity_commands_act_as_and_a_saved_session_is_never_silent(running, capsys, tmp_path):
+    """Without a login the CLI acts as the local operator, local:<uid>, the uid the daemon
+    learns from the kernel. A session another command saved is used by every later
+    command: whoami says so, and each command names the identity on stderr."""
+    import os
+    data_dir, _ = running
+    dd = str(data_dir)
+    code, out, err = run(capsys, "--data-dir", dd, "whoami", "--json")
+    assert code == 0, err
+    me = json.loads(out)
+    assert me["actor"] == f"local:{os.getuid()}" and me["source"] == "local operator token"
+    code, out, err = run(capsys, "--data-dir", dd, "status")
+    assert code == 0 and "acting as" not in err                # the obvious identity: nothing to say
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD + "\n")
+    assert run(capsys, "--data-dir", dd, "login", "-u", "auditor1", "--password-file", str(password_file))[0] == 0
+    code, out, err = run(capsys, "--data-dir", dd, "whoami")
+    assert code == 0 and "user:auditor1" in out and "strongroom login" in out and "logout" in out
+    code, out, err = run(capsys, "--data-dir", dd, "status", "--json")
+    assert code == 0 and json.loads(out)["role"] == "leader"          # stdout stays clean JSON
+    assert "acting as user:auditor1" in err and "logout" in err
+    assert run(capsys, "--data-dir", dd, "logout")[0] == 0
+    code, out, err = run(capsys, "--data-dir", dd, "whoami", "--json")
+    assert json.loads(out)["actor"] == f"local:{os.getuid()}"
