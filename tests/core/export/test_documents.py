@@ -31,6 +31,25 @@ def text(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.one_of(values, st.text(alphabet=',"\r\n =+-@\tx1', max_size=8)),
+                         min_size=1, max_size=4), max_size=6))
+def test_csv_rows_are_what_the_csv_module_writes(table):
+    """Byte for byte csv.writer's output (excel dialect, CRLF), one-field rows included."""
+    for width in {len(row) for row in table}:
+        batch = [row for row in table if len(row) == width]
+        names = tuple(f"f{i}" for i in range(width))
+        expected = io.StringIO(newline="")
+        writer = csv.writer(expected, lineterminator="\r\n")
+        writer.writerow(names)
+        writer.writerows([csvdoc.cell(v) for v in row] for row in batch)
+        out = io.StringIO(newline="")
+        document = csvdoc.Document(out)
+        document.begin_table("t", names)
+        document.write_rows([dict(zip(names, row)) for row in batch])
+        assert out.getvalue() == expected.getvalue()
+
+
 @settings(max_examples=150, deadline=None)
 @given(rows)
 def test_csv_round_trip(batch):
