@@ -7,7 +7,7 @@ import pytest
 import zmq.auth
 
 from strongroom.console.client import Client, ClientError, Curve
-from tests.daemon.conftest import DaemonProcess, make_data_dir
+from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
 
 
 def _free_port_pair() -> int:
@@ -42,21 +42,36 @@ def curve_daemon(tmp_path, db_url):
     assert proc.stop() == 0
 
 
-def _call(port, server_key, keypair, token, cmd="status", timeout=5.0):
+def _call(port, server_key, keypair, token, cmd="status", timeout=5.0, args=None):
     async def go():
         client = Client(f"tcp://127.0.0.1:{port}", events_endpoint=f"tcp://127.0.0.1:{port + 1}", token=token,
                         curve=Curve(server_key, keypair[0], keypair[1]), timeout=timeout)
         try:
-            return await client.call(cmd)
+            return await client.call(cmd, args)
         finally:
             client.close()
     return asyncio.run(go())
 
 
-def test_allow_listed_client_is_served_over_curve(curve_daemon):
+def test_allow_listed_client_logs_in_and_is_served_over_curve(curve_daemon):
     proc, port, server_key, client_keys, _ = curve_daemon
-    status = _call(port, server_key, client_keys, proc.local_token())
+    session = _call(port, server_key, client_keys, None, "auth.login",
+                    args={"username": "auditor1", "password": PASSWORD,
+                          "client": {"ssh_connection": "192.0.2.9 50000 10.0.0.1 22"}})
+    status = _call(port, server_key, client_keys, session["token"])
     assert status["role"] == "leader"
+    # The address is the TCP peer's, not the SSH client the login reported.
+    event = proc.call("security.events", {"event_type": "login_success", "limit": 1})[0]
+    assert event["ip_address"] == "127.0.0.1" and event["details"]["reported_ssh_client"] == "192.0.2.9"
+
+
+def test_the_local_operator_token_is_refused_over_tcp(curve_daemon):
+    """It is the local operator's because the kernel says who is on the local socket;
+    over TCP nothing says so."""
+    proc, port, server_key, client_keys, _ = curve_daemon
+    with pytest.raises(ClientError) as err:
+        _call(port, server_key, client_keys, proc.local_token())
+    assert err.value.code == "unauthenticated"
 
 
 def test_unknown_client_key_gets_no_answer(curve_daemon):
