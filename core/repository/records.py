@@ -68,8 +68,14 @@ def plain_converter(col: Column) -> Callable[[object], object] | None:
 
 
 def _utc_iso(value: datetime) -> str:
-    """UTCDateTime's reading (naive from SQLite means UTC) as ISO text."""
-    return (value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)).isoformat()
+    """UTCDateTime's reading (naive from SQLite means UTC) as ISO text. A value already at
+    offset zero prints the same whatever its tzinfo object (PostgreSQL's Etc/UTC comes
+    as a ZoneInfo), so only another offset pays for a conversion."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc).isoformat()
+    if value.tzinfo is timezone.utc or not value.utcoffset():
+        return value.isoformat()
+    return value.astimezone(timezone.utc).isoformat()
 
 
 def _python_type(col: Column) -> type | None:
