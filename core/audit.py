@@ -10,19 +10,38 @@ triggers write for changes made behind the application's back verify like any ot
 Appends are serialised: on PostgreSQL by a transaction-level advisory lock shared with
 the triggers, on SQLite by the write lock every transaction takes (BEGIN IMMEDIATE).
 
+Seals. A plain hash chain proves nothing against whoever can write the database: they
+can recompute every hash. So each row Strongroom writes also carries `mac`, an
+HMAC-SHA256 of its hash under a key the database does not hold (derived from the
+audit signing key's seed, which only the KEK unwraps). A forged or rewritten row cannot
+get a valid seal. Rows written before the seal existed (an upgraded database) are
+accepted as they are, protected by the chain into the first sealed row; after that,
+every row must be sealed, except those the PostgreSQL trigger writes for changes made
+outside Strongroom (actor `db:<role>`): the database has no key to seal them with, so
+`verify` lists them as resting on the database's word alone.
+
+Cutting the newest rows leaves a shorter chain that still verifies; only a record of
+the head kept elsewhere catches it. `checkpoint` signs the head (its own entry
+included); core/checkpoints.py keeps the newest outside the database and
+`verify_checkpoint` names the rows missing after it.
+
 Never put PHI in `details`: name tables, columns, row ids and counts, not values.
 """
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Connection, Engine, func, insert, select, text
 
 from strongroom.core.db.models import AuditLog, DataKey, KeyPurpose, KeyState
@@ -32,6 +51,8 @@ from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError
 
 GENESIS = "0" * 64
+TRIGGER_ACTOR_PREFIX = "db:"   # rows the PostgreSQL trigger writes (migration 0002)
+MAX_LISTED = 50
 _log = AuditLog.__table__
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -70,6 +91,51 @@ def record_hash(row: dict) -> str:
     return hashlib.sha256("".join(_field(p) for p in parts).encode()).hexdigest()
 
 
+# --- seals ----------------------------------------------------------------------------
+
+# Keyed by the engine's pool, which the engine's execution_options() copies share.
+_SEALERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()    # Pool -> Keyring
+_CHAIN_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Keyring -> bytes
+
+
+def seal_with(engine: Engine, keyring) -> None:
+    """Entries appended through `engine` are sealed with `keyring`'s chain key (once the
+    audit signing key exists: `ensure_chain_key`). open_context calls this."""
+    _SEALERS[engine.pool] = keyring
+
+
+def signing_key_exists(conn: Connection) -> bool:
+    keys = DataKey.__table__
+    return conn.execute(select(keys.c.id).where(keys.c.purpose == KeyPurpose.AUDIT_SIGNING,
+                                                keys.c.state == KeyState.ACTIVE).limit(1)).first() is not None
+
+
+def chain_key(conn: Connection, keyring) -> bytes | None:
+    """The HMAC key sealing entries, or None before the audit signing key exists."""
+    cached = _CHAIN_KEYS.get(keyring)
+    if cached is not None:
+        return cached
+    if not signing_key_exists(conn):
+        return None
+    seed = keyring.signing_key(conn).private_bytes_raw()
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"strongroom-audit-chain-mac").derive(seed)
+    _CHAIN_KEYS[keyring] = key
+    return key
+
+
+def ensure_chain_key(engine: Engine, keyring) -> None:
+    """Create the audit signing key (and so the chain key) if this database has none yet,
+    in a transaction of its own, so every later entry is sealed. `init` and the daemon's
+    start call it; an upgraded database starts sealing here."""
+    with engine.begin() as conn:
+        if not signing_key_exists(conn):
+            keyring.signing_key(conn)
+
+
+def seal(key: bytes, row_hash: str) -> str:
+    return hmac.new(key, row_hash.encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Entry:
     id: int
@@ -95,6 +161,12 @@ def append(conn: Connection, *, actor: str, action: str, table_name: str | None 
     prev = conn.execute(select(_log.c.id, _log.c.hash).order_by(_log.c.id.desc()).limit(1)).first()
     if conn.dialect.name == "postgresql":
         new_id = conn.execute(text("SELECT nextval(pg_get_serial_sequence('audit_logs', 'id'))")).scalar()
+        if prev is not None and new_id <= prev.id:
+            # A row was inserted with an explicit id behind the sequence's back (tampering,
+            # or a restore): continue after it, so the log still takes entries and verify
+            # can still record its own verdict.
+            new_id = conn.execute(text("SELECT setval(pg_get_serial_sequence('audit_logs', 'id'), :v)"),
+                                  {"v": prev.id + 1}).scalar()
     else:
         new_id = (prev.id if prev else 0) + 1
     row = {
@@ -106,6 +178,9 @@ def append(conn: Connection, *, actor: str, action: str, table_name: str | None 
         "prev_hash": prev.hash if prev else GENESIS,
     }
     row["hash"] = record_hash(row)
+    keyring = _SEALERS.get(conn.engine.pool)
+    key = chain_key(conn, keyring) if keyring is not None else None
+    row["mac"] = seal(key, row["hash"]) if key is not None else None
     conn.execute(insert(_log), [row])
     return Entry(row["id"], row["occurred_at"], row["actor"], action, table_name,
                  row["record_id"], outcome, details or {}, row["hash"])
@@ -119,6 +194,43 @@ class VerifyResult:
     head_hash: str
     broken_id: int | None = None
     reason: str | None = None
+    sealed: bool = False            # seals were checked (verify was given the keyring)
+    unsealed_legacy: int = 0        # rows from before sealing began
+    database_written: tuple[int, ...] = ()   # rows the trigger wrote (first MAX_LISTED ids)
+    database_written_count: int = 0
+    rows_missing_after: int | None = None    # set by verify_checkpoint when the log was cut
+
+
+@dataclass
+class _Seals:
+    """What the seal walk has seen so far (it spans batches)."""
+
+    key: bytes | None
+    started: bool = False
+    legacy: int = 0
+    by_database: list[int] | None = None
+    by_database_count: int = 0
+
+    def check(self, rows: Iterable[Mapping]) -> tuple[int | None, str | None]:
+        """The first row whose seal is wrong or missing, with why; (None, None) if none."""
+        for row in rows:
+            mac = row.get("mac")
+            if mac is not None:
+                if self.key is None:
+                    return row["id"], "the audit signing key is missing from the database, so no seal can be checked"
+                if not hmac.compare_digest(mac, seal(self.key, row["hash"])):
+                    return row["id"], "row's seal does not match (forged, or altered by someone without the key)"
+                self.started = True
+            elif str(row["actor"]).startswith(TRIGGER_ACTOR_PREFIX):
+                self.by_database = self.by_database or []
+                if len(self.by_database) < MAX_LISTED:
+                    self.by_database.append(row["id"])
+                self.by_database_count += 1
+            elif self.started:
+                return row["id"], "row is not sealed (written without Strongroom's key after sealing began: forged?)"
+            else:
+                self.legacy += 1
+        return None, None
 
 
 def check_rows(rows: Iterable[Mapping], prev_hash: str = GENESIS) -> tuple[int, str, int | None, str | None]:
@@ -137,8 +249,9 @@ def check_rows(rows: Iterable[Mapping], prev_hash: str = GENESIS) -> tuple[int, 
     return checked, prev_hash, None, None
 
 
-def verify(engine: Engine, *, batch: int = 5000, progress=None) -> VerifyResult:
-    """Walk the whole chain in id order; stop at the first row that does not link or hash.
+def verify(engine: Engine, *, keyring=None, batch: int = 5000, progress=None) -> VerifyResult:
+    """Walk the whole chain in id order; stop at the first row that does not link, hash
+    or (given the keyring) carry a valid seal.
 
     Streams in batches by primary key, so memory stays flat over millions of rows.
     """
@@ -146,16 +259,31 @@ def verify(engine: Engine, *, batch: int = 5000, progress=None) -> VerifyResult:
     checked = 0
     last_id: int | None = None
     with engine.connect() as conn:
+        seals = _Seals(chain_key(conn, keyring)) if keyring is not None else None
         total = conn.execute(select(func.count()).select_from(_log)).scalar() or 0
         for rows in batches(conn, _log, size=batch):
             n, prev_hash, broken, reason = check_rows(rows, prev_hash)
+            if seals is not None:
+                sealed_broken, sealed_reason = seals.check(rows[:n] if broken is not None else rows)
+                if sealed_broken is not None:
+                    at = next(i for i, r in enumerate(rows) if r["id"] == sealed_broken)
+                    return _result(False, checked + at, last_id, prev_hash, seals, sealed_broken, sealed_reason)
             checked += n
             if broken is not None:
-                return VerifyResult(False, checked, last_id, prev_hash, broken, reason)
+                return _result(False, checked, last_id, prev_hash, seals, broken, reason)
             last_id = rows[-1]["id"]
             if progress:
                 progress(checked, total, "verifying audit chain")
-    return VerifyResult(True, checked, last_id, prev_hash)
+    return _result(True, checked, last_id, prev_hash, seals)
+
+
+def _result(ok: bool, checked: int, head_id: int | None, head_hash: str, seals: _Seals | None,
+            broken_id: int | None = None, reason: str | None = None) -> VerifyResult:
+    if seals is None:
+        return VerifyResult(ok, checked, head_id, head_hash, broken_id, reason)
+    return VerifyResult(ok, checked, head_id, head_hash, broken_id, reason, sealed=True,
+                        unsealed_legacy=seals.legacy, database_written=tuple(seals.by_database or ()),
+                        database_written_count=seals.by_database_count)
 
 
 def head(conn: Connection) -> tuple[int | None, str]:
@@ -198,8 +326,12 @@ def _checkpoint_message(cp: dict) -> bytes:
     return canonical_json({k: cp[k] for k in ("head_id", "head_hash", "signed_at", "key_id")}).encode()
 
 
-def checkpoint(conn: Connection, keyring) -> dict:
-    """Sign the current chain head; returns a JSON-ready checkpoint."""
+def checkpoint(conn: Connection, keyring, *, actor: str | None = None, reason: str = "manual") -> dict:
+    """Sign the current chain head; returns a JSON-ready checkpoint. With `actor`, the
+    checkpoint's own audit entry is appended first, so the checkpoint covers it too."""
+    if actor is not None:
+        append(conn, actor=actor, action="INTEGRITY", table_name="audit_logs",
+               details={"event": "checkpoint", "reason": reason})
     head_id, head_hash = head(conn)
     signer = keyring.signing_key(conn)
     keys = DataKey.__table__
@@ -213,33 +345,60 @@ def checkpoint(conn: Connection, keyring) -> dict:
     return cp
 
 
-def verify_checkpoint(engine: Engine, cp: dict, *, public_key: bytes | None = None) -> VerifyResult:
-    """The chain verifies, and still holds the checkpointed hash at the checkpointed id,
-    under a valid signature. `public_key` pins the signer (else the one in the database,
-    which only proves consistency, not authorship)."""
+def _parts(cp: dict) -> tuple[bytes, bytes]:
+    """The signed message and the signature; IntegrityError if the checkpoint is malformed."""
     try:
         message = _checkpoint_message(cp)
         signature = bytes.fromhex(cp["signature"])
-        head_id = cp["head_id"]
-    except (KeyError, TypeError, ValueError):
+        uuid.UUID(str(cp["key_id"]))
+        if cp["head_id"] is not None and (isinstance(cp["head_id"], bool) or not isinstance(cp["head_id"], int)):
+            raise ValueError("head_id")
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise IntegrityError("checkpoint is malformed (missing or invalid fields)") from None
+    return message, signature
+
+
+def check_signature(cp: dict, public_key: bytes) -> None:
+    """IntegrityError unless `cp` is well formed and signed by `public_key`."""
+    message, signature = _parts(cp)
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        raise IntegrityError("checkpoint signature is invalid (checkpoint altered or signed by another key)") from None
+
+
+def verify_checkpoint(engine: Engine, cp: dict, *, public_key: bytes | None = None,
+                      keyring=None) -> VerifyResult:
+    """The chain verifies, and still holds the checkpointed hash at the checkpointed id,
+    under a valid signature. `public_key` pins the signer; with `keyring` the signer is
+    the key the KEK unwraps (a public key swapped in the database cannot vouch for a
+    forged checkpoint); else the one in the database, which only proves consistency.
+    A checkpointed entry that is gone means the log was cut: `rows_missing_after` says
+    how many entries, at least, were removed from its end."""
+    _parts(cp)
+    head_id = cp["head_id"]
+    if public_key is None and keyring is not None:
+        with engine.connect() as conn:
+            public_key = keyring.signing_key(conn).public_key().public_bytes_raw()
     if public_key is None:
         keys = DataKey.__table__
         with engine.connect() as conn:
             public_key = conn.execute(select(keys.c.public_key).where(keys.c.id == uuid.UUID(cp["key_id"]))).scalar()
         if public_key is None:
             raise IntegrityError(f"checkpoint signing key {cp['key_id']} is not in the database")
-    try:
-        Ed25519PublicKey.from_public_bytes(bytes(public_key)).verify(signature, message)
-    except InvalidSignature:
-        raise IntegrityError("checkpoint signature is invalid (checkpoint altered or signed by another key)") from None
-    result = verify(engine)
+    check_signature(cp, bytes(public_key))
+    result = verify(engine, keyring=keyring)
     if not result.ok:
         return result
     if head_id is None:
         return result
     with engine.connect() as conn:
         stored = conn.execute(select(_log.c.hash).where(_log.c.id == head_id)).scalar()
+    if stored is None and (result.head_id or 0) < head_id:
+        return replace(result, ok=False, broken_id=head_id, rows_missing_after=head_id - (result.head_id or 0),
+                       reason=f"the log was cut: entry {head_id}, signed in a checkpoint at {cp['signed_at']}, "
+                              f"is gone, and at least {head_id - (result.head_id or 0)} entries with it "
+                              f"(the log now ends at entry {result.head_id})")
     if stored != cp["head_hash"]:
         return VerifyResult(False, result.checked, result.head_id, result.head_hash, head_id,
                             "entry at the checkpoint no longer has the checkpointed hash "

@@ -94,6 +94,17 @@ class DaemonSettings(_Section):
         return value
 
 
+class AuditSettings(_Section):
+    """Where signed checkpoints of the audit chain's head are kept outside the database
+    (core/checkpoints.py): every backup repository that exists, and this file if set."""
+
+    # Minutes between the daemon's checkpoints while the log grows (0: only at backups
+    # and at shutdown).
+    checkpoint_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 60
+    # A file outside the database's reach (another disk, a mount the DBA cannot write).
+    checkpoint_file: Path | None = None
+
+
 class MetricsSettings(_Section):
     enabled: bool = True
     listen: str = "127.0.0.1"
@@ -208,6 +219,7 @@ class Settings(_Section):
     auth: AuthSettings = AuthSettings()
     daemon: DaemonSettings = DaemonSettings()
     metrics: MetricsSettings = MetricsSettings()
+    audit: AuditSettings = AuditSettings()
     # Cron expressions (minute hour day month weekday) per job kind, e.g. backup = "0 2 * * *".
     schedules: dict[str, str] = {}
     notify: NotifySettings = NotifySettings()
@@ -271,8 +283,11 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     if notify.email is not None and notify.email.password_file is not None:
         email = notify.email.model_copy(update={"password_file": (base / notify.email.password_file).resolve()})
         notify = notify.model_copy(update={"email": email})
+    audit = settings.audit
+    if audit.checkpoint_file is not None:
+        audit = audit.model_copy(update={"checkpoint_file": (base / audit.checkpoint_file).resolve()})
     resolved = settings.model_copy(update={"data_dir": data_dir, "keys": keys, "database": database,
-                                           "daemon": daemon, "notify": notify})
+                                           "daemon": daemon, "notify": notify, "audit": audit})
     _distinct_backup_targets(resolved)
     return resolved
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from strongroom.core import audit
 from strongroom.core.config import Settings
 from strongroom.core.crypto.kek import load_keks
 from strongroom.core.crypto.keyring import Keyring
@@ -26,4 +27,5 @@ def open_context(settings: Settings, *, engine: Engine | None = None) -> Context
     keyring = Keyring(load_keks(settings.keys))
     engine = engine or make_engine(settings.database.url, echo=settings.database.echo,
                                    pool_size=settings.database.pool_size)
+    audit.seal_with(engine, keyring)   # entries written through this engine carry a seal
     return Context(settings, engine, keyring)

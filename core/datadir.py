@@ -11,7 +11,8 @@ from strongroom.core import audit
 from strongroom.core.backup.configurations import sync as sync_backup_configurations
 from strongroom.core.config import CONFIG_NAME, Settings, load_settings
 from strongroom.core.context import Context, open_context
-from strongroom.core.crypto.kek import generate_kek, write_kek_file
+from strongroom.core.crypto.kek import generate_kek, load_keks, write_kek_file
+from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.db.migrate import upgrade
 from strongroom.core.errors import ConflictError, ValidationError
@@ -82,10 +83,13 @@ def init_data_dir(target: Path, *, practice_name: str, principal: Principal,
         engine = make_engine(settings.database.url)
         try:
             upgrade(engine)
+            keyring = Keyring(load_keks(settings.keys))
+            audit.seal_with(engine, keyring)
             with transaction(engine) as conn:
                 if list_practices(conn):
                     raise ConflictError("the database already holds a practice; "
                                         "point a new data directory at an empty database")
+                keyring.signing_key(conn)   # the seal's key first: every entry is sealed
                 create_practice(conn, principal, practice_name)
                 # Recorded with the final data directory (default targets live in it).
                 sync_backup_configurations(conn, settings.model_copy(update={"data_dir": target}),

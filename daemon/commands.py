@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from strongroom.core import audit, compliance
+from strongroom.core import audit, checkpoints, compliance
+from strongroom.core.retention import certificate
 from strongroom.core.auth import management
 from strongroom.core.auth import login as auth_login
 from strongroom.core.auth import sessions as auth_sessions
@@ -265,14 +266,27 @@ def audit_tail_cmd(d: "Daemon", call: Call) -> list[dict]:
 
 @command("audit.verify", permission="audit:read")
 def audit_verify_cmd(d: "Daemon", call: Call) -> dict:
-    """Re-hash the whole audit chain; names the first broken entry."""
-    result = audit.verify(d.ctx.engine)
+    """Re-hash the whole audit chain, check every seal, compare it with the newest
+    checkpoint kept outside the database and check every erasure certificate; names the
+    first broken entry and the entries missing after the checkpoint."""
+    result, cp = checkpoints.verify_against_newest(d.ctx)
+    verdicts = certificate.verify_all(d.ctx.engine)
+    bad = [v.__dict__ for v in verdicts if not v.ok]
+    ok = result.ok and not bad
     with transaction(d.ctx.engine) as conn:
         audit.append(conn, actor=call.principal.actor, action="VERIFY", table_name="audit_logs",
-                     outcome="success" if result.ok else "failure", session_id=call.principal.session_id,
-                     details={"checked": result.checked, "broken_id": result.broken_id})
-    d.note_audit_result(result.ok)
-    return result.__dict__
+                     outcome="success" if ok else "failure", session_id=call.principal.session_id,
+                     details={"checked": result.checked, "broken_id": result.broken_id,
+                              "rows_missing_after": result.rows_missing_after,
+                              "checkpoint_head_id": cp["head_id"] if cp else None,
+                              "certificates": len(verdicts), "certificates_failed": len(bad)})
+    d.note_audit_result(ok)
+    return {**result.__dict__, "checkpoint": _checkpoint_summary(cp),
+            "certificates": {"checked": len(verdicts), "failed": bad}}
+
+
+def _checkpoint_summary(cp: dict | None) -> dict | None:
+    return None if cp is None else {k: cp.get(k) for k in ("head_id", "head_hash", "signed_at", "key_id")}
 
 
 class SecurityEventsArgs(Args):

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from strongroom.core import audit
+from strongroom.core import audit, checkpoints
 from strongroom.core.auth import rbac
 from strongroom.core.auth.users import get_user_by_id
 from strongroom.core.backup.configurations import sync_configurations as sync_backup_configurations
@@ -156,9 +156,52 @@ class Daemon:
                 job_failed(self.ctx.settings, run)
         elif run.status == "succeeded" and run.job_kind == "backup":
                 backup_succeeded(self.ctx.settings, run)
+                self.checkpoint("backup")   # the new repository may hold none yet
+
+    def checkpoint(self, reason: str) -> dict | None:
+        """Sign the audit head and keep it outside the database (core/checkpoints.py).
+        Only the leader writes; a failure is logged, never fatal: the next one retries."""
+        if not self.leadership.is_leader:
+            return None
+        try:
+            cp = checkpoints.take(self.ctx, actor="system", reason=reason)
+        except Exception as exc:
+            translated = translate_error(exc)
+            if translated is None and not isinstance(exc, StrongroomError):
+                log.exception("audit checkpoint failed", extra={"reason": reason})
+            else:
+                log.warning("audit checkpoint failed", extra={"reason": reason, "error": str(translated or exc)})
+            return None
+        self._checkpointed_head = cp["head_id"]
+        log.info("audit checkpoint", extra={"reason": reason, "head_id": cp["head_id"], "places": len(cp["places"])})
+        return cp
+
+    async def _checkpoint_loop(self) -> None:
+        """While the log grows, a checkpoint every [audit] checkpoint_minutes."""
+        minutes = self.ctx.settings.audit.checkpoint_minutes
+        while minutes and not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(self.stopping.wait(), minutes * 60)
+                return
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await asyncio.to_thread(self._checkpoint_if_grown)
+            except Exception as exc:
+                translated = translate_error(exc)
+                if translated is None:
+                    raise
+                log.warning("audit checkpoint skipped", extra={"error": str(translated)})
+
+    def _checkpoint_if_grown(self) -> None:
+        with self.ctx.engine.connect() as conn:
+            head_id, _ = audit.head(conn)
+        if head_id != getattr(self, "_checkpointed_head", None):
+            self.checkpoint("schedule")
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _become_leader(self) -> None:
+        audit.ensure_chain_key(self.ctx.engine, self.ctx.keyring)   # an upgraded database starts sealing
         interrupted = runs.mark_interrupted(self.ctx.engine)
         if interrupted:
             log.warning("runs left by a crash marked interrupted", extra={"count": len(interrupted)})
@@ -348,7 +391,8 @@ class Daemon:
         for sig, handler in ((signal.SIGTERM, self.stopping.set), (signal.SIGINT, self.stopping.set),
                              (signal.SIGHUP, self.reload)):
             self.loop.add_signal_handler(sig, handler)
-        tasks = [asyncio.create_task(self._leadership_loop()), asyncio.create_task(self._health_loop())]
+        tasks = [asyncio.create_task(self._leadership_loop()), asyncio.create_task(self._health_loop()),
+                 asyncio.create_task(self._checkpoint_loop())]
         interval = watchdog_interval()
         if interval:
             tasks.append(asyncio.create_task(self._watchdog_loop(interval)))
@@ -365,6 +409,7 @@ class Daemon:
         left = await asyncio.to_thread(self.runner.shutdown, grace)
         if left:
             log.warning("jobs still running at the end of the grace period", extra={"runs": [str(r) for r in left]})
+        await asyncio.to_thread(self.checkpoint, "shutdown")
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

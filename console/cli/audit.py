@@ -35,7 +35,7 @@ def verify_cmd(state: CliState, checkpoint_file: str | None, certificate_file: s
     """Re-hash the whole chain; report the first broken row (exit 6 if any). Every
     erasure certificate the log holds is checked too (signature, and the statement
     logged after its erasure), and a handed-over one with --certificate."""
-    from strongroom.core import audit
+    from strongroom.core import audit, checkpoints
     from strongroom.core.db.engine import transaction
     from strongroom.core.retention import certificate
 
@@ -52,9 +52,9 @@ def verify_cmd(state: CliState, checkpoint_file: str | None, certificate_file: s
             raise IntegrityError(f"{checkpoint_file}: not a checkpoint (invalid JSON)") from None
         if not isinstance(cp, dict):
             raise IntegrityError(f"{checkpoint_file}: not a checkpoint (not a JSON object)")
-        result = audit.verify_checkpoint(engine, cp)
+        result = audit.verify_checkpoint(engine, cp, keyring=state.ctx.keyring)
     else:
-        result = audit.verify(engine, progress=progress)
+        result, cp = checkpoints.verify_against_newest(state.ctx, progress=progress)
     verdicts = certificate.verify_all(engine)
     if certificate_file:
         handed = certificate.parse(Path(certificate_file).read_bytes())
@@ -65,14 +65,29 @@ def verify_cmd(state: CliState, checkpoint_file: str | None, certificate_file: s
         audit.append(conn, actor=local_actor(), action="VERIFY",
                      table_name="audit_logs", outcome="success" if result.ok and not bad else "failure",
                      details={"checked": result.checked, "broken_id": result.broken_id,
+                              "rows_missing_after": result.rows_missing_after,
+                              "checkpoint_head_id": cp["head_id"] if cp else None,
                               "certificates": len(verdicts), "certificates_failed": len(bad)})
-    data = {**result.__dict__, "certificates": {"checked": len(verdicts),
-                                                "failed": [v.__dict__ for v in bad]}}
+    data = {**result.__dict__, "checkpoint": None if cp is None else {
+                k: cp.get(k) for k in ("head_id", "head_hash", "signed_at", "key_id")},
+            "certificates": {"checked": len(verdicts), "failed": [v.__dict__ for v in bad]}}
 
     def show(d: dict) -> None:
         click.echo(f"audit chain intact: {d['checked']} entries, head {d['head_hash'][:16]}" if d["ok"] else
                    f"audit chain BROKEN at entry {d['broken_id']}: {d['reason']} ({d['checked']} entries "
                    "before it verified)")
+        if d["sealed"]:
+            click.echo(f"seals: every entry sealed" + (f" after {d['unsealed_legacy']} from before sealing began"
+                                                      if d["unsealed_legacy"] else ""))
+        if d["database_written_count"]:
+            click.echo(f"  {d['database_written_count']} entries written by the database itself for changes "
+                       f"made outside Strongroom (unsealed), e.g. {', '.join(map(str, d['database_written'][:10]))}")
+        if d["checkpoint"]:
+            click.echo(f"newest checkpoint: entry {d['checkpoint']['head_id']}, signed {d['checkpoint']['signed_at']}"
+                       + (" (still in the log)" if d["ok"] else ""))
+        else:
+            click.echo("no checkpoint kept outside the database yet (one is written at each backup, "
+                       "hourly while the log grows, and at daemon shutdown)")
         if verdicts:
             click.echo(f"erasure certificates: {len(verdicts) - len(bad)} of {len(verdicts)} verified")
         for v in bad:
@@ -89,17 +104,16 @@ def verify_cmd(state: CliState, checkpoint_file: str | None, certificate_file: s
               help="Where to write the signed checkpoint (keep a copy off this machine).")
 @pass_state
 def checkpoint_cmd(state: CliState, out: str) -> None:
-    """Sign the chain head (Ed25519) so a later rewrite of history is detectable."""
-    from strongroom.core import audit
-    from strongroom.core.db.engine import transaction
+    """Sign the chain head (Ed25519), its own entry included, so a later rewrite or cut
+    of history is detectable; also kept in every backup repository and [audit]
+    checkpoint_file."""
+    from strongroom.core import checkpoints
     from strongroom.core.fsutil import write_atomic
 
-    with transaction(state.ctx.engine) as conn:
-        cp = audit.checkpoint(conn, state.ctx.keyring)
-        audit.append(conn, actor=local_actor(), action="VERIFY", table_name="audit_logs",
-                     details={"event": "checkpoint", "head_id": cp["head_id"]})
+    cp = checkpoints.take(state.ctx, actor=local_actor(), reason="manual")
     write_atomic(Path(out), (json.dumps(cp, indent=2) + "\n").encode(), mode=0o600)
-    click.echo(f"checkpoint of entry {cp['head_id']} ({cp['head_hash'][:16]}) written to {out}")
+    click.echo(f"checkpoint of entry {cp['head_id']} ({cp['head_hash'][:16]}) written to {out}"
+               + (f" and {len(cp['places'])} other place(s)" if cp["places"] else ""))
 
 
 @group.command(name="tail")

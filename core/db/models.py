@@ -323,6 +323,9 @@ class AuditLog(Base):
     details: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    # HMAC of `hash` under a key the database does not hold (core.audit); None for rows
+    # from before sealing and for rows the PostgreSQL trigger writes.
+    mac: Mapped[str | None] = mapped_column(String(64))
 
 
 # --- operations -----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from strongroom.core import audit
+from strongroom.core import audit, checkpoints
 from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client, ClientFile, IntegrityCheck, Practice, TherapySession
@@ -40,11 +40,16 @@ def _record(ctx: Context, check_type: str, name: str, table: str | None, ok: boo
 
 def check_audit_chain(ctx: Context, progress) -> dict:
     started = utcnow()
-    result = audit.verify(ctx.engine, progress=lambda d, t, m: progress(d, t, m))
+    result, cp = checkpoints.verify_against_newest(ctx, progress=lambda d, t, m: progress(d, t, m))
     return _record(ctx, "audit_chain", "audit chain", "audit_logs", result.ok,
-                   "every entry links and hashes", "intact" if result.ok else f"broken at entry {result.broken_id}",
+                   "every entry links, hashes and is sealed; the newest checkpoint's entry is there",
+                   "intact" if result.ok else f"broken at entry {result.broken_id}",
                    {"checked": result.checked, "broken_id": result.broken_id, "reason": result.reason,
-                    "head_hash": result.head_hash}, started)
+                    "head_hash": result.head_hash, "rows_missing_after": result.rows_missing_after,
+                    "checkpoint_head_id": cp["head_id"] if cp else None,
+                    "unsealed_legacy": result.unsealed_legacy,
+                    "database_written": list(result.database_written),
+                    "database_written_count": result.database_written_count}, started)
 
 
 def check_row_checksums(ctx: Context, model, progress) -> dict:

@@ -220,3 +220,131 @@ def test_altered_checkpoint_fails_its_signature(ctx):
         audit.verify_checkpoint(ctx.engine, {**cp, "head_id": 1})
     with pytest.raises(IntegrityError, match="malformed"):
         audit.verify_checkpoint(ctx.engine, {"head_id": 1})
+
+
+# --- seals: a row nobody without the key can forge ------------------------------------
+
+def _forge(engine, **changes) -> int:
+    """Append a row the way someone with write access to the database could: correct
+    hash, correct link, written straight into the table."""
+    with engine.connect() as conn:
+        last = conn.execute(audit._log.select().order_by(audit._log.c.id.desc()).limit(1)).mappings().one()
+    row = {"id": last["id"] + 1, "occurred_at": datetime.now(timezone.utc), "actor": "user:alice",
+           "session_id": None, "action": "LOGIN", "table_name": None, "record_id": None, "ip_address": None,
+           "user_agent": None, "outcome": "success", "details": "{}", "prev_hash": last["hash"], **changes}
+    row["hash"] = audit.record_hash(row)
+    with engine.begin() as conn:
+        conn.execute(audit._log.insert(), [row])
+    return row["id"]
+
+
+def _head(engine) -> int:
+    """The newest entry's id (on PostgreSQL the test database's set-up already wrote one
+    through the bypass trigger)."""
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT coalesce(max(id), 0) FROM audit_logs")).scalar()
+
+
+def test_every_entry_is_sealed_once_the_chain_key_exists(ctx):
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    before = _head(ctx.engine)
+    _append(ctx.engine, 3)
+    with ctx.engine.connect() as conn:
+        macs = conn.execute(text("SELECT mac FROM audit_logs WHERE id > :b"), {"b": before}).scalars().all()
+    assert len(macs) == 3 and all(len(m) == 64 for m in macs)
+    result = audit.verify(ctx.engine, keyring=ctx.keyring)
+    assert result.ok and result.sealed and result.unsealed_legacy == 0
+
+
+def test_a_forged_row_with_a_correct_hash_is_caught_by_its_missing_seal(ctx):
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    _append(ctx.engine, 3)
+    forged = _forge(ctx.engine)
+    assert audit.verify(ctx.engine).ok            # the plain hash chain alone cannot tell
+    result = audit.verify(ctx.engine, keyring=ctx.keyring)
+    assert not result.ok and result.broken_id == forged and "not sealed" in result.reason
+    assert result.checked == forged - 1
+
+
+def test_a_forged_row_with_an_invented_seal_is_caught(ctx):
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    _append(ctx.engine, 2)
+    forged = _forge(ctx.engine, mac="ab" * 32)
+    result = audit.verify(ctx.engine, keyring=ctx.keyring)
+    assert not result.ok and result.broken_id == forged and "seal does not match" in result.reason
+
+
+def test_entries_from_before_sealing_began_still_verify_and_are_counted(ctx):
+    _append(ctx.engine, 4)                        # an upgraded database: no chain key yet
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    _append(ctx.engine, 2)
+    result = audit.verify(ctx.engine, keyring=ctx.keyring)
+    assert result.ok and result.checked == _head(ctx.engine) and result.unsealed_legacy == 4
+
+
+def test_a_checkpoint_covers_its_own_entry(ctx):
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    _append(ctx.engine, 2)
+    with transaction(ctx.engine) as conn:
+        cp = audit.checkpoint(conn, ctx.keyring, actor="user:alice", reason="test")
+    with ctx.engine.connect() as conn:
+        newest = conn.execute(audit._log.select().order_by(audit._log.c.id.desc()).limit(1)).mappings().one()
+    assert cp["head_id"] == newest["id"] and cp["head_hash"] == newest["hash"]
+    assert newest["action"] == "INTEGRITY" and '"checkpoint"' in newest["details"]
+
+
+def test_cutting_the_newest_entries_is_caught_by_the_checkpoint(ctx):
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    _append(ctx.engine, 6)
+    with transaction(ctx.engine) as conn:
+        cp = audit.checkpoint(conn, ctx.keyring, actor="user:alice")
+    _tamper(ctx.engine, f"DELETE FROM audit_logs WHERE id > {cp['head_id'] - 3}")
+    assert audit.verify(ctx.engine, keyring=ctx.keyring).ok     # the shorter chain is intact
+    result = audit.verify_checkpoint(ctx.engine, cp, keyring=ctx.keyring)
+    assert not result.ok and result.rows_missing_after == 3 and "cut" in result.reason
+
+
+def test_a_public_key_swapped_in_the_database_cannot_vouch_for_a_forged_checkpoint(ctx):
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from strongroom.core.errors import IntegrityError
+
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    _append(ctx.engine, 2)
+    with transaction(ctx.engine) as conn:
+        cp = audit.checkpoint(conn, ctx.keyring)
+    mallory = Ed25519PrivateKey.generate()
+    forged = {**cp, "public_key": mallory.public_key().public_bytes_raw().hex()}
+    forged["signature"] = mallory.sign(audit._checkpoint_message(forged)).hex()
+    with ctx.engine.begin() as conn:
+        conn.execute(text("UPDATE data_keys SET public_key = :p WHERE purpose = 'audit_signing'"),
+                     {"p": mallory.public_key().public_bytes_raw()})
+    assert audit.verify_checkpoint(ctx.engine, forged).ok     # the database's word alone
+    with pytest.raises(IntegrityError, match="signature is invalid"):
+        audit.verify_checkpoint(ctx.engine, forged, keyring=ctx.keyring)
+
+
+def test_an_id_planted_ahead_of_the_sequence_does_not_stop_the_log(ctx):
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    _append(ctx.engine, 2)
+    forged = _forge(ctx.engine)
+    _append(ctx.engine, 1)                  # on PostgreSQL nextval would hand out the planted id
+    result = audit.verify(ctx.engine, keyring=ctx.keyring)
+    assert not result.ok and result.broken_id == forged
+    with ctx.engine.connect() as conn:
+        assert conn.execute(text("SELECT max(id) FROM audit_logs")).scalar() == forged + 1
+
+
+def test_rows_the_database_writes_for_outside_changes_are_listed_not_sealed(ctx):
+    if ctx.engine.dialect.name != "postgresql":
+        pytest.skip("database triggers for out-of-band writes are PostgreSQL's")
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    _append(ctx.engine, 1)
+    with ctx.engine.begin() as conn:  # a plain connection: no strongroom.app marker
+        conn.execute(text("INSERT INTO practices (id, name, timezone, settings, created_at, "
+                          "updated_at, sync_version) VALUES (gen_random_uuid(), 'Side door', "
+                          "'UTC', '{}', now(), now(), 0)"))
+    side_door = _head(ctx.engine)
+    _append(ctx.engine, 1)
+    result = audit.verify(ctx.engine, keyring=ctx.keyring)
+    assert result.ok and side_door in result.database_written

@@ -24,8 +24,9 @@ def test_example_config_in_etc_is_valid_and_documents_every_key():
     documented |= {line.lstrip("# ").split("=")[0].strip() for line in text.splitlines()
                    if line.startswith("# ") and "=" in line}
     sections = (settings, settings.database, settings.keys, settings.auth, settings.auth.argon2,
-                settings.daemon, settings.metrics, settings.notify, settings.backup, settings.backup.retention)
-    nested = {"source", "database", "keys", "auth", "argon2", "daemon", "metrics", "schedules",
+                settings.daemon, settings.metrics, settings.audit, settings.notify, settings.backup,
+                settings.backup.retention)
+    nested = {"source", "database", "keys", "auth", "argon2", "daemon", "metrics", "audit", "schedules",
               "notify", "email", "backup", "retention"}
     for section in sections:
         for name in type(section).model_fields:

@@ -118,8 +118,8 @@ def test_the_zip_password_is_sealed_in_the_runs_parameters(export_daemon):
     ({"tables": ["clients"], "format": "csv", "filters": {"until": "soon"}}, "local", "bad_request", "filter until"),
     ({"tables": ["clients"], "format": "csv", "encrypt": True}, "local", "bad_request", "needs a password"),
     ({"tables": ["clients"], "format": "csv", "encrypt": True, "password": "short"}, "local", "bad_request", "at least 8"),
-    ({"tables": ["clients"], "format": "csv", "unexpected": 1}, "local", "bad_request", "unexpected"),
-    ({"configuration": "nightly"}, "local", "not_found", "export configuration 'nightly'"),
+    ({"tables": ["clients"], "format": "csv", "unexpected": 1}, "local", "bad_request", "not a known parameter"),
+    ({"configuration": "nightly"}, "local", "not_found", "none active by that name"),
     ({"tables": ["clients"], "format": "csv"}, "frontdesk", "forbidden", "job:export:run"),
     ({"tables": ["clients"], "format": "csv"}, "auditor1", "forbidden", "job:export:run"),
 ])
