@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from concurrent.futures import ThreadPoolExecutor
 import fcntl
 import hmac
 import secrets
@@ -28,6 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
