@@ -17,7 +17,7 @@ reference paired A B A B so machine noise hits both alike:
 Targets (issue 14): therapy_sessions at most 2x the reference, clients at most 3x, peak
 RSS under 200 MB (and flat from scale 1 to 3). Writes bench/results/latest.md and
 latest.json: per task seconds (median), rows/s, the reference's seconds, the ratio, the
-target, pass or miss, peak RSS.
+target, pass or miss, peak RSS (and the same as export-s<scale>.md/.json).
 """
 from __future__ import annotations
 
@@ -224,7 +224,7 @@ def write_results(tasks: list[Task], scale: float, counts: dict, repeat: int) ->
     meta = {"benchmark": "export", "scale": scale, "dataset": counts, "repeat": repeat,
             "host": platform.node(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    (RESULTS / "latest.json").write_text(json.dumps({**meta, "tasks": [t.as_dict() for t in tasks]}, indent=2) + "\n")
+    body = json.dumps({**meta, "tasks": [t.as_dict() for t in tasks]}, indent=2) + "\n"
     lines = [f"# make bench: bulk reads at scale {scale:g}", "",
              f"{counts['clients']:,} clients, {counts['sessions']:,} sessions (1.5 KB notes), "
              f"{counts.get('database_mb', '?')} MB in PostgreSQL; median of {repeat} paired runs, whole processes; "
@@ -235,8 +235,12 @@ def write_results(tasks: list[Task], scale: float, counts: dict, repeat: int) ->
         lines.append(f"| {t.name} | {t.seconds:.2f} | {t.rows / t.seconds:,.0f} | {t.reference_seconds:.2f} | "
                      f"{t.ratio:.2f}x | <= {t.target:g}x | {t.peak_rss_mb:.0f} (< {TARGET_RSS_MB:.0f}) | "
                      f"{'pass' if t.passed else 'miss'} |")
-    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'latest.md'} and latest.json")
+    # latest.* is the newest run; export-s<scale>.* the newest at that scale, so scale 1
+    # and scale 3 (is peak RSS flat?) sit side by side.
+    for stem in ("latest", f"export-s{_scale_tag(scale)}"):
+        (RESULTS / f"{stem}.json").write_text(body)
+        (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / 'latest.md'} and latest.json (and export-s{_scale_tag(scale)}.*)")
 
 
 def main() -> None:
