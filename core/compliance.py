@@ -25,6 +25,7 @@ from strongroom.core.db.models import (
     RetentionPolicy, Role, SyncConflict, SyncPeer, User,
 )
 from strongroom.core.db.types import utcnow
+from strongroom.core.integrity import is_ok
 
 WEIGHTS = {"encryption": 20, "backups": 25, "exports": 20, "sync": 20, "audit": 15}
 AUDIT_VERIFY_MAX_AGE = timedelta(days=7)
@@ -133,7 +134,7 @@ def _audit(settings: Settings, conn, now: datetime) -> list[Check]:
     checks, users = IntegrityCheck.__table__, User.__table__
     last = conn.execute(select(checks).where(checks.c.check_type == "audit_chain")
                         .order_by(checks.c.started_at.desc()).limit(1)).mappings().first()
-    verified_recently = (last is not None and last["status"] == "passed"
+    verified_recently = (last is not None and is_ok(last["status"])
                          and now - last["started_at"] <= AUDIT_VERIFY_MAX_AGE)
     required = set(settings.auth.require_2fa_roles)
     admins_without_2fa = conn.execute(select(func.count()).select_from(users).where(

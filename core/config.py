@@ -105,6 +105,17 @@ class AuditSettings(_Section):
     checkpoint_file: Path | None = None
 
 
+class IntegritySettings(_Section):
+    """What the integrity job (core/integrity/) asks of the data it checks."""
+
+    # Rows per encrypted table opened under their AAD in a run that is not `full`.
+    open_sample_rows: Annotated[int, Field(ge=0, le=10_000_000)] = 1000
+    # Newest snapshot of every backup configuration at most this old, and verified within it.
+    backup_verified_days: Annotated[int, Field(ge=1, le=3650)] = 8
+    # Some snapshot of every backup configuration restore-drilled within this many days.
+    backup_drilled_days: Annotated[int, Field(ge=1, le=3650)] = 35
+
+
 class MetricsSettings(_Section):
     enabled: bool = True
     listen: str = "127.0.0.1"
@@ -220,6 +231,7 @@ class Settings(_Section):
     daemon: DaemonSettings = DaemonSettings()
     metrics: MetricsSettings = MetricsSettings()
     audit: AuditSettings = AuditSettings()
+    integrity: IntegritySettings = IntegritySettings()
     # Cron expressions (minute hour day month weekday) per job kind, e.g. backup = "0 2 * * *".
     schedules: dict[str, str] = {}
     notify: NotifySettings = NotifySettings()

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from strongroom.core import audit
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import IntegrityCheck
+from strongroom.core.integrity import WARN, is_failure, is_ok
 from strongroom.core.jobs import runs
 from strongroom.daemon.commands import Args, Call, command
 
@@ -35,7 +36,8 @@ def _summary(run: runs.Run) -> dict:
     return {"id": run.id, "status": run.status, "trigger": run.trigger, "requested_by": run.requested_by,
             "queued_at": run.queued_at, "started_at": run.started_at, "finished_at": run.finished_at,
             "duration_seconds": run.duration_seconds, "error": run.error, "checks": len(checks),
-            "failed": [c.get("name") for c in checks if c.get("status") != "passed"]}
+            "failed": [c.get("name") for c in checks if is_failure(c.get("status"))],
+            "warnings": [c.get("name") for c in checks if c.get("status") == WARN]}
 
 
 def _recorded_checks(conn, run: runs.Run) -> dict[str, dict]:
@@ -68,7 +70,7 @@ def _chain(conn, d: "Daemon") -> dict:
     # Two witnesses: the daemon's last verification (health; also set by audit.verify) and
     # the newest integrity check row (the health loop picks it up only on its next tick).
     # Either one saying broken means broken.
-    seen = {d.health_snapshot().get("audit_chain_ok"), None if last is None else last["status"] == "passed"}
+    seen = {d.health_snapshot().get("audit_chain_ok"), None if last is None else is_ok(last["status"])}
     ok = False if False in seen else True if True in seen else None
     return {"ok": ok, "head_id": head_id, "head_hash": head_hash,
             "last_check": None if last is None else {

@@ -31,6 +31,7 @@ from strongroom.core.crypto.shredded import forget_destroyed
 from strongroom.core.db.engine import transaction, translate_error
 from strongroom.core.db.migrate import current_revision, head_revision
 from strongroom.core.db.models import AuditLog, IntegrityCheck, SecurityEvent, SyncPeer
+from strongroom.core.integrity import is_ok
 from strongroom.core.sync.conflicts import count_open
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConfigError, ConflictError, PermissionDenied, StrongroomError
@@ -295,7 +296,7 @@ class Daemon:
             peers = conn.execute(select(SyncPeer.__table__.c.last_sync_at)
                                  .where(SyncPeer.__table__.c.is_active.is_(True))).scalars().all()
         if chain is not None and (self._audit_chain_checked is None or chain.completed_at > self._audit_chain_checked):
-            self._audit_chain_ok, self._audit_chain_checked = chain.status == "passed", chain.completed_at
+            self._audit_chain_ok, self._audit_chain_checked = is_ok(chain.status), chain.completed_at
         integrity = runs.recent(self.ctx.engine, job_kind="integrity", limit=1)
         synced = [p for p in peers if p is not None]
         return {

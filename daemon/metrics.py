@@ -35,6 +35,7 @@ from strongroom.core.db.models import (Backup, BackupConfiguration, ErasureReque
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError
+from strongroom.core.integrity import is_ok
 from strongroom.core.jobs import all_kinds, runs, schedulable_kinds
 
 log = logging.getLogger("strongroom.metrics")
@@ -119,7 +120,7 @@ class DatabaseCollector:
         if chain is not None:
             fams.append(GaugeMetricFamily("strongroom_audit_chain_ok",
                                           "1 if the last audit chain verification passed, else 0",
-                                          value=1 if chain == "passed" else 0))
+                                          value=1 if is_ok(chain) else 0))
         if newest is not None:
             size = GaugeMetricFamily("strongroom_backup_size_bytes", "Newest successful backup: logical and stored bytes",
                                      labels=["kind"])

@@ -98,7 +98,7 @@ class IntegrityTab(Vertical):
             summary = "No integrity run yet."
         else:
             checks = report.get("checks") or []
-            passed = sum(c["status"] == "passed" for c in checks)
+            passed = sum(c["status"] in ("ok", "passed") for c in checks)
             summary = (f"Last run: {latest['status']} · {when(latest.get('finished_at'))} · "
                        f"{duration(latest.get('duration_seconds'))} · {passed}/{len(checks)} passed · "
                        f"by {latest.get('requested_by') or latest.get('trigger')}")

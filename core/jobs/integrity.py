@@ -1,41 +1,38 @@
 """Integrity job: prove the stored data is what was written.
 
-This first cut checks what the foundation can prove on its own: the audit hash chain,
-and every clinical row's `data_checksum` against the row as stored (a row changed
-behind the application's back, or damaged on disk, no longer matches). Each check is
-recorded in `integrity_checks` with its evidence (counts and row ids, never values).
-Later issues add orphan detection, plaintext-PHI scans, backup verification and
-restore drills as further checks here.
+Runs every check of core/integrity/ (and the two kept here): the audit chain against
+the newest signed checkpoint, every clinical row's `data_checksum` against the row as
+stored (a NULL checksum is a failure, not a skip), referential orphans, plaintext where
+ciphertext belongs, live rows on destroyed or unknown keys, and backups verified and
+restore-drilled lately. Each check is recorded in `integrity_checks` with a status
+(ok / warn / fail) and its evidence (counts and row ids, never values). The job fails
+if any check fails; warnings leave it succeeded and are listed in its result.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert
-
-from strongroom.core import audit, checkpoints
+from strongroom.core import checkpoints
 from strongroom.core.context import Context
-from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Client, ClientFile, IntegrityCheck, Practice, TherapySession
+from strongroom.core.db.models import Client, ClientFile, Practice, TherapySession
 from strongroom.core.db.paging import batches
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError
-from strongroom.core.ids import new_id
+from strongroom.core.integrity import FAIL, MAX_EVIDENCE_IDS, OK, WARN, record
+from strongroom.core.integrity.backups import check_backups
+from strongroom.core.integrity.envelopes import check_envelopes, encrypted_tables
+from strongroom.core.integrity.keys import check_keys
+from strongroom.core.integrity.orphans import check_orphans
 from strongroom.core.repository.changes import row_checksum
 
 CHECKSUMMED = (Practice, Client, TherapySession, ClientFile)
 BATCH = 2000
-MAX_EVIDENCE_IDS = 50
 
 
-def _record(ctx: Context, check_type: str, name: str, table: str | None, ok: bool,
+def _record(ctx: Context, check_type: str, name: str, table: str | None, ok: bool | str,
             expected: str, actual: str, evidence: dict, started) -> dict:
-    row = {"id": new_id(), "check_type": check_type, "name": name, "table_name": table,
-           "status": "passed" if ok else "failed", "expected": expected, "actual": actual,
-           "evidence": evidence, "started_at": started, "completed_at": utcnow()}
-    with transaction(ctx.engine) as conn:
-        conn.execute(insert(IntegrityCheck.__table__), [row])
-    return {"name": name, "status": row["status"], "expected": expected, "actual": actual, "evidence": evidence}
+    status = ok if isinstance(ok, str) else OK if ok else FAIL
+    return record(ctx, check_type, name, table, status, expected, actual, evidence, started)
 
 
 def check_audit_chain(ctx: Context, progress) -> dict:
@@ -53,29 +50,43 @@ def check_audit_chain(ctx: Context, progress) -> dict:
 
 
 def check_row_checksums(ctx: Context, model, progress) -> dict:
-    """Stream the table by primary key and recompute each row's checksum."""
+    """Stream the table by primary key and recompute each row's checksum; a row with
+    no checksum cannot be proven and fails like a mismatch."""
     table = model.__table__
     started = utcnow()
-    checked, bad = 0, []
+    checked, bad, missing = 0, [], []
     with ctx.engine.connect() as conn:
         for rows in batches(conn, table, size=BATCH):
             for row in rows:
-                if row["data_checksum"] is not None and row["data_checksum"] != row_checksum(dict(row)):
+                stored = row["data_checksum"]
+                if not stored:
+                    missing.append(str(row["id"]))
+                elif stored != row_checksum(dict(row)):
                     bad.append(str(row["id"]))
             checked += len(rows)
             progress(checked, None, f"checksums of {table.name}")
-    return _record(ctx, "row_checksum", f"{table.name} row checksums", table.name, not bad,
-                   "0 mismatches", f"{len(bad)} mismatches",
-                   {"checked": checked, "mismatched": len(bad), "ids": bad[:MAX_EVIDENCE_IDS]}, started)
+    return _record(ctx, "row_checksum", f"{table.name} row checksums", table.name, not bad and not missing,
+                   "0 mismatches, 0 missing", f"{len(bad)} mismatches, {len(missing)} missing",
+                   {"checked": checked, "mismatched": len(bad), "missing": len(missing),
+                    "ids": (bad + missing)[:MAX_EVIDENCE_IDS]}, started)
 
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     """Run every check; the job fails if any check fails, naming them."""
+    full = bool(params.get("full"))
     checks = [check_audit_chain(ctx, progress)]
     for model in CHECKSUMMED:
         checks.append(check_row_checksums(ctx, model, progress))
-    failed = [c["name"] for c in checks if c["status"] != "passed"]
-    result = {"checks": checks, "failed": failed, "passed": len(checks) - len(failed)}
+    checks.append(check_orphans(ctx, progress))
+    for table in encrypted_tables():
+        checks.append(check_envelopes(ctx, table, progress, sample=ctx.settings.integrity.open_sample_rows,
+                                      full=full))
+    checks.append(check_keys(ctx, progress))
+    checks.append(check_backups(ctx, progress))
+    failed = [c["name"] for c in checks if c["status"] == FAIL]
+    warnings = [c["name"] for c in checks if c["status"] == WARN]
+    result = {"checks": checks, "failed": failed, "warnings": warnings,
+              "passed": sum(c["status"] == OK for c in checks)}
     if failed:
         raise IntegrityFailure(f"integrity checks failed: {', '.join(failed)}", result)
     return result

@@ -90,7 +90,8 @@ class RestoreParams(ConfigurationParams):
 
 
 class IntegrityParams(Params):
-    pass
+    full: Flag = Field(default=False, description="Open every encrypted value under its row's AAD "
+                                                  "(default: a sample per table, [integrity] open_sample_rows).")
 
 
 class KeyRotationParams(Params):

@@ -173,7 +173,8 @@ async def _integrity(daemon):
         table = tab.query_one(DataTable)
         names = [c["name"] for c in tab.checks.values()]
         assert "audit chain" in names and "clients row checksums" in names
-        assert all(str(table.get_cell(key, "status")) == "passed" for key in tab.checks)
+        statuses = {c["name"]: str(table.get_cell(key, "status")) for key, c in tab.checks.items()}
+        assert set(statuses.values()) <= {"ok", "warn"} and statuses["clients row checksums"] == "ok"
         clients = next(c for c in tab.checks.values() if c["name"] == "clients row checksums")
         assert clients["evidence"]["checked"] == 12     # the demo clients, each re-hashed
         assert "intact" in str(tab.query_one("#integrity-chain", Static).render())
