@@ -59,7 +59,7 @@ def forget_cmd(d: "Daemon", call: Call) -> dict:
     a: ForgetArgs = call.args
     cfg, repo = open_configured(d.ctx, {"configuration": a.configuration})
     params = {"configuration": cfg.name, "snapshot_id": str(a.snapshot_id)}
-    plan = prune.plan(d.ctx, repo, cfg, params, utcnow())  # raises when it must stay
+    plan = prune.plan(d.ctx, repo, cfg, a.snapshot_id, utcnow())  # raises when it must stay
     if a.dry_run:
         return {"plan": plan.as_dict(), "requires_approval": cfg.require_approval,
                 "snapshot": describe_snapshot(d.ctx, repo, a.snapshot_id)}

@@ -77,7 +77,7 @@ def verify_cmd(state: CliState, checkpoint_file: str | None, certificate_file: s
                    f"audit chain BROKEN at entry {d['broken_id']}: {d['reason']} ({d['checked']} entries "
                    "before it verified)")
         if d["sealed"]:
-            click.echo(f"seals: every entry sealed" + (f" after {d['unsealed_legacy']} from before sealing began"
+            click.echo("seals: every entry sealed" + (f" after {d['unsealed_legacy']} from before sealing began"
                                                       if d["unsealed_legacy"] else ""))
         if d["database_written_count"]:
             click.echo(f"  {d['database_written_count']} entries written by the database itself for changes "

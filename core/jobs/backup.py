@@ -34,6 +34,7 @@ from strongroom.core.backup.manifest import AuditHead, ChunkRef, Manifest, Table
 from strongroom.core.backup import configurations, keybag
 from strongroom.core.backup.repository import Lock, Repository, StoredChunk, init_repository, open_repository
 from strongroom.core.context import Context
+from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import set_scope, transaction
 from strongroom.core.db.models import Backup, Base
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
@@ -64,10 +65,9 @@ def open_or_init(ctx: Context, url: str | None = None, configuration: str | None
 
 def open_configured(ctx: Context, params: dict) -> tuple[configurations.Configuration, Repository]:
     """The configuration a job's params name (`configuration`, default "default") and
-    its existing repository (`target` overrides the location)."""
+    its existing repository."""
     cfg = configurations.resolve(ctx.settings, params.get("configuration"))
-    return cfg, open_repository(open_target(params.get("target") or cfg.target), ctx.keyring,
-                                compression_level=cfg.compression_level)
+    return cfg, open_repository(open_target(cfg.target), ctx.keyring, compression_level=cfg.compression_level)
 
 
 # Engine bookkeeping, not data: SQLite's stand-in for a sequence. The manifest carries
@@ -119,9 +119,9 @@ def newest_snapshot(engine: Engine, ids: list[uuid.UUID]) -> uuid.UUID | None:
     return known or ids[-1]
 
 
-def _parent(ctx: Context, repo: Repository, params: dict, cfg: configurations.Configuration) -> Manifest | None:
+def _parent(ctx: Context, repo: Repository, full: bool, cfg: configurations.Configuration) -> Manifest | None:
     """The newest snapshot, when the next one may be incremental on top of it."""
-    if str(params.get("full", "")).lower() in ("1", "true", "yes") or cfg.backup_type == "full":
+    if full or cfg.backup_type == "full":
         return None
     newest_id = newest_snapshot(ctx.engine, repo.list_snapshots())
     if newest_id is None:
@@ -294,8 +294,9 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     `backups` under that configuration; audit it. With the configuration's
     `verify_after`, a fast verify (manifest and every chunk present at its size) closes
     the run, and a snapshot that fails it is recorded as failed and fails the run."""
-    cfg = configurations.resolve(ctx.settings, params.get("configuration"))
-    repo = open_or_init(ctx, params.get("target"), cfg.name)
+    asked = parse("backup", params)
+    cfg = configurations.resolve(ctx.settings, asked.configuration)
+    repo = open_or_init(ctx, None, cfg.name)
     with transaction(ctx.engine) as conn:
         ctx.keyring.signing_key(conn)  # created outside the read snapshot if missing
     lock = repo.acquire_lock("shared", "backup")
@@ -303,7 +304,7 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     snapshot_id = new_id()
     problems: list = []
     try:
-        parent = _parent(ctx, repo, params, cfg)
+        parent = _parent(ctx, repo, asked.full, cfg)
         kind = "incremental" if parent else "full"
         parent_tables = {t.name: t for t in parent.tables} if parent else {}
         with ctx.engine.connect() as conn, ThreadPoolExecutor(WORKERS, thread_name_prefix="backup") as pool:

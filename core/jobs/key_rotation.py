@@ -9,13 +9,14 @@ from typing import Any
 from strongroom.core.backup import configurations
 from strongroom.core.backup.rekey import RepositoryKeyHolder
 from strongroom.core.context import Context
+from strongroom.core.jobs.kinds import parse
 from strongroom.core.crypto.rotation import rotate_deks
 from strongroom.core.jobs.backup import target_url
 from strongroom.core.storage import open_target
 
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
-    client_ids = [uuid.UUID(str(c)) for c in params.get("client_ids", [])] or None
+    client_ids = list(parse("key_rotation", params).client_ids) or None
     result = rotate_deks(ctx, client_ids=client_ids, actor=params.get("actor", "system"),
                          progress=progress)
     return {k: (str(v) if isinstance(v, uuid.UUID) else v)

@@ -204,6 +204,16 @@ def check_params(name: str, params: dict | None) -> dict:
         raise ValidationError(describe(exc, model, f"{name} params")) from None
 
 
+def parse(name: str, params: dict) -> Params:
+    """A run's params as the kind's typed model (the `actor` the runner adds set aside):
+    the one place a job reads its params, so no job parses flags or ids by hand."""
+    model = kind(name).params
+    try:
+        return model.model_validate({k: v for k, v in params.items() if k != "actor"})
+    except PydanticError as exc:
+        raise ValidationError(describe(exc, model, f"{name} params")) from None
+
+
 def runnable() -> tuple[str, ...]:
     return tuple(sorted(k for k, v in KINDS.items() if not v.planned))
 

@@ -37,6 +37,7 @@ from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
 from strongroom.core.config import RetentionSettings
 from strongroom.core.context import Context
+from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup, BackupPruneRequest
 from strongroom.core.db.types import utcnow
@@ -273,27 +274,16 @@ def plan_forget(state: _State, snapshot_id: uuid.UUID) -> Plan:
     return Plan(forget=[snapshot_id], kept=len(state.manifests) - 1, unknown=state.unknown)
 
 
-def plan(ctx: Context, repo: Repository, cfg: configurations.Configuration, params: dict,
+def plan(ctx: Context, repo: Repository, cfg: configurations.Configuration, snapshot_id: uuid.UUID | None,
          now: datetime) -> Plan:
-    """The plan `run` would carry out for these params (nothing is changed)."""
+    """The plan `run` would carry out: forget `snapshot_id`, or (None) apply the keep
+    rules. Nothing is changed."""
     from strongroom.core.jobs.backup import newest_snapshot
 
     state = _state(ctx, repo)
-    if params.get("snapshot_id"):
-        return plan_forget(state, _uuid(params["snapshot_id"], "snapshot_id"))
+    if snapshot_id is not None:
+        return plan_forget(state, snapshot_id)
     return plan_policy(state, cfg, now, newest_snapshot(ctx.engine, list(state.manifests)))
-
-
-def _uuid(value: Any, name: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        from strongroom.core.errors import ValidationError
-        raise ValidationError(f"{name}: not a snapshot or request id") from None
-
-
-def _truthy(value: Any) -> bool:
-    return str(value or "").lower() in ("1", "true", "yes")
 
 
 # --- four-eyes requests ------------------------------------------------------------------
@@ -415,25 +405,27 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     In four-eyes mode this files a request instead, and a run with `request_id` by a
     different person carries an approved request out (a request the scheduler filed is
     first endorsed by one person, then approved by another: `_endorse`)."""
+    asked = parse("prune", params)
     actor = params.get("actor", SCHEDULER)
     now = utcnow()
     request = None
-    if params.get("request_id"):
-        request = check_approval(ctx, _uuid(params["request_id"], "request_id"), actor, now)
+    configuration, snapshot_id = asked.configuration, asked.snapshot_id
+    if asked.request_id:
+        request = check_approval(ctx, asked.request_id, actor, now)
         if request["requested_by"] == SCHEDULER:
             return {"forgotten": [], "dry_run": False, "chunks_deleted": 0,
                     "would_forget": list(request["snapshot_ids"]), "pending_request": _endorse(ctx, request, actor)}
         with ctx.engine.connect() as conn:
             name = conn.execute(select(configurations._table.c.name).where(
                 configurations._table.c.id == request["configuration_id"])).scalar_one()
-        params = {**params, "configuration": name}
+        configuration = name
         if request["kind"] == "forget":
-            params["snapshot_id"] = request["snapshot_ids"][0]
-    cfg, repo = open_configured(ctx, params)
-    the_plan = plan(ctx, repo, cfg, params, now)
-    kind = "forget" if params.get("snapshot_id") else "prune"
+            snapshot_id = uuid.UUID(str(request["snapshot_ids"][0]))
+    cfg, repo = open_configured(ctx, {"configuration": configuration})
+    the_plan = plan(ctx, repo, cfg, snapshot_id, now)
+    kind = "forget" if snapshot_id else "prune"
     result: dict[str, Any] = {**the_plan.as_dict(), "configuration": cfg.name, "chunks_deleted": 0,
-                              "dry_run": _truthy(params.get("dry_run")), "superseded": [], "compacted": []}
+                              "dry_run": asked.dry_run, "superseded": [], "compacted": []}
     if result["dry_run"]:
         return result
     if cfg.require_approval and request is None:
@@ -452,7 +444,7 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
                                 f"({len(extra)} more snapshot(s) would go); nothing deleted; "
                                 "run prune again to file a new request")
     try:
-        outcome = _execute(ctx, repo, cfg, the_plan, params, actor, progress)
+        outcome = _execute(ctx, repo, cfg, the_plan, snapshot_id is not None, actor, progress)
     except StrongroomError as exc:
         if request is not None:
             _close_request(ctx, request["id"], actor, "pending", None, note=str(exc))
@@ -480,7 +472,7 @@ def _close_request(ctx: Context, request_id: uuid.UUID, actor: str, status: str,
 
 
 def _execute(ctx: Context, repo: Repository, cfg: configurations.Configuration, the_plan: Plan,
-             params: dict, actor: str, progress) -> dict[str, Any]:
+             forgetting_one: bool, actor: str, progress) -> dict[str, Any]:
     """Compact, then delete under the exclusive lock what no remaining snapshot needs."""
     replaced: dict[uuid.UUID, uuid.UUID] = {}
     done: list[compaction.Rewrite] = []
@@ -494,7 +486,7 @@ def _execute(ctx: Context, repo: Repository, cfg: configurations.Configuration, 
             skipped.append(f"chain from {rewrite.chain[0]}: compaction failed: {exc}")
     if done != the_plan.rewrites:
         state = _state(ctx, repo)
-        keep = keep_set(state.ours, cfg.retention, utcnow()) if not params.get("snapshot_id") else \
+        keep = keep_set(state.ours, cfg.retention, utcnow()) if not forgetting_one else \
             {s["id"] for s in state.ours} - set(the_plan.forget)
         planned = set(the_plan.forget)
         the_plan = _forget_after(state, keep | set(replaced.values()), done, skipped)

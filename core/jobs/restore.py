@@ -764,17 +764,11 @@ def run(ctx, params: dict, progress) -> dict[str, Any]:
     database at `dest`, which must be empty (`force` replaces it). Never into the
     daemon's own database: restoring over the live data while it runs is not a restore."""
     from strongroom.core.db.engine import normalise_url
-    from strongroom.core.errors import ValidationError
     from strongroom.core.jobs.backup import open_configured
+    from strongroom.core.jobs.kinds import parse
 
-    if not params.get("snapshot_id") or not params.get("dest"):
-        raise ValidationError("restore needs snapshot_id and dest (the empty database to restore into)")
-    try:
-        snapshot_id = uuid.UUID(str(params["snapshot_id"]))
-    except ValueError:
-        raise ValidationError("snapshot_id: not a snapshot id") from None
-    dest = normalise_url(str(params["dest"]))
-    force = str(params.get("force", "")).lower() in ("1", "true", "yes")
+    asked = parse("restore", params)
+    snapshot_id, dest, force = asked.snapshot_id, normalise_url(asked.dest), asked.force
     _, repo = open_configured(ctx, params)
     lock = repo.acquire_lock("shared", "restore")
     outcome, result = "failure", None

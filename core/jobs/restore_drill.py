@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from sqlalchemy import update
 
 from strongroom.core import audit
 from strongroom.core.context import Context
+from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
 from strongroom.core.db.types import utcnow
@@ -28,14 +28,14 @@ from strongroom.core.jobs.restore import restore
 
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
+    asked = parse("restore_drill", params)
     _, repo = open_configured(ctx, params)
     ids = repo.list_snapshots()
     if not ids:
         raise NotFoundError(f"no snapshot to drill in {repo.target.describe()}")
     # The newest by the daemon's clock, not the highest id: a compacted chain's
     # replacement base has a new id but older data.
-    snapshot_id = (uuid.UUID(str(params["snapshot_id"])) if params.get("snapshot_id")
-                   else newest_snapshot(ctx.engine, ids))
+    snapshot_id = asked.snapshot_id or newest_snapshot(ctx.engine, ids)
     scratch = Path(tempfile.mkdtemp(prefix=".drill-", dir=ctx.settings.data_dir))
     lock = repo.acquire_lock("shared", "restore_drill")
     try:

@@ -42,6 +42,7 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 
 from strongroom.core import audit
 from strongroom.core.context import Context
+from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client, ClientFile, ClientStatus, RetentionArchive, TherapySession
 from strongroom.core.db.types import utcnow
@@ -329,16 +330,9 @@ def _batch(ctx: Context, policy: Policy, action: str, ids: list[uuid.UUID], now:
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     """Apply the records-retention policies now (this process's clock); with `dry_run`,
     return the plan of what is due now instead (`horizon_days` looks further ahead)."""
-    unknown = set(params) - {"actor", "dry_run", "horizon_days"}
-    if unknown:
-        raise ValidationError(f"retention: unknown parameter(s) {', '.join(sorted(unknown))} "
-                              "(known: dry_run, horizon_days)")
+    asked = parse("retention", params)
     now = utcnow()
-    if str(params.get("dry_run") or "").lower() in ("1", "true", "yes"):
-        try:
-            horizon = int(params.get("horizon_days") or 0)
-        except (TypeError, ValueError):
-            raise ValidationError("retention: horizon_days must be a whole number of days") from None
+    if asked.dry_run:
         with transaction(ctx.engine, read_only=True) as conn:
-            return {"dry_run": True, **plan(conn, now=now, horizon_days=horizon)}
+            return {"dry_run": True, **plan(conn, now=now, horizon_days=asked.horizon_days)}
     return {"dry_run": False, **apply(ctx, now=now, actor=str(params.get("actor") or "system"), progress=progress)}

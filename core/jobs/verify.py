@@ -15,6 +15,7 @@ from sqlalchemy import update
 
 from strongroom.core import audit
 from strongroom.core.context import Context
+from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
 from strongroom.core.db.types import utcnow
@@ -33,10 +34,11 @@ class VerifyFailure(IntegrityError):
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     """Verify one snapshot (`snapshot_id`) or, by default, every snapshot in the
     repository of the backup configuration `configuration` (default "default")."""
+    asked = parse("verify", params)
     cfg, repo = open_configured(ctx, params)
-    read_data = str(params.get("read_data", "")).lower() in ("1", "true", "yes")
-    wanted = params.get("snapshot_id")
-    ids = [uuid.UUID(str(wanted))] if wanted else repo.list_snapshots()
+    read_data = asked.read_data
+    wanted = asked.snapshot_id
+    ids = [wanted] if wanted else repo.list_snapshots()
     if wanted and ids[0] not in repo.list_snapshots():
         raise NotFoundError(f"snapshot {wanted} is not in {repo.target.describe()}")
     lock = repo.acquire_lock("shared", "verify")

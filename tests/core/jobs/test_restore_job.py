@@ -45,8 +45,8 @@ def test_a_non_empty_target_is_refused_and_the_refusal_audited(snapshot, tmp_pat
 
 
 @pytest.mark.parametrize("params, message", [
-    ({}, "needs snapshot_id and dest"),
-    ({"snapshot_id": "nope", "dest": "sqlite:////tmp/x.db"}, "not a snapshot id"),
+    ({}, "snapshot_id: Field required; dest: Field required"),
+    ({"snapshot_id": "nope", "dest": "sqlite:////tmp/x.db"}, "snapshot_id: must be a UUID"),
 ])
 def test_bad_arguments_are_refused_clearly(snapshot, params, message):
     ctx, _ = snapshot
