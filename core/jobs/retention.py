@@ -304,6 +304,12 @@ def apply(ctx: Context, *, now: datetime, actor: str = "system",
                     done += len(dues)
                 if after is None:
                     break
+    if any(counts["keys_destroyed"] for counts in result["tables"].values()):
+        # A client deleted by policy is crypto-shredded like an erased one: its keys leave
+        # every repository's key bag now, not at the next backup.
+        from strongroom.core.retention.certificate import reach_repositories
+
+        result["repositories"] = reach_repositories(ctx)
     progress(done, done, "retention done")
     return result
 

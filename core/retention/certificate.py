@@ -55,8 +55,10 @@ _keys = DataKey.__table__
 _requests = ErasureRequest.__table__
 
 
-def _repository_copies(ctx: Context) -> list[dict[str, Any]]:
-    """Rewrite the key bag of every configured repository; one entry per configuration."""
+def reach_repositories(ctx: Context) -> list[dict[str, Any]]:
+    """Rewrite the key bag of every configured repository, dropping every key the
+    database has destroyed; one entry per configuration (updated, no_repository or
+    pending with why). Erasures and the retention job's deletions both call it."""
     from strongroom.core.backup.repository import open_repository
     from strongroom.core.storage import open_target
 
@@ -138,7 +140,7 @@ def complete(ctx: Context, request_id: uuid.UUID, *, actor: str) -> dict[str, An
     (appended to the audit log, and returned). Safe to run again."""
     with transaction(ctx.engine, read_only=True) as conn:
         _execution(conn, request_id)                   # refuse early: unknown or not executed
-    copies = _repository_copies(ctx)
+    copies = reach_repositories(ctx)
     with transaction(ctx.engine) as conn:
         request, execute = _execution(conn, request_id)
         private, key_id, public = _signer(conn, ctx)

@@ -472,3 +472,26 @@ def test_the_local_operator_can_neither_file_nor_decide_an_erasure(ctx, practice
         assert clients_repo.get_client(conn, ctx.keyring, CLINICIAN, client)["last_name"] == "Ashford"
         assert erasure.list_requests(conn)[0]["status"] == "pending"
     assert [e.outcome for e in _actions(ctx, "ERASURE_APPROVE", "ERASURE_REJECT")] == ["denied"] * 4
+
+
+def test_a_client_deleted_by_policy_leaves_every_backup_key_bag_at_once(ctx, practice, tmp_path):
+    from strongroom.core.backup import keybag
+    from strongroom.core.backup.repository import open_repository
+    from strongroom.core.jobs import backup
+    from strongroom.core.storage import open_target
+    from tests.core.jobs.test_backup_restore import _settings_with_target
+
+    _settings_with_target(ctx, tmp_path)
+    gone = _client(ctx, practice, "Ashford")
+    _session(ctx, gone, NOW - 10 * DAY)
+    _policy(ctx, "clients", 365, 730)
+    backup.run(ctx, {"full": "true"}, lambda *a: None)
+    repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
+    with ctx.engine.connect() as conn:
+        key_ids = set(conn.execute(select(_keys.c.id).where(_keys.c.client_id == gone)).scalars())
+    assert key_ids <= set(keybag.read(repo).keys)
+    _apply(ctx, NOW + 400 * DAY)                 # archived
+    result = _apply(ctx, NOW + 800 * DAY)        # deleted: crypto-shredded
+    assert [c["status"] for c in result["repositories"]] == ["updated"]
+    bag = keybag.read(repo)
+    assert not key_ids & set(bag.keys) and key_ids <= set(bag.erased)
