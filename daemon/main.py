@@ -41,7 +41,8 @@ from strongroom.core.principal import Principal
 from strongroom.daemon import logs
 from strongroom.daemon.control import ControlServer
 from strongroom.daemon.leader import Leadership
-from strongroom.daemon.metrics import VERSION, Metrics
+from strongroom.core.version import VERSION
+from strongroom.daemon.metrics import Metrics
 from strongroom.daemon.notifications import backup_succeeded, job_failed, runs_missed, send_test
 from strongroom.daemon.paths import runtime_dir_for
 from strongroom.daemon.runner import Runner

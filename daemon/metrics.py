@@ -37,9 +37,9 @@ from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError
 from strongroom.core.integrity import is_ok
 from strongroom.core.jobs import all_kinds, runs, schedulable_kinds
+from strongroom.core.version import VERSION
 
 log = logging.getLogger("strongroom.metrics")
-VERSION = "0.1.0"
 CACHE_SECONDS = 5.0
 COMPLIANCE_CACHE_SECONDS = 60.0
 # The *_created series double the exposition and nothing here alerts on them.

@@ -143,7 +143,7 @@ async def _announce_identity(client: Client) -> None:
 
 
 def _client_info() -> dict:
-    from strongroom.daemon.metrics import VERSION
+    from strongroom.core.version import VERSION
 
     return {"host": socket.gethostname(), "ssh_connection": os.environ.get("SSH_CONNECTION"),
             "name": "strongroom-cli", "version": VERSION}

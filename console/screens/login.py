@@ -19,7 +19,7 @@ CLIENT_NAME = "strongroom-console"
 
 
 def client_info() -> dict:
-    from strongroom.daemon.metrics import VERSION
+    from strongroom.core.version import VERSION
 
     return {"host": socket.gethostname(), "ssh_connection": os.environ.get("SSH_CONNECTION"),
             "name": CLIENT_NAME, "version": VERSION}
