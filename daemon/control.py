@@ -37,6 +37,7 @@ import zmq.asyncio
 from pydantic import ValidationError
 
 from strongroom.core.auth import login as auth_login
+from strongroom.core.auth import passwords
 from strongroom.core.auth import rbac
 from strongroom.core.auth.sessions import hash_token
 from strongroom.core.db.engine import transaction, translate_error
@@ -45,9 +46,9 @@ from strongroom.core.errors import AuthError, ConflictError, RateLimitedError, S
 from strongroom.core.fsutil import write_atomic
 from strongroom.core.principal import Principal
 from strongroom.core.validation import describe
-from strongroom.daemon import protocol
+from strongroom.core import protocol
 from strongroom.daemon.commands import REGISTRY, Call
-from strongroom.daemon.paths import LOCAL_TOKEN_FILE
+from strongroom.core.endpoints import LOCAL_TOKEN_FILE
 
 if TYPE_CHECKING:
     from strongroom.daemon.main import Daemon
@@ -79,6 +80,10 @@ class LoginPool:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
         finally:
             self._taken -= 1
+
+    def warm(self, fn, *args) -> None:
+        """Run `fn` on a login thread now, outside the backlog (start-up work)."""
+        self._executor.submit(fn, *args)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -134,6 +139,9 @@ class ControlServer:
             await self._start_tcp()
         if self.settings.local_operator_token:
             self._write_local_token()
+        # An unknown username is verified against a dummy hash: make it before the first
+        # login, so that login's answer takes no longer than a known account's.
+        self._logins.warm(passwords.prepare, self.daemon.ctx.settings.auth)
         for sock in self.sockets:
             task = asyncio.create_task(self._serve(sock, ipc=sock is router), name="control-serve")
             self._tasks.add(task)

@@ -95,6 +95,13 @@ def _dummy_hash(params: Argon2Settings) -> str:
     return hasher(params).hash("strongroom-dummy-password")
 
 
+def prepare(settings: AuthSettings) -> None:
+    """Make the dummy hash now (the daemon calls this at start): made lazily, it would
+    make the first unknown username's answer take a hash and a verification, twice a
+    known account's time."""
+    _dummy_hash(settings.argon2)
+
+
 def dummy_verify(password: str, settings: AuthSettings) -> None:
     """Spend the time of one verification, so an unknown username answers as slowly as a
     known one with a wrong password (timing would otherwise enumerate users)."""

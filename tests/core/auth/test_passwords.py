@@ -61,3 +61,17 @@ def test_policy_minimum_length_follows_settings():
     strict = AuthSettings(argon2=FAST_ARGON2, password_min_length=20)
     with pytest.raises(ValidationError, match="at least 20"):
         passwords.check_policy("correct horse batt", strict)
+
+
+def test_once_prepared_an_unknown_username_costs_one_verification_and_no_hash(monkeypatch):
+    """The dummy hash an unknown username is checked against is made by `prepare` (the
+    daemon calls it at start), not by the first unknown username, whose answer would
+    otherwise take a hash and a verification: twice a known account's time."""
+    settings = AuthSettings(argon2=Argon2Settings(time_cost=1, memory_kib=16, parallelism=2))
+    passwords.prepare(settings)
+    work: list[str] = []
+    real_hash, real_verify = passwords.PasswordHasher.hash, passwords.PasswordHasher.verify
+    monkeypatch.setattr(passwords.PasswordHasher, "hash", lambda self, *a, **k: work.append("hash") or real_hash(self, *a, **k))
+    monkeypatch.setattr(passwords.PasswordHasher, "verify", lambda self, *a: work.append("verify") or real_verify(self, *a))
+    passwords.dummy_verify("a guess at a password", settings)
+    assert work == ["verify"]
