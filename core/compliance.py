@@ -8,8 +8,13 @@ that pass. Only what is proven counts: a backup that was never verified is not a
 backup for this score. Every check also names the HIPAA Security Rule safeguard it
 supports, which is the checklist the console shows.
 
-Areas whose feature is not configured (no sync peers, no exports yet) pass with
-evidence saying so: nothing of that kind can be leaking.
+Nothing scores by being absent. An area whose feature is not configured (no sync peer,
+no export ever made or configured) is "not evidenced": it earns none of its points and
+the report names the points it forgoes. Every scheduled job of an area that failed in
+the last JOB_WINDOW, or whose schedule is overdue now, costs JOB_PENALTY points of that
+area (and fails the area's scheduled-jobs check). Encryption is evidenced by the
+integrity job's scans (plaintext where ciphertext belongs, live rows on destroyed keys),
+not by the existence of a key file.
 """
 from __future__ import annotations
 
@@ -18,18 +23,40 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, func, select
-
 from strongroom.core.config import Settings
 from strongroom.core.db.models import (
-    Backup, Client, DataKey, ErasureRequest, Export, IntegrityCheck, JobRun, JobStatus, KeyState,
-    RetentionPolicy, Role, SyncConflict, SyncPeer, User,
+    Backup,
+    Client,
+    DataKey,
+    ErasureRequest,
+    Export,
+    ExportConfiguration,
+    IntegrityCheck,
+    JobRun,
+    JobStatus,
+    KeyState,
+    RetentionPolicy,
+    Role,
+    SyncConflict,
+    SyncPeer,
+    User,
 )
 from strongroom.core.db.types import utcnow
 from strongroom.core.integrity import is_ok
+from strongroom.core.scheduled import missed_runs
 
 WEIGHTS = {"encryption": 20, "backups": 25, "exports": 20, "sync": 20, "audit": 15}
+# The job kinds whose scheduled runs count for each area.
+AREA_JOBS = {"encryption": ("key_rotation",), "backups": ("backup", "verify", "restore_drill", "prune"),
+             "exports": ("export",), "sync": ("sync",), "audit": ("integrity", "retention")}
+JOB_WINDOW = timedelta(days=7)
+JOB_PENALTY = 2.0
+# A fire time this recent is not yet missed: the run may still be queued.
+MISS_GRACE = timedelta(hours=1)
+NOT_CONFIGURED = "not configured"
 AUDIT_VERIFY_MAX_AGE = timedelta(days=7)
 CONFLICT_MAX_AGE = timedelta(days=1)
+SYNC_MAX_AGE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -51,6 +78,7 @@ class Report:
 
     def as_dict(self) -> dict:
         return {"score": self.score, "areas": self.areas, "generated_at": self.generated_at.isoformat(),
+                "not_evidenced": {a: v["forgone"] for a, v in self.areas.items() if v["status"] == NOT_CONFIGURED},
                 "checks": [asdict(c) for c in self.checks]}
 
 
@@ -67,7 +95,14 @@ def _encryption(settings: Settings, conn) -> list[Check]:
     shared = conn.execute(
         select(func.count()).select_from(select(clients.c.key_id).where(clients.c.deleted_at.is_(None))
                                          .group_by(clients.c.key_id).having(func.count() > 1).subquery())).scalar_one()
+    scans = _newest_integrity(conn, ("envelopes", "keys"))
+    bad_scans = sorted(name for name, status in scans.items() if not is_ok(status) and status != "warn")
     return [
+        Check("encryption", "the newest integrity scan found no plaintext and no live row on a lost key",
+              bool(scans) and not bad_scans and any(n.endswith("ciphertext") for n in scans),
+              {"scans": scans, "failed": bad_scans},
+              "164.312(a)(2)(iv) encryption and decryption; 164.312(c)(1) integrity",
+              "run the integrity job (`strongroom jobs run integrity --wait`) and fix what it names"),
         Check("encryption", "key-encryption key kept private", kek_ok or kek is None,
               {"kek_file_mode": f"{mode:04o}" if mode is not None else None,
                "source": "file" if kek is not None else "credential or environment"},
@@ -83,14 +118,29 @@ def _encryption(settings: Settings, conn) -> list[Check]:
     ]
 
 
+def _newest_integrity(conn, check_types: tuple[str, ...]) -> dict[str, str]:
+    """The status of the newest recorded integrity check of each name among `check_types`."""
+    checks = IntegrityCheck.__table__
+    newest = (select(checks.c.name, func.max(checks.c.started_at).label("at"))
+              .where(checks.c.check_type.in_(check_types)).group_by(checks.c.name).subquery())
+    rows = conn.execute(select(checks.c.name, checks.c.status).join(
+        newest, (checks.c.name == newest.c.name) & (checks.c.started_at == newest.c.at)))
+    return {row.name: row.status for row in rows}
+
+
 def _backups(settings: Settings, conn, now: datetime) -> list[Check]:
     backups = Backup.__table__
     newest = conn.execute(select(backups).where(backups.c.status == "succeeded")
                           .order_by(backups.c.finished_at.desc()).limit(1)).mappings().first()
-    proven = conn.execute(select(backups).where(backups.c.verified_at.is_not(None))
-                          .order_by(backups.c.finished_at.desc()).limit(1)).mappings().first()
-    drilled = conn.execute(select(func.count()).select_from(backups)
-                           .where(backups.c.drilled_at.is_not(None))).scalar_one()
+    verified_window = timedelta(days=settings.integrity.backup_verified_days)
+    drilled_window = timedelta(days=settings.integrity.backup_drilled_days)
+    proven = conn.execute(select(func.max(backups.c.verified_at))
+                          .where(backups.c.status == "succeeded")).scalar()
+    drilled = conn.execute(select(func.max(backups.c.drilled_at))
+                           .where(backups.c.status == "succeeded")).scalar()
+    unverified = conn.execute(select(func.count()).select_from(backups).where(
+        backups.c.status == "succeeded", backups.c.verified_at.is_(None),
+        backups.c.finished_at >= now - verified_window)).scalar_one()
     scheduled = "backup" in settings.schedules
     max_age = timedelta(days=1, hours=6)
     recent = newest is not None and newest["finished_at"] is not None and now - newest["finished_at"] <= max_age
@@ -100,11 +150,15 @@ def _backups(settings: Settings, conn, now: datetime) -> list[Check]:
         Check("backups", "a backup succeeded in the last 30 hours", recent,
               {"newest_success": newest["finished_at"].isoformat() if newest and newest["finished_at"] else None},
               "164.308(a)(7)(ii)(A) data backup plan", "run `strongroom jobs run backup --wait` and fix what fails"),
-        Check("backups", "the newest backups are verified", proven is not None,
-              {"newest_verified": proven["verified_at"].isoformat() if proven else None},
+        Check("backups", "the newest backups are verified",
+              proven is not None and now - proven <= verified_window and unverified == 0,
+              {"newest_verified": proven.isoformat() if proven else None,
+               "unverified_recent_snapshots": unverified, "window_days": settings.integrity.backup_verified_days},
               "164.308(a)(7)(ii)(B) disaster recovery plan", "verify backups (`strongroom backup verify --read-data`)"),
-        Check("backups", "a restore drill has proven a backup restores", drilled > 0,
-              {"drilled_snapshots": drilled},
+        Check("backups", "a restore drill has proven a backup restores lately",
+              drilled is not None and now - drilled <= drilled_window,
+              {"newest_drill": drilled.isoformat() if drilled else None,
+               "window_days": settings.integrity.backup_drilled_days},
               "164.308(a)(7)(ii)(D) testing and revision procedures", "schedule the restore_drill job"),
     ]
 
@@ -125,9 +179,16 @@ def _sync(conn, now: datetime) -> list[Check]:
     active = conn.execute(select(func.count()).select_from(peers).where(peers.c.is_active.is_(True))).scalar_one()
     stale = conn.execute(select(func.count()).select_from(conflicts).where(
         conflicts.c.status == "open", conflicts.c.created_at < now - CONFLICT_MAX_AGE)).scalar_one()
+    behind = conn.execute(select(func.count()).select_from(peers).where(
+        peers.c.is_active.is_(True),
+        (peers.c.last_sync_at.is_(None)) | (peers.c.last_sync_at < now - SYNC_MAX_AGE))).scalar_one()
     return [Check("sync", "no sync conflict waits longer than a day", stale == 0,
                   {"active_peers": active, "conflicts_open_over_a_day": stale},
-                  "164.312(c)(1) integrity", "resolve conflicts (`strongroom sync conflicts`)")]
+                  "164.312(c)(1) integrity", "resolve conflicts (`strongroom sync conflicts`)"),
+            Check("sync", "every active peer synced within a day", behind == 0,
+                  {"active_peers": active, "peers_not_synced_within_a_day": behind},
+                  "164.312(c)(1) integrity; 164.308(a)(7)(ii)(B) disaster recovery plan",
+                  "run `strongroom sync run` and fix what fails (`strongroom jobs list --kind sync`)")]
 
 
 def _audit(settings: Settings, conn, now: datetime) -> list[Check]:
@@ -181,18 +242,65 @@ def _retention(settings: Settings, conn, now: datetime) -> Check:
                  "schedule the job ([schedules] retention = \"0 4 * * *\") and decide pending erasure requests")
 
 
+def _configured(settings: Settings, conn) -> dict[str, bool]:
+    """Which areas have a feature to prove: sync needs a peer or a schedule, exports an
+    export made, configured or scheduled. The other areas are always in use."""
+    peers, exports, configs = SyncPeer.__table__, Export.__table__, ExportConfiguration.__table__
+    has_peer = conn.execute(select(func.count()).select_from(peers).where(peers.c.is_active.is_(True))).scalar_one()
+    has_export = (conn.execute(select(func.count()).select_from(exports)).scalar_one()
+                  + conn.execute(select(func.count()).select_from(configs)
+                                 .where(configs.c.is_active.is_(True))).scalar_one())
+    return {"sync": bool(has_peer) or "sync" in settings.schedules,
+            "exports": bool(has_export) or "export" in settings.schedules}
+
+
+def _scheduled_jobs(settings: Settings, engine: Engine, conn, now: datetime) -> dict[str, Check]:
+    """Per area: scheduled runs that failed within JOB_WINDOW, and schedules overdue now."""
+    job_runs = JobRun.__table__
+    failed = dict(conn.execute(select(job_runs.c.job_kind, func.count()).where(
+        job_runs.c.trigger == "schedule", job_runs.c.status.in_([JobStatus.FAILED, JobStatus.INTERRUPTED]),
+        job_runs.c.queued_at >= now - JOB_WINDOW).group_by(job_runs.c.job_kind)).all())
+    missed: dict[str, int] = {}
+    for miss in missed_runs(settings, engine, now=now - MISS_GRACE):
+        missed[miss.kind] = missed.get(miss.kind, 0) + miss.count
+    out = {}
+    for area, kinds in AREA_JOBS.items():
+        f = {k: failed[k] for k in kinds if failed.get(k)}
+        m = {k: missed[k] for k in kinds if missed.get(k)}
+        out[area] = Check(area, f"no failed or missed scheduled {area} job in the last 7 days", not f and not m,
+                          {"failed": f, "missed": m, "kinds": list(kinds),
+                           "scheduled": sorted(k for k in kinds if k in settings.schedules)},
+                          "164.308(a)(7)(ii)(D) testing and revision procedures",
+                          "read the failed runs (`strongroom jobs list --kind KIND`) and keep the daemon running")
+    return out
+
+
 def report(settings: Settings, engine: Engine, now: datetime | None = None) -> Report:
-    """Run every check now; the score is each area's weight times its pass share."""
+    """Run every check now. An area scores its weight times its pass share, less
+    JOB_PENALTY per failed or missed scheduled job; an area whose feature is not
+    configured scores 0 and says which points it forgoes."""
     now = now or utcnow()
     with engine.connect() as conn:
         checks = (_encryption(settings, conn) + _backups(settings, conn, now) + _exports(conn, now)
                   + _sync(conn, now) + _audit(settings, conn, now))
+        configured = _configured(settings, conn)
+        jobs = _scheduled_jobs(settings, engine, conn, now)
+    # Only an area with something scheduled has scheduled runs to account for.
+    checks += [jobs[area] for area in WEIGHTS if configured.get(area, True) and jobs[area].evidence["scheduled"]]
     areas = {}
     total = 0.0
     for area, weight in WEIGHTS.items():
+        if not configured.get(area, True):
+            checks = [c for c in checks if c.area != area]
+            areas[area] = {"weight": weight, "points": 0, "passed": 0, "checks": 0, "status": NOT_CONFIGURED,
+                           "forgone": weight, "failed_or_missed_jobs": 0}
+            continue
         mine = [c for c in checks if c.area == area]
         passed = sum(c.passed for c in mine)
-        points = weight * passed / len(mine) if mine else weight
+        runs_lost = sum(jobs[area].evidence["failed"].values()) + sum(jobs[area].evidence["missed"].values())
+        points = max(0.0, weight * passed / len(mine) - JOB_PENALTY * runs_lost)
         total += points
-        areas[area] = {"weight": weight, "points": round(points, 1), "passed": passed, "checks": len(mine)}
+        areas[area] = {"weight": weight, "points": round(points, 1), "passed": passed, "checks": len(mine),
+                       "status": "evidenced", "forgone": round(weight - points, 1),
+                       "failed_or_missed_jobs": runs_lost}
     return Report(round(total), areas, checks)

@@ -526,7 +526,12 @@ def compliance_cmd(state: CliState, socket_path, as_json) -> None:
     def human(d: dict) -> None:
         click.echo(f"compliance score {d['score']}/100")
         for name, area in d["areas"].items():
-            click.echo(f"  {name:<11} {area['points']:>5}/{area['weight']:<3} ({area['passed']}/{area['checks']} checks)")
+            if area.get("status") == "not configured":
+                click.echo(f"  {name:<11} not configured: not evidenced, forgoes {area['weight']} points")
+                continue
+            lost = area.get("failed_or_missed_jobs")
+            jobs = f", {lost} failed or missed scheduled runs" if lost else ""
+            click.echo(f"  {name:<11} {area['points']:>5}/{area['weight']:<3} ({area['passed']}/{area['checks']} checks{jobs})")
         for c in d["checks"]:
             mark = "ok  " if c["passed"] else "FAIL"
             click.echo(f"  {mark} [{c['area']}] {c['name']}  ({c['safeguard']})")

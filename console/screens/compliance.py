@@ -57,7 +57,8 @@ class ComplianceTab(Vertical):
             return
         self.query_one(ScoreGauge).show(report["score"])
         self.query_one("#areas", Static).update("  ".join(
-            f"{area} {a['points']:g}/{a['weight']} ({a['passed']}/{a['checks']})"
+            f"{area}: not configured (forgoes {a['weight']})" if a.get("status") == "not configured"
+            else f"{area} {a['points']:g}/{a['weight']} ({a['passed']}/{a['checks']})"
             for area, a in report["areas"].items()))
         table = self.query_one(DataTable)
         table.clear()

@@ -151,6 +151,8 @@ def test_compliance_prints_score_checklist_and_remediation(running, capsys):
     code, out, err = run(capsys, "--data-dir", str(data_dir), "compliance")
     assert code == 0, err
     assert "compliance score" in out and "164.312(b)" in out and "-> " in out
+    # nothing to sync with, no export made: shown as unproven, not as full marks
+    assert "sync        not configured: not evidenced, forgoes 20 points" in out
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "compliance", "--json")
     assert set(json.loads(out)["areas"]) == {"encryption", "backups", "exports", "sync", "audit"}
 

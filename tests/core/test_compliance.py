@@ -3,13 +3,22 @@ follows the source's weights (encryption 20, backups 25, exports 20, sync 20, au
 import os
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import insert, update
-
-from strongroom.core import compliance
+from strongroom.core import audit, compliance
 from strongroom.core.auth.users import create_user
 from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Backup, Role, SyncConflict, SyncPeer, User
+from strongroom.core.db.models import (
+    Backup,
+    Client,
+    JobRun,
+    JobStatus,
+    Role,
+    SyncConflict,
+    SyncPeer,
+    User,
+)
 from strongroom.core.db.types import utcnow
 from strongroom.core.demo import client_records
 from strongroom.core.ids import new_id
@@ -28,18 +37,22 @@ def test_weights_are_the_sources_and_sum_to_100():
     assert sum(compliance.WEIGHTS.values()) == 100
 
 
-def test_fresh_install_scores_encryption_but_not_unproven_backups(ctx: Context):
+def test_fresh_install_earns_nothing_it_has_not_proven(ctx: Context):
     with transaction(ctx.engine) as conn:
         practice = create_practice(conn, SYSTEM, "P")
         insert_clients(conn, ctx.keyring, SYSTEM, practice, client_records(5))
     report = compliance.report(ctx.settings, ctx.engine)
-    assert report.areas["encryption"]["points"] == 20
+    assert report.areas["encryption"]["points"] < 20      # no integrity scan has looked yet
     assert report.areas["backups"]["points"] == 0
-    assert report.areas["exports"]["points"] == 20 and report.areas["sync"]["points"] == 20
+    for area in ("exports", "sync"):
+        assert report.areas[area] == {"weight": 20, "points": 0, "passed": 0, "checks": 0,
+                                      "status": "not configured", "forgone": 20, "failed_or_missed_jobs": 0}
+    assert report.as_dict()["not_evidenced"] == {"exports": 20, "sync": 20}
+    assert not [c for c in report.checks if c.area in ("exports", "sync")]
     checks = _by_name(report)
     assert checks["audit chain verified intact in the last 7 days"].passed is False
     assert "schedule the integrity job" in checks["audit chain verified intact in the last 7 days"].remediation
-    assert 0 <= report.score < 80
+    assert 0 <= report.score < 40
 
 
 def test_integrity_run_makes_the_audit_check_pass(ctx: Context):
@@ -84,7 +97,9 @@ def test_stale_sync_conflict_costs_sync_points(ctx: Context):
                                                        "row_id": new_id(), "local": {}, "remote": {},
                                                        "created_at": utcnow() - timedelta(days=3)}])
     report = compliance.report(ctx.settings, ctx.engine)
-    assert report.areas["sync"]["points"] == 0
+    assert report.areas["sync"]["status"] == "evidenced"
+    assert not _by_name(report)["no sync conflict waits longer than a day"].passed
+    assert report.areas["sync"]["points"] < 20
     assert report.as_dict()["checks"][0]["area"] == "encryption"
 
 
@@ -101,3 +116,119 @@ def test_records_retention_counts_once_policies_are_scheduled(ctx: Context):
     settings = ctx.settings.model_copy(update={"schedules": {"retention": "0 4 * * *"}})
     check = _by_name(compliance.report(settings, ctx.engine))[name]
     assert check.passed and check.evidence["active_policies"] == 1 and check.safeguard.startswith("164.316")
+
+
+# --- rules that must lower the score ------------------------------------------------------
+
+def _backup_row(finished, verified=None, drilled=None) -> dict:
+    return {"id": new_id(), "kind": "full", "status": "succeeded", "proof": "none",
+            "started_at": finished - timedelta(minutes=5), "finished_at": finished,
+            "verified_at": verified, "drilled_at": drilled}
+
+
+def _run_row(kind: str, status: JobStatus, queued, trigger: str = "schedule") -> dict:
+    return {"id": new_id(), "job_kind": kind, "trigger": trigger, "status": status, "params": {},
+            "progress_done": 0, "queued_at": queued, "started_at": queued, "finished_at": queued}
+
+
+def _proven_backups(ctx: Context, now) -> None:
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(Backup.__table__), [_backup_row(now, now, now)])
+
+
+def test_an_unverified_newest_snapshot_costs_backup_points(ctx: Context):
+    now = utcnow()
+    settings = ctx.settings.model_copy(update={"schedules": {"backup": "0 2 * * *"}})
+    _proven_backups(ctx, now - timedelta(hours=2))
+    before = compliance.report(settings, ctx.engine, now=now)
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(Backup.__table__), [_backup_row(now - timedelta(minutes=10))])
+    after = compliance.report(settings, ctx.engine, now=now)
+    assert after.areas["backups"]["points"] < before.areas["backups"]["points"]
+    check = _by_name(after)["the newest backups are verified"]
+    assert not check.passed and check.evidence["unverified_recent_snapshots"] == 1
+
+
+def test_a_skipped_scheduled_backup_costs_points(ctx: Context):
+    now = utcnow().replace(hour=12, minute=0, second=0, microsecond=0)
+    settings = ctx.settings.model_copy(update={"schedules": {"backup": "0 2 * * *"}})
+    _proven_backups(ctx, now - timedelta(hours=10))
+    with transaction(ctx.engine) as conn:   # the 02:00 run happened today
+        conn.execute(insert(JobRun.__table__), [_run_row("backup", JobStatus.SUCCEEDED,
+                                                         now - timedelta(hours=10) + timedelta(seconds=1))])
+    before = compliance.report(settings, ctx.engine, now=now)
+    assert _by_name(before)["no failed or missed scheduled backups job in the last 7 days"].passed
+    later = now + timedelta(days=2)   # two 02:00 fire times pass with no run
+    after = compliance.report(settings, ctx.engine, now=later)
+    check = _by_name(after)["no failed or missed scheduled backups job in the last 7 days"]
+    assert not check.passed and check.evidence["missed"] == {"backup": 2}
+    assert after.areas["backups"]["failed_or_missed_jobs"] == 2
+
+
+def test_every_failing_scheduled_job_costs_points(ctx: Context):
+    now = utcnow()
+    settings = ctx.settings.model_copy(update={"schedules": {"backup": "0 2 * * *"}})
+    _proven_backups(ctx, now - timedelta(hours=1))
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(JobRun.__table__), [_run_row("backup", JobStatus.SUCCEEDED, now - timedelta(hours=1))])
+    base = compliance.report(settings, ctx.engine, now=now).areas["backups"]["points"]
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(JobRun.__table__), [_run_row("verify", JobStatus.FAILED, now - timedelta(days=d))
+                                                for d in (1, 2)])
+        conn.execute(insert(JobRun.__table__), [_run_row("verify", JobStatus.FAILED, now - timedelta(days=1),
+                                                         trigger="manual")])   # a person's try is not a schedule
+    area = compliance.report(settings, ctx.engine, now=now).areas["backups"]
+    assert area["failed_or_missed_jobs"] == 2
+    assert area["points"] < base - 2 * compliance.JOB_PENALTY + 0.01
+
+
+def test_a_failing_scheduled_sync_keeps_sync_from_full_points(ctx: Context):
+    now = utcnow()
+    settings = ctx.settings.model_copy(update={"schedules": {"sync": "* * * * *"}})
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(JobRun.__table__), [_run_row("sync", JobStatus.FAILED, now - timedelta(minutes=m))
+                                                for m in range(1, 4)])
+    report = compliance.report(settings, ctx.engine, now=now)
+    assert report.areas["sync"]["status"] == "evidenced"   # scheduled: configured, so it must prove itself
+    assert report.areas["sync"]["failed_or_missed_jobs"] >= 3 and report.areas["sync"]["points"] < 20
+
+
+def test_a_planted_plaintext_ssn_found_by_the_integrity_check_costs_encryption_points(ctx: Context):
+    with transaction(ctx.engine) as conn:
+        practice = create_practice(conn, SYSTEM, "P")
+        ids: list = []
+        insert_clients(conn, ctx.keyring, SYSTEM, practice, client_records(3), created=ids)
+    integrity.run(ctx, {}, lambda *a: None)
+    clean = compliance.report(ctx.settings, ctx.engine)
+    name = "the newest integrity scan found no plaintext and no live row on a lost key"
+    assert _by_name(clean)[name].passed
+    with transaction(ctx.engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.execute(update(Client.__table__).where(Client.__table__.c.id == ids[0]).values(ssn_enc=b"078-05-1120"))
+    with pytest.raises(integrity.IntegrityFailure):
+        integrity.run(ctx, {}, lambda *a: None)
+    planted = compliance.report(ctx.settings, ctx.engine)
+    assert not _by_name(planted)[name].passed
+    assert _by_name(planted)[name].evidence["failed"] == ["clients ciphertext"]
+    assert planted.areas["encryption"]["points"] < clean.areas["encryption"]["points"]
+    assert "078-05-1120" not in str(planted.as_dict())
+
+
+def test_a_broken_audit_link_costs_audit_points(ctx: Context):
+    with transaction(ctx.engine) as conn:
+        for i in range(3):
+            audit.append(conn, actor="user:alice", action="READ", table_name="clients", record_id=f"r{i}")
+    integrity.run(ctx, {}, lambda *a: None)
+    clean = compliance.report(ctx.settings, ctx.engine)
+    with ctx.engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_logs_append_only_update")
+        else:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        conn.exec_driver_sql("UPDATE audit_logs SET actor = 'mallory' WHERE id = 2")
+    with pytest.raises(integrity.IntegrityFailure):
+        integrity.run(ctx, {}, lambda *a: None)
+    broken = compliance.report(ctx.settings, ctx.engine)
+    assert not _by_name(broken)["audit chain verified intact in the last 7 days"].passed
+    assert broken.areas["audit"]["points"] < clean.areas["audit"]["points"]
