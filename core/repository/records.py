@@ -174,18 +174,20 @@ def open_rows(conn: Connection, keyring: Keyring, shape: Layout, rows: Sequence[
               erased: str | None = None) -> list[dict]:
     """`rows` (tuples in `shape.columns` order) as records, PHI decrypted.
 
-    The keys the batch needs are fetched in one query and dropped on return. A field
-    whose key was shredded reads `erased` when given, else raises KeyUnavailableError.
-    With a layout made `own_key`, a field sealed with any key but the row's `key_id` is
-    refused (CryptoError), as single-record reads refuse it. A malformed or
-    tampered ciphertext, or one moved from another row or field, is a CryptoError
-    naming the table, field and row id."""
+    The keys the batch needs come with its rows (`Layout.select` joins them; a field
+    sealed with another key than its row's costs one query) and are dropped on return.
+    A field whose key was shredded reads `erased` when given, else raises
+    KeyUnavailableError. With a layout made `own_key`, a field sealed with any key but
+    the row's `key_id` is refused (CryptoError), as single-record reads refuse it. A
+    malformed or tampered ciphertext, or one moved from another row or field, is a
+    CryptoError naming the table, field and row id."""
     phi = shape.phi_indexes
     if not phi:
         return [{name: (row[i] if fn is None or row[i] is None else fn(row[i])) for name, i, _, fn in shape.fields}
                 for row in rows]
     key_at = shape.key_at
-    keys = keyring.batch_keys(conn, key_ids_of(rows, phi), fetched=(row[key_at:key_at + 5] for row in rows))
+    end = key_at + 1 + len(KEY_RECORD)
+    keys = keyring.batch_keys(conn, key_ids_of(rows, phi), fetched=(row[key_at:end] for row in rows))
     cipher_of = keys.get
     table, strict = shape.table, shape.own_key
     plan = [(name, i, f"{table}\0{name}\0".encode() if is_phi else None, fn)
