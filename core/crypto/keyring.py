@@ -13,10 +13,10 @@ Where unwrapped keys live, and for how long:
   leaves that cache (shredding calls it), so anything that destroys or must stop using
   a key calls `forget` and nothing else;
 - bulk reads (exports, `clients list --all`, integrity scans, sync views) go through
-  `batch_keys`: the keys a batch of rows needs, fetched in one query, unwrapped once, held
-  by the returned BatchKeys alone and dropped with it when the batch is done. They never
-  enter the cache, so a 100k-client export neither evicts the working set nor leaves
-  100k unwrapped keys behind.
+  `batch_keys`: the keys a batch of rows needs, read with the rows (`with_keys`) or in
+  one query, unwrapped once, held by the returned BatchKeys alone and dropped with it
+  when the batch is done. They never enter the cache, so a 100k-client export neither
+  evicts the working set nor leaves 100k unwrapped keys behind.
 """
 from __future__ import annotations
 
