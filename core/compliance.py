@@ -22,11 +22,13 @@ import stat
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, insert, select, update
 from strongroom.core.config import Settings
+from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (
     Backup,
     Client,
+    ComplianceScore,
     DataKey,
     ErasureRequest,
     Export,
@@ -304,3 +306,27 @@ def report(settings: Settings, engine: Engine, now: datetime | None = None) -> R
                        "status": "evidenced", "forgone": round(weight - points, 1),
                        "failed_or_missed_jobs": runs_lost}
     return Report(round(total), areas, checks)
+
+
+HISTORY_DAYS = 90
+
+
+def record_history(engine: Engine, result: Report) -> None:
+    """Keep `result` as its UTC day's score (a later report of the same day replaces it)."""
+    table = ComplianceScore.__table__
+    day = result.generated_at.date().isoformat()
+    areas = {a: {"points": v["points"], "status": v["status"]} for a, v in result.areas.items()}
+    with transaction(engine) as conn:
+        done = conn.execute(update(table).where(table.c.day == day).values(
+            score=result.score, areas=areas, recorded_at=result.generated_at)).rowcount
+        if not done:
+            conn.execute(insert(table), [{"day": day, "score": result.score, "areas": areas,
+                                          "recorded_at": result.generated_at}])
+
+
+def history(engine: Engine, days: int = HISTORY_DAYS) -> list[dict]:
+    """The stored daily scores of the last `days` days, oldest first."""
+    table = ComplianceScore.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(table.c.day, table.c.score).order_by(table.c.day.desc()).limit(days)).all()
+    return [{"day": r.day, "score": r.score} for r in reversed(rows)]

@@ -354,8 +354,11 @@ def config_show_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("compliance.report", permission="compliance:read")
 def compliance_report_cmd(d: "Daemon", call: Call) -> dict:
-    """Compliance score by the source's weights, with every check's evidence."""
-    return compliance.report(d.ctx.settings, d.ctx.engine).as_dict()
+    """Compliance score by the source's weights, with every check's evidence and the
+    daily score history (this report becomes today's entry)."""
+    result = compliance.report(d.ctx.settings, d.ctx.engine)
+    compliance.record_history(d.ctx.engine, result)
+    return {**result.as_dict(), "history": compliance.history(d.ctx.engine)}
 
 
 @command("notify.test", permission="config:read")

@@ -143,7 +143,11 @@ class DatabaseCollector:
             ladder.add_metric([level], proofs.get(level, 0))
         fams.append(ladder)
         if self._compliance is None or time.monotonic() - self._compliance[0] > COMPLIANCE_CACHE_SECONDS:
-            self._compliance = (time.monotonic(), compliance.report(settings, self._engine).score)
+            result = compliance.report(settings, self._engine)
+            # The scrape is the daemon's periodic look at the score: it also keeps today's
+            # entry of the history, so the trend fills in without anyone asking.
+            compliance.record_history(self._engine, result)
+            self._compliance = (time.monotonic(), result.score)
         fams.append(GaugeMetricFamily("strongroom_compliance_score", "Compliance score, 0-100 (source weights)",
                                       value=self._compliance[1]))
         fams.append(GaugeMetricFamily("strongroom_compliance_threshold", "Score below which compliance alerts",

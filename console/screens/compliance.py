@@ -15,6 +15,15 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def score_trend(scores: list[int]) -> str:
+    """Daily scores as a one-line bar chart (0-100), oldest first, with the newest number."""
+    bars = "".join(_BARS[min(len(_BARS) - 1, max(0, score * len(_BARS) // 101))] for score in scores[-30:])
+    return f"{bars} {scores[-1]}" if scores else ""
+
+
 class ComplianceTab(Vertical):
     BINDINGS = [Binding("ctrl+r", "reload", "Reload")]
 
@@ -56,10 +65,12 @@ class ComplianceTab(Vertical):
             self.query_one("#areas", Static).update(f"Could not load: {err.message}")
             return
         self.query_one(ScoreGauge).show(report["score"])
+        trend = [h["score"] for h in report.get("history") or []]
         self.query_one("#areas", Static).update("  ".join(
             f"{area}: not configured (forgoes {a['weight']})" if a.get("status") == "not configured"
             else f"{area} {a['points']:g}/{a['weight']} ({a['passed']}/{a['checks']})"
-            for area, a in report["areas"].items()))
+            for area, a in report["areas"].items())
+            + (f"\ntrend ({len(trend)} days): {score_trend(trend)}" if len(trend) > 1 else ""))
         table = self.query_one(DataTable)
         table.clear()
         self.checks = report["checks"]

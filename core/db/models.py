@@ -543,6 +543,16 @@ class IntegrityCheck(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class ComplianceScore(Base):
+    """The compliance score of one UTC day (the day's latest report), for the trend."""
+
+    __tablename__ = "compliance_scores"
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    score: Mapped[int] = mapped_column(Integer, nullable=False)
+    areas: Mapped[dict] = mapped_column(JSONDoc, nullable=False, default=dict)
+    recorded_at: Mapped[datetime] = _created()
+
+
 class JobRun(Base):
     __tablename__ = "job_runs"
     __table_args__ = (Index("ix_job_runs_kind_started", "job_kind", "started_at"),)

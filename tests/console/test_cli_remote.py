@@ -154,7 +154,9 @@ def test_compliance_prints_score_checklist_and_remediation(running, capsys):
     # nothing to sync with, no export made: shown as unproven, not as full marks
     assert "sync        not configured: not evidenced, forgoes 20 points" in out
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "compliance", "--json")
-    assert set(json.loads(out)["areas"]) == {"encryption", "backups", "exports", "sync", "audit"}
+    report = json.loads(out)
+    assert set(report["areas"]) == {"encryption", "backups", "exports", "sync", "audit"}
+    assert report["history"][-1]["score"] == report["score"]   # today's entry of the trend
 
 
 def test_backup_run_list_verify_and_restore(running, capsys, tmp_path):

@@ -232,3 +232,23 @@ def test_a_broken_audit_link_costs_audit_points(ctx: Context):
     broken = compliance.report(ctx.settings, ctx.engine)
     assert not _by_name(broken)["audit chain verified intact in the last 7 days"].passed
     assert broken.areas["audit"]["points"] < clean.areas["audit"]["points"]
+
+
+def test_score_history_keeps_one_row_per_day(ctx: Context):
+    from strongroom.core.db.models import ComplianceScore
+
+    first = compliance.report(ctx.settings, ctx.engine)
+    compliance.record_history(ctx.engine, first)
+    compliance.record_history(ctx.engine, compliance.Report(first.score - 7, first.areas, [], first.generated_at))
+    yesterday = compliance.Report(90, first.areas, [], first.generated_at - timedelta(days=1))
+    compliance.record_history(ctx.engine, yesterday)
+    assert [h["score"] for h in compliance.history(ctx.engine)] == [90, first.score - 7]
+    with ctx.engine.connect() as conn:
+        assert len(conn.execute(ComplianceScore.__table__.select()).all()) == 2
+
+
+def test_score_trend_draws_one_bar_per_day():
+    from strongroom.console.screens.compliance import score_trend
+
+    assert score_trend([0, 50, 100]) == "▁▄█ 100"
+    assert score_trend([]) == ""
