@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from strongroom.daemon import protocol
+from strongroom.core import protocol
 
 DEFAULT_TIMEOUT = 30.0
 CLIENT_NAME = "strongroom-cli"

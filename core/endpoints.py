@@ -1,4 +1,5 @@
-"""Where the daemon's sockets and token live, for the daemon and its clients alike."""
+"""Where the daemon's sockets and token live, for the daemon and its clients alike
+(in core so that the CLI finds the socket without importing the daemon)."""
 from __future__ import annotations
 
 import os

@@ -1,9 +1,12 @@
 """The control protocol's frames, written down once for the daemon and every client.
 
+It lives in core, not in the daemon, because both sides import it and the console
+must never import the daemon (DESIGN §1); it is JSON and pydantic only, no ZeroMQ.
+
 Transport: ZeroMQ. Requests go to a ROUTER socket; a client uses a DEALER (or REQ)
 socket and sends one frame holding one UTF-8 JSON object:
 
-    {"v": 1, "id": "<client-chosen id>", "cmd": "backup.run", "token": "...", "args": {...}}
+    {"v": 1, "id": "<client-chosen id>", "cmd": "job.run", "token": "...", "args": {...}}
 
 and gets back one frame:
 

@@ -44,7 +44,7 @@ from strongroom.daemon.leader import Leadership
 from strongroom.core.version import VERSION
 from strongroom.daemon.metrics import Metrics
 from strongroom.daemon.notifications import backup_succeeded, job_failed, runs_missed, send_test
-from strongroom.daemon.paths import runtime_dir_for
+from strongroom.core.endpoints import runtime_dir_for
 from strongroom.daemon.runner import Runner
 from strongroom.daemon.scheduler import Scheduler, missed_runs, scheduled, trigger_for
 from strongroom.daemon.sdnotify import Notifier, watchdog_interval

@@ -21,7 +21,7 @@ from strongroom.core.db.models import JobStatus
 from strongroom.core.errors import CancelledError, NotFoundError, StrongroomError
 from strongroom.core.jobs.kinds import JobFunction
 from strongroom.core.jobs import check_params, kind as job_kind, runnable, runs
-from strongroom.daemon.protocol import to_jsonable
+from strongroom.core.protocol import to_jsonable
 
 log = logging.getLogger("strongroom.runner")
 PROGRESS_DB_INTERVAL = 0.5   # seconds between progress writes to job_runs

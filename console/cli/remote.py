@@ -40,7 +40,7 @@ class RemoteError(StrongroomError):
 
 
 def _endpoints(state: CliState, socket_path: str | None) -> tuple[str, str, Path | None]:
-    from strongroom.daemon.paths import control_endpoint, events_endpoint, runtime_dir_for
+    from strongroom.core.endpoints import control_endpoint, events_endpoint, runtime_dir_for
 
     if socket_path:
         path = Path(socket_path)

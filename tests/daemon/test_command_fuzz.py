@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 import strongroom.daemon.main  # noqa: F401  (imports every command module)
 from strongroom.daemon.commands import REGISTRY
-from strongroom.daemon.protocol import ERROR_CODES
+from strongroom.core.protocol import ERROR_CODES
 from tests.daemon.test_control import assert_alive, nested
 
 # PHI-shaped markers: an email, a social security number, a name. None may come back.

@@ -9,7 +9,7 @@ import zmq
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
 from strongroom.console.client import ClientError
-from strongroom.daemon.protocol import ERROR_CODES
+from strongroom.core.protocol import ERROR_CODES
 from tests.daemon.conftest import PASSWORD
 
 

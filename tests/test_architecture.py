@@ -1,0 +1,76 @@
+"""DESIGN's dependency direction holds by itself: console -> protocol -> daemon -> core.
+
+core knows nothing of ZeroMQ, Textual, the daemon or the console. The daemon never
+imports Textual or the console. The Textual console and the control client (the CLI's
+remote commands) never import the daemon or the database layer: they speak the
+protocol. Only the CLI's offline commands (DESIGN §9: init, db, keys, restore, audit
+verify, ...) open the database through core. Imports are read from the source (also
+those inside functions), so a lazy import cannot slip past.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The console modules that must stay on the protocol's side of the socket.
+CONSOLE_SIDE = ["console/app.py", "console/client.py", "console/lifecycle.py", "console/screens",
+                "console/widgets", "console/cli/remote.py", "console/cli/lazy.py", "console/cli/options.py"]
+# What of core the console side may use: plain helpers with no database, key or socket.
+CONSOLE_MAY_USE = ("strongroom.core.protocol", "strongroom.core.endpoints", "strongroom.core.version",
+                   "strongroom.core.principal", "strongroom.core.fsutil", "strongroom.core.validation",
+                   "strongroom.core.errors", "strongroom.core.masking", "strongroom.core.config")
+
+
+def _modules(*places: str) -> list[Path]:
+    found: list[Path] = []
+    for place in places:
+        path = REPO / place
+        if path.is_dir():
+            found += sorted(path.rglob("*.py"))
+        elif path.exists():
+            found.append(path)
+    return found
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+def _offending(paths: list[Path], forbidden: tuple[str, ...], allowed: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    bad: dict[str, list[str]] = {}
+    for path in paths:
+        hits = sorted(name for name in imports_of(path)
+                      if name.startswith(forbidden) and not name.startswith(allowed))
+        if hits:
+            bad[str(path.relative_to(REPO))] = hits
+    return bad
+
+
+def test_core_imports_neither_the_daemon_nor_the_console_nor_their_transports():
+    assert _offending(_modules("core"), ("strongroom.daemon", "strongroom.console", "zmq", "textual")) == {}
+
+
+def test_the_daemon_never_imports_the_console_or_textual():
+    assert _offending(_modules("daemon"), ("strongroom.console", "textual")) == {}
+
+
+def test_the_console_side_speaks_the_protocol_and_never_opens_the_database():
+    forbidden = ("strongroom.daemon", "strongroom.core", "sqlalchemy", "psycopg", "prometheus_client")
+    assert _offending(_modules(*CONSOLE_SIDE), forbidden, allowed=CONSOLE_MAY_USE) == {}
+
+
+@pytest.mark.parametrize("place", CONSOLE_SIDE[:4])
+def test_the_places_this_test_guards_exist(place):
+    assert (REPO / place).exists(), f"{place} moved: update CONSOLE_SIDE so the rule still holds"
