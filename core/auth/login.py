@@ -82,6 +82,15 @@ def _recent_failures(conn: Connection, column, value: str, since: datetime) -> i
         _events.c.occurred_at > since)).scalar_one()
 
 
+def unknown_name(conn: Connection, keyring: Keyring, typed: str) -> str:
+    """How a login attempt for a name no account has is recorded: a keyed hash, never
+    the text. What someone types as a username may be an email, a client's name or a
+    password typed into the wrong field; the per-name rate limit still counts it, and
+    security events, audit entries and published events never repeat it."""
+    digest = keyring.blind_indexer(conn).index("login_username", typed) or b""
+    return "unknown:" + digest.hex()[:16]
+
+
 def _rate_limited(conn: Connection, settings: Settings, username: str, client: Client,
                   now: datetime) -> str | None:
     """Which limit this attempt exceeds ('address' or 'username'), or None."""
@@ -105,14 +114,20 @@ def login(engine: Engine, keyring: Keyring, settings: Settings, username: str, p
     now = now or utcnow()
     client = Client(client_host, client_addr, client_name, client_version, user_agent, reported_addr)
     with transaction(engine, read_only=True) as conn:
-        limited = _rate_limited(conn, settings, username, client, now)
         row = conn.execute(select(_users).where(_users.c.username == username)).mappings().first()
+    known = row is not None and row["deleted_at"] is None
+    if not known:
+        with transaction(engine) as conn:     # the blind-index key may be created on first use
+            recorded = unknown_name(conn, keyring, username)
+    else:
+        recorded = username
+    with transaction(engine, read_only=True) as conn:
+        limited = _rate_limited(conn, settings, recorded, client, now)
     if limited:
-        _refuse_rate_limited(engine, settings, username, row["id"] if row is not None else None,
-                             client, limited, now)
-    if row is None or row["deleted_at"] is not None:
+        _refuse_rate_limited(engine, settings, recorded, row["id"] if known else None, client, limited, now)
+    if not known:
         passwords.dummy_verify(password, settings.auth)
-        _record_failure(engine, settings, None, username, client, "unknown_user", False, now)
+        _record_failure(engine, settings, None, recorded, client, "unknown_user", False, now)
         raise AuthError(BAD_CREDENTIALS)
     user = record_of(row)
     try:

@@ -61,7 +61,7 @@ def test_unknown_user_and_wrong_password_give_same_message(ctx, make_user):
         do_login(ctx, "alice", "not the right passphrase")
     assert str(unknown.value) == str(wrong.value) == auth.BAD_CREDENTIALS
     failed = events(ctx.engine, "login_failed")
-    assert [e["username"] for e in failed] == ["nobody", "alice"]
+    assert [e["username"][:8] for e in failed] == ["unknown:", "alice"]
     assert [e["details"]["reason"] for e in failed] == ["unknown_user", "bad_password"]
     assert failed[0]["user_id"] is None
 
@@ -257,3 +257,20 @@ def test_no_refusal_names_the_account(ctx, make_user):
     with pytest.raises(AuthError) as refused:
         do_login(ctx, "alice")
     assert "alice" not in str(refused.value)
+
+
+def test_a_name_no_account_has_is_recorded_as_a_keyed_hash_never_as_typed(ctx, make_user):
+    """What is typed as a username may be an email or a client's name: a failed login for
+    it is evidence by a keyed hash only, and the per-name limit still counts it."""
+    from strongroom.core.db.models import AuditLog
+
+    typed = "jane.q.doe@example.org"
+    with pytest.raises(AuthError):
+        do_login(ctx, typed, addr="198.51.100.1")
+    with pytest.raises(AuthError):
+        do_login(ctx, typed.upper(), addr="198.51.100.2")
+    recorded = [e["username"] for e in events(ctx.engine, "login_failed")]
+    assert len(recorded) == 2 and recorded[0] == recorded[1] and recorded[0].startswith("unknown:")
+    with transaction(ctx.engine, read_only=True) as conn:
+        audit_text = " ".join(str(dict(r)) for r in conn.execute(select(AuditLog.__table__)).mappings())
+    assert "jane" not in audit_text.lower() and "jane" not in str(events(ctx.engine)).lower()
