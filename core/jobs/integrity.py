@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from strongroom.core import checkpoints
 from strongroom.core.context import Context
 from strongroom.core.db.models import Client, ClientFile, Practice, TherapySession
-from strongroom.core.db.paging import batches
+from strongroom.core.db.paging import stream
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError
 from strongroom.core.integrity import FAIL, MAX_EVIDENCE_IDS, OK, WARN, record
@@ -55,14 +56,17 @@ def check_row_checksums(ctx: Context, model, progress) -> dict:
     table = model.__table__
     started = utcnow()
     checked, bad, missing = 0, [], []
+    names = [c.name for c in table.columns]
+    at_id, at_checksum = names.index("id"), names.index("data_checksum")
     with ctx.engine.connect() as conn:
-        for rows in batches(conn, table, size=BATCH):
+        # One statement (a server-side cursor on PostgreSQL), rows as tuples.
+        for rows in stream(conn, select(table).order_by(table.c.id), size=BATCH):
             for row in rows:
-                stored = row["data_checksum"]
+                stored = row[at_checksum]
                 if not stored:
-                    missing.append(str(row["id"]))
-                elif stored != row_checksum(dict(row)):
-                    bad.append(str(row["id"]))
+                    missing.append(str(row[at_id]))
+                elif stored != row_checksum(dict(zip(names, row))):
+                    bad.append(str(row[at_id]))
             checked += len(rows)
             progress(checked, None, f"checksums of {table.name}")
     return _record(ctx, "row_checksum", f"{table.name} row checksums", table.name, not bad and not missing,
