@@ -24,6 +24,7 @@ from strongroom.core.integrity.backups import check_backups
 from strongroom.core.integrity.envelopes import check_envelopes, encrypted_tables
 from strongroom.core.integrity.keys import check_keys
 from strongroom.core.integrity.orphans import check_orphans
+from strongroom.core.jobs.kinds import parse
 from strongroom.core.repository.changes import row_checksum
 
 CHECKSUMMED = (Practice, Client, TherapySession, ClientFile)
@@ -77,7 +78,7 @@ def check_row_checksums(ctx: Context, model, progress) -> dict:
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     """Run every check; the job fails if any check fails, naming them."""
-    full = bool(params.get("full"))
+    full = parse("integrity", params).full
     checks = [check_audit_chain(ctx, progress)]
     for model in CHECKSUMMED:
         checks.append(check_row_checksums(ctx, model, progress))

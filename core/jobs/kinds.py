@@ -169,7 +169,7 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
             "INTEGRITY", "restore_drill", per_configuration=True),
     JobKind("prune", PruneParams, "Forget snapshots outside the keep rules and reclaim their space.",
             "INTEGRITY", "prune", per_configuration=True),
-    JobKind("integrity", IntegrityParams, "Check the audit chain and every row checksum.",
+    JobKind("integrity", IntegrityParams, "Check the audit chain, row checksums, orphans, ciphertext, keys and backups.",
             "INTEGRITY", "integrity"),
     JobKind("key_rotation", KeyRotationParams, "Rotate client data keys and re-encrypt their fields.",
             "KEY_ROTATE", "key_rotation"),

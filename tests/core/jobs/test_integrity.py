@@ -4,6 +4,7 @@ fail; a clean database passes every check."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup, Client, IntegrityCheck, TherapySession
 from strongroom.core.db.types import utcnow
 from strongroom.core.demo import client_records
+from strongroom.core.errors import ValidationError
 from strongroom.core.ids import new_id
 from strongroom.core.jobs import integrity
 from strongroom.core.principal import SYSTEM
@@ -180,3 +182,14 @@ def test_new_configuration_without_a_snapshot_warns_then_fails_when_old(ctx: Con
         conn.execute(update(configs).values(created_at=utcnow() - timedelta(days=20)))
     check = _run(ctx)["backups verified and drilled"]
     assert check["status"] == "fail" and check["evidence"]["findings"]["nightly"]["problems"] == ["no snapshot"]
+
+
+def test_full_param_from_a_command_line_is_read_as_a_flag(ctx: Context):
+    _seed(ctx, 2)
+    one_row = ctx.settings.integrity.model_copy(update={"open_sample_rows": 1})
+    sampled = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"integrity": one_row}))
+    assert _run(sampled, full="false")["clients ciphertext"]["evidence"]["opened_mode"] == "sample of 1 rows"
+    assert _run(sampled, full="true")["clients ciphertext"]["evidence"]["opened_mode"] == "full"
+    with pytest.raises(ValidationError, match="integrity params") as refused:
+        integrity.run(ctx, {"full": "maybe"}, _quiet)
+    assert "maybe" not in str(refused.value)
