@@ -1,0 +1,140 @@
+"""The control protocol described from the registry itself: docs/protocol.md.
+
+A hand-written description drifts (the old one documented a `backup.run` that never
+existed); this one is rendered from `REGISTRY` (each command's permission, help text and
+argument model), the job-kind table and the protocol's error codes, and a test fails
+when the committed file differs from what the code would write. Regenerate with
+`python -m strongroom.daemon.protocol_doc > docs/protocol.md`.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from strongroom.core.jobs.kinds import KINDS
+from strongroom.core.protocol import ERROR_CODES, PROTOCOL_VERSION
+
+EVENTS = {
+    "health": "the health snapshot (the `health` command's answer), every health interval",
+    "job.<run id>": "a run's progress: status, done, total, message; its final status and error",
+    "audit": "each new audit entry: id, time, actor, action, table, record id, outcome (never details)",
+    "security": "each new security event (id, time, type, severity, username, address) and login outcomes",
+    "sync.conflict": "a sync conflict opened or resolved",
+}
+
+ERRORS = {
+    "bad_request": "the frame or an argument is malformed; the message names the field and the rule, never the value",
+    "unauthenticated": "no token, or a token that is unknown, expired, revoked or from the wrong transport",
+    "forbidden": "the caller lacks the permission the command names",
+    "not_found": "the command, or the thing it names, does not exist",
+    "conflict": "the action clashes with the current state (already running, standby daemon, held)",
+    "rate_limited": "too many attempts (logins), or the login pool is full: try again later",
+    "not_implemented": "a command or job kind planned but not in this release",
+    "internal": "a bug: the daemon log has the traceback; no input should ever produce it",
+}
+
+
+def _type(schema: dict[str, Any] | bool, defs: dict[str, Any]) -> str:
+    if not isinstance(schema, dict):
+        return "any"
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        return " or ".join(_type(s, defs) for s in schema["anyOf"])
+    if "enum" in schema:
+        return " or ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    kind = schema.get("type", "any")
+    if kind == "array":
+        return f"list[{_type(schema.get('items', {}), defs)}]"
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        return f"map[str, {_type(schema['additionalProperties'], defs)}]"
+    if schema.get("format") in ("uuid", "date-time"):
+        return schema["format"]
+    return str(kind)
+
+
+def _bounds(schema: dict[str, Any]) -> str:
+    parts = [f"{word} {schema[key]}" for key, word in (("minimum", "≥"), ("maximum", "≤"),
+                                                       ("minLength", "length ≥"), ("maxLength", "length ≤"),
+                                                       ("maxItems", "items ≤"), ("pattern", "pattern"))
+             if key in schema]
+    for branch in schema.get("anyOf", []):
+        parts += [p for p in _bounds(branch).split("; ") if p and p not in parts]
+    return "; ".join(parts)
+
+
+def _fields(schema: dict[str, Any]) -> list[str]:
+    defs = schema.get("$defs", {})
+    required = set(schema.get("required", []))
+    lines = []
+    for name, spec in schema.get("properties", {}).items():
+        given = ("required" if name in required else
+                 f"default `{json.dumps(spec['default'])}`" if "default" in spec else "optional")
+        cells = [f"`{name}`", _type(spec, defs), given, _bounds(spec)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines
+
+
+def render() -> str:
+    import strongroom.daemon.main  # noqa: F401  (registers every command module)
+    from strongroom.daemon.commands import REGISTRY
+
+    out = [
+        "# The strongroomd control protocol",
+        "",
+        "Generated from the command registry by `python -m strongroom.daemon.protocol_doc`; "
+        "a test fails when this file and the code disagree.",
+        "",
+        f"Protocol version {PROTOCOL_VERSION}. Transport: ZeroMQ. A request is one frame holding one "
+        "UTF-8 JSON object on the ROUTER socket (`ipc://<runtime dir>/control.sock`, or the "
+        "CURVE-encrypted `tcp_endpoint`):",
+        "",
+        "```json",
+        '{"v": 1, "id": "<client-chosen id>", "cmd": "job.run", "token": "<session token>", '
+        '"args": {"kind": "integrity"}}',
+        "```",
+        "",
+        "and the answer is one frame: `{\"v\": 1, \"id\": ..., \"ok\": true, \"result\": ...}` or "
+        "`{\"v\": 1, \"id\": ..., \"ok\": false, \"error\": {\"code\": ..., \"message\": ...}}`. Frames "
+        "nest at most 32 levels and hold valid Unicode; unknown argument keys are refused.",
+        "",
+        "## Errors",
+        "",
+        "| code | meaning |",
+        "| --- | --- |",
+        *[f"| `{code}` | {ERRORS[code]} |" for code in ERROR_CODES],
+        "",
+        "## Events",
+        "",
+        "Published on the PUB socket (`events.sock`) as two frames: the topic, and "
+        "`{\"topic\", \"ts\", \"data\"}`.",
+        "",
+        "| topic | data |",
+        "| --- | --- |",
+        *[f"| `{topic}` | {what} |" for topic, what in EVENTS.items()],
+        "",
+        "## Commands",
+        "",
+    ]
+    for name, command in sorted(REGISTRY.items()):
+        who = "no token" if command.public else (f"`{command.permission}`" if command.permission
+                                                  else "any session (the handler checks more)")
+        text = " ".join((command.handler.__doc__ or "(no description)").split())
+        out += [f"### `{name}`", "", text, "", f"Needs: {who}.", ""]
+        rows = _fields(command.args.model_json_schema())
+        if rows:
+            out += ["| argument | type | given | bounds |", "| --- | --- | --- | --- |", *rows, ""]
+    out += ["## Job kinds (`job.run` params)", ""]
+    for kind in KINDS.values():
+        how = "planned" if kind.planned else ("on request only" if kind.on_request_only else "schedulable")
+        out += [f"### `{kind.name}`", "", f"{kind.summary} ({how}; needs `job:{kind.name}:run`)", ""]
+        rows = _fields(kind.params.model_json_schema())
+        if rows:
+            out += ["| param | type | given | bounds |", "| --- | --- | --- | --- |", *rows, ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
