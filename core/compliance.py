@@ -21,6 +21,7 @@ from __future__ import annotations
 import stat
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine, func, insert, select, update
 from strongroom.core.config import Settings
@@ -59,6 +60,8 @@ NOT_CONFIGURED = "not configured"
 AUDIT_VERIFY_MAX_AGE = timedelta(days=7)
 CONFLICT_MAX_AGE = timedelta(days=1)
 SYNC_MAX_AGE = timedelta(days=1)
+# Days an export's files may stay on disk when its configuration sets no retention_days.
+EXPORT_MAX_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -166,14 +169,34 @@ def _backups(settings: Settings, conn, now: datetime) -> list[Check]:
 
 
 def _exports(conn, now: datetime) -> list[Check]:
-    exports = Export.__table__
+    """Exports count when they are proven (a checksum), masked or encrypted (no readable
+    PHI in a file), and gone once old: an export's files left on disk past EXPORT_MAX_DAYS
+    (or its configuration's retention_days) are PHI nobody is watching."""
+    exports, configs = Export.__table__, ExportConfiguration.__table__
     recent = conn.execute(select(func.count()).select_from(exports)
                           .where(exports.c.created_at >= now - timedelta(days=90))).scalar_one()
     unfinished = conn.execute(select(func.count()).select_from(exports)
                               .where(exports.c.status == "succeeded", exports.c.sha256.is_(None))).scalar_one()
+    unmasked_configs = conn.execute(select(func.count()).select_from(configs).where(
+        configs.c.is_active.is_(True), configs.c.masking_profile != "masked")).scalar_one()
+    rows = conn.execute(select(exports.c.filters, exports.c.created_at, exports.c.location, configs.c.retention_days)
+                        .select_from(exports.outerjoin(configs, exports.c.configuration_id == configs.c.id))
+                        .where(exports.c.status == "succeeded")).all()
+    readable = sum(1 for r in rows if r.created_at >= now - timedelta(days=90)
+                   and (r.filters or {}).get("masking_profile") != "masked" and not (r.filters or {}).get("encrypted"))
+    left = sum(1 for r in rows if r.location and Path(r.location).exists()
+               and now - r.created_at > timedelta(days=r.retention_days or EXPORT_MAX_DAYS))
     return [Check("exports", "every export has a checksum manifest", unfinished == 0,
                   {"exports_last_90_days": recent, "without_checksum": unfinished},
-                  "164.312(c)(1) integrity", "re-run the export; an export without its SHA-256 cannot be proven")]
+                  "164.312(c)(1) integrity", "re-run the export; an export without its SHA-256 cannot be proven"),
+            Check("exports", "exports are masked by default, or encrypted when they are not",
+                  unmasked_configs == 0 and readable == 0,
+                  {"configurations_not_masked": unmasked_configs, "unmasked_unencrypted_last_90_days": readable},
+                  "164.312(a)(2)(iv) encryption and decryption; 164.502(b) minimum necessary",
+                  "mask export configurations; export full PHI only as an encrypted ZIP"),
+            Check("exports", f"no export left on disk past its retention ({EXPORT_MAX_DAYS} days by default)",
+                  left == 0, {"expired_exports_still_on_disk": left},
+                  "164.310(d)(2)(i) disposal", "delete expired export directories (exports directory)")]
 
 
 def _sync(conn, now: datetime) -> list[Check]:

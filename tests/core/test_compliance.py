@@ -252,3 +252,41 @@ def test_score_trend_draws_one_bar_per_day():
 
     assert score_trend([0, 50, 100]) == "▁▄█ 100"
     assert score_trend([]) == ""
+
+
+def _export_row(created, filters: dict, location: str | None = None) -> dict:
+    return {"id": new_id(), "requested_by": "user:alice", "format": "csv", "filters": filters,
+            "status": "succeeded", "sha256": "0" * 64, "location": location, "created_at": created,
+            "finished_at": created}
+
+
+def test_an_unmasked_unencrypted_export_costs_export_points(ctx: Context):
+    from strongroom.core.db.models import Export
+
+    now = utcnow()
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(Export.__table__), [_export_row(now, {"masking_profile": "masked", "encrypted": False})])
+    clean = compliance.report(ctx.settings, ctx.engine, now=now)
+    assert clean.areas["exports"]["status"] == "evidenced" and clean.areas["exports"]["points"] == 20
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(Export.__table__), [_export_row(now, {"masking_profile": "full", "encrypted": False})])
+    report = compliance.report(ctx.settings, ctx.engine, now=now)
+    check = _by_name(report)["exports are masked by default, or encrypted when they are not"]
+    assert not check.passed and check.evidence["unmasked_unencrypted_last_90_days"] == 1
+    assert report.areas["exports"]["points"] < 20
+
+
+def test_an_export_left_on_disk_past_its_retention_costs_export_points(ctx: Context, tmp_path):
+    from strongroom.core.db.models import Export
+
+    now = utcnow()
+    left = tmp_path / "old-export"
+    left.mkdir()
+    with transaction(ctx.engine) as conn:
+        conn.execute(insert(Export.__table__), [_export_row(now - timedelta(days=45),
+                                                            {"masking_profile": "masked"}, str(left))])
+    name = "no export left on disk past its retention (30 days by default)"
+    check = _by_name(compliance.report(ctx.settings, ctx.engine, now=now))[name]
+    assert not check.passed and check.evidence["expired_exports_still_on_disk"] == 1
+    left.rmdir()
+    assert _by_name(compliance.report(ctx.settings, ctx.engine, now=now))[name].passed
