@@ -14,8 +14,9 @@ from pydantic import Field
 
 from strongroom.core.backup import configurations
 from strongroom.core.db.types import utcnow
+from strongroom.core.backup import prune_requests
 from strongroom.core.jobs import prune
-from strongroom.core.jobs.backup import describe_snapshot, open_configured
+from strongroom.core.backup.snapshots import describe_snapshot, open_configured
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def forget_cmd(d: "Daemon", call: Call) -> dict:
         return {"plan": plan.as_dict(), "requires_approval": cfg.require_approval,
                 "snapshot": describe_snapshot(d.ctx, repo, a.snapshot_id)}
     if cfg.require_approval:
-        prune.check_filer(call.principal.actor, "forget")     # refused now, not as a failed run
+        prune_requests.check_filer(call.principal.actor, "forget")     # refused now, not as a failed run
     run = d.submit_if_leader("prune", trigger="manual", params=params, requested_by=call.principal.actor)
     return {**run.as_dict(), "requires_approval": cfg.require_approval}
 
@@ -77,7 +78,7 @@ class RequestsArgs(Args):
 @command("backup.requests", permission="audit:read", args=RequestsArgs)
 def requests_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Four-eyes prune and forget requests, newest first (pending only by default)."""
-    return prune.pending_requests(d.ctx, include_closed=call.args.include_closed, limit=call.args.limit)
+    return prune_requests.pending_requests(d.ctx, include_closed=call.args.include_closed, limit=call.args.limit)
 
 
 class ApproveArgs(Args):
@@ -89,7 +90,7 @@ def approve_cmd(d: "Daemon", call: Call) -> dict:
     """Approve a pending request filed by someone else; starts the prune that carries
     it out (refused there if the plan has grown)."""
     a: ApproveArgs = call.args
-    prune.check_approval(d.ctx, a.request_id, call.principal.actor, utcnow())
+    prune_requests.check_approval(d.ctx, a.request_id, call.principal.actor, utcnow())
     run = d.submit_if_leader("prune", trigger="manual", params={"request_id": str(a.request_id)},
                              requested_by=call.principal.actor)
     return run.as_dict()

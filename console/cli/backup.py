@@ -116,11 +116,11 @@ def list_cmd(state: CliState, target: str | None, configuration: str, as_json: b
 
     from strongroom.core.backup.repository import open_repository
     from strongroom.core.db.models import Backup
-    from strongroom.core.jobs import backup as backup_job
+    from strongroom.core.backup import snapshots
     from strongroom.core.storage import open_target
 
     ctx = state.ctx
-    repo = open_repository(open_target(target or backup_job.target_url(ctx, configuration)), ctx.keyring)
+    repo = open_repository(open_target(target or snapshots.target_url(ctx, configuration)), ctx.keyring)
     table = Backup.__table__
     with ctx.engine.connect() as conn:
         proofs = {r.id: r.proof for r in conn.execute(select(table.c.id, table.c.proof))}
@@ -148,11 +148,11 @@ def list_cmd(state: CliState, target: str | None, configuration: str, as_json: b
 def show_cmd(state: CliState, snapshot_id: uuid.UUID, configuration: str, as_json: bool) -> None:
     """One snapshot: its tables, rows and bytes, chain parent and proof (read from the
     repository with the data directory's key, like `list`)."""
-    from strongroom.core.jobs import backup as backup_job
+    from strongroom.core.backup import snapshots
 
     ctx = state.ctx
-    _, repo = backup_job.open_configured(ctx, {"configuration": configuration})
-    emit(as_json, backup_job.describe_snapshot(ctx, repo, snapshot_id), _show_human)
+    _, repo = snapshots.open_configured(ctx, {"configuration": configuration})
+    emit(as_json, snapshots.describe_snapshot(ctx, repo, snapshot_id), _show_human)
 
 
 def _show_human(d: dict) -> None:
@@ -266,14 +266,14 @@ def restore_cmd(state: CliState, snapshot_id: uuid.UUID, dest: str, repository: 
     from strongroom.core import audit
     from strongroom.core.backup.repository import open_repository
     from strongroom.core.db.engine import transaction
-    from strongroom.core.jobs import backup as backup_job
+    from strongroom.core.backup import snapshots
     from strongroom.core.jobs import restore as restore_job
     from strongroom.core.storage import open_target
 
     ctx = state.ctx
     if force and not as_json and sys.stdin.isatty():
         click.confirm(f"--force empties {dest.split('@')[-1]} before restoring. Continue?", abort=True)
-    repo = open_repository(open_target(repository or backup_job.target_url(ctx)), ctx.keyring)
+    repo = open_repository(open_target(repository or snapshots.target_url(ctx)), ctx.keyring)
 
     def progress(done, total, message):
         if not as_json and sys.stderr.isatty():

@@ -26,97 +26,29 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, insert, select, text
+from sqlalchemy import Connection, Table, func, insert, select, text
 
 from strongroom.core import audit
 from strongroom.core.backup import copytext
 from strongroom.core.backup.manifest import AuditHead, ChunkRef, Manifest, TableEntry
 from strongroom.core.backup import configurations, keybag
-from strongroom.core.backup.repository import Lock, Repository, StoredChunk, init_repository, open_repository
+from strongroom.core.backup.repository import Lock, Repository, StoredChunk
 from strongroom.core.context import Context
 from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import set_scope, transaction
-from strongroom.core.db.models import Backup, Base
+from strongroom.core.db.models import Backup
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
 from strongroom.core.errors import IntegrityError
 from strongroom.core.db.types import utcnow
 from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import current_change_version
-from strongroom.core.storage import open_target
+from strongroom.core.backup.snapshots import (MAX_CHAIN, chain_of, newest_snapshot,
+                                             open_or_init, table_mode, tables)
 
 SEGMENT_BYTES = 8 * 1024 * 1024
 WORKERS = 2
 IN_FLIGHT = 4
 _SQLITE_BATCH = 2000
-
-
-def target_url(ctx: Context, configuration: str | None = None) -> str:
-    """The repository location of a backup configuration (default: "default")."""
-    return configurations.resolve(ctx.settings, configuration).target
-
-
-def open_or_init(ctx: Context, url: str | None = None, configuration: str | None = None) -> Repository:
-    cfg = configurations.resolve(ctx.settings, configuration)
-    target = open_target(url or cfg.target)
-    if not target.exists("config.json"):
-        return init_repository(target, ctx.keyring, compression_level=cfg.compression_level)
-    return open_repository(target, ctx.keyring, compression_level=cfg.compression_level)
-
-
-def open_configured(ctx: Context, params: dict) -> tuple[configurations.Configuration, Repository]:
-    """The configuration a job's params name (`configuration`, default "default") and
-    its existing repository."""
-    cfg = configurations.resolve(ctx.settings, params.get("configuration"))
-    return cfg, open_repository(open_target(cfg.target), ctx.keyring, compression_level=cfg.compression_level)
-
-
-# Engine bookkeeping, not data: SQLite's stand-in for a sequence. The manifest carries
-# the change watermark and restore sets the counter (or sequence) from it.
-NOT_BACKED_UP = frozenset({"change_counter"})
-
-
-def tables() -> list[Table]:
-    """Every data table of the schema, parents before children (the order restore needs)."""
-    return [t for t in Base.metadata.sorted_tables if t.name not in NOT_BACKED_UP]
-
-
-# Append-only tables: an incremental snapshot carries the rows after the parent's
-# highest id. Tables with `sync_version` carry the rows changed (tombstones included)
-# since the parent's change watermark. Every other table is small and copied whole.
-APPEND_ONLY = frozenset({"audit_logs", "security_events"})
-MAX_CHAIN = 14
-
-
-def table_mode(table: Table) -> str:
-    if table.name in APPEND_ONLY:
-        return "append"
-    return "changes" if "sync_version" in table.c else "full"
-
-
-def chain_of(repo: Repository, snapshot_id: uuid.UUID) -> list[Manifest]:
-    """The snapshot and its ancestors, base (full) first."""
-    chain = []
-    current: uuid.UUID | None = snapshot_id
-    while current is not None:
-        manifest = repo.read_manifest(current)
-        chain.append(manifest)
-        current = manifest.parent_id
-        if len(chain) > 10_000:
-            raise IntegrityError(f"snapshot {snapshot_id}: parent chain does not end")
-    return list(reversed(chain))
-
-
-def newest_snapshot(engine: Engine, ids: list[uuid.UUID]) -> uuid.UUID | None:
-    """The newest of `ids` by our own clock among the good snapshots the database knows
-    (a tie, which compaction creates by giving a replacement its original's time, goes
-    to the newer id: the replacement); the newest id when the database knows none."""
-    if not ids:
-        return None
-    table = Backup.__table__
-    with engine.connect() as conn:
-        known = conn.execute(select(table.c.id).where(table.c.id.in_(ids), table.c.status == "succeeded")
-                             .order_by(table.c.started_at.desc(), table.c.id.desc()).limit(1)).scalar()
-    return known or ids[-1]
 
 
 def _parent(ctx: Context, repo: Repository, full: bool, cfg: configurations.Configuration) -> Manifest | None:
@@ -383,34 +315,3 @@ def _plan(conn: Connection, table: Table, parent: Manifest | None,
     if mode == "changes":
         return "changes", ("sync_version", parent.change_watermark), high_water, None
     return "append", ("id", previous.high_water or 0), high_water, previous.live_rows
-
-
-def snapshot_uuid(value: str) -> uuid.UUID:
-    return uuid.UUID(str(value))
-
-
-def describe_snapshot(ctx: Context, repo: Repository, snapshot_id: uuid.UUID) -> dict[str, Any]:
-    """A snapshot's manifest summary with what the database knows of it (no PHI:
-    table names, counts, sizes, ids)."""
-    from strongroom.core.errors import NotFoundError
-
-    if snapshot_id not in repo.list_snapshots():
-        raise NotFoundError(f"snapshot {snapshot_id} is not in {repo.target.describe()}")
-    manifest = repo.read_manifest(snapshot_id)
-    table = Backup.__table__
-    with ctx.engine.connect() as conn:
-        row = conn.execute(select(table).where(table.c.id == snapshot_id)).mappings().first()
-    return {
-        "snapshot_id": str(snapshot_id), "kind": manifest.kind,
-        "parent_id": str(manifest.parent_id) if manifest.parent_id else None,
-        "chain_length": len(chain_of(repo, snapshot_id)), "created_at": manifest.created_at.isoformat(),
-        "schema_revision": manifest.schema_revision, "change_watermark": manifest.change_watermark,
-        "proof": row["proof"] if row else "unknown", "status": row["status"] if row else "unknown to this database",
-        "verified_at": row["verified_at"].isoformat() if row and row["verified_at"] else None,
-        "drilled_at": row["drilled_at"].isoformat() if row and row["drilled_at"] else None,
-        "totals": manifest.totals.model_dump(),
-        "tables": [{"name": t.name, "mode": t.mode, "rows": t.row_count, "tombstones": t.tombstone_count,
-                    "live_rows": t.live_rows, "chunks": len(t.chunks), "plain_bytes": sum(c.size for c in t.chunks),
-                    "stored_bytes": sum(c.stored_size for c in t.chunks)} for t in manifest.tables],
-        "target": repo.target.describe(),
-    }

@@ -21,6 +21,9 @@ Ransomware-minded rules:
   deleted until a different person runs the prune with that `request_id` before it
   expires; that run re-computes the plan and refuses if it would now forget anything
   the request did not list.
+
+The keep rules' maths is core/backup/keep.py and the four-eyes requests are
+core/backup/prune_requests.py; this module plans, and carries a plan out.
 """
 from __future__ import annotations
 
@@ -29,10 +32,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import select, update
 
 from strongroom.core import audit
 from strongroom.core.backup import configurations, keybag
+from strongroom.core.backup import prune_requests
+from strongroom.core.backup.keep import ancestors, closure, keep_rules, keep_set, newest_proven
+from strongroom.core.backup.prune_requests import SCHEDULER
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
 from strongroom.core.config import RetentionSettings
@@ -41,74 +47,12 @@ from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup, BackupPruneRequest
 from strongroom.core.db.types import utcnow
-from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied, StrongroomError
-from strongroom.core.ids import new_id
+from strongroom.core.errors import ConflictError, NotFoundError, StrongroomError
 from strongroom.core.jobs import compaction
-from strongroom.core.jobs.backup import MAX_CHAIN, open_configured
-from strongroom.core.principal import NOT_A_PERSON, is_person
+from strongroom.core.backup.snapshots import MAX_CHAIN, open_configured
 
-PROVEN = ("verified", "drilled")
 _requests = BackupPruneRequest.__table__
 _backups = Backup.__table__
-
-
-def keep_set(snapshots: list[dict], policy: RetentionSettings, now: datetime) -> set[uuid.UUID]:
-    """Which snapshots the policy keeps, before chains are closed over.
-
-    `snapshots`: dicts with id, started_at (our clock), proof; any order.
-    keep_last n newest; keep_daily/weekly/monthly: the newest snapshot in each of the
-    n most recent days/ISO weeks/months that have one; max_age_days: nothing older
-    (except the newest proven snapshot, always kept).
-    """
-    return set(keep_rules(snapshots, policy, now))
-
-
-def keep_rules(snapshots: list[dict], policy: RetentionSettings, now: datetime) -> dict[uuid.UUID, list[str]]:
-    """The snapshots the policy keeps (as `keep_set`), each with the rules that keep it:
-    "last #n", "daily 2026-11-23", "weekly 2026-W48", "monthly 2026-11", "newest verified".
-    A dry run shows these, so an operator sees why each snapshot stays."""
-    ordered = sorted(snapshots, key=lambda s: s["started_at"], reverse=True)
-    rules: dict[uuid.UUID, list[str]] = {s["id"]: [f"last #{n}"]
-                                         for n, s in enumerate(ordered[:policy.keep_last], start=1)}
-    for name, count, bucket in (("daily", policy.keep_daily, lambda t: t.date().isoformat()),
-                                ("weekly", policy.keep_weekly, lambda t: "{}-W{:02d}".format(*t.isocalendar()[:2])),
-                                ("monthly", policy.keep_monthly, lambda t: f"{t.year}-{t.month:02d}")):
-        seen: list = []
-        for snap in ordered:
-            key = bucket(snap["started_at"])
-            if key not in seen:
-                seen.append(key)
-                if len(seen) > count:
-                    break
-                rules.setdefault(snap["id"], []).append(f"{name} {key}")
-    if policy.max_age_days:
-        cutoff = now - timedelta(days=policy.max_age_days)
-        rules = {s["id"]: rules[s["id"]] for s in ordered if s["id"] in rules and s["started_at"] >= cutoff}
-    proven = newest_proven(snapshots)
-    if proven is not None:
-        proof = next(s["proof"] for s in snapshots if s["id"] == proven)
-        rules.setdefault(proven, []).append(f"newest {proof}")
-    return rules
-
-
-def newest_proven(snapshots: list[dict]) -> uuid.UUID | None:
-    """The newest snapshot (by our clock) proven verified or drilled."""
-    proven = [s for s in snapshots if s["proof"] in PROVEN]
-    return max(proven, key=lambda s: (s["started_at"], s["id"]))["id"] if proven else None
-
-
-def ancestors(manifests: dict[uuid.UUID, Manifest], snapshot_id: uuid.UUID) -> list[uuid.UUID]:
-    """The snapshot and the links it restores through, newest first."""
-    found, current = [], snapshot_id
-    while current is not None and current not in found:
-        found.append(current)
-        current = manifests[current].parent_id if current in manifests else None
-    return found
-
-
-def closure(manifests: dict[uuid.UUID, Manifest], ids) -> set[uuid.UUID]:
-    """`ids` and every link they need."""
-    return {link for i in ids for link in ancestors(manifests, i)}
 
 
 @dataclass
@@ -278,123 +222,12 @@ def plan(ctx: Context, repo: Repository, cfg: configurations.Configuration, snap
          now: datetime) -> Plan:
     """The plan `run` would carry out: forget `snapshot_id`, or (None) apply the keep
     rules. Nothing is changed."""
-    from strongroom.core.jobs.backup import newest_snapshot
+    from strongroom.core.backup.snapshots import newest_snapshot
 
     state = _state(ctx, repo)
     if snapshot_id is not None:
         return plan_forget(state, snapshot_id)
     return plan_policy(state, cfg, now, newest_snapshot(ctx.engine, list(state.manifests)))
-
-
-# --- four-eyes requests ------------------------------------------------------------------
-
-def expire_requests(conn: Connection, now: datetime) -> int:
-    """Mark pending requests past their expiry as expired (audited); returns how many."""
-    stale = conn.execute(select(_requests.c.id).where(_requests.c.status == "pending",
-                                                      _requests.c.expires_at < now)).scalars().all()
-    for request_id in stale:
-        conn.execute(update(_requests).where(_requests.c.id == request_id).values(status="expired"))
-        audit.append(conn, actor="system", action="RETENTION", table_name="backup_prune_requests",
-                     record_id=request_id, details={"event": "request_expired"})
-    return len(stale)
-
-
-def pending_requests(ctx: Context, *, include_closed: bool = False, limit: int = 50) -> list[dict[str, Any]]:
-    """Four-eyes requests, newest first (pending ones only unless `include_closed`)."""
-    with transaction(ctx.engine) as conn:
-        expire_requests(conn, utcnow())
-        query = select(_requests).order_by(_requests.c.requested_at.desc()).limit(limit)
-        if not include_closed:
-            query = query.where(_requests.c.status == "pending")
-        names = {r.id: r.name for r in conn.execute(select(configurations._table.c.id, configurations._table.c.name))}
-        return [{**dict(r), "configuration": names.get(r["configuration_id"])}
-                for r in conn.execute(query).mappings()]
-
-
-def check_filer(actor: str, kind: str = "prune") -> None:
-    """PermissionDenied unless `actor` may file a four-eyes request: a named, logged-in
-    person, or the scheduler (whose requests then need two people: `_endorse`)."""
-    if actor != SCHEDULER and not is_person(actor):
-        raise PermissionDenied(f"a {kind} in four-eyes mode files a request, and filing one {NOT_A_PERSON}")
-
-
-def _file_request(ctx: Context, cfg: configurations.Configuration, the_plan: Plan, kind: str,
-                  actor: str, now: datetime) -> dict[str, Any]:
-    check_filer(actor, kind)
-    wanted = sorted(str(i) for i in the_plan.forget)
-    superseded = sorted(str(i) for i in the_plan.superseded)
-    with transaction(ctx.engine) as conn:
-        expire_requests(conn, now)
-        configuration_id = configurations.sync_one(conn, ctx.settings, cfg.name, actor="system")
-        for row in conn.execute(select(_requests).where(
-                _requests.c.status == "pending", _requests.c.configuration_id == configuration_id,
-                _requests.c.kind == kind)).mappings():
-            if sorted(row["snapshot_ids"]) == wanted and sorted(row["plan"].get("superseded", [])) == superseded:
-                return {"request_id": str(row["id"]), "expires_at": row["expires_at"].isoformat(), "new": False}
-            # A newer plan replaces an older pending one of the same kind: approving a
-            # stale list would be approving something nobody looks at any more.
-            conn.execute(update(_requests).where(_requests.c.id == row["id"]).values(status="replaced"))
-            audit.append(conn, actor="system", action="RETENTION", table_name="backup_prune_requests",
-                         record_id=row["id"], details={"event": "request_replaced"})
-        request_id = new_id()
-        expires = now + timedelta(hours=cfg.approval_hours)
-        conn.execute(insert(_requests), [{
-            "id": request_id, "configuration_id": configuration_id, "kind": kind, "snapshot_ids": wanted,
-            "plan": {"superseded": superseded, "compactions": [r.as_dict() for r in the_plan.rewrites],
-                     "kept": the_plan.kept, "retention": cfg.retention.model_dump()},
-            "status": "pending", "requested_by": actor, "requested_at": now, "expires_at": expires}])
-        audit.append(conn, actor=actor, action="RETENTION", table_name="backup_prune_requests",
-                     record_id=request_id, details={"event": "request_filed", "kind": kind,
-                                                    "configuration": cfg.name, "forget": len(wanted),
-                                                    "superseded": len(superseded)})
-    return {"request_id": str(request_id), "expires_at": expires.isoformat(), "new": True}
-
-
-# The actor of scheduled runs (daemon.runner): a request it files has no person behind it.
-SCHEDULER = "system"
-
-
-def _endorse(ctx: Context, request: dict[str, Any], actor: str) -> dict[str, Any]:
-    """The first person to approve a request the scheduler filed becomes its requester
-    (an endorsement, audited); a second, different person must still approve it. Without
-    this, a scheduled prune would need only one person's say to delete backups."""
-    with transaction(ctx.engine) as conn:
-        taken = conn.execute(update(_requests).where(
-            _requests.c.id == request["id"], _requests.c.status == "pending",
-            _requests.c.requested_by == SCHEDULER).values(requested_by=actor)).rowcount
-        if taken != 1:
-            raise ConflictError(f"request {request['id']} changed while being endorsed; look at it again")
-        audit.append(conn, actor=actor, action="RETENTION", table_name="backup_prune_requests",
-                     record_id=request["id"], details={"event": "request_endorsed", "filed_by": SCHEDULER})
-    return {"request_id": str(request["id"]), "expires_at": request["expires_at"].isoformat(),
-            "endorsed_by": actor, "new": False}
-
-
-def check_approval(ctx: Context, request_id: uuid.UUID, approver: str, now: datetime) -> dict[str, Any]:
-    """The pending request `approver` may approve now, or a clear refusal.
-
-    Refusals: unknown request (NotFoundError); not pending or expired (ConflictError);
-    the requester approving their own request, or the scheduler (PermissionDenied,
-    recorded in the audit log in a transaction of its own)."""
-    with transaction(ctx.engine) as conn:
-        expire_requests(conn, now)
-        row = conn.execute(select(_requests).where(_requests.c.id == request_id)).mappings().first()
-    if row is None:
-        raise NotFoundError(f"no backup prune request {request_id}")
-    if row["status"] != "pending":
-        raise ConflictError(f"request {request_id} is {row['status']}, not pending")
-    if not is_person(approver) and approver != SCHEDULER:
-        with transaction(ctx.engine) as conn:
-            audit.append(conn, actor=approver, action="RETENTION", table_name="backup_prune_requests",
-                         record_id=request_id, outcome="denied", details={"event": "not_a_person_refused"})
-        raise PermissionDenied(f"request {request_id}: approving it {NOT_A_PERSON}")
-    if approver == row["requested_by"] or approver == SCHEDULER:
-        with transaction(ctx.engine) as conn:
-            audit.append(conn, actor=approver, action="RETENTION", table_name="backup_prune_requests",
-                         record_id=request_id, outcome="denied", details={"event": "self_approval_refused"})
-        raise PermissionDenied(f"request {request_id} was filed by {row['requested_by']}; a different person "
-                               "must approve it (four-eyes rule)")
-    return dict(row)
 
 
 # --- the job -----------------------------------------------------------------------------
@@ -411,10 +244,10 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     request = None
     configuration, snapshot_id = asked.configuration, asked.snapshot_id
     if asked.request_id:
-        request = check_approval(ctx, asked.request_id, actor, now)
+        request = prune_requests.check_approval(ctx, asked.request_id, actor, now)
         if request["requested_by"] == SCHEDULER:
             return {"forgotten": [], "dry_run": False, "chunks_deleted": 0,
-                    "would_forget": list(request["snapshot_ids"]), "pending_request": _endorse(ctx, request, actor)}
+                    "would_forget": list(request["snapshot_ids"]), "pending_request": prune_requests.endorse(ctx, request, actor)}
         with ctx.engine.connect() as conn:
             name = conn.execute(select(configurations._table.c.name).where(
                 configurations._table.c.id == request["configuration_id"])).scalar_one()
@@ -431,14 +264,14 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     if cfg.require_approval and request is None:
         if not the_plan.forget and not the_plan.superseded:
             return result
-        filed = _file_request(ctx, cfg, the_plan, kind, actor, now)
+        filed = prune_requests.file_request(ctx, cfg, the_plan, kind, actor, now)
         return {**result, "forgotten": [], "would_forget": result["forgotten"], "pending_request": filed}
     if request is not None:
         extra = {str(i) for i in the_plan.forget} - set(request["snapshot_ids"])
         approved_superseded = set(request["plan"].get("superseded", []))
         extra |= {str(i) for i in the_plan.superseded} - approved_superseded
         if extra:
-            _close_request(ctx, request["id"], actor, "refused",
+            prune_requests.close_request(ctx, request["id"], actor, "refused",
                            f"the plan now also removes {len(extra)} snapshot(s) the request did not list")
             raise ConflictError(f"request {request['id']}: the plan has grown since it was filed "
                                 f"({len(extra)} more snapshot(s) would go); nothing deleted; "
@@ -447,28 +280,13 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
         outcome = _execute(ctx, repo, cfg, the_plan, snapshot_id is not None, actor, progress)
     except StrongroomError as exc:
         if request is not None:
-            _close_request(ctx, request["id"], actor, "pending", None, note=str(exc))
+            prune_requests.close_request(ctx, request["id"], actor, "pending", None, note=str(exc))
         raise
     result.update(outcome)
     if request is not None:
-        _close_request(ctx, request["id"], actor, "executed", None)
+        prune_requests.close_request(ctx, request["id"], actor, "executed", None)
         result["approved_request"] = str(request["id"])
     return result
-
-
-def _close_request(ctx: Context, request_id: uuid.UUID, actor: str, status: str, error: str | None,
-                   note: str | None = None) -> None:
-    now = utcnow()
-    values: dict[str, Any] = {"status": status, "error": error}
-    if status == "executed":
-        values.update(approved_by=actor, approved_at=now, executed_at=now)
-    with transaction(ctx.engine) as conn:
-        conn.execute(update(_requests).where(_requests.c.id == request_id).values(**values))
-        event = {"executed": "request_approved_and_executed", "refused": "request_refused",
-                 "pending": "request_approval_failed"}[status]
-        audit.append(conn, actor=actor, action="RETENTION", table_name="backup_prune_requests",
-                     record_id=request_id, outcome="success" if status == "executed" else "failure",
-                     details={"event": event, **({"reason": error or note} if (error or note) else {})})
 
 
 def _execute(ctx: Context, repo: Repository, cfg: configurations.Configuration, the_plan: Plan,

@@ -45,8 +45,8 @@ from strongroom.core.db.engine import make_engine, set_scope, transaction
 from strongroom.core.db.migrate import head_revision, upgrade
 from strongroom.core.db.models import AuditLog, Client, DataKey, Practice
 from strongroom.core.errors import ConflictError, IntegrityError, KeyUnavailableError
-from strongroom.core.jobs.backup import chain_of
-from strongroom.core.jobs.backup import tables as backed_up_tables
+from strongroom.core.backup.snapshots import chain_of
+from strongroom.core.backup.snapshots import tables as backed_up_tables
 from strongroom.core.repository import changes
 
 log = logging.getLogger(__name__)
@@ -764,7 +764,7 @@ def run(ctx, params: dict, progress) -> dict[str, Any]:
     database at `dest`, which must be empty (`force` replaces it). Never into the
     daemon's own database: restoring over the live data while it runs is not a restore."""
     from strongroom.core.db.engine import normalise_url
-    from strongroom.core.jobs.backup import open_configured
+    from strongroom.core.backup.snapshots import open_configured
     from strongroom.core.jobs.kinds import parse
 
     asked = parse("restore", params)

@@ -23,7 +23,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import NotFoundError
-from strongroom.core.jobs.backup import newest_snapshot, open_configured
+from strongroom.core.backup.snapshots import newest_snapshot, open_configured
 from strongroom.core.jobs.restore import restore
 
 

@@ -20,7 +20,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError, NotFoundError
-from strongroom.core.jobs.backup import open_configured
+from strongroom.core.backup.snapshots import open_configured
 
 MAX_REPORTED = 50
 

@@ -13,6 +13,7 @@ from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Role
+from strongroom.core.backup import snapshots
 from strongroom.core.jobs import backup
 from strongroom.core.repository.practices import only_practice
 from strongroom.core.storage import open_target
@@ -45,7 +46,7 @@ def _backed_up(tmp_path, db_url, extra=""):
 def _snapshot_ids(data_dir):
     ctx = open_context(load_settings(data_dir / "strongroom.toml"))
     try:
-        repo = open_repository(open_target(backup.target_url(ctx)), ctx.keyring)
+        repo = open_repository(open_target(snapshots.target_url(ctx)), ctx.keyring)
         return [str(i) for i in repo.list_snapshots()]
     finally:
         ctx.close()

@@ -14,6 +14,7 @@ from strongroom.core.context import open_context
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup, RetentionArchive
 from strongroom.core.demo import client_records
+from strongroom.core.backup import snapshots
 from strongroom.core.jobs import backup
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
@@ -52,7 +53,7 @@ def _snapshots(data_dir) -> dict[str, str]:
 def _repository_ids(data_dir) -> list[str]:
     ctx = open_context(load_settings(data_dir / "strongroom.toml"))
     try:
-        _, repo = backup.open_configured(ctx, {})
+        _, repo = snapshots.open_configured(ctx, {})
         return sorted(str(i) for i in repo.list_snapshots())
     finally:
         ctx.close()

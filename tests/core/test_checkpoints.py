@@ -5,7 +5,7 @@ from sqlalchemy import text
 
 from strongroom.core import audit, checkpoints
 from strongroom.core.db.engine import transaction
-from strongroom.core.jobs.backup import open_or_init
+from strongroom.core.backup.snapshots import open_or_init
 
 
 def _append(ctx, n):

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from strongroom.core.backup import prune_requests
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.config import RetentionSettings
 from strongroom.core.db.engine import transaction
@@ -151,7 +152,7 @@ def test_forget_in_four_eyes_mode_waits_for_approval(ctx, tmp_path):
     filed = prune.run(ctx, {"snapshot_id": str(snaps[1]), "actor": "user:alice"}, lambda *a: None)
     assert repo.list_snapshots() == snaps and filed["would_forget"] == [str(snaps[1])]
     assert _request(ctx, filed["pending_request"]["request_id"])["kind"] == "forget"
-    listed = prune.pending_requests(ctx)
+    listed = prune_requests.pending_requests(ctx)
     assert [r["id"] for r in listed] == [uuid.UUID(filed["pending_request"]["request_id"])]
     assert listed[0]["configuration"] == "default"
     done = prune.run(ctx, {"request_id": filed["pending_request"]["request_id"], "actor": "user:bob"},
@@ -173,7 +174,7 @@ def test_the_local_operator_can_neither_file_endorse_nor_approve(ctx, tmp_path):
     prune.run(ctx, {"actor": "user:alice", "request_id": scheduled}, lambda *a: None)
     for local in ("local:0", "local:2222"):
         with pytest.raises(PermissionDenied, match="named, logged-in person"):
-            prune.check_approval(ctx, uuid.UUID(scheduled), local, utcnow())
+            prune_requests.check_approval(ctx, uuid.UUID(scheduled), local, utcnow())
         with pytest.raises(PermissionDenied, match="named, logged-in person"):
             prune.run(ctx, {"actor": local, "request_id": scheduled}, lambda *a: None)
     assert repo.list_snapshots() == snaps and _request(ctx, scheduled)["status"] == "pending"

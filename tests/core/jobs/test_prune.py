@@ -9,6 +9,7 @@ from strongroom.core.backup.repository import open_repository
 from strongroom.core.config import RetentionSettings
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
+from strongroom.core.backup import keep
 from strongroom.core.jobs import backup, prune, restore
 from strongroom.core.storage import open_target
 from tests.core.jobs.test_backup_restore import _seed, _settings_with_target
@@ -23,7 +24,7 @@ def _snap(days_ago: float, proof: str = "written") -> dict:
 def test_keep_last_daily_weekly_monthly_pick_the_newest_in_each_bucket():
     snaps = [_snap(d / 2) for d in range(120)]  # two a day for 60 days
     policy = RetentionSettings(keep_last=3, keep_daily=7, keep_weekly=4, keep_monthly=2)
-    kept = prune.keep_set(snaps, policy, NOW)
+    kept = keep.keep_set(snaps, policy, NOW)
     by_id = {s["id"]: s for s in snaps}
     days = {by_id[i]["started_at"].date() for i in kept}
     assert {s["id"] for s in sorted(snaps, key=lambda s: s["started_at"])[-3:]} <= kept
@@ -33,7 +34,7 @@ def test_keep_last_daily_weekly_monthly_pick_the_newest_in_each_bucket():
 def test_newest_proven_snapshot_survives_max_age():
     old_proven = _snap(400, "verified")
     recent = [_snap(d) for d in range(3)]
-    kept = prune.keep_set(recent + [old_proven, _snap(500)], RetentionSettings(keep_last=1, keep_daily=0,
+    kept = keep.keep_set(recent + [old_proven, _snap(500)], RetentionSettings(keep_last=1, keep_daily=0,
                           keep_weekly=0, keep_monthly=0, max_age_days=30), NOW)
     assert old_proven["id"] in kept and len(kept) == 2
 
