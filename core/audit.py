@@ -93,6 +93,10 @@ def record_hash(row: dict) -> str:
 
 # --- seals ----------------------------------------------------------------------------
 
+class UnsealableEntry(IntegrityError):
+    """An entry was to be appended after sealing began, by a process without the key."""
+
+
 # Keyed by the engine's pool, which the engine's execution_options() copies share.
 _SEALERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()    # Pool -> Keyring
 _CHAIN_KEYS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # Keyring -> bytes
@@ -158,7 +162,7 @@ def append(conn: Connection, *, actor: str, action: str, table_name: str | None 
         raise ValueError(f"unknown audit action {action!r}")
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": AUDIT_LOCK_KEY})
-    prev = conn.execute(select(_log.c.id, _log.c.hash).order_by(_log.c.id.desc()).limit(1)).first()
+    prev = conn.execute(select(_log.c.id, _log.c.hash, _log.c.mac).order_by(_log.c.id.desc()).limit(1)).first()
     if conn.dialect.name == "postgresql":
         new_id = conn.execute(text("SELECT nextval(pg_get_serial_sequence('audit_logs', 'id'))")).scalar()
         if prev is not None and new_id <= prev.id:
@@ -180,6 +184,10 @@ def append(conn: Connection, *, actor: str, action: str, table_name: str | None 
     row["hash"] = record_hash(row)
     keyring = _SEALERS.get(conn.engine.pool)
     key = chain_key(conn, keyring) if keyring is not None else None
+    if key is None and prev is not None and prev.mac is not None:
+        # Sealing has begun: an unsealed entry would read as forged from here on.
+        raise UnsealableEntry("this audit entry cannot be sealed: the process holds no KEK (open the "
+                              "database through the data directory's key file); nothing was written")
     row["mac"] = seal(key, row["hash"]) if key is not None else None
     conn.execute(insert(_log), [row])
     return Entry(row["id"], row["occurred_at"], row["actor"], action, table_name,

@@ -16,19 +16,16 @@ def group() -> None:
 def upgrade_cmd(state: CliState) -> None:
     """Bring the schema to the newest revision (in one transaction)."""
     from strongroom.core import audit
-    from strongroom.core.db.engine import make_engine, transaction
+    from strongroom.core.db.engine import transaction
     from strongroom.core.db.migrate import upgrade
 
-    engine = make_engine(state.settings.database.url)
-    try:
-        before, after = upgrade(engine)
-        if before != after:
-            with transaction(engine) as conn:
-                audit.append(conn, actor=local_actor(), action="CONFIG",
-                             details={"event": "db_upgrade", "from": before, "to": after})
-        click.echo(f"schema at {after}" + ("" if before != after else " (already current)"))
-    finally:
-        engine.dispose()
+    engine = state.ctx.engine       # through the key file: the entry below is sealed like any other
+    before, after = upgrade(engine)
+    if before != after:
+        with transaction(engine) as conn:
+            audit.append(conn, actor=local_actor(), action="CONFIG",
+                         details={"event": "db_upgrade", "from": before, "to": after})
+    click.echo(f"schema at {after}" + ("" if before != after else " (already current)"))
 
 
 @group.command(name="status")

@@ -358,13 +358,21 @@ def test_kit(engine: Engine, kit_text: str, passphrase: str, *,
     kek = open_kit(kit_text, passphrase)
     with transaction(engine) as conn:
         result = check_kek(conn, kek)
-        if actor is not None:
+    if result.ok:   # the kit's KEK is this database's: it seals the evidence like the key file would
+        from strongroom.core.crypto.keyring import Keyring
+        audit.seal_with(engine, Keyring([kek]))
+    if actor is None:
+        return result
+    try:
+        with transaction(engine) as conn:
             audit.append(conn, actor=actor, action="VERIFY", table_name="data_keys",
                          outcome="success" if result.ok else "failure",
                          details={"what": "recovery_kit", "kek_id": kek.kek_id,
                                   "keys_covered": result.keys_covered,
                                   "keys_total": result.keys_total,
                                   "purposes_unwrapped": sorted(result.unwrapped)})
+    except audit.UnsealableEntry:
+        pass   # a kit that opens nothing holds no key to seal its own failure with; it is reported
     return result
 
 

@@ -348,3 +348,19 @@ def test_rows_the_database_writes_for_outside_changes_are_listed_not_sealed(ctx)
     _append(ctx.engine, 1)
     result = audit.verify(ctx.engine, keyring=ctx.keyring)
     assert result.ok and side_door in result.database_written
+
+
+def test_a_process_without_the_key_cannot_append_once_sealing_has_begun(ctx, settings):
+    from strongroom.core.db.engine import make_engine
+
+    audit.ensure_chain_key(ctx.engine, ctx.keyring)
+    _append(ctx.engine, 1)
+    bare = make_engine(settings.database.url)      # no keyring: nothing to seal with
+    try:
+        before = _head(ctx.engine)
+        with pytest.raises(audit.UnsealableEntry, match="cannot be sealed"):
+            _append(bare, 1)
+        assert _head(ctx.engine) == before
+    finally:
+        bare.dispose()
+    assert audit.verify(ctx.engine, keyring=ctx.keyring).ok
