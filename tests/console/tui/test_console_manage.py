@@ -207,7 +207,7 @@ async def _backups(daemon, restored):
         await pilot.press("y")
         await wait_for(pilot, lambda: finished("verify"), timeout=60, what="fast verify succeeded")
         runs = await in_thread(daemon.call, "jobs.list", {"kind": "verify"})
-        assert runs[0]["params"] == {"snapshot_id": snapshot["id"], "read_data": False}
+        assert runs[0]["params"] == {"snapshot_id": snapshot["id"], "read_data": False, "configuration": None}
         assert tab.snapshots[snapshot["id"]]["proof"] == "written"   # fast verify proves presence only
         await pilot.press("d")
         await wait_for(pilot, showing(app, ConfirmScreen), what="drill confirmation")

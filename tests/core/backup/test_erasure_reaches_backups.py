@@ -10,17 +10,19 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from strongroom.core import audit
 from strongroom.core.backup import keybag
 from strongroom.core.backup.repository import CHUNKS, open_repository
 from strongroom.core.crypto.kek import load_keks
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.crypto.rotation import destroy_retired_unused, rotate_deks
 from strongroom.core.db.engine import make_engine, transaction
-from strongroom.core.db.models import DataKey, KeyState
+from strongroom.core.db.models import Client, DataKey, KeyState
 from strongroom.core.errors import KeyUnavailableError
 from strongroom.core.jobs import backup, prune, restore
+from strongroom.core.repository.changes import row_checksum
 from strongroom.core.repository.clients import get_client
 from strongroom.core.retention import certificate, erasure
 from strongroom.core.storage import open_target
@@ -114,6 +116,7 @@ def _bag_plain(repo, data: bytes) -> bytes:
 
 
 def _readable(engine, keyring, client_id) -> bool:
+    audit.seal_with(engine, keyring)    # reading PHI is audited: sealed, as a data directory would
     try:
         with transaction(engine) as conn:
             get_client(conn, keyring, READER, client_id, include_deleted=True)
@@ -145,6 +148,14 @@ def test_old_snapshot_restored_after_an_erasure_gives_the_client_back_unreadable
     try:
         assert not _readable(restored, fresh, erased)
         assert all(_readable(restored, fresh, cid) for cid in kept)
+        clients = Client.__table__
+        with restored.connect() as conn:        # as the erasure left it: tombstoned, keys destroyed
+            gone = conn.execute(select(clients).where(clients.c.id == erased)).mappings().one()
+            live = conn.execute(select(func.count()).select_from(clients).where(
+                clients.c.id.in_(kept), clients.c.deleted_at.is_(None))).scalar()
+            states = set(conn.execute(select(_keys.c.state).where(_keys.c.client_id == erased)).scalars())
+        assert gone["deleted_at"] is not None and gone["data_checksum"] == row_checksum(dict(gone))
+        assert live == len(kept) and states == {KeyState.DESTROYED}
     finally:
         restored.dispose()
     assert _copies_of(material, repo_url, repo, s3) == []

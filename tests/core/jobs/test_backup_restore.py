@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select, text
 
+from strongroom.core import audit
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.config import KeySettings
 from strongroom.core.crypto.kek import generate_kek, write_kek_file
@@ -43,6 +44,7 @@ def _settings_with_target(ctx, tmp_path):
 
 
 def _clients(engine, keyring):
+    audit.seal_with(engine, keyring)    # reading PHI is audited: sealed, as a data directory would
     with transaction(engine) as conn:
         return sorted(list_clients(conn, keyring, READER, limit=10_000), key=lambda r: r["id"])
 

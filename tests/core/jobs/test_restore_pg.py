@@ -238,3 +238,27 @@ def test_a_second_restore_into_the_same_database_is_refused_while_one_runs(snaps
     assert _schemas(scratch_db) == {"public"}
     restore.restore(repo, snapshot_id, pg_url(scratch_db))                   # lock gone: runs
     assert _count(scratch_db, "SELECT count(*) FROM clients") == 20
+
+
+def test_a_client_erased_after_the_snapshot_restores_tombstoned_into_postgresql(ctx, snapshot, scratch_db):
+    from strongroom.core.db.models import Client
+    from strongroom.core.retention import certificate, erasure
+
+    repo, snapshot_id = snapshot
+    clients = Client.__table__
+    with ctx.engine.connect() as conn:
+        erased = conn.execute(clients.select().with_only_columns(clients.c.id).order_by(clients.c.id)
+                              .limit(1)).scalar()
+    with transaction(ctx.engine) as conn:
+        request = erasure.request_erasure(conn, client_id=erased, actor="user:alice", reason="written request ref 12")
+    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+    certificate.reach_repositories(ctx)
+    restore.restore(repo, snapshot_id, pg_url(scratch_db))
+    engine = make_engine(pg_url(scratch_db))
+    try:
+        with engine.connect() as conn:
+            gone = conn.execute(clients.select().where(clients.c.id == erased)).mappings().one()
+            live = conn.execute(text("SELECT count(*) FROM clients WHERE deleted_at IS NULL")).scalar()
+        assert gone["deleted_at"] is not None and live == 19
+    finally:
+        engine.dispose()
