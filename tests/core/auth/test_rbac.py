@@ -74,11 +74,22 @@ def test_grant_adds_permission_until_expiry_and_is_audited(ctx, make_user):
     assert audit_actions(ctx.engine)[-1] == "GRANT"
 
 
-def test_wildcard_grant(ctx, make_user):
+def test_a_wildcard_grant_opens_every_job_kind_and_nothing_else(ctx, make_user):
+    from strongroom.core.jobs import all_kinds
+
     user, _ = make_user("sam", role="STAFF")
     with transaction(ctx.engine) as conn:
+        with pytest.raises(PermissionDenied):
+            rbac.require(conn, user, "job:integrity:run", now=T0)
+    with transaction(ctx.engine) as conn:
         rbac.grant(conn, user, "job:*:run", granted_by="test", duration=timedelta(hours=1), now=T0)
-        rbac.require(conn, user, "job:integrity:run", now=T0)
+    with transaction(ctx.engine) as conn:
+        for kind in all_kinds():
+            rbac.require(conn, user, f"job:{kind}:run", now=T0)
+    for beyond in ("phi:read", "table:client_files:read", "keys:manage", "user:manage", "audit:read"):
+        with pytest.raises(PermissionDenied):
+            with transaction(ctx.engine) as conn:
+                rbac.require(conn, user, beyond, now=T0)
 
 
 @pytest.mark.parametrize("via_engine", [True, False])
