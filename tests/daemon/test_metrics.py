@@ -14,17 +14,17 @@ from strongroom.core.config import BackupConfigurationSettings
 from strongroom.core.jobs import all_kinds, backup, runs, schedulable_kinds
 from strongroom.core.db.types import utcnow
 from strongroom.daemon.metrics import Metrics
-from tests.core.jobs.test_backup_restore import _seed, _settings_with_target
+from tests.core.conftest import seed_clients, with_backup_target
 from tests.test_prometheus_rules import JOB_STATUSES, METRICS, exported_series_names, rule_exprs
 
 
 def test_each_configuration_reports_its_own_last_backup_or_zero_and_allowed_age(ctx, tmp_path):
-    _settings_with_target(ctx, tmp_path)
+    with_backup_target(ctx, tmp_path)
     offsite = BackupConfigurationSettings(target=str(tmp_path / "offsite"))
     archive = BackupConfigurationSettings(target=str(tmp_path / "archive"))
     ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(
         update={"configurations": {"offsite": offsite, "archive": archive}})})
-    _seed(ctx, n=3)
+    seed_clients(ctx, n=3)
     backup.run(ctx, {"actor": "test"}, lambda *a: None)
     backup.run(ctx, {"actor": "test", "configuration": "offsite"}, lambda *a: None)
 

@@ -18,7 +18,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
 from strongroom.core.jobs import backup
 from strongroom.core.retention import certificate, erasure
-from tests.core.jobs.test_backup_restore import _seed
+from tests.core.conftest import seed_clients
 
 
 def _with_offsite(ctx, tmp_path) -> None:
@@ -34,7 +34,7 @@ def erased(ctx, tmp_path, monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     _with_offsite(ctx, tmp_path)
-    ids = _seed(ctx, n=4)
+    ids = seed_clients(ctx, n=4)
     backup.run(ctx, {}, lambda *a: None)
     with transaction(ctx.engine) as conn:
         request = erasure.request_erasure(conn, client_id=ids[0], actor="user:alice", reason="ref 9")

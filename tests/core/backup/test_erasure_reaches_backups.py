@@ -26,7 +26,7 @@ from strongroom.core.repository.changes import row_checksum
 from strongroom.core.repository.clients import get_client
 from strongroom.core.retention import certificate, erasure
 from strongroom.core.storage import open_target
-from tests.core.jobs.test_backup_restore import READER, _seed
+from tests.core.conftest import READER, seed_clients
 from tests.core.storage.conftest import REGION, aws_env, moto_endpoint, s3_admin  # noqa: F401 - fixtures
 
 _keys = DataKey.__table__
@@ -128,7 +128,7 @@ def _readable(engine, keyring, client_id) -> bool:
 def test_old_snapshot_restored_after_an_erasure_gives_the_client_back_unreadable(ctx, repo_url, tmp_path,
                                                                                   request):
     s3 = request.getfixturevalue("s3_admin") if repo_url.startswith("s3:") else None
-    ids = _seed(ctx, n=12)
+    ids = seed_clients(ctx, n=12)
     erased, kept = ids[0], ids[1:]
     old = backup.run(ctx, {}, lambda *a: None)
     material = _key_material(ctx, erased)
@@ -164,7 +164,7 @@ def test_old_snapshot_restored_after_an_erasure_gives_the_client_back_unreadable
 def test_keys_retired_by_a_dek_rotation_leave_the_repository_once_prune_forgets_their_snapshots(
         ctx, repo_url, tmp_path, request):
     s3 = request.getfixturevalue("s3_admin") if repo_url.startswith("s3:") else None
-    ids = _seed(ctx, n=6)
+    ids = seed_clients(ctx, n=6)
     before = backup.run(ctx, {}, lambda *a: None)
     material = [m for cid in ids for m in _key_material(ctx, cid)]
     rotate_deks(ctx, actor="test")

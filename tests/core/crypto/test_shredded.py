@@ -10,11 +10,11 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.errors import KeyUnavailableError
 from strongroom.core.repository.clients import get_client
 from strongroom.core.retention import erasure
-from tests.core.jobs.test_backup_restore import READER, _seed
+from tests.core.conftest import READER, seed_clients
 
 
 def test_a_standby_keyring_forgets_a_key_the_leader_destroyed(ctx):
-    ids = _seed(ctx, n=3)
+    ids = seed_clients(ctx, n=3)
     standby = Keyring(load_keks(ctx.settings.keys))          # another process, its own cache
     with transaction(ctx.engine) as conn:
         watermark = forget_destroyed(standby, conn)

@@ -17,7 +17,7 @@ from strongroom.core.jobs import backup, prune, restore
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import update_client
 from strongroom.core.storage import open_target
-from tests.core.jobs.test_backup_restore import _clients, _seed, _settings_with_target
+from tests.core.conftest import clients_of, seed_clients, with_backup_target
 
 NOW = datetime.now(timezone.utc)
 KEEP_TWO = RetentionSettings(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0)
@@ -25,8 +25,8 @@ KEEP_TWO = RetentionSettings(keep_last=2, keep_daily=0, keep_weekly=0, keep_mont
 
 def _chain_of_four(ctx, tmp_path):
     """s0 (full), s1, s2, s3 (incrementals), a client changed between each; s0 and s1 old."""
-    _settings_with_target(ctx, tmp_path)
-    ids = _seed(ctx, n=20)
+    with_backup_target(ctx, tmp_path)
+    ids = seed_clients(ctx, n=20)
     snaps = []
     for i in range(4):
         snaps.append(uuid.UUID(backup.run(ctx, {}, lambda *a: None)["snapshot_id"]))
@@ -46,7 +46,7 @@ def _restored_clients(ctx, repo, snapshot_id, path):
     restore.restore(repo, snapshot_id, url)
     engine = make_engine(url)
     try:
-        return _clients(engine, ctx.keyring)
+        return clients_of(engine, ctx.keyring)
     finally:
         engine.dispose()
 
@@ -148,8 +148,8 @@ def test_prune_beside_a_running_backup_deletes_nothing(ctx, tmp_path):
 def test_a_chain_at_its_limit_is_rebased_so_backups_stay_incremental(ctx, tmp_path, monkeypatch):
     monkeypatch.setattr(prune, "MAX_CHAIN", 3)
     monkeypatch.setattr(backup, "MAX_CHAIN", 3)
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx, n=5)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=5)
     snaps = [uuid.UUID(backup.run(ctx, {}, lambda *a: None)["snapshot_id"]) for _ in range(3)]
     repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
     result = prune.run(ctx, {}, lambda *a: None)

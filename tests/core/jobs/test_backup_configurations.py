@@ -13,13 +13,13 @@ from strongroom.core.db.models import AuditLog, Backup, BackupConfiguration
 from strongroom.core.errors import ConfigError, NotFoundError
 from strongroom.core.jobs import backup, verify
 from strongroom.core.storage import open_target
-from tests.core.jobs.test_backup_restore import _seed, _settings_with_target
+from tests.core.conftest import seed_clients, with_backup_target
 
 _cfg = BackupConfiguration.__table__
 
 
 def _with_offsite(ctx, tmp_path, **options):
-    _settings_with_target(ctx, tmp_path)
+    with_backup_target(ctx, tmp_path)
     offsite = BackupConfigurationSettings(target=str(tmp_path / "offsite"), **options)
     ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(
         update={"configurations": {"offsite": offsite}})})
@@ -54,7 +54,7 @@ def test_sync_creates_updates_and_deactivates_rows_with_an_audit_entry_each(ctx,
 
 def test_each_configuration_backs_up_into_its_own_repository_and_is_recorded(ctx, tmp_path):
     _with_offsite(ctx, tmp_path, backup_type="full")
-    _seed(ctx, n=5)
+    seed_clients(ctx, n=5)
     default = backup.run(ctx, {}, lambda *a: None)
     first = backup.run(ctx, {"configuration": "offsite"}, lambda *a: None)
     second = backup.run(ctx, {"configuration": "offsite"}, lambda *a: None)
@@ -76,8 +76,8 @@ def test_an_unknown_configuration_is_a_clear_error(ctx, tmp_path):
 
 
 def test_verify_after_backup_fails_a_snapshot_whose_chunk_went_missing(ctx, tmp_path, monkeypatch):
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx, n=5)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=5)
     real = Repository.verify_fast
 
     def lossy_storage(self, manifest, progress=None):
@@ -125,8 +125,8 @@ def test_an_old_single_backup_section_is_the_default_configuration(tmp_path):
 
 
 def test_snapshot_rows_need_their_configuration(ctx, tmp_path):
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx, n=2)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=2)
     result = backup.run(ctx, {}, lambda *a: None)
     with transaction(ctx.engine) as conn:
         row = conn.execute(select(Backup.__table__.c.configuration_id)

@@ -17,15 +17,15 @@ from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied
 from strongroom.core.jobs import backup, prune
 from strongroom.core.storage import open_target
-from tests.core.jobs.test_backup_restore import _seed, _settings_with_target
+from tests.core.conftest import seed_clients, with_backup_target
 
 KEEP = RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0, compact=False)
 _req = BackupPruneRequest.__table__
 
 
 def _four_eyes(ctx, tmp_path, fulls=3, retention=KEEP):
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx, n=5)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=5)
     snaps = [uuid.UUID(backup.run(ctx, {"full": "true"}, lambda *a: None)["snapshot_id"]) for _ in range(fulls)]
     _configure(ctx, retention)
     return snaps, open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
@@ -126,8 +126,8 @@ def test_a_request_the_scheduler_filed_still_needs_two_people(ctx, tmp_path):
 
 
 def test_forget_refuses_the_newest_verified_snapshot_and_needed_links(ctx, tmp_path):
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx, n=5)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=5)
     base = backup.run(ctx, {"full": "true"}, lambda *a: None)["snapshot_id"]
     backup.run(ctx, {}, lambda *a: None)  # an incremental on base
     lone = backup.run(ctx, {"full": "true"}, lambda *a: None)["snapshot_id"]

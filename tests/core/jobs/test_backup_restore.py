@@ -1,11 +1,9 @@
 """Full backups restore on their own, into either engine, proven row for row."""
 import uuid
-from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import select, text
 
-from strongroom.core import audit
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.config import KeySettings
 from strongroom.core.crypto.kek import generate_kek, write_kek_file
@@ -15,44 +13,17 @@ from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.db.models import AuditLog, Backup, Client, DataKey, TherapySession
 from strongroom.core.demo import client_records
 from strongroom.core.errors import ConflictError, IntegrityError, KeyUnavailableError
+from tests.core.conftest import clients_of, seed_clients, with_backup_target
 from strongroom.core.jobs import backup, restore, verify
-from strongroom.core.principal import Principal, SYSTEM
-from strongroom.core.repository.clients import insert_clients, list_clients
-from strongroom.core.repository.practices import create_practice
-from strongroom.core.repository.sessions import create_session
+from strongroom.core.principal import SYSTEM
+from strongroom.core.repository.clients import insert_clients
 from strongroom.core.storage import open_target
 from tests.conftest import PG_AVAILABLE, pg_admin, pg_url
 
-READER = Principal("test", frozenset({"table:clients:read", "table:therapy_sessions:read", "phi:read"}))
-
-
-def _seed(ctx, n=40):
-    created = []
-    with transaction(ctx.engine) as conn:
-        practice = create_practice(conn, SYSTEM, "Backup Practice")
-        insert_clients(conn, ctx.keyring, SYSTEM, practice, client_records(n), created=created)
-        for cid in created[:10]:
-            create_session(conn, ctx.keyring, SYSTEM, {"client_id": cid, "notes": "tab\tnewline\nbackslash\\",
-                                                       "starts_at": datetime(2026, 1, 5, 9, tzinfo=timezone.utc)})
-    return created
-
-
-def _settings_with_target(ctx, tmp_path):
-    target = tmp_path / "repo"
-    ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(update={"target": str(target)})})
-    return target
-
-
-def _clients(engine, keyring):
-    audit.seal_with(engine, keyring)    # reading PHI is audited: sealed, as a data directory would
-    with transaction(engine) as conn:
-        return sorted(list_clients(conn, keyring, READER, limit=10_000), key=lambda r: r["id"])
-
-
 @pytest.fixture
 def backed_up(ctx, tmp_path):
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx)
     result = backup.run(ctx, {"actor": "test"}, lambda *a: None)
     repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
     return ctx, repo, uuid.UUID(result["snapshot_id"]), result
@@ -90,7 +61,7 @@ def test_restore_into_a_fresh_database_equals_the_source_row_for_row(backed_up, 
         result = restore.restore(repo, snapshot_id, url)
         assert result.rows > 40 and result.audit_entries > 0
         target = make_engine(url)
-        assert _clients(target, ctx.keyring) == _clients(ctx.engine, ctx.keyring)
+        assert clients_of(target, ctx.keyring) == clients_of(ctx.engine, ctx.keyring)
         with target.connect() as conn:
             notes = conn.execute(select(TherapySession.__table__.c.notes_enc)).scalars().all()
         assert len(notes) == 10
@@ -168,10 +139,10 @@ def _change_some(ctx, ids):
 
 @pytest.mark.parametrize("dest", ["sqlite", "postgresql"])
 def test_incremental_snapshot_carries_only_changes_and_restores_on_its_own(ctx, tmp_path, dest):
-    _settings_with_target(ctx, tmp_path)
-    ids = _seed(ctx, n=60)
+    with_backup_target(ctx, tmp_path)
+    ids = seed_clients(ctx, n=60)
     full = backup.run(ctx, {}, lambda *a: None)
-    before = _clients(ctx.engine, ctx.keyring)
+    before = clients_of(ctx.engine, ctx.keyring)
     _change_some(ctx, ids)
     inc = backup.run(ctx, {}, lambda *a: None)
     assert full["kind"] == "full" and inc["kind"] == "incremental"
@@ -197,8 +168,8 @@ def test_incremental_snapshot_carries_only_changes_and_restores_on_its_own(ctx, 
         restore.restore(repo, uuid.UUID(inc["snapshot_id"]), urls[0])
         restore.restore(repo, uuid.UUID(full["snapshot_id"]), urls[1])
         now_engine, base_engine = make_engine(urls[0]), make_engine(urls[1])
-        assert _clients(now_engine, ctx.keyring) == _clients(ctx.engine, ctx.keyring)
-        assert _clients(base_engine, ctx.keyring) == before
+        assert clients_of(now_engine, ctx.keyring) == clients_of(ctx.engine, ctx.keyring)
+        assert clients_of(base_engine, ctx.keyring) == before
         assert _key_records(now_engine, ctx.keyring) == _key_records(ctx.engine, ctx.keyring)
         now_engine.dispose()
         base_engine.dispose()

@@ -13,7 +13,7 @@ from strongroom.core.jobs import backup, restore, verify
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import update_client
 from strongroom.core.storage import open_target
-from tests.core.jobs.test_backup_restore import _clients, _seed
+from tests.core.conftest import clients_of, seed_clients
 from tests.core.storage.conftest import REGION, aws_env, moto_endpoint, s3_admin  # noqa: F401 - fixtures
 
 
@@ -26,7 +26,7 @@ def test_backup_to_s3_with_object_lock_then_verify_and_restore(ctx, tmp_path, mo
     s3_admin.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
     url = f"s3://{bucket}/practice?endpoint_url={moto_endpoint}&region={REGION}&object_lock_days=30"
     _with_target(ctx, url)
-    _seed(ctx, n=25)
+    seed_clients(ctx, n=25)
     snap = backup.run(ctx, {}, lambda *a: None)
     assert verify.run(ctx, {"read_data": "true"}, lambda *a: None)["failed"] == 0
     keys = [o["Key"] for o in s3_admin.list_objects_v2(Bucket=bucket)["Contents"]]
@@ -38,7 +38,7 @@ def test_backup_to_s3_with_object_lock_then_verify_and_restore(ctx, tmp_path, mo
     restore.restore(repo, uuid.UUID(snap["snapshot_id"]), f"sqlite:///{tmp_path / 's3.db'}")
     from strongroom.core.db.engine import make_engine
     restored = make_engine(f"sqlite:///{tmp_path / 's3.db'}")
-    assert _clients(restored, ctx.keyring) == _clients(ctx.engine, ctx.keyring)
+    assert clients_of(restored, ctx.keyring) == clients_of(ctx.engine, ctx.keyring)
     restored.dispose()
 
 
@@ -58,7 +58,7 @@ def tiny_disk(tmp_path):
 
 def test_full_disk_fails_the_backup_and_leaves_earlier_snapshots_whole(ctx, tmp_path, tiny_disk):
     _with_target(ctx, str(tiny_disk / "repo"))
-    ids = _seed(ctx, n=10)
+    ids = seed_clients(ctx, n=10)
     first = backup.run(ctx, {}, lambda *a: None)
     with transaction(ctx.engine) as conn:  # far more new data than the disk has room for
         for cid in ids:

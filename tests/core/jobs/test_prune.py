@@ -12,7 +12,7 @@ from strongroom.core.db.models import Backup
 from strongroom.core.backup import keep
 from strongroom.core.jobs import backup, prune, restore
 from strongroom.core.storage import open_target
-from tests.core.jobs.test_backup_restore import _seed, _settings_with_target
+from tests.core.conftest import seed_clients, with_backup_target
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
 
@@ -40,8 +40,8 @@ def test_newest_proven_snapshot_survives_max_age():
 
 
 def test_prune_forgets_by_policy_keeps_chains_and_collects_chunks(ctx, tmp_path):
-    _settings_with_target(ctx, tmp_path)
-    ids = _seed(ctx, n=30)
+    with_backup_target(ctx, tmp_path)
+    ids = seed_clients(ctx, n=30)
     results = []
     for i in range(4):
         results.append(backup.run(ctx, {"full": "true"} if i == 2 else {}, lambda *a: None))
@@ -67,8 +67,8 @@ def test_prune_forgets_by_policy_keeps_chains_and_collects_chunks(ctx, tmp_path)
 
 
 def test_planted_snapshot_is_neither_trusted_nor_deleted(ctx, tmp_path):
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx, n=5)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=5)
     planted = backup.run(ctx, {}, lambda *a: None)
     with transaction(ctx.engine) as conn:  # the database never heard of it
         conn.execute(Backup.__table__.delete().where(Backup.__table__.c.id == uuid.UUID(planted["snapshot_id"])))
@@ -79,8 +79,8 @@ def test_planted_snapshot_is_neither_trusted_nor_deleted(ctx, tmp_path):
 
 
 def test_dry_run_changes_nothing(ctx, tmp_path):
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx, n=5)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=5)
     for _ in range(3):
         backup.run(ctx, {"full": "true"}, lambda *a: None)
     ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(update={

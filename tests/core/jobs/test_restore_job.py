@@ -9,13 +9,13 @@ from strongroom.core.config import parse_settings
 from strongroom.core.db.models import AuditLog
 from strongroom.core.errors import ConfigError, ConflictError, ValidationError
 from strongroom.core.jobs import backup, restore
-from tests.core.jobs.test_backup_restore import _seed, _settings_with_target
+from tests.core.conftest import seed_clients, with_backup_target
 
 
 @pytest.fixture
 def snapshot(ctx, tmp_path):
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx, n=6)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=6)
     return ctx, backup.run(ctx, {"actor": "test"}, lambda *a: None)["snapshot_id"]
 
 

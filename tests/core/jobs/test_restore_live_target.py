@@ -13,7 +13,7 @@ from strongroom.core.db.engine import make_engine
 from strongroom.core.db.models import User
 from strongroom.core.errors import ConflictError
 from strongroom.core.jobs import backup, restore
-from tests.core.jobs.test_backup_restore import _seed, _settings_with_target
+from tests.core.conftest import seed_clients, with_backup_target
 from tests.core.jobs import test_restore_job
 
 
@@ -62,8 +62,8 @@ def test_a_hard_link_to_the_live_file_is_the_live_file(tmp_path, sqlite_template
 
 
 def test_the_restore_job_refuses_its_own_database_spelled_differently_even_with_force(ctx, tmp_path):
-    _settings_with_target(ctx, tmp_path)
-    _seed(ctx, n=3)
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=3)
     snapshot_id = backup.run(ctx, {"actor": "test"}, lambda *a: None)["snapshot_id"]
     with ctx.engine.connect() as conn:
         users = conn.execute(select(func.count()).select_from(User.__table__)).scalar_one()

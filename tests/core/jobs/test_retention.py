@@ -379,9 +379,9 @@ def test_an_incremental_backup_carries_archives_tombstones_and_the_shredding(ctx
     from strongroom.core.db.engine import make_engine
     from strongroom.core.jobs import backup, restore
     from strongroom.core.storage import open_target
-    from tests.core.jobs.test_backup_restore import _settings_with_target
+    from tests.core.conftest import with_backup_target
 
-    _settings_with_target(ctx, tmp_path)
+    with_backup_target(ctx, tmp_path)
     kept, erased = _client(ctx, practice, "Ashford"), _client(ctx, practice, "Brightwater")
     old = _session(ctx, kept, NOW - 100 * DAY)
     _policy(ctx, "therapy_sessions", 30, 30)
@@ -479,9 +479,9 @@ def test_a_client_deleted_by_policy_leaves_every_backup_key_bag_at_once(ctx, pra
     from strongroom.core.backup.repository import open_repository
     from strongroom.core.jobs import backup
     from strongroom.core.storage import open_target
-    from tests.core.jobs.test_backup_restore import _settings_with_target
+    from tests.core.conftest import with_backup_target
 
-    _settings_with_target(ctx, tmp_path)
+    with_backup_target(ctx, tmp_path)
     gone = _client(ctx, practice, "Ashford")
     _session(ctx, gone, NOW - 10 * DAY)
     _policy(ctx, "clients", 365, 730)
