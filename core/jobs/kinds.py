@@ -89,9 +89,22 @@ class RestoreParams(ConfigurationParams):
     force: Flag = Field(default=False, description="Restore into a non-empty database (not the live one).")
 
 
+def _comma_list(value: object) -> object:
+    """A list from JSON, or `a,b` from a command line's --param."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+INTEGRITY_CHECKS = ("audit_chain", "row_checksums", "orphans", "envelopes", "keys", "backups")
+
+
 class IntegrityParams(Params):
     full: Flag = Field(default=False, description="Open every encrypted value under its row's AAD "
                                                   "(default: a sample per table, [integrity] open_sample_rows).")
+    checks: Annotated[list[Literal[INTEGRITY_CHECKS]], BeforeValidator(_comma_list)] = Field(  # type: ignore[valid-type]
+        default_factory=list, max_length=len(INTEGRITY_CHECKS),
+        description="Run only these checks (default: all): " + ", ".join(INTEGRITY_CHECKS) + ".")
 
 
 class KeyRotationParams(Params):

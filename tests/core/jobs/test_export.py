@@ -421,7 +421,7 @@ def test_a_configuration_saved_with_checks_runs_by_name_and_names_are_unique(ctx
     with pytest.raises(PermissionDenied, match="phi:read"):
         export.save_configuration(ctx, "full", {"tables": "clients", "format": "csv", "masking": "full"},
                                   export.principal_of(ctx, "user:staff"))
-    with pytest.raises(ValidationError, match="field name\(s\) not in table"):
+    with pytest.raises(ValidationError, match=r"field name\(s\) not in table"):
         export.save_configuration(ctx, "bad", {"tables": "clients", "fields": {"clients": "x"}, "format": "csv"}, mgr)
     with ctx.engine.connect() as conn:
         entry = next(e for e in audit.tail(conn, limit=5) if e.action == "CONFIG")

@@ -193,3 +193,12 @@ def test_full_param_from_a_command_line_is_read_as_a_flag(ctx: Context):
     with pytest.raises(ValidationError, match="integrity params") as refused:
         integrity.run(ctx, {"full": "maybe"}, _quiet)
     assert "maybe" not in str(refused.value)
+
+
+def test_checks_can_be_chosen_by_name_and_an_unknown_name_is_refused_unrepeated(ctx: Context):
+    _seed(ctx)
+    checks = _run(ctx, checks="keys,orphans")
+    assert set(checks) == {"data keys of live rows", "referential orphans"}
+    with pytest.raises(ValidationError) as refused:
+        integrity.run(ctx, {"checks": ["jane.doe@example.org"]}, _quiet)
+    assert "integrity params: checks[0]" in str(refused.value) and "jane" not in str(refused.value)
