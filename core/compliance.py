@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, or_, select, update
 from strongroom.core.config import Settings
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (
@@ -223,8 +223,10 @@ def _audit(settings: Settings, conn, now: datetime) -> list[Check]:
     verified_recently = (last is not None and is_ok(last["status"])
                          and now - last["started_at"] <= AUDIT_VERIFY_MAX_AGE)
     required = set(settings.auth.require_2fa_roles)
+    # A 2FA reset leaves totp_enabled with no secret until the owner enrols: not a factor yet.
     admins_without_2fa = conn.execute(select(func.count()).select_from(users).where(
-        users.c.deleted_at.is_(None), users.c.disabled.is_(False), users.c.totp_enabled.is_(False),
+        users.c.deleted_at.is_(None), users.c.disabled.is_(False),
+        or_(users.c.totp_enabled.is_(False), users.c.totp_secret_enc.is_(None)),
         users.c.role.in_([Role(r) for r in required if r in Role._value2member_map_])
     )).scalar_one()
     integrity_failed = conn.execute(select(func.count()).select_from(JobRun.__table__).where(

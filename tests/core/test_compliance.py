@@ -79,6 +79,23 @@ def test_admin_without_two_factors_fails_the_authentication_check(ctx: Context):
     assert check.safeguard.startswith("164.312(d)")
 
 
+def test_an_account_waiting_to_enrol_after_a_2fa_reset_has_no_second_factor_yet(ctx: Context):
+    from strongroom.core.auth import management, rbac
+    from strongroom.core.principal import Principal
+
+    operator = Principal(actor="local:0", permissions=rbac.role_permissions(Role.OP_ADMIN))
+    with transaction(ctx.engine) as conn:
+        practice = create_practice(conn, SYSTEM, "P")
+        create_user(conn, ctx.keyring, ctx.settings, practice, "boss", "correct horse battery 9",
+                    Role.OP_ADMIN, actor="test")
+    check = _by_name(compliance.report(ctx.settings, ctx.engine))["accounts that must use two factors do"]
+    assert check.passed
+    with transaction(ctx.engine) as conn:
+        management.reset_second_factor(conn, ctx.keyring, ctx.settings, operator, "boss")
+    check = _by_name(compliance.report(ctx.settings, ctx.engine))["accounts that must use two factors do"]
+    assert not check.passed and check.evidence["accounts_missing_2fa"] == 1
+
+
 def test_recent_verified_and_drilled_backup_earns_the_backup_points(ctx: Context):
     now = utcnow()
     settings = ctx.settings.model_copy(update={"schedules": {"backup": "0 2 * * *"}})
