@@ -208,21 +208,21 @@ def check_params(name: str, params: dict | None) -> dict:
     """`params` checked against the kind's model, as JSON-ready values with defaults
     filled in (what is stored in job_runs and handed to the job). Raises ValidationError
     naming each bad field and its rule."""
-    model = kind(name).params
     if not isinstance(params, dict):
         raise ValidationError(f"{name} params: must be an object")
-    try:
-        return model.model_validate(params).model_dump(mode="json")
-    except PydanticError as exc:
-        raise ValidationError(describe(exc, model, f"{name} params")) from None
+    return _validated(name, params).model_dump(mode="json")
 
 
 def parse(name: str, params: dict) -> Params:
     """A run's params as the kind's typed model (the `actor` the runner adds set aside):
     the one place a job reads its params, so no job parses flags or ids by hand."""
+    return _validated(name, {k: v for k, v in params.items() if k != "actor"})
+
+
+def _validated(name: str, params: dict) -> Params:
     model = kind(name).params
     try:
-        return model.model_validate({k: v for k, v in params.items() if k != "actor"})
+        return model.model_validate(params)
     except PydanticError as exc:
         raise ValidationError(describe(exc, model, f"{name} params")) from None
 
