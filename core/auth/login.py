@@ -115,14 +115,13 @@ def login(engine: Engine, keyring: Keyring, settings: Settings, username: str, p
     client = Client(client_host, client_addr, client_name, client_version, user_agent, reported_addr)
     with transaction(engine, read_only=True) as conn:
         row = conn.execute(select(_users).where(_users.c.username == username)).mappings().first()
-    known = row is not None and row["deleted_at"] is None
+        known = row is not None and row["deleted_at"] is None
+        recorded = username
+        limited = _rate_limited(conn, settings, recorded, client, now) if known else None
     if not known:
         with transaction(engine) as conn:     # the blind-index key may be created on first use
             recorded = unknown_name(conn, keyring, username)
-    else:
-        recorded = username
-    with transaction(engine, read_only=True) as conn:
-        limited = _rate_limited(conn, settings, recorded, client, now)
+            limited = _rate_limited(conn, settings, recorded, client, now)
     if limited:
         _refuse_rate_limited(engine, settings, recorded, row["id"] if known else None, client, limited, now)
     if not known:
