@@ -306,11 +306,15 @@ def fill(conn: Connection, repo, keyring: Keyring, *, in_bag_format: bool) -> Fi
             raise IntegrityError(f"{repo.target.describe()}: {BAG_KEY} is missing: the snapshot's data "
                                  "keys cannot be restored (restore the object from a copy of the target)")
         return Filled(0, 0, 0)
-    erased = [k for k in bag.erased]
+    erased = list(bag.erased)
+    clients: dict[uuid.UUID, str] = {}        # erased client -> when its keys were destroyed
     for start in range(0, len(erased), 500):
-        conn.execute(update(_keys).where(_keys.c.id.in_(erased[start:start + 500]))
-                     .values(wrapped_key=None))
-    _as_the_erasure_left_them(conn, keyring, bag)
+        part = erased[start:start + 500]
+        conn.execute(update(_keys).where(_keys.c.id.in_(part)).values(wrapped_key=None))
+        for key_id, client_id in conn.execute(select(_keys.c.id, _keys.c.client_id).where(
+                _keys.c.id.in_(part), _keys.c.client_id.is_not(None))):
+            clients[client_id] = max(clients.get(client_id, ""), bag.erased[key_id])
+    _as_the_erasure_left_them(conn, keyring, clients)
     restored = 0
     if in_bag_format:
         present = set(conn.execute(select(_keys.c.id)).scalars())
@@ -324,21 +328,14 @@ def fill(conn: Connection, repo, keyring: Keyring, *, in_bag_format: bool) -> Fi
     return Filled(restored, len(set(erased) & _ids(conn)), missing)
 
 
-def _as_the_erasure_left_them(conn: Connection, keyring: Keyring, bag: KeyBag) -> int:
+def _as_the_erasure_left_them(conn: Connection, keyring: Keyring, clients: dict[uuid.UUID, str]) -> None:
     """A client erased after the snapshot comes back as the erasure left it: tombstoned
     with its sessions and files, its keys destroyed (checksums and change versions kept
-    right), not as live rows nobody can read. Returns how many clients."""
+    right), not as live rows nobody can read. `clients`: client id -> when erased."""
     from strongroom.core.retention.erasure import erase_client   # erasure imports this module
 
-    erased = list(bag.erased)
-    clients: dict[uuid.UUID, str] = {}
-    for start in range(0, len(erased), 500):
-        for key_id, client_id in conn.execute(select(_keys.c.id, _keys.c.client_id).where(
-                _keys.c.id.in_(erased[start:start + 500]), _keys.c.client_id.is_not(None))):
-            clients[client_id] = max(clients.get(client_id, ""), bag.erased[key_id])
     for client_id, when in clients.items():
         erase_client(conn, keyring, client_id, now=datetime.fromisoformat(when))
-    return len(clients)
 
 
 def _ids(conn: Connection) -> set[uuid.UUID]:
