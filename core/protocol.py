@@ -138,3 +138,28 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return None  # ciphertext and hashes never leave the daemon in replies
     return value
+
+
+def schema_type(schema: dict[str, Any] | bool, *, null: bool = True) -> str:
+    """A JSON-schema property's type in a few words (`uuid`, `list[string]`, `"csv" or
+    "ndjson"`, `map[str, string]`), for the protocol document and `jobs kinds`; `null=False`
+    leaves out the `or null` of optional values."""
+    if not isinstance(schema, dict):
+        return "any"
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    if "anyOf" in schema:
+        branches = [s for s in schema["anyOf"] if null or not (isinstance(s, dict) and s.get("type") == "null")]
+        return " or ".join(dict.fromkeys(schema_type(s, null=null) for s in branches))
+    if "enum" in schema:
+        return " or ".join(json.dumps(v) for v in schema["enum"])
+    if "const" in schema:
+        return json.dumps(schema["const"])
+    kind = schema.get("type", "any")
+    if kind == "array":
+        return f"list[{schema_type(schema.get('items', {}), null=null)}]"
+    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
+        return f"map[str, {schema_type(schema['additionalProperties'], null=null)}]"
+    if schema.get("format") in ("uuid", "date-time"):
+        return schema["format"]
+    return str(kind)

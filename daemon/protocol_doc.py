@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from strongroom.core.jobs.kinds import KINDS
-from strongroom.core.protocol import ERROR_CODES, PROTOCOL_VERSION
+from strongroom.core.protocol import ERROR_CODES, PROTOCOL_VERSION, schema_type
 
 EVENTS = {
     "health": "the health snapshot (the `health` command's answer), every health interval",
@@ -34,27 +34,6 @@ ERRORS = {
 }
 
 
-def _type(schema: dict[str, Any] | bool, defs: dict[str, Any]) -> str:
-    if not isinstance(schema, dict):
-        return "any"
-    if "$ref" in schema:
-        return schema["$ref"].rsplit("/", 1)[-1]
-    if "anyOf" in schema:
-        return " or ".join(_type(s, defs) for s in schema["anyOf"])
-    if "enum" in schema:
-        return " or ".join(json.dumps(v) for v in schema["enum"])
-    if "const" in schema:
-        return json.dumps(schema["const"])
-    kind = schema.get("type", "any")
-    if kind == "array":
-        return f"list[{_type(schema.get('items', {}), defs)}]"
-    if kind == "object" and isinstance(schema.get("additionalProperties"), dict):
-        return f"map[str, {_type(schema['additionalProperties'], defs)}]"
-    if schema.get("format") in ("uuid", "date-time"):
-        return schema["format"]
-    return str(kind)
-
-
 def _bounds(schema: dict[str, Any]) -> str:
     parts = [f"{word} {schema[key]}" for key, word in (("minimum", "≥"), ("maximum", "≤"),
                                                        ("minLength", "length ≥"), ("maxLength", "length ≤"),
@@ -66,13 +45,12 @@ def _bounds(schema: dict[str, Any]) -> str:
 
 
 def _fields(schema: dict[str, Any]) -> list[str]:
-    defs = schema.get("$defs", {})
     required = set(schema.get("required", []))
     lines = []
     for name, spec in schema.get("properties", {}).items():
         given = ("required" if name in required else
                  f"default `{json.dumps(spec['default'])}`" if "default" in spec else "optional")
-        cells = [f"`{name}`", _type(spec, defs), given, _bounds(spec)]
+        cells = [f"`{name}`", schema_type(spec), given, _bounds(spec)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return lines
 

@@ -281,18 +281,9 @@ def jobs_list(state: CliState, kind, status, limit, socket_path, as_json) -> Non
     emit(as_json, run_remote(state, socket_path, lambda c: c.call("jobs.list", args)), _print_runs)
 
 
-def _schema_type(spec: dict) -> str:
-    """A JSON-schema property's type in a word or two (uuid, boolean, list of uuid, ...)."""
-    if "anyOf" in spec:
-        return " or ".join(dict.fromkeys(_schema_type(s) for s in spec["anyOf"] if s.get("type") != "null"))
-    if spec.get("type") == "array":
-        return "list of " + _schema_type(spec.get("items", {}))
-    if spec.get("format") == "uuid":
-        return "uuid"
-    return spec.get("type", "value")
-
-
 def _print_kinds(kinds: list[dict]) -> None:
+    from strongroom.core.protocol import schema_type
+
     for k in kinds:
         how = "planned, not in this release" if k["planned"] else (
             "on request only" if k["on_request_only"] else "schedulable")
@@ -300,7 +291,7 @@ def _print_kinds(kinds: list[dict]) -> None:
         schema = k["params"]
         for name, spec in schema.get("properties", {}).items():
             given = "required" if name in schema.get("required", []) else f"default {json.dumps(spec.get('default'))}"
-            click.echo(f"    {name:<16} {_schema_type(spec):<22} {given:<16} {spec.get('description', '')}")
+            click.echo(f"    {name:<16} {schema_type(spec, null=False):<22} {given:<16} {spec.get('description', '')}")
 
 
 @jobs_group.command(name="kinds")
