@@ -65,12 +65,12 @@ def _targets(ctx: Context) -> dict[str, object]:
     return found
 
 
-def publish(ctx: Context, cp: dict) -> list[str]:
+def publish(ctx: Context, cp: dict, targets: dict[str, object] | None = None) -> list[str]:
     """Write `cp` to every place outside the database; returns where it was written.
     A place that fails is logged and skipped: the others still hold it."""
     places = []
     data = _encode(cp)
-    for url, target in _targets(ctx).items():
+    for target in (_targets(ctx) if targets is None else targets).values():
         try:
             target.put_if_absent(_name(cp), data)
             places.append(target.describe())
@@ -93,7 +93,8 @@ def take(ctx: Context, *, actor: str, reason: str) -> dict:
     Refused (IntegrityError) when the log no longer holds the newest stored checkpoint's
     entry: a new checkpoint would replace the evidence of the cut in the checkpoint file
     and bless the shorter log. One query, not a full verify, so it is cheap at shutdown."""
-    previous = newest(ctx)
+    targets = _targets(ctx)          # opened once for the check and the publishing
+    previous = newest(ctx, targets)
     if previous is not None and previous.get("head_id") is not None:
         with ctx.engine.connect() as conn:
             stored = conn.execute(select(audit_log.c.hash).where(audit_log.c.id == previous["head_id"])).scalar()
@@ -103,13 +104,13 @@ def take(ctx: Context, *, actor: str, reason: str) -> dict:
                                  "evidence: run `strongroom audit verify`")
     with transaction(ctx.engine) as conn:
         cp = audit.checkpoint(conn, ctx.keyring, actor=actor, reason=reason)
-    cp["places"] = publish(ctx, cp)
+    cp["places"] = publish(ctx, cp, targets)
     return cp
 
 
-def _candidates(ctx: Context) -> list[dict]:
+def _candidates(ctx: Context, targets: dict[str, object]) -> list[dict]:
     found = []
-    for target in _targets(ctx).values():
+    for target in targets.values():
         try:
             names = sorted(k for k in target.list(PREFIX) if k.endswith(".json"))
             if names:
@@ -125,7 +126,7 @@ def _candidates(ctx: Context) -> list[dict]:
     return [cp for cp in found if isinstance(cp, dict)]
 
 
-def newest(ctx: Context) -> dict | None:
+def newest(ctx: Context, targets: dict[str, object] | None = None) -> dict | None:
     """The checkpoint with the highest head among those whose signature the KEK-held
     signing key accepts (a file someone planted proves nothing), or None."""
     with ctx.engine.connect() as conn:
@@ -133,13 +134,18 @@ def newest(ctx: Context) -> dict | None:
             return None
         public = ctx.keyring.signing_key(conn).public_key().public_bytes_raw()
     valid = []
-    for cp in _candidates(ctx):
+    for cp in _candidates(ctx, _targets(ctx) if targets is None else targets):
         try:
             audit.check_signature(cp, public)
             valid.append(cp)
         except IntegrityError:
             log.warning("a stored checkpoint's signature does not verify; ignored")
     return max(valid, key=lambda c: int(c.get("head_id") or 0), default=None)
+
+
+def summary(cp: dict | None) -> dict | None:
+    """What a verdict says of the checkpoint it used (no signature, no places)."""
+    return None if cp is None else {k: cp.get(k) for k in ("head_id", "head_hash", "signed_at", "key_id")}
 
 
 def verify_against_newest(ctx: Context, *, progress=None) -> tuple[audit.VerifyResult, dict | None]:

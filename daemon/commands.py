@@ -281,12 +281,8 @@ def audit_verify_cmd(d: "Daemon", call: Call) -> dict:
                               "checkpoint_head_id": cp["head_id"] if cp else None,
                               "certificates": len(verdicts), "certificates_failed": len(bad)})
     d.note_audit_result(ok)
-    return {**result.__dict__, "checkpoint": _checkpoint_summary(cp),
+    return {**result.__dict__, "checkpoint": checkpoints.summary(cp),
             "certificates": {"checked": len(verdicts), "failed": bad}}
-
-
-def _checkpoint_summary(cp: dict | None) -> dict | None:
-    return None if cp is None else {k: cp.get(k) for k in ("head_id", "head_hash", "signed_at", "key_id")}
 
 
 class SecurityEventsArgs(Args):

@@ -82,6 +82,7 @@ class Daemon:
         self._health: dict = {}
         self._audit_chain_ok: bool | None = None
         self._audit_chain_checked = None
+        self._checkpointed_head: int | None = None   # the head the newest checkpoint signed
         self._last_audit_id = 0
         self._last_security_id = 0
         self.metrics_port: int | None = None
@@ -198,7 +199,7 @@ class Daemon:
     def _checkpoint_if_grown(self) -> None:
         with self.ctx.engine.connect() as conn:
             head_id, _ = audit.head(conn)
-        if head_id != getattr(self, "_checkpointed_head", None):
+        if head_id != self._checkpointed_head:
             self.checkpoint("schedule")
 
     # -- lifecycle ---------------------------------------------------------------------------

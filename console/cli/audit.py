@@ -68,8 +68,7 @@ def verify_cmd(state: CliState, checkpoint_file: str | None, certificate_file: s
                               "rows_missing_after": result.rows_missing_after,
                               "checkpoint_head_id": cp["head_id"] if cp else None,
                               "certificates": len(verdicts), "certificates_failed": len(bad)})
-    data = {**result.__dict__, "checkpoint": None if cp is None else {
-                k: cp.get(k) for k in ("head_id", "head_hash", "signed_at", "key_id")},
+    data = {**result.__dict__, "checkpoint": checkpoints.summary(cp),
             "certificates": {"checked": len(verdicts), "failed": [v.__dict__ for v in bad]}}
 
     def show(d: dict) -> None:
