@@ -9,6 +9,7 @@ from sqlalchemy.exc import DBAPIError
 
 from strongroom.core import audit
 from strongroom.core.db.engine import transaction
+from tests.conftest import lift_audit_guards
 
 
 def _append(engine, n, **kw):
@@ -21,11 +22,7 @@ def _append(engine, n, **kw):
 def _tamper(engine, sql):
     """Change audit_logs the way a database administrator could: triggers disabled."""
     with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_logs_append_only_update")
-            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_logs_append_only_delete")
-        else:
-            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        lift_audit_guards(conn)
         conn.exec_driver_sql(sql)
 
 

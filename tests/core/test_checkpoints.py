@@ -6,6 +6,7 @@ from sqlalchemy import text
 from strongroom.core import audit, checkpoints
 from strongroom.core.db.engine import transaction
 from strongroom.core.backup.snapshots import open_or_init
+from tests.conftest import lift_audit_guards
 
 
 def _append(ctx, n):
@@ -23,10 +24,7 @@ def _with_file(ctx, tmp_path):
 
 def _cut(ctx, keep_through: int):
     with ctx.engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_logs_append_only_delete")
-        else:
-            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        lift_audit_guards(conn)
         conn.execute(text("DELETE FROM audit_logs WHERE id > :k"), {"k": keep_through})
 
 

@@ -4,6 +4,7 @@ import json
 
 from sqlalchemy import text
 
+from tests.conftest import lift_audit_guards
 from tests.daemon.conftest import DaemonProcess, data_transaction, make_data_dir
 
 
@@ -29,10 +30,7 @@ def test_a_checkpoint_at_shutdown_catches_entries_cut_while_the_daemon_was_down(
     assert cp["head_id"] == head                       # it covers its own entry
 
     with data_transaction(data_dir) as (_, conn):      # the database's administrator cuts the end
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("DROP TRIGGER IF EXISTS audit_logs_append_only_delete")
-        else:
-            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        lift_audit_guards(conn)
         conn.execute(text("DELETE FROM audit_logs WHERE id > :k"), {"k": head - 3})
 
     second = DaemonProcess(data_dir, tmp_path, name="second")

@@ -9,10 +9,10 @@ commands are read from the registry, so a new command is covered the day it land
 from __future__ import annotations
 
 import json
+import types
 import typing
 import uuid
 
-import pytest
 import zmq
 from pydantic import BaseModel
 
@@ -35,7 +35,7 @@ def _plausible(annotation: object) -> object:
     """A value of the right type, so that a hostile value in one field reaches the
     handler with every other field valid."""
     origin = typing.get_origin(annotation)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
+    if origin in (typing.Union, types.UnionType):
         return _plausible(next(a for a in typing.get_args(annotation) if a is not type(None)))
     if origin is typing.Literal:
         return typing.get_args(annotation)[0]
