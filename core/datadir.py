@@ -63,10 +63,19 @@ kek_file = "{KEK_NAME}"
 
 
 def init_data_dir(target: Path, *, practice_name: str, principal: Principal,
-                  database_url: str | None = None, schedules: dict[str, str] | None = None) -> Settings:
+                  database_url: str | None = None, schedules: dict[str, str] | None = None,
+                  join_url: str | None = None, peer_name: str = "central",
+                  kek_file: Path | None = None) -> Settings:
     """Create `target` (mode 0700) holding a config, a fresh KEK and a migrated database
     with one practice. Built under a temporary name and renamed into place, so a failure
-    part-way leaves no half-made data directory."""
+    part-way leaves no half-made data directory.
+
+    With `join_url` the new site joins an existing practice instead (core.sync.join):
+    `kek_file` is the practice's key file, and the practice, its accounts and keys are
+    copied from that site, which becomes sync peer `peer_name`."""
+    if join_url is not None and kek_file is None:
+        raise ValidationError("joining a practice needs its key file (--kek-file; "
+                              "strongroom keys recover KIT --out FILE makes one from the recovery kit)")
     target = target.absolute()
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ConflictError(f"{target} already exists and is not empty; refusing to initialise over it")
@@ -76,7 +85,10 @@ def init_data_dir(target: Path, *, practice_name: str, principal: Principal,
     staging = target.with_name(f".{target.name}.init-{uuid.uuid4().hex[:8]}")
     staging.mkdir(mode=0o700)
     try:
-        write_kek_file(staging / KEK_NAME, generate_kek())
+        if kek_file is not None:
+            write_kek_file(staging / KEK_NAME, _read_kek(kek_file).key)
+        else:
+            write_kek_file(staging / KEK_NAME, generate_kek())
         url = database_url or f"sqlite:///{DB_NAME}"
         write_atomic(staging / CONFIG_NAME, render_config(practice_name, url, schedules).encode(), mode=0o600)
         settings = load_settings(staging / CONFIG_NAME)
@@ -90,12 +102,17 @@ def init_data_dir(target: Path, *, practice_name: str, principal: Principal,
                     raise ConflictError("the database already holds a practice; "
                                         "point a new data directory at an empty database")
                 keyring.signing_key(conn)   # the seal's key first: every entry is sealed
-                create_practice(conn, principal, practice_name)
+                if join_url is not None:
+                    from strongroom.core.sync.join import join
+                    join(conn, keyring, peer_name=peer_name, peer_url=join_url)
+                else:
+                    create_practice(conn, principal, practice_name)
                 # Recorded with the final data directory (default targets live in it).
                 sync_backup_configurations(conn, settings.model_copy(update={"data_dir": target}),
                                            actor=principal.actor)
                 audit.append(conn, actor=principal.actor, action="CONFIG",
-                             details={"event": "init", "engine": engine.dialect.name})
+                             details={"event": "init", "engine": engine.dialect.name,
+                                      "joined": join_url is not None})
         finally:
             engine.dispose()
         if target.exists():
@@ -106,6 +123,15 @@ def init_data_dir(target: Path, *, practice_name: str, principal: Principal,
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return load_settings(target / CONFIG_NAME)
+
+
+def _read_kek(path: Path):
+    from strongroom.core.crypto.kek import decode_kek
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ValidationError(f"--kek-file: cannot read the key file ({exc.strerror})") from None
+    return decode_kek(text, "--kek-file")
 
 
 def open_data_dir(path: Path) -> Context:

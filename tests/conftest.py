@@ -79,13 +79,27 @@ def pg_template():
 def db_url(request, tmp_path) -> str:
     """A freshly migrated, empty database of each engine."""
     if request.param == "sqlite":
-        path = tmp_path / "strongroom.db"
-        shutil.copy(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    template = request.getfixturevalue("pg_template")
+        return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "strongroom.db")
+    return pg_copy(request, request.getfixturevalue("pg_template"))
+
+
+def sqlite_copy(template: Path, path: Path) -> str:
+    """A copy of the migrated template with its own sync site id (as `init` would give
+    it: two copies of one template must not look like one site)."""
+    shutil.copy(template, path)
+    with sqlite3.connect(path) as raw:
+        raw.execute("UPDATE sync_site SET id = ?", (str(uuid.uuid4()),))
+    return f"sqlite:///{path}"
+
+
+def pg_copy(request, template: str) -> str:
+    """A new PostgreSQL database from the template, dropped after the test, with its own site id."""
     name = f"{_RUN}_{uuid.uuid4().hex[:8]}"
     pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     request.addfinalizer(lambda: pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with psycopg.connect(make_url(pg_url(name)).set(drivername="postgresql").render_as_string(hide_password=False),
+                         autocommit=True) as conn:
+        conn.execute("UPDATE sync_site SET id = %s", (str(uuid.uuid4()),))
     return pg_url(name)
 
 

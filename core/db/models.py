@@ -22,6 +22,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -439,6 +440,69 @@ class SyncPeer(Base):
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = _created()
+    site_id: Mapped[str | None] = mapped_column(String(36))
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    clock_skew_seconds: Mapped[float | None] = mapped_column(Float)
+
+
+class SyncSite(Base):
+    """This database as a sync site: its stable id and the last hybrid-logical-clock
+    value it issued (core.sync.site). One row, made by migration 0009."""
+
+    __tablename__ = "sync_site"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    hlc: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class SyncRow(Base):
+    """The version metadata of one synced row (core.sync.stamp): what sync compares."""
+
+    __tablename__ = "sync_rows"
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    row_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(36), nullable=False)
+    hlc: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    vv: Mapped[dict] = mapped_column(JSONDoc, nullable=False)
+    dots: Mapped[dict] = mapped_column(JSONDoc, nullable=False)
+    hashes: Mapped[dict] = mapped_column(JSONDoc, nullable=False)
+    source: Mapped[str | None] = mapped_column(String(36))
+    pending: Mapped[dict | None] = mapped_column(JSONDoc)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class SyncMark(Base):
+    __tablename__ = "sync_marks"
+    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class SyncQuarantine(Base):
+    """A row a peer sent that failed validation: kept (ciphertext only) with the reason,
+    never applied."""
+
+    __tablename__ = "sync_quarantine"
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    peer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    table_name: Mapped[str] = mapped_column(String(64), nullable=False)
+    row_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    reason: Mapped[str] = mapped_column(String(64), nullable=False)
+    detail: Mapped[str] = mapped_column(String(500), nullable=False)
+    image: Mapped[dict] = mapped_column(JSONDoc, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, index=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class SyncLease(Base):
+    """Who is running a pass of one pair of sites, until when (two at once are refused)."""
+
+    __tablename__ = "sync_leases"
+    pair: Mapped[str] = mapped_column(String(80), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(120), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
 
 class SyncState(Base):

@@ -8,15 +8,18 @@ push watermark of their table; an index range scan, never a table scan).
 """
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy.engine import make_url
 
-from strongroom.core.db.models import Base, SyncPeer, SyncState
+from strongroom.core.db.engine import normalise_url
+from strongroom.core.db.models import SyncPeer, SyncState
 from strongroom.core.db.types import utcnow
-from strongroom.core.errors import ValidationError
+from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
 from strongroom.core.ids import new_id
 from strongroom.core.sync.conflicts import count_open
 
@@ -26,15 +29,41 @@ _peers = SyncPeer.__table__
 _state = SyncState.__table__
 
 
-_SYNCABLE = ("sync_version", "data_checksum", "deleted_at")
-
-
 def synced_tables() -> list[Table]:
-    """Every table whose rows carry all the Syncable columns. A sync_version alone does
-    not make a table synced: data_keys and retention_archive carry one only so that
-    incremental backups take their changed rows; keys wrapped with this site's KEK and
-    this site's retention ledger are not rows a peer takes."""
-    return [t for t in Base.metadata.sorted_tables if all(c in t.c for c in _SYNCABLE)]
+    """The tables a sync pass moves rows of (core.sync.tables), in the order it moves them."""
+    from strongroom.core.sync.tables import synced
+    return [spec.table for spec in synced()]
+
+
+WATERMARKED = ("data_keys",)   # moved by sync, but not as Syncable rows (core.sync.keys)
+LOOPBACK = ("localhost", "127.0.0.1", "::1", "")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def check_url(name: str, url: str) -> str:
+    """A peer's database URL, checked: SQLite (a file) or PostgreSQL, and PostgreSQL off
+    this machine only with TLS that verifies the server (sslmode=verify-full). Errors
+    name the peer and the rule, never the URL (it may hold a password)."""
+    url = (url or "").strip()
+    if not url or len(url) > 500:
+        raise ValidationError(f"sync peer {name}: url must be 1 to 500 characters")
+    try:
+        parsed = make_url(normalise_url(url))
+    except Exception:
+        raise ValidationError(f"sync peer {name}: url is not a database URL "
+                              "(sqlite:////path/to/strongroom.db or postgresql://user@host/db)") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ValidationError(f"sync peer {name}: a SQLite peer needs a database file path")
+        return url
+    if backend != "postgresql":
+        raise ValidationError(f"sync peer {name}: only sqlite and postgresql peers are supported")
+    host = (parsed.host or "").strip("[]")
+    if host not in LOOPBACK and not host.startswith("/") and parsed.query.get("sslmode") != "verify-full":
+        raise ValidationError(f"sync peer {name}: a PostgreSQL peer off this machine must use TLS with "
+                              "certificate verification (add ?sslmode=verify-full to the url)")
+    return url
 
 
 def redact_url(url: str) -> str:
@@ -49,18 +78,69 @@ def redact_url(url: str) -> str:
 def add_peer(conn: Connection, name: str, url: str, *, direction: str = "both",
              last_sync_at: datetime | None = None) -> uuid.UUID:
     """Register a peer; the name is how people and logs refer to it."""
-    name = name.strip()
-    if not 1 <= len(name) <= 120:
-        raise ValidationError("sync peer name must be 1 to 120 characters")
-    if not url.strip() or len(url) > 500:
-        raise ValidationError(f"sync peer {name}: url must be 1 to 500 characters")
+    name = (name or "").strip()
+    if not NAME.match(name):
+        raise ValidationError("sync peer name must be 1 to 64 letters, digits, '.', '_' or '-', "
+                              "starting with a letter or digit")
+    url = check_url(name, url)
     if direction not in DIRECTIONS:
         raise ValidationError(f"sync peer {name}: direction must be one of {', '.join(DIRECTIONS)}")
+    if conn.execute(select(_peers.c.id).where(_peers.c.name == name)).first() is not None:
+        raise ConflictError(f"sync peer {name} already exists")
     peer_id = new_id()
-    conn.execute(insert(_peers), [{"id": peer_id, "name": name, "url": url.strip(), "direction": direction,
+    conn.execute(insert(_peers), [{"id": peer_id, "name": name, "url": url, "direction": direction,
                                    "strategies": {}, "is_active": True, "last_sync_at": last_sync_at,
-                                   "created_at": utcnow()}])
+                                   "created_at": utcnow(), "failures": 0}])
     return peer_id
+
+
+def get_peer(conn: Connection, name: str, *, for_update: bool = False) -> dict:
+    query = select(_peers).where(_peers.c.name == name, ~_peers.c.url.startswith("inbound:"))
+    row = conn.execute(query.with_for_update() if for_update else query).mappings().first()
+    if row is None:
+        raise NotFoundError("no such sync peer (see strongroom sync peer list)")
+    return dict(row)
+
+
+def remove_peer(conn: Connection, name: str) -> dict:
+    """Forget a peer with its watermarks; its resolved conflicts stay as evidence, and a
+    peer with open conflicts is refused (resolve them first)."""
+    from strongroom.core.db.models import SyncConflict
+    peer = get_peer(conn, name, for_update=True)
+    conflicts = SyncConflict.__table__
+    still_open = conn.execute(select(func.count()).select_from(conflicts).where(
+        conflicts.c.peer_id == peer["id"], conflicts.c.status == "open")).scalar_one()
+    if still_open:
+        raise ConflictError(f"sync peer {name} has {still_open} open conflicts; resolve them before removing it")
+    conn.execute(delete(_state).where(_state.c.peer_id == peer["id"]))
+    conn.execute(update(_peers).where(_peers.c.id == peer["id"])
+                 .values(is_active=False, url=f"removed:{peer['id']}", name=f"removed-{peer['id'].hex[:12]}"))
+    return peer
+
+
+def set_active(conn: Connection, name: str, active: bool) -> dict:
+    peer = get_peer(conn, name, for_update=True)
+    conn.execute(update(_peers).where(_peers.c.id == peer["id"]).values(is_active=active, next_attempt_at=None))
+    return {**peer, "is_active": active}
+
+
+def record_success(conn: Connection, peer_id: uuid.UUID, *, site: str, now: datetime,
+                   skew_seconds: float | None) -> None:
+    conn.execute(update(_peers).where(_peers.c.id == peer_id).values(
+        last_sync_at=now, last_attempt_at=now, failures=0, last_error=None, next_attempt_at=None, site_id=site,
+        clock_skew_seconds=skew_seconds))
+
+
+def record_failure(conn: Connection, peer_id: uuid.UUID, *, error: str, now: datetime,
+                   retry_delay_seconds: int, max_delay_seconds: int = 3600) -> int:
+    """Count a failed pass; the next scheduled attempt waits `retry_delay * 2^(n-1)`
+    (capped). Returns the number of failures in a row."""
+    failures = (conn.execute(select(_peers.c.failures).where(_peers.c.id == peer_id)).scalar() or 0) + 1
+    delay = min(max_delay_seconds, retry_delay_seconds * 2 ** min(failures - 1, 16))
+    conn.execute(update(_peers).where(_peers.c.id == peer_id).values(
+        failures=failures, last_error=error[:500], last_attempt_at=now,
+        next_attempt_at=now + timedelta(seconds=delay)))
+    return failures
 
 
 def set_watermark(conn: Connection, peer_id: uuid.UUID, table_name: str, direction: str,
@@ -68,7 +148,7 @@ def set_watermark(conn: Connection, peer_id: uuid.UUID, table_name: str, directi
     """Record how far a peer has synced one table in one direction (push or pull)."""
     if direction not in (PUSH, PULL):
         raise ValidationError(f"sync watermark: direction must be {PUSH} or {PULL}")
-    if table_name not in {t.name for t in synced_tables()}:
+    if table_name not in {t.name for t in synced_tables()} | set(WATERMARKED):
         raise ValidationError(f"sync watermark: {table_name!r} is not a synced table")
     key = (_state.c.peer_id == peer_id, _state.c.table_name == table_name, _state.c.direction == direction)
     values = {"watermark": watermark, "updated_at": utcnow()}
@@ -94,7 +174,8 @@ def list_peers(conn: Connection, *, now: datetime | None = None) -> list[dict]:
     for row in conn.execute(select(_state.c.peer_id, _state.c.table_name, _state.c.direction, _state.c.watermark)):
         watermarks.setdefault(row.peer_id, {}).setdefault(row.direction, {})[row.table_name] = row.watermark
     peers = []
-    for row in conn.execute(select(_peers).order_by(_peers.c.name)).mappings():
+    for row in conn.execute(select(_peers).where(~_peers.c.url.startswith("removed:"))
+                            .order_by(_peers.c.name)).mappings():
         marks = watermarks.get(row["id"], {})
         last = row["last_sync_at"]
         peers.append({
@@ -103,5 +184,9 @@ def list_peers(conn: Connection, *, now: datetime | None = None) -> list[dict]:
             "seconds_since_sync": None if last is None else max(0.0, round((now - last).total_seconds(), 1)),
             "pending_changes": None if row["direction"] == PULL else _pending(conn, marks.get(PUSH, {})),
             "open_conflicts": open_by_peer.get(row["id"], 0),
+            # An inbound peer is a site that syncs with us; we do not reach it.
+            "inbound": row["url"].startswith("inbound:"), "site_id": row["site_id"],
+            "failures": row["failures"], "last_error": row["last_error"],
+            "next_attempt_at": row["next_attempt_at"], "clock_skew_seconds": row["clock_skew_seconds"],
         })
     return peers

@@ -62,7 +62,7 @@ def world(ctx):
         session_id = sessions_repo.create_session(conn, ctx.keyring, CLINICIAN, {
             "client_id": client_id, "starts_at": datetime(2025, 3, 3, 10, tzinfo=timezone.utc),
             "notes": "Practised paced breathing."})
-        peer_id = add_peer(conn, "central", "postgresql://sync:s3cret@central.example.org/db",
+        peer_id = add_peer(conn, "central", "postgresql://sync:s3cret@central.example.org/db?sslmode=verify-full",
                            last_sync_at=datetime.now(timezone.utc) - timedelta(minutes=30))
         row = row_of(conn, _clients, client_id)
         local = conflicts.row_image("clients", row)
@@ -373,10 +373,10 @@ def test_peers_show_lag_and_open_conflicts_and_hide_passwords(ctx, world):
         version = current_change_version(conn)
         for table in synced_tables():
             set_watermark(conn, world["peer_id"], table.name, PUSH, version)
-        add_peer(conn, "north", "https://north.example.org/sr", direction="pull")
+        add_peer(conn, "north", "sqlite:////srv/north/strongroom.db", direction="pull")
     with ctx.engine.connect() as conn:
         central, north = list_peers(conn)
-    assert central["name"] == "central" and central["url"] == "postgresql://sync:***@central.example.org/db"
+    assert central["name"] == "central" and central["url"] == "postgresql://sync:***@central.example.org/db?sslmode=verify-full"
     assert central["pending_changes"] == 0 and central["open_conflicts"] == 1
     assert 1790 <= central["seconds_since_sync"] <= 1900
     assert north["pending_changes"] is None and north["seconds_since_sync"] is None

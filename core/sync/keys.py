@@ -1,0 +1,73 @@
+"""Client data keys travel with the rows they open, and a destroyed key always wins.
+
+Sites of one practice share one KEK, so a key record moves as it is stored: wrapped.
+Nothing is unwrapped to move it. A key the receiver lacks is inserted; a key both hold
+takes the later of the two states (active < retired < destroyed). A destroyed key's
+record keeps no wrapped key, so once any site has erased a client, every site it syncs
+with destroys that client's keys on its next pass, and no order of passes brings them
+back: the merge can only move a key towards destroyed.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy import Connection, insert, select, update
+
+from strongroom.core.db.models import DataKey, KeyPurpose, KeyState
+from strongroom.core.errors import IntegrityError
+
+_keys = DataKey.__table__
+_RANK = {KeyState.ACTIVE: 0, KeyState.RETIRED: 1, KeyState.DESTROYED: 2}
+COLUMNS = ("id", "purpose", "client_id", "version", "wrapped_key", "public_key", "kek_id", "state",
+           "created_at", "retired_at", "destroyed_at")
+
+
+def changed_keys(conn: Connection, after: int, limit: int) -> list[dict]:
+    """Client key records whose version moved past `after`, oldest change first."""
+    rows = conn.execute(select(_keys).where(_keys.c.sync_version > after, _keys.c.purpose == KeyPurpose.CLIENT)
+                        .order_by(_keys.c.sync_version).limit(limit)).mappings().all()
+    return [dict(r) for r in rows]
+
+
+def apply_keys(conn: Connection, records: list[dict], *, kek_ids: list[str],
+               forget: Callable[[uuid.UUID], None]) -> dict[str, int]:
+    """Merge key records into this database (the caller's transaction). Returns counts:
+    inserted, destroyed (keys this site destroyed because a peer had), retired."""
+    counts = {"inserted": 0, "destroyed": 0, "retired": 0}
+    if not records:
+        return counts
+    ids = [r["id"] for r in records]
+    here = {r["id"]: r for r in conn.execute(select(_keys).where(_keys.c.id.in_(ids))).mappings()}
+    for record in records:
+        state = KeyState(record["state"])
+        if state != KeyState.DESTROYED and record["kek_id"] not in kek_ids:
+            raise IntegrityError(f"data key {record['id']} is wrapped by KEK {record['kek_id']}, not by this "
+                                 f"site's KEK ({', '.join(kek_ids)}); sites of one practice share one KEK")
+        mine = here.get(record["id"])
+        if mine is None:
+            conn.execute(insert(_keys), [{c: record[c] for c in COLUMNS}])
+            counts["inserted"] += 1
+            continue
+        if mine["client_id"] != record["client_id"] or mine["purpose"] != record["purpose"]:
+            raise IntegrityError(f"data key {record['id']} names another client or purpose on the peer")
+        if _RANK[state] <= _RANK[KeyState(mine["state"])]:
+            continue
+        values = {"state": state, "retired_at": mine["retired_at"] or record["retired_at"]}
+        if state == KeyState.DESTROYED:
+            values.update(wrapped_key=None, destroyed_at=record["destroyed_at"])
+            counts["destroyed"] += 1
+            forget(record["id"])
+        else:
+            counts["retired"] += 1
+        conn.execute(update(_keys).where(_keys.c.id == record["id"]).values(**values))
+    return counts
+
+
+def destroyed_among(conn: Connection, key_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of `key_ids` are destroyed (or unknown) here."""
+    if not key_ids:
+        return set()
+    found = {r.id: r.state for r in conn.execute(select(_keys.c.id, _keys.c.state)
+                                                 .where(_keys.c.id.in_(list(key_ids))))}
+    return {k for k in key_ids if found.get(k) in (None, KeyState.DESTROYED)}

@@ -1,0 +1,536 @@
+"""One sync pass between this site and a peer: keys, then each table, in batches.
+
+The job reaches the peer's database directly through its URL, so one process moves
+rows both ways: push reads here and applies there, pull reads there and applies here.
+Rows travel as stored (ciphertext, blind indexes, wrapped keys): nothing is decrypted to
+move, only to check on receipt that each ciphertext opens under its row's key and AAD.
+
+Ordering and safety:
+- before anything moves, `preflight` refuses a pair that differs in schema revision,
+  KEK, blind-index key or practice, naming what differs;
+- a lease in both databases refuses two passes of one pair at once; it expires, so a
+  pass killed with -9 does not block the next one for longer than the lease;
+- the sending side stamps its local writes (core.sync.stamp) and reads one batch past
+  the watermark; the receiving side applies the batch in one transaction; the watermark
+  (kept here, in `sync_state`) moves only after that transaction committed. A crash in
+  between sends the batch again, and applying a version twice changes nothing (it is
+  then dominated), so nothing is half-applied and nothing is applied twice;
+- a row received from a peer is not sent back to it (its metadata names the source);
+  one that went A -> B -> C arrives at A as a version A has seen, and is skipped;
+- a row that fails validation is quarantined with its reason and the batch goes on.
+"""
+from __future__ import annotations
+
+import base64
+import enum
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError as DbIntegrityError
+
+from strongroom.core import audit
+from strongroom.core.crypto.fields import raw_key_id_of
+from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.db import migrate
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import (
+    Client,
+    DataKey,
+    KeyPurpose,
+    KeyState,
+    Practice,
+    SyncConflict,
+    SyncLease,
+    SyncPeer,
+    SyncQuarantine,
+    User,
+)
+from strongroom.core.db.types import utcnow
+from strongroom.core.errors import ConflictError, IntegrityError, ValidationError
+from strongroom.core.ids import new_id
+from strongroom.core.repository.changes import next_change_version, row_checksum
+from strongroom.core.sync import keys as key_sync
+from strongroom.core.sync import peers as peer_store
+from strongroom.core.sync.merge import APPLY, CONFLICT, SKIP, Decision, Policy, decide
+from strongroom.core.sync.site import Clock, site_id
+from strongroom.core.sync.stamp import (
+    Meta,
+    load_meta,
+    lock_changes,
+    merged,
+    save_meta,
+    stamp_rows,
+    stamp_table,
+)
+from strongroom.core.sync.tables import SyncTable, synced
+
+_keys = DataKey.__table__
+_peers = SyncPeer.__table__
+_leases = SyncLease.__table__
+_quarantine = SyncQuarantine.__table__
+_conflicts = SyncConflict.__table__
+KEYS_TABLE = "data_keys"
+LEASE = timedelta(minutes=10)
+MAX_BATCH = 5000
+
+
+@dataclass
+class Side:
+    """One of the two databases of a pass."""
+
+    engine: Engine
+    keyring: Keyring
+    site: str = ""
+    label: str = "local"
+
+
+@dataclass
+class TableCounts:
+    sent: int = 0
+    applied: int = 0
+    skipped: int = 0
+    echo_skipped: int = 0
+    conflicts: int = 0
+    quarantined: int = 0
+    decisions: int = 0
+
+    def add(self, other: "TableCounts") -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class PassOptions:
+    batch_size: int = 500
+    policies: dict[str, Policy] = field(default_factory=dict)
+    push: bool = True
+    pull: bool = True
+    # Test hook: called with (direction, table, batch number) after a batch committed on
+    # the receiving side and before the watermark moved. Lets tests crash there.
+    after_batch: Callable[[str, str, int], None] | None = None
+
+
+# --- preflight -------------------------------------------------------------------------
+
+def _blind_key(conn: Connection) -> uuid.UUID | None:
+    return conn.execute(select(_keys.c.id).where(_keys.c.purpose == KeyPurpose.BLIND_INDEX,
+                                                 _keys.c.state == KeyState.ACTIVE)).scalar()
+
+
+def _practices(conn: Connection) -> set[uuid.UUID]:
+    table = Practice.__table__
+    return set(conn.execute(select(table.c.id)).scalars())
+
+
+def preflight(local: Side, remote: Side) -> None:
+    """Refuse, before a row moves, a peer that is not a site of this practice's keyring
+    and schema. The errors name what differs (ids and revisions, never data)."""
+    mine, theirs = migrate.current_revision(local.engine), migrate.current_revision(remote.engine)
+    if mine != theirs:
+        raise ConflictError(f"sync: the peer's schema is at revision {theirs}, this site's at {mine}; "
+                            "upgrade both to the same release first (strongroom db upgrade)")
+    with transaction(local.engine, read_only=True) as lc, transaction(remote.engine, read_only=True) as rc:
+        local.site, remote.site = site_id(lc), site_id(rc)
+        if local.site == remote.site:
+            raise ConflictError(f"sync: the peer has this site's own id ({local.site}): it is this database "
+                                "or a copy of it, and a site cannot sync with itself")
+        foreign = sorted({k for k in rc.execute(select(_keys.c.kek_id).where(_keys.c.state != KeyState.DESTROYED)
+                                                .distinct()).scalars()} - set(local.keyring.kek_ids()))
+        if foreign:
+            raise ConflictError(f"sync: the peer's keys are wrapped by KEK {', '.join(foreign)}, this site holds "
+                                f"KEK {', '.join(local.keyring.kek_ids())}; sites of one practice share one KEK "
+                                "(a new site joins with strongroom init --join)")
+        mine_bidx, theirs_bidx = _blind_key(lc), _blind_key(rc)
+        if mine_bidx != theirs_bidx:
+            raise ConflictError(f"sync: the peer's blind-index key is {theirs_bidx}, this site's {mine_bidx}; "
+                                "the sites were initialised separately (a new site joins with strongroom init --join)")
+        if _practices(lc) != _practices(rc):
+            raise ConflictError("sync: the peer holds another practice (practice ids differ); "
+                                "a site syncs only with sites of its own practice")
+
+
+# --- leases ----------------------------------------------------------------------------
+
+def pair_of(a: str, b: str) -> str:
+    return ":".join(sorted((a[:36], b[:36])))[:80]
+
+
+def holder() -> str:
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def take_lease(engine: Engine, pair: str, who: str, now: datetime) -> None:
+    with transaction(engine) as conn:
+        row = conn.execute(select(_leases).where(_leases.c.pair == pair).with_for_update()).mappings().first()
+        if row is not None and row["holder"] != who and row["expires_at"] > now:
+            raise ConflictError(f"sync: a pass between these two sites is already running "
+                                f"(until {row['expires_at'].isoformat(timespec='seconds')} at the latest)")
+        conn.execute(delete(_leases).where(_leases.c.pair == pair))
+        conn.execute(insert(_leases), [{"pair": pair, "holder": who, "expires_at": now + LEASE}])
+
+
+def drop_lease(engine: Engine, pair: str, who: str) -> None:
+    with transaction(engine) as conn:
+        conn.execute(delete(_leases).where(_leases.c.pair == pair, _leases.c.holder == who))
+
+
+# --- images ----------------------------------------------------------------------------
+
+def _json(value: object) -> object:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
+
+
+def image(row: Mapping) -> dict:
+    """A row as stored, JSON-safe, ciphertext still sealed: what quarantine keeps."""
+    return {k: _json(v) for k, v in row.items()}
+
+
+# --- validation ------------------------------------------------------------------------
+
+@dataclass
+class Problem:
+    reason: str
+    detail: str
+
+
+def _exists(conn: Connection, table, ids: set) -> set:
+    ids = {i for i in ids if i is not None}
+    if not ids:
+        return set()
+    return set(conn.execute(select(table.c.id).where(table.c.id.in_(list(ids)))).scalars())
+
+
+def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Mapping],
+             local_rows: dict) -> tuple[dict[uuid.UUID, Problem], set[uuid.UUID]]:
+    """Problems per row id, and the key ids among the rows' keys that are destroyed here."""
+    problems: dict[uuid.UUID, Problem] = {}
+    for row in rows:
+        if row.get("data_checksum") is None or row_checksum(dict(row)) != row["data_checksum"]:
+            problems[row["id"]] = Problem("checksum_mismatch",
+                                          f"{spec.name} row's checksum does not match its content")
+    if spec.name == "practices":
+        return problems, set()
+    practices = _exists(conn, Practice.__table__, {r["practice_id"] for r in rows})
+    users = _exists(conn, User.__table__, {r.get("practitioner_id") for r in rows})
+    clients = (_exists(conn, Client.__table__, {r["client_id"] for r in rows}) if spec.client_column == "client_id"
+               else set())
+    key_ids = {r["key_id"] for r in rows}
+    known_keys = _exists(conn, _keys, key_ids)
+    destroyed = key_sync.destroyed_among(conn, key_ids)
+    live_keys = [k.bytes for k in key_ids if k in known_keys and k not in destroyed]
+    batch = keyring.batch_keys(conn, live_keys)
+    for row in rows:
+        rid = row["id"]
+        if rid in problems:
+            continue
+        if row["practice_id"] not in practices:
+            problems[rid] = Problem("unknown_practice", f"{spec.name} row names a practice this site does not hold")
+        elif spec.client_column == "client_id" and row["client_id"] not in clients:
+            problems[rid] = Problem("unknown_client", f"{spec.name} row names a client this site does not hold")
+        elif row.get("practitioner_id") is not None and row["practitioner_id"] not in users:
+            problems[rid] = Problem("unknown_practitioner",
+                                    f"{spec.name} row names a practitioner without an account at this site")
+        elif row["key_id"] not in known_keys:
+            problems[rid] = Problem("unknown_key", f"{spec.name} row is sealed with a key this site does not hold")
+        elif row["key_id"] in destroyed:
+            local = local_rows.get(rid)
+            if row.get("deleted_at") is None and (local is None or local.get("deleted_at") is None):
+                problems[rid] = Problem("key_destroyed", f"{spec.name} row is a live version sealed with a key "
+                                                         "destroyed at this site (an erased client)")
+        else:
+            problem = _open_all(batch, spec, row)
+            if problem:
+                problems[rid] = problem
+    return problems, destroyed
+
+
+def _open_all(batch, spec: SyncTable, row: Mapping) -> Problem | None:
+    rid = str(row["id"]).encode()
+    expected = row["key_id"].bytes
+    for name in spec.encrypted:
+        blob = row.get(f"{name}_enc")
+        if blob is None:
+            continue
+        try:
+            if raw_key_id_of(blob) != expected:
+                return Problem("foreign_ciphertext", f"{spec.name}.{name} is sealed with another key than its row's")
+            cipher = batch.get(expected)
+            if cipher is None:
+                return Problem("unknown_key", f"{spec.name} row's key cannot be opened at this site")
+            cipher.open(bytes(blob), f"{spec.name}\0{name}\0".encode() + rid)
+        except Exception:
+            return Problem("ciphertext_invalid", f"{spec.name}.{name} does not open under its row's key and "
+                                                 "identity (tampered, or moved from another row)")
+    return None
+
+
+def quarantine(conn: Connection, peer_id: uuid.UUID | None, spec_name: str, row: Mapping, problem: Problem) -> None:
+    rid = str(row.get("id"))[:64]
+    existing = conn.execute(select(_quarantine.c.id).where(_quarantine.c.table_name == spec_name,
+                                                           _quarantine.c.row_id == rid,
+                                                           _quarantine.c.status == "open")).scalar()
+    values = {"peer_id": peer_id, "reason": problem.reason, "detail": problem.detail[:500], "image": image(row),
+              "received_at": utcnow()}
+    if existing is not None:
+        conn.execute(update(_quarantine).where(_quarantine.c.id == existing).values(**values))
+        return
+    conn.execute(insert(_quarantine), [{"id": new_id(), "table_name": spec_name, "row_id": rid,
+                                         "status": "open", **values}])
+    audit.append(conn, actor="system", action="SYNC", table_name=spec_name, record_id=rid,
+                 details={"event": "row_quarantined", "reason": problem.reason, "peer_id": str(peer_id)})
+
+
+# --- applying --------------------------------------------------------------------------
+
+def inbound_peer(conn: Connection, site: str) -> uuid.UUID:
+    """The receiving database's record of the site pushing to it (conflicts and quarantine
+    there name it); made on first contact, inactive: it is the other site that syncs."""
+    found = conn.execute(select(_peers.c.id).where(_peers.c.site_id == site)).scalar()
+    if found is not None:
+        return found
+    peer_id = new_id()
+    conn.execute(insert(_peers), [{"id": peer_id, "name": f"site-{site[:8]}", "url": f"inbound:{site}",
+                                   "direction": "both", "strategies": {}, "is_active": False,
+                                   "created_at": utcnow(), "site_id": site, "failures": 0}])
+    return peer_id
+
+
+def _write(conn: Connection, spec: SyncTable, row_id: uuid.UUID, values: dict, exists: bool) -> int:
+    version = next_change_version(conn)
+    full = {c: values[c] for c in spec.columns}
+    full["sync_version"] = version
+    full["data_checksum"] = row_checksum(full)
+    if exists:
+        conn.execute(update(spec.table).where(spec.table.c.id == row_id)
+                     .values(**{k: v for k, v in full.items() if k != "id"}))
+    else:
+        conn.execute(insert(spec.table), [full])
+    return version
+
+
+def _conflict(conn: Connection, peer_id: uuid.UUID, spec: SyncTable, local: Mapping, lmeta: Meta,
+              remote: Mapping, rmeta: Meta, fields: list[str]) -> bool:
+    """Queue (or refresh) the manual conflict of this row; True when newly queued."""
+    from strongroom.core.sync.conflicts import queue_conflict, row_image
+    lmeta.pending = merged(lmeta.pending or {}, rmeta.vv)
+    save_meta(conn, spec.name, local["id"], lmeta)
+    local_image, remote_image = row_image(spec.name, local), row_image(spec.name, remote)
+    open_id = conn.execute(select(_conflicts.c.id).where(_conflicts.c.table_name == spec.name,
+                                                         _conflicts.c.row_id == local["id"],
+                                                         _conflicts.c.status == "open")).scalar()
+    if open_id is not None:
+        conn.execute(update(_conflicts).where(_conflicts.c.id == open_id)
+                     .values(local=local_image, remote=remote_image))
+        return False
+    queue_conflict(conn, peer_id=peer_id, table_name=spec.name, row_id=local["id"],
+                   local=local_image, remote=remote_image)
+    return True
+
+
+def _close_superseded(conn: Connection, spec: SyncTable, row_id: uuid.UUID, meta: Meta, source: str) -> None:
+    """A version that has seen every version an open conflict held settles it."""
+    if not meta.pending or any(meta.vv.get(s, 0) < v for s, v in meta.pending.items()):
+        return
+    conflict_id = conn.execute(select(_conflicts.c.id).where(_conflicts.c.table_name == spec.name,
+                                                             _conflicts.c.row_id == row_id,
+                                                             _conflicts.c.status == "open")).scalar()
+    meta.pending = None
+    if conflict_id is None:
+        return
+    conn.execute(update(_conflicts).where(_conflicts.c.id == conflict_id)
+                 .values(status="resolved", resolved_by=f"sync:{source}"[:120], resolved_at=utcnow(),
+                         resolution={"superseded_by_site": source}))
+    audit.append(conn, actor="system", action="SYNC", table_name="sync_conflicts", record_id=conflict_id,
+                 details={"event": "conflict_superseded", "table": spec.name, "row_id": str(row_id),
+                          "site": source})
+
+
+def _record(conn: Connection, spec: SyncTable, row_id: uuid.UUID, decision: Decision, lmeta: Meta | None,
+            rmeta: Meta, peer_id: uuid.UUID) -> None:
+    """Audit an automatic decision that overwrote or refused values: names, never values."""
+    if not (decision.overwritten or decision.lost):
+        return
+    winner, loser = ((rmeta.origin, lmeta.origin if lmeta else None) if decision.overwritten
+                     else (lmeta.origin if lmeta else None, rmeta.origin))
+    audit.append(conn, actor="system", action="SYNC", table_name=spec.name, record_id=row_id,
+                 details={"event": "rule_decision", "rule": decision.rule,
+                          "fields": decision.overwritten or decision.lost, "winner_site": winner,
+                          "loser_site": loser, "peer_id": str(peer_id)})
+
+
+def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tuple[Mapping, Meta]], *,
+                peer_id: uuid.UUID, source: str, policy: Policy) -> TableCounts:
+    """Apply one batch of remote versions in the caller's transaction (the receiver's)."""
+    counts = TableCounts()
+    if not batch:
+        return counts
+    clock = Clock(conn)
+    ids = [row["id"] for row, _ in batch]
+    local_rows = {r["id"]: r for r in conn.execute(select(spec.table).where(spec.table.c.id.in_(ids))
+                                                   .with_for_update()).mappings()}
+    metas = load_meta(conn, spec.name, ids)
+    stamp_rows(conn, clock, spec, list(local_rows.values()), metas)   # local edits not yet stamped
+    problems, destroyed = validate(conn, keyring, spec, [r for r, _ in batch], local_rows)
+    for row, rmeta in batch:
+        rid = row["id"]
+        problem = problems.get(rid)
+        if problem is not None:
+            quarantine(conn, peer_id, spec.name, row, problem)
+            counts.quarantined += 1
+            continue
+        clock.observe(max(rmeta.vv.values(), default=rmeta.hlc))
+        local, lmeta = local_rows.get(rid), metas.get(rid)
+        erased = spec.name != "practices" and (row["key_id"] in destroyed
+                                               or (local is not None and local["key_id"] in destroyed))
+        decision = decide(spec, local, lmeta, row, rmeta, policy, erased=erased)
+        if decision.action == SKIP:
+            counts.skipped += 1
+            continue
+        if decision.action == CONFLICT:
+            counts.conflicts += _conflict(conn, peer_id, spec, local, lmeta, row, rmeta, decision.conflict_fields)
+            continue
+        meta = decision.meta
+        meta.version = _write(conn, spec, rid, decision.values, local is not None)
+        meta.source = source if decision.rule in ("new", "fast_forward") else None
+        meta.stored = lmeta is not None
+        _close_superseded(conn, spec, rid, meta, source)
+        save_meta(conn, spec.name, rid, meta)
+        _record(conn, spec, rid, decision, lmeta, rmeta, peer_id)
+        counts.applied += 1
+        counts.decisions += bool(decision.overwritten or decision.lost)
+    clock.save()
+    return counts
+
+
+# --- moving ----------------------------------------------------------------------------
+
+def _read_batch(side: Side, spec: SyncTable, after: int, limit: int, stamp: bool) -> list[tuple[dict, Meta]]:
+    with transaction(side.engine) as conn:
+        lock_changes(conn)
+        if stamp:
+            clock = Clock(conn)
+            stamp_table(conn, clock, spec)
+            clock.save()
+        rows = conn.execute(select(spec.table).where(spec.table.c.sync_version > after)
+                            .order_by(spec.table.c.sync_version).limit(limit)).mappings().all()
+        metas = load_meta(conn, spec.name, [r["id"] for r in rows])
+    return [(dict(r), metas[r["id"]]) for r in rows]
+
+
+def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, watermark: int,
+               set_watermark: Callable[[int], None], dst_peer_id: uuid.UUID, policy: Policy,
+               options: PassOptions) -> TableCounts:
+    """Every version of `spec` past `watermark` from src to dst, batch by batch."""
+    total = TableCounts()
+    number = 0
+    while True:
+        batch = _read_batch(src, spec, watermark, options.batch_size, stamp=number == 0)
+        if not batch:
+            return total
+        number += 1
+        outgoing = [(row, meta) for row, meta in batch if meta.source != dst.site]
+        total.echo_skipped += len(batch) - len(outgoing)
+        with transaction(dst.engine) as conn:
+            counts = apply_batch(conn, dst.keyring, spec, outgoing, peer_id=dst_peer_id, source=src.site,
+                                 policy=policy)
+        counts.sent = len(outgoing)
+        total.add(counts)
+        if options.after_batch is not None:
+            options.after_batch(direction, spec.name, number)
+        watermark = batch[-1][0]["sync_version"]
+        set_watermark(watermark)
+
+
+def move_keys(src: Side, dst: Side, *, watermark: int, set_watermark: Callable[[int], None],
+              batch_size: int) -> dict[str, int]:
+    totals = {"inserted": 0, "destroyed": 0, "retired": 0}
+    while True:
+        with transaction(src.engine) as conn:
+            lock_changes(conn)
+            records = key_sync.changed_keys(conn, watermark, batch_size)
+        if not records:
+            return totals
+        with transaction(dst.engine) as conn:
+            counts = key_sync.apply_keys(conn, records, kek_ids=dst.keyring.kek_ids(), forget=dst.keyring.forget)
+        for name, value in counts.items():
+            totals[name] += value
+        watermark = records[-1]["sync_version"]
+        set_watermark(watermark)
+
+
+def watermarks(engine: Engine, peer_id: uuid.UUID) -> dict[tuple[str, str], int]:
+    from strongroom.core.db.models import SyncState
+    state = SyncState.__table__
+    with transaction(engine, read_only=True) as conn:
+        return {(r.table_name, r.direction): r.watermark
+                for r in conn.execute(select(state).where(state.c.peer_id == peer_id))}
+
+
+def run_pass(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOptions,
+             progress: Callable[[str], None] = lambda message: None) -> dict:
+    """One pass with a peer: preflight, lease, then keys and every synced table, pushed
+    and pulled. Returns counts per direction and table."""
+    preflight(local, remote)
+    pair, who, now = pair_of(local.site, remote.site), holder(), utcnow()
+    take_lease(local.engine, pair, who, now)
+    try:
+        take_lease(remote.engine, pair, who, now)
+    except BaseException:
+        drop_lease(local.engine, pair, who)
+        raise
+    try:
+        return _exchange(local, remote, peer_id, options, progress)
+    finally:
+        drop_lease(remote.engine, pair, who)
+        drop_lease(local.engine, pair, who)
+
+
+def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOptions,
+              progress: Callable[[str], None]) -> dict:
+    marks = watermarks(local.engine, peer_id)
+    with transaction(remote.engine) as conn:
+        remote_peer_id = inbound_peer(conn, local.site)
+
+    def setter(table: str, direction: str) -> Callable[[int], None]:
+        def set_it(value: int) -> None:
+            with transaction(local.engine) as conn:
+                peer_store.set_watermark(conn, peer_id, table, direction, value)
+        return set_it
+
+    directions = ([("push", local, remote, remote_peer_id)] if options.push else []) + (
+        [("pull", remote, local, peer_id)] if options.pull else [])
+    result: dict = {"push": {}, "pull": {}}
+    for direction, src, dst, dst_peer in directions:
+        progress(f"{direction}: keys")
+        result[direction][KEYS_TABLE] = move_keys(src, dst, watermark=marks.get((KEYS_TABLE, direction), 0),
+                                                  set_watermark=setter(KEYS_TABLE, direction),
+                                                  batch_size=max(options.batch_size, 500))
+        for spec in synced():
+            progress(f"{direction}: {spec.name}")
+            policy = options.policies.get(spec.name) or Policy(spec.default_strategy)
+            counts = move_table(src, dst, spec, direction=direction, watermark=marks.get((spec.name, direction), 0),
+                                set_watermark=setter(spec.name, direction), dst_peer_id=dst_peer,
+                                policy=policy, options=options)
+            result[direction][spec.name] = counts.__dict__
+    return result
+
+
+def count_quarantined(conn: Connection) -> int:
+    return conn.execute(select(func.count()).select_from(_quarantine).where(_quarantine.c.status == "open")).scalar_one()
+
+
+__all__ = ["Side", "PassOptions", "TableCounts", "preflight", "run_pass", "apply_batch", "image",
+           "count_quarantined", "IntegrityError", "ValidationError", "DbIntegrityError"]

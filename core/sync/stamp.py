@@ -1,0 +1,189 @@
+"""Stamping: turning local writes into versions sync can compare.
+
+Every writer of a synced table already moves the row's `sync_version` (and PostgreSQL's
+triggers see writes made outside the application). The stamper does the rest, lazily,
+inside the transaction of the pass that is about to read or apply those rows: for each
+row whose `sync_version` moved since the table's mark, it compares the row's field
+hashes with the metadata in `sync_rows`. Fields that changed get a new dot (this site,
+a new HLC value), the row's version vector advances this site's entry, and its origin
+becomes this site. A row whose content did not change (a version applied by sync, or a
+write that changed nothing sync carries) gets no new version. So no writer has to know
+about sync, and a local edit can neither be missed nor counted twice.
+
+Version vectors map a site id to the HLC of that site's last edit of the row; a dot
+`[site, hlc]` names one edit. Version A has seen edit d when `A.vv[d.site] >= d.hlc`.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, insert, select, text, update
+
+from strongroom.core.db.models import SyncMark, SyncRow
+from strongroom.core.db.pg import CHANGE_LOCK_KEY
+from strongroom.core.sync.site import Clock
+from strongroom.core.sync.tables import SyncTable, field_hashes
+
+_meta = SyncRow.__table__
+_marks = SyncMark.__table__
+STAMP_BATCH = 2000
+
+
+@dataclass
+class Meta:
+    """One row's version metadata (a `sync_rows` record)."""
+
+    origin: str
+    hlc: int
+    vv: dict[str, int]
+    dots: dict[str, list]
+    hashes: dict[str, str]
+    source: str | None = None
+    pending: dict[str, int] | None = None
+    version: int = 0
+    stored: bool = field(default=False, compare=False)
+
+    def as_row(self, table_name: str, row_id: uuid.UUID) -> dict:
+        return {"table_name": table_name, "row_id": row_id, "origin": self.origin, "hlc": self.hlc,
+                "vv": self.vv, "dots": self.dots, "hashes": self.hashes, "source": self.source,
+                "pending": self.pending, "version": self.version}
+
+
+def meta_of(record: Mapping) -> Meta:
+    return Meta(record["origin"], record["hlc"], dict(record["vv"]), dict(record["dots"]), dict(record["hashes"]),
+                record["source"], dict(record["pending"]) if record["pending"] else None, record["version"],
+                stored=True)
+
+
+def seen(vv: Mapping[str, int], dot: list | tuple) -> bool:
+    """Whether a version with vector `vv` has seen the edit `dot`."""
+    return vv.get(dot[0], 0) >= dot[1]
+
+
+def merged(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {site: max(a.get(site, 0), b.get(site, 0)) for site in set(a) | set(b)}
+
+
+def compare(a: Mapping[str, int], b: Mapping[str, int]) -> str:
+    """'equal', 'before' (a is dominated by b), 'after' or 'concurrent'."""
+    less = any(a.get(s, 0) < b.get(s, 0) for s in b)
+    more = any(a.get(s, 0) > b.get(s, 0) for s in a)
+    if less and more:
+        return "concurrent"
+    if less:
+        return "before"
+    if more:
+        return "after"
+    return "equal"
+
+
+def lock_changes(conn: Connection) -> None:
+    """Wait for every writer holding a change version to commit (PostgreSQL): rows with
+    lower versions cannot then appear after a pass has read past them."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOCK_KEY})
+
+
+def load_meta(conn: Connection, table_name: str, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Meta]:
+    ids = list(ids)
+    out: dict[uuid.UUID, Meta] = {}
+    for start in range(0, len(ids), STAMP_BATCH):
+        chunk = ids[start:start + STAMP_BATCH]
+        for record in conn.execute(select(_meta).where(_meta.c.table_name == table_name,
+                                                       _meta.c.row_id.in_(chunk))).mappings():
+            out[record["row_id"]] = meta_of(record)
+    return out
+
+
+def save_meta(conn: Connection, table_name: str, row_id: uuid.UUID, meta: Meta) -> None:
+    values = meta.as_row(table_name, row_id)
+    if meta.stored:
+        conn.execute(update(_meta).where(_meta.c.table_name == table_name, _meta.c.row_id == row_id)
+                     .values(**{k: v for k, v in values.items() if k not in ("table_name", "row_id")}))
+    else:
+        conn.execute(insert(_meta), [values])
+        meta.stored = True
+
+
+def restamp(clock: Clock, row: Mapping, meta: Meta | None, hashes: dict[str, str],
+            resolved: bool = False) -> Meta | None:
+    """The metadata of `row` after a local write, or None when its content did not change.
+    `resolved`: a manual conflict on the row was resolved, so the new version has seen the
+    remote versions the conflict held (`meta.pending`) and must supersede them."""
+    if meta is None:
+        hlc = clock.tick(row.get("updated_at"))
+        return Meta(clock.site, hlc, {clock.site: hlc}, {f: [clock.site, hlc] for f in hashes}, hashes,
+                    version=row["sync_version"])
+    changed = [f for f, h in hashes.items() if meta.hashes.get(f) != h]
+    if not changed and not (resolved and meta.pending):
+        meta.version = row["sync_version"]
+        return meta
+    hlc = clock.tick(row.get("updated_at"))
+    vv = merged(meta.vv, meta.pending or {}) if resolved else dict(meta.vv)
+    vv[clock.site] = hlc
+    dots = dict(meta.dots)
+    for f in changed:
+        dots[f] = [clock.site, hlc]
+    return Meta(clock.site, hlc, vv, dots, hashes, None, None if resolved else meta.pending,
+                row["sync_version"], stored=meta.stored)
+
+
+def _mark(conn: Connection, table_name: str) -> int:
+    return conn.execute(select(_marks.c.version).where(_marks.c.table_name == table_name)).scalar() or 0
+
+
+def _set_mark(conn: Connection, table_name: str, version: int) -> None:
+    if conn.execute(update(_marks).where(_marks.c.table_name == table_name).values(version=version)).rowcount == 0:
+        conn.execute(insert(_marks), [{"table_name": table_name, "version": version}])
+
+
+def open_conflict_rows(conn: Connection, table_name: str, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    from strongroom.core.db.models import SyncConflict
+    c = SyncConflict.__table__
+    out: set[uuid.UUID] = set()
+    for start in range(0, len(ids), STAMP_BATCH):
+        out.update(conn.execute(select(c.c.row_id).where(c.c.table_name == table_name, c.c.status == "open",
+                                                         c.c.row_id.in_(ids[start:start + STAMP_BATCH])))
+                   .scalars())
+    return out
+
+
+def stamp_rows(conn: Connection, clock: Clock, spec: SyncTable, rows: list[Mapping],
+               metas: dict[uuid.UUID, Meta]) -> int:
+    """Stamp the given rows (full rows, read in this transaction) against their metadata;
+    updates `metas` in place and stores what changed. Returns how many got a new version."""
+    pending = [r["id"] for r in rows if (m := metas.get(r["id"])) is not None and m.pending]
+    still_open = open_conflict_rows(conn, spec.name, pending) if pending else set()
+    fresh = 0
+    for row in rows:
+        meta = metas.get(row["id"])
+        if meta is not None and meta.version == row["sync_version"]:
+            continue
+        before_hlc = meta.hlc if meta is not None else None
+        resolved = meta is not None and bool(meta.pending) and row["id"] not in still_open
+        new = restamp(clock, row, meta, field_hashes(spec, row), resolved)
+        if new.hlc != before_hlc:
+            fresh += 1
+        metas[row["id"]] = new
+        save_meta(conn, spec.name, row["id"], new)
+    return fresh
+
+
+def stamp_table(conn: Connection, clock: Clock, spec: SyncTable) -> int:
+    """Stamp every row of `spec` written since the table's mark; returns how many rows got
+    a new version. Runs in the caller's transaction (which should hold `lock_changes`)."""
+    table = spec.table
+    mark = _mark(conn, spec.name)
+    fresh = 0
+    while True:
+        rows = conn.execute(select(table).where(table.c.sync_version > mark)
+                            .order_by(table.c.sync_version).limit(STAMP_BATCH)).mappings().all()
+        if not rows:
+            break
+        metas = load_meta(conn, spec.name, [r["id"] for r in rows])
+        fresh += stamp_rows(conn, clock, spec, rows, metas)
+        mark = rows[-1]["sync_version"]
+        _set_mark(conn, spec.name, mark)
+    return fresh

@@ -1,0 +1,109 @@
+"""What sync moves, table by table, and the unit it merges: the field.
+
+A field is what a person edits: one column, or an encrypted column together with the
+blind index computed from it (`email` is `email_enc` and `email_bidx`), so a merge never
+pairs one side's ciphertext with the other side's index. Bookkeeping columns are not
+fields: `sync_version` and `data_checksum` are each site's own; `updated_at` becomes the
+later of the two; `key_id` names the key every ciphertext of the row is sealed with, so
+two versions on different keys are never mixed field by field.
+
+Tables sync in dependency order (a practice before its clients, a client before its
+sessions); data keys travel ahead of the rows they open (core.sync.keys). User accounts
+and client files do not sync in this release: accounts are each site's own (a joined
+site starts with a copy of them, core.sync.join) and file contents are not carried yet.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+
+from sqlalchemy import Table
+
+from strongroom.core.db.encrypted import CLIENT_KEYED
+from strongroom.core.db.models import Client, Practice, TherapySession
+from strongroom.core.repository.changes import _canonical
+
+STRATEGIES = ("last_write_wins", "timestamp_based", "field_level", "manual")
+LOCAL_COLUMNS = frozenset({"sync_version", "data_checksum"})
+NOT_FIELDS = frozenset({"id", "updated_at", "key_id"}) | LOCAL_COLUMNS
+# Blind indexes follow the encrypted field they index.
+_INDEX_OF = {"clients": {"email": "email_bidx", "ssn": "ssn_last4_bidx", "last_name": "last_name_bidx"}}
+# Clinical free text: never merged within the text; a change on both sides is a conflict.
+FREE_TEXT = {"clients": ("medical_history", "notes"), "therapy_sessions": ("notes",)}
+
+
+@dataclass(frozen=True)
+class SyncTable:
+    name: str
+    table: Table
+    default_strategy: str
+    # field name -> the columns it spans
+    fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    client_column: str | None = None   # the column naming the client whose key seals the row
+
+    @property
+    def columns(self) -> list[str]:
+        """Every column a version carries between sites (all but the local bookkeeping)."""
+        return [c.name for c in self.table.columns if c.name not in LOCAL_COLUMNS]
+
+    @property
+    def encrypted(self) -> tuple[str, ...]:
+        return CLIENT_KEYED.get(self.name, ())
+
+
+def _fields(table: Table) -> dict[str, tuple[str, ...]]:
+    indexes = _INDEX_OF.get(table.name, {})
+    indexed = set(indexes.values())
+    out: dict[str, tuple[str, ...]] = {}
+    for column in table.columns:
+        name = column.name
+        if name in NOT_FIELDS or name in indexed:
+            continue
+        if name.endswith("_enc"):
+            logical = name[:-4]
+            out[logical] = (name, indexes[logical]) if logical in indexes else (name,)
+        else:
+            out[name] = (name,)
+    return out
+
+
+@cache
+def synced() -> tuple[SyncTable, ...]:
+    """The synced tables in the order a pass moves them."""
+    return tuple(SyncTable(m.__tablename__, m.__table__, strategy, _fields(m.__table__), client)
+                 for m, strategy, client in ((Practice, "last_write_wins", None),
+                                             (Client, "field_level", "id"),
+                                             (TherapySession, "field_level", "client_id")))
+
+
+def by_name(name: str) -> SyncTable:
+    for spec in synced():
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def field_hashes(spec: SyncTable, row: Mapping) -> dict[str, str]:
+    """A short content hash per field: how a local edit is noticed and how two sites'
+    versions are compared without decrypting (ciphertext is hashed as stored, so a value
+    re-sealed by key rotation counts as changed)."""
+    out = {}
+    for name, columns in spec.fields.items():
+        digest = hashlib.blake2b(digest_size=12)
+        for column in columns:
+            digest.update(_canonical(row[column]).encode())
+            digest.update(b"\0")
+        out[name] = digest.hexdigest()
+    return out
+
+
+def content_hash(hashes: Mapping[str, str], row: Mapping) -> str:
+    """One hash of a version's content (fields plus key id): equal on two sites exactly
+    when they hold the same version of the row. The consistency check compares these."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(hashes):
+        digest.update(f"{name}={hashes[name]}\n".encode())
+    digest.update(_canonical(row.get("key_id")).encode())
+    return digest.hexdigest()
