@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from strongroom.core.errors import ConfigError
 from strongroom.core.notify import NotifySettings
+from strongroom.core.sync.settings import SyncSettings
 
 CONFIG_NAME = "strongroom.toml"
 ENV_DATA_DIR = "STRONGROOM_DATA_DIR"
@@ -237,6 +238,7 @@ class Settings(_Section):
     notify: NotifySettings = NotifySettings()
     backup: BackupSettings = BackupSettings()
     export: ExportSettings = ExportSettings()
+    sync: SyncSettings = SyncSettings()
     # The compliance score (0-100) below which the alert rule fires.
     compliance_threshold: Annotated[int, Field(ge=0, le=100)] = 80
     source: Path | None = Field(default=None, exclude=True)

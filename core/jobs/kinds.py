@@ -137,7 +137,11 @@ class ExportParams(Params):
 
 
 class SyncParams(Params):
-    pass
+    peer: Name | None = Field(default=None, description="Sync with this peer only (default: every active peer).")
+    push: Flag = Field(default=True, description="Send this site's changes to the peer.")
+    pull: Flag = Field(default=True, description="Take the peer's changes.")
+    scheduled: Flag = Field(default=False, description="A scheduled pass: skips peers waiting out a retry "
+                                                         "backoff and tables within their interval.")
 
 
 @dataclass(frozen=True)
@@ -192,7 +196,8 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
             "EXPORT", "export", on_request_only=True),
     JobKind("retention", RetentionParams, "Archive and delete records whose retention period has passed.",
             "RETENTION", "retention"),
-    JobKind("sync", SyncParams, "Exchange changes with a peer site.", "SYNC", None),
+    JobKind("sync", SyncParams, "Exchange changes with peer sites: keys, then each table, both ways.",
+            "SYNC", "sync"),
 )}
 
 

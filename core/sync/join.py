@@ -21,6 +21,9 @@ from strongroom.core.db.models import DataKey, KeyPurpose, KeyState, Practice, U
 from strongroom.core.errors import ConflictError, KeyUnavailableError
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync.peers import add_peer
+from strongroom.core.sync.site import Clock, site_id
+from strongroom.core.sync.stamp import load_meta, save_meta, stamp_table
+from strongroom.core.sync.tables import by_name
 
 _keys = DataKey.__table__
 _COPIED_KEYS = (KeyPurpose.CLIENT, KeyPurpose.SYSTEM, KeyPurpose.BLIND_INDEX)
@@ -47,15 +50,26 @@ def copy_from(conn: Connection, keyring: Keyring, peer_engine: Engine) -> dict[s
     if migrate.current_revision(peer_engine) != migrate.head_revision():
         raise ConflictError(f"join: the peer's schema is at revision {migrate.current_revision(peer_engine)}, "
                             f"this release's at {migrate.head_revision()}; upgrade the peer first")
-    with transaction(peer_engine, read_only=True) as peer:
+    with transaction(peer_engine) as peer:
         _check_keys(peer, keyring)
+        # The practice rows arrive with their version metadata, stamped there first, so
+        # this site holds the peer's version of them rather than a new edit of its own.
+        clock = Clock(peer)
+        stamp_table(peer, clock, by_name("practices"))
+        clock.save()
+        peer_site = site_id(peer)
         practices = [dict(r) for r in peer.execute(select(Practice.__table__)).mappings()]
+        metas = load_meta(peer, "practices", [p["id"] for p in practices])
         users = [dict(r) for r in peer.execute(select(User.__table__)).mappings()]
         keys = [dict(r) for r in peer.execute(select(_keys).where(_keys.c.purpose.in_(_COPIED_KEYS))).mappings()]
     if conn.execute(select(Practice.__table__.c.id)).first() is not None:
         raise ConflictError("join: this database already holds a practice; a site joins from an empty database")
     if practices:
         conn.execute(insert(Practice.__table__), practices)
+        for practice in practices:
+            meta = metas[practice["id"]]
+            meta.stored, meta.source, meta.version = False, peer_site, practice["sync_version"]
+            save_meta(conn, "practices", practice["id"], meta)
     if users:
         conn.execute(insert(User.__table__), users)
     for record in keys:

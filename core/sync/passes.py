@@ -110,6 +110,7 @@ class PassOptions:
     policies: dict[str, Policy] = field(default_factory=dict)
     push: bool = True
     pull: bool = True
+    tables: frozenset[str] | None = None      # None: every synced table
     # Test hook: called with (direction, table, batch number) after a batch committed on
     # the receiving side and before the watermark moved. Lets tests crash there.
     after_batch: Callable[[str, str, int], None] | None = None
@@ -512,13 +513,15 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
 
     directions = ([("push", local, remote, remote_peer_id)] if options.push else []) + (
         [("pull", remote, local, peer_id)] if options.pull else [])
-    result: dict = {"push": {}, "pull": {}}
+    result: dict = {"push": {}, "pull": {}, "peer_site": remote.site}
     for direction, src, dst, dst_peer in directions:
         progress(f"{direction}: keys")
         result[direction][KEYS_TABLE] = move_keys(src, dst, watermark=marks.get((KEYS_TABLE, direction), 0),
                                                   set_watermark=setter(KEYS_TABLE, direction),
                                                   batch_size=max(options.batch_size, 500))
         for spec in synced():
+            if options.tables is not None and spec.name not in options.tables:
+                continue
             progress(f"{direction}: {spec.name}")
             policy = options.policies.get(spec.name) or Policy(spec.default_strategy)
             counts = move_table(src, dst, spec, direction=direction, watermark=marks.get((spec.name, direction), 0),

@@ -6,7 +6,7 @@ from sqlalchemy import func, select
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client, SyncConflict, TherapySession
 from strongroom.core.repository.clients import get_client, update_client
-from tests.core.sync.conftest import WRITER, client_ids
+from tests.core.conftest import WRITER, client_ids
 
 
 def _checksums(site, table):

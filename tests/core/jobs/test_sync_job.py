@@ -1,0 +1,61 @@
+"""The sync job: one pass per active peer, outcome on the peer's record, one audit entry per pass."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from strongroom.core.context import Context
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import AuditLog, SyncPeer
+from strongroom.core.errors import NotFoundError
+from strongroom.core.jobs import sync as sync_job
+from strongroom.core.sync.peers import add_peer
+from tests.core.conftest import client_ids
+
+
+
+def _progress(*_args):
+    pass
+
+
+def _laptop_ctx(ctx, laptop) -> Context:
+    settings = ctx.settings.model_copy(update={"database": ctx.settings.database.model_copy(update={"url": laptop.url})})
+    return Context(settings, laptop.engine, laptop.keyring)
+
+
+def test_a_pass_per_peer_records_success_and_audits_its_counts(ctx, first_site, join_site):
+    laptop = join_site("laptop")
+    result = sync_job.run(_laptop_ctx(ctx, laptop), {}, _progress)
+    (peer,) = result["peers"]
+    # 12 clients and 10 sessions; the practice came with the join, nothing to send back.
+    assert (peer["peer"], peer["received"], peer["sent"], result["failed"]) == ("central", 22, 0, [])
+    assert client_ids(laptop) == client_ids(first_site)
+    with transaction(laptop.engine, read_only=True) as conn:
+        record = conn.execute(select(SyncPeer.__table__).where(SyncPeer.__table__.c.name == "central")).mappings().one()
+        assert record["last_sync_at"] is not None and record["failures"] == 0 and record["site_id"]
+        logs = AuditLog.__table__
+        entry = conn.execute(select(logs.c.details).where(logs.c.action == "SYNC", logs.c.table_name == "sync_peers")
+                             .order_by(logs.c.id.desc())).scalars().first()
+        assert '"event":"pass"' in entry.replace(" ", "") and '"received":22' in entry.replace(" ", "")
+
+
+def test_an_unreachable_peer_fails_and_is_counted_with_backoff(ctx, first_site, join_site, tmp_path):
+    laptop = join_site("laptop")
+    with transaction(laptop.engine) as conn:
+        add_peer(conn, "gone", f"sqlite:///{tmp_path}/missing/dir/none.db")
+    lctx = _laptop_ctx(ctx, laptop)
+    lctx.settings = lctx.settings.model_copy(update={"sync": lctx.settings.sync.model_copy(
+        update={"tables": {}})})
+    with pytest.raises(sync_job.SyncFailure) as failure:
+        sync_job.run(lctx, {}, _progress)
+    assert failure.value.result["failed"] == ["gone"]
+    with transaction(laptop.engine, read_only=True) as conn:
+        gone = conn.execute(select(SyncPeer.__table__).where(SyncPeer.__table__.c.name == "gone")).mappings().one()
+        assert gone["failures"] == 1 and gone["next_attempt_at"] is not None and gone["last_error"]
+        assert "missing" not in gone["last_error"]     # no path or URL in the error
+
+
+def test_an_unknown_peer_is_not_found(ctx, first_site, join_site):
+    laptop = join_site("laptop")
+    with pytest.raises(NotFoundError):
+        sync_job.run(_laptop_ctx(ctx, laptop), {"peer": "nobody"}, _progress)
