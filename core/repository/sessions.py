@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, insert, select, update
 
 from strongroom.core import audit
 from strongroom.core.crypto.fields import FieldCipher, associated_data
@@ -151,6 +151,37 @@ def create_session(conn: Connection, keyring: Keyring, principal: Principal,
     row = _row(conn, keyring, _validate(data), next_change_version(conn), {}, {})
     _write(conn, principal, [row])
     return row["id"]
+
+
+# What an edit may change: the client and practice a session belongs to stay fixed.
+EDITABLE = ("starts_at", "duration_minutes", "session_type", "notes", "status", "payment_status", "price_cents")
+
+
+def update_session(conn: Connection, keyring: Keyring, principal: Principal,
+                   session_id: uuid.UUID, changes: dict) -> None:
+    """Change a session's fields (notes resealed with the row's own key, so the same key
+    still opens every field of the row); audited UPDATE naming the fields, never values."""
+    _require(principal, "table:therapy_sessions:write")
+    unknown = sorted(set(changes) - set(EDITABLE))
+    if unknown or not changes:
+        raise ValidationError("therapy_sessions: an update may change only " + ", ".join(EDITABLE))
+    row = conn.execute(select(_sessions).where(_sessions.c.id == session_id,
+                                                _sessions.c.deleted_at.is_(None))).mappings().first()
+    if row is None:
+        raise NotFoundError(f"therapy_sessions: session {session_id} not found")
+    current = {name: row[name] for name in EDITABLE if name != "notes"}
+    checked = _validate({**current, **changes, "client_id": row["client_id"]})
+    values = {name: getattr(checked, name) for name in changes if name != "notes"}
+    if "notes" in changes:
+        values["notes_enc"] = None if checked.notes is None else keyring.cipher(conn, row["key_id"]).encrypt(
+            checked.notes.encode(), associated_data(TABLE, "notes", session_id))
+    values["updated_at"] = utcnow()
+    values["sync_version"] = next_change_version(conn)
+    values["data_checksum"] = row_checksum({**row, **values})
+    conn.execute(update(_sessions).where(_sessions.c.id == session_id).values(**values))
+    audit.append(conn, actor=principal.actor, action="UPDATE", table_name=TABLE, record_id=session_id,
+                 details={"fields": sorted(changes)}, session_id=principal.session_id,
+                 ip_address=principal.ip_address)
 
 
 def list_sessions(conn: Connection, keyring: Keyring, principal: Principal,

@@ -62,3 +62,38 @@ def test_a_session_of_an_unknown_or_erased_client_is_refused(ctx, client_ids):
         with transaction(ctx.engine) as conn:
             repo.insert_sessions(conn, ctx.keyring, SYSTEM, [{"client_id": client_ids[1], "starts_at": when},
                                                             {"client_id": client_ids[0], "starts_at": when}])
+
+
+def test_an_amended_note_is_resealed_with_the_rows_key_and_the_update_audited_by_field_name(ctx, client_ids):
+    from strongroom.core import audit
+    from strongroom.core.repository.changes import row_checksum
+
+    with transaction(ctx.engine) as conn:
+        session_id = repo.create_session(conn, ctx.keyring, SYSTEM, {
+            "client_id": client_ids[0], "starts_at": datetime(2026, 1, 5, 9, tzinfo=timezone.utc),
+            "notes": "Practised paced breathing."})
+        before = dict(conn.execute(select(TherapySession.__table__)).mappings().one())
+        repo.update_session(conn, ctx.keyring, SYSTEM, session_id,
+                            {"notes": "Practised paced breathing. Addendum: homework agreed.", "duration_minutes": 80})
+        after = dict(conn.execute(select(TherapySession.__table__)).mappings().one())
+        (shown,) = repo.list_sessions(conn, ctx.keyring, SYSTEM, client_ids[0])
+        entry = audit.tail(conn, limit=2)[1]        # newest first: the READ, then the UPDATE
+    assert shown["notes"] == "Practised paced breathing. Addendum: homework agreed." and shown["duration_minutes"] == 80
+    assert key_id_of(after["notes_enc"]) == before["key_id"] and after["sync_version"] > before["sync_version"]
+    assert after["data_checksum"] == row_checksum(after) != before["data_checksum"]
+    assert entry.action == "UPDATE" and entry.details == {"fields": ["duration_minutes", "notes"]}
+
+
+def test_an_update_of_an_unknown_field_or_session_is_refused_without_echoing_it(ctx, client_ids):
+    from strongroom.core.errors import ValidationError
+
+    with transaction(ctx.engine) as conn:
+        session_id = repo.create_session(conn, ctx.keyring, SYSTEM, {
+            "client_id": client_ids[0], "starts_at": datetime(2026, 1, 5, 9, tzinfo=timezone.utc)})
+    with pytest.raises(ValidationError) as err:
+        with transaction(ctx.engine) as conn:
+            repo.update_session(conn, ctx.keyring, SYSTEM, session_id, {"client_id": "912-34-5678"})
+    assert "912-34-5678" not in str(err.value)
+    with pytest.raises(NotFoundError):
+        with transaction(ctx.engine) as conn:
+            repo.update_session(conn, ctx.keyring, SYSTEM, new_id(), {"notes": "x"})
