@@ -514,6 +514,9 @@ class SyncState(Base):
     direction: Mapped[str] = mapped_column(String(8), nullable=False)
     watermark: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     updated_at: Mapped[datetime] = _created()
+    # With `watermark`, a cursor: rows of version `watermark` up to this id are done too
+    # (None: all of them). One bulk write gives many rows one version.
+    after_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class SyncConflict(Base):

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from strongroom.core import audit
@@ -418,27 +418,36 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
 
 # --- moving ----------------------------------------------------------------------------
 
-def _read_batch(side: Side, spec: SyncTable, after: int, limit: int, stamp: bool) -> list[tuple[dict, Meta]]:
+def past(table, version: int, after_id: uuid.UUID | None):
+    """Rows after the cursor (version, id) in (sync_version, id) order."""
+    if after_id is None:
+        return table.c.sync_version > version
+    return or_(table.c.sync_version > version, and_(table.c.sync_version == version, table.c.id > after_id))
+
+
+def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None], limit: int,
+                stamp: bool) -> list[tuple[dict, Meta]]:
     with transaction(side.engine) as conn:
         lock_changes(conn)
         if stamp:
             clock = Clock(conn)
             stamp_table(conn, clock, spec)
             clock.save()
-        rows = conn.execute(select(spec.table).where(spec.table.c.sync_version > after)
-                            .order_by(spec.table.c.sync_version).limit(limit)).mappings().all()
+        table = spec.table
+        rows = conn.execute(select(table).where(past(table, *cursor))
+                            .order_by(table.c.sync_version, table.c.id).limit(limit)).mappings().all()
         metas = load_meta(conn, spec.name, [r["id"] for r in rows])
     return [(dict(r), metas[r["id"]]) for r in rows]
 
 
-def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, watermark: int,
-               set_watermark: Callable[[int], None], dst_peer_id: uuid.UUID, policy: Policy,
+def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor: tuple[int, uuid.UUID | None],
+               set_watermark: Callable[..., None], dst_peer_id: uuid.UUID, policy: Policy,
                options: PassOptions) -> TableCounts:
-    """Every version of `spec` past `watermark` from src to dst, batch by batch."""
+    """Every version of `spec` past the cursor from src to dst, batch by batch."""
     total = TableCounts()
     number = 0
     while True:
-        batch = _read_batch(src, spec, watermark, options.batch_size, stamp=number == 0)
+        batch = _read_batch(src, spec, cursor, options.batch_size, stamp=number == 0)
         if not batch:
             return total
         number += 1
@@ -451,8 +460,9 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, waterma
         total.add(counts)
         if options.after_batch is not None:
             options.after_batch(direction, spec.name, number)
-        watermark = batch[-1][0]["sync_version"]
-        set_watermark(watermark)
+        last = batch[-1][0]
+        cursor = (last["sync_version"], last["id"])
+        set_watermark(*cursor)
 
 
 def move_keys(src: Side, dst: Side, *, watermark: int, set_watermark: Callable[[int], None],
@@ -472,11 +482,11 @@ def move_keys(src: Side, dst: Side, *, watermark: int, set_watermark: Callable[[
         set_watermark(watermark)
 
 
-def watermarks(engine: Engine, peer_id: uuid.UUID) -> dict[tuple[str, str], int]:
+def watermarks(engine: Engine, peer_id: uuid.UUID) -> dict[tuple[str, str], tuple[int, uuid.UUID | None]]:
     from strongroom.core.db.models import SyncState
     state = SyncState.__table__
     with transaction(engine, read_only=True) as conn:
-        return {(r.table_name, r.direction): r.watermark
+        return {(r.table_name, r.direction): (r.watermark, r.after_id)
                 for r in conn.execute(select(state).where(state.c.peer_id == peer_id))}
 
 
@@ -505,10 +515,10 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
     with transaction(remote.engine) as conn:
         remote_peer_id = inbound_peer(conn, local.site)
 
-    def setter(table: str, direction: str) -> Callable[[int], None]:
-        def set_it(value: int) -> None:
+    def setter(table: str, direction: str) -> Callable[..., None]:
+        def set_it(value: int, after_id: uuid.UUID | None = None) -> None:
             with transaction(local.engine) as conn:
-                peer_store.set_watermark(conn, peer_id, table, direction, value)
+                peer_store.set_watermark(conn, peer_id, table, direction, value, after_id)
         return set_it
 
     directions = ([("push", local, remote, remote_peer_id)] if options.push else []) + (
@@ -516,7 +526,7 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
     result: dict = {"push": {}, "pull": {}, "peer_site": remote.site}
     for direction, src, dst, dst_peer in directions:
         progress(f"{direction}: keys")
-        result[direction][KEYS_TABLE] = move_keys(src, dst, watermark=marks.get((KEYS_TABLE, direction), 0),
+        result[direction][KEYS_TABLE] = move_keys(src, dst, watermark=marks.get((KEYS_TABLE, direction), (0,))[0],
                                                   set_watermark=setter(KEYS_TABLE, direction),
                                                   batch_size=max(options.batch_size, 500))
         for spec in synced():
@@ -524,7 +534,7 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
                 continue
             progress(f"{direction}: {spec.name}")
             policy = options.policies.get(spec.name) or Policy(spec.default_strategy)
-            counts = move_table(src, dst, spec, direction=direction, watermark=marks.get((spec.name, direction), 0),
+            counts = move_table(src, dst, spec, direction=direction, cursor=marks.get((spec.name, direction), (0, None)),
                                 set_watermark=setter(spec.name, direction), dst_peer_id=dst_peer,
                                 policy=policy, options=options)
             result[direction][spec.name] = counts.__dict__

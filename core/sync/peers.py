@@ -144,14 +144,16 @@ def record_failure(conn: Connection, peer_id: uuid.UUID, *, error: str, now: dat
 
 
 def set_watermark(conn: Connection, peer_id: uuid.UUID, table_name: str, direction: str,
-                  watermark: int) -> None:
-    """Record how far a peer has synced one table in one direction (push or pull)."""
+                  watermark: int, after_id: uuid.UUID | None = None) -> None:
+    """Record how far a peer has synced one table in one direction (push or pull): every
+    row below version `watermark`, and of that version those up to `after_id` (all of
+    them when None)."""
     if direction not in (PUSH, PULL):
         raise ValidationError(f"sync watermark: direction must be {PUSH} or {PULL}")
     if table_name not in {t.name for t in synced_tables()} | set(WATERMARKED):
         raise ValidationError(f"sync watermark: {table_name!r} is not a synced table")
     key = (_state.c.peer_id == peer_id, _state.c.table_name == table_name, _state.c.direction == direction)
-    values = {"watermark": watermark, "updated_at": utcnow()}
+    values = {"watermark": watermark, "after_id": after_id, "updated_at": utcnow()}
     if conn.execute(update(_state).where(*key).values(**values)).rowcount == 0:
         conn.execute(insert(_state), [{"id": new_id(), "peer_id": peer_id, "table_name": table_name,
                                        "direction": direction, **values}])

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, and_, insert, or_, select, text, update
 
 from strongroom.core.db.models import SyncMark, SyncRow
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
@@ -175,15 +175,19 @@ def stamp_table(conn: Connection, clock: Clock, spec: SyncTable) -> int:
     """Stamp every row of `spec` written since the table's mark; returns how many rows got
     a new version. Runs in the caller's transaction (which should hold `lock_changes`)."""
     table = spec.table
-    mark = _mark(conn, spec.name)
+    start = mark = _mark(conn, spec.name)
+    after_id = None
     fresh = 0
     while True:
-        rows = conn.execute(select(table).where(table.c.sync_version > mark)
-                            .order_by(table.c.sync_version).limit(STAMP_BATCH)).mappings().all()
+        where = table.c.sync_version > mark if after_id is None else or_(
+            table.c.sync_version > mark, and_(table.c.sync_version == mark, table.c.id > after_id))
+        rows = conn.execute(select(table).where(where)
+                            .order_by(table.c.sync_version, table.c.id).limit(STAMP_BATCH)).mappings().all()
         if not rows:
             break
         metas = load_meta(conn, spec.name, [r["id"] for r in rows])
         fresh += stamp_rows(conn, clock, spec, rows, metas)
-        mark = rows[-1]["sync_version"]
+        mark, after_id = rows[-1]["sync_version"], rows[-1]["id"]
+    if mark != start:
         _set_mark(conn, spec.name, mark)
     return fresh

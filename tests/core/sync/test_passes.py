@@ -1,12 +1,21 @@
 """A sync pass between two sites: rows travel both ways, once, readable where they land."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import json
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, select, update
 
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Client, SyncConflict, TherapySession
-from strongroom.core.repository.clients import get_client, update_client
-from tests.core.conftest import WRITER, client_ids
+from strongroom.core.db.models import Client, DataKey, KeyState, SyncConflict, SyncQuarantine, TherapySession
+from strongroom.core.errors import ConflictError
+from strongroom.core.repository.changes import row_checksum
+from strongroom.core.repository.clients import delete_client, get_client, update_client
+from strongroom.core.retention.erasure import erase_client
+from strongroom.core.sync.conflicts import resolve_conflict
+from strongroom.core.sync.merge import Policy
+from tests.core.conftest import WRITER, client_ids, open_site
 
 
 def _checksums(site, table):
@@ -66,3 +75,200 @@ def test_the_same_field_changed_on_both_sites_waits_for_a_person(first_site, joi
             assert get_client(conn, site.keyring, WRITER, cid)["phone"] == phone
             assert conn.execute(select(func.count()).select_from(SyncConflict.__table__)
                                 .where(SyncConflict.__table__.c.status == "open")).scalar_one() == 1
+
+
+# --- strategies ------------------------------------------------------------------------
+
+def _phone(site, cid):
+    with transaction(site.engine) as conn:
+        return get_client(conn, site.keyring, WRITER, cid, include_deleted=True)["phone"]
+
+
+def _open_conflicts(site):
+    with transaction(site.engine, read_only=True) as conn:
+        return conn.execute(select(SyncConflict.__table__).where(SyncConflict.__table__.c.status == "open")
+                            ).mappings().all()
+
+
+def _rule_decisions(site):
+    from strongroom.core.db.models import AuditLog
+    logs = AuditLog.__table__
+    with transaction(site.engine, read_only=True) as conn:
+        return [json.loads(d) for d in conn.execute(select(logs.c.details).where(
+            logs.c.action == "SYNC", logs.c.details.like('%rule_decision%'))).scalars()]
+
+
+def test_last_write_wins_takes_the_later_edit_on_both_sites_and_records_who_lost(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    with transaction(laptop.engine) as conn:
+        update_client(conn, laptop.keyring, WRITER, cid, {"phone": "555-0002"})
+    with transaction(first_site.engine) as conn:      # later: wins
+        update_client(conn, first_site.keyring, WRITER, cid, {"phone": "555-0001"})
+    lww = {"clients": Policy("last_write_wins")}
+    laptop.sync(first_site, policies=lww)
+    laptop.sync(first_site, policies=lww)
+    assert _phone(first_site, cid) == _phone(laptop, cid) == "555-0001"
+    assert not _open_conflicts(laptop) and not _open_conflicts(first_site)
+    decisions = _rule_decisions(laptop) + _rule_decisions(first_site)
+    assert any(d["rule"] == "last_write_wins" and "phone" in d["fields"] for d in decisions)
+    assert all("555" not in json.dumps(d) for d in decisions)       # names, never values
+
+
+def test_a_resolution_on_one_site_settles_the_conflict_on_both(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    with transaction(first_site.engine) as conn:
+        update_client(conn, first_site.keyring, WRITER, cid, {"phone": "555-0001"})
+    with transaction(laptop.engine) as conn:
+        update_client(conn, laptop.keyring, WRITER, cid, {"phone": "555-0002"})
+    laptop.sync(first_site)
+    (conflict,) = _open_conflicts(laptop)
+    with transaction(laptop.engine) as conn:
+        resolve_conflict(conn, laptop.keyring, WRITER, conflict["id"], {"phone": "remote"})
+    laptop.sync(first_site)
+    laptop.sync(first_site)
+    assert _phone(first_site, cid) == _phone(laptop, cid) == "555-0001"
+    assert not _open_conflicts(laptop) and not _open_conflicts(first_site)
+    assert _checksums(laptop, Client.__table__) == _checksums(first_site, Client.__table__)
+
+
+def test_a_delete_against_an_edit_is_a_conflict_not_a_silent_loss(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    with transaction(first_site.engine) as conn:
+        delete_client(conn, WRITER, cid)
+    with transaction(laptop.engine) as conn:
+        update_client(conn, laptop.keyring, WRITER, cid, {"phone": "555-0002"})
+    laptop.sync(first_site)
+    assert [c["row_id"] for c in _open_conflicts(laptop)] == [cid]
+    assert _phone(laptop, cid) == "555-0002"
+
+
+def test_an_erasure_travels_and_no_later_pass_brings_the_keys_back(first_site, join_site):
+    laptop = join_site("laptop")
+    tablet = join_site("tablet")
+    laptop.sync(first_site)
+    tablet.sync(first_site)
+    cid = client_ids(first_site)[0]
+    with transaction(laptop.engine) as conn:
+        update_client(conn, laptop.keyring, WRITER, cid, {"phone": "555-0002"})   # offline edit
+    with transaction(first_site.engine) as conn:
+        erase_client(conn, first_site.keyring, cid, now=datetime.now(timezone.utc))
+    tablet.sync(first_site)
+    tablet.sync(laptop)       # the laptop still holds the live key and its edit
+    laptop.sync(first_site)
+    for site in (first_site, laptop, tablet):
+        with transaction(site.engine, read_only=True) as conn:
+            states = set(conn.execute(select(DataKey.__table__.c.state).where(
+                DataKey.__table__.c.client_id == cid)).scalars())
+            wrapped = set(conn.execute(select(DataKey.__table__.c.wrapped_key).where(
+                DataKey.__table__.c.client_id == cid)).scalars())
+            deleted = conn.execute(select(Client.__table__.c.deleted_at).where(Client.__table__.c.id == cid)).scalar()
+        assert states == {KeyState.DESTROYED} and wrapped == {None} and deleted is not None, site.name
+    assert not _open_conflicts(laptop)
+
+
+def test_a_row_that_went_round_a_chain_is_not_applied_again(first_site, join_site):
+    b = join_site("b")
+    c = join_site("c")
+    b.sync(first_site)
+    c.sync(b)
+    cid = client_ids(first_site)[0]
+    with transaction(first_site.engine) as conn:
+        update_client(conn, first_site.keyring, WRITER, cid, {"phone": "555-0009"})
+    b.sync(first_site)
+    c.sync(b)
+    back = c.sync(first_site)      # c -> a: a has seen this version
+    assert back["push"]["clients"]["applied"] == 0 and _phone(c, cid) == "555-0009"
+
+
+# --- validation ------------------------------------------------------------------------
+
+def test_a_tampered_row_is_quarantined_and_the_rest_of_the_batch_applies(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    first, second = client_ids(first_site)[:2]
+    with transaction(first_site.engine) as conn:
+        update_client(conn, first_site.keyring, WRITER, first, {"phone": "555-0003"})
+        update_client(conn, first_site.keyring, WRITER, second, {"phone": "555-0004"})
+        # Someone with database access moves a ciphertext from one field to another and
+        # fixes the checksum: the AAD binds it to its field, so it must not open here.
+        table = Client.__table__
+        other = conn.execute(select(table.c.email_enc).where(table.c.id == first)).scalar()
+        row = dict(conn.execute(select(table).where(table.c.id == first)).mappings().one())
+        row["phone_enc"] = other
+        conn.execute(update(table).where(table.c.id == first).values(
+            phone_enc=other, data_checksum=row_checksum(row)))
+    result = laptop.sync(first_site)
+    assert result["pull"]["clients"]["quarantined"] == 1
+    assert _phone(laptop, second) == "555-0004"
+    with transaction(laptop.engine, read_only=True) as conn:
+        (held,) = conn.execute(select(SyncQuarantine.__table__)).mappings().all()
+    assert (held["row_id"], held["reason"]) == (str(first), "ciphertext_invalid")
+    assert "555" not in held["detail"]
+
+
+def test_a_row_whose_checksum_does_not_match_is_quarantined(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    with transaction(first_site.engine) as conn:
+        update_client(conn, first_site.keyring, WRITER, cid, {"phone": "555-0003"})
+        conn.execute(update(Client.__table__).where(Client.__table__.c.id == cid).values(status="VIP"))
+    result = laptop.sync(first_site)
+    assert result["pull"]["clients"]["quarantined"] == 1
+
+
+# --- refusals and faults ---------------------------------------------------------------
+
+def test_a_peer_with_another_kek_is_refused_naming_the_key_ids(first_site, tmp_path, sqlite_template):
+    from strongroom.core.crypto.kek import Kek, generate_kek
+    from tests.conftest import sqlite_copy
+    stranger = open_site("stranger", sqlite_copy(sqlite_template, tmp_path / "s.db"), [Kek(generate_kek(), "test")])
+    with transaction(stranger.engine) as conn:
+        stranger.keyring.signing_key(conn)
+        stranger.keyring.blind_indexer(conn)
+    with pytest.raises(ConflictError, match="KEK") as refused:
+        stranger.sync(first_site)
+    assert first_site.keyring.kek_id in str(refused.value) and stranger.keyring.kek_id in str(refused.value)
+    assert client_ids(stranger) == []
+
+
+def test_a_peer_at_another_schema_revision_is_refused_before_anything_moves(first_site, join_site):
+    laptop = join_site("laptop")
+    with transaction(first_site.engine) as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0008'")
+    with pytest.raises(ConflictError, match="revision 0008"):
+        laptop.sync(first_site)
+    assert client_ids(laptop) == []
+
+
+def test_a_crash_between_batches_resumes_from_the_last_committed_watermark(first_site, join_site):
+    laptop = join_site("laptop")
+
+    def crash(direction, table, number):
+        if table == "clients" and number == 2:
+            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError):
+        laptop.sync(first_site, batch_size=5, after_batch=crash)
+    assert 0 < len(client_ids(laptop)) < 12
+    laptop.sync(first_site, batch_size=5)
+    assert client_ids(laptop) == client_ids(first_site)
+    assert _checksums(laptop, TherapySession.__table__) == _checksums(first_site, TherapySession.__table__)
+
+
+def test_two_passes_of_one_pair_at_once_are_refused(first_site, join_site):
+    laptop = join_site("laptop")
+    from strongroom.core.sync.passes import pair_of, take_lease
+    from strongroom.core.sync.site import site_id
+    with transaction(laptop.engine, read_only=True) as conn:
+        mine = site_id(conn)
+    with transaction(first_site.engine, read_only=True) as conn:
+        theirs = site_id(conn)
+    take_lease(first_site.engine, pair_of(mine, theirs), "another-process", datetime.now(timezone.utc))
+    with pytest.raises(ConflictError, match="already running"):
+        laptop.sync(first_site)

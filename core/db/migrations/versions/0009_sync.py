@@ -88,6 +88,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("last_attempt_at", _WHEN, nullable=True))
         batch.add_column(sa.Column("next_attempt_at", _WHEN, nullable=True))
         batch.add_column(sa.Column("clock_skew_seconds", sa.Float(), nullable=True))
+    # A watermark is a (sync_version, row id) cursor: one bulk write gives many rows one
+    # version, and a batch may end inside them.
+    with op.batch_alter_table("sync_state") as batch:
+        batch.add_column(sa.Column("after_id", sa.Uuid(), nullable=True))
     op.create_table(
         "sync_leases",
         sa.Column("pair", sa.String(length=80), nullable=False),
@@ -99,6 +103,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("sync_leases")
+    with op.batch_alter_table("sync_state") as batch:
+        batch.drop_column("after_id")
     with op.batch_alter_table("sync_peers") as batch:
         for name in ("clock_skew_seconds", "next_attempt_at", "last_attempt_at", "last_error", "failures",
                      "site_id"):
