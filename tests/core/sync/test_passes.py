@@ -272,3 +272,22 @@ def test_two_passes_of_one_pair_at_once_are_refused(first_site, join_site):
     take_lease(first_site.engine, pair_of(mine, theirs), "another-process", datetime.now(timezone.utc))
     with pytest.raises(ConflictError, match="already running"):
         laptop.sync(first_site)
+
+
+# --- consistency -----------------------------------------------------------------------
+
+def test_the_consistency_check_names_the_rows_that_differ_and_nothing_else(first_site, join_site):
+    from strongroom.core.sync.consistency import compare
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    assert compare(laptop.engine, first_site.engine)["consistent"]
+    cid = client_ids(first_site)[0]
+    with transaction(first_site.engine) as conn:
+        update_client(conn, first_site.keyring, WRITER, cid, {"phone": "555-0001"})
+    report = compare(laptop.engine, first_site.engine)
+    clients = next(t for t in report["tables"] if t["table"] == "clients")
+    assert not report["consistent"]
+    assert (clients["differing"], clients["missing_here"], clients["ranges_differing"]) == (1, 0, 1)
+    assert clients["examples"] == [{"row_id": str(cid), "problem": "differing"}]
+    laptop.sync(first_site)
+    assert compare(laptop.engine, first_site.engine)["consistent"]
