@@ -32,17 +32,24 @@ class Scheduled:
 def scheduled(settings: Settings) -> list[Scheduled]:
     """Every schedule in `settings`. Backups follow each configuration's own schedule
     ([schedules] backup for "default"); verify, prune and restore_drill schedules run
-    for every configuration, since each has its own repository."""
+    for every configuration, since each has its own repository. Sync passes follow each
+    peer's own `schedule` ("sync:NAME"), and [schedules] sync syncs every active peer."""
     names = ["default", *sorted(settings.backup.configurations)]
     found = []
     for kind, expression in settings.schedules.items():
         if kind in per_configuration() and kind != "backup":
             found += [Scheduled(_job_id(kind, name), kind, expression, _params(name)) for name in names]
+        elif kind == "sync":
+            # Every active peer; a peer waiting out its retry backoff is skipped.
+            found.append(Scheduled(kind, kind, expression, {"scheduled": True}))
         else:
             found.append(Scheduled(kind, kind, expression, {}))
     for name, cfg in sorted(settings.backup.configurations.items()):
         if cfg.schedule:
             found.append(Scheduled(_job_id("backup", name), "backup", cfg.schedule, _params(name)))
+    for name, peer in sorted(settings.sync.peers.items()):
+        if peer.schedule:
+            found.append(Scheduled(f"sync:{name}", "sync", peer.schedule, {"peer": name, "scheduled": True}))
     return found
 
 

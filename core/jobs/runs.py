@@ -57,7 +57,11 @@ class Run:
 
 
 def configuration_of(job_kind: str, params: dict | None) -> str | None:
-    """The backup configuration a run works on (None for other kinds)."""
+    """What a run works on, for keeping two runs of one kind apart: the backup
+    configuration, or for sync the peer ("*": every peer); None for other kinds. Two
+    passes with one pair of sites are refused by the pass's own lease."""
+    if job_kind == "sync":
+        return f"peer {(params or {}).get('peer') or '*'}"
     if job_kind not in per_configuration():
         return None
     return str((params or {}).get("configuration") or "default")
@@ -82,7 +86,8 @@ def queue(engine: Engine, job_kind: str, *, trigger: str, params: dict | None = 
             _runs.c.job_kind == job_kind, _runs.c.status.in_(ACTIVE))).all()
         busy = next((r.id for r in active if configuration_of(job_kind, r.params) == scope), None)
         if busy is not None:
-            where = f" on backup configuration {scope!r}" if scope else ""
+            where = ("" if scope is None else f" with {scope}" if job_kind == "sync"
+                     else f" on backup configuration {scope!r}")
             raise ConflictError(f"a {job_kind} run is already in progress{where} ({busy})")
         row = {"id": new_id(), "job_kind": job_kind, "trigger": trigger, "status": JobStatus.QUEUED,
                "params": params or {}, "requested_by": requested_by, "progress_done": 0,
