@@ -422,9 +422,11 @@ def get_conflict(conn: Connection, keyring: Keyring, principal: Principal,
 
 def _check_choices(record: Mapping, views: dict[str, FieldView], choices: object) -> dict[str, str]:
     cid = record["id"]
-    if not isinstance(choices, Mapping) or not choices:
-        raise ValidationError(f"conflict {cid}: give a choice (local, remote or base) for each differing field")
     differing = [name for name, view in views.items() if view.differs]
+    # Two sites may write the same value concurrently (each ciphertext differs, the
+    # values do not): such a conflict is resolved with no choice at all.
+    if not isinstance(choices, Mapping) or (not choices and differing):
+        raise ValidationError(f"conflict {cid}: give a choice (local, remote or base) for each differing field")
     for name, choice in choices.items():
         if name not in views:
             raise ValidationError(f"conflict {cid} has no field {_shown(name)}; "

@@ -60,13 +60,13 @@ def _order(row: Mapping, meta: Meta) -> tuple:
     return (meta.hlc, meta.origin)
 
 
-def _differing(spec: SyncTable, a: Meta, b: Meta) -> list[str]:
-    return sorted(f for f in spec.fields if a.hashes.get(f) != b.hashes.get(f))
+def _differing(spec: SyncTable, a: Meta, b: Meta, equal: frozenset[str] = frozenset()) -> list[str]:
+    return sorted(f for f in spec.fields if a.hashes.get(f) != b.hashes.get(f) and f not in equal)
 
 
 def _whole(spec: SyncTable, local: Mapping, lmeta: Meta, remote: Mapping, rmeta: Meta, remote_wins: bool,
-           rule: str) -> Decision:
-    differing = _differing(spec, lmeta, rmeta)
+           rule: str, equal: frozenset[str] = frozenset()) -> Decision:
+    differing = _differing(spec, lmeta, rmeta, equal)
     vv = merged(lmeta.vv, rmeta.vv)
     if remote_wins:
         meta = Meta(rmeta.origin, rmeta.hlc, vv, dict(rmeta.dots), dict(rmeta.hashes), pending=lmeta.pending)
@@ -83,8 +83,13 @@ def _is_tombstone(row: Mapping) -> bool:
 
 
 def decide(spec: SyncTable, local: Mapping | None, lmeta: Meta | None, remote: Mapping, rmeta: Meta,
-           policy: Policy, *, erased: bool = False) -> Decision:
-    """What to do with `remote` (a full row and its metadata) given our version."""
+           policy: Policy, *, erased: bool = False, equal: frozenset[str] = frozenset()) -> Decision:
+    """What to do with `remote` (a full row and its metadata) given our version.
+
+    `equal`: fields whose stored forms differ but whose values are the same (two sites
+    wrote the same value; each sealed it with its own nonce). The caller learns them by
+    opening both versions when a first decision was a conflict: the same value written
+    twice is not a conflict, and no value is lost by keeping either."""
     if local is None or lmeta is None:
         if local is not None:
             # A row we hold but never stamped cannot happen after stamping; treat it as
@@ -104,17 +109,18 @@ def decide(spec: SyncTable, local: Mapping | None, lmeta: Meta | None, remote: M
     # Concurrent.
     if erased and (_is_tombstone(local) or _is_tombstone(remote)):
         return _whole(spec, local, lmeta, remote, rmeta, _is_tombstone(remote), "erasure")
-    if policy.strategy == "manual":
-        return Decision(CONFLICT, conflict_fields=_differing(spec, lmeta, rmeta))
+    remote_later = _order(remote, rmeta) > _order(local, lmeta)
+    if policy.strategy == "manual" or (policy.strategy == "timestamp_based" and not policy.skew_ok):
+        differing = _differing(spec, lmeta, rmeta, equal)
+        if not differing:
+            return _whole(spec, local, lmeta, remote, rmeta, remote_later, "same_values", equal)
+        return Decision(CONFLICT, conflict_fields=differing)
     if policy.strategy == "last_write_wins":
-        return _whole(spec, local, lmeta, remote, rmeta, _order(remote, rmeta) > _order(local, lmeta),
-                      "last_write_wins")
+        return _whole(spec, local, lmeta, remote, rmeta, remote_later, "last_write_wins", equal)
     if policy.strategy == "timestamp_based":
-        if not policy.skew_ok:
-            return Decision(CONFLICT, conflict_fields=_differing(spec, lmeta, rmeta))
         wins = (remote["updated_at"], rmeta.hlc, rmeta.origin) > (local["updated_at"], lmeta.hlc, lmeta.origin)
-        return _whole(spec, local, lmeta, remote, rmeta, wins, "timestamp_based")
-    return _field_level(spec, local, lmeta, remote, rmeta, policy)
+        return _whole(spec, local, lmeta, remote, rmeta, wins, "timestamp_based", equal)
+    return _field_level(spec, local, lmeta, remote, rmeta, policy, equal)
 
 
 def _copy(meta: Meta) -> Meta:
@@ -122,30 +128,37 @@ def _copy(meta: Meta) -> Meta:
 
 
 def _field_level(spec: SyncTable, local: Mapping, lmeta: Meta, remote: Mapping, rmeta: Meta,
-                 policy: Policy) -> Decision:
+                 policy: Policy, equal: frozenset[str] = frozenset()) -> Decision:
     take_remote: list[str] = []
     both: list[str] = []
     for name in spec.fields:
         if lmeta.hashes.get(name) == rmeta.hashes.get(name):
             continue
         ldot, rdot = lmeta.dots.get(name), rmeta.dots.get(name)
+        if name in equal:
+            # The same value on both sides: keep the form with the later dot, so every
+            # site keeps the same ciphertext.
+            if (rdot or ["", 0])[::-1] > (ldot or ["", 0])[::-1]:
+                take_remote.append(name)
+            continue
         if ldot is not None and seen(rmeta.vv, ldot):
             take_remote.append(name)          # they changed it after seeing ours
         elif rdot is not None and seen(lmeta.vv, rdot):
             continue                          # we changed it after seeing theirs
         else:
             both.append(name)
-    changed_here = [n for n in spec.fields if n not in take_remote and lmeta.hashes.get(n) != rmeta.hashes.get(n)]
+    changed_here = [n for n in spec.fields
+                    if n not in take_remote and n not in equal and lmeta.hashes.get(n) != rmeta.hashes.get(n)]
     delete_vs_edit = ("deleted_at" in take_remote and bool(changed_here)) or (
         "deleted_at" in changed_here and bool(take_remote))
     keys_differ = local.get("key_id") != remote.get("key_id")
     if both or delete_vs_edit or (keys_differ and take_remote and changed_here):
         fields = sorted(set(both) | ({"deleted_at"} if delete_vs_edit else set()))
         if keys_differ:
-            fields = _differing(spec, lmeta, rmeta)
+            fields = _differing(spec, lmeta, rmeta, equal)
         if policy.fallback == "last_write_wins":
             return _whole(spec, local, lmeta, remote, rmeta, _order(remote, rmeta) > _order(local, lmeta),
-                          "last_write_wins")
+                          "last_write_wins", equal)
         return Decision(CONFLICT, conflict_fields=fields)
     if keys_differ and take_remote:
         # Everything that differs came from them: take their whole version (and key).

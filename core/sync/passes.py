@@ -372,6 +372,41 @@ def _record(conn: Connection, spec: SyncTable, row_id: uuid.UUID, decision: Deci
                           "loser_site": loser, "peer_id": str(peer_id)})
 
 
+def _same_values(conn: Connection, keyring: Keyring, spec: SyncTable, local: Mapping, remote: Mapping,
+                 fields: list[str]) -> frozenset[str]:
+    """Which of `fields` hold the same value on both sides (opened: two sites sealing one
+    value get two ciphertexts). A field that cannot be opened is not called equal."""
+    if not fields:
+        return frozenset()
+    ids = {local["key_id"].bytes, remote["key_id"].bytes} if "key_id" in local else set()
+    keys = keyring.batch_keys(conn, ids) if ids else None
+    equal = set()
+    for name in fields:
+        columns = spec.fields[name]
+        if name not in spec.encrypted:
+            if all(local[c] == remote[c] for c in columns):
+                equal.add(name)
+            continue
+        try:
+            mine = _opened(keys, spec, name, local)
+            theirs = _opened(keys, spec, name, remote)
+        except Exception:
+            continue
+        if mine == theirs:
+            equal.add(name)
+    return frozenset(equal)
+
+
+def _opened(keys, spec: SyncTable, name: str, row: Mapping) -> bytes | None:
+    blob = row[f"{name}_enc"]
+    if blob is None:
+        return None
+    cipher = keys.get(row["key_id"].bytes)
+    if cipher is None:
+        raise KeyError(name)
+    return cipher.open(bytes(blob), f"{spec.name}\0{name}\0{row['id']}".encode())
+
+
 def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tuple[Mapping, Meta]], *,
                 peer_id: uuid.UUID, source: str, policy: Policy) -> TableCounts:
     """Apply one batch of remote versions in the caller's transaction (the receiver's)."""
@@ -397,6 +432,10 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
         erased = spec.name != "practices" and (row["key_id"] in destroyed
                                                or (local is not None and local["key_id"] in destroyed))
         decision = decide(spec, local, lmeta, row, rmeta, policy, erased=erased)
+        if decision.action == CONFLICT:
+            equal = _same_values(conn, keyring, spec, local, row, decision.conflict_fields)
+            if equal:
+                decision = decide(spec, local, lmeta, row, rmeta, policy, erased=erased, equal=equal)
         if decision.action == SKIP:
             counts.skipped += 1
             continue
