@@ -291,3 +291,19 @@ def test_the_consistency_check_names_the_rows_that_differ_and_nothing_else(first
     assert clients["examples"] == [{"row_id": str(cid), "problem": "differing"}]
     laptop.sync(first_site)
     assert compare(laptop.engine, first_site.engine)["consistent"]
+
+
+def test_a_write_made_outside_strongroom_on_postgresql_syncs_too(first_site, join_site):
+    if first_site.engine.dialect.name != "postgresql":
+        pytest.skip("writes bypassing the application are caught by PostgreSQL triggers")
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    with first_site.engine.begin() as conn:        # psql, another program: no strongroom.app marker
+        conn.exec_driver_sql("UPDATE clients SET status = 'VIP' WHERE id = %(id)s", {"id": cid})
+    with transaction(first_site.engine, read_only=True) as conn:
+        row = dict(conn.execute(select(Client.__table__).where(Client.__table__.c.id == cid)).mappings().one())
+    assert row["data_checksum"] == row_checksum(row)
+    result = laptop.sync(first_site)
+    assert result["pull"]["clients"]["applied"] == 1 and result["pull"]["clients"]["quarantined"] == 0
+    assert _checksums(laptop, Client.__table__) == _checksums(first_site, Client.__table__)

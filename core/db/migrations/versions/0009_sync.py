@@ -28,6 +28,8 @@ import strongroom.core.db.types
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from strongroom.core.db.pg import CHANGE_LOCK_KEY
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -99,9 +101,68 @@ def upgrade() -> None:
         sa.Column("expires_at", _WHEN, nullable=False),
         sa.PrimaryKeyConstraint("pair", name=op.f("pk_sync_leases")),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        for table in _BYPASS_COLUMNS:
+            op.execute(_bypass_sql(table))
+
+
+# Writes that bypass Strongroom on PostgreSQL (psql, another program) still sync: a
+# trigger gives them a change version and a checksum computed exactly as
+# core.repository.changes.row_checksum does (columns in name order, `name=<typed
+# value>` lines, SHA-256), so the stamper sees them and peers accept them. They are
+# audited as bypass writes by migration 0002's trigger. The column lists are frozen
+# here, as a migration must be; a later migration that adds a column replaces them.
+_BYPASS_COLUMNS = {
+    "clients": [
+        ("address_enc", "b"), ("conflict_resolution_strategy", "s"), ("created_at", "t"),
+        ("data_sensitivity", "s"), ("date_of_birth_enc", "b"), ("deleted_at", "t"), ("email_bidx", "b"),
+        ("email_enc", "b"), ("emergency_contact_enc", "b"), ("first_name_enc", "b"), ("id", "s"),
+        ("intake_date", "d"), ("key_id", "s"), ("last_name_bidx", "b"), ("last_name_enc", "b"),
+        ("medical_history_enc", "b"), ("notes_enc", "b"), ("phone_enc", "b"), ("practice_id", "s"),
+        ("practitioner_id", "s"), ("retention_expiry_date", "d"), ("ssn_enc", "b"), ("ssn_last4_bidx", "b"),
+        ("status", "s"), ("updated_at", "t"),
+    ],
+    "therapy_sessions": [
+        ("client_id", "s"), ("created_at", "t"), ("deleted_at", "t"), ("duration_minutes", "s"), ("id", "s"),
+        ("key_id", "s"), ("notes_enc", "b"), ("payment_status", "s"), ("practice_id", "s"),
+        ("practitioner_id", "s"), ("price_cents", "s"), ("session_type", "s"), ("starts_at", "t"),
+        ("status", "s"), ("updated_at", "t"),
+    ],
+}
+_CANON = {
+    "b": "'b:' || encode(NEW.{c}, 'hex')",
+    "t": "'t:' || to_char(NEW.{c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00:00'",
+    "d": "'s:' || to_char(NEW.{c}, 'YYYY-MM-DD')",
+    "s": "'s:' || (NEW.{c})::text",
+}
+
+
+def _bypass_sql(table: str) -> str:
+    lines = " || ".join(f"'{c}=' || coalesce({_CANON[kind].format(c=c)}, '~') || E'\\n'"
+                        for c, kind in _BYPASS_COLUMNS[table])
+    return f"""
+CREATE FUNCTION strongroom_sync_bypass_{table}() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF current_setting('strongroom.app', true) = 'on' OR current_setting('strongroom.restoring', true) = 'on' THEN
+    RETURN NEW;
+  END IF;
+  PERFORM pg_advisory_xact_lock_shared({CHANGE_LOCK_KEY});
+  NEW.sync_version := nextval('strongroom_change_seq');
+  NEW.data_checksum := encode(sha256(convert_to({lines}, 'UTF8')), 'hex');
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER {table}_sync_bypass BEFORE INSERT OR UPDATE ON {table}
+  FOR EACH ROW EXECUTE FUNCTION strongroom_sync_bypass_{table}();
+"""
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        for table in _BYPASS_COLUMNS:
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_sync_bypass ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS strongroom_sync_bypass_{table}()")
     op.drop_table("sync_leases")
     with op.batch_alter_table("sync_state") as batch:
         batch.drop_column("after_id")
