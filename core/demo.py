@@ -6,19 +6,23 @@ so tests and benchmarks see the same data every run.
 """
 from __future__ import annotations
 
-import base64
 import random
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta, timezone
 
+from pathlib import Path
+
 from sqlalchemy import Connection, select
 
-from strongroom.core.crypto.keyring import Keyring
-from strongroom.core.db.models import Client, ClientStatus, PaymentStatus, SessionStatus, SyncPeer, TherapySession
-from strongroom.core.repository.changes import current_change_version
-from strongroom.core.sync.conflicts import queue_conflict, row_image
-from strongroom.core.sync.peers import PUSH, add_peer, set_watermark, synced_tables
+from strongroom.core.context import Context
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Client, ClientStatus, PaymentStatus, SessionStatus, SyncConflict, TherapySession
+from strongroom.core.errors import ConfigError
+from strongroom.core.principal import Principal
+from strongroom.core.repository.clients import create_client, update_client
+from strongroom.core.repository.sessions import insert_sessions, update_session
+from strongroom.core.sync.peers import add_peer
 
 FIRST = ("Avery", "Blake", "Casey", "Dana", "Elliot", "Frankie", "Gray", "Harper", "Indy",
          "Jordan", "Kai", "Logan", "Morgan", "Noel", "Oakley", "Parker", "Quinn", "Riley",
@@ -87,76 +91,107 @@ def session_records(client_ids: list[uuid.UUID], per_client: int, seed: int = 11
             day += timedelta(days=7)
 
 
-# --- sync conflicts -------------------------------------------------------------------
+# --- a second site ----------------------------------------------------------------------
 
-DEMO_PEERS = (("central", "postgresql+psycopg://sync@central.example.org/strongroom", "both"),
-              ("clinic-north", "https://north.example.org/strongroom", "pull"))
+SATELLITE = "satellite"
 
 
-def seed_conflicts(conn: Connection, keyring: Keyring, *, seed: int = 7, now: datetime | None = None) -> list[uuid.UUID]:
-    """Two synthetic sync peers and three open conflicts on existing demo rows, so the
-    console's Sync tab has something to resolve: a client both sites edited (with a
-    base), a client with no known common ancestor, and a therapy session. Remote PHI is
-    sealed with the row's own key, as a real peer's would be. Needs demo clients (and
-    sessions) already in the database; returns the conflict ids (none without rows)."""
-    rng = random.Random(seed)
-    now = now or datetime.now(timezone.utc)
-    clients_t, sessions_t, peers_t = Client.__table__, TherapySession.__table__, SyncPeer.__table__
-    clients = conn.execute(select(clients_t).where(clients_t.c.deleted_at.is_(None))
-                           .order_by(clients_t.c.id).limit(2)).mappings().all()
-    session = conn.execute(select(sessions_t).where(sessions_t.c.deleted_at.is_(None))
-                           .order_by(sessions_t.c.id).limit(1)).mappings().first()
-    if len(clients) < 2:
-        return []
-    peer_ids = {}
-    for name, url, direction in DEMO_PEERS:
-        existing = conn.execute(select(peers_t.c.id).where(peers_t.c.name == name)).scalar()
-        peer_ids[name] = existing or add_peer(
-            conn, name, url, direction=direction,
-            last_sync_at=now - timedelta(hours=2, minutes=5) if direction == "both" else None)
-    version = current_change_version(conn)
-    for table in synced_tables():
-        set_watermark(conn, peer_ids["central"], table.name, PUSH, version)
+def _quiet(*_args) -> None:
+    pass
 
-    def sealed(table: str, row, field: str, value: str) -> str:
-        blob = keyring.cipher(conn, row["key_id"]).encrypt_text(value, table, field, row["id"])
-        return base64.b64encode(blob).decode()
+
+def seed_second_site(ctx: Context, target: Path, *, actor: str, seed: int = 7) -> dict:
+    """A real second site of the demo practice: `target` becomes a SQLite data directory
+    that joins this one with its key file (core.sync.join, as `strongroom init --join`),
+    registered here as sync peer `satellite`, and a first pass copies every client.
+    Then both sites are edited as if offline (a client's phone and a session's notes on
+    both: two manual conflicts under the field_level default; two different fields of
+    another client: merged; a session amended and a client registered at the satellite:
+    received here), a second pass meets them, and one more edit here waits for the next
+    pass, so the lag shows a row to send. Synthetic demo data only. Needs this site's
+    key in a file and demo clients already committed; returns what it made."""
+    from strongroom.core.datadir import init_data_dir, open_data_dir
+    from strongroom.core.jobs import sync as sync_job
+
+    if ctx.settings.keys.kek_file is None:
+        raise ConfigError("the demo's second site joins with the practice's key file; this data directory "
+                          "takes its key from elsewhere ([keys] kek_file is not set)")
+    principal = Principal(actor=actor, permissions=frozenset({"*"}))
+    joined = init_data_dir(target, practice_name=ctx.settings.practice_name, principal=principal,
+                           join_url=ctx.settings.database.url, peer_name="central",
+                           kek_file=ctx.settings.keys.kek_file)
+    with transaction(ctx.engine) as conn:
+        add_peer(conn, SATELLITE, joined.database.url)
+    sync_job.run(ctx, {"peer": SATELLITE}, _quiet)
+    made: dict = {"peer": SATELLITE, "conflicts": []}
+    satellite = open_data_dir(target)
+    try:
+        with transaction(ctx.engine) as here, transaction(satellite.engine) as there:
+            edits = _offline_edits(ctx, here, satellite, there, principal, random.Random(seed))
+    finally:
+        satellite.close()
+    if edits is None:
+        return made
+    made.update(edits)
+    sync_job.run(ctx, {"peer": SATELLITE}, _quiet)
+    with transaction(ctx.engine) as conn:
+        update_client(conn, ctx.keyring, principal, made["late_client"],
+                      {"emergency_contact": f"{random.Random(seed).choice(FIRST)} Hollis, 555-0199"})
+        made["conflicts"] = list(conn.execute(
+            select(SyncConflict.__table__.c.id).where(SyncConflict.__table__.c.status == "open")
+            .order_by(SyncConflict.__table__.c.id)).scalars())
+    return made
+
+
+def _offline_edits(ctx: Context, here: Connection, satellite: Context, there: Connection,
+                   principal: Principal, rng: random.Random) -> dict | None:
+    """The edits of both sites between two passes (see seed_second_site); None when the
+    demo has fewer than three clients to edit. The clients edited are the newest, away from
+    the ones the retention demo holds or asks to erase (the oldest)."""
+    clients_t, sessions_t = Client.__table__, TherapySession.__table__
+    newest = list(here.execute(select(clients_t.c.id).where(clients_t.c.deleted_at.is_(None))
+                               .order_by(clients_t.c.id.desc()).limit(3)).scalars())
+    if len(newest) < 3:
+        return None
+    conflicted, merged, late = newest
+
+    def session_of(client_id):
+        return here.execute(select(sessions_t.c.id).where(sessions_t.c.client_id == client_id,
+                                                          sessions_t.c.deleted_at.is_(None))
+                            .order_by(sessions_t.c.id).limit(1)).scalar()
 
     def phone() -> str:
         return f"555-01{rng.randrange(0, 100):02d}"
 
-    ids = []
-    # 1: both sites changed the phone; the peer also marked the client inactive, while
-    # this site corrected the email (the peer still has the old one, as base does).
-    first = clients[0]
-    local = row_image("clients", first)
-    base = {**local, "phone_enc": sealed("clients", first, "phone", phone()),
-            "email_enc": sealed("clients", first, "email", f"old.address{rng.randrange(100)}@example.org")}
-    remote = {**base, "phone_enc": sealed("clients", first, "phone", phone()), "status": "ACTIVE" if local["status"] == "INACTIVE" else "INACTIVE",
-              "sync_version": 900 + rng.randrange(100)}
-    ids.append(queue_conflict(conn, peer_id=peer_ids["central"], table_name="clients", row_id=first["id"],
-                              base=base, local=local, remote=remote, actor="demo"))
-    # 2: no common ancestor known (the row was restored on one side): address and last name.
-    second = clients[1]
-    local = row_image("clients", second)
-    remote = {**local, "address_enc": sealed("clients", second, "address",
-                                             f"{rng.randrange(1, 999)} {rng.choice(STREETS)} Street, Shelbyville"),
-              "last_name_enc": sealed("clients", second, "last_name", f"{rng.choice(LAST)}-{rng.choice(LAST)}"),
-              "sync_version": 900 + rng.randrange(100)}
-    ids.append(queue_conflict(conn, peer_id=peer_ids["central"], table_name="clients", row_id=second["id"],
-                              base=None, local=local, remote=remote, actor="demo"))
-    # 3: a session's notes amended on both sides; the peer extended it and took payment.
-    if session is not None:
-        local = row_image("therapy_sessions", session)
-        base = {**local, "notes_enc": sealed("therapy_sessions", session, "notes",
-                                             "Client reported work stress over the past fortnight.")}
-        remote = {**base, "notes_enc": sealed("therapy_sessions", session, "notes",
-                                              "Client reported work stress; agreed a graded return plan."),
-                  "duration_minutes": local["duration_minutes"] + 30,
-                  "payment_status": "REFUNDED" if local["payment_status"] == "PAID" else "PAID", "sync_version": 900 + rng.randrange(100)}
-        ids.append(queue_conflict(conn, peer_id=peer_ids["central"], table_name="therapy_sessions",
-                                  row_id=session["id"], base=base, local=local, remote=remote, actor="demo"))
-    return ids
+    edits = {"email": f"{rng.choice(FIRST).lower()}.{rng.choice(LAST).lower()}@example.org",
+             "address": f"{rng.randrange(1, 999)} {rng.choice(STREETS)} Street, Shelbyville",
+             "notes": "Client reported work stress; agreed a graded return plan. (Amended at the satellite.)"}
+    # Here: the front desk takes a new phone number and a corrected email, and the
+    # clinician amends a session's notes.
+    update_client(here, ctx.keyring, principal, conflicted, {"phone": phone()})
+    update_client(here, ctx.keyring, principal, merged, {"email": edits["email"]})
+    # There, offline: another phone number for the same client, a new address for the
+    # other, the same session's notes amended differently, another session amended and
+    # a new client registered with a first session.
+    update_client(there, satellite.keyring, principal, conflicted, {"phone": phone()})
+    update_client(there, satellite.keyring, principal, merged, {"address": edits["address"]})
+    made = {"edits": edits, "merged_client": merged, "late_client": late}
+    both, amended = session_of(conflicted), session_of(merged)
+    if both is not None:
+        update_session(here, ctx.keyring, principal, both,
+                       {"notes": "Client reported work stress. Addendum: sleep diary reviewed."})
+        update_session(there, satellite.keyring, principal, both,
+                       {"notes": "Client reported work stress. Addendum: referred for a sleep assessment."})
+    if amended is not None:
+        update_session(there, satellite.keyring, principal, amended,
+                       {"notes": edits["notes"], "payment_status": PaymentStatus.PAID})
+        made.update(amended_session=amended, amended_session_client=merged)
+    (practice_id,) = there.execute(select(clients_t.c.practice_id).where(clients_t.c.id == merged)).one()
+    record = next(client_records(1, seed=rng.randrange(1000)))
+    record["email"] = record["email"].replace("0@", ".satellite@")
+    made["new_client"] = create_client(there, satellite.keyring, principal, practice_id, record)
+    insert_sessions(there, satellite.keyring, principal, session_records([made["new_client"]], 1))
+    return made
 
 
 # --- records retention ------------------------------------------------------------------

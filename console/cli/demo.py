@@ -20,7 +20,7 @@ def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: 
     """Insert synthetic clients and their sessions, a slice of clients at a time (memory
     stays flat for millions), all in one transaction; returns the counts."""
     from strongroom.core.db.engine import transaction
-    from strongroom.core.demo import client_records, seed_conflicts, seed_retention, session_records
+    from strongroom.core.demo import client_records, seed_retention, session_records
     from strongroom.core.repository.clients import insert_clients
     from strongroom.core.repository.practices import only_practice
     from strongroom.core.repository.sessions import insert_sessions
@@ -37,12 +37,27 @@ def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: 
                                         itertools.islice(records, SLICE), created=created)
             n_sessions += insert_sessions(conn, ctx.keyring, principal,
                                           session_records(created, sessions_per_client, seed=seed + start))
-        n_conflicts = len(seed_conflicts(conn, ctx.keyring, seed=seed))
         seed_retention(conn)
-    click.echo(f"seeded {n_clients} synthetic clients and {n_sessions} sessions (all PHI encrypted), "
-               f"{n_conflicts} sync conflicts to resolve in the console's Sync tab, and retention "
+    click.echo(f"seeded {n_clients} synthetic clients and {n_sessions} sessions (all PHI encrypted), and retention "
                "policies with a legal hold and a pending erasure request for the Retention tab")
+    seed_satellite(state, seed=seed)
     return n_clients, n_sessions
+
+
+def seed_satellite(state: CliState, *, seed: int = 7) -> None:
+    """The demo's second site (core.demo.seed_second_site) in `satellite/` of the data
+    directory, unless it is there already (a second `demo seed`)."""
+    from strongroom.core.demo import SATELLITE, seed_second_site
+
+    ctx = state.ctx
+    target = ctx.settings.data_dir / SATELLITE
+    if target.exists():
+        click.echo(f"second site {target} already exists: left as it is")
+        return
+    made = seed_second_site(ctx, target, actor=local_actor(), seed=seed)
+    click.echo(f"second site {target} (SQLite) joined the practice as sync peer {SATELLITE}, synced, was edited "
+               f"offline on both sides and synced again: {len(made['conflicts'])} sync conflicts to resolve "
+               "in the console's Sync tab")
 
 
 def create_demo_admin(state: CliState) -> dict:
@@ -93,6 +108,7 @@ def overview_cmd(state: CliState) -> None:
     from strongroom.core.db.engine import transaction
     from strongroom.core.db.models import Client, DataKey, TherapySession
     from strongroom.core.repository.clients import list_clients
+    from strongroom.core.sync.peers import list_peers
 
     ctx = state.ctx
     principal = Principal(actor=local_actor(), permissions=frozenset({"table:clients:read"}))
@@ -102,6 +118,7 @@ def overview_cmd(state: CliState) -> None:
         keys = conn.execute(select(DataKey.__table__.c.state, func.count())
                             .group_by(DataKey.__table__.c.state)).all()
         sample = list_clients(conn, ctx.keyring, principal, limit=5)
+        peers = [p for p in list_peers(conn) if not p["inbound"]]
     chain = audit.verify(ctx.engine)
     click.echo(f"Strongroom data directory {ctx.settings.data_dir}")
     click.echo(f"  practice        {ctx.settings.practice_name}")
@@ -112,6 +129,11 @@ def overview_cmd(state: CliState) -> None:
     click.echo(f"  KEK id          {ctx.keyring.kek_id}")
     click.echo(f"  audit chain     {'intact' if chain.ok else 'BROKEN at ' + str(chain.broken_id)}"
                f" ({chain.checked} entries)")
+    for peer in peers:
+        synced = "never synced" if peer["seconds_since_sync"] is None else \
+            f"synced {int(peer['seconds_since_sync'])}s ago"
+        click.echo(f"  sync peer       {peer['name']}: {synced}, {peer['pending_changes'] or 0} changes to send, "
+                   f"{peer['open_conflicts']} open conflicts")
     click.echo("  sample (masked: this view lacks phi:read)")
     for row in sample:
         click.echo(f"    {row['last_name']:<6} {row['first_name']:<6} {row['email']:<28} {row['ssn']}  {row['phone']}")

@@ -201,15 +201,21 @@ def daemon(data_dir, tmp_path):
 
 
 def seed_sync_demo(data_dir: Path) -> dict:
-    """Synthetic demo clients and sessions, three sync conflicts on them, and an operator
-    account (sync:resolve without phi:read). Returns the conflict ids and the operator's
-    TOTP secret (or None)."""
+    """Synthetic demo clients and sessions, an operator account (sync:resolve without
+    phi:read), and the demo's real second site next to the data directory
+    (core.demo.seed_second_site: joined, synced, edited on both sides, synced again).
+    Returns the open conflict ids that left, the peer's name and the operator's TOTP secret."""
     with data_transaction(data_dir) as (ctx, conn):
         insert_demo_rows(ctx, conn, clients=4, sessions_per_client=1)
-        conflict_ids = demo.seed_conflicts(conn, ctx.keyring)
         _, enrolment = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), "operator1", PASSWORD,
                                    Role.OPERATOR, actor="test")
-    return {"conflicts": [str(c) for c in conflict_ids], "operator_totp": enrolment.secret if enrolment else None}
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        made = demo.seed_second_site(ctx, data_dir.parent / demo.SATELLITE, actor="test")
+    finally:
+        ctx.close()
+    return {"conflicts": [str(c) for c in made["conflicts"]], "peer": made["peer"],
+            "operator_totp": enrolment.secret if enrolment else None}
 
 
 def add_unenrolled_admin(data_dir: Path, username: str = "newadmin") -> None:

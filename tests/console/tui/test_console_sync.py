@@ -1,6 +1,7 @@
-"""The Sync tab against a real strongroomd holding demo conflicts, at 80x24: an operator
-without phi:read sees PHI masked, chooses a version per field and applies after a
-confirmation; an auditor is shown why every sync action is disabled."""
+"""The Sync tab against a real strongroomd over the demo's real second site (joined,
+synced, edited on both sides, synced again), at 80x24: an operator without phi:read sees
+PHI masked, chooses a version per field and applies after a confirmation; an auditor is
+shown why every sync action is disabled."""
 from __future__ import annotations
 
 import pyotp
@@ -36,6 +37,7 @@ async def _operator_resolves(daemon):
     first = daemon.seeded["conflicts"][0]
     expected = await in_thread(daemon.call, "sync.conflicts")
     fields = expected[0]["fields"]
+    (peer,) = await in_thread(daemon.call, "sync.peers")
     app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.screen.query("#username"), what="login form")
@@ -45,8 +47,8 @@ async def _operator_resolves(daemon):
         await pilot.press(*pyotp.TOTP(daemon.seeded["operator_totp"]).now(), "enter")
         tab = await open_sync_tab(pilot)
         queue = tab.query_one("#conflicts-table", DataTable)
-        await wait_for(pilot, lambda: queue.row_count == 3, what="three open conflicts")
-        assert "central" in text_of(app, "#sync-peers") and "3 open" in text_of(app, "#sync-peers")
+        await wait_for(pilot, lambda: queue.row_count == 2, what="two open conflicts")
+        assert "satellite" in text_of(app, "#sync-peers") and "2 open" in text_of(app, "#sync-peers")
         assert app.screen.active_bindings["a"].enabled is False        # nothing open yet
 
         queue.focus()
@@ -59,7 +61,7 @@ async def _operator_resolves(daemon):
         assert shown == set(fields)                                      # differing fields first
         phone = grid.get_row("phone")
         assert phone[2].plain.startswith("***-***-") and phone[3].plain.startswith("***-***-")
-        assert app.screen.active_bindings["b"].enabled is True          # this one has a base
+        assert app.screen.active_bindings["b"].enabled is tab.conflict["has_base"]
 
         for _ in fields:
             assert app.screen.active_bindings["a"].enabled is False
@@ -72,10 +74,11 @@ async def _operator_resolves(daemon):
         consequence = text_of(app, "#consequence")
         assert "phone ← remote" in consequence and "never the values" in consequence
         await pilot.press("y")
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and queue.row_count == 2,
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and queue.row_count == 1,
                        what="queue without the resolved conflict")
         assert first not in tab.rows and tab.conflict is None
-        await wait_for(pilot, lambda: "1 to send" in text_of(app, "#sync-peers"), what="lag shows the change")
+        await wait_for(pilot, lambda: f"{peer['pending_changes'] + 1} to send" in text_of(app, "#sync-peers"),
+                       what="lag shows the resolution waiting to go out")
 
         queue.focus()
         await pilot.press("f")                                           # open -> resolved
@@ -119,11 +122,11 @@ async def _refreshed_by_event(daemon):
     async with app.run_test(size=SIZE) as pilot:
         tab = await open_sync_tab(pilot)
         queue = tab.query_one("#conflicts-table", DataTable)
-        await wait_for(pilot, lambda: queue.row_count == 3, what="three open conflicts")
+        await wait_for(pilot, lambda: queue.row_count == 2, what="two open conflicts")
         # The subscription reaches the publisher (events published before are not seen).
         await wait_for(pilot, lambda: app.screen.events_seen > 0, what="the event stream")
         detail = await in_thread(daemon.call, "sync.conflict", {"conflict_id": second})
         await in_thread(daemon.call, "sync.resolve", {"conflict_id": second,
                                                      "choices": {n: "local" for n in detail["fields"]}})
-        await wait_for(pilot, lambda: queue.row_count == 2 and second not in tab.rows,
+        await wait_for(pilot, lambda: queue.row_count == 1 and second not in tab.rows,
                        what="the queue refreshed from the sync.conflict event")

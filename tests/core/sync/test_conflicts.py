@@ -387,23 +387,6 @@ def test_peers_show_lag_and_open_conflicts_and_hide_passwords(ctx, world):
     assert redact_url("https://host/x") == "https://host/x"
 
 
-def test_demo_seeds_conflicts_that_resolve(ctx):
-    with transaction(ctx.engine) as conn:
-        practice = create_practice(conn, SYSTEM, "Demo")
-        ids: list = []
-        clients_repo.insert_clients(conn, ctx.keyring, SYSTEM, practice, demo.client_records(3), created=ids)
-        sessions_repo.insert_sessions(conn, ctx.keyring, SYSTEM, demo.session_records(ids, 1))
-        seeded = demo.seed_conflicts(conn, ctx.keyring)
-    with ctx.engine.connect() as conn:
-        page = conflicts.list_conflicts(conn, ctx.keyring, OPERATOR)
-        peers = list_peers(conn)
-    assert [c["id"] for c in page] == seeded and len(seeded) == 3
-    assert all(c["fields"] for c in page) and [c["has_base"] for c in page] == [True, False, True]
-    assert {p["name"]: p["open_conflicts"] for p in peers} == {"central": 3, "clinic-north": 0}
-    choices = {name: "remote" for name in page[1]["fields"]}
-    assert resolve(ctx, OPERATOR, seeded[1], choices)["status"] == "resolved"
-
-
 def test_a_page_of_conflicts_on_many_clients_costs_one_key_lookup(ctx, world):
     """Forty conflicts on forty clients: listing them asks for their keys once, not once
     per client (the statements do not grow with the page)."""
