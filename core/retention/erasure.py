@@ -78,6 +78,8 @@ def erase_client(conn: Connection, keyring: Keyring, client_id: uuid.UUID, *, no
     counts["keys_destroyed"] = keyring.destroy_client_keys(conn, client_id)
     conn.execute(update(_ledger).where(_ledger.c.client_id == client_id, _ledger.c.deleted_at.is_(None))
                  .values(deleted_at=now, sync_version=version))
+    from strongroom.core.sync.passes import settle_erased   # sync conflicts on the client end with it
+    settle_erased(conn)
     return counts
 
 

@@ -359,6 +359,28 @@ def _close_superseded(conn: Connection, spec: SyncTable, row_id: uuid.UUID, meta
                           "site": source})
 
 
+def settle_erased(conn: Connection) -> int:
+    """Close open conflicts on rows whose client has been erased (their key destroyed):
+    erasure wins, and nobody can choose between values nobody can read any more."""
+    from strongroom.core.db.models import TherapySession
+    closed = 0
+    for table in (Client.__table__, TherapySession.__table__):
+        rows = conn.execute(
+            select(_conflicts.c.id, _conflicts.c.row_id)
+            .select_from(_conflicts.join(table, table.c.id == _conflicts.c.row_id)
+                         .join(_keys, _keys.c.id == table.c.key_id))
+            .where(_conflicts.c.table_name == table.name, _conflicts.c.status == "open",
+                   _keys.c.state == KeyState.DESTROYED)).all()
+        for conflict_id, row_id in rows:
+            conn.execute(update(_conflicts).where(_conflicts.c.id == conflict_id)
+                         .values(status="resolved", resolved_by="erasure", resolved_at=utcnow(),
+                                 resolution={"erased": True}))
+            audit.append(conn, actor="system", action="SYNC", table_name="sync_conflicts", record_id=conflict_id,
+                         details={"event": "conflict_erased", "table": table.name, "row_id": str(row_id)})
+            closed += 1
+    return closed
+
+
 def _record(conn: Connection, spec: SyncTable, row_id: uuid.UUID, decision: Decision, lmeta: Meta | None,
             rmeta: Meta, peer_id: uuid.UUID) -> None:
     """Audit an automatic decision that overwrote or refused values: names, never values."""
@@ -447,6 +469,8 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
         meta.source = source if decision.rule in ("new", "fast_forward") else None
         meta.stored = lmeta is not None
         _close_superseded(conn, spec, rid, meta, source)
+        if erased:
+            meta.pending = None
         save_meta(conn, spec.name, rid, meta)
         _record(conn, spec, rid, decision, lmeta, rmeta, peer_id)
         counts.applied += 1
@@ -542,7 +566,11 @@ def run_pass(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOptions
         drop_lease(local.engine, pair, who)
         raise
     try:
-        return _exchange(local, remote, peer_id, options, progress)
+        result = _exchange(local, remote, peer_id, options, progress)
+        for side in (local, remote):
+            with transaction(side.engine) as conn:
+                settle_erased(conn)
+        return result
     finally:
         drop_lease(remote.engine, pair, who)
         drop_lease(local.engine, pair, who)
