@@ -1,124 +1,109 @@
-"""PDF: a printable report, one file for every table exported, written page by page.
+"""PDF: a printable report, one file for every table exported (core.pdf, fpdf2).
 
-A minimal PDF 1.4 writer of our own rather than a layout library: the libraries at hand
-build the whole document in memory before writing it, and an export's memory must not
-grow with the table. Each page is written as soon as it is full; only the byte offsets
-of the objects (a few integers a page) are kept for the cross-reference table at the
-end. Text is Courier (one of the 14 standard fonts every reader has), A4 landscape;
-each record is a block of `field: value` lines, long values wrapped, never cut.
-Characters outside Windows-1252 (the standard fonts' encoding) print as "?".
+Each table is a table of its chosen fields, A4 landscape, cells wrapped between words,
+its heading row repeated on every page; identifiers and timestamps get the width they
+need so they stay whole. When the fields are too many for columns to stay readable (a
+table's fixed-width identifiers and timestamps would take most of the line), each
+record is printed as a block of `field: value` pairs flowing over the page width. The first page says what the export is: the practice, who
+asked, when, the masking profile, the tables and the filters. Every page carries the
+confidentiality marking and "page N of M". Text is DejaVu Sans with a CJK fallback
+(core.pdf): a name prints as itself.
+
+Rows are rendered as they stream in and are not kept; fpdf2 holds the rendered pages
+(compressed, a few kB each) until `close`, which writes the document to the stream.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
+from datetime import datetime
 
+from strongroom.core import pdf
 from strongroom.core.db.types import utcnow
 
 EXTENSION = "pdf"
 PER_TABLE = False
-TEXT = False   # bytes: the writer counts offsets
-WIDTH, HEIGHT, MARGIN = 842, 595, 36
-FONT_SIZE, LEADING = 8, 10
-LINES_PER_PAGE = (HEIGHT - 2 * MARGIN) // LEADING
-CHARS_PER_LINE = int((WIDTH - 2 * MARGIN) / (FONT_SIZE * 0.6))   # Courier: 0.6 em a glyph
-_CATALOG, _PAGES, _FONT, _BOLD, _INFO = 1, 2, 3, 4, 5
+TEXT = False
+ABOUT = True            # the export job passes `about` (requester, masking, filters, practice)
+FONT_SIZE = 7
+_UUID = "00000000-0000-0000-0000-000000000000"
+_MOMENT = "2000-00-00T00:00:00.000000+00:00"
+_DAY = "2000-00-00"
+_LONG_TEXT = {"notes", "medical_history", "address", "emergency_contact", "description", "file_name"}
 
 
-def pdf_string(text: str) -> bytes:
-    """A PDF literal string: Windows-1252 bytes, ( ) and \\ escaped, controls as spaces."""
-    raw = "".join(" " if ord(ch) < 32 else ch for ch in text).encode("cp1252", errors="replace")
-    return b"(" + raw.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)") + b")"
+def column(field: str) -> pdf.Column:
+    """A field's column: identifiers and timestamps as wide as they need, prose wider."""
+    heading = field.replace("_", " ")      # wraps between words like the cells do
+    if field == "id" or field.endswith("_id"):
+        return pdf.Column(heading, sample=_UUID)
+    if field.endswith("_at"):
+        return pdf.Column(heading, sample=_MOMENT)
+    if field.endswith("_date") or field == "date_of_birth":
+        return pdf.Column(heading, sample=_DAY)
+    return pdf.Column(heading, weight=2.5 if field in _LONG_TEXT else 1.0)
 
 
-def wrap(text: str, width: int = CHARS_PER_LINE, indent: str = "    ") -> list[str]:
-    out = []
-    for part in text.splitlines() or [""]:
-        first = True
-        while first or part:
-            room = width if first else width - len(indent)
-            out.append(("" if first else indent) + part[:room])
-            part = part[room:]
-            first = False
-    return out
+def _describe_filters(filters: dict) -> str:
+    parts = [f"{k.replace('_', ' ')} {filters[k]}" for k in ("since", "until", "practice_id", "client_id")
+             if filters.get(k)]
+    return "; ".join(parts) or "none (every live row)"
 
 
 class Document:
-    def __init__(self, stream: io.RawIOBase | io.BufferedIOBase, title: str = "Strongroom export") -> None:
+    def __init__(self, stream: io.RawIOBase | io.BufferedIOBase, title: str = "Strongroom export",
+                 about: dict | None = None) -> None:
+        about = about or {}
         self._out = stream
-        self._pos = 0
-        self._offsets: dict[int, int] = {}
-        self._next = _INFO + 1
-        self._pages: list[int] = []
-        self._lines: list[tuple[str, bool]] = []
-        self._write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-        self._object(_FONT, b"<< /Type /Font /Subtype /Type1 /BaseFont /Courier /Encoding /WinAnsiEncoding >>")
-        self._object(_BOLD, b"<< /Type /Font /Subtype /Type1 /BaseFont /Courier-Bold /Encoding /WinAnsiEncoding >>")
-        self._object(_INFO, b"<< /Title " + pdf_string(title) + b" /Producer (Strongroom) /CreationDate "
-                     + pdf_string(utcnow().strftime("D:%Y%m%d%H%M%SZ")) + b" >>")
-        self._line(title, bold=True)
-        self._line(f"Written {utcnow().isoformat(timespec='seconds')}")
+        produced_at = about.get("created_at") or utcnow()
+        if isinstance(produced_at, str):
+            produced_at = datetime.fromisoformat(produced_at)
+        settings = [("export", str(about.get("export_id", "-"))),
+                    ("masking", str(about.get("masking_profile", "-"))),
+                    ("encrypted", "yes" if about.get("encrypted") else "no"),
+                    ("tables", ", ".join(about.get("tables", {})) or "-"),
+                    ("filters", _describe_filters(about.get("filters") or {}))]
+        if about.get("configuration"):
+            settings.append(("configuration", str(about["configuration"])))
+        header = pdf.Header(title=title, practice=str(about.get("practice") or "-"),
+                            produced_by=str(about.get("requested_by") or "-"), produced_at=produced_at,
+                            settings=tuple(settings))
+        self._doc = pdf.Writer(header, landscape=True, font_size=FONT_SIZE)
 
-    # -- the report ------------------------------------------------------------------
     def begin_table(self, table: str, fields: tuple[str, ...]) -> None:
         self._table, self._fields, self._count = table, fields, 0
-        self._line("")
-        self._line(f"Table {table}", bold=True)
+        self._doc.heading(f"Table {table}", level=2)
+        self._as_table = None
+
+    def _layout(self, rows: list[dict]) -> None:
+        """Table or records, decided on the first batch: a column must hold the longest
+        word it shows there, or the fields are too many for columns."""
+        columns = []
+        for f in self._fields:
+            words = (w for row in rows if row[f] is not None for w in f"{row[f]}".split())
+            columns.append(dataclasses.replace(column(f), longest_word=max(words, key=len, default="")))
+        self._as_table = self._doc.fits_table(columns)
+        if self._as_table:
+            self._doc.start_table(columns)
 
     def write_rows(self, rows: list[dict]) -> None:
+        if self._as_table is None:
+            self._layout(rows)
         for row in rows:
-            self._count += 1
-            self._line(f"{self._table} #{self._count}", bold=True)
-            for field in self._fields:
-                value = row[field]
-                for line in wrap(f"  {field}: {'' if value is None else value}"):
-                    self._line(line)
+            values = ["" if row[f] is None else f"{row[f]}" for f in self._fields]
+            if self._as_table:
+                self._doc.row(values)
+            else:
+                self._doc.record(zip(self._fields, values))
+        self._count += len(rows)
 
     def end_table(self) -> None:
-        self._line(f"{self._count} row(s) in {self._table}", bold=True)
+        if self._as_table is None:
+            self._layout([])
+        if self._as_table:
+            self._doc.end_table()
+        self._doc.paragraph(f"{self._count} row(s) in {self._table}", bold=True)
+        self._doc.space()
 
     def close(self) -> None:
-        if self._lines or not self._pages:
-            self._flush_page()
-        kids = b" ".join(b"%d 0 R" % n for n in self._pages)
-        self._object(_PAGES, b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % len(self._pages))
-        self._object(_CATALOG, b"<< /Type /Catalog /Pages 2 0 R >>")
-        xref, size = self._pos, self._next
-        entries = [b"0000000000 65535 f \n"] + [b"%010d 00000 n \n" % self._offsets[n] for n in range(1, size)]
-        self._write(b"xref\n0 %d\n" % size + b"".join(entries))
-        self._write(b"trailer\n<< /Size %d /Root 1 0 R /Info 5 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref))
-
-    # -- pages and objects -----------------------------------------------------------
-    def _line(self, text: str, *, bold: bool = False) -> None:
-        self._lines.append((text, bold))
-        if len(self._lines) >= LINES_PER_PAGE:
-            self._flush_page()
-
-    def _flush_page(self) -> None:
-        ops = [b"BT", b"%d TL" % LEADING, b"%d %d Td" % (MARGIN, HEIGHT - MARGIN - FONT_SIZE)]
-        font = None
-        for n, (text, bold) in enumerate(self._lines):
-            if bold != font:
-                ops.append(b"/F%d %d Tf" % (2 if bold else 1, FONT_SIZE))
-                font = bold
-            ops.append((b"" if n == 0 else b"T* ") + pdf_string(text) + b" Tj")
-        ops += [b"ET", b"BT /F1 %d Tf %d %d Td " % (FONT_SIZE, WIDTH - MARGIN - 60, MARGIN // 2)
-                + pdf_string(f"page {len(self._pages) + 1}") + b" Tj ET"]
-        content = b"\n".join(ops)
-        stream_id, page_id = self._allocate(), self._allocate()
-        self._object(stream_id, b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream")
-        self._object(page_id, b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 %d %d] /Resources << /Font "
-                     b"<< /F1 3 0 R /F2 4 0 R >> >> /Contents %d 0 R >>" % (WIDTH, HEIGHT, stream_id))
-        self._pages.append(page_id)
-        self._lines = []
-
-    def _allocate(self) -> int:
-        self._next += 1
-        return self._next - 1
-
-    def _object(self, number: int, body: bytes) -> None:
-        self._offsets[number] = self._pos
-        self._write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-
-    def _write(self, data: bytes) -> None:
-        self._out.write(data)
-        self._pos += len(data)
+        self._out.write(self._doc.output())

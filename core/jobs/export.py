@@ -26,6 +26,7 @@ the run's parameters. Scheduled exports are not offered: a person starts each on
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import re
 import shutil
@@ -43,7 +44,7 @@ from strongroom.core.auth.users import get_user
 from strongroom.core.config import Settings
 from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Export, ExportConfiguration, Role
+from strongroom.core.db.models import Export, ExportConfiguration, Practice, Role
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import (ConflictError, CryptoError, NotFoundError, PermissionDenied, RateLimitedError,
                                     StrongroomError, ValidationError)
@@ -244,7 +245,10 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     output = None
     try:
         output = Output(root, directory_name(created, export_id), password=request.password)
-        counts = _write(ctx, principal, request, output, progress)
+        about = {**request.describe(), "export_id": str(export_id), "requested_by": actor, "created_at": created,
+                 "masking_profile": request.masking, "filters": request.filters,
+                 "practice": _practice_names(ctx, request.filters)}
+        counts = _write(ctx, principal, request, output, progress, about)
         manifest = {"export_id": str(export_id), "format": request.format, "encrypted": request.encrypt,
                     "masking_profile": request.masking, "filters": request.filters,
                     "tables": {t: {"fields": list(f), "rows": counts[t]} for t, f in request.tables.items()},
@@ -265,9 +269,22 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             "location": str(location), "files": [f["name"] for f in output.files]}
 
 
-def _write(ctx: Context, principal: Principal, request: Request, output: Output, progress) -> dict[str, int]:
+def _practice_names(ctx: Context, filters: dict) -> str:
+    """The practice an export is of (its filter's), or every live practice's name."""
+    table = Practice.__table__
+    query = select(table.c.name).where(table.c.deleted_at.is_(None)).order_by(table.c.name)
+    if "practice_id" in filters:
+        query = query.where(table.c.id == uuid.UUID(filters["practice_id"]))
+    with transaction(ctx.engine, read_only=True) as conn:
+        return ", ".join(conn.execute(query).scalars()) or "-"
+
+
+def _write(ctx: Context, principal: Principal, request: Request, output: Output, progress,
+           about: dict) -> dict[str, int]:
     writer = DOCUMENTS[request.format]
     document_class = getattr(writer, "Document", writer)
+    if getattr(writer, "ABOUT", False):     # a report for people: it says what it is
+        document_class = functools.partial(document_class, about=about)
     extension, per_table, text = writer.EXTENSION, writer.PER_TABLE, writer.TEXT
     where = {t: spec.where_clause(t, request.filters) for t in request.tables}
     counts = {t: 0 for t in request.tables}

@@ -7,10 +7,11 @@ import io
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strongroom.core.export import csvdoc, jsondoc, pdfdoc, xmldoc
+from strongroom.core.export import csvdoc, jsondoc, xmldoc
 
 FIELDS = ("id", "name", "count")
 values = st.one_of(st.none(), st.text(max_size=40), st.integers(-10**12, 10**12), st.booleans())
@@ -90,8 +91,21 @@ def test_formulas_are_quoted_but_numbers_and_phone_numbers_are_not():
     assert [csvdoc.cell(v) for v in ("+1 555 0100", "-12.5", "555-0101", -4)] == ["+1 555 0100", "-12.5", "555-0101", "-4"]
 
 
-@given(st.text(alphabet=st.characters(exclude_categories=("Zl", "Zp", "Cc")), max_size=300))
-def test_pdf_wrapping_keeps_every_character(value):
-    lines = pdfdoc.wrap(value, width=20)
-    assert all(len(line) <= 20 for line in lines)
-    assert lines[0] + "".join(line.removeprefix("    ") for line in lines[1:]) == value
+@pytest.fixture(scope="module")
+def writer():
+    from datetime import datetime, timezone
+
+    from strongroom.core import pdf
+    return pdf.Writer(pdf.Header("t", "p", "u", datetime(2026, 1, 1, tzinfo=timezone.utc)))
+
+
+@given(st.text(alphabet=st.characters(exclude_categories=("Zl", "Zp", "Cc", "Cs"), exclude_characters="["), max_size=300))
+def test_pdf_text_keeps_every_character_printed_or_named(writer, value):
+    """What no font can draw is printed as its code point, never dropped or turned to "?"."""
+    import re
+
+    from strongroom.core import pdf
+    cleaned = writer.clean(value)
+    restored = re.sub(r"\[U\+([0-9A-F]{4,6})\]", lambda m: chr(int(m.group(1), 16)), cleaned)
+    expected = "".join(" " if pdf.unicodedata.category(c) in ("Cf", "Co", "Cn") else c for c in value)
+    assert restored == expected
