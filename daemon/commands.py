@@ -8,6 +8,7 @@ transport maps to the protocol's error code.
 """
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -355,6 +356,24 @@ def compliance_report_cmd(d: "Daemon", call: Call) -> dict:
     result = compliance.report(d.ctx.settings, d.ctx.engine)
     compliance.record_history(d.ctx.engine, result)
     return {**result.as_dict(), "history": compliance.history(d.ctx.engine)}
+
+
+class ComplianceDocumentArgs(Args):
+    format: str = Field(max_length=16)
+    since: str | None = Field(default=None, max_length=40)
+    until: str | None = Field(default=None, max_length=40)
+
+
+@command("compliance.document", permission="compliance:read", args=ComplianceDocumentArgs)
+def compliance_document_cmd(d: "Daemon", call: Call) -> dict:
+    """A signed compliance report (pdf, md or json) an auditor keeps: the score with its
+    evidence, the HIPAA safeguards, the audit-chain proof and the period's erasures."""
+    from strongroom.core.reports import compliance_report
+
+    produced = compliance_report.produce(d.ctx, fmt=call.args.format, actor=call.principal.actor,
+                                         since=call.args.since, until=call.args.until)
+    return {"format": produced.format, "sha256": produced.sha256, "size": len(produced.data),
+            "score": produced.content["score"], "data": base64.b64encode(produced.data).decode()}
 
 
 @command("notify.test", permission="config:read")

@@ -1,0 +1,1 @@
+"""Documents Strongroom issues for people to keep: the signed compliance report."""
