@@ -1,9 +1,15 @@
-"""Sync commands: peers and their lag, the conflict queue, and resolving one field by field.
+"""Sync commands: peers, status, a pass, the quarantine, the conflict queue and resolving
+one field by field.
 
-Seeing and resolving conflicts needs `sync:resolve` (operators hold it without
-`phi:read`: they see PHI masked and resolve by choosing versions, never by sending
-values). The peers overview needs `config:read`. A resolution is published on the
-`sync.conflict` topic so every console showing the queue refreshes at once.
+Seeing peers and status needs `config:read`; adding, removing, pausing and resuming a
+peer `config:write`; a pass `job:sync:run` (it is a `sync` job, like `job.run`). Seeing
+and resolving conflicts, and the quarantine, needs `sync:resolve` (operators hold it
+without `phi:read`: they see PHI masked and resolve by choosing versions, never by
+sending values; the quarantine never shows a row's content). A resolution is published
+on the `sync.conflict` topic so every console showing the queue refreshes at once.
+
+Peer addresses are shown with any password masked, and no error repeats a name or an
+address the caller sent: a peer name is the caller's text, and may be anything.
 """
 from __future__ import annotations
 
@@ -11,20 +17,140 @@ import uuid
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
+from sqlalchemy import select
 
+from strongroom.core import audit
 from strongroom.core.db.engine import transaction
+from strongroom.core.errors import ConflictError, ValidationError
 from strongroom.core.sync import conflicts, peers
+from strongroom.core.sync import status as sync_status
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.main import Daemon
 
+PEER_NAME = peers.NAME.pattern
 
+
+@command("sync.peer.list", permission="config:read")
 @command("sync.peers", permission="config:read")
 def sync_peers_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Sync peers with their lag: time since the last sync, changes not yet sent, open conflicts."""
     with transaction(d.ctx.engine, read_only=True) as conn:
         return peers.list_peers(conn)
+
+
+class PeerAddArgs(Args):
+    name: str = Field(min_length=1, max_length=64, pattern=PEER_NAME)
+    url: str = Field(min_length=1, max_length=500)
+    direction: Literal["both", "push", "pull"] = "both"
+
+
+def _checked_url(url: str) -> str:
+    """The address checked by the engine's rules; the error names the rule only."""
+    try:
+        return peers.check_url("", url)
+    except ValidationError as exc:
+        raise ValidationError(f"sync peer: {str(exc).split(': ', 1)[-1]}") from None
+
+
+@command("sync.peer.add", permission="config:write", args=PeerAddArgs)
+def sync_peer_add_cmd(d: "Daemon", call: Call) -> dict:
+    """Add a sync peer by name and database URL (SQLite file, or PostgreSQL; off this
+    machine only with sslmode=verify-full). The URL is never shown with its password."""
+    a: PeerAddArgs = call.args
+    url = _checked_url(a.url)
+    with transaction(d.ctx.engine) as conn:
+        if conn.execute(select(peers._peers.c.id).where(peers._peers.c.name == a.name)).first() is not None:
+            raise ConflictError("a sync peer by that name already exists (see sync.peer.list)")
+        peer_id = peers.add_peer(conn, a.name, url, direction=a.direction)
+        audit.append(conn, actor=call.principal.actor, action="CONFIG", table_name="sync_peers",
+                     record_id=peer_id, session_id=call.principal.session_id,
+                     details={"event": "sync_peer_added", "peer": a.name, "direction": a.direction})
+        return _one(conn, peer_id)
+
+
+def _one(conn, peer_id: uuid.UUID) -> dict:
+    return next(p for p in peers.list_peers(conn) if p["id"] == peer_id)
+
+
+class PeerNameArgs(Args):
+    name: str = Field(min_length=1, max_length=64, pattern=PEER_NAME)
+
+
+def _change(d: "Daemon", call: Call, event: str, change) -> dict:
+    with transaction(d.ctx.engine) as conn:
+        peer = change(conn, call.args.name)
+        audit.append(conn, actor=call.principal.actor, action="CONFIG", table_name="sync_peers",
+                     record_id=peer["id"], session_id=call.principal.session_id,
+                     details={"event": event, "peer": call.args.name})
+        return {"id": peer["id"], "name": call.args.name, "event": event}
+
+
+@command("sync.peer.remove", permission="config:write", args=PeerNameArgs)
+def sync_peer_remove_cmd(d: "Daemon", call: Call) -> dict:
+    """Forget a sync peer and its watermarks (refused while it has open conflicts); a peer
+    still in the config file comes back on the next start or reload."""
+    return _change(d, call, "sync_peer_removed", peers.remove_peer)
+
+
+@command("sync.peer.pause", permission="config:write", args=PeerNameArgs)
+def sync_peer_pause_cmd(d: "Daemon", call: Call) -> dict:
+    """Pause a sync peer: no pass with it, scheduled or asked for, until it is resumed."""
+    return _change(d, call, "sync_peer_paused", lambda conn, name: peers.set_active(conn, name, False))
+
+
+@command("sync.peer.resume", permission="config:write", args=PeerNameArgs)
+def sync_peer_resume_cmd(d: "Daemon", call: Call) -> dict:
+    """Resume a paused sync peer (its retry backoff is cleared too)."""
+    return _change(d, call, "sync_peer_resumed", lambda conn, name: peers.set_active(conn, name, True))
+
+
+@command("sync.status", permission="config:read")
+def sync_status_cmd(d: "Daemon", call: Call) -> dict:
+    """Per peer and table: push and pull watermarks, lag in time and rows, failures, last
+    error, next attempt, clock skew, open conflicts and quarantined rows."""
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        return sync_status.status(conn, d.ctx.settings.sync)
+
+
+class SyncRunArgs(Args):
+    peer: str | None = Field(default=None, min_length=1, max_length=64, pattern=PEER_NAME)
+    push: bool = True
+    pull: bool = True
+
+
+@command("sync.run", permission=None, args=SyncRunArgs)
+def sync_run_cmd(d: "Daemon", call: Call) -> dict:
+    """Start a sync pass now with one peer or every active peer (needs job:sync:run);
+    returns the run (follow it on job.<run id>, as for job.run)."""
+    a: SyncRunArgs = call.args
+    d.require(call.principal, "job:sync:run")
+    if a.peer is not None:
+        # Asked for a peer that is not there: answered now, and the name (the caller's
+        # text) is not kept in a job record.
+        with transaction(d.ctx.engine, read_only=True) as conn:
+            if not peers.get_peer(conn, a.peer)["is_active"]:
+                raise ConflictError("that sync peer is paused (strongroom sync peer resume NAME)")
+    params = {"push": a.push, "pull": a.pull, **({"peer": a.peer} if a.peer else {})}
+    run = d.submit_if_leader("sync", trigger="manual", params=params, requested_by=call.principal.actor)
+    return run.as_dict()
+
+
+class QuarantineArgs(Args):
+    status: Literal["open", "all"] = "open"
+    limit: int = Field(default=50, ge=1, le=sync_status.MAX_PAGE)
+    after_id: uuid.UUID | None = None
+
+
+@command("sync.quarantine", permission="sync:resolve", args=QuarantineArgs)
+def sync_quarantine_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Rows a peer sent that failed validation: peer, table, row id, reason and when,
+    oldest first (page with after_id); never the row's content."""
+    a: QuarantineArgs = call.args
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        return sync_status.list_quarantine(conn, status=None if a.status == "all" else a.status,
+                                           limit=a.limit, after_id=a.after_id)
 
 
 class ConflictsArgs(Args):

@@ -43,6 +43,8 @@ PERMISSIONS: frozenset[str] = frozenset(
     + [f"job:{j}:run" for j in _JOBS]
     + ["audit:read", "security:read", "sync:resolve", "user:manage", "session:revoke",
        "config:read", "keys:manage", "phi:read", "compliance:read",
+       # Change what the daemon is set up with at run time (sync peers).
+       "config:write",
        # Records retention: see policies, plan, holds and requests; change policies and
        # holds; file an erasure request; approve or reject one (never one's own).
        "retention:read", "retention:manage", "erasure:request", "erasure:approve"]
