@@ -33,6 +33,8 @@ from strongroom.core.db.migrate import current_revision, head_revision
 from strongroom.core.db.models import AuditLog, IntegrityCheck, SecurityEvent, SyncPeer
 from strongroom.core.integrity import is_ok
 from strongroom.core.sync.conflicts import count_open
+from strongroom.core.sync.configured import apply_configured_peers
+from strongroom.core.sync.status import quarantined_by_peer
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConfigError, ConflictError, PermissionDenied, StrongroomError
 from strongroom.core.jobs import on_request_only, runs
@@ -43,7 +45,7 @@ from strongroom.daemon.control import ControlServer
 from strongroom.daemon.leader import Leadership
 from strongroom.core.version import VERSION
 from strongroom.daemon.metrics import Metrics
-from strongroom.daemon.notifications import backup_succeeded, job_failed, runs_missed, send_test
+from strongroom.daemon.notifications import backup_succeeded, job_failed, runs_missed, send_test, sync_peer_failing
 from strongroom.core.endpoints import runtime_dir_for
 from strongroom.daemon.runner import Runner
 from strongroom.daemon.scheduler import Scheduler, missed_runs, scheduled, trigger_for
@@ -52,6 +54,9 @@ from sqlalchemy import func, select
 
 log = logging.getLogger("strongroom.daemon")
 SECRET_KEYS = ("password", "secret", "token", "kek", "key_file", "credential")
+# What a `sync.pass` event carries from a pass's result (counts and figures, never rows).
+PASS_FIELDS = ("sent", "received", "conflicts", "quarantined", "decisions", "keys_destroyed", "seconds",
+               "clock_skew_seconds", "error", "skipped", "next_attempt_at")
 
 
 def max_age_from_schedule(expression: str, grace: float) -> float:
@@ -155,11 +160,33 @@ class Daemon:
 
     def _job_finished(self, run: runs.Run) -> None:
         self.metrics.job_finished(run)
+        if run.job_kind == "sync":
+            self._sync_finished(run)
         if run.status in ("failed", "interrupted"):
                 job_failed(self.ctx.settings, run)
         elif run.status == "succeeded" and run.job_kind == "backup":
                 backup_succeeded(self.ctx.settings, run)
                 self.checkpoint("backup")   # the new repository may hold none yet
+
+    def _sync_finished(self, run: runs.Run) -> None:
+        """Each pass of a sync run on the `sync.pass` topic (peer, counts, outcome), and a
+        notification for a peer whose failures in a row just reached the threshold."""
+        passes = (run.result or {}).get("peers") or []
+        for entry in passes:
+            outcome = "skipped" if "skipped" in entry else "failed" if "error" in entry else "succeeded"
+            self.publish("sync.pass", {"run_id": str(run.id), "peer": entry.get("peer"), "outcome": outcome,
+                                       **{k: entry[k] for k in PASS_FIELDS if k in entry}})
+        failed = [e["peer"] for e in passes if "error" in e]
+        if not failed:
+            return
+        threshold = self.ctx.settings.sync.notify_after_failures
+        peers_t = SyncPeer.__table__
+        with self.ctx.engine.connect() as conn:
+            rows = conn.execute(select(peers_t.c.name, peers_t.c.failures, peers_t.c.last_error)
+                                .where(peers_t.c.name.in_(failed))).all()
+        for row in rows:
+            if row.failures == threshold:
+                sync_peer_failing(self.ctx.settings, row.name, row.failures, row.last_error)
 
     def checkpoint(self, reason: str) -> dict | None:
         """Sign the audit head and keep it outside the database (core/checkpoints.py).
@@ -214,9 +241,18 @@ class Daemon:
                         extra={"count": len(exports)})
         self.metrics.leader.set(1)
         sync_backup_configurations(self.ctx.engine, self.ctx.settings)
+        self._apply_sync_peers()
         self.scheduler.start()
         self._handle_missed()
         log.info("leader: scheduling jobs", extra={"schedules": dict(self.ctx.settings.schedules)})
+
+    def _apply_sync_peers(self) -> None:
+        """[sync.peers.NAME] into sync_peers; a peer the checks refuse is logged (by its
+        section, never its address) and the others still apply."""
+        try:
+            apply_configured_peers(self.ctx.engine, self.ctx.settings.sync)
+        except StrongroomError as exc:
+            log.error("a configured sync peer was not applied", extra={"error": str(exc)})
 
     def _handle_missed(self) -> None:
         for miss in missed_runs(self.ctx.settings, self.ctx.engine):
@@ -295,8 +331,12 @@ class Daemon:
                                  .where(checks.c.check_type == "audit_chain")
                                  .order_by(checks.c.started_at.desc()).limit(1)).first()
             open_conflicts = sum(count_open(conn).values())
-            peers = conn.execute(select(SyncPeer.__table__.c.last_sync_at)
-                                 .where(SyncPeer.__table__.c.is_active.is_(True))).scalars().all()
+            peers_t = SyncPeer.__table__
+            outbound = conn.execute(select(peers_t.c.name, peers_t.c.last_sync_at, peers_t.c.failures).where(
+                peers_t.c.is_active.is_(True), ~peers_t.c.url.startswith("inbound:"),
+                ~peers_t.c.url.startswith("removed:"))).all()
+            quarantined = sum(quarantined_by_peer(conn).values())
+        peers = [p.last_sync_at for p in outbound]
         if chain is not None and (self._audit_chain_checked is None or chain.completed_at > self._audit_chain_checked):
             self._audit_chain_ok, self._audit_chain_checked = is_ok(chain.status), chain.completed_at
         integrity = runs.recent(self.ctx.engine, job_kind="integrity", limit=1)
@@ -307,6 +347,10 @@ class Daemon:
             # The stalest active peer; None when there is none or one never synced.
             "sync_lag_seconds": (round(now - min(synced).timestamp(), 1)
                                  if synced and len(synced) == len(peers) else None),
+            "sync": {"peers": len(outbound), "failing": sorted(p.name for p in outbound if p.failures),
+                     "max_lag_seconds": (round(now - min(synced).timestamp(), 1)
+                                         if synced and len(synced) == len(peers) else None),
+                     "open_conflicts": open_conflicts, "quarantined": quarantined},
             "integrity": ({"status": integrity[0].status,
                            "age_seconds": (round(now - integrity[0].finished_at.timestamp(), 1)
                                            if integrity[0].finished_at else None)}
@@ -373,6 +417,7 @@ class Daemon:
         self.reloads += 1
         if self.leadership.is_leader:
             sync_backup_configurations(self.ctx.engine, new)
+            self._apply_sync_peers()
             self.scheduler.apply(new)
         self.metrics.set_backup_max_ages(self._max_ages(new))
         log.info("configuration reloaded", extra={"schedules": dict(new.schedules)})

@@ -31,7 +31,9 @@ from sqlalchemy import func, select
 
 from strongroom.core import compliance
 from strongroom.core.db.models import (Backup, BackupConfiguration, ErasureRequest, IntegrityCheck, LegalHold,
-                                       SecurityEvent, SyncConflict, User)
+                                       SecurityEvent, SyncConflict, SyncPeer, User)
+from strongroom.core.sync.peers import list_peers
+from strongroom.core.sync.status import quarantined_by_peer
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError
@@ -102,6 +104,7 @@ class DatabaseCollector:
                 .select_from(backups.outerjoin(configs, backups.c.configuration_id == configs.c.id))
                 .where(backups.c.status == "succeeded", backups.c.finished_at.is_not(None))
                 .group_by(name)).all()
+            sync = _sync_families(conn, now)
         # legal_holds is practice-scoped: on PostgreSQL row-level security shows it only
         # inside a scoped transaction (a plain connection would count nothing).
         with transaction(self._engine, read_only=True) as conn:
@@ -117,6 +120,7 @@ class DatabaseCollector:
             GaugeMetricFamily("strongroom_erasure_requests_pending", "Erasure requests waiting for a second person",
                               value=erasures),
         ]
+        fams += sync
         if chain is not None:
             fams.append(GaugeMetricFamily("strongroom_audit_chain_ok",
                                           "1 if the last audit chain verification passed, else 0",
@@ -155,6 +159,29 @@ class DatabaseCollector:
         return fams
 
 
+def _sync_families(conn, now: datetime) -> list:
+    """Per sync peer this site reaches (labelled by the peer's name, which an operator
+    chose; never a site's data): lag, rows not yet sent, failures in a row; and the
+    quarantine's size. A peer that never synced lags since it was added."""
+    lag = GaugeMetricFamily("strongroom_sync_lag_seconds", "Seconds since the last successful sync pass with "
+                            "each peer (since it was added, if never)", labels=["peer"])
+    pending = GaugeMetricFamily("strongroom_sync_pending_rows", "Local changes each peer has not received yet",
+                                labels=["peer"])
+    failures = GaugeMetricFamily("strongroom_sync_peer_failures", "Failed sync passes in a row with each peer",
+                                 labels=["peer"])
+    created = dict(conn.execute(select(SyncPeer.__table__.c.id, SyncPeer.__table__.c.created_at)).all())
+    for peer in list_peers(conn, now=now):
+        if peer["inbound"] or not peer["is_active"]:
+            continue
+        since = peer["last_sync_at"] or created.get(peer["id"]) or now
+        lag.add_metric([peer["name"]], max(0.0, (now - since).total_seconds()))
+        pending.add_metric([peer["name"]], peer["pending_changes"] or 0)
+        failures.add_metric([peer["name"]], peer["failures"])
+    quarantined = GaugeMetricFamily("strongroom_sync_quarantined", "Rows from peers held in quarantine (open)",
+                                    value=sum(quarantined_by_peer(conn).values()))
+    return [lag, pending, failures, quarantined]
+
+
 class Metrics:
     def __init__(self, engine, backup_max_ages: dict[str, float], settings_of) -> None:
         self.registry = CollectorRegistry()
@@ -185,6 +212,10 @@ class Metrics:
                                    ["format"], registry=r)
         self.retention_rows = Counter("strongroom_retention_rows", "Clinical rows records retention archived or "
                                       "deleted, by table", ["table", "action"], registry=r)
+        self.sync_rows = Counter("strongroom_sync_rows", "Rows sync passes sent to and received from each peer",
+                                 ["peer", "direction"], registry=r)
+        self.sync_pass_seconds = Gauge("strongroom_sync_pass_duration_seconds",
+                                       "How long the last sync pass with each peer took", ["peer"], registry=r)
         self.audit_chain_ok = None
         self.set_backup_max_ages(backup_max_ages)
         r.register(DatabaseCollector(engine, settings_of))
@@ -221,6 +252,13 @@ class Metrics:
             self._set_success(run.job_kind, run.finished_at)
         if run.job_kind == "export" and run.status == "succeeded" and run.result:
             self.export_rows.labels(run.result.get("format", "unknown")).inc(run.result.get("row_count") or 0)
+        if run.job_kind == "sync" and run.result:
+            for entry in run.result.get("peers") or []:
+                if "sent" not in entry:        # skipped, or failed before counting
+                    continue
+                self.sync_rows.labels(entry["peer"], "sent").inc(entry["sent"] or 0)
+                self.sync_rows.labels(entry["peer"], "received").inc(entry["received"] or 0)
+                self.sync_pass_seconds.labels(entry["peer"]).set(entry.get("seconds") or 0)
         if run.job_kind == "retention" and run.status == "succeeded" and run.result and not run.result.get("dry_run"):
             for table, counts in (run.result.get("tables") or {}).items():
                 for action in ("archived", "deleted"):

@@ -66,3 +66,14 @@ def send_test(settings: Settings) -> list[dict]:
     deliveries = _send_test(settings.notify)
     _log(deliveries)
     return [dataclasses.asdict(d) for d in deliveries]
+
+
+def sync_peer_failing(settings: Settings, peer: str, failures: int, last_error: str | None) -> threading.Thread:
+    """A peer's passes failed `failures` times in a row ([sync] notify_after_failures).
+    The peer's name and the engine's own error text (no address, no rows) only."""
+    event = Event(kind="sync", severity="failure", title=f"sync with {peer} failing",
+                  message=f"{failures} sync passes in a row with peer {peer} failed; the last: "
+                          f"{last_error or 'no detail'}. Scheduled passes go on retrying with backoff; "
+                          "see `strongroom sync status`.",
+                  fields={"peer": peer, "failures": failures})
+    return _background(send, settings.notify, event)

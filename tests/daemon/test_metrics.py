@@ -95,3 +95,32 @@ def test_exported_series_are_the_ones_the_alert_rules_are_checked_against(ctx):
         "strongroom_leader", "strongroom_control_requests_total", "strongroom_export_rows_total",
         "strongroom_retention_rows_total", "strongroom_database_up", "strongroom_legal_holds_active",
         "strongroom_erasure_requests_pending", "strongroom_backup_snapshots", "strongroom_backup_size_bytes"}
+
+
+def test_sync_passes_count_rows_per_peer_and_the_database_gives_lag_pending_failures_and_quarantine(ctx):
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.sync.passes import Problem, quarantine
+    from strongroom.core.sync.peers import add_peer, record_failure
+
+    with transaction(ctx.engine) as conn:
+        central = add_peer(conn, "central", "postgresql://sync:s3cret@127.0.0.1/central")
+        add_peer(conn, "laptop", "sqlite:////tmp/laptop.db")
+        record_failure(conn, central, error="database error talking to the peer", now=utcnow(),
+                       retry_delay_seconds=60)
+        quarantine(conn, central, "clients", {"id": "0190d6c1-0000-7000-8000-000000000001"},
+                   Problem("checksum_mismatch", "clients row's checksum does not match its content"))
+    seed_clients(ctx, n=2)
+    metrics = Metrics(ctx.engine, {}, lambda: ctx.settings)
+    run = runs.queue(ctx.engine, "sync", trigger="manual")
+    result = {"peers": [{"peer": "laptop", "sent": 5, "received": 7, "seconds": 1.5},
+                        {"peer": "central", "error": "database error talking to the peer"}], "failed": ["central"]}
+    metrics.job_finished(dataclasses.replace(run, status="failed", finished_at=utcnow(), result=result))
+    series = _samples(metrics)
+    assert series["strongroom_sync_rows_total"] == {(("direction", "sent"), ("peer", "laptop")): 5,
+                                                    (("direction", "received"), ("peer", "laptop")): 7}
+    assert series["strongroom_sync_pass_duration_seconds"] == {(("peer", "laptop"),): 1.5}
+    assert series["strongroom_sync_peer_failures"] == {(("peer", "central"),): 1, (("peer", "laptop"),): 0}
+    assert series["strongroom_sync_pending_rows"][(("peer", "laptop"),)] >= 2     # the clients, and more
+    assert set(series["strongroom_sync_lag_seconds"]) == {(("peer", "central"),), (("peer", "laptop"),)}
+    assert series["strongroom_sync_quarantined"] == {(): 1}
+    assert "s3cret" not in generate_latest(metrics.registry).decode()
