@@ -25,9 +25,9 @@ def test_example_config_in_etc_is_valid_and_documents_every_key():
                    if line.startswith("# ") and "=" in line}
     sections = (settings, settings.database, settings.keys, settings.auth, settings.auth.argon2,
                 settings.daemon, settings.metrics, settings.audit, settings.notify, settings.backup,
-                settings.backup.retention)
+                settings.backup.retention, settings.sync)
     nested = {"source", "database", "keys", "auth", "argon2", "daemon", "metrics", "audit", "schedules",
-              "notify", "email", "backup", "retention"}
+              "notify", "email", "backup", "retention", "sync", "tables", "peers"}
     for section in sections:
         for name in type(section).model_fields:
             if name not in nested:
@@ -35,6 +35,11 @@ def test_example_config_in_etc_is_valid_and_documents_every_key():
     from strongroom.core.notify import EmailSettings
     for name in EmailSettings.model_fields:
         assert name in documented, f"etc/strongroom.toml does not document notify.email.{name}"
+    from strongroom.core.sync.settings import SyncPeerSettings, SyncTableSettings
+    for model, where in ((SyncTableSettings, "sync.tables.NAME"), (SyncPeerSettings, "sync.peers.NAME")):
+        for name in model.model_fields:
+            assert name in documented, f"etc/strongroom.toml does not document {where}.{name}"
+    assert "[sync.tables." in text and "[sync.peers." in text
 
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path):
