@@ -22,7 +22,6 @@ from sqlalchemy import (
     Boolean,
     Date,
     Enum,
-    Float,
     ForeignKey,
     Index,
     Integer,
@@ -445,7 +444,9 @@ class SyncPeer(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    clock_skew_seconds: Mapped[float | None] = mapped_column(Float)
+    # Milliseconds the peer's clock was ahead at the last pass (integer: backups carry
+    # no floating point columns).
+    clock_skew_ms: Mapped[int | None] = mapped_column(Integer)
 
 
 class SyncSite(Base):

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from strongroom.core import audit
@@ -60,6 +60,7 @@ from strongroom.core.sync.merge import APPLY, CONFLICT, SKIP, Decision, Policy, 
 from strongroom.core.sync.site import Clock, site_id
 from strongroom.core.sync.stamp import (
     Meta,
+    MetaWriter,
     load_meta,
     lock_changes,
     merged,
@@ -309,17 +310,36 @@ def inbound_peer(conn: Connection, site: str) -> uuid.UUID:
     return peer_id
 
 
-def _write(conn: Connection, spec: SyncTable, row_id: uuid.UUID, values: dict, exists: bool) -> int:
-    version = next_change_version(conn)
-    full = {c: values[c] for c in spec.columns}
-    full["sync_version"] = version
-    full["data_checksum"] = row_checksum(full)
-    if exists:
-        conn.execute(update(spec.table).where(spec.table.c.id == row_id)
-                     .values(**{k: v for k, v in full.items() if k != "id"}))
-    else:
-        conn.execute(insert(spec.table), [full])
-    return version
+class RowWriter:
+    """The rows a batch writes, in one INSERT and one UPDATE statement per flush, all with
+    one new change version (a batch is one transaction: one version says "changed
+    together", as a bulk insert's does)."""
+
+    def __init__(self, conn: Connection, spec: SyncTable) -> None:
+        self.conn, self.spec = conn, spec
+        self.version: int | None = None
+        self.inserts: list[dict] = []
+        self.updates: list[dict] = []
+
+    def write(self, values: Mapping, exists: bool) -> int:
+        if self.version is None:
+            self.version = next_change_version(self.conn)
+        full = {c: values[c] for c in self.spec.columns}
+        full["sync_version"] = self.version
+        full["data_checksum"] = row_checksum(full)
+        (self.updates if exists else self.inserts).append(full)
+        return self.version
+
+    def flush(self) -> None:
+        table = self.spec.table
+        if self.inserts:
+            self.conn.execute(insert(table), self.inserts)
+        if self.updates:
+            columns = [c for c in self.updates[0] if c != "id"]
+            self.conn.execute(update(table).where(table.c.id == bindparam("v_id"))
+                              .values({c: bindparam(f"v_{c}") for c in columns}),
+                              [{f"v_{k}": v for k, v in row.items()} for row in self.updates])
+        self.inserts, self.updates = [], []
 
 
 def _conflict(conn: Connection, peer_id: uuid.UUID, spec: SyncTable, local: Mapping, lmeta: Meta,
@@ -442,6 +462,7 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
     metas = load_meta(conn, spec.name, ids)
     stamp_rows(conn, clock, spec, list(local_rows.values()), metas)   # local edits not yet stamped
     problems, destroyed = validate(conn, keyring, spec, [r for r, _ in batch], local_rows)
+    rows_out, metas_out = RowWriter(conn, spec), MetaWriter(spec.name)
     for row, rmeta in batch:
         rid = row["id"]
         problem = problems.get(rid)
@@ -465,16 +486,18 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
             counts.conflicts += _conflict(conn, peer_id, spec, local, lmeta, row, rmeta, decision.conflict_fields)
             continue
         meta = decision.meta
-        meta.version = _write(conn, spec, rid, decision.values, local is not None)
+        meta.version = rows_out.write(decision.values, local is not None)
         meta.source = source if decision.rule in ("new", "fast_forward") else None
         meta.stored = lmeta is not None
         _close_superseded(conn, spec, rid, meta, source)
         if erased:
             meta.pending = None
-        save_meta(conn, spec.name, rid, meta)
+        metas_out.add(rid, meta)
         _record(conn, spec, rid, decision, lmeta, rmeta, peer_id)
         counts.applied += 1
         counts.decisions += bool(decision.overwritten or decision.lost)
+    rows_out.flush()
+    metas_out.flush(conn)
     clock.save()
     return counts
 

@@ -128,7 +128,7 @@ def record_success(conn: Connection, peer_id: uuid.UUID, *, site: str, now: date
                    skew_seconds: float | None) -> None:
     conn.execute(update(_peers).where(_peers.c.id == peer_id).values(
         last_sync_at=now, last_attempt_at=now, failures=0, last_error=None, next_attempt_at=None, site_id=site,
-        clock_skew_seconds=skew_seconds))
+        clock_skew_ms=None if skew_seconds is None else round(skew_seconds * 1000)))
 
 
 def record_failure(conn: Connection, peer_id: uuid.UUID, *, error: str, now: datetime,
@@ -189,6 +189,6 @@ def list_peers(conn: Connection, *, now: datetime | None = None) -> list[dict]:
             # An inbound peer is a site that syncs with us; we do not reach it.
             "inbound": row["url"].startswith("inbound:"), "site_id": row["site_id"],
             "failures": row["failures"], "last_error": row["last_error"],
-            "next_attempt_at": row["next_attempt_at"], "clock_skew_seconds": row["clock_skew_seconds"],
+            "next_attempt_at": row["next_attempt_at"], "clock_skew_seconds": None if row["clock_skew_ms"] is None else row["clock_skew_ms"] / 1000,
         })
     return peers

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, and_, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, text, update
 
 from strongroom.core.db.models import SyncMark, SyncRow
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
@@ -107,6 +107,38 @@ def save_meta(conn: Connection, table_name: str, row_id: uuid.UUID, meta: Meta) 
         meta.stored = True
 
 
+class MetaWriter:
+    """Metadata to store, written in two statements per flush (inserts, updates) rather
+    than one per row: a pass moves up to a batch of rows at a time."""
+
+    def __init__(self, table_name: str) -> None:
+        self.table_name = table_name
+        self.inserts: dict[uuid.UUID, dict] = {}
+        self.updates: dict[uuid.UUID, dict] = {}
+
+    def add(self, row_id: uuid.UUID, meta: Meta) -> None:
+        values = meta.as_row(self.table_name, row_id)
+        if row_id in self.inserts:          # inserted in this flush already: still an insert
+            self.inserts[row_id] = values
+        elif meta.stored:
+            self.updates[row_id] = values
+        else:
+            self.inserts[row_id] = values
+            meta.stored = True
+
+    def flush(self, conn: Connection) -> None:
+        if self.inserts:
+            conn.execute(insert(_meta), list(self.inserts.values()))
+        if self.updates:
+            rows = [{**{f"b_{k}": v for k, v in values.items()}} for values in self.updates.values()]
+            columns = [c for c in next(iter(self.updates.values())) if c not in ("table_name", "row_id")]
+            conn.execute(update(_meta).where(_meta.c.table_name == bindparam("b_table_name"),
+                                             _meta.c.row_id == bindparam("b_row_id"))
+                         .values({c: bindparam(f"b_{c}") for c in columns}), rows)
+        self.inserts.clear()
+        self.updates.clear()
+
+
 def restamp(clock: Clock, row: Mapping, meta: Meta | None, hashes: dict[str, str],
             resolved: bool = False) -> Meta | None:
     """The metadata of `row` after a local write, or None when its content did not change.
@@ -156,6 +188,7 @@ def stamp_rows(conn: Connection, clock: Clock, spec: SyncTable, rows: list[Mappi
     updates `metas` in place and stores what changed. Returns how many got a new version."""
     pending = [r["id"] for r in rows if (m := metas.get(r["id"])) is not None and m.pending]
     still_open = open_conflict_rows(conn, spec.name, pending) if pending else set()
+    writer = MetaWriter(spec.name)
     fresh = 0
     for row in rows:
         meta = metas.get(row["id"])
@@ -167,7 +200,8 @@ def stamp_rows(conn: Connection, clock: Clock, spec: SyncTable, rows: list[Mappi
         if new.hlc != before_hlc:
             fresh += 1
         metas[row["id"]] = new
-        save_meta(conn, spec.name, row["id"], new)
+        writer.add(row["id"], new)
+    writer.flush(conn)
     return fresh
 
 

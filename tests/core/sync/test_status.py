@@ -54,7 +54,7 @@ def test_a_failing_peer_shows_failures_last_error_next_attempt_and_lagging(engin
         record_failure(conn, peer_id, error="database error talking to the peer (OperationalError)", now=now,
                        retry_delay_seconds=60)
         conn.execute(update(SyncPeer.__table__).where(SyncPeer.__table__.c.id == peer_id)
-                     .values(clock_skew_seconds=12.5, last_sync_at=now - timedelta(hours=30)))
+                     .values(clock_skew_ms=12_500, last_sync_at=now - timedelta(hours=30)))
         report = sync_status.status(conn, SyncSettings(max_lag_minutes=60), now=now)
     north = _peer(report, "north")
     assert north["failures"] == 1 and "OperationalError" in north["last_error"]

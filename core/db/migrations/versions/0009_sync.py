@@ -89,7 +89,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("last_error", sa.String(length=500), nullable=True))
         batch.add_column(sa.Column("last_attempt_at", _WHEN, nullable=True))
         batch.add_column(sa.Column("next_attempt_at", _WHEN, nullable=True))
-        batch.add_column(sa.Column("clock_skew_seconds", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("clock_skew_ms", sa.Integer(), nullable=True))
     # A watermark is a (sync_version, row id) cursor: one bulk write gives many rows one
     # version, and a batch may end inside them.
     with op.batch_alter_table("sync_state") as batch:
@@ -167,7 +167,7 @@ def downgrade() -> None:
     with op.batch_alter_table("sync_state") as batch:
         batch.drop_column("after_id")
     with op.batch_alter_table("sync_peers") as batch:
-        for name in ("clock_skew_seconds", "next_attempt_at", "last_attempt_at", "last_error", "failures",
+        for name in ("clock_skew_ms", "next_attempt_at", "last_attempt_at", "last_error", "failures",
                      "site_id"):
             batch.drop_column(name)
     op.drop_index(op.f("ix_sync_quarantine_status"), table_name="sync_quarantine")
