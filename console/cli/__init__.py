@@ -116,7 +116,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "security": ("remote:security_group", "Security events."),
     "sessions": ("remote:sessions_group", "Login sessions."),
     "status": ("remote:status_cmd", "What the daemon is doing: role, uptime, running jobs, next runs."),
-    "sync": ("sync:group", "Sync between sites: the conflict queue and resolving it field by field."),
+    "sync": ("sync:group", "Sync between sites: passes, status, peers, the quarantine and the conflict queue."),
     "user": ("user:group", "Manage users: add, list, lock, unlock, grants, 2FA reset, passwords."),
     "whoami": ("remote:whoami_cmd", "Which identity commands act as now, and where it comes from."),
 }

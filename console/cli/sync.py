@@ -1,9 +1,17 @@
-"""`strongroom sync conflicts|show|resolve`: the sync conflict queue, through the daemon.
+"""`strongroom sync ...`: sync between sites, through the daemon.
 
-Everything here needs `sync:resolve`. The daemon decides what a person may see: PHI is
-masked for anyone without `phi:read`, and the queue names the fields that differ, never
-their values. Resolving sends a choice per field (local, remote or base), never a value,
-so an operator resolves a conflict without any plaintext reaching the terminal.
+`sync run [PEER] [--wait]` starts a pass (a `sync` job; needs job:sync:run) and can
+follow it; `sync status` shows per peer and table where sync stands; `sync peer
+add|list|remove|pause|resume` manages peers (changing them needs config:write);
+`sync quarantine` lists rows a peer sent that failed validation, never their content.
+
+The conflict queue (`conflicts|show|resolve`) needs `sync:resolve`. The daemon decides
+what a person may see: PHI is masked for anyone without `phi:read`, and the queue names
+the fields that differ, never their values. Resolving sends a choice per field (local,
+remote or base), never a value, so an operator resolves a conflict without any plaintext
+reaching the terminal.
+
+A peer's address is printed only as the daemon gives it: with any password masked.
 """
 from __future__ import annotations
 
@@ -15,7 +23,7 @@ from typing import TYPE_CHECKING
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
-from strongroom.console.cli.remote import run_remote
+from strongroom.console.cli.remote import run_remote, wait_for_run
 from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:  # ZeroMQ loads when a command runs, not for its help
@@ -27,7 +35,180 @@ PAGE = 500   # the daemon's largest page
 
 @click.group(name="sync")
 def group() -> None:
-    """Sync between sites: the conflict queue and resolving it field by field."""
+    """Sync between sites: passes, status, peers, the quarantine and the conflict queue."""
+
+
+# --- passes and status -------------------------------------------------------------------
+
+@group.command(name="run")
+@click.argument("peer", required=False)
+@click.option("--wait", is_flag=True, help="Show progress and exit non-zero unless every pass succeeds.")
+@socket_option
+@json_option
+@pass_state
+def run_cmd(state: CliState, peer: str | None, wait: bool, socket_path, as_json: bool) -> None:
+    """Sync now with PEER, or with every active peer (a `sync` job run by the daemon)."""
+    args = {"peer": peer} if peer else {}
+    if not wait:
+        run = run_remote(state, socket_path, lambda c: c.call("sync.run", args))
+        emit(as_json, run, lambda r: click.echo(f"started sync run {r['id']} "
+                                                f"(follow it: strongroom jobs get {r['id']})"))
+        return
+    final = run_remote(state, socket_path, lambda c: wait_for_run(c, args, quiet=as_json, cmd="sync.run"))
+    emit(as_json, final, _run_human)
+    if final["status"] != "succeeded":
+        sys.exit(1)
+
+
+def _run_human(run: dict) -> None:
+    click.echo(f"sync run {run['id']} {run['status']}")
+    for p in (run.get("result") or {}).get("peers") or []:
+        if "skipped" in p:
+            click.echo(f"  {p['peer']}: skipped, {p['skipped']} (next attempt {str(p['next_attempt_at'])[:19]})")
+        elif "error" in p:
+            click.echo(f"  {p['peer']}: failed: {p['error']}")
+        else:
+            click.echo(f"  {p['peer']}: sent {p['sent']}, received {p['received']}, conflicts {p['conflicts']}, "
+                       f"quarantined {p['quarantined']}, rule decisions {p['decisions']}, "
+                       f"keys destroyed {p['keys_destroyed']} in {p['seconds']}s")
+    if run["status"] != "succeeded" and not (run.get("result") or {}).get("peers") and run.get("error"):
+        click.echo(f"  {run['error']}")
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+@group.command(name="status")
+@socket_option
+@json_option
+@pass_state
+def status_cmd(state: CliState, socket_path, as_json: bool) -> None:
+    """Per peer and table: watermarks, lag in time and rows, failures, clock skew,
+    open conflicts and quarantined rows."""
+    data = run_remote(state, socket_path, lambda c: c.call("sync.status"))
+    emit(as_json, data, _status_human)
+
+
+def _status_human(d: dict) -> None:
+    if not d["peers"]:
+        click.echo("no sync peers (add one: strongroom sync peer add NAME URL)")
+    for p in d["peers"]:
+        flags = [word for word, on in (("paused", not p["is_active"] and not p["inbound"]),
+                                       ("inbound", p["inbound"]), ("LAGGING", p["lagging"]),
+                                       ("CLOCK SKEW", p["skew_exceeded"])) if on]
+        click.echo(f"{p['name']}  {p['direction']}  {p['url']}" + (f"  [{', '.join(flags)}]" if flags else ""))
+        pending = "?" if p["pending_rows"] is None else p["pending_rows"]
+        click.echo(f"  last sync {_ago(p['lag_seconds'])}, {pending} rows not yet sent, "
+                   f"{p['open_conflicts']} open conflicts, {p['quarantined']} quarantined"
+                   + (f", clock skew {p['clock_skew_seconds']}s" if p["clock_skew_seconds"] is not None else ""))
+        if p["failures"]:
+            click.echo(f"  {p['failures']} failed passes in a row; last error: {p['last_error']}; "
+                       f"next attempt {str(p['next_attempt_at'])[:19]}")
+        for t in p["tables"]:
+            pending = "-" if t["pending_rows"] is None else t["pending_rows"]
+            click.echo(f"    {t['table']:<17} push {t['push_watermark']:>10}  pull {t['pull_watermark']:>10}  "
+                       f"pending {pending:>6}  moved {str(t['last_moved_at'] or 'never')[:19]}")
+    click.echo(f"open conflicts: {d['open_conflicts']}; quarantined rows: {d['quarantined']}")
+
+
+@group.command(name="quarantine")
+@click.option("--all", "show_all", is_flag=True, help="Include rows already dealt with.")
+@socket_option
+@json_option
+@pass_state
+def quarantine_cmd(state: CliState, show_all: bool, socket_path, as_json: bool) -> None:
+    """Rows a peer sent that failed validation, with the reason (never their content)."""
+    async def every(client: Client) -> list[dict]:
+        rows: list[dict] = []
+        args: dict = {"status": "all" if show_all else "open", "limit": PAGE}
+        while True:
+            page = await client.call("sync.quarantine", args)
+            rows.extend(page)
+            if len(page) < PAGE:
+                return rows
+            args["after_id"] = page[-1]["id"]
+    rows = run_remote(state, socket_path, every)
+
+    def human(items: list[dict]) -> None:
+        if not items:
+            click.echo("no quarantined rows")
+        for q in items:
+            click.echo(f"{q['id']}  {q['status']:<8} {q['table']:<16} row {q['row_id']}  peer {q['peer'] or '?'}  "
+                       f"{str(q['received_at'])[:19]}  {q['reason']}: {q['detail']}")
+    emit(as_json, rows, human)
+
+
+# --- peers -------------------------------------------------------------------------------
+
+@group.group(name="peer")
+def peer_group() -> None:
+    """Sync peers: add, list, remove, pause, resume."""
+
+
+@peer_group.command(name="add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--direction", type=click.Choice(["both", "push", "pull"]), default="both", show_default=True)
+@socket_option
+@json_option
+@pass_state
+def peer_add_cmd(state: CliState, name: str, url: str, direction: str, socket_path, as_json: bool) -> None:
+    """Add peer NAME reached at database URL (sqlite:////path/strongroom.db, or
+    postgresql+psycopg://user@host/db?sslmode=verify-full off this machine)."""
+    peer = run_remote(state, socket_path, lambda c: c.call("sync.peer.add",
+                                                           {"name": name, "url": url, "direction": direction}))
+    emit(as_json, peer, lambda p: click.echo(f"added sync peer {p['name']} ({p['direction']}) at {p['url']}; "
+                                             f"sync with it: strongroom sync run {p['name']}"))
+
+
+def _peer_line(p: dict) -> str:
+    state = "inbound" if p["inbound"] else ("active" if p["is_active"] else "paused")
+    pending = "?" if p["pending_changes"] is None else p["pending_changes"]
+    line = (f"{p['name']:<20} {state:<8} {p['direction']:<5} last sync {_ago(p['seconds_since_sync'])}, "
+            f"{pending} not yet sent, {p['open_conflicts']} open conflicts  {p['url']}")
+    if p["failures"]:
+        line += f"  [{p['failures']} failures]"
+    return line
+
+
+@peer_group.command(name="list")
+@socket_option
+@json_option
+@pass_state
+def peer_list_cmd(state: CliState, socket_path, as_json: bool) -> None:
+    """Peers with their lag and state; addresses with any password masked."""
+    rows = run_remote(state, socket_path, lambda c: c.call("sync.peer.list"))
+    emit(as_json, rows, lambda items: click.echo("\n".join(_peer_line(p) for p in items) or "no sync peers"))
+
+
+def _peer_change(verb: str, done: str):
+    @peer_group.command(name=verb)
+    @click.argument("name")
+    @socket_option
+    @json_option
+    @pass_state
+    def change(state: CliState, name: str, socket_path, as_json: bool) -> None:
+        result = run_remote(state, socket_path, lambda c: c.call(f"sync.peer.{verb}", {"name": name}))
+        emit(as_json, result, lambda r: click.echo(f"sync peer {r['name']} {done}"))
+    return change
+
+
+peer_remove_cmd = _peer_change("remove", "removed (its resolved conflicts stay as evidence)")
+peer_remove_cmd.help = ("Forget peer NAME and its watermarks (refused while it has open conflicts). A peer "
+                        "still in the config file comes back on the next start or reload.")
+peer_pause_cmd = _peer_change("pause", "paused: no passes with it until it is resumed")
+peer_pause_cmd.help = "Pause peer NAME: no pass with it, scheduled or asked for."
+peer_resume_cmd = _peer_change("resume", "resumed")
+peer_resume_cmd.help = "Resume peer NAME (its retry backoff is cleared too)."
+
+
+# --- the conflict queue ------------------------------------------------------------------
 
 
 async def _queue(client: Client, status: str) -> list[dict]:

@@ -154,3 +154,55 @@ def test_without_sync_resolve_every_command_is_forbidden(daemon, capsys, tmp_pat
         code, out, err = cli(capsys, daemon, "sync", *args)
         assert code == 8 and "lacks permission 'sync:resolve'" in err and not out, args
     assert queue(daemon) == before
+
+
+# --- passes, status, peers and the quarantine --------------------------------------------
+
+@pytest.fixture
+def site(tmp_path, db_url, monkeypatch):
+    """A daemon over demo clients with a joined laptop site not yet added as a peer
+    (tests/daemon/test_sync_control.py), the CLI pointed at it."""
+    from tests.daemon.conftest import running_daemon
+    from tests.daemon.test_sync_control import make_site
+    data_dir, laptop_url, _ = make_site(tmp_path, db_url)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    with running_daemon(data_dir, tmp_path) as proc:
+        monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
+        proc.laptop_url = laptop_url
+        yield proc
+
+
+def test_a_peer_is_added_synced_with_and_shown_in_status_without_a_password(site, capsys):
+    code, out, err = cli(capsys, site, "sync", "peer", "add", "laptop", site.laptop_url, "--direction", "push")
+    assert code == 0 and out.startswith("added sync peer laptop (push)"), err
+    secret_url = "postgresql+psycopg://sync:s3cret@127.0.0.1/central"
+    code, out, err = cli(capsys, site, "sync", "peer", "add", "central", secret_url)
+    assert code == 0 and "sync:***@127.0.0.1" in out and "s3cret" not in out + err
+    code, out, _ = cli(capsys, site, "sync", "peer", "pause", "central")
+    assert code == 0 and out.strip() == "sync peer central paused: no passes with it until it is resumed"
+
+    code, out, err = cli(capsys, site, "sync", "run", "laptop", "--wait")
+    assert code == 0, out + err
+    assert "succeeded" in out.splitlines()[0] and "laptop: sent 6, received 0" in out
+    code, out, _ = cli(capsys, site, "sync", "status")
+    assert code == 0 and "s3cret" not in out
+    assert "central  both  postgresql+psycopg://sync:***@127.0.0.1/central  [paused]" in out
+    assert "last sync never, 7 rows not yet sent" in out        # the practice, 3 clients, 3 sessions
+    assert any(line.split()[:1] == ["clients"] and "pending      0" in line for line in out.splitlines())
+    code, out, _ = cli(capsys, site, "sync", "peer", "list", "--json")
+    assert [(p["name"], p["is_active"]) for p in json.loads(out)] == [("central", False), ("laptop", True)]
+    code, out, _ = cli(capsys, site, "sync", "peer", "remove", "central")
+    assert code == 0 and "removed" in out
+    code, out, _ = cli(capsys, site, "sync", "quarantine")
+    assert code == 0 and out.strip() == "no quarantined rows"
+
+
+def test_failures_exit_non_zero_and_errors_repeat_no_input(site, capsys):
+    code, out, err = cli(capsys, site, "sync", "run", "--wait")
+    assert code != 0 and "no sync peers" in out + err
+    code, _, err = cli(capsys, site, "sync", "peer", "add", "far", "postgresql://sync:s3cret@far.example.org/db")
+    assert code != 0 and "sslmode=verify-full" in err and "s3cret" not in err and "far.example" not in err
+    code, _, err = cli(capsys, site, "sync", "peer", "resume", "123-45-6789")
+    assert code != 0 and "no such sync peer" in err and "123-45-6789" not in err
+    code, _, err = cli(capsys, site, "sync", "run", "123-45-6789")
+    assert code != 0 and "123-45-6789" not in err
