@@ -54,7 +54,8 @@ TAB_KEYS = "1234567890"
 EVENT_ROUTES = {
     "health": (("overview", "apply_health"),),
     "job.": (("overview", "apply_job"), ("jobs", "apply_job"), ("backups", "apply_job"),
-             ("integrity", "apply_job"), ("exports", "apply_job"), ("retention", "apply_job")),
+             ("integrity", "apply_job"), ("exports", "apply_job"), ("retention", "apply_job"),
+             ("sync", "apply_job")),
     "audit": (("audit", "apply_audit"), ("retention", "apply_audit")),
     "sync.": (("sync", "apply_sync"),),
     "security": (("security", "apply_security"), ("users", "apply_security")),

@@ -1,4 +1,5 @@
-"""Choose a job kind to run now; kinds the user may not run are listed disabled with why."""
+"""Choose a job kind to run now (or another choice of one thing to run, such as the peer a
+sync runs with); choices the user may not take are listed disabled with why."""
 from __future__ import annotations
 
 from textual.app import ComposeResult
@@ -12,15 +13,20 @@ from textual.widgets.option_list import Option
 class RunJobScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
 
-    def __init__(self, kinds: list[tuple[str, str | None]]) -> None:
-        """`kinds`: (kind, reason it is not allowed or None)."""
+    def __init__(self, kinds: list[tuple[str, str | None]], *, title: str = "Run a job now",
+                 labels: dict[str, str] | None = None) -> None:
+        """`kinds`: (kind, reason it is not allowed or None); `labels`: what to show for
+        a kind instead of its name."""
         super().__init__()
         self.kinds = kinds
+        self.title_text = title
+        self.labels = labels or {}
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static("Run a job now", classes="dialog-title")
-            yield OptionList(*[Option(kind if reason is None else f"{kind}  ({reason})", id=kind,
+            yield Static(self.title_text, classes="dialog-title")
+            yield OptionList(*[Option(self.labels.get(kind, kind) if reason is None
+                                      else f"{self.labels.get(kind, kind)}  ({reason})", id=kind,
                                       disabled=reason is not None) for kind, reason in self.kinds],
                              id="kinds")
             yield Static("enter: choose · esc: close", classes="hint")

@@ -1,4 +1,12 @@
-"""Sync: peers and their lag, the conflict queue, and one conflict side by side.
+"""Sync: peers with their lag and failures, sync now, the conflict queue with one conflict
+side by side, and the quarantine.
+
+Peers come from `sync.status`: per peer the time since its last pass, the rows not sent
+yet, open conflicts and quarantined rows, and, when passes fail, how many in a row and
+the last error. `s` syncs now (a `sync` job through `job.run`, with the peer's name; with
+several peers, a choice), its progress shown from `job.*` events, and everything reloads
+when it ends. `f` cycles the queue: open, resolved or all conflicts, then the quarantine
+(rows a peer sent that failed validation: never applied, never shown with content).
 
 Enter opens the highlighted conflict: base, local and remote per field, the fields that
 differ first and marked ≠. `l`, `r` and `b` choose the local, remote or base version
@@ -13,9 +21,11 @@ from rich.text import Text
 from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.detail import DetailScreen
-from strongroom.console.screens.identity import Identity
+from strongroom.console.screens.identity import Identity, why_not_job
+from strongroom.console.screens.run_job import RunJobScreen
 from strongroom.console.screens.text import age, when
 from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.widgets.job_progress import show_run
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -23,25 +33,73 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 PAGE_SIZE = 50
-FILTERS = ("open", "resolved", "all")
+QUARANTINE = "quarantine"
+FILTERS = ("open", "resolved", "all", QUARANTINE)
+KIND = "sync"
+EVERY_PEER = "*every*"        # not a peer name: names never hold '*'
+ERROR_CHARS = 160
 CHOICES = {"local": "l", "remote": "r", "base": "b"}
 # Column widths follow the tab's width (fitted on resize); at 80 columns they are these.
 CONFLICT_COLUMNS = (("Queued", "queued", 16), ("Peer", "peer", 10), ("Table", "table", 16),
                     ("Status", "status", 8), ("Differs", "fields", 16))
 FIELD_COLUMNS = (("Field", "field", 20), ("Base", "base", 13), ("Local", "local", 13),
                  ("Remote", "remote", 13), ("Use", "use", 6))
+QUARANTINE_COLUMNS = (("Received", "received", 16), ("Peer", "peer", 10), ("Table", "table", 16),
+                      ("Reason", "reason", 18), ("Row", "row", 9))
 CELL_PADDING = 2      # a DataTable cell's padding, left and right together
 SCROLLBAR = 2
-MAX_PEERS_SHOWN = 2
+MAX_PEER_LINES = 3
 
 
 def peer_line(peer: dict) -> str:
+    """One peer's lag in a line: time since its last pass, rows to send, open conflicts,
+    quarantined rows (a `sync.status` peer; a `sync.peers` one reads the same)."""
     arrows = {"both": "⇄", "push": "→", "pull": "←"}.get(peer.get("direction"), "?")
-    synced = "never synced" if peer.get("seconds_since_sync") is None else \
-        f"synced {age(peer['seconds_since_sync'])} ago"
-    pending = "" if peer.get("pending_changes") is None else f" · {peer['pending_changes']} to send"
-    inactive = "" if peer.get("is_active", True) else " · paused"
-    return f"{arrows} {peer['name']}: {synced}{pending} · {peer.get('open_conflicts', 0)} open{inactive}"
+    lag = peer.get("lag_seconds", peer.get("seconds_since_sync"))
+    pending = peer.get("pending_rows", peer.get("pending_changes"))
+    parts = ["never synced" if lag is None else f"synced {age(lag)} ago"]
+    if pending is not None:
+        parts.append(f"{pending} to send")
+    parts.append(f"{peer.get('open_conflicts', 0)} open")
+    if peer.get("quarantined"):
+        parts.append(f"{peer['quarantined']} quarantined")
+    if peer.get("skew_exceeded"):
+        parts.append(f"clock skew {peer.get('clock_skew_seconds')}s")
+    if peer.get("inbound"):
+        parts.append("syncs with us")
+    elif not peer.get("is_active", True):
+        parts.append("paused")
+    mark = "⚠ " if peer.get("lagging") else ""
+    return f"{arrows} {mark}{peer['name']}: " + " · ".join(parts)
+
+
+def failure_line(peer: dict) -> str | None:
+    """Failed passes in a row, when the next try is and the last error; None when the
+    last pass succeeded. Errors are the engine's own words (never a row's values)."""
+    failures = peer.get("failures") or 0
+    if not failures:
+        return None
+    text = f"  ✗ {failures} failed pass{'es' if failures != 1 else ''} in a row"
+    if peer.get("next_attempt_at"):
+        text += f", next try {when(peer['next_attempt_at'])[11:16]}"
+    error = (peer.get("last_error") or "")[:ERROR_CHARS]
+    return f"{text}: {error}" if error else text
+
+
+def peers_text(peers: list[dict], shown: int) -> Text:
+    """Up to `shown` lines: peers first, each failing one followed by its failure."""
+    lines: list[str] = []
+    for peer in peers:
+        lines.append(peer_line(peer))
+        failure = failure_line(peer)
+        if failure:
+            lines.append(failure)
+    if len(lines) > shown:
+        more = len(peers) - sum(1 for line in lines[:shown] if not line.startswith("  "))
+        lines = lines[:shown]
+        if more:
+            lines[-1] += f" (+{more} more)"
+    return Text("\n".join(lines))
 
 
 def cell(value: str | None, style: str = "") -> Text:
@@ -51,7 +109,7 @@ def cell(value: str | None, style: str = "") -> Text:
 class SyncTab(Vertical):
     BINDINGS = [Binding("l", "choose('local')", "Local"), Binding("r", "choose('remote')", "Remote"),
                 Binding("b", "choose('base')", "Base"), Binding("a", "apply", "Apply"),
-                Binding("f", "filter", "Filter"),
+                Binding("f", "filter", "Filter"), Binding("s", "sync_now", "Sync now"),
                 Binding("n", "next_page", "Next page", show=False),
                 Binding("p", "previous_page", "Previous page", show=False),
                 Binding("ctrl+r", "reload", "Reload", show=False)]
@@ -59,23 +117,30 @@ class SyncTab(Vertical):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.identity: Identity | None = None
+        self.kinds: list[str] = []
+        self.peers: list[dict] = []
         self.filter = "open"
         self.after_id: str | None = None        # the page shown starts after this id
         self.history: list[str | None] = []     # after_ids of the earlier pages, for `p`
         self.full_page = False
-        self.rows: dict[str, dict] = {}         # conflicts on this page, by id
+        self.rows: dict[str, dict] = {}         # conflicts (or quarantined rows) on this page, by id
         self.conflict: dict | None = None       # the one opened
         self.choices: dict[str, str] = {}
         self.widths: dict[str, tuple] = {}      # column widths each table was last built with
 
     def compose(self) -> ComposeResult:
         yield Static("", id="sync-peers", classes="muted")
+        yield Vertical(id="sync-running")
         yield DataTable(id="conflicts-table", cursor_type="row", zebra_stripes=True)
+        yield DataTable(id="quarantine-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="conflict-head")
         yield DataTable(id="fields-table", cursor_type="row")
+        yield Static("", id="quarantine-detail")
         yield Static("", id="sync-note", classes="muted")
 
     def on_mount(self) -> None:
+        self.query_one("#quarantine-table").display = False
+        self.query_one("#quarantine-detail").display = False
         self.fit_columns(80 - 2)
 
     def on_resize(self, event: events.Resize) -> None:
@@ -88,9 +153,12 @@ class SyncTab(Vertical):
         field = 20 if free < 100 else 24
         value = max(13, (free - CELL_PADDING * len(FIELD_COLUMNS) - field - 6) // 3)
         differs = max(16, free - CELL_PADDING * len(CONFLICT_COLUMNS) - 16 - 10 - 16 - 8)
+        reason = max(18, free - CELL_PADDING * len(QUARANTINE_COLUMNS) - 16 - 10 - 16 - 9)
         wanted = {"#conflicts-table": tuple(w if key != "fields" else differs for _, key, w in CONFLICT_COLUMNS),
-                  "#fields-table": (field, value, value, value, 6)}
-        for table_id, columns in (("#conflicts-table", CONFLICT_COLUMNS), ("#fields-table", FIELD_COLUMNS)):
+                  "#fields-table": (field, value, value, value, 6),
+                  "#quarantine-table": tuple(w if key != "reason" else reason for _, key, w in QUARANTINE_COLUMNS)}
+        for table_id, columns in (("#conflicts-table", CONFLICT_COLUMNS), ("#fields-table", FIELD_COLUMNS),
+                                  ("#quarantine-table", QUARANTINE_COLUMNS)):
             if self.widths.get(table_id) == wanted[table_id]:
                 continue
             self.widths[table_id] = wanted[table_id]
@@ -102,12 +170,16 @@ class SyncTab(Vertical):
         self.show_conflict()
 
     def focus_main(self) -> None:
-        self.query_one("#conflicts-table", DataTable).focus()
+        self.queue_table().focus()
+
+    def queue_table(self) -> DataTable:
+        return self.query_one("#quarantine-table" if self.filter == QUARANTINE else "#conflicts-table", DataTable)
 
     # --- what this user may do ------------------------------------------------------------
 
     def set_identity(self, identity: Identity, status: dict) -> None:
         self.identity = identity
+        self.kinds = list(status.get("job_kinds") or [])
         self.refresh_bindings()
         self.load_peers()
         self.load_page()
@@ -128,7 +200,24 @@ class SyncTab(Vertical):
     def missing(self) -> list[str]:
         return [name for name in (self.conflict or {}).get("fields") or () if name not in self.choices]
 
+    def why_not_sync(self) -> str | None:
+        """None when this user may start a pass now, else why not."""
+        reason = why_not_job(self.identity, KIND, self.kinds)
+        if reason:
+            return reason
+        if not self.outbound():
+            return "no active sync peer (strongroom sync peer add, or resume one)"
+        return None
+
+    def outbound(self) -> list[str]:
+        """Names of the peers a pass from here can reach: active, and not inbound."""
+        return [p["name"] for p in self.peers if p.get("is_active", True) and not p.get("inbound")]
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "sync_now" and self.why_not_sync():
+            return None
+        if action in ("choose", "apply") and self.filter == QUARANTINE:
+            return False            # hidden: nothing in the quarantine is chosen field by field
         if action in ("choose", "apply") and self.why_not_resolve():
             return None
         if action == "choose" and parameters and parameters[0] == "base" and not self.conflict["has_base"]:
@@ -154,30 +243,31 @@ class SyncTab(Vertical):
             line.update(f"Peers hidden: {reason}")
             return
         try:
-            peers = await fetch(self, "sync.peers")
+            status = await fetch(self, "sync.status")
         except ClientError as err:
             line.update(f"Peers: {err.message}")
             return
-        if not peers:
-            line.update("No sync peers configured.")
+        self.peers = list(status.get("peers") or [])
+        self.refresh_bindings()
+        if not self.peers:
+            line.update("No sync peers configured (strongroom sync peer add NAME URL).")
             return
-        lines = [peer_line(p) for p in peers[:MAX_PEERS_SHOWN]]
-        if len(peers) > MAX_PEERS_SHOWN:
-            lines[-1] += f" (+{len(peers) - MAX_PEERS_SHOWN} more)"
-        line.update("\n".join(lines))
+        line.update(peers_text(self.peers, MAX_PEER_LINES))
 
     @tab_work(exclusive=True, group="sync-conflicts")
     async def load_page(self) -> None:
         if self.identity.why_not("sync:resolve"):
             self.show_conflict()
             return
-        args = {"status": self.filter, "limit": PAGE_SIZE}
+        quarantine = self.filter == QUARANTINE
+        args = {"status": "open" if quarantine else self.filter, "limit": PAGE_SIZE}
         if self.after_id is not None:
             args["after_id"] = self.after_id
         try:
-            rows = await fetch(self, "sync.conflicts", args)
+            rows = await fetch(self, "sync.quarantine" if quarantine else "sync.conflicts", args)
         except ClientError as err:
-            self.query_one("#conflict-head", Static).update(f"Could not load conflicts: {err.message}")
+            what = "the quarantine" if quarantine else "conflicts"
+            self.query_one("#conflict-head", Static).update(f"Could not load {what}: {err.message}")
             return
         self.rows = {row["id"]: row for row in rows}
         self.show_rows()
@@ -189,10 +279,19 @@ class SyncTab(Vertical):
         self.refresh_bindings()
 
     def show_rows(self) -> None:
-        table = self.query_one("#conflicts-table", DataTable)
+        quarantine = self.filter == QUARANTINE
+        self.query_one("#conflicts-table").display = not quarantine
+        self.query_one("#quarantine-table").display = quarantine
+        self.query_one("#fields-table").display = not quarantine
+        self.query_one("#quarantine-detail").display = quarantine
+        table = self.queue_table()
         cursor = table.cursor_row
         table.clear()
         for row in self.rows.values():
+            if quarantine:
+                table.add_row(when(row.get("received_at"))[:16], row.get("peer") or "?", row["table"],
+                              row["reason"], str(row["row_id"])[:8] + "…", key=row["id"])
+                continue
             differs = ", ".join(row["fields"]) if row["fields"] is not None else "unreadable"
             table.add_row(when(row.get("created_at"))[:16], row.get("peer") or "?", row["table"],
                           row["status"], differs, key=row["id"])
@@ -204,8 +303,14 @@ class SyncTab(Vertical):
         return f"{self.filter} · page {len(self.history) + 1} · {shown} shown" + (" (n: more)" if self.full_page else "")
 
     def action_filter(self) -> None:
+        was = self.filter
         self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
         self.history, self.after_id = [], None
+        if QUARANTINE in (was, self.filter):     # the two kinds of rows do not mix
+            self.rows, self.conflict, self.choices = {}, None, {}
+            self.show_rows()
+            self.show_conflict()
+            self.queue_table().focus()
         self.load_page()
 
     def action_next_page(self) -> None:
@@ -249,6 +354,9 @@ class SyncTab(Vertical):
         head = self.query_one("#conflict-head", Static)
         table = self.query_one("#fields-table", DataTable)
         conflict = self.conflict
+        if self.filter == QUARANTINE:
+            self.show_quarantined()
+            return
         if conflict is None:
             table.clear()
             reason = self.identity.why_not("sync:resolve") if self.identity else None
@@ -288,7 +396,9 @@ class SyncTab(Vertical):
         note = self.query_one("#sync-note", Static)
         page = self.page_text() if self.identity and self.identity.can("sync:resolve") else ""
         reason = self.why_not_resolve()
-        if self.conflict is not None and self.conflict["status"] != "open":
+        if self.filter == QUARANTINE:
+            text = "enter: details · f: conflicts"
+        elif self.conflict is not None and self.conflict["status"] != "open":
             text = f"resolved by {self.conflict.get('resolved_by')} at {when(self.conflict.get('resolved_at'))}"
         elif reason:
             text = f"resolve disabled: {reason}"
@@ -298,6 +408,74 @@ class SyncTab(Vertical):
             text = (f"l/r/b: choose for ≠ fields ({total - len(missing)} of {total} chosen)" if missing
                     else "a: apply the choices")
         note.update(f"{page} · {text}" if page else text)
+
+    # --- the quarantine -------------------------------------------------------------------
+
+    def highlighted_quarantined(self) -> dict | None:
+        table = self.query_one("#quarantine-table", DataTable)
+        if not table.row_count:
+            return None
+        return self.rows.get(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+
+    def show_quarantined(self) -> None:
+        row = self.highlighted_quarantined()
+        head = self.query_one("#conflict-head", Static)
+        detail = self.query_one("#quarantine-detail", Static)
+        if row is None:
+            head.update("No quarantined rows: every row peers sent passed validation.")
+            detail.update("")
+        else:
+            head.update(f"{row['table']} row from {row.get('peer') or '?'}: {row['reason']}")
+            detail.update(f"{row['detail']}\n\nrow {row['row_id']} · received {when(row.get('received_at'))}\n"
+                          "Never applied: this site keeps its own version of the row; the rest of the "
+                          "batch went on.")
+        self.show_note()
+
+    @on(DataTable.RowHighlighted, "#quarantine-table")
+    def quarantined_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_quarantined()
+
+    @on(DataTable.RowSelected, "#quarantine-table")
+    def open_quarantined(self, event: DataTable.RowSelected) -> None:
+        row = self.rows.get(event.row_key.value)
+        if row is not None:
+            self.app.push_screen(DetailScreen(f"Quarantined {row['table']} row", row))
+
+    # --- sync now -------------------------------------------------------------------------
+
+    def action_sync_now(self) -> None:
+        reason = self.why_not_sync()
+        if reason:
+            self.notify(f"Cannot sync: {reason}", severity="warning")
+            return
+        names = self.outbound()
+        if len(names) == 1:
+            self.start_sync(names[0])
+            return
+        choices = [(EVERY_PEER, None)] + [(name, None) for name in names]
+        self.app.push_screen(RunJobScreen(choices, title="Sync now with", labels={EVERY_PEER: "every active peer"}),
+                             lambda chosen: self.start_sync(None if chosen == EVERY_PEER else chosen)
+                             if chosen else None)
+
+    @tab_work(group="sync-actions")
+    async def start_sync(self, peer: str | None) -> None:
+        params = {} if peer is None else {"peer": peer}
+        try:
+            run = await fetch(self, "job.run", {"kind": KIND, "params": params})
+        except ClientError as err:
+            self.notify(f"Could not start the sync: {err.message}", severity="error")
+            return
+        self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
+        self.notify(f"Sync with {peer or 'every active peer'} started ({run['id'][:8]}…)")
+
+    def apply_job(self, data: dict) -> None:
+        """A `job.<id>` event: progress of a sync run; peers and the queue reload when it ends."""
+        if data.get("kind") != KIND or not data.get("run_id"):
+            return
+        if show_run(self.query_one("#sync-running", Vertical), data, KIND) and self.identity is not None:
+            if data.get("status") == "failed":
+                self.notify("Sync failed: see the peer's last error.", severity="error")
+            self.action_reload()
 
     @on(DataTable.RowSelected, "#fields-table")
     def show_field(self, event: DataTable.RowSelected) -> None:

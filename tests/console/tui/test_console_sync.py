@@ -130,3 +130,62 @@ async def _refreshed_by_event(daemon):
                                                      "choices": {n: "local" for n in detail["fields"]}})
         await wait_for(pilot, lambda: queue.row_count == 1 and second not in tab.rows,
                        what="the queue refreshed from the sync.conflict event")
+
+
+def tamper_at_satellite(daemon) -> str:
+    """A client row at the satellite whose phone no longer opens under its key (one byte
+    flipped, checksum recomputed, a new change version): the next pass must quarantine it."""
+    from sqlalchemy import select, update
+
+    from strongroom.core.datadir import open_data_dir
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.db.models import Client
+    from strongroom.core.repository.changes import next_change_version, row_checksum
+
+    clients = Client.__table__
+    satellite = open_data_dir(daemon.data_dir.parent / "satellite")
+    try:
+        with transaction(satellite.engine) as conn:
+            row = dict(conn.execute(select(clients).order_by(clients.c.id).limit(1)).mappings().one())
+            blob = bytearray(row["phone_enc"])
+            blob[-1] ^= 0x01
+            row.update(phone_enc=bytes(blob), sync_version=next_change_version(conn))
+            row["data_checksum"] = row_checksum(row)
+            conn.execute(update(clients).where(clients.c.id == row["id"]).values(
+                phone_enc=row["phone_enc"], sync_version=row["sync_version"], data_checksum=row["data_checksum"]))
+    finally:
+        satellite.close()
+    return str(row["id"])
+
+
+def test_sync_now_runs_a_pass_and_the_tampered_row_shows_in_the_quarantine(sync_daemon):
+    drive(lambda: _sync_now_and_quarantine(sync_daemon))
+
+
+async def _sync_now_and_quarantine(daemon):
+    row_id = await in_thread(tamper_at_satellite, daemon)
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await open_sync_tab(pilot)
+        await wait_for(pilot, lambda: tab.peers and app.screen.active_bindings["s"].enabled,
+                       what="sync now enabled once the peers are known")
+        assert "0 quarantined" not in text_of(app, "#sync-peers")
+        await pilot.press("s")                                   # one peer: no choice to make
+        await wait_for(pilot, lambda: tab.query("#sync-running JobProgress"), what="the pass's progress row")
+        await wait_for(pilot, lambda: "1 quarantined" in text_of(app, "#sync-peers"), timeout=60,
+                       what="the pass ended and the peers reloaded")
+        runs = await in_thread(daemon.call, "jobs.list", {"kind": "sync"})
+        assert runs[0]["status"] == "succeeded" and runs[0]["params"]["peer"] == "satellite"
+
+        queue = tab.query_one("#conflicts-table", DataTable)
+        queue.focus()
+        await pilot.press("f", "f", "f")                         # open -> resolved -> all -> quarantine
+        quarantined = tab.query_one("#quarantine-table", DataTable)
+        await wait_for(pilot, lambda: quarantined.row_count == 1, what="the quarantined row")
+        assert not queue.display and quarantined.display and quarantined.has_focus
+        assert "ciphertext_invalid" in text_of(app, "#conflict-head")
+        assert row_id in text_of(app, "#quarantine-detail")
+        for key in ("l", "r", "b", "a"):
+            assert key not in app.screen.active_bindings or not app.screen.active_bindings[key].enabled
+        await pilot.press("f")                                   # back to the open conflicts
+        await wait_for(pilot, lambda: queue.display and queue.row_count == 2, what="the conflicts again")

@@ -1,6 +1,7 @@
-"""The Sync tab's layout at 80x24 and 120x40: peers with lag, the queue, one conflict
-opened side by side with PHI masked (an operator without phi:read) and one field chosen.
-Fixed answers stand in for the daemon, as in test_console_snapshots."""
+"""The Sync tab's layout at 80x24 and 120x40: peers with lag and a failing one with its
+last error, the queue, one conflict opened side by side with PHI masked (an operator
+without phi:read) and one field chosen; and the quarantine view. Fixed answers stand in
+for the daemon, as in test_console_snapshots."""
 from __future__ import annotations
 
 import pytest
@@ -10,7 +11,7 @@ from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable
 
 from tests.console.tui.conftest import settled, tab_keys, wait_for
-from tests.console.tui.test_console_snapshots import FixedClient
+from tests.console.tui.test_console_snapshots import FIXED, FixedClient
 
 CONFLICT = "01a2061f-77c9-7000-a71a-000000000c01"
 ROW = "01a2061f-77c9-7000-a71a-0000000000a1"
@@ -22,13 +23,27 @@ def masked_field(name, base, local, remote, *, differs, changed=None, phi=True) 
 
 
 SYNC_FIXED = {
+    "status": {**FIXED["status"], "job_kinds": [*FIXED["status"]["job_kinds"], "sync"]},
     "whoami": {"actor": "user:operator1", "permissions": ["config:read", "sync:resolve", "job:*:run"],
                "session_id": "01a2061f-0000-7000-8000-000000000002"},
-    "sync.peers": [
-        {"id": "p1", "name": "central", "direction": "both", "is_active": True, "seconds_since_sync": 7512.0,
-         "pending_changes": 4, "open_conflicts": 3},
-        {"id": "p2", "name": "clinic-north", "direction": "pull", "is_active": True, "seconds_since_sync": None,
-         "pending_changes": None, "open_conflicts": 0}],
+    "sync.status": {"open_conflicts": 3, "quarantined": 2, "max_lag_minutes": 1440, "clock_skew_seconds": 5.0,
+                    "peers": [
+        {"id": "p1", "name": "central", "direction": "both", "is_active": True, "inbound": False,
+         "lag_seconds": 7512.0, "pending_rows": 4, "open_conflicts": 3, "quarantined": 2, "failures": 0,
+         "last_error": None, "next_attempt_at": None, "lagging": False, "skew_exceeded": False},
+        {"id": "p2", "name": "laptop-7", "direction": "pull", "is_active": True, "inbound": False,
+         "lag_seconds": None, "pending_rows": None, "open_conflicts": 0, "quarantined": 0, "failures": 3,
+         "last_error": "database error talking to the peer (OperationalError)",
+         "next_attempt_at": "2026-11-23T04:20:00+00:00", "lagging": True, "skew_exceeded": False}]},
+    "sync.quarantine": [
+        {"id": "q1", "peer": "central", "table": "clients", "row_id": "01a2061f-77c9-7000-a71a-0000000000b7",
+         "reason": "ciphertext_invalid", "status": "open", "received_at": "2026-11-23T03:50:02+00:00",
+         "detail": "clients.phone does not open under its row's key and identity (tampered, or moved from "
+                   "another row)"},
+        {"id": "q2", "peer": "central", "table": "therapy_sessions",
+         "row_id": "01a2061f-77c9-7000-a71a-0000000000c3", "reason": "checksum_mismatch", "status": "open",
+         "received_at": "2026-11-23T03:50:03+00:00",
+         "detail": "therapy_sessions row's checksum does not match its content"}],
     "sync.conflicts": [
         {"id": CONFLICT, "peer": "central", "table": "clients", "row_id": ROW, "status": "open",
          "created_at": "2026-11-23T03:51:56+00:00", "fields": ["email", "phone", "status"], "has_base": True},
@@ -82,3 +97,65 @@ def test_sync_tab_layout(snap_compare, size):
     app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=SyncFixedClient("fixed-token"))
     assert snap_compare(app, terminal_size=size, run_before=conflict_open_one_chosen)
 
+
+async def quarantine_shown(pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="the main screen")
+    await pilot.press(*tab_keys("sync"))
+    tab = app.screen.query_one("#sync")
+    await wait_for(pilot, lambda: tab.query_one("#conflicts-table", DataTable).row_count == 3, what="the queue")
+    tab.query_one("#conflicts-table", DataTable).focus()
+    await pilot.press("f", "f", "f")            # open -> resolved -> all -> quarantine
+    quarantined = tab.query_one("#quarantine-table", DataTable)
+    await wait_for(pilot, lambda: quarantined.row_count == 2, what="two quarantined rows")
+    await settled(pilot)
+
+
+@pytest.mark.parametrize("size", [(80, 24)], ids=["80x24"])
+def test_sync_tab_quarantine_layout(snap_compare, size):
+    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=SyncFixedClient("fixed-token"))
+    assert snap_compare(app, terminal_size=size, run_before=quarantine_shown)
+
+
+
+class RecordingClient(SyncFixedClient):
+    """Records what the console asks to run; answers job.run with a queued run."""
+
+    def __init__(self, token):
+        super().__init__(token)
+        self.runs: list[dict] = []
+
+    async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None):
+        if cmd == "job.run":
+            self.runs.append(args)
+            return {"id": "01a2061f-77c9-7000-a71a-00000000e001", "status": "queued"}
+        return await super().call(cmd, args, timeout=timeout)
+
+
+def test_sync_now_with_several_peers_asks_which_and_runs_a_sync_job_for_it():
+    from strongroom.console.screens.run_job import RunJobScreen
+    from textual.widgets import OptionList
+
+    from tests.console.tui.conftest import drive, showing
+
+    client = RecordingClient("fixed-token")
+    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=client)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
+                           what="the main screen")
+            await pilot.press(*tab_keys("sync"))
+            tab = app.screen.query_one("#sync")
+            await wait_for(pilot, lambda: len(tab.peers) == 2, what="two peers")
+            await pilot.press("s")
+            await wait_for(pilot, showing(app, RunJobScreen), what="the choice of peer")
+            options = app.screen.query_one(OptionList)
+            assert [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)] == [
+                "every active peer", "central", "laptop-7"]
+            await pilot.press("down", "enter")
+            await wait_for(pilot, lambda: client.runs, what="the run asked for")
+            assert client.runs == [{"kind": "sync", "params": {"peer": "central"}}]
+            await wait_for(pilot, lambda: tab.query("#sync-running JobProgress"), what="its progress row")
+
+    drive(scenario)
