@@ -42,6 +42,7 @@ from strongroom.core.db.models import (
     Role,
     SyncConflict,
     SyncPeer,
+    SyncQuarantine,
     User,
 )
 from strongroom.core.db.types import utcnow
@@ -58,8 +59,6 @@ JOB_PENALTY = 2.0
 MISS_GRACE = timedelta(hours=1)
 NOT_CONFIGURED = "not configured"
 AUDIT_VERIFY_MAX_AGE = timedelta(days=7)
-CONFLICT_MAX_AGE = timedelta(days=1)
-SYNC_MAX_AGE = timedelta(days=1)
 # Days an export's files may stay on disk when its configuration sets no retention_days.
 EXPORT_MAX_DAYS = 30
 
@@ -199,21 +198,39 @@ def _exports(conn, now: datetime) -> list[Check]:
                   "164.310(d)(2)(i) disposal", "delete expired export directories (exports directory)")]
 
 
-def _sync(conn, now: datetime) -> list[Check]:
-    peers, conflicts = SyncPeer.__table__, SyncConflict.__table__
-    active = conn.execute(select(func.count()).select_from(peers).where(peers.c.is_active.is_(True))).scalar_one()
+def _outbound(peers):
+    """Peers this site reaches: not removed, not a site that syncs with us (inbound)."""
+    return (~peers.c.url.startswith("removed:")) & (~peers.c.url.startswith("inbound:"))
+
+
+def _sync(settings: Settings, conn, now: datetime) -> list[Check]:
+    """Sync proves itself by its passes: an active peer, each active peer's last pass
+    succeeded within [sync] max_lag_minutes, no conflict left open past
+    stale_conflict_hours, nothing waiting in quarantine."""
+    peers, conflicts, quarantine = SyncPeer.__table__, SyncConflict.__table__, SyncQuarantine.__table__
+    lag, stale_after = timedelta(minutes=settings.sync.max_lag_minutes), timedelta(hours=settings.sync.stale_conflict_hours)
+    active = conn.execute(select(peers.c.name, peers.c.last_sync_at, peers.c.failures).where(
+        _outbound(peers), peers.c.is_active.is_(True)).order_by(peers.c.name)).all()
+    behind = [p.name for p in active if p.failures or p.last_sync_at is None or p.last_sync_at < now - lag]
     stale = conn.execute(select(func.count()).select_from(conflicts).where(
-        conflicts.c.status == "open", conflicts.c.created_at < now - CONFLICT_MAX_AGE)).scalar_one()
-    behind = conn.execute(select(func.count()).select_from(peers).where(
-        peers.c.is_active.is_(True),
-        (peers.c.last_sync_at.is_(None)) | (peers.c.last_sync_at < now - SYNC_MAX_AGE))).scalar_one()
-    return [Check("sync", "no sync conflict waits longer than a day", stale == 0,
-                  {"active_peers": active, "conflicts_open_over_a_day": stale},
-                  "164.312(c)(1) integrity", "resolve conflicts (`strongroom sync conflicts`)"),
-            Check("sync", "every active peer synced within a day", behind == 0,
-                  {"active_peers": active, "peers_not_synced_within_a_day": behind},
+        conflicts.c.status == "open", conflicts.c.created_at < now - stale_after)).scalar_one()
+    held = conn.execute(select(func.count()).select_from(quarantine)
+                        .where(quarantine.c.status == "open")).scalar_one()
+    return [Check("sync", "at least one sync peer is active", bool(active), {"active_peers": len(active)},
+                  "164.308(a)(7)(ii)(B) disaster recovery plan",
+                  "resume a peer (`strongroom sync peer resume NAME`) or add one (`strongroom sync peer add`)"),
+            Check("sync", f"the last pass with every active peer succeeded within {settings.sync.max_lag_minutes} "
+                          "minutes", bool(active) and not behind,
+                  {"active_peers": len(active), "peers_behind": behind,
+                   "max_lag_minutes": settings.sync.max_lag_minutes},
                   "164.312(c)(1) integrity; 164.308(a)(7)(ii)(B) disaster recovery plan",
-                  "run `strongroom sync run` and fix what fails (`strongroom jobs list --kind sync`)")]
+                  "run `strongroom sync run` and fix what fails (`strongroom sync status`)"),
+            Check("sync", f"no sync conflict waits longer than {settings.sync.stale_conflict_hours} hours",
+                  stale == 0, {"stale_conflicts": stale, "stale_conflict_hours": settings.sync.stale_conflict_hours},
+                  "164.312(c)(1) integrity", "resolve conflicts (`strongroom sync conflicts`)"),
+            Check("sync", "no row from a peer waits in quarantine", held == 0, {"quarantined_rows": held},
+                  "164.312(c)(1) integrity",
+                  "read the reasons (`strongroom sync quarantine`) and fix the sending site")]
 
 
 def _audit(settings: Settings, conn, now: datetime) -> list[Check]:
@@ -270,14 +287,15 @@ def _retention(settings: Settings, conn, now: datetime) -> Check:
 
 
 def _configured(settings: Settings, conn) -> dict[str, bool]:
-    """Which areas have a feature to prove: sync needs a peer or a schedule, exports an
-    export made, configured or scheduled. The other areas are always in use."""
+    """Which areas have a feature to prove: sync needs a peer (a schedule with no peer
+    has nothing to sync), exports an export made, configured or scheduled. The other
+    areas are always in use."""
     peers, exports, configs = SyncPeer.__table__, Export.__table__, ExportConfiguration.__table__
-    has_peer = conn.execute(select(func.count()).select_from(peers).where(peers.c.is_active.is_(True))).scalar_one()
+    has_peer = conn.execute(select(func.count()).select_from(peers).where(_outbound(peers))).scalar_one()
     has_export = (conn.execute(select(func.count()).select_from(exports)).scalar_one()
                   + conn.execute(select(func.count()).select_from(configs)
                                  .where(configs.c.is_active.is_(True))).scalar_one())
-    return {"sync": bool(has_peer) or "sync" in settings.schedules,
+    return {"sync": bool(has_peer),
             "exports": bool(has_export) or "export" in settings.schedules}
 
 
@@ -309,7 +327,7 @@ def report(settings: Settings, engine: Engine, now: datetime | None = None) -> R
     now = now or utcnow()
     with engine.connect() as conn:
         checks = (_encryption(settings, conn) + _backups(settings, conn, now) + _exports(conn, now)
-                  + _sync(conn, now) + _audit(settings, conn, now))
+                  + _sync(settings, conn, now) + _audit(settings, conn, now))
         configured = _configured(settings, conn)
         jobs = _scheduled_jobs(settings, engine, conn, now)
     # Only an area with something scheduled has scheduled runs to account for.

@@ -17,6 +17,7 @@ from strongroom.core.db.models import (
     Role,
     SyncConflict,
     SyncPeer,
+    SyncQuarantine,
     User,
 )
 from strongroom.core.db.types import utcnow
@@ -115,7 +116,7 @@ def test_stale_sync_conflict_costs_sync_points(ctx: Context):
                                                        "created_at": utcnow() - timedelta(days=3)}])
     report = compliance.report(ctx.settings, ctx.engine)
     assert report.areas["sync"]["status"] == "evidenced"
-    assert not _by_name(report)["no sync conflict waits longer than a day"].passed
+    assert not _by_name(report)["no sync conflict waits longer than 24 hours"].passed
     assert report.areas["sync"]["points"] < 20
     assert report.as_dict()["checks"][0]["area"] == "encryption"
 
@@ -203,10 +204,12 @@ def test_a_failing_scheduled_sync_keeps_sync_from_full_points(ctx: Context):
     now = utcnow()
     settings = ctx.settings.model_copy(update={"schedules": {"sync": "* * * * *"}})
     with transaction(ctx.engine) as conn:
+        conn.execute(insert(SyncPeer.__table__), [{"id": new_id(), "name": "clinic", "url": "sqlite:///x",
+                                                   "last_sync_at": now}])
         conn.execute(insert(JobRun.__table__), [_run_row("sync", JobStatus.FAILED, now - timedelta(minutes=m))
                                                 for m in range(1, 4)])
     report = compliance.report(settings, ctx.engine, now=now)
-    assert report.areas["sync"]["status"] == "evidenced"   # scheduled: configured, so it must prove itself
+    assert report.areas["sync"]["status"] == "evidenced"   # a peer: configured, so it must prove itself
     assert report.areas["sync"]["failed_or_missed_jobs"] >= 3 and report.areas["sync"]["points"] < 20
 
 
@@ -307,3 +310,57 @@ def test_an_export_left_on_disk_past_its_retention_costs_export_points(ctx: Cont
     assert not check.passed and check.evidence["expired_exports_still_on_disk"] == 1
     left.rmdir()
     assert _by_name(compliance.report(ctx.settings, ctx.engine, now=now))[name].passed
+
+
+def _peer(conn, name: str, **values) -> None:
+    conn.execute(insert(SyncPeer.__table__), [{"id": new_id(), "name": name, "url": f"sqlite:///{name}.db",
+                                               **values}])
+
+
+def test_sync_without_a_peer_is_not_configured_even_when_scheduled(ctx: Context):
+    settings = ctx.settings.model_copy(update={"schedules": {"sync": "*/15 * * * *"}})
+    with transaction(ctx.engine) as conn:
+        # a site that syncs with us, and a peer since removed: neither is one we reach
+        _peer(conn, "site-0190d6c1", url="inbound:0190d6c1-0000-7000-8000-000000000001", is_active=False)
+        _peer(conn, "removed-0190d6c1", url="removed:0190d6c1-0000-7000-8000-000000000002", is_active=False)
+    report = compliance.report(settings, ctx.engine)
+    assert report.areas["sync"]["status"] == "not configured"
+    assert report.as_dict()["not_evidenced"]["sync"] == 20
+
+
+def test_sync_earns_its_points_from_passes_that_succeed_in_time(ctx: Context):
+    now = utcnow()
+    with transaction(ctx.engine) as conn:
+        _peer(conn, "central", last_sync_at=now - timedelta(minutes=5))
+        _peer(conn, "laptop", last_sync_at=now - timedelta(minutes=30))
+    report = compliance.report(ctx.settings, ctx.engine, now=now)
+    assert report.areas["sync"]["points"] == 20 and report.areas["sync"]["checks"] == 4
+
+    strict = ctx.settings.model_copy(update={"sync": ctx.settings.sync.model_copy(update={"max_lag_minutes": 10})})
+    report = compliance.report(strict, ctx.engine, now=now)
+    check = _by_name(report)["the last pass with every active peer succeeded within 10 minutes"]
+    assert not check.passed and check.evidence["peers_behind"] == ["laptop"]
+    assert report.areas["sync"]["points"] == 15
+
+
+def test_a_failing_paused_or_never_synced_peer_and_a_quarantined_row_cost_sync_points(ctx: Context):
+    now = utcnow()
+    with transaction(ctx.engine) as conn:
+        _peer(conn, "central", last_sync_at=now - timedelta(minutes=5), failures=2)
+        _peer(conn, "north")                                   # never synced
+        _peer(conn, "south", is_active=False)                  # paused: not counted as behind
+        conn.execute(insert(SyncQuarantine.__table__), [{
+            "id": new_id(), "peer_id": None, "table_name": "clients", "row_id": str(new_id()),
+            "reason": "checksum_mismatch", "detail": "clients row's checksum does not match its content",
+            "image": {}, "status": "open", "received_at": now}])
+    checks = _by_name(compliance.report(ctx.settings, ctx.engine, now=now))
+    assert checks["at least one sync peer is active"].passed
+    behind = checks["the last pass with every active peer succeeded within 1440 minutes"]
+    assert not behind.passed and behind.evidence["peers_behind"] == ["central", "north"]
+    assert not checks["no row from a peer waits in quarantine"].passed
+
+    with transaction(ctx.engine) as conn:
+        conn.execute(update(SyncPeer.__table__).values(is_active=False))
+    report = compliance.report(ctx.settings, ctx.engine, now=now)
+    assert report.areas["sync"]["status"] == "evidenced"       # paused peers: still configured, proving nothing
+    assert not _by_name(report)["at least one sync peer is active"].passed
