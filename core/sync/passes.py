@@ -61,6 +61,8 @@ from strongroom.core.sync.site import Clock, site_id
 from strongroom.core.sync.stamp import (
     Meta,
     MetaWriter,
+    split_meta,
+    with_meta,
     load_meta,
     lock_changes,
     merged,
@@ -321,12 +323,14 @@ class RowWriter:
         self.inserts: list[dict] = []
         self.updates: list[dict] = []
 
-    def write(self, values: Mapping, exists: bool) -> int:
+    def write(self, values: Mapping, exists: bool, checksum: str | None = None) -> int:
+        """Queue one row; `checksum`: the row's checksum when its content is a version
+        already checked (the checksum leaves out the change version)."""
         if self.version is None:
             self.version = next_change_version(self.conn)
         full = {c: values[c] for c in self.spec.columns}
         full["sync_version"] = self.version
-        full["data_checksum"] = row_checksum(full)
+        full["data_checksum"] = checksum or row_checksum(full)
         (self.updates if exists else self.inserts).append(full)
         return self.version
 
@@ -486,7 +490,8 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
             counts.conflicts += _conflict(conn, peer_id, spec, local, lmeta, row, rmeta, decision.conflict_fields)
             continue
         meta = decision.meta
-        meta.version = rows_out.write(decision.values, local is not None)
+        same = decision.values is row or all(decision.values[c] == row[c] for c in spec.columns)
+        meta.version = rows_out.write(decision.values, local is not None, row["data_checksum"] if same else None)
         meta.source = source if decision.rule in ("new", "fast_forward") else None
         meta.stored = lmeta is not None
         _close_superseded(conn, spec, rid, meta, source)
@@ -520,10 +525,16 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
             stamp_table(conn, clock, spec)
             clock.save()
         table = spec.table
-        rows = conn.execute(select(table).where(past(table, *cursor))
-                            .order_by(table.c.sync_version, table.c.id).limit(limit)).mappings().all()
-        metas = load_meta(conn, spec.name, [r["id"] for r in rows])
-    return [(dict(r), metas[r["id"]]) for r in rows]
+        joined, meta_columns = with_meta(spec.name, table)
+        records = conn.execute(select(table, *meta_columns).select_from(joined).where(past(table, *cursor))
+                               .order_by(table.c.sync_version, table.c.id).limit(limit)).mappings().all()
+    out = []
+    for record in records:
+        row, meta = split_meta(record, table.columns)
+        if meta is None:
+            raise IntegrityError(f"{spec.name} row {row['id']} has no sync metadata after stamping")
+        out.append((row, meta))
+    return out
 
 
 def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor: tuple[int, uuid.UUID | None],

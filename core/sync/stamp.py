@@ -47,14 +47,53 @@ class Meta:
 
     def as_row(self, table_name: str, row_id: uuid.UUID) -> dict:
         return {"table_name": table_name, "row_id": row_id, "origin": self.origin, "hlc": self.hlc,
-                "vv": self.vv, "dots": self.dots, "hashes": self.hashes, "source": self.source,
+                "vv": self.vv, "dots": pack_dots(self.dots), "hashes": self.hashes, "source": self.source,
                 "pending": self.pending, "version": self.version}
 
 
-def meta_of(record: Mapping) -> Meta:
-    return Meta(record["origin"], record["hlc"], dict(record["vv"]), dict(record["dots"]), dict(record["hashes"]),
-                record["source"], dict(record["pending"]) if record["pending"] else None, record["version"],
+def pack_dots(dots: Mapping[str, list]) -> dict:
+    """Dots as stored: the most common dot once under "*", the others by field (most
+    fields of a row were set by the same edit, its creation)."""
+    if not dots:
+        return {}
+    counts: dict[tuple, int] = {}
+    for dot in dots.values():
+        counts[tuple(dot)] = counts.get(tuple(dot), 0) + 1
+    common = max(counts, key=lambda d: (counts[d], d))
+    packed: dict = {"*": list(common)}
+    packed.update({f: list(d) for f, d in dots.items() if tuple(d) != common})
+    packed["~"] = sorted(f for f, d in dots.items() if tuple(d) == common)
+    return packed
+
+
+def unpack_dots(packed: Mapping) -> dict[str, list]:
+    if "*" not in packed:
+        return dict(packed)
+    out = {f: list(packed["*"]) for f in packed.get("~", ())}
+    out.update({f: list(d) for f, d in packed.items() if f not in ("*", "~")})
+    return out
+
+
+def meta_of(record: Mapping, prefix: str = "") -> Meta:
+    return Meta(record[prefix + "origin"], record[prefix + "hlc"], dict(record[prefix + "vv"]),
+                unpack_dots(record[prefix + "dots"]), dict(record[prefix + "hashes"]), record[prefix + "source"],
+                dict(record[prefix + "pending"]) if record[prefix + "pending"] else None, record[prefix + "version"],
                 stored=True)
+
+
+META_COLUMNS = ("origin", "hlc", "vv", "dots", "hashes", "source", "pending", "version")
+
+
+def with_meta(table_name: str, table):
+    """`table` joined with its rows' metadata (left: a row not stamped yet has none), and
+    the metadata columns labelled `m_<name>`: rows and metadata in one query."""
+    joined = table.outerjoin(_meta, and_(_meta.c.table_name == table_name, _meta.c.row_id == table.c.id))
+    return joined, [_meta.c[c].label(f"m_{c}") for c in META_COLUMNS]
+
+
+def split_meta(record: Mapping, columns) -> tuple[dict, Meta | None]:
+    row = {c.name: record[c.name] for c in columns}
+    return row, (meta_of(record, "m_") if record["m_origin"] is not None else None)
 
 
 def seen(vv: Mapping[str, int], dot: list | tuple) -> bool:
@@ -215,11 +254,17 @@ def stamp_table(conn: Connection, clock: Clock, spec: SyncTable) -> int:
     while True:
         where = table.c.sync_version > mark if after_id is None else or_(
             table.c.sync_version > mark, and_(table.c.sync_version == mark, table.c.id > after_id))
-        rows = conn.execute(select(table).where(where)
-                            .order_by(table.c.sync_version, table.c.id).limit(STAMP_BATCH)).mappings().all()
-        if not rows:
+        joined, meta_columns = with_meta(spec.name, table)
+        records = conn.execute(select(table, *meta_columns).select_from(joined).where(where)
+                               .order_by(table.c.sync_version, table.c.id).limit(STAMP_BATCH)).mappings().all()
+        if not records:
             break
-        metas = load_meta(conn, spec.name, [r["id"] for r in rows])
+        rows, metas = [], {}
+        for record in records:
+            row, meta = split_meta(record, table.columns)
+            rows.append(row)
+            if meta is not None:
+                metas[row["id"]] = meta
         fresh += stamp_rows(conn, clock, spec, rows, metas)
         mark, after_id = rows[-1]["sync_version"], rows[-1]["id"]
     if mark != start:

@@ -14,6 +14,7 @@ site starts with a copy of them, core.sync.join) and file contents are not carri
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,16 +87,17 @@ def by_name(name: str) -> SyncTable:
 
 
 def field_hashes(spec: SyncTable, row: Mapping) -> dict[str, str]:
-    """A short content hash per field: how a local edit is noticed and how two sites'
-    versions are compared without decrypting (ciphertext is hashed as stored, so a value
-    re-sealed by key rotation counts as changed)."""
+    """A short content hash per field (48 bits, base64): how a local edit is noticed and
+    how two sites' versions are compared without decrypting (ciphertext is hashed as
+    stored, so a value re-sealed by key rotation counts as changed). Short because every
+    synced row keeps one per field."""
     out = {}
     for name, columns in spec.fields.items():
-        digest = hashlib.blake2b(digest_size=12)
-        for column in columns:
-            digest.update(_canonical(row[column]).encode())
-            digest.update(b"\0")
-        out[name] = digest.hexdigest()
+        if len(columns) == 1:
+            raw = _canonical(row[columns[0]]).encode()
+        else:
+            raw = b"\0".join(_canonical(row[c]).encode() for c in columns)
+        out[name] = base64.b64encode(hashlib.blake2b(raw, digest_size=6).digest()).decode()
     return out
 
 
