@@ -613,6 +613,8 @@ def run_pass(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOptions
 def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOptions,
               progress: Callable[[str], None]) -> dict:
     marks = watermarks(local.engine, peer_id)
+    with transaction(local.engine) as conn:      # which site the peer is (lag and echo need it)
+        conn.execute(update(_peers).where(_peers.c.id == peer_id).values(site_id=remote.site))
     with transaction(remote.engine) as conn:
         remote_peer_id = inbound_peer(conn, local.site)
 

@@ -159,11 +159,20 @@ def set_watermark(conn: Connection, peer_id: uuid.UUID, table_name: str, directi
                                        "direction": direction, **values}])
 
 
-def _pending(conn: Connection, watermarks: dict[str, int]) -> int:
+def _pending(conn: Connection, watermarks: dict[str, int], peer_site: str | None) -> int:
+    """Rows changed past the push watermark, less those received from this very peer and
+    not changed since (a pass never sends those back: no echo)."""
+    from strongroom.core.db.models import SyncRow
+    meta = SyncRow.__table__
     total = 0
     for table in synced_tables():
-        total += conn.execute(select(func.count()).select_from(table)
-                              .where(table.c.sync_version > watermarks.get(table.name, 0))).scalar_one()
+        query = select(func.count()).select_from(table).where(table.c.sync_version > watermarks.get(table.name, 0))
+        if peer_site is not None:
+            query = (query.select_from(table.outerjoin(meta, (meta.c.table_name == table.name)
+                                                       & (meta.c.row_id == table.c.id)))
+                     .where((meta.c.source.is_(None)) | (meta.c.source != peer_site)
+                            | (meta.c.version != table.c.sync_version)))
+        total += conn.execute(query).scalar_one()
     return total
 
 
@@ -184,7 +193,7 @@ def list_peers(conn: Connection, *, now: datetime | None = None) -> list[dict]:
             "id": row["id"], "name": row["name"], "url": redact_url(row["url"]),
             "direction": row["direction"], "is_active": row["is_active"], "last_sync_at": last,
             "seconds_since_sync": None if last is None else max(0.0, round((now - last).total_seconds(), 1)),
-            "pending_changes": None if row["direction"] == PULL else _pending(conn, marks.get(PUSH, {})),
+            "pending_changes": None if row["direction"] == PULL else _pending(conn, marks.get(PUSH, {}), row["site_id"]),
             "open_conflicts": open_by_peer.get(row["id"], 0),
             # An inbound peer is a site that syncs with us; we do not reach it.
             "inbound": row["url"].startswith("inbound:"), "site_id": row["site_id"],
