@@ -91,6 +91,13 @@ def _wipe(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE audit_logs ENABLE TRIGGER audit_logs_append_only"))
 
 
+def _clear_seeded(conn: Connection, plan: "_Plan") -> None:
+    """Rows a migration seeds in a new database that the snapshot carries too: the
+    site's sync identity (migration 0009). The restored database is the snapshot's site."""
+    if "sync_site" in plan.tables():
+        conn.execute(text("DELETE FROM sync_site"))
+
+
 def _load_table_sqlite(conn: Connection, table, cols, chunks) -> None:
     batch: list[dict] = []
     line = 1
@@ -577,6 +584,7 @@ def _restore_in_place(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyR
                 raise ConflictError("the target database is not empty; restoring over live data "
                                     "needs --force (which first empties it)")
             _wipe(conn)
+        _clear_seeded(conn, plan)
         triggers_off = _begin_load(conn)
         for name in plan.tables():
             _apply_table(conn, plan, name, pool)
@@ -625,6 +633,8 @@ def _restore_staged(plan: _Plan, engine: Engine, force: bool) -> audit.VerifyRes
         with stage.engine.connect() as conn:
             parallel = WORKERS if _probe_replica(conn) else 1
         upgrade(stage.engine)
+        with transaction(stage.engine) as conn:
+            _clear_seeded(conn, plan)
         chain_check: list[audit.VerifyResult] = []
 
         units = plan.base_units(parallel)
