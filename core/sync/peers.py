@@ -159,21 +159,23 @@ def set_watermark(conn: Connection, peer_id: uuid.UUID, table_name: str, directi
                                        "direction": direction, **values}])
 
 
-def _pending(conn: Connection, watermarks: dict[str, int], peer_site: str | None) -> int:
-    """Rows changed past the push watermark, less those received from this very peer and
-    not changed since (a pass never sends those back: no echo)."""
+def pending_in(conn: Connection, table: Table, watermark: int, peer_site: str | None) -> int:
+    """Rows of `table` changed past the push watermark, less those received from this very
+    peer and not changed since (a pass never sends those back: no echo)."""
     from strongroom.core.db.models import SyncRow
     meta = SyncRow.__table__
-    total = 0
-    for table in synced_tables():
-        query = select(func.count()).select_from(table).where(table.c.sync_version > watermarks.get(table.name, 0))
-        if peer_site is not None:
-            query = (query.select_from(table.outerjoin(meta, (meta.c.table_name == table.name)
-                                                       & (meta.c.row_id == table.c.id)))
-                     .where((meta.c.source.is_(None)) | (meta.c.source != peer_site)
-                            | (meta.c.version != table.c.sync_version)))
-        total += conn.execute(query).scalar_one()
-    return total
+    query = select(func.count()).select_from(table).where(table.c.sync_version > watermark)
+    if peer_site is not None:
+        query = (query.select_from(table.outerjoin(meta, (meta.c.table_name == table.name)
+                                                   & (meta.c.row_id == table.c.id)))
+                 .where((meta.c.source.is_(None)) | (meta.c.source != peer_site)
+                        | (meta.c.version != table.c.sync_version)))
+    return conn.execute(query).scalar_one()
+
+
+def _pending(conn: Connection, watermarks: dict[str, int], peer_site: str | None) -> int:
+    """`pending_in` over every synced table."""
+    return sum(pending_in(conn, table, watermarks.get(table.name, 0), peer_site) for table in synced_tables())
 
 
 def list_peers(conn: Connection, *, now: datetime | None = None) -> list[dict]:

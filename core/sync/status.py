@@ -43,8 +43,7 @@ def _tables(conn: Connection, peer: dict) -> list[dict]:
         push, pull = marks.get((spec.name, peer_store.PUSH)), marks.get((spec.name, peer_store.PULL))
         pending = None
         if peer["direction"] != peer_store.PULL and not peer["inbound"]:
-            pending = conn.execute(select(func.count()).select_from(spec.table).where(
-                spec.table.c.sync_version > (push[0] if push else 0))).scalar_one()
+            pending = peer_store.pending_in(conn, spec.table, push[0] if push else 0, peer["site_id"])
         touched = [m[1] for m in (push, pull) if m is not None]
         out.append({"table": spec.name, "push_watermark": push[0] if push else 0,
                     "pull_watermark": pull[0] if pull else 0, "pending_rows": pending,
