@@ -47,6 +47,9 @@ class Decision:
     overwritten: list[str] = field(default_factory=list)   # local fields whose value was replaced by a rule
     lost: list[str] = field(default_factory=list)          # remote fields whose value a rule refused
     conflict_fields: list[str] = field(default_factory=list)
+    # The kept version must become a new edit of this site, newer than the remote one
+    # (which had seen ours): otherwise the peer would keep the version it holds.
+    tick: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,18 @@ def decide(spec: SyncTable, local: Mapping | None, lmeta: Meta | None, remote: M
     if order in ("equal", "after"):
         return Decision(SKIP)
     if erased and _is_tombstone(local) and not _is_tombstone(remote):
-        return _whole(spec, local, lmeta, remote, rmeta, False, "erasure")
+        decision = _whole(spec, local, lmeta, remote, rmeta, False, "erasure")
+        decision.tick = order == "before"     # the peer's live version had seen our tombstone
+        return decision
     if order == "before":
         meta = _copy(rmeta)
         meta.pending = lmeta.pending
         return Decision(APPLY, dict(remote), meta, "fast_forward")
     # Concurrent.
     if erased and (_is_tombstone(local) or _is_tombstone(remote)):
-        return _whole(spec, local, lmeta, remote, rmeta, _is_tombstone(remote), "erasure")
+        remote_wins = _is_tombstone(remote) and (not _is_tombstone(local)
+                                                 or _order(remote, rmeta) > _order(local, lmeta))
+        return _whole(spec, local, lmeta, remote, rmeta, remote_wins, "erasure")
     remote_later = _order(remote, rmeta) > _order(local, lmeta)
     if policy.strategy == "manual" or (policy.strategy == "timestamp_based" and not policy.skew_ok):
         differing = _differing(spec, lmeta, rmeta, equal)

@@ -490,6 +490,10 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
             counts.conflicts += _conflict(conn, peer_id, spec, local, lmeta, row, rmeta, decision.conflict_fields)
             continue
         meta = decision.meta
+        if decision.tick:
+            meta.hlc = clock.tick()
+            meta.origin = clock.site
+            meta.vv[clock.site] = meta.hlc
         same = decision.values is row or all(decision.values[c] == row[c] for c in spec.columns)
         meta.version = rows_out.write(decision.values, local is not None, row["data_checksum"] if same else None)
         meta.source = source if decision.rule in ("new", "fast_forward") else None

@@ -38,7 +38,7 @@ from strongroom.core.sync.merge import Policy
 from tests.core.conftest import WRITER, client_ids
 
 FIELDS = ("phone", "email", "address", "notes", "medical_history", "status")
-SEEDS = [int(s) for s in os.environ.get("STRONGROOM_SYNC_SEEDS", "11,23,37,118").split(",")]
+SEEDS = [int(s) for s in os.environ.get("STRONGROOM_SYNC_SEEDS", "11,23,37,118,227").split(",")]
 OPERATIONS = int(os.environ.get("STRONGROOM_SYNC_OPERATIONS", "70"))
 
 
