@@ -171,13 +171,13 @@ def test_admin_login_needs_totp_and_refuses_replay(daemon, data_dir):
         login(daemon, "admin1", totp=code)
 
 
-def test_unknown_job_kind_and_planned_kind_are_told_apart(daemon):
+def test_an_unknown_job_kind_is_not_found_and_bad_sync_params_are_refused(daemon):
     with pytest.raises(ClientError) as err:
         daemon.call("job.run", {"kind": "teleport"})
     assert err.value.code == "not_found"
     with pytest.raises(ClientError) as err:
-        daemon.call("job.run", {"kind": "sync"})
-    assert err.value.code == "not_implemented"
+        daemon.call("job.run", {"kind": "sync", "params": {"peer": "no such/peer"}})
+    assert err.value.code == "bad_request"
 
 
 def test_config_show_redacts_secrets(daemon):
