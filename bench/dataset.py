@@ -30,6 +30,8 @@ SLICE = 2000
 def generate(url: str, keyring: Keyring, scale: float, *, echo=print) -> dict:
     engine = make_engine(url)
     upgrade(engine)
+    from strongroom.core import audit
+    audit.seal_with(engine, keyring)     # entries are sealed, as through a data directory
     n_clients = int(100_000 * scale)
     started = time.monotonic()
     records = client_records(n_clients, seed=3)
@@ -46,15 +48,17 @@ def generate(url: str, keyring: Keyring, scale: float, *, echo=print) -> dict:
                                         session_records(created, 3, seed=done, note_bytes=1500))
         done += len(created)
         echo(f"\r  {done}/{n_clients} clients, {sessions} sessions", end="", flush=True)
-    audit_rows = _audit_rows(engine, int(50_000 * scale))
+    audit_rows = _audit_rows(engine, int(50_000 * scale), keyring)
     echo(f"\n  generated in {time.monotonic() - started:.0f}s")
     engine.dispose()
     return {"clients": n_clients, "sessions": sessions, "audit_rows": audit_rows}
 
 
-def _audit_rows(engine, n: int) -> int:
-    """Chain-valid audit rows, built here in bulk (the chain rule is audit.record_hash)."""
+def _audit_rows(engine, n: int, keyring: Keyring) -> int:
+    """Chain-valid, sealed audit rows, built here in bulk (the chain rule is
+    audit.record_hash, the seal audit.seal under the chain key)."""
     with transaction(engine) as conn:
+        key = audit.chain_key(conn, keyring)
         last_id, prev = audit.head(conn)
         next_id = (last_id or 0) + 1
         base = utcnow()
@@ -66,6 +70,7 @@ def _audit_rows(engine, n: int) -> int:
                        "ip_address": "127.0.0.1", "user_agent": None, "outcome": "success",
                        "details": audit.canonical_json({"count": 1, "phi": True}), "prev_hash": prev}
                 row["hash"] = audit.record_hash(row)
+                row["mac"] = audit.seal(key, row["hash"]) if key else None
                 prev = row["hash"]
                 next_id += 1
                 rows.append(row)

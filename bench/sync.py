@@ -1,0 +1,232 @@
+"""Benchmark: sync between a PostgreSQL site and a SQLite site that joined it.
+
+    .venv/bin/python bench/sync.py [--scale 1] [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
+    make bench [SCALE=3]
+
+The central site is a copy (CREATE DATABASE ... TEMPLATE) of the export benchmark's
+dataset (bench/export.py, bench/dataset.py: scale 1 = 100k clients, 300k sessions with
+1.5 KB notes), so every run starts from the same data; the satellite is a SQLite site
+made the way `strongroom init --join` makes one. Each phase is a fresh process (its
+peak RSS is its own):
+
+  * initial: the satellite's first pass, every client and session pulled (PG -> SQLite)
+  * noop: a pass with no changes (target: under 100 ms, flat from scale 1 to 3)
+  * check: the consistency check of the two identical sites (target: under 2 s at scale 1)
+  * changes: 100k rows changed on each side (central: sessions, by a bypass write the
+    PostgreSQL trigger versions and checksums; satellite: clients, as the application
+    writes them), then one pass (target: at least 10,000 rows/s each way), compared
+    with psql \\copy of the same number of rows of the same table
+  * peak RSS of every phase under 300 MB, flat from scale 1 to 3.
+
+Writes bench/results/sync-s<scale>.md/.json and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.backup_vs_pgdump import rss_of  # noqa: E402
+from bench.export import OUT, RESULTS, _scale_tag, prepare  # noqa: E402
+
+PY = sys.executable
+CHANGED = 100_000
+TARGETS = {"noop_seconds": 0.1, "check_seconds": 2.0, "rows_per_second": 10_000, "rss_mb": 300.0}
+
+
+# --- phases (each run in its own process) ----------------------------------------------
+
+def _sides(data: Path, sat: Path):
+    from strongroom.core import audit
+    from strongroom.core.config import load_settings
+    from strongroom.core.crypto.kek import load_keks
+    from strongroom.core.crypto.keyring import Keyring
+    from strongroom.core.db.engine import make_engine
+    from strongroom.core.sync.passes import Side
+    settings = load_settings(data / "strongroom.toml")
+    keks = load_keks(settings.keys)
+    central = make_engine(settings.database.url)
+    satellite = make_engine(f"sqlite:///{sat}")
+    sides = []
+    for engine in (satellite, central):
+        keyring = Keyring(keks)
+        audit.seal_with(engine, keyring)
+        sides.append(Side(engine, keyring))
+    return sides
+
+
+def _peer_id(side):
+    from sqlalchemy import select
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.db.models import SyncPeer
+    with transaction(side.engine, read_only=True) as conn:
+        return conn.execute(select(SyncPeer.__table__.c.id).where(SyncPeer.__table__.c.name == "central")).scalar_one()
+
+
+def phase_join(data: Path, sat: Path, central_url: str) -> dict:
+    from strongroom.core.db.engine import make_engine, transaction
+    from strongroom.core.db.migrate import upgrade
+    from strongroom.core.sync.join import join
+    engine = make_engine(f"sqlite:///{sat}")
+    upgrade(engine)
+    local, _remote = _sides(data, sat)
+    with transaction(local.engine) as conn:
+        local.keyring.signing_key(conn)
+        join(conn, local.keyring, peer_name="central", peer_url=central_url)
+    return {}
+
+
+def phase_pass(data: Path, sat: Path) -> dict:
+    from strongroom.core.sync.passes import PassOptions, run_pass
+    local, remote = _sides(data, sat)
+    peer = _peer_id(local)
+    started = time.perf_counter()
+    result = run_pass(local, remote, peer, PassOptions(batch_size=2000))
+    seconds = time.perf_counter() - started
+    moved = {d: sum(c.get("applied", 0) for t, c in result[d].items() if t != "data_keys") for d in ("push", "pull")}
+    return {"seconds": seconds, "pushed": moved["push"], "pulled": moved["pull"]}
+
+
+def phase_check(data: Path, sat: Path) -> dict:
+    from strongroom.core.sync.consistency import compare
+    local, remote = _sides(data, sat)
+    started = time.perf_counter()
+    report = compare(local.engine, remote.engine)
+    return {"seconds": time.perf_counter() - started, "consistent": report["consistent"]}
+
+
+def phase_change(data: Path, sat: Path, libpq: str) -> dict:
+    """100k sessions changed on the central site (bypassing Strongroom: the trigger
+    versions and checksums them) and 100k clients on the satellite (as the application
+    writes: new version, new checksum)."""
+    from sqlalchemy import select, update
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.db.models import Client
+    from strongroom.core.repository.changes import next_change_version, row_checksum
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute("UPDATE therapy_sessions SET duration_minutes = duration_minutes + 1 "
+                     "WHERE id IN (SELECT id FROM therapy_sessions ORDER BY id LIMIT %s)", (CHANGED,))
+    local, _remote = _sides(data, sat)
+    table = Client.__table__
+    with transaction(local.engine) as conn:
+        version = next_change_version(conn)
+        rows = conn.execute(select(table).order_by(table.c.id).limit(CHANGED)).mappings().all()
+        updates = []
+        for row in rows:
+            new = dict(row)
+            new["status"] = "VIP" if row["status"] != "VIP" else "ACTIVE"
+            new["sync_version"] = version
+            updates.append({"b_id": row["id"], "status": new["status"], "sync_version": version,
+                            "data_checksum": row_checksum(new)})
+        from sqlalchemy import bindparam
+        conn.execute(update(table).where(table.c.id == bindparam("b_id")), updates)
+    return {"clients": len(rows)}
+
+
+# --- the run ---------------------------------------------------------------------------
+
+def _phase(name: str, data: Path, sat: Path, *extra: str) -> tuple[dict, float]:
+    cmd = f"{PY} {Path(__file__)} --phase {name} --data {data} --sat {sat} " + " ".join(extra)
+    out = tempfile.NamedTemporaryFile(delete=False, suffix=".json")
+    out.close()
+    _seconds, rss = rss_of(f"{cmd} --out {out.name}")
+    return json.loads(Path(out.name).read_text()), rss
+
+
+def _copy_seconds(libpq: str, table: str, rows: int) -> float:
+    target = Path(tempfile.mkdtemp()) / "copy.csv"
+    query = f"(SELECT * FROM {table} ORDER BY id LIMIT {rows})"
+    started = time.perf_counter()
+    subprocess.run(["psql", libpq, "-q", "-c", f"\\copy {query} TO '{target}' CSV HEADER"], check=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--dsn", default=os.environ.get("STRONGROOM_BENCH_DSN",
+                                                        "postgresql://postgres@127.0.0.1:5432/postgres"))
+    parser.add_argument("--phase")
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--sat", type=Path)
+    parser.add_argument("--central")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    if args.phase:
+        result = {"join": lambda: phase_join(args.data, args.sat, args.central),
+                  "pass": lambda: phase_pass(args.data, args.sat),
+                  "check": lambda: phase_check(args.data, args.sat),
+                  "change": lambda: phase_change(args.data, args.sat, args.central)}[args.phase]()
+        args.out.write_text(json.dumps(result))
+        return
+
+    data_src, libpq_src, counts = prepare(args.dsn, args.scale)
+    tag = _scale_tag(args.scale)
+    name = f"sr_bench_sync_s{tag}"
+    base = args.dsn.rsplit("/", 1)[0]
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{libpq_src.rsplit("/", 1)[1]}"')
+    libpq = f"{base}/{name}"
+    work = OUT / f"sync-s{tag}"
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "central"
+    data.mkdir(exist_ok=True)
+    config = (data_src / "strongroom.toml").read_text().replace(libpq_src.rsplit("/", 1)[1], name)
+    (data / "strongroom.toml").write_text(config.replace('kek_file = "kek.key"', f'kek_file = "{data_src}/kek.key"'))
+    sat = work / "satellite.db"
+    for path in work.glob("satellite.db*"):
+        path.unlink()
+    with psycopg.connect(libpq, autocommit=True) as conn:
+        conn.execute("UPDATE sync_site SET id = gen_random_uuid()::text")   # a copy is another site
+
+    rows = {}
+    _phase("join", data, sat, "--central", libpq.replace("postgresql://", "postgresql+psycopg://"))
+    initial, rss_initial = _phase("pass", data, sat)
+    noop, rss_noop = min((_phase("pass", data, sat) for _ in range(3)), key=lambda r: r[0]["seconds"])
+    check, rss_check = _phase("check", data, sat)
+    _phase("change", data, sat, "--central", libpq)
+    changes, rss_changes = _phase("pass", data, sat)
+    copy_sessions = _copy_seconds(libpq, "therapy_sessions", CHANGED)
+    copy_clients = _copy_seconds(libpq, "clients", CHANGED)
+    rows = {
+        "scale": args.scale, "clients": counts.get("clients"), "sessions": counts.get("therapy_sessions"),
+        "initial_rows": initial["pulled"], "initial_seconds": round(initial["seconds"], 2),
+        "initial_rows_per_second": round(initial["pulled"] / initial["seconds"]),
+        "noop_seconds": round(noop["seconds"], 4), "check_seconds": round(check["seconds"], 3),
+        "check_consistent": check["consistent"],
+        "changed_pushed": changes["pushed"], "changed_pulled": changes["pulled"],
+        "changes_seconds": round(changes["seconds"], 2),
+        "rows_per_second_each_way": round((changes["pushed"] + changes["pulled"]) / changes["seconds"]),
+        "copy_seconds_sessions": round(copy_sessions, 2), "copy_seconds_clients": round(copy_clients, 2),
+        "ratio_to_copy": round(changes["seconds"] / (copy_sessions + copy_clients), 1),
+        "peak_rss_mb": round(max(rss_initial, rss_noop, rss_check, rss_changes)),
+    }
+    verdict = {
+        "noop under 100 ms": rows["noop_seconds"] < TARGETS["noop_seconds"],
+        "check under 2 s": rows["check_seconds"] < TARGETS["check_seconds"],
+        "10k rows/s each way": rows["rows_per_second_each_way"] >= TARGETS["rows_per_second"],
+        "RSS under 300 MB": rows["peak_rss_mb"] < TARGETS["rss_mb"],
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"sync-s{tag}.json").write_text(json.dumps({"figures": rows, "targets": verdict}, indent=2))
+    lines = [f"# sync benchmark, scale {args.scale:g}", "", "| figure | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in rows.items()]
+    lines += ["", "| target | met |", "| --- | --- |"] + [f"| {k} | {'pass' if v else 'MISS'} |" for k, v in verdict.items()]
+    (RESULTS / f"sync-s{tag}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    with psycopg.connect(args.dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
