@@ -50,7 +50,7 @@ def test_demo_seed_then_list_is_masked_and_reveal_is_audited(data_dir, capsys):
     assert run(capsys, "--data-dir", str(data_dir), "demo", "seed", "--clients", "12",
                "--sessions-per-client", "2")[0] == 0
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--limit", "5")
-    assert code == 0 and "***-**-" in out and "(5 of 12 clients; PHI masked" in out
+    assert code == 0 and "***-**-" in out and "(5 of 13 clients; PHI masked" in out
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--limit", "1", "--reveal", "--json")
     assert code == 0 and '"ssn": "9' in out
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "tail", "-n", "1", "--json")
@@ -67,13 +67,13 @@ def test_list_all_streams_every_client_as_the_pages_show_them_with_one_read_per_
     code, paged, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--limit", "20", "--reveal", "--json")
     code, streamed, err = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all", "--reveal", "--json")
     assert code == 0, err
-    assert json.loads(streamed) == json.loads(paged) and len(json.loads(streamed)) == 12
-    assert len(streamed.splitlines()) == 12 + 2       # one record a line between [ and ]
+    assert json.loads(streamed) == json.loads(paged) and len(json.loads(streamed)) == 13
+    assert len(streamed.splitlines()) == 13 + 2       # one record a line between [ and ]
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "tail", "-n", "4", "--json")
     reads = [e for e in json.loads(out) if e["action"] == "READ"]
-    assert [e["details"]["count"] for e in reads] == [12, 5, 5, 2]   # the page, then one per batch
+    assert [e["details"]["count"] for e in reads] == [13, 5, 5, 3]   # the page, then one per batch
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all")
-    assert code == 0 and out.count("***-**-") == 12 and "(12 clients; PHI masked" in out
+    assert code == 0 and out.count("***-**-") == 13 and "(13 clients; PHI masked" in out
     assert out.count("LAST_NAME") == 1
 
 

@@ -63,10 +63,10 @@ def test_jobs_run_with_a_mistyped_param_names_it_and_starts_nothing(running, cap
     assert json.loads(out) == []
 
 
-def test_jobs_run_of_a_planned_kind_exits_with_not_implemented(running, capsys):
+def test_jobs_run_of_sync_without_peers_fails_saying_how_to_add_one(running, capsys):
     data_dir, _ = running
-    code, _, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "sync")
-    assert code == 10 and "not implemented" in err
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "sync", "--wait")
+    assert code != 0 and "no sync peers" in out + err and "sync peer add" in out + err
 
 
 def test_login_stores_a_private_token_and_logout_forgets_it(running, capsys, tmp_path):

@@ -203,7 +203,7 @@ def test_nobody_acts_on_an_account_holding_a_permission_they_lack(daemon, boss, 
                       ("user.reset_2fa", {"username": "root"}),
                       ("user.grant", {"username": "root", "permission": "audit:read", "duration": "1h"})):
         err = refused(daemon, cmd, args, token=admin)
-        assert err.code == "forbidden" and "holding permissions it lacks (job:" in err.message, cmd
+        assert err.code == "forbidden" and "holding permissions it lacks (config:write, job:" in err.message, cmd
     root_session = daemon.call("whoami", token=root)["session_id"]
     err = refused(daemon, "session.revoke", {"session_id": root_session}, token=admin)
     assert err.code == "forbidden" and "holding permissions it lacks" in err.message

@@ -87,6 +87,7 @@ def _restore_sqlite(engine, source: dict[str, bytes]) -> None:
     with transaction(engine) as conn:
         conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
         hold_tracking(conn)             # rows as saved: data_keys keep their versions
+        conn.exec_driver_sql("DELETE FROM sync_site")   # the saved site replaces the seeded one, as restore does
         for table in TABLES:
             rows = list(ct.decode_lines(ct.columns(table), source[table.name]))
             if rows:
@@ -130,6 +131,8 @@ def test_round_trip_into_sqlite_and_postgresql(ctx, sqlite_template, request, tm
         return
     name, pg = new_pg(request.getfixturevalue("pg_template"))
     try:
+        with pg.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM sync_site")
         for table in TABLES:
             if source[table.name]:
                 pg_copy_in(pg, table, source[table.name])
