@@ -61,9 +61,29 @@ def current_change_version(conn: Connection) -> int:
     return conn.execute(text("SELECT value FROM change_counter WHERE name = 'sync_version'")).scalar_one()
 
 
+def _as_datetime(value: datetime) -> str:
+    return "t:" + value.isoformat(timespec="microseconds")
+
+
+# The common types by exact type, checked first (checksums are computed for every row a
+# backup, an integrity scan or a sync pass touches); the rest by isinstance below.
+_BY_TYPE = {
+    bytes: lambda v: "b:" + v.hex(),
+    str: lambda v: "s:" + v,
+    int: lambda v: "s:" + str(v),
+    bool: lambda v: "i:" + str(int(v)),
+    uuid.UUID: lambda v: "s:" + str(v),
+    datetime: _as_datetime,
+    date: lambda v: "s:" + str(v),
+}
+
+
 def _canonical(value: object) -> str:
     if value is None:
         return "~"
+    fast = _BY_TYPE.get(type(value))
+    if fast is not None:
+        return fast(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
         return "b:" + bytes(value).hex()
     if isinstance(value, enum.Enum):

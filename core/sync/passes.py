@@ -168,10 +168,26 @@ def holder() -> str:
     return f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _holder_gone(holder_name: str) -> bool:
+    """A lease held by a process of this machine that no longer runs (killed with -9, or
+    the machine restarted) holds nothing: the next pass need not wait for its expiry."""
+    host, _, rest = holder_name.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname()[:60] or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def take_lease(engine: Engine, pair: str, who: str, now: datetime) -> None:
     with transaction(engine) as conn:
         row = conn.execute(select(_leases).where(_leases.c.pair == pair).with_for_update()).mappings().first()
-        if row is not None and row["holder"] != who and row["expires_at"] > now:
+        if row is not None and row["holder"] != who and row["expires_at"] > now and not _holder_gone(row["holder"]):
             raise ConflictError(f"sync: a pass between these two sites is already running "
                                 f"(until {row['expires_at'].isoformat(timespec='seconds')} at the latest)")
         conn.execute(delete(_leases).where(_leases.c.pair == pair))
@@ -534,7 +550,7 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
                                .order_by(table.c.sync_version, table.c.id).limit(limit)).mappings().all()
     out = []
     for record in records:
-        row, meta = split_meta(record, table.columns)
+        row, meta = split_meta(record, spec)
         if meta is None:
             raise IntegrityError(f"{spec.name} row {row['id']} has no sync metadata after stamping")
         out.append((row, meta))

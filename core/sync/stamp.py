@@ -52,31 +52,33 @@ class Meta:
 
 
 def pack_dots(dots: Mapping[str, list]) -> dict:
-    """Dots as stored: the most common dot once under "*", the others by field (most
-    fields of a row were set by the same edit, its creation)."""
+    """Dots as stored: the most common dot once under "*" (every field not named), the
+    others by field: most fields of a row were set by one edit, its creation."""
     if not dots:
         return {}
     counts: dict[tuple, int] = {}
     for dot in dots.values():
-        counts[tuple(dot)] = counts.get(tuple(dot), 0) + 1
+        key = (dot[0], dot[1])
+        counts[key] = counts.get(key, 0) + 1
     common = max(counts, key=lambda d: (counts[d], d))
     packed: dict = {"*": list(common)}
-    packed.update({f: list(d) for f, d in dots.items() if tuple(d) != common})
-    packed["~"] = sorted(f for f, d in dots.items() if tuple(d) == common)
+    for f, d in dots.items():
+        if d[0] != common[0] or d[1] != common[1]:
+            packed[f] = d
     return packed
 
 
-def unpack_dots(packed: Mapping) -> dict[str, list]:
-    if "*" not in packed:
+def unpack_dots(packed: Mapping, fields) -> dict[str, list]:
+    """The dot of every field in `fields` (the table's, core.sync.tables)."""
+    default = packed.get("*")
+    if default is None:
         return dict(packed)
-    out = {f: list(packed["*"]) for f in packed.get("~", ())}
-    out.update({f: list(d) for f, d in packed.items() if f not in ("*", "~")})
-    return out
+    return {f: packed.get(f, default) for f in fields}
 
 
-def meta_of(record: Mapping, prefix: str = "") -> Meta:
+def meta_of(record: Mapping, fields, prefix: str = "") -> Meta:
     return Meta(record[prefix + "origin"], record[prefix + "hlc"], dict(record[prefix + "vv"]),
-                unpack_dots(record[prefix + "dots"]), dict(record[prefix + "hashes"]), record[prefix + "source"],
+                unpack_dots(record[prefix + "dots"], fields), dict(record[prefix + "hashes"]), record[prefix + "source"],
                 dict(record[prefix + "pending"]) if record[prefix + "pending"] else None, record[prefix + "version"],
                 stored=True)
 
@@ -91,9 +93,9 @@ def with_meta(table_name: str, table):
     return joined, [_meta.c[c].label(f"m_{c}") for c in META_COLUMNS]
 
 
-def split_meta(record: Mapping, columns) -> tuple[dict, Meta | None]:
-    row = {c.name: record[c.name] for c in columns}
-    return row, (meta_of(record, "m_") if record["m_origin"] is not None else None)
+def split_meta(record: Mapping, spec: SyncTable) -> tuple[dict, Meta | None]:
+    row = {name: record[name] for name in spec.column_names}
+    return row, (meta_of(record, spec.fields, "m_") if record["m_origin"] is not None else None)
 
 
 def seen(vv: Mapping[str, int], dot: list | tuple) -> bool:
@@ -126,13 +128,15 @@ def lock_changes(conn: Connection) -> None:
 
 
 def load_meta(conn: Connection, table_name: str, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Meta]:
+    from strongroom.core.sync.tables import by_name
+    fields = by_name(table_name).fields
     ids = list(ids)
     out: dict[uuid.UUID, Meta] = {}
     for start in range(0, len(ids), STAMP_BATCH):
         chunk = ids[start:start + STAMP_BATCH]
         for record in conn.execute(select(_meta).where(_meta.c.table_name == table_name,
                                                        _meta.c.row_id.in_(chunk))).mappings():
-            out[record["row_id"]] = meta_of(record)
+            out[record["row_id"]] = meta_of(record, fields)
     return out
 
 
@@ -261,7 +265,7 @@ def stamp_table(conn: Connection, clock: Clock, spec: SyncTable) -> int:
             break
         rows, metas = [], {}
         for record in records:
-            row, meta = split_meta(record, table.columns)
+            row, meta = split_meta(record, spec)
             rows.append(row)
             if meta is not None:
                 metas[row["id"]] = meta

@@ -18,7 +18,7 @@ import base64
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 
 from sqlalchemy import Table
 
@@ -44,12 +44,16 @@ class SyncTable:
     fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
     client_column: str | None = None   # the column naming the client whose key seals the row
 
-    @property
+    @cached_property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.table.columns]
+
+    @cached_property
     def columns(self) -> list[str]:
         """Every column a version carries between sites (all but the local bookkeeping)."""
         return [c.name for c in self.table.columns if c.name not in LOCAL_COLUMNS]
 
-    @property
+    @cached_property
     def encrypted(self) -> tuple[str, ...]:
         return CLIENT_KEYED.get(self.name, ())
 
