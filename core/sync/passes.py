@@ -48,6 +48,7 @@ from strongroom.core.db.models import (
     SyncLease,
     SyncPeer,
     SyncQuarantine,
+    SyncRow,
     User,
 )
 from strongroom.core.db.types import utcnow
@@ -62,6 +63,7 @@ from strongroom.core.sync.stamp import (
     Meta,
     MetaWriter,
     split_meta,
+    upsert,
     with_meta,
     load_meta,
     lock_changes,
@@ -97,7 +99,6 @@ class TableCounts:
     sent: int = 0
     applied: int = 0
     skipped: int = 0
-    echo_skipped: int = 0
     conflicts: int = 0
     quarantined: int = 0
     decisions: int = 0
@@ -355,10 +356,7 @@ class RowWriter:
         if self.inserts:
             self.conn.execute(insert(table), self.inserts)
         if self.updates:
-            columns = [c for c in self.updates[0] if c != "id"]
-            self.conn.execute(update(table).where(table.c.id == bindparam("v_id"))
-                              .values({c: bindparam(f"v_{c}") for c in columns}),
-                              [{f"v_{k}": v for k, v in row.items()} for row in self.updates])
+            self.conn.execute(upsert(self.conn, table, ("id",)), self.updates)
         self.inserts, self.updates = [], []
 
 
@@ -477,9 +475,14 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
         return counts
     clock = Clock(conn)
     ids = [row["id"] for row, _ in batch]
-    local_rows = {r["id"]: r for r in conn.execute(select(spec.table).where(spec.table.c.id.in_(ids))
-                                                   .with_for_update()).mappings()}
-    metas = load_meta(conn, spec.name, ids)
+    joined, meta_columns = with_meta(spec.name, spec.table)
+    local_rows, metas = {}, {}
+    for record in conn.execute(select(spec.table, *meta_columns).select_from(joined)
+                               .where(spec.table.c.id.in_(ids)).with_for_update(of=spec.table)).mappings():
+        row, meta = split_meta(record, spec)
+        local_rows[row["id"]] = row
+        if meta is not None:
+            metas[row["id"]] = meta
     stamp_rows(conn, clock, spec, list(local_rows.values()), metas)   # local edits not yet stamped
     problems, destroyed = validate(conn, keyring, spec, [r for r, _ in batch], local_rows)
     rows_out, metas_out = RowWriter(conn, spec), MetaWriter(spec.name)
@@ -537,7 +540,10 @@ def past(table, version: int, after_id: uuid.UUID | None):
 
 
 def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None], limit: int,
-                stamp: bool) -> list[tuple[dict, Meta]]:
+                stamp: bool, to_site: str) -> tuple[list[tuple[dict, Meta]], int]:
+    """Up to `limit` versions past the cursor, with their metadata, leaving out rows the
+    receiving site sent us and nobody changed since (no echo); and the table's highest
+    version at the time of reading, which a short batch lets the watermark move to."""
     with transaction(side.engine) as conn:
         lock_changes(conn)
         if stamp:
@@ -545,8 +551,12 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
             stamp_table(conn, clock, spec)
             clock.save()
         table = spec.table
+        high = conn.execute(select(func.max(table.c.sync_version))).scalar() or 0
         joined, meta_columns = with_meta(spec.name, table)
-        records = conn.execute(select(table, *meta_columns).select_from(joined).where(past(table, *cursor))
+        meta = SyncRow.__table__
+        not_echo = or_(meta.c.source.is_(None), meta.c.source != to_site, meta.c.version != table.c.sync_version)
+        records = conn.execute(select(table, *meta_columns).select_from(joined)
+                               .where(past(table, *cursor), table.c.sync_version <= high, not_echo)
                                .order_by(table.c.sync_version, table.c.id).limit(limit)).mappings().all()
     out = []
     for record in records:
@@ -554,7 +564,7 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
         if meta is None:
             raise IntegrityError(f"{spec.name} row {row['id']} has no sync metadata after stamping")
         out.append((row, meta))
-    return out
+    return out, high
 
 
 def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor: tuple[int, uuid.UUID | None],
@@ -564,12 +574,13 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     total = TableCounts()
     number = 0
     while True:
-        batch = _read_batch(src, spec, cursor, options.batch_size, stamp=number == 0)
+        batch, high = _read_batch(src, spec, cursor, options.batch_size, stamp=number == 0, to_site=dst.site)
         if not batch:
+            if high > cursor[0]:          # only echoes (or nothing) up to `high`: move past them
+                set_watermark(high, None)
             return total
         number += 1
-        outgoing = [(row, meta) for row, meta in batch if meta.source != dst.site]
-        total.echo_skipped += len(batch) - len(outgoing)
+        outgoing = batch
         with transaction(dst.engine) as conn:
             counts = apply_batch(conn, dst.keyring, spec, outgoing, peer_id=dst_peer_id, source=src.site,
                                  policy=policy)
@@ -579,7 +590,11 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
             options.after_batch(direction, spec.name, number)
         last = batch[-1][0]
         cursor = (last["sync_version"], last["id"])
+        if len(batch) < options.batch_size and high > cursor[0]:
+            cursor = (high, None)          # everything up to `high` has been read
         set_watermark(*cursor)
+        if len(batch) < options.batch_size:
+            return total
 
 
 def move_keys(src: Side, dst: Side, *, watermark: int, set_watermark: Callable[[int], None],

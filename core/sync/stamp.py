@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
 
 from strongroom.core.db.models import SyncMark, SyncRow
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
@@ -170,16 +170,25 @@ class MetaWriter:
             meta.stored = True
 
     def flush(self, conn: Connection) -> None:
-        if self.inserts:
-            conn.execute(insert(_meta), list(self.inserts.values()))
-        if self.updates:
-            rows = [{**{f"b_{k}": v for k, v in values.items()}} for values in self.updates.values()]
-            columns = [c for c in next(iter(self.updates.values())) if c not in ("table_name", "row_id")]
-            conn.execute(update(_meta).where(_meta.c.table_name == bindparam("b_table_name"),
-                                             _meta.c.row_id == bindparam("b_row_id"))
-                         .values({c: bindparam(f"b_{c}") for c in columns}), rows)
+        rows = [*self.inserts.values(), *self.updates.values()]
+        if rows:
+            conn.execute(upsert(conn, _meta, ("table_name", "row_id")), rows)
         self.inserts.clear()
         self.updates.clear()
+
+
+def upsert(conn: Connection, table, keys: tuple[str, ...]):
+    """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, for either engine: one
+    statement for a whole batch of new and changed rows (SQLAlchemy sends many rows per
+    statement), where UPDATE would take one round trip per row."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    statement = dialect_insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys})
 
 
 def restamp(clock: Clock, row: Mapping, meta: Meta | None, hashes: dict[str, str],
@@ -253,13 +262,20 @@ def stamp_table(conn: Connection, clock: Clock, spec: SyncTable) -> int:
     a new version. Runs in the caller's transaction (which should hold `lock_changes`)."""
     table = spec.table
     start = mark = _mark(conn, spec.name)
+    high = conn.execute(select(func.max(table.c.sync_version))).scalar() or 0
+    if high <= start:
+        return 0
     after_id = None
     fresh = 0
+    joined, meta_columns = with_meta(spec.name, table)
+    # Rows stamped already (metadata at the row's version: applied by a pass, or a write
+    # that changed nothing sync carries) are left out by the database, not read here.
+    unstamped = or_(_meta.c.origin.is_(None), _meta.c.version != table.c.sync_version)
     while True:
         where = table.c.sync_version > mark if after_id is None else or_(
             table.c.sync_version > mark, and_(table.c.sync_version == mark, table.c.id > after_id))
-        joined, meta_columns = with_meta(spec.name, table)
-        records = conn.execute(select(table, *meta_columns).select_from(joined).where(where)
+        records = conn.execute(select(table, *meta_columns).select_from(joined)
+                               .where(where, table.c.sync_version <= high, unstamped)
                                .order_by(table.c.sync_version, table.c.id).limit(STAMP_BATCH)).mappings().all()
         if not records:
             break
@@ -271,6 +287,5 @@ def stamp_table(conn: Connection, clock: Clock, spec: SyncTable) -> int:
                 metas[row["id"]] = meta
         fresh += stamp_rows(conn, clock, spec, rows, metas)
         mark, after_id = rows[-1]["sync_version"], rows[-1]["id"]
-    if mark != start:
-        _set_mark(conn, spec.name, mark)
+    _set_mark(conn, spec.name, high)
     return fresh
