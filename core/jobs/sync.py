@@ -85,6 +85,32 @@ def _due_tables(ctx: Context, peer_id, now: datetime) -> frozenset[str]:
     return frozenset(due)
 
 
+# Peer databases stay connected between passes (a scheduled pass every few minutes need
+# not reconnect), each with the keyring instance that seals audit entries written there.
+_ENGINES: dict[tuple[str, str], tuple[Engine, Keyring]] = {}
+MAX_PEER_ENGINES = 16
+
+
+def _peer_engine(ctx: Context, url: str) -> tuple[Engine, Keyring]:
+    key = (url, ctx.keyring.kek_id)
+    found = _ENGINES.get(key)
+    if found is None:
+        if len(_ENGINES) >= MAX_PEER_ENGINES:
+            old_key = next(iter(_ENGINES))
+            _ENGINES.pop(old_key)[0].dispose()
+        engine = make_engine(url)
+        keyring = Keyring(load_keks(ctx.settings.keys))
+        audit.seal_with(engine, keyring)
+        found = _ENGINES[key] = (engine, keyring)
+    return found
+
+
+def forget_peer_engines() -> None:
+    """Close every kept peer connection (peers changed, or the daemon stops)."""
+    while _ENGINES:
+        _ENGINES.popitem()[1][0].dispose()
+
+
 def _active_peers(ctx: Context) -> list[dict]:
     with transaction(ctx.engine, read_only=True) as conn:
         return [dict(r) for r in conn.execute(select(_peers).where(
@@ -101,9 +127,7 @@ def sync_peer(ctx: Context, peer: dict, *, push: bool, pull: bool, scheduled: bo
     attempts = 1 + max(ctx.settings.sync.table(s.name).retry_attempts for s in synced())
     delay = max(ctx.settings.sync.table(s.name).retry_delay_seconds for s in synced())
     batch = min(ctx.settings.sync.table(s.name).batch_size for s in synced())
-    remote = make_engine(peer["url"])
-    keyring = Keyring(load_keks(ctx.settings.keys))
-    audit.seal_with(remote, keyring)
+    remote, keyring = _peer_engine(ctx, peer["url"])
     started = time.monotonic()
     try:
         for attempt in range(1, attempts + 1):
@@ -117,10 +141,10 @@ def sync_peer(ctx: Context, peer: dict, *, push: bool, pull: bool, scheduled: bo
                                   lambda message: progress(0, None, f"{peer['name']}: {message}"))
                 break
             except TRANSIENT:
+                remote.dispose()           # a dropped connection is not offered again
                 if attempt == attempts:
                     raise
                 time.sleep(delay)
-                remote.dispose()
     except Exception as exc:
         message = _describe(exc)
         with transaction(ctx.engine) as conn:
@@ -130,8 +154,6 @@ def sync_peer(ctx: Context, peer: dict, *, push: bool, pull: bool, scheduled: bo
                          outcome="failure", details={"event": "pass_failed", "peer": peer["name"],
                                                      "failures": failures, "error": message[:200]})
         raise
-    finally:
-        remote.dispose()
     seconds = round(time.monotonic() - started, 3)
     totals = _totals(result)
     with transaction(ctx.engine) as conn:

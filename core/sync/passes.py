@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from strongroom.core import audit
@@ -135,11 +135,11 @@ def _practices(conn: Connection) -> set[uuid.UUID]:
 def preflight(local: Side, remote: Side) -> None:
     """Refuse, before a row moves, a peer that is not a site of this practice's keyring
     and schema. The errors name what differs (ids and revisions, never data)."""
-    mine, theirs = migrate.current_revision(local.engine), migrate.current_revision(remote.engine)
-    if mine != theirs:
-        raise ConflictError(f"sync: the peer's schema is at revision {theirs}, this site's at {mine}; "
-                            "upgrade both to the same release first (strongroom db upgrade)")
     with transaction(local.engine, read_only=True) as lc, transaction(remote.engine, read_only=True) as rc:
+        mine, theirs = (c.execute(text("SELECT version_num FROM alembic_version")).scalar() for c in (lc, rc))
+        if mine != theirs:
+            raise ConflictError(f"sync: the peer's schema is at revision {theirs}, this site's at {mine}; "
+                                "upgrade both to the same release first (strongroom db upgrade)")
         local.site, remote.site = site_id(lc), site_id(rc)
         if local.site == remote.site:
             raise ConflictError(f"sync: the peer has this site's own id ({local.site}): it is this database "
@@ -552,6 +552,8 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
             clock.save()
         table = spec.table
         high = conn.execute(select(func.max(table.c.sync_version))).scalar() or 0
+        if high < cursor[0] or (high == cursor[0] and cursor[1] is None):
+            return [], high                # nothing past the watermark: the usual pass
         joined, meta_columns = with_meta(spec.name, table)
         meta = SyncRow.__table__
         not_echo = or_(meta.c.source.is_(None), meta.c.source != to_site, meta.c.version != table.c.sync_version)
