@@ -30,13 +30,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, insert, or_, select, text, update
-from sqlalchemy.exc import IntegrityError as DbIntegrityError
+from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
 
 from strongroom.core import audit
 from strongroom.core.crypto.fields import raw_key_id_of
 from strongroom.core.crypto.keyring import Keyring
-from strongroom.core.db import migrate
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (
     Client,
@@ -52,12 +50,12 @@ from strongroom.core.db.models import (
     User,
 )
 from strongroom.core.db.types import utcnow
-from strongroom.core.errors import ConflictError, IntegrityError, ValidationError
+from strongroom.core.errors import ConflictError
 from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import next_change_version, row_checksum
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync import peers as peer_store
-from strongroom.core.sync.merge import APPLY, CONFLICT, SKIP, Decision, Policy, decide
+from strongroom.core.sync.merge import CONFLICT, SKIP, Decision, Policy, decide
 from strongroom.core.sync.site import Clock, site_id
 from strongroom.core.sync.stamp import (
     Meta,
@@ -65,12 +63,10 @@ from strongroom.core.sync.stamp import (
     split_meta,
     upsert,
     with_meta,
-    load_meta,
     lock_changes,
     merged,
     save_meta,
     stamp_rows,
-    stamp_table,
 )
 from strongroom.core.sync.tables import SyncTable, synced
 
@@ -540,33 +536,39 @@ def past(table, version: int, after_id: uuid.UUID | None):
 
 
 def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None], limit: int,
-                stamp: bool, to_site: str) -> tuple[list[tuple[dict, Meta]], int]:
-    """Up to `limit` versions past the cursor, with their metadata, leaving out rows the
-    receiving site sent us and nobody changed since (no echo); and the table's highest
-    version at the time of reading, which a short batch lets the watermark move to."""
+                to_site: str) -> tuple[list[tuple[dict, Meta]], int, int, tuple | None]:
+    """Up to `limit` rows past the cursor with their metadata, local writes among them
+    stamped as they are read (every row written since the cursor is past it); rows the
+    receiving site sent us that nobody changed since are left out (no echo). Returns the
+    batch, the table's highest version when read (a short batch lets the watermark move
+    there), how many rows were read (the batch may be shorter: echoes) and the cursor of
+    the last one."""
     with transaction(side.engine) as conn:
         lock_changes(conn)
-        if stamp:
-            clock = Clock(conn)
-            stamp_table(conn, clock, spec)
-            clock.save()
         table = spec.table
         high = conn.execute(select(func.max(table.c.sync_version))).scalar() or 0
         if high < cursor[0] or (high == cursor[0] and cursor[1] is None):
-            return [], high                # nothing past the watermark: the usual pass
+            return [], high, 0, None       # nothing past the watermark: the usual pass
         joined, meta_columns = with_meta(spec.name, table)
         meta = SyncRow.__table__
         not_echo = or_(meta.c.source.is_(None), meta.c.source != to_site, meta.c.version != table.c.sync_version)
         records = conn.execute(select(table, *meta_columns).select_from(joined)
                                .where(past(table, *cursor), table.c.sync_version <= high, not_echo)
                                .order_by(table.c.sync_version, table.c.id).limit(limit)).mappings().all()
-    out = []
-    for record in records:
-        row, meta = split_meta(record, spec)
-        if meta is None:
-            raise IntegrityError(f"{spec.name} row {row['id']} has no sync metadata after stamping")
-        out.append((row, meta))
-    return out, high
+        rows, metas = [], {}
+        for record in records:
+            row, found = split_meta(record, spec)
+            rows.append(row)
+            if found is not None:
+                metas[row["id"]] = found
+        if any(metas.get(r["id"]) is None or metas[r["id"]].version != r["sync_version"] for r in rows):
+            clock = Clock(conn)
+            stamp_rows(conn, clock, spec, rows, metas)
+            clock.save()
+    out = [(row, metas[row["id"]]) for row in rows
+           if not (metas[row["id"]].source == to_site and metas[row["id"]].version == row["sync_version"])]
+    last = (rows[-1]["sync_version"], rows[-1]["id"]) if rows else None
+    return out, high, len(rows), last
 
 
 def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor: tuple[int, uuid.UUID | None],
@@ -576,8 +578,8 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     total = TableCounts()
     number = 0
     while True:
-        batch, high = _read_batch(src, spec, cursor, options.batch_size, stamp=number == 0, to_site=dst.site)
-        if not batch:
+        batch, high, read, last_read = _read_batch(src, spec, cursor, options.batch_size, to_site=dst.site)
+        if not read:
             if high > cursor[0]:          # only echoes (or nothing) up to `high`: move past them
                 set_watermark(high, None)
             return total
@@ -590,12 +592,11 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
         total.add(counts)
         if options.after_batch is not None:
             options.after_batch(direction, spec.name, number)
-        last = batch[-1][0]
-        cursor = (last["sync_version"], last["id"])
-        if len(batch) < options.batch_size and high > cursor[0]:
+        cursor = last_read
+        if read < options.batch_size and high > cursor[0]:
             cursor = (high, None)          # everything up to `high` has been read
         set_watermark(*cursor)
-        if len(batch) < options.batch_size:
+        if read < options.batch_size:
             return total
 
 
@@ -684,6 +685,3 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
 def count_quarantined(conn: Connection) -> int:
     return conn.execute(select(func.count()).select_from(_quarantine).where(_quarantine.c.status == "open")).scalar_one()
 
-
-__all__ = ["Side", "PassOptions", "TableCounts", "preflight", "run_pass", "apply_batch", "image",
-           "count_quarantined", "IntegrityError", "ValidationError", "DbIntegrityError"]

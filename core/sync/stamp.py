@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
 
 from strongroom.core.db.models import SyncMark, SyncRow
 from strongroom.core.db.pg import CHANGE_LOCK_KEY

@@ -10,12 +10,10 @@ import sys
 import time
 from datetime import datetime, timezone
 
-import pytest
 from sqlalchemy import select, update
 
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Client, SyncConflict, SyncQuarantine, TherapySession
-from strongroom.core.principal import SYSTEM
+from strongroom.core.db.models import Client, SyncConflict, SyncQuarantine
 from strongroom.core.repository.clients import create_client, update_client
 from strongroom.core.repository.sessions import create_session
 from strongroom.core.sync.consistency import compare

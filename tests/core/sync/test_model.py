@@ -28,11 +28,11 @@ import pytest
 from sqlalchemy import select
 
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import AuditLog, Client, SyncConflict
+from strongroom.core.db.models import AuditLog, SyncConflict
 from strongroom.core.errors import ConflictError, KeyUnavailableError, NotFoundError
 from strongroom.core.repository.clients import delete_client, get_client, update_client
 from strongroom.core.retention.erasure import erase_client
-from strongroom.core.sync.conflicts import fields_of, resolve_conflict
+from strongroom.core.sync.conflicts import resolve_conflict
 from strongroom.core.sync.consistency import compare
 from strongroom.core.sync.merge import Policy
 from tests.core.conftest import WRITER, client_ids
