@@ -114,6 +114,19 @@ def sync_status_cmd(d: "Daemon", call: Call) -> dict:
         return sync_status.status(conn, d.ctx.settings.sync)
 
 
+class SyncCheckArgs(Args):
+    peer: str = Field(min_length=1, max_length=64, pattern=PEER_NAME)
+
+
+@command("sync.check", permission="config:read", args=SyncCheckArgs)
+def sync_check_cmd(d: "Daemon", call: Call) -> dict:
+    """Compare this site with a peer by ranges of rows (checksums only, nothing
+    decrypted): per table the rows missing on either side or differing, with up to 50
+    row ids; `consistent` when none."""
+    from strongroom.core.sync.consistency import check_peer
+    return check_peer(d.ctx, call.args.peer)
+
+
 class SyncRunArgs(Args):
     peer: str | None = Field(default=None, min_length=1, max_length=64, pattern=PEER_NAME)
     push: bool = True

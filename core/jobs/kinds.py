@@ -96,7 +96,7 @@ def _comma_list(value: object) -> object:
     return value
 
 
-INTEGRITY_CHECKS = ("audit_chain", "row_checksums", "orphans", "envelopes", "keys", "backups")
+INTEGRITY_CHECKS = ("audit_chain", "row_checksums", "orphans", "envelopes", "keys", "backups", "sync")
 
 
 class IntegrityParams(Params):

@@ -92,3 +92,16 @@ def compare(local: Engine, remote: Engine) -> dict:
     tables = [compare_table(local, remote, spec.name) for spec in synced()]
     consistent = all(t["missing_here"] == t["missing_there"] == t["differing"] == 0 for t in tables)
     return {"consistent": consistent, "tables": tables}
+
+
+def check_peer(ctx, name: str) -> dict:
+    """The consistency check of this site and peer `name` (reached as a pass reaches it).
+    Differences are expected while changes wait to be sent or conflicts wait for a person;
+    the report says how many rows differ, never what they hold."""
+    from strongroom.core.sync import peers as peer_store
+    with transaction(ctx.engine, read_only=True) as conn:
+        peer = peer_store.get_peer(conn, name)
+    from strongroom.core.jobs.sync import _peer_engine
+    remote, _keyring = _peer_engine(ctx, peer["url"])
+    report = compare(ctx.engine, remote)
+    return {"peer": name, **report}

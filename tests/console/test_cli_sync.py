@@ -184,6 +184,10 @@ def test_a_peer_is_added_synced_with_and_shown_in_status_without_a_password(site
     code, out, err = cli(capsys, site, "sync", "run", "laptop", "--wait")
     assert code == 0, out + err
     assert "succeeded" in out.splitlines()[0] and "laptop: sent 6, received 0" in out
+    code, out, err = cli(capsys, site, "sync", "check", "laptop")
+    assert code == 0 and out.startswith("sync check with laptop: identical"), out + err
+    code, _, err = cli(capsys, site, "sync", "check", "no-such-peer")
+    assert code == 3 and "no-such-peer" not in err
     code, out, _ = cli(capsys, site, "sync", "status")
     assert code == 0 and "s3cret" not in out
     assert "central  both  postgresql+psycopg://sync:***@127.0.0.1/central  [paused]" in out

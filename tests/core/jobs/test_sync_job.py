@@ -59,3 +59,27 @@ def test_an_unknown_peer_is_not_found(ctx, first_site, join_site):
     laptop = join_site("laptop")
     with pytest.raises(NotFoundError):
         sync_job.run(_laptop_ctx(ctx, laptop), {"peer": "nobody"}, _progress)
+
+
+def test_the_integrity_job_compares_each_peer_and_warns_of_rows_that_differ(ctx, first_site, join_site):
+    from strongroom.core.jobs import integrity
+    from strongroom.core.repository.clients import update_client
+    from tests.core.conftest import WRITER
+    laptop = join_site("laptop")
+    lctx = _laptop_ctx(ctx, laptop)
+    sync_job.run(lctx, {}, _progress)
+    checks = integrity.run(lctx, {"checks": ["sync"]}, _progress)["checks"]
+    assert [(c["name"], c["status"], c["actual"]) for c in checks] == [
+        ("sync consistency with central", "ok", "identical")]
+    cid = client_ids(first_site)[0]
+    with transaction(first_site.engine) as conn:
+        update_client(conn, first_site.keyring, WRITER, cid, {"phone": "555-0001"})
+    (check,) = integrity.run(lctx, {"checks": ["sync"]}, _progress)["checks"]
+    assert check["status"] == "warn" and check["evidence"]["ids"] == [str(cid)]
+    assert check["evidence"]["differing_by_table"] == {"clients": {"missing_here": 0, "missing_there": 0,
+                                                                   "differing": 1}}
+
+
+def test_without_peers_the_integrity_job_has_no_sync_check(ctx):
+    from strongroom.core.jobs import integrity
+    assert integrity.run(ctx, {"checks": ["sync"]}, _progress)["checks"] == []
