@@ -125,3 +125,28 @@ def test_timestamps_from_clocks_too_far_apart_are_not_trusted(first_site, join_s
     with transaction(laptop.engine) as conn:
         from strongroom.core.repository.clients import get_client
         assert get_client(conn, laptop.keyring, WRITER, other)["phone"] == "555-0004"
+
+
+def test_a_batch_that_fails_before_it_commits_leaves_nothing_half_applied(first_site, join_site, monkeypatch):
+    """The connection to the receiving side drops while a batch is being written: that
+    batch's transaction rolls back whole, the watermark stays, the next pass resumes."""
+    from strongroom.core.sync import passes
+    laptop = join_site("laptop")
+    real_flush = passes.RowWriter.flush
+    calls = {"n": 0}
+
+    def dropping(self):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise ConnectionResetError("connection to the peer dropped")
+        return real_flush(self)
+    monkeypatch.setattr(passes.RowWriter, "flush", dropping)
+    try:
+        laptop.sync(first_site, batch_size=4)
+    except ConnectionResetError:
+        pass
+    got = client_ids(laptop)
+    assert len(got) % 4 == 0 and 0 < len(got) < 12          # whole batches only
+    monkeypatch.setattr(passes.RowWriter, "flush", real_flush)
+    laptop.sync(first_site, batch_size=4)
+    assert compare(laptop.engine, first_site.engine)["consistent"]

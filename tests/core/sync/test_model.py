@@ -238,3 +238,11 @@ def run_model(seed: int, first_site, join_site) -> dict:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_three_sites_converge_and_lose_nothing_silently(seed, first_site, join_site):
     print(run_model(seed, first_site, join_site))
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("seed", range(1000, 1030))
+def test_three_sites_converge_over_many_seeds_and_operations(seed, first_site, join_site, monkeypatch):
+    """`make soak`: thirty more seeds, three times the operations each."""
+    monkeypatch.setattr(__import__(__name__, fromlist=["OPERATIONS"]), "OPERATIONS", OPERATIONS * 3)
+    print(run_model(seed, first_site, join_site))
