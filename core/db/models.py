@@ -145,6 +145,8 @@ class PracticeScoped(Syncable):
 
 class Practice(Syncable, Base):
     __tablename__ = "practices"
+    # Sync reads changed rows in (sync_version, id) order, a batch at a time (migration 0009).
+    __table_args__ = (Index("ix_practices_sync_version_id", "sync_version", "id"),)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
     settings: Mapped[dict] = mapped_column(JSONDoc, nullable=False, default=dict)
@@ -173,6 +175,7 @@ class Client(PracticeScoped, Base):
         Index("ix_clients_email_bidx", "practice_id", "email_bidx"),
         Index("ix_clients_ssn_last4_bidx", "practice_id", "ssn_last4_bidx"),
         Index("ix_clients_last_name_bidx", "practice_id", "last_name_bidx"),
+        Index("ix_clients_sync_version_id", "sync_version", "id"),
     )
     key_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("data_keys.id"), nullable=False, index=True)
     practitioner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id"))
@@ -198,7 +201,8 @@ class Client(PracticeScoped, Base):
 
 class TherapySession(PracticeScoped, Base):
     __tablename__ = "therapy_sessions"
-    __table_args__ = (Index("ix_therapy_sessions_client_starts", "client_id", "starts_at"),)
+    __table_args__ = (Index("ix_therapy_sessions_client_starts", "client_id", "starts_at"),
+                      Index("ix_therapy_sessions_sync_version_id", "sync_version", "id"))
     client_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("clients.id"), nullable=False)
     practitioner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id"))
     key_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("data_keys.id"), nullable=False, index=True)

@@ -529,10 +529,12 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
 # --- moving ----------------------------------------------------------------------------
 
 def past(table, version: int, after_id: uuid.UUID | None):
-    """Rows after the cursor (version, id) in (sync_version, id) order."""
+    """Rows after the cursor (version, id) in (sync_version, id) order, written so the
+    (sync_version, id) index gives its range start (a plain OR would not)."""
     if after_id is None:
         return table.c.sync_version > version
-    return or_(table.c.sync_version > version, and_(table.c.sync_version == version, table.c.id > after_id))
+    return and_(table.c.sync_version >= version,
+                or_(table.c.sync_version > version, table.c.id > after_id))
 
 
 def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None], limit: int,

@@ -104,6 +104,11 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for table in _BYPASS_COLUMNS:
             op.execute(_bypass_sql(table))
+    # A pass reads changed rows in (sync_version, id) order and stops after a batch: the
+    # index in that order lets it, where sync_version alone meant sorting every row past
+    # the watermark for each batch.
+    for table in _SYNCED:
+        op.create_index(op.f(f"ix_{table}_sync_version_id"), table, ["sync_version", "id"])
 
 
 # Writes that bypass Strongroom on PostgreSQL (psql, another program) still sync: a
@@ -158,7 +163,12 @@ CREATE TRIGGER {table}_sync_bypass BEFORE INSERT OR UPDATE ON {table}
 """
 
 
+_SYNCED = ("practices", "clients", "therapy_sessions")
+
+
 def downgrade() -> None:
+    for table in _SYNCED:
+        op.drop_index(op.f(f"ix_{table}_sync_version_id"), table_name=table)
     if op.get_bind().dialect.name == "postgresql":
         for table in _BYPASS_COLUMNS:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_sync_bypass ON {table}")
