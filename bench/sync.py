@@ -208,7 +208,7 @@ def main() -> None:
     copy_sessions = _copy_seconds(libpq, "therapy_sessions", CHANGED)
     copy_clients = _copy_seconds(libpq, "clients", CHANGED)
     rows = {
-        "scale": args.scale, "clients": counts.get("clients"), "sessions": counts.get("therapy_sessions"),
+        "scale": args.scale, "clients": counts.get("clients"), "sessions": counts.get("sessions"),
         "initial_rows": initial["pulled"], "initial_seconds": round(initial["seconds"], 2),
         "initial_rows_per_second": round(initial["pulled"] / initial["seconds"]),
         "noop_seconds": round(noop["seconds"], 4), "check_seconds": round(check["seconds"], 3),
