@@ -165,7 +165,8 @@ def fields_of(table_name: str) -> dict[str, Field]:
     return out
 
 
-def _to_json(value: object) -> object:
+def json_value(value: object) -> object:
+    """A column value JSON-safe: ciphertext base64, dates ISO 8601, UUIDs and enums as strings."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode()
     if isinstance(value, (datetime, date)):
@@ -181,7 +182,7 @@ def row_image(table_name: str, row: Mapping) -> dict:
     """A stored row as a conflict image: every column the row has, JSON-safe, ciphertext
     kept sealed (base64). The sync job builds local and remote images with this."""
     table = _table(table_name)
-    return {c.name: _to_json(row[c.name]) for c in table.columns if c.name in row}
+    return {c.name: json_value(row[c.name]) for c in table.columns if c.name in row}
 
 
 def _from_json(column: Column, value: object, where: str) -> object:

@@ -21,14 +21,12 @@ Ordering and safety:
 """
 from __future__ import annotations
 
-import base64
-import enum
 import os
 import socket
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
 
@@ -55,6 +53,7 @@ from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import next_change_version, row_checksum
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync import peers as peer_store
+from strongroom.core.sync.conflicts import json_value, queue_conflict, row_image
 from strongroom.core.sync.merge import CONFLICT, SKIP, Decision, Policy, decide
 from strongroom.core.sync.site import Clock, site_id
 from strongroom.core.sync.stamp import (
@@ -198,21 +197,9 @@ def drop_lease(engine: Engine, pair: str, who: str) -> None:
 
 # --- images ----------------------------------------------------------------------------
 
-def _json(value: object) -> object:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, (datetime, date)):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return value.value
-    return value
-
-
 def image(row: Mapping) -> dict:
     """A row as stored, JSON-safe, ciphertext still sealed: what quarantine keeps."""
-    return {k: _json(v) for k, v in row.items()}
+    return {k: json_value(v) for k, v in row.items()}
 
 
 # --- validation ------------------------------------------------------------------------
@@ -359,7 +346,6 @@ class RowWriter:
 def _conflict(conn: Connection, peer_id: uuid.UUID, spec: SyncTable, local: Mapping, lmeta: Meta,
               remote: Mapping, rmeta: Meta, fields: list[str]) -> bool:
     """Queue (or refresh) the manual conflict of this row; True when newly queued."""
-    from strongroom.core.sync.conflicts import queue_conflict, row_image
     lmeta.pending = merged(lmeta.pending or {}, rmeta.vv)
     save_meta(conn, spec.name, local["id"], lmeta)
     local_image, remote_image = row_image(spec.name, local), row_image(spec.name, remote)
