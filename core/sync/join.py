@@ -30,17 +30,23 @@ _COPIED_KEYS = (KeyPurpose.CLIENT, KeyPurpose.SYSTEM, KeyPurpose.BLIND_INDEX)
 
 
 def _check_keys(conn: Connection, keyring: Keyring) -> None:
-    """The peer's live keys are wrapped by our KEK, and its blind-index key opens."""
-    foreign = sorted({k for k in conn.execute(select(_keys.c.kek_id).where(_keys.c.state != KeyState.DESTROYED)
-                                              .distinct()).scalars()} - set(keyring.kek_ids()))
+    """The peer's live keys are wrapped by our KEK (its audit signing key exists from its
+    `init`), and its blind-index key opens. A site that has not needed its blind-index
+    or system key yet (no client, no 2FA) gets them now, so both sites share them."""
+    kek_ids = set(conn.execute(select(_keys.c.kek_id).where(_keys.c.state != KeyState.DESTROYED)
+                               .distinct()).scalars())
+    if not kek_ids:
+        raise ConflictError("join: the peer holds no keys; it is not an initialised Strongroom site")
+    foreign = sorted(kek_ids - set(keyring.kek_ids()))
     if foreign:
         raise KeyUnavailableError(f"join: the peer's keys are wrapped by KEK {', '.join(foreign)}, the key file "
                                   f"given holds KEK {keyring.kek_id}; use the practice's key file "
                                   "(strongroom keys recover KIT --out FILE)")
+    peer_keys = Keyring([keyring.primary])     # its own cache: these are the peer's key records
+    peer_keys.blind_indexer(conn)
+    peer_keys.system_cipher(conn)
     record = conn.execute(select(_keys).where(_keys.c.purpose == KeyPurpose.BLIND_INDEX,
                                               _keys.c.state == KeyState.ACTIVE)).mappings().first()
-    if record is None:
-        raise ConflictError("join: the peer has no blind-index key; it is not an initialised Strongroom site")
     keyring.unwrap(record["id"], record["purpose"], record["wrapped_key"], record["kek_id"])
 
 
