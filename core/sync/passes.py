@@ -233,7 +233,9 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
                else set())
     key_ids = {r["key_id"] for r in rows}
     known_keys = _exists(conn, _keys, key_ids)
-    destroyed = key_sync.destroyed_among(conn, key_ids)
+    # Our own versions' keys count too: a client erased here under a key the remote
+    # version no longer names (rotated there) is still erased.
+    destroyed = key_sync.destroyed_among(conn, key_ids | {r["key_id"] for r in local_rows.values()})
     live_keys = [k.bytes for k in key_ids if k in known_keys and k not in destroyed]
     batch = keyring.batch_keys(conn, live_keys)
     for row in rows:
