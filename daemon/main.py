@@ -464,6 +464,8 @@ class Daemon:
         await self.control.close()
         self.metrics.close()
         self.leadership.release()
+        from strongroom.core.jobs.sync import forget_peer_engines
+        forget_peer_engines()                  # connections to peer sites kept between passes
         self.ctx.close()
         self.notifier.close()
         log.info("stopped")
