@@ -270,17 +270,20 @@ def as_text(certificate: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def as_pdf(certificate: dict[str, Any]) -> bytes:
-    """The same text as a one- or two-page PDF (fpdf2), for handing over."""
-    from fpdf import FPDF
+def as_pdf(certificate: dict[str, Any], *, practice: str = "Strongroom") -> bytes:
+    """The same text as a PDF for handing over, on the writer every Strongroom document
+    uses (core.pdf: embedded Unicode fonts, so a person's name prints as it is spelled;
+    the practice, the marking and "page N of M" on every page)."""
+    from datetime import datetime
 
-    pdf = FPDF(format="A4")
-    pdf.set_title("Erasure certificate")
-    pdf.set_creator("Strongroom")
-    pdf.add_page()
-    pdf.set_font("Courier", size=8)
+    from strongroom.core.pdf import Header, Writer
+
+    header = Header(title="Erasure certificate", practice=practice,
+                    produced_by=str(certificate.get("approved_by") or "Strongroom"),
+                    produced_at=datetime.fromisoformat(certificate["issued_at"]),
+                    settings=(("request", str(certificate["request_id"])),
+                              ("signature", str(certificate["signature"]["algorithm"]))))
+    writer = Writer(header, font_size=8.0)
     for line in as_text(certificate).splitlines():
-        # The core Courier font is Latin-1: anything else (an actor's name) becomes "?".
-        safe = line.encode("latin-1", "replace").decode("latin-1")
-        pdf.multi_cell(0, 4, safe or " ", new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())
+        writer.paragraph(line or " ")
+    return writer.output()

@@ -61,6 +61,12 @@ def test_certificate_names_the_people_keys_and_every_repository_reached_or_not(e
     pdf = PdfReader(io.BytesIO(certificate.as_pdf(cert)))
     extracted = "".join(page.extract_text() for page in pdf.pages)
     assert str(request["id"]) in extracted and cert["signature"]["sha256"] in extracted.replace("\n", "")
+    # A name outside Latin-1 prints as it is spelled (it printed "?" in Courier).
+    named = copy.deepcopy(cert)
+    named["approved_by"] = "user:Łukasz Zéllér"
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(
+        certificate.as_pdf(named, practice="Riverside"))).pages)
+    assert "Łukasz Zéllér" in text and "Riverside" in text and "page 1 of" in text
 
 
 def test_a_certificate_verifies_against_the_log_and_an_altered_one_does_not(erased):
