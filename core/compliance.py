@@ -48,6 +48,7 @@ from strongroom.core.db.models import (
 from strongroom.core.db.types import utcnow
 from strongroom.core.integrity import is_ok
 from strongroom.core.scheduled import missed_runs
+from strongroom.core.sync.peers import outbound
 
 WEIGHTS = {"encryption": 20, "backups": 25, "exports": 20, "sync": 20, "audit": 15}
 # The job kinds whose scheduled runs count for each area.
@@ -198,11 +199,6 @@ def _exports(conn, now: datetime) -> list[Check]:
                   "164.310(d)(2)(i) disposal", "delete expired export directories (exports directory)")]
 
 
-def _outbound(peers):
-    """Peers this site reaches: not removed, not a site that syncs with us (inbound)."""
-    return (~peers.c.url.startswith("removed:")) & (~peers.c.url.startswith("inbound:"))
-
-
 def _sync(settings: Settings, conn, now: datetime) -> list[Check]:
     """Sync proves itself by its passes: an active peer, each active peer's last pass
     succeeded within [sync] max_lag_minutes, no conflict left open past
@@ -210,7 +206,7 @@ def _sync(settings: Settings, conn, now: datetime) -> list[Check]:
     peers, conflicts, quarantine = SyncPeer.__table__, SyncConflict.__table__, SyncQuarantine.__table__
     lag, stale_after = timedelta(minutes=settings.sync.max_lag_minutes), timedelta(hours=settings.sync.stale_conflict_hours)
     active = conn.execute(select(peers.c.name, peers.c.last_sync_at, peers.c.failures).where(
-        _outbound(peers), peers.c.is_active.is_(True)).order_by(peers.c.name)).all()
+        outbound(), peers.c.is_active.is_(True)).order_by(peers.c.name)).all()
     behind = [p.name for p in active if p.failures or p.last_sync_at is None or p.last_sync_at < now - lag]
     stale = conn.execute(select(func.count()).select_from(conflicts).where(
         conflicts.c.status == "open", conflicts.c.created_at < now - stale_after)).scalar_one()
@@ -291,7 +287,7 @@ def _configured(settings: Settings, conn) -> dict[str, bool]:
     has nothing to sync), exports an export made, configured or scheduled. The other
     areas are always in use."""
     peers, exports, configs = SyncPeer.__table__, Export.__table__, ExportConfiguration.__table__
-    has_peer = conn.execute(select(func.count()).select_from(peers).where(_outbound(peers))).scalar_one()
+    has_peer = conn.execute(select(func.count()).select_from(peers).where(outbound())).scalar_one()
     has_export = (conn.execute(select(func.count()).select_from(exports)).scalar_one()
                   + conn.execute(select(func.count()).select_from(configs)
                                  .where(configs.c.is_active.is_(True))).scalar_one())

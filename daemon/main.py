@@ -34,6 +34,7 @@ from strongroom.core.db.models import AuditLog, IntegrityCheck, SecurityEvent, S
 from strongroom.core.integrity import is_ok
 from strongroom.core.sync.conflicts import count_open
 from strongroom.core.sync.configured import apply_configured_peers
+from strongroom.core.sync.peers import outbound as outbound_peers
 from strongroom.core.sync.status import quarantined_by_peer
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConfigError, ConflictError, PermissionDenied, StrongroomError
@@ -333,8 +334,7 @@ class Daemon:
             open_conflicts = sum(count_open(conn).values())
             peers_t = SyncPeer.__table__
             outbound = conn.execute(select(peers_t.c.name, peers_t.c.last_sync_at, peers_t.c.failures).where(
-                peers_t.c.is_active.is_(True), ~peers_t.c.url.startswith("inbound:"),
-                ~peers_t.c.url.startswith("removed:"))).all()
+                peers_t.c.is_active.is_(True), outbound_peers())).all()
             quarantined = sum(quarantined_by_peer(conn).values())
         peers = [p.last_sync_at for p in outbound]
         if chain is not None and (self._audit_chain_checked is None or chain.completed_at > self._audit_chain_checked):

@@ -479,12 +479,6 @@ class SyncRow(Base):
     version: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
-class SyncMark(Base):
-    __tablename__ = "sync_marks"
-    table_name: Mapped[str] = mapped_column(String(64), primary_key=True)
-    version: Mapped[int] = mapped_column(BigInteger, nullable=False)
-
-
 class SyncQuarantine(Base):
     """A row a peer sent that failed validation: kept (ciphertext only) with the reason,
     never applied."""

@@ -7,28 +7,18 @@ cannot be reached is a warning too (the sync job's own failures report that). Ev
 is counts and row ids, never values."""
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from strongroom.core.context import Context
-from strongroom.core.db.models import SyncPeer
 from strongroom.core.db.types import utcnow
 from strongroom.core.integrity import MAX_EVIDENCE_IDS, OK, WARN, record
 from strongroom.core.sync.consistency import check_peer
-
-_peers = SyncPeer.__table__
-
-
-def outbound_peers(ctx: Context) -> list[str]:
-    with ctx.engine.connect() as conn:
-        return list(conn.execute(select(_peers.c.name).where(
-            _peers.c.is_active.is_(True), ~_peers.c.url.startswith("inbound:"),
-            ~_peers.c.url.startswith("removed:")).order_by(_peers.c.name)).scalars())
+from strongroom.core.sync.peers import active_outbound
 
 
 def check_sync(ctx: Context, progress) -> list[dict]:
     """One check per active peer; none when there are no peers."""
     out = []
-    names = outbound_peers(ctx)
+    with ctx.engine.connect() as conn:
+        names = [p["name"] for p in active_outbound(conn)]
     for n, name in enumerate(names, 1):
         started = utcnow()
         try:

@@ -15,7 +15,7 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from strongroom.core import audit
@@ -23,7 +23,7 @@ from strongroom.core.context import Context
 from strongroom.core.crypto.kek import load_keks
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import make_engine, transaction
-from strongroom.core.db.models import SyncPeer, SyncState
+from strongroom.core.db.models import SyncState
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import DatabaseUnavailableError, NotFoundError, StrongroomError
 from strongroom.core.jobs.kinds import parse
@@ -32,9 +32,6 @@ from strongroom.core.sync.merge import Policy
 from strongroom.core.sync.passes import PassOptions, Side, run_pass
 from strongroom.core.sync.tables import synced
 
-from sqlalchemy import select
-
-_peers = SyncPeer.__table__
 _state = SyncState.__table__
 TRANSIENT = (OperationalError, DatabaseUnavailableError)
 
@@ -113,9 +110,7 @@ def forget_peer_engines() -> None:
 
 def _active_peers(ctx: Context) -> list[dict]:
     with transaction(ctx.engine, read_only=True) as conn:
-        return [dict(r) for r in conn.execute(select(_peers).where(
-            _peers.c.is_active.is_(True), ~_peers.c.url.startswith("inbound:"),
-            ~_peers.c.url.startswith("removed:")).order_by(_peers.c.name)).mappings()]
+        return peer_store.active_outbound(conn)
 
 
 def sync_peer(ctx: Context, peer: dict, *, push: bool, pull: bool, scheduled: bool, progress) -> dict:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine, select
 
 from strongroom.core.db.engine import transaction
-from strongroom.core.sync.tables import synced
+from strongroom.core.sync.tables import by_name, synced
 
 BUCKET_BITS = 12
 MAX_NAMED = 50
@@ -40,7 +40,7 @@ def _row_hash(row_id: uuid.UUID, checksum: str | None) -> int:
 
 def digests(engine: Engine, table_name: str) -> tuple[dict[int, int], int]:
     """Per bucket, the digest of its rows; and the row count."""
-    table = next(s.table for s in synced() if s.name == table_name)
+    table = by_name(table_name).table
     buckets: dict[int, int] = {}
     count = 0
     with transaction(engine, read_only=True) as conn:
@@ -55,7 +55,7 @@ def digests(engine: Engine, table_name: str) -> tuple[dict[int, int], int]:
 
 
 def _rows_in(engine: Engine, table_name: str, buckets: Iterable[int]) -> dict[uuid.UUID, str | None]:
-    table = next(s.table for s in synced() if s.name == table_name)
+    table = by_name(table_name).table
     out: dict[uuid.UUID, str | None] = {}
     shift = 128 - BUCKET_BITS
     with transaction(engine, read_only=True) as conn:

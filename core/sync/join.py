@@ -22,7 +22,7 @@ from strongroom.core.errors import ConflictError, KeyUnavailableError
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync.peers import add_peer
 from strongroom.core.sync.site import Clock, site_id
-from strongroom.core.sync.stamp import load_meta, save_meta, stamp_table
+from strongroom.core.sync.stamp import read_with_meta, save_meta, stamp_rows
 from strongroom.core.sync.tables import by_name
 
 _keys = DataKey.__table__
@@ -33,11 +33,9 @@ def _check_keys(conn: Connection, keyring: Keyring) -> None:
     """The peer's live keys are wrapped by our KEK (its audit signing key exists from its
     `init`), and its blind-index key opens. A site that has not needed its blind-index
     or system key yet (no client, no 2FA) gets them now, so both sites share them."""
-    kek_ids = set(conn.execute(select(_keys.c.kek_id).where(_keys.c.state != KeyState.DESTROYED)
-                               .distinct()).scalars())
-    if not kek_ids:
+    if not conn.execute(select(_keys.c.id).where(_keys.c.state != KeyState.DESTROYED).limit(1)).first():
         raise ConflictError("join: the peer holds no keys; it is not an initialised Strongroom site")
-    foreign = sorted(kek_ids - set(keyring.kek_ids()))
+    foreign = key_sync.foreign_keks(conn, keyring.kek_ids())
     if foreign:
         raise KeyUnavailableError(f"join: the peer's keys are wrapped by KEK {', '.join(foreign)}, the key file "
                                   f"given holds KEK {keyring.kek_id}; use the practice's key file "
@@ -60,12 +58,12 @@ def copy_from(conn: Connection, keyring: Keyring, peer_engine: Engine) -> dict[s
         _check_keys(peer, keyring)
         # The practice rows arrive with their version metadata, stamped there first, so
         # this site holds the peer's version of them rather than a new edit of its own.
+        spec = by_name("practices")
+        practices, metas = read_with_meta(peer, spec)
         clock = Clock(peer)
-        stamp_table(peer, clock, by_name("practices"))
+        stamp_rows(peer, clock, spec, practices, metas)
         clock.save()
         peer_site = site_id(peer)
-        practices = [dict(r) for r in peer.execute(select(Practice.__table__)).mappings()]
-        metas = load_meta(peer, "practices", [p["id"] for p in practices])
         users = [dict(r) for r in peer.execute(select(User.__table__)).mappings()]
         keys = [dict(r) for r in peer.execute(select(_keys).where(_keys.c.purpose.in_(_COPIED_KEYS))).mappings()]
     if conn.execute(select(Practice.__table__.c.id)).first() is not None:

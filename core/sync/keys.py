@@ -23,6 +23,13 @@ COLUMNS = ("id", "purpose", "client_id", "version", "wrapped_key", "public_key",
            "created_at", "retired_at", "destroyed_at")
 
 
+def foreign_keks(conn: Connection, kek_ids: list[str]) -> list[str]:
+    """The KEKs that wrap this database's live keys other than `kek_ids`: sites of one
+    practice share one KEK, so any is a refusal (naming them, never a key)."""
+    found = set(conn.execute(select(_keys.c.kek_id).where(_keys.c.state != KeyState.DESTROYED).distinct()).scalars())
+    return sorted(found - set(kek_ids))
+
+
 def changed_keys(conn: Connection, after: int, limit: int) -> list[dict]:
     """Client key records whose version moved past `after`, oldest change first."""
     rows = conn.execute(select(_keys).where(_keys.c.sync_version > after, _keys.c.purpose == KeyPurpose.CLIENT)

@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from strongroom.core.sync.stamp import Meta, compare, merged, seen
-from strongroom.core.sync.tables import FREE_TEXT, SyncTable
+from strongroom.core.sync.tables import SyncTable
 
 SKIP, APPLY, CONFLICT = "skip", "apply", "conflict"
 
@@ -182,7 +182,3 @@ def _field_level(spec: SyncTable, local: Mapping, lmeta: Meta, remote: Mapping, 
     top = max((lmeta.hlc, lmeta.origin), (rmeta.hlc, rmeta.origin))
     meta = Meta(top[1], top[0], merged(lmeta.vv, rmeta.vv), dots, hashes, pending=lmeta.pending)
     return Decision(APPLY, values, meta, "field_level")
-
-
-def never_merged(spec: SyncTable) -> tuple[str, ...]:
-    return FREE_TEXT.get(spec.name, ())

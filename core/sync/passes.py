@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, text, update
 
 from strongroom.core import audit
 from strongroom.core.crypto.fields import raw_key_id_of
@@ -59,9 +59,9 @@ from strongroom.core.sync.site import Clock, site_id
 from strongroom.core.sync.stamp import (
     Meta,
     MetaWriter,
-    split_meta,
+    past,
+    read_with_meta,
     upsert,
-    with_meta,
     lock_changes,
     merged,
     save_meta,
@@ -139,8 +139,7 @@ def preflight(local: Side, remote: Side) -> None:
         if local.site == remote.site:
             raise ConflictError(f"sync: the peer has this site's own id ({local.site}): it is this database "
                                 "or a copy of it, and a site cannot sync with itself")
-        foreign = sorted({k for k in rc.execute(select(_keys.c.kek_id).where(_keys.c.state != KeyState.DESTROYED)
-                                                .distinct()).scalars()} - set(local.keyring.kek_ids()))
+        foreign = key_sync.foreign_keks(rc, local.keyring.kek_ids())
         if foreign:
             raise ConflictError(f"sync: the peer's keys are wrapped by KEK {', '.join(foreign)}, this site holds "
                                 f"KEK {', '.join(local.keyring.kek_ids())}; sites of one practice share one KEK "
@@ -459,14 +458,8 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
         return counts
     clock = Clock(conn)
     ids = [row["id"] for row, _ in batch]
-    joined, meta_columns = with_meta(spec.name, spec.table)
-    local_rows, metas = {}, {}
-    for record in conn.execute(select(spec.table, *meta_columns).select_from(joined)
-                               .where(spec.table.c.id.in_(ids)).with_for_update(of=spec.table)).mappings():
-        row, meta = split_meta(record, spec)
-        local_rows[row["id"]] = row
-        if meta is not None:
-            metas[row["id"]] = meta
+    rows, metas = read_with_meta(conn, spec, spec.table.c.id.in_(ids), for_update=True)
+    local_rows = {row["id"]: row for row in rows}
     stamp_rows(conn, clock, spec, list(local_rows.values()), metas)   # local edits not yet stamped
     problems, destroyed = validate(conn, keyring, spec, [r for r, _ in batch], local_rows)
     rows_out, metas_out = RowWriter(conn, spec), MetaWriter(spec.name)
@@ -516,15 +509,6 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
 
 # --- moving ----------------------------------------------------------------------------
 
-def past(table, version: int, after_id: uuid.UUID | None):
-    """Rows after the cursor (version, id) in (sync_version, id) order, written so the
-    (sync_version, id) index gives its range start (a plain OR would not)."""
-    if after_id is None:
-        return table.c.sync_version > version
-    return and_(table.c.sync_version >= version,
-                or_(table.c.sync_version > version, table.c.id > after_id))
-
-
 def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None], limit: int,
                 to_site: str) -> tuple[list[tuple[dict, Meta]], int, int, tuple | None]:
     """Up to `limit` rows past the cursor with their metadata, local writes among them
@@ -539,18 +523,10 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
         high = conn.execute(select(func.max(table.c.sync_version))).scalar() or 0
         if high < cursor[0] or (high == cursor[0] and cursor[1] is None):
             return [], high, 0, None       # nothing past the watermark: the usual pass
-        joined, meta_columns = with_meta(spec.name, table)
         meta = SyncRow.__table__
         not_echo = or_(meta.c.source.is_(None), meta.c.source != to_site, meta.c.version != table.c.sync_version)
-        records = conn.execute(select(table, *meta_columns).select_from(joined)
-                               .where(past(table, *cursor), table.c.sync_version <= high, not_echo)
-                               .order_by(table.c.sync_version, table.c.id).limit(limit)).mappings().all()
-        rows, metas = [], {}
-        for record in records:
-            row, found = split_meta(record, spec)
-            rows.append(row)
-            if found is not None:
-                metas[row["id"]] = found
+        rows, metas = read_with_meta(conn, spec, past(table, *cursor), table.c.sync_version <= high, not_echo,
+                                     limit=limit)
         if any(metas.get(r["id"]) is None or metas[r["id"]].version != r["sync_version"] for r in rows):
             clock = Clock(conn)
             stamp_rows(conn, clock, spec, rows, metas)
@@ -670,8 +646,3 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
                                 policy=policy, options=options)
             result[direction][spec.name] = counts.__dict__
     return result
-
-
-def count_quarantined(conn: Connection) -> int:
-    return conn.execute(select(func.count()).select_from(_quarantine).where(_quarantine.c.status == "open")).scalar_one()
-

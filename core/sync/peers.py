@@ -29,6 +29,17 @@ _peers = SyncPeer.__table__
 _state = SyncState.__table__
 
 
+def outbound():
+    """Peers this site reaches: not removed, not a site that syncs with us (inbound)."""
+    return (~_peers.c.url.startswith("removed:")) & (~_peers.c.url.startswith("inbound:"))
+
+
+def active_outbound(conn: Connection) -> list[dict]:
+    """The peers a pass (or a consistency check) goes to, by name."""
+    return [dict(r) for r in conn.execute(select(_peers).where(_peers.c.is_active.is_(True), outbound())
+                                          .order_by(_peers.c.name)).mappings()]
+
+
 def synced_tables() -> list[Table]:
     """The tables a sync pass moves rows of (core.sync.tables), in the order it moves them."""
     from strongroom.core.sync.tables import synced

@@ -10,7 +10,6 @@ process writing to the database.
 """
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from sqlalchemy import Connection, select, update
@@ -28,12 +27,6 @@ def hlc_of(moment: datetime, logical: int = 0) -> int:
     return (int(moment.timestamp() * 1000) << LOGICAL_BITS) | logical
 
 
-def hlc_time(value: int) -> datetime:
-    """The wall-clock part of an HLC value, for people."""
-    from datetime import timezone
-    return datetime.fromtimestamp((value >> LOGICAL_BITS) / 1000, tz=timezone.utc)
-
-
 def site_id(conn: Connection) -> str:
     """This database's site id (made by migration 0009 or `init`)."""
     found = conn.execute(select(_site.c.id)).scalars().all()
@@ -41,12 +34,6 @@ def site_id(conn: Connection) -> str:
         raise IntegrityError(f"sync_site must hold exactly one row, found {len(found)}; "
                              "the database was not migrated by Strongroom")
     return found[0]
-
-
-def set_site_id(conn: Connection, new_site: str) -> None:
-    """Give this database a new site id (a copied database must not share its source's)."""
-    uuid.UUID(new_site)
-    conn.execute(update(_site).values(id=new_site))
 
 
 class Clock:

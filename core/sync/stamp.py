@@ -3,8 +3,8 @@
 Every writer of a synced table already moves the row's `sync_version` (and PostgreSQL's
 triggers see writes made outside the application). The stamper does the rest, lazily,
 inside the transaction of the pass that is about to read or apply those rows: for each
-row whose `sync_version` moved since the table's mark, it compares the row's field
-hashes with the metadata in `sync_rows`. Fields that changed get a new dot (this site,
+row whose `sync_version` is not the one its metadata was stamped at, it compares the
+row's field hashes with the metadata in `sync_rows`. Fields that changed get a new dot (this site,
 a new HLC value), the row's version vector advances this site's entry, and its origin
 becomes this site. A row whose content did not change (a version applied by sync, or a
 write that changed nothing sync carries) gets no new version. So no writer has to know
@@ -16,18 +16,17 @@ Version vectors map a site id to the HLC of that site's last edit of the row; a 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, insert, or_, select, text, update
 
-from strongroom.core.db.models import SyncMark, SyncRow
+from strongroom.core.db.models import SyncRow
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
 from strongroom.core.sync.site import Clock
 from strongroom.core.sync.tables import SyncTable, field_hashes
 
 _meta = SyncRow.__table__
-_marks = SyncMark.__table__
 STAMP_BATCH = 2000
 
 
@@ -86,16 +85,34 @@ def meta_of(record: Mapping, fields, prefix: str = "") -> Meta:
 META_COLUMNS = ("origin", "hlc", "vv", "dots", "hashes", "source", "pending", "version")
 
 
-def with_meta(table_name: str, table):
-    """`table` joined with its rows' metadata (left: a row not stamped yet has none), and
-    the metadata columns labelled `m_<name>`: rows and metadata in one query."""
-    joined = table.outerjoin(_meta, and_(_meta.c.table_name == table_name, _meta.c.row_id == table.c.id))
-    return joined, [_meta.c[c].label(f"m_{c}") for c in META_COLUMNS]
+def past(table, version: int, after_id: uuid.UUID | None):
+    """Rows after the cursor (version, id) in (sync_version, id) order, written so the
+    (sync_version, id) index gives its range start (a plain OR would not)."""
+    if after_id is None:
+        return table.c.sync_version > version
+    return and_(table.c.sync_version >= version,
+                or_(table.c.sync_version > version, table.c.id > after_id))
 
 
-def split_meta(record: Mapping, spec: SyncTable) -> tuple[dict, Meta | None]:
-    row = {name: record[name] for name in spec.column_names}
-    return row, (meta_of(record, spec.fields, "m_") if record["m_origin"] is not None else None)
+def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None = None,
+                   for_update: bool = False) -> tuple[list[dict], dict[uuid.UUID, Meta]]:
+    """Rows of `spec` (in (sync_version, id) order) with their metadata, in one query:
+    the table left-joined with `sync_rows` (a row not stamped yet has none)."""
+    table = spec.table
+    joined = table.outerjoin(_meta, and_(_meta.c.table_name == spec.name, _meta.c.row_id == table.c.id))
+    query = (select(table, *[_meta.c[c].label(f"m_{c}") for c in META_COLUMNS]).select_from(joined)
+             .where(*where).order_by(table.c.sync_version, table.c.id))
+    if limit is not None:
+        query = query.limit(limit)
+    if for_update:
+        query = query.with_for_update(of=table)
+    rows, metas = [], {}
+    for record in conn.execute(query).mappings():
+        row = {name: record[name] for name in spec.column_names}
+        rows.append(row)
+        if record["m_origin"] is not None:
+            metas[row["id"]] = meta_of(record, spec.fields, "m_")
+    return rows, metas
 
 
 def seen(vv: Mapping[str, int], dot: list | tuple) -> bool:
@@ -127,19 +144,6 @@ def lock_changes(conn: Connection) -> None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHANGE_LOCK_KEY})
 
 
-def load_meta(conn: Connection, table_name: str, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Meta]:
-    from strongroom.core.sync.tables import by_name
-    fields = by_name(table_name).fields
-    ids = list(ids)
-    out: dict[uuid.UUID, Meta] = {}
-    for start in range(0, len(ids), STAMP_BATCH):
-        chunk = ids[start:start + STAMP_BATCH]
-        for record in conn.execute(select(_meta).where(_meta.c.table_name == table_name,
-                                                       _meta.c.row_id.in_(chunk))).mappings():
-            out[record["row_id"]] = meta_of(record, fields)
-    return out
-
-
 def save_meta(conn: Connection, table_name: str, row_id: uuid.UUID, meta: Meta) -> None:
     values = meta.as_row(table_name, row_id)
     if meta.stored:
@@ -151,30 +155,22 @@ def save_meta(conn: Connection, table_name: str, row_id: uuid.UUID, meta: Meta) 
 
 
 class MetaWriter:
-    """Metadata to store, written in two statements per flush (inserts, updates) rather
-    than one per row: a pass moves up to a batch of rows at a time."""
+    """Metadata to store, written in one upsert per flush rather than a statement per
+    row: a pass moves up to a batch of rows at a time. The last metadata added for a row
+    is the one written."""
 
     def __init__(self, table_name: str) -> None:
         self.table_name = table_name
-        self.inserts: dict[uuid.UUID, dict] = {}
-        self.updates: dict[uuid.UUID, dict] = {}
+        self.rows: dict[uuid.UUID, dict] = {}
 
     def add(self, row_id: uuid.UUID, meta: Meta) -> None:
-        values = meta.as_row(self.table_name, row_id)
-        if row_id in self.inserts:          # inserted in this flush already: still an insert
-            self.inserts[row_id] = values
-        elif meta.stored:
-            self.updates[row_id] = values
-        else:
-            self.inserts[row_id] = values
-            meta.stored = True
+        self.rows[row_id] = meta.as_row(self.table_name, row_id)
+        meta.stored = True
 
     def flush(self, conn: Connection) -> None:
-        rows = [*self.inserts.values(), *self.updates.values()]
-        if rows:
-            conn.execute(upsert(conn, _meta, ("table_name", "row_id")), rows)
-        self.inserts.clear()
-        self.updates.clear()
+        if self.rows:
+            conn.execute(upsert(conn, _meta, ("table_name", "row_id")), list(self.rows.values()))
+        self.rows.clear()
 
 
 def upsert(conn: Connection, table, keys: tuple[str, ...]):
@@ -214,15 +210,6 @@ def restamp(clock: Clock, row: Mapping, meta: Meta | None, hashes: dict[str, str
                 row["sync_version"], stored=meta.stored)
 
 
-def _mark(conn: Connection, table_name: str) -> int:
-    return conn.execute(select(_marks.c.version).where(_marks.c.table_name == table_name)).scalar() or 0
-
-
-def _set_mark(conn: Connection, table_name: str, version: int) -> None:
-    if conn.execute(update(_marks).where(_marks.c.table_name == table_name).values(version=version)).rowcount == 0:
-        conn.execute(insert(_marks), [{"table_name": table_name, "version": version}])
-
-
 def open_conflict_rows(conn: Connection, table_name: str, ids: list[uuid.UUID]) -> set[uuid.UUID]:
     from strongroom.core.db.models import SyncConflict
     c = SyncConflict.__table__
@@ -255,37 +242,4 @@ def stamp_rows(conn: Connection, clock: Clock, spec: SyncTable, rows: list[Mappi
         writer.add(row["id"], new)
     writer.flush(conn)
     return fresh
-
-
-def stamp_table(conn: Connection, clock: Clock, spec: SyncTable) -> int:
-    """Stamp every row of `spec` written since the table's mark; returns how many rows got
-    a new version. Runs in the caller's transaction (which should hold `lock_changes`)."""
-    table = spec.table
-    start = mark = _mark(conn, spec.name)
-    high = conn.execute(select(func.max(table.c.sync_version))).scalar() or 0
-    if high <= start:
-        return 0
-    after_id = None
-    fresh = 0
-    joined, meta_columns = with_meta(spec.name, table)
-    # Rows stamped already (metadata at the row's version: applied by a pass, or a write
-    # that changed nothing sync carries) are left out by the database, not read here.
-    unstamped = or_(_meta.c.origin.is_(None), _meta.c.version != table.c.sync_version)
-    while True:
-        where = table.c.sync_version > mark if after_id is None else or_(
-            table.c.sync_version > mark, and_(table.c.sync_version == mark, table.c.id > after_id))
-        records = conn.execute(select(table, *meta_columns).select_from(joined)
-                               .where(where, table.c.sync_version <= high, unstamped)
-                               .order_by(table.c.sync_version, table.c.id).limit(STAMP_BATCH)).mappings().all()
-        if not records:
-            break
-        rows, metas = [], {}
-        for record in records:
-            row, meta = split_meta(record, spec)
-            rows.append(row)
-            if meta is not None:
-                metas[row["id"]] = meta
-        fresh += stamp_rows(conn, clock, spec, rows, metas)
-        mark, after_id = rows[-1]["sync_version"], rows[-1]["id"]
-    _set_mark(conn, spec.name, high)
     return fresh

@@ -25,14 +25,12 @@ from sqlalchemy import Table
 from strongroom.core.db.encrypted import CLIENT_KEYED
 from strongroom.core.db.models import Client, Practice, TherapySession
 from strongroom.core.repository.changes import _canonical
+from strongroom.core.sync.settings import DEFAULT_STRATEGIES
 
-STRATEGIES = ("last_write_wins", "timestamp_based", "field_level", "manual")
 LOCAL_COLUMNS = frozenset({"sync_version", "data_checksum"})
 NOT_FIELDS = frozenset({"id", "updated_at", "key_id"}) | LOCAL_COLUMNS
 # Blind indexes follow the encrypted field they index.
 _INDEX_OF = {"clients": {"email": "email_bidx", "ssn": "ssn_last4_bidx", "last_name": "last_name_bidx"}}
-# Clinical free text: never merged within the text; a change on both sides is a conflict.
-FREE_TEXT = {"clients": ("medical_history", "notes"), "therapy_sessions": ("notes",)}
 
 
 @dataclass(frozen=True)
@@ -77,10 +75,9 @@ def _fields(table: Table) -> dict[str, tuple[str, ...]]:
 @cache
 def synced() -> tuple[SyncTable, ...]:
     """The synced tables in the order a pass moves them."""
-    return tuple(SyncTable(m.__tablename__, m.__table__, strategy, _fields(m.__table__), client)
-                 for m, strategy, client in ((Practice, "last_write_wins", None),
-                                             (Client, "field_level", "id"),
-                                             (TherapySession, "field_level", "client_id")))
+    return tuple(SyncTable(m.__tablename__, m.__table__, DEFAULT_STRATEGIES[m.__tablename__], _fields(m.__table__),
+                           client)
+                 for m, client in ((Practice, None), (Client, "id"), (TherapySession, "client_id")))
 
 
 def by_name(name: str) -> SyncTable:
@@ -103,13 +100,3 @@ def field_hashes(spec: SyncTable, row: Mapping) -> dict[str, str]:
             raw = b"\0".join(_canonical(row[c]).encode() for c in columns)
         out[name] = base64.b64encode(hashlib.blake2b(raw, digest_size=6).digest()).decode()
     return out
-
-
-def content_hash(hashes: Mapping[str, str], row: Mapping) -> str:
-    """One hash of a version's content (fields plus key id): equal on two sites exactly
-    when they hold the same version of the row. The consistency check compares these."""
-    digest = hashlib.blake2b(digest_size=16)
-    for name in sorted(hashes):
-        digest.update(f"{name}={hashes[name]}\n".encode())
-    digest.update(_canonical(row.get("key_id")).encode())
-    return digest.hexdigest()

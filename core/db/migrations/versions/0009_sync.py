@@ -11,7 +11,6 @@ metadata, stamping marks, the quarantine, and peer health.
   peer it came from (no echo), and the local `sync_version` it was stamped at. It lives
   beside the clinical tables rather than in them, so their rows and checksums stay as
   backups and exports know them.
-- `sync_marks`: per table, the highest `sync_version` the stamper has looked at.
 - `sync_quarantine`: rows a peer sent that failed validation, with the reason; never
   applied.
 - `sync_peers` gains the peer's site id and its failure bookkeeping (retries with
@@ -62,12 +61,6 @@ def upgrade() -> None:
         sa.Column("pending", _JSON, nullable=True),
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("table_name", "row_id", name=op.f("pk_sync_rows")),
-    )
-    op.create_table(
-        "sync_marks",
-        sa.Column("table_name", sa.String(length=64), nullable=False),
-        sa.Column("version", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("table_name", name=op.f("pk_sync_marks")),
     )
     op.create_table(
         "sync_quarantine",
@@ -182,6 +175,5 @@ def downgrade() -> None:
             batch.drop_column(name)
     op.drop_index(op.f("ix_sync_quarantine_status"), table_name="sync_quarantine")
     op.drop_table("sync_quarantine")
-    op.drop_table("sync_marks")
     op.drop_table("sync_rows")
     op.drop_table("sync_site")
