@@ -147,16 +147,7 @@ def _status_human(d: dict) -> None:
 @pass_state
 def quarantine_cmd(state: CliState, show_all: bool, socket_path, as_json: bool) -> None:
     """Rows a peer sent that failed validation, with the reason (never their content)."""
-    async def every(client: Client) -> list[dict]:
-        rows: list[dict] = []
-        args: dict = {"status": "all" if show_all else "open", "limit": PAGE}
-        while True:
-            page = await client.call("sync.quarantine", args)
-            rows.extend(page)
-            if len(page) < PAGE:
-                return rows
-            args["after_id"] = page[-1]["id"]
-    rows = run_remote(state, socket_path, every)
+    rows = run_remote(state, socket_path, lambda c: _every(c, "sync.quarantine", "all" if show_all else "open"))
 
     def human(items: list[dict]) -> None:
         if not items:
@@ -234,15 +225,20 @@ peer_resume_cmd.help = "Resume peer NAME (its retry backoff is cleared too)."
 # --- the conflict queue ------------------------------------------------------------------
 
 
-async def _queue(client: Client, status: str) -> list[dict]:
+async def _every(client: Client, command: str, status: str) -> list[dict]:
+    """Every row of a listing the daemon pages by id (the conflict queue, the quarantine)."""
     rows: list[dict] = []
     args: dict = {"status": status, "limit": PAGE}
     while True:
-        page = await client.call("sync.conflicts", args)
+        page = await client.call(command, args)
         rows.extend(page)
         if len(page) < PAGE:
             return rows
         args["after_id"] = page[-1]["id"]
+
+
+async def _queue(client: Client, status: str) -> list[dict]:
+    return await _every(client, "sync.conflicts", status)
 
 
 async def _summary(client: Client, conflict_id: uuid.UUID) -> dict:
