@@ -25,6 +25,7 @@ from strongroom.core.integrity.envelopes import check_envelopes, encrypted_table
 from strongroom.core.integrity.keys import check_keys
 from strongroom.core.integrity.orphans import check_orphans
 from strongroom.core.integrity.sync import check_sync
+from strongroom.core.integrity.unaudited import check_unaudited
 from strongroom.core.jobs.kinds import INTEGRITY_CHECKS, parse
 from strongroom.core.repository.changes import row_checksum
 
@@ -96,6 +97,8 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
         checks.append(check_keys(ctx, progress))
     if "backups" in wanted:
         checks.append(check_backups(ctx, progress))
+    if "unaudited" in wanted:
+        checks.append(check_unaudited(ctx, progress))
     if "sync" in wanted:
         checks.extend(check_sync(ctx, progress))      # one per active peer; none without peers
     failed = [c["name"] for c in checks if c["status"] == FAIL]

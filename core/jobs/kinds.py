@@ -96,7 +96,8 @@ def _comma_list(value: object) -> object:
     return value
 
 
-INTEGRITY_CHECKS = ("audit_chain", "row_checksums", "orphans", "envelopes", "keys", "backups", "sync")
+INTEGRITY_CHECKS = ("audit_chain", "row_checksums", "orphans", "envelopes", "keys", "backups", "unaudited",
+                    "sync")
 
 
 class IntegrityParams(Params):
