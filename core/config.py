@@ -165,6 +165,9 @@ class BackupConfigurationSettings(_Section):
     require_approval: bool = False
     approval_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 24
     retention: RetentionSettings = RetentionSettings()
+    # Bytes this configuration's snapshots may take on their target; health reports the
+    # share used (None: no quota).
+    quota_bytes: Annotated[int, Field(ge=1)] | None = None
     # Cron expression for this configuration's backups (named configurations only; the
     # "default" one follows [schedules] backup).
     schedule: str | None = None
