@@ -15,7 +15,7 @@ and gets back one frame:
 
 Events are published on a PUB socket as two frames, topic and JSON body
 {"topic": ..., "ts": ..., "data": {...}}; topics are `health`, `job.<run id>`, `audit`,
-`security`, `sync.conflict`. Error codes are the fixed set in ERROR_CODES.
+`security`, `sync.conflict`, `sync.pass`, `integrity`. Error codes are the fixed set in ERROR_CODES.
 """
 from __future__ import annotations
 

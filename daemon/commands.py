@@ -175,7 +175,10 @@ def status_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("health", permission=None, inline=True)
 def health_cmd(d: "Daemon", call: Call) -> dict:
-    """The last health snapshot (the same one published on the `health` topic)."""
+    """The last health snapshot (the same one published on the `health` topic): role,
+    running jobs, last backup, audit chain, integrity, sync; storage per table (rows,
+    bytes) and per backup target (used, quota, percent), backup runs succeeded and failed
+    in the last 7 days, and the compliance score (these refreshed at most once a minute)."""
     return d.health_snapshot()
 
 

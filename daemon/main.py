@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from strongroom.core import audit, checkpoints
+from strongroom.core.compliance import NOT_CONFIGURED
 from strongroom.core.auth import rbac
 from strongroom.core.auth.users import get_user_by_id
 from strongroom.core.backup.configurations import sync_configurations as sync_backup_configurations
@@ -41,6 +42,7 @@ from strongroom.core.errors import ConfigError, ConflictError, PermissionDenied,
 from strongroom.core.jobs import on_request_only, runs
 from strongroom.core.jobs import export as export_job
 from strongroom.core.principal import Principal
+from strongroom.core.usage import usage
 from strongroom.daemon import logs
 from strongroom.daemon.control import ControlServer
 from strongroom.daemon.leader import Leadership
@@ -56,6 +58,9 @@ from sqlalchemy import func, select
 log = logging.getLogger("strongroom.daemon")
 SECRET_KEYS = ("password", "secret", "token", "kek", "key_file", "credential")
 # What a `sync.pass` event carries from a pass's result (counts and figures, never rows).
+# Storage usage, backup outcomes and the compliance score count every table's rows and
+# score every area: health, read every few seconds, refreshes them at most this often.
+HEALTH_SLOW_SECONDS = 60.0
 PASS_FIELDS = ("sent", "received", "conflicts", "quarantined", "decisions", "keys_destroyed", "seconds",
                "clock_skew_seconds", "error", "skipped", "next_attempt_at")
 
@@ -86,6 +91,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.reloads = 0
         self._health: dict = {}
+        self._slow_health: tuple[float, dict] | None = None
         self._audit_chain_ok: bool | None = None
         self._audit_chain_checked = None
         self._checkpointed_head: int | None = None   # the head the newest checkpoint signed
@@ -163,11 +169,22 @@ class Daemon:
         self.metrics.job_finished(run)
         if run.job_kind == "sync":
             self._sync_finished(run)
+        if run.job_kind == "integrity":
+            self._integrity_finished(run)
         if run.status in ("failed", "interrupted"):
                 job_failed(self.ctx.settings, run)
         elif run.status == "succeeded" and run.job_kind == "backup":
                 backup_succeeded(self.ctx.settings, run)
                 self.checkpoint("backup")   # the new repository may hold none yet
+
+    def _integrity_finished(self, run: runs.Run) -> None:
+        """Each check of a finished integrity run on the `integrity` topic: its name,
+        type, status and one-line verdict. Not its evidence: row ids stay in the run's
+        record and `integrity_checks`, for those allowed to read them."""
+        for check in (run.result or {}).get("checks") or []:
+            self.publish("integrity", {"run_id": str(run.id), "check": check.get("name"),
+                                       "status": check.get("status"), "expected": check.get("expected"),
+                                       "actual": check.get("actual")})
 
     def _sync_finished(self, run: runs.Run) -> None:
         """Each pass of a sync run on the `sync.pass` topic (peer, counts, outcome), and a
@@ -362,7 +379,28 @@ class Daemon:
             "last_backup_age_seconds": round(now - last["backup"].timestamp(), 1) if "backup" in last else None,
             "next_runs": self.scheduler.next_runs() if self.leadership.is_leader else {},
             "audit_chain_ok": self._audit_chain_ok,
+            **self._read_slow_health(),
         }
+
+    def _read_slow_health(self) -> dict:
+        """`storage` (per table, per backup target), `backups` (runs that succeeded and
+        failed in the window) and `compliance` (score, threshold, areas not configured),
+        as of `usage_as_of`: refreshed at most every HEALTH_SLOW_SECONDS. The compliance report
+        is the one the metrics scrape computes (cached there as long)."""
+        now = time.monotonic()
+        if self._slow_health is None or now - self._slow_health[0] >= HEALTH_SLOW_SECONDS:
+            settings = self.ctx.settings
+            parts = usage(self.ctx.engine, settings)
+            report = self.metrics.database.compliance()
+            threshold = settings.compliance_threshold
+            parts["compliance"] = {
+                "score": report.score, "threshold": threshold,
+                "status": "ok" if report.score >= threshold else "below threshold",
+                "not_configured": sorted(a for a, v in report.areas.items() if v["status"] == NOT_CONFIGURED),
+                "generated_at": report.generated_at.isoformat()}
+            parts["usage_as_of"] = utcnow().isoformat()
+            self._slow_health = (now, parts)
+        return self._slow_health[1]
 
     def _say_status(self) -> None:
         """A STATUS= line for `systemctl status`: role and what is running."""
@@ -420,6 +458,7 @@ class Daemon:
             self._apply_sync_peers()
             self.scheduler.apply(new)
         self.metrics.set_backup_max_ages(self._max_ages(new))
+        self._slow_health = None          # quotas and configurations may have changed
         log.info("configuration reloaded", extra={"schedules": dict(new.schedules)})
         self.notifier.send("READY=1", "STATUS=configuration reloaded")
 

@@ -37,7 +37,7 @@ from strongroom.core.sync.status import quarantined_by_peer
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError
-from strongroom.core.integrity import is_ok
+from strongroom.core.integrity import is_failure, is_ok
 from strongroom.core.jobs import all_kinds, runs, schedulable_kinds
 from strongroom.core.version import VERSION
 
@@ -57,7 +57,8 @@ class DatabaseCollector:
         self._settings_of = settings_of  # a callable: settings change on SIGHUP
         self._lock = threading.Lock()
         self._cached: tuple[float, list] | None = None
-        self._compliance: tuple[float, int] | None = None
+        self._compliance_lock = threading.Lock()
+        self._compliance: tuple[float, compliance.Report] | None = None
 
     def describe(self):
         return []
@@ -74,6 +75,18 @@ class DatabaseCollector:
                                               "Whether the daemon could read its database at the last scrape", value=0)]
             self._cached = (time.monotonic(), families)
             return list(families)
+
+    def compliance(self) -> compliance.Report:
+        """The compliance report, computed at most every COMPLIANCE_CACHE_SECONDS (it reads
+        every area's evidence): scrapes and the daemon's health share it."""
+        with self._compliance_lock:
+            if self._compliance is None or time.monotonic() - self._compliance[0] > COMPLIANCE_CACHE_SECONDS:
+                result = compliance.report(self._settings_of(), self._engine)
+                # The daemon's periodic look at the score: it also keeps today's entry of
+                # the history, so the trend fills in without anyone asking.
+                compliance.record_history(self._engine, result)
+                self._compliance = (time.monotonic(), result)
+            return self._compliance[1]
 
     def _read(self) -> list:
         users, events = User.__table__, SecurityEvent.__table__
@@ -105,6 +118,7 @@ class DatabaseCollector:
                 .where(backups.c.status == "succeeded", backups.c.finished_at.is_not(None))
                 .group_by(name)).all()
             sync = _sync_families(conn, now)
+            integrity = _integrity_families(conn)
         # legal_holds is practice-scoped: on PostgreSQL row-level security shows it only
         # inside a scoped transaction (a plain connection would count nothing).
         with transaction(self._engine, read_only=True) as conn:
@@ -121,6 +135,7 @@ class DatabaseCollector:
                               value=erasures),
         ]
         fams += sync
+        fams += integrity
         if chain is not None:
             fams.append(GaugeMetricFamily("strongroom_audit_chain_ok",
                                           "1 if the last audit chain verification passed, else 0",
@@ -146,17 +161,37 @@ class DatabaseCollector:
         for level in ("written", "verified", "drilled"):
             ladder.add_metric([level], proofs.get(level, 0))
         fams.append(ladder)
-        if self._compliance is None or time.monotonic() - self._compliance[0] > COMPLIANCE_CACHE_SECONDS:
-            result = compliance.report(settings, self._engine)
-            # The scrape is the daemon's periodic look at the score: it also keeps today's
-            # entry of the history, so the trend fills in without anyone asking.
-            compliance.record_history(self._engine, result)
-            self._compliance = (time.monotonic(), result.score)
         fams.append(GaugeMetricFamily("strongroom_compliance_score", "Compliance score, 0-100 (source weights)",
-                                      value=self._compliance[1]))
+                                      value=self.compliance().score))
         fams.append(GaugeMetricFamily("strongroom_compliance_threshold", "Score below which compliance alerts",
                                       value=settings.compliance_threshold))
         return fams
+
+
+def _integrity_families(conn) -> list:
+    """Per integrity check, by its name (a table or a sync peer's name at most, never a
+    row or a value): the latest verdict and when it was reached. A check that has never
+    run has no series: 0 would claim it passed."""
+    checks = IntegrityCheck.__table__
+    newest = (select(checks.c.name, func.max(checks.c.completed_at).label("at"))
+              .where(checks.c.completed_at.is_not(None)).group_by(checks.c.name).subquery())
+    rows = conn.execute(select(checks.c.name, checks.c.status, checks.c.completed_at)
+                        .join(newest, (checks.c.name == newest.c.name) & (checks.c.completed_at == newest.c.at))
+                        .order_by(checks.c.name)).all()
+    status = GaugeMetricFamily("strongroom_integrity_check_status", "Latest verdict of each integrity check: "
+                               "0 ok, 1 warn, 2 fail", labels=["check"])
+    last = GaugeMetricFamily("strongroom_integrity_check_last_run_timestamp_seconds",
+                             "When each integrity check last ran (unix time)", labels=["check"])
+    seen = set()
+    for row in rows:
+        if row.name in seen:           # two rows with one completion time: the first
+            continue
+        seen.add(row.name)
+        # A number an alert can compare: ok 0, warn 1, fail 2 (older rows: passed/failed).
+        value = 0 if is_ok(row.status) else 2 if is_failure(row.status) else 1
+        status.add_metric([row.name], value)
+        last.add_metric([row.name], row.completed_at.timestamp())
+    return [status, last]
 
 
 def _sync_families(conn, now: datetime) -> list:
@@ -218,7 +253,8 @@ class Metrics:
                                        "How long the last sync pass with each peer took", ["peer"], registry=r)
         self.audit_chain_ok = None
         self.set_backup_max_ages(backup_max_ages)
-        r.register(DatabaseCollector(engine, settings_of))
+        self.database = DatabaseCollector(engine, settings_of)
+        r.register(self.database)
         self._seed_zeros()
         self._seed(engine)
         self._server = None

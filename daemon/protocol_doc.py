@@ -20,6 +20,8 @@ EVENTS = {
     "audit": "each new audit entry: id, time, actor, action, table, record id, outcome (never details)",
     "security": "each new security event (id, time, type, severity, username, address) and login outcomes",
     "sync.conflict": "a sync conflict opened or resolved",
+    "integrity": "each check of a finished integrity run: run id, check name, status (ok, warn, fail), "
+                 "expected and actual verdict (never its evidence: row ids stay in the run's record)",
     "sync.pass": "each pass of a finished sync run: run id, peer, outcome (succeeded, failed, skipped), "
                  "rows sent and received, conflicts, quarantined, rule decisions, keys destroyed, seconds, "
                  "clock skew; the error of a failed pass (never an address or a row)",

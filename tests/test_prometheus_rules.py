@@ -37,6 +37,8 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "strongroom_sync_pending_rows": ("gauge", ("peer",)),
     "strongroom_sync_peer_failures": ("gauge", ("peer",)),
     "strongroom_sync_quarantined": ("gauge", ()),
+    "strongroom_integrity_check_status": ("gauge", ("check",)),
+    "strongroom_integrity_check_last_run_timestamp_seconds": ("gauge", ("check",)),
     "strongroom_accounts_locked": ("gauge", ()),
     "strongroom_login_failures_total": ("counter", ()),
     "strongroom_missed_runs_total": ("counter", ("kind",)),

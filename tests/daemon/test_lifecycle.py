@@ -138,19 +138,32 @@ def test_sighup_applies_a_good_config_and_keeps_the_old_on_a_bad_one(daemon, dat
 def test_manual_job_runs_publishes_progress_and_shows_in_metrics(daemon):
     async def watch():
         client = daemon.client()
-        events = client.subscribe("job.")
+        events = client.subscribe("job.", "integrity")
         await asyncio.sleep(0.1)
         run = await client.call("job.run", {"kind": "integrity"})
-        seen = []
+        seen, checks = [], {}
         while True:
             topic, data = await asyncio.wait_for(events.recv(), 20)
+            if topic == "integrity":
+                checks[data["check"]] = data
+                continue
             seen.append(data)
             if data.get("status") in ("succeeded", "failed"):
                 break
+        # The run's end and its checks' events leave on one socket: the checks follow.
+        deadline = time.monotonic() + 5
+        while "unaudited changes" not in checks and time.monotonic() < deadline:
+            topic, data = await asyncio.wait_for(events.recv(), 5)
+            if topic == "integrity":
+                checks[data["check"]] = data
         client.close()
-        return run, seen
-    run, seen = asyncio.run(watch())
+        return run, seen, checks
+    run, seen, checks = asyncio.run(watch())
     assert seen[-1]["run_id"] == run["id"] and seen[-1]["status"] == "succeeded"
+    # Each check as its own event: name, status and verdict, never its evidence.
+    assert checks["audit chain"]["status"] == "ok" and checks["audit chain"]["run_id"] == run["id"]
+    assert checks["unaudited changes"]["status"] == "warn"       # no backup yet: nothing to compare
+    assert all(set(c) == {"run_id", "check", "status", "expected", "actual"} for c in checks.values())
     final = daemon.call("job.get", {"run_id": run["id"]})
     assert final["status"] == "succeeded" and final["result"]["failed"] == []
     assert daemon.call("jobs.list", {"kind": "integrity"})[0]["id"] == run["id"]
@@ -160,6 +173,10 @@ def test_manual_job_runs_publishes_progress_and_shows_in_metrics(daemon):
     assert "strongroom_up 1.0" in metrics and "strongroom_leader 1.0" in metrics
     assert "strongroom_compliance_score " in metrics and "strongroom_compliance_threshold 80.0" in metrics
     assert 'strongroom_backup_snapshots{proof="verified"} 0.0' in metrics
+    # Each check's latest verdict (0 ok, 1 warn, 2 fail) and when, labelled by its name.
+    assert 'strongroom_integrity_check_status{check="audit chain"} 0.0' in metrics
+    assert 'strongroom_integrity_check_status{check="unaudited changes"} 1.0' in metrics
+    assert 'strongroom_integrity_check_last_run_timestamp_seconds{check="audit chain"}' in metrics
     if shutil.which("promtool"):
         check = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
@@ -335,3 +352,21 @@ def test_health_reports_the_audit_chain_verdict_of_the_last_integrity_run(daemon
     while daemon.call("health").get("audit_chain_ok") is not True:
         assert time.monotonic() < deadline, daemon.call("health")
         time.sleep(0.2)
+
+
+def test_health_reports_storage_per_table_and_target_backup_outcomes_and_the_compliance_score(daemon, data_dir):
+    assert _run_and_wait(daemon, "backup")["status"] == "succeeded"
+    # Refreshed at most once a minute (counting rows, scoring areas): the snapshot read
+    # as the daemon started is the one shown, backup or not.
+    health = daemon.call("health")
+    tables = {t["table"]: t for t in health["storage"]["tables"]}
+    assert {"clients", "therapy_sessions", "audit_logs", "backups"} <= set(tables)
+    assert tables["audit_logs"]["rows"] > 0 and health["storage"]["database_bytes"] > 0
+    assert all(set(t) == {"table", "rows", "bytes"} for t in tables.values())
+    (target,) = health["storage"]["targets"]
+    assert target["configuration"] == "default" and target["quota_bytes"] is None
+    assert set(health["backups"]) == {"window_days", "succeeded", "failed"}
+    compliance = health["compliance"]
+    assert 0 <= compliance["score"] <= 100 and compliance["threshold"] == 80
+    assert compliance["status"] == ("ok" if compliance["score"] >= 80 else "below threshold")
+    assert "sync" in compliance["not_configured"]

@@ -124,3 +124,31 @@ def test_sync_passes_count_rows_per_peer_and_the_database_gives_lag_pending_fail
     assert set(series["strongroom_sync_lag_seconds"]) == {(("peer", "central"),), (("peer", "laptop"),)}
     assert series["strongroom_sync_quarantined"] == {(): 1}
     assert "s3cret" not in generate_latest(metrics.registry).decode()
+
+
+def test_each_integrity_check_exports_its_latest_verdict_and_time_labelled_by_name_only(ctx):
+    from sqlalchemy import update
+
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.db.models import Client
+    from strongroom.core.jobs import integrity
+
+    metrics = Metrics(ctx.engine, {}, lambda: ctx.settings)
+    assert "strongroom_integrity_check_status" not in _samples(metrics)    # never run: no verdict
+    ids = seed_clients(ctx, n=3)
+    integrity.run(ctx, {"checks": "row_checksums,orphans"}, lambda *a: None)
+    with transaction(ctx.engine) as conn:     # a checksum the row no longer matches
+        conn.execute(update(Client.__table__).where(Client.__table__.c.id == ids[1]).values(data_checksum="0" * 64))
+    try:
+        integrity.run(ctx, {"checks": "row_checksums"}, lambda *a: None)
+    except integrity.IntegrityFailure:
+        pass
+    metrics = Metrics(ctx.engine, {}, lambda: ctx.settings)             # no cached scrape
+    series = _samples(metrics)
+    status = series["strongroom_integrity_check_status"]
+    assert status[(("check", "clients row checksums"),)] == 2          # the newest run: fail
+    assert status[(("check", "therapy_sessions row checksums"),)] == 0
+    assert status[(("check", "referential orphans"),)] == 0
+    when = series["strongroom_integrity_check_last_run_timestamp_seconds"]
+    assert set(when) == set(status) and all(v > 1.7e9 for v in when.values())
+    assert str(ids[1]) not in generate_latest(metrics.registry).decode()
