@@ -1,10 +1,12 @@
-"""Overview: health cards fed by `health` events, live job progress fed by `job.*`, the
-compliance score and a sparkline of recent job durations."""
+"""Overview: health cards fed by `health` events (role, backups and their outcomes over the
+window, audit chain, integrity, sync, compliance, storage), live job progress fed by
+`job.*`, the compliance score and a sparkline of recent job durations, and storage per
+table and per backup target."""
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
 from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import age, when
+from strongroom.console.screens.text import age, size, when
 from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.console.widgets.score_gauge import ScoreGauge
@@ -18,6 +20,9 @@ KEEP_FINISHED = 4
 BACKUP_WARN_SECONDS = 26 * 3600
 BACKUP_BAD_SECONDS = 72 * 3600
 SYNC_BAD_SECONDS = 24 * 3600
+TARGET_WARN_PERCENT = 80.0
+TARGET_BAD_PERCENT = 95.0
+STORAGE_TABLES = 8
 
 
 class OverviewTab(VerticalScroll):
@@ -35,6 +40,9 @@ class OverviewTab(VerticalScroll):
             yield HealthCard("Integrity", id="card-integrity")
             yield HealthCard("Sync lag", id="card-sync")
             yield HealthCard("Open conflicts", id="card-conflicts")
+            yield HealthCard("Compliance", id="card-compliance")
+            yield HealthCard("Backups", id="card-backups")
+            yield HealthCard("Storage", id="card-storage")
         with Horizontal(id="figures"):
             with Vertical(classes="figure"):
                 yield Label("Compliance score", classes="section")
@@ -47,6 +55,8 @@ class OverviewTab(VerticalScroll):
         yield Static("no job running", id="no-running", classes="muted")
         yield Label("Next scheduled runs", classes="section")
         yield Static("…", id="next-runs")
+        yield Label("Storage", classes="section")
+        yield Static("…", id="storage")
 
     def focus_main(self) -> None:
         self.focus()
@@ -113,12 +123,59 @@ class OverviewTab(VerticalScroll):
         conflicts = data.get("open_conflicts") or 0
         self.query_one("#card-conflicts", HealthCard).show(
             f"{conflicts} waiting" if conflicts else "none", "warn" if conflicts else "ok")
+        self._apply_compliance(data.get("compliance"))
+        self._apply_backups(data.get("backups"))
+        self._apply_storage(data.get("storage"))
         for job in data.get("running_jobs") or []:
             self.apply_job({**job, "status": "running"})
         next_runs = data.get("next_runs") or {}
         self.query_one("#next-runs", Static).update(
             "\n".join(f"{kind:<14} {when(at)} UTC" for kind, at in sorted(next_runs.items()))
             or "no schedules on this daemon")
+
+    def _apply_compliance(self, compliance: dict | None) -> None:
+        card = self.query_one("#card-compliance", HealthCard)
+        if not compliance:
+            card.show("not reported", "unknown")
+            return
+        missing = compliance.get("not_configured") or []
+        card.show(f"{compliance['score']}/100 (min {compliance['threshold']})"
+                  + (f" · {len(missing)} not configured" if missing else ""),
+                  "ok" if compliance.get("status") == "ok" else "bad")
+
+    def _apply_backups(self, backups: dict | None) -> None:
+        card = self.query_one("#card-backups", HealthCard)
+        if not backups:
+            card.show("not reported", "unknown")
+            return
+        ok, failed = backups.get("succeeded", 0), backups.get("failed", 0)
+        card.set_title(f"Backups, {backups.get('window_days', 7)} d")
+        card.show(f"{ok} succeeded · {failed} failed",
+                  "bad" if failed and not ok else "warn" if failed else "ok" if ok else "unknown")
+
+    def _apply_storage(self, storage: dict | None) -> None:
+        card, text = self.query_one("#card-storage", HealthCard), self.query_one("#storage", Static)
+        if not storage:
+            card.show("not reported", "unknown")
+            text.update("not reported by this daemon")
+            return
+        targets = storage.get("targets") or []
+        shares = [t["percent"] for t in targets if t.get("percent") is not None]
+        fullest = max(shares, default=None)
+        card.show(f"db {size(storage.get('database_bytes'))}"
+                  + (f" · target {fullest:.0f}% full" if fullest is not None else ""),
+                  "unknown" if fullest is None else "bad" if fullest >= TARGET_BAD_PERCENT
+                  else "warn" if fullest >= TARGET_WARN_PERCENT else "ok")
+        tables = storage.get("tables") or []
+        lines = [f"{t['table']:<22} {t['rows']:>12,} rows  {size(t.get('bytes')):>9}"
+                 for t in tables[:STORAGE_TABLES]]
+        if len(tables) > STORAGE_TABLES:
+            lines.append(f"… {len(tables) - STORAGE_TABLES} smaller tables")
+        for t in targets:
+            quota = (f" of {size(t['quota_bytes'])} ({t['percent']:.1f}%)" if t.get("quota_bytes")
+                     else " (no quota)")
+            lines.append(f"backups: {t['configuration']:<13} {size(t['used_bytes']):>9}{quota}")
+        text.update("\n".join(lines) or "no tables")
 
     def apply_job(self, data: dict) -> None:
         run_id = data.get("run_id")

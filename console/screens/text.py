@@ -29,3 +29,15 @@ def duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
     return f"{seconds:.1f}s" if seconds < 60 else age(seconds)
+
+
+def size(count: int | float | None) -> str:
+    """Bytes as `823 MB`, `4.2 GB` (decimal units, as disks are sold); `—` for None."""
+    if count is None:
+        return "—"
+    value = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" or value >= 100 else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"

@@ -17,3 +17,6 @@ class HealthCard(Static):
         self.update(value)
         for name in self.STATES:
             self.set_class(name == state, f"-{name}")
+
+    def set_title(self, title: str) -> None:
+        self.border_title = title

@@ -23,7 +23,16 @@ FIXED = {
                "integrity": {"status": "succeeded", "age_seconds": 3900.0},
                "running_jobs": [{"run_id": RUN_ID, "kind": "integrity", "done": 3, "total": 8,
                                  "message": "clients row checksums"}],
-               "next_runs": {"backup": "2026-11-24T02:00:00+00:00", "integrity": "2026-11-24T03:30:00+00:00"}},
+               "next_runs": {"backup": "2026-11-24T02:00:00+00:00", "integrity": "2026-11-24T03:30:00+00:00"},
+               "compliance": {"score": 84, "threshold": 80, "status": "ok", "not_configured": ["sync"],
+                              "generated_at": "2026-11-23T09:00:00+00:00"},
+               "backups": {"window_days": 7, "succeeded": 7, "failed": 1},
+               "storage": {"database_bytes": 843_000_000, "bytes_per_table": True,
+                           "tables": [{"table": "therapy_sessions", "rows": 300_000, "bytes": 612_000_000},
+                                      {"table": "clients", "rows": 100_000, "bytes": 171_000_000},
+                                      {"table": "audit_logs", "rows": 52_310, "bytes": 24_500_000}],
+                           "targets": [{"configuration": "default", "used_bytes": 402_000_000,
+                                        "quota_bytes": 500_000_000, "percent": 80.4}]}},
     "compliance.report": {"score": 84, "areas": {}, "checks": []},
     "jobs.list": [{"id": f"run-{i}", "job_kind": "integrity", "status": "succeeded", "duration_seconds": d,
                    "queued_at": "2026-11-22T03:30:00+00:00", "trigger": "schedule", "requested_by": "system",
@@ -80,3 +89,34 @@ def test_login_screen_layout(snap_compare, size):
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 def test_overview_layout(snap_compare, size):
     assert snap_compare(fixed_app("fixed-token"), terminal_size=size, run_before=overview_loaded)
+
+
+def test_overview_cards_turn_red_for_a_low_score_failed_backups_and_a_full_target():
+    from strongroom.console.screens.overview import OverviewTab
+
+    async def go():
+        app = fixed_app("fixed-token")
+        async with app.run_test(size=(120, 40)) as pilot:
+            await overview_loaded(pilot)
+            tab = app.screen.query_one(OverviewTab)
+
+            def card(name):
+                found = app.screen.query_one(f"#card-{name}", HealthCard)
+                return str(found.render()), found.has_class("-bad"), found.has_class("-ok")
+
+            assert card("compliance") == ("84/100 (min 80) · 1 not configured", False, True)
+            assert card("backups")[0] == "7 succeeded · 1 failed"
+            assert "402 MB of 500 MB (80.4%)" in str(app.screen.query_one("#storage").render())
+            health = FIXED["health"]
+            tab.apply_health({**health, "compliance": {**health["compliance"], "score": 61, "status": "below threshold"},
+                              "backups": {"window_days": 7, "succeeded": 0, "failed": 3},
+                              "storage": {**health["storage"], "targets": [{**health["storage"]["targets"][0],
+                                                                            "percent": 97.0}]}})
+            await pilot.pause()
+            assert card("compliance")[:2] == ("61/100 (min 80) · 1 not configured", True)
+            assert card("backups")[:2] == ("0 succeeded · 3 failed", True)
+            assert card("storage")[:2] == ("db 843 MB · target 97% full", True)
+            tab.apply_health({"role": "leader"})           # an older daemon: nothing to show, no crash
+            await pilot.pause()
+            assert card("storage")[0] == "not reported" and card("compliance")[0] == "not reported"
+    asyncio.run(go())
