@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from strongroom.core.db import jsoncodec
 from strongroom.core.errors import ConfigError, DatabaseUnavailableError, StrongroomError
 
 
@@ -39,13 +40,15 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(url, echo)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True)
+        return create_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True,
+                             json_serializer=jsoncodec.dumps, json_deserializer=jsoncodec.loads)
     raise ConfigError(f"database.url: unsupported engine {parsed.get_backend_name()!r}")
 
 
 def _sqlite_engine(url: str, echo: bool) -> Engine:
     # A few pooled connections keep their page caches warm; SQLite has one writer anyway.
-    engine = create_engine(url, echo=echo, pool_size=4, max_overflow=4)
+    engine = create_engine(url, echo=echo, pool_size=4, max_overflow=4,
+                           json_serializer=jsoncodec.dumps, json_deserializer=jsoncodec.loads)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record) -> None:

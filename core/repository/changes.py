@@ -9,8 +9,10 @@ a damaged or diverged row without decrypting it.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime
 
 from sqlalchemy import Connection, text
@@ -78,29 +80,38 @@ _BY_TYPE = {
 }
 
 
+def _encoder_for(kind: type) -> Callable[[object], str]:
+    """The encoding of values of `kind` not listed in _BY_TYPE (subclasses, enums)."""
+    if issubclass(kind, (bytes, bytearray, memoryview)):
+        return lambda v: "b:" + bytes(v).hex()
+    if issubclass(kind, enum.Enum):
+        return lambda v: "s:" + str(v.value)
+    if issubclass(kind, datetime):
+        return _as_datetime
+    if issubclass(kind, (date, uuid.UUID)):
+        return lambda v: "s:" + str(v)
+    if issubclass(kind, bool):
+        return lambda v: "i:" + str(int(v))
+    return lambda v: "s:" + str(v)
+
+
 def _canonical(value: object) -> str:
     if value is None:
         return "~"
     fast = _BY_TYPE.get(type(value))
-    if fast is not None:
-        return fast(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "b:" + bytes(value).hex()
-    if isinstance(value, enum.Enum):
-        return "s:" + str(value.value)
-    if isinstance(value, datetime):
-        return "t:" + value.isoformat(timespec="microseconds")
-    if isinstance(value, (date, uuid.UUID)):
-        return "s:" + str(value)
-    if isinstance(value, bool):
-        return "i:" + str(int(value))
-    return "s:" + str(value)
+    if fast is None:
+        # The branch depends on the type alone, so it is chosen once per type.
+        fast = _BY_TYPE.setdefault(type(value), _encoder_for(type(value)))
+    return fast(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _checksummed(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(sorted(n for n in names if n not in _NOT_CHECKSUMMED))
 
 
 def row_checksum(row: dict) -> str:
     """SHA-256 over the row's columns in name order, each as `name=<typed value>`."""
-    digest = hashlib.sha256()
-    for name in sorted(row):
-        if name not in _NOT_CHECKSUMMED:
-            digest.update(f"{name}={_canonical(row[name])}\n".encode())
-    return digest.hexdigest()
+    canonical = _canonical
+    body = "".join([f"{name}={canonical(row[name])}\n" for name in _checksummed(tuple(row))])
+    return hashlib.sha256(body.encode()).hexdigest()

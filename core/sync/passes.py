@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, text, update
 
 from strongroom.core import audit
+from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import raw_key_id_of
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import transaction
@@ -544,14 +545,15 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     total = TableCounts()
     number = 0
     while True:
-        batch, high, read, last_read = _read_batch(src, spec, cursor, options.batch_size, to_site=dst.site)
+        with collector_paused():
+            batch, high, read, last_read = _read_batch(src, spec, cursor, options.batch_size, to_site=dst.site)
         if not read:
             if high > cursor[0]:          # only echoes (or nothing) up to `high`: move past them
                 set_watermark(high, None)
             return total
         number += 1
         outgoing = batch
-        with transaction(dst.engine) as conn:
+        with collector_paused(), transaction(dst.engine) as conn:
             counts = apply_batch(conn, dst.keyring, spec, outgoing, peer_id=dst_peer_id, source=src.site,
                                  policy=policy)
         counts.sent = len(outgoing)

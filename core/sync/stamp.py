@@ -107,7 +107,9 @@ def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None 
     if for_update:
         query = query.with_for_update(of=table)
     rows, metas = [], {}
-    for record in conn.execute(query).mappings():
+    # All at once: iterating a result fetches row by row (psycopg's fetchone costs about
+    # as much per row as everything else done here); a batch is bounded by `limit`.
+    for record in conn.execute(query).mappings().all():
         row = {name: record[name] for name in spec.column_names}
         rows.append(row)
         if record["m_origin"] is not None:

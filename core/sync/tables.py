@@ -14,7 +14,7 @@ site starts with a copy of them, core.sync.join) and file contents are not carri
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -93,10 +93,11 @@ def field_hashes(spec: SyncTable, row: Mapping) -> dict[str, str]:
     stored, so a value re-sealed by key rotation counts as changed). Short because every
     synced row keeps one per field."""
     out = {}
+    canonical, blake2b, b64 = _canonical, hashlib.blake2b, binascii.b2a_base64
     for name, columns in spec.fields.items():
         if len(columns) == 1:
-            raw = _canonical(row[columns[0]]).encode()
+            raw = canonical(row[columns[0]]).encode()
         else:
-            raw = b"\0".join(_canonical(row[c]).encode() for c in columns)
-        out[name] = base64.b64encode(hashlib.blake2b(raw, digest_size=6).digest()).decode()
+            raw = b"\0".join([canonical(row[c]).encode() for c in columns])
+        out[name] = b64(blake2b(raw, digest_size=6).digest(), newline=False).decode()
     return out
