@@ -153,4 +153,4 @@ def verify_against_newest(ctx: Context, *, progress=None) -> tuple[audit.VerifyR
     cp = newest(ctx)
     if cp is None:
         return audit.verify(ctx.engine, keyring=ctx.keyring, progress=progress), None
-    return audit.verify_checkpoint(ctx.engine, cp, keyring=ctx.keyring), cp
+    return audit.verify_checkpoint(ctx.engine, cp, keyring=ctx.keyring, progress=progress), cp
