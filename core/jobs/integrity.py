@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from strongroom.core import checkpoints
 from strongroom.core.context import Context
+from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client, ClientFile, Practice, TherapySession
 from strongroom.core.db.paging import stream
 from strongroom.core.db.types import utcnow
@@ -53,25 +54,76 @@ def check_audit_chain(ctx: Context, progress) -> dict:
                     "database_written_count": result.database_written_count}, started)
 
 
+# How PostgreSQL writes each column as core.repository.changes.row_checksum does (the
+# sync bypass trigger of migration 0009 uses the same rules); None: a type it cannot.
+_PG_CANON = {
+    "b": "'b:' || encode({c}, 'hex')",
+    "t": "'t:' || to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00:00'",
+    "d": "'s:' || to_char({c}, 'YYYY-MM-DD')",
+    "s": "'s:' || ({c})::text",
+    "i": "'i:' || ({c})::int::text",
+}
+
+
+def _canon_kind(column) -> str | None:
+    kind = type(column.type).__name__
+    return {"LargeBinary": "b", "UTCDateTime": "t", "Date": "d", "Boolean": "i", "String": "s", "Text": "s",
+            "Enum": "s", "Uuid": "s", "Integer": "s", "BigInteger": "s", "SmallInteger": "s"}.get(kind)
+
+
+def pg_checksum_sql(table) -> str | None:
+    """The SQL expression PostgreSQL computes a row's checksum with, or None when a
+    column's type has no exact SQL rendering (JSON: Python writes its repr)."""
+    lines = []
+    for column in sorted(table.columns, key=lambda c: c.name):
+        if column.name in ("data_checksum", "sync_version"):
+            continue
+        kind = _canon_kind(column)
+        if kind is None:
+            return None
+        quoted = '"' + column.name.replace('"', '""') + '"'
+        lines.append(f"'{column.name}=' || coalesce({_PG_CANON[kind].format(c=quoted)}, '~') || E'\\n'")
+    return f"encode(sha256(convert_to({' || '.join(lines)}, 'UTF8')), 'hex')"
+
+
+def _scan_in_database(conn, table, expression: str, bad: list, missing: list) -> int:
+    """PostgreSQL hashes every row itself (measured at scale 1: 300k sessions with 1.5 KB
+    notes took 20 s hashed row by row in Python) and returns only the rows that fail."""
+    name = '"' + table.name.replace('"', '""') + '"'
+    checked = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar_one()
+    for row_id, is_missing in conn.execute(text(
+            f"SELECT id, data_checksum IS NULL OR data_checksum = '' FROM {name} "
+            f"WHERE data_checksum IS NULL OR data_checksum = '' OR data_checksum <> {expression} ORDER BY id")):
+        (missing if is_missing else bad).append(str(row_id))
+    return checked
+
+
 def check_row_checksums(ctx: Context, model, progress) -> dict:
-    """Stream the table by primary key and recompute each row's checksum; a row with
-    no checksum cannot be proven and fails like a mismatch."""
+    """Recompute each row's checksum (in the database on PostgreSQL, streamed by
+    primary key elsewhere); a row with no checksum cannot be proven and fails like a
+    mismatch."""
     table = model.__table__
     started = utcnow()
     checked, bad, missing = 0, [], []
     names = [c.name for c in table.columns]
     at_id, at_checksum = names.index("id"), names.index("data_checksum")
-    with ctx.engine.connect() as conn:
-        # One statement (a server-side cursor on PostgreSQL), rows as tuples.
-        for rows in stream(conn, select(table).order_by(table.c.id), size=BATCH):
-            for row in rows:
-                stored = row[at_checksum]
-                if not stored:
-                    missing.append(str(row[at_id]))
-                elif stored != row_checksum(dict(zip(names, row))):
-                    bad.append(str(row[at_id]))
-            checked += len(rows)
-            progress(checked, None, f"checksums of {table.name}")
+    expression = pg_checksum_sql(table) if ctx.engine.dialect.name == "postgresql" else None
+    # System scope: on PostgreSQL row-level security hides practice rows from a plain connection.
+    with transaction(ctx.engine, read_only=True) as conn:
+        if expression is not None:
+            checked = _scan_in_database(conn, table, expression, bad, missing)
+            progress(checked, checked, f"checksums of {table.name}")
+        else:
+            # One statement (a server-side cursor on PostgreSQL), rows as tuples.
+            for rows in stream(conn, select(table).order_by(table.c.id), size=BATCH):
+                for row in rows:
+                    stored = row[at_checksum]
+                    if not stored:
+                        missing.append(str(row[at_id]))
+                    elif stored != row_checksum(dict(zip(names, row))):
+                        bad.append(str(row[at_id]))
+                checked += len(rows)
+                progress(checked, None, f"checksums of {table.name}")
     return _record(ctx, "row_checksum", f"{table.name} row checksums", table.name, not bad and not missing,
                    "0 mismatches, 0 missing", f"{len(bad)} mismatches, {len(missing)} missing",
                    {"checked": checked, "mismatched": len(bad), "missing": len(missing),

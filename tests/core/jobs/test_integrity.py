@@ -202,3 +202,26 @@ def test_checks_can_be_chosen_by_name_and_an_unknown_name_is_refused_unrepeated(
     with pytest.raises(ValidationError) as refused:
         integrity.run(ctx, {"checks": ["jane.doe@example.org"]}, _quiet)
     assert "integrity params: checks[0]" in str(refused.value) and "jane" not in str(refused.value)
+
+
+def test_a_row_changed_without_its_checksum_fails_and_the_database_hashes_as_python_does(ctx: Context):
+    from sqlalchemy import text
+    from strongroom.core.db.models import ClientFile
+    from strongroom.core.repository.changes import row_checksum
+    ids = _seed(ctx)
+    if ctx.engine.dialect.name == "postgresql":      # the in-database rendering is Python's, row for row
+        for model in (Client, TherapySession, ClientFile):
+            expression = integrity.pg_checksum_sql(model.__table__)
+            assert expression is not None
+            with transaction(ctx.engine, read_only=True) as conn:
+                rows = conn.execute(select(model.__table__)).mappings().all()
+                computed = dict(conn.execute(text(f"SELECT id, {expression} FROM {model.__tablename__}")).all())
+            assert {r["id"]: row_checksum(dict(r)) for r in rows} == computed
+    with _unguarded(ctx) as conn:
+        conn.execute(update(_sessions).where(_sessions.c.client_id == ids[2]).values(duration_minutes=5))
+    check = _run(ctx, checks="row_checksums")["therapy_sessions row checksums"]
+    assert check["status"] == "fail"
+    assert check["evidence"]["mismatched"] == 1 and check["evidence"]["missing"] == 0
+    with ctx.engine.connect() as conn:
+        session_id = conn.execute(select(_sessions.c.id).where(_sessions.c.client_id == ids[2])).scalar_one()
+    assert check["evidence"]["ids"] == [str(session_id)]
