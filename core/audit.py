@@ -271,8 +271,9 @@ def verify(engine: Engine, *, keyring=None, batch: int = 5000, progress=None) ->
         seals = _Seals(chain_key(conn, keyring)) if keyring is not None else None
         total = conn.execute(select(func.count()).select_from(_log)).scalar() or 0
         walk = _ChainWalk(seals)
-        for rows in _raw_rows(conn, batch):
-            if not walk.feed(rows):
+        pg = conn.dialect.name == "postgresql"
+        for rows in (_pg_hashed_rows(conn, batch) if pg else _raw_rows(conn, batch)):
+            if not (walk.feed_hashed(rows) if pg else walk.feed(rows)):
                 return _result(False, walk.checked, walk.head_id, walk.head_hash, seals, walk.broken_id, walk.reason)
             if progress:
                 progress(walk.checked, total, "verifying audit chain")
@@ -305,6 +306,35 @@ def _raw_rows(conn: Connection, size: int):
         cursor.close()
 
 
+def _pg_field(column: str) -> str:
+    return f"CASE WHEN {column} IS NULL THEN '~' ELSE pg_catalog.length({column})::text || ':' || {column} END"
+
+
+# PostgreSQL hashes each row itself (the rule of record_hash and of migration 0002's
+# trigger, written out inline with pg_catalog's functions so no function in the
+# database's own schema takes part) and says whether it matches; Python checks the links
+# and the seals, whose key the database does not hold: a row rewritten with a matching
+# hash still needs a seal only Strongroom can make.
+_PG_HASHED = ("SELECT id, prev_hash, hash, mac, actor, hash = pg_catalog.encode(pg_catalog.sha256("
+              "pg_catalog.convert_to(" + " || ".join(_pg_field(c) for c in (
+                  "id::text", f"({_PG_MICROS})::text", "actor", "session_id", "action", "table_name", "record_id",
+                  "ip_address", "user_agent", "outcome", "details", "prev_hash")) +
+              ", 'UTF8')), 'hex') FROM audit_logs ORDER BY id")
+
+
+def _pg_hashed_rows(conn: Connection, size: int):
+    """(id, prev_hash, hash, mac, actor, hash matches) in id order, `size` at a time."""
+    conn.execute(text("SELECT 1"))
+    cursor = conn.connection.driver_connection.cursor(name="strongroom_audit_verify")
+    try:
+        cursor.itersize = size
+        cursor.execute(_PG_HASHED)
+        while rows := cursor.fetchmany(size):
+            yield rows
+    finally:
+        cursor.close()
+
+
 def _sqlite_micros(stored) -> int:
     """Epoch microseconds of a time as SQLite holds it (UTC, naive ISO text)."""
     moment = datetime.fromisoformat(stored) if isinstance(stored, str) else stored
@@ -329,6 +359,47 @@ class _ChainWalk:
     def _stop(self, row_id: int, reason: str) -> bool:
         self.broken_id, self.reason = row_id, reason
         return False
+
+    def _seal(self, seals: _Seals, key, row_id, actor, row_hash, mac) -> bool:
+        if mac is not None:
+            if key is None:
+                return self._stop(row_id, "the audit signing key is missing from the database, "
+                                          "so no seal can be checked")
+            if not hmac.compare_digest(mac, hmac.digest(key, row_hash.encode(), "sha256").hex()):
+                return self._stop(row_id, "row's seal does not match (forged, or altered by "
+                                          "someone without the key)")
+            seals.started = True
+        elif str(actor).startswith(TRIGGER_ACTOR_PREFIX):
+            seals.by_database = seals.by_database or []
+            if len(seals.by_database) < MAX_LISTED:
+                seals.by_database.append(row_id)
+            seals.by_database_count += 1
+        elif seals.started:
+            return self._stop(row_id, "row is not sealed (written without Strongroom's key "
+                                      "after sealing began: forged?)")
+        else:
+            seals.legacy += 1
+        return True
+
+    def feed_hashed(self, rows) -> bool:
+        """As `feed`, for rows whose hash the database has already checked."""
+        seals = self.seals
+        key = seals.key if seals is not None else None
+        prev_hash, checked, head_id = self.head_hash, self.checked, self.head_id
+        try:
+            for row_id, prev, row_hash, mac, actor, hash_ok in rows:
+                if prev != prev_hash:
+                    return self._stop(row_id, "prev_hash does not match the previous row's hash "
+                                              "(a row before it was removed, inserted or altered)")
+                if not hash_ok:
+                    return self._stop(row_id, "row content does not match its hash (row was altered)")
+                if seals is not None and not self._seal(seals, key, row_id, actor, row_hash, mac):
+                    return False
+                prev_hash, head_id = row_hash, row_id
+                checked += 1
+            return True
+        finally:
+            self.head_hash, self.checked, self.head_id = prev_hash, checked, head_id
 
     def feed(self, rows) -> bool:
         sha256, digest, compare = hashlib.sha256, hmac.digest, hmac.compare_digest
