@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/encrypted_insert.py
 	$(BIN)/python bench/control_latency.py
 	$(BIN)/python bench/sync.py --scale $(SCALE)
+	$(BIN)/python bench/integrity.py --scale $(SCALE)
 
 clean-demo:
 	rm -rf $(DEMO)
