@@ -34,6 +34,7 @@ from strongroom.core import audit
 from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import raw_key_id_of
 from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.db.bulkwrite import write_rows
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (
     Client,
@@ -60,9 +61,9 @@ from strongroom.core.sync.site import Clock, site_id
 from strongroom.core.sync.stamp import (
     Meta,
     MetaWriter,
+    compare,
     past,
     read_with_meta,
-    upsert,
     lock_changes,
     merged,
     save_meta,
@@ -338,10 +339,8 @@ class RowWriter:
 
     def flush(self) -> None:
         table = self.spec.table
-        if self.inserts:
-            self.conn.execute(insert(table), self.inserts)
-        if self.updates:
-            self.conn.execute(upsert(self.conn, table, ("id",)), self.updates)
+        write_rows(self.conn, table, self.inserts)
+        write_rows(self.conn, table, self.updates, keys=("id",))
         self.inserts, self.updates = [], []
 
 
@@ -451,6 +450,33 @@ def _opened(keys, spec: SyncTable, name: str, row: Mapping) -> bytes | None:
     return cipher.open(bytes(blob), f"{spec.name}\0{name}\0{row['id']}".encode())
 
 
+def _light_columns(spec: SyncTable) -> list[str]:
+    """What a local version is judged by when the remote one simply follows it: its
+    identity, change version, key and tombstone."""
+    return [c for c in ("id", "sync_version", "key_id", "deleted_at") if c in spec.column_names]
+
+
+def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping, Meta]],
+                    ) -> tuple[dict[uuid.UUID, dict], dict[uuid.UUID, Meta]]:
+    """Our versions of the batch's rows, locked. Most remote versions follow ours (a fast
+    forward) or are ones we have (a skip), and neither needs our values: those rows are
+    read light first; whole rows only where a merge may read them (concurrent versions,
+    and tombstones: an erased row keeps its own), or where a local edit is not stamped
+    yet (its fields must be hashed)."""
+    table = spec.table
+    ids = [row["id"] for row, _ in batch]
+    rows, metas = read_with_meta(conn, spec, table.c.id.in_(ids), for_update=True, columns=_light_columns(spec))
+    remote_vv = {row["id"]: rmeta.vv for row, rmeta in batch}
+    whole = [r["id"] for r in rows
+             if (m := metas.get(r["id"])) is None or m.version != r["sync_version"]
+             or compare(m.vv, remote_vv[r["id"]]) == "concurrent" or r.get("deleted_at") is not None]
+    local_rows = {row["id"]: row for row in rows}
+    if whole:
+        full, _ = read_with_meta(conn, spec, table.c.id.in_(whole))
+        local_rows.update((row["id"], row) for row in full)
+    return local_rows, metas
+
+
 def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tuple[Mapping, Meta]], *,
                 peer_id: uuid.UUID, source: str, policy: Policy) -> TableCounts:
     """Apply one batch of remote versions in the caller's transaction (the receiver's)."""
@@ -458,9 +484,7 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
     if not batch:
         return counts
     clock = Clock(conn)
-    ids = [row["id"] for row, _ in batch]
-    rows, metas = read_with_meta(conn, spec, spec.table.c.id.in_(ids), for_update=True)
-    local_rows = {row["id"]: row for row in rows}
+    local_rows, metas = _local_versions(conn, spec, batch)
     stamp_rows(conn, clock, spec, list(local_rows.values()), metas)   # local edits not yet stamped
     problems, destroyed = validate(conn, keyring, spec, [r for r, _ in batch], local_rows)
     rows_out, metas_out = RowWriter(conn, spec), MetaWriter(spec.name)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, and_, insert, or_, select, text, update
 
+from strongroom.core.db.bulkwrite import write_rows
 from strongroom.core.db.models import SyncRow
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
 from strongroom.core.sync.site import Clock
@@ -95,13 +96,16 @@ def past(table, version: int, after_id: uuid.UUID | None):
 
 
 def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None = None,
-                   for_update: bool = False) -> tuple[list[dict], dict[uuid.UUID, Meta]]:
+                   for_update: bool = False, columns: list[str] | None = None,
+                   ) -> tuple[list[dict], dict[uuid.UUID, Meta]]:
     """Rows of `spec` (in (sync_version, id) order) with their metadata, in one query:
-    the table left-joined with `sync_rows` (a row not stamped yet has none)."""
+    the table left-joined with `sync_rows` (a row not stamped yet has none). `columns`:
+    only these of each row (the metadata is always whole)."""
     table = spec.table
+    names = spec.column_names if columns is None else columns
     joined = table.outerjoin(_meta, and_(_meta.c.table_name == spec.name, _meta.c.row_id == table.c.id))
-    query = (select(table, *[_meta.c[c].label(f"m_{c}") for c in META_COLUMNS]).select_from(joined)
-             .where(*where).order_by(table.c.sync_version, table.c.id))
+    query = (select(*[table.c[n] for n in names], *[_meta.c[c].label(f"m_{c}") for c in META_COLUMNS])
+             .select_from(joined).where(*where).order_by(table.c.sync_version, table.c.id))
     if limit is not None:
         query = query.limit(limit)
     if for_update:
@@ -110,7 +114,7 @@ def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None 
     # All at once: iterating a result fetches row by row (psycopg's fetchone costs about
     # as much per row as everything else done here); a batch is bounded by `limit`.
     for record in conn.execute(query).mappings().all():
-        row = {name: record[name] for name in spec.column_names}
+        row = {name: record[name] for name in names}
         rows.append(row)
         if record["m_origin"] is not None:
             metas[row["id"]] = meta_of(record, spec.fields, "m_")
@@ -170,23 +174,8 @@ class MetaWriter:
         meta.stored = True
 
     def flush(self, conn: Connection) -> None:
-        if self.rows:
-            conn.execute(upsert(conn, _meta, ("table_name", "row_id")), list(self.rows.values()))
+        write_rows(conn, _meta, list(self.rows.values()), keys=("table_name", "row_id"))
         self.rows.clear()
-
-
-def upsert(conn: Connection, table, keys: tuple[str, ...]):
-    """INSERT ... ON CONFLICT (keys) DO UPDATE every other column, for either engine: one
-    statement for a whole batch of new and changed rows (SQLAlchemy sends many rows per
-    statement), where UPDATE would take one round trip per row."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    statement = dialect_insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys})
 
 
 def restamp(clock: Clock, row: Mapping, meta: Meta | None, hashes: dict[str, str],

@@ -1,0 +1,61 @@
+"""Batch writes: through COPY on PostgreSQL, an executemany on SQLite, the same rows either way."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from strongroom.core.db.bulkwrite import upsert, write_rows
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import TherapySession
+from tests.core.conftest import seed_clients
+
+_sessions = TherapySession.__table__
+
+
+def _rows(engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(_sessions).order_by(_sessions.c.id)).mappings()]
+
+
+def test_rows_written_in_a_batch_read_back_as_the_statement_by_statement_write_left_them(ctx):
+    seed_clients(ctx, n=12)
+    originals = _rows(ctx.engine)
+    with transaction(ctx.engine) as conn:
+        conn.execute(_sessions.delete())
+        write_rows(conn, _sessions, originals[:5])                      # plain inserts
+        write_rows(conn, _sessions, originals[5:])                      # a second batch, one transaction
+    assert _rows(ctx.engine) == originals     # enums, bytes, NULLs and datetimes all as they were
+
+
+def test_an_upsert_updates_the_rows_that_exist_and_inserts_the_others(ctx):
+    seed_clients(ctx, n=10)
+    originals = _rows(ctx.engine)
+    changed = [{**r, "status": "CANCELLED", "sync_version": r["sync_version"] + 100} for r in originals[:4]]
+    with transaction(ctx.engine) as conn:
+        conn.execute(_sessions.delete().where(_sessions.c.id.in_([r["id"] for r in originals[4:]])))
+        write_rows(conn, _sessions, changed + originals[4:], keys=("id",))
+    after = {r["id"]: r for r in _rows(ctx.engine)}
+    assert len(after) == 10
+    assert all(after[r["id"]]["status"].value == "CANCELLED" for r in changed)
+    assert all(after[r["id"]] == r for r in originals[4:])
+
+
+def test_a_batch_in_a_transaction_that_rolls_back_leaves_nothing(ctx):
+    seed_clients(ctx, n=10)
+    originals = _rows(ctx.engine)
+    with pytest.raises(RuntimeError), transaction(ctx.engine) as conn:
+        conn.execute(_sessions.delete())
+        write_rows(conn, _sessions, [{**r, "status": "CANCELLED"} for r in originals])
+        raise RuntimeError("abandon")
+    assert _rows(ctx.engine) == originals
+    with transaction(ctx.engine) as conn:               # the connection's staging table is usable again
+        write_rows(conn, _sessions, originals, keys=("id",))
+        assert conn.execute(select(func.count()).select_from(_sessions)).scalar() == 10
+
+
+def test_the_upsert_statement_is_one_statement_for_either_engine(ctx):
+    seed_clients(ctx, n=2)
+    originals = _rows(ctx.engine)
+    with transaction(ctx.engine) as conn:
+        conn.execute(upsert(conn, _sessions, ("id",)), [{**r, "status": "CANCELLED"} for r in originals])
+        assert {r.status.value for r in conn.execute(select(_sessions.c.status))} == {"CANCELLED"}
