@@ -108,6 +108,11 @@ class BatchKeys:
         says why, for the caller to raise or to show as erased)."""
         return self._ciphers.get(raw_key_id)
 
+    def openers(self) -> dict[bytes, object]:
+        """{16-byte key id: FieldCipher.opener} for every usable key of the batch (a
+        missing id: see `unavailable`). Same lifetime as this BatchKeys: the batch's."""
+        return {raw: cipher.opener for raw, cipher in self._ciphers.items()}
+
     def unavailable(self, raw_key_id: bytes) -> StrongroomError:
         """Why a key cannot be used, as the error to raise: KeyUnavailableError when it is
         destroyed (crypto-shredded), missing or wrapped by a KEK not loaded here,

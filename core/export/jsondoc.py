@@ -9,13 +9,34 @@ from __future__ import annotations
 import io
 import json
 
+import orjson
+
 # Line breaks that JSON leaves raw but many line readers (Python's splitlines among
 # them) split on: escaped, so one record is always one line.
 _BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+_BREAKS_UTF8 = (b"\xc2\x85", b"\xe2\x80\xa8", b"\xe2\x80\xa9")
 
 
 def _line(row: dict) -> str:
     return json.dumps(row, ensure_ascii=False, separators=(",", ":")).translate(_BREAKS)
+
+
+def lines(rows: list[dict]) -> str:
+    """Each row as `_line` writes it, each followed by a newline, in one string.
+
+    orjson writes what json.dumps(ensure_ascii=False, compact separators) writes for
+    these values (text, integers, booleans, None; the same escapes) at a tenth of the
+    cost, for the whole batch in one go; the rare batch holding a break to escape is
+    translated whole, and what orjson refuses (a lone surrogate, an integer beyond 64
+    bits) goes through json as before. A property test holds the two equal."""
+    try:
+        body = b"\n".join(map(orjson.dumps, rows))
+    except (TypeError, orjson.JSONEncodeError):
+        return "".join(_line(row) + "\n" for row in rows)
+    text = body.decode()
+    if any(mark in body for mark in _BREAKS_UTF8):
+        text = text.translate(_BREAKS)
+    return text + "\n" if rows else ""
 
 
 class NdjsonDocument:
@@ -28,7 +49,7 @@ class NdjsonDocument:
         pass
 
     def write_rows(self, rows: list[dict]) -> None:
-        self._out.write("".join(_line(row) + "\n" for row in rows))
+        self._out.write(lines(rows))
 
     def end_table(self) -> None:
         pass
@@ -48,9 +69,10 @@ class JsonDocument:
         self._out.write("[")
 
     def write_rows(self, rows: list[dict]) -> None:
-        for row in rows:
-            self._out.write(("\n" if self._first else ",\n") + _line(row))
-            self._first = False
+        if not rows:
+            return
+        self._out.write(("\n" if self._first else ",\n") + lines(rows)[:-1].replace("\n", ",\n"))
+        self._first = False
 
     def end_table(self) -> None:
         self._out.write("\n]\n")

@@ -41,6 +41,7 @@ from sqlalchemy import func, insert, select, update
 from strongroom.core import audit
 from strongroom.core.auth import rbac
 from strongroom.core.auth.users import get_user
+from strongroom.core.bulk import collector_paused
 from strongroom.core.config import Settings
 from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
@@ -301,7 +302,8 @@ def _write(ctx: Context, principal: Principal, request: Request, output: Output,
             document.begin_table(table, request.tables[table])
             for rows in stream_records(conn, ctx.keyring, principal, table, request.tables[table],
                                        where=where[table], reveal=reveal, batch_size=batch):
-                document.write_rows(rows)
+                with collector_paused():      # one batch's strings and lists (core.bulk)
+                    document.write_rows(rows)
                 counts[table] += len(rows)
                 done += len(rows)
                 progress(done, total, f"{table}: {counts[table]} rows")

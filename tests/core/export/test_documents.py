@@ -109,3 +109,23 @@ def test_pdf_text_keeps_every_character_printed_or_named(writer, value):
     restored = re.sub(r"\[U\+([0-9A-F]{4,6})\]", lambda m: chr(int(m.group(1), 16)), cleaned)
     expected = "".join(" " if pdf.unicodedata.category(c) in ("Cf", "Co", "Cn") else c for c in value)
     assert restored == expected
+
+any_text = st.text(alphabet=st.characters(codec=None), max_size=30)   # lone surrogates, U+2028, controls
+json_values = st.one_of(st.none(), any_text, st.integers(-2**70, 2**70), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.fixed_dictionaries({f: json_values for f in FIELDS}), max_size=6))
+def test_ndjson_and_json_are_what_json_dumps_writes(batch):
+    """Byte for byte the standard library's compact, non-ASCII output with the line
+    breaks escaped, one record a line (what every export wrote before orjson)."""
+    by_json = [json.dumps(r, ensure_ascii=False, separators=(",", ":")).translate(jsondoc._BREAKS) for r in batch]
+    assert written(jsondoc.NdjsonDocument, batch) == "".join(line + "\n" for line in by_json)
+    assert written(jsondoc.JsonDocument, batch) == "[" + "".join(
+        ("\n" if i == 0 else ",\n") + line for i, line in enumerate(by_json)) + "\n]\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(values, json_values, st.text(alphabet=',"\r\n =+-@\tx1', max_size=8)), max_size=20))
+def test_csv_cells_are_fields(column):
+    assert csvdoc.cells(column) == [csvdoc.field(v) for v in column]
