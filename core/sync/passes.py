@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -656,8 +657,9 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
 
     directions = ([("push", local, remote, remote_peer_id)] if options.push else []) + (
         [("pull", remote, local, peer_id)] if options.pull else [])
-    result: dict = {"push": {}, "pull": {}, "peer_site": remote.site}
+    result: dict = {"push": {}, "pull": {}, "peer_site": remote.site, "seconds": {}}
     for direction, src, dst, dst_peer in directions:
+        started = time.monotonic()
         progress(f"{direction}: keys")
         result[direction][KEYS_TABLE] = move_keys(src, dst, watermark=marks.get((KEYS_TABLE, direction), (0,))[0],
                                                   set_watermark=setter(KEYS_TABLE, direction),
@@ -671,4 +673,5 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
                                 set_watermark=setter(spec.name, direction), dst_peer_id=dst_peer,
                                 policy=policy, options=options)
             result[direction][spec.name] = counts.__dict__
+        result["seconds"][direction] = round(time.monotonic() - started, 3)
     return result
