@@ -17,8 +17,12 @@ the client a session or file belongs to) ride along but are not fields: a person
 among content only. Fields are named by their logical names (`email`, not `email_enc`).
 
 Viewing decrypts PHI inside the daemon to compare the versions (two ciphertexts of one
-value never match). A principal with `phi:read` sees plaintext, audited as a READ;
-anyone else sees masked values. Resolving takes a choice per field (local, remote or
+value never match). What leaves it is the minimum a decision needs: the fields that
+differ between local and remote, each with its base, local and remote value; every other
+field is named, never shown, until a person asks for it, one field at a time
+(`reveal_field`). A principal with `phi:read` sees plaintext, and each disclosure is
+audited as a READ naming the table, the row and exactly the PHI fields shown (never their
+values); anyone else sees masked values. Resolving takes a choice per field (local, remote or
 base), never a value, so a person without `phi:read` resolves a conflict without any
 plaintext reaching them. The chosen PHI is opened and sealed again with the row's own
 key (a ciphertext from another key or row never lands in the row as it is), blind
@@ -274,15 +278,18 @@ def _check_images(record: Mapping) -> None:
 
 
 def _views(conn: Connection, keyring: Keyring, record: Mapping,
-           keys: BatchKeys | None = None) -> dict[str, FieldView]:
-    """Every field any version carries, each version opened (PHI decrypted in here only)
-    with `keys` (a page's, from `_page_keys`) or this record's own."""
+           keys: BatchKeys | None = None, only: str | None = None) -> dict[str, FieldView]:
+    """Every field any version carries (or just the field `only`), each version opened
+    (PHI decrypted in here only) with `keys` (a page's, from `_page_keys`) or this
+    record's own."""
     _check_images(record)
     keys = keys if keys is not None else _page_keys(conn, keyring, [record])
     table_name, row_id = record["table_name"], record["row_id"]
     images = {v: record[v] or {} for v in VERSIONS}
     views: dict[str, FieldView] = {}
     for name, field in fields_of(table_name).items():
+        if only is not None and name != only:
+            continue
         column = field.column.name
         if not any(column in image for image in images.values()):
             continue
@@ -391,32 +398,76 @@ def count_open(conn: Connection) -> dict[uuid.UUID, int]:
     return {peer_id: n for peer_id, n in rows}
 
 
+def _field_value(name: str, view: FieldView, reveal: bool, chosen: str | None) -> dict:
+    """One field as a person sees it: base, local and remote (plaintext or masked), which
+    side moved, which versions are absent or unreadable, and the choice made if resolved."""
+    return {
+        "name": name, "phi": view.field.phi, "differs": view.differs, "changed": view.changed(),
+        **{version: _display(view.field, view.versions[version], reveal) for version in VERSIONS},
+        "absent": [v for v in VERSIONS if not view.versions[v].present],
+        "unreadable": [v for v in VERSIONS if view.versions[v].problem],
+        "chosen": chosen,
+    }
+
+
+def _phi_shown(views: Mapping[str, FieldView]) -> list[str]:
+    """The PHI fields among `views` whose plaintext some version carries: what a reader
+    with phi:read is shown, and what the READ entry must name."""
+    return sorted(name for name, view in views.items() if view.field.phi
+                  and any(o.present and o.value is not None and not o.problem for o in view.versions.values()))
+
+
+def _audit_read(conn: Connection, principal: Principal, record: Mapping, fields: list[str], via: str) -> None:
+    audit.append(conn, actor=principal.actor, action="READ", table_name=record["table_name"],
+                 record_id=record["row_id"], session_id=principal.session_id,
+                 ip_address=principal.ip_address, user_agent=principal.user_agent,
+                 details={"phi": True, "via": via, "conflict_id": str(record["id"]), "fields": fields})
+
+
 def get_conflict(conn: Connection, keyring: Keyring, principal: Principal,
                  conflict_id: uuid.UUID) -> dict:
-    """One conflict with base, local and remote per field: plaintext PHI for `phi:read`
-    (audited as a READ of the row), masked for everyone else. Needs a writable
-    transaction when the principal may read PHI (the audit entry)."""
+    """One conflict as a person settles it: base, local and remote for the fields that
+    differ between local and remote (`field_values`), and only the names of the others
+    (`other_fields`; `reveal_field` shows one on request). Plaintext PHI for `phi:read`,
+    audited as a READ of the row naming the differing PHI fields; masked for everyone
+    else, audited as nothing. Needs a writable transaction when the principal may read
+    PHI (the audit entry)."""
     _require(principal, "sync:resolve")
     record = _load(conn, conflict_id)
     views = _views(conn, keyring, record)
     reveal = principal.can("phi:read")
     chosen = (record["resolution"] or {}).get("choices", {})
-    fields = [{
-        "name": name, "phi": view.field.phi, "differs": view.differs, "changed": view.changed(),
-        **{version: _display(view.field, view.versions[version], reveal) for version in VERSIONS},
-        "absent": [v for v in VERSIONS if not view.versions[v].present],
-        "unreadable": [v for v in VERSIONS if view.versions[v].problem],
-        "chosen": chosen.get(name),
-    } for name, view in views.items()]
-    shown_phi = sorted(name for name, view in views.items() if view.field.phi
-                       and any(o.present and o.value is not None and not o.problem for o in view.versions.values()))
+    differing = {name: view for name, view in views.items() if view.differs}
+    fields = [_field_value(name, view, reveal, chosen.get(name)) for name, view in differing.items()]
+    others = [{"name": name, "phi": view.field.phi} for name, view in views.items() if not view.differs]
+    shown_phi = _phi_shown(differing)
     if reveal and shown_phi:
-        audit.append(conn, actor=principal.actor, action="READ", table_name=record["table_name"],
-                     record_id=record["row_id"], session_id=principal.session_id,
-                     ip_address=principal.ip_address, user_agent=principal.user_agent,
-                     details={"phi": True, "via": "sync.conflict", "conflict_id": str(conflict_id),
-                              "fields": shown_phi})
-    return {**_summary(record, views), "masked": not reveal, "field_values": fields}
+        _audit_read(conn, principal, record, shown_phi, "sync.conflict")
+    return {**_summary(record, views), "masked": not reveal, "field_values": fields, "other_fields": others}
+
+
+def reveal_field(conn: Connection, keyring: Keyring, principal: Principal,
+                 conflict_id: uuid.UUID, name: str) -> dict:
+    """One field of a conflict, asked for by name: its base, local and remote values as
+    `get_conflict` would show them. Only that field is opened; with `phi:read` a PHI field
+    is shown in plaintext and audited as a READ naming that one field. Any field the
+    conflict's versions carry may be asked for, differing or not."""
+    _require(principal, "sync:resolve")
+    record = _load(conn, conflict_id)
+    _check_images(record)
+    carried = [n for n, f in fields_of(record["table_name"]).items()
+               if any(f.column.name in (record[v] or {}) for v in VERSIONS)]
+    if name not in carried:
+        raise ValidationError(f"conflict {conflict_id} has no field {_shown(name)}; "
+                              f"its fields are: {', '.join(carried) or 'none'}")
+    views = _views(conn, keyring, record, only=name)
+    reveal = principal.can("phi:read")
+    chosen = (record["resolution"] or {}).get("choices", {})
+    shown_phi = _phi_shown(views)
+    if reveal and shown_phi:
+        _audit_read(conn, principal, record, shown_phi, "sync.conflict.field")
+    return {"id": record["id"], "table": record["table_name"], "row_id": record["row_id"],
+            "masked": not reveal, "field": _field_value(name, views[name], reveal, chosen.get(name))}
 
 
 # --- resolving ------------------------------------------------------------------------

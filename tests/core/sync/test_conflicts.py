@@ -142,7 +142,8 @@ def test_view_masks_phi_for_a_resolver_without_phi_read_and_audits_nothing(ctx, 
     assert fields["email"]["local"] == "av***@example.org" and fields["email"]["changed"] == "local"
     assert fields["status"]["local"] == "ACTIVE" and fields["status"]["remote"] == "INACTIVE"
     assert fields["status"]["changed"] == "remote" and fields["status"]["phi"] is False
-    assert fields["first_name"]["differs"] is False and fields["first_name"]["local"] == "A***"
+    assert "first_name" not in fields                               # the same on both sides: named only
+    assert {"name": "first_name", "phi": True} in result["other_fields"]
     dumped = json.dumps(result, default=str)
     for secret in ("Avery", "Ashford", "912-34-5678", "Maple", OLD_EMAIL, AVERY["email"], LOCAL_PHONE,
                    BASE_PHONE, REMOTE_PHONE):
@@ -162,7 +163,105 @@ def test_view_with_phi_read_shows_plaintext_and_audits_the_read(ctx, world):
     assert (entry.action, entry.actor, entry.table_name, entry.record_id) == (
         "READ", "user:lead", "clients", str(world["client_id"]))
     assert entry.details["phi"] is True and entry.details["via"] == "sync.conflict"
-    assert "phone" in entry.details["fields"] and LOCAL_PHONE not in json.dumps(entry.details)
+    assert entry.details["fields"] == ["email", "phone"] and LOCAL_PHONE not in json.dumps(entry.details)
+
+
+# --- minimum necessary: the differing fields, others one at a time on request ------------
+
+UNCHANGED_PHI = ("first_name", "last_name", "ssn", "address")
+
+
+def audit_entries(ctx) -> int:
+    with ctx.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(_log)).scalar_one()
+
+
+def reveal(ctx, principal, conflict_id, name):
+    with transaction(ctx.engine) as conn:
+        return conflicts.reveal_field(conn, ctx.keyring, principal, conflict_id, name)
+
+
+@pytest.mark.parametrize("principal", [LEAD, OPERATOR], ids=["phi-read", "no-phi-read"])
+def test_the_view_shows_only_the_differing_fields_and_names_the_rest(ctx, world, principal):
+    result = view(ctx, principal, world["conflict_id"])
+    assert [f["name"] for f in result["field_values"]] == ["email", "phone", "status"] == result["fields"]
+    assert all(f["differs"] for f in result["field_values"])
+    others = {f["name"]: f["phi"] for f in result["other_fields"]}
+    assert set(UNCHANGED_PHI) <= set(others) and all(others[n] for n in UNCHANGED_PHI)
+    assert not set(others) & {"email", "phone", "status"}
+    dumped = json.dumps(result, default=str)
+    for secret in ("Avery", "Ashford", "912-34-5678", "***-**-", "Maple", "Springfield"):
+        assert secret not in dumped, secret           # unchanged PHI: not even masked
+
+
+def test_the_read_entry_of_a_view_names_only_the_differing_phi_fields(ctx, world):
+    before = audit_entries(ctx)
+    view(ctx, LEAD, world["conflict_id"])
+    with ctx.engine.connect() as conn:
+        entries = audit.tail(conn, limit=audit_entries(ctx) - before)
+    assert [(e.action, e.table_name, e.record_id) for e in entries] == [
+        ("READ", "clients", str(world["client_id"]))]
+    assert entries[0].details == {"phi": True, "via": "sync.conflict",
+                                  "conflict_id": str(world["conflict_id"]), "fields": ["email", "phone"]}
+
+
+def test_revealing_a_field_shows_that_field_alone_and_audits_exactly_it(ctx, world):
+    before = audit_entries(ctx)
+    result = reveal(ctx, LEAD, world["conflict_id"], "ssn")
+    assert result["masked"] is False and result["id"] == world["conflict_id"]
+    assert (result["table"], result["row_id"]) == ("clients", world["client_id"])
+    ssn = result["field"]
+    assert (ssn["name"], ssn["phi"], ssn["differs"], ssn["changed"]) == ("ssn", True, False, None)
+    assert ssn["base"] == ssn["local"] == ssn["remote"] == AVERY["ssn"]
+    dumped = json.dumps(result, default=str)
+    for secret in ("Avery", "Ashford", "Maple", LOCAL_PHONE, REMOTE_PHONE, AVERY["email"]):
+        assert secret not in dumped, secret            # one field, and nothing else
+    with ctx.engine.connect() as conn:
+        entries = audit.tail(conn, limit=audit_entries(ctx) - before)
+    assert len(entries) == 1
+    assert (entries[0].action, entries[0].actor, entries[0].table_name, entries[0].record_id) == (
+        "READ", "user:lead", "clients", str(world["client_id"]))
+    assert entries[0].details == {"phi": True, "via": "sync.conflict.field",
+                                  "conflict_id": str(world["conflict_id"]), "fields": ["ssn"]}
+
+    reveal(ctx, LEAD, world["conflict_id"], "address")   # each reveal its own entry
+    with ctx.engine.connect() as conn:
+        latest = audit.tail(conn, limit=1)[0]
+    assert latest.details["fields"] == ["address"] and audit_entries(ctx) == before + 2
+
+
+def test_revealing_a_field_without_phi_read_shows_it_masked_and_audits_nothing(ctx, world):
+    before = audit_entries(ctx)
+    result = reveal(ctx, OPERATOR, world["conflict_id"], "ssn")
+    assert result["masked"] is True and result["field"]["local"] == "***-**-5678"
+    assert AVERY["ssn"] not in json.dumps(result, default=str)
+    status = reveal(ctx, OPERATOR, world["conflict_id"], "intake_date")["field"]
+    assert status["phi"] is False and status["differs"] is False
+    assert audit_entries(ctx) == before
+    resolve(ctx, OPERATOR, world["conflict_id"], ALL)      # and resolves with no plaintext at all
+
+
+def test_a_non_phi_field_revealed_with_phi_read_is_not_a_phi_read(ctx, world):
+    before = audit_entries(ctx)
+    assert reveal(ctx, LEAD, world["conflict_id"], "data_sensitivity")["field"]["phi"] is False
+    assert audit_entries(ctx) == before
+
+
+@pytest.mark.parametrize("name, message", [
+    ("shoe_size", "has no field 'shoe_size'; its fields are: practitioner_id, first_name"),
+    ("DROP TABLE x; --", r"has no field \(not a field name\)"),
+    ("email_enc", "has no field 'email_enc'"),
+    ("sync_version", "has no field 'sync_version'"),
+], ids=["unknown", "not-a-name", "column-not-field", "bookkeeping"])
+def test_revealing_a_field_the_conflict_lacks_is_refused_and_audits_nothing(ctx, world, name, message):
+    before = audit_entries(ctx)
+    with pytest.raises(ValidationError, match=message):
+        reveal(ctx, LEAD, world["conflict_id"], name)
+    with pytest.raises(PermissionDenied, match="sync:resolve"):
+        reveal(ctx, CLINICIAN, world["conflict_id"], "ssn")
+    with pytest.raises(NotFoundError):
+        reveal(ctx, LEAD, new_id(), "ssn")
+    assert audit_entries(ctx) == before
 
 
 def test_reading_or_resolving_needs_sync_resolve(ctx, world):
