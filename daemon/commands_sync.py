@@ -5,7 +5,8 @@ Seeing peers and status needs `config:read`; adding, removing, pausing and resum
 peer `config:write`; a pass `job:sync:run` (it is a `sync` job, like `job.run`). Seeing
 and resolving conflicts, and the quarantine, needs `sync:resolve` (operators hold it
 without `phi:read`: they see PHI masked and resolve by choosing versions, never by
-sending values; the quarantine never shows a row's content). A resolution is published
+sending values; the quarantine never shows a row's content). A conflict shows the fields
+that differ; any other is opened only when asked for by name, one at a time. A resolution is published
 on the `sync.conflict` topic so every console showing the queue refreshes at once.
 
 Peer addresses are shown with any password masked, and no error repeats a name or an
@@ -188,9 +189,28 @@ class ConflictArgs(Args):
 
 @command("sync.conflict", permission="sync:resolve", args=ConflictArgs)
 def sync_conflict_cmd(d: "Daemon", call: Call) -> dict:
-    """One conflict with base, local and remote per field; PHI masked without phi:read."""
+    """One conflict: base, local and remote for the fields that differ (field_values),
+    only the names of the others (other_fields; sync.conflict.field shows one); PHI
+    masked without phi:read, a plaintext view audited as a READ of the differing fields."""
     with transaction(d.ctx.engine) as conn:   # writable: a plaintext view is audited
         return conflicts.get_conflict(conn, d.ctx.keyring, call.principal, call.args.conflict_id)
+
+
+class ConflictFieldArgs(Args):
+    conflict_id: uuid.UUID
+    # a field's logical name (`ssn`, not `ssn_enc`); the pattern keeps arbitrary text,
+    # which may itself be PHI, out of the core's error
+    field: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+
+
+@command("sync.conflict.field", permission="sync:resolve", args=ConflictFieldArgs)
+def sync_conflict_field_cmd(d: "Daemon", call: Call) -> dict:
+    """One field of a conflict, asked for by name (any field its versions carry): base,
+    local and remote; PHI masked without phi:read, plaintext audited as a READ naming
+    that one field."""
+    a: ConflictFieldArgs = call.args
+    with transaction(d.ctx.engine) as conn:   # writable: a plaintext field is audited
+        return conflicts.reveal_field(conn, d.ctx.keyring, call.principal, a.conflict_id, a.field)
 
 
 class ResolveArgs(Args):

@@ -80,6 +80,40 @@ def test_operator_sees_phi_masked_resolves_and_consoles_hear_of_it(sync_daemon):
     assert entries[0]["actor"] == "user:operator1"
 
 
+def test_a_conflict_shows_the_differing_fields_and_reveals_others_one_at_a_time(sync_daemon):
+    first = sync_daemon.seeded["conflicts"][0]
+    view = sync_daemon.call("sync.conflict", {"conflict_id": first})           # local operator: phi:read
+    assert [f["name"] for f in view["field_values"]] == view["fields"] == ["phone"]
+    others = [f["name"] for f in view["other_fields"]]
+    assert "ssn" in others and "phone" not in others
+    (read,) = sync_daemon.call("audit.tail", {"limit": 1, "action": "READ"})
+    assert read["record_id"] == view["row_id"] and read["details"]["fields"] == ["phone"]
+
+    ssn = sync_daemon.call("sync.conflict.field", {"conflict_id": first, "field": "ssn"})
+    assert ssn["masked"] is False and ssn["field"]["name"] == "ssn" and ssn["field"]["differs"] is False
+    plain = ssn["field"]["local"]
+    assert plain and plain not in json.dumps(view)                             # not in the view, only here
+    (read,) = sync_daemon.call("audit.tail", {"limit": 1, "action": "READ"})
+    assert (read["table_name"], read["record_id"]) == ("clients", view["row_id"])
+    assert read["details"]["fields"] == ["ssn"] and read["details"]["via"] == "sync.conflict.field"
+    assert plain not in json.dumps(read)
+
+    token = login(sync_daemon, "operator1", sync_daemon.seeded["operator_totp"])
+    reads = len(sync_daemon.call("audit.tail", {"limit": 1000, "action": "READ"}))
+    masked = sync_daemon.call("sync.conflict.field", {"conflict_id": first, "field": "ssn"}, token=token)
+    assert masked["masked"] is True and masked["field"]["local"].startswith("***-**-")
+    assert plain not in json.dumps(masked)
+    assert len(sync_daemon.call("audit.tail", {"limit": 1000, "action": "READ"})) == reads
+
+    err = error_of(sync_daemon, "sync.conflict.field", {"conflict_id": first, "field": "shoe_size"})
+    assert err.code == "bad_request" and "has no field 'shoe_size'" in err.message
+    err = error_of(sync_daemon, "sync.conflict.field", {"conflict_id": first, "field": "123-45-6789"})
+    assert err.code == "bad_request" and "field" in err.message and "123-45-6789" not in err.message
+    auditor = login(sync_daemon, "auditor1")
+    err = error_of(sync_daemon, "sync.conflict.field", {"conflict_id": first, "field": "ssn"}, token=auditor)
+    assert err.code == "forbidden" and "sync:resolve" in err.message
+
+
 def test_bad_requests_get_clear_errors_and_change_nothing(sync_daemon):
     first, second = sync_daemon.seeded["conflicts"][:2]
     before = sync_daemon.call("sync.conflicts", {"status": "all"})
