@@ -6,8 +6,9 @@ add|list|remove|pause|resume` manages peers (changing them needs config:write);
 `sync quarantine` lists rows a peer sent that failed validation, never their content.
 
 The conflict queue (`conflicts|show|resolve`) needs `sync:resolve`. The daemon decides
-what a person may see: PHI is masked for anyone without `phi:read`, and the queue names
-the fields that differ, never their values. Resolving sends a choice per field (local,
+what a person may see: PHI is masked for anyone without `phi:read`, the queue names the
+fields that differ, never their values, and `show` gives the values of those fields only
+(`show ID --field NAME` opens one other, audited as a read of that field). Resolving sends a choice per field (local,
 remote or base), never a value, so an operator resolves a conflict without any plaintext
 reaching the terminal.
 
@@ -282,14 +283,34 @@ def conflicts_cmd(state: CliState, status: str, socket_path, as_json: bool) -> N
 
 @group.command(name="show")
 @click.argument("conflict_id", type=click.UUID)
+@click.option("--field", "field", metavar="NAME",
+              help="Show this one field instead (any field the conflict carries, differing or not).")
 @socket_option
 @json_option
 @pass_state
-def show_cmd(state: CliState, conflict_id: uuid.UUID, socket_path, as_json: bool) -> None:
-    """One conflict side by side: base, local and remote per field (PHI masked without
-    phi:read; with it, the daemon audits the view as a read of the row)."""
+def show_cmd(state: CliState, conflict_id: uuid.UUID, field: str | None, socket_path, as_json: bool) -> None:
+    """One conflict side by side: base, local and remote for the fields that differ, and
+    the names of the others (PHI masked without phi:read; with it, the daemon audits the
+    view as a read of the differing fields). --field NAME shows one other field, audited
+    as a read of that field alone."""
+    if field is not None:
+        args = {"conflict_id": str(conflict_id), "field": field}
+        one = run_remote(state, socket_path, lambda c: c.call("sync.conflict.field", args))
+        emit(as_json, one, _field_human)
+        return
     data = run_remote(state, socket_path, lambda c: c.call("sync.conflict", {"conflict_id": str(conflict_id)}))
     emit(as_json, data, _show_human)
+
+
+def _header() -> None:
+    click.echo(f"  {'field':<22} {'base':<22} {'local':<22} {'remote':<22} chosen")
+
+
+def _field_row(f: dict) -> None:
+    cells = [(f[v] if f[v] is not None else ("(absent)" if v in f["absent"] else "(empty)"))[:22]
+             for v in ("base", "local", "remote")]
+    mark = "≠" if f["differs"] else " "
+    click.echo(f"{mark} {f['name']:<22} {cells[0]:<22} {cells[1]:<22} {cells[2]:<22} {f['chosen'] or ''}")
 
 
 def _show_human(d: dict) -> None:
@@ -298,12 +319,20 @@ def _show_human(d: dict) -> None:
         click.echo("  PHI masked: you lack phi:read; resolving needs only a choice per field")
     if not d["has_base"]:
         click.echo("  no base version: no common ancestor is known, choose local or remote")
-    click.echo(f"  {'field':<22} {'base':<22} {'local':<22} {'remote':<22} chosen")
+    _header()
     for f in d["field_values"]:
-        cells = [(f[v] if f[v] is not None else ("(absent)" if v in f["absent"] else "(empty)"))[:22]
-                 for v in ("base", "local", "remote")]
-        mark = "≠" if f["differs"] else " "
-        click.echo(f"{mark} {f['name']:<22} {cells[0]:<22} {cells[1]:<22} {cells[2]:<22} {f['chosen'] or ''}")
+        _field_row(f)
+    others = d.get("other_fields") or []
+    if others:
+        click.echo(f"  the same on both sides, not shown: {', '.join(o['name'] for o in others)}")
+        click.echo(f"  show one: strongroom sync show {d['id']} --field NAME")
+
+
+def _field_human(d: dict) -> None:
+    click.echo(f"conflict {d['id']}  {d['table']} row {d['row_id']}  field {d['field']['name']}"
+               + ("  (PHI masked: you lack phi:read)" if d["masked"] else ""))
+    _header()
+    _field_row(d["field"])
 
 
 def _field_choices(specs: tuple[str, ...]) -> dict[str, str]:

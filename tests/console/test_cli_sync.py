@@ -88,6 +88,32 @@ def test_operator_sees_phi_masked_and_resolves_by_choice(daemon, capsys, tmp_pat
     assert first in out and "resolved by user:operator1" in out
 
 
+def test_show_gives_the_differing_fields_and_one_other_field_on_request(daemon, capsys, tmp_path):
+    first = daemon.seeded["conflicts"][0]
+    ssn = daemon.call("sync.conflict.field", {"conflict_id": first, "field": "ssn"})["field"]["local"]
+    reads = len(daemon.call("audit.tail", {"limit": 1000, "action": "READ"}))
+
+    code, out, err = cli(capsys, daemon, "sync", "show", first)                  # the local operator
+    assert code == 0, err
+    rows = [line for line in out.splitlines() if line[:1] in ("≠", " ") and not line.startswith("  ")]
+    assert [line.split()[1] for line in rows] == ["phone"]
+    assert "the same on both sides, not shown:" in out and "ssn" in out and ssn not in out
+    assert f"strongroom sync show {first} --field NAME" in out
+    code, out, err = cli(capsys, daemon, "sync", "show", first, "--field", "ssn")
+    assert code == 0 and ssn in out and "field ssn" in out, err
+    latest = daemon.call("audit.tail", {"limit": 1, "action": "READ"})[0]
+    assert latest["details"]["fields"] == ["ssn"] and ssn not in json.dumps(latest)
+    assert len(daemon.call("audit.tail", {"limit": 1000, "action": "READ"})) == reads + 2   # view, then ssn
+
+    log_in(capsys, daemon, tmp_path, "operator1", daemon.seeded["operator_totp"])
+    code, out, err = cli(capsys, daemon, "sync", "show", first, "--field", "ssn", "--json")
+    assert code == 0, err
+    masked = json.loads(out)
+    assert masked["masked"] is True and masked["field"]["local"].startswith("***-**-") and ssn not in out
+    code, out, err = cli(capsys, daemon, "sync", "show", first, "--field", "shoe_size")
+    assert code == 2 and "has no field 'shoe_size'" in err and not out
+
+
 def test_resolve_asks_first_and_a_no_changes_nothing(daemon, capsys, monkeypatch):
     second = daemon.seeded["conflicts"][1]
     fields = queue(daemon)[1]["fields"]
@@ -210,3 +236,38 @@ def test_failures_exit_non_zero_and_errors_repeat_no_input(site, capsys):
     assert code != 0 and "no such sync peer" in err and "123-45-6789" not in err
     code, _, err = cli(capsys, site, "sync", "run", "123-45-6789")
     assert code != 0 and "123-45-6789" not in err
+
+
+def test_a_row_the_peer_sent_sealed_under_another_clients_key_is_listed_by_sync_quarantine(site, capsys):
+    """A field moved at the laptop into another client's row (its checksum fixed up) is
+    held by the pass that pulls it, and `sync quarantine` names it and its reason only."""
+    from sqlalchemy import select, update
+
+    from strongroom.core.db.engine import make_engine, transaction
+    from strongroom.core.db.models import Client
+    from strongroom.core.repository.changes import next_change_version, row_checksum
+    assert cli(capsys, site, "sync", "peer", "add", "laptop", site.laptop_url)[0] == 0
+    assert cli(capsys, site, "sync", "run", "laptop", "--wait")[0] == 0
+    clients = Client.__table__
+    laptop = make_engine(site.laptop_url)
+    try:
+        with transaction(laptop) as conn:
+            bad, donor = conn.execute(select(clients.c.id).order_by(clients.c.id).limit(2)).scalars().all()
+            moved = conn.execute(select(clients.c.first_name_enc).where(clients.c.id == donor)).scalar_one()
+            row = dict(conn.execute(select(clients).where(clients.c.id == bad)).mappings().one())
+            row.update(first_name_enc=moved, sync_version=next_change_version(conn))
+            conn.execute(update(clients).where(clients.c.id == bad).values(
+                first_name_enc=moved, sync_version=row["sync_version"], data_checksum=row_checksum(row)))
+    finally:
+        laptop.dispose()
+    code, out, err = cli(capsys, site, "sync", "run", "laptop", "--wait")
+    assert code == 0 and "laptop: sent 0, received 0, conflicts 0, quarantined 1" in out, out + err
+    code, out, err = cli(capsys, site, "sync", "quarantine", "--json")
+    assert code == 0, err
+    (held,) = json.loads(out)
+    assert (held["table"], held["row_id"], held["reason"], held["status"]) == ("clients", str(bad),
+                                                                             "foreign_ciphertext", "open")
+    assert "image" not in held
+    code, out, _ = cli(capsys, site, "sync", "quarantine")
+    (line,) = out.splitlines()
+    assert code == 0 and f"clients          row {bad}" in line and "foreign_ciphertext: clients.first_name" in line
