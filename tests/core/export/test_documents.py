@@ -129,3 +129,13 @@ def test_ndjson_and_json_are_what_json_dumps_writes(batch):
 @given(st.lists(st.one_of(values, json_values, st.text(alphabet=',"\r\n =+-@\tx1', max_size=8)), max_size=20))
 def test_csv_cells_are_fields(column):
     assert csvdoc.cells(column) == [csvdoc.field(v) for v in column]
+    assert csvdoc.column_cells(column) == [csvdoc.field(v) for v in column]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(st.one_of(st.none(), st.text(alphabet=',"\r\n =+-@\tx1*', max_size=8)), max_size=20),
+                 st.lists(st.one_of(st.none(), st.integers(-10**30, 10**30)), max_size=20),
+                 st.lists(st.one_of(st.none(), st.uuids().map(str), st.datetimes().map(lambda d: d.isoformat())),
+                          max_size=20)))
+def test_csv_columns_checked_whole_are_their_fields(column):
+    assert csvdoc.column_cells(column) == [csvdoc.field(v) for v in column]
