@@ -8,11 +8,14 @@ several peers, a choice), its progress shown from `job.*` events, and everything
 when it ends. `f` cycles the queue: open, resolved or all conflicts, then the quarantine
 (rows a peer sent that failed validation: never applied, never shown with content).
 
-Enter opens the highlighted conflict: base, local and remote per field, the fields that
-differ first and marked ≠. `l`, `r` and `b` choose the local, remote or base version
-of the highlighted field; once every differing field has a choice, `a` applies them
-after a confirmation. PHI arrives from the daemon already masked unless the user holds
-phi:read; choosing sends only "local/remote/base" per field, never a value.
+Enter opens the highlighted conflict: base, local and remote for the fields that differ,
+marked ≠; the fields the same on both sides are listed below by name only, their values
+hidden: `v` reveals the highlighted one (one field per request, which the daemon audits
+as a read of that field when it shows plaintext). `l`, `r` and `b` choose the local,
+remote or base version of the highlighted differing field; once every differing field
+has a choice, `a` applies them after a confirmation. PHI arrives from the daemon already
+masked unless the user holds phi:read; choosing sends only "local/remote/base" per field,
+never a value.
 """
 from __future__ import annotations
 
@@ -109,6 +112,7 @@ def cell(value: str | None, style: str = "") -> Text:
 class SyncTab(Vertical):
     BINDINGS = [Binding("l", "choose('local')", "Local"), Binding("r", "choose('remote')", "Remote"),
                 Binding("b", "choose('base')", "Base"), Binding("a", "apply", "Apply"),
+                Binding("v", "reveal", "Reveal field"),
                 Binding("f", "filter", "Filter"), Binding("s", "sync_now", "Sync now"),
                 Binding("n", "next_page", "Next page", show=False),
                 Binding("p", "previous_page", "Previous page", show=False),
@@ -126,6 +130,7 @@ class SyncTab(Vertical):
         self.rows: dict[str, dict] = {}         # conflicts (or quarantined rows) on this page, by id
         self.conflict: dict | None = None       # the one opened
         self.choices: dict[str, str] = {}
+        self.revealed: dict[str, dict] = {}     # fields of the opened conflict shown on request, by name
         self.widths: dict[str, tuple] = {}      # column widths each table was last built with
 
     def compose(self) -> ComposeResult:
@@ -197,6 +202,10 @@ class SyncTab(Vertical):
             return f"this conflict is already {self.conflict['status']}"
         return None
 
+    def hidden(self) -> list[str]:
+        """The opened conflict's fields that are the same on both sides and not yet revealed."""
+        return [f["name"] for f in (self.conflict or {}).get("other_fields") or () if f["name"] not in self.revealed]
+
     def missing(self) -> list[str]:
         return [name for name in (self.conflict or {}).get("fields") or () if name not in self.choices]
 
@@ -224,6 +233,10 @@ class SyncTab(Vertical):
             return None
         if action == "apply" and self.missing():
             return None
+        if action == "reveal" and self.filter == QUARANTINE:
+            return False            # hidden: a quarantined row's content is never shown
+        if action == "reveal" and not self.hidden():
+            return None             # no conflict open, or every field already shown
         if action in ("filter", "next_page", "previous_page") and (
                 self.identity is None or not self.identity.can("sync:resolve")):
             return None
@@ -307,7 +320,7 @@ class SyncTab(Vertical):
         self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
         self.history, self.after_id = [], None
         if QUARANTINE in (was, self.filter):     # the two kinds of rows do not mix
-            self.rows, self.conflict, self.choices = {}, None, {}
+            self.rows, self.conflict, self.choices, self.revealed = {}, None, {}, {}
             self.show_rows()
             self.show_conflict()
             self.queue_table().focus()
@@ -342,7 +355,7 @@ class SyncTab(Vertical):
             self.notify(f"Conflict: {err.message}", severity="error")
             return
         if self.conflict is None or self.conflict["id"] != conflict_id:
-            self.choices = {}
+            self.choices, self.revealed = {}, {}
         self.conflict = conflict
         if conflict["status"] != "open":
             self.choices = {}
@@ -369,13 +382,24 @@ class SyncTab(Vertical):
         head.update(f"{conflict['table']} {conflict['row_id'][:8]}… from {conflict.get('peer') or '?'}{base}{masked}")
         cursor = table.cursor_row
         table.clear()
-        values = sorted(conflict["field_values"], key=lambda f: not f["differs"])
+        values = conflict["field_values"]
+        others = conflict.get("other_fields") or []
         for field in values:
             table.add_row(*self.field_cells(field), key=field["name"])
-        if values:
-            table.move_cursor(row=min(cursor, len(values) - 1))
+        for other in others:
+            table.add_row(*self.other_cells(other), key=other["name"])
+        if values or others:
+            table.move_cursor(row=min(cursor, len(values) + len(others) - 1))
         self.refresh_bindings()
         self.show_note()
+
+    def other_cells(self, other: dict) -> tuple:
+        """A field the same on both sides: its values once revealed, else hidden."""
+        field = self.revealed.get(other["name"])
+        if field is not None:
+            return self.field_cells(field)
+        hidden = Text("hidden", style="dim italic")
+        return (Text(f"  {other['name']}", style="dim"), hidden, hidden, hidden, Text("v", style="dim"))
 
     def field_cells(self, field: dict) -> tuple:
         chosen = self.choices.get(field["name"]) or field.get("chosen")
@@ -405,8 +429,10 @@ class SyncTab(Vertical):
         else:
             missing = self.missing()
             total = len(self.conflict.get("fields") or ())
-            text = (f"l/r/b: choose for ≠ fields ({total - len(missing)} of {total} chosen)" if missing
+            text = (f"l/r/b: choose ≠ fields ({total - len(missing)} of {total} chosen)" if missing
                     else "a: apply the choices")
+            if self.hidden():
+                text += " · v: reveal"
         note.update(f"{page} · {text}" if page else text)
 
     # --- the quarantine -------------------------------------------------------------------
@@ -477,21 +503,33 @@ class SyncTab(Vertical):
                 self.notify("Sync failed: see the peer's last error.", severity="error")
             self.action_reload()
 
+    def shown_field(self, name: str) -> dict | None:
+        """A field of the opened conflict whose values are shown: differing, or revealed."""
+        found = next((f for f in (self.conflict or {}).get("field_values", ()) if f["name"] == name), None)
+        return found or self.revealed.get(name)
+
+    def highlighted_field(self) -> str | None:
+        table = self.query_one("#fields-table", DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
     @on(DataTable.RowSelected, "#fields-table")
     def show_field(self, event: DataTable.RowSelected) -> None:
-        field = next((f for f in (self.conflict or {}).get("field_values", ()) if f["name"] == event.row_key.value),
-                     None)
+        field = self.shown_field(event.row_key.value)
+        if field is None and event.row_key.value in self.hidden():
+            self.notify(f"{event.row_key.value} is hidden: v reveals it.", severity="information")
         if field is not None:
             self.app.push_screen(DetailScreen(f"Field {field['name']}", {
                 k: field[k] for k in ("base", "local", "remote", "differs", "changed", "phi", "unreadable")}))
 
     def action_choose(self, version: str) -> None:
         table = self.query_one("#fields-table", DataTable)
-        if not table.row_count:
+        name = self.highlighted_field()
+        if name is None:
             return
-        name = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        field = next(f for f in self.conflict["field_values"] if f["name"] == name)
-        if not field["differs"]:
+        field = next((f for f in self.conflict["field_values"] if f["name"] == name), None)
+        if field is None or not field["differs"]:
             self.notify(f"{name} is the same locally and remotely: nothing to choose.", severity="warning")
             return
         self.choices[name] = version
@@ -501,6 +539,32 @@ class SyncTab(Vertical):
         following = differing[differing.index(name) + 1:] if name in differing else []
         if following:   # on to the next differing field, so l/r/b can be pressed in a row
             table.move_cursor(row=table.get_row_index(following[0]))
+        self.refresh_bindings()
+        self.show_note()
+
+    def action_reveal(self) -> None:
+        """Show the highlighted hidden field: one request for one field, never a batch."""
+        name = self.highlighted_field()
+        if name is None or name not in self.hidden():
+            shown = name is not None and self.shown_field(name) is not None
+            self.notify(f"{name} is already shown." if shown else "Highlight a hidden field to reveal it.",
+                        severity="warning")
+            return
+        self.reveal_field(self.conflict["id"], name)
+
+    @tab_work(group="sync-reveal")
+    async def reveal_field(self, conflict_id: str, name: str) -> None:
+        try:
+            answer = await fetch(self, "sync.conflict.field", {"conflict_id": conflict_id, "field": name})
+        except ClientError as err:
+            self.notify(f"Could not reveal {name}: {err.message}", severity="error")
+            return
+        if self.conflict is None or self.conflict["id"] != conflict_id:
+            return                  # another conflict was opened meanwhile
+        self.revealed[name] = answer["field"]
+        table = self.query_one("#fields-table", DataTable)
+        for key, value in zip((c[1] for c in FIELD_COLUMNS), self.field_cells(answer["field"])):
+            table.update_cell(name, key, value)
         self.refresh_bindings()
         self.show_note()
 
@@ -523,7 +587,7 @@ class SyncTab(Vertical):
             self.notify(f"Could not resolve: {err.message}", severity="error")
             return
         self.notify("Conflict resolved.")
-        self.choices = {}
+        self.choices, self.revealed = {}, {}
         self.conflict = None
         self.action_reload()
 
@@ -534,7 +598,7 @@ class SyncTab(Vertical):
         if self.conflict is not None and data.get("conflict_id") == self.conflict["id"] \
                 and self.conflict["status"] == "open":
             self.conflict = None
-            self.choices = {}
+            self.choices, self.revealed = {}, {}
             if data.get("by") != self.identity.actor:
                 self.notify("The conflict you had open was resolved elsewhere.", severity="warning")
         self.action_reload()

@@ -68,6 +68,15 @@ async def _operator_resolves(daemon):
             await pilot.press("r")
         assert tab.choices == {name: "remote" for name in fields}
         assert grid.get_row("phone")[4].plain == "remote"
+
+        # the fields the same on both sides are named, their values hidden until asked for
+        assert grid.row_count > len(fields) and [c.plain for c in grid.get_row("ssn")[1:4]] == ["hidden"] * 3
+        reads = len(await in_thread(daemon.call, "audit.tail", {"limit": 1000, "action": "READ"}))
+        grid.move_cursor(row=grid.get_row_index("ssn"))
+        await pilot.press("v")
+        await wait_for(pilot, lambda: grid.get_row("ssn")[2].plain.startswith("***-**-"), what="ssn revealed, masked")
+        assert [c.plain for c in grid.get_row("address")[1:4]] == ["hidden"] * 3
+        assert len(await in_thread(daemon.call, "audit.tail", {"limit": 1000, "action": "READ"})) == reads
         assert app.screen.active_bindings["a"].enabled is True
         await pilot.press("a")
         await wait_for(pilot, showing(app, ConfirmScreen), what="confirmation")

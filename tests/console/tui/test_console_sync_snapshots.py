@@ -56,23 +56,28 @@ SYNC_FIXED = {
         "id": CONFLICT, "peer": "central", "table": "clients", "row_id": ROW, "status": "open",
         "created_at": "2026-11-23T03:51:56+00:00", "fields": ["email", "phone", "status"], "has_base": True,
         "masked": True, "resolved_by": None, "resolved_at": None,
+        # only the differing fields carry values; the rest are named (sync.conflict.field opens one)
         "field_values": [
-            masked_field("first_name", "A***", "A***", "A***", differs=False),
-            masked_field("last_name", "A***", "A***", "A***", differs=False),
-            masked_field("date_of_birth", "[redacted]", "[redacted]", "[redacted]", differs=False),
             masked_field("email", "av***@example.org", "av***@example.org", "av***@example.org",
                          differs=True, changed="local"),
             masked_field("phone", "***-***-0142", "***-***-0100", "***-***-0177", differs=True, changed="both"),
-            masked_field("address", "12 ***", "12 ***", "12 ***", differs=False),
-            masked_field("medical_history", None, None, None, differs=False),
             masked_field("status", "ACTIVE", "ACTIVE", "INACTIVE", differs=True, changed="remote", phi=False),
-            masked_field("intake_date", "2024-03-01", "2024-03-01", "2024-03-01", differs=False, phi=False),
-        ]},
+        ],
+        "other_fields": [{"name": name, "phi": name != "intake_date"} for name in (
+            "first_name", "last_name", "date_of_birth", "ssn", "address", "medical_history", "intake_date")]},
 }
+# What sync.conflict.field answers for a field the same on both sides (masked: the
+# operator lacks phi:read).
+REVEALED = {"ssn": "***-**-5678", "first_name": "A***", "intake_date": "2024-03-01"}
 
 
 class SyncFixedClient(FixedClient):
     async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None):
+        if cmd == "sync.conflict.field":
+            name = args["field"]
+            value = REVEALED.get(name)
+            return {"id": args["conflict_id"], "table": "clients", "row_id": ROW, "masked": True,
+                    "field": masked_field(name, value, value, value, differs=False, phi=name != "intake_date")}
         if cmd in SYNC_FIXED:
             return SYNC_FIXED[cmd]
         return await super().call(cmd, args, timeout=timeout)
@@ -157,5 +162,62 @@ def test_sync_now_with_several_peers_asks_which_and_runs_a_sync_job_for_it():
             await wait_for(pilot, lambda: client.runs, what="the run asked for")
             assert client.runs == [{"kind": "sync", "params": {"peer": "central"}}]
             await wait_for(pilot, lambda: tab.query("#sync-running JobProgress"), what="its progress row")
+
+    drive(scenario)
+
+
+class AskingClient(SyncFixedClient):
+    """Records which fields the console asks the daemon to reveal."""
+
+    def __init__(self, token):
+        super().__init__(token)
+        self.revealed: list[str] = []
+
+    async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None):
+        if cmd == "sync.conflict.field":
+            self.revealed.append(args["field"])
+        return await super().call(cmd, args, timeout=timeout)
+
+
+def test_a_conflict_shows_the_differing_fields_and_reveals_another_only_when_asked():
+    from tests.console.tui.conftest import drive
+
+    client = AskingClient("fixed-token")
+    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=client)
+
+    async def scenario():
+        async with app.run_test(size=(80, 24)) as pilot:
+            await conflict_open_one_chosen(pilot)
+            tab = app.screen.query_one("#sync")
+            grid = tab.query_one("#fields-table", DataTable)
+            names = [grid.get_row_at(i)[0].plain for i in range(grid.row_count)]
+            assert names[:3] == ["≠ email", "≠ phone", "≠ status"]
+            assert [n.strip() for n in names[3:]] == [f["name"] for f in SYNC_FIXED["sync.conflict"]["other_fields"]]
+            assert [c.plain for c in grid.get_row("ssn")[1:4]] == ["hidden"] * 3
+            assert client.revealed == []                       # opening the conflict reveals nothing
+            assert app.screen.active_bindings["v"].enabled is True
+
+            await pilot.press("v")                             # on phone (differing): already shown
+            assert client.revealed == []
+            grid.move_cursor(row=grid.get_row_index("ssn"))
+            await pilot.press("v")
+            await wait_for(pilot, lambda: grid.get_row("ssn")[2].plain == "***-**-5678", what="ssn revealed")
+            assert client.revealed == ["ssn"]                  # that one field, nothing else
+            assert [c.plain for c in grid.get_row("first_name")[1:4]] == ["hidden"] * 3
+            assert "ssn" in tab.revealed and "ssn" not in tab.hidden()
+            await pilot.press("v")                             # shown already: not asked again
+            assert client.revealed == ["ssn"]
+
+            grid.move_cursor(row=grid.get_row_index("intake_date"))
+            await pilot.press("v")
+            await wait_for(pilot, lambda: grid.get_row("intake_date")[2].plain == "2024-03-01",
+                           what="intake_date revealed")
+            assert client.revealed == ["ssn", "intake_date"]
+            await pilot.press("r")                             # same on both sides: nothing to choose
+            assert "intake_date" not in tab.choices
+
+            tab.query_one("#conflicts-table", DataTable).focus()
+            await pilot.press("down", "enter")                 # another conflict: nothing revealed there
+            await wait_for(pilot, lambda: not tab.revealed, what="the reveals forgotten")
 
     drive(scenario)
