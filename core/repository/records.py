@@ -94,26 +94,23 @@ def require_read(principal: Principal, table: str) -> None:
         raise PermissionDenied(f"{principal.actor} lacks permission table:{table}:read")
 
 
-# --- values PostgreSQL makes text --------------------------------------------------------
-# A bulk reader prints ids, dates and times as text. Loaded as Python objects first
-# (uuid.UUID, datetime) and then printed, each costs two Python calls per value;
-# PostgreSQL prints them on the server side for a fraction of that (measured at 300k
-# sessions: about a fifth of an export's client time). Each construct prints exactly what
-# Python prints for the value (str of a UUID, isoformat of a date, isoformat of a UTC
-# datetime), so the output does not depend on the engine; a test holds them equal.
+# --- values made text a column at a time -----------------------------------------------
+# A bulk reader prints ids, dates and times as text. Made text one value at a time, a
+# UUID costs a Python call to print and a datetime three (measured at 300k sessions:
+# about a fifth of an export's client time). On PostgreSQL ids and enums come as text
+# from the server (uuid_out is cheap there), times as naive UTC (`AT TIME ZONE 'UTC'`,
+# cheap too; to_char was not: it cost the server more than Python saved) and dates as
+# they are; times and dates are then printed a column at a time, by a comprehension
+# calling the C isoformat. Every path prints what `plain_value` prints for the value,
+# on either engine; a test holds them equal.
 
 class _uuid_text(FunctionElement):
     type = String()
     inherit_cache = True
 
 
-class _date_text(FunctionElement):
-    type = String()
-    inherit_cache = True
-
-
-class _utc_text(FunctionElement):
-    type = String()
+class _utc_naive(FunctionElement):
+    type = DateTime()
     inherit_cache = True
 
 
@@ -122,32 +119,38 @@ def _uuid_text_pg(element, compiler, **kw) -> str:
     return f"CAST({compiler.process(element.clauses, **kw)} AS TEXT)"
 
 
-@compiles(_date_text, "postgresql")
-def _date_text_pg(element, compiler, **kw) -> str:
-    return f"to_char({compiler.process(element.clauses, **kw)}, 'YYYY-MM-DD')"
+@compiles(_utc_naive, "postgresql")
+def _utc_naive_pg(element, compiler, **kw) -> str:
+    return f"({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC')"
 
 
-@compiles(_utc_text, "postgresql")
-def _utc_text_pg(element, compiler, **kw) -> str:
-    # datetime.isoformat(): microseconds only when there are any, offset +00:00 (UTC).
-    at = f"({compiler.process(element.clauses, **kw)} AT TIME ZONE 'UTC')"
-    return (f"(to_char({at}, 'YYYY-MM-DD\"T\"HH24:MI:SS') || CASE to_char({at}, 'US') WHEN '000000' THEN '' "
-            f"ELSE to_char({at}, '.US') END || '+00:00')")
+def _iso(value) -> str:
+    return value.isoformat()
 
 
-def _as_text(col: Column):
-    """`col` printed by the database as Python prints its value (None: not a kind that
-    has a construct)."""
+def _naive_utc_iso(value) -> str:
+    return value.isoformat() + "+00:00"
+
+
+# Per-value converters that open_columns applies to a whole column in one comprehension.
+_COLUMN_WISE: dict[Callable, Callable[[Sequence], list]] = {
+    _iso: lambda values: [None if v is None else v.isoformat() for v in values],
+    _naive_utc_iso: lambda values: [None if v is None else v.isoformat() + "+00:00" for v in values],
+}
+
+
+def _in_sql(col: Column):
+    """(what to select, what to apply) for `col` on PostgreSQL, or None for the default."""
     kind = col.type
     if isinstance(kind, Uuid):
-        return _uuid_text(col)
+        return _uuid_text(col), None
     if isinstance(kind, UTCDateTime):
-        return _utc_text(col)
+        return _utc_naive(col), _naive_utc_iso
     if isinstance(kind, Date):
-        return _date_text(col)
+        return col, _iso
     if isinstance(kind, Enum) and kind.enum_class is not None:
         # Stored as the member's value (models._enum): the value is the text.
-        return type_coerce(col, String())
+        return type_coerce(col, String()), None
     return None
 
 
@@ -198,8 +201,8 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
     function (None: as stored); `phi_convert(field)` gives what to apply to a PHI
     field's plaintext. With `own_key`, every field must be sealed with the row's
     `key_id` (what single-record reads hold to). With `text_in_sql` (PostgreSQL only),
-    ids, dates, times and enums that would be made text in Python are selected as that
-    text instead (same values)."""
+    ids and enums are selected as their text and times as naive UTC, to be printed a
+    column at a time (same values; see `_in_sql`)."""
     model = MODELS[table].__table__
     phi = set(CLIENT_KEYED.get(table, ()))
     id_text = text_in_sql and (convert is None or "id" not in convert)
@@ -213,8 +216,8 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
         col = model.c[field]
         if convert is not None and field in convert:
             fn = convert[field]
-        elif text_in_sql and (text := _as_text(col)) is not None:
-            col, fn = text.label(field), None
+        elif text_in_sql and (chosen := _in_sql(col)) is not None:
+            col, fn = chosen[0].label(field), chosen[1]
         elif isinstance(col.type, UTCDateTime):
             # Read as the plain type and made UTC ISO text in one step: the same text
             # UTCDateTime then isoformat() gives, with one call per value, not three.
@@ -286,6 +289,8 @@ def open_columns(conn: Connection, keyring: Keyring, shape: Layout, rows: Sequen
             out.append(_open_column(shape.table, name, values, rids, ids, keys, openers, fn, erased, row_keys))
         elif fn is None:
             out.append(values)
+        elif fn in _COLUMN_WISE:
+            out.append(_COLUMN_WISE[fn](values))
         else:
             out.append([None if v is None else fn(v) for v in values])
     return out
