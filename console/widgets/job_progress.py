@@ -1,4 +1,10 @@
-"""One running job: its kind, a progress bar fed by `job.<id>` events, and its message."""
+"""One running job: its kind, a progress bar fed by `job.<id>` events, and its message.
+
+A run whose size is not known yet shows an indeterminate bar, which animates. Once the
+run ends the bar stops whatever the outcome, so a failed run never looks busy: a success
+fills it, a failure or cancellation leaves it where the run stopped (full, when how far
+it got was never known), coloured by the outcome, and the message says what happened.
+"""
 from __future__ import annotations
 
 from strongroom.console.lifecycle import going, live
@@ -8,6 +14,9 @@ from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
 
 FINAL = ("succeeded", "failed", "interrupted", "cancelled")
+# How each ending is told at a glance, besides the bar's colour (which not every
+# terminal or person sees).
+MARKS = {"succeeded": "✓", "failed": "✗", "interrupted": "✗", "cancelled": "⊘"}
 
 
 class JobProgress(Horizontal):
@@ -16,6 +25,11 @@ class JobProgress(Horizontal):
     JobProgress > .kind { width: 14; }
     JobProgress > ProgressBar { width: 32; }
     JobProgress > .message { width: 1fr; }
+    JobProgress.-failed Bar > .bar--bar, JobProgress.-failed Bar > .bar--complete,
+    JobProgress.-interrupted Bar > .bar--bar, JobProgress.-interrupted Bar > .bar--complete { color: $error; }
+    JobProgress.-cancelled Bar > .bar--bar, JobProgress.-cancelled Bar > .bar--complete { color: $warning; }
+    JobProgress.-failed > .message, JobProgress.-interrupted > .message { color: $error; }
+    JobProgress.-cancelled > .message { color: $warning; }
     """
 
     def __init__(self, run_id: str, kind: str) -> None:
@@ -23,6 +37,9 @@ class JobProgress(Horizontal):
         self.run_id = run_id
         self.kind = kind
         self.status = "running"
+        self.done: int | None = None
+        self.total: int | None = None
+        self.message: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Label(self.kind, classes="kind")
@@ -30,26 +47,44 @@ class JobProgress(Horizontal):
         yield Label("", classes="message")
 
     def show(self, status: str, done: int | None, total: int | None, message: str | None) -> None:
-        """Record the latest state; drawn now if composed, else when mounted."""
+        """Record the latest state; drawn now if composed, else when mounted. An event
+        without counts (a final one often has none) keeps the last ones known."""
         self.status = status
-        self._latest = (done, total, message)
+        if total:
+            self.done, self.total = done, total
+        self.message = message
         if live(self):
             self._draw()       # else on_mount draws it, or it is being removed
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL
 
     def on_mount(self) -> None:
         if not going(self):
             self._draw()
 
     def _draw(self) -> None:
-        done, total, message = getattr(self, "_latest", (None, None, None))
+        for outcome in FINAL:
+            self.set_class(self.status == outcome, f"-{outcome}")
         # query, not query_one: a row caught by a teardown may have lost its children.
         for bar in self.query(ProgressBar):
-            if total:
-                bar.update(total=total, progress=done or 0)
-            elif self.status == "succeeded":
-                bar.update(total=1, progress=1)
+            if self.status == "succeeded":
+                bar.update(total=self.total or 1, progress=self.total or 1)
+            elif self.total:
+                bar.update(total=self.total, progress=self.done or 0)
+            elif self.finished:
+                bar.update(total=1, progress=1)      # stopped; how far it got was never known
+            for percentage in bar.query("#percentage"):
+                percentage.display = bool(self.total) or self.status == "succeeded"
         for label in self.query(".message").results(Label):
-            label.update(f"{self.status} {message or ''}".strip())
+            label.update(self.outcome_text())
+
+    def outcome_text(self) -> str:
+        """What the message label says: the status and the run's message, marked when final."""
+        if not self.finished:
+            return f"{self.status} {self.message or ''}".strip()
+        return f"{MARKS[self.status]} {self.status}" + (f": {self.message}" if self.message else "")
 
 
 def show_run(box: Widget, data: dict, kind: str) -> bool:

@@ -1,0 +1,113 @@
+"""A job's progress row: an indeterminate bar pulses while the run's size is unknown, and
+stops the moment the run ends, whatever the outcome, saying how it ended (the bar was
+left pulsing for ever after a failure)."""
+from __future__ import annotations
+
+from rich.color import Color
+from strongroom.console.widgets.job_progress import JobProgress, show_run
+from textual.app import App, ComposeResult
+from textual.containers import Vertical
+from textual.css.query import NoMatches
+from textual.widgets import Label, ProgressBar
+from textual.widgets._progress_bar import Bar
+
+from tests.console.tui.conftest import drive
+
+RUN = "01a2061f-77c9-7000-a71a-00000000e001"
+
+
+class Host(App):
+    def compose(self) -> ComposeResult:
+        yield Vertical(id="running")
+
+
+def parts(app) -> tuple[JobProgress, ProgressBar, Bar, str]:
+    row = app.query_one(JobProgress)
+    bar = row.query_one(ProgressBar)
+    return row, bar, bar.query_one(Bar), str(row.query_one(".message", Label).render())
+
+
+def pulsing(bar: Bar) -> bool:
+    return bar.percentage is None or bar.auto_refresh is not None
+
+
+def colour(app, name: str) -> Color:
+    return Color.parse(app.theme_variables[name])
+
+
+def bar_colour(bar: Bar) -> Color:
+    style = bar.get_component_rich_style("bar--complete" if bar.percentage == 1 else "bar--bar")
+    return style.color
+
+
+def feed(app, **event) -> bool:
+    return show_run(app.query_one("#running", Vertical), {"run_id": RUN, "kind": "sync", **event}, "sync")
+
+
+async def until_drawn(pilot, predicate) -> None:
+    for _ in range(50):
+        try:
+            if predicate():
+                return
+        except NoMatches:           # mounted, children not yet composed
+            pass
+        await pilot.pause(0.05)
+    raise AssertionError("the row was not drawn as expected")
+
+
+def test_a_failed_run_stops_its_bar_and_says_failed():
+    async def scenario():
+        app = Host()
+        async with app.run_test(size=(80, 5)) as pilot:
+            feed(app, status="running")
+            await until_drawn(pilot, lambda: app.query(JobProgress) and app.query_one(JobProgress).is_mounted)
+            row, _, bar, text = parts(app)
+            assert pulsing(bar) and text == "running"
+
+            assert feed(app, status="failed", error="peer unreachable (OperationalError)") is True
+            await until_drawn(pilot, lambda: not pulsing(parts(app)[2]))
+            row, progress, bar, text = parts(app)
+            assert text == "✗ failed: peer unreachable (OperationalError)"
+            assert row.has_class("-failed") and bar.auto_refresh is None
+            assert bar_colour(bar) == colour(app, "error")
+            assert not progress.query_one("#percentage").display      # no "100%" for a run that failed
+            first = app.export_screenshot()
+            await pilot.pause(0.3)
+            assert app.export_screenshot() == first                          # nothing moves any more
+
+            assert feed(app, status="running", done=5, total=10) is False     # a late event: still failed
+            assert parts(app)[3].startswith("✗ failed")
+
+    drive(scenario)
+
+
+def test_a_cancelled_run_stops_where_it_got_to():
+    async def scenario():
+        app = Host()
+        async with app.run_test(size=(80, 5)) as pilot:
+            feed(app, status="running", done=40, total=100, message="clients")
+            await until_drawn(pilot, lambda: app.query(JobProgress) and parts(app)[1].progress == 40)
+            assert parts(app)[3] == "running clients"
+            feed(app, status="cancelled")                                    # counts not repeated
+            await until_drawn(pilot, lambda: parts(app)[0].has_class("-cancelled"))
+            row, progress, bar, text = parts(app)
+            assert (progress.total, progress.progress) == (100, 40) and not pulsing(bar)
+            assert text == "⊘ cancelled" and bar_colour(bar) == colour(app, "warning")
+            assert progress.query_one("#percentage").display               # 40%: where it stopped
+
+    drive(scenario)
+
+
+def test_a_succeeded_run_fills_its_bar():
+    async def scenario():
+        app = Host()
+        async with app.run_test(size=(80, 5)) as pilot:
+            feed(app, status="running")
+            await until_drawn(pilot, lambda: app.query(JobProgress))
+            feed(app, status="succeeded", message="2 peers")
+            await until_drawn(pilot, lambda: parts(app)[0].has_class("-succeeded"))
+            _, progress, bar, text = parts(app)
+            assert progress.percentage == 1 and not pulsing(bar) and text == "✓ succeeded: 2 peers"
+            assert bar_colour(bar) == colour(app, "success")
+
+    drive(scenario)
