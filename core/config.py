@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from strongroom.core.errors import ConfigError
 from strongroom.core.notify import NotifySettings
@@ -147,6 +147,24 @@ class ExportSettings(_Section):
     batch_size: Annotated[int, Field(ge=10, le=10000)] = 500
 
 
+class FilesSettings(_Section):
+    """Client files: where their encrypted content is stored and what may be added."""
+
+    # A storage URL (an absolute path, file:///..., s3://bucket/prefix?...); default
+    # <data_dir>/files. Never the same place as a backup repository.
+    target: str | None = None
+    # The largest file accepted, in bytes (refused before anything is written).
+    max_bytes: Annotated[int, Field(ge=1, le=1 << 40)] = 100 * 1024 * 1024
+    # Content types accepted ("type/subtype", or "type/*" for a whole family).
+    allowed_types: list[Annotated[str, StringConstraints(min_length=3, max_length=120,
+                                                         pattern=r"^[a-z0-9][a-z0-9.+-]*/([a-z0-9][a-z0-9.+-]*|\*)$")]] = [
+        "application/pdf", "image/*", "text/plain", "application/msword",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.oasis.opendocument.text", "application/rtf"]
+    # zstd-compress each chunk before encryption (kept only where it saves space).
+    compress: bool = True
+
+
 _CONFIGURATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -241,6 +259,7 @@ class Settings(_Section):
     notify: NotifySettings = NotifySettings()
     backup: BackupSettings = BackupSettings()
     export: ExportSettings = ExportSettings()
+    files: FilesSettings = FilesSettings()
     sync: SyncSettings = SyncSettings()
     # The compliance score (0-100) below which the alert rule fires.
     compliance_threshold: Annotated[int, Field(ge=0, le=100)] = 80

@@ -25,9 +25,9 @@ def test_example_config_in_etc_is_valid_and_documents_every_key():
                    if line.startswith("# ") and "=" in line}
     sections = (settings, settings.database, settings.keys, settings.auth, settings.auth.argon2,
                 settings.daemon, settings.metrics, settings.audit, settings.notify, settings.backup,
-                settings.backup.retention, settings.sync)
+                settings.backup.retention, settings.sync, settings.files)
     nested = {"source", "database", "keys", "auth", "argon2", "daemon", "metrics", "audit", "schedules",
-              "notify", "email", "backup", "retention", "sync", "tables", "peers"}
+              "notify", "email", "backup", "retention", "sync", "tables", "peers", "files"}
     for section in sections:
         for name in type(section).model_fields:
             if name not in nested:
