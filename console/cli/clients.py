@@ -11,6 +11,7 @@ import uuid
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
+from strongroom.core.bulk import collector_paused
 from strongroom.core.principal import Principal
 
 reveal_option = click.option("--reveal", is_flag=True,
@@ -35,15 +36,27 @@ def _table(rows: list[dict], *, header: bool = True) -> None:
         click.echo("  ".join(str(row[c] or "")[: _WIDTHS[c]].ljust(_WIDTHS[c]) for c in _COLUMNS))
 
 
+# json.dumps(row, sort_keys=True, default=str), without building an encoder per record.
+_RECORD_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
+
+
 def _stream_json(batches) -> int:
     """A JSON array written a batch at a time, one record a line (the records as `emit`
     prints them, compact): memory holds one batch, whatever the number of clients."""
     count = 0
-    for rows in batches:
-        if rows:
-            click.echo(("[\n" if not count else ",\n") +
-                       ",\n".join(json.dumps(row, sort_keys=True, default=str) for row in rows), nl=False)
-            count += len(rows)
+    while True:
+        # The collector paused while a batch is read and printed, the batch dropped before
+        # it is back (core.bulk; the repository keeps nothing of a batch handed out).
+        with collector_paused():
+            rows = next(batches, None)
+            if rows is None:
+                break
+            text = ",\n".join(map(_RECORD_JSON, rows))
+            size = len(rows)
+            del rows
+        if size:
+            click.echo(("[\n" if not count else ",\n") + text, nl=False)
+            count += size
     click.echo("[]" if not count else "\n]")
     return count
 

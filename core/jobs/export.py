@@ -52,7 +52,7 @@ from strongroom.core.errors import (ConflictError, CryptoError, NotFoundError, P
 from strongroom.core.export import csvdoc, jsondoc, pdfdoc, spec, xmldoc
 from strongroom.core.export.archive import Output, check_directory
 from strongroom.core.principal import SYSTEM, Principal
-from strongroom.core.repository.records import MODELS, require_read, stream_records
+from strongroom.core.repository.records import MODELS, require_read, stream_columns
 
 log = logging.getLogger(__name__)
 
@@ -299,13 +299,22 @@ def _write(ctx: Context, principal: Principal, request: Request, output: Output,
 
         def copy(document, table: str) -> None:
             nonlocal done
-            document.begin_table(table, request.tables[table])
-            for rows in stream_records(conn, ctx.keyring, principal, table, request.tables[table],
-                                       where=where[table], reveal=reveal, batch_size=batch):
-                with collector_paused():      # one batch's strings and lists (core.bulk)
-                    document.write_rows(rows)
-                counts[table] += len(rows)
-                done += len(rows)
+            fields = request.tables[table]
+            document.begin_table(table, fields)
+            batches = stream_columns(conn, ctx.keyring, principal, table, fields, where=where[table],
+                                     reveal=reveal, batch_size=batch)
+            while True:
+                # The collector paused while one batch is read, opened and written, and the
+                # batch dropped before it is back (core.bulk, records.stream_columns).
+                with collector_paused():
+                    columns = next(batches, None)
+                    if columns is None:
+                        break
+                    rows = len(columns[0])
+                    _write_batch(document, fields, columns)
+                    del columns
+                counts[table] += rows
+                done += rows
                 progress(done, total, f"{table}: {counts[table]} rows")
             document.end_table()
 
@@ -322,6 +331,15 @@ def _write(ctx: Context, principal: Principal, request: Request, output: Output,
                     copy(document, table)
                 document.close()
     return counts
+
+
+def _write_batch(document, fields: tuple[str, ...], columns: list[list]) -> None:
+    """One batch into a document: as columns to one that takes them (CSV), else as rows."""
+    write_columns = getattr(document, "write_columns", None)
+    if write_columns is not None:
+        write_columns(columns)
+    else:
+        document.write_rows([dict(zip(fields, values)) for values in zip(*columns)])
 
 
 def _close(ctx: Context, export_id: uuid.UUID, principal: Principal, request: Request, *, status: str,

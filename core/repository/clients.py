@@ -18,6 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Connection, func, insert, select, update
 
 from strongroom.core import audit
+from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import FieldCipher
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.encrypted import CLIENT_KEYED
@@ -302,8 +303,21 @@ def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
     READ with its row count before it is handed out; masked for everyone else."""
     _require(principal, "table:clients:read")
     query = _live(practice_id, after_id).order_by(_clients.c.id)
-    for rows in stream(conn, query, size=batch_size or STREAM_BATCH):
-        yield _present(conn, keyring, principal, rows, "list")
+    batches = stream(conn, query, size=batch_size or STREAM_BATCH)
+    try:
+        while True:
+            # The collector paused for one batch (core.bulk); nothing here keeps the batch
+            # once handed out, so a caller pausing it around taking and printing a batch
+            # can drop the batch before the collector is back (records.stream_columns).
+            with collector_paused():
+                rows = next(batches, None)
+                if rows is None:
+                    return
+                batch = [_present(conn, keyring, principal, rows, "list")]
+                del rows
+            yield batch.pop()
+    finally:
+        batches.close()
 
 
 def _live(practice_id: uuid.UUID | None, after_id: uuid.UUID | None):
