@@ -388,3 +388,4 @@ from strongroom.daemon import commands_sync  # noqa: F401,E402 registers the syn
 from strongroom.daemon import commands_backup  # noqa: F401,E402 registers the backup commands
 from strongroom.daemon import commands_retention  # noqa: F401,E402 registers the retention commands
 from strongroom.daemon import commands_exports  # noqa: F401,E402 registers the export commands
+from strongroom.daemon import commands_files  # noqa: F401,E402 registers the client file commands

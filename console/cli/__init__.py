@@ -102,6 +102,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "Erasure requests: filed by one person, approved (and carried out) by another."),
     "export": ("exports:export_cmd", "Export tables through the daemon."),
     "exports": ("exports:group", "Export history and what may be exported."),
+    "files": ("files:group", "Client files: add, list, get, remove (content encrypted with the client's key)."),
     "hold": ("retention:hold_group", "Legal holds: while one is in force, nothing of its client or practice is "
                                      "archived, deleted or erased."),
     "init": ("init:group", "Create a data directory (mode 0700): config, key file, migrated database."),

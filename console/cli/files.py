@@ -1,0 +1,148 @@
+"""`strongroom files ...`: a client's files, through the daemon.
+
+`files add CLIENT_ID PATH [--description TEXT] [--type TYPE]` sends the file's content
+to the daemon in bounded chunks over the control socket (the daemon never opens a path
+of the caller's: its hardened unit cannot see home directories, and a console may be on
+another machine); `files list CLIENT_ID`; `files get FILE_ID --out PATH [--force]`
+writes to a temporary file beside PATH, fsyncs and renames it into place only after
+the daemon has handed over the last chunk, which it sends only once the whole file has
+authenticated and matched its recorded hash (so a tampered or truncated file never
+lands at PATH); `files remove FILE_ID`. Names are PHI: the daemon shows them only to
+a caller with phi:read, and errors never echo them.
+"""
+from __future__ import annotations
+
+import base64
+import mimetypes
+import os
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
+from strongroom.console.cli.remote import run_remote
+from strongroom.core.errors import ValidationError
+from strongroom.core.fsutil import fsync_dir
+
+if TYPE_CHECKING:  # ZeroMQ loads when a command runs, not for its help
+    from strongroom.console.client import Client
+
+
+@click.group(name="files")
+def group() -> None:
+    """Client files: add, list, get, remove (content encrypted with the client's key)."""
+
+
+@group.command(name="add")
+@click.argument("client_id", type=click.UUID)
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
+@click.option("--description", help="A note kept (encrypted) with the file.")
+@click.option("--type", "content_type", help="Content type (default: guessed from the name).")
+@socket_option
+@json_option
+@pass_state
+def add_cmd(state: CliState, client_id: uuid.UUID, path: Path, description: str | None,
+            content_type: str | None, socket_path, as_json: bool) -> None:
+    """Add the file at PATH to a client (streamed to the daemon in chunks)."""
+    kind = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+    async def go(client: Client) -> dict:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            args = {"client_id": str(client_id), "name": path.name, "content_type": kind, "size": size}
+            if description:
+                args["description"] = description
+            opened = await client.call("files.add", args)
+            upload = opened["upload_id"]
+            try:
+                while piece := fh.read(opened["transfer_bytes"]):
+                    await client.call("files.add.chunk", {"upload_id": upload,
+                                                          "data": base64.b64encode(piece).decode()})
+                return await client.call("files.add.commit", {"upload_id": upload})
+            except BaseException:
+                await _quietly(client.call("files.add.abort", {"upload_id": upload}))
+                raise
+
+    added = run_remote(state, socket_path, go)
+    emit(as_json, added, lambda f: click.echo(f"added file {f['id']} ({f['size_bytes']} bytes, "
+                                              f"{f['content_type']})"))
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception:   # the upload lapses on its own after the daemon's idle timeout
+        pass
+
+
+@group.command(name="list")
+@click.argument("client_id", type=click.UUID)
+@socket_option
+@json_option
+@pass_state
+def list_cmd(state: CliState, client_id: uuid.UUID, socket_path, as_json: bool) -> None:
+    """A client's files, newest first (names only with phi:read)."""
+    rows = run_remote(state, socket_path, lambda c: c.call("files.list", {"client_id": str(client_id)}))
+
+    def human(items: list[dict]) -> None:
+        if not items:
+            click.echo("no files")
+        for f in items:
+            line = (f"{f['id']}  {str(f['created_at'])[:19]}  {f['size_bytes']:>10}  {f['content_type']:<24}  "
+                    f"{f['virus_scan_status']:<8}  {f['name']}")
+            click.echo(line + (f"  ({f['description']})" if f.get("description") else ""))
+    emit(as_json, rows, human)
+
+
+@group.command(name="get")
+@click.argument("file_id", type=click.UUID)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the file (not overwritten unless --force).")
+@click.option("--force", is_flag=True, help="Replace an existing file at --out.")
+@socket_option
+@json_option
+@pass_state
+def get_cmd(state: CliState, file_id: uuid.UUID, out: Path, force: bool, socket_path, as_json: bool) -> None:
+    """Save a file's content to --out (written whole, or not at all)."""
+    out = out.absolute()
+    if out.exists() and not force:
+        raise ValidationError(f"{out} exists; add --force to replace it")
+    if not out.parent.is_dir():
+        raise ValidationError(f"{out.parent} is not a directory")
+
+    async def go(client: Client) -> dict:
+        opened = await client.call("files.get", {"file_id": str(file_id)})
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                while True:
+                    piece = await client.call("files.get.chunk", {"download_id": opened["download_id"]})
+                    fh.write(base64.b64decode(piece["data"]))
+                    if piece["final"]:
+                        break
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        fsync_dir(out.parent)
+        return {"file_id": opened["file_id"], "size": opened["size"], "content_type": opened["content_type"],
+                "out": str(out)}
+
+    got = run_remote(state, socket_path, go)
+    emit(as_json, got, lambda g: click.echo(f"saved file {g['file_id']} ({g['size']} bytes) to {g['out']}"))
+
+
+@group.command(name="remove")
+@click.argument("file_id", type=click.UUID)
+@socket_option
+@json_option
+@pass_state
+def remove_cmd(state: CliState, file_id: uuid.UUID, socket_path, as_json: bool) -> None:
+    """Remove a file: its record tombstoned and its stored content deleted."""
+    done = run_remote(state, socket_path, lambda c: c.call("files.remove", {"file_id": str(file_id)}))
+    emit(as_json, done, lambda r: click.echo(f"removed file {r['file_id']} ({r['objects_deleted']} objects deleted)"))

@@ -1,0 +1,269 @@
+"""Control commands for client files: add, list, get, remove.
+
+How content crosses the control socket: in bounded chunks, base64 in ordinary request
+and reply frames (each at most TRANSFER_BYTES of content, so a frame stays under
+[daemon] max_frame_bytes). Not a local path for the daemon to open: the hardened unit
+(ProtectHome=, PrivateTmp=, its own user) cannot see the caller's files, and a path
+would not work for a console on CURVE TCP. A transfer is opened, fed or drained in
+order, and finished; the daemon holds each open transfer (at most MAX_TRANSFERS, each
+for the session that opened it, dropped after IDLE_SECONDS without a call) and never
+more than one chunk of its content:
+
+    files.add {client_id, name, content_type, size, description?} -> {upload_id, transfer_bytes}
+    files.add.chunk {upload_id, data}          (repeated, in order)
+    files.add.commit {upload_id}               -> the file (the row exists from here on)
+    files.add.abort {upload_id}                (stored chunks deleted)
+    files.get {file_id}                        -> {download_id, size, content_type, name} (audited READ)
+    files.get.chunk {download_id}              -> {data, final} (repeated until final)
+
+Every chunk handed out has been authenticated; the last one only after the whole file
+matched its recorded size and hash, so a client that writes to a temporary file and
+renames it only after `final` never keeps a tampered or truncated file.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from strongroom.core.db.engine import transaction
+from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
+from strongroom.core.files import repository as files
+from strongroom.core.files.content import CHUNK_SIZE
+from strongroom.core.files.store import open_files_target
+from strongroom.daemon.commands import Args, Call, command
+
+if TYPE_CHECKING:
+    from strongroom.daemon.main import Daemon
+
+MAX_TRANSFERS = 16
+IDLE_SECONDS = 300.0
+
+
+def transfer_bytes(max_frame_bytes: int) -> int:
+    """Content bytes per frame: base64 (4/3) plus the JSON envelope stay under the limit."""
+    return max(1024, min(CHUNK_SIZE, (max_frame_bytes - 4096) // 4 * 3))
+
+
+@dataclass
+class _Transfer:
+    owner: str                 # the session (or local operator) that opened it
+    state: Any                 # files.Upload, or the download's chunk iterator
+    kind: str
+    used: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    pending: bytes = b""       # download: the part of a store chunk not yet sent
+    held: bytes | None = None  # download: the next store chunk, read ahead to know `final`
+
+
+class Transfers:
+    """Open uploads and downloads, bounded in number and idle time."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, _Transfer] = {}
+        self._lock = threading.Lock()
+
+    def open(self, owner: str, kind: str, state: Any) -> str:
+        self.sweep()
+        with self._lock:
+            if len(self._open) >= MAX_TRANSFERS:
+                raise ConflictError(f"{MAX_TRANSFERS} file transfers are open; finish one or wait "
+                                    f"{int(IDLE_SECONDS)} s for an idle one to lapse")
+            transfer_id = secrets.token_urlsafe(18)
+            self._open[transfer_id] = _Transfer(owner, state, kind)
+        return transfer_id
+
+    def take(self, transfer_id: str, owner: str, kind: str) -> _Transfer:
+        with self._lock:
+            transfer = self._open.get(transfer_id)
+        if transfer is None or transfer.kind != kind or transfer.owner != owner:
+            raise NotFoundError(f"no open {kind} with that id (finished, lapsed after {int(IDLE_SECONDS)} s idle, "
+                                "or another session's)")
+        transfer.used = time.monotonic()
+        return transfer
+
+    def close(self, transfer_id: str) -> None:
+        with self._lock:
+            transfer = self._open.pop(transfer_id, None)
+        if transfer is not None:
+            _release(transfer)
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            lapsed = [k for k, t in self._open.items() if now - t.used > IDLE_SECONDS]
+            gone = [self._open.pop(k) for k in lapsed]
+        for transfer in gone:
+            _release(transfer)
+
+
+def _release(transfer: _Transfer) -> None:
+    if transfer.kind == "upload":
+        transfer.state.abort()
+
+
+_TRANSFERS = Transfers()
+
+
+def _owner(call: Call) -> str:
+    return f"{call.principal.actor}|{call.principal.session_id or call.token or ''}"
+
+
+def _target(d: "Daemon"):
+    return open_files_target(d.ctx.settings)
+
+
+def _decode(data: str, limit: int) -> bytes:
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError("data must be base64") from None
+    if len(raw) > limit:
+        raise ValidationError(f"a chunk carries at most {limit} bytes")
+    return raw
+
+
+# --- add ----------------------------------------------------------------------------------
+
+class AddArgs(Args):
+    client_id: uuid.UUID
+    # Checked by core.files (path separators, control characters, length): its errors
+    # never echo the name, so nothing here may either.
+    name: str = Field(max_length=1024)
+    content_type: str = Field(max_length=200)
+    size: int = Field(ge=0)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+@command("files.add", permission="table:client_files:write", args=AddArgs)
+def add_cmd(d: "Daemon", call: Call) -> dict:
+    """Start adding a file to a client (name, type and size checked against [files] first);
+    send its content with files.add.chunk, then files.add.commit."""
+    a: AddArgs = call.args
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        upload = files.begin_add(conn, d.ctx.keyring, call.principal, _target(d), d.ctx.settings.files,
+                                 a.client_id, name=a.name, content_type=a.content_type, size=a.size,
+                                 description=a.description)
+    upload_id = _TRANSFERS.open(_owner(call), "upload", upload)
+    return {"upload_id": upload_id, "file_id": upload.file_id,
+            "transfer_bytes": transfer_bytes(d.ctx.settings.daemon.max_frame_bytes)}
+
+
+class ChunkArgs(Args):
+    upload_id: str = Field(min_length=1, max_length=64)
+    data: str = Field(max_length=64 * 1024 * 1024)
+
+
+@command("files.add.chunk", permission="table:client_files:write", args=ChunkArgs)
+def add_chunk_cmd(d: "Daemon", call: Call) -> dict:
+    """The next piece of an upload's content (base64, at most transfer_bytes)."""
+    transfer = _TRANSFERS.take(call.args.upload_id, _owner(call), "upload")
+    data = _decode(call.args.data, transfer_bytes(d.ctx.settings.daemon.max_frame_bytes))
+    with transfer.lock:
+        try:
+            transfer.state.write(data)
+        except BaseException:
+            _TRANSFERS.close(call.args.upload_id)
+            raise
+        return {"received": transfer.state.received}
+
+
+class UploadArgs(Args):
+    upload_id: str = Field(min_length=1, max_length=64)
+
+
+@command("files.add.commit", permission="table:client_files:write", args=UploadArgs)
+def add_commit_cmd(d: "Daemon", call: Call) -> dict:
+    """Finish an upload: the content is stored, then the file's row is written (audited CREATE)."""
+    transfer = _TRANSFERS.take(call.args.upload_id, _owner(call), "upload")
+    with transfer.lock:
+        try:
+            with transaction(d.ctx.engine) as conn:
+                result = files.commit_add(conn, call.principal, transfer.state)
+        finally:
+            transfer.kind = "done"       # nothing to abort any more: commit_add cleaned up on failure
+            _TRANSFERS.close(call.args.upload_id)
+    return result
+
+
+@command("files.add.abort", permission="table:client_files:write", args=UploadArgs)
+def add_abort_cmd(d: "Daemon", call: Call) -> dict:
+    """Abandon an upload; what was stored of it is deleted."""
+    transfer = _TRANSFERS.take(call.args.upload_id, _owner(call), "upload")
+    with transfer.lock:
+        _TRANSFERS.close(call.args.upload_id)
+    return {"aborted": True}
+
+
+# --- list, get, remove ---------------------------------------------------------------------
+
+class ListArgs(Args):
+    client_id: uuid.UUID
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+@command("files.list", permission="table:client_files:read", args=ListArgs)
+def list_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """A client's files, newest first; names and descriptions only with phi:read (audited READ)."""
+    with transaction(d.ctx.engine) as conn:
+        return files.list_files(conn, d.ctx.keyring, call.principal, _target(d), call.args.client_id,
+                                limit=call.args.limit)
+
+
+class FileArgs(Args):
+    file_id: uuid.UUID
+
+
+@command("files.get", permission="table:client_files:read", args=FileArgs)
+def get_cmd(d: "Daemon", call: Call) -> dict:
+    """Open a file for reading (needs phi:read too; audited READ); read it with files.get.chunk."""
+    with transaction(d.ctx.engine) as conn:   # the READ entry commits with the opening
+        download = files.open_file(conn, d.ctx.keyring, call.principal, _target(d), call.args.file_id)
+    download_id = _TRANSFERS.open(_owner(call), "download", download.chunks)
+    return {"download_id": download_id, "file_id": download.file_id, "size": download.size,
+            "content_type": download.content_type, "name": download.name,
+            "transfer_bytes": transfer_bytes(d.ctx.settings.daemon.max_frame_bytes)}
+
+
+class DownloadArgs(Args):
+    download_id: str = Field(min_length=1, max_length=64)
+
+
+@command("files.get.chunk", permission="table:client_files:read", args=DownloadArgs)
+def get_chunk_cmd(d: "Daemon", call: Call) -> dict:
+    """The next piece of an opened file (base64); `final` marks the last, sent only after
+    the whole file matched its recorded hash."""
+    transfer = _TRANSFERS.take(call.args.download_id, _owner(call), "download")
+    size = transfer_bytes(d.ctx.settings.daemon.max_frame_bytes)
+    with transfer.lock:
+        try:
+            if not transfer.pending:
+                # Read one store chunk ahead: whether this one is the last is known only
+                # once the next read ends the stream (after the whole-file check).
+                current = transfer.held if transfer.held is not None else next(transfer.state, b"")
+                transfer.held = next(transfer.state, None)
+                transfer.pending = current
+            piece, transfer.pending = transfer.pending[:size], transfer.pending[size:]
+            final = not transfer.pending and transfer.held is None
+        except BaseException:
+            _TRANSFERS.close(call.args.download_id)
+            raise
+        if final:
+            _TRANSFERS.close(call.args.download_id)
+    return {"data": base64.b64encode(piece).decode(), "final": final}
+
+
+@command("files.remove", permission="table:client_files:delete", args=FileArgs)
+def remove_cmd(d: "Daemon", call: Call) -> dict:
+    """Remove a file: its row tombstoned (audited DELETE), then its stored objects deleted."""
+    target = _target(d)
+    with transaction(d.ctx.engine) as conn:
+        keys = files.remove_file(conn, d.ctx.keyring, call.principal, target, call.args.file_id)
+    return {"file_id": call.args.file_id, "objects_deleted": files.delete_objects(target, keys)}
