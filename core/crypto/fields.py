@@ -24,6 +24,7 @@ FORMAT_VERSION = 1
 _HEADER = 1 + 16 + 12
 _TAG = 16
 MIN_CIPHERTEXT = _HEADER + _TAG
+_VERSION_BYTE = bytes([FORMAT_VERSION])
 
 
 def associated_data(table: str, column: str, row_id: uuid.UUID | str) -> bytes:
@@ -53,12 +54,14 @@ class FieldCipher:
 
     __slots__ = ("key_id", "_aead", "_prefix")
 
-    def __init__(self, key_id: uuid.UUID, key: bytes) -> None:
+    def __init__(self, key_id: uuid.UUID, key: bytes, raw_key_id: bytes | None = None) -> None:
+        """`raw_key_id` is `key_id.bytes` when the caller has it already (bulk readers
+        open a hundred thousand keys; the property costs a Python call each time)."""
         if len(key) != 32:
             raise CryptoError(f"data key {key_id} is not 256 bits")
         self.key_id = key_id
         self._aead = AESGCM(key)
-        self._prefix = bytes([FORMAT_VERSION]) + key_id.bytes
+        self._prefix = _VERSION_BYTE + (raw_key_id or key_id.bytes)
 
     def encrypt(self, plaintext: bytes, aad: bytes, nonce: bytes | None = None) -> bytes:
         """Seal `plaintext`. `nonce` lets bulk writers draw many random nonces in one

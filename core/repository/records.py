@@ -281,12 +281,14 @@ def open_columns(conn: Connection, keyring: Keyring, shape: Layout, rows: Sequen
         keys = keyring.batch_keys(conn, _key_ids([columns[i] for i in phi]), fetched=zip(*columns[key_at:end]))
         ids = columns[0]
         rids = [i.encode() for i in ids] if shape.id_text else [str(i).encode() for i in ids]
-        row_keys = [k.bytes for k in columns[key_at]] if shape.own_key else None
+        row_keys = [None if k is None else k.bytes for k in columns[key_at]]
         openers = keys.openers()
+        row_openers = [openers.get(k) for k in row_keys]
+        batch = _Batch(shape.table, ids, rids, row_keys, row_openers, keys, openers, erased, shape.own_key)
     for name, i, is_phi, fn in shape.fields:
         values = columns[i]
         if is_phi:
-            out.append(_open_column(shape.table, name, values, rids, ids, keys, openers, fn, erased, row_keys))
+            out.append(_open_column(batch, name, values, fn))
         elif fn is None:
             out.append(values)
         elif fn in _COLUMN_WISE:
@@ -296,39 +298,71 @@ def open_columns(conn: Connection, keyring: Keyring, shape: Layout, rows: Sequen
     return out
 
 
-def _open_column(table: str, name: str, blobs: Sequence, rids: list[bytes], ids: Sequence, keys,
-                 openers: dict, fn: Callable | None, erased: str | None, row_keys: list[bytes] | None) -> list:
-    """One PHI field of a batch, opened: the loop every field of every row goes
-    through, so it keeps to slices, one dictionary lookup and one AES-GCM call."""
+@dataclass(frozen=True)
+class _Batch:
+    """What opening any field of one batch needs, per row (id, AAD tail, row key id and
+    its opener) and for the batch (its keys)."""
+
+    table: str
+    ids: Sequence
+    rids: list[bytes]
+    row_keys: list[bytes | None]
+    row_openers: list
+    keys: object
+    openers: dict
+    erased: str | None
+    strict: bool
+
+
+def _open_column(batch: _Batch, name: str, blobs: Sequence, fn: Callable | None) -> list:
+    """One PHI field of a batch, opened. Every field of every row goes through this
+    loop, so the usual field (well formed, sealed with its row's usable key) costs a
+    few slices, one comparison and one AES-GCM call; anything else is `_open_field`'s."""
+    table = batch.table
     prefix = f"{table}\0{name}\0".encode()
-    opener_of = openers.get
     out = []
     append = out.append
-    for n, blob in enumerate(blobs):
+    for blob, rid, row_key, opener, row_id in zip(blobs, batch.rids, batch.row_keys, batch.row_openers, batch.ids):
         if blob is None:
             append(None)
-            continue
-        if len(blob) < MIN_CIPHERTEXT or blob[0] != FORMAT_VERSION:
-            raise CryptoError(f"{table}.{name} of row {ids[n]}: ciphertext is malformed "
-                              "(too short or unknown format version)")
-        raw = blob[1:17]
-        if row_keys is not None and raw != row_keys[n]:
-            raise CryptoError(f"{table}.{name} of row {ids[n]}: sealed with key {uuid.UUID(bytes=bytes(raw))}, "
-                              f"not the row's key {uuid.UUID(bytes=row_keys[n])}")
-        opener = opener_of(raw)
-        if opener is None:
-            error = keys.unavailable(bytes(raw))
-            if erased is None or not isinstance(error, KeyUnavailableError):
-                raise error
-            append(erased)
-            continue
-        try:
-            text = opener(blob[17:29], blob[29:], prefix + rids[n]).decode()
-        except InvalidTag:
-            raise CryptoError(f"{table}.{name} of row {ids[n]}: ciphertext failed authentication "
-                              "(tampered, or moved from another row)") from None
-        append(text if fn is None else fn(text))
+        elif (opener is not None and blob[1:17] == row_key and blob[0] == FORMAT_VERSION
+              and len(blob) >= MIN_CIPHERTEXT):
+            try:
+                text = opener(blob[17:29], blob[29:], prefix + rid).decode()
+            except InvalidTag:
+                raise CryptoError(f"{table}.{name} of row {row_id}: ciphertext failed authentication "
+                                  "(tampered, or moved from another row)") from None
+            append(text if fn is None else fn(text))
+        else:
+            append(_open_field(batch, name, prefix, blob, rid, row_key, row_id, fn))
     return out
+
+
+def _open_field(batch: _Batch, name: str, prefix: bytes, blob: bytes, rid: bytes, row_key: bytes | None,
+                row_id, fn: Callable | None):
+    """One field the fast path of `_open_column` does not take: malformed, sealed with
+    another key than its row's (refused when the layout is `own_key`), or whose key is
+    not usable (erased or raised)."""
+    table = batch.table
+    if len(blob) < MIN_CIPHERTEXT or blob[0] != FORMAT_VERSION:
+        raise CryptoError(f"{table}.{name} of row {row_id}: ciphertext is malformed "
+                          "(too short or unknown format version)")
+    raw = bytes(blob[1:17])
+    if batch.strict and raw != row_key:
+        raise CryptoError(f"{table}.{name} of row {row_id}: sealed with key {uuid.UUID(bytes=raw)}, "
+                          f"not the row's key {None if row_key is None else uuid.UUID(bytes=row_key)}")
+    opener = batch.openers.get(raw)
+    if opener is None:
+        error = batch.keys.unavailable(raw)
+        if batch.erased is None or not isinstance(error, KeyUnavailableError):
+            raise error
+        return batch.erased
+    try:
+        text = opener(blob[17:29], blob[29:], prefix + rid).decode()
+    except InvalidTag:
+        raise CryptoError(f"{table}.{name} of row {row_id}: ciphertext failed authentication "
+                          "(tampered, or moved from another row)") from None
+    return text if fn is None else fn(text)
 
 
 # --- whole tables -----------------------------------------------------------------------
