@@ -25,7 +25,7 @@ from strongroom.core import audit
 from strongroom.core.config import FilesSettings
 from strongroom.core.crypto.fields import FieldCipher, associated_data
 from strongroom.core.crypto.keyring import Keyring
-from strongroom.core.db.models import Client, ClientFile, DataKey
+from strongroom.core.db.models import Client, ClientFile, DataKey, KeyState
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import CryptoError, IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from strongroom.core.files.content import ContentWriter, StoredContent, object_keys, read_chunks, read_manifest
@@ -198,17 +198,18 @@ def _audit(conn: Connection, principal: Principal, action: str, file_id: uuid.UU
 
 
 def _cipher_for(conn: Connection, keyring: Keyring, client_id: uuid.UUID):
-    """Open a chunk only with a data key of this file's client: a key id in a stored
-    object is data from the store, not to be trusted to pick any key it names."""
-    allowed: dict[uuid.UUID, FieldCipher] = {}
+    """The opener of a file's objects: only data keys of this file's client (a key id
+    in a stored object is data from the store, not to be trusted to pick any key), all
+    unwrapped now, so a stream of chunks needs no database connection once opened."""
+    ids = conn.execute(select(_keys.c.id).where(_keys.c.client_id == client_id,
+                                                 _keys.c.state != KeyState.DESTROYED)).scalars().all()
+    allowed = {key_id: keyring.cipher(conn, key_id) for key_id in ids}
 
     def cipher_for(key_id: uuid.UUID) -> FieldCipher:
-        if key_id not in allowed:
-            owner = conn.execute(select(_keys.c.client_id).where(_keys.c.id == key_id)).scalar()
-            if owner != client_id:
-                raise CryptoError(f"data key {key_id} is not this client's")
-            allowed[key_id] = keyring.cipher(conn, key_id)
-        return allowed[key_id]
+        cipher = allowed.get(key_id)
+        if cipher is None:
+            raise CryptoError(f"data key {key_id} is not a live key of this client")
+        return cipher
     return cipher_for
 
 
@@ -265,7 +266,7 @@ def open_file(conn: Connection, keyring: Keyring, principal: Principal, target: 
     as a READ. The manifest is checked here, so a missing or tampered one is refused
     before anything is handed out; each chunk is authenticated as it is read, and the
     whole checked against the row after the last (see content.read_chunks). The stream
-    reads keys through `conn`, so consume it before the transaction ends."""
+    needs no database connection: it may be read after the transaction has ended."""
     _require(principal, f"table:{TABLE}:read", "phi:read")
     row = _live_row(conn, file_id)
     cipher_for = _cipher_for(conn, keyring, row["client_id"])
