@@ -215,8 +215,9 @@ def sync_conflict_field_cmd(d: "Daemon", call: Call) -> dict:
 
 class ResolveArgs(Args):
     conflict_id: uuid.UUID
-    # field name -> "local" | "remote" | "base"; checked (and explained) by the core
-    choices: dict[str, str] = Field(min_length=1, max_length=64)
+    # field name -> "local" | "remote" | "base"; checked (and explained) by the core. May
+    # be empty: a conflict whose sides hold the same values has nothing to choose.
+    choices: dict[str, str] = Field(default_factory=dict, max_length=64)
 
 
 @command("sync.resolve", permission="sync:resolve", args=ResolveArgs)

@@ -11,8 +11,12 @@ import time
 import pyotp
 import pytest
 
+from sqlalchemy import select
+
 from strongroom.console.client import ClientError
-from tests.daemon.conftest import PASSWORD
+from strongroom.core.db.models import Client, SyncPeer
+from strongroom.core.sync.conflicts import queue_conflict, row_image
+from tests.daemon.conftest import PASSWORD, data_transaction
 
 
 def login(daemon, username: str, totp_secret: str | None = None) -> str:
@@ -131,7 +135,7 @@ def test_bad_requests_get_clear_errors_and_change_nothing(sync_daemon):
                                                  "choices": {n: "base" for n in before[1]["fields"]}})
     assert err.code == "bad_request" and "no base version" in err.message
     err = error_of(sync_daemon, "sync.resolve", {"conflict_id": first, "choices": {}})
-    assert err.code == "bad_request" and "choices" in err.message
+    assert err.code == "bad_request" and "give a choice (local, remote or base) for each differing field" in err.message
     err = error_of(sync_daemon, "sync.resolve", {"conflict_id": "not-a-uuid", "choices": everything})
     assert err.code == "bad_request" and "conflict_id" in err.message
     err = error_of(sync_daemon, "sync.conflicts", {"status": "pending"})
@@ -173,3 +177,18 @@ def test_health_reports_open_conflicts_sync_lag_and_integrity(sync_daemon):
         assert time.monotonic() < deadline + 30, f"health still says {integrity}"
         time.sleep(0.3)
     assert integrity["status"] == "succeeded" and integrity["age_seconds"] >= 0
+
+
+def test_a_conflict_whose_sides_hold_the_same_values_resolves_with_no_choice(sync_daemon):
+    """Two sites may write the same value at once: each seals it with its own nonce, so
+    the versions differ as stored and not as values. Nothing is left to choose."""
+    with data_transaction(sync_daemon.data_dir) as (_ctx, conn):
+        peer_id = conn.execute(select(SyncPeer.__table__.c.id).limit(1)).scalar_one()
+        clients = Client.__table__
+        row = conn.execute(select(clients).order_by(clients.c.id.desc()).limit(1)).mappings().one()
+        image = row_image("clients", row)
+        same = str(queue_conflict(conn, peer_id=peer_id, table_name="clients", row_id=row["id"],
+                                  local=image, remote=dict(image)))
+    assert sync_daemon.call("sync.conflict", {"conflict_id": same})["fields"] == []
+    assert str(sync_daemon.call("sync.resolve", {"conflict_id": same, "choices": {}})["id"]) == same
+    assert same not in {c["id"] for c in sync_daemon.call("sync.conflicts", {})}
