@@ -26,8 +26,12 @@ COLUMNS = ("id", "purpose", "client_id", "version", "wrapped_key", "public_key",
 def foreign_keks(conn: Connection, kek_ids: list[str]) -> list[str]:
     """The KEKs that wrap this database's live keys other than `kek_ids`: sites of one
     practice share one KEK, so any is a refusal (naming them, never a key)."""
-    found = set(conn.execute(select(_keys.c.kek_id).where(_keys.c.state != KeyState.DESTROYED).distinct()).scalars())
-    return sorted(found - set(kek_ids))
+    return sorted(kek_ids_in_use(conn) - set(kek_ids))
+
+
+def kek_ids_in_use(conn: Connection) -> set[str]:
+    """The KEKs this database's live keys are wrapped by (ids, never keys)."""
+    return set(conn.execute(select(_keys.c.kek_id).where(_keys.c.state != KeyState.DESTROYED).distinct()).scalars())
 
 
 def changed_keys(conn: Connection, after: int, limit: int) -> list[dict]:
@@ -46,11 +50,19 @@ def apply_keys(conn: Connection, records: list[dict], *, kek_ids: list[str],
         return counts
     ids = [r["id"] for r in records]
     here = {r["id"]: r for r in conn.execute(select(_keys).where(_keys.c.id.in_(ids))).mappings()}
+    # `kek_ids` is the keyring the pass holds, which is the sending site's: a pass cannot
+    # see the receiver's key file. What this database's own keys are wrapped by is what
+    # the site opens them with, so a key must be wrapped by one of those too. Otherwise a
+    # site midway through taking a new KEK (old key file, new one pending) would hand a
+    # peer already on the new KEK keys wrapped by the old one, which that peer cannot open.
+    held = kek_ids_in_use(conn) or set(kek_ids)
     for record in records:
         state = KeyState(record["state"])
-        if state != KeyState.DESTROYED and record["kek_id"] not in kek_ids:
-            raise IntegrityError(f"data key {record['id']} is wrapped by KEK {record['kek_id']}, not by this "
-                                 f"site's KEK ({', '.join(kek_ids)}); sites of one practice share one KEK")
+        if state != KeyState.DESTROYED and (record["kek_id"] not in kek_ids or record["kek_id"] not in held):
+            raise IntegrityError(f"data key {record['id']} is wrapped by KEK {record['kek_id']}, but the receiving "
+                                 f"site's keys are wrapped by KEK {', '.join(sorted(held))}; "
+                                 "sites of one practice share one KEK (a site that is taking a new KEK finishes "
+                                 "with strongroom keys rotate-kek before it syncs)")
         mine = here.get(record["id"])
         if mine is None:
             conn.execute(insert(_keys), [{c: record[c] for c in COLUMNS}])
