@@ -128,6 +128,16 @@ def _iso(value) -> str:
     return value.isoformat()
 
 
+def enum_value(member):
+    """An enum member's value: what `layout(convert=...)` names for a record that keeps
+    enums by value (on PostgreSQL the stored text is then read as it is)."""
+    return member.value
+
+
+def _naive_as_utc(value) -> datetime:
+    return value.replace(tzinfo=timezone.utc)
+
+
 def _naive_utc_iso(value) -> str:
     return value.isoformat() + "+00:00"
 
@@ -136,6 +146,7 @@ def _naive_utc_iso(value) -> str:
 _COLUMN_WISE: dict[Callable, Callable[[Sequence], list]] = {
     _iso: lambda values: [None if v is None else v.isoformat() for v in values],
     _naive_utc_iso: lambda values: [None if v is None else v.isoformat() + "+00:00" for v in values],
+    _naive_as_utc: lambda values: [None if v is None else v.replace(tzinfo=timezone.utc) for v in values],
 }
 
 
@@ -202,7 +213,9 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
     field's plaintext. With `own_key`, every field must be sealed with the row's
     `key_id` (what single-record reads hold to). With `text_in_sql` (PostgreSQL only),
     ids and enums are selected as their text and times as naive UTC, to be printed a
-    column at a time (same values; see `_in_sql`)."""
+    column at a time (same values; see `_in_sql`); of fields kept as stored (`convert`
+    None) times are made aware a column at a time, and enums converted by `enum_value`
+    are read as their stored text."""
     model = MODELS[table].__table__
     phi = set(CLIENT_KEYED.get(table, ()))
     id_text = text_in_sql and (convert is None or "id" not in convert)
@@ -216,6 +229,11 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
         col = model.c[field]
         if convert is not None and field in convert:
             fn = convert[field]
+            if text_in_sql and fn is enum_value and isinstance(col.type, Enum):
+                col, fn = type_coerce(col, String()).label(field), None       # stored as the value
+            elif text_in_sql and fn is None and isinstance(col.type, UTCDateTime):
+                # As UTCDateTime reads it (aware, tzinfo timezone.utc), a column at a time.
+                col, fn = _utc_naive(col).label(field), _naive_as_utc
         elif text_in_sql and (chosen := _in_sql(col)) is not None:
             col, fn = chosen[0].label(field), chosen[1]
         elif isinstance(col.type, UTCDateTime):
