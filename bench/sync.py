@@ -185,7 +185,14 @@ def main() -> None:
     base = args.dsn.rsplit("/", 1)[0]
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{libpq_src.rsplit("/", 1)[1]}"')
+        for attempt in range(120):     # a template must have no session (another benchmark may read it)
+            try:
+                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{libpq_src.rsplit("/", 1)[1]}"')
+                break
+            except psycopg.errors.ObjectInUse:
+                if attempt == 119:
+                    raise
+                time.sleep(1)
     libpq = f"{base}/{name}"
     work = OUT / f"sync-s{tag}"
     work.mkdir(parents=True, exist_ok=True)

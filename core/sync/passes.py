@@ -146,7 +146,16 @@ def preflight(local: Side, remote: Side) -> None:
         if foreign:
             raise ConflictError(f"sync: the peer's keys are wrapped by KEK {', '.join(foreign)}, this site holds "
                                 f"KEK {', '.join(local.keyring.kek_ids())}; sites of one practice share one KEK "
-                                "(a new site joins with strongroom init --join)")
+                                "(a new site joins with strongroom init --join; after strongroom keys rotate-kek "
+                                "at one site, install its new KEK at the others: see the README)")
+        # And the other way: keys this site still wraps with a KEK the peer has left (a
+        # rotation finished there, not here) would reach it unopenable.
+        theirs_in_use = key_sync.kek_ids_in_use(rc)
+        mine_only = sorted(key_sync.kek_ids_in_use(lc) - theirs_in_use) if theirs_in_use else []
+        if mine_only:
+            raise ConflictError(f"sync: this site's keys are wrapped by KEK {', '.join(mine_only)}, which the peer's "
+                                f"keys no longer use (theirs: {', '.join(sorted(theirs_in_use))}); "
+                                "finish the KEK rotation here first (strongroom keys rotate-kek; see the README)")
         mine_bidx, theirs_bidx = _blind_key(lc), _blind_key(rc)
         if mine_bidx != theirs_bidx:
             raise ConflictError(f"sync: the peer's blind-index key is {theirs_bidx}, this site's {mine_bidx}; "
