@@ -282,11 +282,17 @@ class SyncTab(Vertical):
             what = "the quarantine" if quarantine else "conflicts"
             self.query_one("#conflict-head", Static).update(f"Could not load {what}: {err.message}")
             return
+        before = self.rows
         self.rows = {row["id"]: row for row in rows}
         self.show_rows()
         self.full_page = len(rows) == PAGE_SIZE
-        if self.conflict is not None and self.conflict["id"] in self.rows:
-            self.open_conflict(self.conflict["id"])
+        open_id = self.conflict["id"] if self.conflict is not None else None
+        if open_id in self.rows:
+            # Opened again only when its row in the queue changed: every opening with
+            # phi:read is an audited READ, and a reload that changed nothing is no reason
+            # for another (events about this conflict reopen it, below).
+            if self.rows[open_id] != before.get(open_id):
+                self.open_conflict(open_id)
         elif self.conflict is None:
             self.show_conflict()
         self.refresh_bindings()

@@ -221,3 +221,42 @@ def test_a_conflict_shows_the_differing_fields_and_reveals_another_only_when_ask
             await wait_for(pilot, lambda: not tab.revealed, what="the reveals forgotten")
 
     drive(scenario)
+
+
+class CountingClient(SyncFixedClient):
+    """Counts how often the console opens a conflict (each opening with phi:read is an
+    audited READ at the daemon)."""
+
+    def __init__(self, token):
+        super().__init__(token)
+        self.opened = 0
+
+    async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None):
+        if cmd == "sync.conflict":
+            self.opened += 1
+        return await super().call(cmd, args, timeout=timeout)
+
+
+def test_reloading_the_queue_does_not_open_the_shown_conflict_again():
+    from tests.console.tui.conftest import drive
+
+    client = CountingClient("fixed-token")
+    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=client)
+
+    async def scenario():
+        async with app.run_test(size=(120, 40)) as pilot:
+            await conflict_open_one_chosen(pilot)
+            tab = app.screen.query_one("#sync")
+            assert client.opened == 1
+            for _ in range(3):
+                tab.action_reload()                      # as a job's end or any sync event does
+                await settled(pilot)
+            assert client.opened == 1                    # the queue row did not change: no new READ
+            assert tab.conflict is not None and tab.choices  # the choice made is kept
+
+            changed = dict(tab.rows[CONFLICT], status="resolved")
+            tab.rows[CONFLICT] = changed                 # the queue had shown it otherwise before
+            tab.action_reload()
+            await wait_for(pilot, lambda: client.opened == 2, what="the changed conflict opened again")
+
+    drive(scenario)
