@@ -15,6 +15,7 @@ identical, so a backup can be copied between them object by object.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
 
@@ -120,6 +121,11 @@ class Target(Protocol):
 
     def size(self, key: str) -> int | None:
         """The object's size in bytes, or None if it is missing."""
+        ...
+
+    def modified_at(self, key: str) -> datetime | None:
+        """When the object was last written (UTC), or None if it is missing. Lets a
+        cleanup leave alone objects an upload in progress may still be writing."""
         ...
 
     def list(self, prefix: str = "") -> Iterator[str]:

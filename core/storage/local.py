@@ -18,6 +18,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 from strongroom.core.errors import NotFoundError, ValidationError
@@ -99,6 +100,17 @@ class LocalTarget:
         except OSError as exc:
             raise self._error("stat", key, exc) from exc
         return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+    def modified_at(self, key: str) -> datetime | None:
+        """The file's mtime (the rename into place keeps the temporary file's); None when missing."""
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise self._error("stat", key, exc) from exc
+        return datetime.fromtimestamp(st.st_mtime, timezone.utc) if stat.S_ISREG(st.st_mode) else None
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Walk only the directories that can hold matching keys, one at a time.

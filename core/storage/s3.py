@@ -228,6 +228,19 @@ class S3Target:
             raise self._error("stat", key, exc) from exc
         return int(response["ContentLength"])
 
+    def modified_at(self, key: str) -> datetime | None:
+        """LastModified from HEAD (aware, UTC); None on 404."""
+        name = self._name(key)
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=name)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._error("stat", key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("stat", key, exc) from exc
+        return response["LastModified"].astimezone(UTC)
+
     def list(self, prefix: str = "") -> Iterator[str]:
         """ListObjectsV2 page by page; S3 returns keys in ascending order."""
         validate_prefix(prefix)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -99,6 +100,15 @@ def test_delete_removes_and_missing_is_fine(target: Target) -> None:
     target.delete("never/written")
 
 
+def test_modified_at_is_when_written_and_none_when_missing(target: Target) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    target.put("files/aa/aa11", b"x")
+    written = target.modified_at("files/aa/aa11")
+    assert written is not None and written.tzinfo is not None
+    assert before <= written <= datetime.now(UTC) + timedelta(seconds=5)
+    assert target.modified_at("files/aa/never") is None
+
+
 def test_describe_names_the_location_without_secrets(target: Target) -> None:
     text = target.describe()
     assert text.startswith(("file:///", "s3://"))
@@ -112,7 +122,7 @@ BAD_KEYS = ["", "/abs/path", "..", "../escape", "a/../b", "a/./b", "a//b", "a/",
 @pytest.mark.parametrize("key", BAD_KEYS)
 def test_bad_keys_are_refused_by_every_method(target: Target, key: str) -> None:
     calls = [lambda: target.put(key, b"x"), lambda: target.put_if_absent(key, b"x"),
-             lambda: target.get(key), lambda: target.exists(key), lambda: target.size(key),
+             lambda: target.get(key), lambda: target.exists(key), lambda: target.size(key), lambda: target.modified_at(key),
              lambda: target.delete(key)]
     for call in calls:
         with pytest.raises(ValidationError):
