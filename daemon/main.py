@@ -33,6 +33,7 @@ from strongroom.core.db.engine import transaction, translate_error
 from strongroom.core.db.migrate import current_revision, head_revision
 from strongroom.core.db.models import AuditLog, IntegrityCheck, SecurityEvent, SyncPeer
 from strongroom.core.integrity import is_ok
+from strongroom.core.integrity.sync import check_name as sync_check_name
 from strongroom.core.sync.conflicts import count_open
 from strongroom.core.sync.configured import apply_configured_peers
 from strongroom.core.sync.peers import outbound as outbound_peers
@@ -73,6 +74,21 @@ def max_age_from_schedule(expression: str, grace: float) -> float:
     second = trig.get_next_fire_time(first, first)
     return (second - first).total_seconds() + grace
 
+
+
+def _sync_consistency(conn, peers: list[str]) -> dict[str, dict]:
+    """Per active peer, the integrity job's latest consistency check of the two sites
+    (core/integrity/sync.py): its status, what it found (counts, never values) and when;
+    a peer never checked is absent."""
+    checks = IntegrityCheck.__table__
+    out: dict[str, dict] = {}
+    for name in peers:
+        row = conn.execute(select(checks.c.status, checks.c.actual, checks.c.completed_at)
+                           .where(checks.c.check_type == "sync", checks.c.name == sync_check_name(name))
+                           .order_by(checks.c.completed_at.desc()).limit(1)).first()
+        if row is not None:
+            out[name] = {"status": row.status, "actual": row.actual, "checked_at": row.completed_at.isoformat()}
+    return out
 
 class Daemon:
     def __init__(self, ctx: Context, config_path: Path) -> None:
@@ -353,6 +369,7 @@ class Daemon:
             outbound = conn.execute(select(peers_t.c.name, peers_t.c.last_sync_at, peers_t.c.failures).where(
                 peers_t.c.is_active.is_(True), outbound_peers())).all()
             quarantined = sum(quarantined_by_peer(conn).values())
+            consistency = _sync_consistency(conn, [p.name for p in outbound])
         peers = [p.last_sync_at for p in outbound]
         if chain is not None and (self._audit_chain_checked is None or chain.completed_at > self._audit_chain_checked):
             self._audit_chain_ok, self._audit_chain_checked = is_ok(chain.status), chain.completed_at
@@ -367,7 +384,8 @@ class Daemon:
             "sync": {"peers": len(outbound), "failing": sorted(p.name for p in outbound if p.failures),
                      "max_lag_seconds": (round(now - min(synced).timestamp(), 1)
                                          if synced and len(synced) == len(peers) else None),
-                     "open_conflicts": open_conflicts, "quarantined": quarantined},
+                     "open_conflicts": open_conflicts, "quarantined": quarantined,
+                     "consistency": consistency},
             "integrity": ({"status": integrity[0].status,
                            "age_seconds": (round(now - integrity[0].finished_at.timestamp(), 1)
                                            if integrity[0].finished_at else None)}

@@ -117,9 +117,14 @@ class OverviewTab(VerticalScroll):
             else integrity["status"],
             "unknown" if not integrity else "ok" if integrity["status"] == "succeeded" else "bad")
         peers, lag = data.get("sync_peers") or 0, data.get("sync_lag_seconds")
+        # The integrity job's latest comparison of the sites (health's sync.consistency).
+        checked = ((data.get("sync") or {}).get("consistency") or {}).values()
+        differs = [c for c in checked if c.get("status") != "ok"]
+        state = "unknown" if not peers else "bad" if lag is None or lag > SYNC_BAD_SECONDS else "ok"
         self.query_one("#card-sync", HealthCard).show(
-            "no peers" if not peers else "a peer never synced" if lag is None else f"{age(lag)} ({peers} peers)",
-            "unknown" if not peers else "bad" if lag is None or lag > SYNC_BAD_SECONDS else "ok")
+            ("no peers" if not peers else "a peer never synced" if lag is None else f"{age(lag)} ({peers} peers)")
+            + (" · sites differ" if differs else " · consistent" if checked else ""),
+            "warn" if differs and state == "ok" else state)
         conflicts = data.get("open_conflicts") or 0
         self.query_one("#card-conflicts", HealthCard).show(
             f"{conflicts} waiting" if conflicts else "none", "warn" if conflicts else "ok")

@@ -14,6 +14,11 @@ from strongroom.core.sync.consistency import check_peer
 from strongroom.core.sync.peers import active_outbound
 
 
+def check_name(peer: str) -> str:
+    """The recorded name of the consistency check with `peer` (health reads it back)."""
+    return f"sync consistency with {peer}"
+
+
 def check_sync(ctx: Context, progress) -> list[dict]:
     """One check per active peer; none when there are no peers."""
     out = []
@@ -24,7 +29,7 @@ def check_sync(ctx: Context, progress) -> list[dict]:
         try:
             report = check_peer(ctx, name)
         except Exception as exc:     # noqa: BLE001  the peer (its address, its server), not this database
-            out.append(record(ctx, "sync", f"sync consistency with {name}", None, WARN,
+            out.append(record(ctx, "sync", check_name(name), None, WARN,
                               "the two sites hold the same rows", f"peer not reachable ({type(exc).__name__})",
                               {"peer": name, "error": type(exc).__name__}, started))
             continue
@@ -32,7 +37,7 @@ def check_sync(ctx: Context, progress) -> list[dict]:
                      for t in report["tables"] if not (t["missing_here"] == t["missing_there"] == t["differing"] == 0)}
         ids = [e["row_id"] for t in report["tables"] for e in t["examples"]][:MAX_EVIDENCE_IDS]
         rows = sum(sum(v.values()) for v in differing.values())
-        out.append(record(ctx, "sync", f"sync consistency with {name}", None, OK if report["consistent"] else WARN,
+        out.append(record(ctx, "sync", check_name(name), None, OK if report["consistent"] else WARN,
                           "the two sites hold the same rows",
                           "identical" if report["consistent"] else f"{rows} rows differ (unsent changes or open "
                                                                    "conflicts, until the next pass)",

@@ -161,7 +161,7 @@ def test_permissions_name_what_is_missing(sync_daemon):
     assert len(sync_daemon.call("sync.conflicts")) == 2
 
 
-def test_health_reports_open_conflicts_sync_lag_and_integrity(sync_daemon):
+def test_health_reports_open_conflicts_sync_lag_integrity_and_consistency(sync_daemon):
     health = sync_daemon.call("health")
     assert health["open_conflicts"] == len(sync_daemon.seeded["conflicts"])
     assert health["sync_peers"] >= 1
@@ -177,6 +177,13 @@ def test_health_reports_open_conflicts_sync_lag_and_integrity(sync_daemon):
         assert time.monotonic() < deadline + 30, f"health still says {integrity}"
         time.sleep(0.3)
     assert integrity["status"] == "succeeded" and integrity["age_seconds"] >= 0
+    # The sites' consistency as that run found it: they differ while conflicts are open.
+    peer = sync_daemon.seeded["peer"]
+    while peer not in (consistency := sync_daemon.call("health")["sync"]["consistency"]):
+        assert time.monotonic() < deadline + 60, f"health has no consistency for {peer}: {consistency}"
+        time.sleep(0.3)
+    assert consistency[peer]["status"] == "warn" and "rows differ" in consistency[peer]["actual"]
+    assert consistency[peer]["checked_at"]
 
 
 def test_a_conflict_whose_sides_hold_the_same_values_resolves_with_no_choice(sync_daemon):

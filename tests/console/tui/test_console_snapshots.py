@@ -116,6 +116,14 @@ def test_overview_cards_turn_red_for_a_low_score_failed_backups_and_a_full_targe
             assert card("compliance")[:2] == ("61/100 (min 80) · 1 not configured", True)
             assert card("backups")[:2] == ("0 succeeded · 3 failed", True)
             assert card("storage")[:2] == ("db 843 MB · target 97% full", True)
+            checked = {"status": "warn", "actual": "3 rows differ", "checked_at": "2026-12-02T10:00:00+00:00"}
+            tab.apply_health({**health, "sync": {"consistency": {"central": checked}}})
+            await pilot.pause()
+            assert card("sync")[0] == "14m 0s (1 peers) · sites differ"
+            assert app.screen.query_one("#card-sync", HealthCard).has_class("-warn")
+            tab.apply_health({**health, "sync": {"consistency": {"central": {**checked, "status": "ok"}}}})
+            await pilot.pause()
+            assert card("sync")[0] == "14m 0s (1 peers) · consistent" and card("sync")[2]
             tab.apply_health({"role": "leader"})           # an older daemon: nothing to show, no crash
             await pilot.pause()
             assert card("storage")[0] == "not reported" and card("compliance")[0] == "not reported"
