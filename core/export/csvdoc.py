@@ -53,7 +53,7 @@ def cells(values) -> list[str]:
 # First characters _FORMULA may act on; a cell starting with any other is never prefixed.
 _RISKY = "=@\t\r+-"
 _RISKY_FIRST = frozenset(_RISKY)
-_RISKY_AFTER_BREAK = tuple("\n" + c for c in _RISKY)
+_RISKY_AFTER_BREAK = re.compile("\n[" + re.escape(_RISKY) + "]")    # one scan: "\n" is its literal prefix
 _TEXT = frozenset((str, type(None)))
 _INTEGER = frozenset((int, type(None)))
 
@@ -69,7 +69,7 @@ def column_cells(values) -> list[str]:
         texts = ["" if v is None else v for v in values]
         joined = "\n".join(texts)
         if not ('"' in joined or "," in joined or "\r" in joined or joined[:1] in _RISKY_FIRST
-                or joined.count("\n") != len(texts) - 1 or any(mark in joined for mark in _RISKY_AFTER_BREAK)):
+                or joined.count("\n") != len(texts) - 1 or _RISKY_AFTER_BREAK.search(joined)):
             return texts
     elif kinds <= _INTEGER:
         return ["" if v is None else str(v) for v in values]

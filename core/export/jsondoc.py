@@ -23,11 +23,13 @@ def _line(row: dict) -> str:
 
 def lines(rows: list[dict]) -> str:
     """Each row as `_line` writes it, each followed by a newline, in one string."""
-    return lines_utf8(rows).decode()
+    out = _lines(rows)
+    return out if isinstance(out, str) else out.decode()
 
 
-def lines_utf8(rows: list[dict]) -> bytes:
-    """`lines(rows)` encoded as UTF-8.
+def _lines(rows: list[dict]) -> bytes | str:
+    """`lines(rows)`, as the UTF-8 orjson wrote when it could write them (bytes), else
+    as json's text (str: a lone surrogate has no UTF-8; writing it fails where it did).
 
     orjson writes what json.dumps(ensure_ascii=False, compact separators) writes for
     these values (text, integers, booleans, None; the same escapes) at a tenth of the
@@ -38,7 +40,7 @@ def lines_utf8(rows: list[dict]) -> bytes:
     try:
         body = b"\n".join(map(orjson.dumps, rows))
     except (TypeError, orjson.JSONEncodeError):
-        return "".join(_line(row) + "\n" for row in rows).encode()
+        return "".join(_line(row) + "\n" for row in rows)
     if not body.isascii() and any(mark in body for mark in _BREAKS_UTF8):
         body = body.decode().translate(_BREAKS).encode()
     return body + b"\n" if rows else b""
@@ -65,7 +67,11 @@ class NdjsonDocument:
         pass
 
     def write_rows(self, rows: list[dict]) -> None:
-        _write_utf8(self._out, lines_utf8(rows))
+        out = _lines(rows)
+        if isinstance(out, str):
+            self._out.write(out)
+        else:
+            _write_utf8(self._out, out)
 
     def end_table(self) -> None:
         pass
