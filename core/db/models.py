@@ -31,6 +31,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 
@@ -234,6 +235,9 @@ class DataKey(Base):
     """A data-encryption key, stored only wrapped by the KEK identified by `kek_id`."""
 
     __tablename__ = "data_keys"
+    # The KEKs wrapping live keys, found without reading every key (migration 0010).
+    __table_args__ = (Index("ix_data_keys_live_kek", "kek_id", postgresql_where=text("state <> 'destroyed'"),
+                            sqlite_where=text("state <> 'destroyed'")),)
     id: Mapped[uuid.UUID] = _uuid_pk()
     purpose: Mapped[KeyPurpose] = mapped_column(_enum(KeyPurpose), nullable=False)
     # Plain UUID, no foreign key: a client row may be erased while its shredded key

@@ -142,7 +142,8 @@ def preflight(local: Side, remote: Side) -> None:
         if local.site == remote.site:
             raise ConflictError(f"sync: the peer has this site's own id ({local.site}): it is this database "
                                 "or a copy of it, and a site cannot sync with itself")
-        foreign = key_sync.foreign_keks(rc, local.keyring.kek_ids())
+        theirs_in_use = key_sync.kek_ids_in_use(rc)
+        foreign = sorted(theirs_in_use - set(local.keyring.kek_ids()))
         if foreign:
             raise ConflictError(f"sync: the peer's keys are wrapped by KEK {', '.join(foreign)}, this site holds "
                                 f"KEK {', '.join(local.keyring.kek_ids())}; sites of one practice share one KEK "
@@ -150,7 +151,6 @@ def preflight(local: Side, remote: Side) -> None:
                                 "at one site, install its new KEK at the others: see the README)")
         # And the other way: keys this site still wraps with a KEK the peer has left (a
         # rotation finished there, not here) would reach it unopenable.
-        theirs_in_use = key_sync.kek_ids_in_use(rc)
         mine_only = sorted(key_sync.kek_ids_in_use(lc) - theirs_in_use) if theirs_in_use else []
         if mine_only:
             raise ConflictError(f"sync: this site's keys are wrapped by KEK {', '.join(mine_only)}, which the peer's "
