@@ -248,8 +248,30 @@ def _verdict(passed: bool) -> str:
     return "PASS" if passed else "FAIL"
 
 
-def _evidence_text(evidence: object) -> str:
-    return json.dumps(evidence, sort_keys=True, ensure_ascii=False, default=str)
+def _evidence_text(evidence: object, nested: bool = False) -> str:
+    """Evidence as a reader reads it (the json format keeps the structure): `name: value`
+    pairs with words for names, "none" for nothing, a check's own pairs in parentheses
+    after its label."""
+    if evidence is None:
+        return "none"
+    if isinstance(evidence, bool):
+        return "yes" if evidence else "no"
+    if isinstance(evidence, (list, tuple, set)):
+        return ", ".join(_evidence_text(v, True) for v in evidence) or "none"
+    if isinstance(evidence, dict):
+        if not evidence:
+            return "none"
+        parts = []
+        for key, value in evidence.items():
+            name = str(key).replace("_", " ")
+            if isinstance(value, dict) and value and not nested:
+                parts.append(f"{name} ({_evidence_text(value, True)})")
+            elif isinstance(value, dict) and value:
+                parts.append(f"{name}: [{_evidence_text(value, True)}]")
+            else:
+                parts.append(f"{name}: {_evidence_text(value, True)}")
+        return ("; " if not nested else ", ").join(parts)
+    return str(evidence)
 
 
 def _settings_pairs(header: dict) -> tuple[tuple[str, str], ...]:

@@ -26,6 +26,7 @@ from strongroom.core.principal import SYSTEM
 from strongroom.core.retention import certificate, erasure
 from strongroom.core.demo import client_records
 from strongroom.core.repository.clients import insert_clients
+from strongroom.core.files.store import open_files_target
 from tests.core.conftest import with_backup_target
 
 PRACTICE = "Zéllér 東京 Clinic"
@@ -47,7 +48,8 @@ def practice_ctx(ctx, tmp_path):
         insert_clients(conn, ctx.keyring, SYSTEM, practice, client_records(4), created=ids)
     with transaction(ctx.engine) as conn:
         request = erasure.request_erasure(conn, client_id=ids[0], actor="user:alice", reason="ref 9")
-    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                    files=open_files_target(ctx.settings))
     certificate.complete(ctx, request["id"], actor="user:bob")
     integrity.run(ctx, {}, lambda *a: None)
     checkpoints.take(ctx, actor="test", reason="test")
@@ -125,6 +127,18 @@ def test_markdown_report_lists_every_safeguard_with_its_verdict(practice_ctx):
     assert text.startswith("# Compliance report") and PRACTICE in text
     for code in (*TECHNICAL, *CONTINGENCY):
         assert any(code in line and ("PASS" in line or "FAIL" in line) for line in text.splitlines())
+
+
+def test_evidence_reads_as_words_not_as_data_structures(practice_ctx):
+    """An officer reads "active accounts: 2", not {"active_accounts": 2}; the json format
+    keeps the structure for programs."""
+    for fmt in ("md", "pdf"):
+        produced = _produce(practice_ctx, fmt).data
+        text = (produced.decode().split("<!--")[0] if fmt == "md" else      # the signature is data
+                "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(produced)).pages))
+        flat = " ".join(text.split())
+        assert "active accounts: " in flat and "usernames unique: enforced by a unique constraint" in flat
+        assert '{"' not in text and '": ' not in text
 
 
 def test_a_pinned_public_key_verifies_without_the_database(practice_ctx):
