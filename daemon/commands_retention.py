@@ -17,6 +17,7 @@ from pydantic import Field
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
+from strongroom.core.files.store import open_files_target
 from strongroom.core.jobs import retention as retention_job
 from strongroom.core.retention import certificate, erasure, holds, policies
 from strongroom.daemon.commands import Args, Call, command
@@ -143,10 +144,11 @@ class RequestIdArgs(Args):
 @command("erasure.approve", permission=APPROVE, args=RequestIdArgs)
 def erasure_approve_cmd(d: "Daemon", call: Call) -> dict:
     """Approve an erasure request and carry it out now: the client's keys are destroyed,
-    then every backup repository's key bag is rewritten without them and the signed
-    erasure certificate is issued (`certificate` in the reply)."""
+    then the objects of the client's files are deleted from the live files store, every
+    backup repository's key bag is rewritten without the keys and the signed erasure
+    certificate is issued (`certificate` in the reply, with the file objects deleted)."""
     row = erasure.approve(d.ctx.engine, d.ctx.keyring, call.args.request_id, approver=call.principal.actor,
-                          session_id=call.principal.session_id)
+                          files=open_files_target(d.ctx.settings), session_id=call.principal.session_id)
     return {**row, "certificate": certificate.complete(d.ctx, call.args.request_id, actor=call.principal.actor)}
 
 

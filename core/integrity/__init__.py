@@ -9,7 +9,9 @@ recorded as a row of `integrity_checks` (core/jobs/integrity.py runs them all).
 Modules by what they check: `orphans` (rows pointing at rows that do not exist or are
 tombstoned), `envelopes` (plaintext where ciphertext belongs), `keys` (live rows on
 destroyed or unknown keys), `backups` (snapshots verified and restore-drilled),
-`unaudited` (rows changed between the two newest snapshots with no audit entry).
+`unaudited` (rows changed between the two newest snapshots with no audit entry),
+`files` (client file content in its store: no row without its objects, no object
+without a live row, content as recorded).
 """
 from __future__ import annotations
 

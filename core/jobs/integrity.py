@@ -3,8 +3,8 @@
 Runs every check of core/integrity/ (and the two kept here): the audit chain against
 the newest signed checkpoint, every clinical row's `data_checksum` against the row as
 stored (a NULL checksum is a failure, not a skip), referential orphans, plaintext where
-ciphertext belongs, live rows on destroyed or unknown keys, and backups verified and
-restore-drilled lately. Each check is recorded in `integrity_checks` with a status
+ciphertext belongs, live rows on destroyed or unknown keys, backups verified and
+restore-drilled lately, and client file content against its rows (both ways). Each check is recorded in `integrity_checks` with a status
 (ok / warn / fail) and its evidence (counts and row ids, never values). The job fails
 if any check fails; warnings leave it succeeded and are listed in its result.
 """
@@ -23,6 +23,7 @@ from strongroom.core.errors import IntegrityError
 from strongroom.core.integrity import FAIL, MAX_EVIDENCE_IDS, OK, WARN, record
 from strongroom.core.integrity.backups import check_backups
 from strongroom.core.integrity.envelopes import check_envelopes, encrypted_tables
+from strongroom.core.integrity.files import check_files
 from strongroom.core.integrity.keys import check_keys
 from strongroom.core.integrity.orphans import check_orphans
 from strongroom.core.integrity.sync import check_sync
@@ -153,6 +154,8 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
         checks.append(check_unaudited(ctx, progress))
     if "sync" in wanted:
         checks.extend(check_sync(ctx, progress))      # one per active peer; none without peers
+    if "files" in wanted:
+        checks.append(check_files(ctx, progress, full=asked.full, remove_orphans=asked.remove_orphans))
     failed = [c["name"] for c in checks if c["status"] == FAIL]
     warnings = [c["name"] for c in checks if c["status"] == WARN]
     result = {"checks": checks, "failed": failed, "warnings": warnings,

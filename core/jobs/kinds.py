@@ -97,12 +97,15 @@ def _comma_list(value: object) -> object:
 
 
 INTEGRITY_CHECKS = ("audit_chain", "row_checksums", "orphans", "envelopes", "keys", "backups", "unaudited",
-                    "sync")
+                    "sync", "files")
 
 
 class IntegrityParams(Params):
     full: Flag = Field(default=False, description="Open every encrypted value under its row's AAD "
-                                                  "(default: a sample per table, [integrity] open_sample_rows).")
+                                                  "(default: a sample per table, [integrity] open_sample_rows) "
+                                                  "and read back every client file (default: a sample).")
+    remove_orphans: Flag = Field(default=False, description="Delete stored file objects no live file row "
+                                                            "names (older than a day); default: count them.")
     checks: Annotated[list[Literal[INTEGRITY_CHECKS]], BeforeValidator(_comma_list)] = Field(  # type: ignore[valid-type]
         default_factory=list, max_length=len(INTEGRITY_CHECKS),
         description="Run only these checks (default: all): " + ", ".join(INTEGRITY_CHECKS) + ".")
@@ -187,7 +190,8 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
             "INTEGRITY", "restore_drill", per_configuration=True),
     JobKind("prune", PruneParams, "Forget snapshots outside the keep rules and reclaim their space.",
             "INTEGRITY", "prune", per_configuration=True),
-    JobKind("integrity", IntegrityParams, "Check the audit chain, row checksums, orphans, ciphertext, keys and backups.",
+    JobKind("integrity", IntegrityParams, "Check the audit chain, row checksums, orphans, ciphertext, keys, "
+            "backups and client file content.",
             "INTEGRITY", "integrity"),
     JobKind("key_rotation", KeyRotationParams, "Rotate client data keys and re-encrypt their fields.",
             "KEY_ROTATE", "key_rotation"),

@@ -17,7 +17,11 @@ needs moving):
   so sync peers and incremental backups carry the delete) and a session's notes
   ciphertext is cleared. Deleting a client crypto-shreds it as an erasure does: its
   sessions and files are tombstoned with it and its data keys destroyed. Rows are
-  never hard-deleted: the incremental backup chain and sync rely on tombstones.
+  never hard-deleted: the incremental backup chain and sync rely on tombstones. A
+  file's content is: once the batch that tombstoned its row (or its client) has
+  committed, its objects are deleted from the live files store (core/files/purge.py;
+  audited RETENTION with counts; a failed delete leaves an orphan the integrity job's
+  files check removes).
 
 Because deletion is also timed from `archived_at`, which only our clock writes, a row
 that arrives already old (the backlog when a policy is first set, or a date a peer
@@ -47,6 +51,8 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client, ClientFile, ClientStatus, RetentionArchive, TherapySession
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ValidationError
+from strongroom.core.files.purge import Purge, record
+from strongroom.core.files.store import open_files_target
 from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import next_change_version
 from strongroom.core.retention import holds, lock, rewrite_rows
@@ -252,14 +258,18 @@ def _archive(conn: Connection, policy: Policy, dues: list[Due], now: datetime, a
 
 
 def _delete(conn: Connection, ctx: Context, policy: Policy, dues: list[Due], now: datetime,
-            actor: str) -> dict[str, int]:
+            actor: str, purge: Purge) -> dict[str, int]:
+    """Tombstone `dues` (clients: crypto-shred them); the objects of every file that goes
+    are collected into `purge`, which the caller runs once this transaction commits."""
     ids = [d.row_id for d in dues]
     totals: dict[str, int] = {}
     if policy.table_name == "clients":
         for client_id in ids:
-            for key, n in erase_client(conn, ctx.keyring, client_id, now=now).items():
+            for key, n in erase_client(conn, ctx.keyring, client_id, now=now, purge=purge).items():
                 totals[key] = totals.get(key, 0) + n
     else:
+        if policy.table_name == "client_files":
+            purge.collect_files(conn, ctx.keyring, ids)
         version = next_change_version(conn)
         gone = tombstone(conn, _TABLES[policy.table_name], ids, now=now, version=version)
         conn.execute(update(_ledger).where(_ledger.c.table_name == policy.table_name, _ledger.c.row_id.in_(gone))
@@ -287,8 +297,10 @@ def apply(ctx: Context, *, now: datetime, actor: str = "system",
     done = 0
     for action in (DELETE, ARCHIVE):
         for policy in policies:
-            counts = result["tables"].setdefault(policy.table_name, {"archived": 0, "deleted": 0,
-                                                                     "keys_destroyed": 0, "blocked": 0})
+            counts = result["tables"].setdefault(policy.table_name, {
+                "archived": 0, "deleted": 0, "keys_destroyed": 0, "blocked": 0,
+                **({"file_objects_deleted": 0, "file_objects_failed": 0}
+                   if policy.table_name in ("clients", "client_files") else {})})
             after: uuid.UUID | None = None
             while True:
                 with transaction(ctx.engine, read_only=True) as conn:
@@ -316,7 +328,22 @@ def apply(ctx: Context, *, now: datetime, actor: str = "system",
 
 def _batch(ctx: Context, policy: Policy, action: str, ids: list[uuid.UUID], now: datetime,
            actor: str) -> tuple[dict[str, int], int]:
-    """One transaction: re-check under the lock, skip held rows, act on the rest."""
+    """One transaction: re-check under the lock, skip held rows, act on the rest; then,
+    committed, delete the objects of the files it tombstoned (audited with counts)."""
+    purge = Purge(open_files_target(ctx.settings)) if action == DELETE else None
+    outcome, blocked = _decide(ctx, policy, action, ids, now, actor, purge)
+    if purge is not None and purge.objects:
+        purged = purge.run()
+        with transaction(ctx.engine) as conn:
+            record(conn, purged, actor=actor, action="RETENTION", table_name=policy.table_name, record_id=None,
+                   details={"policy_id": str(policy.id)})
+        outcome = {**outcome, "file_objects_deleted": purged.objects_deleted,
+                   "file_objects_failed": purged.objects_failed}
+    return outcome, blocked
+
+
+def _decide(ctx: Context, policy: Policy, action: str, ids: list[uuid.UUID], now: datetime,
+            actor: str, purge: Purge | None) -> tuple[dict[str, int], int]:
     with transaction(ctx.engine) as conn:
         lock(conn)
         current = _current(conn, policy)
@@ -330,7 +357,7 @@ def _batch(ctx: Context, policy: Policy, action: str, ids: list[uuid.UUID], now:
             return {}, blocked
         if action == ARCHIVE:
             return _archive(conn, current, free, now, actor), blocked
-        return _delete(conn, ctx, current, free, now, actor), blocked
+        return _delete(conn, ctx, current, free, now, actor, purge), blocked
 
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:

@@ -7,7 +7,8 @@ once, which drops the erased keys (and records their ids as erased), so no objec
 the repository, current or an older version, holds a key the KEK opens any more.
 
 Then it issues the erasure certificate: a statement of who asked, who approved, which
-client, which key ids were destroyed and when, how many rows were tombstoned, and which
+client, which key ids were destroyed and when, how many rows were tombstoned, how many
+objects of the client's files were deleted from the live files store, and which
 repositories were updated (and which could not be reached, with why), signed with
 Ed25519 by the audit signing key (a random seed stored wrapped by the KEK in
 `data_keys`; its public half is stored in clear beside it and printed in the
@@ -124,11 +125,26 @@ def _statement(conn: Connection, request: dict, execute: dict, copies: list[dict
                             "destroyed_at": k.destroyed_at.isoformat() if k.destroyed_at else None}
                            for k in keys],
         "rows_tombstoned": {t: details.get(t, 0) for t in ("clients", "therapy_sessions", "client_files")},
+        "file_objects": _file_objects(conn, request["id"]),
         "repositories": copies,
         "reached_all_copies": not pending and legacy == 0,
         "audit_execute_entry": {"id": execute["id"], "hash": execute["hash"]},
         "issued_at": utcnow().isoformat(),
     }
+
+
+def _file_objects(conn: Connection, request_id: uuid.UUID) -> dict[str, int] | None:
+    """How many objects of the client's files were deleted from the live files store
+    after the erasure (and how many could not be: the integrity job's files check
+    removes those); None if nothing was recorded (a crash before the deletes: the
+    objects are then orphans for that check too)."""
+    rows = conn.execute(select(_log.c.details).where(_log.c.action == "ERASURE",
+                                                     _log.c.record_id == str(request_id))
+                        .order_by(_log.c.id.desc())).scalars()
+    found = next((d for d in map(json.loads, rows) if d.get("event") == "file_objects_deleted"), None)
+    if found is None:
+        return None
+    return {k: found[k] for k in ("files", "objects_deleted", "objects_failed")}
 
 
 def _digest(statement: dict[str, Any]) -> str:
@@ -241,6 +257,7 @@ def as_text(certificate: dict[str, Any]) -> str:
         *[f"  {k['key_id']}  {k['purpose']} v{k['version']}  destroyed {k['destroyed_at']}"
           for k in certificate["destroyed_keys"]],
         "Rows tombstoned:   " + ", ".join(f"{t} {n}" for t, n in certificate["rows_tombstoned"].items()),
+        "File objects:      " + _file_objects_text(certificate.get("file_objects")),
         "",
         "Backup repositories (key bag rewritten, older versions deleted):",
     ]
@@ -268,6 +285,15 @@ def as_text(certificate: dict[str, Any]) -> str:
         f"Signature value    {sig['value']}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _file_objects_text(counts: dict | None) -> str:
+    if counts is None:
+        return "not recorded (the integrity job's files check removes any left)"
+    text = f"{counts['objects_deleted']} deleted from the live files store ({counts['files']} files)"
+    if counts["objects_failed"]:
+        text += f"; {counts['objects_failed']} could not be deleted (left for the integrity job to remove)"
+    return text
 
 
 def as_pdf(certificate: dict[str, Any], *, practice: str = "Strongroom") -> bytes:

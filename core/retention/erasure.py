@@ -9,7 +9,9 @@ peers and incremental backups. With the keys gone the client's ciphertext is unr
 in the database; snapshots carry no data key (the repositories' key bags hold them), and
 `certificate.complete`, run by the daemon right after approval, rewrites every key bag
 without the client's keys and issues the signed certificate, so snapshots taken before
-the erasure restore the client unreadable too. Nobody approves their own request, the scheduler
+the erasure restore the client unreadable too. The objects of the client's files are
+deleted from the live files store once the erasure has committed (core/files/purge.py).
+Nobody approves their own request, the scheduler
 ("system") approves nothing, and a legal hold covering the client refuses the erasure.
 A refusal changes nothing but is itself audited.
 """
@@ -29,10 +31,12 @@ from strongroom.core.db.models import (Client, ClientFile, DataKey, ErasureReque
                                        TherapySession)
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError
+from strongroom.core.files.purge import Purge, Purged, record
 from strongroom.core.ids import new_id
 from strongroom.core.principal import NOT_A_PERSON, is_person
 from strongroom.core.repository.changes import next_change_version
 from strongroom.core.retention import holds, lock, rewrite_rows
+from strongroom.core.storage.base import Target
 
 # A request left unapproved this long expires: approving a stale request would be
 # approving something nobody is looking at any more.
@@ -65,10 +69,18 @@ def tombstone(conn: Connection, table: Table, ids: Iterable[uuid.UUID], *, now: 
     return rewrite_rows(conn, table, rows, {"deleted_at": now, "updated_at": now, "sync_version": version, **wiped})
 
 
-def erase_client(conn: Connection, keyring: Keyring, client_id: uuid.UUID, *, now: datetime) -> dict[str, int]:
+def erase_client(conn: Connection, keyring: Keyring, client_id: uuid.UUID, *, now: datetime,
+                 purge: Purge | None = None) -> dict[str, int]:
     """Crypto-shred one client inside the caller's transaction (which holds the lock):
     destroy its keys, tombstone it with its sessions and files, close its ledger rows.
-    Returns counts per table and keys destroyed."""
+    Returns counts per table and keys destroyed.
+
+    `purge` collects the objects of the client's files in the live files store (their
+    names are in manifests its keys open, so before the keys go); the caller runs it
+    after this transaction commits. None only where this database has no live files
+    store of its own: a restored copy (core/backup/keybag.py)."""
+    if purge is not None:
+        purge.collect_client(conn, keyring, client_id)
     version = next_change_version(conn)
     counts = {"clients": len(tombstone(conn, _clients, [client_id], now=now, version=version))}
     for table in (_sessions, _files):
@@ -183,9 +195,13 @@ def _four_eyes(conn: Connection, row: dict, actor: str, action: str, session_id:
                             "person must decide it (four-eyes rule)")
 
 
-def approve(engine: Engine, keyring: Keyring, request_id: uuid.UUID, *, approver: str,
+def approve(engine: Engine, keyring: Keyring, request_id: uuid.UUID, *, approver: str, files: Target,
             session_id: str | None = None, now: datetime | None = None) -> dict[str, Any]:
     """Approve a pending request and carry it out at once (see the module docstring).
+
+    After the erasure has committed, the objects of the client's files are deleted from
+    `files` (the live files store) and that is audited with counts (core/files/purge.py;
+    the certificate reports them); a failed delete is recorded, never undoes the erasure.
 
     Refusals, each with nothing erased: unknown request (NotFoundError); not pending or
     expired, or a legal hold covering the client (ConflictError); the requester or the
@@ -193,6 +209,7 @@ def approve(engine: Engine, keyring: Keyring, request_id: uuid.UUID, *, approver
     audited."""
     now = now or utcnow()
     refusal: Exception | None = None
+    purge = Purge(files)
     with transaction(engine) as conn:
         lock(conn)
         row = _load_pending(conn, request_id, now)
@@ -208,7 +225,7 @@ def approve(engine: Engine, keyring: Keyring, request_id: uuid.UUID, *, approver
                 refusal = ConflictError(f"erasure request {request_id}: client {row['client_id']} is under "
                                         f"legal hold {hold}; release the hold first")
         if refusal is None:
-            counts = erase_client(conn, keyring, row["client_id"], now=now)
+            counts = erase_client(conn, keyring, row["client_id"], now=now, purge=purge)
             conn.execute(update(_requests).where(_requests.c.id == request_id).values(
                 status=EXECUTED, approved_by=approver[:120], decided_at=now, executed_at=now))
             audit.append(conn, actor=approver, action="ERASURE_APPROVE", table_name="erasure_requests",
@@ -219,8 +236,19 @@ def approve(engine: Engine, keyring: Keyring, request_id: uuid.UUID, *, approver
                          details={"request_id": str(request_id), **counts})
     if refusal is not None:
         raise refusal
+    purged = purge_files(engine, purge, request_id=request_id, actor=approver)
     return {**row, "status": EXECUTED, "approved_by": approver, "decided_at": now, "executed_at": now,
-            "erased": counts}
+            "erased": counts, "file_objects": purged.evidence()}
+
+
+def purge_files(engine: Engine, purge: Purge, *, request_id: uuid.UUID, actor: str) -> Purged:
+    """Delete an executed erasure's file objects and audit the counts (ERASURE on its
+    request, event file_objects_deleted; `certificate` reads them from there)."""
+    purged = purge.run()
+    with transaction(engine) as conn:
+        record(conn, purged, actor=actor, action="ERASURE", table_name="erasure_requests", record_id=request_id,
+               details={"request_id": str(request_id)})
+    return purged
 
 
 def reject(engine: Engine, request_id: uuid.UUID, *, actor: str, session_id: str | None = None,

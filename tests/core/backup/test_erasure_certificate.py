@@ -18,6 +18,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
 from strongroom.core.jobs import backup
 from strongroom.core.retention import certificate, erasure
+from strongroom.core.files.store import open_files_target
 from tests.core.conftest import seed_clients
 
 
@@ -40,7 +41,8 @@ def erased(ctx, tmp_path, monkeypatch):
         request = erasure.request_erasure(conn, client_id=ids[0], actor="user:alice", reason="ref 9")
     with pytest.raises(ConflictError, match="not executed"):
         certificate.complete(ctx, request["id"], actor="user:bob")
-    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                    files=open_files_target(ctx.settings))
     return ctx, request, ids[0], certificate.complete(ctx, request["id"], actor="user:bob")
 
 

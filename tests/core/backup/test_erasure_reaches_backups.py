@@ -26,6 +26,7 @@ from strongroom.core.repository.changes import row_checksum
 from strongroom.core.repository.clients import get_client
 from strongroom.core.retention import certificate, erasure
 from strongroom.core.storage import open_target
+from strongroom.core.files.store import open_files_target
 from tests.core.conftest import READER, seed_clients
 from tests.core.storage.conftest import REGION, aws_env, moto_endpoint, s3_admin  # noqa: F401 - fixtures
 
@@ -55,7 +56,8 @@ def repo_url(request, ctx, tmp_path) -> str:
 def _erase(ctx, client_id: uuid.UUID) -> dict:
     with transaction(ctx.engine) as conn:
         request = erasure.request_erasure(conn, client_id=client_id, actor="user:alice", reason="ref 1")
-    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                    files=open_files_target(ctx.settings))
     return certificate.complete(ctx, request["id"], actor="user:bob")
 
 

@@ -10,6 +10,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.errors import KeyUnavailableError
 from strongroom.core.repository.clients import get_client
 from strongroom.core.retention import erasure
+from strongroom.core.files.store import open_files_target
 from tests.core.conftest import READER, seed_clients
 
 
@@ -21,7 +22,8 @@ def test_a_standby_keyring_forgets_a_key_the_leader_destroyed(ctx):
         assert get_client(conn, standby, READER, ids[0])["id"] == ids[0]   # now cached there
     with transaction(ctx.engine) as conn:
         request = erasure.request_erasure(conn, client_id=ids[0], actor="user:alice", reason="ref 3")
-    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                    files=open_files_target(ctx.settings))
     with transaction(ctx.engine) as conn:
         assert forget_destroyed(standby, conn, watermark) > watermark
     with pytest.raises(KeyUnavailableError, match="crypto-shredded"):

@@ -21,6 +21,7 @@ from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import create_practice
 from strongroom.core.repository.sessions import create_session
 from strongroom.core.storage import open_target
+from strongroom.core.files.store import open_files_target
 from tests.conftest import PG_AVAILABLE, PG_DSN, pg_admin, pg_url
 
 pytestmark = pytest.mark.skipif(not PG_AVAILABLE, reason="PostgreSQL not answering")
@@ -251,7 +252,8 @@ def test_a_client_erased_after_the_snapshot_restores_tombstoned_into_postgresql(
                               .limit(1)).scalar()
     with transaction(ctx.engine) as conn:
         request = erasure.request_erasure(conn, client_id=erased, actor="user:alice", reason="written request ref 12")
-    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                    files=open_files_target(ctx.settings))
     certificate.reach_repositories(ctx)
     restore.restore(repo, snapshot_id, pg_url(scratch_db))
     engine = make_engine(pg_url(scratch_db))

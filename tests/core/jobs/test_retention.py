@@ -1,6 +1,7 @@
 """Records retention: policies archive then delete on a controlled clock, legal holds
 block both, erasure needs a second person and crypto-shreds the client, every action is
 audited without PHI, and bad input is refused with nothing changed."""
+import json
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
@@ -20,6 +21,7 @@ from strongroom.core.repository import sessions as sessions_repo
 from strongroom.core.repository.changes import row_checksum
 from strongroom.core.repository.practices import create_practice
 from strongroom.core.retention import erasure, holds, policies
+from strongroom.core.files.store import open_files_target
 
 CLINICIAN = Principal("user:clinician", frozenset({"table:*:*", "phi:read"}))
 DAY = timedelta(days=1)
@@ -294,13 +296,15 @@ def test_erasure_needs_a_second_person_and_crypto_shreds_only_that_client(ctx, p
 
     for actor in ("user:alice", "system"):
         with pytest.raises(PermissionDenied, match="four-eyes"):
-            erasure.approve(ctx.engine, ctx.keyring, request["id"], approver=actor)
+            erasure.approve(ctx.engine, ctx.keyring, request["id"], approver=actor,
+                            files=open_files_target(ctx.settings))
         with pytest.raises(PermissionDenied, match="four-eyes"):
             erasure.reject(ctx.engine, request["id"], actor=actor)
     with transaction(ctx.engine) as conn:
         assert clients_repo.get_client(conn, ctx.keyring, CLINICIAN, target)["last_name"] == "Ashford"
 
-    done = erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+    done = erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                           files=open_files_target(ctx.settings))
     assert done["status"] == "executed" and done["erased"]["keys_destroyed"] == 1
     assert done["erased"]["therapy_sessions"] == 1
     with ctx.engine.connect() as conn:
@@ -331,7 +335,8 @@ def test_erasure_is_refused_under_a_legal_hold_and_after_its_window(ctx, practic
     with transaction(ctx.engine) as conn:
         hold = holds.place_hold(conn, actor="user:counsel", reason="Matter 9", client_id=client)
     with pytest.raises(ConflictError, match="legal hold"):
-        erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+        erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                        files=open_files_target(ctx.settings))
     with ctx.engine.connect() as conn:
         assert conn.execute(select(_keys.c.state).where(_keys.c.client_id == client)).scalar() == KeyState.ACTIVE
         listed = erasure.list_requests(conn)
@@ -339,7 +344,8 @@ def test_erasure_is_refused_under_a_legal_hold_and_after_its_window(ctx, practic
 
     late = request["expires_at"] + DAY
     with pytest.raises(ConflictError, match="expired"):
-        erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob", now=late)
+        erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob", now=late,
+                        files=open_files_target(ctx.settings))
     with transaction(ctx.engine) as conn:
         holds.release_hold(conn, hold.id, actor="user:counsel")
     with transaction(ctx.engine) as conn:   # a new request may be filed once the old one expired
@@ -347,7 +353,8 @@ def test_erasure_is_refused_under_a_legal_hold_and_after_its_window(ctx, practic
     rejected = erasure.reject(ctx.engine, again["id"], actor="user:bob", now=late)
     assert rejected["status"] == "rejected"
     with pytest.raises(ConflictError, match="rejected"):
-        erasure.approve(ctx.engine, ctx.keyring, again["id"], approver="user:carol", now=late)
+        erasure.approve(ctx.engine, ctx.keyring, again["id"], approver="user:carol", now=late,
+                        files=open_files_target(ctx.settings))
 
 
 def test_bad_erasure_requests_are_refused_and_nothing_is_written(ctx, practice):
@@ -357,7 +364,8 @@ def test_bad_erasure_requests_are_refused_and_nothing_is_written(ctx, practice):
     with pytest.raises(ValidationError, match="reason"):
         _request(ctx, client, reason="")
     with pytest.raises(NotFoundError):
-        erasure.approve(ctx.engine, ctx.keyring, uuid.uuid4(), approver="user:bob")
+        erasure.approve(ctx.engine, ctx.keyring, uuid.uuid4(), approver="user:bob",
+                        files=open_files_target(ctx.settings))
     with ctx.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(ErasureRequest.__table__)).scalar() == 0
     _request(ctx, client)
@@ -389,7 +397,8 @@ def test_an_incremental_backup_carries_archives_tombstones_and_the_shredding(ctx
     backup.run(ctx, {"full": "true"}, lambda *a: None)
     _apply(ctx, NOW + DAY)                        # the archived session is deleted now
     request = _request(ctx, erased)
-    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob")
+    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                    files=open_files_target(ctx.settings))
     tip = backup.run(ctx, {}, lambda *a: None)
     repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
     assert repo.read_manifest(uuid.UUID(tip["snapshot_id"])).kind == "incremental"
@@ -444,7 +453,8 @@ def test_holds_still_block_under_row_level_security_as_the_application_role(ctx,
             assert job.plan(conn, now=NOW)["actions"][0]["blocked_by"] is not None
         request = _request(ctx, held)
         with pytest.raises(ConflictError, match="legal hold"):
-            erasure.approve(app, ctx.keyring, request["id"], approver="user:bob")
+            erasure.approve(app, ctx.keyring, request["id"], approver="user:bob",
+                            files=open_files_target(ctx.settings))
     finally:
         if app is not None:
             app.dispose()
@@ -465,7 +475,8 @@ def test_the_local_operator_can_neither_file_nor_decide_an_erasure(ctx, practice
     request = _request(ctx, client)
     for local in ("local:0", "local:2222"):
         with pytest.raises(PermissionDenied, match="named, logged-in person"):
-            erasure.approve(ctx.engine, ctx.keyring, request["id"], approver=local)
+            erasure.approve(ctx.engine, ctx.keyring, request["id"], approver=local,
+                            files=open_files_target(ctx.settings))
         with pytest.raises(PermissionDenied, match="named, logged-in person"):
             erasure.reject(ctx.engine, request["id"], actor=local)
     with transaction(ctx.engine) as conn:
@@ -495,3 +506,99 @@ def test_a_client_deleted_by_policy_leaves_every_backup_key_bag_at_once(ctx, pra
     assert [c["status"] for c in result["repositories"]] == ["updated"]
     bag = keybag.read(repo)
     assert not key_ids & set(bag.keys) and key_ids <= set(bag.erased)
+
+
+# --- client file content --------------------------------------------------------------------
+
+def _file(ctx, client_id, data: bytes):
+    from strongroom.core.files.repository import add_file
+
+    with transaction(ctx.engine) as conn:
+        return add_file(conn, ctx.keyring, CLINICIAN, open_files_target(ctx.settings), ctx.settings.files,
+                        client_id, name="consent form.pdf", content_type="application/pdf", size=len(data),
+                        content=[data])["id"]
+
+
+def _read_file(ctx, file_id) -> bytes:
+    from strongroom.core.files.repository import open_file
+
+    with transaction(ctx.engine) as conn:
+        return b"".join(open_file(conn, ctx.keyring, CLINICIAN, open_files_target(ctx.settings), file_id).chunks)
+
+
+def _file_objects(ctx) -> set:
+    return {p for p in (ctx.settings.data_dir / "files").rglob("*") if p.is_file()}
+
+
+def test_erasure_deletes_the_clients_file_objects_after_commit_and_certifies_the_count(ctx, practice):
+    from strongroom.core.files.content import CHUNK_SIZE
+    from strongroom.core.retention import certificate
+
+    target = _client(ctx, practice, "Ashford")
+    other = _client(ctx, practice, "Brightwater")
+    _file(ctx, target, b"x" * (CHUNK_SIZE + 1))        # two chunks and a manifest
+    _file(ctx, target, b"signed consent")              # one chunk and a manifest
+    before_other = _file_objects(ctx)
+    kept = _file(ctx, other, b"referral letter")
+    others = _file_objects(ctx) - before_other
+    request = _request(ctx, target)
+    done = erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                           files=open_files_target(ctx.settings))
+    assert done["erased"]["client_files"] == 2
+    assert done["file_objects"] == {"files": 2, "objects_deleted": 5, "objects_failed": 0, "failed_file_ids": []}
+    assert _file_objects(ctx) == others and _read_file(ctx, kept) == b"referral letter"
+    issued = certificate.complete(ctx, request["id"], actor="user:bob")
+    assert issued["file_objects"] == {"files": 2, "objects_deleted": 5, "objects_failed": 0}
+    assert "5 deleted from the live files store (2 files)" in certificate.as_text(issued)
+    with ctx.engine.connect() as conn:
+        assert certificate.verify(conn, issued).ok
+
+
+def test_an_erasure_that_rolls_back_deletes_no_file_object(ctx, practice, monkeypatch):
+    client = _client(ctx, practice)
+    file_id = _file(ctx, client, b"intake form")
+    stored = _file_objects(ctx)
+    request = _request(ctx, client)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("synthetic failure after the objects were listed")
+    monkeypatch.setattr(type(ctx.keyring), "destroy_client_keys", failing)
+    with pytest.raises(RuntimeError):
+        erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob",
+                        files=open_files_target(ctx.settings))
+    monkeypatch.undo()
+    assert _file_objects(ctx) == stored and _read_file(ctx, file_id) == b"intake form"
+
+
+def test_a_files_policy_deletes_expired_files_with_their_objects_never_a_held_clients(ctx, practice):
+    held = _client(ctx, practice, "Ashford")
+    free = _client(ctx, practice, "Brightwater")
+    held_file = _file(ctx, held, b"held letter")
+    held_objects = _file_objects(ctx)
+    free_file = _file(ctx, free, b"expired letter")
+    _policy(ctx, "client_files", 30, 60)
+    with transaction(ctx.engine) as conn:
+        holds.place_hold(conn, actor="user:counsel", reason="Matter 2026-115", client_id=held)
+
+    first = _apply(ctx, NOW + 40 * DAY)
+    assert first["tables"]["client_files"]["archived"] == 1 and first["tables"]["client_files"]["blocked"] == 1
+    done = _apply(ctx, NOW + 70 * DAY)
+    assert done["tables"]["client_files"]["deleted"] == 1 and done["tables"]["client_files"]["blocked"] == 1
+    assert done["tables"]["client_files"]["file_objects_deleted"] == 2
+    from strongroom.core.db.models import ClientFile
+    assert _row(ctx, ClientFile.__table__, free_file)["deleted_at"] is not None
+    assert _row(ctx, ClientFile.__table__, held_file)["deleted_at"] is None
+    assert _file_objects(ctx) == held_objects and _read_file(ctx, held_file) == b"held letter"
+    entry = [e for e in _actions(ctx, "RETENTION") if "file_objects_deleted" in e.details]
+    assert len(entry) == 1 and json.loads(entry[0].details)["objects_deleted"] == 2
+
+
+def test_a_client_deleted_by_policy_takes_its_file_objects(ctx, practice):
+    gone = _client(ctx, practice, "Ashford")
+    _session(ctx, gone, NOW - 10 * DAY)
+    _file(ctx, gone, b"old scan")
+    _policy(ctx, "clients", 365, 730)
+    _apply(ctx, NOW + 400 * DAY)
+    assert len(_file_objects(ctx)) == 2
+    done = _apply(ctx, NOW + 800 * DAY)
+    assert done["tables"]["clients"]["file_objects_deleted"] == 2 and _file_objects(ctx) == set()
