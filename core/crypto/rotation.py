@@ -16,7 +16,9 @@ newest active key was created at or after T and every row of it uses that key. T
 audit log is the natural home for that one fact: it is append-only, transactional with
 the work and already the evidence a HIPAA reviewer asks for ("when were keys last
 rotated?"). Old keys are retired, not destroyed: they stay readable until
-`destroy_retired_unused` finds no row using them.
+`destroy_retired_unused` finds no row using them. Client file content is not
+re-encrypted (it stays under the key it was added with, read by the key id in each
+object), so a client's retired keys also stay while the client has a live file.
 """
 from __future__ import annotations
 
@@ -692,6 +694,11 @@ def retired_unused(conn: Connection, *, for_update: bool = False) -> list[tuple[
     What `destroy_retired_unused` destroys, and what a snapshot does not need: the
     backup's key bag carries such a key only while an older kept snapshot needs it."""
     unused = [~exists().where(_table(name).c.key_id == _keys.c.id) for name in CLIENT_KEYED]
+    # A client file's content stays sealed under the key it was added with (rotation
+    # re-encrypts the row's name, not the content; its chunks name their key only inside
+    # the objects), so a retired client key is kept while its client has a live file.
+    files = _table("client_files")
+    unused.append(~exists().where(files.c.client_id == _keys.c.client_id, files.c.deleted_at.is_(None)))
     query = (select(_keys.c.id, _keys.c.purpose)
              .where(_keys.c.state == KeyState.RETIRED,
                     _keys.c.purpose.in_([KeyPurpose.CLIENT, KeyPurpose.SYSTEM]), *unused))

@@ -143,6 +143,14 @@ def test_rotate_deks_rejects_a_malformed_client_id(data_dir, capsys):
 
 def test_destroy_unused_after_rotation_shreds_the_old_keys(data_dir, capsys):
     assert run(capsys, "--data-dir", str(data_dir), "keys", "rotate-deks")[0] == 0
+    # A live file's content stays under the key it was added with and keeps its client's
+    # retired keys (tests/core/files/test_files_rotation.py); the seeded files go first.
+    ctx = context(data_dir)
+    try:
+        with transaction(ctx.engine) as conn:
+            conn.exec_driver_sql("UPDATE client_files SET deleted_at = CURRENT_TIMESTAMP")
+    finally:
+        ctx.close()
     code, out, err = run(capsys, "--data-dir", str(data_dir), "keys", "destroy-unused", "--yes",
                          "--json")
     assert code == 0, err

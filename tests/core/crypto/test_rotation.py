@@ -17,6 +17,7 @@ from strongroom.core.crypto.kek import generate_kek, kek_id_of, load_keks, pendi
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import AuditLog, DataKey, KeyPurpose, KeyState
+from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConfigError, ConflictError, KeyUnavailableError, NotFoundError
 
 ACTOR = "test:rotation"
@@ -393,6 +394,11 @@ def test_rows_written_with_an_old_key_are_healed_without_a_new_version(ctx, sett
 
     result = rotation.rotate_deks(ctx, actor=ACTOR)  # new generation: everyone -> v3
     assert result.rows_reencrypted["therapy_sessions"] == 1
+    # The seeded file's content would keep the client's retired keys (it stays sealed
+    # under the key it was added with: tests/core/files/test_files_rotation.py); removed,
+    # nothing needs them.
+    with transaction(ctx.engine) as conn:
+        conn.execute(update(table("client_files")).values(deleted_at=utcnow()))
     assert rotation.destroy_retired_unused(ctx, actor=ACTOR).by_purpose == {"client": 2}
     fresh = reopen(settings)
     try:
@@ -498,6 +504,9 @@ def test_destroy_retired_unused_shreds_only_keys_no_row_uses(ctx, settings):
         conn.execute(update(t).where(t.c.id == sid).values(
             key_id=old_cipher.key_id,
             notes_enc=old_cipher.encrypt_text(SESSION_NOTES, "therapy_sessions", "notes", sid)))
+        # A live file's content keeps its client's retired keys; the first client's goes.
+        files = table("client_files")
+        conn.execute(update(files).where(files.c.client_id == ids[0]).values(deleted_at=utcnow()))
 
     destroyed = rotation.destroy_retired_unused(ctx, actor=ACTOR)
     assert destroyed.by_purpose == {"client": 1, "system": 1}
