@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Export, ExportConfiguration
+from strongroom.core.db.types import utcnow
 from strongroom.core.errors import NotFoundError
 from strongroom.core.export import spec
 from strongroom.core.export.archive import MANIFEST, sha256_of
@@ -108,13 +109,19 @@ class RunArgs(Args):
 @command("exports.run", permission="job:export:run", args=RunArgs)
 def run_cmd(d: "Daemon", call: Call) -> dict:
     """Check an export request and start it (ad hoc, or a saved configuration by name);
-    returns the run, like job.run. The ZIP password is sealed, never stored in clear."""
+    returns the run, like job.run. The ZIP password is sealed, never stored in clear.
+    A relative range (filters.range) is resolved in the practice's time zone as of now."""
     a: RunArgs = call.args
     params = a.model_dump(exclude={"password"}, exclude_none=True)
     if a.password is not None:
         params["password_sealed"] = export_job.seal_password(d.ctx, a.password)
-    request = export_job.build_request(d.ctx, params)
+    submitted = utcnow()
+    request = export_job.build_request(d.ctx, params, now=submitted)
     export_job.authorize(call.principal, request)
+    if "range" in request.filters:
+        # A relative range covers the period it meant when it was asked for, however
+        # long the run waits in the queue.
+        params["as_of"] = submitted.isoformat()
     run = d.submit_if_leader(KIND, trigger="manual", params=params, requested_by=call.principal.actor)
     return run.as_dict()
 

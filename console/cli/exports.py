@@ -17,6 +17,7 @@ from strongroom.console.cli.remote import run_remote, wait_for_run
 from strongroom.core.errors import ValidationError
 
 FORMATS = ("csv", "ndjson", "json", "xml", "pdf")
+RANGES = ("last_30_days", "last_90_days", "this_month", "last_quarter")   # core.export.spec.RANGES
 
 
 def parse_fields(values: tuple[str, ...], tables: tuple[str, ...]) -> dict[str, list[str]]:
@@ -41,7 +42,7 @@ def read_password(password_file) -> str:
 
 
 def request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, encrypt, password_file,
-               configuration) -> dict:
+               configuration, more_filters: dict | None = None) -> dict:
     if configuration:
         args: dict = {"configuration": configuration}
     else:
@@ -50,7 +51,7 @@ def request_of(tables, fields, fmt, since, until, practice_id, client_id, maskin
         if not fmt:
             raise ValidationError("export: choose a --format (" + ", ".join(FORMATS) + ")")
         filters = {k: str(v) for k, v in (("since", since), ("until", until), ("practice_id", practice_id),
-                                          ("client_id", client_id)) if v}
+                                          ("client_id", client_id), *(more_filters or {}).items()) if v}
         args = {"tables": list(tables), "fields": parse_fields(fields, tables), "format": fmt,
                 "filters": filters, "masking": masking, "encrypt": encrypt}
     if encrypt or password_file is not None:
@@ -75,6 +76,13 @@ def _print_result(run: dict) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format.")
 @click.option("--since", metavar="DATE", help="From this ISO date or datetime (sessions: starts_at; else created_at).")
 @click.option("--until", metavar="DATE", help="Up to this ISO date (the whole day) or datetime.")
+@click.option("--range", "period", type=click.Choice(RANGES),
+              help="A relative period, whole days in the practice's time zone, fixed when submitted.")
+@click.option("--client-status", metavar="S1,S2", help="Clients with these statuses (ACTIVE, INACTIVE, VIP).")
+@click.option("--session-status", metavar="S1,S2",
+              help="Sessions with these statuses (SCHEDULED, CONFIRMED, CANCELLED, COMPLETED).")
+@click.option("--payment-status", metavar="S1,S2",
+              help="Sessions with these payment statuses (PENDING, PAID, FAILED, REFUNDED).")
 @click.option("--practice", "practice_id", type=click.UUID, help="Only this practice.")
 @click.option("--client", "client_id", type=click.UUID, help="Only this client.")
 @click.option("--masking", type=click.Choice(["masked", "full"]), default="masked", show_default=True,
@@ -87,18 +95,22 @@ def _print_result(run: dict) -> None:
 @socket_option
 @json_option
 @pass_state
-def export_cmd(state: CliState, tables, fields, fmt, since, until, practice_id, client_id, masking, encrypt,
-               password_file, configuration, save_as, wait: bool, socket_path, as_json: bool) -> None:
+def export_cmd(state: CliState, tables, fields, fmt, since, until, period, client_status, session_status,
+               payment_status, practice_id, client_id, masking, encrypt, password_file, configuration, save_as,
+               wait: bool, socket_path, as_json: bool) -> None:
     """Export tables through the daemon (e.g. --table clients --format csv --since 2025-01-01)."""
+    more_filters = {"range": period, "client_status": client_status, "session_status": session_status,
+                "payment_status": payment_status}
     if save_as:
-        args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, False, None, None)
+        args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, False, None, None,
+                          more_filters)
         saved = run_remote(state, socket_path, lambda c: c.call("exports.save", {
             "name": save_as, **args, "encrypt": encrypt}))
         emit(as_json, saved, lambda s: click.echo(f"saved export configuration {s['name']}: run it with "
                                                   f"strongroom export -c {s['name']}"))
         return
     args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, encrypt,
-                      password_file, configuration)
+                      password_file, configuration, more_filters)
     if not wait:
         run = run_remote(state, socket_path, lambda c: c.call("exports.run", args))
         emit(as_json, run, lambda r: click.echo(f"started export run {r['id']}"))

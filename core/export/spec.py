@@ -4,15 +4,25 @@ Only the clinical tables are exportable, and of them only the columns a person w
 want in a spreadsheet or report: ciphertext, blind indexes, key ids, checksums and sync
 bookkeeping never leave. Encrypted fields go by their logical name (`ssn`, not
 `ssn_enc`). Every problem is reported by name (table, field, filter), never by value.
+
+Besides explicit since/until, a request may name a relative `range` (last_30_days,
+last_90_days, this_month, last_quarter): whole days in the practice's time zone,
+resolved once, when the export is submitted, into concrete since/until that the
+export's record and manifest carry, so a file says which period it covers. Status
+filters (client_status; session_status and payment_status) take one or more of their
+column's values and apply to the table that has that column, which must be exported.
 """
 from __future__ import annotations
 
+import enum
 import uuid
-from datetime import date, datetime, time, timezone
+from datetime import date, datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_
 
 from strongroom.core.db.encrypted import CLIENT_KEYED
+from strongroom.core.db.models import ClientStatus, PaymentStatus, SessionStatus
 from strongroom.core.errors import ValidationError
 from strongroom.core.repository.records import MODELS
 
@@ -24,6 +34,12 @@ _HIDDEN = {"key_id", "sync_version", "data_checksum", "deleted_at", "conflict_re
 # The date a table's since/until filter applies to: when a session took place, when
 # anything else was recorded.
 DATE_FIELD = {"clients": "created_at", "therapy_sessions": "starts_at", "client_files": "created_at"}
+RANGES = ("last_30_days", "last_90_days", "this_month", "last_quarter")
+# status filter -> (the table it applies to, its column, the values it takes)
+STATUS_FILTERS = {"client_status": ("clients", "status", ClientStatus),
+                  "session_status": ("therapy_sessions", "status", SessionStatus),
+                  "payment_status": ("therapy_sessions", "payment_status", PaymentStatus)}
+FILTERS = ("since", "until", "range", "practice_id", "client_id", *STATUS_FILTERS)
 
 
 def _fields(table: str) -> tuple[str, ...]:
@@ -105,22 +121,104 @@ def check_tables(tables: object, fields: object) -> dict[str, tuple[str, ...]]:
     return chosen
 
 
-def check_filters(filters: object) -> dict:
-    """Normalised filters (JSON-ready): since, until, practice_id, client_id."""
+def check_filters(filters: object, tables=None) -> dict:
+    """Normalised filters (JSON-ready): since, until or range, practice_id, client_id,
+    and status filters (each a list of values in their declared order). With `tables`,
+    a status filter must apply to one of them. A range stays a name here: it becomes
+    dates in `resolve_range`, when the export is submitted."""
     filters = filters or {}
     if not isinstance(filters, dict):
         raise ValidationError("export: filters must be an object")
-    unknown = set(filters) - {"since", "until", "practice_id", "client_id"}
+    unknown = set(filters) - set(FILTERS)
     if unknown:
-        raise ValidationError(f"export: {len(unknown)} unknown filter(s) "
-                              "(known: since, until, practice_id, client_id)")
+        raise ValidationError(f"export: {len(unknown)} unknown filter(s) (known: {', '.join(FILTERS)})")
     since = _bound("since", filters.get("since"), end=False)
     until = _bound("until", filters.get("until"), end=True)
     if since and until and since > until:
         raise ValidationError("export: filter since is after until")
-    out = {"since": since, "until": until, "practice_id": _uuid("practice_id", filters.get("practice_id")),
+    period = _range(filters.get("range"))
+    if period and (since or until):
+        raise ValidationError("export: filter range cannot be combined with since or until")
+    out = {"since": since, "until": until, "range": period,
+           "practice_id": _uuid("practice_id", filters.get("practice_id")),
            "client_id": _uuid("client_id", filters.get("client_id"))}
-    return {k: (v.isoformat() if isinstance(v, datetime) else str(v)) for k, v in out.items() if v is not None}
+    out = {k: (v.isoformat() if isinstance(v, datetime) else str(v)) for k, v in out.items() if v is not None}
+    for name, (table, _, values) in STATUS_FILTERS.items():
+        chosen = _statuses(name, filters.get(name), values)
+        if not chosen:
+            continue
+        if tables is not None and table not in tables:
+            raise ValidationError(f"export: filter {name} applies to table {table}, which is not exported")
+        out[name] = chosen
+    return out
+
+
+def _range(value: object) -> str | None:
+    if value in (None, ""):
+        return None
+    name = str(value).strip().lower()
+    if name not in RANGES:
+        raise ValidationError(f"export: filter range is not one of {', '.join(RANGES)}")
+    return name
+
+
+def _statuses(name: str, value: object, values: type[enum.Enum]) -> list[str]:
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        given = [v.strip().upper() for v in value.split(",") if v.strip()]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        given = [v.strip().upper() for v in value if v.strip()]
+    else:
+        raise ValidationError(f"export: filter {name} must be a list of values or a comma-separated string")
+    known = [v.value for v in values]
+    bad = [v for v in given if v not in known]
+    if bad:
+        raise ValidationError(f"export: filter {name} has {len(bad)} unknown value(s) (known: {', '.join(known)})")
+    return [v for v in known if v in given]
+
+
+def check_zone(name: object) -> ZoneInfo:
+    """A practice's time zone; a ValidationError (naming the setting, not the value) if
+    this system's tz database does not know it."""
+    try:
+        return ZoneInfo(str(name))
+    except (ValueError, KeyError, OSError):
+        raise ValidationError("export: the practice's timezone is not a known IANA time zone") from None
+
+
+def range_days(name: str, today: date) -> tuple[date, date]:
+    """The first and last day (inclusive) of the named range, seen from `today`: the
+    last 30 or 90 days end today; this month is the whole calendar month; last quarter
+    the whole calendar quarter before this one."""
+    if name == "last_30_days":
+        return today - timedelta(days=29), today
+    if name == "last_90_days":
+        return today - timedelta(days=89), today
+    if name == "this_month":
+        first = today.replace(day=1)
+        return first, _next_month(first) - timedelta(days=1)
+    if name == "last_quarter":
+        this_quarter = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
+        first = date(this_quarter.year - (this_quarter.month == 1), (this_quarter.month - 4) % 12 + 1, 1)
+        return first, this_quarter - timedelta(days=1)
+    raise ValidationError(f"export: filter range is not one of {', '.join(RANGES)}")
+
+
+def _next_month(first: date) -> date:
+    return date(first.year + first.month // 12, first.month % 12 + 1, 1)
+
+
+def resolve_range(filters: dict, now: datetime, zone: ZoneInfo) -> dict:
+    """Checked filters with their `range` turned into since/until: whole days in `zone`
+    as seen at `now` (aware), written with their UTC offset, and the zone's name kept
+    beside them. Filters without a range are returned as they are."""
+    if "range" not in filters:
+        return filters
+    first, last = range_days(filters["range"], now.astimezone(zone).date())
+    since = datetime.combine(first, time.min, tzinfo=zone)
+    until = datetime.combine(last, time.max, tzinfo=zone)
+    return {**filters, "since": since.isoformat(), "until": until.isoformat(), "time_zone": zone.key}
 
 
 def where_clause(table: str, filters: dict) -> ColumnElement[bool]:
@@ -136,6 +234,9 @@ def where_clause(table: str, filters: dict) -> ColumnElement[bool]:
     if "client_id" in filters:
         column = columns.id if table == "clients" else columns.client_id
         terms.append(column == uuid.UUID(filters["client_id"]))
+    for name, (applies_to, column_name, values) in STATUS_FILTERS.items():
+        if name in filters and applies_to == table:
+            terms.append(columns[column_name].in_([values(v) for v in filters[name]]))
     return and_(*terms)
 
 

@@ -32,9 +32,10 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, insert, select, update
 
@@ -130,15 +131,19 @@ def _configuration(ctx: Context, name: str) -> dict:
             "format": row["format"], "masking": row["masking_profile"], "encrypt": row["encryption_enabled"]}
 
 
-def build_request(ctx: Context, params: dict) -> Request:
+def build_request(ctx: Context, params: dict, *, now: datetime | None = None) -> Request:
     """Check every parameter; raises ValidationError (or NotFoundError for an unknown
-    configuration) naming the first problem. Nothing is written."""
+    configuration) naming the first problem. Nothing is written. A relative range is
+    resolved at `now`, else at the run's `as_of` (exports.run sets it when the export is
+    submitted), else now."""
     configuration = None
     if params.get("configuration"):
         configuration = _configuration(ctx, str(params["configuration"]))
-        params = {**configuration, **{k: params[k] for k in ("password_sealed", "actor") if k in params}}
+        params = {**configuration, **{k: params[k] for k in ("password_sealed", "actor", "as_of") if k in params}}
     tables = spec.check_tables(params.get("tables"), params.get("fields"))
-    filters = spec.check_filters(params.get("filters"))
+    filters = spec.check_filters(params.get("filters"), tables)
+    if "range" in filters:
+        filters = spec.resolve_range(filters, now or _as_of(params.get("as_of")), _zone(ctx, filters))
     fmt = spec.check_format(params.get("format"))
     masking = spec.check_masking(params.get("masking"))
     encrypt = _truthy(params.get("encrypt"))
@@ -152,6 +157,31 @@ def build_request(ctx: Context, params: dict) -> Request:
                    None if configuration is None else {"id": configuration["id"], "name": configuration["name"]})
 
 
+def _as_of(value: object) -> datetime:
+    if value in (None, ""):
+        return utcnow()
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError("export: as_of is not an ISO datetime") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _zone(ctx: Context, filters: dict) -> ZoneInfo:
+    """The time zone a relative range is read in: the filtered practice's, or the one
+    every live practice shares; practices in different zones must be told apart."""
+    table = Practice.__table__
+    query = select(table.c.timezone).where(table.c.deleted_at.is_(None)).distinct()
+    if "practice_id" in filters:
+        query = query.where(table.c.id == uuid.UUID(filters["practice_id"]))
+    with transaction(ctx.engine, read_only=True) as conn:
+        zones = list(conn.execute(query).scalars())
+    if len(zones) > 1:
+        raise ValidationError("export: filter range: the practices are in different time zones; "
+                              "name one with practice_id")
+    return spec.check_zone(zones[0] if zones else "UTC")
+
+
 def save_configuration(ctx: Context, name: str, params: dict, principal: Principal) -> dict:
     """Save an export request under `name`, checked (and the saver's permissions) as a
     run would check them, to be run by name later. No password is kept: an encrypted
@@ -162,7 +192,7 @@ def save_configuration(ctx: Context, name: str, params: dict, principal: Princip
     masking = spec.check_masking(params.get("masking"))
     check_access(principal, tables, masking)
     row = {"id": uuid.uuid4(), "name": name, "format": spec.check_format(params.get("format")),
-           "filters": spec.check_filters(params.get("filters")), "masking_profile": masking,
+           "filters": spec.check_filters(params.get("filters"), tables), "masking_profile": masking,
            "encryption_enabled": _truthy(params.get("encrypt")), "is_active": True, "created_at": utcnow(),
            "fields": [f"{table}.{field}" for table, fields in tables.items() for field in fields]}
     with transaction(ctx.engine) as conn:

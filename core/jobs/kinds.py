@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -131,8 +132,15 @@ class ExportParams(Params):
         default=None, description="Tables to export (a list, or comma-separated).")
     fields: dict[Name, _NameList | Annotated[str, StringConstraints(max_length=4000)]] = Field(
         default_factory=dict, max_length=16, description="Per table, the fields to export (default: all).")
-    filters: dict[Literal["since", "until", "practice_id", "client_id"], ShortText | None] = Field(
-        default_factory=dict, description="since/until (ISO date or datetime), practice_id, client_id.")
+    filters: dict[Literal["since", "until", "range", "practice_id", "client_id", "client_status",
+                          "session_status", "payment_status"],
+                  ShortText | Annotated[list[ShortText], Field(max_length=8)] | None] = Field(
+        default_factory=dict, description="since/until (ISO date or datetime) or range (last_30_days, "
+                                          "last_90_days, this_month, last_quarter), practice_id, client_id, "
+                                          "client_status, session_status, payment_status (values, "
+                                          "comma-separated).")
+    as_of: datetime | None = Field(default=None, description="When a relative range is resolved (exports.run "
+                                                             "sets the moment it was submitted).")
     format: ShortText | None = Field(default=None, description="csv, ndjson, json, xml or pdf.")
     masking: ShortText | None = Field(default=None, description="masked (default) or full (needs phi:read).")
     encrypt: Flag = Field(default=False, description="Write a password-protected AES ZIP.")

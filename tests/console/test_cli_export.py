@@ -4,6 +4,7 @@ arguments refused before anything starts, and the history and manifest shown."""
 import csv
 import io
 import json
+from datetime import datetime, time, timedelta
 from pathlib import Path
 
 import pytest
@@ -79,12 +80,32 @@ def test_encrypted_export_reads_the_password_from_a_file(running, capsys, tmp_pa
     (["--table", "clients", "--fields", "clients=nope", "--format", "csv"], "1 field name(s) not in table clients"),
     (["--table", "clients", "--format", "csv", "--until", "tomorrow"], "filter until"),
     (["--table", "clients", "--format", "csv", "--encrypt"], "--password-file"),
+    (["--table", "clients", "--format", "csv", "--client-status", "SECRET"], "filter client_status has 1 unknown"),
+    (["--table", "clients", "--format", "csv", "--session-status", "COMPLETED"], "applies to table therapy_sessions"),
+    (["--table", "clients", "--format", "csv", "--range", "this_month", "--since", "2025-01-01"], "cannot be combined"),
 ])
 def test_bad_arguments_are_refused_and_start_nothing(running, capsys, args, words):
     code, _, err = run(capsys, "--data-dir", running, "export", *args)
-    assert code == 2 and words in err
+    assert code == 2 and words in err and "SECRET" not in err
     code, out, _ = run(capsys, "--data-dir", running, "exports", "list", "--json")
     assert json.loads(out)["total"] == 0
+
+
+def test_a_range_and_a_status_are_resolved_when_submitted_and_recorded(running, capsys):
+    code, out, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--fields", "id,status",
+                         "--format", "csv", "--range", "last_30_days", "--client-status", "active,vip",
+                         "--wait", "--json")
+    assert code == 0, err
+    final = json.loads(out)
+    assert final["status"] == "succeeded" and final["params"]["as_of"]     # the moment it was submitted
+    rows = list(csv.DictReader(io.StringIO((Path(final["result"]["location"]) / "clients.csv").read_text())))
+    assert {r["status"] for r in rows} <= {"ACTIVE", "VIP"}
+    manifest = json.loads((Path(final["result"]["location"]) / "manifest.json").read_text())
+    filters = manifest["filters"]
+    assert filters["range"] == "last_30_days" and filters["client_status"] == ["ACTIVE", "VIP"]
+    since, until = datetime.fromisoformat(filters["since"]), datetime.fromisoformat(filters["until"])
+    assert until - since == timedelta(days=30, microseconds=-1) and since.time() == time.min
+    assert since <= datetime.fromisoformat(final["params"]["as_of"]) <= until
 
 
 def test_tables_lists_fields_with_phi_marked(running, capsys):

@@ -17,17 +17,18 @@ from pathlib import Path
 import pypdf
 import pytest
 import pyzipper
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from strongroom.core import audit
 from strongroom.core.auth.users import create_user
 from strongroom.core.config import ExportSettings
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import ClientFile, Export, ExportConfiguration
+from strongroom.core.db.models import (Client, ClientFile, ClientStatus, Export, ExportConfiguration, PaymentStatus,
+                                       Practice, SessionStatus, TherapySession)
 from strongroom.core.errors import (CancelledError, ConflictError, NotFoundError, PermissionDenied, RateLimitedError,
                                     ValidationError)
 from strongroom.core.export import spec
-from strongroom.core.jobs import export
+from strongroom.core.jobs import export, kinds
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository import clients as repo
 from strongroom.core.repository import sessions as session_repo
@@ -298,6 +299,117 @@ def test_filters_by_date_client_and_practice(ctx, world):
     assert ids(practice_id=str(world["other"])) == {s for s, c in by_client.items() if c == str(world["carol"])}
     assert ids(since="2025-03-13T00:00:00+00:00") == {s for s, c in by_client.items()
                                                       if c == str(world["alice"])} - ids(until="2025-03-06")
+
+
+def _ids(ctx, table, **params) -> set[str]:
+    result = run_export(ctx, tables=table, fields={table: "id"}, format="ndjson", **params)
+    return {r["id"] for r in read_back("ndjson", (Path(result["location"]) / f"{table}.ndjson").read_bytes(), ())}
+
+
+def _set_zone(ctx, zone: str, *practices) -> None:
+    table = Practice.__table__
+    with transaction(ctx.engine) as conn:
+        conn.execute(update(table).where(table.c.id.in_(practices)).values(timezone=zone))
+
+
+def _manifest(ctx) -> dict:
+    location = export_rows(ctx)[-1]["location"]
+    return json.loads((Path(location) / "manifest.json").read_text())
+
+
+def test_a_relative_range_is_read_in_the_practice_time_zone_and_recorded(ctx, world):
+    _set_zone(ctx, "America/New_York", world["practice"], world["other"])
+    # 02:00 UTC on 1 April is 31 March in New York: "this month" is all of March there.
+    march = _ids(ctx, "therapy_sessions", filters={"range": "this_month"}, as_of="2025-04-01T02:00:00+00:00")
+    assert march == {str(s) for s in world["sessions"]}
+    manifest = _manifest(ctx)
+    assert manifest["filters"] == {"range": "this_month", "time_zone": "America/New_York",
+                                   "since": "2025-03-01T00:00:00-05:00", "until": "2025-03-31T23:59:59.999999-04:00"}
+    assert export_rows(ctx)[-1]["filters"]["since"] == "2025-03-01T00:00:00-05:00"
+    # 30 days to 4 April start on 6 March (05:00 UTC): the session of 5 March is out.
+    recent = _ids(ctx, "therapy_sessions", filters={"range": "last_30_days"}, as_of="2025-04-04T12:00:00Z")
+    sessions = TherapySession.__table__
+    with ctx.engine.connect() as conn:
+        later = {str(i) for i in conn.execute(select(sessions.c.id).where(
+            sessions.c.starts_at >= datetime(2025, 3, 6, 5, tzinfo=timezone.utc))).scalars()}
+    assert recent == later and len(recent) == 3
+    assert _ids(ctx, "therapy_sessions", filters={"range": "last_quarter"}, as_of="2025-04-04T12:00:00Z") == march
+    assert _ids(ctx, "therapy_sessions", filters={"range": "last_quarter"}, as_of="2025-07-01T12:00:00Z") == set()
+    assert _ids(ctx, "therapy_sessions", filters={"range": "last_90_days"}, as_of="2025-06-02T12:00:00Z") == march
+    assert _ids(ctx, "therapy_sessions", filters={"range": "last_90_days"}, as_of="2025-06-03T12:00:00Z") == later
+
+
+def test_practices_in_different_zones_need_a_practice_for_a_range(ctx, world):
+    _set_zone(ctx, "Pacific/Auckland", world["other"])
+    with pytest.raises(ValidationError, match="different time zones; name one with practice_id"):
+        run_export(ctx, tables="clients", format="csv", filters={"range": "this_month"})
+    assert not exports_dir(ctx).exists() and export_rows(ctx) == []
+    # 20:00 UTC on 31 March is already 1 April in Auckland: this month there is April.
+    assert _ids(ctx, "therapy_sessions", filters={"range": "this_month", "practice_id": str(world["other"])},
+                as_of="2025-03-31T20:00:00Z") == set()
+    assert _manifest(ctx)["filters"]["since"] == "2025-04-01T00:00:00+13:00"
+
+
+def test_a_saved_configuration_keeps_its_range_and_resolves_it_at_each_run(ctx, world):
+    export.save_configuration(ctx, "march", {"tables": "therapy_sessions", "format": "csv",
+                                             "filters": {"range": "this_month"}}, SYSTEM)
+    with transaction(ctx.engine) as conn:
+        saved = conn.execute(select(ExportConfiguration.__table__.c.filters)).scalar_one()
+    assert saved == {"range": "this_month"}
+    assert run_export(ctx, configuration="march", as_of="2025-03-15T12:00:00Z")["row_count"] == 4
+    assert run_export(ctx, configuration="march", as_of="2025-04-15T12:00:00Z")["row_count"] == 0
+
+
+def test_status_filters_select_exactly_the_rows_with_those_statuses(ctx, world):
+    clients, sessions = Client.__table__, TherapySession.__table__
+    session_ids = sorted(world["sessions"], key=str)
+    with transaction(ctx.engine) as conn:
+        conn.execute(update(clients).where(clients.c.id == world["bob"]).values(status=ClientStatus.VIP))
+        conn.execute(update(clients).where(clients.c.id == world["carol"]).values(status=ClientStatus.INACTIVE))
+        conn.execute(update(sessions).where(sessions.c.id == session_ids[0]).values(
+            status=SessionStatus.COMPLETED, payment_status=PaymentStatus.PAID))
+        conn.execute(update(sessions).where(sessions.c.id == session_ids[1]).values(
+            status=SessionStatus.COMPLETED, payment_status=PaymentStatus.REFUNDED))
+        conn.execute(update(sessions).where(sessions.c.id == session_ids[2]).values(status=SessionStatus.CANCELLED))
+    assert _ids(ctx, "clients", filters={"client_status": "VIP"}) == {str(world["bob"])}
+    assert _ids(ctx, "clients", filters={"client_status": "active,inactive"}) == {str(world["alice"]),
+                                                                                 str(world["carol"])}
+    assert _ids(ctx, "therapy_sessions", filters={"session_status": "COMPLETED"}) == {str(s) for s in session_ids[:2]}
+    assert _ids(ctx, "therapy_sessions", filters={"session_status": "COMPLETED", "payment_status": "PAID"}) == {
+        str(session_ids[0])}
+    assert _ids(ctx, "therapy_sessions", filters={"payment_status": "PENDING"}) == {str(s) for s in session_ids[2:]}
+    assert _ids(ctx, "therapy_sessions", filters={"session_status": "SCHEDULED"}) == {str(session_ids[3])}
+    assert _manifest(ctx)["filters"] == {"session_status": ["SCHEDULED"]}
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"filters": {"range": "SECRET-fortnight"}}, "filter range is not one of"),
+    ({"filters": {"range": "this_month", "since": "2025-01-01"}}, "range cannot be combined"),
+    ({"filters": {"client_status": "SECRET-GOLD"}}, "filter client_status has 1 unknown value(s)"),
+    ({"filters": {"payment_status": "PAID"}}, "payment_status applies to table therapy_sessions"),
+    ({"filters": {"range": "this_month"}, "as_of": "SECRET-noon"}, "as_of is not an ISO datetime"),
+])
+def test_bad_range_or_status_is_refused_by_field_and_writes_nothing(ctx, world, params, words):
+    with pytest.raises(ValidationError) as err:
+        run_export(ctx, tables="clients", format="csv", **params)
+    assert words in str(err.value) and "SECRET" not in str(err.value)
+    assert not exports_dir(ctx).exists() and export_rows(ctx) == []
+
+
+def test_an_unknown_practice_time_zone_refuses_a_range_and_writes_nothing(ctx, world):
+    _set_zone(ctx, "Mars/Olympus_Mons", world["practice"], world["other"])
+    with pytest.raises(ValidationError, match="timezone is not a known IANA time zone"):
+        run_export(ctx, tables="clients", format="csv", filters={"range": "last_30_days"})
+    assert not exports_dir(ctx).exists() and export_rows(ctx) == []
+
+
+def test_export_params_take_ranges_and_statuses_and_refuse_unknown_filters():
+    checked = kinds.check_params("export", {"tables": "clients", "format": "csv", "filters": {
+        "range": "last_90_days", "client_status": ["VIP"]}, "as_of": "2025-04-04T12:00:00Z"})
+    assert checked["filters"] == {"range": "last_90_days", "client_status": ["VIP"]}
+    assert checked["as_of"].startswith("2025-04-04T12:00:00")
+    with pytest.raises(ValidationError, match="filters"):
+        kinds.check_params("export", {"tables": "clients", "format": "csv", "filters": {"status": "VIP"}})
 
 
 def test_deleted_clients_are_not_exported(ctx, world):
