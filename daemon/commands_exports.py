@@ -104,6 +104,7 @@ class RunArgs(Args):
     encrypt: bool = False
     password: str | None = Field(default=None, max_length=1024)
     configuration: str | None = Field(default=None, max_length=120)
+    bom: bool = Field(default=False, description="CSV only: a UTF-8 byte order mark first, for spreadsheets.")
 
 
 @command("exports.run", permission="job:export:run", args=RunArgs)

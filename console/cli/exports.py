@@ -87,6 +87,7 @@ def _print_result(run: dict) -> None:
 @click.option("--client", "client_id", type=click.UUID, help="Only this client.")
 @click.option("--masking", type=click.Choice(["masked", "full"]), default="masked", show_default=True,
               help="full needs phi:read.")
+@click.option("--bom", is_flag=True, help="CSV: start each file with a UTF-8 byte order mark (for Excel).")
 @click.option("--encrypt", is_flag=True, help="Put the files in an AES-256 ZIP (asks for a password).")
 @click.option("--password-file", type=click.File("r"), help="Read the ZIP password from this file.")
 @click.option("--configuration", "-c", help="Run a saved export configuration by name instead.")
@@ -96,12 +97,14 @@ def _print_result(run: dict) -> None:
 @json_option
 @pass_state
 def export_cmd(state: CliState, tables, fields, fmt, since, until, period, client_status, session_status,
-               payment_status, practice_id, client_id, masking, encrypt, password_file, configuration, save_as,
-               wait: bool, socket_path, as_json: bool) -> None:
+               payment_status, practice_id, client_id, masking, bom: bool, encrypt, password_file, configuration,
+               save_as, wait: bool, socket_path, as_json: bool) -> None:
     """Export tables through the daemon (e.g. --table clients --format csv --since 2025-01-01)."""
     more_filters = {"range": period, "client_status": client_status, "session_status": session_status,
-                "payment_status": payment_status}
+                    "payment_status": payment_status}
     if save_as:
+        if bom:
+            raise ValidationError("--bom is not kept in a saved configuration: give it when running one (-c NAME --bom)")
         args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, False, None, None,
                           more_filters)
         saved = run_remote(state, socket_path, lambda c: c.call("exports.save", {
@@ -111,6 +114,8 @@ def export_cmd(state: CliState, tables, fields, fmt, since, until, period, clien
         return
     args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, encrypt,
                       password_file, configuration, more_filters)
+    if bom:
+        args["bom"] = True
     if not wait:
         run = run_remote(state, socket_path, lambda c: c.call("exports.run", args))
         emit(as_json, run, lambda r: click.echo(f"started export run {r['id']}"))

@@ -77,12 +77,15 @@ class Request:
     encrypt: bool
     password: bytes | None
     configuration: dict | None = None    # {"id", "name"} when run by name
+    bom: bool = False                    # CSV only: a UTF-8 byte order mark first
+
 
     def describe(self) -> dict:
         """What the exports row and the manifest record (no password, no values)."""
         return {**self.filters, "tables": {t: list(f) for t, f in self.tables.items()},
                 "masking_profile": self.masking, "encrypted": self.encrypt,
-                **({"configuration": self.configuration["name"]} if self.configuration else {})}
+                **({"configuration": self.configuration["name"]} if self.configuration else {}),
+                **({"bom": True} if self.bom else {})}
 
 
 # --- the password of an encrypted ZIP ---------------------------------------------------
@@ -139,7 +142,8 @@ def build_request(ctx: Context, params: dict, *, now: datetime | None = None) ->
     configuration = None
     if params.get("configuration"):
         configuration = _configuration(ctx, str(params["configuration"]))
-        params = {**configuration, **{k: params[k] for k in ("password_sealed", "actor", "as_of") if k in params}}
+        params = {**configuration, **{k: params[k] for k in ("password_sealed", "actor", "as_of", "bom")
+                                     if k in params}}
     tables = spec.check_tables(params.get("tables"), params.get("fields"))
     filters = spec.check_filters(params.get("filters"), tables)
     if "range" in filters:
@@ -147,6 +151,9 @@ def build_request(ctx: Context, params: dict, *, now: datetime | None = None) ->
     fmt = spec.check_format(params.get("format"))
     masking = spec.check_masking(params.get("masking"))
     encrypt = _truthy(params.get("encrypt"))
+    bom = _truthy(params.get("bom"))
+    if bom and fmt != "csv":
+        raise ValidationError("export: bom applies to the csv format only")
     password = None
     if encrypt:
         if not params.get("password_sealed"):
@@ -154,7 +161,8 @@ def build_request(ctx: Context, params: dict, *, now: datetime | None = None) ->
         password = _unseal(ctx, str(params["password_sealed"]))
         _check_password(password.decode(errors="replace"))
     return Request(tables, filters, fmt, masking, encrypt, password,
-                   None if configuration is None else {"id": configuration["id"], "name": configuration["name"]})
+                   None if configuration is None else {"id": configuration["id"], "name": configuration["name"]},
+                   bom)
 
 
 def _as_of(value: object) -> datetime:
@@ -284,7 +292,8 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
                     "masking_profile": request.masking, "filters": request.filters,
                     "tables": {t: {"fields": list(f), "rows": counts[t]} for t, f in request.tables.items()},
                     "row_count": sum(counts.values()), "created_at": created.isoformat(),
-                    "requested_by": actor, "configuration": (request.configuration or {}).get("name")}
+                    "requested_by": actor, "configuration": (request.configuration or {}).get("name"),
+                    **({"bom": True} if request.bom else {})}
         location, digest = output.finish(manifest)
     except BaseException as exc:
         if output is not None:
@@ -316,6 +325,8 @@ def _write(ctx: Context, principal: Principal, request: Request, output: Output,
     document_class = getattr(writer, "Document", writer)
     if getattr(writer, "ABOUT", False):     # a report for people: it says what it is
         document_class = functools.partial(document_class, about=about)
+    if request.bom:
+        document_class = functools.partial(document_class, bom=True)
     extension, per_table, text = writer.EXTENSION, writer.PER_TABLE, writer.TEXT
     where = {t: spec.where_clause(t, request.filters) for t in request.tables}
     counts = {t: 0 for t in request.tables}

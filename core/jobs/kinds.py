@@ -144,6 +144,8 @@ class ExportParams(Params):
     format: ShortText | None = Field(default=None, description="csv, ndjson, json, xml or pdf.")
     masking: ShortText | None = Field(default=None, description="masked (default) or full (needs phi:read).")
     encrypt: Flag = Field(default=False, description="Write a password-protected AES ZIP.")
+    bom: Flag = Field(default=False, description="CSV only: start each file with a UTF-8 byte order mark "
+                                                 "(for spreadsheets).")
     password_sealed: Annotated[str, StringConstraints(max_length=4096)] | None = Field(
         default=None, description="The ZIP password sealed by exports.run (never a clear password).")
 

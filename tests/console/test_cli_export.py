@@ -83,6 +83,7 @@ def test_encrypted_export_reads_the_password_from_a_file(running, capsys, tmp_pa
     (["--table", "clients", "--format", "csv", "--client-status", "SECRET"], "filter client_status has 1 unknown"),
     (["--table", "clients", "--format", "csv", "--session-status", "COMPLETED"], "applies to table therapy_sessions"),
     (["--table", "clients", "--format", "csv", "--range", "this_month", "--since", "2025-01-01"], "cannot be combined"),
+    (["--table", "clients", "--format", "json", "--bom"], "bom applies to the csv format only"),
 ])
 def test_bad_arguments_are_refused_and_start_nothing(running, capsys, args, words):
     code, _, err = run(capsys, "--data-dir", running, "export", *args)
@@ -91,14 +92,16 @@ def test_bad_arguments_are_refused_and_start_nothing(running, capsys, args, word
     assert json.loads(out)["total"] == 0
 
 
-def test_a_range_and_a_status_are_resolved_when_submitted_and_recorded(running, capsys):
+def test_a_range_and_a_status_are_resolved_when_submitted_and_recorded_with_a_bom(running, capsys):
     code, out, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--fields", "id,status",
                          "--format", "csv", "--range", "last_30_days", "--client-status", "active,vip",
-                         "--wait", "--json")
+                         "--bom", "--wait", "--json")
     assert code == 0, err
     final = json.loads(out)
     assert final["status"] == "succeeded" and final["params"]["as_of"]     # the moment it was submitted
-    rows = list(csv.DictReader(io.StringIO((Path(final["result"]["location"]) / "clients.csv").read_text())))
+    data = (Path(final["result"]["location"]) / "clients.csv").read_bytes()
+    assert data.startswith(b"\xef\xbb\xbfid,status\r\n")
+    rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
     assert {r["status"] for r in rows} <= {"ACTIVE", "VIP"}
     manifest = json.loads((Path(final["result"]["location"]) / "manifest.json").read_text())
     filters = manifest["filters"]

@@ -152,3 +152,14 @@ def test_csv_cells_are_fields(column):
                           max_size=20)))
 def test_csv_columns_checked_whole_are_their_fields(column):
     assert csvdoc.column_cells(column) == [csvdoc.field(v) for v in column]
+
+
+def test_csv_with_bom_starts_with_the_mark_and_reads_back_with_utf8_sig():
+    out = io.StringIO(newline="")
+    document = csvdoc.Document(out, bom=True)
+    document.begin_table("t", FIELDS)
+    document.write_rows([{"id": "1", "name": "Zoë", "count": 2}])
+    data = out.getvalue().encode()
+    assert data.startswith(b"\xef\xbb\xbfid,name,count\r\n")
+    assert list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))) == [
+        {"id": "1", "name": "Zoë", "count": "2"}]

@@ -159,6 +159,36 @@ def test_csv_quotes_a_cell_a_spreadsheet_would_run_as_a_formula(ctx, world):
     assert alice["notes"] == "'" + ALICE["notes"] and alice["phone"] == ALICE["phone"]
 
 
+def test_csv_with_bom_starts_each_file_with_the_utf8_mark_and_is_otherwise_the_same(ctx, world):
+    request = {"tables": ["clients", "therapy_sessions"], "format": "csv", "masking": "full"}
+    plain = Path(run_export(ctx, **request)["location"])
+    marked = Path(run_export(ctx, **request, bom=True)["location"])
+    for name in ("clients.csv", "therapy_sessions.csv"):
+        data = (marked / name).read_bytes()
+        assert data[:3] == b"\xef\xbb\xbf" and not (plain / name).read_bytes().startswith(b"\xef")
+        assert data[3:] == (plain / name).read_bytes()
+    manifest = json.loads((marked / "manifest.json").read_text())
+    assert manifest["bom"] is True and "bom" not in json.loads((plain / "manifest.json").read_text())
+    listed = {f["name"]: f["sha256"] for f in manifest["files"]}
+    assert listed["clients.csv"] == hashlib.sha256((marked / "clients.csv").read_bytes()).hexdigest()
+    assert export_rows(ctx)[-1]["filters"]["bom"] is True
+
+
+def test_csv_with_bom_inside_an_encrypted_zip(ctx, world):
+    result = run_export(ctx, tables="clients", format="csv", encrypt=True, bom=True,
+                        password_sealed=export.seal_password(ctx, PASSWORD))
+    with pyzipper.AESZipFile(Path(result["location"]) / "export.zip") as zf:
+        zf.setpassword(PASSWORD.encode())
+        assert zf.read("clients.csv")[:3] == b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "json", "xml", "pdf"])
+def test_bom_is_refused_for_other_formats_and_nothing_is_written(ctx, world, fmt):
+    with pytest.raises(ValidationError, match="bom applies to the csv format only"):
+        run_export(ctx, tables="clients", format=fmt, bom=True)
+    assert not exports_dir(ctx).exists() and export_rows(ctx) == []
+
+
 def _pdf_text(path: Path) -> tuple[list[str], str]:
     pages = [page.extract_text() for page in pypdf.PdfReader(path, strict=True).pages]
     return pages, "\n".join(pages)
