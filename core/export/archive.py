@@ -11,6 +11,10 @@ Until the export is complete nothing readable is on disk: without a password eac
 file is written as an encrypted spool under a key held only in memory (core.export.spool)
 and turned into plaintext in `finish`, just before the move into place; with one, the
 ZIP's own AES encryption covers the data as it is written.
+
+Each ZIP entry is dated with the export's creation time, in UTC (the ZIP's DOS date has
+no time zone; UTC is what the manifest's `created_at` says too). Left alone, zipfile
+dates an entry opened for writing 1980-01-01, which file managers show as the file's age.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyzipper
@@ -87,8 +92,10 @@ def sha256_of(path: Path) -> str:
 
 
 class Output:
-    def __init__(self, root: Path, name: str, *, password: bytes | None = None) -> None:
+    def __init__(self, root: Path, name: str, *, password: bytes | None = None,
+                 created: datetime | None = None) -> None:
         self.root = Path(root)
+        self._date_time = (created or datetime.now(timezone.utc)).astimezone(timezone.utc).timetuple()[:6]
         self.final = self.root / name
         self.tmp = self.root / f".{name}{TEMP_SUFFIX}"
         self.tmp.mkdir(mode=0o700)
@@ -106,7 +113,7 @@ class Output:
     def open(self, name: str, *, text: bool, table: str | None = None) -> Iterator:
         """A stream for one data file (text: UTF-8, newlines as written; else bytes)."""
         if self._zip:
-            target = underlying = self._zip.open(name, "w", force_zip64=True)
+            target = underlying = self._zip.open(self._entry(name), "w", force_zip64=True)
         else:
             underlying = _create(self.tmp / (name + spool.SUFFIX))
             target = spool.SpoolWriter(underlying)
@@ -134,6 +141,13 @@ class Output:
         if self._zip:
             entry["in"] = ZIP_NAME
         self.files.append(entry)
+
+    def _entry(self, name: str):
+        """A ZIP entry as zipfile would make it for `name`, dated when the export was made."""
+        entry = self._zip.zipinfo_cls(name, date_time=self._date_time)
+        entry.compress_type = self._zip.compression
+        entry._compresslevel = self._zip.compresslevel
+        return entry
 
     def finish(self, manifest: dict) -> tuple[Path, str]:
         """Close the ZIP, write the manifest, move the directory into place; returns its

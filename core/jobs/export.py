@@ -283,7 +283,7 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             "status": "running", "created_at": created}])
     output = None
     try:
-        output = Output(root, directory_name(created, export_id), password=request.password)
+        output = Output(root, directory_name(created, export_id), password=request.password, created=created)
         about = {**request.describe(), "export_id": str(export_id), "requested_by": actor, "created_at": created,
                  "masking_profile": request.masking, "filters": request.filters,
                  "practice": _practice_names(ctx, request.filters)}

@@ -273,6 +273,26 @@ def test_encrypted_zip_opens_with_its_password_only(ctx, world):
     assert PASSWORD not in json.dumps(export_rows(ctx), default=str)
 
 
+def _zip_date_time(created: str) -> tuple:
+    """The export's creation time as a ZIP entry holds it: UTC, seconds rounded down to even."""
+    moment = datetime.fromisoformat(created).astimezone(timezone.utc)
+    return (moment.year, moment.month, moment.day, moment.hour, moment.minute, moment.second - moment.second % 2)
+
+
+def test_zip_entries_are_dated_with_the_exports_creation_time_in_utc(ctx, world):
+    result = run_export(ctx, tables=["clients", "therapy_sessions"], format="csv", encrypt=True,
+                        password_sealed=export.seal_password(ctx, PASSWORD))
+    location = Path(result["location"])
+    created = json.loads((location / "manifest.json").read_text())["created_at"]
+    with pyzipper.AESZipFile(location / "export.zip") as zf:
+        entries = zf.infolist()
+        zf.setpassword(PASSWORD.encode())
+        assert len(zf.read("clients.csv").splitlines()) == 4           # still opens: a header and 3 clients
+    assert [e.filename for e in entries] == ["clients.csv", "therapy_sessions.csv"]
+    assert {e.date_time for e in entries} == {_zip_date_time(created)} != {(1980, 1, 1, 0, 0, 0)}
+    assert all(e.compress_type == pyzipper.ZIP_DEFLATED and e.flag_bits & 0x1 for e in entries)
+
+
 @pytest.mark.skipif(shutil.which("7z") is None, reason="7z (p7zip-full) is not installed")
 def test_encrypted_zip_passes_7zip_test(ctx, world, tmp_path):
     result = run_export(ctx, tables="clients", format="ndjson", encrypt=True,
@@ -280,6 +300,10 @@ def test_encrypted_zip_passes_7zip_test(ctx, world, tmp_path):
     archive = Path(result["location"]) / "export.zip"
     ok = subprocess.run(["7z", "t", f"-p{PASSWORD}", str(archive)], capture_output=True, text=True)
     assert ok.returncode == 0 and "Everything is Ok" in ok.stdout, ok.stdout + ok.stderr
+    listed = subprocess.run(["7z", "l", "-slt", f"-p{PASSWORD}", str(archive)], capture_output=True, text=True)
+    created = json.loads((archive.parent / "manifest.json").read_text())["created_at"]
+    stamp = "{:04}-{:02}-{:02} {:02}:{:02}:{:02}".format(*_zip_date_time(created))
+    assert f"Modified = {stamp}" in listed.stdout and "1980-01-01" not in listed.stdout, listed.stdout
     bad = subprocess.run(["7z", "t", "-pnot-the-password", str(archive)], capture_output=True, text=True)
     assert bad.returncode != 0
 
