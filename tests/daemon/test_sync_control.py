@@ -182,7 +182,7 @@ def test_a_pass_runs_as_a_job_publishes_its_counts_and_shows_in_status_metrics_a
         assert time.monotonic() < deadline
         time.sleep(0.3)
     assert health["sync"] == {"peers": 1, "failing": [], "max_lag_seconds": health["sync"]["max_lag_seconds"],
-                              "open_conflicts": 0, "quarantined": 0}
+                              "open_conflicts": 0, "quarantined": 0, "consistency": {}}
 
 
 def test_the_quarantine_lists_rows_without_their_content(site):
