@@ -48,11 +48,7 @@ soak: $(STAMP)
 # larger dataset (built once per scale, then reused); results in bench/results/latest.md.
 SCALE ?= 1
 bench: $(STAMP)
-	$(BIN)/python bench/export.py --scale $(SCALE)
-	$(BIN)/python bench/encrypted_insert.py
-	$(BIN)/python bench/control_latency.py
-	$(BIN)/python bench/sync.py --scale $(SCALE)
-	$(BIN)/python bench/integrity.py --scale $(SCALE)
+	$(BIN)/python bench/all.py --scale $(SCALE)
 
 clean-demo:
 	rm -rf $(DEMO)

@@ -22,7 +22,8 @@ peak RSS under 300 MB at scale 1 and not growing with scale (run again at --scal
 --no-restic for that). With --profile DIR, one more incremental and one more full run
 (not timed) go under py-spy, wall-clock samples of every thread, idle ones included;
 DIR gets the collapsed stacks (flamegraph.pl / inferno input) and the top frames are
-printed.
+printed. Writes bench/results/backup_incremental-s<scale>.json/.md (bench/report.py's
+summary rows).
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench.backup_vs_pgdump import backup_command, make_practice, rss_of, size_of  # noqa: E402
+from bench.report import row as summary_row, write_result  # noqa: E402
 
 RESTIC_PASSWORD = "strongroom-bench"
 SLICE = 500
@@ -91,7 +93,9 @@ def scatter_changes(url: str, keyring, fraction: float, seed: int = 5) -> dict[s
 
     rng = random.Random(seed)
     clients, sessions = Client.__table__, TherapySession.__table__
+    from strongroom.core.audit import seal_with
     engine = make_engine(url)
+    seal_with(engine, keyring)  # the chain is sealed: its entries need the KEK, as open_context gives them
     counts = {"clients_updated": 0, "clients_deleted": 0, "sessions_updated": 0, "sessions_deleted": 0}
     with transaction(engine) as conn:
         client_ids = conn.execute(select(clients.c.id).where(clients.c.deleted_at.is_(None))).scalars().all()
@@ -370,6 +374,22 @@ def main() -> None:
             print(f"  strongroom incremental vs restic's: time {i_s / ri_s:.2f}x, bytes {i_b / ri_stored:.3f}x "
                   f"of stored ({i_b / ri_added:.3f}x of 'Added to the repository'); "
                   f"full: time {f_s / rf_s:.2f}x, bytes {ours_full_bytes / restic_full_bytes:.2f}x")
+        restic_ref = "pg_dump | restic backup --stdin"
+        met = i_s / f_s < 0.10 and i_b / ours_full_bytes < 0.03 and rss_all < 300
+        rows = [
+            summary_row("full backup", f_s, reference=restic_ref if restic else None,
+                        reference_seconds=median(full["restic_s"]) if restic else None,
+                        peak_rss_mb=max(full["ours_rss"])),
+            summary_row(f"incremental backup after {args.change:.0%} changed", i_s,
+                        reference=f"{restic_ref} (2nd snapshot)" if restic else None,
+                        reference_seconds=median(inc["restic_s"]) if restic else None,
+                        target="< 10% of the full's time, < 3% of its bytes, RSS < 300 MB", met=met,
+                        peak_rss_mb=max(inc["ours_rss"])),
+        ]
+        write_result("backup_incremental", args.scale, {
+            "benchmark": "backup_incremental", "scale": args.scale, "repeat": args.repeat, "change": args.change,
+            "restic": bool(restic), "full": full, "incremental": inc, "ours_full_bytes": ours_full_bytes,
+            "restic_full_bytes": restic_full_bytes}, rows)
         if args.profile:
             for phase in ("incremental", "full"):
                 print(f"\nprofile of one {phase} backup ({args.profile / phase}.txt):")

@@ -9,7 +9,8 @@ processes, interleaved so machine noise hits both alike:
   * Strongroom restore into an empty database (proven)  vs  pg_restore -j2
 Reports seconds, bytes stored and peak RSS, each as a ratio to its reference.
 Targets (issue 5): backup <= 1.2x `pg_dump | zstd -3`; restore <= 1.2x pg_restore -j2;
-peak RSS < 300 MB.
+peak RSS < 300 MB. Writes bench/results/backup_vs_pgdump-s<scale>.json/.md (bench/report.py's
+summary rows).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import psycopg
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
+TARGET_RATIO, TARGET_RSS_MB = 1.2, 300.0
 
 
 def rss_of(cmd, **kw) -> tuple[float, float]:
@@ -138,6 +140,23 @@ def main() -> None:
         ours_r, ref_r = statistics.median(restore_times), statistics.median(ref_times)
         print(f"restore  ours {ours_r:.1f}s (proven: hashes, counts, audit chain) rss {rss_restore:.0f} MiB | "
               f"pg_restore -j2 {ref_r:.1f}s | ratio {ours_r / ref_r:.2f}x")
+        sys.path.insert(0, str(REPO))
+        from bench.report import row, write_result
+        target = f"<= {TARGET_RATIO:g}x {{}}, RSS < {TARGET_RSS_MB:.0f} MB"
+        summary = [
+            row("full backup (encrypted)", med["ours"], reference="pg_dump | zstd -3", reference_seconds=med["zstd"],
+                target=target.format("pg_dump | zstd -3"),
+                met=med["ours"] / med["zstd"] <= TARGET_RATIO and rss["ours"] < TARGET_RSS_MB, peak_rss_mb=rss["ours"]),
+            row("full backup (encrypted)", med["ours"], reference="pg_dump -Fc", reference_seconds=med["fc"],
+                peak_rss_mb=rss["ours"]),
+            row("restore into an empty database (proven)", ours_r, reference="pg_restore -j2", reference_seconds=ref_r,
+                target=target.format("pg_restore -j2"),
+                met=ours_r / ref_r <= TARGET_RATIO and rss_restore < TARGET_RSS_MB, peak_rss_mb=rss_restore),
+        ]
+        write_result("backup_vs_pgdump", args.scale, {
+            "benchmark": "backup_vs_pgdump", "scale": args.scale, "repeat": args.repeat,
+            "backup_seconds": med, "backup_peak_rss_mb": rss, "bytes": sizes,
+            "restore_seconds": {"ours": ours_r, "pg_restore_j2": ref_r}, "restore_peak_rss_mb": rss_restore}, summary)
     finally:
         for db in scratch:
             admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')

@@ -1,6 +1,6 @@
 """Benchmark: control round-trip latency and throughput of strongroomd (issue 4).
 
-    .venv/bin/python bench/control_latency.py [--requests 3000] [--soak-seconds 600] [--pg DSN]
+    .venv/bin/python bench/control_latency.py [--requests 3000] [--soak-seconds 600] [--clients 20000] [--pg DSN]
 
 Starts a real daemon on a fresh data directory (SQLite by default) with the ipc socket
 and a CURVE-encrypted TCP endpoint, then measures `status` round trips:
@@ -10,6 +10,9 @@ and a CURVE-encrypted TCP endpoint, then measures `status` round trips:
   * the daemon's resident memory over a soak of continuous requests (first sample after
     a warm-up minute vs the last), target flat within 10%.
 Targets: p99 < 5 ms idle, < 20 ms during a job.
+--requests, --soak-seconds (0 skips the soak), --concurrent-seconds and --clients are the knobs that bound its
+run time; --scale only names the result file. Writes
+bench/results/control_latency-s<scale>.json/.md (bench/report.py's summary rows).
 """
 from __future__ import annotations
 
@@ -25,7 +28,8 @@ import zmq
 import zmq.auth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.daemon.conftest import DaemonProcess, make_data_dir  # noqa: E402
+from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir  # noqa: E402
+from bench.report import row, write_result  # noqa: E402
 
 
 def rss_kib(pid: int) -> int:
@@ -62,11 +66,14 @@ class Caller:
         self.ctx.term()
 
 
-def percentiles(samples: list[float]) -> str:
+def p50_p99(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
-    p50 = ordered[len(ordered) // 2] * 1000
-    p99 = ordered[int(len(ordered) * 0.99) - 1] * 1000
-    return f"p50 {p50:.2f} ms  p99 {p99:.2f} ms  (n={len(samples)})"
+    return ordered[len(ordered) // 2], ordered[max(0, int(len(ordered) * 0.99) - 1)]
+
+
+def percentiles(samples: list[float]) -> str:
+    p50, p99 = p50_p99(samples)
+    return f"p50 {p50 * 1000:.2f} ms  p99 {p99 * 1000:.2f} ms  (n={len(samples)})"
 
 
 def measure(caller: Caller, n: int) -> list[float]:
@@ -99,7 +106,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20000, help="clients whose keys the background job rotates")
     parser.add_argument("--soak-seconds", type=int, default=600)
     parser.add_argument("--pg", help="PostgreSQL DSN of a scratch database (default: SQLite)")
+    parser.add_argument("--concurrent-seconds", type=float, default=10.0, help="length of the 20-client phase")
+    parser.add_argument("--scale", type=float, default=1.0, help="only names the result file")
     args = parser.parse_args()
+    summary, figures = [], {}
+
+    def latency(task: str, samples: list[float], limit_ms: float) -> None:
+        p50, p99 = p50_p99(samples)
+        figures[task] = {"p50_ms": round(p50 * 1000, 3), "p99_ms": round(p99 * 1000, 3), "n": len(samples)}
+        summary.append(row(f"status p99 {task}", p99, target=f"< {limit_ms:g} ms", met=p99 * 1000 < limit_ms))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         keys = tmp / "curve"
@@ -116,10 +131,18 @@ def main() -> None:
             token = daemon.local_token()
             curve = (zmq.auth.load_certificate(str(server_public))[0],) + zmq.auth.load_certificate(str(client_secret))
             ipc = Caller(daemon.endpoint, token)
-            tcp = Caller(f"tcp://127.0.0.1:{port}", token, curve)
-            print(f"idle      ipc        {percentiles(measure(ipc, args.requests))}")
-            print(f"idle      curve-tcp  {percentiles(measure(tcp, args.requests))}")
-            print(f"20 concurrent clients (ipc): {concurrent(daemon.endpoint, token, 20, 10):,.0f} requests/s")
+            # The local operator token is good only on the local socket; over TCP a session's is used.
+            session = daemon.call("auth.login", {"username": "auditor1", "password": PASSWORD}, token=None)["token"]
+            tcp = Caller(f"tcp://127.0.0.1:{port}", session, curve)
+            idle_ipc, idle_tcp = measure(ipc, args.requests), measure(tcp, args.requests)
+            print(f"idle      ipc        {percentiles(idle_ipc)}")
+            print(f"idle      curve-tcp  {percentiles(idle_tcp)}")
+            latency("idle ipc", idle_ipc, 5)
+            latency("idle curve-tcp", idle_tcp, 5)
+            rate = concurrent(daemon.endpoint, token, 20, args.concurrent_seconds)
+            print(f"20 concurrent clients (ipc): {rate:,.0f} requests/s")
+            figures["concurrent_requests_per_second"] = round(rate)
+            summary.append(row("status, 20 concurrent clients (ipc)", None, ours=f"{rate:,.0f} req/s"))
 
             from strongroom.core.config import load_settings
             from strongroom.core.context import open_context
@@ -138,8 +161,14 @@ def main() -> None:
             while daemon.call("job.get", {"run_id": run["id"]})["status"] == "running" and len(during_ipc) < args.requests:
                 during_ipc.append(ipc.status())
                 during_tcp.append(tcp.status())
-            print(f"during job ipc        {percentiles(during_ipc)}")
-            print(f"during job curve-tcp  {percentiles(during_tcp)}")
+            if during_ipc:  # the job may finish before the first sample on a tiny run
+                print(f"during job ipc        {percentiles(during_ipc)}")
+                print(f"during job curve-tcp  {percentiles(during_tcp)}")
+                latency("during job ipc", during_ipc, 20)
+                latency("during job curve-tcp", during_tcp, 20)
+            else:
+                print(f"during job: the rotation of {args.clients} clients ended before the first sample "
+                      "(raise --clients to measure it)")
             while daemon.call("job.get", {"run_id": run["id"]})["status"] == "running":
                 time.sleep(0.5)
 
@@ -156,10 +185,21 @@ def main() -> None:
                     growth = (samples[-1] - samples[0]) / samples[0] * 100
                     print(f"soak {args.soak_seconds}s: RSS {samples[0] / 1024:.1f} MiB -> {samples[-1] / 1024:.1f} MiB "
                           f"({growth:+.1f}%), max {max(samples) / 1024:.1f} MiB, {ipc.n:,} requests on this client")
+                    figures["soak"] = {"seconds": args.soak_seconds, "rss_first_mib": round(samples[0] / 1024, 1),
+                                       "rss_last_mib": round(samples[-1] / 1024, 1), "growth_percent": round(growth, 2)}
+                    summary.append(row(f"daemon RSS over a {args.soak_seconds}s soak", None,
+                                       ours=f"{growth:+.1f}%", target="within 10%", met=abs(growth) <= 10,
+                                       peak_rss_mb=max(samples) / 1024))
             ipc.close()
             tcp.close()
+            figures["daemon_rss_mib"] = round(rss_kib(daemon.proc.pid) / 1024, 1)
         finally:
             daemon.stop()
+    for r in summary:  # the daemon's resident memory at the end stands for every row without its own
+        if r["peak_rss_mb"] is None:
+            r["peak_rss_mb"] = figures["daemon_rss_mib"]
+    write_result("control_latency", args.scale, {"benchmark": "control_latency", "requests": args.requests,
+                                                 "clients": args.clients, "figures": figures}, summary)
 
 
 if __name__ == "__main__":

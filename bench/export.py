@@ -15,9 +15,10 @@ reference paired A B A B so machine noise hits both alike:
   * strongroom clients list --all --reveal --json     vs  psql \\copy clients
 
 Targets (issue 14): therapy_sessions at most 2x the reference, clients at most 3x, peak
-RSS under 200 MB (and flat from scale 1 to 3). Writes bench/results/latest.md and
-latest.json: per task seconds (median), rows/s, the reference's seconds, the ratio, the
-target, pass or miss, peak RSS (and the same as export-s<scale>.md/.json).
+RSS under 200 MB (and flat from scale 1 to 3). Writes bench/results/export-s<scale>.md
+and .json: per task seconds (median), rows/s, the reference's seconds, the ratio, the
+target, pass or miss, peak RSS, and the `summary` rows (bench/report.py) that
+bench/all.py gathers into bench/results/latest.md/.json.
 """
 from __future__ import annotations
 
@@ -40,10 +41,11 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.backup_vs_pgdump import rss_of  # noqa: E402  (one way to time a process and its peak RSS)
+from bench.report import results_dir, row, scale_tag, write_atomic  # noqa: E402
 
 PY = sys.executable
 OUT = REPO / "bench" / "out"
-RESULTS = REPO / "bench" / "results"
+RESULTS = results_dir()  # bench/results, or $STRONGROOM_BENCH_RESULTS (bench/all.py --results-dir)
 TARGET_RATIO = {"therapy_sessions": 2.0, "clients": 3.0}
 TARGET_RSS_MB = 200.0
 
@@ -79,8 +81,7 @@ class Task:
 
 # --- the dataset, built once per scale ------------------------------------------------
 
-def _scale_tag(scale: float) -> str:
-    return f"{scale:g}".replace(".", "_")
+_scale_tag = scale_tag  # the name sync.py and integrity.py import
 
 
 def prepare(dsn: str, scale: float) -> tuple[Path, str, dict]:
@@ -224,7 +225,10 @@ def write_results(tasks: list[Task], scale: float, counts: dict, repeat: int) ->
     meta = {"benchmark": "export", "scale": scale, "dataset": counts, "repeat": repeat,
             "host": platform.node(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    body = json.dumps({**meta, "tasks": [t.as_dict() for t in tasks]}, indent=2) + "\n"
+    summary = [row(t.name, t.seconds, reference=f"psql \\copy {t.table}", reference_seconds=t.reference_seconds,
+                   target=f"<= {t.target:g}x psql \\copy, RSS < {TARGET_RSS_MB:.0f} MB", met=t.passed,
+                   peak_rss_mb=t.peak_rss_mb) for t in tasks]
+    body = json.dumps({**meta, "tasks": [t.as_dict() for t in tasks], "summary": summary}, indent=2) + "\n"
     lines = [f"# make bench: bulk reads at scale {scale:g}", "",
              f"{counts['clients']:,} clients, {counts['sessions']:,} sessions (1.5 KB notes), "
              f"{counts.get('database_mb', '?')} MB in PostgreSQL; median of {repeat} paired runs, whole processes; "
@@ -235,12 +239,12 @@ def write_results(tasks: list[Task], scale: float, counts: dict, repeat: int) ->
         lines.append(f"| {t.name} | {t.seconds:.2f} | {t.rows / t.seconds:,.0f} | {t.reference_seconds:.2f} | "
                      f"{t.ratio:.2f}x | <= {t.target:g}x | {t.peak_rss_mb:.0f} (< {TARGET_RSS_MB:.0f}) | "
                      f"{'pass' if t.passed else 'miss'} |")
-    # latest.* is the newest run; export-s<scale>.* the newest at that scale, so scale 1
-    # and scale 3 (is peak RSS flat?) sit side by side.
-    for stem in ("latest", f"export-s{_scale_tag(scale)}"):
-        (RESULTS / f"{stem}.json").write_text(body)
-        (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'latest.md'} and latest.json (and export-s{_scale_tag(scale)}.*)")
+    # export-s<scale>.* is the newest run at that scale, so scale 1 and scale 3 (is peak
+    # RSS flat?) sit side by side; bench/all.py writes latest.* from its summary.
+    stem = f"export-s{_scale_tag(scale)}"
+    write_atomic(RESULTS / f"{stem}.json", body)
+    write_atomic(RESULTS / f"{stem}.md", "\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / stem}.md and .json")
 
 
 def main() -> None:

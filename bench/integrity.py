@@ -36,7 +36,8 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.backup_vs_pgdump import rss_of  # noqa: E402
-from bench.export import OUT, RESULTS, _scale_tag, prepare  # noqa: E402
+from bench.export import OUT, _scale_tag, prepare  # noqa: E402
+from bench.report import row, summary_table, write_result  # noqa: E402
 
 PY = sys.executable
 TARGETS = {"full_run_seconds": 30.0, "audit_rows_per_second": 100_000}
@@ -219,17 +220,26 @@ def main() -> None:
         "full run under 30 s": rows["integrity_full_seconds"] < TARGETS["full_run_seconds"],
         "audit at least 100,000 rows/s": rows["audit_rows_per_second"] >= TARGETS["audit_rows_per_second"],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"integrity-s{tag}.json").write_text(json.dumps(
-        {"figures": rows, "targets": verdict, "checks_full": full["checks"], "audit_rows_grown_to": grown,
-         "counts": counts}, indent=2, default=str))
+    summary = [
+        row(f"audit chain verify ({rows['audit_rows']:,} rows)", audit_run["seconds"],
+            ours=f"{audit_run['seconds']:.2f} s ({rows['audit_rows_per_second']:,} rows/s)",
+            target=">= 100,000 rows/s", met=verdict["audit at least 100,000 rows/s"], peak_rss_mb=rss_audit),
+        row("integrity run, sampled", sampled["seconds"], peak_rss_mb=rss_sampled),
+        row("integrity run, --full", full["seconds"], target="< 30 s", met=verdict["full run under 30 s"],
+            peak_rss_mb=rss_full),
+    ]
+    if unaudited is not None:
+        summary.append(row(f"unaudited changes ({unaudited['changed']:,} rows)", unaudited["seconds"]))
     lines = [f"# integrity benchmark, scale {args.scale:g}", "", "| figure | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in rows.items()]
     lines += ["", "| target | met |", "| --- | --- |"] + [f"| {k} | {'pass' if v else 'MISS'} |" for k, v in verdict.items()]
     lines += ["", "Seconds per check (full run):", "", "| check | status | seconds |", "| --- | --- | --- |"]
     lines += [f"| {n} | {c['status']} | {c['seconds']} |" for n, c in sorted(full["checks"].items(),
                                                                           key=lambda kv: -kv[1]["seconds"])]
-    (RESULTS / f"integrity-s{tag}.md").write_text("\n".join(lines) + "\n")
+    lines += ["", *summary_table(summary)]
+    body = json.loads(json.dumps({"figures": rows, "targets": verdict, "checks_full": full["checks"],
+                                  "audit_rows_grown_to": grown, "counts": counts}, default=str))
+    write_result("integrity", args.scale, body, summary, lines)
     print("\n".join(lines))
 
 

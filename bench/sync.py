@@ -38,7 +38,8 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.backup_vs_pgdump import rss_of  # noqa: E402
-from bench.export import OUT, RESULTS, _scale_tag, prepare  # noqa: E402
+from bench.export import OUT, _scale_tag, prepare  # noqa: E402
+from bench.report import row as summary_row, summary_table, write_result  # noqa: E402
 
 PY = sys.executable
 CHANGED = 100_000
@@ -239,12 +240,22 @@ def main() -> None:
         >= TARGETS["rows_per_second"],
         "RSS under 300 MB": rows["peak_rss_mb"] < TARGETS["rss_mb"],
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"sync-s{tag}.json").write_text(json.dumps({"figures": rows, "targets": verdict}, indent=2))
+    summary = [
+        summary_row("sync: first pass (pull everything)", initial["seconds"], peak_rss_mb=rss_initial),
+        summary_row("sync: pass with nothing to do", noop["seconds"], target="< 100 ms",
+            met=verdict["noop under 100 ms"], peak_rss_mb=rss_noop),
+        summary_row("sync: consistency check", check["seconds"], target="< 2 s", met=verdict["check under 2 s"],
+            peak_rss_mb=rss_check),
+        summary_row(f"sync: {changes['pushed']:,} rows pushed + {changes['pulled']:,} pulled", changes["seconds"],
+            reference="psql \\copy of the changed rows", reference_seconds=copy_sessions + copy_clients,
+            target=">= 10,000 rows/s each way, RSS < 300 MB",
+            met=verdict["10k rows/s each way"] and verdict["RSS under 300 MB"], peak_rss_mb=rss_changes),
+    ]
     lines = [f"# sync benchmark, scale {args.scale:g}", "", "| figure | value |", "| --- | --- |"]
     lines += [f"| {k} | {v} |" for k, v in rows.items()]
     lines += ["", "| target | met |", "| --- | --- |"] + [f"| {k} | {'pass' if v else 'MISS'} |" for k, v in verdict.items()]
-    (RESULTS / f"sync-s{tag}.md").write_text("\n".join(lines) + "\n")
+    lines += ["", *summary_table(summary)]
+    write_result("sync", args.scale, {"figures": rows, "targets": verdict}, summary, lines)
     print("\n".join(lines))
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -7,18 +7,20 @@ with the daemon's words.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from functools import partial
 from typing import Any
 
 from strongroom.console.client import Client, ClientError
 from strongroom.console.screens.help import HelpScreen
 from strongroom.console.screens.login import LoginScreen
-from strongroom.console.screens.main import MainScreen
+from strongroom.console.screens.main import TABS, MainScreen
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
+from textual.widgets import TabbedContent
 
 CALL_TIMEOUT = 15.0
 
@@ -32,12 +34,16 @@ class SessionEnded(Message):
 class StrongroomConsole(App):
     CSS_PATH = "strongroom.tcss"
     TITLE = "Strongroom"
-    BINDINGS = [Binding("q", "quit", "Quit"), Binding("question_mark", "help", "Help", key_display="?")]
+    # Shown by KeyFooter at the footer's right end, not in the Footer's own list.
+    BINDINGS = [Binding("q", "quit", "Quit", show=False),
+                Binding("question_mark", "help", "Help", key_display="?", show=False)]
 
     def __init__(self, endpoint: str, events_endpoint: str, token: str | None = None, *,
-                 client: Any = None) -> None:
-        """`client` replaces the real Client only in snapshot tests (a fixed data source)."""
+                 client: Any = None, clock: Callable[[], datetime] = datetime.now) -> None:
+        """`client` and `clock` are replaced only in snapshot tests (a fixed data source,
+        a fixed time for the status line's "updated" stamp)."""
         super().__init__()
+        self.clock = clock
         self.client = client or Client(endpoint, events_endpoint=events_endpoint, token=token,
                                        timeout=CALL_TIMEOUT)
 
@@ -87,17 +93,38 @@ class StrongroomConsole(App):
                 if b.binding.description and type(b.node).__module__.startswith(("strongroom.", "textual.app"))]
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        """The command palette offers every enabled action of the screen by name."""
+        """The command palette offers every action by name: the screen's own, and on the
+        main screen every tab's (chosen from another tab, it shows that tab first)."""
         yield from super().get_system_commands(screen)
         for active in self.own_bindings(screen):
             if active.enabled and active.binding.action not in ("quit", "help", "app.quit"):
-                key = active.binding.key_display or active.binding.key
-                yield SystemCommand(active.binding.description, f"key {key}",
+                yield SystemCommand(active.binding.description, f"key {self.get_key_display(active.binding)}",
                                     partial(self.call_later, self.run_action, active.binding.action, active.node))
+        if isinstance(screen, MainScreen):
+            yield from self._other_tabs_commands(screen)
+
+    def _other_tabs_commands(self, screen: MainScreen) -> Iterable[SystemCommand]:
+        current = screen.query_one("#tabs", TabbedContent).active.removeprefix("tab-")
+        for title, tab_id, _ in TABS:
+            if tab_id == current:
+                continue
+            tab = screen.query_one(f"#{tab_id}")
+            for binding in Binding.make_bindings(type(tab).BINDINGS):
+                name = binding.action.partition("(")[0]
+                if not binding.description or tab.check_action(name, ()) is not True:
+                    continue
+                yield SystemCommand(f"{title}: {binding.description}",
+                                    f"on the {title} tab, key {self.get_key_display(binding)}",
+                                    partial(self.call_later, self._run_on_tab, screen, tab_id, binding.action))
+
+    async def _run_on_tab(self, screen: MainScreen, tab_id: str, action: str) -> None:
+        """Show the tab, let it take focus, then run the action there."""
+        screen.action_show_tab(tab_id)
+        await self.run_action(action, screen.query_one(f"#{tab_id}"))
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        rows = [(b.binding.key_display or b.binding.key, b.binding.description, b.enabled)
+        rows = [(self.get_key_display(b.binding), b.binding.description, b.enabled)
                 for b in self.own_bindings(self.screen)]
         self.push_screen(HelpScreen(rows))

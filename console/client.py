@@ -52,6 +52,7 @@ class Client:
         self.events_endpoint = events_endpoint
         self.token = token
         self.timeout = timeout
+        self.rates: dict[str, dict] = {}     # class -> the daemon's latest `rate` (daemon/ratelimit.py)
         self._curve = curve
         self._zctx = zmq.asyncio.Context()
         self._sock = self._zctx.socket(zmq.DEALER)
@@ -87,6 +88,9 @@ class Client:
         if not reply.get("ok"):
             err = reply.get("error") or {}
             raise ClientError(err.get("code", "internal"), err.get("message", "unknown error"))
+        if isinstance(reply.get("rate"), dict):
+            # What is left of this account's hourly allowance for the command's class.
+            self.rates[str(reply["rate"].get("class"))] = reply["rate"]
         return reply.get("result")
 
     async def _read_replies(self) -> None:

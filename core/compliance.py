@@ -18,7 +18,6 @@ not by the existence of a key file.
 """
 from __future__ import annotations
 
-import stat
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -38,6 +37,7 @@ from strongroom.core.db.models import (
     JobRun,
     JobStatus,
     KeyState,
+    Practice,
     RetentionPolicy,
     Role,
     SyncConflict,
@@ -46,6 +46,7 @@ from strongroom.core.db.models import (
     User,
 )
 from strongroom.core.db.types import utcnow
+from strongroom.core.files.repository import scan_health
 from strongroom.core.integrity import is_ok
 from strongroom.core.scheduled import missed_runs
 from strongroom.core.sync.peers import outbound
@@ -88,18 +89,15 @@ class Report:
 
 
 def _encryption(settings: Settings, conn) -> list[Check]:
+    from strongroom.core.encryption_levels import kek_file_mode, keys_shared_by_clients
     keys, clients = DataKey.__table__, Client.__table__
     kek = settings.keys.kek_file
-    mode = None
-    if kek is not None and kek.exists():
-        mode = stat.S_IMODE(kek.stat().st_mode)
+    mode = kek_file_mode(settings)
     kek_ok = mode is not None and not mode & 0o077
     orphaned = conn.execute(
         select(func.count()).select_from(clients.join(keys, clients.c.key_id == keys.c.id))
         .where(clients.c.deleted_at.is_(None), keys.c.state == KeyState.DESTROYED)).scalar_one()
-    shared = conn.execute(
-        select(func.count()).select_from(select(clients.c.key_id).where(clients.c.deleted_at.is_(None))
-                                         .group_by(clients.c.key_id).having(func.count() > 1).subquery())).scalar_one()
+    shared = keys_shared_by_clients(conn)
     scans = _newest_integrity(conn, ("envelopes", "keys"))
     bad_scans = sorted(name for name, status in scans.items() if not is_ok(status) and status != "warn")
     return [
@@ -121,6 +119,38 @@ def _encryption(settings: Settings, conn) -> list[Check]:
               {"keys_shared_by_several_clients": shared},
               "164.310(d)(2)(i) disposal", "rotate the affected clients' keys (strongroom keys rotate-deks)"),
     ]
+
+
+def _malware(settings: Settings, conn) -> list[Check]:
+    """Client files are scanned for malware before they are served: only evidenced once
+    there are client files or scanning is on (otherwise nothing to scan)."""
+    state = scan_health(conn, settings.files)
+    if state["pending"] + state["clean"] + state["infected"] == 0 and state["scanner"] == "off":
+        return []
+    passed = state["scanner"] == "clamd" and bool(state["answers"]) and state["pending"] == 0
+    return [Check("encryption", "client files are scanned for malware before they are served", passed,
+                  {"scanner": state["scanner"], "scanner_answers": state["answers"],
+                   "files_pending_scan": state["pending"], "files_clean": state["clean"]},
+                  "164.308(a)(5)(ii)(B) protection from malicious software",
+                  'set [files] scanner = "clamd" with clamd running, and run the files_rescan job '
+                  "(`strongroom jobs run files_rescan --wait`) for files left pending")]
+
+
+def _level(settings: Settings, conn) -> list[Check]:
+    """The encryption level each practice put in force (core/encryption_levels.py), met
+    by the configuration as it runs now."""
+    from strongroom.core import encryption_levels
+    out = []
+    for practice_id in conn.execute(select(Practice.__table__.c.id).order_by(Practice.__table__.c.id)).scalars():
+        status = encryption_levels.status(settings, conn, practice_id)
+        unmet = [r["name"] for r in status["requirements"] if not r["met"]]
+        out.append(Check("encryption", f"encryption level {status['level']} in force and met", not unmet,
+                         {"practice_id": str(practice_id), "level": status["level"],
+                          "requirements met": [r["name"] for r in status["requirements"] if r["met"]],
+                          "unmet": unmet},
+                         "164.312(a)(2)(iv) encryption and decryption",
+                         "meet what is unmet (`strongroom encryption show` says how) or set a lower level"))
+    return out
 
 
 def _newest_integrity(conn, check_types: tuple[str, ...]) -> dict[str, str]:
@@ -322,7 +352,8 @@ def report(settings: Settings, engine: Engine, now: datetime | None = None) -> R
     configured scores 0 and says which points it forgoes."""
     now = now or utcnow()
     with engine.connect() as conn:
-        checks = (_encryption(settings, conn) + _backups(settings, conn, now) + _exports(conn, now)
+        checks = (_encryption(settings, conn) + _level(settings, conn) + _malware(settings, conn)
+                  + _backups(settings, conn, now) + _exports(conn, now)
                   + _sync(settings, conn, now) + _audit(settings, conn, now))
         configured = _configured(settings, conn)
         jobs = _scheduled_jobs(settings, engine, conn, now)

@@ -49,6 +49,16 @@ class KeySettings(_Section):
     kek_file: Path | None = None
     kek_env: str | None = "STRONGROOM_KEK"
     kek_credential: str | None = "strongroom-kek"
+    # A KEK protected by AWS KMS (core.crypto.kms): kek_file then holds a KMS envelope,
+    # written by `strongroom keys rotate-kek --to kms`. kms_key_id (ARN, key id or
+    # alias/NAME) is the key it must be under; a different one is refused. Credentials
+    # come from the standard AWS chain (environment, shared config, instance role), never
+    # from this file.
+    kms_key_id: Annotated[str, StringConstraints(
+        pattern=r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]+"
+                r"|alias/[A-Za-z0-9/_-]{1,250}|[0-9a-fA-F-]{36}|mrk-[0-9a-f]{32})$")] | None = None
+    kms_endpoint_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$")] | None = None
+    kms_region: Annotated[str, StringConstraints(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")] | None = None
 
 
 class Argon2Settings(_Section):
@@ -69,6 +79,19 @@ class AuthSettings(_Section):
     require_2fa_roles: list[str] = ["ADMIN", "admin", "operator"]
     totp_issuer: str = "Strongroom"
     argon2: Argon2Settings = Argon2Settings()
+    # Control commands a signed-in person may make per hour, by class (the command's
+    # first name part: `exports` for exports.run and exports.list). A user's profile may
+    # set a lower limit, never a higher one; classes not named here are not limited.
+    rate_limits: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+                      Annotated[int, Field(ge=1, le=1_000_000)]] = {"exports": 30}
+    # Client file content a user may have added (MB); a profile may set less. None: no limit.
+    storage_quota_mb: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
+    # The HIPAA acknowledgement version in force; users who have not consented to it are
+    # shown by `strongroom user profile show` (and user.profile.show). None: not tracked.
+    hipaa_consent_version: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    # A first login from a device an account has not used before is a security event;
+    # with this, also a notification (to the channels in [notify], at warning level).
+    notify_new_device: bool = True
 
 
 class DaemonSettings(_Section):
@@ -123,8 +146,11 @@ class MetricsSettings(_Section):
     port: Annotated[int, Field(ge=0, le=65535)] = 9464
 
 
-class RetentionSettings(_Section):
-    """Which snapshots the prune job keeps (each rule adds to the kept set)."""
+class KeepPolicy(_Section):
+    """Which snapshots the prune job keeps (each rule adds to the kept set).
+
+    Read from the `[retention]` section (and each backup configuration's `retention`);
+    named KeepPolicy so it is not confused with the retention of records (core/retention)."""
 
     keep_last: Annotated[int, Field(ge=1, le=10000)] = 7
     keep_daily: Annotated[int, Field(ge=0, le=10000)] = 14
@@ -145,12 +171,15 @@ class ExportSettings(_Section):
     max_per_hour: Annotated[int, Field(ge=1, le=10000)] = 30
     # Rows read, decrypted and written per step (memory is bounded by this, not the table).
     batch_size: Annotated[int, Field(ge=10, le=10000)] = 500
+    # Days an export's files stay in the export directory before the export_retention job
+    # deletes them; a saved configuration's own retention_days (same bounds) overrides it.
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
 
 
 class FilesSettings(_Section):
     """Client files: where their encrypted content is stored and what may be added."""
 
-    # A storage URL (an absolute path, file:///..., s3://bucket/prefix?...); default
+    # A storage URL (an absolute path, file:///..., s3://, azure:// or gs://); default
     # <data_dir>/files. Never the same place as a backup repository.
     target: str | None = None
     # The largest file accepted, in bytes (refused before anything is written).
@@ -163,6 +192,26 @@ class FilesSettings(_Section):
         "application/vnd.oasis.opendocument.text", "application/rtf"]
     # zstd-compress each chunk before encryption (kept only where it saves space).
     compress: bool = True
+    # Malware scanning of new files by ClamAV's clamd (core/files/scan.py). "off": files
+    # are stored unscanned and served. "clamd": a new file is quarantined (status pending,
+    # not served without files:quarantine:read) until clamd finds it clean; infected files
+    # are refused; the files_rescan job scans files left pending while clamd was down.
+    scanner: Literal["off", "clamd"] = "off"
+    # Where clamd listens: its LocalSocket (default /run/clamav/clamd.ctl, Debian's), or
+    # TCP "host:port" (TCPAddr/TCPSocket); not both.
+    clamd_socket: Annotated[str, StringConstraints(min_length=1, max_length=107)] | None = None
+    clamd_tcp: Annotated[str, StringConstraints(pattern=r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$")] | None = None
+    # Seconds any one clamd operation (connect, send, the verdict) may take.
+    clamd_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 30.0
+
+    @field_validator("clamd_tcp")
+    @classmethod
+    def _one_clamd_address(cls, value: str | None, info) -> str | None:
+        if value is not None and info.data.get("clamd_socket") is not None:
+            raise ValueError("set clamd_socket or clamd_tcp, not both")
+        if value is not None and not 1 <= int(value.rpartition(":")[2]) <= 65535:
+            raise ValueError("the port must be between 1 and 65535")
+        return value
 
 
 _CONFIGURATION_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -172,7 +221,9 @@ class BackupConfigurationSettings(_Section):
     """One backup configuration: where its snapshots go and how they are kept.
 
     `target` is a storage URL: an absolute path or file:///path for local disk,
-    s3://bucket/prefix?region=...&object_lock_days=... for S3. Default: <data_dir>/backups
+    s3://bucket/prefix?region=...&object_lock_days=... for S3, azure://account/container/prefix
+    for Azure Blob Storage, gs://bucket/prefix for Google Cloud Storage (core/storage).
+    Default: <data_dir>/backups
     for the configuration named "default", <data_dir>/backups-<name> for the others.
     """
 
@@ -182,7 +233,7 @@ class BackupConfigurationSettings(_Section):
     verify_after: bool = True
     require_approval: bool = False
     approval_hours: Annotated[int, Field(ge=1, le=24 * 30)] = 24
-    retention: RetentionSettings = RetentionSettings()
+    retention: KeepPolicy = KeepPolicy()
     # Bytes this configuration's snapshots may take on their target; health reports the
     # share used (None: no quota).
     quota_bytes: Annotated[int, Field(ge=1)] | None = None
@@ -209,8 +260,9 @@ class BackupConfigurationSettings(_Section):
             return None
         if not value.strip():
             raise ValueError("must not be empty (leave it out for the default)")
-        if not (value.startswith(("/", "file:///", "s3://"))):
-            raise ValueError("must be an absolute path, file:///path or s3://bucket/prefix")
+        if not (value.startswith(("/", "file:///", "s3://", "azure://", "gs://"))):
+            raise ValueError("must be an absolute path, file:///path, s3://bucket/prefix, "
+                             "azure://account/container/prefix or gs://bucket/prefix")
         return value
 
 

@@ -30,13 +30,14 @@ def _toml_string(value: str) -> str:
 
 # What a new installation runs unless told otherwise (UTC): a nightly backup, the
 # integrity check after it, a weekly read-everything verify and restore drill, and
-# retention once a day.
+# retention (of snapshots, and of export files past their retention_days) once a day.
 DEFAULT_SCHEDULES = {
     "backup": "0 2 * * *",
     "integrity": "30 3 * * *",
     "prune": "0 4 * * *",
     "verify": "0 5 * * 0",
     "restore_drill": "0 6 * * 0",
+    "export_retention": "15 4 * * *",
 }
 
 

@@ -58,6 +58,7 @@ class Reply(BaseModel):
     ok: bool
     result: Any = None
     error: ErrorBody | None = None
+    rate: dict | None = None
 
 
 class ProtocolError(Exception):
@@ -102,9 +103,13 @@ def encode(model: BaseModel) -> bytes:
     return model.model_dump_json(exclude_none=False).encode()
 
 
-def ok(request_id: str | None, result: Any) -> bytes:
-    return json.dumps({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result},
-                      default=str, separators=(",", ":")).encode()
+def ok(request_id: str | None, result: Any, rate: dict | None = None) -> bytes:
+    """A success reply; `rate` (class, limit, remaining, reset_seconds) when the command
+    counts towards a per-user rate limit (daemon/ratelimit.py)."""
+    body = {"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result}
+    if rate is not None:
+        body["rate"] = rate
+    return json.dumps(body, default=str, separators=(",", ":")).encode()
 
 
 def error(request_id: str | None, code: ErrorCode, message: str) -> bytes:

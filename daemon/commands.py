@@ -32,7 +32,7 @@ from strongroom.core.principal import Principal
 from sqlalchemy import select
 
 if TYPE_CHECKING:
-    from strongroom.daemon.main import Daemon
+    from strongroom.daemon.lifecycle import Daemon
 
 
 class Args(BaseModel):
@@ -49,6 +49,7 @@ class Call:
     args: Any
     peer: str | None
     token: str | None = None
+    peer_key: str | None = None     # over TCP: the caller's CURVE public key (a login's device)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def _client(client: ClientInfo, call: Call) -> dict:
     client reports is kept beside it, labelled as reported, and trusted for nothing."""
     ssh = (client.ssh_connection or "").split()
     return {"client_host": client.host, "client_addr": call.peer, "reported_addr": ssh[0][:64] if ssh else None,
-            "client_name": client.name, "client_version": client.version}
+            "client_name": client.name, "client_version": client.version, "device_key": call.peer_key}
 
 
 def _session_reply(token: str, session) -> dict:
@@ -389,3 +390,6 @@ from strongroom.daemon import commands_backup  # noqa: F401,E402 registers the b
 from strongroom.daemon import commands_retention  # noqa: F401,E402 registers the retention commands
 from strongroom.daemon import commands_exports  # noqa: F401,E402 registers the export commands
 from strongroom.daemon import commands_files  # noqa: F401,E402 registers the client file commands
+from strongroom.daemon import commands_profiles  # noqa: F401,E402 registers the security profile commands
+from strongroom.daemon import commands_reconcile  # noqa: F401,E402 registers the reconcile commands
+from strongroom.daemon import commands_practice  # noqa: F401,E402 registers the practice, staff and services commands

@@ -20,7 +20,7 @@ from strongroom.core.backup.snapshots import describe_snapshot, open_configured
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
-    from strongroom.daemon.main import Daemon
+    from strongroom.daemon.lifecycle import Daemon
 
 PRUNE = "job:prune:run"
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"

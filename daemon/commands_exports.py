@@ -30,7 +30,7 @@ from strongroom.core.jobs import export as export_job
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
-    from strongroom.daemon.main import Daemon
+    from strongroom.daemon.lifecycle import Daemon
 
 KIND = "export"
 _exports = Export.__table__
@@ -40,7 +40,7 @@ _configurations = ExportConfiguration.__table__
 class ListArgs(Args):
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=2 ** 31)
-    status: Literal["running", "succeeded", "failed", "interrupted"] | None = None
+    status: Literal["running", "succeeded", "failed", "interrupted", "expired"] | None = None
 
 
 @command("exports.list", permission="audit:read", args=ListArgs)
@@ -92,6 +92,7 @@ def tables_cmd(d: "Daemon", call: Call) -> dict:
                              .order_by(_configurations.c.name)).mappings().all()
     return {"tables": spec.catalogue(), "formats": list(spec.FORMATS), "masking_profiles": list(spec.MASKING_PROFILES),
             "configurations": [dict(r) for r in saved], "min_password": spec.MIN_PASSWORD,
+            "retention_days": d.ctx.settings.export.retention_days,
             "max_per_hour": d.ctx.settings.export.max_per_hour}
 
 
@@ -135,6 +136,12 @@ class SaveArgs(Args):
     format: str = Field(max_length=16)
     masking: str = Field(default="masked", max_length=16)
     encrypt: bool = False
+    retention_days: int | None = Field(default=None, description="Days its exports' files are kept (1-3650; "
+                                                                 "default [export] retention_days).")
+    schedule: str | None = Field(default=None, max_length=120,
+                                 description="crontab(5) expression (UTC): the daemon runs it then.")
+    password_credential: str | None = Field(default=None, max_length=64, description=(
+        "Encrypted and scheduled: the systemd credential holding its ZIP password."))
 
 
 @command("exports.save", permission="job:export:run", args=SaveArgs)
@@ -143,3 +150,31 @@ def save_cmd(d: "Daemon", call: Call) -> dict:
     exports.run configuration=NAME). An encrypted one asks for its password at each run."""
     a: SaveArgs = call.args
     return export_job.save_configuration(d.ctx, a.name, a.model_dump(exclude={"name"}), call.principal)
+
+
+class ConfigureArgs(Args):
+    name: str = Field(min_length=1, max_length=63)
+    schedule: str | None = Field(default=None, max_length=120,
+                                 description='crontab(5) expression (UTC); "" runs it by hand only.')
+    password_credential: str | None = Field(default=None, max_length=64, description=(
+        'The systemd credential holding its ZIP password; "" clears it.'))
+    retention_days: int | str | None = Field(default=None, description=(
+        'Days its exports are kept (1-3650); "" takes [export] retention_days.'))
+
+
+@command("exports.configure", permission="job:export:run", args=ConfigureArgs)
+def configure_cmd(d: "Daemon", call: Call) -> dict:
+    """Change a saved configuration's schedule, password credential or retention (only
+    the arguments given; an empty string clears one). Its next export time is counted
+    from now."""
+    a: ConfigureArgs = call.args
+    changes = a.model_dump(exclude={"name"}, exclude_none=True)
+    return export_job.update_configuration(d.ctx, a.name, changes, call.principal)
+
+
+@command("exports.configurations", permission="audit:read")
+def configurations_cmd(d: "Daemon", call: Call) -> dict:
+    """Saved export configurations with their schedule, next export time, password source
+    and retention (never a password)."""
+    return {"items": export_job.list_configurations(d.ctx),
+            "retention_days": d.ctx.settings.export.retention_days}

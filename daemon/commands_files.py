@@ -19,6 +19,12 @@ more than one chunk of its content:
 Every chunk handed out has been authenticated; the last one only after the whole file
 matched its recorded size and hash, so a client that writes to a temporary file and
 renames it only after `final` never keeps a tampered or truncated file.
+
+With `[files] scanner = "clamd"` each upload's content goes to clamd as its chunks
+arrive (core.files.scan); files.add.commit answers `virus_scan_status` clean, or
+pending (with `scan_note`) when clamd gave no verdict, or refuses an infected file
+with bad_request after its security event is committed. files.get refuses a file not
+scanned clean (forbidden) unless the caller has files:quarantine:read.
 """
 from __future__ import annotations
 
@@ -37,11 +43,12 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
 from strongroom.core.files import repository as files
 from strongroom.core.files.content import CHUNK_SIZE
+from strongroom.core.files.scan import scanner_for
 from strongroom.core.files.store import open_files_target
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
-    from strongroom.daemon.main import Daemon
+    from strongroom.daemon.lifecycle import Daemon
 
 MAX_TRANSFERS = 16
 IDLE_SECONDS = 300.0
@@ -150,7 +157,8 @@ def add_cmd(d: "Daemon", call: Call) -> dict:
     with transaction(d.ctx.engine, read_only=True) as conn:
         upload = files.begin_add(conn, d.ctx.keyring, call.principal, _target(d), d.ctx.settings.files,
                                  a.client_id, name=a.name, content_type=a.content_type, size=a.size,
-                                 description=a.description)
+                                 description=a.description, auth=d.ctx.settings.auth,
+                                 scanner=scanner_for(d.ctx.settings.files))
     upload_id = _TRANSFERS.open(_owner(call), "upload", upload)
     return {"upload_id": upload_id, "file_id": upload.file_id,
             "transfer_bytes": transfer_bytes(d.ctx.settings.daemon.max_frame_bytes)}
@@ -190,7 +198,7 @@ def add_commit_cmd(d: "Daemon", call: Call) -> dict:
         finally:
             transfer.kind = "done"       # nothing to abort any more: commit_add cleaned up on failure
             _TRANSFERS.close(call.args.upload_id)
-    return result
+    return files.refuse_if_infected(result)   # the malware_found event is committed by now
 
 
 @command("files.add.abort", permission="table:client_files:write", args=UploadArgs)
@@ -223,9 +231,11 @@ class FileArgs(Args):
 
 @command("files.get", permission="table:client_files:read", args=FileArgs)
 def get_cmd(d: "Daemon", call: Call) -> dict:
-    """Open a file for reading (needs phi:read too; audited READ); read it with files.get.chunk."""
+    """Open a file for reading (needs phi:read too; audited READ); read it with files.get.chunk.
+    While scanning is on, a file not scanned clean needs files:quarantine:read."""
     with transaction(d.ctx.engine) as conn:   # the READ entry commits with the opening
-        download = files.open_file(conn, d.ctx.keyring, call.principal, _target(d), call.args.file_id)
+        download = files.open_file(conn, d.ctx.keyring, call.principal, _target(d), call.args.file_id,
+                                   quarantine=d.ctx.settings.files.scanner != "off")
     download_id = _TRANSFERS.open(_owner(call), "download", download.chunks)
     return {"download_id": download_id, "file_id": download.file_id, "size": download.size,
             "content_type": download.content_type, "name": download.name,

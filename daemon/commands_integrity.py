@@ -21,7 +21,7 @@ from strongroom.core.jobs import runs
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
-    from strongroom.daemon.main import Daemon
+    from strongroom.daemon.lifecycle import Daemon
 
 KIND = "integrity"
 _checks = IntegrityCheck.__table__

@@ -23,7 +23,7 @@ from strongroom.core.retention import certificate, erasure, holds, policies
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
-    from strongroom.daemon.main import Daemon
+    from strongroom.daemon.lifecycle import Daemon
 
 READ, MANAGE = "retention:read", "retention:manage"
 REQUEST, APPROVE = "erasure:request", "erasure:approve"

@@ -28,7 +28,7 @@ from strongroom.core.sync import status as sync_status
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
-    from strongroom.daemon.main import Daemon
+    from strongroom.daemon.lifecycle import Daemon
 
 PEER_NAME = peers.NAME.pattern
 

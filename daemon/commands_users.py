@@ -17,12 +17,13 @@ from pydantic import Field
 from strongroom.core.auth import management, rbac, security, sessions
 from strongroom.core.auth.users import get_user
 from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import Role
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
-    from strongroom.daemon.main import Daemon
+    from strongroom.daemon.lifecycle import Daemon
 
 MANAGE = "user:manage"
 
@@ -124,6 +125,35 @@ def user_set_role_cmd(d: "Daemon", call: Call) -> dict:
     a: RoleArgs = call.args
     return _change(d, call, "role_changed", a.username, lambda conn: management.change_role(
         conn, d.ctx.settings, call.principal, a.username, a.role, reason=a.reason)).as_dict()
+
+
+# One name per role, so the clinical ADMIN and the operator admin never read as one role
+# spelt twice, and what each is for.
+ROLE_TEXT = {
+    Role.ADMIN: ("practice admin", "practice", "practice owner: clinical data, people, evidence"),
+    Role.MANAGER: ("manager", "practice", "clinical data, audit and compliance reading"),
+    Role.PRACTITIONER: ("practitioner", "practice", "clinical data of their practice"),
+    Role.STAFF: ("staff", "practice", "front desk: schedules, masked client details"),
+    Role.OP_ADMIN: ("operator admin", "operator", "runs Strongroom: everything, including keys"),
+    Role.OPERATOR: ("operator", "operator", "runs jobs, never reads PHI or manages people"),
+    Role.AUDITOR: ("auditor", "operator", "reads audit, security and compliance evidence"),
+}
+
+
+@command("roles.list", permission=MANAGE)
+def roles_list_cmd(d: "Daemon", call: Call) -> list[dict]:
+    """Every role once: its value (as user.set_role takes it), name, scope (practice or
+    operator), what it is for, its permissions, and whether the caller may give it (a
+    role holding a permission the caller lacks is refused by user.set_role)."""
+    out = []
+    for role in Role:
+        name, scope, summary = ROLE_TEXT[role]
+        patterns = rbac.role_permissions(role)
+        covered = [p for p in rbac.PERMISSIONS if rbac.has_permission(patterns, p)]
+        out.append({"role": role.value, "name": name, "scope": scope, "summary": summary,
+                    "permissions": sorted(patterns),
+                    "assignable": all(call.principal.can(p) for p in covered)})
+    return out
 
 
 @command("user.grants", permission=MANAGE, args=GrantsArgs)

@@ -48,10 +48,11 @@ from strongroom.core.principal import Principal
 from strongroom.core.validation import describe
 from strongroom.core import protocol
 from strongroom.daemon.commands import REGISTRY, Call
+from strongroom.daemon.ratelimit import RateLimiter
 from strongroom.core.endpoints import LOCAL_TOKEN_FILE
 
 if TYPE_CHECKING:
-    from strongroom.daemon.main import Daemon
+    from strongroom.daemon.lifecycle import Daemon
 
 log = logging.getLogger("strongroom.control")
 TOKEN_CACHE_SECONDS = 2.0
@@ -95,6 +96,7 @@ class Peer:
 
     address: str | None     # "ipc:uid=<uid>" or the TCP peer's IP address
     uid: int | None = None  # an ipc peer's uid; None over TCP or where the OS does not say
+    curve_key: str | None = None   # over TCP: the CURVE public key (Z85) the handshake proved
 
 
 @dataclass
@@ -118,6 +120,7 @@ class ControlServer:
         self._local_token: str | None = None
         self._tasks: set[asyncio.Task] = set()
         self._logins = LoginPool()
+        self.rates = RateLimiter(self._read_rate_limits, self._record_rate_refusal)
         self.on_request: Callable[[str], None] = lambda code: None
         self._pid_fd: int | None = None
 
@@ -265,14 +268,20 @@ class ControlServer:
                 principal = await self._principal(request.token, peer)
                 if command.permission is not None:
                     self.daemon.require(principal, command.permission)
-            call = Call(principal, args, peer.address, request.token)
+            rate = None
+            if self.rates.needs_limits(principal, request.cmd):
+                limits = self.rates.cached(principal.user_id)
+                if limits is None:
+                    limits = await asyncio.to_thread(self.rates.limits_of, principal.user_id)
+                rate = self.rates.take(principal, request.cmd, limits)
+            call = Call(principal, args, peer.address, request.token, peer.curve_key)
             if command.inline:
                 result = command.handler(self.daemon, call)
             elif command.pool == "login":
                 result = await self._logins.run(command.handler, self.daemon, call)
             else:
                 result = await asyncio.to_thread(command.handler, self.daemon, call)
-            return protocol.ok(request_id, protocol.to_jsonable(result)), "ok"
+            return protocol.ok(request_id, protocol.to_jsonable(result), rate=rate), "ok"
         except protocol.ProtocolError as exc:
             return protocol.error(exc.request_id or request_id, exc.code, str(exc)), exc.code
         except StrongroomError as exc:
@@ -341,6 +350,31 @@ class ControlServer:
             os.close(self._pid_fd)
             self._pid_fd = None
 
+    # -- per-user command rate limits (daemon/ratelimit.py) ----------------------------
+    def _read_rate_limits(self, user_id) -> dict[str, int]:
+        from strongroom.core.auth.profiles import effective_for
+        with transaction(self.daemon.ctx.engine, read_only=True) as conn:
+            return effective_for(conn, self.daemon.ctx.settings.auth, user_id)["rate_limits"]
+
+    def _record_rate_refusal(self, principal: Principal, cls: str, limit: int) -> None:
+        """A security event (mirrored into the audit chain) for the first refusal in a
+        window, written off the event loop."""
+        from strongroom.core.auth import security
+
+        def write() -> None:
+            try:
+                with transaction(self.daemon.ctx.engine) as conn:
+                    security.record(conn, "command_rate_limited", severity="medium", user_id=principal.user_id,
+                                    username=principal.actor.removeprefix("user:"), ip_address=principal.ip_address,
+                                    session_id=principal.session_id,
+                                    description=f"{cls} commands refused: {limit} per hour reached",
+                                    details={"class": cls, "limit": limit})
+            except StrongroomError:
+                log.warning("rate-limit refusal not recorded", exc_info=True)
+        task = asyncio.ensure_future(asyncio.to_thread(write))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
 
 def _bind(sock: zmq.Socket, endpoint: str, setting: str) -> None:
     """Bind, or a one-line error naming the setting: a start-up failure is never a
@@ -363,7 +397,11 @@ def _peer(frame, ipc: bool) -> Peer:
     except (zmq.ZMQError, AttributeError, TypeError):
         reported = None
     if not ipc:
-        return Peer(reported or None)
+        try:
+            key = frame.get("User-Id")      # set by the ZAP handler from the CURVE handshake
+        except (zmq.ZMQError, AttributeError, TypeError):
+            key = None
+        return Peer(reported or None, curve_key=key or None)
     parts = (reported or "").rsplit(":", 3)
     if len(parts) == 4 and parts[1].isdigit():
         return Peer(f"ipc:uid={int(parts[1])}", int(parts[1]))

@@ -77,3 +77,14 @@ def sync_peer_failing(settings: Settings, peer: str, failures: int, last_error: 
                           "see `strongroom sync status`.",
                   fields={"peer": peer, "failures": failures})
     return _background(send, settings.notify, event)
+
+
+def new_device(settings: Settings, username: str | None, occurred_at: datetime) -> threading.Thread:
+    """An account logged in from a device it had not used before ([auth]
+    notify_new_device). The account name only: which device is in the security event."""
+    who = username or "an account"
+    event = Event(kind="security", severity="warning", title=f"new device for {who}",
+                  message=f"{who} logged in from a device it has not used before. If that was not them, "
+                          "lock the account (`strongroom user lock`) and see `strongroom user devices`.",
+                  fields={"user": who, "at": occurred_at.isoformat()})
+    return _background(send, settings.notify, event)

@@ -25,6 +25,8 @@ EVENTS = {
     "sync.pass": "each pass of a finished sync run: run id, peer, outcome (succeeded, failed, skipped), "
                  "rows sent and received, conflicts, quarantined, rule decisions, keys destroyed, seconds, "
                  "clock skew; the error of a failed pass (never an address or a row)",
+    "compliance": "the compliance score moved: score, threshold, status (ok, below threshold), generated_at; "
+                  "once when the daemon first scores, then on each change of score, threshold or status",
 }
 
 ERRORS = {
@@ -33,7 +35,7 @@ ERRORS = {
     "forbidden": "the caller lacks the permission the command names",
     "not_found": "the command, or the thing it names, does not exist",
     "conflict": "the action clashes with the current state (already running, standby daemon, held)",
-    "rate_limited": "too many attempts (logins), or the login pool is full: try again later",
+    "rate_limited": "too many attempts (logins), the login pool is full, or an account's hourly allowance for a command class is spent: try again later",
     "not_implemented": "a command or job kind planned but not in this release",
     "internal": "a bug: the daemon log has the traceback; no input should ever produce it",
 }
@@ -82,6 +84,11 @@ def render() -> str:
         "and the answer is one frame: `{\"v\": 1, \"id\": ..., \"ok\": true, \"result\": ...}` or "
         "`{\"v\": 1, \"id\": ..., \"ok\": false, \"error\": {\"code\": ..., \"message\": ...}}`. Frames "
         "nest at most 32 levels and hold valid Unicode; unknown argument keys are refused.",
+        "",
+        "A signed-in person's commands of a class `[auth] rate_limits` limits (the first part of "
+        "the command's name) also get `\"rate\": {\"class\", \"limit\", \"remaining\", "
+        "\"reset_seconds\"}` in the answer: what is left of the hour's allowance. When it is "
+        "spent the answer is the error `rate_limited`.",
         "",
         "## Errors",
         "",

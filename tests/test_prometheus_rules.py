@@ -8,45 +8,11 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PROM = ROOT / "etc" / "prometheus"
-RULES = PROM / "strongroom-alerts.yml"
-CONFIG = PROM / "prometheus.yml"
-RULES_TEST = PROM / "strongroom-alerts.test.yml"
+from tests.conftest import CONFIG, JOB_STATUSES, METRICS, PROM, RULES, RULES_TEST, exported_series_names, rule_exprs
 
-# The metrics strongroomd exports (name -> type, labels); tests/daemon/test_metrics.py checks the
-# daemon against this list. The alert rules may use nothing else (besides Prometheus' own `up`).
-# No label is called `job`: Prometheus sets that to the scrape job's name.
-METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "strongroom_backup_last_success_timestamp_seconds": ("gauge", ("configuration",)),
-    "strongroom_backup_max_age_seconds": ("gauge", ("configuration",)),
-    "strongroom_job_runs_total": ("counter", ("kind", "status")),
-    "strongroom_job_last_success_timestamp_seconds": ("gauge", ("kind",)),
-    "strongroom_job_duration_seconds": ("histogram", ("kind",)),
-    "strongroom_audit_chain_ok": ("gauge", ()),
-    "strongroom_compliance_score": ("gauge", ()),
-    "strongroom_compliance_threshold": ("gauge", ()),
-    "strongroom_sync_conflicts_open": ("gauge", ()),
-    "strongroom_sync_rows_total": ("counter", ("peer", "direction")),
-    "strongroom_sync_pass_duration_seconds": ("gauge", ("peer",)),
-    "strongroom_sync_lag_seconds": ("gauge", ("peer",)),
-    "strongroom_sync_pending_rows": ("gauge", ("peer",)),
-    "strongroom_sync_peer_failures": ("gauge", ("peer",)),
-    "strongroom_sync_quarantined": ("gauge", ()),
-    "strongroom_integrity_check_status": ("gauge", ("check",)),
-    "strongroom_integrity_check_last_run_timestamp_seconds": ("gauge", ("check",)),
-    "strongroom_accounts_locked": ("gauge", ()),
-    "strongroom_login_failures_total": ("counter", ()),
-    "strongroom_missed_runs_total": ("counter", ("kind",)),
-    "strongroom_up": ("gauge", ()),
-    "strongroom_start_time_seconds": ("gauge", ()),
-    "strongroom_build_info": ("gauge", ("version",)),
-}
-JOB_STATUSES = ("succeeded", "failed", "interrupted", "cancelled")
 PROMETHEUS_OWN = {"up"}
 RUNBOOK = PROM / "strongroom-runbook.md"
 
@@ -61,29 +27,6 @@ EXPECTED_ALERTS = {
     "StrongroomLoginFailuresSpike",
     "StrongroomSyncConflictsOpen",
 }
-
-
-def exported_series_names() -> set[str]:
-    """Every series name a scrape can contain (histograms expand to _bucket/_sum/_count)."""
-    names = set()
-    for name, (kind, _labels) in METRICS.items():
-        if kind == "histogram":
-            names |= {name + "_bucket", name + "_sum", name + "_count"}
-        else:
-            names.add(name)
-    return names
-
-
-def rule_exprs() -> dict[str, str]:
-    """alert name -> expr, read without a YAML library (the venv need not have one)."""
-    text = RULES.read_text()
-    out: dict[str, str] = {}
-    for block in re.split(r"\n\s*- alert: ", text)[1:]:
-        name, _, rest = block.partition("\n")
-        m = re.search(r"\n\s*expr: (?:>-\n)?(.*?)\n\s*for:", "\n" + rest, re.S)
-        assert m, f"no expr/for in alert {name}"
-        out[name.strip()] = " ".join(m.group(1).split())
-    return out
 
 
 PROMQL_WORDS = {

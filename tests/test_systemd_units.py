@@ -194,3 +194,60 @@ def test_native_libraries_run_under_the_units_seccomp_sandbox():
         f"exit {proc.returncode} (159 = killed by SIGSYS: a syscall the unit forbids; "
         f"strace -f /usr/bin/python3 systemd/sandbox-check.py shows which)\n{out}"
     )
+
+
+# --- strongroom-console-web.service: the console for browsers ----------------------------
+
+WEB_UNIT = SYSTEMD / "strongroom-console-web.service"
+DAEMON_ONLY = {"Type", "NotifyAccess", "ExecStart", "ExecReload", "WatchdogSec", "TimeoutStopSec", "KillMode",
+               "StateDirectory", "StateDirectoryMode", "RuntimeDirectory", "RuntimeDirectoryMode",
+               "LogsDirectory", "LoadCredential"}
+
+
+@pytest.fixture(scope="module")
+def web() -> dict[str, dict[str, list[str]]]:
+    return parse_unit(WEB_UNIT)
+
+
+@pytest.mark.parametrize("key,value", sorted((k, v) for k, v in REQUIRED.items() if k not in DAEMON_ONLY))
+def test_web_unit_has_the_daemons_hardening(web, key, value):
+    assert one(web["Service"], key) == value
+
+
+def test_web_unit_serves_on_loopback_after_the_daemon_and_writes_nothing(web):
+    service = web["Service"]
+    argv = one(service, "ExecStart").split()
+    assert argv[0] == "/opt/strongroom/.venv/bin/strongroom" and argv[3:6] == ["console", "--serve", "--bind"]
+    assert argv[6].startswith("127.0.0.1:")
+    assert not {"--token-from-operator", "--demo-admin"} & set(argv)
+    assert "strongroomd.service" in one(web["Unit"], "Requires")
+    assert "strongroomd.service" in one(web["Unit"], "After")
+    assert set(one(service, "RestrictAddressFamilies").split()) == {"AF_UNIX", "AF_INET", "AF_INET6"}
+    assert service["SystemCallFilter"][0] == "@system-service"
+    assert all(v == "" for v in service.get("ReadWritePaths", []))
+    assert not {"StateDirectory", "RuntimeDirectory", "LoadCredential"} & set(service)
+
+
+def test_web_unit_exec_start_parses_as_a_console_serve_command():
+    """The unit's `console` options are ones the CLI has, and combine."""
+    from strongroom.console.cli import cli
+
+    argv = one(parse_unit(WEB_UNIT)["Service"], "ExecStart").split()
+    assert argv[1:3] == ["--config", "/etc/strongroom/strongroom.toml"]
+    with cli.make_context("strongroom", argv[1:3] + ["console"]) as ctx:
+        console = cli.get_command(ctx, "console")
+        with console.make_context("console", argv[4:], parent=ctx) as sub:
+            assert sub.params["serve"] and sub.params["bind"] == argv[-1]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze not installed (Debian package: systemd)")
+def test_web_unit_security_exposure_below_threshold():
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(WEB_UNIT)],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SYSTEMD_COLORS": "0", "LC_ALL": "C.UTF-8"},
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert _exposure(out) < MAX_EXPOSURE, out

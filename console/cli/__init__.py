@@ -35,11 +35,13 @@ class CliState:
     the settings and context are opened lazily, on first use."""
 
     def __init__(self, config: str | None, data_dir: str | None, *, as_json: bool = False,
-                 socket_path: str | None = None) -> None:
+                 socket_path: str | None = None, connect: str | None = None,
+                 server_key: str | None = None, client_key: str | None = None) -> None:
         self.config = config
         self.data_dir = data_dir
         self.as_json = as_json
         self.socket_path = socket_path
+        self.connect, self.server_key, self.client_key = connect, server_key, client_key  # remote.py reads them
         self._settings: Settings | None = None
         self._ctx: Context | None = None
 
@@ -98,6 +100,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "Open the admin console (login, overview, jobs, backups, audit, security, compliance)."),
     "db": ("db:group", "Database schema."),
     "demo": ("demo:group", "Synthetic demo data."),
+    "encryption": ("encryption:group", "Encryption level: what is in force and its evidence; set another."),
     "erasure": ("retention:erasure_group",
                 "Erasure requests: filed by one person, approved (and carried out) by another."),
     "export": ("exports:export_cmd", "Export tables through the daemon."),
@@ -111,11 +114,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("remote:login_cmd", "Log in to the daemon; keeps the session token in a 0600 file."),
     "logout": ("remote:logout_cmd", "End this session and forget its token."),
     "notify": ("remote:notify_group", "Notifications."),
+    "practice": ("practice:practice_group",
+                 "The practice's details: address, phone, email, tax id and licence number."),
+    "reconcile": ("reconcile:group",
+                  "Duplicate clients: find them, compare side by side, merge (undoable) or dismiss."),
     "restore": ("backup:restore_cmd", "Restore a snapshot into an empty database, proven against its manifest."),
     "retention": ("retention:group",
                   "Records retention: per-table policies, the plan of upcoming actions, the job."),
     "security": ("remote:security_group", "Security events."),
     "sessions": ("remote:sessions_group", "Login sessions."),
+    "services": ("practice:services_group",
+                 "The practice's service catalogue: list, add, set (duration, price in cents, active)."),
+    "staff": ("practice:staff_group",
+              "The practice's staff: list, add, set (role, specializations, working hours, rate)."),
     "status": ("remote:status_cmd", "What the daemon is doing: role, uptime, running jobs, next runs."),
     "sync": ("sync:group", "Sync between sites: passes, status, peers, the quarantine and the conflict queue."),
     "user": ("user:group", "Manage users: add, list, lock, unlock, grants, 2FA reset, passwords."),
@@ -146,13 +157,15 @@ class RootGroup(LazyGroup):
 @click.version_option(package_name="strongroom")
 @click.pass_context
 def cli(click_ctx: click.Context, data_dir: str | None, config: str | None, as_json: bool,
-        socket_path: str | None) -> None:
+        socket_path: str | None, connect: str | None, server_key: str | None, client_key: str | None) -> None:
     """Strongroom: protect, prove and operate a practice's records.
 
     The global options (--data-dir, --config, --json, --socket) go before or after the
     command, with the same meaning; given in both places, the one nearer the command wins.
+    --connect, --server-key and --client-key (a daemon on another machine) go before it.
     """
-    state = CliState(config, data_dir, as_json=as_json, socket_path=socket_path)
+    state = CliState(config, data_dir, as_json=as_json, socket_path=socket_path, connect=connect,
+                     server_key=server_key, client_key=client_key)
     click_ctx.obj = state
     click_ctx.call_on_close(state.close)
 

@@ -129,14 +129,17 @@ def list_cmd(state: CliState, target: str | None, configuration: str, as_json: b
         m = repo.read_manifest(snapshot_id)
         rows.append({"snapshot_id": str(snapshot_id), "kind": m.kind, "created_at": m.created_at.isoformat(),
                      "rows": m.totals.rows, "plain_bytes": m.totals.plain_bytes,
-                     "added_bytes": m.totals.added_bytes, "proof": proofs.get(snapshot_id, "unknown")})
+                     "added_bytes": m.totals.added_bytes, "files": m.files.count if m.files else 0,
+                     "file_bytes": m.files.plain_bytes if m.files else 0,
+                     "proof": proofs.get(snapshot_id, "unknown")})
 
     def human(items: list[dict]) -> None:
         if not items:
             click.echo(f"no snapshots in {repo.target.describe()}")
         for r in items:
             click.echo(f"{r['snapshot_id']}  {r['created_at'][:19]}  {r['kind']:<11} {r['rows']:>9} rows  "
-                       f"{r['plain_bytes'] / 2**20:>8.1f} MiB  +{r['added_bytes'] / 2**20:.1f} MiB stored  {r['proof']}")
+                       f"{r['plain_bytes'] / 2**20:>8.1f} MiB  +{r['added_bytes'] / 2**20:.1f} MiB stored  "
+                       f"{r['files']:>5} files  {r['proof']}")
     emit(as_json, rows, human)
 
 
@@ -164,6 +167,10 @@ def _show_human(d: dict) -> None:
     click.echo(f"  totals    {t['tables']} tables, {t['rows']} rows, {t['tombstones']} tombstones, {t['chunks']} chunks, "
                f"{t['plain_bytes'] / 1e6:.1f} MB plain, {t['stored_bytes'] / 1e6:.1f} MB stored, "
                f"+{t['added_bytes'] / 1e6:.1f} MB new")
+    f = d["files"]
+    click.echo(f"  files     {f['files']} client files, {f['objects']} objects, {f['plain_bytes'] / 1e6:.1f} MB content, "
+               f"{f['stored_bytes'] / 1e6:.1f} MB stored, +{f['added_objects']} new objects "
+               f"({f['added_bytes'] / 1e6:.1f} MB)" + (f", {f['missing']} without content" if f["missing"] else ""))
     click.echo(f"  target    {d['target']}")
     for table in d["tables"]:
         if table["rows"] or table["mode"] == "full":
@@ -258,10 +265,13 @@ def approve_cmd(state: CliState, request_id: uuid.UUID, wait: bool, socket_path,
               help="Database to restore into: sqlite:////path/new.db or postgresql+psycopg://... (must be empty).")
 @click.option("--repository", help="Repository URL (default: the configured one).")
 @click.option("--force", is_flag=True, help="Empty a non-empty target first. Destroys what is there.")
+@click.option("--files-target", "files_dest",
+              help="Files store for the snapshot's client files (directory or storage URL); default: files/ "
+                   "beside a SQLite target, required for PostgreSQL when the snapshot holds files.")
 @json_option
 @pass_state
 def restore_cmd(state: CliState, snapshot_id: uuid.UUID, dest: str, repository: str | None,
-                force: bool, as_json: bool) -> None:
+                force: bool, files_dest: str | None, as_json: bool) -> None:
     """Restore a snapshot into an empty database, proven against its manifest."""
     from strongroom.core import audit
     from strongroom.core.backup.repository import open_repository
@@ -274,6 +284,10 @@ def restore_cmd(state: CliState, snapshot_id: uuid.UUID, dest: str, repository: 
     if force and not as_json and sys.stdin.isatty():
         click.confirm(f"--force empties {dest.split('@')[-1]} before restoring. Continue?", abort=True)
     repo = open_repository(open_target(repository or snapshots.target_url(ctx)), ctx.keyring)
+    from strongroom.core.backup import files as backup_files
+    from strongroom.core.files.store import files_target_url
+    files_target = backup_files.destination(dest, files_dest, repo.read_manifest(snapshot_id),
+                                            files_target_url(ctx.settings))
 
     def progress(done, total, message):
         if not as_json and sys.stderr.isatty():
@@ -281,7 +295,8 @@ def restore_cmd(state: CliState, snapshot_id: uuid.UUID, dest: str, repository: 
 
     outcome = "failure"
     try:
-        result = restore_job.restore(repo, snapshot_id, dest, force=force, progress=progress)
+        result = restore_job.restore(repo, snapshot_id, dest, force=force, progress=progress,
+                                     files_target=files_target)
         outcome = "success"
     finally:
         with transaction(ctx.engine) as conn:
@@ -289,4 +304,6 @@ def restore_cmd(state: CliState, snapshot_id: uuid.UUID, dest: str, repository: 
                          outcome=outcome, details={"target_engine": dest.split(":", 1)[0], "force": force})
     emit(as_json, result.as_dict(), lambda r: click.echo(
         f"\nrestored snapshot {r['snapshot_id']} into {r['target_engine']}: {r['rows']} rows in "
-        f"{r['tables']} tables, {r['seconds']}s; row counts, table hashes and the audit chain verified"))
+        f"{r['tables']} tables, {r['seconds']}s; row counts, table hashes and the audit chain verified"
+        + (f"; {r['files']['files']} client files ({r['files']['objects']} objects) restored, each proven "
+           "by its keyed hash" if r["files"].get("files") else "")))

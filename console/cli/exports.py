@@ -13,7 +13,8 @@ import uuid
 import click
 
 from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
-from strongroom.console.cli.remote import run_remote, wait_for_run
+from strongroom.console.cli.remote import dry_run as dry_run_job
+from strongroom.console.cli.remote import run_remote, start_job, wait_for_run
 from strongroom.core.errors import ValidationError
 
 FORMATS = ("csv", "ndjson", "json", "xml", "pdf")
@@ -92,23 +93,34 @@ def _print_result(run: dict) -> None:
 @click.option("--password-file", type=click.File("r"), help="Read the ZIP password from this file.")
 @click.option("--configuration", "-c", help="Run a saved export configuration by name instead.")
 @click.option("--save-as", metavar="NAME", help="Save this request as a named configuration (does not run it).")
+@click.option("--retention-days", type=int, metavar="DAYS",
+              help="With --save-as: keep its exports' files this many days (1-3650; default [export] retention_days).")
+@click.option("--schedule", metavar="CRON",
+              help='With --save-as: run it on this crontab(5) schedule (UTC), e.g. "0 6 * * 1".')
+@click.option("--password-credential", metavar="NAME",
+              help="With --save-as --encrypt --schedule: the systemd credential holding the ZIP password.")
 @click.option("--wait", is_flag=True, help="Show progress; exit non-zero unless the export succeeds.")
 @socket_option
 @json_option
 @pass_state
 def export_cmd(state: CliState, tables, fields, fmt, since, until, period, client_status, session_status,
                payment_status, practice_id, client_id, masking, bom: bool, encrypt, password_file, configuration,
-               save_as, wait: bool, socket_path, as_json: bool) -> None:
+               save_as, retention_days, schedule, password_credential, wait: bool, socket_path, as_json: bool) -> None:
     """Export tables through the daemon (e.g. --table clients --format csv --since 2025-01-01)."""
     more_filters = {"range": period, "client_status": client_status, "session_status": session_status,
                     "payment_status": payment_status}
+    kept = {"retention_days": retention_days, "schedule": schedule, "password_credential": password_credential}
+    kept = {k: v for k, v in kept.items() if v is not None}
+    if kept and not save_as:
+        raise ValidationError("--retention-days, --schedule and --password-credential belong to a saved "
+                              "configuration: use them with --save-as")
     if save_as:
         if bom:
             raise ValidationError("--bom is not kept in a saved configuration: give it when running one (-c NAME --bom)")
         args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, False, None, None,
                           more_filters)
         saved = run_remote(state, socket_path, lambda c: c.call("exports.save", {
-            "name": save_as, **args, "encrypt": encrypt}))
+            "name": save_as, **args, "encrypt": encrypt, **kept}))
         emit(as_json, saved, lambda s: click.echo(f"saved export configuration {s['name']}: run it with "
                                                   f"strongroom export -c {s['name']}"))
         return
@@ -142,7 +154,7 @@ def _print_history(page: dict) -> None:
 @group.command(name="list")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--offset", default=0, type=click.IntRange(0))
-@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "interrupted"]))
+@click.option("--status", type=click.Choice(["running", "succeeded", "failed", "interrupted", "expired"]))
 @socket_option
 @json_option
 @pass_state
@@ -192,6 +204,74 @@ def _print_tables(data: dict) -> None:
 def tables_cmd(state: CliState, socket_path, as_json: bool) -> None:
     """The tables and fields one may export."""
     emit(as_json, run_remote(state, socket_path, lambda c: c.call("exports.tables")), _print_tables)
+
+
+def _print_configurations(data: dict) -> None:
+    for c in data["items"]:
+        when = f"{c['schedule']} (next {str(c['next_export_at'])[:16]} UTC)" if c["schedule"] else "by hand"
+        secret = (f"ZIP password from credential {c['password_credential']}" if c["password_credential"]
+                  else "ZIP password asked at each run" if c["encryption_enabled"] else "not encrypted")
+        days = c["retention_days"] or f"{data['retention_days']} (default)"
+        # A scheduled run exports as whoever saved the configuration, with their rights then.
+        owner = c.get("created_by") or "the system"
+        click.echo(f"{c['name']:<20} {c['format']:<6} {c['masking_profile']:<7} {when}; {secret}; "
+                   f"kept {days} days; saved by {owner}")
+    if not data["items"]:
+        click.echo("no saved export configurations")
+
+
+@group.command(name="configurations")
+@socket_option
+@json_option
+@pass_state
+def configurations_cmd(state: CliState, socket_path, as_json: bool) -> None:
+    """Saved export configurations: schedule, next run, password source, retention."""
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("exports.configurations")),
+         _print_configurations)
+
+
+@group.command(name="configure")
+@click.argument("name")
+@click.option("--schedule", metavar="CRON", help='crontab(5) expression (UTC); "" runs it by hand only.')
+@click.option("--password-credential", metavar="NAME", help='systemd credential holding its ZIP password.')
+@click.option("--retention-days", metavar="DAYS", help='Days its exports are kept (1-3650); "" the default.')
+@socket_option
+@json_option
+@pass_state
+def configure_cmd(state: CliState, name: str, schedule, password_credential, retention_days, socket_path,
+                  as_json: bool) -> None:
+    """Change a saved configuration's schedule, password credential or retention."""
+    changes = {k: v for k, v in (("schedule", schedule), ("password_credential", password_credential),
+                                 ("retention_days", retention_days)) if v is not None}
+    if not changes:
+        raise ValidationError("exports configure: give --schedule, --password-credential or --retention-days")
+    data = run_remote(state, socket_path, lambda c: c.call("exports.configure", {"name": name, **changes}))
+    emit(as_json, data, lambda c: click.echo(
+        f"export configuration {c['name']}: " + (f"runs {c['schedule']}, next {str(c['next_export_at'])[:16]} UTC"
+                                                  if c["schedule"] else "runs by hand")))
+
+
+def _print_expiry(result: dict) -> None:
+    verb = "would delete" if result["dry_run"] else "deleted"
+    count = result.get("would_delete", 0) if result["dry_run"] else result["deleted"]
+    click.echo(f"{result['checked']} finished exports, {result['due']} past their retention: {verb} {count}, "
+               f"kept under a legal hold {result['held']}, failed {result['failed']}")
+    for e in result["exports"]:
+        click.echo(f"  {e['export_id']}  {e['outcome']:<12} (retention {e['retention_days']} days)")
+
+
+@group.command(name="expire")
+@click.option("--dry-run", is_flag=True, help="List the exports past their retention; delete nothing.")
+@click.option("--wait", is_flag=True, help="Follow the run; exit non-zero unless it succeeds.")
+@socket_option
+@json_option
+@pass_state
+def expire_cmd(state: CliState, dry_run: bool, wait: bool, socket_path, as_json: bool) -> None:
+    """Delete the files of exports past their retention (the export_retention job)."""
+    if dry_run:
+        dry_run_job(state, socket_path, "export_retention", {}, as_json=as_json, human=_print_expiry)
+        return
+    start_job(state, socket_path, "export_retention", {}, wait=wait, as_json=as_json)
 
 
 COMMANDS = (export_cmd, group)

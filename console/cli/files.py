@@ -7,8 +7,9 @@ another machine); `files list CLIENT_ID`; `files get FILE_ID --out PATH [--force
 writes to a temporary file beside PATH, fsyncs and renames it into place only after
 the daemon has handed over the last chunk, which it sends only once the whole file has
 authenticated and matched its recorded hash (so a tampered or truncated file never
-lands at PATH); `files remove FILE_ID`. Names are PHI: the daemon shows them only to
-a caller with phi:read, and errors never echo them.
+lands at PATH); `files remove FILE_ID`; `files scan-status` (the daemon health's
+`files` block: files pending a malware scan, and whether clamd answers). Names are PHI:
+the daemon shows them only to a caller with phi:read, and errors never echo them.
 """
 from __future__ import annotations
 
@@ -67,8 +68,13 @@ def add_cmd(state: CliState, client_id: uuid.UUID, path: Path, description: str 
                 raise
 
     added = run_remote(state, socket_path, go)
-    emit(as_json, added, lambda f: click.echo(f"added file {f['id']} ({f['size_bytes']} bytes, "
-                                              f"{f['content_type']})"))
+
+    def human(f: dict) -> None:
+        click.echo(f"added file {f['id']} ({f['size_bytes']} bytes, {f['content_type']}), "
+                   f"virus scan: {f['virus_scan_status']}")
+        if f.get("scan_note"):
+            click.echo(f"  not scanned yet: {f['scan_note']}")
+    emit(as_json, added, human)
 
 
 async def _quietly(awaitable) -> None:
@@ -146,3 +152,24 @@ def remove_cmd(state: CliState, file_id: uuid.UUID, socket_path, as_json: bool) 
     """Remove a file: its record tombstoned and its stored content deleted."""
     done = run_remote(state, socket_path, lambda c: c.call("files.remove", {"file_id": str(file_id)}))
     emit(as_json, done, lambda r: click.echo(f"removed file {r['file_id']} ({r['objects_deleted']} objects deleted)"))
+
+
+@group.command(name="scan-status")
+@socket_option
+@json_option
+@pass_state
+def scan_status_cmd(state: CliState, socket_path, as_json: bool) -> None:
+    """Malware scanning: files pending a scan, clean and infected; whether clamd answers."""
+    health = run_remote(state, socket_path, lambda c: c.call("health"))
+    files = health.get("files")
+    if files is None:
+        raise ValidationError("the daemon has not taken its first health snapshot yet; try again in a few seconds")
+
+    def human(f: dict) -> None:
+        if f["scanner"] == "off":
+            click.echo('scanner: off ([files] scanner = "off"): files are not scanned')
+        else:
+            answer = f"answers ({f['version']})" if f["answers"] else "DOES NOT ANSWER"
+            click.echo(f"scanner: clamd at {f['address']}: {answer}")
+        click.echo(f"files: {f['pending']} pending a scan, {f['clean']} clean, {f['infected']} infected")
+    emit(as_json, files, human)

@@ -72,17 +72,15 @@ def _read_kit_file(path: Path) -> str:
 @pass_state
 def status(state: CliState, as_json: bool) -> None:
     """Keys by purpose and state, rows still on each key version, KEKs in use."""
-    from strongroom.core.crypto import rotation
+    from strongroom.core.crypto import key_status
     from strongroom.core.db.engine import transaction
 
     with _engine(state) as engine, transaction(engine, read_only=True) as conn:
-        data = rotation.key_status(conn)
+        data = key_status.key_status(conn)
     emit(as_json, data, _print_status)
 
 
 def _print_status(data: dict) -> None:
-    from strongroom.core.crypto import rotation
-
     click.echo("KEKs in use: " + (", ".join(f"{k} ({n} keys)" for k, n in data["kek_ids"].items())
                                   or "none"))
     click.echo("\nData keys:")
@@ -104,19 +102,42 @@ def _print_status(data: dict) -> None:
 # -- rotation ----------------------------------------------------------------------------
 
 @group.command("rotate-kek")
+@click.option("--to", "to", type=click.Choice(["file", "kms"]), default=None,
+              help="Where the new KEK lives: a plain key file, or AWS KMS (default: where it is now).")
+@click.option("--kms-key-id", default=None, metavar="ARN|ID|alias/NAME",
+              help="The KMS key to move the KEK under (with --to kms).")
 @json_option
 @pass_state
-def rotate_kek(state: CliState, as_json: bool) -> None:
+def rotate_kek(state: CliState, to: str | None, kms_key_id: str | None, as_json: bool) -> None:
     """Rewrap every data key under a new KEK (resumes an interrupted rotation).
 
-    Restart the daemon afterwards, and print a new recovery kit: the old kit opens only
-    the old KEK, which is kept beside the key file for restoring old backups.
+    With --to kms the new KEK is a wrapping key from AWS KMS (GenerateDataKey under
+    --kms-key-id) and keys.kek_file then holds only its KMS-encrypted envelope; --to
+    file moves it back to a plain key file. Then set keys.kms_key_id to the new KMS key
+    (or remove it after --to file). Restart the daemon afterwards, and print a new
+    recovery kit: the old kit opens only the old KEK, which is kept beside the key file
+    for restoring old backups.
     """
-    from strongroom.core.crypto import rotation
+    from pydantic import ValidationError as PydanticError
+
+    from strongroom.core.config import KeySettings
+    from strongroom.core.crypto import kek_rotation
+    from strongroom.core.errors import ValidationError
     from strongroom.core.jobs.key_rotation import repository_holders
 
-    result = rotation.rotate_kek(state.ctx, actor=local_actor(),
-                                 holders=repository_holders(state.ctx))
+    if kms_key_id is not None:
+        if to != "kms":
+            raise ValidationError("--kms-key-id: only with --to kms")
+        try:
+            KeySettings(kms_key_id=kms_key_id)
+        except PydanticError:
+            raise ValidationError("--kms-key-id: not a KMS key ARN, key id or alias/NAME") from None
+    elif to == "kms":
+        raise ValidationError("--kms-key-id: required with --to kms")
+    result = kek_rotation.rotate_kek(state.ctx, actor=local_actor(),
+                                     holders=repository_holders(state.ctx), to=to, kms_key_id=kms_key_id)
+    kms_key = state.ctx.keyring.primary.kms_key
+    configured = state.ctx.settings.keys.kms_key_id
 
     def human(r: dict) -> None:
         verb = "Finished interrupted rotation" if r["resumed"] else "Rotated"
@@ -126,6 +147,14 @@ def rotate_kek(state: CliState, as_json: bool) -> None:
             click.echo(f"Backup repository {where} rewrapped under the new KEK.")
         click.echo(f"Old key kept as {', '.join(r['retired_files'])} (needed to restore "
                    "older backups; move it to offline storage).")
+        if kms_key:
+            click.echo(f"The KEK is now held by AWS KMS key {kms_key}; the key file holds only its "
+                       "KMS-encrypted envelope.")
+            if configured != kms_key:
+                click.echo(f'Set kms_key_id = "{kms_key}" in the [keys] section of your configuration.')
+        elif configured:
+            click.echo("The KEK is now a plain key file: remove kms_key_id from the [keys] section of "
+                       "your configuration, or the next start refuses the key file.")
         click.echo("Now restart strongroomd and run `strongroom keys export-kit` for a new kit.")
 
     emit(as_json, asdict(result), human)
@@ -163,12 +192,12 @@ def _progress_printer() -> tuple[Callable[[int, int, str], None], Callable[[], N
 @pass_state
 def rotate_deks(state: CliState, clients: tuple[uuid.UUID, ...], as_json: bool) -> None:
     """Re-encrypt client records under new data keys; resumable, re-run to continue."""
-    from strongroom.core.crypto import rotation
+    from strongroom.core.crypto import dek_rotation
 
     progress, close = _progress_printer()
     try:
-        result = rotation.rotate_deks(state.ctx, client_ids=list(clients) or None,
-                                      actor=local_actor(), progress=progress)
+        result = dek_rotation.rotate_deks(state.ctx, client_ids=list(clients) or None,
+                                          actor=local_actor(), progress=progress)
     finally:
         close()
 
@@ -191,9 +220,9 @@ def rotate_deks(state: CliState, clients: tuple[uuid.UUID, ...], as_json: bool) 
 @pass_state
 def rotate_system_key(state: CliState, as_json: bool) -> None:
     """New system data key; re-encrypt the secrets it seals (TOTP seeds)."""
-    from strongroom.core.crypto import rotation
+    from strongroom.core.crypto import system_key_rotation
 
-    result = rotation.rotate_system_key(state.ctx, actor=local_actor())
+    result = system_key_rotation.rotate_system_key(state.ctx, actor=local_actor())
     emit(as_json, asdict(result), lambda r: click.echo(
         f"System key v{r['version']} ({r['new_key_id']}); "
         f"{sum(r['rows_reencrypted'].values())} rows re-encrypted."))
@@ -205,12 +234,12 @@ def rotate_system_key(state: CliState, as_json: bool) -> None:
 @pass_state
 def destroy_unused(state: CliState, yes: bool, as_json: bool) -> None:
     """Crypto-shred retired data keys that no row uses any more (irreversible)."""
-    from strongroom.core.crypto import rotation
+    from strongroom.core.crypto import key_status
 
     if not yes:
         click.confirm("Destroy every retired data key no row uses? Backups taken before the "
                       "rotation keep their own copies.", abort=True, err=True)
-    result = rotation.destroy_retired_unused(state.ctx, actor=local_actor())
+    result = key_status.destroy_retired_unused(state.ctx, actor=local_actor())
     emit(as_json, asdict(result),
          lambda r: click.echo(f"Destroyed {len(r['key_ids'])} retired data keys."))
 
@@ -225,7 +254,7 @@ def destroy_unused(state: CliState, yes: bool, as_json: bool) -> None:
 def export_kit(state: CliState, out: Path, passphrase_file: Path | None) -> None:
     """Write the key recovery kit: the KEK sealed with a passphrase, to print and store."""
     from strongroom.core import audit
-    from strongroom.core.crypto import kit as kits, rotation
+    from strongroom.core.crypto import kit as kits
     from strongroom.core.db.engine import transaction
     from strongroom.core.fsutil import write_atomic
 
@@ -233,20 +262,32 @@ def export_kit(state: CliState, out: Path, passphrase_file: Path | None) -> None
         raise ConflictError(f"{out}: refusing to overwrite an existing file")
     ctx = state.ctx
     kek = ctx.keyring.primary
-    passphrase = kits.check_passphrase(_passphrase(passphrase_file, confirm=True))
+    # A KMS-held KEK cannot be printed: its page carries the KMS envelope and says what
+    # that can and cannot recover; it needs no passphrase (KMS seals the envelope).
+    passphrase = None if kek.envelope is not None else \
+        kits.check_passphrase(_passphrase(passphrase_file, confirm=True))
     with transaction(ctx.engine) as conn:
         check = kits.check_kek(conn, kek)
         if not check.ok:
             raise KeyUnavailableError(
                 f"not exporting a kit that would not open this database: {check.message}; "
                 "finish the KEK rotation first (`strongroom keys rotate-kek`)")
-        page = kits.export_kit(kek, passphrase, practice_name=state.settings.practice_name)
+        if passphrase is None:
+            page = kits.export_kms_kit(kek, practice_name=state.settings.practice_name)
+        else:
+            page = kits.export_kit(kek, passphrase, practice_name=state.settings.practice_name)
         audit.append(conn, actor=local_actor(), action="KEY_EXPORT", table_name="data_keys",
-                     details={"what": "recovery_kit", "kek_id": kek.kek_id, "file": str(out)})
+                     details={"what": "recovery_kit", "kek_id": kek.kek_id, "file": str(out),
+                              **({"kms_key": kek.kms_key} if kek.kms_key else {})})
         # Written inside the transaction: if the write fails, the export is not audited;
         # the audit entry can never be missing for a kit that exists.
         write_atomic(out, page.encode("utf-8"), mode=0o600)
     click.echo(f"Recovery kit for KEK {kek.kek_id} written to {out}.")
+    if kek.envelope is not None:
+        click.echo(f"The KEK is held by AWS KMS key {kek.kms_key}: the kit holds its KMS envelope, not "
+                   "the key, and cannot recover anything if that KMS key or access to it is lost. "
+                   "Read the kit, print it and delete the file.")
+        return
     click.echo("Print it, store it apart from the passphrase, delete the file, and check the "
                "printout with `strongroom keys test-kit`.")
 
@@ -287,3 +328,23 @@ def recover(kit_file: Path, out: Path, passphrase_file: Path | None) -> None:
     kek = kits.recover(text, _passphrase(passphrase_file, confirm=False), out)
     click.echo(f"Recovered KEK {kek.kek_id} into {out}. Set keys.kek_file to it, then run "
                "`strongroom keys test-kit` to confirm it opens the database.")
+
+
+@group.command("client-key")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True,
+              help="Directory for NAME.key_secret (0600) and NAME.key (public).")
+@click.option("--name", default="client", show_default=True,
+              help="File name stem: letters, digits, - and _ (name the device, e.g. laptop-anna).")
+@pass_state
+def client_key(state: CliState, out: Path, name: str) -> None:
+    """A CURVE key pair for reaching a daemon from another machine (--connect).
+
+    Keep NAME.key_secret on this machine; copy NAME.key into the daemon's
+    daemon.curve_allowed_clients_dir. The public key is printed. The daemon's own pair
+    (daemon.curve_secret_key_file) can be made the same way, with --name server."""
+    from strongroom.console.cli.remote import write_client_key
+
+    secret_path, public_path, public = write_client_key(out, name)
+    click.echo(public)
+    click.echo(f"secret key: {secret_path} (keep it here, mode 0600); public key file: {public_path} "
+               "(copy it into the daemon's curve_allowed_clients_dir)", err=True)

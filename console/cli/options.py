@@ -1,4 +1,5 @@
-"""The global options: --data-dir, --config, --json and --socket, before or after the command.
+"""The global options: --data-dir, --config, --json and --socket, before or after the command;
+--connect, --server-key and --client-key (a daemon on another machine, over CURVE TCP) before it.
 
 `strongroom --json backup list` and `strongroom backup list --json` mean the same. The
 root group parses its copy into the CliState; each command that uses one declares its
@@ -8,7 +9,10 @@ given in both places resolves to the one nearer the command, by ordinary parsing
 --data-dir and --config are taken by every command that works on a data directory
 (through `pass_state`). --json belongs to the commands that print JSON and --socket to
 those that talk to the daemon; the root refuses either for a command that has no use for
-it, so a script asking for JSON never silently gets text.
+it, so a script asking for JSON never silently gets text. The remote options go to the
+root only (or come from STRONGROOM_CONNECT, STRONGROOM_SERVER_KEY, STRONGROOM_CLIENT_KEY);
+given on the command line to a command that does not talk to the daemon they are refused
+too, while the environment's copies are simply unused by local commands.
 """
 from __future__ import annotations
 
@@ -27,6 +31,13 @@ DATA_DIR_HELP = "Data directory holding strongroom.toml (env STRONGROOM_DATA_DIR
 CONFIG_HELP = "Configuration file (env STRONGROOM_CONFIG); overrides --data-dir."
 JSON_HELP = "Print machine-readable JSON."
 SOCKET_HELP = "Daemon control socket (default: from the data directory's config)."
+ENV_CONNECT, ENV_SERVER_KEY, ENV_CLIENT_KEY = "STRONGROOM_CONNECT", "STRONGROOM_SERVER_KEY", "STRONGROOM_CLIENT_KEY"
+CONNECT_HELP = ("A daemon's CURVE TCP endpoint, tcp://HOST:PORT (env STRONGROOM_CONNECT), instead of the "
+                "local socket; needs --server-key and --client-key. Before the command only.")
+SERVER_KEY_HELP = ("The daemon's CURVE public key: its 40-character Z85 text or its public key file "
+                   "(env STRONGROOM_SERVER_KEY).")
+CLIENT_KEY_HELP = ("This client's CURVE secret key file, made by `strongroom keys client-key` "
+                   "(env STRONGROOM_CLIENT_KEY).")
 
 
 def root_options(func: F) -> F:
@@ -40,6 +51,10 @@ def root_options(func: F) -> F:
                      help=f"{JSON_HELP} {PLACEMENT} Refused by commands without JSON output."),
         click.option("--socket", "socket_path", type=click.Path(dir_okay=False),
                      help=f"{SOCKET_HELP} {PLACEMENT} Refused by commands that do not use the daemon."),
+        click.option("--connect", "connect", envvar=ENV_CONNECT, metavar="tcp://HOST:PORT", help=CONNECT_HELP),
+        click.option("--server-key", "server_key", envvar=ENV_SERVER_KEY, metavar="Z85|PATH", help=SERVER_KEY_HELP),
+        click.option("--client-key", "client_key", envvar=ENV_CLIENT_KEY, metavar="PATH",
+                     type=click.Path(dir_okay=False), help=CLIENT_KEY_HELP),
     )):
         func = decorator(func)
     return func
@@ -81,6 +96,7 @@ socket_option = click.option("--socket", "socket_path", type=click.Path(dir_okay
 
 _USES = {"as_json": ("--json", "has no JSON output"),
          "socket_path": ("--socket", "does not talk to the daemon")}
+_REMOTE = {"connect": "--connect", "server_key": "--server-key", "client_key": "--client-key"}
 
 
 def refuse_unused(ctx: click.Context, path: Sequence[str], command: click.Command) -> None:
@@ -89,3 +105,9 @@ def refuse_unused(ctx: click.Context, path: Sequence[str], command: click.Comman
     for name, (option, why) in _USES.items():
         if ctx.params.get(name) and name not in declared:
             raise click.UsageError(f"{option} given, but strongroom {' '.join(path)} {why}", ctx)
+    for name, option in _REMOTE.items():
+        # Only a command that takes --socket talks to the daemon; the environment's copies
+        # may be set for a whole shell, so only the command line's are refused.
+        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE and "socket_path" not in declared:
+            raise click.UsageError(f"{option} given, but strongroom {' '.join(path)} does not talk to the daemon",
+                                   ctx)

@@ -16,6 +16,8 @@ A peer's address is printed only as the daemon gives it: with any password maske
 """
 from __future__ import annotations
 
+import re
+
 import sys
 import uuid
 
@@ -341,12 +343,13 @@ def _field_choices(specs: tuple[str, ...]) -> dict[str, str]:
         name, sep, choice = spec.partition("=")
         name, choice = name.strip(), choice.strip()
         if not sep or not name:
-            raise click.BadParameter(f"{spec!r}: expected NAME=local|remote|base", param_hint="--field")
+            raise click.BadParameter("each value must be NAME=local|remote|base", param_hint="--field")
+        shown = name if re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name) else "(a field name that is not one)"
         if choice not in CHOICES:
-            raise click.BadParameter(f"field {name}: the choice must be one of {', '.join(CHOICES)}",
+            raise click.BadParameter(f"field {shown}: the choice must be one of {', '.join(CHOICES)}",
                                      param_hint="--field")
         if choices.get(name, choice) != choice:
-            raise click.BadParameter(f"field {name} is given twice, as {choices[name]} and {choice}",
+            raise click.BadParameter(f"field {shown} is given twice, as {choices[name]} and {choice}",
                                      param_hint="--field")
         choices[name] = choice
     return choices

@@ -217,3 +217,129 @@ def passwd_cmd(state: CliState, username: str, password_file: str | None) -> Non
     with transaction(ctx.engine) as conn:
         users.set_password(conn, ctx.settings, user, password, by=local_actor())
     click.echo(f"password changed for {username!r}")
+
+
+# --- security profiles, HIPAA acknowledgements, devices (core/auth/profiles.py) --------
+
+@group.group(name="profile")
+def profile_group() -> None:
+    """A user's own security settings: stricter than [auth], never looser."""
+
+
+def _profile_human(p: dict) -> None:
+    eff, own, policy = p["effective"], p["own"], p["policy"]
+
+    def shown(value: object, unit: str) -> str:
+        return "no limit" if value is None else f"{value}{unit}"
+
+    def line(label: str, name: str, unit: str = "") -> None:
+        whose = (f"own setting; the policy's is {shown(policy[name], unit)}" if own.get(name) is not None
+                 else "the policy's")
+        click.echo(f"  {label:<24} {shown(eff[name], unit)}   ({whose})")
+    click.echo(f"{p['username']}")
+    line("session idle timeout", "session_idle_minutes", " min")
+    line("concurrent sessions", "max_sessions")
+    line("storage quota", "storage_quota_mb", " MB")
+    click.echo(f"  {'storage used':<24} {p['storage_used_bytes'] / 1048576:.1f} MB")
+    limits = ", ".join(f"{cls} {n}/h" for cls, n in sorted(eff["rate_limits"].items())) or "none"
+    click.echo(f"  {'command rate limits':<24} {limits}")
+    click.echo(f"  {'two-factor':<24} {'yes' if p['two_factor'] else 'no'}")
+    consent = p["hipaa_consent"]
+    at = consent["at"]
+    when = at.strftime("%Y-%m-%d %H:%M UTC") if hasattr(at, "strftime") else str(at)
+    state = f"version {consent['version']} on {when}" if consent["version"] else "none recorded"
+    if consent["required_version"]:
+        state += "" if consent["current"] else f"  (version {consent['required_version']} required)"
+    click.echo(f"  {'HIPAA acknowledgement':<24} {state}")
+
+
+@profile_group.command(name="show")
+@click.argument("username")
+@json_option
+@pass_state
+def profile_show_cmd(state: CliState, username: str, as_json: bool) -> None:
+    """Settings in force for USERNAME, whose they are, storage used, 2FA and consent."""
+    from strongroom.core.auth import profiles
+    from strongroom.core.db.engine import transaction
+
+    with transaction(state.ctx.engine, read_only=True) as conn:
+        shown = profiles.show(conn, state.ctx.settings.auth, username)
+    emit(as_json, shown, _profile_human)
+
+
+def _rate_limit(spec: str) -> tuple[str, int]:
+    cls, sep, number = spec.partition("=")
+    if not sep or not number.strip().isdigit():
+        raise click.BadParameter("each value must be CLASS=N (commands per hour)", param_hint="--rate-limit")
+    return cls.strip(), int(number)
+
+
+@profile_group.command(name="set")
+@click.argument("username")
+@click.option("--idle-minutes", type=int, help="Session idle timeout (at most the policy's).")
+@click.option("--max-sessions", type=int, help="Concurrent sessions (at most the policy's).")
+@click.option("--quota-mb", type=int, help="Client file storage (at most the policy's).")
+@click.option("--rate-limit", "rate_limits", multiple=True, metavar="CLASS=N",
+              help="Commands of CLASS per hour (e.g. exports=5); repeat for more classes.")
+@click.option("--clear", "cleared", multiple=True,
+              type=click.Choice(["idle-minutes", "max-sessions", "quota-mb", "rate-limits"]),
+              help="Back to the policy for this setting; repeatable.")
+@json_option
+@pass_state
+def profile_set_cmd(state: CliState, username: str, idle_minutes: int | None, max_sessions: int | None,
+                    quota_mb: int | None, rate_limits: tuple[str, ...], cleared: tuple[str, ...],
+                    as_json: bool) -> None:
+    """Make USERNAME's settings stricter than the policy (refused when looser)."""
+    from strongroom.core.auth import profiles
+    from strongroom.core.db.engine import transaction
+
+    changes: dict = {}
+    for name, value in (("session_idle_minutes", idle_minutes), ("max_sessions", max_sessions),
+                        ("storage_quota_mb", quota_mb)):
+        if value is not None:
+            changes[name] = value
+    if rate_limits:
+        changes["rate_limits"] = dict(_rate_limit(spec) for spec in rate_limits)
+    for name in cleared:
+        changes[{"idle-minutes": "session_idle_minutes", "max-sessions": "max_sessions",
+                 "quota-mb": "storage_quota_mb", "rate-limits": "rate_limits"}[name]] = None
+    with transaction(state.ctx.engine) as conn:
+        shown = profiles.update_profile(conn, state.ctx.settings.auth, username, changes, actor=local_actor())
+    emit(as_json, shown, _profile_human)
+
+
+@group.command(name="consent")
+@click.argument("username")
+@click.argument("version")
+@json_option
+@pass_state
+def consent_cmd(state: CliState, username: str, version: str, as_json: bool) -> None:
+    """Record that USERNAME acknowledged the practice's HIPAA notice at VERSION."""
+    from strongroom.core.auth import profiles
+    from strongroom.core.db.engine import transaction
+
+    with transaction(state.ctx.engine) as conn:
+        shown = profiles.record_consent(conn, state.ctx.settings.auth, username, version, actor=local_actor())
+    emit(as_json, shown, _profile_human)
+
+
+@group.command(name="devices")
+@click.argument("username")
+@json_option
+@pass_state
+def devices_cmd(state: CliState, username: str, as_json: bool) -> None:
+    """The devices USERNAME has logged in from, most recent first."""
+    from strongroom.core.auth import devices, users
+    from strongroom.core.db.engine import transaction
+
+    with transaction(state.ctx.engine, read_only=True) as conn:
+        rows = devices.list_devices(conn, users.get_user(conn, username).id)
+
+    def human(_: list) -> None:
+        if not rows:
+            click.echo("no logins recorded")
+        for d in rows:
+            click.echo(f"{d['fingerprint']}  {d['kind']:<5}  {d['logins']:>5} logins  "
+                       f"first {d['first_seen_at']:%Y-%m-%d %H:%M}  last {d['last_seen_at']:%Y-%m-%d %H:%M}  "
+                       f"{d['label']}")
+    emit(as_json, rows, human)

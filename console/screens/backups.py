@@ -9,7 +9,7 @@ from __future__ import annotations
 from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity, why_not_job
-from strongroom.console.screens.text import duration, when
+from strongroom.console.screens.text import duration, size, when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.console.widgets.tables import add_columns
@@ -27,16 +27,6 @@ ACTION_KINDS = {"backup": "backup", "verify": "verify", "verify_fast": "verify",
                 "restore": "restore"}
 FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 KEEP_FINISHED = 2
-
-
-def size(n: int | None) -> str:
-    if n is None:
-        return "—"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 class BackupsTab(Vertical):

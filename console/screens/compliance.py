@@ -1,5 +1,11 @@
 """Compliance: the score, its breakdown by area, and every check with its evidence and
-what to do when it fails (compliance.report)."""
+what to do when it fails (compliance.report).
+
+Live: the report reloads by itself when something it scores may have changed: a job
+ended (a backup, an integrity run, an export), a new audit entry that is not a read (a
+configuration, key, user or hold changed), or the daemon's `compliance` event (its
+score moved). Bursts of events cost one reload: RELOAD_DELAY after the first of them.
+"""
 from __future__ import annotations
 
 import json
@@ -14,6 +20,9 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
+
+RELOAD_DELAY = 1.0
+TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
 
 _BARS = "▁▂▃▄▅▆▇█"
 
@@ -31,6 +40,8 @@ class ComplianceTab(Vertical):
         super().__init__(id=id)
         self.identity: Identity | None = None
         self.checks: list[dict] = []
+        self.score: int | None = None
+        self.reload_pending = False
 
     def compose(self) -> ComposeResult:
         yield ScoreGauge(id="compliance-score")
@@ -53,6 +64,31 @@ class ComplianceTab(Vertical):
     def action_reload(self) -> None:
         self.load()
 
+    # --- live ---------------------------------------------------------------------------
+
+    def apply_job(self, data: dict) -> None:
+        if data.get("status") in TERMINAL:
+            self.reload_soon()
+
+    def apply_audit(self, data: dict) -> None:
+        if data.get("action") != "READ":
+            self.reload_soon()
+
+    def apply_compliance(self, data: dict) -> None:
+        if data.get("score") != self.score:
+            self.reload_soon()
+
+    def reload_soon(self) -> None:
+        """One reload RELOAD_DELAY after the first of a burst of changes."""
+        if self.identity is None or self.reload_pending or not self.identity.can("compliance:read"):
+            return
+        self.reload_pending = True
+        self.set_timer(RELOAD_DELAY, self._reload_now)
+
+    def _reload_now(self) -> None:
+        self.reload_pending = False
+        self.load()
+
     @tab_work(exclusive=True, group="compliance")
     async def load(self) -> None:
         reason = self.identity.why_not("compliance:read")
@@ -64,6 +100,7 @@ class ComplianceTab(Vertical):
         except ClientError as err:
             self.query_one("#areas", Static).update(f"Could not load: {err.message}")
             return
+        self.score = report["score"]
         self.query_one(ScoreGauge).show(report["score"])
         trend = [h["score"] for h in report.get("history") or []]
         self.query_one("#areas", Static).update("  ".join(

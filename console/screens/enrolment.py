@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from strongroom.console.widgets.key_footer import KeyFooter
 from strongroom.console.client import ClientError
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 
 class EnrolAtLoginScreen(ModalScreen[dict | None]):
@@ -49,7 +50,7 @@ class EnrolAtLoginScreen(ModalScreen[dict | None]):
             yield Input(placeholder="6-digit code from the authenticator", id="enrol-code", max_length=12)
             yield Static("", id="enrol-message")
             yield Static(e["qr_text"], markup=False, id="enrol-qr")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#enrol-code", Input).focus()

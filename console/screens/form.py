@@ -1,25 +1,60 @@
 """A small modal form: labelled inputs, submitted with enter or ctrl+s, cancelled with
-esc. Dismisses with {field id: value} or None; the daemon validates the values."""
+esc. Dismisses with {field id: value} or None; the daemon validates the values.
+
+Given `send`, the form submits itself: it awaits `send(values)` and closes only when
+that returns None; a refusal (the text `send` returns, e.g. the daemon's words naming
+the field) is shown under the fields and everything typed stays, so a mistake costs
+one correction, not the whole form."""
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from textual import work
 from textual.app import ComposeResult
+from textual.dom import DOMNode
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
 
+def daemon_sender(node: DOMNode, cmd: str, build: Callable[[dict], dict],
+                  done: Callable[[dict], None]) -> Callable[[dict], Awaitable[str | None]]:
+    """A `send` that calls `cmd` with build(values) through `node`'s app: what `build`
+    cannot send (its ValueError) or the daemon refuses comes back for the form to show;
+    on success `done(values)` runs (a notice, a reload) and the form closes."""
+    from strongroom.console.client import ClientError
+
+    async def send(values: dict) -> str | None:
+        try:
+            args = build(values)
+        except ValueError as err:
+            return str(err)
+        try:
+            await node.app.call(cmd, args)
+        except ClientError as err:
+            return f"Refused: {err.message}"
+        done(values)
+        return None
+    return send
+
+
 class FormScreen(ModalScreen[dict | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Submit")]
 
     def __init__(self, title: str, explanation: str, fields: tuple[tuple[str, str, str], ...], *,
-                 submit: str = "OK") -> None:
-        """`fields`: (id, label, placeholder); all but a field labelled '(optional)' are required."""
+                 submit: str = "OK", values: dict[str, str] | None = None,
+                 send: Callable[[dict], Awaitable[str | None]] | None = None) -> None:
+        """`fields`: (id, label, placeholder); all but a field labelled '(optional)' are
+        required. `values`: what the inputs start with (editing a record). `send`: see
+        the module docstring."""
         super().__init__()
         self.title_text = title
         self.explanation = explanation
         self.fields = fields
         self.submit = submit
+        self.initial = values or {}
+        self.send = send
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
@@ -27,7 +62,7 @@ class FormScreen(ModalScreen[dict | None]):
             yield Static(self.explanation, id="form-explanation")
             for field_id, label, placeholder in self.fields:
                 yield Label(label)
-                yield Input(placeholder=placeholder, id=field_id)
+                yield Input(value=str(self.initial.get(field_id) or ""), placeholder=placeholder, id=field_id)
             yield Static("", id="form-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.submit} (ctrl+s)", variant="primary", id="submit")
@@ -57,4 +92,18 @@ class FormScreen(ModalScreen[dict | None]):
         if missing:
             self.query_one("#form-error", Static).update(f"Required: {', '.join(missing)}")
             return
-        self.dismiss(values)
+        if self.send is None:
+            self.dismiss(values)
+        else:
+            self._send(values)
+
+    @work(exclusive=True, group="form-send")
+    async def _send(self, values: dict) -> None:
+        self.query_one("#form-error", Static).update("Sending…")
+        refusal = await self.send(values)
+        if not self.is_attached:
+            return
+        if refusal is None:
+            self.dismiss(values)
+        else:
+            self.query_one("#form-error", Static).update(refusal)

@@ -170,6 +170,19 @@ class IntegrityTab(Vertical):
         self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
         self.notify(f"Integrity check started ({run['id'][:8]}…)")
 
+    def apply_audit(self, data: dict) -> None:
+        """A new audit entry: the chain's head advances at once (the verdict is the last
+        verification's until the next one); a verification by anyone reloads the report."""
+        if data.get("action") == "VERIFY" and self.identity is not None:
+            self.load()
+            return
+        if not self.report or not isinstance(data.get("id"), int):
+            return
+        chain = self.report.setdefault("audit_chain", {})
+        if data["id"] > (chain.get("head_id") or 0):
+            chain["head_id"] = data["id"]
+            self.query_one("#integrity-chain", Static).update(self._chain_text(chain))
+
     def apply_job(self, data: dict) -> None:
         """A `job.<id>` event: progress for an integrity run; reload when one ends."""
         if data.get("kind") != KIND or not data.get("run_id"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+from strongroom.console.widgets.key_footer import KeyFooter
 from strongroom.console.client import ClientError
 from strongroom.console.screens.enrolment import EnrolAtLoginScreen
 from textual import work
@@ -13,7 +14,7 @@ from textual.binding import Binding
 from textual.containers import Center, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button, Input, Static
 
 CLIENT_NAME = "strongroom-console"
 
@@ -53,7 +54,7 @@ class LoginScreen(Screen):
             yield Input(placeholder="TOTP code (if enrolled)", id="totp", max_length=12)
             yield Button("Log in", variant="primary", id="login")
             yield Static(self.message, id="login-message", classes="error" if self.message else "")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.query_one("#username", Input).focus()

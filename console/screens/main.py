@@ -8,6 +8,8 @@ shows the banner and is retried with backoff until it answers, then every tab re
 from __future__ import annotations
 
 import asyncio
+import re
+from datetime import datetime
 
 from strongroom.console.client import ClientError
 from strongroom.console.screens.audit import AuditTab
@@ -24,14 +26,20 @@ from strongroom.console.screens.security import SecurityTab
 from strongroom.console.screens.sync import SyncTab
 from strongroom.console.screens.users import UsersTab
 from strongroom.console.widgets.banner import ConnectionBanner
+from strongroom.console.widgets.key_footer import KeyFooter
 from strongroom.console.screens.workers import deliver, fetch, live, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-TOPICS = ("health", "job.", "audit", "security", "sync.")
+# What a row key must look like to be copied as an id: a UUID, or a number (audit entries,
+# security events).
+ID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9]+")
+
+TOPICS = ("health", "job.", "audit", "security", "sync.", "compliance")
 SILENCE_SECONDS = 6.0     # no event for this long: probe with `status`
 PROBE_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 15.0
@@ -45,9 +53,9 @@ TABS = (("Overview", "overview", OverviewTab), ("Backups", "backups", BackupsTab
         ("Security", "security", SecurityTab), ("Users", "users", UsersTab), ("Jobs", "jobs", JobsTab))
 
 
-# A terminal sends one key per digit: the first ten tabs have 1..9 and 0; any tab is
+# One key per tab along the keyboard's top row: 1..9, 0 and - (Jobs); any tab is also
 # reached with ] and [ (next, previous) or the command palette.
-TAB_KEYS = "1234567890"
+TAB_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "minus")
 
 # Which tabs apply which event topic, and with which method (a topic ending in "." is a
 # prefix: job.<run id>, sync.conflict, ...).
@@ -55,8 +63,10 @@ EVENT_ROUTES = {
     "health": (("overview", "apply_health"),),
     "job.": (("overview", "apply_job"), ("jobs", "apply_job"), ("backups", "apply_job"),
              ("integrity", "apply_job"), ("exports", "apply_job"), ("retention", "apply_job"),
-             ("sync", "apply_job")),
-    "audit": (("audit", "apply_audit"), ("retention", "apply_audit")),
+             ("sync", "apply_job"), ("compliance", "apply_job")),
+    "audit": (("audit", "apply_audit"), ("retention", "apply_audit"), ("integrity", "apply_audit"),
+              ("compliance", "apply_audit")),
+    "compliance": (("compliance", "apply_compliance"),),
     "sync.": (("sync", "apply_sync"),),
     "security": (("security", "apply_security"), ("users", "apply_security")),
 }
@@ -73,28 +83,47 @@ def routes(topic: str) -> tuple[tuple[str, str], ...]:
 class MainScreen(Screen):
     BINDINGS = [Binding(key, f"show_tab('{tab_id}')", f"Go to {title}", show=False)
                 for key, (title, tab_id, _) in zip(TAB_KEYS, TABS)] + [
-        Binding("right_square_bracket", "step_tab(1)", "Next tab", show=False),
-        Binding("left_square_bracket", "step_tab(-1)", "Previous tab", show=False),
+        Binding("right_square_bracket", "step_tab(1)", "Next tab", show=False, key_display="]"),
+        Binding("left_square_bracket", "step_tab(-1)", "Previous tab", show=False, key_display="["),
         Binding("f5", "reload", "Refresh"),
+        Binding("y", "copy_id", "Copy id", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.identity: Identity | None = None
         self.events_seen = 0       # events applied since this screen opened: the stream is live
+        self.connected = False     # the event stream answers (set by the first event or probe)
+        self.updated_at: datetime | None = None   # when live data last reached a tab
 
     def compose(self) -> ComposeResult:
-        yield Static("Strongroom", id="titlebar")
+        with Horizontal(id="topline"):
+            yield Static("Strongroom", id="titlebar")
+            yield Static("events: connecting…", id="statusline")
         yield ConnectionBanner(id="banner")
         with TabbedContent(id="tabs"):
             for title, tab_id, tab_class in TABS:
                 with TabPane(f"{title}", id=f"tab-{tab_id}"):
                     yield tab_class(id=tab_id)
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.load_identity()
         self.watch_daemon()
+
+    def show_status(self) -> None:
+        """The status line: whether events flow, and when the view last took live data."""
+        stamp = self.updated_at.strftime("%H:%M:%S") if self.updated_at else "never"
+        state = "live" if self.connected else "disconnected"
+        self.query_one("#statusline", Static).update(f"● {state} · updated {stamp}" if self.connected
+                                                      else f"○ {state} · updated {stamp}")
+        self.query_one("#statusline", Static).set_class(not self.connected, "-down")
+
+    def touched(self) -> None:
+        """Live data was just applied (an event, a reload after reconnecting)."""
+        self.connected = True
+        self.updated_at = self.app.clock()
+        self.show_status()
 
     def tabs(self) -> list:
         return [self.query_one(f"#{tab_id}") for _, tab_id, _ in TABS]
@@ -111,6 +140,7 @@ class MainScreen(Screen):
                 self.query_one(ConnectionBanner).show_down(err.message, 1)
             return
         self.identity = Identity.from_whoami(whoami)
+        self.touched()
         self.query_one("#titlebar", Static).update(
             f"Strongroom · {self.identity.actor} · {status.get('host', '?')} · {status.get('role', '?')}")
         for tab in self.tabs():
@@ -119,6 +149,21 @@ class MainScreen(Screen):
 
     def action_reload(self) -> None:
         self.load_identity()
+
+    def action_copy_id(self) -> None:
+        """The full id of the focused list's selected row to the clipboard, so a person
+        can go on in the CLI (`strongroom ... <id>`). Rows keyed by something else (a
+        check's position) have no id to copy, and the console says so."""
+        table = self.focused if isinstance(self.focused, DataTable) else None
+        if table is None or not table.row_count:
+            self.notify("No row selected: move to a list first.", severity="warning")
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        if not key or not ID_PATTERN.fullmatch(key):
+            self.notify("This list's rows have no id to copy.", severity="warning")
+            return
+        self.app.copy_to_clipboard(key)
+        self.notify(f"Copied id {key}")
 
     def action_show_tab(self, tab_id: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{tab_id}"
@@ -180,12 +225,15 @@ class MainScreen(Screen):
         if not live(self):
             return
         self.events_seen += 1
+        self.touched()
         for tab_id, method in routes(event.topic):
             tab = self.query_one(f"#{tab_id}")
             deliver(tab, getattr(tab, method), event.data)
 
     def on_connection_lost(self, event: ConnectionLost) -> None:
         self.query_one(ConnectionBanner).show_down(event.reason, event.retry_in)
+        self.connected = False
+        self.show_status()
 
     def on_reconnected(self, event: Reconnected) -> None:
         self.query_one(ConnectionBanner).show_up()

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.form import FormScreen
+from strongroom.console.screens.form import FormScreen, daemon_sender
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.screens.workers import fetch, live, tab_work
 from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
@@ -312,19 +312,16 @@ class RetentionTab(Vertical):
         if self._refuse("place_hold"):
             return
 
-        def submitted(values: dict | None) -> None:
-            if values is None:
-                return
-            args = {"reason": values["reason"], "client_id": values["client"] or None}
-            what = f"client {args['client_id']}" if args["client_id"] else "the whole practice"
-            self.change("holds.place", args, f"Legal hold placed on {what}.")
+        def hold(values: dict) -> dict:
+            return {"reason": values["reason"], "client_id": values["client"] or None}
         self.app.push_screen(FormScreen(
             "Place a legal hold",
             "While the hold is in force nothing of the client (or, with no client id, of the whole practice) "
             "is archived, deleted or erased. Recorded in the audit log under your name.",
             (("client", "Client id (optional)", "empty: the whole practice"),
-             ("reason", "Reason", "a matter or case reference; no clinical details")), submit="Place hold"),
-            submitted)
+             ("reason", "Reason", "a matter or case reference; no clinical details")), submit="Place hold",
+            send=self._sender("holds.place", hold, lambda values: "Legal hold placed on "
+                              + ("the client." if values["client"] else "the whole practice."))))
 
     def action_release_hold(self) -> None:
         if self._refuse("release_hold"):
@@ -343,16 +340,13 @@ class RetentionTab(Vertical):
         if self._refuse("request_erasure"):
             return
 
-        def submitted(values: dict | None) -> None:
-            if values is not None:
-                self.change("erasure.request", {"client_id": values["client"], "reason": values["reason"]},
-                            "Erasure request filed; a different person must approve it.")
         self.app.push_screen(FormScreen(
             "Request a client's erasure",
             "Files a request only: nothing is erased until a different person approves it, within 7 days.",
             (("client", "Client id", "the client's id"),
-             ("reason", "Reason", "e.g. the reference of the client's written request")), submit="File request"),
-            submitted)
+             ("reason", "Reason", "e.g. the reference of the client's written request")), submit="File request",
+            send=self._sender("erasure.request", lambda v: {"client_id": v["client"], "reason": v["reason"]},
+                              lambda _: "Erasure request filed; a different person must approve it.")))
 
     def action_approve(self) -> None:
         if self._refuse("approve"):
@@ -387,26 +381,22 @@ class RetentionTab(Vertical):
         if self._refuse("set_policy"):
             return
 
-        def submitted(values: dict | None) -> None:
-            if values is None:
-                return
+        def policy(values: dict) -> dict:
             try:
                 archive = int(values["archive"])
                 delete = int(values["delete"]) if values["delete"] else None
             except ValueError:
-                self.notify("Days must be whole numbers.", severity="error")
-                return
-            self.change("retention.policy.set", {"table_name": values["table"], "archive_after_days": archive,
-                                                 "delete_after_days": delete},
-                        f"Retention policy for {values['table']} saved.")
+                raise ValueError("Days must be whole numbers.") from None
+            return {"table_name": values["table"], "archive_after_days": archive, "delete_after_days": delete}
         self.app.push_screen(FormScreen(
             "Set a table's retention policy",
             "Rows are archived N days after their date and deleted M days after it (M >= N), never sooner "
             "than M-N days after archiving. Deleting a client destroys its keys.",
             (("table", "Table", "clients, therapy_sessions or client_files"),
              ("archive", "Archive after (days)", "e.g. 730"),
-             ("delete", "Delete after (days, optional)", "e.g. 2555; empty: never delete")), submit="Save"),
-            submitted)
+             ("delete", "Delete after (days, optional)", "e.g. 2555; empty: never delete")), submit="Save",
+            send=self._sender("retention.policy.set", policy,
+                              lambda values: f"Retention policy for {values['table']} saved.")))
 
     def action_run_now(self) -> None:
         if self._refuse("run_now"):
@@ -430,6 +420,15 @@ class RetentionTab(Vertical):
             return
         self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
         self.notify(f"Retention run started ({tail(run['id'])})")
+
+    def _sender(self, cmd: str, build, done):
+        """A FormScreen `send` for `cmd` (form.daemon_sender): on success the tab says
+        `done(values)` and reloads."""
+        def finished(values: dict) -> None:
+            self.notify(done(values))
+            if live(self):
+                self.load()
+        return daemon_sender(self, cmd, build, finished)
 
     @tab_work(group="retention-actions")
     async def change(self, cmd: str, args: dict, done: str) -> None:

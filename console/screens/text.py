@@ -32,12 +32,13 @@ def duration(seconds: float | None) -> str:
 
 
 def size(count: int | float | None) -> str:
-    """Bytes as `823 MB`, `4.2 GB` (decimal units, as disks are sold); `—` for None."""
+    """Bytes in binary units, as the CLI and the logs give them: `804 MiB`, `4.2 GiB`;
+    `—` for None. One unit system across every tab (it was MB here and MiB on Backups)."""
     if count is None:
         return "—"
     value = float(count)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
             return f"{value:.0f} {unit}" if unit == "B" or value >= 100 else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
+        value /= 1024
+    return f"{value:.1f} TiB"

@@ -1,7 +1,8 @@
 """Users: accounts (users.list) and the selected account's permission grants (user.grants).
 
 Actions, all needing user:manage: lock (l), unlock (u), reset 2FA (f), change role (o),
-grant a permission for a limited time (g), revoke the selected grant (x). Destructive
+grant a permission for a limited time (g), revoke the selected grant (x). `p` opens the
+practice's details, staff and services (console/screens/practice.py). Destructive
 ones confirm first, saying what will happen. An action the user may not take is shown
 disabled, and the note under the table says why (no permission, or: it is your own
 account). The daemon enforces every rule again (the last administrator, grants beyond
@@ -26,15 +27,8 @@ from textual.widgets.option_list import Option
 COLUMNS = (("User", "user"), ("Role", "role"), ("2FA", "totp"), ("State", "state"), ("Last login", "last"))
 GRANT_COLUMNS = (("Permission", "permission"), ("State", "state"), ("Until", "until"), ("By", "by"),
                  ("Reason", "reason"))
-# The roles the daemon knows (core.db.models.Role); the console does not import the data layer.
-ROLES = (("ADMIN", "practice owner: clinical data, people, evidence"),
-         ("MANAGER", "clinical data, audit and compliance reading"),
-         ("PRACTITIONER", "clinical data of their practice"),
-         ("STAFF", "front desk: schedules, masked client details"),
-         ("admin", "operator administrator: everything, including keys"),
-         ("operator", "runs jobs, never reads PHI or manages people"),
-         ("auditor", "reads audit, security and compliance evidence"))
 MANAGE = "user:manage"
+PRACTICE = "table:practices:read"      # the practice screen (p): its details, staff and services
 USER_ACTIONS = ("lock", "unlock", "reset_2fa", "change_role", "grant")
 
 
@@ -55,21 +49,31 @@ def grant_state(grant: dict) -> str:
 
 
 class RoleScreen(ModalScreen[str | None]):
-    """Choose a role; the current one is listed disabled."""
+    """Choose a role from the daemon's `roles.list`: one line per role, by its one name,
+    grouped practice / operator, saying what it is for. The current role, and any role
+    holding a permission the caller lacks (the daemon would refuse it), are listed
+    disabled with the reason."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
 
-    def __init__(self, username: str, current: str) -> None:
+    def __init__(self, username: str, current: str, roles: list[dict]) -> None:
         super().__init__()
         self.username = username
         self.current = current
+        self.roles = roles
 
     def compose(self) -> ComposeResult:
+        options: list = []
+        for scope in ("practice", "operator"):
+            options.append(Option(f"— {scope} roles —", disabled=True))
+            for role in (r for r in self.roles if r["scope"] == scope):
+                why = (" (current)" if role["role"] == self.current
+                       else "" if role["assignable"] else " (beyond your permissions)")
+                options.append(Option(f"{role['name']:<15} {role['summary']}{why}", id=role["role"],
+                                      disabled=bool(why)))
         with Vertical(classes="dialog"):
             yield Static(f"New role for {self.username}", classes="dialog-title")
-            yield OptionList(*[Option(f"{role:<13} {what}" + ("  (current)" if role == self.current else ""),
-                                      id=role, disabled=role == self.current) for role, what in ROLES],
-                             id="roles")
+            yield OptionList(*options, id="roles")
             yield Static("enter: choose · esc: close", classes="hint")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
@@ -80,13 +84,14 @@ class UsersTab(Vertical):
     BINDINGS = [Binding("l", "lock", "Lock"), Binding("u", "unlock", "Unlock"),
                 Binding("f", "reset_2fa", "Reset 2FA"), Binding("o", "change_role", "Role"),
                 Binding("g", "grant", "Grant"), Binding("x", "revoke_grant", "Revoke grant"),
-                Binding("ctrl+r", "reload", "Reload")]
+                Binding("p", "practice", "Practice, staff, services"), Binding("ctrl+r", "reload", "Reload")]
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.identity: Identity | None = None
         self.users: dict[str, dict] = {}
         self.grants: dict[str, dict] = {}
+        self.roles: dict[str, dict] = {}     # roles.list by value: names, and who may give them
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
@@ -147,6 +152,8 @@ class UsersTab(Vertical):
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action in (*USER_ACTIONS, "revoke_grant") and self.why_not(action):
             return None
+        if action == "practice" and (self.identity is None or self.identity.why_not(PRACTICE)):
+            return None
         return True
 
     def _show_reasons(self) -> None:
@@ -171,6 +178,7 @@ class UsersTab(Vertical):
             return
         try:
             users = await fetch(self, "users.list")
+            self.roles = {r["role"]: r for r in await fetch(self, "roles.list")}
         except ClientError as err:
             self.notify(f"Users: {err.message}", severity="error")
             return
@@ -184,11 +192,16 @@ class UsersTab(Vertical):
             self.users[user["id"]] = user
             you = " (you)" if self.identity.actor == f"user:{user['username']}" else ""
             totp = "new" if user.get("totp_pending") else "yes" if user.get("totp_enabled") else "no"
-            table.add_row(user["username"] + you, user["role"], totp,
+            table.add_row(user["username"] + you, self.role_name(user["role"]), totp,
                           user_state(user), when(user.get("last_login_at")), key=user["id"])
         if keep is not None and keep["id"] in self.users:
             table.move_cursor(row=table.get_row_index(keep["id"]))
         self._selection_changed()
+
+    def role_name(self, value: str) -> str:
+        """A role by its one name (practice admin, operator admin...), as roles.list gives it."""
+        role = self.roles.get(value)
+        return role["name"] if role else value
 
     @on(DataTable.RowHighlighted, "#users-table")
     def _user_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -234,6 +247,16 @@ class UsersTab(Vertical):
 
     def action_reload(self) -> None:
         self.load()
+
+    def action_practice(self) -> None:
+        """The practice's details, staff and services (console/screens/practice.py)."""
+        from strongroom.console.screens.practice import PracticeScreen
+
+        if self.identity is None or self.identity.why_not(PRACTICE):
+            self.notify(f"Not allowed: {self.identity.why_not(PRACTICE) if self.identity else 'not logged in'}",
+                        severity="warning")
+            return
+        self.app.push_screen(PracticeScreen(self.identity))
 
     # --- actions --------------------------------------------------------------------------
 
@@ -300,15 +323,16 @@ class UsersTab(Vertical):
         def chosen(role: str | None) -> None:
             if role is None:
                 return
+            old, new = self.role_name(current), self.role_name(role)
             self.app.push_screen(
-                ConfirmScreen(f"Make {name} {role}?",
-                              f"{name}'s role changes from {current} to {role}: their permissions change "
+                ConfirmScreen(f"Make {name} {new}?",
+                              f"{name}'s role changes from {old} to {new}: their permissions change "
                               f"and their open sessions end, so they log in again with the new ones. "
                               "Recorded as a security event under your name.", yes="Change role"),
                 lambda yes: self.change("user.set_role", {"username": name, "role": role,
                                                           "reason": "changed in console"},
-                                        f"{name} is now {role}.") if yes else None)
-        self.app.push_screen(RoleScreen(name, current), chosen)
+                                        f"{name} is now {new}.") if yes else None)
+        self.app.push_screen(RoleScreen(name, current, list(self.roles.values())), chosen)
 
     def action_grant(self) -> None:
         if (user := self._refuse("grant")) is None:

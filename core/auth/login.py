@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, func, select, update
 
-from strongroom.core.auth import enrolment, passwords, security, sessions, totp
+from strongroom.core.auth import devices, enrolment, passwords, security, sessions, totp
 from strongroom.core.auth.sessions import SessionRecord
 from strongroom.core.auth.users import UserRecord, record_of, requires_2fa
 from strongroom.core.config import Settings
@@ -56,6 +56,7 @@ class Client:
     version: str | None = None
     user_agent: str | None = None
     reported_addr: str | None = None
+    device_key: str | None = None     # the CURVE public key the transport authenticated
 
     def evidence(self) -> dict:
         """What the client reported, for a security event's details."""
@@ -108,11 +109,12 @@ def login(engine: Engine, keyring: Keyring, settings: Settings, username: str, p
           totp_code: str | None = None, *, client_host: str | None = None,
           client_addr: str | None = None, client_name: str | None = None,
           client_version: str | None = None, user_agent: str | None = None,
-          reported_addr: str | None = None, now: datetime | None = None) -> tuple[str, SessionRecord]:
+          reported_addr: str | None = None, device_key: str | None = None,
+          now: datetime | None = None) -> tuple[str, SessionRecord]:
     """Check credentials and open a session: returns (token, session). The token is
     shown here once and stored only hashed. Raises AuthError or RateLimitedError."""
     now = now or utcnow()
-    client = Client(client_host, client_addr, client_name, client_version, user_agent, reported_addr)
+    client = Client(client_host, client_addr, client_name, client_version, user_agent, reported_addr, device_key)
     with transaction(engine, read_only=True) as conn:
         row = conn.execute(select(_users).where(_users.c.username == username)).mappings().first()
         known = row is not None and row["deleted_at"] is None
@@ -212,6 +214,9 @@ def _open_session(conn: Connection, settings: Settings, row, user: UserRecord, p
         conn, user.id, user.username, settings.auth, client_host=client.host,
         client_addr=client.addr, client_name=client.name, client_version=client.version,
         user_agent=client.user_agent, now=now)
+    # Before the login entry, so the LOGIN stays the last word of a login in the audit log.
+    device = devices.identify(curve_key=client.device_key, host=client.host, program=client.name, addr=client.addr)
+    devices.seen(conn, user.id, user.username, device, now=now, ip_address=client.addr, user_agent=client.user_agent)
     security.record(
         conn, "login_success", user_id=user.id, username=user.username,
         description="login succeeded", ip_address=client.addr, user_agent=client.user_agent,
@@ -226,12 +231,13 @@ def confirm_enrolment(engine: Engine, keyring: Keyring, settings: Settings, enro
                       totp_code: str | None, *, client_host: str | None = None,
                       client_addr: str | None = None, client_name: str | None = None,
                       client_version: str | None = None, user_agent: str | None = None,
-                      reported_addr: str | None = None, now: datetime | None = None) -> tuple[str, SessionRecord]:
+                      reported_addr: str | None = None, device_key: str | None = None,
+                      now: datetime | None = None) -> tuple[str, SessionRecord]:
     """Finish an enrolment offered at login: a right code from the new authenticator
     stores its secret (sealed) and opens the session, in one transaction. A wrong code
     counts as a failed login (towards lockout); the same rate limits apply."""
     now = now or utcnow()
-    client = Client(client_host, client_addr, client_name, client_version, user_agent, reported_addr)
+    client = Client(client_host, client_addr, client_name, client_version, user_agent, reported_addr, device_key)
     with transaction(engine, read_only=True) as conn:
         opened = enrolment.open_token(conn, keyring, enrolment_token, now)
         row = conn.execute(select(_users).where(_users.c.id == opened.user_id)).mappings().first()

@@ -34,7 +34,8 @@ from strongroom.core.jobs.kinds import all_kinds
 
 _grants = RoleGrant.__table__
 
-_TABLES = ("clients", "therapy_sessions", "client_files")
+# The practice's details, staff and service catalogue (issue 20) are tables like these.
+_TABLES = ("clients", "therapy_sessions", "client_files", "practices", "staff", "services")
 # Every job kind can be granted by its exact name.
 _JOBS = all_kinds()
 
@@ -47,12 +48,19 @@ PERMISSIONS: frozenset[str] = frozenset(
        "config:write",
        # Records retention: see policies, plan, holds and requests; change policies and
        # holds; file an erasure request; approve or reject one (never one's own).
-       "retention:read", "retention:manage", "erasure:request", "erasure:approve"]
+       "retention:read", "retention:manage", "erasure:request", "erasure:approve",
+       # Fetch a client file that malware scanning has not cleared (pending or infected
+       # while [files] scanner is on): for whoever investigates a quarantined file. No
+       # practice role has it; grant it for a time (`strongroom user grant`).
+       "files:quarantine:read"]
 )
 
 _CLINICAL_READ_WRITE = ("table:clients:read", "table:clients:write",
                         "table:therapy_sessions:read", "table:therapy_sessions:write",
                         "table:client_files:read", "table:client_files:write")
+# Every practice role reads the practice, its staff and its services; the practice
+# owner (table:*:*) and operator admins edit them.
+_PRACTICE_READ = ("table:practices:read", "table:staff:read", "table:services:read")
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     # The practice owner: all clinical data, its people and its evidence; not the keys,
@@ -61,12 +69,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
                            "audit:read", "security:read", "compliance:read", "config:read",
                            "job:backup:run", "job:export:run", "retention:read", "retention:manage",
                            "erasure:request", "erasure:approve"}),
-    Role.MANAGER: frozenset({*_CLINICAL_READ_WRITE, "phi:read", "audit:read",
+    Role.MANAGER: frozenset({*_CLINICAL_READ_WRITE, *_PRACTICE_READ, "phi:read", "audit:read",
                              "compliance:read", "job:export:run", "retention:read", "erasure:request"}),
-    Role.PRACTITIONER: frozenset({*_CLINICAL_READ_WRITE, "phi:read"}),
+    Role.PRACTITIONER: frozenset({*_CLINICAL_READ_WRITE, *_PRACTICE_READ, "phi:read"}),
     # Front desk: schedules sessions and sees clients, but only masked (no phi:read).
     Role.STAFF: frozenset({"table:clients:read", "table:therapy_sessions:read",
-                           "table:therapy_sessions:write"}),
+                           "table:therapy_sessions:write", *_PRACTICE_READ}),
     Role.OP_ADMIN: frozenset({"*"}),
     # Runs the machinery, never reads PHI and never manages people.
     Role.OPERATOR: frozenset({"job:*:run", "sync:resolve", "config:read", "security:read",

@@ -76,18 +76,21 @@ def create(conn: Connection, user_id: uuid.UUID, username: str, settings: AuthSe
            ) -> tuple[str, SessionRecord]:
     """Open a session and return (token, record); the token exists nowhere else.
 
-    Makes room first: the user's oldest active sessions beyond max_sessions_per_user - 1
-    are revoked with reason `session_limit`.
+    Makes room first: the user's oldest active sessions beyond their concurrent-session
+    limit - 1 are revoked with reason `session_limit`. The limit and the idle timeout
+    are the user's own where their profile is stricter than the policy (core.auth.profiles).
     """
+    from strongroom.core.auth.profiles import effective_for
     now = now or utcnow()
-    _enforce_limit(conn, user_id, username, settings.max_sessions_per_user - 1,
+    limits = effective_for(conn, settings, user_id)
+    _enforce_limit(conn, user_id, username, limits["max_sessions"] - 1,
                    ip_address=client_addr, user_agent=user_agent, now=now)
     token = secrets.token_urlsafe(32)
     row = {
         "id": new_id(), "token_hash": hash_token(token), "user_id": user_id,
         "created_at": now, "last_seen_at": now,
         "expires_at": now + timedelta(hours=settings.session_absolute_hours),
-        "idle_timeout_seconds": settings.session_idle_minutes * 60,
+        "idle_timeout_seconds": limits["session_idle_minutes"] * 60,
         "revoked_at": None, "revoked_reason": None,
         "client_host": client_host[:255] if client_host else None,
         "client_addr": client_addr[:64] if client_addr else None,

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from strongroom.core import audit
-from strongroom.core.config import BackupConfigurationSettings, RetentionSettings, Settings, backup_target
+from strongroom.core.config import BackupConfigurationSettings, KeepPolicy, Settings, backup_target
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import BackupConfiguration
 from strongroom.core.db.types import utcnow
@@ -40,7 +40,7 @@ class Configuration:
     verify_after: bool
     require_approval: bool
     approval_hours: int
-    retention: RetentionSettings
+    retention: KeepPolicy
 
     def row(self, schedule: str | None) -> dict[str, Any]:
         """The `backup_configurations` columns this configuration determines."""

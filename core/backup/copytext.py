@@ -47,6 +47,7 @@ from __future__ import annotations
 import binascii
 import enum
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -60,6 +61,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Float,
     Integer,
     LargeBinary,
     Select,
@@ -212,6 +214,8 @@ def _kind(col: Column) -> str:
         return "bool"
     if isinstance(impl, Integer):
         return "int"
+    if isinstance(impl, Float):
+        return "float"
     if isinstance(impl, Uuid):
         return "uuid"
     if isinstance(impl, DateTime):
@@ -251,6 +255,25 @@ def _enc_bool(value: bool) -> bytes:
     return b"t" if value else b"f"
 
 
+def _enc_float(value: float) -> bytes:
+    """float8 as PostgreSQL 12+ writes it: the shortest digits that read back as the same
+    double, exponent form below 1e-4 or from 1e15 (DBL_DIG), its special spellings."""
+    if value != value:
+        return b"NaN"
+    if value in (float("inf"), float("-inf")):
+        return b"Infinity" if value > 0 else b"-Infinity"
+    if value == 0:
+        return b"-0" if math.copysign(1.0, value) < 0 else b"0"
+    sign, digits, exp = Decimal(repr(float(value))).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    power = len(text) + exp - 1
+    minus = "-" if sign else ""
+    if power < -4 or power >= 15:
+        mantissa = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{minus}{mantissa}e{'+' if power >= 0 else '-'}{abs(power):02d}".encode()
+    return (minus + format(Decimal(text).scaleb(exp), "f")).encode()
+
+
 def _enc_uuid(value: uuid.UUID) -> bytes:
     return str(value).encode()
 
@@ -283,7 +306,7 @@ def _enc_json(value: str) -> bytes:
 _ENCODERS: dict[str, Encoder] = {
     "text": _enc_text, "enum": _enc_text,  # str-valued enum members are str instances
     "int": _enc_int, "bool": _enc_bool, "uuid": _enc_uuid, "date": _enc_date,
-    "timestamptz": _enc_timestamptz, "bytea": _enc_bytea, "json": _enc_json,
+    "timestamptz": _enc_timestamptz, "bytea": _enc_bytea, "json": _enc_json, "float": _enc_float,
 }
 
 
@@ -475,6 +498,15 @@ def _dec_int(field: bytes) -> int:
     return int(field)
 
 
+_FLOAT = re.compile(rb"-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?|NaN|-?Infinity")
+
+
+def _dec_float(field: bytes) -> float:
+    if _FLOAT.fullmatch(field) is None:
+        raise ValueError("not a number")
+    return float(field.decode())
+
+
 def _dec_bool(field: bytes) -> bool:
     if field == b"t":
         return True
@@ -533,7 +565,7 @@ def _enum_decoder(enum_class: type[enum.Enum] | None) -> Decoder:
 _DECODERS: dict[str, Decoder] = {
     "text": _dec_text, "int": _dec_int, "bool": _dec_bool, "uuid": _dec_uuid,
     "date": _dec_date, "timestamptz": _dec_timestamptz, "bytea": _dec_bytea,
-    "json": _dec_json,
+    "json": _dec_json, "float": _dec_float,
 }
 
 

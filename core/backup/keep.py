@@ -13,12 +13,12 @@ import uuid
 from datetime import datetime, timedelta
 
 from strongroom.core.backup.manifest import Manifest
-from strongroom.core.config import RetentionSettings
+from strongroom.core.config import KeepPolicy
 
 PROVEN = ("verified", "drilled")
 
 
-def keep_set(snapshots: list[dict], policy: RetentionSettings, now: datetime) -> set[uuid.UUID]:
+def keep_set(snapshots: list[dict], policy: KeepPolicy, now: datetime) -> set[uuid.UUID]:
     """Which snapshots the policy keeps, before chains are closed over.
 
     `snapshots`: dicts with id, started_at (our clock), proof; any order.
@@ -29,7 +29,7 @@ def keep_set(snapshots: list[dict], policy: RetentionSettings, now: datetime) ->
     return set(keep_rules(snapshots, policy, now))
 
 
-def keep_rules(snapshots: list[dict], policy: RetentionSettings, now: datetime) -> dict[uuid.UUID, list[str]]:
+def keep_rules(snapshots: list[dict], policy: KeepPolicy, now: datetime) -> dict[uuid.UUID, list[str]]:
     """The snapshots the policy keeps (as `keep_set`), each with the rules that keep it:
     "last #n", "daily 2026-11-23", "weekly 2026-W48", "monthly 2026-11", "newest verified".
     A dry run shows these, so an operator sees why each snapshot stays."""

@@ -200,7 +200,7 @@ def erased_keys(conn: Connection) -> dict[uuid.UUID, str]:
 def needed_rows(conn: Connection) -> list[Any]:
     """The key records a snapshot of `conn`'s database needs: every key not destroyed,
     except retired keys no row uses any more."""
-    from strongroom.core.crypto.rotation import retired_unused
+    from strongroom.core.crypto.key_status import retired_unused
 
     unused = {key_id for key_id, _ in retired_unused(conn)}
     rows = conn.execute(select(_keys.c.id, _keys.c.purpose, _keys.c.client_id, _keys.c.version,
@@ -344,7 +344,7 @@ def _ids(conn: Connection) -> set[uuid.UUID]:
 
 def needed_ids_without_key(conn: Connection) -> list[uuid.UUID]:
     """Keys the restored rows need (active, or retired and used) that have no wrapped key."""
-    from strongroom.core.crypto.rotation import retired_unused
+    from strongroom.core.crypto.key_status import retired_unused
 
     unused = {key_id for key_id, _ in retired_unused(conn)}
     ids = conn.execute(select(_keys.c.id).where(_keys.c.state != KeyState.DESTROYED,

@@ -34,7 +34,11 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 # Format 2: the snapshot's `data_keys` rows carry no wrapped key (copytext.REDACTED);
 # restore takes the keys from the repository's key bag. Format 1 snapshots (written
 # before the bag) carry theirs, and restore only wipes the ones the bag lists as erased.
-FORMAT = 2
+# Format 3: format 2 with client file content (`files`); a snapshot without files is
+# still written as format 2, so an older Strongroom reads it, and one that cannot read
+# a snapshot's files says "upgrade" instead of misreading it.
+FORMAT = 3
+WITHOUT_FILES = 2
 _HEX64 = r"^[0-9a-f]{64}$"
 
 
@@ -70,6 +74,63 @@ class TableEntry(_Model):
     live_rows: int | None = Field(default=None, ge=0)
 
 
+class FileObject(_Model):
+    """One object of the files store (core/files/content.py), kept as a chunk: its key
+    in the store and the chunk holding its exact bytes (sealed under the client's key)."""
+
+    key: str = Field(pattern=r"^files/[0-9a-f]{2}/[0-9a-f]{32,64}$")
+    chunk: ChunkRef
+
+
+class FileEntry(_Model):
+    """One client file with content at the snapshot: its id, plaintext size and its
+    objects (chunks first, its manifest last, as the store has them)."""
+
+    file_id: uuid.UUID
+    size: int = Field(ge=0)
+    objects: list[FileObject] = Field(min_length=1)
+
+
+class FilesSection(_Model):
+    """Client file content in a snapshot. Every snapshot lists every file with content
+    (so each restores on its own and garbage collection sees every object it needs);
+    an incremental reads and uploads only the objects its parent did not list
+    (`added_objects`), and the repository stores an object once whatever lists it."""
+
+    files: list[FileEntry]
+    count: int = Field(ge=0)
+    objects: int = Field(ge=0)
+    plain_bytes: int = Field(ge=0, description="file content bytes (before sealing)")
+    stored_bytes: int = Field(ge=0, description="bytes of the store's objects")
+    added_objects: int = Field(ge=0)
+    added_bytes: int = Field(ge=0)
+    missing: int = Field(ge=0, default=0, description="rows whose content was gone when read")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FilesSection:
+        if self.count != len(self.files) or self.objects != sum(len(f.objects) for f in self.files):
+            raise ValueError("file counts do not match the files")
+        if self.plain_bytes != sum(f.size for f in self.files) or \
+                self.stored_bytes != sum(o.chunk.size for f in self.files for o in f.objects):
+            raise ValueError("file byte totals do not match the files")
+        if len({f.file_id for f in self.files}) != len(self.files):
+            raise ValueError("a file appears more than once")
+        return self
+
+    @classmethod
+    def build(cls, files: list[FileEntry], *, added_objects: int, added_bytes: int, missing: int = 0) -> FilesSection:
+        return cls(files=files, count=len(files), objects=sum(len(f.objects) for f in files),
+                   plain_bytes=sum(f.size for f in files),
+                   stored_bytes=sum(o.chunk.size for f in files for o in f.objects),
+                   added_objects=added_objects, added_bytes=added_bytes, missing=missing)
+
+    def summary(self) -> dict[str, int]:
+        """Counts and bytes, for listings and health (no ids)."""
+        return {"files": self.count, "objects": self.objects, "plain_bytes": self.plain_bytes,
+                "stored_bytes": self.stored_bytes, "added_objects": self.added_objects,
+                "added_bytes": self.added_bytes, "missing": self.missing}
+
+
 class AuditHead(_Model):
     """The audit chain head when the snapshot was taken (id None: empty chain)."""
 
@@ -102,7 +163,7 @@ def totals_of(tables: Iterable[TableEntry], added_bytes: int = 0) -> Totals:
 class Manifest(_Model):
     """A snapshot's manifest; build it with `Manifest.build` so the totals add up."""
 
-    format: Literal[1, 2] = FORMAT
+    format: Literal[1, 2, 3] = WITHOUT_FILES
     repository_id: uuid.UUID
     snapshot_id: uuid.UUID
     kind: Literal["full", "incremental"]
@@ -113,6 +174,10 @@ class Manifest(_Model):
     tables: list[TableEntry]
     audit: AuditHead
     totals: Totals
+    # Client file content (None: a snapshot from before files were backed up, or of a
+    # practice with none; left out of the stored JSON then, so older manifests keep
+    # their bytes and HMAC). Not in `totals`, which sum the tables.
+    files: FilesSection | None = None
     hmac: str | None = Field(default=None, pattern=_HEX64)
 
     @model_validator(mode="after")
@@ -123,6 +188,8 @@ class Manifest(_Model):
             raise ValueError("a full snapshot has no parent_id")
         if self.parent_id == self.snapshot_id:
             raise ValueError("a snapshot cannot be its own parent")
+        if (self.files is not None) != (self.format >= 3):
+            raise ValueError("client files come with format 3, and format 3 with client files")
         names = [t.name for t in self.tables]
         if len(set(names)) != len(names):
             raise ValueError("a table appears more than once")
@@ -136,13 +203,16 @@ class Manifest(_Model):
               kind: Literal["full", "incremental"], parent_id: uuid.UUID | None,
               created_at: datetime, schema_revision: str, change_watermark: int,
               tables: list[TableEntry], audit: AuditHead, added_bytes: int = 0,
-              format: Literal[1, 2] = FORMAT) -> Manifest:
+              format: Literal[1, 2, 3] | None = None, files: FilesSection | None = None) -> Manifest:
         """A manifest with its totals computed from `tables` (unsigned: hmac None).
-        `format` 1 only for a copy of a format-1 link (compaction re-parents it)."""
+        `format` 1 only for a copy of a format-1 link (compaction re-parents it); by
+        default 3 with files, else 2."""
+        if format is None:
+            format = FORMAT if files is not None else WITHOUT_FILES
         return cls(format=format, repository_id=repository_id, snapshot_id=snapshot_id, kind=kind,
                    parent_id=parent_id, created_at=created_at, schema_revision=schema_revision,
                    change_watermark=change_watermark, tables=tables, audit=audit,
-                   totals=totals_of(tables, added_bytes))
+                   totals=totals_of(tables, added_bytes), files=files)
 
     @property
     def keys_in_bag(self) -> bool:
@@ -152,6 +222,10 @@ class Manifest(_Model):
     def chunk_refs(self) -> Iterable[ChunkRef]:
         for table in self.tables:
             yield from table.chunks
+        if self.files is not None:
+            for entry in self.files.files:
+                for obj in entry.objects:
+                    yield obj.chunk
 
 
 def canonical_json(value: Any) -> bytes:
@@ -173,6 +247,8 @@ def seal(manifest: Manifest, key: bytes) -> tuple[Manifest, bytes]:
     how a later pydantic version would re-serialise a datetime.
     """
     document = manifest.model_dump(mode="json", exclude={"hmac"})
+    if document.get("files") is None:
+        document.pop("files", None)
     document["hmac"] = _mac(key, document)
     return Manifest.model_validate(document), canonical_json(document)
 

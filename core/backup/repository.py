@@ -31,7 +31,7 @@ or copied to another key fails authentication, and `load_chunk` recomputes it fr
 decrypted plaintext. Random 96-bit nonces under one key are safe up to about 2^32
 chunks (NIST SP 800-38D), i.e. petabytes at 4-8 MiB per chunk.
 
-Concurrency and garbage collection: see `acquire_lock` and `unreferenced_chunks`.
+Concurrency: see locks.py; garbage collection: see `unreferenced_chunks`.
 """
 from __future__ import annotations
 
@@ -41,12 +41,9 @@ import hmac
 import json
 import logging
 import os
-import socket
 import threading
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -58,9 +55,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from strongroom.core.backup.gc import referenced_chunks, unreferenced_chunks
+from strongroom.core.backup.layout import SNAPSHOTS, chunk_key, manifest_key
+from strongroom.core.backup.locks import DEFAULT_LOCK_TTL, Lock, acquire_lock, list_locks
 from strongroom.core.backup.manifest import ChunkRef, Manifest, ManifestError, canonical_json
 from strongroom.core.backup.manifest import seal as _seal
 from strongroom.core.backup.manifest import unseal as _unseal
+from strongroom.core.backup.verify import Problem, verify_fast, verify_read_data
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import (
@@ -78,16 +79,12 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 CONFIG_KEY = "config.json"
 PREVIOUS_CONFIG_KEY = "config.previous"
-CHUNKS = "chunks/"
-SNAPSHOTS = "snapshots/"
-LOCKS = "locks/"
 CHUNK_VERSION = 1
 _NONCE = 12
 _TAG = 16
 _HEADER = bytes([CHUNK_VERSION])
 _CHUNK_AAD = b"strongroom-backup-chunk\0"
 DEFAULT_LEVEL = 3
-DEFAULT_LOCK_TTL = timedelta(minutes=30)
 
 Progress = Callable[[int, int, str], None]
 Clock = Callable[[], datetime]
@@ -110,15 +107,6 @@ def _derive(key: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
 
 
-def chunk_key(address: str) -> str:
-    """The object key of a chunk: sharded by its first two hex digits."""
-    return f"{CHUNKS}{address[:2]}/{address}"
-
-
-def manifest_key(snapshot_id: uuid.UUID) -> str:
-    return f"{SNAPSHOTS}{snapshot_id}.json"
-
-
 @dataclass(frozen=True)
 class StoredChunk:
     """What `store_chunk` did: the reference for the manifest and the bytes it added.
@@ -128,17 +116,6 @@ class StoredChunk:
 
     ref: ChunkRef
     new_bytes: int
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing verification found wrong: the object at fault and what is wrong."""
-
-    key: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.message}"
 
 
 # =====================================================================================
@@ -530,242 +507,33 @@ class Repository:
 
     def verify_fast(self, manifest: Manifest, progress: Progress | None = None) -> list[Problem]:
         """Every chunk the manifest references exists with the recorded stored size."""
-        refs = _unique_refs(manifest)
-        problems: list[Problem] = []
-        for done, ref in enumerate(refs.values(), 1):
-            key = chunk_key(ref.address)
-            size = self.target.size(key)
-            if size is None:
-                problems.append(Problem(key, "missing"))
-            elif size != ref.stored_size:
-                problems.append(Problem(key, f"is {size} bytes; the manifest records "
-                                             f"{ref.stored_size}"))
-            if progress:
-                progress(done, len(refs), "checking chunks")
-        return problems
+        return verify_fast(self, manifest, progress)
 
     def verify_read_data(self, manifest: Manifest, progress: Progress | None = None, *,
                          workers: int = 1) -> list[Problem]:
-        """Load every chunk (authenticate, decrypt, re-check its address) and recompute
-        each table's SHA-256 over its chunk plaintexts in order.
-
-        With `workers` > 1 chunks are loaded in a thread pool (decryption and zstd release
-        the GIL), at most 2 x workers in flight, so memory stays bounded.
-        """
-        problems: list[Problem] = []
-        total = manifest.totals.plain_bytes
-        done = 0
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for table in manifest.tables:
-                digest = hashlib.sha256()
-                complete = True
-                for ref, outcome in _ordered(pool, self._try_load, table.chunks, 2 * max(1, workers)):
-                    if isinstance(outcome, Problem):
-                        if outcome not in problems:  # a chunk shared by two tables
-                            problems.append(outcome)
-                        complete = False
-                    else:
-                        digest.update(outcome)
-                    done += ref.size
-                    if progress:
-                        progress(done, total, f"reading {table.name}")
-                if complete and digest.hexdigest() != table.sha256:
-                    problems.append(Problem(manifest_key(manifest.snapshot_id),
-                                            f"table {table.name}: SHA-256 over its chunks "
-                                            "does not match the manifest"))
-        return problems
-
-    def _try_load(self, ref: ChunkRef) -> bytes | Problem:
-        key = chunk_key(ref.address)
-        try:
-            return self.load_chunk(ref)
-        except NotFoundError:
-            return Problem(key, "missing")
-        except IntegrityError as exc:
-            return Problem(key, str(exc))
+        """Load and check every chunk and each table's SHA-256 (see verify.py)."""
+        return verify_read_data(self, manifest, progress, workers=workers)
 
     # -- garbage collection -----------------------------------------------------------
 
     @staticmethod
     def referenced_chunks(manifests: Iterable[Manifest]) -> set[str]:
-        """Object keys of every chunk the manifests reference."""
-        return {chunk_key(ref.address) for m in manifests for ref in m.chunk_refs()}
+        """Object keys of every chunk the manifests reference (see gc.py)."""
+        return referenced_chunks(manifests)
 
     def unreferenced_chunks(self, live_manifests: Iterable[Manifest], lock: Lock) -> Iterator[str]:
-        """Chunk keys no live manifest references: what garbage collection may delete.
-
-        Safety rules, because a wrongly deleted chunk silently breaks a snapshot:
-
-        - `lock` must be this repository's live *exclusive* lock. Backups hold a shared
-          lock from before their first chunk until after their manifest is written, so
-          no backup is running: no freshly written, not-yet-referenced chunk exists,
-          and none can be deduplicated against (a backup that finds chunk X present
-          and skips it would break if X were deleted a moment later — which is why a
-          lease listing in-progress chunks, or a grace period by object age, is not
-          enough on its own).
-        - every manifest in the repository must be among `live_manifests` (else
-          ConflictError): a caller that forgot one would otherwise delete its chunks.
-          Delete expired manifests first, then collect.
-        - the lease is re-checked before each key is yielded (and renewed when half
-          spent); if it has lapsed, ConflictError stops the collection.
-        """
-        if lock.repository is not self or lock.kind != "exclusive":
-            raise ConflictError("garbage collection needs this repository's exclusive lock")
-        lock.check()
-        live = list(live_manifests)
-        given = {m.snapshot_id for m in live}
-        missing = [sid for sid in self.list_snapshots() if sid not in given]
-        if missing:
-            raise ConflictError(f"{len(missing)} manifest(s) in the repository were not passed "
-                                f"as live (first: {manifest_key(missing[0])}); refusing to "
-                                "collect garbage")
-        referenced = self.referenced_chunks(live)
-        for key in self.target.list(CHUNKS):
-            if key not in referenced:
-                lock.check()
-                yield key
+        """Chunk keys no live manifest references, under this repository's exclusive
+        lock (the safety rules are in gc.unreferenced_chunks)."""
+        return unreferenced_chunks(self, live_manifests, lock)
 
     # -- locks ------------------------------------------------------------------------
 
     def acquire_lock(self, kind: Literal["shared", "exclusive"], purpose: str, *,
                      ttl: timedelta = DEFAULT_LOCK_TTL, clock: Clock = utcnow) -> Lock:
-        """Take a lease on the repository: shared (backup, verify, restore) or exclusive
-        (garbage collection).
-
-        Protocol: write `locks/<id>.json`, then list every lock; if a live conflicting
-        lock is there (exclusive vs anything, shared vs exclusive) remove ours and raise
-        ConflictError naming the holder. Two processes racing both see each other and
-        both back off, never both proceed. A lock whose lease expired is ignored (its
-        holder crashed); a holder must therefore `refresh` well within `ttl`, and one
-        whose lease lapsed must stop (`check` raises), because another process may have
-        treated it as gone. An unreadable lock object counts as live: an operator
-        removes it by hand, rather than a garbled file letting GC run under a backup.
-        """
-        if kind not in ("shared", "exclusive"):
-            raise ValueError(f"lock kind must be shared or exclusive, not {kind!r}")
-        lock = Lock(self, new_id(), kind, purpose, ttl, clock)
-        lock._write()
-        for key in self.target.list(LOCKS):
-            if key == lock.key:
-                continue
-            other = self._read_lock(key)
-            if other is None:
-                continue
-            if other.get("garbled"):
-                conflict = True
-            else:
-                if datetime.fromisoformat(other["expires_at"]) < clock():
-                    continue
-                conflict = kind == "exclusive" or other["kind"] == "exclusive"
-            if conflict:
-                lock.release()
-                raise ConflictError(f"{self.target.describe()}: cannot take a {kind} lock "
-                                    f"for {purpose}: {_describe_lock(key, other)}")
-        return lock
-
-    def _read_lock(self, key: str) -> dict[str, Any] | None:
-        try:
-            data = self.target.get(key)
-        except NotFoundError:
-            return None  # released between list and get
-        try:
-            document = json.loads(data)
-            if (datetime.fromisoformat(document["expires_at"]).tzinfo is None
-                    or document["kind"] not in ("shared", "exclusive")):
-                raise ValueError
-            return document
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
-            return {"garbled": True}
+        """Take a shared or exclusive lease on this repository (see locks.acquire_lock)."""
+        return acquire_lock(self, kind, purpose, ttl=ttl, clock=clock)
 
     def locks(self) -> list[dict[str, Any]]:
         """Every lock object's contents (for the console and `strongroom backup locks`)."""
-        found = []
-        for key in self.target.list(LOCKS):
-            document = self._read_lock(key)
-            if document is not None:
-                found.append({"key": key, **document})
-        return found
+        return list_locks(self.target)
 
-
-def _describe_lock(key: str, document: dict[str, Any]) -> str:
-    if document.get("garbled"):
-        return f"{key} is unreadable; remove it if no backup or prune is running"
-    return (f"{key} is held {document['kind']} for {document.get('purpose')} by "
-            f"{document.get('host')} pid {document.get('pid')} until {document['expires_at']}")
-
-
-class Lock:
-    """A lease on a repository; renew with `refresh`, end with `release` (or `with`)."""
-
-    def __init__(self, repository: Repository, lock_id: uuid.UUID, kind: str, purpose: str,
-                 ttl: timedelta, clock: Clock) -> None:
-        self.repository = repository
-        self.id = lock_id
-        self.kind = kind
-        self.purpose = purpose
-        self.ttl = ttl
-        self.clock = clock
-        self.key = f"{LOCKS}{lock_id}.json"
-        self.expires_at = clock() + ttl
-        self.released = False
-
-    def _write(self) -> None:
-        now = self.clock()
-        self.expires_at = now + self.ttl
-        self.repository.target.put(self.key, canonical_json({
-            "id": str(self.id), "kind": self.kind, "purpose": self.purpose,
-            "host": socket.gethostname(), "pid": os.getpid(),
-            "refreshed_at": now.isoformat(), "expires_at": self.expires_at.isoformat()}))
-
-    def check(self) -> None:
-        """Raise ConflictError if the lease lapsed; renew it when half spent."""
-        if self.released:
-            raise ConflictError(f"lock {self.key} was released")
-        now = self.clock()
-        if now >= self.expires_at:
-            raise ConflictError(f"lock {self.key} ({self.purpose}) lapsed at "
-                                f"{self.expires_at.isoformat()}; another process may have "
-                                "taken over the repository, stop and start again")
-        if now >= self.expires_at - self.ttl / 2:
-            self._write()
-
-    def refresh(self) -> None:
-        """Renew the lease now (after checking it has not lapsed)."""
-        self.check()
-        self._write()
-
-    def release(self) -> None:
-        if not self.released:
-            self.released = True
-            self.repository.target.delete(self.key)
-
-    def __enter__(self) -> Lock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-# =====================================================================================
-# helpers
-# =====================================================================================
-
-def _unique_refs(manifest: Manifest) -> dict[str, ChunkRef]:
-    refs: dict[str, ChunkRef] = {}
-    for ref in manifest.chunk_refs():
-        refs.setdefault(ref.address, ref)
-    return refs
-
-
-def _ordered(pool: ThreadPoolExecutor, fn: Callable[[ChunkRef], Any], refs: list[ChunkRef],
-             window: int) -> Iterator[tuple[ChunkRef, Any]]:
-    """Apply `fn` in `pool`, results in input order, at most `window` in flight."""
-    pending: deque[tuple[ChunkRef, Future[Any]]] = deque()
-    for ref in refs:
-        pending.append((ref, pool.submit(fn, ref)))
-        if len(pending) >= window:
-            head, future = pending.popleft()
-            yield head, future.result()
-    while pending:
-        head, future = pending.popleft()
-        yield head, future.result()

@@ -42,9 +42,11 @@ def open_configured(ctx: Context, params: dict) -> tuple[configurations.Configur
     return cfg, open_repository(open_target(cfg.target), ctx.keyring, compression_level=cfg.compression_level)
 
 
-# Engine bookkeeping, not data: SQLite's stand-in for a sequence. The manifest carries
-# the change watermark and restore sets the counter (or sequence) from it.
-NOT_BACKED_UP = frozenset({"change_counter"})
+# Engine bookkeeping, not data: SQLite's stand-in for a sequence (the manifest carries
+# the change watermark and restore sets the counter or sequence from it), and sync's
+# transient bases (core/db/sync_bases.py): an incremental could not carry the removal
+# of an erased client's base, so a restored chain would bring its blind indexes back.
+NOT_BACKED_UP = frozenset({"change_counter", "sync_applying", "sync_base_clients", "sync_base_therapy_sessions"})
 
 
 def tables() -> list[Table]:
@@ -118,5 +120,14 @@ def describe_snapshot(ctx: Context, repo: Repository, snapshot_id: uuid.UUID) ->
         "tables": [{"name": t.name, "mode": t.mode, "rows": t.row_count, "tombstones": t.tombstone_count,
                     "live_rows": t.live_rows, "chunks": len(t.chunks), "plain_bytes": sum(c.size for c in t.chunks),
                     "stored_bytes": sum(c.stored_size for c in t.chunks)} for t in manifest.tables],
+        "files": files_summary(manifest),
         "target": repo.target.describe(),
     }
+
+
+def files_summary(manifest: Manifest) -> dict[str, int]:
+    """A snapshot's client files: counts and bytes (zeros for a snapshot without any)."""
+    if manifest.files is None:
+        return {"files": 0, "objects": 0, "plain_bytes": 0, "stored_bytes": 0, "added_objects": 0,
+                "added_bytes": 0, "missing": 0}
+    return manifest.files.summary()

@@ -14,6 +14,16 @@ Threats and trade-offs:
 - Tampering or a kit for another KEK: AES-256-GCM with the header (format version,
   scrypt parameters, KEK id, salt) as associated data; the recovered key must also hash
   to the recorded KEK id.
+
+A KEK held in AWS KMS (core.crypto.kms) cannot go on paper: the KMS key never leaves
+KMS, and sealing the in-memory wrapping key here would be a copy that bypasses KMS (and
+its access policy and audit trail). Its kit (`export_kms_kit`) says so plainly and
+carries what can help: the KMS key's ARN and the envelope (the KMS-encrypted wrapping
+key, which is the key file's whole content and useless without KMS), so a lost data
+directory or key file can be restored while the KMS key and access to it survive. If
+the KMS key is deleted or access to it is lost for good, the records are lost, unless a
+plain file KEK was kept as an escrow (`strongroom keys rotate-kek --to file` before,
+and a kit of that).
 """
 from __future__ import annotations
 
@@ -196,6 +206,59 @@ def export_kit(kek: Kek, passphrase: str, *, practice_name: str,
         "QR code of the same data:",
         "",
         *render_qr(qr_payload(blob)),
+        "",
+    ]
+    return "\n".join(page)
+
+
+def export_kms_kit(kek: Kek, *, practice_name: str, now: datetime | None = None) -> str:
+    """The recovery page for a KEK held in AWS KMS: what it can and cannot recover, and
+    the envelope (the key file's content; only the KMS key opens it). No passphrase: the
+    envelope is already sealed by KMS, and nothing on this page opens it without KMS."""
+    if kek.envelope is None:
+        raise ValidationError("kek: not a KMS-held KEK (use export_kit)")
+    envelope = kek.envelope.to_text().strip()
+    name = " ".join(practice_name.split())[:60] or "(unnamed practice)"
+    when = (now or utcnow()).strftime("%Y-%m-%d %H:%M UTC")
+    page = [
+        "STRONGROOM KEY RECOVERY KIT (KEK HELD IN AWS KMS)",
+        "=================================================",
+        "",
+        f"Practice:  {name}",
+        f"Created:   {when}",
+        f"Key id:    {kek.kek_id}  (a fingerprint of the key, not the key)",
+        f"KMS key:   {kek.envelope.kms_key_arn}",
+        "",
+        "WHAT THIS PAGE CANNOT DO. The key-encryption key lives in AWS KMS and never",
+        "leaves it, so it cannot be printed here. If the KMS key is deleted, or access",
+        "to it is lost for good (account closed, key policy broken, region gone), every",
+        "record this practice keeps in Strongroom is lost, and so are the backups: nobody,",
+        "not even Strongroom's developers or AWS support, can recover them. The only",
+        "protection against that is an escrow kept outside KMS: move the KEK to a file",
+        "(strongroom keys rotate-kek --to file), print a passphrase kit of it",
+        "(strongroom keys export-kit), and only then move it back into KMS if you wish.",
+        "Protect the KMS key: deny kms:ScheduleKeyDeletion and kms:DisableKey to day-to-day",
+        "roles, and keep a second administrator able to restore the key policy.",
+        "",
+        "WHAT THIS PAGE CAN DO. It holds the envelope: the KEK's wrapping key encrypted by",
+        "the KMS key. That is the whole content of the key file (keys.kek_file), and it is",
+        "useless without the KMS key. If the key file or the data directory is lost while",
+        "the KMS key and your access to it survive:",
+        "  - Scan the QR code (or type the envelope line) into a text file, chmod 600 it.",
+        "  - Set keys.kek_file to that file and keys.kms_key_id to the KMS key above,",
+        "    with keys.kms_region (and keys.kms_endpoint_url if you use one).",
+        "  - Start strongroomd: it asks KMS to open the envelope once; a typing error",
+        "    is reported as an envelope KMS cannot decrypt.",
+        f"  - This page opens key id {kek.kek_id} only. After every key rotation",
+        "    (strongroom keys rotate-kek) print a new one and destroy this one.",
+        "",
+        "-----BEGIN STRONGROOM KMS ENVELOPE-----",
+        envelope,
+        "-----END STRONGROOM KMS ENVELOPE-----",
+        "",
+        "QR code of the envelope:",
+        "",
+        *render_qr(envelope),
         "",
     ]
     return "\n".join(page)

@@ -11,11 +11,12 @@ from __future__ import annotations
 CLIENT_KEYED: dict[str, tuple[str, ...]] = {
     "clients": ("first_name", "last_name", "date_of_birth", "ssn", "email", "phone",
                 "address", "emergency_contact", "medical_history", "notes"),
-    "therapy_sessions": ("notes",),
+    "therapy_sessions": ("notes", "soap_summary", "billing_codes", "insurance_info"),
     "client_files": ("file_name",),
 }
 SYSTEM_KEYED: dict[str, tuple[str, ...]] = {
     "users": ("totp_secret",),
+    "practices": ("tax_id", "license_number"),
 }
 
 

@@ -19,7 +19,9 @@ from datetime import date, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Float,
     Boolean,
+    Column,
     Date,
     Enum,
     ForeignKey,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
     Uuid,
@@ -151,6 +154,13 @@ class Practice(Syncable, Base):
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
     settings: Mapped[dict] = mapped_column(JSONDoc, nullable=False, default=dict)
+    # Practice details (issue 20, migration 0016); tax id and licence number are secrets of
+    # the practice, sealed with the system key (core.repository.practices).
+    address: Mapped[str | None] = mapped_column(String(500))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    email: Mapped[str | None] = mapped_column(String(320))
+    tax_id_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    license_number_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class User(PracticeScoped, Base):
@@ -214,6 +224,51 @@ class TherapySession(PracticeScoped, Base):
     status: Mapped[SessionStatus] = mapped_column(_enum(SessionStatus), nullable=False, default=SessionStatus.SCHEDULED)
     payment_status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus), nullable=False, default=PaymentStatus.PENDING)
     price_cents: Mapped[int | None] = mapped_column(Integer)
+    # Issue 20 (migration 0016): the appointment it was booked as, and the clinical
+    # fields of the first source; soap_summary, billing_codes and insurance_info are PHI
+    # sealed with the client's key like notes.
+    service_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("services.id"))
+    staff_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("staff.id"))
+    reminder_sent: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=text("false"))
+    session_number: Mapped[int | None] = mapped_column(Integer)
+    soap_summary_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    billing_codes_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    insurance_info_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    consent_verified: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                   server_default=text("false"))
+
+
+class Staff(PracticeScoped, Base):
+    """A member of the practice's staff, with or without a user account (issue 20)."""
+
+    __tablename__ = "staff"
+    __table_args__ = (Index("ix_staff_sync_version_id", "sync_version", "id"),)
+    # Plain UUID, no foreign key: accounts are each site's own (they do not sync) while
+    # staff rows do, so the account may exist at one site only.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    first_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    last_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    role: Mapped[Role] = mapped_column(_enum(Role), nullable=False)
+    # A list of short labels; working hours: weekday ("mon".."sun") -> ["HH:MM-HH:MM", ...].
+    specializations: Mapped[list] = mapped_column(JSONDoc, nullable=False, default=list)
+    phone: Mapped[str | None] = mapped_column(String(40))
+    email: Mapped[str | None] = mapped_column(String(320))
+    working_hours: Mapped[dict] = mapped_column(JSONDoc, nullable=False, default=dict)
+    hourly_rate_cents: Mapped[int | None] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class Service(PracticeScoped, Base):
+    """One entry of the practice's service catalogue (issue 20); money in integer cents."""
+
+    __tablename__ = "services"
+    __table_args__ = (Index("ix_services_sync_version_id", "sync_version", "id"),)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    category: Mapped[str] = mapped_column(String(100), nullable=False)
+    description: Mapped[str | None] = mapped_column(String(2000))
+    duration_minutes: Mapped[int] = mapped_column(Integer, nullable=False)
+    price_cents: Mapped[int] = mapped_column(Integer, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 
 
 class ClientFile(PracticeScoped, Base):
@@ -372,6 +427,11 @@ class Backup(Base):
     size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     stored_bytes: Mapped[int | None] = mapped_column(BigInteger)
     row_count: Mapped[int | None] = mapped_column(BigInteger)
+    # Client files the snapshot carries: how many, their content bytes, and live rows
+    # whose content was gone when read (migration 0012; NULL before it).
+    file_count: Mapped[int | None] = mapped_column(BigInteger)
+    file_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    files_missing: Mapped[int | None] = mapped_column(BigInteger)
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     drilled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
@@ -419,6 +479,13 @@ class ExportConfiguration(Base):
     retention_days: Mapped[int | None] = mapped_column(Integer)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     created_at: Mapped[datetime] = _created()
+    # When the daemon next runs it (with a schedule); the systemd credential naming an
+    # encrypted scheduled export's ZIP password (migration 0014).
+    next_export_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    password_credential: Mapped[str | None] = mapped_column(String(64))
+    # The actor that saved it; its scheduled runs export as that actor (migration 0017;
+    # NULL: saved before, runs as the system).
+    created_by: Mapped[str | None] = mapped_column(String(120))
 
 
 class Export(Base):
@@ -561,6 +628,26 @@ class LegalHold(Base):
     released_by: Mapped[str | None] = mapped_column(String(120))
 
 
+class ReconcilePair(Base):
+    """Two clients of one practice the reconcile job found likely to be one person
+    (strongroom.core.reconcile): ids, score and reason codes only, never a value."""
+
+    __tablename__ = "reconcile_pairs"
+    __table_args__ = (UniqueConstraint("client_a", "client_b", name="uq_reconcile_pairs_clients"),
+                      Index("ix_reconcile_pairs_practice_status", "practice_id", "status"))
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    practice_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("practices.id"), nullable=False)
+    client_a: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("clients.id"), nullable=False)
+    client_b: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("clients.id"), nullable=False)
+    score: Mapped[float] = mapped_column(Float, nullable=False)
+    reasons: Mapped[str] = mapped_column(String(200), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="open")
+    found_at: Mapped[datetime] = _created()
+    decided_by: Mapped[str | None] = mapped_column(String(120))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    merge_record: Mapped[dict | None] = mapped_column(JSONDoc)
+
+
 class ErasureRequest(Base):
     __tablename__ = "erasure_requests"
     id: Mapped[uuid.UUID] = _uuid_pk()
@@ -655,3 +742,57 @@ PRACTICE_TABLES = ("clients", "therapy_sessions", "client_files", "legal_holds")
 # Tables whose writes PostgreSQL triggers audit when they bypass the application.
 AUDITED_TABLES = ("practices", "users", "clients", "therapy_sessions", "client_files",
                   "role_grants", "data_keys", "auth_sessions")
+
+
+# --- sync bases (core/db/sync_bases.py: tables and triggers, made by migration 0011) ----
+
+class SyncApplying(Base):
+    """Present only inside a sync pass's transaction while it applies a peer's rows: the
+    base-keeping triggers skip those writes (they are agreed versions, not local edits)."""
+
+    __tablename__ = "sync_applying"
+    holder: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+def _shadow(table: Table) -> Table:
+    """`sync_base_<table>`: the row's last agreed version before a local edit, with the
+    version vector it was stamped with (core.sync.bases reads it)."""
+    columns = [Column(c.name, c.type, primary_key=c.name == "id", nullable=c.name != "id") for c in table.columns]
+    return Table(f"sync_base_{table.name}", Base.metadata, *columns, Column("base_vv", JSONDoc))
+
+
+SYNC_BASES = {t.name: _shadow(t) for t in (Client.__table__, TherapySession.__table__)}
+
+
+# --- per-user security profiles (core/auth/profiles.py, migration 0013) -----------------
+
+class UserSecurityProfile(Base):
+    """A user's own security settings; NULL takes the global policy, which also bounds
+    every value (a user's setting may be stricter, never looser)."""
+
+    __tablename__ = "user_security_profiles"
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id"), primary_key=True)
+    session_idle_minutes: Mapped[int | None] = mapped_column(Integer)
+    max_sessions: Mapped[int | None] = mapped_column(Integer)
+    rate_limits: Mapped[dict | None] = mapped_column(JSONDoc)
+    storage_quota_mb: Mapped[int | None] = mapped_column(Integer)
+    hipaa_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    hipaa_consent_version: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    updated_by: Mapped[str] = mapped_column(String(120), nullable=False)
+
+
+class UserDevice(Base):
+    """A client a user has logged in from: its fingerprint (a hash, never the key or
+    address itself), a label a person recognises, and when it was seen."""
+
+    __tablename__ = "user_devices"
+    __table_args__ = (UniqueConstraint("user_id", "fingerprint", name="uq_user_devices_user_id"),)
+    id: Mapped[uuid.UUID] = _uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("users.id"), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    label: Mapped[str] = mapped_column(String(200), nullable=False)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    logins: Mapped[int] = mapped_column(Integer, nullable=False, default=1)

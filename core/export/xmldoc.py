@@ -1,6 +1,8 @@
-"""XML: one file per table, `<export table="clients"><row><field>value</field>...</row>`.
+"""XML: one file per table, `<export table="clients" xsi:type="clients-export"><row>
+<field>value</field>...</row>`, valid against the published schema docs/export.xsd
+(core.export.xsd writes it; the root's xsi:type selects the table's row type).
 
-A missing value is an empty element with `null="true"` (an empty string is an empty
+A missing value is an empty element with `xsi:nil="true"` (an empty string is an empty
 element without it). Characters XML 1.0 cannot carry (most control characters) are
 replaced with U+FFFD, so the file always parses. A carriage return is written as the
 character reference `&#13;`: a parser normalises a literal CR or CRLF to LF, which would
@@ -12,9 +14,12 @@ import io
 import re
 from xml.sax.saxutils import XMLGenerator, escape
 
+from strongroom.core.export.xsd import XSI, type_name
+
 EXTENSION = "xml"
 PER_TABLE = True
 TEXT = True
+_NIL = {"xsi:nil": "true"}
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
@@ -42,7 +47,7 @@ class Document:
 
     def begin_table(self, table: str, fields: tuple[str, ...]) -> None:
         self._fields = fields
-        self._xml.startElement("export", {"table": table})
+        self._xml.startElement("export", {"xmlns:xsi": XSI, "table": table, "xsi:type": type_name(table)})
         self._xml.ignorableWhitespace("\n")
 
     def write_rows(self, rows: list[dict]) -> None:
@@ -51,7 +56,7 @@ class Document:
             xml.startElement("row", {})
             for field in self._fields:
                 value = row[field]
-                xml.startElement(field, {"null": "true"} if value is None else {})
+                xml.startElement(field, _NIL if value is None else {})
                 if value is not None:
                     xml.characters(_text(value))
                 xml.endElement(field)

@@ -1,6 +1,8 @@
 """A file's content as sealed chunks in a storage target, streamed both ways.
 
-Layout. The plaintext is cut into chunks of CHUNK_SIZE (1 MiB). Each chunk is optionally
+Layout. The plaintext is cut into chunks of CHUNK_SIZE (4 MiB; files stored before
+it grew were cut at 1 MiB, and the manifest's `chunk_size` says which, so both read).
+Each chunk is optionally
 zstd-compressed (kept only where it is smaller), prefixed with a codec byte, and sealed
 with the client's data key (AES-256-GCM, fresh random nonce, core.crypto.fields layout)
 under associated data naming the file, the chunk's index and whether it is the last:
@@ -9,8 +11,9 @@ under associated data naming the file, the chunk's index and whether it is the l
 
 so a chunk copied from another file, moved to another index, or a file cut short (its
 new last chunk was sealed as "not final") fails authentication. Each chunk is one
-object, named by a keyed hash of the file id, its index and its plaintext's SHA-256; a
-manifest object, written last, lists the chunks and is sealed the same way (AAD naming
+object, named by a keyed hash of the file id, its index and a random token drawn once
+per write (older files: the chunk's plaintext SHA-256 in its place; names are only
+ever looked up through the manifest, so both kinds read the same); a manifest object, written last, lists the chunks and is sealed the same way (AAD naming
 the file and "manifest") and named by a keyed hash of the file id and the SHA-256 of the
 whole plaintext. The keyed hash is the blind-index HMAC (a system key the store never
 sees, its own field name per use), so object names reveal neither plaintext hashes nor
@@ -19,18 +22,29 @@ file ids, and the store can be listed without learning which files are equal.
 No deduplication in the live store: every chunk is sealed to its file, so two files
 with equal content share nothing (backups deduplicate on their own, issue 19 item 3).
 
-Memory holds one chunk (plus the manifest's list of chunk names, 33 bytes per MiB)
-whatever the file's size. A manifest is written only after every chunk is stored, so
-a crash mid-write leaves chunks no manifest names (orphans for the integrity job to
-find, never a readable half file).
+Speed. Writing, chunks are compressed, sealed and stored (each an fsynced object) by
+WORKERS threads while the caller feeds more plaintext; zstd, AES-GCM, SHA-256 and the
+fsyncs release the GIL, so the stages overlap. The plaintext is hashed once (the whole
+file's SHA-256; a chunk is not hashed on its own). Reading, the next chunks are fetched
+and opened by the same number of threads while the caller takes the current one.
+WORKERS is 2: more threads than the two cores a small practice's machine has only
+add memory.
+
+Memory holds a few chunks (at most WORKERS in flight each way, plus the manifest's
+list of chunk names) whatever the file's size. A manifest is written only after every
+chunk is stored (every worker's put has returned), so a crash mid-write leaves chunks
+no manifest names (orphans for the integrity job to find, never a readable half file).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import struct
 import uuid
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import zstandard
@@ -40,7 +54,10 @@ from strongroom.core.crypto.fields import FieldCipher, key_id_of
 from strongroom.core.errors import CryptoError, IntegrityError, NotFoundError, StrongroomError
 from strongroom.core.storage.base import Target
 
-CHUNK_SIZE = 1024 * 1024
+CHUNK_SIZE = 4 * 1024 * 1024
+LEGACY_CHUNK_SIZE = 1024 * 1024     # files stored before chunks grew to 4 MiB
+MAX_CHUNK_SIZE = 64 * 1024 * 1024   # the largest chunk_size a manifest may name
+WORKERS = 2                          # threads sealing/storing (writing) or fetching/opening (reading)
 PREFIX = "files"
 _CHUNK_AAD = b"strongroom.file.chunk\0"
 _MANIFEST_AAD = b"strongroom.file.manifest\0"
@@ -80,59 +97,136 @@ class ContentWriter:
     def __init__(self, target: Target, cipher: FieldCipher, indexer: BlindIndexer, file_id: uuid.UUID,
                  *, compress: bool = True, extra: dict | None = None) -> None:
         self._target, self._cipher, self._indexer, self.file_id = target, cipher, indexer, file_id
-        self._compressor = zstandard.ZstdCompressor(level=3) if compress else None
+        self._compress = compress
         self._extra = extra or {}
-        self._buffer = bytearray()
+        self._pieces: list[bytes] = []      # plaintext not yet cut into a chunk
+        self._held = 0                      # bytes in _pieces
         self._hash = hashlib.sha256()
-        self._keys: list[str] = []
+        self._token = secrets.token_hex(16)
+        self._keys: list[str] = []          # every chunk handed to a worker, in order
+        self._pending: deque[Future] = deque()
+        self._pool: ThreadPoolExecutor | None = None
         self.size = 0
         self._done = False
 
     def write(self, data: bytes) -> None:
-        """Take more plaintext; full chunks are sealed and stored at once. The last full
-        chunk is held back until more arrives or `finish`, which seals it as final."""
+        """Take more plaintext; full chunks go to the workers at once. The last full
+        chunk is held back until more arrives or `finish`, which seals it as final. A
+        worker's error on an earlier chunk is raised here (or by `finish`), after
+        everything stored so far is deleted again (as `abort`)."""
         if self._done:
             raise StrongroomError("content writer already finished")
-        self._buffer += data
+        if not data:
+            return
+        data = bytes(data)
         self._hash.update(data)
         self.size += len(data)
-        while len(self._buffer) > CHUNK_SIZE:
-            self._store(bytes(self._buffer[:CHUNK_SIZE]), final=False)
-            del self._buffer[:CHUNK_SIZE]
+        self._pieces.append(data)
+        self._held += len(data)
+        try:
+            while self._held > CHUNK_SIZE:
+                self._submit(self._take(CHUNK_SIZE), final=False)
+        except BaseException:
+            self.abort()
+            raise
+
+    def drain(self) -> None:
+        """Wait until every full chunk handed on so far is stored (all but the held-back
+        last one); a worker's error is raised, after everything stored is deleted."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        except BaseException:
+            self.abort()
+            raise
 
     def finish(self) -> StoredContent:
-        """Store the final chunk and then the manifest; the content exists from here on."""
+        """Store the final chunk, wait until every chunk is stored, then write the
+        manifest; the content exists from here on."""
         if self._done:
             raise StrongroomError("content writer already finished")
-        self._store(bytes(self._buffer), final=True)
-        self._buffer = bytearray()
         self._done = True
         sha = self._hash.hexdigest()
-        manifest = json.dumps({"v": MANIFEST_VERSION, "size": self.size, "chunk_size": CHUNK_SIZE,
-                               "chunks": self._keys, **self._extra}).encode()
         key = object_key(self._indexer, "manifest", f"{self.file_id}:{sha}")
-        self._target.put(key, self._cipher.encrypt(manifest, _MANIFEST_AAD + self.file_id.bytes))
+        try:
+            self._submit(self._take(self._held), final=True)
+            while self._pending:
+                self._pending.popleft().result()
+            self._shutdown()
+            manifest = json.dumps({"v": MANIFEST_VERSION, "size": self.size, "chunk_size": CHUNK_SIZE,
+                                   "chunks": self._keys, **self._extra}).encode()
+            self._target.put(key, self._cipher.encrypt(manifest, _MANIFEST_AAD + self.file_id.bytes))
+        except BaseException:
+            self.abort()
+            raise
         self._keys.append(key)
         return StoredContent(key, content_digest(self._indexer, sha), self.size, len(self._keys) - 1)
 
     def abort(self) -> None:
-        """Delete every object this writer stored (a failed or cancelled add)."""
+        """Delete every object this writer stored (a failed or cancelled add), after
+        the workers have stopped, so none is stored behind the deletes."""
         self._done = True
+        self._pieces, self._held = [], 0
+        for future in self._pending:
+            future.cancel()
+        for future in self._pending:
+            if not future.cancelled():
+                try:
+                    future.result()
+                except Exception:   # noqa: BLE001 - being aborted anyway; the objects go below
+                    pass
+        self._pending.clear()
+        self._shutdown()
         for key in self._keys:
             self._target.delete(key)
         self._keys = []
 
-    def _store(self, plain: bytes, *, final: bool) -> None:
+    def _take(self, n: int) -> bytes:
+        """The first `n` held bytes as one chunk: whole pieces joined once, a piece cut
+        by the chunk's end split through a memoryview (no copy of what stays held)."""
+        out: list = []
+        got = 0
+        while got < n:
+            piece = self._pieces[0]
+            need = n - got
+            if len(piece) <= need:
+                out.append(self._pieces.pop(0))
+                got += len(piece)
+            else:
+                view = memoryview(piece)
+                out.append(view[:need])
+                self._pieces[0] = view[need:]
+                got = n
+        self._held -= n
+        if len(out) == 1 and isinstance(out[0], bytes):
+            return out[0]
+        return b"".join(out)
+
+    def _submit(self, plain: bytes, *, final: bool) -> None:
         index = len(self._keys)
+        key = object_key(self._indexer, "chunk", f"{self.file_id}:{index}:{self._token}")
+        self._keys.append(key)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="files-write")
+        # Bounded: at most WORKERS chunks in flight (memory), each worker busy.
+        while len(self._pending) >= WORKERS:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._store, key, plain, index, final))
+
+    def _shutdown(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _store(self, key: str, plain: bytes, index: int, final: bool) -> None:
         body, codec = plain, _RAW
-        if self._compressor is not None and plain:
-            packed = self._compressor.compress(plain)
+        if self._compress and plain:
+            packed = zstandard.ZstdCompressor(level=3).compress(plain)
             if len(packed) < len(plain):
                 body, codec = packed, _ZSTD
+            del packed
         sealed = self._cipher.encrypt(bytes([codec]) + body, chunk_aad(self.file_id, index, final))
-        key = object_key(self._indexer, "chunk", f"{self.file_id}:{index}:{hashlib.sha256(plain).hexdigest()}")
         self._target.put(key, sealed)
-        self._keys.append(key)
 
 
 def _fetch(target: Target, key: str, file_id: uuid.UUID, what: str) -> bytes:
@@ -158,42 +252,78 @@ def read_manifest(target: Target, cipher_for, file_id: uuid.UUID, storage_key: s
     return manifest
 
 
+def _chunk_size(manifest: dict, file_id: uuid.UUID) -> int:
+    """The manifest's chunk size (1 MiB for files stored before chunks grew), bounded
+    so a manifest cannot make a reader inflate a chunk without limit."""
+    size = manifest.get("chunk_size", LEGACY_CHUNK_SIZE)
+    if type(size) is not int or not 0 < size <= MAX_CHUNK_SIZE:
+        raise IntegrityError(f"file {file_id}: the stored manifest has an unknown format")
+    return size
+
+
+def _open_chunk(target: Target, cipher_for, file_id: uuid.UUID, key: str, index: int, final: bool,
+                chunk_size: int) -> bytes:
+    """Fetch, authenticate and decompress one chunk (run by a reader's worker thread)."""
+    blob = _fetch(target, key, file_id, f"chunk {index}")
+    try:
+        plain = cipher_for(key_id_of(blob)).decrypt(blob, chunk_aad(file_id, index, final),
+                                                     where=f"file {file_id} chunk {index}")
+    except CryptoError:
+        raise IntegrityError(f"file {file_id}: chunk {index} failed authentication "
+                             "(tampered, swapped from another file, reordered or truncated)") from None
+    codec = plain[0] if plain else -1
+    if codec == _ZSTD:
+        try:
+            return zstandard.ZstdDecompressor().decompress(memoryview(plain)[1:], max_output_size=chunk_size)
+        except zstandard.ZstdError:
+            raise IntegrityError(f"file {file_id}: chunk {index} does not decompress") from None
+    if codec != _RAW:
+        raise IntegrityError(f"file {file_id}: chunk {index} has an unknown codec")
+    return plain[1:]
+
+
 def read_chunks(target: Target, cipher_for, file_id: uuid.UUID, storage_key: str,
                 *, size: int, digest: str, indexer: BlindIndexer) -> Iterator[bytes]:
     """Yield the plaintext a chunk at a time, each authenticated before it is yielded;
     after the last, the whole is checked against the row's size and keyed digest. Any
     failure raises IntegrityError naming the file (never its name or content), so a
     caller that writes to a temporary file and renames only at the end never delivers
-    a tampered, reordered or truncated file."""
+    a tampered, reordered or truncated file. The next chunks (WORKERS in flight) are
+    fetched and opened by threads while the caller handles the current one; closing the iterator
+    early stops them."""
     manifest = read_manifest(target, cipher_for, file_id, storage_key)
     keys = manifest["chunks"]
+    chunk_size = _chunk_size(manifest, file_id)
+    last = len(keys) - 1
     whole = hashlib.sha256()
     total = 0
-    decompressor = zstandard.ZstdDecompressor()
-    for index, key in enumerate(keys):
-        blob = _fetch(target, key, file_id, f"chunk {index}")
-        try:
-            plain = cipher_for(key_id_of(blob)).decrypt(blob, chunk_aad(file_id, index, index == len(keys) - 1),
-                                                         where=f"file {file_id} chunk {index}")
-        except CryptoError:
-            raise IntegrityError(f"file {file_id}: chunk {index} failed authentication "
-                                 "(tampered, swapped from another file, reordered or truncated)") from None
-        codec, body = plain[0], plain[1:]
-        if codec == _ZSTD:
-            try:
-                body = decompressor.decompress(body, max_output_size=CHUNK_SIZE)
-            except zstandard.ZstdError:
-                raise IntegrityError(f"file {file_id}: chunk {index} does not decompress") from None
-        elif codec != _RAW:
-            raise IntegrityError(f"file {file_id}: chunk {index} has an unknown codec")
-        whole.update(body)
-        total += len(body)
-        if total > size:
-            raise IntegrityError(f"file {file_id}: the stored content is longer than recorded")
-        if index == len(keys) - 1:
-            if total != size or content_digest(indexer, whole.hexdigest()) != digest:
-                raise IntegrityError(f"file {file_id}: the stored content does not match its recorded hash")
-        yield body
+    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="files-read")
+    ahead: deque[Future] = deque()
+    submitted = 0
+
+    def refill() -> None:
+        nonlocal submitted
+        while len(ahead) < WORKERS and submitted <= last:
+            ahead.append(pool.submit(_open_chunk, target, cipher_for, file_id, keys[submitted], submitted,
+                                     submitted == last, chunk_size))
+            submitted += 1
+    try:
+        refill()
+        for index in range(len(keys)):
+            body = ahead.popleft().result()
+            refill()                   # the next ones are opened while this one is handled
+            whole.update(body)
+            total += len(body)
+            if total > size:
+                raise IntegrityError(f"file {file_id}: the stored content is longer than recorded")
+            if index == last:
+                if total != size or content_digest(indexer, whole.hexdigest()) != digest:
+                    raise IntegrityError(f"file {file_id}: the stored content does not match its recorded hash")
+            yield body
+    finally:
+        for future in ahead:
+            future.cancel()
+        pool.shutdown(wait=True)
 
 
 def object_keys(target: Target, cipher_for, file_id: uuid.UUID, storage_key: str) -> list[str]:

@@ -1,8 +1,8 @@
 """Where client file content lives: `[files] target`, or `<data_dir>/files` by default.
 
 Any storage target (core/storage: a local directory, S3) serves, through the same
-`put`/`get`/`delete` of whole objects the backups use; content is cut into 1 MiB chunk
-objects (core/files/content.py) so no call holds more than one chunk. The files store
+`put`/`get`/`delete` of whole objects the backups use; content is cut into 4 MiB chunk
+objects (core/files/content.py) so no call holds more than one chunk (older files: 1 MiB). The files store
 must not be a backup repository: backups prune what their manifests do not name.
 """
 from __future__ import annotations

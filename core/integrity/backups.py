@@ -3,7 +3,9 @@
 A backup nobody has read back is a hope, not a backup. For every active backup
 configuration (and snapshots that belong to none), the newest succeeded snapshot must
 be younger than `verified_days`, some snapshot of it verified within `verified_days`,
-and one restore-drilled within `drilled_days` (core/config.py IntegritySettings). A
+and one restore-drilled within `drilled_days` (core/config.py IntegritySettings). Each
+finding also gives the client files the newest snapshot carries (count, bytes), and
+warns when it lacked some live file's content. A
 configuration younger than a window gets a warning for what it cannot have done yet
 (a new install has no drill); after that, a failure. No configuration and no snapshot
 at all is a warning: nothing is configured to prove.
@@ -61,17 +63,30 @@ def check_backups(ctx: Context, progress, *, now: datetime | None = None) -> dic
                    func.max(_backups.c.verified_at).label("verified"),
                    func.max(_backups.c.drilled_at).label("drilled"))
             .where(_backups.c.status == "succeeded").group_by(_backups.c.configuration_id))}
+        # The client files the newest snapshot of each configuration carries.
+        newest_files: dict = {}
+        for row in conn.execute(select(_backups.c.configuration_id, _backups.c.file_count, _backups.c.file_bytes,
+                                       _backups.c.files_missing).where(_backups.c.status == "succeeded")
+                                .order_by(_backups.c.finished_at, _backups.c.id)):
+            newest_files[row.configuration_id] = row
     progress(1, 1, "backups")
     status, findings = OK, {}
     for config_id in sorted(set(configs) | set(snaps), key=str):
         snap, config = snaps.get(config_id), configs.get(config_id)
         here, problems = _judge(snap, now, verified, drilled, config.created_at if config else None)
+        files = newest_files.get(config_id)
+        if files is not None and files.files_missing:
+            # Live file rows whose content was gone when the snapshot read it: the
+            # snapshot cannot restore them (the orphans check names the files).
+            here, problems = worst(here, WARN), problems + [f"newest snapshot lacks {files.files_missing} file(s)' content"]
         status = worst(status, here)
         findings[config.name if config else str(config_id)] = {
             "status": here, "problems": problems,
             "newest_age_days": _age_days(snap and snap["newest"], now),
             "verified_age_days": _age_days(snap and snap["verified"], now),
-            "drilled_age_days": _age_days(snap and snap["drilled"], now)}
+            "drilled_age_days": _age_days(snap and snap["drilled"], now),
+            "files": None if files is None or files.file_count is None else
+            {"count": files.file_count, "bytes": files.file_bytes, "missing": files.files_missing}}
     if not findings:
         status = WARN
     bad = sum(1 for f in findings.values() if f["status"] == FAIL)

@@ -1,7 +1,8 @@
 """Backup job: every table, streamed as COPY-text segments, into a backup repository.
 
 The sentence of the pipeline: read_tables -> segments -> store_chunk (zstd, AES-GCM,
-keyed content address) -> manifest, written last. Reading happens in one consistent
+keyed content address) -> client file objects (core/backup/files.py) -> manifest,
+written last. Reading happens in one consistent
 snapshot (SQLite: one deferred read transaction under WAL; PostgreSQL: REPEATABLE READ,
 READ ONLY, with `COPY ... TO STDOUT`), and only ever holds one segment per in-flight
 chunk in memory, so memory stays bounded whatever the table sizes. Compression and
@@ -32,7 +33,10 @@ from strongroom.core import audit
 from strongroom.core.backup import copytext
 from strongroom.core.backup.manifest import AuditHead, ChunkRef, Manifest, TableEntry
 from strongroom.core.backup import configurations, keybag
-from strongroom.core.backup.repository import Lock, Repository, StoredChunk
+from strongroom.core.backup import files as backup_files
+from strongroom.core.files.store import open_files_target
+from strongroom.core.backup.locks import Lock
+from strongroom.core.backup.repository import Repository, StoredChunk
 from strongroom.core.context import Context
 from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import set_scope, transaction
@@ -247,6 +251,10 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             live_keys = keybag.live_keys(conn, ctx.keyring, started)
             entries, added_total = write_tables(
                 conn, repo, lock, pool, lambda table: _plan(conn, table, parent, parent_tables), progress)
+            # File content from the same read snapshot: exactly the files its rows name.
+            tables_bytes = sum(ref.size for entry in entries for ref in entry.chunks)
+            files = backup_files.back_up(conn, ctx.keyring, repo, open_files_target(ctx.settings), parent,
+                                         lock, pool, lambda d, t, m: progress(tables_bytes + d, None, m))
         lock.check()
         # The keys before the manifest: a snapshot never exists without them.
         keybag.after_backup(ctx.engine, repo, live_keys, snapshot_id, started)
@@ -256,7 +264,7 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             parent_id=parent.snapshot_id if parent else None, created_at=started,
             schema_revision=revision, change_watermark=watermark, tables=entries,
             audit=AuditHead(id=checkpoint["head_id"], hash=checkpoint["head_hash"], checkpoint=checkpoint),
-            added_bytes=added_total)
+            added_bytes=added_total, files=files)
         repo.write_manifest(manifest, lock)
         if cfg.verify_after:
             problems = repo.verify_fast(manifest, lambda d, t, m: progress(d, t, f"verifying: {m}"))
@@ -271,17 +279,19 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             "parent_id": parent.snapshot_id if parent and _known(conn, parent.snapshot_id) else None,
             "started_at": started, "finished_at": utcnow(), "manifest_key": f"snapshots/{snapshot_id}.json",
             "change_watermark": watermark, "size_bytes": totals.plain_bytes, "stored_bytes": totals.added_bytes,
-            "row_count": totals.rows,
+            "row_count": totals.rows, **backup_files.columns(files),
             "error": f"verify after backup: {len(problems)} problem(s); first: {problems[0]}" if problems else None}])
         audit.append(conn, actor=params.get("actor", "system"), action="BACKUP", table_name="backups",
                      record_id=snapshot_id, outcome="failure" if problems else "success",
                      details={"kind": kind, "rows": totals.rows, "tables": totals.tables,
                               "plain_bytes": totals.plain_bytes, "added_bytes": totals.added_bytes,
                               "target": repo.target.describe(), "configuration": cfg.name,
-                              "verified_after": cfg.verify_after, "verify_problems": len(problems)})
+                              "verified_after": cfg.verify_after, "verify_problems": len(problems),
+                              "files": files.summary() if files else None})
     result = BackupResult(str(snapshot_id), kind, totals.tables, totals.rows, totals.plain_bytes,
                           totals.stored_bytes, totals.added_bytes, repo.target.describe()).as_dict()
-    result.update(configuration=cfg.name, verified_after=cfg.verify_after and not problems)
+    result.update(configuration=cfg.name, verified_after=cfg.verify_after and not problems,
+                  files=files.summary() if files else None)
     if problems:
         raise BackupVerifyFailure(f"snapshot {snapshot_id} was written but the verify after backup found "
                                   f"{len(problems)} problem(s); first: {problems[0]}",

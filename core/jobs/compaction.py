@@ -47,6 +47,7 @@ from pathlib import Path
 from sqlalchemy import insert, select, update
 
 from strongroom.core import audit
+from strongroom.core.backup import files as backup_files
 from strongroom.core.backup import configurations, copytext, keybag
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
@@ -110,7 +111,7 @@ def _synthesise_base(ctx: Context, repo: Repository, source: Manifest, lock, pro
         return Manifest.build(repository_id=repo.id, snapshot_id=snapshot_id, kind="full", parent_id=None,
                               created_at=source.created_at, schema_revision=source.schema_revision,
                               change_watermark=source.change_watermark, tables=entries, audit=source.audit,
-                              added_bytes=added)
+                              added_bytes=added, files=source.files)
     finally:
         if engine is not None:
             engine.dispose()
@@ -135,7 +136,7 @@ def compact(ctx: Context, repo: Repository, cfg: configurations.Configuration, r
             copy = Manifest.build(repository_id=repo.id, snapshot_id=new_id(), kind="incremental",
                                   parent_id=written[-1].snapshot_id, created_at=link.created_at,
                                   schema_revision=link.schema_revision, change_watermark=link.change_watermark,
-                                  tables=link.tables, audit=link.audit, format=link.format)
+                                  tables=link.tables, audit=link.audit, format=link.format, files=link.files)
             written.append(repo.write_manifest(copy, lock))
             mapping[link.snapshot_id] = copy.snapshot_id
         for manifest in written:
@@ -171,7 +172,8 @@ def _record(ctx: Context, cfg, rewrite: Rewrite, originals: list[Manifest], writ
                 "started_at": times.get(old, manifest.created_at), "finished_at": now, "verified_at": now,
                 "manifest_key": f"snapshots/{manifest.snapshot_id}.json",
                 "change_watermark": manifest.change_watermark, "size_bytes": manifest.totals.plain_bytes,
-                "stored_bytes": manifest.totals.added_bytes, "row_count": manifest.totals.rows}])
+                "stored_bytes": manifest.totals.added_bytes, "row_count": manifest.totals.rows,
+                **backup_files.columns(manifest.files)}])
             # The original is superseded from now on: the database's view of what each
             # data point is stays one snapshot, even if deleting the original waits.
             conn.execute(update(table).where(table.c.id == old).values(status="superseded",

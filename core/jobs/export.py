@@ -20,14 +20,27 @@ requester's hourly limit: they did not get it.
 
 An encrypted ZIP's password never reaches the database: the daemon seals it with the
 system key (`seal_password`) before the run is queued, and only the sealed form is in
-the run's parameters. Scheduled exports are not offered: a person starts each one
-(export is an on-request job kind).
+the run's parameters.
+
+A saved configuration may carry a crontab(5) `schedule`: its `next_export_at` is kept
+in the database, and the daemon's scheduler runs every configuration whose time has
+come (`due_configurations`, `claim_run`), with `scheduled` set, as the configuration's
+owner (`created_by`, with the owner's permissions at run time; the system for one saved
+before owners were recorded); a run
+missed while the daemon was down runs once when it is back, and the next time is
+counted from then, so a long outage never becomes a burst. An encrypted scheduled
+export takes its ZIP password from the systemd credential the configuration names
+(`password_credential`, read from $CREDENTIALS_DIRECTORY at run time, never from the
+config file or the database); a missing or short credential fails the run before
+anything is written, and the failed run is audited. Finished exports leave the export
+directory after their retention period (core.jobs.export_retention).
 """
 from __future__ import annotations
 
 import base64
 import functools
 import logging
+import os
 import re
 import shutil
 import uuid
@@ -53,6 +66,7 @@ from strongroom.core.errors import (ConflictError, CryptoError, NotFoundError, P
 from strongroom.core.export import csvdoc, jsondoc, pdfdoc, spec, xmldoc
 from strongroom.core.export.archive import Output, check_directory
 from strongroom.core.principal import SYSTEM, Principal
+from strongroom.core.schedule import next_fire_time, validate as validate_cron
 from strongroom.core.repository.records import MODELS, require_read, stream_columns
 
 log = logging.getLogger(__name__)
@@ -63,6 +77,8 @@ _exports = Export.__table__
 _configurations = ExportConfiguration.__table__
 _PASSWORD_AAD = b"strongroom/export-zip-password/v1"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# A systemd credential's name (LoadCredential=NAME:..., SetCredentialEncrypted=NAME:...).
+_CREDENTIAL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # format -> the module (or class) writing it: its Document, EXTENSION, PER_TABLE, TEXT.
 DOCUMENTS = {"csv": csvdoc, "ndjson": jsondoc.NdjsonDocument, "json": jsondoc.JsonDocument, "xml": xmldoc,
              "pdf": pdfdoc}
@@ -131,7 +147,8 @@ def _configuration(ctx: Context, name: str) -> dict:
             tables[table].append(field)
     return {"id": row["id"], "name": row["name"], "tables": list(tables),
             "fields": {t: f for t, f in tables.items() if f}, "filters": row["filters"] or {},
-            "format": row["format"], "masking": row["masking_profile"], "encrypt": row["encryption_enabled"]}
+            "format": row["format"], "masking": row["masking_profile"], "encrypt": row["encryption_enabled"],
+            "password_credential": row["password_credential"], "created_by": row["created_by"]}
 
 
 def build_request(ctx: Context, params: dict, *, now: datetime | None = None) -> Request:
@@ -142,8 +159,8 @@ def build_request(ctx: Context, params: dict, *, now: datetime | None = None) ->
     configuration = None
     if params.get("configuration"):
         configuration = _configuration(ctx, str(params["configuration"]))
-        params = {**configuration, **{k: params[k] for k in ("password_sealed", "actor", "as_of", "bom")
-                                     if k in params}}
+        params = {**configuration, **{k: params[k] for k in ("password_sealed", "actor", "as_of", "bom",
+                                                             "scheduled") if k in params}}
     tables = spec.check_tables(params.get("tables"), params.get("fields"))
     filters = spec.check_filters(params.get("filters"), tables)
     if "range" in filters:
@@ -155,14 +172,31 @@ def build_request(ctx: Context, params: dict, *, now: datetime | None = None) ->
     if bom and fmt != "csv":
         raise ValidationError("export: bom applies to the csv format only")
     password = None
-    if encrypt:
+    if encrypt and configuration is not None and _truthy(params.get("scheduled")):
+        password = credential_password(configuration["password_credential"])
+    elif encrypt:
         if not params.get("password_sealed"):
             raise ValidationError("export: an encrypted ZIP needs a password (exports.run seals it for the run)")
         password = _unseal(ctx, str(params["password_sealed"]))
         _check_password(password.decode(errors="replace"))
     return Request(tables, filters, fmt, masking, encrypt, password,
-                   None if configuration is None else {"id": configuration["id"], "name": configuration["name"]},
+                   None if configuration is None else {"id": configuration["id"], "name": configuration["name"],
+                                                       "created_by": configuration["created_by"]},
                    bom)
+
+
+def _requester(params: dict, request: Request) -> str:
+    """Who the export is for: the run's actor, except that a scheduled run of a saved
+    configuration (queued by the daemon, so its actor is the system) exports as the
+    configuration's owner, checked against the owner's permissions at run time; a
+    schedule saved before owners were recorded still runs as the system. A person who
+    submits a run with `scheduled` set is still themself: only the system's runs act
+    for an owner."""
+    actor = str(params.get("actor") or "system")
+    owner = (request.configuration or {}).get("created_by")
+    if actor == "system" and owner and _truthy(params.get("scheduled")):
+        return str(owner)
+    return actor
 
 
 def _as_of(value: object) -> datetime:
@@ -199,9 +233,14 @@ def save_configuration(ctx: Context, name: str, params: dict, principal: Princip
     tables = spec.check_tables(params.get("tables"), params.get("fields"))
     masking = spec.check_masking(params.get("masking"))
     check_access(principal, tables, masking)
-    row = {"id": uuid.uuid4(), "name": name, "format": spec.check_format(params.get("format")),
+    retention = check_retention_days(params.get("retention_days"))
+    encrypt = _truthy(params.get("encrypt"))
+    timing = _schedule_of(params.get("schedule"), params.get("password_credential"), encrypt)
+    row = {"id": uuid.uuid4(), "name": name, "format": spec.check_format(params.get("format")), "retention_days": retention,
+           **timing,
            "filters": spec.check_filters(params.get("filters"), tables), "masking_profile": masking,
-           "encryption_enabled": _truthy(params.get("encrypt")), "is_active": True, "created_at": utcnow(),
+           "encryption_enabled": encrypt, "is_active": True, "created_at": utcnow(),
+           "created_by": principal.actor[:120],
            "fields": [f"{table}.{field}" for table, fields in tables.items() for field in fields]}
     with transaction(ctx.engine) as conn:
         if conn.execute(select(_configurations.c.id).where(_configurations.c.name == name)).first():
@@ -209,8 +248,154 @@ def save_configuration(ctx: Context, name: str, params: dict, principal: Princip
         conn.execute(insert(_configurations), [row])
         audit.append(conn, actor=principal.actor, action="CONFIG", table_name="export_configurations", record_id=row["id"],
                      details={"event": "export_configuration_saved", "name": name, "format": row["format"],
-                              "tables": list(tables), "masking_profile": row["masking_profile"]})
-    return {k: row[k] for k in ("id", "name", "format", "filters", "fields", "masking_profile", "encryption_enabled")}
+                              "tables": list(tables), "masking_profile": row["masking_profile"],
+                              "retention_days": retention, "schedule": timing["schedule"],
+                              "password_credential": timing["password_credential"]})
+    return {k: row[k] for k in _SHOWN}
+
+
+_SHOWN = ("id", "name", "format", "filters", "fields", "masking_profile", "encryption_enabled", "retention_days",
+          "schedule", "next_export_at", "password_credential", "created_by")
+
+
+def check_schedule(value: object) -> str | None:
+    """A configuration's crontab(5) schedule, normalised (None: run by hand only)."""
+    if value in (None, ""):
+        return None
+    try:
+        return validate_cron(str(value))
+    except ValueError:
+        raise ValidationError("export: schedule is not a crontab(5) expression (five fields: minute hour "
+                              "day-of-month month weekday, or a nickname such as @daily)") from None
+
+
+def check_credential(value: object) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not _CREDENTIAL.match(value):
+        raise ValidationError("export: password_credential is not a systemd credential name "
+                              "(1-64 of A-Z a-z 0-9 _ . -)")
+    return value
+
+
+def _schedule_of(schedule: object, credential: object, encrypt: bool, now: datetime | None = None) -> dict:
+    """schedule, password_credential and next_export_at for a configuration, checked
+    together: a scheduled encrypted export needs a credential for its password, and a
+    credential is only for an encrypted one."""
+    schedule, credential = check_schedule(schedule), check_credential(credential)
+    if credential and not encrypt:
+        raise ValidationError("export: password_credential applies to an encrypted configuration only")
+    if schedule and encrypt and not credential:
+        raise ValidationError("export: a scheduled encrypted export needs password_credential (a systemd "
+                              "credential holding its ZIP password; it is never kept in the config or database)")
+    return {"schedule": schedule, "password_credential": credential,
+            "next_export_at": next_fire_time(schedule, now or utcnow()) if schedule else None}
+
+
+def update_configuration(ctx: Context, name: str, changes: dict, principal: Principal) -> dict:
+    """Change a saved configuration's schedule, password_credential or retention_days
+    (those keys present in `changes`; an empty value clears one). Checked whole, then
+    written in one transaction and audited; the next export time is counted from now."""
+    unknown = set(changes) - {"schedule", "password_credential", "retention_days"}
+    if unknown:
+        raise ValidationError(f"export: {len(unknown)} unknown setting(s) (known: schedule, password_credential, "
+                              "retention_days)")
+    with transaction(ctx.engine) as conn:
+        row = conn.execute(select(_configurations).where(_configurations.c.name == name)
+                           .with_for_update()).mappings().first()
+        if row is None or not row["is_active"]:
+            raise NotFoundError("export configuration: none active by that name")
+        merged = {"schedule": row["schedule"], "password_credential": row["password_credential"],
+                  "retention_days": row["retention_days"], **changes}
+        values = {**_schedule_of(merged["schedule"], merged["password_credential"], row["encryption_enabled"]),
+                  "retention_days": check_retention_days(merged["retention_days"])}
+        conn.execute(update(_configurations).where(_configurations.c.id == row["id"]).values(**values))
+        audit.append(conn, actor=principal.actor, action="CONFIG", table_name="export_configurations",
+                     record_id=row["id"], details={"event": "export_configuration_updated", "name": name,
+                                                   "changed": sorted(changes),
+                                                   **{k: values[k] for k in ("schedule", "password_credential",
+                                                                             "retention_days")}})
+    return {**{k: row[k] for k in _SHOWN if k in row}, **values}
+
+
+def list_configurations(ctx: Context) -> list[dict]:
+    """Active saved configurations with their schedules (never a password)."""
+    with transaction(ctx.engine, read_only=True) as conn:
+        rows = conn.execute(select(_configurations).where(_configurations.c.is_active.is_(True))
+                            .order_by(_configurations.c.name)).mappings().all()
+    return [{k: r[k] for k in _SHOWN} for r in rows]
+
+
+def credential_password(name: str | None) -> bytes:
+    """An encrypted scheduled export's ZIP password, from the systemd credential `name`
+    ($CREDENTIALS_DIRECTORY/name, as systemd's LoadCredential= provides it: read at each
+    run, never stored). Missing or short: a ValidationError naming the credential."""
+    if not name:
+        raise ValidationError("export: this scheduled encrypted configuration names no password_credential")
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise ValidationError(f"export: systemd credential {name} is not available: the daemon has no "
+                              "$CREDENTIALS_DIRECTORY (LoadCredential= in strongroomd.service)")
+    try:
+        password = (Path(directory) / name).read_bytes().rstrip(b"\r\n")
+    except OSError:
+        raise ValidationError(f"export: systemd credential {name} is missing from $CREDENTIALS_DIRECTORY") from None
+    if len(password.decode(errors="replace")) < spec.MIN_PASSWORD:
+        raise ValidationError(f"export: systemd credential {name} holds a ZIP password shorter than "
+                              f"{spec.MIN_PASSWORD} characters")
+    return password
+
+
+def due_configurations(ctx: Context, now: datetime | None = None) -> list[tuple[str, datetime]]:
+    """(name, next_export_at) of active scheduled configurations whose time has come."""
+    now = now or utcnow()
+    c = _configurations.c
+    with transaction(ctx.engine, read_only=True) as conn:
+        rows = conn.execute(select(c.name, c.next_export_at).where(
+            c.is_active.is_(True), c.schedule.is_not(None), c.next_export_at.is_not(None),
+            c.next_export_at <= now).order_by(c.next_export_at, c.name)).all()
+    return [(r.name, r.next_export_at) for r in rows]
+
+
+def claim_run(ctx: Context, name: str, due: datetime, now: datetime | None = None) -> bool:
+    """Move a due configuration's next_export_at to its first fire time after `now`
+    (not after `due`: missed runs collapse into this one). False if another claim moved
+    it first."""
+    now = now or utcnow()
+    c = _configurations.c
+    with transaction(ctx.engine) as conn:
+        schedule = conn.execute(select(c.schedule).where(c.name == name)).scalar()
+        if not schedule:
+            return False
+        following = next_fire_time(schedule, now + timedelta(seconds=1))
+        moved = conn.execute(update(_configurations).where(c.name == name, c.next_export_at == due)
+                             .values(next_export_at=following)).rowcount
+    return moved == 1
+
+
+def release_claim(ctx: Context, name: str, due: datetime) -> None:
+    """Put back a claimed time when the run could not be queued (tried again next poll)."""
+    with transaction(ctx.engine) as conn:
+        conn.execute(update(_configurations).where(_configurations.c.name == name).values(next_export_at=due))
+
+
+MAX_RETENTION_DAYS = 3650
+
+
+def check_retention_days(value: object) -> int | None:
+    """A configuration's own retention period in days (None: `[export] retention_days`);
+    1 to 3650, refused by name otherwise."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool):
+        raise ValidationError("export: retention_days must be a whole number of days")
+    try:
+        days = int(str(value).strip())
+    except ValueError:
+        raise ValidationError("export: retention_days must be a whole number of days") from None
+    if not 1 <= days <= MAX_RETENTION_DAYS:
+        raise ValidationError(f"export: retention_days must be between 1 and {MAX_RETENTION_DAYS}")
+    return days
 
 
 def principal_of(ctx: Context, actor: str) -> Principal:
@@ -268,8 +453,8 @@ def _check_rate(ctx: Context, actor: str) -> None:
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     """Export as `params` ask (tables, fields, filters, format, masking, encrypt +
     password_sealed; or `configuration` by name); see the module docstring."""
-    actor = str(params.get("actor") or "system")
     request = build_request(ctx, params)
+    actor = _requester(params, request)
     principal = principal_of(ctx, actor)
     authorize(principal, request)
     root = check_directory(export_directory(ctx.settings))

@@ -10,7 +10,7 @@ from strongroom.core.backup import configurations
 from strongroom.core.backup.rekey import RepositoryKeyHolder
 from strongroom.core.context import Context
 from strongroom.core.jobs.kinds import parse
-from strongroom.core.crypto.rotation import rotate_deks
+from strongroom.core.crypto.dek_rotation import rotate_deks
 from strongroom.core.backup.snapshots import target_url
 from strongroom.core.storage import open_target
 

@@ -88,6 +88,9 @@ class RestoreParams(ConfigurationParams):
     dest: Annotated[str, StringConstraints(min_length=1, max_length=1000)] = Field(
         description="Database URL to restore into (never the live database).")
     force: Flag = Field(default=False, description="Restore into a non-empty database (not the live one).")
+    files_dest: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = Field(
+        default=None, description="Files store to restore client file content into (a directory or storage "
+                                  "URL); default: `files` beside a SQLite dest, required for PostgreSQL.")
 
 
 def _comma_list(value: object) -> object:
@@ -148,6 +151,23 @@ class ExportParams(Params):
                                                  "(for spreadsheets).")
     password_sealed: Annotated[str, StringConstraints(max_length=4096)] | None = Field(
         default=None, description="The ZIP password sealed by exports.run (never a clear password).")
+    scheduled: Flag = Field(default=False, description="Set by the scheduler for a configuration's scheduled "
+                                                       "run: an encrypted one's password comes from its "
+                                                       "systemd credential.")
+
+
+class ExportRetentionParams(Params):
+    dry_run: Flag = Field(default=False, description="List the exports past their retention; delete nothing.")
+
+
+class FilesRescanParams(Params):
+    limit: int = Field(default=1000, ge=1, le=100_000, description="Scan at most this many pending files "
+                                                                    "(oldest first).")
+
+
+class ReconcileParams(Params):
+    practice_id: uuid.UUID | None = Field(default=None, description="Match this practice's clients only "
+                                                                     "(default: every practice).")
 
 
 class SyncParams(Params):
@@ -211,6 +231,12 @@ KINDS: dict[str, JobKind] = {k.name: k for k in (
             "EXPORT", "export", on_request_only=True),
     JobKind("retention", RetentionParams, "Archive and delete records whose retention period has passed.",
             "RETENTION", "retention"),
+    JobKind("export_retention", ExportRetentionParams, "Delete export files past their retention_days "
+            "(legal holds keep them); each deletion audited.", "RETENTION", "export_retention"),
+    JobKind("files_rescan", FilesRescanParams, "Scan client files left pending (clamd was down) with clamd: "
+            "clean ones become servable, infected ones are removed and reported.", "INTEGRITY", "file_scan"),
+    JobKind("reconcile", ReconcileParams, "Find likely duplicate clients within a practice and record them "
+            "as open pairs (ids, score, reasons) for a person to merge or dismiss.", "READ", "reconcile"),
     JobKind("sync", SyncParams, "Exchange changes with peer sites: keys, then each table, both ways.",
             "SYNC", "sync"),
 )}

@@ -41,7 +41,7 @@ from strongroom.core.backup.keep import ancestors, closure, keep_rules, keep_set
 from strongroom.core.backup.prune_requests import SCHEDULER
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
-from strongroom.core.config import RetentionSettings
+from strongroom.core.config import KeepPolicy
 from strongroom.core.context import Context
 from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import transaction
@@ -146,7 +146,7 @@ def plan_policy(state: _State, cfg: configurations.Configuration, now: datetime,
     return the_plan
 
 
-def explain(state: _State, the_plan: Plan, rules: dict[uuid.UUID, list[str]], policy: RetentionSettings,
+def explain(state: _State, the_plan: Plan, rules: dict[uuid.UUID, list[str]], policy: KeepPolicy,
             now: datetime) -> list[dict[str, Any]]:
     """Each snapshot in the repository, newest first, with its action (keep, forget,
     replace, leave) and the reasons: the keep rules, the kept snapshots that restore
@@ -182,7 +182,7 @@ def explain(state: _State, the_plan: Plan, rules: dict[uuid.UUID, list[str]], po
     return out
 
 
-def _why_not_kept(row: dict[str, Any] | None, policy: RetentionSettings, now: datetime) -> str:
+def _why_not_kept(row: dict[str, Any] | None, policy: KeepPolicy, now: datetime) -> str:
     if row is not None and policy.max_age_days:
         if row["started_at"] < now - timedelta(days=policy.max_age_days):
             return f"older than max_age_days ({policy.max_age_days})"

@@ -38,6 +38,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from strongroom.core import audit
 from strongroom.core.backup import copytext, keybag
+from strongroom.core.backup import files as backup_files
 from strongroom.core.db import identity, staging
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
@@ -48,6 +49,7 @@ from strongroom.core.errors import ConflictError, IntegrityError, KeyUnavailable
 from strongroom.core.backup.snapshots import chain_of
 from strongroom.core.backup.snapshots import tables as backed_up_tables
 from strongroom.core.repository import changes
+from strongroom.core.storage.base import Target
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class RestoreResult:
     audit_entries: int
     # restored / erased / missing data keys (keybag.Filled)
     keys: dict[str, int] = field(default_factory=dict)
+    # client files put into the files store (files, objects, bytes) and not_restored
+    files: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -276,7 +280,7 @@ def refuse_live_target(target: Engine, live: Engine | None) -> None:
                             "the daemon and restore offline with `strongroom restore --force`")
     if identity.served_by_daemon(target):
         raise ConflictError("the target is a live database: a running strongroomd serves it "
-                            f"(it holds its leader lock); nothing was changed. Stop that daemon "
+                            "(it holds its leader lock); nothing was changed. Stop that daemon "
                             "before restoring over its database")
 
 
@@ -286,11 +290,17 @@ def _what(ident: identity.DatabaseIdentity) -> str:
 
 
 def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: bool = False,
-            progress=None, engine: Engine | None = None, live: Engine | None = None) -> RestoreResult:
+            progress=None, engine: Engine | None = None, live: Engine | None = None,
+            files_target: Target | None = None) -> RestoreResult:
     """Restore `snapshot_id` (following its chain to a full base) into the database at
     `dest_url`, proven before it returns. `live` is the caller's own database (a
     daemon's): a target that is the same database, or that any running daemon serves,
-    is refused before anything is written (`refuse_live_target`)."""
+    is refused before anything is written (`refuse_live_target`).
+
+    With `files_target`, the snapshot's client file objects go into that files store
+    first, each proven by its keyed hash (core/backup/files.py); if they or the
+    database fail, every object this restore wrote is deleted again. Without it the
+    database alone is restored (the files are counted as not restored)."""
     progress = progress or (lambda *a: None)
     started = time.monotonic()
     chain = chain_of(repo, snapshot_id)
@@ -310,13 +320,25 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
     engine = engine or make_engine(dest_url)
     try:
         refuse_live_target(engine, live)
-        if engine.dialect.name == "postgresql" and staging.usable(engine):
-            chain_check = _restore_staged(plan, engine, force)
-        else:
-            chain_check = _restore_in_place(plan, engine, force)
+        written: list[str] = []
+        restored = None
+        if files_target is not None and manifest.files is not None:
+            restored = backup_files.restore(repo, manifest.files, files_target, progress, written)
+        try:
+            if engine.dialect.name == "postgresql" and staging.usable(engine):
+                chain_check = _restore_staged(plan, engine, force)
+            else:
+                chain_check = _restore_in_place(plan, engine, force)
+        except BaseException:
+            if files_target is not None:
+                backup_files.undo(files_target, written)
+            raise
+        count = manifest.files.count if manifest.files else 0
         return RestoreResult(str(snapshot_id), engine.dialect.name, len(manifest.tables),
                              plan.total, round(time.monotonic() - started, 3), chain_check.checked,
-                             plan.keys.as_dict() if plan.keys else {})
+                             plan.keys.as_dict() if plan.keys else {},
+                             files={**(restored.as_dict() if restored else {"files": 0, "objects": 0, "bytes": 0}),
+                                    "not_restored": count - (restored.files if restored else 0)})
     finally:
         if own_engine:
             engine.dispose()
@@ -775,15 +797,19 @@ def run(ctx, params: dict, progress) -> dict[str, Any]:
     daemon's own database: restoring over the live data while it runs is not a restore."""
     from strongroom.core.db.engine import normalise_url
     from strongroom.core.backup.snapshots import open_configured
+    from strongroom.core.files.store import files_target_url
     from strongroom.core.jobs.kinds import parse
 
     asked = parse("restore", params)
     snapshot_id, dest, force = asked.snapshot_id, normalise_url(asked.dest), asked.force
     _, repo = open_configured(ctx, params)
+    files_target = backup_files.destination(dest, asked.files_dest, repo.read_manifest(snapshot_id),
+                                            files_target_url(ctx.settings))
     lock = repo.acquire_lock("shared", "restore")
     outcome, result = "failure", None
     try:
-        result = restore(repo, snapshot_id, dest, force=force, progress=progress, live=ctx.engine)
+        result = restore(repo, snapshot_id, dest, force=force, progress=progress, live=ctx.engine,
+                         files_target=files_target)
         outcome = "success"
     finally:
         lock.release()
@@ -791,5 +817,6 @@ def run(ctx, params: dict, progress) -> dict[str, Any]:
             audit.append(conn, actor=params.get("actor", "system"), action="RESTORE", table_name="backups",
                          record_id=snapshot_id, outcome=outcome,
                          details={"target_engine": dest.split(":", 1)[0].split("+", 1)[0], "force": force,
-                                  **({"rows": result.rows, "seconds": result.seconds} if result else {})})
+                                  **({"rows": result.rows, "seconds": result.seconds, "files": result.files}
+                                     if result else {})})
     return result.as_dict()

@@ -2,8 +2,9 @@
 
 Restores a snapshot (by default the newest) into a scratch SQLite database, which
 `restore` proves against the manifest (row counts, re-encoded table hashes, the audit
-chain to its recorded head), measures how long it took, and records the snapshot as
-`drilled`. The scratch file lives in the data directory (mode 0600 inside a 0700
+chain to its recorded head) and whose client file objects it writes into a scratch
+files store, each proven by its keyed hash, measures how long it took, and records the
+snapshot as `drilled`. The scratch file lives in the data directory (mode 0600 inside a 0700
 directory: it holds the same ciphertext the backups do) and is removed afterwards,
 whatever happens.
 """
@@ -25,6 +26,7 @@ from strongroom.core.db.types import utcnow
 from strongroom.core.errors import NotFoundError
 from strongroom.core.backup.snapshots import newest_snapshot, open_configured
 from strongroom.core.jobs.restore import restore
+from strongroom.core.storage import open_target
 
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
@@ -40,7 +42,7 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     lock = repo.acquire_lock("shared", "restore_drill")
     try:
         result = restore(repo, snapshot_id, f"sqlite:///{scratch / 'drill.db'}", progress=progress,
-                         live=ctx.engine)
+                         live=ctx.engine, files_target=open_target(str(scratch / "files")))
     finally:
         lock.release()
         shutil.rmtree(scratch, ignore_errors=True)
@@ -49,5 +51,5 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
         conn.execute(update(table).where(table.c.id == snapshot_id).values(proof="drilled", drilled_at=utcnow()))
         audit.append(conn, actor=params.get("actor", "system"), action="RESTORE", table_name="backups",
                      record_id=snapshot_id, details={"drill": True, "rows": result.rows,
-                                                     "seconds": result.seconds})
+                                                     "seconds": result.seconds, "files": result.files})
     return result.as_dict()

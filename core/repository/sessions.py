@@ -1,5 +1,10 @@
-"""Therapy sessions: notes sealed with the client's data key, so shredding a client's key
-erases their session notes too."""
+"""Therapy sessions, which are also the practice's appointments (issue 20): the service
+and staff member booked, price, payment status and whether a reminder went out.
+
+Notes and the first source's clinical fields (SOAP summary, billing codes, insurance
+info) are PHI sealed with the client's data key, so shredding a client's key erases them
+too; session number and consent verified are plain. Without `phi:read` they are masked.
+"""
 from __future__ import annotations
 
 import uuid
@@ -14,7 +19,9 @@ from sqlalchemy import Connection, insert, select, update
 from strongroom.core import audit
 from strongroom.core.crypto.fields import FieldCipher, associated_data
 from strongroom.core.crypto.keyring import KEY_RECORD, Keyring
-from strongroom.core.db.models import Client, DataKey, KeyState, PaymentStatus, SessionStatus, TherapySession
+from strongroom.core.db.encrypted import CLIENT_KEYED
+from strongroom.core.db.models import (Client, DataKey, KeyState, PaymentStatus, Service, SessionStatus, Staff,
+                                       TherapySession)
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import NotFoundError, PermissionDenied, ValidationError
 from strongroom.core.masking import REDACTED
@@ -23,7 +30,10 @@ from strongroom.core.repository.changes import next_change_version, row_checksum
 from strongroom.core.ids import new_id
 
 TABLE = "therapy_sessions"
+PHI = CLIENT_KEYED[TABLE]       # notes, soap_summary, billing_codes, insurance_info
 _sessions = TherapySession.__table__
+_services = Service.__table__
+_staff = Staff.__table__
 _clients = Client.__table__
 _keys = DataKey.__table__
 
@@ -40,6 +50,14 @@ class SessionInput(BaseModel):
     payment_status: PaymentStatus = PaymentStatus.PENDING
     price_cents: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
     practitioner_id: uuid.UUID | None = None
+    service_id: uuid.UUID | None = None
+    staff_id: uuid.UUID | None = None
+    reminder_sent: bool = False
+    session_number: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    soap_summary: Annotated[str, StringConstraints(max_length=200_000)] | None = None
+    billing_codes: Annotated[str, StringConstraints(max_length=2_000)] | None = None
+    insurance_info: Annotated[str, StringConstraints(max_length=5_000)] | None = None
+    consent_verified: bool = False
 
 
 def _validate(data: dict | SessionInput) -> SessionInput:
@@ -74,18 +92,48 @@ def _row(conn: Connection, keyring: Keyring, item: SessionInput, version: int,
         cipher = ciphers[item.client_id] = keyring.client_cipher(conn, item.client_id)
     row_id = new_id()
     now = utcnow()
+    price = _check_links(conn, practice_id, item.service_id, item.staff_id)
     row = {
         "id": row_id, "practice_id": practice_id, "client_id": item.client_id,
         "practitioner_id": item.practitioner_id, "key_id": cipher.key_id,
         "starts_at": item.starts_at, "duration_minutes": item.duration_minutes,
         "session_type": item.session_type, "status": item.status,
-        "payment_status": item.payment_status, "price_cents": item.price_cents,
-        "notes_enc": None if item.notes is None else cipher.encrypt(
-            item.notes.encode(), associated_data(TABLE, "notes", row_id)),
+        "payment_status": item.payment_status,
+        # An appointment for a service costs the service's price unless one is given.
+        "price_cents": price if item.price_cents is None else item.price_cents,
+        **{f: getattr(item, f) for f in _PLAIN_NEW},
+        **{f"{f}_enc": _seal(cipher, getattr(item, f), f, row_id) for f in PHI},
         "created_at": now, "updated_at": now, "sync_version": version, "deleted_at": None,
     }
     row["data_checksum"] = row_checksum(row)
     return row
+
+
+# Issue 20's plain columns, stored as given.
+_PLAIN_NEW = ("service_id", "staff_id", "reminder_sent", "session_number", "consent_verified")
+
+
+def _seal(cipher: FieldCipher, value: str | None, field: str, row_id: uuid.UUID) -> bytes | None:
+    return None if value is None else cipher.encrypt(value.encode(), associated_data(TABLE, field, row_id))
+
+
+def _check_links(conn: Connection, practice_id: uuid.UUID, service_id: uuid.UUID | None,
+                 staff_id: uuid.UUID | None) -> int | None:
+    """The service and staff member named belong to the session's practice (and are not
+    deleted); returns the service's price, if one is named."""
+    price = None
+    if service_id is not None:
+        found = conn.execute(select(_services.c.price_cents).where(
+            _services.c.id == service_id, _services.c.practice_id == practice_id,
+            _services.c.deleted_at.is_(None))).first()
+        if found is None:
+            raise ValidationError(f"{TABLE}: service_id: no such service in this practice")
+        price = found[0]
+    if staff_id is not None and conn.execute(select(_staff.c.id).where(
+            _staff.c.id == staff_id, _staff.c.practice_id == practice_id,
+            _staff.c.deleted_at.is_(None))).first() is None:
+        raise ValidationError(f"{TABLE}: staff_id: no such staff member in this practice")
+    return price
 
 
 def _write(conn: Connection, principal: Principal, rows: list[dict]) -> None:
@@ -157,7 +205,8 @@ def create_session(conn: Connection, keyring: Keyring, principal: Principal,
 
 
 # What an edit may change: the client and practice a session belongs to stay fixed.
-EDITABLE = ("starts_at", "duration_minutes", "session_type", "notes", "status", "payment_status", "price_cents")
+EDITABLE = ("starts_at", "duration_minutes", "session_type", "status", "payment_status", "price_cents",
+            *_PLAIN_NEW, *PHI)
 
 
 def update_session(conn: Connection, keyring: Keyring, principal: Principal,
@@ -172,12 +221,17 @@ def update_session(conn: Connection, keyring: Keyring, principal: Principal,
                                                 _sessions.c.deleted_at.is_(None))).mappings().first()
     if row is None:
         raise NotFoundError(f"therapy_sessions: session {session_id} not found")
-    current = {name: row[name] for name in EDITABLE if name != "notes"}
+    current = {name: row[name] for name in EDITABLE if name not in PHI}
     checked = _validate({**current, **changes, "client_id": row["client_id"]})
-    values = {name: getattr(checked, name) for name in changes if name != "notes"}
-    if "notes" in changes:
-        values["notes_enc"] = None if checked.notes is None else keyring.cipher(conn, row["key_id"]).encrypt(
-            checked.notes.encode(), associated_data(TABLE, "notes", session_id))
+    if {"service_id", "staff_id"} & set(changes):
+        _check_links(conn, row["practice_id"], checked.service_id if "service_id" in changes else None,
+                     checked.staff_id if "staff_id" in changes else None)
+    values = {name: getattr(checked, name) for name in changes if name not in PHI}
+    sealed = [name for name in changes if name in PHI]
+    if sealed:
+        cipher = keyring.cipher(conn, row["key_id"])
+        for name in sealed:
+            values[f"{name}_enc"] = _seal(cipher, getattr(checked, name), name, session_id)
     values["updated_at"] = utcnow()
     values["sync_version"] = next_change_version(conn)
     values["data_checksum"] = row_checksum({**row, **values})
@@ -197,15 +251,18 @@ def list_sessions(conn: Connection, keyring: Keyring, principal: Principal,
     reveal = principal.can("phi:read")
     out = []
     for row in rows:
-        notes = row["notes_enc"]
-        if notes is not None:
-            notes = (keyring.cipher(conn, row["key_id"]).decrypt(
-                notes, associated_data(TABLE, "notes", row["id"]),
-                where=f"{TABLE}.notes of row {row['id']}").decode() if reveal else REDACTED)
-        out.append({"id": row["id"], "client_id": row["client_id"], "starts_at": row["starts_at"],
-                    "duration_minutes": row["duration_minutes"], "session_type": row["session_type"],
-                    "status": row["status"].value, "payment_status": row["payment_status"].value,
-                    "price_cents": row["price_cents"], "notes": notes})
+        item = {"id": row["id"], "client_id": row["client_id"], "starts_at": row["starts_at"],
+                "duration_minutes": row["duration_minutes"], "session_type": row["session_type"],
+                "status": row["status"].value, "payment_status": row["payment_status"].value,
+                "price_cents": row["price_cents"], **{f: row[f] for f in _PLAIN_NEW}}
+        for name in PHI:
+            blob = row[f"{name}_enc"]
+            if blob is not None:
+                blob = (keyring.cipher(conn, row["key_id"]).decrypt(
+                    blob, associated_data(TABLE, name, row["id"]),
+                    where=f"{TABLE}.{name} of row {row['id']}").decode() if reveal else REDACTED)
+            item[name] = blob
+        out.append(item)
     if reveal and rows:
         audit.append(conn, actor=principal.actor, action="READ", table_name=TABLE,
                      record_id=client_id, details={"count": len(rows), "phi": True, "by_client": True},

@@ -22,11 +22,12 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, insert, or_, select, update
 
 from strongroom.core import audit
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import transaction
+from strongroom.core.db.encrypted import CLIENT_KEYED
 from strongroom.core.db.models import (Client, ClientFile, DataKey, ErasureRequest, KeyState, RetentionArchive,
                                        TherapySession)
 from strongroom.core.db.types import utcnow
@@ -53,7 +54,11 @@ _ledger = RetentionArchive.__table__
 
 # Ciphertext columns a delete clears outright (nullable ones; the rest become unreadable
 # when the client's keys are destroyed).
-_WIPED_ON_DELETE = {"therapy_sessions": ("notes_enc",)}
+_WIPED_ON_DELETE = {"therapy_sessions": tuple(f"{f}_enc" for f in CLIENT_KEYED["therapy_sessions"])}
+# A client's blind indexes are keyed hashes of its email, SSN's last four and last name
+# under the practice's blind-index key, which an erasure does not destroy: left on the
+# tombstone, anyone holding that key could still test "was this email ever a client?".
+_BLIND_INDEXES = ("email_bidx", "ssn_last4_bidx", "last_name_bidx")
 
 
 def tombstone(conn: Connection, table: Table, ids: Iterable[uuid.UUID], *, now: datetime,
@@ -88,11 +93,34 @@ def erase_client(conn: Connection, keyring: Keyring, client_id: uuid.UUID, *, no
                                                     table.c.deleted_at.is_(None))).scalars().all()
         counts[table.name] = len(tombstone(conn, table, ids, now=now, version=version))
     counts["keys_destroyed"] = keyring.destroy_client_keys(conn, client_id)
+    # A duplicate record merged into this client (core.reconcile.merge) is the same
+    # person: its row stays (tombstoned, for undo) and the rows moved here may still be
+    # sealed with its key, so its keys go too, or the erasure would leave them readable.
+    from strongroom.core.reconcile.repository import merged_with
+    duplicates = merged_with(conn, client_id)
+    for duplicate in duplicates:
+        counts["keys_destroyed"] += keyring.destroy_client_keys(conn, duplicate)
+    forget_blind_indexes(conn, [client_id, *duplicates], now=now, version=version)
     conn.execute(update(_ledger).where(_ledger.c.client_id == client_id, _ledger.c.deleted_at.is_(None))
                  .values(deleted_at=now, sync_version=version))
     from strongroom.core.sync.passes import settle_erased   # sync conflicts on the client end with it
     settle_erased(conn)
     return counts
+
+
+def forget_blind_indexes(conn: Connection, client_ids: Iterable[uuid.UUID], *, now: datetime,
+                         version: int) -> int:
+    """Clear the blind indexes of erased clients, live or already tombstoned (an
+    erasure applied again to a restored copy, or to a merged duplicate, reaches rows
+    deleted before), checksum kept right and `sync_version` moved so peers and the next
+    backup carry the cleared row. Returns how many rows changed."""
+    ids = list(client_ids)
+    if not ids:
+        return 0
+    indexed = or_(*(_clients.c[name].is_not(None) for name in _BLIND_INDEXES))
+    rows = conn.execute(select(_clients).where(_clients.c.id.in_(ids), indexed)).mappings().all()
+    return len(rewrite_rows(conn, _clients, rows, {"updated_at": now, "sync_version": version,
+                                                   **{name: None for name in _BLIND_INDEXES}}))
 
 
 def _reason(reason: str) -> str:

@@ -79,7 +79,8 @@ def validate_prefix(prefix: str) -> str:
 
 @runtime_checkable
 class Target(Protocol):
-    """Where backup objects live: a local directory or an S3 bucket and prefix.
+    """Where backup objects and client files live: a local directory, an S3 (or GCS)
+    bucket and prefix, or an Azure Blob container and prefix.
 
     Every method validates its key first (ValidationError) and reports storage
     failures as StorageError; `get` of a missing key raises NotFoundError.

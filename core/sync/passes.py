@@ -54,6 +54,7 @@ from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError
 from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import next_change_version, row_checksum
+from strongroom.core.sync import bases
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync import peers as peer_store
 from strongroom.core.sync.conflicts import json_value, queue_conflict, row_image
@@ -239,6 +240,12 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
     if spec.name == "practices":
         return problems, set()
     practices = _exists(conn, Practice.__table__, {r["practice_id"] for r in rows})
+    if spec.client_column is None:     # staff, services: practice rows without PHI or keys
+        for row in rows:
+            if row["id"] not in problems and row["practice_id"] not in practices:
+                problems[row["id"]] = Problem("unknown_practice",
+                                              f"{spec.name} row names a practice this site does not hold")
+        return problems, set()
     users = _exists(conn, User.__table__, {r.get("practitioner_id") for r in rows})
     clients = (_exists(conn, Client.__table__, {r["client_id"] for r in rows}) if spec.client_column == "client_id"
                else set())
@@ -260,6 +267,8 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
         elif row.get("practitioner_id") is not None and row["practitioner_id"] not in users:
             problems[rid] = Problem("unknown_practitioner",
                                     f"{spec.name} row names a practitioner without an account at this site")
+        elif missing := _missing_booking(conn, spec, row):
+            problems[rid] = Problem(f"unknown_{missing}", f"{spec.name} row names a {missing} this site does not hold")
         elif row["key_id"] not in known_keys:
             problems[rid] = Problem("unknown_key", f"{spec.name} row is sealed with a key this site does not hold")
         elif row["key_id"] in destroyed:
@@ -272,6 +281,15 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
             if problem:
                 problems[rid] = problem
     return problems, destroyed
+
+
+def _missing_booking(conn: Connection, spec: SyncTable, row: Mapping) -> str | None:
+    """A session's service or staff member not held here (they sync ahead of sessions)."""
+    from strongroom.core.db.models import Service, Staff
+    for column, table, what in (("service_id", Service.__table__, "service"), ("staff_id", Staff.__table__, "staff")):
+        if row.get(column) is not None and not _exists(conn, table, {row[column]}):
+            return what
+    return None
 
 
 def _open_all(batch, spec: SyncTable, row: Mapping) -> Problem | None:
@@ -367,8 +385,9 @@ def _conflict(conn: Connection, peer_id: uuid.UUID, spec: SyncTable, local: Mapp
         conn.execute(update(_conflicts).where(_conflicts.c.id == open_id)
                      .values(local=local_image, remote=remote_image))
         return False
+    base = bases.base_image(conn, spec.name, local["id"], lmeta.vv, rmeta.vv)
     queue_conflict(conn, peer_id=peer_id, table_name=spec.name, row_id=local["id"],
-                   local=local_image, remote=remote_image)
+                   local=local_image, remote=remote_image, base=base)
     return True
 
 
@@ -488,11 +507,23 @@ def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping
 
 
 def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tuple[Mapping, Meta]], *,
-                peer_id: uuid.UUID, source: str, policy: Policy) -> TableCounts:
-    """Apply one batch of remote versions in the caller's transaction (the receiver's)."""
+                peer_id: uuid.UUID, source: str, policy: Policy,
+                agreed: list[uuid.UUID] | None = None) -> TableCounts:
+    """Apply one batch of remote versions in the caller's transaction (the receiver's).
+    `agreed` (when given) collects the ids of the rows this side now holds the sender's
+    version of (applied or already held): the sender may drop their bases."""
     counts = TableCounts()
     if not batch:
         return counts
+    with bases.applying(conn):
+        return _apply(conn, keyring, spec, batch, counts, peer_id=peer_id, source=source, policy=policy,
+                      agreed=agreed)
+
+
+def _apply(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tuple[Mapping, Meta]],
+           counts: TableCounts, *, peer_id: uuid.UUID, source: str, policy: Policy,
+           agreed: list[uuid.UUID] | None) -> TableCounts:
+    applied: list[uuid.UUID] = []
     clock = Clock(conn)
     local_rows, metas = _local_versions(conn, spec, batch)
     stamp_rows(conn, clock, spec, list(local_rows.values()), metas)   # local edits not yet stamped
@@ -507,7 +538,7 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
             continue
         clock.observe(max(rmeta.vv.values(), default=rmeta.hlc))
         local, lmeta = local_rows.get(rid), metas.get(rid)
-        erased = spec.name != "practices" and (row["key_id"] in destroyed
+        erased = spec.client_column is not None and (row["key_id"] in destroyed
                                                or (local is not None and local["key_id"] in destroyed))
         decision = decide(spec, local, lmeta, row, rmeta, policy, erased=erased)
         if decision.action == CONFLICT:
@@ -516,6 +547,8 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
                 decision = decide(spec, local, lmeta, row, rmeta, policy, erased=erased, equal=equal)
         if decision.action == SKIP:
             counts.skipped += 1
+            if agreed is not None and lmeta is not None and compare(lmeta.vv, rmeta.vv) in ("equal", "after"):
+                agreed.append(rid)
             continue
         if decision.action == CONFLICT:
             counts.conflicts += _conflict(conn, peer_id, spec, local, lmeta, row, rmeta, decision.conflict_fields)
@@ -534,30 +567,34 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
             meta.pending = None
         metas_out.add(rid, meta)
         _record(conn, spec, rid, decision, lmeta, rmeta, peer_id)
+        applied.append(rid)
         counts.applied += 1
         counts.decisions += bool(decision.overwritten or decision.lost)
     rows_out.flush()
     metas_out.flush(conn)
     clock.save()
+    bases.forget(conn, spec.name, applied)      # what both sides now hold is the new base
+    if agreed is not None:
+        agreed.extend(applied)
     return counts
 
 
 # --- moving ----------------------------------------------------------------------------
 
 def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None], limit: int,
-                to_site: str) -> tuple[list[tuple[dict, Meta]], int, int, tuple | None]:
+                to_site: str) -> tuple[list[tuple[dict, Meta]], int, int, tuple | None, set]:
     """Up to `limit` rows past the cursor with their metadata, local writes among them
     stamped as they are read (every row written since the cursor is past it); rows the
     receiving site sent us that nobody changed since are left out (no echo). Returns the
     batch, the table's highest version when read (a short batch lets the watermark move
-    there), how many rows were read (the batch may be shorter: echoes) and the cursor of
-    the last one."""
+    there), how many rows were read (the batch may be shorter: echoes), the cursor of
+    the last one, and which of the rows have a base kept here (core.sync.bases)."""
     with transaction(side.engine) as conn:
         lock_changes(conn)
         table = spec.table
         high = conn.execute(select(func.max(table.c.sync_version))).scalar() or 0
         if high < cursor[0] or (high == cursor[0] and cursor[1] is None):
-            return [], high, 0, None       # nothing past the watermark: the usual pass
+            return [], high, 0, None, set()     # nothing past the watermark: the usual pass
         meta = SyncRow.__table__
         not_echo = or_(meta.c.source.is_(None), meta.c.source != to_site, meta.c.version != table.c.sync_version)
         rows, metas = read_with_meta(conn, spec, past(table, *cursor), table.c.sync_version <= high, not_echo,
@@ -566,10 +603,11 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
             clock = Clock(conn)
             stamp_rows(conn, clock, spec, rows, metas)
             clock.save()
+        with_base = set(bases.with_bases(conn, spec.name, [r["id"] for r in rows]))
     out = [(row, metas[row["id"]]) for row in rows
            if not (metas[row["id"]].source == to_site and metas[row["id"]].version == row["sync_version"])]
     last = (rows[-1]["sync_version"], rows[-1]["id"]) if rows else None
-    return out, high, len(rows), last
+    return out, high, len(rows), last, with_base
 
 
 def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor: tuple[int, uuid.UUID | None],
@@ -580,17 +618,23 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     number = 0
     while True:
         with collector_paused():
-            batch, high, read, last_read = _read_batch(src, spec, cursor, options.batch_size, to_site=dst.site)
+            batch, high, read, last_read, with_base = _read_batch(src, spec, cursor, options.batch_size,
+                                                                  to_site=dst.site)
         if not read:
             if high > cursor[0]:          # only echoes (or nothing) up to `high`: move past them
                 set_watermark(high, None)
             return total
         number += 1
         outgoing = batch
+        agreed: list[uuid.UUID] = []
         with collector_paused(), transaction(dst.engine) as conn:
             counts = apply_batch(conn, dst.keyring, spec, outgoing, peer_id=dst_peer_id, source=src.site,
-                                 policy=policy)
+                                 policy=policy, agreed=agreed)
         counts.sent = len(outgoing)
+        if agreed and with_base:
+            sent = {row["id"]: row["sync_version"] for row, _ in outgoing}
+            with transaction(src.engine) as conn:
+                bases.forget_sent(conn, spec.table, {i: sent[i] for i in agreed if i in with_base})
         total.add(counts)
         if options.after_batch is not None:
             options.after_batch(direction, spec.name, number)

@@ -3,7 +3,7 @@ source's sync_configurations: enabled, strategy, interval, batch size, retries).
 
 Defaults are what a clinic would choose: clinical tables merge field by field, and an
 edit of the same field on two sites (or a delete against an edit) waits for a person;
-the practice record takes the last write. Clinical free text is never merged within the
+the practice record, its staff and its service catalogue take the last write. Clinical free text is never merged within the
 text (core.sync.merge).
 """
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Strategy = Literal["last_write_wins", "timestamp_based", "field_level", "manual"]
-DEFAULT_STRATEGIES = {"practices": "last_write_wins", "clients": "field_level", "therapy_sessions": "field_level"}
+DEFAULT_STRATEGIES = {"practices": "last_write_wins", "staff": "last_write_wins", "services": "last_write_wins",
+                      "clients": "field_level", "therapy_sessions": "field_level"}
 # The manual queue resolves these tables field by field (core.sync.conflicts).
 MANUAL_TABLES = ("clients", "therapy_sessions")
 _PEER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

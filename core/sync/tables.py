@@ -7,8 +7,8 @@ fields: `sync_version` and `data_checksum` are each site's own; `updated_at` bec
 later of the two; `key_id` names the key every ciphertext of the row is sealed with, so
 two versions on different keys are never mixed field by field.
 
-Tables sync in dependency order (a practice before its clients, a client before its
-sessions); data keys travel ahead of the rows they open (core.sync.keys). User accounts
+Tables sync in dependency order (a practice before its staff, services and clients, a
+client, staff member and service before the sessions naming them); data keys travel ahead of the rows they open (core.sync.keys). User accounts
 and client files do not sync in this release: accounts are each site's own (a joined
 site starts with a copy of them, core.sync.join) and file contents are not carried yet.
 """
@@ -23,7 +23,7 @@ from functools import cache, cached_property
 from sqlalchemy import Table
 
 from strongroom.core.db.encrypted import CLIENT_KEYED
-from strongroom.core.db.models import Client, Practice, TherapySession
+from strongroom.core.db.models import Client, Practice, Service, Staff, TherapySession
 from strongroom.core.repository.changes import _canonical
 from strongroom.core.sync.settings import DEFAULT_STRATEGIES
 
@@ -77,7 +77,8 @@ def synced() -> tuple[SyncTable, ...]:
     """The synced tables in the order a pass moves them."""
     return tuple(SyncTable(m.__tablename__, m.__table__, DEFAULT_STRATEGIES[m.__tablename__], _fields(m.__table__),
                            client)
-                 for m, client in ((Practice, None), (Client, "id"), (TherapySession, "client_id")))
+                 for m, client in ((Practice, None), (Staff, None), (Service, None), (Client, "id"),
+                                   (TherapySession, "client_id")))
 
 
 def by_name(name: str) -> SyncTable:

@@ -2,8 +2,7 @@
 and over the retention demo, with the CLI pointed at them."""
 import pytest
 
-from tests.daemon.conftest import make_data_dir, running_daemon, sync_daemon  # noqa: F401  (sync_daemon: a fixture)
-from tests.daemon.test_retention_commands import seed_retention_demo
+from tests.daemon.conftest import make_data_dir, running_daemon, seed_retention_demo, sync_daemon  # noqa: F401  (sync_daemon: a fixture)
 
 
 @pytest.fixture

@@ -129,3 +129,88 @@ def test_save_as_keeps_the_request_and_configuration_runs_it(running, capsys):
     code, out, err = run(capsys, "--data-dir", running, "export", "-c", "clients-xml", "--wait", "--json")
     assert code == 0, err
     assert json.loads(out)["result"]["format"] == "xml"
+
+
+@pytest.mark.parametrize("days, words", [("-1", "retention_days must be between 1 and 3650"),
+                                         ("4000", "retention_days must be between 1 and 3650"),
+                                         ("99999999999999999999", "retention_days must be between 1 and 3650")])
+def test_a_bad_retention_days_is_refused_and_nothing_saved(running, capsys, days, words):
+    code, _, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--format", "csv",
+                       "--save-as", "kept", "--retention-days", days)
+    assert code == 2 and words in err and days not in err
+    code, out, _ = run(capsys, "--data-dir", running, "exports", "tables", "--json")
+    assert json.loads(out)["configurations"] == []
+
+
+def test_retention_days_without_save_as_is_refused(running, capsys):
+    code, _, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--format", "csv",
+                       "--retention-days", "3")
+    assert code == 2 and "--save-as" in err
+
+
+def test_expire_deletes_exports_past_their_configurations_retention(running, capsys):
+    code, _, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--format", "csv",
+                       "--save-as", "weekly", "--retention-days", "7")
+    assert code == 0, err
+    code, out, err = run(capsys, "--data-dir", running, "export", "-c", "weekly", "--wait", "--json")
+    assert code == 0, err
+    old = json.loads(out)["result"]
+    code, out, err = run(capsys, "--data-dir", running, "export", "-c", "weekly", "--wait", "--json")
+    fresh = json.loads(out)["result"]
+    ctx = open_context(load_settings(running / "strongroom.toml"))
+    try:
+        from sqlalchemy import update
+        from strongroom.core.db.models import Export
+        from strongroom.core.db.types import utcnow
+        import uuid
+        table = Export.__table__
+        with transaction(ctx.engine) as conn:
+            conn.execute(update(table).where(table.c.id == uuid.UUID(old["export_id"]))
+                         .values(finished_at=utcnow() - timedelta(days=8)))
+    finally:
+        ctx.close()
+    code, out, err = run(capsys, "--data-dir", running, "exports", "expire", "--dry-run")
+    assert code == 0, err
+    assert "past their retention: would delete 1" in out and old["export_id"] in out and "would_delete" in out
+    assert Path(old["location"]).is_dir()
+    code, out, err = run(capsys, "--data-dir", running, "exports", "expire", "--wait")
+    assert code == 0, err
+    assert "export_retention run" in out and "succeeded" in out
+    assert not Path(old["location"]).exists() and Path(fresh["location"]).is_dir()
+    code, out, _ = run(capsys, "--data-dir", running, "exports", "list", "--status", "expired", "--json")
+    assert [e["id"] for e in json.loads(out)["items"]] == [old["export_id"]]
+
+
+def test_a_scheduled_configuration_is_saved_listed_and_changed(running, capsys):
+    code, out, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--format", "csv",
+                         "--encrypt", "--save-as", "nightly", "--schedule", "30 1 * * *",
+                         "--password-credential", "strongroom-export-zip", "--retention-days", "14")
+    assert code == 0, err
+    code, out, err = run(capsys, "--data-dir", running, "exports", "configurations")
+    assert code == 0, err
+    assert "nightly" in out and "30 1 * * * (next " in out and "credential strongroom-export-zip" in out
+    assert "kept 14 days" in out
+    code, out, err = run(capsys, "--data-dir", running, "exports", "configure", "nightly", "--schedule", "@weekly")
+    assert code == 0, err
+    assert "runs @weekly" in out
+    code, out, err = run(capsys, "--data-dir", running, "exports", "configure", "nightly", "--schedule", "7 7 7")
+    assert code == 2 and "schedule is not a crontab(5) expression" in err and "7 7 7" not in err
+    code, out, _ = run(capsys, "--data-dir", running, "exports", "configurations", "--json")
+    [item] = json.loads(out)["items"]
+    assert item["schedule"] == "@weekly" and item["retention_days"] == 14
+    # Its scheduled runs export as whoever saved it.
+    assert item["created_by"].startswith("local:")
+    code, out, _ = run(capsys, "--data-dir", running, "exports", "configurations")
+    assert f"saved by {item['created_by']}" in out
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--schedule", "@daily"], "needs password_credential"),
+    (["--schedule", "61 * * * *"], "schedule is not a crontab(5) expression"),
+])
+def test_a_scheduled_encrypted_configuration_without_a_credential_is_refused(running, capsys, args, words):
+    code, _, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--format", "csv",
+                       "--encrypt", "--save-as", "nightly", *args)
+    assert code == 2 and words in err
+    code, out, _ = run(capsys, "--data-dir", running, "exports", "configurations", "--json")
+    assert json.loads(out)["items"] == []

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tests.console.cli_helpers import run_cli as run
-from tests.daemon.test_files_commands import files_daemon  # noqa: F401  (a fixture)
+from tests.daemon.conftest import files_daemon  # noqa: F401  (a fixture)
 
 
 @pytest.fixture
@@ -57,9 +57,9 @@ def test_refusals_are_clear_and_leave_nothing(capsys, daemon, tmp_path):
     assert code != 0 and "not allowed" in err
     big = tmp_path / "big.pdf"
     with open(big, "wb") as fh:
-        fh.truncate(4_000_001)
+        fh.truncate(12_000_001)
     code, _, err = cli(capsys, daemon, "files", "add", client, big)
-    assert code != 0 and "limit is 4000000" in err
+    assert code != 0 and "limit is 12000000" in err
     good = tmp_path / "a.pdf"
     good.write_bytes(b"%PDF-1.4 synthetic")
     code, out, err = cli(capsys, daemon, "files", "add", client, good, "--json")

@@ -14,26 +14,12 @@ from pathlib import Path
 import click
 import pytest
 
-from strongroom.console.cli import CliState, cli
+from strongroom.console.cli import CliState
 from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
 from strongroom.core.jobs import backup
-from tests.console.cli_helpers import run_cli as run
+from tests.console.cli_helpers import every_command, run_cli as run
 from tests.daemon.conftest import make_data_dir, running_daemon
-
-
-def every_command() -> list[tuple[tuple[str, ...], click.Command]]:
-    """Every leaf command of the tree with its path, loading every command module."""
-    ctx = click.Context(cli, info_name="strongroom")
-
-    def walk(group: click.Group, path: tuple[str, ...]):
-        for name in group.list_commands(ctx):
-            command = group.get_command(ctx, name)
-            if isinstance(command, click.Group):
-                yield from walk(command, (*path, name))
-            else:
-                yield (*path, name), command
-    return list(walk(cli, ()))
 
 
 COMMANDS = every_command()

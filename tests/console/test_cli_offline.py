@@ -166,7 +166,7 @@ def test_audit_checkpoint_file_is_private_and_verifies(data_dir, tmp_path, capsy
     assert code == 6 and "invalid JSON" in err
 
 
-def test_init_schedules_backups_integrity_verify_drill_and_prune(data_dir):
+def test_init_schedules_backups_integrity_verify_drill_prune_and_export_retention(data_dir):
     from strongroom.core.config import load_settings
     schedules = load_settings(data_dir / "strongroom.toml").schedules
-    assert set(schedules) == {"backup", "integrity", "prune", "verify", "restore_drill"}
+    assert set(schedules) == {"backup", "integrity", "prune", "verify", "restore_drill", "export_retention"}

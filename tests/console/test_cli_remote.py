@@ -245,3 +245,169 @@ def test_whoami_says_which_identity_commands_act_as_and_a_saved_session_is_never
     assert run(capsys, "--data-dir", dd, "logout")[0] == 0
     code, out, err = run(capsys, "--data-dir", dd, "whoami", "--json")
     assert json.loads(out)["actor"] == f"local:{os.getuid()}"
+
+
+# --- another machine: --connect over CURVE TCP ------------------------------------------
+
+def _free_port_pair() -> int:
+    """A control port whose next port (the daemon's event port) is free too."""
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture
+def remote(tmp_path, db_url, monkeypatch, capsys):
+    """A daemon with a CURVE TCP endpoint that allows one client key, made the way the
+    README says: `strongroom keys client-key`, its client.key copied into the allow-list."""
+    import shutil
+
+    import zmq.auth
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in ("STRONGROOM_DATA_DIR", "STRONGROOM_CONFIG", "STRONGROOM_CONNECT", "STRONGROOM_SERVER_KEY",
+                 "STRONGROOM_CLIENT_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    server_dir, allowed = tmp_path / "server-keys", tmp_path / "server-keys" / "clients"
+    allowed.mkdir(parents=True)
+    code, _, err = run(capsys, "keys", "client-key", "--name", "server", "--out", server_dir)
+    assert code == 0, err
+    server_public, server_secret = server_dir / "server.key", server_dir / "server.key_secret"
+    code, out, err = run(capsys, "keys", "client-key", "--out", tmp_path / "laptop")
+    assert code == 0, err
+    client_public = out.strip()
+    shutil.copy(tmp_path / "laptop" / "client.key", allowed / "laptop.key")
+    port = _free_port_pair()
+    data_dir = make_data_dir(tmp_path, db_url, extra=(
+        f'\n[daemon]\ntcp_endpoint = "tcp://127.0.0.1:{port}"\n'
+        f'curve_secret_key_file = "{server_secret}"\ncurve_allowed_clients_dir = "{allowed}"\n'))
+    proc = DaemonProcess(data_dir, tmp_path)
+    proc.wait_ready()
+    password_file = tmp_path / "pw"
+    password_file.write_text(PASSWORD + "\n")
+    yield {"proc": proc, "connect": f"tcp://127.0.0.1:{port}", "server_public": server_public,
+           "server_z85": zmq.auth.load_certificate(str(server_public))[0].decode(), "client_public": client_public,
+           "client_secret": tmp_path / "laptop" / "client.key_secret", "password_file": password_file}
+    assert proc.stop() == 0
+
+
+def _remote(r: dict, server_key=None, client_key=None) -> list:
+    return ["--connect", r["connect"], "--server-key", server_key or r["server_z85"],
+            "--client-key", client_key or r["client_secret"]]
+
+
+def test_keys_client_key_writes_a_private_secret_and_a_public_certificate(tmp_path, capsys):
+    import zmq.auth
+
+    code, out, err = run(capsys, "keys", "client-key", "--out", tmp_path / "k")
+    assert code == 0, err
+    secret, public = tmp_path / "k" / "client.key_secret", tmp_path / "k" / "client.key"
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    pub, sec = zmq.auth.load_certificate(str(secret))
+    assert pub.decode() == out.strip() and len(sec) == 40
+    assert zmq.auth.load_certificate(str(public)) == (pub, None)
+    before = secret.read_bytes()
+    code, _, err = run(capsys, "keys", "client-key", "--out", tmp_path / "k")
+    assert code == 2 and "already exists" in err and secret.read_bytes() == before
+    assert not [p for p in (tmp_path / "k").iterdir() if p.name not in ("client.key", "client.key_secret")]
+    code, out, err = run(capsys, "keys", "client-key", "--out", tmp_path / "k", "--name", "laptop-anna")
+    assert code == 0 and zmq.auth.load_certificate(str(tmp_path / "k" / "laptop-anna.key"))[0].decode() == out.strip()
+    code, _, err = run(capsys, "keys", "client-key", "--out", tmp_path / "k", "--name", "../escape")
+    assert code == 2 and "--name" in err and not (tmp_path / "escape.key").exists()
+
+
+def test_login_and_status_over_curve_with_the_right_keys(remote, capsys, monkeypatch):
+    code, out, err = run(capsys, *_remote(remote), "login", "-u", "auditor1",
+                         "--password-file", remote["password_file"])
+    assert code == 0, err
+    code, out, err = run(capsys, *_remote(remote), "status", "--json")
+    assert code == 0, err
+    assert json.loads(out)["role"] == "leader"
+    # The server key may also be its public key file; all three may come from the environment.
+    monkeypatch.setenv("STRONGROOM_CONNECT", remote["connect"])
+    monkeypatch.setenv("STRONGROOM_SERVER_KEY", str(remote["server_public"]))
+    monkeypatch.setenv("STRONGROOM_CLIENT_KEY", str(remote["client_secret"]))
+    code, out, err = run(capsys, "whoami", "--json")
+    assert code == 0, err
+    assert json.loads(out)["actor"] == "user:auditor1"
+    # The login was over TCP: its address is the TCP peer's, not an ipc uid.
+    event = remote["proc"].call("security.events", {"event_type": "login_success", "limit": 1})[0]
+    assert event["ip_address"] == "127.0.0.1"
+
+
+def test_a_wrong_server_key_is_reported_within_the_connect_timeout(remote, capsys, monkeypatch):
+    import zmq
+
+    assert run(capsys, *_remote(remote), "login", "-u", "auditor1", "--password-file", remote["password_file"])[0] == 0
+    monkeypatch.setenv("STRONGROOM_CONNECT_TIMEOUT", "2")
+    impostor = zmq.curve_keypair()[0].decode()
+    started = time.monotonic()
+    code, _, err = run(capsys, *_remote(remote, server_key=impostor), "status")
+    elapsed = time.monotonic() - started
+    assert elapsed < 8, f"took {elapsed:.1f}s"
+    assert code == 12 and "does not answer within 2 s" in err and "--server-key" in err
+    assert impostor not in err
+
+
+def test_a_client_key_the_daemon_does_not_allow_gets_no_answer(remote, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("STRONGROOM_CONNECT_TIMEOUT", "2")
+    assert run(capsys, "keys", "client-key", "--out", tmp_path / "stranger")[0] == 0
+    started = time.monotonic()
+    code, _, err = run(capsys, *_remote(remote, client_key=tmp_path / "stranger" / "client.key_secret"),
+                       "login", "-u", "auditor1", "--password-file", remote["password_file"])
+    assert time.monotonic() - started < 8
+    assert code == 12 and "curve_allowed_clients_dir" in err
+    assert not (tmp_path / "xdg" / "strongroom" / "sessions").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--connect", "tcp://127.0.0.1:9", "status"], "--connect needs --server-key"),
+    (["--connect", "127.0.0.1:9", "--server-key", "x" * 40, "status"], "--connect: expected tcp://HOST:PORT"),
+    (["--connect", "tcp://127.0.0.1:9", "--server-key", "not-a-key", "--client-key", "nowhere", "status"],
+     "--server-key: no such key file"),
+    (["--connect", "tcp://127.0.0.1:9", "--socket", "/tmp/x.sock", "status"], "--connect and --socket"),
+    (["--connect", "tcp://127.0.0.1:9", "keys", "client-key"], "does not talk to the daemon"),
+])
+def test_bad_remote_options_are_refused_by_name(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    code, _, err = run(capsys, *args)
+    assert code == 2 and message in err, err
+
+
+def test_the_public_key_file_is_refused_as_a_client_key(remote, capsys, tmp_path):
+    public = remote["client_secret"].with_name("client.key")
+    code, _, err = run(capsys, *_remote(remote, client_key=public), "status")
+    assert code == 2 and "holds no secret key" in err
+
+
+def test_the_console_logs_in_over_curve_with_the_connect_options(remote, capsys):
+    """`strongroom --connect ... console`: the same console, its client CURVE-keyed."""
+    from strongroom.console.app import StrongroomConsole
+    from strongroom.console.cli import CliState
+    from strongroom.console.cli.console_cmd import _client
+    from strongroom.console.cli.remote import _endpoints
+    from strongroom.console.screens.main import MainScreen
+
+    from tests.console.tui.conftest import SIZE, drive, log_in, showing, wait_for
+
+    state = CliState(None, None, connect=remote["connect"], server_key=remote["server_z85"],
+                     client_key=str(remote["client_secret"]))
+    endpoint, events, runtime = _endpoints(state, None)
+    assert endpoint == remote["connect"] and runtime is None
+
+    async def scenario():
+        app = StrongroomConsole(endpoint, events, client=_client(state, endpoint, events, None))
+        async with app.run_test(size=SIZE) as pilot:
+            await log_in(pilot)
+            await wait_for(pilot, showing(app, MainScreen), what="the main screen after login")
+            assert (await app.call("whoami"))["actor"] == "user:auditor1"
+    drive(scenario, timeout=60)
+    event = remote["proc"].call("security.events", {"event_type": "login_success", "limit": 1})[0]
+    assert event["ip_address"] == "127.0.0.1"

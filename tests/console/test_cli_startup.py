@@ -10,7 +10,7 @@ import click
 import pytest
 
 from strongroom.console.cli import cli
-from tests.console.cli_helpers import run_cli as run
+from tests.console.cli_helpers import every_command, run_cli as run
 
 HEAVY = ("sqlalchemy", "pydantic", "zmq", "textual", "strongroom.core.db", "strongroom.core.config",
          "strongroom.console.client")
@@ -70,9 +70,7 @@ def test_an_unknown_command_is_refused_with_exit_2(capsys):
 
 
 def test_every_command_help_names_its_own_full_path(capsys):
-    from tests.console.test_cli_global_options import COMMANDS
-
-    for path, _ in COMMANDS:
+    for path, _ in every_command():
         code, out, err = run(capsys, *path, "--help")
         assert code == 0, err
         assert out.startswith(f"Usage: strongroom {' '.join(path)} "), out.splitlines()[0]

@@ -8,7 +8,7 @@ import pyotp
 import pytest
 
 from tests.console.cli_helpers import run_cli as run
-from tests.daemon.conftest import PASSWORD
+from tests.daemon.conftest import PASSWORD, forget_base, make_site
 
 UNKNOWN = "01a2061f-77c9-7000-a71a-77552702252a"
 
@@ -132,6 +132,7 @@ def test_resolve_asks_first_and_a_no_changes_nothing(daemon, capsys, monkeypatch
 
 def test_bad_requests_are_clear_errors_and_change_nothing(daemon, capsys):
     first, second = daemon.seeded["conflicts"][:2]
+    forget_base(daemon.data_dir, second)
     before = queue(daemon)
     fields = before[0]["fields"]
     every = [arg for name in fields for arg in ("--field", f"{name}=local")]
@@ -146,7 +147,9 @@ def test_bad_requests_are_clear_errors_and_change_nothing(daemon, capsys):
                                                                "does not exist\n")
     assert refused("not-a-uuid", "--all", "local", "--yes")[0] == 2
     code, err = refused(first, "--field", "phone", "--yes")
-    assert code == 2 and "expected NAME=local|remote|base" in err
+    assert code == 2 and "each value must be NAME=local|remote|base" in err and "'phone'" not in err
+    code, err = refused(first, "--field", "<script>=mine", "--yes")
+    assert code == 2 and "<script>" not in err and "must be one of local, remote, base" in err
     code, err = refused(first, "--field", "phone=mine", "--yes")
     assert code == 2 and "must be one of local, remote, base" in err
     code, err = refused(first, "--field", "phone=local", "--field", "phone=remote", "--yes")
@@ -160,7 +163,7 @@ def test_bad_requests_are_clear_errors_and_change_nothing(daemon, capsys):
     code, err = refused(second, "--field", "phone=local", "--yes")          # the session's field is notes
     assert code == 2 and "no differing field phone" in err
     code, err = refused(second, "--all", "local", "--field", f"{before[1]['fields'][0]}=base", "--yes")
-    assert code == 2 and "no base version" in err                    # the daemon's own check (a pass keeps none)
+    assert code == 2 and "no base version" in err                    # the daemon's own check
     code, err = refused(first, "--all", "local")                      # no terminal to confirm in
     assert code == 2 and "add --yes" in err
     code, _, err = cli(capsys, daemon, "sync", "conflicts", "--status", "pending")
@@ -189,7 +192,6 @@ def site(tmp_path, db_url, monkeypatch):
     """A daemon over demo clients with a joined laptop site not yet added as a peer
     (tests/daemon/test_sync_control.py), the CLI pointed at it."""
     from tests.daemon.conftest import running_daemon
-    from tests.daemon.test_sync_control import make_site
     data_dir, laptop_url, _ = make_site(tmp_path, db_url)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     with running_daemon(data_dir, tmp_path) as proc:

@@ -18,7 +18,7 @@ from strongroom.core.context import open_context
 from strongroom.core.crypto.kek import generate_kek, write_kek_file
 from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.db.migrate import upgrade
-from strongroom.core.db.models import Practice, RoleGrant, SecurityEvent, User
+from strongroom.core.db.models import Practice, RoleGrant, SecurityEvent, User, UserSecurityProfile
 from strongroom.core.errors import AuthError, ConflictError, NotFoundError, ValidationError
 
 PASSWORD = "correct horse battery staple"
@@ -220,3 +220,38 @@ def test_passwd_changes_password(data_dir):
         assert auth.login(ctx.engine, ctx.keyring, ctx.settings, "alice", "an entirely new passphrase")[0]
     finally:
         ctx.close()
+
+
+# --- security profiles, consent, devices -------------------------------------------------
+
+def test_profile_set_show_and_clear_through_the_cli(data_dir):
+    add(data_dir, "alice", "PRACTITIONER")
+    code, out, err = run(data_dir, "user", "profile", "set", "alice", "--idle-minutes", "10",
+                         "--rate-limit", "exports=3", "--json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["effective"]["session_idle_minutes"] == 10 and shown["own"]["rate_limits"] == {"exports": 3}
+    code, out, _ = run(data_dir, "user", "profile", "show", "alice")
+    assert code == 0 and "10 min   (own setting; the policy's is 30 min)" in out and "exports 3/h" in out
+    code, out, _ = run(data_dir, "user", "profile", "set", "alice", "--clear", "idle-minutes", "--json")
+    assert code == 0 and json.loads(out)["own"]["session_idle_minutes"] is None
+
+
+def test_a_looser_profile_or_a_malformed_limit_is_refused_without_echoing_it(data_dir):
+    add(data_dir, "alice", "PRACTITIONER")
+    code, _, err = run(data_dir, "user", "profile", "set", "alice", "--max-sessions", "999")
+    assert code == 2 and "profile.max_sessions" in err and "999" not in err
+    code, _, err = run(data_dir, "user", "profile", "set", "alice", "--rate-limit", "<evil>")
+    assert code == 2 and "CLASS=N" in err and "<evil>" not in err
+    assert rows(data_dir, UserSecurityProfile.__table__) == []
+
+
+def test_consent_and_devices_through_the_cli(data_dir):
+    add(data_dir, "alice", "PRACTITIONER")
+    code, out, err = run(data_dir, "user", "consent", "alice", "2026-1", "--json")
+    assert code == 0, err
+    assert json.loads(out)["hipaa_consent"]["version"] == "2026-1"
+    code, out, _ = run(data_dir, "user", "devices", "alice")
+    assert code == 0 and "no logins recorded" in out
+    code, _, err = run(data_dir, "user", "devices", "nobody")
+    assert code == 3 and "nobody" not in err

@@ -1,10 +1,12 @@
-"""Seed helpers for core tests: synthetic clients, a backup target per test, reading them back.
+"""Seed helpers for core tests: synthetic clients, a backup target per test, reading them back,
+sync sites, and client files stored and read back.
 
 Shared here (not imported from another test module) so a test module is only ever a
 specification, and moving one never breaks another.
 """
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,7 +18,10 @@ from strongroom.core import audit
 from strongroom.core.crypto.kek import load_keks
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import make_engine, transaction
-from strongroom.core.db.models import Client
+from strongroom.core.db.models import Client, ClientFile
+from strongroom.core.files import content
+from strongroom.core.files.repository import add_file, open_file
+from strongroom.core.files.store import open_files_target
 from strongroom.core.sync import join as join_mod
 from strongroom.core.sync.passes import PassOptions, Side, run_pass
 from strongroom.core.sync.peers import add_peer
@@ -130,3 +135,52 @@ def join_site(first_site, sqlite_template, tmp_path):
 def client_ids(site: Site) -> list[uuid.UUID]:
     with transaction(site.engine, read_only=True) as conn:
         return list(conn.execute(select(Client.__table__.c.id).order_by(Client.__table__.c.id)).scalars())
+
+
+# --- client files: stored and read back through the repository, as a user holding every permission
+
+ALL = Principal("user:tester", frozenset({"*"}))
+FILE_NAME = "intake form Zebediah-Quorn.pdf"   # PHI-shaped: it must never appear in plaintext
+
+
+def _pieces(data: bytes, size: int = 300_000):
+    """DATA as an upload arrives: in pieces that do not line up with content chunks."""
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def store_file(ctx, client_id, data: bytes, *, name=FILE_NAME, principal=ALL, content_type="application/pdf",
+               **kw) -> dict:
+    """Add DATA as a file of the client (in the files store the settings name); the new row."""
+    target = open_files_target(ctx.settings)
+    with transaction(ctx.engine) as conn:
+        return add_file(conn, ctx.keyring, principal, target, ctx.settings.files, client_id, name=name,
+                        content_type=content_type, size=len(data), content=_pieces(data), **kw)
+
+
+def fetch_file(ctx, file_id, principal=ALL) -> bytes:
+    """A stored file's whole content, decrypted and verified."""
+    target = open_files_target(ctx.settings)
+    with transaction(ctx.engine) as conn:
+        download = open_file(conn, ctx.keyring, principal, target, file_id)
+        return b"".join(download.chunks)
+
+
+def file_bytes(n: int, seed: int = 1) -> bytes:
+    """Half repetitive (compresses), half random (does not), with a marker to grep for."""
+    rnd = os.urandom(n // 2)
+    unit = b"MARKER-PLAINTEXT-%d " % seed
+    text = unit * ((n - len(rnd)) // len(unit) + 1)
+    data = text[: n - len(rnd)] + rnd
+    assert len(data) == n
+    return data
+
+
+def file_objects(ctx, file_id) -> list:
+    """The chunk objects of a file, in order (through its manifest), then the manifest."""
+    target = open_files_target(ctx.settings)
+    with transaction(ctx.engine) as conn:
+        row = conn.execute(select(ClientFile.__table__).where(ClientFile.__table__.c.id == file_id)).mappings().one()
+        manifest = content.read_manifest(target, lambda k: ctx.keyring.cipher(conn, k), file_id, row["storage_key"])
+    root = ctx.settings.data_dir / "files"
+    return [root / key for key in manifest["chunks"]] + [root / row["storage_key"]]

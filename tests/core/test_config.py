@@ -27,7 +27,8 @@ def test_example_config_in_etc_is_valid_and_documents_every_key():
                 settings.daemon, settings.metrics, settings.audit, settings.notify, settings.backup,
                 settings.backup.retention, settings.sync, settings.files)
     nested = {"source", "database", "keys", "auth", "argon2", "daemon", "metrics", "audit", "schedules",
-              "notify", "email", "backup", "retention", "sync", "tables", "peers", "files"}
+              "notify", "email", "backup", "retention", "sync", "tables", "peers", "files", "rate_limits"}
+    assert "[auth.rate_limits]" in text
     for section in sections:
         for name in type(section).model_fields:
             if name not in nested:

@@ -9,25 +9,31 @@ uses it too, through its conftest).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pyotp
 import pytest
 from sqlalchemy import update
 
-from strongroom.console.client import Client
+from strongroom.console.client import Client, ClientError
 from strongroom.core import demo
 from strongroom.core.auth.users import create_user
 from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
-from strongroom.core.datadir import init_data_dir
+from strongroom.core.datadir import DB_NAME, KEK_NAME, init_data_dir
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Role, User
 from strongroom.core.principal import SYSTEM
@@ -218,6 +224,17 @@ def seed_sync_demo(data_dir: Path) -> dict:
             "operator_totp": enrolment.secret if enrolment else None}
 
 
+def forget_base(data_dir: Path, conflict_id: str) -> None:
+    """Make a queued conflict baseless, as one queued before bases were kept (or by a
+    site whose base went to another peer) is: the "no base version" refusals need one."""
+    import uuid
+
+    from strongroom.core.db.models import SyncConflict
+    table = SyncConflict.__table__
+    with data_transaction(data_dir) as (_ctx, conn):
+        conn.execute(update(table).where(table.c.id == uuid.UUID(conflict_id)).values(base=None))
+
+
 def add_unenrolled_admin(data_dir: Path, username: str = "newadmin") -> None:
     """An admin (a role that requires 2FA) without a second factor, as when the policy
     was tightened after the account was made."""
@@ -236,3 +253,182 @@ def sync_daemon(tmp_path, db_url):
     with running_daemon(data_dir, tmp_path) as proc:
         proc.seeded = seeded
         yield proc
+
+
+# --- helpers the daemon's (and the console's) tests share --------------------------------
+
+def scrape_metrics(daemon) -> str:
+    """The daemon's Prometheus exposition, as a scraper reads it."""
+    port = daemon.call("status")["metrics_port"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return resp.read().decode()
+
+
+class Receiver:
+    """A local webhook endpoint recording every JSON body it is sent."""
+
+    def __init__(self) -> None:
+        bodies = self.bodies = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, predicate, timeout: float = 15.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in list(self.bodies):
+                if predicate(body):
+                    return body
+            time.sleep(0.1)
+        raise AssertionError(f"no matching notification; got {self.bodies}")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def login(daemon, username: str = "auditor1", totp_secret: str | None = None, *,
+          password: str = PASSWORD, totp: str | None = None) -> str:
+    """A session token for USERNAME, logged in as a console on a test host would (a current
+    code is computed from TOTP_SECRET when given)."""
+    if totp_secret:
+        totp = pyotp.TOTP(totp_secret).now()
+    result = daemon.call("auth.login", {"username": username, "password": password, "totp": totp,
+                                        "client": {"host": "test-host", "ssh_connection": "203.0.113.7 51234 10.0.0.1 22",
+                                                   "name": "pytest", "version": "1.0"}}, token=None)
+    return result["token"]
+
+
+def assert_alive(daemon):
+    assert daemon.call("status")["role"] in ("leader", "standby")
+
+
+def nested(levels: int) -> dict:
+    """A dict nested LEVELS deep, for the parser's depth limits."""
+    value: dict = {}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+def error_of(daemon, cmd: str, args: dict | None, token: str | None = "local") -> ClientError:
+    """The error the daemon answers CMD with (the test fails if it succeeds)."""
+    with pytest.raises(ClientError) as err:
+        daemon.call(cmd, args, token=token)
+    return err.value
+
+
+LIMIT = "\n[files]\nmax_bytes = 12000000\n"   # room for three 4 MiB chunks
+
+
+@pytest.fixture
+def files_daemon(tmp_path, db_url):
+    """A daemon over two demo clients with room for three content chunks (`.clients`)."""
+    data_dir = make_data_dir(tmp_path, db_url, extra=LIMIT)
+    with data_transaction(data_dir) as (ctx, conn):
+        clients = insert_demo_rows(ctx, conn, clients=2, sessions_per_client=0)
+    with running_daemon(data_dir, tmp_path) as proc:
+        proc.clients = [str(c) for c in clients]
+        yield proc
+
+
+def upload(daemon, client_id: str, data: bytes, name: str = "consent Quillon.pdf", **extra) -> dict:
+    """Upload DATA for a client through files.add, chunk by chunk; returns the commit's reply."""
+    opened = daemon.call("files.add", {"client_id": client_id, "name": name, "content_type": "application/pdf",
+                                       "size": len(data), **extra})
+    step = opened["transfer_bytes"]
+    assert 1024 <= step <= 1024 * 1024
+    for start in range(0, len(data), step):
+        daemon.call("files.add.chunk", {"upload_id": opened["upload_id"],
+                                        "data": base64.b64encode(data[start:start + step]).decode()})
+    return daemon.call("files.add.commit", {"upload_id": opened["upload_id"]})
+
+
+def download(daemon, file_id: str) -> bytes:
+    """A file's whole content through files.get, chunk by chunk."""
+    opened = daemon.call("files.get", {"file_id": file_id})
+    out = b""
+    while True:
+        piece = daemon.call("files.get.chunk", {"download_id": opened["download_id"]})
+        out += base64.b64decode(piece["data"])
+        if piece["final"]:
+            return out
+
+
+def add_admin(data_dir, username: str = "boss", role: Role = Role.ADMIN) -> str:
+    """An administrator account written straight into the database; returns its TOTP secret."""
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            _, enrolment = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), username,
+                                       PASSWORD, role, actor="test")
+    finally:
+        ctx.close()
+    return enrolment.secret
+
+
+def seed_retention_demo(data_dir) -> dict:
+    """Demo clients and sessions, the demo retention policies, hold and erasure request,
+    and a manager (may file, not approve) and a second administrator (may approve)."""
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            practice = only_practice(conn)
+            ids: list = []
+            insert_clients(conn, ctx.keyring, SYSTEM, practice, demo.client_records(5), created=ids)
+            insert_sessions(conn, ctx.keyring, SYSTEM, demo.session_records(ids, 2))
+            made = demo.seed_retention(conn)
+            create_user(conn, ctx.keyring, ctx.settings, practice, "manager1", PASSWORD, Role.MANAGER, actor="test")
+            _, enrolment = create_user(conn, ctx.keyring, ctx.settings, practice, "owner1", PASSWORD, Role.ADMIN,
+                                       actor="test")
+    finally:
+        ctx.close()
+    return {"clients": [str(i) for i in ids], "hold": str(made["hold"]),
+            "request": str(made["erasure_request"]), "owner_totp": enrolment.secret}
+
+
+# A synthetic person whose duplicate the reconcile tests plant.
+PERSON = {"first_name": "Zebediahquorn", "last_name": "Ofthequorns", "date_of_birth": "1975-04-03",
+          "phone": "+1 555 010 2030", "email": "zq@example.org"}
+
+
+def seed_reconcile_demo(data_dir) -> list[str]:
+    """Two likely duplicates of PERSON (a typo and a new phone) and one stranger, and a staff user."""
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            practice = only_practice(conn)
+            ids: list = []
+            insert_clients(conn, ctx.keyring, SYSTEM, practice,
+                           [PERSON, {**PERSON, "last_name": "Ofthequrons", "phone": "+1 555 777 1111"},
+                            {"first_name": "Ann", "last_name": "Bee", "date_of_birth": "1990-01-01"}], created=ids)
+            create_user(conn, ctx.keyring, ctx.settings, practice, "staff1", PASSWORD,
+                        Role.STAFF, actor="test")
+    finally:
+        ctx.close()
+    return [str(i) for i in ids]
+
+
+def make_site(tmp_path: Path, db_url: str, extra: str = "") -> tuple[Path, str, dict]:
+    """The daemon's data directory with demo clients and an operator, and a laptop site
+    that joined it (empty of clients until it syncs). Returns (data dir, laptop URL, seeded)."""
+    data_dir = make_data_dir(tmp_path, db_url, extra=FAST_HEALTH + extra)
+    with data_transaction(data_dir) as (ctx, conn):
+        insert_demo_rows(ctx, conn, clients=3, sessions_per_client=1)
+        _, enrolment = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), "operator1", PASSWORD,
+                                   Role.OPERATOR, actor="test")
+        central_url = ctx.settings.database.url
+    laptop = tmp_path / "laptop"
+    init_data_dir(laptop, practice_name="ignored when joining", principal=SYSTEM, join_url=central_url,
+                  kek_file=data_dir / KEK_NAME)
+    return data_dir, f"sqlite:///{laptop / DB_NAME}", {"operator_totp": enrolment.secret if enrolment else None}

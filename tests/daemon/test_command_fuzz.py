@@ -19,7 +19,7 @@ from pydantic import BaseModel
 import strongroom.daemon.main  # noqa: F401  (imports every command module)
 from strongroom.daemon.commands import REGISTRY
 from strongroom.core.protocol import ERROR_CODES
-from tests.daemon.test_control import assert_alive, nested
+from tests.daemon.conftest import assert_alive, nested
 
 # PHI-shaped markers: an email, a social security number, a name. None may come back.
 EMAIL = "jane.q.doe@example.org"

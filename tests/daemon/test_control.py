@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from strongroom.console.client import ClientError
 from strongroom.core.protocol import ERROR_CODES
-from tests.daemon.conftest import PASSWORD
+from tests.daemon.conftest import PASSWORD, assert_alive, login, nested
 
 
 def raw(daemon, *frames: bytes, timeout_ms: int = 5000) -> dict:
@@ -30,17 +30,6 @@ def raw(daemon, *frames: bytes, timeout_ms: int = 5000) -> dict:
 
 def request(cmd="status", token=None, args=None, v=1, **extra) -> bytes:
     return json.dumps({"v": v, "id": "t1", "cmd": cmd, "token": token, "args": args or {}, **extra}).encode()
-
-
-def login(daemon, username="auditor1", password=PASSWORD, totp=None) -> str:
-    result = daemon.call("auth.login", {"username": username, "password": password, "totp": totp,
-                                        "client": {"host": "test-host", "ssh_connection": "203.0.113.7 51234 10.0.0.1 22",
-                                                   "name": "pytest", "version": "1.0"}}, token=None)
-    return result["token"]
-
-
-def assert_alive(daemon):
-    assert daemon.call("status")["role"] in ("leader", "standby")
 
 
 def test_sockets_are_private(daemon):
@@ -135,7 +124,7 @@ def test_brute_force_hits_lockout_then_rate_limit_and_is_recorded(daemon):
     codes = []
     for _ in range(8):
         try:
-            login(daemon, "auditor1", "wrong password!!")
+            login(daemon, "auditor1", password="wrong password!!")
         except ClientError as err:
             codes.append(err.value.code if hasattr(err, "value") else err.code)
     assert codes[:3] == ["unauthenticated"] * 3
@@ -217,13 +206,6 @@ def test_fuzzed_frames_always_get_a_well_formed_reply_and_the_daemon_lives(daemo
 
 
 # --- no input answers `internal` -------------------------------------------------------
-
-def nested(levels: int) -> dict:
-    value: dict = {}
-    for _ in range(levels):
-        value = {"a": value}
-    return value
-
 
 def test_json_nested_100000_deep_is_a_bad_request(daemon):
     frame = b'{"v":1,"id":"deep","cmd":"status","args":' + b'[' * 100_000 + b']' * 100_000 + b'}'

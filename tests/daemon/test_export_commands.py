@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+import pyzipper
 from prometheus_client import generate_latest
+from sqlalchemy import update
 
 from strongroom.console.client import ClientError
 from strongroom.core import demo
@@ -15,13 +19,15 @@ from strongroom.core.auth.users import create_user
 from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import JobStatus, Role
+from strongroom.core.db.models import ExportConfiguration, JobStatus, Role
+from strongroom.core.db.types import utcnow
+from strongroom.core.jobs import export as export_job
 from strongroom.core.jobs import runs
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
 from strongroom.daemon.metrics import Metrics
-from tests.daemon.conftest import PASSWORD, make_data_dir, running_daemon
+from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir, running_daemon
 
 ZIP_PASSWORD = "zip password 1234"
 
@@ -172,3 +178,101 @@ def test_a_saved_configuration_is_listed_and_runs_by_name(export_daemon):
     run = export_daemon.call("exports.run", {"configuration": "weekly", "password": ZIP_PASSWORD}, token=token)
     done = wait_done(export_daemon, run["id"])
     assert done["status"] == "succeeded" and done["result"]["format"] == "xml" and done["result"]["encrypted"]
+
+
+def _scheduled_data_dir(tmp_path, db_url, *, missed_for: timedelta):
+    """A data directory with an encrypted hourly configuration whose run was due
+    `missed_for` ago (as if the daemon had been down that long)."""
+    data_dir = make_data_dir(tmp_path, db_url)
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn), demo.client_records(3))
+        export_job.save_configuration(ctx, "hourly", {"tables": ["clients"], "format": "csv", "encrypt": True,
+                                                      "schedule": "@hourly", "password_credential": "export-zip"},
+                                      SYSTEM)
+        table = ExportConfiguration.__table__
+        with transaction(ctx.engine) as conn:
+            conn.execute(update(table).values(next_export_at=utcnow() - missed_for))
+    finally:
+        ctx.close()
+    return data_dir
+
+
+def _export_runs(data_dir) -> list[dict]:
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        return [r.as_dict() for r in runs.recent(ctx.engine, job_kind="export")]
+    finally:
+        ctx.close()
+
+
+def _wait_for_scheduled_runs(data_dir, count: int) -> list[dict]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        items = [r for r in _export_runs(data_dir) if r["trigger"] == "schedule"]
+        if len(items) >= count and all(r["status"] not in ("queued", "running") for r in items):
+            return items
+        time.sleep(0.2)
+    raise AssertionError("no scheduled export run finished")
+
+
+def test_a_scheduled_export_missed_while_down_runs_once_at_start_with_the_credential(tmp_path, db_url):
+    data_dir = _scheduled_data_dir(tmp_path, db_url, missed_for=timedelta(days=2))
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "export-zip").write_text(ZIP_PASSWORD + "\n")
+    proc = DaemonProcess(data_dir, tmp_path, env={"CREDENTIALS_DIRECTORY": str(credentials)})
+    try:
+        proc.wait_ready()
+        [run] = _wait_for_scheduled_runs(data_dir, 1)
+        assert run["status"] == "succeeded", run.get("error")
+        assert run["params"]["configuration"] == "hourly" and run["params"]["scheduled"] is True
+        [archive] = Path(run["result"]["location"]).glob("*.zip")
+        with pyzipper.AESZipFile(archive) as z:
+            z.setpassword(ZIP_PASSWORD.encode())
+            assert z.read("clients.csv").count(b"\n") == 4
+        [listed] = proc.call("exports.configurations")["items"]
+        assert datetime.fromisoformat(listed["next_export_at"]) > datetime.now(timezone.utc)
+        time.sleep(1)    # 48 missed hours were one run, and nothing more follows
+        assert len(_wait_for_scheduled_runs(data_dir, 1)) == 1
+    finally:
+        assert proc.stop() == 0, proc.log()
+    # After a restart the next time comes from the database: nothing runs again.
+    with running_daemon(data_dir, tmp_path, name="d2") as again:
+        time.sleep(1)
+        assert again.call("exports.list")["total"] == 1 and len(_export_runs(data_dir)) == 1
+
+
+def test_a_scheduled_export_without_its_credential_fails_audited_and_writes_nothing(tmp_path, db_url):
+    data_dir = _scheduled_data_dir(tmp_path, db_url, missed_for=timedelta(minutes=1))
+    with running_daemon(data_dir, tmp_path) as proc:
+        [run] = _wait_for_scheduled_runs(data_dir, 1)
+        assert run["status"] == "failed" and "credential export-zip" in run["error"]
+        assert proc.call("exports.list")["total"] == 0
+        entries = proc.call("audit.tail", {"limit": 20, "action": "EXPORT"})
+        assert any(e["outcome"] == "failed" and "credential export-zip" in json.dumps(e["details"])
+                   for e in entries)
+    exports_dir = data_dir / "exports"
+    assert not exports_dir.exists() or list(exports_dir.iterdir()) == []
+
+
+def test_configure_sets_and_clears_a_schedule_and_refuses_bad_input(export_daemon):
+    token = login(export_daemon, "manager1")
+    export_daemon.call("exports.save", {"name": "weekly", "tables": ["clients"], "format": "csv",
+                                        "schedule": "0 6 * * 1", "retention_days": 14}, token=token)
+    [item] = export_daemon.call("exports.configurations")["items"]
+    assert (item["schedule"], item["retention_days"]) == ("0 6 * * 1", 14) and item["next_export_at"]
+    for args, words in (({"schedule": "0 25 * * *"}, "schedule"), ({"retention_days": -1}, "retention_days"),
+                        ({"retention_days": 99999}, "retention_days"),
+                        ({"password_credential": "zip"}, "encrypted configuration only")):
+        err = error_of(export_daemon, "exports.configure", {"name": "weekly", **args}, token)
+        assert err.code == "bad_request" and words in err.message
+        assert export_daemon.call("exports.configurations")["items"] == [item]
+    err = error_of(export_daemon, "exports.save", {"name": "bad", "tables": ["clients"], "format": "csv",
+                                                   "schedule": "every day"}, token)
+    assert err.code == "bad_request" and "schedule" in err.message and "every day" not in err.message
+    cleared = export_daemon.call("exports.configure", {"name": "weekly", "schedule": ""}, token=token)
+    assert cleared["schedule"] is None and cleared["next_export_at"] is None
+    assert error_of(export_daemon, "exports.configure", {"name": "nope", "schedule": "@daily"}, token).code == \
+        "not_found"

@@ -6,61 +6,21 @@ from __future__ import annotations
 
 import base64
 import os
+import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
-from strongroom.console.client import ClientError
 from strongroom.core.db.models import AuditLog
-from tests.daemon.conftest import data_transaction, insert_demo_rows, make_data_dir, running_daemon
-
-LIMIT = "\n[files]\nmax_bytes = 4000000\n"
-
-
-@pytest.fixture
-def files_daemon(tmp_path, db_url):
-    data_dir = make_data_dir(tmp_path, db_url, extra=LIMIT)
-    with data_transaction(data_dir) as (ctx, conn):
-        clients = insert_demo_rows(ctx, conn, clients=2, sessions_per_client=0)
-    with running_daemon(data_dir, tmp_path) as proc:
-        proc.clients = [str(c) for c in clients]
-        yield proc
-
-
-def upload(daemon, client_id: str, data: bytes, name: str = "consent Quillon.pdf", **extra) -> dict:
-    opened = daemon.call("files.add", {"client_id": client_id, "name": name, "content_type": "application/pdf",
-                                       "size": len(data), **extra})
-    step = opened["transfer_bytes"]
-    assert 1024 <= step <= 1024 * 1024
-    for start in range(0, len(data), step):
-        daemon.call("files.add.chunk", {"upload_id": opened["upload_id"],
-                                        "data": base64.b64encode(data[start:start + step]).decode()})
-    return daemon.call("files.add.commit", {"upload_id": opened["upload_id"]})
-
-
-def download(daemon, file_id: str) -> bytes:
-    opened = daemon.call("files.get", {"file_id": file_id})
-    out = b""
-    while True:
-        piece = daemon.call("files.get.chunk", {"download_id": opened["download_id"]})
-        out += base64.b64decode(piece["data"])
-        if piece["final"]:
-            return out
-
-
-def error_of(daemon, cmd, args) -> ClientError:
-    with pytest.raises(ClientError) as err:
-        daemon.call(cmd, args)
-    return err.value
-
+from strongroom.core.files.content import CHUNK_SIZE
+from tests.daemon.conftest import data_transaction, download, error_of, upload
 
 def stored_files(daemon) -> list[Path]:
     return [p for p in (daemon.data_dir / "files").rglob("*") if p.is_file()]
 
 
 def test_add_list_get_remove_round_trip(files_daemon):
-    data = os.urandom(2_500_000)
+    data = os.urandom(2 * CHUNK_SIZE + 400_000)
     added = upload(files_daemon, files_daemon.clients[0], data, description="signed consent")
     assert added["size_bytes"] == len(data) and added["virus_scan_status"] == "pending"
     (listed,) = files_daemon.call("files.list", {"client_id": files_daemon.clients[0]})
@@ -85,8 +45,8 @@ def test_bad_input_is_refused_before_anything_is_stored(files_daemon):
                                                    "content_type": "application/pdf", "size": 10})
         assert err.code == "bad_request" and "Quillon" not in err.message
     err = error_of(files_daemon, "files.add", {"client_id": client, "name": "big.pdf",
-                                               "content_type": "application/pdf", "size": 4_000_001})
-    assert err.code == "bad_request" and "limit is 4000000" in err.message
+                                               "content_type": "application/pdf", "size": 12_000_001})
+    assert err.code == "bad_request" and "limit is 12000000" in err.message
     err = error_of(files_daemon, "files.add", {"client_id": client, "name": "run.exe",
                                                "content_type": "application/x-msdownload", "size": 10})
     assert err.code == "bad_request" and "not allowed" in err.message
@@ -107,11 +67,13 @@ def test_bad_input_is_refused_before_anything_is_stored(files_daemon):
 def test_short_upload_and_abort_leave_nothing(files_daemon):
     client = files_daemon.clients[0]
     opened = files_daemon.call("files.add", {"client_id": client, "name": "a.pdf",
-                                             "content_type": "application/pdf", "size": 2_000_000})
-    files_daemon.call("files.add.chunk", {"upload_id": opened["upload_id"],
-                                          "data": base64.b64encode(os.urandom(opened["transfer_bytes"])).decode()})
-    files_daemon.call("files.add.chunk", {"upload_id": opened["upload_id"],
-                                          "data": base64.b64encode(os.urandom(opened["transfer_bytes"])).decode()})
+                                             "content_type": "application/pdf", "size": 2 * CHUNK_SIZE})
+    for _ in range(CHUNK_SIZE // opened["transfer_bytes"] + 2):
+        files_daemon.call("files.add.chunk", {"upload_id": opened["upload_id"],
+                                              "data": base64.b64encode(os.urandom(opened["transfer_bytes"])).decode()})
+    deadline = time.monotonic() + 10
+    while not stored_files(files_daemon) and time.monotonic() < deadline:
+        time.sleep(0.05)                                    # a worker thread stores it
     assert stored_files(files_daemon)                       # one full chunk stored already
     assert files_daemon.call("files.add.abort", {"upload_id": opened["upload_id"]}) == {"aborted": True}
     assert stored_files(files_daemon) == []

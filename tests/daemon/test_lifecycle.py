@@ -7,12 +7,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 import uuid
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import insert, update
@@ -28,7 +25,7 @@ from strongroom.core.ids import new_id
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
-from tests.daemon.conftest import DaemonProcess, make_data_dir
+from tests.daemon.conftest import DaemonProcess, Receiver, make_data_dir, scrape_metrics
 
 
 def _context(data_dir):
@@ -44,45 +41,6 @@ def _run_and_wait(daemon, kind: str, timeout: float = 60.0) -> dict:
             return current
         time.sleep(0.2)
     raise AssertionError(f"{kind} run did not finish in {timeout}s")
-
-
-def _scrape(daemon) -> str:
-    port = daemon.call("status")["metrics_port"]
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        return resp.read().decode()
-
-
-class Receiver:
-    """A local webhook endpoint recording every JSON body it is sent."""
-
-    def __init__(self) -> None:
-        bodies = self.bodies = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
-                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, predicate, timeout: float = 15.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for body in list(self.bodies):
-                if predicate(body):
-                    return body
-            time.sleep(0.1)
-        raise AssertionError(f"no matching notification; got {self.bodies}")
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_ready_status_and_watchdog_are_sent(daemon):
@@ -167,7 +125,7 @@ def test_manual_job_runs_publishes_progress_and_shows_in_metrics(daemon):
     final = daemon.call("job.get", {"run_id": run["id"]})
     assert final["status"] == "succeeded" and final["result"]["failed"] == []
     assert daemon.call("jobs.list", {"kind": "integrity"})[0]["id"] == run["id"]
-    metrics = _scrape(daemon)
+    metrics = scrape_metrics(daemon)
     assert 'strongroom_job_runs_total{kind="integrity",status="succeeded"} 1.0' in metrics
     assert "strongroom_job_last_success_timestamp_seconds{kind=\"integrity\"}" in metrics
     assert "strongroom_up 1.0" in metrics and "strongroom_leader 1.0" in metrics
@@ -272,7 +230,7 @@ def test_missed_schedules_are_reported_caught_up_and_notified(tmp_path, db_url):
             while not any(r["trigger"] == "catch_up" for r in proc.call("jobs.list", {"kind": "integrity"})):
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
-            missed = re.search(r'strongroom_missed_runs_total\{kind="integrity"\} (\S+)', _scrape(proc))
+            missed = re.search(r'strongroom_missed_runs_total\{kind="integrity"\} (\S+)', scrape_metrics(proc))
             assert missed and float(missed.group(1)) >= 23
         finally:
             assert proc.stop() == 0

@@ -15,7 +15,7 @@ from strongroom.core.jobs import all_kinds, backup, runs, schedulable_kinds
 from strongroom.core.db.types import utcnow
 from strongroom.daemon.metrics import Metrics
 from tests.core.conftest import seed_clients, with_backup_target
-from tests.test_prometheus_rules import JOB_STATUSES, METRICS, exported_series_names, rule_exprs
+from tests.conftest import JOB_STATUSES, METRICS, exported_series_names, rule_exprs
 
 
 def test_each_configuration_reports_its_own_last_backup_or_zero_and_allowed_age(ctx, tmp_path):

@@ -25,7 +25,6 @@ from strongroom.core.auth.users import create_user
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
-from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import AuditLog, Role, User
 from strongroom.core.errors import ConflictError
 from strongroom.core.jobs import restore as restore_job

@@ -8,39 +8,7 @@ import uuid
 
 import pytest
 
-from strongroom.core import demo
-from strongroom.core.auth.users import create_user
-from strongroom.core.config import load_settings
-from strongroom.core.context import open_context
-from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Role
-from strongroom.core.principal import SYSTEM
-from strongroom.core.repository.clients import insert_clients
-from strongroom.core.repository.practices import only_practice
-from strongroom.core.repository.sessions import insert_sessions
-from tests.daemon.conftest import PASSWORD, make_data_dir, running_daemon
-from tests.daemon.test_lifecycle import _scrape
-from tests.daemon.test_sync_commands import error_of, login
-
-
-def seed_retention_demo(data_dir) -> dict:
-    """Demo clients and sessions, the demo retention policies, hold and erasure request,
-    and a manager (may file, not approve) and a second administrator (may approve)."""
-    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
-    try:
-        with transaction(ctx.engine) as conn:
-            practice = only_practice(conn)
-            ids: list = []
-            insert_clients(conn, ctx.keyring, SYSTEM, practice, demo.client_records(5), created=ids)
-            insert_sessions(conn, ctx.keyring, SYSTEM, demo.session_records(ids, 2))
-            made = demo.seed_retention(conn)
-            create_user(conn, ctx.keyring, ctx.settings, practice, "manager1", PASSWORD, Role.MANAGER, actor="test")
-            _, enrolment = create_user(conn, ctx.keyring, ctx.settings, practice, "owner1", PASSWORD, Role.ADMIN,
-                                       actor="test")
-    finally:
-        ctx.close()
-    return {"clients": [str(i) for i in ids], "hold": str(made["hold"]),
-            "request": str(made["erasure_request"]), "owner_totp": enrolment.secret}
+from tests.daemon.conftest import error_of, login, make_data_dir, running_daemon, scrape_metrics, seed_retention_demo
 
 
 @pytest.fixture
@@ -166,7 +134,7 @@ def test_the_retention_job_runs_through_job_run_and_takes_no_clock_from_its_call
     assert run["status"] == "succeeded", run["error"]
     assert set(run["result"]["tables"]) == {"clients", "therapy_sessions", "client_files"}
     archived = run["result"]["tables"]["therapy_sessions"]["archived"]
-    metrics = _scrape(d)
+    metrics = scrape_metrics(d)
     assert "strongroom_legal_holds_active 1.0" in metrics and "strongroom_erasure_requests_pending 1.0" in metrics
     assert f'strongroom_retention_rows_total{{action="archived",table="therapy_sessions"}} {float(archived)}' in metrics
     token = login(d, "auditor1")

@@ -8,27 +8,12 @@ import asyncio
 import json
 import time
 
-import pyotp
-import pytest
 
 from sqlalchemy import select
 
-from strongroom.console.client import ClientError
 from strongroom.core.db.models import Client, SyncPeer
 from strongroom.core.sync.conflicts import queue_conflict, row_image
-from tests.daemon.conftest import PASSWORD, data_transaction
-
-
-def login(daemon, username: str, totp_secret: str | None = None) -> str:
-    totp = pyotp.TOTP(totp_secret).now() if totp_secret else None
-    return daemon.call("auth.login", {"username": username, "password": PASSWORD, "totp": totp},
-                       token=None)["token"]
-
-
-def error_of(daemon, cmd, args, token="local") -> ClientError:
-    with pytest.raises(ClientError) as err:
-        daemon.call(cmd, args, token=token)
-    return err.value
+from tests.daemon.conftest import data_transaction, error_of, forget_base, login
 
 
 def test_peers_and_the_open_queue(sync_daemon):
@@ -120,6 +105,7 @@ def test_a_conflict_shows_the_differing_fields_and_reveals_others_one_at_a_time(
 
 def test_bad_requests_get_clear_errors_and_change_nothing(sync_daemon):
     first, second = sync_daemon.seeded["conflicts"][:2]
+    forget_base(sync_daemon.data_dir, second)
     before = sync_daemon.call("sync.conflicts", {"status": "all"})
     fields = before[0]["fields"]
     everything = {name: "local" for name in fields}

@@ -11,40 +11,16 @@ import os
 import signal
 import time
 import urllib.request
-from pathlib import Path
 
 import pyotp
 import pytest
-from sqlalchemy import select
 
 from strongroom.console.client import ClientError
-from strongroom.core.auth.users import create_user
-from strongroom.core.datadir import DB_NAME, KEK_NAME, init_data_dir
-from strongroom.core.db.models import AuditLog, Role
-from strongroom.core.principal import SYSTEM
-from strongroom.core.repository.practices import only_practice
+from strongroom.core.datadir import DB_NAME
 from strongroom.core.sync.passes import Problem, quarantine
-from strongroom.core.sync.peers import get_peer
-from tests.daemon.conftest import FAST_HEALTH, PASSWORD, data_transaction, insert_demo_rows, make_data_dir, \
-    running_daemon
-from tests.daemon.test_lifecycle import Receiver
+from tests.daemon.conftest import PASSWORD, Receiver, data_transaction, make_site, running_daemon
 
 MASKED = "postgresql://sync:s3cret@central.example.org/strongroom?sslmode=verify-full"
-
-
-def make_site(tmp_path: Path, db_url: str, extra: str = "") -> tuple[Path, str, dict]:
-    """The daemon's data directory with demo clients and an operator, and a laptop site
-    that joined it (empty of clients until it syncs). Returns (data dir, laptop URL, seeded)."""
-    data_dir = make_data_dir(tmp_path, db_url, extra=FAST_HEALTH + extra)
-    with data_transaction(data_dir) as (ctx, conn):
-        insert_demo_rows(ctx, conn, clients=3, sessions_per_client=1)
-        _, enrolment = create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), "operator1", PASSWORD,
-                                   Role.OPERATOR, actor="test")
-        central_url = ctx.settings.database.url
-    laptop = tmp_path / "laptop"
-    init_data_dir(laptop, practice_name="ignored when joining", principal=SYSTEM, join_url=central_url,
-                  kek_file=data_dir / KEK_NAME)
-    return data_dir, f"sqlite:///{laptop / DB_NAME}", {"operator_totp": enrolment.secret if enrolment else None}
 
 
 def login(daemon, username: str, totp_secret: str | None = None) -> str:

@@ -40,20 +40,12 @@ def demo_daemon(tui_data_dir, tmp_path):
 
 
 def tab_keys(tab_id: str) -> tuple[str, ...]:
-    """Keys that show a tab: its digit, or for a tab past the tenth (which has none) the
-    first tab's digit and then [ back round to it, as a person would."""
-    from strongroom.console.screens.main import TABS
-
-    ids = [t for _, t, _ in TABS]
-    position = ids.index(tab_id)
-    if position < 10:
-        return (tab_key(tab_id),)
-    return (tab_key(ids[0]),) + ("left_square_bracket",) * (len(ids) - position)
+    """The keys that show a tab: its own (every tab has one)."""
+    return (tab_key(tab_id),)
 
 
 def tab_key(tab_id: str) -> str:
-    """The key that shows a tab, as the main screen binds it (tests of a tab past the
-    tenth, which has none, call show_tab)."""
+    """The key that shows a tab, as the main screen binds it."""
     from strongroom.console.screens.main import MainScreen
 
     (key,) = [b.key for b in MainScreen.BINDINGS if b.action == f"show_tab('{tab_id}')"]

@@ -18,7 +18,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
 from tests.daemon.conftest import PASSWORD
-from tests.daemon.test_commands_users import add_admin
+from tests.daemon.conftest import add_admin
 
 
 

@@ -13,11 +13,11 @@ from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.screens.retention import RetentionTab
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from textual.widgets import Button, DataTable, Static
+from textual.widgets import Button, DataTable, Input, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
 from tests.daemon.conftest import FAST_HEALTH, PASSWORD, make_data_dir, running_daemon
-from tests.daemon.test_retention_commands import seed_retention_demo
+from tests.daemon.conftest import seed_retention_demo
 
 
 @pytest.fixture
@@ -162,7 +162,19 @@ async def _operator(daemon):
         await show_view(pilot, tab, "policies")
         await pilot.press("e")
         await wait_for(pilot, showing(app, FormScreen), what="policy form")
-        await pilot.press(*"client_files", "enter", *"400", "enter", *"3000", "enter")
+        await pilot.press(*"client_files", "enter", *"soon", "enter", *"3000", "enter")
+        form = app.screen      # a value the form cannot send: it stays open, everything typed kept
+        await wait_for(pilot, lambda: "whole numbers" in str(form.query_one("#form-error", Static).render()),
+                       what="the form's own refusal")
+        assert form.query_one("#table", Input).value == "client_files"
+        form.query_one("#archive", Input).value = "4000"          # after the deletion: the daemon refuses it
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "Refused" in str(form.query_one("#form-error", Static).render()),
+                       what="the daemon's refusal in the form")
+        assert showing(app, FormScreen)() and form.query_one("#delete", Input).value == "3000"
+        form.query_one("#archive", Input).value = "400"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: not isinstance(app.screen, FormScreen), what="the form closed when saved")
         await wait_for(pilot, lambda: any(p["table_name"] == "client_files" and p["archive_after_days"] == 400
                                           for p in tab.rows["policies"].values()), what="policy shown")
         await show_view(pilot, tab, "upcoming")

@@ -4,6 +4,7 @@ or random id reaches the frame and the snapshots are stable."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 
 import pytest
 from strongroom.console.app import StrongroomConsole
@@ -71,8 +72,14 @@ class FixedClient:
         pass
 
 
+def fixed_clock() -> datetime.datetime:
+    """The time snapshots show in the status line's "updated" stamp."""
+    return datetime.datetime(2026, 11, 23, 9, 0, 5)
+
+
 def fixed_app(token: str | None) -> StrongroomConsole:
-    return StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=FixedClient(token))
+    return StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", clock=fixed_clock,
+                             client=FixedClient(token))
 
 
 async def overview_loaded(pilot) -> None:
@@ -106,7 +113,7 @@ def test_overview_cards_turn_red_for_a_low_score_failed_backups_and_a_full_targe
 
             assert card("compliance") == ("84/100 (min 80) · 1 not configured", False, True)
             assert card("backups")[0] == "7 succeeded · 1 failed"
-            assert "402 MB of 500 MB (80.4%)" in str(app.screen.query_one("#storage").render())
+            assert "383 MiB of 477 MiB (80.4%)" in str(app.screen.query_one("#storage").render())
             health = FIXED["health"]
             tab.apply_health({**health, "compliance": {**health["compliance"], "score": 61, "status": "below threshold"},
                               "backups": {"window_days": 7, "succeeded": 0, "failed": 3},
@@ -115,7 +122,7 @@ def test_overview_cards_turn_red_for_a_low_score_failed_backups_and_a_full_targe
             await pilot.pause()
             assert card("compliance")[:2] == ("61/100 (min 80) · 1 not configured", True)
             assert card("backups")[:2] == ("0 succeeded · 3 failed", True)
-            assert card("storage")[:2] == ("db 843 MB · target 97% full", True)
+            assert card("storage")[:2] == ("db 804 MiB · target 97% full", True)
             checked = {"status": "warn", "actual": "3 rows differ", "checked_at": "2026-12-02T10:00:00+00:00"}
             tab.apply_health({**health, "sync": {"consistency": {"central": checked}}})
             await pilot.pause()

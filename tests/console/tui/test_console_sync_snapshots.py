@@ -11,7 +11,7 @@ from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable
 
 from tests.console.tui.conftest import settled, tab_keys, wait_for
-from tests.console.tui.test_console_snapshots import FIXED, FixedClient
+from tests.console.tui.test_console_snapshots import FIXED, FixedClient, fixed_clock
 
 CONFLICT = "01a2061f-77c9-7000-a71a-000000000c01"
 ROW = "01a2061f-77c9-7000-a71a-0000000000a1"
@@ -99,7 +99,7 @@ async def conflict_open_one_chosen(pilot) -> None:
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 def test_sync_tab_layout(snap_compare, size):
-    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=SyncFixedClient("fixed-token"))
+    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", clock=fixed_clock, client=SyncFixedClient("fixed-token"))
     assert snap_compare(app, terminal_size=size, run_before=conflict_open_one_chosen)
 
 
@@ -118,7 +118,7 @@ async def quarantine_shown(pilot) -> None:
 
 @pytest.mark.parametrize("size", [(80, 24)], ids=["80x24"])
 def test_sync_tab_quarantine_layout(snap_compare, size):
-    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=SyncFixedClient("fixed-token"))
+    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", clock=fixed_clock, client=SyncFixedClient("fixed-token"))
     assert snap_compare(app, terminal_size=size, run_before=quarantine_shown)
 
 
@@ -144,7 +144,7 @@ def test_sync_now_with_several_peers_asks_which_and_runs_a_sync_job_for_it():
     from tests.console.tui.conftest import drive, showing
 
     client = RecordingClient("fixed-token")
-    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=client)
+    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", clock=fixed_clock, client=client)
 
     async def scenario():
         async with app.run_test(size=(80, 24)) as pilot:
@@ -183,7 +183,7 @@ def test_a_conflict_shows_the_differing_fields_and_reveals_another_only_when_ask
     from tests.console.tui.conftest import drive
 
     client = AskingClient("fixed-token")
-    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=client)
+    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", clock=fixed_clock, client=client)
 
     async def scenario():
         async with app.run_test(size=(80, 24)) as pilot:
@@ -241,7 +241,7 @@ def test_reloading_the_queue_does_not_open_the_shown_conflict_again():
     from tests.console.tui.conftest import drive
 
     client = CountingClient("fixed-token")
-    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", client=client)
+    app = StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", clock=fixed_clock, client=client)
 
     async def scenario():
         async with app.run_test(size=(120, 40)) as pilot:

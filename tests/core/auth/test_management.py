@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from auth_helpers import T0, audit_count, events
 
-from strongroom.core.auth import management, rbac, totp, users
+from strongroom.core.auth import management, rbac, users
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Role
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied, ValidationError

@@ -216,6 +216,13 @@ def session_rows(draw):
         "status": draw(st.sampled_from(list(TherapySession.__table__.c.status.type.enum_class))),
         "payment_status": draw(st.sampled_from(["PENDING", "PAID"])),
         "price_cents": draw(st.none() | st.integers(-2**31, 2**31 - 1)),
+        "service_id": draw(st.none() | st.uuids()), "staff_id": draw(st.none() | st.uuids()),
+        "reminder_sent": draw(st.booleans()),
+        "session_number": draw(st.none() | st.integers(-2**31, 2**31 - 1)),
+        "soap_summary_enc": draw(st.none() | st.binary(max_size=100)),
+        "billing_codes_enc": draw(st.none() | st.binary(max_size=100)),
+        "insurance_info_enc": draw(st.none() | st.binary(max_size=100)),
+        "consent_verified": draw(st.booleans()),
     }
 
 

@@ -14,10 +14,12 @@ from sqlalchemy import func, select
 
 from strongroom.core import audit
 from strongroom.core.backup import keybag
-from strongroom.core.backup.repository import CHUNKS, open_repository
+from strongroom.core.backup.layout import CHUNKS
+from strongroom.core.backup.repository import open_repository
 from strongroom.core.crypto.kek import load_keks
 from strongroom.core.crypto.keyring import Keyring
-from strongroom.core.crypto.rotation import destroy_retired_unused, rotate_deks
+from strongroom.core.crypto.dek_rotation import rotate_deks
+from strongroom.core.crypto.key_status import destroy_retired_unused
 from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.db.models import Client, DataKey, KeyState
 from strongroom.core.errors import KeyUnavailableError
@@ -157,6 +159,7 @@ def test_old_snapshot_restored_after_an_erasure_gives_the_client_back_unreadable
                 clients.c.id.in_(kept), clients.c.deleted_at.is_(None))).scalar()
             states = set(conn.execute(select(_keys.c.state).where(_keys.c.client_id == erased)).scalars())
         assert gone["deleted_at"] is not None and gone["data_checksum"] == row_checksum(dict(gone))
+        assert (gone["email_bidx"], gone["ssn_last4_bidx"], gone["last_name_bidx"]) == (None, None, None)
         assert live == len(kept) and states == {KeyState.DESTROYED}
     finally:
         restored.dispose()

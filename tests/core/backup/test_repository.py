@@ -20,18 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strongroom.core.backup.manifest import AuditHead, Manifest, TableEntry
+from strongroom.core.backup.layout import chunk_key, manifest_key
 from strongroom.core.backup.repository import (
     CONFIG_KEY,
     PREVIOUS_CONFIG_KEY,
-    Problem,
     Repository,
-    chunk_key,
     confirm_rewrap,
     init_repository,
-    manifest_key,
     open_repository,
     rewrap,
 )
+from strongroom.core.backup.verify import Problem
 from strongroom.core.crypto.kek import Kek, generate_kek
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.errors import (

@@ -1,19 +1,22 @@
-"""Builders for key tests: practices, clients with sessions and files, TOTP-style secrets.
+"""Builders for key tests: practices, clients with sessions and files, TOTP-style secrets;
+and what the rotation tests share (a simulated crash, reopening, the audited details).
 
 Rows are inserted with SQLAlchemy Core and sealed exactly as the repository does (the
 client's newest DEK, AAD = table/field/row id), so rotation is tested against real rows.
 """
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timezone
 
 from sqlalchemy import Connection, insert, select
 
+from strongroom.core.context import open_context
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.encrypted import CLIENT_KEYED, SYSTEM_KEYED, column
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Base, DataKey, KeyPurpose, Practice, Role
+from strongroom.core.db.models import AuditLog, Base, DataKey, KeyPurpose, Practice, Role
 
 CLIENT_VALUES = {"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.org",
                  "medical_history": "none recorded", "notes": "prefers mornings"}
@@ -104,3 +107,24 @@ def keys(engine, **where) -> list[dict]:
         query = query.where(t.c[name] == value)
     with transaction(engine, read_only=True) as conn:
         return [dict(r) for r in conn.execute(query).mappings()]
+
+
+class Crash(Exception):
+    """Stands in for the process dying at a chosen instant."""
+
+
+def reopen(settings):
+    return open_context(settings)
+
+
+def audit_details(engine, action: str = "KEY_ROTATE") -> list[dict]:
+    t = AuditLog.__table__
+    with transaction(engine, read_only=True) as conn:
+        rows = conn.execute(select(t.c.details).where(t.c.action == action).order_by(t.c.id))
+        return [json.loads(d) for d in rows.scalars()]
+
+
+def all_plaintext_expected(values: dict, clients: int) -> None:
+    assert values["clients.last_name"] == [CLIENT_VALUES["last_name"]] * clients
+    assert values["therapy_sessions.notes"] == [SESSION_NOTES] * clients
+    assert values["client_files.file_name"] == [FILE_NAME] * clients

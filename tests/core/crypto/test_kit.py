@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from strongroom.core.crypto import kit
-from strongroom.core.crypto import rotation
+from strongroom.core.crypto import kek_rotation
 from strongroom.core.crypto.kek import Kek, encode_kek, generate_kek, read_kek_file
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import transaction
@@ -205,7 +205,7 @@ def test_kit_for_another_kek_fails_the_test_naming_both_ids(ctx):
 def test_kit_from_before_a_kek_rotation_no_longer_opens_the_database(ctx):
     seed(ctx.engine, ctx.keyring, clients=1)
     old_text = kit.export_kit(ctx.keyring.primary, PASS, practice_name="P", work=WORK)
-    rotation.rotate_kek(ctx, actor="test:kit")
+    kek_rotation.rotate_kek(ctx, actor="test:kit")
     assert not kit.test_kit(ctx.engine, old_text, PASS).ok
     new_text = kit.export_kit(ctx.keyring.primary, PASS, practice_name="P", work=WORK)
     assert kit.test_kit(ctx.engine, new_text, PASS).ok

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from strongroom.core.export import csvdoc, jsondoc, xmldoc
 
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+
 FIELDS = ("id", "name", "count")
 values = st.one_of(st.none(), st.text(max_size=40), st.integers(-10**12, 10**12), st.booleans())
 rows = st.lists(st.fixed_dictionaries({f: values for f in FIELDS}), max_size=8)
@@ -73,7 +75,7 @@ def test_ndjson_and_json_round_trip(batch):
 @given(rows)
 def test_xml_round_trip(batch):
     root = ET.fromstring(written(xmldoc.Document, batch).encode())
-    back = [{c.tag: None if c.get("null") == "true" else (c.text or "") for c in row} for row in root.findall("row")]
+    back = [{c.tag: None if c.get(XSI_NIL) == "true" else (c.text or "") for c in row} for row in root.findall("row")]
     expected = [{f: None if r[f] is None else xmldoc._NOT_XML.sub("\ufffd", text(r[f]))
                  for f in FIELDS} for r in batch]
     assert back == expected

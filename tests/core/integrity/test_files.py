@@ -20,8 +20,7 @@ from strongroom.core.integrity.files import check_files
 from strongroom.core.jobs import integrity
 from strongroom.core.retention import erasure
 from strongroom.core.storage.base import StorageError
-from tests.core.conftest import seed_clients
-from tests.core.files.test_files import ALL, NAME, _add, _chunk_files, _data, _get
+from tests.core.conftest import ALL, FILE_NAME, fetch_file, file_bytes, file_objects, seed_clients, store_file
 
 NOW = timedelta(0)
 
@@ -50,12 +49,13 @@ def _half_upload(ctx, client_id, data: bytes):
         upload = begin_add(conn, ctx.keyring, ALL, target, ctx.settings.files, client_id, name="late.pdf",
                            content_type="application/pdf", size=len(data))
     upload.write(data)
+    upload.writer.drain()          # the writer's threads have stored every full chunk
     return upload
 
 
 def test_a_clean_store_passes_with_every_file_read_back(ctx, clients):
-    _add(ctx, clients[0], _data(2 * content.CHUNK_SIZE + 7))
-    _add(ctx, clients[1], b"one small file")
+    store_file(ctx, clients[0], file_bytes(2 * content.CHUNK_SIZE + 7))
+    store_file(ctx, clients[1], b"one small file")
     check = _check(ctx)
     assert check["status"] == "ok", check
     evidence = check["evidence"]
@@ -68,9 +68,9 @@ def test_a_clean_store_passes_with_every_file_read_back(ctx, clients):
 
 @pytest.mark.parametrize("lost", [0, -1], ids=["chunk", "manifest"])
 def test_a_missing_object_fails_naming_the_file_and_nothing_else(ctx, clients, lost):
-    gone = _add(ctx, clients[0], _data(2 * content.CHUNK_SIZE + 1))
-    kept = _add(ctx, clients[1], b"fine")
-    _chunk_files(ctx, gone["id"])[lost].unlink()
+    gone = store_file(ctx, clients[0], file_bytes(2 * content.CHUNK_SIZE + 1))
+    kept = store_file(ctx, clients[1], b"fine")
+    file_objects(ctx, gone["id"])[lost].unlink()
     check = _check(ctx, full=False, sample=0)      # found by the listing, without reading content
     assert check["status"] == "fail"
     assert check["evidence"]["incomplete_files"] == 1 and check["evidence"]["ids"] == [str(gone["id"])]
@@ -78,10 +78,10 @@ def test_a_missing_object_fails_naming_the_file_and_nothing_else(ctx, clients, l
 
 
 def test_tampered_content_fails_when_read_and_full_reads_every_file(ctx, clients):
-    bad = _add(ctx, clients[0], _data(content.CHUNK_SIZE + 3))
+    bad = store_file(ctx, clients[0], file_bytes(content.CHUNK_SIZE + 3))
     for n in range(3):
-        _add(ctx, clients[1], _data(1000, seed=n))
-    chunk = _chunk_files(ctx, bad["id"])[1]
+        store_file(ctx, clients[1], file_bytes(1000, seed=n))
+    chunk = file_objects(ctx, bad["id"])[1]
     raw = bytearray(chunk.read_bytes())
     raw[-5] ^= 1
     chunk.write_bytes(bytes(raw))
@@ -94,8 +94,8 @@ def test_tampered_content_fails_when_read_and_full_reads_every_file(ctx, clients
 
 
 def test_orphans_warn_and_go_only_with_remove_orphans_once_past_the_grace(ctx, clients):
-    live = _add(ctx, clients[0], _data(content.CHUNK_SIZE + 9, seed=3))
-    upload = _half_upload(ctx, clients[1], _data(content.CHUNK_SIZE + 5, seed=4))
+    live = store_file(ctx, clients[0], file_bytes(content.CHUNK_SIZE + 9, seed=3))
+    upload = _half_upload(ctx, clients[1], file_bytes(content.CHUNK_SIZE + 5, seed=4))
     upload.writer.finish()                     # a crash before the row: three orphan objects
     listed = _check(ctx, grace=NOW)           # old enough, but not asked to remove
     assert listed["status"] == "warn" and listed["evidence"]["orphan_objects"] == 3
@@ -105,22 +105,22 @@ def test_orphans_warn_and_go_only_with_remove_orphans_once_past_the_grace(ctx, c
     removed = _check(ctx, remove_orphans=True, grace=NOW)
     assert removed["evidence"]["orphans_removed"] == 3 and len(_stored(ctx)) == 3
     assert _check(ctx)["status"] == "ok"
-    assert len(_get(ctx, live["id"])) == content.CHUNK_SIZE + 9
+    assert len(fetch_file(ctx, live["id"])) == content.CHUNK_SIZE + 9
 
 
 def test_an_upload_in_progress_is_not_removed_and_commits_whole(ctx, clients):
-    data = _data(2 * content.CHUNK_SIZE + 11, seed=5)
+    data = file_bytes(2 * content.CHUNK_SIZE + 11, seed=5)
     upload = _half_upload(ctx, clients[0], data)
     check = _check(ctx, remove_orphans=True)
     assert check["evidence"]["orphan_objects"] == 2 and check["evidence"]["orphans_too_recent"] == 2
     with transaction(ctx.engine) as conn:
         added = commit_add(conn, ALL, upload)
-    assert _get(ctx, added["id"]) == data
+    assert fetch_file(ctx, added["id"]) == data
 
 
 def test_an_erasure_whose_deletes_fail_is_done_and_its_objects_removed_by_the_check(ctx, clients):
-    gone = _add(ctx, clients[0], _data(2 * content.CHUNK_SIZE, seed=6))
-    kept = _add(ctx, clients[1], b"another client's letter")
+    gone = store_file(ctx, clients[0], file_bytes(2 * content.CHUNK_SIZE, seed=6))
+    kept = store_file(ctx, clients[1], b"another client's letter")
     target = open_files_target(ctx.settings)
 
     def failing_delete(key):
@@ -135,15 +135,15 @@ def test_an_erasure_whose_deletes_fail_is_done_and_its_objects_removed_by_the_ch
     assert len(_stored(ctx)) == 5
     check = _check(ctx, remove_orphans=True, grace=NOW)
     assert check["status"] == "warn" and check["evidence"]["orphans_removed"] == 3
-    assert len(_stored(ctx)) == 2 and _get(ctx, kept["id"]) == b"another client's letter"
+    assert len(_stored(ctx)) == 2 and fetch_file(ctx, kept["id"]) == b"another client's letter"
 
 
 def test_the_job_runs_the_check_by_name_with_remove_orphans(ctx, clients):
-    _add(ctx, clients[0], b"abc")
+    store_file(ctx, clients[0], b"abc")
     upload = _half_upload(ctx, clients[1], b"orphaned")
     upload.writer.finish()
     result = integrity.run(ctx, {"checks": "files", "remove_orphans": "true"}, _quiet)
     (check,) = result["checks"]
     assert check["name"] == "client file content" and check["status"] == "warn"
     assert check["evidence"]["orphan_objects"] == 2 and check["evidence"]["orphans_too_recent"] == 2
-    assert result["warnings"] == ["client file content"] and NAME not in json.dumps(result, default=str)
+    assert result["warnings"] == ["client file content"] and FILE_NAME not in json.dumps(result, default=str)

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import insert, select, text, update
-from strongroom.core.backup.repository import manifest_key
+from strongroom.core.backup.layout import manifest_key
 from strongroom.core.context import Context
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client, IntegrityCheck, TherapySession

@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import open_repository
-from strongroom.core.config import RetentionSettings
+from strongroom.core.config import KeepPolicy
 from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.db.models import AuditLog, Backup
 from strongroom.core.errors import ConflictError
@@ -20,7 +20,7 @@ from strongroom.core.storage import open_target
 from tests.core.conftest import clients_of, seed_clients, with_backup_target
 
 NOW = datetime.now(timezone.utc)
-KEEP_TWO = RetentionSettings(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0)
+KEEP_TWO = KeepPolicy(keep_last=2, keep_daily=0, keep_weekly=0, keep_monthly=0)
 
 
 def _chain_of_four(ctx, tmp_path):

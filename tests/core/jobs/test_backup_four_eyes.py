@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from strongroom.core.backup import prune_requests
 from strongroom.core.backup.repository import open_repository
-from strongroom.core.config import RetentionSettings
+from strongroom.core.config import KeepPolicy
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import AuditLog, Backup, BackupPruneRequest
 from strongroom.core.db.types import utcnow
@@ -19,7 +19,7 @@ from strongroom.core.jobs import backup, prune
 from strongroom.core.storage import open_target
 from tests.core.conftest import seed_clients, with_backup_target
 
-KEEP = RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0, compact=False)
+KEEP = KeepPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0, compact=False)
 _req = BackupPruneRequest.__table__
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from strongroom.core.backup.repository import CONFIG_KEY, PREVIOUS_CONFIG_KEY, open_repository
 from strongroom.core.context import open_context
-from strongroom.core.crypto import rotation
+from strongroom.core.crypto import kek_rotation
 from strongroom.core.crypto.kek import pending_path, read_kek_file
 from strongroom.core.db.engine import transaction
 from strongroom.core.demo import client_records
@@ -45,13 +45,13 @@ def _repo_kek(ctx) -> str:
 def test_rotation_rewraps_the_repository_so_the_retired_key_is_not_needed(backed_up, tmp_path):
     ctx, first = backed_up
     old_id = ctx.keyring.kek_id
-    result = rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
+    result = kek_rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
 
     assert result.holders_rewrapped == [open_target(ctx.settings.backup.target).describe()]
     target = open_target(ctx.settings.backup.target)
     assert target.exists(CONFIG_KEY) and not target.exists(PREVIOUS_CONFIG_KEY)
     # Move the retired key offline: only the new key file remains.
-    rotation.retired_path(ctx.settings.keys.kek_file, old_id).unlink()
+    kek_rotation.retired_path(ctx.settings.keys.kek_file, old_id).unlink()
     fresh = open_context(ctx.settings)
     try:
         assert fresh.keyring.kek_ids() == [result.new_kek_id]
@@ -75,7 +75,7 @@ def test_an_unreachable_repository_stops_the_rotation_before_the_database(backed
 
     monkeypatch.setattr(holders[0], "rewrap", unreachable)
     with pytest.raises(StorageError):
-        rotation.rotate_kek(ctx, actor=ACTOR, holders=holders)
+        kek_rotation.rotate_kek(ctx, actor=ACTOR, holders=holders)
     kek_file = ctx.settings.keys.kek_file
     assert read_kek_file(kek_file).kek_id == old_id and pending_path(kek_file).exists()
     assert _repo_kek(ctx) == old_id
@@ -83,7 +83,7 @@ def test_an_unreachable_repository_stops_the_rotation_before_the_database(backed
     monkeypatch.undo()
     survivor = open_context(ctx.settings)
     try:
-        result = rotation.finish_kek_rotation(survivor, actor=ACTOR, holders=repository_holders(survivor))
+        result = kek_rotation.finish_kek_rotation(survivor, actor=ACTOR, holders=repository_holders(survivor))
         assert result.resumed and _repo_kek(survivor) == result.new_kek_id
     finally:
         survivor.close()
@@ -97,16 +97,16 @@ def test_a_crash_after_the_repository_rewrap_opens_with_either_key_and_rerun_con
     def crash(*_args):
         raise Crash
 
-    monkeypatch.setattr(rotation, "_install_pending", crash)
+    monkeypatch.setattr(kek_rotation, "_install_pending", crash)
     with pytest.raises(Crash):
-        rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
+        kek_rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
     monkeypatch.undo()
     target = open_target(ctx.settings.backup.target)
     assert target.exists(PREVIOUS_CONFIG_KEY)         # the old-KEK copy is kept until installed
     survivor = open_context(ctx.settings)             # key file + pending: both load
     try:
         assert open_repository(target, survivor.keyring).read_manifest(first).snapshot_id == first
-        result = rotation.rotate_kek(survivor, actor=ACTOR, holders=repository_holders(survivor))
+        result = kek_rotation.rotate_kek(survivor, actor=ACTOR, holders=repository_holders(survivor))
         assert result.resumed and result.new_kek_id != old_id
         assert not target.exists(PREVIOUS_CONFIG_KEY) and _repo_kek(survivor) == result.new_kek_id
     finally:
@@ -118,7 +118,7 @@ def test_a_leftover_previous_config_from_an_earlier_rotation_does_not_block_the_
     target = open_target(ctx.settings.backup.target)
     stale = target.get(CONFIG_KEY) + b"\n"      # an earlier rotation's unconfirmed copy
     target.put(PREVIOUS_CONFIG_KEY, stale)
-    result = rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
+    result = kek_rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
     assert _repo_kek(ctx) == result.new_kek_id
     assert not target.exists(PREVIOUS_CONFIG_KEY) or target.get(PREVIOUS_CONFIG_KEY) != stale
 
@@ -131,7 +131,7 @@ def test_every_configurations_repository_is_rewrapped(backed_up, tmp_path):
     ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(
         update={"configurations": {"offsite": offsite}})})
     backup.run(ctx, {"actor": "test", "configuration": "offsite"}, lambda *a: None)
-    result = rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
+    result = kek_rotation.rotate_kek(ctx, actor=ACTOR, holders=repository_holders(ctx))
     assert len(result.holders_rewrapped) == 2
     for url in (ctx.settings.backup.target, offsite.target):
         assert open_repository(open_target(url), ctx.keyring).config.kek_id == result.new_kek_id

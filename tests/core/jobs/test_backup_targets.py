@@ -1,5 +1,6 @@
 """The backup job against real targets: S3 (moto's server over loopback HTTP, Object
-Lock on) and a local disk that fills up."""
+Lock on), Azure Blob Storage (Azurite) for backups and client files, and a local disk
+that fills up."""
 import os
 import subprocess
 import uuid
@@ -14,7 +15,8 @@ from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import update_client
 from strongroom.core.storage import open_target
 from tests.core.conftest import clients_of, seed_clients
-from tests.core.storage.conftest import REGION, aws_env, moto_endpoint, s3_admin  # noqa: F401 - fixtures
+from tests.core.storage.conftest import (REGION, aws_env, azure_env, azurite_endpoint,  # noqa: F401 - fixtures
+                                         moto_endpoint, s3_admin)
 
 
 def _with_target(ctx, url: str) -> None:
@@ -69,3 +71,40 @@ def test_full_disk_fails_the_backup_and_leaves_earlier_snapshots_whole(ctx, tmp_
     repo = open_repository(open_target(str(tiny_disk / "repo")), ctx.keyring)
     assert [str(i) for i in repo.list_snapshots()] == [first["snapshot_id"]]
     assert verify.run(ctx, {"read_data": "true"}, lambda *a: None)["failed"] == 0
+
+
+def test_backup_and_client_files_on_azure_blob_storage(ctx, tmp_path, azurite_endpoint, azure_env):
+    """Azure Blob Storage (Azurite) holds a repository and the client files store: a
+    backup carrying a file verifies with read_data, restores whole, and the file comes
+    back from the files store byte for byte."""
+    from azure.storage.blob import ContainerClient
+    from strongroom.core.db.engine import make_engine
+    from tests.core.conftest import fetch_file, file_bytes, store_file
+    from tests.core.storage.conftest import AZURITE_ACCOUNT, AZURITE_KEY
+
+    names = {}
+    for role in ("backups", "files"):
+        names[role] = f"sr-{role}-{uuid.uuid4().hex[:8]}"
+        with ContainerClient(azurite_endpoint, names[role], credential={
+                "account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}) as admin:
+            admin.create_container()
+    backups_url = f"azure://{AZURITE_ACCOUNT}/{names['backups']}/practice?endpoint_url={azurite_endpoint}"
+    files_url = f"azure://{AZURITE_ACCOUNT}/{names['files']}/store?endpoint_url={azurite_endpoint}"
+    _with_target(ctx, backups_url)
+    ctx.settings = ctx.settings.model_copy(update={"files": ctx.settings.files.model_copy(update={"target": files_url})})
+    ids = seed_clients(ctx, n=12)
+    content = file_bytes(300_000)
+    row = store_file(ctx, ids[0], content)
+    snap = backup.run(ctx, {}, lambda *a: None)
+    assert verify.run(ctx, {"read_data": "true"}, lambda *a: None)["failed"] == 0
+    repo = open_repository(open_target(backups_url), ctx.keyring)
+    keys = list(repo.target.list(""))
+    assert f"snapshots/{snap['snapshot_id']}.json" in keys and any(k.startswith("chunks/") for k in keys)
+    restore.restore(repo, uuid.UUID(snap["snapshot_id"]), f"sqlite:///{tmp_path / 'azure.db'}")
+    restored = make_engine(f"sqlite:///{tmp_path / 'azure.db'}")
+    assert clients_of(restored, ctx.keyring) == clients_of(ctx.engine, ctx.keyring)
+    restored.dispose()
+    assert fetch_file(ctx, row["id"]) == content
+    files = open_target(files_url)
+    stored = list(files.list(""))
+    assert stored and all(content[:64] not in files.get(k) for k in stored)       # ciphertext only

@@ -20,10 +20,9 @@ import pyzipper
 from sqlalchemy import insert, select, update
 
 from strongroom.core import audit
-from strongroom.core.auth.users import create_user
 from strongroom.core.config import ExportSettings
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import (Client, ClientFile, ClientStatus, Export, ExportConfiguration, PaymentStatus,
+from strongroom.core.db.models import (Client, ClientStatus, Export, ExportConfiguration, PaymentStatus, 
                                        Practice, SessionStatus, TherapySession)
 from strongroom.core.errors import (CancelledError, ConflictError, NotFoundError, PermissionDenied, RateLimitedError,
                                     ValidationError)
@@ -32,47 +31,14 @@ from strongroom.core.jobs import export, kinds
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository import clients as repo
 from strongroom.core.repository import sessions as session_repo
-from strongroom.core.repository.practices import create_practice
 from strongroom.core.repository.records import plain_value
+from tests.core.jobs.conftest import ALICE, run_export
 
 PASSWORD = "correct horse battery"
-ALICE = {"first_name": "Alice", "last_name": "Arden", "ssn": "900-12-3456", "email": "alice@example.org",
-         "phone": "555-0101", "address": "12 Elm Street, Springfield", "date_of_birth": "1980-02-03",
-         "medical_history": "Anxiety; no known allergies.", "notes": "=HYPERLINK(\"x\")"}
-BOB = {"first_name": "Bob", "last_name": "Brook"}   # most PHI missing: exported as null
+XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
 CLIENT_FIELDS = ("id", "status", "intake_date", "created_at", "first_name", "last_name", "ssn", "email",
                  "phone", "address", "date_of_birth", "medical_history", "notes")
 SESSION_FIELDS = ("id", "client_id", "starts_at", "duration_minutes", "price_cents", "notes")
-
-
-def nothing_noop(done, total, message):
-    pass
-
-
-@pytest.fixture
-def world(ctx):
-    with transaction(ctx.engine) as conn:
-        practice = create_practice(conn, SYSTEM, "Export Practice")
-        other = create_practice(conn, SYSTEM, "Other Practice")
-        for name, role in (("mgr", "MANAGER"), ("staff", "STAFF"), ("ops", "operator")):
-            create_user(conn, ctx.keyring, ctx.settings, practice, name, "Export-Test-Pass-1", role)
-        alice = repo.create_client(conn, ctx.keyring, SYSTEM, practice, ALICE)
-        bob = repo.create_client(conn, ctx.keyring, SYSTEM, practice, BOB)
-        carol = repo.create_client(conn, ctx.keyring, SYSTEM, other, {"first_name": "Carol", "last_name": "Cole"})
-        sessions = {}
-        for client, day, notes in ((alice, 5, "Talked about work."), (alice, 20, None), (bob, 12, "Sleep (better)."),
-                                   (carol, 6, "First visit.")):
-            sessions[session_repo.create_session(conn, ctx.keyring, SYSTEM, {
-                "client_id": client, "starts_at": datetime(2025, 3, day, 10, tzinfo=timezone.utc),
-                "notes": notes, "price_cents": 15000})] = client
-        cipher = ctx.keyring.client_cipher(conn, alice)
-        file_id = uuid.uuid4()
-        conn.execute(insert(ClientFile.__table__), [{
-            "id": file_id, "practice_id": practice, "client_id": alice, "key_id": cipher.key_id,
-            "size_bytes": 42, "storage_key": f"f/{file_id}", "sha256": "ab" * 32, "content_type": "application/pdf",
-            "file_name_enc": cipher.encrypt_text("intake form.pdf", "client_files", "file_name", file_id)}])
-    return {"practice": practice, "other": other, "alice": alice, "bob": bob, "carol": carol,
-            "sessions": sessions, "file": file_id}
 
 
 def source_clients(ctx, ids) -> dict[str, dict]:
@@ -89,10 +55,6 @@ def source_sessions(ctx, client_ids) -> dict[str, dict]:
             for s in session_repo.list_sessions(conn, ctx.keyring, SYSTEM, client_id):
                 out[str(s["id"])] = {k: plain_value(v) for k, v in s.items()}
     return out
-
-
-def run_export(ctx, actor="user:mgr", progress=nothing_noop, **params) -> dict:
-    return export.run(ctx, {"actor": actor, **params}, progress)
 
 
 def exports_dir(ctx) -> Path:
@@ -120,7 +82,7 @@ def read_back(fmt: str, data: bytes, fields) -> list[dict]:
         return json.loads(data)
     if fmt == "xml":
         root = ET.fromstring(data)
-        return [{child.tag: None if child.get("null") == "true" else (child.text or "") for child in row}
+        return [{child.tag: None if child.get(XSI_NIL) == "true" else (child.text or "") for child in row}
                 for row in root.findall("row")]
     raise AssertionError(fmt)
 

@@ -20,7 +20,7 @@ from strongroom.core.errors import IntegrityError, RateLimitedError
 from strongroom.core.export import spool
 from strongroom.core.export.archive import Output
 from strongroom.core.jobs import export
-from tests.core.jobs.test_export import run_export, world  # noqa: F401  (fixture)
+from tests.core.jobs.conftest import run_export
 
 SSN = b"900-12-3456"
 

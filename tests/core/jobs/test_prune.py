@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import update
 
 from strongroom.core.backup.repository import open_repository
-from strongroom.core.config import RetentionSettings
+from strongroom.core.config import KeepPolicy
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
 from strongroom.core.backup import keep
@@ -23,7 +23,7 @@ def _snap(days_ago: float, proof: str = "written") -> dict:
 
 def test_keep_last_daily_weekly_monthly_pick_the_newest_in_each_bucket():
     snaps = [_snap(d / 2) for d in range(120)]  # two a day for 60 days
-    policy = RetentionSettings(keep_last=3, keep_daily=7, keep_weekly=4, keep_monthly=2)
+    policy = KeepPolicy(keep_last=3, keep_daily=7, keep_weekly=4, keep_monthly=2)
     kept = keep.keep_set(snaps, policy, NOW)
     by_id = {s["id"]: s for s in snaps}
     days = {by_id[i]["started_at"].date() for i in kept}
@@ -34,7 +34,7 @@ def test_keep_last_daily_weekly_monthly_pick_the_newest_in_each_bucket():
 def test_newest_proven_snapshot_survives_max_age():
     old_proven = _snap(400, "verified")
     recent = [_snap(d) for d in range(3)]
-    kept = keep.keep_set(recent + [old_proven, _snap(500)], RetentionSettings(keep_last=1, keep_daily=0,
+    kept = keep.keep_set(recent + [old_proven, _snap(500)], KeepPolicy(keep_last=1, keep_daily=0,
                           keep_weekly=0, keep_monthly=0, max_age_days=30), NOW)
     assert old_proven["id"] in kept and len(kept) == 2
 
@@ -55,7 +55,7 @@ def test_prune_forgets_by_policy_keeps_chains_and_collects_chunks(ctx, tmp_path)
             conn.execute(update(Backup.__table__).where(Backup.__table__.c.id == uuid.UUID(results[n]["snapshot_id"]))
                          .values(started_at=NOW - timedelta(days=days)))
     ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(update={
-        "retention": RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0,
+        "retention": KeepPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0,
                                        compact=False)})})
     result = prune.run(ctx, {}, lambda *a: None)
     # Only the newest (an incremental on snapshot 2) is kept by policy; its base 2 with it.
@@ -84,7 +84,7 @@ def test_dry_run_changes_nothing(ctx, tmp_path):
     for _ in range(3):
         backup.run(ctx, {"full": "true"}, lambda *a: None)
     ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(update={
-        "retention": RetentionSettings(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)})})
+        "retention": KeepPolicy(keep_last=1, keep_daily=0, keep_weekly=0, keep_monthly=0)})})
     result = prune.run(ctx, {"dry_run": "true"}, lambda *a: None)
     repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
     assert len(result["forgotten"]) == 2 and len(repo.list_snapshots()) == 3

@@ -329,6 +329,29 @@ def test_erasure_needs_a_second_person_and_crypto_shreds_only_that_client(ctx, p
         _request(ctx, target, actor="user:carol")
 
 
+def test_erasure_leaves_no_blind_index_to_test_a_guess_against(ctx, practice):
+    """The practice's blind-index key outlives an erasure, so the erased client's keyed
+    hashes of email, SSN and last name go with it: nobody holding the database and that
+    key can still ask "was this person ever a client?"."""
+    target = _client(ctx, practice, "Ashford", email="avery.ashford@example.org")
+    with transaction(ctx.engine) as conn:
+        before = conn.execute(select(_clients).where(_clients.c.id == target)).mappings().one()
+    assert before["email_bidx"] and before["ssn_last4_bidx"] and before["last_name_bidx"]
+    request = _request(ctx, target)
+    erasure.approve(ctx.engine, ctx.keyring, request["id"], approver="user:bob", files=open_files_target(ctx.settings))
+    with transaction(ctx.engine) as conn:
+        row = conn.execute(select(_clients).where(_clients.c.id == target)).mappings().one()
+        indexer = ctx.keyring.blind_indexer(conn)
+        guesses = [(column, indexer.index(field, value)) for column, field, value in (
+            (_clients.c.email_bidx, "email", "avery.ashford@example.org"),
+            (_clients.c.ssn_last4_bidx, "ssn_last4", "5678"), (_clients.c.last_name_bidx, "last_name", "Ashford"))]
+        matches = [conn.execute(select(func.count()).select_from(_clients).where(column == digest)).scalar()
+                   for column, digest in guesses]
+    assert (row["email_bidx"], row["ssn_last4_bidx"], row["last_name_bidx"]) == (None, None, None)
+    assert matches == [0, 0, 0]
+    assert row["data_checksum"] == row_checksum(dict(row)) and row["sync_version"] > before["sync_version"]
+
+
 def test_erasure_is_refused_under_a_legal_hold_and_after_its_window(ctx, practice):
     client = _client(ctx, practice)
     request = _request(ctx, client)

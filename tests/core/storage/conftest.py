@@ -2,15 +2,21 @@
 
 S3 runs against moto's standalone server on a loopback port: boto3 speaks real HTTP to
 it, so retries, timeouts, multipart and headers go through the same code path as in
-production. Fault injection sits in front of it as a tiny HTTP relay (`FlakyRelay`)
-or a socket that accepts and never answers (`SilentEndpoint`). Nothing leaves 127.0.0.1.
+production. Azure Blob Storage runs against Azurite, Microsoft's emulator (installed
+from the npm registry by .ci/run; without it these tests skip outside CI and fail in
+CI). Fault injection sits in front of either as a tiny HTTP relay (`FlakyRelay`) or a
+socket that accepts and never answers (`SilentEndpoint`). Nothing leaves 127.0.0.1.
 """
 from __future__ import annotations
 
 import http.client
 import logging
+import os
+import shutil
 import socket
+import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -85,11 +91,81 @@ def lock_bucket(s3_admin) -> str:  # noqa: ANN001
     return _new_bucket(s3_admin, object_lock=True)
 
 
-@pytest.fixture(params=["local", "s3"])
+# Azurite's well-known development account (public, documented by Microsoft).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def azurite_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Azurite blob service per test process, in memory, on a free loopback port;
+    its account URL."""
+    binary = shutil.which("azurite-blob")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("azurite-blob is missing: .ci/run installs it (npm install -g azurite)")
+        pytest.skip("Azurite (npm install -g azurite) is not installed and this is not a CI run")
+    port = _free_port()
+    workdir = tmp_path_factory.mktemp("azurite")
+    proc = subprocess.Popen([binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+                             "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
+                            cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("Azurite did not start listening")
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def azure_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Azurite's account key where AzureTarget reads a credential, and nothing else."""
+    monkeypatch.setenv("AZURE_STORAGE_KEY", AZURITE_KEY)
+    monkeypatch.delenv("AZURE_STORAGE_SAS_TOKEN", raising=False)
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+
+
+@pytest.fixture
+def container(azurite_endpoint: str, azure_env: None) -> str:
+    """A fresh container per test: the Azurite process lives for the whole session."""
+    from azure.storage.blob import ContainerClient
+
+    name = f"sr-{uuid.uuid4().hex[:12]}"
+    with ContainerClient(azurite_endpoint, name, credential={"account_name": AZURITE_ACCOUNT,
+                                                             "account_key": AZURITE_KEY}) as admin:
+        admin.create_container()
+    return name
+
+
+@pytest.fixture(params=["local", "s3", "azure"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     """Every contract test runs once per target kind."""
     if request.param == "local":
         made: Target = LocalTarget(tmp_path / "target")
+    elif request.param == "azure":
+        from strongroom.core.storage.azure import AzureTarget
+
+        endpoint = request.getfixturevalue("azurite_endpoint")
+        name = request.getfixturevalue("container")
+        made = AzureTarget(AZURITE_ACCOUNT, name, "practice-1/backups", endpoint_url=endpoint,
+                           max_attempts=2, connect_timeout=5, read_timeout=10)
     else:
         endpoint = request.getfixturevalue("moto_endpoint")
         bucket_name = request.getfixturevalue("bucket")

@@ -1,4 +1,5 @@
-"""The Target contract, run against every target kind (local directory, S3 via moto).
+"""The Target contract, run against every target kind (local directory, S3 via moto,
+Azure Blob Storage via Azurite; Google Cloud Storage is the S3 code path).
 
 The backup, restore, verify and retention jobs rely only on these behaviours, so a
 target passing this file can hold backups.
@@ -111,8 +112,8 @@ def test_modified_at_is_when_written_and_none_when_missing(target: Target) -> No
 
 def test_describe_names_the_location_without_secrets(target: Target) -> None:
     text = target.describe()
-    assert text.startswith(("file:///", "s3://"))
-    assert "testing" not in text
+    assert text.startswith(("file:///", "s3://", "azure://"))
+    assert "testing" not in text and "Eby8vdM02xNOcqFlqUw" not in text     # moto's and Azurite's keys
 
 
 BAD_KEYS = ["", "/abs/path", "..", "../escape", "a/../b", "a/./b", "a//b", "a/", ".hidden",

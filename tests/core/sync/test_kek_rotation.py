@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from strongroom.core.context import open_context
 from strongroom.core.crypto import kit as kits
-from strongroom.core.crypto import rotation
+from strongroom.core.crypto import kek_rotation
 from strongroom.core.crypto.kek import Kek, encode_kek, load_keks, pending_path, write_kek_file
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client, DataKey, KeyState
@@ -53,7 +53,7 @@ def test_a_kek_rotated_at_one_site_is_refused_until_the_other_takes_it(ctx, firs
                                    {"first_name": "Rowan", "last_name": "Tidewell", "phone": "555-0163"})
 
     old_key = first_site._keks[0].key
-    rotated = rotation.rotate_kek(ctx, actor="test")                 # `strongroom keys rotate-kek` centrally
+    rotated = kek_rotation.rotate_kek(ctx, actor="test")                 # `strongroom keys rotate-kek` centrally
     central = _reopened(first_site, load_keks(ctx.settings.keys))
     new_kek = central.keyring.primary
     assert (rotated.old_kek_ids, rotated.new_kek_id) == ([laptop.keyring.kek_id], new_kek.kek_id)
@@ -82,7 +82,7 @@ def test_a_kek_rotated_at_one_site_is_refused_until_the_other_takes_it(ctx, firs
     kits.recover(kit, PASSPHRASE, pending_path(laptop_kek_file))
     laptop_ctx = open_context(settings)
     try:
-        finished = rotation.rotate_kek(laptop_ctx, actor="test")
+        finished = kek_rotation.rotate_kek(laptop_ctx, actor="test")
     finally:
         laptop_ctx.close()
     assert finished.resumed and finished.new_kek_id == new_kek.kek_id
@@ -113,7 +113,7 @@ def test_a_site_midway_through_taking_the_new_kek_sends_no_key_the_other_cannot_
         new_client = create_client(conn, laptop.keyring, WRITER, practice, {"first_name": "Rowan",
                                                                             "last_name": "Tidewell"})
     old = first_site._keks[0]
-    rotated = rotation.rotate_kek(ctx, actor="test")
+    rotated = kek_rotation.rotate_kek(ctx, actor="test")
     central = _reopened(first_site, load_keks(ctx.settings.keys))
     midway = _reopened(laptop, [old, Kek(central.keyring.primary.key, "laptop kek.key.pending")])
     with pytest.raises(StrongroomError, match="KEK") as refused:

@@ -168,7 +168,11 @@ def test_an_erasure_travels_and_no_later_pass_brings_the_keys_back(first_site, j
             wrapped = set(conn.execute(select(DataKey.__table__.c.wrapped_key).where(
                 DataKey.__table__.c.client_id == cid)).scalars())
             deleted = conn.execute(select(Client.__table__.c.deleted_at).where(Client.__table__.c.id == cid)).scalar()
+            indexed = conn.execute(select(Client.__table__.c.email_bidx, Client.__table__.c.ssn_last4_bidx,
+                                          Client.__table__.c.last_name_bidx)
+                                   .where(Client.__table__.c.id == cid)).one()
         assert states == {KeyState.DESTROYED} and wrapped == {None} and deleted is not None, site.name
+        assert tuple(indexed) == (None, None, None), site.name      # no blind index left to test a guess
     assert not _open_conflicts(laptop)
 
 

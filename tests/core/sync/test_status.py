@@ -29,9 +29,9 @@ def test_a_pass_leaves_watermarks_per_table_and_no_pending_rows(first_site, join
         report = sync_status.status(conn, SyncSettings())
     central = _peer(report, "central")
     tables = {t["table"]: t for t in central["tables"]}
-    assert list(tables) == ["practices", "clients", "therapy_sessions"]
+    assert list(tables) == ["practices", "staff", "services", "clients", "therapy_sessions"]
     # what came from central is not counted as owed back to it
-    assert [t["pending_rows"] for t in tables.values()] == [0, 0, 0] and central["pending_rows"] == 0
+    assert [t["pending_rows"] for t in tables.values()] == [0] * 5 and central["pending_rows"] == 0
     assert tables["clients"]["pull_watermark"] > 0 and tables["clients"]["last_moved_at"] is not None
     assert central["failures"] == 0 and central["quarantined"] == 0 and central["open_conflicts"] == 0
     assert central["skew_exceeded"] is False

@@ -1,10 +1,8 @@
 """What the surfaces show of real passes. Lag in rows is what the peer has not got yet:
 a row this site received from the peer is not counted as a change to send it back (it
 never is sent back: no echo). A conflict a pass queues should carry the version both
-sites last agreed on, so a person sees base, local and remote side by side (not yet)."""
+sites last agreed on, so a person sees base, local and remote side by side."""
 from __future__ import annotations
-
-import pytest
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.repository.clients import update_client
@@ -29,9 +27,6 @@ def test_rows_received_from_a_peer_are_not_counted_as_changes_to_send_it(first_s
     assert _pending(laptop, first_site.name) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="a pass keeps no old row images (version vectors and per-field dots "
-                                       "decide merges), so a conflict it queues has no base; keeping one per row "
-                                       "would double the database. Open in issue 16.")
 def test_a_conflict_queued_by_a_pass_carries_the_base_both_sites_agreed_on(first_site, join_site):
     laptop = join_site("laptop")
     laptop.sync(first_site)

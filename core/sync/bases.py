@@ -1,0 +1,104 @@
+"""Base versions for manual conflicts: reading and dropping what the triggers keep.
+
+The schema side (shadow tables, triggers, why) is core/db/sync_bases.py. Here:
+- `applying`: marks a transaction as a sync pass applying a peer's rows, so the
+  triggers keep no base for those writes;
+- `base_image`: the base of a row for a conflict between two versions, only when it is
+  the version both have seen last: its version vector must equal the meet (the
+  element-wise minimum) of theirs. A base kept from before an exchange both sides have
+  since seen would show a person a value neither side holds as its ancestor any more;
+  then the conflict goes without a base, as it always could;
+- `forget`: a row's base is dropped once a peer holds the row (applied here, or sent
+  there and applied), so the shadows hold only edits waiting to travel.
+
+A site syncing with several peers drops a row's base when the row reaches the first of
+them; a conflict with another peer that had not seen the edit then has no base.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Table, delete, insert, select
+
+from strongroom.core.db.models import SYNC_BASES, SyncApplying
+from strongroom.core.sync.conflicts import row_image
+
+_flag = SyncApplying.__table__
+CHUNK = 2000
+
+
+@contextmanager
+def applying(conn: Connection) -> Iterator[None]:
+    """The caller's transaction applies a peer's rows: the triggers keep no base for
+    them. The flag row is the transaction's own (others never see it) and is removed
+    before it commits."""
+    holder = uuid.uuid4().hex
+    conn.execute(insert(_flag), [{"holder": holder}])
+    try:
+        yield
+    finally:
+        conn.execute(delete(_flag).where(_flag.c.holder == holder))
+
+
+def meet(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    """What two version vectors have both seen: the element-wise minimum."""
+    return {site: m for site in set(a) & set(b) if (m := min(a[site], b[site])) > 0}
+
+
+def base_image(conn: Connection, table_name: str, row_id: uuid.UUID, local_vv: Mapping[str, int],
+               remote_vv: Mapping[str, int]) -> dict | None:
+    """The row's base as a conflict image (core.sync.conflicts.row_image), or None when
+    no base is kept or the one kept is not the last version both sides have seen."""
+    shadow = SYNC_BASES.get(table_name)
+    if shadow is None:
+        return None
+    record = conn.execute(select(shadow).where(shadow.c.id == row_id)).mappings().first()
+    if record is None:
+        return None
+    vv = {site: int(v) for site, v in (record["base_vv"] or {}).items()}
+    if {s: v for s, v in vv.items() if v > 0} != meet(local_vv, remote_vv):
+        return None
+    return row_image(table_name, {k: v for k, v in record.items() if k != "base_vv"})
+
+
+def _chunks(ids: list[uuid.UUID]) -> Iterator[list[uuid.UUID]]:
+    """`ids` in pieces small enough for one IN list."""
+    for start in range(0, len(ids), CHUNK):
+        yield ids[start:start + CHUNK]
+
+
+def with_bases(conn: Connection, table_name: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Which of `ids` have a base kept here."""
+    shadow = SYNC_BASES.get(table_name)
+    if shadow is None or not ids:
+        return []
+    out: list[uuid.UUID] = []
+    for part in _chunks(ids):
+        out.extend(conn.execute(select(shadow.c.id).where(shadow.c.id.in_(part))).scalars())
+    return out
+
+
+def forget(conn: Connection, table_name: str, ids: Iterable[uuid.UUID]) -> None:
+    """Drop the bases of these rows (a peer now holds them)."""
+    shadow = SYNC_BASES.get(table_name)
+    ids = list(ids)
+    if shadow is None or not ids:
+        return
+    for part in _chunks(ids):
+        conn.execute(delete(shadow).where(shadow.c.id.in_(part)))
+
+
+def forget_sent(conn: Connection, table: Table, sent: Mapping[uuid.UUID, int]) -> None:
+    """Drop the bases of rows a peer has applied, as sent (`sent`: id -> the
+    `sync_version` sent): a row edited here again since keeps the base that edit kept."""
+    if not sent:
+        return
+    ids = list(sent)
+    unchanged = []
+    for part in _chunks(ids):
+        unchanged.extend(rid for rid, version in conn.execute(select(table.c.id, table.c.sync_version)
+                                                              .where(table.c.id.in_(part)))
+                         if sent[rid] == version)
+    forget(conn, table.name, unchanged)

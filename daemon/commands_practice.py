@@ -1,0 +1,170 @@
+"""Control commands for the practice's details, staff and service catalogue (issue 20).
+
+Every practice role reads them (`table:practices|staff|services:read`); the practice
+owner (ADMIN) and operator admins change them (`...:write`). The tax id and licence
+number come back opened only for those who may change them, masked for everyone else.
+Each `set` names the fields to change and nothing else; `clear` empties optional ones.
+Values are checked by the repository (core.repository.practices/staff/services): a bad
+one is refused naming the field, never echoing the value, and nothing is written.
+"""
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+from sqlalchemy import Connection
+
+from strongroom.core.db.engine import transaction
+from strongroom.core.repository import services as services_repo
+from strongroom.core.repository import staff as staff_repo
+from strongroom.core.repository.practices import get_practice, only_practice, update_practice
+from strongroom.core.principal import Principal
+from strongroom.daemon.commands import Args, Call, command
+
+if TYPE_CHECKING:
+    from strongroom.daemon.lifecycle import Daemon
+
+_TEXT = Field(default=None, max_length=5000)
+
+
+def _practice(conn: Connection, principal: Principal, given: uuid.UUID | None) -> uuid.UUID:
+    return given or principal.practice_id or only_practice(conn)
+
+
+def _changes(args: Args, skip: tuple[str, ...]) -> dict[str, Any]:
+    """The fields the caller gave (not defaults), with those in `clear` set to None."""
+    changes = {name: getattr(args, name) for name in args.model_fields_set if name not in (*skip, "clear")}
+    for name in getattr(args, "clear", None) or ():
+        changes[name] = None
+    return changes
+
+
+class PracticeArgs(Args):
+    practice_id: uuid.UUID | None = Field(default=None, description="default: the only practice")
+
+
+class PracticeSetArgs(PracticeArgs):
+    name: str | None = _TEXT
+    address: str | None = _TEXT
+    phone: str | None = _TEXT
+    email: str | None = _TEXT
+    tax_id: str | None = _TEXT
+    license_number: str | None = _TEXT
+    clear: list[Literal["address", "phone", "email", "tax_id", "license_number"]] = Field(
+        default_factory=list, description="fields to empty")
+
+
+@command("practice.show", permission="table:practices:read", args=PracticeArgs)
+def practice_show_cmd(d: "Daemon", call: Call) -> dict:
+    """The practice's details (tax id and licence number masked unless the caller may edit them)."""
+    with transaction(d.ctx.engine) as conn:
+        return get_practice(conn, d.ctx.keyring, call.principal, _practice(conn, call.principal, call.args.practice_id))
+
+
+@command("practice.set", permission="table:practices:write", args=PracticeSetArgs)
+def practice_set_cmd(d: "Daemon", call: Call) -> dict:
+    """Change the practice's name, address, phone, email, tax id or licence number."""
+    with transaction(d.ctx.engine) as conn:
+        practice = _practice(conn, call.principal, call.args.practice_id)
+        update_practice(conn, d.ctx.keyring, call.principal, practice, _changes(call.args, ("practice_id",)))
+        return get_practice(conn, d.ctx.keyring, call.principal, practice)
+
+
+class ListArgs(PracticeArgs):
+    include_inactive: bool = False
+
+
+class StaffFields(Args):
+    first_name: str | None = _TEXT
+    last_name: str | None = _TEXT
+    role: str | None = Field(default=None, max_length=24, description="ADMIN, MANAGER, PRACTITIONER or STAFF")
+    user_id: uuid.UUID | None = Field(default=None, description="the user account, if they have one")
+    specializations: list[str] | None = Field(default=None, max_length=100)
+    phone: str | None = _TEXT
+    email: str | None = _TEXT
+    working_hours: dict[str, Any] | None = Field(default=None, description='weekday -> ["HH:MM-HH:MM", ...]')
+    hourly_rate_cents: int | None = None
+    active: bool | None = None
+
+
+class StaffAddArgs(StaffFields, PracticeArgs):
+    pass
+
+
+class StaffSetArgs(StaffFields):
+    staff_id: uuid.UUID
+    clear: list[Literal["user_id", "phone", "email", "hourly_rate_cents"]] = Field(
+        default_factory=list, description="fields to empty")
+
+
+@command("staff.list", permission="table:staff:read", args=ListArgs)
+def staff_list_cmd(d: "Daemon", call: Call) -> dict:
+    """The practice's staff by name (active ones unless include_inactive)."""
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        practice = _practice(conn, call.principal, call.args.practice_id)
+        return {"items": staff_repo.list_staff(conn, call.principal, practice,
+                                               include_inactive=call.args.include_inactive)}
+
+
+@command("staff.add", permission="table:staff:write", args=StaffAddArgs)
+def staff_add_cmd(d: "Daemon", call: Call) -> dict:
+    """Add a staff member (first_name, last_name and role at least); returns the record."""
+    with transaction(d.ctx.engine) as conn:
+        practice = _practice(conn, call.principal, call.args.practice_id)
+        staff_id = staff_repo.create_staff(conn, call.principal, practice, _changes(call.args, ("practice_id",)))
+        return staff_repo.get_staff(conn, call.principal, staff_id)
+
+
+@command("staff.set", permission="table:staff:write", args=StaffSetArgs)
+def staff_set_cmd(d: "Daemon", call: Call) -> dict:
+    """Change a staff member's fields (active: false retires them)."""
+    with transaction(d.ctx.engine) as conn:
+        staff_repo.update_staff(conn, call.principal, call.args.staff_id, _changes(call.args, ("staff_id",)))
+        return staff_repo.get_staff(conn, call.principal, call.args.staff_id)
+
+
+class ServiceFields(Args):
+    name: str | None = _TEXT
+    category: str | None = _TEXT
+    description: str | None = _TEXT
+    duration_minutes: int | None = None
+    price_cents: int | None = Field(default=None, description="integer cents")
+    active: bool | None = None
+
+
+class ServiceAddArgs(ServiceFields, PracticeArgs):
+    pass
+
+
+class ServiceSetArgs(ServiceFields):
+    service_id: uuid.UUID
+    clear: list[Literal["description"]] = Field(default_factory=list, description="fields to empty")
+
+
+@command("services.list", permission="table:services:read", args=ListArgs)
+def services_list_cmd(d: "Daemon", call: Call) -> dict:
+    """The service catalogue by category and name (active services unless include_inactive)."""
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        practice = _practice(conn, call.principal, call.args.practice_id)
+        return {"items": services_repo.list_services(conn, call.principal, practice,
+                                                     include_inactive=call.args.include_inactive)}
+
+
+@command("services.add", permission="table:services:write", args=ServiceAddArgs)
+def services_add_cmd(d: "Daemon", call: Call) -> dict:
+    """Add a service (name, category, duration_minutes, price_cents); returns it."""
+    with transaction(d.ctx.engine) as conn:
+        practice = _practice(conn, call.principal, call.args.practice_id)
+        service_id = services_repo.create_service(conn, call.principal, practice,
+                                                  _changes(call.args, ("practice_id",)))
+        return services_repo.get_service(conn, call.principal, service_id)
+
+
+@command("services.set", permission="table:services:write", args=ServiceSetArgs)
+def services_set_cmd(d: "Daemon", call: Call) -> dict:
+    """Change a service's fields (active: false retires it; its sessions keep it)."""
+    with transaction(d.ctx.engine) as conn:
+        services_repo.update_service(conn, call.principal, call.args.service_id,
+                                     _changes(call.args, ("service_id",)))
+        return services_repo.get_service(conn, call.principal, call.args.service_id)

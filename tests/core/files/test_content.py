@@ -1,0 +1,191 @@
+"""core/files/content.py on its own, against a real local store directory: the chunk
+layout (4 MiB chunks now, 1 MiB before: files stored the old way must still read), the
+writer's threads (errors surface and leave nothing stored) and the reader's read-ahead
+(stopped when the caller stops)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import uuid
+
+import pytest
+import zstandard
+
+from strongroom.core.crypto.blind_index import BlindIndexer
+from strongroom.core.crypto.fields import FieldCipher
+from strongroom.core.errors import IntegrityError
+from strongroom.core.files import content
+from strongroom.core.storage.local import LocalTarget
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def parts(tmp_path):
+    target = LocalTarget(tmp_path / "store")
+    cipher = FieldCipher(uuid.uuid4(), os.urandom(32))
+    indexer = BlindIndexer(os.urandom(32))
+    return target, cipher, indexer
+
+
+def _data(n: int) -> bytes:
+    """Half random (does not compress), half repeated text (does), so both codecs occur."""
+    half = n // 2
+    return os.urandom(half) + (b"strongroom " * (n // 11 + 1))[: n - half]
+
+
+def _write(parts, data: bytes, piece: int) -> tuple[uuid.UUID, content.StoredContent]:
+    target, cipher, indexer = parts
+    file_id = uuid.uuid4()
+    writer = content.ContentWriter(target, cipher, indexer, file_id)
+    for at in range(0, len(data), piece):
+        writer.write(data[at:at + piece])
+    return file_id, writer.finish()
+
+
+def _read(parts, file_id, stored: content.StoredContent, digest: str | None = None) -> bytes:
+    target, cipher, indexer = parts
+    return b"".join(content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key,
+                                        size=stored.size, digest=digest or stored.digest, indexer=indexer))
+
+
+def _objects(parts) -> list:
+    return [p for p in parts[0].root.rglob("*") if p.is_file()]
+
+
+def _write_legacy(parts, data: bytes) -> tuple[uuid.UUID, content.StoredContent]:
+    """A file stored the way Strongroom stored them before chunks grew to 4 MiB: 1 MiB
+    chunks, each named by the keyed hash of file id, index and the chunk's SHA-256,
+    zstd kept where smaller, the manifest saying chunk_size 1048576."""
+    target, cipher, indexer = parts
+    file_id = uuid.uuid4()
+    pieces = [data[at:at + MIB] for at in range(0, len(data), MIB)] or [b""]
+    keys = []
+    for index, plain in enumerate(pieces):
+        body, codec = plain, 0
+        packed = zstandard.ZstdCompressor(level=3).compress(plain) if plain else plain
+        if plain and len(packed) < len(plain):
+            body, codec = packed, 1
+        key = content.object_key(indexer, "chunk", f"{file_id}:{index}:{hashlib.sha256(plain).hexdigest()}")
+        target.put(key, cipher.encrypt(bytes([codec]) + body,
+                                       content.chunk_aad(file_id, index, index == len(pieces) - 1)))
+        keys.append(key)
+    sha = hashlib.sha256(data).hexdigest()
+    manifest = json.dumps({"v": 1, "size": len(data), "chunk_size": MIB, "chunks": keys}).encode()
+    key = content.object_key(indexer, "manifest", f"{file_id}:{sha}")
+    target.put(key, cipher.encrypt(manifest, b"strongroom.file.manifest\0" + file_id.bytes))
+    return file_id, content.StoredContent(key, content.content_digest(indexer, sha), len(data), len(keys))
+
+
+def test_files_stored_with_1_mib_chunks_still_read(parts):
+    data = _data(5 * MIB + 12345)
+    file_id, stored = _write_legacy(parts, data)
+    assert stored.chunks == 6
+    assert _read(parts, file_id, stored) == data
+    # and the old layout's checks still hold: a chunk cut off is refused
+    target, cipher, _ = parts
+    manifest = content.read_manifest(target, lambda _kid: cipher, file_id, stored.storage_key)
+    target.delete(manifest["chunks"][3])
+    with pytest.raises(IntegrityError, match=f"file {file_id}: its chunk 3 is missing"):
+        _read(parts, file_id, stored)
+
+
+@pytest.mark.parametrize("piece", [1, 777_777, MIB, 9 * MIB + 3])
+def test_round_trip_in_4_mib_chunks_whatever_the_piece_size(parts, piece):
+    data = _data(2 * content.CHUNK_SIZE + 5) if piece > 1 else _data(content.CHUNK_SIZE + 1)[: 3 * 4096]
+    file_id, stored = _write(parts, data, piece)
+    target, cipher, _ = parts
+    manifest = content.read_manifest(target, lambda _kid: cipher, file_id, stored.storage_key)
+    assert manifest["chunk_size"] == content.CHUNK_SIZE == 4 * MIB
+    assert stored.chunks == len(manifest["chunks"]) == -(-len(data) // content.CHUNK_SIZE)
+    assert len(set(manifest["chunks"])) == stored.chunks
+    assert len(_objects(parts)) == stored.chunks + 1
+    chunks = list(content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key,
+                                      size=stored.size, digest=stored.digest, indexer=parts[2]))
+    assert [len(c) for c in chunks[:-1]] == [content.CHUNK_SIZE] * (len(chunks) - 1)
+    assert b"".join(chunks) == data
+
+
+def test_chunk_names_reveal_no_content_hash(parts):
+    """Two files with equal content share no object name (names carry a per-write token)."""
+    data = _data(content.CHUNK_SIZE + 10)
+    _write(parts, data, MIB)
+    _write(parts, data, MIB)
+    names = [p.name for p in _objects(parts)]
+    assert len(names) == len(set(names)) == 2 * 3
+
+
+@pytest.mark.parametrize("chunk_size", [0, -1, "4194304", content.MAX_CHUNK_SIZE + 1, None])
+def test_manifest_with_a_bad_chunk_size_is_refused(parts, chunk_size):
+    target, cipher, indexer = parts
+    data = _data(MIB)
+    file_id, stored = _write(parts, data, MIB)
+    manifest = content.read_manifest(target, lambda _kid: cipher, file_id, stored.storage_key)
+    manifest["chunk_size"] = chunk_size
+    target.put(stored.storage_key, cipher.encrypt(json.dumps(manifest).encode(),
+                                                  b"strongroom.file.manifest\0" + file_id.bytes))
+    with pytest.raises(IntegrityError, match=f"file {file_id}: the stored manifest has an unknown format"):
+        _read(parts, file_id, stored)
+
+
+@pytest.mark.parametrize("fail_at", [1, 3, 4])   # a middle chunk, the final chunk, the manifest
+def test_a_failing_put_raises_and_leaves_nothing_stored(parts, monkeypatch, fail_at):
+    target, cipher, indexer = parts
+    calls = []
+    lock = threading.Lock()
+
+    def put(key, data):
+        with lock:
+            calls.append(key)
+            n = len(calls)
+        if n == fail_at:
+            raise OSError("disk full")
+        return LocalTarget.put(target, key, data)
+    monkeypatch.setattr(target, "put", put)
+    writer = content.ContentWriter(target, cipher, indexer, uuid.uuid4())
+    data = _data(3 * content.CHUNK_SIZE - 7)     # 3 chunks, then the manifest
+    with pytest.raises(OSError, match="disk full"):
+        for at in range(0, len(data), MIB):
+            writer.write(data[at:at + MIB])
+        writer.finish()
+    assert _objects(parts) == []
+
+
+def test_abort_waits_for_the_workers_and_deletes_everything(parts):
+    target, cipher, indexer = parts
+    writer = content.ContentWriter(target, cipher, indexer, uuid.uuid4())
+    writer.write(_data(4 * content.CHUNK_SIZE))
+    writer.abort()
+    assert _objects(parts) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("files-write")]
+
+
+def test_reading_stopped_early_stops_the_read_ahead(parts):
+    data = _data(6 * content.CHUNK_SIZE)
+    file_id, stored = _write(parts, data, 4 * MIB)
+    target, cipher, indexer = parts
+    chunks = content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key,
+                                 size=stored.size, digest=stored.digest, indexer=indexer)
+    assert next(chunks) == data[: content.CHUNK_SIZE]
+    assert [t for t in threading.enumerate() if t.name.startswith("files-read")]
+    chunks.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("files-read")]
+
+
+def test_wrong_digest_is_refused_after_the_last_chunk(parts):
+    data = _data(2 * content.CHUNK_SIZE)
+    file_id, stored = _write(parts, data, MIB)
+    with pytest.raises(IntegrityError, match="does not match its recorded hash"):
+        _read(parts, file_id, stored, digest="0" * 64)
+
+
+def test_drain_waits_until_every_full_chunk_is_stored(parts):
+    target, cipher, indexer = parts
+    writer = content.ContentWriter(target, cipher, indexer, uuid.uuid4())
+    writer.write(_data(3 * content.CHUNK_SIZE + 1))
+    writer.drain()
+    assert len(_objects(parts)) == 3          # the fourth (last) chunk is held until finish
+    stored = writer.finish()
+    assert len(_objects(parts)) == stored.chunks + 1 == 5

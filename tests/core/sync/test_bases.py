@@ -1,0 +1,167 @@
+"""The base of a manual conflict: the version both sites last agreed on.
+
+Each site keeps, for a row it edited since the row last travelled, the version before
+that edit (core/db/sync_bases.py keeps it by trigger, core/sync/bases.py reads and drops
+it). A conflict a pass queues carries it, so a person sees base, local and remote and can
+tell which side moved; the shadows hold only edits waiting to travel, never an erased
+client's data, and a base both sides have since moved past is not offered."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, inspect, select, text, update
+
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import SYNC_BASES, Client
+from strongroom.core.db.sync_bases import TABLES, shadow_name
+from strongroom.core.repository.changes import next_change_version
+from strongroom.core.repository.clients import update_client
+from strongroom.core.retention.erasure import tombstone
+from strongroom.core.sync.bases import meet
+from strongroom.core.sync.conflicts import get_conflict, list_conflicts
+from tests.core.conftest import WRITER, client_ids
+
+_bases = SYNC_BASES["clients"]
+_clients = Client.__table__
+
+
+def _kept(site) -> set:
+    with transaction(site.engine, read_only=True) as conn:
+        return set(conn.execute(select(_bases.c.id)).scalars())
+
+
+def _edit(site, cid, **values) -> None:
+    with transaction(site.engine) as conn:
+        update_client(conn, site.keyring, WRITER, cid, values)
+
+
+def _the_conflict(site) -> dict:
+    with transaction(site.engine) as conn:
+        (summary,) = list_conflicts(conn, site.keyring, WRITER)
+        return get_conflict(conn, site.keyring, WRITER, summary["id"])
+
+
+def _field(conflict: dict, name: str) -> dict:
+    return next(f for f in conflict["field_values"] if f["name"] == name)
+
+
+def test_each_shadow_has_exactly_its_tables_columns_and_the_base_vector(engine):
+    names = inspect(engine).get_table_names()
+    for table in TABLES:
+        columns = [c["name"] for c in inspect(engine).get_columns(table)]
+        shadow = [c["name"] for c in inspect(engine).get_columns(shadow_name(table))]
+        assert shadow_name(table) in names
+        assert sorted(shadow) == sorted(columns + ["base_vv"])
+
+
+def test_meet_is_what_both_vectors_have_seen():
+    assert meet({"a": 3, "b": 1}, {"a": 2, "c": 5}) == {"a": 2}
+    assert meet({}, {"a": 1}) == {}
+
+
+def test_a_conflict_shows_the_value_both_sites_agreed_on(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    _edit(first_site, cid, phone="555-0001")
+    _edit(laptop, cid, phone="555-0002")
+    laptop.sync(first_site)
+    field = _field(_the_conflict(laptop), "phone")
+    assert (field["local"], field["remote"]) == ("555-0002", "555-0001")
+    assert field["base"] not in (None, "555-0001", "555-0002")
+    assert field["changed"] == "both"
+    # The other site queued the same conflict with the same base.
+    assert _field(_the_conflict(first_site), "phone")["base"] == field["base"]
+
+
+def test_a_second_local_edit_keeps_the_base_of_the_first(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    with transaction(laptop.engine, read_only=True) as conn:
+        agreed = conn.execute(select(_clients.c.phone_enc).where(_clients.c.id == cid)).scalar()
+    _edit(laptop, cid, phone="555-0002")
+    _edit(laptop, cid, phone="555-0003")
+    with transaction(laptop.engine, read_only=True) as conn:
+        kept = conn.execute(select(_bases.c.phone_enc).where(_bases.c.id == cid)).scalar()
+    assert bytes(kept) == bytes(agreed)
+
+
+def test_rows_a_pass_applies_keep_no_base(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    assert _kept(laptop) == set()                 # every row arrived by sync
+    cid = client_ids(first_site)[0]
+    _edit(first_site, cid, phone="555-0001")
+    laptop.sync(first_site)                       # pulled: agreed, nothing kept here
+    assert _kept(laptop) == set()
+
+
+def test_a_base_is_dropped_once_the_peer_holds_the_edit(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    _edit(laptop, cid, phone="555-0002")
+    assert _kept(laptop) == {cid}
+    laptop.sync(first_site)                       # pushed and applied there
+    assert _kept(laptop) == set()
+    assert _kept(first_site) == set()
+
+
+def test_an_unsynced_site_keeps_no_bases(first_site):
+    cid = client_ids(first_site)[0]
+    _edit(first_site, cid, phone="555-0001")      # never stamped: no version was ever agreed
+    assert _kept(first_site) == set()
+
+
+def test_a_tombstone_drops_the_base_so_an_erased_client_leaves_nothing_behind(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    _edit(laptop, cid, phone="555-0002")
+    assert _kept(laptop) == {cid}
+    with transaction(laptop.engine) as conn:
+        tombstone(conn, _clients, [cid], now=datetime.now(timezone.utc), version=next_change_version(conn))
+    assert _kept(laptop) == set()
+
+
+def test_a_deleted_row_takes_its_base_with_it(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    sid = None
+    from strongroom.core.db.models import TherapySession
+    sessions, session_bases = TherapySession.__table__, SYNC_BASES["therapy_sessions"]
+    with transaction(laptop.engine) as conn:
+        sid = conn.execute(select(sessions.c.id).limit(1)).scalar()
+        conn.execute(update(sessions).where(sessions.c.id == sid).values(sync_version=sessions.c.sync_version + 1))
+        assert conn.execute(select(func.count()).select_from(session_bases)).scalar() == 1
+        conn.execute(text("PRAGMA foreign_keys = OFF") if conn.dialect.name == "sqlite" else text("SELECT 1"))
+        conn.execute(sessions.delete().where(sessions.c.id == sid))
+        assert conn.execute(select(func.count()).select_from(session_bases)).scalar() == 0
+
+
+def test_a_base_both_sides_have_moved_past_is_not_offered(first_site, join_site):
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    _edit(first_site, cid, phone="555-0001")
+    _edit(laptop, cid, phone="555-0002")
+    with transaction(laptop.engine) as conn:        # a base from an older agreement than the last
+        vv = conn.execute(select(_bases.c.base_vv).where(_bases.c.id == cid)).scalar()
+        conn.execute(update(_bases).where(_bases.c.id == cid).values(base_vv={s: v - 1 for s, v in vv.items()}))
+    laptop.sync(first_site)
+    conflict = _the_conflict(laptop)
+    assert conflict["has_base"] is False
+    assert _field(conflict, "phone")["base"] is None
+
+
+def test_a_write_outside_the_application_keeps_a_base_on_postgresql(first_site, join_site):
+    if first_site.engine.dialect.name != "postgresql":
+        pytest.skip("writes outside the application are PostgreSQL's (its triggers version them)")
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    cid = client_ids(first_site)[0]
+    with first_site.engine.begin() as conn:
+        conn.execute(text("UPDATE clients SET status = 'INACTIVE' WHERE id = :id"), {"id": cid})
+    assert _kept(first_site) == {cid}
