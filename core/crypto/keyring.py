@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, Join, String, Table, insert, select, type_coerce, update
+from sqlalchemy import Connection, Join, String, Table, insert, select, text, type_coerce, update
 
 from strongroom.core.crypto.blind_index import BlindIndexer
 from strongroom.core.crypto.fields import FieldCipher, raw_key_id_of
 from strongroom.core.crypto.kek import Kek
 from strongroom.core.db.models import DataKey, KeyPurpose, KeyState
+from strongroom.core.db.pg import SINGLETON_KEY_LOCK_KEY
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import CryptoError, KeyUnavailableError, StrongroomError
 from strongroom.core.ids import new_id
@@ -96,6 +97,25 @@ def _wrap_aad(key_id: uuid.UUID, purpose: KeyPurpose) -> bytes:
 def _purpose_bytes(purpose: str) -> bytes:
     """A purpose (its member or its stored text) as it goes into the wrapping AAD."""
     return KeyPurpose(purpose).value.encode()
+
+
+def _active_singleton(conn: Connection, purpose: KeyPurpose) -> uuid.UUID | None:
+    """The newest active key of a practice-wide purpose, or None before its first use."""
+    return conn.execute(
+        select(_keys.c.id).where(_keys.c.purpose == purpose, _keys.c.state == KeyState.ACTIVE)
+        # Oldest first among equals: a database from before _lock_singletons may hold
+        # twins of one version, and every reader must settle on the same one.
+        .order_by(_keys.c.version.desc(), _keys.c.created_at, _keys.c.id).limit(1)).scalar()
+
+
+def _lock_singletons(conn: Connection) -> None:
+    """Wait for any other transaction creating a practice-wide key, until ours ends.
+
+    PostgreSQL reads at READ COMMITTED, so after the wait the caller's next query sees a
+    key the other transaction committed. SQLite needs nothing: a writing transaction
+    there began IMMEDIATE, so it is the only writer already."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SINGLETON_KEY_LOCK_KEY})
 
 
 @dataclass(frozen=True)
@@ -294,12 +314,12 @@ class Keyring:
     def _singleton_id(self, conn: Connection, purpose: KeyPurpose) -> uuid.UUID:
         key_id = self._singletons.get(purpose)
         if key_id is None:
-            key_id = conn.execute(
-                select(_keys.c.id).where(_keys.c.purpose == purpose, _keys.c.state == KeyState.ACTIVE)
-                .order_by(_keys.c.version.desc()).limit(1)
-            ).scalar()
+            key_id = _active_singleton(conn, purpose)
             if key_id is None:
-                key_id = self.create_key(conn, purpose).key_id
+                _lock_singletons(conn)
+                key_id = _active_singleton(conn, purpose)     # made while we waited?
+                if key_id is None:
+                    key_id = self.create_key(conn, purpose).key_id
             self._singletons[purpose] = key_id
         return key_id
 
@@ -320,10 +340,10 @@ class Keyring:
         Its public half is stored in clear beside it, so anyone holding a checkpoint and
         the database (or a copy of the public key) can check a signature without the KEK.
         """
-        key_id = conn.execute(
-            select(_keys.c.id).where(_keys.c.purpose == KeyPurpose.AUDIT_SIGNING,
-                                     _keys.c.state == KeyState.ACTIVE)
-            .order_by(_keys.c.version.desc()).limit(1)).scalar()
+        key_id = _active_singleton(conn, KeyPurpose.AUDIT_SIGNING)
+        if key_id is None:
+            _lock_singletons(conn)
+            key_id = _active_singleton(conn, KeyPurpose.AUDIT_SIGNING)
         if key_id is None:
             seed = os.urandom(32)
             key_id = new_id()

@@ -1,6 +1,7 @@
 """The KEK on disk and the keyring of wrapped data keys, on both engines."""
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -193,6 +194,39 @@ def test_system_and_blind_index_keys_are_distinct_singletons(ctx):
         ctx.keyring.blind_indexer(conn)
         purposes = conn.execute(select(_keys.c.purpose)).scalars().all()
     assert sorted(p.value for p in purposes) == ["blind_index", "system"]
+
+
+@pytest.mark.parametrize("purpose", [KeyPurpose.SYSTEM, KeyPurpose.BLIND_INDEX, KeyPurpose.AUDIT_SIGNING])
+def test_a_singleton_key_first_used_by_many_at_once_is_created_exactly_once(ctx, settings, purpose):
+    """The daemon's threads (a login flood asking for the blind-index key, say) may all
+    find the key missing at the same moment: one creates it, the rest wait and use it.
+    Two keys would split the blind index (a search would miss half the rows)."""
+    use = {KeyPurpose.SYSTEM: lambda k, c: k.system_cipher(c).key_id,
+           KeyPurpose.BLIND_INDEX: lambda k, c: k.blind_indexer(c).index("login_username", "x"),
+           KeyPurpose.AUDIT_SIGNING: lambda k, c: k.signing_key(c).public_key().public_bytes_raw()}[purpose]
+    threads_n = 8
+    start = threading.Barrier(threads_n)
+    results: list = []
+    errors: list[BaseException] = []
+
+    def first_use():
+        keyring = Keyring(load_keks(settings.keys))       # each its own cache, as after a restart
+        try:
+            start.wait(10)
+            with transaction(ctx.engine) as conn:
+                results.append(use(keyring, conn))
+        except BaseException as exc:                    # noqa: BLE001 - reported below
+            errors.append(exc)
+    threads = [threading.Thread(target=first_use) for _ in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert len(set(results)) == 1 and len(results) == threads_n
+    with transaction(ctx.engine, read_only=True) as conn:
+        made = conn.execute(select(_keys.c.id).where(_keys.c.purpose == purpose)).all()
+    assert len(made) == 1
 
 
 def test_keyring_needs_a_kek():
