@@ -33,7 +33,10 @@ _HIDDEN = {"key_id", "sync_version", "data_checksum", "deleted_at", "conflict_re
            "storage_key"}
 # The date a table's since/until filter applies to: when a session took place, when
 # anything else was recorded.
-DATE_FIELD = {"clients": "created_at", "therapy_sessions": "starts_at", "client_files": "created_at"}
+DATE_FIELD = {"clients": "created_at", "therapy_sessions": "starts_at", "client_files": "created_at",
+              "staff": "created_at", "services": "created_at"}
+# The tables whose rows belong to one client, so a client_id filter means something there.
+CLIENT_TABLES = ("clients", "therapy_sessions", "client_files")
 RANGES = ("last_30_days", "last_90_days", "this_month", "last_quarter")
 # status filter -> (the table it applies to, its column, the values it takes)
 STATUS_FILTERS = {"client_status": ("clients", "status", ClientStatus),
@@ -45,14 +48,14 @@ FILTERS = ("since", "until", "range", "practice_id", "client_id", *STATUS_FILTER
 def _fields(table: str) -> tuple[str, ...]:
     columns = [c.name for c in MODELS[table].__table__.columns
                if c.name not in _HIDDEN and not c.name.endswith(("_enc", "_bidx"))]
-    return tuple(columns) + CLIENT_KEYED[table]
+    return tuple(columns) + CLIENT_KEYED.get(table, ())
 
 
 EXPORTABLE: dict[str, tuple[str, ...]] = {table: _fields(table) for table in MODELS}
 
 
 def phi_fields(table: str) -> tuple[str, ...]:
-    return CLIENT_KEYED[table]
+    return CLIENT_KEYED.get(table, ())
 
 
 def catalogue() -> list[dict]:
@@ -143,6 +146,9 @@ def check_filters(filters: object, tables=None) -> dict:
            "practice_id": _uuid("practice_id", filters.get("practice_id")),
            "client_id": _uuid("client_id", filters.get("client_id"))}
     out = {k: (v.isoformat() if isinstance(v, datetime) else str(v)) for k, v in out.items() if v is not None}
+    if "client_id" in out and tables is not None:
+        for table in tables:
+            _client_filter_applies(table)
     for name, (table, _, values) in STATUS_FILTERS.items():
         chosen = _statuses(name, filters.get(name), values)
         if not chosen:
@@ -232,12 +238,21 @@ def where_clause(table: str, filters: dict) -> ColumnElement[bool]:
     if "practice_id" in filters:
         terms.append(columns.practice_id == uuid.UUID(filters["practice_id"]))
     if "client_id" in filters:
+        _client_filter_applies(table)
         column = columns.id if table == "clients" else columns.client_id
         terms.append(column == uuid.UUID(filters["client_id"]))
     for name, (applies_to, column_name, values) in STATUS_FILTERS.items():
         if name in filters and applies_to == table:
             terms.append(columns[column_name].in_([values(v) for v in filters[name]]))
     return and_(*terms)
+
+
+def _client_filter_applies(table: str) -> None:
+    """Refuse a client_id filter on a table that holds no client's rows: exporting all of
+    it, or none, would each surprise someone asking for one client's records."""
+    if table not in CLIENT_TABLES:
+        raise ValidationError(f"export: filter client_id selects one client's records; table {table} holds "
+                              "none (export it without client_id)")
 
 
 def check_format(value: object) -> str:

@@ -18,6 +18,7 @@ name, rows by id.
 from __future__ import annotations
 
 import enum
+import json
 import operator
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import Column, ColumnElement, Connection, Date, DateTime, Enum, String, Uuid, select, type_coerce
+from sqlalchemy import JSON, Column, ColumnElement, Connection, Date, DateTime, Enum, String, Uuid, select, type_coerce
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -33,7 +34,7 @@ from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import FORMAT_VERSION, MIN_CIPHERTEXT
 from strongroom.core.crypto.keyring import KEY_RECORD, Keyring, with_keys
 from strongroom.core.db.encrypted import CLIENT_KEYED, column
-from strongroom.core.db.models import Client, ClientFile, TherapySession
+from strongroom.core.db.models import Client, ClientFile, Service, Staff, TherapySession
 from strongroom.core.db.paging import stream
 from strongroom.core.db.types import UTCDateTime
 from strongroom.core.errors import CryptoError, KeyUnavailableError, PermissionDenied
@@ -42,7 +43,10 @@ from strongroom.core.principal import Principal
 
 ERASED = "[erased]"
 _VERSION_BYTE = bytes([FORMAT_VERSION])
-MODELS = {"clients": Client, "therapy_sessions": TherapySession, "client_files": ClientFile}
+# The tables read in bulk (exports): the clinical ones, then the practice's staff and
+# service catalogue, which hold no client's data (no PHI, no client key).
+MODELS = {"clients": Client, "therapy_sessions": TherapySession, "client_files": ClientFile,
+          "staff": Staff, "services": Service}
 
 
 def plain_value(value: object) -> object:
@@ -70,6 +74,13 @@ def plain_converter(col: Column) -> Callable[[object], object] | None:
     if python_type in (int, str, bool, float, bytes):
         return None
     return plain_value
+
+
+def json_text(value: object) -> str | None:
+    """A list or map column (staff's working hours, say) as compact JSON text with sorted
+    keys: one value that every export format carries alike (a CSV cell, an XML element
+    the schema calls a string) and that reads back with any JSON parser."""
+    return None if value is None else json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 def _utc_iso(value: datetime) -> str:
@@ -237,6 +248,8 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
                 col, fn = _utc_naive(col).label(field), _naive_as_utc
         elif text_in_sql and (chosen := _in_sql(col)) is not None:
             col, fn = chosen[0].label(field), chosen[1]
+        elif isinstance(col.type, JSON):
+            fn = json_text
         elif isinstance(col.type, UTCDateTime):
             # Read as the plain type and made UTC ISO text in one step: the same text
             # UTCDateTime then isoformat() gives, with one call per value, not three.

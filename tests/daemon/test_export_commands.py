@@ -71,7 +71,8 @@ def error_of(daemon, cmd, args, token="local") -> ClientError:
 def test_catalogue_lists_tables_fields_formats_and_profiles(export_daemon):
     answer = export_daemon.call("exports.tables", token=login(export_daemon, "frontdesk"))
     tables = {t["table"]: t for t in answer["tables"]}
-    assert set(tables) == {"clients", "therapy_sessions", "client_files"}
+    assert set(tables) == {"clients", "therapy_sessions", "client_files", "staff", "services"}
+    assert tables["staff"]["phi"] == [] and "working_hours" in tables["staff"]["fields"]
     assert "ssn" in tables["clients"]["phi"] and "ssn_enc" not in tables["clients"]["fields"]
     assert tables["therapy_sessions"]["date_field"] == "starts_at"
     assert answer["formats"] == ["csv", "ndjson", "json", "xml", "pdf"]
