@@ -9,6 +9,8 @@ the field list; their values never reach the console (only counts and paths do).
 """
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from strongroom.console.client import ClientError
 from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity, why_not_job
@@ -16,7 +18,7 @@ from strongroom.console.screens.text import when
 from strongroom.console.screens.workers import fetch, tab_work
 from strongroom.console.widgets.job_progress import show_run
 from strongroom.console.widgets.tables import add_columns
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -64,14 +66,19 @@ class ExportFormScreen(ModalScreen[dict | None]):
     ExportFormScreen #export-encrypt { height: 3; width: 100%; }
     ExportFormScreen #export-filters { height: 3; }
     ExportFormScreen #export-filters Input { width: 1fr; }
-    ExportFormScreen #export-form-error { height: 1; }
+    ExportFormScreen #export-form-error { height: auto; max-height: 3; }
     """
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Start export")]
 
-    def __init__(self, catalogue: dict, *, phi_reason: str | None) -> None:
+    def __init__(self, catalogue: dict, *, phi_reason: str | None,
+                 send: Callable[[dict], Awaitable[str | None]] | None = None) -> None:
+        """`send`: submits the exports.run arguments itself and closes the form only when
+        it returns None; the refusal it returns instead (the daemon's words, naming the
+        field) is shown here with everything chosen and typed kept (form.FormScreen)."""
         super().__init__()
         self.catalogue = catalogue
         self.phi_reason = phi_reason
+        self.send = send
         self.tables = {t["table"]: t for t in catalogue.get("tables") or []}
 
     def compose(self) -> ComposeResult:
@@ -153,9 +160,25 @@ class ExportFormScreen(ModalScreen[dict | None]):
         elif values["encrypt"] and len(values["password"]) < int(self.catalogue.get("min_password", 8)):
             problem = f"The ZIP password needs at least {self.catalogue.get('min_password', 8)} characters."
         if problem:
-            self.query_one("#export-form-error", Static).update(problem)
+            self._show_problem(problem)
             return
-        self.dismiss(request_from(values))
+        if self.send is None:
+            self.dismiss(request_from(values))
+        else:
+            self._send(request_from(values))
+
+    def _show_problem(self, problem: str) -> None:
+        note = self.query_one("#export-form-error", Static)
+        note.update(problem)
+        note.set_class(True, "error")
+
+    @work(exclusive=True, group="export-form-send")
+    async def _send(self, args: dict) -> None:
+        problem = await self.send(args)
+        if problem is None:
+            self.dismiss(args)
+        else:
+            self._show_problem(problem)
 
 
 class SavedExportScreen(ModalScreen[dict | None]):
@@ -338,8 +361,17 @@ class ExportsTab(Vertical):
         except ClientError as err:
             self.notify(f"Exports: {err.message}", severity="error")
             return
-        form = ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"))
-        self.app.push_screen(form, lambda args: self.start(args) if args else None)
+        self.app.push_screen(ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"),
+                                              send=self.submit))
+
+    async def submit(self, args: dict) -> str | None:
+        """The form's `send`: start the export, or say why the daemon refused it."""
+        try:
+            run = await self.app.call("exports.run", args)
+        except ClientError as err:
+            return f"Refused: {err.message}"
+        self.started(run)
+        return None
 
     def action_run_saved(self) -> None:
         reason = self.why_not_export()
@@ -368,6 +400,9 @@ class ExportsTab(Vertical):
         except ClientError as err:
             self.notify(f"Export refused: {err.message}", severity="error", timeout=10)
             return
+        self.started(run)
+
+    def started(self, run: dict) -> None:
         self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
         self.notify(f"Export started ({run['id'][:8]}…)")
 

@@ -1,6 +1,6 @@
 """The Exports tab against a real strongroomd with demo data: a manager fills in the form
-(a table, a date filter, a format, the full profile) and watches the export run to
-success into the history, then runs a saved encrypted one by name; an auditor sees the history with "new export" disabled and
+(a table, a date filter, a format, the full profile), has a bad date refused inside the
+form with everything typed kept, and watches the export run to success into the history, then runs a saved encrypted one by name; an auditor sees the history with "new export" disabled and
 why. Bounded: every wait has a timeout."""
 from __future__ import annotations
 
@@ -91,6 +91,15 @@ async def _export_from_form(daemon, token):
         fields.deselect_all()                  # a table chosen again comes back with every field
         for name in ("clients.id", "clients.status", "clients.ssn"):
             fields.select(name)
+        since = form.query_one("#export-since", Input)
+        since.value = "last week"                           # the daemon refuses it, naming the filter
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "since" in str(error.render()), what="daemon's refusal shown in the form")
+        assert app.screen is form and "last week" not in str(error.render())
+        assert since.value == "last week" and sorted(fields.selected) == ["clients.id", "clients.ssn",
+                                                                          "clients.status"]
+        assert form.query_one("#masking-full").value is True      # everything else as it was
+        since.value = "2000-01-01"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: not isinstance(app.screen, ExportFormScreen), what="form closed")
         await wait_for(pilot, lambda: any(e["status"] == "succeeded" for e in tab.exports.values()),
