@@ -150,6 +150,7 @@ def test_csv_cells_are_fields(column):
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.lists(st.one_of(st.none(), st.text(alphabet=',"\r\n =+-@\tx1*', max_size=8)), max_size=20),
                  st.lists(st.one_of(st.none(), st.integers(-10**30, 10**30)), max_size=20),
+                 st.lists(st.one_of(st.none(), st.booleans()), max_size=20),
                  st.lists(st.one_of(st.none(), st.uuids().map(str), st.datetimes().map(lambda d: d.isoformat())),
                           max_size=20)))
 def test_csv_columns_checked_whole_are_their_fields(column):

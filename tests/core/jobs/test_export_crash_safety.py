@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 import uuid
 from datetime import timedelta
 
@@ -43,6 +44,27 @@ def test_an_unfinished_export_file_holds_no_plaintext_until_finish(tmp_path):
     final, _ = output.finish({})
     assert (final / "clients.csv").read_bytes() == line
     assert sorted(p.name for p in final.iterdir()) == ["clients.csv", "manifest.json"]
+
+
+def test_a_full_disk_met_while_writing_fails_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+    """Hashing and writing run on a helper thread; what it meets is raised in the
+    exporting thread, the helper is gone, and abort() leaves no trace."""
+    written = []
+
+    def fill_up(self, data):
+        written.append(len(data))
+        if sum(written) > 3 << 20:
+            raise OSError(28, "No space left on device")
+        return len(data)
+    monkeypatch.setattr(spool.SpoolWriter, "write", fill_up)
+    output = Output(tmp_path, "20260101T000000Z-0000abcd")
+    with pytest.raises(OSError, match="No space left"):
+        with output.open("clients.csv", text=False, table="clients") as stream:
+            for _ in range(64):
+                stream.write(b"x" * (1 << 20))
+    assert not [t for t in threading.enumerate() if t.name == "strongroom-export-writer"]
+    output.abort()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_tampered_or_truncated_spool_does_not_open():
