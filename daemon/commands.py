@@ -393,3 +393,4 @@ from strongroom.daemon import commands_files  # noqa: F401,E402 registers the cl
 from strongroom.daemon import commands_profiles  # noqa: F401,E402 registers the security profile commands
 from strongroom.daemon import commands_reconcile  # noqa: F401,E402 registers the reconcile commands
 from strongroom.daemon import commands_practice  # noqa: F401,E402 registers the practice, staff and services commands
+from strongroom.daemon import commands_clients  # noqa: F401,E402 registers the client picker's lookup

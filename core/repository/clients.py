@@ -7,6 +7,8 @@ values (strongroom.core.masking).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import re
 import uuid
 from collections.abc import Iterable, Iterator
@@ -355,6 +357,31 @@ def find_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
     if practice_id:
         query = query.where(_clients.c.practice_id == practice_id)
     return _present(conn, keyring, principal, conn.execute(query.limit(500)).all(), "search")
+
+
+PICKER_LIMIT = 20
+
+
+def pick_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
+                 email: str | None = None, ssn_last4: str | None = None,
+                 last_name: str | None = None, practice_id: uuid.UUID | None = None) -> dict:
+    """Clients matching exact search terms (blind indexes, as `find_clients`), for a
+    person choosing one in a form: at most PICKER_LIMIT, each as its id, status, when
+    it was recorded and its name masked for everyone, `phi:read` or not (an initial
+    is enough to tell a handful apart; the task needs no more). Audited as one READ
+    with the count and the terms' names, never their values: whether someone is a
+    client is itself confidential."""
+    _require(principal, "table:clients:read")
+    terms = {"email": email, "ssn_last4": ssn_last4, "last_name": last_name}
+    # Read as someone who may list clients and nothing more: masked, whatever the caller holds.
+    masked = dataclasses.replace(principal, permissions=frozenset({"table:clients:read"}))
+    found = find_clients(conn, keyring, masked, practice_id=practice_id, **terms)
+    found.sort(key=lambda r: (str(r["created_at"]), str(r["id"])))
+    shown = [{"id": str(r["id"]), "name": f"{r['first_name'] or '***'} {r['last_name'] or '***'}",
+              "status": r["status"], "created_at": r["created_at"]} for r in found[:PICKER_LIMIT]]
+    _audit(conn, principal, "READ", None, {"via": "picker", "phi": False, "count": len(found),
+                                           "terms": sorted(k for k, v in terms.items() if v)})
+    return {"clients": shown, "more": len(found) > PICKER_LIMIT}
 
 
 def update_client(conn: Connection, keyring: Keyring, principal: Principal,
