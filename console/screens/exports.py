@@ -68,7 +68,8 @@ class ExportFormScreen(ModalScreen[dict | None]):
     ExportFormScreen #export-filters Input { width: 1fr; }
     ExportFormScreen #export-form-error { height: auto; max-height: 3; }
     """
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Start export")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Start export"),
+                Binding("ctrl+f", "find_client", "Find client")]
 
     def __init__(self, catalogue: dict, *, phi_reason: str | None,
                  send: Callable[[dict], Awaitable[str | None]] | None = None) -> None:
@@ -83,7 +84,7 @@ class ExportFormScreen(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-dialog"):
-            yield Static("New export · ctrl+s start · esc cancel", classes="dialog-title")
+            yield Static("New export · ctrl+s start · ctrl+f find a client · esc cancel", classes="dialog-title")
             with Horizontal(id="export-form-body"):
                 with Vertical(id="export-choose"):
                     yield SelectionList[str](*[Selection(name, name, name == "clients") for name in self.tables],
@@ -166,6 +167,15 @@ class ExportFormScreen(ModalScreen[dict | None]):
             self.dismiss(request_from(values))
         else:
             self._send(request_from(values))
+
+    def action_find_client(self) -> None:
+        """The client filter from the client picker instead of a pasted id."""
+        from strongroom.console.screens.client_picker import ClientPickerScreen
+
+        def chosen(client_id: str | None) -> None:
+            if client_id:
+                self.query_one("#export-client", Input).value = client_id
+        self.app.push_screen(ClientPickerScreen(), chosen)
 
     def _show_problem(self, problem: str) -> None:
         note = self.query_one("#export-form-error", Static)

@@ -40,14 +40,17 @@ def daemon_sender(node: DOMNode, cmd: str, build: Callable[[dict], dict],
 
 
 class FormScreen(ModalScreen[dict | None]):
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Submit")]
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Submit"),
+                Binding("ctrl+f", "find_client", "Find client")]
 
     def __init__(self, title: str, explanation: str, fields: tuple[tuple[str, str, str], ...], *,
                  submit: str = "OK", values: dict[str, str] | None = None,
-                 send: Callable[[dict], Awaitable[str | None]] | None = None) -> None:
+                 send: Callable[[dict], Awaitable[str | None]] | None = None,
+                 find_client: str | None = None) -> None:
         """`fields`: (id, label, placeholder); all but a field labelled '(optional)' are
         required. `values`: what the inputs start with (editing a record). `send`: see
-        the module docstring."""
+        the module docstring. `find_client`: the id of the field ctrl+f fills from the
+        client picker (client_picker), instead of a pasted id."""
         super().__init__()
         self.title_text = title
         self.explanation = explanation
@@ -55,6 +58,20 @@ class FormScreen(ModalScreen[dict | None]):
         self.submit = submit
         self.initial = values or {}
         self.send = send
+        self.find_client = find_client
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return self.find_client is not None if action == "find_client" else True
+
+    def action_find_client(self) -> None:
+        from strongroom.console.screens.client_picker import ClientPickerScreen
+
+        def chosen(client_id: str | None) -> None:
+            if client_id:
+                field = self.query_one(f"#{self.find_client}", Input)
+                field.value = client_id
+                field.focus()
+        self.app.push_screen(ClientPickerScreen(), chosen)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):

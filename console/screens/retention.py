@@ -318,9 +318,9 @@ class RetentionTab(Vertical):
             "Place a legal hold",
             "While the hold is in force nothing of the client (or, with no client id, of the whole practice) "
             "is archived, deleted or erased. Recorded in the audit log under your name.",
-            (("client", "Client id (optional)", "empty: the whole practice"),
+            (("client", "Client id (optional) · ctrl+f finds one", "empty: the whole practice"),
              ("reason", "Reason", "a matter or case reference; no clinical details")), submit="Place hold",
-            send=self._sender("holds.place", hold, lambda values: "Legal hold placed on "
+            find_client="client", send=self._sender("holds.place", hold, lambda values: "Legal hold placed on "
                               + ("the client." if values["client"] else "the whole practice."))))
 
     def action_release_hold(self) -> None:
@@ -343,9 +343,9 @@ class RetentionTab(Vertical):
         self.app.push_screen(FormScreen(
             "Request a client's erasure",
             "Files a request only: nothing is erased until a different person approves it, within 7 days.",
-            (("client", "Client id", "the client's id"),
+            (("client", "Client id · ctrl+f finds one", "the client's id"),
              ("reason", "Reason", "e.g. the reference of the client's written request")), submit="File request",
-            send=self._sender("erasure.request", lambda v: {"client_id": v["client"], "reason": v["reason"]},
+            find_client="client", send=self._sender("erasure.request", lambda v: {"client_id": v["client"], "reason": v["reason"]},
                               lambda _: "Erasure request filed; a different person must approve it.")))
 
     def action_approve(self) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from strongroom.console.app import StrongroomConsole
+from strongroom.console.screens.client_picker import ClientPickerScreen
 from strongroom.console.screens.exports import ExportFormScreen, ExportsTab, SavedExportScreen
 from strongroom.console.screens.main import TABS, MainScreen
 from strongroom.console.widgets.job_progress import JobProgress
@@ -77,6 +78,18 @@ async def _export_from_form(daemon, token):
         fields.deselect_all()
         for name in ("clients.id", "clients.status", "clients.ssn"):
             fields.select(name)
+        await pilot.press("ctrl+f")                        # the client filter from the picker
+        await wait_for(pilot, showing(app, ClientPickerScreen), what="client picker")
+        picker = app.screen
+        await pilot.press(*"oakridge", "enter")
+        results = picker.query_one("#picker-results", OptionList)
+        await wait_for(pilot, lambda: results.option_count == 3, what="three clients of that name")
+        chosen = results.get_option_at_index(1).id
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: app.screen is form, what="back in the export form")
+        client = form.query_one("#export-client", Input)
+        assert client.value == chosen
+        client.value = ""                                  # this export is of every client after all
         await pilot.click("#export-since")
         await pilot.press(*"2000-01-01")
         form.query_one("#export-format", Select).value = "ndjson"

@@ -1,5 +1,6 @@
 """The Retention tab against a real strongroomd with the retention demo: a manager files
-an erasure request but may not approve one (the reason is shown); the practice owner
+an erasure request, choosing the client by last name in the client picker (ctrl+f), but
+may not approve one (the reason is shown); the practice owner
 cannot approve their own request, approves someone else's only after typing ERASE, and
 the client's keys are destroyed; holds are placed and released. Bounded waits."""
 from __future__ import annotations
@@ -8,12 +9,13 @@ import pyotp
 import pytest
 
 from strongroom.console.app import StrongroomConsole
+from strongroom.console.screens.client_picker import ClientPickerScreen
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.screens.retention import RetentionTab
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from textual.widgets import Button, DataTable, Input, Static
+from textual.widgets import Button, DataTable, Input, OptionList, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
 from tests.daemon.conftest import FAST_HEALTH, PASSWORD, make_data_dir, running_daemon
@@ -89,7 +91,18 @@ async def _manager(daemon, token):
         assert app.screen.active_bindings["p"].enabled is False    # holds need retention:manage
         await pilot.press("n")
         await wait_for(pilot, showing(app, FormScreen), what="request form")
-        await pilot.press(*daemon.seeded["clients"][3], "enter", *"written request ref 31", "enter")
+        form = app.screen
+        await pilot.press("ctrl+f")                       # the client by name, not a pasted id
+        await wait_for(pilot, showing(app, ClientPickerScreen), what="client picker")
+        picker = app.screen
+        await pilot.press(*"greystone", "enter")
+        results = picker.query_one("#picker-results", OptionList)
+        await wait_for(pilot, lambda: results.option_count == 1 and results.has_focus, what="one match")
+        assert "U*** G***" in str(results.get_option_at_index(0).prompt)     # masked, even so
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is form, what="back in the form")
+        assert form.query_one("#client", Input).value == daemon.seeded["clients"][3]
+        await pilot.press("enter", *"written request ref 31", "enter")
         mine = await select(pilot, tab, "requests", lambda r: r["requested_by"] == "user:manager1")
         assert mine["status"] == "pending"
         await settle(pilot)
