@@ -34,7 +34,7 @@ def upgrade_cmd(state: CliState) -> None:
 def status_cmd(state: CliState, as_json: bool) -> None:
     """Show the schema revision and whether it is current."""
     from strongroom.core.db.engine import make_engine
-    from strongroom.core.db.migrate import current_revision, head_revision, upgrade
+    from strongroom.core.db.migrate import current_revision, head_revision
 
     engine = make_engine(state.settings.database.url)
     try:

@@ -11,7 +11,7 @@ from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import duration, size, when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from strongroom.console.widgets.job_progress import JobProgress
+from strongroom.console.widgets.job_progress import FINAL, JobProgress
 from strongroom.console.widgets.tables import add_columns
 from strongroom.console.screens.workers import fetch, tab_work
 from textual.app import ComposeResult
@@ -25,7 +25,6 @@ COLUMNS = (("Started", "started", 19), ("Status", "status", 9), ("Proof", "proof
 JOB_KINDS = ("backup", "verify", "restore_drill", "restore")
 ACTION_KINDS = {"backup": "backup", "verify": "verify", "verify_fast": "verify", "drill": "restore_drill",
                 "restore": "restore"}
-FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 KEEP_FINISHED = 2
 
 

@@ -8,14 +8,13 @@ from strongroom.console.client import ClientError
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import age, size, when
 from strongroom.console.widgets.health_card import HealthCard
-from strongroom.console.widgets.job_progress import JobProgress
+from strongroom.console.widgets.job_progress import FINAL, JobProgress
 from strongroom.console.widgets.score_gauge import ScoreGauge
 from strongroom.console.screens.workers import fetch, tab_work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, Sparkline, Static
 
-FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 KEEP_FINISHED = 4
 BACKUP_WARN_SECONDS = 26 * 3600
 BACKUP_BAD_SECONDS = 72 * 3600

@@ -20,6 +20,7 @@ from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
 from strongroom.console.screens.workers import fetch, live, tab_work
+from strongroom.console.widgets.job_progress import FINAL
 from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
@@ -31,7 +32,6 @@ KIND = "retention"
 READ, MANAGE = "retention:read", "retention:manage"
 REQUEST, APPROVE = "erasure:request", "erasure:approve"
 HORIZON_DAYS = 30
-FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 ERASE_WORD = "ERASE"
 # Audit actions after which what this tab shows may have changed (another console's action).
 RELOAD_ON = frozenset({"RETENTION_POLICY", "RETENTION_ARCHIVE", "RETENTION_DELETE", "LEGAL_HOLD",

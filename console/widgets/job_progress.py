@@ -13,6 +13,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Label, ProgressBar
 
+# The statuses a job run ends in (every tab that follows runs reads them from here).
 FINAL = ("succeeded", "failed", "interrupted", "cancelled")
 # How each ending is told at a glance, besides the bar's colour (which not every
 # terminal or person sees).
