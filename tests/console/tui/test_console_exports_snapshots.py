@@ -10,7 +10,7 @@ from strongroom.console.screens.main import TABS, MainScreen
 from strongroom.core.export import spec
 
 from tests.console.tui.conftest import settled, wait_for
-from tests.console.tui.test_console_snapshots import FIXED, FixedClient, fixed_clock
+from tests.console.tui.fixed import FIXED, FixedClient, fixed_clock
 
 KEYS = {tab_id: str(n) for n, (_, tab_id, _) in enumerate(TABS, 1)}
 EXPORT = "01a2061f-0000-7000-8000-0000000000{:02d}"

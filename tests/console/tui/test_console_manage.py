@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pyotp
 
-from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.backups import BackupsTab
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.form import FormScreen
@@ -17,34 +16,10 @@ from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
+from tests.console.tui.live import console, main_screen, select_user, settle
 from tests.daemon.conftest import PASSWORD
 from tests.daemon.conftest import add_admin
 
-
-
-def console(daemon, token=None) -> StrongroomConsole:
-    return StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-
-
-async def main_screen(pilot) -> None:
-    app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-
-
-async def settle(pilot) -> None:
-    """Let the reloads that a finished job or a change started complete before the app
-    closes: a worker still awaiting the daemon when the screen is torn down fails the
-    test (the event watcher never ends, so it is left out)."""
-    await wait_for(pilot, lambda: not [w for w in pilot.app.workers
-                                       if w.is_running and w.name != "watch_daemon"], what="reloads finished")
-
-
-async def select_user(pilot, tab: UsersTab, username: str) -> None:
-    await wait_for(pilot, lambda: any(u["username"] == username for u in tab.users.values()), what=f"{username} listed")
-    table = tab.query_one("#users-table", DataTable)
-    user_id = next(k for k, u in tab.users.items() if u["username"] == username)
-    table.move_cursor(row=table.get_row_index(user_id))
-    await wait_for(pilot, lambda: (tab.selected() or {}).get("username") == username, what=f"{username} selected")
 
 
 def state_of(tab: UsersTab, username: str) -> str:

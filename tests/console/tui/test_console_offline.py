@@ -63,7 +63,7 @@ def test_unreachable_daemon_shows_the_reconnect_banner():
 def test_command_palette_offers_the_enabled_actions_and_runs_them():
     from strongroom.console.screens.main import MainScreen
 
-    from tests.console.tui.test_console_snapshots import fixed_app
+    from tests.console.tui.fixed import fixed_app
 
     async def scenario():
         app = fixed_app("fixed-token")
@@ -92,7 +92,7 @@ def test_every_tab_has_a_key_and_brackets_step_round():
     from strongroom.console.screens.main import TABS, MainScreen
     from textual.widgets import TabbedContent
 
-    from tests.console.tui.test_console_snapshots import fixed_app
+    from tests.console.tui.fixed import fixed_app
 
     ids = [tab_id for _, tab_id, _ in TABS]
 

@@ -9,7 +9,7 @@ from textual.widgets import Static, TabbedContent, Tabs
 from textual.widgets._footer import FooterKey
 
 from tests.console.tui.conftest import SIZE, drive, showing, tab_key, wait_for
-from tests.console.tui.test_console_snapshots import fixed_app
+from tests.console.tui.fixed import fixed_app
 
 
 async def _main(pilot) -> None:
@@ -88,7 +88,7 @@ def test_copy_id_puts_the_selected_rows_full_id_on_the_clipboard():
     from strongroom.console.screens.users import UsersTab
     from textual.widgets import DataTable
 
-    from tests.console.tui.test_console_manage_snapshots import USER, manage_app
+    from tests.console.tui.fixed import USER, manage_app
 
     async def scenario():
         app = manage_app()

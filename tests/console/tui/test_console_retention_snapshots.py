@@ -10,7 +10,7 @@ from strongroom.console.screens.main import MainScreen
 from strongroom.console.screens.retention import RetentionTab
 
 from tests.console.tui.conftest import settled, wait_for
-from tests.console.tui.test_console_snapshots import FixedClient, fixed_clock
+from tests.console.tui.fixed import FixedClient, fixed_clock
 
 PRACTICE = "01a2061f-77c9-7000-a71a-000000000001"
 CLIENTS = [f"01a2061f-77c9-7000-a71a-0000000c{n:04x}" for n in range(1, 5)]

@@ -4,83 +4,13 @@ or random id reaches the frame and the snapshots are stable."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 
 import pytest
-from strongroom.console.app import StrongroomConsole
-from strongroom.console.client import ClientError
 from strongroom.console.screens.main import MainScreen
 
 from tests.console.tui.conftest import settled, wait_for
+from tests.console.tui.fixed import FIXED, fixed_app
 from strongroom.console.widgets.health_card import HealthCard
-
-RUN_ID = "01a2061f-77c9-7000-a71a-77552702252a"
-FIXED = {
-    "whoami": {"actor": "auditor1", "permissions": ["audit:read", "compliance:read", "security:read"],
-               "session_id": "01a2061f-0000-7000-8000-000000000001"},
-    "status": {"host": "vault-01", "role": "leader", "job_kinds": ["integrity", "key_rotation"]},
-    "health": {"role": "leader", "uptime_seconds": 93784.0, "last_backup_age_seconds": 7260.0,
-               "audit_chain_ok": True, "open_conflicts": 2, "sync_peers": 1, "sync_lag_seconds": 840.0,
-               "integrity": {"status": "succeeded", "age_seconds": 3900.0},
-               "running_jobs": [{"run_id": RUN_ID, "kind": "integrity", "done": 3, "total": 8,
-                                 "message": "clients row checksums"}],
-               "next_runs": {"backup": "2026-11-24T02:00:00+00:00", "integrity": "2026-11-24T03:30:00+00:00"},
-               "compliance": {"score": 84, "threshold": 80, "status": "ok", "not_configured": ["sync"],
-                              "generated_at": "2026-11-23T09:00:00+00:00"},
-               "backups": {"window_days": 7, "succeeded": 7, "failed": 1},
-               "storage": {"database_bytes": 843_000_000, "bytes_per_table": True,
-                           "tables": [{"table": "therapy_sessions", "rows": 300_000, "bytes": 612_000_000},
-                                      {"table": "clients", "rows": 100_000, "bytes": 171_000_000},
-                                      {"table": "audit_logs", "rows": 52_310, "bytes": 24_500_000}],
-                           "targets": [{"configuration": "default", "used_bytes": 402_000_000,
-                                        "quota_bytes": 500_000_000, "percent": 80.4}]}},
-    "compliance.report": {"score": 84, "areas": {}, "checks": []},
-    "jobs.list": [{"id": f"run-{i}", "job_kind": "integrity", "status": "succeeded", "duration_seconds": d,
-                   "queued_at": "2026-11-22T03:30:00+00:00", "trigger": "schedule", "requested_by": "system",
-                   "progress_done": 5, "progress_total": 5}
-                  for i, d in enumerate([4.1, 3.9, 5.2, 4.4, 6.8, 4.0, 4.2, 3.8])],
-    "audit.verify": {"ok": True, "checked": 5, "head_id": 5, "head_hash": "0" * 64},
-    "backups.list": [], "audit.tail": [], "sessions.list": [], "security.events": [], "users.list": [],
-    "integrity.report": {"latest": None, "checks": [], "running": [], "history": [],
-                         "audit_chain": {"ok": True, "head_id": 5, "head_hash": "0" * 64, "last_check": None}},
-}
-
-
-class FixedSubscription:
-    async def recv(self):
-        await asyncio.Event().wait()    # no events: the frame shows the loaded state only
-
-    def close(self) -> None:
-        pass
-
-
-class FixedClient:
-    """Answers like the daemon would, from FIXED."""
-
-    def __init__(self, token: str | None) -> None:
-        self.token = token
-
-    async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None):
-        if cmd not in FIXED:
-            raise ClientError("not_found", f"no fixed answer for {cmd}")
-        return FIXED[cmd]
-
-    def subscribe(self, *topics: str) -> FixedSubscription:
-        return FixedSubscription()
-
-    def close(self) -> None:
-        pass
-
-
-def fixed_clock() -> datetime.datetime:
-    """The time snapshots show in the status line's "updated" stamp."""
-    return datetime.datetime(2026, 11, 23, 9, 0, 5)
-
-
-def fixed_app(token: str | None) -> StrongroomConsole:
-    return StrongroomConsole("ipc:///nonexistent", "ipc:///nonexistent-events", clock=fixed_clock,
-                             client=FixedClient(token))
-
 
 async def overview_loaded(pilot) -> None:
     app = pilot.app

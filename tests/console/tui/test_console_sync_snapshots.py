@@ -11,7 +11,7 @@ from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable
 
 from tests.console.tui.conftest import settled, tab_keys, wait_for
-from tests.console.tui.test_console_snapshots import FIXED, FixedClient, fixed_clock
+from tests.console.tui.fixed import FIXED, FixedClient, fixed_clock
 
 CONFLICT = "01a2061f-77c9-7000-a71a-000000000c01"
 ROW = "01a2061f-77c9-7000-a71a-0000000000a1"

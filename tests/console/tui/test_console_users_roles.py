@@ -8,7 +8,7 @@ from strongroom.console.screens.users import RoleScreen, UsersTab
 from textual.widgets import DataTable, OptionList
 
 from tests.console.tui.conftest import SIZE, drive, showing, tab_keys, wait_for
-from tests.console.tui.test_console_manage import console, main_screen, select_user, settle
+from tests.console.tui.live import console, main_screen, select_user, settle
 from tests.daemon.conftest import PASSWORD, add_admin
 
 

@@ -1,0 +1,36 @@
+"""Helpers for console tests against a real strongroomd (tests.daemon.conftest runs it):
+the console app for a daemon, waits for its main screen, for its reloads to finish and
+for a user row to be selected."""
+from __future__ import annotations
+
+from strongroom.console.app import StrongroomConsole
+from strongroom.console.screens.main import MainScreen
+from strongroom.console.screens.users import UsersTab
+from textual.widgets import DataTable
+
+from tests.console.tui.conftest import wait_for
+
+
+def console(daemon, token=None) -> StrongroomConsole:
+    return StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
+
+
+async def main_screen(pilot) -> None:
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+
+
+async def settle(pilot) -> None:
+    """Let the reloads that a finished job or a change started complete before the app
+    closes: a worker still awaiting the daemon when the screen is torn down fails the
+    test (the event watcher never ends, so it is left out)."""
+    await wait_for(pilot, lambda: not [w for w in pilot.app.workers
+                                       if w.is_running and w.name != "watch_daemon"], what="reloads finished")
+
+
+async def select_user(pilot, tab: UsersTab, username: str) -> None:
+    await wait_for(pilot, lambda: any(u["username"] == username for u in tab.users.values()), what=f"{username} listed")
+    table = tab.query_one("#users-table", DataTable)
+    user_id = next(k for k, u in tab.users.items() if u["username"] == username)
+    table.move_cursor(row=table.get_row_index(user_id))
+    await wait_for(pilot, lambda: (tab.selected() or {}).get("username") == username, what=f"{username} selected")
