@@ -9,6 +9,7 @@ import json
 import uuid
 
 import click
+import orjson
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
 from strongroom.core.bulk import collector_paused
@@ -36,8 +37,22 @@ def _table(rows: list[dict], *, header: bool = True) -> None:
         click.echo("  ".join(str(row[c] or "")[: _WIDTHS[c]].ljust(_WIDTHS[c]) for c in _COLUMNS))
 
 
-# json.dumps(row, sort_keys=True, default=str), without building an encoder per record.
+# json.dumps(row, sort_keys=True, default=str), without building an encoder per record:
+# the fallback for a record orjson will not write.
 _RECORD_JSON = json.JSONEncoder(sort_keys=True, default=str).encode
+# Times and dates still go through str, as `emit` and the fallback print them.
+_ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def _record_json(row: dict) -> str:
+    """One record as compact JSON with sorted keys, non-ASCII as UTF-8: orjson's C writes
+    it (measured at 100k clients: a third of `--all --reveal --json` went to the json
+    module), and the json module the rare record orjson refuses (an integer beyond 64
+    bits). The same values as `emit` prints; only the spacing differs."""
+    try:
+        return orjson.dumps(row, option=_ORJSON_OPTIONS, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return _RECORD_JSON(row)
 
 
 def _stream_json(batches) -> int:
@@ -51,7 +66,7 @@ def _stream_json(batches) -> int:
             rows = next(batches, None)
             if rows is None:
                 break
-            text = ",\n".join(map(_RECORD_JSON, rows))
+            text = ",\n".join(map(_record_json, rows))
             size = len(rows)
             del rows
         if size:
