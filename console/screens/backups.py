@@ -6,14 +6,13 @@ snapshot's short id typed. Runs show live progress from `job.*` events; an actio
 user may not take is disabled and the note says why."""
 from __future__ import annotations
 
-from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import duration, size, when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
 from strongroom.console.widgets.job_progress import FINAL, JobProgress
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.screens.workers import ask, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -74,11 +73,7 @@ class BackupsTab(Vertical):
         if reason:
             self.query_one("#backup-detail", Static).update(f"Snapshot list hidden: {reason}")
             return
-        try:
-            snapshots = await fetch(self, "backups.list", {"limit": 200})
-        except ClientError as err:
-            self.notify(f"Backups: {err.message}", severity="error")
-            return
+        snapshots = await ask(self, "backups.list", {"limit": 200}, failing="Backups")
         table = self.query_one(DataTable)
         table.clear()
         self.snapshots = {}
@@ -197,9 +192,5 @@ class BackupsTab(Vertical):
 
     @tab_work(group="backups-actions")
     async def start(self, kind: str, params: dict) -> None:
-        try:
-            run = await fetch(self, "job.run", {"kind": kind, "params": params})
-        except ClientError as err:
-            self.notify(f"Could not start {kind}: {err.message}", severity="error")
-            return
+        run = await ask(self, "job.run", {"kind": kind, "params": params}, failing=f"Could not start {kind}")
         self.notify(f"{kind} run started ({run['id'][:8]}…)")

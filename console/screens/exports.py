@@ -15,7 +15,7 @@ from strongroom.console.client import ClientError
 from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import when
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.screens.workers import ask, tab_work
 from strongroom.console.widgets.job_progress import show_run
 from strongroom.console.widgets.tables import add_columns
 from textual import on, work
@@ -289,11 +289,7 @@ class ExportsTab(Vertical):
         if reason:
             self.query_one("#exports-summary", Static).update(f"Export history hidden: {reason}")
             return
-        try:
-            page = await fetch(self, "exports.list", {"limit": PAGE})
-        except ClientError as err:
-            self.notify(f"Exports: {err.message}", severity="error")
-            return
+        page = await ask(self, "exports.list", {"limit": PAGE}, failing="Exports")
         if not self.is_attached:
             return
         self.show_history(page)
@@ -345,11 +341,7 @@ class ExportsTab(Vertical):
 
     @tab_work(group="exports-show")
     async def show_export(self, export_id: str) -> None:
-        try:
-            shown = await fetch(self, "exports.show", {"export_id": export_id})
-        except ClientError as err:
-            self.notify(f"Export: {err.message}", severity="error")
-            return
+        shown = await ask(self, "exports.show", {"export_id": export_id}, failing="Export")
         self.app.push_screen(DetailScreen(f"Export {export_id[:8]}…", shown))
 
     def action_reload(self) -> None:
@@ -366,11 +358,7 @@ class ExportsTab(Vertical):
 
     @tab_work(group="exports-actions")
     async def open_form(self) -> None:
-        try:
-            catalogue = await fetch(self, "exports.tables")
-        except ClientError as err:
-            self.notify(f"Exports: {err.message}", severity="error")
-            return
+        catalogue = await ask(self, "exports.tables", failing="Exports")
         self.app.push_screen(ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"),
                                               send=self.submit))
 
@@ -392,11 +380,7 @@ class ExportsTab(Vertical):
 
     @tab_work(group="exports-actions")
     async def open_saved(self) -> None:
-        try:
-            catalogue = await fetch(self, "exports.tables")
-        except ClientError as err:
-            self.notify(f"Exports: {err.message}", severity="error")
-            return
+        catalogue = await ask(self, "exports.tables", failing="Exports")
         if not catalogue.get("configurations"):
             self.notify("No saved exports yet (strongroom export ... --save-as NAME saves one).", severity="warning")
             return
@@ -405,11 +389,7 @@ class ExportsTab(Vertical):
 
     @tab_work(group="exports-actions")
     async def start(self, args: dict) -> None:
-        try:
-            run = await fetch(self, "exports.run", args)
-        except ClientError as err:
-            self.notify(f"Export refused: {err.message}", severity="error", timeout=10)
-            return
+        run = await ask(self, "exports.run", args, failing="Export refused", notice_seconds=10)
         self.started(run)
 
     def started(self, run: dict) -> None:

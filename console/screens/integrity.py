@@ -6,13 +6,12 @@ by events; when it ends, the report reloads and the table shows that run's check
 """
 from __future__ import annotations
 
-from strongroom.console.client import ClientError
 from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import duration, when
 from strongroom.console.widgets.job_progress import show_run
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.screens.workers import ask, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -81,11 +80,7 @@ class IntegrityTab(Vertical):
         if reason:
             self.query_one("#integrity-summary", Static).update(f"Integrity evidence hidden: {reason}")
             return
-        try:
-            report = await fetch(self, "integrity.report")
-        except ClientError as err:
-            self.notify(f"Integrity: {err.message}", severity="error")
-            return
+        report = await ask(self, "integrity.report", failing="Integrity")
         if not self.is_attached:
             return   # the console closed while the daemon answered
         self.show_report(report)
@@ -162,11 +157,7 @@ class IntegrityTab(Vertical):
 
     @tab_work(group="integrity-actions")
     async def run_now(self) -> None:
-        try:
-            run = await fetch(self, "job.run", {"kind": KIND})
-        except ClientError as err:
-            self.notify(f"Could not start the integrity check: {err.message}", severity="error")
-            return
+        run = await ask(self, "job.run", {"kind": KIND}, failing="Could not start the integrity check")
         self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
         self.notify(f"Integrity check started ({run['id'][:8]}…)")
 

@@ -1,13 +1,12 @@
 """Jobs: recent runs from jobs.list, live status from `job.*` events; run and cancel."""
 from __future__ import annotations
 
-from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.run_job import RunJobScreen
 from strongroom.console.screens.text import duration, when
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.screens.workers import ask, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -78,11 +77,7 @@ class JobsTab(Vertical):
         if self.identity.why_not("audit:read"):
             self.query_one("#jobs-note", Static).update(f"Job history hidden: {self.identity.why_not('audit:read')}")
             return
-        try:
-            runs = await fetch(self, "jobs.list", {"limit": 200})
-        except ClientError as err:
-            self.notify(f"Jobs: {err.message}", severity="error")
-            return
+        runs = await ask(self, "jobs.list", {"limit": 200}, failing="Jobs")
         table = self.query_one(DataTable)
         table.clear()
         self.runs = {}
@@ -143,11 +138,7 @@ class JobsTab(Vertical):
 
     @tab_work(group="jobs-actions")
     async def run_job(self, kind: str) -> None:
-        try:
-            run = await fetch(self, "job.run", {"kind": kind})
-        except ClientError as err:
-            self.notify(f"Could not start {kind}: {err.message}", severity="error")
-            return
+        run = await ask(self, "job.run", {"kind": kind}, failing=f"Could not start {kind}")
         self.notify(f"{kind} run started ({run['id'][:8]}…)")
         self.load()
 
@@ -169,11 +160,7 @@ class JobsTab(Vertical):
 
     @tab_work(group="jobs-actions")
     async def cancel_job(self, run_id: str) -> None:
-        try:
-            await fetch(self, "job.cancel", {"run_id": run_id})
-        except ClientError as err:
-            self.notify(f"Could not cancel: {err.message}", severity="error")
-            return
+        await ask(self, "job.cancel", {"run_id": run_id}, failing="Could not cancel")
         self.cancelling.add(run_id)
         self.notify("Cancellation requested: the run stops at its next safe point.")
         self.load()

@@ -17,7 +17,7 @@ from typing import Any
 from strongroom.console.client import ClientError
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.form import FormScreen, daemon_sender
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.screens.workers import ask, fetch, tab_work
 from strongroom.console.widgets.tables import add_columns, fit
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -266,10 +266,7 @@ class PracticeScreen(ModalScreen[None]):
     @tab_work(group="practice-change")
     async def change(self, kind: str, record: dict) -> None:
         id_field = "staff_id" if kind == "staff" else "service_id"
-        try:
-            await fetch(self, f"{kind}.set", {id_field: str(record["id"]), "active": not record.get("active")})
-        except ClientError as err:
-            self.notify(f"Refused: {err.message}", severity="error", timeout=10)
-            return
+        await ask(self, f"{kind}.set", {id_field: str(record["id"]), "active": not record.get("active")},
+                  failing="Refused", notice_seconds=10)
         self.notify(("Reinstated" if not record.get("active") else "Retired") + " (kept for past sessions).")
         self.load()

@@ -19,7 +19,7 @@ from strongroom.console.screens.form import FormScreen, daemon_sender
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from strongroom.console.screens.workers import fetch, live, tab_work
+from strongroom.console.screens.workers import ask, fetch, live, tab_work
 from strongroom.console.widgets.job_progress import FINAL
 from strongroom.console.widgets.tables import add_columns
 from textual import on
@@ -413,11 +413,7 @@ class RetentionTab(Vertical):
 
     @tab_work(group="retention-actions")
     async def run_now(self) -> None:
-        try:
-            run = await fetch(self, "job.run", {"kind": KIND})
-        except ClientError as err:
-            self.notify(f"Could not start retention: {err.message}", severity="error")
-            return
+        run = await ask(self, "job.run", {"kind": KIND}, failing="Could not start retention")
         self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
         self.notify(f"Retention run started ({tail(run['id'])})")
 
@@ -432,10 +428,6 @@ class RetentionTab(Vertical):
 
     @tab_work(group="retention-actions")
     async def change(self, cmd: str, args: dict, done: str) -> None:
-        try:
-            await fetch(self, cmd, args)
-        except ClientError as err:
-            self.notify(f"Refused: {err.message}", severity="error", timeout=10)
-            return
+        await ask(self, cmd, args, failing="Refused", notice_seconds=10)
         self.notify(done)
         self.load()

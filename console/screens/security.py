@@ -6,7 +6,7 @@ from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.screens.workers import ask, fetch, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -105,10 +105,7 @@ class SecurityTab(Vertical):
 
     @tab_work(group="security-actions")
     async def revoke(self, session_id: str) -> None:
-        try:
-            await fetch(self, "session.revoke", {"session_id": session_id, "reason": "revoked in console"})
-        except ClientError as err:
-            self.notify(f"Could not revoke: {err.message}", severity="error")
-            return
+        await ask(self, "session.revoke", {"session_id": session_id, "reason": "revoked in console"},
+                  failing="Could not revoke")
         self.notify("Session revoked.")
         self.load()

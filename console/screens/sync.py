@@ -27,7 +27,7 @@ from strongroom.console.screens.detail import DetailScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.run_job import RunJobScreen
 from strongroom.console.screens.text import age, when
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.screens.workers import ask, fetch, tab_work
 from strongroom.console.widgets.job_progress import show_run
 from textual import events, on
 from textual.app import ComposeResult
@@ -355,11 +355,7 @@ class SyncTab(Vertical):
 
     @tab_work(exclusive=True, group="sync-conflict")
     async def open_conflict(self, conflict_id: str, focus: bool = False) -> None:
-        try:
-            conflict = await fetch(self, "sync.conflict", {"conflict_id": conflict_id})
-        except ClientError as err:
-            self.notify(f"Conflict: {err.message}", severity="error")
-            return
+        conflict = await ask(self, "sync.conflict", {"conflict_id": conflict_id}, failing="Conflict")
         if self.conflict is None or self.conflict["id"] != conflict_id:
             self.choices, self.revealed = {}, {}
         self.conflict = conflict
@@ -492,11 +488,7 @@ class SyncTab(Vertical):
     @tab_work(group="sync-actions")
     async def start_sync(self, peer: str | None) -> None:
         params = {} if peer is None else {"peer": peer}
-        try:
-            run = await fetch(self, "job.run", {"kind": KIND, "params": params})
-        except ClientError as err:
-            self.notify(f"Could not start the sync: {err.message}", severity="error")
-            return
+        run = await ask(self, "job.run", {"kind": KIND, "params": params}, failing="Could not start the sync")
         self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
         self.notify(f"Sync with {peer or 'every active peer'} started ({run['id'][:8]}…)")
 
@@ -560,11 +552,8 @@ class SyncTab(Vertical):
 
     @tab_work(group="sync-reveal")
     async def reveal_field(self, conflict_id: str, name: str) -> None:
-        try:
-            answer = await fetch(self, "sync.conflict.field", {"conflict_id": conflict_id, "field": name})
-        except ClientError as err:
-            self.notify(f"Could not reveal {name}: {err.message}", severity="error")
-            return
+        answer = await ask(self, "sync.conflict.field", {"conflict_id": conflict_id, "field": name},
+                           failing=f"Could not reveal {name}")
         if self.conflict is None or self.conflict["id"] != conflict_id:
             return                  # another conflict was opened meanwhile
         self.revealed[name] = answer["field"]
@@ -587,11 +576,7 @@ class SyncTab(Vertical):
 
     @tab_work(group="sync-actions")
     async def resolve(self, conflict_id: str, choices: dict) -> None:
-        try:
-            await fetch(self, "sync.resolve", {"conflict_id": conflict_id, "choices": choices})
-        except ClientError as err:
-            self.notify(f"Could not resolve: {err.message}", severity="error")
-            return
+        await ask(self, "sync.resolve", {"conflict_id": conflict_id, "choices": choices}, failing="Could not resolve")
         self.notify("Conflict resolved.")
         self.choices, self.revealed = {}, {}
         self.conflict = None

@@ -15,7 +15,7 @@ from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.form import FormScreen
 from strongroom.console.screens.identity import Identity
 from strongroom.console.screens.text import when
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.screens.workers import ask, fetch, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -220,11 +220,7 @@ class UsersTab(Vertical):
 
     @tab_work(exclusive=True, group="grants")
     async def load_grants(self, username: str) -> None:
-        try:
-            grants = await fetch(self, "user.grants", {"username": username, "include_ended": True})
-        except ClientError as err:
-            self.notify(f"Grants: {err.message}", severity="error")
-            return
+        grants = await ask(self, "user.grants", {"username": username, "include_ended": True}, failing="Grants")
         if not self.is_attached:
             return
         table = self.query_one("#grants-table", DataTable)
@@ -306,11 +302,7 @@ class UsersTab(Vertical):
 
     @tab_work(group="users-actions")
     async def reset_2fa(self, username: str) -> None:
-        try:
-            result = await fetch(self, "user.reset_2fa", {"username": username})
-        except ClientError as err:
-            self.notify(f"Refused: {err.message}", severity="error")
-            return
+        result = await ask(self, "user.reset_2fa", {"username": username}, failing="Refused")
         if result.get("pending_enrolment"):
             self.notify(f"{username}'s second factor is reset: they enrol a new one at their next login.")
         self.load()
@@ -367,10 +359,6 @@ class UsersTab(Vertical):
 
     @tab_work(group="users-actions")
     async def change(self, cmd: str, args: dict, done: str) -> None:
-        try:
-            await fetch(self, cmd, args)
-        except ClientError as err:
-            self.notify(f"Refused: {err.message}", severity="error", timeout=10)
-            return
+        await ask(self, cmd, args, failing="Refused", notice_seconds=10)
         self.notify(done)
         self.load()

@@ -1,12 +1,14 @@
 """A tab's worker and live events never race the tab's own life: a daemon answer that
 lands while the tab is being torn down is dropped, an event for a tab not yet composed
-waits for its compose, and a query for a widget that was never there still fails loudly."""
+waits for its compose, and a query for a widget that was never there still fails loudly.
+A refusal met through `ask` is shown as a toast and ends the worker, nothing more."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from strongroom.console.screens.workers import TabGone, deliver, fetch, live, tab_work
+from strongroom.console.client import ClientError
+from strongroom.console.screens.workers import TabGone, ask, deliver, fetch, live, tab_work
 from textual.app import App, ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
@@ -155,4 +157,33 @@ def test_an_event_for_a_tab_being_torn_down_is_dropped():
             deliver(tab, tab.apply, {"topic": "health"})            # and after it is gone
             await pilot.pause()
             assert tab.applied == [] and app.is_running
+    asyncio.run(scenario())
+
+
+class RefusingTab(Tab):
+    @tab_work(group="r")
+    async def start(self) -> None:
+        await ask(self, "job.run", {"kind": "backup"}, failing="Could not start backup")
+        self.shown.append("started")          # never reached after a refusal
+
+
+class RefusingHarness(Harness):
+    async def call(self, cmd: str, args=None, *, timeout=None):
+        raise ClientError("forbidden", "user:x lacks job:backup:run")
+
+    def compose(self) -> ComposeResult:
+        yield RefusingTab()
+
+
+def test_a_refusal_asked_for_is_shown_as_a_toast_and_ends_the_worker_quietly():
+    async def scenario():
+        app = RefusingHarness()
+        async with app.run_test() as pilot:
+            tab = app.query_one(RefusingTab)
+            worker = tab.start()
+            await worker.wait()
+            await pilot.pause()
+            toasts = [n.message for n in app._notifications]
+            assert toasts == ["Could not start backup: user:x lacks job:backup:run"]
+            assert tab.shown == [] and app.is_running
     asyncio.run(scenario())
