@@ -27,6 +27,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup, SecurityEvent
 from strongroom.core.jobs import KINDS
 from strongroom.core.jobs import kind as job_kind
+from strongroom.core.jobs.kinds import check_request
 from strongroom.core.jobs import runs
 from strongroom.core.principal import Principal
 from sqlalchemy import select
@@ -214,6 +215,8 @@ def job_run_cmd(d: "Daemon", call: Call) -> dict:
     a: JobRunArgs = call.args
     job_kind(a.kind)        # an unknown kind is not_found, before its name can reach a message
     d.require(call.principal, f"job:{a.kind}:run")
+    # e.g. a restore's target: a mistake refused now, by name, not as a failed run
+    check_request(a.kind, a.params or {}, live=d.ctx.engine)
     run = d.submit_if_leader(a.kind, trigger="manual", params=a.params, requested_by=call.principal.actor)
     return run.as_dict()
 

@@ -281,6 +281,7 @@ def restore_cmd(state: CliState, snapshot_id: uuid.UUID, dest: str, repository: 
     from strongroom.core.storage import open_target
 
     ctx = state.ctx
+    restore_job.dest_engine(dest).dispose()      # a bad URL named as DEST, before anything is read
     if force and not as_json and sys.stdin.isatty():
         click.confirm(f"--force empties {dest.split('@')[-1]} before restoring. Continue?", abort=True)
     repo = open_repository(open_target(repository or snapshots.target_url(ctx)), ctx.keyring)

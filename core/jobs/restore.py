@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -32,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text
+from sqlalchemy import Connection, Engine, delete, func, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -45,7 +46,7 @@ from strongroom.core.backup.repository import Repository
 from strongroom.core.db.engine import make_engine, set_scope, transaction
 from strongroom.core.db.migrate import head_revision, upgrade
 from strongroom.core.db.models import AuditLog, Client, DataKey, Practice
-from strongroom.core.errors import ConflictError, IntegrityError, KeyUnavailableError
+from strongroom.core.errors import ConfigError, ConflictError, IntegrityError, KeyUnavailableError, ValidationError
 from strongroom.core.backup.snapshots import chain_of
 from strongroom.core.backup.snapshots import tables as backed_up_tables
 from strongroom.core.repository import changes
@@ -262,6 +263,56 @@ def _reencoded_sha(conn: Connection, table) -> tuple[str, int]:
         digest.update(data)
         rows += len(batch)
     return digest.hexdigest(), rows
+
+
+def dest_engine(dest: str) -> Engine:
+    """The engine for a restore's `dest`; a URL that is not one is a ValidationError
+    naming `dest` (the parameter the person gave), never the URL, which may hold a
+    password, and never `database.url`, the daemon's own setting."""
+    try:
+        return make_engine(dest)
+    except ConfigError as exc:
+        why = ("names an engine Strongroom does not restore into" if "unsupported engine" in str(exc)
+               else "is not a database URL")
+        raise ValidationError(f"restore: dest (the target database) {why} (give "
+                              "sqlite:////path/to/new.db or postgresql://user@host/database)") from None
+
+
+def check_request(dest: str, *, force: bool, live: Engine | None = None) -> None:
+    """What can be known about a restore's target before a job is queued: its URL is a
+    database URL, the database answers, and it is empty unless `force`. Found here, a
+    mistake is refused at once, by name, instead of as a failed run minutes later. A
+    SQLite file that does not exist yet is fine (the restore creates it) and is not
+    created here. A target that is a live database (`live`, or one a daemon serves) is
+    let through to the run, which refuses it and audits the attempt as a failed
+    RESTORE: an attempt on live data is worth a record, a typo is not."""
+    engine = dest_engine(dest)
+    try:
+        if engine.dialect.name == "sqlite" and not _sqlite_file_exists(engine):
+            return
+        try:
+            refuse_live_target(engine, live)
+        except ConflictError:
+            return
+        except DBAPIError:
+            pass                  # unreachable: said below, when it is opened
+        try:
+            with engine.connect() as conn:
+                have = set(inspect(conn).get_table_names())
+                empty = not {m.__tablename__ for m in _EMPTY_CHECK} <= have or is_empty(conn)
+        except DBAPIError as exc:
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+            raise ValidationError(f"restore: dest (the target database) cannot be opened ({first})") from None
+        if not empty and not force:
+            raise ConflictError("restore: dest (the target database) is not empty; restoring over "
+                                "live data needs force (which first empties it); nothing was queued")
+    finally:
+        engine.dispose()
+
+
+def _sqlite_file_exists(engine: Engine) -> bool:
+    database = engine.url.database
+    return bool(database) and database != ":memory:" and os.path.exists(database)
 
 
 def refuse_live_target(target: Engine, live: Engine | None) -> None:
@@ -801,6 +852,7 @@ def run(ctx, params: dict, progress) -> dict[str, Any]:
     from strongroom.core.jobs.kinds import parse
 
     asked = parse("restore", params)
+    dest_engine(asked.dest).dispose()             # a bad URL named as `dest`, not database.url
     snapshot_id, dest, force = asked.snapshot_id, normalise_url(asked.dest), asked.force
     _, repo = open_configured(ctx, params)
     files_target = backup_files.destination(dest, asked.files_dest, repo.read_manifest(snapshot_id),

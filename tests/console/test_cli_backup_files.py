@@ -66,3 +66,11 @@ def test_list_show_and_restore_carry_client_files(tmp_path, db_url, capsys):
                          f"sqlite:///{tmp_path / 'other.db'}", "--files-target", str(elsewhere))
     assert code == 0, err
     assert len([p for p in Path(elsewhere).rglob("*") if p.is_file()]) == 3
+
+
+def test_restore_to_a_target_that_is_no_database_url_is_refused_by_name(tmp_path, db_url, capsys):
+    data_dir = make_data_dir(tmp_path, db_url)
+    code, out, err = run(capsys, "--data-dir", data_dir, "restore", "01a2061f-77c9-7000-a71a-77552702252a",
+                         "--target", "sqlite//forgot-the-colon.db")
+    assert code != 0 and "restore: dest (the target database) is not a database URL" in err
+    assert "database.url" not in err and "forgot-the-colon" not in err

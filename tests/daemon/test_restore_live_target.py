@@ -144,3 +144,24 @@ def test_offline_restore_is_refused_while_a_daemon_serves_the_database_and_allow
     finally:
         ctx.close()
     assert "after_snapshot" not in _state(data_dir)[0]
+
+
+def test_a_mistyped_or_unopenable_restore_target_is_refused_at_once_and_queues_nothing(tmp_path, db_url):
+    """The console's restore dialog hands job.run what was typed: a mistake comes back
+    from job.run itself, named, instead of as a failed run (issue 18.2). (A non-empty
+    target without force likewise: tests/core/jobs/test_restore_request.py; the live
+    database still goes to the run, which refuses and audits it, as above.)"""
+    from tests.daemon.conftest import error_of
+
+    data_dir = make_data_dir(tmp_path, db_url)
+    snapshot = str(uuid.uuid4())
+    with running_daemon(data_dir, tmp_path) as daemon:
+        closed = error_of(daemon, "job.run", {"kind": "restore", "params": {
+            "snapshot_id": snapshot, "dest": f"postgresql://restorer:{SECRET}@127.0.0.1:1/nowhere"}})
+        assert closed.code == "bad_request" and "restore: dest (the target database) cannot be opened" in closed.message
+        assert SECRET not in closed.message and SECRET not in daemon.log()
+        typo = error_of(daemon, "job.run", {"kind": "restore", "params": {"snapshot_id": snapshot,
+                                                                          "dest": "sqlite//missing-colon.db"}})
+        assert typo.code == "bad_request" and "restore: dest (the target database) is not a database URL" in typo.message
+        assert "database.url" not in typo.message and "missing-colon" not in typo.message
+        assert daemon.call("jobs.list", {"kind": "restore"}) == []
