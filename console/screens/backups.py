@@ -6,6 +6,7 @@ snapshot's short id typed. Runs show live progress from `job.*` events; an actio
 user may not take is disabled and the note says why."""
 from __future__ import annotations
 
+from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import duration, size, when
@@ -174,9 +175,16 @@ class BackupsTab(Vertical):
             return
         short = snapshot["id"][:8]
 
-        def confirmed(values: dict | None) -> None:
-            if values is not None:
-                self.start("restore", {"snapshot_id": snapshot["id"], "dest": values["dest"]})
+        async def send(values: dict) -> str | None:
+            """Start the restore, or say why the daemon refused it (the target is
+            checked when the run is asked for): the dialog stays open to correct it."""
+            try:
+                run = await self.app.call("job.run", {"kind": "restore", "params": {
+                    "snapshot_id": snapshot["id"], "dest": values["dest"]}})
+            except ClientError as err:
+                return f"Refused: {err.message}"
+            self.notify(f"restore run started ({run['id'][:8]}…)")
+            return None
         self.app.push_screen(
             TypedConfirmScreen(
                 f"Restore snapshot {short}?",
@@ -187,8 +195,8 @@ class BackupsTab(Vertical):
                 "audit chain. The copy holds every client's records (encrypted as in the live database). "
                 "The restore is audited under your name.",
                 short, yes="Restore",
-                fields=(("dest", "sqlite:////path/to/new.db or postgresql+psycopg://… (empty)", ""),)),
-            confirmed)
+                fields=(("dest", "sqlite:////path/to/new.db or postgresql+psycopg://… (empty)", ""),),
+                send=send))
 
     @tab_work(group="backups-actions")
     async def start(self, kind: str, params: dict) -> None:

@@ -194,12 +194,22 @@ async def _backups(daemon, restored):
         await pilot.press("R")
         await wait_for(pilot, showing(app, TypedConfirmScreen), what="restore dialog")
         dialog = app.screen
-        dialog.query_one("#dest", Input).value = f"sqlite:///{restored}"
+        dest = dialog.query_one("#dest", Input)
+        assert dest.has_focus                                       # the target first, then the word
+        dest.value = "sqlite//forgot-the-colon.db"
         assert dialog.query_one("#yes", Button).disabled            # not before the id is typed
         dialog.query_one("#typed", Input).value = snapshot["id"][:8]
         await pilot.pause()
         assert not dialog.query_one("#yes", Button).disabled
-        await pilot.click("#yes")
+        await pilot.click("#yes")                                   # refused at once, by name, in the dialog
+        error = dialog.query_one("#typed-error", Static)
+        await wait_for(pilot, lambda: "dest (the target database) is not a database URL" in str(error.render()),
+                       what="the refusal shown in the dialog")
+        assert app.screen is dialog and dialog.query_one("#typed", Input).value == snapshot["id"][:8]
+        assert await in_thread(daemon.call, "jobs.list", {"kind": "restore"}) == []     # nothing queued
+        dest.value = f"sqlite:///{restored}"
+        dialog.query_one("#typed", Input).focus()
+        await pilot.press("enter")                                  # the keyboard way to confirm
         await wait_for(pilot, lambda: finished("restore"), timeout=90, what="restore progress row succeeded")
         runs = await in_thread(daemon.call, "jobs.list", {"kind": "restore"})
         assert runs[0]["status"] == "succeeded" and runs[0]["result"]["rows"] > 12
