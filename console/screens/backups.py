@@ -6,8 +6,8 @@ snapshot's short id typed. Runs show live progress from `job.*` events; an actio
 user may not take is disabled and the note says why."""
 from __future__ import annotations
 
-from strongroom.console.client import ClientError
 from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.screens.form import daemon_sender
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import duration, size, when
 from strongroom.console.screens.typed_confirm import TypedConfirmScreen
@@ -175,16 +175,10 @@ class BackupsTab(Vertical):
             return
         short = snapshot["id"][:8]
 
-        async def send(values: dict) -> str | None:
-            """Start the restore, or say why the daemon refused it (the target is
-            checked when the run is asked for): the dialog stays open to correct it."""
-            try:
-                run = await self.app.call("job.run", {"kind": "restore", "params": {
-                    "snapshot_id": snapshot["id"], "dest": values["dest"]}})
-            except ClientError as err:
-                return f"Refused: {err.message}"
-            self.notify(f"restore run started ({run['id'][:8]}…)")
-            return None
+        # The target is checked when the run is asked for: refused, the dialog stays open.
+        send = daemon_sender(self, "job.run", lambda v: {"kind": "restore", "params": {
+            "snapshot_id": snapshot["id"], "dest": v["dest"]}},
+            lambda _values, run: self.notify(f"restore run started ({run['id'][:8]}…)"))
         self.app.push_screen(
             TypedConfirmScreen(
                 f"Restore snapshot {short}?",

@@ -27,6 +27,17 @@ def label(client: dict) -> str:
     return f"{client['name']}  ·  {client['status']}  ·  recorded {when(client['created_at'])}  ·  {client['id'][:8]}…"
 
 
+def fill_with_client(field: Input, *, focus: bool = False) -> None:
+    """Open the picker over `field`'s screen and put the chosen client's id into `field`
+    (then focus it, if asked); nothing changes if the person cancels."""
+    def chosen(client_id: str | None) -> None:
+        if client_id:
+            field.value = client_id
+            if focus:
+                field.focus()
+    field.app.push_screen(ClientPickerScreen(), chosen)
+
+
 class ClientPickerScreen(ModalScreen[str | None]):
     """Dismisses with the chosen client's id, or None."""
 

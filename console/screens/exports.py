@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from strongroom.console.client import ClientError
 from strongroom.console.screens.detail import DetailScreen
+from strongroom.console.screens.form import daemon_sender, send_then_close
 from strongroom.console.screens.identity import Identity, why_not_job
 from strongroom.console.screens.text import when
 from strongroom.console.screens.workers import ask, tab_work
@@ -170,12 +170,8 @@ class ExportFormScreen(ModalScreen[dict | None]):
 
     def action_find_client(self) -> None:
         """The client filter from the client picker instead of a pasted id."""
-        from strongroom.console.screens.client_picker import ClientPickerScreen
-
-        def chosen(client_id: str | None) -> None:
-            if client_id:
-                self.query_one("#export-client", Input).value = client_id
-        self.app.push_screen(ClientPickerScreen(), chosen)
+        from strongroom.console.screens.client_picker import fill_with_client
+        fill_with_client(self.query_one("#export-client", Input))
 
     def _show_problem(self, problem: str) -> None:
         note = self.query_one("#export-form-error", Static)
@@ -184,11 +180,7 @@ class ExportFormScreen(ModalScreen[dict | None]):
 
     @work(exclusive=True, group="export-form-send")
     async def _send(self, args: dict) -> None:
-        problem = await self.send(args)
-        if problem is None:
-            self.dismiss(args)
-        else:
-            self._show_problem(problem)
+        await send_then_close(self, self.send, args, self._show_problem)
 
 
 class SavedExportScreen(ModalScreen[dict | None]):
@@ -359,17 +351,8 @@ class ExportsTab(Vertical):
     @tab_work(group="exports-actions")
     async def open_form(self) -> None:
         catalogue = await ask(self, "exports.tables", failing="Exports")
-        self.app.push_screen(ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"),
-                                              send=self.submit))
-
-    async def submit(self, args: dict) -> str | None:
-        """The form's `send`: start the export, or say why the daemon refused it."""
-        try:
-            run = await self.app.call("exports.run", args)
-        except ClientError as err:
-            return f"Refused: {err.message}"
-        self.started(run)
-        return None
+        send = daemon_sender(self, "exports.run", lambda args: args, lambda _args, run: self.started(run))
+        self.app.push_screen(ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"), send=send))
 
     def action_run_saved(self) -> None:
         reason = self.why_not_export()

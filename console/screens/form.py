@@ -8,6 +8,7 @@ one correction, not the whole form."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
@@ -19,10 +20,11 @@ from textual.widgets import Button, Input, Label, Static
 
 
 def daemon_sender(node: DOMNode, cmd: str, build: Callable[[dict], dict],
-                  done: Callable[[dict], None]) -> Callable[[dict], Awaitable[str | None]]:
+                  done: Callable[[dict, Any], None]) -> Callable[[dict], Awaitable[str | None]]:
     """A `send` that calls `cmd` with build(values) through `node`'s app: what `build`
     cannot send (its ValueError) or the daemon refuses comes back for the form to show;
-    on success `done(values)` runs (a notice, a reload) and the form closes."""
+    on success `done(values, answer)` runs (a notice, a reload, following the run the
+    answer names) and the form closes."""
     from strongroom.console.client import ClientError
 
     async def send(values: dict) -> str | None:
@@ -31,12 +33,27 @@ def daemon_sender(node: DOMNode, cmd: str, build: Callable[[dict], dict],
         except ValueError as err:
             return str(err)
         try:
-            await node.app.call(cmd, args)
+            answer = await node.app.call(cmd, args)
         except ClientError as err:
             return f"Refused: {err.message}"
-        done(values)
+        done(values, answer)
         return None
     return send
+
+
+async def send_then_close(screen: ModalScreen, send: Callable[[dict], Awaitable[str | None]], values: dict,
+                          refused: Callable[[str], None]) -> None:
+    """How a dialog given `send` carries its action out (FormScreen, TypedConfirmScreen,
+    the export form): await send(values); close `screen` with `values` once it returns
+    None, else hand the refusal it returned to `refused` to show, everything typed kept.
+    Nothing more if the person closed the dialog meanwhile."""
+    refusal = await send(values)
+    if not screen.is_attached:
+        return
+    if refusal is None:
+        screen.dismiss(values)
+    else:
+        refused(refusal)
 
 
 class FormScreen(ModalScreen[dict | None]):
@@ -64,14 +81,8 @@ class FormScreen(ModalScreen[dict | None]):
         return self.find_client is not None if action == "find_client" else True
 
     def action_find_client(self) -> None:
-        from strongroom.console.screens.client_picker import ClientPickerScreen
-
-        def chosen(client_id: str | None) -> None:
-            if client_id:
-                field = self.query_one(f"#{self.find_client}", Input)
-                field.value = client_id
-                field.focus()
-        self.app.push_screen(ClientPickerScreen(), chosen)
+        from strongroom.console.screens.client_picker import fill_with_client
+        fill_with_client(self.query_one(f"#{self.find_client}", Input), focus=True)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
@@ -116,11 +127,6 @@ class FormScreen(ModalScreen[dict | None]):
 
     @work(exclusive=True, group="form-send")
     async def _send(self, values: dict) -> None:
-        self.query_one("#form-error", Static).update("Sending…")
-        refusal = await self.send(values)
-        if not self.is_attached:
-            return
-        if refusal is None:
-            self.dismiss(values)
-        else:
-            self.query_one("#form-error", Static).update(refusal)
+        note = self.query_one("#form-error", Static)
+        note.update("Sending…")
+        await send_then_close(self, self.send, values, note.update)

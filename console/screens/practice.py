@@ -216,7 +216,7 @@ class PracticeScreen(ModalScreen[None]):
 
     def _sender(self, cmd: str, build):
         """A FormScreen `send` for `cmd` (form.daemon_sender) that reloads when done."""
-        return daemon_sender(self, cmd, build, lambda _: self.load())
+        return daemon_sender(self, cmd, build, lambda _values, _answer: self.load())
 
     def action_edit_details(self) -> None:
         if self._refuse("edit_details"):

@@ -420,7 +420,7 @@ class RetentionTab(Vertical):
     def _sender(self, cmd: str, build, done):
         """A FormScreen `send` for `cmd` (form.daemon_sender): on success the tab says
         `done(values)` and reloads."""
-        def finished(values: dict) -> None:
+        def finished(values: dict, _answer) -> None:
             self.notify(done(values))
             if live(self):
                 self.load()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from strongroom.console.screens.form import send_then_close
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -83,11 +84,6 @@ class TypedConfirmScreen(ModalScreen[dict | None]):
 
     @work(exclusive=True, group="typed-confirm-send")
     async def _send(self, values: dict) -> None:
-        self.query_one("#typed-error", Static).update("Sending…")
-        refusal = await self.send(values)
-        if not self.is_attached:
-            return
-        if refusal is None:
-            self.dismiss(values)
-        else:
-            self.query_one("#typed-error", Static).update(refusal)
+        note = self.query_one("#typed-error", Static)
+        note.update("Sending…")
+        await send_then_close(self, self.send, values, note.update)
