@@ -103,6 +103,12 @@ def set_scope(conn: Connection, *, practice_id: uuid.UUID | None, system: bool) 
     )
 
 
+def driver_message(exc: DBAPIError, fallback: str) -> str:
+    """The first line of the driver's own message (hosts and SQL, never bound values, so
+    safe to show), or `fallback` when the driver gave none."""
+    return str(exc.orig).strip().splitlines()[0] if exc.orig else fallback
+
+
 def translate_error(exc: BaseException) -> StrongroomError | None:
     """Turn a driver error into a StrongroomError with one readable line, or None.
 
@@ -110,9 +116,9 @@ def translate_error(exc: BaseException) -> StrongroomError | None:
     only the first line is kept (the rest is SQLAlchemy's background link and the SQL).
     """
     if isinstance(exc, OperationalError):
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+        first = driver_message(exc, str(exc).splitlines()[0])
         return DatabaseUnavailableError(f"database unavailable: {first}")
     if isinstance(exc, DBAPIError):
-        first = str(exc.orig).strip().splitlines()[0] if exc.orig else "unknown error"
+        first = driver_message(exc, "unknown error")
         return StrongroomError(f"database error: {first}")
     return None

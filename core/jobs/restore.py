@@ -43,7 +43,7 @@ from strongroom.core.backup import files as backup_files
 from strongroom.core.db import identity, staging
 from strongroom.core.backup.manifest import Manifest
 from strongroom.core.backup.repository import Repository
-from strongroom.core.db.engine import make_engine, set_scope, transaction
+from strongroom.core.db.engine import driver_message, make_engine, set_scope, transaction
 from strongroom.core.db.migrate import head_revision, upgrade
 from strongroom.core.db.models import AuditLog, Client, DataKey, Practice
 from strongroom.core.errors import ConfigError, ConflictError, IntegrityError, KeyUnavailableError, ValidationError
@@ -301,8 +301,8 @@ def check_request(dest: str, *, force: bool, live: Engine | None = None) -> None
                 have = set(inspect(conn).get_table_names())
                 empty = not {m.__tablename__ for m in _EMPTY_CHECK} <= have or is_empty(conn)
         except DBAPIError as exc:
-            first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-            raise ValidationError(f"restore: dest (the target database) cannot be opened ({first})") from None
+            raise ValidationError("restore: dest (the target database) cannot be opened "
+                                  f"({driver_message(exc, type(exc).__name__)})") from None
         if not empty and not force:
             raise ConflictError("restore: dest (the target database) is not empty; restoring over "
                                 "live data needs force (which first empties it); nothing was queued")
