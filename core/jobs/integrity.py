@@ -56,25 +56,27 @@ def check_audit_chain(ctx: Context, progress) -> dict:
 
 
 # How PostgreSQL writes each column as core.repository.changes.row_checksum does (the
-# sync bypass trigger of migration 0009 uses the same rules); None: a type it cannot.
+# sync bypass triggers of migrations 0009, 0016 and 0018 use the same rules).
 _PG_CANON = {
     "b": "'b:' || encode({c}, 'hex')",
     "t": "'t:' || to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00:00'",
     "d": "'s:' || to_char({c}, 'YYYY-MM-DD')",
     "s": "'s:' || ({c})::text",
     "i": "'i:' || ({c})::int::text",
+    "j": "'j:' || strongroom_canonical_json({c})",   # migration 0018
 }
 
 
 def _canon_kind(column) -> str | None:
     kind = type(column.type).__name__
     return {"LargeBinary": "b", "UTCDateTime": "t", "Date": "d", "Boolean": "i", "String": "s", "Text": "s",
-            "Enum": "s", "Uuid": "s", "Integer": "s", "BigInteger": "s", "SmallInteger": "s"}.get(kind)
+            "Enum": "s", "Uuid": "s", "Integer": "s", "BigInteger": "s", "SmallInteger": "s",
+            "JSON": "j"}.get(kind)
 
 
 def pg_checksum_sql(table) -> str | None:
     """The SQL expression PostgreSQL computes a row's checksum with, or None when a
-    column's type has no exact SQL rendering (JSON: Python writes its repr)."""
+    column's type has no exact SQL rendering."""
     lines = []
     for column in sorted(table.columns, key=lambda c: c.name):
         if column.name in ("data_checksum", "sync_version"):

@@ -5,15 +5,22 @@
 `sync_version > W` on any table. `data_checksum` is SHA-256 over the stored row
 (ciphertext included, local counters excluded) so integrity checks and sync can tell
 a damaged or diverged row without decrypting it.
+
+The digest is reproducible in SQL: PostgreSQL's sync-bypass triggers (migrations 0009,
+0016, 0018) and the integrity check (core.jobs.integrity.pg_checksum_sql) compute the
+same lines in PL/pgSQL, JSON columns through `strongroom_canonical_json` (migration
+0018), which writes exactly what `canonical_json` writes here.
 """
 from __future__ import annotations
 
 import enum
 import functools
 import hashlib
+import json
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime
+from decimal import Decimal
 
 from sqlalchemy import Connection, text
 
@@ -67,6 +74,67 @@ def _as_datetime(value: datetime) -> str:
     return "t:" + value.isoformat(timespec="microseconds")
 
 
+def _json_number(value: int | float) -> str:
+    """A number as plain decimal digits, no exponent, no trailing fractional zeros: what
+    PostgreSQL's `trim_scale(numeric)::text` writes, so 1, 1.0 and 1.00 (which jsonb
+    keeps as written) all read `1`, and 1e-07 reads `0.0000001`."""
+    if isinstance(value, int):
+        return str(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("a JSON document cannot hold NaN or infinity")
+    if value == 0:
+        return "0"
+    return format(Decimal(repr(value)).normalize(), "f")
+
+
+def _json_parts(value: object, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, (int, float)):
+        out.append(_json_number(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, key in enumerate(sorted(value)):
+            if i:
+                out.append(",")
+            out.append(json.dumps(str(key), ensure_ascii=False))
+            out.append(":")
+            _json_parts(value[key], out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _json_parts(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"a JSON document cannot hold a {type(value).__name__}")
+
+
+def canonical_json(value: object) -> str:
+    """One spelling of a JSON document whatever the engine gave back: keys sorted by code
+    point (jsonb reorders them by length, SQLite keeps the writer's order), no spaces,
+    non-ASCII as itself, numbers as `_json_number` writes them (the same as PostgreSQL
+    for every number the engine's JSON reader returns exactly: integers within 64 bits,
+    decimals within a double's precision). Checksums of JSON
+    columns use it (before migration 0018 they used Python's repr, which depended on key
+    order and which SQL could not reproduce)."""
+    out: list[str] = []
+    _json_parts(value, out)
+    return "".join(out)
+
+
+def _as_json(value: dict | list) -> str:
+    return "j:" + canonical_json(value)
+
+
 # The common types by exact type, checked first (checksums are computed for every row a
 # backup, an integrity scan or a sync pass touches); the rest by isinstance below.
 _BY_TYPE = {
@@ -77,6 +145,8 @@ _BY_TYPE = {
     uuid.UUID: lambda v: "s:" + str(v),
     datetime: _as_datetime,
     date: lambda v: "s:" + str(v),
+    dict: _as_json,    # JSON columns
+    list: _as_json,
 }
 
 
@@ -92,6 +162,8 @@ def _encoder_for(kind: type) -> Callable[[object], str]:
         return lambda v: "s:" + str(v)
     if issubclass(kind, bool):
         return lambda v: "i:" + str(int(v))
+    if issubclass(kind, (dict, list)):
+        return _as_json
     return lambda v: "s:" + str(v)
 
 

@@ -6,7 +6,9 @@ import hashlib
 import uuid
 from datetime import date, datetime, timezone
 
-from strongroom.core.repository.changes import _canonical, row_checksum
+import pytest
+
+from strongroom.core.repository.changes import _canonical, canonical_json, row_checksum
 
 
 class Colour(str, enum.Enum):
@@ -45,3 +47,26 @@ def test_values_of_a_type_seen_once_encode_the_same_the_second_time():
 def test_the_local_counters_are_not_part_of_a_checksum():
     row = {"id": uuid.uuid4(), "x": "y", "data_checksum": "a", "sync_version": 1}
     assert row_checksum(row) == row_checksum({**row, "data_checksum": "b", "sync_version": 2})
+
+
+def test_a_json_document_checksums_the_same_whatever_order_its_keys_come_back_in():
+    # jsonb returns keys shortest first, SQLite as the writer wrote them.
+    written = {"id": uuid.uuid4(), "settings": {"encryption_level": "high", "tz": "UTC", "hours": {"tue": [], "mon": []}}}
+    from_jsonb = {"id": written["id"], "settings": {"tz": "UTC", "hours": {"mon": [], "tue": []}, "encryption_level": "high"}}
+    assert row_checksum(from_jsonb) == row_checksum(written)
+    assert row_checksum({**written, "settings": {"tz": "UTC"}}) != row_checksum(written)
+
+
+def test_canonical_json_spells_each_document_one_way():
+    document = {"b": 1, "aa": [1.0, 1.5, 1e-07, 1e20, -0.0, True, False, None, 'q"\\\n\x01\x7fé']}
+    assert canonical_json(document) == (
+        '{"aa":[1,1.5,0.0000001,100000000000000000000,0,true,false,null,"q\\"\\\\\\n\\u0001\x7fé"],"b":1}')
+    assert canonical_json({"é": 1, "z": 2, "Z": 3}) == '{"Z":3,"z":2,"é":1}'   # code-point order
+    assert canonical_json([]) == "[]" and canonical_json({}) == "{}"
+
+
+def test_a_document_json_cannot_hold_is_refused_not_guessed():
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+    with pytest.raises(TypeError):
+        canonical_json({"x": object()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
 from sqlalchemy import select
 
 from strongroom.core.db.engine import transaction
@@ -12,6 +13,7 @@ from strongroom.core.principal import SYSTEM
 from strongroom.core.repository import services as services_repo
 from strongroom.core.repository import sessions as sessions_repo
 from strongroom.core.repository import staff as staff_repo
+from strongroom.core.repository.changes import row_checksum
 from strongroom.core.repository.practices import get_practice, only_practice, update_practice
 from tests.core.conftest import client_ids
 
@@ -82,3 +84,29 @@ def test_catalogue_and_staff_edits_travel_back_and_the_later_write_wins(first_si
             assert shown["billing_codes"] == "90834" and shown["payment_status"] == "PAID"
     for table in (Staff.__table__, Service.__table__, TherapySession.__table__):
         assert _rows(laptop, table) == _rows(first_site, table)
+
+
+def test_writes_made_outside_strongroom_to_staff_services_and_the_practice_sync_on_postgresql(first_site, join_site):
+    if first_site.engine.dialect.name != "postgresql":
+        pytest.skip("writes bypassing the application are caught by PostgreSQL triggers")
+    laptop = join_site("laptop")
+    booked = _book(first_site)
+    laptop.sync(first_site)
+    with first_site.engine.begin() as conn:        # psql, another program: no strongroom.app marker
+        conn.exec_driver_sql("UPDATE staff SET working_hours = '{\"tue\": [\"08:00-12:00\"], \"mon\": []}', "
+                             "specializations = '[\"DBT\"]' WHERE id = %(id)s", {"id": booked["staff"]})
+        conn.exec_driver_sql("UPDATE services SET price_cents = 15000 WHERE id = %(id)s", {"id": booked["service"]})
+        conn.exec_driver_sql("UPDATE practices SET settings = settings || '{\"encryption_level\": \"standard\", "
+                             "\"a\": 1.50}' WHERE id = %(id)s", {"id": booked["practice"]})
+    for table in (Staff.__table__, Service.__table__, Practice.__table__):
+        with transaction(first_site.engine, read_only=True) as conn:
+            for row in conn.execute(select(table)).mappings():
+                assert row["data_checksum"] == row_checksum(dict(row)), table.name
+    result = laptop.sync(first_site)
+    for table in ("staff", "services", "practices"):
+        assert result["pull"][table]["applied"] == 1 and result["pull"][table]["quarantined"] == 0, table
+    for table in (Staff.__table__, Service.__table__, Practice.__table__):
+        assert _rows(laptop, table) == _rows(first_site, table)
+    with transaction(laptop.engine) as conn:
+        assert staff_repo.get_staff(conn, SYSTEM, booked["staff"])["working_hours"] == {"tue": ["08:00-12:00"], "mon": []}
+        assert services_repo.get_service(conn, SYSTEM, booked["service"])["price_cents"] == 15000
