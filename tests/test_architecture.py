@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 # The console modules that must stay on the protocol's side of the socket.
 CONSOLE_SIDE = ["console/app.py", "console/client.py", "console/lifecycle.py", "console/screens",
-                "console/widgets", "console/cli/remote.py", "console/cli/lazy.py", "console/cli/options.py"]
+                "console/widgets", "console/cli/transport.py", "console/cli/lazy.py", "console/cli/options.py",
+                # the CLI's commands that only talk to the daemon
+                "console/cli/auth.py", "console/cli/jobs.py", "console/cli/status.py", "console/cli/security.py",
+                "console/cli/notify.py", "console/cli/compliance.py"]
 # What of core the console side may use: plain helpers with no database, key or socket.
 CONSOLE_MAY_USE = ("strongroom.core.protocol", "strongroom.core.endpoints", "strongroom.core.version",
                    "strongroom.core.principal", "strongroom.core.fsutil", "strongroom.core.validation",

@@ -41,7 +41,7 @@ class CliState:
         self.data_dir = data_dir
         self.as_json = as_json
         self.socket_path = socket_path
-        self.connect, self.server_key, self.client_key = connect, server_key, client_key  # remote.py reads them
+        self.connect, self.server_key, self.client_key = connect, server_key, client_key  # transport.py reads them
         self._settings: Settings | None = None
         self._ctx: Context | None = None
 
@@ -80,6 +80,18 @@ def pass_state(func: Callable[..., Any]) -> Callable[..., Any]:
     return data_dir_options(update_wrapper(wrapper, func))
 
 
+def remote_options(*, json: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """What every command that talks to the daemon wears, in one order: --socket, --json
+    (unless the command prints no JSON), then the CliState; the function takes them as
+    `state`, `socket_path` and `as_json`."""
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = pass_state(func)
+        if json:
+            func = json_option(func)
+        return socket_option(func)
+    return apply
+
+
 def emit(as_json: bool, data: Any, human: Callable[[Any], None]) -> None:
     """Print `data` as JSON for scripts, or hand it to `human` to format."""
     if as_json:
@@ -94,8 +106,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("audit:group", "The audit trail."),
     "backup": ("backup:group", "Snapshots: run, list, show, verify, drill, prune, forget, approve."),
     "clients": ("clients:group", "Client records (masked unless --reveal)."),
-    "compliance": ("remote:compliance_cmd", "Compliance score (source weights) and the HIPAA checklist with evidence."),
-    "config": ("remote:config_group", "The running configuration."),
+    "compliance": ("compliance:compliance_cmd", "Compliance score (source weights) and the HIPAA checklist with evidence."),
+    "config": ("status:config_group", "The running configuration."),
     "console": ("console_cmd:command",
                 "Open the admin console (login, overview, jobs, backups, audit, security, compliance)."),
     "db": ("db:group", "Database schema."),
@@ -109,11 +121,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "hold": ("retention:hold_group", "Legal holds: while one is in force, nothing of its client or practice is "
                                      "archived, deleted or erased."),
     "init": ("init:group", "Create a data directory (mode 0700): config, key file, migrated database."),
-    "jobs": ("remote:jobs_group", "Job runs: list, run, inspect, cancel; the kinds and their params."),
+    "jobs": ("jobs:jobs_group", "Job runs: list, run, inspect, cancel; the kinds and their params."),
     "keys": ("keys:group", "Encryption keys: status, rotation, recovery kit."),
-    "login": ("remote:login_cmd", "Log in to the daemon; keeps the session token in a 0600 file."),
-    "logout": ("remote:logout_cmd", "End this session and forget its token."),
-    "notify": ("remote:notify_group", "Notifications."),
+    "login": ("auth:login_cmd", "Log in to the daemon; keeps the session token in a 0600 file."),
+    "logout": ("auth:logout_cmd", "End this session and forget its token."),
+    "notify": ("notify:notify_group", "Notifications."),
     "practice": ("practice:practice_group",
                  "The practice's details: address, phone, email, tax id and licence number."),
     "reconcile": ("reconcile:group",
@@ -121,16 +133,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("backup:restore_cmd", "Restore a snapshot into an empty database, proven against its manifest."),
     "retention": ("retention:group",
                   "Records retention: per-table policies, the plan of upcoming actions, the job."),
-    "security": ("remote:security_group", "Security events."),
-    "sessions": ("remote:sessions_group", "Login sessions."),
+    "security": ("security:security_group", "Security events."),
+    "sessions": ("auth:sessions_group", "Login sessions."),
     "services": ("practice:services_group",
                  "The practice's service catalogue: list, add, set (duration, price in cents, active)."),
     "staff": ("practice:staff_group",
               "The practice's staff: list, add, set (role, specializations, working hours, rate)."),
-    "status": ("remote:status_cmd", "What the daemon is doing: role, uptime, running jobs, next runs."),
+    "status": ("status:status_cmd", "What the daemon is doing: role, uptime, running jobs, next runs."),
     "sync": ("sync:group", "Sync between sites: passes, status, peers, the quarantine and the conflict queue."),
     "user": ("user:group", "Manage users: add, list, lock, unlock, grants, 2FA reset, passwords."),
-    "whoami": ("remote:whoami_cmd", "Which identity commands act as now, and where it comes from."),
+    "whoami": ("auth:whoami_cmd", "Which identity commands act as now, and where it comes from."),
 }
 
 

@@ -13,9 +13,10 @@ import uuid
 
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state, socket_option
-from strongroom.console.cli.remote import dry_run as dry_run_job
-from strongroom.console.cli.remote import run_remote, start_job
+from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state, remote_options
+from strongroom.console.cli.jobs import dry_run as dry_run_job
+from strongroom.console.cli.jobs import start_job
+from strongroom.console.cli.transport import run_remote
 from strongroom.core.errors import ValidationError
 
 
@@ -35,9 +36,7 @@ def _with_configuration(params: dict, configuration: str) -> dict:
 @group.command(name="run")
 @click.option("--wait", is_flag=True, help="Show progress; exit non-zero if the backup fails.")
 @configuration_option
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def run_cmd(state: CliState, wait: bool, configuration: str, socket_path, as_json: bool) -> None:
     """Take a snapshot now (through the daemon)."""
     start_job(state, socket_path, "backup", _with_configuration({}, configuration), wait=wait, as_json=as_json)
@@ -48,9 +47,7 @@ def run_cmd(state: CliState, wait: bool, configuration: str, socket_path, as_jso
 @click.option("--read-data", is_flag=True, help="Fetch, decrypt and re-hash every chunk (slow, thorough).")
 @click.option("--wait", is_flag=True)
 @configuration_option
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def verify_cmd(state: CliState, snapshot_id, read_data: bool, wait: bool, configuration: str, socket_path,
                as_json: bool) -> None:
     """Prove snapshots are whole: presence (fast) or every byte (--read-data)."""
@@ -63,9 +60,7 @@ def verify_cmd(state: CliState, snapshot_id, read_data: bool, wait: bool, config
 @group.command(name="drill")
 @click.argument("snapshot_id", required=False, type=click.UUID)
 @click.option("--wait", is_flag=True)
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bool) -> None:
     """Restore a snapshot (default: newest) into a scratch database and prove it."""
     start_job(state, socket_path, "restore_drill", {"snapshot_id": str(snapshot_id)} if snapshot_id else {},
@@ -78,9 +73,7 @@ def drill_cmd(state: CliState, snapshot_id, wait: bool, socket_path, as_json: bo
                    "change nothing. Waits for the run.")
 @click.option("--wait", is_flag=True)
 @configuration_option
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def prune_cmd(state: CliState, dry_run: bool, wait: bool, configuration: str, socket_path, as_json: bool) -> None:
     """Forget snapshots the retention policy no longer keeps; compact chains; collect
     their chunks. In four-eyes mode this files a request for someone else to approve."""
@@ -183,9 +176,7 @@ def _show_human(d: dict) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit non-zero unless it succeeds.")
 @configuration_option
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def forget_cmd(state: CliState, snapshot_id: uuid.UUID, yes: bool, wait: bool, configuration: str,
                socket_path, as_json: bool) -> None:
     """Forget one snapshot (never the newest verified one, nor a link another snapshot
@@ -210,9 +201,7 @@ def forget_cmd(state: CliState, snapshot_id: uuid.UUID, yes: bool, wait: bool, c
 
 @group.command(name="requests")
 @click.option("--all", "include_closed", is_flag=True, help="Also approved, executed, expired and refused ones.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def requests_cmd(state: CliState, include_closed: bool, socket_path, as_json: bool) -> None:
     """Four-eyes requests to forget snapshots, newest first (pending ones by default)."""
     rows = run_remote(state, socket_path, lambda c: c.call("backup.requests", {"include_closed": include_closed}))
@@ -231,9 +220,7 @@ def requests_cmd(state: CliState, include_closed: bool, socket_path, as_json: bo
 @group.command(name="approve")
 @click.argument("request_id", type=click.UUID)
 @click.option("--wait", is_flag=True, help="Follow the prune run; exit non-zero unless it succeeds.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def approve_cmd(state: CliState, request_id: uuid.UUID, wait: bool, socket_path, as_json: bool) -> None:
     """Approve someone else's request; the prune that carries it out starts at once.
     A request the scheduler filed is endorsed by the first approver and carried out

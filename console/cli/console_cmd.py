@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 from strongroom.console.cli import CliState, pass_state, socket_option
-from strongroom.console.cli.remote import RemoteError, _client_info, _endpoints, run_remote
+from strongroom.console.cli.transport import RemoteError, _client_info, _endpoints, run_remote
 from strongroom.core.errors import AuthError, ConfigError
 
 DEMO_CREDENTIALS = "demo-credentials.txt"
@@ -59,7 +59,7 @@ def command(state: CliState, socket_path: str | None, token_from_operator: bool,
 def _client(state: CliState, endpoint: str, events: str, token: str | None):
     """The console's client: CURVE-keyed for --connect (another machine's daemon)."""
     from strongroom.console.app import CALL_TIMEOUT
-    from strongroom.console.cli.remote import curve_for
+    from strongroom.console.cli.transport import curve_for
     from strongroom.console.client import Client
 
     return Client(endpoint, events_endpoint=events, token=token, curve=curve_for(state), timeout=CALL_TIMEOUT)

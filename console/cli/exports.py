@@ -12,9 +12,10 @@ import uuid
 
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
-from strongroom.console.cli.remote import dry_run as dry_run_job
-from strongroom.console.cli.remote import run_remote, start_job, wait_for_run
+from strongroom.console.cli import CliState, emit, remote_options
+from strongroom.console.cli.jobs import dry_run as dry_run_job
+from strongroom.console.cli.jobs import start_job, wait_for_run
+from strongroom.console.cli.transport import run_remote
 from strongroom.core.errors import ValidationError
 
 FORMATS = ("csv", "ndjson", "json", "xml", "pdf")
@@ -100,9 +101,7 @@ def _print_result(run: dict) -> None:
 @click.option("--password-credential", metavar="NAME",
               help="With --save-as --encrypt --schedule: the systemd credential holding the ZIP password.")
 @click.option("--wait", is_flag=True, help="Show progress; exit non-zero unless the export succeeds.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def export_cmd(state: CliState, tables, fields, fmt, since, until, period, client_status, session_status,
                payment_status, practice_id, client_id, masking, bom: bool, encrypt, password_file, configuration,
                save_as, retention_days, schedule, password_credential, wait: bool, socket_path, as_json: bool) -> None:
@@ -155,9 +154,7 @@ def _print_history(page: dict) -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--offset", default=0, type=click.IntRange(0))
 @click.option("--status", type=click.Choice(["running", "succeeded", "failed", "interrupted", "expired"]))
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def list_cmd(state: CliState, limit: int, offset: int, status, socket_path, as_json: bool) -> None:
     """Exports, newest first."""
     args = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
@@ -178,9 +175,7 @@ def _print_export(e: dict) -> None:
 
 @group.command(name="show")
 @click.argument("export_id", type=click.UUID)
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def show_cmd(state: CliState, export_id: uuid.UUID, socket_path, as_json: bool) -> None:
     """One export with its manifest."""
     data = run_remote(state, socket_path, lambda c: c.call("exports.show", {"export_id": str(export_id)}))
@@ -198,9 +193,7 @@ def _print_tables(data: dict) -> None:
 
 
 @group.command(name="tables")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def tables_cmd(state: CliState, socket_path, as_json: bool) -> None:
     """The tables and fields one may export."""
     emit(as_json, run_remote(state, socket_path, lambda c: c.call("exports.tables")), _print_tables)
@@ -221,9 +214,7 @@ def _print_configurations(data: dict) -> None:
 
 
 @group.command(name="configurations")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def configurations_cmd(state: CliState, socket_path, as_json: bool) -> None:
     """Saved export configurations: schedule, next run, password source, retention."""
     emit(as_json, run_remote(state, socket_path, lambda c: c.call("exports.configurations")),
@@ -235,9 +226,7 @@ def configurations_cmd(state: CliState, socket_path, as_json: bool) -> None:
 @click.option("--schedule", metavar="CRON", help='crontab(5) expression (UTC); "" runs it by hand only.')
 @click.option("--password-credential", metavar="NAME", help='systemd credential holding its ZIP password.')
 @click.option("--retention-days", metavar="DAYS", help='Days its exports are kept (1-3650); "" the default.')
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def configure_cmd(state: CliState, name: str, schedule, password_credential, retention_days, socket_path,
                   as_json: bool) -> None:
     """Change a saved configuration's schedule, password credential or retention."""
@@ -263,9 +252,7 @@ def _print_expiry(result: dict) -> None:
 @group.command(name="expire")
 @click.option("--dry-run", is_flag=True, help="List the exports past their retention; delete nothing.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit non-zero unless it succeeds.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def expire_cmd(state: CliState, dry_run: bool, wait: bool, socket_path, as_json: bool) -> None:
     """Delete the files of exports past their retention (the export_retention job)."""
     if dry_run:

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
-from strongroom.console.cli.remote import run_remote
+from strongroom.console.cli import CliState, emit, remote_options
+from strongroom.console.cli.transport import run_remote
 from strongroom.core.errors import ValidationError
 from strongroom.core.fsutil import fsync_dir
 
@@ -42,9 +42,7 @@ def group() -> None:
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, readable=True, path_type=Path))
 @click.option("--description", help="A note kept (encrypted) with the file.")
 @click.option("--type", "content_type", help="Content type (default: guessed from the name).")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def add_cmd(state: CliState, client_id: uuid.UUID, path: Path, description: str | None,
             content_type: str | None, socket_path, as_json: bool) -> None:
     """Add the file at PATH to a client (streamed to the daemon in chunks)."""
@@ -86,9 +84,7 @@ async def _quietly(awaitable) -> None:
 
 @group.command(name="list")
 @click.argument("client_id", type=click.UUID)
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def list_cmd(state: CliState, client_id: uuid.UUID, socket_path, as_json: bool) -> None:
     """A client's files, newest first (names only with phi:read)."""
     rows = run_remote(state, socket_path, lambda c: c.call("files.list", {"client_id": str(client_id)}))
@@ -108,9 +104,7 @@ def list_cmd(state: CliState, client_id: uuid.UUID, socket_path, as_json: bool) 
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the file (not overwritten unless --force).")
 @click.option("--force", is_flag=True, help="Replace an existing file at --out.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def get_cmd(state: CliState, file_id: uuid.UUID, out: Path, force: bool, socket_path, as_json: bool) -> None:
     """Save a file's content to --out (written whole, or not at all)."""
     out = out.absolute()
@@ -145,9 +139,7 @@ def get_cmd(state: CliState, file_id: uuid.UUID, out: Path, force: bool, socket_
 
 @group.command(name="remove")
 @click.argument("file_id", type=click.UUID)
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def remove_cmd(state: CliState, file_id: uuid.UUID, socket_path, as_json: bool) -> None:
     """Remove a file: its record tombstoned and its stored content deleted."""
     done = run_remote(state, socket_path, lambda c: c.call("files.remove", {"file_id": str(file_id)}))
@@ -155,9 +147,7 @@ def remove_cmd(state: CliState, file_id: uuid.UUID, socket_path, as_json: bool) 
 
 
 @group.command(name="scan-status")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def scan_status_cmd(state: CliState, socket_path, as_json: bool) -> None:
     """Malware scanning: files pending a scan, clean and infected; whether clamd answers."""
     health = run_remote(state, socket_path, lambda c: c.call("health"))

@@ -342,7 +342,7 @@ def client_key(state: CliState, out: Path, name: str) -> None:
     Keep NAME.key_secret on this machine; copy NAME.key into the daemon's
     daemon.curve_allowed_clients_dir. The public key is printed. The daemon's own pair
     (daemon.curve_secret_key_file) can be made the same way, with --name server."""
-    from strongroom.console.cli.remote import write_client_key
+    from strongroom.console.cli.transport import write_client_key
 
     secret_path, public_path, public = write_client_key(out, name)
     click.echo(public)

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
-from strongroom.console.cli.remote import run_remote
+from strongroom.console.cli import CliState, emit, remote_options
+from strongroom.console.cli.transport import run_remote
 
 _PRACTICE = click.option("--practice", "practice_id", metavar="UUID", help="Which practice (default: the only one).")
 _ALL = click.option("--all", "include_inactive", is_flag=True, help="Include inactive ones.")
@@ -65,9 +65,7 @@ def _print_practice(p: dict) -> None:
 
 @practice_group.command(name="show")
 @_PRACTICE
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def practice_show_cmd(state: CliState, practice_id: str | None, socket_path, as_json: bool) -> None:
     """Show the practice's details (tax id and licence masked unless you may edit them)."""
     emit(as_json, _call(state, socket_path, "practice.show", _given(practice_id=practice_id)), _print_practice)
@@ -83,9 +81,7 @@ def practice_show_cmd(state: CliState, practice_id: str | None, socket_path, as_
 @click.option("--license-number")
 @click.option("--clear", multiple=True, type=click.Choice(["address", "phone", "email", "tax-id", "license-number"]),
               help="Empty a field (repeatable).")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def practice_set_cmd(state: CliState, practice_id: str | None, name, address, phone, email, tax_id,
                      license_number, clear: tuple[str, ...], socket_path, as_json: bool) -> None:
     """Change the practice's details (only the fields given)."""
@@ -132,9 +128,7 @@ def _staff_options(func):
 @staff_group.command(name="list")
 @_PRACTICE
 @_ALL
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def staff_list_cmd(state: CliState, practice_id: str | None, include_inactive: bool, socket_path,
                    as_json: bool) -> None:
     """List the practice's staff (active ones unless --all)."""
@@ -146,9 +140,7 @@ def staff_list_cmd(state: CliState, practice_id: str | None, include_inactive: b
 @staff_group.command(name="add")
 @_PRACTICE
 @_staff_options
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def staff_add_cmd(state: CliState, practice_id: str | None, socket_path, as_json: bool, **fields: Any) -> None:
     """Add a staff member (--first-name, --last-name and --role at least)."""
     emit(as_json, _call(state, socket_path, "staff.add", _given(practice_id=practice_id, **fields)), _print_staff)
@@ -160,9 +152,7 @@ def staff_add_cmd(state: CliState, practice_id: str | None, socket_path, as_json
 @click.option("--active/--inactive", default=None, help="Retire a staff member, or bring them back.")
 @click.option("--clear", multiple=True, type=click.Choice(["user-id", "phone", "email", "hourly-rate-cents"]),
               help="Empty a field (repeatable).")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def staff_set_cmd(state: CliState, staff_id: str, clear: tuple[str, ...], socket_path, as_json: bool,
                   **fields: Any) -> None:
     """Change a staff member's fields (only those given)."""
@@ -199,9 +189,7 @@ def _service_options(func):
 @services_group.command(name="list")
 @_PRACTICE
 @_ALL
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def services_list_cmd(state: CliState, practice_id: str | None, include_inactive: bool, socket_path,
                       as_json: bool) -> None:
     """List the service catalogue (active services unless --all)."""
@@ -213,9 +201,7 @@ def services_list_cmd(state: CliState, practice_id: str | None, include_inactive
 @services_group.command(name="add")
 @_PRACTICE
 @_service_options
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def services_add_cmd(state: CliState, practice_id: str | None, socket_path, as_json: bool, **fields: Any) -> None:
     """Add a service (--name, --category, --duration-minutes, --price-cents)."""
     emit(as_json, _call(state, socket_path, "services.add", _given(practice_id=practice_id, **fields)),
@@ -227,9 +213,7 @@ def services_add_cmd(state: CliState, practice_id: str | None, socket_path, as_j
 @_service_options
 @click.option("--active/--inactive", default=None, help="Retire a service (its sessions keep it), or bring it back.")
 @click.option("--clear", multiple=True, type=click.Choice(["description"]), help="Empty a field.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def services_set_cmd(state: CliState, service_id: str, clear: tuple[str, ...], socket_path, as_json: bool,
                      **fields: Any) -> None:
     """Change a service's fields (only those given)."""

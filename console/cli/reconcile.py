@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
-from strongroom.console.cli.remote import run_remote, start_job
+from strongroom.console.cli import CliState, emit, remote_options
+from strongroom.console.cli.jobs import start_job
+from strongroom.console.cli.transport import run_remote
 
 FIELDS = ("first_name", "last_name", "date_of_birth", "phone", "email", "address", "status", "created_at")
 
@@ -24,9 +25,7 @@ def group() -> None:
 @group.command(name="run")
 @click.option("--practice", "practice_id", metavar="UUID", help="Only this practice (default: every practice).")
 @click.option("--wait", is_flag=True, help="Follow the run; exit non-zero unless it succeeds.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def run_cmd(state: CliState, practice_id: str | None, wait: bool, socket_path, as_json: bool) -> None:
     """Find likely duplicate clients (the reconcile job)."""
     start_job(state, socket_path, "reconcile", {"practice_id": practice_id} if practice_id else {},
@@ -45,9 +44,7 @@ def _print_pairs(data: dict) -> None:
 @click.option("--status", type=click.Choice(["open", "merged", "dismissed"]), default="open", show_default=True)
 @click.option("--practice", "practice_id", metavar="UUID", help="Only this practice.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def list_cmd(state: CliState, status: str, practice_id: str | None, limit: int, socket_path, as_json: bool) -> None:
     """Candidate pairs, best score first."""
     args = {"status": status, "limit": limit, **({"practice_id": practice_id} if practice_id else {})}
@@ -73,9 +70,7 @@ def _print_pair(p: dict) -> None:
 
 @group.command(name="show")
 @click.argument("pair_id")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def show_cmd(state: CliState, pair_id: str, socket_path, as_json: bool) -> None:
     """One pair with both clients side by side (masked without phi:read)."""
     emit(as_json, run_remote(state, socket_path, lambda c: c.call("reconcile.show", {"pair_id": pair_id})),
@@ -86,9 +81,7 @@ def show_cmd(state: CliState, pair_id: str, socket_path, as_json: bool) -> None:
 @click.argument("pair_id")
 @click.option("--survivor", metavar="CLIENT_UUID", help="The client who keeps everything (default: client A).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def merge_cmd(state: CliState, pair_id: str, survivor: str | None, yes: bool, socket_path, as_json: bool) -> None:
     """Merge a pair: every session and file moves to the survivor; the other is retired (undoable)."""
     if not yes:
@@ -99,9 +92,7 @@ def merge_cmd(state: CliState, pair_id: str, survivor: str | None, yes: bool, so
 
 @group.command(name="dismiss")
 @click.argument("pair_id")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def dismiss_cmd(state: CliState, pair_id: str, socket_path, as_json: bool) -> None:
     """Mark a pair as two different people; later runs leave it dismissed."""
     emit(as_json, run_remote(state, socket_path, lambda c: c.call("reconcile.dismiss", {"pair_id": pair_id})),
@@ -110,9 +101,7 @@ def dismiss_cmd(state: CliState, pair_id: str, socket_path, as_json: bool) -> No
 
 @group.command(name="undo")
 @click.argument("pair_id")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def undo_cmd(state: CliState, pair_id: str, socket_path, as_json: bool) -> None:
     """Undo a merge: exactly the rows it moved go back, the other client returns, the pair reopens."""
     emit(as_json, run_remote(state, socket_path, lambda c: c.call("reconcile.undo", {"pair_id": pair_id})),

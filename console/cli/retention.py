@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
-from strongroom.console.cli.remote import dry_run as dry_run_job
-from strongroom.console.cli.remote import run_remote, start_job
+from strongroom.console.cli import CliState, emit, remote_options
+from strongroom.console.cli.jobs import dry_run as dry_run_job
+from strongroom.console.cli.jobs import start_job
+from strongroom.console.cli.transport import run_remote
 from strongroom.core.errors import ValidationError
 
 
@@ -35,9 +36,7 @@ def _days(value) -> str:
 @click.option("--archive-after", "archive_after_days", type=int, help="Days after which rows are archived.")
 @click.option("--delete-after", "delete_after_days", type=int, help="Days after which archived rows are deleted.")
 @click.option("--inactive", is_flag=True, help="Keep the policy but stop applying it.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def policies_cmd(state: CliState, table_name: str | None, archive_after_days: int | None,
                  delete_after_days: int | None, inactive: bool, socket_path, as_json: bool) -> None:
     """List the policies; with --table, create or replace that table's policy."""
@@ -67,9 +66,7 @@ def policies_cmd(state: CliState, table_name: str | None, archive_after_days: in
 @click.option("--days", "horizon_days", type=click.IntRange(0, 3650), default=30, show_default=True,
               help="Also show what falls due within this many days.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def plan_cmd(state: CliState, horizon_days: int, limit: int, socket_path, as_json: bool) -> None:
     """What retention archives and deletes now and soon, and what legal holds block."""
     result = run_remote(state, socket_path, lambda c: c.call("retention.plan", {"horizon_days": horizon_days,
@@ -104,9 +101,7 @@ def _print_dry_run(p: dict) -> None:
               help="Print what the run would archive and delete now, and why, and what holds block; change "
                    "nothing. Waits for the run.")
 @click.option("--wait", is_flag=True, help="Follow the run; exit non-zero unless it succeeds.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def run_cmd(state: CliState, dry_run: bool, wait: bool, socket_path, as_json: bool) -> None:
     """Run the retention job now (needs job:retention:run)."""
     if dry_run:
@@ -146,9 +141,7 @@ def _hold_line(h: dict) -> str:
 
 @hold_group.command(name="list")
 @click.option("--all", "include_released", is_flag=True, help="Also released holds.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def hold_list_cmd(state: CliState, include_released: bool, socket_path, as_json: bool) -> None:
     """Legal holds, newest first (in force only, unless --all)."""
     _listing(state, socket_path, as_json, "holds.list", {"include_released": include_released}, _hold_line,
@@ -159,9 +152,7 @@ def hold_list_cmd(state: CliState, include_released: bool, socket_path, as_json:
 @click.option("--client", "client_id", type=click.UUID, help="Hold one client (else the whole practice).")
 @click.option("--practice", "practice_id", type=click.UUID, help="The practice (default: the only one).")
 @click.option("--reason", required=True, help="A matter or case reference; no clinical details.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def hold_place_cmd(state: CliState, client_id: uuid.UUID | None, practice_id: uuid.UUID | None, reason: str,
                    socket_path, as_json: bool) -> None:
     """Place a legal hold on one client, or on a whole practice."""
@@ -173,9 +164,7 @@ def hold_place_cmd(state: CliState, client_id: uuid.UUID | None, practice_id: uu
 
 @hold_group.command(name="release")
 @click.argument("hold_id", type=click.UUID)
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def hold_release_cmd(state: CliState, hold_id: uuid.UUID, socket_path, as_json: bool) -> None:
     """Release a legal hold; retention and erasure may then proceed for what it covered."""
     hold = run_remote(state, socket_path, lambda c: c.call("holds.release", {"hold_id": str(hold_id)}))
@@ -203,9 +192,7 @@ def _request_line(r: dict) -> str:
 
 @erasure_group.command(name="list")
 @click.option("--all", "include_closed", is_flag=True, help="Also executed, rejected and expired requests.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def erasure_list_cmd(state: CliState, include_closed: bool, socket_path, as_json: bool) -> None:
     """Erasure requests, newest first (pending ones unless --all)."""
     _listing(state, socket_path, as_json, "erasure.list", {"include_closed": include_closed}, _request_line,
@@ -215,9 +202,7 @@ def erasure_list_cmd(state: CliState, include_closed: bool, socket_path, as_json
 @erasure_group.command(name="request")
 @click.argument("client_id", type=click.UUID)
 @click.option("--reason", required=True, help="E.g. the reference of the client's written request.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def erasure_request_cmd(state: CliState, client_id: uuid.UUID, reason: str, socket_path, as_json: bool) -> None:
     """File a request to erase a client; a different person must approve it."""
     row = run_remote(state, socket_path, lambda c: c.call("erasure.request", {"client_id": str(client_id),
@@ -229,9 +214,7 @@ def erasure_request_cmd(state: CliState, client_id: uuid.UUID, reason: str, sock
 @erasure_group.command(name="approve")
 @click.argument("request_id", type=click.UUID)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def erasure_approve_cmd(state: CliState, request_id: uuid.UUID, yes: bool, socket_path, as_json: bool) -> None:
     """Approve an erasure request: the client's keys are destroyed now, irreversibly."""
     if not yes:
@@ -258,9 +241,7 @@ def erasure_approve_cmd(state: CliState, request_id: uuid.UUID, yes: bool, socke
 @click.option("--pdf", "pdf_path", type=click.Path(dir_okay=False), help="Also write it as a PDF file.")
 @click.option("--reissue", is_flag=True,
               help="Retry the backup repositories not reached yet, then issue a new certificate.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def erasure_certificate_cmd(state: CliState, request_id: uuid.UUID, pdf_path: str | None, reissue: bool,
                             socket_path, as_json: bool) -> None:
     """The signed certificate of an executed erasure: as text, JSON (--json) or PDF (--pdf).
@@ -278,9 +259,7 @@ def erasure_certificate_cmd(state: CliState, request_id: uuid.UUID, pdf_path: st
 
 @erasure_group.command(name="reject")
 @click.argument("request_id", type=click.UUID)
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def erasure_reject_cmd(state: CliState, request_id: uuid.UUID, socket_path, as_json: bool) -> None:
     """Reject a pending erasure request (not one's own)."""
     row = run_remote(state, socket_path, lambda c: c.call("erasure.reject", {"request_id": str(request_id)}))

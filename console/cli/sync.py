@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from strongroom.console.cli import CliState, emit, json_option, pass_state, socket_option
-from strongroom.console.cli.remote import run_remote, wait_for_run
+from strongroom.console.cli import CliState, emit, remote_options
+from strongroom.console.cli.jobs import wait_for_run
+from strongroom.console.cli.transport import run_remote
 from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:  # ZeroMQ loads when a command runs, not for its help
@@ -46,9 +47,7 @@ def group() -> None:
 @group.command(name="run")
 @click.argument("peer", required=False)
 @click.option("--wait", is_flag=True, help="Show progress and exit non-zero unless every pass succeeds.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def run_cmd(state: CliState, peer: str | None, wait: bool, socket_path, as_json: bool) -> None:
     """Sync now with PEER, or with every active peer (a `sync` job run by the daemon)."""
     args = {"peer": peer} if peer else {}
@@ -89,9 +88,7 @@ def _ago(seconds: float | None) -> str:
 
 @group.command(name="check")
 @click.argument("peer")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def check_cmd(state: CliState, peer: str, socket_path, as_json: bool) -> None:
     """Compare this site with PEER by ranges of rows (checksums, nothing decrypted): the
     rows missing on either side or differing, per table. Exit 1 when they differ."""
@@ -111,9 +108,7 @@ def check_cmd(state: CliState, peer: str, socket_path, as_json: bool) -> None:
 
 
 @group.command(name="status")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def status_cmd(state: CliState, socket_path, as_json: bool) -> None:
     """Per peer and table: watermarks, lag in time and rows, failures, clock skew,
     open conflicts and quarantined rows."""
@@ -145,9 +140,7 @@ def _status_human(d: dict) -> None:
 
 @group.command(name="quarantine")
 @click.option("--all", "show_all", is_flag=True, help="Include rows already dealt with.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def quarantine_cmd(state: CliState, show_all: bool, socket_path, as_json: bool) -> None:
     """Rows a peer sent that failed validation, with the reason (never their content)."""
     rows = run_remote(state, socket_path, lambda c: _every(c, "sync.quarantine", "all" if show_all else "open"))
@@ -172,9 +165,7 @@ def peer_group() -> None:
 @click.argument("name")
 @click.argument("url")
 @click.option("--direction", type=click.Choice(["both", "push", "pull"]), default="both", show_default=True)
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def peer_add_cmd(state: CliState, name: str, url: str, direction: str, socket_path, as_json: bool) -> None:
     """Add peer NAME reached at database URL (sqlite:////path/strongroom.db, or
     postgresql+psycopg://user@host/db?sslmode=verify-full off this machine)."""
@@ -195,9 +186,7 @@ def _peer_line(p: dict) -> str:
 
 
 @peer_group.command(name="list")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def peer_list_cmd(state: CliState, socket_path, as_json: bool) -> None:
     """Peers with their lag and state; addresses with any password masked."""
     rows = run_remote(state, socket_path, lambda c: c.call("sync.peer.list"))
@@ -207,9 +196,7 @@ def peer_list_cmd(state: CliState, socket_path, as_json: bool) -> None:
 def _peer_change(verb: str, done: str):
     @peer_group.command(name=verb)
     @click.argument("name")
-    @socket_option
-    @json_option
-    @pass_state
+    @remote_options()
     def change(state: CliState, name: str, socket_path, as_json: bool) -> None:
         result = run_remote(state, socket_path, lambda c: c.call(f"sync.peer.{verb}", {"name": name}))
         emit(as_json, result, lambda r: click.echo(f"sync peer {r['name']} {done}"))
@@ -268,9 +255,7 @@ def _line(c: dict) -> str:
 
 @group.command(name="conflicts")
 @click.option("--status", type=click.Choice(["open", "resolved", "all"]), default="open", show_default=True)
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def conflicts_cmd(state: CliState, status: str, socket_path, as_json: bool) -> None:
     """The conflict queue, oldest first, naming the fields that differ (never their values)."""
     rows = run_remote(state, socket_path, lambda c: _queue(c, status))
@@ -287,9 +272,7 @@ def conflicts_cmd(state: CliState, status: str, socket_path, as_json: bool) -> N
 @click.argument("conflict_id", type=click.UUID)
 @click.option("--field", "field", metavar="NAME",
               help="Show this one field instead (any field the conflict carries, differing or not).")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def show_cmd(state: CliState, conflict_id: uuid.UUID, field: str | None, socket_path, as_json: bool) -> None:
     """One conflict side by side: base, local and remote for the fields that differ, and
     the names of the others (PHI masked without phi:read; with it, the daemon audits the
@@ -381,9 +364,7 @@ def _choices_for(summary: dict, explicit: dict[str, str], every: str | None) -> 
 @click.option("--all", "every", type=click.Choice(["local", "remote"]),
               help="Keep this version for every differing field not named with --field.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@socket_option
-@json_option
-@pass_state
+@remote_options()
 def resolve_cmd(state: CliState, conflict_id: uuid.UUID, fields: tuple[str, ...], every: str | None, yes: bool,
                 socket_path, as_json: bool) -> None:
     """Resolve a conflict by choosing local, remote or base for every differing field.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from strongroom.console.cli import CliState
-from strongroom.console.cli.remote import RemoteError
+from strongroom.console.cli.transport import RemoteError
 from strongroom.console.cli.console_cmd import DEMO_CREDENTIALS, demo_admin_token
 from strongroom.core.auth.users import create_user
 from strongroom.core.config import load_settings

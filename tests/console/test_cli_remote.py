@@ -392,7 +392,7 @@ def test_the_console_logs_in_over_curve_with_the_connect_options(remote, capsys)
     from strongroom.console.app import StrongroomConsole
     from strongroom.console.cli import CliState
     from strongroom.console.cli.console_cmd import _client
-    from strongroom.console.cli.remote import _endpoints
+    from strongroom.console.cli.transport import _endpoints
     from strongroom.console.screens.main import MainScreen
 
     from tests.console.tui.conftest import SIZE, drive, log_in, showing, wait_for
