@@ -40,12 +40,13 @@ import base64
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
@@ -119,17 +120,40 @@ def _cipher(repo) -> AESGCM:  # noqa: ANN001 - a Repository (import cycle otherw
     return AESGCM(repo.keybag_key())
 
 
-def _encode(bag: KeyBag) -> dict[str, Any]:
+def _encode_key(k: BagKey) -> dict[str, Any]:
+    return {"id": str(k.key_id), "purpose": k.purpose, "client_id": str(k.client_id) if k.client_id else None,
+            "version": k.version, "key": base64.b64encode(k.secret).decode(), "first_needed": k.first_needed,
+            "last_needed": k.last_needed}
+
+
+def _sorted_keys(bag: KeyBag) -> list[BagKey]:
+    return sorted(bag.keys.values(), key=lambda k: k.key_id)
+
+
+def _encode(bag: KeyBag, keys: list | None = None) -> dict[str, Any]:
     return {
         "format": FORMAT, "repository_id": str(bag.repository_id), "generation": bag.generation,
         "written_at": bag.written_at,
-        "keys": [{"id": str(k.key_id), "purpose": k.purpose,
-                  "client_id": str(k.client_id) if k.client_id else None, "version": k.version,
-                  "key": base64.b64encode(k.secret).decode(), "first_needed": k.first_needed,
-                  "last_needed": k.last_needed} for k in sorted(bag.keys.values(), key=lambda k: k.key_id)],
+        "keys": [_encode_key(k) for k in _sorted_keys(bag)] if keys is None else keys,
         "erased": {str(k): at for k, at in sorted(bag.erased.items())},
         "snapshots": dict(sorted(bag.snapshots.items())),
     }
+
+
+_KEYS_MARK = b'"keys":[]'
+
+
+def _plain_pieces(bag: KeyBag) -> Iterator[bytes]:
+    """canonical_json(_encode(bag)), a piece at a time: the document around the key list
+    once, then each key's object. The bag of a practice holds a key per client, so the
+    whole document as Python objects and as text, side by side, was ten times the
+    ciphertext (measured: about 100 MB at 100k clients, the peak of a backup)."""
+    frame = canonical_json(_encode(bag, keys=[]))
+    head, tail = frame.split(_KEYS_MARK)     # ids and ISO times around it cannot contain it
+    yield head + b'"keys":['
+    for i, key in enumerate(_sorted_keys(bag)):
+        yield (b"," if i else b"") + canonical_json(_encode_key(key))
+    yield b"]" + tail
 
 
 def _decode(document: dict[str, Any]) -> KeyBag:
@@ -149,9 +173,17 @@ def _decode(document: dict[str, Any]) -> KeyBag:
 
 
 def seal(repo, bag: KeyBag) -> bytes:  # noqa: ANN001
+    """Version, nonce, AES-256-GCM of the canonical document and its tag: what
+    `AESGCM.encrypt` writes, produced by the streaming GCM encryptor a piece at a time."""
     nonce = os.urandom(_NONCE)
-    aad = _AAD + _VERSION + repo.id.bytes
-    return _VERSION + nonce + _cipher(repo).encrypt(nonce, canonical_json(_encode(bag)), aad)
+    encryptor = Cipher(algorithms.AES(repo.keybag_key()), modes.GCM(nonce)).encryptor()
+    encryptor.authenticate_additional_data(_AAD + _VERSION + repo.id.bytes)
+    out = bytearray(_VERSION + nonce)
+    for piece in _plain_pieces(bag):
+        out += encryptor.update(piece)
+    out += encryptor.finalize()
+    out += encryptor.tag
+    return bytes(out)
 
 
 def read(repo) -> KeyBag | None:  # noqa: ANN001
