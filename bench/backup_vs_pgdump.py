@@ -128,7 +128,7 @@ def main() -> None:
             ours_restore = (f"{PY} -c \"import uuid;from strongroom.core.config import load_settings;"
                             f"from strongroom.core.context import open_context;"
                             f"from strongroom.core.backup.repository import open_repository;"
-                            f"from strongroom.core.storage import open_target;from strongroom.core.jobs import restore;"
+                            f"from strongroom.core.storage import open_target;from strongroom.core import restore;"
                             f"ctx=open_context(load_settings(__import__('pathlib').Path('{data}/strongroom.toml')));"
                             f"repo=open_repository(open_target('{repo}'), ctx.keyring);"
                             f"print(restore.restore(repo, uuid.UUID('{snapshot}'), "

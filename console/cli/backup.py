@@ -264,11 +264,11 @@ def restore_cmd(state: CliState, snapshot_id: uuid.UUID, dest: str, repository: 
     from strongroom.core.backup.repository import open_repository
     from strongroom.core.db.engine import transaction
     from strongroom.core.backup import snapshots
-    from strongroom.core.jobs import restore as restore_job
+    from strongroom.core import restore as restoring
     from strongroom.core.storage import open_target
 
     ctx = state.ctx
-    restore_job.dest_engine(dest).dispose()      # a bad URL named as DEST, before anything is read
+    restoring.dest_engine(dest).dispose()      # a bad URL named as DEST, before anything is read
     if force and not as_json and sys.stdin.isatty():
         click.confirm(f"--force empties {dest.split('@')[-1]} before restoring. Continue?", abort=True)
     repo = open_repository(open_target(repository or snapshots.target_url(ctx)), ctx.keyring)
@@ -283,8 +283,8 @@ def restore_cmd(state: CliState, snapshot_id: uuid.UUID, dest: str, repository: 
 
     outcome = "failure"
     try:
-        result = restore_job.restore(repo, snapshot_id, dest, force=force, progress=progress,
-                                     files_target=files_target)
+        result = restoring.restore(repo, snapshot_id, dest, force=force, progress=progress,
+                                   files_target=files_target)
         outcome = "success"
     finally:
         with transaction(ctx.engine) as conn:

@@ -11,7 +11,7 @@ leaves only a staging schema that no search path names; the next restore drops i
 Used only where it is safe: the role may create schemas and owns `public`, and `public`
 holds nothing but Strongroom's own tables (no views, no other tables, no extension
 objects), since the old `public` is dropped whole after the swap. Otherwise the restore
-runs in place, in one transaction (core.jobs.restore).
+runs in place, in one transaction (core.restore).
 """
 from __future__ import annotations
 

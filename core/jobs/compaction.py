@@ -58,7 +58,7 @@ from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError
 from strongroom.core.ids import new_id
 from strongroom.core.jobs.backup import WORKERS, write_tables
-from strongroom.core.jobs.restore import restore
+from strongroom.core.restore import restore
 
 
 @dataclass(frozen=True)

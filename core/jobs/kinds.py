@@ -276,10 +276,10 @@ def _validated(name: str, params: dict) -> Params:
 def check_request(name: str, params: dict, *, live=None) -> None:
     """What can be checked about a run before it is queued beyond its params' types, so
     a mistake is refused at once by name rather than as a failed run: today a restore's
-    target (core.jobs.restore.check_request; `live`: the caller's own database engine).
+    target (core.restore.check_request; `live`: the caller's own database engine).
     Raises ValidationError or ConflictError."""
     if name == "restore":
-        from strongroom.core.jobs.restore import check_request as check_restore
+        from strongroom.core.restore import check_request as check_restore
         asked = parse(name, params)
         check_restore(asked.dest, force=asked.force, live=live)
 

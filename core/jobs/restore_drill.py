@@ -25,7 +25,7 @@ from strongroom.core.db.models import Backup
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import NotFoundError
 from strongroom.core.backup.snapshots import newest_snapshot, open_configured
-from strongroom.core.jobs.restore import restore
+from strongroom.core.restore import restore
 from strongroom.core.storage import open_target
 
 

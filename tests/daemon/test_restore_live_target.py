@@ -27,7 +27,7 @@ from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
 from strongroom.core.db.models import AuditLog, Role, User
 from strongroom.core.errors import ConflictError
-from strongroom.core.jobs import restore as restore_job
+from strongroom.core import restore
 from strongroom.core.repository.practices import only_practice
 from strongroom.core.storage import open_target
 from tests.daemon.conftest import PASSWORD, data_transaction, make_data_dir, running_daemon
@@ -131,7 +131,7 @@ def test_offline_restore_is_refused_while_a_daemon_serves_the_database_and_allow
             repo = open_repository(open_target(str(settings.data_dir / "backups")), ctx.keyring)
             dest = _spellings(settings.database.url, tmp_path)[0]
             with pytest.raises(ConflictError, match="running strongroomd serves it") as refused:
-                restore_job.restore(repo, snapshot_id, dest, force=True)
+                restore.restore(repo, snapshot_id, dest, force=True)
             assert SECRET not in str(refused.value)
             assert "after_snapshot" in _state(data_dir)[0]
         finally:
@@ -139,7 +139,7 @@ def test_offline_restore_is_refused_while_a_daemon_serves_the_database_and_allow
     ctx = open_context(settings)       # the daemon is stopped: disaster recovery, offline
     try:
         repo = open_repository(open_target(str(settings.data_dir / "backups")), ctx.keyring)
-        result = restore_job.restore(repo, snapshot_id, dest, force=True)
+        result = restore.restore(repo, snapshot_id, dest, force=True)
         assert result.rows > 0
     finally:
         ctx.close()

@@ -23,7 +23,8 @@ from strongroom.core.crypto.key_status import destroy_retired_unused
 from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.db.models import Client, DataKey, KeyState
 from strongroom.core.errors import KeyUnavailableError
-from strongroom.core.jobs import backup, prune, restore
+from strongroom.core import restore
+from strongroom.core.jobs import backup, prune
 from strongroom.core.repository.changes import row_checksum
 from strongroom.core.repository.clients import get_client
 from strongroom.core.retention import certificate, erasure

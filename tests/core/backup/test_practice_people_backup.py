@@ -14,7 +14,8 @@ from strongroom.core.crypto.kek import load_keks
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.db.models import Practice, Service, Staff, TherapySession
-from strongroom.core.jobs import backup, restore
+from strongroom.core import restore
+from strongroom.core.jobs import backup
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository import services as services_repo
 from strongroom.core.repository import sessions as sessions_repo

@@ -13,7 +13,8 @@ from strongroom.core.db.engine import make_engine, transaction
 from strongroom.core.db.models import AuditLog, Backup
 from strongroom.core.errors import ConflictError
 from strongroom.core.ids import new_id
-from strongroom.core.jobs import backup, prune, restore
+from strongroom.core import restore
+from strongroom.core.jobs import backup, prune
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import update_client
 from strongroom.core.storage import open_target

@@ -6,13 +6,15 @@ import uuid
 
 import pytest
 
-from strongroom.core.backup.repository import CONFIG_KEY, PREVIOUS_CONFIG_KEY, open_repository
+from strongroom.core.backup.repo_keys import CONFIG_KEY, PREVIOUS_CONFIG_KEY
+from strongroom.core.backup.repository import open_repository
 from strongroom.core.context import open_context
 from strongroom.core.crypto import kek_rotation
 from strongroom.core.crypto.kek import pending_path, read_kek_file
 from strongroom.core.db.engine import transaction
 from strongroom.core.demo import client_records
-from strongroom.core.jobs import backup, restore
+from strongroom.core import restore
+from strongroom.core.jobs import backup
 from strongroom.core.jobs.key_rotation import repository_holders
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients

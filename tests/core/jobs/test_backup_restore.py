@@ -14,7 +14,8 @@ from strongroom.core.db.models import AuditLog, Backup, Client, DataKey, Therapy
 from strongroom.core.demo import client_records
 from strongroom.core.errors import ConflictError, IntegrityError, KeyUnavailableError
 from tests.core.conftest import clients_of, seed_clients, with_backup_target
-from strongroom.core.jobs import backup, restore, verify
+from strongroom.core import restore
+from strongroom.core.jobs import backup, verify
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.storage import open_target

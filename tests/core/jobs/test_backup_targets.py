@@ -10,7 +10,8 @@ import pytest
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.db.engine import transaction
 from strongroom.core.errors import StrongroomError
-from strongroom.core.jobs import backup, restore, verify
+from strongroom.core import restore
+from strongroom.core.jobs import backup, verify
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import update_client
 from strongroom.core.storage import open_target

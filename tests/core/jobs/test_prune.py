@@ -10,7 +10,8 @@ from strongroom.core.config import KeepPolicy
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Backup
 from strongroom.core.backup import keep
-from strongroom.core.jobs import backup, prune, restore
+from strongroom.core import restore
+from strongroom.core.jobs import backup, prune
 from strongroom.core.storage import open_target
 from tests.core.conftest import seed_clients, with_backup_target
 

@@ -14,7 +14,9 @@ from strongroom.core.db.migrate import upgrade
 from strongroom.core.db.models import TherapySession
 from strongroom.core.demo import client_records
 from strongroom.core.errors import ConflictError, IntegrityError
-from strongroom.core.jobs import backup, restore
+from strongroom.core import restore
+from strongroom.core.restore.load import check_foreign_keys
+from strongroom.core.jobs import backup
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
@@ -112,7 +114,7 @@ def test_the_foreign_key_proof_names_a_dangling_reference(snapshot, scratch_db):
                 conn.execute(text("SET LOCAL session_replication_role = replica"))
                 conn.execute(text("UPDATE therapy_sessions SET client_id = :c "
                                   "WHERE id = (SELECT id FROM therapy_sessions ORDER BY id LIMIT 1)"), {"c": uuid.uuid4()})
-                restore._check_foreign_keys(conn, [TherapySession.__table__])
+                check_foreign_keys(conn, [TherapySession.__table__])
     finally:
         engine.dispose()
 
@@ -198,8 +200,8 @@ def test_a_table_of_many_chunks_loads_in_parts_and_is_proven_whole(ctx, tmp_path
     snapshot_id = uuid.UUID(backup.run(ctx, {"actor": "test"}, lambda *a: None)["snapshot_id"])
     repo = open_repository(open_target(ctx.settings.backup.target), ctx.keyring)
     loads = []
-    real = restore._load_base
-    monkeypatch.setattr(restore, "_load_base", lambda conn, plan, name, part, parts, pool: (
+    real = restore.load_base
+    monkeypatch.setattr(restore, "load_base", lambda conn, plan, name, part, parts, pool: (
         loads.append((name, part, parts)), real(conn, plan, name, part, parts, pool)))
     result = restore.restore(repo, snapshot_id, pg_url(scratch_db))
     assert ("clients", 0, 2) in loads and ("clients", 1, 2) in loads
@@ -208,7 +210,7 @@ def test_a_table_of_many_chunks_loads_in_parts_and_is_proven_whole(ctx, tmp_path
     # A part that went missing is caught by the whole-table proof, and nothing is swapped in.
     pg_admin(f'DROP DATABASE IF EXISTS "{scratch_db}" WITH (FORCE)')
     pg_admin(f'CREATE DATABASE "{scratch_db}"')
-    monkeypatch.setattr(restore, "_load_base", lambda conn, plan, name, part, parts, pool: (
+    monkeypatch.setattr(restore, "load_base", lambda conn, plan, name, part, parts, pool: (
         None if (name, part) == ("clients", 1) else real(conn, plan, name, part, parts, pool)))
     with pytest.raises(IntegrityError, match="restored table clients differs"):
         restore.restore(repo, snapshot_id, pg_url(scratch_db))
@@ -221,7 +223,7 @@ def test_a_table_of_many_chunks_loads_in_parts_and_is_proven_whole(ctx, tmp_path
         if (name, part) == ("clients", 1):
             conn.execute(text("UPDATE clients SET updated_at = updated_at + interval '1 second' "
                               "WHERE id = (SELECT id FROM clients ORDER BY id DESC LIMIT 1)"))
-    monkeypatch.setattr(restore, "_load_base", tampered)
+    monkeypatch.setattr(restore, "load_base", tampered)
     with pytest.raises(IntegrityError, match=r"clients differs from the snapshot in part 2 of 2, "
                                              r"chunk (\d+) of \1: its rows do not hash"):
         restore.restore(repo, snapshot_id, pg_url(scratch_db))

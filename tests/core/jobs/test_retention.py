@@ -408,7 +408,8 @@ def test_a_client_with_an_expiry_date_in_the_future_is_not_touched(ctx, practice
 def test_an_incremental_backup_carries_archives_tombstones_and_the_shredding(ctx, practice, tmp_path):
     from strongroom.core.backup.repository import open_repository
     from strongroom.core.db.engine import make_engine
-    from strongroom.core.jobs import backup, restore
+    from strongroom.core import restore
+    from strongroom.core.jobs import backup
     from strongroom.core.storage import open_target
     from tests.core.conftest import with_backup_target
 
