@@ -40,7 +40,8 @@ from sqlalchemy import Connection, select
 
 from strongroom.core.backup.manifest import FileEntry, FileObject, FilesSection, Manifest
 from strongroom.core.backup.locks import Lock
-from strongroom.core.backup.repository import Repository, StoredChunk
+from strongroom.core.backup.chunks import StoredChunk
+from strongroom.core.backup.repository import Repository
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.models import ClientFile
 from strongroom.core.errors import IntegrityError, NotFoundError

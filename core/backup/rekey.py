@@ -9,14 +9,8 @@ config.previous) once the new key file is installed.
 """
 from __future__ import annotations
 
-from strongroom.core.backup.repository import (
-    CONFIG_KEY,
-    PREVIOUS_CONFIG_KEY,
-    _read_config,
-    confirm_rewrap,
-    open_repository,
-    rewrap,
-)
+from strongroom.core.backup.repo_keys import CONFIG_KEY, PREVIOUS_CONFIG_KEY, read_config
+from strongroom.core.backup.repository import confirm_rewrap, open_repository, rewrap
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.storage.base import Target
 
@@ -35,7 +29,7 @@ class RepositoryKeyHolder:
         not run (target unreachable then) is dropped first, but only while config.json
         itself opens with a KEK we hold: that earlier rotation's key is installed.
         """
-        config = _read_config(self.target, CONFIG_KEY)
+        config = read_config(self.target, CONFIG_KEY)
         if config is None:
             return False                      # no repository here yet: nothing wrapped
         if config.kek_id == keyring.kek_id:
@@ -47,7 +41,7 @@ class RepositoryKeyHolder:
         return True
 
     def confirm(self, keyring: Keyring) -> None:
-        config = _read_config(self.target, CONFIG_KEY)
+        config = read_config(self.target, CONFIG_KEY)
         if config is not None and config.kek_id == keyring.kek_id \
                 and self.target.exists(PREVIOUS_CONFIG_KEY):
             confirm_rewrap(self.target, keyring)

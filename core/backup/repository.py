@@ -1,4 +1,4 @@
-"""A backup repository on a storage target: layout, keys, chunks, manifests, locks.
+"""A backup repository on a storage target: the `Repository` facade and its layout.
 
 Layout (every object is opaque ciphertext or key-free metadata)::
 
@@ -11,206 +11,68 @@ Layout (every object is opaque ciphertext or key-free metadata)::
                                     one object rewritten in place (see keybag.py)
     locks/<lock id>.json            shared/exclusive leases (who is using the repository)
 
-Keys. Each repository has its own random 256-bit backup key, stored only wrapped by the
-KEK (the same AES-GCM wrapping as the database's data keys, with the key id and a
-purpose of its own as associated data). The KEK (key file or recovery kit) is therefore
-the only secret a restore into an empty database needs; the database's `data_keys`
-table is not involved, and the unwrapped key is never written anywhere. Snapshots carry
-no data key: those are in the key bag, so that an erasure can reach them. Sub-keys come
-from HKDF-SHA256 over the backup key with distinct `info` strings, so the chunk cipher,
-the content-address MAC, the manifest MAC and the config MAC never share a key.
+`Repository` is what the jobs hold: an opened repository with its backup key. Each
+concern lives in its own module, and the methods here are thin over them:
 
-Content addresses. A chunk's address is HMAC-SHA256(address key, plaintext), not
-SHA-256(plaintext). A plain hash lets anyone holding the repository (or two
-repositories) test a guess ("is this exact export of this patient list in there?") and
-see which repositories hold identical data; a keyed address dedupes identical chunks
-within one repository only and reveals nothing outside it. It cannot be SHA-256 of the
-ciphertext either: with random nonces equal plaintexts encrypt differently, which would
-end deduplication. The address is the chunk cipher's associated data, so a chunk moved
-or copied to another key fails authentication, and `load_chunk` recomputes it from the
-decrypted plaintext. Random 96-bit nonces under one key are safe up to about 2^32
-chunks (NIST SP 800-38D), i.e. petabytes at 4-8 MiB per chunk.
+    repo_keys.py    config.json and its MAC, the KEK-wrapped backup key, init/open,
+                    KEK rewrap and confirm, HKDF sub-keys
+    chunks.py       keyed content addresses, sealing and opening one chunk
+    manifest.py     the snapshot manifests;  keybag.py  the key bag
+    locks.py        concurrency;  verify.py  verification;  gc.py  garbage collection
 
-Concurrency: see locks.py; garbage collection: see `unreferenced_chunks`.
+`init_repository`, `open_repository`, `rewrap` and `confirm_rewrap` are the ways to get
+a `Repository`; they stay here, next to the class they construct, and leave the key
+handling to repo_keys.py.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
-import logging
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import Any, Literal
 
 import zstandard
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from strongroom.core.backup.chunks import (
+    DEFAULT_LEVEL,
+    StoredChunk,
+    address_hasher,
+    address_of,
+    new_compressor,
+    new_decompressor,
+    open_chunk,
+    seal_chunk,
+)
 from strongroom.core.backup.gc import referenced_chunks, unreferenced_chunks
 from strongroom.core.backup.layout import SNAPSHOTS, chunk_key, manifest_key
 from strongroom.core.backup.locks import DEFAULT_LOCK_TTL, Lock, acquire_lock, list_locks
-from strongroom.core.backup.manifest import ChunkRef, Manifest, ManifestError, canonical_json
+from strongroom.core.backup.manifest import ChunkRef, Manifest, ManifestError
 from strongroom.core.backup.manifest import seal as _seal
 from strongroom.core.backup.manifest import unseal as _unseal
+from strongroom.core.backup.repo_keys import (
+    RepositoryConfig,
+    confirm_rewrap_keys,
+    derive_subkeys,
+    init_keys,
+    open_keys,
+    rewrap_keys,
+)
 from strongroom.core.backup.verify import Problem, verify_fast, verify_read_data
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.types import utcnow
-from strongroom.core.errors import (
-    ConflictError,
-    CryptoError,
-    IntegrityError,
-    KeyUnavailableError,
-    NotFoundError,
-)
-from strongroom.core.ids import new_id
+from strongroom.core.errors import ConflictError, IntegrityError
 from strongroom.core.storage.base import Target
-
-log = logging.getLogger(__name__)
-
-FORMAT = 1
-CONFIG_KEY = "config.json"
-PREVIOUS_CONFIG_KEY = "config.previous"
-CHUNK_VERSION = 1
-_NONCE = 12
-_TAG = 16
-_HEADER = bytes([CHUNK_VERSION])
-_CHUNK_AAD = b"strongroom-backup-chunk\0"
-DEFAULT_LEVEL = 3
 
 Progress = Callable[[int, int, str], None]
 Clock = Callable[[], datetime]
 
 
-class _Purpose(str, Enum):
-    """The wrap purpose of a backup key.
-
-    Keyring.wrap binds key id and purpose into the wrapping's associated data. A value
-    no `data_keys.purpose` can hold means a wrapped backup key copied into the database
-    (or a wrapped DEK copied into config.json) never unwraps as the other kind of key.
-    """
-
-    BACKUP_REPOSITORY = "backup_repository"
-
-
-def _derive(key: bytes, info: bytes) -> bytes:
-    # No salt: the input is a uniformly random 256-bit key, so HKDF-Expand's domain
-    # separation by `info` is all that is needed.
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    """What `store_chunk` did: the reference for the manifest and the bytes it added.
-
-    `new_bytes` is 0 when the chunk was already in the repository (deduplicated).
-    """
-
-    ref: ChunkRef
-    new_bytes: int
-
-
 # =====================================================================================
-# config.json
+# Getting a repository
 # =====================================================================================
-
-@dataclass(frozen=True)
-class RepositoryConfig:
-    """The parsed config.json (never holds the unwrapped key)."""
-
-    repository_id: uuid.UUID
-    created_at: str
-    kek_id: str
-    key_id: uuid.UUID
-    wrapped: bytes
-    document: dict[str, Any] = field(repr=False, compare=False)
-
-
-def _config_document(repository_id: uuid.UUID, created_at: str, kek_id: str,
-                     key_id: uuid.UUID, wrapped: bytes, config_key: bytes) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "format": FORMAT,
-        "repository_id": str(repository_id),
-        "created_at": created_at,
-        "chunks": {"compression": "zstd", "cipher": "aes-256-gcm",
-                   "address": "hmac-sha256"},
-        "backup_key": {"kek_id": kek_id, "key_id": str(key_id),
-                       "wrapped": base64.b64encode(wrapped).decode()},
-    }
-    document["hmac"] = _config_mac(config_key, document)
-    return document
-
-
-def _config_mac(key: bytes, document: dict[str, Any]) -> str:
-    body = {k: v for k, v in document.items() if k != "hmac"}
-    return hmac.new(key, canonical_json(body), hashlib.sha256).hexdigest()
-
-
-def _parse_config(target: Target, name: str, data: bytes) -> RepositoryConfig:
-    where = f"{target.describe()}: {name}"
-    try:
-        document = json.loads(data)
-    except (UnicodeDecodeError, ValueError):
-        raise IntegrityError(f"{where} is not valid JSON (corrupted)") from None
-    if not isinstance(document, dict):
-        raise IntegrityError(f"{where} is not a JSON object (corrupted)")
-    version = document.get("format")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise IntegrityError(f"{where} has no format version (corrupted)")
-    if version > FORMAT:
-        raise IntegrityError(f"{where} has format {version}; this Strongroom reads format "
-                             f"{FORMAT} (upgrade Strongroom)")
-    try:
-        key_block = document["backup_key"]
-        return RepositoryConfig(
-            repository_id=uuid.UUID(document["repository_id"]),
-            created_at=str(document["created_at"]),
-            kek_id=str(key_block["kek_id"]),
-            key_id=uuid.UUID(key_block["key_id"]),
-            wrapped=base64.b64decode(key_block["wrapped"], validate=True),
-            document=document)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise IntegrityError(f"{where} is missing fields or has malformed ones "
-                             "(corrupted or not a Strongroom repository)") from None
-
-
-def _read_config(target: Target, name: str) -> RepositoryConfig | None:
-    try:
-        data = target.get(name)
-    except NotFoundError:
-        return None
-    return _parse_config(target, name, data)
-
-
-def _unwrap(target: Target, name: str, config: RepositoryConfig, keyring: Keyring) -> bytes:
-    try:
-        key = keyring.unwrap(config.key_id, _Purpose.BACKUP_REPOSITORY,  # type: ignore[arg-type]
-                             config.wrapped, config.kek_id)
-    except CryptoError:
-        raise IntegrityError(f"{target.describe()}: {name}: the wrapped backup key failed "
-                             "authentication (corrupted or tampered)") from None
-    if not hmac.compare_digest(config.document.get("hmac", "").encode(),
-                               _config_mac(_derive(key, b"strongroom-backup-config"),
-                                           config.document).encode()):
-        raise IntegrityError(f"{target.describe()}: {name} failed HMAC verification "
-                             "(a field was altered)")
-    return key
-
-
-def _wrong_kek(target: Target, config: RepositoryConfig, keyring: Keyring) -> KeyUnavailableError:
-    return KeyUnavailableError(
-        f"backup repository {target.describe()} is keyed to KEK {config.kek_id}, but the "
-        f"loaded KEK is {keyring.kek_id}: wrong key file, or the repository was not "
-        "rewrapped after a KEK rotation (load the retired key file or recovery kit)")
-
 
 def init_repository(target: Target, keyring: Keyring, *, clock: Clock = utcnow,
                     compression_level: int = DEFAULT_LEVEL, zstd_threads: int = 0) -> Repository:
@@ -219,20 +81,7 @@ def init_repository(target: Target, keyring: Keyring, *, clock: Clock = utcnow,
     Refuses (ConflictError) if the target already holds a config.json: overwriting it
     would orphan every existing backup (their key exists only in that file).
     """
-    if target.exists(CONFIG_KEY):
-        raise ConflictError(f"{target.describe()} already holds a backup repository "
-                            f"({CONFIG_KEY} exists); open it instead")
-    backup_key = os.urandom(32)
-    repository_id = uuid.uuid4()
-    key_id = new_id()
-    wrapped = keyring.wrap(backup_key, key_id, _Purpose.BACKUP_REPOSITORY,  # type: ignore[arg-type]
-                           keyring.kek_id)
-    document = _config_document(repository_id, clock().isoformat(), keyring.kek_id, key_id,
-                                wrapped, _derive(backup_key, b"strongroom-backup-config"))
-    if not target.put_if_absent(CONFIG_KEY, canonical_json(document)):
-        raise ConflictError(f"{target.describe()}: another process created a repository "
-                            "here at the same moment; open it instead")
-    config = _parse_config(target, CONFIG_KEY, canonical_json(document))
+    config, backup_key = init_keys(target, keyring, clock=clock)
     return Repository(target, config, backup_key, compression_level=compression_level,
                       zstd_threads=zstd_threads, keyring=keyring)
 
@@ -246,24 +95,7 @@ def open_repository(target: Target, keyring: Keyring, *,
     If an unconfirmed `rewrap` left config.previous under a KEK that *is* loaded (the
     rotation to the new KEK was abandoned), the repository opens through it.
     """
-    config = _read_config(target, CONFIG_KEY)
-    if config is None and next(iter(target.list()), None) is None:
-        raise NotFoundError(f"{target.describe()}: no backup repository here yet (the first backup creates it)")
-    if config is None:
-        raise IntegrityError(f"{target.describe()}: {CONFIG_KEY} is missing: not a backup "
-                             "repository, or its config was deleted (restore it from a "
-                             "copy of the target; without it no backup here can be read)")
-    name = CONFIG_KEY
-    if config.kek_id not in keyring.kek_ids():
-        previous = _read_config(target, PREVIOUS_CONFIG_KEY)
-        if (previous is None or previous.kek_id not in keyring.kek_ids()
-                or previous.repository_id != config.repository_id):
-            raise _wrong_kek(target, config, keyring)
-        log.warning("%s: %s is wrapped by KEK %s, which is not loaded; opening through %s "
-                    "(KEK %s)", target.describe(), CONFIG_KEY, config.kek_id,
-                    PREVIOUS_CONFIG_KEY, previous.kek_id)
-        config, name = previous, PREVIOUS_CONFIG_KEY
-    backup_key = _unwrap(target, name, config, keyring)
+    config, backup_key = open_keys(target, keyring)
     return Repository(target, config, backup_key, compression_level=compression_level,
                       zstd_threads=zstd_threads, keyring=keyring)
 
@@ -271,62 +103,25 @@ def open_repository(target: Target, keyring: Keyring, *,
 def rewrap(repository: Repository, keyring: Keyring) -> Repository:
     """Wrap the repository's backup key under `keyring.kek_id` (after a KEK rotation).
 
-    The backup key itself does not change, so every chunk and manifest stays valid; only
-    config.json is rewritten, with one atomic put. Before that, the current config is
-    copied to config.previous, and it stays there until `confirm_rewrap`: if the
-    rotation is abandoned or the new KEK is lost before it reaches the key file and the
-    recovery kit, the old KEK still opens the repository through config.previous
-    (open_repository falls back to it). Confirm only once the new KEK is installed and
-    backed up. Re-running after a crash at any point converges to the same state.
-
-    Refuses (ConflictError) while a different, unconfirmed rewrap's config.previous is
-    present, so two rotations in a row cannot discard the only copy under an older KEK.
+    Only config.json changes; the config before it stays in config.previous until
+    `confirm_rewrap`, so the old KEK still opens the repository if the rotation is
+    abandoned. The protocol and its crash safety: repo_keys.rewrap_keys.
     """
     target = repository.target
     if repository.config.kek_id == keyring.kek_id:
         return repository
-    stored = target.get(CONFIG_KEY)
-    current = _parse_config(target, CONFIG_KEY, stored)
-    if current.kek_id == keyring.kek_id:
+    rewrapped = rewrap_keys(target, repository.id, repository._backup_key, keyring)
+    if rewrapped is None:
         return open_repository(target, keyring)
-    if current.repository_id != repository.id:
-        raise ConflictError(f"{target.describe()}: {CONFIG_KEY} belongs to another "
-                            "repository than the one opened")
-    try:
-        previous = target.get(PREVIOUS_CONFIG_KEY)
-    except NotFoundError:
-        previous = None
-    if previous is not None and previous != stored:
-        raise ConflictError(
-            f"{target.describe()}: {PREVIOUS_CONFIG_KEY} holds an unconfirmed earlier "
-            "rewrap; confirm it (confirm_rewrap) before rewrapping again")
-    if previous is None:
-        target.put(PREVIOUS_CONFIG_KEY, stored)
-    key = repository._backup_key
-    wrapped = keyring.wrap(key, current.key_id, _Purpose.BACKUP_REPOSITORY,  # type: ignore[arg-type]
-                           keyring.kek_id)
-    document = _config_document(current.repository_id, current.created_at, keyring.kek_id,
-                                current.key_id, wrapped,
-                                _derive(key, b"strongroom-backup-config"))
-    target.put(CONFIG_KEY, canonical_json(document))
-    reopened = open_repository(target, keyring, compression_level=repository.compression_level,
-                               zstd_threads=repository.zstd_threads)
-    if reopened.config.kek_id != keyring.kek_id or not hmac.compare_digest(
-            reopened._backup_key, key):
-        raise IntegrityError(f"{target.describe()}: {CONFIG_KEY} did not read back as "
-                             "written after rewrapping; config.previous was kept")
-    return reopened
+    config, backup_key = rewrapped
+    return Repository(target, config, backup_key, compression_level=repository.compression_level,
+                      zstd_threads=repository.zstd_threads, keyring=keyring)
 
 
 def confirm_rewrap(target: Target, keyring: Keyring) -> Repository:
     """Drop config.previous once config.json opens with the keyring's primary KEK."""
-    config = _read_config(target, CONFIG_KEY)
-    if config is None or config.kek_id != keyring.kek_id:
-        raise ConflictError(f"{target.describe()}: {CONFIG_KEY} is not wrapped by KEK "
-                            f"{keyring.kek_id}; rewrap first")
-    repository = Repository(target, config, _unwrap(target, CONFIG_KEY, config, keyring), keyring=keyring)
-    target.delete(PREVIOUS_CONFIG_KEY)
-    return repository
+    config, backup_key = confirm_rewrap_keys(target, keyring)
+    return Repository(target, config, backup_key, keyring=keyring)
 
 
 # =====================================================================================
@@ -346,9 +141,11 @@ class Repository:
         self.compression_level = compression_level
         self.zstd_threads = zstd_threads
         self._backup_key = backup_key
-        self._chunk_cipher = AESGCM(_derive(backup_key, b"strongroom-backup-chunk"))
-        self._address_key = _derive(backup_key, b"strongroom-backup-chunk-address")
-        self._manifest_key = _derive(backup_key, b"strongroom-backup-manifest")
+        subkeys = derive_subkeys(backup_key)
+        self._chunk_cipher = AESGCM(subkeys.chunk)
+        self._address_key = subkeys.address
+        self._manifest_key = subkeys.manifest
+        self._keybag_key = subkeys.keybag
         # zstd contexts are not thread-safe: one of each per thread.
         self._local = threading.local()
 
@@ -361,36 +158,30 @@ class Repository:
 
     def keybag_key(self) -> bytes:
         """The key sealing the key bag (core/backup/keybag.py)."""
-        return _derive(self._backup_key, b"strongroom-backup-keybag")
+        return self._keybag_key
 
     # -- chunks -----------------------------------------------------------------------
 
     def address_of(self, plain: bytes) -> str:
         """The chunk's content address: HMAC-SHA256(address key, plaintext), hex."""
-        mac = self.address_hasher()
-        mac.update(plain)
-        return mac.hexdigest()
+        return address_of(self._address_key, plain)
 
     def address_hasher(self) -> hmac.HMAC:
-        """An empty address hash, to feed a chunk's plaintext piece by piece.
-
-        An HMAC object, not hmac.digest(): its update() releases the GIL on large inputs
-        (3.11's one-shot digest does not), so threads hash in parallel."""
-        return hmac.new(self._address_key, digestmod=hashlib.sha256)
+        """An empty address hash, to feed a chunk's plaintext piece by piece
+        (see chunks.address_hasher)."""
+        return address_hasher(self._address_key)
 
     def _compressor(self) -> zstandard.ZstdCompressor:
         compressor = getattr(self._local, "compressor", None)
         if compressor is None:
-            compressor = zstandard.ZstdCompressor(level=self.compression_level,
-                                                  threads=self.zstd_threads,
-                                                  write_content_size=True)
+            compressor = new_compressor(self.compression_level, self.zstd_threads)
             self._local.compressor = compressor
         return compressor
 
     def _decompressor(self) -> zstandard.ZstdDecompressor:
         decompressor = getattr(self._local, "decompressor", None)
         if decompressor is None:
-            decompressor = zstandard.ZstdDecompressor()
+            decompressor = new_decompressor()
             self._local.decompressor = decompressor
         return decompressor
 
@@ -406,11 +197,8 @@ class Repository:
         existing = self.target.size(key)
         if existing is not None:
             return StoredChunk(ChunkRef(address=address, size=len(plain), stored_size=existing), 0)
-        compressed = self._compressor().compress(plain)
-        nonce = os.urandom(_NONCE)
-        sealed = self._chunk_cipher.encrypt(nonce, compressed, _CHUNK_AAD + _HEADER + address.encode())
-        data = b"".join((_HEADER, nonce, sealed))
-        del compressed, sealed
+        data = seal_chunk(plain, address, cipher=self._chunk_cipher,
+                          compressor=self._compressor())
         new = self.target.put_if_absent(key, data)
         ref = ChunkRef(address=address, size=len(plain), stored_size=len(data))
         return StoredChunk(ref, len(data) if new else 0)
@@ -425,31 +213,10 @@ class Repository:
         `recheck_address=False` skips recomputing the keyed hash of the plaintext, for
         readers (restore) that check every byte against the manifest's table hashes.
         """
-        key = chunk_key(ref.address)
-        data = memoryview(self.target.get(key))
-        if len(data) < 1 + _NONCE + _TAG:
-            raise IntegrityError(f"chunk {key} is truncated ({len(data)} bytes)")
-        if data[0] != CHUNK_VERSION:
-            raise IntegrityError(f"chunk {key} has unknown format version {data[0]} "
-                                 "(corrupted or tampered)")
-        try:
-            compressed = self._chunk_cipher.decrypt(
-                data[1:1 + _NONCE], data[1 + _NONCE:],
-                _CHUNK_AAD + _HEADER + ref.address.encode())
-        except InvalidTag:
-            raise IntegrityError(f"chunk {key} failed authentication "
-                                 "(corrupted or tampered)") from None
-        try:
-            plain = self._decompressor().decompress(compressed, max_output_size=ref.size)
-        except zstandard.ZstdError:
-            raise IntegrityError(f"chunk {key} does not decompress to its recorded size "
-                                 f"{ref.size}") from None
-        if len(plain) != ref.size:
-            raise IntegrityError(f"chunk {key} holds {len(plain)} bytes; the manifest "
-                                 f"records {ref.size}")
-        if recheck_address and not hmac.compare_digest(self.address_of(plain), ref.address):
-            raise IntegrityError(f"chunk {key} does not match its content address")
-        return plain
+        data = self.target.get(chunk_key(ref.address))
+        return open_chunk(data, ref, cipher=self._chunk_cipher,
+                          decompressor=self._decompressor(), address_key=self._address_key,
+                          recheck_address=recheck_address)
 
     # -- manifests --------------------------------------------------------------------
 

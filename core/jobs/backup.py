@@ -36,7 +36,8 @@ from strongroom.core.backup import configurations, keybag
 from strongroom.core.backup import files as backup_files
 from strongroom.core.files.store import open_files_target
 from strongroom.core.backup.locks import Lock
-from strongroom.core.backup.repository import Repository, StoredChunk
+from strongroom.core.backup.chunks import StoredChunk
+from strongroom.core.backup.repository import Repository
 from strongroom.core.context import Context
 from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import set_scope, transaction

@@ -2,7 +2,7 @@
 
 A target stores opaque, already-encrypted objects under string keys. The backup job
 writes content-addressed chunks (the key is a keyed HMAC-SHA256 of the chunk's
-plaintext, see core/backup/repository.py, so within a repository a key always names
+plaintext, see core/backup/chunks.py, so within a repository a key always names
 the same content) and, last, one manifest per snapshot; a snapshot without
 its manifest does not exist. Targets therefore promise exactly two things beyond
 get/put: a reader never sees half an object, and `put_if_absent` lets the job skip

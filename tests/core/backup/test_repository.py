@@ -21,9 +21,8 @@ from hypothesis import strategies as st
 
 from strongroom.core.backup.manifest import AuditHead, Manifest, TableEntry
 from strongroom.core.backup.layout import chunk_key, manifest_key
+from strongroom.core.backup.repo_keys import CONFIG_KEY, PREVIOUS_CONFIG_KEY
 from strongroom.core.backup.repository import (
-    CONFIG_KEY,
-    PREVIOUS_CONFIG_KEY,
     Repository,
     confirm_rewrap,
     init_repository,
