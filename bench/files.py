@@ -69,7 +69,7 @@ def _child(args: argparse.Namespace) -> None:
         from strongroom.core.jobs import backup
         out = {"snapshot_id": backup.run(ctx, {"full": True}, lambda *a: None)["snapshot_id"]}
     elif args.child == "restore":
-        from strongroom.core import restore
+        from strongroom.core.jobs import restore
         result = restore.run(ctx, {"snapshot_id": args.file, "dest": f"sqlite:///{Path(args.out) / 'strongroom.db'}"},
                              lambda *a: None)
         out = {"files": result["files"]}
