@@ -175,7 +175,7 @@ def status_cmd(d: "Daemon", call: Call) -> dict:
     return d.status()
 
 
-@command("health", permission=None, inline=True)
+@command("health", permission=None)   # not inline: the first read may query the database
 def health_cmd(d: "Daemon", call: Call) -> dict:
     """The last health snapshot (the same one published on the `health` topic): role,
     running jobs, last backup, audit chain, integrity, sync; storage per table (rows,

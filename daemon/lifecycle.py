@@ -137,6 +137,11 @@ class Daemon:
         self.control.rates.forget_limits()
 
     def health_snapshot(self) -> dict:
+        """The health loop's last snapshot. Until its first one lands (at start, or a
+        long first read on a loaded machine) the caller's thread takes one itself, so a
+        reader never gets a snapshot with its sections missing."""
+        if not self._health_snapshot:
+            self._health_snapshot = self._read_health()
         return dict(self._health_snapshot)
 
     def redacted_config(self) -> dict:
