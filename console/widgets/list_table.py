@@ -1,0 +1,112 @@
+"""A DataTable that `/` can filter: every row kept, only the matching ones shown.
+
+Textual's DataTable cannot hide a row, so a filter that removed rows would lose them:
+the next live update of a hidden row (`update_cell`) would fail, and clearing the filter
+could not bring it back. ListTable keeps every row it is given, in order, and shows the
+ones whose visible text matches the filter. Tabs use it exactly as a DataTable
+(add_row, update_cell, remove_row, clear) and never see the difference.
+
+Matching is fuzzy, the command palette's own matcher (textual.fuzzy), term by term:
+each space-separated term must match somewhere in the row's visible cells, so
+`bkp fail` finds a failed backup whatever the column order.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.fuzzy import Matcher
+from textual.widgets import DataTable
+from textual.widgets.data_table import CellType, RowKey
+
+_keys = itertools.count()
+
+
+@dataclass
+class _Row:
+    cells: list
+    height: int | None
+    label: object
+
+
+def plain(cell: object) -> str:
+    """What a person reads in a cell: Rich markup and styles dropped."""
+    if isinstance(cell, Text):
+        return cell.plain
+    return "" if cell is None else str(cell)
+
+
+def matches(terms: list[Matcher], cells: list) -> bool:
+    text = "  ".join(plain(c) for c in cells)
+    return all(term.match(text) > 0 for term in terms)
+
+
+class ListTable(DataTable):
+    """A DataTable with `filter_text`: rows not matching it are held back, not lost."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._rows: dict[str, _Row] = {}
+        self._terms: list[Matcher] = []
+        self.filter_text = ""
+
+    # -- what a tab calls, as on a DataTable ------------------------------------------------
+    def add_row(self, *cells: CellType, height: int | None = 1, key: str | None = None,
+                label=None) -> RowKey:
+        key = key if key is not None else f"_row{next(_keys)}"
+        self._rows[key] = _Row(list(cells), height, label)
+        if self._shown(self._rows[key]):
+            return super().add_row(*cells, height=height, key=key, label=label)
+        return RowKey(key)
+
+    def update_cell(self, row_key: RowKey | str, column_key, value: CellType, *,
+                    update_width: bool = False) -> None:
+        key = row_key.value if isinstance(row_key, RowKey) else row_key
+        row = self._rows[key]                      # KeyError like DataTable's for an unknown row
+        index = self.get_column_index(column_key)
+        row.cells[index] = value
+        if key in self.rows:
+            super().update_cell(row_key, column_key, value, update_width=update_width)
+        elif self._shown(row):                     # the change makes it match: show it again
+            self._refilter()
+
+    def remove_row(self, row_key: RowKey | str) -> None:
+        key = row_key.value if isinstance(row_key, RowKey) else row_key
+        del self._rows[key]
+        if key in self.rows:
+            super().remove_row(row_key)
+
+    def clear(self, columns: bool = False):
+        self._rows.clear()
+        return super().clear(columns)
+
+    # -- the filter ----------------------------------------------------------------------
+    @property
+    def total_rows(self) -> int:
+        """Rows held, shown or not (`row_count` is the shown ones)."""
+        return len(self._rows)
+
+    def set_filter(self, text: str) -> None:
+        """Show the rows matching `text` (empty: all), keeping the cursor on the row it
+        was on when that row still shows."""
+        text = " ".join(text.split())
+        if text == self.filter_text:
+            return
+        self.filter_text = text
+        self._terms = [Matcher(term) for term in text.split()]
+        self._refilter()
+
+    def _shown(self, row: _Row) -> bool:
+        return not self._terms or matches(self._terms, row.cells)
+
+    def _refilter(self) -> None:
+        current = None
+        if self.row_count and self.cursor_row >= 0:
+            current = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        super().clear()
+        for key, row in self._rows.items():
+            if self._shown(row):
+                super().add_row(*row.cells, height=row.height, key=key, label=row.label)
+        if current is not None and current in self.rows:
+            self.move_cursor(row=self.get_row_index(current))
