@@ -110,6 +110,7 @@ class MainScreen(Screen):
     def on_mount(self) -> None:
         self.load_identity()
         self.watch_daemon()
+        self.call_after_refresh(self.app.settle_heap)
 
     def show_status(self) -> None:
         """The status line: whether events flow, and when the view last took live data."""
