@@ -63,6 +63,31 @@ class EnrolmentRequired(AuthError):
         self.pending = pending
 
 
+def seal_for_user(conn: Connection, keyring: Keyring, aad: tuple[str, str], user_id: uuid.UUID,
+                  payload: dict) -> str:
+    """`payload` sealed with the system data key, bound to the user's row and to `aad`
+    (what the token is for), as `<user id>.<base64url>`: a token any daemon on the
+    database can open, and only for that purpose."""
+    sealed = keyring.system_cipher(conn).encrypt_text(json.dumps(payload), *aad, user_id)
+    return f"{user_id}.{base64.urlsafe_b64encode(sealed).decode().rstrip('=')}"
+
+
+def open_for_user(conn: Connection, keyring: Keyring, aad: tuple[str, str], token: str,
+                  invalid: str) -> tuple[uuid.UUID, dict]:
+    """The user and payload of a token `seal_for_user` made for `aad`; AuthError(invalid)
+    when it is malformed, was sealed for another purpose or user, or not by us."""
+    user_part, _, sealed_part = token.partition(".")
+    try:
+        user_id = uuid.UUID(user_part)
+        sealed = base64.urlsafe_b64decode(sealed_part + "=" * (-len(sealed_part) % 4))
+        payload = json.loads(keyring.cipher(conn, key_id_of(sealed)).decrypt_text(sealed, *aad, user_id))
+    except (ValueError, TypeError, binascii.Error, CryptoError, KeyUnavailableError):
+        raise AuthError(invalid) from None
+    if not isinstance(payload, dict):
+        raise AuthError(invalid)
+    return user_id, payload
+
+
 def password_fingerprint(password_hash: str) -> str:
     """Changes whenever the password does; a hash of the hash, so the token names neither."""
     return hashlib.sha256(password_hash.encode()).hexdigest()[:32]
@@ -73,10 +98,8 @@ def offer(conn: Connection, keyring: Keyring, user_id: uuid.UUID, username: str,
     """A new secret for `username` and the token that carries it, sealed, until confirmed."""
     secret = totp.new_secret()
     expires_at = now + LIFETIME
-    payload = json.dumps({"secret": secret, "expires": expires_at.timestamp(),
-                          "password": password_fingerprint(password_hash)})
-    sealed = keyring.system_cipher(conn).encrypt_text(payload, *_AAD, user_id)
-    token = f"{user_id}.{base64.urlsafe_b64encode(sealed).decode().rstrip('=')}"
+    token = seal_for_user(conn, keyring, _AAD, user_id, {
+        "secret": secret, "expires": expires_at.timestamp(), "password": password_fingerprint(password_hash)})
     shown = totp.enrolment_for(secret, username, issuer)
     return PendingEnrolment(username=username, expires_at=expires_at, token=token, secret=secret,
                             uri=shown.uri, qr_text=shown.qr_text)
@@ -92,14 +115,11 @@ class Opened:
 def open_token(conn: Connection, keyring: Keyring, token: str, now: datetime) -> Opened:
     """The user, secret and password fingerprint a token carries; AuthError when it is
     malformed, was not sealed by us for that user, or has expired."""
-    user_part, _, sealed_part = token.partition(".")
+    user_id, payload = open_for_user(conn, keyring, _AAD, token, INVALID)
     try:
-        user_id = uuid.UUID(user_part)
-        sealed = base64.urlsafe_b64decode(sealed_part + "=" * (-len(sealed_part) % 4))
-        payload = json.loads(keyring.cipher(conn, key_id_of(sealed)).decrypt_text(sealed, *_AAD, user_id))
         secret, password = str(payload["secret"]), str(payload["password"])
         expires_at = datetime.fromtimestamp(float(payload["expires"]), timezone.utc)
-    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error, CryptoError, KeyUnavailableError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise AuthError(INVALID) from None
     if now >= expires_at:
         raise AuthError("the enrolment has expired; log in again to start over")

@@ -122,9 +122,11 @@ def list_users(conn: Connection, *, practice_id: uuid.UUID | None = None) -> lis
 
 def create_user(conn: Connection, keyring: Keyring, settings: Settings, practice_id: uuid.UUID,
                 username: str, password: str, role: str | Role, full_name: str = "",
-                email: str | None = None, *, actor: str = "system",
+                email: str | None = None, *, actor: str = "system", enrol_now: bool = True,
                 now: datetime | None = None) -> tuple[UserRecord, Enrolment | None]:
-    """Create a user; returns the enrolment (shown once) when the role requires 2FA."""
+    """Create a user; returns the enrolment (shown once) when the role requires 2FA.
+    `enrol_now=False` leaves the second factor to the holder, who enrols at first login
+    (an invited account: the administrator must never see the holder's secret)."""
     now = now or utcnow()
     username = validate_username(username)
     role = parse_role(role)
@@ -144,7 +146,7 @@ def create_user(conn: Connection, keyring: Keyring, settings: Settings, practice
     except DBIntegrityError:  # a concurrent creation won the unique constraint
         raise ConflictError(f"user {username!r} already exists") from None
     enrolment = None
-    if requires_2fa(role, settings):
+    if enrol_now and requires_2fa(role, settings):
         enrolment = totp.enrol(conn, keyring, user_id, username, settings.auth.totp_issuer, now=now)
     security.record(conn, "user_created", user_id=user_id, username=username, actor=actor,
                     description=f"user created with role {role.value}",
