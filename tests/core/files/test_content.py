@@ -9,6 +9,7 @@ import json
 import os
 import threading
 import uuid
+from types import SimpleNamespace
 
 import pytest
 import zstandard
@@ -189,3 +190,30 @@ def test_drain_waits_until_every_full_chunk_is_stored(parts):
     assert len(_objects(parts)) == 3          # the fourth (last) chunk is held until finish
     stored = writer.finish()
     assert len(_objects(parts)) == stored.chunks + 1 == 5
+
+
+def test_a_chunk_that_does_not_compress_is_not_compressed_whole(parts, monkeypatch):
+    """Scans and photos do not shrink: only two 64 KiB samples of such a chunk are tried,
+    and it is stored raw; a chunk of text is compressed whole and stored as zstd."""
+    tried: list[int] = []
+
+    class Spy:
+        def __init__(self, **options):
+            self._real = zstandard.ZstdCompressor(**options)
+
+        def compress(self, data):
+            tried.append(len(data))
+            return self._real.compress(data)
+    monkeypatch.setattr(content, "zstandard", SimpleNamespace(
+        ZstdCompressor=Spy, ZstdDecompressor=zstandard.ZstdDecompressor, ZstdError=zstandard.ZstdError))
+    random_part = os.urandom(content.CHUNK_SIZE)
+    text_part = (b"session notes " * (content.CHUNK_SIZE // 14 + 1))[:content.CHUNK_SIZE]
+    file_id, stored = _write(parts, random_part + text_part, MIB)
+    assert content.CHUNK_SIZE not in tried[:2] and tried[:2] == [content.SAMPLE] * 2   # chunk 0: samples only
+    assert content.CHUNK_SIZE in tried                                                  # chunk 1: whole
+    target, cipher, _ = parts
+    manifest = content.read_manifest(target, lambda _kid: cipher, file_id, stored.storage_key)
+    codecs = [cipher.decrypt(target.get(key), content.chunk_aad(file_id, i, i == 1))[0]
+              for i, key in enumerate(manifest["chunks"])]
+    assert codecs == [0, 1]
+    assert _read(parts, file_id, stored) == random_part + text_part
