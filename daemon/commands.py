@@ -230,7 +230,7 @@ def jobs_kinds_cmd(d: "Daemon", call: Call) -> list[dict]:
 @command("job.run", permission=None, args=JobRunArgs, result=m_jobs.JobRun)
 def job_run_cmd(d: "Daemon", call: Call) -> dict:
     """Start a job now (needs job:<kind>:run); returns the run id. The params are
-    checked against the kind's model (`jobs.kinds`) before anything is stored."""
+    checked against the kind's model (`job.kind.list`) before anything is stored."""
     a: JobRunArgs = call.args
     job_kind(a.kind)        # an unknown kind is not_found, before its name can reach a message
     d.require(call.principal, f"job:{a.kind}:run")

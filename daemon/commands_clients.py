@@ -1,6 +1,6 @@
 """Control commands about clients for the console's pickers.
 
-`clients.find` looks clients up by exact search terms through their blind indexes
+`client.find` looks clients up by exact search terms through their blind indexes
 (core.repository.clients.pick_clients): a person choosing the client of a legal hold, an
 erasure request or an export filter types a last name, an email or the SSN's last four
 digits instead of pasting an id. The answer is masked for everyone (ids, status, when

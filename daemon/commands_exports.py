@@ -2,8 +2,8 @@
 exported (for the console's form), and starting one.
 
 History and details need `audit:read` (they show who exported what, when, and where the
-files are; never the data). Starting an export needs `job:export:run`; `exports.run`
-checks the request and the caller's permissions at once (as `exports.save` does
+files are; never the data). Starting an export needs `job:export:run`; `export.run`
+checks the request and the caller's permissions at once (as `export.configuration.create` does
 before it keeps a request as a named configuration), so a bad field or a missing
 phi:read is an immediate error rather than a failed run, then seals the ZIP password
 (if any) with the system key and queues an `export` run, which follows the same
@@ -110,7 +110,7 @@ def run_cmd(d: "Daemon", call: Call) -> dict:
 @command("export.configuration.create", permission="job:export:run", args=SaveArgs, result=SavedConfiguration)
 def save_cmd(d: "Daemon", call: Call) -> dict:
     """Save an export request as a named configuration (checked now; run it with
-    exports.run configuration=NAME). An encrypted one asks for its password at each run."""
+    export.run configuration=NAME). An encrypted one asks for its password at each run."""
     a: SaveArgs = call.args
     return export_job.save_configuration(d.ctx, a.name, a.model_dump(exclude={"name"}), call.principal)
 

@@ -9,21 +9,21 @@ order, and finished; the daemon holds each open transfer (at most MAX_TRANSFERS,
 for the session that opened it, dropped after IDLE_SECONDS without a call) and never
 more than one chunk of its content:
 
-    files.add {client_id, name, content_type, size, description?} -> {upload_id, transfer_bytes}
-    files.add.chunk {upload_id, data}          (repeated, in order)
-    files.add.commit {upload_id}               -> the file (the row exists from here on)
-    files.add.abort {upload_id}                (stored chunks deleted)
-    files.get {file_id}                        -> {download_id, size, content_type, name} (audited READ)
-    files.get.chunk {download_id}              -> {data, final} (repeated until final)
+    file.add {client_id, name, content_type, size, description?} -> {upload_id, transfer_bytes}
+    file.chunk.add {upload_id, data}          (repeated, in order)
+    file.upload.commit {upload_id}               -> the file (the row exists from here on)
+    file.upload.abort {upload_id}                (stored chunks deleted)
+    file.get {file_id}                        -> {download_id, size, content_type, name} (audited READ)
+    file.chunk.get {download_id}              -> {data, final} (repeated until final)
 
 Every chunk handed out has been authenticated; the last one only after the whole file
 matched its recorded size and hash, so a client that writes to a temporary file and
 renames it only after `final` never keeps a tampered or truncated file.
 
 With `[files] scanner = "clamd"` each upload's content goes to clamd as its chunks
-arrive (core.files.scan); files.add.commit answers `virus_scan_status` clean, or
+arrive (core.files.scan); file.upload.commit answers `virus_scan_status` clean, or
 pending (with `scan_note`) when clamd gave no verdict, or refuses an infected file
-with bad_request after its security event is committed. files.get refuses a file not
+with bad_request after its security event is committed. file.get refuses a file not
 scanned clean (forbidden) unless the caller has files:quarantine:read.
 """
 from __future__ import annotations
@@ -142,7 +142,7 @@ def _decode(data: str, limit: int) -> bytes:
 @command("file.add", permission="table:client_files:write", args=AddArgs, result=UploadStarted)
 def add_cmd(d: "Daemon", call: Call) -> dict:
     """Start adding a file to a client (name, type and size checked against [files] first);
-    send its content with files.add.chunk, then files.add.commit."""
+    send its content with file.chunk.add, then file.upload.commit."""
     a: AddArgs = call.args
     with transaction(d.ctx.engine, read_only=True) as conn:
         upload = files.begin_add(conn, d.ctx.keyring, call.principal, _target(d), d.ctx.settings.files,

@@ -1,4 +1,4 @@
-"""`integrity.report`: what the integrity job checked last time, with its evidence.
+"""`integrity.report.get`: what the integrity job checked last time, with its evidence.
 
 The job (core/jobs/integrity.py) records each check twice: in its run's result (the
 `checks` list, kept even when the run fails) and as a row of `integrity_checks` (with

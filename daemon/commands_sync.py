@@ -154,7 +154,7 @@ def sync_conflicts_cmd(d: "Daemon", call: Call) -> list[dict]:
 @command("sync.conflict.get", permission="sync:resolve", args=ConflictArgs, result=ConflictShown)
 def sync_conflict_cmd(d: "Daemon", call: Call) -> dict:
     """One conflict: base, local and remote for the fields that differ (field_values),
-    only the names of the others (other_fields; sync.conflict.field shows one); PHI
+    only the names of the others (other_fields; sync.conflict.field.get shows one); PHI
     masked without phi:read, a plaintext view audited as a READ of the differing fields."""
     with transaction(d.ctx.engine) as conn:   # writable: a plaintext view is audited
         return conflicts.get_conflict(conn, d.ctx.keyring, call.principal, call.args.conflict_id)

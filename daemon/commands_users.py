@@ -110,9 +110,9 @@ ROLE_TEXT = {
 
 @command("role.list", permission=MANAGE, result=list[RoleInfo])
 def roles_list_cmd(d: "Daemon", call: Call) -> list[dict]:
-    """Every role once: its value (as user.set_role takes it), name, scope (practice or
+    """Every role once: its value (as user.role.set takes it), name, scope (practice or
     operator), what it is for, its permissions, and whether the caller may give it (a
-    role holding a permission the caller lacks is refused by user.set_role)."""
+    role holding a permission the caller lacks is refused by user.role.set)."""
     out = []
     for role in Role:
         name, scope, summary = ROLE_TEXT[role]

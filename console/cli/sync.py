@@ -233,7 +233,7 @@ async def _queue(client: Client, status: str) -> list[dict]:
 
 async def _summary(client: Client, conflict_id: uuid.UUID) -> dict:
     """One conflict as the queue shows it: which fields differ, without opening any value
-    (`sync.conflict` opens them, and audits that as a read of the row for phi:read). The
+    (`sync.conflict.get` opens them, and audits that as a read of the row for phi:read). The
     queue pages by id, so the page that starts just below this id begins with it."""
     args: dict = {"status": "all", "limit": 1}
     if conflict_id.int:

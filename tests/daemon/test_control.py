@@ -184,6 +184,17 @@ def test_help_lists_every_command_with_its_permission(daemon):
     assert names["user.list"] == "user:manage"
 
 
+def test_old_names_still_work_as_deprecated_aliases(daemon):
+    """Scripts outside may call the names commands had before noun.verb: one release more."""
+    listed = {c["cmd"]: c for c in daemon.call("help", token=None)}
+    assert listed["jobs.list"]["alias_of"] == "job.list" and "deprecated" in listed["jobs.list"]["help"]
+    assert listed["users.list"]["permission"] == listed["user.list"]["permission"] == "user:manage"
+    assert listed["job.list"]["alias_of"] is None
+    assert daemon.call("jobs.list") == daemon.call("job.list")
+    assert daemon.call("jobs.kinds") == daemon.call("job.kind.list")
+    assert daemon.call("sessions.list") == daemon.call("session.list")
+
+
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(
     st.binary(max_size=300),

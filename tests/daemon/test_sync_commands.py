@@ -84,7 +84,7 @@ def test_a_conflict_shows_the_differing_fields_and_reveals_others_one_at_a_time(
     assert plain and plain not in json.dumps(view)                             # not in the view, only here
     (read,) = sync_daemon.call("audit.tail", {"limit": 1, "action": "READ"})
     assert (read["table_name"], read["record_id"]) == ("clients", view["row_id"])
-    assert read["details"]["fields"] == ["ssn"] and read["details"]["via"] == "sync.conflict.field.get"
+    assert read["details"]["fields"] == ["ssn"] and read["details"]["via"] == "sync.conflict.field"
     assert plain not in json.dumps(read)
 
     token = login(sync_daemon, "operator1", sync_daemon.seeded["operator_totp"])
