@@ -9,6 +9,7 @@ when the committed file differs from what the code would write. Regenerate with
 """
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any
 
@@ -90,7 +91,7 @@ def _result_fields(schema: dict[str, Any]) -> list[str]:
 
 
 def render() -> str:
-    import strongroom.daemon.main  # noqa: F401  (registers every command module)
+    importlib.import_module("strongroom.daemon.main")     # registers every command module
     from strongroom.daemon.commands import ALIASES, REGISTRY
 
     result_types, result_models = _result_schemas(REGISTRY)

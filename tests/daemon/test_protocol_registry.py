@@ -2,15 +2,17 @@
 old names keep working as aliases for one release."""
 from __future__ import annotations
 
+import importlib
 import typing
 
 import pytest
 from pydantic import BaseModel
 
-import strongroom.daemon.main  # noqa: F401  (registers every command module)
 from strongroom.core.protocol.models.base import Args, Result
 from strongroom.core.protocol.names import RENAMED, SINGLE_WORD, VERBS, naming_problem
 from strongroom.daemon.commands import ALIASES, REGISTRY, command, lookup
+
+importlib.import_module("strongroom.daemon.main")     # registers every command module
 
 
 def _models_in(annotation) -> list[type]:
