@@ -122,4 +122,3 @@ class ConfigResult(Result):
     files: dict[str, Any]
     sync: dict[str, Any]
     compliance_threshold: int
-    source: str | None
