@@ -6,7 +6,7 @@ peak RSS under 150 MB).
 
 A fresh data directory (SQLite) with one client; a source file of random bytes (a
 scanned PDF or photo does not compress either). Add and get each run in a child process
-of their own through the core functions the daemon's `files.add`/`files.get` use
+of their own through the core functions the daemon's `file.add`/`file.get` use
 (core/files/repository.py: the content is read in 1 MiB pieces, cut into 4 MiB chunks,
 sealed with the client's key and stored as fsynced objects by two worker threads; get
 reads ahead in two threads, authenticates every chunk and writes a

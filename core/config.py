@@ -79,8 +79,9 @@ class AuthSettings(_Section):
     require_2fa_roles: list[str] = ["ADMIN", "admin", "operator"]
     totp_issuer: str = "Strongroom"
     argon2: Argon2Settings = Argon2Settings()
-    # Control commands a signed-in person may make per hour, by class (the command's
-    # first name part: `exports` for exports.run and exports.list). A user's profile may
+    # Control commands a signed-in person may make per hour, by class (the first part of
+    # the command's name as classes were first named: `exports` for export.run and
+    # export.list, once exports.run and exports.list; daemon/ratelimit.py). A user's profile may
     # set a lower limit, never a higher one; classes not named here are not limited.
     rate_limits: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
                       Annotated[int, Field(ge=1, le=1_000_000)]] = {"exports": 30}

@@ -3,18 +3,40 @@
 The transport (control.py) only routes: it parses the frame, authenticates the token,
 checks the permission named here and calls the handler. A handler's docstring is its
 help text (`help` lists them). Handlers run in a worker thread, so they may block on
-the database; they return JSON-ready data or raise a StrongroomError, which the
-transport maps to the protocol's error code.
+the database; they return JSON-ready data matching the result model they declare, or
+raise a StrongroomError, which the transport maps to the protocol's error code.
+
+Every command declares its argument and result models (core/protocol/models, which the
+console and CLI import too) and keeps the naming rule of core/protocol/names.py, checked
+here when it registers; the old names that file lists stay registered as aliases.
 """
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import TypeAdapter
+
+from strongroom.core.protocol.models import audit as m_audit
+from strongroom.core.protocol.models import auth as m_auth
+from strongroom.core.protocol.models import backup as m_backup
+from strongroom.core.protocol.models import compliance as m_compliance
+from strongroom.core.protocol.models import jobs as m_jobs
+from strongroom.core.protocol.models import security as m_security
+from strongroom.core.protocol.models import status as m_status
+from strongroom.core.protocol.models import users as m_users
+from strongroom.core.protocol.models.audit import AuditTailArgs
+from strongroom.core.protocol.models.auth import ClientInfo, EnrolArgs, LoginArgs
+from strongroom.core.protocol.models.backup import LimitArgs
+from strongroom.core.protocol.models.base import Args, NoArgs
+from strongroom.core.protocol.models.compliance import ComplianceDocumentArgs
+from strongroom.core.protocol.models.jobs import JobListArgs, JobRunArgs, RunIdArgs
+from strongroom.core.protocol.models.security import SecurityEventListArgs, SessionListArgs, SessionRevokeArgs
+from strongroom.core.protocol.names import aliases_of, naming_problem
+from strongroom.daemon.ratelimit import command_class
 
 from strongroom.core import audit, checkpoints, compliance
 from strongroom.core.retention import certificate
@@ -32,16 +54,9 @@ from strongroom.core.jobs import runs
 from strongroom.core.principal import Principal
 from sqlalchemy import select
 
+
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
-
-
-class Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-class NoArgs(Args):
-    pass
 
 
 @dataclass(frozen=True)
@@ -59,45 +74,62 @@ class Command:
     handler: Callable[["Daemon", Call], Any]
     permission: str | None        # None: any authenticated caller
     args: type[Args]
+    result: Any                   # a Result model, or list[...] of one: what a success answers
     public: bool = False          # True: no token needed (auth.login, help)
     inline: bool = False          # True: cheap, answered on the event loop (no thread hop)
     pool: Literal["general", "login"] = "general"   # login: the login pool (control.LoginPool)
+    aliases: tuple[str, ...] = ()  # old names (core/protocol/names.py RENAMED), deprecated
 
     @property
     def help(self) -> str:
         return (self.handler.__doc__ or "").strip().splitlines()[0] if self.handler.__doc__ else ""
 
+    @property
+    def rate_class(self) -> str | None:
+        """The `[auth] rate_limits` class this command counts towards: the first part of
+        the name it had when the classes were named (its oldest name), so `exports = 30`
+        still limits export.run; None for chunk transfers (daemon/ratelimit.py)."""
+        return command_class(self.aliases[0] if self.aliases else self.name)
+
+    @cached_property
+    def result_adapter(self) -> TypeAdapter:
+        return TypeAdapter(self.result)
+
 
 REGISTRY: dict[str, Command] = {}
+ALIASES: dict[str, str] = {}      # old name -> current name, registered with the command
 
 
-def command(name: str, *, permission: str | None, args: type[Args] = NoArgs,
+def lookup(name: str) -> Command | None:
+    """The command a request names, by its current name or a deprecated alias."""
+    return REGISTRY.get(ALIASES.get(name, name))
+
+
+def command(name: str, *, permission: str | None, args: type[Args] = NoArgs, result: Any,
             public: bool = False, inline: bool = False, pool: Literal["general", "login"] = "general"):
+    """Register a handler under `name` (which must keep the naming rule of
+    core/protocol/names.py), with its argument and result models; the old names RENAMED
+    maps to it are registered as its aliases."""
+    problem = naming_problem(name)
+    if problem:
+        raise RuntimeError(f"command {name}: {problem}")
+    if result is None or result is Any:
+        raise RuntimeError(f"command {name}: declare its result model")
+
     def register(handler):
-        if name in REGISTRY:
+        if name in REGISTRY or name in ALIASES:
             raise RuntimeError(f"command {name} registered twice")
-        REGISTRY[name] = Command(name, handler, permission, args, public, inline, pool)
+        aliases = aliases_of(name)
+        REGISTRY[name] = Command(name, handler, permission, args, result, public, inline, pool, aliases)
+        for old in aliases:
+            ALIASES[old] = name
         return handler
     return register
 
 
 # --- session ----------------------------------------------------------------------------
 
-class ClientInfo(Args):
-    host: str | None = Field(default=None, max_length=255)
-    ssh_connection: str | None = Field(default=None, max_length=255)
-    name: str | None = Field(default=None, max_length=64)
-    version: str | None = Field(default=None, max_length=32)
-
-
-class LoginArgs(Args):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=1024)
-    totp: str | None = Field(default=None, max_length=12)
-    client: ClientInfo = ClientInfo()
-
-
-@command("auth.login", permission=None, args=LoginArgs, public=True, pool="login")
+@command("auth.login", permission=None, args=LoginArgs, public=True, pool="login", result=m_auth.LoginResult)
 def auth_login_cmd(d: "Daemon", call: Call) -> dict:
     """Log in with password and TOTP; returns a session token (shown once), or, for an
     account that must first enrol a second factor, `enrolment_required` with a new secret
@@ -113,13 +145,7 @@ def auth_login_cmd(d: "Daemon", call: Call) -> dict:
     return _session_reply(token, session)
 
 
-class EnrolArgs(Args):
-    enrolment_token: str = Field(min_length=1, max_length=1024)
-    totp: str = Field(min_length=1, max_length=12)
-    client: ClientInfo = ClientInfo()
-
-
-@command("auth.enrol", permission=None, args=EnrolArgs, public=True, pool="login")
+@command("auth.enrol", permission=None, args=EnrolArgs, public=True, pool="login", result=m_auth.SessionToken)
 def auth_enrol_cmd(d: "Daemon", call: Call) -> dict:
     """Confirm the second factor offered at login with a code from it; returns a session token."""
     a: EnrolArgs = call.args
@@ -143,7 +169,7 @@ def _session_reply(token: str, session) -> dict:
             "idle_timeout_seconds": session.idle_timeout_seconds}
 
 
-@command("auth.logout", permission=None)
+@command("auth.logout", permission=None, result=m_auth.LogoutResult)
 def auth_logout_cmd(d: "Daemon", call: Call) -> dict:
     """End the calling session."""
     if call.token is None or call.principal.session_id is None:
@@ -153,29 +179,33 @@ def auth_logout_cmd(d: "Daemon", call: Call) -> dict:
     return {"logged_out": True, "session_id": str(session.id)}
 
 
-@command("whoami", permission=None, inline=True)
+@command("whoami", permission=None, inline=True, result=m_auth.WhoamiResult)
 def whoami_cmd(d: "Daemon", call: Call) -> dict:
     """Who the token belongs to and what it may do."""
     p = call.principal
     return {"actor": p.actor, "permissions": sorted(p.permissions), "session_id": p.session_id}
 
 
-@command("help", permission=None, public=True, inline=True)
+@command("help", permission=None, public=True, inline=True, result=list[m_status.HelpEntry])
 def help_cmd(d: "Daemon", call: Call) -> list[dict]:
-    """List every command with its permission."""
-    return [{"cmd": c.name, "permission": c.permission, "help": c.help}
-            for c in sorted(REGISTRY.values(), key=lambda c: c.name)]
+    """List every command with its permission; a deprecated alias (an old name kept for
+    one release) names the command it stands for in `alias_of`."""
+    listed = [{"cmd": c.name, "permission": c.permission, "help": c.help, "alias_of": None}
+              for c in REGISTRY.values()]
+    listed += [{"cmd": old, "permission": REGISTRY[new].permission, "alias_of": new,
+                "help": f"deprecated alias of {new}; it goes in the next release"} for old, new in ALIASES.items()]
+    return sorted(listed, key=lambda c: c["cmd"])
 
 
 # --- state ----------------------------------------------------------------------------
 
-@command("status", permission=None, inline=True)
+@command("status", permission=None, inline=True, result=m_status.StatusResult)
 def status_cmd(d: "Daemon", call: Call) -> dict:
     """Daemon state: role, uptime, running jobs, next scheduled runs."""
     return d.status()
 
 
-@command("health", permission=None)   # not inline: the first read may query the database
+@command("health", permission=None, result=m_status.HealthResult)   # not inline: the first read may query the database
 def health_cmd(d: "Daemon", call: Call) -> dict:
     """The last health snapshot (the same one published on the `health` topic): role,
     running jobs, last backup, audit chain, integrity, sync; storage per table (rows,
@@ -184,34 +214,23 @@ def health_cmd(d: "Daemon", call: Call) -> dict:
     return d.health_snapshot()
 
 
-class JobsListArgs(Args):
-    kind: str | None = None
-    status: Literal["queued", "running", "succeeded", "failed", "interrupted", "cancelled"] | None = None
-    limit: int = Field(default=50, ge=1, le=1000)
-
-
-@command("jobs.list", permission="audit:read", args=JobsListArgs)
+@command("job.list", permission="audit:read", args=JobListArgs, result=list[m_jobs.JobRun])
 def jobs_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Recent job runs, newest first."""
-    a: JobsListArgs = call.args
+    a: JobListArgs = call.args
     return [r.as_dict() for r in runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=a.limit)]
 
 
-@command("jobs.kinds", permission=None, inline=True)
+@command("job.kind.list", permission=None, inline=True, result=list[m_jobs.JobKindInfo])
 def jobs_kinds_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Every job kind: what it does, how it may be started, its params as a JSON schema."""
     return [k.describe() for k in KINDS.values()]
 
 
-class JobRunArgs(Args):
-    kind: str = Field(min_length=1, max_length=32)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-
-@command("job.run", permission=None, args=JobRunArgs)
+@command("job.run", permission=None, args=JobRunArgs, result=m_jobs.JobRun)
 def job_run_cmd(d: "Daemon", call: Call) -> dict:
     """Start a job now (needs job:<kind>:run); returns the run id. The params are
-    checked against the kind's model (`jobs.kinds`) before anything is stored."""
+    checked against the kind's model (`job.kind.list`) before anything is stored."""
     a: JobRunArgs = call.args
     job_kind(a.kind)        # an unknown kind is not_found, before its name can reach a message
     d.require(call.principal, f"job:{a.kind}:run")
@@ -221,17 +240,13 @@ def job_run_cmd(d: "Daemon", call: Call) -> dict:
     return run.as_dict()
 
 
-class RunIdArgs(Args):
-    run_id: uuid.UUID
-
-
-@command("job.get", permission="audit:read", args=RunIdArgs)
+@command("job.get", permission="audit:read", args=RunIdArgs, result=m_jobs.JobRun)
 def job_get_cmd(d: "Daemon", call: Call) -> dict:
     """One job run with its progress, result and error."""
     return runs.get(d.ctx.engine, call.args.run_id).as_dict()
 
 
-@command("job.cancel", permission=None, args=RunIdArgs)
+@command("job.cancel", permission=None, args=RunIdArgs, result=m_jobs.CancelResult)
 def job_cancel_cmd(d: "Daemon", call: Call) -> dict:
     """Ask a running job to stop at its next safe point."""
     run = runs.get(d.ctx.engine, call.args.run_id)
@@ -239,11 +254,7 @@ def job_cancel_cmd(d: "Daemon", call: Call) -> dict:
     return d.runner.cancel(run.id, by=call.principal.actor)
 
 
-class LimitArgs(Args):
-    limit: int = Field(default=50, ge=1, le=1000)
-
-
-@command("backups.list", permission="audit:read", args=LimitArgs)
+@command("backup.list", permission="audit:read", args=LimitArgs, result=list[m_backup.BackupRow])
 def backups_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Snapshots, newest first, with how far each has been proven."""
     table = Backup.__table__
@@ -254,15 +265,7 @@ def backups_list_cmd(d: "Daemon", call: Call) -> list[dict]:
 
 # --- audit and security -----------------------------------------------------------------
 
-class AuditTailArgs(Args):
-    limit: int = Field(default=50, ge=1, le=1000)
-    before_id: int | None = Field(default=None, ge=1, le=2 ** 63 - 1)
-    actor: str | None = Field(default=None, max_length=120)
-    action: str | None = Field(default=None, max_length=24)
-    table_name: str | None = Field(default=None, max_length=64)
-
-
-@command("audit.tail", permission="audit:read", args=AuditTailArgs)
+@command("audit.tail", permission="audit:read", args=AuditTailArgs, result=list[m_audit.AuditEntry])
 def audit_tail_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Newest audit entries first; page back with before_id."""
     a: AuditTailArgs = call.args
@@ -272,7 +275,7 @@ def audit_tail_cmd(d: "Daemon", call: Call) -> list[dict]:
     return [e.__dict__ for e in entries]
 
 
-@command("audit.verify", permission="audit:read")
+@command("audit.verify", permission="audit:read", result=m_audit.AuditVerifyResult)
 def audit_verify_cmd(d: "Daemon", call: Call) -> dict:
     """Re-hash the whole audit chain, check every seal, compare it with the newest
     checkpoint kept outside the database and check every erasure certificate; names the
@@ -293,16 +296,10 @@ def audit_verify_cmd(d: "Daemon", call: Call) -> dict:
             "certificates": {"checked": len(verdicts), "failed": bad}}
 
 
-class SecurityEventsArgs(Args):
-    limit: int = Field(default=50, ge=1, le=1000)
-    before_id: int | None = Field(default=None, ge=1, le=2 ** 63 - 1)
-    event_type: str | None = Field(default=None, max_length=40)
-
-
-@command("security.events", permission="security:read", args=SecurityEventsArgs)
+@command("security.event.list", permission="security:read", args=SecurityEventListArgs, result=list[m_security.SecurityEvent])
 def security_events_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Security events (logins, failures, lockouts, grants), newest first."""
-    a: SecurityEventsArgs = call.args
+    a: SecurityEventListArgs = call.args
     table = SecurityEvent.__table__
     query = select(table).order_by(table.c.id.desc()).limit(a.limit)
     if a.before_id:
@@ -313,11 +310,7 @@ def security_events_cmd(d: "Daemon", call: Call) -> list[dict]:
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-class SessionsListArgs(Args):
-    active_only: bool = True
-
-
-@command("sessions.list", permission="security:read", args=SessionsListArgs)
+@command("session.list", permission="security:read", args=SessionListArgs, result=list[m_security.SessionListed])
 def sessions_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Login sessions with the client's host, address and program."""
     with d.ctx.engine.connect() as conn:
@@ -326,12 +319,7 @@ def sessions_list_cmd(d: "Daemon", call: Call) -> list[dict]:
             for s in auth_sessions.list_sessions(d.ctx.engine, active_only=call.args.active_only)]
 
 
-class SessionRevokeArgs(Args):
-    session_id: uuid.UUID
-    reason: str = Field(default="revoked by operator", max_length=64)
-
-
-@command("session.revoke", permission="session:revoke", args=SessionRevokeArgs)
+@command("session.revoke", permission="session:revoke", args=SessionRevokeArgs, result=m_security.SessionInfo)
 def session_revoke_cmd(d: "Daemon", call: Call) -> dict:
     """End another session now (not one of an account holding a permission the caller lacks)."""
     with transaction(d.ctx.engine) as conn:
@@ -343,20 +331,20 @@ def session_revoke_cmd(d: "Daemon", call: Call) -> dict:
     return record.__dict__
 
 
-@command("users.list", permission="user:manage")
+@command("user.list", permission="user:manage", result=list[m_users.UserInfo])
 def users_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Accounts with role, 2FA, lock state and last login (no secrets)."""
     with d.ctx.engine.connect() as conn:
         return [u.as_dict() for u in list_users(conn)]
 
 
-@command("config.show", permission="config:read", inline=True)
+@command("config.show", permission="config:read", inline=True, result=m_status.ConfigResult)
 def config_show_cmd(d: "Daemon", call: Call) -> dict:
     """The running configuration, with secrets and credentials redacted."""
     return d.redacted_config()
 
 
-@command("compliance.report", permission="compliance:read")
+@command("compliance.report.get", permission="compliance:read", result=m_compliance.ComplianceReport)
 def compliance_report_cmd(d: "Daemon", call: Call) -> dict:
     """Compliance score by the source's weights, with every check's evidence and the
     daily score history (this report becomes today's entry)."""
@@ -365,13 +353,7 @@ def compliance_report_cmd(d: "Daemon", call: Call) -> dict:
     return {**result.as_dict(), "history": compliance.history(d.ctx.engine)}
 
 
-class ComplianceDocumentArgs(Args):
-    format: str = Field(max_length=16)
-    since: str | None = Field(default=None, max_length=40)
-    until: str | None = Field(default=None, max_length=40)
-
-
-@command("compliance.document", permission="compliance:read", args=ComplianceDocumentArgs)
+@command("compliance.document.create", permission="compliance:read", args=ComplianceDocumentArgs, result=m_compliance.ComplianceDocument)
 def compliance_document_cmd(d: "Daemon", call: Call) -> dict:
     """A signed compliance report (pdf, md or json) an auditor keeps: the score with its
     evidence, the HIPAA safeguards, the audit-chain proof and the period's erasures."""
@@ -383,7 +365,7 @@ def compliance_document_cmd(d: "Daemon", call: Call) -> dict:
             "score": produced.content["score"], "data": base64.b64encode(produced.data).decode()}
 
 
-@command("notify.test", permission="config:read")
+@command("notification.test", permission="config:read", result=list[m_compliance.Delivery])
 def notify_test_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Send a test notification to every configured channel."""
     return d.notify_test(call.principal.actor)

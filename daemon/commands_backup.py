@@ -7,41 +7,33 @@ prune run, which checks everything again under the repository lock.
 """
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
-from pydantic import Field
 
 from strongroom.core.backup import configurations
 from strongroom.core.db.types import utcnow
 from strongroom.core.backup import prune_requests
 from strongroom.core.jobs import prune
 from strongroom.core.backup.snapshots import describe_snapshot, open_configured
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.jobs import JobRun
+from strongroom.core.protocol.models.backup import ApproveArgs, BackupConfiguration, ForgetArgs, ForgetResult, PruneRequest, RequestsArgs, SnapshotArgs, SnapshotInfo
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
 
 PRUNE = "job:prune:run"
-_NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
-class ConfigurationArgs(Args):
-    configuration: str = Field(default="default", pattern=_NAME)
-
-
-@command("backup.configurations", permission="audit:read")
+@command("backup.configuration.list", permission="audit:read", result=list[BackupConfiguration])
 def configurations_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Backup configurations as recorded in the database (active first)."""
     with d.ctx.engine.connect() as conn:
         return configurations.listing(conn)
 
 
-class SnapshotArgs(ConfigurationArgs):
-    snapshot_id: uuid.UUID
-
-
-@command("backup.show", permission="audit:read", args=SnapshotArgs)
+@command("backup.show", permission="audit:read", args=SnapshotArgs, result=SnapshotInfo)
 def show_cmd(d: "Daemon", call: Call) -> dict:
     """One snapshot's manifest summary: tables, rows, bytes, chain parent, proof."""
     a: SnapshotArgs = call.args
@@ -49,11 +41,7 @@ def show_cmd(d: "Daemon", call: Call) -> dict:
     return describe_snapshot(d.ctx, repo, a.snapshot_id)
 
 
-class ForgetArgs(SnapshotArgs):
-    dry_run: bool = False
-
-
-@command("backup.forget", permission=PRUNE, args=ForgetArgs)
+@command("backup.forget", permission=PRUNE, args=ForgetArgs, result=ForgetResult)
 def forget_cmd(d: "Daemon", call: Call) -> dict:
     """Forget one snapshot (refused for the newest verified one or a needed link);
     with dry_run only say what would happen. In four-eyes mode this files a request."""
@@ -70,22 +58,13 @@ def forget_cmd(d: "Daemon", call: Call) -> dict:
     return {**run.as_dict(), "requires_approval": cfg.require_approval}
 
 
-class RequestsArgs(Args):
-    include_closed: bool = False
-    limit: int = Field(default=50, ge=1, le=1000)
-
-
-@command("backup.requests", permission="audit:read", args=RequestsArgs)
+@command("backup.request.list", permission="audit:read", args=RequestsArgs, result=list[PruneRequest])
 def requests_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Four-eyes prune and forget requests, newest first (pending only by default)."""
     return prune_requests.pending_requests(d.ctx, include_closed=call.args.include_closed, limit=call.args.limit)
 
 
-class ApproveArgs(Args):
-    request_id: uuid.UUID
-
-
-@command("backup.approve", permission=PRUNE, args=ApproveArgs)
+@command("backup.request.approve", permission=PRUNE, args=ApproveArgs, result=JobRun)
 def approve_cmd(d: "Daemon", call: Call) -> dict:
     """Approve a pending request filed by someone else; starts the prune that carries
     it out (refused there if the plan has grown)."""

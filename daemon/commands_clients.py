@@ -1,6 +1,6 @@
 """Control commands about clients for the console's pickers.
 
-`clients.find` looks clients up by exact search terms through their blind indexes
+`client.find` looks clients up by exact search terms through their blind indexes
 (core.repository.clients.pick_clients): a person choosing the client of a legal hold, an
 erasure request or an export filter types a last name, an email or the SSN's last four
 digits instead of pasting an id. The answer is masked for everyone (ids, status, when
@@ -12,23 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.repository.clients import pick_clients
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.clients import FindArgs, FindResult
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
 
 
-class FindArgs(Args):
-    last_name: str | None = Field(default=None, max_length=200)
-    email: str | None = Field(default=None, max_length=320)
-    ssn_last4: str | None = Field(default=None, max_length=11)
-
-
-@command("clients.find", permission="table:clients:read", args=FindArgs)
+@command("client.find", permission="table:clients:read", args=FindArgs, result=FindResult)
 def find_cmd(d: "Daemon", call: Call) -> dict:
     """Clients matching every term given (at least one), masked: {clients: [{id, name,
     status, created_at}], more: whether there were more than a page}."""

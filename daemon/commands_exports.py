@@ -2,8 +2,8 @@
 exported (for the console's form), and starting one.
 
 History and details need `audit:read` (they show who exported what, when, and where the
-files are; never the data). Starting an export needs `job:export:run`; `exports.run`
-checks the request and the caller's permissions at once (as `exports.save` does
+files are; never the data). Starting an export needs `job:export:run`; `export.run`
+checks the request and the caller's permissions at once (as `export.configuration.create` does
 before it keeps a request as a named configuration), so a bad field or a missing
 phi:read is an immediate error rather than a failed run, then seals the ZIP password
 (if any) with the system key and queues an `export` run, which follows the same
@@ -13,11 +13,9 @@ a password.
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
 from sqlalchemy import func, select
 
 from strongroom.core.db.engine import transaction
@@ -27,7 +25,10 @@ from strongroom.core.errors import NotFoundError
 from strongroom.core.export import spec
 from strongroom.core.export.archive import MANIFEST, sha256_of
 from strongroom.core.jobs import export as export_job
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.jobs import JobRun
+from strongroom.core.protocol.models.exports import ConfigureArgs, ExportCatalogue, ExportPage, ExportShown, ListArgs, RunArgs, SaveArgs, SavedConfiguration, SavedConfigurationPage, ShowArgs
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -37,13 +38,7 @@ _exports = Export.__table__
 _configurations = ExportConfiguration.__table__
 
 
-class ListArgs(Args):
-    limit: int = Field(default=50, ge=1, le=500)
-    offset: int = Field(default=0, ge=0, le=2 ** 31)
-    status: Literal["running", "succeeded", "failed", "interrupted", "expired"] | None = None
-
-
-@command("exports.list", permission="audit:read", args=ListArgs)
+@command("export.list", permission="audit:read", args=ListArgs, result=ExportPage)
 def list_cmd(d: "Daemon", call: Call) -> dict:
     """Export history, newest first, a page at a time (limit, offset; optional status)."""
     a: ListArgs = call.args
@@ -60,11 +55,7 @@ def list_cmd(d: "Daemon", call: Call) -> dict:
             "running": [job for job in d.runner.active() if job["kind"] == KIND]}
 
 
-class ShowArgs(Args):
-    export_id: uuid.UUID
-
-
-@command("exports.show", permission="audit:read", args=ShowArgs)
+@command("export.show", permission="audit:read", args=ShowArgs, result=ExportShown)
 def show_cmd(d: "Daemon", call: Call) -> dict:
     """One export with its manifest, and whether the manifest still matches its SHA-256."""
     with transaction(d.ctx.engine, read_only=True) as conn:
@@ -82,7 +73,7 @@ def show_cmd(d: "Daemon", call: Call) -> dict:
     return out
 
 
-@command("exports.tables", permission=None)
+@command("export.table.list", permission=None, result=ExportCatalogue)
 def tables_cmd(d: "Daemon", call: Call) -> dict:
     """The tables and fields one may export, formats, masking profiles, saved configurations."""
     with transaction(d.ctx.engine, read_only=True) as conn:
@@ -96,19 +87,7 @@ def tables_cmd(d: "Daemon", call: Call) -> dict:
             "max_per_hour": d.ctx.settings.export.max_per_hour}
 
 
-class RunArgs(Args):
-    tables: list[str] | str | None = None
-    fields: dict[str, list[str] | str] = Field(default_factory=dict)
-    filters: dict[str, str] = Field(default_factory=dict)
-    format: str | None = Field(default=None, max_length=16)
-    masking: str = Field(default="masked", max_length=16)
-    encrypt: bool = False
-    password: str | None = Field(default=None, max_length=1024)
-    configuration: str | None = Field(default=None, max_length=120)
-    bom: bool = Field(default=False, description="CSV only: a UTF-8 byte order mark first, for spreadsheets.")
-
-
-@command("exports.run", permission="job:export:run", args=RunArgs)
+@command("export.run", permission="job:export:run", args=RunArgs, result=JobRun)
 def run_cmd(d: "Daemon", call: Call) -> dict:
     """Check an export request and start it (ad hoc, or a saved configuration by name);
     returns the run, like job.run. The ZIP password is sealed, never stored in clear.
@@ -128,41 +107,15 @@ def run_cmd(d: "Daemon", call: Call) -> dict:
     return run.as_dict()
 
 
-class SaveArgs(Args):
-    name: str = Field(min_length=1, max_length=63)
-    tables: list[str] | str
-    fields: dict[str, list[str] | str] = Field(default_factory=dict)
-    filters: dict[str, str] = Field(default_factory=dict)
-    format: str = Field(max_length=16)
-    masking: str = Field(default="masked", max_length=16)
-    encrypt: bool = False
-    retention_days: int | None = Field(default=None, description="Days its exports' files are kept (1-3650; "
-                                                                 "default [export] retention_days).")
-    schedule: str | None = Field(default=None, max_length=120,
-                                 description="crontab(5) expression (UTC): the daemon runs it then.")
-    password_credential: str | None = Field(default=None, max_length=64, description=(
-        "Encrypted and scheduled: the systemd credential holding its ZIP password."))
-
-
-@command("exports.save", permission="job:export:run", args=SaveArgs)
+@command("export.configuration.create", permission="job:export:run", args=SaveArgs, result=SavedConfiguration)
 def save_cmd(d: "Daemon", call: Call) -> dict:
     """Save an export request as a named configuration (checked now; run it with
-    exports.run configuration=NAME). An encrypted one asks for its password at each run."""
+    export.run configuration=NAME). An encrypted one asks for its password at each run."""
     a: SaveArgs = call.args
     return export_job.save_configuration(d.ctx, a.name, a.model_dump(exclude={"name"}), call.principal)
 
 
-class ConfigureArgs(Args):
-    name: str = Field(min_length=1, max_length=63)
-    schedule: str | None = Field(default=None, max_length=120,
-                                 description='crontab(5) expression (UTC); "" runs it by hand only.')
-    password_credential: str | None = Field(default=None, max_length=64, description=(
-        'The systemd credential holding its ZIP password; "" clears it.'))
-    retention_days: int | str | None = Field(default=None, description=(
-        'Days its exports are kept (1-3650); "" takes [export] retention_days.'))
-
-
-@command("exports.configure", permission="job:export:run", args=ConfigureArgs)
+@command("export.configuration.set", permission="job:export:run", args=ConfigureArgs, result=SavedConfiguration)
 def configure_cmd(d: "Daemon", call: Call) -> dict:
     """Change a saved configuration's schedule, password credential or retention (only
     the arguments given; an empty string clears one). Its next export time is counted
@@ -172,7 +125,7 @@ def configure_cmd(d: "Daemon", call: Call) -> dict:
     return export_job.update_configuration(d.ctx, a.name, changes, call.principal)
 
 
-@command("exports.configurations", permission="audit:read")
+@command("export.configuration.list", permission="audit:read", result=SavedConfigurationPage)
 def configurations_cmd(d: "Daemon", call: Call) -> dict:
     """Saved export configurations with their schedule, next export time, password source
     and retention (never a password)."""

@@ -9,21 +9,21 @@ order, and finished; the daemon holds each open transfer (at most MAX_TRANSFERS,
 for the session that opened it, dropped after IDLE_SECONDS without a call) and never
 more than one chunk of its content:
 
-    files.add {client_id, name, content_type, size, description?} -> {upload_id, transfer_bytes}
-    files.add.chunk {upload_id, data}          (repeated, in order)
-    files.add.commit {upload_id}               -> the file (the row exists from here on)
-    files.add.abort {upload_id}                (stored chunks deleted)
-    files.get {file_id}                        -> {download_id, size, content_type, name} (audited READ)
-    files.get.chunk {download_id}              -> {data, final} (repeated until final)
+    file.add {client_id, name, content_type, size, description?} -> {upload_id, transfer_bytes}
+    file.chunk.add {upload_id, data}          (repeated, in order)
+    file.upload.commit {upload_id}               -> the file (the row exists from here on)
+    file.upload.abort {upload_id}                (stored chunks deleted)
+    file.get {file_id}                        -> {download_id, size, content_type, name} (audited READ)
+    file.chunk.get {download_id}              -> {data, final} (repeated until final)
 
 Every chunk handed out has been authenticated; the last one only after the whole file
 matched its recorded size and hash, so a client that writes to a temporary file and
 renames it only after `final` never keeps a tampered or truncated file.
 
 With `[files] scanner = "clamd"` each upload's content goes to clamd as its chunks
-arrive (core.files.scan); files.add.commit answers `virus_scan_status` clean, or
+arrive (core.files.scan); file.upload.commit answers `virus_scan_status` clean, or
 pending (with `scan_note`) when clamd gave no verdict, or refuses an infected file
-with bad_request after its security event is committed. files.get refuses a file not
+with bad_request after its security event is committed. file.get refuses a file not
 scanned clean (forbidden) unless the caller has files:quarantine:read.
 """
 from __future__ import annotations
@@ -33,11 +33,9 @@ import binascii
 import secrets
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
@@ -45,7 +43,9 @@ from strongroom.core.files import repository as files
 from strongroom.core.files.content import CHUNK_SIZE
 from strongroom.core.files.scan import scanner_for
 from strongroom.core.files.store import open_files_target
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.files import AddArgs, ChunkArgs, ChunkReceived, ChunkSent, DownloadArgs, DownloadStarted, FileAdded, FileArgs, FileListed, FileRemoved, ListArgs, UploadAborted, UploadArgs, UploadStarted
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -139,20 +139,10 @@ def _decode(data: str, limit: int) -> bytes:
 
 # --- add ----------------------------------------------------------------------------------
 
-class AddArgs(Args):
-    client_id: uuid.UUID
-    # Checked by core.files (path separators, control characters, length): its errors
-    # never echo the name, so nothing here may either.
-    name: str = Field(max_length=1024)
-    content_type: str = Field(max_length=200)
-    size: int = Field(ge=0)
-    description: str | None = Field(default=None, max_length=2000)
-
-
-@command("files.add", permission="table:client_files:write", args=AddArgs)
+@command("file.add", permission="table:client_files:write", args=AddArgs, result=UploadStarted)
 def add_cmd(d: "Daemon", call: Call) -> dict:
     """Start adding a file to a client (name, type and size checked against [files] first);
-    send its content with files.add.chunk, then files.add.commit."""
+    send its content with file.chunk.add, then file.upload.commit."""
     a: AddArgs = call.args
     with transaction(d.ctx.engine, read_only=True) as conn:
         upload = files.begin_add(conn, d.ctx.keyring, call.principal, _target(d), d.ctx.settings.files,
@@ -164,12 +154,7 @@ def add_cmd(d: "Daemon", call: Call) -> dict:
             "transfer_bytes": transfer_bytes(d.ctx.settings.daemon.max_frame_bytes)}
 
 
-class ChunkArgs(Args):
-    upload_id: str = Field(min_length=1, max_length=64)
-    data: str = Field(max_length=64 * 1024 * 1024)
-
-
-@command("files.add.chunk", permission="table:client_files:write", args=ChunkArgs)
+@command("file.chunk.add", permission="table:client_files:write", args=ChunkArgs, result=ChunkReceived)
 def add_chunk_cmd(d: "Daemon", call: Call) -> dict:
     """The next piece of an upload's content (base64, at most transfer_bytes)."""
     transfer = _TRANSFERS.take(call.args.upload_id, _owner(call), "upload")
@@ -183,11 +168,7 @@ def add_chunk_cmd(d: "Daemon", call: Call) -> dict:
         return {"received": transfer.state.received}
 
 
-class UploadArgs(Args):
-    upload_id: str = Field(min_length=1, max_length=64)
-
-
-@command("files.add.commit", permission="table:client_files:write", args=UploadArgs)
+@command("file.upload.commit", permission="table:client_files:write", args=UploadArgs, result=FileAdded)
 def add_commit_cmd(d: "Daemon", call: Call) -> dict:
     """Finish an upload: the content is stored, then the file's row is written (audited CREATE)."""
     transfer = _TRANSFERS.take(call.args.upload_id, _owner(call), "upload")
@@ -201,7 +182,7 @@ def add_commit_cmd(d: "Daemon", call: Call) -> dict:
     return files.refuse_if_infected(result)   # the malware_found event is committed by now
 
 
-@command("files.add.abort", permission="table:client_files:write", args=UploadArgs)
+@command("file.upload.abort", permission="table:client_files:write", args=UploadArgs, result=UploadAborted)
 def add_abort_cmd(d: "Daemon", call: Call) -> dict:
     """Abandon an upload; what was stored of it is deleted."""
     transfer = _TRANSFERS.take(call.args.upload_id, _owner(call), "upload")
@@ -212,12 +193,7 @@ def add_abort_cmd(d: "Daemon", call: Call) -> dict:
 
 # --- list, get, remove ---------------------------------------------------------------------
 
-class ListArgs(Args):
-    client_id: uuid.UUID
-    limit: int = Field(default=200, ge=1, le=1000)
-
-
-@command("files.list", permission="table:client_files:read", args=ListArgs)
+@command("file.list", permission="table:client_files:read", args=ListArgs, result=list[FileListed])
 def list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """A client's files, newest first; names and descriptions only with phi:read (audited READ)."""
     with transaction(d.ctx.engine) as conn:
@@ -225,11 +201,7 @@ def list_cmd(d: "Daemon", call: Call) -> list[dict]:
                                 limit=call.args.limit)
 
 
-class FileArgs(Args):
-    file_id: uuid.UUID
-
-
-@command("files.get", permission="table:client_files:read", args=FileArgs)
+@command("file.get", permission="table:client_files:read", args=FileArgs, result=DownloadStarted)
 def get_cmd(d: "Daemon", call: Call) -> dict:
     """Open a file for reading (needs phi:read too; audited READ); read it with files.get.chunk.
     While scanning is on, a file not scanned clean needs files:quarantine:read."""
@@ -242,11 +214,7 @@ def get_cmd(d: "Daemon", call: Call) -> dict:
             "transfer_bytes": transfer_bytes(d.ctx.settings.daemon.max_frame_bytes)}
 
 
-class DownloadArgs(Args):
-    download_id: str = Field(min_length=1, max_length=64)
-
-
-@command("files.get.chunk", permission="table:client_files:read", args=DownloadArgs)
+@command("file.chunk.get", permission="table:client_files:read", args=DownloadArgs, result=ChunkSent)
 def get_chunk_cmd(d: "Daemon", call: Call) -> dict:
     """The next piece of an opened file (base64); `final` marks the last, sent only after
     the whole file matched its recorded hash."""
@@ -270,7 +238,7 @@ def get_chunk_cmd(d: "Daemon", call: Call) -> dict:
     return {"data": base64.b64encode(piece).decode(), "final": final}
 
 
-@command("files.remove", permission="table:client_files:delete", args=FileArgs)
+@command("file.remove", permission="table:client_files:delete", args=FileArgs, result=FileRemoved)
 def remove_cmd(d: "Daemon", call: Call) -> dict:
     """Remove a file: its row tombstoned (audited DELETE), then its stored objects deleted."""
     target = _target(d)

@@ -1,4 +1,4 @@
-"""`integrity.report`: what the integrity job checked last time, with its evidence.
+"""`integrity.report.get`: what the integrity job checked last time, with its evidence.
 
 The job (core/jobs/integrity.py) records each check twice: in its run's result (the
 `checks` list, kept even when the run fails) and as a row of `integrity_checks` (with
@@ -11,24 +11,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pydantic import Field
 from sqlalchemy import select
 from strongroom.core import audit
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import IntegrityCheck
 from strongroom.core.integrity import WARN, is_failure, is_ok
 from strongroom.core.jobs import runs
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.integrity import IntegrityReport, ReportArgs
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
 
 KIND = "integrity"
 _checks = IntegrityCheck.__table__
-
-
-class ReportArgs(Args):
-    history: int = Field(default=10, ge=1, le=100)
 
 
 def _summary(run: runs.Run) -> dict:
@@ -78,7 +75,7 @@ def _chain(conn, d: "Daemon") -> dict:
                 "evidence": last["evidence"]}}
 
 
-@command("integrity.report", permission="audit:read", args=ReportArgs)
+@command("integrity.report.get", permission="audit:read", args=ReportArgs, result=IntegrityReport)
 def integrity_report_cmd(d: "Daemon", call: Call) -> dict:
     """The newest integrity run's checks with evidence, runs in progress, history, audit chain."""
     recent = runs.recent(d.ctx.engine, job_kind=KIND, limit=call.args.history + 1)

@@ -10,7 +10,7 @@ one is refused naming the field, never echoing the value, and nothing is written
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from sqlalchemy import Connection
@@ -20,6 +20,8 @@ from strongroom.core.repository import services as services_repo
 from strongroom.core.repository import staff as staff_repo
 from strongroom.core.repository.practices import get_practice, only_practice, update_practice
 from strongroom.core.principal import Principal
+
+from strongroom.core.protocol.models.practice import ListArgs, PracticeArgs, PracticeInfo, PracticeSetArgs, Service, ServiceAddArgs, ServicePage, ServiceSetArgs, StaffAddArgs, StaffMember, StaffPage, StaffSetArgs
 from strongroom.daemon.commands import Args, Call, command
 
 if TYPE_CHECKING:
@@ -40,29 +42,14 @@ def _changes(args: Args, skip: tuple[str, ...]) -> dict[str, Any]:
     return changes
 
 
-class PracticeArgs(Args):
-    practice_id: uuid.UUID | None = Field(default=None, description="default: the only practice")
-
-
-class PracticeSetArgs(PracticeArgs):
-    name: str | None = _TEXT
-    address: str | None = _TEXT
-    phone: str | None = _TEXT
-    email: str | None = _TEXT
-    tax_id: str | None = _TEXT
-    license_number: str | None = _TEXT
-    clear: list[Literal["address", "phone", "email", "tax_id", "license_number"]] = Field(
-        default_factory=list, description="fields to empty")
-
-
-@command("practice.show", permission="table:practices:read", args=PracticeArgs)
+@command("practice.show", permission="table:practices:read", args=PracticeArgs, result=PracticeInfo)
 def practice_show_cmd(d: "Daemon", call: Call) -> dict:
     """The practice's details (tax id and licence number masked unless the caller may edit them)."""
     with transaction(d.ctx.engine) as conn:
         return get_practice(conn, d.ctx.keyring, call.principal, _practice(conn, call.principal, call.args.practice_id))
 
 
-@command("practice.set", permission="table:practices:write", args=PracticeSetArgs)
+@command("practice.set", permission="table:practices:write", args=PracticeSetArgs, result=PracticeInfo)
 def practice_set_cmd(d: "Daemon", call: Call) -> dict:
     """Change the practice's name, address, phone, email, tax id or licence number."""
     with transaction(d.ctx.engine) as conn:
@@ -71,34 +58,7 @@ def practice_set_cmd(d: "Daemon", call: Call) -> dict:
         return get_practice(conn, d.ctx.keyring, call.principal, practice)
 
 
-class ListArgs(PracticeArgs):
-    include_inactive: bool = False
-
-
-class StaffFields(Args):
-    first_name: str | None = _TEXT
-    last_name: str | None = _TEXT
-    role: str | None = Field(default=None, max_length=24, description="ADMIN, MANAGER, PRACTITIONER or STAFF")
-    user_id: uuid.UUID | None = Field(default=None, description="the user account, if they have one")
-    specializations: list[str] | None = Field(default=None, max_length=100)
-    phone: str | None = _TEXT
-    email: str | None = _TEXT
-    working_hours: dict[str, Any] | None = Field(default=None, description='weekday -> ["HH:MM-HH:MM", ...]')
-    hourly_rate_cents: int | None = None
-    active: bool | None = None
-
-
-class StaffAddArgs(StaffFields, PracticeArgs):
-    pass
-
-
-class StaffSetArgs(StaffFields):
-    staff_id: uuid.UUID
-    clear: list[Literal["user_id", "phone", "email", "hourly_rate_cents"]] = Field(
-        default_factory=list, description="fields to empty")
-
-
-@command("staff.list", permission="table:staff:read", args=ListArgs)
+@command("staff.list", permission="table:staff:read", args=ListArgs, result=StaffPage)
 def staff_list_cmd(d: "Daemon", call: Call) -> dict:
     """The practice's staff by name (active ones unless include_inactive)."""
     with transaction(d.ctx.engine, read_only=True) as conn:
@@ -107,7 +67,7 @@ def staff_list_cmd(d: "Daemon", call: Call) -> dict:
                                                include_inactive=call.args.include_inactive)}
 
 
-@command("staff.add", permission="table:staff:write", args=StaffAddArgs)
+@command("staff.add", permission="table:staff:write", args=StaffAddArgs, result=StaffMember)
 def staff_add_cmd(d: "Daemon", call: Call) -> dict:
     """Add a staff member (first_name, last_name and role at least); returns the record."""
     with transaction(d.ctx.engine) as conn:
@@ -116,7 +76,7 @@ def staff_add_cmd(d: "Daemon", call: Call) -> dict:
         return staff_repo.get_staff(conn, call.principal, staff_id)
 
 
-@command("staff.set", permission="table:staff:write", args=StaffSetArgs)
+@command("staff.set", permission="table:staff:write", args=StaffSetArgs, result=StaffMember)
 def staff_set_cmd(d: "Daemon", call: Call) -> dict:
     """Change a staff member's fields (active: false retires them)."""
     with transaction(d.ctx.engine) as conn:
@@ -124,25 +84,7 @@ def staff_set_cmd(d: "Daemon", call: Call) -> dict:
         return staff_repo.get_staff(conn, call.principal, call.args.staff_id)
 
 
-class ServiceFields(Args):
-    name: str | None = _TEXT
-    category: str | None = _TEXT
-    description: str | None = _TEXT
-    duration_minutes: int | None = None
-    price_cents: int | None = Field(default=None, description="integer cents")
-    active: bool | None = None
-
-
-class ServiceAddArgs(ServiceFields, PracticeArgs):
-    pass
-
-
-class ServiceSetArgs(ServiceFields):
-    service_id: uuid.UUID
-    clear: list[Literal["description"]] = Field(default_factory=list, description="fields to empty")
-
-
-@command("services.list", permission="table:services:read", args=ListArgs)
+@command("service.list", permission="table:services:read", args=ListArgs, result=ServicePage)
 def services_list_cmd(d: "Daemon", call: Call) -> dict:
     """The service catalogue by category and name (active services unless include_inactive)."""
     with transaction(d.ctx.engine, read_only=True) as conn:
@@ -151,7 +93,7 @@ def services_list_cmd(d: "Daemon", call: Call) -> dict:
                                                      include_inactive=call.args.include_inactive)}
 
 
-@command("services.add", permission="table:services:write", args=ServiceAddArgs)
+@command("service.add", permission="table:services:write", args=ServiceAddArgs, result=Service)
 def services_add_cmd(d: "Daemon", call: Call) -> dict:
     """Add a service (name, category, duration_minutes, price_cents); returns it."""
     with transaction(d.ctx.engine) as conn:
@@ -161,7 +103,7 @@ def services_add_cmd(d: "Daemon", call: Call) -> dict:
         return services_repo.get_service(conn, call.principal, service_id)
 
 
-@command("services.set", permission="table:services:write", args=ServiceSetArgs)
+@command("service.set", permission="table:services:write", args=ServiceSetArgs, result=Service)
 def services_set_cmd(d: "Daemon", call: Call) -> dict:
     """Change a service's fields (active: false retires it; its sessions keep it)."""
     with transaction(d.ctx.engine) as conn:

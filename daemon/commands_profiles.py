@@ -12,37 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
 
 from strongroom.core.auth import devices, management, profiles
 from strongroom.core.auth.users import get_user
 from strongroom.core.db.engine import transaction
 from strongroom.core.errors import NotFoundError
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.users import ConsentArgs, DeviceInfo, ProfileResult, ProfileSetArgs, TargetArgs
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
 
 MANAGE = "user:manage"
-
-
-class TargetArgs(Args):
-    username: str | None = Field(default=None, min_length=1, max_length=64,
-                                 description="whose; default: the caller's own")
-
-
-class ProfileSetArgs(Args):
-    username: str = Field(min_length=1, max_length=64)
-    session_idle_minutes: int | None = Field(default=None, description="0 clears it back to the policy")
-    max_sessions: int | None = Field(default=None, description="0 clears it back to the policy")
-    storage_quota_mb: int | None = Field(default=None, description="0 clears it back to the policy")
-    rate_limits: dict[str, int] | None = Field(default=None, description="class -> per hour; {} clears them")
-
-
-class ConsentArgs(Args):
-    version: str = Field(min_length=1, max_length=32)
-    username: str | None = Field(default=None, min_length=1, max_length=64,
-                                 description="whose; default: the caller's own (others need user:manage)")
 
 
 def _whose(d: "Daemon", call: Call, username: str | None) -> str:
@@ -57,7 +39,7 @@ def _whose(d: "Daemon", call: Call, username: str | None) -> str:
     return username
 
 
-@command("user.profile.show", permission=None, args=TargetArgs)
+@command("user.profile.show", permission=None, args=TargetArgs, result=ProfileResult)
 def profile_show_cmd(d: "Daemon", call: Call) -> dict[str, Any]:
     """A user's security profile: their own settings, the policy, what is in force,
     storage used, second factor and HIPAA acknowledgement."""
@@ -66,7 +48,7 @@ def profile_show_cmd(d: "Daemon", call: Call) -> dict[str, Any]:
         return profiles.show(conn, d.ctx.settings.auth, username)
 
 
-@command("user.profile.set", permission=MANAGE, args=ProfileSetArgs)
+@command("user.profile.set", permission=MANAGE, args=ProfileSetArgs, result=ProfileResult)
 def profile_set_cmd(d: "Daemon", call: Call) -> dict[str, Any]:
     """Set a user's own session, rate-limit or quota settings (stricter than the policy,
     never looser; 0 or {} clears one back to the policy)."""
@@ -81,7 +63,7 @@ def profile_set_cmd(d: "Daemon", call: Call) -> dict[str, Any]:
     return shown
 
 
-@command("user.consent", permission=None, args=ConsentArgs)
+@command("user.consent.add", permission=None, args=ConsentArgs, result=ProfileResult)
 def consent_cmd(d: "Daemon", call: Call) -> dict[str, Any]:
     """Record a HIPAA acknowledgement at a version (one's own; another's with user:manage)."""
     username = _whose(d, call, call.args.username)
@@ -90,7 +72,7 @@ def consent_cmd(d: "Daemon", call: Call) -> dict[str, Any]:
                                        actor=call.principal.actor)
 
 
-@command("user.devices", permission=None, args=TargetArgs)
+@command("user.device.list", permission=None, args=TargetArgs, result=list[DeviceInfo])
 def devices_cmd(d: "Daemon", call: Call) -> list[dict]:
     """The devices an account has logged in from (a label and fingerprint, never the key
     or address), most recent first."""

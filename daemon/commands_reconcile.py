@@ -9,26 +9,24 @@ dismissing and undoing need table:clients:write; each is one transaction, audite
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
 from strongroom.core.reconcile import merge as merging
 from strongroom.core.reconcile import repository as pairs
 from strongroom.core.repository.clients import get_client
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.jobs import JobRun
+from strongroom.core.protocol.models.reconcile import ListArgs, MergeArgs, Pair, PairArgs, PairPage, PairShown, RunArgs
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
 
 
-class RunArgs(Args):
-    practice_id: uuid.UUID | None = None
-
-
-@command("reconcile.run", permission="job:reconcile:run", args=RunArgs)
+@command("reconcile.run", permission="job:reconcile:run", args=RunArgs, result=JobRun)
 def run_cmd(d: "Daemon", call: Call) -> dict:
     """Start the reconcile job (one practice, or every practice); returns the run, like job.run."""
     params = {"practice_id": str(call.args.practice_id)} if call.args.practice_id else {}
@@ -36,13 +34,7 @@ def run_cmd(d: "Daemon", call: Call) -> dict:
                               requested_by=call.principal.actor).as_dict()
 
 
-class ListArgs(Args):
-    practice_id: uuid.UUID | None = None
-    status: Literal["open", "merged", "dismissed"] | None = "open"
-    limit: int = Field(default=100, ge=1, le=10_000)
-
-
-@command("reconcile.list", permission="table:clients:read", args=ListArgs)
+@command("reconcile.list", permission="table:clients:read", args=ListArgs, result=PairPage)
 def list_cmd(d: "Daemon", call: Call) -> dict:
     """Candidate pairs, best score first (default: the open ones)."""
     a: ListArgs = call.args
@@ -51,11 +43,7 @@ def list_cmd(d: "Daemon", call: Call) -> dict:
     return {"items": items}
 
 
-class PairArgs(Args):
-    pair_id: uuid.UUID
-
-
-@command("reconcile.show", permission="table:clients:read", args=PairArgs)
+@command("reconcile.show", permission="table:clients:read", args=PairArgs, result=PairShown)
 def show_cmd(d: "Daemon", call: Call) -> dict:
     """One pair with both clients side by side (masked without phi:read; audited when revealed)."""
     with transaction(d.ctx.engine) as conn:
@@ -65,25 +53,21 @@ def show_cmd(d: "Daemon", call: Call) -> dict:
     return {**pair, "clients": clients}
 
 
-class MergeArgs(PairArgs):
-    survivor: uuid.UUID | None = None
-
-
-@command("reconcile.merge", permission="table:clients:write", args=MergeArgs)
+@command("reconcile.merge", permission="table:clients:write", args=MergeArgs, result=Pair)
 def merge_cmd(d: "Daemon", call: Call) -> dict:
     """Merge an open pair: the survivor (client_a unless named) keeps every session and file."""
     with transaction(d.ctx.engine) as conn:
         return merging.merge(conn, call.principal, call.args.pair_id, utcnow(), survivor=call.args.survivor)
 
 
-@command("reconcile.dismiss", permission="table:clients:write", args=PairArgs)
+@command("reconcile.dismiss", permission="table:clients:write", args=PairArgs, result=Pair)
 def dismiss_cmd(d: "Daemon", call: Call) -> dict:
     """Mark an open pair as two people; later runs leave it dismissed."""
     with transaction(d.ctx.engine) as conn:
         return pairs.dismiss(conn, call.principal, call.args.pair_id, utcnow())
 
 
-@command("reconcile.undo", permission="table:clients:write", args=PairArgs)
+@command("reconcile.undo", permission="table:clients:write", args=PairArgs, result=Pair)
 def undo_cmd(d: "Daemon", call: Call) -> dict:
     """Undo a merge: exactly the rows it moved go back; the pair reopens."""
     with transaction(d.ctx.engine) as conn:

@@ -10,17 +10,17 @@ PHI; the free-text reasons of holds and requests are shown to those who may read
 """
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING
 
-from pydantic import Field
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.types import utcnow
 from strongroom.core.files.store import open_files_target
 from strongroom.core.jobs import retention as retention_job
 from strongroom.core.retention import certificate, erasure, holds, policies
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.retention import CertificateArgs, ErasureCertificate, ErasureExecuted, ErasureListArgs, ErasureListed, ErasureRequest, ErasureRequestArgs, Hold, HoldIdArgs, HoldPlaceArgs, HoldsListArgs, PlanArgs, PolicySetArgs, RequestIdArgs, RetentionPlan, RetentionPolicy
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -29,22 +29,14 @@ READ, MANAGE = "retention:read", "retention:manage"
 REQUEST, APPROVE = "erasure:request", "erasure:approve"
 
 
-@command("retention.policies", permission=READ)
+@command("retention.policy.list", permission=READ, result=list[RetentionPolicy])
 def policies_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Records-retention policies, one per clinical table, active or not."""
     with transaction(d.ctx.engine, read_only=True) as conn:
         return [p.as_dict() for p in policies.list_policies(conn)]
 
 
-class PolicySetArgs(Args):
-    # Checked by policies.validate, whose errors name the table and the rule.
-    table_name: str = Field(min_length=1, max_length=64)
-    archive_after_days: int | None = None
-    delete_after_days: int | None = None
-    active: bool = True
-
-
-@command("retention.policy.set", permission=MANAGE, args=PolicySetArgs)
+@command("retention.policy.set", permission=MANAGE, args=PolicySetArgs, result=RetentionPolicy)
 def policy_set_cmd(d: "Daemon", call: Call) -> dict:
     """Create or replace one table's policy (archive after N days, delete after M >= N)."""
     a: PolicySetArgs = call.args
@@ -55,12 +47,7 @@ def policy_set_cmd(d: "Daemon", call: Call) -> dict:
     return policy.as_dict()
 
 
-class PlanArgs(Args):
-    horizon_days: int = Field(default=30, ge=0, le=retention_job.MAX_HORIZON_DAYS)
-    limit: int = Field(default=200, ge=1, le=1000)
-
-
-@command("retention.plan", permission=READ, args=PlanArgs)
+@command("retention.plan.get", permission=READ, args=PlanArgs, result=RetentionPlan)
 def plan_cmd(d: "Daemon", call: Call) -> dict:
     """What retention archives and deletes now and within horizon_days, and what holds block."""
     a: PlanArgs = call.args
@@ -68,12 +55,7 @@ def plan_cmd(d: "Daemon", call: Call) -> dict:
         return retention_job.plan(conn, now=utcnow(), horizon_days=a.horizon_days, limit=a.limit)
 
 
-class HoldsListArgs(Args):
-    include_released: bool = False
-    limit: int = Field(default=200, ge=1, le=1000)
-
-
-@command("holds.list", permission=READ, args=HoldsListArgs)
+@command("hold.list", permission=READ, args=HoldsListArgs, result=list[Hold])
 def holds_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Legal holds, newest first (in force only, unless include_released)."""
     a: HoldsListArgs = call.args
@@ -81,13 +63,7 @@ def holds_list_cmd(d: "Daemon", call: Call) -> list[dict]:
         return [h.as_dict() for h in holds.list_holds(conn, include_released=a.include_released, limit=a.limit)]
 
 
-class HoldPlaceArgs(Args):
-    reason: str = Field(min_length=1, max_length=500)
-    client_id: uuid.UUID | None = None
-    practice_id: uuid.UUID | None = None
-
-
-@command("holds.place", permission=MANAGE, args=HoldPlaceArgs)
+@command("hold.place", permission=MANAGE, args=HoldPlaceArgs, result=Hold)
 def holds_place_cmd(d: "Daemon", call: Call) -> dict:
     """Place a legal hold on one client, or without client_id on a whole practice."""
     a: HoldPlaceArgs = call.args
@@ -97,11 +73,7 @@ def holds_place_cmd(d: "Daemon", call: Call) -> dict:
     return hold.as_dict()
 
 
-class HoldIdArgs(Args):
-    hold_id: uuid.UUID
-
-
-@command("holds.release", permission=MANAGE, args=HoldIdArgs)
+@command("hold.release", permission=MANAGE, args=HoldIdArgs, result=Hold)
 def holds_release_cmd(d: "Daemon", call: Call) -> dict:
     """Release a legal hold in force."""
     with transaction(d.ctx.engine) as conn:
@@ -110,12 +82,7 @@ def holds_release_cmd(d: "Daemon", call: Call) -> dict:
     return hold.as_dict()
 
 
-class ErasureListArgs(Args):
-    include_closed: bool = False
-    limit: int = Field(default=100, ge=1, le=1000)
-
-
-@command("erasure.list", permission=READ, args=ErasureListArgs)
+@command("erasure.list", permission=READ, args=ErasureListArgs, result=list[ErasureListed])
 def erasure_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Erasure requests, newest first (pending only unless include_closed), with blocking holds."""
     a: ErasureListArgs = call.args
@@ -123,12 +90,7 @@ def erasure_list_cmd(d: "Daemon", call: Call) -> list[dict]:
         return erasure.list_requests(conn, include_closed=a.include_closed, limit=a.limit)
 
 
-class ErasureRequestArgs(Args):
-    client_id: uuid.UUID
-    reason: str = Field(min_length=1, max_length=500)
-
-
-@command("erasure.request", permission=REQUEST, args=ErasureRequestArgs)
+@command("erasure.request", permission=REQUEST, args=ErasureRequestArgs, result=ErasureRequest)
 def erasure_request_cmd(d: "Daemon", call: Call) -> dict:
     """File a request to erase one client; a different person must approve it."""
     a: ErasureRequestArgs = call.args
@@ -137,11 +99,7 @@ def erasure_request_cmd(d: "Daemon", call: Call) -> dict:
                                        session_id=call.principal.session_id)
 
 
-class RequestIdArgs(Args):
-    request_id: uuid.UUID
-
-
-@command("erasure.approve", permission=APPROVE, args=RequestIdArgs)
+@command("erasure.approve", permission=APPROVE, args=RequestIdArgs, result=ErasureExecuted)
 def erasure_approve_cmd(d: "Daemon", call: Call) -> dict:
     """Approve an erasure request and carry it out now: the client's keys are destroyed,
     then the objects of the client's files are deleted from the live files store, every
@@ -152,12 +110,7 @@ def erasure_approve_cmd(d: "Daemon", call: Call) -> dict:
     return {**row, "certificate": certificate.complete(d.ctx, call.args.request_id, actor=call.principal.actor)}
 
 
-class CertificateArgs(Args):
-    request_id: uuid.UUID
-    reissue: bool = False
-
-
-@command("erasure.certificate", permission=READ, args=CertificateArgs)
+@command("erasure.certificate.get", permission=READ, args=CertificateArgs, result=ErasureCertificate)
 def erasure_certificate_cmd(d: "Daemon", call: Call) -> dict:
     """The newest signed certificate of an executed erasure. `reissue` (needs
     erasure:approve) first retries every repository not yet reached, then issues a new one."""
@@ -168,7 +121,7 @@ def erasure_certificate_cmd(d: "Daemon", call: Call) -> dict:
     return certificate.latest(d.ctx, a.request_id)
 
 
-@command("erasure.reject", permission=APPROVE, args=RequestIdArgs)
+@command("erasure.reject", permission=APPROVE, args=RequestIdArgs, result=ErasureRequest)
 def erasure_reject_cmd(d: "Daemon", call: Call) -> dict:
     """Reject a pending erasure request (not one's own)."""
     return erasure.reject(d.ctx.engine, call.args.request_id, actor=call.principal.actor,

@@ -15,9 +15,8 @@ address the caller sent: a peer name is the caller's text, and may be anything.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import Field
 from sqlalchemy import select
 
 from strongroom.core import audit
@@ -25,26 +24,21 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.errors import ConflictError, ValidationError
 from strongroom.core.sync import conflicts, peers
 from strongroom.core.sync import status as sync_status
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.jobs import JobRun
+from strongroom.core.protocol.models.sync import ConflictArgs, ConflictField, ConflictFieldArgs, ConflictShown, ConflictSummary, ConflictsArgs, Peer, PeerAddArgs, PeerChanged, PeerNameArgs, QuarantineArgs, QuarantinedRow, ResolveArgs, SyncCheckArgs, SyncCheckResult, SyncRunArgs, SyncStatus
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
 
-PEER_NAME = peers.NAME.pattern
 
 
-@command("sync.peer.list", permission="config:read")
-@command("sync.peers", permission="config:read")
+@command("sync.peer.list", permission="config:read", result=list[Peer])
 def sync_peers_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Sync peers with their lag: time since the last sync, changes not yet sent, open conflicts."""
     with transaction(d.ctx.engine, read_only=True) as conn:
         return peers.list_peers(conn)
-
-
-class PeerAddArgs(Args):
-    name: str = Field(min_length=1, max_length=64, pattern=PEER_NAME)
-    url: str = Field(min_length=1, max_length=500)
-    direction: Literal["both", "push", "pull"] = "both"
 
 
 def _checked_url(url: str) -> str:
@@ -55,7 +49,7 @@ def _checked_url(url: str) -> str:
         raise ValidationError(f"sync peer: {str(exc).split(': ', 1)[-1]}") from None
 
 
-@command("sync.peer.add", permission="config:write", args=PeerAddArgs)
+@command("sync.peer.add", permission="config:write", args=PeerAddArgs, result=Peer)
 def sync_peer_add_cmd(d: "Daemon", call: Call) -> dict:
     """Add a sync peer by name and database URL (SQLite file, or PostgreSQL; off this
     machine only with sslmode=verify-full). The URL is never shown with its password."""
@@ -75,10 +69,6 @@ def _one(conn, peer_id: uuid.UUID) -> dict:
     return next(p for p in peers.list_peers(conn) if p["id"] == peer_id)
 
 
-class PeerNameArgs(Args):
-    name: str = Field(min_length=1, max_length=64, pattern=PEER_NAME)
-
-
 def _change(d: "Daemon", call: Call, event: str, change) -> dict:
     with transaction(d.ctx.engine) as conn:
         peer = change(conn, call.args.name)
@@ -88,26 +78,26 @@ def _change(d: "Daemon", call: Call, event: str, change) -> dict:
         return {"id": peer["id"], "name": call.args.name, "event": event}
 
 
-@command("sync.peer.remove", permission="config:write", args=PeerNameArgs)
+@command("sync.peer.remove", permission="config:write", args=PeerNameArgs, result=PeerChanged)
 def sync_peer_remove_cmd(d: "Daemon", call: Call) -> dict:
     """Forget a sync peer and its watermarks (refused while it has open conflicts); a peer
     still in the config file comes back on the next start or reload."""
     return _change(d, call, "sync_peer_removed", peers.remove_peer)
 
 
-@command("sync.peer.pause", permission="config:write", args=PeerNameArgs)
+@command("sync.peer.pause", permission="config:write", args=PeerNameArgs, result=PeerChanged)
 def sync_peer_pause_cmd(d: "Daemon", call: Call) -> dict:
     """Pause a sync peer: no pass with it, scheduled or asked for, until it is resumed."""
     return _change(d, call, "sync_peer_paused", lambda conn, name: peers.set_active(conn, name, False))
 
 
-@command("sync.peer.resume", permission="config:write", args=PeerNameArgs)
+@command("sync.peer.resume", permission="config:write", args=PeerNameArgs, result=PeerChanged)
 def sync_peer_resume_cmd(d: "Daemon", call: Call) -> dict:
     """Resume a paused sync peer (its retry backoff is cleared too)."""
     return _change(d, call, "sync_peer_resumed", lambda conn, name: peers.set_active(conn, name, True))
 
 
-@command("sync.status", permission="config:read")
+@command("sync.status.get", permission="config:read", result=SyncStatus)
 def sync_status_cmd(d: "Daemon", call: Call) -> dict:
     """Per peer and table: push and pull watermarks, lag in time and rows, failures, last
     error, next attempt, clock skew, open conflicts and quarantined rows."""
@@ -115,11 +105,7 @@ def sync_status_cmd(d: "Daemon", call: Call) -> dict:
         return sync_status.status(conn, d.ctx.settings.sync)
 
 
-class SyncCheckArgs(Args):
-    peer: str = Field(min_length=1, max_length=64, pattern=PEER_NAME)
-
-
-@command("sync.check", permission="config:read", args=SyncCheckArgs)
+@command("sync.check", permission="config:read", args=SyncCheckArgs, result=SyncCheckResult)
 def sync_check_cmd(d: "Daemon", call: Call) -> dict:
     """Compare this site with a peer by ranges of rows (checksums only, nothing
     decrypted): per table the rows missing on either side or differing, with up to 50
@@ -128,13 +114,7 @@ def sync_check_cmd(d: "Daemon", call: Call) -> dict:
     return check_peer(d.ctx, call.args.peer)
 
 
-class SyncRunArgs(Args):
-    peer: str | None = Field(default=None, min_length=1, max_length=64, pattern=PEER_NAME)
-    push: bool = True
-    pull: bool = True
-
-
-@command("sync.run", permission=None, args=SyncRunArgs)
+@command("sync.run", permission=None, args=SyncRunArgs, result=JobRun)
 def sync_run_cmd(d: "Daemon", call: Call) -> dict:
     """Start a sync pass now with one peer or every active peer (needs job:sync:run);
     returns the run (follow it on job.<run id>, as for job.run)."""
@@ -151,13 +131,7 @@ def sync_run_cmd(d: "Daemon", call: Call) -> dict:
     return run.as_dict()
 
 
-class QuarantineArgs(Args):
-    status: Literal["open", "all"] = "open"
-    limit: int = Field(default=50, ge=1, le=sync_status.MAX_PAGE)
-    after_id: uuid.UUID | None = None
-
-
-@command("sync.quarantine", permission="sync:resolve", args=QuarantineArgs)
+@command("sync.quarantine.list", permission="sync:resolve", args=QuarantineArgs, result=list[QuarantinedRow])
 def sync_quarantine_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Rows a peer sent that failed validation: peer, table, row id, reason and when,
     oldest first (page with after_id); never the row's content."""
@@ -167,13 +141,7 @@ def sync_quarantine_cmd(d: "Daemon", call: Call) -> list[dict]:
                                            limit=a.limit, after_id=a.after_id)
 
 
-class ConflictsArgs(Args):
-    status: Literal["open", "resolved", "all"] = "open"
-    limit: int = Field(default=50, ge=1, le=conflicts.MAX_PAGE)
-    after_id: uuid.UUID | None = None
-
-
-@command("sync.conflicts", permission="sync:resolve", args=ConflictsArgs)
+@command("sync.conflict.list", permission="sync:resolve", args=ConflictsArgs, result=list[ConflictSummary])
 def sync_conflicts_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Sync conflicts, oldest first, with the fields that differ (never their values); page with after_id."""
     a: ConflictsArgs = call.args
@@ -183,27 +151,16 @@ def sync_conflicts_cmd(d: "Daemon", call: Call) -> list[dict]:
                                         limit=a.limit, after_id=a.after_id)
 
 
-class ConflictArgs(Args):
-    conflict_id: uuid.UUID
-
-
-@command("sync.conflict", permission="sync:resolve", args=ConflictArgs)
+@command("sync.conflict.get", permission="sync:resolve", args=ConflictArgs, result=ConflictShown)
 def sync_conflict_cmd(d: "Daemon", call: Call) -> dict:
     """One conflict: base, local and remote for the fields that differ (field_values),
-    only the names of the others (other_fields; sync.conflict.field shows one); PHI
+    only the names of the others (other_fields; sync.conflict.field.get shows one); PHI
     masked without phi:read, a plaintext view audited as a READ of the differing fields."""
     with transaction(d.ctx.engine) as conn:   # writable: a plaintext view is audited
         return conflicts.get_conflict(conn, d.ctx.keyring, call.principal, call.args.conflict_id)
 
 
-class ConflictFieldArgs(Args):
-    conflict_id: uuid.UUID
-    # a field's logical name (`ssn`, not `ssn_enc`); the pattern keeps arbitrary text,
-    # which may itself be PHI, out of the core's error
-    field: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
-
-
-@command("sync.conflict.field", permission="sync:resolve", args=ConflictFieldArgs)
+@command("sync.conflict.field.get", permission="sync:resolve", args=ConflictFieldArgs, result=ConflictField)
 def sync_conflict_field_cmd(d: "Daemon", call: Call) -> dict:
     """One field of a conflict, asked for by name (any field its versions carry): base,
     local and remote; PHI masked without phi:read, plaintext audited as a READ naming
@@ -213,14 +170,7 @@ def sync_conflict_field_cmd(d: "Daemon", call: Call) -> dict:
         return conflicts.reveal_field(conn, d.ctx.keyring, call.principal, a.conflict_id, a.field)
 
 
-class ResolveArgs(Args):
-    conflict_id: uuid.UUID
-    # field name -> "local" | "remote" | "base"; checked (and explained) by the core. May
-    # be empty: a conflict whose sides hold the same values has nothing to choose.
-    choices: dict[str, str] = Field(default_factory=dict, max_length=64)
-
-
-@command("sync.resolve", permission="sync:resolve", args=ResolveArgs)
+@command("sync.conflict.resolve", permission="sync:resolve", args=ResolveArgs, result=ConflictSummary)
 def sync_resolve_cmd(d: "Daemon", call: Call) -> dict:
     """Resolve a conflict: choose local, remote or base for every differing field."""
     a: ResolveArgs = call.args

@@ -13,52 +13,20 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
 from strongroom.core.auth import management, rbac, security, sessions
 from strongroom.core.auth.users import get_user
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Role
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied
-from strongroom.daemon.commands import Args, Call, command
+
+from strongroom.core.protocol.models.users import GrantArgs, GrantInfo, GrantsArgs, LockArgs, ReasonArgs, RevokeGrantArgs, RoleArgs, RoleInfo, TotpResetResult, UserInfo, UsernameArgs
+from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
 
 MANAGE = "user:manage"
-
-
-class UsernameArgs(Args):
-    username: str = Field(min_length=1, max_length=64)
-
-
-class LockArgs(UsernameArgs):
-    minutes: int | None = Field(default=None, ge=1, le=525600)
-    reason: str = Field(default="", max_length=500)
-
-
-class ReasonArgs(UsernameArgs):
-    reason: str = Field(default="", max_length=500)
-
-
-class RoleArgs(UsernameArgs):
-    role: str = Field(min_length=1, max_length=32)
-    reason: str = Field(default="", max_length=500)
-
-
-class GrantsArgs(UsernameArgs):
-    include_ended: bool = False
-
-
-class GrantArgs(UsernameArgs):
-    permission: str = Field(min_length=1, max_length=120)
-    duration: str = Field(min_length=1, max_length=16, description="30m, 8h, 2d, 1w")
-    reason: str = Field(default="", max_length=500)
-
-
-class RevokeGrantArgs(Args):
-    grant_id: uuid.UUID
-    reason: str = Field(default="", max_length=500)
 
 
 def _open_sessions(conn, username: str) -> list[uuid.UUID]:
@@ -92,7 +60,7 @@ def _change(d: "Daemon", call: Call, action: str, username: str | None,
     return result
 
 
-@command("user.lock", permission=MANAGE, args=LockArgs)
+@command("user.lock", permission=MANAGE, args=LockArgs, result=UserInfo)
 def user_lock_cmd(d: "Daemon", call: Call) -> dict:
     """Lock an account (indefinitely or for N minutes) and end its sessions."""
     a: LockArgs = call.args
@@ -100,7 +68,7 @@ def user_lock_cmd(d: "Daemon", call: Call) -> dict:
         conn, call.principal, a.username, minutes=a.minutes, reason=a.reason)).as_dict()
 
 
-@command("user.unlock", permission=MANAGE, args=ReasonArgs)
+@command("user.unlock", permission=MANAGE, args=ReasonArgs, result=UserInfo)
 def user_unlock_cmd(d: "Daemon", call: Call) -> dict:
     """Unlock an account and clear its failed-login count."""
     a: ReasonArgs = call.args
@@ -108,7 +76,7 @@ def user_unlock_cmd(d: "Daemon", call: Call) -> dict:
         conn, call.principal, a.username, reason=a.reason)).as_dict()
 
 
-@command("user.reset_2fa", permission=MANAGE, args=UsernameArgs)
+@command("user.totp.reset", permission=MANAGE, args=UsernameArgs, result=TotpResetResult)
 def user_reset_2fa_cmd(d: "Daemon", call: Call) -> dict:
     """Wipe a user's TOTP secret and end their sessions; they enrol a new one at next login."""
     a: UsernameArgs = call.args
@@ -119,7 +87,7 @@ def user_reset_2fa_cmd(d: "Daemon", call: Call) -> dict:
     return {"user": user.as_dict(), "pending_enrolment": True}
 
 
-@command("user.set_role", permission=MANAGE, args=RoleArgs)
+@command("user.role.set", permission=MANAGE, args=RoleArgs, result=UserInfo)
 def user_set_role_cmd(d: "Daemon", call: Call) -> dict:
     """Give a user another role (their sessions end so the new permissions apply)."""
     a: RoleArgs = call.args
@@ -140,11 +108,11 @@ ROLE_TEXT = {
 }
 
 
-@command("roles.list", permission=MANAGE)
+@command("role.list", permission=MANAGE, result=list[RoleInfo])
 def roles_list_cmd(d: "Daemon", call: Call) -> list[dict]:
-    """Every role once: its value (as user.set_role takes it), name, scope (practice or
+    """Every role once: its value (as user.role.set takes it), name, scope (practice or
     operator), what it is for, its permissions, and whether the caller may give it (a
-    role holding a permission the caller lacks is refused by user.set_role)."""
+    role holding a permission the caller lacks is refused by user.role.set)."""
     out = []
     for role in Role:
         name, scope, summary = ROLE_TEXT[role]
@@ -156,7 +124,7 @@ def roles_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     return out
 
 
-@command("user.grants", permission=MANAGE, args=GrantsArgs)
+@command("user.grant.list", permission=MANAGE, args=GrantsArgs, result=list[GrantInfo])
 def user_grants_cmd(d: "Daemon", call: Call) -> list[dict]:
     """A user's permission grants, newest first (ended ones with include_ended)."""
     a: GrantsArgs = call.args
@@ -166,7 +134,7 @@ def user_grants_cmd(d: "Daemon", call: Call) -> list[dict]:
     return [{**g.__dict__, "active": g.active(now)} for g in grants]
 
 
-@command("user.grant", permission=MANAGE, args=GrantArgs)
+@command("user.grant.add", permission=MANAGE, args=GrantArgs, result=GrantInfo)
 def user_grant_cmd(d: "Daemon", call: Call) -> dict:
     """Grant one permission beyond the user's role until an expiry (e.g. 8h, 2d)."""
     a: GrantArgs = call.args
@@ -176,7 +144,7 @@ def user_grant_cmd(d: "Daemon", call: Call) -> dict:
     return {**grant.__dict__, "active": True}
 
 
-@command("user.revoke_grant", permission=MANAGE, args=RevokeGrantArgs)
+@command("user.grant.revoke", permission=MANAGE, args=RevokeGrantArgs, result=GrantInfo)
 def user_revoke_grant_cmd(d: "Daemon", call: Call) -> dict:
     """End a permission grant before its expiry."""
     a: RevokeGrantArgs = call.args

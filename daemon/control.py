@@ -47,7 +47,7 @@ from strongroom.core.fsutil import write_atomic
 from strongroom.core.principal import Principal
 from strongroom.core.validation import describe
 from strongroom.core import protocol
-from strongroom.daemon.commands import REGISTRY, Call
+from strongroom.daemon.commands import Call, lookup
 from strongroom.daemon.ratelimit import RateLimiter
 from strongroom.core.endpoints import LOCAL_TOKEN_FILE
 
@@ -256,7 +256,7 @@ class ControlServer:
         try:
             request = protocol.parse_request(frame, self.settings.max_frame_bytes)
             request_id = request.id
-            command = REGISTRY.get(request.cmd)
+            command = lookup(request.cmd)
             if command is None:
                 raise protocol.ProtocolError("not_found", "unknown command; `help` lists them")
             try:
@@ -269,11 +269,11 @@ class ControlServer:
                 if command.permission is not None:
                     self.daemon.require(principal, command.permission)
             rate = None
-            if self.rates.needs_limits(principal, request.cmd):
+            if self.rates.needs_limits(principal, command.rate_class):
                 limits = self.rates.cached(principal.user_id)
                 if limits is None:
                     limits = await asyncio.to_thread(self.rates.limits_of, principal.user_id)
-                rate = self.rates.take(principal, request.cmd, limits)
+                rate = self.rates.take(principal, command.rate_class, limits)
             call = Call(principal, args, peer.address, request.token, peer.curve_key)
             if command.inline:
                 result = command.handler(self.daemon, call)
@@ -281,7 +281,10 @@ class ControlServer:
                 result = await self._logins.run(command.handler, self.daemon, call)
             else:
                 result = await asyncio.to_thread(command.handler, self.daemon, call)
-            return protocol.ok(request_id, protocol.to_jsonable(result), rate=rate), "ok"
+            result = protocol.to_jsonable(result)
+            if os.environ.get("STRONGROOM_CHECK_RESULTS") == "1":
+                _check_result(command, result)
+            return protocol.ok(request_id, result, rate=rate), "ok"
         except protocol.ProtocolError as exc:
             return protocol.error(exc.request_id or request_id, exc.code, str(exc)), exc.code
         except StrongroomError as exc:
@@ -406,3 +409,18 @@ def _peer(frame, ipc: bool) -> Peer:
     if len(parts) == 4 and parts[1].isdigit():
         return Peer(f"ipc:uid={int(parts[1])}", int(parts[1]))
     return Peer("ipc")      # no peer credentials on this platform: nobody is the local operator
+
+
+def _check_result(command, result) -> None:
+    """STRONGROOM_CHECK_RESULTS=1 (the test suite sets it): a successful result that does
+    not match the command's declared model is a bug, answered as `internal` and logged,
+    so a handler and its model cannot drift apart unseen. The message names where and
+    which rule, never a value."""
+    try:
+        command.result_adapter.validate_python(result)
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(result)'}: {e['type']}"
+                          for e in exc.errors()[:5])
+        log.error("result does not match its model", extra={"cmd": command.name, "mismatch": where})
+        raise protocol.ProtocolError("internal", f"the result of {command.name} does not match "
+                                                 f"its declared model ({where})") from None

@@ -62,7 +62,7 @@ def runs_missed(settings: Settings, kind: str, count: int, first: datetime) -> t
 
 
 def send_test(settings: Settings) -> list[dict]:
-    """Synchronous: the caller (notify.test) wants to see each channel's outcome."""
+    """Synchronous: the caller (notification.test) wants to see each channel's outcome."""
     deliveries = _send_test(settings.notify)
     _log(deliveries)
     return [dataclasses.asdict(d) for d in deliveries]

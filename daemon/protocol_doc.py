@@ -1,18 +1,21 @@
 """The control protocol described from the registry itself: docs/protocol.md.
 
 A hand-written description drifts (the old one documented a `backup.run` that never
-existed); this one is rendered from `REGISTRY` (each command's permission, help text and
-argument model), the job-kind table and the protocol's error codes, and a test fails
+existed); this one is rendered from `REGISTRY` (each command's permission, help text,
+argument model and result model), the old names kept as aliases, the job-kind table and
+the protocol's error codes, and a test fails
 when the committed file differs from what the code would write. Regenerate with
 `python -m strongroom.daemon.protocol_doc > docs/protocol.md`.
 """
 from __future__ import annotations
 
+import importlib
 import json
 from typing import Any
 
 from strongroom.core.jobs.kinds import KINDS
 from strongroom.core.protocol import ERROR_CODES, PROTOCOL_VERSION, schema_type
+from strongroom.core.protocol.names import SINGLE_WORD, VERBS
 
 EVENTS = {
     "health": "the health snapshot (the `health` command's answer), every health interval",
@@ -62,9 +65,36 @@ def _fields(schema: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _result_schemas(registry) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Each command's result type in a few words, and every model a result uses, by name."""
+    types, models = {}, {}
+    for name, command in registry.items():
+        schema = command.result_adapter.json_schema(ref_template="#/$defs/{model}")
+        for model, spec in schema.pop("$defs", {}).items():
+            if models.setdefault(model, spec) != spec:
+                raise RuntimeError(f"two result models are called {model}: rename one")
+        if "properties" in schema and "title" in schema:      # a model at the top
+            models.setdefault(schema["title"], schema)
+            types[name] = schema["title"]
+        else:
+            types[name] = schema_type(schema)
+    return types, models
+
+
+def _result_fields(schema: dict[str, Any]) -> list[str]:
+    required = set(schema.get("required", []))
+    lines = []
+    for name, spec in schema.get("properties", {}).items():
+        cells = [f"`{name}`", schema_type(spec), "always" if name in required else "may be absent"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines
+
+
 def render() -> str:
-    import strongroom.daemon.main  # noqa: F401  (registers every command module)
-    from strongroom.daemon.commands import REGISTRY
+    importlib.import_module("strongroom.daemon.main")     # registers every command module
+    from strongroom.daemon.commands import ALIASES, REGISTRY
+
+    result_types, result_models = _result_schemas(REGISTRY)
 
     out = [
         "# The strongroomd control protocol",
@@ -86,7 +116,8 @@ def render() -> str:
         "nest at most 32 levels and hold valid Unicode; unknown argument keys are refused.",
         "",
         "A signed-in person's commands of a class `[auth] rate_limits` limits (the first part of "
-        "the command's name) also get `\"rate\": {\"class\", \"limit\", \"remaining\", "
+        "the command's name as the classes were first named: `exports` for export.run and export.list, "
+        "which were exports.run and exports.list) also get `\"rate\": {\"class\", \"limit\", \"remaining\", "
         "\"reset_seconds\"}` in the answer: what is left of the hour's allowance. When it is "
         "spent the answer is the error `rate_limited`.",
         "",
@@ -105,7 +136,28 @@ def render() -> str:
         "| --- | --- |",
         *[f"| `{topic}` | {what} |" for topic, what in EVENTS.items()],
         "",
+        "## Names",
+        "",
+        "A command is named `noun[.subnoun].verb`: nouns in the singular, then one verb of "
+        + ", ".join(f"`{v}`" for v in sorted(VERBS)) + ". "
+        + ", ".join(f"`{w}`" for w in sorted(SINGLE_WORD)) + " are single words, named for what they "
+        "answer. The daemon refuses to register a command that breaks the rule "
+        "(core/protocol/names.py).",
+        "",
+        "## Deprecated names",
+        "",
+        "The names commands had before the rule still work for one release: each is an alias of "
+        "its new name (same handler, permission and rate-limit class), and `help` lists it with "
+        "`alias_of`. Call the new names.",
+        "",
+        "| old name | new name |",
+        "| --- | --- |",
+        *[f"| `{old}` | `{new}` |" for old, new in sorted(ALIASES.items())],
+        "",
         "## Commands",
+        "",
+        "Each command's arguments (unknown keys are refused) and its result: the model named "
+        "under Result models below.",
         "",
     ]
     for name, command in sorted(REGISTRY.items()):
@@ -116,6 +168,16 @@ def render() -> str:
         rows = _fields(command.args.model_json_schema())
         if rows:
             out += ["| argument | type | given | bounds |", "| --- | --- | --- | --- |", *rows, ""]
+        out += [f"Result: `{result_types[name]}`." + (
+            f" Old name: {', '.join(f'`{a}`' for a in command.aliases)} (deprecated)." if command.aliases else ""), ""]
+    out += ["## Result models", "",
+            "The fields of every model a result is made of (times as ISO 8601 text, ids as UUID "
+            "text). An `object` field is open by nature: core/protocol/models says what it holds.", ""]
+    for model, schema in sorted(result_models.items()):
+        out += [f"### {model}", ""]
+        if schema.get("description"):
+            out += [" ".join(schema["description"].split()), ""]
+        out += ["| field | type | present |", "| --- | --- | --- |", *_result_fields(schema), ""]
     out += ["## Job kinds (`job.run` params)", ""]
     for kind in KINDS.values():
         how = "planned" if kind.planned else ("on request only" if kind.on_request_only else "schedulable")

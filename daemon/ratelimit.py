@@ -1,7 +1,9 @@
 """Per-user rate limits on control commands, by command class.
 
 The source's `checkRateLimit(userId, 'export')`, generalised: a command's class is the
-first part of its name (`exports` for `exports.run` and `exports.list`); `[auth]
+first part of its name as the classes were first named (`exports` for export.run and
+export.list, which were exports.run and exports.list: `Command.rate_class` takes it from
+the command's oldest name, so configured limits keep applying after the renaming); `[auth]
 rate_limits` sets how many commands of a class a signed-in person may make per hour,
 and a user's profile may set less (core/auth/profiles.py). Only people are limited:
 the local operator and the daemon's own jobs are not. Chunk transfers (`*.chunk`) are
@@ -36,8 +38,9 @@ class _Limits:
 
 
 def command_class(name: str) -> str | None:
-    """The class a command counts towards, or None for one that never counts."""
-    if name.rsplit(".", 1)[-1] == "chunk":
+    """The class a command name counts towards, or None for one that never counts (chunk
+    transfers: files.add.chunk, file.chunk.add)."""
+    if "chunk" in name.split("."):
         return None
     return name.split(".", 1)[0]
 
@@ -71,13 +74,13 @@ class RateLimiter:
         """A profile or the config changed: read limits afresh on next use."""
         self._limits.clear()
 
-    def needs_limits(self, principal: Principal | None, name: str) -> bool:
-        return principal is not None and principal.user_id is not None and command_class(name) is not None
+    def needs_limits(self, principal: Principal | None, cls: str | None) -> bool:
+        return principal is not None and principal.user_id is not None and cls is not None
 
-    def take(self, principal: Principal, name: str, limits: dict[str, int]) -> dict | None:
-        """Count one use of `name` by `principal`; its `rate` for the reply, or None when
-        its class is not limited. Raises RateLimitedError when the hour's allowance is spent."""
-        cls = command_class(name)
+    def take(self, principal: Principal, cls: str | None, limits: dict[str, int]) -> dict | None:
+        """Count one use of a command of class `cls` (Command.rate_class) by `principal`;
+        its `rate` for the reply, or None when the class is not limited. Raises
+        RateLimitedError when the hour's allowance is spent."""
         if cls is None or principal.user_id is None or cls not in limits:
             return None
         limit, now = limits[cls], self._clock()

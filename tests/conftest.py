@@ -24,6 +24,11 @@ from strongroom.core.crypto.kek import generate_kek, write_kek_file
 from strongroom.core.db.engine import make_engine
 from strongroom.core.db.migrate import upgrade
 
+# Every daemon the suite starts (in process or as a child) checks each successful reply
+# against the command's declared result model (daemon/control.py): a mismatch is an
+# `internal` error the test sees.
+os.environ.setdefault("STRONGROOM_CHECK_RESULTS", "1")
+
 PG_DSN = os.environ.get("STRONGROOM_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 _RUN = f"sr_t{os.getpid()}_{uuid.uuid4().hex[:6]}"
 FAST_ARGON2 = Argon2Settings(time_cost=1, memory_kib=8, parallelism=1)

@@ -82,3 +82,27 @@ def test_the_console_side_speaks_the_protocol_and_never_opens_the_database():
 @pytest.mark.parametrize("place", CONSOLE_SIDE[:4])
 def test_the_places_this_test_guards_exist(place):
     assert (REPO / place).exists(), f"{place} moved: update CONSOLE_SIDE so the rule still holds"
+
+
+def test_the_protocol_package_is_pydantic_and_the_standard_library_only():
+    """core/protocol (frames, names, every command's models) is what the console imports to
+    speak to the daemon: it may use pydantic, the standard library and itself, plus the
+    one plain helper the frames need (core.validation), never the daemon, the database,
+    ZeroMQ, Textual or any other core module."""
+    import sys
+
+    allowed_core = ("strongroom.core.protocol", "strongroom.core.validation")
+    bad: dict[str, list[str]] = {}
+    for path in _modules("core/protocol"):
+        hits = []
+        for name in imports_of(path):
+            top = name.split(".")[0]
+            if name.startswith("strongroom"):
+                if not name.startswith(allowed_core) and name not in PACKAGES:
+                    hits.append(name)
+            elif top not in ("pydantic", "__future__") and top not in sys.stdlib_module_names:
+                hits.append(name)
+        if hits:
+            bad[str(path.relative_to(REPO))] = sorted(hits)
+    assert bad == {}
+    assert (REPO / "core/protocol/models").is_dir(), "the models moved: update this test"

@@ -109,7 +109,7 @@ def sessions_group() -> None:
 @remote_options()
 def sessions_list(state: CliState, show_all: bool, socket_path, as_json) -> None:
     """Sessions with user, client host, address and program."""
-    rows = run_remote(state, socket_path, lambda c: c.call("sessions.list", {"active_only": not show_all}))
+    rows = run_remote(state, socket_path, lambda c: c.call("session.list", {"active_only": not show_all}))
 
     def human(items: list[dict]) -> None:
         for s in items:

@@ -204,7 +204,7 @@ def forget_cmd(state: CliState, snapshot_id: uuid.UUID, yes: bool, wait: bool, c
 @remote_options()
 def requests_cmd(state: CliState, include_closed: bool, socket_path, as_json: bool) -> None:
     """Four-eyes requests to forget snapshots, newest first (pending ones by default)."""
-    rows = run_remote(state, socket_path, lambda c: c.call("backup.requests", {"include_closed": include_closed}))
+    rows = run_remote(state, socket_path, lambda c: c.call("backup.request.list", {"include_closed": include_closed}))
 
     def human(items: list[dict]) -> None:
         if not items:
@@ -227,7 +227,7 @@ def approve_cmd(state: CliState, request_id: uuid.UUID, wait: bool, socket_path,
     when a second person approves it."""
 
     async def go(client):
-        run = await client.call("backup.approve", {"request_id": str(request_id)})
+        run = await client.call("backup.request.approve", {"request_id": str(request_id)})
         while wait and run["status"] in ("queued", "running"):
             await asyncio.sleep(0.3)
             run = await client.call("job.get", {"run_id": run["id"]})

@@ -21,7 +21,7 @@ def compliance_cmd(click_ctx: click.Context, state: CliState, socket_path, as_js
     `report` writes the signed report an auditor keeps; `verify` checks one."""
     if click_ctx.invoked_subcommand is not None:
         return
-    data = run_remote(state, socket_path, lambda c: c.call("compliance.report"))
+    data = run_remote(state, socket_path, lambda c: c.call("compliance.report.get"))
 
     def human(d: dict) -> None:
         click.echo(f"compliance score {d['score']}/100")
@@ -62,7 +62,7 @@ def compliance_report_cmd(state: CliState, fmt: str, out: Path, since, until, so
     if not out.parent.is_dir():
         raise StrongroomError("compliance report: the --out file's directory does not exist")
     args = {"format": fmt, "since": since, "until": until}
-    result = run_remote(state, socket_path, lambda c: c.call("compliance.document", args))
+    result = run_remote(state, socket_path, lambda c: c.call("compliance.document.create", args))
     write_atomic(out, base64.b64decode(result["data"]), mode=0o600)
     summary = {k: result[k] for k in ("format", "sha256", "size", "score")} | {"out": str(out)}
     emit(as_json, summary, lambda d: click.echo(

@@ -118,7 +118,7 @@ def export_cmd(state: CliState, tables, fields, fmt, since, until, period, clien
             raise ValidationError("--bom is not kept in a saved configuration: give it when running one (-c NAME --bom)")
         args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, False, None, None,
                           more_filters)
-        saved = run_remote(state, socket_path, lambda c: c.call("exports.save", {
+        saved = run_remote(state, socket_path, lambda c: c.call("export.configuration.create", {
             "name": save_as, **args, "encrypt": encrypt, **kept}))
         emit(as_json, saved, lambda s: click.echo(f"saved export configuration {s['name']}: run it with "
                                                   f"strongroom export -c {s['name']}"))
@@ -128,10 +128,10 @@ def export_cmd(state: CliState, tables, fields, fmt, since, until, period, clien
     if bom:
         args["bom"] = True
     if not wait:
-        run = run_remote(state, socket_path, lambda c: c.call("exports.run", args))
+        run = run_remote(state, socket_path, lambda c: c.call("export.run", args))
         emit(as_json, run, lambda r: click.echo(f"started export run {r['id']}"))
         return
-    final = run_remote(state, socket_path, lambda c: wait_for_run(c, args, quiet=as_json, cmd="exports.run"))
+    final = run_remote(state, socket_path, lambda c: wait_for_run(c, args, quiet=as_json, cmd="export.run"))
     emit(as_json, final, _print_result)
     if final["status"] != "succeeded":
         sys.exit(1)
@@ -158,7 +158,7 @@ def _print_history(page: dict) -> None:
 def list_cmd(state: CliState, limit: int, offset: int, status, socket_path, as_json: bool) -> None:
     """Exports, newest first."""
     args = {"limit": limit, "offset": offset, **({"status": status} if status else {})}
-    emit(as_json, run_remote(state, socket_path, lambda c: c.call("exports.list", args)), _print_history)
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("export.list", args)), _print_history)
 
 
 def _print_export(e: dict) -> None:
@@ -178,7 +178,7 @@ def _print_export(e: dict) -> None:
 @remote_options()
 def show_cmd(state: CliState, export_id: uuid.UUID, socket_path, as_json: bool) -> None:
     """One export with its manifest."""
-    data = run_remote(state, socket_path, lambda c: c.call("exports.show", {"export_id": str(export_id)}))
+    data = run_remote(state, socket_path, lambda c: c.call("export.show", {"export_id": str(export_id)}))
     emit(as_json, data, _print_export)
 
 
@@ -196,7 +196,7 @@ def _print_tables(data: dict) -> None:
 @remote_options()
 def tables_cmd(state: CliState, socket_path, as_json: bool) -> None:
     """The tables and fields one may export."""
-    emit(as_json, run_remote(state, socket_path, lambda c: c.call("exports.tables")), _print_tables)
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("export.table.list")), _print_tables)
 
 
 def _print_configurations(data: dict) -> None:
@@ -217,7 +217,7 @@ def _print_configurations(data: dict) -> None:
 @remote_options()
 def configurations_cmd(state: CliState, socket_path, as_json: bool) -> None:
     """Saved export configurations: schedule, next run, password source, retention."""
-    emit(as_json, run_remote(state, socket_path, lambda c: c.call("exports.configurations")),
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("export.configuration.list")),
          _print_configurations)
 
 
@@ -234,7 +234,7 @@ def configure_cmd(state: CliState, name: str, schedule, password_credential, ret
                                  ("retention_days", retention_days)) if v is not None}
     if not changes:
         raise ValidationError("exports configure: give --schedule, --password-credential or --retention-days")
-    data = run_remote(state, socket_path, lambda c: c.call("exports.configure", {"name": name, **changes}))
+    data = run_remote(state, socket_path, lambda c: c.call("export.configuration.set", {"name": name, **changes}))
     emit(as_json, data, lambda c: click.echo(
         f"export configuration {c['name']}: " + (f"runs {c['schedule']}, next {str(c['next_export_at'])[:16]} UTC"
                                                   if c["schedule"] else "runs by hand")))

@@ -54,15 +54,15 @@ def add_cmd(state: CliState, client_id: uuid.UUID, path: Path, description: str 
             args = {"client_id": str(client_id), "name": path.name, "content_type": kind, "size": size}
             if description:
                 args["description"] = description
-            opened = await client.call("files.add", args)
+            opened = await client.call("file.add", args)
             upload = opened["upload_id"]
             try:
                 while piece := fh.read(opened["transfer_bytes"]):
-                    await client.call("files.add.chunk", {"upload_id": upload,
+                    await client.call("file.chunk.add", {"upload_id": upload,
                                                           "data": base64.b64encode(piece).decode()})
-                return await client.call("files.add.commit", {"upload_id": upload})
+                return await client.call("file.upload.commit", {"upload_id": upload})
             except BaseException:
-                await _quietly(client.call("files.add.abort", {"upload_id": upload}))
+                await _quietly(client.call("file.upload.abort", {"upload_id": upload}))
                 raise
 
     added = run_remote(state, socket_path, go)
@@ -87,7 +87,7 @@ async def _quietly(awaitable) -> None:
 @remote_options()
 def list_cmd(state: CliState, client_id: uuid.UUID, socket_path, as_json: bool) -> None:
     """A client's files, newest first (names only with phi:read)."""
-    rows = run_remote(state, socket_path, lambda c: c.call("files.list", {"client_id": str(client_id)}))
+    rows = run_remote(state, socket_path, lambda c: c.call("file.list", {"client_id": str(client_id)}))
 
     def human(items: list[dict]) -> None:
         if not items:
@@ -114,12 +114,12 @@ def get_cmd(state: CliState, file_id: uuid.UUID, out: Path, force: bool, socket_
         raise ValidationError(f"{out.parent} is not a directory")
 
     async def go(client: Client) -> dict:
-        opened = await client.call("files.get", {"file_id": str(file_id)})
+        opened = await client.call("file.get", {"file_id": str(file_id)})
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 while True:
-                    piece = await client.call("files.get.chunk", {"download_id": opened["download_id"]})
+                    piece = await client.call("file.chunk.get", {"download_id": opened["download_id"]})
                     fh.write(base64.b64decode(piece["data"]))
                     if piece["final"]:
                         break
@@ -142,7 +142,7 @@ def get_cmd(state: CliState, file_id: uuid.UUID, out: Path, force: bool, socket_
 @remote_options()
 def remove_cmd(state: CliState, file_id: uuid.UUID, socket_path, as_json: bool) -> None:
     """Remove a file: its record tombstoned and its stored content deleted."""
-    done = run_remote(state, socket_path, lambda c: c.call("files.remove", {"file_id": str(file_id)}))
+    done = run_remote(state, socket_path, lambda c: c.call("file.remove", {"file_id": str(file_id)}))
     emit(as_json, done, lambda r: click.echo(f"removed file {r['file_id']} ({r['objects_deleted']} objects deleted)"))
 
 

@@ -38,7 +38,7 @@ def _print_runs(rows: list[dict]) -> None:
 def jobs_list(state: CliState, kind, status, limit, socket_path, as_json) -> None:
     """Recent runs, newest first."""
     args = {"kind": kind, "status": status, "limit": limit}
-    emit(as_json, run_remote(state, socket_path, lambda c: c.call("jobs.list", args)), _print_runs)
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("job.list", args)), _print_runs)
 
 
 def _print_kinds(kinds: list[dict]) -> None:
@@ -58,7 +58,7 @@ def _print_kinds(kinds: list[dict]) -> None:
 @remote_options()
 def jobs_kinds(state: CliState, socket_path, as_json) -> None:
     """Every job kind, how it may be started, and the params `jobs run --param` takes."""
-    emit(as_json, run_remote(state, socket_path, lambda c: c.call("jobs.kinds")), _print_kinds)
+    emit(as_json, run_remote(state, socket_path, lambda c: c.call("job.kind.list")), _print_kinds)
 
 
 def _params(values: tuple[str, ...]) -> dict:

@@ -19,7 +19,7 @@ def notify_group() -> None:
 @remote_options()
 def notify_test(state: CliState, socket_path, as_json) -> None:
     """Send a test notification to every configured channel."""
-    rows = run_remote(state, socket_path, lambda c: c.call("notify.test"))
+    rows = run_remote(state, socket_path, lambda c: c.call("notification.test"))
 
     def human(items: list[dict]) -> None:
         if not items:

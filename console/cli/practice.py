@@ -193,7 +193,7 @@ def _service_options(func):
 def services_list_cmd(state: CliState, practice_id: str | None, include_inactive: bool, socket_path,
                       as_json: bool) -> None:
     """List the service catalogue (active services unless --all)."""
-    data = _call(state, socket_path, "services.list", {**_given(practice_id=practice_id),
+    data = _call(state, socket_path, "service.list", {**_given(practice_id=practice_id),
                                                        "include_inactive": include_inactive})
     emit(as_json, data, lambda d: _rows(d["items"], _SERVICE_COLUMNS, "no services"))
 
@@ -204,7 +204,7 @@ def services_list_cmd(state: CliState, practice_id: str | None, include_inactive
 @remote_options()
 def services_add_cmd(state: CliState, practice_id: str | None, socket_path, as_json: bool, **fields: Any) -> None:
     """Add a service (--name, --category, --duration-minutes, --price-cents)."""
-    emit(as_json, _call(state, socket_path, "services.add", _given(practice_id=practice_id, **fields)),
+    emit(as_json, _call(state, socket_path, "service.add", _given(practice_id=practice_id, **fields)),
          _print_service)
 
 
@@ -220,4 +220,4 @@ def services_set_cmd(state: CliState, service_id: str, clear: tuple[str, ...], s
     args = {**_given(**fields), **_clear(clear)}
     if not args:
         raise click.UsageError("give at least one field to change")
-    emit(as_json, _call(state, socket_path, "services.set", {"service_id": service_id, **args}), _print_service)
+    emit(as_json, _call(state, socket_path, "service.set", {"service_id": service_id, **args}), _print_service)

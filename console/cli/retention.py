@@ -43,7 +43,7 @@ def policies_cmd(state: CliState, table_name: str | None, archive_after_days: in
     if table_name is None:
         if archive_after_days is not None or delete_after_days is not None or inactive:
             raise ValidationError("--archive-after, --delete-after and --inactive need --table")
-        rows = run_remote(state, socket_path, lambda c: c.call("retention.policies"))
+        rows = run_remote(state, socket_path, lambda c: c.call("retention.policy.list"))
 
         def human(items: list[dict]) -> None:
             if not items:
@@ -69,7 +69,7 @@ def policies_cmd(state: CliState, table_name: str | None, archive_after_days: in
 @remote_options()
 def plan_cmd(state: CliState, horizon_days: int, limit: int, socket_path, as_json: bool) -> None:
     """What retention archives and deletes now and soon, and what legal holds block."""
-    result = run_remote(state, socket_path, lambda c: c.call("retention.plan", {"horizon_days": horizon_days,
+    result = run_remote(state, socket_path, lambda c: c.call("retention.plan.get", {"horizon_days": horizon_days,
                                                                                 "limit": limit}))
     emit(as_json, result, _print_plan)
 
@@ -144,7 +144,7 @@ def _hold_line(h: dict) -> str:
 @remote_options()
 def hold_list_cmd(state: CliState, include_released: bool, socket_path, as_json: bool) -> None:
     """Legal holds, newest first (in force only, unless --all)."""
-    _listing(state, socket_path, as_json, "holds.list", {"include_released": include_released}, _hold_line,
+    _listing(state, socket_path, as_json, "hold.list", {"include_released": include_released}, _hold_line,
              "no legal holds" if include_released else "no legal holds in force")
 
 
@@ -158,7 +158,7 @@ def hold_place_cmd(state: CliState, client_id: uuid.UUID | None, practice_id: uu
     """Place a legal hold on one client, or on a whole practice."""
     args = {"reason": reason, "client_id": str(client_id) if client_id else None,
             "practice_id": str(practice_id) if practice_id else None}
-    hold = run_remote(state, socket_path, lambda c: c.call("holds.place", args))
+    hold = run_remote(state, socket_path, lambda c: c.call("hold.place", args))
     emit(as_json, hold, lambda h: click.echo("placed " + _hold_line(h)))
 
 
@@ -167,7 +167,7 @@ def hold_place_cmd(state: CliState, client_id: uuid.UUID | None, practice_id: uu
 @remote_options()
 def hold_release_cmd(state: CliState, hold_id: uuid.UUID, socket_path, as_json: bool) -> None:
     """Release a legal hold; retention and erasure may then proceed for what it covered."""
-    hold = run_remote(state, socket_path, lambda c: c.call("holds.release", {"hold_id": str(hold_id)}))
+    hold = run_remote(state, socket_path, lambda c: c.call("hold.release", {"hold_id": str(hold_id)}))
     emit(as_json, hold, lambda h: click.echo("released " + _hold_line(h)))
 
 
@@ -250,7 +250,7 @@ def erasure_certificate_cmd(state: CliState, request_id: uuid.UUID, pdf_path: st
     from strongroom.core.fsutil import write_atomic
     from strongroom.core.retention import certificate
 
-    cert = run_remote(state, socket_path, lambda c: c.call("erasure.certificate", {
+    cert = run_remote(state, socket_path, lambda c: c.call("erasure.certificate.get", {
         "request_id": str(request_id), "reissue": reissue}))
     if pdf_path:
         write_atomic(Path(pdf_path), certificate.as_pdf(cert), mode=0o600)

@@ -18,7 +18,7 @@ def security_group() -> None:
 @remote_options()
 def security_events(state: CliState, limit: int, event_type: str | None, socket_path, as_json) -> None:
     """Logins, failures, lockouts and grants, newest first."""
-    rows = run_remote(state, socket_path, lambda c: c.call("security.events", {"limit": limit, "event_type": event_type}))
+    rows = run_remote(state, socket_path, lambda c: c.call("security.event.list", {"limit": limit, "event_type": event_type}))
     emit(as_json, rows, lambda items: [click.echo(
         f"{e['id']:>7} {e['occurred_at'][:19]} {e['severity']:<8} {e['event_type']:<20} "
         f"{e['username'] or '-':<14} {e['ip_address'] or '-'}  {e['description']}") for e in items])

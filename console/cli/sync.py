@@ -112,7 +112,7 @@ def check_cmd(state: CliState, peer: str, socket_path, as_json: bool) -> None:
 def status_cmd(state: CliState, socket_path, as_json: bool) -> None:
     """Per peer and table: watermarks, lag in time and rows, failures, clock skew,
     open conflicts and quarantined rows."""
-    data = run_remote(state, socket_path, lambda c: c.call("sync.status"))
+    data = run_remote(state, socket_path, lambda c: c.call("sync.status.get"))
     emit(as_json, data, _status_human)
 
 
@@ -143,7 +143,7 @@ def _status_human(d: dict) -> None:
 @remote_options()
 def quarantine_cmd(state: CliState, show_all: bool, socket_path, as_json: bool) -> None:
     """Rows a peer sent that failed validation, with the reason (never their content)."""
-    rows = run_remote(state, socket_path, lambda c: _every(c, "sync.quarantine", "all" if show_all else "open"))
+    rows = run_remote(state, socket_path, lambda c: _every(c, "sync.quarantine.list", "all" if show_all else "open"))
 
     def human(items: list[dict]) -> None:
         if not items:
@@ -228,17 +228,17 @@ async def _every(client: Client, command: str, status: str) -> list[dict]:
 
 
 async def _queue(client: Client, status: str) -> list[dict]:
-    return await _every(client, "sync.conflicts", status)
+    return await _every(client, "sync.conflict.list", status)
 
 
 async def _summary(client: Client, conflict_id: uuid.UUID) -> dict:
     """One conflict as the queue shows it: which fields differ, without opening any value
-    (`sync.conflict` opens them, and audits that as a read of the row for phi:read). The
+    (`sync.conflict.get` opens them, and audits that as a read of the row for phi:read). The
     queue pages by id, so the page that starts just below this id begins with it."""
     args: dict = {"status": "all", "limit": 1}
     if conflict_id.int:
         args["after_id"] = str(uuid.UUID(int=conflict_id.int - 1))
-    page = await client.call("sync.conflicts", args)
+    page = await client.call("sync.conflict.list", args)
     if not page or page[0]["id"] != str(conflict_id):
         raise NotFoundError(f"sync conflict {conflict_id} does not exist")
     return page[0]
@@ -280,10 +280,10 @@ def show_cmd(state: CliState, conflict_id: uuid.UUID, field: str | None, socket_
     as a read of that field alone."""
     if field is not None:
         args = {"conflict_id": str(conflict_id), "field": field}
-        one = run_remote(state, socket_path, lambda c: c.call("sync.conflict.field", args))
+        one = run_remote(state, socket_path, lambda c: c.call("sync.conflict.field.get", args))
         emit(as_json, one, _field_human)
         return
-    data = run_remote(state, socket_path, lambda c: c.call("sync.conflict", {"conflict_id": str(conflict_id)}))
+    data = run_remote(state, socket_path, lambda c: c.call("sync.conflict.get", {"conflict_id": str(conflict_id)}))
     emit(as_json, data, _show_human)
 
 
@@ -386,7 +386,7 @@ def resolve_cmd(state: CliState, conflict_id: uuid.UUID, fields: tuple[str, ...]
                       f"peer {summary['peer']}) keeping {_described(choices)}? The row changes now and "
                       "reaches the peer on the next sync", abort=True)
     args = {"conflict_id": str(conflict_id), "choices": choices}
-    result = run_remote(state, socket_path, lambda c: c.call("sync.resolve", args))
+    result = run_remote(state, socket_path, lambda c: c.call("sync.conflict.resolve", args))
     emit(as_json, result, lambda r: click.echo(
         f"resolved conflict {r['id']} ({r['table']} row {r['row_id']}) keeping {_described(choices)}; "
         f"by {r['resolved_by']}"))

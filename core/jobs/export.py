@@ -154,7 +154,7 @@ def _configuration(ctx: Context, name: str) -> dict:
 def build_request(ctx: Context, params: dict, *, now: datetime | None = None) -> Request:
     """Check every parameter; raises ValidationError (or NotFoundError for an unknown
     configuration) naming the first problem. Nothing is written. A relative range is
-    resolved at `now`, else at the run's `as_of` (exports.run sets it when the export is
+    resolved at `now`, else at the run's `as_of` (export.run sets it when the export is
     submitted), else now."""
     configuration = None
     if params.get("configuration"):
@@ -176,7 +176,7 @@ def build_request(ctx: Context, params: dict, *, now: datetime | None = None) ->
         password = credential_password(configuration["password_credential"])
     elif encrypt:
         if not params.get("password_sealed"):
-            raise ValidationError("export: an encrypted ZIP needs a password (exports.run seals it for the run)")
+            raise ValidationError("export: an encrypted ZIP needs a password (export.run seals it for the run)")
         password = _unseal(ctx, str(params["password_sealed"]))
         _check_password(password.decode(errors="replace"))
     return Request(tables, filters, fmt, masking, encrypt, password,
@@ -244,7 +244,7 @@ def save_configuration(ctx: Context, name: str, params: dict, principal: Princip
            "fields": [f"{table}.{field}" for table, fields in tables.items() for field in fields]}
     with transaction(ctx.engine) as conn:
         if conn.execute(select(_configurations.c.id).where(_configurations.c.name == name)).first():
-            raise ConflictError(f"export configuration {name!r} already exists")
+            raise ConflictError("export configuration: one by that name already exists")
         conn.execute(insert(_configurations), [row])
         audit.append(conn, actor=principal.actor, action="CONFIG", table_name="export_configurations", record_id=row["id"],
                      details={"event": "export_configuration_saved", "name": name, "format": row["format"],

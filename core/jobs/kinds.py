@@ -142,7 +142,7 @@ class ExportParams(Params):
                                           "last_90_days, this_month, last_quarter), practice_id, client_id, "
                                           "client_status, session_status, payment_status (values, "
                                           "comma-separated).")
-    as_of: datetime | None = Field(default=None, description="When a relative range is resolved (exports.run "
+    as_of: datetime | None = Field(default=None, description="When a relative range is resolved (export.run "
                                                              "sets the moment it was submitted).")
     format: ShortText | None = Field(default=None, description="csv, ndjson, json, xml or pdf.")
     masking: ShortText | None = Field(default=None, description="masked (default) or full (needs phi:read).")
@@ -150,7 +150,7 @@ class ExportParams(Params):
     bom: Flag = Field(default=False, description="CSV only: start each file with a UTF-8 byte order mark "
                                                  "(for spreadsheets).")
     password_sealed: Annotated[str, StringConstraints(max_length=4096)] | None = Field(
-        default=None, description="The ZIP password sealed by exports.run (never a clear password).")
+        default=None, description="The ZIP password sealed by export.run (never a clear password).")
     scheduled: Flag = Field(default=False, description="Set by the scheduler for a configuration's scheduled "
                                                        "run: an encrypted one's password comes from its "
                                                        "systemd credential.")

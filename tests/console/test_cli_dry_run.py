@@ -121,7 +121,7 @@ def _archived(data_dir) -> int:
 
 def test_retention_dry_run_names_each_row_due_and_why_and_changes_nothing(retention_daemon, capsys):
     d = retention_daemon
-    expected = d.call("retention.plan", {"horizon_days": 0, "limit": 1000})
+    expected = d.call("retention.plan.get", {"horizon_days": 0, "limit": 1000})
     assert expected["actions"], "the retention demo has rows due now"
     code, out, err = run(capsys, "--data-dir", d.data_dir, "retention", "run", "--dry-run", "--json")
     assert code == 0, err
@@ -143,4 +143,4 @@ def test_retention_dry_run_names_each_row_due_and_why_and_changes_nothing(retent
     if blocked:
         assert f"BLOCKED by hold {blocked[0]['blocked_by']}" in out
     assert _archived(d.data_dir) == 0
-    assert d.call("retention.plan", {"horizon_days": 0, "limit": 1000})["summary"] == expected["summary"]
+    assert d.call("retention.plan.get", {"horizon_days": 0, "limit": 1000})["summary"] == expected["summary"]

@@ -338,7 +338,7 @@ def test_login_and_status_over_curve_with_the_right_keys(remote, capsys, monkeyp
     assert code == 0, err
     assert json.loads(out)["actor"] == "user:auditor1"
     # The login was over TCP: its address is the TCP peer's, not an ipc uid.
-    event = remote["proc"].call("security.events", {"event_type": "login_success", "limit": 1})[0]
+    event = remote["proc"].call("security.event.list", {"event_type": "login_success", "limit": 1})[0]
     assert event["ip_address"] == "127.0.0.1"
 
 
@@ -409,5 +409,5 @@ def test_the_console_logs_in_over_curve_with_the_connect_options(remote, capsys)
             await wait_for(pilot, showing(app, MainScreen), what="the main screen after login")
             assert (await app.call("whoami"))["actor"] == "user:auditor1"
     drive(scenario, timeout=60)
-    event = remote["proc"].call("security.events", {"event_type": "login_success", "limit": 1})[0]
+    event = remote["proc"].call("security.event.list", {"event_type": "login_success", "limit": 1})[0]
     assert event["ip_address"] == "127.0.0.1"

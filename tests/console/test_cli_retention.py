@@ -34,7 +34,7 @@ def test_policies_are_listed_and_set_and_a_bad_one_changes_nothing(daemon, capsy
     assert code == 2 and "cannot have a retention policy" in err
     code, _, err = cli(capsys, daemon, "retention", "policies", "--archive-after", "4")
     assert code == 2 and "need --table" in err
-    assert daemon.call("retention.policies") == before
+    assert daemon.call("retention.policy.list") == before
     code, out, err = cli(capsys, daemon, "retention", "policies", "--table", "client_files", "--archive-after", "400",
                          "--delete-after", "3000")
     assert code == 0 and out.strip() == "policy for client_files: archive after 400d, delete after 3000d, active"

@@ -35,7 +35,7 @@ def log_in(capsys, daemon, tmp_path, username: str, totp_secret: str | None = No
 
 
 def queue(daemon) -> list[dict]:
-    return daemon.call("sync.conflicts", {"status": "all"})
+    return daemon.call("sync.conflict.list", {"status": "all"})
 
 
 class Terminal(io.StringIO):
@@ -62,7 +62,7 @@ def test_conflicts_lists_the_queue_with_fields_never_values(daemon, capsys):
 
 def test_operator_sees_phi_masked_and_resolves_by_choice(daemon, capsys, tmp_path):
     first = daemon.seeded["conflicts"][0]
-    plain = daemon.call("sync.conflict", {"conflict_id": first})       # the local operator reads PHI
+    plain = daemon.call("sync.conflict.get", {"conflict_id": first})       # the local operator reads PHI
     secrets = {f[v] for f in plain["field_values"] if f["phi"] and f["differs"] for v in ("local", "remote") if f[v]}
     assert secrets
     log_in(capsys, daemon, tmp_path, "operator1", daemon.seeded["operator_totp"])
@@ -83,14 +83,14 @@ def test_operator_sees_phi_masked_and_resolves_by_choice(daemon, capsys, tmp_pat
     assert result["status"] == "resolved" and result["resolved_by"] == "user:operator1"
     assert result["resolution"]["choices"] == {**{n: "remote" for n in fields}, "phone": "local"}
     assert not [s for s in secrets if s in out + err]
-    assert [c["id"] for c in daemon.call("sync.conflicts")] == daemon.seeded["conflicts"][1:]
+    assert [c["id"] for c in daemon.call("sync.conflict.list")] == daemon.seeded["conflicts"][1:]
     code, out, _ = cli(capsys, daemon, "sync", "conflicts", "--status", "resolved")
     assert first in out and "resolved by user:operator1" in out
 
 
 def test_show_gives_the_differing_fields_and_one_other_field_on_request(daemon, capsys, tmp_path):
     first = daemon.seeded["conflicts"][0]
-    ssn = daemon.call("sync.conflict.field", {"conflict_id": first, "field": "ssn"})["field"]["local"]
+    ssn = daemon.call("sync.conflict.field.get", {"conflict_id": first, "field": "ssn"})["field"]["local"]
     reads = len(daemon.call("audit.tail", {"limit": 1000, "action": "READ"}))
 
     code, out, err = cli(capsys, daemon, "sync", "show", first)                  # the local operator

@@ -344,22 +344,22 @@ def files_daemon(tmp_path, db_url):
 
 def upload(daemon, client_id: str, data: bytes, name: str = "consent Quillon.pdf", **extra) -> dict:
     """Upload DATA for a client through files.add, chunk by chunk; returns the commit's reply."""
-    opened = daemon.call("files.add", {"client_id": client_id, "name": name, "content_type": "application/pdf",
+    opened = daemon.call("file.add", {"client_id": client_id, "name": name, "content_type": "application/pdf",
                                        "size": len(data), **extra})
     step = opened["transfer_bytes"]
     assert 1024 <= step <= 1024 * 1024
     for start in range(0, len(data), step):
-        daemon.call("files.add.chunk", {"upload_id": opened["upload_id"],
+        daemon.call("file.chunk.add", {"upload_id": opened["upload_id"],
                                         "data": base64.b64encode(data[start:start + step]).decode()})
-    return daemon.call("files.add.commit", {"upload_id": opened["upload_id"]})
+    return daemon.call("file.upload.commit", {"upload_id": opened["upload_id"]})
 
 
 def download(daemon, file_id: str) -> bytes:
     """A file's whole content through files.get, chunk by chunk."""
-    opened = daemon.call("files.get", {"file_id": file_id})
+    opened = daemon.call("file.get", {"file_id": file_id})
     out = b""
     while True:
-        piece = daemon.call("files.get.chunk", {"download_id": opened["download_id"]})
+        piece = daemon.call("file.chunk.get", {"download_id": opened["download_id"]})
         out += base64.b64decode(piece["data"])
         if piece["final"]:
             return out

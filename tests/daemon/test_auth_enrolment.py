@@ -47,7 +47,7 @@ def test_login_offers_enrolment_and_a_right_code_opens_the_session(daemon):
     err = refused(daemon, "auth.enrol", {"enrolment_token": enrolment["token"], "totp": totp.now()})
     assert "already has an authenticator enrolled" in err.message
 
-    kinds = [e["event_type"] for e in daemon.call("security.events", {"limit": 20})]
+    kinds = [e["event_type"] for e in daemon.call("security.event.list", {"limit": 20})]
     assert {"totp_enrolment_offered", "totp_enrolled", "login_success"} <= set(kinds)
     assert secret not in daemon.log() and enrolment["token"] not in daemon.log()
 

@@ -22,7 +22,7 @@ def test_a_checkpoint_at_shutdown_catches_entries_cut_while_the_daemon_was_down(
     data_dir = make_data_dir(tmp_path, db_url, f'\n[audit]\ncheckpoint_file = "{checkpoint_file}"\n')
     first = DaemonProcess(data_dir, tmp_path, name="first")
     first.wait_ready()
-    first.call("jobs.list")
+    first.call("job.list")
     assert first.stop() == 0
     cp = json.loads(checkpoint_file.read_text())
     with data_transaction(data_dir) as (_, conn):

@@ -20,7 +20,7 @@ def clients_daemon(tmp_path, db_url):
 
 def test_a_last_name_finds_its_clients_masked_even_for_a_reader_of_phi(clients_daemon):
     d = clients_daemon
-    found = d.call("clients.find", {"last_name": "  bee "})          # normalised as the index is
+    found = d.call("client.find", {"last_name": "  bee "})          # normalised as the index is
     (client,) = found["clients"]
     assert client["id"] == d.ids[2] and client["name"] == "A*** B***" and found["more"] is False
     assert set(client) == {"id", "name", "status", "created_at"}
@@ -31,14 +31,14 @@ def test_a_last_name_finds_its_clients_masked_even_for_a_reader_of_phi(clients_d
 
 def test_staff_without_phi_read_find_the_same_masked_answer(clients_daemon):
     d = clients_daemon
-    found = d.call("clients.find", {"last_name": "Bee"}, token=login(d, "staff1"))
+    found = d.call("client.find", {"last_name": "Bee"}, token=login(d, "staff1"))
     assert [c["id"] for c in found["clients"]] == [d.ids[2]]
 
 
 def test_no_match_is_an_empty_list_and_no_term_is_refused_by_name(clients_daemon):
     d = clients_daemon
-    assert d.call("clients.find", {"last_name": "Nobody"})["clients"] == []
-    refused = error_of(d, "clients.find", {})
+    assert d.call("client.find", {"last_name": "Nobody"})["clients"] == []
+    refused = error_of(d, "client.find", {})
     assert refused.code == "bad_request" and "last_name" in refused.message
-    too_long = error_of(d, "clients.find", {"email": "x" * 400})
+    too_long = error_of(d, "client.find", {"email": "x" * 400})
     assert too_long.code == "bad_request" and "email" in too_long.message and "xxxx" not in too_long.message

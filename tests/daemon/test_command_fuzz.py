@@ -146,6 +146,6 @@ def test_every_command_answers_hostile_arguments_specifically_and_repeats_none_o
     assert not _leaks(events), "an event repeats a value from a request: " + "; ".join(
         line[:160] for line in events.splitlines() if _leaks(line))
     assert not _leaks(daemon.log()), "the daemon log repeats a value from a request"
-    records = json.dumps(daemon.call("jobs.list", {"limit": 1000}))
+    records = json.dumps(daemon.call("job.list", {"limit": 1000}))
     assert not _leaks(records), "a job record repeats a value from a request"
     assert_alive(daemon)

@@ -20,11 +20,11 @@ def refused(daemon, cmd: str, args: dict, token="local") -> ClientError:
 
 
 def user(daemon, username: str) -> dict:
-    return next(u for u in daemon.call("users.list") if u["username"] == username)
+    return next(u for u in daemon.call("user.list") if u["username"] == username)
 
 
 def events(daemon, event_type: str) -> list[dict]:
-    return daemon.call("security.events", {"event_type": event_type, "limit": 20})
+    return daemon.call("security.event.list", {"event_type": event_type, "limit": 20})
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_nobody_locks_themselves_and_the_refusal_is_recorded(daemon, boss, data_
 def test_the_last_admin_can_be_neither_locked_nor_demoted(daemon, boss):
     err = refused(daemon, "user.lock", {"username": "boss"})
     assert err.code == "conflict" and "last active account able to manage users" in err.message
-    err = refused(daemon, "user.set_role", {"username": "boss", "role": "STAFF"})
+    err = refused(daemon, "user.role.set", {"username": "boss", "role": "STAFF"})
     assert err.code == "conflict" and "last active account" in err.message
     after = user(daemon, "boss")
     assert after["locked_until"] is None and after["role"] == "ADMIN"
@@ -73,34 +73,34 @@ def test_the_last_admin_can_be_neither_locked_nor_demoted(daemon, boss):
 def test_without_user_manage_every_change_is_forbidden(daemon, boss):
     auditor = login(daemon, "auditor1")
     for cmd, args in (("user.lock", {"username": "clinician"}), ("user.unlock", {"username": "clinician"}),
-                      ("user.reset_2fa", {"username": "clinician"}),
-                      ("user.set_role", {"username": "clinician", "role": "STAFF"}),
-                      ("user.grant", {"username": "clinician", "permission": "audit:read", "duration": "1h"}),
-                      ("user.grants", {"username": "clinician"})):
+                      ("user.totp.reset", {"username": "clinician"}),
+                      ("user.role.set", {"username": "clinician", "role": "STAFF"}),
+                      ("user.grant.add", {"username": "clinician", "permission": "audit:read", "duration": "1h"}),
+                      ("user.grant.list", {"username": "clinician"})):
         err = refused(daemon, cmd, args, token=auditor)
         assert err.code == "forbidden" and "user:manage" in err.message, cmd
     after = user(daemon, "clinician")
     assert after["locked_until"] is None and after["role"] == "PRACTITIONER"
-    assert daemon.call("user.grants", {"username": "clinician", "include_ended": True}) == []
+    assert daemon.call("user.grant.list", {"username": "clinician", "include_ended": True}) == []
 
 
 def test_unknown_user_and_bad_arguments_are_clear_errors(daemon):
     err = refused(daemon, "user.lock", {"username": "ghost"})
     assert err.code == "not_found" and "no user by that name" in err.message and "ghost" not in err.message
-    err = refused(daemon, "user.set_role", {"username": "clinician", "role": "wizard"})
+    err = refused(daemon, "user.role.set", {"username": "clinician", "role": "wizard"})
     assert err.code == "bad_request" and "expected one of" in err.message
-    err = refused(daemon, "user.grant", {"username": "clinician", "permission": "audit:read", "duration": "forever"})
+    err = refused(daemon, "user.grant.add", {"username": "clinician", "permission": "audit:read", "duration": "forever"})
     assert err.code == "bad_request" and "duration" in err.message
     err = refused(daemon, "user.lock", {"username": "clinician", "minutes": 0})
     assert err.code == "bad_request" and "minutes" in err.message
     assert user(daemon, "clinician")["locked_until"] is None
-    assert daemon.call("user.grants", {"username": "clinician", "include_ended": True}) == []
+    assert daemon.call("user.grant.list", {"username": "clinician", "include_ended": True}) == []
 
 
 def test_role_change_applies_at_once_and_is_audited(daemon, boss):
     admin = login(daemon, "boss", boss)
     staff = login(daemon, "clinician")
-    changed = daemon.call("user.set_role", {"username": "clinician", "role": "MANAGER", "reason": "promoted"},
+    changed = daemon.call("user.role.set", {"username": "clinician", "role": "MANAGER", "reason": "promoted"},
                           token=admin)
     assert changed["role"] == "MANAGER"
     assert refused(daemon, "whoami", {}, token=staff).code == "unauthenticated"   # re-login for new permissions
@@ -113,29 +113,29 @@ def test_role_change_applies_at_once_and_is_audited(daemon, boss):
 
 def test_grant_with_expiry_gives_the_permission_until_revoked(daemon, boss):
     admin = login(daemon, "boss", boss)
-    grant = daemon.call("user.grant", {"username": "clinician", "permission": "audit:read", "duration": "2h",
+    grant = daemon.call("user.grant.add", {"username": "clinician", "permission": "audit:read", "duration": "2h",
                                        "reason": "records review"}, token=admin)
     assert grant["active"] and grant["granted_by"] == "user:boss"
     clinician = login(daemon, "clinician")
-    assert isinstance(daemon.call("jobs.list", {"limit": 1}, token=clinician), list)   # audit:read now
-    listed = daemon.call("user.grants", {"username": "clinician"}, token=admin)
+    assert isinstance(daemon.call("job.list", {"limit": 1}, token=clinician), list)   # audit:read now
+    listed = daemon.call("user.grant.list", {"username": "clinician"}, token=admin)
     assert [g["id"] for g in listed] == [grant["id"]]
-    err = refused(daemon, "user.grant", {"username": "clinician", "permission": "keys:manage", "duration": "1h"},
+    err = refused(daemon, "user.grant.add", {"username": "clinician", "permission": "keys:manage", "duration": "1h"},
                   token=admin)
     assert err.code == "forbidden" and "keys:manage" in err.message
-    daemon.call("user.revoke_grant", {"grant_id": grant["id"], "reason": "done"}, token=admin)
-    err = refused(daemon, "jobs.list", {"limit": 1}, token=clinician)
+    daemon.call("user.grant.revoke", {"grant_id": grant["id"], "reason": "done"}, token=admin)
+    err = refused(daemon, "job.list", {"limit": 1}, token=clinician)
     assert err.code == "forbidden"
-    err = refused(daemon, "user.revoke_grant", {"grant_id": grant["id"]}, token=admin)
+    err = refused(daemon, "user.grant.revoke", {"grant_id": grant["id"]}, token=admin)
     assert err.code == "conflict" and "already revoked" in err.message
-    assert daemon.call("user.grants", {"username": "clinician"}, token=admin) == []
+    assert daemon.call("user.grant.list", {"username": "clinician"}, token=admin) == []
 
 
 def test_reset_2fa_shows_nobody_a_secret_and_the_owner_enrols_a_new_one_at_next_login(daemon, boss, data_dir):
     """The reply to whoever resets carries no secret; the old code opens nothing; the
     owner's next login with the right password is offered a new secret, and a code from
     it opens the session."""
-    reset = daemon.call("user.reset_2fa", {"username": "boss"})
+    reset = daemon.call("user.totp.reset", {"username": "boss"})
     assert reset["user"]["totp_pending"] and reset["pending_enrolment"] is True
     assert "otpauth" not in json.dumps(reset) and "secret" not in json.dumps(reset)
     again = daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
@@ -151,14 +151,14 @@ def test_reset_2fa_shows_nobody_a_secret_and_the_owner_enrols_a_new_one_at_next_
 
 
 def test_integrity_report_before_and_after_a_run(daemon):
-    empty = daemon.call("integrity.report")
+    empty = daemon.call("integrity.report.get")
     assert empty["latest"] is None and empty["checks"] == [] and empty["audit_chain"]["head_id"] >= 1
     run = daemon.call("job.run", {"kind": "integrity"})
     deadline = time.monotonic() + 60
     while daemon.call("job.get", {"run_id": run["id"]})["status"] in ("queued", "running"):
         assert time.monotonic() < deadline, "integrity run did not finish"
         time.sleep(0.2)
-    report = daemon.call("integrity.report")
+    report = daemon.call("integrity.report.get")
     assert report["latest"]["id"] == run["id"] and report["latest"]["status"] == "succeeded"
     names = [c["name"] for c in report["checks"]]
     assert "audit chain" in names and "clients row checksums" in names
@@ -178,8 +178,8 @@ def test_nobody_acts_on_an_account_holding_a_permission_they_lack(daemon, boss, 
     before = user(daemon, "root")
     for cmd, args in (("user.lock", {"username": "root", "reason": "takeover"}),
                       ("user.unlock", {"username": "root"}),
-                      ("user.reset_2fa", {"username": "root"}),
-                      ("user.grant", {"username": "root", "permission": "audit:read", "duration": "1h"})):
+                      ("user.totp.reset", {"username": "root"}),
+                      ("user.grant.add", {"username": "root", "permission": "audit:read", "duration": "1h"})):
         err = refused(daemon, cmd, args, token=admin)
         assert err.code == "forbidden" and "holding permissions it lacks (config:write, " in err.message, cmd
     root_session = daemon.call("whoami", token=root)["session_id"]

@@ -74,7 +74,7 @@ def test_multipart_garbage_is_refused(daemon):
 
 def test_wrong_argument_types_name_the_argument(daemon):
     with pytest.raises(ClientError) as err:
-        daemon.call("jobs.list", {"limit": "lots"})
+        daemon.call("job.list", {"limit": "lots"})
     assert err.value.code == "bad_request" and "limit" in err.value.message
     with pytest.raises(ClientError) as err:
         daemon.call("job.get", {"run_id": "not-a-uuid"})
@@ -84,7 +84,7 @@ def test_wrong_argument_types_name_the_argument(daemon):
 def test_valid_token_without_the_permission_is_forbidden(daemon):
     token = login(daemon, "clinician")
     with pytest.raises(ClientError) as err:
-        daemon.call("users.list", token=token)
+        daemon.call("user.list", token=token)
     assert err.value.code == "forbidden" and "user:manage" in err.value.message
     with pytest.raises(ClientError) as err:
         daemon.call("job.run", {"kind": "integrity"}, token=token)
@@ -95,7 +95,7 @@ def test_login_returns_a_session_with_client_tracking(daemon):
     token = login(daemon)
     me = daemon.call("whoami", token=token)
     assert me["actor"] == "user:auditor1" and "audit:read" in me["permissions"]
-    sessions = daemon.call("sessions.list")
+    sessions = daemon.call("session.list")
     mine = [s for s in sessions if s["username"] == "auditor1"][0]
     # The address is the transport's (this process's uid over ipc), not the SSH client
     # the login reported (tests/daemon/test_control_identity.py).
@@ -132,7 +132,7 @@ def test_brute_force_hits_lockout_then_rate_limit_and_is_recorded(daemon):
     with pytest.raises(ClientError) as err:
         login(daemon, "auditor1")  # the right password no longer helps
     assert err.value.code in ("unauthenticated", "rate_limited")
-    events = daemon.call("security.events", {"limit": 50})
+    events = daemon.call("security.event.list", {"limit": 50})
     kinds = {e["event_type"] for e in events}
     assert {"login_failed", "account_locked", "rate_limited"} <= kinds
 
@@ -177,11 +177,22 @@ def test_config_show_redacts_secrets(daemon):
 
 def test_help_lists_every_command_with_its_permission(daemon):
     names = {c["cmd"]: c["permission"] for c in daemon.call("help", token=None)}
-    for cmd in ("status", "health", "jobs.list", "job.run", "job.cancel", "job.get", "backups.list",
-                "audit.tail", "audit.verify", "security.events", "sessions.list", "session.revoke",
-                "users.list", "config.show", "notify.test", "auth.login"):
+    for cmd in ("status", "health", "job.list", "job.run", "job.cancel", "job.get", "backup.list",
+                "audit.tail", "audit.verify", "security.event.list", "session.list", "session.revoke",
+                "user.list", "config.show", "notification.test", "auth.login"):
         assert cmd in names
-    assert names["users.list"] == "user:manage"
+    assert names["user.list"] == "user:manage"
+
+
+def test_old_names_still_work_as_deprecated_aliases(daemon):
+    """Scripts outside may call the names commands had before noun.verb: one release more."""
+    listed = {c["cmd"]: c for c in daemon.call("help", token=None)}
+    assert listed["jobs.list"]["alias_of"] == "job.list" and "deprecated" in listed["jobs.list"]["help"]
+    assert listed["users.list"]["permission"] == listed["user.list"]["permission"] == "user:manage"
+    assert listed["job.list"]["alias_of"] is None
+    assert daemon.call("jobs.list") == daemon.call("job.list")
+    assert daemon.call("jobs.kinds") == daemon.call("job.kind.list")
+    assert daemon.call("sessions.list") == daemon.call("session.list")
 
 
 @hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -218,7 +229,7 @@ def test_job_params_nested_600_deep_are_refused_and_the_history_stays_listable(d
     reply = raw(daemon, request("job.run", token=daemon.local_token(),
                                 args={"kind": "integrity", "params": {"x": nested(600)}}))
     assert reply["error"]["code"] == "bad_request"
-    assert daemon.call("jobs.list") == []
+    assert daemon.call("job.list") == []
 
 
 def test_a_stored_run_whose_params_cannot_be_encoded_is_still_listed(daemon, data_dir):
@@ -233,7 +244,7 @@ def test_a_stored_run_whose_params_cannot_be_encoded_is_still_listed(daemon, dat
         conn.execute(insert(JobRun.__table__), [{
             "id": new_id(), "job_kind": "integrity", "trigger": "manual", "status": JobStatus.FAILED,
             "params": {"x": nested(600)}, "progress_done": 0, "queued_at": utcnow()}])
-    listed = daemon.call("jobs.list")
+    listed = daemon.call("job.list")
     assert len(listed) == 1 and "x" not in listed[0]["params"]
 
 
@@ -248,7 +259,7 @@ def test_job_params_are_checked_per_kind_when_submitted_naming_the_field(daemon,
     assert reply["error"]["code"] == "bad_request"
     assert f"restore params: {field}" in reply["error"]["message"]
     assert "not-a-uuid" not in reply["error"]["message"] and "maybe" not in reply["error"]["message"]
-    assert daemon.call("jobs.list") == []
+    assert daemon.call("job.list") == []
 
 
 def test_an_unknown_param_is_refused_without_repeating_its_name(daemon):
@@ -257,7 +268,7 @@ def test_an_unknown_param_is_refused_without_repeating_its_name(daemon):
     assert reply["error"]["code"] == "bad_request" and "jane" not in reply["error"]["message"]
 
 
-@pytest.mark.parametrize("cmd", ["audit.tail", "security.events"])
+@pytest.mark.parametrize("cmd", ["audit.tail", "security.event.list"])
 def test_a_before_id_beyond_64_bits_is_a_bad_request(daemon, cmd):
     reply = raw(daemon, request(cmd, token=daemon.local_token(), args={"before_id": 2 ** 63}))
     assert reply["error"]["code"] == "bad_request" and "before_id" in reply["error"]["message"]

@@ -52,10 +52,10 @@ def test_rotating_the_reported_address_and_the_process_does_not_evade_the_login_
 def test_a_login_records_the_transport_peer_and_labels_the_ssh_address_as_reported(daemon):
     daemon.call("auth.login", {"username": "auditor1", "password": "correct horse battery staple 42",
                                "client": {"ssh_connection": "203.0.113.7 51234 10.0.0.1 22"}}, token=None)
-    event = daemon.call("security.events", {"event_type": "login_success", "limit": 1})[0]
+    event = daemon.call("security.event.list", {"event_type": "login_success", "limit": 1})[0]
     assert event["ip_address"] == f"ipc:uid={os.getuid()}"
     assert event["details"]["reported_ssh_client"] == "203.0.113.7"
-    session = [s for s in daemon.call("sessions.list") if s["username"] == "auditor1"][0]
+    session = [s for s in daemon.call("session.list") if s["username"] == "auditor1"][0]
     assert session["client_addr"] == f"ipc:uid={os.getuid()}"
 
 

@@ -61,7 +61,7 @@ def test_allow_listed_client_logs_in_and_is_served_over_curve(curve_daemon):
     status = _call(port, server_key, client_keys, session["token"])
     assert status["role"] == "leader"
     # The address is the TCP peer's, not the SSH client the login reported.
-    event = proc.call("security.events", {"event_type": "login_success", "limit": 1})[0]
+    event = proc.call("security.event.list", {"event_type": "login_success", "limit": 1})[0]
     assert event["ip_address"] == "127.0.0.1" and event["details"]["reported_ssh_client"] == "192.0.2.9"
 
 

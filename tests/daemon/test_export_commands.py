@@ -69,7 +69,7 @@ def error_of(daemon, cmd, args, token="local") -> ClientError:
 
 
 def test_catalogue_lists_tables_fields_formats_and_profiles(export_daemon):
-    answer = export_daemon.call("exports.tables", token=login(export_daemon, "frontdesk"))
+    answer = export_daemon.call("export.table.list", token=login(export_daemon, "frontdesk"))
     tables = {t["table"]: t for t in answer["tables"]}
     assert set(tables) == {"clients", "therapy_sessions", "client_files", "staff", "services"}
     assert tables["staff"]["phi"] == [] and "working_hours" in tables["staff"]["fields"]
@@ -81,17 +81,17 @@ def test_catalogue_lists_tables_fields_formats_and_profiles(export_daemon):
 
 def test_an_export_runs_to_success_and_shows_in_history_with_its_manifest(export_daemon):
     token = login(export_daemon, "manager1")
-    run = export_daemon.call("exports.run", {"tables": ["clients"], "fields": {"clients": ["id", "ssn"]},
+    run = export_daemon.call("export.run", {"tables": ["clients"], "fields": {"clients": ["id", "ssn"]},
                                              "format": "csv", "filters": {"since": "2000-01-01"}}, token=token)
     assert run["job_kind"] == "export" and run["requested_by"] == "user:manager1"
     done = wait_done(export_daemon, run["id"])
     assert done["status"] == "succeeded", done["error"]
     assert done["result"]["row_count"] == 6 and done["result"]["masking_profile"] == "masked"
-    history = export_daemon.call("exports.list", token=token)
+    history = export_daemon.call("export.list", token=token)
     assert history["total"] == 1 and history["running"] == []
     (item,) = history["items"]
     assert (item["status"], item["row_count"], item["format"]) == ("succeeded", 6, "csv")
-    shown = export_daemon.call("exports.show", {"export_id": item["id"]}, token=token)
+    shown = export_daemon.call("export.show", {"export_id": item["id"]}, token=token)
     assert shown["manifest_ok"] is True and shown["manifest"]["tables"]["clients"]["rows"] == 6
     assert shown["manifest"]["requested_by"] == "user:manager1"
     entry = export_daemon.call("audit.tail", {"limit": 5, "table_name": "exports"})[0]
@@ -101,16 +101,16 @@ def test_an_export_runs_to_success_and_shows_in_history_with_its_manifest(export
 def test_history_pages_newest_first(export_daemon):
     ids = []
     for fmt in ("json", "xml", "pdf"):
-        run = export_daemon.call("exports.run", {"tables": "clients", "format": fmt})
+        run = export_daemon.call("export.run", {"tables": "clients", "format": fmt})
         assert wait_done(export_daemon, run["id"])["status"] == "succeeded"
         ids.append(run["id"])
-    page = export_daemon.call("exports.list", {"limit": 2, "offset": 1})
+    page = export_daemon.call("export.list", {"limit": 2, "offset": 1})
     assert page["total"] == 3 and [i["format"] for i in page["items"]] == ["xml", "json"]
-    assert export_daemon.call("exports.list", {"status": "failed"})["total"] == 0
+    assert export_daemon.call("export.list", {"status": "failed"})["total"] == 0
 
 
 def test_the_zip_password_is_sealed_in_the_runs_parameters(export_daemon):
-    run = export_daemon.call("exports.run", {"tables": ["clients"], "format": "ndjson", "encrypt": True,
+    run = export_daemon.call("export.run", {"tables": ["clients"], "format": "ndjson", "encrypt": True,
                                              "password": ZIP_PASSWORD, "masking": "full"})
     done = wait_done(export_daemon, run["id"])
     assert done["status"] == "succeeded", done["error"]
@@ -132,25 +132,25 @@ def test_the_zip_password_is_sealed_in_the_runs_parameters(export_daemon):
 ])
 def test_refusals_are_immediate_and_queue_nothing(export_daemon, args, who, code, words):
     token = "local" if who == "local" else login(export_daemon, who)
-    err = error_of(export_daemon, "exports.run", args, token=token)
+    err = error_of(export_daemon, "export.run", args, token=token)
     assert err.code == code and words in err.message
-    assert export_daemon.call("jobs.list", {"kind": "export"}) == []
-    assert export_daemon.call("exports.list")["total"] == 0
+    assert export_daemon.call("job.list", {"kind": "export"}) == []
+    assert export_daemon.call("export.list")["total"] == 0
 
 
 def test_full_profile_without_phi_read_is_refused_before_queuing(export_daemon):
     # A grant of the job's permission alone does not unmask: phi:read is checked too.
-    export_daemon.call("user.grant", {"username": "frontdesk", "permission": "job:export:run", "duration": "1h",
+    export_daemon.call("user.grant.add", {"username": "frontdesk", "permission": "job:export:run", "duration": "1h",
                                       "reason": "test"})
     token = login(export_daemon, "frontdesk")
-    err = error_of(export_daemon, "exports.run", {"tables": ["clients"], "format": "csv", "masking": "full"}, token)
+    err = error_of(export_daemon, "export.run", {"tables": ["clients"], "format": "csv", "masking": "full"}, token)
     assert err.code == "forbidden" and "phi:read" in err.message
-    run = export_daemon.call("exports.run", {"tables": ["clients"], "format": "csv"}, token=token)
+    run = export_daemon.call("export.run", {"tables": ["clients"], "format": "csv"}, token=token)
     assert wait_done(export_daemon, run["id"])["result"]["masking_profile"] == "masked"
 
 
 def test_unknown_export_is_not_found(export_daemon):
-    err = error_of(export_daemon, "exports.show", {"export_id": "00000000-0000-0000-0000-000000000000"})
+    err = error_of(export_daemon, "export.show", {"export_id": "00000000-0000-0000-0000-000000000000"})
     assert err.code == "not_found"
 
 
@@ -167,16 +167,16 @@ def test_rows_exported_are_counted_by_format(ctx):
 
 def test_a_saved_configuration_is_listed_and_runs_by_name(export_daemon):
     token = login(export_daemon, "manager1")
-    saved = export_daemon.call("exports.save", {"name": "weekly", "tables": ["clients"], "format": "xml",
+    saved = export_daemon.call("export.configuration.create", {"name": "weekly", "tables": ["clients"], "format": "xml",
                                                 "fields": {"clients": ["id", "email"]}, "encrypt": True}, token=token)
     assert saved["fields"] == ["clients.id", "clients.email"] and saved["encryption_enabled"] is True
-    assert export_daemon.call("exports.tables")["configurations"] == [
+    assert export_daemon.call("export.table.list")["configurations"] == [
         {"name": "weekly", "format": "xml", "masking_profile": "masked", "encryption_enabled": True}]
-    err = error_of(export_daemon, "exports.save", {"name": "weekly", "tables": "clients", "format": "csv"}, token)
+    err = error_of(export_daemon, "export.configuration.create", {"name": "weekly", "tables": "clients", "format": "csv"}, token)
     assert err.code == "conflict"
-    err = error_of(export_daemon, "exports.run", {"configuration": "weekly"}, token)   # its password, each run
+    err = error_of(export_daemon, "export.run", {"configuration": "weekly"}, token)   # its password, each run
     assert err.code == "bad_request" and "needs a password" in err.message
-    run = export_daemon.call("exports.run", {"configuration": "weekly", "password": ZIP_PASSWORD}, token=token)
+    run = export_daemon.call("export.run", {"configuration": "weekly", "password": ZIP_PASSWORD}, token=token)
     done = wait_done(export_daemon, run["id"])
     assert done["status"] == "succeeded" and done["result"]["format"] == "xml" and done["result"]["encrypted"]
 
@@ -233,7 +233,7 @@ def test_a_scheduled_export_missed_while_down_runs_once_at_start_with_the_creden
         with pyzipper.AESZipFile(archive) as z:
             z.setpassword(ZIP_PASSWORD.encode())
             assert z.read("clients.csv").count(b"\n") == 4
-        [listed] = proc.call("exports.configurations")["items"]
+        [listed] = proc.call("export.configuration.list")["items"]
         assert datetime.fromisoformat(listed["next_export_at"]) > datetime.now(timezone.utc)
         time.sleep(1)    # 48 missed hours were one run, and nothing more follows
         assert len(_wait_for_scheduled_runs(data_dir, 1)) == 1
@@ -242,7 +242,7 @@ def test_a_scheduled_export_missed_while_down_runs_once_at_start_with_the_creden
     # After a restart the next time comes from the database: nothing runs again.
     with running_daemon(data_dir, tmp_path, name="d2") as again:
         time.sleep(1)
-        assert again.call("exports.list")["total"] == 1 and len(_export_runs(data_dir)) == 1
+        assert again.call("export.list")["total"] == 1 and len(_export_runs(data_dir)) == 1
 
 
 def test_a_scheduled_export_without_its_credential_fails_audited_and_writes_nothing(tmp_path, db_url):
@@ -250,7 +250,7 @@ def test_a_scheduled_export_without_its_credential_fails_audited_and_writes_noth
     with running_daemon(data_dir, tmp_path) as proc:
         [run] = _wait_for_scheduled_runs(data_dir, 1)
         assert run["status"] == "failed" and "credential export-zip" in run["error"]
-        assert proc.call("exports.list")["total"] == 0
+        assert proc.call("export.list")["total"] == 0
         entries = proc.call("audit.tail", {"limit": 20, "action": "EXPORT"})
         assert any(e["outcome"] == "failed" and "credential export-zip" in json.dumps(e["details"])
                    for e in entries)
@@ -260,20 +260,20 @@ def test_a_scheduled_export_without_its_credential_fails_audited_and_writes_noth
 
 def test_configure_sets_and_clears_a_schedule_and_refuses_bad_input(export_daemon):
     token = login(export_daemon, "manager1")
-    export_daemon.call("exports.save", {"name": "weekly", "tables": ["clients"], "format": "csv",
+    export_daemon.call("export.configuration.create", {"name": "weekly", "tables": ["clients"], "format": "csv",
                                         "schedule": "0 6 * * 1", "retention_days": 14}, token=token)
-    [item] = export_daemon.call("exports.configurations")["items"]
+    [item] = export_daemon.call("export.configuration.list")["items"]
     assert (item["schedule"], item["retention_days"]) == ("0 6 * * 1", 14) and item["next_export_at"]
     for args, words in (({"schedule": "0 25 * * *"}, "schedule"), ({"retention_days": -1}, "retention_days"),
                         ({"retention_days": 99999}, "retention_days"),
                         ({"password_credential": "zip"}, "encrypted configuration only")):
-        err = error_of(export_daemon, "exports.configure", {"name": "weekly", **args}, token)
+        err = error_of(export_daemon, "export.configuration.set", {"name": "weekly", **args}, token)
         assert err.code == "bad_request" and words in err.message
-        assert export_daemon.call("exports.configurations")["items"] == [item]
-    err = error_of(export_daemon, "exports.save", {"name": "bad", "tables": ["clients"], "format": "csv",
+        assert export_daemon.call("export.configuration.list")["items"] == [item]
+    err = error_of(export_daemon, "export.configuration.create", {"name": "bad", "tables": ["clients"], "format": "csv",
                                                    "schedule": "every day"}, token)
     assert err.code == "bad_request" and "schedule" in err.message and "every day" not in err.message
-    cleared = export_daemon.call("exports.configure", {"name": "weekly", "schedule": ""}, token=token)
+    cleared = export_daemon.call("export.configuration.set", {"name": "weekly", "schedule": ""}, token=token)
     assert cleared["schedule"] is None and cleared["next_export_at"] is None
-    assert error_of(export_daemon, "exports.configure", {"name": "nope", "schedule": "@daily"}, token).code == \
+    assert error_of(export_daemon, "export.configuration.set", {"name": "nope", "schedule": "@daily"}, token).code == \
         "not_found"

@@ -57,7 +57,7 @@ def test_kill_9_mid_export_leaves_no_clear_phi_and_the_restart_reconciles(tmp_pa
     proc = DaemonProcess(data_dir, tmp_path, name="a")
     proc.wait_ready()
     token = proc.call("auth.login", {"username": "manager1", "password": PASSWORD}, token=None)["token"]
-    run = proc.call("exports.run", {"tables": ["clients", "therapy_sessions"], "format": "csv",
+    run = proc.call("export.run", {"tables": ["clients", "therapy_sessions"], "format": "csv",
                                     "masking": "full"}, token=token)
     deadline = time.monotonic() + 30
     while (unfinished := _unfinished_sessions_file(exports)) is None:

@@ -23,14 +23,14 @@ def test_add_list_get_remove_round_trip(files_daemon):
     data = os.urandom(2 * CHUNK_SIZE + 400_000)
     added = upload(files_daemon, files_daemon.clients[0], data, description="signed consent")
     assert added["size_bytes"] == len(data) and added["virus_scan_status"] == "pending"
-    (listed,) = files_daemon.call("files.list", {"client_id": files_daemon.clients[0]})
+    (listed,) = files_daemon.call("file.list", {"client_id": files_daemon.clients[0]})
     assert listed["name"] == "consent Quillon.pdf" and listed["description"] == "signed consent"
-    assert files_daemon.call("files.list", {"client_id": files_daemon.clients[1]}) == []
+    assert files_daemon.call("file.list", {"client_id": files_daemon.clients[1]}) == []
     assert download(files_daemon, added["id"]) == data
     assert len(stored_files(files_daemon)) == 4           # three chunks and a manifest
-    removed = files_daemon.call("files.remove", {"file_id": added["id"]})
+    removed = files_daemon.call("file.remove", {"file_id": added["id"]})
     assert removed["objects_deleted"] == 4 and stored_files(files_daemon) == []
-    assert error_of(files_daemon, "files.get", {"file_id": added["id"]}).code == "not_found"
+    assert error_of(files_daemon, "file.get", {"file_id": added["id"]}).code == "not_found"
     with data_transaction(files_daemon.data_dir) as (_, conn):
         entries = conn.execute(select(AuditLog.__table__.c.action, AuditLog.__table__.c.details)
                                .where(AuditLog.__table__.c.table_name == "client_files")).all()
@@ -41,48 +41,48 @@ def test_add_list_get_remove_round_trip(files_daemon):
 def test_bad_input_is_refused_before_anything_is_stored(files_daemon):
     client = files_daemon.clients[0]
     for name in ("../../etc/Quillon", "Quillon\0.pdf", "a/Quillon.pdf", "Quillon\n.pdf"):
-        err = error_of(files_daemon, "files.add", {"client_id": client, "name": name,
+        err = error_of(files_daemon, "file.add", {"client_id": client, "name": name,
                                                    "content_type": "application/pdf", "size": 10})
         assert err.code == "bad_request" and "Quillon" not in err.message
-    err = error_of(files_daemon, "files.add", {"client_id": client, "name": "big.pdf",
+    err = error_of(files_daemon, "file.add", {"client_id": client, "name": "big.pdf",
                                                "content_type": "application/pdf", "size": 12_000_001})
     assert err.code == "bad_request" and "limit is 12000000" in err.message
-    err = error_of(files_daemon, "files.add", {"client_id": client, "name": "run.exe",
+    err = error_of(files_daemon, "file.add", {"client_id": client, "name": "run.exe",
                                                "content_type": "application/x-msdownload", "size": 10})
     assert err.code == "bad_request" and "not allowed" in err.message
-    assert error_of(files_daemon, "files.add", {"client_id": client, "name": "empty.pdf",
+    assert error_of(files_daemon, "file.add", {"client_id": client, "name": "empty.pdf",
                                                 "content_type": "application/pdf", "size": 0}).code == "bad_request"
-    opened = files_daemon.call("files.add", {"client_id": client, "name": "a.pdf",
+    opened = files_daemon.call("file.add", {"client_id": client, "name": "a.pdf",
                                              "content_type": "application/pdf", "size": 10})
-    err = error_of(files_daemon, "files.add.chunk", {"upload_id": opened["upload_id"], "data": "not base64!"})
+    err = error_of(files_daemon, "file.chunk.add", {"upload_id": opened["upload_id"], "data": "not base64!"})
     assert err.code == "bad_request"
-    err = error_of(files_daemon, "files.add.chunk", {"upload_id": opened["upload_id"],
+    err = error_of(files_daemon, "file.chunk.add", {"upload_id": opened["upload_id"],
                                                      "data": base64.b64encode(b"x" * 11).decode()})
     assert err.code == "bad_request" and "declared" in err.message
-    assert error_of(files_daemon, "files.add.commit", {"upload_id": opened["upload_id"]}).code == "not_found"
+    assert error_of(files_daemon, "file.upload.commit", {"upload_id": opened["upload_id"]}).code == "not_found"
     assert stored_files(files_daemon) == []
-    assert files_daemon.call("files.list", {"client_id": client}) == []
+    assert files_daemon.call("file.list", {"client_id": client}) == []
 
 
 def test_short_upload_and_abort_leave_nothing(files_daemon):
     client = files_daemon.clients[0]
-    opened = files_daemon.call("files.add", {"client_id": client, "name": "a.pdf",
+    opened = files_daemon.call("file.add", {"client_id": client, "name": "a.pdf",
                                              "content_type": "application/pdf", "size": 2 * CHUNK_SIZE})
     for _ in range(CHUNK_SIZE // opened["transfer_bytes"] + 2):
-        files_daemon.call("files.add.chunk", {"upload_id": opened["upload_id"],
+        files_daemon.call("file.chunk.add", {"upload_id": opened["upload_id"],
                                               "data": base64.b64encode(os.urandom(opened["transfer_bytes"])).decode()})
     deadline = time.monotonic() + 10
     while not stored_files(files_daemon) and time.monotonic() < deadline:
         time.sleep(0.05)                                    # a worker thread stores it
     assert stored_files(files_daemon)                       # one full chunk stored already
-    assert files_daemon.call("files.add.abort", {"upload_id": opened["upload_id"]}) == {"aborted": True}
+    assert files_daemon.call("file.upload.abort", {"upload_id": opened["upload_id"]}) == {"aborted": True}
     assert stored_files(files_daemon) == []
-    opened = files_daemon.call("files.add", {"client_id": client, "name": "a.pdf",
+    opened = files_daemon.call("file.add", {"client_id": client, "name": "a.pdf",
                                              "content_type": "application/pdf", "size": 10})
-    files_daemon.call("files.add.chunk", {"upload_id": opened["upload_id"], "data": base64.b64encode(b"x").decode()})
-    err = error_of(files_daemon, "files.add.commit", {"upload_id": opened["upload_id"]})
+    files_daemon.call("file.chunk.add", {"upload_id": opened["upload_id"], "data": base64.b64encode(b"x").decode()})
+    err = error_of(files_daemon, "file.upload.commit", {"upload_id": opened["upload_id"]})
     assert err.code == "bad_request" and "received 1 of the declared 10" in err.message
-    assert stored_files(files_daemon) == [] and files_daemon.call("files.list", {"client_id": client}) == []
+    assert stored_files(files_daemon) == [] and files_daemon.call("file.list", {"client_id": client}) == []
 
 
 def test_tampered_object_is_refused_naming_the_file(files_daemon):
@@ -92,17 +92,17 @@ def test_tampered_object_is_refused_naming_the_file(files_daemon):
             raw = bytearray(path.read_bytes())
             raw[100] ^= 0x40
             path.write_bytes(bytes(raw))
-    opened = files_daemon.call("files.get", {"file_id": added["id"]})
-    err = error_of(files_daemon, "files.get.chunk", {"download_id": opened["download_id"]})
+    opened = files_daemon.call("file.get", {"file_id": added["id"]})
+    err = error_of(files_daemon, "file.chunk.get", {"download_id": opened["download_id"]})
     assert added["id"] in err.message and "failed authentication" in err.message
     # the failed transfer is closed
-    assert error_of(files_daemon, "files.get.chunk", {"download_id": opened["download_id"]}).code == "not_found"
+    assert error_of(files_daemon, "file.chunk.get", {"download_id": opened["download_id"]}).code == "not_found"
 
 
 def test_unknown_ids(files_daemon):
     unknown = "01a2061f-77c9-7000-a71a-77552702252a"
-    assert error_of(files_daemon, "files.get", {"file_id": unknown}).code == "not_found"
-    assert error_of(files_daemon, "files.remove", {"file_id": unknown}).code == "not_found"
-    assert error_of(files_daemon, "files.add", {"client_id": unknown, "name": "a.pdf",
+    assert error_of(files_daemon, "file.get", {"file_id": unknown}).code == "not_found"
+    assert error_of(files_daemon, "file.remove", {"file_id": unknown}).code == "not_found"
+    assert error_of(files_daemon, "file.add", {"client_id": unknown, "name": "a.pdf",
                                                 "content_type": "application/pdf", "size": 1}).code == "not_found"
-    assert error_of(files_daemon, "files.get.chunk", {"download_id": "nope"}).code == "not_found"
+    assert error_of(files_daemon, "file.chunk.get", {"download_id": "nope"}).code == "not_found"

@@ -124,7 +124,7 @@ def test_manual_job_runs_publishes_progress_and_shows_in_metrics(daemon):
     assert all(set(c) == {"run_id", "check", "status", "expected", "actual"} for c in checks.values())
     final = daemon.call("job.get", {"run_id": run["id"]})
     assert final["status"] == "succeeded" and final["result"]["failed"] == []
-    assert daemon.call("jobs.list", {"kind": "integrity"})[0]["id"] == run["id"]
+    assert daemon.call("job.list", {"kind": "integrity"})[0]["id"] == run["id"]
     metrics = scrape_metrics(daemon)
     assert 'strongroom_job_runs_total{kind="integrity",status="succeeded"} 1.0' in metrics
     assert "strongroom_job_last_success_timestamp_seconds{kind=\"integrity\"}" in metrics
@@ -227,7 +227,7 @@ def test_missed_schedules_are_reported_caught_up_and_notified(tmp_path, db_url):
             assert body["severity"] == "warning" and body["kind"] == "integrity"
             assert body["fields"]["missed"] >= 23
             deadline = time.monotonic() + 15
-            while not any(r["trigger"] == "catch_up" for r in proc.call("jobs.list", {"kind": "integrity"})):
+            while not any(r["trigger"] == "catch_up" for r in proc.call("job.list", {"kind": "integrity"})):
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
             missed = re.search(r'strongroom_missed_runs_total\{kind="integrity"\} (\S+)', scrape_metrics(proc))

@@ -28,11 +28,11 @@ def test_the_owner_sets_the_practice_staff_and_services_and_a_practitioner_reads
     staff = d.call("staff.add", {"first_name": "Mo", "last_name": "Reed", "role": "PRACTITIONER",
                                  "specializations": ["CBT"], "working_hours": {"thu": ["09:00-13:00"]},
                                  "hourly_rate_cents": 7000}, token=d.owner)
-    service = d.call("services.add", {"name": "Assessment", "category": "assessment", "duration_minutes": 60,
+    service = d.call("service.add", {"name": "Assessment", "category": "assessment", "duration_minutes": 60,
                                       "price_cents": 15000}, token=d.owner)
     d.call("staff.set", {"staff_id": staff["id"], "clear": ["hourly_rate_cents"], "phone": "+1 555 0101"},
            token=d.owner)
-    d.call("services.set", {"service_id": service["id"], "price_cents": 16000}, token=d.owner)
+    d.call("service.set", {"service_id": service["id"], "price_cents": 16000}, token=d.owner)
 
     clinician = login(d, "clinician")
     seen = d.call("practice.show", token=clinician)
@@ -40,11 +40,11 @@ def test_the_owner_sets_the_practice_staff_and_services_and_a_practitioner_reads
     (member,) = d.call("staff.list", token=clinician)["items"]
     assert member["hourly_rate_cents"] is None and member["phone"] == "+1 555 0101"
     assert member["working_hours"] == {"thu": ["09:00-13:00"]}
-    (listed,) = d.call("services.list", token=clinician)["items"]
+    (listed,) = d.call("service.list", token=clinician)["items"]
     assert listed["price_cents"] == 16000
-    d.call("services.set", {"service_id": service["id"], "active": False}, token=d.owner)
-    assert d.call("services.list", token=clinician)["items"] == []
-    assert len(d.call("services.list", {"include_inactive": True}, token=clinician)["items"]) == 1
+    d.call("service.set", {"service_id": service["id"], "active": False}, token=d.owner)
+    assert d.call("service.list", token=clinician)["items"] == []
+    assert len(d.call("service.list", {"include_inactive": True}, token=clinician)["items"]) == 1
 
 
 def test_only_the_owner_edits_and_an_auditor_reads_none_of_it(practice_daemon):
@@ -52,9 +52,9 @@ def test_only_the_owner_edits_and_an_auditor_reads_none_of_it(practice_daemon):
     clinician, auditor = login(d, "clinician"), login(d, "auditor1")
     for cmd, args in (("practice.set", {"phone": "+1 555 0102"}),
                       ("staff.add", {"first_name": "A", "last_name": "B", "role": "STAFF"}),
-                      ("services.add", {"name": "X", "category": "x", "duration_minutes": 30, "price_cents": 1})):
+                      ("service.add", {"name": "X", "category": "x", "duration_minutes": 30, "price_cents": 1})):
         assert error_of(d, cmd, args, clinician).code == "forbidden"
-    for cmd in ("practice.show", "staff.list", "services.list"):
+    for cmd in ("practice.show", "staff.list", "service.list"):
         assert error_of(d, cmd, {}, auditor).code == "forbidden"
     assert d.call("staff.list", token=d.owner)["items"] == []
 
@@ -67,24 +67,24 @@ def test_only_the_owner_edits_and_an_auditor_reads_none_of_it(practice_daemon):
      "working_hours", "zq 9-5"),
     ("staff.add", {"first_name": "A", "last_name": "B", "role": "STAFF", "hourly_rate_cents": -5},
      "hourly_rate_cents", "-5"),
-    ("services.add", {"name": "S", "category": "c", "duration_minutes": 50, "price_cents": "zq12.50"},
+    ("service.add", {"name": "S", "category": "c", "duration_minutes": 50, "price_cents": "zq12.50"},
      "price_cents", "zq12.50"),
-    ("services.add", {"name": "S", "category": "c", "duration_minutes": 1, "price_cents": 100},
+    ("service.add", {"name": "S", "category": "c", "duration_minutes": 1, "price_cents": 100},
      "duration_minutes", None),
 ])
 def test_bad_values_are_refused_by_field_and_nothing_changes(practice_daemon, cmd, args, field, value):
     d = practice_daemon
     before = (d.call("practice.show", token=d.owner), d.call("staff.list", token=d.owner),
-              d.call("services.list", token=d.owner))
+              d.call("service.list", token=d.owner))
     bad = error_of(d, cmd, args, d.owner)
     assert bad.code == "bad_request" and field in bad.message
     assert value is None or value not in bad.message
     assert (d.call("practice.show", token=d.owner), d.call("staff.list", token=d.owner),
-            d.call("services.list", token=d.owner)) == before
+            d.call("service.list", token=d.owner)) == before
 
 
 def test_unknown_rows_are_not_found(practice_daemon):
     d = practice_daemon
     assert error_of(d, "staff.set", {"staff_id": str(uuid.uuid4()), "active": False}, d.owner).code == "not_found"
-    assert error_of(d, "services.set", {"service_id": str(uuid.uuid4()), "active": False}, d.owner).code == "not_found"
+    assert error_of(d, "service.set", {"service_id": str(uuid.uuid4()), "active": False}, d.owner).code == "not_found"
     assert error_of(d, "staff.set", {"staff_id": "zq-drop"}, d.owner).code == "bad_request"

@@ -164,4 +164,4 @@ def test_a_mistyped_or_unopenable_restore_target_is_refused_at_once_and_queues_n
                                                                           "dest": "sqlite//missing-colon.db"}})
         assert typo.code == "bad_request" and "restore: dest (the target database) is not a database URL" in typo.message
         assert "database.url" not in typo.message and "missing-colon" not in typo.message
-        assert daemon.call("jobs.list", {"kind": "restore"}) == []
+        assert daemon.call("job.list", {"kind": "restore"}) == []

@@ -22,17 +22,17 @@ def retention_daemon(tmp_path, db_url):
 
 def test_policies_plan_holds_and_requests_are_listed(retention_daemon):
     d = retention_daemon
-    policies = d.call("retention.policies")
+    policies = d.call("retention.policy.list")
     assert [(p["table_name"], p["archive_after_days"], p["delete_after_days"]) for p in policies] == [
         ("client_files", 365, None), ("clients", 730, 2555), ("therapy_sessions", 540, 2190)]
-    plan = d.call("retention.plan", {"horizon_days": 3650})
+    plan = d.call("retention.plan.get", {"horizon_days": 3650})
     assert {(s["table"], s["action"]) for s in plan["summary"]} == {
         ("client_files", "archive"), ("clients", "archive"), ("clients", "delete"),
         ("therapy_sessions", "archive"), ("therapy_sessions", "delete")}
     held = [a for a in plan["actions"] if a["client_id"] == d.seeded["clients"][0]]
     assert held and all(a["blocked_by"] == d.seeded["hold"] for a in held)
     assert plan["holds_in_force"] == 1
-    holds = d.call("holds.list")
+    holds = d.call("hold.list")
     assert [(h["id"], h["scope"], h["client_id"]) for h in holds] == [(d.seeded["hold"], "client",
                                                                       d.seeded["clients"][0])]
     requests = d.call("erasure.list")
@@ -40,38 +40,38 @@ def test_policies_plan_holds_and_requests_are_listed(retention_daemon):
         (d.seeded["request"], "pending", "user:demo-manager")]
     # An auditor reads all of it, and changes none of it.
     token = login(d, "auditor1")
-    assert d.call("retention.plan", token=token)["summary"]
+    assert d.call("retention.plan.get", token=token)["summary"]
     assert error_of(d, "retention.policy.set", {"table_name": "clients", "archive_after_days": 5},
                     token).code == "forbidden"
-    assert error_of(d, "holds.place", {"reason": "x"}, token).code == "forbidden"
+    assert error_of(d, "hold.place", {"reason": "x"}, token).code == "forbidden"
     assert error_of(d, "erasure.request", {"client_id": d.seeded["clients"][2], "reason": "x"},
                     token).code == "forbidden"
 
 
 def test_a_bad_policy_or_hold_is_refused_and_nothing_changes(retention_daemon):
     d = retention_daemon
-    before = d.call("retention.policies")
+    before = d.call("retention.policy.list")
     for args in ({"table_name": "audit_logs", "archive_after_days": 5},
                  {"table_name": "clients", "archive_after_days": 30, "delete_after_days": 10},
                  {"table_name": "clients", "archive_after_days": 0},
                  {"table_name": "clients", "archive_after_days": 30, "surprise": 1}):
         assert error_of(d, "retention.policy.set", args).code == "bad_request"
-    assert d.call("retention.policies") == before
-    assert error_of(d, "holds.place", {"reason": "", "client_id": d.seeded["clients"][1]}).code == "bad_request"
-    assert error_of(d, "holds.place", {"reason": "x", "client_id": str(uuid.uuid4())}).code == "not_found"
-    assert error_of(d, "holds.release", {"hold_id": "not-a-uuid"}).code == "bad_request"
-    assert len(d.call("holds.list")) == 1
-    assert error_of(d, "retention.plan", {"horizon_days": -1}).code == "bad_request"
+    assert d.call("retention.policy.list") == before
+    assert error_of(d, "hold.place", {"reason": "", "client_id": d.seeded["clients"][1]}).code == "bad_request"
+    assert error_of(d, "hold.place", {"reason": "x", "client_id": str(uuid.uuid4())}).code == "not_found"
+    assert error_of(d, "hold.release", {"hold_id": "not-a-uuid"}).code == "bad_request"
+    assert len(d.call("hold.list")) == 1
+    assert error_of(d, "retention.plan.get", {"horizon_days": -1}).code == "bad_request"
 
 
 def test_holds_are_placed_and_released_once(retention_daemon):
     d = retention_daemon
-    hold = d.call("holds.place", {"reason": "Practice-wide inquiry"})
+    hold = d.call("hold.place", {"reason": "Practice-wide inquiry"})
     assert hold["scope"] == "practice" and hold["active"]
-    released = d.call("holds.release", {"hold_id": hold["id"]})
+    released = d.call("hold.release", {"hold_id": hold["id"]})
     assert released["released_by"].startswith("local:") and not released["active"]
-    assert error_of(d, "holds.release", {"hold_id": hold["id"]}).code == "conflict"
-    assert [h["id"] for h in d.call("holds.list", {"include_released": True})][:1] == [hold["id"]]
+    assert error_of(d, "hold.release", {"hold_id": hold["id"]}).code == "conflict"
+    assert [h["id"] for h in d.call("hold.list", {"include_released": True})][:1] == [hold["id"]]
 
 
 def test_erasure_takes_two_people_and_a_hold_stops_it(retention_daemon):
@@ -98,9 +98,9 @@ def test_erasure_takes_two_people_and_a_hold_stops_it(retention_daemon):
     cert = done["certificate"]
     assert (cert["client_id"], cert["requested_by"], cert["approved_by"]) == (target, "user:manager1", "user:owner1")
     assert cert["signature"]["algorithm"] == "Ed25519" and cert["repositories"][0]["configuration"] == "default"
-    assert d.call("erasure.certificate", {"request_id": filed["id"]}, token=manager) == cert
-    assert error_of(d, "erasure.certificate", {"request_id": filed["id"], "reissue": True}, manager).code == "forbidden"
-    assert error_of(d, "erasure.certificate", {"request_id": mine["id"]}).code == "not_found"
+    assert d.call("erasure.certificate.get", {"request_id": filed["id"]}, token=manager) == cert
+    assert error_of(d, "erasure.certificate.get", {"request_id": filed["id"], "reissue": True}, manager).code == "forbidden"
+    assert error_of(d, "erasure.certificate.get", {"request_id": mine["id"]}).code == "not_found"
     assert d.call("erasure.reject", {"request_id": mine["id"]}, token=owner)["status"] == "rejected"
     assert error_of(d, "erasure.approve", {"request_id": filed["id"]}, owner).code == "conflict"
     assert error_of(d, "erasure.approve", {"request_id": str(uuid.uuid4())}, owner).code == "not_found"
@@ -108,7 +108,7 @@ def test_erasure_takes_two_people_and_a_hold_stops_it(retention_daemon):
 
     # The demo's own request names a client that is not held; holding it refuses approval.
     demo_request = d.call("erasure.list")[0]
-    hold = d.call("holds.place", {"reason": "Matter 4", "client_id": demo_request["client_id"]})
+    hold = d.call("hold.place", {"reason": "Matter 4", "client_id": demo_request["client_id"]})
     assert d.call("erasure.list")[0]["held_by"] == hold["id"]
     blocked = error_of(d, "erasure.approve", {"request_id": demo_request["id"]}, owner)
     assert blocked.code == "conflict" and "legal hold" in blocked.message

@@ -17,32 +17,32 @@ from tests.daemon.conftest import data_transaction, error_of, forget_base, login
 
 
 def test_peers_and_the_open_queue(sync_daemon):
-    peers = sync_daemon.call("sync.peers")
+    peers = sync_daemon.call("sync.peer.list")
     assert [p["name"] for p in peers] == ["satellite"]
     (satellite,) = peers
     assert satellite["open_conflicts"] == 2 and satellite["pending_changes"] >= 1
     assert 0 <= satellite["seconds_since_sync"] < 600 and satellite["failures"] == 0
-    queue = sync_daemon.call("sync.conflicts")
+    queue = sync_daemon.call("sync.conflict.list")
     assert [c["id"] for c in queue] == sync_daemon.seeded["conflicts"]
     assert [(c["table"], c["fields"]) for c in queue] == [("clients", ["phone"]), ("therapy_sessions", ["notes"])]
     assert all(c["status"] == "open" and c["fields"] for c in queue)
-    assert sync_daemon.call("sync.conflicts", {"status": "resolved"}) == []
-    assert len(sync_daemon.call("sync.conflicts", {"status": "all", "limit": 2})) == 2
+    assert sync_daemon.call("sync.conflict.list", {"status": "resolved"}) == []
+    assert len(sync_daemon.call("sync.conflict.list", {"status": "all", "limit": 2})) == 2
 
 
 def test_operator_sees_phi_masked_resolves_and_consoles_hear_of_it(sync_daemon):
     first = sync_daemon.seeded["conflicts"][0]
-    plain = sync_daemon.call("sync.conflict", {"conflict_id": first})        # local operator: phi:read
+    plain = sync_daemon.call("sync.conflict.get", {"conflict_id": first})        # local operator: phi:read
     assert plain["masked"] is False
     secrets_ = {f[v] for f in plain["field_values"] if f["phi"] for v in ("base", "local", "remote") if f[v]}
     token = login(sync_daemon, "operator1", sync_daemon.seeded["operator_totp"])
-    masked = sync_daemon.call("sync.conflict", {"conflict_id": first}, token=token)
+    masked = sync_daemon.call("sync.conflict.get", {"conflict_id": first}, token=token)
     assert masked["masked"] is True and masked["fields"] == plain["fields"]
     dumped = json.dumps(masked)
     assert secrets_ and not [s for s in secrets_ if s in dumped]
     phone = next(f for f in masked["field_values"] if f["name"] == "phone")
     assert phone["local"].startswith("***-***-") and phone["remote"].startswith("***-***-") and phone["differs"]
-    pending = sync_daemon.call("sync.peers")[0]["pending_changes"]
+    pending = sync_daemon.call("sync.peer.list")[0]["pending_changes"]
 
     choices = {name: "remote" for name in masked["fields"]}
 
@@ -51,7 +51,7 @@ def test_operator_sees_phi_masked_resolves_and_consoles_hear_of_it(sync_daemon):
         events = client.subscribe("sync.")
         await asyncio.sleep(0.2)
         try:
-            result = await client.call("sync.resolve", {"conflict_id": first, "choices": choices})
+            result = await client.call("sync.conflict.resolve", {"conflict_id": first, "choices": choices})
             topic, data = await asyncio.wait_for(events.recv(), 10)
         finally:
             client.close()
@@ -62,8 +62,8 @@ def test_operator_sees_phi_masked_resolves_and_consoles_hear_of_it(sync_daemon):
     assert not [s for s in secrets_ if s in json.dumps(result)]
     assert topic == "sync.conflict" and data == {"event": "resolved", "conflict_id": first, "table": "clients",
                                                  "row_id": result["row_id"], "by": "user:operator1"}
-    assert [c["id"] for c in sync_daemon.call("sync.conflicts")] == sync_daemon.seeded["conflicts"][1:]
-    assert sync_daemon.call("sync.peers")[0]["pending_changes"] == pending + 1     # the resolution, to send
+    assert [c["id"] for c in sync_daemon.call("sync.conflict.list")] == sync_daemon.seeded["conflicts"][1:]
+    assert sync_daemon.call("sync.peer.list")[0]["pending_changes"] == pending + 1     # the resolution, to send
     entries = sync_daemon.call("audit.tail", {"limit": 5, "table_name": "sync_conflicts"})
     assert entries[0]["action"] == "SYNC" and entries[0]["record_id"] == first
     assert entries[0]["actor"] == "user:operator1"
@@ -71,14 +71,14 @@ def test_operator_sees_phi_masked_resolves_and_consoles_hear_of_it(sync_daemon):
 
 def test_a_conflict_shows_the_differing_fields_and_reveals_others_one_at_a_time(sync_daemon):
     first = sync_daemon.seeded["conflicts"][0]
-    view = sync_daemon.call("sync.conflict", {"conflict_id": first})           # local operator: phi:read
+    view = sync_daemon.call("sync.conflict.get", {"conflict_id": first})           # local operator: phi:read
     assert [f["name"] for f in view["field_values"]] == view["fields"] == ["phone"]
     others = [f["name"] for f in view["other_fields"]]
     assert "ssn" in others and "phone" not in others
     (read,) = sync_daemon.call("audit.tail", {"limit": 1, "action": "READ"})
     assert read["record_id"] == view["row_id"] and read["details"]["fields"] == ["phone"]
 
-    ssn = sync_daemon.call("sync.conflict.field", {"conflict_id": first, "field": "ssn"})
+    ssn = sync_daemon.call("sync.conflict.field.get", {"conflict_id": first, "field": "ssn"})
     assert ssn["masked"] is False and ssn["field"]["name"] == "ssn" and ssn["field"]["differs"] is False
     plain = ssn["field"]["local"]
     assert plain and plain not in json.dumps(view)                             # not in the view, only here
@@ -89,47 +89,47 @@ def test_a_conflict_shows_the_differing_fields_and_reveals_others_one_at_a_time(
 
     token = login(sync_daemon, "operator1", sync_daemon.seeded["operator_totp"])
     reads = len(sync_daemon.call("audit.tail", {"limit": 1000, "action": "READ"}))
-    masked = sync_daemon.call("sync.conflict.field", {"conflict_id": first, "field": "ssn"}, token=token)
+    masked = sync_daemon.call("sync.conflict.field.get", {"conflict_id": first, "field": "ssn"}, token=token)
     assert masked["masked"] is True and masked["field"]["local"].startswith("***-**-")
     assert plain not in json.dumps(masked)
     assert len(sync_daemon.call("audit.tail", {"limit": 1000, "action": "READ"})) == reads
 
-    err = error_of(sync_daemon, "sync.conflict.field", {"conflict_id": first, "field": "shoe_size"})
+    err = error_of(sync_daemon, "sync.conflict.field.get", {"conflict_id": first, "field": "shoe_size"})
     assert err.code == "bad_request" and "has no field 'shoe_size'" in err.message
-    err = error_of(sync_daemon, "sync.conflict.field", {"conflict_id": first, "field": "123-45-6789"})
+    err = error_of(sync_daemon, "sync.conflict.field.get", {"conflict_id": first, "field": "123-45-6789"})
     assert err.code == "bad_request" and "field" in err.message and "123-45-6789" not in err.message
     auditor = login(sync_daemon, "auditor1")
-    err = error_of(sync_daemon, "sync.conflict.field", {"conflict_id": first, "field": "ssn"}, token=auditor)
+    err = error_of(sync_daemon, "sync.conflict.field.get", {"conflict_id": first, "field": "ssn"}, token=auditor)
     assert err.code == "forbidden" and "sync:resolve" in err.message
 
 
 def test_bad_requests_get_clear_errors_and_change_nothing(sync_daemon):
     first, second = sync_daemon.seeded["conflicts"][:2]
     forget_base(sync_daemon.data_dir, second)
-    before = sync_daemon.call("sync.conflicts", {"status": "all"})
+    before = sync_daemon.call("sync.conflict.list", {"status": "all"})
     fields = before[0]["fields"]
     everything = {name: "local" for name in fields}
 
-    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": "01a2061f-77c9-7000-a71a-77552702252a",
+    err = error_of(sync_daemon, "sync.conflict.resolve", {"conflict_id": "01a2061f-77c9-7000-a71a-77552702252a",
                                                  "choices": everything})
     assert err.code == "not_found" and "does not exist" in err.message
-    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": first, "choices": {**everything, "shoe_size": "local"}})
+    err = error_of(sync_daemon, "sync.conflict.resolve", {"conflict_id": first, "choices": {**everything, "shoe_size": "local"}})
     assert err.code == "bad_request" and "has no field 'shoe_size'" in err.message
-    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": first, "choices": {**everything, fields[0]: "both"}})
+    err = error_of(sync_daemon, "sync.conflict.resolve", {"conflict_id": first, "choices": {**everything, fields[0]: "both"}})
     assert err.code == "bad_request" and "must be one of local, remote, base" in err.message
-    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": second,
+    err = error_of(sync_daemon, "sync.conflict.resolve", {"conflict_id": second,
                                                  "choices": {n: "base" for n in before[1]["fields"]}})
     assert err.code == "bad_request" and "no base version" in err.message
-    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": first, "choices": {}})
+    err = error_of(sync_daemon, "sync.conflict.resolve", {"conflict_id": first, "choices": {}})
     assert err.code == "bad_request" and "give a choice (local, remote or base) for each differing field" in err.message
-    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": "not-a-uuid", "choices": everything})
+    err = error_of(sync_daemon, "sync.conflict.resolve", {"conflict_id": "not-a-uuid", "choices": everything})
     assert err.code == "bad_request" and "conflict_id" in err.message
-    err = error_of(sync_daemon, "sync.conflicts", {"status": "pending"})
+    err = error_of(sync_daemon, "sync.conflict.list", {"status": "pending"})
     assert err.code == "bad_request" and "status" in err.message
-    assert sync_daemon.call("sync.conflicts", {"status": "all"}) == before
+    assert sync_daemon.call("sync.conflict.list", {"status": "all"}) == before
 
-    sync_daemon.call("sync.resolve", {"conflict_id": first, "choices": everything})
-    err = error_of(sync_daemon, "sync.resolve", {"conflict_id": first, "choices": everything})
+    sync_daemon.call("sync.conflict.resolve", {"conflict_id": first, "choices": everything})
+    err = error_of(sync_daemon, "sync.conflict.resolve", {"conflict_id": first, "choices": everything})
     assert err.code == "conflict" and "already resolved" in err.message
 
 
@@ -137,14 +137,14 @@ def test_permissions_name_what_is_missing(sync_daemon):
     first = sync_daemon.seeded["conflicts"][0]
     auditor = login(sync_daemon, "auditor1")
     clinician = login(sync_daemon, "clinician")
-    for cmd, args in (("sync.conflicts", {}), ("sync.conflict", {"conflict_id": first}),
-                      ("sync.resolve", {"conflict_id": first, "choices": {"phone": "local"}})):
+    for cmd, args in (("sync.conflict.list", {}), ("sync.conflict.get", {"conflict_id": first}),
+                      ("sync.conflict.resolve", {"conflict_id": first, "choices": {"phone": "local"}})):
         for token in (auditor, clinician):
             err = error_of(sync_daemon, cmd, args, token=token)
             assert err.code == "forbidden" and "sync:resolve" in err.message
-    err = error_of(sync_daemon, "sync.peers", {}, token=auditor)
+    err = error_of(sync_daemon, "sync.peer.list", {}, token=auditor)
     assert err.code == "forbidden" and "config:read" in err.message
-    assert len(sync_daemon.call("sync.conflicts")) == 2
+    assert len(sync_daemon.call("sync.conflict.list")) == 2
 
 
 def test_health_reports_open_conflicts_sync_lag_integrity_and_consistency(sync_daemon):
@@ -182,6 +182,6 @@ def test_a_conflict_whose_sides_hold_the_same_values_resolves_with_no_choice(syn
         image = row_image("clients", row)
         same = str(queue_conflict(conn, peer_id=peer_id, table_name="clients", row_id=row["id"],
                                   local=image, remote=dict(image)))
-    assert sync_daemon.call("sync.conflict", {"conflict_id": same})["fields"] == []
-    assert str(sync_daemon.call("sync.resolve", {"conflict_id": same, "choices": {}})["id"]) == same
-    assert same not in {c["id"] for c in sync_daemon.call("sync.conflicts", {})}
+    assert sync_daemon.call("sync.conflict.get", {"conflict_id": same})["fields"] == []
+    assert str(sync_daemon.call("sync.conflict.resolve", {"conflict_id": same, "choices": {}})["id"]) == same
+    assert same not in {c["id"] for c in sync_daemon.call("sync.conflict.list", {})}

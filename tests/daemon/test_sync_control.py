@@ -62,7 +62,7 @@ def test_peers_are_added_listed_paused_resumed_and_removed_and_each_change_audit
     assert (added["name"], added["direction"], added["is_active"]) == ("laptop", "push", True)
     site.call("sync.peer.add", {"name": "central", "url": MASKED})
     listed = site.call("sync.peer.list")
-    assert [p["name"] for p in listed] == ["central", "laptop"] and listed == site.call("sync.peers")
+    assert [p["name"] for p in listed] == ["central", "laptop"] and listed == site.call("sync.peer.list")
     assert listed[0]["url"] == "postgresql://sync:***@central.example.org/strongroom?sslmode=verify-full"
 
     assert site.call("sync.peer.pause", {"name": "laptop"})["event"] == "sync_peer_paused"
@@ -104,7 +104,7 @@ def test_a_pass_with_a_peer_that_is_not_there_or_paused_is_refused_before_a_run_
     site.call("sync.peer.pause", {"name": "laptop"})
     err = error_of(site, "sync.run", {"peer": "laptop"})
     assert err.code == "conflict" and "paused" in err.message
-    assert site.call("jobs.list", {"kind": "sync"}) == []
+    assert site.call("job.list", {"kind": "sync"}) == []
 
 
 def test_permissions_for_peers_status_passes_and_the_quarantine(site):
@@ -112,13 +112,13 @@ def test_permissions_for_peers_status_passes_and_the_quarantine(site):
     auditor, clinician = login(site, "auditor1"), login(site, "clinician")
     err = error_of(site, "sync.peer.add", {"name": "laptop", "url": site.laptop_url}, token=operator)
     assert err.code == "forbidden" and "config:write" in err.message
-    assert site.call("sync.status", token=operator)["peers"] == []         # config:read
-    assert site.call("sync.quarantine", token=operator) == []              # sync:resolve
+    assert site.call("sync.status.get", token=operator)["peers"] == []         # config:read
+    assert site.call("sync.quarantine.list", token=operator) == []              # sync:resolve
     for token in (auditor, clinician):
         err = error_of(site, "sync.run", {}, token=token)
         assert err.code == "forbidden" and "job:sync:run" in err.message
-        assert error_of(site, "sync.quarantine", {}, token=token).code == "forbidden"
-        assert error_of(site, "sync.status", {}, token=token).code == "forbidden"
+        assert error_of(site, "sync.quarantine.list", {}, token=token).code == "forbidden"
+        assert error_of(site, "sync.status.get", {}, token=token).code == "forbidden"
 
 
 def test_a_pass_runs_as_a_job_publishes_its_counts_and_shows_in_status_metrics_and_health(site):
@@ -144,7 +144,7 @@ def test_a_pass_runs_as_a_job_publishes_its_counts_and_shows_in_status_metrics_a
     assert topic == "sync.pass" and data["peer"] == "laptop" and data["outcome"] == "succeeded"
     assert (data["sent"], data["received"]) == (6, 0)
 
-    status = site.call("sync.status")
+    status = site.call("sync.status.get")
     (laptop,) = status["peers"]
     clients = next(t for t in laptop["tables"] if t["table"] == "clients")
     assert clients["push_watermark"] > 0 and clients["pending_rows"] == 0
@@ -168,10 +168,10 @@ def test_the_quarantine_lists_rows_without_their_content(site):
         quarantine(conn, peer_id, "clients", {"id": "0190d6c1-0000-7000-8000-000000000001",
                                               "notes_enc": "c2VjcmV0LWNpcGhlcnRleHQ="},
                    Problem("ciphertext_invalid", "clients.notes does not open under its row's key"))
-    (row,) = site.call("sync.quarantine")
+    (row,) = site.call("sync.quarantine.list")
     assert (row["peer"], row["table"], row["reason"]) == ("laptop", "clients", "ciphertext_invalid")
     assert "image" not in row and "c2VjcmV0" not in json.dumps(row)
-    assert site.call("sync.quarantine", {"status": "all", "after_id": row["id"]}) == []
+    assert site.call("sync.quarantine.list", {"status": "all", "after_id": row["id"]}) == []
     deadline = time.monotonic() + 10
     while site.call("health")["sync"]["quarantined"] != 1:
         assert time.monotonic() < deadline
@@ -215,7 +215,7 @@ def test_a_peer_failing_too_often_is_notified_once_and_reported_in_health(tmp_pa
             assert len([b for b in receiver.bodies if failing(b)]) == 1       # at the threshold, not after
             assert "missing" not in json.dumps(receiver.bodies)                # no path, no address
             assert proc.call("health")["sync"]["failing"] == ["gone"]
-            status = proc.call("sync.status")["peers"][0]
+            status = proc.call("sync.status.get")["peers"][0]
             assert status["failures"] == 3 and status["next_attempt_at"] is not None
     finally:
         receiver.close()

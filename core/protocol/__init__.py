@@ -16,6 +16,9 @@ and gets back one frame:
 Events are published on a PUB socket as two frames, topic and JSON body
 {"topic": ..., "ts": ..., "data": {...}}; topics are `health`, `job.<run id>`, `audit`,
 `security`, `sync.conflict`, `sync.pass`, `integrity`. Error codes are the fixed set in ERROR_CODES.
+
+Each command's arguments and result have a model in core/protocol/models, and command
+names follow core/protocol/names.py (old names stay as aliases for one release).
 """
 from __future__ import annotations
 
@@ -48,11 +51,14 @@ class Request(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    """A failed reply's `error`: every error() reply is built through it."""
     code: ErrorCode
     message: str
 
 
 class Reply(BaseModel):
+    """A reply frame as a client reads it (docs/protocol.md describes it from this model);
+    `result` is the command's result model, `rate` present for a rate-limited class."""
     v: int = PROTOCOL_VERSION
     id: str | None
     ok: bool
@@ -99,10 +105,6 @@ def parse_request(frame: bytes, max_bytes: int) -> Request:
         raise ProtocolError("bad_request", describe(exc, Request, "invalid request"), request_id) from None
 
 
-def encode(model: BaseModel) -> bytes:
-    return model.model_dump_json(exclude_none=False).encode()
-
-
 def ok(request_id: str | None, result: Any, rate: dict | None = None) -> bytes:
     """A success reply; `rate` (class, limit, remaining, reset_seconds) when the command
     counts towards a per-user rate limit (daemon/ratelimit.py)."""
@@ -113,8 +115,10 @@ def ok(request_id: str | None, result: Any, rate: dict | None = None) -> bytes:
 
 
 def error(request_id: str | None, code: ErrorCode, message: str) -> bytes:
-    return json.dumps({"v": PROTOCOL_VERSION, "id": request_id, "ok": False,
-                       "error": {"code": code, "message": message}}, separators=(",", ":")).encode()
+    """An error reply; ErrorBody refuses a code outside ERROR_CODES."""
+    body = ErrorBody(code=code, message=message)
+    return json.dumps({"v": PROTOCOL_VERSION, "id": request_id, "ok": False, "error": body.model_dump()},
+                      separators=(",", ":")).encode()
 
 
 def event(topic: str, data: dict) -> list[bytes]:
