@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
+from strongroom.core.protocol import to_jsonable
+from strongroom.core.protocol.models.status import HealthResult
 from strongroom.daemon.lifecycle import Daemon
 from tests.daemon.conftest import make_data_dir
 
@@ -26,6 +28,7 @@ def test_health_before_the_loop_has_run_is_a_whole_snapshot(tmp_path, db_url):
             snapshot = daemon.health_snapshot()
             assert SECTIONS <= snapshot.keys(), sorted(SECTIONS - snapshot.keys())
             assert snapshot["sync"]["open_conflicts"] == 0 and snapshot["open_conflicts"] == 0
+            HealthResult.model_validate(to_jsonable(snapshot))     # what the protocol promises
             # Taken once, then kept: the next read is the loop's (or this) snapshot, not a new query.
             assert daemon.health_snapshot() == snapshot
         finally:

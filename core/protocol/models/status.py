@@ -77,29 +77,29 @@ class HealthCompliance(Result):
 
 
 class HealthResult(Result):
-    """The last health snapshot; every key is absent until the first one is taken (a few
-    seconds after start), so each is optional here."""
-    open_conflicts: int | None = None
-    sync_peers: int | None = None
-    sync_lag_seconds: float | None = None
-    sync: HealthSync | None = None
-    integrity: HealthIntegrity | None = None
-    role: Literal["leader", "standby"] | None = None
-    uptime_seconds: float | None = None
-    running_jobs: list[RunningJob] | None = None
-    last_success: dict[str, datetime] | None = None     # job kind -> last success
-    last_backup_age_seconds: float | None = None
-    next_runs: dict[str, str | None] | None = None
-    audit_chain_ok: bool | None = None
+    """The last health snapshot. Every key is always there: until the daemon's loop has
+    taken its first snapshot, the command takes one itself (daemon/lifecycle.py)."""
+    open_conflicts: int
+    sync_peers: int
+    sync_lag_seconds: float | None
+    sync: HealthSync
+    integrity: HealthIntegrity | None
+    role: Literal["leader", "standby"]
+    uptime_seconds: float
+    running_jobs: list[RunningJob]
+    last_success: dict[str, datetime]     # job kind -> last success
+    last_backup_age_seconds: float | None
+    next_runs: dict[str, str | None]
+    audit_chain_ok: bool | None
     # client file scanning: files pending a scan, whether the scanner answers (core/files/scan.py)
-    files: dict[str, Any] | None = None
-    kek: KekSource | None = None
+    files: dict[str, Any]
+    kek: KekSource
     # per table (rows, bytes) and per backup target (used, quota, percent): core/usage.py
-    storage: dict[str, Any] | None = None
+    storage: dict[str, Any]
     # backup runs succeeded and failed in the window, by configuration: core/usage.py
-    backups: dict[str, Any] | None = None
-    compliance: HealthCompliance | None = None
-    usage_as_of: datetime | None = None
+    backups: dict[str, Any]
+    compliance: HealthCompliance
+    usage_as_of: datetime
 
 
 class ConfigResult(Result):
