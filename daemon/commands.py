@@ -40,7 +40,7 @@ from strongroom.daemon.ratelimit import command_class
 
 from strongroom.core import audit, checkpoints, compliance
 from strongroom.core.retention import certificate
-from strongroom.core.auth import management
+from strongroom.core.auth import invitation, management
 from strongroom.core.auth import login as auth_login
 from strongroom.core.auth import sessions as auth_sessions
 from strongroom.core.auth.enrolment import EnrolmentRequired
@@ -152,6 +152,22 @@ def auth_enrol_cmd(d: "Daemon", call: Call) -> dict:
     token, session = auth_login.confirm_enrolment(d.ctx.engine, d.ctx.keyring, d.ctx.settings, a.enrolment_token,
                                                   a.totp, **_client(a.client, call))
     d.publish_security("login", {"user_id": str(session.user_id), "outcome": "enrolled"})
+    return _session_reply(token, session)
+
+
+@command("auth.invitation.accept", permission=None, args=m_auth.InvitationAcceptArgs, public=True, pool="login",
+         result=m_auth.LoginResult)
+def auth_invitation_accept_cmd(d: "Daemon", call: Call) -> dict:
+    """Take up an invitation (`user.add`): store the holder's own password, then log in
+    with it, answering as auth.login does (a session, or `enrolment_required`)."""
+    a: m_auth.InvitationAcceptArgs = call.args
+    try:
+        token, session = invitation.accept(d.ctx.engine, d.ctx.keyring, d.ctx.settings, a.invitation, a.password,
+                                           **_client(a.client, call))
+    except EnrolmentRequired as needed:
+        d.publish_security("login", {"username": needed.pending.username, "outcome": "enrolment_required"})
+        return {"enrolment_required": True, "message": str(needed), "enrolment": needed.pending.as_dict()}
+    d.publish_security("login", {"user_id": str(session.user_id), "outcome": "invitation_accepted"})
     return _session_reply(token, session)
 
 

@@ -1,4 +1,4 @@
-"""User management commands: lock, unlock, reset 2FA, change role, grants.
+"""User management commands: add (by invitation), lock, unlock, reset 2FA, change role, grants.
 
 All need `user:manage`; the guards (no self-lock, never the last administrator, no
 grant beyond one's own) are core.auth.management's. A refused change writes nothing to
@@ -20,7 +20,9 @@ from strongroom.core.db.models import Role
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import ConflictError, NotFoundError, PermissionDenied
 
-from strongroom.core.protocol.models.users import GrantArgs, GrantInfo, GrantsArgs, LockArgs, ReasonArgs, RevokeGrantArgs, RoleArgs, RoleInfo, TotpResetResult, UserInfo, UsernameArgs
+from strongroom.core.protocol.models.users import (GrantArgs, GrantInfo, GrantsArgs, InvitationResult, LockArgs,
+                                                   ReasonArgs, RevokeGrantArgs, RoleArgs, RoleInfo, TotpResetResult,
+                                                   UserAddArgs, UserInfo, UsernameArgs)
 from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
@@ -85,6 +87,17 @@ def user_reset_2fa_cmd(d: "Daemon", call: Call) -> dict:
     # No secret in the reply: whoever resets a second factor must not hold the next one.
     # The owner is offered it at their next login (auth.login -> enrolment_required).
     return {"user": user.as_dict(), "pending_enrolment": True}
+
+
+@command("user.add", permission=MANAGE, args=UserAddArgs, result=InvitationResult)
+def user_add_cmd(d: "Daemon", call: Call) -> dict:
+    """Make an account for a person, who sets the password (and enrols a second factor,
+    where the role requires one) at first login with the invitation returned here, once.
+    Only roles within the caller's own permissions."""
+    a: UserAddArgs = call.args
+    made = _change(d, call, "user_created", a.username, lambda conn: management.invite_user(
+        conn, d.ctx.keyring, d.ctx.settings, call.principal, a.username, a.role, a.full_name, a.email))
+    return {"user": made.user.as_dict(), "invitation": made.token, "expires_at": made.expires_at.isoformat()}
 
 
 @command("user.role.set", permission=MANAGE, args=RoleArgs, result=UserInfo)

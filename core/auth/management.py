@@ -26,7 +26,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, update
-from strongroom.core.auth import rbac, security, sessions, users
+from strongroom.core.auth import invitation, rbac, security, sessions, users
 from strongroom.core.auth.users import UserRecord
 from strongroom.core.config import Settings
 from strongroom.core.crypto.keyring import Keyring
@@ -158,10 +158,7 @@ def change_role(conn: Connection, settings: Settings, by: Principal, username: s
         _refuse_last_admin(conn, user, f"move to role {new.value}", now)
     refuse_stronger(conn, by, user, "change the role of", now=now)
     for side in (user.role, new):
-        beyond = sorted(p for p in _concrete(rbac.role_permissions(side)) if not by.can(p))
-        if beyond:
-            raise PermissionDenied(f"refused: role {side.value} holds permissions {by.actor} does not "
-                                   f"({', '.join(beyond[:5])}{', ...' if len(beyond) > 5 else ''})")
+        _refuse_beyond(by, side)
     if users.requires_2fa(new, settings) and not user.totp_enabled:
         raise ConflictError(f"role {new.value} requires two-factor authentication and {username!r} "
                             "has no TOTP enrolment; reset their 2FA first")
@@ -172,6 +169,27 @@ def change_role(conn: Connection, settings: Settings, by: Principal, username: s
                     details={"from": user.role.value, "to": new.value, "reason": reason[:500],
                              "sessions_revoked": ended}, now=now)
     return users.get_user_by_id(conn, user.id)
+
+
+def invite_user(conn: Connection, keyring: Keyring, settings: Settings, by: Principal, username: str,
+                role: str | Role, full_name: str = "", email: str | None = None, *,
+                now: datetime | None = None) -> invitation.Invitation:
+    """A new account in the caller's practice (the only one, for the local operator),
+    for a person who sets their own password at first login (core/auth/invitation.py).
+    Refused for a role that holds permissions the person asking does not: nobody makes
+    an account stronger than their own."""
+    new = users.parse_role(role)
+    _refuse_beyond(by, new)
+    practice_id = by.practice_id or users.only_practice_id(conn)
+    return invitation.invite(conn, keyring, settings, practice_id, username, new, full_name, email,
+                             actor=by.actor, now=now)
+
+
+def _refuse_beyond(by: Principal, role: Role) -> None:
+    beyond = sorted(p for p in _concrete(rbac.role_permissions(role)) if not by.can(p))
+    if beyond:
+        raise PermissionDenied(f"refused: role {role.value} holds permissions {by.actor} does not "
+                               f"({', '.join(beyond[:5])}{', ...' if len(beyond) > 5 else ''})")
 
 
 def _concrete(patterns: frozenset[str] | set[str]) -> set[str]:

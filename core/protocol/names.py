@@ -27,7 +27,7 @@ VERBS = frozenset({
     # sessions
     "login", "logout", "enrol",
     # four-eyes and queues
-    "request", "approve", "reject", "resolve", "merge", "dismiss", "undo",
+    "request", "approve", "reject", "resolve", "merge", "dismiss", "undo", "accept",
     # state of a thing
     "lock", "unlock", "reset", "pause", "resume", "place", "release", "forget",
     # transfers

@@ -189,3 +189,38 @@ def test_nobody_acts_on_an_account_holding_a_permission_they_lack(daemon, boss, 
     assert user(daemon, "root") == before
     assert daemon.call("whoami", token=root)["actor"] == "user:root"          # still logged in
     assert daemon.call("user.lock", {"username": "clinician", "reason": "leave"}, token=admin)["locked_until"]
+
+
+def test_an_admin_adds_a_user_who_sets_their_own_password_and_second_factor(daemon, boss):
+    """user.add answers with an invitation and no password or secret; the person takes it
+    up with a password of their own, enrols a second factor where the role requires one,
+    and is logged in. The invitation works once, and a role stronger than the caller's
+    is refused with nothing made."""
+    admin = login(daemon, "boss", boss)
+    made = daemon.call("user.add", {"username": "newcomer", "role": "ADMIN", "full_name": "New Person"},
+                       token=admin)
+    assert made["user"]["username"] == "newcomer" and made["user"]["role"] == "ADMIN"
+    assert made["invitation"] and made["expires_at"] and "secret" not in json.dumps(made)
+    assert not made["user"]["totp_enabled"]
+    answer = daemon.call("auth.invitation.accept", {"invitation": made["invitation"],
+                                                    "password": "a passphrase of my own 42"}, token=None)
+    # A practice admin needs a second factor: offered to the holder, never to the admin.
+    assert answer["enrolment_required"] and "token" not in answer
+    secret = answer["enrolment"]["secret"]
+    session = daemon.call("auth.enrol", {"enrolment_token": answer["enrolment"]["token"],
+                                         "totp": pyotp.TOTP(secret).now()}, token=None)
+    assert daemon.call("whoami", token=session["token"])["actor"] == "user:newcomer"
+    err = refused(daemon, "auth.invitation.accept", {"invitation": made["invitation"],
+                                                     "password": "another passphrase 43"}, token=None)
+    assert err.code == "unauthenticated" and "used or replaced" in err.message
+    assert made["invitation"] not in daemon.log() and secret not in daemon.log()
+    assert [e["username"] for e in events(daemon, "user_invited")] == ["newcomer"]
+
+    err = refused(daemon, "user.add", {"username": "usurper", "role": "admin"}, token=admin)
+    assert err.code == "forbidden" and "role admin holds permissions user:boss does not" in err.message
+    assert all(u["username"] != "usurper" for u in daemon.call("user.list"))
+    err = refused(daemon, "user.add", {"username": "newcomer", "role": "STAFF"}, token=admin)
+    assert err.code == "conflict"
+    err = refused(daemon, "auth.invitation.accept", {"invitation": "forged.token", "password": "x" * 20},
+                  token=None)
+    assert err.code == "unauthenticated" and "forged" not in err.message

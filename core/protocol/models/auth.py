@@ -30,6 +30,13 @@ class EnrolArgs(Args):
     client: ClientInfo = ClientInfo()
 
 
+class InvitationAcceptArgs(Args):
+    """An invitation (`user.add`'s token) and the password its holder chooses."""
+    invitation: str = Field(min_length=1, max_length=1024)
+    password: str = Field(min_length=1, max_length=1024)
+    client: ClientInfo = ClientInfo()
+
+
 class SessionToken(Result):
     """A new session: the token is shown this once."""
     token: str

@@ -44,6 +44,12 @@ class RevokeGrantArgs(Args):
     reason: str = Field(default="", max_length=500)
 
 
+class UserAddArgs(UsernameArgs):
+    role: str = Field(min_length=1, max_length=32)
+    full_name: str = Field(default="", max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+
+
 class UserInfo(Result):
     """An account as the rest of the system sees one: no password hash, no TOTP secret."""
     id: uuid.UUID
@@ -143,3 +149,11 @@ class DeviceInfo(Result):
     first_seen_at: datetime
     last_seen_at: datetime
     logins: int
+
+
+class InvitationResult(Result):
+    """A new account and its invitation, shown this once: the holder gives the token at
+    the login screen (or `auth.invitation.accept`) with a password of their own."""
+    user: UserInfo
+    invitation: str
+    expires_at: datetime
