@@ -24,9 +24,16 @@ if TYPE_CHECKING:  # ZeroMQ and the config models load only when a command talks
 @click.option("--username", "-u", default=lambda: os.environ.get("USER"), show_default="$USER")
 @click.option("--password-file", type=click.File("r"), help="Read the password from this file.")
 @click.option("--totp", help="The current 6-digit code (prompted when omitted and needed).")
+@click.option("--invitation-file", type=click.File("r"),
+              help="First login of an invited account: the invitation from this file; the password "
+                   "(prompted twice, or --password-file) becomes the account's own.")
 @remote_options(json=False)
-def login_cmd(state: CliState, username: str, password_file, totp: str | None, socket_path: str | None) -> None:
+def login_cmd(state: CliState, username: str, password_file, totp: str | None, invitation_file,
+              socket_path: str | None) -> None:
     """Log in to the daemon; keeps the session token in a 0600 file."""
+    if invitation_file is not None:
+        _accept_invitation(state, socket_path, invitation_file.read().strip(), password_file)
+        return
     password = password_file.read().rstrip("\n") if password_file else getpass.getpass("Password: ")
     if totp is None and sys.stdin.isatty():
         totp = click.prompt("TOTP code (empty if none)", default="", show_default=False) or None
@@ -42,6 +49,28 @@ def login_cmd(state: CliState, username: str, password_file, totp: str | None, s
         result = _enrol(state, socket_path, result)
     path = save_token(endpoint, result["token"])
     click.echo(f"logged in as {username}; session {result['session_id']} (token in {path})")
+
+
+def _accept_invitation(state: CliState, socket_path: str | None, invitation: str, password_file) -> None:
+    """Set an invited account's own password and log in with it (enrolling a second
+    factor next where the role requires one). The invitation is read from a file, never
+    taken on the command line, where other users of the machine could read it."""
+    if not invitation:
+        raise click.UsageError("the invitation file is empty")
+    if password_file is not None:
+        password = password_file.read().rstrip("\n")
+    else:
+        password = click.prompt("Choose a password", hide_input=True, confirmation_prompt=True)
+    from strongroom.console.client import save_token
+
+    endpoint, _, _ = _endpoints(state, socket_path)
+    args = {"invitation": invitation, "password": password, "client": _client_info()}
+    result = run_remote(state, socket_path, lambda c: c.call("auth.invitation.accept", args),
+                        need_token=False, announce=False)
+    if result.get("enrolment_required"):
+        result = _enrol(state, socket_path, result)
+    path = save_token(endpoint, result["token"])
+    click.echo(f"password set and logged in; session {result['session_id']} (token in {path})")
 
 
 def _enrol(state: CliState, socket_path: str | None, offer: dict) -> dict:

@@ -105,6 +105,45 @@ def add_cmd(state: CliState, username: str, role: str, full_name: str, email: st
     emit(as_json, data, human)
 
 
+@group.command(name="invite")
+@click.argument("username")
+@click.option("--role", required=True, type=_ROLES, help="Clinical or operator role.")
+@click.option("--full-name", default="", help="Display name.")
+@click.option("--email", default=None, help="Contact address.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="Write the invitation to this new file (mode 0600), to hand to the person.")
+@click.option("--practice-id", type=click.UUID,
+              help="Practice the user belongs to (default: the only one).")
+@json_option
+@pass_state
+def invite_cmd(state: CliState, username: str, role: str, full_name: str, email: str | None, out_path: str,
+               practice_id: uuid.UUID | None, as_json: bool) -> None:
+    """Create a user who sets their own password at first login (`strongroom login
+    --invitation-file`, or the console's login screen), enrolling a second factor then
+    where the role requires one. Nobody else ever knows either. The invitation is good
+    once, for three days, and is written to a file, never printed."""
+    from strongroom.core.auth import invitation, users
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.fsutil import write_atomic
+
+    ctx = state.ctx
+    target = Path(out_path)
+    if target.exists():
+        raise ValidationError("--out: the file exists already; choose a new path")
+    with transaction(ctx.engine) as conn:
+        practice_id = practice_id or users.only_practice_id(conn)
+        made = invitation.invite(conn, ctx.keyring, ctx.settings, practice_id, username, role, full_name, email,
+                                 actor=local_actor())
+        try:   # inside the transaction: no account is made without its invitation written
+            write_atomic(target, made.token.encode() + b"\n", 0o600)
+        except OSError as exc:
+            raise ValidationError(f"--out: cannot write the invitation there ({exc.strerror})") from None
+    data = {"user": made.user.as_dict(), "invitation_file": str(target), "expires_at": made.expires_at.isoformat()}
+    emit(as_json, data, lambda _: click.echo(
+        f"invited {made.user.username!r} ({made.user.role.value}); invitation in {target}, "
+        f"good once until {made.expires_at:%Y-%m-%d %H:%M} UTC"))
+
+
 @group.command(name="list")
 @json_option
 @pass_state

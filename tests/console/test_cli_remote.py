@@ -86,6 +86,35 @@ def test_login_stores_a_private_token_and_logout_forgets_it(running, capsys, tmp
     assert not token_files[0].exists()
 
 
+def test_an_invited_user_sets_their_password_at_first_login_once(running, capsys, tmp_path):
+    """`user invite` writes the invitation to a private file and prints no secret;
+    `login --invitation-file` sets the holder's own password and logs in; the same
+    invitation is refused afterwards, and the password works from then on."""
+    data_dir, _ = running
+    invitation = tmp_path / "invitation"
+    code, out, err = run(capsys, "--data-dir", str(data_dir), "user", "invite", "newhire", "--role", "STAFF",
+                         "--out", str(invitation))
+    assert code == 0, err
+    token = invitation.read_text().strip()
+    assert "invitation in" in out and token not in out and oct(invitation.stat().st_mode & 0o777) == "0o600"
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "user", "invite", "other", "--role", "STAFF",
+                       "--out", str(invitation))
+    assert code != 0 and "exists already" in err
+    password_file = tmp_path / "pw"
+    password_file.write_text("my very own passphrase 9\n")
+    args = ("--data-dir", str(data_dir), "login", "--invitation-file", str(invitation),
+            "--password-file", str(password_file))
+    code, out, err = run(capsys, *args)
+    assert code == 0 and "password set and logged in" in out, err
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "whoami", "--json")
+    assert json.loads(out)["actor"] == "user:newhire"
+    code, _, err = run(capsys, *args)
+    assert code == 7 and "used or replaced" in err and token not in err
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "login", "-u", "newhire",
+                       "--password-file", str(password_file))
+    assert code == 0, err
+
+
 def test_wrong_password_is_a_clear_error(running, capsys, tmp_path):
     data_dir, _ = running
     password_file = tmp_path / "pw"
