@@ -97,7 +97,7 @@ def seed(data_dir: Path, rows: int) -> float:
 
 async def page_latencies(proc: DaemonProcess, pages: int, actor: str | None) -> list[float]:
     from strongroom.console.app import StrongroomConsole
-    from strongroom.console.screens.audit import AuditTab
+    from strongroom.console.tabs.audit import AuditTab
 
     app = StrongroomConsole(proc.endpoint, proc.events_endpoint, token=proc.local_token())
     latencies = []

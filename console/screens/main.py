@@ -12,22 +12,22 @@ import re
 from datetime import datetime
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.audit import AuditTab
-from strongroom.console.screens.backups import BackupsTab
-from strongroom.console.screens.compliance import ComplianceTab
-from strongroom.console.screens.events import ConnectionLost, DaemonEvent, Reconnected
-from strongroom.console.screens.exports import ExportsTab
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.integrity import IntegrityTab
-from strongroom.console.screens.jobs import JobsTab
-from strongroom.console.screens.overview import OverviewTab
-from strongroom.console.screens.retention import RetentionTab
-from strongroom.console.screens.security import SecurityTab
-from strongroom.console.screens.sync import SyncTab
-from strongroom.console.screens.users import UsersTab
+from strongroom.console.tabs.audit import AuditTab
+from strongroom.console.tabs.backups import BackupsTab
+from strongroom.console.tabs.compliance import ComplianceTab
+from strongroom.console.helpers.events import ConnectionLost, DaemonEvent, Reconnected
+from strongroom.console.tabs.exports import ExportsTab
+from strongroom.console.helpers.identity import Identity
+from strongroom.console.tabs.integrity import IntegrityTab
+from strongroom.console.tabs.jobs import JobsTab
+from strongroom.console.tabs.overview import OverviewTab
+from strongroom.console.tabs.retention import RetentionTab
+from strongroom.console.tabs.security import SecurityTab
+from strongroom.console.tabs.sync import SyncTab
+from strongroom.console.tabs.users import UsersTab
 from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.console.widgets.key_footer import KeyFooter
-from strongroom.console.screens.workers import deliver, fetch, live, tab_work
+from strongroom.console.helpers.workers import deliver, fetch, live, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding

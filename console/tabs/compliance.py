@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.identity import Identity
+from strongroom.console.helpers.identity import Identity
 from strongroom.console.widgets.score_gauge import ScoreGauge
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.helpers.workers import fetch, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding

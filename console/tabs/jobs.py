@@ -1,12 +1,12 @@
 """Jobs: recent runs from jobs.list, live status from `job.*` events; run and cancel."""
 from __future__ import annotations
 
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.run_job import RunJobScreen
-from strongroom.console.screens.text import duration, when
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.helpers.identity import Identity
+from strongroom.console.modals.run_job import RunJobScreen
+from strongroom.console.helpers.text import duration, when
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import ask, tab_work
+from strongroom.console.helpers.workers import ask, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical

@@ -14,12 +14,12 @@ by ids (the tail of each id in the tables, in full under them), never by PHI.
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.form import FormScreen, daemon_sender
-from strongroom.console.screens.identity import Identity, why_not_job
-from strongroom.console.screens.text import when
-from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from strongroom.console.screens.workers import ask, fetch, live, tab_work
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.form import FormScreen, daemon_sender
+from strongroom.console.helpers.identity import Identity, why_not_job
+from strongroom.console.helpers.text import when
+from strongroom.console.modals.typed_confirm import TypedConfirmScreen
+from strongroom.console.helpers.workers import ask, fetch, live, tab_work
 from strongroom.console.widgets.job_progress import FINAL
 from strongroom.console.widgets.tables import add_columns
 from textual import on

@@ -3,12 +3,12 @@ an on-demand chain check. Pages never count or offset, so 1M rows page as fast a
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.detail import DetailScreen
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import when
+from strongroom.console.modals.detail import DetailScreen
+from strongroom.console.helpers.identity import Identity
+from strongroom.console.helpers.text import when
 from strongroom.console.widgets.filter_bar import AuditFilter, FilterBar
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.helpers.workers import fetch, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding

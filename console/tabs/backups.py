@@ -6,14 +6,14 @@ snapshot's short id typed. Runs show live progress from `job.*` events; an actio
 user may not take is disabled and the note says why."""
 from __future__ import annotations
 
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.form import daemon_sender
-from strongroom.console.screens.identity import Identity, why_not_job
-from strongroom.console.screens.text import duration, size, when
-from strongroom.console.screens.typed_confirm import TypedConfirmScreen
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.form import daemon_sender
+from strongroom.console.helpers.identity import Identity, why_not_job
+from strongroom.console.helpers.text import duration, size, when
+from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from strongroom.console.widgets.job_progress import FINAL, JobProgress
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import ask, tab_work
+from strongroom.console.helpers.workers import ask, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical

@@ -5,12 +5,12 @@ table and per backup target."""
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import age, size, when
+from strongroom.console.helpers.identity import Identity
+from strongroom.console.helpers.text import age, size, when
 from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import FINAL, JobProgress
 from strongroom.console.widgets.score_gauge import ScoreGauge
-from strongroom.console.screens.workers import fetch, tab_work
+from strongroom.console.helpers.workers import fetch, tab_work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, Sparkline, Static

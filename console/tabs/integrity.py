@@ -6,12 +6,12 @@ by events; when it ends, the report reloads and the table shows that run's check
 """
 from __future__ import annotations
 
-from strongroom.console.screens.detail import DetailScreen
-from strongroom.console.screens.identity import Identity, why_not_job
-from strongroom.console.screens.text import duration, when
+from strongroom.console.modals.detail import DetailScreen
+from strongroom.console.helpers.identity import Identity, why_not_job
+from strongroom.console.helpers.text import duration, when
 from strongroom.console.widgets.job_progress import show_run
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import ask, tab_work
+from strongroom.console.helpers.workers import ask, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding

@@ -22,12 +22,12 @@ from __future__ import annotations
 from rich.text import Text
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.detail import DetailScreen
-from strongroom.console.screens.identity import Identity, why_not_job
-from strongroom.console.screens.run_job import RunJobScreen
-from strongroom.console.screens.text import age, when
-from strongroom.console.screens.workers import ask, fetch, tab_work
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.detail import DetailScreen
+from strongroom.console.helpers.identity import Identity, why_not_job
+from strongroom.console.modals.run_job import RunJobScreen
+from strongroom.console.helpers.text import age, when
+from strongroom.console.helpers.workers import ask, fetch, tab_work
 from strongroom.console.widgets.job_progress import show_run
 from textual import events, on
 from textual.app import ComposeResult

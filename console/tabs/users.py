@@ -2,7 +2,7 @@
 
 Actions, all needing user:manage: lock (l), unlock (u), reset 2FA (f), change role (o),
 grant a permission for a limited time (g), revoke the selected grant (x). `p` opens the
-practice's details, staff and services (console/screens/practice.py). Destructive
+practice's details, staff and services (console/modals/practice.py). Destructive
 ones confirm first, saying what will happen. An action the user may not take is shown
 disabled, and the note under the table says why (no permission, or: it is your own
 account). The daemon enforces every rule again (the last administrator, grants beyond
@@ -11,18 +11,17 @@ one's own) and its refusal is shown in its words.
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.form import FormScreen
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import when
-from strongroom.console.screens.workers import ask, fetch, tab_work
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.form import FormScreen
+from strongroom.console.helpers.identity import Identity
+from strongroom.console.helpers.text import when
+from strongroom.console.helpers.workers import ask, fetch, tab_work
+from strongroom.console.modals.role_picker import RoleScreen
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets import DataTable, Label, Static
 
 COLUMNS = (("User", "user"), ("Role", "role"), ("2FA", "totp"), ("State", "state"), ("Last login", "last"))
 GRANT_COLUMNS = (("Permission", "permission"), ("State", "state"), ("Until", "until"), ("By", "by"),
@@ -46,38 +45,6 @@ def grant_state(grant: dict) -> str:
     if grant.get("revoked_at"):
         return "revoked"
     return "active" if grant.get("active") else "expired"
-
-
-class RoleScreen(ModalScreen[str | None]):
-    """Choose a role from the daemon's `roles.list`: one line per role, by its one name,
-    grouped practice / operator, saying what it is for. The current role, and any role
-    holding a permission the caller lacks (the daemon would refuse it), are listed
-    disabled with the reason."""
-
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
-
-    def __init__(self, username: str, current: str, roles: list[dict]) -> None:
-        super().__init__()
-        self.username = username
-        self.current = current
-        self.roles = roles
-
-    def compose(self) -> ComposeResult:
-        options: list = []
-        for scope in ("practice", "operator"):
-            options.append(Option(f"— {scope} roles —", disabled=True))
-            for role in (r for r in self.roles if r["scope"] == scope):
-                why = (" (current)" if role["role"] == self.current
-                       else "" if role["assignable"] else " (beyond your permissions)")
-                options.append(Option(f"{role['name']:<15} {role['summary']}{why}", id=role["role"],
-                                      disabled=bool(why)))
-        with Vertical(classes="dialog"):
-            yield Static(f"New role for {self.username}", classes="dialog-title")
-            yield OptionList(*options, id="roles")
-            yield Static("enter: choose · esc: close", classes="hint")
-
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
 
 
 class UsersTab(Vertical):
@@ -245,8 +212,8 @@ class UsersTab(Vertical):
         self.load()
 
     def action_practice(self) -> None:
-        """The practice's details, staff and services (console/screens/practice.py)."""
-        from strongroom.console.screens.practice import PracticeScreen
+        """The practice's details, staff and services (console/modals/practice.py)."""
+        from strongroom.console.modals.practice import PracticeScreen
 
         if self.identity is None or self.identity.why_not(PRACTICE):
             self.notify(f"Not allowed: {self.identity.why_not(PRACTICE) if self.identity else 'not logged in'}",

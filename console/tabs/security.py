@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import when
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.helpers.identity import Identity
+from strongroom.console.helpers.text import when
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import ask, fetch, tab_work
+from strongroom.console.helpers.workers import ask, fetch, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
