@@ -10,14 +10,13 @@ the field list; their values never reach the console (only counts and paths do).
 """
 from __future__ import annotations
 
+from strongroom.console.helpers.text import when
+from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.modals.export_form import ExportFormScreen
 from strongroom.console.modals.form import daemon_sender
 from strongroom.console.modals.saved_export import SavedExportScreen
-from strongroom.console.helpers.identity import Identity, why_not_job
-from strongroom.console.helpers.text import when
-from strongroom.console.helpers.workers import ask, tab_work
-from strongroom.console.widgets.job_progress import show_run
+from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
@@ -32,16 +31,19 @@ COLUMNS = (("Created", "created", 19), ("Status", "status", 9), ("Format", "form
 PAGE = 100
 
 
-class ExportsTab(Vertical):
+class ExportsTab(Tab, Vertical):
     BINDINGS = [Binding("n", "new_export", "New export"), Binding("s", "run_saved", "Run saved"),
                 Binding("ctrl+r", "reload", "Reload")]
+    NEEDS = {"new_export": Job(KIND), "run_saved": Job(KIND)}
+    TOPICS = ("job.",)
+    NOTE = "exports-note"
+    REFUSED = "Cannot export"
+    LAZY = True           # the history is fetched once the tab is first looked at
+    JOB_KIND, RUNNING = KIND, "exports-running"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
-        self.kinds: list[str] = []
         self.exports: dict[str, dict] = {}
-        self.shown = False    # the history is fetched once the tab is first looked at
 
     def compose(self) -> ComposeResult:
         yield Static("", id="exports-summary")
@@ -53,31 +55,10 @@ class ExportsTab(Vertical):
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)
 
-    def focus_main(self) -> None:
-        self.query_one(DataTable).focus()
-        if not self.shown:
-            self.shown = True
-            if self.identity is not None:
-                self.load()
-
-    def why_not_export(self) -> str | None:
-        return why_not_job(self.identity, KIND, self.kinds)
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.kinds = list(status.get("job_kinds") or [])
-        reason = self.why_not_export()
-        self.query_one("#exports-note", Static).update(
-            f"n, s: new or saved export disabled ({reason})" if reason else
-            "n: new export · s: run a saved one · enter: an export's manifest")
-        self.refresh_bindings()
-        if self.shown:
-            self.load()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("new_export", "run_saved") and self.why_not_export():
-            return None
-        return True
+    def note(self) -> str:
+        reason = self.why_not("new_export")
+        return (f"n, s: new or saved export disabled ({reason})" if reason else
+                "n: new export · s: run a saved one · enter: an export's manifest")
 
     @tab_work(exclusive=True, group="exports")
     async def load(self) -> None:
@@ -140,17 +121,11 @@ class ExportsTab(Vertical):
         shown = await ask(self, "exports.show", {"export_id": export_id}, failing="Export")
         self.app.push_screen(DetailScreen(f"Export {export_id[:8]}…", shown))
 
-    def action_reload(self) -> None:
-        self.load()
-
     # --- a new export, and its live progress ------------------------------------------------
 
     def action_new_export(self) -> None:
-        reason = self.why_not_export()
-        if reason:
-            self.notify(f"Cannot export: {reason}", severity="warning")
-            return
-        self.open_form()
+        if not self.refused("new_export"):
+            self.open_form()
 
     @tab_work(group="exports-actions")
     async def open_form(self) -> None:
@@ -159,11 +134,8 @@ class ExportsTab(Vertical):
         self.app.push_screen(ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"), send=send))
 
     def action_run_saved(self) -> None:
-        reason = self.why_not_export()
-        if reason:
-            self.notify(f"Cannot export: {reason}", severity="warning")
-            return
-        self.open_saved()
+        if not self.refused("run_saved"):
+            self.open_saved()
 
     @tab_work(group="exports-actions")
     async def open_saved(self) -> None:
@@ -180,13 +152,10 @@ class ExportsTab(Vertical):
         self.started(run)
 
     def started(self, run: dict) -> None:
-        self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
+        self.follow_started(run)
         self.notify(f"Export started ({run['id'][:8]}…)")
 
-    def apply_job(self, data: dict) -> None:
-        """A `job.<id>` event: progress for an export run; reload the history when it ends."""
-        if data.get("kind") != KIND or not data.get("run_id"):
-            return
-        finished = show_run(self.query_one("#exports-running", Vertical), data, KIND)
-        if finished and self.identity is not None and self.shown:
+    def run_ended(self, data: dict) -> None:
+        """An export run ended: reload the history, once it has been fetched at all."""
+        if self.shown:
             self.load()

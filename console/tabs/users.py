@@ -10,13 +10,12 @@ one's own) and its refusal is shown in its words.
 """
 from __future__ import annotations
 
-from strongroom.console.client import ClientError
+from strongroom.console.helpers.text import when
+from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import FormScreen
-from strongroom.console.helpers.identity import Identity
-from strongroom.console.helpers.text import when
-from strongroom.console.helpers.workers import ask, fetch, tab_work
 from strongroom.console.modals.role_picker import RoleScreen
+from strongroom.console.tabs.base import Tab
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -47,15 +46,18 @@ def grant_state(grant: dict) -> str:
     return "active" if grant.get("active") else "expired"
 
 
-class UsersTab(Vertical):
+class UsersTab(Tab, Vertical):
     BINDINGS = [Binding("l", "lock", "Lock"), Binding("u", "unlock", "Unlock"),
                 Binding("f", "reset_2fa", "Reset 2FA"), Binding("o", "change_role", "Role"),
                 Binding("g", "grant", "Grant"), Binding("x", "revoke_grant", "Revoke grant"),
                 Binding("p", "practice", "Practice, staff, services"), Binding("ctrl+r", "reload", "Reload")]
+    # What the account and grant selected allow is added in why_not.
+    NEEDS = {**{action: MANAGE for action in (*USER_ACTIONS, "revoke_grant")}, "practice": PRACTICE}
+    TOPICS = ("security",)
+    NOTE = "users-note"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
         self.users: dict[str, dict] = {}
         self.grants: dict[str, dict] = {}
         self.roles: dict[str, dict] = {}     # roles.list by value: names, and who may give them
@@ -72,12 +74,8 @@ class UsersTab(Vertical):
             for label, key in columns:
                 table.add_column(label, key=key)
 
-    def focus_main(self) -> None:
-        self.query_one("#users-table", DataTable).focus()
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.load()
+    def took_identity(self, status: dict) -> None:
+        """The hint line follows the selected account: shown once the list loads."""
 
     # --- what may be done to the selected account, and why not -------------------------
 
@@ -95,10 +93,8 @@ class UsersTab(Vertical):
 
     def why_not(self, action: str) -> str | None:
         """None when the action can be offered for the selected account, else why not."""
-        if self.identity is None:
-            return "not logged in"
-        reason = self.identity.why_not(MANAGE)
-        if reason:
+        reason = super().why_not(action)
+        if reason or action == "practice":
             return reason
         user = self.selected()
         if user is None:
@@ -116,23 +112,12 @@ class UsersTab(Vertical):
                 return "select an active grant in the Grants table"
         return None
 
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in (*USER_ACTIONS, "revoke_grant") and self.why_not(action):
-            return None
-        if action == "practice" and (self.identity is None or self.identity.why_not(PRACTICE)):
-            return None
-        return True
-
-    def _show_reasons(self) -> None:
-        if self.identity is None:
-            return
+    def note(self) -> str:
         if self.identity.why_not(MANAGE):
-            text = f"Account management disabled: {self.identity.why_not(MANAGE)}"
-        else:
-            reasons = sorted({r for a in USER_ACTIONS if (r := self.why_not(a)) and r != "no account selected"})
-            text = ("l lock · u unlock · f reset 2FA · o role · g grant · x revoke grant"
-                    + (f" — not now: {'; '.join(reasons)}" if reasons else ""))
-        self.query_one("#users-note", Static).update(text)
+            return f"Account management disabled: {self.identity.why_not(MANAGE)}"
+        reasons = sorted({r for a in USER_ACTIONS if (r := self.why_not(a)) and r != "no account selected"})
+        return ("l lock · u unlock · f reset 2FA · o role · g grant · x revoke grant"
+                + (f" — not now: {'; '.join(reasons)}" if reasons else ""))
 
     # --- loading --------------------------------------------------------------------------
 
@@ -143,12 +128,8 @@ class UsersTab(Vertical):
             self.query_one("#users-note", Static).update(f"User list hidden: {reason}")
             self.refresh_bindings()
             return
-        try:
-            users = await fetch(self, "users.list")
-            self.roles = {r["role"]: r for r in await fetch(self, "roles.list")}
-        except ClientError as err:
-            self.notify(f"Users: {err.message}", severity="error")
-            return
+        users = await ask(self, "users.list", failing="Users")
+        self.roles = {r["role"]: r for r in await ask(self, "roles.list", failing="Users")}
         if not self.is_attached:
             return   # the console closed while the daemon answered
         table = self.query_one("#users-table", DataTable)
@@ -179,7 +160,7 @@ class UsersTab(Vertical):
         self.refresh_bindings()
 
     def _selection_changed(self) -> None:
-        self._show_reasons()
+        self.show_note()
         self.refresh_bindings()
         user = self.selected()
         if user is not None:
@@ -208,27 +189,19 @@ class UsersTab(Vertical):
         if self.identity is not None and self.identity.can(MANAGE):
             self.load()
 
-    def action_reload(self) -> None:
-        self.load()
-
     def action_practice(self) -> None:
         """The practice's details, staff and services (console/modals/practice.py)."""
         from strongroom.console.modals.practice import PracticeScreen
 
-        if self.identity is None or self.identity.why_not(PRACTICE):
-            self.notify(f"Not allowed: {self.identity.why_not(PRACTICE) if self.identity else 'not logged in'}",
-                        severity="warning")
+        if self.refused("practice"):
             return
         self.app.push_screen(PracticeScreen(self.identity))
 
     # --- actions --------------------------------------------------------------------------
 
     def _refuse(self, action: str) -> dict | None:
-        reason = self.why_not(action)
-        if reason:
-            self.notify(f"Not allowed: {reason}", severity="warning")
-            return None
-        return self.selected()
+        """The selected account, or None (and why, as a toast) when `action` may not be taken."""
+        return None if self.refused(action) else self.selected()
 
     def action_lock(self) -> None:
         if (user := self._refuse("lock")) is None:
