@@ -12,7 +12,7 @@ from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import daemon_sender
 from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from strongroom.console.tabs.base import Job, Tab
-from strongroom.console.widgets.job_progress import FINAL, JobProgress
+from strongroom.console.widgets.job_progress import show_runs
 from strongroom.console.widgets.tables import add_columns
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -87,23 +87,8 @@ class BackupsTab(Tab, Vertical):
         """A `job.<id>` event of a backup kind: live progress; reload the list when it ends."""
         if data.get("kind") not in JOB_KINDS or not data.get("run_id"):
             return
-        box = self.query_one("#backups-running", Vertical)
-        found = box.query(f"#run-{data['run_id']}")
-        if found:
-            row = found.first(JobProgress)
-            if row.status in FINAL:
-                return   # never un-finish a run
-        else:
-            row = JobProgress(data["run_id"], data["kind"])
-            box.mount(row)
-        row.show(data.get("status", "running"), data.get("done"), data.get("total"),
-                 data.get("error") or data.get("message"))
-        if data.get("status") in FINAL:
-            finished = [r for r in box.query(JobProgress) if r.status in FINAL]
-            for old in finished[:-KEEP_FINISHED]:
-                old.remove()
-            if self.identity:
-                self.load()
+        if show_runs(self.query_one("#backups-running", Vertical), data, KEEP_FINISHED) and self.identity:
+            self.load()
 
     def action_backup(self) -> None:
         self.app.push_screen(

@@ -8,7 +8,7 @@ from strongroom.console.helpers.text import age, size, when
 from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.health_card import HealthCard
-from strongroom.console.widgets.job_progress import FINAL, JobProgress
+from strongroom.console.widgets.job_progress import show_runs
 from strongroom.console.widgets.score_gauge import ScoreGauge
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -171,27 +171,12 @@ class OverviewTab(Tab, VerticalScroll):
         text.update("\n".join(lines) or "no tables")
 
     def apply_job(self, data: dict) -> None:
-        run_id = data.get("run_id")
-        if not run_id:
+        """A run of any kind (a `job.<id>` event, or one of health's running jobs)."""
+        if not data.get("run_id"):
             return
-        box = self.query_one("#running", Vertical)
-        found = box.query(f"#run-{run_id}")
-        if found:
-            row = found.first(JobProgress)
-            if row.status in FINAL and data.get("status") not in FINAL:
-                return   # a health snapshot taken before the run ended: never un-finish a run
-        else:
-            row = JobProgress(run_id, data.get("kind", "?"))
-            box.mount(row)
-        row.show(data.get("status", "running"), data.get("done"), data.get("total"),
-                 data.get("error") or data.get("message"))
-        if data.get("status") in FINAL:
-            self._trim_finished(box)
-            if self.identity is not None:
-                self.load()
+        finished = show_runs(self.query_one("#running", Vertical), data, KEEP_FINISHED, again=True)
+        if finished is None:
+            return
+        if finished and self.identity is not None:
+            self.load()
         self.query_one("#no-running").display = False
-
-    def _trim_finished(self, box: Vertical) -> None:
-        finished = [row for row in box.query(JobProgress) if row.status in FINAL]
-        for row in finished[:-KEEP_FINISHED]:
-            row.remove()
