@@ -118,7 +118,7 @@ print(json.dumps(asyncio.run(console_page_latencies(endpoint, events, token, int
 async def console_page_latencies(endpoint: str, events: str, token: str, pages: int,
                                  actor: str | None) -> list[float]:
     from strongroom.console.app import StrongroomConsole
-    from strongroom.console.screens.audit import AuditTab
+    from strongroom.console.tabs.audit import AuditTab
 
     app = StrongroomConsole(endpoint, events, token=token)
     latencies = []

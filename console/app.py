@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from strongroom.console.client import Client, ClientError
-from strongroom.console.screens.help import HelpScreen
+from strongroom.console.modals.help import HelpScreen
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import TABS, MainScreen
 from textual.app import App, ScreenStackError, SystemCommand

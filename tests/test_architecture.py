@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # The console modules that must stay on the protocol's side of the socket.
 CONSOLE_SIDE = ["console/app.py", "console/client.py", "console/lifecycle.py", "console/screens",
+                "console/tabs", "console/modals", "console/helpers",
                 "console/widgets", "console/cli/transport.py", "console/cli/lazy.py", "console/cli/options.py",
                 # the CLI's commands that only talk to the daemon
                 "console/cli/auth.py", "console/cli/jobs.py", "console/cli/status.py", "console/cli/security.py",

@@ -7,7 +7,7 @@ import socket
 
 from strongroom.console.widgets.key_footer import KeyFooter
 from strongroom.console.client import ClientError
-from strongroom.console.screens.enrolment import EnrolAtLoginScreen
+from strongroom.console.modals.enrolment import EnrolAtLoginScreen
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding

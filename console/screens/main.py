@@ -12,22 +12,23 @@ import re
 from datetime import datetime
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.audit import AuditTab
-from strongroom.console.screens.backups import BackupsTab
-from strongroom.console.screens.compliance import ComplianceTab
-from strongroom.console.screens.events import ConnectionLost, DaemonEvent, Reconnected
-from strongroom.console.screens.exports import ExportsTab
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.integrity import IntegrityTab
-from strongroom.console.screens.jobs import JobsTab
-from strongroom.console.screens.overview import OverviewTab
-from strongroom.console.screens.retention import RetentionTab
-from strongroom.console.screens.security import SecurityTab
-from strongroom.console.screens.sync import SyncTab
-from strongroom.console.screens.users import UsersTab
+from strongroom.console.helpers.events import ConnectionLost, DaemonEvent, Reconnected
+from strongroom.console.helpers.identity import Identity
+from strongroom.console.helpers.workers import deliver, fetch, live, tab_work
+from strongroom.console.tabs import base
+from strongroom.console.tabs.audit import AuditTab
+from strongroom.console.tabs.backups import BackupsTab
+from strongroom.console.tabs.compliance import ComplianceTab
+from strongroom.console.tabs.exports import ExportsTab
+from strongroom.console.tabs.integrity import IntegrityTab
+from strongroom.console.tabs.jobs import JobsTab
+from strongroom.console.tabs.overview import OverviewTab
+from strongroom.console.tabs.retention import RetentionTab
+from strongroom.console.tabs.security import SecurityTab
+from strongroom.console.tabs.sync import SyncTab
+from strongroom.console.tabs.users import UsersTab
 from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.console.widgets.key_footer import KeyFooter
-from strongroom.console.screens.workers import deliver, fetch, live, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -39,7 +40,6 @@ from textual.widgets import DataTable, Static, TabbedContent, TabPane
 # security events).
 ID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9]+")
 
-TOPICS = ("health", "job.", "audit", "security", "sync.", "compliance")
 SILENCE_SECONDS = 6.0     # no event for this long: probe with `status`
 PROBE_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 15.0
@@ -57,27 +57,15 @@ TABS = (("Overview", "overview", OverviewTab), ("Backups", "backups", BackupsTab
 # reached with ] and [ (next, previous) or the command palette.
 TAB_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "minus")
 
-# Which tabs apply which event topic, and with which method (a topic ending in "." is a
-# prefix: job.<run id>, sync.conflict, ...).
-EVENT_ROUTES = {
-    "health": (("overview", "apply_health"),),
-    "job.": (("overview", "apply_job"), ("jobs", "apply_job"), ("backups", "apply_job"),
-             ("integrity", "apply_job"), ("exports", "apply_job"), ("retention", "apply_job"),
-             ("sync", "apply_job"), ("compliance", "apply_job")),
-    "audit": (("audit", "apply_audit"), ("retention", "apply_audit"), ("integrity", "apply_audit"),
-              ("compliance", "apply_audit")),
-    "compliance": (("compliance", "apply_compliance"),),
-    "sync.": (("sync", "apply_sync"),),
-    "security": (("security", "apply_security"), ("users", "apply_security")),
-}
+# What the event worker subscribes to: every topic some tab lists in its TOPICS (a topic
+# ending in "." is a prefix: job.<run id>, sync.conflict, ...), so a tab that starts
+# listening to a topic is subscribed and routed to by saying so in its own module.
+TOPICS = base.subscriptions(tab for _, _, tab in TABS)
 
 
 def routes(topic: str) -> tuple[tuple[str, str], ...]:
-    """The (tab id, method) pairs an event of `topic` is applied to."""
-    for key, targets in EVENT_ROUTES.items():
-        if topic == key or (key.endswith(".") and topic.startswith(key)):
-            return targets
-    return ()
+    """The (tab id, method) pairs an event of `topic` is applied to, in the tabs' order."""
+    return base.routes(((tab_id, tab) for _, tab_id, tab in TABS), topic)
 
 
 class MainScreen(Screen):

@@ -105,3 +105,26 @@ def show_run(box: Widget, data: dict, kind: str) -> bool:
     row.show(data.get("status", "running"), data.get("done"), data.get("total"),
              data.get("error") or data.get("message"))
     return data.get("status") in FINAL
+
+
+def show_runs(box: Widget, data: dict, keep: int, *, again: bool = False) -> bool | None:
+    """Apply a `job.<id>` event to `box`, a tab's list of runs: a row per run, the last
+    `keep` finished ones kept. A finished run is never un-finished (a health snapshot
+    taken before it ended says "running"); `again` lets a later final event redraw it.
+    None when the event was dropped, else whether it finished the run."""
+    found = box.query(f"#run-{data['run_id']}")
+    if found:
+        row = found.first(JobProgress)
+        if row.status in FINAL and (not again or data.get("status") not in FINAL):
+            return None
+    else:
+        row = JobProgress(data["run_id"], data.get("kind", "?"))
+        box.mount(row)
+    row.show(data.get("status", "running"), data.get("done"), data.get("total"),
+             data.get("error") or data.get("message"))
+    if data.get("status") not in FINAL:
+        return False
+    finished = [r for r in box.query(JobProgress) if r.status in FINAL]
+    for old in finished[:-keep]:
+        old.remove()
+    return True

@@ -268,7 +268,7 @@ def test_score_history_keeps_one_row_per_day(ctx: Context):
 
 
 def test_score_trend_draws_one_bar_per_day():
-    from strongroom.console.screens.compliance import score_trend
+    from strongroom.console.tabs.compliance import score_trend
 
     assert score_trend([0, 50, 100]) == "▁▄█ 100"
     assert score_trend([]) == ""

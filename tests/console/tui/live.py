@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.main import MainScreen
-from strongroom.console.screens.users import UsersTab
+from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable
 
 from tests.console.tui.conftest import wait_for

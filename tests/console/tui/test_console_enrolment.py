@@ -8,7 +8,7 @@ import pytest
 
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.client import ClientError
-from strongroom.console.screens.enrolment import EnrolAtLoginScreen
+from strongroom.console.modals.enrolment import EnrolAtLoginScreen
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import MainScreen
 from textual.widgets import Input, Static

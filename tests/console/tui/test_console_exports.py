@@ -7,8 +7,10 @@ from __future__ import annotations
 import time
 
 from strongroom.console.app import StrongroomConsole
-from strongroom.console.screens.client_picker import ClientPickerScreen
-from strongroom.console.screens.exports import ExportFormScreen, ExportsTab, SavedExportScreen
+from strongroom.console.modals.client_picker import ClientPickerScreen
+from strongroom.console.modals.export_form import ExportFormScreen
+from strongroom.console.modals.saved_export import SavedExportScreen
+from strongroom.console.tabs.exports import ExportsTab
 from strongroom.console.screens.main import TABS, MainScreen
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.core.auth.users import create_user

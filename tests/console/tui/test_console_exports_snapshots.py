@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 from strongroom.console.app import StrongroomConsole
-from strongroom.console.screens.exports import ExportFormScreen, ExportsTab
+from strongroom.console.modals.export_form import ExportFormScreen
+from strongroom.console.tabs.exports import ExportsTab
 from strongroom.console.screens.main import TABS, MainScreen
 from strongroom.core.export import spec
 

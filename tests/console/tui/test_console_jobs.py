@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from strongroom.console.app import StrongroomConsole
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.jobs import JobsTab
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.tabs.jobs import JobsTab
 from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable, Static
 

@@ -3,15 +3,15 @@ session revocation, and riding out a daemon restart. Bounded: every wait has a t
 from __future__ import annotations
 
 from strongroom.console.app import StrongroomConsole
-from strongroom.console.screens.audit import AuditTab
-from strongroom.console.screens.backups import BackupsTab
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.detail import DetailScreen
-from strongroom.console.screens.jobs import JobsTab
+from strongroom.console.tabs.audit import AuditTab
+from strongroom.console.tabs.backups import BackupsTab
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.detail import DetailScreen
+from strongroom.console.tabs.jobs import JobsTab
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import MainScreen
-from strongroom.console.screens.run_job import RunJobScreen
-from strongroom.console.screens.security import SecurityTab
+from strongroom.console.modals.run_job import RunJobScreen
+from strongroom.console.tabs.security import SecurityTab
 from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import JobProgress

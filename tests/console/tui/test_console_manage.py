@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pyotp
 
-from strongroom.console.screens.backups import BackupsTab
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.form import FormScreen
-from strongroom.console.screens.integrity import IntegrityTab
+from strongroom.console.tabs.backups import BackupsTab
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.form import FormScreen
+from strongroom.console.tabs.integrity import IntegrityTab
 from strongroom.console.screens.main import MainScreen
-from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from strongroom.console.screens.users import UsersTab
+from strongroom.console.modals.typed_confirm import TypedConfirmScreen
+from strongroom.console.tabs.users import UsersTab
 from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import Button, DataTable, Input, Label, Static
 

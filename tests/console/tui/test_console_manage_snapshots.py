@@ -5,9 +5,9 @@ the frame."""
 from __future__ import annotations
 
 import pytest
-from strongroom.console.screens.integrity import IntegrityTab
+from strongroom.console.tabs.integrity import IntegrityTab
 from strongroom.console.screens.main import MainScreen
-from strongroom.console.screens.users import UsersTab
+from strongroom.console.tabs.users import UsersTab
 
 from tests.console.tui.conftest import settled, tab_key, wait_for
 from tests.console.tui.fixed import manage_app
@@ -23,7 +23,7 @@ async def show_users(pilot) -> None:
 
 
 async def show_practice(pilot) -> None:
-    from strongroom.console.screens.practice import PracticeScreen
+    from strongroom.console.modals.practice import PracticeScreen
 
     await show_users(pilot)
     await pilot.press("p")

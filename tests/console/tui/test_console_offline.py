@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.cli import CliState
 from strongroom.console.cli.console_cmd import command
-from strongroom.console.screens.help import HelpScreen
+from strongroom.console.modals.help import HelpScreen
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.core.errors import AuthError

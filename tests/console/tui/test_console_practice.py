@@ -6,9 +6,9 @@ every change action disabled with the reason."""
 from __future__ import annotations
 
 from strongroom.console.app import StrongroomConsole
-from strongroom.console.screens.form import FormScreen
-from strongroom.console.screens.practice import PracticeScreen, changes, money
-from strongroom.console.screens.users import UsersTab
+from strongroom.console.modals.form import FormScreen
+from strongroom.console.modals.practice import PracticeScreen, changes, money
+from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable, Input, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, showing, tab_keys, wait_for

@@ -2,7 +2,7 @@
 shows keys as they are typed, and at 80x24 the tabs, q and ? stay on screen."""
 from __future__ import annotations
 
-from strongroom.console.screens.help import HelpScreen
+from strongroom.console.modals.help import HelpScreen
 from strongroom.console.screens.main import TABS, MainScreen
 from textual.command import CommandList
 from textual.widgets import Static, TabbedContent, Tabs
@@ -85,7 +85,7 @@ def test_at_80x24_every_tab_q_and_help_stay_on_screen():
 
 
 def test_copy_id_puts_the_selected_rows_full_id_on_the_clipboard():
-    from strongroom.console.screens.users import UsersTab
+    from strongroom.console.tabs.users import UsersTab
     from textual.widgets import DataTable
 
     from tests.console.tui.fixed import USER, manage_app
@@ -113,7 +113,7 @@ def test_copy_id_puts_the_selected_rows_full_id_on_the_clipboard():
 
 
 def test_detail_view_shows_values_and_copies_the_full_id():
-    from strongroom.console.screens.detail import DetailScreen
+    from strongroom.console.modals.detail import DetailScreen
 
     record = {"id": "01a2061f-0000-7000-8000-000000000042", "error": None, "verified": True,
               "filters": {"client": None, "tables": ["clients", "therapy_sessions"]}}

@@ -9,12 +9,12 @@ import pyotp
 import pytest
 
 from strongroom.console.app import StrongroomConsole
-from strongroom.console.screens.client_picker import ClientPickerScreen
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.form import FormScreen
+from strongroom.console.modals.client_picker import ClientPickerScreen
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.form import FormScreen
 from strongroom.console.screens.main import MainScreen
-from strongroom.console.screens.retention import RetentionTab
-from strongroom.console.screens.typed_confirm import TypedConfirmScreen
+from strongroom.console.tabs.retention import RetentionTab
+from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from textual.widgets import Button, DataTable, Input, OptionList, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for

@@ -7,7 +7,7 @@ import pytest
 
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.main import MainScreen
-from strongroom.console.screens.retention import RetentionTab
+from strongroom.console.tabs.retention import RetentionTab
 
 from tests.console.tui.conftest import settled, wait_for
 from tests.console.tui.fixed import FixedClient, fixed_clock

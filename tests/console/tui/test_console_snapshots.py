@@ -29,7 +29,7 @@ def test_overview_layout(snap_compare, size):
 
 
 def test_overview_cards_turn_red_for_a_low_score_failed_backups_and_a_full_target():
-    from strongroom.console.screens.overview import OverviewTab
+    from strongroom.console.tabs.overview import OverviewTab
 
     async def go():
         app = fixed_app("fixed-token")

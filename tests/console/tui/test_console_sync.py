@@ -7,9 +7,9 @@ from __future__ import annotations
 import pyotp
 
 from strongroom.console.app import StrongroomConsole
-from strongroom.console.screens.confirm import ConfirmScreen
+from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.screens.main import MainScreen
-from strongroom.console.screens.sync import SyncTab
+from strongroom.console.tabs.sync import SyncTab
 from textual.widgets import DataTable, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for

@@ -138,7 +138,7 @@ class RecordingClient(SyncFixedClient):
 
 
 def test_sync_now_with_several_peers_asks_which_and_runs_a_sync_job_for_it():
-    from strongroom.console.screens.run_job import RunJobScreen
+    from strongroom.console.modals.run_job import RunJobScreen
     from textual.widgets import OptionList
 
     from tests.console.tui.conftest import drive, showing

@@ -3,8 +3,9 @@ for; roles beyond the caller's permissions are disabled; a change reaches the da
 from __future__ import annotations
 
 import pyotp
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.users import RoleScreen, UsersTab
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.role_picker import RoleScreen
+from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable, OptionList
 
 from tests.console.tui.conftest import SIZE, drive, showing, tab_keys, wait_for

@@ -4,7 +4,7 @@ left pulsing for ever after a failure)."""
 from __future__ import annotations
 
 from rich.color import Color
-from strongroom.console.widgets.job_progress import JobProgress, show_run
+from strongroom.console.widgets.job_progress import JobProgress, show_run, show_runs
 from textual.app import App, ComposeResult
 from textual.containers import Vertical
 from textual.css.query import NoMatches
@@ -109,5 +109,28 @@ def test_a_succeeded_run_fills_its_bar():
             _, progress, bar, text = parts(app)
             assert progress.percentage == 1 and not pulsing(bar) and text == "✓ succeeded: 2 peers"
             assert bar_colour(bar) == colour(app, "success")
+
+    drive(scenario)
+
+
+def test_a_list_of_runs_keeps_the_last_finished_and_never_unfinishes_one():
+    """Overview and Backups list every run (show_runs): a finished run keeps its row, the
+    oldest finished rows go beyond `keep`, and a late "running" never un-finishes one."""
+    async def scenario():
+        app = Host()
+        async with app.run_test(size=(80, 8)) as pilot:
+            box = app.query_one("#running", Vertical)
+
+            def run(n: int, again: bool = False, **event):
+                return show_runs(box, {"run_id": f"{RUN[:-1]}{n}", "kind": "backup", **event}, 2, again=again)
+
+            assert [run(n, status="running") for n in (1, 2, 3)] == [False, False, False]
+            assert [run(n, status="succeeded") for n in (1, 2, 3)] == [True, True, True]
+            await pilot.pause()
+            assert [row.run_id[-1] for row in box.query(JobProgress)] == ["2", "3"]
+            assert run(3, status="running") is None and run(3, again=True, status="running") is None
+            assert run(3, status="failed") is None                          # finished: dropped
+            assert run(3, again=True, status="failed") is True               # unless it may be redrawn
+            assert box.query_one(f"#run-{RUN[:-1]}3", JobProgress).status == "failed"
 
     drive(scenario)

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 from strongroom.console.client import ClientError
-from strongroom.console.screens.workers import TabGone, ask, deliver, fetch, live, tab_work
+from strongroom.console.helpers.workers import TabGone, ask, deliver, fetch, live, tab_work
 from textual.app import App, ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.form import FormScreen, daemon_sender
-from strongroom.console.screens.workers import ask, fetch, tab_work
+from strongroom.console.helpers.identity import Identity
+from strongroom.console.modals.form import FormScreen, daemon_sender
+from strongroom.console.helpers.workers import ask, fetch, tab_work
 from strongroom.console.widgets.tables import add_columns, fit
 from textual.app import ComposeResult
 from textual.binding import Binding

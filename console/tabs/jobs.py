@@ -1,12 +1,12 @@
 """Jobs: recent runs from jobs.list, live status from `job.*` events; run and cancel."""
 from __future__ import annotations
 
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.run_job import RunJobScreen
-from strongroom.console.screens.text import duration, when
+from strongroom.console.helpers.text import duration, when
+from strongroom.console.helpers.workers import ask, tab_work
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.run_job import RunJobScreen
+from strongroom.console.tabs.base import ANY, Job, Tab
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import ask, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -33,14 +33,16 @@ def progress_text(done: int | None, total: int | None) -> str:
     return f"{done or 0}/{total}"
 
 
-class JobsTab(Vertical):
+class JobsTab(Tab, Vertical):
     BINDINGS = [Binding("r", "run_job", "Run job"), Binding("c", "cancel_job", "Cancel job"),
                 Binding("ctrl+r", "reload", "Reload")]
+    # Offered to whoever may run some kind; the kind chosen, or the run's, is checked then.
+    NEEDS = {"run_job": Job(ANY), "cancel_job": Job(ANY)}
+    TOPICS = ("job.",)
+    NOTE = "jobs-note"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
-        self.kinds: list[str] = []
         self.on_request: set[str] = set()
         self.runs: dict[str, dict] = {}
         # Runs asked to stop, shown "cancelling" until they end: a job stops only at its
@@ -54,23 +56,14 @@ class JobsTab(Vertical):
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)
 
-    def focus_main(self) -> None:
-        self.query_one(DataTable).focus()
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.kinds = list(status.get("job_kinds") or [])
+    def took_identity(self, status: dict) -> None:
         self.on_request = set(status.get("on_request_kinds") or [])
-        runnable = [k for k in self.kinds if identity.can(f"job:{k}:run")]
-        note = ("r: run a job · c: cancel the selected run" if runnable
-                else f"Running and cancelling jobs is disabled: {identity.actor} lacks job:<kind>:run.")
-        self.query_one("#jobs-note", Static).update(note)
-        self.refresh_bindings()
-        self.load()
+        super().took_identity(status)
 
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        may_run = self.identity is not None and any(self.identity.can(f"job:{k}:run") for k in self.kinds)
-        return None if action in ("run_job", "cancel_job") and not may_run else True
+    def note(self) -> str:
+        reason = self.why_not("run_job")
+        return (f"Running and cancelling jobs is disabled: {reason}." if reason
+                else "r: run a job · c: cancel the selected run")
 
     @tab_work(exclusive=True, group="jobs")
     async def load(self) -> None:
@@ -113,9 +106,6 @@ class JobsTab(Vertical):
             return None
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
         return self.runs.get(key.value)
-
-    def action_reload(self) -> None:
-        self.load()
 
     def needs_arguments(self, kind: str) -> str | None:
         if kind not in self.on_request:

@@ -81,7 +81,7 @@ class FormScreen(ModalScreen[dict | None]):
         return self.find_client is not None if action == "find_client" else True
 
     def action_find_client(self) -> None:
-        from strongroom.console.screens.client_picker import fill_with_client
+        from strongroom.console.modals.client_picker import fill_with_client
         fill_with_client(self.query_one(f"#{self.find_client}", Input), focus=True)
 
     def compose(self) -> ComposeResult:

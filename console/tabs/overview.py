@@ -4,13 +4,12 @@ window, audit chain, integrity, sync, compliance, storage), live job progress fe
 table and per backup target."""
 from __future__ import annotations
 
-from strongroom.console.client import ClientError
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import age, size, when
+from strongroom.console.helpers.text import age, size, when
+from strongroom.console.helpers.workers import ask, tab_work
+from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.health_card import HealthCard
-from strongroom.console.widgets.job_progress import FINAL, JobProgress
+from strongroom.console.widgets.job_progress import show_runs
 from strongroom.console.widgets.score_gauge import ScoreGauge
-from strongroom.console.screens.workers import fetch, tab_work
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import Label, Sparkline, Static
@@ -24,12 +23,9 @@ TARGET_BAD_PERCENT = 95.0
 STORAGE_TABLES = 8
 
 
-class OverviewTab(VerticalScroll):
+class OverviewTab(Tab, VerticalScroll):
     can_focus = True
-
-    def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.identity: Identity | None = None
+    TOPICS = ("health", "job.")
 
     def compose(self) -> ComposeResult:
         with Grid(id="cards"):
@@ -58,22 +54,15 @@ class OverviewTab(VerticalScroll):
         yield Static("…", id="storage")
 
     def focus_main(self) -> None:
-        self.focus()
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.load()
+        self.focus()      # the whole tab scrolls: there is no list to focus
 
     @tab_work(exclusive=True, group="overview")
     async def load(self) -> None:
-        try:
-            health = await fetch(self, "health")
-            if health:
-                self.apply_health(health)
-            await self._load_compliance()
-            await self._load_durations()
-        except ClientError as err:
-            self.notify(f"Overview: {err.message}", severity="error")
+        health = await ask(self, "health", failing="Overview")
+        if health:
+            self.apply_health(health)
+        await self._load_compliance()
+        await self._load_durations()
 
     async def _load_compliance(self) -> None:
         gauge = self.query_one(ScoreGauge)
@@ -81,13 +70,13 @@ class OverviewTab(VerticalScroll):
         if reason:
             gauge.update(f"hidden: {reason}")
             return
-        gauge.show((await fetch(self, "compliance.report"))["score"])
+        gauge.show((await ask(self, "compliance.report", failing="Overview"))["score"])
 
     async def _load_durations(self) -> None:
         if self.identity.why_not("audit:read"):
             self.query_one("#spark-label", Label).update("Job durations: needs audit:read")
             return
-        runs = await fetch(self, "jobs.list", {"limit": 40})
+        runs = await ask(self, "jobs.list", {"limit": 40}, failing="Overview")
         durations = [r["duration_seconds"] for r in reversed(runs) if r.get("duration_seconds") is not None]
         self.query_one(Sparkline).data = durations
         label = (f"Job durations: {len(durations)} run{'s' if len(durations) != 1 else ''}, max {max(durations):.1f}s" if durations
@@ -182,27 +171,12 @@ class OverviewTab(VerticalScroll):
         text.update("\n".join(lines) or "no tables")
 
     def apply_job(self, data: dict) -> None:
-        run_id = data.get("run_id")
-        if not run_id:
+        """A run of any kind (a `job.<id>` event, or one of health's running jobs)."""
+        if not data.get("run_id"):
             return
-        box = self.query_one("#running", Vertical)
-        found = box.query(f"#run-{run_id}")
-        if found:
-            row = found.first(JobProgress)
-            if row.status in FINAL and data.get("status") not in FINAL:
-                return   # a health snapshot taken before the run ended: never un-finish a run
-        else:
-            row = JobProgress(run_id, data.get("kind", "?"))
-            box.mount(row)
-        row.show(data.get("status", "running"), data.get("done"), data.get("total"),
-                 data.get("error") or data.get("message"))
-        if data.get("status") in FINAL:
-            self._trim_finished(box)
-            if self.identity is not None:
-                self.load()
+        finished = show_runs(self.query_one("#running", Vertical), data, KEEP_FINISHED, again=True)
+        if finished is None:
+            return
+        if finished and self.identity is not None:
+            self.load()
         self.query_one("#no-running").display = False
-
-    def _trim_finished(self, box: Vertical) -> None:
-        finished = [row for row in box.query(JobProgress) if row.status in FINAL]
-        for row in finished[:-KEEP_FINISHED]:
-            row.remove()

@@ -22,13 +22,12 @@ from __future__ import annotations
 from rich.text import Text
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.detail import DetailScreen
-from strongroom.console.screens.identity import Identity, why_not_job
-from strongroom.console.screens.run_job import RunJobScreen
-from strongroom.console.screens.text import age, when
-from strongroom.console.screens.workers import ask, fetch, tab_work
-from strongroom.console.widgets.job_progress import show_run
+from strongroom.console.helpers.text import age, when
+from strongroom.console.helpers.workers import ask, fetch, tab_work
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.detail import DetailScreen
+from strongroom.console.modals.run_job import RunJobScreen
+from strongroom.console.tabs.base import Job, Tab
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -39,6 +38,7 @@ PAGE_SIZE = 50
 QUARANTINE = "quarantine"
 FILTERS = ("open", "resolved", "all", QUARANTINE)
 KIND = "sync"
+RESOLVE = "sync:resolve"
 EVERY_PEER = "*every*"        # not a peer name: names never hold '*'
 ERROR_CHARS = 160
 CHOICES = {"local": "l", "remote": "r", "base": "b"}
@@ -109,7 +109,7 @@ def cell(value: str | None, style: str = "") -> Text:
     return Text("—", style="dim") if value is None else Text(value, style=style)
 
 
-class SyncTab(Vertical):
+class SyncTab(Tab, Vertical):
     BINDINGS = [Binding("l", "choose('local')", "Local"), Binding("r", "choose('remote')", "Remote"),
                 Binding("b", "choose('base')", "Base"), Binding("a", "apply", "Apply"),
                 Binding("v", "reveal", "Reveal field"),
@@ -117,11 +117,15 @@ class SyncTab(Vertical):
                 Binding("n", "next_page", "Next page", show=False),
                 Binding("p", "previous_page", "Previous page", show=False),
                 Binding("ctrl+r", "reload", "Reload", show=False)]
+    # The peers and the opened conflict add conditions of the moment (why_not).
+    NEEDS = {"sync_now": Job(KIND), "choose": RESOLVE, "apply": RESOLVE, "filter": RESOLVE,
+             "next_page": RESOLVE, "previous_page": RESOLVE}
+    TOPICS = ("job.", "sync.")
+    NOTE = "sync-note"
+    JOB_KIND, RUNNING = KIND, "sync-running"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
-        self.kinds: list[str] = []
         self.peers: list[dict] = []
         self.filter = "open"
         self.after_id: str | None = None        # the page shown starts after this id
@@ -182,24 +186,22 @@ class SyncTab(Vertical):
 
     # --- what this user may do ------------------------------------------------------------
 
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.kinds = list(status.get("job_kinds") or [])
-        self.refresh_bindings()
-        self.load_peers()
-        self.load_page()
+    def took_identity(self, status: dict) -> None:
+        """The hint line follows the opened conflict: shown once the queue loads."""
 
-    def why_not_resolve(self) -> str | None:
-        """None when the opened conflict can be resolved now, else why not."""
-        if self.identity is None:
-            return "not logged in"
-        reason = self.identity.why_not("sync:resolve")
+    def why_not(self, action: str) -> str | None:
+        """None when `action` may be taken now, else why not: a pass needs a peer to reach;
+        choosing and applying need an open conflict opened."""
+        reason = super().why_not(action)
         if reason:
             return reason
-        if self.conflict is None:
-            return "no conflict open (enter opens the highlighted one)"
-        if self.conflict["status"] != "open":
-            return f"this conflict is already {self.conflict['status']}"
+        if action == "sync_now" and not self.outbound():
+            return "no active sync peer (strongroom sync peer add, or resume one)"
+        if action in ("choose", "apply"):
+            if self.conflict is None:
+                return "no conflict open (enter opens the highlighted one)"
+            if self.conflict["status"] != "open":
+                return f"this conflict is already {self.conflict['status']}"
         return None
 
     def hidden(self) -> list[str]:
@@ -209,37 +211,23 @@ class SyncTab(Vertical):
     def missing(self) -> list[str]:
         return [name for name in (self.conflict or {}).get("fields") or () if name not in self.choices]
 
-    def why_not_sync(self) -> str | None:
-        """None when this user may start a pass now, else why not."""
-        reason = why_not_job(self.identity, KIND, self.kinds)
-        if reason:
-            return reason
-        if not self.outbound():
-            return "no active sync peer (strongroom sync peer add, or resume one)"
-        return None
-
     def outbound(self) -> list[str]:
         """Names of the peers a pass from here can reach: active, and not inbound."""
         return [p["name"] for p in self.peers if p.get("is_active", True) and not p.get("inbound")]
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "sync_now" and self.why_not_sync():
-            return None
         if action in ("choose", "apply") and self.filter == QUARANTINE:
             return False            # hidden: nothing in the quarantine is chosen field by field
-        if action in ("choose", "apply") and self.why_not_resolve():
+        if action == "reveal" and self.filter == QUARANTINE:
+            return False            # hidden: a quarantined row's content is never shown
+        if super().check_action(action, parameters) is None:
             return None
         if action == "choose" and parameters and parameters[0] == "base" and not self.conflict["has_base"]:
             return None
         if action == "apply" and self.missing():
             return None
-        if action == "reveal" and self.filter == QUARANTINE:
-            return False            # hidden: a quarantined row's content is never shown
         if action == "reveal" and not self.hidden():
             return None             # no conflict open, or every field already shown
-        if action in ("filter", "next_page", "previous_page") and (
-                self.identity is None or not self.identity.can("sync:resolve")):
-            return None
         if action == "next_page" and not self.full_page:
             return None
         if action == "previous_page" and not self.history:
@@ -267,9 +255,13 @@ class SyncTab(Vertical):
             return
         line.update(peers_text(self.peers, MAX_PEER_LINES))
 
+    def load(self) -> None:
+        self.load_peers()
+        self.load_page()
+
     @tab_work(exclusive=True, group="sync-conflicts")
     async def load_page(self) -> None:
-        if self.identity.why_not("sync:resolve"):
+        if self.identity.why_not(RESOLVE):
             self.show_conflict()
             return
         quarantine = self.filter == QUARANTINE
@@ -343,10 +335,6 @@ class SyncTab(Vertical):
             self.after_id = self.history.pop()
             self.load_page()
 
-    def action_reload(self) -> None:
-        self.load_peers()
-        self.load_page()
-
     # --- one conflict ---------------------------------------------------------------------
 
     @on(DataTable.RowSelected, "#conflicts-table")
@@ -374,7 +362,7 @@ class SyncTab(Vertical):
             return
         if conflict is None:
             table.clear()
-            reason = self.identity.why_not("sync:resolve") if self.identity else None
+            reason = self.identity.why_not(RESOLVE) if self.identity else None
             head.update(f"Conflicts hidden: {reason}" if reason else "" if self.identity is None
                         else "enter: open the highlighted conflict" if self.rows else "No conflicts here.")
             self.show_note()
@@ -419,9 +407,12 @@ class SyncTab(Vertical):
         return (Text(f"≠ {field['name']}", style="bold"), *cells, use)
 
     def show_note(self) -> None:
-        note = self.query_one("#sync-note", Static)
-        page = self.page_text() if self.identity and self.identity.can("sync:resolve") else ""
-        reason = self.why_not_resolve()
+        """Written before login too (from the first layout): resolving waits for it."""
+        self.query_one(f"#{self.NOTE}", Static).update(self.note())
+
+    def note(self) -> str:
+        page = self.page_text() if self.identity and self.identity.can(RESOLVE) else ""
+        reason = self.why_not("apply")
         if self.filter == QUARANTINE:
             text = "enter: details · f: conflicts"
         elif self.conflict is not None and self.conflict["status"] != "open":
@@ -435,7 +426,7 @@ class SyncTab(Vertical):
                     else "a: apply the choices")
             if self.hidden():
                 text += " · v: reveal"
-        note.update(f"{page} · {text}" if page else text)
+        return f"{page} · {text}" if page else text
 
     # --- the quarantine -------------------------------------------------------------------
 
@@ -472,9 +463,7 @@ class SyncTab(Vertical):
     # --- sync now -------------------------------------------------------------------------
 
     def action_sync_now(self) -> None:
-        reason = self.why_not_sync()
-        if reason:
-            self.notify(f"Cannot sync: {reason}", severity="warning")
+        if self.refused("sync_now", saying="Cannot sync"):
             return
         names = self.outbound()
         if len(names) == 1:
@@ -489,17 +478,14 @@ class SyncTab(Vertical):
     async def start_sync(self, peer: str | None) -> None:
         params = {} if peer is None else {"peer": peer}
         run = await ask(self, "job.run", {"kind": KIND, "params": params}, failing="Could not start the sync")
-        self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
+        self.follow_started(run)
         self.notify(f"Sync with {peer or 'every active peer'} started ({run['id'][:8]}…)")
 
-    def apply_job(self, data: dict) -> None:
-        """A `job.<id>` event: progress of a sync run; peers and the queue reload when it ends."""
-        if data.get("kind") != KIND or not data.get("run_id"):
-            return
-        if show_run(self.query_one("#sync-running", Vertical), data, KIND) and self.identity is not None:
-            if data.get("status") == "failed":
-                self.notify("Sync failed: see the peer's last error.", severity="error")
-            self.action_reload()
+    def run_ended(self, data: dict) -> None:
+        """A sync run ended: peers and the queue reload (a failure says where to look)."""
+        if data.get("status") == "failed":
+            self.notify("Sync failed: see the peer's last error.", severity="error")
+        self.load()
 
     def shown_field(self, name: str) -> dict | None:
         """A field of the opened conflict whose values are shown: differing, or revealed."""
@@ -580,11 +566,11 @@ class SyncTab(Vertical):
         self.notify("Conflict resolved.")
         self.choices, self.revealed = {}, {}
         self.conflict = None
-        self.action_reload()
+        self.load()
 
     def apply_sync(self, data: dict) -> None:
         """A `sync.conflict` event: the queue changed (here or in another console)."""
-        if self.identity is None or not self.identity.can("sync:resolve"):
+        if self.identity is None or not self.identity.can(RESOLVE):
             return
         if self.conflict is not None and data.get("conflict_id") == self.conflict["id"] \
                 and self.conflict["status"] == "open":
@@ -592,4 +578,4 @@ class SyncTab(Vertical):
             self.choices, self.revealed = {}, {}
             if data.get("by") != self.identity.actor:
                 self.notify("The conflict you had open was resolved elsewhere.", severity="warning")
-        self.action_reload()
+        self.load()

@@ -6,14 +6,14 @@ snapshot's short id typed. Runs show live progress from `job.*` events; an actio
 user may not take is disabled and the note says why."""
 from __future__ import annotations
 
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.form import daemon_sender
-from strongroom.console.screens.identity import Identity, why_not_job
-from strongroom.console.screens.text import duration, size, when
-from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from strongroom.console.widgets.job_progress import FINAL, JobProgress
+from strongroom.console.helpers.text import duration, size, when
+from strongroom.console.helpers.workers import ask, tab_work
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.form import daemon_sender
+from strongroom.console.modals.typed_confirm import TypedConfirmScreen
+from strongroom.console.tabs.base import Job, Tab
+from strongroom.console.widgets.job_progress import show_runs
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import ask, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -23,20 +23,20 @@ from textual.widgets import DataTable, Static
 COLUMNS = (("Started", "started", 19), ("Status", "status", 9), ("Proof", "proof", 8),
            ("Size", "size", 9), ("Stored", "stored", 9), ("Rows", "rows", 7))
 JOB_KINDS = ("backup", "verify", "restore_drill", "restore")
-ACTION_KINDS = {"backup": "backup", "verify": "verify", "verify_fast": "verify", "drill": "restore_drill",
-                "restore": "restore"}
 KEEP_FINISHED = 2
 
 
-class BackupsTab(Vertical):
+class BackupsTab(Tab, Vertical):
     BINDINGS = [Binding("b", "backup", "Back up now"), Binding("v", "verify", "Verify (read)"),
                 Binding("f", "verify_fast", "Verify (fast)"), Binding("d", "drill", "Restore drill"),
                 Binding("R", "restore", "Restore", key_display="R"), Binding("ctrl+r", "reload", "Reload")]
+    NEEDS = {"backup": Job("backup"), "verify": Job("verify"), "verify_fast": Job("verify"),
+             "drill": Job("restore_drill"), "restore": Job("restore")}
+    TOPICS = ("job.",)
+    NOTE = "backups-note"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
-        self.kinds: list[str] = []
         self.snapshots: dict[str, dict] = {}
 
     def compose(self) -> ComposeResult:
@@ -48,25 +48,10 @@ class BackupsTab(Vertical):
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)
 
-    def focus_main(self) -> None:
-        self.query_one(DataTable).focus()
-
-    def why_not(self, kind: str) -> str | None:
-        return why_not_job(self.identity, kind, self.kinds)
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.kinds = list(status.get("job_kinds") or [])
-        reasons = [f"{kind}: {reason}" for kind in JOB_KINDS if (reason := self.why_not(kind))]
+    def note(self) -> str:
+        reasons = [f"{kind}: {reason}" for kind in JOB_KINDS if (reason := self.why_not_job(kind))]
         keys = "b back up · v verify (read) · f verify (fast) · d drill · R restore"
-        self.query_one("#backups-note", Static).update(keys + ("\ndisabled: " + "; ".join(reasons) if reasons else ""))
-        self.refresh_bindings()
-        self.load()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ACTION_KINDS and self.why_not(ACTION_KINDS[action]):
-            return None
-        return True
+        return keys + ("\ndisabled: " + "; ".join(reasons) if reasons else "")
 
     @tab_work(exclusive=True, group="backups")
     async def load(self) -> None:
@@ -102,26 +87,8 @@ class BackupsTab(Vertical):
         """A `job.<id>` event of a backup kind: live progress; reload the list when it ends."""
         if data.get("kind") not in JOB_KINDS or not data.get("run_id"):
             return
-        box = self.query_one("#backups-running", Vertical)
-        found = box.query(f"#run-{data['run_id']}")
-        if found:
-            row = found.first(JobProgress)
-            if row.status in FINAL:
-                return   # never un-finish a run
-        else:
-            row = JobProgress(data["run_id"], data["kind"])
-            box.mount(row)
-        row.show(data.get("status", "running"), data.get("done"), data.get("total"),
-                 data.get("error") or data.get("message"))
-        if data.get("status") in FINAL:
-            finished = [r for r in box.query(JobProgress) if r.status in FINAL]
-            for old in finished[:-KEEP_FINISHED]:
-                old.remove()
-            if self.identity:
-                self.load()
-
-    def action_reload(self) -> None:
-        self.load()
+        if show_runs(self.query_one("#backups-running", Vertical), data, KEEP_FINISHED) and self.identity:
+            self.load()
 
     def action_backup(self) -> None:
         self.app.push_screen(

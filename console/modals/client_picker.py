@@ -10,7 +10,7 @@ needs. The daemon audits the lookup, never the term.
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.text import when
+from strongroom.console.helpers.text import when
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding

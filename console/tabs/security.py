@@ -1,12 +1,11 @@
 """Security: active login sessions (revoke with `x`) above the security event log."""
 from __future__ import annotations
 
-from strongroom.console.client import ClientError
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import when
+from strongroom.console.helpers.text import when
+from strongroom.console.helpers.workers import ask, tab_work
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import ask, fetch, tab_work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -18,12 +17,14 @@ EVENT_COLUMNS = (("When", "when"), ("Type", "type"), ("Sev", "severity"), ("User
                  ("Description", "description"))
 
 
-class SecurityTab(Vertical):
+class SecurityTab(Tab, Vertical):
     BINDINGS = [Binding("x", "revoke", "Revoke session"), Binding("ctrl+r", "reload", "Reload")]
+    NEEDS = {"revoke": "session:revoke"}
+    TOPICS = ("security",)
+    NOTE = "sessions-note"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
         self.sessions: dict[str, dict] = {}
 
     def compose(self) -> ComposeResult:
@@ -37,21 +38,9 @@ class SecurityTab(Vertical):
         for table_id, columns in (("#sessions-table", SESSION_COLUMNS), ("#events-table", EVENT_COLUMNS)):
             add_columns(self.query_one(table_id, DataTable), columns)
 
-    def focus_main(self) -> None:
-        self.query_one("#sessions-table", DataTable).focus()
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        reason = identity.why_not("session:revoke")
-        self.query_one("#sessions-note", Static).update(
-            f"x: revoke disabled ({reason})" if reason else "x: revoke the selected session")
-        self.refresh_bindings()
-        self.load()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "revoke" and (self.identity is None or not self.identity.can("session:revoke")):
-            return None
-        return True
+    def note(self) -> str:
+        reason = self.why_not("revoke")
+        return f"x: revoke disabled ({reason})" if reason else "x: revoke the selected session"
 
     @tab_work(exclusive=True, group="security")
     async def load(self) -> None:
@@ -59,12 +48,8 @@ class SecurityTab(Vertical):
         if reason:
             self.query_one("#sessions-note", Static).update(f"Security views hidden: {reason}")
             return
-        try:
-            sessions = await fetch(self, "sessions.list")
-            events = await fetch(self, "security.events", {"limit": 100})
-        except ClientError as err:
-            self.notify(f"Security: {err.message}", severity="error")
-            return
+        sessions = await ask(self, "sessions.list", failing="Security")
+        events = await ask(self, "security.events", {"limit": 100}, failing="Security")
         table = self.query_one("#sessions-table", DataTable)
         table.clear()
         self.sessions = {}
@@ -82,9 +67,6 @@ class SecurityTab(Vertical):
     def apply_security(self, data: dict) -> None:
         if self.identity is not None and self.identity.can("security:read"):
             self.load()
-
-    def action_reload(self) -> None:
-        self.load()
 
     def action_revoke(self) -> None:
         table = self.query_one("#sessions-table", DataTable)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.identity import Identity
+from strongroom.console.helpers.workers import fetch, tab_work
+from strongroom.console.tabs.base import Tab
+from strongroom.console.widgets.job_progress import FINAL
 from strongroom.console.widgets.score_gauge import ScoreGauge
-from strongroom.console.screens.workers import fetch, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -22,7 +23,6 @@ from textual.widgets import DataTable, Static
 
 
 RELOAD_DELAY = 1.0
-TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
 
 _BARS = "▁▂▃▄▅▆▇█"
 
@@ -33,12 +33,12 @@ def score_trend(scores: list[int]) -> str:
     return f"{bars} {scores[-1]}" if scores else ""
 
 
-class ComplianceTab(Vertical):
+class ComplianceTab(Tab, Vertical):
     BINDINGS = [Binding("ctrl+r", "reload", "Reload")]
+    TOPICS = ("job.", "audit", "compliance")
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
         self.checks: list[dict] = []
         self.score: int | None = None
         self.reload_pending = False
@@ -54,20 +54,10 @@ class ComplianceTab(Vertical):
         for label, key in (("", "ok"), ("Area", "area"), ("Check", "name")):
             table.add_column(label, key=key)
 
-    def focus_main(self) -> None:
-        self.query_one(DataTable).focus()
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.load()
-
-    def action_reload(self) -> None:
-        self.load()
-
     # --- live ---------------------------------------------------------------------------
 
     def apply_job(self, data: dict) -> None:
-        if data.get("status") in TERMINAL:
+        if data.get("status") in FINAL:
             self.reload_soon()
 
     def apply_audit(self, data: dict) -> None:

@@ -6,12 +6,11 @@ by events; when it ends, the report reloads and the table shows that run's check
 """
 from __future__ import annotations
 
-from strongroom.console.screens.detail import DetailScreen
-from strongroom.console.screens.identity import Identity, why_not_job
-from strongroom.console.screens.text import duration, when
-from strongroom.console.widgets.job_progress import show_run
+from strongroom.console.helpers.text import duration, when
+from strongroom.console.helpers.workers import ask, tab_work
+from strongroom.console.modals.detail import DetailScreen
+from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import ask, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -33,13 +32,15 @@ def evidence_text(evidence: dict) -> str:
     return " · ".join(parts) or "no evidence recorded"
 
 
-class IntegrityTab(Vertical):
+class IntegrityTab(Tab, Vertical):
     BINDINGS = [Binding("r", "run_now", "Run check now"), Binding("ctrl+r", "reload", "Reload")]
+    NEEDS = {"run_now": Job(KIND)}
+    TOPICS = ("job.", "audit")
+    NOTE = "integrity-note"
+    JOB_KIND, RUNNING = KIND, "integrity-running"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
-        self.kinds: list[str] = []
         self.report: dict = {}
         self.checks: dict[str, dict] = {}
 
@@ -54,25 +55,9 @@ class IntegrityTab(Vertical):
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)
 
-    def focus_main(self) -> None:
-        self.query_one(DataTable).focus()
-
-    def why_not_run(self) -> str | None:
-        return why_not_job(self.identity, KIND, self.kinds)
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.kinds = list(status.get("job_kinds") or [])
-        reason = self.why_not_run()
-        self.query_one("#integrity-note", Static).update(
-            f"r: run now disabled ({reason})" if reason else "r: run every check now · enter: a check's evidence")
-        self.refresh_bindings()
-        self.load()
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "run_now" and self.why_not_run():
-            return None
-        return True
+    def note(self) -> str:
+        reason = self.why_not("run_now")
+        return f"r: run now disabled ({reason})" if reason else "r: run every check now · enter: a check's evidence"
 
     @tab_work(exclusive=True, group="integrity")
     async def load(self) -> None:
@@ -143,22 +128,16 @@ class IntegrityTab(Vertical):
         if check is not None:
             self.app.push_screen(DetailScreen(f"Integrity check: {check['name']}", check))
 
-    def action_reload(self) -> None:
-        self.load()
-
     # --- run now, and live progress -------------------------------------------------------
 
     def action_run_now(self) -> None:
-        reason = self.why_not_run()
-        if reason:
-            self.notify(f"Cannot run: {reason}", severity="warning")
-            return
-        self.run_now()
+        if not self.refused("run_now", saying="Cannot run"):
+            self.run_now()
 
     @tab_work(group="integrity-actions")
     async def run_now(self) -> None:
         run = await ask(self, "job.run", {"kind": KIND}, failing="Could not start the integrity check")
-        self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
+        self.follow_started(run)
         self.notify(f"Integrity check started ({run['id'][:8]}…)")
 
     def apply_audit(self, data: dict) -> None:
@@ -173,10 +152,3 @@ class IntegrityTab(Vertical):
         if data["id"] > (chain.get("head_id") or 0):
             chain["head_id"] = data["id"]
             self.query_one("#integrity-chain", Static).update(self._chain_text(chain))
-
-    def apply_job(self, data: dict) -> None:
-        """A `job.<id>` event: progress for an integrity run; reload when one ends."""
-        if data.get("kind") != KIND or not data.get("run_id"):
-            return
-        if show_run(self.query_one("#integrity-running", Vertical), data, KIND) and self.identity is not None:
-            self.load()

@@ -13,13 +13,12 @@ by ids (the tail of each id in the tables, in full under them), never by PHI.
 """
 from __future__ import annotations
 
-from strongroom.console.client import ClientError
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.form import FormScreen, daemon_sender
-from strongroom.console.screens.identity import Identity, why_not_job
-from strongroom.console.screens.text import when
-from strongroom.console.screens.typed_confirm import TypedConfirmScreen
-from strongroom.console.screens.workers import ask, fetch, live, tab_work
+from strongroom.console.helpers.text import when
+from strongroom.console.helpers.workers import ask, live, tab_work
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.form import FormScreen, daemon_sender
+from strongroom.console.modals.typed_confirm import TypedConfirmScreen
+from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.job_progress import FINAL
 from strongroom.console.widgets.tables import add_columns
 from textual import on
@@ -51,7 +50,6 @@ COLUMNS = {
     "policies": (("Table", "table", 18), ("Archive after", "archive", 13), ("Delete after", "delete", 13),
                  ("State", "state", 8), ("Updated", "updated", 10)),
 }
-ACTIONS = ("place_hold", "release_hold", "request_erasure", "approve", "reject", "set_policy", "run_now")
 KEYS = {"place_hold": "p hold", "release_hold": "x release", "request_erasure": "n request erasure",
         "approve": "a approve", "reject": "j reject", "set_policy": "e policy", "run_now": "r run"}
 
@@ -74,12 +72,18 @@ def days(value: int | None) -> str:
     return "—" if value is None else f"{value} days"
 
 
-class RetentionTab(Vertical):
+class RetentionTab(Tab, Vertical):
     BINDINGS = [Binding("v", "next_view", "View"), Binding("p", "place_hold", "Hold"),
                 Binding("x", "release_hold", "Release"), Binding("n", "request_erasure", "Request erasure"),
                 Binding("a", "approve", "Approve"), Binding("j", "reject", "Reject"),
                 Binding("e", "set_policy", "Policy"), Binding("r", "run_now", "Run now"),
                 Binding("ctrl+r", "reload", "Reload", show=False)]
+    # In the order the hint line offers them; the rows selected add conditions (why_not).
+    NEEDS = {"place_hold": MANAGE, "release_hold": MANAGE, "request_erasure": REQUEST, "approve": APPROVE,
+             "reject": APPROVE, "set_policy": MANAGE, "run_now": Job(KIND)}
+    TOPICS = ("job.", "audit")
+    NOTE = "retention-note"
+    JOB_KIND = KIND
 
     DEFAULT_CSS = """
     RetentionTab #retention-summary { height: 2; }
@@ -91,8 +95,6 @@ class RetentionTab(Vertical):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
-        self.kinds: list[str] = []
         self.view = VIEWS[0][0]
         self.rows: dict[str, dict[str, dict]] = {name: {} for name, _ in VIEWS}
         self.plan: dict = {}
@@ -118,11 +120,8 @@ class RetentionTab(Vertical):
     def table(self, view: str | None = None) -> DataTable:
         return self.query_one(f"#retention-{view or self.view}", DataTable)
 
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.kinds = list(status.get("job_kinds") or [])
-        self.refresh_bindings()
-        self.load()
+    def took_identity(self, status: dict) -> None:
+        """The hint line follows the selected row: shown once the lists load."""
 
     # --- views --------------------------------------------------------------------------
 
@@ -150,14 +149,8 @@ class RetentionTab(Vertical):
 
     def why_not(self, action: str) -> str | None:
         """None when `action` can be offered now, else the reason shown beside it."""
-        if self.identity is None:
-            return "not logged in"
-        if action == "run_now":
-            return why_not_job(self.identity, KIND, self.kinds)
-        needs = {"place_hold": MANAGE, "release_hold": MANAGE, "set_policy": MANAGE,
-                 "request_erasure": REQUEST, "approve": APPROVE, "reject": APPROVE}[action]
-        reason = self.identity.why_not(needs)
-        if reason or action in ("place_hold", "set_policy", "request_erasure"):
+        reason = super().why_not(action)
+        if reason or action not in ("release_hold", "approve", "reject"):
             return reason
         if action == "release_hold":
             hold = self.selected("holds")
@@ -175,22 +168,15 @@ class RetentionTab(Vertical):
             return f"the client is under legal hold {tail(request['held_by'])}"
         return None
 
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ACTIONS and self.why_not(action):
-            return None
-        return True
-
-    def _show_reasons(self) -> None:
-        if self.identity is None:
-            return
-        offered = [KEYS[a] for a in ACTIONS if not self.why_not(a)]
+    def note(self) -> str:
+        offered = [KEYS[a] for a in self.NEEDS if not self.why_not(a)]
         relevant = {"upcoming": ("run_now",), "holds": ("place_hold", "release_hold"),
                     "requests": ("request_erasure", "approve", "reject"), "policies": ("set_policy",)}[self.view]
         reasons = sorted({f"{KEYS[a].split()[0]}: {r}" for a in relevant if (r := self.why_not(a))})
         text = " · ".join(offered) if offered else "read only"
         if reasons:
             text += " — not now: " + "; ".join(reasons)
-        self.query_one("#retention-note", Static).update(text)
+        return text
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -198,7 +184,7 @@ class RetentionTab(Vertical):
 
     def _selection_changed(self) -> None:
         self._show_detail()
-        self._show_reasons()
+        self.show_note()
         self.refresh_bindings()
 
     def _show_detail(self) -> None:
@@ -221,14 +207,10 @@ class RetentionTab(Vertical):
             self.query_one("#retention-summary", Static).update(f"Retention hidden: {reason}")
             self._selection_changed()
             return
-        try:
-            plan = await fetch(self, "retention.plan", {"horizon_days": HORIZON_DAYS})
-            holds = await fetch(self, "holds.list", {"include_released": True, "limit": 100})
-            requests = await fetch(self, "erasure.list", {"include_closed": True, "limit": 100})
-            policies = await fetch(self, "retention.policies")
-        except ClientError as err:
-            self.notify(f"Retention: {err.message}", severity="error")
-            return
+        plan = await ask(self, "retention.plan", {"horizon_days": HORIZON_DAYS}, failing="Retention")
+        holds = await ask(self, "holds.list", {"include_released": True, "limit": 100}, failing="Retention")
+        requests = await ask(self, "erasure.list", {"include_closed": True, "limit": 100}, failing="Retention")
+        policies = await ask(self, "retention.policies", failing="Retention")
         if not self.is_attached:
             return   # the console closed while the daemon answered
         self.plan = plan
@@ -281,9 +263,6 @@ class RetentionTab(Vertical):
         if keep is not None and keep.get("id") in self.rows[view]:
             table.move_cursor(row=table.get_row_index(keep["id"]))
 
-    def action_reload(self) -> None:
-        self.load()
-
     def apply_audit(self, data: dict) -> None:
         """An audit entry: reload when it was a retention action (this console's or another's)."""
         if data.get("action") in RELOAD_ON and self.identity is not None and self.identity.can(READ):
@@ -302,14 +281,8 @@ class RetentionTab(Vertical):
 
     # --- actions --------------------------------------------------------------------------
 
-    def _refuse(self, action: str) -> bool:
-        reason = self.why_not(action)
-        if reason:
-            self.notify(f"Not allowed: {reason}", severity="warning")
-        return reason is not None
-
     def action_place_hold(self) -> None:
-        if self._refuse("place_hold"):
+        if self.refused("place_hold"):
             return
 
         def hold(values: dict) -> dict:
@@ -324,7 +297,7 @@ class RetentionTab(Vertical):
                               + ("the client." if values["client"] else "the whole practice."))))
 
     def action_release_hold(self) -> None:
-        if self._refuse("release_hold"):
+        if self.refused("release_hold"):
             return
         hold = self.selected("holds")
         covers = f"client {hold['client_id']}" if hold["client_id"] else f"practice {hold['practice_id']}"
@@ -337,7 +310,7 @@ class RetentionTab(Vertical):
             if yes else None)
 
     def action_request_erasure(self) -> None:
-        if self._refuse("request_erasure"):
+        if self.refused("request_erasure"):
             return
 
         self.app.push_screen(FormScreen(
@@ -349,7 +322,7 @@ class RetentionTab(Vertical):
                               lambda _: "Erasure request filed; a different person must approve it.")))
 
     def action_approve(self) -> None:
-        if self._refuse("approve"):
+        if self.refused("approve"):
             return
         request = self.selected("requests")
         self.app.push_screen(
@@ -367,7 +340,7 @@ class RetentionTab(Vertical):
             if confirmed is not None else None)
 
     def action_reject(self) -> None:
-        if self._refuse("reject"):
+        if self.refused("reject"):
             return
         request = self.selected("requests")
         self.app.push_screen(
@@ -378,7 +351,7 @@ class RetentionTab(Vertical):
             if yes else None)
 
     def action_set_policy(self) -> None:
-        if self._refuse("set_policy"):
+        if self.refused("set_policy"):
             return
 
         def policy(values: dict) -> dict:
@@ -399,7 +372,7 @@ class RetentionTab(Vertical):
                               lambda values: f"Retention policy for {values['table']} saved.")))
 
     def action_run_now(self) -> None:
-        if self._refuse("run_now"):
+        if self.refused("run_now"):
             return
         due = {"archive": 0, "delete": 0}
         for s in self.plan.get("summary") or []:
@@ -414,7 +387,7 @@ class RetentionTab(Vertical):
     @tab_work(group="retention-actions")
     async def run_now(self) -> None:
         run = await ask(self, "job.run", {"kind": KIND}, failing="Could not start retention")
-        self.apply_job({"run_id": run["id"], "kind": KIND, "status": run.get("status", "queued")})
+        self.follow_started(run)
         self.notify(f"Retention run started ({tail(run['id'])})")
 
     def _sender(self, cmd: str, build, done):

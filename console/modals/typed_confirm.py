@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from strongroom.console.screens.form import send_then_close
+from strongroom.console.modals.form import send_then_close
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding

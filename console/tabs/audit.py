@@ -3,12 +3,12 @@ an on-demand chain check. Pages never count or offset, so 1M rows page as fast a
 from __future__ import annotations
 
 from strongroom.console.client import ClientError
-from strongroom.console.screens.detail import DetailScreen
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import when
+from strongroom.console.helpers.text import when
+from strongroom.console.helpers.workers import fetch, tab_work
+from strongroom.console.modals.detail import DetailScreen
+from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.filter_bar import AuditFilter, FilterBar
 from strongroom.console.widgets.tables import add_columns
-from strongroom.console.screens.workers import fetch, tab_work
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,14 +21,15 @@ COLUMNS = (("ID", "id", 9), ("When", "when", 19), ("Actor", "actor", 14), ("Acti
            ("Table", "table", 12), ("Outcome", "outcome", 8))
 
 
-class AuditTab(Vertical):
+class AuditTab(Tab, Vertical):
     BINDINGS = [Binding("n", "older", "Older page"), Binding("p", "newer", "Newer page"),
                 Binding("g", "newest", "Newest"), Binding("slash", "filter", "Filter", key_display="/"),
                 Binding("v", "verify", "Verify chain")]
+    NEEDS = {action: "audit:read" for action in ("older", "newer", "newest", "verify", "filter")}
+    TOPICS = ("audit",)
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
         self.filter = AuditFilter()
         self.before_id: int | None = None       # the page shown starts below this id
         self.history: list[int | None] = []     # before_ids of the newer pages, for `p`
@@ -47,17 +48,8 @@ class AuditTab(Vertical):
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)
 
-    def focus_main(self) -> None:
-        self.query_one(DataTable).focus()
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.refresh_bindings()
-        self.load_page()
-
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in ("older", "newer", "newest", "verify", "filter") and (
-                self.identity is None or not self.identity.can("audit:read")):
+        if super().check_action(action, parameters) is None:
             return None
         if action == "older" and not self.full_page:
             return None
@@ -66,7 +58,8 @@ class AuditTab(Vertical):
         return True
 
     @tab_work(exclusive=True, group="audit")
-    async def load_page(self) -> None:
+    async def load(self) -> None:
+        """The page below `before_id` (the newest page when None), with the filter."""
         reason = self.identity.why_not("audit:read")
         if reason:
             self.query_one("#audit-status", Static).update(f"Audit log hidden: {reason}")
@@ -116,17 +109,17 @@ class AuditTab(Vertical):
             return
         self.history.append(self.before_id)
         self.before_id = self.last_id
-        self.load_page()
+        self.load()
 
     def action_newer(self) -> None:
         if not self.history:
             return
         self.before_id = self.history.pop()
-        self.load_page()
+        self.load()
 
     def action_newest(self) -> None:
         self.history, self.before_id = [], None
-        self.load_page()
+        self.load()
 
     def action_filter(self) -> None:
         self.query_one("#f-actor").focus()
@@ -167,6 +160,6 @@ class AuditTab(Vertical):
             return
         self.new_since += 1
         if self.before_id is None and not self.filter.as_args():
-            self.load_page()
+            self.load()
         else:
             self.show_status()

@@ -2,7 +2,7 @@
 
 Actions, all needing user:manage: lock (l), unlock (u), reset 2FA (f), change role (o),
 grant a permission for a limited time (g), revoke the selected grant (x). `p` opens the
-practice's details, staff and services (console/screens/practice.py). Destructive
+practice's details, staff and services (console/modals/practice.py). Destructive
 ones confirm first, saying what will happen. An action the user may not take is shown
 disabled, and the note under the table says why (no permission, or: it is your own
 account). The daemon enforces every rule again (the last administrator, grants beyond
@@ -10,19 +10,17 @@ one's own) and its refusal is shown in its words.
 """
 from __future__ import annotations
 
-from strongroom.console.client import ClientError
-from strongroom.console.screens.confirm import ConfirmScreen
-from strongroom.console.screens.form import FormScreen
-from strongroom.console.screens.identity import Identity
-from strongroom.console.screens.text import when
-from strongroom.console.screens.workers import ask, fetch, tab_work
+from strongroom.console.helpers.text import when
+from strongroom.console.helpers.workers import ask, tab_work
+from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.form import FormScreen
+from strongroom.console.modals.role_picker import RoleScreen
+from strongroom.console.tabs.base import Tab
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, OptionList, Static
-from textual.widgets.option_list import Option
+from textual.widgets import DataTable, Label, Static
 
 COLUMNS = (("User", "user"), ("Role", "role"), ("2FA", "totp"), ("State", "state"), ("Last login", "last"))
 GRANT_COLUMNS = (("Permission", "permission"), ("State", "state"), ("Until", "until"), ("By", "by"),
@@ -48,47 +46,18 @@ def grant_state(grant: dict) -> str:
     return "active" if grant.get("active") else "expired"
 
 
-class RoleScreen(ModalScreen[str | None]):
-    """Choose a role from the daemon's `roles.list`: one line per role, by its one name,
-    grouped practice / operator, saying what it is for. The current role, and any role
-    holding a permission the caller lacks (the daemon would refuse it), are listed
-    disabled with the reason."""
-
-    BINDINGS = [Binding("escape", "dismiss(None)", "Close")]
-
-    def __init__(self, username: str, current: str, roles: list[dict]) -> None:
-        super().__init__()
-        self.username = username
-        self.current = current
-        self.roles = roles
-
-    def compose(self) -> ComposeResult:
-        options: list = []
-        for scope in ("practice", "operator"):
-            options.append(Option(f"— {scope} roles —", disabled=True))
-            for role in (r for r in self.roles if r["scope"] == scope):
-                why = (" (current)" if role["role"] == self.current
-                       else "" if role["assignable"] else " (beyond your permissions)")
-                options.append(Option(f"{role['name']:<15} {role['summary']}{why}", id=role["role"],
-                                      disabled=bool(why)))
-        with Vertical(classes="dialog"):
-            yield Static(f"New role for {self.username}", classes="dialog-title")
-            yield OptionList(*options, id="roles")
-            yield Static("enter: choose · esc: close", classes="hint")
-
-    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
-
-
-class UsersTab(Vertical):
+class UsersTab(Tab, Vertical):
     BINDINGS = [Binding("l", "lock", "Lock"), Binding("u", "unlock", "Unlock"),
                 Binding("f", "reset_2fa", "Reset 2FA"), Binding("o", "change_role", "Role"),
                 Binding("g", "grant", "Grant"), Binding("x", "revoke_grant", "Revoke grant"),
                 Binding("p", "practice", "Practice, staff, services"), Binding("ctrl+r", "reload", "Reload")]
+    # What the account and grant selected allow is added in why_not.
+    NEEDS = {**{action: MANAGE for action in (*USER_ACTIONS, "revoke_grant")}, "practice": PRACTICE}
+    TOPICS = ("security",)
+    NOTE = "users-note"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.identity: Identity | None = None
         self.users: dict[str, dict] = {}
         self.grants: dict[str, dict] = {}
         self.roles: dict[str, dict] = {}     # roles.list by value: names, and who may give them
@@ -105,12 +74,8 @@ class UsersTab(Vertical):
             for label, key in columns:
                 table.add_column(label, key=key)
 
-    def focus_main(self) -> None:
-        self.query_one("#users-table", DataTable).focus()
-
-    def set_identity(self, identity: Identity, status: dict) -> None:
-        self.identity = identity
-        self.load()
+    def took_identity(self, status: dict) -> None:
+        """The hint line follows the selected account: shown once the list loads."""
 
     # --- what may be done to the selected account, and why not -------------------------
 
@@ -128,10 +93,8 @@ class UsersTab(Vertical):
 
     def why_not(self, action: str) -> str | None:
         """None when the action can be offered for the selected account, else why not."""
-        if self.identity is None:
-            return "not logged in"
-        reason = self.identity.why_not(MANAGE)
-        if reason:
+        reason = super().why_not(action)
+        if reason or action == "practice":
             return reason
         user = self.selected()
         if user is None:
@@ -149,23 +112,12 @@ class UsersTab(Vertical):
                 return "select an active grant in the Grants table"
         return None
 
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in (*USER_ACTIONS, "revoke_grant") and self.why_not(action):
-            return None
-        if action == "practice" and (self.identity is None or self.identity.why_not(PRACTICE)):
-            return None
-        return True
-
-    def _show_reasons(self) -> None:
-        if self.identity is None:
-            return
+    def note(self) -> str:
         if self.identity.why_not(MANAGE):
-            text = f"Account management disabled: {self.identity.why_not(MANAGE)}"
-        else:
-            reasons = sorted({r for a in USER_ACTIONS if (r := self.why_not(a)) and r != "no account selected"})
-            text = ("l lock · u unlock · f reset 2FA · o role · g grant · x revoke grant"
-                    + (f" — not now: {'; '.join(reasons)}" if reasons else ""))
-        self.query_one("#users-note", Static).update(text)
+            return f"Account management disabled: {self.identity.why_not(MANAGE)}"
+        reasons = sorted({r for a in USER_ACTIONS if (r := self.why_not(a)) and r != "no account selected"})
+        return ("l lock · u unlock · f reset 2FA · o role · g grant · x revoke grant"
+                + (f" — not now: {'; '.join(reasons)}" if reasons else ""))
 
     # --- loading --------------------------------------------------------------------------
 
@@ -176,12 +128,8 @@ class UsersTab(Vertical):
             self.query_one("#users-note", Static).update(f"User list hidden: {reason}")
             self.refresh_bindings()
             return
-        try:
-            users = await fetch(self, "users.list")
-            self.roles = {r["role"]: r for r in await fetch(self, "roles.list")}
-        except ClientError as err:
-            self.notify(f"Users: {err.message}", severity="error")
-            return
+        users = await ask(self, "users.list", failing="Users")
+        self.roles = {r["role"]: r for r in await ask(self, "roles.list", failing="Users")}
         if not self.is_attached:
             return   # the console closed while the daemon answered
         table = self.query_one("#users-table", DataTable)
@@ -212,7 +160,7 @@ class UsersTab(Vertical):
         self.refresh_bindings()
 
     def _selection_changed(self) -> None:
-        self._show_reasons()
+        self.show_note()
         self.refresh_bindings()
         user = self.selected()
         if user is not None:
@@ -241,27 +189,19 @@ class UsersTab(Vertical):
         if self.identity is not None and self.identity.can(MANAGE):
             self.load()
 
-    def action_reload(self) -> None:
-        self.load()
-
     def action_practice(self) -> None:
-        """The practice's details, staff and services (console/screens/practice.py)."""
-        from strongroom.console.screens.practice import PracticeScreen
+        """The practice's details, staff and services (console/modals/practice.py)."""
+        from strongroom.console.modals.practice import PracticeScreen
 
-        if self.identity is None or self.identity.why_not(PRACTICE):
-            self.notify(f"Not allowed: {self.identity.why_not(PRACTICE) if self.identity else 'not logged in'}",
-                        severity="warning")
+        if self.refused("practice"):
             return
         self.app.push_screen(PracticeScreen(self.identity))
 
     # --- actions --------------------------------------------------------------------------
 
     def _refuse(self, action: str) -> dict | None:
-        reason = self.why_not(action)
-        if reason:
-            self.notify(f"Not allowed: {reason}", severity="warning")
-            return None
-        return self.selected()
+        """The selected account, or None (and why, as a toast) when `action` may not be taken."""
+        return None if self.refused(action) else self.selected()
 
     def action_lock(self) -> None:
         if (user := self._refuse("lock")) is None:
