@@ -71,7 +71,7 @@ class ClientPickerScreen(ModalScreen[str | None]):
         note = self.query_one("#picker-note", Static)
         note.update("Searching…")
         try:
-            found = await self.app.call("clients.find", {term: value})
+            found = await self.app.call("client.find", {term: value})
         except ClientError as err:
             if self.is_attached:
                 note.update(f"Refused: {err.message}")

@@ -70,13 +70,13 @@ class OverviewTab(Tab, VerticalScroll):
         if reason:
             gauge.update(f"hidden: {reason}")
             return
-        gauge.show((await ask(self, "compliance.report", failing="Overview"))["score"])
+        gauge.show((await ask(self, "compliance.report.get", failing="Overview"))["score"])
 
     async def _load_durations(self) -> None:
         if self.identity.why_not("audit:read"):
             self.query_one("#spark-label", Label).update("Job durations: needs audit:read")
             return
-        runs = await ask(self, "jobs.list", {"limit": 40}, failing="Overview")
+        runs = await ask(self, "job.list", {"limit": 40}, failing="Overview")
         durations = [r["duration_seconds"] for r in reversed(runs) if r.get("duration_seconds") is not None]
         self.query_one(Sparkline).data = durations
         label = (f"Job durations: {len(durations)} run{'s' if len(durations) != 1 else ''}, max {max(durations):.1f}s" if durations

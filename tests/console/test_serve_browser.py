@@ -159,7 +159,7 @@ async def _drive(proc, profile: Path, port: int, secret: str, backups_key: str, 
             await cdp.key("Enter", 13)
 
             def logged_in():
-                return any(s.get("username") == "webadmin" for s in proc.call("sessions.list", {}))
+                return any(s.get("username") == "webadmin" for s in proc.call("session.list", {}))
             await _poll(logged_in, 20, "the browser's login session in the daemon")
             await asyncio.sleep(2)                    # the main screen loads
             await cdp.type(backups_key)
@@ -173,7 +173,7 @@ async def _drive(proc, profile: Path, port: int, secret: str, backups_key: str, 
                 (await cdp.send("Page.captureScreenshot", format="png"))["data"]))
 
             def backed_up():
-                jobs = proc.call("jobs.list", {"kind": "backup", "limit": 5})
+                jobs = proc.call("job.list", {"kind": "backup", "limit": 5})
                 return [j for j in jobs if j["status"] == "succeeded"]
             (job, *_) = await _poll(backed_up, 30, "the backup the browser started to succeed")
             await asyncio.sleep(1)

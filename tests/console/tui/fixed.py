@@ -31,14 +31,14 @@ FIXED = {
                                       {"table": "audit_logs", "rows": 52_310, "bytes": 24_500_000}],
                            "targets": [{"configuration": "default", "used_bytes": 402_000_000,
                                         "quota_bytes": 500_000_000, "percent": 80.4}]}},
-    "compliance.report": {"score": 84, "areas": {}, "checks": []},
-    "jobs.list": [{"id": f"run-{i}", "job_kind": "integrity", "status": "succeeded", "duration_seconds": d,
+    "compliance.report.get": {"score": 84, "areas": {}, "checks": []},
+    "job.list": [{"id": f"run-{i}", "job_kind": "integrity", "status": "succeeded", "duration_seconds": d,
                    "queued_at": "2026-11-22T03:30:00+00:00", "trigger": "schedule", "requested_by": "system",
                    "progress_done": 5, "progress_total": 5}
                   for i, d in enumerate([4.1, 3.9, 5.2, 4.4, 6.8, 4.0, 4.2, 3.8])],
     "audit.verify": {"ok": True, "checked": 5, "head_id": 5, "head_hash": "0" * 64},
-    "backups.list": [], "audit.tail": [], "sessions.list": [], "security.events": [], "users.list": [],
-    "integrity.report": {"latest": None, "checks": [], "running": [], "history": [],
+    "backup.list": [], "audit.tail": [], "session.list": [], "security.event.list": [], "user.list": [],
+    "integrity.report.get": {"latest": None, "checks": [], "running": [], "history": [],
                          "audit_chain": {"ok": True, "head_id": 5, "head_hash": "0" * 64, "last_check": None}},
 }
 
@@ -86,7 +86,7 @@ MANAGE_FIXED = {
                "permissions": ["table:*:*", "phi:read", "user:manage", "session:revoke", "audit:read",
                                "security:read", "compliance:read", "config:read", "job:backup:run",
                                "job:integrity:run"]},
-    "users.list": [
+    "user.list": [
         {"id": USER.format(1), "username": "boss", "role": "ADMIN", "totp_enabled": True, "failed_logins": 0,
          "locked_until": None, "disabled": False, "last_login_at": "2026-11-23T08:01:12+00:00"},
         {"id": USER.format(2), "username": "dr.hollis", "role": "PRACTITIONER", "totp_enabled": False,
@@ -96,13 +96,13 @@ MANAGE_FIXED = {
         {"id": USER.format(4), "username": "ops", "role": "operator", "totp_enabled": True, "failed_logins": 0,
          "locked_until": None, "disabled": False, "last_login_at": "2026-11-20T03:30:00+00:00"},
     ],
-    "user.grants": [
+    "user.grant.list": [
         {"id": "g-1", "permission": "audit:read", "granted_by": "user:boss", "reason": "case review",
          "expires_at": "2026-11-24T08:00:00+00:00", "revoked_at": None, "active": True},
         {"id": "g-2", "permission": "table:client_files:read", "granted_by": "local:0", "reason": "",
          "expires_at": "2026-10-01T00:00:00+00:00", "revoked_at": "2026-09-30T12:00:00+00:00", "active": False},
     ],
-    "integrity.report": {
+    "integrity.report.get": {
         "latest": {"id": "run-7", "status": "failed", "trigger": "schedule", "requested_by": "system",
                    "finished_at": "2026-11-23T03:30:09+00:00", "duration_seconds": 9.2,
                    "error": "IntegrityFailure: integrity checks failed: therapy_sessions row checksums"},
@@ -133,7 +133,7 @@ MANAGE_FIXED = {
          "active": True},
         {"id": "01a2061f-0000-7000-8000-00000000bb02", "first_name": "Theo", "last_name": "Grant", "role": "STAFF",
          "email": None, "phone": "+44 131 555 0101", "hourly_rate_cents": None, "active": False}]},
-    "services.list": {"items": [
+    "service.list": {"items": [
         {"id": "01a2061f-0000-7000-8000-00000000cc01", "name": "Individual session", "category": "therapy",
          "description": None, "duration_minutes": 50, "price_cents": 9000, "active": True},
         {"id": "01a2061f-0000-7000-8000-00000000cc02", "name": "Couples intake", "category": "assessment",
@@ -151,7 +151,7 @@ def _roles(permissions: list[str]) -> list[dict]:
     return roles_list_cmd(None, call)
 
 
-MANAGE_FIXED["roles.list"] = _roles(MANAGE_FIXED["whoami"]["permissions"])
+MANAGE_FIXED["role.list"] = _roles(MANAGE_FIXED["whoami"]["permissions"])
 
 
 class ManageClient(FixedClient):

@@ -57,9 +57,9 @@ async def settle(pilot) -> None:
 def test_manager_exports_from_the_form_and_sees_it_finish(demo_daemon):
     add_manager(demo_daemon.data_dir)
     drive(lambda: _export_from_form(demo_daemon, token_of(demo_daemon, "manager1")))
-    (item,) = demo_daemon.call("exports.list")["items"]
+    (item,) = demo_daemon.call("export.list")["items"]
     assert (item["status"], item["format"], item["row_count"]) == ("succeeded", "ndjson", 12)
-    shown = demo_daemon.call("exports.show", {"export_id": item["id"]})
+    shown = demo_daemon.call("export.show", {"export_id": item["id"]})
     assert shown["manifest"]["masking_profile"] == "full" and shown["manifest_ok"] is True
     assert shown["manifest"]["tables"]["clients"]["rows"] == 12
     assert sorted(shown["manifest"]["tables"]["clients"]["fields"]) == ["id", "ssn", "status"]
@@ -126,7 +126,7 @@ async def _export_from_form(daemon, token):
 
 
 def test_auditor_sees_history_with_new_export_disabled_and_why(demo_daemon):
-    run = demo_daemon.call("exports.run", {"tables": ["clients"], "format": "csv"})
+    run = demo_daemon.call("export.run", {"tables": ["clients"], "format": "csv"})
     for _ in range(200):
         if demo_daemon.call("job.get", {"run_id": run["id"]})["status"] == "succeeded":
             break
@@ -146,7 +146,7 @@ async def _auditor(daemon, token):
         assert "new or saved export disabled" in note and "lacks job:export:run" in note
         await pilot.press("n")
         assert not isinstance(app.screen, ExportFormScreen)
-        runs = await in_thread(daemon.call, "jobs.list", {"kind": "export"})
+        runs = await in_thread(daemon.call, "job.list", {"kind": "export"})
         assert len(runs) == 1
         await settle(pilot)
 
@@ -154,10 +154,10 @@ async def _auditor(daemon, token):
 def test_a_saved_encrypted_export_runs_by_name_with_its_password(demo_daemon):
     add_manager(demo_daemon.data_dir)
     token = token_of(demo_daemon, "manager1")
-    demo_daemon.call("exports.save", {"name": "weekly-clients", "tables": ["clients"], "format": "csv",
+    demo_daemon.call("export.configuration.create", {"name": "weekly-clients", "tables": ["clients"], "format": "csv",
                                       "encrypt": True}, token=token)
     drive(lambda: _run_saved(demo_daemon, token))
-    (item,) = demo_daemon.call("exports.list")["items"]
+    (item,) = demo_daemon.call("export.list")["items"]
     assert item["status"] == "succeeded" and item["filters"]["configuration"] == "weekly-clients"
     assert item["filters"]["encrypted"] is True
 

@@ -21,7 +21,7 @@ EXPORTS_FIXED = {
                "permissions": ["table:clients:read", "table:therapy_sessions:read", "table:client_files:read",
                                "audit:read", "job:export:run"]},
     "status": {"host": "vault-01", "role": "leader", "job_kinds": ["export", "integrity"]},
-    "exports.list": {"total": 3, "limit": 100, "offset": 0, "running": [], "items": [
+    "export.list": {"total": 3, "limit": 100, "offset": 0, "running": [], "items": [
         {"id": EXPORT.format(3), "created_at": "2026-11-23T08:10:00+00:00", "status": "succeeded", "format": "ndjson",
          "row_count": 1920, "requested_by": "user:office.manager", "error": None,
          "location": "/var/lib/strongroom/exports/20261123T081000Z-01a2061f", "sha256": "9f" * 32},
@@ -32,7 +32,7 @@ EXPORTS_FIXED = {
          "row_count": 240, "requested_by": "local:0", "error": None,
          "location": "/var/lib/strongroom/exports/20261120T090003Z-01a2061f", "sha256": "3c" * 32},
     ]},
-    "exports.tables": {"tables": spec.catalogue(), "formats": list(spec.FORMATS),
+    "export.table.list": {"tables": spec.catalogue(), "formats": list(spec.FORMATS),
                        "masking_profiles": list(spec.MASKING_PROFILES), "configurations": [], "min_password": 8,
                        "max_per_hour": 30},
 }

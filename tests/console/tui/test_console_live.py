@@ -173,7 +173,7 @@ def test_operator_revokes_a_session_after_confirming(tui_daemon):
     login = tui_daemon.call("auth.login", {"username": "auditor1", "password": PASSWORD,
                                            "client": {"host": "ward-pc", "name": "strongroom-cli"}}, token=None)
     drive(lambda: _revoke(tui_daemon, login["session_id"]))
-    active = tui_daemon.call("sessions.list")
+    active = tui_daemon.call("session.list")
     assert login["session_id"] not in {s["id"] for s in active}
 
 

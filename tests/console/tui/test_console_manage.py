@@ -30,9 +30,9 @@ def state_of(tab: UsersTab, username: str) -> str:
 
 def test_operator_locks_then_unlocks_a_user(demo_daemon):
     drive(lambda: _lock_unlock(demo_daemon))
-    clinician = next(u for u in demo_daemon.call("users.list") if u["username"] == "clinician")
+    clinician = next(u for u in demo_daemon.call("user.list") if u["username"] == "clinician")
     assert clinician["locked_until"] is None
-    types = [e["event_type"] for e in demo_daemon.call("security.events", {"limit": 20})]
+    types = [e["event_type"] for e in demo_daemon.call("security.event.list", {"limit": 20})]
     assert "user_locked" in types and "user_unlocked" in types
 
 
@@ -50,7 +50,7 @@ async def _lock_unlock(daemon):
         assert "clinician" in consequence and "session" in consequence and "unlocks" in consequence
         await pilot.press("y")
         await wait_for(pilot, lambda: state_of(tab, "clinician") == "locked", what="clinician shown locked")
-        locked = next(u for u in await in_thread(daemon.call, "users.list") if u["username"] == "clinician")
+        locked = next(u for u in await in_thread(daemon.call, "user.list") if u["username"] == "clinician")
         assert locked["locked_until"].startswith("9999")
         await select_user(pilot, tab, "clinician")
         await wait_for(pilot, lambda: app.screen.active_bindings["u"].enabled, what="unlock enabled")
@@ -66,7 +66,7 @@ def test_admin_cannot_lock_themselves_grants_and_resets_2fa(demo_daemon):
     token = demo_daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
                                             "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
     drive(lambda: _admin_session(demo_daemon, token))
-    grants = demo_daemon.call("user.grants", {"username": "clinician"})
+    grants = demo_daemon.call("user.grant.list", {"username": "clinician"})
     assert [g["permission"] for g in grants] == ["audit:read"]
 
 
@@ -181,7 +181,7 @@ async def _backups(daemon, restored):
         assert "Nothing is downloaded" in str(app.screen.query_one("#consequence", Static).render())
         await pilot.press("y")
         await wait_for(pilot, lambda: finished("verify"), timeout=60, what="fast verify succeeded")
-        runs = await in_thread(daemon.call, "jobs.list", {"kind": "verify"})
+        runs = await in_thread(daemon.call, "job.list", {"kind": "verify"})
         assert runs[0]["params"] == {"snapshot_id": snapshot["id"], "read_data": False, "configuration": None}
         assert tab.snapshots[snapshot["id"]]["proof"] == "written"   # fast verify proves presence only
         await pilot.press("d")
@@ -206,12 +206,12 @@ async def _backups(daemon, restored):
         await wait_for(pilot, lambda: "dest (the target database) is not a database URL" in str(error.render()),
                        what="the refusal shown in the dialog")
         assert app.screen is dialog and dialog.query_one("#typed", Input).value == snapshot["id"][:8]
-        assert await in_thread(daemon.call, "jobs.list", {"kind": "restore"}) == []     # nothing queued
+        assert await in_thread(daemon.call, "job.list", {"kind": "restore"}) == []     # nothing queued
         dest.value = f"sqlite:///{restored}"
         dialog.query_one("#typed", Input).focus()
         await pilot.press("enter")                                  # the keyboard way to confirm
         await wait_for(pilot, lambda: finished("restore"), timeout=90, what="restore progress row succeeded")
-        runs = await in_thread(daemon.call, "jobs.list", {"kind": "restore"})
+        runs = await in_thread(daemon.call, "job.list", {"kind": "restore"})
         assert runs[0]["status"] == "succeeded" and runs[0]["result"]["rows"] > 12
         assert restored.exists()
         await settle(pilot)

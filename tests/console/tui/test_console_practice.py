@@ -43,7 +43,7 @@ async def _fill(pilot, app, values: dict) -> None:
 
 def test_an_owner_adds_edits_and_retires_and_a_refusal_keeps_the_form(demo_daemon):
     drive(lambda: _manage(demo_daemon), timeout=120)
-    [service] = [s for s in demo_daemon.call("services.list", {"include_inactive": True})["items"]
+    [service] = [s for s in demo_daemon.call("service.list", {"include_inactive": True})["items"]
                  if s["name"] == "Couples intake"]
     assert (service["price_cents"], service["duration_minutes"], service["active"]) == (13500, 80, False)
     assert any(s["last_name"] == "Okonkwo" and s["role"] == "PRACTITIONER"

@@ -115,7 +115,7 @@ def test_owner_approves_only_anothers_request_after_typing_erase(retention_daemo
     drive(lambda: _owner(d, token, own["id"]))
     statuses = {r["id"]: r["status"] for r in d.call("erasure.list", {"include_closed": True})}
     assert statuses == {d.seeded["request"]: "executed", own["id"]: "pending"}
-    holds = d.call("holds.list", {"include_released": True})
+    holds = d.call("hold.list", {"include_released": True})
     assert {(h["scope"], h["active"]) for h in holds} == {("client", False), ("practice", True)}
 
 
@@ -162,9 +162,9 @@ async def _owner(daemon, token, own_id):
 
 def test_operator_sets_a_policy_and_runs_retention_from_the_tab(retention_daemon):
     drive(lambda: _operator(retention_daemon))
-    policy = next(p for p in retention_daemon.call("retention.policies") if p["table_name"] == "client_files")
+    policy = next(p for p in retention_daemon.call("retention.policy.list") if p["table_name"] == "client_files")
     assert (policy["archive_after_days"], policy["delete_after_days"]) == (400, 3000)
-    runs = retention_daemon.call("jobs.list", {"kind": "retention"})
+    runs = retention_daemon.call("job.list", {"kind": "retention"})
     assert [r["status"] for r in runs] == ["succeeded"] and runs[0]["requested_by"].startswith("local:")
 
 

@@ -29,7 +29,7 @@ RETENTION_FIXED = {
                "permissions": ["retention:read", "retention:manage", "erasure:request", "erasure:approve",
                                "audit:read", "job:backup:run"]},
     "status": {"host": "vault-01", "role": "leader", "job_kinds": ["backup", "integrity", "retention"]},
-    "retention.policies": [
+    "retention.policy.list": [
         {"id": POLICY.format(1), "table_name": "client_files", "archive_after_days": 365, "delete_after_days": None,
          "active": True, "created_at": "2026-11-20T10:00:00+00:00", "updated_at": "2026-11-20T10:00:00+00:00"},
         {"id": POLICY.format(2), "table_name": "clients", "archive_after_days": 730, "delete_after_days": 2555,
@@ -37,7 +37,7 @@ RETENTION_FIXED = {
         {"id": POLICY.format(3), "table_name": "therapy_sessions", "archive_after_days": 540,
          "delete_after_days": 2190, "active": True, "created_at": "2026-11-20T10:00:00+00:00",
          "updated_at": "2026-11-20T10:00:00+00:00"}],
-    "retention.plan": {
+    "retention.plan.get": {
         "now": "2026-11-23T07:00:00+00:00", "horizon_days": 30, "truncated": False, "holds_in_force": 1,
         "summary": [{"table": "clients", "action": "archive", "due_now": 1, "upcoming": 0, "blocked": 0},
                     {"table": "clients", "action": "delete", "due_now": 0, "upcoming": 0, "blocked": 0},
@@ -50,7 +50,7 @@ RETENTION_FIXED = {
                     due("2026-11-22", "archive", "therapy_sessions", 0xa4, CLIENTS[1], "age"),
                     due("2026-12-01", "archive", "therapy_sessions", 0xa5, CLIENTS[3], "age"),
                     due("2026-12-08", "archive", "therapy_sessions", 0xa6, CLIENTS[3], "age")]},
-    "holds.list": [
+    "hold.list": [
         {"id": HOLD, "practice_id": PRACTICE, "client_id": CLIENTS[0], "reason": "Matter 2026-014",
          "created_by": "user:counsel", "created_at": "2026-11-19T11:30:00+00:00", "released_at": None,
          "released_by": None, "scope": "client", "active": True},

@@ -62,6 +62,6 @@ async def _make_events(daemon, conflicts: list[str], round_no: int) -> None:
     await in_thread(daemon.call, "audit.tail", {"limit": 5})
     if conflicts and round_no % 3 == 1:
         conflict = conflicts.pop()
-        detail = await in_thread(daemon.call, "sync.conflict", {"conflict_id": conflict})
-        await in_thread(daemon.call, "sync.resolve",
+        detail = await in_thread(daemon.call, "sync.conflict.get", {"conflict_id": conflict})
+        await in_thread(daemon.call, "sync.conflict.resolve",
                         {"conflict_id": conflict, "choices": {n: "remote" for n in detail["fields"]}})

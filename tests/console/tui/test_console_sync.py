@@ -35,9 +35,9 @@ def test_operator_resolves_a_conflict_seeing_phi_masked(sync_daemon):
 
 async def _operator_resolves(daemon):
     first = daemon.seeded["conflicts"][0]
-    expected = await in_thread(daemon.call, "sync.conflicts")
+    expected = await in_thread(daemon.call, "sync.conflict.list")
     fields = expected[0]["fields"]
-    (peer,) = await in_thread(daemon.call, "sync.peers")
+    (peer,) = await in_thread(daemon.call, "sync.peer.list")
     app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.screen.query("#username"), what="login form")
@@ -99,7 +99,7 @@ async def _operator_resolves(daemon):
         assert grid.get_row("phone")[4].plain == "remote"                # what was chosen, kept
         for key in ("l", "r", "a"):
             assert app.screen.active_bindings[key].enabled is False
-    resolved = await in_thread(daemon.call, "sync.conflicts", {"status": "resolved"})
+    resolved = await in_thread(daemon.call, "sync.conflict.list", {"status": "resolved"})
     assert [c["id"] for c in resolved] == [first] and resolved[0]["resolved_by"] == "user:operator1"
 
 
@@ -134,8 +134,8 @@ async def _refreshed_by_event(daemon):
         await wait_for(pilot, lambda: queue.row_count == 2, what="two open conflicts")
         # The subscription reaches the publisher (events published before are not seen).
         await wait_for(pilot, lambda: app.screen.events_seen > 0, what="the event stream")
-        detail = await in_thread(daemon.call, "sync.conflict", {"conflict_id": second})
-        await in_thread(daemon.call, "sync.resolve", {"conflict_id": second,
+        detail = await in_thread(daemon.call, "sync.conflict.get", {"conflict_id": second})
+        await in_thread(daemon.call, "sync.conflict.resolve", {"conflict_id": second,
                                                      "choices": {n: "local" for n in detail["fields"]}})
         await wait_for(pilot, lambda: queue.row_count == 1 and second not in tab.rows,
                        what="the queue refreshed from the sync.conflict event")
@@ -183,7 +183,7 @@ async def _sync_now_and_quarantine(daemon):
         await wait_for(pilot, lambda: tab.query("#sync-running JobProgress"), what="the pass's progress row")
         await wait_for(pilot, lambda: "1 quarantined" in text_of(app, "#sync-peers"), timeout=60,
                        what="the pass ended and the peers reloaded")
-        runs = await in_thread(daemon.call, "jobs.list", {"kind": "sync"})
+        runs = await in_thread(daemon.call, "job.list", {"kind": "sync"})
         assert runs[0]["status"] == "succeeded" and runs[0]["params"]["peer"] == "satellite"
 
         queue = tab.query_one("#conflicts-table", DataTable)

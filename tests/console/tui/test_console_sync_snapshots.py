@@ -26,7 +26,7 @@ SYNC_FIXED = {
     "status": {**FIXED["status"], "job_kinds": [*FIXED["status"]["job_kinds"], "sync"]},
     "whoami": {"actor": "user:operator1", "permissions": ["config:read", "sync:resolve", "job:*:run"],
                "session_id": "01a2061f-0000-7000-8000-000000000002"},
-    "sync.status": {"open_conflicts": 3, "quarantined": 2, "max_lag_minutes": 1440, "clock_skew_seconds": 5.0,
+    "sync.status.get": {"open_conflicts": 3, "quarantined": 2, "max_lag_minutes": 1440, "clock_skew_seconds": 5.0,
                     "peers": [
         {"id": "p1", "name": "central", "direction": "both", "is_active": True, "inbound": False,
          "lag_seconds": 7512.0, "pending_rows": 4, "open_conflicts": 3, "quarantined": 2, "failures": 0,
@@ -35,7 +35,7 @@ SYNC_FIXED = {
          "lag_seconds": None, "pending_rows": None, "open_conflicts": 0, "quarantined": 0, "failures": 3,
          "last_error": "database error talking to the peer (OperationalError)",
          "next_attempt_at": "2026-11-23T04:20:00+00:00", "lagging": True, "skew_exceeded": False}]},
-    "sync.quarantine": [
+    "sync.quarantine.list": [
         {"id": "q1", "peer": "central", "table": "clients", "row_id": "01a2061f-77c9-7000-a71a-0000000000b7",
          "reason": "ciphertext_invalid", "status": "open", "received_at": "2026-11-23T03:50:02+00:00",
          "detail": "clients.phone does not open under its row's key and identity (tampered, or moved from "
@@ -44,7 +44,7 @@ SYNC_FIXED = {
          "row_id": "01a2061f-77c9-7000-a71a-0000000000c3", "reason": "checksum_mismatch", "status": "open",
          "received_at": "2026-11-23T03:50:03+00:00",
          "detail": "therapy_sessions row's checksum does not match its content"}],
-    "sync.conflicts": [
+    "sync.conflict.list": [
         {"id": CONFLICT, "peer": "central", "table": "clients", "row_id": ROW, "status": "open",
          "created_at": "2026-11-23T03:51:56+00:00", "fields": ["email", "phone", "status"], "has_base": True},
         {"id": "c2", "peer": "central", "table": "clients", "row_id": "r2", "status": "open",
@@ -52,7 +52,7 @@ SYNC_FIXED = {
         {"id": "c3", "peer": "central", "table": "therapy_sessions", "row_id": "r3", "status": "open",
          "created_at": "2026-11-23T03:52:11+00:00", "fields": ["duration_minutes", "notes", "payment_status"],
          "has_base": True}],
-    "sync.conflict": {
+    "sync.conflict.get": {
         "id": CONFLICT, "peer": "central", "table": "clients", "row_id": ROW, "status": "open",
         "created_at": "2026-11-23T03:51:56+00:00", "fields": ["email", "phone", "status"], "has_base": True,
         "masked": True, "resolved_by": None, "resolved_at": None,
@@ -73,7 +73,7 @@ REVEALED = {"ssn": "***-**-5678", "first_name": "A***", "intake_date": "2024-03-
 
 class SyncFixedClient(FixedClient):
     async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None):
-        if cmd == "sync.conflict.field":
+        if cmd == "sync.conflict.field.get":
             name = args["field"]
             value = REVEALED.get(name)
             return {"id": args["conflict_id"], "table": "clients", "row_id": ROW, "masked": True,
@@ -174,7 +174,7 @@ class AskingClient(SyncFixedClient):
         self.revealed: list[str] = []
 
     async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None):
-        if cmd == "sync.conflict.field":
+        if cmd == "sync.conflict.field.get":
             self.revealed.append(args["field"])
         return await super().call(cmd, args, timeout=timeout)
 
@@ -192,7 +192,7 @@ def test_a_conflict_shows_the_differing_fields_and_reveals_another_only_when_ask
             grid = tab.query_one("#fields-table", DataTable)
             names = [grid.get_row_at(i)[0].plain for i in range(grid.row_count)]
             assert names[:3] == ["≠ email", "≠ phone", "≠ status"]
-            assert [n.strip() for n in names[3:]] == [f["name"] for f in SYNC_FIXED["sync.conflict"]["other_fields"]]
+            assert [n.strip() for n in names[3:]] == [f["name"] for f in SYNC_FIXED["sync.conflict.get"]["other_fields"]]
             assert [c.plain for c in grid.get_row("ssn")[1:4]] == ["hidden"] * 3
             assert client.revealed == []                       # opening the conflict reveals nothing
             assert app.screen.active_bindings["v"].enabled is True
@@ -232,7 +232,7 @@ class CountingClient(SyncFixedClient):
         self.opened = 0
 
     async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None):
-        if cmd == "sync.conflict":
+        if cmd == "sync.conflict.get":
             self.opened += 1
         return await super().call(cmd, args, timeout=timeout)
 

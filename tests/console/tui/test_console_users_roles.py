@@ -18,7 +18,7 @@ def test_practice_admin_picks_a_role_within_their_own_permissions(demo_daemon):
     token = demo_daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
                                             "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
     drive(lambda: _pick_role(demo_daemon, token))
-    clinician = next(u for u in demo_daemon.call("users.list") if u["username"] == "clinician")
+    clinician = next(u for u in demo_daemon.call("user.list") if u["username"] == "clinician")
     assert clinician["role"] == "MANAGER"
 
 
