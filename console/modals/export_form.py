@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from strongroom.console.modals.form import send_then_close
+from strongroom.console.widgets.toggles import Check, PickList, Radio
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Checkbox, Input, RadioButton, RadioSet, Select, SelectionList, Static
+from textual.widgets import Checkbox, Input, RadioSet, Select, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 
@@ -69,17 +70,17 @@ class ExportFormScreen(ModalScreen[dict | None]):
             yield Static("New export · ctrl+s start · ctrl+f find a client · esc cancel", classes="dialog-title")
             with Horizontal(id="export-form-body"):
                 with Vertical(id="export-choose"):
-                    yield SelectionList[str](*[Selection(name, name, name == "clients") for name in self.tables],
+                    yield PickList[str](*[Selection(name, name, name == "clients") for name in self.tables],
                                              id="export-tables")
-                    yield SelectionList[str](id="export-fields")
+                    yield PickList[str](id="export-fields")
                 with Vertical(id="export-options"):
                     yield Select([(f, f) for f in self.catalogue.get("formats") or []], value="csv",
                                  allow_blank=False, id="export-format")
                     with RadioSet(id="export-masking"):
-                        yield RadioButton("masked", value=True, id="masking-masked")
-                        yield RadioButton("full (PHI in clear)", id="masking-full",
+                        yield Radio("masked", value=True, id="masking-masked")
+                        yield Radio("full (PHI in clear)", id="masking-full",
                                           disabled=self.phi_reason is not None)
-                    yield Checkbox("AES-256 ZIP", id="export-encrypt")
+                    yield Check("AES-256 ZIP", id="export-encrypt")
                     yield Input(placeholder=f"ZIP password (≥{self.catalogue.get('min_password', 8)} chars)",
                                 password=True, id="export-password", disabled=True)
             with Horizontal(id="export-filters"):

@@ -19,6 +19,7 @@ from strongroom.console.helpers.identity import Identity
 from strongroom.console.modals.form import FormScreen, daemon_sender
 from strongroom.console.helpers.workers import ask, fetch, tab_work
 from strongroom.console.widgets.tables import add_columns, fit
+from strongroom.console.widgets.list_table import ListTable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -103,9 +104,9 @@ class PracticeScreen(ModalScreen[None]):
                          classes="dialog-title")
             yield Static("Loading…", id="practice-details")
             yield Label("Staff", classes="section")
-            yield DataTable(id="practice-staff", cursor_type="row", zebra_stripes=True)
+            yield ListTable(id="practice-staff", cursor_type="row", zebra_stripes=True)
             yield Label("Services", classes="section")
-            yield DataTable(id="practice-services", cursor_type="row", zebra_stripes=True)
+            yield ListTable(id="practice-services", cursor_type="row", zebra_stripes=True)
             yield Static("", id="practice-note", classes="muted")
 
     def on_mount(self) -> None:
@@ -176,7 +177,7 @@ class PracticeScreen(ModalScreen[None]):
         try:
             practice = await fetch(self, "practice.show")
             staff = await fetch(self, "staff.list", {"include_inactive": True})
-            services = await fetch(self, "services.list", {"include_inactive": True})
+            services = await fetch(self, "service.list", {"include_inactive": True})
         except ClientError as err:
             self.query_one("#practice-details", Static).update(f"Practice: {err.message}")
             return
@@ -240,7 +241,7 @@ class PracticeScreen(ModalScreen[None]):
             return
         self.app.push_screen(FormScreen(
             "Add a service", "Money in whole cents (12000 is 120.00).", SERVICE_FIELDS, submit="Add",
-            send=self._sender("services.add", typed)))
+            send=self._sender("service.add", typed)))
 
     def action_edit_row(self) -> None:
         if self._refuse("edit_row"):

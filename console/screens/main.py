@@ -29,12 +29,14 @@ from strongroom.console.tabs.sync import SyncTab
 from strongroom.console.tabs.users import UsersTab
 from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.console.widgets.key_footer import KeyFooter
+from strongroom.console.widgets.list_filter import ListFilter
+from strongroom.console.widgets.list_table import ListTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
 # What a row key must look like to be copied as an id: a UUID, or a number (audit entries,
 # security events).
@@ -75,6 +77,7 @@ class MainScreen(Screen):
         Binding("left_square_bracket", "step_tab(-1)", "Previous tab", show=False, key_display="["),
         Binding("f5", "reload", "Refresh"),
         Binding("y", "copy_id", "Copy id", show=False),
+        Binding("slash", "filter_list", "Filter list", key_display="/", show=False),
     ]
 
     def __init__(self) -> None:
@@ -83,6 +86,7 @@ class MainScreen(Screen):
         self.events_seen = 0       # events applied since this screen opened: the stream is live
         self.connected = False     # the event stream answers (set by the first event or probe)
         self.updated_at: datetime | None = None   # when live data last reached a tab
+        self._filtering: ListTable | None = None  # the list the `/` bar narrows
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topline"):
@@ -93,6 +97,7 @@ class MainScreen(Screen):
             for title, tab_id, tab_class in TABS:
                 with TabPane(f"{title}", id=f"tab-{tab_id}"):
                     yield tab_class(id=tab_id)
+        yield ListFilter(id="list-filter")
         yield KeyFooter()
 
     def on_mount(self) -> None:
@@ -154,6 +159,51 @@ class MainScreen(Screen):
         self.app.copy_to_clipboard(key)
         self.notify(f"Copied id {key}")
 
+    # --- `/`: filter the active tab's list ----------------------------------------------
+
+    def filtered_table(self) -> ListTable | None:
+        """The list `/` narrows: the focused one, else the active tab's first."""
+        if isinstance(self.focused, ListTable):
+            return self.focused
+        pane = self.query_one(TabbedContent).active_pane
+        found = pane.query(ListTable) if pane is not None else []
+        return found.first() if found else None
+
+    def action_filter_list(self) -> None:
+        table = self.filtered_table()
+        if table is None:
+            self.notify("This tab has no list to filter.", severity="warning")
+            return
+        self._filtering = table
+        self.query_one(ListFilter).show(table.filter_text)
+        self._count_shown(table)
+
+    @on(Input.Changed, "#list-filter")
+    def narrow(self, event: Input.Changed) -> None:
+        table = self._filtering
+        if table is not None and table.is_attached:
+            table.set_filter(event.value)
+            self._count_shown(table)
+
+    @on(Input.Submitted, "#list-filter")
+    def back_to_list(self, event: Input.Submitted) -> None:
+        event.stop()
+        table = self._filtering
+        if not event.value.strip():
+            self.query_one(ListFilter).hide()
+        if table is not None and table.is_attached:
+            table.focus()
+
+    @on(ListFilter.Cleared)
+    def filter_cleared(self, event: ListFilter.Cleared) -> None:
+        table = self._filtering
+        if table is not None and table.is_attached:
+            table.set_filter("")
+            table.focus()
+
+    def _count_shown(self, table: ListTable) -> None:
+        self.query_one(ListFilter).border_title = f"{table.row_count} of {table.total_rows} rows"
+
     def action_show_tab(self, tab_id: str) -> None:
         self.query_one(TabbedContent).active = f"tab-{tab_id}"
 
@@ -166,6 +216,15 @@ class MainScreen(Screen):
     def focus_tab(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.query_one(f"#{event.pane.id.removeprefix('tab-')}")
         tab.focus_main()
+        # The bar shows the filter of the tab now shown, if its list has one.
+        bar, table = self.query_one(ListFilter), self.filtered_table()
+        self._filtering = table
+        if table is not None and table.filter_text:
+            bar.value = table.filter_text
+            bar.add_class("-shown")
+            self._count_shown(table)
+        else:
+            bar.hide()
 
     # --- events -------------------------------------------------------------------------
 

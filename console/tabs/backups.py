@@ -14,6 +14,7 @@ from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.job_progress import show_runs
 from strongroom.console.widgets.tables import add_columns
+from strongroom.console.widgets.list_table import ListTable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -41,7 +42,7 @@ class BackupsTab(Tab, Vertical):
 
     def compose(self) -> ComposeResult:
         yield Vertical(id="backups-running")
-        yield DataTable(id="backups-table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="backups-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="backup-detail", classes="muted")
         yield Static("", id="backups-note", classes="muted")
 
@@ -59,7 +60,7 @@ class BackupsTab(Tab, Vertical):
         if reason:
             self.query_one("#backup-detail", Static).update(f"Snapshot list hidden: {reason}")
             return
-        snapshots = await ask(self, "backups.list", {"limit": 200}, failing="Backups")
+        snapshots = await ask(self, "backup.list", {"limit": 200}, failing="Backups")
         table = self.query_one(DataTable)
         table.clear()
         self.snapshots = {}

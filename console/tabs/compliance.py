@@ -15,6 +15,7 @@ from strongroom.console.helpers.workers import fetch, tab_work
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.job_progress import FINAL
 from strongroom.console.widgets.score_gauge import ScoreGauge
+from strongroom.console.widgets.list_table import ListTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -46,7 +47,7 @@ class ComplianceTab(Tab, Vertical):
     def compose(self) -> ComposeResult:
         yield ScoreGauge(id="compliance-score")
         yield Static("", id="areas")
-        yield DataTable(id="checks-table", cursor_type="row")
+        yield ListTable(id="checks-table", cursor_type="row")
         yield Static("", id="check-detail")
 
     def on_mount(self) -> None:
@@ -86,7 +87,7 @@ class ComplianceTab(Tab, Vertical):
             self.query_one("#areas", Static).update(f"Compliance report hidden: {reason}")
             return
         try:
-            report = await fetch(self, "compliance.report")
+            report = await fetch(self, "compliance.report.get")
         except ClientError as err:
             self.query_one("#areas", Static).update(f"Could not load: {err.message}")
             return

@@ -18,6 +18,7 @@ from strongroom.console.modals.form import daemon_sender
 from strongroom.console.modals.saved_export import SavedExportScreen
 from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.tables import add_columns
+from strongroom.console.widgets.list_table import ListTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -48,7 +49,7 @@ class ExportsTab(Tab, Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="exports-summary")
         yield Vertical(id="exports-running")
-        yield DataTable(id="exports-table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="exports-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="export-detail", classes="muted")
         yield Static("", id="exports-note", classes="muted")
 
@@ -66,7 +67,7 @@ class ExportsTab(Tab, Vertical):
         if reason:
             self.query_one("#exports-summary", Static).update(f"Export history hidden: {reason}")
             return
-        page = await ask(self, "exports.list", {"limit": PAGE}, failing="Exports")
+        page = await ask(self, "export.list", {"limit": PAGE}, failing="Exports")
         if not self.is_attached:
             return
         self.show_history(page)
@@ -118,7 +119,7 @@ class ExportsTab(Tab, Vertical):
 
     @tab_work(group="exports-show")
     async def show_export(self, export_id: str) -> None:
-        shown = await ask(self, "exports.show", {"export_id": export_id}, failing="Export")
+        shown = await ask(self, "export.show", {"export_id": export_id}, failing="Export")
         self.app.push_screen(DetailScreen(f"Export {export_id[:8]}…", shown))
 
     # --- a new export, and its live progress ------------------------------------------------
@@ -129,8 +130,8 @@ class ExportsTab(Tab, Vertical):
 
     @tab_work(group="exports-actions")
     async def open_form(self) -> None:
-        catalogue = await ask(self, "exports.tables", failing="Exports")
-        send = daemon_sender(self, "exports.run", lambda args: args, lambda _args, run: self.started(run))
+        catalogue = await ask(self, "export.table.list", failing="Exports")
+        send = daemon_sender(self, "export.run", lambda args: args, lambda _args, run: self.started(run))
         self.app.push_screen(ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"), send=send))
 
     def action_run_saved(self) -> None:
@@ -139,7 +140,7 @@ class ExportsTab(Tab, Vertical):
 
     @tab_work(group="exports-actions")
     async def open_saved(self) -> None:
-        catalogue = await ask(self, "exports.tables", failing="Exports")
+        catalogue = await ask(self, "export.table.list", failing="Exports")
         if not catalogue.get("configurations"):
             self.notify("No saved exports yet (strongroom export ... --save-as NAME saves one).", severity="warning")
             return
@@ -148,7 +149,7 @@ class ExportsTab(Tab, Vertical):
 
     @tab_work(group="exports-actions")
     async def start(self, args: dict) -> None:
-        run = await ask(self, "exports.run", args, failing="Export refused", notice_seconds=10)
+        run = await ask(self, "export.run", args, failing="Export refused", notice_seconds=10)
         self.started(run)
 
     def started(self, run: dict) -> None:

@@ -11,6 +11,7 @@ from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.tables import add_columns
+from strongroom.console.widgets.list_table import ListTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -48,7 +49,7 @@ class IntegrityTab(Tab, Vertical):
         yield Static("", id="integrity-summary")
         yield Static("", id="integrity-chain")
         yield Vertical(id="integrity-running")
-        yield DataTable(id="integrity-table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="integrity-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="integrity-evidence", classes="muted")
         yield Static("", id="integrity-note", classes="muted")
 
@@ -65,7 +66,7 @@ class IntegrityTab(Tab, Vertical):
         if reason:
             self.query_one("#integrity-summary", Static).update(f"Integrity evidence hidden: {reason}")
             return
-        report = await ask(self, "integrity.report", failing="Integrity")
+        report = await ask(self, "integrity.report.get", failing="Integrity")
         if not self.is_attached:
             return   # the console closed while the daemon answered
         self.show_report(report)

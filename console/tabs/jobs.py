@@ -7,6 +7,7 @@ from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.tabs.base import ANY, Job, Tab
 from strongroom.console.widgets.tables import add_columns
+from strongroom.console.widgets.list_table import ListTable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -50,7 +51,7 @@ class JobsTab(Tab, Vertical):
         self.cancelling: set[str] = set()
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="jobs-note", classes="muted")
 
     def on_mount(self) -> None:
@@ -70,7 +71,7 @@ class JobsTab(Tab, Vertical):
         if self.identity.why_not("audit:read"):
             self.query_one("#jobs-note", Static).update(f"Job history hidden: {self.identity.why_not('audit:read')}")
             return
-        runs = await ask(self, "jobs.list", {"limit": 200}, failing="Jobs")
+        runs = await ask(self, "job.list", {"limit": 200}, failing="Jobs")
         table = self.query_one(DataTable)
         table.clear()
         self.runs = {}

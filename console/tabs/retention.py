@@ -21,6 +21,7 @@ from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.job_progress import FINAL
 from strongroom.console.widgets.tables import add_columns
+from strongroom.console.widgets.list_table import ListTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -105,7 +106,7 @@ class RetentionTab(Tab, Vertical):
         yield Static("", id="retention-views")
         with ContentSwitcher(initial=f"retention-{self.view}"):
             for name, _ in VIEWS:
-                yield DataTable(id=f"retention-{name}", cursor_type="row", zebra_stripes=True)
+                yield ListTable(id=f"retention-{name}", cursor_type="row", zebra_stripes=True)
         yield Static("", id="retention-detail")
         yield Static("", id="retention-note")
 
@@ -207,10 +208,10 @@ class RetentionTab(Tab, Vertical):
             self.query_one("#retention-summary", Static).update(f"Retention hidden: {reason}")
             self._selection_changed()
             return
-        plan = await ask(self, "retention.plan", {"horizon_days": HORIZON_DAYS}, failing="Retention")
-        holds = await ask(self, "holds.list", {"include_released": True, "limit": 100}, failing="Retention")
+        plan = await ask(self, "retention.plan.get", {"horizon_days": HORIZON_DAYS}, failing="Retention")
+        holds = await ask(self, "hold.list", {"include_released": True, "limit": 100}, failing="Retention")
         requests = await ask(self, "erasure.list", {"include_closed": True, "limit": 100}, failing="Retention")
-        policies = await ask(self, "retention.policies", failing="Retention")
+        policies = await ask(self, "retention.policy.list", failing="Retention")
         if not self.is_attached:
             return   # the console closed while the daemon answered
         self.plan = plan
@@ -260,7 +261,7 @@ class RetentionTab(Tab, Vertical):
         for key, item, cells in rows:
             self.rows[view][key] = item
             table.add_row(*cells, key=key)
-        if keep is not None and keep.get("id") in self.rows[view]:
+        if keep is not None and keep.get("id") in table.rows:     # kept, and not filtered out
             table.move_cursor(row=table.get_row_index(keep["id"]))
 
     def apply_audit(self, data: dict) -> None:
@@ -293,7 +294,7 @@ class RetentionTab(Tab, Vertical):
             "is archived, deleted or erased. Recorded in the audit log under your name.",
             (("client", "Client id (optional) · ctrl+f finds one", "empty: the whole practice"),
              ("reason", "Reason", "a matter or case reference; no clinical details")), submit="Place hold",
-            find_client="client", send=self._sender("holds.place", hold, lambda values: "Legal hold placed on "
+            find_client="client", send=self._sender("hold.place", hold, lambda values: "Legal hold placed on "
                               + ("the client." if values["client"] else "the whole practice."))))
 
     def action_release_hold(self) -> None:
@@ -306,7 +307,7 @@ class RetentionTab(Tab, Vertical):
                           f"Hold {hold['id']} on {covers} ends now. Unless another hold covers it, retention "
                           "may then archive and delete its records when due, and a pending erasure may be "
                           "approved. Recorded in the audit log under your name.", yes="Release"),
-            lambda yes: self.change("holds.release", {"hold_id": hold["id"]}, "Legal hold released.")
+            lambda yes: self.change("hold.release", {"hold_id": hold["id"]}, "Legal hold released.")
             if yes else None)
 
     def action_request_erasure(self) -> None:

@@ -6,6 +6,7 @@ from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.tables import add_columns
+from strongroom.console.widgets.list_table import ListTable
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -29,10 +30,10 @@ class SecurityTab(Tab, Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label("Active sessions", classes="section")
-        yield DataTable(id="sessions-table", cursor_type="row")
+        yield ListTable(id="sessions-table", cursor_type="row")
         yield Static("", id="sessions-note", classes="muted")
         yield Label("Security events", classes="section")
-        yield DataTable(id="events-table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="events-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         for table_id, columns in (("#sessions-table", SESSION_COLUMNS), ("#events-table", EVENT_COLUMNS)):
@@ -48,8 +49,8 @@ class SecurityTab(Tab, Vertical):
         if reason:
             self.query_one("#sessions-note", Static).update(f"Security views hidden: {reason}")
             return
-        sessions = await ask(self, "sessions.list", failing="Security")
-        events = await ask(self, "security.events", {"limit": 100}, failing="Security")
+        sessions = await ask(self, "session.list", failing="Security")
+        events = await ask(self, "security.event.list", {"limit": 100}, failing="Security")
         table = self.query_one("#sessions-table", DataTable)
         table.clear()
         self.sessions = {}

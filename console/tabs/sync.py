@@ -28,6 +28,7 @@ from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.tabs.base import Job, Tab
+from strongroom.console.widgets.list_table import ListTable
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -140,8 +141,8 @@ class SyncTab(Tab, Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="sync-peers", classes="muted")
         yield Vertical(id="sync-running")
-        yield DataTable(id="conflicts-table", cursor_type="row", zebra_stripes=True)
-        yield DataTable(id="quarantine-table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="conflicts-table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="quarantine-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="conflict-head")
         yield DataTable(id="fields-table", cursor_type="row")
         yield Static("", id="quarantine-detail")
@@ -244,7 +245,7 @@ class SyncTab(Tab, Vertical):
             line.update(f"Peers hidden: {reason}")
             return
         try:
-            status = await fetch(self, "sync.status")
+            status = await fetch(self, "sync.status.get")
         except ClientError as err:
             line.update(f"Peers: {err.message}")
             return
@@ -269,7 +270,7 @@ class SyncTab(Tab, Vertical):
         if self.after_id is not None:
             args["after_id"] = self.after_id
         try:
-            rows = await fetch(self, "sync.quarantine" if quarantine else "sync.conflicts", args)
+            rows = await fetch(self, "sync.quarantine.list" if quarantine else "sync.conflict.list", args)
         except ClientError as err:
             what = "the quarantine" if quarantine else "conflicts"
             self.query_one("#conflict-head", Static).update(f"Could not load {what}: {err.message}")
@@ -343,7 +344,7 @@ class SyncTab(Tab, Vertical):
 
     @tab_work(exclusive=True, group="sync-conflict")
     async def open_conflict(self, conflict_id: str, focus: bool = False) -> None:
-        conflict = await ask(self, "sync.conflict", {"conflict_id": conflict_id}, failing="Conflict")
+        conflict = await ask(self, "sync.conflict.get", {"conflict_id": conflict_id}, failing="Conflict")
         if self.conflict is None or self.conflict["id"] != conflict_id:
             self.choices, self.revealed = {}, {}
         self.conflict = conflict
@@ -538,7 +539,7 @@ class SyncTab(Tab, Vertical):
 
     @tab_work(group="sync-reveal")
     async def reveal_field(self, conflict_id: str, name: str) -> None:
-        answer = await ask(self, "sync.conflict.field", {"conflict_id": conflict_id, "field": name},
+        answer = await ask(self, "sync.conflict.field.get", {"conflict_id": conflict_id, "field": name},
                            failing=f"Could not reveal {name}")
         if self.conflict is None or self.conflict["id"] != conflict_id:
             return                  # another conflict was opened meanwhile
@@ -562,7 +563,7 @@ class SyncTab(Tab, Vertical):
 
     @tab_work(group="sync-actions")
     async def resolve(self, conflict_id: str, choices: dict) -> None:
-        await ask(self, "sync.resolve", {"conflict_id": conflict_id, "choices": choices}, failing="Could not resolve")
+        await ask(self, "sync.conflict.resolve", {"conflict_id": conflict_id, "choices": choices}, failing="Could not resolve")
         self.notify("Conflict resolved.")
         self.choices, self.revealed = {}, {}
         self.conflict = None

@@ -16,6 +16,7 @@ from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import FormScreen
 from strongroom.console.modals.role_picker import RoleScreen
 from strongroom.console.tabs.base import Tab
+from strongroom.console.widgets.list_table import ListTable
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -63,10 +64,10 @@ class UsersTab(Tab, Vertical):
         self.roles: dict[str, dict] = {}     # roles.list by value: names, and who may give them
 
     def compose(self) -> ComposeResult:
-        yield DataTable(id="users-table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="users-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="users-note", classes="muted")
         yield Label("Grants", id="grants-label", classes="section")
-        yield DataTable(id="grants-table", cursor_type="row")
+        yield ListTable(id="grants-table", cursor_type="row")
 
     def on_mount(self) -> None:
         for table_id, columns in (("#users-table", COLUMNS), ("#grants-table", GRANT_COLUMNS)):
@@ -128,8 +129,8 @@ class UsersTab(Tab, Vertical):
             self.query_one("#users-note", Static).update(f"User list hidden: {reason}")
             self.refresh_bindings()
             return
-        users = await ask(self, "users.list", failing="Users")
-        self.roles = {r["role"]: r for r in await ask(self, "roles.list", failing="Users")}
+        users = await ask(self, "user.list", failing="Users")
+        self.roles = {r["role"]: r for r in await ask(self, "role.list", failing="Users")}
         if not self.is_attached:
             return   # the console closed while the daemon answered
         table = self.query_one("#users-table", DataTable)
@@ -142,7 +143,7 @@ class UsersTab(Tab, Vertical):
             totp = "new" if user.get("totp_pending") else "yes" if user.get("totp_enabled") else "no"
             table.add_row(user["username"] + you, self.role_name(user["role"]), totp,
                           user_state(user), when(user.get("last_login_at")), key=user["id"])
-        if keep is not None and keep["id"] in self.users:
+        if keep is not None and keep["id"] in table.rows:          # kept, and not filtered out
             table.move_cursor(row=table.get_row_index(keep["id"]))
         self._selection_changed()
 
@@ -168,7 +169,7 @@ class UsersTab(Tab, Vertical):
 
     @tab_work(exclusive=True, group="grants")
     async def load_grants(self, username: str) -> None:
-        grants = await ask(self, "user.grants", {"username": username, "include_ended": True}, failing="Grants")
+        grants = await ask(self, "user.grant.list", {"username": username, "include_ended": True}, failing="Grants")
         if not self.is_attached:
             return
         table = self.query_one("#grants-table", DataTable)
@@ -242,7 +243,7 @@ class UsersTab(Tab, Vertical):
 
     @tab_work(group="users-actions")
     async def reset_2fa(self, username: str) -> None:
-        result = await ask(self, "user.reset_2fa", {"username": username}, failing="Refused")
+        result = await ask(self, "user.totp.reset", {"username": username}, failing="Refused")
         if result.get("pending_enrolment"):
             self.notify(f"{username}'s second factor is reset: they enrol a new one at their next login.")
         self.load()
@@ -261,7 +262,7 @@ class UsersTab(Tab, Vertical):
                               f"{name}'s role changes from {old} to {new}: their permissions change "
                               f"and their open sessions end, so they log in again with the new ones. "
                               "Recorded as a security event under your name.", yes="Change role"),
-                lambda yes: self.change("user.set_role", {"username": name, "role": role,
+                lambda yes: self.change("user.role.set", {"username": name, "role": role,
                                                           "reason": "changed in console"},
                                         f"{name} is now {new}.") if yes else None)
         self.app.push_screen(RoleScreen(name, current, list(self.roles.values())), chosen)
@@ -273,7 +274,7 @@ class UsersTab(Tab, Vertical):
 
         def submitted(values: dict | None) -> None:
             if values is not None:
-                self.change("user.grant", {"username": name, **values},
+                self.change("user.grant.add", {"username": name, **values},
                             f"{values['permission']} granted to {name} for {values['duration']}.")
         self.app.push_screen(
             FormScreen(f"Grant {name} a permission",
@@ -294,7 +295,7 @@ class UsersTab(Tab, Vertical):
                           f"The grant of {grant['permission']} to {name} (until {when(grant.get('expires_at'))}) "
                           "ends now; anything it allowed is refused from their next command. "
                           "Recorded as a security event under your name.", yes="Revoke"),
-            lambda yes: self.change("user.revoke_grant", {"grant_id": grant["id"], "reason": "revoked in console"},
+            lambda yes: self.change("user.grant.revoke", {"grant_id": grant["id"], "reason": "revoked in console"},
                                     f"Grant of {grant['permission']} revoked.") if yes else None)
 
     @tab_work(group="users-actions")

@@ -132,3 +132,34 @@ def test_detail_view_shows_values_and_copies_the_full_id():
             await pilot.press("y")
             assert app.clipboard == record["id"]
     drive(scenario, timeout=30)
+
+
+def test_slash_filters_the_list_as_you_type_and_escape_brings_every_row_back():
+    async def scenario():
+        from strongroom.console.widgets.list_filter import ListFilter
+        from strongroom.console.widgets.list_table import ListTable
+
+        app = fixed_app("fixed-token")
+        async with app.run_test(size=SIZE) as pilot:
+            await _main(pilot)
+            await pilot.press("minus")                       # the Jobs tab
+            table = app.screen.query_one("#jobs-table", ListTable)
+            await wait_for(pilot, lambda: table.row_count == 8, what="the runs")
+            await pilot.press("slash")
+            bar = app.screen.query_one(ListFilter)
+            assert bar.has_focus and bar.display
+            await pilot.press(*"6.8")                       # fuzzy: the run that took 6.8 s
+            await wait_for(pilot, lambda: table.row_count < 8, what="the list narrowed")
+            shown = [k.value for k in table.rows]
+            assert "run-4" in shown and "run-0" not in shown
+            assert bar.border_title == f"{len(shown)} of 8 rows"
+            await pilot.press("enter")                      # back to the list, filter kept
+            assert table.has_focus and bar.display and table.row_count == len(shown)
+            await pilot.press("right_square_bracket", "left_square_bracket")   # away and back: still there
+            await wait_for(pilot, lambda: bar.display and bar.value == "6.8", what="the bar again")
+            await pilot.press("slash", "escape")            # cleared: every row, the bar gone
+            await wait_for(pilot, lambda: table.row_count == 8 and not bar.display, what="every row back")
+            await pilot.press("1", "slash")                 # Overview has no list
+            await pilot.pause()
+            assert not bar.display
+    drive(scenario, timeout=30)
