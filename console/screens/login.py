@@ -1,5 +1,6 @@
 """Login: username, password and TOTP; the daemon's refusal is shown as it worded it. An
-account that must first enrol a second factor is taken through EnrolAtLoginScreen."""
+account that must first enrol a second factor is taken through EnrolAtLoginScreen, and a
+new person with an invitation sets their password first (F2, AcceptInvitationScreen)."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ import socket
 from strongroom.console.widgets.key_footer import KeyFooter
 from strongroom.console.client import ClientError
 from strongroom.console.modals.enrolment import EnrolAtLoginScreen
+from strongroom.console.modals.invitation import AcceptInvitationScreen
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -35,7 +37,8 @@ def refusal_text(err: ClientError) -> str:
 
 
 class LoginScreen(Screen):
-    BINDINGS = [Binding("ctrl+s", "submit", "Log in"), Binding("escape", "app.quit", "Quit")]
+    BINDINGS = [Binding("ctrl+s", "submit", "Log in"), Binding("f2", "invitation", "First login (invitation)"),
+                Binding("escape", "app.quit", "Quit")]
 
     class LoggedIn(Message):
         def __init__(self, token: str) -> None:
@@ -102,6 +105,18 @@ class LoginScreen(Screen):
                 self.post_message(self.LoggedIn(result["token"]))
         finally:
             self.query_one("#login", Button).disabled = False
+
+    def action_invitation(self) -> None:
+        """A new person's first login: the invitation they were given and a password of
+        their own; then, where the role requires one, a second factor (as below)."""
+        def done(result: dict | None) -> None:
+            if result is None:
+                return
+            if result.get("enrolment_required"):
+                self.enrol(result)
+            else:
+                self.post_message(self.LoggedIn(result["token"]))
+        self.app.push_screen(AcceptInvitationScreen(client_info()), done)
 
     def enrol(self, offer: dict) -> None:
         """The password was right, but the account must first enrol a second factor."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 from strongroom.console.helpers.text import when
 from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
-from strongroom.console.modals.form import FormScreen
+from strongroom.console.modals.form import FormScreen, daemon_sender
+from strongroom.console.modals.invitation import InvitationShownScreen
 from strongroom.console.modals.role_picker import RoleScreen
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.list_table import ListTable
@@ -48,12 +49,12 @@ def grant_state(grant: dict) -> str:
 
 
 class UsersTab(Tab, Vertical):
-    BINDINGS = [Binding("l", "lock", "Lock"), Binding("u", "unlock", "Unlock"),
+    BINDINGS = [Binding("a", "add_user", "Add user"), Binding("l", "lock", "Lock"), Binding("u", "unlock", "Unlock"),
                 Binding("f", "reset_2fa", "Reset 2FA"), Binding("o", "change_role", "Role"),
                 Binding("g", "grant", "Grant"), Binding("x", "revoke_grant", "Revoke grant"),
                 Binding("p", "practice", "Practice, staff, services"), Binding("ctrl+r", "reload", "Reload")]
     # What the account and grant selected allow is added in why_not.
-    NEEDS = {**{action: MANAGE for action in (*USER_ACTIONS, "revoke_grant")}, "practice": PRACTICE}
+    NEEDS = {**{action: MANAGE for action in (*USER_ACTIONS, "revoke_grant", "add_user")}, "practice": PRACTICE}
     TOPICS = ("security",)
     NOTE = "users-note"
 
@@ -95,7 +96,7 @@ class UsersTab(Tab, Vertical):
     def why_not(self, action: str) -> str | None:
         """None when the action can be offered for the selected account, else why not."""
         reason = super().why_not(action)
-        if reason or action == "practice":
+        if reason or action in ("practice", "add_user"):   # not about the selected account
             return reason
         user = self.selected()
         if user is None:
@@ -266,6 +267,36 @@ class UsersTab(Tab, Vertical):
                                                           "reason": "changed in console"},
                                         f"{name} is now {new}.") if yes else None)
         self.app.push_screen(RoleScreen(name, current, list(self.roles.values())), chosen)
+
+    def action_add_user(self) -> None:
+        """A new account by invitation: the role first (only those within your own
+        permissions can be chosen), then who it is for; the invitation is shown once."""
+        if self.refused("add_user"):
+            return
+
+        def chosen(role: str | None) -> None:
+            if role is None:
+                return
+
+            answers: list[dict] = []
+
+            def closed(values: dict | None) -> None:     # shown once the form has gone
+                if answers:
+                    self.app.push_screen(InvitationShownScreen(answers[0]))
+                    self.load()
+            self.app.push_screen(FormScreen(
+                f"Add a {self.role_name(role)}",
+                "The person sets their own password at first login with the invitation shown next "
+                "(and enrols a second factor then, where the role requires one): nobody else ever "
+                "knows either. Recorded as a security event under your name.",
+                (("username", "Username", "letters, digits, . _ -"),
+                 ("full_name", "Full name (optional)", "as shown to colleagues"),
+                 ("email", "Email (optional)", "contact address")), submit="Add user",
+                send=daemon_sender(self, "user.add", lambda v: {
+                    "username": v["username"].strip(), "role": role, "full_name": v.get("full_name", "").strip(),
+                    "email": v.get("email", "").strip() or None}, lambda _values, answer: answers.append(answer))),
+                closed)
+        self.app.push_screen(RoleScreen("the new account", "", list(self.roles.values())), chosen)
 
     def action_grant(self) -> None:
         if (user := self._refuse("grant")) is None:

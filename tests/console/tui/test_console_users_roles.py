@@ -53,3 +53,76 @@ async def _pick_role(daemon, token):
         await pilot.press("y")
         await wait_for(pilot, lambda: str(table.get_cell(row, "role")) == "manager", what="manager shown")
         await settle(pilot)
+
+
+def test_an_admin_adds_a_user_who_sets_their_own_password_at_the_login_screen(demo_daemon):
+    """Users `a`: the role (within the admin's own permissions), then who; a taken name is
+    refused in the form with everything kept; the invitation is shown once. The person
+    takes it up with F2 at the login screen and a password of their own, and is in."""
+    secret = add_admin(demo_daemon.data_dir, "boss")
+    token = demo_daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
+                                            "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
+    made: dict = {}
+    drive(lambda: _add_user(demo_daemon, token, made))
+    drive(lambda: _first_login(demo_daemon, made["invitation"]))
+    newhire = next(u for u in demo_daemon.call("user.list") if u["username"] == "newhire")
+    assert newhire["role"] == "STAFF" and newhire["full_name"] == "New Hire" and newhire["last_login_at"]
+
+
+async def _add_user(daemon, token, made: dict):
+    from strongroom.console.modals.form import FormScreen
+    from strongroom.console.modals.invitation import InvitationShownScreen
+    from textual.widgets import Input, Static
+
+    app = console(daemon, token=token)
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(*tab_keys("users"))
+        tab = app.screen.query_one("#users", UsersTab)
+        await wait_for(pilot, lambda: tab.users and app.screen.active_bindings["a"].enabled, what="add enabled")
+        await pilot.press("a")
+        await wait_for(pilot, showing(app, RoleScreen), what="role picker")
+        options = app.screen.query_one("#roles", OptionList)
+        assert options.get_option("admin").disabled                  # beyond a practice admin
+        options.highlighted = options.get_option_index("STAFF")
+        await pilot.press("enter")
+        await wait_for(pilot, showing(app, FormScreen), what="the form")
+        form = app.screen
+        form.query_one("#username", Input).value = "clinician"       # taken: refused, form kept
+        form.query_one("#full_name", Input).value = "New Hire"
+        await pilot.press("ctrl+s")
+        error = form.query_one("#form-error", Static)
+        await wait_for(pilot, lambda: "already exists" in str(error.render()), what="the refusal")
+        assert app.screen is form and form.query_one("#full_name", Input).value == "New Hire"
+        form.query_one("#username", Input).value = "newhire"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, showing(app, InvitationShownScreen), what="the invitation")
+        made.update(app.screen.made)
+        assert made["invitation"] in str(app.screen.query_one("#invitation-token", Static).render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: any(u["username"] == "newhire" for u in tab.users.values()),
+                       what="the new account listed")
+        await settle(pilot)
+
+
+async def _first_login(daemon, invitation):
+    from strongroom.console.modals.invitation import AcceptInvitationScreen
+    from strongroom.console.screens.main import MainScreen
+    from textual.widgets import Input, Static
+
+    app = console(daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.query("#username"), what="login form")
+        await pilot.press("f2")
+        await wait_for(pilot, showing(app, AcceptInvitationScreen), what="the invitation form")
+        screen = app.screen
+        screen.query_one("#accept-invitation", Input).value = invitation
+        screen.query_one("#accept-password", Input).value = "my own passphrase 123"
+        screen.query_one("#accept-repeat", Input).value = "my own passphrase 124"
+        await pilot.press("ctrl+s")
+        assert "differ" in str(screen.query_one("#accept-message", Static).render())
+        screen.query_one("#accept-repeat", Input).value = "my own passphrase 123"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="logged in")
+        assert app.screen.identity.actor == "user:newhire"
+        await settle(pilot)
