@@ -12,6 +12,7 @@ import click
 import orjson
 
 from strongroom.console.cli import CliState, emit, json_option, local_actor, pass_state
+from strongroom.console.helpers.text import fit
 from strongroom.core.bulk import collector_paused
 from strongroom.core.principal import Principal
 
@@ -34,7 +35,7 @@ def _table(rows: list[dict], *, header: bool = True) -> None:
     if header:
         click.echo("  ".join(c.upper().ljust(_WIDTHS[c]) for c in _COLUMNS))
     for row in rows:
-        click.echo("  ".join(str(row[c] or "")[: _WIDTHS[c]].ljust(_WIDTHS[c]) for c in _COLUMNS))
+        click.echo("  ".join(fit(str(row[c] or ""), _WIDTHS[c]).ljust(_WIDTHS[c]) for c in _COLUMNS))
 
 
 # json.dumps(row, sort_keys=True, default=str), without building an encoder per record:
@@ -136,7 +137,7 @@ def show_cmd(state: CliState, client_id: uuid.UUID, reveal: bool, as_json: bool)
                 click.echo(f"{key:>22}: {value}")
         click.echo(f"{'sessions':>22}: {len(r['sessions'])} (newest 20)")
         for s in r["sessions"]:
-            click.echo(f"{'':>24}{s['starts_at']:%Y-%m-%d %H:%M} {s['status']:<10} {(s['notes'] or '')[:60]}")
+            click.echo(f"{'':>24}{s['starts_at']:%Y-%m-%d %H:%M} {s['status']:<10} {fit(s['notes'] or '', 60)}")
 
     emit(as_json, record, human)
 

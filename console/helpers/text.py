@@ -42,3 +42,10 @@ def size(count: int | float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" or value >= 100 else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def fit(text: str, width: int | None) -> str:
+    """`text` cut to `width` cells with an ellipsis, so a cut value says it was cut."""
+    if width is None or len(text) <= width:
+        return text
+    return text[:max(width - 1, 0)] + "…"

@@ -18,7 +18,8 @@ from strongroom.console.client import ClientError
 from strongroom.console.helpers.identity import Identity
 from strongroom.console.modals.form import FormScreen, daemon_sender
 from strongroom.console.helpers.workers import ask, fetch, tab_work
-from strongroom.console.widgets.tables import add_columns, fit
+from strongroom.console.helpers.text import fit
+from strongroom.console.widgets.tables import add_columns
 from strongroom.console.widgets.list_table import ListTable
 from textual.app import ComposeResult
 from textual.binding import Binding

@@ -57,6 +57,21 @@ def test_demo_seed_then_list_is_masked_and_reveal_is_audited(data_dir, capsys):
     assert '"action": "READ"' in out and '"phi": true' in out
 
 
+def test_the_revealed_table_marks_a_cut_value_with_an_ellipsis(data_dir, capsys):
+    """A value wider than its column ends in `…`: an email cut to fit never reads as whole."""
+    from strongroom.console.cli.clients import _WIDTHS
+
+    assert run(capsys, "--data-dir", str(data_dir), "demo", "seed", "--clients", "12",
+               "--sessions-per-client", "1")[0] == 0
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--limit", "20", "--reveal", "--json")
+    long_emails = [c["email"] for c in json.loads(out) if c["email"] and len(c["email"]) > _WIDTHS["email"]]
+    assert long_emails, "the demo data should hold an email wider than the column"
+    code, table, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--limit", "20", "--reveal")
+    assert code == 0
+    for email in long_emails:
+        assert email[:_WIDTHS["email"] - 1] + "…" in table and email not in table
+
+
 def test_list_all_streams_every_client_as_the_pages_show_them_with_one_read_per_batch(data_dir, capsys,
                                                                                        monkeypatch):
     from strongroom.core.repository import clients as repo
