@@ -17,11 +17,13 @@ from strongroom.console.helpers.text import when
 from strongroom.console.helpers.workers import ask, live, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import FormScreen, daemon_sender
+from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.job_progress import FINAL
 from strongroom.console.widgets.tables import add_columns
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.core.protocol.models.retention import TABLES
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -352,25 +354,34 @@ class RetentionTab(Tab, Vertical):
             if yes else None)
 
     def action_set_policy(self) -> None:
+        """The table picked from the ones a policy may name, then its days (the form
+        starts from the table's policy when it has one)."""
         if self.refused("set_policy"):
             return
 
-        def policy(values: dict) -> dict:
-            try:
-                archive = int(values["archive"])
-                delete = int(values["delete"]) if values["delete"] else None
-            except ValueError:
-                raise ValueError("Days must be whole numbers.") from None
-            return {"table_name": values["table"], "archive_after_days": archive, "delete_after_days": delete}
-        self.app.push_screen(FormScreen(
-            "Set a table's retention policy",
-            "Rows are archived N days after their date and deleted M days after it (M >= N), never sooner "
-            "than M-N days after archiving. Deleting a client destroys its keys.",
-            (("table", "Table", "clients, therapy_sessions or client_files"),
-             ("archive", "Archive after (days)", "e.g. 730"),
-             ("delete", "Delete after (days, optional)", "e.g. 2555; empty: never delete")), submit="Save",
-            send=self._sender("retention.policy.set", policy,
-                              lambda values: f"Retention policy for {values['table']} saved.")))
+        def chosen(table: str | None) -> None:
+            if table is None:
+                return
+
+            def policy(values: dict) -> dict:
+                try:
+                    archive = int(values["archive"])
+                    delete = int(values["delete"]) if values["delete"] else None
+                except ValueError:
+                    raise ValueError("Days must be whole numbers.") from None
+                return {"table_name": table, "archive_after_days": archive, "delete_after_days": delete}
+            current = next((p for p in self.rows["policies"].values() if p["table_name"] == table), {})
+            self.app.push_screen(FormScreen(
+                f"Retention policy for {table}",
+                "Rows are archived N days after their date and deleted M days after it (M >= N), never "
+                "sooner than M-N days after archiving. Deleting a client destroys its keys.",
+                (("archive", "Archive after (days)", "e.g. 730"),
+                 ("delete", "Delete after (days, optional)", "e.g. 2555; empty: never delete")), submit="Save",
+                values={"archive": current.get("archive_after_days"), "delete": current.get("delete_after_days")},
+                send=self._sender("retention.policy.set", policy,
+                                  lambda values: f"Retention policy for {table} saved.")))
+        self.app.push_screen(RunJobScreen([(table, None) for table in TABLES],
+                                          title="Set the retention policy of which table?"), chosen)
 
     def action_run_now(self) -> None:
         if self.refused("run_now"):

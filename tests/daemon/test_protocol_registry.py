@@ -69,10 +69,12 @@ def test_rate_classes_are_those_of_the_old_names():
 
 
 def test_the_constants_the_protocol_writes_out_match_the_core():
+    from strongroom.core import retention as core_retention
     from strongroom.core.jobs.retention import MAX_HORIZON_DAYS
     from strongroom.core.protocol.models import retention, sync
     from strongroom.core.sync import conflicts, peers, status
 
     assert retention.MAX_HORIZON_DAYS == MAX_HORIZON_DAYS
+    assert retention.TABLES == core_retention.TABLES
     assert sync.PEER_NAME == peers.NAME.pattern
     assert sync.MAX_PAGE == status.MAX_PAGE == conflicts.MAX_PAGE

@@ -12,6 +12,9 @@ from strongroom.core.protocol.models.base import Args, Result
 
 # core/jobs/retention.py MAX_HORIZON_DAYS (a test holds the two equal)
 MAX_HORIZON_DAYS = 3650
+# The tables a retention policy may name: core/retention TABLES (a test holds the two equal),
+# what the console's policy form offers to pick from.
+TABLES = ("clients", "therapy_sessions", "client_files")
 
 
 class PolicySetArgs(Args):

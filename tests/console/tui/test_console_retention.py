@@ -12,6 +12,7 @@ from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.client_picker import ClientPickerScreen
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import FormScreen
+from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.tabs.retention import RetentionTab
 from strongroom.console.modals.typed_confirm import TypedConfirmScreen
@@ -174,12 +175,21 @@ async def _operator(daemon):
         tab = await open_tab(pilot)
         await show_view(pilot, tab, "policies")
         await pilot.press("e")
+        await wait_for(pilot, showing(app, RunJobScreen), what="the table picker")
+        tables = app.screen.query_one(OptionList)      # picked from the catalogue, not typed
+        assert [tables.get_option_at_index(i).id for i in range(tables.option_count)] == \
+            ["clients", "therapy_sessions", "client_files"]
+        tables.highlighted = tables.get_option_index("client_files")
+        await pilot.press("enter")
         await wait_for(pilot, showing(app, FormScreen), what="policy form")
-        await pilot.press(*"client_files", "enter", *"soon", "enter", *"3000", "enter")
         form = app.screen      # a value the form cannot send: it stays open, everything typed kept
+        assert "client_files" in str(form.query_one(".dialog-title", Static).render())
+        form.query_one("#archive", Input).value = "soon"
+        form.query_one("#delete", Input).value = "3000"
+        await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: "whole numbers" in str(form.query_one("#form-error", Static).render()),
                        what="the form's own refusal")
-        assert form.query_one("#table", Input).value == "client_files"
+        assert form.query_one("#archive", Input).value == "soon"
         form.query_one("#archive", Input).value = "4000"          # after the deletion: the daemon refuses it
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: "Refused" in str(form.query_one("#form-error", Static).render()),
