@@ -249,6 +249,7 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
     users = _exists(conn, User.__table__, {r.get("practitioner_id") for r in rows})
     clients = (_exists(conn, Client.__table__, {r["client_id"] for r in rows}) if spec.client_column == "client_id"
                else set())
+    bookings = _bookings_held(conn, spec, rows)
     key_ids = {r["key_id"] for r in rows}
     known_keys = _exists(conn, _keys, key_ids)
     # Our own versions' keys count too: a client erased here under a key the remote
@@ -267,7 +268,7 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
         elif row.get("practitioner_id") is not None and row["practitioner_id"] not in users:
             problems[rid] = Problem("unknown_practitioner",
                                     f"{spec.name} row names a practitioner without an account at this site")
-        elif missing := _missing_booking(conn, spec, row):
+        elif missing := _missing_booking(bookings, row):
             problems[rid] = Problem(f"unknown_{missing}", f"{spec.name} row names a {missing} this site does not hold")
         elif row["key_id"] not in known_keys:
             problems[rid] = Problem("unknown_key", f"{spec.name} row is sealed with a key this site does not hold")
@@ -283,11 +284,21 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
     return problems, destroyed
 
 
-def _missing_booking(conn: Connection, spec: SyncTable, row: Mapping) -> str | None:
-    """A session's service or staff member not held here (they sync ahead of sessions)."""
+def _bookings_held(conn: Connection, spec: SyncTable, rows: list[Mapping]) -> dict[str, set]:
+    """Which of the services and staff members the batch's rows name are held here (they
+    sync ahead of sessions): one query per kind for the whole batch."""
     from strongroom.core.db.models import Service, Staff
-    for column, table, what in (("service_id", Service.__table__, "service"), ("staff_id", Staff.__table__, "staff")):
-        if row.get(column) is not None and not _exists(conn, table, {row[column]}):
+    out: dict[str, set] = {}
+    for column, table in (("service_id", Service.__table__), ("staff_id", Staff.__table__)):
+        if column in spec.column_names:
+            out[column] = _exists(conn, table, {r.get(column) for r in rows})
+    return out
+
+
+def _missing_booking(held: dict[str, set], row: Mapping) -> str | None:
+    """A session's service or staff member not held here."""
+    for column, what in (("service_id", "service"), ("staff_id", "staff")):
+        if row.get(column) is not None and row[column] not in held.get(column, ()):
             return what
     return None
 
