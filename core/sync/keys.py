@@ -110,6 +110,7 @@ def destroyed_among(conn: Connection, key_ids: set[uuid.UUID]) -> set[uuid.UUID]
     """Which of `key_ids` are destroyed (or unknown) here."""
     if not key_ids:
         return set()
+    from strongroom.core.sync.idsets import among
     found = {r.id: r.state for r in conn.execute(select(_keys.c.id, _keys.c.state)
-                                                 .where(_keys.c.id.in_(list(key_ids))))}
+                                                 .where(among(conn, _keys.c.id, key_ids)))}
     return {k for k in key_ids if found.get(k) in (None, KeyState.DESTROYED)}

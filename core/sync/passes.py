@@ -55,6 +55,7 @@ from strongroom.core.errors import ConflictError
 from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import next_change_version, row_checksum
 from strongroom.core.sync import bases
+from strongroom.core.sync.idsets import among
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync import peers as peer_store
 from strongroom.core.sync.conflicts import json_value, queue_conflict, row_image
@@ -226,7 +227,7 @@ def _exists(conn: Connection, table, ids: set) -> set:
     ids = {i for i in ids if i is not None}
     if not ids:
         return set()
-    return set(conn.execute(select(table.c.id).where(table.c.id.in_(list(ids)))).scalars())
+    return set(conn.execute(select(table.c.id).where(among(conn, table.c.id, ids))).scalars())
 
 
 def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Mapping],
@@ -505,14 +506,15 @@ def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping
     yet (its fields must be hashed)."""
     table = spec.table
     ids = [row["id"] for row, _ in batch]
-    rows, metas = read_with_meta(conn, spec, table.c.id.in_(ids), for_update=True, columns=_light_columns(spec))
+    rows, metas = read_with_meta(conn, spec, among(conn, table.c.id, ids), for_update=True,
+                                 columns=_light_columns(spec))
     remote_vv = {row["id"]: rmeta.vv for row, rmeta in batch}
     whole = [r["id"] for r in rows
              if (m := metas.get(r["id"])) is None or m.version != r["sync_version"]
              or compare(m.vv, remote_vv[r["id"]]) == "concurrent" or r.get("deleted_at") is not None]
     local_rows = {row["id"]: row for row in rows}
     if whole:
-        full, _ = read_with_meta(conn, spec, table.c.id.in_(whole))
+        full, _ = read_with_meta(conn, spec, among(conn, table.c.id, whole))
         local_rows.update((row["id"], row) for row in full)
     return local_rows, metas
 
