@@ -35,7 +35,6 @@ from strongroom.core import audit
 from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import raw_key_id_of
 from strongroom.core.crypto.keyring import Keyring
-from strongroom.core.db.bulkwrite import write_rows
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (
     Client,
@@ -72,6 +71,7 @@ from strongroom.core.sync.stamp import (
     save_meta,
     stamp_rows,
 )
+from strongroom.core.sync.writes import write_rows
 from strongroom.core.sync.tables import SyncTable, synced
 
 _keys = DataKey.__table__

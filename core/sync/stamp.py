@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, and_, insert, or_, select, text, update
 
-from strongroom.core.db.bulkwrite import write_rows
 from strongroom.core.db.models import SyncRow
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
 from strongroom.core.sync.site import Clock
+from strongroom.core.sync.writes import write_rows
 from strongroom.core.sync.tables import SyncTable, field_hashes
 
 _meta = SyncRow.__table__
