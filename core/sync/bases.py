@@ -24,9 +24,9 @@ from sqlalchemy import Connection, Table, delete, insert, select
 
 from strongroom.core.db.models import SYNC_BASES, SyncApplying
 from strongroom.core.sync.conflicts import row_image
+from strongroom.core.sync.idsets import among
 
 _flag = SyncApplying.__table__
-CHUNK = 2000
 
 
 @contextmanager
@@ -63,21 +63,12 @@ def base_image(conn: Connection, table_name: str, row_id: uuid.UUID, local_vv: M
     return row_image(table_name, {k: v for k, v in record.items() if k != "base_vv"})
 
 
-def _chunks(ids: list[uuid.UUID]) -> Iterator[list[uuid.UUID]]:
-    """`ids` in pieces small enough for one IN list."""
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start:start + CHUNK]
-
-
 def with_bases(conn: Connection, table_name: str, ids: list[uuid.UUID]) -> list[uuid.UUID]:
     """Which of `ids` have a base kept here."""
     shadow = SYNC_BASES.get(table_name)
     if shadow is None or not ids:
         return []
-    out: list[uuid.UUID] = []
-    for part in _chunks(ids):
-        out.extend(conn.execute(select(shadow.c.id).where(shadow.c.id.in_(part))).scalars())
-    return out
+    return list(conn.execute(select(shadow.c.id).where(among(conn, shadow.c.id, ids))).scalars())
 
 
 def forget(conn: Connection, table_name: str, ids: Iterable[uuid.UUID]) -> None:
@@ -86,8 +77,7 @@ def forget(conn: Connection, table_name: str, ids: Iterable[uuid.UUID]) -> None:
     ids = list(ids)
     if shadow is None or not ids:
         return
-    for part in _chunks(ids):
-        conn.execute(delete(shadow).where(shadow.c.id.in_(part)))
+    conn.execute(delete(shadow).where(among(conn, shadow.c.id, ids)))
 
 
 def forget_sent(conn: Connection, table: Table, sent: Mapping[uuid.UUID, int]) -> None:
@@ -95,10 +85,12 @@ def forget_sent(conn: Connection, table: Table, sent: Mapping[uuid.UUID, int]) -
     `sync_version` sent): a row edited here again since keeps the base that edit kept."""
     if not sent:
         return
-    ids = list(sent)
-    unchanged = []
-    for part in _chunks(ids):
-        unchanged.extend(rid for rid, version in conn.execute(select(table.c.id, table.c.sync_version)
-                                                              .where(table.c.id.in_(part)))
-                         if sent[rid] == version)
+    shadow = SYNC_BASES.get(table.name)
+    if shadow is None:
+        return
+    # Only rows that have a base: their versions are read, and theirs dropped.
+    held = (select(table.c.id, table.c.sync_version)
+            .select_from(table.join(shadow, shadow.c.id == table.c.id))
+            .where(among(conn, table.c.id, sent)))
+    unchanged = [rid for rid, version in conn.execute(held) if sent[rid] == version]
     forget(conn, table.name, unchanged)

@@ -14,6 +14,7 @@ first read grows with the differences, not with the table. Nothing is decrypted.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -36,6 +37,18 @@ def _row_hash(row_id: uuid.UUID, checksum: str | None) -> int:
     if checksum is not None and len(checksum) == 64 and not set(checksum) - _HEX:
         return int(checksum[:30], 16)
     return int.from_bytes(hashlib.blake2b(row_id.bytes + (checksum or "~").encode(), digest_size=15).digest(), "big")
+
+
+_HEX_LINES = re.compile(r"[0-9a-f]{64}(?:\n[0-9a-f]{64})*")
+
+
+def _all_hex(rows: list) -> bool:
+    """Whether every row's checksum is 64 lowercase hex digits, checked in one regular
+    expression over the chunk (a set per row cost about a third of SQLite's side)."""
+    try:
+        return _HEX_LINES.fullmatch("\n".join([checksum for _id, checksum in rows])) is not None
+    except TypeError:                   # a missing checksum
+        return False
 
 
 def cut_points(engine: Engine, table_name: str) -> list[uuid.UUID]:
@@ -76,13 +89,18 @@ def digests(engine: Engine, table_name: str, cuts: list[uuid.UUID]) -> tuple[dic
         try:
             cursor.execute(f'SELECT id, data_checksum FROM "{table_name}"')
             while rows := cursor.fetchmany(10_000):
-                for row_id, checksum in rows:
-                    b = bisect_right(bounds, row_id)
-                    if checksum is not None and len(checksum) == 64 and not set(checksum) - _HEX:
-                        value = int(checksum[:30], 16)
-                    else:
-                        value = _row_hash(uuid.UUID(hex=row_id), checksum)
-                    buckets[b] = buckets.get(b, 0) + value
+                if _all_hex(rows):          # the usual case: checked for the whole chunk at once
+                    for row_id, checksum in rows:
+                        b = bisect_right(bounds, row_id)
+                        buckets[b] = buckets.get(b, 0) + int(checksum[:30], 16)
+                else:
+                    for row_id, checksum in rows:
+                        b = bisect_right(bounds, row_id)
+                        if checksum is not None and len(checksum) == 64 and not set(checksum) - _HEX:
+                            value = int(checksum[:30], 16)
+                        else:
+                            value = _row_hash(uuid.UUID(hex=row_id), checksum)
+                        buckets[b] = buckets.get(b, 0) + value
                 count += len(rows)
         finally:
             cursor.close()
@@ -93,28 +111,35 @@ def _pg_digests(conn, table_name: str, cuts: list[uuid.UUID]) -> tuple[dict[int,
     """PostgreSQL groups the rows by range (width_bucket over the cut points) and sends
     each range's checksum prefixes as one string; Python sums them. Casting hex to
     numbers in SQL, or checking it with a regular expression, cost 5-10 µs a row there;
-    this costs about 2. A range holding a checksum that is not hex is summed row by row."""
+    this costs about 2. One scan of the table: the rows whose checksum is missing or not
+    64 characters come in the same groups, as (id, checksum) arrays, and are hashed here
+    (a second query for them scanned the whole table again: about 40% of the check's
+    time on PostgreSQL). A range holding a checksum that is not hex is summed row by row."""
     table = by_name(table_name).table
     buckets: dict[int, int] = {}
     count = 0
     odd: list[int] = []
-    for b, prefixes, n in conn.execute(text(
-            f"SELECT width_bucket(id, CAST(:cuts AS uuid[])), string_agg(substr(data_checksum, 1, 30), ''), "
-            f'count(*) FROM "{table_name}" WHERE length(data_checksum) = 64 GROUP BY 1'), {"cuts": cuts}):
+    for b, prefixes, n, odd_ids, odd_sums in conn.execute(text(
+            "SELECT width_bucket(id, CAST(:cuts AS uuid[])), "
+            "string_agg(substr(data_checksum, 1, 30), '') FILTER (WHERE length(data_checksum) = 64), "
+            "count(*), "
+            "array_agg(id) FILTER (WHERE data_checksum IS NULL OR length(data_checksum) <> 64), "
+            "array_agg(data_checksum) FILTER (WHERE data_checksum IS NULL OR length(data_checksum) <> 64) "
+            f'FROM "{table_name}" GROUP BY 1'), {"cuts": cuts}):
         count += n
-        try:
-            buckets[b] = sum(int(prefixes[i:i + 30], 16) for i in range(0, len(prefixes), 30))
-        except ValueError:
-            odd.append(b)
+        value = 0
+        if prefixes:
+            try:
+                value = sum(int(prefixes[i:i + 30], 16) for i in range(0, len(prefixes), 30))
+            except ValueError:
+                odd.append(b)
+        for row_id, checksum in zip(odd_ids or (), odd_sums or ()):
+            value += _row_hash(row_id, checksum)
+        buckets[b] = value
     for b in odd:
         buckets[b] = 0
-        for row_id, checksum in conn.execute(_range_query(table, b, cuts).where(func.length(table.c.data_checksum) == 64)):
+        for row_id, checksum in conn.execute(_range_query(table, b, cuts)):
             buckets[b] += _row_hash(row_id, checksum)
-    for b, row_id, checksum in conn.execute(text(
-            f"SELECT width_bucket(id, CAST(:cuts AS uuid[])), id, data_checksum FROM \"{table_name}\" "
-            f"WHERE data_checksum IS NULL OR length(data_checksum) <> 64"), {"cuts": cuts}):
-        buckets[b] = buckets.get(b, 0) + _row_hash(row_id, checksum)
-        count += 1
     return {b: v % _MOD for b, v in buckets.items()}, count
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, bindparam, insert, select, text, update
 
 from strongroom.core.db.models import DataKey, KeyPurpose, KeyState
 from strongroom.core.errors import IntegrityError
@@ -69,6 +69,8 @@ def apply_keys(conn: Connection, records: list[dict], *, kek_ids: list[str],
     # site midway through taking a new KEK (old key file, new one pending) would hand a
     # peer already on the new KEK keys wrapped by the old one, which that peer cannot open.
     held = kek_ids_in_use(conn) or set(kek_ids)
+    inserts: list[dict] = []
+    changes: list[dict] = []
     for record in records:
         state = KeyState(record["state"])
         if state != KeyState.DESTROYED and (record["kek_id"] not in kek_ids or record["kek_id"] not in held):
@@ -78,21 +80,29 @@ def apply_keys(conn: Connection, records: list[dict], *, kek_ids: list[str],
                                  "with strongroom keys rotate-kek before it syncs)")
         mine = here.get(record["id"])
         if mine is None:
-            conn.execute(insert(_keys), [{c: record[c] for c in COLUMNS}])
+            inserts.append({c: record[c] for c in COLUMNS})
             counts["inserted"] += 1
             continue
         if mine["client_id"] != record["client_id"] or mine["purpose"] != record["purpose"]:
             raise IntegrityError(f"data key {record['id']} names another client or purpose on the peer")
         if _RANK[state] <= _RANK[KeyState(mine["state"])]:
             continue
-        values = {"state": state, "retired_at": mine["retired_at"] or record["retired_at"]}
+        values = {"b_id": record["id"], "state": state, "retired_at": mine["retired_at"] or record["retired_at"],
+                  "wrapped_key": mine["wrapped_key"], "destroyed_at": mine["destroyed_at"]}
         if state == KeyState.DESTROYED:
             values.update(wrapped_key=None, destroyed_at=record["destroyed_at"])
             counts["destroyed"] += 1
             forget(record["id"])
         else:
             counts["retired"] += 1
-        conn.execute(update(_keys).where(_keys.c.id == record["id"]).values(**values))
+        changes.append(values)
+    # A batch of key records in two statements (new keys, state changes), not one each.
+    if inserts:
+        conn.execute(insert(_keys), inserts)
+    if changes:
+        conn.execute(update(_keys).where(_keys.c.id == bindparam("b_id"))
+                     .values(state=bindparam("state"), retired_at=bindparam("retired_at"),
+                             wrapped_key=bindparam("wrapped_key"), destroyed_at=bindparam("destroyed_at")), changes)
     return counts
 
 
@@ -100,6 +110,7 @@ def destroyed_among(conn: Connection, key_ids: set[uuid.UUID]) -> set[uuid.UUID]
     """Which of `key_ids` are destroyed (or unknown) here."""
     if not key_ids:
         return set()
+    from strongroom.core.sync.idsets import among
     found = {r.id: r.state for r in conn.execute(select(_keys.c.id, _keys.c.state)
-                                                 .where(_keys.c.id.in_(list(key_ids))))}
+                                                 .where(among(conn, _keys.c.id, key_ids)))}
     return {k for k in key_ids if found.get(k) in (None, KeyState.DESTROYED)}

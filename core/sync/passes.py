@@ -35,7 +35,6 @@ from strongroom.core import audit
 from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import raw_key_id_of
 from strongroom.core.crypto.keyring import Keyring
-from strongroom.core.db.bulkwrite import write_rows
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (
     Client,
@@ -55,6 +54,7 @@ from strongroom.core.errors import ConflictError
 from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import next_change_version, row_checksum
 from strongroom.core.sync import bases
+from strongroom.core.sync.idsets import among
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync import peers as peer_store
 from strongroom.core.sync.conflicts import json_value, queue_conflict, row_image
@@ -71,6 +71,7 @@ from strongroom.core.sync.stamp import (
     save_meta,
     stamp_rows,
 )
+from strongroom.core.sync.writes import write_rows
 from strongroom.core.sync.tables import SyncTable, synced
 
 _keys = DataKey.__table__
@@ -226,7 +227,7 @@ def _exists(conn: Connection, table, ids: set) -> set:
     ids = {i for i in ids if i is not None}
     if not ids:
         return set()
-    return set(conn.execute(select(table.c.id).where(table.c.id.in_(list(ids)))).scalars())
+    return set(conn.execute(select(table.c.id).where(among(conn, table.c.id, ids))).scalars())
 
 
 def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Mapping],
@@ -249,6 +250,7 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
     users = _exists(conn, User.__table__, {r.get("practitioner_id") for r in rows})
     clients = (_exists(conn, Client.__table__, {r["client_id"] for r in rows}) if spec.client_column == "client_id"
                else set())
+    bookings = _bookings_held(conn, spec, rows)
     key_ids = {r["key_id"] for r in rows}
     known_keys = _exists(conn, _keys, key_ids)
     # Our own versions' keys count too: a client erased here under a key the remote
@@ -267,7 +269,7 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
         elif row.get("practitioner_id") is not None and row["practitioner_id"] not in users:
             problems[rid] = Problem("unknown_practitioner",
                                     f"{spec.name} row names a practitioner without an account at this site")
-        elif missing := _missing_booking(conn, spec, row):
+        elif missing := _missing_booking(bookings, row):
             problems[rid] = Problem(f"unknown_{missing}", f"{spec.name} row names a {missing} this site does not hold")
         elif row["key_id"] not in known_keys:
             problems[rid] = Problem("unknown_key", f"{spec.name} row is sealed with a key this site does not hold")
@@ -283,11 +285,21 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
     return problems, destroyed
 
 
-def _missing_booking(conn: Connection, spec: SyncTable, row: Mapping) -> str | None:
-    """A session's service or staff member not held here (they sync ahead of sessions)."""
+def _bookings_held(conn: Connection, spec: SyncTable, rows: list[Mapping]) -> dict[str, set]:
+    """Which of the services and staff members the batch's rows name are held here (they
+    sync ahead of sessions): one query per kind for the whole batch."""
     from strongroom.core.db.models import Service, Staff
-    for column, table, what in (("service_id", Service.__table__, "service"), ("staff_id", Staff.__table__, "staff")):
-        if row.get(column) is not None and not _exists(conn, table, {row[column]}):
+    out: dict[str, set] = {}
+    for column, table in (("service_id", Service.__table__), ("staff_id", Staff.__table__)):
+        if column in spec.column_names:
+            out[column] = _exists(conn, table, {r.get(column) for r in rows})
+    return out
+
+
+def _missing_booking(held: dict[str, set], row: Mapping) -> str | None:
+    """A session's service or staff member not held here."""
+    for column, what in (("service_id", "service"), ("staff_id", "staff")):
+        if row.get(column) is not None and row[column] not in held.get(column, ()):
             return what
     return None
 
@@ -494,14 +506,15 @@ def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping
     yet (its fields must be hashed)."""
     table = spec.table
     ids = [row["id"] for row, _ in batch]
-    rows, metas = read_with_meta(conn, spec, table.c.id.in_(ids), for_update=True, columns=_light_columns(spec))
+    rows, metas = read_with_meta(conn, spec, among(conn, table.c.id, ids), for_update=True,
+                                 columns=_light_columns(spec))
     remote_vv = {row["id"]: rmeta.vv for row, rmeta in batch}
     whole = [r["id"] for r in rows
              if (m := metas.get(r["id"])) is None or m.version != r["sync_version"]
              or compare(m.vv, remote_vv[r["id"]]) == "concurrent" or r.get("deleted_at") is not None]
     local_rows = {row["id"]: row for row in rows}
     if whole:
-        full, _ = read_with_meta(conn, spec, table.c.id.in_(whole))
+        full, _ = read_with_meta(conn, spec, among(conn, table.c.id, whole))
         local_rows.update((row["id"], row) for row in full)
     return local_rows, metas
 

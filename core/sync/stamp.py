@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, and_, insert, or_, select, text, update
 
-from strongroom.core.db.bulkwrite import write_rows
 from strongroom.core.db.models import SyncRow
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
 from strongroom.core.sync.site import Clock
+from strongroom.core.sync.writes import write_rows
 from strongroom.core.sync.tables import SyncTable, field_hashes
 
 _meta = SyncRow.__table__
-STAMP_BATCH = 2000
 
 
 @dataclass
@@ -204,12 +203,9 @@ def restamp(clock: Clock, row: Mapping, meta: Meta | None, hashes: dict[str, str
 def open_conflict_rows(conn: Connection, table_name: str, ids: list[uuid.UUID]) -> set[uuid.UUID]:
     from strongroom.core.db.models import SyncConflict
     c = SyncConflict.__table__
-    out: set[uuid.UUID] = set()
-    for start in range(0, len(ids), STAMP_BATCH):
-        out.update(conn.execute(select(c.c.row_id).where(c.c.table_name == table_name, c.c.status == "open",
-                                                         c.c.row_id.in_(ids[start:start + STAMP_BATCH])))
-                   .scalars())
-    return out
+    from strongroom.core.sync.idsets import among
+    return set(conn.execute(select(c.c.row_id).where(c.c.table_name == table_name, c.c.status == "open",
+                                                     among(conn, c.c.row_id, ids))).scalars())
 
 
 def stamp_rows(conn: Connection, clock: Clock, spec: SyncTable, rows: list[Mapping],
