@@ -8,6 +8,7 @@ from strongroom.console.helpers.workers import fetch, tab_work
 from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.filter_bar import AuditFilter, FilterBar
+from strongroom.console.widgets.list_table import ListTable
 from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
@@ -42,7 +43,7 @@ class AuditTab(Tab, Vertical):
 
     def compose(self) -> ComposeResult:
         yield FilterBar(id="audit-filter")
-        yield DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
+        yield ListTable(id="audit-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="audit-status", classes="muted")
 
     def on_mount(self) -> None:

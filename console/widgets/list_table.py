@@ -1,4 +1,6 @@
-"""A DataTable that `/` can filter: every row kept, only the matching ones shown.
+"""A DataTable that `/` can filter: every row kept, only the matching ones shown; and a
+value wider than its column ends in `…` rather than being cut where the column ends
+(`user:demo-mana` read as a whole name).
 
 Textual's DataTable cannot hide a row, so a filter that removed rows would lose them:
 the next live update of a hidden row (`update_cell`) would fail, and clearing the filter
@@ -57,7 +59,7 @@ class ListTable(DataTable):
         key = key if key is not None else f"_row{next(_keys)}"
         self._rows[key] = _Row(list(cells), height, label)
         if self._shown(self._rows[key]):
-            return super().add_row(*cells, height=height, key=key, label=label)
+            return super().add_row(*self._fitted(cells), height=height, key=key, label=label)
         return RowKey(key)
 
     def update_cell(self, row_key: RowKey | str, column_key, value: CellType, *,
@@ -67,7 +69,8 @@ class ListTable(DataTable):
         index = self.get_column_index(column_key)
         row.cells[index] = value
         if key in self.rows:
-            super().update_cell(row_key, column_key, value, update_width=update_width)
+            super().update_cell(row_key, column_key, self._fit(value, self.ordered_columns[index]),
+                                update_width=update_width)
         elif self._shown(row):                     # the change makes it match: show it again
             self._refilter()
 
@@ -97,6 +100,23 @@ class ListTable(DataTable):
         self._terms = [Matcher(term) for term in text.split()]
         self._refilter()
 
+    def _fitted(self, cells) -> list:
+        return [self._fit(cell, column) for cell, column in zip(cells, self.ordered_columns)] + \
+            list(cells[len(self.ordered_columns):])
+
+    @staticmethod
+    def _fit(cell, column):
+        """`cell` shortened to a fixed-width column with an ellipsis (a copy: the row keeps
+        its whole value, which the filter matches against)."""
+        if column.auto_width or not isinstance(cell, (str, Text)):
+            return cell
+        text = Text(cell) if isinstance(cell, str) else cell
+        if text.cell_len <= column.width:
+            return cell
+        cut = text.copy()
+        cut.truncate(column.width, overflow="ellipsis")
+        return cut
+
     def _shown(self, row: _Row) -> bool:
         return not self._terms or matches(self._terms, row.cells)
 
@@ -107,6 +127,6 @@ class ListTable(DataTable):
         super().clear()
         for key, row in self._rows.items():
             if self._shown(row):
-                super().add_row(*row.cells, height=row.height, key=key, label=row.label)
+                super().add_row(*self._fitted(row.cells), height=row.height, key=key, label=row.label)
         if current is not None and current in self.rows:
             self.move_cursor(row=self.get_row_index(current))

@@ -4,7 +4,7 @@ on its row, and clearing the filter shows every row again in its order."""
 from __future__ import annotations
 
 from rich.text import Text
-from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.list_table import ListTable, plain
 from textual.app import App, ComposeResult
 
 from tests.console.tui.conftest import drive
@@ -83,4 +83,29 @@ def test_the_cursor_stays_on_its_row_through_a_filter():
             table.set_filter("")
             await pilot.pause()
             assert table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value == "r3"
+    drive(scenario)
+
+
+class Narrow(App):
+    def compose(self) -> ComposeResult:
+        table = ListTable(id="t", cursor_type="row")
+        table.add_column("Actor", key="actor", width=8)
+        table.add_column("Note", key="note")              # sized to its content: never cut
+        yield table
+
+
+def test_a_value_wider_than_its_column_ends_in_an_ellipsis_and_still_matches_whole():
+    async def scenario():
+        app = Narrow()
+        async with app.run_test(size=(60, 10)) as pilot:
+            table = app.query_one(ListTable)
+            table.add_row("user:demo-manager", "a long note stays whole", key="r1")
+            table.add_row("user:ann", "short", key="r2")
+            await pilot.pause()
+            assert [plain(c) for c in table.get_row("r1")] == ["user:de…", "a long note stays whole"]
+            assert table.get_row("r2") == ["user:ann", "short"]          # fits: untouched
+            table.set_filter("manager")                                  # the cut part still matches
+            assert [k.value for k in table.rows] == ["r1"]
+            table.update_cell("r1", "actor", "system:scheduler")
+            assert plain(table.get_row("r1")[0]) == "system:…"
     drive(scenario)
