@@ -20,7 +20,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, select, text
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.sync.tables import by_name, synced

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 from datetime import datetime, timezone
 
-import pytest
 from sqlalchemy import Engine, event, func, select
 
 from strongroom.core.db.engine import transaction
