@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.fuzzy import Matcher
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellType, RowKey
+from textual.widgets.data_table import CellType, RowDoesNotExist, RowKey
 
 _keys = itertools.count()
 
@@ -65,7 +65,7 @@ class ListTable(DataTable):
     def update_cell(self, row_key: RowKey | str, column_key, value: CellType, *,
                     update_width: bool = False) -> None:
         key = row_key.value if isinstance(row_key, RowKey) else row_key
-        row = self._rows[key]                      # KeyError like DataTable's for an unknown row
+        row = self._held(key)
         index = self.get_column_index(column_key)
         row.cells[index] = value
         if key in self.rows:
@@ -76,6 +76,7 @@ class ListTable(DataTable):
 
     def remove_row(self, row_key: RowKey | str) -> None:
         key = row_key.value if isinstance(row_key, RowKey) else row_key
+        self._held(key)
         del self._rows[key]
         if key in self.rows:
             super().remove_row(row_key)
@@ -83,6 +84,13 @@ class ListTable(DataTable):
     def clear(self, columns: bool = False):
         self._rows.clear()
         return super().clear(columns)
+
+    def _held(self, key: str) -> _Row:
+        """The row under `key`, shown or not; RowDoesNotExist, as DataTable raises, if none."""
+        try:
+            return self._rows[key]
+        except KeyError:
+            raise RowDoesNotExist(f"no row with key {key!r}") from None
 
     # -- the filter ----------------------------------------------------------------------
     @property

@@ -3,9 +3,11 @@ live updates reach hidden rows, a row an update makes match shows up, the cursor
 on its row, and clearing the filter shows every row again in its order."""
 from __future__ import annotations
 
+import pytest
 from rich.text import Text
 from strongroom.console.widgets.list_table import ListTable, plain
 from textual.app import App, ComposeResult
+from textual.widgets.data_table import RowDoesNotExist
 
 from tests.console.tui.conftest import drive
 
@@ -64,6 +66,8 @@ def test_updates_reach_hidden_rows_and_a_row_made_to_match_shows():
             await pilot.pause()
             assert shown(table) == ["r2", "r3", "r4", "r5"]
             assert table.get_row("r4") == ["integrity", "failed"]
+            with pytest.raises(RowDoesNotExist):              # as a DataTable says it
+                table.update_cell("r1", "status", "gone")
             table.clear()
             assert table.total_rows == 0 and shown(table) == []
     drive(scenario)
