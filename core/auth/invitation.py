@@ -96,7 +96,8 @@ def accept(engine: Engine, keyring: Keyring, settings: Settings, token: str, new
             fingerprint = str(payload["password"])
         except (KeyError, TypeError, ValueError, OverflowError):
             raise AuthError(INVALID) from None
-        row = conn.execute(select(_users).where(_users.c.id == user_id)).mappings().first()
+        # Locked until commit: of two takers of one invitation at once, the second finds it used.
+        row = conn.execute(select(_users).where(_users.c.id == user_id).with_for_update()).mappings().first()
         if row is None or row["deleted_at"] is not None:
             raise AuthError(INVALID)
         if now >= expires_at:

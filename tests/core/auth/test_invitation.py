@@ -112,3 +112,29 @@ def test_a_taken_username_is_refused(ctx, practice_id, make_user):
     make_user("taken")
     with pytest.raises(ConflictError):
         invite(ctx, practice_id, username="taken")
+
+
+def test_two_takers_of_one_invitation_at_once_get_one_account(ctx, practice_id):
+    """Two first logins racing with the same invitation: one sets its password, the other
+    is told the invitation was used, whatever the engine's interleaving."""
+    import threading
+
+    made = invite(ctx, practice_id)
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def take(password: str) -> None:
+        start.wait()
+        try:
+            accept(ctx, made.token, password)
+            outcomes.append(password)
+        except AuthError:
+            outcomes.append("refused")
+    threads = [threading.Thread(target=take, args=(p,)) for p in ("first passphrase 111", "second passphrase 222")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes).count("refused") == 1
+    winner = next(o for o in outcomes if o != "refused")
+    auth.login(ctx.engine, ctx.keyring, ctx.settings, "newbie", winner, now=T0 + timedelta(hours=2))
