@@ -21,8 +21,10 @@ FLOODERS = 12
 SLOW_ARGON2 = ("time_cost = 3\nmemory_kib = 65536\n")
 
 
-def test_login_and_enrolment_are_the_commands_on_the_login_pool():
-    assert {name for name, c in REGISTRY.items() if c.pool == "login"} == {"auth.login", "auth.enrol"}
+def test_login_enrolment_and_taking_up_an_invitation_are_the_commands_on_the_login_pool():
+    """Each hashes or verifies a password (Argon2, expensive by design)."""
+    assert {name for name, c in REGISTRY.items() if c.pool == "login"} == {
+        "auth.login", "auth.enrol", "auth.invitation.accept"}
 
 
 def test_a_full_login_pool_answers_rate_limited_at_once_and_runs_on_its_own_threads():
