@@ -144,7 +144,7 @@ class SyncTab(Tab, Vertical):
         yield ListTable(id="conflicts-table", cursor_type="row", zebra_stripes=True)
         yield ListTable(id="quarantine-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="conflict-head")
-        yield DataTable(id="fields-table", cursor_type="row")
+        yield ListTable(id="fields-table", cursor_type="row")   # field values are data: never markup
         yield Static("", id="quarantine-detail")
         yield Static("", id="sync-note", classes="muted")
 

@@ -1,6 +1,8 @@
 """A DataTable that `/` can filter: every row kept, only the matching ones shown; and a
 value wider than its column ends in `…` rather than being cut where the column ends
-(`user:demo-mana` read as a whole name).
+(`user:demo-mana` read as a whole name). A text cell is text, never Rich markup: a
+DataTable reads a str cell as markup, so a service named `Intake [/x]` (or a session
+note shown in a conflict) raised MarkupError and took the console down.
 
 Textual's DataTable cannot hide a row, so a filter that removed rows would lose them:
 the next live update of a hidden row (`update_cell`) would fail, and clearing the filter
@@ -37,6 +39,12 @@ def plain(cell: object) -> str:
     if isinstance(cell, Text):
         return cell.plain
     return "" if cell is None else str(cell)
+
+
+def as_text(cell: object) -> object:
+    """A str cell as plain Text (one line, as DataTable draws a str), so brackets in data
+    are shown, not parsed as markup; anything else as it is."""
+    return Text(cell, no_wrap=True, end="") if isinstance(cell, str) else cell
 
 
 def matches(terms: list[Matcher], cells: list) -> bool:
@@ -85,6 +93,12 @@ class ListTable(DataTable):
         self._rows.clear()
         return super().clear(columns)
 
+    def get_cell(self, row_key: RowKey | str, column_key) -> CellType:
+        """The value as given (whole, not cut to its column), shown or not. (get_row is
+        left as DataTable's, what is drawn: DataTable draws through it.)"""
+        key = row_key.value if isinstance(row_key, RowKey) else row_key
+        return self._held(key).cells[self.get_column_index(column_key)]
+
     def _held(self, key: str) -> _Row:
         """The row under `key`, shown or not; RowDoesNotExist, as DataTable raises, if none."""
         try:
@@ -110,18 +124,16 @@ class ListTable(DataTable):
 
     def _fitted(self, cells) -> list:
         return [self._fit(cell, column) for cell, column in zip(cells, self.ordered_columns)] + \
-            list(cells[len(self.ordered_columns):])
+            [as_text(cell) for cell in cells[len(self.ordered_columns):]]
 
     @staticmethod
     def _fit(cell, column):
-        """`cell` shortened to a fixed-width column with an ellipsis (a copy: the row keeps
-        its whole value, which the filter matches against)."""
-        if column.auto_width or not isinstance(cell, (str, Text)):
+        """`cell` as text (see as_text), shortened to a fixed-width column with an
+        ellipsis (a copy: the row keeps its whole value, which the filter matches)."""
+        cell = as_text(cell)
+        if column.auto_width or not isinstance(cell, Text) or cell.cell_len <= column.width:
             return cell
-        text = Text(cell) if isinstance(cell, str) else cell
-        if text.cell_len <= column.width:
-            return cell
-        cut = text.copy()
+        cut = cell.copy()
         cut.truncate(column.width, overflow="ellipsis")
         return cut
 

@@ -65,7 +65,7 @@ def test_updates_reach_hidden_rows_and_a_row_made_to_match_shows():
             table.set_filter("")
             await pilot.pause()
             assert shown(table) == ["r2", "r3", "r4", "r5"]
-            assert table.get_row("r4") == ["integrity", "failed"]
+            assert [plain(c) for c in table.get_row("r4")] == ["integrity", "failed"]
             with pytest.raises(RowDoesNotExist):              # as a DataTable says it
                 table.update_cell("r1", "status", "gone")
             table.clear()
@@ -98,6 +98,11 @@ class Narrow(App):
         yield table
 
 
+def drawn(app, line: int) -> str:
+    """Screen line `line` as drawn."""
+    return "".join(s.text for s in app.screen._compositor.render_strips()[line])
+
+
 def test_a_value_wider_than_its_column_ends_in_an_ellipsis_and_still_matches_whole():
     async def scenario():
         app = Narrow()
@@ -106,10 +111,26 @@ def test_a_value_wider_than_its_column_ends_in_an_ellipsis_and_still_matches_who
             table.add_row("user:demo-manager", "a long note stays whole", key="r1")
             table.add_row("user:ann", "short", key="r2")
             await pilot.pause()
-            assert [plain(c) for c in table.get_row("r1")] == ["user:de…", "a long note stays whole"]
-            assert table.get_row("r2") == ["user:ann", "short"]          # fits: untouched
+            assert drawn(app, 1).startswith(" user:de…  a long note stays whole")
+            assert drawn(app, 2).startswith(" user:ann  short")                  # fits: untouched
+            assert table.get_cell("r1", "actor") == "user:demo-manager"        # the data: whole
             table.set_filter("manager")                                  # the cut part still matches
             assert [k.value for k in table.rows] == ["r1"]
             table.update_cell("r1", "actor", "system:scheduler")
-            assert plain(table.get_row("r1")[0]) == "system:…"
+            await pilot.pause()
+            assert drawn(app, 1).startswith(" system:…")
+            assert table.get_cell("r1", "actor") == "system:scheduler"
+    drive(scenario)
+
+
+def test_brackets_in_a_value_are_shown_as_typed_never_read_as_markup():
+    """A str cell of a plain DataTable is Rich markup: `[/x]` raised MarkupError and took
+    the console down. Data is text here."""
+    async def scenario():
+        app = Narrow()
+        async with app.run_test(size=(60, 10)) as pilot:
+            table = app.query_one(ListTable)
+            table.add_row("[b]x", "Intake [/x] [red]", key="r1")
+            await pilot.pause()
+            assert drawn(app, 1).startswith(" [b]x      Intake [/x] [red]")
     drive(scenario)
