@@ -13,9 +13,9 @@ CHAIN_CHECK = "audit chain verified intact in the last 7 days"
 
 def _mark(table: DataTable, name: str) -> str | None:
     for row in range(table.row_count):
-        ok, _area, check = table.get_row_at(row)
-        if check == name:
-            return ok
+        ok, _area, check = table.get_row_at(row)     # as drawn: list cells are Text, not markup
+        if str(check) == name:
+            return str(ok)
     return None
 
 
