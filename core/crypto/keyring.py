@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import Connection, Join, String, Table, insert, select, text, type_coerce, update
+from sqlalchemy import Connection, Join, String, Table, event, insert, select, text, type_coerce, update
 
 from strongroom.core.crypto.blind_index import BlindIndexer
 from strongroom.core.crypto.fields import FieldCipher, raw_key_id_of
@@ -179,6 +179,8 @@ class Keyring:
         self._ciphers = _Lru(CIPHER_CACHE_SIZE)
         self._singletons: dict[KeyPurpose, uuid.UUID] = {}
         self._indexer: BlindIndexer | None = None
+        # Practice-wide keys created by transactions still open (see _singleton_id).
+        self._uncommitted: set[uuid.UUID] = set()
 
     @property
     def kek_id(self) -> str:
@@ -312,27 +314,52 @@ class Keyring:
             unavailable[raw] = exc
 
     def _singleton_id(self, conn: Connection, purpose: KeyPurpose) -> uuid.UUID:
+        """The practice-wide key of `purpose`, created on first use.
+
+        The cache (shared by the daemon's threads) learns a key only once its row is
+        committed: a key created here joins it when this transaction commits, and is
+        forgotten if it rolls back. Cached earlier, another thread would use a key its
+        own transaction cannot read yet, or (after a rollback) one that no longer exists:
+        values sealed under it could never be opened again."""
         key_id = self._singletons.get(purpose)
+        if key_id is not None:
+            return key_id
+        key_id = _active_singleton(conn, purpose)
         if key_id is None:
-            key_id = _active_singleton(conn, purpose)
+            _lock_singletons(conn)
+            key_id = _active_singleton(conn, purpose)     # made while we waited?
             if key_id is None:
-                _lock_singletons(conn)
-                key_id = _active_singleton(conn, purpose)     # made while we waited?
-                if key_id is None:
-                    key_id = self.create_key(conn, purpose).key_id
+                key_id = self.create_key(conn, purpose).key_id
+                self._uncommitted.add(key_id)
+                event.listen(conn, "commit", lambda _c: self._settle(purpose, key_id, True), once=True)
+                event.listen(conn, "rollback", lambda _c: self._settle(purpose, key_id, False), once=True)
+        if key_id not in self._uncommitted:      # found again later in the transaction that made it
             self._singletons[purpose] = key_id
         return key_id
+
+    def _settle(self, purpose: KeyPurpose, key_id: uuid.UUID, committed: bool) -> None:
+        """The transaction that created a practice-wide key ended: cache it, or drop it."""
+        if key_id not in self._uncommitted:
+            return                              # settled already (commit, then the pool's reset)
+        self._uncommitted.discard(key_id)
+        if committed:
+            self._singletons.setdefault(purpose, key_id)
+        else:
+            self._ciphers.pop(key_id, None)
 
     def system_cipher(self, conn: Connection) -> FieldCipher:
         return self.cipher(conn, self._singleton_id(conn, KeyPurpose.SYSTEM))
 
     def blind_indexer(self, conn: Connection) -> BlindIndexer:
         """The HMAC key for blind indexes: its own DEK, never used for encryption."""
-        if self._indexer is None:
-            key_id = self._singleton_id(conn, KeyPurpose.BLIND_INDEX)
-            self._ciphers.pop(key_id, None)
-            self._indexer = BlindIndexer(self._load_key(conn, key_id))
-        return self._indexer
+        if self._indexer is not None:
+            return self._indexer
+        key_id = self._singleton_id(conn, KeyPurpose.BLIND_INDEX)
+        self._ciphers.pop(key_id, None)
+        indexer = BlindIndexer(self._load_key(conn, key_id))
+        if key_id not in self._uncommitted:     # kept only once its key is committed
+            self._indexer = indexer
+        return indexer
 
     def signing_key(self, conn: Connection) -> Ed25519PrivateKey:
         """The Ed25519 key that signs audit chain checkpoints (created on first use).
@@ -384,3 +411,10 @@ class Keyring:
         is destroyed or must no longer be used here (erasure, sync of an erasure).
         BatchKeys already handed out end with their batch."""
         self._ciphers.pop(key_id, None)
+
+    def forget_singleton(self, purpose: KeyPurpose) -> None:
+        """Stop using the cached practice-wide key of `purpose`: after a rotation made a
+        newer one, the next use reads which is active now."""
+        self._singletons.pop(purpose, None)
+        if purpose == KeyPurpose.BLIND_INDEX:
+            self._indexer = None

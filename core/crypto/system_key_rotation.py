@@ -73,6 +73,5 @@ def rotate_system_key(ctx: Context, *, actor: str) -> SystemKeyRotation:
             "rows_reencrypted": dict(counts),
         })
     # The keyring caches which key is "the" system key; it must use the new one now.
-    # (Keyring has no public way to drop that cache yet.)
-    keyring._singletons.pop(KeyPurpose.SYSTEM, None)
+    keyring.forget_singleton(KeyPurpose.SYSTEM)
     return SystemKeyRotation([str(k) for k in old], str(target.key_id), version, dict(counts))

@@ -105,6 +105,6 @@ def test_a_login_flood_does_not_starve_other_commands(costly_login_daemon):
             await asyncio.gather(*flooders)
         return latencies, flood_answers
     latencies, flood_answers = asyncio.run(go())
-    assert flood_answers and set(flood_answers) <= {"unauthenticated", "rate_limited"}
+    assert flood_answers and set(flood_answers) <= {"unauthenticated", "rate_limited"}, d.log()[-4000:]
     # Generous for a busy 2-core machine: the flood took 1-2 s per audit.tail before.
     assert statistics.median(latencies) < 0.5, latencies

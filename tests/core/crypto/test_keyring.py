@@ -196,11 +196,14 @@ def test_system_and_blind_index_keys_are_distinct_singletons(ctx):
     assert sorted(p.value for p in purposes) == ["blind_index", "system"]
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own-keyrings", "one-keyring"])
 @pytest.mark.parametrize("purpose", [KeyPurpose.SYSTEM, KeyPurpose.BLIND_INDEX, KeyPurpose.AUDIT_SIGNING])
-def test_a_singleton_key_first_used_by_many_at_once_is_created_exactly_once(ctx, settings, purpose):
+def test_a_singleton_key_first_used_by_many_at_once_is_created_exactly_once(ctx, settings, purpose, shared):
     """The daemon's threads (a login flood asking for the blind-index key, say) may all
     find the key missing at the same moment: one creates it, the rest wait and use it.
-    Two keys would split the blind index (a search would miss half the rows)."""
+    Two keys would split the blind index (a search would miss half the rows). The
+    daemon's threads share one keyring: none may use a key another has not committed."""
+    one = Keyring(load_keks(settings.keys))
     use = {KeyPurpose.SYSTEM: lambda k, c: k.system_cipher(c).key_id,
            KeyPurpose.BLIND_INDEX: lambda k, c: k.blind_indexer(c).index("login_username", "x"),
            KeyPurpose.AUDIT_SIGNING: lambda k, c: k.signing_key(c).public_key().public_bytes_raw()}[purpose]
@@ -210,7 +213,7 @@ def test_a_singleton_key_first_used_by_many_at_once_is_created_exactly_once(ctx,
     errors: list[BaseException] = []
 
     def first_use():
-        keyring = Keyring(load_keks(settings.keys))       # each its own cache, as after a restart
+        keyring = one if shared else Keyring(load_keks(settings.keys))   # own cache: as after a restart
         try:
             start.wait(10)
             with transaction(ctx.engine) as conn:
@@ -227,6 +230,28 @@ def test_a_singleton_key_first_used_by_many_at_once_is_created_exactly_once(ctx,
     with transaction(ctx.engine, read_only=True) as conn:
         made = conn.execute(select(_keys.c.id).where(_keys.c.purpose == purpose)).all()
     assert len(made) == 1
+
+
+@pytest.mark.parametrize("purpose", [KeyPurpose.SYSTEM, KeyPurpose.BLIND_INDEX])
+def test_a_singleton_key_made_in_a_transaction_that_rolled_back_is_not_used_afterwards(ctx, settings, purpose):
+    """The key row went with the rollback: a keyring that kept it cached would seal values
+    under a key no one can open again (system), or index names under a key no other
+    process has (blind index), and searches would miss them."""
+    use = {KeyPurpose.SYSTEM: lambda k, c: k.system_cipher(c).key_id,
+           KeyPurpose.BLIND_INDEX: lambda k, c: k.blind_indexer(c).index("login_username", "x")}[purpose]
+    keyring = Keyring(load_keks(settings.keys))
+    with pytest.raises(ZeroDivisionError):
+        with transaction(ctx.engine) as conn:
+            use(keyring, conn)
+            1 / 0
+    with transaction(ctx.engine) as conn:
+        used = use(keyring, conn)
+    with transaction(ctx.engine, read_only=True) as conn:
+        (key_id,) = conn.execute(select(_keys.c.id).where(_keys.c.purpose == purpose)).scalars().all()
+        if purpose == KeyPurpose.SYSTEM:
+            assert keyring.system_cipher(conn).key_id == key_id
+        else:
+            assert Keyring(load_keks(settings.keys)).blind_indexer(conn).index("login_username", "x") == used
 
 
 def test_keyring_needs_a_kek():
