@@ -48,6 +48,13 @@ class StrongroomConsole(App):
         self.client = client or Client(endpoint, events_endpoint=events_endpoint, token=token,
                                        timeout=CALL_TIMEOUT)
 
+    def notify(self, message: str, *, title: str = "", severity: str = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every toast of the console (widgets' and screens' notify end here) is plain
+        text: it carries the daemon's words and names from the data, and read as markup
+        "Could not delete Intake [/x]" raised MarkupError. `markup` is ignored."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     def on_mount(self) -> None:
         self.push_screen(MainScreen() if self.client.token else LoginScreen())
 

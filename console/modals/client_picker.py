@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from strongroom.console.client import ClientError
 from strongroom.console.helpers.text import when
+from strongroom.console.widgets.plain import Plain
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -49,12 +50,12 @@ class ClientPickerScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Static("Find a client", classes="dialog-title")
+            yield Plain("Find a client", classes="dialog-title")
             yield Select([(text, name) for name, text in TERMS], value="last_name", allow_blank=False,
                          id="picker-term")
             yield Input(placeholder="exactly as recorded; enter searches", id="picker-value")
-            yield OptionList(id="picker-results")
-            yield Static("enter: search, then choose · esc: cancel · names are masked", id="picker-note",
+            yield OptionList(id="picker-results", markup=False)   # client names
+            yield Plain("enter: search, then choose · esc: cancel · names are masked", id="picker-note",
                          classes="muted")
 
     def on_mount(self) -> None:

@@ -1,11 +1,12 @@
 """A yes/no modal that says what will happen; dismisses with True only on an explicit yes."""
 from __future__ import annotations
 
+from strongroom.console.widgets.plain import Plain
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -19,8 +20,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.consequence, id="consequence")
+            yield Plain(self.title_text, classes="dialog-title")
+            yield Plain(self.consequence, id="consequence")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.yes} (y)", variant="error", id="yes")
                 yield Button("No (n)", id="no")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.markup import escape
+from strongroom.console.widgets.plain import Plain
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
 
 ID_FIELDS = ("id", "run_id")
 
@@ -60,10 +60,10 @@ class DetailScreen(ModalScreen[None]):
             else:
                 lines += [f"[b]{escape(str(key))}[/b]:", *(escape(line) for line in shown)]
         with Vertical(classes="dialog wide"):
-            yield Static(self.title_text, classes="dialog-title")
+            yield Plain(self.title_text, classes="dialog-title")
             with VerticalScroll():
-                yield Static("\n".join(lines), markup=True, id="detail-body")
-            yield Static("y: copy id · esc: close" if self.record_id() else "esc: close", classes="hint")
+                yield Plain("\n".join(lines), markup=True, id="detail-body")
+            yield Plain("y: copy id · esc: close" if self.record_id() else "esc: close", classes="hint")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         return None if action == "copy_id" and self.record_id() is None else True

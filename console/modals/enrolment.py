@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from strongroom.console.widgets.key_footer import KeyFooter
 from strongroom.console.client import ClientError
+from strongroom.console.widgets.key_footer import KeyFooter
+from strongroom.console.widgets.plain import Plain
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -41,15 +42,15 @@ class EnrolAtLoginScreen(ModalScreen[dict | None]):
         e = self.enrolment
         expires = datetime.fromisoformat(e["expires_at"]).strftime("%H:%M UTC")
         with VerticalScroll(id="enrol-login"):
-            yield Static(f"Set up two-factor authentication for {e['username']}", classes="dialog-title")
-            yield Static(f"{self.message}. Scan the QR code below (or type the secret) into the app, then "
+            yield Plain(f"Set up two-factor authentication for {e['username']}", classes="dialog-title")
+            yield Plain(f"{self.message}. Scan the QR code below (or type the secret) into the app, then "
                          f"enter the code it shows, before {expires}. Nothing is stored until the code is "
                          "right.", markup=False, id="enrol-why")
-            yield Static("enter: confirm · tab, ↑↓: scroll to the QR code · esc: cancel", classes="hint")
-            yield Static(f"secret: {e['secret']}\nURI: {e['uri']}", markup=False, id="enrol-text")
+            yield Plain("enter: confirm · tab, ↑↓: scroll to the QR code · esc: cancel", classes="hint")
+            yield Plain(f"secret: {e['secret']}\nURI: {e['uri']}", markup=False, id="enrol-text")
             yield Input(placeholder="6-digit code from the authenticator", id="enrol-code", max_length=12)
-            yield Static("", id="enrol-message")
-            yield Static(e["qr_text"], markup=False, id="enrol-qr")
+            yield Plain("", id="enrol-message")
+            yield Plain(e["qr_text"], markup=False, id="enrol-qr")
         yield KeyFooter()
 
     def on_mount(self) -> None:

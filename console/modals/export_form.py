@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from strongroom.console.modals.form import send_then_close
+from strongroom.console.widgets.plain import Plain
 from strongroom.console.widgets.toggles import Check, PickList, Radio
 from textual import on, work
 from textual.app import ComposeResult
@@ -67,7 +68,7 @@ class ExportFormScreen(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="export-dialog"):
-            yield Static("New export · ctrl+s start · ctrl+f find a client · esc cancel", classes="dialog-title")
+            yield Plain("New export · ctrl+s start · ctrl+f find a client · esc cancel", classes="dialog-title")
             with Horizontal(id="export-form-body"):
                 with Vertical(id="export-choose"):
                     yield PickList[str](*[Selection(name, name, name == "clients") for name in self.tables],
@@ -88,7 +89,7 @@ class ExportFormScreen(ModalScreen[dict | None]):
                 yield Input(placeholder="until YYYY-MM-DD", id="export-until")
                 yield Input(placeholder="client id", id="export-client")
                 yield Input(placeholder="practice id", id="export-practice")
-            yield Static(self.note(), id="export-form-error", classes="muted")
+            yield Plain(self.note(), id="export-form-error", classes="muted")
 
     def note(self) -> str:
         if self.phi_reason:

@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from strongroom.console.widgets.plain import Plain, PlainLabel
 from textual import work
 from textual.app import ComposeResult
-from textual.dom import DOMNode
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.dom import DOMNode
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Static
 
 
 def daemon_sender(node: DOMNode, cmd: str, build: Callable[[dict], dict],
@@ -86,12 +87,12 @@ class FormScreen(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.explanation, id="form-explanation")
+            yield Plain(self.title_text, classes="dialog-title")
+            yield Plain(self.explanation, id="form-explanation")
             for field_id, label, placeholder in self.fields:
-                yield Label(label)
+                yield PlainLabel(label)
                 yield Input(value=str(self.initial.get(field_id) or ""), placeholder=placeholder, id=field_id)
-            yield Static("", id="form-error", classes="error")
+            yield Plain("", id="form-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.submit} (ctrl+s)", variant="primary", id="submit")
                 yield Button("Cancel (esc)", id="cancel")

@@ -1,11 +1,11 @@
 """`?`: the keys that work here, gathered from the active bindings (never a hand-kept list)."""
 from __future__ import annotations
 
+from strongroom.console.widgets.plain import Plain
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Static
 
 
 class HelpScreen(ModalScreen[None]):
@@ -22,7 +22,7 @@ class HelpScreen(ModalScreen[None]):
         lines += ["", "     tab / ⇧tab  move between fields and tables",
                   "         ctrl+p  command palette (every action by name)"]
         with Vertical(classes="dialog wide"):
-            yield Static("Keys", classes="dialog-title")
+            yield Plain("Keys", classes="dialog-title")
             with VerticalScroll():
-                yield Static("\n".join(lines), markup=False)
-            yield Static("esc: close", classes="hint")
+                yield Plain("\n".join(lines), markup=False)
+            yield Plain("esc: close", classes="hint")

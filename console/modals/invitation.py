@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from strongroom.console.client import ClientError
+from strongroom.console.widgets.plain import Plain
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -37,13 +38,13 @@ class InvitationShownScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         user, expires = self.made["user"], datetime.fromisoformat(self.made["expires_at"])
         with Vertical(classes="invitation-box"):
-            yield Static(f"Invitation for {user['username']} ({user['role']})", classes="dialog-title")
-            yield Static("Hand this to the person (in person or over the practice's secure channel). "
+            yield Plain(f"Invitation for {user['username']} ({user['role']})", classes="dialog-title")
+            yield Plain("Hand this to the person (in person or over the practice's secure channel). "
                          "At the login screen they press F2, paste it and choose their own password; "
                          "a role that requires a second factor enrols one next. It works once, until "
                          f"{expires:%Y-%m-%d %H:%M} UTC, and is shown only now.", classes="hint")
-            yield Static(self.made["invitation"], markup=False, id="invitation-token")
-            yield Static("y: copy · esc: close", classes="hint")
+            yield Plain(self.made["invitation"], markup=False, id="invitation-token")
+            yield Plain("y: copy · esc: close", classes="hint")
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.made["invitation"])
@@ -64,14 +65,14 @@ class AcceptInvitationScreen(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="invitation-box"):
-            yield Static("First login: set your password", classes="dialog-title")
-            yield Static("Paste the invitation you were given, then choose a password of your own.",
+            yield Plain("First login: set your password", classes="dialog-title")
+            yield Plain("Paste the invitation you were given, then choose a password of your own.",
                          classes="hint")
             yield Input(placeholder="invitation", id="accept-invitation", password=True)
             yield Input(placeholder="your new password", password=True, id="accept-password")
             yield Input(placeholder="the same password again", password=True, id="accept-repeat")
             yield Button("Set password and log in", variant="primary", id="accept")
-            yield Static("", id="accept-message")
+            yield Plain("", id="accept-message")
 
     def on_mount(self) -> None:
         self.query_one("#accept-invitation", Input).focus()

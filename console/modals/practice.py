@@ -16,16 +16,17 @@ from typing import Any
 
 from strongroom.console.client import ClientError
 from strongroom.console.helpers.identity import Identity
-from strongroom.console.modals.form import FormScreen, daemon_sender
-from strongroom.console.helpers.workers import ask, fetch, tab_work
 from strongroom.console.helpers.text import fit
-from strongroom.console.widgets.tables import add_columns
+from strongroom.console.helpers.workers import ask, fetch, tab_work
+from strongroom.console.modals.form import FormScreen, daemon_sender
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain, PlainLabel
+from strongroom.console.widgets.tables import add_columns
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Static
 
 # Fit an 80-column terminal (the dialog leaves 72 cells); longer values end in an ellipsis.
 STAFF_COLUMNS = (("Name", "name", 18), ("Role", "role", 12), ("Email", "email", 18), ("Rate/h", "rate", 8),
@@ -101,14 +102,14 @@ class PracticeScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="practice-dialog"):
-            yield Static("Practice · e details · n staff · v service · ⏎ edit · x retire · esc",
+            yield Plain("Practice · e details · n staff · v service · ⏎ edit · x retire · esc",
                          classes="dialog-title")
-            yield Static("Loading…", id="practice-details")
-            yield Label("Staff", classes="section")
+            yield Plain("Loading…", id="practice-details")
+            yield PlainLabel("Staff", classes="section")
             yield ListTable(id="practice-staff", cursor_type="row", zebra_stripes=True)
-            yield Label("Services", classes="section")
+            yield PlainLabel("Services", classes="section")
             yield ListTable(id="practice-services", cursor_type="row", zebra_stripes=True)
-            yield Static("", id="practice-note", classes="muted")
+            yield Plain("", id="practice-note", classes="muted")
 
     def on_mount(self) -> None:
         add_columns(self.query_one("#practice-staff", DataTable), STAFF_COLUMNS)

@@ -1,11 +1,12 @@
 """Choose an account's new role (`o` on the Users tab)."""
 from __future__ import annotations
 
+from strongroom.console.widgets.plain import Plain
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import OptionList, Static
+from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 
@@ -33,9 +34,9 @@ class RoleScreen(ModalScreen[str | None]):
                 options.append(Option(f"{role['name']:<15} {role['summary']}{why}", id=role["role"],
                                       disabled=bool(why)))
         with Vertical(classes="dialog"):
-            yield Static(f"New role for {self.username}", classes="dialog-title")
-            yield OptionList(*options, id="roles")
-            yield Static("enter: choose · esc: close", classes="hint")
+            yield Plain(f"New role for {self.username}", classes="dialog-title")
+            yield OptionList(*options, id="roles", markup=False)
+            yield Plain("enter: choose · esc: close", classes="hint")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)

@@ -2,11 +2,12 @@
 sync runs with); choices the user may not take are listed disabled with why."""
 from __future__ import annotations
 
+from strongroom.console.widgets.plain import Plain
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import OptionList, Static
+from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 
@@ -24,12 +25,12 @@ class RunJobScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static(self.title_text, classes="dialog-title")
+            yield Plain(self.title_text, classes="dialog-title")
             yield OptionList(*[Option(self.labels.get(kind, kind) if reason is None
                                       else f"{self.labels.get(kind, kind)}  ({reason})", id=kind,
                                       disabled=reason is not None) for kind, reason in self.kinds],
-                             id="kinds")
-            yield Static("enter: choose · esc: close", classes="hint")
+                             id="kinds", markup=False)
+            yield Plain("enter: choose · esc: close", classes="hint")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)

@@ -2,6 +2,7 @@
 its ZIP password when it makes one."""
 from __future__ import annotations
 
+from strongroom.console.widgets.plain import Plain
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,13 +26,13 @@ class SavedExportScreen(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Static("Run a saved export", classes="dialog-title")
+            yield Plain("Run a saved export", classes="dialog-title")
             yield OptionList(*[Option(f"{c['name']}  ({c['format']}, {c['masking_profile']}"
                                       f"{', AES-256 ZIP' if c['encryption_enabled'] else ''})", id=c["name"])
-                               for c in self.configurations.values()], id="saved-exports")
+                               for c in self.configurations.values()], id="saved-exports", markup=False)
             yield Input(placeholder=f"ZIP password (≥{self.min_password} chars), enter to start", password=True,
                         id="saved-password")
-            yield Static("enter: run · esc: close", id="saved-hint", classes="hint")
+            yield Plain("enter: run · esc: close", id="saved-hint", classes="hint")
 
     def on_mount(self) -> None:
         self.query_one("#saved-password", Input).display = False   # until a ZIP-making one is chosen

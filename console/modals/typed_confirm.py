@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from strongroom.console.modals.form import send_then_close
+from strongroom.console.widgets.plain import Plain
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -43,13 +44,13 @@ class TypedConfirmScreen(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide"):
-            yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.consequence, id="consequence")
+            yield Plain(self.title_text, classes="dialog-title")
+            yield Plain(self.consequence, id="consequence")
             for field_id, placeholder, value in self.fields:
                 yield Input(value=value, placeholder=placeholder, id=field_id)
-            yield Static(f"Type [b]{self.word}[/b] to confirm:", id="typed-prompt")
+            yield Plain(f"Type [b]{self.word}[/b] to confirm:", markup=True, id="typed-prompt")   # the word is ours
             yield Input(placeholder=self.word, id="typed")
-            yield Static("", id="typed-error", classes="error")
+            yield Plain("", id="typed-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button(self.yes, variant="error", id="yes", disabled=True)
                 yield Button("Cancel (esc)", id="no")

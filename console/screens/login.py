@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import socket
 
-from strongroom.console.widgets.key_footer import KeyFooter
 from strongroom.console.client import ClientError
 from strongroom.console.modals.enrolment import EnrolAtLoginScreen
 from strongroom.console.modals.invitation import AcceptInvitationScreen
+from strongroom.console.widgets.key_footer import KeyFooter
+from strongroom.console.widgets.plain import Plain
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -51,12 +52,12 @@ class LoginScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Center(), Vertical(id="login-box"):
-            yield Static("Strongroom — log in", classes="dialog-title")
+            yield Plain("Strongroom — log in", classes="dialog-title")
             yield Input(placeholder="username", id="username")
             yield Input(placeholder="password", password=True, id="password")
             yield Input(placeholder="TOTP code (if enrolled)", id="totp", max_length=12)
             yield Button("Log in", variant="primary", id="login")
-            yield Static(self.message, id="login-message", classes="error" if self.message else "")
+            yield Plain(self.message, id="login-message", classes="error" if self.message else "")
         yield KeyFooter()
 
     def on_mount(self) -> None:

@@ -31,6 +31,7 @@ from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.console.widgets.key_footer import KeyFooter
 from strongroom.console.widgets.list_filter import ListFilter
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -90,8 +91,8 @@ class MainScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topline"):
-            yield Static("Strongroom", id="titlebar")
-            yield Static("events: connecting…", id="statusline")
+            yield Plain("Strongroom", id="titlebar")
+            yield Plain("events: connecting…", id="statusline")
         yield ConnectionBanner(id="banner")
         with TabbedContent(id="tabs"):
             for title, tab_id, tab_class in TABS:

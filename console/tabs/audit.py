@@ -9,6 +9,7 @@ from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.filter_bar import AuditFilter, FilterBar
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
 from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
@@ -44,7 +45,7 @@ class AuditTab(Tab, Vertical):
     def compose(self) -> ComposeResult:
         yield FilterBar(id="audit-filter")
         yield ListTable(id="audit-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="audit-status", classes="muted")
+        yield Plain("", id="audit-status", classes="muted")
 
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)

@@ -13,8 +13,9 @@ from strongroom.console.modals.form import daemon_sender
 from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.job_progress import show_runs
-from strongroom.console.widgets.tables import add_columns
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
+from strongroom.console.widgets.tables import add_columns
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -43,8 +44,8 @@ class BackupsTab(Tab, Vertical):
     def compose(self) -> ComposeResult:
         yield Vertical(id="backups-running")
         yield ListTable(id="backups-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="backup-detail", classes="muted")
-        yield Static("", id="backups-note", classes="muted")
+        yield Plain("", id="backup-detail", classes="muted")
+        yield Plain("", id="backups-note", classes="muted")
 
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)

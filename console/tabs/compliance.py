@@ -14,14 +14,14 @@ from strongroom.console.client import ClientError
 from strongroom.console.helpers.workers import fetch, tab_work
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.job_progress import FINAL
-from strongroom.console.widgets.score_gauge import ScoreGauge
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
+from strongroom.console.widgets.score_gauge import ScoreGauge
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
-
 
 RELOAD_DELAY = 1.0
 
@@ -46,9 +46,9 @@ class ComplianceTab(Tab, Vertical):
 
     def compose(self) -> ComposeResult:
         yield ScoreGauge(id="compliance-score")
-        yield Static("", id="areas")
+        yield Plain("", id="areas")
         yield ListTable(id="checks-table", cursor_type="row")
-        yield Static("", id="check-detail")
+        yield Plain("", id="check-detail")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -17,8 +17,9 @@ from strongroom.console.modals.export_form import ExportFormScreen
 from strongroom.console.modals.form import daemon_sender
 from strongroom.console.modals.saved_export import SavedExportScreen
 from strongroom.console.tabs.base import Job, Tab
-from strongroom.console.widgets.tables import add_columns
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
+from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -47,11 +48,11 @@ class ExportsTab(Tab, Vertical):
         self.exports: dict[str, dict] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="exports-summary")
+        yield Plain("", id="exports-summary")
         yield Vertical(id="exports-running")
         yield ListTable(id="exports-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="export-detail", classes="muted")
-        yield Static("", id="exports-note", classes="muted")
+        yield Plain("", id="export-detail", classes="muted")
+        yield Plain("", id="exports-note", classes="muted")
 
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)

@@ -10,8 +10,9 @@ from strongroom.console.helpers.text import duration, when
 from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.tabs.base import Job, Tab
-from strongroom.console.widgets.tables import add_columns
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
+from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -46,12 +47,12 @@ class IntegrityTab(Tab, Vertical):
         self.checks: dict[str, dict] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="integrity-summary")
-        yield Static("", id="integrity-chain")
+        yield Plain("", id="integrity-summary")
+        yield Plain("", id="integrity-chain")
         yield Vertical(id="integrity-running")
         yield ListTable(id="integrity-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="integrity-evidence", classes="muted")
-        yield Static("", id="integrity-note", classes="muted")
+        yield Plain("", id="integrity-evidence", classes="muted")
+        yield Plain("", id="integrity-note", classes="muted")
 
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)

@@ -6,8 +6,9 @@ from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.tabs.base import ANY, Job, Tab
-from strongroom.console.widgets.tables import add_columns
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
+from strongroom.console.widgets.tables import add_columns
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -52,7 +53,7 @@ class JobsTab(Tab, Vertical):
 
     def compose(self) -> ComposeResult:
         yield ListTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="jobs-note", classes="muted")
+        yield Plain("", id="jobs-note", classes="muted")
 
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)

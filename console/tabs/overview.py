@@ -9,6 +9,7 @@ from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import show_runs
+from strongroom.console.widgets.plain import Plain, PlainLabel
 from strongroom.console.widgets.score_gauge import ScoreGauge
 from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
@@ -40,18 +41,18 @@ class OverviewTab(Tab, VerticalScroll):
             yield HealthCard("Storage", id="card-storage")
         with Horizontal(id="figures"):
             with Vertical(classes="figure"):
-                yield Label("Compliance score", classes="section")
+                yield PlainLabel("Compliance score", classes="section")
                 yield ScoreGauge(id="compliance-gauge")
             with Vertical(classes="figure"):
-                yield Label("Job durations", id="spark-label", classes="section")
+                yield PlainLabel("Job durations", id="spark-label", classes="section")
                 yield Sparkline([], id="durations")
-        yield Label("Jobs", classes="section")
+        yield PlainLabel("Jobs", classes="section")
         yield Vertical(id="running")
-        yield Static("no job running", id="no-running", classes="muted")
-        yield Label("Next scheduled runs", classes="section")
-        yield Static("…", id="next-runs")
-        yield Label("Storage", classes="section")
-        yield Static("…", id="storage")
+        yield Plain("no job running", id="no-running", classes="muted")
+        yield PlainLabel("Next scheduled runs", classes="section")
+        yield Plain("…", id="next-runs")
+        yield PlainLabel("Storage", classes="section")
+        yield Plain("…", id="storage")
 
     def focus_main(self) -> None:
         self.focus()      # the whole tab scrolls: there is no list to focus

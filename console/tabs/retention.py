@@ -21,8 +21,9 @@ from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.job_progress import FINAL
-from strongroom.console.widgets.tables import add_columns
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
+from strongroom.console.widgets.tables import add_columns
 from strongroom.core.protocol.models.retention import TABLES
 from textual import on
 from textual.app import ComposeResult
@@ -104,13 +105,13 @@ class RetentionTab(Tab, Vertical):
         self.run_state: str = ""
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="retention-summary")
-        yield Static("", id="retention-views")
+        yield Plain("", id="retention-summary")
+        yield Plain("", markup=True, id="retention-views")       # view titles are ours
         with ContentSwitcher(initial=f"retention-{self.view}"):
             for name, _ in VIEWS:
                 yield ListTable(id=f"retention-{name}", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="retention-detail")
-        yield Static("", id="retention-note")
+        yield Plain("", id="retention-detail")
+        yield Plain("", id="retention-note")
 
     def on_mount(self) -> None:
         for name, _ in VIEWS:

@@ -5,12 +5,13 @@ from strongroom.console.helpers.text import when
 from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.tabs.base import Tab
-from strongroom.console.widgets.tables import add_columns
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain, PlainLabel
+from strongroom.console.widgets.tables import add_columns
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Static
 
 SESSION_COLUMNS = (("User", "user"), ("Host", "host"), ("Address", "addr"), ("Program", "program"),
                    ("Last seen", "seen"))
@@ -29,10 +30,10 @@ class SecurityTab(Tab, Vertical):
         self.sessions: dict[str, dict] = {}
 
     def compose(self) -> ComposeResult:
-        yield Label("Active sessions", classes="section")
+        yield PlainLabel("Active sessions", classes="section")
         yield ListTable(id="sessions-table", cursor_type="row")
-        yield Static("", id="sessions-note", classes="muted")
-        yield Label("Security events", classes="section")
+        yield Plain("", id="sessions-note", classes="muted")
+        yield PlainLabel("Security events", classes="section")
         yield ListTable(id="events-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:

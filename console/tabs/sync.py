@@ -20,7 +20,6 @@ never a value.
 from __future__ import annotations
 
 from rich.text import Text
-
 from strongroom.console.client import ClientError
 from strongroom.console.helpers.text import age, when
 from strongroom.console.helpers.workers import ask, fetch, tab_work
@@ -29,6 +28,7 @@ from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -139,14 +139,14 @@ class SyncTab(Tab, Vertical):
         self.widths: dict[str, tuple] = {}      # column widths each table was last built with
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="sync-peers", classes="muted")
+        yield Plain("", id="sync-peers", classes="muted")
         yield Vertical(id="sync-running")
         yield ListTable(id="conflicts-table", cursor_type="row", zebra_stripes=True)
         yield ListTable(id="quarantine-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="conflict-head")
+        yield Plain("", id="conflict-head")
         yield ListTable(id="fields-table", cursor_type="row")   # field values are data: never markup
-        yield Static("", id="quarantine-detail")
-        yield Static("", id="sync-note", classes="muted")
+        yield Plain("", id="quarantine-detail")
+        yield Plain("", id="sync-note", classes="muted")
 
     def on_mount(self) -> None:
         self.query_one("#quarantine-table").display = False

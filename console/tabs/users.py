@@ -18,6 +18,7 @@ from strongroom.console.modals.invitation import InvitationShownScreen
 from strongroom.console.modals.role_picker import RoleScreen
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain, PlainLabel
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -66,8 +67,8 @@ class UsersTab(Tab, Vertical):
 
     def compose(self) -> ComposeResult:
         yield ListTable(id="users-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="users-note", classes="muted")
-        yield Label("Grants", id="grants-label", classes="section")
+        yield Plain("", id="users-note", classes="muted")
+        yield PlainLabel("Grants", id="grants-label", classes="section")
         yield ListTable(id="grants-table", cursor_type="row")
 
     def on_mount(self) -> None:

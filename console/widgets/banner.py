@@ -1,10 +1,10 @@
 """The one-line connection banner shown above the tabs while the daemon is unreachable."""
 from __future__ import annotations
 
-from textual.widgets import Static
+from strongroom.console.widgets.plain import Plain
 
 
-class ConnectionBanner(Static):
+class ConnectionBanner(Plain):
     """Hidden while connected; says what is happening while the console reconnects."""
 
     DEFAULT_CSS = """

@@ -1,10 +1,10 @@
 """A small bordered card: a title and one value line, with a state class for colour."""
 from __future__ import annotations
 
-from textual.widgets import Static
+from strongroom.console.widgets.plain import Plain
 
 
-class HealthCard(Static):
+class HealthCard(Plain):
     """One health figure; `show(value, state)` with state ok / warn / bad / unknown."""
 
     STATES = ("ok", "warn", "bad", "unknown")

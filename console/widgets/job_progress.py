@@ -8,6 +8,7 @@ it got was never known), coloured by the outcome, and the message says what happ
 from __future__ import annotations
 
 from strongroom.console.lifecycle import going, live
+from strongroom.console.widgets.plain import PlainLabel
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widget import Widget
@@ -43,9 +44,9 @@ class JobProgress(Horizontal):
         self.message: str | None = None
 
     def compose(self) -> ComposeResult:
-        yield Label(self.kind, classes="kind")
+        yield PlainLabel(self.kind, classes="kind")
         yield ProgressBar(total=None, show_eta=False)
-        yield Label("", classes="message")
+        yield PlainLabel("", classes="message")
 
     def show(self, status: str, done: int | None, total: int | None, message: str | None) -> None:
         """Record the latest state; drawn now if composed, else when mounted. An event

@@ -1,7 +1,7 @@
 """A text gauge for a 0-100 score: a bar of block characters and the number."""
 from __future__ import annotations
 
-from textual.widgets import Static
+from strongroom.console.widgets.plain import Plain
 
 
 def gauge_text(score: int | None, width: int = 20) -> str:
@@ -12,7 +12,7 @@ def gauge_text(score: int | None, width: int = 20) -> str:
     return f"{'█' * filled}{'░' * (width - filled)} {score}/100"
 
 
-class ScoreGauge(Static):
+class ScoreGauge(Plain):
     """Shows a score; the colour class says pass (>= threshold), warn or fail."""
 
     def __init__(self, *, threshold: int = 80, id: str | None = None) -> None:
