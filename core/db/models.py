@@ -134,9 +134,19 @@ class Syncable:
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=new_id)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    sync_version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, index=True)
+    # Indexed per table: synced tables by (sync_version, id), the rest by sync_version.
+    sync_version: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     data_checksum: Mapped[str | None] = mapped_column(String(64))
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def synced_indexes(table: str) -> tuple[Index, Index]:
+    """The indexes every synced table has (migrations 0009 and 0019): (sync_version, id),
+    the order a pass reads changed rows in, a batch at a time (it serves every lookup by
+    sync_version too); and (id, data_checksum), which the consistency check and the
+    integrity job read whole, so that they scan the index rather than a table of notes."""
+    return (Index(f"ix_{table}_sync_version_id", "sync_version", "id"),
+            Index(f"ix_{table}_id_checksum", "id", "data_checksum"))
 
 
 class PracticeScoped(Syncable):
@@ -149,8 +159,7 @@ class PracticeScoped(Syncable):
 
 class Practice(Syncable, Base):
     __tablename__ = "practices"
-    # Sync reads changed rows in (sync_version, id) order, a batch at a time (migration 0009).
-    __table_args__ = (Index("ix_practices_sync_version_id", "sync_version", "id"),)
+    __table_args__ = synced_indexes("practices")
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     timezone: Mapped[str] = mapped_column(String(64), nullable=False, default="UTC")
     settings: Mapped[dict] = mapped_column(JSONDoc, nullable=False, default=dict)
@@ -165,7 +174,7 @@ class Practice(Syncable, Base):
 
 class User(PracticeScoped, Base):
     __tablename__ = "users"
-    __table_args__ = (UniqueConstraint("username"),)
+    __table_args__ = (UniqueConstraint("username"), Index("ix_users_sync_version", "sync_version"))
     username: Mapped[str] = mapped_column(String(64), nullable=False)
     full_name: Mapped[str] = mapped_column(String(200), nullable=False, default="")
     email: Mapped[str | None] = mapped_column(String(320))
@@ -186,7 +195,7 @@ class Client(PracticeScoped, Base):
         Index("ix_clients_email_bidx", "practice_id", "email_bidx"),
         Index("ix_clients_ssn_last4_bidx", "practice_id", "ssn_last4_bidx"),
         Index("ix_clients_last_name_bidx", "practice_id", "last_name_bidx"),
-        Index("ix_clients_sync_version_id", "sync_version", "id"),
+        *synced_indexes("clients"),
     )
     key_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("data_keys.id"), nullable=False, index=True)
     practitioner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id"))
@@ -213,7 +222,7 @@ class Client(PracticeScoped, Base):
 class TherapySession(PracticeScoped, Base):
     __tablename__ = "therapy_sessions"
     __table_args__ = (Index("ix_therapy_sessions_client_starts", "client_id", "starts_at"),
-                      Index("ix_therapy_sessions_sync_version_id", "sync_version", "id"))
+                      *synced_indexes("therapy_sessions"))
     client_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("clients.id"), nullable=False)
     practitioner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id"))
     key_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("data_keys.id"), nullable=False, index=True)
@@ -242,7 +251,7 @@ class Staff(PracticeScoped, Base):
     """A member of the practice's staff, with or without a user account (issue 20)."""
 
     __tablename__ = "staff"
-    __table_args__ = (Index("ix_staff_sync_version_id", "sync_version", "id"),)
+    __table_args__ = synced_indexes("staff")
     # Plain UUID, no foreign key: accounts are each site's own (they do not sync) while
     # staff rows do, so the account may exist at one site only.
     user_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
@@ -262,7 +271,7 @@ class Service(PracticeScoped, Base):
     """One entry of the practice's service catalogue (issue 20); money in integer cents."""
 
     __tablename__ = "services"
-    __table_args__ = (Index("ix_services_sync_version_id", "sync_version", "id"),)
+    __table_args__ = synced_indexes("services")
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     category: Mapped[str] = mapped_column(String(100), nullable=False)
     description: Mapped[str | None] = mapped_column(String(2000))
@@ -273,6 +282,7 @@ class Service(PracticeScoped, Base):
 
 class ClientFile(PracticeScoped, Base):
     __tablename__ = "client_files"
+    __table_args__ = (Index("ix_client_files_sync_version", "sync_version"),)
     client_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("clients.id"), nullable=False, index=True)
     key_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("data_keys.id"), nullable=False, index=True)
     file_name_enc: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
