@@ -162,11 +162,14 @@ class MainScreen(Screen):
     # --- `/`: filter the active tab's list ----------------------------------------------
 
     def filtered_table(self) -> ListTable | None:
-        """The list `/` narrows: the focused one, else the active tab's first."""
-        if isinstance(self.focused, ListTable):
-            return self.focused
+        """The list `/` narrows: the focused one on the active tab, else that tab's first.
+        (Focus moves after a tab is shown: the list still focused may be the last tab's.)"""
         pane = self.query_one(TabbedContent).active_pane
-        found = pane.query(ListTable) if pane is not None else []
+        if pane is None:
+            return None
+        if isinstance(self.focused, ListTable) and pane in self.focused.ancestors:
+            return self.focused
+        found = pane.query(ListTable)
         return found.first() if found else None
 
     def action_filter_list(self) -> None:
