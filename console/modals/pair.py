@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from strongroom.console.helpers.text import when
 from strongroom.console.widgets.list_table import ListTable
 from strongroom.console.widgets.tables import add_columns
 from textual.app import ComposeResult
@@ -23,8 +24,12 @@ from textual.widgets import Static
 # the record (free-text history and notes) is not needed to decide and is not shown.
 FIELDS = ("first_name", "last_name", "date_of_birth", "phone", "email", "address", "ssn", "status",
           "intake_date", "created_at", "deleted_at")
+# What the daemon masks without phi:read (core.masking): two masked values that read the
+# same may come from different ones, so they are never marked equal.
+PHI = frozenset({"first_name", "last_name", "date_of_birth", "phone", "email", "address", "ssn"})
+TIMES = frozenset({"created_at", "deleted_at"})
 # 76 wide, less the border and padding: 72; each cell pads 2.
-COLUMNS = (("Field", "field", 14), ("Client A", "a", 26), ("Client B", "b", 26))
+COLUMNS = (("Field", "field", 16), ("Client A", "a", 25), ("Client B", "b", 25))
 KEYS = {"merge": "m merge", "dismiss": "d dismiss", "undo": "u undo"}
 
 
@@ -33,17 +38,24 @@ def tail(value: str | None) -> str:
     return "—" if not value else "…" + str(value).replace("-", "")[-8:]
 
 
-def shown(value: object) -> Text:
+def shown(name: str, value: object) -> Text:
     """A value as plain text (never markup: `[redacted]` is data); — for nothing."""
     if value is None or value == "":
         return Text("—", style="dim")
-    return Text(str(value))
+    return Text(when(str(value))[:16] if name in TIMES else str(value))
 
 
-def field_cells(name: str, a: dict, b: dict) -> tuple[Text, Text, Text]:
-    same = a.get(name) == b.get(name)
-    label = Text(f"{'=' if same else '≠'} {name}", style="dim" if same else "bold")
-    return label, shown(a.get(name)), shown(b.get(name))
+def field_cells(name: str, a: dict, b: dict, *, masked: bool = False) -> tuple[Text, Text, Text]:
+    """A field's row: `=` when both clients hold the same value, `≠` when not, `?` when
+    both are masked alike (masking is deterministic: masks that differ come from values
+    that differ, but masks that agree tell nothing)."""
+    if masked and name in PHI and a.get(name) is not None and a.get(name) == b.get(name):
+        label = Text(f"? {name}")
+    elif a.get(name) == b.get(name):
+        label = Text(f"= {name}", style="dim")
+    else:
+        label = Text(f"≠ {name}", style="bold")
+    return label, shown(name, a.get(name)), shown(name, b.get(name))
 
 
 def decision(pair: dict) -> str:
@@ -91,7 +103,7 @@ class PairScreen(ModalScreen[str | None]):
         head = (f"score {pair['score']:.2f} · {pair['status']} · reasons: {' '.join(pair['reasons']) or '—'}\n"
                 f"A {pair['client_a']}\nB {pair['client_b']}")
         if self.masked:
-            head += f"\nPHI masked: {self.masked}"
+            head += f"\nPHI masked: {self.masked} · ?: masked, not comparable"
         if decision(pair):
             head += "\n" + decision(pair)
         with Vertical(classes="dialog wide"):
@@ -106,7 +118,7 @@ class PairScreen(ModalScreen[str | None]):
                             for label, key, width in COLUMNS))
         a, b = self.pair["clients"]
         for name in FIELDS:
-            table.add_row(*field_cells(name, a, b), key=name)
+            table.add_row(*field_cells(name, a, b, masked=self.masked is not None), key=name)
         table.focus()
 
     def note(self) -> str:

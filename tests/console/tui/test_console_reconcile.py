@@ -241,13 +241,16 @@ async def _staff(daemon, token, pair):
         assert not isinstance(app.screen, ConfirmScreen)
 
         screen = await open_pair(pilot, tab)
-        assert "PHI masked: user:staff1 lacks phi:read" in text_of(screen, "#pair-head")
+        assert "PHI masked: user:staff1 lacks phi:read · ?: masked, not comparable" in text_of(screen, "#pair-head")
         fields = grid(screen)
         first = PERSON["first_name"]
-        assert fields["first_name"][1:] == (first[0] + "***", first[0] + "***")
+        # masked alike is not the same: never marked equal
+        assert fields["first_name"] == ("? first_name", first[0] + "***", first[0] + "***")
+        assert fields["status"][0] == "= status"
         assert all(PERSON[f] not in " ".join(fields[f]) for f in ("first_name", "last_name", "phone", "email"))
-        assert fields["date_of_birth"][1:] == ("[redacted]", "[redacted]")  # data, not markup
-        assert fields["phone"][1].startswith("***-***-")
+        assert fields["date_of_birth"] == ("? date_of_birth", "[redacted]", "[redacted]")  # data, not markup
+        label, *phones = fields["phone"]                                 # masks that differ: values differ
+        assert label == "≠ phone" and all(p.startswith("***-***-") for p in phones)
         for key in ("m", "d", "u"):
             assert screen.active_bindings[key].enabled is False, key
         assert "m d u: user:staff1 lacks table:clients:write" in text_of(screen, "#pair-note")
