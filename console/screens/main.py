@@ -23,6 +23,7 @@ from strongroom.console.tabs.exports import ExportsTab
 from strongroom.console.tabs.integrity import IntegrityTab
 from strongroom.console.tabs.jobs import JobsTab
 from strongroom.console.tabs.overview import OverviewTab
+from strongroom.console.tabs.reconcile import ReconcileTab
 from strongroom.console.tabs.retention import RetentionTab
 from strongroom.console.tabs.security import SecurityTab
 from strongroom.console.tabs.sync import SyncTab
@@ -48,17 +49,18 @@ PROBE_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 15.0
 
 # DESIGN §9's order, so each of its ten tabs has a digit; Jobs (every run, cancel) comes
-# after them, a ] away from Users or a [ from Overview (which shows running jobs too).
+# after them, a ] away from Users, then Reconcile (duplicate clients), a [ from Overview.
 TABS = (("Overview", "overview", OverviewTab), ("Backups", "backups", BackupsTab),
         ("Exports", "exports", ExportsTab), ("Sync", "sync", SyncTab),
         ("Retention", "retention", RetentionTab), ("Integrity", "integrity", IntegrityTab),
         ("Compliance", "compliance", ComplianceTab), ("Audit", "audit", AuditTab),
-        ("Security", "security", SecurityTab), ("Users", "users", UsersTab), ("Jobs", "jobs", JobsTab))
+        ("Security", "security", SecurityTab), ("Users", "users", UsersTab), ("Jobs", "jobs", JobsTab),
+        ("Reconcile", "reconcile", ReconcileTab))
 
 
-# One key per tab along the keyboard's top row: 1..9, 0 and - (Jobs); any tab is also
-# reached with ] and [ (next, previous) or the command palette.
-TAB_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "minus")
+# One key per tab along the keyboard's top row: 1..9, 0, - (Jobs) and = (Reconcile); any
+# tab is also reached with ] and [ (next, previous) or the command palette.
+TAB_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "minus", "equals_sign")
 
 # What the event worker subscribes to: every topic some tab lists in its TOPICS (a topic
 # ending in "." is a prefix: job.<run id>, sync.conflict, ...), so a tab that starts
@@ -163,11 +165,14 @@ class MainScreen(Screen):
     # --- `/`: filter the active tab's list ----------------------------------------------
 
     def filtered_table(self) -> ListTable | None:
-        """The list `/` narrows: the focused one, else the active tab's first."""
-        if isinstance(self.focused, ListTable):
-            return self.focused
+        """The list `/` narrows: the focused one on the active tab, else that tab's first.
+        (Focus moves after a tab is shown: the list still focused may be the last tab's.)"""
         pane = self.query_one(TabbedContent).active_pane
-        found = pane.query(ListTable) if pane is not None else []
+        if pane is None:
+            return None
+        if isinstance(self.focused, ListTable) and pane in self.focused.ancestors:
+            return self.focused
+        found = pane.query(ListTable)
         return found.first() if found else None
 
     def action_filter_list(self) -> None:
