@@ -10,15 +10,14 @@ action with a reason is shown disabled, and the reason is under the grid.
 from __future__ import annotations
 
 from rich.text import Text
-
 from strongroom.console.helpers.text import when
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
 from strongroom.console.widgets.tables import add_columns
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Static
 
 # The fields a person compares to tell one client from two, in that order; the rest of
 # the record (free-text history and notes) is not needed to decide and is not shown.
@@ -107,10 +106,10 @@ class PairScreen(ModalScreen[str | None]):
         if decision(pair):
             head += "\n" + decision(pair)
         with Vertical(classes="dialog wide"):
-            yield Static(f"Pair {tail(pair['pair_id'])}: one person or two?", classes="dialog-title")
-            yield Static(Text(head), id="pair-head")
+            yield Plain(f"Pair {tail(pair['pair_id'])}: one person or two?", classes="dialog-title")
+            yield Plain(Text(head), id="pair-head")
             yield ListTable(id="pair-fields", cursor_type="row")
-            yield Static(self.note(), id="pair-note", classes="hint")
+            yield Plain(self.note(), id="pair-note", classes="hint")
 
     def on_mount(self) -> None:
         table = self.query_one(ListTable)

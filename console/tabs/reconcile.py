@@ -19,13 +19,13 @@ list reloads when another console decides a pair (the audit entry it writes).
 from __future__ import annotations
 
 from rich.text import Text
-
 from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.pair import PairScreen, not_now, tail
 from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.tabs.base import Job, Tab
 from strongroom.console.widgets.list_table import ListTable
+from strongroom.console.widgets.plain import Plain
 from strongroom.console.widgets.tables import add_columns
 from textual import on
 from textual.app import ComposeResult
@@ -84,11 +84,11 @@ class ReconcileTab(Tab, Vertical):
         self.pairs: dict[str, dict] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="reconcile-summary")
+        yield Plain("", id="reconcile-summary")
         yield Vertical(id="reconcile-running")
         yield ListTable(id="reconcile-table", cursor_type="row", zebra_stripes=True)
-        yield Static("", id="reconcile-detail")
-        yield Static("", id="reconcile-note")
+        yield Plain("", id="reconcile-detail")
+        yield Plain("", id="reconcile-note")
 
     def on_mount(self) -> None:
         add_columns(self.query_one(DataTable), COLUMNS)
