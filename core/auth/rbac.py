@@ -62,15 +62,20 @@ _CLINICAL_READ_WRITE = ("table:clients:read", "table:clients:write",
 # owner (table:*:*) and operator admins edit them.
 _PRACTICE_READ = ("table:practices:read", "table:staff:read", "table:services:read")
 
+# Finding duplicate clients (job:reconcile:run) is the practice's own data work: its
+# owner and managers run it, and merge with table:clients:write; an operator may start
+# it but never sees the pairs (no table:clients:read).
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     # The practice owner: all clinical data, its people and its evidence; not the keys,
     # not restores over the live database (operators do those).
     Role.ADMIN: frozenset({"table:*:*", "phi:read", "user:manage", "session:revoke",
                            "audit:read", "security:read", "compliance:read", "config:read",
-                           "job:backup:run", "job:export:run", "retention:read", "retention:manage",
+                           "job:backup:run", "job:export:run", "job:reconcile:run", "retention:read",
+                           "retention:manage",
                            "erasure:request", "erasure:approve"}),
     Role.MANAGER: frozenset({*_CLINICAL_READ_WRITE, *_PRACTICE_READ, "phi:read", "audit:read",
-                             "compliance:read", "job:export:run", "retention:read", "erasure:request"}),
+                             "compliance:read", "job:export:run", "job:reconcile:run", "retention:read",
+                             "erasure:request"}),
     Role.PRACTITIONER: frozenset({*_CLINICAL_READ_WRITE, *_PRACTICE_READ, "phi:read"}),
     # Front desk: schedules sessions and sees clients, but only masked (no phi:read).
     Role.STAFF: frozenset({"table:clients:read", "table:therapy_sessions:read",

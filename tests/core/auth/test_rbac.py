@@ -37,9 +37,10 @@ def test_wildcards_match_one_segment_each():
 
 @pytest.mark.parametrize("role, allowed, denied", [
     (Role.STAFF, ["table:clients:read", "table:therapy_sessions:write"], ["phi:read", "table:clients:write"]),
-    (Role.PRACTITIONER, ["phi:read", "table:clients:write"], ["user:manage", "job:backup:run"]),
-    (Role.MANAGER, ["audit:read", "job:export:run"], ["keys:manage", "table:clients:delete"]),
-    (Role.ADMIN, ["user:manage", "table:clients:delete", "phi:read"], ["keys:manage", "job:restore:run"]),
+    (Role.PRACTITIONER, ["phi:read", "table:clients:write"], ["user:manage", "job:backup:run", "job:reconcile:run"]),
+    (Role.MANAGER, ["audit:read", "job:export:run", "job:reconcile:run"], ["keys:manage", "table:clients:delete"]),
+    (Role.ADMIN, ["user:manage", "table:clients:delete", "phi:read", "job:reconcile:run"],
+     ["keys:manage", "job:restore:run"]),
     (Role.OP_ADMIN, ["keys:manage", "phi:read", "user:manage"], []),
     (Role.OPERATOR, ["job:backup:run", "job:restore:run", "sync:resolve"], ["phi:read", "user:manage", "table:clients:read"]),
     (Role.AUDITOR, ["audit:read", "security:read", "compliance:read"], ["phi:read", "job:backup:run", "table:clients:read"]),
