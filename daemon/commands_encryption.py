@@ -11,6 +11,7 @@ requirement and what would meet it) before anything is written; a change is audi
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from strongroom.core import encryption_levels
@@ -28,12 +29,21 @@ def _practice(conn, call: Call):
     return call.args.practice_id or call.principal.practice_id or only_practice(conn)
 
 
+def _offered(d: "Daemon", conn, status: dict) -> dict:
+    """`status` with every level checked now, so a picker can say what each asks for."""
+    checks = []
+    for level in status["levels"]:
+        found = encryption_levels.requirements(d.ctx.settings, conn, level)
+        checks.append({"level": level, "met": all(r.met for r in found), "requirements": [asdict(r) for r in found]})
+    return {**status, "offered": checks}
+
+
 @command("practice.encryption.show", permission="compliance:read", args=PracticeArgs, result=EncryptionStatus)
 def encryption_show_cmd(d: "Daemon", call: Call) -> dict:
     """The practice's encryption level in force, whether it is met now, and each of its
-    requirements with the evidence checked."""
+    requirements with the evidence checked (and every other level, checked the same way)."""
     with transaction(d.ctx.engine, read_only=True) as conn:
-        return encryption_levels.status(d.ctx.settings, conn, _practice(conn, call))
+        return _offered(d, conn, encryption_levels.status(d.ctx.settings, conn, _practice(conn, call)))
 
 
 @command("practice.encryption.set", permission="keys:manage", args=EncryptionSetArgs, result=EncryptionStatus)
@@ -41,5 +51,5 @@ def encryption_set_cmd(d: "Daemon", call: Call) -> dict:
     """Put an encryption level in force (standard, high, military); refused, changing
     nothing, unless the running configuration meets every requirement of it."""
     with transaction(d.ctx.engine) as conn:
-        return encryption_levels.set_level(d.ctx.settings, conn, _practice(conn, call), call.args.level,
-                                           actor=call.principal.actor)
+        return _offered(d, conn, encryption_levels.set_level(d.ctx.settings, conn, _practice(conn, call),
+                                                             call.args.level, actor=call.principal.actor))

@@ -30,6 +30,10 @@ def test_standard_is_shown_met_with_the_evidence_of_each_requirement(daemon):
     assert sealed["met"] and sealed["evidence"]["cipher"] == "AES-256-GCM"
     assert sealed["evidence"]["keys_shared_by_several_clients"] == 0
     assert kek["met"] and kek["evidence"]["kek_file_mode"] == "0600"
+    offered = {o["level"]: o for o in shown["offered"]}                # what choosing each would ask
+    assert [offered[lv]["met"] for lv in ("standard", "high", "military")] == [True, False, False]
+    unmet = [r["name"] for r in offered["high"]["requirements"] if not r["met"]]
+    assert unmet == ["backups kept on an immutable copy (S3 Object Lock)"]
 
 
 def test_high_is_refused_naming_what_is_missing_and_nothing_changes(daemon):

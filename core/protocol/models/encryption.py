@@ -23,8 +23,17 @@ class EncryptionRequirement(Result):
     fix: str                    # what would meet it ("" when there is nothing to do)
 
 
+class LevelCheck(Result):
+    """A level that may be put in force, checked now against the running configuration."""
+    level: str
+    met: bool
+    requirements: list[EncryptionRequirement]   # its own and those of every level below it
+
+
 class EncryptionStatus(Result):
     level: str                  # the level in force
     met: bool                   # every requirement of it holds now
     requirements: list[EncryptionRequirement]
     levels: list[str]           # the levels that may be put in force, weakest first
+    # Every level, checked now: what choosing one would ask for, before anyone tries.
+    offered: list[LevelCheck]
