@@ -5,6 +5,10 @@ Live: the report reloads by itself when something it scores may have changed: a 
 ended (a backup, an integrity run, an export), a new audit entry that is not a read (a
 configuration, key, user or hold changed), or the daemon's `compliance` event (its
 score moved). Bursts of events cost one reload: RELOAD_DELAY after the first of them.
+
+Under the breakdown, the practice's encryption level (practice.encryption.show): the
+level in force and whether it is met; `e` opens its evidence, requirement by
+requirement, and lets a keys manager choose another (console/modals/encryption.py).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import json
 
 from strongroom.console.client import ClientError
 from strongroom.console.helpers.workers import fetch, tab_work
+from strongroom.console.modals.encryption import EncryptionScreen, summary
 from strongroom.console.tabs.base import Tab
 from strongroom.console.widgets.job_progress import FINAL
 from strongroom.console.widgets.list_table import ListTable
@@ -35,7 +40,8 @@ def score_trend(scores: list[int]) -> str:
 
 
 class ComplianceTab(Tab, Vertical):
-    BINDINGS = [Binding("ctrl+r", "reload", "Reload")]
+    BINDINGS = [Binding("e", "encryption", "Encryption level"), Binding("ctrl+r", "reload", "Reload")]
+    NEEDS = {"encryption": "compliance:read"}
     TOPICS = ("job.", "audit", "compliance")
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -47,6 +53,7 @@ class ComplianceTab(Tab, Vertical):
     def compose(self) -> ComposeResult:
         yield ScoreGauge(id="compliance-score")
         yield Plain("", id="areas")
+        yield Plain("", id="encryption-level")
         yield ListTable(id="checks-table", cursor_type="row")
         yield Plain("", id="check-detail")
 
@@ -106,6 +113,22 @@ class ComplianceTab(Tab, Vertical):
             table.add_row("✓" if check["passed"] else "✗", check["area"], check["name"], key=str(i))
         if self.checks:
             self.show_check(0)
+        self.load_encryption()
+
+    @tab_work(exclusive=True, group="compliance-encryption")
+    async def load_encryption(self) -> None:
+        try:
+            status = await fetch(self, "practice.encryption.show")
+        except ClientError as err:
+            self.query_one("#encryption-level", Static).update(f"Encryption level: {err.message}")
+            return
+        self.query_one("#encryption-level", Static).update(summary(status) + " · e: evidence, another level")
+
+    def action_encryption(self) -> None:
+        """The encryption level's evidence, and another level (console/modals/encryption.py)."""
+        if self.refused("encryption"):
+            return
+        self.app.push_screen(EncryptionScreen(self.identity), lambda _: self.load())
 
     @on(DataTable.RowHighlighted, "#checks-table")
     def highlighted(self, event: DataTable.RowHighlighted) -> None:

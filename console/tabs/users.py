@@ -2,7 +2,9 @@
 
 Actions, all needing user:manage: lock (l), unlock (u), reset 2FA (f), change role (o),
 grant a permission for a limited time (g), revoke the selected grant (x). `p` opens the
-practice's details, staff and services (console/modals/practice.py). Destructive
+practice's details, staff and services (console/modals/practice.py); `s` the security
+profile (console/modals/profile.py) of the selected account, or, for a user who may not
+manage accounts (and so sees no list), their own, which anyone may read. Destructive
 ones confirm first, saying what will happen. An action the user may not take is shown
 disabled, and the note under the table says why (no permission, or: it is your own
 account). The daemon enforces every rule again (the last administrator, grants beyond
@@ -53,7 +55,8 @@ class UsersTab(Tab, Vertical):
     BINDINGS = [Binding("a", "add_user", "Add user"), Binding("l", "lock", "Lock"), Binding("u", "unlock", "Unlock"),
                 Binding("f", "reset_2fa", "Reset 2FA"), Binding("o", "change_role", "Role"),
                 Binding("g", "grant", "Grant"), Binding("x", "revoke_grant", "Revoke grant"),
-                Binding("p", "practice", "Practice, staff, services"), Binding("ctrl+r", "reload", "Reload")]
+                Binding("p", "practice", "Practice, staff, services"), Binding("s", "profile", "Security profile"),
+                Binding("ctrl+r", "reload", "Reload")]
     # What the account and grant selected allow is added in why_not.
     NEEDS = {**{action: MANAGE for action in (*USER_ACTIONS, "revoke_grant", "add_user")}, "practice": PRACTICE}
     TOPICS = ("security",)
@@ -96,6 +99,8 @@ class UsersTab(Tab, Vertical):
 
     def why_not(self, action: str) -> str | None:
         """None when the action can be offered for the selected account, else why not."""
+        if action == "profile":
+            return self.why_not_profile()
         reason = super().why_not(action)
         if reason or action in ("practice", "add_user"):   # not about the selected account
             return reason
@@ -115,6 +120,22 @@ class UsersTab(Tab, Vertical):
                 return "select an active grant in the Grants table"
         return None
 
+    def why_not_profile(self) -> str | None:
+        """The selected account's profile for an account manager; one's own for anyone
+        else (user.profile.show: one's own needs no permission, another's user:manage)."""
+        if self.identity is None:
+            return "not logged in"
+        if self.identity.can(MANAGE):
+            return None if self.selected() is not None else "no account selected"
+        if not self.identity.actor.startswith("user:"):
+            return "the daemon's own operator has no profile"
+        return None
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "profile":
+            return None if self.why_not_profile() else True
+        return super().check_action(action, parameters)
+
     def note(self) -> str:
         if self.identity.why_not(MANAGE):
             return f"Account management disabled: {self.identity.why_not(MANAGE)}"
@@ -128,7 +149,7 @@ class UsersTab(Tab, Vertical):
     async def load(self) -> None:
         reason = self.identity.why_not(MANAGE)
         if reason:
-            self.query_one("#users-note", Static).update(f"User list hidden: {reason}")
+            self.query_one("#users-note", Static).update(f"User list hidden: {reason} · s: your own security profile")
             self.refresh_bindings()
             return
         users = await ask(self, "user.list", failing="Users")
@@ -199,6 +220,15 @@ class UsersTab(Tab, Vertical):
         if self.refused("practice"):
             return
         self.app.push_screen(PracticeScreen(self.identity))
+
+    def action_profile(self) -> None:
+        """The security profile of the selected account (or one's own): console/modals/profile.py."""
+        from strongroom.console.modals.profile import ProfileScreen
+
+        if self.refused("profile"):
+            return
+        user = self.selected() if self.identity.can(MANAGE) else None
+        self.app.push_screen(ProfileScreen(self.identity, user["username"] if user else None))
 
     # --- actions --------------------------------------------------------------------------
 
