@@ -395,3 +395,4 @@ from strongroom.daemon import commands_profiles  # noqa: F401,E402 registers the
 from strongroom.daemon import commands_reconcile  # noqa: F401,E402 registers the reconcile commands
 from strongroom.daemon import commands_practice  # noqa: F401,E402 registers the practice, staff and services commands
 from strongroom.daemon import commands_clients  # noqa: F401,E402 registers the client picker's lookup
+from strongroom.daemon import commands_appointments  # noqa: F401,E402 registers the appointment commands
