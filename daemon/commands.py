@@ -396,3 +396,4 @@ from strongroom.daemon import commands_reconcile  # noqa: F401,E402 registers th
 from strongroom.daemon import commands_practice  # noqa: F401,E402 registers the practice, staff and services commands
 from strongroom.daemon import commands_clients  # noqa: F401,E402 registers the client picker's lookup
 from strongroom.daemon import commands_encryption  # noqa: F401,E402 registers the encryption level commands
+from strongroom.daemon import commands_appointments  # noqa: F401,E402 registers the appointment commands

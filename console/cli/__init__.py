@@ -103,6 +103,8 @@ def emit(as_json: bool, data: Any, human: Callable[[Any], None]) -> None:
 # Each command by name: where it lives (in this package) and the summary the root help
 # shows without importing it (a test holds these equal to the commands' docstrings).
 COMMANDS: dict[str, tuple[str, str]] = {
+    "appointments": ("appointments:group",
+                     "Appointments: list, show, add, set (status, payment, service, staff, price)."),
     "audit": ("audit:group", "The audit trail."),
     "backup": ("backup:group", "Snapshots: run, list, show, verify, drill, prune, forget, approve."),
     "clients": ("clients:group", "Client records (masked unless --reveal)."),

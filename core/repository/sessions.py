@@ -249,22 +249,46 @@ def list_sessions(conn: Connection, keyring: Keyring, principal: Principal,
                                                 _sessions.c.deleted_at.is_(None))
                         .order_by(_sessions.c.starts_at.desc()).limit(limit)).mappings().all()
     reveal = principal.can("phi:read")
-    out = []
-    for row in rows:
-        item = {"id": row["id"], "client_id": row["client_id"], "starts_at": row["starts_at"],
-                "duration_minutes": row["duration_minutes"], "session_type": row["session_type"],
-                "status": row["status"].value, "payment_status": row["payment_status"].value,
-                "price_cents": row["price_cents"], **{f: row[f] for f in _PLAIN_NEW}}
-        for name in PHI:
-            blob = row[f"{name}_enc"]
-            if blob is not None:
-                blob = (keyring.cipher(conn, row["key_id"]).decrypt(
-                    blob, associated_data(TABLE, name, row["id"]),
-                    where=f"{TABLE}.{name} of row {row['id']}").decode() if reveal else REDACTED)
-            item[name] = blob
-        out.append(item)
+    out = [_shown(conn, keyring, row, reveal) for row in rows]
     if reveal and rows:
         audit.append(conn, actor=principal.actor, action="READ", table_name=TABLE,
                      record_id=client_id, details={"count": len(rows), "phi": True, "by_client": True},
                      session_id=principal.session_id, ip_address=principal.ip_address)
     return out
+
+
+def get_session(conn: Connection, keyring: Keyring, principal: Principal, session_id: uuid.UUID,
+                *, reveal: bool = True) -> dict:
+    """One session as list_sessions shows it. Its PHI is opened (and the READ audited)
+    only for `phi:read` and when `reveal`: a caller that has just written the row gets it
+    back masked, so writing is not also a read of the clinical fields."""
+    _require(principal, "table:therapy_sessions:read")
+    row = conn.execute(select(_sessions).where(_sessions.c.id == session_id,
+                                               _sessions.c.deleted_at.is_(None))).mappings().first()
+    if row is None:
+        raise NotFoundError(f"therapy_sessions: session {session_id} not found")
+    reveal = reveal and principal.can("phi:read")
+    out = _shown(conn, keyring, row, reveal)
+    if reveal:
+        audit.append(conn, actor=principal.actor, action="READ", table_name=TABLE, record_id=session_id,
+                     details={"count": 1, "phi": True}, session_id=principal.session_id,
+                     ip_address=principal.ip_address)
+    return out
+
+
+def _shown(conn: Connection, keyring: Keyring, row, reveal: bool) -> dict:
+    """A session row as callers see it: PHI opened when `reveal`, else a redaction mark
+    (None stays None: that a field is empty is not PHI)."""
+    item = {"id": row["id"], "client_id": row["client_id"], "starts_at": row["starts_at"],
+            "duration_minutes": row["duration_minutes"], "session_type": row["session_type"],
+            "status": row["status"].value, "payment_status": row["payment_status"].value,
+            "price_cents": row["price_cents"], **{f: row[f] for f in _PLAIN_NEW}}
+    for name in PHI:
+        blob = row[f"{name}_enc"]
+        if blob is not None:
+            blob = (keyring.cipher(conn, row["key_id"]).decrypt(
+                blob, associated_data(TABLE, name, row["id"]),
+                where=f"{TABLE}.{name} of row {row['id']}").decode() if reveal else REDACTED)
+        item[name] = blob
+    return item
+

@@ -1,0 +1,116 @@
+"""`strongroom appointments` against a real daemon (both engines): book a client's
+appointment for a service with a staff member, list and show it, change its status and
+payment, notes read from a file (never argv) and masked for the front desk; bad input a
+clear error naming the field (never the value), non-zero exit, nothing changed."""
+import json
+
+import pytest
+
+from strongroom.core import demo
+from strongroom.core.auth.users import create_user
+from strongroom.core.db.models import Role
+from strongroom.core.principal import SYSTEM
+from strongroom.core.repository.clients import insert_clients
+from strongroom.core.repository.practices import only_practice
+from tests.console.cli_helpers import run_cli as run
+from tests.daemon.conftest import PASSWORD, data_transaction, make_data_dir, running_daemon
+
+NOTE = "zq-spoke about sleeping badly"
+
+
+@pytest.fixture
+def appointment_daemon(tmp_path, db_url, monkeypatch):
+    """A daemon over one client (`.client_id`) and a front-desk account `desk`."""
+    data_dir = make_data_dir(tmp_path, db_url)
+    with data_transaction(data_dir) as (ctx, conn):
+        clients: list = []
+        insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn), demo.client_records(1), created=clients)
+        create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), "desk", PASSWORD, Role.STAFF, actor="test")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    with running_daemon(data_dir, tmp_path) as proc:
+        monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
+        proc.client_id = str(clients[0])
+        yield proc
+
+
+def cli(capsys, daemon, *args):
+    return run(capsys, "--data-dir", daemon.data_dir, *args)
+
+
+def _json(capsys, d, *args) -> dict:
+    code, out, err = cli(capsys, d, *args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_appointments_from_the_command_line(appointment_daemon, capsys, tmp_path):
+    d = appointment_daemon
+    service = _json(capsys, d, "services", "add", "--name", "Intake", "--category", "assessment",
+                    "--duration-minutes", "60", "--price-cents", "15000")
+    staff = _json(capsys, d, "staff", "add", "--first-name", "Ola", "--last-name", "Penn", "--role", "PRACTITIONER")
+    notes = tmp_path / "notes.txt"
+    notes.write_text(NOTE)
+    booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00+01:00",
+                   "--duration", "60", "--service", service["id"], "--staff", staff["id"], "--type", "intake",
+                   "--status", "confirmed", "--notes-file", notes)
+    assert (booked["status"], booked["payment_status"], booked["price_cents"]) == ("CONFIRMED", "PENDING", 15000)
+    assert booked["service_id"] == service["id"] and booked["staff_id"] == staff["id"]
+    assert booked["starts_at"].startswith("2031-03-04T09:00")         # stored in UTC
+    assert NOTE not in json.dumps(booked)                             # answered masked
+
+    changed = _json(capsys, d, "appointments", "set", booked["id"], "--status", "COMPLETED",
+                    "--payment-status", "paid", "--price", "12000", "--reminder-sent", "--clear", "staff-id")
+    assert (changed["status"], changed["payment_status"], changed["price_cents"]) == ("COMPLETED", "PAID", 12000)
+    assert changed["reminder_sent"] is True and changed["staff_id"] is None
+
+    code, out, err = cli(capsys, d, "appointments", "list", d.client_id)
+    assert code == 0, err
+    assert booked["id"] in out and "COMPLETED" in out and "PAID" in out and "12000" in out
+    (listed,) = _json(capsys, d, "appointments", "list", d.client_id, "--limit", "5")["items"]
+    # set answers the notes masked; the local operator has phi:read, so list and show open them
+    assert changed["notes"] != NOTE and listed == {**changed, "notes": NOTE}
+    code, out, err = cli(capsys, d, "appointments", "show", booked["id"])
+    assert code == 0 and f"notes: {NOTE}" in out, err
+
+
+def test_the_front_desk_sees_notes_masked(appointment_daemon, capsys, tmp_path):
+    d = appointment_daemon
+    notes = tmp_path / "notes.txt"
+    notes.write_text(NOTE)
+    booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z",
+                   "--notes-file", notes)
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    code, _, err = cli(capsys, d, "login", "-u", "desk", "--password-file", password_file)
+    assert code == 0, err
+    shown = _json(capsys, d, "appointments", "show", booked["id"])
+    assert shown["notes"] and NOTE not in json.dumps(shown)
+
+
+@pytest.mark.parametrize("args, field, value", [
+    (("add", "CLIENT", "--starts", "2031-03-04T10:00:00Z", "--status", "zqlater"), "status", "ZQLATER"),
+    (("add", "CLIENT", "--starts", "zq-tuesday"), "starts_at", "zq-tuesday"),
+    (("add", "CLIENT", "--starts", "2031-03-04T10:00:00Z", "--price", "-5"), "price_cents", "-5"),
+    (("add", "CLIENT", "--starts", "2031-03-04T10:00:00Z", "--duration", "zq50"), "duration_minutes", "zq50"),
+    (("add", "CLIENT", "--starts", "2031-03-04T10:00:00Z", "--service", "zq-nope"), "service_id", "zq-nope"),
+    (("add", "zq-client", "--starts", "2031-03-04T10:00:00Z"), "client_id", "zq-client"),
+    (("set", "BOOKED", "--payment-status", "zqowed"), "payment_status", "ZQOWED"),
+    (("set", "BOOKED", "--price", "zq12.50"), "price_cents", "zq12.50"),
+    (("list", "CLIENT", "--limit", "zq9"), "limit", "zq9"),
+])
+def test_bad_input_is_refused_by_field_and_changes_nothing(appointment_daemon, capsys, args, field, value):
+    d = appointment_daemon
+    booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z")
+    args = [{"CLIENT": d.client_id, "BOOKED": booked["id"]}.get(a, a) for a in args]
+    before = cli(capsys, d, "appointments", "list", d.client_id, "--json")[1]
+    code, out, err = cli(capsys, d, "appointments", *args)
+    assert code != 0 and field in err and value not in err + out and value.lower() not in err + out, err
+    assert "internal" not in err
+    assert cli(capsys, d, "appointments", "list", d.client_id, "--json")[1] == before
+
+
+def test_set_without_a_field_is_a_usage_error(appointment_daemon, capsys):
+    d = appointment_daemon
+    booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z")
+    code, _, err = cli(capsys, d, "appointments", "set", booked["id"])
+    assert code == 2 and "at least one field" in err
