@@ -9,6 +9,8 @@ what was typed when the daemon refuses a value, showing the refusal, which names
 field. The tax id and licence number arrive masked unless the user may edit them; the
 daemon audits opening them. Working hours and specializations are edited with the CLI
 (`strongroom staff set`), whose flags suit their structure better than one text box.
+`b` chooses a client in the client picker and opens their appointments
+(console/modals/appointments.py).
 """
 from __future__ import annotations
 
@@ -43,7 +45,10 @@ SERVICE_FIELDS = (("name", "Name", ""), ("category", "Category", "e.g. therapy, 
                   ("description", "Description (optional)", ""))
 # Which permission each action needs; the daemon checks again.
 NEEDS = {"edit_details": "table:practices:write", "add_staff": "table:staff:write",
-         "add_service": "table:services:write", "edit_row": None, "toggle_active": None}
+         "add_service": "table:services:write", "edit_row": None, "toggle_active": None,
+         "appointments": "table:therapy_sessions:read"}
+# Choosing the client for `b` is a client.find, which needs this too.
+FIND_CLIENT = "table:clients:read"
 
 
 def money(cents: Any) -> str:
@@ -91,7 +96,7 @@ class PracticeScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("e", "edit_details", "Edit details"),
                 Binding("n", "add_staff", "Add staff"), Binding("v", "add_service", "Add service"),
                 Binding("enter", "edit_row", "Edit", show=False), Binding("x", "toggle_active", "Retire/reinstate"),
-                Binding("ctrl+r", "reload", "Reload")]
+                Binding("b", "appointments", "Appointments"), Binding("ctrl+r", "reload", "Reload")]
 
     def __init__(self, identity: Identity) -> None:
         super().__init__()
@@ -145,6 +150,8 @@ class PracticeScreen(ModalScreen[None]):
             if chosen is None:
                 return "no staff member or service selected"
             needed = f"table:{chosen[0]}:write"
+        if action == "appointments":
+            return self.identity.why_not(needed) or self.identity.why_not(FIND_CLIENT)
         return self.identity.why_not(needed) if needed else None
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
@@ -265,6 +272,19 @@ class PracticeScreen(ModalScreen[None]):
             return
         kind, record = self.selected()
         self.change(kind, record)
+
+    def action_appointments(self) -> None:
+        """A client's appointments: the client from the picker, then appointments.py."""
+        from strongroom.console.modals.appointments import AppointmentsScreen
+        from strongroom.console.modals.client_picker import ClientPickerScreen
+
+        if self._refuse("appointments"):
+            return
+
+        def chosen(client_id: str | None) -> None:
+            if client_id:
+                self.app.push_screen(AppointmentsScreen(self.identity, client_id))
+        self.app.push_screen(ClientPickerScreen(), chosen)
 
     @tab_work(group="practice-change")
     async def change(self, kind: str, record: dict) -> None:
