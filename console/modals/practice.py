@@ -208,6 +208,7 @@ class PracticeScreen(ModalScreen[None]):
             s["name"], s["category"], str(s["duration_minutes"]), money(s["price_cents"]), yes_no(s.get("active"))))
         self.query_one("#practice-note", Static).update(
             f"{len(self.staff)} staff, {len(self.services)} services"
+            + ("" if self.why_not("appointments") else " · b appointments")
             + ("" if not self.identity.why_not("table:practices:write")
                else " · read only: " + str(self.identity.why_not("table:practices:write"))))
         self.refresh_bindings()
