@@ -3,7 +3,8 @@ engines: the client chosen in the picker, an appointment booked by service and s
 name after two refused values (the form stays open with everything typed, the daemon's
 words shown, nothing booked), its status and payment status set and a bad status
 refused; the front desk books without phi:read, and an auditor, who may not read
-appointments, finds the key disabled with the reason."""
+appointments, finds the key disabled with the reason. Booking is driven as the local
+operator and as a practitioner (clinician)."""
 from __future__ import annotations
 
 import pytest
@@ -82,8 +83,10 @@ def _rows(screen) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
-def test_an_owner_books_an_appointment_and_sets_its_status_and_payment(booking_daemon):
-    drive(lambda: _book(booking_daemon, booking_daemon.local_token()), timeout=120)
+@pytest.mark.parametrize("who", ["local-operator", "clinician"])
+def test_the_operator_or_a_practitioner_books_an_appointment_and_sets_its_status_and_payment(booking_daemon, who):
+    token = booking_daemon.local_token() if who == "local-operator" else login(booking_daemon, who)
+    drive(lambda: _book(booking_daemon, token), timeout=120)
     (held,) = booking_daemon.call("appointment.list", {"client_id": booking_daemon.client_id})["items"]
     assert (held["status"], held["payment_status"], held["price_cents"]) == ("CONFIRMED", "PAID", 15000)
     assert held["starts_at"].startswith("2031-03-04T09:00")             # stored in UTC
