@@ -96,6 +96,15 @@ class Command:
         return TypeAdapter(self.result)
 
 
+def given_changes(args: Args, skip: tuple[str, ...]) -> dict[str, Any]:
+    """The fields a `*.set`/`*.add` caller gave (not the model's defaults), less `skip`,
+    with those named in `clear` set to None: what an update may change."""
+    changes = {name: getattr(args, name) for name in args.model_fields_set if name not in (*skip, "clear")}
+    for name in getattr(args, "clear", None) or ():
+        changes[name] = None
+    return changes
+
+
 REGISTRY: dict[str, Command] = {}
 ALIASES: dict[str, str] = {}      # old name -> current name, registered with the command
 

@@ -11,25 +11,17 @@ the client's practice.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.repository import sessions as sessions_repo
 
 from strongroom.core.protocol.models.appointments import (Appointment, AppointmentAddArgs, AppointmentArgs,
                                                           AppointmentListArgs, AppointmentPage, AppointmentSetArgs)
-from strongroom.daemon.commands import Args, Call, command
+from strongroom.daemon.commands import Call, command, given_changes
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
-
-
-def _changes(args: Args, skip: tuple[str, ...]) -> dict[str, Any]:
-    """The fields the caller gave (not defaults), with those in `clear` set to None."""
-    changes = {name: getattr(args, name) for name in args.model_fields_set if name not in (*skip, "clear")}
-    for name in getattr(args, "clear", None) or ():
-        changes[name] = None
-    return changes
 
 
 @command("appointment.list", permission="table:therapy_sessions:read", args=AppointmentListArgs,
@@ -57,7 +49,7 @@ def appointment_add_cmd(d: "Daemon", call: Call) -> dict:
     a: AppointmentAddArgs = call.args
     with transaction(d.ctx.engine) as conn:
         session_id = sessions_repo.create_session(conn, d.ctx.keyring, call.principal,
-                                                  {"client_id": a.client_id, **_changes(a, ("client_id",))})
+                                                  {"client_id": a.client_id, **given_changes(a, ("client_id",))})
         return sessions_repo.get_session(conn, d.ctx.keyring, call.principal, session_id, reveal=False)
 
 
@@ -69,5 +61,5 @@ def appointment_set_cmd(d: "Daemon", call: Call) -> dict:
     a: AppointmentSetArgs = call.args
     with transaction(d.ctx.engine) as conn:
         sessions_repo.update_session(conn, d.ctx.keyring, call.principal, a.appointment_id,
-                                     _changes(a, ("appointment_id",)))
+                                     given_changes(a, ("appointment_id",)))
         return sessions_repo.get_session(conn, d.ctx.keyring, call.principal, a.appointment_id, reveal=False)

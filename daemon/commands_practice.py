@@ -10,7 +10,7 @@ one is refused naming the field, never echoing the value, and nothing is written
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from sqlalchemy import Connection
@@ -22,7 +22,7 @@ from strongroom.core.repository.practices import get_practice, only_practice, up
 from strongroom.core.principal import Principal
 
 from strongroom.core.protocol.models.practice import ListArgs, PracticeArgs, PracticeInfo, PracticeSetArgs, Service, ServiceAddArgs, ServicePage, ServiceSetArgs, StaffAddArgs, StaffMember, StaffPage, StaffSetArgs
-from strongroom.daemon.commands import Args, Call, command
+from strongroom.daemon.commands import Call, command, given_changes
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -32,14 +32,6 @@ _TEXT = Field(default=None, max_length=5000)
 
 def _practice(conn: Connection, principal: Principal, given: uuid.UUID | None) -> uuid.UUID:
     return given or principal.practice_id or only_practice(conn)
-
-
-def _changes(args: Args, skip: tuple[str, ...]) -> dict[str, Any]:
-    """The fields the caller gave (not defaults), with those in `clear` set to None."""
-    changes = {name: getattr(args, name) for name in args.model_fields_set if name not in (*skip, "clear")}
-    for name in getattr(args, "clear", None) or ():
-        changes[name] = None
-    return changes
 
 
 @command("practice.show", permission="table:practices:read", args=PracticeArgs, result=PracticeInfo)
@@ -54,7 +46,7 @@ def practice_set_cmd(d: "Daemon", call: Call) -> dict:
     """Change the practice's name, address, phone, email, tax id or licence number."""
     with transaction(d.ctx.engine) as conn:
         practice = _practice(conn, call.principal, call.args.practice_id)
-        update_practice(conn, d.ctx.keyring, call.principal, practice, _changes(call.args, ("practice_id",)))
+        update_practice(conn, d.ctx.keyring, call.principal, practice, given_changes(call.args, ("practice_id",)))
         return get_practice(conn, d.ctx.keyring, call.principal, practice)
 
 
@@ -72,7 +64,7 @@ def staff_add_cmd(d: "Daemon", call: Call) -> dict:
     """Add a staff member (first_name, last_name and role at least); returns the record."""
     with transaction(d.ctx.engine) as conn:
         practice = _practice(conn, call.principal, call.args.practice_id)
-        staff_id = staff_repo.create_staff(conn, call.principal, practice, _changes(call.args, ("practice_id",)))
+        staff_id = staff_repo.create_staff(conn, call.principal, practice, given_changes(call.args, ("practice_id",)))
         return staff_repo.get_staff(conn, call.principal, staff_id)
 
 
@@ -80,7 +72,7 @@ def staff_add_cmd(d: "Daemon", call: Call) -> dict:
 def staff_set_cmd(d: "Daemon", call: Call) -> dict:
     """Change a staff member's fields (active: false retires them)."""
     with transaction(d.ctx.engine) as conn:
-        staff_repo.update_staff(conn, call.principal, call.args.staff_id, _changes(call.args, ("staff_id",)))
+        staff_repo.update_staff(conn, call.principal, call.args.staff_id, given_changes(call.args, ("staff_id",)))
         return staff_repo.get_staff(conn, call.principal, call.args.staff_id)
 
 
@@ -99,7 +91,7 @@ def services_add_cmd(d: "Daemon", call: Call) -> dict:
     with transaction(d.ctx.engine) as conn:
         practice = _practice(conn, call.principal, call.args.practice_id)
         service_id = services_repo.create_service(conn, call.principal, practice,
-                                                  _changes(call.args, ("practice_id",)))
+                                                  given_changes(call.args, ("practice_id",)))
         return services_repo.get_service(conn, call.principal, service_id)
 
 
@@ -108,5 +100,5 @@ def services_set_cmd(d: "Daemon", call: Call) -> dict:
     """Change a service's fields (active: false retires it; its sessions keep it)."""
     with transaction(d.ctx.engine) as conn:
         services_repo.update_service(conn, call.principal, call.args.service_id,
-                                     _changes(call.args, ("service_id",)))
+                                     given_changes(call.args, ("service_id",)))
         return services_repo.get_service(conn, call.principal, call.args.service_id)
