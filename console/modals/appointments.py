@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from strongroom.console.client import ClientError
+from strongroom.console.helpers.gates import Gated
 from strongroom.console.helpers.identity import Identity
 from strongroom.console.helpers.text import fit, when
 from strongroom.console.helpers.workers import fetch, tab_work
@@ -64,7 +65,8 @@ def resolve(kind: str, typed: str, records: dict[str, dict], name) -> str:
     return matches[0]
 
 
-class AppointmentsScreen(ModalScreen[None]):
+class AppointmentsScreen(Gated, ModalScreen[None]):
+    NEEDS = NEEDS
     DEFAULT_CSS = """
     AppointmentsScreen #appointments-dialog { width: 96%; max-width: 110; height: 90%; border: thick $primary;
                                               background: $surface; padding: 0 1; }
@@ -108,17 +110,6 @@ class AppointmentsScreen(ModalScreen[None]):
         if reason is None and action != "book" and self.selected() is None:
             return "no appointment selected"
         return reason
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in NEEDS:
-            return None if self.why_not(action) else True
-        return True
-
-    def _refuse(self, action: str) -> bool:
-        reason = self.why_not(action)
-        if reason:
-            self.notify(f"Not allowed: {reason}", severity="warning")
-        return reason is not None
 
     def on_data_table_row_highlighted(self) -> None:
         self.refresh_bindings()
@@ -194,7 +185,7 @@ class AppointmentsScreen(ModalScreen[None]):
         return args
 
     def action_book(self) -> None:
-        if self._refuse("book"):
+        if self.refused("book"):
             return
         self.app.push_screen(FormScreen(
             "Book an appointment", "Money in whole cents (12000 is 120.00); without a price the service's applies.",
@@ -202,7 +193,7 @@ class AppointmentsScreen(ModalScreen[None]):
             send=self._sender("appointment.add", self._booking, "Booked.")))
 
     def _set(self, action: str, field: str, label: str, allowed: tuple[str, ...]) -> None:
-        if self._refuse(action):
+        if self.refused(action):
             return
         appointment = self.selected()
         self.app.push_screen(FormScreen(

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from strongroom.console.client import ClientError
+from strongroom.console.helpers.gates import Gated
 from strongroom.console.helpers.identity import Identity
 from strongroom.console.helpers.text import fit
 from strongroom.console.helpers.workers import ask, fetch, tab_work
@@ -86,7 +87,8 @@ def typed(values: dict) -> dict:
     return {name: value for name, value in values.items() if value != ""}
 
 
-class PracticeScreen(ModalScreen[None]):
+class PracticeScreen(Gated, ModalScreen[None]):
+    NEEDS = NEEDS
     DEFAULT_CSS = """
     PracticeScreen #practice-dialog { width: 96%; max-width: 110; height: 90%; border: thick $primary;
                                       background: $surface; padding: 0 1; }
@@ -154,17 +156,6 @@ class PracticeScreen(ModalScreen[None]):
             return self.identity.why_not(needed) or self.identity.why_not(FIND_CLIENT)
         return self.identity.why_not(needed) if needed else None
 
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action in NEEDS:
-            return None if self.why_not(action) else True
-        return True
-
-    def _refuse(self, action: str) -> bool:
-        reason = self.why_not(action)
-        if reason:
-            self.notify(f"Not allowed: {reason}", severity="warning")
-        return reason is not None
-
     def on_data_table_row_highlighted(self) -> None:
         self.refresh_bindings()
 
@@ -230,7 +221,7 @@ class PracticeScreen(ModalScreen[None]):
         return daemon_sender(self, cmd, build, lambda _values, _answer: self.load())
 
     def action_edit_details(self) -> None:
-        if self._refuse("edit_details"):
+        if self.refused("edit_details"):
             return
         initial = {name: self.practice.get(name) for name, _ in DETAILS}
         self.app.push_screen(FormScreen(
@@ -240,21 +231,21 @@ class PracticeScreen(ModalScreen[None]):
             send=self._sender("practice.set", lambda v: changes(initial, v, {n for n, _ in DETAILS} - {"name"}))))
 
     def action_add_staff(self) -> None:
-        if self._refuse("add_staff"):
+        if self.refused("add_staff"):
             return
         self.app.push_screen(FormScreen(
             "Add a staff member", "Working hours and specializations: strongroom staff set ID --hours/--specialization.",
             STAFF_FIELDS, submit="Add", send=self._sender("staff.add", typed)))
 
     def action_add_service(self) -> None:
-        if self._refuse("add_service"):
+        if self.refused("add_service"):
             return
         self.app.push_screen(FormScreen(
             "Add a service", "Money in whole cents (12000 is 120.00).", SERVICE_FIELDS, submit="Add",
             send=self._sender("service.add", typed)))
 
     def action_edit_row(self) -> None:
-        if self._refuse("edit_row"):
+        if self.refused("edit_row"):
             return
         kind, record = self.selected()
         fields = STAFF_FIELDS if kind == "staff" else SERVICE_FIELDS
@@ -269,7 +260,7 @@ class PracticeScreen(ModalScreen[None]):
                                                          **changes(initial, v, optional)})))
 
     def action_toggle_active(self) -> None:
-        if self._refuse("toggle_active"):
+        if self.refused("toggle_active"):
             return
         kind, record = self.selected()
         self.change(kind, record)
@@ -279,7 +270,7 @@ class PracticeScreen(ModalScreen[None]):
         from strongroom.console.modals.appointments import AppointmentsScreen
         from strongroom.console.modals.client_picker import ClientPickerScreen
 
-        if self._refuse("appointments"):
+        if self.refused("appointments"):
             return
 
         def chosen(client_id: str | None) -> None:

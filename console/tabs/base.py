@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from strongroom.console.helpers.gates import Gated
 from strongroom.console.helpers.identity import Identity, why_not_job
 from strongroom.console.widgets.job_progress import show_run
 from textual.containers import Vertical
@@ -73,11 +74,10 @@ def routes(tabs: Iterable[tuple[str, type[Tab]]], topic: str) -> tuple[tuple[str
                  if topic_matches(key, topic))
 
 
-class Tab:
+class Tab(Gated):
     NEEDS: ClassVar[dict[str, Need]] = {}
     TOPICS: ClassVar[tuple[str, ...]] = ()
     NOTE: ClassVar[str | None] = None       # id of the hint line under the tab's table
-    REFUSED: ClassVar[str] = "Not allowed"  # how a refusal's toast begins, unless the action says
     LAZY: ClassVar[bool] = False            # fetch only once the tab is first shown
     JOB_KIND: ClassVar[str | None] = None   # the one job kind whose runs the tab follows
     RUNNING: ClassVar[str | None] = None    # id of the area showing that kind's run
@@ -122,19 +122,6 @@ class Tab:
                 return None
             return f"{self.identity.actor} lacks job:<kind>:run"
         return why_not_job(self.identity, kind, self.kinds)
-
-    def check_action(self, action: str, parameters: tuple) -> bool | None:
-        """Textual asks before showing or running a key: None shows it disabled."""
-        if action in self.NEEDS and self.why_not(action):
-            return None
-        return True
-
-    def refused(self, action: str, *, saying: str | None = None, severity: str = "warning") -> bool:
-        """True, after saying why as a toast, when `action` may not be taken now."""
-        reason = self.why_not(action)
-        if reason:
-            self.notify(f"{saying or self.REFUSED}: {reason}", severity=severity)
-        return reason is not None
 
     def note(self) -> str:
         """The hint line: the tab's keys, and why any is off."""
