@@ -36,11 +36,13 @@ def run_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("reconcile.list", permission="table:clients:read", args=ListArgs, result=PairPage)
 def list_cmd(d: "Daemon", call: Call) -> dict:
-    """Candidate pairs, best score first (default: the open ones)."""
+    """Candidate pairs, best score first (default: the open ones), a page at a time: `next`
+    is the `after` that continues the list, None on its last page."""
     a: ListArgs = call.args
     with transaction(d.ctx.engine, read_only=True) as conn:
-        items = pairs.list_pairs(conn, call.principal, practice_id=a.practice_id, status=a.status, limit=a.limit)
-    return {"items": items}
+        items, following = pairs.list_pairs(conn, call.principal, practice_id=a.practice_id,
+                                            status=a.status, limit=a.limit, after=a.after)
+    return {"items": items, "next": following}
 
 
 @command("reconcile.show", permission="table:clients:read", args=PairArgs, result=PairShown)

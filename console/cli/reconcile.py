@@ -38,16 +38,21 @@ def _print_pairs(data: dict) -> None:
     for p in data["items"]:
         click.echo(f"{p['pair_id']}  {p['score']:.2f}  {p['status']:<9} {p['client_a']} {p['client_b']}  "
                    + " ".join(p["reasons"]))
+    if data.get("next"):
+        click.echo(f"more: --after {data['next']}")
 
 
 @group.command(name="list")
 @click.option("--status", type=click.Choice(["open", "merged", "dismissed"]), default="open", show_default=True)
 @click.option("--practice", "practice_id", metavar="UUID", help="Only this practice.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--after", metavar="PAIR_ID", help="Continue after this pair (the `more: --after` of the page before).")
 @remote_options()
-def list_cmd(state: CliState, status: str, practice_id: str | None, limit: int, socket_path, as_json: bool) -> None:
-    """Candidate pairs, best score first."""
-    args = {"status": status, "limit": limit, **({"practice_id": practice_id} if practice_id else {})}
+def list_cmd(state: CliState, status: str, practice_id: str | None, limit: int, after: str | None,
+             socket_path, as_json: bool) -> None:
+    """Candidate pairs, best score first, a page at a time."""
+    args = {"status": status, "limit": limit, **({"practice_id": practice_id} if practice_id else {}),
+            **({"after": after} if after else {})}
     emit(as_json, run_remote(state, socket_path, lambda c: c.call("reconcile.list", args)), _print_pairs)
 
 

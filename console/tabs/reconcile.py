@@ -4,7 +4,9 @@ merged (undoably) or dismissed by a person.
 The list (`reconcile.list`, table:clients:read) holds pairs best score first: score,
 status, the two clients (the tail of each id; in full under the list), the reason codes
 (`name~0.93`, `swapped`, `dob=`, `phone=`, `email=`) and when the pair was found. `f`
-cycles open, merged, dismissed and every pair. `r` starts the reconcile job
+cycles open, merged, dismissed and every pair. A page holds up to 500 pairs; `n` shows the
+next and `p` the one before (keyset pages from `reconcile.list`'s `next`, so a pair decided
+meanwhile neither hides nor repeats another). `r` starts the reconcile job
 (job:reconcile:run), its progress from `job.*` events, and the list reloads when it ends.
 
 Enter (or `o`) opens the highlighted pair side by side (`reconcile.show`, modals/pair.py):
@@ -42,7 +44,8 @@ PAIR_ACTIONS = ("merge", "dismiss", "undo")
 COLUMNS = (("Score", "score", 5), ("Status", "status", 9), ("Client A", "a", 9), ("Client B", "b", 9),
            ("Reasons", "reasons", 22), ("Found", "found", 10))
 KEYS = {"open_pair": "enter open", "merge": "m merge", "dismiss": "d dismiss", "undo": "u undo",
-        "run_now": "r run", "filter": "f filter"}
+        "run_now": "r run", "filter": "f filter", "next_page": "n next page",
+        "previous_page": "p previous page"}
 
 
 def pair_cells(pair: dict) -> tuple:
@@ -61,10 +64,12 @@ class ReconcileTab(Tab, Vertical):
     BINDINGS = [Binding("o", "open_pair", "Open pair", show=False), Binding("m", "merge", "Merge"),
                 Binding("d", "dismiss", "Dismiss"), Binding("u", "undo", "Undo merge"),
                 Binding("r", "run_now", "Find duplicates"), Binding("f", "filter", "Filter"),
+                Binding("n", "next_page", "Next page", show=False),
+                Binding("p", "previous_page", "Previous page", show=False),
                 Binding("ctrl+r", "reload", "Reload", show=False)]
     # In the order the note offers them; the pair selected adds conditions (why_not).
     NEEDS = {"open_pair": READ, "merge": WRITE, "dismiss": WRITE, "undo": WRITE, "run_now": Job(KIND),
-             "filter": READ}
+             "filter": READ, "next_page": READ, "previous_page": READ}
     TOPICS = ("job.", "audit")
     NOTE = "reconcile-note"
     LAZY = True            # pairs are fetched once the tab is first looked at
@@ -82,6 +87,9 @@ class ReconcileTab(Tab, Vertical):
         super().__init__(id=id)
         self.filter = FILTERS[0]
         self.pairs: dict[str, dict] = {}
+        self.after: str | None = None             # the page shown continues after this pair
+        self.history: list[str | None] = []       # the `after` of each page before, for `p`
+        self.next: str | None = None              # the `after` of the next page; None on the last
 
     def compose(self) -> ComposeResult:
         yield Plain("", id="reconcile-summary")
@@ -106,8 +114,14 @@ class ReconcileTab(Tab, Vertical):
         """The reason `action` may not be taken on `pair` (its permission first, then the
         pair's state), None when it may."""
         reason = super().why_not(action)
-        if reason or action not in (*PAIR_ACTIONS, "open_pair"):
+        if reason:
             return reason
+        if action == "next_page":
+            return None if self.next else "this is the last page"
+        if action == "previous_page":
+            return None if self.history else "this is the first page"
+        if action not in (*PAIR_ACTIONS, "open_pair"):
+            return None
         if pair is None:
             return "no pair selected" if self.pairs else "no pair listed"
         if action in ("merge", "dismiss") and pair["status"] != "open":
@@ -122,7 +136,9 @@ class ReconcileTab(Tab, Vertical):
     def note(self) -> str:
         offered = [KEYS[a] for a in self.NEEDS if not self.why_not(a)]
         text = " · ".join(offered) if offered else "read only"
-        off = not_now({a: self.why_not(a) for a in self.NEEDS if a != "open_pair"}, KEYS)
+        # Paging keys are offered when there is a page to go to, never listed as "not now".
+        off = not_now({a: self.why_not(a) for a in self.NEEDS
+                       if a not in ("open_pair", "next_page", "previous_page")}, KEYS)
         return text + (f" — not now: {off}" if off else "")
 
     def show_note(self) -> None:
@@ -144,8 +160,10 @@ class ReconcileTab(Tab, Vertical):
             self.query_one("#reconcile-summary", Static).update(Text(f"Pairs hidden: {reason}"))
             self.selection_changed()
             return
-        args = {"status": None if self.filter == "all" else self.filter, "limit": LIMIT}
+        args = {"status": None if self.filter == "all" else self.filter, "limit": LIMIT,
+                **({"after": self.after} if self.after else {})}
         page = await ask(self, "reconcile.list", args, failing="Reconcile")
+        self.next = page.get("next")
         self.fill(page["items"])
 
     def fill(self, items: list[dict]) -> None:
@@ -159,10 +177,13 @@ class ReconcileTab(Tab, Vertical):
         if keep is not None and keep["pair_id"] in table.rows:
             table.move_cursor(row=table.get_row_index(keep["pair_id"]))
         shown = "every pair" if self.filter == "all" else f"{self.filter} pairs"
-        count = f"{len(items)}{'+' if len(items) == LIMIT else ''}"
+        first = len(self.history) * LIMIT + 1
+        where = f"page {len(self.history) + 1}: {first}–{first + len(items) - 1}"
+        more = " (n: next page)" if self.next else ""
         self.query_one("#reconcile-summary", Static).update(
-            Text(f"{count} {shown}, best score first (f: filter)" if items else
-                 f"No {shown}." + (" r finds likely duplicates." if self.filter == "open" else "")))
+            Text(f"{shown.capitalize()}, best score first, {where}{more}" if items else
+                 f"No {shown}" + (" after the page before (p)." if self.history else ".")
+                 + (" r finds likely duplicates." if self.filter == "open" and not self.history else "")))
         self.selection_changed()
 
     @on(DataTable.RowHighlighted, "#reconcile-table")
@@ -184,6 +205,20 @@ class ReconcileTab(Tab, Vertical):
         if self.refused("filter"):
             return
         self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
+        self.after, self.history, self.next = None, [], None
+        self.load()
+
+    def action_next_page(self) -> None:
+        if self.refused("next_page"):
+            return
+        self.history.append(self.after)
+        self.after = self.next
+        self.load()
+
+    def action_previous_page(self) -> None:
+        if self.refused("previous_page"):
+            return
+        self.after = self.history.pop()
         self.load()
 
     def apply_audit(self, data: dict) -> None:

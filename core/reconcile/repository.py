@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from strongroom.core import audit
 from strongroom.core.crypto.keyring import Keyring
@@ -130,8 +130,15 @@ def _record(row) -> dict:
 
 
 def list_pairs(conn: Connection, principal: Principal, *, practice_id: uuid.UUID | None = None,
-               status: str | None = OPEN, limit: int = 100) -> list[dict]:
-    """Pairs, best score first (ids, scores, reasons only: nothing to mask)."""
+               status: str | None = OPEN, limit: int = 100,
+               after: object = None) -> tuple[list[dict], str | None]:
+    """A page of pairs, best score first (ids, scores, reasons only: nothing to mask), and
+    the `after` that continues it (None on the last page).
+
+    `after` is the id of the last pair of the previous page: the page continues after it in
+    (score descending, id) order. Keyset rather than offset paging, because pairs change
+    status while someone pages (a merge takes a pair out of the open list) and an offset
+    would then skip the pair that moved up into its place."""
     require(principal, "table:clients:read")
     if status is not None and status not in STATUSES:
         raise ValidationError(f"status: must be one of {', '.join(STATUSES)}")
@@ -142,8 +149,15 @@ def list_pairs(conn: Connection, principal: Principal, *, practice_id: uuid.UUID
         query = query.where(_pairs.c.practice_id == practice_id)
     if status is not None:
         query = query.where(_pairs.c.status == status)
-    rows = conn.execute(query.order_by(_pairs.c.score.desc(), _pairs.c.id).limit(limit)).all()
-    return [_record(row) for row in rows]
+    if after is not None:
+        last = conn.execute(select(_pairs.c.id, _pairs.c.score)
+                            .where(_pairs.c.id == pair_id(after, "after"))).first()
+        if last is None:
+            raise NotFoundError("after: no such reconcile pair")
+        query = query.where(or_(_pairs.c.score < last.score,
+                                and_(_pairs.c.score == last.score, _pairs.c.id > last.id)))
+    rows = conn.execute(query.order_by(_pairs.c.score.desc(), _pairs.c.id).limit(limit + 1)).all()
+    return [_record(row) for row in rows[:limit]], (str(rows[limit - 1].id) if len(rows) > limit else None)
 
 
 def load_pair(conn: Connection, value: object, *, for_update: bool = False):

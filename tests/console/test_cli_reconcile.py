@@ -2,11 +2,13 @@
 side, merge with confirmation, undo, dismiss; bad input a clear error naming the field,
 non-zero exit, nothing changed."""
 import json
+import uuid
 
 import pytest
+from strongroom.core.db.models import ReconcilePair
 
 from tests.console.cli_helpers import run_cli as run
-from tests.daemon.conftest import make_data_dir, running_daemon
+from tests.daemon.conftest import data_transaction, make_data_dir, running_daemon
 from tests.daemon.conftest import seed_reconcile_demo
 
 
@@ -64,3 +66,27 @@ def test_bad_input_is_refused_by_field_and_changes_nothing(reconcile_daemon, cap
     code, _, err = cli(capsys, d, "reconcile", "list", "--status", "gone")
     assert code == 2
     assert d.call("reconcile.list")["items"][0]["status"] == "open"
+
+
+def test_list_pages_with_after_and_says_how_to_continue(reconcile_daemon, capsys):
+    d = reconcile_daemon
+    code, _, err = cli(capsys, d, "reconcile", "run", "--wait")
+    assert code == 0, err
+    with data_transaction(d.data_dir) as (ctx, conn):      # a weaker second pair
+        practice = conn.execute(ReconcilePair.__table__.select()).first().practice_id
+        conn.execute(ReconcilePair.__table__.insert(), {
+            "id": uuid.uuid4(), "practice_id": practice, "client_a": uuid.UUID(d.ids[0]),
+            "client_b": uuid.UUID(d.ids[2]), "score": 0.5, "reasons": "dob=", "status": "open"})
+    code, out, err = cli(capsys, d, "reconcile", "list", "--limit", "1", "--json")
+    assert code == 0, err
+    first = json.loads(out)
+    (best,) = first["items"]
+    assert first["next"] == best["pair_id"] and best["score"] > 0.5
+    code, out, _ = cli(capsys, d, "reconcile", "list", "--limit", "1")
+    assert out.splitlines()[-1] == f"more: --after {best['pair_id']}"
+    code, out, err = cli(capsys, d, "reconcile", "list", "--limit", "1", "--after", best["pair_id"])
+    assert code == 0, err
+    (line,) = out.splitlines()
+    assert "0.50" in line and d.ids[2] in line and "more:" not in out
+    code, _, err = cli(capsys, d, "reconcile", "list", "--after", "not-a-pair")
+    assert code != 0 and "after" in err and "not-a-pair" not in err

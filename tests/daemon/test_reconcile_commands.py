@@ -35,7 +35,10 @@ def test_run_list_show_merge_undo_dismiss(reconcile_daemon):
     (read,) = d.call("audit.tail", {"action": "READ", "table_name": "clients"})
     assert read["actor"] == "system" and read["details"]["via"] == "reconcile"
     assert read["details"]["requested_by"] == run["requested_by"] and run["requested_by"].startswith("local:")
-    (pair,) = d.call("reconcile.list")["items"]
+    listed = d.call("reconcile.list", {"limit": 1})
+    (pair,) = listed["items"]
+    assert listed["next"] is None          # one pair: the first page is the last
+    assert d.call("reconcile.list", {"after": pair["pair_id"]}) == {"items": [], "next": None}
     assert {pair["client_a"], pair["client_b"]} == set(d.ids[:2])
     assert "dob=" in pair["reasons"] and "email=" in pair["reasons"]
     shown = d.call("reconcile.show", {"pair_id": pair["pair_id"]})
@@ -78,4 +81,8 @@ def test_bad_requests_name_the_field_and_change_nothing(reconcile_daemon):
     assert error_of(d, "reconcile.undo", {"pair_id": pair["pair_id"]}).code == "bad_request"
     assert error_of(d, "reconcile.list", {"status": "gone"}).code == "bad_request"
     assert error_of(d, "reconcile.list", {"surprise": 1}).code == "bad_request"
+    after = error_of(d, "reconcile.list", {"after": "drop-table-ZQ"})
+    assert after.code == "bad_request" and "after" in after.message and "drop-table-ZQ" not in after.message
+    unknown = error_of(d, "reconcile.list", {"after": str(uuid.uuid4())})
+    assert unknown.code == "not_found" and "after" in unknown.message
     assert d.call("reconcile.list")["items"][0]["status"] == "open"

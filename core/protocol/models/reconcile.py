@@ -18,6 +18,7 @@ class ListArgs(Args):
     practice_id: uuid.UUID | None = None
     status: Literal["open", "merged", "dismissed"] | None = "open"
     limit: int = Field(default=100, ge=1, le=10_000)
+    after: uuid.UUID | None = Field(default=None, description="the last pair of the previous page (its `next`)")
 
 
 class PairArgs(Args):
@@ -45,6 +46,8 @@ class Pair(Result):
 
 class PairPage(Result):
     items: list[Pair]
+    # the `after` of the following page; None on the last page
+    next: uuid.UUID | None = None
 
 
 class PairShown(Pair):

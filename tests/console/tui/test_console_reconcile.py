@@ -3,10 +3,12 @@ one synthetic person and a stranger (tests.daemon.conftest.seed_reconcile_demo),
 a clinician (granted job:reconcile:run) finds the pair, opens it side by side, merges it
 keeping client B, undoes the merge and dismisses the pair, each after a confirmation
 saying what will happen; a refusal comes back in the daemon's words; front-desk staff
-see the values masked and every action disabled with the reason. Bounded waits."""
+see the values masked and every action disabled with the reason; pages of pairs follow
+one another with n and p. Bounded waits."""
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 
@@ -14,13 +16,16 @@ from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.pair import PairScreen
 from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.screens.main import MainScreen
+from strongroom.console.tabs import reconcile as reconcile_tab
 from strongroom.console.tabs.reconcile import ReconcileTab
+from strongroom.core.db.models import ReconcilePair
 from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import DataTable, OptionList, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, showing, tab_keys, wait_for
 from tests.console.tui.live import console, main_screen, settle
-from tests.daemon.conftest import FAST_HEALTH, PERSON, login, make_data_dir, running_daemon, seed_reconcile_demo
+from tests.daemon.conftest import (FAST_HEALTH, PERSON, data_transaction, login, make_data_dir, running_daemon,
+                                   seed_reconcile_demo)
 
 
 @pytest.fixture
@@ -260,3 +265,37 @@ async def _staff(daemon, token, pair):
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back to the list")
         await settle(pilot)
     assert (await in_thread(daemon.call, "reconcile.list"))["items"][0]["status"] == "open"
+
+
+def test_pairs_beyond_one_page_are_reached_with_n_and_back_with_p(reconcile_daemon, monkeypatch):
+    best = found(reconcile_daemon)
+    with data_transaction(reconcile_daemon.data_dir) as (ctx, conn):     # a weaker second pair
+        conn.execute(ReconcilePair.__table__.insert(), {
+            "id": uuid.uuid4(), "practice_id": uuid.UUID(best["practice_id"]),
+            "client_a": uuid.UUID(reconcile_daemon.ids[0]), "client_b": uuid.UUID(reconcile_daemon.ids[2]),
+            "score": 0.5, "reasons": "dob=", "status": "open"})
+    monkeypatch.setattr(reconcile_tab, "LIMIT", 1)                      # one pair a page
+    token = login(reconcile_daemon, "clinician")
+    drive(lambda: _paging(reconcile_daemon, token, best))
+
+
+async def _paging(daemon, token, best):
+    app = console(daemon, token)
+    async with app.run_test(size=SIZE) as pilot:
+        tab = await open_tab(pilot)
+        table = tab.query_one("#reconcile-table", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, what="the first page")
+        table.focus()
+        assert tab.selected()["pair_id"] == best["pair_id"]
+        assert "page 1: 1–1 (n: next page)" in text_of(tab, "#reconcile-summary")
+        assert "n next page" in text_of(tab, "#reconcile-note")
+        assert app.screen.active_bindings["p"].enabled is False            # no page before the first
+        await pilot.press("n")
+        await wait_for(pilot, lambda: "page 2: 2–2" in text_of(tab, "#reconcile-summary"), what="the second page")
+        assert tab.selected()["score"] == 0.5 and "n: next page" not in text_of(tab, "#reconcile-summary")
+        assert app.screen.active_bindings["n"].enabled is False            # the last page
+        assert "p previous page" in text_of(tab, "#reconcile-note")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: "page 1: 1–1" in text_of(tab, "#reconcile-summary"), what="back to the first")
+        assert tab.selected()["pair_id"] == best["pair_id"]
+        await settle(pilot)

@@ -42,7 +42,7 @@ def _practice(ctx, records):
 
 def _pairs(ctx, practice, status=None):
     with transaction(ctx.engine, read_only=True) as conn:
-        return pairs_repo.list_pairs(conn, ALL, practice_id=practice, status=status, limit=10_000)
+        return pairs_repo.list_pairs(conn, ALL, practice_id=practice, status=status, limit=10_000)[0]
 
 
 def test_planted_duplicates_found_at_target_precision_and_recall(ctx):
@@ -204,6 +204,68 @@ def test_bad_input_names_the_field(ctx):
         with pytest.raises(PermissionDenied, match="table:clients:write"):
             merging.merge(conn, READ_ONLY, pair["pair_id"], utcnow())
     assert _pairs(ctx, practice)[0]["status"] == "open"
+
+
+def _pairs_with_tied_scores(ctx):
+    """Eight clients and every pair of them (28) with only three distinct scores, inserted
+    as the job would leave them, so pages must break ties by id."""
+    practice, ids = _practice(ctx, [{"first_name": f"Tie{i}", "last_name": "Pager"} for i in range(8)])
+    rows = [{"id": uuid.uuid4(), "practice_id": practice, "client_a": a, "client_b": b,
+             "score": (0.9, 0.85, 0.8)[n % 3], "reasons": "name~0.90", "status": "open"}
+            for n, (a, b) in enumerate((a, b) for i, a in enumerate(ids) for b in ids[i + 1:])]
+    with transaction(ctx.engine) as conn:
+        conn.execute(ReconcilePair.__table__.insert(), rows)
+    return practice
+
+
+def test_pages_continue_after_the_last_pair_shown_and_cover_every_pair_once_in_order(ctx):
+    practice = _pairs_with_tied_scores(ctx)
+    whole = _pairs(ctx, practice)
+    assert len(whole) == 28
+    seen, after, pages = [], None, 0
+    with transaction(ctx.engine, read_only=True) as conn:
+        while True:
+            page, after = pairs_repo.list_pairs(conn, ALL, practice_id=practice, limit=5, after=after)
+            seen += page
+            pages += 1
+            if after is None:
+                break
+            assert after == page[-1]["pair_id"]
+    assert pages == 6 and [p["pair_id"] for p in seen] == [p["pair_id"] for p in whole]
+    assert [p["score"] for p in seen] == sorted((p["score"] for p in seen), reverse=True)
+
+
+def test_a_page_ending_exactly_at_the_last_pair_says_there_is_no_next(ctx):
+    practice = _pairs_with_tied_scores(ctx)
+    with transaction(ctx.engine, read_only=True) as conn:
+        page, after = pairs_repo.list_pairs(conn, ALL, practice_id=practice, limit=28)
+        assert len(page) == 28 and after is None
+        page, after = pairs_repo.list_pairs(conn, ALL, practice_id=practice, limit=27)
+        assert len(page) == 27 and after == page[-1]["pair_id"]
+        last, after = pairs_repo.list_pairs(conn, ALL, practice_id=practice, limit=27, after=after)
+        assert len(last) == 1 and after is None
+
+
+def test_deciding_a_pair_while_paging_neither_skips_nor_repeats_the_others(ctx):
+    """Keyset paging: a pair taken out of the open list between pages (merged, dismissed)
+    does not shift the next page the way an offset would."""
+    practice = _pairs_with_tied_scores(ctx)
+    whole = [p["pair_id"] for p in _pairs(ctx, practice)]
+    with transaction(ctx.engine, read_only=True) as conn:
+        first, after = pairs_repo.list_pairs(conn, ALL, practice_id=practice, limit=10)
+    with transaction(ctx.engine) as conn:
+        pairs_repo.dismiss(conn, ALL, first[0]["pair_id"], utcnow())
+    with transaction(ctx.engine, read_only=True) as conn:
+        rest, _ = pairs_repo.list_pairs(conn, ALL, practice_id=practice, limit=100, after=after)
+    assert [p["pair_id"] for p in first + rest] == whole
+
+
+def test_an_unknown_or_malformed_after_is_refused_by_name(ctx):
+    with transaction(ctx.engine, read_only=True) as conn:
+        with pytest.raises(NotFoundError, match="^after: no such reconcile pair$"):
+            pairs_repo.list_pairs(conn, ALL, after=uuid.uuid4())
+        with pytest.raises(ValidationError, match="^after: must be a UUID$"):
+            pairs_repo.list_pairs(conn, ALL, after="1; drop table x")
 
 
 def test_job_kind_runs_through_the_registry(ctx):
