@@ -6,11 +6,21 @@ import time
 from collections.abc import Callable
 
 import pytest
+import textual.constants
 
 from tests.daemon.conftest import (FAST_HEALTH, PASSWORD, data_transaction, insert_demo_rows, make_data_dir,
                                    running_daemon)
 
 SIZE = (80, 24)
+
+
+@pytest.fixture(autouse=True)
+def no_animations(monkeypatch):
+    """Textual off its animations, as TEXTUAL_ANIMATIONS=none does: a tab switch moves the
+    tab bar's underline on a 20 ms timer and then over 0.3 s, which no wait can see coming,
+    and on a loaded machine snapshots caught it half-way (a stray `━`). The tests judge end
+    states; an app made during the test reads this when it starts."""
+    monkeypatch.setattr(textual.constants, "TEXTUAL_ANIMATIONS", "none")
 
 
 @pytest.fixture
@@ -77,6 +87,16 @@ async def settled(pilot, timeout: float = 20.0) -> None:
                    timeout, what="the screen's loads to finish")
     await pilot.wait_for_scheduled_animations()
     await pilot.pause()
+    # The footer rebuilds itself after a refresh (remove every key, then mount the new
+    # ones); a loaded machine caught it empty. Settled is two identical frames in a row.
+    deadline = time.monotonic() + timeout
+    frame = app.export_screenshot()
+    while time.monotonic() < deadline:
+        await pilot.pause(0.05)
+        previous, frame = frame, app.export_screenshot()
+        if frame == previous:
+            return
+    raise AssertionError(f"the screen did not settle within {timeout} s")
 
 
 async def log_in(pilot, username: str = "auditor1", password: str = PASSWORD) -> None:
