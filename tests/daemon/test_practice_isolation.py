@@ -189,3 +189,25 @@ def test_the_local_operator_still_names_any_practice(two_practices):
     assert d.call("practice.show", {"practice_id": d.b["practice"]})["id"] == d.b["practice"]
     assert d.call("appointment.show", {"appointment_id": d.b["appointment"]})["id"] == d.b["appointment"]
     assert {u["username"] for u in d.call("user.list")} == {"auditor1", "clinician", "opa", "bossb"}
+
+
+def test_an_export_or_a_job_reads_only_the_callers_practice(two_practices):
+    """The export and reconcile jobs read every practice unless told one: a caller bound
+    to a practice may name only theirs, and with two practices must name it."""
+    d = two_practices
+    def started() -> list:
+        return [r["id"] for r in d.call("job.list", {"limit": 50}) if r["job_kind"] in ("export", "reconcile")]
+    runs_before = started()
+    for cmd, args in (("export.run", {"tables": ["clients"], "format": "csv", "filters": {"practice_id": d.b["practice"]}}),
+                      ("export.run", {"tables": ["clients"], "format": "csv", "filters": {"client_id": d.b["client"]}}),
+                      ("job.run", {"kind": "export", "params": {"tables": ["clients"], "format": "csv",
+                                                                "filters": {"practice_id": d.b["practice"]}}}),
+                      ("job.run", {"kind": "reconcile", "params": {"practice_id": d.b["practice"]}})):
+        refused = error_of(d, cmd, args, d.opa)
+        assert refused.code == "not_found", (cmd, args, refused.message)
+        assert d.b["practice"] not in refused.message and d.b["client"] not in refused.message
+    unnamed = error_of(d, "export.run", {"tables": ["clients"], "format": "csv"}, d.opa)
+    assert unnamed.code == "bad_request" and "practice_id" in unnamed.message
+    assert started() == runs_before
+    mine = d.call("export.run", {"tables": ["clients"], "format": "csv", "filters": {"practice_id": d.a["practice"]}}, token=d.opa)
+    assert mine["job_kind"] == "export"
