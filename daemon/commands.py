@@ -36,6 +36,7 @@ from strongroom.core.protocol.models.compliance import ComplianceDocumentArgs
 from strongroom.core.protocol.models.jobs import JobListArgs, JobRunArgs, RunIdArgs
 from strongroom.core.protocol.models.security import SecurityEventListArgs, SessionListArgs, SessionRevokeArgs
 from strongroom.core.protocol.names import aliases_of, naming_problem
+from strongroom.daemon import tenancy
 from strongroom.daemon.ratelimit import command_class
 
 from strongroom.core import audit, checkpoints, compliance
@@ -261,7 +262,8 @@ def job_run_cmd(d: "Daemon", call: Call) -> dict:
     d.require(call.principal, f"job:{a.kind}:run")
     # e.g. a restore's target: a mistake refused now, by name, not as a failed run
     check_request(a.kind, a.params or {}, live=d.ctx.engine)
-    run = d.submit_if_leader(a.kind, trigger="manual", params=a.params, requested_by=call.principal.actor)
+    params = tenancy.job_params(d.ctx, call.principal, a.kind, a.params)
+    run = d.submit_if_leader(a.kind, trigger="manual", params=params, requested_by=call.principal.actor)
     return run.as_dict()
 
 
@@ -338,10 +340,12 @@ def security_events_cmd(d: "Daemon", call: Call) -> list[dict]:
 @command("session.list", permission="security:read", args=SessionListArgs, result=list[m_security.SessionListed])
 def sessions_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Login sessions with the client's host, address and program."""
+    practice = call.principal.practice_id     # a caller bound to a practice sees its people's only
     with d.ctx.engine.connect() as conn:
-        names = {u.id: u.username for u in list_users(conn)}
+        names = {u.id: u.username for u in list_users(conn, practice_id=practice)}
     return [{**s.__dict__, "username": names.get(s.user_id)}
-            for s in auth_sessions.list_sessions(d.ctx.engine, active_only=call.args.active_only)]
+            for s in auth_sessions.list_sessions(d.ctx.engine, active_only=call.args.active_only)
+            if practice is None or s.user_id in names]
 
 
 @command("session.revoke", permission="session:revoke", args=SessionRevokeArgs, result=m_security.SessionInfo)
@@ -358,9 +362,10 @@ def session_revoke_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("user.list", permission="user:manage", result=list[m_users.UserInfo])
 def users_list_cmd(d: "Daemon", call: Call) -> list[dict]:
-    """Accounts with role, 2FA, lock state and last login (no secrets)."""
+    """Accounts with role, 2FA, lock state and last login (no secrets); a caller bound
+    to a practice sees its accounts only."""
     with d.ctx.engine.connect() as conn:
-        return [u.as_dict() for u in list_users(conn)]
+        return [u.as_dict() for u in list_users(conn, practice_id=call.principal.practice_id)]
 
 
 @command("config.show", permission="config:read", inline=True, result=m_status.ConfigResult)

@@ -18,15 +18,15 @@ from strongroom.core import encryption_levels
 from strongroom.core.db.engine import transaction
 from strongroom.core.protocol.models.encryption import EncryptionSetArgs, EncryptionStatus
 from strongroom.core.protocol.models.practice import PracticeArgs
-from strongroom.core.repository.practices import only_practice
 from strongroom.daemon.commands import Call, command
+from strongroom.daemon.tenancy import practice_for
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
 
 
 def _practice(conn, call: Call):
-    return call.args.practice_id or call.principal.practice_id or only_practice(conn)
+    return practice_for(conn, call.principal, call.args.practice_id)
 
 
 def _offered(d: "Daemon", conn, status: dict) -> dict:

@@ -28,6 +28,7 @@ from strongroom.core.jobs import export as export_job
 
 from strongroom.core.protocol.models.jobs import JobRun
 from strongroom.core.protocol.models.exports import ConfigureArgs, ExportCatalogue, ExportPage, ExportShown, ListArgs, RunArgs, SaveArgs, SavedConfiguration, SavedConfigurationPage, ShowArgs
+from strongroom.daemon import tenancy
 from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ def run_cmd(d: "Daemon", call: Call) -> dict:
     submitted = utcnow()
     request = export_job.build_request(d.ctx, params, now=submitted)
     export_job.authorize(call.principal, request)
+    tenancy.check_export(d.ctx.engine, call.principal, request.filters)
     if "range" in request.filters:
         # A relative range covers the period it meant when it was asked for, however
         # long the run waits in the queue.

@@ -18,11 +18,12 @@ from sqlalchemy import Connection
 from strongroom.core.db.engine import transaction
 from strongroom.core.repository import services as services_repo
 from strongroom.core.repository import staff as staff_repo
-from strongroom.core.repository.practices import get_practice, only_practice, update_practice
+from strongroom.core.repository.practices import get_practice, update_practice
 from strongroom.core.principal import Principal
 
 from strongroom.core.protocol.models.practice import ListArgs, PracticeArgs, PracticeInfo, PracticeSetArgs, Service, ServiceAddArgs, ServicePage, ServiceSetArgs, StaffAddArgs, StaffMember, StaffPage, StaffSetArgs
 from strongroom.daemon.commands import Call, command, given_changes
+from strongroom.daemon.tenancy import practice_for
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -31,7 +32,7 @@ _TEXT = Field(default=None, max_length=5000)
 
 
 def _practice(conn: Connection, principal: Principal, given: uuid.UUID | None) -> uuid.UUID:
-    return given or principal.practice_id or only_practice(conn)
+    return practice_for(conn, principal, given)
 
 
 @command("practice.show", permission="table:practices:read", args=PracticeArgs, result=PracticeInfo)

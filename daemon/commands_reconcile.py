@@ -21,6 +21,7 @@ from strongroom.core.repository.clients import get_client
 from strongroom.core.protocol.models.jobs import JobRun
 from strongroom.core.protocol.models.reconcile import ListArgs, MergeArgs, Pair, PairArgs, PairPage, PairShown, RunArgs
 from strongroom.daemon.commands import Call, command
+from strongroom.daemon.tenancy import scope_of
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 @command("reconcile.run", permission="job:reconcile:run", args=RunArgs, result=JobRun)
 def run_cmd(d: "Daemon", call: Call) -> dict:
     """Start the reconcile job (one practice, or every practice); returns the run, like job.run."""
-    params = {"practice_id": str(call.args.practice_id)} if call.args.practice_id else {}
+    practice = scope_of(call.principal, call.args.practice_id)
+    params = {"practice_id": str(practice)} if practice else {}
     return d.submit_if_leader("reconcile", trigger="manual", params=params,
                               requested_by=call.principal.actor).as_dict()
 
@@ -40,7 +42,8 @@ def list_cmd(d: "Daemon", call: Call) -> dict:
     is the `after` that continues the list, None on its last page."""
     a: ListArgs = call.args
     with transaction(d.ctx.engine, read_only=True) as conn:
-        items, following = pairs.list_pairs(conn, call.principal, practice_id=a.practice_id,
+        items, following = pairs.list_pairs(conn, call.principal,
+                                            practice_id=scope_of(call.principal, a.practice_id),
                                             status=a.status, limit=a.limit, after=a.after)
     return {"items": items, "next": following}
 

@@ -21,6 +21,7 @@ from strongroom.core.retention import certificate, erasure, holds, policies
 
 from strongroom.core.protocol.models.retention import CertificateArgs, ErasureCertificate, ErasureExecuted, ErasureListArgs, ErasureListed, ErasureRequest, ErasureRequestArgs, Hold, HoldIdArgs, HoldPlaceArgs, HoldsListArgs, PlanArgs, PolicySetArgs, RequestIdArgs, RetentionPlan, RetentionPolicy
 from strongroom.daemon.commands import Call, command
+from strongroom.daemon.tenancy import scope_of
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -60,7 +61,8 @@ def holds_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Legal holds, newest first (in force only, unless include_released)."""
     a: HoldsListArgs = call.args
     with transaction(d.ctx.engine, read_only=True) as conn:
-        return [h.as_dict() for h in holds.list_holds(conn, include_released=a.include_released, limit=a.limit)]
+        return [h.as_dict() for h in holds.list_holds(conn, include_released=a.include_released, limit=a.limit,
+                                                      practice_id=scope_of(call.principal))]
 
 
 @command("hold.place", permission=MANAGE, args=HoldPlaceArgs, result=Hold)
@@ -69,7 +71,8 @@ def holds_place_cmd(d: "Daemon", call: Call) -> dict:
     a: HoldPlaceArgs = call.args
     with transaction(d.ctx.engine) as conn:
         hold = holds.place_hold(conn, actor=call.principal.actor, reason=a.reason, client_id=a.client_id,
-                                practice_id=a.practice_id, session_id=call.principal.session_id)
+                                practice_id=a.practice_id if a.client_id else scope_of(call.principal, a.practice_id),
+                                session_id=call.principal.session_id)
     return hold.as_dict()
 
 
@@ -87,7 +90,8 @@ def erasure_list_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Erasure requests, newest first (pending only unless include_closed), with blocking holds."""
     a: ErasureListArgs = call.args
     with transaction(d.ctx.engine, read_only=True) as conn:
-        return erasure.list_requests(conn, include_closed=a.include_closed, limit=a.limit)
+        return erasure.list_requests(conn, include_closed=a.include_closed, limit=a.limit,
+                                     practice_id=scope_of(call.principal))
 
 
 @command("erasure.request", permission=REQUEST, args=ErasureRequestArgs, result=ErasureRequest)

@@ -47,6 +47,7 @@ from strongroom.core.fsutil import write_atomic
 from strongroom.core.principal import Principal
 from strongroom.core.validation import describe
 from strongroom.core import protocol
+from strongroom.daemon import tenancy
 from strongroom.daemon.commands import Call, lookup
 from strongroom.daemon.ratelimit import RateLimiter
 from strongroom.core.endpoints import LOCAL_TOKEN_FILE
@@ -268,6 +269,9 @@ class ControlServer:
                 principal = await self._principal(request.token, peer)
                 if command.permission is not None:
                     self.daemon.require(principal, command.permission)
+                if principal.practice_id is not None and tenancy.named_objects(command.name, args):
+                    await asyncio.to_thread(tenancy.check_args, self.daemon.ctx.engine, principal,
+                                            command.name, args)
             rate = None
             if self.rates.needs_limits(principal, command.rate_class):
                 limits = self.rates.cached(principal.user_id)

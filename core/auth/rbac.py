@@ -94,6 +94,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 class HasRole(Protocol):
     id: uuid.UUID
+    practice_id: uuid.UUID
     username: str
     role: Role
 
@@ -171,11 +172,13 @@ def effective_permissions(conn: Connection, user: HasRole, *,
 
 def principal(conn: Connection, user: HasRole, *, session_id: str | None = None,
               ip_address: str | None = None, user_agent: str | None = None,
-              practice_id: uuid.UUID | None = None, now: datetime | None = None) -> Principal:
-    """The Principal the repository layer expects, carrying the effective permissions."""
+              now: datetime | None = None) -> Principal:
+    """The Principal the repository layer expects, carrying the effective permissions and
+    the user's own practice: a user is a row of one practice and acts within it only
+    (strongroom.daemon.tenancy); there is deliberately no way to bind them to another."""
     return Principal(actor=f"user:{user.username}",
                      permissions=effective_permissions(conn, user, now=now),
-                     user_id=user.id, practice_id=practice_id, session_id=session_id,
+                     user_id=user.id, practice_id=user.practice_id, session_id=session_id,
                      ip_address=ip_address, user_agent=user_agent)
 
 

@@ -150,8 +150,11 @@ def list_pairs(conn: Connection, principal: Principal, *, practice_id: uuid.UUID
     if status is not None:
         query = query.where(_pairs.c.status == status)
     if after is not None:
-        last = conn.execute(select(_pairs.c.id, _pairs.c.score)
-                            .where(_pairs.c.id == pair_id(after, "after"))).first()
+        # Looked up within the same practice: another practice's pair is as unknown here
+        # as one that does not exist (strongroom.daemon.tenancy).
+        last = conn.execute(select(_pairs.c.id, _pairs.c.score).where(
+            _pairs.c.id == pair_id(after, "after"),
+            *([_pairs.c.practice_id == practice_id] if practice_id is not None else []))).first()
         if last is None:
             raise NotFoundError("after: no such reconcile pair")
         query = query.where(or_(_pairs.c.score < last.score,

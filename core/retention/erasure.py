@@ -181,12 +181,15 @@ def request_erasure(conn: Connection, *, client_id: uuid.UUID, actor: str, reaso
 
 
 def list_requests(conn: Connection, *, include_closed: bool = False, limit: int = 100,
-                  now: datetime | None = None) -> list[dict[str, Any]]:
+                  now: datetime | None = None, practice_id: uuid.UUID | None = None) -> list[dict[str, Any]]:
     """Requests newest first (pending only unless `include_closed`), each with the hold
-    that would refuse it now (`held_by`). Read-only: expiry shows as `expired` here and
-    is recorded by the next write."""
+    that would refuse it now (`held_by`); only those about `practice_id`'s clients when
+    given. Read-only: expiry shows as `expired` here and is recorded by the next write."""
     now = now or utcnow()
     query = select(_requests).order_by(_requests.c.created_at.desc()).limit(limit)
+    if practice_id is not None:
+        query = query.where(_requests.c.client_id.in_(
+            select(_clients.c.id).where(_clients.c.practice_id == practice_id)))
     if not include_closed:
         query = query.where(_requests.c.status == PENDING)
     rows = [dict(r) for r in conn.execute(query).mappings()]

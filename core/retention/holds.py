@@ -74,9 +74,13 @@ def active_scope(conn: Connection) -> HeldScope:
     return scope
 
 
-def list_holds(conn: Connection, *, include_released: bool = False, limit: int = 200) -> list[Hold]:
-    """Holds, newest first; only those in force unless `include_released`."""
+def list_holds(conn: Connection, *, include_released: bool = False, limit: int = 200,
+               practice_id: uuid.UUID | None = None) -> list[Hold]:
+    """Holds, newest first; only those in force unless `include_released`; only
+    `practice_id`'s when given (a caller bound to a practice sees no other's)."""
     query = select(_holds).order_by(_holds.c.created_at.desc()).limit(limit)
+    if practice_id is not None:
+        query = query.where(_holds.c.practice_id == practice_id)
     if not include_released:
         query = query.where(_holds.c.released_at.is_(None))
     return [_hold(r) for r in conn.execute(query).mappings()]

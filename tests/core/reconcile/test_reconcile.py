@@ -260,6 +260,16 @@ def test_deciding_a_pair_while_paging_neither_skips_nor_repeats_the_others(ctx):
     assert [p["pair_id"] for p in first + rest] == whole
 
 
+def test_a_page_of_one_practice_does_not_continue_after_another_practices_pair(ctx):
+    """Another practice's pair is as unknown as a made-up one: paging from it would
+    otherwise confirm that it exists and leak its score by the rows that follow."""
+    ours, theirs = _pairs_with_tied_scores(ctx), _pairs_with_tied_scores(ctx)
+    foreign = _pairs(ctx, theirs)[0]
+    with transaction(ctx.engine, read_only=True) as conn:
+        with pytest.raises(NotFoundError, match="^after: no such reconcile pair$"):
+            pairs_repo.list_pairs(conn, ALL, practice_id=ours, after=foreign["pair_id"])
+
+
 def test_an_unknown_or_malformed_after_is_refused_by_name(ctx):
     with transaction(ctx.engine, read_only=True) as conn:
         with pytest.raises(NotFoundError, match="^after: no such reconcile pair$"):

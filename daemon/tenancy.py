@@ -1,0 +1,190 @@
+"""Keeping practices apart: what a caller bound to a practice may name.
+
+A logged-in user is a row of one practice (`users.practice_id`), and their Principal
+carries it (core.auth.rbac.principal). Such a caller reaches only their own practice's
+rows; the local operator (`local:<uid>`, the daemon's own account on its machine) and
+`system` carry no practice and reach every practice, as before.
+
+Enforced here, in one place, for every command: `check_args` looks at each argument
+that names a practice-scoped object (OWNERS: a practice, client, staff member,
+service, appointment, file, pair, hold, erasure request, account, grant or login
+session) and refuses the call unless that object is of the caller's practice. A
+foreign object and one that exists nowhere get the same `not_found`, naming the
+argument and never its value: `forbidden` would tell a prober that another practice's
+id is real. Commands that default to "the caller's practice" ask `practice_for`, and
+lists narrow themselves with `scope_of`.
+
+The check reads only ids and practice ids, in a read-only transaction of its own
+before the handler runs; an object's practice never changes, so the answer holds.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import (AuthSession, Client, ClientFile, ErasureRequest, LegalHold, Practice,
+                                       ReconcilePair, RoleGrant, Service, Staff, TherapySession, User)
+from strongroom.core.errors import NotFoundError, ValidationError
+from strongroom.core.principal import Principal
+from strongroom.core.repository.practices import only_practice
+
+Owner = Callable[[Connection, Any], "uuid.UUID | None"]
+
+
+def _by_id(table) -> Owner:
+    """The practice of the row of `table` whose id is the value (deleted or not)."""
+    def owner(conn: Connection, value: Any) -> uuid.UUID | None:
+        column = table.c.id if table.name == "practices" else table.c.practice_id
+        return conn.execute(select(column).where(table.c.id == _uuid(value))).scalar()
+    return owner
+
+
+def _via_user(table, column: str) -> Owner:
+    """The practice of the account a row of `table` belongs to (through `column`)."""
+    users = User.__table__
+
+    def owner(conn: Connection, value: Any) -> uuid.UUID | None:
+        query = (select(users.c.practice_id).join(table, table.c.user_id == users.c.id)
+                 .where(table.c[column] == (_uuid(value) if column == "id" else value)))
+        return conn.execute(query).scalar()
+    return owner
+
+
+def _by_username(conn: Connection, value: Any) -> uuid.UUID | None:
+    users = User.__table__
+    return conn.execute(select(users.c.practice_id).where(users.c.username == value)).scalar()
+
+
+def _erasure_request(conn: Connection, value: Any) -> uuid.UUID | None:
+    requests, clients = ErasureRequest.__table__, Client.__table__
+    return conn.execute(select(clients.c.practice_id).join(requests, requests.c.client_id == clients.c.id)
+                        .where(requests.c.id == _uuid(value))).scalar()
+
+
+# Argument name -> (what it names, how to find its practice).
+OWNERS: dict[str, tuple[str, Owner]] = {
+    "practice_id": ("practice", _by_id(Practice.__table__)),
+    "client_id": ("client", _by_id(Client.__table__)),
+    "survivor": ("client", _by_id(Client.__table__)),
+    "staff_id": ("staff member", _by_id(Staff.__table__)),
+    "service_id": ("service", _by_id(Service.__table__)),
+    "appointment_id": ("appointment", _by_id(TherapySession.__table__)),
+    "file_id": ("file", _by_id(ClientFile.__table__)),
+    "pair_id": ("pair", _by_id(ReconcilePair.__table__)),
+    "hold_id": ("hold", _by_id(LegalHold.__table__)),
+    "request_id": ("request", _erasure_request),
+    "username": ("user", _by_username),
+    "user_id": ("user", _by_id(User.__table__)),
+    "grant_id": ("grant", _via_user(RoleGrant.__table__, "id")),
+    "session_id": ("session", _via_user(AuthSession.__table__, "id")),
+}
+
+# Arguments these commands do not have checked here. Some name no existing
+# practice-scoped object: a new account's name (usernames are unique across practices;
+# user.add files it under the caller's practice), a backup prune request (backups are
+# the whole database's). The rest are links the repository already checks against the
+# practice of the row they hang on, which is checked here (an appointment's service and
+# staff member, a staff member's account, a merge's survivor, one of the pair's
+# clients), answering a foreign one exactly as a missing one (bad_request): checking
+# them here too would only change that answer.
+_LINKS = frozenset({"service_id", "staff_id"})
+NOT_OWNED: dict[str, frozenset[str]] = {
+    "user.add": frozenset({"username"}),
+    "backup.request.approve": frozenset({"request_id"}),
+    "appointment.add": _LINKS,
+    "appointment.set": _LINKS,
+    "staff.add": frozenset({"user_id"}),
+    "staff.set": frozenset({"user_id"}),
+    "reconcile.merge": frozenset({"survivor"}),
+}
+
+
+def _uuid(value: Any) -> Any:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def named_objects(command: str, args: Any) -> list[tuple[str, Any]]:
+    """(argument, value) for each argument of `args` naming a practice-scoped object."""
+    skip = NOT_OWNED.get(command, frozenset())
+    return [(name, value) for name in OWNERS if name not in skip
+            and (value := getattr(args, name, None)) is not None]
+
+
+def not_found(argument: str) -> NotFoundError:
+    """The one refusal for a foreign or missing object: names the argument, never its value."""
+    return NotFoundError(f"{argument}: no such {OWNERS[argument][0]}")
+
+
+def check_args(engine: Engine, principal: Principal | None, command: str, args: Any) -> None:
+    """Refuse (not_found) unless every object `args` names is of the caller's practice.
+    A caller without a practice (local operator, system, public commands) is not checked."""
+    if principal is None or principal.practice_id is None:
+        return
+    named = named_objects(command, args)
+    if not named:
+        return
+    with transaction(engine, read_only=True) as conn:
+        for argument, value in named:
+            if OWNERS[argument][1](conn, value) != principal.practice_id:
+                raise not_found(argument)
+
+
+def practice_for(conn: Connection, principal: Principal, given: uuid.UUID | None) -> uuid.UUID:
+    """The practice a command acts on: the caller's own when bound to one (naming another
+    is not_found, as for one that does not exist); else the one given, or the only one."""
+    if principal.practice_id is None:
+        return given or only_practice(conn)
+    if given is not None and given != principal.practice_id:
+        raise not_found("practice_id")
+    return principal.practice_id
+
+
+def scope_of(principal: Principal, given: uuid.UUID | None = None) -> uuid.UUID | None:
+    """The practice a list is narrowed to: the caller's own when bound to one (naming
+    another is not_found), else the one given, or None for every practice."""
+    if principal.practice_id is None:
+        return given
+    if given is not None and given != principal.practice_id:
+        raise not_found("practice_id")
+    return principal.practice_id
+
+
+def check_export(engine: Engine, principal: Principal, filters: dict) -> None:
+    """An export by a caller bound to a practice reads that practice only: a practice or
+    client of another one is not_found; with several practices in the database the
+    caller must name theirs (filters.practice_id), since the job reads every practice
+    it is not told otherwise. One practice: nothing changes."""
+    if principal.practice_id is None:
+        return
+    with transaction(engine, read_only=True) as conn:
+        for argument in ("practice_id", "client_id"):
+            if filters.get(argument) and OWNERS[argument][1](conn, filters[argument]) != principal.practice_id:
+                raise not_found(argument)
+        if not filters.get("practice_id") and _practices(conn) > 1:
+            raise ValidationError("export: filters.practice_id: name your practice (the database holds several)")
+
+
+def _practices(conn: Connection) -> int:
+    practices = Practice.__table__
+    return len(conn.execute(select(practices.c.id).where(practices.c.deleted_at.is_(None)).limit(2)).all())
+
+
+def job_params(ctx: Any, principal: Principal, kind: str, params: dict | None) -> dict | None:
+    """job.run's params for a caller bound to a practice: a reconcile runs over their
+    practice only (another is not_found), an export is checked as export.run checks it."""
+    if principal.practice_id is None:
+        return params
+    if kind == "reconcile":
+        given = (params or {}).get("practice_id")
+        return {**(params or {}), "practice_id": str(scope_of(principal, _uuid(given) if given else None))}
+    if kind == "export":
+        from strongroom.core.jobs import export as export_job
+        check_export(ctx.engine, principal, export_job.build_request(ctx, dict(params or {})).filters)
+    return params

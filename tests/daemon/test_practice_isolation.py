@@ -1,0 +1,213 @@
+"""Two practices in one database, over a real daemon (both engines): a person logged in to
+practice A can neither read nor change practice B's details, staff, services,
+appointments, encryption level, clients, holds, erasure requests or accounts by naming
+B's ids, and B's rows do not turn up in A's lists.
+
+Why `not_found`, and the very same answer a made-up id gets: `forbidden` would confirm
+that B's id exists (and so that B is a customer, or that a client is on its books),
+which is itself confidential; answering exactly as for an id that exists nowhere makes
+probing ids teach nothing. The refusal changes nothing and never echoes the ids or names
+the caller typed. The local operator (`local:<uid>`, the daemon's own account on its
+machine) is bound to no practice and keeps naming any practice, as before.
+
+The prober is an operator admin of A (`*`: every permission), so nothing here is
+refused for a missing permission: only for being another practice's.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from strongroom.core import demo
+from strongroom.core.auth.users import create_user
+from strongroom.core.db.models import Role
+from strongroom.core.principal import SYSTEM
+from strongroom.core.repository import services as services_repo
+from strongroom.core.repository import staff as staff_repo
+from strongroom.core.repository.clients import insert_clients
+from strongroom.core.repository.practices import create_practice, only_practice
+from strongroom.core.repository.sessions import create_session
+from strongroom.core.retention import erasure, holds
+from tests.daemon.conftest import PASSWORD, data_transaction, error_of, login, make_data_dir, running_daemon
+
+WHEN = "2031-05-06T10:00:00+00:00"
+
+
+def _seed_practice(ctx, conn, practice: uuid.UUID, tag: str) -> dict:
+    """A client, a staff member, a service, an appointment and a client hold in PRACTICE."""
+    clients: list = []
+    insert_clients(conn, ctx.keyring, SYSTEM, practice, demo.client_records(2), created=clients)
+    staff = staff_repo.create_staff(conn, SYSTEM, practice, {"first_name": "Sam", "last_name": tag, "role": "STAFF"})
+    service = services_repo.create_service(conn, SYSTEM, practice, {"name": f"Intake {tag}", "category": "intake",
+                                                                    "duration_minutes": 50, "price_cents": 9000})
+    appointment = create_session(conn, ctx.keyring, SYSTEM, {
+        "client_id": clients[0], "starts_at": datetime(2031, 1, 2, 9, tzinfo=timezone.utc),
+        "service_id": service, "staff_id": staff})
+    hold = holds.place_hold(conn, actor="test", reason=f"matter {tag}", client_id=clients[0])
+    erasure.request_erasure(conn, client_id=clients[1], actor=f"user:seed{tag}", reason=f"asked {tag}")
+    return {"practice": str(practice), "client": str(clients[0]), "other_client": str(clients[1]),
+            "staff": str(staff), "service": str(service), "appointment": str(appointment), "hold": str(hold.id)}
+
+
+@pytest.fixture
+def two_practices(tmp_path, db_url):
+    """A daemon over practice A (`opa`, an operator admin of A) and practice B (`bossb`,
+    B's owner), each with its own client, staff, service, appointment, hold and request."""
+    data_dir = make_data_dir(tmp_path, db_url)
+    with data_transaction(data_dir) as (ctx, conn):
+        a = only_practice(conn)
+        _, op_enrol = create_user(conn, ctx.keyring, ctx.settings, a, "opa", PASSWORD, Role.OP_ADMIN, actor="test")
+        seeded_a = _seed_practice(ctx, conn, a, "A")
+        b = create_practice(conn, SYSTEM, "Second Practice")
+        _, b_enrol = create_user(conn, ctx.keyring, ctx.settings, b, "bossb", PASSWORD, Role.ADMIN, actor="test")
+        seeded_b = _seed_practice(ctx, conn, b, "B")
+    with running_daemon(data_dir, tmp_path) as proc:
+        proc.a, proc.b = seeded_a, seeded_b
+        proc.opa = login(proc, "opa", op_enrol.secret)
+        proc.bossb = login(proc, "bossb", b_enrol.secret)
+        yield proc
+
+
+def _b_state(d) -> list:
+    """Everything of B's the probes could touch, as B's owner sees it."""
+    b, token = d.b, d.bossb
+    return [d.call("practice.show", token=token),
+            d.call("staff.list", {"include_inactive": True}, token=token),
+            d.call("service.list", {"include_inactive": True}, token=token),
+            d.call("appointment.list", {"client_id": b["client"]}, token=token),
+            d.call("appointment.list", {"client_id": b["other_client"]}, token=token),
+            d.call("practice.encryption.show", token=token)["level"],
+            d.call("hold.list", {"include_released": True}, token=token),
+            d.call("erasure.list", {"include_closed": True}, token=token),
+            [(u["username"], u["role"], u["locked_until"]) for u in d.call("user.list", token=token)],
+            d.call("user.grant.list", {"username": "bossb", "include_ended": True}, token=token)]
+
+
+# (command, args naming B's objects by key of d.b; "{x}" is replaced by B's id)
+PROBES = [
+    ("practice.show", {"practice_id": "{practice}"}),
+    ("practice.set", {"practice_id": "{practice}", "phone": "+1 555 0199"}),
+    ("practice.encryption.show", {"practice_id": "{practice}"}),
+    ("practice.encryption.set", {"practice_id": "{practice}", "level": "standard"}),
+    ("staff.list", {"practice_id": "{practice}"}),
+    ("staff.add", {"practice_id": "{practice}", "first_name": "Eve", "last_name": "Probe", "role": "STAFF"}),
+    ("staff.set", {"staff_id": "{staff}", "phone": "+1 555 0198"}),
+    ("service.list", {"practice_id": "{practice}"}),
+    ("service.add", {"practice_id": "{practice}", "name": "Probe", "category": "x", "duration_minutes": 30,
+                     "price_cents": 1}),
+    ("service.set", {"service_id": "{service}", "price_cents": 1}),
+    ("appointment.list", {"client_id": "{client}"}),
+    ("appointment.show", {"appointment_id": "{appointment}"}),
+    ("appointment.add", {"client_id": "{client}", "starts_at": WHEN}),
+    ("appointment.set", {"appointment_id": "{appointment}", "price_cents": 1}),
+    ("file.list", {"client_id": "{client}"}),
+    ("file.add", {"client_id": "{client}", "name": "probe.pdf", "content_type": "application/pdf", "size": 10}),
+    ("reconcile.list", {"practice_id": "{practice}"}),
+    ("reconcile.run", {"practice_id": "{practice}"}),
+    ("hold.place", {"client_id": "{other_client}", "reason": "probe"}),
+    ("hold.place", {"practice_id": "{practice}", "reason": "probe"}),
+    ("hold.release", {"hold_id": "{hold}"}),
+    ("erasure.request", {"client_id": "{client}", "reason": "probe"}),
+]
+
+# Accounts are named by username; B's owner is `bossb`.
+USER_PROBES = [
+    ("user.lock", {"username": "bossb", "reason": "probe"}),
+    ("user.unlock", {"username": "bossb"}),
+    ("user.role.set", {"username": "bossb", "role": "staff"}),
+    ("user.totp.reset", {"username": "bossb"}),
+    ("user.grant.add", {"username": "bossb", "permission": "audit:read", "duration": "1h"}),
+    ("user.grant.list", {"username": "bossb"}),
+    ("user.profile.show", {"username": "bossb"}),
+    ("user.profile.set", {"username": "bossb", "max_sessions": 1}),
+    ("user.consent.add", {"username": "bossb", "version": "2024-01"}),
+    ("user.device.list", {"username": "bossb"}),
+]
+
+
+def _fill(args: dict, ids: dict) -> dict:
+    """ARGS with each "{key}" replaced by ids[key]."""
+    return {k: (ids[v[1:-1]] if isinstance(v, str) and v.startswith("{") else v) for k, v in args.items()}
+
+
+def _made_up(args: dict) -> dict:
+    """ARGS naming objects that exist nowhere: fresh ids, and a username nobody has."""
+    fresh = {k: str(uuid.uuid4()) for k in ("practice", "client", "other_client", "staff", "service",
+                                             "appointment", "hold")}
+    filled = _fill(args, fresh)
+    return {**filled, "username": "nobody-such"} if "username" in args else filled
+
+
+@pytest.mark.parametrize("cmd, args", PROBES + USER_PROBES, ids=lambda v: v if isinstance(v, str) else "")
+def test_a_user_of_practice_a_cannot_reach_practice_b_by_naming_its_ids(two_practices, cmd, args):
+    d = two_practices
+    before = _b_state(d)
+    naming_b = _fill(args, d.b)
+    refused = error_of(d, cmd, naming_b, d.opa)
+    # The same answer as for ids (or a name) that exist nowhere: nothing to learn from it.
+    nowhere = error_of(d, cmd, _made_up(args), d.opa)
+    assert refused.code == "not_found", (cmd, refused.code, refused.message)
+    assert (refused.code, refused.message) == (nowhere.code, nowhere.message)
+    for typed in naming_b.values():
+        assert str(typed) not in refused.message
+    assert _b_state(d) == before
+
+
+def test_lists_without_ids_show_only_the_callers_practice(two_practices):
+    d = two_practices
+    assert {u["username"] for u in d.call("user.list", token=d.opa)} == {"auditor1", "clinician", "opa"}
+    assert {h["id"] for h in d.call("hold.list", token=d.opa)} == {d.a["hold"]}
+    assert {r["client_id"] for r in d.call("erasure.list", token=d.opa)} == {d.a["other_client"]}
+    assert {s["username"] for s in d.call("session.list", token=d.opa)} == {"opa"}
+    assert d.call("practice.show", token=d.opa)["id"] == d.a["practice"]
+    assert [s["id"] for s in d.call("staff.list", token=d.opa)["items"]] == [d.a["staff"]]
+    assert d.call("practice.show", token=d.bossb)["id"] == d.b["practice"]
+    assert [s["id"] for s in d.call("service.list", token=d.bossb)["items"]] == [d.b["service"]]
+
+
+def test_naming_ones_own_practice_works_and_ones_own_objects_do(two_practices):
+    d = two_practices
+    assert d.call("practice.show", {"practice_id": d.a["practice"]}, token=d.opa)["id"] == d.a["practice"]
+    assert d.call("appointment.show", {"appointment_id": d.a["appointment"]}, token=d.opa)["id"] == d.a["appointment"]
+    added = d.call("appointment.add", {"client_id": d.a["client"], "starts_at": WHEN}, token=d.opa)
+    assert added["client_id"] == d.a["client"]
+    d.call("staff.set", {"staff_id": d.b["staff"], "phone": "+1 555 0197"}, token=d.bossb)
+
+
+def test_an_own_client_cannot_be_booked_with_the_other_practices_service_or_staff(two_practices):
+    d = two_practices
+    for field in ("service_id", "staff_id"):
+        refused = error_of(d, "appointment.add", {"client_id": d.a["client"], "starts_at": WHEN,
+                                                  field: d.b[field.removesuffix("_id")]}, d.opa)
+        assert refused.code in ("not_found", "bad_request") and d.b[field.removesuffix("_id")] not in refused.message
+
+
+def test_the_local_operator_still_names_any_practice(two_practices):
+    d = two_practices
+    assert d.call("practice.show", {"practice_id": d.b["practice"]})["id"] == d.b["practice"]
+    assert d.call("appointment.show", {"appointment_id": d.b["appointment"]})["id"] == d.b["appointment"]
+    assert {u["username"] for u in d.call("user.list")} == {"auditor1", "clinician", "opa", "bossb"}
+
+
+def test_an_export_or_a_job_reads_only_the_callers_practice(two_practices):
+    """The export and reconcile jobs read every practice unless told one: a caller bound
+    to a practice may name only theirs, and with two practices must name it."""
+    d = two_practices
+    def started() -> list:
+        return [r["id"] for r in d.call("job.list", {"limit": 50}) if r["job_kind"] in ("export", "reconcile")]
+    runs_before = started()
+    for cmd, args in (("export.run", {"tables": ["clients"], "format": "csv", "filters": {"practice_id": d.b["practice"]}}),
+                      ("export.run", {"tables": ["clients"], "format": "csv", "filters": {"client_id": d.b["client"]}}),
+                      ("job.run", {"kind": "export", "params": {"tables": ["clients"], "format": "csv",
+                                                                "filters": {"practice_id": d.b["practice"]}}}),
+                      ("job.run", {"kind": "reconcile", "params": {"practice_id": d.b["practice"]}})):
+        refused = error_of(d, cmd, args, d.opa)
+        assert refused.code == "not_found", (cmd, args, refused.message)
+        assert d.b["practice"] not in refused.message and d.b["client"] not in refused.message
+    unnamed = error_of(d, "export.run", {"tables": ["clients"], "format": "csv"}, d.opa)
+    assert unnamed.code == "bad_request" and "practice_id" in unnamed.message
+    assert started() == runs_before
+    mine = d.call("export.run", {"tables": ["clients"], "format": "csv", "filters": {"practice_id": d.a["practice"]}}, token=d.opa)
+    assert mine["job_kind"] == "export"
