@@ -22,7 +22,12 @@ CONSOLE_SIDE = ["console/app.py", "console/client.py", "console/lifecycle.py", "
                 "console/widgets", "console/cli/transport.py", "console/cli/lazy.py", "console/cli/options.py",
                 # the CLI's commands that only talk to the daemon
                 "console/cli/auth.py", "console/cli/jobs.py", "console/cli/status.py", "console/cli/security.py",
-                "console/cli/notify.py", "console/cli/compliance.py"]
+                "console/cli/notify.py", "console/cli/compliance.py", "console/cli/console_cmd.py",
+                "console/cli/appointments.py", "console/cli/practice.py", "console/cli/reconcile.py",
+                "console/cli/sync.py", "console/cli/exports.py", "console/cli/files.py"]
+# The rest of console/cli are the offline commands DESIGN §9 lets use core on the
+# daemon's machine (init, db, keys, backup and restore, demo, user bootstrap, audit and
+# certificate verification, clients import, encryption level, compliance verify).
 # What of core the console side may use: plain helpers with no database, key or socket.
 CONSOLE_MAY_USE = ("strongroom.core.protocol", "strongroom.core.endpoints", "strongroom.core.version",
                    "strongroom.core.principal", "strongroom.core.fsutil", "strongroom.core.validation",

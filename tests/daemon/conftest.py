@@ -402,6 +402,14 @@ PERSON = {"first_name": "Zebediahquorn", "last_name": "Ofthequorns", "date_of_bi
           "phone": "+1 555 010 2030", "email": "zq@example.org"}
 
 
+# A named backup configuration on an S3 bucket with Object Lock: what the `high`
+# encryption level asks for. It has no schedule, so a daemon never reaches for the
+# (absent) bucket.
+LOCKED = """
+[backup.configurations.vault]
+target = "s3://vault-bucket/strongroom?object_lock_days=30&endpoint_url=http://127.0.0.1:9&region=us-east-1"
+"""
+
 def seed_reconcile_demo(data_dir) -> list[str]:
     """Two likely duplicates of PERSON (a typo and a new phone) and one stranger, and a staff user."""
     ctx = open_context(load_settings(data_dir / "strongroom.toml"))

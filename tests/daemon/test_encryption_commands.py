@@ -6,14 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.daemon.conftest import add_admin, error_of, login, make_data_dir, running_daemon
-
-# A named backup configuration on an S3 bucket with Object Lock: what `high` asks for. It
-# has no schedule, so this daemon never reaches for the (absent) bucket.
-LOCKED = """
-[backup.configurations.vault]
-target = "s3://vault-bucket/strongroom?object_lock_days=30&endpoint_url=http://127.0.0.1:9&region=us-east-1"
-"""
+from tests.daemon.conftest import LOCKED, add_admin, error_of, login, make_data_dir, running_daemon
 
 
 def _level_events(d) -> list[dict]:

@@ -13,8 +13,7 @@ from textual.widgets import OptionList, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, showing, tab_keys, wait_for
 from tests.console.tui.live import console, main_screen, settle
-from tests.daemon.conftest import login, make_data_dir, running_daemon
-from tests.daemon.test_encryption_commands import LOCKED
+from tests.daemon.conftest import LOCKED, login, make_data_dir, running_daemon
 
 
 def _drawn(screen, selector: str) -> str:

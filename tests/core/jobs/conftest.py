@@ -1,16 +1,16 @@
-"""What the export job's tests share: a world of two practices, their clients, sessions
-and a file, and the export job run as a given user."""
+"""What the job tests share: a world of two practices, their clients, sessions and a
+file, the export job run as a given user, and the newest audit entry."""
 from __future__ import annotations
 
 import uuid
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from strongroom.core.auth.users import create_user
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import ClientFile
+from strongroom.core.db.models import AuditLog, ClientFile
 from strongroom.core.jobs import export
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository import clients as repo
@@ -24,6 +24,13 @@ ALICE = {"first_name": "Alice", "last_name": "Arden", "ssn": "900-12-3456", "ema
 
 
 BOB = {"first_name": "Bob", "last_name": "Brook"}   # most PHI missing: exported as null
+
+
+def last_audit(ctx):
+    """The newest audit entry, as a mapping."""
+    t = AuditLog.__table__
+    with ctx.engine.connect() as conn:
+        return conn.execute(select(t).order_by(t.c.id.desc()).limit(1)).mappings().one()
 
 
 def nothing_noop(done, total, message):

@@ -3,13 +3,12 @@ daemon's own database, never scheduled."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from strongroom.core.config import parse_settings
-from strongroom.core.db.models import AuditLog
 from strongroom.core.errors import ConfigError, ConflictError, ValidationError
 from strongroom.core.jobs import backup, restore
 from tests.core.conftest import seed_clients, with_backup_target
+from tests.core.jobs.conftest import last_audit
 
 
 @pytest.fixture
@@ -19,18 +18,12 @@ def snapshot(ctx, tmp_path):
     return ctx, backup.run(ctx, {"actor": "test"}, lambda *a: None)["snapshot_id"]
 
 
-def _last_audit(ctx):
-    t = AuditLog.__table__
-    with ctx.engine.connect() as conn:
-        return conn.execute(select(t).order_by(t.c.id.desc()).limit(1)).mappings().one()
-
-
 def test_restores_into_an_empty_database_and_audits_it(snapshot, tmp_path):
     ctx, snapshot_id = snapshot
     result = restore.run(ctx, {"snapshot_id": snapshot_id, "dest": f"sqlite:///{tmp_path / 'copy.db'}",
                                "actor": "user:alice"}, lambda *a: None)
     assert result["rows"] > 6
-    entry = _last_audit(ctx)
+    entry = last_audit(ctx)
     assert (entry["action"], entry["actor"], entry["outcome"]) == ("RESTORE", "user:alice", "success")
 
 
@@ -40,7 +33,7 @@ def test_a_non_empty_target_is_refused_and_the_refusal_audited(snapshot, tmp_pat
     restore.run(ctx, {"snapshot_id": snapshot_id, "dest": dest}, lambda *a: None)
     with pytest.raises(ConflictError, match="not empty"):
         restore.run(ctx, {"snapshot_id": snapshot_id, "dest": dest, "actor": "user:bob"}, lambda *a: None)
-    entry = _last_audit(ctx)
+    entry = last_audit(ctx)
     assert (entry["action"], entry["actor"], entry["outcome"]) == ("RESTORE", "user:bob", "failure")
 
 

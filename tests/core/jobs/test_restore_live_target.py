@@ -14,7 +14,7 @@ from strongroom.core.db.models import User
 from strongroom.core.errors import ConflictError
 from strongroom.core.jobs import backup, restore
 from tests.core.conftest import seed_clients, with_backup_target
-from tests.core.jobs import test_restore_job
+from tests.core.jobs.conftest import last_audit
 
 
 def _other_spelling(url: str, tmp_path) -> str:
@@ -71,7 +71,7 @@ def test_the_restore_job_refuses_its_own_database_spelled_differently_even_with_
     with pytest.raises(ConflictError, match="own live database") as refused:
         restore.run(ctx, {"snapshot_id": snapshot_id, "dest": dest, "force": "true"}, lambda *a: None)
     assert "s3cret-pw" not in str(refused.value)
-    entry = test_restore_job._last_audit(ctx)
+    entry = last_audit(ctx)
     assert (entry["action"], entry["outcome"]) == ("RESTORE", "failure")
     with ctx.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(User.__table__)).scalar_one() == users
