@@ -158,12 +158,12 @@ def _show_human(d: dict) -> None:
     click.echo(f"  taken     {d['created_at'][:19]}  schema {d['schema_revision']}  watermark {d['change_watermark']}")
     click.echo(f"  proof     {d['proof']}  ({d['status']})")
     click.echo(f"  totals    {t['tables']} tables, {t['rows']} rows, {t['tombstones']} tombstones, {t['chunks']} chunks, "
-               f"{t['plain_bytes'] / 1e6:.1f} MB plain, {t['stored_bytes'] / 1e6:.1f} MB stored, "
-               f"+{t['added_bytes'] / 1e6:.1f} MB new")
+               f"{t['plain_bytes'] / 2**20:.1f} MiB plain, {t['stored_bytes'] / 2**20:.1f} MiB stored, "
+               f"+{t['added_bytes'] / 2**20:.1f} MiB new")
     f = d["files"]
-    click.echo(f"  files     {f['files']} client files, {f['objects']} objects, {f['plain_bytes'] / 1e6:.1f} MB content, "
-               f"{f['stored_bytes'] / 1e6:.1f} MB stored, +{f['added_objects']} new objects "
-               f"({f['added_bytes'] / 1e6:.1f} MB)" + (f", {f['missing']} without content" if f["missing"] else ""))
+    click.echo(f"  files     {f['files']} client files, {f['objects']} objects, {f['plain_bytes'] / 2**20:.1f} MiB content, "
+               f"{f['stored_bytes'] / 2**20:.1f} MiB stored, +{f['added_objects']} new objects "
+               f"({f['added_bytes'] / 2**20:.1f} MiB)" + (f", {f['missing']} without content" if f["missing"] else ""))
     click.echo(f"  target    {d['target']}")
     for table in d["tables"]:
         if table["rows"] or table["mode"] == "full":

@@ -278,8 +278,8 @@ def _profile_human(p: dict) -> None:
     click.echo(f"{p['username']}")
     line("session idle timeout", "session_idle_minutes", " min")
     line("concurrent sessions", "max_sessions")
-    line("storage quota", "storage_quota_mb", " MB")
-    click.echo(f"  {'storage used':<24} {p['storage_used_bytes'] / 1048576:.1f} MB")
+    line("storage quota", "storage_quota_mb", " MiB")
+    click.echo(f"  {'storage used':<24} {p['storage_used_bytes'] / 1048576:.1f} MiB")
     limits = ", ".join(f"{cls} {n}/h" for cls, n in sorted(eff["rate_limits"].items())) or "none"
     click.echo(f"  {'command rate limits':<24} {limits}")
     click.echo(f"  {'two-factor':<24} {'yes' if p['two_factor'] else 'no'}")

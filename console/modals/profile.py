@@ -35,10 +35,10 @@ MANAGE = "user:manage"
 COLUMNS = (("Setting", "setting", 24), ("In force", "value", 12), ("Whose", "whose", 17), ("Bound", "bound", 12))
 # (name in the profile, label, unit) for the numeric settings, in the order shown.
 NUMBERS = (("session_idle_minutes", "Session idle timeout", " min"), ("max_sessions", "Concurrent sessions", ""),
-           ("storage_quota_mb", "Storage quota", " MB"))
+           ("storage_quota_mb", "Storage quota", " MiB"))
 FIELDS = (("session_idle_minutes", "Session idle timeout, minutes (optional)"),
           ("max_sessions", "Concurrent sessions (optional)"),
-          ("storage_quota_mb", "Storage quota, MB (optional)"),
+          ("storage_quota_mb", "Storage quota, MiB (optional)"),
           ("rate_limits", "Rate limits per hour (optional)"))
 
 

@@ -84,8 +84,8 @@ def check_quota(conn: Connection, policy: AuthSettings, user_id: uuid.UUID | Non
         return
     used = storage_used_bytes(conn, user_id)
     if used + adding > quota * 1024 * 1024:
-        raise ConflictError(f"storage quota exceeded: this account may keep {quota} MB of client files and "
-                            f"holds {used / 1048576:.1f} MB; remove files or ask for a larger quota")
+        raise ConflictError(f"storage quota exceeded: this account may keep {quota} MiB of client files and "
+                            f"holds {used / 1048576:.1f} MiB; remove files or ask for a larger quota")
 
 
 def show(conn: Connection, policy: AuthSettings, username: str) -> dict:

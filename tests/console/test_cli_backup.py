@@ -64,6 +64,8 @@ def test_show_summarises_the_manifest_offline(tmp_path, db_url, capsys):
     assert shown["totals"]["rows"] == sum(t["rows"] for t in shown["tables"])
     code, out, _ = run(capsys, "--data-dir", data_dir, "backup", "show", snaps[0])
     assert code == 0 and "full base" in out and "clients" in out and "proof     written" in out
+    # Binary units, as every other view gives them (the console's tabs, `backup list`).
+    assert f"{shown['totals']['plain_bytes'] / 2**20:.1f} MiB plain" in out and " MB" not in out
     code, _, err = run(capsys, "--data-dir", data_dir, "backup", "show", str(uuid.uuid4()))
     assert code == 3 and "is not in" in err
     code, _, err = run(capsys, "--data-dir", data_dir, "backup", "show", snaps[0], "--configuration", "nope")
