@@ -4,9 +4,12 @@ esc. Dismisses with {field id: value} or None; the daemon validates the values.
 Given `send`, the form submits itself: it awaits `send(values)` and closes only when
 that returns None; a refusal (the text `send` returns, e.g. the daemon's words naming
 the field) is shown under the fields and everything typed stays, so a mistake costs
-one correction, not the whole form."""
+one correction, not the whole form. When the refusal names one of the form's fields
+(`field: reason`, the daemon's way), the reason is also shown right under that field,
+its input is marked and focused; a required field left empty is marked the same way."""
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,6 +45,17 @@ def daemon_sender(node: DOMNode, cmd: str, build: Callable[[dict], dict],
     return send
 
 
+def named_field(refusal: str, field_ids: list[str]) -> tuple[str, str] | None:
+    """(field id, reason) when `refusal` names one of `field_ids` the daemon's way
+    (`client_id: must be a UUID`, also after `Refused: ` or inside a dotted path such as
+    `filters.since:`), else None."""
+    for field_id in field_ids:
+        found = re.search(rf"(?:^|[\s.(]){re.escape(field_id)}(?:\s*\([^)]*\))?\s*:\s*(.+)", refusal)
+        if found:
+            return field_id, found.group(1).strip()
+    return None
+
+
 async def send_then_close(screen: ModalScreen, send: Callable[[dict], Awaitable[str | None]], values: dict,
                           refused: Callable[[str], None]) -> None:
     """How a dialog given `send` carries its action out (FormScreen, TypedConfirmScreen,
@@ -58,6 +72,11 @@ async def send_then_close(screen: ModalScreen, send: Callable[[dict], Awaitable[
 
 
 class FormScreen(ModalScreen[dict | None]):
+    DEFAULT_CSS = """
+    FormScreen .field-error { display: none; height: auto; }
+    FormScreen .field-error.-shown { display: block; }
+    FormScreen Input.-refused { border: tall $error; }
+    """
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "submit", "Submit"),
                 Binding("ctrl+f", "find_client", "Find client")]
 
@@ -92,6 +111,7 @@ class FormScreen(ModalScreen[dict | None]):
             for field_id, label, placeholder in self.fields:
                 yield PlainLabel(label)
                 yield Input(value=str(self.initial.get(field_id) or ""), placeholder=placeholder, id=field_id)
+                yield Plain("", id=f"{field_id}-error", classes="error field-error")
             yield Plain("", id="form-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.submit} (ctrl+s)", variant="primary", id="submit")
@@ -118,8 +138,11 @@ class FormScreen(ModalScreen[dict | None]):
     def action_submit(self) -> None:
         values = {field_id: self.query_one(f"#{field_id}", Input).value.strip() for field_id, _, _ in self.fields}
         missing = [label for field_id, label, _ in self.fields if not values[field_id] and "(optional)" not in label]
+        self.mark_fields({})
         if missing:
             self.query_one("#form-error", Static).update(f"Required: {', '.join(missing)}")
+            self.mark_fields({field_id: "required" for field_id, label, _ in self.fields
+                              if not values[field_id] and "(optional)" not in label})
             return
         if self.send is None:
             self.dismiss(values)
@@ -130,4 +153,23 @@ class FormScreen(ModalScreen[dict | None]):
     async def _send(self, values: dict) -> None:
         note = self.query_one("#form-error", Static)
         note.update("Sending…")
-        await send_then_close(self, self.send, values, note.update)
+
+        def refused(refusal: str) -> None:
+            note.update(refusal)
+            named = named_field(refusal, [field_id for field_id, _, _ in self.fields])
+            self.mark_fields(dict([named]) if named else {})
+
+        await send_then_close(self, self.send, values, refused)
+
+    def mark_fields(self, reasons: dict[str, str]) -> None:
+        """Each field's own error line: `reasons[field id]` under the fields named (their
+        inputs marked, the first focused), every other field's cleared."""
+        for field_id, _, _ in self.fields:
+            reason = reasons.get(field_id)
+            line = self.query_one(f"#{field_id}-error", Static)
+            line.update(f"↑ {reason}" if reason else "")
+            line.set_class(reason is not None, "-shown")
+            self.query_one(f"#{field_id}", Input).set_class(reason is not None, "-refused")
+        first = next((field_id for field_id, _, _ in self.fields if field_id in reasons), None)
+        if first is not None:
+            self.query_one(f"#{first}", Input).focus()
