@@ -223,6 +223,11 @@ async def _restart(tui_daemon, tmp_path):
         await in_thread(tui_daemon.stop)
         await wait_for(pilot, lambda: banner.is_down, timeout=30, what="reconnect banner")
         assert "reconnecting" in str(banner.render())
+        status = app.screen.query_one("#statusline", Static)
+        # The status line says so too, with the time the view last took live data.
+        await wait_for(pilot, lambda: str(status.render()).startswith("○ disconnected · updated "),
+                       what="the status line saying disconnected")
+        assert status.has_class("-down")
         (tmp_path / "notify-d1.sock").unlink()
         again = DaemonProcess(tui_daemon.data_dir, tmp_path, name="d1")   # same runtime dir, same socket
         try:
@@ -230,6 +235,9 @@ async def _restart(tui_daemon, tmp_path):
             await wait_for(pilot, lambda: not banner.is_down, timeout=40, what="recovery")
             role = app.screen.query_one("#card-role", HealthCard)
             await wait_for(pilot, lambda: "leader" in str(role.render()), what="health after restart")
+            await wait_for(pilot, lambda: str(status.render()).startswith("● live · updated "),
+                           what="the status line live again")
+            assert not status.has_class("-down")
             assert isinstance(app.screen, MainScreen)   # the session survived the restart
         finally:
             await in_thread(again.stop)

@@ -2,6 +2,8 @@
 reaches the Compliance, Integrity and Audit tabs by the daemon's events."""
 from __future__ import annotations
 
+import re
+
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable, Static
@@ -39,7 +41,10 @@ async def _other_client_run(tui_daemon):
         audit = screen.query_one("#audit-table", DataTable)
         rows_before = audit.row_count
         status = screen.query_one("#statusline", Static)
-        assert "live" in str(status.render())
+        assert re.fullmatch(r"● live · updated \d\d:\d\d:\d\d", str(status.render()))
+        screen.updated_at = None           # forget the last update: the run's events must set it again
+        screen.show_status()
+        assert str(status.render()) == "● live · updated never"
 
         run = await in_thread(tui_daemon.call, "job.run", {"kind": "integrity"})   # the operator, elsewhere
 
@@ -49,6 +54,7 @@ async def _other_client_run(tui_daemon):
                        what="the audit head advancing")
         await wait_for(pilot, lambda: _mark(checks, CHAIN_CHECK) == "✓", what="Compliance reloading by itself")
         await wait_for(pilot, lambda: audit.row_count > rows_before, what="Audit listing the new entries")
+        assert re.fullmatch(r"● live · updated \d\d:\d\d:\d\d", str(status.render()))   # the events' time
         assert run["id"]
 
         def head() -> int:
