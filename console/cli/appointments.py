@@ -15,8 +15,9 @@ from typing import Any
 
 import click
 
-from strongroom.console.cli import CliState, emit, remote_options
-from strongroom.console.cli.practice import _call, _clear, _given, _rows
+from strongroom.console.cli import CliState, echo_rows, emit, remote_options
+from strongroom.console.cli.options import clear_fields, given_options
+from strongroom.console.cli.transport import call_daemon
 
 _STATUS = ("SCHEDULED", "CONFIRMED", "CANCELLED", "COMPLETED")
 _PAYMENT = ("PENDING", "PAID", "FAILED", "REFUNDED")
@@ -37,7 +38,7 @@ def group() -> None:
 
 
 def _print(a: dict) -> None:
-    _rows([a], _COLUMNS, "")
+    echo_rows([a], _COLUMNS, "")
     click.echo(f"  client {a['client_id']}; service {a.get('service_id') or '-'}; staff {a.get('staff_id') or '-'}; "
                f"reminder {'sent' if a.get('reminder_sent') else 'not sent'}")
     if a.get("notes") is not None:
@@ -68,8 +69,8 @@ def _appointment_options(func):
 @remote_options()
 def list_cmd(state: CliState, client_id: str, limit: str, socket_path, as_json: bool) -> None:
     """List a client's appointments, newest first (notes masked without phi:read)."""
-    data = _call(state, socket_path, "appointment.list", {"client_id": client_id, "limit": limit})
-    emit(as_json, data, lambda d: _rows(d["items"], _COLUMNS, "no appointments"))
+    data = call_daemon(state, socket_path, "appointment.list", {"client_id": client_id, "limit": limit})
+    emit(as_json, data, lambda d: echo_rows(d["items"], _COLUMNS, "no appointments"))
 
 
 @group.command(name="show")
@@ -77,7 +78,7 @@ def list_cmd(state: CliState, client_id: str, limit: str, socket_path, as_json: 
 @remote_options()
 def show_cmd(state: CliState, appointment_id: str, socket_path, as_json: bool) -> None:
     """Show one appointment (notes masked without phi:read; opening them is audited)."""
-    emit(as_json, _call(state, socket_path, "appointment.show", {"appointment_id": appointment_id}), _print)
+    emit(as_json, call_daemon(state, socket_path, "appointment.show", {"appointment_id": appointment_id}), _print)
 
 
 @group.command(name="add")
@@ -88,7 +89,7 @@ def show_cmd(state: CliState, appointment_id: str, socket_path, as_json: bool) -
 @remote_options()
 def add_cmd(state: CliState, client_id: str, socket_path, as_json: bool, **fields: Any) -> None:
     """Book an appointment for a client (--starts at least)."""
-    emit(as_json, _call(state, socket_path, "appointment.add", {"client_id": client_id, **_given(**fields)}),
+    emit(as_json, call_daemon(state, socket_path, "appointment.add", {"client_id": client_id, **given_options(**fields)}),
          _print)
 
 
@@ -103,7 +104,7 @@ def add_cmd(state: CliState, client_id: str, socket_path, as_json: bool, **field
 def set_cmd(state: CliState, appointment_id: str, clear: tuple[str, ...], socket_path, as_json: bool,
             **fields: Any) -> None:
     """Change an appointment's fields (only those given)."""
-    args = {**_given(**fields), **_clear(clear)}
+    args = {**given_options(**fields), **clear_fields(clear)}
     if not args:
         raise click.UsageError("give at least one field to change")
-    emit(as_json, _call(state, socket_path, "appointment.set", {"appointment_id": appointment_id, **args}), _print)
+    emit(as_json, call_daemon(state, socket_path, "appointment.set", {"appointment_id": appointment_id, **args}), _print)
