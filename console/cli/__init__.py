@@ -113,7 +113,8 @@ def echo_rows(items: list[dict], columns: tuple[str, ...], empty: str) -> None:
 # shows without importing it (a test holds these equal to the commands' docstrings).
 COMMANDS: dict[str, tuple[str, str]] = {
     "appointments": ("appointments:group",
-                     "Appointments: list, show, add, set (status, payment, service, staff, price)."),
+                     "Appointments: list, show, add, set (status, payment, service, staff, price, "
+                     "clinical fields)."),
     "audit": ("audit:group", "The audit trail."),
     "backup": ("backup:group", "Snapshots: run, list, show, verify, drill, prune, forget, approve."),
     "clients": ("clients:group", "Client records (masked unless --reveal)."),
