@@ -112,3 +112,22 @@ def test_the_protocol_package_is_pydantic_and_the_standard_library_only():
             bad[str(path.relative_to(REPO))] = sorted(hits)
     assert bad == {}
     assert (REPO / "core/protocol/models").is_dir(), "the models moved: update this test"
+
+
+def test_no_cli_command_module_borrows_another_ones_private_helpers():
+    """A helper two commands share lives under a public name in the CLI's shared modules
+    (__init__, options, transport), not as one command module's `_name` another reaches
+    into (appointments.py once imported practice.py's `_call`, `_rows`...), so changing a
+    command module never silently breaks a different one."""
+    shared = {"strongroom.console.cli", "strongroom.console.cli.options", "strongroom.console.cli.transport",
+              "strongroom.console.cli.lazy"}
+    borrowed: dict[str, list[str]] = {}
+    for path in _modules("console/cli"):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        hits = sorted(f"{node.module}.{alias.name}" for node in ast.walk(tree)
+                      if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("strongroom.console.cli")
+                      and node.module not in shared
+                      for alias in node.names if alias.name.startswith("_"))
+        if hits:
+            borrowed[str(path.relative_to(REPO))] = hits
+    assert borrowed == {}

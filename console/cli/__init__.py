@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # loading these costs SQLAlchemy and pydantic: only commands 
     from strongroom.core.config import Settings
     from strongroom.core.context import Context
 
-__all__ = ["CliState", "cli", "emit", "json_option", "local_actor", "main", "pass_state", "socket_option"]
+__all__ = ["CliState", "cli", "echo_rows", "emit", "json_option", "local_actor", "main", "pass_state", "socket_option"]
 
 
 class CliState:
@@ -100,11 +100,21 @@ def emit(as_json: bool, data: Any, human: Callable[[Any], None]) -> None:
         human(data)
 
 
+def echo_rows(items: list[dict], columns: tuple[str, ...], empty: str) -> None:
+    """A list's human output: one line per item with `columns` in order ("-" for an empty
+    value, so the columns stay aligned for cut/awk), or `empty` when there is none."""
+    if not items:
+        click.echo(empty)
+    for item in items:
+        click.echo("  ".join(str(item.get(c) if item.get(c) is not None else "-") for c in columns))
+
+
 # Each command by name: where it lives (in this package) and the summary the root help
 # shows without importing it (a test holds these equal to the commands' docstrings).
 COMMANDS: dict[str, tuple[str, str]] = {
     "appointments": ("appointments:group",
-                     "Appointments: list, show, add, set (status, payment, service, staff, price)."),
+                     "Appointments: list, show, add, set (status, payment, service, staff, price, "
+                     "clinical fields)."),
     "audit": ("audit:group", "The audit trail."),
     "backup": ("backup:group", "Snapshots: run, list, show, verify, drill, prune, forget, approve."),
     "clients": ("clients:group", "Client records (masked unless --reveal)."),

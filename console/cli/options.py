@@ -111,3 +111,19 @@ def refuse_unused(ctx: click.Context, path: Sequence[str], command: click.Comman
         if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE and "socket_path" not in declared:
             raise click.UsageError(f"{option} given, but strongroom {' '.join(path)} does not talk to the daemon",
                                    ctx)
+
+
+# --- a command's own options into a control command's arguments -------------------------
+
+def given_options(**options: Any) -> dict:
+    """The options typed (None and empty tuples left out), tuples as lists: a *.set
+    command changes only what it is sent, so an option not given must not be sent as
+    None (which would mean something else) and the daemon's models take lists."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v not in (None, ())}
+
+
+def clear_fields(values: tuple[str, ...]) -> dict:
+    """`--clear price-cents --clear staff-id` as the daemon's `clear` list (field names
+    spelled as on the wire); nothing at all when none is given, so a plain set sends no
+    empty list."""
+    return {"clear": [v.replace("-", "_") for v in values]} if values else {}

@@ -12,24 +12,12 @@ from typing import Any
 
 import click
 
-from strongroom.console.cli import CliState, emit, remote_options
-from strongroom.console.cli.transport import run_remote
+from strongroom.console.cli import CliState, echo_rows, emit, remote_options
+from strongroom.console.cli.options import clear_fields, given_options
+from strongroom.console.cli.transport import call_daemon
 
 _PRACTICE = click.option("--practice", "practice_id", metavar="UUID", help="Which practice (default: the only one).")
 _ALL = click.option("--all", "include_inactive", is_flag=True, help="Include inactive ones.")
-
-
-def _call(state: CliState, socket_path: str | None, cmd: str, args: dict) -> Any:
-    return run_remote(state, socket_path, lambda c: c.call(cmd, args))
-
-
-def _given(**options: Any) -> dict:
-    """The options typed (None and empty tuples left out), tuples as lists."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in options.items() if v not in (None, ())}
-
-
-def _clear(values: tuple[str, ...]) -> dict:
-    return {"clear": [v.replace("-", "_") for v in values]} if values else {}
 
 
 def _hours(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict | None:
@@ -42,13 +30,6 @@ def _hours(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
             raise click.BadParameter("give one weekday as DAY=HH:MM-HH:MM[,HH:MM-HH:MM...]")
         hours[day.strip().lower()] = [s.strip() for s in spans.split(",") if s.strip()]
     return hours
-
-
-def _rows(items: list[dict], columns: tuple[str, ...], empty: str) -> None:
-    if not items:
-        click.echo(empty)
-    for item in items:
-        click.echo("  ".join(str(item.get(c) if item.get(c) is not None else "-") for c in columns))
 
 
 # --- practice ---------------------------------------------------------------------------
@@ -68,7 +49,7 @@ def _print_practice(p: dict) -> None:
 @remote_options()
 def practice_show_cmd(state: CliState, practice_id: str | None, socket_path, as_json: bool) -> None:
     """Show the practice's details (tax id and licence masked unless you may edit them)."""
-    emit(as_json, _call(state, socket_path, "practice.show", _given(practice_id=practice_id)), _print_practice)
+    emit(as_json, call_daemon(state, socket_path, "practice.show", given_options(practice_id=practice_id)), _print_practice)
 
 
 @practice_group.command(name="set")
@@ -85,11 +66,11 @@ def practice_show_cmd(state: CliState, practice_id: str | None, socket_path, as_
 def practice_set_cmd(state: CliState, practice_id: str | None, name, address, phone, email, tax_id,
                      license_number, clear: tuple[str, ...], socket_path, as_json: bool) -> None:
     """Change the practice's details (only the fields given)."""
-    args = {**_given(practice_id=practice_id, name=name, address=address, phone=phone, email=email, tax_id=tax_id,
-                     license_number=license_number), **_clear(clear)}
+    args = {**given_options(practice_id=practice_id, name=name, address=address, phone=phone, email=email, tax_id=tax_id,
+                     license_number=license_number), **clear_fields(clear)}
     if not args.keys() - {"practice_id"}:
         raise click.UsageError("give at least one field to change")
-    emit(as_json, _call(state, socket_path, "practice.set", args), _print_practice)
+    emit(as_json, call_daemon(state, socket_path, "practice.set", args), _print_practice)
 
 
 # --- staff ------------------------------------------------------------------------------
@@ -132,9 +113,9 @@ def _staff_options(func):
 def staff_list_cmd(state: CliState, practice_id: str | None, include_inactive: bool, socket_path,
                    as_json: bool) -> None:
     """List the practice's staff (active ones unless --all)."""
-    data = _call(state, socket_path, "staff.list", {**_given(practice_id=practice_id),
+    data = call_daemon(state, socket_path, "staff.list", {**given_options(practice_id=practice_id),
                                                     "include_inactive": include_inactive})
-    emit(as_json, data, lambda d: _rows(d["items"], _STAFF_COLUMNS, "no staff"))
+    emit(as_json, data, lambda d: echo_rows(d["items"], _STAFF_COLUMNS, "no staff"))
 
 
 @staff_group.command(name="add")
@@ -143,7 +124,7 @@ def staff_list_cmd(state: CliState, practice_id: str | None, include_inactive: b
 @remote_options()
 def staff_add_cmd(state: CliState, practice_id: str | None, socket_path, as_json: bool, **fields: Any) -> None:
     """Add a staff member (--first-name, --last-name and --role at least)."""
-    emit(as_json, _call(state, socket_path, "staff.add", _given(practice_id=practice_id, **fields)), _print_staff)
+    emit(as_json, call_daemon(state, socket_path, "staff.add", given_options(practice_id=practice_id, **fields)), _print_staff)
 
 
 @staff_group.command(name="set")
@@ -156,10 +137,10 @@ def staff_add_cmd(state: CliState, practice_id: str | None, socket_path, as_json
 def staff_set_cmd(state: CliState, staff_id: str, clear: tuple[str, ...], socket_path, as_json: bool,
                   **fields: Any) -> None:
     """Change a staff member's fields (only those given)."""
-    args = {**_given(**fields), **_clear(clear)}
+    args = {**given_options(**fields), **clear_fields(clear)}
     if not args:
         raise click.UsageError("give at least one field to change")
-    emit(as_json, _call(state, socket_path, "staff.set", {"staff_id": staff_id, **args}), _print_staff)
+    emit(as_json, call_daemon(state, socket_path, "staff.set", {"staff_id": staff_id, **args}), _print_staff)
 
 
 # --- services ---------------------------------------------------------------------------
@@ -173,7 +154,7 @@ _SERVICE_COLUMNS = ("id", "category", "name", "duration_minutes", "price_cents",
 
 
 def _print_service(s: dict) -> None:
-    _rows([s], _SERVICE_COLUMNS, "")
+    echo_rows([s], _SERVICE_COLUMNS, "")
 
 
 def _service_options(func):
@@ -193,9 +174,9 @@ def _service_options(func):
 def services_list_cmd(state: CliState, practice_id: str | None, include_inactive: bool, socket_path,
                       as_json: bool) -> None:
     """List the service catalogue (active services unless --all)."""
-    data = _call(state, socket_path, "service.list", {**_given(practice_id=practice_id),
+    data = call_daemon(state, socket_path, "service.list", {**given_options(practice_id=practice_id),
                                                        "include_inactive": include_inactive})
-    emit(as_json, data, lambda d: _rows(d["items"], _SERVICE_COLUMNS, "no services"))
+    emit(as_json, data, lambda d: echo_rows(d["items"], _SERVICE_COLUMNS, "no services"))
 
 
 @services_group.command(name="add")
@@ -204,7 +185,7 @@ def services_list_cmd(state: CliState, practice_id: str | None, include_inactive
 @remote_options()
 def services_add_cmd(state: CliState, practice_id: str | None, socket_path, as_json: bool, **fields: Any) -> None:
     """Add a service (--name, --category, --duration-minutes, --price-cents)."""
-    emit(as_json, _call(state, socket_path, "service.add", _given(practice_id=practice_id, **fields)),
+    emit(as_json, call_daemon(state, socket_path, "service.add", given_options(practice_id=practice_id, **fields)),
          _print_service)
 
 
@@ -217,7 +198,7 @@ def services_add_cmd(state: CliState, practice_id: str | None, socket_path, as_j
 def services_set_cmd(state: CliState, service_id: str, clear: tuple[str, ...], socket_path, as_json: bool,
                      **fields: Any) -> None:
     """Change a service's fields (only those given)."""
-    args = {**_given(**fields), **_clear(clear)}
+    args = {**given_options(**fields), **clear_fields(clear)}
     if not args:
         raise click.UsageError("give at least one field to change")
-    emit(as_json, _call(state, socket_path, "service.set", {"service_id": service_id, **args}), _print_service)
+    emit(as_json, call_daemon(state, socket_path, "service.set", {"service_id": service_id, **args}), _print_service)

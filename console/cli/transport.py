@@ -250,6 +250,12 @@ def run_remote(state: CliState, socket_path: str | None, fn: Callable[[Client], 
         raise RemoteError(err) from None
 
 
+def call_daemon(state: CliState, socket_path: str | None, cmd: str, args: dict) -> Any:
+    """One control command and its answer: what most remote commands do, so each of them
+    need not write the run_remote lambda (and its error mapping stays run_remote's)."""
+    return run_remote(state, socket_path, lambda client: client.call(cmd, args))
+
+
 def _warn_low_allowance(rates: dict[str, dict]) -> None:
     """Say on stderr when this account has a tenth or less of an hourly command allowance
     left (the daemon's rate limits per user, daemon/ratelimit.py), before it runs out."""

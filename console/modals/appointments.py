@@ -2,17 +2,19 @@
 practice screen (`b`) once the client is chosen in the client picker.
 
 Listed newest first from appointment.list, with the service and staff member by name
-(service.list, staff.list). `a` books one, `s` sets the selected one's status and `y` its
-payment status, each through a form that sends itself (form.daemon_sender): a value the
-daemon refuses is shown in its words under the fields, everything typed kept and nothing
-changed. Booking and changing need `table:therapy_sessions:write` (the front desk has
-it); without it the keys are shown disabled with the reason, and the daemon checks
-again. Notes are never shown here: the list would open them for `phi:read`, an audited
-read this screen has no use for.
+(service.list, staff.list). `a` books one; `e` (or enter) edits the selected one's
+start, duration, status, payment status, service, staff member, price and reminder; `s`
+and `y` change just its status or payment status. Each is an AppointmentForm
+(appointment_form.py) that sends itself: statuses, services and staff are picked from
+lists, a value the daemon refuses is shown in its words under the fields, everything
+kept and nothing changed. An edit sends only what changed, an emptied price, service or
+staff member as `clear`. Booking and changing need `table:therapy_sessions:write` (the
+front desk has it); without it the keys are shown disabled with the reason, and the
+daemon checks again. Notes and the other clinical fields are never shown or asked for
+here: they are PHI this screen has no use for.
 """
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from strongroom.console.client import ClientError
@@ -20,7 +22,9 @@ from strongroom.console.helpers.gates import Gated
 from strongroom.console.helpers.identity import Identity
 from strongroom.console.helpers.text import fit, when
 from strongroom.console.helpers.workers import fetch, tab_work
-from strongroom.console.modals.form import FormScreen, daemon_sender
+from strongroom.console.modals.appointment_form import (ALL_FIELDS, AppointmentForm, service_name, shown,
+                                                       staff_name)
+from strongroom.console.modals.form import daemon_sender
 from strongroom.console.modals.practice import money
 from strongroom.console.widgets.list_table import ListTable
 from strongroom.console.widgets.plain import Plain
@@ -31,38 +35,43 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-STATUSES = ("SCHEDULED", "CONFIRMED", "CANCELLED", "COMPLETED")
-PAYMENT_STATUSES = ("PENDING", "PAID", "FAILED", "REFUNDED")
 COLUMNS = (("Starts (UTC)", "starts", 16), ("Min", "minutes", 3), ("Status", "status", 9),
            ("Payment", "payment", 8), ("Price", "price", 8), ("Service", "service", 12), ("Staff", "staff", 12),
            ("Reminder", "reminder", 8))
-BOOK_FIELDS = (("starts_at", "Starts (ISO 8601 with a timezone)", "e.g. 2031-03-04T10:00+01:00"),
-               ("duration_minutes", "Duration in minutes", "5 to 600"),
-               ("service", "Service, by name or id (optional)", "its price unless one is given"),
-               ("staff", "Staff member, by name or id (optional)", "e.g. Ola Penn"),
-               ("price_cents", "Price in cents (optional)", "e.g. 12000"))
+# What appointment.set may empty of the fields this screen edits (the others are required).
+EMPTIED = ("service_id", "staff_id", "price_cents")
 WRITE = "table:therapy_sessions:write"
 # Which permission each action needs; the daemon checks again.
-NEEDS = {"book": WRITE, "set_status": WRITE, "set_payment": WRITE}
+NEEDS = {"book": WRITE, "edit": WRITE, "set_status": WRITE, "set_payment": WRITE}
 
 
-def staff_name(member: dict) -> str:
-    return f"{member['first_name']} {member['last_name']}"
+def changes(appointment: dict, values: dict[str, Any]) -> dict[str, Any]:
+    """appointment.set's arguments for what the form changed: only fields whose value
+    differs from the appointment's (so an edit never rewrites, or audits, what it did not
+    touch), an emptied optional one as `clear`. Nothing changed is a ValueError, shown in
+    the form like a refusal."""
+    args: dict[str, Any] = {}
+    cleared: list[str] = []
+    for field, value in values.items():
+        if value == shown(appointment, field):
+            continue
+        if value in (None, "") and field in EMPTIED:
+            cleared.append(field)
+        else:
+            args[field] = value
+    if not args and not cleared:
+        raise ValueError("Nothing changed (esc closes the form).")
+    return {"appointment_id": str(appointment["id"]), **args, **({"clear": cleared} if cleared else {})}
 
 
-def resolve(kind: str, typed: str, records: dict[str, dict], name) -> str:
-    """The id of the record `typed` names: an id as given (the daemon checks it is the
-    practice's), else the one active record with that name, whatever its case."""
-    try:
-        return str(uuid.UUID(typed))
-    except ValueError:
-        pass
-    matches = [key for key, record in records.items()
-               if record.get("active", True) and name(record).casefold() == typed.casefold()]
-    if len(matches) != 1:
-        raise ValueError(f"{kind}: {'no active one' if not matches else 'more than one'} is named {typed!r}; "
-                         "give its id")
-    return matches[0]
+def booking(client_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    """appointment.add's arguments: what was picked, what was typed, leaving out an empty
+    optional field so the daemon's default applies (50 minutes, the service's price)."""
+    args: dict[str, Any] = {"client_id": client_id}
+    for field, value in values.items():
+        if value not in (None, "", False):
+            args[field] = value
+    return args
 
 
 class AppointmentsScreen(Gated, ModalScreen[None]):
@@ -73,7 +82,8 @@ class AppointmentsScreen(Gated, ModalScreen[None]):
     AppointmentsScreen DataTable { height: 1fr; }
     """
     BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("a", "book", "Book"),
-                Binding("s", "set_status", "Status"), Binding("y", "set_payment", "Payment"),
+                Binding("e", "edit", "Edit"), Binding("s", "set_status", "Status"),
+                Binding("y", "set_payment", "Payment"),
                 Binding("ctrl+r", "reload", "Reload")]
 
     def __init__(self, identity: Identity, client_id: str) -> None:
@@ -87,7 +97,8 @@ class AppointmentsScreen(Gated, ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="appointments-dialog"):
-            yield Plain(f"Appointments · client {self.client_id[:8]}… · a book · s status · y payment · esc",
+            yield Plain(f"Appointments · client {self.client_id[:8]}… · a book · e edit · s status · y payment"
+                        " · esc",
                         classes="dialog-title")
             yield ListTable(id="appointments-table", cursor_type="row", zebra_stripes=True)
             yield Plain("Loading…", id="appointments-note", classes="muted")
@@ -113,6 +124,10 @@ class AppointmentsScreen(Gated, ModalScreen[None]):
 
     def on_data_table_row_highlighted(self) -> None:
         self.refresh_bindings()
+
+    def on_data_table_row_selected(self) -> None:
+        """enter on a row edits it, as on the practice screen's lists."""
+        self.action_edit()
 
     # --- loading ----------------------------------------------------------------------
 
@@ -152,7 +167,7 @@ class AppointmentsScreen(Gated, ModalScreen[None]):
         widths = [width for _, _, width in COLUMNS]
         for key, a in self.appointments.items():
             cells = (when(a["starts_at"])[:16], str(a["duration_minutes"]), a["status"], a["payment_status"],
-                     money(a.get("price_cents")), self.name_of(self.services, a.get("service_id"), lambda s: s["name"]),
+                     money(a.get("price_cents")), self.name_of(self.services, a.get("service_id"), service_name),
                      self.name_of(self.staff, a.get("staff_id"), staff_name),
                      "sent" if a.get("reminder_sent") else "no")
             table.add_row(*(fit(str(value), width) for value, width in zip(cells, widths)), key=key)
@@ -167,43 +182,39 @@ class AppointmentsScreen(Gated, ModalScreen[None]):
     # --- changes ------------------------------------------------------------------------
 
     def _sender(self, cmd: str, build, done: str):
-        """A FormScreen `send` for `cmd` that says `done` and reloads once the daemon accepts."""
+        """A form's `send` for `cmd` that says `done` and reloads once the daemon accepts."""
         def finished(_values: dict, _answer: Any) -> None:
             self.notify(done)
             self.load()
         return daemon_sender(self, cmd, build, finished)
 
-    def _booking(self, values: dict) -> dict:
-        args: dict[str, Any] = {"client_id": self.client_id, "starts_at": values["starts_at"],
-                                "duration_minutes": values["duration_minutes"]}
-        if values["service"]:
-            args["service_id"] = resolve("service", values["service"], self.services, lambda s: s["name"])
-        if values["staff"]:
-            args["staff_id"] = resolve("staff", values["staff"], self.staff, staff_name)
-        if values["price_cents"]:
-            args["price_cents"] = values["price_cents"]
-        return args
+    def _form(self, title: str, explanation: str, fields: tuple[str, ...], initial: dict[str, Any],
+              send, submit: str = "Save") -> None:
+        self.app.push_screen(AppointmentForm(title, explanation, fields=fields, initial=initial,
+                                             services=self.services, staff=self.staff, send=send, submit=submit))
 
     def action_book(self) -> None:
         if self.refused("book"):
             return
-        self.app.push_screen(FormScreen(
-            "Book an appointment", "Money in whole cents (12000 is 120.00); without a price the service's applies.",
-            BOOK_FIELDS, submit="Book", values={"duration_minutes": "50"},
-            send=self._sender("appointment.add", self._booking, "Booked.")))
+        self._form("Book an appointment", "Money in whole cents (12000 is 120.00); without a price the "
+                   "service's applies.", ALL_FIELDS, {"duration_minutes": "50"},
+                   self._sender("appointment.add", lambda v: booking(self.client_id, v), "Booked."), submit="Book")
 
-    def _set(self, action: str, field: str, label: str, allowed: tuple[str, ...]) -> None:
+    def _change(self, action: str, fields: tuple[str, ...], what: str) -> None:
+        """The form for `fields` of the selected appointment, saving only what changed."""
         if self.refused(action):
             return
         appointment = self.selected()
-        self.app.push_screen(FormScreen(
-            f"{label} of the appointment at {when(appointment['starts_at'])[:16]} UTC", ", ".join(allowed) + ".",
-            ((field, label, " / ".join(allowed)),), submit="Save", values={field: appointment[field]},
-            send=self._sender("appointment.set", lambda v: {"appointment_id": str(appointment["id"]), field: v[field].upper()},
-                              f"{label} saved.")))
+        self._form(f"{what} of the appointment at {when(appointment['starts_at'])[:16]} UTC",
+                   "Only what you change is saved; an emptied price, service or staff member is cleared.",
+                   fields, {field: shown(appointment, field) for field in fields},
+                   self._sender("appointment.set", lambda v: changes(appointment, v), f"{what} saved."))
+
+    def action_edit(self) -> None:
+        self._change("edit", ALL_FIELDS, "Changes")
 
     def action_set_status(self) -> None:
-        self._set("set_status", "status", "Status", STATUSES)
+        self._change("set_status", ("status",), "Status")
 
     def action_set_payment(self) -> None:
-        self._set("set_payment", "payment_status", "Payment status", PAYMENT_STATUSES)
+        self._change("set_payment", ("payment_status",), "Payment status")

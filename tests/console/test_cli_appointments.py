@@ -1,7 +1,10 @@
 """`strongroom appointments` against a real daemon (both engines): book a client's
 appointment for a service with a staff member, list and show it, change its status and
-payment, notes read from a file (never argv) and masked for the front desk; bad input a
-clear error naming the field (never the value), non-zero exit, nothing changed."""
+payment, notes read from a file (never argv) and masked for the front desk; the clinical
+fields (session number, consent verified, and the PHI ones, SOAP summary, billing codes
+and insurance info, from files or standard input only) set, shown and cleared; bad
+input a clear error naming the field (never the value), non-zero exit, nothing changed."""
+import io
 import json
 
 import pytest
@@ -16,6 +19,10 @@ from tests.console.cli_helpers import run_cli as run
 from tests.daemon.conftest import PASSWORD, data_transaction, make_data_dir, running_daemon
 
 NOTE = "zq-spoke about sleeping badly"
+# Synthetic clinical text, nobody's data.
+SOAP = "zq-S: sleeps 4h. O: calm. A: improving. P: continue"
+CODES = "zq-90834, F51.01"
+INSURANCE = "zq-Acme Mutual, member 0000-TEST"
 
 
 @pytest.fixture
@@ -114,3 +121,113 @@ def test_set_without_a_field_is_a_usage_error(appointment_daemon, capsys):
     booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z")
     code, _, err = cli(capsys, d, "appointments", "set", booked["id"])
     assert code == 2 and "at least one field" in err
+
+
+def _stdin(monkeypatch, text: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode()), encoding="utf-8"))
+
+
+def test_the_clinical_fields_are_set_shown_and_cleared(appointment_daemon, capsys, tmp_path, monkeypatch):
+    d = appointment_daemon
+    (tmp_path / "soap.txt").write_text(SOAP)
+    (tmp_path / "codes.txt").write_text(CODES)
+    _stdin(monkeypatch, INSURANCE)
+    booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z",
+                   "--session-number", "3", "--consent-verified", "--soap-summary-file", tmp_path / "soap.txt",
+                   "--billing-codes-file", tmp_path / "codes.txt", "--insurance-info-file", "-")
+    assert (booked["session_number"], booked["consent_verified"]) == (3, True)
+    answered = json.dumps(booked)
+    assert all(value not in answered for value in (SOAP, CODES, INSURANCE))      # answered masked
+    assert all(booked[f] for f in ("soap_summary", "billing_codes", "insurance_info"))
+
+    # The local operator has phi:read: show opens them (audited) in both forms.
+    shown = _json(capsys, d, "appointments", "show", booked["id"])
+    assert (shown["soap_summary"], shown["billing_codes"], shown["insurance_info"]) == (SOAP, CODES, INSURANCE)
+    code, out, err = cli(capsys, d, "appointments", "show", booked["id"])
+    assert code == 0, err
+    assert f"soap summary: {SOAP}" in out and f"billing codes: {CODES}" in out
+    assert f"insurance info: {INSURANCE}" in out and "session number 3; consent verified" in out
+
+    (tmp_path / "soap2.txt").write_text(SOAP + " (revised)")
+    changed = _json(capsys, d, "appointments", "set", booked["id"], "--no-consent-verified",
+                    "--session-number", "4", "--soap-summary-file", tmp_path / "soap2.txt",
+                    "--clear", "billing-codes", "--clear", "insurance-info")
+    assert (changed["session_number"], changed["consent_verified"]) == (4, False)
+    assert changed["billing_codes"] is None and changed["insurance_info"] is None
+    shown = _json(capsys, d, "appointments", "show", booked["id"])
+    assert shown["soap_summary"] == SOAP + " (revised)" and shown["notes"] is None
+
+    cleared = _json(capsys, d, "appointments", "set", booked["id"], "--clear", "session-number",
+                    "--clear", "soap-summary")
+    assert cleared["session_number"] is None and cleared["soap_summary"] is None
+    code, out, err = cli(capsys, d, "appointments", "show", booked["id"])
+    assert code == 0 and "session number -; consent not verified" in out and "soap summary" not in out, err
+
+
+def test_the_front_desk_sees_the_clinical_fields_masked(appointment_daemon, capsys, tmp_path, monkeypatch):
+    d = appointment_daemon
+    _stdin(monkeypatch, SOAP)
+    booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z",
+                   "--soap-summary-file", "-", "--session-number", "2")
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD)
+    code, _, err = cli(capsys, d, "login", "-u", "desk", "--password-file", password_file)
+    assert code == 0, err
+    code, out, err = cli(capsys, d, "appointments", "show", booked["id"])
+    assert code == 0, err
+    assert "soap summary: [redacted]" in out and SOAP not in out and "session number 2" in out
+    assert "billing codes" not in out          # empty stays empty: that it is empty is not PHI
+
+
+def test_the_phi_fields_are_never_taken_from_the_command_line(appointment_daemon, capsys):
+    d = appointment_daemon
+    for option in ("--soap-summary", "--billing-codes", "--billing-code", "--insurance-info", "--notes"):
+        code, out, err = cli(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z",
+                             option, "zq-secret")
+        assert code == 2 and "zq-secret" not in out + err, (option, err)
+    assert _json(capsys, d, "appointments", "list", d.client_id)["items"] == []
+
+
+@pytest.mark.parametrize("args, field", [
+    (("--session-number", "0"), "session_number"),
+    (("--session-number", "zq3"), "session_number"),
+    (("--billing-codes-file", "BIG"), "billing_codes"),
+    (("--insurance-info-file", "BIG"), "insurance_info"),
+])
+def test_bad_clinical_values_are_refused_by_field_and_change_nothing(appointment_daemon, capsys, tmp_path,
+                                                                      args, field):
+    d = appointment_daemon
+    big = tmp_path / "big.txt"
+    big.write_text("zq-" + "x" * 6000)                     # over the daemon's limit for both
+    booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z")
+    before = cli(capsys, d, "appointments", "list", d.client_id, "--json")[1]
+    for command in (("add", d.client_id, "--starts", "2031-03-04T10:00:00Z"), ("set", booked["id"])):
+        code, out, err = cli(capsys, d, "appointments", *command, *[big if a == "BIG" else a for a in args])
+        assert code != 0 and field in err and "internal" not in err, err
+        assert "zq3" not in err + out and "zq-x" not in err + out
+    assert cli(capsys, d, "appointments", "list", d.client_id, "--json")[1] == before
+
+
+def test_a_phi_file_that_cannot_be_read_or_a_second_stdin_is_refused_without_its_path(
+        appointment_daemon, capsys, tmp_path, monkeypatch):
+    d = appointment_daemon
+    missing = tmp_path / "zq-Quillfeather-intake.txt"          # a path may itself name the client
+    code, out, err = cli(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z",
+                         "--soap-summary-file", missing)
+    assert code == 2 and "--soap-summary-file" in err and "Quillfeather" not in out + err, err
+    _stdin(monkeypatch, SOAP)
+    code, out, err = cli(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z",
+                         "--soap-summary-file", "-", "--insurance-info-file", "-")
+    assert code == 2 and "standard input" in err and SOAP not in out + err, err
+    assert _json(capsys, d, "appointments", "list", d.client_id)["items"] == []
+
+
+def test_the_values_the_cli_offers_are_the_protocols():
+    """The CLI spells the statuses and clearable fields out (importing the protocol would
+    load pydantic for `--help`); they must be the protocol's, in its order."""
+    from strongroom.console.cli import appointments
+    from strongroom.core.protocol.models import appointments as protocol
+
+    assert appointments.APPOINTMENT_STATUSES == protocol.APPOINTMENT_STATUSES
+    assert appointments.PAYMENT_STATUSES == protocol.PAYMENT_STATUSES
+    assert appointments.CLEARABLE == protocol.CLEARABLE

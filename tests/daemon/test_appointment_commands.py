@@ -153,3 +153,22 @@ def test_a_role_without_the_write_permission_is_refused_and_nothing_is_booked(ap
     assert error_of(d, "appointment.list", {"client_id": d.client_id}, auditor).code == "forbidden"
     (kept,) = d.call("appointment.list", {"client_id": d.client_id}, token=d.desk)["items"]
     assert kept["status"] == "SCHEDULED"
+
+
+def test_the_protocols_statuses_are_the_databases():
+    """Clients offer the protocol's values (the console's pickers, the CLI's help); the
+    protocol may not import the database's enums, so this holds the two copies equal,
+    in order (the first is each field's default)."""
+    from strongroom.core.db.models import PaymentStatus, SessionStatus
+    from strongroom.core.protocol.models.appointments import (APPOINTMENT_STATUSES, CLEARABLE, PAYMENT_STATUSES,
+                                                              AppointmentFields)
+    from strongroom.core.repository.sessions import EDITABLE, SessionInput
+
+    assert APPOINTMENT_STATUSES == tuple(s.value for s in SessionStatus)
+    assert PAYMENT_STATUSES == tuple(s.value for s in PaymentStatus)
+    assert (SessionInput.model_fields["status"].default.value, SessionInput.model_fields["payment_status"]
+            .default.value) == (APPOINTMENT_STATUSES[0], PAYMENT_STATUSES[0])
+    # What may be emptied is exactly the optional fields an update may change.
+    optional = {f for f in EDITABLE if f in AppointmentFields.model_fields
+                and SessionInput.model_fields[f].default is None}
+    assert set(CLEARABLE) == optional

@@ -1,33 +1,38 @@
 """A client's appointments (practice screen, `b`) against a real strongroomd on both
-engines: the client chosen in the picker, an appointment booked by service and staff
-name after two refused values (the form stays open with everything typed, the daemon's
-words shown, nothing booked), its status and payment status set and a bad status
-refused; the front desk books without phi:read, and an auditor, who may not read
-appointments, finds the key disabled with the reason. Booking is driven as the local
-operator and as a practitioner (clinician)."""
+engines: the client chosen in the picker, an appointment booked with its service and
+staff member picked from lists after two refused values (the form stays open with
+everything kept, the daemon's words shown, nothing booked), its status and payment status
+picked from the protocol's values; the edit form changes the time, duration, service,
+staff, price and reminder, a refusal kept inline with nothing changed, and never shows
+or asks for the clinical fields; the front desk books without phi:read, and an auditor,
+who may not read appointments, finds the key disabled with the reason. Booking is driven
+as the local operator and as a practitioner (clinician)."""
 from __future__ import annotations
 
 import pytest
 
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.helpers.identity import Identity
-from strongroom.console.modals.appointments import AppointmentsScreen, resolve
+from strongroom.console.modals.appointment_form import AppointmentForm, options, shown
+from strongroom.console.modals.appointments import AppointmentsScreen, booking, changes
 from strongroom.console.modals.client_picker import ClientPickerScreen
-from strongroom.console.modals.form import FormScreen
 from strongroom.console.modals.practice import PracticeScreen
 from strongroom.core.auth.users import create_user
 from strongroom.core.db.models import Role
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
-from textual.widgets import DataTable, Input, OptionList, Static
+from strongroom.core.protocol.models.appointments import APPOINTMENT_STATUSES, PAYMENT_STATUSES
+from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, Static
 
 from tests.console.tui.conftest import FAST_HEALTH, SIZE, drive, in_thread, showing, wait_for
-from tests.console.tui.test_console_practice import _fill, _open_practice
+from tests.console.tui.test_console_practice import _open_practice
 from tests.daemon.conftest import PASSWORD, data_transaction, login, make_data_dir, running_daemon
 
 # Synthetic people, nobody's data.
 CLIENT = {"first_name": "Orrin", "last_name": "Quillfeather", "date_of_birth": "1981-02-03"}
+NOTE = "zq-Orrin spoke about the flood"
+TRICKY = "Couples [/x] [red]intake"     # a service name that looks like markup
 
 
 @pytest.fixture
@@ -47,14 +52,31 @@ def booking_daemon(tmp_path, db_url):
         yield proc
 
 
-def test_resolve_takes_an_id_as_given_or_one_active_name():
-    records = {"7b0e6f1c-0000-4000-8000-000000000001": {"name": "Intake", "active": True},
-               "7b0e6f1c-0000-4000-8000-000000000002": {"name": "Intake", "active": False}}
-    assert resolve("service", "intake", records, lambda s: s["name"]) == "7b0e6f1c-0000-4000-8000-000000000001"
-    some_id = "7b0e6f1c-0000-4000-8000-00000000000f"
-    assert resolve("service", some_id, records, lambda s: s["name"]) == some_id
-    with pytest.raises(ValueError, match="no active one"):
-        resolve("service", "Couples", records, lambda s: s["name"])
+ONE, TWO, GONE = ("7b0e6f1c-0000-4000-8000-00000000000" + c for c in "12f")
+
+
+def test_the_pickers_offer_active_records_by_name_and_keep_the_current_one():
+    records = {ONE: {"name": "Intake", "active": True}, TWO: {"name": "Old", "active": False}}
+    offered = options(records, lambda s: s["name"], None)
+    assert [(str(label), key) for label, key in offered] == [("Intake", ONE)]
+    assert [str(label) for label, _ in options(records, lambda s: s["name"], TWO)] == ["Intake", "Old (retired)"]
+    assert [str(label) for label, _ in options(records, lambda s: s["name"], GONE)] == [GONE[:8] + "…", "Intake"]
+
+
+def test_an_edit_sends_only_what_changed_and_clears_what_was_emptied():
+    appointment = {"id": ONE, "starts_at": "2031-03-04T09:00:00+00:00", "duration_minutes": 60,
+                   "status": "SCHEDULED", "payment_status": "PENDING", "service_id": ONE, "staff_id": TWO,
+                   "price_cents": 15000, "reminder_sent": False, "notes": NOTE}
+    held = {f: shown(appointment, f) for f in ("starts_at", "duration_minutes", "status", "payment_status",
+                                                "service_id", "staff_id", "price_cents", "reminder_sent")}
+    with pytest.raises(ValueError, match="Nothing changed"):
+        changes(appointment, held)
+    edited = {**held, "duration_minutes": "45", "service_id": None, "price_cents": "", "reminder_sent": True}
+    assert changes(appointment, edited) == {"appointment_id": ONE, "duration_minutes": "45", "reminder_sent": True,
+                                            "clear": ["service_id", "price_cents"]}
+    assert booking(ONE, {"starts_at": "2031-03-04T10:00Z", "duration_minutes": "", "status": "SCHEDULED",
+                         "service_id": None, "price_cents": "", "reminder_sent": False}) == {
+        "client_id": ONE, "starts_at": "2031-03-04T10:00Z", "status": "SCHEDULED"}
 
 
 async def _open_appointments(pilot, app) -> AppointmentsScreen:
@@ -70,6 +92,24 @@ async def _open_appointments(pilot, app) -> AppointmentsScreen:
     screen = app.screen
     await wait_for(pilot, lambda: screen.loaded, what="appointments loaded")
     return screen
+
+
+async def _form(pilot, app) -> AppointmentForm:
+    await wait_for(pilot, showing(app, AppointmentForm), what="appointment form")
+    return app.screen
+
+
+async def _fill(pilot, app, values: dict) -> AppointmentForm:
+    """Set the form's fields (a picker by its value, None for none) and submit it."""
+    form = await _form(pilot, app)
+    for field, value in values.items():
+        widget = form.query_one(f"#{field}")
+        if isinstance(widget, Select):
+            widget.value = Select.NULL if value is None else value
+        else:
+            widget.value = value
+    await pilot.press("ctrl+s")
+    return form
 
 
 async def _refused(pilot, form) -> str:
@@ -101,9 +141,12 @@ async def _book(daemon, token):
         assert screen.client_id == daemon.client_id and _rows(screen) == []
 
         await pilot.press("a")
-        await _fill(pilot, app, {"starts_at": "next tuesday", "duration_minutes": "60", "service": "intake",
-                                 "staff": "Ola Penn"})
-        form = app.screen
+        form = await _form(pilot, app)
+        assert form.query_one("#status", Select).value == "SCHEDULED"
+        service = form.query_one("#service_id", Select)
+        assert [str(label) for label, _ in service._options[1:]] == ["Intake"]       # [0] is "none"
+        await _fill(pilot, app, {"starts_at": "next tuesday", "duration_minutes": "60",
+                                 "service_id": daemon.service["id"], "staff_id": daemon.staff["id"]})
         refusal = await _refused(pilot, form)
         assert "starts_at" in refusal and "next tuesday" not in refusal
         form.query_one("#starts_at", Input).value = "2031-03-04T10:00+01:00"
@@ -111,7 +154,7 @@ async def _book(daemon, token):
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: "price_cents" in str(form.query_one("#form-error", Static).render()),
                        what="the second refusal")
-        assert isinstance(app.screen, FormScreen) and form.query_one("#service", Input).value == "intake"
+        assert isinstance(app.screen, AppointmentForm) and service.value == daemon.service["id"]
         held = await in_thread(daemon.call, "appointment.list", {"client_id": daemon.client_id})
         assert held["items"] == []                                       # nothing booked
         form.query_one("#price_cents", Input).value = ""                 # the service's price
@@ -122,24 +165,89 @@ async def _book(daemon, token):
         assert row[:5] == ["2031-03-04 09:00", "60", "SCHEDULED", "PENDING", "150.00"]
         assert row[5:] == ["Intake", "Ola Penn", "no"]
 
+        # The status is picked, by keyboard, from the protocol's values; nothing to type wrong.
         await pilot.press("s")
-        await _fill(pilot, app, {"status": "postponed"})
-        form = app.screen
-        assert "status" in await _refused(pilot, form)
-        assert isinstance(app.screen, FormScreen)
-        (unchanged,) = screen.appointments.values()
-        assert unchanged["status"] == "SCHEDULED"
-        form.query_one("#status", Input).value = "confirmed"
+        form = await _form(pilot, app)
+        status = form.query_one("#status", Select)
+        assert [value for _, value in status._options] == list(APPOINTMENT_STATUSES)
+        assert status.has_focus and status.value == "SCHEDULED"
+        await pilot.press("enter", "down", "enter")                     # open, the next one, choose
+        await wait_for(pilot, lambda: status.value == "CONFIRMED", what="CONFIRMED picked")
         await pilot.press("ctrl+s")
         await wait_for(pilot, showing(app, AppointmentsScreen), what="status saved")
         await wait_for(pilot, lambda: _rows(screen)[0][2] == "CONFIRMED", what="the new status listed")
 
         await pilot.press("y")
+        form = await _form(pilot, app)
+        assert [v for _, v in form.query_one("#payment_status", Select)._options] == list(PAYMENT_STATUSES)
         await _fill(pilot, app, {"payment_status": "PAID"})
         await wait_for(pilot, showing(app, AppointmentsScreen), what="payment saved")
         await wait_for(pilot, lambda: _rows(screen)[0][3] == "PAID", what="the new payment status listed")
         await pilot.press("escape")
         await wait_for(pilot, showing(app, PracticeScreen), what="back on the practice screen")
+
+
+def test_the_edit_form_changes_time_service_staff_price_and_reminder_and_keeps_a_refusal(booking_daemon):
+    d = booking_daemon
+    other = d.call("staff.add", {"first_name": "Tam", "last_name": "Voss", "role": "PRACTITIONER"})
+    tricky = d.call("service.add", {"name": TRICKY, "category": "x", "duration_minutes": 50, "price_cents": 100})
+    booked = d.call("appointment.add", {"client_id": d.client_id, "starts_at": "2031-03-04T10:00:00Z",
+                                        "service_id": d.service["id"], "staff_id": d.staff["id"],
+                                        "notes": NOTE, "soap_summary": NOTE})
+    drive(lambda: _edit(d, other, tricky), timeout=120)
+    (held,) = d.call("appointment.list", {"client_id": d.client_id})["items"]
+    assert held["starts_at"].startswith("2031-03-05T14:30") and held["duration_minutes"] == 45
+    assert (held["service_id"], held["staff_id"], held["price_cents"]) == (None, other["id"], 9000)
+    assert held["reminder_sent"] is True and held["status"] == "SCHEDULED"
+    assert (held["notes"], held["soap_summary"]) == (NOTE, NOTE)           # never touched
+    updates = d.call("audit.tail", {"table_name": "therapy_sessions", "action": "UPDATE"})
+    assert [u["details"]["fields"] for u in updates] == [["duration_minutes", "price_cents", "reminder_sent",
+                                                         "service_id", "staff_id", "starts_at"]]
+    assert booked["id"] == held["id"]
+
+
+async def _edit(daemon, other, tricky):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await _open_appointments(pilot, app)
+        await pilot.press("e")
+        form = await _form(pilot, app)
+        # The clinical fields are neither asked for nor shown, though this operator may read them.
+        assert not form.query("#notes, #soap_summary, #billing_codes, #insurance_info")
+        assert all(NOTE not in str(w.render()) for w in form.query(Static))
+        assert form.query_one("#starts_at", Input).value.startswith("2031-03-04T10:00")
+        assert form.query_one("#service_id", Select).value == daemon.service["id"]
+        staff = form.query_one("#staff_id", Select)
+        assert [str(label) for label, _ in staff._options[1:]] == ["Ola Penn", "Tam Voss"]
+        # A service named like markup is offered as it is.
+        service = form.query_one("#service_id", Select)
+        assert TRICKY in [str(label) for label, _ in service._options]
+        service.value = tricky["id"]
+        await pilot.pause()
+        assert TRICKY in "".join(str(w.render()) for w in service.query(Static))
+        service.value = daemon.service["id"]
+
+        form.query_one("#reminder_sent", Checkbox).value = True
+        await _fill(pilot, app, {"starts_at": "2031-03-05T15:30+01:00", "duration_minutes": "45",
+                                 "service_id": None, "staff_id": other["id"], "price_cents": "zq90.00"})
+        refusal = await _refused(pilot, form)
+        assert "price_cents" in refusal and "zq90" not in refusal
+        assert form.query_one("#duration_minutes", Input).value == "45" and staff.value == other["id"]
+        (unchanged,) = (await in_thread(daemon.call, "appointment.list", {"client_id": daemon.client_id}))["items"]
+        assert unchanged["duration_minutes"] == 50 and unchanged["service_id"] == daemon.service["id"]
+        form.query_one("#price_cents", Input).value = "9000"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, showing(app, AppointmentsScreen), what="changes saved")
+        await wait_for(pilot, lambda: _rows(screen)[0][1] == "45", what="the change listed")
+        assert _rows(screen)[0][4:] == ["90.00", "—", "Tam Voss", "sent"]
+
+        # enter edits too; unchanged, the form says so and stays.
+        await pilot.press("enter")
+        form = await _form(pilot, app)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "Nothing changed" in str(form.query_one("#form-error", Static).render()),
+                       what="nothing to save")
+        assert isinstance(app.screen, AppointmentForm)
 
 
 def test_the_front_desk_books_without_phi_read(booking_daemon):
@@ -155,7 +263,7 @@ async def _desk(daemon):
         screen = await _open_appointments(pilot, app)
         assert not screen.identity.can("phi:read")
         assert screen.active_bindings["a"].enabled is True
-        for key in ("s", "y"):                                    # nothing to change yet, and why
+        for key in ("e", "s", "y"):                               # nothing to change yet, and why
             assert screen.active_bindings[key].enabled is False
         assert screen.why_not("set_status") == "no appointment selected"
         await pilot.press("a")
@@ -191,5 +299,5 @@ async def _auditor(daemon):
         appointments = app.screen
         note = appointments.query_one("#appointments-note", Static)
         await wait_for(pilot, lambda: "therapy_sessions" in str(note.render()), what="the refusal")
-        assert all(appointments.active_bindings[key].enabled is False for key in ("a", "s", "y"))
+        assert all(appointments.active_bindings[key].enabled is False for key in ("a", "e", "s", "y"))
         assert appointments.why_not("book") == "user:auditor1 lacks table:therapy_sessions:write"
