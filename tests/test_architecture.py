@@ -131,3 +131,17 @@ def test_no_cli_command_module_borrows_another_ones_private_helpers():
         if hits:
             borrowed[str(path.relative_to(REPO))] = hits
     assert borrowed == {}
+
+
+def test_no_test_module_imports_another_test_module():
+    """What several tests share lives in a conftest or a helper module (tests/**/conftest.py,
+    tests/console/tui/live.py and fixed.py, cli_helpers.py, _engines.py...), never in a
+    `test_*` module another one imports: running or changing one test file must not run
+    or break another's collection."""
+    borrowed: dict[str, list[str]] = {}
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        hits = sorted(name for name in imports_of(path)
+                      if name.startswith("tests.") and any(part.startswith("test_") for part in name.split(".")))
+        if hits:
+            borrowed[str(path.relative_to(REPO))] = hits
+    assert borrowed == {}

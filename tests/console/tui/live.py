@@ -1,14 +1,15 @@
 """Helpers for console tests against a real strongroomd (tests.daemon.conftest runs it):
-the console app for a daemon, waits for its main screen, for its reloads to finish and
-for a user row to be selected."""
+the console app for a daemon, waits for its main screen, for its reloads to finish, for
+a user row to be selected and for the practice screen to open."""
 from __future__ import annotations
 
 from strongroom.console.app import StrongroomConsole
+from strongroom.console.modals.practice import PracticeScreen
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable
 
-from tests.console.tui.conftest import wait_for
+from tests.console.tui.conftest import showing, tab_keys, wait_for
 
 
 def console(daemon, token=None) -> StrongroomConsole:
@@ -34,3 +35,15 @@ async def select_user(pilot, tab: UsersTab, username: str) -> None:
     user_id = next(k for k, u in tab.users.items() if u["username"] == username)
     table.move_cursor(row=table.get_row_index(user_id))
     await wait_for(pilot, lambda: (tab.selected() or {}).get("username") == username, what=f"{username} selected")
+
+
+async def open_practice(pilot, app) -> PracticeScreen:
+    """The practice screen (Users tab, `p`), once its details have loaded."""
+    await wait_for(pilot, lambda: getattr(app.screen, "identity", None), what="identity")
+    await pilot.press(*tab_keys("users"))
+    await wait_for(pilot, lambda: app.screen.query_one("#users", UsersTab).identity is not None, what="users tab")
+    await pilot.press("p")
+    await wait_for(pilot, showing(app, PracticeScreen), what="practice screen")
+    screen = app.screen
+    await wait_for(pilot, lambda: bool(screen.practice), what="practice loaded")
+    return screen

@@ -26,7 +26,7 @@ from strongroom.core.protocol.models.appointments import APPOINTMENT_STATUSES, P
 from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, Static
 
 from tests.console.tui.conftest import FAST_HEALTH, SIZE, drive, in_thread, showing, wait_for
-from tests.console.tui.test_console_practice import _open_practice
+from tests.console.tui.live import open_practice
 from tests.daemon.conftest import PASSWORD, data_transaction, login, make_data_dir, running_daemon
 
 # Synthetic people, nobody's data.
@@ -80,7 +80,7 @@ def test_an_edit_sends_only_what_changed_and_clears_what_was_emptied():
 
 
 async def _open_appointments(pilot, app) -> AppointmentsScreen:
-    await _open_practice(pilot, app)
+    await open_practice(pilot, app)
     await pilot.press("b")
     await wait_for(pilot, showing(app, ClientPickerScreen), what="client picker")
     picker = app.screen

@@ -8,10 +8,10 @@ from __future__ import annotations
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.form import FormScreen
 from strongroom.console.modals.practice import PracticeScreen, changes, money
-from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable, Input, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, showing, tab_keys, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
+from tests.console.tui.live import open_practice
 from tests.daemon.conftest import login
 
 
@@ -21,17 +21,6 @@ def test_money_and_changes_send_only_what_changed():
     assert changes(initial, {"name": "Intake", "price_cents": "9000", "description": ""}, {"description"}) == {
         "price_cents": "9000", "clear": ["description"]}
     assert changes(initial, {"name": "Intake", "price_cents": "12000", "description": "first visit"}, set()) == {}
-
-
-async def _open_practice(pilot, app) -> PracticeScreen:
-    await wait_for(pilot, lambda: getattr(app.screen, "identity", None), what="identity")
-    await pilot.press(*tab_keys("users"))
-    await wait_for(pilot, lambda: app.screen.query_one("#users", UsersTab).identity is not None, what="users tab")
-    await pilot.press("p")
-    await wait_for(pilot, showing(app, PracticeScreen), what="practice screen")
-    screen = app.screen
-    await wait_for(pilot, lambda: bool(screen.practice), what="practice loaded")
-    return screen
 
 
 async def _fill(pilot, app, values: dict) -> None:
@@ -54,7 +43,7 @@ def test_an_owner_adds_edits_and_retires_and_a_refusal_keeps_the_form(demo_daemo
 async def _manage(daemon):
     app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
     async with app.run_test(size=SIZE) as pilot:
-        screen = await _open_practice(pilot, app)
+        screen = await open_practice(pilot, app)
         assert screen.practice["name"] in str(screen.query_one("#practice-details", Static).render())
 
         await pilot.press("v")
@@ -107,7 +96,7 @@ async def _read_only(daemon):
     token = await in_thread(login, daemon, "clinician")        # a practitioner: reads, never edits
     app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
     async with app.run_test(size=SIZE) as pilot:
-        screen = await _open_practice(pilot, app)
+        screen = await open_practice(pilot, app)
         for key in ("e", "n", "v", "x"):
             assert screen.active_bindings[key].enabled is False
         assert "read only" in str(screen.query_one("#practice-note", Static).render())
