@@ -1,9 +1,15 @@
-"""Jobs: recent runs from jobs.list, live status from `job.*` events; run and cancel."""
+"""Jobs: recent runs from jobs.list, live status from `job.*` events; run and cancel.
+
+`r` runs a kind with its defaults after a confirmation; `o` runs one with options: a
+form built from the params schema the daemon publishes for the kind (`job.kind.list`,
+helpers/job_params), whose refusals are shown under the field they name."""
 from __future__ import annotations
 
+from strongroom.console.helpers.job_params import form_fields, params_from
 from strongroom.console.helpers.text import duration, when
 from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
+from strongroom.console.modals.form import FormScreen, daemon_sender
 from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.tabs.base import ANY, Job, Tab
 from strongroom.console.widgets.list_table import ListTable
@@ -36,16 +42,17 @@ def progress_text(done: int | None, total: int | None) -> str:
 
 
 class JobsTab(Tab, Vertical):
-    BINDINGS = [Binding("r", "run_job", "Run job"), Binding("c", "cancel_job", "Cancel job"),
-                Binding("ctrl+r", "reload", "Reload")]
+    BINDINGS = [Binding("r", "run_job", "Run job"), Binding("o", "run_with_options", "Run with options"),
+                Binding("c", "cancel_job", "Cancel job"), Binding("ctrl+r", "reload", "Reload")]
     # Offered to whoever may run some kind; the kind chosen, or the run's, is checked then.
-    NEEDS = {"run_job": Job(ANY), "cancel_job": Job(ANY)}
+    NEEDS = {"run_job": Job(ANY), "run_with_options": Job(ANY), "cancel_job": Job(ANY)}
     TOPICS = ("job.",)
     NOTE = "jobs-note"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.on_request: set[str] = set()
+        self.described: dict[str, dict] = {}    # job.kind.list by kind, fetched when first needed
         self.runs: dict[str, dict] = {}
         # Runs asked to stop, shown "cancelling" until they end: a job stops only at its
         # next safe point, and until then the daemon still reports it running.
@@ -65,7 +72,7 @@ class JobsTab(Tab, Vertical):
     def note(self) -> str:
         reason = self.why_not("run_job")
         return (f"Running and cancelling jobs is disabled: {reason}." if reason
-                else "r: run a job · c: cancel the selected run")
+                else "r: run a job · o: with options · c: cancel the selected run")
 
     @tab_work(exclusive=True, group="jobs")
     async def load(self) -> None:
@@ -127,6 +134,33 @@ class JobsTab(Tab, Vertical):
                               "The run is recorded in the audit log under your name.", yes="Run"),
                 lambda yes: self.run_job(kind) if yes else None)
         self.app.push_screen(RunJobScreen(choices), chosen)
+
+    def action_run_with_options(self) -> None:
+        choices = [(kind, self.identity.why_not(f"job:{kind}:run") or self.needs_arguments(kind))
+                   for kind in self.kinds]
+        self.app.push_screen(RunJobScreen(choices, title="Run a job with options"),
+                             lambda kind: self.ask_options(kind) if kind else None)
+
+    @tab_work(group="jobs-actions")
+    async def ask_options(self, kind: str) -> None:
+        """The form for `kind`'s params, built from its schema; submitting it runs the job."""
+        if not self.described:
+            self.described = {k["kind"]: k for k in await ask(self, "job.kind.list", {}, failing="Job kinds")}
+        described = self.described.get(kind) or {"summary": "", "params": {}}
+        schema = described["params"]
+        fields = form_fields(schema)
+        if not fields:
+            self.run_job(kind)
+            return
+
+        def started(values: dict, run: dict) -> None:
+            self.notify(f"{kind} run started ({run['id'][:8]}…)")
+            self.load()
+        self.app.push_screen(FormScreen(
+            f"Run {kind} now", f"{described['summary']} Empty fields take their defaults. The run is "
+            "recorded in the audit log under your name.", fields, submit="Run",
+            send=daemon_sender(self, "job.run", lambda values: {"kind": kind, "params": params_from(schema, values)},
+                               started)))
 
     @tab_work(group="jobs-actions")
     async def run_job(self, kind: str) -> None:
