@@ -27,11 +27,12 @@ if TYPE_CHECKING:
 @command("appointment.list", permission="table:therapy_sessions:read", args=AppointmentListArgs,
          result=AppointmentPage)
 def appointment_list_cmd(d: "Daemon", call: Call) -> dict:
-    """A client's appointments, newest first (clinical fields masked without phi:read)."""
+    """A client's appointments, newest first (clinical fields masked without phi:read, or
+    when the caller asks for none with phi=false)."""
     a: AppointmentListArgs = call.args
     with transaction(d.ctx.engine) as conn:
         return {"items": sessions_repo.list_sessions(conn, d.ctx.keyring, call.principal, a.client_id,
-                                                     limit=a.limit)}
+                                                     limit=a.limit, reveal=a.phi)}
 
 
 @command("appointment.show", permission="table:therapy_sessions:read", args=AppointmentArgs, result=Appointment)

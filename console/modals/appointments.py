@@ -138,7 +138,8 @@ class AppointmentsScreen(Gated, ModalScreen[None]):
     async def load(self) -> None:
         note = self.query_one("#appointments-note", Static)
         try:
-            page = await fetch(self, "appointment.list", {"client_id": self.client_id})
+            # phi false: this screen shows no clinical field, so none is opened or audited as read
+            page = await fetch(self, "appointment.list", {"client_id": self.client_id, "phi": False})
         except ClientError as err:
             note.update(f"Appointments: {err.message}")
             return

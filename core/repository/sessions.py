@@ -220,7 +220,7 @@ def update_session(conn: Connection, keyring: Keyring, principal: Principal,
     row = conn.execute(select(_sessions).where(_sessions.c.id == session_id,
                                                 _sessions.c.deleted_at.is_(None))).mappings().first()
     if row is None:
-        raise NotFoundError(f"therapy_sessions: session {session_id} not found")
+        raise NotFoundError("therapy_sessions: no such session (not found)")
     current = {name: row[name] for name in EDITABLE if name not in PHI}
     checked = _validate({**current, **changes, "client_id": row["client_id"]})
     if {"service_id", "staff_id"} & set(changes):
@@ -242,13 +242,15 @@ def update_session(conn: Connection, keyring: Keyring, principal: Principal,
 
 
 def list_sessions(conn: Connection, keyring: Keyring, principal: Principal,
-                  client_id: uuid.UUID, *, limit: int = 100) -> list[dict]:
-    """A client's sessions, newest first; notes decrypted only for `phi:read`."""
+                  client_id: uuid.UUID, *, limit: int = 100, reveal: bool = True) -> list[dict]:
+    """A client's sessions, newest first; notes decrypted only for `phi:read` and when
+    `reveal` (a view with no use for them, such as booking, asks for none: nothing is
+    opened and no READ is audited)."""
     _require(principal, "table:therapy_sessions:read")
     rows = conn.execute(select(_sessions).where(_sessions.c.client_id == client_id,
                                                 _sessions.c.deleted_at.is_(None))
                         .order_by(_sessions.c.starts_at.desc()).limit(limit)).mappings().all()
-    reveal = principal.can("phi:read")
+    reveal = reveal and principal.can("phi:read")
     out = [_shown(conn, keyring, row, reveal) for row in rows]
     if reveal and rows:
         audit.append(conn, actor=principal.actor, action="READ", table_name=TABLE,
@@ -266,7 +268,7 @@ def get_session(conn: Connection, keyring: Keyring, principal: Principal, sessio
     row = conn.execute(select(_sessions).where(_sessions.c.id == session_id,
                                                _sessions.c.deleted_at.is_(None))).mappings().first()
     if row is None:
-        raise NotFoundError(f"therapy_sessions: session {session_id} not found")
+        raise NotFoundError("therapy_sessions: no such session (not found)")
     reveal = reveal and principal.can("phi:read")
     out = _shown(conn, keyring, row, reveal)
     if reveal:

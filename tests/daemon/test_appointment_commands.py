@@ -81,6 +81,9 @@ def test_notes_are_masked_without_phi_read_and_opened_and_audited_with_it(appoin
     assert _reads(d) == []                                     # nothing opened, nothing to audit
 
     clinician = login(d, "clinician")
+    # A view with no use for the clinical fields asks for none: masked, nothing audited.
+    (unopened,) = d.call("appointment.list", {"client_id": d.client_id, "phi": False}, token=clinician)["items"]
+    assert unopened["notes"] and NOTE not in str(unopened) and _reads(d) == []
     (opened,) = d.call("appointment.list", {"client_id": d.client_id}, token=clinician)["items"]
     assert opened["notes"] == NOTE
     (read,) = _reads(d)
@@ -138,6 +141,8 @@ def test_unknown_appointments_and_clients_are_not_found(appointment_daemon):
     nobody = str(uuid.uuid4())
     assert error_of(d, "appointment.set", {"appointment_id": nobody, "status": "CANCELLED"}, d.desk).code == "not_found"
     assert error_of(d, "appointment.show", {"appointment_id": nobody}, d.desk).code == "not_found"
+    shown = error_of(d, "appointment.show", {"appointment_id": nobody})        # the local operator too
+    assert shown.code == "not_found" and nobody not in shown.message
     missing = error_of(d, "appointment.add", {"client_id": nobody, "starts_at": STARTS}, d.desk)
     assert missing.code == "not_found"
     assert d.call("appointment.list", {"client_id": d.client_id}, token=d.desk)["items"] == []

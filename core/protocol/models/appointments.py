@@ -40,6 +40,8 @@ _PHI = Field(default=None, max_length=200_000, description="PHI, sealed with the
 class AppointmentListArgs(Args):
     client_id: uuid.UUID
     limit: int = Field(default=100, ge=1, le=1000)
+    phi: bool = Field(default=True, description="false: clinical fields stay masked even with phi:read; "
+                                                "nothing is opened and no READ is audited")
 
 
 class AppointmentArgs(Args):

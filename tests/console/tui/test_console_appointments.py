@@ -127,6 +127,10 @@ def _rows(screen) -> list[list[str]]:
 def test_the_operator_or_a_practitioner_books_an_appointment_and_sets_its_status_and_payment(booking_daemon, who):
     token = booking_daemon.local_token() if who == "local-operator" else login(booking_daemon, who)
     drive(lambda: _book(booking_daemon, token), timeout=120)
+    # The screen shows no clinical field, so even a practitioner's lists opened none and
+    # the audit log holds no READ of them (minimum necessary).
+    reads = booking_daemon.call("audit.tail", {"table_name": "therapy_sessions", "action": "READ"})
+    assert [r for r in reads if r["actor"] == f"user:{who}"] == []
     (held,) = booking_daemon.call("appointment.list", {"client_id": booking_daemon.client_id})["items"]
     assert (held["status"], held["payment_status"], held["price_cents"]) == ("CONFIRMED", "PAID", 15000)
     assert held["starts_at"].startswith("2031-03-04T09:00")             # stored in UTC
