@@ -76,13 +76,16 @@ def show_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("export.table.list", permission=None, result=ExportCatalogue)
 def tables_cmd(d: "Daemon", call: Call) -> dict:
-    """The tables and fields one may export, formats, masking profiles, saved configurations."""
+    """The tables and fields one may export, formats, masking profiles, relative ranges,
+    status filters with their values, saved configurations."""
     with transaction(d.ctx.engine, read_only=True) as conn:
         saved = conn.execute(select(_configurations.c.name, _configurations.c.format,
-                                    _configurations.c.masking_profile, _configurations.c.encryption_enabled)
+                                    _configurations.c.masking_profile, _configurations.c.encryption_enabled,
+                                    _configurations.c.schedule)
                              .where(_configurations.c.is_active.is_(True))
                              .order_by(_configurations.c.name)).mappings().all()
     return {"tables": spec.catalogue(), "formats": list(spec.FORMATS), "masking_profiles": list(spec.MASKING_PROFILES),
+            "ranges": list(spec.RANGES), "status_filters": spec.status_filters(),
             "configurations": [dict(r) for r in saved], "min_password": spec.MIN_PASSWORD,
             "retention_days": d.ctx.settings.export.retention_days,
             "max_per_hour": d.ctx.settings.export.max_per_hour}

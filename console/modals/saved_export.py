@@ -28,7 +28,8 @@ class SavedExportScreen(ModalScreen[dict | None]):
         with Vertical(classes="dialog"):
             yield Plain("Run a saved export", classes="dialog-title")
             yield OptionList(*[Option(f"{c['name']}  ({c['format']}, {c['masking_profile']}"
-                                      f"{', AES-256 ZIP' if c['encryption_enabled'] else ''})", id=c["name"])
+                                      f"{', AES-256 ZIP' if c['encryption_enabled'] else ''}"
+                                      f"{', ' + c['schedule'] + ' UTC' if c.get('schedule') else ''})", id=c["name"])
                                for c in self.configurations.values()], id="saved-exports", markup=False)
             yield Input(placeholder=f"ZIP password (≥{self.min_password} chars), enter to start", password=True,
                         id="saved-password")

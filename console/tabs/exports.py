@@ -1,6 +1,8 @@
 """Exports: the history (exports.list), a form for a new export (`n`): tables and
-their fields, date/client/practice filters, format, masking and an AES-256 ZIP with its
-password (modals/export_form.py); and a saved export configuration run by name (`s`,
+their fields, date (or relative range), client, practice and status filters, format (CSV
+with a UTF-8 BOM), masking and an AES-256 ZIP with its password, or the same saved as a
+named configuration with a schedule, retention and password credential
+(modals/export_form.py); and a saved export configuration run by name (`s`,
 modals/saved_export.py). The request goes to exports.run, which refuses a bad one at
 once; the run's progress arrives as `job.*` events. Enter on an export shows it with its manifest.
 
@@ -133,7 +135,14 @@ class ExportsTab(Tab, Vertical):
     async def open_form(self) -> None:
         catalogue = await ask(self, "export.table.list", failing="Exports")
         send = daemon_sender(self, "export.run", lambda args: args, lambda _args, run: self.started(run))
-        self.app.push_screen(ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"), send=send))
+        save = daemon_sender(self, "export.configuration.create", lambda args: args,
+                             lambda _args, saved: self.saved(saved))
+        self.app.push_screen(ExportFormScreen(catalogue, phi_reason=self.identity.why_not("phi:read"), send=send,
+                                              save=save))
+
+    def saved(self, configuration: dict) -> None:
+        when = f"runs {configuration['schedule']} (UTC)" if configuration.get("schedule") else "runs by hand"
+        self.notify(f"Saved export configuration {configuration['name']}: {when}; s runs it now.")
 
     def action_run_saved(self) -> None:
         if not self.refused("run_saved"):
@@ -143,7 +152,7 @@ class ExportsTab(Tab, Vertical):
     async def open_saved(self) -> None:
         catalogue = await ask(self, "export.table.list", failing="Exports")
         if not catalogue.get("configurations"):
-            self.notify("No saved exports yet (strongroom export ... --save-as NAME saves one).", severity="warning")
+            self.notify("No saved exports yet (n, Save as; or strongroom export ... --save-as NAME).", severity="warning")
             return
         screen = SavedExportScreen(catalogue["configurations"], int(catalogue.get("min_password", 8)))
         self.app.push_screen(screen, lambda args: self.start(args) if args else None)

@@ -64,6 +64,13 @@ def catalogue() -> list[dict]:
             for t, fields in EXPORTABLE.items()]
 
 
+def status_filters() -> list[dict]:
+    """Each status filter with the table it applies to and the values it takes, in their
+    declared order (for the console's form, so it never keeps a second copy)."""
+    return [{"filter": name, "table": table, "column": column, "values": [v.value for v in values]}
+            for name, (table, column, values) in STATUS_FILTERS.items()]
+
+
 def _bound(name: str, value: object, *, end: bool) -> datetime | None:
     """A filter bound: an ISO date (a whole day, inclusive) or an ISO datetime (naive = UTC)."""
     if value in (None, ""):

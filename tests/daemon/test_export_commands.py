@@ -77,6 +77,12 @@ def test_catalogue_lists_tables_fields_formats_and_profiles(export_daemon):
     assert tables["therapy_sessions"]["date_field"] == "starts_at"
     assert answer["formats"] == ["csv", "ndjson", "json", "xml", "pdf"]
     assert answer["masking_profiles"] == ["masked", "full"] and answer["configurations"] == []
+    # the console's form offers these from here rather than keeping a copy of its own
+    assert answer["ranges"] == ["last_30_days", "last_90_days", "this_month", "last_quarter"]
+    statuses = {s["filter"]: (s["table"], s["values"]) for s in answer["status_filters"]}
+    assert statuses == {"client_status": ("clients", ["ACTIVE", "VIP", "INACTIVE"]),
+                        "session_status": ("therapy_sessions", ["SCHEDULED", "CONFIRMED", "CANCELLED", "COMPLETED"]),
+                        "payment_status": ("therapy_sessions", ["PENDING", "PAID", "FAILED", "REFUNDED"])}
 
 
 def test_an_export_runs_to_success_and_shows_in_history_with_its_manifest(export_daemon):
@@ -171,7 +177,8 @@ def test_a_saved_configuration_is_listed_and_runs_by_name(export_daemon):
                                                 "fields": {"clients": ["id", "email"]}, "encrypt": True}, token=token)
     assert saved["fields"] == ["clients.id", "clients.email"] and saved["encryption_enabled"] is True
     assert export_daemon.call("export.table.list")["configurations"] == [
-        {"name": "weekly", "format": "xml", "masking_profile": "masked", "encryption_enabled": True}]
+        {"name": "weekly", "format": "xml", "masking_profile": "masked", "encryption_enabled": True,
+         "schedule": None}]
     err = error_of(export_daemon, "export.configuration.create", {"name": "weekly", "tables": "clients", "format": "csv"}, token)
     assert err.code == "conflict"
     err = error_of(export_daemon, "export.run", {"configuration": "weekly"}, token)   # its password, each run

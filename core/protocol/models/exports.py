@@ -95,17 +95,27 @@ class ExportableTable(Result):
     date_field: str | None
 
 
+class StatusFilter(Result):
+    filter: str                 # the filter's name in a request's filters, e.g. client_status
+    table: str                  # the table it applies to, which must be exported
+    column: str
+    values: list[str]           # the values it takes, in their declared order
+
+
 class SavedConfigurationBrief(Result):
     name: str
     format: str
     masking_profile: str
     encryption_enabled: bool
+    schedule: str | None
 
 
 class ExportCatalogue(Result):
     tables: list[ExportableTable]
     formats: list[str]
     masking_profiles: list[str]
+    ranges: list[str]           # filters.range: relative periods, exclusive with since/until
+    status_filters: list[StatusFilter]
     configurations: list[SavedConfigurationBrief]
     min_password: int
     retention_days: int

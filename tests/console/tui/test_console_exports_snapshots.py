@@ -1,4 +1,5 @@
-"""Layout snapshots of the Exports tab and its new-export form at 80x24 and 120x40, from
+"""Layout snapshots of the Exports tab and its new-export form at 80x24 and 120x40 (and the
+form's Filters and Save as sections at 80x24), from
 a fixed stand-in for the daemon (as test_console_snapshots.py). The user may export
 but lacks phi:read, so the form shows the "full" profile disabled with why."""
 from __future__ import annotations
@@ -33,7 +34,8 @@ EXPORTS_FIXED = {
          "location": "/var/lib/strongroom/exports/20261120T090003Z-01a2061f", "sha256": "3c" * 32},
     ]},
     "export.table.list": {"tables": spec.catalogue(), "formats": list(spec.FORMATS),
-                       "masking_profiles": list(spec.MASKING_PROFILES), "configurations": [], "min_password": 8,
+                       "masking_profiles": list(spec.MASKING_PROFILES), "ranges": list(spec.RANGES),
+                       "status_filters": spec.status_filters(), "configurations": [], "min_password": 8,
                        "max_per_hour": 30},
 }
 
@@ -74,3 +76,18 @@ def test_exports_tab_layout(snap_compare, size):
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
 def test_export_form_layout(snap_compare, size):
     assert snap_compare(exports_app(), terminal_size=size, run_before=show_form)
+
+
+def show_section(pane: str):
+    async def run_before(pilot) -> None:
+        await show_form(pilot)
+        pilot.app.screen.show_section(pane)
+        await settled(pilot)
+    return run_before
+
+
+@pytest.mark.parametrize("pane", ["export-section-filters", "export-section-save"], ids=["filters", "save-as"])
+def test_export_form_sections_layout(snap_compare, pane):
+    """The form's Filters (range, since/until, client, practice, the status lists, those
+    of therapy_sessions disabled while only clients is chosen) and Save as sections fit 80x24."""
+    assert snap_compare(exports_app(), terminal_size=(80, 24), run_before=show_section(pane))
