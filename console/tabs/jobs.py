@@ -121,9 +121,13 @@ class JobsTab(Tab, Vertical):
             return None
         return f"start it from {STARTED_FROM.get(kind, 'the tab it belongs to')}"
 
+    def choices(self) -> list[tuple[str, str | None]]:
+        """Each kind this daemon offers, with why it may not be run from here (or None)."""
+        return [(kind, self.identity.why_not(f"job:{kind}:run") or self.needs_arguments(kind))
+                for kind in self.kinds]
+
     def action_run_job(self) -> None:
-        choices = [(kind, self.identity.why_not(f"job:{kind}:run") or self.needs_arguments(kind))
-                   for kind in self.kinds]
+        choices = self.choices()
 
         def chosen(kind: str | None) -> None:
             if kind is None:
@@ -136,9 +140,7 @@ class JobsTab(Tab, Vertical):
         self.app.push_screen(RunJobScreen(choices), chosen)
 
     def action_run_with_options(self) -> None:
-        choices = [(kind, self.identity.why_not(f"job:{kind}:run") or self.needs_arguments(kind))
-                   for kind in self.kinds]
-        self.app.push_screen(RunJobScreen(choices, title="Run a job with options"),
+        self.app.push_screen(RunJobScreen(self.choices(), title="Run a job with options"),
                              lambda kind: self.ask_options(kind) if kind else None)
 
     @tab_work(group="jobs-actions")
