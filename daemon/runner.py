@@ -10,6 +10,7 @@ back, and nothing half-done remains.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -19,11 +20,24 @@ from dataclasses import dataclass, field
 from strongroom.core.context import Context
 from strongroom.core.db.models import JobStatus
 from strongroom.core.errors import CancelledError, NotFoundError, StrongroomError
-from strongroom.core.jobs.kinds import JobFunction
+from strongroom.core.jobs.kinds import JobFunction, check_result
 from strongroom.core.jobs import check_params, kind as job_kind, runnable, runs
 from strongroom.core.protocol import to_jsonable
 
 log = logging.getLogger("strongroom.runner")
+
+
+class ResultMismatch(StrongroomError):
+    """A job returned what its kind's result model does not describe: a bug, failing
+    the run where the test suite (STRONGROOM_CHECK_RESULTS=1) sees it."""
+
+
+def _check_result(kind: str, result: object) -> None:
+    """Raise ResultMismatch naming where `result` strays from kind's model (never a value)."""
+    where = check_result(kind, result)
+    if where is not None:
+        log.error("job result does not match its model", extra={"job": kind, "mismatch": where})
+        raise ResultMismatch(f"the result of {kind} does not match its declared model ({where})")
 PROGRESS_DB_INTERVAL = 0.5   # seconds between progress writes to job_runs
 PROGRESS_EVENT_INTERVAL = 0.1  # seconds between progress events on the PUB socket
 
@@ -126,12 +140,19 @@ class Runner:
             log.info("job started", extra={"run_id": str(run.id), "job": run.job_kind, "trigger": run.trigger})
             params = {**run.params, "actor": run.requested_by or "system"}
             result = handle.function(self.ctx, params, progress)
+            if os.environ.get("STRONGROOM_CHECK_RESULTS") == "1":
+                _check_result(run.job_kind, to_jsonable(result))
             status = JobStatus.SUCCEEDED
         except CancelledError as exc:
             status, error = JobStatus.CANCELLED, str(exc)
         except StrongroomError as exc:
             error = f"{type(exc).__name__}: {exc}"
             result = getattr(exc, "result", None)
+            if result is not None and os.environ.get("STRONGROOM_CHECK_RESULTS") == "1":
+                try:
+                    _check_result(run.job_kind, to_jsonable(result))
+                except ResultMismatch as mismatch:
+                    error = str(mismatch)
         except Exception as exc:  # a bug in a job must fail the run, not kill the daemon
             log.exception("job crashed", extra={"run_id": str(run.id), "job": run.job_kind})
             error = f"internal error ({type(exc).__name__}); see the daemon log"

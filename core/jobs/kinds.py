@@ -3,9 +3,10 @@
 This is the one place a kind is described. Config validation (which kinds a schedule
 may name), the scheduler (which kinds run per backup configuration), the runner (which
 function runs, and its params checked before a run is even queued), `job.run`,
-`status` and the CLI's and console's forms all read `KINDS`. The module imports only
-pydantic, so validating a config file does not import every job module; a kind's
-function is imported when it first runs.
+`status` and the CLI's and console's forms all read `KINDS`; each kind's result model
+(core/protocol/models/job_results.py) describes what its runs return. The module
+imports only pydantic and those models, so validating a config file does not import
+every job module; a kind's function is imported when it first runs.
 
 Params arrive from JSON (the control socket) or from `--param KEY=VALUE` (strings), so
 flags accept the usual spellings of true and false; everything is bounded (lengths,
@@ -14,6 +15,7 @@ rule, never the value (core/validation.py).
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import uuid
 from collections.abc import Callable
@@ -21,10 +23,11 @@ from datetime import datetime
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, TypeAdapter
 from pydantic import ValidationError as PydanticError
 
 from strongroom.core.errors import NotFoundError, NotImplementedYetError, ValidationError
+from strongroom.core.protocol.models import job_results as R
 from strongroom.core.validation import describe
 
 Progress = Callable[[int, int | None, str], None]
@@ -181,10 +184,12 @@ class SyncParams(Params):
 @dataclass(frozen=True)
 class JobKind:
     """One kind of job. `module` is the core.jobs module whose `run(ctx, params,
-    progress)` does the work (None: planned, not in this release)."""
+    progress)` does the work (None: planned, not in this release); what it returns is
+    `result`, checked against the run's result by `check_result`."""
 
     name: str
     params: type[Params]
+    result: Any                        # its result model (or a union of them): core/protocol/models/job_results
     summary: str
     audit_action: str
     module: str | None
@@ -208,36 +213,50 @@ class JobKind:
         """For `status`, the CLI and the console's forms: the params' JSON schema too."""
         return {"kind": self.name, "summary": self.summary, "planned": self.planned,
                 "schedulable": self.schedulable, "on_request_only": self.on_request_only,
-                "per_configuration": self.per_configuration, "params": self.params.model_json_schema()}
+                "per_configuration": self.per_configuration, "params": self.params.model_json_schema(),
+                "result": result_adapter(self.name).json_schema()}
 
 
 KINDS: dict[str, JobKind] = {k.name: k for k in (
-    JobKind("backup", BackupParams, "Write a snapshot of the database to a backup configuration's repository.",
+    JobKind("backup", BackupParams, R.BackupResult,
+            "Write a snapshot of the database to a backup configuration's repository.",
             "BACKUP", "backup", per_configuration=True),
-    JobKind("verify", VerifyParams, "Check a snapshot's manifest chain and, with read_data, every chunk.",
+    JobKind("verify", VerifyParams, R.VerifyResult,
+            "Check a snapshot's manifest chain and, with read_data, every chunk.",
             "VERIFY", "verify", per_configuration=True),
-    JobKind("restore_drill", RestoreDrillParams, "Restore a snapshot into a scratch database and prove it.",
+    JobKind("restore_drill", RestoreDrillParams, R.RestoreResult,
+            "Restore a snapshot into a scratch database and prove it.",
             "INTEGRITY", "restore_drill", per_configuration=True),
-    JobKind("prune", PruneParams, "Forget snapshots outside the keep rules and reclaim their space.",
+    JobKind("prune", PruneParams, R.PruneResult | R.EndorsedPrune,
+            "Forget snapshots outside the keep rules and reclaim their space.",
             "INTEGRITY", "prune", per_configuration=True),
-    JobKind("integrity", IntegrityParams, "Check the audit chain, row checksums, orphans, ciphertext, keys, "
+    JobKind("integrity", IntegrityParams, R.IntegrityResult,
+            "Check the audit chain, row checksums, orphans, ciphertext, keys, "
             "backups and client file content.",
             "INTEGRITY", "integrity"),
-    JobKind("key_rotation", KeyRotationParams, "Rotate client data keys and re-encrypt their fields.",
+    JobKind("key_rotation", KeyRotationParams, R.KeyRotationResult,
+            "Rotate client data keys and re-encrypt their fields.",
             "KEY_ROTATE", "key_rotation"),
-    JobKind("restore", RestoreParams, "Restore a snapshot into another database.",
+    JobKind("restore", RestoreParams, R.RestoreResult,
+            "Restore a snapshot into another database.",
             "RESTORE", "restore", on_request_only=True),
-    JobKind("export", ExportParams, "Export clinical tables to CSV, NDJSON, JSON, XML or PDF.",
+    JobKind("export", ExportParams, R.ExportResult,
+            "Export clinical tables to CSV, NDJSON, JSON, XML or PDF.",
             "EXPORT", "export", on_request_only=True),
-    JobKind("retention", RetentionParams, "Archive and delete records whose retention period has passed.",
+    JobKind("retention", RetentionParams, R.RetentionApplied | R.RetentionPlanResult,
+            "Archive and delete records whose retention period has passed.",
             "RETENTION", "retention"),
-    JobKind("export_retention", ExportRetentionParams, "Delete export files past their retention_days "
+    JobKind("export_retention", ExportRetentionParams, R.ExportRetentionResult,
+            "Delete export files past their retention_days "
             "(legal holds keep them); each deletion audited.", "RETENTION", "export_retention"),
-    JobKind("files_rescan", FilesRescanParams, "Scan client files left pending (clamd was down) with clamd: "
+    JobKind("files_rescan", FilesRescanParams, R.FilesRescanResult,
+            "Scan client files left pending (clamd was down) with clamd: "
             "clean ones become servable, infected ones are removed and reported.", "INTEGRITY", "file_scan"),
-    JobKind("reconcile", ReconcileParams, "Find likely duplicate clients within a practice and record them "
+    JobKind("reconcile", ReconcileParams, R.ReconcileResult,
+            "Find likely duplicate clients within a practice and record them "
             "as open pairs (ids, score, reasons) for a person to merge or dismiss.", "READ", "reconcile"),
-    JobKind("sync", SyncParams, "Exchange changes with peer sites: keys, then each table, both ways.",
+    JobKind("sync", SyncParams, R.SyncResult,
+            "Exchange changes with peer sites: keys, then each table, both ways.",
             "SYNC", "sync"),
 )}
 
@@ -271,6 +290,23 @@ def _validated(name: str, params: dict) -> Params:
         return model.model_validate(params)
     except PydanticError as exc:
         raise ValidationError(describe(exc, model, f"{name} params")) from None
+
+
+@functools.cache
+def result_adapter(name: str) -> TypeAdapter:
+    """The validator of kind `name`'s result (built once: a union's adapter is not free)."""
+    return TypeAdapter(kind(name).result)
+
+
+def check_result(name: str, result: object) -> str | None:
+    """None when `result` (JSON-ready, as stored in job_runs) matches kind `name`'s
+    declared result model; else where it strays and by which rule, never a value."""
+    try:
+        result_adapter(name).validate_python(result)
+    except PydanticError as exc:
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(result)'}: {e['type']}"
+                         for e in exc.errors()[:5])
+    return None
 
 
 def check_request(name: str, params: dict, *, live=None) -> None:

@@ -27,7 +27,8 @@ class RunIdArgs(Args):
 
 class JobRun(Result):
     """One run of a job kind. `params` and `result` are the kind's own (their models are
-    in the job-kind table, `job.kind.list`), so they are open here."""
+    in the job-kind table, `job.kind.list`, and core/protocol/models/job_results.py),
+    so they are open here."""
     id: uuid.UUID
     job_kind: str
     trigger: str
@@ -53,6 +54,7 @@ class JobKindInfo(Result):
     on_request_only: bool
     per_configuration: bool
     params: dict[str, Any]      # the kind's params as a JSON schema, for building a form
+    result: dict[str, Any]      # what its runs return (job.get's `result`), as a JSON schema
 
 
 class CancelResult(Result):

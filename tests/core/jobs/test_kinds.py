@@ -15,7 +15,7 @@ def test_every_runnable_kind_names_a_module_with_a_run_function(name):
 
 def test_every_kind_of_this_release_runs_and_a_planned_one_would_say_so():
     assert kinds.planned() == () and "sync" in kinds.runnable()
-    later = kinds.JobKind("later", kinds.Params, "Not in this release.", "SYNC", None)
+    later = kinds.JobKind("later", kinds.Params, kinds.R.SyncResult, "Not in this release.", "SYNC", None)
     with pytest.raises(NotImplementedYetError):
         later.function()
 
