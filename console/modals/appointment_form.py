@@ -9,7 +9,7 @@ numbers are typed and passed on as typed: the daemon checks them, and a refusal 
 in its words under the fields with everything kept and nothing changed
 (form.send_then_close); when it names a field (`duration_minutes: ...`), the reason is
 also shown on that field's own line, right under it, and the field is marked and focused
-(form.mark_fields, as in every other form). The clinical fields (notes, SOAP summary, billing codes,
+(form.mark_fields, as in FormScreen). The clinical fields (notes, SOAP summary, billing codes,
 insurance info) are PHI and are never shown or asked for here.
 """
 from __future__ import annotations
