@@ -233,11 +233,12 @@ async def _failed_run(daemon):
         run = await in_thread(daemon.call, "job.run", {"kind": "verify", "params": {
             "snapshot_id": "0190a000-0000-7000-8000-000000000bad"}})
         row_id = f"#run-{run['id']}"
-        await wait_for(pilot, lambda: tab.query(row_id) and tab.query_one(row_id, JobProgress).finished,
-                       what="the run shown ended")
+        # The row records the end at once and draws it once mounted: wait for the drawing.
+        await wait_for(pilot, lambda: tab.query(row_id) and tab.query_one(row_id, JobProgress).has_class("-failed"),
+                       what="the run drawn failed")
         row = tab.query_one(row_id, JobProgress)
         message = str(row.query_one(".message", Label).render())
-        assert row.status == "failed" and row.has_class("-failed") and message.startswith("✗ failed")
+        assert row.status == "failed" and message.startswith("✗ failed")
         bar = row.query_one(ProgressBar).query_one(Bar)
         await pilot.pause(0.3)
         assert bar.auto_refresh is None and bar.percentage is not None     # stopped: no pulse, no animation
