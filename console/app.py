@@ -52,7 +52,12 @@ class StrongroomConsole(App):
                timeout: float | None = None, markup: bool = False) -> None:
         """Every toast of the console (widgets' and screens' notify end here) is plain
         text: it carries the daemon's words and names from the data, and read as markup
-        "Could not delete Intake [/x]" raised MarkupError. `markup` is ignored."""
+        "Could not delete Intake [/x]" raised MarkupError. `markup` is ignored. The main
+        screen first keeps the toasts above the shown tab's hint line."""
+        screen = self.screen_stack[-1] if self.screen_stack else None
+        keep_clear = getattr(screen, "keep_toasts_above_hint", None)
+        if keep_clear is not None:
+            keep_clear()
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     def on_mount(self) -> None:

@@ -7,7 +7,9 @@ and staff member from the lists the appointments screen loaded (service.list,
 staff.list), so nothing is typed there that the daemon could only refuse. Times and
 numbers are typed and passed on as typed: the daemon checks them, and a refusal is shown
 in its words under the fields with everything kept and nothing changed
-(form.send_then_close). The clinical fields (notes, SOAP summary, billing codes,
+(form.send_then_close); when it names a field (`duration_minutes: ...`), the reason is
+also shown on that field's own line, right under it, and the field is marked and focused
+(form.mark_fields, as in FormScreen). The clinical fields (notes, SOAP summary, billing codes,
 insurance info) are PHI and are never shown or asked for here.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.text import Text
-from strongroom.console.modals.form import send_then_close
+from strongroom.console.modals.form import mark_fields, refusal_shower, send_then_close
 from strongroom.console.widgets.plain import Plain, PlainLabel
 from strongroom.console.widgets.toggles import Check
 from strongroom.core.protocol.models.appointments import APPOINTMENT_STATUSES, PAYMENT_STATUSES
@@ -77,8 +79,12 @@ class AppointmentForm(ModalScreen[dict | None]):
     closes) or a refusal to show under the fields (form.daemon_sender)."""
 
     DEFAULT_CSS = """
-    AppointmentForm .appointment-row { height: 1; margin-bottom: 1; }
+    AppointmentForm .appointment-row { height: 1; }
     AppointmentForm .appointment-row PlainLabel { width: 18; }
+    /* Each field's error line takes the blank line under its row, indented under the
+       field, so a refusal changes no layout. */
+    AppointmentForm .field-error { height: 1; padding-left: 18; }
+    AppointmentForm .-refused { background: $error 30%; }
     AppointmentForm .appointment-row Input, AppointmentForm .appointment-row Select { width: 1fr; }
     AppointmentForm .dialog { max-height: 24; }
     """
@@ -119,6 +125,7 @@ class AppointmentForm(ModalScreen[dict | None]):
                 with Horizontal(classes="appointment-row"):
                     yield PlainLabel(LABELS[field])
                     yield self.widget_for(field)
+                yield Plain("", id=f"{field}-error", classes="error field-error")
             yield Plain("", id="form-error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button(f"{self.submit} (ctrl+s)", variant="primary", id="submit")
@@ -151,10 +158,11 @@ class AppointmentForm(ModalScreen[dict | None]):
             self.dismiss(None)
 
     def action_submit(self) -> None:
+        mark_fields(self, list(self.fields), {})
         self._send(self.values())
 
     @work(exclusive=True, group="form-send")
     async def _send(self, values: dict) -> None:
         note = self.query_one("#form-error", Static)
         note.update("Sending…")
-        await send_then_close(self, self.send, values, note.update)
+        await send_then_close(self, self.send, values, refusal_shower(self, note, list(self.fields)))

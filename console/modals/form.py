@@ -71,6 +71,32 @@ async def send_then_close(screen: ModalScreen, send: Callable[[dict], Awaitable[
         refused(refusal)
 
 
+def mark_fields(screen: ModalScreen, field_ids: list[str], reasons: dict[str, str]) -> None:
+    """Each field's own error line (`#<id>-error`): `reasons[field id]` under the fields
+    named, their widgets (`#<id>`: an input, a picker, a checkbox) marked `-refused` and
+    the first focused; every other field's line cleared. One mechanism for every form,
+    so a refusal looks and behaves the same wherever the daemon names a field."""
+    for field_id in field_ids:
+        reason = reasons.get(field_id)
+        line = screen.query_one(f"#{field_id}-error", Static)
+        line.update(f"↑ {reason}" if reason else "")
+        line.set_class(reason is not None, "-shown")
+        screen.query_one(f"#{field_id}").set_class(reason is not None, "-refused")
+    first = next((field_id for field_id in field_ids if field_id in reasons), None)
+    if first is not None:
+        screen.query_one(f"#{first}").focus()
+
+
+def refusal_shower(screen: ModalScreen, note: Static, field_ids: list[str]) -> Callable[[str], None]:
+    """What a form does with a refusal: the whole text in `note`, and, when it names one
+    of `field_ids` (named_field), the reason under that field too (mark_fields)."""
+    def refused(refusal: str) -> None:
+        note.update(refusal)
+        named = named_field(refusal, field_ids)
+        mark_fields(screen, field_ids, dict([named]) if named else {})
+    return refused
+
+
 class FormScreen(ModalScreen[dict | None]):
     DEFAULT_CSS = """
     FormScreen .field-error { display: none; height: auto; }
@@ -153,23 +179,8 @@ class FormScreen(ModalScreen[dict | None]):
     async def _send(self, values: dict) -> None:
         note = self.query_one("#form-error", Static)
         note.update("Sending…")
-
-        def refused(refusal: str) -> None:
-            note.update(refusal)
-            named = named_field(refusal, [field_id for field_id, _, _ in self.fields])
-            self.mark_fields(dict([named]) if named else {})
-
+        refused = refusal_shower(self, note, [field_id for field_id, _, _ in self.fields])
         await send_then_close(self, self.send, values, refused)
 
     def mark_fields(self, reasons: dict[str, str]) -> None:
-        """Each field's own error line: `reasons[field id]` under the fields named (their
-        inputs marked, the first focused), every other field's cleared."""
-        for field_id, _, _ in self.fields:
-            reason = reasons.get(field_id)
-            line = self.query_one(f"#{field_id}-error", Static)
-            line.update(f"↑ {reason}" if reason else "")
-            line.set_class(reason is not None, "-shown")
-            self.query_one(f"#{field_id}", Input).set_class(reason is not None, "-refused")
-        first = next((field_id for field_id, _, _ in self.fields if field_id in reasons), None)
-        if first is not None:
-            self.query_one(f"#{first}", Input).focus()
+        mark_fields(self, [field_id for field_id, _, _ in self.fields], reasons)

@@ -38,7 +38,9 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.css.query import NoMatches
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
+from textual.widgets._toast import ToastRack
 
 # What a row key must look like to be copied as an id: a UUID, or a number (audit entries,
 # security events).
@@ -47,6 +49,7 @@ ID_PATTERN = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-
 SILENCE_SECONDS = 6.0     # no event for this long: probe with `status`
 PROBE_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 15.0
+FOOTER_ROWS = 1           # toasts on a tab without a hint line stand on the footer
 
 # DESIGN §9's order, so each of its ten tabs has a digit; Jobs (every run, cancel) comes
 # after them, a ] away from Users, then Reconcile (duplicate clients), a [ from Overview.
@@ -222,6 +225,7 @@ class MainScreen(Screen):
     def focus_tab(self, event: TabbedContent.TabActivated) -> None:
         tab = event.pane.query_one(f"#{event.pane.id.removeprefix('tab-')}")
         tab.focus_main()
+        self.call_after_refresh(self.keep_toasts_above_hint)
         # The bar shows the filter of the tab now shown, if its list has one.
         bar, table = self.query_one(ListFilter), self.filtered_table()
         self._filtering = table
@@ -231,6 +235,32 @@ class MainScreen(Screen):
             self._count_shown(table)
         else:
             bar.hide()
+
+    # --- toasts -------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.keep_toasts_above_hint)
+
+    def keep_toasts_above_hint(self) -> None:
+        """Toasts stand on the shown tab's hint line: the rack is docked at the bottom
+        (newest toast lowest, older ones stacking up) with its bottom edge just above
+        that line, so no toast covers the keys and reasons read there (one stayed over
+        Backups' hints for 88 s) and the newest is always whole. Hint lines sit at
+        different heights (Security's under its sessions table, Users' under its list,
+        lower on a taller terminal), so the edge follows the tab shown and the size: set
+        when a tab is shown, on a resize, and before each toast. A tab without a hint
+        line has its toasts above the footer."""
+        try:
+            rack = self.get_child_by_type(ToastRack)
+        except NoMatches:
+            return                                   # notifications are off (tests)
+        pane = self.query_one(TabbedContent).active
+        tab = self.query_one(f"#{pane.removeprefix('tab-')}") if pane else None
+        hint = self.query_one(f"#{tab.NOTE}") if isinstance(tab, base.Tab) and tab.NOTE else None
+        if hint is None or not hint.region.height:
+            rack.styles.margin = (0, 0, FOOTER_ROWS, 0)
+        else:
+            rack.styles.margin = (0, 0, max(self.size.height - hint.region.y, FOOTER_ROWS), 0)
 
     # --- events -------------------------------------------------------------------------
 

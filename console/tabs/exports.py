@@ -81,7 +81,7 @@ class ExportsTab(Tab, Vertical):
         total = page.get("total", len(items))
         self.query_one("#exports-summary", Static).update(
             "No exports yet." if not total else
-            f"{total} exports · newest {when(items[0].get('created_at'))}"
+            f"{total} export{'' if total == 1 else 's'} · newest {when(items[0].get('created_at'))}"
             + (f" · {failed} failed" if failed else "") + (f" · showing {len(items)}" if total > len(items) else ""))
         table = self.query_one(DataTable)
         table.clear()

@@ -105,7 +105,8 @@ def restore(repo: Repository, snapshot_id: uuid.UUID, dest_url: str, *, force: b
         written: list[str] = []
         restored = None
         if files_target is not None and manifest.files is not None:
-            restored = backup_files.restore(repo, manifest.files, files_target, progress, written)
+            restored = backup_files.restore(repo, manifest.files, files_target, plan.with_files(manifest.files.count),
+                                            written)
         try:
             if engine.dialect.name == "postgresql" and staging.usable(engine):
                 chain_check = _restore_staged(plan, engine, force)

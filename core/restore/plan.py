@@ -112,6 +112,19 @@ class Plan:
             self._done += rows
             self._progress(self._done, self.total, f"restored {name}")
 
+    def with_files(self, count: int):
+        """The progress callback for restoring `count` client files' content before the
+        rows: each file is one more record of the run's one total, so the count goes on
+        from the files into the rows instead of restarting at 0 in another unit."""
+        self.total += count
+        before = self._done
+
+        def restored(done: int, _total: int | None, message: str) -> None:
+            with self._lock:
+                self._done = before + done
+                self._progress(self._done, self.total, message)
+        return restored
+
 def apply_table(conn: Connection, plan: Plan, name: str, pool: ThreadPoolExecutor) -> None:
     """Load one table's base, then apply each later link's entry for it in order."""
     load_base(conn, plan, name, 0, 1, pool)

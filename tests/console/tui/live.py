@@ -1,13 +1,16 @@
 """Helpers for console tests against a real strongroomd (tests.daemon.conftest runs it):
 the console app for a daemon, waits for its main screen, for its reloads to finish, for
-a user row to be selected and for the practice screen to open."""
+a user row to be selected and for the practice screen to open, and the one way a test
+picks from a RunJobScreen (the job chooser, and the choices of one thing it is reused
+for: a peer, a survivor, a table)."""
 from __future__ import annotations
 
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.practice import PracticeScreen
+from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.tabs.users import UsersTab
-from textual.widgets import DataTable
+from textual.widgets import DataTable, OptionList
 
 from tests.console.tui.conftest import showing, tab_keys, wait_for
 
@@ -47,3 +50,18 @@ async def open_practice(pilot, app) -> PracticeScreen:
     screen = app.screen
     await wait_for(pilot, lambda: bool(screen.practice), what="practice loaded")
     return screen
+
+
+async def choices(pilot, what: str = "the job chooser") -> OptionList:
+    """The options of the RunJobScreen just opened, once it is shown, to assert on
+    before choosing one (what is offered, what is disabled and why)."""
+    await wait_for(pilot, showing(pilot.app, RunJobScreen), what=what)
+    return pilot.app.screen.query_one(OptionList)
+
+
+async def choose_kind(pilot, kind: str, what: str = "the job chooser") -> None:
+    """Choose the option `kind` (a job kind, or the id of a peer, client or table) of the
+    RunJobScreen just opened, by keyboard: highlighted, then enter."""
+    options = await choices(pilot, what)
+    options.highlighted = options.get_option_index(kind)
+    await pilot.press("enter")

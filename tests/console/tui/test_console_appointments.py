@@ -254,6 +254,52 @@ async def _edit(daemon, other, tricky):
         assert isinstance(app.screen, AppointmentForm)
 
 
+def _under(form, field: str) -> str:
+    """What the form shows on the line under `field` (its own error line)."""
+    return str(form.query_one(f"#{field}-error", Static).render())
+
+
+def test_a_refused_booking_stays_open_with_the_reason_under_the_field_the_daemon_names(booking_daemon):
+    drive(lambda: _refused_under_field(booking_daemon), timeout=120)
+    (held,) = booking_daemon.call("appointment.list", {"client_id": booking_daemon.client_id})["items"]
+    assert held["duration_minutes"] == 90 and held["staff_id"] == booking_daemon.staff["id"]
+
+
+async def _refused_under_field(daemon):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await _open_appointments(pilot, app)
+        await pilot.press("a")
+        typed = {"starts_at": "2031-03-04T10:00Z", "duration_minutes": "6000", "price_cents": "4200",
+                 "service_id": daemon.service["id"], "staff_id": daemon.staff["id"]}
+        form = await _fill(pilot, app, typed)
+        await _refused(pilot, form)
+        await wait_for(pilot, lambda: _under(form, "duration_minutes").strip(), what="the reason under Minutes")
+        # The reason sits under the field it is about, that field is marked and has the
+        # cursor; no other field carries a reason, and nothing typed or picked is lost.
+        duration = form.query_one("#duration_minutes", Input)
+        assert "600" in _under(form, "duration_minutes") and "6000" not in _under(form, "duration_minutes")
+        assert duration.has_class("-refused") and duration.has_focus
+        assert [f for f in typed if f != "duration_minutes" and _under(form, f).strip()] == []
+        assert isinstance(app.screen, AppointmentForm)
+        assert {f: form.values()[f] for f in typed} == typed
+        held = await in_thread(daemon.call, "appointment.list", {"client_id": daemon.client_id})
+        assert held["items"] == []                                       # nothing booked
+
+        # Corrected, the next refusal (another field) moves the mark there.
+        duration.value = "90"
+        form.query_one("#starts_at", Input).value = "next tuesday"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: _under(form, "starts_at").strip(), what="the reason under Starts")
+        assert "next tuesday" not in _under(form, "starts_at")
+        assert _under(form, "duration_minutes").strip() == "" and not duration.has_class("-refused")
+        assert form.query_one("#starts_at", Input).has_focus
+
+        form.query_one("#starts_at", Input).value = "2031-03-04T10:00Z"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, showing(app, AppointmentsScreen), what="booked")
+
+
 def test_the_front_desk_books_without_phi_read(booking_daemon):
     drive(lambda: _desk(booking_daemon), timeout=90)
     (held,) = booking_daemon.call("appointment.list", {"client_id": booking_daemon.client_id})["items"]

@@ -126,7 +126,7 @@ async def _export_from_form(daemon, token):
                        what="succeeded export in the history")
         progress = tab.query(JobProgress)
         await wait_for(pilot, lambda: progress and progress.first().status == "succeeded", what="progress done")
-        assert "1 exports" in str(tab.query_one("#exports-summary", Static).render())
+        assert "1 export · " in str(tab.query_one("#exports-summary", Static).render())
         await settle(pilot)
 
 

@@ -2,7 +2,6 @@
 session revocation, and riding out a daemon restart. Bounded: every wait has a timeout."""
 from __future__ import annotations
 
-from strongroom.console.app import StrongroomConsole
 from strongroom.console.tabs.audit import AuditTab
 from strongroom.console.tabs.backups import BackupsTab
 from strongroom.console.modals.confirm import ConfirmScreen
@@ -10,19 +9,15 @@ from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.tabs.jobs import JobsTab
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import MainScreen
-from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.tabs.security import SecurityTab
 from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.console.widgets.health_card import HealthCard
 from strongroom.console.widgets.job_progress import JobProgress
-from textual.widgets import DataTable, Input, OptionList, Static
+from textual.widgets import DataTable, Input, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
+from tests.console.tui.live import choices, choose_kind, console
 from tests.daemon.conftest import PASSWORD, DaemonProcess
-
-
-def console(daemon, token=None) -> StrongroomConsole:
-    return StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
 
 
 def test_login_as_auditor_then_overview_fills_from_health_events(tui_daemon):
@@ -69,14 +64,11 @@ async def _run_integrity(tui_daemon):
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
         await pilot.press(*tab_keys("jobs"))
         await pilot.press("r")
-        await wait_for(pilot, showing(app, RunJobScreen), what="job chooser")
-        kinds = app.screen.query_one(OptionList)
-        by_kind = {o.id: o for o in kinds.options}
+        by_kind = {o.id: o for o in (await choices(pilot)).options}
         # Kinds that need a person's arguments are started from their own tabs.
         assert by_kind["export"].disabled and by_kind["restore"].disabled
         assert "Exports tab" in str(by_kind["export"].prompt)
-        kinds.highlighted = [o.id for o in kinds.options].index("integrity")
-        await pilot.press("enter")
+        await choose_kind(pilot, "integrity")
         await wait_for(pilot, showing(app, ConfirmScreen), what="confirmation")
         assert "integrity" in str(app.screen.query_one("#consequence", Static).render())
         await pilot.press("y")

@@ -1,6 +1,6 @@
 """The Users, Integrity and Backups tabs against a real strongroomd with demo data:
 lock and unlock an account, run the integrity checks and watch them finish, verify and
-drill a snapshot. Bounded: every wait has a timeout."""
+drill a snapshot, and a run that fails shown failed and stopped. Bounded: every wait has a timeout."""
 from __future__ import annotations
 
 import pyotp
@@ -9,11 +9,13 @@ from strongroom.console.tabs.backups import BackupsTab
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import FormScreen
 from strongroom.console.tabs.integrity import IntegrityTab
+from strongroom.console.tabs.jobs import JobsTab
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from strongroom.console.tabs.users import UsersTab
 from strongroom.console.widgets.job_progress import JobProgress
-from textual.widgets import Button, DataTable, Input, Label, Static
+from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
+from textual.widgets._progress_bar import Bar
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
 from tests.console.tui.live import console, main_screen, select_user, settle
@@ -214,4 +216,37 @@ async def _backups(daemon, restored):
         runs = await in_thread(daemon.call, "job.list", {"kind": "restore"})
         assert runs[0]["status"] == "succeeded" and runs[0]["result"]["rows"] > 12
         assert restored.exists()
+        await settle(pilot)
+
+
+def test_a_failed_run_started_elsewhere_says_failed_and_stops(tui_daemon):
+    drive(lambda: _failed_run(tui_daemon), timeout=120)
+
+
+async def _failed_run(daemon):
+    app = console(daemon, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(*tab_keys("backups"))
+        tab = app.screen.query_one("#backups", BackupsTab)
+        # A snapshot that is not in the repository: the run fails at once.
+        run = await in_thread(daemon.call, "job.run", {"kind": "verify", "params": {
+            "snapshot_id": "0190a000-0000-7000-8000-000000000bad"}})
+        row_id = f"#run-{run['id']}"
+        # The row records the end at once and draws it once mounted: wait for the drawing.
+        await wait_for(pilot, lambda: tab.query(row_id) and tab.query_one(row_id, JobProgress).has_class("-failed"),
+                       what="the run drawn failed")
+        row = tab.query_one(row_id, JobProgress)
+        message = str(row.query_one(".message", Label).render())
+        assert row.status == "failed" and message.startswith("✗ failed")
+        bar = row.query_one(ProgressBar).query_one(Bar)
+        await pilot.pause(0.3)
+        assert bar.auto_refresh is None and bar.percentage is not None     # stopped: no pulse, no animation
+        first = [str(w.render()) for w in row.query(Label)]
+        await pilot.pause(0.5)
+        assert [str(w.render()) for w in row.query(Label)] == first
+
+        jobs = app.screen.query_one("#jobs", JobsTab)
+        await wait_for(pilot, lambda: jobs.runs.get(run["id"], {}).get("status") == "failed",
+                       what="the Jobs tab listing the run failed")
         await settle(pilot)

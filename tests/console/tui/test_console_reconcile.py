@@ -14,16 +14,15 @@ import pytest
 
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.pair import PairScreen
-from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.tabs import reconcile as reconcile_tab
 from strongroom.console.tabs.reconcile import ReconcileTab
 from strongroom.core.db.models import ReconcilePair
 from strongroom.console.widgets.job_progress import JobProgress
-from textual.widgets import DataTable, OptionList, Static
+from textual.widgets import DataTable, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, showing, tab_keys, wait_for
-from tests.console.tui.live import console, main_screen, settle
+from tests.console.tui.live import choices, choose_kind, console, main_screen, settle
 from tests.daemon.conftest import (FAST_HEALTH, PERSON, data_transaction, login, make_data_dir, running_daemon,
                                    seed_reconcile_demo)
 
@@ -127,11 +126,9 @@ async def _merge_and_undo(daemon, token):
         assert screen.active_bindings["u"].enabled is False and screen.active_bindings["m"].enabled is True
 
         await pilot.press("m")                                           # who survives: B
-        await wait_for(pilot, showing(app, RunJobScreen), what="the survivor choice")
-        options = app.screen.query_one(OptionList)
+        options = await choices(pilot, "the survivor choice")
         assert [options.get_option_at_index(i).id for i in range(2)] == [pair["client_a"], pair["client_b"]]
-        options.highlighted = 1
-        await pilot.press("enter")
+        await choose_kind(pilot, pair["client_b"], "the survivor choice")
         await wait_for(pilot, showing(app, ConfirmScreen), what="the merge confirmation")
         consequence = text_of(app.screen, "#consequence")
         assert f"Client {pair['client_b']} is kept" in consequence
@@ -213,8 +210,8 @@ async def _refused(daemon, token, pair):
         await in_thread(daemon.call, "reconcile.dismiss", {"pair_id": pair["pair_id"]})
         await wait_for(pilot, lambda: table.row_count == 0, what="the list following the other decision")
         await pilot.press("m")
-        await wait_for(pilot, showing(app, RunJobScreen), what="the survivor choice")
-        await pilot.press("enter")
+        await choices(pilot, "the survivor choice")
+        await pilot.press("enter")                                      # the first: client A
         await wait_for(pilot, showing(app, ConfirmScreen), what="the merge confirmation")
         await pilot.press("y")
         await wait_for(pilot, lambda: "Could not merge: pair_id: the pair is dismissed" in toasts(app),

@@ -12,13 +12,13 @@ from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.client_picker import ClientPickerScreen
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import FormScreen
-from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.tabs.retention import RetentionTab
 from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from textual.widgets import Button, DataTable, Input, OptionList, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
+from tests.console.tui.live import choices, choose_kind
 from tests.daemon.conftest import FAST_HEALTH, PASSWORD, make_data_dir, running_daemon
 from tests.daemon.conftest import seed_retention_demo
 
@@ -175,12 +175,10 @@ async def _operator(daemon):
         tab = await open_tab(pilot)
         await show_view(pilot, tab, "policies")
         await pilot.press("e")
-        await wait_for(pilot, showing(app, RunJobScreen), what="the table picker")
-        tables = app.screen.query_one(OptionList)      # picked from the catalogue, not typed
+        tables = await choices(pilot, "the table picker")      # picked from the catalogue, not typed
         assert [tables.get_option_at_index(i).id for i in range(tables.option_count)] == \
             ["clients", "therapy_sessions", "client_files"]
-        tables.highlighted = tables.get_option_index("client_files")
-        await pilot.press("enter")
+        await choose_kind(pilot, "client_files", "the table picker")
         await wait_for(pilot, showing(app, FormScreen), what="policy form")
         form = app.screen      # a value the form cannot send: it stays open, everything typed kept
         assert "client_files" in str(form.query_one(".dialog-title", Static).render())

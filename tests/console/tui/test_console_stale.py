@@ -1,14 +1,21 @@
 """Never stale: with no key pressed after login, a change made through another client
-reaches the Compliance, Integrity and Audit tabs by the daemon's events."""
+(a second control client, or the CLI working offline on the data directory) reaches the
+Compliance, Integrity, Audit, Users, Retention and Exports tabs by the daemon's events."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.main import MainScreen
+from strongroom.console.tabs.exports import ExportsTab
+from strongroom.console.tabs.retention import RetentionTab
+from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_keys, wait_for
+from tests.console.tui.live import console, main_screen, settle
 
 CHAIN_CHECK = "audit chain verified intact in the last 7 days"
 
@@ -64,3 +71,93 @@ async def _other_client_run(tui_daemon):
         await in_thread(tui_daemon.call, "user.lock", {"username": "clinician"})   # no job: one audit entry
         await wait_for(pilot, lambda: head() > settled_head, what="the head following a lock made elsewhere")
         assert app.screen is screen      # nothing was pressed: no dialog, no other screen
+
+
+def _cli(data_dir, *args: str) -> str:
+    """The `strongroom` command in a process of its own, as a sysadmin's shell runs it."""
+    done = subprocess.run([sys.executable, "-m", "strongroom.console.cli", "--data-dir", str(data_dir), *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _user_state(tab: UsersTab, username: str) -> str | None:
+    table = tab.query_one("#users-table", DataTable)
+    user_id = next((k for k, u in tab.users.items() if u["username"] == username), None)
+    return None if user_id is None else str(table.get_cell(user_id, "state"))
+
+
+def test_the_users_tab_follows_accounts_changed_by_another_client_and_by_the_cli(tui_daemon):
+    drive(lambda: _users_changed_elsewhere(tui_daemon), timeout=120)
+
+
+async def _users_changed_elsewhere(daemon):
+    app = console(daemon, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(*tab_keys("users"))
+        screen = app.screen
+        tab = screen.query_one("#users", UsersTab)
+        await wait_for(pilot, lambda: _user_state(tab, "clinician") == "ok", what="the accounts listed")
+
+        await in_thread(daemon.call, "user.add", {"username": "newcomer", "role": "STAFF"})   # another console
+        await wait_for(pilot, lambda: _user_state(tab, "newcomer") is not None, what="the new account listed")
+        await in_thread(_cli, daemon.data_dir, "user", "lock", "clinician")     # offline, not through the daemon
+        await wait_for(pilot, lambda: _user_state(tab, "clinician") == "locked", what="the lock shown")
+        assert app.screen is screen      # nothing was pressed: no dialog, no other screen
+        await settle(pilot)
+
+
+def _policies(tab: RetentionTab) -> dict[str, tuple[str, ...]]:
+    table = tab.query_one("#retention-policies", DataTable)
+    return {str(table.get_row_at(n)[0]): tuple(str(c) for c in table.get_row_at(n)[1:])
+            for n in range(table.row_count)}
+
+
+def test_the_retention_tab_follows_a_policy_changed_by_another_client(tui_daemon):
+    drive(lambda: _policy_changed_elsewhere(tui_daemon), timeout=120)
+
+
+async def _policy_changed_elsewhere(daemon):
+    app = console(daemon, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(*tab_keys("retention"))
+        screen = app.screen
+        tab = screen.query_one("#retention", RetentionTab)
+        summary = tab.query_one("#retention-summary", Static)
+        await wait_for(pilot, lambda: "active polic" in str(summary.render()), what="retention loaded")
+        before = _policies(tab)
+
+        await in_thread(daemon.call, "retention.policy.set",
+                        {"table_name": "client_files", "archive_after_days": 4321, "delete_after_days": 5432})
+        await wait_for(pilot, lambda: _policies(tab) != before and "client_files" in _policies(tab),
+                       what="the policy listed")
+        shown = " ".join(_policies(tab)["client_files"])
+        assert "4321" in shown and "5432" in shown and "active" in shown
+        assert app.screen is screen
+        await settle(pilot)
+
+
+def test_the_exports_tab_follows_an_export_run_by_another_client(demo_daemon):
+    drive(lambda: _export_run_elsewhere(demo_daemon), timeout=120)
+
+
+async def _export_run_elsewhere(daemon):
+    app = console(daemon, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(*tab_keys("exports"))
+        screen = app.screen
+        tab = screen.query_one("#exports", ExportsTab)
+        summary = tab.query_one("#exports-summary", Static)
+        await wait_for(pilot, lambda: "No exports yet" in str(summary.render()), what="the empty history")
+
+        run = await in_thread(daemon.call, "export.run", {"tables": ["clients"], "format": "csv"})
+        await wait_for(pilot, lambda: (tab.exports and next(iter(tab.exports.values())).get("status")) == "succeeded",
+                       timeout=60, what="the finished export listed")
+        (listed,) = tab.exports.values()
+        assert listed["row_count"] == 12 and str(summary.render()).startswith("1 export · ")
+        assert run["id"]
+        assert app.screen is screen
+        await settle(pilot)

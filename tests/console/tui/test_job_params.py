@@ -7,13 +7,12 @@ from __future__ import annotations
 import pytest
 from strongroom.console.helpers.job_params import form_fields, params_from
 from strongroom.console.modals.form import FormScreen
-from strongroom.console.modals.run_job import RunJobScreen
 from strongroom.console.screens.main import MainScreen
 from strongroom.core.jobs.kinds import KINDS
-from textual.widgets import Input, OptionList, Static
+from textual.widgets import Input, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, showing, tab_keys, wait_for
-from tests.console.tui.live import console
+from tests.console.tui.live import choose_kind, console
 
 
 def schema(kind: str) -> dict:
@@ -67,10 +66,7 @@ async def _with_options(tui_daemon):
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
         await pilot.press(*tab_keys("jobs"))
         await pilot.press("o")
-        await wait_for(pilot, showing(app, RunJobScreen), what="the kinds")
-        kinds = app.screen.query_one(OptionList)
-        kinds.highlighted = [o.id for o in kinds.options].index("files_rescan")
-        await pilot.press("enter")
+        await choose_kind(pilot, "files_rescan")
         await wait_for(pilot, showing(app, FormScreen), what="the options form")
         form = app.screen
         limit = form.query_one("#limit", Input)

@@ -97,6 +97,24 @@ def test_verify_after_backup_fails_a_snapshot_whose_chunk_went_missing(ctx, tmp_
     assert backup.run(ctx, {}, lambda *a: None)["verified_after"] is False
 
 
+def test_a_backup_with_verify_after_counts_its_progress_in_bytes_throughout(ctx, tmp_path):
+    """One unit per run: the console draws a run's done/total as one bar and one count,
+    so the verify that closes a backup counts plaintext bytes like the writing before it
+    (it counted chunks: a bar in bytes jumped to "12/12")."""
+    with_backup_target(ctx, tmp_path)
+    seed_clients(ctx, n=5)
+    seen: list[tuple[int, int | None, str]] = []
+    result = backup.run(ctx, {}, lambda done, total, message: seen.append((done, total, message)))
+    assert result["verified_after"] is True
+    writing = [s for s in seen if not s[2].startswith("verifying")]
+    checking = [s for s in seen if s[2].startswith("verifying")]
+    assert writing and checking
+    assert writing[-1][0] == result["plain_bytes"]                  # what was written, in bytes
+    assert {total for _, total, _ in checking} == {result["plain_bytes"]}
+    assert checking[-1][0] == result["plain_bytes"]                 # and all of it checked
+    assert [done for done, _, _ in checking] == sorted(done for done, _, _ in checking)
+
+
 @pytest.mark.parametrize("body, key", [
     ('[backup.configurations.offsite]\ncompression_level = 40\n', "backup.configurations.offsite.compression_level"),
     ('[backup.configurations.offsite.retention]\nkeep_last = 0\n', "backup.configurations.offsite.retention.keep_last"),

@@ -91,6 +91,27 @@ def test_backup_with_files_restores_into_a_fresh_target_byte_identical(setup, tm
         engine.dispose()
 
 
+def test_a_restore_with_files_counts_one_unit_the_records_restored(setup, tmp_path):
+    """One unit per run: a restore with client files counts records (each file's content,
+    then each row) against one total from its first event to its last, so its bar never
+    restarts at 0 of another unit (it counted 2 of 2 files, then rows of the tables)."""
+    ctx, clients, _ = setup
+    _add(ctx, clients[0], b"signed consent")
+    _add(ctx, clients[1], b"intake form")
+    snapshot_id = backup.run(ctx, {}, quiet)["snapshot_id"]
+    seen: list[tuple[int, int | None, str]] = []
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    restore.run(ctx, {"snapshot_id": snapshot_id, "dest": f"sqlite:///{fresh / 'strongroom.db'}"},
+                lambda done, total, message: seen.append((done, total, message)))
+    files = [s for s in seen if s[2] == "restoring client files"]
+    rows = [s for s in seen if s[2].startswith("restored ")]
+    assert [done for done, _, _ in files] == [1, 2] and rows
+    (total,) = {total for _, total, _ in files + rows}
+    assert rows[0][0] > 2 and rows[-1][0] == total              # the rows carry on from the files
+    assert [done for done, _, _ in files + rows] == sorted(done for done, _, _ in files + rows)
+
+
 def test_incremental_carries_only_the_new_file(setup):
     ctx, clients, repo_root = setup
     first_id = _add(ctx, clients[0], _data(3 * content.CHUNK_SIZE))
