@@ -92,5 +92,5 @@ def forget_sent(conn: Connection, table: Table, sent: Mapping[uuid.UUID, int]) -
     held = (select(table.c.id, table.c.sync_version)
             .select_from(table.join(shadow, shadow.c.id == table.c.id))
             .where(among(conn, table.c.id, sent)))
-    unchanged = [rid for rid, version in conn.execute(held) if sent[rid] == version]
+    unchanged = [rid for rid, version in conn.execute(held).all() if sent[rid] == version]
     forget(conn, table.name, unchanged)

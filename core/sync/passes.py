@@ -21,11 +21,13 @@ Ordering and safety:
 """
 from __future__ import annotations
 
+import contextvars
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -626,37 +628,62 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
 def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor: tuple[int, uuid.UUID | None],
                set_watermark: Callable[..., None], dst_peer_id: uuid.UUID, policy: Policy,
                options: PassOptions) -> TableCounts:
-    """Every version of `spec` past the cursor from src to dst, batch by batch."""
+    """Every version of `spec` past the cursor from src to dst, batch by batch.
+
+    While one batch is applied on the receiving side, the next one is read on the
+    sending side (a full batch means there may be more past it): the two are separate
+    databases, and the one thread waits on PostgreSQL or SQLite (which let go of the
+    interpreter) while the other works, so a pass is not the sum of both sides' time.
+    Reading ahead changes nothing that matters for safety: a read commits only the
+    sender's stamps of local writes, which any later read would make the same; the
+    receiver still applies batch after batch, each in its own transaction, and the
+    watermark still moves only after the batch it covers committed there."""
     total = TableCounts()
     number = 0
-    while True:
+    context = contextvars.copy_context()
+
+    def read(at: tuple[int, uuid.UUID | None]):
         with collector_paused():
-            batch, high, read, last_read, with_base = _read_batch(src, spec, cursor, options.batch_size,
-                                                                  to_site=dst.site)
-        if not read:
-            if high > cursor[0]:          # only echoes (or nothing) up to `high`: move past them
-                set_watermark(high, None)
-            return total
-        number += 1
-        outgoing = batch
-        agreed: list[uuid.UUID] = []
-        with collector_paused(), transaction(dst.engine) as conn:
-            counts = apply_batch(conn, dst.keyring, spec, outgoing, peer_id=dst_peer_id, source=src.site,
-                                 policy=policy, agreed=agreed)
-        counts.sent = len(outgoing)
-        if agreed and with_base:
-            sent = {row["id"]: row["sync_version"] for row, _ in outgoing}
-            with transaction(src.engine) as conn:
-                bases.forget_sent(conn, spec.table, {i: sent[i] for i in agreed if i in with_base})
-        total.add(counts)
-        if options.after_batch is not None:
-            options.after_batch(direction, spec.name, number)
-        cursor = last_read
-        if read < options.batch_size and high > cursor[0]:
-            cursor = (high, None)          # everything up to `high` has been read
-        set_watermark(*cursor)
-        if read < options.batch_size:
-            return total
+            return _read_batch(src, spec, at, options.batch_size, to_site=dst.site)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-read") as pool:
+        ahead: Future | None = None
+        try:
+            while True:
+                if ahead is None:
+                    batch, high, read_count, last_read, with_base = read(cursor)
+                else:
+                    batch, high, read_count, last_read, with_base = ahead.result()
+                    ahead = None
+                if not read_count:
+                    if high > cursor[0]:          # only echoes (or nothing) up to `high`: move past them
+                        set_watermark(high, None)
+                    return total
+                if read_count == options.batch_size:
+                    ahead = pool.submit(context.copy().run, read, last_read)
+                number += 1
+                outgoing = batch
+                agreed: list[uuid.UUID] = []
+                with collector_paused(), transaction(dst.engine) as conn:
+                    counts = apply_batch(conn, dst.keyring, spec, outgoing, peer_id=dst_peer_id, source=src.site,
+                                         policy=policy, agreed=agreed)
+                counts.sent = len(outgoing)
+                if agreed and with_base:
+                    sent = {row["id"]: row["sync_version"] for row, _ in outgoing}
+                    with transaction(src.engine) as conn:
+                        bases.forget_sent(conn, spec.table, {i: sent[i] for i in agreed if i in with_base})
+                total.add(counts)
+                if options.after_batch is not None:
+                    options.after_batch(direction, spec.name, number)
+                cursor = last_read
+                if read_count < options.batch_size and high > cursor[0]:
+                    cursor = (high, None)          # everything up to `high` has been read
+                set_watermark(*cursor)
+                if read_count < options.batch_size:
+                    return total
+        finally:
+            if ahead is not None:       # a batch read ahead and not applied: read again next pass
+                ahead.cancel()
 
 
 def move_keys(src: Side, dst: Side, *, watermark: int, set_watermark: Callable[[int], None],

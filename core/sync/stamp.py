@@ -59,6 +59,8 @@ def pack_dots(dots: Mapping[str, list]) -> dict:
     for dot in dots.values():
         key = (dot[0], dot[1])
         counts[key] = counts.get(key, 0) + 1
+    if len(counts) == 1:        # the usual row: every field set by one edit
+        return {"*": list(next(iter(counts)))}
     common = max(counts, key=lambda d: (counts[d], d))
     packed: dict = {"*": list(common)}
     for f, d in dots.items():
@@ -110,13 +112,18 @@ def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None 
     if for_update:
         query = query.with_for_update(of=table)
     rows, metas = [], {}
+    width, fields = len(names), spec.fields
     # All at once: iterating a result fetches row by row (psycopg's fetchone costs about
     # as much per row as everything else done here); a batch is bounded by `limit`.
-    for record in conn.execute(query).mappings().all():
-        row = {name: record[name] for name in names}
+    # Plain tuples, not mappings: a lookup by name per column and row cost more than
+    # building the row dict from them (profiled: a tenth of reading a batch).
+    for record in conn.execute(query).all():
+        row = dict(zip(names, record))
         rows.append(row)
-        if record["m_origin"] is not None:
-            metas[row["id"]] = meta_of(record, spec.fields, "m_")
+        if record[width] is not None:
+            origin, hlc, vv, dots, hashes, source, pending, version = record[width:]
+            metas[row["id"]] = Meta(origin, hlc, dict(vv), unpack_dots(dots, fields), dict(hashes), source,
+                                    dict(pending) if pending else None, version, stored=True)
     return rows, metas
 
 

@@ -15,9 +15,12 @@ site starts with a copy of them, core.sync.join) and file contents are not carri
 from __future__ import annotations
 
 import binascii
+import enum
 import hashlib
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache, cached_property
 
 from sqlalchemy import Table
@@ -88,17 +91,50 @@ def by_name(name: str) -> SyncTable:
     raise KeyError(name)
 
 
+# Hashes of the single-column values rows repeat (None, flags, statuses, a practice's
+# or client's id), by (type, value): a sync pass hashes every field of every row it
+# stamps, and most fields hold one of a few values. Bounded: cleared when full. Only
+# types whose equal values have one canonical form: not floats (0.0 == -0.0), decimals
+# (1.0 == 1.00) or datetimes (equal instants in two time zones).
+_HASHED: dict[tuple, str] = {}
+_HASHED_MAX = 20_000
+_MEMO_KINDS: dict[type, bool] = {}
+
+
+def _memoable(kind: type) -> bool:
+    found = _MEMO_KINDS.get(kind)
+    if found is None:
+        found = _MEMO_KINDS[kind] = kind in (type(None), bool, int, str, uuid.UUID, date) or issubclass(
+            kind, enum.Enum)
+    return found
+
+
+def _short_hash(raw: bytes) -> str:
+    return binascii.b2a_base64(hashlib.blake2b(raw, digest_size=6).digest(), newline=False).decode()
+
+
 def field_hashes(spec: SyncTable, row: Mapping) -> dict[str, str]:
     """A short content hash per field (48 bits, base64): how a local edit is noticed and
     how two sites' versions are compared without decrypting (ciphertext is hashed as
     stored, so a value re-sealed by key rotation counts as changed). Short because every
     synced row keeps one per field."""
     out = {}
-    canonical, blake2b, b64 = _canonical, hashlib.blake2b, binascii.b2a_base64
+    canonical, blake2b, b64, memo = _canonical, hashlib.blake2b, binascii.b2a_base64, _HASHED
     for name, columns in spec.fields.items():
         if len(columns) == 1:
-            raw = canonical(row[columns[0]]).encode()
+            value = row[columns[0]]
+            kind = type(value)
+            if not _memoable(kind):         # ciphertext (unique), JSON, times
+                out[name] = b64(blake2b(canonical(value).encode(), digest_size=6).digest(), newline=False).decode()
+                continue
+            key = (kind, value)
+            digest = memo.get(key)
+            if digest is None:
+                digest = _short_hash(canonical(value).encode())
+                if len(memo) >= _HASHED_MAX:
+                    memo.clear()
+                memo[key] = digest
+            out[name] = digest
         else:
-            raw = b"\0".join([canonical(row[c]).encode() for c in columns])
-        out[name] = b64(blake2b(raw, digest_size=6).digest(), newline=False).decode()
+            out[name] = _short_hash(b"\0".join([canonical(row[c]).encode() for c in columns]))
     return out
