@@ -31,7 +31,7 @@ from sqlalchemy import (JSON, Column, ColumnElement, Connection, Date, DateTime,
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from strongroom.core.bulk import collector_paused
+from strongroom.core.bulk import collector_paused, heap_frozen
 from strongroom.core.crypto.fields import FORMAT_VERSION, MIN_CIPHERTEXT
 from strongroom.core.crypto.keyring import KEY_RECORD, Keyring, with_keys
 from strongroom.core.db.encrypted import CLIENT_KEYED, column
@@ -512,16 +512,22 @@ def stream_columns(conn: Connection, keyring: Keyring, principal: Principal, tab
                    text_in_sql=conn.dialect.name == "postgresql")
     batches = stream(conn, shape.query(where), size=batch_size)
     try:
-        while True:
-            with collector_paused():
-                rows = next(batches, None)
-                if rows is None:
-                    return
-                batch = [open_columns(conn, keyring, shape, rows, erased=ERASED)]
-                del rows
-            yield batch.pop()
+        with heap_frozen():
+            yield from _opened(conn, keyring, shape, batches)
     finally:
         batches.close()
+
+
+def _opened(conn: Connection, keyring: Keyring, shape: Layout, batches) -> Iterator[list[list]]:
+    """`stream_columns` body: each batch fetched and opened with the collector paused."""
+    while True:
+        with collector_paused():
+            rows = next(batches, None)
+            if rows is None:
+                return
+            batch = [open_columns(conn, keyring, shape, rows, erased=ERASED)]
+            del rows
+        yield batch.pop()
 
 
 def _masker(field: str) -> Callable[[str], str]:
