@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 
 
@@ -26,3 +27,31 @@ def collector_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+# The cyclic collector's full passes scan every tracked object of the process: after the
+# imports of SQLAlchemy, pydantic and the models, a few hundred thousand that a bulk walk
+# never frees. `heap_frozen` sets those aside (gc.freeze) for the walk and gives them back
+# after (gc.unfreeze), so the passes a walk still triggers scan only what it made
+# (measured at 100k clients: 2.5 s of CPU became 2.0 s). Cycles made during the walk are
+# collected as ever; nothing stays frozen once the last walk ends.
+_frozen_lock = threading.Lock()
+_frozen_depth = 0
+
+
+@contextlib.contextmanager
+def heap_frozen() -> Iterator[None]:
+    """What the process holds now left out of the collector's passes for the duration
+    (process-wide, counted: overlapping walks unfreeze when the last one ends)."""
+    global _frozen_depth
+    with _frozen_lock:
+        if _frozen_depth == 0:
+            gc.freeze()
+        _frozen_depth += 1
+    try:
+        yield
+    finally:
+        with _frozen_lock:
+            _frozen_depth -= 1
+            if _frozen_depth == 0:
+                gc.unfreeze()

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyotp
-import segno
 from sqlalchemy import Connection, or_, update
 
 from strongroom.core.crypto.fields import key_id_of
@@ -52,6 +51,8 @@ def provisioning_uri(secret: str, username: str, issuer: str) -> str:
 
 def qr_text(uri: str) -> str:
     """The otpauth URI as a QR code drawn with terminal block characters."""
+    import segno      # here: drawing a QR code is rare, and every process importing users paid for it
+
     buffer = io.StringIO()
     segno.make(uri, error="m").terminal(out=buffer, compact=True, border=2)
     return buffer.getvalue()

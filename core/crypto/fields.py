@@ -63,6 +63,16 @@ class FieldCipher:
         self._aead = AESGCM(key)
         self._prefix = _VERSION_BYTE + (raw_key_id or key_id.bytes)
 
+    @classmethod
+    def around(cls, key_id: uuid.UUID, aead: AESGCM, raw_key_id: bytes) -> FieldCipher:
+        """A FieldCipher for an AES-GCM object already made from a checked 256-bit key
+        (core.crypto.keyring.BatchKeys, which holds only that for a bulk read)."""
+        cipher = cls.__new__(cls)
+        cipher.key_id = key_id
+        cipher._aead = aead
+        cipher._prefix = _VERSION_BYTE + raw_key_id
+        return cipher
+
     def encrypt(self, plaintext: bytes, aad: bytes, nonce: bytes | None = None) -> bytes:
         """Seal `plaintext`. `nonce` lets bulk writers draw many random nonces in one
         urandom call; it must be 12 fresh random bytes, never reused with this key."""

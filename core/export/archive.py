@@ -31,8 +31,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pyzipper
-
 from strongroom.core.errors import IntegrityError, ValidationError
 from strongroom.core.export import spool
 from strongroom.core.fsutil import TEMP_SUFFIX, fsync_dir
@@ -137,6 +135,11 @@ class Output:
         self._spools: dict[str, bytes] = {}     # data file -> its spool's key, in memory only
         self._zip = self._zip_file = None
         if password is not None:
+            # Imported here: pyzipper brings pycryptodome's KDFs, about a tenth of a second
+            # of start-up that every export without a password (and every CLI command
+            # that loads this module) would pay for nothing.
+            import pyzipper
+
             self._zip_file = _create(self.tmp / ZIP_NAME)
             self._zip = pyzipper.AESZipFile(self._zip_file, "w", compression=pyzipper.ZIP_DEFLATED,
                                             encryption=pyzipper.WZ_AES)

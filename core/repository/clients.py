@@ -20,7 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Connection, func, insert, select, update
 
 from strongroom.core import audit
-from strongroom.core.bulk import collector_paused
+from strongroom.core.bulk import collector_paused, heap_frozen
 from strongroom.core.crypto.fields import FieldCipher
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.encrypted import CLIENT_KEYED
@@ -312,17 +312,18 @@ def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
     query = _live(practice_id, after_id, shape).order_by(_clients.c.id)
     batches = stream(conn, query, size=batch_size or STREAM_BATCH)
     try:
-        while True:
-            # The collector paused for one batch (core.bulk); nothing here keeps the batch
-            # once handed out, so a caller pausing it around taking and printing a batch
-            # can drop the batch before the collector is back (records.stream_columns).
-            with collector_paused():
-                rows = next(batches, None)
-                if rows is None:
-                    return
-                batch = [_present(conn, keyring, principal, rows, "list", shape)]
-                del rows
-            yield batch.pop()
+        with heap_frozen():     # the process's own objects out of the collector's passes (core.bulk)
+            while True:
+                # The collector paused for one batch (core.bulk); nothing here keeps the batch
+                # once handed out, so a caller pausing it around taking and printing a batch
+                # can drop the batch before the collector is back (records.stream_columns).
+                with collector_paused():
+                    rows = next(batches, None)
+                    if rows is None:
+                        return
+                    batch = [_present(conn, keyring, principal, rows, "list", shape)]
+                    del rows
+                yield batch.pop()
     finally:
         batches.close()
 
