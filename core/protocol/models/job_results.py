@@ -18,8 +18,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from strongroom.core.protocol.models.backup import Compaction
-from strongroom.core.protocol.models.retention import DueAction, PlanSummary
+from strongroom.core.protocol.models.backup import PrunePlan
+from strongroom.core.protocol.models.retention import RetentionPlan
 from strongroom.core.protocol.models.base import Result
 
 
@@ -74,14 +74,8 @@ class RestoreResult(Result):
     files: dict[str, int]       # files, objects, bytes put into the files store; not_restored
 
 
-class PruneResult(Result):
-    forgotten: list[uuid.UUID]
-    kept: int
-    unknown_snapshots_left_alone: list[uuid.UUID]
-    compactions: list[Compaction]
-    compaction_skipped: list[str]
-    would_supersede: list[uuid.UUID]
-    snapshots: list[dict[str, Any]]     # every snapshot with what the plan does to it and why
+class PruneResult(PrunePlan):
+    """The plan (as backup.forget's preview shows it) and what carrying it out did."""
     configuration: str
     dry_run: bool
     chunks_deleted: int
@@ -140,15 +134,9 @@ class ExportResult(Result):
     files: list[str]
 
 
-class RetentionPlanResult(Result):
+class RetentionPlanResult(RetentionPlan):
     """retention with dry_run: the plan (as retention.plan.get), nothing changed."""
     dry_run: bool
-    now: datetime
-    horizon_days: int
-    summary: list[PlanSummary]
-    actions: list[DueAction]
-    truncated: bool
-    holds_in_force: int
 
 
 class RetentionApplied(Result):
