@@ -20,9 +20,13 @@ from strongroom.console.screens.main import TABS, MainScreen
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
+from textual.notifications import Notification
 from textual.screen import Screen
 from textual.widgets import TabbedContent
 
+# Toasts shown at once: a burst (refusals, several jobs ending together) piled up over
+# the tab bar and the banner; the newest MAX_TOASTS stay, older ones are dropped.
+MAX_TOASTS = 3
 CALL_TIMEOUT = 15.0
 
 
@@ -59,6 +63,21 @@ class StrongroomConsole(App):
         if keep_clear is not None:
             keep_clear()
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def on_notify(self) -> None:
+        """A toast is about to be added: Textual runs a subclass's handler before App's
+        own `_on_notify` adds it, so the newest MAX_TOASTS - 1 stay beside it and older
+        ones are dropped. A burst (refusals, several jobs ending together) never piles up
+        over the tab bar; the main screen also bounds the rack's height."""
+        for notification in list(self._notifications)[:-(MAX_TOASTS - 1) or None]:
+            self._unnotify(notification, refresh=False)
+        fit = getattr(self.screen_stack[-1] if self.screen_stack else None, "fit_toasts", None)
+        if fit is not None:
+            self.call_after_refresh(fit)
+
+    def forget_toast(self, notification: Notification) -> None:
+        """Drop one toast (the main screen's fit_toasts, for one that no longer fits)."""
+        self._unnotify(notification)
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen() if self.client.token else LoginScreen())

@@ -39,8 +39,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
-from textual.widgets._toast import ToastRack
+from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane, Tabs
+from textual.widgets._toast import Toast, ToastRack
 
 # What a row key must look like to be copied as an id: a UUID, or a number (audit entries,
 # security events).
@@ -93,6 +93,7 @@ class MainScreen(Screen):
         self.connected = False     # the event stream answers (set by the first event or probe)
         self.updated_at: datetime | None = None   # when live data last reached a tab
         self._filtering: ListTable | None = None  # the list the `/` bar narrows
+        self.toast_rows: int | None = None        # rows toasts may take (keep_toasts_above_hint)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="topline"):
@@ -258,9 +259,35 @@ class MainScreen(Screen):
         tab = self.query_one(f"#{pane.removeprefix('tab-')}") if pane else None
         hint = self.query_one(f"#{tab.NOTE}") if isinstance(tab, base.Tab) and tab.NOTE else None
         if hint is None or not hint.region.height:
-            rack.styles.margin = (0, 0, FOOTER_ROWS, 0)
+            below = FOOTER_ROWS
         else:
-            rack.styles.margin = (0, 0, max(self.size.height - hint.region.y, FOOTER_ROWS), 0)
+            below = max(self.size.height - hint.region.y, FOOTER_ROWS)
+        rack.styles.margin = (0, 0, below, 0)
+        # Nor may the pile reach the tab bar: fit_toasts keeps what fits these rows.
+        self.toast_rows = self.size.height - below - self.query_one(Tabs).region.bottom
+
+    def fit_toasts(self, tries: int = 25) -> None:
+        """Once the toasts are laid out: drop the oldest until the rest fit the rows the
+        rack may take (a tab whose hint line sits high, like Security's at 80x24, has
+        room for one or two), so the newest is in full view. The rack cannot scroll to
+        it (Textual keeps it hidden, only its toasts are drawn), and a rack bounded in
+        height laid its toasts out below its own bottom edge."""
+        try:
+            rack = self.get_child_by_type(ToastRack)
+        except NoMatches:
+            return
+        toasts = list(rack.query(Toast))
+        if not toasts or any(not toast.outer_size.height for toast in toasts):
+            if tries:
+                # Not mounted or laid out yet (the rack mounts them later, in a call of
+                # its own): look again shortly, for up to half a second.
+                self.set_timer(0.02, lambda: self.fit_toasts(tries - 1))
+            return
+        room = self.toast_rows if self.toast_rows is not None else self.size.height
+        heights = [toast.outer_size.height + toast.styles.margin.top for toast in toasts]
+        while len(heights) > 1 and sum(heights) > room:
+            self.app.forget_toast(toasts.pop(0)._notification)
+            heights.pop(0)
 
     # --- events -------------------------------------------------------------------------
 

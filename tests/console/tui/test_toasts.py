@@ -1,6 +1,7 @@
 """Toasts never cover the shown tab's own hint line (issue 18: one stayed over Backups'
 hints for 88 s), at 120x36 and 80x24, for every tab that has one, even when several
-toasts are up at once: they stack above the hint line and the newest stays in view.
+toasts are up at once: they stack above the hint line and the newest stays in view; a
+pile keeps only the newest that fit, never over the tab bar.
 Against the fixed stand-in for the daemon (layout only)."""
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ def drawn(toast: Toast) -> Region:
     return toast.screen.find_widget(toast).visible_region
 
 
+def newest_shown(rack: ToastRack, ending: str) -> bool:
+    """The newest toast in the rack is the one whose message ends with `ending`, in full view."""
+    toasts = list(rack.query(Toast))
+    return bool(toasts) and str(toasts[-1]._notification.message).endswith(ending) and \
+        toasts[-1].region.height > 0 and drawn(toasts[-1]) == toasts[-1].region
+
+
 @pytest.mark.parametrize("size", [(120, 36), (80, 24)], ids=["120x36", "80x24"])
 def test_toasts_stay_off_every_tabs_hint_line(size):
     async def scenario():
@@ -40,7 +48,7 @@ def test_toasts_stay_off_every_tabs_hint_line(size):
                 assert hint.height, f"{tab_id}: its hint line is shown"
                 for n in range(3):
                     app.notify(f"{MESSAGE} ({tab_id} {n})", timeout=60)
-                await wait_for(pilot, lambda: len(rack.query(Toast)) >= 3, what="three toasts")
+                await wait_for(pilot, lambda: newest_shown(rack, f"({tab_id} 2)"), what="the third toast in full view")
                 await settled(pilot)
                 toasts = list(rack.query(Toast))
                 for toast in toasts:
@@ -51,3 +59,44 @@ def test_toasts_stay_off_every_tabs_hint_line(size):
                 await wait_for(pilot, lambda: not rack.query(Toast), what="toasts cleared")
 
     drive(scenario, timeout=120)
+
+
+def test_a_pile_of_toasts_never_covers_the_tab_bar_or_the_hint_line():
+    """Ten toasts at once at 80x24 (a burst of refusals, or jobs ending together): only the
+    newest few are shown, the oldest dropped, and those shown stay between the tab bar and
+    the shown tab's hint line, with the newest in full view (the rack grew up over the tab
+    bar and the banner before)."""
+    from strongroom.console.app import MAX_TOASTS
+    from textual.widgets import Tabs
+
+    async def scenario():
+        app = manage_app()
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
+                           what="the main screen")
+            screen = app.screen
+            rack = screen.get_child_by_type(ToastRack)
+            tab_bar = screen.query_one(Tabs).region
+            for tab_id in WITH_HINT:
+                screen.action_show_tab(tab_id)
+                await settled(pilot)
+                tab = screen.query_one(f"#{tab_id}")
+                hint = tab.query_one(f"#{tab.NOTE}").region
+                for n in range(10):
+                    app.notify(f"{MESSAGE} ({tab_id} {n})", timeout=60)
+                await wait_for(pilot, lambda: newest_shown(rack, f"({tab_id} 9)"), what="the tenth toast in full view")
+                await settled(pilot)
+                toasts = list(rack.query(Toast))
+                kept = [str(t._notification.message)[-3:-1] for t in toasts]
+                assert 1 <= len(toasts) <= MAX_TOASTS, (tab_id, kept)
+                assert kept == [f" {n}" for n in range(10 - len(toasts), 10)], f"{tab_id}: the newest are kept"
+                for toast in toasts:
+                    shown = drawn(toast)
+                    assert not shown.overlaps(hint), (tab_id, toast.region, hint)
+                    assert not shown.overlaps(tab_bar), (tab_id, toast.region, tab_bar)
+                newest = toasts[-1]
+                assert drawn(newest) == newest.region, f"{tab_id}: the newest toast is in full view"
+                app.clear_notifications()
+                await wait_for(pilot, lambda: not rack.query(Toast), what="toasts cleared")
+
+    drive(scenario, timeout=180)
