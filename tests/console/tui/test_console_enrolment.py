@@ -1,7 +1,10 @@
 """Enrolling a second factor at login, in the console against a real daemon at 80x24: an
 admin without one is shown the new secret and its otpauth URI, can back out with nothing
-stored, and after a wrong code and a right one is logged in and enrolled."""
+stored, and after a wrong code and a right one is logged in and enrolled; an invited
+practice admin sets a password, enrols, and logs in again with password and code."""
 from __future__ import annotations
+
+import time
 
 import pyotp
 import pytest
@@ -9,12 +12,17 @@ import pytest
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.client import ClientError
 from strongroom.console.modals.enrolment import EnrolAtLoginScreen
+from strongroom.console.modals.form import FormScreen
+from strongroom.console.modals.invitation import AcceptInvitationScreen, InvitationShownScreen
+from strongroom.console.modals.role_picker import RoleScreen
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import MainScreen
-from textual.widgets import Input, Static
+from strongroom.console.tabs.users import UsersTab
+from textual.widgets import Input, OptionList, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, wait_for
-from tests.daemon.conftest import PASSWORD, add_unenrolled_admin, running_daemon
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
+from tests.console.tui.live import console, main_screen, settle
+from tests.daemon.conftest import PASSWORD, add_admin, add_unenrolled_admin, running_daemon
 
 
 @pytest.fixture
@@ -80,3 +88,95 @@ async def _enrol_at_login(daemon):
         await in_thread(lambda: daemon.call("auth.login", {"username": "newadmin", "password": PASSWORD},
                                             token=None))
     assert secret not in daemon.log()
+
+
+def test_an_invited_practice_admin_sets_a_password_enrols_totp_and_logs_in_with_a_code(tui_daemon):
+    """End to end through the real daemon: an admin adds a practice admin (a role that
+    requires a second factor) from the Users tab and is shown the invitation once; the
+    new person takes it up at the login screen (F2) with a password of their own, is
+    shown the secret and its otpauth URI, enrols with a code computed from the secret,
+    and is in. Logging in again takes the password and a code: the code used to enrol is
+    refused as already used, the next one lets them in."""
+    secret = add_admin(tui_daemon.data_dir, "boss")
+    token = tui_daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
+                                           "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
+    made: dict = {}
+    drive(lambda: _invite(tui_daemon, token, made))
+    enrolled: dict = {}
+    drive(lambda: _first_login_with_enrolment(tui_daemon, made["invitation"], enrolled))
+    drive(lambda: _log_in_with_a_code(tui_daemon, enrolled))
+    newlead = next(u for u in tui_daemon.call("user.list") if u["username"] == "newlead")
+    assert newlead["role"] == "ADMIN" and newlead["last_login_at"]
+    assert enrolled["secret"] not in tui_daemon.log() and NEW_PASSWORD not in tui_daemon.log()
+
+
+NEW_PASSWORD = "a passphrase of my own 42"
+
+
+async def _invite(daemon, token, made: dict) -> None:
+    app = console(daemon, token=token)
+    async with app.run_test(size=SIZE) as pilot:
+        await main_screen(pilot)
+        await pilot.press(*tab_keys("users"))
+        tab = app.screen.query_one("#users", UsersTab)
+        await wait_for(pilot, lambda: tab.users and app.screen.active_bindings["a"].enabled, what="add enabled")
+        await pilot.press("a")
+        await wait_for(pilot, showing(app, RoleScreen), what="the role picker")
+        options = app.screen.query_one("#roles", OptionList)
+        assert not options.get_option("ADMIN").disabled
+        options.highlighted = options.get_option_index("ADMIN")
+        await pilot.press("enter")
+        await wait_for(pilot, showing(app, FormScreen), what="the new user form")
+        app.screen.query_one("#username", Input).value = "newlead"
+        app.screen.query_one("#full_name", Input).value = "New Lead"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, showing(app, InvitationShownScreen), what="the invitation")
+        made.update(app.screen.made)
+        assert made["invitation"] in text_of(app, "#invitation-token")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: any(u["username"] == "newlead" for u in tab.users.values()),
+                       what="the new account listed")
+        await settle(pilot)
+
+
+async def _first_login_with_enrolment(daemon, invitation: str, enrolled: dict) -> None:
+    app = console(daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.query("#username"), what="the login form")
+        await pilot.press("f2")
+        await wait_for(pilot, showing(app, AcceptInvitationScreen), what="the invitation form")
+        screen = app.screen
+        screen.query_one("#accept-invitation", Input).value = invitation
+        screen.query_one("#accept-password", Input).value = NEW_PASSWORD
+        screen.query_one("#accept-repeat", Input).value = NEW_PASSWORD
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, offered(app), what="the enrolment offer")
+        assert "Set up two-factor authentication for newlead" in text_of(app, ".dialog-title")
+        secret = app.screen.enrolment["secret"]
+        shown = text_of(app, "#enrol-text").replace("\n", "")
+        assert f"secret: {secret}" in shown and "otpauth://totp/Strongroom:newlead?" in shown
+        await wait_for(pilot, code_field_focused(app), what="the code field focused")
+        code = pyotp.TOTP(secret).now()
+        await pilot.press(*code, "enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
+                       what="logged in after enrolling")
+        assert app.screen.identity.actor == "user:newlead"
+        enrolled.update(secret=secret, code=code)
+        await settle(pilot)
+
+
+async def _log_in_with_a_code(daemon, enrolled: dict) -> None:
+    app = console(daemon)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.screen.query("#username"), what="the login form")
+        app.screen.query_one("#totp", Input).value = enrolled["code"]          # the one used to enrol
+        await log_in(pilot, "newlead", NEW_PASSWORD)
+        await wait_for(pilot, lambda: "already used" in text_of(app, "#login-message"), what="the replay refused")
+        assert isinstance(app.screen, LoginScreen)
+        app.screen.query_one("#username", Input).value = ""
+        app.screen.query_one("#totp", Input).value = pyotp.TOTP(enrolled["secret"]).at(time.time() + 30)
+        await log_in(pilot, "newlead", NEW_PASSWORD)
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
+                       what="logged in with password and code")
+        assert app.screen.identity.actor == "user:newlead"
+        await settle(pilot)
