@@ -19,7 +19,8 @@ from strongroom.core.protocol.names import SINGLE_WORD, VERBS
 
 EVENTS = {
     "health": "the health snapshot (the `health` command's answer), every health interval",
-    "job.<run id>": "a run's progress: status, done, total, message; its final status and error",
+    "job.<run id>": ("a run's progress: status, done, total, unit (what done and total count), message; "
+                     "its final status and error"),
     "audit": "each new audit entry: id, time, actor, action, table, record id, outcome (never details)",
     "security": "each new security event (id, time, type, severity, username, address) and login outcomes",
     "sync.conflict": "a sync conflict opened or resolved",

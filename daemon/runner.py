@@ -127,7 +127,7 @@ class Runner:
                 last_event = now
                 self._publish(f"job.{run.id}", {"run_id": str(run.id), "kind": run.job_kind,
                                                 "status": "running", "done": done, "total": total,
-                                                "message": message})
+                                                "unit": run.progress_unit, "message": message})
             if now - last_db >= PROGRESS_DB_INTERVAL:
                 last_db = now
                 runs.progress(engine, run.id, done, total, message)
@@ -136,7 +136,8 @@ class Runner:
         try:
             runs.start(engine, run.id)
             self._publish(f"job.{run.id}", {"run_id": str(run.id), "kind": run.job_kind, "status": "running",
-                                            "done": 0, "total": None, "message": "started"})
+                                            "done": 0, "total": None, "unit": run.progress_unit,
+                                            "message": "started"})
             log.info("job started", extra={"run_id": str(run.id), "job": run.job_kind, "trigger": run.trigger})
             params = {**run.params, "actor": run.requested_by or "system"}
             result = handle.function(self.ctx, params, progress)
@@ -159,7 +160,7 @@ class Runner:
         finally:
             try:
                 final = runs.finish(engine, run.id, status, result=to_jsonable(result), error=error,
-                                    actor=run.requested_by or "system")
+                                    actor=run.requested_by or "system", done=handle.done, total=handle.total)
             except Exception:
                 log.exception("could not record the end of a run", extra={"run_id": str(run.id)})
                 final = None
@@ -167,7 +168,7 @@ class Runner:
                 self._active.pop(run.id, None)
             self._publish(f"job.{run.id}", {"run_id": str(run.id), "kind": run.job_kind,
                                             "status": status.value, "done": handle.done,
-                                            "total": handle.total, "error": error})
+                                            "total": handle.total, "unit": run.progress_unit, "error": error})
             log.info("job finished", extra={"run_id": str(run.id), "job": run.job_kind,
                                             "status": status.value})
             if final is not None:

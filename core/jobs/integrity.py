@@ -135,29 +135,34 @@ def check_row_checksums(ctx: Context, model, progress) -> dict:
 
 def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     """Run every check (or those `checks` names); the job fails if any check fails,
-    naming them."""
+    naming them. Progress counts the checks asked for (INTEGRITY_CHECKS' names), one
+    unit from first report to last; the entries or rows a check walks are told in the
+    message."""
     asked = parse("integrity", params)
-    wanted = set(asked.checks or INTEGRITY_CHECKS)
-    checks = [check_audit_chain(ctx, progress)] if "audit_chain" in wanted else []
-    if "row_checksums" in wanted:
-        for model in CHECKSUMMED:
-            checks.append(check_row_checksums(ctx, model, progress))
-    if "orphans" in wanted:
-        checks.append(check_orphans(ctx, progress))
-    if "envelopes" in wanted:
-        for table in encrypted_tables():
-            checks.append(check_envelopes(ctx, table, progress, sample=ctx.settings.integrity.open_sample_rows,
-                                          full=asked.full))
-    if "keys" in wanted:
-        checks.append(check_keys(ctx, progress))
-    if "backups" in wanted:
-        checks.append(check_backups(ctx, progress))
-    if "unaudited" in wanted:
-        checks.append(check_unaudited(ctx, progress))
-    if "sync" in wanted:
-        checks.extend(check_sync(ctx, progress))      # one per active peer; none without peers
-    if "files" in wanted:
-        checks.append(check_files(ctx, progress, full=asked.full, remove_orphans=asked.remove_orphans))
+    wanted = [name for name in INTEGRITY_CHECKS if name in set(asked.checks or INTEGRITY_CHECKS)]
+    checks: list[dict] = []
+    for done, name in enumerate(wanted):
+        within = _within(progress, done, len(wanted))
+        if name == "audit_chain":
+            checks.append(check_audit_chain(ctx, within))
+        elif name == "row_checksums":
+            checks.extend(check_row_checksums(ctx, model, within) for model in CHECKSUMMED)
+        elif name == "orphans":
+            checks.append(check_orphans(ctx, within))
+        elif name == "envelopes":
+            checks.extend(check_envelopes(ctx, table, within, sample=ctx.settings.integrity.open_sample_rows,
+                                          full=asked.full) for table in encrypted_tables())
+        elif name == "keys":
+            checks.append(check_keys(ctx, within))
+        elif name == "backups":
+            checks.append(check_backups(ctx, within))
+        elif name == "unaudited":
+            checks.append(check_unaudited(ctx, within))
+        elif name == "sync":
+            checks.extend(check_sync(ctx, within))      # one per active peer; none without peers
+        elif name == "files":
+            checks.append(check_files(ctx, within, full=asked.full, remove_orphans=asked.remove_orphans))
+        progress(done + 1, len(wanted), f"{name} checked")
     failed = [c["name"] for c in checks if c["status"] == FAIL]
     warnings = [c["name"] for c in checks if c["status"] == WARN]
     result = {"checks": checks, "failed": failed, "warnings": warnings,
@@ -165,6 +170,14 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     if failed:
         raise IntegrityFailure(f"integrity checks failed: {', '.join(failed)}", result)
     return result
+
+
+def _within(progress, done: int, total: int):
+    """The progress callback for one check: its own counts (entries, rows, objects)
+    go into the message, the run's count stays at the checks done."""
+    def report(count: int, of: int | None, message: str) -> None:
+        progress(done, total, f"{message}: {count:,}" + (f" of {of:,}" if of else ""))
+    return report
 
 
 class IntegrityFailure(IntegrityError):

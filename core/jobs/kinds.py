@@ -193,6 +193,10 @@ class JobKind:
     summary: str
     audit_action: str
     module: str | None
+    # What a run's progress counts, one unit from its first event to its last (the
+    # console shows "12,400 / 100,000 rows", "1.2 / 3.4 GiB"): a stage that works in
+    # another unit reports in its message, never by switching the count.
+    progress_unit: str
     on_request_only: bool = False      # needs a person's arguments: never scheduled
     per_configuration: bool = False    # one run at a time per backup configuration
 
@@ -213,51 +217,55 @@ class JobKind:
         """For `status`, the CLI and the console's forms: the params' JSON schema too."""
         return {"kind": self.name, "summary": self.summary, "planned": self.planned,
                 "schedulable": self.schedulable, "on_request_only": self.on_request_only,
-                "per_configuration": self.per_configuration, "params": self.params.model_json_schema(),
+                "per_configuration": self.per_configuration, "progress_unit": self.progress_unit,
+                "params": self.params.model_json_schema(),
                 "result": result_adapter(self.name).json_schema()}
 
 
 KINDS: dict[str, JobKind] = {k.name: k for k in (
     JobKind("backup", BackupParams, R.BackupResult,
             "Write a snapshot of the database to a backup configuration's repository.",
-            "BACKUP", "backup", per_configuration=True),
+            "BACKUP", "backup", progress_unit="bytes", per_configuration=True),
     JobKind("verify", VerifyParams, R.VerifyResult,
             "Check a snapshot's manifest chain and, with read_data, every chunk.",
-            "VERIFY", "verify", per_configuration=True),
+            "VERIFY", "verify", progress_unit="bytes", per_configuration=True),
     JobKind("restore_drill", RestoreDrillParams, R.RestoreResult,
             "Restore a snapshot into a scratch database and prove it.",
-            "INTEGRITY", "restore_drill", per_configuration=True),
+            "INTEGRITY", "restore_drill", progress_unit="records", per_configuration=True),
     JobKind("prune", PruneParams, R.PruneResult | R.EndorsedPrune,
             "Forget snapshots outside the keep rules and reclaim their space.",
-            "INTEGRITY", "prune", per_configuration=True),
+            "INTEGRITY", "prune", progress_unit="snapshots", per_configuration=True),
     JobKind("integrity", IntegrityParams, R.IntegrityResult,
             "Check the audit chain, row checksums, orphans, ciphertext, keys, "
             "backups and client file content.",
-            "INTEGRITY", "integrity"),
+            "INTEGRITY", "integrity", progress_unit="checks"),
     JobKind("key_rotation", KeyRotationParams, R.KeyRotationResult,
             "Rotate client data keys and re-encrypt their fields.",
-            "KEY_ROTATE", "key_rotation"),
+            "KEY_ROTATE", "key_rotation", progress_unit="clients"),
     JobKind("restore", RestoreParams, R.RestoreResult,
             "Restore a snapshot into another database.",
-            "RESTORE", "restore", on_request_only=True),
+            "RESTORE", "restore", progress_unit="records", on_request_only=True),
     JobKind("export", ExportParams, R.ExportResult,
             "Export clinical tables to CSV, NDJSON, JSON, XML or PDF.",
-            "EXPORT", "export", on_request_only=True),
+            "EXPORT", "export", progress_unit="rows", on_request_only=True),
     JobKind("retention", RetentionParams, R.RetentionApplied | R.RetentionPlanResult,
             "Archive and delete records whose retention period has passed.",
-            "RETENTION", "retention"),
+            "RETENTION", "retention", progress_unit="records"),
     JobKind("export_retention", ExportRetentionParams, R.ExportRetentionResult,
             "Delete export files past their retention_days "
-            "(legal holds keep them); each deletion audited.", "RETENTION", "export_retention"),
+            "(legal holds keep them); each deletion audited.", "RETENTION", "export_retention",
+            progress_unit="exports"),
     JobKind("files_rescan", FilesRescanParams, R.FilesRescanResult,
             "Scan client files left pending (clamd was down) with clamd: "
-            "clean ones become servable, infected ones are removed and reported.", "INTEGRITY", "file_scan"),
+            "clean ones become servable, infected ones are removed and reported.", "INTEGRITY", "file_scan",
+            progress_unit="files"),
     JobKind("reconcile", ReconcileParams, R.ReconcileResult,
             "Find likely duplicate clients within a practice and record them "
-            "as open pairs (ids, score, reasons) for a person to merge or dismiss.", "READ", "reconcile"),
+            "as open pairs (ids, score, reasons) for a person to merge or dismiss.", "READ", "reconcile",
+            progress_unit="practices"),
     JobKind("sync", SyncParams, R.SyncResult,
             "Exchange changes with peer sites: keys, then each table, both ways.",
-            "SYNC", "sync"),
+            "SYNC", "sync", progress_unit="peers"),
 )}
 
 

@@ -295,9 +295,13 @@ def _execute(ctx: Context, repo: Repository, cfg: configurations.Configuration, 
     replaced: dict[uuid.UUID, uuid.UUID] = {}
     done: list[compaction.Rewrite] = []
     skipped = list(the_plan.skipped)
-    for rewrite in the_plan.rewrites:
+    for n, rewrite in enumerate(the_plan.rewrites, 1):
+        # A prune counts the snapshots it forgets (one unit per run): compaction's own
+        # counts (records read, bytes written and read back) are told in the message.
+        def compacting(_done: int, _total: int | None, message: str, n: int = n) -> None:
+            progress(0, None, f"compacting chain {n}/{len(the_plan.rewrites)}: {message}")
         try:
-            replaced.update(compaction.compact(ctx, repo, cfg, rewrite, progress, actor=actor))
+            replaced.update(compaction.compact(ctx, repo, cfg, rewrite, compacting, actor=actor))
             done.append(rewrite)
         except (StrongroomError, ValueError) as exc:
             # The chain stays whole: its snapshots still restore, nothing of it is forgotten.

@@ -50,9 +50,16 @@ class Run:
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
+    @property
+    def progress_unit(self) -> str | None:
+        """What progress_done and progress_total count: the kind's one unit."""
+        known = KINDS.get(self.job_kind)
+        return known.progress_unit if known else None
+
     def as_dict(self) -> dict:
         data = dict(self.__dict__)
         data["duration_seconds"] = self.duration_seconds
+        data["progress_unit"] = self.progress_unit
         return data
 
 
@@ -109,13 +116,17 @@ def progress(engine: Engine, run_id: uuid.UUID, done: int, total: int | None, me
 
 
 def finish(engine: Engine, run_id: uuid.UUID, status: JobStatus, *, result: dict | None = None,
-           error: str | None = None, actor: str = "system") -> Run:
-    """Close a run and audit it; the job's kind decides the audit action."""
+           error: str | None = None, actor: str = "system", done: int | None = None,
+           total: int | None = None) -> Run:
+    """Close a run and audit it; the job's kind decides the audit action. `done` and
+    `total`, the run's last progress, are kept with it (progress is written to the row
+    at most every half second, so the last report was often not yet there)."""
     if status not in FINISHED:
         raise ValueError(f"{status} is not a final state")
     with transaction(engine) as conn:
+        last = {"progress_done": done, "progress_total": total} if done is not None else {}
         conn.execute(update(_runs).where(_runs.c.id == run_id).values(
-            status=status, finished_at=utcnow(), result=result, error=error))
+            status=status, finished_at=utcnow(), result=result, error=error, **last))
         run = _run(conn.execute(select(_runs).where(_runs.c.id == run_id)).mappings().one())
         audit.append(conn, actor=actor, action=_audit_action(run.job_kind),
                      table_name="job_runs", record_id=run_id,

@@ -114,7 +114,8 @@ def _active_peers(ctx: Context) -> list[dict]:
 
 
 def sync_peer(ctx: Context, peer: dict, *, push: bool, pull: bool, scheduled: bool, progress) -> dict:
-    """One pass with one peer, retried on transient failures; records the outcome."""
+    """One pass with one peer, retried on transient failures; records the outcome.
+    `progress(message)` is told what the pass is doing."""
     now = utcnow()
     direction = peer["direction"]
     tables = _due_tables(ctx, peer["id"], now) if scheduled else frozenset(
@@ -133,7 +134,7 @@ def sync_peer(ctx: Context, peer: dict, *, push: bool, pull: bool, scheduled: bo
                                       pull=pull and direction in ("both", "pull"))
                 result = run_pass(Side(ctx.engine, ctx.keyring, label="local"),
                                   Side(remote, keyring, label=peer["name"]), peer["id"], options,
-                                  lambda message: progress(0, None, f"{peer['name']}: {message}"))
+                                  lambda message: progress(f"{peer['name']}: {message}"))
                 break
             except TRANSIENT:
                 remote.dispose()           # a dropped connection is not offered again
@@ -202,11 +203,13 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             continue
         progress(n - 1, len(peers), f"syncing with {peer['name']}")
         try:
+            # One unit per run, peers: the pass's own steps are told in the message.
             results.append(sync_peer(ctx, peer, push=asked.push, pull=asked.pull, scheduled=asked.scheduled,
-                                     progress=progress))
+                                     progress=lambda message, n=n: progress(n - 1, len(peers), message)))
         except Exception as exc:
             failed.append(peer["name"])
             results.append({"peer": peer["name"], "error": _describe(exc)})
+    progress(len(peers), len(peers), "every peer done")
     result = {"peers": results, "failed": failed}
     if failed:
         raise SyncFailure(f"sync failed with {', '.join(failed)}", result)

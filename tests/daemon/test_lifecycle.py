@@ -125,6 +125,10 @@ def test_manual_job_runs_publishes_progress_and_shows_in_metrics(daemon):
     final = daemon.call("job.get", {"run_id": run["id"]})
     assert final["status"] == "succeeded" and final["result"]["failed"] == []
     assert daemon.call("job.list", {"kind": "integrity"})[0]["id"] == run["id"]
+    # Every progress event names the one unit its counts are in, and the run's record
+    # keeps its last count (progress reaches the row only every half second).
+    assert {e["unit"] for e in seen} == {"checks"}
+    assert (final["progress_done"], final["progress_total"], final["progress_unit"]) == (9, 9, "checks")
     metrics = scrape_metrics(daemon)
     assert 'strongroom_job_runs_total{kind="integrity",status="succeeded"} 1.0' in metrics
     assert "strongroom_job_last_success_timestamp_seconds{kind=\"integrity\"}" in metrics

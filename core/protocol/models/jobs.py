@@ -37,6 +37,7 @@ class JobRun(Result):
     requested_by: str | None
     progress_done: int
     progress_total: int | None
+    progress_unit: str | None   # what progress_done/total count (the kind's one unit): rows, bytes...
     message: str | None
     result: dict[str, Any] | None
     error: str | None
@@ -53,6 +54,7 @@ class JobKindInfo(Result):
     schedulable: bool
     on_request_only: bool
     per_configuration: bool
+    progress_unit: str          # what its runs' progress counts, one unit per run
     params: dict[str, Any]      # the kind's params as a JSON schema, for building a form
     result: dict[str, Any]      # what its runs return (job.get's `result`), as a JSON schema
 

@@ -93,6 +93,21 @@ def test_compaction_moves_kept_links_onto_a_new_full_base(ctx, tmp_path):
     assert nxt["kind"] == "incremental" and repo.read_manifest(uuid.UUID(nxt["snapshot_id"])).parent_id == new_tip
 
 
+def test_a_prune_that_compacts_counts_its_progress_in_snapshots(ctx, tmp_path):
+    """One unit per run (the console shows "2 / 4 snapshots"): compacting a chain reads
+    records and writes and reads back bytes, but a prune's count is the snapshots it has
+    forgotten; what compaction is doing is told in the message, with no count of its own."""
+    snaps, repo = _chain_of_four(ctx, tmp_path)
+    seen: list[tuple[int, int | None, str]] = []
+    result = prune.run(ctx, {"actor": "test"}, lambda done, total, message: seen.append((done, total, message)))
+    gone = len(result["forgotten"]) + len(result["superseded"])
+    compacting = [s for s in seen if s[2].startswith("compacting")]
+    assert compacting and {(done, total) for done, total, _ in compacting} == {(0, None)}
+    assert any("writing new base" in m for _, _, m in compacting) and any("reading back" in m for _, _, m in compacting)
+    assert {total for _, total, _ in seen} <= {None, gone} and seen[-1][:2] == (gone, gone)
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
+
+
 def test_without_compaction_the_whole_chain_is_kept(ctx, tmp_path):
     snaps, repo = _chain_of_four(ctx, tmp_path)
     ctx.settings = ctx.settings.model_copy(update={"backup": ctx.settings.backup.model_copy(

@@ -225,3 +225,22 @@ def test_a_row_changed_without_its_checksum_fails_and_the_database_hashes_as_pyt
     with ctx.engine.connect() as conn:
         session_id = conn.execute(select(_sessions.c.id).where(_sessions.c.client_id == ids[2])).scalar_one()
     assert check["evidence"]["ids"] == [str(session_id)]
+
+
+def test_a_run_counts_its_progress_in_checks_from_first_report_to_last(ctx: Context):
+    """One unit per run (the console shows "3 / 9 checks"): every report counts the
+    checks done out of the checks asked for, never the audit entries or rows a check
+    walks (those are in the message), so the count never falls back or changes scale."""
+    _seed(ctx)
+    seen: list[tuple[int, int | None, str]] = []
+    try:
+        integrity.run(ctx, {}, lambda done, total, message: seen.append((done, total, message)))
+    except integrity.IntegrityFailure:
+        pass
+    assert {total for _, total, _ in seen} == {len(integrity.INTEGRITY_CHECKS)}
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen)
+    assert seen[-1][0] == len(integrity.INTEGRITY_CHECKS)
+    assert any("checksums of clients" in message for _, _, message in seen)   # the detail, in words
+    picked: list[tuple[int, int | None, str]] = []
+    integrity.run(ctx, {"checks": ["orphans", "keys"]}, lambda d, t, m: picked.append((d, t, m)))
+    assert {total for _, total, _ in picked} == {2} and picked[-1][0] == 2

@@ -15,9 +15,20 @@ def test_every_runnable_kind_names_a_module_with_a_run_function(name):
 
 def test_every_kind_of_this_release_runs_and_a_planned_one_would_say_so():
     assert kinds.planned() == () and "sync" in kinds.runnable()
-    later = kinds.JobKind("later", kinds.Params, kinds.R.SyncResult, "Not in this release.", "SYNC", None)
+    later = kinds.JobKind("later", kinds.Params, kinds.R.SyncResult, "Not in this release.", "SYNC", None,
+                           progress_unit="peers")
     with pytest.raises(NotImplementedYetError):
         later.function()
+
+
+def test_every_kind_declares_the_one_unit_its_progress_counts():
+    """The console shows a run's count with its unit ("12,400 / 100,000 rows"); the kind
+    declares it, `job.kind.list` publishes it and a run's record carries it."""
+    units = {name: k.progress_unit for name, k in KINDS.items()}
+    assert units["backup"] == units["verify"] == "bytes" and units["restore"] == "records"
+    assert units["export"] == "rows" and units["integrity"] == "checks" and units["prune"] == "snapshots"
+    assert all(unit and unit.isalpha() and unit.islower() for unit in units.values())
+    assert all(k.describe()["progress_unit"] == k.progress_unit for k in KINDS.values())
 
 
 def test_an_unknown_kind_is_not_found_without_repeating_the_name():

@@ -39,6 +39,18 @@ def test_a_pass_per_peer_records_success_and_audits_its_counts(ctx, first_site, 
         assert '"event":"pass"' in entry.replace(" ", "") and '"received":22' in entry.replace(" ", "")
 
 
+def test_a_run_counts_its_progress_in_peers(ctx, first_site, join_site):
+    """One unit per run (the console shows "0 / 1 peers" then "1 / 1 peers"): what a pass
+    is doing with a peer is told in the message; the count stays at the peers done, out
+    of the peers to sync, from the first report to the last."""
+    laptop = join_site("laptop")
+    seen: list[tuple[int, int | None, str]] = []
+    sync_job.run(_laptop_ctx(ctx, laptop), {}, lambda done, total, message: seen.append((done, total, message)))
+    assert len(seen) > 2 and {total for _, total, _ in seen} == {1}
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen) and seen[-1][0] == 1
+    assert any(message.startswith("central: ") for _, _, message in seen)
+
+
 def test_an_unreachable_peer_fails_and_is_counted_with_backoff(ctx, first_site, join_site, tmp_path):
     laptop = join_site("laptop")
     with transaction(laptop.engine) as conn:
