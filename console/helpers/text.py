@@ -44,6 +44,26 @@ def size(count: int | float | None) -> str:
     return f"{value:.1f} TiB"
 
 
+def counted(done: int | None, total: int | None, unit: str | None) -> str:
+    """A run's progress with the unit its kind counts in: `12,400 / 100,000 rows`,
+    `1.2 / 3.4 GiB` (bytes both in the total's binary unit), `840 rows` while the total
+    is not known, `—` before anything was counted."""
+    if unit == "bytes":
+        if not total:
+            return size(done) if done else "—"
+        scale, name = 1, "B"
+        for name in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if total / scale < 1024 or name == "TiB":
+                break
+            scale *= 1024
+        digits = 0 if name == "B" or total / scale >= 100 else 1
+        return f"{(done or 0) / scale:.{digits}f} / {total / scale:.{digits}f} {name}"
+    suffix = f" {unit}" if unit else ""
+    if not total:
+        return f"{done:,}{suffix}" if done else "—"
+    return f"{done or 0:,} / {total:,}{suffix}"
+
+
 def fit(text: str, width: int | None) -> str:
     """`text` cut to `width` cells with an ellipsis, so a cut value says it was cut."""
     if width is None or len(text) <= width:

@@ -6,7 +6,7 @@ helpers/job_params), whose refusals are shown under the field they name."""
 from __future__ import annotations
 
 from strongroom.console.helpers.job_params import form_fields, params_from
-from strongroom.console.helpers.text import duration, when
+from strongroom.console.helpers.text import counted, duration, when
 from strongroom.console.helpers.workers import ask, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import FormScreen, daemon_sender
@@ -33,12 +33,6 @@ STARTED_FROM = {
     "restore": "the Backups tab (it needs a snapshot and an empty database)",
     "export": "the Exports tab (it needs tables and fields)",
 }
-
-
-def progress_text(done: int | None, total: int | None) -> str:
-    if not total:
-        return str(done or 0) if done else "—"
-    return f"{done or 0}/{total}"
 
 
 class JobsTab(Tab, Vertical):
@@ -94,7 +88,7 @@ class JobsTab(Tab, Vertical):
 
     def _cells(self, run: dict) -> tuple:
         return (run["job_kind"], self._status(run["id"], run["status"]),
-                progress_text(run.get("progress_done"), run.get("progress_total")),
+                counted(run.get("progress_done"), run.get("progress_total"), run.get("progress_unit")),
                 run.get("trigger") or "", run.get("requested_by") or "", when(run.get("queued_at")),
                 duration(run.get("duration_seconds")))
 
@@ -107,7 +101,7 @@ class JobsTab(Tab, Vertical):
             return
         table = self.query_one(DataTable)
         table.update_cell(run["id"], "status", self._status(run["id"], data["status"]))
-        table.update_cell(run["id"], "progress", progress_text(data.get("done"), data.get("total")))
+        table.update_cell(run["id"], "progress", counted(data.get("done"), data.get("total"), data.get("unit")))
 
     def selected_run(self) -> dict | None:
         table = self.query_one(DataTable)

@@ -7,6 +7,7 @@ it got was never known), coloured by the outcome, and the message says what happ
 """
 from __future__ import annotations
 
+from strongroom.console.helpers.text import counted
 from strongroom.console.lifecycle import going, live
 from strongroom.console.widgets.plain import PlainLabel
 from textual.app import ComposeResult
@@ -41,6 +42,7 @@ class JobProgress(Horizontal):
         self.status = "running"
         self.done: int | None = None
         self.total: int | None = None
+        self.unit: str | None = None      # what done and total count (the kind's one unit)
         self.message: str | None = None
 
     def compose(self) -> ComposeResult:
@@ -48,10 +50,12 @@ class JobProgress(Horizontal):
         yield ProgressBar(total=None, show_eta=False)
         yield PlainLabel("", classes="message")
 
-    def show(self, status: str, done: int | None, total: int | None, message: str | None) -> None:
+    def show(self, status: str, done: int | None, total: int | None, message: str | None,
+             unit: str | None = None) -> None:
         """Record the latest state; drawn now if composed, else when mounted. An event
         without counts (a final one often has none) keeps the last ones known."""
         self.status = status
+        self.unit = unit or self.unit
         if total:
             self.done, self.total = done, total
         self.message = message
@@ -83,9 +87,12 @@ class JobProgress(Horizontal):
             label.update(self.outcome_text())
 
     def outcome_text(self) -> str:
-        """What the message label says: the status and the run's message, marked when final."""
+        """What the message label says: the status, while running how far in the run's
+        unit ("running 40 / 100 peers · central: pull"), and its message, marked when final."""
         if not self.finished:
-            return f"{self.status} {self.message or ''}".strip()
+            count = counted(self.done, self.total, self.unit) if self.unit and self.total else ""
+            what = " · ".join(part for part in (count, self.message or "") if part)
+            return f"{self.status} {what}".strip()
         return f"{MARKS[self.status]} {self.status}" + (f": {self.message}" if self.message else "")
 
 
@@ -104,7 +111,7 @@ def show_run(box: Widget, data: dict, kind: str) -> bool:
         row = JobProgress(data["run_id"], kind)
         box.mount(row)
     row.show(data.get("status", "running"), data.get("done"), data.get("total"),
-             data.get("error") or data.get("message"))
+             data.get("error") or data.get("message"), data.get("unit"))
     return data.get("status") in FINAL
 
 
@@ -122,7 +129,7 @@ def show_runs(box: Widget, data: dict, keep: int, *, again: bool = False) -> boo
         row = JobProgress(data["run_id"], data.get("kind", "?"))
         box.mount(row)
     row.show(data.get("status", "running"), data.get("done"), data.get("total"),
-             data.get("error") or data.get("message"))
+             data.get("error") or data.get("message"), data.get("unit"))
     if data.get("status") not in FINAL:
         return False
     finished = [r for r in box.query(JobProgress) if r.status in FINAL]

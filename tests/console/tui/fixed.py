@@ -34,7 +34,7 @@ FIXED = {
     "compliance.report.get": {"score": 84, "areas": {}, "checks": []},
     "job.list": [{"id": f"run-{i}", "job_kind": "integrity", "status": "succeeded", "duration_seconds": d,
                    "queued_at": "2026-11-22T03:30:00+00:00", "trigger": "schedule", "requested_by": "system",
-                   "progress_done": 5, "progress_total": 5}
+                   "progress_done": 9, "progress_total": 9, "progress_unit": "checks"}
                   for i, d in enumerate([4.1, 3.9, 5.2, 4.4, 6.8, 4.0, 4.2, 3.8])],
     "audit.verify": {"ok": True, "checked": 5, "head_id": 5, "head_hash": "0" * 64},
     "backup.list": [], "audit.tail": [], "session.list": [], "security.event.list": [], "user.list": [],

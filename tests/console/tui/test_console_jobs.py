@@ -1,7 +1,10 @@
-"""Cancelling a running job from the Jobs tab, against a real daemon: the confirmation says
+"""The Jobs tab against a real daemon. Cancelling a running job: the confirmation says
 what happens, the run is shown cancelling then cancelled, and the daemon's job_runs row
-ends cancelled part-way, with the work before the safe point kept."""
+ends cancelled part-way, with the work before the safe point kept. Each run's progress
+is shown with the one unit its kind counts in, while it runs and once it has ended."""
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -44,6 +47,7 @@ async def _cancel_running_job(daemon):
             return str(table.get_cell(run_id, column)) if run_id in tab.runs else None
         await wait_for(pilot, lambda: cell("status") == "running" and cell("progress") not in ("—", "0"),
                        what="the run listed, running, with progress")
+        assert re.fullmatch(r"[\d,]+ / 8,000 clients", cell("progress")), cell("progress")   # from its events
         table.focus()
         table.move_cursor(row=table.get_row_index(run_id))
         await pilot.press("c")
@@ -67,3 +71,26 @@ async def _cancel_running_job(daemon):
     assert 0 < final["progress_done"] < final["progress_total"] == CLIENTS      # stopped part-way
     entries = await in_thread(daemon.call, "audit.tail", {"limit": 20, "table_name": "job_runs"})
     assert any(e["record_id"] == run_id and e["outcome"] == "cancelled" for e in entries), entries
+
+
+def test_each_run_shows_its_progress_with_its_unit(demo_daemon):
+    drive(lambda: _units(demo_daemon), timeout=120)
+
+
+async def _units(daemon):
+    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+        await pilot.press(*tab_keys("jobs"))
+        tab = app.screen.query_one("#jobs", JobsTab)
+        table = tab.query_one(DataTable)
+        integrity = (await in_thread(daemon.call, "job.run", {"kind": "integrity"}))["id"]
+        backup = (await in_thread(daemon.call, "job.run", {"kind": "backup"}))["id"]
+
+        def ended(run_id: str) -> bool:
+            return run_id in tab.runs and str(table.get_cell(run_id, "status")) in ("succeeded", "failed")
+        await wait_for(pilot, lambda: ended(integrity) and ended(backup), timeout=90, what="both runs ended")
+        # Integrity counts the checks it ran (all nine); a backup counts bytes, in binary units.
+        assert str(table.get_cell(integrity, "progress")) == "9 / 9 checks"
+        shown = str(table.get_cell(backup, "progress"))
+        assert re.fullmatch(r"[\d.]+( / [\d.]+)? (B|KiB|MiB|GiB)", shown), shown

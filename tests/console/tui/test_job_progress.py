@@ -1,6 +1,7 @@
 """A job's progress row: an indeterminate bar pulses while the run's size is unknown, and
 stops the moment the run ends, whatever the outcome, saying how it ended (the bar was
-left pulsing for ever after a failure)."""
+left pulsing for ever after a failure). While it runs, it says how far in the one unit
+the run's kind counts in."""
 from __future__ import annotations
 
 from rich.color import Color
@@ -134,3 +135,32 @@ def test_a_list_of_runs_keeps_the_last_finished_and_never_unfinishes_one():
             assert box.query_one(f"#run-{RUN[:-1]}3", JobProgress).status == "failed"
 
     drive(scenario)
+
+
+def test_a_running_row_says_how_far_in_the_runs_unit():
+    async def scenario():
+        app = Host()
+        async with app.run_test(size=(100, 5)) as pilot:
+            feed(app, status="running", done=0, total=None, unit="peers", message="started")
+            await until_drawn(pilot, lambda: app.query(JobProgress) and parts(app)[3] == "running started")
+            feed(app, status="running", done=1, total=3, unit="peers", message="central: pull")
+            await until_drawn(pilot, lambda: parts(app)[3] == "running 1 / 3 peers · central: pull")
+            show_run(app.query_one("#running", Vertical),
+                     {"run_id": RUN, "kind": "backup", "status": "running", "done": 1_288_490_189,
+                      "total": 3_650_722_202, "unit": "bytes", "message": "verifying"}, "backup")
+            await until_drawn(pilot, lambda: parts(app)[3] == "running 1.2 / 3.4 GiB · verifying")
+            feed(app, status="succeeded")
+            await until_drawn(pilot, lambda: parts(app)[3] == "✓ succeeded")
+
+    drive(scenario)
+
+
+def test_counts_are_told_with_their_unit():
+    from strongroom.console.helpers.text import counted
+
+    assert counted(12_400, 100_000, "rows") == "12,400 / 100,000 rows"
+    assert counted(1_288_490_189, 3_650_722_202, "bytes") == "1.2 / 3.4 GiB"
+    assert counted(200, 900, "bytes") == "200 / 900 B"
+    assert counted(840, None, "rows") == "840 rows" and counted(5 * 1024 ** 2, None, "bytes") == "5.0 MiB"
+    assert counted(0, None, "rows") == counted(None, None, "bytes") == "—"
+    assert counted(0, 9, "checks") == "0 / 9 checks"
