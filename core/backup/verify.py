@@ -38,6 +38,16 @@ class Problem:
         return f"{self.key}: {self.message}"
 
 
+def bytes_checked(manifest: Manifest, *, read_data: bool) -> int:
+    """The total a check of `manifest` counts its progress against: every chunk
+    reference's plaintext bytes (a chunk shared by two tables counts for each) for the
+    fast check; the tables' plaintext and the client files' stored bytes when reading
+    back. A job checking several snapshots adds these up for one total."""
+    if not read_data:
+        return sum(ref.size for ref in manifest.chunk_refs())
+    return manifest.totals.plain_bytes + (manifest.files.stored_bytes if manifest.files is not None else 0)
+
+
 def verify_fast(repository: Repository, manifest: Manifest, progress: Progress | None = None) -> list[Problem]:
     """Every chunk the manifest references exists with the recorded stored size.
 
@@ -47,7 +57,7 @@ def verify_fast(repository: Repository, manifest: Manifest, progress: Progress |
     switch from bytes to chunks half-way."""
     refs = _unique_refs(manifest)
     uses = Counter(ref.address for ref in manifest.chunk_refs())
-    total = sum(ref.size * uses[address] for address, ref in refs.items())
+    total = bytes_checked(manifest, read_data=False)
     problems: list[Problem] = []
     done = 0
     for ref in refs.values():

@@ -21,6 +21,7 @@ from strongroom.core.db.models import Backup
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError, NotFoundError
 from strongroom.core.backup.snapshots import open_configured
+from strongroom.core.backup.verify import bytes_checked
 
 MAX_REPORTED = 50
 
@@ -44,15 +45,26 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
     lock = repo.acquire_lock("shared", "verify")
     report: list[dict] = []
     try:
-        for n, snapshot_id in enumerate(ids, 1):
+        manifests: dict[uuid.UUID, Any] = {}
+        for snapshot_id in ids:
             try:
-                manifest = repo.read_manifest(snapshot_id)
+                manifests[snapshot_id] = repo.read_manifest(snapshot_id)
             except IntegrityError as exc:
-                report.append({"snapshot_id": str(snapshot_id), "problems": [str(exc)]})
+                manifests[snapshot_id] = exc
+        # One unit per run, bytes, against one total: the bytes every snapshot holds
+        # (the count no longer starts again at 0 for each snapshot of the run).
+        total = sum(bytes_checked(m, read_data=read_data) for m in manifests.values() if not isinstance(m, Exception))
+        before = 0
+        for n, snapshot_id in enumerate(ids, 1):
+            manifest = manifests[snapshot_id]
+            if isinstance(manifest, Exception):
+                report.append({"snapshot_id": str(snapshot_id), "problems": [str(manifest)]})
                 continue
-            step = lambda d, t, m, n=n: progress(d, t, f"snapshot {n}/{len(ids)}: {m}")  # noqa: E731
+            step = lambda d, _t, m, n=n, at=before: progress(  # noqa: E731
+                min(at + d, total), total, f"snapshot {n}/{len(ids)}: {m}")
             problems = (repo.verify_read_data(manifest, step, workers=2) if read_data
                         else repo.verify_fast(manifest, step))
+            before += bytes_checked(manifest, read_data=read_data)
             lock.check()
             report.append({"snapshot_id": str(snapshot_id), "problems": [str(p) for p in problems[:MAX_REPORTED]],
                            "problem_count": len(problems)})

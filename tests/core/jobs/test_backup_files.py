@@ -322,3 +322,21 @@ def test_fast_verify_finds_a_missing_file_object(setup):
     with pytest.raises(IntegrityError) as err:
         verify.run(ctx, {}, quiet)
     assert chunk_key(obj.chunk.address) in str(err.value) and "missing" in str(err.value)
+
+
+@pytest.mark.parametrize("read_data", [False, True], ids=["fast", "read-data"])
+def test_a_verify_of_several_snapshots_counts_bytes_against_one_total(setup, read_data):
+    """One unit per run: verifying every snapshot counts the bytes checked, the client
+    files' content too when reading back, against one total for the whole run (it started
+    again at 0 of another total for each snapshot)."""
+    ctx, clients, _ = setup
+    _add(ctx, clients[0], _data(content.CHUNK_SIZE + 10))
+    backup.run(ctx, {}, quiet)
+    _add(ctx, clients[1], b"intake form")
+    backup.run(ctx, {"full": True}, quiet)
+    seen: list[tuple[int, int | None, str]] = []
+    assert verify.run(ctx, {"read_data": read_data},
+                      lambda done, total, message: seen.append((done, total, message)))["failed"] == 0
+    (total,) = {total for _, total, _ in seen}
+    assert any(m.startswith("snapshot 1/2") for *_, m in seen) and any(m.startswith("snapshot 2/2") for *_, m in seen)
+    assert [done for done, _, _ in seen] == sorted(done for done, _, _ in seen) and seen[-1][0] == total
