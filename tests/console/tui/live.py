@@ -1,9 +1,15 @@
 """Helpers for console tests against a real strongroomd (tests.daemon.conftest runs it):
-the console app for a daemon, waits for its main screen, for its reloads to finish, for
-a user row to be selected and for the practice screen to open, and the one way a test
-picks from a RunJobScreen (the job chooser, and the choices of one thing it is reused
-for: a peer, a survivor, a table)."""
+the console app for a daemon, opened at its main screen (as the local operator, with a
+session token, or logged in through the form) on a tab, an administrator's session,
+waits for the main screen, for its reloads to finish, for a user row to be selected and
+for the practice screen to open, and the one way a test picks from a RunJobScreen (the
+job chooser, and the choices of one thing it is reused for: a peer, a survivor, a table)."""
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pyotp
 
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.practice import PracticeScreen
@@ -12,11 +18,42 @@ from strongroom.console.screens.main import MainScreen
 from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable, OptionList
 
-from tests.console.tui.conftest import showing, tab_keys, wait_for
+from tests.console.tui.conftest import SIZE, log_in, showing, tab_keys, wait_for
+from tests.daemon.conftest import PASSWORD, add_admin
+
+LOCAL = "local"     # at_main_screen's default: the local operator's token
 
 
 def console(daemon, token=None) -> StrongroomConsole:
     return StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
+
+
+def admin_token(daemon, username: str = "boss") -> str:
+    """A session of a new practice administrator (password and TOTP code), for tests of
+    what only an administrator may do."""
+    secret = add_admin(daemon.data_dir, username)
+    return daemon.call("auth.login", {"username": username, "password": PASSWORD,
+                                      "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
+
+
+@asynccontextmanager
+async def at_main_screen(daemon, *, token: str | None = LOCAL, user: str | None = None, tab: str | None = None,
+                         size: tuple[int, int] = SIZE) -> AsyncIterator[tuple[StrongroomConsole, object]]:
+    """The console on `daemon`, run under Pilot at `size` and shown at its main screen:
+    with `token` (by default the local operator's), or logged in through the login form
+    as `user`; then on `tab`, by its key, when one is named. Yields (app, pilot)."""
+    if user is not None:
+        token = None
+    elif token == LOCAL:
+        token = daemon.local_token()
+    app = console(daemon, token=token)
+    async with app.run_test(size=size) as pilot:
+        if user is not None:
+            await log_in(pilot, user)
+        await main_screen(pilot)
+        if tab is not None:
+            await pilot.press(*tab_keys(tab))
+        yield app, pilot
 
 
 async def main_screen(pilot) -> None:

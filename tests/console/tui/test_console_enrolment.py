@@ -20,9 +20,9 @@ from strongroom.console.screens.main import MainScreen
 from strongroom.console.tabs.users import UsersTab
 from textual.widgets import Input, OptionList, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
-from tests.console.tui.live import console, main_screen, settle
-from tests.daemon.conftest import PASSWORD, add_admin, add_unenrolled_admin, running_daemon
+from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, wait_for
+from tests.console.tui.live import admin_token, at_main_screen, console, settle
+from tests.daemon.conftest import PASSWORD, add_unenrolled_admin, running_daemon
 
 
 @pytest.fixture
@@ -97,9 +97,7 @@ def test_an_invited_practice_admin_sets_a_password_enrols_totp_and_logs_in_with_
     shown the secret and its otpauth URI, enrols with a code computed from the secret,
     and is in. Logging in again takes the password and a code: the code used to enrol is
     refused as already used, the next one lets them in."""
-    secret = add_admin(tui_daemon.data_dir, "boss")
-    token = tui_daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
-                                           "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
+    token = admin_token(tui_daemon)
     made: dict = {}
     drive(lambda: _invite(tui_daemon, token, made))
     enrolled: dict = {}
@@ -114,10 +112,7 @@ NEW_PASSWORD = "a passphrase of my own 42"
 
 
 async def _invite(daemon, token, made: dict) -> None:
-    app = console(daemon, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("users"))
+    async with at_main_screen(daemon, token=token, tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
         await wait_for(pilot, lambda: tab.users and app.screen.active_bindings["a"].enabled, what="add enabled")
         await pilot.press("a")

@@ -8,13 +8,12 @@ import re
 
 import pytest
 
-from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.tabs.jobs import JobsTab
-from strongroom.console.screens.main import MainScreen
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, seed_demo_data, showing, tab_keys, wait_for
+from tests.console.tui.conftest import drive, in_thread, seed_demo_data, showing, wait_for
+from tests.console.tui.live import at_main_screen
 from tests.daemon.conftest import running_daemon
 
 # Key rotation re-encrypts one client per transaction and reaches a safe point after
@@ -34,10 +33,7 @@ def test_operator_cancels_a_running_job_and_it_ends_cancelled(busy_daemon):
 
 
 async def _cancel_running_job(daemon):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(*tab_keys("jobs"))
+    async with at_main_screen(daemon, tab="jobs") as (app, pilot):
         tab = app.screen.query_one("#jobs", JobsTab)
         table = tab.query_one(DataTable)
         run = await in_thread(daemon.call, "job.run", {"kind": "key_rotation"})
@@ -78,10 +74,7 @@ def test_each_run_shows_its_progress_with_its_unit(demo_daemon):
 
 
 async def _units(daemon):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(*tab_keys("jobs"))
+    async with at_main_screen(daemon, tab="jobs") as (app, pilot):
         tab = app.screen.query_one("#jobs", JobsTab)
         table = tab.query_one(DataTable)
         integrity = (await in_thread(daemon.call, "job.run", {"kind": "integrity"}))["id"]

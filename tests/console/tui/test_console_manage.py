@@ -3,8 +3,6 @@ lock and unlock an account, run the integrity checks and watch them finish, veri
 drill a snapshot, and a run that fails shown failed and stopped. Bounded: every wait has a timeout."""
 from __future__ import annotations
 
-import pyotp
-
 from strongroom.console.tabs.backups import BackupsTab
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import FormScreen
@@ -17,10 +15,8 @@ from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Static
 from textual.widgets._progress_bar import Bar
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
-from tests.console.tui.live import console, main_screen, select_user, settle
-from tests.daemon.conftest import PASSWORD
-from tests.daemon.conftest import add_admin
+from tests.console.tui.conftest import drive, in_thread, showing, wait_for
+from tests.console.tui.live import admin_token, at_main_screen, select_user, settle
 
 
 
@@ -39,10 +35,7 @@ def test_operator_locks_then_unlocks_a_user(demo_daemon):
 
 
 async def _lock_unlock(daemon):
-    app = console(daemon, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("users"))
+    async with at_main_screen(daemon, tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
         await select_user(pilot, tab, "clinician")
         assert app.screen.active_bindings["u"].enabled is False     # not locked: nothing to unlock
@@ -64,19 +57,14 @@ async def _lock_unlock(daemon):
 
 
 def test_admin_cannot_lock_themselves_grants_and_resets_2fa(demo_daemon):
-    secret = add_admin(demo_daemon.data_dir, "boss")
-    token = demo_daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
-                                            "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
+    token = admin_token(demo_daemon)
     drive(lambda: _admin_session(demo_daemon, token))
     grants = demo_daemon.call("user.grant.list", {"username": "clinician"})
     assert [g["permission"] for g in grants] == ["audit:read"]
 
 
 async def _admin_session(daemon, token):
-    app = console(daemon, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("users"))
+    async with at_main_screen(daemon, token=token, tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
         await select_user(pilot, tab, "boss")
         await wait_for(pilot, lambda: app.screen.active_bindings["l"].enabled is False, what="self-lock disabled")
@@ -115,11 +103,7 @@ def test_auditor_sees_user_actions_disabled_with_the_reason(tui_daemon):
 
 
 async def _auditor_users(daemon):
-    app = console(daemon)
-    async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot)
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("users"))
+    async with at_main_screen(daemon, user="auditor1", tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
         note = tab.query_one("#users-note", Static)
         await wait_for(pilot, lambda: "auditor1 lacks user:manage" in str(note.render()), what="reason shown")
@@ -136,10 +120,7 @@ def test_integrity_run_now_reaches_done_and_shows_its_checks(demo_daemon):
 
 
 async def _integrity(daemon):
-    app = console(daemon, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("integrity"))
+    async with at_main_screen(daemon, tab="integrity") as (app, pilot):
         tab = app.screen.query_one("#integrity", IntegrityTab)
         summary = tab.query_one("#integrity-summary", Static)
         await wait_for(pilot, lambda: "No integrity run yet" in str(summary.render()), what="empty report")
@@ -163,10 +144,7 @@ def test_backups_tab_fast_verify_drill_and_restore_with_live_progress(demo_daemo
 
 
 async def _backups(daemon, restored):
-    app = console(daemon, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("backups"))
+    async with at_main_screen(daemon, tab="backups") as (app, pilot):
         tab = app.screen.query_one("#backups", BackupsTab)
         await pilot.press("b")
         await wait_for(pilot, showing(app, ConfirmScreen), what="backup confirmation")
@@ -224,10 +202,7 @@ def test_a_failed_run_started_elsewhere_says_failed_and_stops(tui_daemon):
 
 
 async def _failed_run(daemon):
-    app = console(daemon, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("backups"))
+    async with at_main_screen(daemon, tab="backups") as (app, pilot):
         tab = app.screen.query_one("#backups", BackupsTab)
         # A snapshot that is not in the repository: the run fails at once.
         run = await in_thread(daemon.call, "job.run", {"kind": "verify", "params": {

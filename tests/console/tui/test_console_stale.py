@@ -7,15 +7,13 @@ import re
 import subprocess
 import sys
 
-from strongroom.console.app import StrongroomConsole
-from strongroom.console.screens.main import MainScreen
 from strongroom.console.tabs.exports import ExportsTab
 from strongroom.console.tabs.retention import RetentionTab
 from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, tab_keys, wait_for
-from tests.console.tui.live import console, main_screen, settle
+from tests.console.tui.conftest import drive, in_thread, wait_for
+from tests.console.tui.live import at_main_screen, settle
 
 CHAIN_CHECK = "audit chain verified intact in the last 7 days"
 
@@ -33,10 +31,7 @@ def test_another_clients_integrity_run_updates_compliance_integrity_and_audit(tu
 
 
 async def _other_client_run(tui_daemon):
-    app = StrongroomConsole(tui_daemon.endpoint, tui_daemon.events_endpoint)
-    async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="main")
+    async with at_main_screen(tui_daemon, user="auditor1") as (app, pilot):
         screen = app.screen
         checks = screen.query_one("#checks-table", DataTable)
         await wait_for(pilot, lambda: _mark(checks, CHAIN_CHECK) == "✗", what="the chain check failing")
@@ -92,10 +87,7 @@ def test_the_users_tab_follows_accounts_changed_by_another_client_and_by_the_cli
 
 
 async def _users_changed_elsewhere(daemon):
-    app = console(daemon, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("users"))
+    async with at_main_screen(daemon, tab="users") as (app, pilot):
         screen = app.screen
         tab = screen.query_one("#users", UsersTab)
         await wait_for(pilot, lambda: _user_state(tab, "clinician") == "ok", what="the accounts listed")
@@ -119,10 +111,7 @@ def test_the_retention_tab_follows_a_policy_changed_by_another_client(tui_daemon
 
 
 async def _policy_changed_elsewhere(daemon):
-    app = console(daemon, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("retention"))
+    async with at_main_screen(daemon, tab="retention") as (app, pilot):
         screen = app.screen
         tab = screen.query_one("#retention", RetentionTab)
         summary = tab.query_one("#retention-summary", Static)
@@ -144,10 +133,7 @@ def test_the_exports_tab_follows_an_export_run_by_another_client(demo_daemon):
 
 
 async def _export_run_elsewhere(daemon):
-    app = console(daemon, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("exports"))
+    async with at_main_screen(daemon, tab="exports") as (app, pilot):
         screen = app.screen
         tab = screen.query_one("#exports", ExportsTab)
         summary = tab.query_one("#exports-summary", Static)

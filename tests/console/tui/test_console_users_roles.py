@@ -2,31 +2,24 @@
 for; roles beyond the caller's permissions are disabled; a change reaches the daemon."""
 from __future__ import annotations
 
-import pyotp
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.role_picker import RoleScreen
 from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable, OptionList
 
-from tests.console.tui.conftest import SIZE, drive, showing, tab_keys, wait_for
-from tests.console.tui.live import console, main_screen, select_user, settle
-from tests.daemon.conftest import PASSWORD, add_admin
+from tests.console.tui.conftest import SIZE, drive, showing, wait_for
+from tests.console.tui.live import admin_token, at_main_screen, console, select_user, settle
 
 
 def test_practice_admin_picks_a_role_within_their_own_permissions(demo_daemon):
-    secret = add_admin(demo_daemon.data_dir, "boss")
-    token = demo_daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
-                                            "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
+    token = admin_token(demo_daemon)
     drive(lambda: _pick_role(demo_daemon, token))
     clinician = next(u for u in demo_daemon.call("user.list") if u["username"] == "clinician")
     assert clinician["role"] == "MANAGER"
 
 
 async def _pick_role(daemon, token):
-    app = console(daemon, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("users"))
+    async with at_main_screen(daemon, token=token, tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
         await select_user(pilot, tab, "clinician")
         table = tab.query_one("#users-table", DataTable)
@@ -59,9 +52,7 @@ def test_an_admin_adds_a_user_who_sets_their_own_password_at_the_login_screen(de
     """Users `a`: the role (within the admin's own permissions), then who; a taken name is
     refused in the form with everything kept; the invitation is shown once. The person
     takes it up with F2 at the login screen and a password of their own, and is in."""
-    secret = add_admin(demo_daemon.data_dir, "boss")
-    token = demo_daemon.call("auth.login", {"username": "boss", "password": PASSWORD,
-                                            "totp": pyotp.TOTP(secret).now()}, token=None)["token"]
+    token = admin_token(demo_daemon)
     made: dict = {}
     drive(lambda: _add_user(demo_daemon, token, made))
     drive(lambda: _first_login(demo_daemon, made["invitation"]))
@@ -74,10 +65,7 @@ async def _add_user(daemon, token, made: dict):
     from strongroom.console.modals.invitation import InvitationShownScreen
     from textual.widgets import Input, Static
 
-    app = console(daemon, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("users"))
+    async with at_main_screen(daemon, token=token, tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
         await wait_for(pilot, lambda: tab.users and app.screen.active_bindings["a"].enabled, what="add enabled")
         await pilot.press("a")
