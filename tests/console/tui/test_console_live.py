@@ -16,7 +16,7 @@ from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import DataTable, Input, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
-from tests.console.tui.live import choices, choose_kind, console
+from tests.console.tui.live import at_main_screen, choices, choose_kind, console
 from tests.daemon.conftest import PASSWORD, DaemonProcess
 
 
@@ -59,10 +59,7 @@ def test_operator_runs_an_integrity_job_and_watches_it_succeed(tui_daemon):
 
 
 async def _run_integrity(tui_daemon):
-    app = console(tui_daemon, token=tui_daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(*tab_keys("jobs"))
+    async with at_main_screen(tui_daemon, tab="jobs") as (app, pilot):
         await pilot.press("r")
         by_kind = {o.id: o for o in (await choices(pilot)).options}
         # Kinds that need a person's arguments are started from their own tabs.
@@ -90,11 +87,7 @@ def test_auditor_cannot_run_jobs_or_revoke_and_is_told_why(tui_daemon):
 
 
 async def _auditor_disabled(tui_daemon):
-    app = console(tui_daemon)
-    async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(*tab_keys("jobs"))
+    async with at_main_screen(tui_daemon, user="auditor1", tab="jobs") as (app, pilot):
         note = app.screen.query_one("#jobs-note", Static)
         await wait_for(pilot, lambda: "auditor1 lacks job:<kind>:run" in str(note.render()), what="jobs note")
         assert app.screen.active_bindings["r"].enabled is False
@@ -130,10 +123,7 @@ def seed_audit_rows(data_dir, count: int) -> None:
 
 
 async def _audit_paging(tui_daemon):
-    app = console(tui_daemon, token=tui_daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(*tab_keys("audit"))
+    async with at_main_screen(tui_daemon, tab="audit") as (app, pilot):
         tab = app.screen.query_one("#audit", AuditTab)
         await wait_for(pilot, lambda: len(tab.entries) == 50, what="first page")
         first_page = sorted(map(int, tab.entries), reverse=True)
@@ -170,10 +160,7 @@ def test_operator_revokes_a_session_after_confirming(tui_daemon):
 
 
 async def _revoke(tui_daemon, session_id):
-    app = console(tui_daemon, token=tui_daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(*tab_keys("security"))
+    async with at_main_screen(tui_daemon, tab="security") as (app, pilot):
         tab = app.screen.query_one("#security", SecurityTab)
         await wait_for(pilot, lambda: session_id in tab.sessions, what="session listed")
         await pilot.press("x")
@@ -189,10 +176,7 @@ def test_a_revoked_session_returns_the_console_to_login(tui_daemon):
 
 
 async def _revoked_self(tui_daemon):
-    app = console(tui_daemon)
-    async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+    async with at_main_screen(tui_daemon, user="auditor1") as (app, pilot):
         session_id = app.screen.identity.session_id
         await in_thread(tui_daemon.call, "session.revoke", {"session_id": session_id})
         await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen) and app.screen.query("#login-message"),
@@ -206,10 +190,7 @@ def test_daemon_restart_shows_banner_then_recovers(tui_daemon, tmp_path):
 
 
 async def _restart(tui_daemon, tmp_path):
-    app = console(tui_daemon)
-    async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot)
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+    async with at_main_screen(tui_daemon, user="auditor1") as (app, pilot):
         banner = app.screen.query_one(ConnectionBanner)
         assert not banner.is_down
         await in_thread(tui_daemon.stop)
@@ -261,10 +242,7 @@ def test_operator_backs_up_and_verifies_the_snapshot(tui_daemon):
 
 
 async def _backup_and_verify(tui_daemon):
-    app = console(tui_daemon, token=tui_daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-        await pilot.press(*tab_keys("backups"))
+    async with at_main_screen(tui_daemon, tab="backups") as (app, pilot):
         tab = app.screen.query_one("#backups", BackupsTab)
         await pilot.press("b")
         await wait_for(pilot, showing(app, ConfirmScreen), what="confirmation")

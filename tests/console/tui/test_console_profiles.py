@@ -12,8 +12,8 @@ from strongroom.console.modals.profile import ProfileScreen, profile_changes
 from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable, Input, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, showing, tab_keys, wait_for
-from tests.console.tui.live import console, main_screen, select_user, settle
+from tests.console.tui.conftest import drive, in_thread, showing, wait_for
+from tests.console.tui.live import at_main_screen, select_user, settle
 from tests.daemon.conftest import add_admin, login
 
 
@@ -62,10 +62,7 @@ async def _open_profile(pilot, app) -> ProfileScreen:
 
 
 async def _edit(daemon, token):
-    app = console(daemon, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("users"))
+    async with at_main_screen(daemon, token=token, tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
         await select_user(pilot, tab, "clinician")
         await wait_for(pilot, lambda: app.screen.active_bindings["s"].enabled, what="profile enabled")
@@ -117,10 +114,7 @@ def test_a_user_without_user_manage_reads_their_own_profile_with_editing_disable
 
 async def _own(daemon):
     token = await in_thread(login, daemon, "auditor1")       # auditor: no user:manage, so no list
-    app = console(daemon, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        await main_screen(pilot)
-        await pilot.press(*tab_keys("users"))
+    async with at_main_screen(daemon, token=token, tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
         note = tab.query_one("#users-note", Static)
         await wait_for(pilot, lambda: "User list hidden" in str(note.render()), what="the list hidden")
