@@ -68,7 +68,7 @@ class StrongroomConsole(App):
         """A toast is about to be added: Textual runs a subclass's handler before App's
         own `_on_notify` adds it, so the newest MAX_TOASTS - 1 stay beside it and older
         ones are dropped. A burst (refusals, several jobs ending together) never piles up
-        over the tab bar; the main screen also bounds the rack's height."""
+        over the tab bar; the main screen then keeps only as many as fit below it."""
         for notification in list(self._notifications)[:-(MAX_TOASTS - 1) or None]:
             self._unnotify(notification, refresh=False)
         fit = getattr(self.screen_stack[-1] if self.screen_stack else None, "fit_toasts", None)
