@@ -14,6 +14,7 @@ import click
 
 from strongroom.console.cli import CliState, emit, remote_options
 from strongroom.console.cli.transport import run_remote
+from strongroom.console.helpers.text import counted
 
 if TYPE_CHECKING:  # ZeroMQ and the config models load only when a command talks to the daemon
     from strongroom.console.client import Client
@@ -135,7 +136,8 @@ async def wait_for_run(client: Client, args: dict, *, quiet: bool, cmd: str = "j
                     if bar is not None:
                         bar.update(pct - bar.pos)
                     elif not quiet:
-                        click.echo(f"  {data['done']}/{data['total']} {data.get('message', '')}", err=True)
+                        shown = counted(data["done"], data["total"], data.get("unit"))
+                        click.echo(f"  {shown} {data.get('message', '')}", err=True)
                 if data.get("run_id") != run_id or data.get("status") == "running":
                     continue
             current = await client.call("job.get", {"run_id": run_id})

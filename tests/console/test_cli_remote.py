@@ -43,6 +43,16 @@ def test_jobs_run_wait_reports_success_and_lists_it(running, capsys):
     assert json.loads(out)[0]["job_kind"] == "integrity"
 
 
+def test_jobs_run_wait_follows_progress_in_the_runs_unit(running, capsys):
+    """Followed without a terminal, each progress line gives the count in the one unit
+    the kind counts in ("3 / 9 checks"), not bare numbers."""
+    data_dir, _ = running
+    code, _, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "integrity", "--wait")
+    assert code == 0, err
+    counts = re.findall(r"^  (\d+) / 9 checks ", err, re.M)
+    assert counts and counts == sorted(counts, key=int), err
+
+
 def test_jobs_kinds_lists_every_kind_with_the_params_it_takes(running, capsys):
     data_dir, _ = running
     code, out, err = run(capsys, "--data-dir", str(data_dir), "jobs", "kinds")
