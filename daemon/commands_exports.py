@@ -136,8 +136,7 @@ def save_cmd(d: "Daemon", call: Call) -> dict:
     """Save an export request as a named configuration (checked now; run it with
     export.run configuration=NAME). An encrypted one asks for its password at each run."""
     a: SaveArgs = call.args
-    tenancy.check_export(d.ctx.engine, call.principal,
-                         export_job.build_request(d.ctx, a.model_dump(exclude={"name"}, exclude_none=True)).filters)
+    tenancy.check_export(d.ctx.engine, call.principal, dict(a.filters or {}))
     return export_job.save_configuration(d.ctx, a.name, a.model_dump(exclude={"name"}), call.principal)
 
 
