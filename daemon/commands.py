@@ -47,6 +47,7 @@ from strongroom.core.auth import sessions as auth_sessions
 from strongroom.core.auth.enrolment import EnrolmentRequired
 from strongroom.core.auth.users import list_users
 from strongroom.core.db.engine import transaction
+from strongroom.core.errors import NotFoundError
 from strongroom.core.db.models import Backup, SecurityEvent
 from strongroom.core.jobs import KINDS
 from strongroom.core.jobs import kind as job_kind
@@ -242,9 +243,18 @@ def health_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("job.list", permission="audit:read", args=JobListArgs, result=list[m_jobs.JobRun])
 def jobs_list_cmd(d: "Daemon", call: Call) -> list[dict]:
-    """Recent job runs, newest first."""
+    """Recent job runs, newest first. A caller bound to one practice of several sees
+    their practice's runs whole, whole-database runs without params, result or error,
+    and no other practice's (tenancy.run_shown)."""
     a: JobListArgs = call.args
-    return [r.as_dict() for r in runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=a.limit)]
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        practice = tenancy.narrowed_to(conn, call.principal)
+        if practice is None:
+            return [r.as_dict() for r in runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=a.limit)]
+        # Narrowed: other practices' runs are left out, so read further back to fill the page.
+        scanned = runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=min(a.limit * 10, 5000))
+        shown = (tenancy.run_shown(conn, practice, r.as_dict()) for r in scanned)
+        return [r for r in shown if r is not None][:a.limit]
 
 
 @command("job.kind.list", permission=None, inline=True, result=list[m_jobs.JobKindInfo])
@@ -269,16 +279,26 @@ def job_run_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("job.get", permission="audit:read", args=RunIdArgs, result=m_jobs.JobRun)
 def job_get_cmd(d: "Daemon", call: Call) -> dict:
-    """One job run with its progress, result and error."""
-    return runs.get(d.ctx.engine, call.args.run_id).as_dict()
+    """One job run with its progress, result and error (narrowed as job.list is: another
+    practice's run is not_found, exactly as a run that does not exist)."""
+    return _run_for(d, call)
+
+
+def _run_for(d: "Daemon", call: Call) -> dict:
+    run = runs.get(d.ctx.engine, call.args.run_id).as_dict()
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        shown = tenancy.run_shown(conn, tenancy.narrowed_to(conn, call.principal), run)
+    if shown is None:
+        raise NotFoundError(f"job run {call.args.run_id} not found")     # runs.get's own words
+    return shown
 
 
 @command("job.cancel", permission=None, args=RunIdArgs, result=m_jobs.CancelResult)
 def job_cancel_cmd(d: "Daemon", call: Call) -> dict:
     """Ask a running job to stop at its next safe point."""
-    run = runs.get(d.ctx.engine, call.args.run_id)
-    d.require(call.principal, f"job:{run.job_kind}:run")
-    return d.runner.cancel(run.id, by=call.principal.actor)
+    run = _run_for(d, call)
+    d.require(call.principal, f"job:{run['job_kind']}:run")
+    return d.runner.cancel(run["id"], by=call.principal.actor)
 
 
 @command("backup.list", permission="audit:read", args=LimitArgs, result=list[m_backup.BackupRow])
@@ -292,14 +312,31 @@ def backups_list_cmd(d: "Daemon", call: Call) -> list[dict]:
 
 # --- audit and security -----------------------------------------------------------------
 
+AUDIT_SCAN = 20_000
+
 @command("audit.tail", permission="audit:read", args=AuditTailArgs, result=list[m_audit.AuditEntry])
 def audit_tail_cmd(d: "Daemon", call: Call) -> list[dict]:
-    """Newest audit entries first; page back with before_id."""
+    """Newest audit entries first; page back with before_id. A caller bound to one
+    practice of several reads its own people's entries and those about its own rows."""
     a: AuditTailArgs = call.args
-    with d.ctx.engine.connect() as conn:
-        entries = audit.tail(conn, limit=a.limit, before_id=a.before_id, actor=a.actor,
-                             action=a.action, table_name=a.table_name)
-    return [e.__dict__ for e in entries]
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        practice = tenancy.narrowed_to(conn, call.principal)
+        if practice is None:
+            entries = audit.tail(conn, limit=a.limit, before_id=a.before_id, actor=a.actor,
+                                 action=a.action, table_name=a.table_name)
+            return [e.__dict__ for e in entries]
+        # Narrowed (tenancy.audit_shown): read back in pages until the page is full, at
+        # most AUDIT_SCAN entries per call (a shorter page then; page on from its last id).
+        shown: list = []
+        before, scanned = a.before_id, 0
+        while len(shown) < a.limit and scanned < AUDIT_SCAN:
+            batch = audit.tail(conn, limit=500, before_id=before, actor=a.actor, action=a.action,
+                               table_name=a.table_name)
+            if not batch:
+                break
+            shown += tenancy.audit_shown(conn, practice, batch)
+            before, scanned = batch[-1].id, scanned + len(batch)
+        return [e.__dict__ for e in shown[:a.limit]]
 
 
 @command("audit.verify", permission="audit:read", result=m_audit.AuditVerifyResult)
@@ -325,10 +362,15 @@ def audit_verify_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("security.event.list", permission="security:read", args=SecurityEventListArgs, result=list[m_security.SecurityEvent])
 def security_events_cmd(d: "Daemon", call: Call) -> list[dict]:
-    """Security events (logins, failures, lockouts, grants), newest first."""
+    """Security events (logins, failures, lockouts, grants), newest first; a caller bound
+    to one practice of several sees its own accounts' only."""
     a: SecurityEventListArgs = call.args
     table = SecurityEvent.__table__
     query = select(table).order_by(table.c.id.desc()).limit(a.limit)
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        practice = tenancy.narrowed_to(conn, call.principal)
+    if practice is not None:
+        query = query.where(tenancy.security_scope(practice))
     if a.before_id:
         query = query.where(table.c.id < a.before_id)
     if a.event_type:

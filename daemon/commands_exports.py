@@ -41,19 +41,32 @@ _configurations = ExportConfiguration.__table__
 
 @command("export.list", permission="audit:read", args=ListArgs, result=ExportPage)
 def list_cmd(d: "Daemon", call: Call) -> dict:
-    """Export history, newest first, a page at a time (limit, offset; optional status)."""
+    """Export history, newest first, a page at a time (limit, offset; optional status).
+    A caller bound to one practice of several sees its practice's exports only."""
     a: ListArgs = call.args
     query = select(_exports)
     counted = select(func.count()).select_from(_exports)
     if a.status:
         query = query.where(_exports.c.status == a.status)
         counted = counted.where(_exports.c.status == a.status)
+    query = query.order_by(_exports.c.created_at.desc(), _exports.c.id)
+    running = [job for job in d.runner.active() if job["kind"] == KIND]
     with transaction(d.ctx.engine, read_only=True) as conn:
-        total = conn.execute(counted).scalar_one()
-        rows = conn.execute(query.order_by(_exports.c.created_at.desc(), _exports.c.id)
-                            .limit(a.limit).offset(a.offset)).mappings().all()
+        practice = tenancy.narrowed_to(conn, call.principal)
+        if practice is None:
+            total = conn.execute(counted).scalar_one()
+            rows = conn.execute(query.limit(a.limit).offset(a.offset)).mappings().all()
+        else:
+            # Narrowed: an export is its practice's by its filters (a practice or a client
+            # named). The history is short (exports are kept export_retention days), so
+            # it is filtered here and paged after.
+            mine = [r for r in conn.execute(query).mappings()
+                    if tenancy.practices_named(conn, {"filters": r["filters"]}) == {practice}]
+            total, rows = len(mine), mine[a.offset:a.offset + a.limit]
+            running = [job for job in running
+                       if tenancy.practices_named(conn, job.get("params")) == {practice}]
     return {"items": [dict(r) for r in rows], "total": total, "limit": a.limit, "offset": a.offset,
-            "running": [job for job in d.runner.active() if job["kind"] == KIND]}
+            "running": running}
 
 
 @command("export.show", permission="audit:read", args=ShowArgs, result=ExportShown)
@@ -61,8 +74,11 @@ def show_cmd(d: "Daemon", call: Call) -> dict:
     """One export with its manifest, and whether the manifest still matches its SHA-256."""
     with transaction(d.ctx.engine, read_only=True) as conn:
         row = conn.execute(select(_exports).where(_exports.c.id == call.args.export_id)).mappings().first()
-    if row is None:
-        raise NotFoundError(f"export {call.args.export_id} does not exist")
+        practice = tenancy.narrowed_to(conn, call.principal)
+        foreign = (row is not None and practice is not None
+                   and tenancy.practices_named(conn, {"filters": row["filters"]}) != {practice})
+    if row is None or foreign:       # another practice's: the very answer a missing one gets
+        raise NotFoundError("export_id: no such export")
     out: dict[str, Any] = {**dict(row), "manifest": None, "manifest_ok": None}
     if row["location"]:
         path = Path(row["location"]) / MANIFEST
@@ -81,12 +97,15 @@ def tables_cmd(d: "Daemon", call: Call) -> dict:
     with transaction(d.ctx.engine, read_only=True) as conn:
         saved = conn.execute(select(_configurations.c.name, _configurations.c.format,
                                     _configurations.c.masking_profile, _configurations.c.encryption_enabled,
-                                    _configurations.c.schedule)
+                                    _configurations.c.schedule, _configurations.c.filters)
                              .where(_configurations.c.is_active.is_(True))
                              .order_by(_configurations.c.name)).mappings().all()
+        practice = tenancy.narrowed_to(conn, call.principal)
+        saved = [{k: v for k, v in r.items() if k != "filters"} for r in saved
+                 if practice is None or tenancy.practices_named(conn, {"filters": r["filters"]}) == {practice}]
     return {"tables": spec.catalogue(), "formats": list(spec.FORMATS), "masking_profiles": list(spec.MASKING_PROFILES),
             "ranges": list(spec.RANGES), "status_filters": spec.status_filters(),
-            "configurations": [dict(r) for r in saved], "min_password": spec.MIN_PASSWORD,
+            "configurations": saved, "min_password": spec.MIN_PASSWORD,
             "retention_days": d.ctx.settings.export.retention_days,
             "max_per_hour": d.ctx.settings.export.max_per_hour}
 
@@ -117,6 +136,7 @@ def save_cmd(d: "Daemon", call: Call) -> dict:
     """Save an export request as a named configuration (checked now; run it with
     export.run configuration=NAME). An encrypted one asks for its password at each run."""
     a: SaveArgs = call.args
+    tenancy.check_export(d.ctx.engine, call.principal, dict(a.filters or {}))
     return export_job.save_configuration(d.ctx, a.name, a.model_dump(exclude={"name"}), call.principal)
 
 
@@ -127,6 +147,9 @@ def configure_cmd(d: "Daemon", call: Call) -> dict:
     from now."""
     a: ConfigureArgs = call.args
     changes = a.model_dump(exclude={"name"}, exclude_none=True)
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        if not _configuration_shown(conn, tenancy.narrowed_to(conn, call.principal), a.name):
+            raise NotFoundError("export configuration: none active by that name")   # as for a missing one
     return export_job.update_configuration(d.ctx, a.name, changes, call.principal)
 
 
@@ -134,5 +157,18 @@ def configure_cmd(d: "Daemon", call: Call) -> dict:
 def configurations_cmd(d: "Daemon", call: Call) -> dict:
     """Saved export configurations with their schedule, next export time, password source
     and retention (never a password)."""
-    return {"items": export_job.list_configurations(d.ctx),
-            "retention_days": d.ctx.settings.export.retention_days}
+    items = export_job.list_configurations(d.ctx)
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        practice = tenancy.narrowed_to(conn, call.principal)
+        if practice is not None:
+            items = [c for c in items if tenancy.practices_named(conn, {"filters": c["filters"]}) == {practice}]
+    return {"items": items, "retention_days": d.ctx.settings.export.retention_days}
+
+
+def _configuration_shown(conn, practice, name: str) -> bool:
+    """Whether a caller narrowed to `practice` (None: not narrowed) may see or change the
+    saved configuration `name`: one whose filters name their practice (or a client of it)."""
+    if practice is None:
+        return True
+    filters = conn.execute(select(_configurations.c.filters).where(_configurations.c.name == name)).scalar()
+    return filters is not None and tenancy.practices_named(conn, {"filters": filters}) == {practice}

@@ -19,6 +19,7 @@ from strongroom.core.integrity import WARN, is_failure, is_ok
 from strongroom.core.jobs import runs
 
 from strongroom.core.protocol.models.integrity import IntegrityReport, ReportArgs
+from strongroom.daemon import tenancy
 from strongroom.daemon.commands import Call, command
 
 if TYPE_CHECKING:
@@ -84,6 +85,13 @@ def integrity_report_cmd(d: "Daemon", call: Call) -> dict:
     with transaction(d.ctx.engine, read_only=True) as conn:
         checks = _checks_of(conn, latest) if latest else []
         chain = _chain(conn, d)
+        if tenancy.narrowed_to(conn, call.principal) is not None:
+            # The checks' evidence names rows of every practice (ids found broken or
+            # missing): a caller bound to one practice of several sees verdicts and counts
+            # only, as on the Overview.
+            checks = [{**c, "evidence": {"withheld": "names rows of every practice"}} for c in checks]
+            if chain.get("last_check"):
+                chain = {**chain, "last_check": {**chain["last_check"], "evidence": None}}
     return {"latest": None if latest is None else _summary(latest), "checks": checks,
             "running": [job for job in d.runner.active() if job["kind"] == KIND],
             "history": [_summary(r) for r in finished[:call.args.history]], "audit_chain": chain}

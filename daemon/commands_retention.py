@@ -21,7 +21,7 @@ from strongroom.core.retention import certificate, erasure, holds, policies
 
 from strongroom.core.protocol.models.retention import CertificateArgs, ErasureCertificate, ErasureExecuted, ErasureListArgs, ErasureListed, ErasureRequest, ErasureRequestArgs, Hold, HoldIdArgs, HoldPlaceArgs, HoldsListArgs, PlanArgs, PolicySetArgs, RequestIdArgs, RetentionPlan, RetentionPolicy
 from strongroom.daemon.commands import Call, command
-from strongroom.daemon.tenancy import scope_of
+from strongroom.daemon.tenancy import narrowed_to, scope_of
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -50,10 +50,12 @@ def policy_set_cmd(d: "Daemon", call: Call) -> dict:
 
 @command("retention.plan.get", permission=READ, args=PlanArgs, result=RetentionPlan)
 def plan_cmd(d: "Daemon", call: Call) -> dict:
-    """What retention archives and deletes now and within horizon_days, and what holds block."""
+    """What retention archives and deletes now and within horizon_days, and what holds
+    block; a caller bound to one practice of several sees that practice's only."""
     a: PlanArgs = call.args
     with transaction(d.ctx.engine, read_only=True) as conn:
-        return retention_job.plan(conn, now=utcnow(), horizon_days=a.horizon_days, limit=a.limit)
+        return retention_job.plan(conn, now=utcnow(), horizon_days=a.horizon_days, limit=a.limit,
+                                  practice_id=narrowed_to(conn, call.principal))
 
 
 @command("hold.list", permission=READ, args=HoldsListArgs, result=list[Hold])

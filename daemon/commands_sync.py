@@ -21,13 +21,17 @@ from sqlalchemy import select
 
 from strongroom.core import audit
 from strongroom.core.db.engine import transaction
-from strongroom.core.errors import ConflictError, ValidationError
+from strongroom.core.db.models import SyncConflict
+from strongroom.core.errors import ConflictError, NotFoundError, ValidationError
 from strongroom.core.sync import conflicts, peers
 from strongroom.core.sync import status as sync_status
 
 from strongroom.core.protocol.models.jobs import JobRun
 from strongroom.core.protocol.models.sync import ConflictArgs, ConflictField, ConflictFieldArgs, ConflictShown, ConflictSummary, ConflictsArgs, Peer, PeerAddArgs, PeerChanged, PeerNameArgs, QuarantineArgs, QuarantinedRow, ResolveArgs, SyncCheckArgs, SyncCheckResult, SyncRunArgs, SyncStatus
+from strongroom.daemon import tenancy
 from strongroom.daemon.commands import Call, command
+
+_conflicts = SyncConflict.__table__
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -137,8 +141,10 @@ def sync_quarantine_cmd(d: "Daemon", call: Call) -> list[dict]:
     oldest first (page with after_id); never the row's content."""
     a: QuarantineArgs = call.args
     with transaction(d.ctx.engine, read_only=True) as conn:
-        return sync_status.list_quarantine(conn, status=None if a.status == "all" else a.status,
+        rows = sync_status.list_quarantine(conn, status=None if a.status == "all" else a.status,
                                            limit=a.limit, after_id=a.after_id)
+        practice = tenancy.narrowed_to(conn, call.principal)
+        return [r for r in rows if tenancy.row_shown(conn, practice, r["table"], r["row_id"])]
 
 
 @command("sync.conflict.list", permission="sync:resolve", args=ConflictsArgs, result=list[ConflictSummary])
@@ -146,9 +152,22 @@ def sync_conflicts_cmd(d: "Daemon", call: Call) -> list[dict]:
     """Sync conflicts, oldest first, with the fields that differ (never their values); page with after_id."""
     a: ConflictsArgs = call.args
     with transaction(d.ctx.engine, read_only=True) as conn:
-        return conflicts.list_conflicts(conn, d.ctx.keyring, call.principal,
-                                        status=None if a.status == "all" else a.status,
-                                        limit=a.limit, after_id=a.after_id)
+        listed = conflicts.list_conflicts(conn, d.ctx.keyring, call.principal,
+                                          status=None if a.status == "all" else a.status,
+                                          limit=a.limit, after_id=a.after_id)
+        practice = tenancy.narrowed_to(conn, call.principal)
+        return [c for c in listed if tenancy.row_shown(conn, practice, c["table"], c["row_id"])]
+
+
+def _conflict_shown(conn, call: Call, conflict_id) -> None:
+    """A conflict over another practice's row is not_found, as one that does not exist."""
+    practice = tenancy.narrowed_to(conn, call.principal)
+    if practice is None:
+        return
+    row = conn.execute(select(_conflicts.c.table_name, _conflicts.c.row_id)
+                       .where(_conflicts.c.id == conflict_id)).first()
+    if row is not None and not tenancy.row_shown(conn, practice, row.table_name, row.row_id):
+        raise NotFoundError(f"sync conflict {conflict_id} does not exist")    # conflicts._load's words
 
 
 @command("sync.conflict.get", permission="sync:resolve", args=ConflictArgs, result=ConflictShown)
@@ -157,6 +176,7 @@ def sync_conflict_cmd(d: "Daemon", call: Call) -> dict:
     only the names of the others (other_fields; sync.conflict.field.get shows one); PHI
     masked without phi:read, a plaintext view audited as a READ of the differing fields."""
     with transaction(d.ctx.engine) as conn:   # writable: a plaintext view is audited
+        _conflict_shown(conn, call, call.args.conflict_id)
         return conflicts.get_conflict(conn, d.ctx.keyring, call.principal, call.args.conflict_id)
 
 
@@ -167,6 +187,7 @@ def sync_conflict_field_cmd(d: "Daemon", call: Call) -> dict:
     that one field."""
     a: ConflictFieldArgs = call.args
     with transaction(d.ctx.engine) as conn:   # writable: a plaintext field is audited
+        _conflict_shown(conn, call, call.args.conflict_id)
         return conflicts.reveal_field(conn, d.ctx.keyring, call.principal, a.conflict_id, a.field)
 
 
@@ -175,6 +196,7 @@ def sync_resolve_cmd(d: "Daemon", call: Call) -> dict:
     """Resolve a conflict: choose local, remote or base for every differing field."""
     a: ResolveArgs = call.args
     with transaction(d.ctx.engine) as conn:
+        _conflict_shown(conn, call, call.args.conflict_id)
         result = conflicts.resolve_conflict(conn, d.ctx.keyring, call.principal, a.conflict_id, a.choices)
     d.publish("sync.conflict", {"event": "resolved", "conflict_id": str(result["id"]),
                                 "table": result["table"], "row_id": str(result["row_id"]),

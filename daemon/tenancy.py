@@ -16,6 +16,23 @@ lists narrow themselves with `scope_of`.
 
 The check reads only ids and practice ids, in a read-only transaction of its own
 before the handler runs; an object's practice never changes, so the answer holds.
+
+What a caller reads is narrowed (`narrowed_to`) only when the database holds several
+practices; with one there is nobody to keep apart and nothing changes:
+- job.list/job.get/job.cancel: a run naming the caller's practice (or a client of it)
+  whole; a whole-database run (backup, verify, integrity, sync...) without its params,
+  result, message or error; another practice's not at all (`run_shown`).
+- export.list/export.show, export configurations (list, set, the form's catalogue):
+  by the practice their filters name; a new configuration is checked as export.run is.
+- audit.tail: entries made by the practice's people or about its rows (`audit_shown`);
+  security.event.list: events about its accounts (`security_scope`).
+- retention.plan.get: its rows and holds; integrity.report.get: verdicts and counts,
+  evidence (row ids of every practice) withheld; sync conflicts and quarantine: rows of
+  its own (`row_shown`); key rotation: its own clients only (`job_params`).
+Whole-database on purpose, for every caller with the permission: backups, snapshots and
+their requests, retention policies (one per table for the installation), sync peers and
+status, the compliance report and its documents (the installation's safeguards, which
+every practice in it shares; scores and counts, no rows), config and health.
 """
 from __future__ import annotations
 
@@ -27,7 +44,8 @@ from sqlalchemy import Connection, Engine, select
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (AuthSession, Client, ClientFile, ErasureRequest, LegalHold, Practice,
-                                       ReconcilePair, RoleGrant, Service, Staff, TherapySession, User)
+                                       ReconcilePair, RoleGrant, SecurityEvent, Service, Staff, TherapySession,
+                                       User)
 from strongroom.core.errors import NotFoundError, ValidationError
 from strongroom.core.principal import Principal
 from strongroom.core.repository.practices import only_practice
@@ -176,11 +194,118 @@ def _practices(conn: Connection) -> int:
     return len(conn.execute(select(practices.c.id).where(practices.c.deleted_at.is_(None)).limit(2)).all())
 
 
+def narrowed_to(conn: Connection, principal: Principal | None) -> uuid.UUID | None:
+    """The practice what a caller reads is narrowed to: theirs when they are bound to one
+    and the database holds several; None (everything, as before) otherwise. With one
+    practice there is nobody else to keep apart, so the common case costs one indexed
+    query and changes nothing."""
+    if principal is None or principal.practice_id is None or _practices(conn) < 2:
+        return None
+    return principal.practice_id
+
+
+def practices_named(conn: Connection, params: dict | None) -> set[uuid.UUID | None]:
+    """The practices a run's params, or an export's filters, name: through practice_id,
+    client_id, client_ids (a key rotation) or an export's filters. Empty: they name
+    none, the run is the whole database's (a backup, an integrity run). A name that
+    resolves to no row counts as None, so it matches no caller."""
+    params = params or {}
+    named: set[uuid.UUID | None] = set()
+    for source in (params, params.get("filters") if isinstance(params.get("filters"), dict) else {}):
+        if source.get("practice_id"):
+            named.add(OWNERS["practice_id"][1](conn, source["practice_id"]))
+        clients = source.get("client_ids") if isinstance(source.get("client_ids"), list) else []
+        for client in ([source["client_id"]] if source.get("client_id") else []) + clients:
+            named.add(OWNERS["client_id"][1](conn, client))
+    return named
+
+
+def run_shown(conn: Connection, practice: uuid.UUID | None, run: dict) -> dict | None:
+    """A job run as a caller narrowed to `practice` may see it: whole when it names
+    that practice only; kind, state and times with params, result, message and error
+    withheld when it names none (a backup's or integrity run's figures and evidence are
+    the whole database's); None when it names another practice. `practice` None: as is."""
+    if practice is None:
+        return run
+    named = practices_named(conn, run.get("params"))
+    if named == {practice}:
+        return run
+    if named:
+        return None
+    return {**run, "params": {}, "result": None, "message": None,
+            "error": "withheld: this run covers every practice" if run.get("error") else None}
+
+
+# Audit entries name the row they touched by table and id: the practice of each table's rows.
+_TABLE_OWNERS: dict[str, Owner] = {
+    "practices": OWNERS["practice_id"][1], "clients": OWNERS["client_id"][1],
+    "staff": OWNERS["staff_id"][1], "services": OWNERS["service_id"][1],
+    "therapy_sessions": OWNERS["appointment_id"][1], "client_files": OWNERS["file_id"][1],
+    "legal_holds": OWNERS["hold_id"][1], "erasure_requests": OWNERS["request_id"][1],
+    "users": OWNERS["user_id"][1], "reconcile_pairs": OWNERS["pair_id"][1],
+}
+
+
+def row_shown(conn: Connection, practice: uuid.UUID | None, table: str | None, row_id: Any) -> bool:
+    """Whether a caller narrowed to `practice` (None: not narrowed) may see a row named
+    by table and id (a sync conflict's, a quarantined row's): only a row of theirs; a
+    row of a table no practice owns, or one this site does not hold, is the
+    installation's."""
+    if practice is None:
+        return True
+    owner = _TABLE_OWNERS.get(table or "")
+    return owner is not None and _uuid(row_id) is not None and owner(conn, row_id) == practice
+
+
+def _usernames(conn: Connection, practice: uuid.UUID) -> set[str]:
+    users = User.__table__
+    return set(conn.execute(select(users.c.username).where(users.c.practice_id == practice)).scalars())
+
+
+def audit_shown(conn: Connection, practice: uuid.UUID, entries: list) -> list:
+    """The audit entries a caller narrowed to `practice` may read: those its own people
+    made, and those about a row of its own (by table and record id). Entries about no
+    row of a practice (the daemon's jobs, backups, logins of another practice's people)
+    belong to the installation and are left to callers bound to no practice. Audit rows
+    carry no practice column: adding one would change what the hash chain covers."""
+    actors = {f"user:{name}" for name in _usernames(conn, practice)}
+    owners: dict[tuple[str, str], uuid.UUID | None] = {}
+    shown = []
+    for entry in entries:
+        if entry.actor in actors:
+            shown.append(entry)
+            continue
+        owner = _TABLE_OWNERS.get(entry.table_name or "")
+        if owner is None or not entry.record_id:
+            continue
+        key = (entry.table_name, entry.record_id)
+        if key not in owners:
+            owners[key] = owner(conn, entry.record_id) if _uuid(entry.record_id) else None
+        if owners[key] == practice:
+            shown.append(entry)
+    return shown
+
+
+def security_scope(practice: uuid.UUID):
+    """A WHERE clause for security events about `practice`'s own accounts (by id or by
+    the username a failed login gave); events about nobody's account are the
+    installation's, shown to callers bound to no practice."""
+    users, events = User.__table__, SecurityEvent.__table__
+    return (events.c.user_id.in_(select(users.c.id).where(users.c.practice_id == practice))
+            | events.c.username.in_(select(users.c.username).where(users.c.practice_id == practice)))
+
+
 def job_params(ctx: Any, principal: Principal, kind: str, params: dict | None) -> dict | None:
     """job.run's params for a caller bound to a practice: a reconcile runs over their
-    practice only (another is not_found), an export is checked as export.run checks it."""
+    practice only (another is not_found), an export is checked as export.run checks it,
+    a key rotation's clients must be theirs."""
     if principal.practice_id is None:
         return params
+    if kind == "key_rotation" and (params or {}).get("client_ids"):
+        with transaction(ctx.engine, read_only=True) as conn:
+            if any(OWNERS["client_id"][1](conn, client) != principal.practice_id
+                   for client in params["client_ids"]):
+                raise NotFoundError("client_ids: no such client")
     if kind == "reconcile":
         given = (params or {}).get("practice_id")
         return {**(params or {}), "practice_id": str(scope_of(principal, _uuid(given) if given else None))}

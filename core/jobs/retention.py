@@ -193,10 +193,12 @@ def due_page(conn: Connection, policy: Policy, action: str, until: datetime, *,
 
 # --- the plan --------------------------------------------------------------------------
 
-def plan(conn: Connection, *, now: datetime, horizon_days: int = 30, limit: int = 200) -> dict[str, Any]:
+def plan(conn: Connection, *, now: datetime, horizon_days: int = 30, limit: int = 200,
+         practice_id: uuid.UUID | None = None) -> dict[str, Any]:
     """What the job would archive and delete by `now` + `horizon_days` and why, with
     what a legal hold blocks (and which hold). Counts per table and action; the first
-    `limit` rows by due date. Changes nothing."""
+    `limit` rows by due date. Only `practice_id`'s rows and holds when given (a caller
+    bound to one practice of several learns nothing of the others'). Changes nothing."""
     if not 0 <= horizon_days <= MAX_HORIZON_DAYS:
         raise ValidationError(f"retention plan: horizon_days must be between 0 and {MAX_HORIZON_DAYS}")
     until = now + timedelta(days=horizon_days)
@@ -211,6 +213,8 @@ def plan(conn: Connection, *, now: datetime, horizon_days: int = 30, limit: int 
             while True:
                 dues, after = due_page(conn, policy, action, until, after=after)
                 for due in dues:
+                    if practice_id is not None and due.practice_id != practice_id:
+                        continue
                     hold = scope.hold_for(due.practice_id, due.client_id)
                     if hold is not None:
                         counts["blocked"] += 1
@@ -226,7 +230,7 @@ def plan(conn: Connection, *, now: datetime, horizon_days: int = 30, limit: int 
             summary.append(counts)
     actions = [item[2].as_dict() for item in sorted(soonest, key=lambda i: (-i[0], i[1]))]
     return {"now": now, "horizon_days": horizon_days, "summary": summary, "actions": actions,
-            "truncated": counter > len(actions), "holds_in_force": len(scope.clients) + len(scope.practices)}
+            "truncated": counter > len(actions), "holds_in_force": scope.count(practice_id)}
 
 
 # --- carrying it out --------------------------------------------------------------------

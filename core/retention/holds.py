@@ -56,6 +56,14 @@ class HeldScope:
 
     practices: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
     clients: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+    practice_of_client: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
+
+    def count(self, practice_id: uuid.UUID | None = None) -> int:
+        """Practices and clients held: every one, or `practice_id`'s only."""
+        if practice_id is None:
+            return len(self.clients) + len(self.practices)
+        return (int(practice_id in self.practices)
+                + sum(1 for client in self.clients if self.practice_of_client[client] == practice_id))
 
     def hold_for(self, practice_id: uuid.UUID | None, client_id: uuid.UUID | None) -> uuid.UUID | None:
         """The hold blocking a row of this practice and client, or None."""
@@ -71,6 +79,7 @@ def active_scope(conn: Connection) -> HeldScope:
             scope.practices[row.practice_id] = row.id
         else:
             scope.clients[row.client_id] = row.id
+            scope.practice_of_client[row.client_id] = row.practice_id
     return scope
 
 

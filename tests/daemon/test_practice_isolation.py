@@ -15,6 +15,7 @@ refused for a missing permission: only for being another practice's.
 """
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -30,7 +31,8 @@ from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import create_practice, only_practice
 from strongroom.core.repository.sessions import create_session
 from strongroom.core.retention import erasure, holds
-from tests.daemon.conftest import PASSWORD, data_transaction, error_of, login, make_data_dir, running_daemon
+from tests.daemon.conftest import (PASSWORD, data_transaction, error_of, login, make_data_dir, running_daemon,
+                                   seed_sync_demo)
 
 WHEN = "2031-05-06T10:00:00+00:00"
 
@@ -211,3 +213,137 @@ def test_an_export_or_a_job_reads_only_the_callers_practice(two_practices):
     assert started() == runs_before
     mine = d.call("export.run", {"tables": ["clients"], "format": "csv", "filters": {"practice_id": d.a["practice"]}}, token=d.opa)
     assert mine["job_kind"] == "export"
+
+
+# --- what a practice's people read: runs, exports, audit, security events, plans --------
+
+def _finished(d, run_id: str, timeout: float = 60.0) -> dict:
+    """The run once it has finished, as the local operator (who sees every run) reads it."""
+    deadline = time.monotonic() + timeout
+    while (run := d.call("job.get", {"run_id": run_id}))["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"run still {run['status']}"
+        time.sleep(0.2)
+    return run
+
+
+@pytest.fixture
+def practice_runs(two_practices):
+    """A finished export and reconcile of B's (started by B's owner), an export of A's
+    and a whole-database integrity run (started by the local operator)."""
+    d = two_practices
+    def run(cmd: str, args: dict, token: str | None = "local") -> str:   # one export at a time
+        return _finished(d, d.call(cmd, args, token=token)["id"])["id"]
+    b_export = run("export.run", {"tables": ["clients"], "format": "csv",
+                                  "filters": {"practice_id": d.b["practice"]}}, d.bossb)
+    b_reconcile = run("job.run", {"kind": "reconcile"}, d.bossb)
+    a_export = run("export.run", {"tables": ["clients"], "format": "csv",
+                                  "filters": {"practice_id": d.a["practice"]}}, d.opa)
+    machine = run("job.run", {"kind": "integrity"})
+    d.runs = {"b_export": b_export, "b_reconcile": b_reconcile, "a_export": a_export, "machine": machine}
+    return d
+
+
+def test_job_runs_of_another_practice_are_neither_listed_nor_shown(practice_runs):
+    d = practice_runs
+    seen = {r["id"]: r for r in d.call("job.list", {"limit": 50}, token=d.opa)}
+    assert d.runs["a_export"] in seen and seen[d.runs["a_export"]]["params"]["filters"]["practice_id"] == d.a["practice"]
+    assert d.runs["b_export"] not in seen and d.runs["b_reconcile"] not in seen
+    for run_id in (d.runs["b_export"], d.runs["b_reconcile"]):
+        refused = error_of(d, "job.get", {"run_id": run_id}, d.opa)
+        nowhere = error_of(d, "job.get", {"run_id": str(uuid.uuid4())}, d.opa)
+        assert refused.code == nowhere.code == "not_found"
+        assert error_of(d, "job.cancel", {"run_id": run_id}, d.opa).code == "not_found"
+    assert d.call("job.get", {"run_id": d.runs["b_reconcile"]}, token=d.bossb)["params"]["practice_id"] == d.b["practice"]
+    # Everyone's run: visible as a run, its figures and evidence withheld.
+    machine = seen[d.runs["machine"]]
+    assert machine["status"] == "succeeded" and machine["params"] == {} and machine["result"] is None
+    assert d.call("job.get", {"run_id": d.runs["machine"]})["result"] is not None      # the local operator
+    local = {r["id"] for r in d.call("job.list", {"limit": 50})}
+    assert set(d.runs.values()) <= local
+
+
+def test_exports_and_their_configurations_of_another_practice_stay_hidden(practice_runs):
+    d = practice_runs
+    mine = d.call("export.list", token=d.opa)
+    assert mine["total"] == 1 and [e["filters"]["practice_id"] for e in mine["items"]] == [d.a["practice"]]
+    theirs = d.call("export.list", token=d.bossb)["items"]
+    assert [e["filters"]["practice_id"] for e in theirs] == [d.b["practice"]]
+    refused = error_of(d, "export.show", {"export_id": theirs[0]["id"]}, d.opa)
+    nowhere = error_of(d, "export.show", {"export_id": str(uuid.uuid4())}, d.opa)
+    assert refused.code == nowhere.code == "not_found" and theirs[0]["id"] not in refused.message
+    assert d.call("export.list")["total"] == 2                               # the local operator: both
+    d.call("export.configuration.create", {"name": "b-weekly", "tables": ["clients"], "format": "csv",
+                                           "filters": {"practice_id": d.b["practice"]}}, token=d.bossb)
+    assert [c["name"] for c in d.call("export.configuration.list", token=d.opa)["items"]] == []
+    assert [c["name"] for c in d.call("export.table.list", token=d.opa)["configurations"]] == []
+    assert [c["name"] for c in d.call("export.configuration.list", token=d.bossb)["items"]] == ["b-weekly"]
+    changed = error_of(d, "export.configuration.set", {"name": "b-weekly", "retention_days": 3}, d.opa)
+    missing = error_of(d, "export.configuration.set", {"name": "no-such", "retention_days": 3}, d.opa)
+    assert (changed.code, changed.message) == (missing.code, missing.message) == (missing.code, missing.message)
+    assert changed.code == "not_found"
+    saved = error_of(d, "export.configuration.create", {"name": "a-takes-b", "tables": ["clients"], "format": "csv",
+                                                         "filters": {"practice_id": d.b["practice"]}}, d.opa)
+    assert saved.code == "not_found" and d.b["practice"] not in saved.message
+
+
+def test_the_audit_trail_and_security_events_show_only_the_callers_practice(practice_runs):
+    d = practice_runs
+    entries = d.call("audit.tail", {"limit": 500}, token=d.opa)
+    assert entries and all(e["actor"] != "user:bossb" for e in entries)
+    assert any(e["actor"] == "user:opa" for e in entries)
+    b_rows = {d.b[k] for k in ("practice", "client", "other_client", "staff", "service", "appointment", "hold")}
+    assert not [e for e in entries if e["record_id"] in b_rows]
+    assert any(e["actor"] == "user:bossb" for e in d.call("audit.tail", {"limit": 500}, token=d.bossb))
+    assert any(e["actor"] == "user:bossb" for e in d.call("audit.tail", {"limit": 500}))      # local: everything
+    events = d.call("security.event.list", {"limit": 500}, token=d.opa)
+    assert events and {e["username"] for e in events} <= {"opa", "auditor1", "clinician"}     # A's people
+    assert "bossb" in {e["username"] for e in d.call("security.event.list", {"limit": 500})}
+
+
+def test_a_retention_plan_and_integrity_evidence_cover_the_callers_practice_only(two_practices):
+    d = two_practices
+    d.call("retention.policy.set", {"table_name": "clients", "archive_after_days": 1, "delete_after_days": 1})
+    plan = d.call("retention.plan.get", {"horizon_days": 3650}, token=d.opa)
+    assert plan["actions"] and {a["practice_id"] for a in plan["actions"]} == {d.a["practice"]}
+    assert plan["holds_in_force"] == 1                      # A's client hold, not B's
+    everyone = d.call("retention.plan.get", {"horizon_days": 3650})
+    assert {a["practice_id"] for a in everyone["actions"]} == {d.a["practice"], d.b["practice"]}
+    assert everyone["holds_in_force"] == 2
+    _finished(d, d.call("job.run", {"kind": "integrity"})["id"])
+    narrowed = d.call("integrity.report.get", token=d.opa)["checks"]
+    assert narrowed and all(c["evidence"] == {"withheld": "names rows of every practice"} for c in narrowed)
+    assert all("withheld" not in c["evidence"] for c in d.call("integrity.report.get")["checks"])
+
+
+def test_a_key_rotation_names_only_the_callers_clients(two_practices):
+    d = two_practices
+    before = [r["id"] for r in d.call("job.list", {"kind": "key_rotation"})]
+    refused = error_of(d, "job.run", {"kind": "key_rotation", "params": {"client_ids": [d.a["client"], d.b["client"]]}},
+                       d.opa)
+    assert refused.code == "not_found" and "client_ids" in refused.message and d.b["client"] not in refused.message
+    assert [r["id"] for r in d.call("job.list", {"kind": "key_rotation"})] == before
+    mine = d.call("job.run", {"kind": "key_rotation", "params": {"client_ids": [d.a["client"]]}}, token=d.opa)
+    assert _finished(d, mine["id"])["status"] == "succeeded"
+
+
+def test_sync_conflicts_over_another_practices_rows_stay_hidden(tmp_path, db_url):
+    """The demo's conflicts are over practice A's clients: B's operator (sync:resolve)
+    lists none and is answered not_found for each, as for a conflict that does not exist."""
+    data_dir = make_data_dir(tmp_path, db_url)
+    seeded = seed_sync_demo(data_dir)
+    with data_transaction(data_dir) as (ctx, conn):
+        b = create_practice(conn, SYSTEM, "Second Practice")
+        _, b_enrol = create_user(conn, ctx.keyring, ctx.settings, b, "opb", PASSWORD, Role.OPERATOR, actor="test")
+    with running_daemon(data_dir, tmp_path) as d:
+        bossb = login(d, "opb", b_enrol.secret if b_enrol else None)
+        operator = login(d, "operator1", seeded["operator_totp"])
+        assert {c["id"] for c in d.call("sync.conflict.list", token=operator)} >= set(seeded["conflicts"])
+        assert d.call("sync.conflict.list", token=bossb) == []
+        conflict = seeded["conflicts"][0]
+        for cmd, args in (("sync.conflict.get", {"conflict_id": conflict}),
+                          ("sync.conflict.field.get", {"conflict_id": conflict, "field": "email"}),
+                          ("sync.conflict.resolve", {"conflict_id": conflict, "choices": {"email": "local"}})):
+            refused = error_of(d, cmd, args, bossb)
+            nowhere = error_of(d, cmd, {**args, "conflict_id": str(uuid.uuid4())}, bossb)
+            assert refused.code == nowhere.code == "not_found", (cmd, refused.message)
+        assert d.call("sync.conflict.get", {"conflict_id": conflict}, token=operator)["status"] == "open"
