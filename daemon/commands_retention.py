@@ -21,7 +21,7 @@ from strongroom.core.retention import certificate, erasure, holds, policies
 
 from strongroom.core.protocol.models.retention import CertificateArgs, ErasureCertificate, ErasureExecuted, ErasureListArgs, ErasureListed, ErasureRequest, ErasureRequestArgs, Hold, HoldIdArgs, HoldPlaceArgs, HoldsListArgs, PlanArgs, PolicySetArgs, RequestIdArgs, RetentionPlan, RetentionPolicy
 from strongroom.daemon.commands import Call, command
-from strongroom.daemon.tenancy import narrowed_to, scope_of
+from strongroom.daemon.tenancy import narrowed_to, scope_of, whole_database
 
 if TYPE_CHECKING:
     from strongroom.daemon.lifecycle import Daemon
@@ -39,9 +39,11 @@ def policies_cmd(d: "Daemon", call: Call) -> list[dict]:
 
 @command("retention.policy.set", permission=MANAGE, args=PolicySetArgs, result=RetentionPolicy)
 def policy_set_cmd(d: "Daemon", call: Call) -> dict:
-    """Create or replace one table's policy (archive after N days, delete after M >= N)."""
+    """Create or replace one table's policy (archive after N days, delete after M >= N).
+    A policy covers every practice: refused to a caller bound to one practice of several."""
     a: PolicySetArgs = call.args
     with transaction(d.ctx.engine) as conn:
+        whole_database(conn, call.principal, "a retention policy")
         policy = policies.set_policy(conn, table_name=a.table_name, archive_after_days=a.archive_after_days,
                                      delete_after_days=a.delete_after_days, active=a.active,
                                      actor=call.principal.actor, session_id=call.principal.session_id)

@@ -26,7 +26,8 @@ practices; with one there is nobody to keep apart and nothing changes:
   by the practice their filters name; a new configuration is checked as export.run is.
 - audit.tail: entries made by the practice's people or about its rows (`audit_shown`);
   security.event.list: events about its accounts (`security_scope`).
-- retention.plan.get: its rows and holds; integrity.report.get: verdicts and counts,
+- retention.plan.get: its rows and holds; retention.policy.set and a key rotation of every
+  client are refused (they reach every practice); integrity.report.get: verdicts and counts,
   evidence (row ids of every practice) withheld; sync conflicts and quarantine: rows of
   its own (`row_shown`); key rotation: its own clients only (`job_params`).
 Whole-database on purpose, for every caller with the permission: backups, snapshots and
@@ -46,7 +47,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (AuthSession, Client, ClientFile, ErasureRequest, LegalHold, Practice,
                                        ReconcilePair, RoleGrant, SecurityEvent, Service, Staff, TherapySession,
                                        User)
-from strongroom.core.errors import NotFoundError, ValidationError
+from strongroom.core.errors import NotFoundError, PermissionDenied, ValidationError
 from strongroom.core.principal import Principal
 from strongroom.core.repository.practices import only_practice
 
@@ -246,6 +247,13 @@ _TABLE_OWNERS: dict[str, Owner] = {
 }
 
 
+def whole_database(conn: Connection, principal: Principal, what: str) -> None:
+    """Refuse a change that reaches every practice (a table's retention policy) to a
+    caller bound to one practice of several; with one practice it is theirs alone."""
+    if narrowed_to(conn, principal) is not None:
+        raise PermissionDenied(f"{what} applies to every practice in this database: the operator changes it")
+
+
 def row_shown(conn: Connection, practice: uuid.UUID | None, table: str | None, row_id: Any) -> bool:
     """Whether a caller narrowed to `practice` (None: not narrowed) may see a row named
     by table and id (a sync conflict's, a quarantined row's): only a row of theirs; a
@@ -301,6 +309,11 @@ def job_params(ctx: Any, principal: Principal, kind: str, params: dict | None) -
     a key rotation's clients must be theirs."""
     if principal.practice_id is None:
         return params
+    if kind == "key_rotation" and not (params or {}).get("client_ids"):
+        with transaction(ctx.engine, read_only=True) as conn:
+            if narrowed_to(conn, principal) is not None:
+                raise PermissionDenied("key_rotation: rotating every client's keys reaches every practice in this "
+                                       "database; name client_ids of your practice (or ask the operator)")
     if kind == "key_rotation" and (params or {}).get("client_ids"):
         with transaction(ctx.engine, read_only=True) as conn:
             if any(OWNERS["client_id"][1](conn, client) != principal.practice_id

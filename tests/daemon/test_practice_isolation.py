@@ -302,7 +302,10 @@ def test_the_audit_trail_and_security_events_show_only_the_callers_practice(prac
 
 def test_a_retention_plan_and_integrity_evidence_cover_the_callers_practice_only(two_practices):
     d = two_practices
-    d.call("retention.policy.set", {"table_name": "clients", "archive_after_days": 1, "delete_after_days": 1})
+    policy = {"table_name": "clients", "archive_after_days": 1, "delete_after_days": 1}
+    refused = error_of(d, "retention.policy.set", policy, d.opa)     # a policy reaches every practice
+    assert refused.code == "forbidden" and d.call("retention.policy.list") == []
+    d.call("retention.policy.set", policy)                                 # the local operator
     plan = d.call("retention.plan.get", {"horizon_days": 3650}, token=d.opa)
     assert plan["actions"] and {a["practice_id"] for a in plan["actions"]} == {d.a["practice"]}
     assert plan["holds_in_force"] == 1                      # A's client hold, not B's
@@ -321,6 +324,9 @@ def test_a_key_rotation_names_only_the_callers_clients(two_practices):
     refused = error_of(d, "job.run", {"kind": "key_rotation", "params": {"client_ids": [d.a["client"], d.b["client"]]}},
                        d.opa)
     assert refused.code == "not_found" and "client_ids" in refused.message and d.b["client"] not in refused.message
+    assert [r["id"] for r in d.call("job.list", {"kind": "key_rotation"})] == before
+    every = error_of(d, "job.run", {"kind": "key_rotation"}, d.opa)        # every client: every practice
+    assert every.code == "forbidden" and "client_ids" in every.message
     assert [r["id"] for r in d.call("job.list", {"kind": "key_rotation"})] == before
     mine = d.call("job.run", {"kind": "key_rotation", "params": {"client_ids": [d.a["client"]]}}, token=d.opa)
     assert _finished(d, mine["id"])["status"] == "succeeded"
