@@ -36,7 +36,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, te
 from strongroom.core import audit
 from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import raw_key_id_of
-from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.crypto.keyring import KEY_RECORD, Keyring
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (
     Client,
@@ -56,7 +56,7 @@ from strongroom.core.errors import ConflictError
 from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import next_change_version, row_checksum
 from strongroom.core.sync import bases
-from strongroom.core.sync.idsets import among
+from strongroom.core.sync.idsets import among, held
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync import peers as peer_store
 from strongroom.core.sync.conflicts import json_value, queue_conflict, row_image
@@ -226,10 +226,17 @@ class Problem:
 
 
 def _exists(conn: Connection, table, ids: set) -> set:
-    ids = {i for i in ids if i is not None}
-    if not ids:
-        return set()
-    return set(conn.execute(select(table.c.id).where(among(conn, table.c.id, ids))).scalars())
+    return held(conn, table.c.id, ids)
+
+
+def _key_records(conn: Connection, key_ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple]:
+    """The records (id, purpose, state, wrapped key, KEK id) of those of `key_ids` held
+    here, in one query: which keys are known, which destroyed, and the wrapped keys to
+    open, where three queries of the same rows asked each of these."""
+    if not key_ids:
+        return {}
+    query = select(_keys.c.id, *KEY_RECORD).where(among(conn, _keys.c.id, key_ids))
+    return {record[0]: tuple(record) for record in conn.execute(query).all()}
 
 
 def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Mapping],
@@ -254,12 +261,14 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
                else set())
     bookings = _bookings_held(conn, spec, rows)
     key_ids = {r["key_id"] for r in rows}
-    known_keys = _exists(conn, _keys, key_ids)
     # Our own versions' keys count too: a client erased here under a key the remote
     # version no longer names (rotated there) is still erased.
-    destroyed = key_sync.destroyed_among(conn, key_ids | {r["key_id"] for r in local_rows.values()})
-    live_keys = [k.bytes for k in key_ids if k in known_keys and k not in destroyed]
-    batch = keyring.batch_keys(conn, live_keys)
+    every_key = key_ids | {r["key_id"] for r in local_rows.values()}
+    records = _key_records(conn, every_key)
+    known_keys = key_ids.intersection(records)
+    destroyed = {k for k in every_key if (record := records.get(k)) is None or record[2] == KeyState.DESTROYED}
+    live = [k for k in known_keys if k not in destroyed]
+    batch = keyring.batch_keys(conn, [k.bytes for k in live], fetched=[records[k] for k in live])
     for row in rows:
         rid = row["id"]
         if rid in problems:

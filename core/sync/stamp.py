@@ -55,6 +55,11 @@ def pack_dots(dots: Mapping[str, list]) -> dict:
     others by field: most fields of a row were set by one edit, its creation."""
     if not dots:
         return {}
+    values = iter(dots.values())
+    first = next(values)
+    site, hlc = first[0], first[1]
+    if all(d[1] == hlc and d[0] == site for d in values):     # the usual row, found without counting
+        return {"*": [site, hlc]}
     counts: dict[tuple, int] = {}
     for dot in dots.values():
         key = (dot[0], dot[1])
