@@ -511,22 +511,24 @@ def _light_columns(spec: SyncTable) -> list[str]:
 def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping, Meta]],
                     ) -> tuple[dict[uuid.UUID, dict], dict[uuid.UUID, Meta]]:
     """Our versions of the batch's rows, locked. Most remote versions follow ours (a fast
-    forward) or are ones we have (a skip), and neither needs our values: those rows are
-    read light first; whole rows only where a merge may read them (concurrent versions,
+    forward) or are ones we have (a skip), and neither needs our values nor our field
+    history (dots and hashes): those rows are read light first, with their vectors only;
+    whole rows and whole metadata only where a merge may read them (concurrent versions,
     and tombstones: an erased row keeps its own), or where a local edit is not stamped
     yet (its fields must be hashed)."""
     table = spec.table
     ids = [row["id"] for row, _ in batch]
     rows, metas = read_with_meta(conn, spec, among(conn, table.c.id, ids), for_update=True,
-                                 columns=_light_columns(spec))
+                                 columns=_light_columns(spec), history=False)
     remote_vv = {row["id"]: rmeta.vv for row, rmeta in batch}
     whole = [r["id"] for r in rows
              if (m := metas.get(r["id"])) is None or m.version != r["sync_version"]
              or compare(m.vv, remote_vv[r["id"]]) == "concurrent" or r.get("deleted_at") is not None]
     local_rows = {row["id"]: row for row in rows}
     if whole:
-        full, _ = read_with_meta(conn, spec, among(conn, table.c.id, whole))
+        full, full_metas = read_with_meta(conn, spec, among(conn, table.c.id, whole))
         local_rows.update((row["id"], row) for row in full)
+        metas.update(full_metas)
     return local_rows, metas
 
 
@@ -582,7 +584,10 @@ def _apply(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tupl
             meta.hlc = clock.tick()
             meta.origin = clock.site
             meta.vv[clock.site] = meta.hlc
-        same = decision.values is row or all(decision.values[c] == row[c] for c in spec.columns)
+        values = decision.values
+        # Identity first: a version taken whole is a copy of the remote row, its values
+        # the same objects (comparing UUIDs and datetimes by value cost more).
+        same = values is row or all(values[c] is row[c] or values[c] == row[c] for c in spec.columns)
         meta.version = rows_out.write(decision.values, local is not None, row["data_checksum"] if same else None)
         meta.source = source if decision.rule in ("new", "fast_forward") else None
         meta.stored = lmeta is not None
