@@ -16,17 +16,31 @@ import threading
 from collections.abc import Iterator
 
 
+_paused_lock = threading.Lock()
+_paused_depth = 0
+_was_enabled = False
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """The cyclic collector off for the duration (process-wide: keep the block to one
-    bounded batch), then back as it was."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+    bounded batch), then back as it was. Counted: a sync pass reads a batch in one thread
+    while it applies another in the next, and the block that ends first must not switch
+    the collector back on under the other (it did: the applying thread then ran with it on
+    about half the time)."""
+    global _paused_depth, _was_enabled
+    with _paused_lock:
+        if _paused_depth == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _paused_depth += 1
     try:
         yield
     finally:
-        if was_enabled:
-            gc.enable()
+        with _paused_lock:
+            _paused_depth -= 1
+            if _paused_depth == 0 and _was_enabled:
+                gc.enable()
 
 
 # The cyclic collector's full passes scan every tracked object of the process: after the

@@ -16,11 +16,12 @@ them; a conflict with another peer that had not seen the edit then has no base.
 """
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from sqlalchemy import Connection, Table, delete, insert, select
+from sqlalchemy import Connection, Table, delete, insert, select, text
 
 from strongroom.core.db.models import SYNC_BASES, SyncApplying
 from strongroom.core.sync.conflicts import row_image
@@ -68,7 +69,8 @@ def with_bases(conn: Connection, table_name: str, ids: list[uuid.UUID]) -> list[
     shadow = SYNC_BASES.get(table_name)
     if shadow is None or not ids:
         return []
-    return list(conn.execute(select(shadow.c.id).where(among(conn, shadow.c.id, ids))).scalars())
+    # Fetched at once: a result iterated row by row costs a fetch per row.
+    return conn.execute(select(shadow.c.id).where(among(conn, shadow.c.id, ids))).scalars().all()
 
 
 def forget(conn: Connection, table_name: str, ids: Iterable[uuid.UUID]) -> None:
@@ -82,15 +84,25 @@ def forget(conn: Connection, table_name: str, ids: Iterable[uuid.UUID]) -> None:
 
 def forget_sent(conn: Connection, table: Table, sent: Mapping[uuid.UUID, int]) -> None:
     """Drop the bases of rows a peer has applied, as sent (`sent`: id -> the
-    `sync_version` sent): a row edited here again since keeps the base that edit kept."""
+    `sync_version` sent): a row edited here again since keeps the base that edit kept.
+    One statement, matched in the database (reading the rows' versions back to compare
+    them here cost a round trip and a row object per row)."""
     if not sent:
         return
     shadow = SYNC_BASES.get(table.name)
     if shadow is None:
         return
-    # Only rows that have a base: their versions are read, and theirs dropped.
-    held = (select(table.c.id, table.c.sync_version)
-            .select_from(table.join(shadow, shadow.c.id == table.c.id))
-            .where(among(conn, table.c.id, sent)))
-    unchanged = [rid for rid, version in conn.execute(held).all() if sent[rid] == version]
-    forget(conn, table.name, unchanged)
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(
+            f'DELETE FROM "{shadow.name}" AS s USING "{table.name}" AS t, '
+            "unnest(CAST(:ids AS uuid[]), CAST(:versions AS bigint[])) AS x(id, version) "
+            "WHERE s.id = x.id AND t.id = x.id AND t.sync_version = x.version"),
+            {"ids": list(sent), "versions": list(sent.values())})
+        return
+    # SQLite stores a UUID as its 32 hex digits.
+    pairs = json.dumps([[row_id.hex, version] for row_id, version in sent.items()])
+    conn.execute(text(
+        f'DELETE FROM "{shadow.name}" WHERE id IN (SELECT t.id FROM json_each(:pairs) AS x '
+        f'JOIN "{table.name}" AS t ON t.id = json_extract(x.value, \'$[0]\') '
+        "AND t.sync_version = json_extract(x.value, '$[1]'))"),
+        {"pairs": pairs})

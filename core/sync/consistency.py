@@ -61,7 +61,7 @@ def cut_points(engine: Engine, table_name: str) -> list[uuid.UUID]:
         if conn.dialect.name == "postgresql":
             return list(conn.execute(text(
                 f'SELECT id FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM "{table_name}") AS o '
-                f"WHERE n % :step = 1 AND n > 1 ORDER BY id"), {"step": step}).scalars())
+                f"WHERE n % :step = 1 AND n > 1 ORDER BY id"), {"step": step}).scalars().all())
         cursor = conn.connection.driver_connection.cursor()
         try:
             cursor.execute(f'SELECT id FROM "{table_name}" ORDER BY id')

@@ -104,13 +104,3 @@ def apply_keys(conn: Connection, records: list[dict], *, kek_ids: list[str],
                      .values(state=bindparam("state"), retired_at=bindparam("retired_at"),
                              wrapped_key=bindparam("wrapped_key"), destroyed_at=bindparam("destroyed_at")), changes)
     return counts
-
-
-def destroyed_among(conn: Connection, key_ids: set[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of `key_ids` are destroyed (or unknown) here."""
-    if not key_ids:
-        return set()
-    from strongroom.core.sync.idsets import among
-    found = {r.id: r.state for r in conn.execute(select(_keys.c.id, _keys.c.state)
-                                                 .where(among(conn, _keys.c.id, key_ids)))}
-    return {k for k in key_ids if found.get(k) in (None, KeyState.DESTROYED)}

@@ -36,7 +36,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, te
 from strongroom.core import audit
 from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import raw_key_id_of
-from strongroom.core.crypto.keyring import Keyring
+from strongroom.core.crypto.keyring import KEY_RECORD, Keyring
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (
     Client,
@@ -56,7 +56,7 @@ from strongroom.core.errors import ConflictError
 from strongroom.core.ids import new_id
 from strongroom.core.repository.changes import next_change_version, row_checksum
 from strongroom.core.sync import bases
-from strongroom.core.sync.idsets import among
+from strongroom.core.sync.idsets import among, held
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync import peers as peer_store
 from strongroom.core.sync.conflicts import json_value, queue_conflict, row_image
@@ -226,10 +226,17 @@ class Problem:
 
 
 def _exists(conn: Connection, table, ids: set) -> set:
-    ids = {i for i in ids if i is not None}
-    if not ids:
-        return set()
-    return set(conn.execute(select(table.c.id).where(among(conn, table.c.id, ids))).scalars())
+    return held(conn, table.c.id, ids)
+
+
+def _key_records(conn: Connection, key_ids: set[uuid.UUID]) -> dict[uuid.UUID, tuple]:
+    """The records (id, purpose, state, wrapped key, KEK id) of those of `key_ids` held
+    here, in one query: which keys are known, which destroyed, and the wrapped keys to
+    open, where three queries of the same rows asked each of these."""
+    if not key_ids:
+        return {}
+    query = select(_keys.c.id, *KEY_RECORD).where(among(conn, _keys.c.id, key_ids))
+    return {record[0]: tuple(record) for record in conn.execute(query).all()}
 
 
 def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Mapping],
@@ -254,12 +261,14 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
                else set())
     bookings = _bookings_held(conn, spec, rows)
     key_ids = {r["key_id"] for r in rows}
-    known_keys = _exists(conn, _keys, key_ids)
     # Our own versions' keys count too: a client erased here under a key the remote
     # version no longer names (rotated there) is still erased.
-    destroyed = key_sync.destroyed_among(conn, key_ids | {r["key_id"] for r in local_rows.values()})
-    live_keys = [k.bytes for k in key_ids if k in known_keys and k not in destroyed]
-    batch = keyring.batch_keys(conn, live_keys)
+    every_key = key_ids | {r["key_id"] for r in local_rows.values()}
+    records = _key_records(conn, every_key)
+    known_keys = key_ids.intersection(records)
+    destroyed = {k for k in every_key if (record := records.get(k)) is None or record[2] == KeyState.DESTROYED}
+    live = [k for k in known_keys if k not in destroyed]
+    batch = keyring.batch_keys(conn, [k.bytes for k in live], fetched=[records[k] for k in live])
     for row in rows:
         rid = row["id"]
         if rid in problems:
@@ -502,22 +511,24 @@ def _light_columns(spec: SyncTable) -> list[str]:
 def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping, Meta]],
                     ) -> tuple[dict[uuid.UUID, dict], dict[uuid.UUID, Meta]]:
     """Our versions of the batch's rows, locked. Most remote versions follow ours (a fast
-    forward) or are ones we have (a skip), and neither needs our values: those rows are
-    read light first; whole rows only where a merge may read them (concurrent versions,
+    forward) or are ones we have (a skip), and neither needs our values nor our field
+    history (dots and hashes): those rows are read light first, with their vectors only;
+    whole rows and whole metadata only where a merge may read them (concurrent versions,
     and tombstones: an erased row keeps its own), or where a local edit is not stamped
     yet (its fields must be hashed)."""
     table = spec.table
     ids = [row["id"] for row, _ in batch]
     rows, metas = read_with_meta(conn, spec, among(conn, table.c.id, ids), for_update=True,
-                                 columns=_light_columns(spec))
+                                 columns=_light_columns(spec), history=False)
     remote_vv = {row["id"]: rmeta.vv for row, rmeta in batch}
     whole = [r["id"] for r in rows
              if (m := metas.get(r["id"])) is None or m.version != r["sync_version"]
              or compare(m.vv, remote_vv[r["id"]]) == "concurrent" or r.get("deleted_at") is not None]
     local_rows = {row["id"]: row for row in rows}
     if whole:
-        full, _ = read_with_meta(conn, spec, among(conn, table.c.id, whole))
+        full, full_metas = read_with_meta(conn, spec, among(conn, table.c.id, whole))
         local_rows.update((row["id"], row) for row in full)
+        metas.update(full_metas)
     return local_rows, metas
 
 
@@ -573,7 +584,10 @@ def _apply(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tupl
             meta.hlc = clock.tick()
             meta.origin = clock.site
             meta.vv[clock.site] = meta.hlc
-        same = decision.values is row or all(decision.values[c] == row[c] for c in spec.columns)
+        values = decision.values
+        # Identity first: a version taken whole is a copy of the remote row, its values
+        # the same objects (comparing UUIDs and datetimes by value cost more).
+        same = values is row or all(values[c] is row[c] or values[c] == row[c] for c in spec.columns)
         meta.version = rows_out.write(decision.values, local is not None, row["data_checksum"] if same else None)
         meta.source = source if decision.rule in ("new", "fast_forward") else None
         meta.stored = lmeta is not None

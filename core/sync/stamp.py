@@ -16,10 +16,11 @@ Version vectors map a site id to the HLC of that site's last edit of the row; a 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import Connection, and_, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, insert, null, or_, select, text, update
 
 from strongroom.core.db.models import SyncRow
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
@@ -55,16 +56,13 @@ def pack_dots(dots: Mapping[str, list]) -> dict:
     others by field: most fields of a row were set by one edit, its creation."""
     if not dots:
         return {}
-    counts: dict[tuple, int] = {}
-    for dot in dots.values():
-        key = (dot[0], dot[1])
-        counts[key] = counts.get(key, 0) + 1
+    counts = Counter(map(tuple, dots.values()))     # a dot is [site, hlc]
     if len(counts) == 1:        # the usual row: every field set by one edit
         return {"*": list(next(iter(counts)))}
     common = max(counts, key=lambda d: (counts[d], d))
     packed: dict = {"*": list(common)}
     for f, d in dots.items():
-        if d[0] != common[0] or d[1] != common[1]:
+        if tuple(d) != common:
             packed[f] = d
     return packed
 
@@ -97,15 +95,18 @@ def past(table, version: int, after_id: uuid.UUID | None):
 
 
 def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None = None,
-                   for_update: bool = False, columns: list[str] | None = None,
+                   for_update: bool = False, columns: list[str] | None = None, history: bool = True,
                    ) -> tuple[list[dict], dict[uuid.UUID, Meta]]:
     """Rows of `spec` (in (sync_version, id) order) with their metadata, in one query:
     the table left-joined with `sync_rows` (a row not stamped yet has none). `columns`:
-    only these of each row (the metadata is always whole)."""
+    only these of each row. `history`: False leaves out the metadata's dots and field
+    hashes (read and decoded, they are most of its cost), for a caller that only orders
+    versions by their vectors: the metadata then has empty ones and must not be stored."""
     table = spec.table
     names = spec.column_names if columns is None else columns
     joined = table.outerjoin(_meta, and_(_meta.c.table_name == spec.name, _meta.c.row_id == table.c.id))
-    query = (select(*[table.c[n] for n in names], *[_meta.c[c].label(f"m_{c}") for c in META_COLUMNS])
+    meta_columns = [_meta.c[c] if history or c not in ("dots", "hashes") else null() for c in META_COLUMNS]
+    query = (select(*[table.c[n] for n in names], *[c.label(f"m_{n}") for c, n in zip(meta_columns, META_COLUMNS)])
              .select_from(joined).where(*where).order_by(table.c.sync_version, table.c.id))
     if limit is not None:
         query = query.limit(limit)
@@ -122,7 +123,8 @@ def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None 
         rows.append(row)
         if record[width] is not None:
             origin, hlc, vv, dots, hashes, source, pending, version = record[width:]
-            metas[row["id"]] = Meta(origin, hlc, dict(vv), unpack_dots(dots, fields), dict(hashes), source,
+            metas[row["id"]] = Meta(origin, hlc, dict(vv), unpack_dots(dots, fields) if history else {},
+                                    dict(hashes) if history else {}, source,
                                     dict(pending) if pending else None, version, stored=True)
     return rows, metas
 

@@ -55,6 +55,14 @@ class SyncTable:
         return [c.name for c in self.table.columns if c.name not in LOCAL_COLUMNS]
 
     @cached_property
+    def field_plan(self) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, tuple[str, ...]], ...]]:
+        """The fields split once for hashing: (field, column) of the one-column fields,
+        and the fields spanning several columns (an encrypted value with its blind index)."""
+        single = tuple((name, columns[0]) for name, columns in self.fields.items() if len(columns) == 1)
+        multi = tuple((name, columns) for name, columns in self.fields.items() if len(columns) > 1)
+        return single, multi
+
+    @cached_property
     def encrypted(self) -> tuple[str, ...]:
         return CLIENT_KEYED.get(self.name, ())
 
@@ -117,24 +125,37 @@ def field_hashes(spec: SyncTable, row: Mapping) -> dict[str, str]:
     """A short content hash per field (48 bits, base64): how a local edit is noticed and
     how two sites' versions are compared without decrypting (ciphertext is hashed as
     stored, so a value re-sealed by key rotation counts as changed). Short because every
-    synced row keeps one per field."""
+    synced row keeps one per field.
+
+    A pass hashes every field of every row it stamps, so the loop is kept tight: the
+    memo of repeated values is asked first (a hit is most fields of most rows), and
+    ciphertext is hashed from its hex digits made as bytes (the same bytes as its
+    canonical text, encoded)."""
     out = {}
-    canonical, blake2b, b64, memo = _canonical, hashlib.blake2b, binascii.b2a_base64, _HASHED
-    for name, columns in spec.fields.items():
-        if len(columns) == 1:
-            value = row[columns[0]]
-            kind = type(value)
-            if not _memoable(kind):         # ciphertext (unique), JSON, times
-                out[name] = b64(blake2b(canonical(value).encode(), digest_size=6).digest(), newline=False).decode()
-                continue
-            key = (kind, value)
-            digest = memo.get(key)
-            if digest is None:
-                digest = _short_hash(canonical(value).encode())
-                if len(memo) >= _HASHED_MAX:
-                    memo.clear()
-                memo[key] = digest
-            out[name] = digest
-        else:
-            out[name] = _short_hash(b"\0".join([canonical(row[c]).encode() for c in columns]))
-    return out
+    canonical, blake2b, b64, memo, kinds = _canonical, hashlib.blake2b, binascii.b2a_base64, _HASHED, _MEMO_KINDS
+    hexlify = binascii.hexlify
+    single, multi = spec.field_plan
+    for name, column in single:
+        value = row[column]
+        kind = value.__class__
+        if kind is bytes:               # ciphertext: unique, never memoised
+            out[name] = b64(blake2b(b"b:" + hexlify(value), digest_size=6).digest(), newline=False).decode()
+            continue
+        memoable = kinds.get(kind)
+        if memoable is None:
+            memoable = _memoable(kind)
+        if not memoable:                # JSON, times
+            out[name] = b64(blake2b(canonical(value).encode(), digest_size=6).digest(), newline=False).decode()
+            continue
+        key = (kind, value)
+        digest = memo.get(key)
+        if digest is None:
+            digest = _short_hash(canonical(value).encode())
+            if len(memo) >= _HASHED_MAX:
+                memo.clear()
+            memo[key] = digest
+        out[name] = digest
+    for name, columns in multi:
+        out[name] = _short_hash(b"\0".join([canonical(row[c]).encode() for c in columns]))
+    # In the table's field order, as before (the order of a dict is kept where it is stored).
+    return {name: out[name] for name in spec.fields} if multi else out

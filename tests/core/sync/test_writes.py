@@ -1,0 +1,51 @@
+"""core.sync.writes: a batch written by sync is stored exactly as SQLAlchemy stores it."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import insert, select
+
+from strongroom.core.db.engine import transaction
+from strongroom.core.db.models import TherapySession
+from strongroom.core.sync.writes import write_rows
+from tests.core.conftest import seed_clients
+
+_sessions = TherapySession.__table__
+TRICKY = [datetime(2024, 3, 1, 9, 30, tzinfo=timezone.utc),                          # no microseconds
+          datetime(2024, 3, 1, 23, 59, 59, 999999, tzinfo=timezone(timedelta(hours=-5))),   # not UTC
+          datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)]                      # a three-digit year
+
+
+def _stored(conn) -> list[tuple]:
+    """The rows as the engine holds them (SQLite: the text it stores)."""
+    if conn.dialect.name == "sqlite":
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT id, starts_at, created_at, updated_at, deleted_at FROM therapy_sessions ORDER BY id")]
+    return [tuple(r) for r in conn.execute(select(_sessions.c.id, _sessions.c.starts_at, _sessions.c.created_at,
+                                                  _sessions.c.updated_at, _sessions.c.deleted_at)
+                                           .order_by(_sessions.c.id))]
+
+
+def test_datetimes_written_by_a_batch_are_stored_as_sqlalchemy_stores_them(ctx):
+    seed_clients(ctx, n=3)
+    with ctx.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(_sessions).order_by(_sessions.c.id)).mappings()]
+    rows = [{**r, "starts_at": moment, "updated_at": moment + timedelta(seconds=1), "deleted_at": moment}
+            for r, moment in zip(rows, TRICKY * len(rows))]
+    with transaction(ctx.engine) as conn:
+        conn.execute(_sessions.delete())
+        conn.execute(insert(_sessions), rows)
+        expected = _stored(conn)
+        conn.execute(_sessions.delete())
+        write_rows(conn, _sessions, rows[:2])
+        write_rows(conn, _sessions, rows, keys=("id",))
+        assert _stored(conn) == expected
+
+
+def test_a_naive_datetime_is_refused(ctx):
+    seed_clients(ctx, n=1)
+    with ctx.engine.connect() as conn:
+        row = dict(conn.execute(select(_sessions)).mappings().first())
+    with pytest.raises(Exception, match="naive"), transaction(ctx.engine) as conn:
+        write_rows(conn, _sessions, [{**row, "starts_at": datetime(2024, 1, 1)}], keys=("id",))
