@@ -15,12 +15,13 @@ so each child's peak RSS (wait4) is that operation's alone. `cp` copies the same
 in the same run, timed alone and with an fsync of the copy (cp does not fsync; the
 store does). Add runs without malware scanning (the scanner is not in this path).
 Each of cp, add and get runs --repeat times (3 by default, interleaved) and the median
-is reported (peak RSS: the largest): this machine is shared and a guest's first touch
+is reported (peak RSS: the largest, each child's own VmHWM): this machine is shared and a guest's first touch
 of memory it has never used costs several times a warm one, so one run misleads.
 
 The whole command a user runs, `strongroom files add` / `files get`, goes through the
 daemon: a real strongroomd is started on the same data directory (its start-up is not
-timed: it runs all day) and the CLI runs as a child, timed from exec to exit, so the
+timed: it runs all day) and the CLI runs as a child (strongroom.console.cli.main in a
+fresh interpreter, as the console script runs it), timed from exec to exit, so the
 CLI's start-up and the control-socket transfer (base64 in JSON frames of at most
 [daemon] max_frame_bytes) are in its figure. Its peak RSS is the CLI's; the daemon's
 peak (VmHWM) is reported beside it. --no-daemon skips these rows.
@@ -107,7 +108,37 @@ def _child(args: argparse.Namespace) -> None:
         out = {}
     out["seconds"] = time.perf_counter() - start
     ctx.close()
+    out["peak_rss"] = _own_peak_rss()
     print(json.dumps(out))
+
+
+def _own_peak_rss() -> int:
+    """This process's peak RSS (VmHWM, bytes). wait4's ru_maxrss is no good here: a
+    child forked from this bench starts its count at the parent's size, which holds
+    SQLAlchemy and a comparison buffer, so it reported the parent, not the operation."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _cli_child(argv: list[str]) -> None:
+    """`strongroom ARGV` in this process (as the console script runs it); prints
+    {"reply": its --json output, "peak_rss": bytes}."""
+    import contextlib
+    import io
+
+    from strongroom.console.cli import main as cli_main
+    captured = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(captured):
+        try:
+            cli_main(argv)
+        except SystemExit as exc:
+            code = exc.code or 0
+    if code:
+        raise SystemExit(code)
+    print(json.dumps({"reply": json.loads(captured.getvalue()), "peak_rss": _own_peak_rss()}))
 
 
 def _measure(argv: list[str], env: dict | None = None) -> tuple[float, dict, int]:
@@ -120,7 +151,8 @@ def _measure(argv: list[str], env: dict | None = None) -> tuple[float, dict, int
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{argv[:4]} failed with exit code {proc.returncode}")
-    return wall, json.loads(output or b"{}"), usage.ru_maxrss * 1024
+    out = json.loads(output or b"{}")
+    return wall, out, out.get("peak_rss") or usage.ru_maxrss * 1024
 
 
 def _row(measured: tuple | str | None, mb: float) -> dict:
@@ -163,11 +195,12 @@ def _through_daemon(work: Path, data: Path, src: Path, client: str, got: Path, r
     try:
         daemon.wait_ready()
         env = {**os.environ, "RUNTIME_DIRECTORY": str(daemon.runtime), "XDG_CONFIG_HOME": str(work / "xdg")}
-        cli = [str(Path(sys.executable).with_name("strongroom")), "--data-dir", str(data), "files"]
+        cli = [sys.executable, str(Path(__file__).resolve()), "--child", "cli", "--",
+               "--data-dir", str(data), "files"]
         adds, gets = [], []
         for _ in range(repeat):
             adds.append(_measure([*cli, "add", client, str(src), "--type", "application/pdf", "--json"], env=env))
-            gets.append(_measure([*cli, "get", adds[-1][1]["id"], "--out", str(got), "--force", "--json"], env=env))
+            gets.append(_measure([*cli, "get", adds[-1][1]["reply"]["id"], "--out", str(got), "--force", "--json"], env=env))
             if not _same(src, got):
                 raise SystemExit("files get through the daemon returned different bytes than were added")
             got.unlink()
@@ -218,12 +251,16 @@ def main() -> None:
     parser.add_argument("--no-backup", action="store_true", help="measure add and get only")
     parser.add_argument("--no-daemon", action="store_true", help="skip strongroom files add/get through a daemon")
     parser.add_argument("--repeat", type=int, default=3, help="runs of cp, add and get (the median is reported)")
-    parser.add_argument("--child", choices=["add", "get", "backup", "restore"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["add", "get", "backup", "restore", "cli"], help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--src", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--file", help=argparse.SUPPRESS)
+    argv = sys.argv[1:]
+    if "--child" in argv and "cli" in argv and "--" in argv:   # the CLI's own arguments follow --
+        _cli_child(argv[argv.index("--") + 1:])
+        return
     args = parser.parse_args()
     if args.child:
         _child(args)
