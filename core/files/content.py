@@ -115,8 +115,9 @@ class ContentWriter:
         self._hash = hashlib.sha256()
         self._token = secrets.token_hex(16)
         self._keys: list[str] = []          # every chunk handed to a worker, in order
-        self._pending: deque[Future] = deque()
+        self._pending: deque[tuple[Future, Future]] = deque()   # (hashed, stored) per chunk in flight
         self._pool: ThreadPoolExecutor | None = None
+        self._hasher: ThreadPoolExecutor | None = None   # one thread: the chunks are hashed in order
         self._local = threading.local()     # each worker's sealed-chunk buffer
         self.size = 0
         self._done = False
@@ -132,7 +133,6 @@ class ContentWriter:
         view = memoryview(data).cast("B")
         if not view:
             return
-        self._hash.update(view)
         self.size += len(view)
         try:
             while view:
@@ -154,7 +154,7 @@ class ContentWriter:
         last one); a worker's error is raised, after everything stored is deleted."""
         try:
             while self._pending:
-                self._free.append(self._pending.popleft().result())
+                self._free.append(self._settle())
         except BaseException:
             self.abort()
             raise
@@ -165,15 +165,15 @@ class ContentWriter:
         if self._done:
             raise StrongroomError("content writer already finished")
         self._done = True
-        sha = self._hash.hexdigest()
-        key = object_key(self._indexer, "manifest", f"{self.file_id}:{sha}")
         try:
             if self._buffer is None:
                 self._buffer, self._filled = bytearray(1), 0
             self._submit(final=True)
             while self._pending:
-                self._pending.popleft().result()
+                self._settle()
             self._shutdown()
+            sha = self._hash.hexdigest()
+            key = object_key(self._indexer, "manifest", f"{self.file_id}:{sha}")
             manifest = json.dumps({"v": MANIFEST_VERSION, "size": self.size, "chunk_size": CHUNK_SIZE,
                                    "chunks": self._keys, **self._extra}).encode()
             self._target.put(key, self._cipher.encrypt(manifest, _MANIFEST_AAD + self.file_id.bytes))
@@ -189,9 +189,10 @@ class ContentWriter:
         the workers have stopped, so none is stored behind the deletes."""
         self._done = True
         self._buffer, self._filled, self._free = None, 0, []
-        for future in self._pending:
+        futures = [future for pair in self._pending for future in pair]
+        for future in futures:
             future.cancel()
-        for future in self._pending:
+        for future in futures:
             if not future.cancelled():
                 try:
                     future.result()
@@ -212,16 +213,26 @@ class ContentWriter:
         self._keys.append(key)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="files-write")
+            self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="files-hash")
         # Bounded: at most WORKERS chunks in flight (memory), each worker busy; a
-        # finished chunk's buffer is filled again.
+        # finished chunk's buffer is filled again. The whole-file SHA-256 (sequential,
+        # the dearest step per byte) runs beside the sealing, off the caller's thread.
         while len(self._pending) >= WORKERS:
-            self._free.append(self._pending.popleft().result())
-        self._pending.append(self._pool.submit(self._store, key, buffer, filled, index, final))
+            self._free.append(self._settle())
+        hashed = self._hasher.submit(self._hash.update, memoryview(buffer)[1:1 + filled])
+        self._pending.append((hashed, self._pool.submit(self._store, key, buffer, filled, index, final)))
+
+    def _settle(self) -> bytearray:
+        """Wait for the oldest chunk in flight to be hashed and stored; its buffer."""
+        hashed, stored = self._pending.popleft()
+        hashed.result()
+        return stored.result()
 
     def _shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for pool in (self._pool, self._hasher):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._hasher = None
 
     def _store(self, key: str, buffer: bytearray, filled: int, index: int, final: bool) -> bytearray:
         """Compress (where worth it), seal and store one chunk; returns its buffer for reuse."""
@@ -290,10 +301,28 @@ def _chunk_size(manifest: dict, file_id: uuid.UUID) -> int:
     return size
 
 
+_reading = threading.local()   # each reader thread's buffer for sealed chunks (targets with read_into)
+
+
+def _fetch_sealed(target: Target, key: str, file_id: uuid.UUID, what: str):
+    """A sealed chunk: read into this thread's reused buffer where the target can
+    (LocalTarget.read_into; the view is good until this thread's next read), else `get`."""
+    read_into = getattr(target, "read_into", None)
+    if read_into is None:
+        return _fetch(target, key, file_id, what)
+    buffer = getattr(_reading, "buffer", None)
+    if buffer is None:
+        buffer = _reading.buffer = bytearray(sealed_size(1 + CHUNK_SIZE))
+    try:
+        return read_into(key, buffer)
+    except NotFoundError:
+        raise IntegrityError(f"file {file_id}: its {what} is missing from the store") from None
+
+
 def _open_chunk(target: Target, cipher_for, file_id: uuid.UUID, key: str, index: int, final: bool,
                 chunk_size: int) -> bytes | bytearray:
     """Fetch, authenticate and decompress one chunk (run by a reader's worker thread)."""
-    blob = _fetch(target, key, file_id, f"chunk {index}")
+    blob = _fetch_sealed(target, key, file_id, f"chunk {index}")
     if len(blob) < MIN_CIPHERTEXT + 1 or len(blob) > MIN_CIPHERTEXT + 1 + MAX_CHUNK_SIZE:
         raise IntegrityError(f"file {file_id}: chunk {index} failed authentication "
                              "(tampered, swapped from another file, reordered or truncated)")

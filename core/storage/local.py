@@ -90,6 +90,29 @@ class LocalTarget:
         except OSError as exc:
             raise self._error("read", key, exc) from exc
 
+    def read_into(self, key: str, buffer: bytearray) -> memoryview:
+        """`get` into a caller's reusable buffer (grown if the object is larger); returns
+        the view of it holding the object. For readers of many large objects one after
+        another (client file chunks), where a fresh buffer per object costs more than
+        reading it."""
+        path = self._path(key)
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if len(buffer) < size:
+                    buffer.extend(bytes(size - len(buffer)))
+                view = memoryview(buffer)[:size]
+                got = 0
+                while got < size and (n := fh.readinto(view[got:])):
+                    got += n
+                if fh.read(1):
+                    raise StorageError(f"{self.describe()}: object {key!r} grew while it was read")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise NotFoundError(f"{self.describe()}: no object {key!r}") from exc
+        except OSError as exc:
+            raise self._error("read", key, exc) from exc
+        return view[:got]
+
     def exists(self, key: str) -> bool:
         """True only for a regular file; a directory is a prefix, not an object."""
         return self.size(key) is not None
