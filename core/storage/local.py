@@ -91,17 +91,16 @@ class LocalTarget:
             raise self._error("read", key, exc) from exc
 
     def read_into(self, key: str, buffer: bytearray) -> memoryview:
-        """`get` into a caller's reusable buffer (grown if the object is larger); returns
-        the view of it holding the object. For readers of many large objects one after
-        another (client file chunks), where a fresh buffer per object costs more than
-        reading it."""
+        """`get` into a caller's reusable buffer; returns the view holding the object
+        (of a fresh buffer if the object does not fit: the caller's may still be in use
+        through an earlier view, so it is never resized). For readers of many large
+        objects one after another (client file chunks), where a fresh buffer per object
+        costs more than reading it."""
         path = self._path(key)
         try:
             with open(path, "rb", buffering=0) as fh:
                 size = os.fstat(fh.fileno()).st_size
-                if len(buffer) < size:
-                    buffer.extend(bytes(size - len(buffer)))
-                view = memoryview(buffer)[:size]
+                view = memoryview(buffer if len(buffer) >= size else bytearray(size))[:size]
                 got = 0
                 while got < size and (n := fh.readinto(view[got:])):
                     got += n
