@@ -8,11 +8,11 @@ through a server-side cursor) does neither either, for readers inside one transa
 from __future__ import annotations
 
 import contextlib
+import functools
 import queue
 import threading
 from collections.abc import Iterator, Sequence
 
-import psycopg
 from sqlalchemy import ColumnElement, Connection, Row, RowMapping, Select, Table, select
 
 
@@ -104,25 +104,34 @@ def _one_ahead(parts: Iterator[Sequence[Row]]) -> Iterator[Sequence[Row]]:
         worker.join()
 
 
-class _BinaryServerCursor(psycopg.ServerCursor):
+@functools.cache
+def _binary_server_cursor() -> type:
     """A server-side cursor whose results come in PostgreSQL's binary format: bytea as
     its bytes, not hex text twice the size to decode (measured: half the client CPU of
-    reading 300k sessions with 1.5 KB notes). The loaders give the same Python values."""
+    reading 300k sessions with 1.5 KB notes). The loaders give the same Python values.
+    Made on first use: psycopg costs ~140 ms to import, for nothing on SQLite."""
+    import psycopg
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.format = psycopg.pq.Format.BINARY
+    class _BinaryServerCursor(psycopg.ServerCursor):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.format = psycopg.pq.Format.BINARY
+    return _BinaryServerCursor
 
 
 @contextlib.contextmanager
 def _binary_results(conn: Connection) -> Iterator[None]:
     """While the statement is sent, server-side cursors of this connection read binary."""
-    driver = conn.connection.driver_connection if conn.dialect.driver == "psycopg" else None
+    if conn.dialect.driver != "psycopg":   # psycopg is loaded already when it is the driver
+        yield
+        return
+    import psycopg
+    driver = conn.connection.driver_connection
     if not isinstance(driver, psycopg.Connection):
         yield
         return
     previous = driver.server_cursor_factory
-    driver.server_cursor_factory = _BinaryServerCursor
+    driver.server_cursor_factory = _binary_server_cursor()
     try:
         yield
     finally:

@@ -42,6 +42,7 @@ import hashlib
 import json
 import secrets
 import struct
+import threading
 import uuid
 from collections import deque
 from collections.abc import Iterator
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 import zstandard
 
 from strongroom.core.crypto.blind_index import BlindIndexer
-from strongroom.core.crypto.fields import FieldCipher, key_id_of
+from strongroom.core.crypto.fields import MIN_CIPHERTEXT, FieldCipher, key_id_of, sealed_size
 from strongroom.core.errors import CryptoError, IntegrityError, NotFoundError, StrongroomError
 from strongroom.core.storage.base import Target
 
@@ -94,40 +95,56 @@ class StoredContent:
 
 class ContentWriter:
     """Seal and store a file's content as it arrives: `write` any amount, then `finish`
-    (writes the manifest, returns where it is) or `abort` (deletes what was stored)."""
+    (writes the manifest, returns where it is) or `abort` (deletes what was stored).
+
+    Plaintext is copied once, into a chunk buffer that is reused (byte 0 is kept for
+    the codec, so a chunk is sealed straight from it); each worker seals into its own
+    reused output buffer. A fresh 4 MiB buffer per chunk cost more than AES-GCM (page
+    faults on memory the allocator had just given back), so at most WORKERS + 1 chunk
+    buffers and WORKERS sealed ones exist per writer, whatever the file's size."""
 
     def __init__(self, target: Target, cipher: FieldCipher, indexer: BlindIndexer, file_id: uuid.UUID,
                  *, compress: bool = True, extra: dict | None = None) -> None:
         self._target, self._cipher, self._indexer, self.file_id = target, cipher, indexer, file_id
         self._compress = compress
         self._extra = extra or {}
-        self._pieces: list[bytes] = []      # plaintext not yet cut into a chunk
-        self._held = 0                      # bytes in _pieces
+        self._views = bool(getattr(target, "accepts_views", False))
+        self._buffer: bytearray | None = None   # the chunk being filled: codec byte, then plaintext
+        self._filled = 0                        # plaintext bytes in _buffer
+        self._free: list[bytearray] = []       # chunk buffers back from the workers
         self._hash = hashlib.sha256()
         self._token = secrets.token_hex(16)
         self._keys: list[str] = []          # every chunk handed to a worker, in order
-        self._pending: deque[Future] = deque()
+        self._pending: deque[tuple[Future, Future]] = deque()   # (hashed, stored) per chunk in flight
         self._pool: ThreadPoolExecutor | None = None
+        self._hasher: ThreadPoolExecutor | None = None   # one thread: the chunks are hashed in order
+        self._local = threading.local()     # each worker's sealed-chunk buffer
         self.size = 0
         self._done = False
 
-    def write(self, data: bytes) -> None:
-        """Take more plaintext; full chunks go to the workers at once. The last full
-        chunk is held back until more arrives or `finish`, which seals it as final. A
-        worker's error on an earlier chunk is raised here (or by `finish`), after
-        everything stored so far is deleted again (as `abort`)."""
+    def write(self, data) -> None:
+        """Take more plaintext (any bytes-like object; copied before this returns);
+        full chunks go to the workers at once. The last full chunk is held back until
+        more arrives or `finish`, which seals it as final. A worker's error on an
+        earlier chunk is raised here (or by `finish`), after everything stored so far
+        is deleted again (as `abort`)."""
         if self._done:
             raise StrongroomError("content writer already finished")
-        if not data:
+        view = memoryview(data).cast("B")
+        if not view:
             return
-        data = bytes(data)
-        self._hash.update(data)
-        self.size += len(data)
-        self._pieces.append(data)
-        self._held += len(data)
+        self.size += len(view)
         try:
-            while self._held > CHUNK_SIZE:
-                self._submit(self._take(CHUNK_SIZE), final=False)
+            while view:
+                if self._buffer is None:
+                    self._buffer, self._filled = self._free.pop() if self._free else bytearray(1 + CHUNK_SIZE), 0
+                elif self._filled == CHUNK_SIZE:      # full, and more follows: not the last
+                    self._submit(final=False)
+                    continue
+                n = min(len(view), CHUNK_SIZE - self._filled)
+                self._buffer[1 + self._filled:1 + self._filled + n] = view[:n]
+                self._filled += n
+                view = view[n:]
         except BaseException:
             self.abort()
             raise
@@ -137,7 +154,7 @@ class ContentWriter:
         last one); a worker's error is raised, after everything stored is deleted."""
         try:
             while self._pending:
-                self._pending.popleft().result()
+                self._free.append(self._settle())
         except BaseException:
             self.abort()
             raise
@@ -148,19 +165,22 @@ class ContentWriter:
         if self._done:
             raise StrongroomError("content writer already finished")
         self._done = True
-        sha = self._hash.hexdigest()
-        key = object_key(self._indexer, "manifest", f"{self.file_id}:{sha}")
         try:
-            self._submit(self._take(self._held), final=True)
+            if self._buffer is None:
+                self._buffer, self._filled = bytearray(1), 0
+            self._submit(final=True)
             while self._pending:
-                self._pending.popleft().result()
+                self._settle()
             self._shutdown()
+            sha = self._hash.hexdigest()
+            key = object_key(self._indexer, "manifest", f"{self.file_id}:{sha}")
             manifest = json.dumps({"v": MANIFEST_VERSION, "size": self.size, "chunk_size": CHUNK_SIZE,
                                    "chunks": self._keys, **self._extra}).encode()
             self._target.put(key, self._cipher.encrypt(manifest, _MANIFEST_AAD + self.file_id.bytes))
         except BaseException:
             self.abort()
             raise
+        self._free = []
         self._keys.append(key)
         return StoredContent(key, content_digest(self._indexer, sha), self.size, len(self._keys) - 1)
 
@@ -168,10 +188,11 @@ class ContentWriter:
         """Delete every object this writer stored (a failed or cancelled add), after
         the workers have stopped, so none is stored behind the deletes."""
         self._done = True
-        self._pieces, self._held = [], 0
-        for future in self._pending:
+        self._buffer, self._filled, self._free = None, 0, []
+        futures = [future for pair in self._pending for future in pair]
+        for future in futures:
             future.cancel()
-        for future in self._pending:
+        for future in futures:
             if not future.cancelled():
                 try:
                     future.result()
@@ -183,52 +204,54 @@ class ContentWriter:
             self._target.delete(key)
         self._keys = []
 
-    def _take(self, n: int) -> bytes:
-        """The first `n` held bytes as one chunk: whole pieces joined once, a piece cut
-        by the chunk's end split through a memoryview (no copy of what stays held)."""
-        out: list = []
-        got = 0
-        while got < n:
-            piece = self._pieces[0]
-            need = n - got
-            if len(piece) <= need:
-                out.append(self._pieces.pop(0))
-                got += len(piece)
-            else:
-                view = memoryview(piece)
-                out.append(view[:need])
-                self._pieces[0] = view[need:]
-                got = n
-        self._held -= n
-        if len(out) == 1 and isinstance(out[0], bytes):
-            return out[0]
-        return b"".join(out)
-
-    def _submit(self, plain: bytes, *, final: bool) -> None:
+    def _submit(self, *, final: bool) -> None:
+        """Hand the buffer being filled to a worker."""
+        buffer, filled = self._buffer, self._filled
+        self._buffer, self._filled = None, 0
         index = len(self._keys)
         key = object_key(self._indexer, "chunk", f"{self.file_id}:{index}:{self._token}")
         self._keys.append(key)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="files-write")
-        # Bounded: at most WORKERS chunks in flight (memory), each worker busy.
+            self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="files-hash")
+        # Bounded: at most WORKERS chunks in flight (memory), each worker busy; a
+        # finished chunk's buffer is filled again. The whole-file SHA-256 (sequential,
+        # the dearest step per byte) runs beside the sealing, off the caller's thread.
         while len(self._pending) >= WORKERS:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._store, key, plain, index, final))
+            self._free.append(self._settle())
+        hashed = self._hasher.submit(self._hash.update, memoryview(buffer)[1:1 + filled])
+        self._pending.append((hashed, self._pool.submit(self._store, key, buffer, filled, index, final)))
+
+    def _settle(self) -> bytearray:
+        """Wait for the oldest chunk in flight to be hashed and stored; its buffer."""
+        hashed, stored = self._pending.popleft()
+        hashed.result()
+        return stored.result()
 
     def _shutdown(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for pool in (self._pool, self._hasher):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._pool = self._hasher = None
 
-    def _store(self, key: str, plain: bytes, index: int, final: bool) -> None:
-        body, codec = plain, _RAW
-        if self._compress and plain and worth_compressing(plain):
+    def _store(self, key: str, buffer: bytearray, filled: int, index: int, final: bool) -> bytearray:
+        """Compress (where worth it), seal and store one chunk; returns its buffer for reuse."""
+        plain = memoryview(buffer)[1:1 + filled]
+        aad = chunk_aad(self.file_id, index, final)
+        if self._compress and filled and worth_compressing(plain):
             packed = zstandard.ZstdCompressor(level=3).compress(plain)
-            if len(packed) < len(plain):
-                body, codec = packed, _ZSTD
+            if len(packed) < filled:
+                self._target.put(key, self._cipher.encrypt(bytes([_ZSTD]) + packed, aad))
+                return buffer
             del packed
-        sealed = self._cipher.encrypt(bytes([codec]) + body, chunk_aad(self.file_id, index, final))
-        self._target.put(key, sealed)
+        buffer[0] = _RAW
+        sealed = getattr(self._local, "sealed", None)
+        if sealed is None:
+            sealed = self._local.sealed = bytearray(sealed_size(1 + CHUNK_SIZE))
+        n = self._cipher.seal_into(memoryview(buffer)[:1 + filled], aad, sealed)
+        out = memoryview(sealed)[:n]
+        self._target.put(key, out if self._views else bytes(out))
+        return buffer
 
 
 def worth_compressing(plain: bytes) -> bool:
@@ -278,17 +301,40 @@ def _chunk_size(manifest: dict, file_id: uuid.UUID) -> int:
     return size
 
 
-def _open_chunk(target: Target, cipher_for, file_id: uuid.UUID, key: str, index: int, final: bool,
-                chunk_size: int) -> bytes:
-    """Fetch, authenticate and decompress one chunk (run by a reader's worker thread)."""
-    blob = _fetch(target, key, file_id, f"chunk {index}")
+_reading = threading.local()   # each reader thread's buffer for sealed chunks (targets with read_into)
+
+
+def _fetch_sealed(target: Target, key: str, file_id: uuid.UUID, what: str):
+    """A sealed chunk: read into this thread's reused buffer where the target can
+    (LocalTarget.read_into; the view is good until this thread's next read), else `get`."""
+    read_into = getattr(target, "read_into", None)
+    if read_into is None:
+        return _fetch(target, key, file_id, what)
+    buffer = getattr(_reading, "buffer", None)
+    if buffer is None:
+        buffer = _reading.buffer = bytearray(sealed_size(1 + CHUNK_SIZE))
     try:
-        plain = cipher_for(key_id_of(blob)).decrypt(blob, chunk_aad(file_id, index, final),
-                                                     where=f"file {file_id} chunk {index}")
+        return read_into(key, buffer)
+    except NotFoundError:
+        raise IntegrityError(f"file {file_id}: its {what} is missing from the store") from None
+
+
+def _open_chunk(target: Target, cipher_for, file_id: uuid.UUID, key: str, index: int, final: bool,
+                chunk_size: int) -> bytes | bytearray:
+    """Fetch, authenticate and decompress one chunk (run by a reader's worker thread)."""
+    blob = _fetch_sealed(target, key, file_id, f"chunk {index}")
+    if len(blob) < MIN_CIPHERTEXT + 1 or len(blob) > MIN_CIPHERTEXT + 1 + MAX_CHUNK_SIZE:
+        raise IntegrityError(f"file {file_id}: chunk {index} failed authentication "
+                             "(tampered, swapped from another file, reordered or truncated)")
+    plain = bytearray(len(blob) - MIN_CIPHERTEXT)
+    try:
+        cipher_for(key_id_of(blob)).open_into(blob, chunk_aad(file_id, index, final), plain,
+                                              where=f"file {file_id} chunk {index}")
     except CryptoError:
         raise IntegrityError(f"file {file_id}: chunk {index} failed authentication "
                              "(tampered, swapped from another file, reordered or truncated)") from None
-    codec = plain[0] if plain else -1
+    del blob
+    codec = plain[0]
     if codec == _ZSTD:
         try:
             return zstandard.ZstdDecompressor().decompress(memoryview(plain)[1:], max_output_size=chunk_size)
@@ -296,18 +342,23 @@ def _open_chunk(target: Target, cipher_for, file_id: uuid.UUID, key: str, index:
             raise IntegrityError(f"file {file_id}: chunk {index} does not decompress") from None
     if codec != _RAW:
         raise IntegrityError(f"file {file_id}: chunk {index} has an unknown codec")
-    return plain[1:]
+    del plain[:1]       # drops the codec byte without copying the chunk (bytearray moves its start)
+    return plain
 
 
 def read_chunks(target: Target, cipher_for, file_id: uuid.UUID, storage_key: str,
-                *, size: int, digest: str, indexer: BlindIndexer) -> Iterator[bytes]:
-    """Yield the plaintext a chunk at a time, each authenticated before it is yielded;
+                *, size: int, digest: str, indexer: BlindIndexer) -> Iterator[bytes | bytearray]:
+    """Yield the plaintext a chunk at a time (each a bytes or bytearray of its own),
+    each authenticated before it is yielded;
     after the last, the whole is checked against the row's size and keyed digest. Any
     failure raises IntegrityError naming the file (never its name or content), so a
     caller that writes to a temporary file and renames only at the end never delivers
     a tampered, reordered or truncated file. The next chunks (WORKERS in flight) are
-    fetched and opened by threads while the caller handles the current one; closing the iterator
-    early stops them."""
+    fetched and opened by threads while the caller handles the current one, and the
+    whole-file SHA-256 (sequential by nature, the dearest step per byte) runs in a
+    thread of its own behind them, so the caller's writes overlap it; the last chunk
+    is yielded only once that hash has been checked. Closing the iterator early stops
+    the threads."""
     manifest = read_manifest(target, cipher_for, file_id, storage_key)
     keys = manifest["chunks"]
     chunk_size = _chunk_size(manifest, file_id)
@@ -315,7 +366,9 @@ def read_chunks(target: Target, cipher_for, file_id: uuid.UUID, storage_key: str
     whole = hashlib.sha256()
     total = 0
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="files-read")
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="files-hash")   # one: in order
     ahead: deque[Future] = deque()
+    hashing: deque[Future] = deque()
     submitted = 0
 
     def refill() -> None:
@@ -329,11 +382,15 @@ def read_chunks(target: Target, cipher_for, file_id: uuid.UUID, storage_key: str
         for index in range(len(keys)):
             body = ahead.popleft().result()
             refill()                   # the next ones are opened while this one is handled
-            whole.update(body)
             total += len(body)
             if total > size:
                 raise IntegrityError(f"file {file_id}: the stored content is longer than recorded")
+            while len(hashing) >= WORKERS:     # bounded: chunks held for the hash stay few
+                hashing.popleft().result()
+            hashing.append(hasher.submit(whole.update, body))
             if index == last:
+                while hashing:
+                    hashing.popleft().result()
                 if total != size or content_digest(indexer, whole.hexdigest()) != digest:
                     raise IntegrityError(f"file {file_id}: the stored content does not match its recorded hash")
             yield body
@@ -341,6 +398,7 @@ def read_chunks(target: Target, cipher_for, file_id: uuid.UUID, storage_key: str
         for future in ahead:
             future.cancel()
         pool.shutdown(wait=True)
+        hasher.shutdown(wait=True)
 
 
 def object_keys(target: Target, cipher_for, file_id: uuid.UUID, storage_key: str) -> list[str]:

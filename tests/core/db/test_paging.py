@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, literal, select
 
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Practice
@@ -68,3 +68,13 @@ def test_an_error_met_while_fetching_ahead_is_raised_in_the_caller(engine):
             for batch in stream(conn, query, size=100):
                 got += len(batch)
     assert got < 2500 and helper_threads() == []
+
+
+def test_importing_paging_leaves_psycopg_unloaded():
+    """psycopg costs ~140 ms to import; a SQLite process (a file get reads paging through
+    core.reconcile) must not pay it."""
+    import subprocess
+    import sys
+    code = "import sys, strongroom.core.db.paging; print('psycopg' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

@@ -217,3 +217,23 @@ def test_a_chunk_that_does_not_compress_is_not_compressed_whole(parts, monkeypat
               for i, key in enumerate(manifest["chunks"])]
     assert codecs == [0, 1]
     assert _read(parts, file_id, stored) == random_part + text_part
+
+
+def test_the_writer_copies_a_reused_buffer_and_the_reader_hands_out_chunks_of_their_own(parts):
+    """The writer seals from buffers it reuses and the reader reads into one per thread:
+    a caller may refill its buffer after each write, and may hold every chunk it took
+    while it takes more, without either seeing the other's bytes."""
+    target, cipher, indexer = parts
+    data = _data(3 * content.CHUNK_SIZE + 12345)
+    file_id = uuid.uuid4()
+    writer = content.ContentWriter(target, cipher, indexer, file_id)
+    buffer = bytearray(MIB)
+    for at in range(0, len(data), MIB):
+        piece = data[at:at + MIB]
+        buffer[:len(piece)] = piece
+        writer.write(memoryview(buffer)[:len(piece)])
+        buffer[:] = bytes(MIB)               # overwritten at once: the writer must have copied
+    stored = writer.finish()
+    held = list(content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key,
+                                    size=stored.size, digest=stored.digest, indexer=indexer))
+    assert len(held) == 4 and b"".join(held) == data

@@ -167,3 +167,16 @@ def test_a_valid_key_never_leaves_the_root(key: str) -> None:
     resolved = Path(os.path.normpath(root / key))
     assert resolved.is_relative_to(root) and resolved != root
     assert ".." not in key.split("/") and not key.startswith("/")
+
+
+def test_read_into_reuses_the_buffer_and_reads_a_larger_object_whole(local: LocalTarget) -> None:
+    local.put("files/ab/one", b"a" * 10)
+    local.put("files/ab/two", b"b" * 3)
+    local.put("files/ab/big", memoryview(b"c" * 100))      # put takes a view without copying it first
+    buffer = bytearray(20)
+    assert local.read_into("files/ab/one", buffer) == b"a" * 10
+    view = local.read_into("files/ab/two", buffer)
+    assert view == b"b" * 3 and view.obj is buffer
+    assert local.read_into("files/ab/big", buffer) == b"c" * 100     # while `view` still holds the buffer
+    with pytest.raises(NotFoundError):
+        local.read_into("files/ab/none", buffer)
