@@ -317,62 +317,32 @@ class Keyring:
                 self._open_record(record, aeads, unavailable, raw)
         return BatchKeys(aeads, unavailable, ciphers)
 
-    def batch_key_bytes(self, fetched: Iterable[tuple]) -> dict[bytes, bytes] | None:
-        """The 256-bit keys of the key records in `fetched` (`(16-byte id, *KEY_RECORD)`
-        tuples that came with a batch's rows), by id, for a helper process to open that
-        batch with (core.crypto.field_opener); None if any of them cannot be used
-        (destroyed, another KEK's, tampered): `batch_keys` then says which and why. The
-        caller hands them on and drops them with the batch; they never enter the cache."""
-        keys: dict[bytes, bytes] = {}
-        unavailable: dict[bytes, StrongroomError] = {}
-        for record in fetched:
-            raw = record[0]
-            if raw is None:
-                continue
-            if raw.__class__ is not bytes:
-                raw = raw.bytes
-            if raw in keys:
-                continue
-            if record[1] is None:       # no such key record (the join found none)
-                return None
-            key = self._unwrap_record(record, unavailable, raw)
-            if key is None:
-                return None
-            keys[raw] = key
-        return keys
-
     def _open_record(self, record: tuple, aeads: dict, unavailable: dict, raw: bytes) -> None:
         """`unwrap` for one key record of a batch, inlined, into its AES-GCM object: a
         bulk read opens one per client (100k at scale 1), and the calls, the key id's
         bytes computed over again and a FieldCipher per key were a third of it. Same
         checks, same errors (the key id made a UUID only for an error's text)."""
-        key = self._unwrap_record(record, unavailable, raw)
-        if key is not None:
-            aeads[raw] = AESGCM(key)
-
-    def _unwrap_record(self, record: tuple, unavailable: dict, raw: bytes) -> bytes | None:
-        """The key of one key record, or None with the reason in `unavailable[raw]`."""
         _, purpose, state, wrapped, kek_id = record
         if state == KeyState.DESTROYED or wrapped is None:
             unavailable[raw] = KeyUnavailableError(f"data key {uuid.UUID(bytes=raw)} was destroyed (crypto-shredded)")
-            return None
+            return
         aead = self._keks.get(kek_id)
         if aead is None:
             unavailable[raw] = KeyUnavailableError(
                 f"data key {uuid.UUID(bytes=raw)} is wrapped by KEK {kek_id}, but the loaded KEK is "
                 f"{self.kek_id}: wrong key file, or a KEK rotation was not finished")
-            return None
+            return
         if wrapped.__class__ is not bytes:
             wrapped = bytes(wrapped)
         try:
             key = aead.decrypt(wrapped[:12], wrapped[12:], _WRAP_AAD_HEAD + raw + _purpose_bytes(purpose))
         except InvalidTag:
             unavailable[raw] = CryptoError(f"data key {uuid.UUID(bytes=raw)} failed to unwrap (tampered key record)")
-            return None
+            return
         if len(key) != 32:
             unavailable[raw] = CryptoError(f"data key {uuid.UUID(bytes=raw)} is not 256 bits")
-            return None
-        return key
+            return
+        aeads[raw] = AESGCM(key)
 
     def _singleton_id(self, conn: Connection, purpose: KeyPurpose) -> uuid.UUID:
         """The practice-wide key of `purpose`, created on first use.

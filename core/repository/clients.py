@@ -31,7 +31,7 @@ from strongroom.core.errors import NotFoundError, PermissionDenied, ValidationEr
 from strongroom.core.masking import mask_record
 from strongroom.core.principal import Principal
 from strongroom.core.repository.changes import next_change_version, row_checksum
-from strongroom.core.repository.records import Layout, enum_value, layout, open_batches, open_rows
+from strongroom.core.repository.records import Layout, enum_value, layout, open_rows
 from strongroom.core.ids import new_id
 
 TABLE = "clients"
@@ -266,12 +266,7 @@ def _present(conn: Connection, keyring: Keyring, principal: Principal, rows: lis
     """Rows of `_select(shape)` as records: decrypted (the keys of all of them in one
     query) and audited as one READ for `phi:read`, masked for everyone else."""
     _require(principal, "table:clients:read")
-    return _disclose(conn, principal, open_rows(conn, keyring, shape, rows), reason)
-
-
-def _disclose(conn: Connection, principal: Principal, records: list[dict], reason: str) -> list[dict]:
-    """Opened records as `principal` may see them: audited as one READ for `phi:read`,
-    masked for everyone else."""
+    records = open_rows(conn, keyring, shape, rows)
     if principal.can("phi:read"):
         if records:
             _audit(conn, principal, "READ", records[0]["id"] if len(records) == 1 else None,
@@ -316,10 +311,6 @@ def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
     shape = _PG_SHAPE if conn.dialect.name == "postgresql" else _SHAPE
     query = _live(practice_id, after_id, shape).order_by(_clients.c.id)
     batches = stream(conn, query, size=batch_size or STREAM_BATCH)
-    # Opened as exports open theirs (records.open_batches: on other cores from the second
-    # batch on), each batch audited here just before it is handed out.
-    opened = open_batches(conn, keyring, shape, batches)
-    names = shape.names
     try:
         with heap_frozen():     # the process's own objects out of the collector's passes (core.bulk)
             while True:
@@ -327,16 +318,13 @@ def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
                 # once handed out, so a caller pausing it around taking and printing a batch
                 # can drop the batch before the collector is back (records.stream_columns).
                 with collector_paused():
-                    columns = next(opened, None)
-                    if columns is None:
+                    rows = next(batches, None)
+                    if rows is None:
                         return
-                    records = [dict(zip(names, values)) for values in zip(*columns)]
-                    del columns
-                    batch = [_disclose(conn, principal, records, "list")]
-                    del records
+                    batch = [_present(conn, keyring, principal, rows, "list", shape)]
+                    del rows
                 yield batch.pop()
     finally:
-        opened.close()
         batches.close()
 
 

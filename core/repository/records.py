@@ -17,9 +17,9 @@ name, rows by id.
 """
 from __future__ import annotations
 
-import collections
 import enum
 import json
+import operator
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,7 +32,6 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from strongroom.core.bulk import collector_paused, heap_frozen
-from strongroom.core.crypto.field_opener import FieldOpener, open_column
 from strongroom.core.crypto.fields import FORMAT_VERSION, MIN_CIPHERTEXT
 from strongroom.core.crypto.keyring import KEY_RECORD, Keyring, with_keys
 from strongroom.core.db.encrypted import CLIENT_KEYED, column
@@ -320,18 +319,10 @@ def open_columns(conn: Connection, keyring: Keyring, shape: Layout, rows: Sequen
     same errors)."""
     if not rows:
         return [[] for _ in shape.fields]
-    return _open_columns(conn, keyring, shape, list(zip(*rows)), erased)
-
-
-def _open_columns(conn: Connection, keyring: Keyring, shape: Layout, columns: list, erased: str | None,
-                  opened: list[list | None] | None = None) -> list[list]:
-    """`open_columns` of a batch already taken apart into its columns. `opened` holds, per
-    PHI field, the plaintexts a helper process opened (core.crypto.field_opener), or None
-    for a field it left to this process: only those are opened here, and the batch's keys
-    unwrapped here only if there is one."""
+    columns = list(zip(*rows))
     out: list[list] = []
     phi = shape.phi_indexes
-    if phi and (opened is None or None in opened):
+    if phi:
         key_at = shape.key_at
         end = key_at + 1 + len(KEY_RECORD)
         # The rows' own keys, which came with them; a key only some field names (sealed
@@ -348,18 +339,10 @@ def _open_columns(conn: Connection, keyring: Keyring, shape: Layout, columns: li
         row_heads = [None if k is None else _VERSION_BYTE + k for k in row_keys]
         batch = _Batch(shape.table, ids, rids, row_keys, row_openers, keys, openers, erased, shape.own_key,
                        row_heads, None not in row_openers, conn, keyring)
-    helped = iter(opened) if opened is not None else None
     for name, i, is_phi, fn in shape.fields:
         values = columns[i]
         if is_phi:
-            texts = None if helped is None else next(helped)
-            if texts is None:
-                out.append(_open_column(batch, name, values, fn))
-            elif fn is None:
-                out.append(texts)
-            else:
-                out.append(list(map(fn, texts)) if None not in texts else
-                           [None if v is None else fn(v) for v in texts])
+            out.append(_open_column(batch, name, values, fn))
         elif fn is None:
             out.append(values)
         elif fn in _COLUMN_WISE:
@@ -430,8 +413,14 @@ def _open_all(prefix: bytes, blobs: list, rids: list, heads: list, openers: list
     """The fields of `blobs`, none None, if each is long enough and starts with its
     row's header (version byte and the row's key id, whose opener is in `openers`);
     None if any does not. Raises InvalidTag as AES-GCM does."""
-    texts = open_column(prefix, blobs, rids, heads, openers)
-    return texts if fn is None or texts is None else list(map(fn, texts))
+    if not blobs:
+        return []
+    if min(map(len, blobs)) < MIN_CIPHERTEXT or [blob[:17] for blob in blobs] != heads:
+        return None
+    plain = map(operator.call, openers, [blob[17:29] for blob in blobs], [blob[29:] for blob in blobs],
+                [prefix + rid for rid in rids])
+    texts = [value.decode() for value in plain]
+    return texts if fn is None else list(map(fn, texts))
 
 
 def _open_each(batch: _Batch, name: str, prefix: bytes, blobs: Sequence, fn: Callable | None) -> list:
@@ -524,91 +513,21 @@ def stream_columns(conn: Connection, keyring: Keyring, principal: Principal, tab
     batches = stream(conn, shape.query(where), size=batch_size)
     try:
         with heap_frozen():
-            yield from open_batches(conn, keyring, shape, batches, erased=ERASED)
+            yield from _opened(conn, keyring, shape, batches)
     finally:
         batches.close()
 
 
-def open_batches(conn: Connection, keyring: Keyring, shape: Layout, batches: Iterator[Sequence[Sequence]], *,
-                 erased: str | None = None) -> Iterator[list[list]]:
-    """`open_columns` of each batch of `batches`, in order, each fetched and opened with the
-    collector paused (core.bulk).
-
-    From the second batch on, a walk with PHI opens its fields in helper processes
-    (core.crypto.field_opener, FIELD_OPENERS of them, each given every so many batches
-    with their rows' keys) while this one fetches the next batch and writes the last, so
-    the AES-GCM opens, which hold the GIL, run on other cores (measured at 100k
-    clients: ...). The keys handed over are unwrapped here (the KEK stays in this
-    process) and live in a helper for that batch only. A batch whose keys are not all
-    usable (shredded, say) is opened here, and so is a column a helper will not take.
-    At most one batch per helper, and the one being read, are held."""
-    helpers: list[FieldOpener] = []
-    pending: collections.deque = collections.deque()    # (columns, helper) handed over, in order
-    seen = 0
-    try:
-        while True:
-            ready = []
-            with collector_paused():
-                rows = next(batches, None)
-                if rows is None:
-                    break
-                columns = list(zip(*rows))
-                del rows
-                seen += 1
-                if seen == 2 and shape.phi_indexes:
-                    helpers = [FieldOpener() for _ in range(FIELD_OPENERS)]
-                free = [helper for helper in helpers if not helper.busy]
-                if helpers and not free:      # the oldest batch is due first anyway
-                    ready.append(_collect(conn, keyring, shape, erased, *pending.popleft()))
-                    free = [helper for helper in helpers if not helper.busy]
-                handed = _hand_over(keyring, shape, columns) if free else None
-                if handed is not None and free[0].submit(*handed):
-                    pending.append((columns, free[0]))
-                else:
-                    while pending:
-                        ready.append(_collect(conn, keyring, shape, erased, *pending.popleft()))
-                    ready.append(_open_columns(conn, keyring, shape, columns, erased))
-                del columns, handed
-            while ready:
-                yield ready.pop(0)
-        while pending:
-            with collector_paused():
-                ready = [_collect(conn, keyring, shape, erased, *pending.popleft())]
-            yield ready.pop()
-    finally:
-        for helper in helpers:
-            helper.close()
-
-
-# Helper processes opening a walk's PHI fields (core.crypto.field_opener): this process
-# reads and writes while they open, so two keep two cores busy with the database's
-# own work beside them.
-FIELD_OPENERS = 2
-
-
-def _collect(conn: Connection, keyring: Keyring, shape: Layout, erased: str | None, columns: list,
-             helper: FieldOpener) -> list[list]:
-    """A batch handed to `helper`, opened: its PHI as the helper opened it, the rest here."""
-    return _open_columns(conn, keyring, shape, columns, erased, helper.result())
-
-
-def _hand_over(keyring: Keyring, shape: Layout, columns: list) -> tuple | None:
-    """What the helper needs to open a batch's PHI columns (FieldOpener.submit's
-    arguments), or None if any row's key is not usable: this process opens it then."""
-    key_at = shape.key_at
-    end = key_at + 1 + len(KEY_RECORD)
-    row_keys = (list(columns[key_at]) if shape.key_bytes
-                else [None if k is None else k.bytes for k in columns[key_at]])
-    if None in row_keys:
-        return None
-    keys = keyring.batch_key_bytes(zip(row_keys, *columns[key_at + 1:end]))
-    if keys is None or not keys.keys() >= set(row_keys):
-        return None
-    ids = columns[0]
-    rids = [i.encode() for i in ids] if shape.id_text else [str(i).encode() for i in ids]
-    table = shape.table
-    return keys, row_keys, rids, [(f"{table}\0{name}\0".encode(), columns[i])
-                                  for name, i, is_phi, _ in shape.fields if is_phi]
+def _opened(conn: Connection, keyring: Keyring, shape: Layout, batches) -> Iterator[list[list]]:
+    """`stream_columns` body: each batch fetched and opened with the collector paused."""
+    while True:
+        with collector_paused():
+            rows = next(batches, None)
+            if rows is None:
+                return
+            batch = [open_columns(conn, keyring, shape, rows, erased=ERASED)]
+            del rows
+        yield batch.pop()
 
 
 def _masker(field: str) -> Callable[[str], str]:

@@ -15,9 +15,7 @@ from strongroom.core.export import spec
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository import clients as repo
 from strongroom.core.repository.practices import create_practice
-from strongroom.core.crypto.field_opener import FieldOpener
-from strongroom.core.repository import records
-from strongroom.core.repository.records import plain_value, stream_columns, stream_records
+from strongroom.core.repository.records import plain_value, stream_records
 
 MOMENTS = [datetime(2026, 3, 29, 1, 30, tzinfo=timezone.utc),                     # no microseconds
            datetime(2026, 3, 29, 1, 30, 0, 1, tzinfo=timezone.utc),
@@ -48,50 +46,3 @@ def test_bulk_records_print_values_as_the_row_holds_them(ctx):
         rows = conn.execute(select(table).where(table.c.deleted_at.is_(None)).order_by(table.c.id)).mappings().all()
     assert len(records) == len(MOMENTS)
     assert [{f: r[f] for f in plain} for r in records] == [{f: plain_value(row[f]) for f in plain} for row in rows]
-
-
-def _walk(ctx, *, stop_after: int | None = None) -> list[list]:
-    fields = spec.EXPORTABLE["clients"]
-    out = []
-    with transaction(ctx.engine, read_only=True) as conn:
-        batches = stream_columns(conn, ctx.keyring, SYSTEM, "clients", fields, reveal=True, batch_size=10)
-        for n, columns in enumerate(batches):
-            out.append(columns)
-            if stop_after is not None and n + 1 == stop_after:
-                batches.close()
-                break
-    return out
-
-
-def test_a_walk_opens_on_helper_processes_what_it_opens_alone_and_ends_them(ctx, monkeypatch):
-    """65 clients in batches of 10: from the second batch on, helper processes open the
-    PHI (core.crypto.field_opener); the batches are the ones this process opens alone,
-    in order, and every helper has ended when the walk ends, or stops early."""
-    with transaction(ctx.engine) as conn:
-        practice = create_practice(conn, SYSTEM, "Helpers Practice")
-        repo.insert_clients(conn, ctx.keyring, SYSTEM, practice, client_records(65, seed=4))
-    started: list[FieldOpener] = []
-
-    class Counted(FieldOpener):
-        def __init__(self) -> None:
-            super().__init__()
-            started.append(self)
-            self.handed = 0
-
-        def submit(self, *args) -> bool:
-            handed = super().submit(*args)
-            self.handed += handed
-            return handed
-
-    monkeypatch.setattr(records, "FieldOpener", Counted)
-    helped = _walk(ctx)
-    assert len(started) == records.FIELD_OPENERS >= 1 and sum(h.handed for h in started) >= 5
-    assert all(h._process.returncode == 0 for h in started)
-    monkeypatch.setattr(records, "FIELD_OPENERS", 0)
-    alone = _walk(ctx)
-    assert len(helped) == 7 and helped == alone
-    assert helped[0][spec.EXPORTABLE["clients"].index("ssn")][0].startswith("9")
-    monkeypatch.setattr(records, "FIELD_OPENERS", 2)
-    started.clear()
-    assert _walk(ctx, stop_after=3) == alone[:3]
-    assert started and all(h._process.returncode is not None for h in started)
