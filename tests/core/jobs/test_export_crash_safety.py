@@ -46,6 +46,26 @@ def test_an_unfinished_export_file_holds_no_plaintext_until_finish(tmp_path):
     assert sorted(p.name for p in final.iterdir()) == ["clients.csv", "manifest.json"]
 
 
+def test_only_the_files_that_stay_are_fsynced_not_the_spool(tmp_path, monkeypatch):
+    """A spool is ciphertext under a key that dies with the process: after a crash it is
+    unreadable and removed, so forcing it to disk buys nothing (it cost a second disk
+    write of the whole export). The plaintext file and the manifest are fsynced."""
+    synced = []
+    real_fsync = os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fsync(fd)
+    monkeypatch.setattr(os, "fsync", recording)
+    output = Output(tmp_path, "20260101T000000Z-0000abcd")
+    with output.open("clients.csv", text=False, table="clients") as stream:
+        stream.write(b"id,ssn\n" + b"".join(b"%d,%s\n" % (i, SSN) for i in range(100_000)))
+    final, _ = output.finish({})
+    names = [os.path.basename(path) for path in synced]
+    assert not [name for name in names if name.endswith(spool.SUFFIX)], names
+    assert "clients.csv" in names and "manifest.json" in names
+
+
 def test_a_full_disk_met_while_writing_fails_the_file_and_leaves_nothing(tmp_path, monkeypatch):
     """Hashing and writing run on a helper thread; what it meets is raised in the
     exporting thread, the helper is gone, and abort() leaves no trace."""
