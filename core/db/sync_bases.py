@@ -39,6 +39,9 @@ def shadow_name(table: str) -> str:
     return f"sync_base_{table}"
 
 
+# TG_TABLE_NAME is of type `name`, whose collation is "C": compared as it is (or only
+# cast to text) the primary key's first column (table_name, default collation) was not
+# usable and each UPDATE read all of sync_rows (migration 0020).
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION strongroom_sync_base() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -57,7 +60,7 @@ BEGIN
     RETURN NULL;
   END IF;
   SELECT vv INTO v_vv FROM sync_rows
-   WHERE table_name = TG_TABLE_NAME AND row_id = OLD.id AND version = OLD.sync_version;
+   WHERE table_name = TG_TABLE_NAME::text COLLATE "default" AND row_id = OLD.id AND version = OLD.sync_version;
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
