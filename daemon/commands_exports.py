@@ -60,8 +60,7 @@ def list_cmd(d: "Daemon", call: Call) -> dict:
             # Narrowed: an export is its practice's by its filters (a practice or a client
             # named). The history is short (exports are kept export_retention days), so
             # it is filtered here and paged after.
-            mine = [r for r in conn.execute(query).mappings()
-                    if tenancy.practices_named(conn, {"filters": r["filters"]}) == {practice}]
+            mine = [r for r in conn.execute(query).mappings() if tenancy.export_shown(conn, practice, r["filters"])]
             total, rows = len(mine), mine[a.offset:a.offset + a.limit]
             running = [job for job in running
                        if tenancy.practices_named(conn, job.get("params")) == {practice}]
@@ -75,8 +74,7 @@ def show_cmd(d: "Daemon", call: Call) -> dict:
     with transaction(d.ctx.engine, read_only=True) as conn:
         row = conn.execute(select(_exports).where(_exports.c.id == call.args.export_id)).mappings().first()
         practice = tenancy.narrowed_to(conn, call.principal)
-        foreign = (row is not None and practice is not None
-                   and tenancy.practices_named(conn, {"filters": row["filters"]}) != {practice})
+        foreign = row is not None and not tenancy.export_shown(conn, practice, row["filters"])
     if row is None or foreign:       # another practice's: the very answer a missing one gets
         raise NotFoundError("export_id: no such export")
     out: dict[str, Any] = {**dict(row), "manifest": None, "manifest_ok": None}
@@ -102,7 +100,7 @@ def tables_cmd(d: "Daemon", call: Call) -> dict:
                              .order_by(_configurations.c.name)).mappings().all()
         practice = tenancy.narrowed_to(conn, call.principal)
         saved = [{k: v for k, v in r.items() if k != "filters"} for r in saved
-                 if practice is None or tenancy.practices_named(conn, {"filters": r["filters"]}) == {practice}]
+                 if tenancy.export_shown(conn, practice, r["filters"])]
     return {"tables": spec.catalogue(), "formats": list(spec.FORMATS), "masking_profiles": list(spec.MASKING_PROFILES),
             "ranges": list(spec.RANGES), "status_filters": spec.status_filters(),
             "configurations": saved, "min_password": spec.MIN_PASSWORD,
@@ -160,8 +158,7 @@ def configurations_cmd(d: "Daemon", call: Call) -> dict:
     items = export_job.list_configurations(d.ctx)
     with transaction(d.ctx.engine, read_only=True) as conn:
         practice = tenancy.narrowed_to(conn, call.principal)
-        if practice is not None:
-            items = [c for c in items if tenancy.practices_named(conn, {"filters": c["filters"]}) == {practice}]
+        items = [c for c in items if tenancy.export_shown(conn, practice, c["filters"])]
     return {"items": items, "retention_days": d.ctx.settings.export.retention_days}
 
 
@@ -171,4 +168,4 @@ def _configuration_shown(conn, practice, name: str) -> bool:
     if practice is None:
         return True
     filters = conn.execute(select(_configurations.c.filters).where(_configurations.c.name == name)).scalar()
-    return filters is not None and tenancy.practices_named(conn, {"filters": filters}) == {practice}
+    return filters is not None and tenancy.export_shown(conn, practice, filters)

@@ -221,6 +221,12 @@ def practices_named(conn: Connection, params: dict | None) -> set[uuid.UUID | No
     return named
 
 
+def export_shown(conn: Connection, practice: uuid.UUID | None, filters: dict | None) -> bool:
+    """Whether a caller narrowed to `practice` (None: not narrowed) may see an export or
+    a saved configuration with these filters: one that names their practice only."""
+    return practice is None or practices_named(conn, {"filters": filters or {}}) == {practice}
+
+
 def run_shown(conn: Connection, practice: uuid.UUID | None, run: dict) -> dict | None:
     """A job run as a caller narrowed to `practice` may see it: whole when it names
     that practice only; kind, state and times with params, result, message and error

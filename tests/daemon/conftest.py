@@ -321,6 +321,15 @@ def nested(levels: int) -> dict:
     return value
 
 
+def wait_run(daemon, run_id: str, timeout: float = 60.0) -> dict:
+    """The run once it has finished, as the local operator (who sees every run) reads it."""
+    deadline = time.monotonic() + timeout
+    while (run := daemon.call("job.get", {"run_id": run_id}))["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"run still {run['status']}"
+        time.sleep(0.2)
+    return run
+
+
 def error_of(daemon, cmd: str, args: dict | None, token: str | None = "local") -> ClientError:
     """The error the daemon answers CMD with (the test fails if it succeeds)."""
     with pytest.raises(ClientError) as err:

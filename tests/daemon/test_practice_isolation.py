@@ -15,7 +15,6 @@ refused for a missing permission: only for being another practice's.
 """
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime, timezone
 
@@ -32,7 +31,7 @@ from strongroom.core.repository.practices import create_practice, only_practice
 from strongroom.core.repository.sessions import create_session
 from strongroom.core.retention import erasure, holds
 from tests.daemon.conftest import (PASSWORD, data_transaction, error_of, login, make_data_dir, running_daemon,
-                                   seed_sync_demo)
+                                   seed_sync_demo, wait_run)
 
 WHEN = "2031-05-06T10:00:00+00:00"
 
@@ -217,22 +216,13 @@ def test_an_export_or_a_job_reads_only_the_callers_practice(two_practices):
 
 # --- what a practice's people read: runs, exports, audit, security events, plans --------
 
-def _finished(d, run_id: str, timeout: float = 60.0) -> dict:
-    """The run once it has finished, as the local operator (who sees every run) reads it."""
-    deadline = time.monotonic() + timeout
-    while (run := d.call("job.get", {"run_id": run_id}))["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, f"run still {run['status']}"
-        time.sleep(0.2)
-    return run
-
-
 @pytest.fixture
 def practice_runs(two_practices):
     """A finished export and reconcile of B's (started by B's owner), an export of A's
     and a whole-database integrity run (started by the local operator)."""
     d = two_practices
     def run(cmd: str, args: dict, token: str | None = "local") -> str:   # one export at a time
-        return _finished(d, d.call(cmd, args, token=token)["id"])["id"]
+        return wait_run(d, d.call(cmd, args, token=token)["id"])["id"]
     b_export = run("export.run", {"tables": ["clients"], "format": "csv",
                                   "filters": {"practice_id": d.b["practice"]}}, d.bossb)
     b_reconcile = run("job.run", {"kind": "reconcile"}, d.bossb)
@@ -312,7 +302,7 @@ def test_a_retention_plan_and_integrity_evidence_cover_the_callers_practice_only
     everyone = d.call("retention.plan.get", {"horizon_days": 3650})
     assert {a["practice_id"] for a in everyone["actions"]} == {d.a["practice"], d.b["practice"]}
     assert everyone["holds_in_force"] == 2
-    _finished(d, d.call("job.run", {"kind": "integrity"})["id"])
+    wait_run(d, d.call("job.run", {"kind": "integrity"})["id"])
     narrowed = d.call("integrity.report.get", token=d.opa)["checks"]
     assert narrowed and all(c["evidence"] == {"withheld": "names rows of every practice"} for c in narrowed)
     assert all("withheld" not in c["evidence"] for c in d.call("integrity.report.get")["checks"])
@@ -329,7 +319,7 @@ def test_a_key_rotation_names_only_the_callers_clients(two_practices):
     assert every.code == "forbidden" and "client_ids" in every.message
     assert [r["id"] for r in d.call("job.list", {"kind": "key_rotation"})] == before
     mine = d.call("job.run", {"kind": "key_rotation", "params": {"client_ids": [d.a["client"]]}}, token=d.opa)
-    assert _finished(d, mine["id"])["status"] == "succeeded"
+    assert wait_run(d, mine["id"])["status"] == "succeeded"
 
 
 def test_sync_conflicts_over_another_practices_rows_stay_hidden(tmp_path, db_url):

@@ -18,7 +18,7 @@ import pytest
 from strongroom.console.client import ClientError
 from strongroom.core.datadir import DB_NAME
 from strongroom.core.sync.passes import Problem, quarantine
-from tests.daemon.conftest import PASSWORD, Receiver, data_transaction, make_site, running_daemon
+from tests.daemon.conftest import PASSWORD, Receiver, data_transaction, make_site, running_daemon, wait_run
 
 MASKED = "postgresql://sync:s3cret@central.example.org/strongroom?sslmode=verify-full"
 
@@ -33,14 +33,6 @@ def error_of(daemon, cmd, args, token="local") -> ClientError:
     with pytest.raises(ClientError) as err:
         daemon.call(cmd, args, token=token)
     return err.value
-
-
-def wait_run(daemon, run_id: str, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while (run := daemon.call("job.get", {"run_id": run_id}))["status"] in ("queued", "running"):
-        assert time.monotonic() < deadline, f"sync run still {run['status']}"
-        time.sleep(0.2)
-    return run
 
 
 def scrape(daemon) -> str:
