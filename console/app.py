@@ -7,7 +7,9 @@ with the daemon's words.
 """
 from __future__ import annotations
 
+import copy
 import gc
+from collections import deque
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import partial
@@ -15,18 +17,21 @@ from typing import Any
 
 from strongroom.console.client import Client, ClientError
 from strongroom.console.modals.help import HelpScreen
+from strongroom.console.modals.messages import MessagesScreen
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import TABS, MainScreen
 from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding
 from textual.message import Message
-from textual.notifications import Notification
+from textual.notifications import Notification, Notify
 from textual.screen import Screen
 from textual.widgets import TabbedContent
 
 # Toasts shown at once: a burst (refusals, several jobs ending together) piled up over
-# the tab bar and the banner; the newest MAX_TOASTS stay, older ones are dropped.
+# the tab bar and the banner; the newest MAX_TOASTS stay and older ones are collapsed
+# into a "+N more" on the newest, read in full with `!` (the recent messages).
 MAX_TOASTS = 3
+RECENT_MESSAGES = 100
 CALL_TIMEOUT = 15.0
 
 
@@ -41,7 +46,8 @@ class StrongroomConsole(App):
     TITLE = "Strongroom"
     # Shown by KeyFooter at the footer's right end, not in the Footer's own list.
     BINDINGS = [Binding("q", "quit", "Quit", show=False),
-                Binding("question_mark", "help", "Help", key_display="?", show=False)]
+                Binding("question_mark", "help", "Help", key_display="?", show=False),
+                Binding("exclamation_mark", "messages", "Recent messages", key_display="!", show=False)]
 
     def __init__(self, endpoint: str, events_endpoint: str, token: str | None = None, *,
                  client: Any = None, clock: Callable[[], datetime] = datetime.now) -> None:
@@ -49,6 +55,11 @@ class StrongroomConsole(App):
         a fixed time for the status line's "updated" stamp)."""
         super().__init__()
         self.clock = clock
+        # Every toast's text as raised (copies: the shown one may get a "+N more" title).
+        self.messages: deque[Notification] = deque(maxlen=RECENT_MESSAGES)
+        self.collapsed = 0                      # toasts hidden from the pile now shown
+        self._titles: dict[str, str] = {}       # a shown toast's own title, by identity
+        self.retitled: set[str] = set()         # shown toasts whose title changed since drawn
         self.client = client or Client(endpoint, events_endpoint=events_endpoint, token=token,
                                        timeout=CALL_TIMEOUT)
 
@@ -64,20 +75,59 @@ class StrongroomConsole(App):
             keep_clear()
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
-    def on_notify(self) -> None:
+    def on_notify(self, event: Notify) -> None:
         """A toast is about to be added: Textual runs a subclass's handler before App's
         own `_on_notify` adds it, so the newest MAX_TOASTS - 1 stay beside it and older
-        ones are dropped. A burst (refusals, several jobs ending together) never piles up
-        over the tab bar; the main screen then keeps only as many as fit below it."""
+        ones are collapsed into its "+N more". A burst (refusals, several jobs ending
+        together) never piles up over the tab bar; the main screen then keeps only as
+        many as fit below it. Every message stays readable in the recent messages (`!`)."""
+        incoming = event.notification
+        self.messages.append(copy.copy(incoming))
+        if not self._notifications:
+            self.collapsed = 0                  # a new pile: nothing of it is hidden yet
+        self._titles[incoming.identity] = incoming.title
         for notification in list(self._notifications)[:-(MAX_TOASTS - 1) or None]:
-            self._unnotify(notification, refresh=False)
+            self._collapse(notification)
+        self._mark(incoming)
         fit = getattr(self.screen_stack[-1] if self.screen_stack else None, "fit_toasts", None)
         if fit is not None:
             self.call_after_refresh(fit)
 
-    def forget_toast(self, notification: Notification) -> None:
-        """Drop one toast (the main screen's fit_toasts, for one that no longer fits)."""
-        self._unnotify(notification)
+    def _collapse(self, notification: Notification) -> None:
+        """Hide one toast, counted once (a rack not yet redrawn still holds the widgets of
+        toasts already hidden, and fit_toasts may meet them)."""
+        if notification in self._notifications:
+            self._unnotify(notification, refresh=False)
+            self.collapsed += 1
+
+    def _mark(self, newest: Notification) -> None:
+        """The newest toast says how many were hidden, and where to read them; the others
+        carry their own titles again. Toasts whose title changed are listed in `retitled`
+        for the main screen to redraw (a drawn toast is not re-rendered by itself)."""
+        for shown in [*self._notifications, newest]:
+            own = self._titles.get(shown.identity, shown.title)
+            title = own
+            if shown is newest and self.collapsed:
+                more = f"+{self.collapsed} more (! to read)"
+                title = f"{own} · {more}" if own else more
+            if shown.title != title:
+                shown.title = title
+                self.retitled.add(shown.identity)
+
+    def forget_toast(self, notification: Notification, newest: Notification) -> None:
+        """Collapse one toast that no longer fits (the main screen's fit_toasts) into the
+        newest one's "+N more"."""
+        self._collapse(notification)
+        self._mark(newest)
+        self._refresh_notifications()
+
+    def _unnotify(self, notification: Notification, refresh: bool = True) -> None:
+        self._titles.pop(notification.identity, None)
+        super()._unnotify(notification, refresh)
+
+    def action_messages(self) -> None:
+        if not isinstance(self.screen, MessagesScreen):
+            self.push_screen(MessagesScreen(self.messages))
 
     def on_mount(self) -> None:
         self.push_screen(MainScreen() if self.client.token else LoginScreen())

@@ -267,8 +267,8 @@ class MainScreen(Screen):
         self.toast_rows = self.size.height - below - self.query_one(Tabs).region.bottom
 
     def fit_toasts(self, tries: int = 25) -> None:
-        """Once the toasts are laid out: drop the oldest until the rest fit the rows the
-        rack may take (a tab whose hint line sits high, like Security's at 80x24, has
+        """Once the toasts are laid out: collapse the oldest into the newest's "+N more"
+        until the rest fit the rows the rack may take (a tab whose hint line sits high, like Security's at 80x24, has
         room for one or two), so the newest is in full view. The rack cannot scroll to
         it (Textual keeps it hidden, only its toasts are drawn), and a rack bounded in
         height laid its toasts out below its own bottom edge."""
@@ -283,11 +283,25 @@ class MainScreen(Screen):
                 # its own): look again shortly, for up to half a second.
                 self.set_timer(0.02, lambda: self.fit_toasts(tries - 1))
             return
+        retitled = [toast for toast in toasts if toast._notification.identity in self.app.retitled]
+        self.app.retitled.clear()
+        if retitled:
+            # A "+N more" moved to the newest: redraw those toasts, measure once laid out.
+            for toast in retitled:
+                toast.refresh(layout=True)
+            self.call_after_refresh(self.fit_toasts)
+            return
         room = self.toast_rows if self.toast_rows is not None else self.size.height
         heights = [toast.outer_size.height + toast.styles.margin.top for toast in toasts]
+        dropped = False
         while len(heights) > 1 and sum(heights) > room:
-            self.app.forget_toast(toasts.pop(0)._notification)
+            self.app.forget_toast(toasts.pop(0)._notification, toasts[-1]._notification)
             heights.pop(0)
+            dropped = True
+        if dropped:
+            # The newest now says "+N more" in its title, which may take a row of its own:
+            # measure again once it is redrawn (a pass that drops nothing ends it).
+            self.call_after_refresh(self.fit_toasts)
 
     # --- events -------------------------------------------------------------------------
 

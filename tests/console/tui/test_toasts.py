@@ -100,3 +100,63 @@ def test_a_pile_of_toasts_never_covers_the_tab_bar_or_the_hint_line():
                 await wait_for(pilot, lambda: not rack.query(Toast), what="toasts cleared")
 
     drive(scenario, timeout=180)
+
+
+def test_a_collapsed_pile_says_how_many_more_and_every_message_can_be_read():
+    """Past what fits, older toasts are not silently lost: the newest says "+N more" (N
+    counting every one hidden from this pile), and `!` opens the recent messages, newest
+    first, with all of them; a new pile after the screen clears counts from zero again."""
+    from strongroom.console.modals.messages import MessagesScreen
+
+    async def scenario():
+        app = manage_app()
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
+                           what="the main screen")
+            screen = app.screen
+            rack = screen.get_child_by_type(ToastRack)
+            for n in range(10):
+                app.notify(f"{MESSAGE} (burst {n})", timeout=60, severity="error" if n == 4 else "information")
+            await wait_for(pilot, lambda: newest_shown(rack, "(burst 9)"), what="the tenth toast in full view")
+            await settled(pilot)
+            toasts = list(rack.query(Toast))
+            hidden = 10 - len(toasts)
+            assert hidden >= 7
+            assert toasts[-1]._notification.title == f"+{hidden} more (! to read)"
+            assert all(not t._notification.title for t in toasts[:-1]), "only the newest carries the count"
+            assert drawn(toasts[-1]) == toasts[-1].region, "the count does not push the newest out of view"
+
+            await pilot.press("exclamation_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, MessagesScreen), what="the recent messages")
+            body = str(app.screen.query_one("#messages-body").render())
+            order = [body.index(f"(burst {n})") for n in range(10)]
+            assert order == sorted(order, reverse=True), "every message, newest first"
+            assert "✗ Refused" in body, "an error is marked by a glyph, not colour alone"
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), what="back at the main screen")
+
+            app.clear_notifications()
+            await wait_for(pilot, lambda: not rack.query(Toast), what="toasts cleared")
+            app.notify("a new pile", timeout=60)
+            await wait_for(pilot, lambda: newest_shown(rack, "a new pile"), what="the new toast")
+            assert list(rack.query(Toast))[-1]._notification.title == ""
+
+    drive(scenario, timeout=120)
+
+
+def test_a_toasts_own_title_is_kept_beside_the_count():
+    from strongroom.console.app import MAX_TOASTS
+
+    async def scenario():
+        app = manage_app()
+        async with app.run_test(size=(120, 36), notifications=True) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
+                           what="the main screen")
+            rack = app.screen.get_child_by_type(ToastRack)
+            for n in range(MAX_TOASTS + 1):
+                app.notify(f"short {n}", title="Backup failed" if n == MAX_TOASTS else "", timeout=60)
+            await wait_for(pilot, lambda: newest_shown(rack, f"short {MAX_TOASTS}"), what="the newest toast")
+            assert list(rack.query(Toast))[-1]._notification.title == "Backup failed · +1 more (! to read)"
+            assert [m.title for m in app.messages][-1] == "Backup failed", "the log keeps the title as raised"
+
+    drive(scenario, timeout=60)
