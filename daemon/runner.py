@@ -70,7 +70,7 @@ class Runner:
     def active(self) -> list[dict]:
         with self._lock:
             return [{"run_id": str(h.run.id), "kind": h.run.job_kind, "done": h.done, "total": h.total,
-                     "message": h.message, "elapsed_seconds": round(time.monotonic() - h.started, 1)}
+                     "unit": h.run.progress_unit, "message": h.message, "elapsed_seconds": round(time.monotonic() - h.started, 1)}
                     for h in self._active.values()]
 
     def submit(self, kind: str, *, trigger: str, params: dict | None = None,

@@ -5,6 +5,7 @@ import click
 
 from strongroom.console.cli import CliState, emit, remote_options
 from strongroom.console.cli.transport import run_remote
+from strongroom.console.helpers.text import counted
 
 
 @click.command(name="status")
@@ -17,8 +18,9 @@ def status_cmd(state: CliState, socket_path: str | None, as_json: bool) -> None:
         click.echo(f"strongroomd {d['version']} on {d['host']} (pid {d['pid']}): {d['role']}, "
                    f"up {d['uptime_seconds']:.0f}s, database {d['database']}")
         for job in d["running_jobs"]:
-            total = f"/{job['total']}" if job["total"] else ""
-            click.echo(f"  running  {job['kind']:<14} {job['done']}{total}  {job['message']}")
+            progress = counted(job["done"], job["total"], job.get("unit"))
+            message = f"  {job['message']}" if job["message"] else ""
+            click.echo(f"  running  {job['kind']:<14} {progress}{message}")
         for kind, when in sorted(d["next_runs"].items()):
             click.echo(f"  next     {kind:<14} {when}")
         if not d["running_jobs"] and not d["next_runs"]:

@@ -24,6 +24,8 @@ class RunningJob(Result):
     kind: str
     done: int
     total: int | None
+    # What done and total count (the kind's progress unit: bytes, rows, records...).
+    unit: str | None = None
     message: str | None
     elapsed_seconds: float
 
