@@ -6,8 +6,9 @@ for the practice screen to open, and the one way a test picks from a RunJobScree
 job chooser, and the choices of one thing it is reused for: a peer, a survivor, a table)."""
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pyotp
 
@@ -26,6 +27,14 @@ LOCAL = "local"     # at_main_screen's default: the local operator's token
 
 def console(daemon, token=None) -> StrongroomConsole:
     return StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
+
+
+def token_for(daemon, username: str, totp_secret: str | None = None) -> str:
+    """A session of an existing user (their password, and a TOTP code when they have
+    enrolled), made through the daemon's own `auth.login`."""
+    totp = pyotp.TOTP(totp_secret).now() if totp_secret else None
+    return daemon.call("auth.login", {"username": username, "password": PASSWORD, "totp": totp},
+                       token=None)["token"]
 
 
 def admin_token(daemon, username: str = "boss") -> str:
@@ -59,6 +68,19 @@ async def at_main_screen(daemon, *, token: str | None = LOCAL, user: str | None 
 async def main_screen(pilot) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
+
+
+async def open_tab(pilot, tab_id: str, ready: Callable[[Any], object] | None = None) -> Any:
+    """Show the tab `tab_id` by its key, once the main screen knows who is logged in, and
+    return it when it knows the caller too and `ready(tab)` holds (its first load)."""
+    app = pilot.app
+    await main_screen(pilot)
+    await pilot.press(*tab_keys(tab_id))
+    await wait_for(pilot, lambda: app.screen.query(f"#{tab_id}"), what=f"the {tab_id} tab")
+    tab = app.screen.query_one(f"#{tab_id}")
+    await wait_for(pilot, lambda: tab.identity is not None and (ready is None or ready(tab)),
+                   what=f"the {tab_id} tab loaded")
+    return tab
 
 
 async def settle(pilot) -> None:

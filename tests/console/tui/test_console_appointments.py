@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-from strongroom.console.app import StrongroomConsole
 from strongroom.console.helpers.identity import Identity
 from strongroom.console.modals.appointment_form import AppointmentForm, options, shown
 from strongroom.console.modals.appointments import AppointmentsScreen, booking, changes
@@ -25,8 +24,8 @@ from strongroom.core.repository.practices import only_practice
 from strongroom.core.protocol.models.appointments import APPOINTMENT_STATUSES, PAYMENT_STATUSES
 from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, Static
 
-from tests.console.tui.conftest import FAST_HEALTH, SIZE, drive, in_thread, showing, wait_for
-from tests.console.tui.live import open_practice
+from tests.console.tui.conftest import FAST_HEALTH, drive, in_thread, showing, wait_for
+from tests.console.tui.live import at_main_screen, open_practice
 from tests.daemon.conftest import PASSWORD, data_transaction, login, make_data_dir, running_daemon
 
 # Synthetic people, nobody's data.
@@ -139,8 +138,7 @@ def test_the_operator_or_a_practitioner_books_an_appointment_and_sets_its_status
 
 
 async def _book(daemon, token):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon, token=token) as (app, pilot):
         screen = await _open_appointments(pilot, app)
         assert screen.client_id == daemon.client_id and _rows(screen) == []
 
@@ -211,8 +209,7 @@ def test_the_edit_form_changes_time_service_staff_price_and_reminder_and_keeps_a
 
 
 async def _edit(daemon, other, tricky):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon) as (app, pilot):
         screen = await _open_appointments(pilot, app)
         await pilot.press("e")
         form = await _form(pilot, app)
@@ -266,8 +263,7 @@ def test_a_refused_booking_stays_open_with_the_reason_under_the_field_the_daemon
 
 
 async def _refused_under_field(daemon):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon) as (app, pilot):
         await _open_appointments(pilot, app)
         await pilot.press("a")
         typed = {"starts_at": "2031-03-04T10:00Z", "duration_minutes": "6000", "price_cents": "4200",
@@ -308,8 +304,7 @@ def test_the_front_desk_books_without_phi_read(booking_daemon):
 
 async def _desk(daemon):
     token = await in_thread(login, daemon, "desk")
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon, token=token) as (app, pilot):
         screen = await _open_appointments(pilot, app)
         assert not screen.identity.can("phi:read")
         assert screen.active_bindings["a"].enabled is True
@@ -330,8 +325,7 @@ def test_an_auditor_finds_appointments_disabled_with_the_reason(booking_daemon):
 
 async def _auditor(daemon):
     token = await in_thread(login, daemon, "auditor1")
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon, token=token) as (app, pilot):
         await wait_for(pilot, lambda: getattr(app.screen, "identity", None), what="identity")
         identity: Identity = app.screen.identity
         # The Users tab's `p` is already disabled for an auditor (no table:practices:read);

@@ -11,8 +11,8 @@ from strongroom.console.modals.encryption import EncryptionScreen, LevelScreen
 from strongroom.console.tabs.compliance import ComplianceTab
 from textual.widgets import OptionList, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, showing, tab_keys, wait_for
-from tests.console.tui.live import console, main_screen, settle
+from tests.console.tui.conftest import drive, in_thread, showing, tab_keys, wait_for
+from tests.console.tui.live import at_main_screen, main_screen, settle
 from tests.daemon.conftest import LOCKED, login, make_data_dir, running_daemon
 
 
@@ -52,8 +52,7 @@ def test_the_level_is_shown_with_evidence_and_one_not_met_is_refused_with_its_re
 
 
 async def _refused(daemon):
-    app = console(daemon, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon) as (app, pilot):
         screen = await _open_level(pilot, app)
         assert _drawn(screen, "#encryption-summary").startswith("Encryption level standard: met")
         shown = _drawn(screen, "#encryption-requirements")
@@ -89,8 +88,7 @@ def test_a_level_the_configuration_meets_is_put_in_force_and_shown(locked_daemon
 
 
 async def _put(daemon):
-    app = console(daemon, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon) as (app, pilot):
         screen = await _open_level(pilot, app)
         said = await _choose(pilot, app, "high")
         assert "(NOT met now)" not in said
@@ -111,8 +109,7 @@ def test_an_auditor_reads_the_level_but_choosing_another_is_disabled_with_the_re
 
 async def _auditor(daemon):
     token = await in_thread(login, daemon, "auditor1")
-    app = console(daemon, token=token)
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon, token=token) as (app, pilot):
         screen = await _open_level(pilot, app)
         assert screen.active_bindings["c"].enabled is False
         assert _drawn(screen, "#encryption-note").startswith(

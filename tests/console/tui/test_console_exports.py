@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import time
 
-from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.client_picker import ClientPickerScreen
 from strongroom.console.modals.export_form import ExportFormScreen
 from strongroom.console.modals.saved_export import SavedExportScreen
-from strongroom.console.tabs.exports import ExportsTab
-from strongroom.console.screens.main import TABS, MainScreen
 from strongroom.console.widgets.job_progress import JobProgress
 from strongroom.core.auth.users import create_user
 from strongroom.core.config import load_settings
@@ -23,10 +20,9 @@ from strongroom.core.db.models import Role
 from strongroom.core.repository.practices import only_practice
 from textual.widgets import Checkbox, Input, OptionList, Select, SelectionList, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
+from tests.console.tui.conftest import drive, in_thread, showing, wait_for
+from tests.console.tui.live import at_main_screen, open_tab, settle, token_for
 from tests.daemon.conftest import PASSWORD
-
-EXPORTS_KEY = {tab_id: str(n) for n, (_, tab_id, _) in enumerate(TABS, 1)}["exports"]
 
 
 def add_manager(data_dir) -> None:
@@ -38,27 +34,9 @@ def add_manager(data_dir) -> None:
         ctx.close()
 
 
-def token_of(daemon, username: str) -> str:
-    return daemon.call("auth.login", {"username": username, "password": PASSWORD}, token=None)["token"]
-
-
-async def exports_tab(pilot) -> ExportsTab:
-    app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-    await pilot.press(EXPORTS_KEY)
-    tab = app.screen.query_one("#exports", ExportsTab)
-    await wait_for(pilot, lambda: tab.identity is not None, what="exports tab identity")
-    return tab
-
-
-async def settle(pilot) -> None:
-    await wait_for(pilot, lambda: not [w for w in pilot.app.workers
-                                       if w.is_running and w.name != "watch_daemon"], what="reloads finished")
-
-
 def test_manager_exports_from_the_form_and_sees_it_finish(demo_daemon):
     add_manager(demo_daemon.data_dir)
-    drive(lambda: _export_from_form(demo_daemon, token_of(demo_daemon, "manager1")))
+    drive(lambda: _export_from_form(demo_daemon, token_for(demo_daemon, "manager1")))
     (item,) = demo_daemon.call("export.list")["items"]
     assert (item["status"], item["format"], item["row_count"]) == ("succeeded", "ndjson", 12)
     shown = demo_daemon.call("export.show", {"export_id": item["id"]})
@@ -69,9 +47,8 @@ def test_manager_exports_from_the_form_and_sees_it_finish(demo_daemon):
 
 
 async def _export_from_form(daemon, token):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await exports_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "exports")
         assert app.screen.active_bindings["n"].enabled
         await pilot.press("n")
         await wait_for(pilot, showing(app, ExportFormScreen), what="export form")
@@ -138,13 +115,12 @@ def test_auditor_sees_history_with_new_export_disabled_and_why(demo_daemon):
         time.sleep(0.1)
     else:
         raise AssertionError("the seeded export did not finish")
-    drive(lambda: _auditor(demo_daemon, token_of(demo_daemon, "auditor1")))
+    drive(lambda: _auditor(demo_daemon, token_for(demo_daemon, "auditor1")))
 
 
 async def _auditor(daemon, token):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await exports_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "exports")
         await wait_for(pilot, lambda: len(tab.exports) == 1, what="history loaded")
         assert app.screen.active_bindings["n"].enabled is False and app.screen.active_bindings["s"].enabled is False
         note = str(tab.query_one("#exports-note", Static).render())
@@ -158,7 +134,7 @@ async def _auditor(daemon, token):
 
 def test_a_saved_encrypted_export_runs_by_name_with_its_password(demo_daemon):
     add_manager(demo_daemon.data_dir)
-    token = token_of(demo_daemon, "manager1")
+    token = token_for(demo_daemon, "manager1")
     demo_daemon.call("export.configuration.create", {"name": "weekly-clients", "tables": ["clients"], "format": "csv",
                                       "encrypt": True}, token=token)
     drive(lambda: _run_saved(demo_daemon, token))
@@ -168,9 +144,8 @@ def test_a_saved_encrypted_export_runs_by_name_with_its_password(demo_daemon):
 
 
 async def _run_saved(daemon, token):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await exports_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "exports")
         await pilot.press("s")
         await wait_for(pilot, showing(app, SavedExportScreen), what="saved exports")
         picker = app.screen
@@ -192,7 +167,7 @@ def test_an_export_with_a_range_a_client_status_and_a_bom_records_them(demo_daem
     them, and what was typed there is not sent), a status filter is a pick list of the
     values the daemon's catalogue names, enabled only with its table."""
     add_manager(demo_daemon.data_dir)
-    drive(lambda: _export_with_filters(demo_daemon, token_of(demo_daemon, "manager1")))
+    drive(lambda: _export_with_filters(demo_daemon, token_for(demo_daemon, "manager1")))
     (item,) = demo_daemon.call("export.list")["items"]
     assert item["status"] == "succeeded" and item["format"] == "csv"
     filters = item["filters"]
@@ -203,9 +178,8 @@ def test_an_export_with_a_range_a_client_status_and_a_bom_records_them(demo_daem
 
 
 async def _export_with_filters(daemon, token):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await exports_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "exports")
         await pilot.press("n")
         await wait_for(pilot, showing(app, ExportFormScreen), what="export form")
         form = app.screen
@@ -242,7 +216,7 @@ def test_saving_from_the_form_with_a_schedule_after_a_bad_cron_is_refused(demo_d
     saved; corrected, the configuration is saved (not run) with its schedule, retention
     and filters, and `s` lists it."""
     add_manager(demo_daemon.data_dir)
-    token = token_of(demo_daemon, "manager1")
+    token = token_for(demo_daemon, "manager1")
     drive(lambda: _save_from_form(demo_daemon, token))
     (saved,) = demo_daemon.call("export.configuration.list")["items"]
     assert (saved["name"], saved["format"], saved["schedule"], saved["retention_days"]) == \
@@ -253,9 +227,8 @@ def test_saving_from_the_form_with_a_schedule_after_a_bad_cron_is_refused(demo_d
 
 
 async def _save_from_form(daemon, token):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await exports_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "exports")
         await pilot.press("n")
         await wait_for(pilot, showing(app, ExportFormScreen), what="export form")
         form = app.screen

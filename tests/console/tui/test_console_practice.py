@@ -5,13 +5,12 @@ a service edited and retired, the details changed; and a user who may only read 
 every change action disabled with the reason."""
 from __future__ import annotations
 
-from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.form import FormScreen
 from strongroom.console.modals.practice import PracticeScreen, changes, money
 from textual.widgets import DataTable, Input, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
-from tests.console.tui.live import open_practice
+from tests.console.tui.conftest import drive, in_thread, showing, wait_for
+from tests.console.tui.live import at_main_screen, open_practice
 from tests.daemon.conftest import login
 
 
@@ -41,8 +40,7 @@ def test_an_owner_adds_edits_and_retires_and_a_refusal_keeps_the_form(demo_daemo
 
 
 async def _manage(daemon):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon) as (app, pilot):
         screen = await open_practice(pilot, app)
         assert screen.practice["name"] in str(screen.query_one("#practice-details", Static).render())
 
@@ -94,8 +92,7 @@ def test_a_clinician_reads_the_lists_with_every_change_disabled_and_why(demo_dae
 
 async def _read_only(daemon):
     token = await in_thread(login, daemon, "clinician")        # a practitioner: reads, never edits
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
+    async with at_main_screen(daemon, token=token) as (app, pilot):
         screen = await open_practice(pilot, app)
         for key in ("e", "n", "v", "x"):
             assert screen.active_bindings[key].enabled is False

@@ -21,8 +21,8 @@ from strongroom.core.db.models import ReconcilePair
 from strongroom.console.widgets.job_progress import JobProgress
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, showing, tab_keys, wait_for
-from tests.console.tui.live import choices, choose_kind, console, main_screen, settle
+from tests.console.tui.conftest import drive, in_thread, showing, wait_for
+from tests.console.tui.live import at_main_screen, choices, choose_kind, open_tab, settle
 from tests.daemon.conftest import (FAST_HEALTH, PERSON, data_transaction, login, make_data_dir, running_daemon,
                                    seed_reconcile_demo)
 
@@ -60,14 +60,8 @@ def toasts(app) -> str:
     return " | ".join(str(n.message) for n in app._notifications)
 
 
-async def open_tab(pilot) -> ReconcileTab:
-    app = pilot.app
-    await main_screen(pilot)
-    await pilot.press(*tab_keys("reconcile"))
-    tab = app.screen.query_one("#reconcile", ReconcileTab)
-    await wait_for(pilot, lambda: tab.shown and "pair" in text_of(tab, "#reconcile-summary").lower(),
-                   what="the pairs loaded")
-    return tab
+def pairs_loaded(tab: ReconcileTab) -> bool:
+    return tab.shown and "pair" in text_of(tab, "#reconcile-summary").lower()
 
 
 async def open_pair(pilot, tab: ReconcileTab) -> PairScreen:
@@ -90,9 +84,8 @@ def test_clinician_finds_a_pair_merges_it_keeping_b_and_undoes_the_merge(reconci
 
 
 async def _merge_and_undo(daemon, token):
-    app = console(daemon, token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "reconcile", pairs_loaded)
         assert "No open pairs. r finds likely duplicates." in text_of(tab, "#reconcile-summary")
         assert app.screen.active_bindings["r"].enabled is True
         assert app.screen.active_bindings["m"].enabled is False          # nothing listed yet
@@ -170,9 +163,8 @@ def test_clinician_dismisses_a_pair_after_confirming(reconcile_daemon):
 
 
 async def _dismiss(daemon, token, pair):
-    app = console(daemon, token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "reconcile", pairs_loaded)
         table = tab.query_one("#reconcile-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1, what="the pair")
         table.focus()
@@ -200,9 +192,8 @@ def test_a_merge_refused_by_the_daemon_is_shown_in_its_words(reconcile_daemon):
 
 
 async def _refused(daemon, token, pair):
-    app = console(daemon, token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "reconcile", pairs_loaded)
         table = tab.query_one("#reconcile-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1, what="the pair")
         await open_pair(pilot, tab)
@@ -228,9 +219,8 @@ def test_staff_see_the_pair_masked_and_every_action_disabled_with_the_reason(rec
 
 
 async def _staff(daemon, token, pair):
-    app = console(daemon, token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "reconcile", pairs_loaded)
         table = tab.query_one("#reconcile-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1, what="the pair, listed for staff too")
         table.focus()
@@ -277,9 +267,8 @@ def test_pairs_beyond_one_page_are_reached_with_n_and_back_with_p(reconcile_daem
 
 
 async def _paging(daemon, token, best):
-    app = console(daemon, token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "reconcile", pairs_loaded)
         table = tab.query_one("#reconcile-table", DataTable)
         await wait_for(pilot, lambda: table.row_count == 1, what="the first page")
         table.focus()

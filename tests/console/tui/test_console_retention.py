@@ -5,10 +5,8 @@ cannot approve their own request, approves someone else's only after typing ERAS
 the client's keys are destroyed; holds are placed and released. Bounded waits."""
 from __future__ import annotations
 
-import pyotp
 import pytest
 
-from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.client_picker import ClientPickerScreen
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.form import FormScreen
@@ -17,9 +15,9 @@ from strongroom.console.tabs.retention import RetentionTab
 from strongroom.console.modals.typed_confirm import TypedConfirmScreen
 from textual.widgets import Button, DataTable, Input, OptionList, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
-from tests.console.tui.live import choices, choose_kind
-from tests.daemon.conftest import FAST_HEALTH, PASSWORD, make_data_dir, running_daemon
+from tests.console.tui.conftest import drive, in_thread, showing, wait_for
+from tests.console.tui.live import at_main_screen, choices, choose_kind, open_tab, settle, token_for
+from tests.daemon.conftest import FAST_HEALTH, make_data_dir, running_daemon
 from tests.daemon.conftest import seed_retention_demo
 
 
@@ -30,21 +28,6 @@ def retention_daemon(tmp_path, db_url):
     with running_daemon(data_dir, tmp_path) as proc:
         proc.seeded = seeded
         yield proc
-
-
-def token_for(daemon, username: str, totp_secret: str | None = None) -> str:
-    totp = pyotp.TOTP(totp_secret).now() if totp_secret else None
-    return daemon.call("auth.login", {"username": username, "password": PASSWORD, "totp": totp},
-                       token=None)["token"]
-
-
-async def open_tab(pilot) -> RetentionTab:
-    app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="identity")
-    app.screen.action_show_tab("retention")
-    tab = app.screen.query_one("#retention", RetentionTab)
-    await wait_for(pilot, lambda: tab.rows["policies"], what="retention loaded")
-    return tab
 
 
 async def show_view(pilot, tab: RetentionTab, view: str) -> None:
@@ -61,11 +44,6 @@ async def select(pilot, tab: RetentionTab, view: str, predicate) -> dict:
     return tab.rows[view][key]
 
 
-async def settle(pilot) -> None:
-    await wait_for(pilot, lambda: not [w for w in pilot.app.workers
-                                       if w.is_running and w.name != "watch_daemon"], what="reloads finished")
-
-
 def note(tab: RetentionTab) -> str:
     return str(tab.query_one("#retention-note", Static).render())
 
@@ -78,9 +56,8 @@ def test_manager_files_a_request_and_may_not_approve(retention_daemon):
 
 
 async def _manager(daemon, token):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "retention", lambda tab: tab.rows["policies"])
         summary = str(tab.query_one("#retention-summary", Static).render())
         assert "3 active policies" in summary and "1 legal hold(s) in force" in summary
         await show_view(pilot, tab, "requests")
@@ -121,9 +98,8 @@ def test_owner_approves_only_anothers_request_after_typing_erase(retention_daemo
 
 
 async def _owner(daemon, token, own_id):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=token)
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_tab(pilot)
+    async with at_main_screen(daemon, token=token) as (app, pilot):
+        tab = await open_tab(pilot, "retention", lambda tab: tab.rows["policies"])
         await show_view(pilot, tab, "requests")
         await select(pilot, tab, "requests", lambda r: r["id"] == own_id)
         assert app.screen.active_bindings["a"].enabled is False
@@ -170,9 +146,8 @@ def test_operator_sets_a_policy_and_runs_retention_from_the_tab(retention_daemon
 
 
 async def _operator(daemon):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_tab(pilot)
+    async with at_main_screen(daemon) as (app, pilot):
+        tab = await open_tab(pilot, "retention", lambda tab: tab.rows["policies"])
         await show_view(pilot, tab, "policies")
         await pilot.press("e")
         tables = await choices(pilot, "the table picker")      # picked from the catalogue, not typed

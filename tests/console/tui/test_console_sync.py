@@ -9,24 +9,16 @@ import pyotp
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.screens.main import MainScreen
-from strongroom.console.tabs.sync import SyncTab
 from textual.widgets import DataTable, Static
 
-from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, tab_keys, wait_for
+from tests.console.tui.conftest import SIZE, drive, in_thread, showing, wait_for
+from tests.console.tui.live import at_main_screen, open_tab
 from tests.daemon.conftest import PASSWORD
 
 
 
 def text_of(app, selector: str) -> str:
     return str(app.screen.query_one(selector, Static).render())
-
-
-async def open_sync_tab(pilot) -> SyncTab:
-    app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity, what="main screen")
-    await pilot.press(*tab_keys("sync"))
-    await wait_for(pilot, lambda: app.screen.query("#sync"), what="sync tab")
-    return app.screen.query_one("#sync", SyncTab)
 
 
 def test_operator_resolves_a_conflict_seeing_phi_masked(sync_daemon):
@@ -45,7 +37,7 @@ async def _operator_resolves(daemon):
         await pilot.press(*"operator1", "enter", *PASSWORD)
         await pilot.click("#totp")
         await pilot.press(*pyotp.TOTP(daemon.seeded["operator_totp"]).now(), "enter")
-        tab = await open_sync_tab(pilot)
+        tab = await open_tab(pilot, "sync")
         queue = tab.query_one("#conflicts-table", DataTable)
         await wait_for(pilot, lambda: queue.row_count == 2, what="two open conflicts")
         assert "satellite" in text_of(app, "#sync-peers") and "2 open" in text_of(app, "#sync-peers")
@@ -108,10 +100,8 @@ def test_auditor_sees_why_sync_actions_are_disabled(sync_daemon):
 
 
 async def _auditor_disabled(daemon):
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint)
-    async with app.run_test(size=SIZE) as pilot:
-        await log_in(pilot)
-        tab = await open_sync_tab(pilot)
+    async with at_main_screen(daemon, user="auditor1") as (app, pilot):
+        tab = await open_tab(pilot, "sync")
         await wait_for(pilot, lambda: "lacks sync:resolve" in text_of(app, "#conflict-head"), what="reason")
         assert "Peers hidden: user:auditor1 lacks config:read" in text_of(app, "#sync-peers")
         assert "resolve disabled: user:auditor1 lacks sync:resolve" in text_of(app, "#sync-note")
@@ -127,9 +117,8 @@ def test_a_resolution_elsewhere_refreshes_an_open_console(sync_daemon):
 
 async def _refreshed_by_event(daemon):
     second = daemon.seeded["conflicts"][1]
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_sync_tab(pilot)
+    async with at_main_screen(daemon) as (app, pilot):
+        tab = await open_tab(pilot, "sync")
         queue = tab.query_one("#conflicts-table", DataTable)
         await wait_for(pilot, lambda: queue.row_count == 2, what="two open conflicts")
         # The subscription reaches the publisher (events published before are not seen).
@@ -173,9 +162,8 @@ def test_sync_now_runs_a_pass_and_the_tampered_row_shows_in_the_quarantine(sync_
 
 async def _sync_now_and_quarantine(daemon):
     row_id = await in_thread(tamper_at_satellite, daemon)
-    app = StrongroomConsole(daemon.endpoint, daemon.events_endpoint, token=daemon.local_token())
-    async with app.run_test(size=SIZE) as pilot:
-        tab = await open_sync_tab(pilot)
+    async with at_main_screen(daemon) as (app, pilot):
+        tab = await open_tab(pilot, "sync")
         await wait_for(pilot, lambda: tab.peers and app.screen.active_bindings["s"].enabled,
                        what="sync now enabled once the peers are known")
         assert "0 quarantined" not in text_of(app, "#sync-peers")
