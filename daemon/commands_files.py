@@ -66,7 +66,9 @@ class _Transfer:
     kind: str
     used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    pending: bytes = b""       # download: the part of a store chunk not yet sent
+    # download: the store chunk being sent, as a view (a piece is a slice of it, not a
+    # copy of the rest each time: a 4 MiB chunk in 750 KB pieces was copied 14 MiB over)
+    pending: memoryview = memoryview(b"")
     held: bytes | None = None  # download: the next store chunk, read ahead to know `final`
 
 
@@ -227,7 +229,7 @@ def get_chunk_cmd(d: "Daemon", call: Call) -> dict:
                 # once the next read ends the stream (after the whole-file check).
                 current = transfer.held if transfer.held is not None else next(transfer.state, b"")
                 transfer.held = next(transfer.state, None)
-                transfer.pending = current
+                transfer.pending = memoryview(current)
             piece, transfer.pending = transfer.pending[:size], transfer.pending[size:]
             final = not transfer.pending and transfer.held is None
         except BaseException:
