@@ -44,9 +44,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import (AuthSession, Client, ClientFile, ErasureRequest, LegalHold, Practice,
-                                       ReconcilePair, RoleGrant, SecurityEvent, Service, Staff, TherapySession,
-                                       User)
+from strongroom.core.db.models import (AuthSession, Client, ClientFile, ErasureRequest, ExportConfiguration,
+                                       LegalHold, Practice, ReconcilePair, RoleGrant, SecurityEvent, Service, Staff,
+                                       TherapySession, User)
 from strongroom.core.errors import NotFoundError, PermissionDenied, ValidationError
 from strongroom.core.principal import Principal
 from strongroom.core.repository.practices import only_practice
@@ -207,12 +207,21 @@ def narrowed_to(conn: Connection, principal: Principal | None) -> uuid.UUID | No
 
 def practices_named(conn: Connection, params: dict | None) -> set[uuid.UUID | None]:
     """The practices a run's params, or an export's filters, name: through practice_id,
-    client_id, client_ids (a key rotation) or an export's filters. Empty: they name
+    client_id, client_ids (a key rotation), an export's filters or the saved
+    configuration an export ran by name. Empty: they name
     none, the run is the whole database's (a backup, an integrity run). A name that
     resolves to no row counts as None, so it matches no caller."""
     params = params or {}
     named: set[uuid.UUID | None] = set()
-    for source in (params, params.get("filters") if isinstance(params.get("filters"), dict) else {}):
+    filters = params.get("filters") if isinstance(params.get("filters"), dict) else {}
+    if not filters and isinstance(params.get("configuration"), str):
+        # An export run by a saved configuration's name (by hand or by its schedule)
+        # carries the name, not the filters: the run is the configuration's practice's.
+        # Names are unique and a configuration's filters never change once saved.
+        configurations = ExportConfiguration.__table__
+        filters = conn.execute(select(configurations.c.filters)
+                               .where(configurations.c.name == params["configuration"])).scalar() or {}
+    for source in (params, filters):
         if source.get("practice_id"):
             named.add(OWNERS["practice_id"][1](conn, source["practice_id"]))
         clients = source.get("client_ids") if isinstance(source.get("client_ids"), list) else []

@@ -276,6 +276,21 @@ def test_exports_and_their_configurations_of_another_practice_stay_hidden(practi
     assert saved.code == "not_found" and d.b["practice"] not in saved.message
 
 
+def test_an_export_run_by_a_saved_configurations_name_belongs_to_that_configurations_practice(practice_runs):
+    """Run by name, an export's params carry the configuration, not its filters: the run
+    is still B's (hidden from A like any other of B's runs), not a whole-database run
+    that every practice sees listed."""
+    d = practice_runs
+    d.call("export.configuration.create", {"name": "b-nightly", "tables": ["clients"], "format": "csv",
+                                           "filters": {"practice_id": d.b["practice"]}}, token=d.bossb)
+    run_id = wait_run(d, d.call("export.run", {"configuration": "b-nightly"}, token=d.bossb)["id"])["id"]
+    assert run_id not in {r["id"] for r in d.call("job.list", {"limit": 50}, token=d.opa)}
+    assert error_of(d, "job.get", {"run_id": run_id}, d.opa).code == "not_found"
+    assert d.call("job.get", {"run_id": run_id}, token=d.bossb)["params"]["configuration"] == "b-nightly"
+    refused = error_of(d, "export.run", {"configuration": "b-nightly"}, d.opa)
+    assert refused.code == "not_found" and "b-nightly" not in refused.message
+
+
 def test_the_audit_trail_and_security_events_show_only_the_callers_practice(practice_runs):
     d = practice_runs
     entries = d.call("audit.tail", {"limit": 500}, token=d.opa)
