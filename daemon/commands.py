@@ -228,8 +228,9 @@ def help_cmd(d: "Daemon", call: Call) -> list[dict]:
 
 @command("status", permission=None, inline=True, result=m_status.StatusResult)
 def status_cmd(d: "Daemon", call: Call) -> dict:
-    """Daemon state: role, uptime, running jobs, next scheduled runs."""
-    return d.status()
+    """Daemon state: role, uptime, running jobs, next scheduled runs. A caller bound to
+    one practice of several sees running jobs by tenancy.running_shown."""
+    return _running_narrowed(d, call, d.status())
 
 
 @command("health", permission=None, result=m_status.HealthResult)   # not inline: the first read may query the database
@@ -238,7 +239,19 @@ def health_cmd(d: "Daemon", call: Call) -> dict:
     running jobs, last backup, audit chain, integrity, sync; storage per table (rows,
     bytes) and per backup target (used, quota, percent), backup runs succeeded and failed
     in the last 7 days, and the compliance score (these refreshed at most once a minute)."""
-    return d.health_snapshot()
+    return _running_narrowed(d, call, d.health_snapshot())
+
+
+def _running_narrowed(d: "Daemon", call: Call, state: dict) -> dict:
+    """`state` with its running jobs narrowed to the caller's practice. Callers bound to
+    no practice (the operator, most installations' users) never touch the database
+    here, so `status` stays an inline command."""
+    if call.principal is None or call.principal.practice_id is None or not state.get("running_jobs"):
+        return state
+    with transaction(d.ctx.engine, read_only=True) as conn:
+        practice = tenancy.narrowed_to(conn, call.principal)
+        return {**state, "running_jobs": tenancy.running_shown(conn, practice, state["running_jobs"],
+                                                               d.runner.params_of)}
 
 
 @command("job.list", permission="audit:read", args=JobListArgs, result=list[m_jobs.JobRun])

@@ -73,6 +73,13 @@ class Runner:
                      "unit": h.run.progress_unit, "message": h.message, "elapsed_seconds": round(time.monotonic() - h.started, 1)}
                     for h in self._active.values()]
 
+    def params_of(self, run_id: str) -> dict | None:
+        """The params a running job was submitted with (None: not running here), for
+        deciding whose run it is (daemon/tenancy.running_shown)."""
+        with self._lock:
+            handle = next((h for h in self._active.values() if str(h.run.id) == run_id), None)
+        return None if handle is None else dict(handle.run.params or {})
+
     def submit(self, kind: str, *, trigger: str, params: dict | None = None,
                requested_by: str | None = None) -> runs.Run:
         function = job_kind(kind).function()     # unknown: not_found; planned: not_implemented

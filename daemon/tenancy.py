@@ -208,9 +208,9 @@ def narrowed_to(conn: Connection, principal: Principal | None) -> uuid.UUID | No
 def practices_named(conn: Connection, params: dict | None) -> set[uuid.UUID | None]:
     """The practices a run's params, or an export's filters, name: through practice_id,
     client_id, client_ids (a key rotation), an export's filters or the saved
-    configuration an export ran by name. Empty: they name
-    none, the run is the whole database's (a backup, an integrity run). A name that
-    resolves to no row counts as None, so it matches no caller."""
+    configuration an export ran by name. Empty: they name none, the run is the whole
+    database's (a backup, an integrity run). A name that resolves to no row counts as
+    None, so it matches no caller."""
     params = params or {}
     named: set[uuid.UUID | None] = set()
     filters = params.get("filters") if isinstance(params.get("filters"), dict) else {}
@@ -250,6 +250,23 @@ def run_shown(conn: Connection, practice: uuid.UUID | None, run: dict) -> dict |
         return None
     return {**run, "params": {}, "result": None, "message": None,
             "error": "withheld: this run covers every practice" if run.get("error") else None}
+
+
+def running_shown(conn: Connection, practice: uuid.UUID | None, running: list[dict],
+                  params_of: Callable[[str], dict | None]) -> list[dict]:
+    """The runs in progress (`status`, `health`) as a caller narrowed to `practice` may
+    see them, by the rule of run_shown: their practice's whole, a whole-database run
+    without its message, another practice's left out."""
+    if practice is None:
+        return running
+    shown = []
+    for job in running:
+        named = practices_named(conn, params_of(job["run_id"]))
+        if named == {practice}:
+            shown.append(job)
+        elif not named:
+            shown.append({**job, "message": None})
+    return shown
 
 
 # Audit entries name the row they touched by table and id: the practice of each table's rows.

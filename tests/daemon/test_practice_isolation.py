@@ -358,3 +358,36 @@ def test_sync_conflicts_over_another_practices_rows_stay_hidden(tmp_path, db_url
             nowhere = error_of(d, cmd, {**args, "conflict_id": str(uuid.uuid4())}, bossb)
             assert refused.code == nowhere.code == "not_found", (cmd, refused.message)
         assert d.call("sync.conflict.get", {"conflict_id": conflict}, token=operator)["status"] == "open"
+
+
+def test_running_jobs_in_status_and_health_follow_the_runs_rule(two_practices):
+    """What `status` and `health` list as running, for a caller narrowed to A: A's run
+    whole, a whole-database run without its message, B's run not at all; the operator
+    sees all three as they are."""
+    from strongroom.daemon import tenancy
+    d = two_practices
+    running = [{"run_id": "a", "kind": "export", "done": 1, "total": 2, "message": "clients"},
+               {"run_id": "b", "kind": "reconcile", "done": 1, "total": 2, "message": "pairs of B"},
+               {"run_id": "all", "kind": "backup", "done": 1, "total": 2, "message": "chunks"}]
+    params = {"a": {"filters": {"practice_id": d.a["practice"]}}, "b": {"practice_id": d.b["practice"]},
+              "all": {}}
+    with data_transaction(d.data_dir) as (_, conn):
+        shown = tenancy.running_shown(conn, uuid.UUID(d.a["practice"]), running, params.get)
+        assert tenancy.running_shown(conn, None, running, params.get) == running
+    assert [(j["run_id"], j["message"]) for j in shown] == [("a", "clients"), ("all", None)]
+
+    # The commands apply it for a caller bound to A, and leave the operator's view whole.
+    from types import SimpleNamespace
+
+    from strongroom.core.principal import Principal
+    from strongroom.daemon.commands import Call, health_cmd, status_cmd
+    with data_transaction(d.data_dir) as (ctx, _):
+        daemon = SimpleNamespace(ctx=ctx, runner=SimpleNamespace(params_of=params.get),
+                                 status=lambda: {"role": "leader", "running_jobs": running},
+                                 health_snapshot=lambda: {"role": "leader", "running_jobs": running})
+        bound = Principal("user:opa", practice_id=uuid.UUID(d.a["practice"]))
+        for handler in (status_cmd, health_cmd):
+            assert handler(daemon, Call(bound, None, None))["running_jobs"] == shown
+            assert handler(daemon, Call(Principal("local:0"), None, None))["running_jobs"] == running
+    for cmd in ("status", "health"):
+        assert d.call(cmd, token=d.opa)["running_jobs"] == []       # over the socket, nothing running
