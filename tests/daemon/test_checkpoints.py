@@ -5,16 +5,7 @@ import json
 from sqlalchemy import text
 
 from tests.conftest import lift_audit_guards
-from tests.daemon.conftest import DaemonProcess, data_transaction, make_data_dir
-
-
-def _finished(d, run):
-    import time
-    deadline = time.monotonic() + 60
-    while run["status"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.2)
-        run = d.call("job.get", {"run_id": run["id"]})
-    return run
+from tests.daemon.conftest import DaemonProcess, data_transaction, make_data_dir, wait_run
 
 
 def test_a_checkpoint_at_shutdown_catches_entries_cut_while_the_daemon_was_down(tmp_path, db_url):
@@ -39,7 +30,7 @@ def test_a_checkpoint_at_shutdown_catches_entries_cut_while_the_daemon_was_down(
         verdict = second.call("audit.verify")
         assert verdict["ok"] is False and verdict["rows_missing_after"] >= 3
         assert verdict["checkpoint"]["head_id"] == head
-        run = _finished(second, second.call("job.run", {"kind": "integrity"}))
+        run = wait_run(second, second.call("job.run", {"kind": "integrity"})["id"])
         assert run["status"] == "failed" and "audit chain" in run["error"]
     finally:
         assert second.stop() == 0

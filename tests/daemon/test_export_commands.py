@@ -13,7 +13,6 @@ import pyzipper
 from prometheus_client import generate_latest
 from sqlalchemy import update
 
-from strongroom.console.client import ClientError
 from strongroom.core import demo
 from strongroom.core.auth.users import create_user
 from strongroom.core.config import load_settings
@@ -27,7 +26,7 @@ from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
 from strongroom.daemon.metrics import Metrics
-from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir, running_daemon
+from tests.daemon.conftest import PASSWORD, DaemonProcess, error_of, make_data_dir, running_daemon, wait_run
 
 ZIP_PASSWORD = "zip password 1234"
 
@@ -52,22 +51,6 @@ def login(daemon, username: str) -> str:
     return daemon.call("auth.login", {"username": username, "password": PASSWORD}, token=None)["token"]
 
 
-def wait_done(daemon, run_id: str, token="local") -> dict:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        run = daemon.call("job.get", {"run_id": run_id}, token=token if token != "local" else "local")
-        if run["status"] not in ("queued", "running"):
-            return run
-        time.sleep(0.1)
-    raise AssertionError(f"export run {run_id} did not finish")
-
-
-def error_of(daemon, cmd, args, token="local") -> ClientError:
-    with pytest.raises(ClientError) as err:
-        daemon.call(cmd, args, token=token)
-    return err.value
-
-
 def test_catalogue_lists_tables_fields_formats_and_profiles(export_daemon):
     answer = export_daemon.call("export.table.list", token=login(export_daemon, "frontdesk"))
     tables = {t["table"]: t for t in answer["tables"]}
@@ -90,7 +73,7 @@ def test_an_export_runs_to_success_and_shows_in_history_with_its_manifest(export
     run = export_daemon.call("export.run", {"tables": ["clients"], "fields": {"clients": ["id", "ssn"]},
                                              "format": "csv", "filters": {"since": "2000-01-01"}}, token=token)
     assert run["job_kind"] == "export" and run["requested_by"] == "user:manager1"
-    done = wait_done(export_daemon, run["id"])
+    done = wait_run(export_daemon, run["id"])
     assert done["status"] == "succeeded", done["error"]
     assert done["result"]["row_count"] == 6 and done["result"]["masking_profile"] == "masked"
     history = export_daemon.call("export.list", token=token)
@@ -108,7 +91,7 @@ def test_history_pages_newest_first(export_daemon):
     ids = []
     for fmt in ("json", "xml", "pdf"):
         run = export_daemon.call("export.run", {"tables": "clients", "format": fmt})
-        assert wait_done(export_daemon, run["id"])["status"] == "succeeded"
+        assert wait_run(export_daemon, run["id"])["status"] == "succeeded"
         ids.append(run["id"])
     page = export_daemon.call("export.list", {"limit": 2, "offset": 1})
     assert page["total"] == 3 and [i["format"] for i in page["items"]] == ["xml", "json"]
@@ -118,7 +101,7 @@ def test_history_pages_newest_first(export_daemon):
 def test_the_zip_password_is_sealed_in_the_runs_parameters(export_daemon):
     run = export_daemon.call("export.run", {"tables": ["clients"], "format": "ndjson", "encrypt": True,
                                              "password": ZIP_PASSWORD, "masking": "full"})
-    done = wait_done(export_daemon, run["id"])
+    done = wait_run(export_daemon, run["id"])
     assert done["status"] == "succeeded", done["error"]
     assert done["result"]["files"] == ["clients.ndjson", "export.zip"] and done["result"]["encrypted"] is True
     assert done["params"]["password_sealed"] and "password" not in done["params"]
@@ -152,7 +135,7 @@ def test_full_profile_without_phi_read_is_refused_before_queuing(export_daemon):
     err = error_of(export_daemon, "export.run", {"tables": ["clients"], "format": "csv", "masking": "full"}, token)
     assert err.code == "forbidden" and "phi:read" in err.message
     run = export_daemon.call("export.run", {"tables": ["clients"], "format": "csv"}, token=token)
-    assert wait_done(export_daemon, run["id"])["result"]["masking_profile"] == "masked"
+    assert wait_run(export_daemon, run["id"])["result"]["masking_profile"] == "masked"
 
 
 def test_unknown_export_is_not_found(export_daemon):
@@ -184,7 +167,7 @@ def test_a_saved_configuration_is_listed_and_runs_by_name(export_daemon):
     err = error_of(export_daemon, "export.run", {"configuration": "weekly"}, token)   # its password, each run
     assert err.code == "bad_request" and "needs a password" in err.message
     run = export_daemon.call("export.run", {"configuration": "weekly", "password": ZIP_PASSWORD}, token=token)
-    done = wait_done(export_daemon, run["id"])
+    done = wait_run(export_daemon, run["id"])
     assert done["status"] == "succeeded" and done["result"]["format"] == "xml" and done["result"]["encrypted"]
 
 

@@ -3,12 +3,11 @@ runs through reconcile.run, pairs list and show (masked without phi:read), merge
 and dismiss with their permissions, and bad requests answered by field, nothing changed."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
-from tests.daemon.conftest import error_of, login, make_data_dir, running_daemon, seed_reconcile_demo
+from tests.daemon.conftest import error_of, login, make_data_dir, running_daemon, seed_reconcile_demo, wait_run
 
 @pytest.fixture
 def reconcile_daemon(tmp_path, db_url):
@@ -19,17 +18,9 @@ def reconcile_daemon(tmp_path, db_url):
         yield proc
 
 
-def _finished(d, run: dict) -> dict:
-    deadline = time.monotonic() + 30
-    while run["status"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.2)
-        run = d.call("job.get", {"run_id": run["id"]})
-    return run
-
-
 def test_run_list_show_merge_undo_dismiss(reconcile_daemon):
     d = reconcile_daemon
-    run = _finished(d, d.call("reconcile.run"))
+    run = wait_run(d, d.call("reconcile.run")["id"])
     assert run["status"] == "succeeded", run["error"]
     # The daemon's job read the clients; the READ entry names who asked for the pass.
     (read,) = d.call("audit.tail", {"action": "READ", "table_name": "clients"})
@@ -50,7 +41,7 @@ def test_run_list_show_merge_undo_dismiss(reconcile_daemon):
     undone = d.call("reconcile.undo", {"pair_id": pair["pair_id"]})
     assert undone["status"] == "open"
     assert d.call("reconcile.dismiss", {"pair_id": pair["pair_id"]})["status"] == "dismissed"
-    again = _finished(d, d.call("reconcile.run"))
+    again = wait_run(d, d.call("reconcile.run")["id"])
     assert again["result"]["new"] == 0
     assert d.call("reconcile.list")["items"] == []
     assert len(d.call("reconcile.list", {"status": "dismissed"})["items"]) == 1
@@ -58,7 +49,7 @@ def test_run_list_show_merge_undo_dismiss(reconcile_daemon):
 
 def test_staff_see_masked_and_may_not_merge(reconcile_daemon):
     d = reconcile_daemon
-    _finished(d, d.call("reconcile.run"))
+    wait_run(d, d.call("reconcile.run")["id"])
     (pair,) = d.call("reconcile.list")["items"]
     token = login(d, "staff1")
     shown = d.call("reconcile.show", {"pair_id": pair["pair_id"]}, token=token)
@@ -70,7 +61,7 @@ def test_staff_see_masked_and_may_not_merge(reconcile_daemon):
 
 def test_bad_requests_name_the_field_and_change_nothing(reconcile_daemon):
     d = reconcile_daemon
-    _finished(d, d.call("reconcile.run"))
+    wait_run(d, d.call("reconcile.run")["id"])
     bad = error_of(d, "reconcile.merge", {"pair_id": "drop-table-ZQ"})
     assert bad.code == "bad_request" and "pair_id" in bad.message and "drop-table-ZQ" not in bad.message
     missing = error_of(d, "reconcile.show", {"pair_id": str(uuid.uuid4())})

@@ -3,12 +3,12 @@ and four-eyes erasure, each permission enforced, every bad request answered with
 documented code and nothing changed; the retention job runs through job.run."""
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
 
-from tests.daemon.conftest import error_of, login, make_data_dir, running_daemon, scrape_metrics, seed_retention_demo
+from tests.daemon.conftest import (error_of, login, make_data_dir, running_daemon, scrape_metrics,
+                                   seed_retention_demo, wait_run)
 
 
 @pytest.fixture
@@ -119,18 +119,10 @@ def test_erasure_takes_two_people_and_a_hold_stops_it(retention_daemon):
     assert d.call("audit.verify")["ok"]
 
 
-def _finished(d, run: dict) -> dict:
-    deadline = time.monotonic() + 30
-    while run["status"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.2)
-        run = d.call("job.get", {"run_id": run["id"]})
-    return run
-
-
 def test_the_retention_job_runs_through_job_run_and_takes_no_clock_from_its_caller(retention_daemon):
     d = retention_daemon
     assert error_of(d, "job.run", {"kind": "retention", "params": {"now": "1999-01-01"}}).code == "bad_request"
-    run = _finished(d, d.call("job.run", {"kind": "retention"}))
+    run = wait_run(d, d.call("job.run", {"kind": "retention"})["id"])
     assert run["status"] == "succeeded", run["error"]
     assert set(run["result"]["tables"]) == {"clients", "therapy_sessions", "client_files"}
     archived = run["result"]["tables"]["therapy_sessions"]["archived"]
