@@ -265,7 +265,7 @@ def jobs_list_cmd(d: "Daemon", call: Call) -> list[dict]:
         if practice is None:
             return [r.as_dict() for r in runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=a.limit)]
         # Narrowed: other practices' runs are left out, so read further back to fill the page.
-        scanned = runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=min(a.limit * 10, 5000))
+        scanned = runs.recent(conn, job_kind=a.kind, status=a.status, limit=min(a.limit * 10, 5000))
         shown = (tenancy.run_shown(conn, practice, r.as_dict()) for r in scanned)
         return [r for r in shown if r is not None][:a.limit]
 

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from strongroom.core import audit
 from strongroom.core.db.engine import transaction
@@ -163,14 +163,18 @@ def get(engine: Engine, run_id: uuid.UUID) -> Run:
     return _run(row)
 
 
-def recent(engine: Engine, *, job_kind: str | None = None, status: str | None = None,
+def recent(source: Engine | Connection, *, job_kind: str | None = None, status: str | None = None,
            limit: int = 50) -> list[Run]:
+    """The newest runs first. `source` may be a connection already open (a caller that
+    checks each run in the same transaction reads them there, not on a second one)."""
     query = select(_runs).order_by(_runs.c.queued_at.desc()).limit(limit)
     if job_kind:
         query = query.where(_runs.c.job_kind == job_kind)
     if status:
         query = query.where(_runs.c.status == JobStatus(status))
-    with engine.connect() as conn:
+    if isinstance(source, Connection):
+        return [_run(r) for r in source.execute(query).mappings()]
+    with source.connect() as conn:
         return [_run(r) for r in conn.execute(query).mappings()]
 
 
