@@ -201,8 +201,12 @@ class Keyring:
         self._ciphers = _Lru(CIPHER_CACHE_SIZE)
         self._singletons: dict[KeyPurpose, uuid.UUID] = {}
         self._indexer: BlindIndexer | None = None
-        # Practice-wide keys created by transactions still open (see _singleton_id).
+        # Practice-wide keys created by transactions still open (see _singleton_id), and
+        # for each purpose the connection of the transaction that made it, which alone
+        # may use it (again and again: a first bulk import indexes every row with it).
         self._uncommitted: set[uuid.UUID] = set()
+        self._made_by: dict[KeyPurpose, tuple[Connection, uuid.UUID]] = {}
+        self._made_indexer: tuple[Connection, BlindIndexer] | None = None
 
     @property
     def kek_id(self) -> str:
@@ -355,6 +359,9 @@ class Keyring:
         key_id = self._singletons.get(purpose)
         if key_id is not None:
             return key_id
+        made = self._made_by.get(purpose)
+        if made is not None and made[0] is conn:
+            return made[1]                      # this transaction made it: no lookup per use
         key_id = _active_singleton(conn, purpose)
         if key_id is None:
             _lock_singletons(conn)
@@ -362,6 +369,7 @@ class Keyring:
             if key_id is None:
                 key_id = self.create_key(conn, purpose).key_id
                 self._uncommitted.add(key_id)
+                self._made_by[purpose] = (conn, key_id)
                 event.listen(conn, "commit", lambda _c: self._settle(purpose, key_id, True), once=True)
                 event.listen(conn, "rollback", lambda _c: self._settle(purpose, key_id, False), once=True)
         if key_id not in self._uncommitted:      # found again later in the transaction that made it
@@ -373,6 +381,10 @@ class Keyring:
         if key_id not in self._uncommitted:
             return                              # settled already (commit, then the pool's reset)
         self._uncommitted.discard(key_id)
+        if self._made_by.get(purpose, (None, None))[1] == key_id:
+            del self._made_by[purpose]
+        if purpose == KeyPurpose.BLIND_INDEX:
+            self._made_indexer = None
         if committed:
             self._singletons.setdefault(purpose, key_id)
         else:
@@ -385,11 +397,16 @@ class Keyring:
         """The HMAC key for blind indexes: its own DEK, never used for encryption."""
         if self._indexer is not None:
             return self._indexer
+        made = self._made_indexer
+        if made is not None and made[0] is conn:
+            return made[1]                      # made by this transaction, which uses it again
         key_id = self._singleton_id(conn, KeyPurpose.BLIND_INDEX)
         self._ciphers.pop(key_id, None)
         indexer = BlindIndexer(self._load_key(conn, key_id))
-        if key_id not in self._uncommitted:     # kept only once its key is committed
+        if key_id not in self._uncommitted:     # kept for everyone only once its key is committed
             self._indexer = indexer
+        else:
+            self._made_indexer = (conn, indexer)
         return indexer
 
     def signing_key(self, conn: Connection) -> Ed25519PrivateKey:
@@ -447,5 +464,7 @@ class Keyring:
         """Stop using the cached practice-wide key of `purpose`: after a rotation made a
         newer one, the next use reads which is active now."""
         self._singletons.pop(purpose, None)
+        self._made_by.pop(purpose, None)
         if purpose == KeyPurpose.BLIND_INDEX:
             self._indexer = None
+            self._made_indexer = None
