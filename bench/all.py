@@ -1,6 +1,6 @@
 """Run every benchmark in bench/ in one go and write one table: `make bench [SCALE=3]`.
 
-    .venv/bin/python bench/all.py [--scale 1] [--only export,sync,...] [--quick]
+    .venv/bin/python bench/all.py [--scale 1] [--only export,sync,... [--merge]] [--quick]
                                   [--results-dir bench/results] [--dsn postgresql://postgres@127.0.0.1:5432/postgres]
 
 Builds the shared dataset once for the scale (bench/export.py's prepare: the database
@@ -167,6 +167,10 @@ def write_latest(results_dir: Path, scale: float, quick: bool, runs: list[dict],
     for name, why in skipped.items():
         lines.append(f"| {name} | skipped: {why} | - | - | - | - | - | skipped | - |")
     lines += ["", "Benchmark run times: " + ", ".join(f"{r['name']} {r['seconds']:g} s" for r in runs)]
+    rerun = [r["name"] for r in runs if r.get("rerun")]
+    if rerun:
+        lines += ["", f"Re-run at {meta['when']} and merged into the earlier table (`--only ... --merge`): "
+                  + ", ".join(rerun) + "; the other rows are the earlier run's."]
     write_atomic(results_dir / "latest.json", json.dumps(body, indent=2) + "\n")
     write_atomic(results_dir / "latest.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -178,6 +182,10 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="dataset scale (1 = 100k clients, 300k sessions)")
     parser.add_argument("--only", help="comma-separated benchmark names (default: all)")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: scale {QUICK_SCALE:g}, tiny counts")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --only: keep the other benchmarks' rows of the existing latest.json (same "
+                        "scale) and replace only those re-run, so one benchmark can be measured again "
+                        "after a fix without re-running the hour")
     parser.add_argument("--results-dir", type=Path, help="where results go (default bench/results)")
     parser.add_argument("--timeout", type=float, help="seconds one benchmark may take before it is stopped and "
                         "reported failed (default 7200, 600 with --quick)")
@@ -187,6 +195,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.scale <= 0:
         parser.error("--scale must be greater than 0")
+    if args.merge and (not args.only or args.quick):
+        parser.error("--merge re-runs some benchmarks of a full table: give --only, without --quick")
     scale = QUICK_SCALE if args.quick else args.scale
     benches = plan(scale, args.quick, args.dsn)
     names = list(benches)
@@ -223,8 +233,34 @@ def main() -> int:
                 continue
         print(f"== bench/{name}.py {' '.join(benches[name])}", flush=True)
         runs.append(run_one(name, benches[name], scale, env, args.timeout or (600 if args.quick else 7200)))
+    failed = any(r["status"] == "failed" for r in runs)
+    if args.merge:
+        runs = merged(results_dir / "latest.json", scale, runs, list(benches))
     write_latest(results_dir, scale, args.quick, runs, skipped)
-    return 1 if any(r["status"] == "failed" for r in runs) else 0
+    return 1 if failed else 0
+
+
+def merged(latest: Path, scale: float, runs: list[dict], order: list[str]) -> list[dict]:
+    """`runs` in place of the same benchmarks' entries of an earlier full table at this
+    scale; the others kept with their rows, in the plan's order. Each re-run entry says
+    so (`rerun`), and the table's date is the re-run's."""
+    try:
+        earlier = json.loads(latest.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--merge: cannot read {latest}: {exc}") from None
+    if earlier.get("scale") != scale or earlier.get("quick"):
+        raise SystemExit(f"--merge: {latest} is of scale {earlier.get('scale')}{' (quick)' if earlier.get('quick') else ''}, "
+                         f"not {scale:g}")
+    fresh = {r["name"]: {**r, "rerun": True} for r in runs}
+    kept = {}
+    for entry in earlier.get("benchmarks", []):
+        if entry["name"] in fresh:
+            continue
+        rows = [{k: v for k, v in row.items() if k != "benchmark"}
+                for row in earlier.get("rows", []) if row.get("benchmark") == entry["name"]]
+        kept[entry["name"]] = {**entry, "summary": rows}
+    both = {**kept, **fresh}
+    return [both[name] for name in order if name in both] + [r for n, r in both.items() if n not in order]
 
 
 if __name__ == "__main__":

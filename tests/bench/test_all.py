@@ -86,3 +86,30 @@ def test_every_script_in_bench_is_run_or_listed_as_skipped_with_why(tmp_path):
         (tmp_path / f"{name}.py").write_text('"""a script"""\n')
     assert list(unplanned(planned, tmp_path)) == ["newcomer"]
     assert "not in bench/all.py's plan yet" in unplanned(planned, tmp_path)["newcomer"]
+
+
+def test_merge_re_runs_one_benchmark_and_keeps_the_rest_of_the_table(tmp_path):
+    """After a fix, one benchmark is measured again (`--only NAME --merge`) and its rows
+    replace the earlier table's, the others kept as they were and the re-run named."""
+    earlier_rows = [{"benchmark": "export", "task": "export clients csv masked", "reference": "psql \\copy clients",
+                     "reference_seconds": 0.7, "ours_seconds": 4.2, "ratio": 6.0, "target": "<= 3x psql \\copy",
+                     "met": False, "peak_rss_mb": 94},
+                    {"benchmark": "control_latency", "task": "status p99 idle ipc", "reference": None,
+                     "reference_seconds": None, "ours_seconds": 9.0, "ratio": None, "target": "< 5 ms",
+                     "met": False, "peak_rss_mb": 130}]
+    (tmp_path / "latest.json").write_text(json.dumps({
+        "scale": 0.01, "quick": False, "rows": earlier_rows, "skipped": [], "failed": [],
+        "benchmarks": [{"name": "export", "argv": [], "seconds": 3.0, "returncode": 0, "status": "ok"},
+                       {"name": "control_latency", "argv": [], "seconds": 9.0, "returncode": 0, "status": "ok"}]}))
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "all.py"), "--scale", "0.01", "--results-dir",
+                           str(tmp_path), "--only", "control_latency", "--merge"],
+                          cwd=REPO, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stderr[-2000:]
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert [b["name"] for b in latest["benchmarks"]] == ["export", "control_latency"]
+    assert [r for r in latest["rows"] if r["benchmark"] == "export"] == earlier_rows[:1]
+    idle = next(r for r in latest["rows"] if r["task"] == "status p99 idle ipc")
+    assert idle["ours_seconds"] < 1 and idle != earlier_rows[1]
+    assert "merged into the earlier table (`--only ... --merge`): control_latency;" in (tmp_path / "latest.md").read_text()
+    refused = run_all(tmp_path, "--only", "control_latency", "--merge")     # --quick: nothing to merge into
+    assert refused.returncode == 2 and "--merge" in refused.stderr
