@@ -236,6 +236,7 @@ def main() -> int:
     failed = any(r["status"] == "failed" for r in runs)
     if args.merge:
         runs = merged(results_dir / "latest.json", scale, runs, list(benches))
+        skipped = {**unplanned(benches), **skipped}
     write_latest(results_dir, scale, args.quick, runs, skipped)
     return 1 if failed else 0
 
