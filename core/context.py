@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from strongroom.core import audit
+from strongroom.core.allocator import keep_freed_memory
 from strongroom.core.config import Settings
 from strongroom.core.crypto.kek import load_keks
 from strongroom.core.crypto.keyring import Keyring
@@ -23,7 +24,10 @@ class Context:
 
 
 def open_context(settings: Settings, *, engine: Engine | None = None) -> Context:
-    """Load the KEK and connect; fails early with a clear error if either is missing."""
+    """Load the KEK and connect; fails early with a clear error if either is missing.
+    The process that does the work (daemon, offline CLI command, benchmark) also keeps
+    freed memory for its next batch (core.allocator)."""
+    keep_freed_memory()
     keyring = Keyring(load_keks(settings.keys))
     engine = engine or make_engine(settings.database.url, echo=settings.database.echo,
                                    pool_size=settings.database.pool_size)
