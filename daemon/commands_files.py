@@ -9,8 +9,10 @@ no base64 headroom; for base64 what fits a JSON frame under the limit. A transfe
 takes its pieces in one form only: a frame to a base64 transfer, inline data to a
 framed one, data both inline and as a frame, or a piece over transfer_bytes, is
 bad_request and leaves the transfer as it was. Calls are answered one at a time per
-transfer (its lock), in the order they run: a client sends the next piece after the
-answer to the last (pieces sent ahead could run out of order on the worker threads).
+transfer (its lock), in the order they run on the worker threads, which for calls sent
+together need not be the order they were sent in: a client sends the next piece after
+the answer to the last, and gives each piece's `offset`, so a piece that does come out
+of turn is refused (bad_request, nothing written) rather than stored out of order.
 Not a local path for the daemon to open: the hardened unit
 (ProtectHome=, PrivateTmp=, its own user) cannot see the caller's files, and a path
 would not work for a console on CURVE TCP. A transfer is opened, fed or drained in
@@ -19,8 +21,8 @@ for the session that opened it, dropped after IDLE_SECONDS without a call) and n
 more than one chunk of its content:
 
     file.add {client_id, name, content_type, size, description?, framed?} -> {upload_id, transfer_bytes}
-    file.chunk.add {upload_id} + [content frame]   (framed; repeated, in order)
-    file.chunk.add {upload_id, data}               (base64; repeated, in order)
+    file.chunk.add {upload_id, offset?} + [content frame]   (framed; repeated, in order)
+    file.chunk.add {upload_id, data, offset?}               (base64; repeated, in order)
     file.upload.commit {upload_id}               -> the file (the row exists from here on)
     file.upload.abort {upload_id}                (stored chunks deleted)
     file.get {file_id, framed?}               -> {download_id, size, content_type, name} (audited READ)
@@ -200,6 +202,9 @@ def add_chunk_cmd(d: "Daemon", call: Call) -> dict:
     transfer = _TRANSFERS.take(call.args.upload_id, _owner(call), "upload")
     data = _piece(call, transfer, transfer_bytes(d.ctx.settings.daemon.max_frame_bytes, transfer.framed))
     with transfer.lock:
+        if call.args.offset is not None and call.args.offset != transfer.state.received:
+            raise ValidationError(f"a piece at offset {call.args.offset}, but {transfer.state.received} bytes "
+                                  "are received: send the pieces in order, each after the last is answered")
         try:
             transfer.state.write(data)
         except BaseException:

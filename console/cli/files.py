@@ -58,8 +58,10 @@ def add_cmd(state: CliState, client_id: uuid.UUID, path: Path, description: str 
             opened = await client.call("file.add", args)
             upload = opened["upload_id"]
             try:
+                offset = 0
                 while piece := fh.read(opened["transfer_bytes"]):
-                    await client.call("file.chunk.add", {"upload_id": upload}, content=piece)
+                    await client.call("file.chunk.add", {"upload_id": upload, "offset": offset}, content=piece)
+                    offset += len(piece)
                 return await client.call("file.upload.commit", {"upload_id": upload})
             except BaseException:
                 await _quietly(client.call("file.upload.abort", {"upload_id": upload}))

@@ -166,6 +166,8 @@ def test_malformed_frames_are_refused_and_change_nothing(files_daemon):
             words="binary frame after the JSON frame")
     refused(chunk, words="binary frame after the JSON frame")
     refused(b"", chunk, b"x", b"y", kind=zmq.DEALER, words="at most one binary frame")   # REQ-style envelope
+    refused(request(files_daemon, "file.chunk.add", {"upload_id": upload_id, "offset": step}), data[step:2 * step],
+            words="a piece at offset 1048576, but 0 bytes are received")
     # nothing of the refused calls was taken: the upload goes on from byte 0
     assert stored_files(files_daemon) == [] and files_daemon.call("file.list", {"client_id": client}) == []
     for start in range(0, len(data), step):
@@ -173,7 +175,8 @@ def test_malformed_frames_are_refused_and_change_nothing(files_daemon):
             reply, rest = raw_call(files_daemon, chunk, data[start:start + step], kind=zmq.REQ)
             assert reply["ok"] and rest == []
         else:
-            files_daemon.call("file.chunk.add", {"upload_id": upload_id}, content=data[start:start + step])
+            files_daemon.call("file.chunk.add", {"upload_id": upload_id, "offset": start},
+                              content=data[start:start + step])
     added = files_daemon.call("file.upload.commit", {"upload_id": upload_id})
     assert added["size_bytes"] == len(data)
 

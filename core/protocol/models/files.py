@@ -26,6 +26,9 @@ class AddArgs(Args):
 class ChunkArgs(Args):
     upload_id: str = Field(min_length=1, max_length=64)
     data: str | None = Field(default=None, max_length=64 * 1024 * 1024)   # base64; None when framed
+    # Where this piece starts; when given it must be the bytes received so far, so a piece
+    # sent ahead of its turn is refused (bad_request) instead of stored out of order.
+    offset: int | None = Field(default=None, ge=0)
 
 
 class UploadArgs(Args):
