@@ -104,7 +104,7 @@ def render() -> str:
         "a test fails when this file and the code disagree.",
         "",
         f"Protocol version {PROTOCOL_VERSION}. Transport: ZeroMQ. A request is one frame holding one "
-        "UTF-8 JSON object on the ROUTER socket (`ipc://<runtime dir>/control.sock`, or the "
+        "UTF-8 JSON object (file content alone follows it in a binary frame, below) on the ROUTER socket (`ipc://<runtime dir>/control.sock`, or the "
         "CURVE-encrypted `tcp_endpoint`):",
         "",
         "```json",
