@@ -22,8 +22,8 @@ The whole command a user runs, `strongroom files add` / `files get`, goes throug
 daemon: a real strongroomd is started on the same data directory (its start-up is not
 timed: it runs all day) and the CLI runs as a child (strongroom.console.cli.main in a
 fresh interpreter, as the console script runs it), timed from exec to exit, so the
-CLI's start-up and the control-socket transfer (base64 in JSON frames of at most
-[daemon] max_frame_bytes) are in its figure. Its peak RSS is the CLI's; the daemon's
+CLI's start-up and the control-socket transfer (raw binary frames of at most
+[daemon] max_frame_bytes beside the JSON of each call) are in its figure. Its peak RSS is the CLI's; the daemon's
 peak (VmHWM) is reported beside it. --no-daemon skips these rows.
 
 Then a full backup of the data directory (the file's objects into a new repository) and

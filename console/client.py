@@ -4,6 +4,10 @@ A DEALER socket carries requests; replies are matched to requests by id, so many
 can be in flight at once (the console issues several while the user pages). A SUB
 socket delivers events. Nothing here touches the database: everything goes through
 the daemon, which checks the token and the permission on every call.
+
+File content travels as a raw binary frame after the JSON frame, both ways
+(core/protocol): `call(..., content=piece)` sends one, and `call_with_content` also
+returns the reply's binary frame, a memoryview of the received frame (not copied).
 """
 from __future__ import annotations
 
@@ -70,16 +74,28 @@ class Client:
             sock.curve_publickey = self._curve.client_public
             sock.curve_secretkey = self._curve.client_secret
 
-    async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None) -> Any:
-        """Send one request and wait for its reply; raises ClientError on an error reply."""
+    async def call(self, cmd: str, args: dict | None = None, *, timeout: float | None = None,
+                   content=None) -> Any:
+        """Send one request and wait for its reply; raises ClientError on an error reply.
+        `content` (bytes-like): sent as a binary frame after the JSON (file.chunk.add)."""
+        return (await self.call_with_content(cmd, args, timeout=timeout, content=content))[0]
+
+    async def call_with_content(self, cmd: str, args: dict | None = None, *, timeout: float | None = None,
+                                content=None) -> tuple[Any, memoryview | None]:
+        """As `call`, and the reply's binary frame too (a memoryview; None when the reply has
+        none), for file.chunk.get on a framed download."""
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read_replies())
         request_id = f"{os.getpid()}-{next(self._ids)}"
         future = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
-            await self._sock.send(protocol.request(cmd, args, token=self.token, request_id=request_id))
-            reply = await asyncio.wait_for(future, timeout or self.timeout)
+            frame = protocol.request(cmd, args, token=self.token, request_id=request_id)
+            if content is None:
+                await self._sock.send(frame)
+            else:       # the content is not copied; ZeroMQ holds it until it is sent
+                await self._sock.send_multipart([frame, content], copy=False)
+            reply, payload = await asyncio.wait_for(future, timeout or self.timeout)
         except asyncio.TimeoutError:
             raise ClientError("unavailable", f"no answer from the daemon at {self.endpoint} "
                               f"within {timeout or self.timeout:.0f}s (is strongroomd running?)") from None
@@ -91,18 +107,20 @@ class Client:
         if isinstance(reply.get("rate"), dict):
             # What is left of this account's hourly allowance for the command's class.
             self.rates[str(reply["rate"].get("class"))] = reply["rate"]
-        return reply.get("result")
+        return reply.get("result"), payload
 
     async def _read_replies(self) -> None:
         while True:
-            frame = await self._sock.recv()
+            frames = await self._sock.recv_multipart(copy=False)
             try:
-                reply = json.loads(frame)
+                reply = json.loads(frames[0].bytes)
             except ValueError:
+                continue
+            if not isinstance(reply, dict) or len(frames) > 2:
                 continue
             future = self._pending.get(reply.get("id"))
             if future is not None and not future.done():
-                future.set_result(reply)
+                future.set_result((reply, frames[1].buffer if len(frames) == 2 else None))
 
     def subscribe(self, *topics: str) -> "Subscription":
         """Events whose topic starts with one of `topics` (all events when none given).

@@ -68,6 +68,15 @@ class Call:
     peer: str | None
     token: str | None = None
     peer_key: str | None = None     # over TCP: the caller's CURVE public key (a login's device)
+    content: memoryview | None = None   # the request's binary frame (commands with takes_content)
+
+
+@dataclass(frozen=True)
+class Framed:
+    """A handler's answer with content: `result` goes in the JSON reply frame and
+    `content` (a bytes-like object, sent without copying) in a binary frame after it."""
+    result: Any
+    content: Any
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,7 @@ class Command:
     inline: bool = False          # True: cheap, answered on the event loop (no thread hop)
     pool: Literal["general", "login"] = "general"   # login: the login pool (control.LoginPool)
     aliases: tuple[str, ...] = ()  # old names (core/protocol/names.py RENAMED), deprecated
+    takes_content: bool = False   # True: the request may carry one binary frame after the JSON
 
     @property
     def help(self) -> str:
@@ -117,10 +127,12 @@ def lookup(name: str) -> Command | None:
 
 
 def command(name: str, *, permission: str | None, args: type[Args] = NoArgs, result: Any,
-            public: bool = False, inline: bool = False, pool: Literal["general", "login"] = "general"):
+            public: bool = False, inline: bool = False, pool: Literal["general", "login"] = "general",
+            takes_content: bool = False):
     """Register a handler under `name` (which must keep the naming rule of
     core/protocol/names.py), with its argument and result models; the old names RENAMED
-    maps to it are registered as its aliases."""
+    maps to it are registered as its aliases. `takes_content`: the request may carry one
+    binary frame after its JSON frame (Call.content); every other command refuses one."""
     problem = naming_problem(name)
     if problem:
         raise RuntimeError(f"command {name}: {problem}")
@@ -131,7 +143,8 @@ def command(name: str, *, permission: str | None, args: type[Args] = NoArgs, res
         if name in REGISTRY or name in ALIASES:
             raise RuntimeError(f"command {name} registered twice")
         aliases = aliases_of(name)
-        REGISTRY[name] = Command(name, handler, permission, args, result, public, inline, pool, aliases)
+        REGISTRY[name] = Command(name, handler, permission, args, result, public, inline, pool, aliases,
+                                 takes_content)
         for old in aliases:
             ALIASES[old] = name
         return handler

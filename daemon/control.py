@@ -7,6 +7,16 @@ marked inline) and maps any error to a protocol error code, here and only here.
 The daemon never dies of input: every failure becomes a reply, and a frame too
 malformed to answer (an empty envelope) is dropped and counted.
 
+Framing: after the peer's identity (and a REQ client's empty delimiter, echoed back)
+comes one JSON frame, and for a command registered with takes_content (file.chunk.add)
+optionally one raw binary frame of content, handed to the handler as a memoryview of
+the received frame (Call.content, never copied here). A handler that answers
+commands.Framed gets its content sent as a binary frame after the JSON reply, without
+a copy. Refused with bad_request before anything runs: more than one binary frame, a
+binary frame to a command that takes none, a binary frame over max_frame_bytes (ZeroMQ
+itself drops a peer past MAXMSGSIZE, four times that). Content both inline and as a
+frame, or in the wrong form for its transfer, is the handler's bad_request.
+
 Endpoints: ipc://<runtime dir>/control.sock and events.sock (mode 0600), and optionally
 a TCP endpoint with CURVE encryption whose clients must be in an allow-list of public
 keys (ZAP), for consoles on another machine.
@@ -48,7 +58,7 @@ from strongroom.core.principal import Principal
 from strongroom.core.validation import describe
 from strongroom.core import protocol
 from strongroom.daemon import tenancy
-from strongroom.daemon.commands import Call, lookup
+from strongroom.daemon.commands import Call, Framed, lookup
 from strongroom.daemon.ratelimit import RateLimiter
 from strongroom.core.endpoints import LOCAL_TOKEN_FILE
 
@@ -237,22 +247,31 @@ class ControlServer:
             self.on_request("dropped")
             return  # no identity and body: nothing to reply to
         identity = frames[0].bytes
-        middle = frames[1:-1]
-        # A REQ client puts an empty delimiter before its body and expects it back.
-        req_style = len(middle) == 1 and not middle[0].bytes
+        body = frames[1:]
+        # A REQ client puts an empty delimiter before its body and expects it back (a JSON
+        # frame is never empty, so an empty first frame is always the delimiter).
+        req_style = len(body) >= 2 and len(body[0].buffer) == 0
+        if req_style:
+            body = body[1:]
         envelope = [identity] + ([b""] if req_style else [])
-        peer = _peer(frames[-1], ipc)
-        if middle and not req_style:
-            reply, code = protocol.error(None, "bad_request", "multipart request: send exactly one frame"), "bad_request"
+        peer = _peer(body[0], ipc)
+        content = None
+        if len(body) > 2:
+            reply, code = protocol.error(None, "bad_request", "multipart request: send one JSON frame, then at most "
+                                         "one binary frame (only to a command that takes content)"), "bad_request"
         else:
-            reply, code = await self._handle(frames[-1].bytes, peer)
+            content = body[1].buffer if len(body) == 2 else None
+            reply, code = await self._handle(body[0].bytes, peer, content)
         self.on_request(code)
         try:
-            await sock.send_multipart(envelope + [reply])
+            if isinstance(reply, Framed):       # [JSON, content]: the content is not copied
+                await sock.send_multipart(envelope + [reply.result, reply.content], copy=False)
+            else:
+                await sock.send_multipart(envelope + [reply])
         except zmq.ZMQError as exc:
             log.info("reply not delivered", extra={"error": str(exc)})
 
-    async def _handle(self, frame: bytes, peer: Peer) -> tuple[bytes, str]:
+    async def _handle(self, frame: bytes, peer: Peer, content: memoryview | None = None) -> tuple[bytes | Framed, str]:
         request_id = None
         try:
             request = protocol.parse_request(frame, self.settings.max_frame_bytes)
@@ -260,6 +279,13 @@ class ControlServer:
             command = lookup(request.cmd)
             if command is None:
                 raise protocol.ProtocolError("not_found", "unknown command; `help` lists them")
+            if content is not None:
+                if not command.takes_content:
+                    raise protocol.ProtocolError("bad_request", f"{command.name} takes no binary frame: "
+                                                 "send its JSON frame alone")
+                if len(content) > self.settings.max_frame_bytes:
+                    raise protocol.ProtocolError("bad_request", f"binary frame of {len(content)} bytes exceeds "
+                                                 f"the limit of {self.settings.max_frame_bytes}")
             try:
                 args = command.args.model_validate(request.args)
             except ValidationError as exc:
@@ -278,17 +304,19 @@ class ControlServer:
                 if limits is None:
                     limits = await asyncio.to_thread(self.rates.limits_of, principal.user_id)
                 rate = self.rates.take(principal, command.rate_class, limits)
-            call = Call(principal, args, peer.address, request.token, peer.curve_key)
+            call = Call(principal, args, peer.address, request.token, peer.curve_key, content)
             if command.inline:
                 result = command.handler(self.daemon, call)
             elif command.pool == "login":
                 result = await self._logins.run(command.handler, self.daemon, call)
             else:
                 result = await asyncio.to_thread(command.handler, self.daemon, call)
-            result = protocol.to_jsonable(result)
+            framed = result if isinstance(result, Framed) else None
+            result = protocol.to_jsonable(framed.result if framed else result)
             if os.environ.get("STRONGROOM_CHECK_RESULTS") == "1":
                 _check_result(command, result)
-            return protocol.ok(request_id, result, rate=rate), "ok"
+            reply = protocol.ok(request_id, result, rate=rate)
+            return (Framed(reply, framed.content) if framed else reply), "ok"
         except protocol.ProtocolError as exc:
             return protocol.error(exc.request_id or request_id, exc.code, str(exc)), exc.code
         except StrongroomError as exc:

@@ -104,7 +104,7 @@ def render() -> str:
         "a test fails when this file and the code disagree.",
         "",
         f"Protocol version {PROTOCOL_VERSION}. Transport: ZeroMQ. A request is one frame holding one "
-        "UTF-8 JSON object on the ROUTER socket (`ipc://<runtime dir>/control.sock`, or the "
+        "UTF-8 JSON object (file content alone follows it in a binary frame, below) on the ROUTER socket (`ipc://<runtime dir>/control.sock`, or the "
         "CURVE-encrypted `tcp_endpoint`):",
         "",
         "```json",
@@ -115,6 +115,16 @@ def render() -> str:
         "and the answer is one frame: `{\"v\": 1, \"id\": ..., \"ok\": true, \"result\": ...}` or "
         "`{\"v\": 1, \"id\": ..., \"ok\": false, \"error\": {\"code\": ..., \"message\": ...}}`. Frames "
         "nest at most 32 levels and hold valid Unicode; unknown argument keys are refused.",
+        "",
+        "File content travels as a raw binary frame, not in the JSON: a command marked *takes a "
+        "binary frame* below (file.chunk.add) may be sent as two frames, the JSON request then "
+        "the content; the answer to file.chunk.get on a download opened with `framed: true` is "
+        "two frames, the JSON answer (`size`, `final`) then the content. A REQ socket's empty "
+        "delimiter goes before the JSON frame. Refused with `bad_request`, changing nothing: more "
+        "than one binary frame, a binary frame to a command that takes none, one over "
+        "`[daemon] max_frame_bytes`, content both inline and as a frame, or in the form its "
+        "transfer was not opened for. Without `framed`, pieces travel as base64 `data` in the "
+        "JSON, as before (kept for one release).",
         "",
         "A signed-in person's commands of a class `[auth] rate_limits` limits (the first part of "
         "the command's name as the classes were first named: `exports` for export.run and export.list, "
@@ -165,7 +175,8 @@ def render() -> str:
         who = "no token" if command.public else (f"`{command.permission}`" if command.permission
                                                   else "any session (the handler checks more)")
         text = " ".join((command.handler.__doc__ or "(no description)").split())
-        out += [f"### `{name}`", "", text, "", f"Needs: {who}.", ""]
+        out += [f"### `{name}`", "", text, "", f"Needs: {who}." + (
+            " Takes a binary frame after the JSON frame." if command.takes_content else ""), ""]
         rows = _fields(command.args.model_json_schema())
         if rows:
             out += ["| argument | type | given | bounds |", "| --- | --- | --- | --- |", *rows, ""]

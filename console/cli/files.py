@@ -1,7 +1,8 @@
 """`strongroom files ...`: a client's files, through the daemon.
 
 `files add CLIENT_ID PATH [--description TEXT] [--type TYPE]` sends the file's content
-to the daemon in bounded chunks over the control socket (the daemon never opens a path
+to the daemon in bounded pieces over the control socket, each a raw binary frame after
+the call's JSON frame (a framed transfer: no base64) (the daemon never opens a path
 of the caller's: its hardened unit cannot see home directories, and a console may be on
 another machine); `files list CLIENT_ID`; `files get FILE_ID --out PATH [--force]`
 writes to a temporary file beside PATH, fsyncs and renames it into place only after
@@ -13,7 +14,6 @@ the daemon shows them only to a caller with phi:read, and errors never echo them
 """
 from __future__ import annotations
 
-import base64
 import mimetypes
 import os
 import tempfile
@@ -51,15 +51,17 @@ def add_cmd(state: CliState, client_id: uuid.UUID, path: Path, description: str 
     async def go(client: Client) -> dict:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
-            args = {"client_id": str(client_id), "name": path.name, "content_type": kind, "size": size}
+            args = {"client_id": str(client_id), "name": path.name, "content_type": kind, "size": size,
+                    "framed": True}
             if description:
                 args["description"] = description
             opened = await client.call("file.add", args)
             upload = opened["upload_id"]
             try:
+                offset = 0
                 while piece := fh.read(opened["transfer_bytes"]):
-                    await client.call("file.chunk.add", {"upload_id": upload,
-                                                          "data": base64.b64encode(piece).decode()})
+                    await client.call("file.chunk.add", {"upload_id": upload, "offset": offset}, content=piece)
+                    offset += len(piece)
                 return await client.call("file.upload.commit", {"upload_id": upload})
             except BaseException:
                 await _quietly(client.call("file.upload.abort", {"upload_id": upload}))
@@ -114,13 +116,16 @@ def get_cmd(state: CliState, file_id: uuid.UUID, out: Path, force: bool, socket_
         raise ValidationError(f"{out.parent} is not a directory")
 
     async def go(client: Client) -> dict:
-        opened = await client.call("file.get", {"file_id": str(file_id)})
+        opened = await client.call("file.get", {"file_id": str(file_id), "framed": True})
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 while True:
-                    piece = await client.call("file.chunk.get", {"download_id": opened["download_id"]})
-                    fh.write(base64.b64decode(piece["data"]))
+                    piece, content = await client.call_with_content(
+                        "file.chunk.get", {"download_id": opened["download_id"]})
+                    if content is None or len(content) != piece["size"]:
+                        raise ValidationError("the daemon's answer lacks the piece it announced")
+                    fh.write(content)
                     if piece["final"]:
                         break
                 fh.flush()

@@ -13,6 +13,14 @@ and gets back one frame:
     {"v": 1, "id": "<same id>", "ok": true, "result": ...}
     {"v": 1, "id": "<same id>", "ok": false, "error": {"code": "forbidden", "message": "..."}}
 
+A command that moves file content (file.chunk.add, and file.chunk.get when the
+transfer was opened with `framed`) carries it in a second, raw binary frame instead
+of base64 inside the JSON: the request is [JSON, content] and the reply [JSON, content].
+A REQ client's empty delimiter comes before the JSON frame. Any other shape (more
+frames, a binary frame to a command that takes none, a binary frame over the frame
+limit, content both inline and as a frame) is refused with bad_request. The JSON-only
+base64 form (`data`) stays for one release for clients that do not ask for `framed`.
+
 Events are published on a PUB socket as two frames, topic and JSON body
 {"topic": ..., "ts": ..., "data": {...}}; topics are `health`, `job.<run id>`, `audit`,
 `security`, `sync.conflict`, `sync.pass`, `integrity`. Error codes are the fixed set in ERROR_CODES.

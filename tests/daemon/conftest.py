@@ -154,11 +154,17 @@ class DaemonProcess:
         return Client(self.endpoint, events_endpoint=self.events_endpoint,
                       token=self.local_token() if token == "local" else token, timeout=timeout)
 
-    def call(self, cmd: str, args: dict | None = None, *, token: str | None = "local"):
+    def call(self, cmd: str, args: dict | None = None, *, token: str | None = "local", content=None):
+        return self.call_with_content(cmd, args, token=token, content=content)[0]
+
+    def call_with_content(self, cmd: str, args: dict | None = None, *, token: str | None = "local",
+                          content=None) -> tuple:
+        """The result and the reply's binary frame (bytes, or None), sending CONTENT as one."""
         async def go():
             client = self.client(token)
             try:
-                return await client.call(cmd, args)
+                result, payload = await client.call_with_content(cmd, args, content=content)
+                return result, (None if payload is None else bytes(payload))
             finally:
                 client.close()
         return asyncio.run(go())
@@ -330,10 +336,10 @@ def wait_run(daemon, run_id: str, timeout: float = 60.0) -> dict:
     return run
 
 
-def error_of(daemon, cmd: str, args: dict | None, token: str | None = "local") -> ClientError:
+def error_of(daemon, cmd: str, args: dict | None, token: str | None = "local", content=None) -> ClientError:
     """The error the daemon answers CMD with (the test fails if it succeeds)."""
     with pytest.raises(ClientError) as err:
-        daemon.call(cmd, args, token=token)
+        daemon.call(cmd, args, token=token, content=content)
     return err.value
 
 
@@ -351,25 +357,36 @@ def files_daemon(tmp_path, db_url):
         yield proc
 
 
-def upload(daemon, client_id: str, data: bytes, name: str = "consent Quillon.pdf", **extra) -> dict:
-    """Upload DATA for a client through files.add, chunk by chunk; returns the commit's reply."""
+def upload(daemon, client_id: str, data: bytes, name: str = "consent Quillon.pdf", *, framed: bool = True,
+           **extra) -> dict:
+    """Upload DATA for a client through file.add, piece by piece (binary frames, or base64
+    when not FRAMED); returns the commit's reply."""
     opened = daemon.call("file.add", {"client_id": client_id, "name": name, "content_type": "application/pdf",
-                                       "size": len(data), **extra})
+                                       "size": len(data), "framed": framed, **extra})
     step = opened["transfer_bytes"]
-    assert 1024 <= step <= 1024 * 1024
+    assert 1024 <= step <= (1024 * 1024 if framed else 800_000)
     for start in range(0, len(data), step):
-        daemon.call("file.chunk.add", {"upload_id": opened["upload_id"],
-                                        "data": base64.b64encode(data[start:start + step]).decode()})
+        if framed:
+            daemon.call("file.chunk.add", {"upload_id": opened["upload_id"]}, content=data[start:start + step])
+        else:
+            daemon.call("file.chunk.add", {"upload_id": opened["upload_id"],
+                                            "data": base64.b64encode(data[start:start + step]).decode()})
     return daemon.call("file.upload.commit", {"upload_id": opened["upload_id"]})
 
 
-def download(daemon, file_id: str) -> bytes:
-    """A file's whole content through files.get, chunk by chunk."""
-    opened = daemon.call("file.get", {"file_id": file_id})
+def download(daemon, file_id: str, *, framed: bool = True) -> bytes:
+    """A file's whole content through file.get, piece by piece (binary frames, or base64
+    when not FRAMED)."""
+    opened = daemon.call("file.get", {"file_id": file_id, "framed": framed})
     out = b""
     while True:
-        piece = daemon.call("file.chunk.get", {"download_id": opened["download_id"]})
-        out += base64.b64decode(piece["data"])
+        piece, content = daemon.call_with_content("file.chunk.get", {"download_id": opened["download_id"]})
+        if framed:
+            assert piece.get("data") is None and len(content) == piece["size"] <= opened["transfer_bytes"]
+            out += content
+        else:
+            assert content is None
+            out += base64.b64decode(piece["data"])
         if piece["final"]:
             return out
 

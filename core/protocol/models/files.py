@@ -1,6 +1,7 @@
-"""file.*: a client's files, added and read a chunk at a time (file.chunk.add and
-file.chunk.get carry base64 pieces of at most transfer_bytes and never count towards a
-rate limit)."""
+"""file.*: a client's files, added and read a piece at a time (file.chunk.add and
+file.chunk.get carry pieces of at most transfer_bytes, as a binary frame after the JSON
+frame when the transfer was opened with `framed`, else base64 in `data`; they never
+count towards a rate limit)."""
 from __future__ import annotations
 
 import uuid
@@ -19,11 +20,15 @@ class AddArgs(Args):
     content_type: str = Field(max_length=200)
     size: int = Field(ge=0)
     description: str | None = Field(default=None, max_length=2000)
+    framed: bool = False      # pieces as binary frames (else base64 `data`, kept for one release)
 
 
 class ChunkArgs(Args):
     upload_id: str = Field(min_length=1, max_length=64)
-    data: str = Field(max_length=64 * 1024 * 1024)
+    data: str | None = Field(default=None, max_length=64 * 1024 * 1024)   # base64; None when framed
+    # Where this piece starts; when given it must be the bytes received so far, so a piece
+    # sent ahead of its turn is refused (bad_request) instead of stored out of order.
+    offset: int | None = Field(default=None, ge=0)
 
 
 class UploadArgs(Args):
@@ -37,6 +42,10 @@ class ListArgs(Args):
 
 class FileArgs(Args):
     file_id: uuid.UUID
+
+
+class GetArgs(FileArgs):
+    framed: bool = False      # pieces as binary frames (else base64 `data`, kept for one release)
 
 
 class DownloadArgs(Args):
@@ -89,8 +98,11 @@ class DownloadStarted(Result):
 
 
 class ChunkSent(Result):
-    data: str       # base64
+    """A framed download's piece follows as a binary frame of `size` bytes; otherwise
+    `data` holds it in base64."""
     final: bool
+    data: str | None = None     # base64 (not framed)
+    size: int | None = None     # bytes in the binary frame (framed)
 
 
 class FileRemoved(Result):
