@@ -48,3 +48,89 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+WRITEBACK_EVERY = 16 * 1024 * 1024   # bytes between hints to start writing a streamed file out
+
+
+class StreamedFile:
+    """A large file written in pieces beside `path` and moved into place whole:
+    `write` pieces, then `commit` (fsync, rename over `path`, directory fsync) or
+    `abort` (the temporary file removed); as a context manager, an exception aborts.
+
+    The kernel is asked to start writing each WRITEBACK_EVERY bytes out as soon as
+    they are written (sync_file_range(SYNC_FILE_RANGE_WRITE) on Linux, which waits for
+    nothing), so the disk works while the rest is still being produced and the fsync
+    in `commit` waits for the last stretch only, not for the whole file: cp + fsync of
+    1 GiB spent two thirds of its time in that fsync. Durability is unchanged: nothing
+    is renamed into place before the fsync has returned."""
+
+    def __init__(self, path: Path, *, mode: int = 0o600, suffix: str = ".part") -> None:
+        self.path = Path(path)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix, dir=self.path.parent)
+        self._fd, self._tmp = fd, Path(tmp)
+        self.size = 0
+        self._hinted = 0            # bytes handed to writeback so far
+        try:
+            os.fchmod(fd, mode)
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, data) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+            self.size += n
+        if self.size - self._hinted >= WRITEBACK_EVERY:
+            _start_writeback(self._fd, self._hinted, self.size - self._hinted)
+            self._hinted = self.size
+
+    def commit(self) -> None:
+        """fsync, rename over `path`, fsync the directory: the file is there whole."""
+        try:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+            self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> StreamedFile:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None:
+            self.abort()
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_sync_file_range = None      # libc's, looked up on first use (None: not yet, False: there is none)
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing a range of a file out without waiting for it (a hint: errors are
+    ignored here and reported by the fsync that follows)."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        _sync_file_range = False
+        try:
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            function = libc.sync_file_range
+            function.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
+            function.restype = ctypes.c_int
+            _sync_file_range = function
+        except (OSError, AttributeError):
+            pass            # not Linux / not glibc: the fsync at the end does all the work
+    if _sync_file_range:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)

@@ -47,6 +47,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from queue import Empty, SimpleQueue
 from dataclasses import dataclass
 
 import zstandard
@@ -320,34 +321,56 @@ def _fetch_sealed(target: Target, key: str, file_id: uuid.UUID, what: str):
 
 
 def _open_chunk(target: Target, cipher_for, file_id: uuid.UUID, key: str, index: int, final: bool,
-                chunk_size: int) -> bytes | bytearray:
-    """Fetch, authenticate and decompress one chunk (run by a reader's worker thread)."""
+                chunk_size: int, pool: SimpleQueue | None = None):
+    """Fetch, authenticate and decompress one chunk (run by a reader's worker thread).
+    With `pool` (free plaintext buffers of 1 + chunk_size bytes), a raw chunk is opened
+    into one of them and returned as (view of its plaintext, the buffer to give back);
+    else as a bytes or bytearray of its own."""
     blob = _fetch_sealed(target, key, file_id, f"chunk {index}")
     if len(blob) < MIN_CIPHERTEXT + 1 or len(blob) > MIN_CIPHERTEXT + 1 + MAX_CHUNK_SIZE:
         raise IntegrityError(f"file {file_id}: chunk {index} failed authentication "
                              "(tampered, swapped from another file, reordered or truncated)")
-    plain = bytearray(len(blob) - MIN_CIPHERTEXT)
+    n = len(blob) - MIN_CIPHERTEXT
+    buffer = None
+    if pool is not None and n <= 1 + chunk_size:
+        try:
+            buffer = pool.get_nowait()
+        except Empty:
+            buffer = bytearray(1 + chunk_size)
+    plain = memoryview(buffer)[:n] if buffer is not None else bytearray(n)
     try:
         cipher_for(key_id_of(blob)).open_into(blob, chunk_aad(file_id, index, final), plain,
                                               where=f"file {file_id} chunk {index}")
     except CryptoError:
+        if buffer is not None:
+            pool.put(buffer)
         raise IntegrityError(f"file {file_id}: chunk {index} failed authentication "
                              "(tampered, swapped from another file, reordered or truncated)") from None
     del blob
     codec = plain[0]
     if codec == _ZSTD:
         try:
-            return zstandard.ZstdDecompressor().decompress(memoryview(plain)[1:], max_output_size=chunk_size)
+            body = zstandard.ZstdDecompressor().decompress(plain[1:], max_output_size=chunk_size)
         except zstandard.ZstdError:
             raise IntegrityError(f"file {file_id}: chunk {index} does not decompress") from None
+        finally:
+            if buffer is not None:
+                plain.release()
+                pool.put(buffer)
+        return (body, None) if pool is not None else body
     if codec != _RAW:
+        if buffer is not None:
+            plain.release()
+            pool.put(buffer)
         raise IntegrityError(f"file {file_id}: chunk {index} has an unknown codec")
+    if buffer is not None:
+        return plain[1:], buffer
     del plain[:1]       # drops the codec byte without copying the chunk (bytearray moves its start)
-    return plain
+    return (plain, None) if pool is not None else plain
 
 
 def read_chunks(target: Target, cipher_for, file_id: uuid.UUID, storage_key: str,
-                *, size: int, digest: str, indexer: BlindIndexer) -> Iterator[bytes | bytearray]:
+                *, size: int, digest: str, indexer: BlindIndexer, reuse: bool = False) -> Iterator:
     """Yield the plaintext a chunk at a time (each a bytes or bytearray of its own),
     each authenticated before it is yielded;
     after the last, the whole is checked against the row's size and keyed digest. Any
@@ -358,46 +381,61 @@ def read_chunks(target: Target, cipher_for, file_id: uuid.UUID, storage_key: str
     whole-file SHA-256 (sequential by nature, the dearest step per byte) runs in a
     thread of its own behind them, so the caller's writes overlap it; the last chunk
     is yielded only once that hash has been checked. Closing the iterator early stops
-    the threads."""
+    the threads.
+
+    With `reuse`, for a caller that is done with each chunk before it asks for the
+    next (one writing them to a file: `save_chunks`), chunks are memoryviews of a few
+    buffers used again and again, each valid only until the next chunk is asked for:
+    no fresh 4 MiB buffer per chunk (a zero-filled allocation, page faults and all)."""
     manifest = read_manifest(target, cipher_for, file_id, storage_key)
     keys = manifest["chunks"]
     chunk_size = _chunk_size(manifest, file_id)
     last = len(keys) - 1
     whole = hashlib.sha256()
     total = 0
-    pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="files-read")
+    pool: SimpleQueue | None = SimpleQueue() if reuse else None
+    pool_ = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="files-read")
     hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="files-hash")   # one: in order
     ahead: deque[Future] = deque()
-    hashing: deque[Future] = deque()
+    hashing: deque[tuple[Future, bytearray | None]] = deque()   # (hashed, buffer to give back)
     submitted = 0
 
     def refill() -> None:
         nonlocal submitted
         while len(ahead) < WORKERS and submitted <= last:
-            ahead.append(pool.submit(_open_chunk, target, cipher_for, file_id, keys[submitted], submitted,
-                                     submitted == last, chunk_size))
+            ahead.append(pool_.submit(_open_chunk, target, cipher_for, file_id, keys[submitted], submitted,
+                                      submitted == last, chunk_size, pool))
             submitted += 1
+
+    def settle_one() -> None:
+        # the caller has moved past this chunk (it asked for a later one): once hashed,
+        # its buffer may be filled again
+        hashed, buffer = hashing.popleft()
+        hashed.result()
+        if buffer is not None:
+            pool.put(buffer)
     try:
         refill()
         for index in range(len(keys)):
-            body = ahead.popleft().result()
+            opened = ahead.popleft().result()
+            body, buffer = opened if reuse else (opened, None)
             refill()                   # the next ones are opened while this one is handled
             total += len(body)
             if total > size:
                 raise IntegrityError(f"file {file_id}: the stored content is longer than recorded")
             while len(hashing) >= WORKERS:     # bounded: chunks held for the hash stay few
-                hashing.popleft().result()
-            hashing.append(hasher.submit(whole.update, body))
+                settle_one()
+            hashing.append((hasher.submit(whole.update, body), buffer))
             if index == last:
                 while hashing:
-                    hashing.popleft().result()
+                    settle_one()
                 if total != size or content_digest(indexer, whole.hexdigest()) != digest:
                     raise IntegrityError(f"file {file_id}: the stored content does not match its recorded hash")
             yield body
     finally:
         for future in ahead:
             future.cancel()
-        pool.shutdown(wait=True)
+        pool_.shutdown(wait=True)
         hasher.shutdown(wait=True)
 
 

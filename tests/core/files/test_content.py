@@ -237,3 +237,33 @@ def test_the_writer_copies_a_reused_buffer_and_the_reader_hands_out_chunks_of_th
     held = list(content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key,
                                     size=stored.size, digest=stored.digest, indexer=indexer))
     assert len(held) == 4 and b"".join(held) == data
+
+
+def test_reuse_hands_out_views_of_a_few_buffers_and_still_checks_everything(parts):
+    """With reuse, chunks are views of a few buffers filled again and again (each good
+    until the next is taken); the content is the same, and the last chunk still comes
+    only after the whole matched its size and hash."""
+    target, cipher, indexer = parts
+    data = _data(7 * content.CHUNK_SIZE + 999)
+    file_id, stored = _write(parts, data, MIB)
+    got, buffers = [], set()
+    for chunk in content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key, size=stored.size,
+                                     digest=stored.digest, indexer=indexer, reuse=True):
+        got.append(bytes(chunk))             # copied before the next is asked for
+        if isinstance(chunk, memoryview):
+            buffers.add(id(chunk.obj))
+    assert b"".join(got) == data
+    assert 1 <= len(buffers) <= 2 * content.WORKERS + 1 < 8
+    with pytest.raises(IntegrityError, match="does not match its recorded hash"):
+        for _ in content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key, size=stored.size,
+                                     digest="0" * 64, indexer=indexer, reuse=True):
+            pass
+    first = content.read_manifest(target, lambda _kid: cipher, file_id, stored.storage_key)["chunks"][2]
+    raw = bytearray((target.root / first).read_bytes())
+    raw[-1] ^= 1
+    (target.root / first).write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match=f"file {file_id}: chunk 2 failed authentication"):
+        for _ in content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key, size=stored.size,
+                                     digest=stored.digest, indexer=indexer, reuse=True):
+            pass
+    assert not [t for t in threading.enumerate() if t.name.startswith(("files-read", "files-hash"))]
