@@ -38,8 +38,11 @@ def write_temp(path: Path, data: bytes, mode: int = 0o600) -> Path:
     return Path(tmp)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path` atomically with permissions `mode` from the first byte."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, sync_dir: bool = True) -> None:
+    """Write `data` to `path` atomically with permissions `mode` from the first byte.
+    Without `sync_dir` the directory is not fsynced: the caller must fsync it before
+    anything relies on the file being there after a crash (many files written into a
+    few directories, each directory fsynced once after the last of them)."""
     path = Path(path)
     tmp = write_temp(path, data, mode)
     try:
@@ -47,7 +50,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 WRITEBACK_EVERY = 16 * 1024 * 1024   # bytes between hints to start writing a streamed file out

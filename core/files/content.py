@@ -110,6 +110,9 @@ class ContentWriter:
         self._compress = compress
         self._extra = extra or {}
         self._views = bool(getattr(target, "accepts_views", False))
+        # chunks' directories fsynced once each before the manifest (LocalTarget.sync_dirs)
+        self._deferred = bool(getattr(target, "defers_dir_sync", False))
+        self._put_options = {"sync_dir": False} if self._deferred else {}
         self._buffer: bytearray | None = None   # the chunk being filled: codec byte, then plaintext
         self._filled = 0                        # plaintext bytes in _buffer
         self._free: list[bytearray] = []       # chunk buffers back from the workers
@@ -173,6 +176,8 @@ class ContentWriter:
             while self._pending:
                 self._settle()
             self._shutdown()
+            if self._deferred:        # every chunk's name durable before the manifest names it
+                self._target.sync_dirs(self._keys)
             sha = self._hash.hexdigest()
             key = object_key(self._indexer, "manifest", f"{self.file_id}:{sha}")
             manifest = json.dumps({"v": MANIFEST_VERSION, "size": self.size, "chunk_size": CHUNK_SIZE,
@@ -242,7 +247,7 @@ class ContentWriter:
         if self._compress and filled and worth_compressing(plain):
             packed = zstandard.ZstdCompressor(level=3).compress(plain)
             if len(packed) < filled:
-                self._target.put(key, self._cipher.encrypt(bytes([_ZSTD]) + packed, aad))
+                self._target.put(key, self._cipher.encrypt(bytes([_ZSTD]) + packed, aad), **self._put_options)
                 return buffer
             del packed
         buffer[0] = _RAW
@@ -251,7 +256,7 @@ class ContentWriter:
             sealed = self._local.sealed = bytearray(sealed_size(1 + CHUNK_SIZE))
         n = self._cipher.seal_into(memoryview(buffer)[:1 + filled], aad, sealed)
         out = memoryview(sealed)[:n]
-        self._target.put(key, out if self._views else bytes(out))
+        self._target.put(key, out if self._views else bytes(out), **self._put_options)
         return buffer
 
 

@@ -181,11 +181,11 @@ def test_failing_store_leaves_no_row(ctx, clients, monkeypatch):
     target = open_files_target(ctx.settings)
     calls = []
 
-    def failing_put(key, data):
+    def failing_put(key, data, **options):
         calls.append(key)
         if len(calls) == 2:
             raise OSError("disk full")
-        return type(target).put(target, key, data)
+        return type(target).put(target, key, data, **options)
     monkeypatch.setattr(target, "put", failing_put)
     data = file_bytes(3 * content.CHUNK_SIZE)
     with pytest.raises(OSError):
