@@ -21,9 +21,10 @@ def fsync_dir(path: Path) -> None:
 TEMP_SUFFIX = ".tmp"
 
 
-def write_temp(path: Path, data: bytes, mode: int = 0o600) -> Path:
+def write_temp(path: Path, data: bytes, mode: int = 0o600, *, cache: bool = True) -> Path:
     """`data` in a new, fsynced file beside `path` (hidden, `.tmp`), mode set from the
-    first byte; the caller moves it into place and must unlink it on failure."""
+    first byte; the caller moves it into place and must unlink it on failure. Without
+    `cache`, its pages leave the page cache once they are on disk (`drop_cached`)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
@@ -32,19 +33,36 @@ def write_temp(path: Path, data: bytes, mode: int = 0o600) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+            if not cache:
+                drop_cached(fh.fileno())
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, sync_dir: bool = True) -> None:
+def drop_cached(fd: int) -> None:
+    """Ask the kernel to drop the file's clean pages from the page cache (advice only:
+    nothing stored changes). For data written or read once and not wanted again soon:
+    a gigabyte of sealed chunks kept cached evicts what is read often (the database),
+    and on a virtual machine growing the cache into memory the guest has not touched
+    before costs more than the write itself. A no-op where there is no fadvise."""
+    fadvise = getattr(os, "posix_fadvise", None)
+    if fadvise is not None:
+        try:
+            fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError:
+            pass
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600, *, sync_dir: bool = True, cache: bool = True) -> None:
     """Write `data` to `path` atomically with permissions `mode` from the first byte.
     Without `sync_dir` the directory is not fsynced: the caller must fsync it before
     anything relies on the file being there after a crash (many files written into a
-    few directories, each directory fsynced once after the last of them)."""
+    few directories, each directory fsynced once after the last of them). Without
+    `cache`, not kept in the page cache once on disk (`drop_cached`)."""
     path = Path(path)
-    tmp = write_temp(path, data, mode)
+    tmp = write_temp(path, data, mode, cache=cache)
     try:
         os.replace(tmp, path)
     except BaseException:

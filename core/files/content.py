@@ -67,6 +67,7 @@ _MANIFEST_AAD = b"strongroom.file.manifest\0"
 _RAW, _ZSTD = 0, 1
 MANIFEST_VERSION = 1
 SAMPLE = 64 * 1024                   # bytes of a chunk tried for compressibility, twice
+CACHE_CHUNKS = True                  # False: sealed chunks leave the page cache once written or read
 
 
 def chunk_aad(file_id: uuid.UUID, index: int, final: bool) -> bytes:
@@ -113,6 +114,8 @@ class ContentWriter:
         # chunks' directories fsynced once each before the manifest (LocalTarget.sync_dirs)
         self._deferred = bool(getattr(target, "defers_dir_sync", False))
         self._put_options = {"sync_dir": False} if self._deferred else {}
+        if not CACHE_CHUNKS and getattr(target, "cache_hints", False):
+            self._put_options["cache"] = False
         self._buffer: bytearray | None = None   # the chunk being filled: codec byte, then plaintext
         self._filled = 0                        # plaintext bytes in _buffer
         self._free: list[bytearray] = []       # chunk buffers back from the workers
@@ -320,6 +323,8 @@ def _fetch_sealed(target: Target, key: str, file_id: uuid.UUID, what: str):
     if buffer is None:
         buffer = _reading.buffer = bytearray(sealed_size(1 + CHUNK_SIZE))
     try:
+        if not CACHE_CHUNKS and getattr(target, "cache_hints", False):
+            return read_into(key, buffer, cache=False)
         return read_into(key, buffer)
     except NotFoundError:
         raise IntegrityError(f"file {file_id}: its {what} is missing from the store") from None

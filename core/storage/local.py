@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from strongroom.core.errors import NotFoundError, ValidationError
-from strongroom.core.fsutil import fsync_dir, write_atomic, write_temp
+from strongroom.core.fsutil import drop_cached, fsync_dir, write_atomic, write_temp
 from strongroom.core.storage.base import StorageError, validate_key, validate_prefix
 
 FILE_MODE = 0o600
@@ -44,6 +44,9 @@ class LocalTarget:
     accepts_views = True
     # `put(..., sync_dir=False)` then one `sync_dirs` for many objects: see sync_dirs.
     defers_dir_sync = True
+    # `put` and `read_into` take `cache=False`: the object's pages are dropped from the
+    # page cache once written (fsynced) or read (fsutil.drop_cached).
+    cache_hints = True
 
     def __init__(self, root: Path) -> None:
         root = Path(root)
@@ -53,14 +56,14 @@ class LocalTarget:
 
     # -- Target protocol ---------------------------------------------------------------
 
-    def put(self, key: str, data: bytes, *, sync_dir: bool = True) -> None:
+    def put(self, key: str, data: bytes, *, sync_dir: bool = True, cache: bool = True) -> None:
         """Write atomically (temporary file, fsync, rename, directory fsync), mode 0600.
         With `sync_dir=False` the directory fsync is left to a later `sync_dirs`: the
         object is complete on disk, but only that call makes its name survive a crash."""
         path = self._path(key)
         try:
             self._make_parents(path, key)
-            write_atomic(path, data, mode=FILE_MODE, sync_dir=sync_dir)
+            write_atomic(path, data, mode=FILE_MODE, sync_dir=sync_dir, cache=cache)
         except OSError as exc:
             raise self._error("write", key, exc) from exc
 
@@ -108,7 +111,7 @@ class LocalTarget:
         except OSError as exc:
             raise self._error("read", key, exc) from exc
 
-    def read_into(self, key: str, buffer: bytearray) -> memoryview:
+    def read_into(self, key: str, buffer: bytearray, *, cache: bool = True) -> memoryview:
         """`get` into a caller's reusable buffer; returns the view holding the object
         (of a fresh buffer if the object does not fit: the caller's may still be in use
         through an earlier view, so it is never resized). For readers of many large
@@ -124,6 +127,8 @@ class LocalTarget:
                     got += n
                 if fh.read(1):
                     raise StorageError(f"{self.describe()}: object {key!r} grew while it was read")
+                if not cache:
+                    drop_cached(fh.fileno())
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise NotFoundError(f"{self.describe()}: no object {key!r}") from exc
         except OSError as exc:
