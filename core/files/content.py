@@ -31,10 +31,17 @@ and opened by the same number of threads while the caller takes the current one.
 WORKERS is 2: more threads than the two cores a small practice's machine has only
 add memory.
 
+Where the store can (LocalTarget), chunks are put without fsyncing their directory
+each time, and every chunk directory is fsynced once before the manifest is written
+(LocalTarget.sync_dirs): one journal commit per chunk instead of two. A reader that
+writes each chunk out before taking the next (repository.save_download) reads with
+`reuse`, into a few plaintext buffers used over and over.
+
 Memory holds a few chunks (at most WORKERS in flight each way, plus the manifest's
 list of chunk names) whatever the file's size. A manifest is written only after every
-chunk is stored (every worker's put has returned), so a crash mid-write leaves chunks
-no manifest names (orphans for the integrity job to find, never a readable half file).
+chunk is stored (every worker's put has returned, every chunk directory fsynced), so a
+crash mid-write leaves chunks no manifest names (orphans for the integrity job to find,
+never a readable half file).
 """
 from __future__ import annotations
 
