@@ -15,22 +15,26 @@ def _leftovers(folder):
 
 
 def test_commit_renames_the_whole_file_into_place(tmp_path, monkeypatch):
-    hints = []
-    real = fsutil._start_writeback
-    monkeypatch.setattr(fsutil, "_start_writeback", lambda fd, at, n: (hints.append((at, n)), real(fd, at, n)))
+    hints, dropped = [], []
+    real, real_drop = fsutil._start_writeback, fsutil._written_and_dropped
+    monkeypatch.setattr(fsutil, "_start_writeback", lambda fd, at, n: (hints.append((at, n)), real(fd, at, n))[1])
+    monkeypatch.setattr(fsutil, "_written_and_dropped", lambda fd, at, n: (dropped.append((at, n)), real_drop(fd, at, n)))
     out = tmp_path / "copy.pdf"
     out.write_bytes(b"old")
     piece = os.urandom(fsutil.WRITEBACK_EVERY // 2 + 7)
     with StreamedFile(out) as sink:
-        for _ in range(5):
+        for _ in range(9):
             sink.write(memoryview(piece))
         assert out.read_bytes() == b"old"            # not in place before commit
         sink.commit()
-    assert out.read_bytes() == piece * 5 and sink.size == 5 * len(piece)
+    assert out.read_bytes() == piece * 9 and sink.size == 9 * len(piece)
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     assert _leftovers(tmp_path) == ["copy.pdf"]
-    # the written stretches were handed to writeback in order, none twice
+    # the written stretches were handed to writeback in order, none twice, and all but
+    # the last two waited for and dropped from the page cache (where Linux can)
     assert hints and hints[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(hints, hints[1:]))
+    if fsutil._sync_file_range:
+        assert dropped == hints[:-2]
 
 
 def test_an_error_or_abort_leaves_nothing(tmp_path):
