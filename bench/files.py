@@ -10,7 +10,8 @@ of their own through the core functions the daemon's `file.add`/`file.get` use
 (core/files/repository.py: the content is read in 1 MiB pieces, cut into 4 MiB chunks,
 sealed with the client's key and stored as fsynced objects by two worker threads; get
 reads ahead in two threads, authenticates every chunk and writes a
-temporary file, fsyncs it and renames it into place, as `strongroom files get` does),
+temporary file, fsyncs it and renames it into place: core/files/repository.py's
+save_download, through fsutil.StreamedFile as `strongroom files get` writes too),
 so each child's peak RSS (wait4) is that operation's alone. `cp` copies the same file
 in the same run, timed alone and with an fsync of the copy (cp does not fsync; the
 store does). Add runs without malware scanning (the scanner is not in this path).
@@ -91,20 +92,10 @@ def _child(args: argparse.Namespace) -> None:
                              lambda *a: None)
         out = {"files": result["files"]}
     else:
-        dest = Path(args.out)
+        from strongroom.core.files.repository import save_download
         with transaction(ctx.engine) as conn:
             download = open_file(conn, ctx.keyring, who, store, uuid.UUID(args.file))
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".get-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in download.chunks:
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            os.rename(tmp, dest)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        save_download(download, Path(args.out))   # temporary file, fsync, rename: as `files get`
         out = {}
     out["seconds"] = time.perf_counter() - start
     ctx.close()

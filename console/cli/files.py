@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import mimetypes
 import os
-import tempfile
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +25,7 @@ import click
 from strongroom.console.cli import CliState, emit, remote_options
 from strongroom.console.cli.transport import run_remote
 from strongroom.core.errors import ValidationError
-from strongroom.core.fsutil import fsync_dir
+from strongroom.core.fsutil import StreamedFile
 
 if TYPE_CHECKING:  # ZeroMQ loads when a command runs, not for its help
     from strongroom.console.client import Client
@@ -111,30 +110,22 @@ def get_cmd(state: CliState, file_id: uuid.UUID, out: Path, force: bool, socket_
     """Save a file's content to --out (written whole, or not at all)."""
     out = out.absolute()
     if out.exists() and not force:
-        raise ValidationError(f"{out} exists; add --force to replace it")
+        raise ValidationError("--out: a file is already there; add --force to replace it")
     if not out.parent.is_dir():
-        raise ValidationError(f"{out.parent} is not a directory")
+        raise ValidationError("--out: its folder does not exist")
 
     async def go(client: Client) -> dict:
         opened = await client.call("file.get", {"file_id": str(file_id), "framed": True})
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                while True:
-                    piece, content = await client.call_with_content(
-                        "file.chunk.get", {"download_id": opened["download_id"]})
-                    if content is None or len(content) != piece["size"]:
-                        raise ValidationError("the daemon's answer lacks the piece it announced")
-                    fh.write(content)
-                    if piece["final"]:
-                        break
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_dir(out.parent)
+        with StreamedFile(out) as sink:      # beside --out, fsynced, renamed in only when whole
+            while True:
+                piece, content = await client.call_with_content(
+                    "file.chunk.get", {"download_id": opened["download_id"]})
+                if content is None or len(content) != piece["size"]:
+                    raise ValidationError("the daemon's answer lacks the piece it announced")
+                sink.write(content)
+                if piece["final"]:
+                    break
+            sink.commit()
         return {"file_id": opened["file_id"], "size": opened["size"], "content_type": opened["content_type"],
                 "out": str(out)}
 

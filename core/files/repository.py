@@ -24,11 +24,13 @@ tombstoned with status `infected` and its content deleted, with the same event.
 """
 from __future__ import annotations
 
+import functools
 import unicodedata
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
@@ -41,6 +43,7 @@ from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import Client, ClientFile, DataKey, KeyState
 from strongroom.core.db.types import utcnow
+from strongroom.core.fsutil import StreamedFile
 from strongroom.core.errors import CryptoError, IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from strongroom.core.files.content import ContentWriter, StoredContent, object_keys, read_chunks, read_manifest
 from strongroom.core.files.scan import (CLEAN, INFECTED, PENDING, Clamd, MalwareFound, ScannerUnavailable,
@@ -352,6 +355,30 @@ class Download:
     content_type: str
     size: int
     chunks: Iterator[bytes]
+    # the same stream opened afresh; reuse=True: chunks are views of reused buffers,
+    # each good until the next is taken (content.read_chunks), for `save_download`
+    reopen: Callable[..., Iterator] | None = field(default=None, repr=False)
+
+
+def save_download(download: Download, out: Path) -> int:
+    """Write an opened file's content to `out` whole or not at all: into a temporary
+    file beside it (0600) that is fsynced and renamed over `out` only after the last
+    chunk, which content.read_chunks hands out only once the whole content matched its
+    recorded size and hash; any failure removes the temporary file and raises. Chunks
+    are written as they are opened (buffers reused, the disk writing behind: see
+    fsutil.StreamedFile), so memory stays flat and the closing fsync is short. Takes
+    the download's stream, which must not have been started; returns the bytes written."""
+    chunks = download.reopen(reuse=True) if download.reopen is not None else download.chunks
+    with StreamedFile(out) as sink:
+        try:
+            for chunk in chunks:
+                sink.write(chunk)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        sink.commit()
+    return sink.size
 
 
 def open_file(conn: Connection, keyring: Keyring, principal: Principal, target: Target,
@@ -375,9 +402,9 @@ def open_file(conn: Connection, keyring: Keyring, principal: Principal, target: 
     _audit(conn, principal, "READ", file_id, {"client_id": str(row["client_id"]), "phi": True, "content": True,
                                               "size_bytes": row["size_bytes"],
                                               **({"quarantined": row["virus_scan_status"]} if quarantined else {})})
-    chunks = read_chunks(target, cipher_for, file_id, row["storage_key"], size=row["size_bytes"],
-                         digest=row["sha256"], indexer=keyring.blind_indexer(conn))
-    return Download(file_id, row["client_id"], name, row["content_type"], row["size_bytes"], chunks)
+    reopen = functools.partial(read_chunks, target, cipher_for, file_id, row["storage_key"], size=row["size_bytes"],
+                               digest=row["sha256"], indexer=keyring.blind_indexer(conn))
+    return Download(file_id, row["client_id"], name, row["content_type"], row["size_bytes"], reopen(), reopen)
 
 
 def remove_file(conn: Connection, keyring: Keyring, principal: Principal, target: Target,

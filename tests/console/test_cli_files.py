@@ -73,3 +73,18 @@ def test_refusals_are_clear_and_leave_nothing(capsys, daemon, tmp_path):
     assert code != 0 and file_id in err
     assert not target.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".copy.pdf")]
     assert cli(capsys, daemon, "files", "list", daemon.clients[1])[1].strip() == "no files"
+
+
+def test_get_refuses_an_out_that_exists_or_has_no_folder_without_echoing_it(capsys, daemon, tmp_path):
+    good = tmp_path / "Quillon-intake.pdf"
+    good.write_bytes(b"%PDF-1.4 synthetic")
+    code, out, err = cli(capsys, daemon, "files", "add", daemon.clients[0], good, "--json")
+    assert code == 0, err
+    file_id = json.loads(out)["id"]
+    code, _, err = cli(capsys, daemon, "files", "get", file_id, "--out", good)
+    assert code != 0 and "--out: a file is already there; add --force" in err and "Quillon" not in err
+    code, _, err = cli(capsys, daemon, "files", "get", file_id, "--out", tmp_path / "Quillon-dir" / "x.pdf")
+    assert code != 0 and "--out: its folder does not exist" in err and "Quillon" not in err
+    code, _, err = cli(capsys, daemon, "files", "get", file_id, "--out", good, "--force")
+    assert code == 0, err
+    assert good.read_bytes() == b"%PDF-1.4 synthetic"

@@ -137,13 +137,13 @@ def test_a_failing_put_raises_and_leaves_nothing_stored(parts, monkeypatch, fail
     calls = []
     lock = threading.Lock()
 
-    def put(key, data):
+    def put(key, data, **options):
         with lock:
             calls.append(key)
             n = len(calls)
         if n == fail_at:
             raise OSError("disk full")
-        return LocalTarget.put(target, key, data)
+        return LocalTarget.put(target, key, data, **options)
     monkeypatch.setattr(target, "put", put)
     writer = content.ContentWriter(target, cipher, indexer, uuid.uuid4())
     data = _data(3 * content.CHUNK_SIZE - 7)     # 3 chunks, then the manifest
@@ -237,3 +237,81 @@ def test_the_writer_copies_a_reused_buffer_and_the_reader_hands_out_chunks_of_th
     held = list(content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key,
                                     size=stored.size, digest=stored.digest, indexer=indexer))
     assert len(held) == 4 and b"".join(held) == data
+
+
+def test_reuse_hands_out_views_of_a_few_buffers_and_still_checks_everything(parts):
+    """With reuse, chunks are views of a few buffers filled again and again (each good
+    until the next is taken); the content is the same, and the last chunk still comes
+    only after the whole matched its size and hash."""
+    target, cipher, indexer = parts
+    data = _data(7 * content.CHUNK_SIZE + 999)
+    file_id, stored = _write(parts, data, MIB)
+    got, buffers = [], set()
+    for chunk in content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key, size=stored.size,
+                                     digest=stored.digest, indexer=indexer, reuse=True):
+        got.append(bytes(chunk))             # copied before the next is asked for
+        if isinstance(chunk, memoryview):
+            buffers.add(id(chunk.obj))
+    assert b"".join(got) == data
+    assert 1 <= len(buffers) <= 2 * content.WORKERS + 1 < 8
+    with pytest.raises(IntegrityError, match="does not match its recorded hash"):
+        for _ in content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key, size=stored.size,
+                                     digest="0" * 64, indexer=indexer, reuse=True):
+            pass
+    first = content.read_manifest(target, lambda _kid: cipher, file_id, stored.storage_key)["chunks"][2]
+    raw = bytearray((target.root / first).read_bytes())
+    raw[-1] ^= 1
+    (target.root / first).write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match=f"file {file_id}: chunk 2 failed authentication"):
+        for _ in content.read_chunks(target, lambda _kid: cipher, file_id, stored.storage_key, size=stored.size,
+                                     digest=stored.digest, indexer=indexer, reuse=True):
+            pass
+    assert not [t for t in threading.enumerate() if t.name.startswith(("files-read", "files-hash"))]
+
+
+def test_chunk_directories_are_fsynced_once_each_before_the_manifest(parts, monkeypatch):
+    """Chunks are put without their directory fsync; every chunk's directory is fsynced
+    (once) before the manifest is written, and a failure there stores nothing."""
+    target, cipher, indexer = parts
+    events = []
+    real_put, real_sync = LocalTarget.put, LocalTarget.sync_dirs
+
+    def put(key, data, **options):
+        events.append(("put", key, options.get("sync_dir", True)))
+        return real_put(target, key, data, **options)
+
+    def sync_dirs(keys):
+        keys = list(keys)
+        events.append(("sync", tuple(keys), None))
+        return real_sync(target, keys)
+    monkeypatch.setattr(target, "put", put)
+    monkeypatch.setattr(target, "sync_dirs", sync_dirs)
+    synced = []
+    real_fsync_dir = content_fsync_dir = __import__("strongroom.core.storage.local", fromlist=["x"]).fsync_dir
+    monkeypatch.setattr("strongroom.core.storage.local.fsync_dir", lambda d: (synced.append(d), real_fsync_dir(d)))
+    data = _data(3 * content.CHUNK_SIZE + 5)
+    file_id, stored = _write(parts, data, MIB)
+    chunk_puts = [e for e in events if e[0] == "put"][:-1]
+    assert len(chunk_puts) == 4 and all(sync is False for _, _, sync in chunk_puts)
+    kinds = [e[0] for e in events]
+    assert kinds.index("sync") == 4 and kinds[-1] == "put" and events[-1][2] is True   # manifest last, synced
+    assert set(events[4][1]) == {key for _, key, _ in chunk_puts}
+    chunk_dirs = {(target.root / key).parent for _, key, _ in chunk_puts}
+    assert sorted(synced[:len(chunk_dirs)]) == sorted(chunk_dirs)       # each once, before the manifest's
+    assert _read(parts, file_id, stored) == data
+    # a directory that cannot be synced: the add fails and leaves nothing
+    failures = [OSError(5, "Input/output error")]
+
+    def fails_once(directory):
+        if failures:
+            raise failures.pop()
+        return real_fsync_dir(directory)
+    monkeypatch.setattr("strongroom.core.storage.local.fsync_dir", fails_once)
+    before = set(_objects(parts))
+    writer = content.ContentWriter(target, cipher, indexer, uuid.uuid4())
+    writer.write(_data(2 * content.CHUNK_SIZE))
+    with pytest.raises(Exception, match="cannot sync"):
+        writer.finish()
+    monkeypatch.setattr("strongroom.core.storage.local.fsync_dir", real_fsync_dir)
+    assert set(_objects(parts)) == before
+    del content_fsync_dir

@@ -15,7 +15,8 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import AuditLog, ClientFile
 from strongroom.core.errors import IntegrityError, NotFoundError, PermissionDenied, ValidationError
 from strongroom.core.files import content
-from strongroom.core.files.repository import add_file, delete_objects, list_files, open_file, remove_file
+from strongroom.core.files.repository import (add_file, delete_objects, list_files, open_file, remove_file,
+                                              save_download)
 from strongroom.core.files.store import open_files_target
 from strongroom.core.principal import Principal
 from tests.core.conftest import ALL, FILE_NAME, _pieces, fetch_file, file_bytes, file_objects, seed_clients, store_file
@@ -180,11 +181,11 @@ def test_failing_store_leaves_no_row(ctx, clients, monkeypatch):
     target = open_files_target(ctx.settings)
     calls = []
 
-    def failing_put(key, data):
+    def failing_put(key, data, **options):
         calls.append(key)
         if len(calls) == 2:
             raise OSError("disk full")
-        return type(target).put(target, key, data)
+        return type(target).put(target, key, data, **options)
     monkeypatch.setattr(target, "put", failing_put)
     data = file_bytes(3 * content.CHUNK_SIZE)
     with pytest.raises(OSError):
@@ -237,3 +238,27 @@ def test_unknown_client_and_file(ctx, clients):
         store_file(ctx, uuid.uuid4(), b"abc")
     with pytest.raises(NotFoundError):
         fetch_file(ctx, uuid.uuid4())
+
+
+def test_save_download_writes_the_file_whole_or_leaves_nothing(ctx, clients, tmp_path):
+    """save_download: the content in a temporary file beside the target, renamed in only
+    after the last chunk (handed out only once the whole matched its hash); a tampered
+    chunk leaves neither the target nor a temporary file."""
+    data = file_bytes(3 * content.CHUNK_SIZE + 777, seed=9)
+    added = store_file(ctx, clients[0], data)
+    target = open_files_target(ctx.settings)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with transaction(ctx.engine) as conn:
+        download = open_file(conn, ctx.keyring, ALL, target, added["id"])
+    assert save_download(download, out_dir / "copy.pdf") == len(data)
+    assert (out_dir / "copy.pdf").read_bytes() == data and sorted(p.name for p in out_dir.iterdir()) == ["copy.pdf"]
+    last = file_objects(ctx, added["id"])[3]
+    raw = bytearray(last.read_bytes())
+    raw[-3] ^= 1
+    last.write_bytes(bytes(raw))
+    with transaction(ctx.engine) as conn:
+        download = open_file(conn, ctx.keyring, ALL, target, added["id"])
+    with pytest.raises(IntegrityError, match=f"file {added['id']}: chunk 3 failed authentication"):
+        save_download(download, out_dir / "again.pdf")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["copy.pdf"]

@@ -180,3 +180,15 @@ def test_read_into_reuses_the_buffer_and_reads_a_larger_object_whole(local: Loca
     assert local.read_into("files/ab/big", buffer) == b"c" * 100     # while `view` still holds the buffer
     with pytest.raises(NotFoundError):
         local.read_into("files/ab/none", buffer)
+
+
+def test_cache_false_drops_the_objects_pages_and_changes_nothing_stored(local: LocalTarget, monkeypatch) -> None:
+    advice = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(os, "posix_fadvise", lambda fd, at, n, how: (advice.append(how), real(fd, at, n, how)))
+    local.put("files/ab/one", b"x" * 5000, cache=False)
+    assert advice == [os.POSIX_FADV_DONTNEED]
+    assert bytes(local.read_into("files/ab/one", bytearray(10), cache=False)) == b"x" * 5000
+    assert advice == [os.POSIX_FADV_DONTNEED] * 2
+    local.put("files/ab/two", b"y")
+    assert local.get("files/ab/two") == b"y" and len(advice) == 2       # cached by default: no advice
