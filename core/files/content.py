@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import struct
 import threading
@@ -63,6 +64,8 @@ from strongroom.core.crypto.blind_index import BlindIndexer
 from strongroom.core.crypto.fields import MIN_CIPHERTEXT, FieldCipher, key_id_of, sealed_size
 from strongroom.core.errors import CryptoError, IntegrityError, NotFoundError, StrongroomError
 from strongroom.core.storage.base import Target
+
+log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 4 * 1024 * 1024
 LEGACY_CHUNK_SIZE = 1024 * 1024     # files stored before chunks grew to 4 MiB
@@ -219,8 +222,19 @@ class ContentWriter:
                     pass
         self._pending.clear()
         self._shutdown()
+        # Each object deleted that can be. This runs while an error is on its way out:
+        # a store that refuses deletes too is logged, never raised over the cause, and
+        # what stays has no row, so the next integrity run removes it as an orphan.
+        kept = 0
         for key in self._keys:
-            self._target.delete(key)
+            try:
+                self._target.delete(key)
+            except Exception as exc:   # noqa: BLE001 - see above
+                kept += 1
+                failure = type(exc).__name__
+        if kept:
+            log.warning("could not delete the chunks an aborted upload stored; the integrity run removes "
+                        "them as orphans", extra={"error": failure, "objects": kept, "file_id": str(self.file_id)})
         self._keys = []
 
     def _submit(self, *, final: bool) -> None:

@@ -25,6 +25,7 @@ tombstoned with status `infected` and its content deleted, with the same event.
 from __future__ import annotations
 
 import functools
+import logging
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -53,6 +54,8 @@ from strongroom.core.masking import REDACTED
 from strongroom.core.principal import Principal
 from strongroom.core.repository.changes import next_change_version, row_checksum
 from strongroom.core.storage.base import Target
+
+log = logging.getLogger(__name__)
 
 TABLE = "client_files"
 QUARANTINE_PERMISSION = "files:quarantine:read"
@@ -156,9 +159,15 @@ class Upload:
         self.scan, self.scan_note = None, note
 
     def abort(self) -> None:
-        if self.scan is not None:
-            self.scan.close()
-        self.writer.abort()
+        """Undo a failed or cancelled add. Called while an error is on its way out: a
+        failure here is logged, never raised, so the caller learns why the add failed;
+        what stays behind has no row and the next integrity run removes it as an orphan."""
+        try:
+            if self.scan is not None:
+                self.scan.close()
+        except Exception as exc:   # noqa: BLE001 - see above
+            log.warning("could not close an aborted upload's scan", extra={"error": type(exc).__name__})
+        self.writer.abort()     # logs, never raises, a store that refuses its deletes
 
 
 def begin_add(conn: Connection, keyring: Keyring, principal: Principal, target: Target,

@@ -197,6 +197,33 @@ def test_failing_store_leaves_no_row(ctx, clients, monkeypatch):
     assert not [p for p in _objects(ctx) if p.is_file()]   # the chunk stored before is deleted again
 
 
+def test_a_failing_cleanup_does_not_hide_why_the_add_failed(ctx, clients, monkeypatch, caplog):
+    """The store fails mid-upload, then deleting what was stored fails too: the caller
+    still gets the store's error (the cause), the leftover chunk is logged without any
+    name or content, and no row exists (the integrity run removes orphans)."""
+    target = open_files_target(ctx.settings)
+    calls = []
+
+    def failing_put(key, data, **options):
+        calls.append(key)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return type(target).put(target, key, data, **options)
+
+    def failing_delete(key):
+        raise PermissionError("read-only store")
+    monkeypatch.setattr(target, "put", failing_put)
+    monkeypatch.setattr(target, "delete", failing_delete)
+    data = file_bytes(3 * content.CHUNK_SIZE)
+    with pytest.raises(OSError, match="disk full"):
+        with transaction(ctx.engine) as conn:
+            add_file(conn, ctx.keyring, ALL, target, ctx.settings.files, clients[0], name="Quillon.pdf",
+                     content_type="application/pdf", size=len(data), content=_pieces(data))
+    with transaction(ctx.engine) as conn:
+        assert conn.execute(select(ClientFile.__table__)).all() == []
+    assert "could not delete" in caplog.text and "Quillon" not in caplog.text
+
+
 def test_permissions(ctx, clients):
     added = store_file(ctx, clients[0], b"abc")
     reader = Principal("user:r", frozenset({"table:client_files:read"}))
