@@ -167,9 +167,9 @@ def write_latest(results_dir: Path, scale: float, quick: bool, runs: list[dict],
     for name, why in skipped.items():
         lines.append(f"| {name} | skipped: {why} | - | - | - | - | - | skipped | - |")
     lines += ["", "Benchmark run times: " + ", ".join(f"{r['name']} {r['seconds']:g} s" for r in runs)]
-    rerun = [r["name"] for r in runs if r.get("rerun")]
+    rerun = [f"{r['name']} at {r['rerun']}" for r in runs if r.get("rerun")]
     if rerun:
-        lines += ["", f"Re-run at {meta['when']} and merged into the earlier table (`--only ... --merge`): "
+        lines += ["", "Re-run and merged into the earlier table (`--only ... --merge`): "
                   + ", ".join(rerun) + "; the other rows are the earlier run's."]
     write_atomic(results_dir / "latest.json", json.dumps(body, indent=2) + "\n")
     write_atomic(results_dir / "latest.md", "\n".join(lines) + "\n")
@@ -244,7 +244,7 @@ def main() -> int:
 def merged(latest: Path, scale: float, runs: list[dict], order: list[str]) -> list[dict]:
     """`runs` in place of the same benchmarks' entries of an earlier full table at this
     scale; the others kept with their rows, in the plan's order. Each re-run entry says
-    so (`rerun`), and the table's date is the re-run's."""
+    so (`rerun`: when), and the table's date is the latest re-run's."""
     try:
         earlier = json.loads(latest.read_text())
     except (OSError, ValueError) as exc:
@@ -252,7 +252,8 @@ def merged(latest: Path, scale: float, runs: list[dict], order: list[str]) -> li
     if earlier.get("scale") != scale or earlier.get("quick"):
         raise SystemExit(f"--merge: {latest} is of scale {earlier.get('scale')}{' (quick)' if earlier.get('quick') else ''}, "
                          f"not {scale:g}")
-    fresh = {r["name"]: {**r, "rerun": True} for r in runs}
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    fresh = {r["name"]: {**r, "rerun": when} for r in runs}
     kept = {}
     for entry in earlier.get("benchmarks", []):
         if entry["name"] in fresh:

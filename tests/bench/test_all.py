@@ -110,7 +110,7 @@ def test_merge_re_runs_one_benchmark_and_keeps_the_rest_of_the_table(tmp_path):
     assert [r for r in latest["rows"] if r["benchmark"] == "export"] == earlier_rows[:1]
     idle = next(r for r in latest["rows"] if r["task"] == "status p99 idle ipc")
     assert idle["ours_seconds"] < 1 and idle != earlier_rows[1]
-    assert "merged into the earlier table (`--only ... --merge`): control_latency;" in (tmp_path / "latest.md").read_text()
+    assert "merged into the earlier table (`--only ... --merge`): control_latency at 20" in (tmp_path / "latest.md").read_text()
     assert [s["name"] for s in latest["skipped"]] == ["copytext_speed"]        # as in a full run
     refused = run_all(tmp_path, "--only", "control_latency", "--merge")     # --quick: nothing to merge into
     assert refused.returncode == 2 and "--merge" in refused.stderr
