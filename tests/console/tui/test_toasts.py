@@ -18,6 +18,14 @@ WITH_HINT = [tab_id for _, tab_id, tab in TABS if tab.NOTE is not None]
 MESSAGE = "Refused: the daemon's words about what went wrong, long enough to wrap over several rows"
 
 
+async def shown_rack(pilot) -> ToastRack:
+    """The main screen's toast rack, once the screen is shown and knows who is logged in."""
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
+                   what="the main screen")
+    return app.screen.get_child_by_type(ToastRack)
+
+
 def drawn(toast: Toast) -> Region:
     """The part of a toast that is on the screen (its region clipped by the rack, which
     scrolls, and by the screen): what could cover something."""
@@ -36,10 +44,8 @@ def test_toasts_stay_off_every_tabs_hint_line(size):
     async def scenario():
         app = manage_app()
         async with app.run_test(size=size, notifications=True) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
-                           what="the main screen")
+            rack = await shown_rack(pilot)
             screen = app.screen
-            rack = screen.get_child_by_type(ToastRack)
             for tab_id in WITH_HINT:
                 screen.action_show_tab(tab_id)
                 await settled(pilot)
@@ -72,10 +78,8 @@ def test_a_pile_of_toasts_never_covers_the_tab_bar_or_the_hint_line():
     async def scenario():
         app = manage_app()
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
-                           what="the main screen")
+            rack = await shown_rack(pilot)
             screen = app.screen
-            rack = screen.get_child_by_type(ToastRack)
             tab_bar = screen.query_one(Tabs).region
             for tab_id in WITH_HINT:
                 screen.action_show_tab(tab_id)
@@ -111,10 +115,7 @@ def test_a_collapsed_pile_says_how_many_more_and_every_message_can_be_read():
     async def scenario():
         app = manage_app()
         async with app.run_test(size=(80, 24), notifications=True) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
-                           what="the main screen")
-            screen = app.screen
-            rack = screen.get_child_by_type(ToastRack)
+            rack = await shown_rack(pilot)
             for n in range(10):
                 app.notify(f"{MESSAGE} (burst {n})", timeout=60, severity="error" if n == 4 else "information")
             await wait_for(pilot, lambda: newest_shown(rack, "(burst 9)"), what="the tenth toast in full view")
@@ -150,9 +151,7 @@ def test_a_toasts_own_title_is_kept_beside_the_count():
     async def scenario():
         app = manage_app()
         async with app.run_test(size=(120, 36), notifications=True) as pilot:
-            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.identity,
-                           what="the main screen")
-            rack = app.screen.get_child_by_type(ToastRack)
+            rack = await shown_rack(pilot)
             for n in range(MAX_TOASTS + 1):
                 app.notify(f"short {n}", title="Backup failed" if n == MAX_TOASTS else "", timeout=60)
             await wait_for(pilot, lambda: newest_shown(rack, f"short {MAX_TOASTS}"), what="the newest toast")

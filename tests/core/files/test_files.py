@@ -177,7 +177,8 @@ def test_more_content_than_declared_is_abandoned(ctx, clients):
         assert conn.execute(select(ClientFile.__table__)).all() == []
 
 
-def test_failing_store_leaves_no_row(ctx, clients, monkeypatch):
+def _full_after_one_chunk(ctx, monkeypatch):
+    """The files target, whose disk fills up after the first object it stores."""
     target = open_files_target(ctx.settings)
     calls = []
 
@@ -187,6 +188,11 @@ def test_failing_store_leaves_no_row(ctx, clients, monkeypatch):
             raise OSError("disk full")
         return type(target).put(target, key, data, **options)
     monkeypatch.setattr(target, "put", failing_put)
+    return target
+
+
+def test_failing_store_leaves_no_row(ctx, clients, monkeypatch):
+    target = _full_after_one_chunk(ctx, monkeypatch)
     data = file_bytes(3 * content.CHUNK_SIZE)
     with pytest.raises(OSError):
         with transaction(ctx.engine) as conn:
@@ -201,18 +207,10 @@ def test_a_failing_cleanup_does_not_hide_why_the_add_failed(ctx, clients, monkey
     """The store fails mid-upload, then deleting what was stored fails too: the caller
     still gets the store's error (the cause), the leftover chunk is logged without any
     name or content, and no row exists (the integrity run removes orphans)."""
-    target = open_files_target(ctx.settings)
-    calls = []
-
-    def failing_put(key, data, **options):
-        calls.append(key)
-        if len(calls) == 2:
-            raise OSError("disk full")
-        return type(target).put(target, key, data, **options)
+    target = _full_after_one_chunk(ctx, monkeypatch)
 
     def failing_delete(key):
         raise PermissionError("read-only store")
-    monkeypatch.setattr(target, "put", failing_put)
     monkeypatch.setattr(target, "delete", failing_delete)
     data = file_bytes(3 * content.CHUNK_SIZE)
     with pytest.raises(OSError, match="disk full"):
