@@ -13,6 +13,7 @@ here when it registers; the old names that file lists stay registered as aliases
 from __future__ import annotations
 
 import base64
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -277,10 +278,12 @@ def jobs_list_cmd(d: "Daemon", call: Call) -> list[dict]:
         practice = tenancy.narrowed_to(conn, call.principal)
         if practice is None:
             return [r.as_dict() for r in runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=a.limit)]
-        # Narrowed: other practices' runs are left out, so read further back to fill the page.
-        scanned = runs.recent(conn, job_kind=a.kind, status=a.status, limit=min(a.limit * 10, 5000))
-        shown = (tenancy.run_shown(conn, practice, r.as_dict()) for r in scanned)
-        return [r for r in shown if r is not None][:a.limit]
+        # Narrowed: other practices' runs are left out, so read on, as far back as it
+        # takes, until the page is full (a practice whose last run lies behind thousands
+        # of another's still sees it).
+        shown = (tenancy.run_shown(conn, practice, r.as_dict())
+                 for r in runs.newest_first(conn, job_kind=a.kind, status=a.status))
+        return list(itertools.islice((r for r in shown if r is not None), a.limit))
 
 
 @command("job.kind.list", permission=None, inline=True, result=list[m_jobs.JobKindInfo])

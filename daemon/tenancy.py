@@ -236,17 +236,30 @@ def export_shown(conn: Connection, practice: uuid.UUID | None, filters: dict | N
     return practice is None or practices_named(conn, {"filters": filters or {}}) == {practice}
 
 
-def run_shown(conn: Connection, practice: uuid.UUID | None, run: dict) -> dict | None:
-    """A job run as a caller narrowed to `practice` may see it: whole when it names
-    that practice only; kind, state and times with params, result, message and error
-    withheld when it names none (a backup's or integrity run's figures and evidence are
-    the whole database's); None when it names another practice. `practice` None: as is."""
+WHOLE, WITHHELD, HIDDEN = "whole", "withheld", "hidden"
+
+
+def run_verdict(conn: Connection, practice: uuid.UUID | None, params: dict | None) -> str:
+    """How a caller narrowed to `practice` (None: not narrowed) may see a run with these
+    params: WHOLE when it names that practice only (or the caller is not narrowed);
+    WITHHELD when it names none (a backup's or integrity run's figures and evidence are
+    the whole database's: kind, state and times only); HIDDEN when it names another
+    practice. The one rule behind job.list, job.get, `status` and `health`."""
     if practice is None:
-        return run
-    named = practices_named(conn, run.get("params"))
+        return WHOLE
+    named = practices_named(conn, params)
     if named == {practice}:
+        return WHOLE
+    return HIDDEN if named else WITHHELD
+
+
+def run_shown(conn: Connection, practice: uuid.UUID | None, run: dict) -> dict | None:
+    """A job run as a caller narrowed to `practice` may see it (run_verdict): whole;
+    with params, result, message and error withheld; or None."""
+    verdict = run_verdict(conn, practice, run.get("params"))
+    if verdict == WHOLE:
         return run
-    if named:
+    if verdict == HIDDEN:
         return None
     return {**run, "params": {}, "result": None, "message": None,
             "error": "withheld: this run covers every practice" if run.get("error") else None}
@@ -255,16 +268,16 @@ def run_shown(conn: Connection, practice: uuid.UUID | None, run: dict) -> dict |
 def running_shown(conn: Connection, practice: uuid.UUID | None, running: list[dict],
                   params_of: Callable[[str], dict | None]) -> list[dict]:
     """The runs in progress (`status`, `health`) as a caller narrowed to `practice` may
-    see them, by the rule of run_shown: their practice's whole, a whole-database run
-    without its message, another practice's left out."""
+    see them (run_verdict): their practice's whole, a whole-database run without its
+    message, another practice's left out."""
     if practice is None:
         return running
     shown = []
     for job in running:
-        named = practices_named(conn, params_of(job["run_id"]))
-        if named == {practice}:
+        verdict = run_verdict(conn, practice, params_of(job["run_id"]))
+        if verdict == WHOLE:
             shown.append(job)
-        elif not named:
+        elif verdict == WITHHELD:
             shown.append({**job, "message": None})
     return shown
 

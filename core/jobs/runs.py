@@ -8,10 +8,11 @@ own work is still inside a long transaction, or after that transaction rolled ba
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 
 from strongroom.core import audit
 from strongroom.core.db.engine import transaction
@@ -176,6 +177,28 @@ def recent(source: Engine | Connection, *, job_kind: str | None = None, status: 
         return [_run(r) for r in source.execute(query).mappings()]
     with source.connect() as conn:
         return [_run(r) for r in conn.execute(query).mappings()]
+
+
+def newest_first(conn: Connection, *, job_kind: str | None = None, status: str | None = None,
+                 page: int = 500) -> Iterator[Run]:
+    """Every run, newest first, read `page` at a time (keyset on queued time and id): for
+    a caller that filters runs as it reads and needs a given number of those it keeps,
+    however far back they lie."""
+    query = select(_runs).order_by(_runs.c.queued_at.desc(), _runs.c.id.desc()).limit(page)
+    if job_kind:
+        query = query.where(_runs.c.job_kind == job_kind)
+    if status:
+        query = query.where(_runs.c.status == JobStatus(status))
+    after: tuple | None = None
+    while True:
+        rows = conn.execute(query if after is None else query.where(
+            or_(_runs.c.queued_at < after[0], and_(_runs.c.queued_at == after[0], _runs.c.id < after[1])))
+        ).mappings().all()
+        for row in rows:
+            yield _run(row)
+        if len(rows) < page:
+            return
+        after = (rows[-1]["queued_at"], rows[-1]["id"])
 
 
 def last_success(engine: Engine) -> dict[str, datetime]:

@@ -252,6 +252,30 @@ def test_job_runs_of_another_practice_are_neither_listed_nor_shown(practice_runs
     assert set(d.runs.values()) <= local
 
 
+def test_a_practices_run_behind_many_of_anothers_still_fills_its_page(two_practices, db_url):
+    """job.list leaves other practices' runs out and reads on until the page is full: a
+    run of A's behind thirty newer runs of B's is still A's to see with limit 1."""
+    from datetime import timedelta
+    from sqlalchemy import insert
+    from strongroom.core.db.models import JobRun, JobStatus
+    from strongroom.core.ids import new_id
+    d = two_practices
+    start = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    a_run = new_id()
+
+    def run(run_id, practice: str, minutes: int) -> dict:
+        return {"id": run_id, "job_kind": "reconcile", "trigger": "manual", "status": JobStatus.SUCCEEDED,
+                "params": {"practice_id": practice}, "progress_done": 0, "queued_at": start + timedelta(minutes=minutes),
+                "finished_at": start + timedelta(minutes=minutes)}
+
+    with data_transaction(d.data_dir) as (_ctx, conn):
+        conn.execute(insert(JobRun.__table__), [run(a_run, d.a["practice"], 0)]
+                     + [run(new_id(), d.b["practice"], 1 + i) for i in range(30)])
+    shown = d.call("job.list", {"kind": "reconcile", "limit": 1}, token=d.opa)
+    assert [r["id"] for r in shown] == [str(a_run)]
+    assert len(d.call("job.list", {"kind": "reconcile", "limit": 5}, token=d.bossb)) == 5
+
+
 def test_exports_and_their_configurations_of_another_practice_stay_hidden(practice_runs):
     d = practice_runs
     mine = d.call("export.list", token=d.opa)

@@ -66,3 +66,25 @@ def test_runs_on_different_backup_configurations_do_not_shut_each_other_out(engi
         runs.queue(engine, "backup", trigger="manual", params={"configuration": "offsite"})
     with pytest.raises(ConflictError, match="backup configuration 'default'"):
         runs.queue(engine, "backup", trigger="manual", params={"configuration": "default"})
+
+
+def test_newest_first_reads_every_run_in_pages_ties_included(engine):
+    """Keyset paging on (queued time, id): runs queued in the same instant are neither
+    skipped nor repeated at a page boundary."""
+    from datetime import datetime, timezone
+    from sqlalchemy import update
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.db.models import JobRun
+    made = []
+    for _ in range(5):      # one at a time: a second active run of a kind is refused
+        made.append(runs.queue(engine, "reconcile", trigger="manual").id)
+        runs.finish(engine, made[-1], JobStatus.SUCCEEDED)
+    table = JobRun.__table__
+    same = datetime(2031, 1, 1, tzinfo=timezone.utc)
+    with transaction(engine) as conn:
+        conn.execute(update(table).where(table.c.id == made[0]).values(queued_at=datetime(2030, 1, 1, tzinfo=timezone.utc)))
+        conn.execute(update(table).where(table.c.id == made[4]).values(queued_at=datetime(2030, 6, 1, tzinfo=timezone.utc)))
+        conn.execute(update(table).where(table.c.id.in_(made[1:4])).values(queued_at=same))
+        seen = [r.id for r in runs.newest_first(conn, job_kind="reconcile", page=2)]
+    # the three of one instant by id, newest first, then the two older ones
+    assert seen == sorted(made[1:4], reverse=True) + [made[4], made[0]]
