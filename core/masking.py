@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 
 REDACTED = "[redacted]"
-_DIGIT = re.compile(r"\d")
+_NOT_DIGITS = re.compile(r"\D+")
 
 
 def _last_digits(value: str, n: int = 4) -> str:
-    return "".join(_DIGIT.findall(value))[-n:]
+    # What is left once every run of non-digits is taken out (one C call: a masked
+    # export makes two or three of these per client, and joining findall's list of
+    # single digits cost twice as much).
+    return _NOT_DIGITS.sub("", value)[-n:]
 
 
 def mask_ssn(value: str) -> str:

@@ -33,3 +33,13 @@ def test_record_masks_only_phi_fields():
 @given(st.text(alphabet="0123456789", min_size=9, max_size=9))
 def test_masked_ssn_never_contains_the_first_five_digits(ssn):
     assert mask_field("ssn", ssn) == f"***-**-{ssn[-4:]}"
+
+
+@given(st.text())
+def test_phone_and_ssn_keep_the_last_four_digits_whatever_surrounds_them(value):
+    """Any text, digits of any script included: the mask keeps the last four characters
+    that are digits, in order, and nothing else of the value."""
+    import re
+    last_four = "".join(re.findall(r"\d", value))[-4:]
+    assert mask_field("phone", value) == f"***-***-{last_four}"
+    assert mask_field("ssn", value) == f"***-**-{last_four}"
