@@ -164,9 +164,9 @@ def auth_login_cmd(d: "Daemon", call: Call) -> dict:
         token, session = auth_login.login(d.ctx.engine, d.ctx.keyring, d.ctx.settings, a.username, a.password,
                                           a.totp, **_client(a.client, call))
     except EnrolmentRequired as needed:
-        d.publish_security("login", {"username": a.username, "outcome": "enrolment_required"})
+        d.publish_security("login", outcome="enrolment_required")
         return {"enrolment_required": True, "message": str(needed), "enrolment": needed.pending.as_dict()}
-    d.publish_security("login", {"username": a.username, "outcome": "success"})
+    d.publish_security("login", outcome="success")
     return _session_reply(token, session)
 
 
@@ -176,7 +176,7 @@ def auth_enrol_cmd(d: "Daemon", call: Call) -> dict:
     a: EnrolArgs = call.args
     token, session = auth_login.confirm_enrolment(d.ctx.engine, d.ctx.keyring, d.ctx.settings, a.enrolment_token,
                                                   a.totp, **_client(a.client, call))
-    d.publish_security("login", {"user_id": str(session.user_id), "outcome": "enrolled"})
+    d.publish_security("login", outcome="enrolled")
     return _session_reply(token, session)
 
 
@@ -190,9 +190,9 @@ def auth_invitation_accept_cmd(d: "Daemon", call: Call) -> dict:
         token, session = invitation.accept(d.ctx.engine, d.ctx.keyring, d.ctx.settings, a.invitation, a.password,
                                            **_client(a.client, call))
     except EnrolmentRequired as needed:
-        d.publish_security("login", {"username": needed.pending.username, "outcome": "enrolment_required"})
+        d.publish_security("login", outcome="enrolment_required")
         return {"enrolment_required": True, "message": str(needed), "enrolment": needed.pending.as_dict()}
-    d.publish_security("login", {"user_id": str(session.user_id), "outcome": "invitation_accepted"})
+    d.publish_security("login", outcome="invitation_accepted")
     return _session_reply(token, session)
 
 
@@ -427,7 +427,7 @@ def session_revoke_cmd(d: "Daemon", call: Call) -> dict:
     record = auth_sessions.revoke(d.ctx.engine, call.args.session_id, by=call.principal.actor,
                                   reason=call.args.reason)
     d.forget_session(record.id)
-    d.publish_security("session_revoked", {"session_id": str(record.id)})
+    d.publish_security("session_revoked")
     return record.__dict__
 
 

@@ -198,7 +198,6 @@ def sync_resolve_cmd(d: "Daemon", call: Call) -> dict:
     with transaction(d.ctx.engine) as conn:
         _conflict_shown(conn, call, call.args.conflict_id)
         result = conflicts.resolve_conflict(conn, d.ctx.keyring, call.principal, a.conflict_id, a.choices)
-    d.publish("sync.conflict", {"event": "resolved", "conflict_id": str(result["id"]),
-                                "table": result["table"], "row_id": str(result["row_id"]),
-                                "by": call.principal.actor})
+    # Not the row or who resolved it: every subscriber hears this (daemon/tailer.py).
+    d.publish("sync.conflict", {"event": "resolved", "conflict_id": str(result["id"]), "table": result["table"]})
     return result

@@ -54,11 +54,11 @@ def _change(d: "Daemon", call: Call, action: str, username: str | None,
                             actor=p.actor, session_id=p.session_id, ip_address=p.ip_address,
                             description=f"{action} refused",
                             details={"action": action, "why": str(refusal)[:300]})
-        d.publish_security("user_change_refused", {"action": action, "username": username})
+        d.publish_security("user_change_refused", action=action)
         raise
     for session_id in stale:
         d.forget_session(session_id)
-    d.publish_security(action, {"username": username})
+    d.publish_security(action)
     return result
 
 

@@ -106,8 +106,12 @@ class Daemon:
         if self.loop is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.control.publish, topic, data)
 
-    def publish_security(self, kind: str, data: dict) -> None:
-        self.publish("security", {"event": kind, **data})
+    def publish_security(self, kind: str, **what: str) -> None:
+        """A `security` event: what happened (a login and its outcome, an account change),
+        never who or from where. Every connected subscriber receives it, whatever their
+        permissions or practice: the Security and Users tabs reload on it and read the
+        names through commands that check both (security.event.list, user.list)."""
+        self.publish("security", {"event": kind, **what})
 
     def forget_token(self, token: str) -> None:
         self.control.forget_token(token)

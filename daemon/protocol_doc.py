@@ -21,9 +21,12 @@ EVENTS = {
     "health": "the health snapshot (the `health` command's answer), every health interval",
     "job.<run id>": ("a run's progress: status, done, total, unit (what done and total count), message; "
                      "its final status and error"),
-    "audit": "each new audit entry: id, time, actor, action, table, record id, outcome (never details)",
-    "security": "each new security event (id, time, type, severity, username, address) and login outcomes",
-    "sync.conflict": "a sync conflict opened or resolved",
+    "audit": "each new audit entry: id, time, action, table, outcome (never who, which record or details: "
+             "audit.tail tells those to whom it may)",
+    "security": "each new security event (id, time, type, severity) and login outcomes (never a username, "
+                "session or address: security.event.list tells those to whom it may)",
+    "sync.conflict": "a sync conflict resolved: its id and table (never its row or who resolved it; conflicts a "
+                     "pass opens are counted in `sync.pass`)",
     "integrity": "each check of a finished integrity run: run id, check name, status (ok, warn, fail), "
                  "expected and actual verdict (never its evidence: row ids stay in the run's record)",
     "sync.pass": "each pass of a finished sync run: run id, peer, outcome (succeeded, failed, skipped), "

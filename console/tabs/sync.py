@@ -22,7 +22,7 @@ from __future__ import annotations
 from rich.text import Text
 from strongroom.console.client import ClientError
 from strongroom.console.helpers.text import age, when
-from strongroom.console.helpers.workers import ask, fetch, tab_work
+from strongroom.console.helpers.workers import Refused, ask, fetch, tab_work
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.modals.run_job import RunJobScreen
@@ -136,6 +136,9 @@ class SyncTab(Tab, Vertical):
         self.conflict: dict | None = None       # the one opened
         self.choices: dict[str, str] = {}
         self.revealed: dict[str, dict] = {}     # fields of the opened conflict shown on request, by name
+        # Conflicts this console resolved: their `sync.conflict` event (which may arrive
+        # before the daemon's answer, and names nobody) is not news from elsewhere.
+        self.resolved_here: set[str] = set()
         self.widths: dict[str, tuple] = {}      # column widths each table was last built with
 
     def compose(self) -> ComposeResult:
@@ -563,7 +566,13 @@ class SyncTab(Tab, Vertical):
 
     @tab_work(group="sync-actions")
     async def resolve(self, conflict_id: str, choices: dict) -> None:
-        await ask(self, "sync.conflict.resolve", {"conflict_id": conflict_id, "choices": choices}, failing="Could not resolve")
+        self.resolved_here.add(conflict_id)
+        try:
+            await ask(self, "sync.conflict.resolve", {"conflict_id": conflict_id, "choices": choices},
+                      failing="Could not resolve")
+        except Refused:
+            self.resolved_here.discard(conflict_id)     # still open: news if resolved elsewhere
+            raise
         self.notify("Conflict resolved.")
         self.choices, self.revealed = {}, {}
         self.conflict = None
@@ -577,6 +586,6 @@ class SyncTab(Tab, Vertical):
                 and self.conflict["status"] == "open":
             self.conflict = None
             self.choices, self.revealed = {}, {}
-            if data.get("by") != self.identity.actor:
+            if data.get("conflict_id") not in self.resolved_here:
                 self.notify("The conflict you had open was resolved elsewhere.", severity="warning")
         self.load()

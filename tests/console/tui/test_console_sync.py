@@ -78,6 +78,8 @@ async def _operator_resolves(daemon):
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen) and queue.row_count == 1,
                        what="queue without the resolved conflict")
         assert first not in tab.rows and tab.conflict is None
+        await pilot.pause(0.3)          # its sync.conflict event names nobody: known here as ours
+        assert not [n for n in app._notifications if "resolved elsewhere" in str(n.message)]
         await wait_for(pilot, lambda: f"{peer['pending_changes'] + 1} to send" in text_of(app, "#sync-peers"),
                        what="lag shows the resolution waiting to go out")
 
