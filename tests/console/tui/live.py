@@ -2,8 +2,10 @@
 the console app for a daemon, opened at its main screen (as the local operator, with a
 session token, or logged in through the form) on a tab, an administrator's session,
 waits for the main screen, for its reloads to finish, for a user row to be selected and
-for the practice screen to open, and the one way a test picks from a RunJobScreen (the
-job chooser, and the choices of one thing it is reused for: a peer, a survivor, a table)."""
+for the practice screen to open, the one way a test picks from a RunJobScreen (the
+job chooser, and the choices of one thing it is reused for: a peer, a survivor, a table),
+and the two halves of adding a person: the Users tab's new user form for a role, then
+the invitation taken up at the login screen (F2)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
@@ -97,6 +99,52 @@ async def select_user(pilot, tab: UsersTab, username: str) -> None:
     user_id = next(k for k, u in tab.users.items() if u["username"] == username)
     table.move_cursor(row=table.get_row_index(user_id))
     await wait_for(pilot, lambda: (tab.selected() or {}).get("username") == username, what=f"{username} selected")
+
+
+async def new_user_form(pilot, app, tab: UsersTab, role: str) -> OptionList:
+    """Users `a`, then `role` chosen in the role picker: the new user form is shown.
+    Returns the picker's options as they were offered, to assert on."""
+    from strongroom.console.modals.form import FormScreen
+    from strongroom.console.modals.role_picker import RoleScreen
+    await wait_for(pilot, lambda: tab.users and app.screen.active_bindings["a"].enabled, what="add enabled")
+    await pilot.press("a")
+    await wait_for(pilot, showing(app, RoleScreen), what="the role picker")
+    options = app.screen.query_one("#roles", OptionList)
+    assert not options.get_option(role).disabled
+    options.highlighted = options.get_option_index(role)
+    await pilot.press("enter")
+    await wait_for(pilot, showing(app, FormScreen), what="the new user form")
+    return options
+
+
+async def invitation_taken_down(pilot, app, tab: UsersTab, username: str) -> dict:
+    """After the new user form was saved: the invitation shown once (its token on screen),
+    closed, and the account listed. Returns what was made (the invitation among it)."""
+    from strongroom.console.modals.invitation import InvitationShownScreen
+    from textual.widgets import Static
+    await wait_for(pilot, showing(app, InvitationShownScreen), what="the invitation")
+    made = dict(app.screen.made)
+    assert made["invitation"] in str(app.screen.query_one("#invitation-token", Static).render())
+    await pilot.press("escape")
+    await wait_for(pilot, lambda: any(u["username"] == username for u in tab.users.values()),
+                   what="the new account listed")
+    return made
+
+
+async def accept_invitation(pilot, app, invitation: str, password: str, repeat: str | None = None) -> Any:
+    """At the login screen: F2, the invitation and a password of one's own (typed again
+    as `repeat`, by default the same), saved. Returns the invitation form."""
+    from strongroom.console.modals.invitation import AcceptInvitationScreen
+    from textual.widgets import Input
+    await wait_for(pilot, lambda: app.screen.query("#username"), what="the login form")
+    await pilot.press("f2")
+    await wait_for(pilot, showing(app, AcceptInvitationScreen), what="the invitation form")
+    screen = app.screen
+    screen.query_one("#accept-invitation", Input).value = invitation
+    screen.query_one("#accept-password", Input).value = password
+    screen.query_one("#accept-repeat", Input).value = password if repeat is None else repeat
+    await pilot.press("ctrl+s")
+    return screen
 
 
 async def open_practice(pilot, app) -> PracticeScreen:

@@ -12,16 +12,14 @@ import pytest
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.client import ClientError
 from strongroom.console.modals.enrolment import EnrolAtLoginScreen
-from strongroom.console.modals.form import FormScreen
-from strongroom.console.modals.invitation import AcceptInvitationScreen, InvitationShownScreen
-from strongroom.console.modals.role_picker import RoleScreen
 from strongroom.console.screens.login import LoginScreen
 from strongroom.console.screens.main import MainScreen
 from strongroom.console.tabs.users import UsersTab
-from textual.widgets import Input, OptionList, Static
+from textual.widgets import Input, Static
 
 from tests.console.tui.conftest import SIZE, drive, in_thread, log_in, showing, wait_for
-from tests.console.tui.live import admin_token, at_main_screen, console, settle
+from tests.console.tui.live import (accept_invitation, admin_token, at_main_screen, console, invitation_taken_down,
+                                    new_user_form, settle)
 from tests.daemon.conftest import PASSWORD, add_unenrolled_admin, running_daemon
 
 
@@ -114,37 +112,18 @@ NEW_PASSWORD = "a passphrase of my own 42"
 async def _invite(daemon, token, made: dict) -> None:
     async with at_main_screen(daemon, token=token, tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
-        await wait_for(pilot, lambda: tab.users and app.screen.active_bindings["a"].enabled, what="add enabled")
-        await pilot.press("a")
-        await wait_for(pilot, showing(app, RoleScreen), what="the role picker")
-        options = app.screen.query_one("#roles", OptionList)
-        assert not options.get_option("ADMIN").disabled
-        options.highlighted = options.get_option_index("ADMIN")
-        await pilot.press("enter")
-        await wait_for(pilot, showing(app, FormScreen), what="the new user form")
+        await new_user_form(pilot, app, tab, "ADMIN")
         app.screen.query_one("#username", Input).value = "newlead"
         app.screen.query_one("#full_name", Input).value = "New Lead"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, showing(app, InvitationShownScreen), what="the invitation")
-        made.update(app.screen.made)
-        assert made["invitation"] in text_of(app, "#invitation-token")
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: any(u["username"] == "newlead" for u in tab.users.values()),
-                       what="the new account listed")
+        made.update(await invitation_taken_down(pilot, app, tab, "newlead"))
         await settle(pilot)
 
 
 async def _first_login_with_enrolment(daemon, invitation: str, enrolled: dict) -> None:
     app = console(daemon)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.query("#username"), what="the login form")
-        await pilot.press("f2")
-        await wait_for(pilot, showing(app, AcceptInvitationScreen), what="the invitation form")
-        screen = app.screen
-        screen.query_one("#accept-invitation", Input).value = invitation
-        screen.query_one("#accept-password", Input).value = NEW_PASSWORD
-        screen.query_one("#accept-repeat", Input).value = NEW_PASSWORD
-        await pilot.press("ctrl+s")
+        await accept_invitation(pilot, app, invitation, NEW_PASSWORD)
         await wait_for(pilot, offered(app), what="the enrolment offer")
         assert "Set up two-factor authentication for newlead" in text_of(app, ".dialog-title")
         secret = app.screen.enrolment["secret"]

@@ -8,7 +8,8 @@ from strongroom.console.tabs.users import UsersTab
 from textual.widgets import DataTable, OptionList
 
 from tests.console.tui.conftest import SIZE, drive, showing, wait_for
-from tests.console.tui.live import admin_token, at_main_screen, console, select_user, settle
+from tests.console.tui.live import (accept_invitation, admin_token, at_main_screen, console, invitation_taken_down,
+                                    new_user_form, select_user, settle)
 
 
 def test_practice_admin_picks_a_role_within_their_own_permissions(demo_daemon):
@@ -61,20 +62,12 @@ def test_an_admin_adds_a_user_who_sets_their_own_password_at_the_login_screen(de
 
 
 async def _add_user(daemon, token, made: dict):
-    from strongroom.console.modals.form import FormScreen
-    from strongroom.console.modals.invitation import InvitationShownScreen
     from textual.widgets import Input, Static
 
     async with at_main_screen(daemon, token=token, tab="users") as (app, pilot):
         tab = app.screen.query_one("#users", UsersTab)
-        await wait_for(pilot, lambda: tab.users and app.screen.active_bindings["a"].enabled, what="add enabled")
-        await pilot.press("a")
-        await wait_for(pilot, showing(app, RoleScreen), what="role picker")
-        options = app.screen.query_one("#roles", OptionList)
+        options = await new_user_form(pilot, app, tab, "STAFF")
         assert options.get_option("admin").disabled                  # beyond a practice admin
-        options.highlighted = options.get_option_index("STAFF")
-        await pilot.press("enter")
-        await wait_for(pilot, showing(app, FormScreen), what="the form")
         form = app.screen
         form.query_one("#username", Input).value = "clinician"       # taken: refused, form kept
         form.query_one("#full_name", Input).value = "New Hire"
@@ -84,30 +77,18 @@ async def _add_user(daemon, token, made: dict):
         assert app.screen is form and form.query_one("#full_name", Input).value == "New Hire"
         form.query_one("#username", Input).value = "newhire"
         await pilot.press("ctrl+s")
-        await wait_for(pilot, showing(app, InvitationShownScreen), what="the invitation")
-        made.update(app.screen.made)
-        assert made["invitation"] in str(app.screen.query_one("#invitation-token", Static).render())
-        await pilot.press("escape")
-        await wait_for(pilot, lambda: any(u["username"] == "newhire" for u in tab.users.values()),
-                       what="the new account listed")
+        made.update(await invitation_taken_down(pilot, app, tab, "newhire"))
         await settle(pilot)
 
 
 async def _first_login(daemon, invitation):
-    from strongroom.console.modals.invitation import AcceptInvitationScreen
     from strongroom.console.screens.main import MainScreen
     from textual.widgets import Input, Static
 
     app = console(daemon)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.screen.query("#username"), what="login form")
-        await pilot.press("f2")
-        await wait_for(pilot, showing(app, AcceptInvitationScreen), what="the invitation form")
-        screen = app.screen
-        screen.query_one("#accept-invitation", Input).value = invitation
-        screen.query_one("#accept-password", Input).value = "my own passphrase 123"
-        screen.query_one("#accept-repeat", Input).value = "my own passphrase 124"
-        await pilot.press("ctrl+s")
+        screen = await accept_invitation(pilot, app, invitation, "my own passphrase 123",
+                                         repeat="my own passphrase 124")
         assert "differ" in str(screen.query_one("#accept-message", Static).render())
         screen.query_one("#accept-repeat", Input).value = "my own passphrase 123"
         await pilot.press("ctrl+s")
