@@ -237,6 +237,8 @@ def export_shown(conn: Connection, practice: uuid.UUID | None, filters: dict | N
 
 
 WHOLE, WITHHELD, HIDDEN = "whole", "withheld", "hidden"
+# What a withheld run says of itself, so empty params and no result read as a rule, not a fault.
+WITHHELD_WHY = "this run covers every practice: its params, result, message and error are the operator's"
 
 
 def run_verdict(conn: Connection, practice: uuid.UUID | None, params: dict | None) -> str:
@@ -262,7 +264,8 @@ def run_shown(conn: Connection, practice: uuid.UUID | None, run: dict) -> dict |
     if verdict == HIDDEN:
         return None
     return {**run, "params": {}, "result": None, "message": None,
-            "error": "withheld: this run covers every practice" if run.get("error") else None}
+            "error": "withheld: this run covers every practice" if run.get("error") else None,
+            "withheld": WITHHELD_WHY}
 
 
 def running_shown(conn: Connection, practice: uuid.UUID | None, running: list[dict],

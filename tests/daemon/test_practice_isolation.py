@@ -247,6 +247,7 @@ def test_job_runs_of_another_practice_are_neither_listed_nor_shown(practice_runs
     # Everyone's run: visible as a run, its figures and evidence withheld.
     machine = seen[d.runs["machine"]]
     assert machine["status"] == "succeeded" and machine["params"] == {} and machine["result"] is None
+    assert "every practice" in machine["withheld"] and seen[d.runs["a_export"]].get("withheld") is None
     assert d.call("job.get", {"run_id": d.runs["machine"]})["result"] is not None      # the local operator
     local = {r["id"] for r in d.call("job.list", {"limit": 50})}
     assert set(d.runs.values()) <= local

@@ -45,6 +45,9 @@ class JobRun(Result):
     started_at: datetime | None
     finished_at: datetime | None
     duration_seconds: float | None
+    # Set (to why) when the caller is bound to one practice of several and the run covers
+    # every practice: params, result, message and error are then left out.
+    withheld: str | None = None
 
 
 class JobKindInfo(Result):
