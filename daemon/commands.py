@@ -280,8 +280,9 @@ def jobs_list_cmd(d: "Daemon", call: Call) -> list[dict]:
             return [r.as_dict() for r in runs.recent(d.ctx.engine, job_kind=a.kind, status=a.status, limit=a.limit)]
         # Narrowed: other practices' runs are left out, so read on, as far back as it
         # takes, until the page is full (a practice whose last run lies behind thousands
-        # of another's still sees it).
-        shown = (tenancy.run_shown(conn, practice, r.as_dict())
+        # of another's still sees it); one memo of the names looked up serves the scan.
+        memo: dict = {}
+        shown = (tenancy.run_shown(conn, practice, r.as_dict(), memo)
                  for r in runs.newest_first(conn, job_kind=a.kind, status=a.status))
         return list(itertools.islice((r for r in shown if r is not None), a.limit))
 

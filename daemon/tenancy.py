@@ -205,28 +205,38 @@ def narrowed_to(conn: Connection, principal: Principal | None) -> uuid.UUID | No
     return principal.practice_id
 
 
-def practices_named(conn: Connection, params: dict | None) -> set[uuid.UUID | None]:
+def practices_named(conn: Connection, params: dict | None, memo: dict | None = None) -> set[uuid.UUID | None]:
     """The practices a run's params, or an export's filters, name: through practice_id,
     client_id, client_ids (a key rotation), an export's filters or the saved
     configuration an export ran by name. Empty: they name none, the run is the whole
     database's (a backup, an integrity run). A name that resolves to no row counts as
-    None, so it matches no caller."""
+    None, so it matches no caller. `memo` (a dict the caller keeps for one read) answers
+    each name looked up before without asking again: a scan of many runs names the same
+    few practices, clients and configurations over and over."""
     params = params or {}
+    memo = {} if memo is None else memo
+
+    def looked_up(kind: str, value: Any) -> Any:
+        key = (kind, str(value))
+        if key not in memo:
+            memo[key] = (OWNERS[kind][1](conn, value) if kind in OWNERS else conn.execute(
+                select(ExportConfiguration.__table__.c.filters)
+                .where(ExportConfiguration.__table__.c.name == value)).scalar() or {})
+        return memo[key]
+
     named: set[uuid.UUID | None] = set()
     filters = params.get("filters") if isinstance(params.get("filters"), dict) else {}
     if not filters and isinstance(params.get("configuration"), str):
         # An export run by a saved configuration's name (by hand or by its schedule)
         # carries the name, not the filters: the run is the configuration's practice's.
         # Names are unique and a configuration's filters never change once saved.
-        configurations = ExportConfiguration.__table__
-        filters = conn.execute(select(configurations.c.filters)
-                               .where(configurations.c.name == params["configuration"])).scalar() or {}
+        filters = looked_up("configuration", params["configuration"])
     for source in (params, filters):
         if source.get("practice_id"):
-            named.add(OWNERS["practice_id"][1](conn, source["practice_id"]))
+            named.add(looked_up("practice_id", source["practice_id"]))
         clients = source.get("client_ids") if isinstance(source.get("client_ids"), list) else []
         for client in ([source["client_id"]] if source.get("client_id") else []) + clients:
-            named.add(OWNERS["client_id"][1](conn, client))
+            named.add(looked_up("client_id", client))
     return named
 
 
@@ -241,7 +251,8 @@ WHOLE, WITHHELD, HIDDEN = "whole", "withheld", "hidden"
 WITHHELD_WHY = "this run covers every practice: its params, result, message and error are the operator's"
 
 
-def run_verdict(conn: Connection, practice: uuid.UUID | None, params: dict | None) -> str:
+def run_verdict(conn: Connection, practice: uuid.UUID | None, params: dict | None,
+                memo: dict | None = None) -> str:
     """How a caller narrowed to `practice` (None: not narrowed) may see a run with these
     params: WHOLE when it names that practice only (or the caller is not narrowed);
     WITHHELD when it names none (a backup's or integrity run's figures and evidence are
@@ -249,16 +260,16 @@ def run_verdict(conn: Connection, practice: uuid.UUID | None, params: dict | Non
     practice. The one rule behind job.list, job.get, `status` and `health`."""
     if practice is None:
         return WHOLE
-    named = practices_named(conn, params)
+    named = practices_named(conn, params, memo)
     if named == {practice}:
         return WHOLE
     return HIDDEN if named else WITHHELD
 
 
-def run_shown(conn: Connection, practice: uuid.UUID | None, run: dict) -> dict | None:
+def run_shown(conn: Connection, practice: uuid.UUID | None, run: dict, memo: dict | None = None) -> dict | None:
     """A job run as a caller narrowed to `practice` may see it (run_verdict): whole;
     with params, result, message and error withheld; or None."""
-    verdict = run_verdict(conn, practice, run.get("params"))
+    verdict = run_verdict(conn, practice, run.get("params"), memo)
     if verdict == WHOLE:
         return run
     if verdict == HIDDEN:
