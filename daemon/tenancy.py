@@ -292,7 +292,7 @@ def running_shown(conn: Connection, practice: uuid.UUID | None, running: list[di
         if verdict == WHOLE:
             shown.append(job)
         elif verdict == WITHHELD:
-            shown.append({**job, "message": None})
+            shown.append({**job, "message": None, "withheld": WITHHELD_WHY})
     return shown
 
 

@@ -19,7 +19,9 @@ def status_cmd(state: CliState, socket_path: str | None, as_json: bool) -> None:
                    f"up {d['uptime_seconds']:.0f}s, database {d['database']}")
         for job in d["running_jobs"]:
             progress = counted(job["done"], job["total"], job.get("unit"))
-            message = f"  {job['message']}" if job["message"] else ""
+            message = (f"  {job['message']}" if job["message"]
+                       else "  (covers every practice: its progress message is the operator's)"
+                       if job.get("withheld") else "")
             click.echo(f"  running  {job['kind']:<14} {progress}{message}")
         for kind, when in sorted(d["next_runs"].items()):
             click.echo(f"  next     {kind:<14} {when}")

@@ -25,3 +25,14 @@ def test_running_jobs_show_their_progress_in_their_unit(capsys, monkeypatch):
     assert "running  export         840 rows" in lines
     assert "None" not in out
     assert any(line.startswith("next     backup") for line in lines)
+
+
+def test_a_run_withheld_from_a_practice_says_why_its_message_is_missing(capsys, monkeypatch):
+    withheld = {**STATUS, "running_jobs": [
+        {"run_id": "r4", "kind": "backup", "done": 5, "total": 10, "unit": "chunks", "message": None,
+         "elapsed_seconds": 2.0, "withheld": "this run covers every practice"}]}
+    monkeypatch.setattr(status_module, "run_remote", lambda state, socket_path, call: withheld)
+    code, out, err = run(capsys, "status")
+    assert code == 0, err
+    assert "running  backup         5 / 10 chunks  (covers every practice: its progress message is the operator's)" \
+        in [line.strip() for line in out.splitlines()]

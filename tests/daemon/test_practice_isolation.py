@@ -400,6 +400,7 @@ def test_running_jobs_in_status_and_health_follow_the_runs_rule(two_practices):
         shown = tenancy.running_shown(conn, uuid.UUID(d.a["practice"]), running, params.get)
         assert tenancy.running_shown(conn, None, running, params.get) == running
     assert [(j["run_id"], j["message"]) for j in shown] == [("a", "clients"), ("all", None)]
+    assert [j.get("withheld") for j in shown] == [None, tenancy.WITHHELD_WHY]
 
     # The commands apply it for a caller bound to A, and leave the operator's view whole.
     from types import SimpleNamespace

@@ -28,6 +28,9 @@ class RunningJob(Result):
     unit: str | None = None
     message: str | None
     elapsed_seconds: float
+    # Set (to why) when the caller is bound to one practice of several and the run covers
+    # every practice: its message is then left out (as job.list's runs).
+    withheld: str | None = None
 
 
 class KekSource(Result):
