@@ -13,15 +13,17 @@ REDACTED = "[redacted]"
 _NOT_DIGITS = re.compile(r"\D+")
 
 
-def _last_digits(value: str, n: int = 4) -> str:
-    # What is left once every run of non-digits is taken out (one C call: a masked
-    # export makes two or three of these per client, and joining findall's list of
-    # single digits cost twice as much).
+def last_digits(value: str, n: int = 4) -> str:
+    """The last `n` digits of `value`, in order: what an SSN or phone mask keeps, and
+    the SSN blind index's search term (core.crypto.blind_index), so the four shown and
+    the four searched on are the same."""
+    # Every run of non-digits taken out in one C call: a masked export makes two or
+    # three of these per client, and joining findall's single digits cost twice as much.
     return _NOT_DIGITS.sub("", value)[-n:]
 
 
 def mask_ssn(value: str) -> str:
-    return f"***-**-{_last_digits(value)}"
+    return f"***-**-{last_digits(value)}"
 
 
 def mask_email(value: str) -> str:
@@ -30,7 +32,7 @@ def mask_email(value: str) -> str:
 
 
 def mask_phone(value: str) -> str:
-    return f"***-***-{_last_digits(value)}"
+    return f"***-***-{last_digits(value)}"
 
 
 def mask_address(value: str) -> str:

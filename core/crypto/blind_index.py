@@ -9,17 +9,16 @@ Truncation to 16 bytes keeps collisions negligible for lookup while leaking less
 from __future__ import annotations
 
 import hmac
-import re
+
+from strongroom.core.masking import last_digits
 
 TRUNCATE = 16
-_NOT_DIGIT = re.compile(r"\D")
 
 
 def normalise(field: str, value: str) -> str:
     """The canonical form searched on: case-folded, trimmed; SSNs reduced to digits."""
     if field == "ssn_last4":
-        digits = _NOT_DIGIT.sub("", value)
-        return digits[-4:]
+        return last_digits(value)
     return " ".join(value.split()).casefold()
 
 

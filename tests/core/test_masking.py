@@ -43,3 +43,9 @@ def test_phone_and_ssn_keep_the_last_four_digits_whatever_surrounds_them(value):
     last_four = "".join(re.findall(r"\d", value))[-4:]
     assert mask_field("phone", value) == f"***-***-{last_four}"
     assert mask_field("ssn", value) == f"***-**-{last_four}"
+
+
+@given(st.text())
+def test_the_four_digits_a_masked_ssn_shows_are_the_four_its_blind_index_searches_on(value):
+    from strongroom.core.crypto.blind_index import normalise
+    assert mask_field("ssn", value) == f"***-**-{normalise('ssn_last4', value)}"
