@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--sat", type=Path)
     parser.add_argument("--central")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the central database and the satellite (to profile a phase by hand)")
     args = parser.parse_args()
     if args.phase:
         result = {"join": lambda: phase_join(args.data, args.sat, args.central),
@@ -257,6 +259,9 @@ def main() -> None:
     lines += ["", *summary_table(summary)]
     write_result("sync", args.scale, {"figures": rows, "targets": verdict}, summary, lines)
     print("\n".join(lines))
+    if args.keep:
+        print(f"kept: --data {data} --sat {sat} --central {libpq}")
+        return
     with psycopg.connect(args.dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
