@@ -280,30 +280,38 @@ class Daemon:
                 except StrongroomError as exc:
                     log.warning("catch-up run not started", extra={"job": miss.kind, "error": str(exc)})
 
+    async def _leadership_step(self) -> None:
+        """Take leadership if it is free (and do what a new leader does), or notice that
+        it was lost."""
+        try:
+            was = self.leadership.is_leader
+            now = await asyncio.to_thread(self.leadership.try_acquire)
+            if now and not was:
+                await asyncio.to_thread(self._become_leader)
+                self.notifier.status("leader: serving and scheduling")
+            elif was and not now:
+                log.error("lost leadership (database connection broken); stopping schedules")
+                self.scheduler.shutdown()
+                self.scheduler = Scheduler(self.ctx.settings, self.submit_if_leader, ctx=self.ctx)
+                self.metrics.leader.set(0)
+            elif not now:
+                self.metrics.leader.set(0)
+        except Exception as exc:
+            translated = translate_error(exc)
+            if translated is None:
+                raise
+            log.error("leadership check failed", extra={"error": str(translated)})
+
     async def _leadership_loop(self) -> None:
+        """After the first attempt (`run` makes it before READY), one every
+        leader_retry_seconds."""
         while not self.stopping.is_set():
             try:
-                was = self.leadership.is_leader
-                now = await asyncio.to_thread(self.leadership.try_acquire)
-                if now and not was:
-                    await asyncio.to_thread(self._become_leader)
-                    self.notifier.status("leader: serving and scheduling")
-                elif was and not now:
-                    log.error("lost leadership (database connection broken); stopping schedules")
-                    self.scheduler.shutdown()
-                    self.scheduler = Scheduler(self.ctx.settings, self.submit_if_leader, ctx=self.ctx)
-                    self.metrics.leader.set(0)
-                elif not now:
-                    self.metrics.leader.set(0)
-            except Exception as exc:
-                translated = translate_error(exc)
-                if translated is None:
-                    raise
-                log.error("leadership check failed", extra={"error": str(translated)})
-            try:
                 await asyncio.wait_for(self.stopping.wait(), self.ctx.settings.daemon.leader_retry_seconds)
+                return
             except asyncio.TimeoutError:
                 pass
+            await self._leadership_step()
 
     async def _health_loop(self) -> None:
         interval = self.ctx.settings.daemon.health_interval_seconds
@@ -408,6 +416,18 @@ class Daemon:
         for sig, handler in ((signal.SIGTERM, self.stopping.set), (signal.SIGINT, self.stopping.set),
                              (signal.SIGHUP, self.reload)):
             self.loop.add_signal_handler(sig, handler)
+        # The first leadership attempt before READY: a daemon that leads has marked the
+        # runs a crash left, applied its configured sync peers and backup configurations
+        # and started its schedules by the time systemd (or `strongroom` right after
+        # `systemctl start`) is told it is up; READY=1 before that let a caller see a
+        # crashed run still "running" or a configured peer missing. A daemon that cannot
+        # lead (another one does) is ready all the same and keeps trying.
+        try:
+            await self._leadership_step()
+        except BaseException:
+            await self.control.close()
+            self.metrics.close()
+            raise
         tasks = [asyncio.create_task(self._leadership_loop()), asyncio.create_task(self._health_loop()),
                  asyncio.create_task(self._checkpoint_loop())]
         interval = watchdog_interval()
