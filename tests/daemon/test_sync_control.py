@@ -198,7 +198,7 @@ def test_a_peer_failing_too_often_is_notified_once_and_reported_in_health(tmp_pa
         # no pause here, or three failing passes cost 20 s of this test's time.
         no_pause = "".join(f"\n[sync.tables.{t}]\nretry_delay_seconds = 0\n" for t in DEFAULT_STRATEGIES)
         data_dir, _, _ = make_site(tmp_path, db_url, extra=(
-            f'\n[sync]\nnotify_after_failures = 2\n' + no_pause +
+            '\n[sync]\nnotify_after_failures = 2\n' + no_pause +
             f'\n[notify]\nwebhooks = [ {{ url = "{receiver.url}", style = "json" }} ]\n'))
         with running_daemon(data_dir, tmp_path) as proc:
             proc.call("sync.peer.add", {"name": "gone", "url": f"sqlite:///{tmp_path}/missing/dir/none.db"})
