@@ -48,6 +48,15 @@ def _pg_available() -> bool:
 PG_AVAILABLE = _pg_available()
 
 
+def pytest_collection_modifyitems(items: list) -> None:
+    """Tests marked `slow` (tens of seconds each: the README walk-through, a practice's
+    day, the browser) run first. `make test` spreads the suite over workers that take
+    work from each other's queues, but a test already started cannot be taken: one of
+    these begun last kept a worker busy for a minute after the others had finished.
+    The order within each group is kept."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pg_url(dbname: str) -> str:
     return make_url(PG_DSN).set(drivername="postgresql+psycopg", database=dbname).render_as_string(hide_password=False)
 

@@ -99,6 +99,7 @@ def admin_daemon(tmp_path, db_url):
         yield data_dir, proc, enrolment.secret
 
 
+@pytest.mark.slow
 def test_a_browser_logs_in_switches_tabs_and_runs_a_backup(admin_daemon, tmp_path):
     from strongroom.console.screens.main import MainScreen, TAB_KEYS, TABS
 

@@ -69,6 +69,7 @@ def _clients(url: str) -> list[tuple]:
         engine.dispose()
 
 
+@pytest.mark.slow
 def test_init_backup_verify_export_restore_and_console_fit_together(empty_database, tmp_path):
     database_url, restore_url = empty_database
     data = tmp_path / "practice"

@@ -88,6 +88,7 @@ async def _enrol_at_login(daemon):
     assert secret not in daemon.log()
 
 
+@pytest.mark.slow
 def test_an_invited_practice_admin_sets_a_password_enrols_totp_and_logs_in_with_a_code(tui_daemon):
     """End to end through the real daemon: an admin adds a practice admin (a role that
     requires a second factor) from the Users tab and is shown the invitation once; the

@@ -2,6 +2,8 @@
 session revocation, and riding out a daemon restart. Bounded: every wait has a timeout."""
 from __future__ import annotations
 
+import pytest
+
 from strongroom.console.tabs.audit import AuditTab
 from strongroom.console.tabs.backups import BackupsTab
 from strongroom.console.modals.confirm import ConfirmScreen
@@ -185,6 +187,7 @@ async def _revoked_self(tui_daemon):
         assert "Session ended" in message
 
 
+@pytest.mark.slow
 def test_daemon_restart_shows_banner_then_recovers(tui_daemon, tmp_path):
     drive(lambda: _restart(tui_daemon, tmp_path), timeout=120)
 

@@ -11,6 +11,8 @@ import asyncio
 import os
 import random
 
+import pytest
+
 from strongroom.console.app import StrongroomConsole
 from strongroom.console.screens.main import TAB_KEYS, MainScreen
 
@@ -20,6 +22,7 @@ ROUNDS = int(os.environ.get("STRONGROOM_STRESS_ROUNDS", "6"))
 KEYS = tuple(TAB_KEYS) + ("left_square_bracket", "right_square_bracket", "f5")
 
 
+@pytest.mark.slow
 def test_rapid_tab_switching_while_events_arrive_never_panics(sync_daemon):
     drive(lambda: _stress(sync_daemon), timeout=60 + 20 * ROUNDS)
 

@@ -51,6 +51,7 @@ def test_clean_upload_is_served_and_eicar_refused_with_event(tmp_path, db_url, c
         assert files["scanner"] == "clamd" and files["answers"] is True and files["pending"] == 0
 
 
+@pytest.mark.slow
 def test_pending_file_is_quarantined_then_cleared_by_the_rescan_job(tmp_path, db_url, clamd):
     link = tmp_path / "clamd.sock"          # the daemon's clamd_socket: absent at first (clamd down)
     data_dir, client = scanning_data_dir(tmp_path, db_url, str(link))
