@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +79,8 @@ class Daemon:
         self.health = Health(ctx, self.metrics.database.compliance)
         self.tailer = Tailer(ctx, self.publish, lambda: self.leadership.is_leader)
         self._health_snapshot: dict = {}
+        self._health_began = float("-inf")          # when the kept snapshot's read began (monotonic)
+        self._health_lock = threading.Lock()
         self._last_compliance: dict | None = None   # the last `compliance` event's summary
         self._checkpointed_head: int | None = None   # the head the newest checkpoint signed
         self._destroyed_watermark = 0                # the newest key destruction this daemon has seen
@@ -145,8 +148,20 @@ class Daemon:
         long first read on a loaded machine) the caller's thread takes one itself, so a
         reader never gets a snapshot with its sections missing."""
         if not self._health_snapshot:
-            self._health_snapshot = self._read_health()
+            return dict(self._take_health())
         return dict(self._health_snapshot)
+
+    def _take_health(self) -> dict:
+        """A fresh snapshot, kept unless one whose read began later is kept already;
+        returns the one kept. Reads overlap (the loop's first, slow on a loaded machine,
+        and a caller's own before it lands): the later-begun one saw the newer state,
+        and a slow read finishing last must not bring back what it saw earlier."""
+        began = time.monotonic()
+        snapshot = self._read_health()
+        with self._health_lock:
+            if began >= self._health_began:
+                self._health_snapshot, self._health_began = snapshot, began
+            return self._health_snapshot
 
     def redacted_config(self) -> dict:
         data = self.ctx.settings.model_dump(mode="json")
@@ -317,10 +332,10 @@ class Daemon:
         interval = self.ctx.settings.daemon.health_interval_seconds
         while not self.stopping.is_set():
             try:
-                self._health_snapshot = await asyncio.to_thread(self._read_health)
+                snapshot = await asyncio.to_thread(self._take_health)
                 await asyncio.to_thread(self._forget_destroyed_keys)
-                self.control.publish("health", self._health_snapshot)
-                self._publish_compliance_change(self._health_snapshot.get("compliance"))
+                self.control.publish("health", snapshot)
+                self._publish_compliance_change(snapshot.get("compliance"))
                 self._say_status()
                 await asyncio.to_thread(self.tailer.publish_new_rows)
             except Exception as exc:

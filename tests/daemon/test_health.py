@@ -6,6 +6,8 @@ or on a loaded machine, saw no `sync`, no `open_conflicts`, no `compliance` at a
 """
 from __future__ import annotations
 
+import threading
+
 from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
 from strongroom.core.protocol import to_jsonable
@@ -31,6 +33,39 @@ def test_health_before_the_loop_has_run_is_a_whole_snapshot(tmp_path, db_url):
             HealthResult.model_validate(to_jsonable(snapshot))     # what the protocol promises
             # Taken once, then kept: the next read is the loop's (or this) snapshot, not a new query.
             assert daemon.health_snapshot() == snapshot
+        finally:
+            daemon.control.zctx.term()
+    finally:
+        ctx.close()
+
+
+def test_a_slow_snapshot_finishing_late_does_not_replace_a_newer_one(tmp_path, db_url):
+    """The health loop's first read can take seconds on a loaded machine; meanwhile a
+    caller takes its own snapshot. The loop's read, begun earlier, finishing later must
+    not bring back what it saw before (a file just added read as not there: CI saw
+    `files scan-status` answer 1 clean, then 0)."""
+    data_dir = make_data_dir(tmp_path, db_url)
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        daemon = Daemon(ctx, data_dir / "strongroom.toml")
+        try:
+            began, release = threading.Event(), threading.Event()
+            reads = iter([{"seen": "old"}, {"seen": "new"}])
+
+            def read_health() -> dict:
+                snapshot = next(reads)
+                if snapshot["seen"] == "old":       # the loop's read: begun first, finishes last
+                    began.set()
+                    release.wait(10)
+                return snapshot
+            daemon._read_health = read_health
+            loop_read = threading.Thread(target=daemon._take_health)
+            loop_read.start()
+            assert began.wait(10)
+            assert daemon.health_snapshot() == {"seen": "new"}     # the caller's own, begun later
+            release.set()
+            loop_read.join(10)
+            assert daemon.health_snapshot() == {"seen": "new"}
         finally:
             daemon.control.zctx.term()
     finally:
