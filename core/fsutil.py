@@ -5,9 +5,11 @@ crash or full disk leaves either the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 
 def fsync_dir(path: Path) -> None:
@@ -39,6 +41,72 @@ def write_temp(path: Path, data: bytes, mode: int = 0o600, *, cache: bool = True
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+def unnamed_file(directory: Path) -> BinaryIO | None:
+    """A new, empty file in `directory` (0600) that has no name yet, or None where the
+    filesystem or platform cannot make one (O_TMPFILE, or linking it by /proc, missing).
+
+    Until `name_file` links it, no other process can open it by any path, and if this
+    process dies (kill -9) or the machine loses power the kernel frees it: nothing of
+    what was written is left under any name. What must not be readable before it is
+    complete (an export of PHI) is written so, once, instead of being sealed to a
+    temporary name and copied out at the end. Whether naming works here (the link
+    goes through /proc/self/fd) is proven on the first file, which is then given back."""
+    if not _unnamed_files_work(Path(directory)):
+        return None
+    return _open_unnamed(Path(directory))
+
+
+def name_file(fh: BinaryIO, directory: Path, name: str) -> None:
+    """Give an `unnamed_file` its `name` in `directory` (linkat through /proc/self/fd,
+    following the link: a hard link to the open file itself). The caller fsyncs the
+    file and the directory as for any new file."""
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # With a dst_dir_fd, os.link calls linkat with AT_SYMLINK_FOLLOW (plain link()
+        # would try to link the /proc symlink itself and fail with EXDEV).
+        os.link(f"/proc/self/fd/{fh.fileno()}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+    finally:
+        os.close(dir_fd)
+
+
+def _open_unnamed(directory: Path) -> BinaryIO | None:
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None:
+        return None
+    try:
+        fd = os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None          # the filesystem has no unnamed files (or the kernel no O_TMPFILE)
+        raise
+    return os.fdopen(fd, "wb")
+
+
+_UNNAMED_WORKS: dict[int, bool] = {}
+
+
+def _unnamed_files_work(directory: Path) -> bool:
+    """Whether `directory`'s filesystem makes unnamed files and this process can name
+    them, found once per filesystem (st_dev) by making one and linking it."""
+    device = os.stat(directory).st_dev
+    known = _UNNAMED_WORKS.get(device)
+    if known is None:
+        known = False
+        probe = _open_unnamed(directory)
+        if probe is not None:
+            name = f".probe-{os.getpid()}-{id(probe)}"
+            try:
+                name_file(probe, directory, name)
+                os.unlink(directory / name)
+                known = True
+            except OSError:
+                known = False
+            finally:
+                probe.close()
+        _UNNAMED_WORKS[device] = known
+    return known
 
 
 def drop_cached(fd: int) -> None:

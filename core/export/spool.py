@@ -1,4 +1,6 @@
-"""Unfinished export files, written as ciphertext under a key that lives only in memory.
+"""Unfinished export files, written as ciphertext under a key that lives only in memory,
+where the filesystem cannot keep them unnamed (core.export.archive writes them as
+unnamed files where it can: once, with nothing to copy at the end).
 
 An export of the `full` masking profile writes thousands of clear SSNs. Written straight
 to disk, a crash (kill -9, power loss) mid-export left them readable in the temporary

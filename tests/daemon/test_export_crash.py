@@ -1,9 +1,11 @@
 """kill -9 in the middle of an export (issue 12): nothing readable is left on disk at
-the moment of the kill (unfinished files are ciphertext under a key that died with the
-process), and the restarted daemon reconciles: the `exports` row and its run are
-`interrupted`, the temporary directory is gone, and the reconciliation is audited."""
+the moment of the kill (unfinished files have no name, and the kernel frees them with
+the process; or, on a filesystem without unnamed files, they are ciphertext under a key
+that died with it), and the restarted daemon reconciles: the `exports` row and its run
+are `interrupted`, the temporary directory is gone, and the reconciliation is audited."""
 from __future__ import annotations
 
+import os
 import re
 import signal
 import time
@@ -23,16 +25,27 @@ SSN = re.compile(rb"9\d\d-\d\d-\d{4}")
 CLIENTS = 300
 
 
-def _unfinished_sessions_file(exports: Path) -> Path | None:
-    """A therapy_sessions file with bytes in an export's temporary directory: by then
-    the clients file (every SSN) is complete, and the export is well under way."""
+def _under_way(pid: int, exports: Path) -> Path | None:
+    """The export's temporary directory once its sessions are being written: by then
+    the clients file (every SSN) is complete, and the export is well under way. Its
+    files have no name yet, so the daemon's open files tell: two unnamed files in the
+    directory (clients, whole, and sessions, under way), or, where the filesystem has
+    no unnamed files, a sessions spool with bytes."""
     for tmp in exports.glob(".*.tmp"):
         for path in tmp.glob("therapy_sessions*"):
             try:
                 if path.stat().st_size > 0:
-                    return path
+                    return tmp
             except FileNotFoundError:
                 pass
+        unnamed = 0
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                unnamed += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(f"{tmp}/#")
+            except OSError:
+                pass          # closed meanwhile
+        if unnamed >= 2:
+            return tmp
     return None
 
 
@@ -60,7 +73,7 @@ def test_kill_9_mid_export_leaves_no_clear_phi_and_the_restart_reconciles(tmp_pa
     run = proc.call("export.run", {"tables": ["clients", "therapy_sessions"], "format": "csv",
                                     "masking": "full"}, token=token)
     deadline = time.monotonic() + 30
-    while (unfinished := _unfinished_sessions_file(exports)) is None:
+    while (tmp_dir := _under_way(proc.proc.pid, exports)) is None:
         assert proc.call("job.get", {"run_id": run["id"]})["status"] in ("queued", "running"), \
             "the export finished before the kill: the test proves nothing"
         assert time.monotonic() < deadline, proc.log()
@@ -68,7 +81,6 @@ def test_kill_9_mid_export_leaves_no_clear_phi_and_the_restart_reconciles(tmp_pa
     proc.proc.send_signal(signal.SIGKILL)
     proc.proc.wait(10)
     proc.stop()
-    tmp_dir = unfinished.parent
     assert tmp_dir.is_dir(), "the export completed before the kill: the test proves nothing"
     assert not [p for p in exports.iterdir() if not p.name.startswith(".")], "an export was moved into place"
     assert _clear_ssns_under(exports, ssns) == []

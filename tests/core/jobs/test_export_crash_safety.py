@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
 import uuid
 from datetime import timedelta
@@ -18,7 +21,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import AuditLog, Export
 from strongroom.core.db.types import utcnow
 from strongroom.core.errors import IntegrityError, RateLimitedError
-from strongroom.core.export import spool
+from strongroom.core.export import archive, spool
 from strongroom.core.export.archive import Output
 from strongroom.core.jobs import export
 from tests.core.jobs.conftest import run_export
@@ -34,49 +37,107 @@ def _running_export(ctx, actor: str = "user:mgr", minutes_ago: int = 5) -> tuple
     return export_id, export.directory_name(created, export_id)
 
 
-def test_an_unfinished_export_file_holds_no_plaintext_until_finish(tmp_path):
+@pytest.fixture(params=["unnamed", "spool"])
+def written_as(request, monkeypatch):
+    """Both ways an unfinished file is kept unreadable: unnamed (O_TMPFILE, where the
+    filesystem has it) and the sealed spool (everywhere else)."""
+    if request.param == "spool":
+        monkeypatch.setattr(archive, "unnamed_file", lambda directory: None)
+    return request.param
+
+
+def test_an_unfinished_export_file_holds_no_plaintext_until_finish(tmp_path, written_as):
     line = b"id,ssn\n" + b"".join(b"%d,%s\n" % (i, SSN) for i in range(100_000))   # several segments
     output = Output(tmp_path, "20260101T000000Z-0000abcd")
     with output.open("clients.csv", text=False, table="clients") as stream:
         stream.write(line)
     on_disk = b"".join(p.read_bytes() for p in output.tmp.iterdir())
-    assert len(on_disk) > len(line) and SSN not in on_disk
+    assert SSN not in on_disk
+    if written_as == "spool":
+        assert len(on_disk) > len(line)              # sealed, under a key in memory only
+    else:
+        assert list(output.tmp.iterdir()) == []      # nothing under any name
     final, _ = output.finish({})
     assert (final / "clients.csv").read_bytes() == line
     assert sorted(p.name for p in final.iterdir()) == ["clients.csv", "manifest.json"]
 
 
-def test_only_the_files_that_stay_are_fsynced_not_the_spool(tmp_path, monkeypatch):
+def test_an_export_killed_mid_write_leaves_no_plaintext_under_any_name(tmp_path, written_as):
+    """kill -9 while a data file is being written: what is left in the directory (the
+    daemon's start-up removes it) holds no PHI."""
+    spool_only = "archive.unnamed_file = lambda directory: None\n" if written_as == "spool" else ""
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom strongroom.core.export import archive\n" + spool_only +
+         f"output = archive.Output({str(tmp_path)!r}, '20260101T000000Z-0000abcd')\n"
+         "with output.open('clients.csv', text=False, table='clients') as stream:\n"
+         f"    stream.write(b''.join(b'%d,%s\\n' % (i, {SSN!r}) for i in range(100000)))\n"
+         "    stream.flush()\n"
+         "    print('written', flush=True)\n"
+         "    time.sleep(60)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "written"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    left = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not [p.name for p in left if SSN in p.read_bytes()]
+
+
+def test_only_the_files_that_stay_are_fsynced_not_the_spool(tmp_path, monkeypatch, written_as):
     """A spool is ciphertext under a key that dies with the process: after a crash it is
     unreadable and removed, so forcing it to disk buys nothing (it cost a second disk
-    write of the whole export). The plaintext file and the manifest are fsynced."""
+    write of the whole export). The plaintext file and the manifest are fsynced; an
+    unnamed file is fsynced once it has its name."""
     synced = []
     real_fsync = os.fsync
 
     def recording(fd):
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd).st_ino))
         return real_fsync(fd)
     monkeypatch.setattr(os, "fsync", recording)
     output = Output(tmp_path, "20260101T000000Z-0000abcd")
     with output.open("clients.csv", text=False, table="clients") as stream:
         stream.write(b"id,ssn\n" + b"".join(b"%d,%s\n" % (i, SSN) for i in range(100_000)))
     final, _ = output.finish({})
-    names = [os.path.basename(path) for path in synced]
+    names = [os.path.basename(path) for path, _ in synced]
     assert not [name for name in names if name.endswith(spool.SUFFIX)], names
-    assert "clients.csv" in names and "manifest.json" in names
+    inodes = {inode for _, inode in synced}     # an unnamed file's link keeps naming it "(deleted)"
+    assert (final / "clients.csv").stat().st_ino in inodes and (final / "manifest.json").stat().st_ino in inodes
 
 
-def test_a_full_disk_met_while_writing_fails_the_file_and_leaves_nothing(tmp_path, monkeypatch):
+class _FillingUp:
+    """An unnamed file on a disk that fills up after 3 MiB."""
+
+    def __init__(self, fh) -> None:
+        self._fh, self.written = fh, 0
+
+    def write(self, data) -> int:
+        self.written += len(data)
+        if self.written > 3 << 20:
+            raise OSError(28, "No space left on device")
+        return self._fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+
+def test_a_full_disk_met_while_writing_fails_the_file_and_leaves_nothing(tmp_path, monkeypatch, written_as):
     """Hashing and writing run on a helper thread; what it meets is raised in the
     exporting thread, the helper is gone, and abort() leaves no trace."""
-    written = []
+    if written_as == "spool":
+        written = []
 
-    def fill_up(self, data):
-        written.append(len(data))
-        if sum(written) > 3 << 20:
-            raise OSError(28, "No space left on device")
-        return len(data)
-    monkeypatch.setattr(spool.SpoolWriter, "write", fill_up)
+        def fill_up(self, data):
+            written.append(len(data))
+            if sum(written) > 3 << 20:
+                raise OSError(28, "No space left on device")
+            return len(data)
+        monkeypatch.setattr(spool.SpoolWriter, "write", fill_up)
+    else:
+        real = archive.unnamed_file
+        monkeypatch.setattr(archive, "unnamed_file", lambda directory: _FillingUp(real(directory)))
     output = Output(tmp_path, "20260101T000000Z-0000abcd")
     with pytest.raises(OSError, match="No space left"):
         with output.open("clients.csv", text=False, table="clients") as stream:
