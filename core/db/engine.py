@@ -41,8 +41,26 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 5) -> Engine:
         return _sqlite_engine(url, echo)
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, echo=echo, pool_size=pool_size, pool_pre_ping=True,
+                             connect_args={"options": _session_options(parsed.query.get("options"))},
                              json_serializer=jsoncodec.dumps, json_deserializer=jsoncodec.loads)
     raise ConfigError(f"database.url: unsupported engine {parsed.get_backend_name()!r}")
+
+
+# Every session starts scoped to the system: a transaction that `transaction()` does not
+# scope to a practice (jobs, health, integrity and audit scans, which read with plain
+# connections) is the system's. Row-level security binds the application's role (a
+# superuser bypasses it), so before this such reads saw no clinical rows at all under
+# an ordinary role, silently: the integrity scan checked 0 clients and passed. A
+# practice-scoped transaction still sets its own scope, transaction-local, and the
+# session's default comes back when it ends.
+_SYSTEM_SCOPE = "-c strongroom.scope=system"
+
+
+def _session_options(given: str | tuple | None) -> str:
+    """libpq `options` for a session: the URL's own (if any) and the system scope."""
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    return f"{given} {_SYSTEM_SCOPE}" if given else _SYSTEM_SCOPE
 
 
 def _sqlite_engine(url: str, echo: bool) -> Engine:
