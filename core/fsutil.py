@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -53,35 +54,42 @@ def unnamed_file(directory: Path) -> BinaryIO | None:
     complete (an export of PHI) is written so, once, instead of being sealed to a
     temporary name and copied out at the end. Whether naming works here (the link
     goes through /proc/self/fd) is proven on the first file, which is then given back."""
+    fd = unnamed_fd(directory)
+    return None if fd is None else os.fdopen(fd, "wb")
+
+
+def unnamed_fd(directory: Path) -> int | None:
+    """`unnamed_file` as a bare descriptor (the caller closes it)."""
     if not _unnamed_files_work(Path(directory)):
         return None
     return _open_unnamed(Path(directory))
 
 
-def name_file(fh: BinaryIO, directory: Path, name: str) -> None:
-    """Give an `unnamed_file` its `name` in `directory` (linkat through /proc/self/fd,
-    following the link: a hard link to the open file itself). The caller fsyncs the
-    file and the directory as for any new file."""
+def name_file(fh: BinaryIO | int, directory: Path, name: str) -> None:
+    """Give an `unnamed_file` (or `unnamed_fd`) its `name` in `directory` (linkat
+    through /proc/self/fd, following the link: a hard link to the open file itself;
+    `name` must not exist). The caller fsyncs the file and the directory as for any
+    new file."""
+    fd = fh if isinstance(fh, int) else fh.fileno()
     dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         # With a dst_dir_fd, os.link calls linkat with AT_SYMLINK_FOLLOW (plain link()
         # would try to link the /proc symlink itself and fail with EXDEV).
-        os.link(f"/proc/self/fd/{fh.fileno()}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
+        os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd, follow_symlinks=True)
     finally:
         os.close(dir_fd)
 
 
-def _open_unnamed(directory: Path) -> BinaryIO | None:
+def _open_unnamed(directory: Path) -> int | None:
     flag = getattr(os, "O_TMPFILE", None)
     if flag is None:
         return None
     try:
-        fd = os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        return os.open(directory, flag | os.O_WRONLY | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             return None          # the filesystem has no unnamed files (or the kernel no O_TMPFILE)
         raise
-    return os.fdopen(fd, "wb")
 
 
 _UNNAMED_WORKS: dict[int, bool] = {}
@@ -96,7 +104,7 @@ def _unnamed_files_work(directory: Path) -> bool:
         known = False
         probe = _open_unnamed(directory)
         if probe is not None:
-            name = f".probe-{os.getpid()}-{id(probe)}"
+            name = f".probe-{os.getpid()}-{secrets.token_hex(4)}"
             try:
                 name_file(probe, directory, name)
                 os.unlink(directory / name)
@@ -104,7 +112,7 @@ def _unnamed_files_work(directory: Path) -> bool:
             except OSError:
                 known = False
             finally:
-                probe.close()
+                os.close(probe)
         _UNNAMED_WORKS[device] = known
     return known
 
@@ -161,8 +169,16 @@ class StreamedFile:
 
     def __init__(self, path: Path, *, mode: int = 0o600, suffix: str = ".part") -> None:
         self.path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix, dir=self.path.parent)
-        self._fd, self._tmp = fd, Path(tmp)
+        self._suffix = suffix
+        # Unnamed until commit where the filesystem allows (unnamed_fd): a crash or kill
+        # mid-write then leaves nothing beside `path`, not a half-written `.part` of a
+        # client's file in the user's folder that nothing would ever remove.
+        fd = unnamed_fd(self.path.parent)
+        if fd is not None:
+            self._fd, self._tmp = fd, None
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=suffix, dir=self.path.parent)
+            self._fd, self._tmp = fd, Path(tmp)
         self.size = 0
         self._hinted = 0            # bytes handed to writeback so far
         self._stretches: list[tuple[int, int]] = []   # (offset, length) handed on, not yet dropped
@@ -190,6 +206,10 @@ class StreamedFile:
         """fsync, rename over `path`, fsync the directory: the file is there whole."""
         try:
             os.fsync(self._fd)
+            if self._tmp is None:         # unnamed: named beside `path` only now, whole
+                name = f".{self.path.name}.{secrets.token_hex(4)}{self._suffix}"
+                name_file(self._fd, self.path.parent, name)
+                self._tmp = self.path.parent / name
             os.close(self._fd)
             self._fd = -1
             os.replace(self._tmp, self.path)
@@ -202,6 +222,7 @@ class StreamedFile:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._tmp is not None:
             self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> StreamedFile:

@@ -59,3 +59,37 @@ def test_a_failing_fsync_leaves_nothing_in_place(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         sink.commit()
     assert _leftovers(tmp_path) == []
+
+
+def test_while_it_is_written_nothing_is_beside_the_path(tmp_path):
+    """Unnamed until commit (where the filesystem allows): a crash or kill mid-write
+    leaves no half-written copy of a client's file in the user's folder."""
+    if fsutil.unnamed_fd(tmp_path) is None:
+        pytest.skip("this filesystem makes no unnamed files")
+    out = tmp_path / "consent.pdf"
+    with StreamedFile(out) as sink:
+        sink.write(b"%PDF-1.7 " * 1000)
+        assert _leftovers(tmp_path) == []
+        sink.commit()
+    assert _leftovers(tmp_path) == ["consent.pdf"] and out.read_bytes() == b"%PDF-1.7 " * 1000
+
+
+def test_where_there_are_no_unnamed_files_a_hidden_part_file_is_used(tmp_path, monkeypatch):
+    monkeypatch.setattr(fsutil, "unnamed_fd", lambda directory: None)
+    out = tmp_path / "consent.pdf"
+    with StreamedFile(out) as sink:
+        sink.write(b"data")
+        (part,) = _leftovers(tmp_path)
+        assert part.startswith(".consent.pdf.") and part.endswith(".part")
+        sink.commit()
+    assert _leftovers(tmp_path) == ["consent.pdf"]
+
+
+def test_a_failing_rename_leaves_nothing_beside_the_path(tmp_path, monkeypatch):
+    out = tmp_path / "consent.pdf"
+    sink = StreamedFile(out)
+    sink.write(b"data")
+    monkeypatch.setattr(fsutil.os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(28, "No space left")))
+    with pytest.raises(OSError):
+        sink.commit()
+    assert _leftovers(tmp_path) == []
