@@ -231,9 +231,9 @@ class Output:
             name, (fh, size) = self._unnamed.popitem()
             try:
                 fh.flush()
-                if os.fstat(fh.fileno()).st_size != size:
-                    raise IntegrityError(f"export file {name}: {os.fstat(fh.fileno()).st_size} bytes on disk, "
-                                         f"{size} written")
+                on_disk = os.fstat(fh.fileno()).st_size
+                if on_disk != size:
+                    raise IntegrityError(f"export file {name}: {on_disk} bytes on disk, {size} written")
                 name_file(fh, self.tmp, name)
                 os.fsync(fh.fileno())
             finally:

@@ -64,8 +64,10 @@ def test_a_failing_fsync_leaves_nothing_in_place(tmp_path, monkeypatch):
 def test_while_it_is_written_nothing_is_beside_the_path(tmp_path):
     """Unnamed until commit (where the filesystem allows): a crash or kill mid-write
     leaves no half-written copy of a client's file in the user's folder."""
-    if fsutil.unnamed_fd(tmp_path) is None:
+    probe = fsutil.unnamed_fd(tmp_path)
+    if probe is None:
         pytest.skip("this filesystem makes no unnamed files")
+    os.close(probe)
     out = tmp_path / "consent.pdf"
     with StreamedFile(out) as sink:
         sink.write(b"%PDF-1.7 " * 1000)

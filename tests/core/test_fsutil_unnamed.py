@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import stat
-import subprocess
-import sys
 
 import pytest
 
 from strongroom.core import fsutil
+from tests.killed import READY, files_holding, killed_when_ready
+
+
+def _unnamed_or_skip(directory) -> None:
+    fd = fsutil.unnamed_fd(directory)
+    if fd is None:
+        pytest.skip("this filesystem makes no unnamed files")
+    os.close(fd)
 
 
 def test_an_unnamed_file_is_in_no_listing_until_it_is_named(tmp_path):
+    _unnamed_or_skip(tmp_path)
     fh = fsutil.unnamed_file(tmp_path)
-    if fh is None:
-        pytest.skip("this filesystem makes no unnamed files")
     with fh:
         fh.write(b"900-12-3456\n" * 1000)
         fh.flush()
@@ -29,9 +33,8 @@ def test_an_unnamed_file_is_in_no_listing_until_it_is_named(tmp_path):
 
 
 def test_an_unnamed_file_closed_unnamed_leaves_nothing(tmp_path):
+    _unnamed_or_skip(tmp_path)
     fh = fsutil.unnamed_file(tmp_path)
-    if fh is None:
-        pytest.skip("this filesystem makes no unnamed files")
     fh.write(b"x" * 4096)
     fh.close()
     assert list(tmp_path.iterdir()) == []
@@ -39,22 +42,13 @@ def test_an_unnamed_file_closed_unnamed_leaves_nothing(tmp_path):
 
 def test_a_process_killed_while_writing_leaves_nothing_readable(tmp_path):
     """kill -9 mid-write: the kernel frees the file with the process; no path reaches it."""
-    if fsutil.unnamed_file(tmp_path) is None:
-        pytest.skip("this filesystem makes no unnamed files")
-    child = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from strongroom.core import fsutil\n"
-         f"fh = fsutil.unnamed_file({str(tmp_path)!r})\n"
-         "fh.write(b'900-12-3456\\n' * 100000); fh.flush()\n"
-         "print('written', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "written"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    left = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert not [p for p in left if b"900-12-3456" in p.read_bytes()], left
+    _unnamed_or_skip(tmp_path)
+    killed_when_ready(
+        "import time; from strongroom.core import fsutil\n"
+        f"fh = fsutil.unnamed_file({str(tmp_path)!r})\n"
+        "fh.write(b'900-12-3456\\n' * 100000); fh.flush()\n"
+        f"print({READY!r}, flush=True); time.sleep(60)")
+    assert files_holding(tmp_path, b"900-12-3456") == []
 
 
 def test_where_the_filesystem_has_no_unnamed_files_the_answer_is_none(tmp_path, monkeypatch):

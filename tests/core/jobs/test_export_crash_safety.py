@@ -6,9 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import uuid
 from datetime import timedelta
@@ -25,6 +22,7 @@ from strongroom.core.export import archive, spool
 from strongroom.core.export.archive import Output
 from strongroom.core.jobs import export
 from tests.core.jobs.conftest import run_export
+from tests.killed import READY, files_holding, killed_when_ready
 
 SSN = b"900-12-3456"
 
@@ -66,23 +64,15 @@ def test_an_export_killed_mid_write_leaves_no_plaintext_under_any_name(tmp_path,
     """kill -9 while a data file is being written: what is left in the directory (the
     daemon's start-up removes it) holds no PHI."""
     spool_only = "archive.unnamed_file = lambda directory: None\n" if written_as == "spool" else ""
-    child = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\nfrom strongroom.core.export import archive\n" + spool_only +
-         f"output = archive.Output({str(tmp_path)!r}, '20260101T000000Z-0000abcd')\n"
-         "with output.open('clients.csv', text=False, table='clients') as stream:\n"
-         f"    stream.write(b''.join(b'%d,%s\\n' % (i, {SSN!r}) for i in range(100000)))\n"
-         "    stream.flush()\n"
-         "    print('written', flush=True)\n"
-         "    time.sleep(60)\n"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "written"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    left = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert not [p.name for p in left if SSN in p.read_bytes()]
+    killed_when_ready(
+        "import time\nfrom strongroom.core.export import archive\n" + spool_only +
+        f"output = archive.Output({str(tmp_path)!r}, '20260101T000000Z-0000abcd')\n"
+        "with output.open('clients.csv', text=False, table='clients') as stream:\n"
+        f"    stream.write(b''.join(b'%d,%s\\n' % (i, {SSN!r}) for i in range(100000)))\n"
+        "    stream.flush()\n"
+        f"    print({READY!r}, flush=True)\n"
+        "    time.sleep(60)\n")
+    assert files_holding(tmp_path, SSN) == []
 
 
 def test_only_the_files_that_stay_are_fsynced_not_the_spool(tmp_path, monkeypatch, written_as):
