@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy import Engine, func, or_, select
 from strongroom.core.config import Settings
+from strongroom.core.db.bulkwrite import upsert
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.models import (
     Backup,
@@ -386,12 +387,12 @@ def record_history(engine: Engine, result: Report) -> None:
     table = ComplianceScore.__table__
     day = result.generated_at.date().isoformat()
     areas = {a: {"points": v["points"], "status": v["status"]} for a, v in result.areas.items()}
+    # One INSERT ... ON CONFLICT, not UPDATE-then-INSERT: the daemon's periodic look and a
+    # user's `strongroom compliance` write the same day at once, and on PostgreSQL both
+    # UPDATEs found no row and the second INSERT failed on the duplicate day.
     with transaction(engine) as conn:
-        done = conn.execute(update(table).where(table.c.day == day).values(
-            score=result.score, areas=areas, recorded_at=result.generated_at)).rowcount
-        if not done:
-            conn.execute(insert(table), [{"day": day, "score": result.score, "areas": areas,
-                                          "recorded_at": result.generated_at}])
+        conn.execute(upsert(conn, table, ("day",)), [{"day": day, "score": result.score, "areas": areas,
+                                                      "recorded_at": result.generated_at}])
 
 
 def history(engine: Engine, days: int = HISTORY_DAYS) -> list[dict]:

@@ -364,3 +364,35 @@ def test_a_failing_paused_or_never_synced_peer_and_a_quarantined_row_cost_sync_p
     report = compliance.report(ctx.settings, ctx.engine, now=now)
     assert report.areas["sync"]["status"] == "evidenced"       # paused peers: still configured, proving nothing
     assert not _by_name(report)["at least one sync peer is active"].passed
+
+
+def test_two_writers_of_the_same_days_score_both_succeed(ctx: Context):
+    """The daemon's periodic look and a `strongroom compliance` both keep today's score,
+    at the same moment: neither may fail (on PostgreSQL an UPDATE that finds no row and
+    then an INSERT raced to a duplicate key, and the CLI got an `internal` error)."""
+    import threading
+
+    from strongroom.core.db.models import ComplianceScore
+
+    first = compliance.report(ctx.settings, ctx.engine)
+    failures: list[BaseException] = []
+    for round_ in range(15):
+        day = first.generated_at - timedelta(days=round_)
+        start = threading.Barrier(4)
+
+        def write(score: int, day=day, start=start) -> None:
+            start.wait()
+            try:
+                compliance.record_history(ctx.engine, compliance.Report(score, first.areas, [], day))
+            except BaseException as exc:  # noqa: BLE001 - every failure is the finding
+                failures.append(exc)
+
+        threads = [threading.Thread(target=write, args=(s,)) for s in (60, 61, 62, 63)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert failures == []
+    with ctx.engine.connect() as conn:
+        rows = conn.execute(ComplianceScore.__table__.select()).all()
+    assert len(rows) == 15 and {r.score for r in rows} <= {60, 61, 62, 63}
