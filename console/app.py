@@ -114,6 +114,11 @@ class StrongroomConsole(App):
                 shown.title = title
                 self.retitled.add(shown.identity)
 
+    def is_shown(self, notification: Notification) -> bool:
+        """Whether `notification` is still one of the toasts up (not expired, collapsed
+        or cleared), whatever widgets the rack has yet to take down."""
+        return notification in self._notifications
+
     def forget_toast(self, notification: Notification, newest: Notification) -> None:
         """Collapse one toast that no longer fits (the main screen's fit_toasts) into the
         newest one's "+N more"."""

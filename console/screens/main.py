@@ -271,17 +271,24 @@ class MainScreen(Screen):
         until the rest fit the rows the rack may take (a tab whose hint line sits high, like Security's at 80x24, has
         room for one or two), so the newest is in full view. The rack cannot scroll to
         it (Textual keeps it hidden, only its toasts are drawn), and a rack bounded in
-        height laid its toasts out below its own bottom edge."""
+        height laid its toasts out below its own bottom edge.
+
+        Only toasts still shown count. A collapsed one stays in the rack until the app
+        redraws the rack, a callback on the app's queue that a loaded machine runs late;
+        measured, it kept the pile "too tall", was dropped again (a no-op) and asked for
+        another pass, which the screen ran from its own queue before the app ever got
+        its turn: a livelock. Every further pass also spends `tries`."""
         try:
             rack = self.get_child_by_type(ToastRack)
         except NoMatches:
             return
-        toasts = list(rack.query(Toast))
+        toasts = [toast for toast in rack.query(Toast) if self.app.is_shown(toast._notification)]
+        if not tries:
+            return
         if not toasts or any(not toast.outer_size.height for toast in toasts):
-            if tries:
-                # Not mounted or laid out yet (the rack mounts them later, in a call of
-                # its own): look again shortly, for up to half a second.
-                self.set_timer(0.02, lambda: self.fit_toasts(tries - 1))
+            # Not mounted or laid out yet (the rack mounts them later, in a call of
+            # its own): look again shortly, for up to half a second.
+            self.set_timer(0.02, lambda: self.fit_toasts(tries - 1))
             return
         retitled = [toast for toast in toasts if toast._notification.identity in self.app.retitled]
         self.app.retitled.clear()
@@ -289,7 +296,7 @@ class MainScreen(Screen):
             # A "+N more" moved to the newest: redraw those toasts, measure once laid out.
             for toast in retitled:
                 toast.refresh(layout=True)
-            self.call_after_refresh(self.fit_toasts)
+            self.call_after_refresh(self.fit_toasts, tries - 1)
             return
         room = self.toast_rows if self.toast_rows is not None else self.size.height
         heights = [toast.outer_size.height + toast.styles.margin.top for toast in toasts]
@@ -301,7 +308,7 @@ class MainScreen(Screen):
         if dropped:
             # The newest now says "+N more" in its title, which may take a row of its own:
             # measure again once it is redrawn (a pass that drops nothing ends it).
-            self.call_after_refresh(self.fit_toasts)
+            self.call_after_refresh(self.fit_toasts, tries - 1)
 
     # --- events -------------------------------------------------------------------------
 

@@ -5,6 +5,8 @@ pile keeps only the newest that fit, never over the tab bar.
 Against the fixed stand-in for the daemon (layout only)."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from strongroom.console.screens.main import TABS, MainScreen
 from textual.geometry import Region
@@ -157,5 +159,55 @@ def test_a_toasts_own_title_is_kept_beside_the_count():
             await wait_for(pilot, lambda: newest_shown(rack, f"short {MAX_TOASTS}"), what="the newest toast")
             assert list(rack.query(Toast))[-1]._notification.title == "Backup failed · +1 more (! to read)"
             assert [m.title for m in app.messages][-1] == "Backup failed", "the log keeps the title as raised"
+
+    drive(scenario, timeout=60)
+
+
+
+def test_a_toast_the_app_has_not_yet_taken_down_does_not_keep_the_fitting_going():
+    """A collapsed toast stays in the rack until the app gets round to redrawing the rack
+    (a callback on the app's own queue, late on a loaded machine). Fitting the pile
+    measures only the toasts still shown: counting that one, the pile did not fit, so it
+    "dropped" it again (a no-op) and asked for another pass, which ran from the screen's
+    own queue before the app could take the toast down, forever: a CI worker spun at 100%
+    CPU, grew to 10 GB, and not even the test's timeout could run. Here the app is kept
+    from redrawing the rack until the test lets it, and the passes are capped so that
+    the old behaviour fails rather than hangs."""
+    from textual.notifications import Notification
+    from textual.widgets._toast import ToastHolder
+
+    cap = 200
+
+    async def scenario():
+        app = manage_app()
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            rack = await shown_rack(pilot)
+            screen = app.screen
+            for n in range(2):
+                app.notify(f"short {n}", timeout=60)
+            await wait_for(pilot, lambda: newest_shown(rack, "short 1"), what="two short toasts")
+            await settled(pilot)
+
+            rack.show = lambda notifications: None          # the app, busy elsewhere
+            gone = Notification(f"{MESSAGE} " * 8, timeout=60)   # taller than the room alone
+            await rack.mount(ToastHolder(Toast(gone)), before=0)
+            passes = 0
+            fit = screen.fit_toasts
+
+            def counted(*args, **kwargs):
+                nonlocal passes
+                passes += 1
+                if passes <= cap:
+                    fit(*args, **kwargs)
+
+            screen.fit_toasts = counted
+            screen.call_after_refresh(screen.fit_toasts)
+            await asyncio.sleep(1.0)
+            assert passes < cap, "fitting never ends while a collapsed toast waits to be taken down"
+            assert [str(t._notification.message) for t in rack.query(Toast)][-2:] == ["short 0", "short 1"]
+
+            del rack.show
+            app.clear_notifications()
+            await wait_for(pilot, lambda: not rack.query(Toast), what="toasts cleared")
 
     drive(scenario, timeout=60)
