@@ -385,9 +385,11 @@ class Keyring:
             del self._made_by[purpose]
         if purpose == KeyPurpose.BLIND_INDEX:
             self._made_indexer = None
-        if committed:
-            self._singletons.setdefault(purpose, key_id)
-        else:
+        # Not cached here even on commit: SQLAlchemy's "commit" event runs *before* the
+        # database commits, and another thread given the id now read "data key does not
+        # exist" (CI, PostgreSQL). The next use finds the row by its query, waiting on
+        # the singleton lock until it is committed, and caches it then.
+        if not committed:
             self._ciphers.pop(key_id, None)
 
     def system_cipher(self, conn: Connection) -> FieldCipher:
