@@ -278,13 +278,13 @@ class MainScreen(Screen):
         measured, it kept the pile "too tall", was dropped again (a no-op) and asked for
         another pass, which the screen ran from its own queue before the app ever got
         its turn: a livelock. Every further pass also spends `tries`."""
+        if not tries:
+            return
         try:
             rack = self.get_child_by_type(ToastRack)
         except NoMatches:
             return
         toasts = [toast for toast in rack.query(Toast) if self.app.is_shown(toast._notification)]
-        if not tries:
-            return
         if not toasts or any(not toast.outer_size.height for toast in toasts):
             # Not mounted or laid out yet (the rack mounts them later, in a call of
             # its own): look again shortly, for up to half a second.

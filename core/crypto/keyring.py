@@ -352,8 +352,8 @@ class Keyring:
         """The practice-wide key of `purpose`, created on first use.
 
         The cache (shared by the daemon's threads) learns a key only once its row is
-        committed: a key created here joins it when this transaction commits, and is
-        forgotten if it rolls back. Cached earlier, another thread would use a key its
+        committed: a key created here joins it when a later use finds the row by query
+        (after the commit), and is forgotten if its transaction rolls back. Cached earlier, another thread would use a key its
         own transaction cannot read yet, or (after a rollback) one that no longer exists:
         values sealed under it could never be opened again."""
         key_id = self._singletons.get(purpose)
@@ -377,7 +377,8 @@ class Keyring:
         return key_id
 
     def _settle(self, purpose: KeyPurpose, key_id: uuid.UUID, committed: bool) -> None:
-        """The transaction that created a practice-wide key ended: cache it, or drop it."""
+        """The transaction that created a practice-wide key ended: stop treating the key
+        as this transaction's own, and on a rollback drop its cipher."""
         if key_id not in self._uncommitted:
             return                              # settled already (commit, then the pool's reset)
         self._uncommitted.discard(key_id)
