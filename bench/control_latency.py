@@ -28,7 +28,7 @@ import zmq
 import zmq.auth
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir  # noqa: E402
+from tests.daemon.conftest import PASSWORD, DaemonProcess, free_port_pair, make_data_dir  # noqa: E402
 from bench.report import row, write_result  # noqa: E402
 
 
@@ -121,7 +121,7 @@ def main() -> None:
         (keys / "clients").mkdir(parents=True)
         server_public, server_secret = zmq.auth.create_certificates(str(keys), "server")
         client_public, client_secret = zmq.auth.create_certificates(str(keys / "clients"), "bench")
-        port = 47311
+        port = free_port_pair()   # not a fixed port: under load another process held port + 1
         data_dir = make_data_dir(tmp, args.pg or "sqlite", extra=(
             f'\n[daemon]\ntcp_endpoint = "tcp://127.0.0.1:{port}"\ncurve_secret_key_file = "{server_secret}"\n'
             f'curve_allowed_clients_dir = "{keys / "clients"}"\n'))

@@ -9,7 +9,7 @@ import pyotp
 import pytest
 
 from tests.console.cli_helpers import run_cli as run
-from tests.daemon.conftest import PASSWORD, DaemonProcess, add_unenrolled_admin, make_data_dir
+from tests.daemon.conftest import PASSWORD, DaemonProcess, add_unenrolled_admin, free_port_pair, make_data_dir
 
 
 @pytest.fixture
@@ -288,19 +288,6 @@ def test_whoami_says_which_identity_commands_act_as_and_a_saved_session_is_never
 
 # --- another machine: --connect over CURVE TCP ------------------------------------------
 
-def _free_port_pair() -> int:
-    """A control port whose next port (the daemon's event port) is free too."""
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port pair")
-
 
 @pytest.fixture
 def remote(tmp_path, db_url, monkeypatch, capsys):
@@ -323,7 +310,7 @@ def remote(tmp_path, db_url, monkeypatch, capsys):
     assert code == 0, err
     client_public = out.strip()
     shutil.copy(tmp_path / "laptop" / "client.key", allowed / "laptop.key")
-    port = _free_port_pair()
+    port = free_port_pair()
     data_dir = make_data_dir(tmp_path, db_url, extra=(
         f'\n[daemon]\ntcp_endpoint = "tcp://127.0.0.1:{port}"\n'
         f'curve_secret_key_file = "{server_secret}"\ncurve_allowed_clients_dir = "{allowed}"\n'))

@@ -56,6 +56,23 @@ parallelism = 1
 """
 
 
+def free_port_pair() -> int:
+    """A free loopback control port whose next port (the daemon's event port, port + 1)
+    is free too. Free when asked: another process may still take one before the daemon
+    binds, but a fixed port was taken often enough (by a client's ephemeral port) to fail
+    a run under load."""
+    for _ in range(50):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port pair")
+
+
 def make_data_dir(root: Path, db_url: str, extra: str = "") -> Path:
     """A data directory (config, key, migrated database) with two test users."""
     target = root / "data"

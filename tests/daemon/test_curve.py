@@ -1,26 +1,13 @@
 """The optional TCP endpoint: CURVE-encrypted, and only allow-listed client keys connect."""
 import asyncio
-import socket
 import time
 
 import pytest
 import zmq.auth
 
 from strongroom.console.client import Client, ClientError, Curve
-from tests.daemon.conftest import PASSWORD, DaemonProcess, make_data_dir
+from tests.daemon.conftest import PASSWORD, DaemonProcess, free_port_pair, make_data_dir
 
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port pair")
 
 
 @pytest.fixture
@@ -31,7 +18,7 @@ def curve_daemon(tmp_path, db_url):
     server_public, server_secret = zmq.auth.create_certificates(str(keys), "server")
     client_public, client_secret = zmq.auth.create_certificates(str(allowed), "console")
     stranger_public, stranger_secret = zmq.auth.create_certificates(str(keys), "stranger")
-    port = _free_port_pair()
+    port = free_port_pair()
     data_dir = make_data_dir(tmp_path, db_url, extra=(
         f'\n[daemon]\ntcp_endpoint = "tcp://127.0.0.1:{port}"\n'
         f'curve_secret_key_file = "{server_secret}"\ncurve_allowed_clients_dir = "{allowed}"\n'))
