@@ -60,7 +60,7 @@ def test_malformed_frames_get_the_documented_error(daemon, frame, code, words):
 
 
 def test_huge_frame_over_the_limit_is_refused_and_the_daemon_keeps_serving(daemon):
-    frame = request(args={"pad": "x" * (1024 * 1024 + 10)})
+    frame = request(args={"pad": "x" * (4 * 1024 * 1024 + 10)})   # the default limit: 4 MiB
     reply = raw(daemon, frame)
     assert reply["error"]["code"] == "bad_request" and "exceeds the limit" in reply["error"]["message"]
     assert_alive(daemon)

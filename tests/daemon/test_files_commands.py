@@ -71,7 +71,7 @@ def test_short_upload_and_abort_leave_nothing(files_daemon):
     client = files_daemon.clients[0]
     opened = files_daemon.call("file.add", {"client_id": client, "name": "a.pdf",
                                              "content_type": "application/pdf", "size": 2 * CHUNK_SIZE})
-    for _ in range(CHUNK_SIZE // opened["transfer_bytes"] + 2):
+    for _ in range(CHUNK_SIZE // opened["transfer_bytes"] + 1):     # past one whole chunk, short of two
         files_daemon.call("file.chunk.add", {"upload_id": opened["upload_id"],
                                               "data": base64.b64encode(os.urandom(opened["transfer_bytes"])).decode()})
     deadline = time.monotonic() + 60     # a loaded CI machine: 10 s was once too short
@@ -148,7 +148,7 @@ def test_malformed_frames_are_refused_and_change_nothing(files_daemon):
     opened = files_daemon.call("file.add", {"client_id": client, "name": "a.pdf", "content_type": "application/pdf",
                                              "size": len(data), "framed": True})
     upload_id, step = opened["upload_id"], opened["transfer_bytes"]
-    assert step == 1024 * 1024                # no base64 headroom: the whole frame limit
+    assert step == 4 * 1024 * 1024            # no base64 headroom: the whole frame limit (a store chunk)
     chunk = request(files_daemon, "file.chunk.add", {"upload_id": upload_id})
 
     def refused(*frames, words: str, kind: int = zmq.DEALER) -> None:
@@ -159,7 +159,7 @@ def test_malformed_frames_are_refused_and_change_nothing(files_daemon):
     refused(chunk, b"x" * 10, b"y" * 10, words="at most one binary frame")
     refused(request(files_daemon, "status", {}), b"x" * 10, words="status takes no binary frame")
     refused(request(files_daemon, "file.upload.commit", {"upload_id": upload_id}), b"x", words="takes no binary frame")
-    refused(chunk, b"x" * (1024 * 1024 + 1), words="exceeds the limit of 1048576")
+    refused(chunk, b"x" * (4 * 1024 * 1024 + 1), words="exceeds the limit of 4194304")
     refused(request(files_daemon, "file.chunk.add", {"upload_id": upload_id, "data": base64.b64encode(b"x").decode()}),
             b"x", words="both inline")
     refused(request(files_daemon, "file.chunk.add", {"upload_id": upload_id, "data": base64.b64encode(b"x").decode()}),
@@ -167,7 +167,7 @@ def test_malformed_frames_are_refused_and_change_nothing(files_daemon):
     refused(chunk, words="binary frame after the JSON frame")
     refused(b"", chunk, b"x", b"y", kind=zmq.DEALER, words="at most one binary frame")   # REQ-style envelope
     refused(request(files_daemon, "file.chunk.add", {"upload_id": upload_id, "offset": step}), data[step:2 * step],
-            words="a piece at offset 1048576, but 0 bytes are received")
+            words=f"a piece at offset {step}, but 0 bytes are received")
     # nothing of the refused calls was taken: the upload goes on from byte 0
     assert stored_files(files_daemon) == [] and files_daemon.call("file.list", {"client_id": client}) == []
     for start in range(0, len(data), step):
@@ -183,7 +183,7 @@ def test_malformed_frames_are_refused_and_change_nothing(files_daemon):
     # a base64 upload takes no frame
     old = files_daemon.call("file.add", {"client_id": client, "name": "b.pdf", "content_type": "application/pdf",
                                           "size": 10})
-    assert old["transfer_bytes"] < 800_000
+    assert old["transfer_bytes"] < step     # base64 headroom: 3/4 of the frame limit
     err = error_of(files_daemon, "file.chunk.add", {"upload_id": old["upload_id"]}, content=b"x" * 10)
     assert err.code == "bad_request" and "opened without framed" in err.message
     files_daemon.call("file.chunk.add", {"upload_id": old["upload_id"], "data": base64.b64encode(b"y" * 10).decode()})
