@@ -10,6 +10,7 @@ what a rare cycle can hold until the collector runs again right after.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import threading
@@ -69,3 +70,32 @@ def heap_frozen() -> Iterator[None]:
             _frozen_depth -= 1
             if _frozen_depth == 0:
                 gc.unfreeze()
+
+
+_exit_hook_lock = threading.Lock()
+_exit_hook_registered = False
+
+
+def skip_final_collection() -> None:
+    """At interpreter exit, set the whole heap aside (gc.freeze) before CPython's last
+    full collection, which otherwise walks every object the process ever imported just
+    to free memory the kernel takes back anyway: 0.15-0.25 s of every `strongroomd`
+    stop and every `strongroom` command that opened the database (measured: a daemon's
+    "stopped" log line to its exit, 0.18 s of a 0.24 s stop). Registered once, as an
+    atexit hook, so the CLI's `main` called inside a test process freezes nothing until
+    that process ends. atexit hooks registered earlier (logging's flush) still run after
+    it, and refcounting still frees what module teardown drops: only garbage in cycles
+    is left to the kernel, and nothing of ours relies on a collector to close or flush
+    a file (files are written, fsynced and closed explicitly)."""
+    global _exit_hook_registered
+    with _exit_hook_lock:
+        if _exit_hook_registered:
+            return
+        _exit_hook_registered = True
+
+    def freeze() -> None:
+        global _frozen_depth
+        with _frozen_lock:       # and no walk's heap_frozen unfreezes it after
+            _frozen_depth += 1
+            gc.freeze()
+    atexit.register(freeze)

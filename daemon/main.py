@@ -14,6 +14,7 @@ import os
 import sys
 from typing import NoReturn
 
+from strongroom.core.bulk import skip_final_collection
 from strongroom.core.config import load_settings, locate_config
 from strongroom.core.context import open_context
 from strongroom.core.db.engine import translate_error
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     args = parser.parse_args(argv)
     os.umask(0o077)
+    skip_final_collection()
     logs.setup(args.log_level)
     try:
         path = locate_config(args.config, args.data_dir)

@@ -21,6 +21,7 @@ import click
 
 from strongroom.console.cli.lazy import LazyGroup
 from strongroom.console.cli.options import data_dir_options, json_option, refuse_unused, root_options, socket_option
+from strongroom.core.bulk import skip_final_collection
 from strongroom.core.errors import StrongroomError
 
 if TYPE_CHECKING:  # loading these costs SQLAlchemy and pydantic: only commands that need them do
@@ -197,6 +198,7 @@ def cli(click_ctx: click.Context, data_dir: str | None, config: str | None, as_j
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and map errors to exit codes."""
     os.umask(0o077)  # everything we create (database, WAL, exports) is the owner's alone
+    skip_final_collection()
     try:
         cli.main(args=argv, prog_name="strongroom", standalone_mode=False)
     except click.exceptions.Abort:

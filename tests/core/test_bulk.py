@@ -1,7 +1,11 @@
-"""core.bulk: what a bulk walk does to the cyclic collector is undone when it ends."""
+"""core.bulk: what a bulk walk does to the cyclic collector is undone when it ends; a
+process that is ending skips the collector's last walk of its heap."""
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
+import textwrap
 
 from strongroom.core.bulk import heap_frozen
 
@@ -52,3 +56,28 @@ def test_collector_stays_paused_while_another_thread_still_holds_a_pause():
         release.set()
         other.join(10)
     assert gc.isenabled()
+
+
+def test_an_ending_process_sets_its_heap_aside_once_and_only_at_exit():
+    """skip_final_collection: nothing frozen while the process runs (the CLI's main runs
+    inside test processes too), one hook however often it is asked, and by the time the
+    interpreter's last collection would run, the heap is set aside. Run in a child, since
+    the hook fires only at exit; a hook registered before runs after it (atexit: last in,
+    first out), as logging's flush does, and sees the heap frozen."""
+    child = textwrap.dedent("""
+        import atexit, gc
+        atexit.register(lambda: print("frozen at exit:", gc.get_freeze_count() > 0))
+        from strongroom.core.bulk import heap_frozen, skip_final_collection
+        before = atexit._ncallbacks()
+        skip_final_collection()
+        skip_final_collection()
+        print("hooks added:", atexit._ncallbacks() - before)
+        print("frozen while running:", gc.get_freeze_count() > 0)
+        with heap_frozen():          # a walk that ends before exit unfreezes what it froze
+            pass
+        print("frozen after a walk:", gc.get_freeze_count() > 0)
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["hooks added: 1", "frozen while running: False",
+                                        "frozen after a walk: False", "frozen at exit: True"]
