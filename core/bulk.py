@@ -72,8 +72,7 @@ def heap_frozen() -> Iterator[None]:
                 gc.unfreeze()
 
 
-_exit_hook_lock = threading.Lock()
-_exit_hook_registered = False
+_exit_hook_registered = False     # guarded by _frozen_lock, as the depth it adds to
 
 
 def skip_final_collection() -> None:
@@ -88,7 +87,7 @@ def skip_final_collection() -> None:
     is left to the kernel, and nothing of ours relies on a collector to close or flush
     a file (files are written, fsynced and closed explicitly)."""
     global _exit_hook_registered
-    with _exit_hook_lock:
+    with _frozen_lock:
         if _exit_hook_registered:
             return
         _exit_hook_registered = True

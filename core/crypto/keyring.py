@@ -353,9 +353,10 @@ class Keyring:
 
         The cache (shared by the daemon's threads) learns a key only once its row is
         committed: a key created here joins it when a later use finds the row by query
-        (after the commit), and is forgotten if its transaction rolls back. Cached earlier, another thread would use a key its
-        own transaction cannot read yet, or (after a rollback) one that no longer exists:
-        values sealed under it could never be opened again."""
+        (after the commit), and is forgotten if its transaction rolls back. Cached
+        earlier, another thread would use a key its own transaction cannot read yet, or
+        (after a rollback) one that no longer exists: values sealed under it could never
+        be opened again."""
         key_id = self._singletons.get(purpose)
         if key_id is not None:
             return key_id
