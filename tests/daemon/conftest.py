@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -56,16 +57,28 @@ parallelism = 1
 """
 
 
+def ephemeral_ports() -> range:
+    """The ports the kernel hands out to outgoing connections and to bind(port 0)."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999          # Linux's default
+    return range(low, high + 1)
+
+
 def free_port_pair() -> int:
     """A free loopback control port whose next port (the daemon's event port, port + 1)
-    is free too. Free when asked: another process may still take one before the daemon
-    binds, but a fixed port was taken often enough (by a client's ephemeral port) to fail
-    a run under load."""
-    for _ in range(50):
+    is free too, both below the kernel's ephemeral range. A pair from bind(port 0) lay
+    inside it, where any outgoing connection of the busy suite (to PostgreSQL, to another
+    daemon) could take port + 1 in the second before the daemon bound it: CI failed so,
+    twice. Below the range only a process binding that very port collides, and the pair
+    is drawn at random so two workers rarely try the same one."""
+    ephemeral = ephemeral_ports()
+    for _ in range(200):
+        port = random.randrange(10000, min(ephemeral.start, 65535) - 1)
         with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
             try:
+                a.bind(("127.0.0.1", port))
                 b.bind(("127.0.0.1", port + 1))
             except OSError:
                 continue

@@ -6,7 +6,7 @@ import pytest
 import zmq.auth
 
 from strongroom.console.client import Client, ClientError, Curve
-from tests.daemon.conftest import PASSWORD, DaemonProcess, free_port_pair, make_data_dir
+from tests.daemon.conftest import PASSWORD, DaemonProcess, ephemeral_ports, free_port_pair, make_data_dir
 
 
 
@@ -76,3 +76,11 @@ def test_tcp_without_keys_is_a_config_error(tmp_path, db_url):
     code = proc.proc.wait(60)
     assert code != 0 and "CURVE" in proc.log()
     proc.stop()
+
+
+def test_a_daemons_port_pair_lies_below_the_kernels_ephemeral_range():
+    """Where no outgoing connection can take the event port before the daemon binds it
+    (a pair from bind(port 0) could, and under CI's load did)."""
+    for _ in range(20):
+        port = free_port_pair()
+        assert 1024 < port and port + 1 < ephemeral_ports().start
