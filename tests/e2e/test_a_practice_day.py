@@ -23,6 +23,7 @@ from sqlalchemy import select
 from strongroom.core.db.engine import make_engine
 from strongroom.core.db.models import Client
 from tests.conftest import PG_AVAILABLE, pg_admin, pg_url
+from tests.console.tui.conftest import patient_pilot  # noqa: F401  (autouse: the console's Pilot waits in rounds)
 from tests.daemon.conftest import FAST_AUTH, PASSWORD, running_daemon
 
 CLI = [sys.executable, "-m", "strongroom.console.cli"]

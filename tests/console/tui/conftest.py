@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import pytest
 import textual.constants
+from textual.pilot import Pilot, WaitForScreenTimeout
 
 from tests.daemon.conftest import (FAST_HEALTH, PASSWORD, data_transaction, insert_demo_rows, make_data_dir,
                                    running_daemon)
@@ -21,6 +22,38 @@ def no_animations(monkeypatch):
     and on a loaded machine snapshots caught it half-way (a stray `━`). The tests judge end
     states; an app made during the test reads this when it starts."""
     monkeypatch.setattr(textual.constants, "TEXTUAL_ANIMATIONS", "none")
+
+
+TEXTUAL_WAIT_FOR_SCREEN = Pilot._wait_for_screen
+
+
+async def wait_for_screen_in_rounds(pilot: Pilot, timeout: float = 30.0, *, round_seconds: float = 2.0,
+                                    at_least: float = 60.0) -> bool:
+    """Pilot's wait for the screen's widgets to drain their queues, asked afresh every
+    `round_seconds` until `max(timeout, at_least)` has passed.
+
+    Textual's own wait (behind every pause, press and click) posts one callback to each
+    widget on the screen *once* and waits up to 30 s for all of them. A widget that
+    takes the callback and never runs it (one that leaves the screen before its queue
+    is read) stalls that wait for the full 30 s and fails the test: CI saw it once in
+    a snapshot (stop 39, `test_reconcile_pair_layout[120x40]`, 67 s, at the loaded end
+    of the suite). Each round here walks the screen as it is now, so a widget that left
+    no longer counts; a widget that is really stuck still fails the wait, after 60 s
+    rather than 30, which a loaded 2-core CI machine also needs."""
+    deadline = time.monotonic() + max(timeout, at_least)
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return await TEXTUAL_WAIT_FOR_SCREEN(pilot, timeout=max(0.05, min(round_seconds, left)))
+        except WaitForScreenTimeout:
+            if time.monotonic() >= deadline:
+                raise
+
+
+@pytest.fixture(autouse=True)
+def patient_pilot(monkeypatch):
+    """Every Pilot in the console's tests waits in rounds (wait_for_screen_in_rounds)."""
+    monkeypatch.setattr(Pilot, "_wait_for_screen", wait_for_screen_in_rounds)
 
 
 @pytest.fixture
@@ -85,7 +118,7 @@ async def settled(pilot, timeout: float = 20.0) -> None:
     app = pilot.app
     await wait_for(pilot, lambda: all(w.is_finished for w in app.workers if w.group != "events"),
                    timeout, what="the screen's loads to finish")
-    await pilot.wait_for_scheduled_animations()
+    await pilot.wait_for_animation()     # none run (no_animations); cheap to be sure
     await pilot.pause()
     # The footer rebuilds itself after a refresh (remove every key, then mount the new
     # ones); a loaded machine caught it empty. Settled is two identical frames in a row.
