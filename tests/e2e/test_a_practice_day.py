@@ -23,8 +23,10 @@ from sqlalchemy import select
 from strongroom.core.db.engine import make_engine
 from strongroom.core.db.models import Client
 from tests.conftest import PG_AVAILABLE, pg_admin, pg_url
-from tests.console.tui.conftest import patient_pilot  # noqa: F401  (autouse: the console's Pilot waits in rounds)
+from tests.console.tui import conftest as tui
 from tests.daemon.conftest import FAST_AUTH, PASSWORD, running_daemon
+
+patient_pilot = tui.patient_pilot       # autouse here too: the console's Pilot waits in rounds
 
 CLI = [sys.executable, "-m", "strongroom.console.cli"]
 
