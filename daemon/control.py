@@ -16,6 +16,8 @@ a copy. Refused with bad_request before anything runs: more than one binary fram
 binary frame to a command that takes none, a binary frame over max_frame_bytes (ZeroMQ
 itself drops a peer past MAXMSGSIZE, four times that). Content both inline and as a
 frame, or in the wrong form for its transfer, is the handler's bad_request.
+Requests may be pipelined; each socket answers a bounded number at once (InFlight) and
+is not read past that, so memory held for received requests stays bounded.
 
 Endpoints: ipc://<runtime dir>/control.sock and events.sock (mode 0600), and optionally
 a TCP endpoint with CURVE encryption whose clients must be in an allow-list of public
@@ -73,6 +75,14 @@ TOKEN_CACHE_SECONDS = 2.0
 # backlog a login is refused at once rather than queued without bound.
 LOGIN_WORKERS = 2
 LOGIN_BACKLOG = 16
+# Requests being answered at once from one socket, and the bytes their frames hold. Past
+# either, the socket is not read until one is answered: ZeroMQ then keeps at most
+# RECEIVE_QUEUE messages per peer and pushes back on the sender (its sends wait), so a
+# client pipelining large frames (file pieces, up to MAXMSGSIZE each) without reading the
+# replies holds a bounded amount of the daemon's memory, not one frame per message sent.
+IN_FLIGHT_REQUESTS = 64
+IN_FLIGHT_BYTES = 64 * 1024 * 1024
+RECEIVE_QUEUE = 8
 
 
 class LoginPool:
@@ -99,6 +109,35 @@ class LoginPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class InFlight:
+    """What one socket's requests being answered hold: how many, and their frames' bytes.
+    Used only from the event loop's thread, so the counts need no lock."""
+
+    def __init__(self, requests: int = IN_FLIGHT_REQUESTS, size: int = IN_FLIGHT_BYTES) -> None:
+        self.max_requests, self.max_bytes = requests, size
+        self.requests = self.bytes = 0
+        self.peak_requests = self.peak_bytes = 0
+        self._freed = asyncio.Event()
+
+    async def room(self) -> None:
+        """Return once another request may be read (a single one larger than the byte
+        budget still gets in when nothing else is in flight: ZeroMQ's MAXMSGSIZE bounds it)."""
+        while self.requests >= self.max_requests or (self.requests and self.bytes >= self.max_bytes):
+            self._freed.clear()
+            await self._freed.wait()
+
+    def take(self, size: int) -> None:
+        self.requests += 1
+        self.bytes += size
+        self.peak_requests = max(self.peak_requests, self.requests)
+        self.peak_bytes = max(self.peak_bytes, self.bytes)
+
+    def give_back(self, size: int) -> None:
+        self.requests -= 1
+        self.bytes -= size
+        self._freed.set()
 
 
 @dataclass(frozen=True)
@@ -144,6 +183,7 @@ class ControlServer:
         # ZeroMQ drops a peer that sends more than this; frames between the configured
         # limit and this get a proper bad_request reply instead.
         router.setsockopt(zmq.MAXMSGSIZE, self.settings.max_frame_bytes * 4 + 65536)
+        router.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
         self._bind_ipc(router, "control.sock")
         self.sockets.append(router)
         self.pub = self.zctx.socket(zmq.PUB)
@@ -200,6 +240,7 @@ class ControlServer:
         router = self.zctx.socket(zmq.ROUTER)
         router.setsockopt(zmq.LINGER, 0)
         router.setsockopt(zmq.MAXMSGSIZE, s.max_frame_bytes * 4 + 65536)
+        router.setsockopt(zmq.RCVHWM, RECEIVE_QUEUE)
         router.curve_secretkey, router.curve_publickey, router.curve_server = secret, public, True
         _bind(router, s.tcp_endpoint, "daemon.tcp_endpoint")
         self.sockets.append(router)
@@ -227,8 +268,12 @@ class ControlServer:
                     pass  # a slow subscriber loses events rather than stalling the daemon
 
     # -- requests ------------------------------------------------------------------------
-    async def _serve(self, sock: zmq.asyncio.Socket, *, ipc: bool) -> None:
+    async def _serve(self, sock: zmq.asyncio.Socket, *, ipc: bool, in_flight: InFlight | None = None) -> None:
+        """Read requests and answer each in a task of its own, at most `in_flight`'s
+        budget of them at once (InFlight: the socket is not read past it)."""
+        in_flight = in_flight or InFlight()
         while True:
+            await in_flight.room()
             try:
                 frames = await sock.recv_multipart(copy=False)
             except asyncio.CancelledError:
@@ -238,9 +283,12 @@ class ControlServer:
                     return
                 log.warning("receive failed", extra={"error": str(exc)})
                 continue
+            size = sum(len(frame.buffer) for frame in frames)
+            in_flight.take(size)
             task = asyncio.create_task(self._answer(sock, frames, ipc))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _task, size=size: in_flight.give_back(size))
 
     async def _answer(self, sock: zmq.asyncio.Socket, frames: list, ipc: bool) -> None:
         if len(frames) < 2:

@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from strongroom.core.jobs.kinds import KINDS
+from strongroom.daemon.control import IN_FLIGHT_BYTES, IN_FLIGHT_REQUESTS, RECEIVE_QUEUE
 from strongroom.core.protocol import ERROR_CODES, PROTOCOL_VERSION, schema_type
 from strongroom.core.protocol.names import SINGLE_WORD, VERBS
 
@@ -128,6 +129,12 @@ def render() -> str:
         "`[daemon] max_frame_bytes`, content both inline and as a frame, or in the form its "
         "transfer was not opened for. Without `framed`, pieces travel as base64 `data` in the "
         "JSON, as before (kept for one release).",
+        "",
+        f"Requests may be pipelined (sent before earlier ones are answered; match answers by `id`). "
+        f"The daemon answers at most {IN_FLIGHT_REQUESTS} requests from one socket at once, "
+        f"holding at most {IN_FLIGHT_BYTES // 2**20} MiB of their frames; past that it reads no "
+        f"more from the socket until one is answered, and ZeroMQ keeps at most {RECEIVE_QUEUE} "
+        f"more per client before the client's sends wait. Nothing is dropped.",
         "",
         "A signed-in person's commands of a class `[auth] rate_limits` limits (the first part of "
         "the command's name as the classes were first named: `exports` for export.run and export.list, "
