@@ -240,4 +240,3 @@ def stamp_rows(conn: Connection, clock: Clock, spec: SyncTable, rows: list[Mappi
         writer.add(row["id"], new)
     writer.flush(conn)
     return fresh
-    return fresh
