@@ -15,8 +15,10 @@ refused for a missing permission: only for being another practice's.
 """
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +32,7 @@ from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import create_practice, only_practice
 from strongroom.core.repository.sessions import create_session
 from strongroom.core.retention import erasure, holds
+from tests.conftest import pg_copy, sqlite_copy
 from tests.daemon.conftest import (PASSWORD, data_transaction, error_of, login, make_data_dir, running_daemon,
                                    seed_sync_demo, wait_run)
 
@@ -52,8 +55,8 @@ def _seed_practice(ctx, conn, practice: uuid.UUID, tag: str) -> dict:
             "staff": str(staff), "service": str(service), "appointment": str(appointment), "hold": str(hold.id)}
 
 
-@pytest.fixture
-def two_practices(tmp_path, db_url):
+@contextlib.contextmanager
+def _two_practices_daemon(tmp_path: Path, db_url: str):
     """A daemon over practice A (`opa`, an operator admin of A) and practice B (`bossb`,
     B's owner), each with its own client, staff, service, appointment, hold and request."""
     data_dir = make_data_dir(tmp_path, db_url)
@@ -68,6 +71,27 @@ def two_practices(tmp_path, db_url):
         proc.a, proc.b = seeded_a, seeded_b
         proc.opa = login(proc, "opa", op_enrol.secret)
         proc.bossb = login(proc, "bossb", b_enrol.secret)
+        yield proc
+
+
+@pytest.fixture
+def two_practices(tmp_path, db_url):
+    with _two_practices_daemon(tmp_path, db_url) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def probed_practices(request, tmp_path_factory):
+    """`two_practices` shared by the probes of one engine (per test worker): each probe is
+    refused and changes nothing, and each checks so itself (B's state before and after),
+    so one daemon serves them all instead of one started, seeded and logged in to per
+    probe (64 of them, about a minute of the suite)."""
+    tmp_path = tmp_path_factory.mktemp("probed")
+    if request.param == "sqlite":
+        db_url = sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "strongroom.db")
+    else:
+        db_url = pg_copy(request, request.getfixturevalue("pg_template"))
+    with _two_practices_daemon(tmp_path, db_url) as proc:
         yield proc
 
 
@@ -142,8 +166,8 @@ def _made_up(args: dict) -> dict:
 
 
 @pytest.mark.parametrize("cmd, args", PROBES + USER_PROBES, ids=lambda v: v if isinstance(v, str) else "")
-def test_a_user_of_practice_a_cannot_reach_practice_b_by_naming_its_ids(two_practices, cmd, args):
-    d = two_practices
+def test_a_user_of_practice_a_cannot_reach_practice_b_by_naming_its_ids(probed_practices, cmd, args):
+    d = probed_practices
     before = _b_state(d)
     naming_b = _fill(args, d.b)
     refused = error_of(d, cmd, naming_b, d.opa)
