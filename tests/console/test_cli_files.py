@@ -88,3 +88,28 @@ def test_get_refuses_an_out_that_exists_or_has_no_folder_without_echoing_it(caps
     code, _, err = cli(capsys, daemon, "files", "get", file_id, "--out", good, "--force")
     assert code == 0, err
     assert good.read_bytes() == b"%PDF-1.4 synthetic"
+
+
+def test_a_file_of_several_pieces_round_trips_and_a_bad_middle_piece_leaves_nothing(capsys, daemon, tmp_path):
+    """Three pieces (4 MiB frames): the CLI reads the next piece while one is with the
+    daemon, and writes a piece while it asks for the next. The bytes arrive whole and
+    in order; a chunk tampered in the middle leaves no file and no temporary beside it."""
+    source = tmp_path / "scan.pdf"
+    data = os.urandom(11_500_000)
+    source.write_bytes(data)
+    code, out, err = cli(capsys, daemon, "files", "add", daemon.clients[0], source, "--json")
+    assert code == 0, err
+    file_id = json.loads(out)["id"]
+    target = tmp_path / "copy.pdf"
+    code, out, err = cli(capsys, daemon, "files", "get", file_id, "--out", target)
+    assert code == 0, err
+    assert target.read_bytes() == data
+    target.unlink()
+    objects = sorted((p for p in (daemon.data_dir / "files").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    middle = [p for p in objects if p.stat().st_size > 3_000_000][1]     # one of the full-size chunks
+    raw = bytearray(middle.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    middle.write_bytes(bytes(raw))
+    code, _, err = cli(capsys, daemon, "files", "get", file_id, "--out", target)
+    assert code != 0 and file_id in err
+    assert not target.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".copy.pdf")]
