@@ -93,7 +93,14 @@ def pg_template():
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request, tmp_path) -> str:
     """A freshly migrated, empty database of each engine."""
-    if request.param == "sqlite":
+    return fresh_db_url(request, tmp_path, request.param)
+
+
+def fresh_db_url(request, tmp_path: Path, engine: str) -> str:
+    """A freshly migrated, empty database of `engine` ("sqlite" or "postgresql") for the
+    fixture asking (`request`): an SQLite file in `tmp_path`, or a PostgreSQL database
+    dropped when that fixture ends."""
+    if engine == "sqlite":
         return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "strongroom.db")
     return pg_copy(request, request.getfixturevalue("pg_template"))
 

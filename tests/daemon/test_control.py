@@ -52,7 +52,8 @@ def test_sockets_are_private(daemon):
     (request(cmd="status", token="made-up-token"), "unauthenticated", "invalid session token"),
     (request(cmd="status", token="local:0:wrong"), "unauthenticated", "local operator token"),
 ])
-def test_malformed_frames_get_the_documented_error(daemon, frame, code, words):
+def test_malformed_frames_get_the_documented_error(module_daemon, frame, code, words):
+    daemon = module_daemon
     reply = raw(daemon, frame)
     assert reply["ok"] is False and reply["error"]["code"] == code
     assert words in reply["error"]["message"]
@@ -254,7 +255,8 @@ def test_a_stored_run_whose_params_cannot_be_encoded_is_still_listed(daemon, dat
     ({"snapshot_id": "0b9e3c1e-0000-4000-8000-000000000000", "dest": "sqlite:////tmp/x.db", "force": "maybe"},
      "force"),
 ])
-def test_job_params_are_checked_per_kind_when_submitted_naming_the_field(daemon, params, field):
+def test_job_params_are_checked_per_kind_when_submitted_naming_the_field(module_daemon, params, field):
+    daemon = module_daemon
     reply = raw(daemon, request("job.run", token=daemon.local_token(), args={"kind": "restore", "params": params}))
     assert reply["error"]["code"] == "bad_request"
     assert f"restore params: {field}" in reply["error"]["message"]
@@ -269,7 +271,8 @@ def test_an_unknown_param_is_refused_without_repeating_its_name(daemon):
 
 
 @pytest.mark.parametrize("cmd", ["audit.tail", "security.event.list"])
-def test_a_before_id_beyond_64_bits_is_a_bad_request(daemon, cmd):
+def test_a_before_id_beyond_64_bits_is_a_bad_request(module_daemon, cmd):
+    daemon = module_daemon
     reply = raw(daemon, request(cmd, token=daemon.local_token(), args={"before_id": 2 ** 63}))
     assert reply["error"]["code"] == "bad_request" and "before_id" in reply["error"]["message"]
 
@@ -278,6 +281,7 @@ def test_a_before_id_beyond_64_bits_is_a_bad_request(daemon, cmd):
     ("backup.show", {"snapshot_id": "0b9e3c1e-0000-4000-8000-000000000000"}),
     ("backup.forget", {"snapshot_id": "0b9e3c1e-0000-4000-8000-000000000000", "dry_run": True}),
 ])
-def test_snapshot_commands_before_any_backup_say_there_is_no_repository(daemon, cmd, args):
+def test_snapshot_commands_before_any_backup_say_there_is_no_repository(module_daemon, cmd, args):
+    daemon = module_daemon
     reply = raw(daemon, request(cmd, token=daemon.local_token(), args=args))
     assert reply["error"]["code"] == "not_found", reply

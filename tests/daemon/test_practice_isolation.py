@@ -32,7 +32,7 @@ from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import create_practice, only_practice
 from strongroom.core.repository.sessions import create_session
 from strongroom.core.retention import erasure, holds
-from tests.conftest import pg_copy, sqlite_copy
+from tests.conftest import fresh_db_url
 from tests.daemon.conftest import (PASSWORD, data_transaction, error_of, login, make_data_dir, running_daemon,
                                    seed_sync_demo, wait_run)
 
@@ -87,11 +87,7 @@ def probed_practices(request, tmp_path_factory):
     so one daemon serves them all instead of one started, seeded and logged in to per
     probe (64 of them, about a minute of the suite)."""
     tmp_path = tmp_path_factory.mktemp("probed")
-    if request.param == "sqlite":
-        db_url = sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "strongroom.db")
-    else:
-        db_url = pg_copy(request, request.getfixturevalue("pg_template"))
-    with _two_practices_daemon(tmp_path, db_url) as proc:
+    with _two_practices_daemon(tmp_path, fresh_db_url(request, tmp_path, request.param)) as proc:
         yield proc
 
 
