@@ -4,6 +4,7 @@ payment, notes read from a file (never argv) and masked for the front desk; the 
 fields (session number, consent verified, and the PHI ones, SOAP summary, billing codes
 and insurance info, from files or standard input only) set, shown and cleared; bad
 input a clear error naming the field (never the value), non-zero exit, nothing changed."""
+import contextlib
 import io
 import json
 
@@ -15,6 +16,7 @@ from strongroom.core.db.models import Role
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
+from tests.conftest import fresh_db_url
 from tests.console.cli_helpers import run_cli as run
 from tests.daemon.conftest import PASSWORD, data_transaction, make_data_dir, running_daemon
 
@@ -25,19 +27,43 @@ CODES = "zq-90834, F51.01"
 INSURANCE = "zq-Acme Mutual, member 0000-TEST"
 
 
-@pytest.fixture
-def appointment_daemon(tmp_path, db_url, monkeypatch):
-    """A daemon over one client (`.client_id`) and a front-desk account `desk`."""
+@contextlib.contextmanager
+def _appointment_daemon(tmp_path, db_url):
     data_dir = make_data_dir(tmp_path, db_url)
     with data_transaction(data_dir) as (ctx, conn):
         clients: list = []
         insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn), demo.client_records(1), created=clients)
         create_user(conn, ctx.keyring, ctx.settings, only_practice(conn), "desk", PASSWORD, Role.STAFF, actor="test")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     with running_daemon(data_dir, tmp_path) as proc:
-        monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
         proc.client_id = str(clients[0])
+        proc.xdg = tmp_path / "xdg"
         yield proc
+
+
+@pytest.fixture
+def appointment_daemon(tmp_path, db_url, monkeypatch):
+    """A daemon over one client (`.client_id`) and a front-desk account `desk`."""
+    with _appointment_daemon(tmp_path, db_url) as proc:
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(proc.xdg))
+        monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
+        yield proc
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def _one_appointment_daemon(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("appointments")
+    with _appointment_daemon(tmp, fresh_db_url(request, tmp, request.param)) as proc:
+        yield proc
+
+
+@pytest.fixture
+def shared_appointment_daemon(_one_appointment_daemon, monkeypatch):
+    """`appointment_daemon` shared by the refusals of one engine (per module and worker):
+    each books its own appointment and checks that the refusal changed nothing."""
+    proc = _one_appointment_daemon
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(proc.xdg))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
+    return proc
 
 
 def cli(capsys, daemon, *args):
@@ -105,8 +131,8 @@ def test_the_front_desk_sees_notes_masked(appointment_daemon, capsys, tmp_path):
     (("set", "BOOKED", "--price", "zq12.50"), "price_cents", "zq12.50"),
     (("list", "CLIENT", "--limit", "zq9"), "limit", "zq9"),
 ])
-def test_bad_input_is_refused_by_field_and_changes_nothing(appointment_daemon, capsys, args, field, value):
-    d = appointment_daemon
+def test_bad_input_is_refused_by_field_and_changes_nothing(shared_appointment_daemon, capsys, args, field, value):
+    d = shared_appointment_daemon
     booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z")
     args = [{"CLIENT": d.client_id, "BOOKED": booked["id"]}.get(a, a) for a in args]
     before = cli(capsys, d, "appointments", "list", d.client_id, "--json")[1]
@@ -116,8 +142,8 @@ def test_bad_input_is_refused_by_field_and_changes_nothing(appointment_daemon, c
     assert cli(capsys, d, "appointments", "list", d.client_id, "--json")[1] == before
 
 
-def test_set_without_a_field_is_a_usage_error(appointment_daemon, capsys):
-    d = appointment_daemon
+def test_set_without_a_field_is_a_usage_error(shared_appointment_daemon, capsys):
+    d = shared_appointment_daemon
     booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z")
     code, _, err = cli(capsys, d, "appointments", "set", booked["id"])
     assert code == 2 and "at least one field" in err
@@ -194,9 +220,9 @@ def test_the_phi_fields_are_never_taken_from_the_command_line(appointment_daemon
     (("--billing-codes-file", "BIG"), "billing_codes"),
     (("--insurance-info-file", "BIG"), "insurance_info"),
 ])
-def test_bad_clinical_values_are_refused_by_field_and_change_nothing(appointment_daemon, capsys, tmp_path,
+def test_bad_clinical_values_are_refused_by_field_and_change_nothing(shared_appointment_daemon, capsys, tmp_path,
                                                                       args, field):
-    d = appointment_daemon
+    d = shared_appointment_daemon
     big = tmp_path / "big.txt"
     big.write_text("zq-" + "x" * 6000)                     # over the daemon's limit for both
     booked = _json(capsys, d, "appointments", "add", d.client_id, "--starts", "2031-03-04T10:00:00Z")
