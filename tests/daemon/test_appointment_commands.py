@@ -6,6 +6,7 @@ the field, never echoing it, and nothing changes; a role without the write permi
 is refused."""
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
@@ -17,14 +18,15 @@ from strongroom.core.principal import SYSTEM
 from strongroom.core.repository import services as services_repo
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import create_practice, only_practice
+from tests.conftest import fresh_db_url
 from tests.daemon.conftest import PASSWORD, add_admin, data_transaction, error_of, login, make_data_dir, running_daemon
 
 NOTE = "zq-client spoke about the move"
 STARTS = "2031-03-04T10:00:00+00:00"
 
 
-@pytest.fixture
-def appointment_daemon(tmp_path, db_url):
+@contextlib.contextmanager
+def _appointment_daemon(tmp_path, db_url):
     """A daemon over one client, with an owner, a front-desk user, a service and a staff
     member of the practice, and a service of another practice (`.other_service`)."""
     data_dir = make_data_dir(tmp_path, db_url)
@@ -45,6 +47,21 @@ def appointment_daemon(tmp_path, db_url):
             other = create_practice(conn, SYSTEM, "Another Practice")
             proc.other_service = str(services_repo.create_service(conn, SYSTEM, other, {
                 "name": "Elsewhere", "category": "x", "duration_minutes": 50, "price_cents": 100}))
+        yield proc
+
+
+@pytest.fixture
+def appointment_daemon(tmp_path, db_url):
+    with _appointment_daemon(tmp_path, db_url) as proc:
+        yield proc
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_appointment_daemon(request, tmp_path_factory):
+    """`appointment_daemon` shared by the refusals of one engine (per module and worker):
+    each books its own appointment and checks that the refusal changed nothing."""
+    tmp = tmp_path_factory.mktemp("appointments")
+    with _appointment_daemon(tmp, fresh_db_url(request, tmp, request.param)) as proc:
         yield proc
 
 
@@ -123,8 +140,8 @@ def test_status_payment_and_reminder_are_changed_and_the_rest_kept(appointment_d
     ("appointment.set", {"price_cents": -5}, "price_cents", "-5"),
     ("appointment.set", {"service_id": "OTHER"}, "service_id", None),
 ])
-def test_bad_values_are_refused_by_field_and_nothing_changes(appointment_daemon, cmd, args, field, value):
-    d = appointment_daemon
+def test_bad_values_are_refused_by_field_and_nothing_changes(shared_appointment_daemon, cmd, args, field, value):
+    d = shared_appointment_daemon
     booked = _book(d)
     args = {k: d.other_service if v == "OTHER" else v for k, v in args.items()}
     target = ({"appointment_id": booked["id"]} if cmd == "appointment.set"
