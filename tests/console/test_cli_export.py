@@ -3,6 +3,7 @@ an export followed to success, an encrypted one with the password from a file, b
 arguments refused before anything starts, and the history and manifest shown."""
 import csv
 import io
+import contextlib
 import json
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -17,13 +18,14 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
+from tests.conftest import fresh_db_url
 from tests.console.cli_helpers import run_cli as run
 from tests.daemon.conftest import DaemonProcess, make_data_dir
 
 
-@pytest.fixture
-def running(tmp_path, db_url, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+@contextlib.contextmanager
+def _running(tmp_path, db_url):
+    """A daemon over five demo clients; yields its data directory (`.proc`: the daemon)."""
     data_dir = make_data_dir(tmp_path, db_url)
     ctx = open_context(load_settings(data_dir / "strongroom.toml"))
     try:
@@ -33,9 +35,34 @@ def running(tmp_path, db_url, monkeypatch):
         ctx.close()
     proc = DaemonProcess(data_dir, tmp_path)
     proc.wait_ready()
-    monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
-    yield data_dir
-    assert proc.stop() == 0
+    try:
+        yield proc
+    finally:
+        assert proc.stop() == 0
+
+
+@pytest.fixture
+def running(tmp_path, db_url, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    with _running(tmp_path, db_url) as proc:
+        monkeypatch.setenv("RUNTIME_DIRECTORY", str(proc.runtime))
+        yield proc.data_dir
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def _one_running(request, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("export-cli")
+    with _running(tmp, fresh_db_url(request, tmp, request.param)) as proc:
+        yield proc
+
+
+@pytest.fixture
+def refusing(_one_running, monkeypatch):
+    """`running` shared by the refusals of one engine (per module and worker): none of
+    them starts an export or saves a configuration, and each checks there is none."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_one_running.data_dir.parent / "xdg"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(_one_running.runtime))
+    return _one_running.data_dir
 
 
 def test_export_wait_writes_the_files_and_history_shows_them(running, capsys):
@@ -85,10 +112,10 @@ def test_encrypted_export_reads_the_password_from_a_file(running, capsys, tmp_pa
     (["--table", "clients", "--format", "csv", "--range", "this_month", "--since", "2025-01-01"], "cannot be combined"),
     (["--table", "clients", "--format", "json", "--bom"], "bom applies to the csv format only"),
 ])
-def test_bad_arguments_are_refused_and_start_nothing(running, capsys, args, words):
-    code, _, err = run(capsys, "--data-dir", running, "export", *args)
+def test_bad_arguments_are_refused_and_start_nothing(refusing, capsys, args, words):
+    code, _, err = run(capsys, "--data-dir", refusing, "export", *args)
     assert code == 2 and words in err and "SECRET" not in err
-    code, out, _ = run(capsys, "--data-dir", running, "exports", "list", "--json")
+    code, out, _ = run(capsys, "--data-dir", refusing, "exports", "list", "--json")
     assert json.loads(out)["total"] == 0
 
 
@@ -134,11 +161,11 @@ def test_save_as_keeps_the_request_and_configuration_runs_it(running, capsys):
 @pytest.mark.parametrize("days, words", [("-1", "retention_days must be between 1 and 3650"),
                                          ("4000", "retention_days must be between 1 and 3650"),
                                          ("99999999999999999999", "retention_days must be between 1 and 3650")])
-def test_a_bad_retention_days_is_refused_and_nothing_saved(running, capsys, days, words):
-    code, _, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--format", "csv",
+def test_a_bad_retention_days_is_refused_and_nothing_saved(refusing, capsys, days, words):
+    code, _, err = run(capsys, "--data-dir", refusing, "export", "--table", "clients", "--format", "csv",
                        "--save-as", "kept", "--retention-days", days)
     assert code == 2 and words in err and days not in err
-    code, out, _ = run(capsys, "--data-dir", running, "exports", "tables", "--json")
+    code, out, _ = run(capsys, "--data-dir", refusing, "exports", "tables", "--json")
     assert json.loads(out)["configurations"] == []
 
 
@@ -208,9 +235,9 @@ def test_a_scheduled_configuration_is_saved_listed_and_changed(running, capsys):
     (["--schedule", "@daily"], "needs password_credential"),
     (["--schedule", "61 * * * *"], "schedule is not a crontab(5) expression"),
 ])
-def test_a_scheduled_encrypted_configuration_without_a_credential_is_refused(running, capsys, args, words):
-    code, _, err = run(capsys, "--data-dir", running, "export", "--table", "clients", "--format", "csv",
+def test_a_scheduled_encrypted_configuration_without_a_credential_is_refused(refusing, capsys, args, words):
+    code, _, err = run(capsys, "--data-dir", refusing, "export", "--table", "clients", "--format", "csv",
                        "--encrypt", "--save-as", "nightly", *args)
     assert code == 2 and words in err
-    code, out, _ = run(capsys, "--data-dir", running, "exports", "configurations", "--json")
+    code, out, _ = run(capsys, "--data-dir", refusing, "exports", "configurations", "--json")
     assert json.loads(out)["items"] == []
