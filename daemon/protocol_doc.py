@@ -14,9 +14,9 @@ import json
 from typing import Any
 
 from strongroom.core.jobs.kinds import KINDS
-from strongroom.daemon.control import IN_FLIGHT_BYTES, IN_FLIGHT_REQUESTS, RECEIVE_QUEUE
 from strongroom.core.protocol import ERROR_CODES, PROTOCOL_VERSION, schema_type
 from strongroom.core.protocol.names import SINGLE_WORD, VERBS
+from strongroom.daemon.control import IN_FLIGHT_BYTES, IN_FLIGHT_REQUESTS, RECEIVE_QUEUE
 
 EVENTS = {
     "health": "the health snapshot (the `health` command's answer), every health interval",
