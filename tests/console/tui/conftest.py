@@ -34,12 +34,13 @@ async def wait_for_screen_in_rounds(pilot: Pilot, timeout: float = 30.0, *, roun
 
     Textual's own wait (behind every pause, press and click) posts one callback to each
     widget on the screen *once* and waits up to 30 s for all of them. A widget that
-    takes the callback and never runs it (one that leaves the screen before its queue
-    is read) stalls that wait for the full 30 s and fails the test: CI saw it once in
-    a snapshot (stop 39, `test_reconcile_pair_layout[120x40]`, 67 s, at the loaded end
-    of the suite). Each round here walks the screen as it is now, so a widget that left
-    no longer counts; a widget that is really stuck still fails the wait, after 60 s
-    rather than 30, which a loaded 2-core CI machine also needs."""
+    takes the callback and never runs it stalls that wait for the full 30 s and fails
+    the test: CI saw it once in a snapshot (stop 39, `test_reconcile_pair_layout[120x40]`,
+    67 s, at the loaded end of the suite; which widget, and why, was not found: 36 runs
+    under load did not repeat it). Each round here walks the screen as it is now and
+    asks again, so one lost callback, or a widget that has since left, no longer fails
+    the test; a widget that is really stuck still fails the wait, after 60 s rather
+    than 30, which a loaded 2-core CI machine also needs."""
     deadline = time.monotonic() + max(timeout, at_least)
     while True:
         left = deadline - time.monotonic()
