@@ -12,6 +12,7 @@ import re
 import shutil
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -103,6 +104,21 @@ def fresh_db_url(request, tmp_path: Path, engine: str) -> str:
     if engine == "sqlite":
         return sqlite_copy(request.getfixturevalue("sqlite_template"), tmp_path / "strongroom.db")
     return pg_copy(request, request.getfixturevalue("pg_template"))
+
+
+def per_engine_per_module(name: str, start: Callable, doc: str):
+    """A module-scoped fixture named `name`, one per engine (and test worker): what
+    `start(tmp_path, db_url)` (a context manager) yields over a fresh database, for the
+    module's tests that change nothing a later one could see (refusals, reads), each
+    checking that itself, so that one daemon serves them instead of one started per
+    test (about 2-3 s each)."""
+    @pytest.fixture(scope="module", params=["sqlite", "postgresql"], name=name)
+    def shared(request, tmp_path_factory):
+        tmp = tmp_path_factory.mktemp(name)
+        with start(tmp, fresh_db_url(request, tmp, request.param)) as value:
+            yield value
+    shared.__doc__ = doc
+    return shared
 
 
 def sqlite_copy(template: Path, path: Path) -> str:

@@ -16,7 +16,7 @@ from strongroom.core.db.models import Role
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
-from tests.conftest import fresh_db_url
+from tests.conftest import per_engine_per_module
 from tests.console.cli_helpers import run_cli as run
 from tests.daemon.conftest import PASSWORD, data_transaction, make_data_dir, running_daemon
 
@@ -49,11 +49,8 @@ def appointment_daemon(tmp_path, db_url, monkeypatch):
         yield proc
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def _one_appointment_daemon(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("appointments")
-    with _appointment_daemon(tmp, fresh_db_url(request, tmp, request.param)) as proc:
-        yield proc
+_one_appointment_daemon = per_engine_per_module("_one_appointment_daemon", _appointment_daemon,
+                                                "`appointment_daemon`, one per engine.")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from strongroom.core.db.engine import transaction
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
-from tests.conftest import fresh_db_url
+from tests.conftest import per_engine_per_module
 from tests.console.cli_helpers import run_cli as run
 from tests.daemon.conftest import DaemonProcess, make_data_dir
 
@@ -49,11 +49,7 @@ def running(tmp_path, db_url, monkeypatch):
         yield proc.data_dir
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def _one_running(request, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("export-cli")
-    with _running(tmp, fresh_db_url(request, tmp, request.param)) as proc:
-        yield proc
+_one_running = per_engine_per_module("_one_running", _running, "`running`'s daemon, one per engine.")
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
 from strongroom.core.repository.sessions import insert_sessions
-from tests.conftest import fresh_db_url
+from tests.conftest import per_engine_per_module
 
 PASSWORD = "correct horse battery staple 42"
 FAST_HEALTH = "\n[daemon]\nhealth_interval_seconds = 0.5\n"
@@ -251,14 +251,9 @@ def daemon(data_dir, tmp_path):
         yield proc
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def module_daemon(request, tmp_path_factory):
-    """A daemon over a fresh database of each engine, shared by one module's tests (per
-    test worker): only for tests that change nothing a later one could see (refusals,
-    reads), each checking that itself. Starting a daemon per test costs about 2 s."""
-    tmp = tmp_path_factory.mktemp("module-daemon")
-    with running_daemon(make_data_dir(tmp, fresh_db_url(request, tmp, request.param)), tmp) as proc:
-        yield proc
+module_daemon = per_engine_per_module(
+    "module_daemon", lambda tmp, db_url: running_daemon(make_data_dir(tmp, db_url), tmp),
+    "A daemon over a fresh database of each engine, shared by one module's tests that change nothing.")
 
 
 def seed_sync_demo(data_dir: Path) -> dict:

@@ -18,7 +18,7 @@ from strongroom.core.principal import SYSTEM
 from strongroom.core.repository import services as services_repo
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import create_practice, only_practice
-from tests.conftest import fresh_db_url
+from tests.conftest import per_engine_per_module
 from tests.daemon.conftest import PASSWORD, add_admin, data_transaction, error_of, login, make_data_dir, running_daemon
 
 NOTE = "zq-client spoke about the move"
@@ -56,13 +56,10 @@ def appointment_daemon(tmp_path, db_url):
         yield proc
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def shared_appointment_daemon(request, tmp_path_factory):
-    """`appointment_daemon` shared by the refusals of one engine (per module and worker):
-    each books its own appointment and checks that the refusal changed nothing."""
-    tmp = tmp_path_factory.mktemp("appointments")
-    with _appointment_daemon(tmp, fresh_db_url(request, tmp, request.param)) as proc:
-        yield proc
+shared_appointment_daemon = per_engine_per_module(
+    "shared_appointment_daemon", _appointment_daemon,
+    "`appointment_daemon` shared by the refusals of one engine: each books its own appointment "
+    "and checks that the refusal changed nothing.")
 
 
 def _book(d, **extra) -> dict:

@@ -32,7 +32,7 @@ from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import create_practice, only_practice
 from strongroom.core.repository.sessions import create_session
 from strongroom.core.retention import erasure, holds
-from tests.conftest import fresh_db_url
+from tests.conftest import per_engine_per_module
 from tests.daemon.conftest import (PASSWORD, data_transaction, error_of, login, make_data_dir, running_daemon,
                                    seed_sync_demo, wait_run)
 
@@ -80,15 +80,10 @@ def two_practices(tmp_path, db_url):
         yield proc
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def probed_practices(request, tmp_path_factory):
-    """`two_practices` shared by the probes of one engine (per test worker): each probe is
-    refused and changes nothing, and each checks so itself (B's state before and after),
-    so one daemon serves them all instead of one started, seeded and logged in to per
-    probe (64 of them, about a minute of the suite)."""
-    tmp_path = tmp_path_factory.mktemp("probed")
-    with _two_practices_daemon(tmp_path, fresh_db_url(request, tmp_path, request.param)) as proc:
-        yield proc
+probed_practices = per_engine_per_module(
+    "probed_practices", _two_practices_daemon,
+    "`two_practices` shared by the probes of one engine: each probe is refused, changes nothing, "
+    "and checks so itself (B's state before and after).")
 
 
 def _b_state(d) -> list:
