@@ -38,7 +38,8 @@ def result_path(name: str, scale: float) -> Path:
 
 
 def ratio_shown(ratio: float, places: int = 3) -> float:
-    """A ratio (ours over the reference: lower is better) to three decimals, rounded up:
+    """A ratio (ours over the reference: lower is better) to `places` decimals (three in
+    the rows, two in the tables), rounded up:
     a run a hair over its target (2.0004x against "at most 2x") must not read 2.000x
     beside "miss". Rounded as the decimal the float prints as, so 1.1 stays 1.1 (1.1 *
     1000 is 1100.0000000000002 in binary)."""
