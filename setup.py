@@ -5,7 +5,7 @@ list here means a new subpackage can never be silently left out of a wheel.
 """
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 ROOTS = {"core": "strongroom.core", "daemon": "strongroom.daemon", "console": "strongroom.console"}
 
@@ -22,5 +22,11 @@ def _packages() -> tuple[list[str], dict[str, str]]:
     return packages, package_dir
 
 
+# AES-256-GCM over many small values in one call (core/crypto/_gcm.c), for bulk reads.
+# Optional: without a C compiler or OpenSSL's headers (Debian: libssl-dev) the build
+# goes on without it and core.crypto.bulk opens values through `cryptography` instead
+# (same results, slower; CI fails without it: tests/core/crypto/test_bulk.py).
+GCM = Extension("strongroom.core.crypto._gcm", ["core/crypto/_gcm.c"], libraries=["crypto"], optional=True)
+
 PACKAGES, PACKAGE_DIR = _packages()
-setup(packages=PACKAGES, package_dir=PACKAGE_DIR)
+setup(packages=PACKAGES, package_dir=PACKAGE_DIR, ext_modules=[GCM])

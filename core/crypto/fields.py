@@ -58,26 +58,19 @@ def key_id_of(blob: bytes) -> uuid.UUID:
 class FieldCipher:
     """Seals and opens field values with one data key."""
 
-    __slots__ = ("key_id", "_aead", "_prefix")
+    __slots__ = ("key_id", "key", "_aead", "_prefix")
 
     def __init__(self, key_id: uuid.UUID, key: bytes, raw_key_id: bytes | None = None) -> None:
         """`raw_key_id` is `key_id.bytes` when the caller has it already (bulk readers
-        open a hundred thousand keys; the property costs a Python call each time)."""
+        open a hundred thousand keys; the property costs a Python call each time).
+        `key` stays readable: a bulk read of keys this cipher's cache holds opens
+        fields with the bytes (core.crypto.bulk), not with this object."""
         if len(key) != 32:
             raise CryptoError(f"data key {key_id} is not 256 bits")
         self.key_id = key_id
+        self.key = bytes(key)
         self._aead = AESGCM(key)
         self._prefix = _VERSION_BYTE + (raw_key_id or key_id.bytes)
-
-    @classmethod
-    def around(cls, key_id: uuid.UUID, aead: AESGCM, raw_key_id: bytes) -> FieldCipher:
-        """A FieldCipher for an AES-GCM object already made from a checked 256-bit key
-        (core.crypto.keyring.BatchKeys, which holds only that for a bulk read)."""
-        cipher = cls.__new__(cls)
-        cipher.key_id = key_id
-        cipher._aead = aead
-        cipher._prefix = _VERSION_BYTE + raw_key_id
-        return cipher
 
     def encrypt(self, plaintext: bytes, aad: bytes, nonce: bytes | None = None) -> bytes:
         """Seal `plaintext`. `nonce` lets bulk writers draw many random nonces in one

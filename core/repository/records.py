@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import enum
 import json
-import operator
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from strongroom.core.bulk import collector_paused, heap_frozen
 from strongroom.core.crypto.fields import FORMAT_VERSION, MIN_CIPHERTEXT
-from strongroom.core.crypto.keyring import KEY_RECORD, Keyring, with_keys
+from strongroom.core.crypto.keyring import KEY_RECORD, BatchKeys, Keyring, with_keys
 from strongroom.core.db.encrypted import CLIENT_KEYED, column
 from strongroom.core.db.models import Client, ClientFile, Service, Staff, TherapySession
 from strongroom.core.db.paging import stream
@@ -334,15 +333,20 @@ def open_columns(conn: Connection, keyring: Keyring, shape: Layout, rows: Sequen
         keys = keyring.batch_keys(conn, own, fetched=zip(row_keys, *columns[key_at + 1:end]))
         ids = columns[0]
         rids = [i.encode() for i in ids] if shape.id_text else [str(i).encode() for i in ids]
-        openers = keys.openers()
-        row_openers = [openers.get(k) for k in row_keys]
         row_heads = [None if k is None else _VERSION_BYTE + k for k in row_keys]
-        batch = _Batch(shape.table, ids, rids, row_keys, row_openers, keys, openers, erased, shape.own_key,
-                       row_heads, None not in row_openers, conn, keyring)
+        batch = _Batch(shape.table, ids, rids, row_keys, keys, erased, shape.own_key, row_heads,
+                       keys.deks_of(row_keys), conn, keyring)
+        opened = _open_batch(batch, [(name, columns[i]) for name, i, is_phi, _ in shape.fields if is_phi])
     for name, i, is_phi, fn in shape.fields:
         values = columns[i]
         if is_phi:
-            out.append(_open_column(batch, name, values, fn))
+            plain = opened.get(name)
+            if plain is None:
+                out.append(_open_column(batch, name, values, fn))
+            elif fn is None:
+                out.append(plain)
+            else:
+                out.append([None if v is None else fn(v) for v in plain] if None in plain else list(map(fn, plain)))
         elif fn is None:
             out.append(values)
         elif fn in _COLUMN_WISE:
@@ -352,24 +356,31 @@ def open_columns(conn: Connection, keyring: Keyring, shape: Layout, rows: Sequen
     return out
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Batch:
-    """What opening any field of one batch needs, per row (id, AAD tail, row key id and
-    its opener) and for the batch (its keys)."""
+    """What opening any field of one batch needs, per row (id, AAD tail, row key id) and
+    for the batch (its keys)."""
 
     table: str
     ids: Sequence
     rids: list[bytes]
     row_keys: list[bytes | None]
-    row_openers: list
-    keys: object
-    openers: dict
+    keys: BatchKeys
     erased: str | None
     strict: bool
     row_heads: list[bytes | None]    # the header a field sealed with its row's key starts with
-    all_usable: bool                 # every row's own key opened
+    row_deks: list[bytes] | None     # each row's own key, when every one of them opened
     conn: Connection
     keyring: Keyring
+    _openers: dict | None = None
+
+    @property
+    def openers(self) -> dict:
+        """{key id: AES-GCM decrypt} of the batch's keys, made on first use: only a
+        column that the fast path (`_open_all`) cannot take goes field by field."""
+        if self._openers is None:
+            self._openers = self.keys.openers()
+        return self._openers
 
     def add_keys(self, blobs: Sequence) -> None:
         """The keys that `blobs` name beyond those of the batch so far, in one query: a
@@ -379,48 +390,46 @@ class _Batch:
         if wanted:
             more = self.keyring.batch_keys(self.conn, wanted)
             self.keys.update(more)
-            self.openers.update(more.openers())
+            if self._openers is not None:
+                self._openers.update(more.openers())
+
+
+def _open_batch(batch: _Batch, columns: list[tuple[str, Sequence]]) -> dict[str, list]:
+    """The usual batch (every row's own key usable, every field well formed and sealed
+    with it, some perhaps None) opened whole, in one call (core.crypto.bulk): {field:
+    plaintexts}. Empty when the batch is not that usual, or a field fails: then each
+    column goes through `_open_column`, which finds the field at fault and names it."""
+    deks = batch.row_deks
+    if deks is None or not columns:
+        return {}
+    prefixes = [f"{batch.table}\0{name}\0".encode() for name, _ in columns]
+    try:
+        opened = batch.keys.open_rows(deks, [values for _, values in columns], prefixes, batch.rids,
+                                      batch.row_heads)
+    except InvalidTag:
+        return {}
+    return {} if opened is None else {name: values for (name, _), values in zip(columns, opened)}
 
 
 def _open_column(batch: _Batch, name: str, blobs: Sequence, fn: Callable | None) -> list:
-    """One PHI field of a batch, opened. The usual column (every field well formed and
-    sealed with its row's usable key, some perhaps None) is checked whole and opened by
-    comprehensions and one map calling AES-GCM (`_open_all`); any other goes field by
-    field (`_open_each`). Same checks, same values, same errors."""
+    """One PHI field of a batch that `_open_batch` did not open. The usual column (every
+    field well formed and sealed with its row's usable key, some perhaps None) is opened
+    in one call still; any other goes field by field (`_open_each`). Same checks, same
+    values, same errors."""
     prefix = f"{batch.table}\0{name}\0".encode()
-    if batch.all_usable:
+    deks = batch.row_deks
+    if deks is not None:
         try:
-            if None not in blobs:
-                opened = _open_all(prefix, blobs, batch.rids, batch.row_heads, batch.row_openers, fn)
-                if opened is not None:
-                    return opened
-            else:
-                keep = [n for n, blob in enumerate(blobs) if blob is not None]
-                opened = _open_all(prefix, [blobs[n] for n in keep], [batch.rids[n] for n in keep],
-                                   [batch.row_heads[n] for n in keep], [batch.row_openers[n] for n in keep], fn)
-                if opened is not None:
-                    out = [None] * len(blobs)
-                    for n, value in zip(keep, opened):
-                        out[n] = value
-                    return out
+            opened = batch.keys.open_rows(deks, [blobs], [prefix], batch.rids, batch.row_heads)
+            if opened is not None:
+                values = opened[0]
+                if fn is None:
+                    return values
+                return [None if v is None else fn(v) for v in values]
         except InvalidTag:
             pass      # _open_each finds the field and names it
     batch.add_keys(blobs)
     return _open_each(batch, name, prefix, blobs, fn)
-
-
-def _open_all(prefix: bytes, blobs: list, rids: list, heads: list, openers: list, fn: Callable | None) -> list | None:
-    """The fields of `blobs`, none None, if each is long enough and starts with its
-    row's header (version byte and the row's key id, whose opener is in `openers`);
-    None if any does not. Raises InvalidTag as AES-GCM does."""
-    if not blobs:
-        return []
-    if min(map(len, blobs)) < MIN_CIPHERTEXT or [blob[:17] for blob in blobs] != heads:
-        return None
-    plain = map(operator.call, openers, [blob[17:29] for blob in blobs], [blob[29:] for blob in blobs],
-                [prefix + rid for rid in rids])
-    texts = [value.decode() for value in plain]
-    return texts if fn is None else list(map(fn, texts))
 
 
 def _open_each(batch: _Batch, name: str, prefix: bytes, blobs: Sequence, fn: Callable | None) -> list:
@@ -430,7 +439,9 @@ def _open_each(batch: _Batch, name: str, prefix: bytes, blobs: Sequence, fn: Cal
     table = batch.table
     out = []
     append = out.append
-    for blob, rid, row_key, opener, row_id in zip(blobs, batch.rids, batch.row_keys, batch.row_openers, batch.ids):
+    openers = batch.openers
+    row_openers = [None if k is None else openers.get(k) for k in batch.row_keys]
+    for blob, rid, row_key, opener, row_id in zip(blobs, batch.rids, batch.row_keys, row_openers, batch.ids):
         if blob is None:
             append(None)
         elif (opener is not None and blob[1:17] == row_key and blob[0] == FORMAT_VERSION

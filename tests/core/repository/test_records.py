@@ -1,17 +1,22 @@
 """Bulk reads (core.repository.records) print ids, dates and times as `plain_value`
 prints the row's values, on either engine (PostgreSQL sends some as text or naive UTC
-for speed), so an export does not depend on the engine or the session's time zone."""
+for speed), so an export does not depend on the engine or the session's time zone; and
+they open PHI in C where it was built (core.crypto.bulk) and through `cryptography`
+where not, with the same values and the same refusals, naming the row at fault."""
 from __future__ import annotations
 
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import select, update
 
 from strongroom.core.db.engine import transaction
-from strongroom.core.db.models import Client
+from strongroom.core.crypto import bulk
+from strongroom.core.db.models import Client, DataKey
 from strongroom.core.demo import client_records
 from strongroom.core.export import spec
+from strongroom.core.errors import CryptoError
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository import clients as repo
 from strongroom.core.repository.practices import create_practice
@@ -46,3 +51,75 @@ def test_bulk_records_print_values_as_the_row_holds_them(ctx):
         rows = conn.execute(select(table).where(table.c.deleted_at.is_(None)).order_by(table.c.id)).mappings().all()
     assert len(records) == len(MOMENTS)
     assert [{f: r[f] for f in plain} for r in records] == [{f: plain_value(row[f]) for f in plain} for row in rows]
+
+
+@pytest.fixture(params=["native", "cryptography"])
+def way(request, monkeypatch):
+    """A bulk read once through the C loop (when built) and once through `cryptography`."""
+    if request.param == "native" and not bulk.NATIVE:
+        pytest.skip("core/crypto/_gcm.c was not built here")
+    if request.param == "cryptography":
+        monkeypatch.setattr(bulk, "NATIVE", False)
+    return request.param
+
+
+def _clients_of(ctx, n: int, seed: int) -> list[uuid.UUID]:
+    with transaction(ctx.engine) as conn:
+        practice = create_practice(conn, SYSTEM, f"Bulk Practice {seed}")
+        created: list = []
+        repo.insert_clients(conn, ctx.keyring, SYSTEM, practice, client_records(n, seed=seed), created=created)
+    ctx.keyring._ciphers.clear()            # as a fresh daemon: every key unwrapped from its record
+    return sorted(c if isinstance(c, uuid.UUID) else c["id"] for c in created)
+
+
+def _read_all(ctx, fields=("id", "first_name", "ssn", "notes")) -> list[dict]:
+    with transaction(ctx.engine, read_only=True) as conn:
+        return [r for batch in stream_records(conn, ctx.keyring, SYSTEM, "clients", fields, reveal=True,
+                                              batch_size=7) for r in batch]
+
+
+def test_both_ways_read_what_one_record_at_a_time_reads(ctx, way):
+    ids = _clients_of(ctx, 20, seed=11)
+    with transaction(ctx.engine, read_only=True) as conn:
+        one_by_one = [repo.get_client(conn, ctx.keyring, SYSTEM, i) for i in ids]
+    records = _read_all(ctx)
+    assert [(r["first_name"], r["ssn"], r["notes"]) for r in records] == \
+        [(c["first_name"], c["ssn"], c["notes"]) for c in one_by_one]
+
+
+def test_a_tampered_field_in_a_bulk_read_is_refused_naming_its_row_and_field(ctx, way):
+    ids = _clients_of(ctx, 20, seed=12)
+    victim = ids[9]
+    table = Client.__table__
+    with transaction(ctx.engine) as conn:
+        blob = bytearray(conn.execute(select(table.c.ssn_enc).where(table.c.id == victim)).scalar_one())
+        blob[-3] ^= 0x01
+        conn.execute(update(table).where(table.c.id == victim).values(ssn_enc=bytes(blob)))
+    with pytest.raises(CryptoError, match=f"clients.ssn of row {victim}: ciphertext failed authentication"):
+        _read_all(ctx)
+
+
+def test_a_tampered_key_record_in_a_bulk_read_is_refused_naming_the_key(ctx, way):
+    """One wrapped key of the batch does not unwrap: its client's fields are refused with
+    the key named; the other keys of the same batch unwrapped are not the error."""
+    ids = _clients_of(ctx, 20, seed=13)
+    table, keys = Client.__table__, DataKey.__table__
+    with transaction(ctx.engine) as conn:
+        key_id = conn.execute(select(table.c.key_id).where(table.c.id == ids[4])).scalar_one()
+        wrapped = bytearray(conn.execute(select(keys.c.wrapped_key).where(keys.c.id == key_id)).scalar_one())
+        wrapped[20] ^= 0x01
+        conn.execute(update(keys).where(keys.c.id == key_id).values(wrapped_key=bytes(wrapped)))
+    with pytest.raises(CryptoError, match=f"data key {key_id} failed to unwrap"):
+        _read_all(ctx)
+    with transaction(ctx.engine, read_only=True) as conn:
+        assert repo.get_client(conn, ctx.keyring, SYSTEM, ids[5])["ssn"]     # a neighbour reads
+
+
+def test_a_field_moved_to_another_row_is_refused_in_bulk(ctx, way):
+    ids = _clients_of(ctx, 10, seed=14)
+    table = Client.__table__
+    with transaction(ctx.engine) as conn:
+        source = conn.execute(select(table.c.first_name_enc, table.c.key_id).where(table.c.id == ids[2])).one()
+        conn.execute(update(table).where(table.c.id == ids[3]).values(first_name_enc=source[0], key_id=source[1]))
+    with pytest.raises(CryptoError, match=f"clients.first_name of row {ids[3]}: ciphertext failed authentication"):
+        _read_all(ctx)
