@@ -31,11 +31,24 @@ and here the entry points that send to every channel.
 """
 from __future__ import annotations
 
-from strongroom.core.notify.deadman import ping_deadman
+import importlib
+
 from strongroom.core.notify.events import Delivery, Event, redact_url, should_send
 from strongroom.core.notify.settings import EmailSettings, Level, NotifySettings, Severity, WebhookSettings
-from strongroom.core.notify.smtp import _deliver_email, email_message
-from strongroom.core.notify.webhook import _deliver_webhook, json_payload, ntfy_request, slack_payload
+
+# The channels (HTTP, SMTP and the email package behind them) load on first use: every
+# process reads the config, which holds NotifySettings, and most never send anything
+# (an export or `clients list` process paid ~30 ms for them at start).
+_CHANNELS = {"ping_deadman": "deadman", "email_message": "smtp", "_deliver_email": "smtp",
+             "json_payload": "webhook", "ntfy_request": "webhook", "slack_payload": "webhook",
+             "_deliver_webhook": "webhook"}
+
+
+def __getattr__(name: str):
+    module = _CHANNELS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 __all__ = ["Delivery", "EmailSettings", "Event", "Level", "NotifySettings", "Severity", "WebhookSettings",
            "email_message", "json_payload", "ntfy_request", "ping_deadman", "redact_url", "send", "send_test",
@@ -43,6 +56,8 @@ __all__ = ["Delivery", "EmailSettings", "Event", "Level", "NotifySettings", "Sev
 
 
 def _deliver_all(settings: NotifySettings, event: Event) -> list[Delivery]:
+    from strongroom.core.notify.smtp import _deliver_email
+    from strongroom.core.notify.webhook import _deliver_webhook
     deliveries = [_deliver_webhook(settings, hook, event) for hook in settings.webhooks]
     if settings.email is not None:
         deliveries.append(_deliver_email(settings, settings.email, event))
