@@ -138,9 +138,13 @@ def _upgrade(libpq: str) -> None:
 
 def export_command(data: Path, target: Path, table: str, fmt: str, masking: str) -> str:
     """One export job in a fresh process, as the daemon runs it (actor system); prints the
-    result with `job_seconds`, the job alone without interpreter start and imports."""
+    result with `job_seconds`, the job alone without interpreter start and imports. Like
+    every Strongroom entry point (strongroomd, the CLI: core.bulk.skip_final_collection)
+    the process leaves its heap to the kernel at exit instead of walking it once more
+    (0.3 s of an export process here)."""
     params = {"actor": "system", "tables": [table], "format": fmt, "masking": masking}
     return (f"{PY} -c \"import time,pathlib;from strongroom.core.config import load_settings;"
+            f"from strongroom.core.bulk import skip_final_collection;skip_final_collection();"
             f"from strongroom.core.context import open_context;from strongroom.core.jobs import export;"
             f"ctx=open_context(load_settings(pathlib.Path('{data}/strongroom.toml')));"
             f"ctx.settings=ctx.settings.model_copy(update={{'export': ctx.settings.export.model_copy("
