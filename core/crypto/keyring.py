@@ -192,8 +192,14 @@ class BatchKeys:
 
     def open_rows(self, deks: list[bytes], columns: list, prefixes: list[bytes], tails: list[bytes],
                   heads: list[bytes], *, text: bool = True) -> list[list] | None:
-        """core.crypto.bulk.open_rows under keys of this batch (`deks_of`)."""
-        return open_rows(deks, columns, prefixes, tails, heads, text=text, aeads=self._aeads)
+        """core.crypto.bulk.open_rows under keys of this batch (`deks_of`), or None when the
+        batch does not open whole: a value of unusual shape, or one that fails
+        authentication. Every bulk reader then goes value by value to name the one at
+        fault, so none of them has to tell the two apart."""
+        try:
+            return open_rows(deks, columns, prefixes, tails, heads, text=text, aeads=self._aeads)
+        except InvalidTag:
+            return None
 
     def knows(self, raw_key_id: bytes) -> bool:
         """Whether the key was asked for in this batch (usable or not)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from cryptography.exceptions import InvalidTag
 from sqlalchemy import func, select
 
 from strongroom.core.context import Context
@@ -93,11 +92,8 @@ def _open_at_once(batch_keys, table: str, fields: tuple[str, ...], rows) -> int 
         return None
     columns = [[row[n] for row in live] for n in range(1, len(fields) + 1)]
     prefixes = [f"{table}\0{field}\0".encode() for field in fields]
-    try:
-        if batch_keys.open_rows(deks, columns, prefixes, [str(row[0]).encode() for row in live], heads,
-                                text=False) is None:
-            return None
-    except InvalidTag:
+    if batch_keys.open_rows(deks, columns, prefixes, [str(row[0]).encode() for row in live], heads,
+                            text=False) is None:
         return None
     return sum(blob is not None for column in columns for blob in column)
 

@@ -18,6 +18,7 @@ name, rows by id.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -372,15 +373,19 @@ class _Batch:
     row_deks: list[bytes] | None     # each row's own key, when every one of them opened
     conn: Connection
     keyring: Keyring
-    _openers: dict | None = None
 
-    @property
+    @functools.cached_property
     def openers(self) -> dict:
         """{key id: AES-GCM decrypt} of the batch's keys, made on first use: only a
-        column that the fast path (`_open_all`) cannot take goes field by field."""
-        if self._openers is None:
-            self._openers = self.keys.openers()
-        return self._openers
+        column that `_open_batch` and `_open_column` cannot open at once goes field by
+        field (`_open_each`)."""
+        return self.keys.openers()
+
+    @functools.cached_property
+    def row_openers(self) -> list:
+        """Each row's own key's opener (None where it is not usable), once per batch."""
+        openers = self.openers
+        return [None if k is None else openers.get(k) for k in self.row_keys]
 
     def add_keys(self, blobs: Sequence) -> None:
         """The keys that `blobs` name beyond those of the batch so far, in one query: a
@@ -390,8 +395,8 @@ class _Batch:
         if wanted:
             more = self.keyring.batch_keys(self.conn, wanted)
             self.keys.update(more)
-            if self._openers is not None:
-                self._openers.update(more.openers())
+            if "openers" in self.__dict__:          # made already: it learns the new keys too
+                self.openers.update(more.openers())
 
 
 def _open_batch(batch: _Batch, columns: list[tuple[str, Sequence]]) -> dict[str, list]:
@@ -403,11 +408,7 @@ def _open_batch(batch: _Batch, columns: list[tuple[str, Sequence]]) -> dict[str,
     if deks is None or not columns:
         return {}
     prefixes = [f"{batch.table}\0{name}\0".encode() for name, _ in columns]
-    try:
-        opened = batch.keys.open_rows(deks, [values for _, values in columns], prefixes, batch.rids,
-                                      batch.row_heads)
-    except InvalidTag:
-        return {}
+    opened = batch.keys.open_rows(deks, [values for _, values in columns], prefixes, batch.rids, batch.row_heads)
     return {} if opened is None else {name: values for (name, _), values in zip(columns, opened)}
 
 
@@ -418,17 +419,11 @@ def _open_column(batch: _Batch, name: str, blobs: Sequence, fn: Callable | None)
     values, same errors."""
     prefix = f"{batch.table}\0{name}\0".encode()
     deks = batch.row_deks
-    if deks is not None:
-        try:
-            opened = batch.keys.open_rows(deks, [blobs], [prefix], batch.rids, batch.row_heads)
-            if opened is not None:
-                values = opened[0]
-                if fn is None:
-                    return values
-                return [None if v is None else fn(v) for v in values]
-        except InvalidTag:
-            pass      # _open_each finds the field and names it
-    batch.add_keys(blobs)
+    opened = None if deks is None else batch.keys.open_rows(deks, [blobs], [prefix], batch.rids, batch.row_heads)
+    if opened is not None:
+        values = opened[0]
+        return values if fn is None else [None if v is None else fn(v) for v in values]
+    batch.add_keys(blobs)      # then _open_each finds the field at fault and names it
     return _open_each(batch, name, prefix, blobs, fn)
 
 
@@ -439,9 +434,7 @@ def _open_each(batch: _Batch, name: str, prefix: bytes, blobs: Sequence, fn: Cal
     table = batch.table
     out = []
     append = out.append
-    openers = batch.openers
-    row_openers = [None if k is None else openers.get(k) for k in batch.row_keys]
-    for blob, rid, row_key, opener, row_id in zip(blobs, batch.rids, batch.row_keys, row_openers, batch.ids):
+    for blob, rid, row_key, opener, row_id in zip(blobs, batch.rids, batch.row_keys, batch.row_openers, batch.ids):
         if blob is None:
             append(None)
         elif (opener is not None and blob[1:17] == row_key and blob[0] == FORMAT_VERSION

@@ -31,7 +31,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cryptography.exceptions import InvalidTag
 from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, text, update
 
 from strongroom.core import audit
@@ -330,12 +329,9 @@ def _open_rows(batch, spec: SyncTable, rows: list[Mapping]) -> dict:
         columns = [[row.get(f"{name}_enc") for row in rows] for name in spec.encrypted]
         prefixes = [f"{spec.name}\0{name}\0".encode() for name in spec.encrypted]
         heads = [_VERSION_BYTE + row["key_id"].bytes for row in rows]
-        try:
-            if batch.open_rows(deks, columns, prefixes, [str(row["id"]).encode() for row in rows], heads,
-                               text=False) is not None:
-                return {}
-        except InvalidTag:
-            pass
+        if batch.open_rows(deks, columns, prefixes, [str(row["id"]).encode() for row in rows], heads,
+                           text=False) is not None:
+            return {}
     return {row["id"]: problem for row in rows if (problem := _open_all(batch, spec, row)) is not None}
 
 
