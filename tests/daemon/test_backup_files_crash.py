@@ -1,15 +1,23 @@
 """kill -9 while a backup is storing client file content: no snapshot appears, and the
 next backup (a new daemon) succeeds, reusing the file objects already stored, and
-restores every file byte-identical."""
+restores every file byte-identical.
+
+The kill lands at a known point, not a guessed one: the last file's manifest object is
+swapped for a FIFO, so the backup stores the other files' objects and then waits, for
+ever, to read it. (Polling for "half the objects stored" raced a fast machine: the
+backup finished between the poll and the kill.)"""
 import os
 import signal
 import time
+
+from sqlalchemy import select
 
 from strongroom.core import audit
 from strongroom.core.backup.repository import open_repository
 from strongroom.core.config import load_settings
 from strongroom.core.context import open_context
 from strongroom.core.db.engine import make_engine, transaction
+from strongroom.core.db.models import ClientFile
 from strongroom.core.demo import client_records
 from strongroom.core.files.content import CHUNK_SIZE
 from strongroom.core.files.repository import add_file, open_file
@@ -34,7 +42,7 @@ def _big_objects(root) -> int:
 def test_kill_9_while_storing_file_content_then_the_next_backup_completes(tmp_path, db_url):
     data_dir = make_data_dir(tmp_path, db_url, "\n[files]\nmax_bytes = 67108864\n")
     ctx = open_context(load_settings(data_dir / "strongroom.toml"))
-    contents = {}
+    contents, rows = {}, []
     try:
         with transaction(ctx.engine) as conn:
             created: list = []
@@ -46,23 +54,33 @@ def test_kill_9_while_storing_file_content_then_the_next_backup_completes(tmp_pa
                                client_id, name="scan.pdf", content_type="application/pdf", size=len(data),
                                content=(data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)))
             contents[row["id"]] = data
+            rows.append((client_id, row["id"]))
+        # The backup goes through files by (client, id): block it on the last one's manifest.
+        with transaction(ctx.engine) as conn:
+            storage_key = conn.execute(select(ClientFile.storage_key)
+                                       .where(ClientFile.id == max(rows)[1])).scalar_one()
+        manifest = open_files_target(ctx.settings).root / storage_key
+        saved = manifest.with_name(manifest.name + ".saved")
+        manifest.rename(saved)
+        os.mkfifo(manifest)
         repo_root = data_dir / "backups"
         proc = DaemonProcess(data_dir, tmp_path, name="a")
         proc.wait_ready()
         run = proc.call("job.run", {"kind": "backup"})
         deadline = time.monotonic() + 60
-        while _big_objects(repo_root) < FILES * CHUNKS_EACH // 2:   # well into the file objects, far from their end
-            assert proc.call("job.get", {"run_id": run["id"]})["status"] in ("queued", "running"), \
-                "backup finished before the kill"
+        while _big_objects(repo_root) < (FILES - 1) * CHUNKS_EACH:
             assert time.monotonic() < deadline, proc.log()
-            time.sleep(0.01)
+            time.sleep(0.05)
+        assert proc.call("job.get", {"run_id": run["id"]})["status"] == "running"
         proc.proc.send_signal(signal.SIGKILL)
         proc.proc.wait(10)
         proc.stop()
+        manifest.unlink()
+        saved.rename(manifest)
         stored_before = _big_objects(repo_root)
+        assert stored_before == (FILES - 1) * CHUNKS_EACH
         repo = open_repository(open_target(str(repo_root)), ctx.keyring)
         assert repo.list_snapshots() == []
-        assert stored_before < FILES * CHUNKS_EACH, "the killed backup stored every object; the test proves nothing"
 
         again = DaemonProcess(data_dir, tmp_path, name="b")
         try:
