@@ -7,7 +7,12 @@ from collections.abc import Callable
 
 import pytest
 import textual.constants
+from textual import events
+from textual._wait import wait_for_idle
+from textual.app import App
+from textual.keys import REPLACED_KEYS, _character_to_key, _get_unicode_name_from_key
 from textual.pilot import Pilot, WaitForScreenTimeout
+from textual.widgets import Input, TextArea
 
 from tests.daemon.conftest import (FAST_HEALTH, PASSWORD, data_transaction, insert_demo_rows, make_data_dir,
                                    running_daemon)
@@ -55,6 +60,63 @@ async def wait_for_screen_in_rounds(pilot: Pilot, timeout: float = 30.0, *, roun
 def patient_pilot(monkeypatch):
     """Every Pilot in the console's tests waits in rounds (wait_for_screen_in_rounds)."""
     monkeypatch.setattr(Pilot, "_wait_for_screen", wait_for_screen_in_rounds)
+
+
+TEXTUAL_PRESS_KEYS = App._press_keys
+
+
+def _key_event(key: str) -> events.Key:
+    """The Key event Textual's own `_press_keys` makes for a one-character key."""
+    import unicodedata
+
+    if not key.isalnum():
+        key = _character_to_key(key)
+    original = REPLACED_KEYS.get(key, key)
+    try:
+        char = unicodedata.lookup(_get_unicode_name_from_key(original))
+    except KeyError:
+        char = key if len(key) == 1 else None
+    return events.Key(key, char)
+
+
+async def press_keys_typing_in_runs(app: App, keys) -> None:
+    """Textual's `_press_keys`, except that a run of characters is typed the way a fast
+    typist (or a paste) types it: every key sent, then one wait for the app to go idle.
+
+    Textual waits for idle twice after every key, and each wait sleeps at least 20 ms
+    and, while any thread of the test process is busy, up to a second: `log_in` alone
+    (forty keys) cost 2-3 s of every console test, a fifth of the suite. The app still
+    gets each key as its own event, in order, as from a terminal; named keys (enter, tab,
+    ctrl+...) and `wait:` steps keep Textual's wait after each, and so does every key
+    while the focus is not in a text field, where a character may be a binding that
+    changes the screen the next key lands on."""
+    run: list[str] = []
+
+    async def flush() -> None:
+        if not run:
+            return
+        for key in run:
+            event = _key_event(key)
+            event.set_sender(app)
+            app._driver.send_message(event)
+        run.clear()
+        await wait_for_idle(0)
+        await app._animator.wait_until_complete()
+        await wait_for_idle(0)
+
+    for key in keys:
+        if len(key) == 1 and (run or isinstance(app.focused, (Input, TextArea))):
+            run.append(key)
+            continue
+        await flush()
+        await TEXTUAL_PRESS_KEYS(app, [key])
+    await flush()
+
+
+@pytest.fixture(autouse=True)
+def typing_in_runs(monkeypatch):
+    """Every console test types runs of characters at once (press_keys_typing_in_runs)."""
+    monkeypatch.setattr(App, "_press_keys", press_keys_typing_in_runs)
 
 
 @pytest.fixture
