@@ -457,6 +457,9 @@ class Daemon:
         grace = self.ctx.settings.daemon.shutdown_grace_seconds
         self.notifier.send("STOPPING=1", "STATUS=stopping: letting running jobs reach a safe point")
         log.info("stopping", extra={"grace_seconds": grace})
+        # Consoles learn it now, not after their silence timeout: their banner goes up
+        # while this daemon drains (the PUB socket closes last, in control.close).
+        self.control.publish("daemon.stopping", {"grace_seconds": grace})
         self.scheduler.shutdown()
         left = await asyncio.to_thread(self.runner.shutdown, grace)
         if left:

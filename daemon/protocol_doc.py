@@ -35,6 +35,8 @@ EVENTS = {
                  "clock skew; the error of a failed pass (never an address or a row)",
     "compliance": "the compliance score moved: score, threshold, status (ok, below threshold), generated_at; "
                   "once when the daemon first scores, then on each change of score, threshold or status",
+    "daemon.stopping": "the daemon is shutting down (SIGTERM or SIGINT): grace_seconds; consoles show their "
+                       "reconnect banner at once instead of after a silence",
 }
 
 ERRORS = {

@@ -68,7 +68,8 @@ TAB_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "minus", "equals_s
 # What the event worker subscribes to: every topic some tab lists in its TOPICS (a topic
 # ending in "." is a prefix: job.<run id>, sync.conflict, ...), so a tab that starts
 # listening to a topic is subscribed and routed to by saying so in its own module.
-TOPICS = base.subscriptions(tab for _, _, tab in TABS)
+STOPPING = "daemon.stopping"      # the daemon's last event before it shuts down
+TOPICS = (*base.subscriptions(tab for _, _, tab in TABS), STOPPING)
 
 
 def routes(topic: str) -> tuple[tuple[str, str], ...]:
@@ -346,6 +347,8 @@ class MainScreen(Screen):
                         continue
                     except ClientError as err:
                         return None if err.code == "unauthenticated" else err.message
+                if topic == STOPPING:
+                    return "the daemon is stopping"
                 self.post_message(DaemonEvent(topic, data))
         finally:
             subscription.close()

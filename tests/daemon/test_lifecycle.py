@@ -61,6 +61,23 @@ def test_sigterm_stops_cleanly_with_stopping_message(data_dir, tmp_path):
     proc.stop()
 
 
+def test_sigterm_tells_subscribers_the_daemon_is_stopping_before_it_goes(daemon):
+    async def watch():
+        client = daemon.client()
+        try:
+            events = client.subscribe("daemon.")
+            await asyncio.sleep(0.2)           # the subscription reaches the publisher
+            daemon.proc.send_signal(signal.SIGTERM)
+            return await asyncio.wait_for(events.recv(), 10)
+        finally:
+            client.close()
+
+    topic, data = asyncio.run(watch())
+    assert topic == "daemon.stopping"
+    assert data == {"grace_seconds": load_settings(daemon.data_dir / "strongroom.toml").daemon.shutdown_grace_seconds}
+    assert daemon.proc.wait(30) == 0
+
+
 def test_bad_config_exits_2_with_the_key_named(tmp_path, db_url):
     data_dir = make_data_dir(tmp_path, db_url)
     with open(data_dir / "strongroom.toml", "a") as config:

@@ -10,7 +10,7 @@ from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.detail import DetailScreen
 from strongroom.console.tabs.jobs import JobsTab
 from strongroom.console.screens.login import LoginScreen
-from strongroom.console.screens.main import MainScreen
+from strongroom.console.screens.main import SILENCE_SECONDS, MainScreen
 from strongroom.console.tabs.security import SecurityTab
 from strongroom.console.widgets.banner import ConnectionBanner
 from strongroom.console.widgets.health_card import HealthCard
@@ -197,8 +197,9 @@ async def _restart(tui_daemon, tmp_path):
         banner = app.screen.query_one(ConnectionBanner)
         assert not banner.is_down
         await in_thread(tui_daemon.stop)
-        await wait_for(pilot, lambda: banner.is_down, timeout=30, what="reconnect banner")
-        assert "reconnecting" in str(banner.render())
+        # At once (the daemon's daemon.stopping event), not after the console's silence.
+        await wait_for(pilot, lambda: banner.is_down, timeout=SILENCE_SECONDS - 1, what="reconnect banner")
+        assert "reconnecting" in str(banner.render()) and "the daemon is stopping" in str(banner.render())
         status = app.screen.query_one("#statusline", Static)
         # The status line says so too, with the time the view last took live data.
         await wait_for(pilot, lambda: str(status.render()).startswith("○ disconnected · updated "),
