@@ -14,14 +14,20 @@ import os
 import sys
 from typing import NoReturn
 
-from strongroom.core.bulk import skip_final_collection
-from strongroom.core.config import load_settings, locate_config
-from strongroom.core.context import open_context
-from strongroom.core.db.engine import translate_error
-from strongroom.core.db.migrate import current_revision, head_revision
-from strongroom.core.errors import ConfigError, StrongroomError
-from strongroom.daemon import logs
-from strongroom.daemon.lifecycle import Daemon
+from strongroom.core.bulk import collector_paused, skip_final_collection
+
+# Start-up is mostly imports (SQLAlchemy, pydantic, the models, the daemon's commands),
+# and everything they make lives as long as the process: the cyclic collector's scans
+# in between free nothing. Off while they run (measured: a daemon's start to READY=1
+# 1.17 s -> 0.95 s, and every test that starts one pays it).
+with collector_paused():
+    from strongroom.core.config import load_settings, locate_config
+    from strongroom.core.context import open_context
+    from strongroom.core.db.engine import translate_error
+    from strongroom.core.db.migrate import current_revision, head_revision
+    from strongroom.core.errors import ConfigError, StrongroomError
+    from strongroom.daemon import logs
+    from strongroom.daemon.lifecycle import Daemon
 
 log = logging.getLogger("strongroom.daemon")
 
