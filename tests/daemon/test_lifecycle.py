@@ -88,6 +88,25 @@ def test_bad_config_exits_2_with_the_key_named(tmp_path, db_url):
     assert "daemon.max_frame_bytes" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("revision, words", [
+    ("0019", "database schema is at 0019, this daemon needs 0020: run `strongroom db upgrade`"),
+    (None, "database schema is at nothing, this daemon needs 0020"),
+])
+def test_a_database_at_another_schema_revision_is_refused_at_start(data_dir, tmp_path, revision, words):
+    from sqlalchemy import text
+
+    from tests.daemon.conftest import data_transaction
+    with data_transaction(data_dir) as (_, conn):
+        conn.execute(text("DELETE FROM alembic_version"))
+        if revision is not None:
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:r)"), {"r": revision})
+    proc = DaemonProcess(data_dir, tmp_path)
+    assert proc.proc.wait(30) == 2
+    log = proc.log()
+    proc.stop()
+    assert f"strongroomd: error: {words}" in log
+
+
 def test_sighup_applies_a_good_config_and_keeps_the_old_on_a_bad_one(daemon, data_dir):
     config = data_dir / "strongroom.toml"
     original = config.read_text()
