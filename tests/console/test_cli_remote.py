@@ -1,4 +1,5 @@
 """The CLI against a real daemon: login, status, jobs (with --wait), sessions, notify, logout."""
+import contextlib
 import io
 import json
 import re
@@ -8,8 +9,10 @@ import time
 import pyotp
 import pytest
 
+from tests.conftest import per_engine_per_module
 from tests.console.cli_helpers import run_cli as run
-from tests.daemon.conftest import PASSWORD, DaemonProcess, add_unenrolled_admin, free_port_pair, make_data_dir
+from tests.daemon.conftest import (PASSWORD, DaemonProcess, add_unenrolled_admin, free_port_pair, make_data_dir,
+                                   running_daemon)
 
 
 @pytest.fixture
@@ -23,10 +26,33 @@ def running(tmp_path, db_url, monkeypatch):
     assert proc.stop() == 0
 
 
+@contextlib.contextmanager
+def _reading(tmp_path, db_url):
+    with contextlib.ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as env:     # started with the environment `running`'s is
+            env.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+            proc = stack.enter_context(running_daemon(make_data_dir(tmp_path, db_url), tmp_path))
+        yield proc
 
 
-def test_status_as_local_operator_without_login(running, capsys):
-    data_dir, _ = running
+_one_running = per_engine_per_module(
+    "_one_running", _reading,
+    "`running`'s daemon shared by one engine's tests that only read (status, job kinds, the compliance "
+    "report, whose day's score the daemon keeps itself) or are refused: none logs in, runs a job or "
+    "writes a row another could see.")
+
+
+@pytest.fixture
+def reading(_one_running, tmp_path, monkeypatch):
+    """`running` on the module's shared daemon: this test's own XDG_CONFIG_HOME (no session
+    saved by another), the daemon's RUNTIME_DIRECTORY."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(_one_running.runtime))
+    return _one_running.data_dir, _one_running
+
+
+def test_status_as_local_operator_without_login(reading, capsys):
+    data_dir, _ = reading
     code, out, err = run(capsys, "--data-dir", str(data_dir), "status", "--json")
     assert code == 0, err
     assert json.loads(out)["role"] == "leader"
@@ -53,8 +79,8 @@ def test_jobs_run_wait_follows_progress_in_the_runs_unit(running, capsys):
     assert counts and counts == sorted(counts, key=int), err
 
 
-def test_jobs_kinds_lists_every_kind_with_the_params_it_takes(running, capsys):
-    data_dir, _ = running
+def test_jobs_kinds_lists_every_kind_with_the_params_it_takes(reading, capsys):
+    data_dir, _ = reading
     code, out, err = run(capsys, "--data-dir", str(data_dir), "jobs", "kinds")
     assert code == 0, err
     assert re.search(r"^restore .*\[on request only\]", out, re.M)
@@ -64,8 +90,8 @@ def test_jobs_kinds_lists_every_kind_with_the_params_it_takes(running, capsys):
     assert {k["kind"] for k in json.loads(out)} >= {"backup", "verify", "restore", "export", "sync"}
 
 
-def test_jobs_run_with_a_mistyped_param_names_it_and_starts_nothing(running, capsys):
-    data_dir, _ = running
+def test_jobs_run_with_a_mistyped_param_names_it_and_starts_nothing(reading, capsys):
+    data_dir, _ = reading
     code, _, err = run(capsys, "--data-dir", str(data_dir), "jobs", "run", "verify",
                        "--param", "snapshot_id=123-45-6789")
     assert code == 2 and "verify params: snapshot_id: must be a UUID" in err and "123-45" not in err
@@ -185,8 +211,8 @@ def test_a_socket_left_by_a_stopped_daemon_is_answered_at_once(tmp_path, db_url,
     assert code == 12 and "strongroomd is not running" in err and "left from a stopped daemon" in err
 
 
-def test_compliance_prints_score_checklist_and_remediation(running, capsys):
-    data_dir, _ = running
+def test_compliance_prints_score_checklist_and_remediation(reading, capsys):
+    data_dir, _ = reading
     code, out, err = run(capsys, "--data-dir", str(data_dir), "compliance")
     assert code == 0, err
     assert "compliance score" in out and "164.312(b)" in out and "-> " in out
@@ -289,24 +315,31 @@ def test_whoami_says_which_identity_commands_act_as_and_a_saved_session_is_never
 # --- another machine: --connect over CURVE TCP ------------------------------------------
 
 
-@pytest.fixture
-def remote(tmp_path, db_url, monkeypatch, capsys):
+_REMOTE_UNSET = ("STRONGROOM_DATA_DIR", "STRONGROOM_CONFIG", "STRONGROOM_CONNECT", "STRONGROOM_SERVER_KEY",
+                 "STRONGROOM_CLIENT_KEY")
+
+
+def _remote_env(env: pytest.MonkeyPatch, tmp_path) -> None:
+    env.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for name in _REMOTE_UNSET:
+        env.delenv(name, raising=False)
+
+
+@contextlib.contextmanager
+def _curve_daemon(tmp_path, db_url, cli):
     """A daemon with a CURVE TCP endpoint that allows one client key, made the way the
-    README says: `strongroom keys client-key`, its client.key copied into the allow-list."""
+    README says: `strongroom keys client-key`, its client.key copied into the allow-list.
+    `cli(*args)` runs the command, returning (exit code, stdout, stderr)."""
     import shutil
 
     import zmq.auth
 
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    for name in ("STRONGROOM_DATA_DIR", "STRONGROOM_CONFIG", "STRONGROOM_CONNECT", "STRONGROOM_SERVER_KEY",
-                 "STRONGROOM_CLIENT_KEY"):
-        monkeypatch.delenv(name, raising=False)
     server_dir, allowed = tmp_path / "server-keys", tmp_path / "server-keys" / "clients"
     allowed.mkdir(parents=True)
-    code, _, err = run(capsys, "keys", "client-key", "--name", "server", "--out", server_dir)
+    code, _, err = cli("keys", "client-key", "--name", "server", "--out", server_dir)
     assert code == 0, err
     server_public, server_secret = server_dir / "server.key", server_dir / "server.key_secret"
-    code, out, err = run(capsys, "keys", "client-key", "--out", tmp_path / "laptop")
+    code, out, err = cli("keys", "client-key", "--out", tmp_path / "laptop")
     assert code == 0, err
     client_public = out.strip()
     shutil.copy(tmp_path / "laptop" / "client.key", allowed / "laptop.key")
@@ -314,14 +347,57 @@ def remote(tmp_path, db_url, monkeypatch, capsys):
     data_dir = make_data_dir(tmp_path, db_url, extra=(
         f'\n[daemon]\ntcp_endpoint = "tcp://127.0.0.1:{port}"\n'
         f'curve_secret_key_file = "{server_secret}"\ncurve_allowed_clients_dir = "{allowed}"\n'))
-    proc = DaemonProcess(data_dir, tmp_path)
-    proc.wait_ready()
     password_file = tmp_path / "pw"
     password_file.write_text(PASSWORD + "\n")
-    yield {"proc": proc, "connect": f"tcp://127.0.0.1:{port}", "server_public": server_public,
-           "server_z85": zmq.auth.load_certificate(str(server_public))[0].decode(), "client_public": client_public,
-           "client_secret": tmp_path / "laptop" / "client.key_secret", "password_file": password_file}
-    assert proc.stop() == 0
+    with running_daemon(data_dir, tmp_path) as proc:
+        yield {"proc": proc, "connect": f"tcp://127.0.0.1:{port}", "server_public": server_public,
+               "server_z85": zmq.auth.load_certificate(str(server_public))[0].decode(),
+               "client_public": client_public, "client_secret": tmp_path / "laptop" / "client.key_secret",
+               "password_file": password_file}
+
+
+@pytest.fixture
+def remote(tmp_path, db_url, monkeypatch, capsys):
+    _remote_env(monkeypatch, tmp_path)
+    with _curve_daemon(tmp_path, db_url, lambda *args: run(capsys, *args)) as r:
+        yield r
+
+
+def _cli(*args) -> tuple[int, str, str]:
+    """`run` for a fixture without capsys (module-scoped): the output caught here."""
+    from strongroom.console.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+    return code, out.getvalue(), err.getvalue()
+
+
+@contextlib.contextmanager
+def _shared_curve_daemon(tmp_path, db_url):
+    with contextlib.ExitStack() as stack:
+        with pytest.MonkeyPatch.context() as env:     # made and started in `remote`'s environment
+            _remote_env(env, tmp_path)
+            r = stack.enter_context(_curve_daemon(tmp_path, db_url, _cli))
+        yield r
+
+
+_one_remote = per_engine_per_module(
+    "_one_remote", _shared_curve_daemon,
+    "`remote`'s daemon shared by one engine's tests whose commands the daemon refuses unseen (a wrong "
+    "server key, a client key it does not allow, a public key as the secret): no failed login reaches "
+    "it, and the one session opened (a wrong server key's test logs in first) is read by none of them.")
+
+
+@pytest.fixture
+def curve_refusing(_one_remote, tmp_path, monkeypatch):
+    """`remote` on the module's shared daemon, with this test's own XDG_CONFIG_HOME."""
+    _remote_env(monkeypatch, tmp_path)
+    return _one_remote
 
 
 def _remote(r: dict, server_key=None, client_key=None) -> list:
@@ -368,9 +444,10 @@ def test_login_and_status_over_curve_with_the_right_keys(remote, capsys, monkeyp
     assert event["ip_address"] == "127.0.0.1"
 
 
-def test_a_wrong_server_key_is_reported_within_the_connect_timeout(remote, capsys, monkeypatch):
+def test_a_wrong_server_key_is_reported_within_the_connect_timeout(curve_refusing, capsys, monkeypatch):
     import zmq
 
+    remote = curve_refusing
     assert run(capsys, *_remote(remote), "login", "-u", "auditor1", "--password-file", remote["password_file"])[0] == 0
     monkeypatch.setenv("STRONGROOM_CONNECT_TIMEOUT", "2")
     impostor = zmq.curve_keypair()[0].decode()
@@ -382,7 +459,8 @@ def test_a_wrong_server_key_is_reported_within_the_connect_timeout(remote, capsy
     assert impostor not in err
 
 
-def test_a_client_key_the_daemon_does_not_allow_gets_no_answer(remote, capsys, monkeypatch, tmp_path):
+def test_a_client_key_the_daemon_does_not_allow_gets_no_answer(curve_refusing, capsys, monkeypatch, tmp_path):
+    remote = curve_refusing
     monkeypatch.setenv("STRONGROOM_CONNECT_TIMEOUT", "2")
     assert run(capsys, "keys", "client-key", "--out", tmp_path / "stranger")[0] == 0
     started = time.monotonic()
@@ -407,7 +485,8 @@ def test_bad_remote_options_are_refused_by_name(args, message, capsys, tmp_path,
     assert code == 2 and message in err, err
 
 
-def test_the_public_key_file_is_refused_as_a_client_key(remote, capsys, tmp_path):
+def test_the_public_key_file_is_refused_as_a_client_key(curve_refusing, capsys, tmp_path):
+    remote = curve_refusing
     public = remote["client_secret"].with_name("client.key")
     code, _, err = run(capsys, *_remote(remote, client_key=public), "status")
     assert code == 2 and "holds no secret key" in err

@@ -2,6 +2,7 @@
 daemon: the changes, their evidence, and refusals that change nothing."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 
@@ -10,7 +11,8 @@ import pytest
 
 from strongroom.console.client import ClientError
 from strongroom.core.db.models import Role
-from tests.daemon.conftest import PASSWORD, add_admin, login
+from tests.conftest import per_engine_per_module
+from tests.daemon.conftest import PASSWORD, add_admin, login, make_data_dir, running_daemon
 
 
 def refused(daemon, cmd: str, args: dict, token="local") -> ClientError:
@@ -30,6 +32,23 @@ def events(daemon, event_type: str) -> list[dict]:
 @pytest.fixture
 def boss(data_dir):
     return add_admin(data_dir)
+
+
+@contextlib.contextmanager
+def _refusing_daemon(tmp, db_url):
+    """A daemon over the two test users and `boss`, the only administrator, with the
+    auditor (no user:manage) logged in once, by a login that succeeds (`.auditor`)."""
+    data_dir = make_data_dir(tmp, db_url)
+    add_admin(data_dir)
+    with running_daemon(data_dir, tmp) as proc:
+        proc.auditor = login(proc, "auditor1")
+        yield proc
+
+
+refusals_daemon = per_engine_per_module(
+    "refusals_daemon", _refusing_daemon,
+    "`daemon` with `boss` shared by one engine's tests of refusals: each is refused, changes nothing "
+    "another reads (no lock, role, grant, user or failed login), and checks so itself.")
 
 
 def test_admin_locks_a_user_whose_session_ends_then_unlocks(daemon, boss):
@@ -61,7 +80,8 @@ def test_nobody_locks_themselves_and_the_refusal_is_recorded(daemon, boss, data_
     assert refusal["details"]["action"] == "user_locked" and refusal["username"] == "boss"
 
 
-def test_the_last_admin_can_be_neither_locked_nor_demoted(daemon, boss):
+def test_the_last_admin_can_be_neither_locked_nor_demoted(refusals_daemon):
+    daemon = refusals_daemon
     err = refused(daemon, "user.lock", {"username": "boss"})
     assert err.code == "conflict" and "last active account able to manage users" in err.message
     err = refused(daemon, "user.role.set", {"username": "boss", "role": "STAFF"})
@@ -70,8 +90,8 @@ def test_the_last_admin_can_be_neither_locked_nor_demoted(daemon, boss):
     assert after["locked_until"] is None and after["role"] == "ADMIN"
 
 
-def test_without_user_manage_every_change_is_forbidden(daemon, boss):
-    auditor = login(daemon, "auditor1")
+def test_without_user_manage_every_change_is_forbidden(refusals_daemon):
+    daemon, auditor = refusals_daemon, refusals_daemon.auditor
     for cmd, args in (("user.lock", {"username": "clinician"}), ("user.unlock", {"username": "clinician"}),
                       ("user.totp.reset", {"username": "clinician"}),
                       ("user.role.set", {"username": "clinician", "role": "STAFF"}),
@@ -84,7 +104,8 @@ def test_without_user_manage_every_change_is_forbidden(daemon, boss):
     assert daemon.call("user.grant.list", {"username": "clinician", "include_ended": True}) == []
 
 
-def test_unknown_user_and_bad_arguments_are_clear_errors(daemon):
+def test_unknown_user_and_bad_arguments_are_clear_errors(refusals_daemon):
+    daemon = refusals_daemon
     err = refused(daemon, "user.lock", {"username": "ghost"})
     assert err.code == "not_found" and "no user by that name" in err.message and "ghost" not in err.message
     err = refused(daemon, "user.role.set", {"username": "clinician", "role": "wizard"})

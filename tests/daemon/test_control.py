@@ -32,7 +32,19 @@ def request(cmd="status", token=None, args=None, v=1, **extra) -> bytes:
     return json.dumps({"v": v, "id": "t1", "cmd": cmd, "token": token, "args": args or {}, **extra}).encode()
 
 
-def test_sockets_are_private(daemon):
+# Tests on `module_daemon` share one daemon per engine: each only reads or is refused, and
+# changes nothing another could see (no rows, jobs, failed logins, lockouts or revocations).
+# Those that log in, log out, revoke, fail logins or write rows keep a daemon of their own.
+
+@pytest.fixture(scope="module")
+def clinician_token(module_daemon) -> str:
+    """A session of the clinician (neither user:manage nor job:*:run) on the shared daemon,
+    opened once by a login that succeeds: no failed login, lockout or rate limit follows."""
+    return login(module_daemon, "clinician")
+
+
+def test_sockets_are_private(module_daemon):
+    daemon = module_daemon
     for name in ("control.sock", "events.sock", "operator.token"):
         assert stat.S_IMODE((daemon.runtime / name).stat().st_mode) == 0o600
 
@@ -60,20 +72,23 @@ def test_malformed_frames_get_the_documented_error(module_daemon, frame, code, w
     assert_alive(daemon)
 
 
-def test_huge_frame_over_the_limit_is_refused_and_the_daemon_keeps_serving(daemon):
+def test_huge_frame_over_the_limit_is_refused_and_the_daemon_keeps_serving(module_daemon):
+    daemon = module_daemon
     frame = request(args={"pad": "x" * (4 * 1024 * 1024 + 10)})   # the default limit: 4 MiB
     reply = raw(daemon, frame)
     assert reply["error"]["code"] == "bad_request" and "exceeds the limit" in reply["error"]["message"]
     assert_alive(daemon)
 
 
-def test_multipart_garbage_is_refused(daemon):
+def test_multipart_garbage_is_refused(module_daemon):
+    daemon = module_daemon
     reply = raw(daemon, b"garbage", b"more", request())
     assert reply["error"]["code"] == "bad_request" and "multipart" in reply["error"]["message"]
     assert_alive(daemon)
 
 
-def test_wrong_argument_types_name_the_argument(daemon):
+def test_wrong_argument_types_name_the_argument(module_daemon):
+    daemon = module_daemon
     with pytest.raises(ClientError) as err:
         daemon.call("job.list", {"limit": "lots"})
     assert err.value.code == "bad_request" and "limit" in err.value.message
@@ -82,8 +97,8 @@ def test_wrong_argument_types_name_the_argument(daemon):
     assert err.value.code == "bad_request" and "run_id" in err.value.message
 
 
-def test_valid_token_without_the_permission_is_forbidden(daemon):
-    token = login(daemon, "clinician")
+def test_valid_token_without_the_permission_is_forbidden(module_daemon, clinician_token):
+    daemon, token = module_daemon, clinician_token
     with pytest.raises(ClientError) as err:
         daemon.call("user.list", token=token)
     assert err.value.code == "forbidden" and "user:manage" in err.value.message
@@ -161,7 +176,8 @@ def test_admin_login_needs_totp_and_refuses_replay(daemon, data_dir):
         login(daemon, "admin1", totp=code)
 
 
-def test_an_unknown_job_kind_is_not_found_and_bad_sync_params_are_refused(daemon):
+def test_an_unknown_job_kind_is_not_found_and_bad_sync_params_are_refused(module_daemon):
+    daemon = module_daemon
     with pytest.raises(ClientError) as err:
         daemon.call("job.run", {"kind": "teleport"})
     assert err.value.code == "not_found"
@@ -170,13 +186,15 @@ def test_an_unknown_job_kind_is_not_found_and_bad_sync_params_are_refused(daemon
     assert err.value.code == "bad_request"
 
 
-def test_config_show_redacts_secrets(daemon):
+def test_config_show_redacts_secrets(module_daemon):
+    daemon = module_daemon
     config = daemon.call("config.show")
     assert config["keys"]["kek_file"] == "<redacted>"
     assert config["database"]["url"]
 
 
-def test_help_lists_every_command_with_its_permission(daemon):
+def test_help_lists_every_command_with_its_permission(module_daemon):
+    daemon = module_daemon
     names = {c["cmd"]: c["permission"] for c in daemon.call("help", token=None)}
     for cmd in ("status", "health", "job.list", "job.run", "job.cancel", "job.get", "backup.list",
                 "audit.tail", "audit.verify", "security.event.list", "session.list", "session.revoke",
@@ -185,8 +203,9 @@ def test_help_lists_every_command_with_its_permission(daemon):
     assert names["user.list"] == "user:manage"
 
 
-def test_old_names_still_work_as_deprecated_aliases(daemon):
+def test_old_names_still_work_as_deprecated_aliases(module_daemon):
     """Scripts outside may call the names commands had before noun.verb: one release more."""
+    daemon = module_daemon
     listed = {c["cmd"]: c for c in daemon.call("help", token=None)}
     assert listed["jobs.list"]["alias_of"] == "job.list" and "deprecated" in listed["jobs.list"]["help"]
     assert listed["users.list"]["permission"] == listed["user.list"]["permission"] == "user:manage"
@@ -209,7 +228,8 @@ def test_old_names_still_work_as_deprecated_aliases(daemon):
                                                    st.integers() | st.text(max_size=10), max_size=3)})
     .map(lambda d: json.dumps(d).encode()),
 ))
-def test_fuzzed_frames_always_get_a_well_formed_reply_and_the_daemon_lives(daemon, frame):
+def test_fuzzed_frames_always_get_a_well_formed_reply_and_the_daemon_lives(module_daemon, frame):
+    daemon = module_daemon
     reply = raw(daemon, frame)
     assert reply["v"] == 1 and isinstance(reply["ok"], bool)
     if not reply["ok"]:
@@ -219,14 +239,16 @@ def test_fuzzed_frames_always_get_a_well_formed_reply_and_the_daemon_lives(daemo
 
 # --- no input answers `internal` -------------------------------------------------------
 
-def test_json_nested_100000_deep_is_a_bad_request(daemon):
+def test_json_nested_100000_deep_is_a_bad_request(module_daemon):
+    daemon = module_daemon
     frame = b'{"v":1,"id":"deep","cmd":"status","args":' + b'[' * 100_000 + b']' * 100_000 + b'}'
     reply = raw(daemon, frame)
     assert reply["error"]["code"] == "bad_request" and "deeper" in reply["error"]["message"]
     assert_alive(daemon)
 
 
-def test_job_params_nested_600_deep_are_refused_and_the_history_stays_listable(daemon):
+def test_job_params_nested_600_deep_are_refused_and_the_history_stays_listable(module_daemon):
+    daemon = module_daemon
     reply = raw(daemon, request("job.run", token=daemon.local_token(),
                                 args={"kind": "integrity", "params": {"x": nested(600)}}))
     assert reply["error"]["code"] == "bad_request"
@@ -264,7 +286,8 @@ def test_job_params_are_checked_per_kind_when_submitted_naming_the_field(module_
     assert daemon.call("job.list") == []
 
 
-def test_an_unknown_param_is_refused_without_repeating_its_name(daemon):
+def test_an_unknown_param_is_refused_without_repeating_its_name(module_daemon):
+    daemon = module_daemon
     reply = raw(daemon, request("job.run", token=daemon.local_token(),
                                 args={"kind": "integrity", "params": {"jane.doe@example.org": "1"}}))
     assert reply["error"]["code"] == "bad_request" and "jane" not in reply["error"]["message"]

@@ -3,6 +3,7 @@ form, a run to success with its history and manifest, the ZIP password sealed in
 run's parameters, refusals answered at once with nothing queued, and the rows metric."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from datetime import datetime, timedelta, timezone
@@ -26,13 +27,16 @@ from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
 from strongroom.daemon.metrics import Metrics
+from tests.conftest import per_engine_per_module
 from tests.daemon.conftest import PASSWORD, DaemonProcess, error_of, make_data_dir, running_daemon, wait_run
 
 ZIP_PASSWORD = "zip password 1234"
 
 
-@pytest.fixture
-def export_daemon(tmp_path, db_url):
+@contextlib.contextmanager
+def _export_daemon(tmp_path, db_url):
+    """A daemon over six demo clients, with a manager and a front-desk user besides the
+    two test users."""
     data_dir = make_data_dir(tmp_path, db_url)
     ctx = open_context(load_settings(data_dir / "strongroom.toml"))
     try:
@@ -47,12 +51,33 @@ def export_daemon(tmp_path, db_url):
         yield proc
 
 
+@pytest.fixture
+def export_daemon(tmp_path, db_url):
+    with _export_daemon(tmp_path, db_url) as proc:
+        yield proc
+
+
 def login(daemon, username: str) -> str:
     return daemon.call("auth.login", {"username": username, "password": PASSWORD}, token=None)["token"]
 
 
-def test_catalogue_lists_tables_fields_formats_and_profiles(export_daemon):
-    answer = export_daemon.call("export.table.list", token=login(export_daemon, "frontdesk"))
+@contextlib.contextmanager
+def _refusing_daemon(tmp_path, db_url):
+    """`export_daemon` with the front desk and the auditor logged in once (`.tokens`, by
+    username), so that the tests sharing it log nobody in themselves."""
+    with _export_daemon(tmp_path, db_url) as proc:
+        proc.tokens = {who: login(proc, who) for who in ("frontdesk", "auditor1")}
+        yield proc
+
+
+shared_export_daemon = per_engine_per_module(
+    "shared_export_daemon", _refusing_daemon,
+    "`export_daemon` shared by the reads and refusals of one engine: none runs an export or saves "
+    "a configuration, and the refusals check that nothing was queued.")
+
+
+def test_catalogue_lists_tables_fields_formats_and_profiles(shared_export_daemon):
+    answer = shared_export_daemon.call("export.table.list", token=shared_export_daemon.tokens["frontdesk"])
     tables = {t["table"]: t for t in answer["tables"]}
     assert set(tables) == {"clients", "therapy_sessions", "client_files", "staff", "services"}
     assert tables["staff"]["phi"] == [] and "working_hours" in tables["staff"]["fields"]
@@ -119,12 +144,13 @@ def test_the_zip_password_is_sealed_in_the_runs_parameters(export_daemon):
     ({"tables": ["clients"], "format": "csv"}, "frontdesk", "forbidden", "job:export:run"),
     ({"tables": ["clients"], "format": "csv"}, "auditor1", "forbidden", "job:export:run"),
 ])
-def test_refusals_are_immediate_and_queue_nothing(export_daemon, args, who, code, words):
-    token = "local" if who == "local" else login(export_daemon, who)
-    err = error_of(export_daemon, "export.run", args, token=token)
+def test_refusals_are_immediate_and_queue_nothing(shared_export_daemon, args, who, code, words):
+    d = shared_export_daemon
+    token = "local" if who == "local" else d.tokens[who]
+    err = error_of(d, "export.run", args, token=token)
     assert err.code == code and words in err.message
-    assert export_daemon.call("job.list", {"kind": "export"}) == []
-    assert export_daemon.call("export.list")["total"] == 0
+    assert d.call("job.list", {"kind": "export"}) == []
+    assert d.call("export.list")["total"] == 0
 
 
 def test_full_profile_without_phi_read_is_refused_before_queuing(export_daemon):
@@ -138,8 +164,8 @@ def test_full_profile_without_phi_read_is_refused_before_queuing(export_daemon):
     assert wait_run(export_daemon, run["id"])["result"]["masking_profile"] == "masked"
 
 
-def test_unknown_export_is_not_found(export_daemon):
-    err = error_of(export_daemon, "export.show", {"export_id": "00000000-0000-0000-0000-000000000000"})
+def test_unknown_export_is_not_found(shared_export_daemon):
+    err = error_of(shared_export_daemon, "export.show", {"export_id": "00000000-0000-0000-0000-000000000000"})
     assert err.code == "not_found"
 
 

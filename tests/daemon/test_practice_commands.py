@@ -4,20 +4,44 @@ an auditor reads nothing of it; bad values are refused naming the field, never e
 it, and nothing changes."""
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import pytest
 
+from tests.conftest import per_engine_per_module
 from tests.daemon.conftest import add_admin, error_of, login, make_data_dir, running_daemon
 
 
-@pytest.fixture
-def practice_daemon(tmp_path, db_url):
+@contextlib.contextmanager
+def _practice_daemon(tmp_path, db_url):
+    """A daemon with an owner (`boss`, logged in: `.owner`) besides the two test users."""
     data_dir = make_data_dir(tmp_path, db_url)
     secret = add_admin(data_dir)
     with running_daemon(data_dir, tmp_path) as proc:
         proc.owner = login(proc, "boss", secret)
         yield proc
+
+
+@pytest.fixture
+def practice_daemon(tmp_path, db_url):
+    with _practice_daemon(tmp_path, db_url) as proc:
+        yield proc
+
+
+@contextlib.contextmanager
+def _refusing_daemon(tmp_path, db_url):
+    """`practice_daemon` with the clinician and the auditor logged in once (`.clinician`,
+    `.auditor`), so that the tests sharing it log nobody in themselves."""
+    with _practice_daemon(tmp_path, db_url) as proc:
+        proc.clinician, proc.auditor = login(proc, "clinician"), login(proc, "auditor1")
+        yield proc
+
+
+shared_practice_daemon = per_engine_per_module(
+    "shared_practice_daemon", _refusing_daemon,
+    "`practice_daemon` shared by the refusals of one engine: none changes the practice, its staff "
+    "or its services, and each checks that.")
 
 
 def test_the_owner_sets_the_practice_staff_and_services_and_a_practitioner_reads_them(practice_daemon):
@@ -47,9 +71,9 @@ def test_the_owner_sets_the_practice_staff_and_services_and_a_practitioner_reads
     assert len(d.call("service.list", {"include_inactive": True}, token=clinician)["items"]) == 1
 
 
-def test_only_the_owner_edits_and_an_auditor_reads_none_of_it(practice_daemon):
-    d = practice_daemon
-    clinician, auditor = login(d, "clinician"), login(d, "auditor1")
+def test_only_the_owner_edits_and_an_auditor_reads_none_of_it(shared_practice_daemon):
+    d = shared_practice_daemon
+    clinician, auditor = d.clinician, d.auditor
     for cmd, args in (("practice.set", {"phone": "+1 555 0102"}),
                       ("staff.add", {"first_name": "A", "last_name": "B", "role": "STAFF"}),
                       ("service.add", {"name": "X", "category": "x", "duration_minutes": 30, "price_cents": 1})):
@@ -72,8 +96,8 @@ def test_only_the_owner_edits_and_an_auditor_reads_none_of_it(practice_daemon):
     ("service.add", {"name": "S", "category": "c", "duration_minutes": 1, "price_cents": 100},
      "duration_minutes", None),
 ])
-def test_bad_values_are_refused_by_field_and_nothing_changes(practice_daemon, cmd, args, field, value):
-    d = practice_daemon
+def test_bad_values_are_refused_by_field_and_nothing_changes(shared_practice_daemon, cmd, args, field, value):
+    d = shared_practice_daemon
     before = (d.call("practice.show", token=d.owner), d.call("staff.list", token=d.owner),
               d.call("service.list", token=d.owner))
     bad = error_of(d, cmd, args, d.owner)
@@ -83,8 +107,8 @@ def test_bad_values_are_refused_by_field_and_nothing_changes(practice_daemon, cm
             d.call("service.list", token=d.owner)) == before
 
 
-def test_unknown_rows_are_not_found(practice_daemon):
-    d = practice_daemon
+def test_unknown_rows_are_not_found(shared_practice_daemon):
+    d = shared_practice_daemon
     assert error_of(d, "staff.set", {"staff_id": str(uuid.uuid4()), "active": False}, d.owner).code == "not_found"
     assert error_of(d, "service.set", {"service_id": str(uuid.uuid4()), "active": False}, d.owner).code == "not_found"
     assert error_of(d, "staff.set", {"staff_id": "zq-drop"}, d.owner).code == "bad_request"

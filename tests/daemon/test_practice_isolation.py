@@ -82,8 +82,9 @@ def two_practices(tmp_path, db_url):
 
 probed_practices = per_engine_per_module(
     "probed_practices", _two_practices_daemon,
-    "`two_practices` shared by the probes of one engine: each probe is refused, changes nothing, "
-    "and checks so itself (B's state before and after).")
+    "`two_practices` shared by the probes of one engine (each refused, changing nothing, and "
+    "checking so itself: B's state before and after) and by the tests that only read or are "
+    "refused (no row, run, login or policy of theirs reaches another).")
 
 
 def _b_state(d) -> list:
@@ -171,8 +172,8 @@ def test_a_user_of_practice_a_cannot_reach_practice_b_by_naming_its_ids(probed_p
     assert _b_state(d) == before
 
 
-def test_lists_without_ids_show_only_the_callers_practice(two_practices):
-    d = two_practices
+def test_lists_without_ids_show_only_the_callers_practice(probed_practices):
+    d = probed_practices
     assert {u["username"] for u in d.call("user.list", token=d.opa)} == {"auditor1", "clinician", "opa"}
     assert {h["id"] for h in d.call("hold.list", token=d.opa)} == {d.a["hold"]}
     assert {r["client_id"] for r in d.call("erasure.list", token=d.opa)} == {d.a["other_client"]}
@@ -192,16 +193,16 @@ def test_naming_ones_own_practice_works_and_ones_own_objects_do(two_practices):
     d.call("staff.set", {"staff_id": d.b["staff"], "phone": "+1 555 0197"}, token=d.bossb)
 
 
-def test_an_own_client_cannot_be_booked_with_the_other_practices_service_or_staff(two_practices):
-    d = two_practices
+def test_an_own_client_cannot_be_booked_with_the_other_practices_service_or_staff(probed_practices):
+    d = probed_practices
     for field in ("service_id", "staff_id"):
         refused = error_of(d, "appointment.add", {"client_id": d.a["client"], "starts_at": WHEN,
                                                   field: d.b[field.removesuffix("_id")]}, d.opa)
         assert refused.code in ("not_found", "bad_request") and d.b[field.removesuffix("_id")] not in refused.message
 
 
-def test_the_local_operator_still_names_any_practice(two_practices):
-    d = two_practices
+def test_the_local_operator_still_names_any_practice(probed_practices):
+    d = probed_practices
     assert d.call("practice.show", {"practice_id": d.b["practice"]})["id"] == d.b["practice"]
     assert d.call("appointment.show", {"appointment_id": d.b["appointment"]})["id"] == d.b["appointment"]
     assert {u["username"] for u in d.call("user.list")} == {"auditor1", "clinician", "opa", "bossb"}
@@ -231,11 +232,9 @@ def test_an_export_or_a_job_reads_only_the_callers_practice(two_practices):
 
 # --- what a practice's people read: runs, exports, audit, security events, plans --------
 
-@pytest.fixture
-def practice_runs(two_practices):
+def _run_practice_jobs(d):
     """A finished export and reconcile of B's (started by B's owner), an export of A's
-    and a whole-database integrity run (started by the local operator)."""
-    d = two_practices
+    and a whole-database integrity run (started by the local operator), as `d.runs`."""
     def run(cmd: str, args: dict, token: str | None = "local") -> str:   # one export at a time
         return wait_run(d, d.call(cmd, args, token=token)["id"])["id"]
     b_export = run("export.run", {"tables": ["clients"], "format": "csv",
@@ -248,8 +247,26 @@ def practice_runs(two_practices):
     return d
 
 
-def test_job_runs_of_another_practice_are_neither_listed_nor_shown(practice_runs):
-    d = practice_runs
+@pytest.fixture
+def practice_runs(two_practices):
+    """`two_practices` with the runs of `_run_practice_jobs`."""
+    return _run_practice_jobs(two_practices)
+
+
+@contextlib.contextmanager
+def _two_practices_with_runs(tmp_path: Path, db_url: str):
+    with _two_practices_daemon(tmp_path, db_url) as proc:
+        yield _run_practice_jobs(proc)
+
+
+read_runs = per_engine_per_module(
+    "read_runs", _two_practices_with_runs,
+    "`practice_runs` shared by one engine's tests that only read what the runs left (and are "
+    "refused the rest): none starts, cancels or configures anything.")
+
+
+def test_job_runs_of_another_practice_are_neither_listed_nor_shown(read_runs):
+    d = read_runs
     seen = {r["id"]: r for r in d.call("job.list", {"limit": 50}, token=d.opa)}
     assert d.runs["a_export"] in seen and seen[d.runs["a_export"]]["params"]["filters"]["practice_id"] == d.a["practice"]
     assert d.runs["b_export"] not in seen and d.runs["b_reconcile"] not in seen
@@ -331,8 +348,8 @@ def test_an_export_run_by_a_saved_configurations_name_belongs_to_that_configurat
     assert refused.code == "not_found" and "b-nightly" not in refused.message
 
 
-def test_the_audit_trail_and_security_events_show_only_the_callers_practice(practice_runs):
-    d = practice_runs
+def test_the_audit_trail_and_security_events_show_only_the_callers_practice(read_runs):
+    d = read_runs
     entries = d.call("audit.tail", {"limit": 500}, token=d.opa)
     assert entries and all(e["actor"] != "user:bossb" for e in entries)
     assert any(e["actor"] == "user:opa" for e in entries)
@@ -400,12 +417,12 @@ def test_sync_conflicts_over_another_practices_rows_stay_hidden(tmp_path, db_url
         assert d.call("sync.conflict.get", {"conflict_id": conflict}, token=operator)["status"] == "open"
 
 
-def test_running_jobs_in_status_and_health_follow_the_runs_rule(two_practices):
+def test_running_jobs_in_status_and_health_follow_the_runs_rule(probed_practices):
     """What `status` and `health` list as running, for a caller narrowed to A: A's run
     whole, a whole-database run without its message, B's run not at all; the operator
     sees all three as they are."""
     from strongroom.daemon import tenancy
-    d = two_practices
+    d = probed_practices
     running = [{"run_id": "a", "kind": "export", "done": 1, "total": 2, "message": "clients"},
                {"run_id": "b", "kind": "reconcile", "done": 1, "total": 2, "message": "pairs of B"},
                {"run_id": "all", "kind": "backup", "done": 1, "total": 2, "message": "chunks"}]
