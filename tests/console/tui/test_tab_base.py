@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from strongroom.console.helpers.identity import Identity
-from strongroom.console.screens.main import TABS, TOPICS, routes
+from strongroom.console.screens.main import STOPPING, TABS, TOPICS, routes
 from strongroom.console.tabs.base import ANY, Job, Tab, handler, subscriptions
 from textual.containers import Vertical
 
@@ -58,8 +58,9 @@ def test_before_login_every_need_is_unmet_and_a_refusal_says_why_once():
 
 def test_the_topics_tabs_declare_are_subscribed_once_each_and_routed_to_their_apply_method():
     tabs = [tab for _, _, tab in TABS]
-    assert TOPICS == subscriptions(tabs)
-    assert set(TOPICS) == {"health", "job.", "audit", "security", "sync.", "compliance"}
+    # And the daemon's farewell, which the event pump itself handles (the banner goes up).
+    assert TOPICS == (*subscriptions(tabs), STOPPING)
+    assert set(TOPICS) == {"health", "job.", "audit", "security", "sync.", "compliance", "daemon.stopping"}
     for tab in tabs:
         for key in tab.TOPICS:
             assert callable(getattr(tab, handler(key), None)), f"{tab.__name__} lists {key} but has no {handler(key)}"
@@ -70,7 +71,7 @@ def test_the_topics_tabs_declare_are_subscribed_once_each_and_routed_to_their_ap
 
     class Listening(Tab):
         TOPICS = ("job.", "notify.")
-    assert subscriptions([*tabs, Listening]) == (*TOPICS, "notify.")   # a new topic joins, once
+    assert subscriptions([*tabs, Listening]) == (*subscriptions(tabs), "notify.")   # a new topic joins, once
 
 
 def test_the_main_screen_subscribes_to_the_union_of_the_tabs_topics():
