@@ -129,6 +129,8 @@ class Daemon:
         return {
             "version": VERSION, "pid": os.getpid(), "host": socket.gethostname(),
             "role": "leader" if self.leadership.is_leader else "standby",
+            # Shutting down: answering still while running jobs reach a safe point.
+            "stopping": self.stopping.is_set(),
             "uptime_seconds": round(time.time() - self.started_at, 1),
             "database": self.ctx.engine.dialect.name, "reloads": self.reloads,
             "running_jobs": self.runner.active(), "job_kinds": self.runner.kinds(),

@@ -18,8 +18,8 @@ from strongroom.core.bulk import collector_paused, skip_final_collection
 
 # Start-up is mostly imports (SQLAlchemy, pydantic, the models, the daemon's commands),
 # and everything they make lives as long as the process: the cyclic collector's scans
-# in between free nothing. Off while they run (measured: a daemon's start to READY=1
-# 1.17 s -> 0.95 s, and every test that starts one pays it).
+# in between free nothing. Off while they run (measured: the CPU of these imports
+# 1.12 s -> 0.97 s, median of 12; every test that starts a daemon pays it).
 with collector_paused():
     from strongroom.core.config import load_settings, locate_config
     from strongroom.core.context import open_context

@@ -69,6 +69,7 @@ TAB_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "minus", "equals_s
 # ending in "." is a prefix: job.<run id>, sync.conflict, ...), so a tab that starts
 # listening to a topic is subscribed and routed to by saying so in its own module.
 STOPPING = "daemon.stopping"      # the daemon's last event before it shuts down
+STOPPING_REASON = "the daemon is stopping"
 TOPICS = (*base.subscriptions(tab for _, _, tab in TABS), STOPPING)
 
 
@@ -326,12 +327,16 @@ class MainScreen(Screen):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 try:
-                    await fetch(self, "status", timeout=PROBE_SECONDS)
-                    break
+                    status = await fetch(self, "status", timeout=PROBE_SECONDS)
                 except ClientError as err:
                     if err.code == "unauthenticated":
                         return
                     reason = err.message
+                    continue
+                if not status.get("stopping"):
+                    break
+                # Still the daemon that said it is stopping, draining its jobs: not back.
+                reason = STOPPING_REASON
             backoff = 1.0
             self.post_message(Reconnected())
 
@@ -348,7 +353,7 @@ class MainScreen(Screen):
                     except ClientError as err:
                         return None if err.code == "unauthenticated" else err.message
                 if topic == STOPPING:
-                    return "the daemon is stopping"
+                    return STOPPING_REASON
                 self.post_message(DaemonEvent(topic, data))
         finally:
             subscription.close()

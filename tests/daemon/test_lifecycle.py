@@ -48,6 +48,7 @@ def test_ready_status_and_watchdog_are_sent(daemon):
     assert "STATUS=serving on" in ready and "MAINPID=" in ready
     daemon.notify.wait_for("WATCHDOG=1", timeout=5)
     daemon.notify.wait_for("STATUS=leader", timeout=10)
+    assert daemon.call("status")["stopping"] is False     # True only once SIGTERM came (draining)
 
 
 def test_sigterm_stops_cleanly_with_stopping_message(data_dir, tmp_path):

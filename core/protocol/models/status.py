@@ -46,6 +46,7 @@ class StatusResult(Result):
     pid: int
     host: str
     role: Literal["leader", "standby"]
+    stopping: bool          # shutting down (after SIGTERM), letting running jobs reach a safe point
     uptime_seconds: float
     database: str
     reloads: int
