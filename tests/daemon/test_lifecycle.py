@@ -89,6 +89,59 @@ def test_bad_config_exits_2_with_the_key_named(tmp_path, db_url):
     assert "daemon.max_frame_bytes" in out.stderr and "Traceback" not in out.stderr
 
 
+def test_status_says_stopping_while_a_job_drains_after_sigterm(tmp_path, db_url):
+    """A daemon told to stop still answers while its running jobs reach a safe point, and
+    says it is stopping (the console keeps its banner up meanwhile). The backup is held
+    mid-run for certain: its one file's manifest is a FIFO that this test opens."""
+    import os
+
+    from sqlalchemy import select
+
+    from strongroom.core.db.models import ClientFile
+    from strongroom.core.files.repository import add_file
+    from strongroom.core.files.store import open_files_target
+    from strongroom.core.principal import Principal
+    data_dir = make_data_dir(tmp_path, db_url)
+    ctx = _context(data_dir)
+    try:
+        with transaction(ctx.engine) as conn:
+            created: list = []
+            insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn), client_records(1), created=created)
+            add_file(conn, ctx.keyring, Principal("user:tester", frozenset({"*"})), open_files_target(ctx.settings),
+                     ctx.settings.files, created[0], name="scan.pdf", content_type="application/pdf", size=5,
+                     content=iter([b"%PDF-"]))
+            key = conn.execute(select(ClientFile.storage_key)).scalar_one()
+        manifest = open_files_target(ctx.settings).root / key
+    finally:
+        ctx.close()
+    manifest.unlink()
+    os.mkfifo(manifest)
+    proc = DaemonProcess(data_dir, tmp_path)
+    writer = None
+    try:
+        proc.wait_ready()
+        assert proc.call("status")["stopping"] is False
+        proc.call("job.run", {"kind": "backup"})
+        deadline = time.monotonic() + 30
+        while writer is None:           # the backup has the FIFO open: it is held there
+            try:
+                writer = os.open(manifest, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                assert time.monotonic() < deadline, proc.log()
+                time.sleep(0.05)
+        proc.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while not (status := proc.call("status"))["stopping"]:     # once the loop has taken the signal
+            assert time.monotonic() < deadline, proc.log()
+            time.sleep(0.02)
+        assert [j["kind"] for j in status["running_jobs"]] == ["backup"]     # still answering, draining
+    finally:
+        if writer is not None:
+            os.close(writer)            # the backup reads nothing, counts the file missing, stops
+    assert proc.proc.wait(60) == 0
+    proc.stop()
+
+
 @pytest.mark.parametrize("revision, words", [
     ("0019", "database schema is at 0019, this daemon needs 0020: run `strongroom db upgrade`"),
     (None, "database schema is at nothing, this daemon needs 0020"),
