@@ -41,6 +41,7 @@ from strongroom.core.backup.repository import Repository
 from strongroom.core.context import Context
 from strongroom.core.jobs.kinds import parse
 from strongroom.core.db.engine import set_scope, transaction
+from strongroom.core.db.migrate import current_revision, revision_of
 from strongroom.core.db.models import Backup
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
 from strongroom.core.errors import IntegrityError
@@ -64,9 +65,7 @@ def _parent(ctx: Context, repo: Repository, full: bool, cfg: configurations.Conf
     if newest_id is None:
         return None
     newest = repo.read_manifest(newest_id)
-    with ctx.engine.connect() as conn:
-        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
-    if newest.schema_revision != revision:
+    if newest.schema_revision != current_revision(ctx.engine):
         return None          # a chain never spans schema revisions: restore needs one schema
     if not newest.keys_in_bag:
         return None          # the first snapshot with its keys in the bag starts a chain of its own
@@ -248,7 +247,7 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
             _open_snapshot(conn)
             watermark = current_change_version(conn)
             checkpoint = audit.checkpoint(conn, ctx.keyring)
-            revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+            revision = revision_of(conn)
             live_keys = keybag.live_keys(conn, ctx.keyring, started)
             entries, added_total = write_tables(
                 conn, repo, lock, pool, lambda table: _plan(conn, table, parent, parent_tables), progress)

@@ -31,13 +31,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, update
 
 from strongroom.core import audit
 from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import FORMAT_VERSION, raw_key_id_of
 from strongroom.core.crypto.keyring import KEY_RECORD, Keyring
 from strongroom.core.db.engine import transaction
+from strongroom.core.db.migrate import revision_of
 from strongroom.core.db.models import (
     Client,
     DataKey,
@@ -140,7 +141,7 @@ def preflight(local: Side, remote: Side) -> None:
     """Refuse, before a row moves, a peer that is not a site of this practice's keyring
     and schema. The errors name what differs (ids and revisions, never data)."""
     with transaction(local.engine, read_only=True) as lc, transaction(remote.engine, read_only=True) as rc:
-        mine, theirs = (c.execute(text("SELECT version_num FROM alembic_version")).scalar() for c in (lc, rc))
+        mine, theirs = revision_of(lc), revision_of(rc)
         if mine != theirs:
             raise ConflictError(f"sync: the peer's schema is at revision {theirs}, this site's at {mine}; "
                                 "upgrade both to the same release first (strongroom db upgrade)")
