@@ -49,3 +49,14 @@ def test_phone_and_ssn_keep_the_last_four_digits_whatever_surrounds_them(value):
 def test_the_four_digits_a_masked_ssn_shows_are_the_four_its_blind_index_searches_on(value):
     from strongroom.core.crypto.blind_index import normalise
     assert mask_field("ssn", value) == f"***-**-{normalise('ssn_last4', value)}"
+
+
+@given(st.text(), st.text(alphabet=st.characters(categories=("Nd", "No")), max_size=6))
+def test_a_value_ending_in_digits_masks_as_any_other(value, tail):
+    """The shortcut for a value that ends in four digits (most SSNs and phones) keeps
+    what the general rule keeps: digits of any script count, other numerals (², ½) do not."""
+    import re
+    text = value + tail
+    last_four = "".join(re.findall(r"\d", text))[-4:]
+    assert mask_field("phone", text) == f"***-***-{last_four}"
+    assert mask_field("ssn", text) == f"***-**-{last_four}"
