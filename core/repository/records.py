@@ -167,11 +167,18 @@ def _naive_utc_iso(value) -> str:
     return value.isoformat() + "+00:00"
 
 
+def _naive_utc_str(value) -> str:
+    """str() of the aware UTC time that the naive UTC `value` stands for."""
+    return value.isoformat(" ") + "+00:00"
+
+
 # Per-value converters that open_columns applies to a whole column in one comprehension.
 _COLUMN_WISE: dict[Callable, Callable[[Sequence], list]] = {
     _iso: lambda values: [None if v is None else v.isoformat() for v in values],
     _naive_utc_iso: lambda values: [None if v is None else v.isoformat() + "+00:00" for v in values],
+    _naive_utc_str: lambda values: [None if v is None else v.isoformat(" ") + "+00:00" for v in values],
     _naive_as_utc: lambda values: [None if v is None else v.replace(tzinfo=timezone.utc) for v in values],
+    str: lambda values: [None if v is None else str(v) for v in values],
 }
 
 
@@ -235,7 +242,8 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
            own_key: bool = False, text_in_sql: bool = False) -> Layout:
     """The Layout reading `fields` of `table` (logical names: `ssn`, not `ssn_enc`).
     Plain fields are made JSON-ready (`plain_value`) unless `convert` names another
-    function (None: as stored); `phi_convert(field)` gives what to apply to a PHI
+    function (None: as stored; `str`: as str() prints the stored value, what a JSON
+    writer with `default=str` would print, made a column at a time); `phi_convert(field)` gives what to apply to a PHI
     field's plaintext. With `own_key`, every field must be sealed with the row's
     `key_id` (what single-record reads hold to). With `text_in_sql` (PostgreSQL only),
     ids and enums are selected as their text and times as naive UTC, to be printed a
@@ -260,6 +268,9 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
             elif text_in_sql and fn is None and isinstance(col.type, UTCDateTime):
                 # As UTCDateTime reads it (aware, tzinfo timezone.utc), a column at a time.
                 col, fn = _utc_naive(col).label(field), _naive_as_utc
+            elif text_in_sql and fn is str and isinstance(col.type, UTCDateTime):
+                # str() of that aware time, without making it first.
+                col, fn = _utc_naive(col).label(field), _naive_utc_str
         elif text_in_sql and (chosen := _in_sql(col)) is not None:
             col, fn = chosen[0].label(field), chosen[1]
         elif isinstance(col.type, JSON):
@@ -337,12 +348,15 @@ def open_columns(conn: Connection, keyring: Keyring, shape: Layout, rows: Sequen
         row_heads = [None if k is None else _VERSION_BYTE + k for k in row_keys]
         batch = _Batch(shape.table, ids, rids, row_keys, keys, erased, shape.own_key, row_heads,
                        keys.deks_of(row_keys), conn, keyring)
-        opened = _open_batch(batch, [(name, columns[i]) for name, i, is_phi, _ in shape.fields if is_phi])
+        opened = _open_batch(batch, [(name, columns[i]) for name, i, is_phi, fn in shape.fields
+                                     if is_phi and not isinstance(fn, Replaced)])
     for name, i, is_phi, fn in shape.fields:
         values = columns[i]
         if is_phi:
             plain = opened.get(name)
-            if plain is None:
+            if isinstance(fn, Replaced):
+                out.append(_replace_column(batch, name, values, fn))
+            elif plain is None:
                 out.append(_open_column(batch, name, values, fn))
             elif fn is None:
                 out.append(plain)
@@ -410,6 +424,37 @@ def _open_batch(batch: _Batch, columns: list[tuple[str, Sequence]]) -> dict[str,
     prefixes = [f"{batch.table}\0{name}\0".encode() for name, _ in columns]
     opened = batch.keys.open_rows(deks, [values for _, values in columns], prefixes, batch.rids, batch.row_heads)
     return {} if opened is None else {name: values for (name, _), values in zip(columns, opened)}
+
+
+class Replaced:
+    """A `phi_convert` that replaces a field whole (a mask with no partial form): what it
+    gives does not depend on the plaintext, so a bulk read does not open the field
+    (`_replace_column`)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __call__(self, plain: str) -> str:
+        return self.text
+
+
+def _replace_column(batch: _Batch, name: str, blobs: Sequence, fn: Replaced) -> list:
+    """A PHI column that `fn` replaces whole: the usual field (well formed, sealed with its
+    row's usable key) reads `fn.text` without being opened, None stays None. Opening it
+    would cost an AES-GCM call a field and show nothing of what it proved: a masked
+    reader sees the same text whatever the field holds; authenticating every envelope
+    is the integrity job's (core.integrity). A column with any other field (malformed,
+    sealed with another key, whose key is erased or does not unwrap) goes through
+    `_open_column`, as when it is opened: same values (erased where the key was
+    destroyed), same errors."""
+    heads = batch.row_heads
+    if batch.row_deks is not None and all(
+            blob is None or (blob[:17] == head and len(blob) >= MIN_CIPHERTEXT) for blob, head in zip(blobs, heads)):
+        text = fn.text
+        return [None if blob is None else text for blob in blobs]
+    return _open_column(batch, name, blobs, fn)
 
 
 def _open_column(batch: _Batch, name: str, blobs: Sequence, fn: Callable | None) -> list:
@@ -539,5 +584,4 @@ def _masker(field: str) -> Callable[[str], str]:
     rule = RULES.get(field)
     if rule is not None:
         return rule
-    masked = mask_field(field, "")     # a field without a rule is replaced whole, whatever it says
-    return lambda text: masked
+    return Replaced(mask_field(field, ""))     # a field without a rule is replaced whole, whatever it says

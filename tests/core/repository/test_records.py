@@ -123,3 +123,65 @@ def test_a_field_moved_to_another_row_is_refused_in_bulk(ctx, way):
         conn.execute(update(table).where(table.c.id == ids[3]).values(first_name_enc=source[0], key_id=source[1]))
     with pytest.raises(CryptoError, match=f"clients.first_name of row {ids[3]}: ciphertext failed authentication"):
         _read_all(ctx)
+
+
+# --- masked bulk reads --------------------------------------------------------------------
+
+def _read_masked(ctx, fields=("id", "first_name", "ssn", "notes", "medical_history")) -> list[dict]:
+    with transaction(ctx.engine, read_only=True) as conn:
+        return [r for batch in stream_records(conn, ctx.keyring, SYSTEM, "clients", fields, batch_size=7)
+                for r in batch]
+
+
+def test_a_masked_bulk_read_masks_what_a_revealed_one_opens(ctx, way):
+    """Partial masks of the plaintext, free text replaced whole, None kept None, and the
+    fields of a client whose keys were destroyed read erased, row by row."""
+    from strongroom.core.masking import mask_record
+    from strongroom.core.repository.records import ERASED
+
+    ids = _clients_of(ctx, 20, seed=15)
+    fields = ("id", "first_name", "ssn", "notes", "medical_history")
+    table = Client.__table__
+    with transaction(ctx.engine) as conn:
+        conn.execute(update(table).where(table.c.id == ids[1]).values(medical_history_enc=None))
+        conn.execute(update(table).where(table.c.id == ids[6]).values(notes_enc=None))
+        revealed = [repo.get_client(conn, ctx.keyring, SYSTEM, i) for i in ids]
+        ctx.keyring.destroy_client_keys(conn, ids[6])
+    masked = _read_masked(ctx, fields)
+    assert masked[1]["medical_history"] is None
+    assert masked[6] == {"id": str(ids[6]), "first_name": ERASED, "ssn": ERASED, "notes": None,
+                         "medical_history": ERASED}
+    expected = [{f: str(r["id"]) if f == "id" else r[f] for f in fields} for r in revealed]
+    assert [r for n, r in enumerate(masked) if n != 6] == \
+        [mask_record(e, fields[1:]) for n, e in enumerate(expected) if n != 6]
+    assert "[redacted]" in {r["medical_history"] for r in masked}
+
+
+def test_a_masked_bulk_read_does_not_open_a_field_it_replaces_whole(ctx, way):
+    """What a masked reader sees of free text does not depend on it, so it is not
+    decrypted: a tampered medical history still reads [redacted] there (the integrity
+    job, which opens every envelope, is what finds it), while a revealed read refuses it."""
+    fields = ("id", "ssn", "medical_history")
+    ids = _clients_of(ctx, 10, seed=16)
+    victim = ids[4]
+    table = Client.__table__
+    with transaction(ctx.engine) as conn:
+        blob = bytearray(conn.execute(select(table.c.medical_history_enc).where(table.c.id == victim)).scalar_one())
+        blob[-3] ^= 0x01
+        conn.execute(update(table).where(table.c.id == victim).values(medical_history_enc=bytes(blob)))
+    assert _read_masked(ctx, fields)[4]["medical_history"] == "[redacted]"
+    with pytest.raises(CryptoError, match=f"clients.medical_history of row {victim}: ciphertext failed authentication"):
+        _read_all(ctx, fields)
+
+
+def test_a_masked_bulk_read_refuses_a_replaced_field_moved_from_another_row(ctx, way):
+    """Not opening a field is not taking it on trust: one sealed with another row's key
+    is opened as before, and refused, naming its row and field."""
+    ids = _clients_of(ctx, 10, seed=17)
+    source, victim = ids[2], ids[3]
+    table = Client.__table__
+    with transaction(ctx.engine) as conn:
+        moved = conn.execute(select(table.c.medical_history_enc).where(table.c.id == source)).scalar_one()
+        conn.execute(update(table).where(table.c.id == victim).values(medical_history_enc=moved))
+    with pytest.raises(CryptoError, match=f"clients.medical_history of row {victim}: ciphertext failed"):
+        _read_masked(ctx)
