@@ -98,7 +98,8 @@ def list_cmd(state: CliState, limit: int, after_id: uuid.UUID | None, every: boo
 
     if every:
         with transaction(state.ctx.engine) as conn:
-            batches = repo.stream_clients(conn, state.ctx.keyring, _principal(reveal), after_id=after_id)
+            batches = repo.stream_clients(conn, state.ctx.keyring, _principal(reveal), after_id=after_id,
+                                          printed=as_json)
             if as_json:
                 _stream_json(batches)
                 return

@@ -255,6 +255,12 @@ _SHAPE = layout(TABLE, _RECORD + PHI_FIELDS, own_key=True, convert=_CONVERT)
 # The same records, read the faster way PostgreSQL allows (records.layout, text_in_sql):
 # what whole-table streams use there.
 _PG_SHAPE = layout(TABLE, _RECORD + PHI_FIELDS, own_key=True, convert=_CONVERT, text_in_sql=True)
+# The same records with dates and times as str() prints them: what a JSON writer that
+# prints them with default=str (the CLI) takes without a call back per value.
+_PRINTED = {**_CONVERT, **{field: str for field in ("intake_date", "retention_expiry_date", "created_at",
+                                                     "updated_at", "deleted_at")}}
+_PRINTED_SHAPES = {False: layout(TABLE, _RECORD + PHI_FIELDS, own_key=True, convert=_PRINTED),
+                   True: layout(TABLE, _RECORD + PHI_FIELDS, own_key=True, convert=_PRINTED, text_in_sql=True)}
 
 
 def _select(shape: Layout = _SHAPE):
@@ -303,12 +309,14 @@ STREAM_BATCH = 1000
 
 def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
                    practice_id: uuid.UUID | None = None, after_id: uuid.UUID | None = None,
-                   batch_size: int | None = None) -> Iterator[list[dict]]:
+                   batch_size: int | None = None, printed: bool = False) -> Iterator[list[dict]]:
     """Every live client in id order, a batch at a time (memory stays at one batch
     whatever the table's size): decrypted for `phi:read`, each batch audited as one
-    READ with its row count before it is handed out; masked for everyone else."""
+    READ with its row count before it is handed out; masked for everyone else. With
+    `printed`, dates and times come as the text str() makes of them."""
     _require(principal, "table:clients:read")
-    shape = _PG_SHAPE if conn.dialect.name == "postgresql" else _SHAPE
+    postgres = conn.dialect.name == "postgresql"
+    shape = _PRINTED_SHAPES[postgres] if printed else _PG_SHAPE if postgres else _SHAPE
     query = _live(practice_id, after_id, shape).order_by(_clients.c.id)
     batches = stream(conn, query, size=batch_size or STREAM_BATCH)
     try:
