@@ -255,10 +255,12 @@ _SHAPE = layout(TABLE, _RECORD + PHI_FIELDS, own_key=True, convert=_CONVERT)
 # The same records, read the faster way PostgreSQL allows (records.layout, text_in_sql):
 # what whole-table streams use there.
 _PG_SHAPE = layout(TABLE, _RECORD + PHI_FIELDS, own_key=True, convert=_CONVERT, text_in_sql=True)
-# The same records with dates and times as str() prints them: what a JSON writer that
-# prints them with default=str (the CLI) takes without a call back per value.
-_PRINTED = {**_CONVERT, **{field: str for field in ("intake_date", "retention_expiry_date", "created_at",
-                                                     "updated_at", "deleted_at")}}
+# The same records with ids, dates and times as str() prints them: what a JSON writer
+# that prints them with default=str (the CLI) takes without a call back per value (on
+# PostgreSQL ids come as text, without a uuid.UUID made per value and printed again).
+_PRINTED = {**_CONVERT, **{field: str for field in ("id", "practice_id", "practitioner_id", "intake_date",
+                                                     "retention_expiry_date", "created_at", "updated_at",
+                                                     "deleted_at")}}
 _PRINTED_SHAPES = {False: layout(TABLE, _RECORD + PHI_FIELDS, own_key=True, convert=_PRINTED),
                    True: layout(TABLE, _RECORD + PHI_FIELDS, own_key=True, convert=_PRINTED, text_in_sql=True)}
 
@@ -275,7 +277,7 @@ def _present(conn: Connection, keyring: Keyring, principal: Principal, rows: lis
     records = open_rows(conn, keyring, shape, rows)
     if principal.can("phi:read"):
         if records:
-            _audit(conn, principal, "READ", records[0]["id"] if len(records) == 1 else None,
+            _audit(conn, principal, "READ", _as_uuid(records[0]["id"]) if len(records) == 1 else None,
                    {"count": len(records), "phi": True, "via": reason,
                     **({"ids": [str(r["id"]) for r in records]} if 1 < len(records) <= 100 else
                        {"first_id": str(records[0]["id"]), "last_id": str(records[-1]["id"])}
@@ -334,6 +336,11 @@ def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
                 yield batch.pop()
     finally:
         batches.close()
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    """A record's id, which a printed record holds as text."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(value)
 
 
 def _live(practice_id: uuid.UUID | None, after_id: uuid.UUID | None, shape: Layout = _SHAPE):

@@ -252,7 +252,7 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
     are read as their stored text."""
     model = MODELS[table].__table__
     phi = set(CLIENT_KEYED.get(table, ()))
-    id_text = text_in_sql and (convert is None or "id" not in convert)
+    id_text = text_in_sql and (convert is None or convert.get("id", str) is str)
     columns: list = [_uuid_text(model.c.id).label("id") if id_text else model.c.id]
     plan = []
     for field in fields:
@@ -271,6 +271,8 @@ def layout(table: str, fields: Sequence[str], *, convert: dict[str, Callable | N
             elif text_in_sql and fn is str and isinstance(col.type, UTCDateTime):
                 # str() of that aware time, without making it first.
                 col, fn = _utc_naive(col).label(field), _naive_utc_str
+            elif text_in_sql and fn is str and isinstance(col.type, Uuid):
+                col, fn = _uuid_text(col).label(field), None
         elif text_in_sql and (chosen := _in_sql(col)) is not None:
             col, fn = chosen[0].label(field), chosen[1]
         elif isinstance(col.type, JSON):

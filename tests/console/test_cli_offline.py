@@ -186,3 +186,20 @@ def test_init_schedules_backups_integrity_verify_drill_prune_and_export_retentio
     from strongroom.core.config import load_settings
     schedules = load_settings(data_dir / "strongroom.toml").schedules
     assert set(schedules) == {"backup", "integrity", "prune", "verify", "restore_drill", "export_retention"}
+
+
+def test_list_all_audits_a_batch_of_one_with_its_record(data_dir, capsys, monkeypatch):
+    """A READ of one record names it (record_id), as any single-record read does."""
+    from strongroom.core.repository import clients as repo
+
+    monkeypatch.setattr(repo, "STREAM_BATCH", 5)
+    assert run(capsys, "--data-dir", str(data_dir), "demo", "seed", "--clients", "10",
+               "--sessions-per-client", "1")[0] == 0
+    code, streamed, err = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all", "--reveal", "--json")
+    assert code == 0, err
+    records = json.loads(streamed)
+    assert len(records) == 11
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "tail", "-n", "3", "--json")
+    reads = [e for e in json.loads(out) if e["action"] == "READ"]
+    assert [e["details"]["count"] for e in reads] == [5, 5, 1]
+    assert str(reads[-1]["record_id"]) == records[-1]["id"] and reads[0]["record_id"] is None
