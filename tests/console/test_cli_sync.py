@@ -7,8 +7,9 @@ import json
 import pyotp
 import pytest
 
+from tests.conftest import per_engine_per_module
 from tests.console.cli_helpers import run_cli as run
-from tests.daemon.conftest import PASSWORD, forget_base, make_site
+from tests.daemon.conftest import PASSWORD, forget_base, make_site, running_sync_daemon
 
 UNKNOWN = "01a2061f-77c9-7000-a71a-77552702252a"
 
@@ -20,6 +21,23 @@ def daemon(sync_daemon, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(sync_daemon.runtime))
     return sync_daemon
+
+
+_one_sync_daemon = per_engine_per_module(
+    "_one_sync_daemon", running_sync_daemon,
+    "`daemon`'s sync demo daemon shared by one engine's tests that only read the queue or are "
+    "refused: none resolves a conflict or forgets a base, each checks the queue itself (the "
+    "refusals: unchanged), and the one log-in of each user (the operator's, the auditor's) is "
+    "saved in that test's own XDG_CONFIG_HOME, where no other test reads it.")
+
+
+@pytest.fixture
+def reading(_one_sync_daemon, tmp_path, monkeypatch):
+    """`daemon` on the module's shared daemon: this test's own XDG_CONFIG_HOME (no session
+    saved by another), the daemon's RUNTIME_DIRECTORY."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(_one_sync_daemon.runtime))
+    return _one_sync_daemon
 
 
 def cli(capsys, daemon, *args):
@@ -45,7 +63,8 @@ class Terminal(io.StringIO):
         return True
 
 
-def test_conflicts_lists_the_queue_with_fields_never_values(daemon, capsys):
+def test_conflicts_lists_the_queue_with_fields_never_values(reading, capsys):
+    daemon = reading
     code, out, err = cli(capsys, daemon, "sync", "conflicts", "--json")
     assert code == 0, err
     rows = json.loads(out)
@@ -88,7 +107,8 @@ def test_operator_sees_phi_masked_and_resolves_by_choice(daemon, capsys, tmp_pat
     assert first in out and "resolved by user:operator1" in out
 
 
-def test_show_gives_the_differing_fields_and_one_other_field_on_request(daemon, capsys, tmp_path):
+def test_show_gives_the_differing_fields_and_one_other_field_on_request(reading, capsys, tmp_path):
+    daemon = reading
     first = daemon.seeded["conflicts"][0]
     ssn = daemon.call("sync.conflict.field.get", {"conflict_id": first, "field": "ssn"})["field"]["local"]
     reads = len(daemon.call("audit.tail", {"limit": 1000, "action": "READ"}))
@@ -175,7 +195,8 @@ def test_bad_requests_are_clear_errors_and_change_nothing(daemon, capsys):
     assert code == 4 and f"conflict {first} is already resolved (by local:" in err
 
 
-def test_without_sync_resolve_every_command_is_forbidden(daemon, capsys, tmp_path):
+def test_without_sync_resolve_every_command_is_forbidden(reading, capsys, tmp_path):
+    daemon = reading
     first = daemon.seeded["conflicts"][0]
     before = queue(daemon)
     log_in(capsys, daemon, tmp_path, "auditor1")

@@ -295,13 +295,21 @@ def add_unenrolled_admin(data_dir: Path, username: str = "newadmin") -> None:
                      .values(totp_enabled=False, totp_secret_enc=None))
 
 
-@pytest.fixture
-def sync_daemon(tmp_path, db_url):
-    """A daemon over the sync demo (`seed_sync_demo`); what was seeded is `.seeded`."""
+@contextlib.contextmanager
+def running_sync_daemon(tmp_path: Path, db_url: str):
+    """A daemon over the sync demo (`seed_sync_demo`) for the length of the block; what
+    was seeded is `.seeded`."""
     data_dir = make_data_dir(tmp_path, db_url, extra=FAST_HEALTH)
     seeded = seed_sync_demo(data_dir)
     with running_daemon(data_dir, tmp_path) as proc:
         proc.seeded = seeded
+        yield proc
+
+
+@pytest.fixture
+def sync_daemon(tmp_path, db_url):
+    """A daemon over the sync demo (`seed_sync_demo`); what was seeded is `.seeded`."""
+    with running_sync_daemon(tmp_path, db_url) as proc:
         yield proc
 
 

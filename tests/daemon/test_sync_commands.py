@@ -5,6 +5,7 @@ nothing changed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -13,10 +14,36 @@ from sqlalchemy import select
 
 from strongroom.core.db.models import Client, SyncPeer
 from strongroom.core.sync.conflicts import queue_conflict, row_image
-from tests.daemon.conftest import data_transaction, error_of, forget_base, login
+from tests.conftest import per_engine_per_module
+from tests.daemon.conftest import (data_transaction, error_of, forget_base, login,
+                                   running_sync_daemon)
 
 
-def test_peers_and_the_open_queue(sync_daemon):
+# Tests on `reading_sync_daemon` share one daemon per engine: each only reads or is refused,
+# and changes nothing another could see (no resolution, no conflict queued, no base forgotten,
+# no job run, no failed login). Those that resolve, queue or forget, or run a job, keep a
+# daemon of their own.
+
+@contextlib.contextmanager
+def _reading_sync_daemon(tmp_path, db_url):
+    """`sync_daemon` with the operator (sync:resolve without phi:read), the auditor and the
+    clinician logged in once (`.tokens`, by username), so that the tests sharing it log
+    nobody in themselves (the operator's TOTP code could not be used twice)."""
+    with running_sync_daemon(tmp_path, db_url) as proc:
+        proc.tokens = {"operator1": login(proc, "operator1", proc.seeded["operator_totp"]),
+                       "auditor1": login(proc, "auditor1"), "clinician": login(proc, "clinician")}
+        yield proc
+
+
+reading_sync_daemon = per_engine_per_module(
+    "reading_sync_daemon", _reading_sync_daemon,
+    "`sync_daemon` shared by one engine's tests that only read the peers and the conflicts (the "
+    "reads audited, each test counting only its own) or are refused: none resolves or queues a "
+    "conflict, forgets a base or runs a job, and the refusals check that the queue is unchanged.")
+
+
+def test_peers_and_the_open_queue(reading_sync_daemon):
+    sync_daemon = reading_sync_daemon
     peers = sync_daemon.call("sync.peer.list")
     assert [p["name"] for p in peers] == ["satellite"]
     (satellite,) = peers
@@ -69,7 +96,9 @@ def test_operator_sees_phi_masked_resolves_and_consoles_hear_of_it(sync_daemon):
     assert entries[0]["actor"] == "user:operator1"
 
 
-def test_a_conflict_shows_the_differing_fields_and_reveals_others_one_at_a_time(sync_daemon):
+def test_a_conflict_shows_the_differing_fields_and_reveals_others_one_at_a_time(
+        reading_sync_daemon):
+    sync_daemon = reading_sync_daemon
     first = sync_daemon.seeded["conflicts"][0]
     view = sync_daemon.call("sync.conflict.get", {"conflict_id": first})           # local operator: phi:read
     assert [f["name"] for f in view["field_values"]] == view["fields"] == ["phone"]
@@ -87,7 +116,7 @@ def test_a_conflict_shows_the_differing_fields_and_reveals_others_one_at_a_time(
     assert read["details"]["fields"] == ["ssn"] and read["details"]["via"] == "sync.conflict.field"
     assert plain not in json.dumps(read)
 
-    token = login(sync_daemon, "operator1", sync_daemon.seeded["operator_totp"])
+    token = sync_daemon.tokens["operator1"]
     reads = len(sync_daemon.call("audit.tail", {"limit": 1000, "action": "READ"}))
     masked = sync_daemon.call("sync.conflict.field.get", {"conflict_id": first, "field": "ssn"}, token=token)
     assert masked["masked"] is True and masked["field"]["local"].startswith("***-**-")
@@ -98,7 +127,7 @@ def test_a_conflict_shows_the_differing_fields_and_reveals_others_one_at_a_time(
     assert err.code == "bad_request" and "has no field 'shoe_size'" in err.message
     err = error_of(sync_daemon, "sync.conflict.field.get", {"conflict_id": first, "field": "123-45-6789"})
     assert err.code == "bad_request" and "field" in err.message and "123-45-6789" not in err.message
-    auditor = login(sync_daemon, "auditor1")
+    auditor = sync_daemon.tokens["auditor1"]
     err = error_of(sync_daemon, "sync.conflict.field.get", {"conflict_id": first, "field": "ssn"}, token=auditor)
     assert err.code == "forbidden" and "sync:resolve" in err.message
 
@@ -133,10 +162,11 @@ def test_bad_requests_get_clear_errors_and_change_nothing(sync_daemon):
     assert err.code == "conflict" and "already resolved" in err.message
 
 
-def test_permissions_name_what_is_missing(sync_daemon):
+def test_permissions_name_what_is_missing(reading_sync_daemon):
+    sync_daemon = reading_sync_daemon
     first = sync_daemon.seeded["conflicts"][0]
-    auditor = login(sync_daemon, "auditor1")
-    clinician = login(sync_daemon, "clinician")
+    auditor = sync_daemon.tokens["auditor1"]
+    clinician = sync_daemon.tokens["clinician"]
     for cmd, args in (("sync.conflict.list", {}), ("sync.conflict.get", {"conflict_id": first}),
                       ("sync.conflict.resolve", {"conflict_id": first, "choices": {"phone": "local"}})):
         for token in (auditor, clinician):
