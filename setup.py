@@ -27,6 +27,9 @@ def _packages() -> tuple[list[str], dict[str, str]]:
 # goes on without it and core.crypto.bulk opens values through `cryptography` instead
 # (same results, slower; CI fails without it: tests/core/crypto/test_bulk.py).
 GCM = Extension("strongroom.core.crypto._gcm", ["core/crypto/_gcm.c"], libraries=["crypto"], optional=True)
+# Dates and times printed as ISO text a column at a time (core/repository/_text.c), for
+# bulk reads; optional the same way (records.py prints through Python without it).
+TEXT = Extension("strongroom.core.repository._text", ["core/repository/_text.c"], optional=True)
 
 PACKAGES, PACKAGE_DIR = _packages()
-setup(packages=PACKAGES, package_dir=PACKAGE_DIR, ext_modules=[GCM])
+setup(packages=PACKAGES, package_dir=PACKAGE_DIR, ext_modules=[GCM, TEXT])

@@ -42,6 +42,11 @@ from strongroom.core.errors import CryptoError, KeyUnavailableError, PermissionD
 from strongroom.core.masking import RULES, mask_field
 from strongroom.core.principal import Principal
 
+try:
+    from strongroom.core.repository import _text
+except ImportError:         # not built here (no C compiler): the comprehensions print the same
+    _text = None
+
 ERASED = "[erased]"
 _VERSION_BYTE = bytes([FORMAT_VERSION])
 # The tables read in bulk (exports): the clinical ones, then the practice's staff and
@@ -172,7 +177,9 @@ def _naive_utc_str(value) -> str:
     return value.isoformat(" ") + "+00:00"
 
 
-# Per-value converters that open_columns applies to a whole column in one comprehension.
+# Per-value converters that open_columns applies to a whole column in one call: dates and
+# times in C where core/repository/_text.c was built (the same text; a test holds them
+# equal), else in one comprehension.
 _COLUMN_WISE: dict[Callable, Callable[[Sequence], list]] = {
     _iso: lambda values: [None if v is None else v.isoformat() for v in values],
     _naive_utc_iso: lambda values: [None if v is None else v.isoformat() + "+00:00" for v in values],
@@ -180,6 +187,12 @@ _COLUMN_WISE: dict[Callable, Callable[[Sequence], list]] = {
     _naive_as_utc: lambda values: [None if v is None else v.replace(tzinfo=timezone.utc) for v in values],
     str: lambda values: [None if v is None else str(v) for v in values],
 }
+if _text is not None:
+    _COLUMN_WISE.update({
+        _iso: _text.iso_dates,
+        _naive_utc_iso: lambda values: _text.iso_times(values, "T", "+00:00"),
+        _naive_utc_str: lambda values: _text.iso_times(values, " ", "+00:00"),
+    })
 
 
 def _in_sql(col: Column):
