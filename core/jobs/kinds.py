@@ -57,9 +57,10 @@ ShortText = Annotated[str, StringConstraints(max_length=64)]
 
 
 class Params(BaseModel):
-    """Base of every kind's params: unknown keys refused, input never echoed."""
+    """Base of every kind's params: unknown keys refused, input never echoed. Validators
+    are built on a kind's first use, not at import (as core.protocol.models.base)."""
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True, frozen=True, defer_build=True)
 
 
 class ConfigurationParams(Params):
