@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import sys
@@ -29,10 +28,6 @@ with collector_paused():
     from strongroom.core.errors import ConfigError, StrongroomError
     from strongroom.daemon import logs
     from strongroom.daemon.lifecycle import Daemon
-    # What the imports made lives as long as the process: set aside from the collector's
-    # passes (gc.freeze) before it is back on, or its first pass walks all of it for
-    # nothing (about 25 ms of a start here) and every full pass after does again.
-    gc.freeze()
 
 log = logging.getLogger("strongroom.daemon")
 
