@@ -48,10 +48,32 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
         monkeypatch.delenv(name, raising=False)
 
 
+def _atomic_puts() -> None:
+    """moto checks a PUT's If-None-Match and then stores the object, with nothing held in
+    between: two concurrent puts of one key can both pass the check (seen under CI's
+    load: test_concurrent_put_if_absent_has_exactly_one_winner[s3] found two winners).
+    S3 never allows that (a conditional write is atomic there) and put_if_absent relies
+    on it, so the server standing in for S3 is made to keep it: one PUT at a time."""
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response.put_object, "atomic", False):
+        return
+    original = S3Response.put_object
+    lock = threading.Lock()
+
+    def put_object(self):
+        with lock:
+            return original(self)
+
+    put_object.atomic = True
+    S3Response.put_object = put_object
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """One moto server per test process, on a port the kernel picks."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    _atomic_puts()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
