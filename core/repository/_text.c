@@ -36,25 +36,21 @@ static inline char *put_date(char *at, PyObject *v)
     return put_digits(at, PyDateTime_GET_DAY(v), 2);
 }
 
-/* iso_times(values, sep, suffix) -> list: per value, None for None, else
- * value.isoformat(sep) + suffix. `sep` is one character, as isoformat requires. */
-static PyObject *iso_times(PyObject *Py_UNUSED(self), PyObject *args)
-{
-    PyObject *values, *sep_obj;
+/* How iso_times prints: the separator (one character) and the suffix after the time. */
+struct time_form {
+    PyObject *sep_obj;
+    char sep;
     const char *suffix;
     Py_ssize_t suffix_len;
-    if (!PyArg_ParseTuple(args, "OUs#", &values, &sep_obj, &suffix, &suffix_len))
-        return NULL;
-    if (PyUnicode_GET_LENGTH(sep_obj) != 1 || !PyUnicode_IS_ASCII(sep_obj)) {
-        PyErr_SetString(PyExc_ValueError, "iso_times: sep must be one ASCII character");
-        return NULL;
-    }
-    if (suffix_len > 32) {
-        PyErr_SetString(PyExc_ValueError, "iso_times: suffix longer than 32 bytes");
-        return NULL;
-    }
-    char sep = (char)PyUnicode_READ_CHAR(sep_obj, 0);
-    PyObject *seq = PySequence_Fast(values, "iso_times: values must be a sequence");
+};
+
+/* Prints one value (never None) as a new str, or NULL with an exception set. */
+typedef PyObject *(*printer)(PyObject *v, const void *form);
+
+/* The column loop both functions share: None stays None, the rest goes through `print`. */
+static PyObject *print_column(PyObject *values, printer print, const void *form, const char *not_sequence)
+{
+    PyObject *seq = PySequence_Fast(values, not_sequence);
     if (seq == NULL)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -64,38 +60,9 @@ static PyObject *iso_times(PyObject *Py_UNUSED(self), PyObject *args)
         Py_DECREF(seq);
         return NULL;
     }
-    char buf[80];
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *v = items[i], *text;
-        if (v == Py_None) {
-            text = Py_NewRef(Py_None);
-        } else if (PyDateTime_CheckExact(v) && PyDateTime_DATE_GET_TZINFO(v) == Py_None) {
-            char *at = put_date(buf, v);
-            *at++ = sep;
-            at = put_digits(at, PyDateTime_DATE_GET_HOUR(v), 2);
-            *at++ = ':';
-            at = put_digits(at, PyDateTime_DATE_GET_MINUTE(v), 2);
-            *at++ = ':';
-            at = put_digits(at, PyDateTime_DATE_GET_SECOND(v), 2);
-            int us = PyDateTime_DATE_GET_MICROSECOND(v);
-            if (us) {
-                *at++ = '.';
-                at = put_digits(at, us, 6);
-            }
-            memcpy(at, suffix, (size_t)suffix_len);
-            text = PyUnicode_FromStringAndSize(buf, (at - buf) + suffix_len);
-        } else {
-            /* Anything else prints as Python prints it (and fails as Python fails). */
-            PyObject *iso = PyObject_CallMethod(v, "isoformat", "O", sep_obj);
-            if (iso == NULL) {
-                text = NULL;
-            } else {
-                PyObject *tail = PyUnicode_FromStringAndSize(suffix, suffix_len);
-                text = tail == NULL ? NULL : PyUnicode_Concat(iso, tail);
-                Py_XDECREF(tail);
-                Py_DECREF(iso);
-            }
-        }
+        PyObject *v = items[i];
+        PyObject *text = v == Py_None ? Py_NewRef(Py_None) : print(v, form);
         if (text == NULL) {
             Py_DECREF(out);
             Py_DECREF(seq);
@@ -107,38 +74,69 @@ static PyObject *iso_times(PyObject *Py_UNUSED(self), PyObject *args)
     return out;
 }
 
+static PyObject *print_time(PyObject *v, const void *arg)
+{
+    const struct time_form *form = arg;
+    if (!PyDateTime_CheckExact(v) || PyDateTime_DATE_GET_TZINFO(v) != Py_None) {
+        /* Anything else prints as Python prints it (and fails as Python fails). */
+        PyObject *iso = PyObject_CallMethod(v, "isoformat", "O", form->sep_obj);
+        if (iso == NULL)
+            return NULL;
+        PyObject *tail = PyUnicode_FromStringAndSize(form->suffix, form->suffix_len);
+        PyObject *text = tail == NULL ? NULL : PyUnicode_Concat(iso, tail);
+        Py_XDECREF(tail);
+        Py_DECREF(iso);
+        return text;
+    }
+    char buf[80];
+    char *at = put_date(buf, v);
+    *at++ = form->sep;
+    at = put_digits(at, PyDateTime_DATE_GET_HOUR(v), 2);
+    *at++ = ':';
+    at = put_digits(at, PyDateTime_DATE_GET_MINUTE(v), 2);
+    *at++ = ':';
+    at = put_digits(at, PyDateTime_DATE_GET_SECOND(v), 2);
+    int us = PyDateTime_DATE_GET_MICROSECOND(v);
+    if (us) {
+        *at++ = '.';
+        at = put_digits(at, us, 6);
+    }
+    memcpy(at, form->suffix, (size_t)form->suffix_len);
+    return PyUnicode_FromStringAndSize(buf, (at - buf) + form->suffix_len);
+}
+
+static PyObject *print_date(PyObject *v, const void *Py_UNUSED(form))
+{
+    if (!PyDate_CheckExact(v))
+        return PyObject_CallMethod(v, "isoformat", NULL);
+    char buf[16];
+    return PyUnicode_FromStringAndSize(buf, put_date(buf, v) - buf);
+}
+
+/* iso_times(values, sep, suffix) -> list: per value, None for None, else
+ * value.isoformat(sep) + suffix. `sep` is one character, as isoformat requires. */
+static PyObject *iso_times(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *values;
+    struct time_form form;
+    if (!PyArg_ParseTuple(args, "OUs#", &values, &form.sep_obj, &form.suffix, &form.suffix_len))
+        return NULL;
+    if (PyUnicode_GET_LENGTH(form.sep_obj) != 1 || !PyUnicode_IS_ASCII(form.sep_obj)) {
+        PyErr_SetString(PyExc_ValueError, "iso_times: sep must be one ASCII character");
+        return NULL;
+    }
+    if (form.suffix_len > 32) {
+        PyErr_SetString(PyExc_ValueError, "iso_times: suffix longer than 32 bytes");
+        return NULL;
+    }
+    form.sep = (char)PyUnicode_READ_CHAR(form.sep_obj, 0);
+    return print_column(values, print_time, &form, "iso_times: values must be a sequence");
+}
+
 /* iso_dates(values) -> list: per value, None for None, else value.isoformat(). */
 static PyObject *iso_dates(PyObject *Py_UNUSED(self), PyObject *values)
 {
-    PyObject *seq = PySequence_Fast(values, "iso_dates: values must be a sequence");
-    if (seq == NULL)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    PyObject *out = PyList_New(n);
-    if (out == NULL) {
-        Py_DECREF(seq);
-        return NULL;
-    }
-    char buf[32];
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *v = items[i], *text;
-        if (v == Py_None) {
-            text = Py_NewRef(Py_None);
-        } else if (PyDate_CheckExact(v)) {
-            text = PyUnicode_FromStringAndSize(buf, put_date(buf, v) - buf);
-        } else {
-            text = PyObject_CallMethod(v, "isoformat", NULL);
-        }
-        if (text == NULL) {
-            Py_DECREF(out);
-            Py_DECREF(seq);
-            return NULL;
-        }
-        PyList_SET_ITEM(out, i, text);
-    }
-    Py_DECREF(seq);
-    return out;
+    return print_column(values, print_date, NULL, "iso_dates: values must be a sequence");
 }
 
 static PyMethodDef methods[] = {
