@@ -87,14 +87,19 @@ def test_both_ways_read_what_one_record_at_a_time_reads(ctx, way):
         [(c["first_name"], c["ssn"], c["notes"]) for c in one_by_one]
 
 
+def _flip_a_bit(ctx, client_id: uuid.UUID, column: str) -> None:
+    """One bit of a client's stored ciphertext flipped (in the tag), as tampering would."""
+    table = Client.__table__
+    with transaction(ctx.engine) as conn:
+        blob = bytearray(conn.execute(select(table.c[column]).where(table.c.id == client_id)).scalar_one())
+        blob[-3] ^= 0x01
+        conn.execute(update(table).where(table.c.id == client_id).values({column: bytes(blob)}))
+
+
 def test_a_tampered_field_in_a_bulk_read_is_refused_naming_its_row_and_field(ctx, way):
     ids = _clients_of(ctx, 20, seed=12)
     victim = ids[9]
-    table = Client.__table__
-    with transaction(ctx.engine) as conn:
-        blob = bytearray(conn.execute(select(table.c.ssn_enc).where(table.c.id == victim)).scalar_one())
-        blob[-3] ^= 0x01
-        conn.execute(update(table).where(table.c.id == victim).values(ssn_enc=bytes(blob)))
+    _flip_a_bit(ctx, victim, "ssn_enc")
     with pytest.raises(CryptoError, match=f"clients.ssn of row {victim}: ciphertext failed authentication"):
         _read_all(ctx)
 
@@ -164,11 +169,7 @@ def test_a_masked_bulk_read_does_not_open_a_field_it_replaces_whole(ctx, way):
     fields = ("id", "ssn", "medical_history")
     ids = _clients_of(ctx, 10, seed=16)
     victim = ids[4]
-    table = Client.__table__
-    with transaction(ctx.engine) as conn:
-        blob = bytearray(conn.execute(select(table.c.medical_history_enc).where(table.c.id == victim)).scalar_one())
-        blob[-3] ^= 0x01
-        conn.execute(update(table).where(table.c.id == victim).values(medical_history_enc=bytes(blob)))
+    _flip_a_bit(ctx, victim, "medical_history_enc")
     assert _read_masked(ctx, fields)[4]["medical_history"] == "[redacted]"
     with pytest.raises(CryptoError, match=f"clients.medical_history of row {victim}: ciphertext failed authentication"):
         _read_all(ctx, fields)
