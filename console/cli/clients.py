@@ -97,9 +97,11 @@ def list_cmd(state: CliState, limit: int, after_id: uuid.UUID | None, every: boo
     from strongroom.core.repository import clients as repo
 
     if every:
-        with transaction(state.ctx.engine) as conn:
+        # A read-only transaction for the stream (on SQLite it takes no write lock for its
+        # length); each batch's READ commits on its own before the batch is printed.
+        with transaction(state.ctx.engine, read_only=True) as conn:
             batches = repo.stream_clients(conn, state.ctx.keyring, _principal(reveal), after_id=after_id,
-                                          printed=as_json)
+                                          printed=as_json, audit_engine=state.ctx.engine)
             if as_json:
                 _stream_json(batches)
                 return

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -109,6 +109,23 @@ def transaction(engine: Engine, *, practice_id: uuid.UUID | None = None,
         if is_postgres(conn):
             set_scope(conn, practice_id=practice_id, system=system)
         yield conn
+
+
+@contextlib.contextmanager
+def transactions(engine: Engine, *, practice_id: uuid.UUID | None = None,
+                 system: bool = True) -> Iterator[Callable[[], contextlib.AbstractContextManager[Connection]]]:
+    """Short transactions one after another on one connection, held meanwhile: `begin()`
+    is one transaction as `transaction(engine, ...)` makes it, without a pool checkout,
+    its ping and its reset each time (as much as the transaction itself, for a row or
+    two on PostgreSQL). For a loop that commits a little at each step."""
+    with engine.execution_options(sqlite_immediate=True).connect() as conn:
+        @contextlib.contextmanager
+        def begin() -> Iterator[Connection]:
+            with conn.begin():
+                if is_postgres(conn):
+                    set_scope(conn, practice_id=practice_id, system=system)
+                yield conn
+        yield begin
 
 
 def set_scope(conn: Connection, *, practice_id: uuid.UUID | None, system: bool) -> None:

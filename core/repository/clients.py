@@ -7,23 +7,25 @@ values (strongroom.core.masking).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from strongroom.core import audit
 from strongroom.core.bulk import collector_paused, heap_frozen
 from strongroom.core.crypto.fields import FieldCipher
 from strongroom.core.crypto.keyring import Keyring
 from strongroom.core.db.encrypted import CLIENT_KEYED
+from strongroom.core.db.engine import transactions
 from strongroom.core.db.models import Client, ClientStatus, DataKey, KeyPurpose, Sensitivity
 from strongroom.core.db.paging import stream
 from strongroom.core.db.types import utcnow
@@ -270,18 +272,26 @@ def _select(shape: Layout = _SHAPE):
 
 
 def _present(conn: Connection, keyring: Keyring, principal: Principal, rows: list, reason: str,
-             shape: Layout = _SHAPE) -> list[dict]:
+             shape: Layout = _SHAPE, audit_in: Callable[[], contextlib.AbstractContextManager[Connection]]
+             | None = None) -> list[dict]:
     """Rows of `_select(shape)` as records: decrypted (the keys of all of them in one
-    query) and audited as one READ for `phi:read`, masked for everyone else."""
+    query) and audited as one READ for `phi:read`, masked for everyone else. The READ
+    goes in `conn`'s transaction, or in the transaction `audit_in()` begins, committed
+    before the records are returned (stream_clients)."""
     _require(principal, "table:clients:read")
     records = open_rows(conn, keyring, shape, rows)
     if principal.can("phi:read"):
         if records:
-            _audit(conn, principal, "READ", _as_uuid(records[0]["id"]) if len(records) == 1 else None,
-                   {"count": len(records), "phi": True, "via": reason,
-                    **({"ids": [str(r["id"]) for r in records]} if 1 < len(records) <= 100 else
-                       {"first_id": str(records[0]["id"]), "last_id": str(records[-1]["id"])}
-                       if len(records) > 100 else {})})
+            details = {"count": len(records), "phi": True, "via": reason,
+                       **({"ids": [str(r["id"]) for r in records]} if 1 < len(records) <= 100 else
+                          {"first_id": str(records[0]["id"]), "last_id": str(records[-1]["id"])}
+                          if len(records) > 100 else {})}
+            record_id = _as_uuid(records[0]["id"]) if len(records) == 1 else None
+            if audit_in is None:
+                _audit(conn, principal, "READ", record_id, details)
+            else:
+                with audit_in() as own:
+                    _audit(own, principal, "READ", record_id, details)
         return records
     return [mask_record(r, PHI_FIELDS) for r in records]
 
@@ -311,15 +321,28 @@ STREAM_BATCH = 1000
 
 def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
                    practice_id: uuid.UUID | None = None, after_id: uuid.UUID | None = None,
-                   batch_size: int | None = None, printed: bool = False) -> Iterator[list[dict]]:
+                   batch_size: int | None = None, printed: bool = False,
+                   audit_engine: Engine | None = None) -> Iterator[list[dict]]:
     """Every live client in id order, a batch at a time (memory stays at one batch
     whatever the table's size): decrypted for `phi:read`, each batch audited as one
     READ with its row count before it is handed out; masked for everyone else. With
-    `printed`, dates and times come as the text str() makes of them."""
+    `printed`, dates and times come as the text str() makes of them.
+
+    A caller that shows each batch as it comes (the CLI prints it) passes its engine as
+    `audit_engine`: each READ then commits on its own before its batch is handed out.
+    In the stream's own transaction it would be undone with it when a later batch
+    failed (a tampered row, a closed pipe) though the batches before were shown; and
+    the audit chain's lock (PostgreSQL) would be held for the whole stream, stopping
+    every other audited write meanwhile. Its own connection also never waits for the
+    FETCH that reads the next batch ahead on the stream's, and is held for the stream
+    (core.db.engine.transactions)."""
     _require(principal, "table:clients:read")
     postgres = conn.dialect.name == "postgresql"
     shape = _PRINTED_SHAPES[postgres] if printed else _PG_SHAPE if postgres else _SHAPE
     query = _live(practice_id, after_id, shape).order_by(_clients.c.id)
+    held = contextlib.ExitStack()
+    audit_in = (held.enter_context(transactions(audit_engine))
+                if audit_engine is not None and principal.can("phi:read") else None)
     batches = stream(conn, query, size=batch_size or STREAM_BATCH)
     try:
         with heap_frozen():     # the process's own objects out of the collector's passes (core.bulk)
@@ -331,11 +354,12 @@ def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
                     rows = next(batches, None)
                     if rows is None:
                         return
-                    batch = [_present(conn, keyring, principal, rows, "list", shape)]
+                    batch = [_present(conn, keyring, principal, rows, "list", shape, audit_in)]
                     del rows
                 yield batch.pop()
     finally:
         batches.close()
+        held.close()
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID:

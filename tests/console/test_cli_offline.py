@@ -112,6 +112,41 @@ def _as_streamed_before(data_dir) -> list:
     return [json.loads(json.dumps(row, sort_keys=True, default=str)) for row in rows]
 
 
+def test_list_all_keeps_the_read_of_every_batch_it_printed_when_a_later_batch_fails(data_dir, capsys,
+                                                                                      monkeypatch):
+    """The stream prints each batch as it goes, so the READ of a batch printed must be on
+    record before it is printed and stay there whatever happens after: a tampered client
+    further on stops the command, and the batch already shown is still audited."""
+    from sqlalchemy import select, update
+
+    from strongroom.core.config import load_settings
+    from strongroom.core.context import open_context
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.db.models import Client
+    from strongroom.core.repository import clients as repo
+
+    monkeypatch.setattr(repo, "STREAM_BATCH", 5)
+    assert run(capsys, "--data-dir", str(data_dir), "demo", "seed", "--clients", "12",
+               "--sessions-per-client", "1")[0] == 0
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            victim = conn.execute(select(Client.id).where(Client.deleted_at.is_(None))
+                                  .order_by(Client.id).offset(7).limit(1)).scalar_one()
+            blob = bytearray(conn.execute(select(Client.ssn_enc).where(Client.id == victim)).scalar_one())
+            blob[-3] ^= 0x01
+            conn.execute(update(Client).where(Client.id == victim).values(ssn_enc=bytes(blob)))
+    finally:
+        ctx.close()
+    code, streamed, err = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all", "--reveal", "--json")
+    assert code != 0 and f"clients.ssn of row {victim}: ciphertext failed authentication" in err
+    printed = [json.loads(line.rstrip(",")) for line in streamed.splitlines()[1:]]
+    assert len(printed) == 5 and str(victim) not in streamed
+    code, out, _ = run(capsys, "--data-dir", str(data_dir), "audit", "tail", "-n", "2", "--json")
+    reads = [e for e in json.loads(out) if e["action"] == "READ"]
+    assert [(e["details"]["count"], e["details"]["ids"]) for e in reads][-1:] == [(5, [r["id"] for r in printed])]
+
+
 def test_list_all_of_no_clients_is_an_empty_array(data_dir, capsys):
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all", "--reveal", "--json")
     assert code == 0 and json.loads(out) == []
