@@ -42,6 +42,7 @@ from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
 from strongroom.core.repository.sessions import insert_sessions
 from tests.conftest import per_engine_per_module
+from tests.daemon.zygote import start_daemon
 
 PASSWORD = "correct horse battery staple 42"
 FAST_HEALTH = "\n[daemon]\nhealth_interval_seconds = 0.5\n"
@@ -169,8 +170,11 @@ class DaemonProcess:
                        "RUNTIME_DIRECTORY": str(self.runtime), **(env or {})}
         environment.pop("WATCHDOG_PID", None)
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([sys.executable, "-m", "strongroom.daemon.main", "--data-dir", str(data_dir)],
-                                     env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+        if os.environ.get("STRONGROOM_TEST_ZYGOTE") == "0":
+            self.proc = subprocess.Popen([sys.executable, "-m", "strongroom.daemon.main", "--data-dir", str(data_dir)],
+                                         env=environment, stdout=self._log, stderr=subprocess.STDOUT)
+        else:   # the same, forked from a process that has imported the daemon (tests/daemon/zygote.py)
+            self.proc = start_daemon(["--data-dir", str(data_dir)], env=environment, log_path=self.log_path)
 
     @property
     def endpoint(self) -> str:
