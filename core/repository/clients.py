@@ -316,7 +316,11 @@ def list_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
     return _present(conn, keyring, principal, conn.execute(query).all(), "list")
 
 
-STREAM_BATCH = 1000
+# Rows per batch of `stream_clients`: each batch of a reveal commits its own READ (4-5 ms
+# on PostgreSQL, most of it the commit's flush), so batches of 2000 rather than 1000
+# took 13% off revealing 100k clients (median of 8 pairs) for 14 MB more memory (89 ->
+# 103 MB peak), the same at any table size.
+STREAM_BATCH = 2000
 
 
 def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
