@@ -11,6 +11,11 @@ import json
 
 import orjson
 
+try:    # optional, as records.py's use of it (built by `make install`)
+    from strongroom.core.repository._text import ndjson_lines as _ndjson_lines
+except ImportError:
+    _ndjson_lines = None
+
 # Line breaks that JSON leaves raw but many line readers (Python's splitlines among
 # them) split on: escaped, so one record is always one line.
 _BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
@@ -64,7 +69,19 @@ class NdjsonDocument:
         self._out = stream
 
     def begin_table(self, table: str, fields: tuple[str, ...]) -> None:
-        pass
+        self._fields = fields
+        self._keys = [_line(field).encode() + b":" for field in fields]   # each as JSON text
+
+    def write_columns(self, columns: list) -> None:
+        """A batch as one sequence of values per field (core.jobs.export._write_batch):
+        written in C from the columns (core/repository/_text.c, ndjson_lines), the same
+        bytes `write_rows` writes, where every value is None, a boolean, a 64-bit
+        integer or text UTF-8 holds; otherwise made rows and given to `write_rows`."""
+        out = _ndjson_lines(self._keys, columns) if _ndjson_lines is not None else None
+        if out is None:
+            self.write_rows([dict(zip(self._fields, values)) for values in zip(*columns)])
+        elif out:
+            _write_utf8(self._out, out)
 
     def write_rows(self, rows: list[dict]) -> None:
         out = _lines(rows)

@@ -1,5 +1,6 @@
-/* Dates and times printed as ISO text a column at a time: the inner loop of the bulk
- * readers' time columns (core/repository/records.py, _COLUMN_WISE).
+/* Text printed a column at a time, the bulk readers' inner loops: dates and times as ISO
+ * text (core/repository/records.py, _COLUMN_WISE), and NDJSON lines from columns
+ * (core/export/jsondoc.py, NdjsonDocument.write_columns; see ndjson_lines below).
  *
  * A bulk read prints two or three times per row; `v.isoformat() + "+00:00"` in a
  * comprehension costs about 1.5 us a value on these machines (a method call, a string
@@ -139,10 +140,190 @@ static PyObject *iso_dates(PyObject *Py_UNUSED(self), PyObject *values)
     return print_column(values, print_date, NULL, "iso_dates: values must be a sequence");
 }
 
+/* --- NDJSON lines from columns ------------------------------------------------------
+ *
+ * An NDJSON export made a dict per row and had orjson write it: with the dicts, about
+ * 2 us a client row, a sixth of the export's own time. Here a row is written straight
+ * from the columns, byte for byte as json.dumps(row, ensure_ascii=False,
+ * separators=(",", ":")) with the line breaks escaped (the export's format). Only
+ * None, booleans, 64-bit integers and text that UTF-8 holds are written here; any
+ * other value makes the call give None, and the caller writes the batch as before. */
+
+/* A growing output buffer. */
+typedef struct {
+    char *data;
+    size_t length, capacity;
+} Out;
+
+static int out_reserve(Out *out, size_t more)
+{
+    if (out->length + more <= out->capacity)
+        return 0;
+    size_t capacity = out->capacity ? out->capacity : 65536;
+    while (capacity < out->length + more)
+        capacity *= 2;
+    char *data = PyMem_Realloc(out->data, capacity);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    out->data = data;
+    out->capacity = capacity;
+    return 0;
+}
+
+static inline int out_put(Out *out, const char *bytes, size_t n)
+{
+    if (out_reserve(out, n) < 0)
+        return -1;
+    memcpy(out->data + out->length, bytes, n);
+    out->length += n;
+    return 0;
+}
+
+/* A string's UTF-8 as json.dumps(ensure_ascii=False) writes it between its quotes, with
+ * U+0085, U+2028 and U+2029 escaped too (core/export/jsondoc.py, _BREAKS). */
+static int put_json_text(Out *out, const unsigned char *s, Py_ssize_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (out_reserve(out, (size_t)n * 6 + 2) < 0)   /* the longest escape is six bytes a byte */
+        return -1;
+    char *at = out->data + out->length;
+    *at++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\' && c != 0xC2 && c != 0xE2) {
+            *at++ = (char)c;
+            continue;
+        }
+        if (c == '"' || c == '\\') {
+            *at++ = '\\';
+            *at++ = (char)c;
+        } else if (c < 0x20) {
+            *at++ = '\\';
+            switch (c) {
+            case '\n': *at++ = 'n'; break;
+            case '\r': *at++ = 'r'; break;
+            case '\t': *at++ = 't'; break;
+            case '\b': *at++ = 'b'; break;
+            case '\f': *at++ = 'f'; break;
+            default:
+                memcpy(at, "u00", 3);
+                at += 3;
+                *at++ = hex[c >> 4];
+                *at++ = hex[c & 15];
+            }
+        } else if (c == 0xC2 && i + 1 < n && s[i + 1] == 0x85) {
+            memcpy(at, "\\u0085", 6);
+            at += 6;
+            i += 1;
+        } else if (c == 0xE2 && i + 2 < n && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9)) {
+            memcpy(at, s[i + 2] == 0xA8 ? "\\u2028" : "\\u2029", 6);
+            at += 6;
+            i += 2;
+        } else {
+            *at++ = (char)c;
+        }
+    }
+    *at++ = '"';
+    out->length = (size_t)(at - out->data);
+    return 0;
+}
+
+/* One value as json.dumps writes it: 1 written, 0 a value of another kind (the caller
+ * falls back), -1 an error. */
+static int put_json_value(Out *out, PyObject *v)
+{
+    if (v == Py_None)
+        return out_put(out, "null", 4) < 0 ? -1 : 1;
+    if (v == Py_True)
+        return out_put(out, "true", 4) < 0 ? -1 : 1;
+    if (v == Py_False)
+        return out_put(out, "false", 5) < 0 ? -1 : 1;
+    if (PyUnicode_CheckExact(v)) {
+        Py_ssize_t n;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(v, &n);
+        if (utf8 == NULL) {             /* a lone surrogate: no UTF-8 holds it */
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+                return -1;
+            PyErr_Clear();
+            return 0;
+        }
+        return put_json_text(out, (const unsigned char *)utf8, n) < 0 ? -1 : 1;
+    }
+    if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        long long number = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow)
+            return 0;
+        if (number == -1 && PyErr_Occurred())
+            return -1;
+        char digits[24];
+        int written = snprintf(digits, sizeof digits, "%lld", number);
+        return out_put(out, digits, (size_t)written) < 0 ? -1 : 1;
+    }
+    return 0;
+}
+
+/* ndjson_lines(keys, columns) -> bytes | None: columns a list of lists or tuples, one per
+ * key, of one length; row i as one line, `{` then per column c
+ * keys[c] (the key as JSON text and a colon, bytes) and columns[c][i] as JSON, then
+ * `}` and a newline; None when any value is not None, bool, int (64-bit), or str that
+ * UTF-8 holds, for the caller to write those rows its own way. */
+static PyObject *ndjson_lines(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *keys, *columns;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyList_Type, &keys, &PyList_Type, &columns))
+        return NULL;
+    Py_ssize_t width = PyList_GET_SIZE(columns);
+    if (PyList_GET_SIZE(keys) != width || width == 0) {
+        PyErr_SetString(PyExc_ValueError, "ndjson_lines: one key per column, at least one column");
+        return NULL;
+    }
+    Py_ssize_t rows = -1;
+    for (Py_ssize_t c = 0; c < width; c++) {
+        PyObject *column = PyList_GET_ITEM(columns, c), *key = PyList_GET_ITEM(keys, c);
+        if (!(PyList_Check(column) || PyTuple_Check(column)) || !PyBytes_Check(key) ||
+                (rows >= 0 && PySequence_Fast_GET_SIZE(column) != rows)) {
+            PyErr_SetString(PyExc_ValueError, "ndjson_lines: columns are lists or tuples of one length, keys bytes");
+            return NULL;
+        }
+        rows = PySequence_Fast_GET_SIZE(column);
+    }
+    Out out = {NULL, 0, 0};
+    for (Py_ssize_t i = 0; i < rows; i++) {
+        if (out_put(&out, "{", 1) < 0)
+            goto failed;
+        for (Py_ssize_t c = 0; c < width; c++) {
+            PyObject *key = PyList_GET_ITEM(keys, c);
+            if ((c > 0 && out_put(&out, ",", 1) < 0) ||
+                    out_put(&out, PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key)) < 0)
+                goto failed;
+            int put = put_json_value(&out, PySequence_Fast_GET_ITEM(PyList_GET_ITEM(columns, c), i));
+            if (put < 0)
+                goto failed;
+            if (put == 0) {
+                PyMem_Free(out.data);
+                Py_RETURN_NONE;
+            }
+        }
+        if (out_put(&out, "}\n", 2) < 0)
+            goto failed;
+    }
+    PyObject *result = PyBytes_FromStringAndSize(out.data ? out.data : "", (Py_ssize_t)out.length);
+    PyMem_Free(out.data);
+    return result;
+failed:
+    PyMem_Free(out.data);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"iso_times", iso_times, METH_VARARGS,
      "iso_times(values, sep, suffix): [None if v is None else v.isoformat(sep) + suffix for v in values]"},
     {"iso_dates", iso_dates, METH_O, "iso_dates(values): [None if v is None else v.isoformat() for v in values]"},
+    {"ndjson_lines", ndjson_lines, METH_VARARGS,
+     "ndjson_lines(keys, columns): the rows as JSON lines from columns, or None for a value of another kind"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -166,3 +166,44 @@ def test_csv_with_bom_starts_with_the_mark_and_reads_back_with_utf8_sig():
     assert data.startswith(b"\xef\xbb\xbfid,name,count\r\n")
     assert list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"), newline=""))) == [
         {"id": "1", "name": "Zoë", "count": "2"}]
+
+
+def written_columns(batch: list[dict], *, utf8_file: bool, as_rows: bool = False) -> str | bytes:
+    """`batch` given to an NDJSON document in two writes, as columns (as exports give
+    it), or `as_rows`."""
+    raw = io.BytesIO()
+    out = io.TextIOWrapper(raw, encoding="utf-8", newline="") if utf8_file else io.StringIO(newline="")
+    document = jsondoc.NdjsonDocument(out)
+    document.begin_table("t", FIELDS)
+    for part in (batch[:2], batch[2:]):
+        if as_rows:
+            document.write_rows(part)
+        else:
+            document.write_columns([[row[f] for row in part] for f in FIELDS] if part else [[] for _ in FIELDS])
+    if utf8_file:
+        out.flush()
+        return raw.getvalue()
+    return out.getvalue()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.fixed_dictionaries({f: st.one_of(json_values, st.floats(allow_nan=False)) for f in FIELDS}),
+                max_size=6))
+def test_ndjson_from_columns_is_what_the_rows_write(batch):
+    """Columns written in C are the bytes rows write, and a batch holding a value C does
+    not write (a lone surrogate, an integer beyond 64 bits, a float) is written as rows."""
+    assert jsondoc._ndjson_lines is not None, "core/repository/_text.c is not built (make install)"
+    batch = [{f: row[f] for f in FIELDS} for row in batch]      # keys in the fields' order, as exports make rows
+    assert written_columns(batch, utf8_file=False) == written_columns(batch, utf8_file=False, as_rows=True)
+    try:
+        written(jsondoc.NdjsonDocument, batch).encode()
+    except UnicodeEncodeError:       # a lone surrogate: no UTF-8 file holds it, either way
+        return
+    assert written_columns(batch, utf8_file=True) == written_columns(batch, utf8_file=True, as_rows=True)
+
+
+def test_ndjson_columns_without_the_c_writer_are_written_as_rows(monkeypatch):
+    batch = [{"id": "a\u2028b", "name": None, "count": 2**70}, {"id": "x", "name": "é", "count": True}]
+    with_c = written_columns(batch, utf8_file=False)
+    monkeypatch.setattr(jsondoc, "_ndjson_lines", None)
+    assert written_columns(batch, utf8_file=False) == with_c == written(jsondoc.NdjsonDocument, batch)
