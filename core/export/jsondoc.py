@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 
 import orjson
 
@@ -60,6 +61,17 @@ def _write_utf8(stream: io.TextIOBase, data: bytes) -> None:
         stream.buffer.write(data)
     else:
         stream.write(data.decode())
+
+
+def columns_lines(names: Sequence[str], columns: list, *, sort_keys: bool = False) -> bytes | None:
+    """Each row of `columns` (one sequence of values per name) as one line of JSON, the
+    bytes `lines` writes for the rows as dicts (keys in `names`' order, or sorted with
+    `sort_keys`), written in C (ndjson_lines); None where C is not built or a value is
+    not one it writes (see NdjsonDocument.write_columns), for the caller's own way."""
+    if _ndjson_lines is None or not names:
+        return None
+    order = sorted(range(len(names)), key=names.__getitem__) if sort_keys else range(len(names))
+    return _ndjson_lines([_line(names[i]).encode() + b":" for i in order], [columns[i] for i in order])
 
 
 class NdjsonDocument:

@@ -33,7 +33,7 @@ from strongroom.core.errors import NotFoundError, PermissionDenied, ValidationEr
 from strongroom.core.masking import mask_record
 from strongroom.core.principal import Principal
 from strongroom.core.repository.changes import next_change_version, row_checksum
-from strongroom.core.repository.records import Layout, enum_value, layout, open_rows
+from strongroom.core.repository.records import Columns, Layout, enum_value, layout, open_columns, open_rows
 from strongroom.core.ids import new_id
 
 TABLE = "clients"
@@ -273,27 +273,34 @@ def _select(shape: Layout = _SHAPE):
 
 def _present(conn: Connection, keyring: Keyring, principal: Principal, rows: list, reason: str,
              shape: Layout = _SHAPE, audit_in: Callable[[], contextlib.AbstractContextManager[Connection]]
-             | None = None) -> list[dict]:
+             | None = None, *, as_columns: bool = False) -> list[dict] | Columns:
     """Rows of `_select(shape)` as records: decrypted (the keys of all of them in one
     query) and audited as one READ for `phi:read`, masked for everyone else. The READ
     goes in `conn`'s transaction, or in the transaction `audit_in()` begins, committed
-    before the records are returned (stream_clients)."""
+    before the records are returned (stream_clients). With `as_columns`, records
+    revealed come as Columns (masked ones still as records)."""
     _require(principal, "table:clients:read")
-    records = open_rows(conn, keyring, shape, rows)
-    if principal.can("phi:read"):
-        if records:
-            details = {"count": len(records), "phi": True, "via": reason,
-                       **({"ids": [str(r["id"]) for r in records]} if 1 < len(records) <= 100 else
-                          {"first_id": str(records[0]["id"]), "last_id": str(records[-1]["id"])}
-                          if len(records) > 100 else {})}
-            record_id = _as_uuid(records[0]["id"]) if len(records) == 1 else None
+    revealed = principal.can("phi:read")
+    if revealed and as_columns:
+        batch = Columns(shape.names, open_columns(conn, keyring, shape, rows))
+        ids = batch.columns[0]          # the layout's first field is the id
+    else:
+        batch = open_rows(conn, keyring, shape, rows)
+        ids = [r["id"] for r in batch]
+    if revealed:
+        if ids:
+            details = {"count": len(ids), "phi": True, "via": reason,
+                       **({"ids": [str(i) for i in ids]} if 1 < len(ids) <= 100 else
+                          {"first_id": str(ids[0]), "last_id": str(ids[-1])}
+                          if len(ids) > 100 else {})}
+            record_id = _as_uuid(ids[0]) if len(ids) == 1 else None
             if audit_in is None:
                 _audit(conn, principal, "READ", record_id, details)
             else:
                 with audit_in() as own:
                     _audit(own, principal, "READ", record_id, details)
-        return records
-    return [mask_record(r, PHI_FIELDS) for r in records]
+        return batch
+    return [mask_record(r, PHI_FIELDS) for r in batch]
 
 
 def get_client(conn: Connection, keyring: Keyring, principal: Principal, client_id: uuid.UUID,
@@ -326,11 +333,14 @@ STREAM_BATCH = 2000
 def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
                    practice_id: uuid.UUID | None = None, after_id: uuid.UUID | None = None,
                    batch_size: int | None = None, printed: bool = False,
-                   audit_engine: Engine | None = None) -> Iterator[list[dict]]:
+                   audit_engine: Engine | None = None, as_columns: bool = False) -> Iterator[list[dict] | Columns]:
     """Every live client in id order, a batch at a time (memory stays at one batch
     whatever the table's size): decrypted for `phi:read`, each batch audited as one
     READ with its row count before it is handed out; masked for everyone else. With
-    `printed`, dates and times come as the text str() makes of them.
+    `printed`, dates and times come as the text str() makes of them. With `as_columns`,
+    a revealed batch comes as Columns (records.Columns: one list per field), for a
+    writer that prints from columns without a dict made per record; masked batches
+    come as records either way.
 
     A caller that shows each batch as it comes (the CLI prints it) passes its engine as
     `audit_engine`: each READ then commits on its own before its batch is handed out.
@@ -358,7 +368,8 @@ def stream_clients(conn: Connection, keyring: Keyring, principal: Principal, *,
                     rows = next(batches, None)
                     if rows is None:
                         return
-                    batch = [_present(conn, keyring, principal, rows, "list", shape, audit_in)]
+                    batch = [_present(conn, keyring, principal, rows, "list", shape, audit_in,
+                                      as_columns=as_columns)]
                     del rows
                 yield batch.pop()
     finally:

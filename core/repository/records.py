@@ -213,6 +213,23 @@ def _in_sql(col: Column):
 # --- a batch of rows opened --------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Columns:
+    """A batch of records as columns: `names` in the records' order, and per name one
+    sequence of values, all as long as the batch (what `open_columns` gives). For a
+    writer that prints from columns, without a dict made per record."""
+
+    names: tuple[str, ...]
+    columns: list[Sequence]
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def records(self) -> list[dict]:
+        names = self.names
+        return [dict(zip(names, values)) for values in zip(*self.columns)]
+
+
+@dataclass(frozen=True)
 class Layout:
     """How the rows of one query become records.
 

@@ -147,6 +147,31 @@ def test_list_all_keeps_the_read_of_every_batch_it_printed_when_a_later_batch_fa
     assert [(e["details"]["count"], e["details"]["ids"]) for e in reads][-1:] == [(5, [r["id"] for r in printed])]
 
 
+def test_list_all_reveal_json_keeps_each_record_on_one_line_whatever_its_text_holds(data_dir, capsys):
+    """Text with characters that JSON leaves raw but line readers split on (U+2028, U+2029,
+    U+0085), quotes, backslashes and control characters: the record stays one line, and
+    reads back as it was stored."""
+    from strongroom.core import demo
+    from strongroom.core.config import load_settings
+    from strongroom.core.context import open_context
+    from strongroom.core.db.engine import transaction
+    from strongroom.core.principal import SYSTEM
+    from strongroom.core.repository import clients as repo
+    from strongroom.core.repository.practices import only_practice
+
+    awkward = 'Flat 2\u2028Line\u2029Two\x85 "quoted" back\\slash\ttab\x01 ünïcødé 😀'
+    record = {**next(demo.client_records(1)), "address": awkward}
+    ctx = open_context(load_settings(data_dir / "strongroom.toml"))
+    try:
+        with transaction(ctx.engine) as conn:
+            repo.insert_clients(conn, ctx.keyring, SYSTEM, only_practice(conn), [record])
+    finally:
+        ctx.close()
+    code, streamed, err = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all", "--reveal", "--json")
+    assert code == 0, err
+    assert len(streamed.splitlines()) == 3 and json.loads(streamed)[0]["address"] == awkward
+
+
 def test_list_all_of_no_clients_is_an_empty_array(data_dir, capsys):
     code, out, _ = run(capsys, "--data-dir", str(data_dir), "clients", "list", "--all", "--reveal", "--json")
     assert code == 0 and json.loads(out) == []
