@@ -82,14 +82,13 @@ class NdjsonDocument:
 
     def begin_table(self, table: str, fields: tuple[str, ...]) -> None:
         self._fields = fields
-        self._keys = [_line(field).encode() + b":" for field in fields]   # each as JSON text
 
     def write_columns(self, columns: list) -> None:
         """A batch as one sequence of values per field (core.jobs.export._write_batch):
         written in C from the columns (core/repository/_text.c, ndjson_lines), the same
         bytes `write_rows` writes, where every value is None, a boolean, a 64-bit
         integer or text UTF-8 holds; otherwise made rows and given to `write_rows`."""
-        out = _ndjson_lines(self._keys, columns) if _ndjson_lines is not None else None
+        out = columns_lines(self._fields, columns)
         if out is None:
             self.write_rows([dict(zip(self._fields, values)) for values in zip(*columns)])
         elif out:
