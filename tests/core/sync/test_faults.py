@@ -22,7 +22,8 @@ from tests.core.conftest import WRITER, client_ids
 
 SEED = int(os.environ.get("STRONGROOM_KILL_SEED", "5"))
 
-# A pass in a process of its own, in small batches, so a kill lands mid-pass.
+# A pass in a process of its own, in batches of one row, saying when each has committed,
+# so a kill lands where the test chooses however fast the machine runs the pass.
 _PASS = """
 import sys
 from strongroom.core import audit
@@ -39,7 +40,8 @@ for url in (sys.argv[1], sys.argv[2]):
     audit.seal_with(engine, keyring)
     sides.append(Side(engine, keyring))
 print("started", flush=True)
-run_pass(sides[0], sides[1], uuid.UUID(sys.argv[4]), PassOptions(batch_size=1))
+run_pass(sides[0], sides[1], uuid.UUID(sys.argv[4]),
+         PassOptions(batch_size=1, after_batch=lambda *where: print("batch", flush=True)))
 print("done", flush=True)
 """
 
@@ -72,11 +74,17 @@ def test_kill_9_at_random_moments_of_a_pass_loses_and_doubles_nothing(first_site
 
 
 def _kill_a_pass(rng, laptop, first_site) -> int:
-    """Start a pass in its own process and kill -9 it after a seeded random delay;
-    1 when it was still running then."""
+    """Start a pass in its own process and kill -9 it at a seeded random point: after a
+    random number of its batches have committed (a round changes 12 rows, so a pass
+    has about 12), then a random fraction of a batch later, so the kill lands before,
+    inside and between batches alike (a delay in wall time alone let a faster pass
+    finish first). 1 when it was still running then."""
     proc = _pass_process(laptop, first_site)
     proc.stdout.readline()                       # started
-    time.sleep(rng.uniform(0.02, 0.25))
+    for _ in range(rng.randint(0, 10)):
+        if proc.stdout.readline() != "batch\n":    # the pass ended first
+            break
+    time.sleep(rng.uniform(0, 0.005))
     killed = proc.poll() is None
     if killed:
         proc.send_signal(signal.SIGKILL)
