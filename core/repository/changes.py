@@ -26,6 +26,11 @@ from sqlalchemy import Connection, text
 
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
 
+try:        # the same checksums in C, where built (setup.py; core/repository/_canon.c)
+    from strongroom.core.repository import _canon
+except ImportError:      # pragma: no cover - exercised by tests that hide the module
+    _canon = None
+
 _NOT_CHECKSUMMED = frozenset({"data_checksum", "sync_version"})
 
 
@@ -183,7 +188,15 @@ def _checksummed(names: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def row_checksum(row: dict) -> str:
-    """SHA-256 over the row's columns in name order, each as `name=<typed value>`."""
+    """SHA-256 over the row's columns in name order, each as `name=<typed value>`.
+    In C where built (_canon.checksum: the same text, spelled there for the common
+    types and by `_canonical` for the rest)."""
+    if _canon is not None:
+        return _canon.checksum(row, _checksummed(tuple(row)), _canonical)
+    return _row_checksum(row)
+
+
+def _row_checksum(row: dict) -> str:
     canonical = _canonical
     body = "".join([f"{name}={canonical(row[name])}\n" for name in _checksummed(tuple(row))])
     return hashlib.sha256(body.encode()).hexdigest()

@@ -41,7 +41,7 @@ SKIP, APPLY, CONFLICT = "skip", "apply", "conflict"
 @dataclass
 class Decision:
     action: str                      # skip | apply | conflict
-    values: dict | None = None       # the row to write (apply)
+    values: Mapping | None = None    # the row to write (apply); read, never changed: it may be the remote row itself
     meta: Meta | None = None         # the metadata to store with it (apply), or the updated local meta
     rule: str | None = None          # fast_forward | last_write_wins | timestamp_based | field_level | erasure
     overwritten: list[str] = field(default_factory=list)   # local fields whose value was replaced by a rule
@@ -99,7 +99,7 @@ def decide(spec: SyncTable, local: Mapping | None, lmeta: Meta | None, remote: M
             # concurrent with an empty history so nothing is overwritten silently.
             lmeta = Meta("", 0, {}, {}, {})
         else:
-            return Decision(APPLY, dict(remote), _copy(rmeta), "new")
+            return Decision(APPLY, remote, _copy(rmeta), "new")
     order = compare(lmeta.vv, rmeta.vv)
     if order in ("equal", "after"):
         return Decision(SKIP)
@@ -110,7 +110,7 @@ def decide(spec: SyncTable, local: Mapping | None, lmeta: Meta | None, remote: M
     if order == "before":
         meta = _copy(rmeta)
         meta.pending = lmeta.pending
-        return Decision(APPLY, dict(remote), meta, "fast_forward")
+        return Decision(APPLY, remote, meta, "fast_forward")
     # Concurrent.
     if erased and (_is_tombstone(local) or _is_tombstone(remote)):
         remote_wins = _is_tombstone(remote) and (not _is_tombstone(local)
