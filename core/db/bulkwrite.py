@@ -14,9 +14,11 @@ PostgreSQL grants to every role by default.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 
-from sqlalchemy import Connection, Table, insert
+from sqlalchemy import JSON, Column, Connection, LargeBinary, Table, insert
+from sqlalchemy.sql.elements import Null
 
 
 def upsert(conn: Connection, table: Table, keys: tuple[str, ...]):
@@ -33,6 +35,34 @@ def upsert(conn: Connection, table: Table, keys: tuple[str, ...]):
         set_={c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys})
 
 
+def _json_text(column_type: JSON, serializer: Callable[[object], str]) -> Callable[[object], str | None]:
+    """SQLAlchemy's JSON bind processing, ending in the text instead of a psycopg Jsonb
+    wrapper: the wrapper's dumper calls the same serializer (the dialect installs it on
+    each connection), once per value from Python."""
+    def process(value):
+        if value is column_type.NULL:
+            value = None
+        elif isinstance(value, Null) or (value is None and column_type.none_as_null):
+            return None
+        return serializer(value)
+    return process
+
+
+def copy_processor(column: Column, dialect) -> Callable | None:
+    """What a value of `column` goes through before COPY takes it: the column type's own
+    bind processing, except where that only wraps the value for one of psycopg's
+    Python-level dumpers. Bytes go as they are (psycopg's C dumper writes them as the
+    Binary wrapper's would); JSON goes as the text the Jsonb wrapper's dumper would have
+    written. Profiled: those two dumpers were a tenth of writing a batch of clients and
+    their sync metadata (twelve binary and four JSON values a row)."""
+    kind = type(column.type)
+    if kind is LargeBinary:
+        return None
+    if kind is JSON:
+        return _json_text(column.type, dialect._json_serializer or json.dumps)
+    return column.type._cached_bind_processor(dialect)
+
+
 def write_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, keys: tuple[str, ...] | None = None,
                ) -> None:
     """Insert `rows` (every column of `table` present in each) or, with `keys`, insert or
@@ -44,7 +74,7 @@ def write_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, keys:
         return
     columns = [c for c in table.columns if c.name in rows[0]]
     names = [c.name for c in columns]
-    processors = [c.type._cached_bind_processor(conn.dialect) for c in columns]
+    processors = [copy_processor(c, conn.dialect) for c in columns]
     stage = f"_stage_{table.name}"
     quoted = ", ".join(f'"{n}"' for n in names)
     cursor = conn.connection.driver_connection.cursor()

@@ -59,3 +59,43 @@ def test_the_upsert_statement_is_one_statement_for_either_engine(ctx):
     with transaction(ctx.engine) as conn:
         conn.execute(upsert(conn, _sessions, ("id",)), [{**r, "status": "CANCELLED"} for r in originals])
         assert {r.status.value for r in conn.execute(select(_sessions.c.status))} == {"CANCELLED"}
+
+
+def test_json_and_bytes_through_copy_read_back_as_an_insert_statement_left_them(ctx):
+    """COPY takes JSON as the dialect's serializer writes it and bytes as they are (not
+    through psycopg's wrappers): the stored values are the ones an INSERT stores, NULLs,
+    JSON null, escapes and all."""
+    import uuid
+    from sqlalchemy import insert
+    from strongroom.core.db.bulkwrite import copy_processor
+    from strongroom.core.db.models import Client, SyncRow
+    meta = SyncRow.__table__
+    awkward = [{"a\\b": "tab\there\nnewline", "é": ["\u2028", 1, None, True]}, [], {}, None, {"n": 2 ** 53}]
+    rows = [{"table_name": "clients", "row_id": uuid.uuid4(), "origin": "s", "hlc": n, "vv": value,
+             "dots": {"*": ["s", n]}, "hashes": {"f": "\\x00"}, "source": None, "pending": value, "version": n}
+            for n, value in enumerate(awkward)]
+    twins = [{**row, "row_id": uuid.uuid4()} for row in rows]
+    with transaction(ctx.engine) as conn:
+        write_rows(conn, meta, rows)
+        conn.execute(insert(meta), twins)
+    with ctx.engine.connect() as conn:
+        stored = {r.row_id: dict(r._mapping) for r in conn.execute(select(meta))}
+    for row, twin in zip(rows, twins):
+        assert {**stored[row["row_id"]], "row_id": None} == {**stored[twin["row_id"]], "row_id": None}
+        assert stored[row["row_id"]]["vv"] == row["vv"]
+    with ctx.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":     # JSON null is a value, not SQL NULL, as an INSERT leaves it
+            nulls = conn.execute(select(func.count()).select_from(meta).where(meta.c.pending.is_(None))).scalar()
+            assert nulls == 0
+            assert copy_processor(Client.__table__.c.notes_enc, conn.dialect) is None
+    seed_clients(ctx, n=3)
+    clients = Client.__table__
+    with ctx.engine.connect() as conn:
+        originals = [dict(r) for r in conn.execute(select(clients).order_by(clients.c.id)).mappings()]
+    odd = b"\x00\\\n\t\r\\x41\xff"
+    with transaction(ctx.engine) as conn:
+        write_rows(conn, clients, [{**r, "notes_enc": odd + r["notes_enc"] if r["notes_enc"] else odd}
+                                   for r in originals], keys=("id",))
+    with ctx.engine.connect() as conn:
+        notes = [r.notes_enc for r in conn.execute(select(clients.c.notes_enc).order_by(clients.c.id))]
+    assert notes == [odd + r["notes_enc"] if r["notes_enc"] else odd for r in originals]
