@@ -58,13 +58,18 @@ def pack_dots(dots: Mapping[str, list]) -> dict:
         return {}
     values = list(dots.values())
     first = values[0]
-    if values.count(first) == len(values):     # the usual row: every field set by one edit
-        return {"*": list(first)}               # (one C-level pass; counting costs 3x more)
-    counts = Counter(map(tuple, values))     # a dot is [site, hlc]
-    common = max(counts, key=lambda d: (counts[d], d))
-    packed: dict = {"*": list(common)}
+    same = values.count(first)
+    if same == len(values):                  # the usual row: every field set by one edit
+        return {"*": list(first)}            # (one C-level pass; counting costs 3x more)
+    if 2 * same > len(values):               # an edited row: most fields still hold the first
+        common = tuple(first)                # dot, which is then the most common (no count)
+    else:
+        counts = Counter(map(tuple, values))     # a dot is [site, hlc]
+        common = max(counts, key=lambda d: (counts[d], d))
+    listed = list(common)
+    packed: dict = {"*": listed}
     for f, d in dots.items():
-        if tuple(d) != common:
+        if d != listed and tuple(d) != common:
             packed[f] = d
     return packed
 

@@ -22,3 +22,16 @@ def test_the_most_common_dot_is_stored_once_and_the_others_by_field():
 def test_packed_dots_read_back_as_they_were(edits):
     dots = {f: list(edit) for f, edit in zip(FIELDS, edits)}
     assert unpack_dots(pack_dots(dots), FIELDS) == dots
+
+
+@given(st.lists(st.tuples(st.sampled_from(["site-a", "site-b", "site-c"]), st.integers(1, 3)),
+                min_size=len(FIELDS), max_size=len(FIELDS)), st.booleans())
+def test_the_stored_dot_is_the_most_common_ties_to_the_greatest(edits, as_tuples):
+    """One packing for one set of dots, whichever shortcut found it (an edited row's first
+    dot holding most fields is taken without counting), lists or tuples alike."""
+    dots = {f: (tuple(edit) if as_tuples else list(edit)) for f, edit in zip(FIELDS, edits)}
+    counts = {}
+    for edit in edits:
+        counts[edit] = counts.get(edit, 0) + 1
+    common = max(counts, key=lambda d: (counts[d], d))
+    assert pack_dots(dots) == {"*": list(common)} | {f: d for f, d in dots.items() if tuple(d) != common}
