@@ -28,6 +28,8 @@
 #include <string.h>
 #include <openssl/evp.h>
 
+#include "_buffer.h"
+
 static PyObject *uuid_type = NULL;     /* uuid.UUID */
 static PyObject *int_name = NULL;      /* "int" */
 static PyObject *mask64 = NULL;        /* 2**64 - 1 */
@@ -52,70 +54,30 @@ static int enum_type_seen(PyObject *type)
     return is;
 }
 
-/* --- a growable buffer ---------------------------------------------------------------- */
-
-typedef struct {
-    char *data;
-    size_t len, cap;
-    char small[2048];
-} Buf;
-
-static void buf_init(Buf *b) { b->data = b->small; b->len = 0; b->cap = sizeof(b->small); }
-static void buf_free(Buf *b) { if (b->data != b->small) PyMem_Free(b->data); }
-
-static int buf_reserve(Buf *b, size_t more)
-{
-    if (b->len + more <= b->cap)
-        return 0;
-    size_t cap = b->cap * 2;
-    while (cap < b->len + more)
-        cap *= 2;
-    char *grown = PyMem_Malloc(cap);
-    if (grown == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    memcpy(grown, b->data, b->len);
-    if (b->data != b->small)
-        PyMem_Free(b->data);
-    b->data = grown;
-    b->cap = cap;
-    return 0;
-}
-
-static inline int buf_put(Buf *b, const char *s, size_t n)
-{
-    if (buf_reserve(b, n) < 0)
-        return -1;
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
 static const char HEX[] = "0123456789abcdef";
 
-static int put_hex(Buf *b, const unsigned char *s, size_t n)
+static int put_hex(Out *b, const unsigned char *s, size_t n)
 {
-    if (buf_reserve(b, 2 * n) < 0)
+    if (out_reserve(b, 2 * n) < 0)
         return -1;
-    char *at = b->data + b->len;
+    char *at = b->data + b->length;
     for (size_t i = 0; i < n; i++) {
         *at++ = HEX[s[i] >> 4];
         *at++ = HEX[s[i] & 15];
     }
-    b->len += 2 * n;
+    b->length += 2 * n;
     return 0;
 }
 
-static int put_text(Buf *b, const char *prefix, PyObject *text)
+static int put_text(Out *b, const char *prefix, PyObject *text)
 {
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(text, &n);
     if (s == NULL)
         return -1;
-    if (buf_put(b, prefix, 2) < 0)
+    if (out_put(b, prefix, 2) < 0)
         return -1;
-    return buf_put(b, s, (size_t)n);
+    return out_put(b, s, (size_t)n);
 }
 
 static inline char *put_digits(char *at, int value, int width)
@@ -128,7 +90,7 @@ static inline char *put_digits(char *at, int value, int width)
 }
 
 /* "s:" and a UUID's 36-character form, from its 128-bit integer. */
-static int put_uuid(Buf *b, PyObject *v)
+static int put_uuid(Out *b, PyObject *v)
 {
     PyObject *number = PyObject_GetAttr(v, int_name);
     if (number == NULL)
@@ -161,9 +123,9 @@ static int put_uuid(Buf *b, PyObject *v)
         raw[8 + i] = (unsigned char)(l >> (56 - 8 * i));
     }
 #endif
-    if (buf_reserve(b, 38) < 0)
+    if (out_reserve(b, 38) < 0)
         return -1;
-    char *at = b->data + b->len;
+    char *at = b->data + b->length;
     *at++ = 's';
     *at++ = ':';
     for (int i = 0; i < 16; i++) {
@@ -172,17 +134,17 @@ static int put_uuid(Buf *b, PyObject *v)
         *at++ = HEX[raw[i] >> 4];
         *at++ = HEX[raw[i] & 15];
     }
-    b->len += 38;
+    b->length += 38;
     return 0;
 }
 
 /* "t:" and isoformat(timespec="microseconds") of a datetime whose zone is UTC itself:
  * YYYY-MM-DDTHH:MM:SS.ffffff+00:00. */
-static int put_utc_datetime(Buf *b, PyObject *v)
+static int put_utc_datetime(Out *b, PyObject *v)
 {
-    if (buf_reserve(b, 34) < 0)
+    if (out_reserve(b, 34) < 0)
         return -1;
-    char *at = b->data + b->len;
+    char *at = b->data + b->length;
     *at++ = 't';
     *at++ = ':';
     at = put_digits(at, PyDateTime_GET_YEAR(v), 4);
@@ -199,25 +161,25 @@ static int put_utc_datetime(Buf *b, PyObject *v)
     *at++ = '.';
     at = put_digits(at, PyDateTime_DATE_GET_MICROSECOND(v), 6);
     memcpy(at, "+00:00", 6);
-    b->len += 34;
+    b->length += 34;
     return 0;
 }
 
 /* The canonical text of one value, appended to `b`. */
-static int put_canonical(Buf *b, PyObject *v, PyObject *fallback)
+static int put_canonical(Out *b, PyObject *v, PyObject *fallback)
 {
     if (v == Py_None)
-        return buf_put(b, "~", 1);
+        return out_put(b, "~", 1);
     PyTypeObject *type = Py_TYPE(v);
     if (type == &PyBytes_Type) {
-        if (buf_put(b, "b:", 2) < 0)
+        if (out_put(b, "b:", 2) < 0)
             return -1;
         return put_hex(b, (const unsigned char *)PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v));
     }
     if (type == &PyUnicode_Type)
         return put_text(b, "s:", v);
     if (type == &PyBool_Type)
-        return buf_put(b, v == Py_True ? "i:1" : "i:0", 3);
+        return out_put(b, v == Py_True ? "i:1" : "i:0", 3);
     if (type == &PyLong_Type) {
         int overflow = 0;
         long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
@@ -226,9 +188,9 @@ static int put_canonical(Buf *b, PyObject *v, PyObject *fallback)
         if (!overflow) {
             char digits[24];
             int len = snprintf(digits, sizeof(digits), "%lld", n);
-            if (buf_put(b, "s:", 2) < 0)
+            if (out_put(b, "s:", 2) < 0)
                 return -1;
-            return buf_put(b, digits, (size_t)len);
+            return out_put(b, digits, (size_t)len);
         }
     }
     else if ((PyObject *)type == uuid_type)
@@ -236,9 +198,9 @@ static int put_canonical(Buf *b, PyObject *v, PyObject *fallback)
     else if (PyDateTime_CheckExact(v) && PyDateTime_DATE_GET_TZINFO(v) == PyDateTime_TimeZone_UTC)
         return put_utc_datetime(b, v);
     else if (PyDate_CheckExact(v)) {         /* str(date): YYYY-MM-DD */
-        if (buf_reserve(b, 12) < 0)
+        if (out_reserve(b, 12) < 0)
             return -1;
-        char *at = b->data + b->len;
+        char *at = b->data + b->length;
         *at++ = 's';
         *at++ = ':';
         at = put_digits(at, PyDateTime_GET_YEAR(v), 4);
@@ -246,7 +208,7 @@ static int put_canonical(Buf *b, PyObject *v, PyObject *fallback)
         at = put_digits(at, PyDateTime_GET_MONTH(v), 2);
         *at++ = '-';
         put_digits(at, PyDateTime_GET_DAY(v), 2);
-        b->len += 12;
+        b->length += 12;
         return 0;
     }
     else {
@@ -277,7 +239,7 @@ static int put_canonical(Buf *b, PyObject *v, PyObject *fallback)
     }
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(text, &n);
-    int rc = s == NULL ? -1 : buf_put(b, s, (size_t)n);
+    int rc = s == NULL ? -1 : out_put(b, s, (size_t)n);
     Py_DECREF(text);
     return rc;
 }
@@ -297,6 +259,17 @@ static PyObject *item_of(PyObject *row, PyObject *name)
     return PyObject_GetItem(row, name);
 }
 
+/* The canonical text of row[name], appended to `b`. */
+static int put_column(Out *b, PyObject *row, PyObject *name, PyObject *fallback)
+{
+    PyObject *v = item_of(row, name);
+    if (v == NULL)
+        return -1;
+    int rc = put_canonical(b, v, fallback);
+    Py_DECREF(v);
+    return rc;
+}
+
 /* checksum(row, names, fallback) -> str: the hex SHA-256 of "name=<canonical>\n" for each
  * of `names` (a tuple of str, in the order to hash them). */
 static PyObject *checksum(PyObject *Py_UNUSED(self), PyObject *args)
@@ -304,30 +277,26 @@ static PyObject *checksum(PyObject *Py_UNUSED(self), PyObject *args)
     PyObject *row, *names, *fallback;
     if (!PyArg_ParseTuple(args, "OO!O:checksum", &row, &PyTuple_Type, &names, &fallback))
         return NULL;
-    Buf b;
-    buf_init(&b);
+    char storage[2048];       /* most rows fit: no allocation per row */
+    Out b;
+    out_start(&b, storage, sizeof(storage));
     Py_ssize_t count = PyTuple_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *name = PyTuple_GET_ITEM(names, i);
         Py_ssize_t n;
         const char *s = PyUnicode_AsUTF8AndSize(name, &n);
-        if (s == NULL || buf_put(&b, s, (size_t)n) < 0 || buf_put(&b, "=", 1) < 0)
+        if (s == NULL || out_put(&b, s, (size_t)n) < 0 || out_put(&b, "=", 1) < 0)
             goto fail;
-        PyObject *v = item_of(row, name);
-        if (v == NULL)
-            goto fail;
-        int rc = put_canonical(&b, v, fallback);
-        Py_DECREF(v);
-        if (rc < 0 || buf_put(&b, "\n", 1) < 0)
+        if (put_column(&b, row, name, fallback) < 0 || out_put(&b, "\n", 1) < 0)
             goto fail;
     }
     unsigned char digest[32];
     unsigned int size = 0;
-    if (!EVP_Digest(b.data, b.len, digest, &size, sha256, NULL) || size != 32) {
+    if (!EVP_Digest(b.data, b.length, digest, &size, sha256, NULL) || size != 32) {
         PyErr_SetString(PyExc_RuntimeError, "SHA-256 failed");
         goto fail;
     }
-    buf_free(&b);
+    out_free(&b);
     char hex[64];
     for (int i = 0; i < 32; i++) {
         hex[2 * i] = HEX[digest[i] >> 4];
@@ -335,7 +304,7 @@ static PyObject *checksum(PyObject *Py_UNUSED(self), PyObject *args)
     }
     return PyUnicode_FromStringAndSize(hex, 64);
 fail:
-    buf_free(&b);
+    out_free(&b);
     return NULL;
 }
 
@@ -449,8 +418,9 @@ static PyObject *field_hashes(PyObject *Py_UNUSED(self), PyObject *args)
     PyObject *out = PyDict_New();
     if (out == NULL)
         return NULL;
-    Buf b;
-    buf_init(&b);
+    char storage[2048];       /* most rows fit: no allocation per row */
+    Out b;
+    out_start(&b, storage, sizeof(storage));
     Py_ssize_t count = PyTuple_GET_SIZE(plan);
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *entry = PyTuple_GET_ITEM(plan, i);
@@ -459,20 +429,13 @@ static PyObject *field_hashes(PyObject *Py_UNUSED(self), PyObject *args)
             goto fail;
         }
         PyObject *columns = PyTuple_GET_ITEM(entry, 1);
-        b.len = 0;
+        b.length = 0;
         for (Py_ssize_t c = 0; c < PyTuple_GET_SIZE(columns); c++) {
-            if (c && buf_put(&b, "\0", 1) < 0)
-                goto fail;
-            PyObject *v = item_of(row, PyTuple_GET_ITEM(columns, c));
-            if (v == NULL)
-                goto fail;
-            int rc = put_canonical(&b, v, fallback);
-            Py_DECREF(v);
-            if (rc < 0)
+            if ((c && out_put(&b, "\0", 1) < 0) || put_column(&b, row, PyTuple_GET_ITEM(columns, c), fallback) < 0)
                 goto fail;
         }
         unsigned char d[6];
-        blake2b((const unsigned char *)b.data, b.len, d, 6);
+        blake2b((const unsigned char *)b.data, b.length, d, 6);
         char text[8];
         for (int k = 0; k < 2; k++) {
             uint32_t w = ((uint32_t)d[3 * k] << 16) | ((uint32_t)d[3 * k + 1] << 8) | d[3 * k + 2];
@@ -488,10 +451,10 @@ static PyObject *field_hashes(PyObject *Py_UNUSED(self), PyObject *args)
         }
         Py_DECREF(value);
     }
-    buf_free(&b);
+    out_free(&b);
     return out;
 fail:
-    buf_free(&b);
+    out_free(&b);
     Py_DECREF(out);
     return NULL;
 }

@@ -17,6 +17,8 @@
 #include <datetime.h>
 #include <string.h>
 
+#include "_buffer.h"
+
 /* Digits written by hand: snprintf parsing its format per value cost more than the rest. */
 static inline char *put_digits(char *at, int value, int width)
 {
@@ -149,38 +151,6 @@ static PyObject *iso_dates(PyObject *Py_UNUSED(self), PyObject *values)
  * None, booleans, 64-bit integers and text that UTF-8 holds are written here; any
  * other value makes the call give None, and the caller writes the batch as before. */
 
-/* A growing output buffer. */
-typedef struct {
-    char *data;
-    size_t length, capacity;
-} Out;
-
-static int out_reserve(Out *out, size_t more)
-{
-    if (out->length + more <= out->capacity)
-        return 0;
-    size_t capacity = out->capacity ? out->capacity : 65536;
-    while (capacity < out->length + more)
-        capacity *= 2;
-    char *data = PyMem_Realloc(out->data, capacity);
-    if (data == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    out->data = data;
-    out->capacity = capacity;
-    return 0;
-}
-
-static inline int out_put(Out *out, const char *bytes, size_t n)
-{
-    if (out_reserve(out, n) < 0)
-        return -1;
-    memcpy(out->data + out->length, bytes, n);
-    out->length += n;
-    return 0;
-}
-
 /* A string's UTF-8 as json.dumps(ensure_ascii=False) writes it between its quotes, with
  * U+0085, U+2028 and U+2029 escaped too (core/export/jsondoc.py, _BREAKS). */
 static int put_json_text(Out *out, const unsigned char *s, Py_ssize_t n)
@@ -290,7 +260,8 @@ static PyObject *ndjson_lines(PyObject *Py_UNUSED(self), PyObject *args)
         }
         rows = PySequence_Fast_GET_SIZE(column);
     }
-    Out out = {NULL, 0, 0};
+    Out out;
+    out_start(&out, NULL, 0);
     for (Py_ssize_t i = 0; i < rows; i++) {
         if (out_put(&out, "{", 1) < 0)
             goto failed;
@@ -303,7 +274,7 @@ static PyObject *ndjson_lines(PyObject *Py_UNUSED(self), PyObject *args)
             if (put < 0)
                 goto failed;
             if (put == 0) {
-                PyMem_Free(out.data);
+                out_free(&out);
                 Py_RETURN_NONE;
             }
         }
@@ -311,10 +282,10 @@ static PyObject *ndjson_lines(PyObject *Py_UNUSED(self), PyObject *args)
             goto failed;
     }
     PyObject *result = PyBytes_FromStringAndSize(out.data ? out.data : "", (Py_ssize_t)out.length);
-    PyMem_Free(out.data);
+    out_free(&out);
     return result;
 failed:
-    PyMem_Free(out.data);
+    out_free(&out);
     return NULL;
 }
 
