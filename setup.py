@@ -30,11 +30,11 @@ GCM = Extension("strongroom.core.crypto._gcm", ["core/crypto/_gcm.c"], libraries
 # Dates and times printed as ISO text a column at a time (core/repository/_text.c), for
 # bulk reads; optional the same way (records.py prints through Python without it).
 TEXT = Extension("strongroom.core.repository._text", ["core/repository/_text.c"],
-                 depends=["core/repository/_buffer.h"], optional=True)
+                 depends=["core/repository/_buffer.h", "core/repository/_iso.h"], optional=True)
 # Row checksums and sync's field hashes (core/repository/_canon.c): SHA-256 from OpenSSL
 # as for _gcm; optional the same way (changes.py and sync/tables.py hash in Python).
 CANON = Extension("strongroom.core.repository._canon", ["core/repository/_canon.c"], libraries=["crypto"],
-                  depends=["core/repository/_buffer.h"], optional=True)
+                  depends=["core/repository/_buffer.h", "core/repository/_iso.h"], optional=True)
 
 PACKAGES, PACKAGE_DIR = _packages()
 setup(packages=PACKAGES, package_dir=PACKAGE_DIR, ext_modules=[GCM, TEXT, CANON])

@@ -29,6 +29,7 @@
 #include <openssl/evp.h>
 
 #include "_buffer.h"
+#include "_iso.h"
 
 static PyObject *uuid_type = NULL;     /* uuid.UUID */
 static PyObject *int_name = NULL;      /* "int" */
@@ -78,15 +79,6 @@ static int put_text(Out *b, const char *prefix, PyObject *text)
     if (out_put(b, prefix, 2) < 0)
         return -1;
     return out_put(b, s, (size_t)n);
-}
-
-static inline char *put_digits(char *at, int value, int width)
-{
-    for (int i = width - 1; i >= 0; i--) {
-        at[i] = (char)('0' + value % 10);
-        value /= 10;
-    }
-    return at + width;
 }
 
 /* "s:" and a UUID's 36-character form, from its 128-bit integer. */
@@ -147,17 +139,9 @@ static int put_utc_datetime(Out *b, PyObject *v)
     char *at = b->data + b->length;
     *at++ = 't';
     *at++ = ':';
-    at = put_digits(at, PyDateTime_GET_YEAR(v), 4);
-    *at++ = '-';
-    at = put_digits(at, PyDateTime_GET_MONTH(v), 2);
-    *at++ = '-';
-    at = put_digits(at, PyDateTime_GET_DAY(v), 2);
+    at = put_date(at, v);
     *at++ = 'T';
-    at = put_digits(at, PyDateTime_DATE_GET_HOUR(v), 2);
-    *at++ = ':';
-    at = put_digits(at, PyDateTime_DATE_GET_MINUTE(v), 2);
-    *at++ = ':';
-    at = put_digits(at, PyDateTime_DATE_GET_SECOND(v), 2);
+    at = put_clock(at, v);
     *at++ = '.';
     at = put_digits(at, PyDateTime_DATE_GET_MICROSECOND(v), 6);
     memcpy(at, "+00:00", 6);
@@ -203,11 +187,7 @@ static int put_canonical(Out *b, PyObject *v, PyObject *fallback)
         char *at = b->data + b->length;
         *at++ = 's';
         *at++ = ':';
-        at = put_digits(at, PyDateTime_GET_YEAR(v), 4);
-        *at++ = '-';
-        at = put_digits(at, PyDateTime_GET_MONTH(v), 2);
-        *at++ = '-';
-        put_digits(at, PyDateTime_GET_DAY(v), 2);
+        put_date(at, v);
         b->length += 12;
         return 0;
     }

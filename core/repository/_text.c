@@ -18,26 +18,7 @@
 #include <string.h>
 
 #include "_buffer.h"
-
-/* Digits written by hand: snprintf parsing its format per value cost more than the rest. */
-static inline char *put_digits(char *at, int value, int width)
-{
-    for (int i = width - 1; i >= 0; i--) {
-        at[i] = (char)('0' + value % 10);
-        value /= 10;
-    }
-    return at + width;
-}
-
-/* "YYYY-MM-DD" of a date or datetime (years 1..9999, as datetime allows). */
-static inline char *put_date(char *at, PyObject *v)
-{
-    at = put_digits(at, PyDateTime_GET_YEAR(v), 4);
-    *at++ = '-';
-    at = put_digits(at, PyDateTime_GET_MONTH(v), 2);
-    *at++ = '-';
-    return put_digits(at, PyDateTime_GET_DAY(v), 2);
-}
+#include "_iso.h"
 
 /* How iso_times prints: the separator (one character) and the suffix after the time. */
 struct time_form {
@@ -94,11 +75,7 @@ static PyObject *print_time(PyObject *v, const void *arg)
     char buf[80];
     char *at = put_date(buf, v);
     *at++ = form->sep;
-    at = put_digits(at, PyDateTime_DATE_GET_HOUR(v), 2);
-    *at++ = ':';
-    at = put_digits(at, PyDateTime_DATE_GET_MINUTE(v), 2);
-    *at++ = ':';
-    at = put_digits(at, PyDateTime_DATE_GET_SECOND(v), 2);
+    at = put_clock(at, v);
     int us = PyDateTime_DATE_GET_MICROSECOND(v);
     if (us) {
         *at++ = '.';
