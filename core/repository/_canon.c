@@ -39,6 +39,39 @@ static const EVP_MD *sha256 = NULL;
 static PyObject *enum_class = NULL;    /* enum.Enum */
 static PyObject *enum_types = NULL;    /* {type: bool}: whether a type is an Enum */
 static PyObject *value_name = NULL;    /* "value" */
+static PyObject *enum_values = NULL;   /* {address of a member: (member, its value)} */
+
+/* An enum member's value. `member.value` is a Python-level property (enum.property),
+ * about a microsecond a call, and a session row has two enums: so each member's value
+ * is kept, by the member's address (Enum.__hash__ is Python-level too). The entry holds
+ * the member itself, so the address cannot be reused while it is kept, and a hit is
+ * checked to be that member. New reference, or NULL with an exception. */
+static PyObject *enum_value(PyObject *member)
+{
+    PyObject *key = PyLong_FromVoidPtr(member);
+    if (key == NULL)
+        return NULL;
+    PyObject *known = PyDict_GetItemWithError(enum_values, key);
+    if (known != NULL && PyTuple_GET_ITEM(known, 0) == member) {
+        Py_DECREF(key);
+        PyObject *value = PyTuple_GET_ITEM(known, 1);
+        Py_INCREF(value);
+        return value;
+    }
+    if (PyErr_Occurred()) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyObject *value = PyObject_GetAttr(member, value_name);
+    if (value != NULL && PyDict_GET_SIZE(enum_values) < 4096) {
+        PyObject *entry = PyTuple_Pack(2, member, value);
+        if (entry == NULL || PyDict_SetItem(enum_values, key, entry) < 0)
+            Py_CLEAR(value);
+        Py_XDECREF(entry);
+    }
+    Py_DECREF(key);
+    return value;
+}
 
 static int enum_type_seen(PyObject *type)
 {
@@ -198,7 +231,7 @@ static int put_canonical(Out *b, PyObject *v, PyObject *fallback)
         if (is_enum < 0)
             return -1;
         if (is_enum) {
-            PyObject *value = PyObject_GetAttr(v, value_name);
+            PyObject *value = enum_value(v);
             if (value == NULL)
                 return -1;
             int rc = 1;
@@ -480,6 +513,7 @@ PyMODINIT_FUNC PyInit__canon(void)
     int_name = PyUnicode_InternFromString("int");
     value_name = PyUnicode_InternFromString("value");
     enum_types = PyDict_New();
+    enum_values = PyDict_New();
     PyObject *enum_module = PyImport_ImportModule("enum");
     if (enum_module == NULL)
         return NULL;
@@ -487,7 +521,7 @@ PyMODINIT_FUNC PyInit__canon(void)
     Py_DECREF(enum_module);
     sixty_four = PyLong_FromLong(64);
     mask64 = PyLong_FromUnsignedLongLong(0xffffffffffffffffULL);
-    if (uuid_type == NULL || int_name == NULL || value_name == NULL || enum_types == NULL || enum_class == NULL || sixty_four == NULL || mask64 == NULL || sha256 == NULL)
+    if (uuid_type == NULL || int_name == NULL || value_name == NULL || enum_types == NULL || enum_values == NULL || enum_class == NULL || sixty_four == NULL || mask64 == NULL || sha256 == NULL)
         return NULL;
     return PyModule_Create(&module);
 }
