@@ -22,6 +22,7 @@ Ordering and safety:
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import socket
 import time
@@ -61,6 +62,7 @@ from strongroom.core.sync.idsets import among, held
 from strongroom.core.sync import keys as key_sync
 from strongroom.core.sync import peers as peer_store
 from strongroom.core.sync.conflicts import json_value, queue_conflict, row_image
+from strongroom.core.sync.reader import ProcessReader, ReaderFailed, can_read_apart
 from strongroom.core.sync.merge import CONFLICT, SKIP, Decision, Policy, decide
 from strongroom.core.sync.site import Clock, site_id
 from strongroom.core.sync.stamp import (
@@ -76,6 +78,8 @@ from strongroom.core.sync.stamp import (
 )
 from strongroom.core.sync.writes import write_rows
 from strongroom.core.sync.tables import SyncTable, synced
+
+log = logging.getLogger(__name__)
 
 _VERSION_BYTE = bytes([FORMAT_VERSION])
 
@@ -123,6 +127,9 @@ class PassOptions:
     # Test hook: called with (direction, table, batch number) after a batch committed on
     # the receiving side and before the watermark moved. Lets tests crash there.
     after_batch: Callable[[str, str, int], None] | None = None
+    # Rows of a table read in this process before the rest are read by a child process
+    # (core.sync.reader): its start-up pays only for long passes. None: never.
+    process_after: int | None = 10_000
 
 
 # --- preflight -------------------------------------------------------------------------
@@ -675,27 +682,59 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     watermark still moves only after the batch it covers committed there."""
     total = TableCounts()
     number = 0
+    rows_read = 0
     context = contextvars.copy_context()
+    apart = options.process_after is not None and can_read_apart(src.engine)
+    reader: ProcessReader | None = None
 
     def read(at: tuple[int, uuid.UUID | None]):
         with collector_paused():
             return _read_batch(src, spec, at, options.batch_size, to_site=dst.site)
 
+    def drop_reader() -> None:
+        nonlocal reader, apart
+        if reader is not None:
+            reader.close()
+        reader, apart = None, False
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-read") as pool:
-        ahead: Future | None = None
+        ahead: Future | tuple | None = None      # a thread's read, or (cursor,) asked of the reader
         try:
             while True:
                 if ahead is None:
-                    batch, high, read_count, last_read, with_base = read(cursor)
+                    got = read(cursor)
+                elif isinstance(ahead, Future):
+                    got = ahead.result()
                 else:
-                    batch, high, read_count, last_read, with_base = ahead.result()
-                    ahead = None
+                    try:
+                        got = reader.result()
+                    except ReaderFailed:
+                        log.warning("sync reader process failed; reading %s in the job's process", spec.name)
+                        drop_reader()
+                        got = read(ahead[0])
+                ahead = None
+                batch, high, read_count, last_read, with_base = got
+                rows_read += read_count
                 if not read_count:
                     if high > cursor[0]:          # only echoes (or nothing) up to `high`: move past them
                         set_watermark(high, None)
                     return total
                 if read_count == options.batch_size:
-                    ahead = pool.submit(context.copy().run, read, last_read)
+                    if apart and reader is None and rows_read >= options.process_after:
+                        try:
+                            reader = ProcessReader(src.engine, spec.name, options.batch_size, dst.site)
+                        except OSError:
+                            drop_reader()
+                    try:
+                        ready = reader is not None and reader.poll_ready()
+                    except ReaderFailed:
+                        drop_reader()
+                        ready = False
+                    if ready:
+                        reader.submit(last_read)
+                        ahead = (last_read,)
+                    else:
+                        ahead = pool.submit(context.copy().run, read, last_read)
                 number += 1
                 outgoing = batch
                 agreed: list[uuid.UUID] = []
@@ -717,8 +756,10 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                 if read_count < options.batch_size:
                     return total
         finally:
-            if ahead is not None:       # a batch read ahead and not applied: read again next pass
+            if isinstance(ahead, Future):   # a batch read ahead and not applied: read again next pass
                 ahead.cancel()
+            if reader is not None:
+                reader.close()
 
 
 def move_keys(src: Side, dst: Side, *, watermark: int, set_watermark: Callable[[int], None],
