@@ -128,8 +128,9 @@ class PassOptions:
     # the receiving side and before the watermark moved. Lets tests crash there.
     after_batch: Callable[[str, str, int], None] | None = None
     # Rows of a table read in this process before the rest are read by a child process
-    # (core.sync.reader): its start-up pays only for long passes. None: never.
-    process_after: int | None = 10_000
+    # (core.sync.reader): its start-up (about half a second of the other core, while
+    # this process goes on reading) pays only for long passes. None: never.
+    process_after: int | None = 4_000
 
 
 # --- preflight -------------------------------------------------------------------------
@@ -397,30 +398,40 @@ def inbound_peer(conn: Connection, site: str) -> uuid.UUID:
 class RowWriter:
     """The rows a batch writes, in one INSERT and one UPDATE statement per flush, all with
     one new change version (a batch is one transaction: one version says "changed
-    together", as a bulk insert's does)."""
+    together", as a bulk insert's does). On SQLite the updates that leave every indexed
+    column as it was (the usual edit) go in a statement that does not set those."""
 
     def __init__(self, conn: Connection, spec: SyncTable) -> None:
         self.conn, self.spec = conn, spec
         self.version: int | None = None
         self.inserts: list[dict] = []
         self.updates: list[dict] = []
+        self.steady: list[dict] = []
+        self.sqlite = conn.dialect.name == "sqlite"
 
-    def write(self, values: Mapping, exists: bool, checksum: str | None = None) -> int:
-        """Queue one row; `checksum`: the row's checksum when its content is a version
-        already checked (the checksum leaves out the change version)."""
+    def write(self, values: Mapping, local: Mapping | None, checksum: str | None = None) -> int:
+        """Queue one row; `local`: our version of it (None: new here), with at least the
+        columns `_light_columns` names; `checksum`: the row's checksum when its content
+        is a version already checked (the checksum leaves out the change version)."""
         if self.version is None:
             self.version = next_change_version(self.conn)
         full = {c: values[c] for c in self.spec.columns}
         full["sync_version"] = self.version
         full["data_checksum"] = checksum or row_checksum(full)
-        (self.updates if exists else self.inserts).append(full)
+        if local is None:
+            self.inserts.append(full)
+        elif self.sqlite and all(c in local and local[c] == full[c] for c in self.spec.indexed):
+            self.steady.append(full)
+        else:
+            self.updates.append(full)
         return self.version
 
     def flush(self) -> None:
         table = self.spec.table
         write_rows(self.conn, table, self.inserts)
         write_rows(self.conn, table, self.updates, keys=("id",))
-        self.inserts, self.updates = [], []
+        write_rows(self.conn, table, self.steady, keys=("id",), unchanged=self.spec.indexed)
+        self.inserts, self.updates, self.steady = [], [], []
 
 
 def _conflict(conn: Connection, peer_id: uuid.UUID, spec: SyncTable, local: Mapping, lmeta: Meta,
@@ -530,10 +541,13 @@ def _opened(keys, spec: SyncTable, name: str, row: Mapping) -> bytes | None:
     return cipher.open(bytes(blob), f"{spec.name}\0{name}\0{row['id']}".encode())
 
 
-def _light_columns(spec: SyncTable) -> list[str]:
+def _light_columns(spec: SyncTable, dialect: str) -> list[str]:
     """What a local version is judged by when the remote one simply follows it: its
-    identity, change version, key and tombstone."""
-    return [c for c in ("id", "sync_version", "key_id", "deleted_at") if c in spec.column_names]
+    identity, change version, key and tombstone; on SQLite also its indexed columns, so
+    that an update that leaves them as they are need not rewrite their indexes
+    (RowWriter)."""
+    names = {"id", "sync_version", "key_id", "deleted_at"} | (set(spec.indexed) if dialect == "sqlite" else set())
+    return [c for c in spec.column_names if c in names]
 
 
 def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping, Meta]],
@@ -547,7 +561,7 @@ def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping
     table = spec.table
     ids = [row["id"] for row, _ in batch]
     rows, metas = read_with_meta(conn, spec, among(conn, table.c.id, ids), for_update=True,
-                                 columns=_light_columns(spec), history=False)
+                                 columns=_light_columns(spec, conn.dialect.name), history=False)
     remote_vv = {row["id"]: rmeta.vv for row, rmeta in batch}
     whole = [r["id"] for r in rows
              if (m := metas.get(r["id"])) is None or m.version != r["sync_version"]
@@ -616,7 +630,7 @@ def _apply(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tupl
         # Identity first: a version taken whole is a copy of the remote row, its values
         # the same objects (comparing UUIDs and datetimes by value cost more).
         same = values is row or all(values[c] is row[c] or values[c] == row[c] for c in spec.columns)
-        meta.version = rows_out.write(decision.values, local is not None, row["data_checksum"] if same else None)
+        meta.version = rows_out.write(decision.values, local, row["data_checksum"] if same else None)
         meta.source = source if decision.rule in ("new", "fast_forward") else None
         meta.stored = lmeta is not None
         _close_superseded(conn, spec, rid, meta, source)

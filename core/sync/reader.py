@@ -165,7 +165,10 @@ class ProcessReader:
 
     def close(self) -> None:
         """Stop the child. A read in flight is abandoned: its transaction rolls back, or
-        it committed stamps any later read would commit too."""
+        it committed stamps any later read would commit too. One still starting has
+        nothing to finish and is not waited for."""
+        if not self.ready:
+            self.process.kill()
         for stream in (self.process.stdin, self.process.stdout):
             try:
                 stream.close()

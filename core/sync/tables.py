@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from functools import cache, cached_property
 
-from sqlalchemy import Table
+from sqlalchemy import PrimaryKeyConstraint, Table, UniqueConstraint
 
 from strongroom.core.db.encrypted import CLIENT_KEYED
 from strongroom.core.db.models import Client, Practice, Service, Staff, TherapySession
@@ -70,6 +70,19 @@ class SyncTable:
     @cached_property
     def encrypted(self) -> tuple[str, ...]:
         return CLIENT_KEYED.get(self.name, ())
+
+    @cached_property
+    def indexed(self) -> tuple[str, ...]:
+        """The columns an index or unique constraint covers, but for the id (the row's
+        key) and the local bookkeeping every write changes. On SQLite an update that
+        does not set them leaves their indexes alone (core.sync.writes)."""
+        names: set[str] = set()
+        for index in self.table.indexes:
+            names.update(c.name for c in index.columns)
+        for constraint in self.table.constraints:
+            if isinstance(constraint, (PrimaryKeyConstraint, UniqueConstraint)):
+                names.update(c.name for c in constraint.columns)
+        return tuple(c for c in self.column_names if c in names and c != "id" and c not in LOCAL_COLUMNS)
 
 
 def _fields(table: Table) -> dict[str, tuple[str, ...]]:

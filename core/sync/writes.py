@@ -40,9 +40,13 @@ def _sqlite_utc(value: datetime | None) -> str | None:
 
 
 def write_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, keys: tuple[str, ...] | None = None,
-               ) -> None:
+               unchanged: Sequence[str] = ()) -> None:
     """Insert `rows` (every column of `table` present in each) or, with `keys`, insert or
-    update them by those key columns. Keys must be unique within `rows`."""
+    update them by those key columns. Keys must be unique within `rows`. `unchanged`:
+    columns the caller knows hold, in every row that exists, the value they are given
+    here; on SQLite the update does not set them, so the indexes over them are not
+    rewritten (measured: 32 ms instead of 50 for 2,000 sessions, most of it those
+    indexes). PostgreSQL writes a new row version and its index entries either way."""
     if not rows:
         return
     if conn.dialect.name != "sqlite" or len(rows[0]) != len(table.columns) or any(
@@ -56,7 +60,7 @@ def write_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, keys:
     quoted = ", ".join(f'"{n}"' for n in names)
     statement = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" * len(names))})'
     if keys is not None:
-        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n not in keys)
+        updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n not in keys and n not in unchanged)
         statement += f" ON CONFLICT ({', '.join(chr(34) + k + chr(34) for k in keys)}) DO UPDATE SET {updates}"
     get = itemgetter(*names)
     typed = [(i, p) for i, p in enumerate(processors) if p is not None]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select, update
@@ -312,3 +312,32 @@ def test_a_write_made_outside_strongroom_on_postgresql_syncs_too(first_site, joi
     result = laptop.sync(first_site)
     assert result["pull"]["clients"]["applied"] == 1 and result["pull"]["clients"]["quarantined"] == 0
     assert _checksums(laptop, Client.__table__) == _checksums(first_site, Client.__table__)
+
+
+def test_an_edit_of_an_indexed_column_lands_and_so_does_an_edit_beside_it(first_site, join_site):
+    """Updates that keep every indexed column are written without setting them (SQLite);
+    one that moves a session (starts_at, indexed) must still move it."""
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    sessions = TherapySession.__table__
+    with transaction(first_site.engine, read_only=True) as conn:
+        two = conn.execute(select(sessions).order_by(sessions.c.id).limit(2)).mappings().all()
+    moved, lengthened = dict(two[0]), dict(two[1])
+    moved["starts_at"] = moved["starts_at"] + timedelta(days=3)
+    lengthened["duration_minutes"] += 15
+    with transaction(first_site.engine) as conn:
+        from strongroom.core.repository.changes import next_change_version
+        version = next_change_version(conn)
+        for row in (moved, lengthened):
+            row["sync_version"] = version
+            row["data_checksum"] = row_checksum(row)
+            conn.execute(update(sessions).where(sessions.c.id == row["id"]).values(
+                starts_at=row["starts_at"], duration_minutes=row["duration_minutes"], sync_version=version,
+                data_checksum=row["data_checksum"]))
+    result = laptop.sync(first_site)
+    assert result["pull"]["therapy_sessions"]["applied"] == 2
+    assert _checksums(laptop, sessions) == _checksums(first_site, sessions)
+    with transaction(laptop.engine, read_only=True) as conn:
+        found = conn.execute(select(sessions.c.id).where(sessions.c.client_id == moved["client_id"],
+                                                         sessions.c.starts_at == moved["starts_at"])).scalars().all()
+    assert moved["id"] in found

@@ -128,7 +128,7 @@ def test_a_child_whose_read_fails_sends_no_rows_and_the_job_raises_the_real_erro
 
 def test_a_short_pass_starts_no_child(first_site, join_site, counted):
     laptop = join_site("laptop")
-    laptop.sync(first_site, batch_size=2)        # default: a child only after 10,000 rows
+    laptop.sync(first_site, batch_size=2)        # default: a child only after 4,000 rows
     assert counted == []
     _same(laptop, first_site)
 

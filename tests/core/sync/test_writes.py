@@ -49,3 +49,23 @@ def test_a_naive_datetime_is_refused(ctx):
         row = dict(conn.execute(select(_sessions)).mappings().first())
     with pytest.raises(Exception, match="naive"), transaction(ctx.engine) as conn:
         write_rows(conn, _sessions, [{**row, "starts_at": datetime(2024, 1, 1)}], keys=("id",))
+
+
+def test_an_update_that_leaves_its_indexed_columns_alone_stores_every_other_column(ctx):
+    """`unchanged` columns are not set (their indexes stay as they are); every other
+    column is, and a row that is new is inserted whole."""
+    seed_clients(ctx, n=3)
+    with ctx.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(_sessions).order_by(_sessions.c.id)).mappings()]
+    edited = [{**r, "duration_minutes": r["duration_minutes"] + 7, "sync_version": r["sync_version"] + 100}
+              for r in rows[1:]]
+    with transaction(ctx.engine) as conn:
+        conn.execute(_sessions.delete().where(_sessions.c.id == rows[0]["id"]))
+        write_rows(conn, _sessions, [rows[0], *edited], keys=("id",),
+                   unchanged=("client_id", "key_id", "starts_at", "practice_id"))
+    with ctx.engine.connect() as conn:
+        stored = [dict(r) for r in conn.execute(select(_sessions).order_by(_sessions.c.id)).mappings()]
+        by_client = conn.execute(select(_sessions.c.id).where(_sessions.c.client_id == rows[1]["client_id"],
+                                                             _sessions.c.starts_at == rows[1]["starts_at"])).all()
+    assert stored == [rows[0], *edited]
+    assert rows[1]["id"] in {r[0] for r in by_client}       # the index still finds the row
