@@ -7,7 +7,7 @@ The central site is a copy (CREATE DATABASE ... TEMPLATE) of the export benchmar
 dataset (bench/export.py, bench/dataset.py: scale 1 = 100k clients, 300k sessions with
 1.5 KB notes), so every run starts from the same data; the satellite is a SQLite site
 made the way `strongroom init --join` makes one. Each phase is a fresh process (its
-peak RSS is its own):
+peak RSS is its own; a pass's includes its reader child's, core/sync/reader.py, added):
 
   * initial: the satellite's first pass, every client and session pulled (PG -> SQLite)
   * noop: a pass with no changes, the median of five over kept connections as the daemon
@@ -88,6 +88,40 @@ def phase_join(data: Path, sat: Path, central_url: str) -> dict:
     return {}
 
 
+class _ChildPeaks:
+    """The largest peak RSS (VmHWM) of this process's children while it runs: the pass's
+    reader child (core.sync.reader). Sampled every 50 ms from /proc, because the kernel's
+    RUSAGE_CHILDREN figure counts the parent's memory the child was forked with."""
+
+    def __init__(self) -> None:
+        import threading
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(0.05):
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit():
+                    continue
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                    if stat.rsplit(")", 1)[1].split()[1] != me:
+                        continue
+                    for line in Path(f"/proc/{entry}/status").read_text().splitlines():
+                        if line.startswith("VmHWM:"):
+                            self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+                except (OSError, IndexError, ValueError):
+                    continue
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kb
+
+
 def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
     """One pass (or `repeat` passes over the same connections, as a daemon syncing on a
     schedule makes them: the figure is then the median of all but the first)."""
@@ -95,6 +129,7 @@ def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
     from strongroom.core.sync.passes import PassOptions, run_pass
     local, remote = _sides(data, sat)
     peer = _peer_id(local)
+    watcher = _ChildPeaks()
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
@@ -102,7 +137,8 @@ def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times[1:]) if repeat > 1 else times[0]
     moved = {d: sum(c.get("applied", 0) for t, c in result[d].items() if t != "data_keys") for d in ("push", "pull")}
-    return {"seconds": seconds, "pushed": moved["push"], "pulled": moved["pull"],
+    reader_kb = watcher.stop()
+    return {"seconds": seconds, "pushed": moved["push"], "pulled": moved["pull"], "reader_rss_mb": reader_kb / 1024,
             "push_seconds": result["seconds"].get("push"), "pull_seconds": result["seconds"].get("pull")}
 
 
@@ -145,11 +181,15 @@ def phase_change(data: Path, sat: Path, libpq: str) -> dict:
 # --- the run ---------------------------------------------------------------------------
 
 def _phase(name: str, data: Path, sat: Path, *extra: str) -> tuple[dict, float]:
+    """The phase's result and its peak RSS: the phase process's own plus, for a pass, its
+    reader child's (the sum of the two peaks, which need not have coincided: an upper
+    bound on what the pass held at once)."""
     cmd = f"{PY} {Path(__file__)} --phase {name} --data {data} --sat {sat} " + " ".join(extra)
     out = tempfile.NamedTemporaryFile(delete=False, suffix=".json")
     out.close()
     _seconds, rss = rss_of(f"{cmd} --out {out.name}")
-    return json.loads(Path(out.name).read_text()), rss
+    result = json.loads(Path(out.name).read_text())
+    return result, rss + result.get("reader_rss_mb", 0)
 
 
 def _copy_seconds(libpq: str, table: str, rows: int) -> float:

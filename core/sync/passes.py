@@ -769,6 +769,7 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                 set_watermark(*cursor)
                 if read_count < options.batch_size:
                     return total
+                got = batch = outgoing = agreed = None     # not alive beside the next batch
         finally:
             if isinstance(ahead, Future):   # a batch read ahead and not applied: read again next pass
                 ahead.cancel()

@@ -19,8 +19,8 @@ was making is a transaction its database rolls back.
 Small passes never start one: the start-up (an interpreter and its imports, about half
 a second) only pays when many batches follow (`PassOptions.process_after`).
 
-The frames are length-prefixed pickles between the parent and a child it started
-itself from this interpreter; nothing else writes to those pipes. A batch crosses as
+The frames are pickles between the parent and a child it started itself from this
+interpreter; nothing else writes to those pipes. A batch crosses as
 column names once and a tuple per row and per metadata record, with UUIDs rebuilt from
 their integer directly: pickled as they are (dicts, dataclasses, UUIDs through their
 Python-level __getstate__ and __setstate__) a 2,000-row batch cost about 50 ms to dump
@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import copyreg
 import gc
-import io
 import os
 import pickle
 import select
-import struct
 import subprocess
 import sys
 import uuid
@@ -45,7 +43,6 @@ from sqlalchemy import Engine
 from strongroom.core.bulk import collector_paused
 from strongroom.core.sync.stamp import Meta
 
-_HEADER = struct.Struct("!Q")
 READY = "ready"
 
 _new = object.__new__
@@ -91,25 +88,20 @@ class ReaderFailed(Exception):
 
 
 def _write(stream: BinaryIO, value: Any) -> None:
-    buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    """One frame, pickled straight into the pipe (protocol 5 cuts it into frames of its
+    own, 64 KiB each): a batch is never held whole as bytes on either side."""
+    pickler = pickle.Pickler(stream, protocol=pickle.HIGHEST_PROTOCOL)
     pickler.dispatch_table = _DISPATCH
     pickler.dump(value)
-    data = buffer.getbuffer()
-    stream.write(_HEADER.pack(len(data)))
-    stream.write(data)
     stream.flush()
 
 
 def _read(stream: BinaryIO) -> Any:
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
-        raise EOFError
-    size, = _HEADER.unpack(header)
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError
-    return pickle.loads(data)
+    """One frame; EOFError when the other side is gone (a cut frame included)."""
+    try:
+        return pickle.load(stream)
+    except pickle.UnpicklingError:
+        raise EOFError from None
 
 
 def can_read_apart(engine: Engine) -> bool:
@@ -197,13 +189,14 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
                 cursor = _read(stdin)
             except EOFError:
                 return
-            try:
-                with collector_paused():       # as in the parent: a batch is many small objects
+            with collector_paused():           # as in the parent: a batch is many small objects
+                try:
                     value = encode_batch(_read_batch(side, spec, cursor, setup["limit"], to_site=setup["to_site"]))
-                    _write(stdout, ("ok", value))
-            except Exception as exc:           # the parent reads again itself and raises it
-                _write(stdout, ("error", type(exc).__name__))
-                return
+                except Exception as exc:       # the parent reads again itself and raises it
+                    _write(stdout, ("error", type(exc).__name__))
+                    return
+                _write(stdout, ("ok", value))  # a write that fails ends the child: no frame after half a frame
+                del value                      # not alive beside the next batch
     finally:
         engine.dispose()
 
