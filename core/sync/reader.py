@@ -117,6 +117,8 @@ class ProcessReader:
     """A child process reading batches of one table from one database, one at a time."""
 
     def __init__(self, engine: Engine, table_name: str, limit: int, to_site: str) -> None:
+        if not sys.executable:
+            raise OSError("no interpreter to start a reader with")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen([sys.executable, "-m", "strongroom.core.sync.reader"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
