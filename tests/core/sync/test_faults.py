@@ -39,17 +39,29 @@ for url in (sys.argv[1], sys.argv[2]):
     keyring = Keyring([kek])
     audit.seal_with(engine, keyring)
     sides.append(Side(engine, keyring))
+apart = sys.argv[5] == "apart"
+if apart:        # every read after the first batch by a reader child, waited for
+    from strongroom.core.sync import passes, reader
+
+    class Waiting(reader.ProcessReader):
+        def poll_ready(self, timeout=0):
+            ready = super().poll_ready(timeout=30)
+            print("reader", self.process.pid, flush=True)
+            return ready
+    passes.ProcessReader = Waiting
 print("started", flush=True)
 run_pass(sides[0], sides[1], uuid.UUID(sys.argv[4]),
-         PassOptions(batch_size=1, after_batch=lambda *where: print("batch", flush=True)))
+         PassOptions(batch_size=1, after_batch=lambda *where: print("batch", flush=True),
+                     process_after=0 if apart else None))
 print("done", flush=True)
 """
 
 
-def _pass_process(local, remote) -> subprocess.Popen:
+def _pass_process(local, remote, apart: bool = False) -> subprocess.Popen:
     import base64
     kek = base64.b64encode(local._keks[0].key).decode()
-    return subprocess.Popen([sys.executable, "-c", _PASS, local.url, remote.url, kek, str(local.peers[remote.name])],
+    return subprocess.Popen([sys.executable, "-c", _PASS, local.url, remote.url, kek, str(local.peers[remote.name]),
+                             "apart" if apart else "alone"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -90,6 +102,44 @@ def _kill_a_pass(rng, laptop, first_site) -> int:
         proc.send_signal(signal.SIGKILL)
     proc.wait()
     return int(killed)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (an exited one left unreaped counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_kill_9_of_a_pass_reading_in_a_child_leaves_no_reader_and_loses_nothing(first_site, join_site):
+    """The job killed while its reader child (core.sync.reader) is reading: the child
+    ends on its own, and the next pass finds both sites whole."""
+    rng = random.Random(SEED)
+    laptop = join_site("laptop")
+    proc = _pass_process(laptop, first_site, apart=True)
+    readers, batches = set(), 0
+    target = rng.randint(3, 8)
+    while batches < target:
+        line = proc.stdout.readline()
+        if line.startswith("reader "):
+            readers.add(int(line.split()[1]))
+        elif line == "batch\n":
+            batches += 1
+        elif not line:
+            break
+    assert readers, "no reader child was started before the kill"
+    assert proc.poll() is None, "the pass ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in readers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in readers), "a reader child outlived the job"
+    laptop.sync(first_site)
+    assert compare(laptop.engine, first_site.engine)["consistent"]
+    assert client_ids(laptop) == client_ids(first_site)
 
 
 def test_a_session_of_a_refused_client_is_held_too_and_named_for_its_client(first_site, join_site):
