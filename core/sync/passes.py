@@ -255,7 +255,8 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
     """Problems per row id, and the key ids among the rows' keys that are destroyed here."""
     problems: dict[uuid.UUID, Problem] = {}
     for row in rows:
-        if row.get("data_checksum") is None or row_checksum(dict(row)) != row["data_checksum"]:
+        if row.get("data_checksum") is None or row_checksum(
+                row if row.__class__ is dict else dict(row)) != row["data_checksum"]:
             problems[row["id"]] = Problem("checksum_mismatch",
                                           f"{spec.name} row's checksum does not match its content")
     if spec.name == "practices":
