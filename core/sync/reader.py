@@ -124,9 +124,15 @@ class ProcessReader:
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.ready = False
         self.busy = False
+        self.broken = False
         # The URL goes over the pipe, never on the command line (it may hold a password).
-        _write(self.process.stdin, {"url": engine.url.render_as_string(hide_password=False),
-                                    "table": table_name, "limit": limit, "to_site": to_site})
+        try:
+            _write(self.process.stdin, {"url": engine.url.render_as_string(hide_password=False),
+                                        "table": table_name, "limit": limit, "to_site": to_site})
+        except OSError:
+            self.process.kill()
+            self.process.wait()
+            raise
 
     def poll_ready(self, timeout: float = 0) -> bool:
         """Whether the child has started, waiting at most `timeout` seconds for it (a pass
@@ -141,12 +147,18 @@ class ProcessReader:
         return self.ready
 
     def submit(self, cursor: tuple) -> None:
-        _write(self.process.stdin, cursor)
+        """Ask for the batch past `cursor`; a child that is gone is found by `result`."""
+        try:
+            _write(self.process.stdin, cursor)
+        except (OSError, ValueError):          # its pipe broken, or closed
+            self.broken = True
         self.busy = True
 
     def result(self) -> tuple:
         """The batch asked for last; ReaderFailed if the child could not read it."""
         self.busy = False
+        if self.broken:
+            raise ReaderFailed("the reader process ended")
         try:
             with collector_paused():
                 status, value = _read(self.process.stdout)

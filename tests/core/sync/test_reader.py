@@ -182,3 +182,19 @@ def test_a_batch_crosses_the_pipe_unchanged(first_site):
         assert pickle.loads(pickle.dumps(row_back["id"])) == row["id"]
         assert row_back["created_at"].tzinfo is timezone.utc
         assert row_back["status"] is row["status"]
+
+
+def test_a_child_gone_before_it_is_asked_is_replaced_by_reading_in_the_job(first_site, join_site, monkeypatch):
+    class Gone(Counted):
+        def submit(self, cursor: tuple) -> None:
+            self.process.kill()
+            self.process.wait()
+            super().submit(cursor)              # into a pipe nobody reads
+
+    Counted.made = []
+    monkeypatch.setattr(passes, "ProcessReader", Gone)
+    laptop = join_site("laptop")
+    result = laptop.sync(first_site, batch_size=2, process_after=0)
+    assert result["pull"]["clients"]["applied"] == 12
+    _same(laptop, first_site)
+    assert Counted.made and all(r.broken for r in Counted.made)
