@@ -689,8 +689,10 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
 
     While one batch is applied on the receiving side, the next one is read on the
     sending side (a full batch means there may be more past it): the two are separate
-    databases, and the one thread waits on PostgreSQL or SQLite (which let go of the
-    interpreter) while the other works, so a pass is not the sum of both sides' time.
+    databases. The next batch is read by a thread (which overlaps only the time either
+    side waits on its database) and, past `options.process_after` rows, by a child
+    process on the other core (core.sync.reader), so a long pass costs about the larger
+    of the two sides' time rather than their sum.
     Reading ahead changes nothing that matters for safety: a read commits only the
     sender's stamps of local writes, which any later read would make the same; the
     receiver still applies batch after batch, each in its own transaction, and the
