@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, up
 from strongroom.core import audit
 from strongroom.core.bulk import collector_paused
 from strongroom.core.crypto.fields import FORMAT_VERSION, raw_key_id_of
-from strongroom.core.crypto.keyring import KEY_RECORD, Keyring
+from strongroom.core.crypto.keyring import KEY_RECORD, Keyring, active_singleton
 from strongroom.core.db.engine import transaction
 from strongroom.core.db.migrate import revision_of
 from strongroom.core.db.models import (
@@ -136,8 +136,7 @@ class PassOptions:
 # --- preflight -------------------------------------------------------------------------
 
 def _blind_key(conn: Connection) -> uuid.UUID | None:
-    return conn.execute(select(_keys.c.id).where(_keys.c.purpose == KeyPurpose.BLIND_INDEX,
-                                                 _keys.c.state == KeyState.ACTIVE)).scalar()
+    return active_singleton(conn, KeyPurpose.BLIND_INDEX)
 
 
 def _practices(conn: Connection) -> set[uuid.UUID]:
@@ -767,8 +766,11 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                 if options.after_batch is not None:
                     options.after_batch(direction, spec.name, number)
                 cursor = last_read
-                if read_count < options.batch_size and high > cursor[0]:
-                    cursor = (high, None)          # everything up to `high` has been read
+                if read_count < options.batch_size:
+                    # Everything up to `high` has been read, the last row's version
+                    # included: (high, None) says so, where (high, last id) sent the
+                    # next pass, with nothing to do, to read past that row again.
+                    cursor = (high, None)
                 set_watermark(*cursor)
                 if read_count < options.batch_size:
                     return total

@@ -341,3 +341,22 @@ def test_an_edit_of_an_indexed_column_lands_and_so_does_an_edit_beside_it(first_
         found = conn.execute(select(sessions.c.id).where(sessions.c.client_id == moved["client_id"],
                                                          sessions.c.starts_at == moved["starts_at"])).scalars().all()
     assert moved["id"] in found
+
+
+def test_a_pass_with_nothing_to_do_reads_no_table(first_site, join_site, monkeypatch):
+    """A short last batch read everything up to the table's highest version, so the
+    watermark says so and the next pass asks only for that version (it re-read past the
+    last row sent, on every pass, at a cost that grew with the table)."""
+    from strongroom.core.sync import passes
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    laptop.sync(first_site)
+    reads = []
+    real = passes.read_with_meta
+
+    def counted(conn, spec, *where, **kwargs):
+        reads.append(spec.name)
+        return real(conn, spec, *where, **kwargs)
+    monkeypatch.setattr(passes, "read_with_meta", counted)
+    laptop.sync(first_site)
+    assert reads == []
