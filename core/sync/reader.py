@@ -119,9 +119,8 @@ class ProcessReader:
     def __init__(self, engine: Engine, table_name: str, limit: int, to_site: str) -> None:
         if not sys.executable:
             raise OSError("no interpreter to start a reader with")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen([sys.executable, "-m", "strongroom.core.sync.reader"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.ready = False
         self.busy = False
         self.broken = False
@@ -140,7 +139,7 @@ class ProcessReader:
         if not self.ready and select.select([self.process.stdout], [], [], timeout)[0]:
             try:
                 self.ready = _read(self.process.stdout) == READY
-            except (EOFError, OSError, pickle.UnpicklingError):
+            except (EOFError, OSError):       # _read turns a cut frame into EOFError
                 raise ReaderFailed("the reader process did not start") from None
             if not self.ready:
                 raise ReaderFailed("the reader process did not start")
@@ -162,7 +161,7 @@ class ProcessReader:
         try:
             with collector_paused():
                 status, value = _read(self.process.stdout)
-        except (EOFError, OSError, pickle.UnpicklingError):
+        except (EOFError, OSError):       # _read turns a cut frame into EOFError
             raise ReaderFailed("the reader process ended") from None
         if status != "ok":
             raise ReaderFailed(f"the reader process failed ({value})")
