@@ -255,6 +255,13 @@ def _start_writeback(fd: int, offset: int, length: int) -> bool:
     return bool(_sync_file_range) and _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE) == 0
 
 
+def start_writeback(fd: int) -> None:
+    """Start writing everything written to `fd` so far out to disk, without waiting:
+    the fsync that must follow then finds little left to do (a hint; no-op where
+    there is no sync_file_range)."""
+    _start_writeback(fd, 0, 0)
+
+
 def _written_and_dropped(fd: int, offset: int, length: int) -> None:
     """Wait until a range handed to writeback is on disk, then drop its pages from the
     page cache (clean by then; an error is left to the closing fsync, which reports it)."""

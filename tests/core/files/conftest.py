@@ -87,3 +87,38 @@ def scanning_data_dir(tmp_path, db_url, socket_path: str) -> tuple[Path, str]:
     with data_transaction(data_dir) as (ctx, conn):
         clients = insert_demo_rows(ctx, conn, clients=1, sessions_per_client=0)
     return data_dir, str(clients[0])
+
+
+@pytest.fixture
+def fail_nth_put(monkeypatch):
+    """`fail_nth_put(target, n)`: the target's n-th object write raises OSError("disk
+    full"), whether it goes through `put` (a manifest) or a put batch (a file's chunks,
+    LocalTarget.put_batch); returns the list of keys written in order (the failing one
+    included). Thread-safe: the writer's workers put at once."""
+    import threading
+
+    def install(target, n: int) -> list[str]:
+        calls: list[str] = []
+        lock = threading.Lock()
+
+        def counted(key, write):
+            with lock:
+                calls.append(key)
+                due = len(calls) == n
+            if due:
+                raise OSError("disk full")
+            return write()
+        real_put = type(target).put
+        monkeypatch.setattr(target, "put", lambda key, data, **options: counted(
+            key, lambda: real_put(target, key, data, **options)))
+        if getattr(target, "batches_puts", False):
+            real_batch = type(target).put_batch
+
+            def put_batch():
+                batch = real_batch(target)
+                real_batch_put = batch.put
+                batch.put = lambda key, data, **options: counted(key, lambda: real_batch_put(key, data, **options))
+                return batch
+            monkeypatch.setattr(target, "put_batch", put_batch)
+        return calls
+    return install

@@ -177,22 +177,15 @@ def test_more_content_than_declared_is_abandoned(ctx, clients):
         assert conn.execute(select(ClientFile.__table__)).all() == []
 
 
-def _full_after_one_chunk(ctx, monkeypatch):
+def _full_after_one_chunk(ctx, fail_nth_put):
     """The files target, whose disk fills up after the first object it stores."""
     target = open_files_target(ctx.settings)
-    calls = []
-
-    def failing_put(key, data, **options):
-        calls.append(key)
-        if len(calls) == 2:
-            raise OSError("disk full")
-        return type(target).put(target, key, data, **options)
-    monkeypatch.setattr(target, "put", failing_put)
+    fail_nth_put(target, 2)
     return target
 
 
-def test_failing_store_leaves_no_row(ctx, clients, monkeypatch):
-    target = _full_after_one_chunk(ctx, monkeypatch)
+def test_failing_store_leaves_no_row(ctx, clients, fail_nth_put):
+    target = _full_after_one_chunk(ctx, fail_nth_put)
     data = file_bytes(3 * content.CHUNK_SIZE)
     with pytest.raises(OSError):
         with transaction(ctx.engine) as conn:
@@ -203,11 +196,11 @@ def test_failing_store_leaves_no_row(ctx, clients, monkeypatch):
     assert not [p for p in _objects(ctx) if p.is_file()]   # the chunk stored before is deleted again
 
 
-def test_a_failing_cleanup_does_not_hide_why_the_add_failed(ctx, clients, monkeypatch, caplog):
+def test_a_failing_cleanup_does_not_hide_why_the_add_failed(ctx, clients, monkeypatch, fail_nth_put, caplog):
     """The store fails mid-upload, then deleting what was stored fails too: the caller
     still gets the store's error (the cause), the leftover chunk is logged without any
     name or content, and no row exists (the integrity run removes orphans)."""
-    target = _full_after_one_chunk(ctx, monkeypatch)
+    target = _full_after_one_chunk(ctx, fail_nth_put)
 
     def failing_delete(key):
         raise PermissionError("read-only store")
