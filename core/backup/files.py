@@ -154,12 +154,18 @@ class RestoredFiles:
 def restore(repo: Repository, section: FilesSection, store: Target, progress: Progress | None = None,
             written: list[str] | None = None) -> RestoredFiles:
     """Put every object the section lists into `store`, each proven first (authenticated,
-    keyed hash recomputed) and its stored size checked after. IntegrityError names the
+    keyed hash recomputed) and its stored size checked after; all of them durable
+    before this returns. IntegrityError names the
     file at fault; the objects written so far are then deleted (objects that were
     already there are left alone). `written`, if given, receives the keys this call
     created, for a caller that must undo them when a later step fails."""
     created: list[str] = [] if written is None else written
     objects = total_bytes = 0
+    # Written without waiting for the disk object by object, all made durable before
+    # this returns (LocalTarget.put_batch: the disk streams instead of taking one
+    # fsynced 4 MiB object at a time); nothing reads them before the restore ends.
+    batch = store.put_batch() if getattr(store, "batches_puts", False) else None
+    put = batch.put if batch is not None else store.put
     try:
         for done, entry in enumerate(section.files, 1):
             for obj in entry.objects:
@@ -172,7 +178,7 @@ def restore(repo: Repository, section: FilesSection, store: Target, progress: Pr
                     raise IntegrityError(f"restore: file {entry.file_id}: its backed-up object {obj.key} "
                                          "failed its hash check (corrupted or tampered); nothing restored") from None
                 existed = store.exists(obj.key)
-                store.put(obj.key, data)
+                put(obj.key, data)
                 if not existed:
                     created.append(obj.key)
                 if store.size(obj.key) != len(data):
@@ -182,7 +188,11 @@ def restore(repo: Repository, section: FilesSection, store: Target, progress: Pr
                 total_bytes += len(data)
             if progress:
                 progress(done, section.count, "restoring client files")
+        if batch is not None:
+            batch.sync()
     except BaseException:
+        if batch is not None:
+            batch.abort()
         undo(store, created)
         raise
     return RestoredFiles(section.count, objects, total_bytes)

@@ -23,6 +23,7 @@ from strongroom.core.files.store import open_files_target
 from strongroom.core.jobs import backup, restore, restore_drill, verify
 from strongroom.core.principal import Principal
 from strongroom.core.storage import open_target
+from strongroom.core.storage.base import StorageError
 from tests.core.conftest import seed_clients, with_backup_target
 
 ALL = Principal("user:tester", frozenset({"*"}))
@@ -188,6 +189,36 @@ def test_a_restore_whose_database_fails_leaves_the_files_store_as_it_was(setup, 
     with pytest.raises(ConflictError):
         restore.run(ctx, {"snapshot_id": snapshot_id, "dest": dest, "files_dest": str(other)}, quiet)
     assert _objects(other) == set()
+
+
+def test_restored_file_objects_are_durable_before_the_restore_goes_on(setup, tmp_path, monkeypatch):
+    """The objects are written as one put batch and synced before the database is
+    restored; a disk error reported only at that sync fails the restore, naming the
+    store, and removes every object it wrote."""
+    from strongroom.core.storage.local import PutBatch
+    ctx, clients, _ = setup
+    _add(ctx, clients[0], _data(2 * content.CHUNK_SIZE + 1))
+    snapshot_id = backup.run(ctx, {}, quiet)["snapshot_id"]
+    synced = []
+    real_sync = PutBatch.sync
+    monkeypatch.setattr(PutBatch, "sync", lambda self: (synced.append(len(self._open)), real_sync(self))[1])
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    done = restore.run(ctx, {"snapshot_id": snapshot_id, "dest": f"sqlite:///{fresh / 'strongroom.db'}"}, quiet)
+    assert done["files"]["objects"] == 4 and synced == [4]
+    real_fsync = os.fsync
+    other = tmp_path / "other"
+    other.mkdir()
+    failures = [OSError(5, "Input/output error")]
+
+    def fsync_fails_once(fd):     # the first fsync of a restored object fails
+        if failures and os.readlink(f"/proc/self/fd/{fd}").startswith(str(other / "files")):
+            raise failures.pop()
+        return real_fsync(fd)
+    monkeypatch.setattr("strongroom.core.storage.local.os.fsync", fsync_fails_once)
+    with pytest.raises(StorageError, match="Input/output error"):
+        restore.run(ctx, {"snapshot_id": snapshot_id, "dest": f"sqlite:///{other / 'strongroom.db'}"}, quiet)
+    assert not failures and not [p for p in (other / "files").rglob("*") if p.is_file()]
 
 
 def test_postgresql_dest_needs_files_dest_before_anything_is_written(setup):
