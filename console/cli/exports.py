@@ -68,6 +68,11 @@ def _print_result(run: dict) -> None:
         rows = ", ".join(f"{t} {n}" for t, n in (result.get("rows") or {}).items())
         click.echo(f"  {result['row_count']} rows ({rows}), {result['format']}"
                    f"{', AES-256 ZIP' if result.get('encrypted') else ''}, {result['masking_profile']}")
+        if result.get("client_files_content"):
+            content = result["client_files_content"]
+            click.echo(f"  client files' content: {content['files']} files, {content['bytes']} bytes"
+                       + (f" ({content['left_out_quarantined']} quarantined left out)"
+                          if content.get("left_out_quarantined") else ""))
         click.echo(f"  {result['location']}")
         click.echo(f"  manifest sha256 {result['sha256']}")
 
@@ -91,6 +96,8 @@ def _print_result(run: dict) -> None:
               help="full needs phi:read.")
 @click.option("--bom", is_flag=True, help="CSV: start each file with a UTF-8 byte order mark (for Excel).")
 @click.option("--encrypt", is_flag=True, help="Put the files in an AES-256 ZIP (asks for a password).")
+@click.option("--with-files", "with_files", is_flag=True,
+              help="With --table client_files --encrypt --masking full: the files' content in the ZIP too.")
 @click.option("--password-file", type=click.File("r"), help="Read the ZIP password from this file.")
 @click.option("--configuration", "-c", help="Run a saved export configuration by name instead.")
 @click.option("--save-as", metavar="NAME", help="Save this request as a named configuration (does not run it).")
@@ -103,7 +110,8 @@ def _print_result(run: dict) -> None:
 @click.option("--wait", is_flag=True, help="Show progress; exit non-zero unless the export succeeds.")
 @remote_options()
 def export_cmd(state: CliState, tables, fields, fmt, since, until, period, client_status, session_status,
-               payment_status, practice_id, client_id, masking, bom: bool, encrypt, password_file, configuration,
+               payment_status, practice_id, client_id, masking, bom: bool, encrypt, with_files: bool,
+               password_file, configuration,
                save_as, retention_days, schedule, password_credential, wait: bool, socket_path, as_json: bool) -> None:
     """Export tables through the daemon (e.g. --table clients --format csv --since 2025-01-01)."""
     more_filters = {"range": period, "client_status": client_status, "session_status": session_status,
@@ -114,8 +122,9 @@ def export_cmd(state: CliState, tables, fields, fmt, since, until, period, clien
         raise ValidationError("--retention-days, --schedule and --password-credential belong to a saved "
                               "configuration: use them with --save-as")
     if save_as:
-        if bom:
-            raise ValidationError("--bom is not kept in a saved configuration: give it when running one (-c NAME --bom)")
+        if bom or with_files:
+            raise ValidationError("--bom and --with-files are not kept in a saved configuration: give them when "
+                                  "running one (-c NAME --bom)")
         args = request_of(tables, fields, fmt, since, until, practice_id, client_id, masking, False, None, None,
                           more_filters)
         saved = run_remote(state, socket_path, lambda c: c.call("export.configuration.create", {
@@ -127,6 +136,8 @@ def export_cmd(state: CliState, tables, fields, fmt, since, until, period, clien
                       password_file, configuration, more_filters)
     if bom:
         args["bom"] = True
+    if with_files:
+        args["files"] = True
     if not wait:
         run = run_remote(state, socket_path, lambda c: c.call("export.run", args))
         emit(as_json, run, lambda r: click.echo(f"started export run {r['id']}"))

@@ -31,6 +31,7 @@ import queue
 import shutil
 import tempfile
 import threading
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -153,10 +154,12 @@ class Output:
             self._zip.setencryption(pyzipper.WZ_AES, nbits=256)
 
     @contextmanager
-    def open(self, name: str, *, text: bool, table: str | None = None) -> Iterator:
-        """A stream for one data file (text: UTF-8, newlines as written; else bytes)."""
+    def open(self, name: str, *, text: bool, table: str | None = None, compress: bool = True) -> Iterator:
+        """A stream for one data file (text: UTF-8, newlines as written; else bytes).
+        Without `compress`, a ZIP entry is stored, not deflated (a client's scans and
+        PDFs, compressed already: deflate would cost the most CPU of the export for nothing)."""
         if self._zip:
-            target = underlying = self._zip.open(self._entry(name), "w", force_zip64=True)
+            target = underlying = self._zip.open(self._entry(name, compress), "w", force_zip64=True)
         else:
             target = underlying = unnamed_file(self.tmp)
             if underlying is None:
@@ -196,10 +199,10 @@ class Output:
             entry["in"] = ZIP_NAME
         self.files.append(entry)
 
-    def _entry(self, name: str):
+    def _entry(self, name: str, compress: bool = True):
         """A ZIP entry as zipfile would make it for `name`, dated when the export was made."""
         entry = self._zip.zipinfo_cls(name, date_time=self._date_time)
-        entry.compress_type = self._zip.compression
+        entry.compress_type = self._zip.compression if compress else zipfile.ZIP_STORED
         entry._compresslevel = self._zip.compresslevel
         return entry
 

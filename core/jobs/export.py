@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import functools
 import logging
+import mimetypes
 import os
 import re
 import shutil
@@ -94,6 +95,7 @@ class Request:
     password: bytes | None
     configuration: dict | None = None    # {"id", "name"} when run by name
     bom: bool = False                    # CSV only: a UTF-8 byte order mark first
+    files: bool = False                  # the listed client files' content too (_write_files)
 
 
     def describe(self) -> dict:
@@ -101,7 +103,7 @@ class Request:
         return {**self.filters, "tables": {t: list(f) for t, f in self.tables.items()},
                 "masking_profile": self.masking, "encrypted": self.encrypt,
                 **({"configuration": self.configuration["name"]} if self.configuration else {}),
-                **({"bom": True} if self.bom else {})}
+                **({"bom": True} if self.bom else {}), **({"files": True} if self.files else {})}
 
 
 # --- the password of an encrypted ZIP ---------------------------------------------------
@@ -160,7 +162,7 @@ def build_request(ctx: Context, params: dict, *, now: datetime | None = None) ->
     if params.get("configuration"):
         configuration = _configuration(ctx, str(params["configuration"]))
         params = {**configuration, **{k: params[k] for k in ("password_sealed", "actor", "as_of", "bom",
-                                                             "scheduled") if k in params}}
+                                                             "scheduled", "files") if k in params}}
     tables = spec.check_tables(params.get("tables"), params.get("fields"))
     filters = spec.check_filters(params.get("filters"), tables)
     if "range" in filters:
@@ -171,6 +173,15 @@ def build_request(ctx: Context, params: dict, *, now: datetime | None = None) ->
     bom = _truthy(params.get("bom"))
     if bom and fmt != "csv":
         raise ValidationError("export: bom applies to the csv format only")
+    files = _truthy(params.get("files"))
+    if files and "client_files" not in tables:
+        raise ValidationError("export: files (the client files' content) needs the client_files table "
+                              "in the export, which lists each file's id and name")
+    if files and not encrypt:
+        raise ValidationError("export: files (the client files' content) go only into an encrypted ZIP: "
+                              "set encrypt and a password")
+    if files and masking != "full":
+        raise ValidationError("export: files (the client files' content) cannot be masked; it needs masking full")
     password = None
     if encrypt and configuration is not None and _truthy(params.get("scheduled")):
         password = credential_password(configuration["password_credential"])
@@ -182,7 +193,7 @@ def build_request(ctx: Context, params: dict, *, now: datetime | None = None) ->
     return Request(tables, filters, fmt, masking, encrypt, password,
                    None if configuration is None else {"id": configuration["id"], "name": configuration["name"],
                                                        "created_by": configuration["created_by"]},
-                   bom)
+                   bom, files)
 
 
 def _requester(params: dict, request: Request) -> str:
@@ -473,12 +484,14 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
                  "masking_profile": request.masking, "filters": request.filters,
                  "practice": _practice_names(ctx, request.filters)}
         counts = _write(ctx, principal, request, output, progress, about)
+        contents = _write_files(ctx, principal, request, output, progress) if request.files else None
         manifest = {"export_id": str(export_id), "format": request.format, "encrypted": request.encrypt,
                     "masking_profile": request.masking, "filters": request.filters,
                     "tables": {t: {"fields": list(f), "rows": counts[t]} for t, f in request.tables.items()},
                     "row_count": sum(counts.values()), "created_at": created.isoformat(),
                     "requested_by": actor, "configuration": (request.configuration or {}).get("name"),
-                    **({"bom": True} if request.bom else {})}
+                    **({"bom": True} if request.bom else {}),
+                    **({"client_files_content": contents} if contents is not None else {})}
         location, digest = output.finish(manifest)
     except BaseException as exc:
         if output is not None:
@@ -488,10 +501,11 @@ def run(ctx: Context, params: dict, progress) -> dict[str, Any]:
         raise
     total = sum(counts.values())
     _close(ctx, export_id, principal, request, status="succeeded", rows=total, sha256=digest,
-           location=str(location), counts=counts)
+           location=str(location), counts=counts, contents=contents)
     return {"export_id": str(export_id), "format": request.format, "encrypted": request.encrypt,
             "masking_profile": request.masking, "row_count": total, "rows": counts, "sha256": digest,
-            "location": str(location), "files": [f["name"] for f in output.files]}
+            "location": str(location), "files": [f["name"] for f in output.files],
+            **({"client_files_content": contents} if contents is not None else {})}
 
 
 def _practice_names(ctx: Context, filters: dict) -> str:
@@ -559,6 +573,54 @@ def _write(ctx: Context, principal: Principal, request: Request, output: Output,
     return counts
 
 
+def content_entry(file_id: uuid.UUID, content_type: str) -> str:
+    """A client file's name in an export: `files/<file id><extension of its type>`. Not
+    the file's own name, which is PHI and the manifest beside an encrypted ZIP lists
+    every entry in the clear; the client_files table in the export maps id to name."""
+    return f"files/{file_id}{mimetypes.guess_extension(content_type, strict=False) or ''}"
+
+
+def _write_files(ctx: Context, principal: Principal, request: Request, output: Output, progress) -> dict:
+    """Each client file the export's client_files rows list, its content streamed into
+    the export's encrypted ZIP (stored, not deflated) as `content_entry`, authenticated chunk by
+    chunk and checked whole against its recorded hash before the export can finish
+    (core.files.content.read_chunks: a tampered or missing file fails the export,
+    naming the file id). Every file read is audited as a READ, as `files get` is. With
+    scanning on, a file not scanned clean is exported only for `files:quarantine:read`
+    (as `files get`); others are left out and counted, never silently. Memory holds a
+    few chunks whatever the files' sizes."""
+    from strongroom.core.files.repository import QUARANTINE_PERMISSION, open_file
+    from strongroom.core.files.store import open_files_target
+
+    table = MODELS["client_files"].__table__
+    quarantine = ctx.settings.files.scanner != "off"
+    with transaction(ctx.engine, read_only=True) as conn:
+        rows = conn.execute(select(table.c.id, table.c.virus_scan_status)
+                            .where(spec.where_clause("client_files", request.filters))
+                            .order_by(table.c.id)).all()
+    served = [row.id for row in rows
+              if not quarantine or row.virus_scan_status == "clean" or principal.can(QUARANTINE_PERMISSION)]
+    store = open_files_target(ctx.settings)
+    written = size = 0
+    try:
+        for file_id in served:
+            with transaction(ctx.engine) as conn:      # the READ entry commits with the opening
+                download = open_file(conn, ctx.keyring, principal, store, file_id, quarantine=quarantine)
+            chunks = download.reopen(reuse=True) if download.reopen is not None else download.chunks
+            with output.open(content_entry(file_id, download.content_type), text=False, compress=False) as stream:
+                try:
+                    for chunk in chunks:
+                        stream.write(chunk)     # copied before the next chunk reuses its buffer
+                finally:
+                    chunks.close()
+            written += 1
+            size += download.size
+            progress(written, len(served), f"client files: {written} of {len(served)}")
+    finally:
+        store.close()
+    return {"files": written, "bytes": size, "left_out_quarantined": len(rows) - len(served)}
+
+
 def _write_batch(document, fields: tuple[str, ...], columns: list[list]) -> None:
     """One batch into a document: as columns to one that takes them (CSV), else as rows."""
     write_columns = getattr(document, "write_columns", None)
@@ -570,7 +632,7 @@ def _write_batch(document, fields: tuple[str, ...], columns: list[list]) -> None
 
 def _close(ctx: Context, export_id: uuid.UUID, principal: Principal, request: Request, *, status: str,
            rows: int | None = None, sha256: str | None = None, location: str | None = None,
-           error: str | None = None, counts: dict | None = None) -> None:
+           error: str | None = None, counts: dict | None = None, contents: dict | None = None) -> None:
     with transaction(ctx.engine) as conn:
         conn.execute(update(_exports).where(_exports.c.id == export_id).values(
             status=status, row_count=rows, sha256=sha256, location=location, error=error,
@@ -579,6 +641,7 @@ def _close(ctx: Context, export_id: uuid.UUID, principal: Principal, request: Re
                      outcome="success" if status == "succeeded" else "failure",
                      details={"format": request.format, "tables": list(request.tables), "row_count": rows,
                               "rows": counts, "masking_profile": request.masking, "encrypted": request.encrypt,
+                              **({"client_files_content": contents} if contents is not None else {}),
                               **({"error": error} if error else {})})
 
 

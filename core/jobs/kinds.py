@@ -153,6 +153,9 @@ class ExportParams(Params):
     encrypt: Flag = Field(default=False, description="Write a password-protected AES ZIP.")
     bom: Flag = Field(default=False, description="CSV only: start each file with a UTF-8 byte order mark "
                                                  "(for spreadsheets).")
+    files: Flag = Field(default=False, description="Put the content of each client file the client_files "
+                                                   "table lists into the encrypted ZIP too, as "
+                                                   "files/<file id>.<ext> (needs encrypt and masking full).")
     password_sealed: Annotated[str, StringConstraints(max_length=4096)] | None = Field(
         default=None, description="The ZIP password sealed by export.run (never a clear password).")
     scheduled: Flag = Field(default=False, description="Set by the scheduler for a configuration's scheduled "

@@ -107,6 +107,9 @@ def test_encrypted_export_reads_the_password_from_a_file(running, capsys, tmp_pa
     (["--table", "clients", "--format", "csv", "--session-status", "COMPLETED"], "applies to table therapy_sessions"),
     (["--table", "clients", "--format", "csv", "--range", "this_month", "--since", "2025-01-01"], "cannot be combined"),
     (["--table", "clients", "--format", "json", "--bom"], "bom applies to the csv format only"),
+    (["--table", "clients", "--format", "csv", "--with-files"], "needs the client_files table"),
+    (["--table", "client_files", "--format", "csv", "--masking", "full", "--with-files"],
+     "go only into an encrypted ZIP"),
 ])
 def test_bad_arguments_are_refused_and_start_nothing(refusing, capsys, args, words):
     code, _, err = run(capsys, "--data-dir", refusing, "export", *args)

@@ -32,6 +32,8 @@ class RunArgs(Args):
     password: str | None = Field(default=None, max_length=1024)
     configuration: str | None = Field(default=None, max_length=120)
     bom: bool = Field(default=False, description="CSV only: a UTF-8 byte order mark first, for spreadsheets.")
+    files: bool = Field(default=False, description="The content of the client files the client_files table "
+                                                   "lists, in the encrypted ZIP (needs encrypt, masking full).")
 
 
 class SaveArgs(Args):

@@ -122,6 +122,13 @@ class KeyRotationResult(Result):
     seconds: float
 
 
+class ExportedContent(Result):
+    """The client files' content an export carried (files=true)."""
+    files: int
+    bytes: int
+    left_out_quarantined: int   # not scanned clean, and the requester may not read quarantined files
+
+
 class ExportResult(Result):
     export_id: uuid.UUID
     format: str
@@ -132,6 +139,7 @@ class ExportResult(Result):
     sha256: str
     location: str
     files: list[str]
+    client_files_content: ExportedContent | None = None   # only when the export asked for files
 
 
 class RetentionPlanResult(RetentionPlan):
