@@ -14,8 +14,6 @@ the daemon shows them only to a caller with phi:read, and errors never echo them
 """
 from __future__ import annotations
 
-import mimetypes
-import os
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,8 +22,8 @@ import click
 
 from strongroom.console.cli import CliState, emit, remote_options
 from strongroom.console.cli.transport import run_remote
+from strongroom.console.helpers.transfers import download, guess_type, upload
 from strongroom.core.errors import ValidationError
-from strongroom.core.fsutil import StreamedFile
 
 if TYPE_CHECKING:  # ZeroMQ loads when a command runs, not for its help
     from strongroom.console.client import Client
@@ -45,26 +43,10 @@ def group() -> None:
 def add_cmd(state: CliState, client_id: uuid.UUID, path: Path, description: str | None,
             content_type: str | None, socket_path, as_json: bool) -> None:
     """Add the file at PATH to a client (streamed to the daemon in chunks)."""
-    kind = content_type or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    kind = content_type or guess_type(path)
 
     async def go(client: Client) -> dict:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            args = {"client_id": str(client_id), "name": path.name, "content_type": kind, "size": size,
-                    "framed": True}
-            if description:
-                args["description"] = description
-            opened = await client.call("file.add", args)
-            upload = opened["upload_id"]
-            try:
-                offset = 0
-                while piece := fh.read(opened["transfer_bytes"]):
-                    await client.call("file.chunk.add", {"upload_id": upload, "offset": offset}, content=piece)
-                    offset += len(piece)
-                return await client.call("file.upload.commit", {"upload_id": upload})
-            except BaseException:
-                await _quietly(client.call("file.upload.abort", {"upload_id": upload}))
-                raise
+        return await upload(client, str(client_id), path, content_type=kind, description=description)
 
     added = run_remote(state, socket_path, go)
 
@@ -74,13 +56,6 @@ def add_cmd(state: CliState, client_id: uuid.UUID, path: Path, description: str 
         if f.get("scan_note"):
             click.echo(f"  not scanned yet: {f['scan_note']}")
     emit(as_json, added, human)
-
-
-async def _quietly(awaitable) -> None:
-    try:
-        await awaitable
-    except Exception:   # the upload lapses on its own after the daemon's idle timeout
-        pass
 
 
 @group.command(name="list")
@@ -115,19 +90,7 @@ def get_cmd(state: CliState, file_id: uuid.UUID, out: Path, force: bool, socket_
         raise ValidationError("--out: its folder does not exist")
 
     async def go(client: Client) -> dict:
-        opened = await client.call("file.get", {"file_id": str(file_id), "framed": True})
-        with StreamedFile(out) as sink:      # beside --out, fsynced, renamed in only when whole
-            while True:
-                piece, content = await client.call_with_content(
-                    "file.chunk.get", {"download_id": opened["download_id"]})
-                if content is None or len(content) != piece["size"]:
-                    raise ValidationError("the daemon's answer lacks the piece it announced")
-                sink.write(content)
-                if piece["final"]:
-                    break
-            sink.commit()
-        return {"file_id": opened["file_id"], "size": opened["size"], "content_type": opened["content_type"],
-                "out": str(out)}
+        return await download(client, str(file_id), out)
 
     got = run_remote(state, socket_path, go)
     emit(as_json, got, lambda g: click.echo(f"saved file {g['file_id']} ({g['size']} bytes) to {g['out']}"))

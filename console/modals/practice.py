@@ -10,7 +10,7 @@ field. The tax id and licence number arrive masked unless the user may edit them
 daemon audits opening them. Working hours and specializations are edited with the CLI
 (`strongroom staff set`), whose flags suit their structure better than one text box.
 `b` chooses a client in the client picker and opens their appointments
-(console/modals/appointments.py).
+(console/modals/appointments.py); `f`, the same way, their files (console/modals/files.py).
 """
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ SERVICE_FIELDS = (("name", "Name", ""), ("category", "Category", "e.g. therapy, 
 # Which permission each action needs; the daemon checks again.
 NEEDS = {"edit_details": "table:practices:write", "add_staff": "table:staff:write",
          "add_service": "table:services:write", "edit_row": None, "toggle_active": None,
-         "appointments": "table:therapy_sessions:read"}
-# Choosing the client for `b` is a client.find, which needs this too.
+         "appointments": "table:therapy_sessions:read", "files": "table:client_files:read"}
+# Choosing the client for `b` and `f` is a client.find, which needs this too.
 FIND_CLIENT = "table:clients:read"
 
 
@@ -98,7 +98,8 @@ class PracticeScreen(Gated, ModalScreen[None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Close"), Binding("e", "edit_details", "Edit details"),
                 Binding("n", "add_staff", "Add staff"), Binding("v", "add_service", "Add service"),
                 Binding("enter", "edit_row", "Edit", show=False), Binding("x", "toggle_active", "Retire/reinstate"),
-                Binding("b", "appointments", "Appointments"), Binding("ctrl+r", "reload", "Reload")]
+                Binding("b", "appointments", "Appointments"), Binding("f", "files", "Files"),
+                Binding("ctrl+r", "reload", "Reload")]
 
     def __init__(self, identity: Identity) -> None:
         super().__init__()
@@ -152,7 +153,7 @@ class PracticeScreen(Gated, ModalScreen[None]):
             if chosen is None:
                 return "no staff member or service selected"
             needed = f"table:{chosen[0]}:write"
-        if action == "appointments":
+        if action in ("appointments", "files"):
             return self.identity.why_not(needed) or self.identity.why_not(FIND_CLIENT)
         return self.identity.why_not(needed) if needed else None
 
@@ -276,6 +277,19 @@ class PracticeScreen(Gated, ModalScreen[None]):
         def chosen(client_id: str | None) -> None:
             if client_id:
                 self.app.push_screen(AppointmentsScreen(self.identity, client_id))
+        self.app.push_screen(ClientPickerScreen(), chosen)
+
+    def action_files(self) -> None:
+        """A client's files: the client from the picker, then files.py."""
+        from strongroom.console.modals.client_picker import ClientPickerScreen
+        from strongroom.console.modals.files import FilesScreen
+
+        if self.refused("files"):
+            return
+
+        def chosen(client_id: str | None) -> None:
+            if client_id:
+                self.app.push_screen(FilesScreen(self.identity, client_id))
         self.app.push_screen(ClientPickerScreen(), chosen)
 
     @tab_work(group="practice-change")
