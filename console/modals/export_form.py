@@ -65,6 +65,8 @@ def request_from(values: dict) -> dict:
         args["password"] = values["password"]
     if values.get("bom") and values["format"] == "csv":
         args["bom"] = True
+    if values.get("files") and values["encrypt"]:
+        args["files"] = True       # the listed client files' content in the ZIP (jobs.export)
     return args
 
 
@@ -72,7 +74,7 @@ def save_request_from(values: dict) -> dict:
     """The export.configuration.create arguments (as `strongroom export --save-as` sends
     them): the request without a password (asked at each run, or read from the named
     credential by a scheduled run), with its schedule, retention and credential."""
-    args = {"name": values["save_as"], **request_from({**values, "encrypt": False, "bom": False}),
+    args = {"name": values["save_as"], **request_from({**values, "encrypt": False, "bom": False, "files": False}),
             "encrypt": values["encrypt"]}
     if values.get("schedule"):
         args["schedule"] = values["schedule"]
@@ -152,6 +154,9 @@ class ExportFormScreen(ModalScreen[dict | None]):
                                 with Horizontal(id="export-checks"):
                                     yield Check("AES-256 ZIP", id="export-encrypt")
                                     yield Check("UTF-8 BOM", id="export-bom")
+                                    yield Check("Files", id="export-files", disabled=True,
+                                                tooltip="With client_files, full PHI and the ZIP: "
+                                                        "each listed file's content in the ZIP")
                                 yield Input(placeholder=f"ZIP password (≥{minimum} chars)", password=True,
                                             id="export-password", disabled=True)
                 with TabPane("Filters", id="export-section-filters"):
@@ -234,6 +239,7 @@ class ExportFormScreen(ModalScreen[dict | None]):
     @on(Checkbox.Changed, "#export-encrypt")
     def _encrypt_changed(self, event: Checkbox.Changed) -> None:
         self.query_one("#export-password", Input).disabled = not event.value
+        self.query_one("#export-files", Checkbox).disabled = not event.value
 
     @on(Select.Changed, "#export-format")
     def _format_changed(self, event: Select.Changed) -> None:
@@ -277,6 +283,8 @@ class ExportFormScreen(ModalScreen[dict | None]):
                 "masking": "full" if masking is not None and masking.id == "masking-full" else "masked",
                 "encrypt": self.query_one("#export-encrypt", Checkbox).value,
                 "bom": fmt == "csv" and self.query_one("#export-bom", Checkbox).value,
+                "files": (self.query_one("#export-encrypt", Checkbox).value
+                          and self.query_one("#export-files", Checkbox).value),
                 "password": self.query_one("#export-password", Input).value,
                 "range": period if isinstance(period, str) else "",
                 "since": self._text("#export-since"),
@@ -299,6 +307,8 @@ class ExportFormScreen(ModalScreen[dict | None]):
         if values["save_as"]:
             if values["bom"]:
                 return "UTF-8 BOM is not kept in a saved configuration: choose it when running one, or clear it."
+            if values["files"]:
+                return "Files is not kept in a saved configuration: choose it when running one, or clear it."
             days = values["retention_days"]
             if days and not (days.isdigit() and 1 <= int(days) <= 3650):
                 return "Retention days: a whole number from 1 to 3650, or empty for the default."
