@@ -222,3 +222,44 @@ def seed_retention(conn: Connection, *, requested_by: str = "user:demo-manager")
         made["erasure_request"] = erasure.request_erasure(
             conn, client_id=ids[1], actor=requested_by, reason="Demo: client's written request ref D-7")["id"]
     return made
+
+
+# --- client files ------------------------------------------------------------------------
+
+# Synthetic documents for the first demo clients: a short intake form and a referral
+# letter each (plain text: the demo makes nobody's scan up), so the console's files
+# view, `files list` and `export --with-files` have content to show.
+DEMO_FILES = (
+    ("intake-form.txt", "text/plain",
+     "Intake form (synthetic demo data)\n\nPresenting concern: {h}.\nPreferred contact: email.\n"),
+    ("referral-letter.txt", "text/plain",
+     "Referral letter (synthetic demo data)\n\nReferred for weekly CBT for {h}.\nNo known risk.\n"),
+)
+
+
+def seed_files(conn: Connection, ctx: Context, principal: Principal, *, clients: int = 3, seed: int = 7) -> int:
+    """DEMO_FILES for the first `clients` live demo clients, stored like any upload
+    (sealed in the data directory's files store, audited); none when the first client
+    has files already (a second `demo seed`). Returns how many files were added."""
+    from strongroom.core.db.models import ClientFile
+    from strongroom.core.files.repository import add_file
+    from strongroom.core.files.store import open_files_target
+
+    clients_t, files_t = Client.__table__, ClientFile.__table__
+    ids = list(conn.execute(select(clients_t.c.id).where(clients_t.c.deleted_at.is_(None))
+                            .order_by(clients_t.c.id).limit(clients)).scalars())
+    if not ids or conn.execute(select(files_t.c.id).where(files_t.c.client_id == ids[0]).limit(1)).first():
+        return 0
+    rng = random.Random(seed)
+    target = open_files_target(ctx.settings)
+    added = 0
+    try:
+        for client_id in ids:
+            for name, content_type, text in DEMO_FILES:
+                data = text.format(h=rng.choice(HISTORY)).encode()
+                add_file(conn, ctx.keyring, principal, target, ctx.settings.files, client_id, name=name,
+                         content_type=content_type, size=len(data), content=[data])
+                added += 1
+    finally:
+        target.close()
+    return added

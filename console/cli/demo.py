@@ -20,7 +20,7 @@ def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: 
     """Insert synthetic clients and their sessions, a slice of clients at a time (memory
     stays flat for millions), all in one transaction; returns the counts."""
     from strongroom.core.db.engine import transaction
-    from strongroom.core.demo import client_records, seed_retention, session_records
+    from strongroom.core.demo import client_records, seed_files, seed_retention, session_records
     from strongroom.core.repository.clients import insert_clients
     from strongroom.core.repository.practices import only_practice
     from strongroom.core.repository.sessions import insert_sessions
@@ -38,8 +38,10 @@ def seed_demo(state: CliState, *, clients: int, sessions_per_client: int, seed: 
             n_sessions += insert_sessions(conn, ctx.keyring, principal,
                                           session_records(created, sessions_per_client, seed=seed + start))
         seed_retention(conn)
-    click.echo(f"seeded {n_clients} synthetic clients and {n_sessions} sessions (all PHI encrypted), and retention "
-               "policies with a legal hold and a pending erasure request for the Retention tab")
+        n_files = seed_files(conn, ctx, principal)
+    click.echo(f"seeded {n_clients} synthetic clients and {n_sessions} sessions (all PHI encrypted), {n_files} "
+               "client files, and retention policies with a legal hold and a pending erasure request for the "
+               "Retention tab")
     seed_satellite(state, seed=seed)
     return n_clients, n_sessions
 

@@ -91,3 +91,24 @@ def test_the_demo_second_site_needs_clients_to_edit_and_says_so(ctx, tmp_path):
         n = len(conn.execute(select(Client.__table__.c.id)).all())
     assert peer["name"] == demo.SATELLITE and peer["open_conflicts"] == 0 and n == 1
     assert Path(tmp_path / "satellite" / "strongroom.toml").exists()
+
+
+def test_the_demo_files_are_real_content_that_reads_back_and_are_seeded_once(ctx):
+    """Three demo clients get a synthetic intake form and referral letter each, stored
+    like any upload, so the console's files view and `export --with-files` show content;
+    seeding again adds none."""
+    from strongroom.core.db.models import ClientFile
+    from strongroom.core.files.repository import open_file
+    from strongroom.core.files.store import open_files_target
+
+    seed(ctx)
+    with transaction(ctx.engine) as conn:
+        assert demo.seed_files(conn, ctx, SYSTEM) == 6
+    with transaction(ctx.engine) as conn:
+        assert demo.seed_files(conn, ctx, SYSTEM) == 0
+        ids = list(conn.execute(select(ClientFile.__table__.c.id)).scalars())
+        assert len(ids) == 6
+        store = open_files_target(ctx.settings)
+        texts = [b"".join(open_file(conn, ctx.keyring, SYSTEM, store, file_id).chunks) for file_id in ids]
+    assert sum(t.startswith(b"Intake form (synthetic demo data)") for t in texts) == 3
+    assert sum(t.startswith(b"Referral letter (synthetic demo data)") for t in texts) == 3
