@@ -159,6 +159,26 @@ async def open_practice(pilot, app) -> PracticeScreen:
     return screen
 
 
+async def open_for_client(pilot, app, key: str, screen_type: type, what: str, search: str = "quillfeather"):
+    """The practice screen's per-client view that `key` opens (`b` appointments, `f`
+    files): the client found by `search` in the client picker (one match), the view
+    shown and loaded."""
+    from strongroom.console.modals.client_picker import ClientPickerScreen
+
+    await open_practice(pilot, app)
+    await pilot.press(key)
+    await wait_for(pilot, showing(app, ClientPickerScreen), what="client picker")
+    picker = app.screen
+    await pilot.press(*search, "enter")
+    results = picker.query_one("#picker-results", OptionList)
+    await wait_for(pilot, lambda: results.option_count == 1 and results.has_focus, what="one match")
+    await pilot.press("enter")
+    await wait_for(pilot, showing(app, screen_type), what=what)
+    screen = app.screen
+    await wait_for(pilot, lambda: screen.loaded, what=f"{what} loaded")
+    return screen
+
+
 async def choices(pilot, what: str = "the job chooser") -> OptionList:
     """The options of the RunJobScreen just opened, once it is shown, to assert on
     before choosing one (what is offered, what is disabled and why)."""

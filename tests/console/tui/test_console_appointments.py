@@ -14,7 +14,6 @@ import pytest
 from strongroom.console.helpers.identity import Identity
 from strongroom.console.modals.appointment_form import AppointmentForm, options, shown
 from strongroom.console.modals.appointments import AppointmentsScreen, booking, changes
-from strongroom.console.modals.client_picker import ClientPickerScreen
 from strongroom.console.modals.practice import PracticeScreen
 from strongroom.core.auth.users import create_user
 from strongroom.core.db.models import Role
@@ -22,10 +21,10 @@ from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
 from strongroom.core.protocol.models.appointments import APPOINTMENT_STATUSES, PAYMENT_STATUSES
-from textual.widgets import Checkbox, DataTable, Input, OptionList, Select, Static
+from textual.widgets import Checkbox, DataTable, Input, Select, Static
 
 from tests.console.tui.conftest import FAST_HEALTH, drive, in_thread, showing, wait_for
-from tests.console.tui.live import at_main_screen, open_practice
+from tests.console.tui.live import at_main_screen, open_for_client
 from tests.daemon.conftest import PASSWORD, data_transaction, login, make_data_dir, running_daemon
 
 # Synthetic people, nobody's data.
@@ -79,18 +78,7 @@ def test_an_edit_sends_only_what_changed_and_clears_what_was_emptied():
 
 
 async def _open_appointments(pilot, app) -> AppointmentsScreen:
-    await open_practice(pilot, app)
-    await pilot.press("b")
-    await wait_for(pilot, showing(app, ClientPickerScreen), what="client picker")
-    picker = app.screen
-    await pilot.press(*"quillfeather", "enter")
-    results = picker.query_one("#picker-results", OptionList)
-    await wait_for(pilot, lambda: results.option_count == 1 and results.has_focus, what="one match")
-    await pilot.press("enter")
-    await wait_for(pilot, showing(app, AppointmentsScreen), what="appointments screen")
-    screen = app.screen
-    await wait_for(pilot, lambda: screen.loaded, what="appointments loaded")
-    return screen
+    return await open_for_client(pilot, app, "b", AppointmentsScreen, "appointments screen")
 
 
 async def _form(pilot, app) -> AppointmentForm:

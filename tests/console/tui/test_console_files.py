@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from strongroom.console.modals.client_picker import ClientPickerScreen
 from strongroom.console.modals.confirm import ConfirmScreen
 from strongroom.console.modals.files import FilesScreen, readable_file, writable_target
 from strongroom.console.modals.form import FormScreen
@@ -18,10 +17,10 @@ from strongroom.core.db.models import Role
 from strongroom.core.principal import SYSTEM
 from strongroom.core.repository.clients import insert_clients
 from strongroom.core.repository.practices import only_practice
-from textual.widgets import DataTable, Input, OptionList, Static
+from textual.widgets import DataTable, Input, Static
 
 from tests.console.tui.conftest import FAST_HEALTH, drive, in_thread, showing, wait_for
-from tests.console.tui.live import at_main_screen, open_practice
+from tests.console.tui.live import at_main_screen, open_for_client, open_practice
 from tests.daemon.conftest import PASSWORD, data_transaction, login, make_data_dir, running_daemon
 
 # Synthetic people and content, nobody's data.
@@ -55,18 +54,7 @@ def test_a_path_that_is_no_readable_file_or_no_place_to_write_is_refused_by_name
 
 
 async def _open_files(pilot, app) -> FilesScreen:
-    await open_practice(pilot, app)
-    await pilot.press("f")
-    await wait_for(pilot, showing(app, ClientPickerScreen), what="client picker")
-    picker = app.screen
-    await pilot.press(*"quillfeather", "enter")
-    results = picker.query_one("#picker-results", OptionList)
-    await wait_for(pilot, lambda: results.option_count == 1 and results.has_focus, what="one match")
-    await pilot.press("enter")
-    await wait_for(pilot, showing(app, FilesScreen), what="files screen")
-    screen = app.screen
-    await wait_for(pilot, lambda: screen.loaded, what="files loaded")
-    return screen
+    return await open_for_client(pilot, app, "f", FilesScreen, "files screen")
 
 
 def _rows(screen) -> list[list[str]]:
