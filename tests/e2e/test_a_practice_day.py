@@ -101,8 +101,12 @@ def test_init_backup_verify_export_restore_and_console_fit_together(empty_databa
         written = [p for p in Path(export["location"]).rglob("*") if p.is_file()]
         assert written and all(p.stat().st_mode & 0o077 == 0 for p in written)   # the owner's alone
 
-        strongroom(data, "restore", snapshot["snapshot_id"], "--target", restore_url)
+        restored_files = tmp_path / "restored-files"     # the demo's files (sealed chunks and manifests)
+        strongroom(data, "restore", snapshot["snapshot_id"], "--target", restore_url,
+                   "--files-target", str(restored_files))
         assert _clients(restore_url) == source          # every client, as stored, checksums included
+        assert sorted(p.relative_to(restored_files) for p in restored_files.rglob("*") if p.is_file()) == \
+            sorted(p.relative_to(data / "files") for p in (data / "files").rglob("*") if p.is_file())
 
         _console_shows_the_snapshot(daemon, snapshot["snapshot_id"])
     RUNTIME.clear()
