@@ -59,6 +59,7 @@ REQUIRED = {
     "ExecStart": "/opt/strongroom/.venv/bin/strongroomd --config /etc/strongroom/strongroom.toml",
     "ExecReload": "/bin/kill -HUP $MAINPID",
     "WatchdogSec": "30s",
+    "LimitNOFILE": "16384",          # client file chunks held open until synced together
     "Restart": "on-failure",
     "TimeoutStopSec": "90s",
     "KillMode": "mixed",
@@ -200,7 +201,7 @@ def test_native_libraries_run_under_the_units_seccomp_sandbox():
 
 WEB_UNIT = SYSTEMD / "strongroom-console-web.service"
 DAEMON_ONLY = {"Type", "NotifyAccess", "ExecStart", "ExecReload", "WatchdogSec", "TimeoutStopSec", "KillMode",
-               "StateDirectory", "StateDirectoryMode", "RuntimeDirectory", "RuntimeDirectoryMode",
+               "LimitNOFILE", "StateDirectory", "StateDirectoryMode", "RuntimeDirectory", "RuntimeDirectoryMode",
                "LogsDirectory", "LoadCredential"}
 
 
