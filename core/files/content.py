@@ -16,16 +16,16 @@ object, named by a keyed hash of the file id, its index and a random token drawn
 per write (older files: the chunk's plaintext SHA-256 in its place; names are only
 ever looked up through the manifest, so both kinds read the same); a manifest object, written last, lists the chunks and is sealed the same way (AAD naming
 the file and "manifest") and named by a keyed hash of the file id and the hash of the
-whole plaintext.
-
-The whole-file hash. Manifest version 2 (files stored from issue 19's last speed work
-on) hashes the plaintext with BLAKE3; version 1 (before) with SHA-256. The row's
-`sha256` column keeps, under its source-model name, the keyed digest of that hash
-(`content_digest`; a BLAKE3 term is prefixed "blake3:", so the two can never match
-each other). SHA-256 ran at 1.9 GB/s here against BLAKE3's 7 GB/s on one core, and
-being sequential it was the longest step of both an add and a get of a large file. The keyed hash is the blind-index HMAC (a system key the store never
+whole plaintext. The keyed hash is the blind-index HMAC (a system key the store never
 sees, its own field name per use), so object names reveal neither plaintext hashes nor
 file ids, and the store can be listed without learning which files are equal.
+
+The whole-file hash. Manifest version 2 (files stored from 2026-12-06) hashes the
+plaintext with BLAKE3; version 1 (before) with SHA-256, and both still read. The
+row's `sha256` column keeps, under its source-model name, the keyed digest of that
+hash (`content_digest`; a BLAKE3 term is prefixed "blake3:", so the two can never
+match each other). SHA-256 ran at 1.9 GB/s here against BLAKE3's 7 GB/s on one core,
+and being sequential it was the longest step of both an add and a get of a large file.
 
 No deduplication in the live store: every chunk is sealed to its file, so two files
 with equal content share nothing (backups deduplicate on their own, issue 19 item 3).

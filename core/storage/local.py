@@ -10,7 +10,9 @@ directory at once, a key cannot also be the prefix-directory of another key here
 Threats handled here: a crash or a full disk mid-write (every write goes to a temporary
 file in the same directory, is fsynced, then renamed or linked into place and the
 directory fsynced, so a reader sees all of an object or none of it) and other local
-users reading backups (files 0600, directories 0700).
+users reading backups (files 0600, directories 0700). A PutBatch (a client file's
+chunks) renames each object in before it is fsynced and fsyncs them together later:
+a reader still sees whole objects, and nothing names them until that sync is done.
 """
 from __future__ import annotations
 
