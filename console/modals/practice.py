@@ -269,27 +269,24 @@ class PracticeScreen(Gated, ModalScreen[None]):
     def action_appointments(self) -> None:
         """A client's appointments: the client from the picker, then appointments.py."""
         from strongroom.console.modals.appointments import AppointmentsScreen
-        from strongroom.console.modals.client_picker import ClientPickerScreen
-
-        if self.refused("appointments"):
-            return
-
-        def chosen(client_id: str | None) -> None:
-            if client_id:
-                self.app.push_screen(AppointmentsScreen(self.identity, client_id))
-        self.app.push_screen(ClientPickerScreen(), chosen)
+        self._for_client("appointments", AppointmentsScreen)
 
     def action_files(self) -> None:
         """A client's files: the client from the picker, then files.py."""
-        from strongroom.console.modals.client_picker import ClientPickerScreen
         from strongroom.console.modals.files import FilesScreen
+        self._for_client("files", FilesScreen)
 
-        if self.refused("files"):
+    def _for_client(self, action: str, screen: type) -> None:
+        """`screen(identity, client_id)` for the client chosen in the client picker
+        (nothing if the person closes it), unless `action` is refused."""
+        from strongroom.console.modals.client_picker import ClientPickerScreen
+
+        if self.refused(action):
             return
 
         def chosen(client_id: str | None) -> None:
             if client_id:
-                self.app.push_screen(FilesScreen(self.identity, client_id))
+                self.app.push_screen(screen(self.identity, client_id))
         self.app.push_screen(ClientPickerScreen(), chosen)
 
     @tab_work(group="practice-change")
