@@ -377,17 +377,26 @@ def save_download(download: Download, out: Path) -> int:
     are written as they are opened (buffers reused, the disk writing behind: see
     fsutil.StreamedFile), so memory stays flat and the closing fsync is short. Takes
     the download's stream, which must not have been started; returns the bytes written."""
-    chunks = download.reopen(reuse=True) if download.reopen is not None else download.chunks
     with StreamedFile(out) as sink:
-        try:
-            for chunk in chunks:
-                sink.write(chunk)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
+        write_download(download, sink.write)
         sink.commit()
     return sink.size
+
+
+def write_download(download: Download, write: Callable[[memoryview], object]) -> None:
+    """Hand an opened file's content to `write` a chunk at a time, each a view of a
+    reused buffer (content.read_chunks with `reuse`), so `write` must copy or write it
+    out before it returns; the last chunk comes only once the whole content matched its
+    recorded size and hash. The reading stops (its threads too) however this ends.
+    Takes the download's stream, which must not have been started."""
+    chunks = download.reopen(reuse=True) if download.reopen is not None else download.chunks
+    try:
+        for chunk in chunks:
+            write(chunk)
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def open_file(conn: Connection, keyring: Keyring, principal: Principal, target: Target,

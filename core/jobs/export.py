@@ -589,7 +589,7 @@ def _write_files(ctx: Context, principal: Principal, request: Request, output: O
     scanning on, a file not scanned clean is exported only for `files:quarantine:read`
     (as `files get`); others are left out and counted, never silently. Memory holds a
     few chunks whatever the files' sizes."""
-    from strongroom.core.files.repository import QUARANTINE_PERMISSION, open_file
+    from strongroom.core.files.repository import QUARANTINE_PERMISSION, open_file, write_download
     from strongroom.core.files.store import open_files_target
 
     table = MODELS["client_files"].__table__
@@ -606,13 +606,8 @@ def _write_files(ctx: Context, principal: Principal, request: Request, output: O
         for file_id in served:
             with transaction(ctx.engine) as conn:      # the READ entry commits with the opening
                 download = open_file(conn, ctx.keyring, principal, store, file_id, quarantine=quarantine)
-            chunks = download.reopen(reuse=True) if download.reopen is not None else download.chunks
             with output.open(content_entry(file_id, download.content_type), text=False, compress=False) as stream:
-                try:
-                    for chunk in chunks:
-                        stream.write(chunk)     # copied before the next chunk reuses its buffer
-                finally:
-                    chunks.close()
+                write_download(download, stream.write)     # the stream copies each chunk as it takes it
             written += 1
             size += download.size
             progress(written, len(served), f"client files: {written} of {len(served)}")
