@@ -18,7 +18,10 @@ the application on PostgreSQL (which sync carries too):
   an erased client's ciphertext and blind indexes must not live on in a shadow;
 - while a sync pass applies a peer's rows (a `sync_applying` row exists in its
   transaction, invisible to every other), nothing is kept: those versions are agreed
-  ones, and the pass drops the bases of the rows it applied.
+  ones, and the pass drops the bases of the rows it applied. On PostgreSQL the pass
+  also sets the transaction-local `strongroom.sync_applying`, which the UPDATE
+  trigger's WHEN clause reads: the trigger is then not fired at all for the rows a
+  pass writes (migration 0021; firing it cost a function call and a query per row).
 
 Practices are left out: a practice's details are edited by one person, rarely at two
 sites at once, and their ids are not UUIDs like `sync_rows.row_id`.
@@ -103,12 +106,33 @@ def install(bind: sa.Connection) -> None:
     if bind.dialect.name == "postgresql":
         bind.execute(sa.text(_PG_FUNCTION))
         for table in TABLES:
-            bind.execute(sa.text(f"CREATE TRIGGER {table}_sync_base AFTER UPDATE OR DELETE ON {table} "
-                                 "FOR EACH ROW EXECUTE FUNCTION strongroom_sync_base()"))
+            for statement in pg_triggers(table):
+                bind.execute(sa.text(statement))
         return
     for table in TABLES:
         for statement in _sqlite_triggers(bind, table):
             bind.execute(sa.text(statement))
+
+
+# Set by core.sync.bases.applying for the transaction of a pass applying a peer's rows.
+APPLYING_SETTING = "strongroom.sync_applying"
+
+
+def pg_triggers(table: str) -> list[str]:
+    """The shadow's triggers on PostgreSQL: every DELETE, and each UPDATE unless a pass
+    applies it (a tombstone drops the base even then)."""
+    return [
+        f"CREATE TRIGGER {table}_sync_base_delete AFTER DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION strongroom_sync_base()",
+        f"CREATE TRIGGER {table}_sync_base AFTER UPDATE ON {table} FOR EACH ROW "
+        f"WHEN (NEW.deleted_at IS NOT NULL OR current_setting('{APPLYING_SETTING}', true) IS DISTINCT FROM 'on') "
+        "EXECUTE FUNCTION strongroom_sync_base()",
+    ]
+
+
+def drop_pg_triggers(bind: sa.Connection, table: str) -> None:
+    for name in (f"{table}_sync_base", f"{table}_sync_base_delete"):
+        bind.execute(sa.text(f"DROP TRIGGER IF EXISTS {name} ON {table}"))
 
 
 def _sqlite_triggers(bind: sa.Connection, table: str) -> list[str]:
@@ -134,7 +158,7 @@ def _sqlite_triggers(bind: sa.Connection, table: str) -> list[str]:
 
 def _drop_triggers(bind: sa.Connection, table: str) -> None:
     if bind.dialect.name == "postgresql":
-        bind.execute(sa.text(f"DROP TRIGGER IF EXISTS {table}_sync_base ON {table}"))
+        drop_pg_triggers(bind, table)
         return
     for suffix in ("keep", "tombstone", "delete"):
         bind.execute(sa.text(f"DROP TRIGGER IF EXISTS {table}_sync_base_{suffix}"))

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Table, delete, insert, select, text
 
 from strongroom.core.db.models import SYNC_BASES, SyncApplying
+from strongroom.core.db.sync_bases import APPLYING_SETTING
 from strongroom.core.sync.conflicts import row_image
 from strongroom.core.sync.idsets import among
 
@@ -34,13 +35,20 @@ _flag = SyncApplying.__table__
 def applying(conn: Connection) -> Iterator[None]:
     """The caller's transaction applies a peer's rows: the triggers keep no base for
     them. The flag row is the transaction's own (others never see it) and is removed
-    before it commits."""
+    before it commits; on PostgreSQL a transaction-local setting says the same to the
+    UPDATE trigger's WHEN clause, so the trigger is not even fired (core.db.sync_bases).
+    On an error nothing is undone here: the caller's transaction rolls back, flag and
+    setting with it (a statement now would fail in an aborted transaction and hide the
+    error)."""
     holder = uuid.uuid4().hex
     conn.execute(insert(_flag), [{"holder": holder}])
-    try:
-        yield
-    finally:
-        conn.execute(delete(_flag).where(_flag.c.holder == holder))
+    postgres = conn.dialect.name == "postgresql"
+    if postgres:
+        conn.execute(text("SELECT set_config(:name, 'on', true)"), {"name": APPLYING_SETTING})
+    yield
+    if postgres:
+        conn.execute(text("SELECT set_config(:name, '', true)"), {"name": APPLYING_SETTING})
+    conn.execute(delete(_flag).where(_flag.c.holder == holder))
 
 
 def meet(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:

@@ -143,8 +143,8 @@ def test_status_says_stopping_while_a_job_drains_after_sigterm(tmp_path, db_url)
 
 
 @pytest.mark.parametrize("revision, words", [
-    ("0019", "database schema is at 0019, this daemon needs 0020: run `strongroom db upgrade`"),
-    (None, "database schema is at nothing, this daemon needs 0020"),
+    ("0019", "database schema is at 0019, this daemon needs 0021: run `strongroom db upgrade`"),
+    (None, "database schema is at nothing, this daemon needs 0021"),
 ])
 def test_a_database_at_another_schema_revision_is_refused_at_start(data_dir, tmp_path, revision, words):
     from sqlalchemy import text

@@ -31,7 +31,7 @@ def test_a_database_naming_two_revisions_is_refused_naming_them(engine):
     with transaction(engine) as conn:
         conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('9999')"))
     try:
-        with pytest.raises(ConfigError, match=r"2 schema revisions at once \(0020, 9999\)"):
+        with pytest.raises(ConfigError, match=r"2 schema revisions at once \(0021, 9999\)"):
             migrate.current_revision(engine)
     finally:
         with transaction(engine) as conn:
