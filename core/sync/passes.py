@@ -125,7 +125,8 @@ class PassOptions:
     pull: bool = True
     tables: frozenset[str] | None = None      # None: every synced table
     # Test hook: called with (direction, table, batch number) after a batch committed on
-    # the receiving side and before the watermark moved. Lets tests crash there.
+    # the receiving side: when that is this site (a pull), its watermark committed with
+    # it; when it is the peer (a push), before the watermark moved. Lets tests crash there.
     after_batch: Callable[[str, str, int], None] | None = None
     # Rows of a table read in this process before the rest are read by a child process
     # (core.sync.reader): its start-up (about half a second of the other core, while
@@ -249,15 +250,22 @@ def _key_records(conn: Connection, key_ids: set[uuid.UUID]) -> dict[uuid.UUID, t
     return {record[0]: tuple(record) for record in conn.execute(query).all()}
 
 
+def checksum_mismatches(rows: list[Mapping]) -> set[uuid.UUID]:
+    """The ids of the rows whose checksum does not match their content."""
+    return {row["id"] for row in rows
+            if row.get("data_checksum") is None
+            or row_checksum(row if row.__class__ is dict else dict(row)) != row["data_checksum"]}
+
+
 def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Mapping],
-             local_rows: dict) -> tuple[dict[uuid.UUID, Problem], set[uuid.UUID]]:
-    """Problems per row id, and the key ids among the rows' keys that are destroyed here."""
+             local_rows: dict, mismatched: set[uuid.UUID] | None = None,
+             ) -> tuple[dict[uuid.UUID, Problem], set[uuid.UUID]]:
+    """Problems per row id, and the key ids among the rows' keys that are destroyed here.
+    `mismatched`: the rows' checksum mismatches when they were already proven where the
+    rows were read (`_read_batch`, off this process's busiest thread); None: prove here."""
     problems: dict[uuid.UUID, Problem] = {}
-    for row in rows:
-        if row.get("data_checksum") is None or row_checksum(
-                row if row.__class__ is dict else dict(row)) != row["data_checksum"]:
-            problems[row["id"]] = Problem("checksum_mismatch",
-                                          f"{spec.name} row's checksum does not match its content")
+    for rid in checksum_mismatches(rows) if mismatched is None else mismatched:
+        problems[rid] = Problem("checksum_mismatch", f"{spec.name} row's checksum does not match its content")
     if spec.name == "practices":
         return problems, set()
     practices = _exists(conn, Practice.__table__, {r["practice_id"] for r in rows})
@@ -576,26 +584,27 @@ def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping
 
 def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tuple[Mapping, Meta]], *,
                 peer_id: uuid.UUID, source: str, policy: Policy,
-                agreed: list[uuid.UUID] | None = None) -> TableCounts:
+                agreed: list[uuid.UUID] | None = None, mismatched: set[uuid.UUID] | None = None) -> TableCounts:
     """Apply one batch of remote versions in the caller's transaction (the receiver's).
     `agreed` (when given) collects the ids of the rows this side now holds the sender's
-    version of (applied or already held): the sender may drop their bases."""
+    version of (applied or already held): the sender may drop their bases. `mismatched`:
+    as `validate` takes it."""
     counts = TableCounts()
     if not batch:
         return counts
     with bases.applying(conn):
         return _apply(conn, keyring, spec, batch, counts, peer_id=peer_id, source=source, policy=policy,
-                      agreed=agreed)
+                      agreed=agreed, mismatched=mismatched)
 
 
 def _apply(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tuple[Mapping, Meta]],
            counts: TableCounts, *, peer_id: uuid.UUID, source: str, policy: Policy,
-           agreed: list[uuid.UUID] | None) -> TableCounts:
+           agreed: list[uuid.UUID] | None, mismatched: set[uuid.UUID] | None = None) -> TableCounts:
     applied: list[uuid.UUID] = []
     clock = Clock(conn)
     local_rows, metas = _local_versions(conn, spec, batch)
     stamp_rows(conn, clock, spec, list(local_rows.values()), metas)   # local edits not yet stamped
-    problems, destroyed = validate(conn, keyring, spec, [r for r, _ in batch], local_rows)
+    problems, destroyed = validate(conn, keyring, spec, [r for r, _ in batch], local_rows, mismatched)
     rows_out, metas_out = RowWriter(conn, spec), MetaWriter(spec.name)
     for row, rmeta in batch:
         rid = row["id"]
@@ -653,19 +662,25 @@ def _apply(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tupl
 # --- moving ----------------------------------------------------------------------------
 
 def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None], limit: int,
-                to_site: str) -> tuple[list[tuple[dict, Meta]], int, int, tuple | None, set]:
+                to_site: str) -> tuple[list[tuple[dict, Meta]], int, int, tuple | None, set, set]:
     """Up to `limit` rows past the cursor with their metadata, local writes among them
     stamped as they are read (every row written since the cursor is past it); rows the
     receiving site sent us that nobody changed since are left out (no echo). Returns the
     batch, the table's highest version when read (a short batch lets the watermark move
     there), how many rows were read (the batch may be shorter: echoes), the cursor of
-    the last one, and which of the rows have a base kept here (core.sync.bases)."""
+    the last one, which of the rows have a base kept here (core.sync.bases), and which
+    of the batch's rows do not match their checksum.
+
+    The checksums are the receiver's first check (`validate`), proven here because this
+    runs beside the applying thread (in the reader thread or child, core.sync.reader):
+    the same function of the same values read, one batch ahead, where the applying
+    thread is the pass's bottleneck (profiled: a fifth of validating a batch)."""
     with transaction(side.engine) as conn:
         lock_changes(conn)
         table = spec.table
         high = conn.execute(select(func.max(table.c.sync_version))).scalar() or 0
         if high < cursor[0] or (high == cursor[0] and cursor[1] is None):
-            return [], high, 0, None, set()     # nothing past the watermark: the usual pass
+            return [], high, 0, None, set(), set()     # nothing past the watermark: the usual pass
         meta = SyncRow.__table__
         not_echo = or_(meta.c.source.is_(None), meta.c.source != to_site, meta.c.version != table.c.sync_version)
         rows, metas = read_with_meta(conn, spec, past(table, *cursor), table.c.sync_version <= high, not_echo,
@@ -678,12 +693,12 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
     out = [(row, metas[row["id"]]) for row in rows
            if not (metas[row["id"]].source == to_site and metas[row["id"]].version == row["sync_version"])]
     last = (rows[-1]["sync_version"], rows[-1]["id"]) if rows else None
-    return out, high, len(rows), last, with_base
+    return out, high, len(rows), last, with_base, checksum_mismatches([row for row, _ in out])
 
 
 def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor: tuple[int, uuid.UUID | None],
                set_watermark: Callable[..., None], dst_peer_id: uuid.UUID, policy: Policy,
-               options: PassOptions) -> TableCounts:
+               options: PassOptions, marks_at: Engine | None = None) -> TableCounts:
     """Every version of `spec` past the cursor from src to dst, batch by batch.
 
     While one batch is applied on the receiving side, the next one is read on the
@@ -695,7 +710,15 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     Reading ahead changes nothing that matters for safety: a read commits only the
     sender's stamps of local writes, which any later read would make the same; the
     receiver still applies batch after batch, each in its own transaction, and the
-    watermark still moves only after the batch it covers committed there."""
+    watermark still moves only after the batch it covers committed there.
+
+    `marks_at`: the database that keeps the watermarks (this site's; `set_watermark`
+    takes a `conn=` of it). When it is the receiving side, the watermark is written in
+    the batch's own transaction: the two commit together, one commit instead of two.
+    When it is the sending side, it is written with that side's bookkeeping for the
+    batch (the bases the receiver now holds, core.sync.bases) in one transaction, by
+    the reading thread while the next batch is applied; those writes stay in batch
+    order, and the next batch's waits for the one before (a failure is raised here)."""
     total = TableCounts()
     number = 0
     rows_read = 0
@@ -714,7 +737,23 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
         reader, apart = None, False
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-read") as pool:
-        ahead: Future | tuple | None = None      # a thread's read, or (cursor,) asked of the reader
+        # A thread's read, or (cursor, fetch) asked of the reader: `fetch` is the thread
+        # taking the child's frame off the pipe and decoding it while this one applies.
+        ahead: Future | tuple | None = None
+        settling: Future | None = None     # the sending side's bookkeeping of the last batch
+
+        def settle() -> None:
+            nonlocal settling
+            if settling is not None:
+                done, settling = settling, None
+                done.result()
+
+        def after_commit(forget: dict, mark: tuple | None) -> None:
+            with transaction(src.engine) as conn:
+                bases.forget_sent(conn, spec.table, forget)
+                if mark is not None:
+                    set_watermark(*mark, conn=conn)
+
         try:
             while True:
                 if ahead is None:
@@ -723,15 +762,16 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                     got = ahead.result()
                 else:
                     try:
-                        got = reader.result()
+                        got = ahead[1].result()
                     except ReaderFailed:
                         log.warning("sync reader process failed; reading %s in the job's process", spec.name)
                         drop_reader()
                         got = read(ahead[0])
                 ahead = None
-                batch, high, read_count, last_read, with_base = got
+                batch, high, read_count, last_read, with_base, mismatched = got
                 rows_read += read_count
                 if not read_count:
+                    settle()
                     if high > cursor[0]:          # only echoes (or nothing) up to `high`: move past them
                         set_watermark(high, None)
                     return total
@@ -748,37 +788,46 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                         ready = False
                     if ready:
                         reader.submit(last_read)
-                        ahead = (last_read,)
+                        ahead = (last_read, pool.submit(reader.result))
                     else:
                         ahead = pool.submit(context.copy().run, read, last_read)
                 number += 1
                 outgoing = batch
                 agreed: list[uuid.UUID] = []
+                # Everything up to `high` has been read when the batch is short, the last
+                # row's version included: (high, None) says so, where (high, last id) sent
+                # the next pass, with nothing to do, to read past that row again.
+                mark = last_read if read_count == options.batch_size else (high, None)
                 with collector_paused(), transaction(dst.engine) as conn:
                     counts = apply_batch(conn, dst.keyring, spec, outgoing, peer_id=dst_peer_id, source=src.site,
-                                         policy=policy, agreed=agreed)
+                                         policy=policy, agreed=agreed, mismatched=mismatched)
+                    if marks_at is dst.engine:
+                        set_watermark(*mark, conn=conn)
                 counts.sent = len(outgoing)
-                if agreed and with_base:
-                    sent = {row["id"]: row["sync_version"] for row, _ in outgoing}
-                    with transaction(src.engine) as conn:
-                        bases.forget_sent(conn, spec.table, {i: sent[i] for i in agreed if i in with_base})
                 total.add(counts)
                 if options.after_batch is not None:
                     options.after_batch(direction, spec.name, number)
-                cursor = last_read
+                forget = {}
+                if agreed and with_base:
+                    sent = {row["id"]: row["sync_version"] for row, _ in outgoing}
+                    forget = {i: sent[i] for i in agreed if i in with_base}
+                settle()
+                cursor = mark
+                if forget or marks_at is src.engine:
+                    settling = pool.submit(context.copy().run, after_commit, forget,
+                                           mark if marks_at is src.engine else None)
+                if marks_at is None:
+                    set_watermark(*mark)
                 if read_count < options.batch_size:
-                    # Everything up to `high` has been read, the last row's version
-                    # included: (high, None) says so, where (high, last id) sent the
-                    # next pass, with nothing to do, to read past that row again.
-                    cursor = (high, None)
-                set_watermark(*cursor)
-                if read_count < options.batch_size:
+                    settle()
                     return total
-                got = batch = outgoing = agreed = None     # not alive beside the next batch
+                got = batch = outgoing = agreed = forget = None     # not alive beside the next batch
         finally:
             if isinstance(ahead, Future):   # a batch read ahead and not applied: read again next pass
                 ahead.cancel()
             if reader is not None:
+                if isinstance(ahead, tuple):   # its frame abandoned: the child stops, the fetch sees the end
+                    reader.process.kill()
                 reader.close()
 
 
@@ -839,9 +888,12 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
         remote_peer_id = inbound_peer(conn, local.site)
 
     def setter(table: str, direction: str) -> Callable[..., None]:
-        def set_it(value: int, after_id: uuid.UUID | None = None) -> None:
-            with transaction(local.engine) as conn:
+        def set_it(value: int, after_id: uuid.UUID | None = None, conn: Connection | None = None) -> None:
+            if conn is not None:        # a transaction of this site's database, already open
                 peer_store.set_watermark(conn, peer_id, table, direction, value, after_id)
+                return
+            with transaction(local.engine) as own:
+                peer_store.set_watermark(own, peer_id, table, direction, value, after_id)
         return set_it
 
     directions = ([("push", local, remote, remote_peer_id)] if options.push else []) + (
@@ -860,7 +912,7 @@ def _exchange(local: Side, remote: Side, peer_id: uuid.UUID, options: PassOption
             policy = options.policies.get(spec.name) or Policy(spec.default_strategy)
             counts = move_table(src, dst, spec, direction=direction, cursor=marks.get((spec.name, direction), (0, None)),
                                 set_watermark=setter(spec.name, direction), dst_peer_id=dst_peer,
-                                policy=policy, options=options)
+                                policy=policy, options=options, marks_at=local.engine)
             result[direction][spec.name] = counts.__dict__
         result["seconds"][direction] = round(time.monotonic() - started, 3)
     return result

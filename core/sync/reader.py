@@ -1,7 +1,7 @@
 """The sending side's reader of a long pass, in a process of its own.
 
-Why a process: reading a batch (fetching rows, building them, stamping local writes)
-and applying the one before it are both mostly Python, and in one process they take
+Why a process: reading a batch (fetching rows, building them, stamping local writes,
+proving their checksums) and applying the one before it are both mostly Python, and in one process they take
 turns on the interpreter lock; a thread reading ahead overlapped only the time either
 side spent waiting on its database. A second process reads on the second core, so a
 long pass costs about the larger of the two halves instead of their sum (#16).
@@ -12,7 +12,9 @@ a time and only when asked, exactly as the thread did (at most one batch ahead);
 rows come back pickled. Stamps it commits are the ones any read would commit.
 
 Failure: a child that cannot start, fails a read or dies is dropped and the batch is
-read again in the parent, where a real error is raised as it always was. A parent that
+read again in the parent, where a real error is raised as it always was. The parent
+takes each frame off the pipe in its reading thread, which mostly waits, while its
+main thread applies the batch before. A parent that
 dies (kill -9) leaves the child at end of file on its input, and it exits; a read it
 was making is a transaction its database rolls back.
 
@@ -69,18 +71,18 @@ _DISPATCH[uuid.UUID] = _reduce_uuid
 
 def encode_batch(value: tuple) -> tuple:
     """A `passes._read_batch` result in the form that crosses the pipe cheaply."""
-    out, high, count, last, with_base = value
+    out, high, count, last, with_base, mismatched = value
     names = list(out[0][0]) if out else []
     rows = [tuple(map(row.__getitem__, names)) for row, _ in out]
     metas = [(m.origin, m.hlc, m.vv, m.dots, m.hashes, m.source, m.pending, m.version, m.stored) for _, m in out]
-    return names, rows, metas, high, count, last, with_base
+    return names, rows, metas, high, count, last, with_base, mismatched
 
 
 def decode_batch(value: tuple) -> tuple:
     """`encode_batch` undone: the result as `passes._read_batch` returned it."""
-    names, rows, metas, high, count, last, with_base = value
+    names, rows, metas, high, count, last, with_base, mismatched = value
     out = [(dict(zip(names, row)), Meta(*meta[:8], stored=meta[8])) for row, meta in zip(rows, metas)]
-    return out, high, count, last, with_base
+    return out, high, count, last, with_base, mismatched
 
 
 class ReaderFailed(Exception):

@@ -266,6 +266,24 @@ def test_a_crash_between_batches_resumes_from_the_last_committed_watermark(first
     assert _checksums(laptop, TherapySession.__table__) == _checksums(first_site, TherapySession.__table__)
 
 
+def test_a_pulled_batch_and_its_watermark_commit_together(first_site, join_site):
+    """Pulling, the receiving side is this site, which keeps the watermarks: a batch
+    and the watermark past it are one transaction, so a crash right after the batch
+    committed finds the watermark already there (nothing is read twice)."""
+    from strongroom.core.sync.passes import watermarks
+    laptop = join_site("laptop")
+
+    def crash(direction, table, number):
+        if table == "clients" and number == 1:
+            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError):
+        laptop.sync(first_site, batch_size=5, after_batch=crash)
+    landed = client_ids(laptop)
+    assert len(landed) == 5
+    mark, after_id = watermarks(laptop.engine, laptop.peers[first_site.name])[("clients", "pull")]
+    assert after_id == landed[-1] and mark > 0
+
+
 def test_two_passes_of_one_pair_at_once_are_refused(first_site, join_site):
     laptop = join_site("laptop")
     from strongroom.core.sync.passes import pair_of, take_lease

@@ -198,3 +198,22 @@ def test_a_child_gone_before_it_is_asked_is_replaced_by_reading_in_the_job(first
     assert result["pull"]["clients"]["applied"] == 12
     _same(laptop, first_site)
     assert Counted.made and all(r.broken for r in Counted.made)
+
+
+def test_a_row_read_by_the_child_whose_checksum_does_not_match_is_quarantined(first_site, join_site, counted):
+    """The child proves each row's checksum as it reads (off the applying thread); a
+    row that fails is held as the job's own check would hold it, and the rest apply."""
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    table = Client.__table__
+    tampered = client_ids(first_site)[3]
+    _edit_clients(first_site, 7)
+    with transaction(first_site.engine) as conn:     # changed after its checksum was made
+        conn.execute(update(table).where(table.c.id == tampered).values(status="INACTIVE"))
+    result = laptop.sync(first_site, batch_size=2, process_after=0)
+    assert sum(r.read for r in counted) > 0
+    assert (result["pull"]["clients"]["quarantined"], result["pull"]["clients"]["applied"]) == (1, 6)
+    from strongroom.core.db.models import SyncQuarantine
+    with transaction(laptop.engine, read_only=True) as conn:
+        held = conn.execute(select(SyncQuarantine.__table__.c.row_id, SyncQuarantine.__table__.c.reason)).all()
+    assert held == [(str(tampered), "checksum_mismatch")]
