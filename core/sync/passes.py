@@ -22,6 +22,7 @@ Ordering and safety:
 from __future__ import annotations
 
 import contextvars
+import gc
 import logging
 import os
 import socket
@@ -91,6 +92,7 @@ _conflicts = SyncConflict.__table__
 KEYS_TABLE = "data_keys"
 LEASE = timedelta(minutes=10)
 MAX_BATCH = 5000
+COLLECT_EVERY = 25      # batches between passes of the cyclic collector (move_table)
 
 
 @dataclass
@@ -736,7 +738,11 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
             reader.close()
         reader, apart = None, False
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-read") as pool:
+    # The collector is paused for the whole table (collector_paused), not batch by
+    # batch: each time it came back on, its next pass scanned the batch in hand and the
+    # one read ahead (profiled: two passes a batch, 0.9 s of a 100k-row pass's 23 s of
+    # CPU). Cycles (a few per transaction) are collected every COLLECT_EVERY batches.
+    with collector_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-read") as pool:
         # A thread's read, or (cursor, fetch) asked of the reader: `fetch` is the thread
         # taking the child's frame off the pipe and decoding it while this one applies.
         ahead: Future | tuple | None = None
@@ -756,6 +762,8 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
 
         try:
             while True:
+                if number and not number % COLLECT_EVERY:
+                    gc.collect(1)
                 if ahead is None:
                     got = read(cursor)
                 elif isinstance(ahead, Future):

@@ -190,7 +190,7 @@ class ProcessReader:
 
 def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
     from strongroom.core.db.engine import make_engine
-    from strongroom.core.sync.passes import Side, _read_batch
+    from strongroom.core.sync.passes import COLLECT_EVERY, Side, _read_batch
     from strongroom.core.sync.tables import synced
     gc.freeze()         # the imports' objects: never garbage, and not to be scanned again
     setup = _read(stdin)
@@ -198,20 +198,24 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
     spec = next(s for s in synced() if s.name == setup["table"])
     side = Side(engine, keyring=None, site="")     # a read needs the database only
     _write(stdout, READY)
+    served = 0
+    gc.disable()        # as in the parent (passes.move_table): collected every few batches
     try:
         while True:
             try:
                 cursor = _read(stdin)
             except EOFError:
                 return
-            with collector_paused():           # as in the parent: a batch is many small objects
-                try:
-                    value = encode_batch(_read_batch(side, spec, cursor, setup["limit"], to_site=setup["to_site"]))
-                except Exception as exc:       # the parent reads again itself and raises it
-                    _write(stdout, ("error", type(exc).__name__))
-                    return
-                _write(stdout, ("ok", value))  # a write that fails ends the child: no frame after half a frame
-                del value                      # not alive beside the next batch
+            served += 1
+            if not served % COLLECT_EVERY:
+                gc.collect(1)
+            try:
+                value = encode_batch(_read_batch(side, spec, cursor, setup["limit"], to_site=setup["to_site"]))
+            except Exception as exc:       # the parent reads again itself and raises it
+                _write(stdout, ("error", type(exc).__name__))
+                return
+            _write(stdout, ("ok", value))  # a write that fails ends the child: no frame after half a frame
+            del value                      # not alive beside the next batch
     finally:
         engine.dispose()
 

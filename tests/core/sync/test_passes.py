@@ -284,6 +284,18 @@ def test_a_pulled_batch_and_its_watermark_commit_together(first_site, join_site)
     assert after_id == landed[-1] and mark > 0
 
 
+def test_the_collector_stays_paused_between_a_tables_batches_and_is_back_after_the_pass(first_site, join_site):
+    """Each time the cyclic collector came back on between batches, its next pass scanned
+    the batch in hand and the one read ahead (0.9 s of a 100k-row pass's CPU): it is
+    paused for a whole table, collecting every few batches, and on again after."""
+    import gc
+    laptop = join_site("laptop")
+    seen = []
+    laptop.sync(first_site, batch_size=2, after_batch=lambda *where: seen.append(gc.isenabled()))
+    assert seen and not any(seen)
+    assert gc.isenabled()
+
+
 def test_two_passes_of_one_pair_at_once_are_refused(first_site, join_site):
     laptop = join_site("laptop")
     from strongroom.core.sync.passes import pair_of, take_lease
