@@ -252,14 +252,18 @@ def test_a_peer_at_another_schema_revision_is_refused_before_anything_moves(firs
     assert client_ids(laptop) == []
 
 
-def test_a_crash_between_batches_resumes_from_the_last_committed_watermark(first_site, join_site):
-    laptop = join_site("laptop")
-
+def _sync_killed_after(laptop, first_site, batch: int) -> None:
+    """A pass of 5-row batches killed once its `batch`-th batch of clients committed."""
     def crash(direction, table, number):
-        if table == "clients" and number == 2:
+        if table == "clients" and number == batch:
             raise RuntimeError("killed")
     with pytest.raises(RuntimeError):
         laptop.sync(first_site, batch_size=5, after_batch=crash)
+
+
+def test_a_crash_between_batches_resumes_from_the_last_committed_watermark(first_site, join_site):
+    laptop = join_site("laptop")
+    _sync_killed_after(laptop, first_site, 2)
     assert 0 < len(client_ids(laptop)) < 12
     laptop.sync(first_site, batch_size=5)
     assert client_ids(laptop) == client_ids(first_site)
@@ -272,12 +276,7 @@ def test_a_pulled_batch_and_its_watermark_commit_together(first_site, join_site)
     committed finds the watermark already there (nothing is read twice)."""
     from strongroom.core.sync.passes import watermarks
     laptop = join_site("laptop")
-
-    def crash(direction, table, number):
-        if table == "clients" and number == 1:
-            raise RuntimeError("killed")
-    with pytest.raises(RuntimeError):
-        laptop.sync(first_site, batch_size=5, after_batch=crash)
+    _sync_killed_after(laptop, first_site, 1)
     landed = client_ids(laptop)
     assert len(landed) == 5
     mark, after_id = watermarks(laptop.engine, laptop.peers[first_site.name])[("clients", "pull")]
