@@ -664,19 +664,23 @@ def _apply(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tupl
 # --- moving ----------------------------------------------------------------------------
 
 def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None], limit: int,
-                to_site: str) -> tuple[list[tuple[dict, Meta]], int, int, tuple | None, set, set]:
+                to_site: str, prove: bool = True,
+                ) -> tuple[list[tuple[dict, Meta]], int, int, tuple | None, set, set | None]:
     """Up to `limit` rows past the cursor with their metadata, local writes among them
     stamped as they are read (every row written since the cursor is past it); rows the
     receiving site sent us that nobody changed since are left out (no echo). Returns the
     batch, the table's highest version when read (a short batch lets the watermark move
     there), how many rows were read (the batch may be shorter: echoes), the cursor of
     the last one, which of the rows have a base kept here (core.sync.bases), and which
-    of the batch's rows do not match their checksum.
+    of the batch's rows do not match their checksum (None when not `prove`: the
+    receiver proves them).
 
     The checksums are the receiver's first check (`validate`), proven here because this
     runs beside the applying thread (in the reader thread or child, core.sync.reader):
     the same function of the same values read, one batch ahead, where the applying
-    thread is the pass's bottleneck (profiled: a fifth of validating a batch)."""
+    thread is usually the pass's bottleneck (profiled: a fifth of validating a batch).
+    When the reader is the slower side instead (move_table sees the applying thread
+    wait for it), the job asks it not to, and proves them itself."""
     with transaction(side.engine) as conn:
         lock_changes(conn)
         table = spec.table
@@ -695,7 +699,7 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
     out = [(row, metas[row["id"]]) for row in rows
            if not (metas[row["id"]].source == to_site and metas[row["id"]].version == row["sync_version"])]
     last = (rows[-1]["sync_version"], rows[-1]["id"]) if rows else None
-    return out, high, len(rows), last, with_base, checksum_mismatches([row for row, _ in out])
+    return out, high, len(rows), last, with_base, checksum_mismatches([row for row, _ in out]) if prove else None
 
 
 def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor: tuple[int, uuid.UUID | None],
@@ -747,6 +751,7 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
         # taking the child's frame off the pipe and decoding it while this one applies.
         ahead: Future | tuple | None = None
         settling: Future | None = None     # the sending side's bookkeeping of the last batch
+        prove = True                       # whether the reader child proves checksums
 
         def settle() -> None:
             nonlocal settling
@@ -770,6 +775,9 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                     got = ahead.result()
                 else:
                     try:
+                        # The reader keeps proving checksums while the applying thread
+                        # does not wait for it: whichever side is slower does less.
+                        prove = ahead[1].done()
                         got = ahead[1].result()
                     except ReaderFailed:
                         log.warning("sync reader process failed; reading %s in the job's process", spec.name)
@@ -795,7 +803,7 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                         drop_reader()
                         ready = False
                     if ready:
-                        reader.submit(last_read)
+                        reader.submit(last_read, prove=prove)
                         ahead = (last_read, pool.submit(reader.result))
                     else:
                         ahead = pool.submit(context.copy().run, read, last_read)

@@ -147,10 +147,12 @@ class ProcessReader:
                 raise ReaderFailed("the reader process did not start")
         return self.ready
 
-    def submit(self, cursor: tuple) -> None:
-        """Ask for the batch past `cursor`; a child that is gone is found by `result`."""
+    def submit(self, cursor: tuple, prove: bool = True) -> None:
+        """Ask for the batch past `cursor`, its rows' checksums proven by the child when
+        `prove` (else the batch says None and the job proves them); a child that is gone
+        is found by `result`."""
         try:
-            _write(self.process.stdin, cursor)
+            _write(self.process.stdin, (cursor, prove))
         except (OSError, ValueError):          # its pipe broken, or closed
             self.broken = True
         self.busy = True
@@ -203,14 +205,15 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> None:
     try:
         while True:
             try:
-                cursor = _read(stdin)
+                cursor, prove = _read(stdin)
             except EOFError:
                 return
             served += 1
             if not served % COLLECT_EVERY:
                 gc.collect(1)
             try:
-                value = encode_batch(_read_batch(side, spec, cursor, setup["limit"], to_site=setup["to_site"]))
+                value = encode_batch(_read_batch(side, spec, cursor, setup["limit"], to_site=setup["to_site"],
+                                                 prove=prove))
             except Exception as exc:       # the parent reads again itself and raises it
                 _write(stdout, ("error", type(exc).__name__))
                 return

@@ -80,8 +80,8 @@ def test_rows_read_by_a_child_process_land_as_the_job_reads_them_both_ways(first
 
 def test_a_child_that_dies_mid_pass_is_replaced_by_reading_in_the_job(first_site, join_site, monkeypatch, caplog):
     class Dying(Counted):
-        def submit(self, cursor: tuple) -> None:
-            super().submit(cursor)
+        def submit(self, cursor: tuple, prove: bool = True) -> None:
+            super().submit(cursor, prove)
             self.process.kill()
 
     Counted.made = []
@@ -103,8 +103,8 @@ def test_a_child_whose_read_fails_sends_no_rows_and_the_job_raises_the_real_erro
     class Refusing(Counted):
         failed = False
 
-        def submit(self, cursor: tuple) -> None:
-            super().submit(("not", "a cursor"))    # the child's read fails on it
+        def submit(self, cursor: tuple, prove: bool = True) -> None:
+            super().submit(("not", "a cursor"), prove)    # the child's read fails on it
 
         def result(self) -> tuple:
             try:
@@ -186,10 +186,10 @@ def test_a_batch_crosses_the_pipe_unchanged(first_site):
 
 def test_a_child_gone_before_it_is_asked_is_replaced_by_reading_in_the_job(first_site, join_site, monkeypatch):
     class Gone(Counted):
-        def submit(self, cursor: tuple) -> None:
+        def submit(self, cursor: tuple, prove: bool = True) -> None:
             self.process.kill()
             self.process.wait()
-            super().submit(cursor)              # into a pipe nobody reads
+            super().submit(cursor, prove)       # into a pipe nobody reads
 
     Counted.made = []
     monkeypatch.setattr(passes, "ProcessReader", Gone)
@@ -217,3 +217,31 @@ def test_a_row_read_by_the_child_whose_checksum_does_not_match_is_quarantined(fi
     with transaction(laptop.engine, read_only=True) as conn:
         held = conn.execute(select(SyncQuarantine.__table__.c.row_id, SyncQuarantine.__table__.c.reason)).all()
     assert held == [(str(tampered), "checksum_mismatch")]
+
+
+def test_a_child_asked_not_to_prove_checksums_leaves_them_to_the_job(first_site, join_site, monkeypatch, counted):
+    """When the applying thread waits for the child, the child is the slower side and is
+    asked to skip the checksums; the job proves them itself, and a bad row is held all
+    the same."""
+    class Unproving(Counted):
+        def submit(self, cursor: tuple, prove: bool = True) -> None:
+            super().submit(cursor, False)
+
+    monkeypatch.setattr(passes, "ProcessReader", Unproving)
+    laptop = join_site("laptop")
+    laptop.sync(first_site)
+    table = Client.__table__
+    tampered = client_ids(first_site)[3]
+    _edit_clients(first_site, 7)
+    with transaction(first_site.engine) as conn:
+        conn.execute(update(table).where(table.c.id == tampered).values(status="INACTIVE"))
+    result = laptop.sync(first_site, batch_size=2, process_after=0)
+    assert (result["pull"]["clients"]["quarantined"], result["pull"]["clients"]["applied"]) == (1, 6)
+
+
+def test_a_batch_read_without_proving_names_no_mismatches_to_trust(first_site):
+    from strongroom.core.sync.tables import synced
+    spec = next(s for s in synced() if s.name == "clients")
+    side = passes.Side(first_site.engine, first_site.keyring)
+    assert passes._read_batch(side, spec, (0, None), 5, to_site="elsewhere", prove=False)[5] is None
+    assert passes._read_batch(side, spec, (0, None), 5, to_site="elsewhere")[5] == set()
