@@ -211,18 +211,21 @@ def test_keeping_a_base_looks_up_one_row_of_sync_metadata_not_all_of_them(engine
 _ROW_TRIGGER_FUNCTIONS = ("strongroom_audit_bypass", "strongroom_sync_bypass_clients", "strongroom_sync_base")
 
 
-def _trigger_function_calls(engine) -> dict[str, int]:
-    """Calls of the per-row trigger functions in this database so far, once every other
-    session of it has ended (a backend hands in its counts when it exits)."""
+def _sessions(conn) -> set[int]:
+    return set(conn.execute(text("SELECT pid FROM pg_stat_activity "
+                                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalars())
+
+
+def _trigger_function_calls(engine, lasting: set[int]) -> dict[str, int]:
+    """Calls of the per-row trigger functions in this database so far, once every session
+    of it but `lasting` (the fixtures', which write nothing here) has ended: a backend
+    hands in its counts when it exits."""
     import time
     engine.dispose()
     with engine.connect() as conn:
-        for _ in range(100):
-            others = conn.execute(text("SELECT count(*) FROM pg_stat_activity "
-                                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar()
-            if not others:
-                break
-            time.sleep(0.05)
+        deadline = time.monotonic() + 10
+        while _sessions(conn) - lasting and time.monotonic() < deadline:
+            time.sleep(0.01)
         conn.execute(text("SELECT pg_stat_clear_snapshot()"))
         rows = conn.execute(text("SELECT funcname, calls FROM pg_stat_user_functions")).all()
     counts = dict.fromkeys(_ROW_TRIGGER_FUNCTIONS, 0)
@@ -246,11 +249,14 @@ def test_on_postgresql_rows_a_pass_writes_fire_none_of_the_per_row_trigger_funct
     database = first_site.engine.url.database
     with first_site.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text(f'ALTER DATABASE "{database}" SET track_functions = \'pl\''))
-    before = _trigger_function_calls(first_site.engine)
+    first_site.engine.dispose()
+    with first_site.engine.connect() as conn:
+        lasting = _sessions(conn)
+    before = _trigger_function_calls(first_site.engine, lasting)
     result = laptop.sync(first_site)
     assert result["push"]["clients"]["applied"] == 3
-    assert _trigger_function_calls(first_site.engine) == before
+    assert _trigger_function_calls(first_site.engine, lasting) == before
     with first_site.engine.begin() as conn:        # outside the application
         conn.execute(text("UPDATE clients SET status = 'INACTIVE' WHERE id = :id"), {"id": edited[0]})
-    after = _trigger_function_calls(first_site.engine)
+    after = _trigger_function_calls(first_site.engine, lasting)
     assert all(after[name] == before[name] + 1 for name in _ROW_TRIGGER_FUNCTIONS), (before, after)
