@@ -704,7 +704,7 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
 
 def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor: tuple[int, uuid.UUID | None],
                set_watermark: Callable[..., None], dst_peer_id: uuid.UUID, policy: Policy,
-               options: PassOptions, marks_at: Engine | None = None) -> TableCounts:
+               options: PassOptions, marks_at: Engine) -> TableCounts:
     """Every version of `spec` past the cursor from src to dst, batch by batch.
 
     While one batch is applied on the receiving side, the next one is read on the
@@ -718,8 +718,8 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     receiver still applies batch after batch, each in its own transaction, and the
     watermark still moves only after the batch it covers committed there.
 
-    `marks_at`: the database that keeps the watermarks (this site's; `set_watermark`
-    takes a `conn=` of it). When it is the receiving side, the watermark is written in
+    `marks_at`: the database that keeps the watermarks (this site's, so one of the two;
+    `set_watermark` takes a `conn=` of it). When it is the receiving side, the watermark is written in
     the batch's own transaction: the two commit together, one commit instead of two.
     When it is the sending side, it is written with that side's bookkeeping for the
     batch (the bases the receiver now holds, core.sync.bases) in one transaction, by
@@ -733,8 +733,7 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     reader: ProcessReader | None = None
 
     def read(at: tuple[int, uuid.UUID | None]):
-        with collector_paused():
-            return _read_batch(src, spec, at, options.batch_size, to_site=dst.site)
+        return _read_batch(src, spec, at, options.batch_size, to_site=dst.site)
 
     def drop_reader() -> None:
         nonlocal reader, apart
@@ -746,6 +745,7 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     # batch: each time it came back on, its next pass scanned the batch in hand and the
     # one read ahead (profiled: two passes a batch, 0.9 s of a 100k-row pass's 23 s of
     # CPU). Cycles (a few per transaction) are collected every COLLECT_EVERY batches.
+    # Everything below, the reading thread's work included, runs inside this pause.
     with collector_paused(), ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-read") as pool:
         # A thread's read, or (cursor, fetch) asked of the reader: `fetch` is the thread
         # taking the child's frame off the pipe and decoding it while this one applies.
@@ -814,7 +814,7 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                 # row's version included: (high, None) says so, where (high, last id) sent
                 # the next pass, with nothing to do, to read past that row again.
                 mark = last_read if read_count == options.batch_size else (high, None)
-                with collector_paused(), transaction(dst.engine) as conn:
+                with transaction(dst.engine) as conn:
                     counts = apply_batch(conn, dst.keyring, spec, outgoing, peer_id=dst_peer_id, source=src.site,
                                          policy=policy, agreed=agreed, mismatched=mismatched)
                     if marks_at is dst.engine:
@@ -832,8 +832,6 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                 if forget or marks_at is src.engine:
                     settling = pool.submit(context.copy().run, after_commit, forget,
                                            mark if marks_at is src.engine else None)
-                if marks_at is None:
-                    set_watermark(*mark)
                 if read_count < options.batch_size:
                     settle()
                     return total

@@ -1,9 +1,9 @@
 """The sending side's reader of a long pass, in a process of its own.
 
 Why a process: reading a batch (fetching rows, building them, stamping local writes,
-proving their checksums) and applying the one before it are both mostly Python, and in one process they take
-turns on the interpreter lock; a thread reading ahead overlapped only the time either
-side spent waiting on its database. A second process reads on the second core, so a
+proving their checksums) and applying the one before it are both mostly Python, and
+in one process they take turns on the interpreter lock; a thread reading ahead
+overlapped only the time either side spent waiting on its database. A second process reads on the second core, so a
 long pass costs about the larger of the two halves instead of their sum (#16).
 
 What it changes: nothing about what is read or committed. The child runs the same
@@ -14,9 +14,9 @@ rows come back pickled. Stamps it commits are the ones any read would commit.
 Failure: a child that cannot start, fails a read or dies is dropped and the batch is
 read again in the parent, where a real error is raised as it always was. The parent
 takes each frame off the pipe in its reading thread, which mostly waits, while its
-main thread applies the batch before. A parent that
-dies (kill -9) leaves the child at end of file on its input, and it exits; a read it
-was making is a transaction its database rolls back.
+main thread applies the batch before. A parent that dies (kill -9) leaves the child at
+end of file on its input, and it exits; a read it was making is a transaction its
+database rolls back.
 
 Small passes never start one: the start-up (an interpreter and its imports, about half
 a second) only pays when many batches follow (`PassOptions.process_after`).
@@ -42,7 +42,6 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Engine
 
-from strongroom.core.bulk import collector_paused
 from strongroom.core.sync.stamp import Meta
 
 READY = "ready"
@@ -158,19 +157,19 @@ class ProcessReader:
         self.busy = True
 
     def result(self) -> tuple:
-        """The batch asked for last; ReaderFailed if the child could not read it."""
+        """The batch asked for last; ReaderFailed if the child could not read it. Called
+        inside the pass's pause of the cyclic collector (passes.move_table): a batch is
+        many small objects."""
         self.busy = False
         if self.broken:
             raise ReaderFailed("the reader process ended")
         try:
-            with collector_paused():
-                status, value = _read(self.process.stdout)
+            status, value = _read(self.process.stdout)
         except (EOFError, OSError):       # _read turns a cut frame into EOFError
             raise ReaderFailed("the reader process ended") from None
         if status != "ok":
             raise ReaderFailed(f"the reader process failed ({value})")
-        with collector_paused():
-            return decode_batch(value)
+        return decode_batch(value)
 
     def close(self) -> None:
         """Stop the child. A read in flight is abandoned: its transaction rolls back, or

@@ -200,9 +200,10 @@ def test_a_child_gone_before_it_is_asked_is_replaced_by_reading_in_the_job(first
     assert Counted.made and all(r.broken for r in Counted.made)
 
 
-def test_a_row_read_by_the_child_whose_checksum_does_not_match_is_quarantined(first_site, join_site, counted):
-    """The child proves each row's checksum as it reads (off the applying thread); a
-    row that fails is held as the job's own check would hold it, and the rest apply."""
+def _pull_seven_edits_one_tampered(first_site, join_site, counted) -> dict:
+    """Seven clients edited at the central site, one of them changed after its checksum
+    was made, pulled by a joined laptop through a reader child in batches of two: each
+    edit is applied but the tampered one, which is held for its checksum."""
     laptop = join_site("laptop")
     laptop.sync(first_site)
     table = Client.__table__
@@ -217,6 +218,13 @@ def test_a_row_read_by_the_child_whose_checksum_does_not_match_is_quarantined(fi
     with transaction(laptop.engine, read_only=True) as conn:
         held = conn.execute(select(SyncQuarantine.__table__.c.row_id, SyncQuarantine.__table__.c.reason)).all()
     assert held == [(str(tampered), "checksum_mismatch")]
+    return result
+
+
+def test_a_row_read_by_the_child_whose_checksum_does_not_match_is_quarantined(first_site, join_site, counted):
+    """The child proves each row's checksum as it reads (off the applying thread); a
+    row that fails is held as the job's own check would hold it, and the rest apply."""
+    _pull_seven_edits_one_tampered(first_site, join_site, counted)
 
 
 def test_a_child_asked_not_to_prove_checksums_leaves_them_to_the_job(first_site, join_site, monkeypatch, counted):
@@ -228,15 +236,7 @@ def test_a_child_asked_not_to_prove_checksums_leaves_them_to_the_job(first_site,
             super().submit(cursor, False)
 
     monkeypatch.setattr(passes, "ProcessReader", Unproving)
-    laptop = join_site("laptop")
-    laptop.sync(first_site)
-    table = Client.__table__
-    tampered = client_ids(first_site)[3]
-    _edit_clients(first_site, 7)
-    with transaction(first_site.engine) as conn:
-        conn.execute(update(table).where(table.c.id == tampered).values(status="INACTIVE"))
-    result = laptop.sync(first_site, batch_size=2, process_after=0)
-    assert (result["pull"]["clients"]["quarantined"], result["pull"]["clients"]["applied"]) == (1, 6)
+    _pull_seven_edits_one_tampered(first_site, join_site, counted)
 
 
 def test_a_batch_read_without_proving_names_no_mismatches_to_trust(first_site):
