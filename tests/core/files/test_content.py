@@ -318,10 +318,13 @@ def test_chunks_are_made_durable_together_before_the_manifest(parts, monkeypatch
     assert sorted(synced) == sorted(chunk_paths)                      # each chunk fsynced once
     dirs = [p for kind, p in events if kind == "dir"]
     assert sorted(dirs) == sorted({p.parent for p in chunk_paths})    # each directory once
-    manifest_at = [kind for kind, p in events].index("named", max(
-        i for i, (kind, p) in enumerate(events) if kind == "named" and p in chunk_paths) + 1)
-    last_chunk_sync = max(i for i, (kind, p) in enumerate(events) if kind in ("fsync", "dir")
-                          and (p in chunk_paths or p in set(dirs)))
+    # other threads of this worker (left by earlier tests) may rename files of their own:
+    # the manifest is found by its path, not as the first rename after the chunks'
+    manifest_at = events.index(("named", target.root / stored.storage_key))
+    # the batch's directory syncs are its "dir" events: the manifest's own directory fsync
+    # comes after it, and that directory may by chance be one of the chunks'
+    last_chunk_sync = max(i for i, (kind, p) in enumerate(events)
+                          if (kind, p in chunk_paths) == ("fsync", True) or kind == "dir")
     assert last_chunk_sync < manifest_at                              # durable before the manifest exists
     assert _read(parts, file_id, stored) == data
     assert not [fd for fd in os.listdir("/proc/self/fd")
