@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import difflib
+import html
+import pickle
+import re
 import time
 from collections.abc import Callable
 
 import pytest
+import pytest_textual_snapshot
 import textual.constants
 from textual import events
 from textual._wait import wait_for_idle
@@ -27,6 +32,32 @@ def no_animations(monkeypatch):
     and on a loaded machine snapshots caught it half-way (a stray `━`). The tests judge end
     states; an app made during the test reads this when it starts."""
     monkeypatch.setattr(textual.constants, "TEXTUAL_ANIMATIONS", "none")
+
+
+def svg_lines(svg: str) -> list[str]:
+    """The text rows of a Textual SVG screenshot (each `<text>` is clipped to its row)."""
+    rows: dict[int, str] = {}
+    for row, text in re.findall(r'<text[^>]*clip-path="url\(#[^)]*-line-(\d+)\)"[^>]*>(.*?)</text>', svg):
+        rows[int(row)] = rows.get(int(row), "") + html.unescape(text)
+    return [rows.get(n, "") for n in range(max(rows, default=-1) + 1)]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A snapshot that does not match shows, in the test's own report, which rows of the
+    screen differ: CI keeps no snapshot_report.html, and a mismatch seen once on a loaded
+    machine (stop 48, the reconcile list at 120x40) could not be told apart from noise."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or not report.failed or "snap_compare" not in getattr(item, "fixturenames", ()):
+        return
+    try:
+        data = pickle.loads(pytest_textual_snapshot.node_to_report_path(item).read_bytes())
+    except (OSError, pickle.PickleError, EOFError):
+        return
+    expected, actual = svg_lines(str(data[1] or "")), svg_lines(str(data[2] or ""))
+    diff = "\n".join(difflib.unified_diff(expected, actual, "snapshot", "this run", lineterm="", n=1))
+    report.sections.append(("snapshot rows that differ", diff or "(the text is the same: colours or styles differ)"))
 
 
 TEXTUAL_WAIT_FOR_SCREEN = Pilot._wait_for_screen
