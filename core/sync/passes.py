@@ -121,7 +121,7 @@ class TableCounts:
 
 @dataclass
 class PassOptions:
-    batch_size: int = 500
+    batch_size: int = 2000         # as SyncTableSettings'
     policies: dict[str, Policy] = field(default_factory=dict)
     push: bool = True
     pull: bool = True
