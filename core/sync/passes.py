@@ -65,6 +65,7 @@ from strongroom.core.sync import peers as peer_store
 from strongroom.core.sync.conflicts import json_value, queue_conflict, row_image
 from strongroom.core.sync.reader import ProcessReader, ReaderFailed, can_read_apart
 from strongroom.core.sync.merge import CONFLICT, SKIP, Decision, Policy, decide
+from strongroom.core.sync.settings import DEFAULT_BATCH_SIZE
 from strongroom.core.sync.site import Clock, site_id
 from strongroom.core.sync.stamp import (
     Meta,
@@ -121,7 +122,7 @@ class TableCounts:
 
 @dataclass
 class PassOptions:
-    batch_size: int = 2000         # as SyncTableSettings'
+    batch_size: int = DEFAULT_BATCH_SIZE
     policies: dict[str, Policy] = field(default_factory=dict)
     push: bool = True
     pull: bool = True

@@ -3,8 +3,9 @@
 Why a process: reading a batch (fetching rows, building them, stamping local writes,
 proving their checksums) and applying the one before it are both mostly Python, and
 in one process they take turns on the interpreter lock; a thread reading ahead
-overlapped only the time either side spent waiting on its database. A second process reads on the second core, so a
-long pass costs about the larger of the two halves instead of their sum (#16).
+overlapped only the time either side spent waiting on its database. A second process
+reads on the second core, so a long pass costs about the larger of the two halves
+instead of their sum (#16).
 
 What it changes: nothing about what is read or committed. The child runs the same
 `passes._read_batch` on its own connection to the same sending database, one batch at

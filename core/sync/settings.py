@@ -13,6 +13,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Rows per batch, each one transaction on the receiving site: what a table's settings
+# and a pass (passes.PassOptions) take when none is given. 2,000 is what bench/sync.py
+# measures (it takes this default): at 500 the same 100k-each-way pass made four times
+# the commits and per-batch queries and took 1.6 times as long (78 s against 49 s).
+DEFAULT_BATCH_SIZE = 2000
+
 Strategy = Literal["last_write_wins", "timestamp_based", "field_level", "manual"]
 DEFAULT_STRATEGIES = {"practices": "last_write_wins", "staff": "last_write_wins", "services": "last_write_wins",
                       "clients": "field_level", "therapy_sessions": "field_level"}
@@ -32,10 +38,7 @@ class SyncTableSettings(_Section):
     fallback: Literal["manual", "last_write_wins"] = "manual"
     # A scheduled pass moves this table only if its last pass is at least this old.
     interval_minutes: Annotated[int, Field(ge=0, le=10080)] = 0
-    # Rows per batch, each one transaction on the receiving site. 2,000 is what
-    # bench/sync.py measures (it takes this default): at 500 the same pass made four
-    # times the commits and queries and took about twice as long.
-    batch_size: Annotated[int, Field(ge=1, le=5000)] = 2000
+    batch_size: Annotated[int, Field(ge=1, le=5000)] = DEFAULT_BATCH_SIZE
     # A batch that fails for a transient reason (connection lost) is tried again.
     retry_attempts: Annotated[int, Field(ge=0, le=20)] = 3
     retry_delay_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0

@@ -42,7 +42,7 @@ def test_a_pass_per_peer_records_success_and_audits_its_counts(ctx, first_site, 
 
 def test_a_pass_with_default_settings_moves_up_to_2000_rows_a_batch(ctx, first_site, join_site, monkeypatch):
     """The default batch is the one bench/sync.py measures: at the 500 rows it once was,
-    the same pass made four times the commits and queries and took about twice as long."""
+    the same pass made four times the commits and queries and took 1.6 times as long."""
     seed_clients(ctx, 600)        # with the site's 12: more than 500, fewer than 2,000
     laptop = join_site("laptop")
     batches: list[tuple[str, int]] = []
