@@ -19,6 +19,10 @@ peak RSS is its own; a pass's includes its reader child's, core/sync/reader.py, 
     direction timed on its own), compared with psql \\copy of the same number of rows
     of the same table
   * peak RSS of every phase under 300 MB, flat from scale 1 to 3.
+  * the changes pass's CPU: its own process's, the reader child's and the machine's
+    busy time, how many cores that kept busy, and the rows per second the pass would
+    reach with every core busy (the rows over the machine's CPU time per core). When
+    that is under the target, overlapping more cannot reach it: only less CPU per row.
 
 Writes bench/results/sync-s<scale>.md/.json and prints the table.
 """
@@ -139,6 +143,7 @@ def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
     peer = _peer_id(local)
     watcher = _ChildPeaks()
     times = []
+    cpu_before = _cpu()
     for _ in range(repeat):
         started = time.perf_counter()
         # The batch a sync job makes by default (the table settings' default), so the
@@ -147,9 +152,24 @@ def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times[1:]) if repeat > 1 else times[0]
     moved = {d: sum(c.get("applied", 0) for t, c in result[d].items() if t != "data_keys") for d in ("push", "pull")}
+    cpu = {k: round(v - cpu_before[k], 2) for k, v in _cpu().items()}
     reader_kb = watcher.stop()
     return {"seconds": seconds, "pushed": moved["push"], "pulled": moved["pull"], "reader_rss_mb": reader_kb / 1024,
-            "push_seconds": result["seconds"].get("push"), "pull_seconds": result["seconds"].get("pull")}
+            "push_seconds": result["seconds"].get("push"), "pull_seconds": result["seconds"].get("pull"),
+            "cpu": cpu, "wall": sum(times)}
+
+
+def _cpu() -> dict[str, float]:
+    """CPU seconds so far: this process's, its reaped children's (the reader, which
+    ProcessReader.close waits for) and the whole machine's busy time (/proc/stat: the
+    database server's share is what the other two leave). A pass is bounded by the
+    machine's cores once its processes keep them busy: these say how close it is."""
+    import resource
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(ticks[:3]) + sum(ticks[5:7])          # user, nice, system, irq, softirq: not idle, iowait, steal
+    return {"pass": own.ru_utime + own.ru_stime, "reader": children.ru_utime + children.ru_stime,
+            "machine": busy / os.sysconf("SC_CLK_TCK")}
 
 
 def phase_check(data: Path, sat: Path) -> dict:
@@ -288,6 +308,14 @@ def main() -> None:
         "copy_seconds_sessions": round(copy_sessions, 2), "copy_seconds_clients": round(copy_clients, 2),
         "ratio_to_copy": round(changes["seconds"] / (copy_sessions + copy_clients), 1),
         "peak_rss_mb": round(max(rss_initial, rss_noop, rss_check, rss_changes)),
+        # Where the changes pass's CPU went, and what it allows: with every core kept
+        # busy, the pass could not take less than the machine's busy time over its cores.
+        "changes_cpu_seconds_pass_process": changes["cpu"]["pass"],
+        "changes_cpu_seconds_reader_child": changes["cpu"]["reader"],
+        "changes_cpu_seconds_machine": changes["cpu"]["machine"],
+        "changes_cores_busy": round(changes["cpu"]["machine"] / changes["wall"], 2),
+        "changes_rows_per_second_all_cores_busy": round((changes["pushed"] + changes["pulled"])
+                                                        / (changes["cpu"]["machine"] / os.cpu_count())),
     }
     verdict = {
         "noop under 100 ms": rows["noop_seconds"] < TARGETS["noop_seconds"],
