@@ -22,8 +22,8 @@ peak RSS is its own; a pass's includes its reader child's, core/sync/reader.py, 
   * the changes pass's CPU: its own process's, the reader child's and the machine's
     busy time, how many cores that kept busy, and the rows per second the pass would
     reach with every core it can use busy (the rows over the machine's CPU time per
-    core; at most three cores: the pass's three processes). When
-    that is under the target, overlapping more cannot reach it: only less CPU per row.
+    core; at most three cores: the pass's three processes). When that is under the
+    target, overlapping more cannot reach it: only less CPU per row.
 
 Writes bench/results/sync-s<scale>.md/.json and prints the table.
 """
