@@ -28,3 +28,21 @@ def loads(text: str | bytes) -> object:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
+
+
+class Encoded(str):
+    """JSON text already encoded (as read from a JSON column), for the bulk writers
+    (core.sync.writes, core.db.bulkwrite) to write as it is rather than encode as a
+    JSON string. Only those writers know it: SQLAlchemy's own JSON binding would store
+    it as a string document."""
+
+    __slots__ = ()
+
+
+def text_or(process):
+    """A JSON column's bind processing that writes `Encoded` text as it is (a plain str)."""
+    def bind(value):
+        if value.__class__ is Encoded:
+            return str.__str__(value)
+        return process(value)
+    return bind

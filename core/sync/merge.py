@@ -131,7 +131,7 @@ def decide(spec: SyncTable, local: Mapping | None, lmeta: Meta | None, remote: M
 
 
 def _copy(meta: Meta) -> Meta:
-    return Meta(meta.origin, meta.hlc, dict(meta.vv), dict(meta.dots), dict(meta.hashes))
+    return meta.copy()
 
 
 def _field_level(spec: SyncTable, local: Mapping, lmeta: Meta, remote: Mapping, rmeta: Meta,

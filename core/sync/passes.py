@@ -608,7 +608,7 @@ def _apply(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tupl
     local_rows, metas = _local_versions(conn, spec, batch)
     stamp_rows(conn, clock, spec, list(local_rows.values()), metas)   # local edits not yet stamped
     problems, destroyed = validate(conn, keyring, spec, [r for r, _ in batch], local_rows, mismatched)
-    rows_out, metas_out = RowWriter(conn, spec), MetaWriter(spec.name)
+    rows_out, metas_out = RowWriter(conn, spec), MetaWriter(spec.name, spec.fields)
     for row, rmeta in batch:
         rid = row["id"]
         problem = problems.get(rid)

@@ -7,6 +7,9 @@ Here the same processors (each column type's own bind processing, so what is sto
 exactly what SQLAlchemy would store) run over plain tuples, and the driver's executemany
 takes them: one statement for the batch, as before.
 
+JSON text read as it was stored (core.db.jsoncodec.Encoded, a version's dots and
+hashes passing through a pass undecoded, core.sync.stamp.Meta) is written as it is.
+
 Datetimes are the exception: UTCDateTime's processing and then SQLite's DATETIME
 formatting (a %-format of a dict per value) cost about 30 µs a row of a session's four
 (profiled: as much as SQLite's own work of storing the row). `_sqlite_utc` writes the
@@ -19,9 +22,10 @@ from operator import itemgetter
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import JSON, Connection, Table
 
 from strongroom.core.db import bulkwrite
+from strongroom.core.db.jsoncodec import text_or
 from strongroom.core.db.types import UTCDateTime
 
 _UTC = timezone.utc
@@ -55,7 +59,9 @@ def write_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, keys:
         return
     columns = list(table.columns)
     names = [c.name for c in columns]
-    processors = [_sqlite_utc if isinstance(c.type, UTCDateTime) else c.type._cached_bind_processor(conn.dialect)
+    processors = [_sqlite_utc if isinstance(c.type, UTCDateTime)
+                  else text_or(c.type._cached_bind_processor(conn.dialect)) if isinstance(c.type, JSON)
+                  else c.type._cached_bind_processor(conn.dialect)
                   for c in columns]
     quoted = ", ".join(f'"{n}"' for n in names)
     statement = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" * len(names))})'

@@ -78,6 +78,49 @@ def test_rows_read_by_a_child_process_land_as_the_job_reads_them_both_ways(first
     assert all(r.process.poll() is not None for r in counted)        # every child has ended
 
 
+def _meta_texts(site, table_name: str) -> dict:
+    from strongroom.core.db.models import SyncRow
+    meta = SyncRow.__table__
+    with transaction(site.engine, read_only=True) as conn:
+        rows = conn.execute(select(meta.c.row_id, meta.c.vv, meta.c.dots, meta.c.hashes)
+                            .where(meta.c.table_name == table_name)).all()
+    return {r.row_id: (r.vv, r.dots, r.hashes) for r in rows}
+
+
+def test_versions_that_move_on_cross_and_land_undecoded(first_site, join_site, counted, monkeypatch):
+    """New rows and fast forwards (the usual pass) reach the receiving side's metadata
+    as the text the sending side stored: applying them never decodes their dots and
+    hashes (only stamping the sender's own edits reads its old hashes), and they hold
+    there what they hold here."""
+    from strongroom.core.sync.stamp import Meta
+    applying, decoded = [], []
+    original_decode, original_apply = Meta._decode, passes.apply_batch
+
+    def counting(self) -> None:
+        if applying:
+            decoded.append(self.origin)
+        original_decode(self)
+
+    def apply(*args, **kwargs):
+        applying.append(True)
+        try:
+            return original_apply(*args, **kwargs)
+        finally:
+            applying.pop()
+
+    laptop = join_site("laptop")
+    monkeypatch.setattr(Meta, "_decode", counting)
+    monkeypatch.setattr(passes, "apply_batch", apply)
+    laptop.sync(first_site, batch_size=2, process_after=0)           # pull: every row new there
+    _edit_clients(first_site, 5)
+    result = laptop.sync(first_site, batch_size=2, process_after=0)  # pull: five fast forwards
+    assert result["pull"]["clients"]["applied"] == 5
+    assert sum(r.read for r in counted) > 0
+    assert decoded == []
+    for table in ("clients", "therapy_sessions"):
+        assert _meta_texts(laptop, table) == _meta_texts(first_site, table)
+
+
 def test_a_child_that_dies_mid_pass_is_replaced_by_reading_in_the_job(first_site, join_site, monkeypatch, caplog):
     class Dying(Counted):
         def submit(self, cursor: tuple, prove: bool = True) -> None:
@@ -170,9 +213,9 @@ def test_a_batch_crosses_the_pipe_unchanged(first_site):
     read = passes._read_batch(side, spec, (0, None), 50, to_site="elsewhere")
     assert read[0]
     stream = io.BytesIO()
-    _write(stream, encode_batch(read))
+    _write(stream, encode_batch(read, spec.fields))
     stream.seek(0)
-    back = decode_batch(_read(stream))
+    back = decode_batch(_read(stream), spec.fields)
     assert back == read
     for (row, meta), (row_back, meta_back) in zip(read[0], back[0]):
         assert list(row_back) == list(row)

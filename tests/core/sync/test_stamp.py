@@ -35,3 +35,48 @@ def test_the_stored_dot_is_the_most_common_ties_to_the_greatest(edits, as_tuples
         counts[edit] = counts.get(edit, 0) + 1
     common = max(counts, key=lambda d: (counts[d], d))
     assert pack_dots(dots) == {"*": list(common)} | {f: d for f, d in dots.items() if tuple(d) != common}
+
+
+# --- metadata held as the text it was stored as -----------------------------------------
+
+def _stored_meta():
+    from strongroom.core.db.jsoncodec import dumps
+    from strongroom.core.sync.stamp import Meta
+    dots = {f: ["site-a", 7] for f in FIELDS} | {"f2": ["site-b", 9]}
+    hashes = {f: f"h{f}" for f in FIELDS}
+    text = (dumps(pack_dots(dots)), dumps(hashes))
+    return Meta("site-b", 9, {"site-a": 7, "site-b": 9}, None, None, version=4, stored=True,
+                raw=(*text, FIELDS)), dots, hashes, text
+
+
+def test_metadata_read_as_text_is_the_metadata_it_encodes():
+    from strongroom.core.sync.stamp import Meta
+    meta, dots, hashes, _text = _stored_meta()
+    assert meta == Meta("site-b", 9, {"site-a": 7, "site-b": 9}, dots, hashes, version=4)
+    assert (meta.dots, meta.hashes) == (dots, hashes)
+
+
+def test_metadata_nobody_read_is_written_and_copied_as_the_same_text():
+    from strongroom.core.db.jsoncodec import Encoded
+    meta, _dots, _hashes, text = _stored_meta()
+    copied = meta.copy()
+    row = copied.as_row("t", None, FIELDS)
+    assert (row["dots"], row["hashes"]) == text
+    assert type(row["dots"]) is Encoded and type(row["hashes"]) is Encoded
+    assert meta.stored_text() == copied.stored_text() == text
+
+
+def test_metadata_once_read_is_written_from_what_it_holds_then():
+    """A decoded dict may be changed in place: its text is not written after that."""
+    meta, _dots, _hashes, _text = _stored_meta()
+    meta.hashes["f0"] = "changed"
+    assert meta.stored_text() is None
+    row = meta.as_row("t", None)
+    assert row["hashes"]["f0"] == "changed" and row["dots"] == pack_dots(meta.dots)
+
+
+def test_setting_dots_drops_the_text_of_both():
+    meta, dots, hashes, _text = _stored_meta()
+    meta.dots = {f: ["site-c", 1] for f in FIELDS}
+    assert meta.stored_text() is None
+    assert meta.hashes == hashes and meta.dots["f0"] == ["site-c", 1]

@@ -69,3 +69,34 @@ def test_an_update_that_leaves_its_indexed_columns_alone_stores_every_other_colu
                                                              _sessions.c.starts_at == rows[1]["starts_at"])).all()
     assert stored == [rows[0], *edited]
     assert rows[1]["id"] in {r[0] for r in by_client}       # the index still finds the row
+
+
+def test_json_text_already_encoded_is_stored_as_the_document_it_encodes(ctx):
+    """A version's dots and hashes that pass through a pass undecoded (jsoncodec.Encoded)
+    are stored as the documents their text encodes, exactly as the same values given as
+    dicts, never as JSON strings; by the writer's COPY (PostgreSQL), its executemany
+    (SQLite), and the executemany that fills defaults (a row short of a column)."""
+    import uuid
+
+    from strongroom.core.db.jsoncodec import Encoded
+    from strongroom.core.db.models import SyncRow
+    meta = SyncRow.__table__
+    dots, hashes = {"*": ["site-a", 7], "notes": ["site-b", 9]}, {"notes": "q1w2e3r4", "status": "a1s2d3f4"}
+    ids = [uuid.uuid4() for _ in range(4)]
+
+    def row(rid, as_text: bool, whole: bool = True) -> dict:
+        out = {"table_name": "therapy_sessions", "row_id": rid, "origin": "site-a", "hlc": 9, "vv": {"site-a": 9},
+               "dots": Encoded('{"*":["site-a",7],"notes":["site-b",9]}') if as_text else dots,
+               "hashes": Encoded('{"notes":"q1w2e3r4","status":"a1s2d3f4"}') if as_text else hashes,
+               "source": None, "pending": None, "version": 3}
+        if not whole:
+            del out["pending"]
+        return out
+
+    with transaction(ctx.engine) as conn:
+        write_rows(conn, meta, [row(ids[0], True), row(ids[1], False)], keys=("table_name", "row_id"))
+        write_rows(conn, meta, [row(ids[2], True, whole=False), row(ids[3], False, whole=False)],
+                   keys=("table_name", "row_id"))
+        stored = {r.row_id: (r.dots, r.hashes) for r in conn.execute(select(meta.c.row_id, meta.c.dots,
+                                                                             meta.c.hashes))}
+    assert [stored[i] for i in ids] == [(dots, hashes)] * 4
