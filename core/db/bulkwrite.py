@@ -55,8 +55,9 @@ def copy_processor(column: Column, dialect) -> Callable | None:
     bind processing, except where that only wraps the value for one of psycopg's
     Python-level dumpers. Bytes go as they are (psycopg's C dumper writes them as the
     Binary wrapper's would); JSON goes as the text the Jsonb wrapper's dumper would have
-    written, and JSON text already encoded (jsoncodec.Encoded) as it is. Profiled: those two dumpers were a tenth of writing a batch of clients and
-    their sync metadata (twelve binary and four JSON values a row)."""
+    written, and JSON text already encoded (jsoncodec.Encoded) as it is. Profiled: those
+    two dumpers were a tenth of writing a batch of clients and their sync metadata
+    (twelve binary and four JSON values a row)."""
     kind = type(column.type)
     if kind is LargeBinary:
         return None
