@@ -99,7 +99,7 @@ def decide(spec: SyncTable, local: Mapping | None, lmeta: Meta | None, remote: M
             # concurrent with an empty history so nothing is overwritten silently.
             lmeta = Meta("", 0, {}, {}, {})
         else:
-            return Decision(APPLY, remote, _copy(rmeta), "new")
+            return Decision(APPLY, remote, rmeta.copy(), "new")
     order = compare(lmeta.vv, rmeta.vv)
     if order in ("equal", "after"):
         return Decision(SKIP)
@@ -108,7 +108,7 @@ def decide(spec: SyncTable, local: Mapping | None, lmeta: Meta | None, remote: M
         decision.tick = order == "before"     # the peer's live version had seen our tombstone
         return decision
     if order == "before":
-        meta = _copy(rmeta)
+        meta = rmeta.copy()
         meta.pending = lmeta.pending
         return Decision(APPLY, remote, meta, "fast_forward")
     # Concurrent.
@@ -128,10 +128,6 @@ def decide(spec: SyncTable, local: Mapping | None, lmeta: Meta | None, remote: M
         wins = (remote["updated_at"], rmeta.hlc, rmeta.origin) > (local["updated_at"], lmeta.hlc, lmeta.origin)
         return _whole(spec, local, lmeta, remote, rmeta, wins, "timestamp_based", equal)
     return _field_level(spec, local, lmeta, remote, rmeta, policy, equal)
-
-
-def _copy(meta: Meta) -> Meta:
-    return meta.copy()
 
 
 def _field_level(spec: SyncTable, local: Mapping, lmeta: Meta, remote: Mapping, rmeta: Meta,

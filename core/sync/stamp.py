@@ -84,11 +84,6 @@ class Meta:
         self._dots = unpack_dots(loads(raw[0]), raw[2])
         self._hashes = dict(loads(raw[1]))
 
-    def stored_text(self) -> tuple[str, str] | None:
-        """The dots (packed) and hashes as the JSON text they were read or written as,
-        when neither has been decoded since: what may be written again as it is."""
-        return None if self._raw is None else self._raw[:2]
-
     def encode(self, fields: Mapping) -> tuple[str, str]:
         """The dots (packed) and hashes as JSON text, encoded now if held decoded; from
         then on the metadata holds that text (decoded again if read): a version stamped
