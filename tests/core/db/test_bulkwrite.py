@@ -99,3 +99,51 @@ def test_json_and_bytes_through_copy_read_back_as_an_insert_statement_left_them(
     with ctx.engine.connect() as conn:
         notes = [r.notes_enc for r in conn.execute(select(clients.c.notes_enc).order_by(clients.c.id))]
     assert notes == [odd + r["notes_enc"] if r["notes_enc"] else odd for r in originals]
+
+
+def _postgresql_only(ctx) -> None:
+    if ctx.engine.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's; SQLite keeps an executemany")
+
+
+def test_synced_tables_and_their_metadata_are_copied_in_binary(ctx):
+    """Binary COPY sends bytes, UUIDs, integers and timestamps as they are, where text
+    COPY spelled ciphertext as hex for the server to parse back: every table a sync pass
+    writes in bulk is copied so."""
+    from strongroom.core.db.bulkwrite import _stage_of
+    from strongroom.core.db.models import SyncRow
+    from strongroom.core.sync.tables import synced
+    _postgresql_only(ctx)
+    with transaction(ctx.engine) as conn:
+        cursor = conn.connection.driver_connection.cursor()
+        for table in [spec.table for spec in synced()] + [SyncRow.__table__]:
+            assert _stage_of(conn, cursor, table).binary, table.name
+
+
+def test_a_table_with_a_column_binary_copy_cannot_take_as_it_comes_is_copied_as_text(ctx):
+    """A naive timestamp and a numeric go to the server as text, which it parses as the
+    column's type: stored as an INSERT stores them, the JSON column included."""
+    import datetime
+    import decimal
+    import uuid
+    from sqlalchemy import JSON, Column, DateTime, MetaData, Numeric, Table, Uuid, insert
+    from strongroom.core.db.bulkwrite import _stage_of
+    _postgresql_only(ctx)
+    odd = Table("bulk_odd_kinds", MetaData(), Column("id", Uuid, primary_key=True), Column("amount", Numeric(10, 2)),
+                Column("at", DateTime()), Column("doc", JSON))
+    odd.create(ctx.engine)
+    try:
+        rows = [{"id": uuid.uuid4(), "amount": decimal.Decimal("12.34"), "at": datetime.datetime(2026, 1, 2, 3, 4, 5),
+                 "doc": {"a": [1, None]}}, {"id": uuid.uuid4(), "amount": None, "at": None, "doc": None}]
+        twins = [{**row, "id": uuid.uuid4()} for row in rows]
+        with transaction(ctx.engine) as conn:
+            assert not _stage_of(conn, conn.connection.driver_connection.cursor(), odd).binary
+            write_rows(conn, odd, rows)
+            conn.execute(insert(odd), twins)
+        with ctx.engine.connect() as conn:
+            stored = {r.id: dict(r._mapping) for r in conn.execute(select(odd))}
+        for row, twin in zip(rows, twins):
+            assert {**stored[row["id"]], "id": None} == {**stored[twin["id"]], "id": None}
+    finally:
+        odd.drop(ctx.engine)
+
