@@ -38,12 +38,25 @@ from strongroom.core.db.types import UTCDateTime
 
 _TEXT_OID = 25
 # Column types whose bind-processed values binary COPY takes through the dumper of the
-# column's PostgreSQL type: strings (Enum included), integers, booleans, dates, aware
-# datetimes (UTCDateTime refuses naive ones), and exactly these three: UUIDs (as
-# UUIDs, which SQLAlchemy's Uuid requires of a bind on SQLite too), bytes, and JSON
-# (`copy_processor` makes it text).
-_BINARY_KINDS = (String, Integer, Boolean, Date, UTCDateTime)
-_BINARY_EXACT = (Uuid, LargeBinary, JSON)
+# column's PostgreSQL type, with the types (oids) the column may have there: strings
+# (Enum included: varchar, text, char), integers (bigint, integer, smallint), booleans,
+# dates, aware datetimes (UTCDateTime refuses naive ones; timestamptz only), and
+# exactly these three: UUIDs (as UUIDs, which SQLAlchemy's Uuid requires of a bind on
+# SQLite too), bytes, and JSON (`copy_processor` makes it text, staged as text). A
+# column of any other type, or of another type in the database than these (a schema
+# that drifted), keeps its table in text COPY.
+_BINARY_KINDS = ((String, {1043, 25, 1042}), (Integer, {20, 23, 21}), (Boolean, {16}), (Date, {1082}),
+                 (UTCDateTime, {1184}))
+_BINARY_EXACT = {Uuid: {2950}, LargeBinary: {17}, JSON: {_TEXT_OID}}
+
+
+def _binary_ok(column: Column, oid: int | None) -> bool:
+    """Whether binary COPY takes `column`'s values as they come, its type in the
+    database being `oid` (JSON: as staged)."""
+    exact = _BINARY_EXACT.get(type(column.type))
+    if exact is not None:
+        return oid in exact
+    return any(isinstance(column.type, kind) and oid in oids for kind, oids in _BINARY_KINDS)
 
 
 def upsert(conn: Connection, table: Table, keys: tuple[str, ...]):
@@ -117,7 +130,7 @@ def _stage_of(conn: Connection, cursor, table: Table) -> _Stage:
         definitions.append(f'"{name}" {type_name}')
         oids[name] = oid
     adapters = cursor.adapters
-    binary = all(type(c.type) in _BINARY_EXACT or isinstance(c.type, _BINARY_KINDS) for c in table.columns) and all(
+    binary = all(_binary_ok(c, oids.get(c.name)) for c in table.columns) and all(
         _has_binary_dumper(adapters, oid) for oid in oids.values())
     stage = stages[table.name] = _Stage(", ".join(definitions), oids, casts, binary)
     return stage

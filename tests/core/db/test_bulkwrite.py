@@ -147,3 +147,30 @@ def test_a_table_with_a_column_binary_copy_cannot_take_as_it_comes_is_copied_as_
     finally:
         odd.drop(ctx.engine)
 
+
+
+def test_a_column_whose_database_type_drifted_from_the_model_keeps_its_table_in_text_copy(ctx):
+    """The model says an aware timestamp; the database holds one without a zone (a
+    schema that drifted): binary COPY would refuse the value, text COPY stores what an
+    INSERT stores."""
+    import datetime
+    import uuid
+    from sqlalchemy import Column, MetaData, Table, Uuid, insert, text
+    from strongroom.core.db.bulkwrite import _stage_of
+    from strongroom.core.db.types import UTCDateTime
+    _postgresql_only(ctx)
+    drifted = Table("bulk_drifted", MetaData(), Column("id", Uuid, primary_key=True), Column("at", UTCDateTime))
+    with transaction(ctx.engine) as conn:
+        conn.execute(text("CREATE TABLE bulk_drifted (id uuid PRIMARY KEY, at timestamp)"))
+    try:
+        moment = datetime.datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=datetime.timezone.utc)
+        rows, twins = [{"id": uuid.uuid4(), "at": moment}], [{"id": uuid.uuid4(), "at": moment}]
+        with transaction(ctx.engine) as conn:
+            assert not _stage_of(conn, conn.connection.driver_connection.cursor(), drifted).binary
+            write_rows(conn, drifted, rows)
+            conn.execute(insert(drifted), twins)
+        with ctx.engine.connect() as conn:
+            stored = dict(conn.execute(text("SELECT id, at FROM bulk_drifted")).all())
+        assert stored[rows[0]["id"]] == stored[twins[0]["id"]]
+    finally:
+        drifted.drop(ctx.engine)
