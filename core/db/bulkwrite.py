@@ -28,7 +28,6 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from psycopg import pq
 from psycopg.types.string import BytesBinaryDumper
 from sqlalchemy import JSON, Boolean, Column, Connection, Date, Integer, LargeBinary, String, Table, Uuid, insert
 from sqlalchemy.sql.elements import Null
@@ -38,14 +37,15 @@ from strongroom.core.db.types import UTCDateTime
 
 _TEXT_OID = 25
 # Column types whose bind-processed values binary COPY takes through the dumper of the
-# column's PostgreSQL type, with the types (oids) the column may have there: strings
-# (Enum included: varchar, text, char), integers (bigint, integer, smallint), booleans,
+# column's PostgreSQL type, with the types (oids) the column may have there, each one
+# psycopg has a binary dumper for: strings (Enum included: varchar, text; not char,
+# which it has none for), integers (bigint, integer, smallint), booleans,
 # dates, aware datetimes (UTCDateTime refuses naive ones; timestamptz only), and
 # exactly these three: UUIDs (as UUIDs, which SQLAlchemy's Uuid requires of a bind on
 # SQLite too), bytes, and JSON (`copy_processor` makes it text, staged as text). A
 # column of any other type, or of another type in the database than these (a schema
 # that drifted), keeps its table in text COPY.
-_BINARY_KINDS = ((String, {1043, 25, 1042}), (Integer, {20, 23, 21}), (Boolean, {16}), (Date, {1082}),
+_BINARY_KINDS = ((String, {1043, 25}), (Integer, {20, 23, 21}), (Boolean, {16}), (Date, {1082}),
                  (UTCDateTime, {1184}))
 _BINARY_EXACT = {Uuid: {2950}, LargeBinary: {17}, JSON: {_TEXT_OID}}
 
@@ -129,19 +129,9 @@ def _stage_of(conn: Connection, cursor, table: Table) -> _Stage:
             type_name, oid = "text", _TEXT_OID
         definitions.append(f'"{name}" {type_name}')
         oids[name] = oid
-    adapters = cursor.adapters
-    binary = all(_binary_ok(c, oids.get(c.name)) for c in table.columns) and all(
-        _has_binary_dumper(adapters, oid) for oid in oids.values())
+    binary = all(_binary_ok(c, oids.get(c.name)) for c in table.columns)
     stage = stages[table.name] = _Stage(", ".join(definitions), oids, casts, binary)
     return stage
-
-
-def _has_binary_dumper(adapters, oid: int) -> bool:
-    try:
-        adapters.get_dumper_by_oid(oid, pq.Format.BINARY)
-    except Exception:        # psycopg.ProgrammingError: no dumper for that type
-        return False
-    return True
 
 
 def write_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, keys: tuple[str, ...] | None = None,
