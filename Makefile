@@ -13,7 +13,7 @@ REPEAT ?= 5
 
 .PHONY: demo test test-repeat soak install bench clean-demo lint bytecode
 
-$(STAMP): pyproject.toml setup.py core/crypto/_gcm.c core/repository/_text.c core/repository/_canon.c core/repository/_buffer.h core/repository/_iso.h
+$(STAMP): pyproject.toml setup.py core/crypto/_gcm.c core/repository/_text.c core/repository/_canon.c core/repository/_buffer.h core/repository/_iso.h core/db/_rows.c
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Strongroom needs Python 3.11 or newer")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -36,5 +36,9 @@ TEXT = Extension("strongroom.core.repository._text", ["core/repository/_text.c"]
 CANON = Extension("strongroom.core.repository._canon", ["core/repository/_canon.c"], libraries=["crypto"],
                   depends=["core/repository/_buffer.h", "core/repository/_iso.h"], optional=True)
 
+# UUIDs and UTC datetimes to and from SQLite's text in sync's bulk reads and writes
+# (core/db/_rows.c); optional the same way (core/db/rawrows.py converts in Python).
+ROWS = Extension("strongroom.core.db._rows", ["core/db/_rows.c"], depends=["core/repository/_iso.h"], optional=True)
+
 PACKAGES, PACKAGE_DIR = _packages()
-setup(packages=PACKAGES, package_dir=PACKAGE_DIR, ext_modules=[GCM, TEXT, CANON])
+setup(packages=PACKAGES, package_dir=PACKAGE_DIR, ext_modules=[GCM, TEXT, CANON, ROWS])

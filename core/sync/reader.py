@@ -49,27 +49,14 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import Engine
 
+from strongroom.core.db.rawrows import uuid_of_int
 from strongroom.core.sync.stamp import Meta
 from strongroom.core.sync.tables import by_name
 
 READY = "ready"
 
-_new = object.__new__
-_set = object.__setattr__
-_UNKNOWN = uuid.SafeUUID.unknown
-
-
-def _uuid_of(value: int) -> uuid.UUID:
-    """The UUID with this integer, made as UUID.__setstate__ makes one, without its
-    Python-level calls."""
-    made = _new(uuid.UUID)
-    _set(made, "int", value)
-    _set(made, "is_safe", _UNKNOWN)
-    return made
-
-
 def _reduce_uuid(value: uuid.UUID) -> tuple:
-    return _uuid_of, (value.int,)
+    return uuid_of_int, (value.int,)
 
 
 _DISPATCH = copyreg.dispatch_table.copy()
@@ -251,6 +238,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     # Run from the module under its own name, not as __main__: the frames' picklers
-    # name this module's functions (_uuid_of) by it.
+    # name the functions they rebuild values with by their modules' names.
     from strongroom.core.sync.reader import main as _main
     _main()

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Text, and_, cast, insert, null, or_, select, 
 
 from strongroom.core.db.jsoncodec import Encoded, dumps, loads
 from strongroom.core.db.models import SyncRow
+from strongroom.core.db.rawrows import raw, read_kinds, typed_rows
 from strongroom.core.db.pg import CHANGE_LOCK_KEY
 from strongroom.core.sync.site import Clock
 from strongroom.core.sync.writes import write_rows
@@ -191,7 +192,13 @@ def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None 
     # text of a jsonb value, which is what its driver would have parsed.
     meta_columns = [_meta.c[c] if c not in ("dots", "hashes") else cast(_meta.c[c], Text) if history else null()
                     for c in META_COLUMNS]
-    query = (select(*[table.c[n] for n in names], *[c.label(f"m_{n}") for c, n in zip(meta_columns, META_COLUMNS)])
+    selected = [table.c[n] for n in names] + meta_columns
+    # On SQLite the values are made here from what it stores (core.db.rawrows: the same
+    # values for less; see there). PostgreSQL's driver returns its values typed, and
+    # little is left for SQLAlchemy to do to them.
+    convert = conn.dialect.name == "sqlite"
+    query = (select(*[raw(c) if convert else c for c in selected[:len(names)]],
+                    *[(raw(c) if convert else c).label(f"m_{n}") for c, n in zip(meta_columns, META_COLUMNS)])
              .select_from(joined).where(*where).order_by(table.c.sync_version, table.c.id))
     if limit is not None:
         query = query.limit(limit)
@@ -203,7 +210,10 @@ def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None 
     # as much per row as everything else done here); a batch is bounded by `limit`.
     # Plain tuples, not mappings: a lookup by name per column and row cost more than
     # building the row dict from them (profiled: a tenth of reading a batch).
-    for record in conn.execute(query).all():
+    records = conn.execute(query).all()
+    if convert:
+        records = typed_rows(records, read_kinds(selected, conn.dialect))
+    for record in records:
         row = dict(zip(names, record))
         rows.append(row)
         if record[width] is not None:

@@ -18,14 +18,15 @@ same text (tests/core/sync/test_writes.py compares the two).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from operator import itemgetter
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, Connection, Table
+from sqlalchemy import JSON, Connection, Table, Uuid
+from sqlalchemy.engine import Dialect
 
 from strongroom.core.db import bulkwrite
 from strongroom.core.db.jsoncodec import text_or
+from strongroom.core.db.rawrows import OTHER, UTC, UUID, Kind, bind_rows
 from strongroom.core.db.types import UTCDateTime
 
 _UTC = timezone.utc
@@ -59,21 +60,24 @@ def write_rows(conn: Connection, table: Table, rows: Sequence[Mapping], *, keys:
         return
     columns = list(table.columns)
     names = [c.name for c in columns]
-    processors = [_sqlite_utc if isinstance(c.type, UTCDateTime)
-                  else text_or(c.type._cached_bind_processor(conn.dialect)) if isinstance(c.type, JSON)
-                  else c.type._cached_bind_processor(conn.dialect)
-                  for c in columns]
     quoted = ", ".join(f'"{n}"' for n in names)
     statement = f'INSERT INTO "{table.name}" ({quoted}) VALUES ({", ".join("?" * len(names))})'
     if keys is not None:
         updates = ", ".join(f'"{n}" = excluded."{n}"' for n in names if n not in keys and n not in unchanged)
         statement += f" ON CONFLICT ({', '.join(chr(34) + k + chr(34) for k in keys)}) DO UPDATE SET {updates}"
-    get = itemgetter(*names)
-    typed = [(i, p) for i, p in enumerate(processors) if p is not None]
-    params = []
-    for row in rows:
-        values = list(get(row))
-        for i, process in typed:
-            values[i] = process(values[i])
-        params.append(tuple(values))
-    conn.exec_driver_sql(statement, params)
+    conn.exec_driver_sql(statement, bind_rows(rows, names, [_bind_kind(c.type, conn.dialect) for c in columns]))
+
+
+def _bind_kind(kind, dialect: Dialect) -> Kind | None:
+    """How a value of a column of this type is bound on SQLite (core.db.rawrows): UUIDs
+    and UTC datetimes in C where built, the rest by the type's own processing."""
+    if isinstance(kind, UTCDateTime):
+        return UTC, _sqlite_utc
+    process = kind._cached_bind_processor(dialect)
+    if isinstance(kind, JSON):
+        return OTHER, text_or(process)
+    if process is None:
+        return None
+    if isinstance(kind, Uuid) and kind.as_uuid:
+        return UUID, process
+    return OTHER, process
