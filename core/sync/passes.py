@@ -585,6 +585,16 @@ def _local_versions(conn: Connection, spec: SyncTable, batch: list[tuple[Mapping
     return local_rows, metas
 
 
+def plan_for_batches(conn: Connection) -> None:
+    """Plan the rest of this transaction's queries for one process (PostgreSQL). A batch
+    is a page of a few thousand rows by (sync_version, id), which the planner read with
+    two parallel workers (Gather Merge) and a LIMIT: starting the workers cost more than
+    the scan (a batch of 2,000 sessions: 24-35 ms with them, 12-13 without), and on a
+    small server their CPU is taken from the pass's other processes."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
+
+
 def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list[tuple[Mapping, Meta]], *,
                 peer_id: uuid.UUID, source: str, policy: Policy,
                 agreed: list[uuid.UUID] | None = None, mismatched: set[uuid.UUID] | None = None) -> TableCounts:
@@ -595,6 +605,7 @@ def apply_batch(conn: Connection, keyring: Keyring, spec: SyncTable, batch: list
     counts = TableCounts()
     if not batch:
         return counts
+    plan_for_batches(conn)
     with bases.applying(conn):
         return _apply(conn, keyring, spec, batch, counts, peer_id=peer_id, source=source, policy=policy,
                       agreed=agreed, mismatched=mismatched)
@@ -688,6 +699,7 @@ def _read_batch(side: Side, spec: SyncTable, cursor: tuple[int, uuid.UUID | None
         high = conn.execute(select(func.max(table.c.sync_version))).scalar() or 0
         if high < cursor[0] or (high == cursor[0] and cursor[1] is None):
             return [], high, 0, None, set(), set()     # nothing past the watermark: the usual pass
+        plan_for_batches(conn)
         meta = SyncRow.__table__
         not_echo = or_(meta.c.source.is_(None), meta.c.source != to_site, meta.c.version != table.c.sync_version)
         rows, metas = read_with_meta(conn, spec, past(table, *cursor), table.c.sync_version <= high, not_echo,
