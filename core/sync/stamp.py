@@ -290,7 +290,8 @@ def restamp(clock: Clock, row: Mapping, meta: Meta | None, hashes: dict[str, str
         hlc = clock.tick(row.get("updated_at"))
         return Meta(clock.site, hlc, {clock.site: hlc}, {f: [clock.site, hlc] for f in hashes}, hashes,
                     version=row["sync_version"])
-    changed = [f for f, h in hashes.items() if meta.hashes.get(f) != h]
+    before = meta.hashes        # a property (decoded on first read): asked once, not per field
+    changed = [f for f, h in hashes.items() if before.get(f) != h]
     if not changed and not (resolved and meta.pending):
         meta.version = row["sync_version"]
         return meta
