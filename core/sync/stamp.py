@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 from sqlalchemy import Connection, Text, and_, cast, insert, null, or_, select, text, update
 
+from strongroom.core.db.engine import BINARY_RESULTS
 from strongroom.core.db.jsoncodec import Encoded, dumps, loads
 from strongroom.core.db.models import SyncRow
 from strongroom.core.db.rawrows import raw, read_kinds, typed_rows
@@ -204,6 +205,8 @@ def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None 
         query = query.limit(limit)
     if for_update:
         query = query.with_for_update(of=table)
+    if not convert:
+        query = query.execution_options(**{BINARY_RESULTS: True})      # ciphertext as bytes, not hex
     rows, metas = [], {}
     width, fields = len(names), spec.fields
     # All at once: iterating a result fetches row by row (psycopg's fetchone costs about
