@@ -419,6 +419,7 @@ class RowWriter:
         self.updates: list[dict] = []
         self.steady: list[dict] = []
         self.sqlite = conn.dialect.name == "sqlite"
+        self.names = frozenset(spec.column_names)
 
     def write(self, values: Mapping, local: Mapping | None, checksum: str | None = None) -> int:
         """Queue one row; `local`: our version of it (None: new here), with at least the
@@ -426,7 +427,9 @@ class RowWriter:
         is a version already checked (the checksum leaves out the change version)."""
         if self.version is None:
             self.version = next_change_version(self.conn)
-        full = {c: values[c] for c in self.spec.columns}
+        # A whole row (the usual: the remote version as read) is copied in one call; its
+        # change version and checksum are this side's, set below.
+        full = dict(values) if values.keys() == self.names else {c: values[c] for c in self.spec.columns}
         full["sync_version"] = self.version
         full["data_checksum"] = checksum or row_checksum(full)
         if local is None:
