@@ -37,11 +37,13 @@ static PyObject *safe_unknown;      /* uuid.SafeUUID.unknown */
 
 struct kind {
     int code;           /* -1: the value as it is */
-    PyObject *fallback; /* borrowed from the caller's kinds */
+    PyObject *fallback; /* borrowed from the kinds sequence (read_kinds: held) */
 };
 
-/* The kinds sequence as an array (len(names) or len(record) entries). */
-static struct kind *read_kinds(PyObject *kinds, Py_ssize_t n)
+/* The kinds sequence as an array (len(names) or len(record) entries). Its fallbacks
+ * are borrowed from `*held`, the sequence itself (any iterable is made a list here),
+ * which the caller releases when done with the array. */
+static struct kind *read_kinds(PyObject *kinds, Py_ssize_t n, PyObject **held)
 {
     PyObject *seq = PySequence_Fast(kinds, "kinds must be a sequence");
     if (seq == NULL)
@@ -76,7 +78,7 @@ static struct kind *read_kinds(PyObject *kinds, Py_ssize_t n)
         out[i].code = (int)code;
         out[i].fallback = PyTuple_GET_ITEM(item, 1);
     }
-    Py_DECREF(seq);     /* the items stay alive in `kinds`, which the caller holds */
+    *held = seq;
     return out;
 }
 
@@ -153,7 +155,8 @@ static PyObject *bind_rows(PyObject *self, PyObject *args)
     }
     Py_ssize_t width = PySequence_Fast_GET_SIZE(name_seq), n = PySequence_Fast_GET_SIZE(row_seq);
     PyObject **keys = PySequence_Fast_ITEMS(name_seq);
-    struct kind *kind = read_kinds(kinds, width);
+    PyObject *held = NULL;
+    struct kind *kind = read_kinds(kinds, width, &held);
     PyObject *out = kind == NULL ? NULL : PyList_New(n);
     for (Py_ssize_t r = 0; out != NULL && r < n; r++) {
         PyObject *row = PySequence_Fast_GET_ITEM(row_seq, r);
@@ -187,6 +190,7 @@ static PyObject *bind_rows(PyObject *self, PyObject *args)
         }
     }
     PyMem_Free(kind);
+    Py_XDECREF(held);
     Py_DECREF(name_seq);
     Py_DECREF(row_seq);
     return out;
@@ -291,7 +295,8 @@ static PyObject *typed_rows(PyObject *self, PyObject *args)
     if (seq == NULL)
         return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    struct kind *kind = read_kinds(kinds, width);
+    PyObject *held = NULL;
+    struct kind *kind = read_kinds(kinds, width, &held);
     PyObject *out = kind == NULL ? NULL : PyList_New(n);
     for (Py_ssize_t r = 0; out != NULL && r < n; r++) {
         PyObject *record = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, r), "a record must be a sequence");
@@ -321,6 +326,7 @@ static PyObject *typed_rows(PyObject *self, PyObject *args)
         PyList_SET_ITEM(out, r, values);
     }
     PyMem_Free(kind);
+    Py_XDECREF(held);
     Py_DECREF(seq);
     return out;
 }

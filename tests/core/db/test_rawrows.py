@@ -174,3 +174,23 @@ def test_any_uuid_and_datetime_go_there_and_back(number, moment):
     read = rawrows.typed_rows(bound, rawrows.read_kinds([column_id, column_at], dialect))
     assert read == [[value, moment]]
     assert read[0][1].tzinfo is timezone.utc
+
+
+def test_kinds_given_as_any_iterable_convert_as_a_list_of_them_would():
+    """The C module keeps what it was given alive while it converts: kinds made on the
+    fly (a generator of new tuples and functions, gone once read into a list) used to be
+    freed before their functions were called. In a process of its own: that was a crash."""
+    if _C is None:
+        pytest.skip("core/db/_rows.c was not built here")
+    import subprocess
+    import sys
+    program = """
+from strongroom.core.db import _rows
+for i in range(50):
+    kinds = ((0, lambda v, i=i: v + str(i)) for _ in range(1))
+    assert _rows.typed_rows([("x",)] * 1000, 1, kinds)[999] == ["x" + str(i)]
+    kinds = ((0, lambda v, i=i: v + str(i)) for _ in range(1))
+    assert _rows.bind_rows([{"a": "x"}] * 1000, iter(["a"]), kinds)[999] == ("x" + str(i),)
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
