@@ -29,7 +29,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Uuid, type_coerce
@@ -100,23 +99,24 @@ def read_kinds(columns: Sequence, dialect: Dialect) -> list[Kind | None]:
     return out
 
 
-def _given(kinds: Sequence[Kind | None]) -> list[tuple[int, Kind]]:
-    return [(position, kind) for position, kind in enumerate(kinds) if kind is not None]
+def _plan(kinds: Sequence[Kind | None]) -> list[tuple[int, int, Callable[[Any], Any]]]:
+    return [(position, *kind) for position, kind in enumerate(kinds) if kind is not None]
+
+
+def _converted(values: list, plan: list[tuple[int, int, Callable[[Any], Any]]]) -> list:
+    """`values` converted in place by the kinds' fallbacks (the C module's rule for None)."""
+    for position, code, make in plan:
+        if (value := values[position]) is not None or code == OTHER:
+            values[position] = make(value)
+    return values
 
 
 def typed_rows(records: Sequence[Sequence], kinds: Sequence[Kind | None]) -> list[list]:
     """A list per record of its values made by `kinds`."""
     if _rows is not None:
         return _rows.typed_rows(records, len(kinds), kinds)
-    typed = [(position, code, make) for position, (code, make) in _given(kinds)]
-    out = []
-    for record in records:
-        values = list(record)
-        for position, code, make in typed:
-            if (value := values[position]) is not None or code == OTHER:
-                values[position] = make(value)
-        out.append(values)
-    return out
+    plan = _plan(kinds)
+    return [_converted(list(record), plan) for record in records]
 
 
 def bind_rows(rows: Sequence[Mapping], names: Sequence[str], kinds: Sequence[Kind | None]) -> list[tuple]:
@@ -124,13 +124,5 @@ def bind_rows(rows: Sequence[Mapping], names: Sequence[str], kinds: Sequence[Kin
     column types' bind processing)."""
     if _rows is not None:
         return _rows.bind_rows(rows, names, kinds)
-    get = itemgetter(*names)
-    typed = [(position, code, make) for position, (code, make) in _given(kinds)]
-    out = []
-    for row in rows:
-        values = list(get(row)) if len(names) > 1 else [get(row)]
-        for position, code, make in typed:
-            if (value := values[position]) is not None or code == OTHER:
-                values[position] = make(value)
-        out.append(tuple(values))
-    return out
+    plan = _plan(kinds)
+    return [tuple(_converted([row[name] for name in names], plan)) for row in rows]

@@ -195,13 +195,13 @@ def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None 
     # text of a jsonb value, which is what its driver would have parsed.
     meta_columns = [_meta.c[c] if c not in ("dots", "hashes") else cast(_meta.c[c], Text) if history else null()
                     for c in META_COLUMNS]
-    selected = [table.c[n] for n in names] + meta_columns
+    columns = [table.c[n] for n in names]
     # On SQLite the values are made here from what it stores (core.db.rawrows: the same
     # values for less; see there). PostgreSQL's driver returns its values typed, and
     # little is left for SQLAlchemy to do to them.
     convert = conn.dialect.name == "sqlite"
-    query = (select(*[raw(c) if convert else c for c in selected[:len(names)]],
-                    *[(raw(c) if convert else c).label(f"m_{n}") for c, n in zip(meta_columns, META_COLUMNS)])
+    shown = raw if convert else (lambda column: column)
+    query = (select(*map(shown, columns), *[shown(c).label(f"m_{n}") for c, n in zip(meta_columns, META_COLUMNS)])
              .select_from(joined).where(*where).order_by(table.c.sync_version, table.c.id))
     if limit is not None:
         query = query.limit(limit)
@@ -217,7 +217,7 @@ def read_with_meta(conn: Connection, spec: SyncTable, *where, limit: int | None 
     # building the row dict from them (profiled: a tenth of reading a batch).
     records = conn.execute(query).all()
     if convert:
-        records = typed_rows(records, read_kinds(selected, conn.dialect))
+        records = typed_rows(records, read_kinds(columns + meta_columns, conn.dialect))
     for record in records:
         row = dict(zip(names, record))
         rows.append(row)

@@ -148,7 +148,6 @@ def test_a_table_with_a_column_binary_copy_cannot_take_as_it_comes_is_copied_as_
         odd.drop(ctx.engine)
 
 
-
 def test_a_column_whose_database_type_drifted_from_the_model_keeps_its_table_in_text_copy(ctx):
     """The model says an aware timestamp; the database holds one without a zone (a
     schema that drifted): binary COPY would refuse the value, text COPY stores what an
