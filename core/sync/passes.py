@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextvars
 import gc
 import logging
+import operator
 import os
 import socket
 import time
@@ -271,16 +272,18 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
         problems[rid] = Problem("checksum_mismatch", f"{spec.name} row's checksum does not match its content")
     if spec.name == "practices":
         return problems, set()
-    practices = _exists(conn, Practice.__table__, {r["practice_id"] for r in rows})
+    named_practices = {r["practice_id"] for r in rows}
+    practices = _exists(conn, Practice.__table__, named_practices)
     if spec.client_column is None:     # staff, services: practice rows without PHI or keys
         for row in rows:
             if row["id"] not in problems and row["practice_id"] not in practices:
                 problems[row["id"]] = Problem("unknown_practice",
                                               f"{spec.name} row names a practice this site does not hold")
         return problems, set()
-    users = _exists(conn, User.__table__, {r.get("practitioner_id") for r in rows})
-    clients = (_exists(conn, Client.__table__, {r["client_id"] for r in rows}) if spec.client_column == "client_id"
-               else set())
+    named_users = {r.get("practitioner_id") for r in rows}
+    users = _exists(conn, User.__table__, named_users)
+    named_clients = {r["client_id"] for r in rows} if spec.client_column == "client_id" else set()
+    clients = _exists(conn, Client.__table__, named_clients) if spec.client_column == "client_id" else set()
     bookings = _bookings_held(conn, spec, rows)
     key_ids = {r["key_id"] for r in rows}
     # Our own versions' keys count too: a client erased here under a key the remote
@@ -291,6 +294,13 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
     destroyed = {k for k in every_key if (record := records.get(k)) is None or record[2] == KeyState.DESTROYED}
     live = [k for k in known_keys if k not in destroyed]
     batch = keyring.batch_keys(conn, [k.bytes for k in live], fetched=[records[k] for k in live])
+    # The usual batch names only what this site holds, checked once per distinct value
+    # (a few practices and staff, a key per client): then no row needs the checks below,
+    # six lookups of UUIDs a row, each hashed in Python.
+    unheld = ((named_practices - practices) | (named_clients - clients) | (key_ids - known_keys)
+              | (key_ids & destroyed) | {u for u in named_users if u is not None and u not in users})
+    if not problems and not unheld and _bookings_all_held(rows, bookings):
+        return _open_rows(batch, spec, rows), destroyed
     to_open: list[Mapping] = []
     for row in rows:
         rid = row["id"]
@@ -316,6 +326,17 @@ def validate(conn: Connection, keyring: Keyring, spec: SyncTable, rows: list[Map
             to_open.append(row)
     problems.update(_open_rows(batch, spec, to_open))
     return problems, destroyed
+
+
+def _bookings_all_held(rows: list[Mapping], held: dict[str, set]) -> bool:
+    """Whether every service and staff member the rows name is held here (`held`:
+    `_bookings_held`'s answer): no row has a `_missing_booking`."""
+    for column, present in held.items():
+        named = {row.get(column) for row in rows}
+        named.discard(None)
+        if not named <= present:
+            return False
+    return True
 
 
 def _bookings_held(conn: Connection, spec: SyncTable, rows: list[Mapping]) -> dict[str, set]:
@@ -420,6 +441,9 @@ class RowWriter:
         self.steady: list[dict] = []
         self.sqlite = conn.dialect.name == "sqlite"
         self.names = frozenset(spec.column_names)
+        # The indexed columns' values of a row as one tuple (C), compared as a tuple:
+        # a generator over them per row cost a frame and a call each.
+        self.indexed = operator.itemgetter(*spec.indexed) if spec.indexed else None
 
     def write(self, values: Mapping, local: Mapping | None, checksum: str | None = None) -> int:
         """Queue one row; `local`: our version of it (None: new here), with at least the
@@ -434,11 +458,21 @@ class RowWriter:
         full["data_checksum"] = checksum or row_checksum(full)
         if local is None:
             self.inserts.append(full)
-        elif self.sqlite and all(c in local and local[c] == full[c] for c in self.spec.indexed):
+        elif self.sqlite and self._same_indexed(local, full):
             self.steady.append(full)
         else:
             self.updates.append(full)
         return self.version
+
+    def _same_indexed(self, local: Mapping, full: Mapping) -> bool:
+        """Whether our version holds the indexed columns' values `full` gives them (a
+        local version read light without one of them is not known to)."""
+        if self.indexed is None:
+            return True
+        try:
+            return self.indexed(local) == self.indexed(full)
+        except KeyError:
+            return False
 
     def flush(self) -> None:
         table = self.spec.table

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, strategies as st
 
 from strongroom.core.db.jsoncodec import loads
-from strongroom.core.sync.stamp import pack_dots, unpack_dots
+from strongroom.core.sync.stamp import compare, pack_dots, unpack_dots
 
 FIELDS = [f"f{i}" for i in range(6)]
 
@@ -82,3 +82,27 @@ def test_setting_dots_drops_the_text_of_both():
     meta.dots = {f: ["site-c", 1] for f in FIELDS}
     assert loads(meta.encode(FIELDS)[0]) == {"*": ["site-c", 1]}
     assert meta.hashes == hashes and meta.dots["f0"] == ["site-c", 1]
+
+
+def _order_by_definition(a: dict, b: dict) -> str:
+    """Version vectors' order as defined: a site missing from a vector counts as 0."""
+    sites = set(a) | set(b)
+    less = any(a.get(s, 0) < b.get(s, 0) for s in sites)
+    more = any(a.get(s, 0) > b.get(s, 0) for s in sites)
+    return "concurrent" if less and more else "before" if less else "after" if more else "equal"
+
+
+_vectors = st.dictionaries(st.sampled_from(["site-a", "site-b", "site-c"]), st.integers(0, 3), max_size=3)
+
+
+@given(_vectors, _vectors)
+def test_two_versions_are_ordered_by_their_vectors_as_defined(a, b):
+    """Equal, before, after or concurrent; a site one vector lacks counts as 0 there, so
+    {"site-a": 0} and {} are equal, and {"site-a": 1} is after {}."""
+    assert compare(a, b) == _order_by_definition(a, b)
+    assert compare(b, a) == {"before": "after", "after": "before"}.get(compare(a, b), compare(a, b))
+
+
+def test_vectors_that_differ_only_by_sites_at_zero_are_equal():
+    assert compare({"site-a": 0}, {}) == "equal"
+    assert compare({"site-a": 2, "site-b": 0}, {"site-a": 2}) == "equal"
