@@ -237,10 +237,19 @@ def _phase(name: str, data: Path, sat: Path, *extra: str) -> tuple[dict, float]:
 
 
 def _copy_database(dsn: str, source: str, target: str) -> None:
-    """`target` made anew as a copy of `source` (which must have no session open)."""
+    """`target` made anew as a copy of `source`. A template must have no session open:
+    another benchmark may be reading it, or a phase's server process may still be
+    ending after its client exited; the copy is tried again for up to two minutes."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+        for attempt in range(120):
+            try:
+                conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+                return
+            except psycopg.errors.ObjectInUse:
+                if attempt == 119:
+                    raise
+                time.sleep(1)
 
 
 def _copy_seconds(libpq: str, table: str, rows: int) -> float:
@@ -277,16 +286,7 @@ def main() -> None:
     tag = _scale_tag(args.scale)
     name = f"sr_bench_sync_s{tag}"
     base = args.dsn.rsplit("/", 1)[0]
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        for attempt in range(120):     # a template must have no session (another benchmark may read it)
-            try:
-                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{libpq_src.rsplit("/", 1)[1]}"')
-                break
-            except psycopg.errors.ObjectInUse:
-                if attempt == 119:
-                    raise
-                time.sleep(1)
+    _copy_database(args.dsn, libpq_src.rsplit("/", 1)[1], name)
     libpq = f"{base}/{name}"
     work = OUT / f"sync-s{tag}"
     work.mkdir(parents=True, exist_ok=True)
