@@ -124,6 +124,23 @@ def prepare(dsn: str, scale: float) -> tuple[Path, str, dict]:
     return data, libpq, counts
 
 
+def copy_database(dsn: str, source: str, target: str, pause: float = 1.0) -> None:
+    """`target` made anew as a copy (CREATE DATABASE ... TEMPLATE) of `source`, such as
+    the dataset `prepare` builds. A template must have no session open: another
+    benchmark may be reading it, or a phase's server process may still be ending after
+    its client exited; the copy is tried again 120 times, `pause` seconds apart."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
+        for attempt in range(120):
+            try:
+                conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+                return
+            except psycopg.errors.ObjectInUse:
+                if attempt == 119:
+                    raise
+                time.sleep(pause)
+
+
 def _upgrade(libpq: str) -> None:
     from strongroom.core.db.engine import make_engine
     from strongroom.core.db.migrate import upgrade

@@ -36,7 +36,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.backup_vs_pgdump import rss_of  # noqa: E402
-from bench.export import OUT, _scale_tag, prepare  # noqa: E402
+from bench.export import OUT, _scale_tag, copy_database, prepare  # noqa: E402
 from bench.report import row, summary_table, write_result  # noqa: E402
 
 PY = sys.executable
@@ -172,16 +172,7 @@ def main() -> None:
     tag = _scale_tag(args.scale)
     name = f"sr_bench_integrity_s{tag}"
     source = libpq_src.rsplit("/", 1)[1]
-    with psycopg.connect(args.dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        for attempt in range(120):        # another benchmark may be reading the dataset
-            try:
-                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
-                break
-            except psycopg.errors.ObjectInUse:
-                if attempt == 119:
-                    raise
-                time.sleep(5)
+    copy_database(args.dsn, source, name, pause=5)     # another benchmark may be reading the dataset
     work = OUT / f"integrity-s{tag}"
     work.mkdir(parents=True, exist_ok=True)
     data = work / "data"

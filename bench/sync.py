@@ -46,7 +46,7 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench.backup_vs_pgdump import rss_of  # noqa: E402
-from bench.export import OUT, _scale_tag, prepare  # noqa: E402
+from bench.export import OUT, _scale_tag, copy_database, prepare  # noqa: E402
 from bench.report import row as summary_row, summary_table, write_result  # noqa: E402
 
 PY = sys.executable
@@ -236,22 +236,6 @@ def _phase(name: str, data: Path, sat: Path, *extra: str) -> tuple[dict, float]:
     return result, rss + result.get("reader_rss_mb", 0)
 
 
-def _copy_database(dsn: str, source: str, target: str) -> None:
-    """`target` made anew as a copy of `source`. A template must have no session open:
-    another benchmark may be reading it, or a phase's server process may still be
-    ending after its client exited; the copy is tried again for up to two minutes."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{target}" WITH (FORCE)')
-        for attempt in range(120):
-            try:
-                conn.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
-                return
-            except psycopg.errors.ObjectInUse:
-                if attempt == 119:
-                    raise
-                time.sleep(1)
-
-
 def _copy_seconds(libpq: str, table: str, rows: int) -> float:
     target = Path(tempfile.mkdtemp()) / "copy.csv"
     query = f"(SELECT * FROM {table} ORDER BY id LIMIT {rows})"
@@ -286,7 +270,7 @@ def main() -> None:
     tag = _scale_tag(args.scale)
     name = f"sr_bench_sync_s{tag}"
     base = args.dsn.rsplit("/", 1)[0]
-    _copy_database(args.dsn, libpq_src.rsplit("/", 1)[1], name)
+    copy_database(args.dsn, libpq_src.rsplit("/", 1)[1], name)
     libpq = f"{base}/{name}"
     work = OUT / f"sync-s{tag}"
     work.mkdir(parents=True, exist_ok=True)
@@ -312,12 +296,12 @@ def main() -> None:
     # code vary by about 10%, and one run said little about a change of a few percent.
     # The figures are the median run's (by the sum of both directions' seconds).
     changed = f"{name}_changed"
-    _copy_database(args.dsn, name, changed)
+    copy_database(args.dsn, name, changed)
     shutil.copyfile(sat, work / "satellite.changed")
     runs = []
     for attempt in range(REPEATS):
         if attempt:
-            _copy_database(args.dsn, changed, name)
+            copy_database(args.dsn, changed, name)
             for path in work.glob("satellite.db*"):
                 path.unlink()
             shutil.copyfile(work / "satellite.changed", sat)
