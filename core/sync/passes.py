@@ -772,8 +772,8 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     PostgreSQL without the rechecking (the next batch's rows read, locked and validated
     in the transaction that then applies them, on a second connection, while a writing
     thread wrote and committed the batch before; decided only after that commit): 100k
-    clients pushed in 17.3-19.8 s (median of four 18.3) against 17.3-20.3 (17.4)
-    applied batch after batch, in interleaved runs, with a tenth more of this
+    clients pushed in 17.1-19.8 s (median of seven 17.9) against 17.3-21.5 (17.8)
+    applied batch after batch, in alternating runs, with about a tenth more of this
     process's CPU. Both cores stay busy either way: what a pass needs is less CPU.
     Reading ahead changes nothing that matters for safety: a read commits only the
     sender's stamps of local writes, which any later read would make the same; the
