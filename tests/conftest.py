@@ -3,7 +3,8 @@
 Every test that takes `db_url` (or anything built on it) runs twice: on SQLite and, when
 a server answers at $STRONGROOM_TEST_PG_DSN (default postgres@127.0.0.1:5432/test), on
 PostgreSQL. Each run migrates one template database once; each test gets its own copy
-(SQLite: a file copy; PostgreSQL: CREATE DATABASE ... TEMPLATE), dropped afterwards.
+(SQLite: a file copy; PostgreSQL: CREATE DATABASE ... TEMPLATE, or an earlier test's
+copy put back as the template was and proven so: tests/pgcopies.py).
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ import shutil
 import sqlite3
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -25,6 +25,7 @@ from strongroom.core.context import Context, open_context
 from strongroom.core.crypto.kek import generate_kek, write_kek_file
 from strongroom.core.db.engine import make_engine
 from strongroom.core.db.migrate import upgrade
+from tests.pgcopies import Copies
 
 # Every daemon the suite starts (in process or as a child) checks each successful reply
 # against the command's declared result model (daemon/control.py): a mismatch is an
@@ -63,6 +64,10 @@ def pg_url(dbname: str) -> str:
     return make_url(PG_DSN).set(drivername="postgresql+psycopg", database=dbname).render_as_string(hide_password=False)
 
 
+def libpq_url(dbname: str) -> str:
+    return make_url(PG_DSN).set(database=dbname).render_as_string(hide_password=False)
+
+
 def pg_admin(sql: str) -> None:
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(sql)
@@ -79,52 +84,7 @@ def sqlite_template(tmp_path_factory) -> Path:
     return path
 
 
-class _Copies:
-    """Copies of this test process's PostgreSQL template, each made before a test asks
-    for it and dropped after the test, by one thread of the process, so that neither
-    the CREATE DATABASE nor the DROP is part of any test's own time. Each is still a
-    fresh copy with its own site id, used by one test (or one module's shared fixture)
-    and dropped when that ends. In a run of the whole suite (--durations=0), setup and
-    teardown of the PostgreSQL tests took about 1,000 s more in all than the SQLite
-    ones, and each of these two statements took 0.1-0.9 s on a busy two-core machine.
-    Measured since: four sync test modules 38.7 s -> 33.8-36.3 s; the whole suite
-    1,383 s -> 1,323 and 1,353 s, within what that machine varies (the server's work
-    still runs on the same two cores, only no longer in a test's own time)."""
-
-    def __init__(self, template: str) -> None:
-        self.template = template
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-copies")
-        self.drops: list[Future] = []
-        self.next: Future = self.thread.submit(self._make)
-
-    def _make(self) -> str:
-        name = f"{_RUN}_{uuid.uuid4().hex[:8]}"
-        pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-        with psycopg.connect(make_url(pg_url(name)).set(drivername="postgresql").render_as_string(hide_password=False),
-                             autocommit=True) as conn:
-            conn.execute("UPDATE sync_site SET id = %s", (str(uuid.uuid4()),))
-        return name
-
-    def take(self) -> str:
-        """A fresh copy (a failure to make it is raised here), and the next one begun."""
-        name = self.next.result()
-        self.next = self.thread.submit(self._make)
-        return name
-
-    def drop(self, name: str) -> None:
-        self.drops.append(self.thread.submit(pg_admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-    def close(self) -> None:
-        """Drop the spare copy and wait for every drop: one that failed fails the run."""
-        try:
-            self.drop(self.next.result())
-        finally:
-            self.thread.shutdown(wait=True)
-        for done in self.drops:
-            done.result()
-
-
-_copies: dict[str, _Copies] = {}
+_copies: dict[str, Copies] = {}
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +96,7 @@ def pg_template():
     engine = make_engine(pg_url(name))
     upgrade(engine)
     engine.dispose()
-    copies = _copies[name] = _Copies(name)
+    copies = _copies[name] = Copies(PG_DSN, libpq_url, name, _RUN)
     try:
         yield name
     finally:
@@ -187,11 +147,12 @@ def sqlite_copy(template: Path, path: Path) -> str:
 
 
 def pg_copy(request, template: str) -> str:
-    """A new PostgreSQL database from the template, dropped after the test, with its own
-    site id (made ahead and dropped behind: `_Copies`)."""
+    """A PostgreSQL database equal to the template, with its own site id, for the test
+    (or module fixture) asking: made or reset ahead, reset or dropped behind
+    (tests/pgcopies.py)."""
     copies = _copies[template]
     name = copies.take()
-    request.addfinalizer(lambda: copies.drop(name))
+    request.addfinalizer(lambda: copies.give_back(name))
     return pg_url(name)
 
 
