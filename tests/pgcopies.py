@@ -141,10 +141,13 @@ class Copies:
         return name
 
     def take(self) -> str:
-        """A fresh database (a failure to make one is raised here), the next one begun."""
-        name = self.next.result()
+        """A fresh database, the next one begun. A failure to make one is raised here,
+        to the test that asked, and the next test asks again."""
+        try:
+            name = self.next.result()
+        finally:
+            self.next = self.thread.submit(self._ready)
         self.uses[name] += 1
-        self.next = self.thread.submit(self._ready)
         return name
 
     def give_back(self, name: str) -> None:

@@ -76,6 +76,7 @@ def test_a_connection_left_open_is_ended_before_the_database_is_put_back(copies)
     assert _state(first)["rows"] == fresh["rows"]
     with pytest.raises(psycopg.OperationalError):
         left.execute("SELECT 1")
+    left.close()
 
 
 def test_a_database_whose_schema_a_test_changed_is_dropped_not_reused(copies):
