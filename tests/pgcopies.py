@@ -20,15 +20,17 @@ proven complete (`Copies._reset`):
   * the template's own rows written back (COPY) and its sequences set where they were;
   * the schema then compared with the template's (`FINGERPRINT`: tables, columns,
     defaults, constraints, indexes, triggers and whether enabled, functions, policies,
-    views, rules, grants, owners, the database's own settings): a test that changed any
-    of it (a migration test, a trigger dropped) gets its database dropped, not reused.
+    views, rules, sequences, grants, owners, the database's own settings): a test that
+    changed any of it (a migration test, a trigger dropped) gets its database dropped,
+    not reused.
 
 One thread per test process does all of it, between tests: neither making, resetting
 nor dropping is part of any test's own time. Measured on a two-core machine, the whole
 suite (-n 3): 1,166 s -> 1,059 s, the PostgreSQL tests' setup 642 s -> 256 s in all
-(the SQLite tests': 259 and 273 s); about one copy in fifty was dropped, not reused. A database is reused at most `REUSES`
-times, then dropped: index pages emptied by the deletes are kept for reuse, not given
-back, and a bound keeps a long run's databases from growing with it."""
+(the SQLite tests': 259 and 273 s); about one copy in fifty was dropped, not reused.
+A database is reused at most `REUSES` times, then dropped: index pages emptied by the
+deletes are kept for reuse, not given back, and a bound keeps a long run's databases
+from growing with it."""
 from __future__ import annotations
 
 import time
@@ -52,8 +54,9 @@ SELECT md5(string_agg(x, E'\\n' ORDER BY x)) FROM (
                           c.relrowsecurity, c.relforcerowsecurity, c.reloptions, c.relpersistence, c.relacl)
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname {_USER_SCHEMAS} AND n.nspname !~ '^pg_(toast_)?temp_'
-  UNION ALL SELECT format('a:%s:%s:%s:%s:%s:%s:%s', a.attrelid::regclass, a.attname, format_type(a.atttypid, a.atttypmod),
-                          a.attnotnull, a.attisdropped, a.attidentity, pg_get_expr(d.adbin, d.adrelid))
+  UNION ALL SELECT format('a:%s:%s:%s:%s:%s:%s:%s', a.attrelid::regclass, a.attname,
+                          format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attisdropped, a.attidentity,
+                          pg_get_expr(d.adbin, d.adrelid))
     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
     WHERE a.attnum > 0 AND n.nspname {_USER_SCHEMAS} AND n.nspname !~ '^pg_(toast_)?temp_'
@@ -68,9 +71,12 @@ SELECT md5(string_agg(x, E'\\n' ORDER BY x)) FROM (
   UNION ALL SELECT format('p:%s:%s:%s:%s:%s:%s', polrelid::regclass, polname, polcmd, polroles,
                           pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)) FROM pg_policy
   UNION ALL SELECT format('v:%s:%s', c.oid::regclass, pg_get_viewdef(c.oid)) FROM pg_class c
-    WHERE c.relkind IN ('v', 'm') AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
+    WHERE c.relkind IN ('v', 'm')
+      AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, 'information_schema'::regnamespace)
   UNION ALL SELECT format('r:%s:%s:%s', ev_class::regclass, rulename, ev_enabled) FROM pg_rewrite
     WHERE ev_class >= 16384 AND rulename <> '_RETURN'
+  UNION ALL SELECT format('q:%s:%s:%s:%s:%s:%s:%s', seqrelid::regclass, seqtypid::regtype, seqstart, seqincrement,
+                          seqmax, seqmin, seqcycle) FROM pg_sequence
   UNION ALL SELECT format('e:%s:%s', evtname, evtenabled) FROM pg_event_trigger
   UNION ALL SELECT format('x:%s:%s', extname, extversion) FROM pg_extension
   UNION ALL SELECT format('y:%s:%s', typnamespace::regnamespace, typname) FROM pg_type
@@ -81,7 +87,8 @@ SELECT md5(string_agg(x, E'\\n' ORDER BY x)) FROM (
     WHERE datname = current_database()
   UNION ALL SELECT 'l:' || count(*) FROM pg_largeobject_metadata
   UNION ALL SELECT 'u:' || count(*) FROM pg_publication
-  UNION ALL SELECT 'w:' || count(*) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  UNION ALL SELECT 'w:' || count(*) FROM pg_subscription
+    WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())
   UNION ALL SELECT 'g:' || count(*) FROM pg_prepared_xacts WHERE database = current_database()
 ) fingerprint
 """
