@@ -25,7 +25,7 @@ from strongroom.core.context import Context, open_context
 from strongroom.core.crypto.kek import generate_kek, write_kek_file
 from strongroom.core.db.engine import make_engine
 from strongroom.core.db.migrate import upgrade
-from tests.pgcopies import Copies
+from tests.pgcopies import Copies, admin
 
 # Every daemon the suite starts (in process or as a child) checks each successful reply
 # against the command's declared result model (daemon/control.py): a mismatch is an
@@ -69,8 +69,7 @@ def libpq_url(dbname: str) -> str:
 
 
 def pg_admin(sql: str) -> None:
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(sql)
+    admin(PG_DSN, sql)
 
 
 @pytest.fixture(scope="session")

@@ -101,6 +101,12 @@ SELECT c.relname FROM pg_class c
 _SEQUENCES = "SELECT schemaname, sequencename, start_value, last_value FROM pg_sequences WHERE schemaname = 'public'"
 
 
+def admin(dsn: str, statement: str) -> None:
+    """One statement outside a transaction (CREATE and DROP DATABASE need that)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(statement)
+
+
 class Template:
     """What a reset writes back: the template's rows (COPY text, by table), its
     sequences' positions and its schema's fingerprint, read once from the template."""
@@ -131,17 +137,13 @@ class Copies:
         self.uses: dict[str, int] = {}
         self.next: Future = self.thread.submit(self._ready)
 
-    def admin(self, statement: str) -> None:
-        with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
-            conn.execute(statement)
-
     def _ready(self) -> str:
         """A database equal to the template, with a site id of its own: a reset spare if
         there is one, else a new copy."""
         if self.spare:
             return self.spare.pop()
         name = f"{self.prefix}_{uuid.uuid4().hex[:8]}"
-        self.admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        admin(self.admin_dsn, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
         with psycopg.connect(self.dsn_of(name), autocommit=True) as conn:
             conn.execute("UPDATE sync_site SET id = %s", (str(uuid.uuid4()),))
         self.uses[name] = 0
@@ -166,7 +168,7 @@ class Copies:
             self.spare.append(name)
             return
         del self.uses[name]
-        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin(self.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def _reset(self, name: str) -> bool:
         """Put `name` back as the template was; False when that could not be proven (it
@@ -222,6 +224,6 @@ class Copies:
         """Drop every copy, after the work in flight: a drop that failed fails the run."""
         self.thread.shutdown(wait=True)
         for name in list(self.uses):
-            self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin(self.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         for done in (*self.finishing, self.next):
             done.result()
