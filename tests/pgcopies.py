@@ -168,6 +168,9 @@ class Copies:
             self.spare.append(name)
             return
         del self.uses[name]
+        self._drop(name)
+
+    def _drop(self, name: str) -> None:
         admin(self.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def _reset(self, name: str) -> bool:
@@ -224,6 +227,6 @@ class Copies:
         """Drop every copy, after the work in flight: a drop that failed fails the run."""
         self.thread.shutdown(wait=True)
         for name in list(self.uses):
-            admin(self.admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._drop(name)
         for done in (*self.finishing, self.next):
             done.result()
