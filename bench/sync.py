@@ -21,6 +21,9 @@ peak RSS is its own; a pass's includes its reader child's, core/sync/reader.py, 
     sites copied before the first); the figures are the median run's, and every run's
     rows per second are listed (runs of the same code here vary by about 10%)
   * peak RSS of every phase under 300 MB, flat from scale 1 to 3.
+  * the changes pass's applying thread, per direction: its seconds applying batches, of
+    them its own CPU (the rest is waiting on the receiving database), and its seconds
+    waiting for the next batch to be read (core.sync.passes.Timing)
   * the changes pass's CPU: its own process's, the reader child's and the machine's
     busy time, how many cores that kept busy, and the rows per second the pass would
     reach with every core it can use busy (the rows over the machine's CPU time per
@@ -151,9 +154,11 @@ def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
     cpu_before = _cpu()
     for _ in range(repeat):
         started = time.perf_counter()
+        timings: dict = {}
         # The batch a sync job makes by default (the table settings' default), so the
         # figures are what a site that configured nothing gets.
-        result = run_pass(local, remote, peer, PassOptions(batch_size=SyncTableSettings().batch_size))
+        result = run_pass(local, remote, peer, PassOptions(batch_size=SyncTableSettings().batch_size,
+                                                           timings=timings))
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times[1:]) if repeat > 1 else times[0]
     moved = {d: sum(c.get("applied", 0) for t, c in result[d].items() if t != "data_keys") for d in ("push", "pull")}
@@ -161,7 +166,8 @@ def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
     reader_kb = watcher.stop()
     return {"seconds": seconds, "pushed": moved["push"], "pulled": moved["pull"], "reader_rss_mb": reader_kb / 1024,
             "push_seconds": result["seconds"].get("push"), "pull_seconds": result["seconds"].get("pull"),
-            "cpu": cpu, "wall": sum(times)}
+            "cpu": cpu, "wall": sum(times),
+            "timings": {d: {k: round(v, 2) for k, v in t.__dict__.items()} for d, t in timings.items()}}
 
 
 # A pass runs in three processes at most (this one, its reader child, the database
@@ -341,6 +347,13 @@ def main() -> None:
         "changes_rows_per_second_all_cores_busy": round((changes["pushed"] + changes["pulled"])
                                                         / (changes["cpu"]["machine"] / _PASS_CORES)),
     }
+    # The median run's applying thread, per direction (passes.Timing): applying batches
+    # (wall, and its own CPU: the rest waits on the receiving database) and waiting for
+    # the next batch to be read (by the reader child, mostly).
+    for direction in ("push", "pull"):
+        timing = changes["timings"].get(direction, {})
+        for name in ("apply_seconds", "apply_cpu_seconds", "read_wait_seconds"):
+            rows[f"changes_{direction}_{name}"] = timing.get(name)
     verdict = {
         "noop under 100 ms": rows["noop_seconds"] < TARGETS["noop_seconds"],
         "check under 2 s": rows["check_seconds"] < TARGETS["check_seconds"],

@@ -136,6 +136,23 @@ class PassOptions:
     # (core.sync.reader): its start-up (about half a second of the other core, while
     # this process goes on reading) pays only for long passes. None: never.
     process_after: int | None = 4_000
+    # Where the pass's time went, filled in when given (bench/sync.py reports it), per
+    # direction (`Timing`): what tells a pass bound by its receiving database from one
+    # bound by this process's CPU or by its sending side's reads.
+    timings: dict[str, "Timing"] | None = None
+
+
+@dataclass
+class Timing:
+    """One direction's time on the applying thread, summed over its tables' batches.
+    `apply_seconds - apply_cpu_seconds` is mostly waiting on the receiving database;
+    `read_wait_seconds` is what the applying thread waited for the next batch (read by
+    itself, or by the reading thread or child while it applied the one before)."""
+
+    batches: int = 0
+    apply_seconds: float = 0.0
+    apply_cpu_seconds: float = 0.0
+    read_wait_seconds: float = 0.0
 
 
 # --- preflight -------------------------------------------------------------------------
@@ -790,6 +807,7 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
     total = TableCounts()
     number = 0
     rows_read = 0
+    timing = None if options.timings is None else options.timings.setdefault(direction, Timing())
     context = contextvars.copy_context()
     apart = options.process_after is not None and can_read_apart(src.engine)
     reader: ProcessReader | None = None
@@ -831,6 +849,7 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
             while True:
                 if number and not number % COLLECT_EVERY:
                     gc.collect(1)
+                waiting = time.perf_counter()
                 if ahead is None:
                     got = read(cursor)
                 elif isinstance(ahead, Future):
@@ -846,6 +865,8 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                         drop_reader()
                         got = read(ahead[0])
                 ahead = None
+                if timing is not None:
+                    timing.read_wait_seconds += time.perf_counter() - waiting
                 batch, high, read_count, last_read, with_base, mismatched = got
                 rows_read += read_count
                 if not read_count:
@@ -876,11 +897,16 @@ def move_table(src: Side, dst: Side, spec: SyncTable, *, direction: str, cursor:
                 # row's version included: (high, None) says so, where (high, last id) sent
                 # the next pass, with nothing to do, to read past that row again.
                 mark = last_read if read_count == options.batch_size else (high, None)
+                applying, applying_cpu = time.perf_counter(), time.thread_time()
                 with transaction(dst.engine) as conn:
                     counts = apply_batch(conn, dst.keyring, spec, outgoing, peer_id=dst_peer_id, source=src.site,
                                          policy=policy, agreed=agreed, mismatched=mismatched)
                     if marks_at is dst.engine:
                         set_watermark(*mark, conn=conn)
+                if timing is not None:
+                    timing.batches += 1
+                    timing.apply_seconds += time.perf_counter() - applying
+                    timing.apply_cpu_seconds += time.thread_time() - applying_cpu
                 counts.sent = len(outgoing)
                 total.add(counts)
                 if options.after_batch is not None:

@@ -295,6 +295,26 @@ def test_the_collector_stays_paused_between_a_tables_batches_and_is_back_after_t
     assert gc.isenabled()
 
 
+def test_a_pass_asked_for_its_timings_says_where_each_directions_time_went(first_site, join_site):
+    """The benchmark's question (bench/sync.py): how long the applying thread spent on
+    each direction's batches, how much of it on its own CPU (the rest waits on the
+    receiving database), and how long it waited for the next batch to be read."""
+    from strongroom.core.sync.passes import Timing
+    laptop = join_site("laptop")
+    timings: dict = {}
+    laptop.sync(first_site, batch_size=5, timings=timings)
+    pulled = timings["pull"]
+    assert pulled.batches >= 3           # 12 clients in batches of 5, and their sessions
+    assert 0 < pulled.apply_cpu_seconds <= pulled.apply_seconds + 0.01
+    assert pulled.read_wait_seconds > 0
+    assert timings["push"].batches == 0  # nothing on the laptop to send
+    again: dict = {}
+    laptop.sync(first_site, batch_size=5, timings=again)
+    for direction in ("push", "pull"):      # read, found nothing, applied nothing
+        assert again[direction] == Timing(read_wait_seconds=again[direction].read_wait_seconds)
+    assert laptop.sync(first_site)["push"]["clients"]["applied"] == 0   # and without: nothing asked, nothing kept
+
+
 def test_a_batch_is_read_and_applied_with_plans_of_one_process(first_site, join_site, monkeypatch):
     """A batch is a page of at most a few thousand rows by (sync_version, id), which
     PostgreSQL's planner read with two parallel workers (Gather Merge): starting them
