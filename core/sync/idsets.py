@@ -10,7 +10,12 @@ whatever the batch size: PostgreSQL gets `= ANY(uuid[])`, SQLite an IN over
 On PostgreSQL a list of UUIDs goes as the text of the array (`{hex,hex,...}`, cast to
 uuid[] by the server, which parses the same text either way): psycopg's list dumper
 calls a Python-level dumper per element, about 1.5 µs an id (profiled: a quarter of
-asking for a batch's key records); the text costs about 0.3 µs.
+asking for a batch's key records); the text costs about 0.3 µs. The text is bound
+untyped, straight into `CAST(... AS uuid[])`, so the server takes the parameter as a
+uuid[] and parses it once. Bound as text (`CAST($1::VARCHAR AS uuid[])`), the cast
+was part of the condition and was made again for every row a scan of the whole table
+tested: a small table is read that way rather than by index, and asking a new site's
+2,000 data keys about a batch's 2,000 keys took 2.7 s instead of 6 ms.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import uuid
 from collections.abc import Iterable
 
 from sqlalchemy import Connection, any_, bindparam, cast, func, select, type_coerce
-from sqlalchemy.types import String, Text, Uuid
+from sqlalchemy.types import NullType, String, Uuid
 
 
 def among(conn: Connection, column, ids: Iterable):
@@ -29,7 +34,7 @@ def among(conn: Connection, column, ids: Iterable):
         from sqlalchemy.dialects.postgresql import ARRAY
         if isinstance(column.type, Uuid) and all(v.__class__ is uuid.UUID for v in values):
             text = "{" + ",".join([v.hex for v in values]) + "}"
-            return column == any_(cast(bindparam(None, text, type_=Text), ARRAY(column.type)))
+            return column == any_(cast(bindparam(None, text, type_=NullType()), ARRAY(column.type)))
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     process = column.type._cached_bind_processor(conn.dialect)
     if process is not None:
