@@ -24,11 +24,13 @@ peak RSS is its own; a pass's includes its reader child's, core/sync/reader.py, 
   * the changes pass's applying thread, per direction: its seconds applying batches, of
     them its own CPU (the rest is waiting on the receiving database), and its seconds
     waiting for the next batch to be read (core.sync.passes.Timing)
-  * the changes pass's CPU: its own process's, the reader child's and the machine's
-    busy time, how many cores that kept busy, and the rows per second the pass would
-    reach with every core it can use busy (the rows over the machine's CPU time per
-    core; at most three cores: the pass's three processes). When that is under the
-    target, overlapping more cannot reach it: only less CPU per row.
+  * the machine's speed at Python (a bare loop's nanoseconds an iteration): figures are
+    comparable only between runs at a similar speed
+  * the changes pass's CPU, in all and per direction: its own process's, the reader
+    child's and the machine's busy time, how many cores that kept busy, and the rows
+    per second the pass would reach with every core it can use busy (the rows over the
+    machine's CPU time per core; at most three cores: the pass's three processes). When
+    that is under the target, overlapping more cannot reach it: only less CPU per row.
 
 Writes bench/results/sync-s<scale>.md/.json and prints the table.
 """
@@ -155,10 +157,19 @@ def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
     for _ in range(repeat):
         started = time.perf_counter()
         timings: dict = {}
+        # The CPU counters as each direction starts (the pass says "push: keys", then
+        # "pull: keys"), and as the pass ends: each direction's share of the CPU. The
+        # reader child of a direction is reaped before the next one starts.
+        marks: list[tuple[str, dict]] = []
+
+        def mark(message: str) -> None:
+            if message.endswith(": keys"):
+                marks.append((message.split(":")[0], _cpu()))
         # The batch a sync job makes by default (the table settings' default), so the
         # figures are what a site that configured nothing gets.
         result = run_pass(local, remote, peer, PassOptions(batch_size=SyncTableSettings().batch_size,
-                                                           timings=timings))
+                                                           timings=timings), progress=mark)
+        marks.append(("end", _cpu()))
         times.append(time.perf_counter() - started)
     seconds = statistics.median(times[1:]) if repeat > 1 else times[0]
     moved = {d: sum(c.get("applied", 0) for t, c in result[d].items() if t != "data_keys") for d in ("push", "pull")}
@@ -167,6 +178,8 @@ def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
     return {"seconds": seconds, "pushed": moved["push"], "pulled": moved["pull"], "reader_rss_mb": reader_kb / 1024,
             "push_seconds": result["seconds"].get("push"), "pull_seconds": result["seconds"].get("pull"),
             "cpu": cpu, "wall": sum(times),
+            "direction_cpu": {d: {k: round(after[k] - before[k], 2) for k in before}
+                              for (d, before), (_, after) in zip(marks, marks[1:])},
             "timings": {d: {k: round(v, 2) for k, v in t.__dict__.items()} for d, t in timings.items()}}
 
 
@@ -186,6 +199,21 @@ def _cpu() -> dict[str, float]:
     busy = sum(ticks[:3]) + sum(ticks[5:7])          # user, nice, system, irq, softirq: not idle, iowait, steal
     return {"pass": own.ru_utime + own.ru_stime, "reader": children.ru_utime + children.ru_stime,
             "machine": busy / os.sysconf("SC_CLK_TCK")}
+
+
+def _loop_ns() -> float:
+    """Nanoseconds per iteration of a bare Python loop in a function, the best of three:
+    how fast this machine runs Python right now. Most of a pass's CPU is Python, and the
+    machines these figures come from have differed by half or more at it (the same code
+    pushed 5,555 rows/s on one and 7,992 on another), so a figure is comparable only
+    with one measured at a similar speed."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(2_000_000):
+            pass
+        best = min(best, time.perf_counter() - started)
+    return best / 2_000_000 * 1e9
 
 
 def phase_check(data: Path, sat: Path) -> dict:
@@ -322,6 +350,7 @@ def main() -> None:
     copy_clients = _copy_seconds(libpq, "clients", CHANGED)
     rows = {
         "scale": args.scale, "clients": counts.get("clients"), "sessions": counts.get("sessions"),
+        "python_loop_ns": round(_loop_ns(), 1),
         "initial_rows": initial["pulled"], "initial_seconds": round(initial["seconds"], 2),
         "initial_rows_per_second": round(initial["pulled"] / initial["seconds"]),
         "noop_seconds": round(noop["seconds"], 4), "check_seconds": round(check["seconds"], 3),
@@ -347,6 +376,17 @@ def main() -> None:
         "changes_rows_per_second_all_cores_busy": round((changes["pushed"] + changes["pulled"])
                                                         / (changes["cpu"]["machine"] / _PASS_CORES)),
     }
+    # Each direction's CPU in the median run: this process's, its reader child's and the
+    # machine's (the rest of which is mostly the database server's), and the rows per
+    # second that CPU allows with every core busy: under the target, overlapping more
+    # cannot reach it in that direction, only less CPU per row.
+    for direction, moved in (("push", changes["pushed"]), ("pull", changes["pulled"])):
+        cpu = changes["direction_cpu"].get(direction, {})
+        rows[f"changes_{direction}_cpu_seconds_pass_process"] = cpu.get("pass")
+        rows[f"changes_{direction}_cpu_seconds_reader_child"] = cpu.get("reader")
+        rows[f"changes_{direction}_cpu_seconds_machine"] = cpu.get("machine")
+        rows[f"changes_{direction}_rows_per_second_all_cores_busy"] = (
+            round(moved / (cpu["machine"] / _PASS_CORES)) if cpu.get("machine") else None)
     # The median run's applying thread, per direction (passes.Timing): applying batches
     # (wall, and its own CPU: the rest waits on the receiving database) and waiting for
     # the next batch to be read (by the reader child, mostly).
