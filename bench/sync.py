@@ -188,6 +188,12 @@ def phase_pass(data: Path, sat: Path, repeat: int = 1) -> dict:
 _PASS_CORES = min(os.cpu_count() or 1, 3)
 
 
+def _all_cores_busy(rows: int, machine_seconds: float | None) -> int | None:
+    """The rows per second a pass would reach with every core it can use busy: the rows
+    over the machine's CPU seconds per core (None when no CPU was measured)."""
+    return round(rows / (machine_seconds / _PASS_CORES)) if machine_seconds else None
+
+
 def _cpu() -> dict[str, float]:
     """CPU seconds so far: this process's, its reaped children's (the reader, which
     ProcessReader.close waits for) and the whole machine's busy time (/proc/stat: the
@@ -373,8 +379,8 @@ def main() -> None:
         "changes_cpu_seconds_reader_child": changes["cpu"]["reader"],
         "changes_cpu_seconds_machine": changes["cpu"]["machine"],
         "changes_cores_busy": round(changes["cpu"]["machine"] / changes["wall"], 2),
-        "changes_rows_per_second_all_cores_busy": round((changes["pushed"] + changes["pulled"])
-                                                        / (changes["cpu"]["machine"] / _PASS_CORES)),
+        "changes_rows_per_second_all_cores_busy": _all_cores_busy(changes["pushed"] + changes["pulled"],
+                                                                  changes["cpu"]["machine"]),
     }
     # Each direction's CPU in the median run: this process's, its reader child's and the
     # machine's (the rest of which is mostly the database server's), and the rows per
@@ -385,8 +391,7 @@ def main() -> None:
         rows[f"changes_{direction}_cpu_seconds_pass_process"] = cpu.get("pass")
         rows[f"changes_{direction}_cpu_seconds_reader_child"] = cpu.get("reader")
         rows[f"changes_{direction}_cpu_seconds_machine"] = cpu.get("machine")
-        rows[f"changes_{direction}_rows_per_second_all_cores_busy"] = (
-            round(moved / (cpu["machine"] / _PASS_CORES)) if cpu.get("machine") else None)
+        rows[f"changes_{direction}_rows_per_second_all_cores_busy"] = _all_cores_busy(moved, cpu.get("machine"))
     # The median run's applying thread, per direction (passes.Timing): applying batches
     # (wall, and its own CPU: the rest waits on the receiving database) and waiting for
     # the next batch to be read (by the reader child, mostly).
